@@ -1,0 +1,15 @@
+/*
+ * commands.h - the `fleetvault` subcommands. Each takes the arguments after its own name
+ * (argv[0] is the subcommand name), prints its result or a clear error, and returns the
+ * process exit status (0 success, 1 failure, 2 bad usage).
+ */
+#ifndef FV_CLI_COMMANDS_H
+#define FV_CLI_COMMANDS_H
+
+int fv_cmd_serve(int argc, char **argv);    /* cli/cmd_serve.c */
+int fv_cmd_certs(int argc, char **argv);    /* cli/cmd_certs.c */
+int fv_cmd_simulate(int argc, char **argv); /* cli/cmd_simulate.c */
+int fv_cmd_inspect(int argc, char **argv);  /* cli/cmd_inspect.c */
+int fv_cmd_send(int argc, char **argv);     /* cli/cmd_send.c */
+
+#endif

@@ -1,0 +1,50 @@
+/* main.c - `fleetvault` entry point: dispatches to a subcommand (cli/commands.h). */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+
+#define FV_VERSION "0.1.0"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "fleetvault %s - a private data center for vehicle and energy fleets\n\n"
+               "usage: fleetvault COMMAND [options]\n\n"
+               "commands:\n"
+               "  serve      run the ingestion gateway and HTTP API\n"
+               "  certs      make a development CA, server and device certificates\n"
+               "  simulate   stream a simulated fleet to a server\n"
+               "  inspect    print what a (stopped) server's data directory holds\n"
+               "  send       send one envelope file to a server and print the reply\n"
+               "  version    print the version\n\n"
+               "Run 'fleetvault COMMAND --help' for a command's options.\n",
+            FV_VERSION);
+}
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("fleetvault %s\n", FV_VERSION);
+        return 0;
+    }
+    static const struct {
+        const char *name;
+        int (*fn)(int, char **);
+    } cmds[] = {{"serve", fv_cmd_serve},       {"certs", fv_cmd_certs},
+                {"simulate", fv_cmd_simulate}, {"inspect", fv_cmd_inspect},
+                {"send", fv_cmd_send}};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+        if (strcmp(cmd, cmds[i].name) == 0)
+            return cmds[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "fleetvault: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return 2;
+}

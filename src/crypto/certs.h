@@ -1,0 +1,79 @@
+/*
+ * certs.h - development PKI and device identity.
+ *
+ * Files made by `fleetvault certs` in a directory DIR:
+ *   DIR/ca.crt, DIR/ca.key            the development CA (key mode 0600)
+ *   DIR/server.crt, DIR/server.key    the server certificate, SAN DNS:localhost, IP:127.0.0.1
+ *   DIR/devices/ID.crt, ID.key        a device certificate: CN = ID, EKU client-type OID
+ * Keys are EC P-256 (small handshakes, small per-connection memory).
+ *
+ * Identity (docs/protocol.md): device id = leaf Subject CN with '.' -> '-'; client type from
+ * the EKU OID 1.3.6.1.4.1.49279.2.{4|5}.T; OID 1.3.6.1.4.1.49279.2.5.1.1 (Wi-Fi EAP) and
+ * certificates without a client-type OID are refused.
+ *
+ * Every function writes a message naming the file and the problem into err on failure
+ * (expired, not yet valid, wrong CA, missing file, key does not match, CN not a valid id).
+ * Thread-safe: no shared state besides OpenSSL's own.
+ */
+#ifndef FV_CRYPTO_CERTS_H
+#define FV_CRYPTO_CERTS_H
+
+#include <stddef.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+/* Client types (the T of the OID) this server knows. */
+#define FV_CT_VEHICLE_DEVICE       1
+#define FV_CT_ENERGY_DEVICE        2
+#define FV_CT_VEHICLE_BOARD_DEVICE 11
+#define FV_CT_DAS_DEVICE           12
+#define FV_CT_VEHICLE_SERVICE      14
+#define FV_CT_DAS_SERVICE          15
+#define FV_CT_ENERGY_SERVICE       16
+#define FV_CT_ROBOTICS_DEVICE      28
+
+#define FV_DEVICE_ID_MAX 64
+
+struct fv_identity {
+    char device_id[FV_DEVICE_ID_MAX + 1]; /* CN with '.' replaced by '-' */
+    char client_type[32];                 /* e.g. "vehicle_device" */
+    int type_code;                        /* T from the OID */
+    int production;                       /* 1 for ...2.5.T, 0 for ...2.4.T (engineering) */
+};
+
+/* Name of client type code T ("vehicle_device"), or NULL if unknown. */
+const char *fv_client_type_name(int type_code);
+/* Code of a client type name, or -1 if unknown. */
+int fv_client_type_code(const char *name);
+
+/* Is id a valid device id: 1..64 chars of [A-Za-z0-9_-]? */
+int fv_device_id_valid(const char *id);
+
+/* Creates DIR (0700) with ca.* and server.* unless they exist (then FV_EEXIST untouched). */
+int fv_certs_init(const char *dir, char *err, size_t errlen);
+
+/* Creates DIR/devices/ID.{crt,key} signed by DIR/ca.*; type_code as above. */
+int fv_certs_device(const char *dir, const char *id, int type_code, char *err, size_t errlen);
+
+/* Checks DIR's CA and server files (present, readable, key matches, valid now, server chains
+ * to the CA); used by `serve` at start-up so a bad setup fails with a clear message. */
+int fv_certs_check_server(const char *dir, char *err, size_t errlen);
+
+/* Checks a device certificate file (and key file, if not NULL) against DIR's CA. */
+int fv_certs_check_device(const char *dir, const char *cert_file, const char *key_file,
+                          char *err, size_t errlen);
+
+/* Extracts the identity from a verified leaf certificate. FV_ETLS with a reason if refused. */
+int fv_identity_from_cert(X509 *leaf, struct fv_identity *out, char *err, size_t errlen);
+
+/* An in-memory CA for minting many device certificates quickly (the simulator). */
+struct fv_ca;
+int fv_ca_load(const char *dir, struct fv_ca **out, char *err, size_t errlen);
+/* Mints a certificate + fresh key for id; caller owns *cert and *key (X509_free,
+ * EVP_PKEY_free). */
+int fv_ca_mint(struct fv_ca *ca, const char *id, int type_code, X509 **cert, EVP_PKEY **key,
+               char *err, size_t errlen);
+void fv_ca_free(struct fv_ca *ca);
+
+#endif

@@ -1,0 +1,31 @@
+/* testutil.h - helpers shared by the unit tests: reading vector files from FV_SHARED. */
+#ifndef FV_TESTUTIL_H
+#define FV_TESTUTIL_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Reads shared/ref/vectors/NAME into a malloc'd buffer; aborts the test run if missing. */
+static inline unsigned char *fv_test_read_vector(const char *name, size_t *len)
+{
+    const char *shared = getenv("FV_SHARED");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/ref/vectors/%s", shared ? shared : "../shared", name);
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        fprintf(stderr, "cannot open vector %s (set FV_SHARED)\n", path);
+        abort();
+    }
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *buf = malloc(n > 0 ? (size_t)n : 1);
+    if (buf == NULL || fread(buf, 1, (size_t)n, f) != (size_t)n)
+        abort();
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+#endif
