@@ -1,0 +1,97 @@
+/*
+ * wal.h - the write-ahead log: every record is here, checksummed and fsync'd, before it is
+ * acknowledged.
+ *
+ * Contract:
+ *  - fv_wal_open replays every record on disk, in order, through the callback, cutting a torn
+ *    tail of the newest file (a crash mid-write) cleanly; corruption anywhere else is an
+ *    error naming the file and offset. It then starts one writer thread.
+ *  - fv_wal_append (event-loop thread only) copies the record into the pending batch and
+ *    returns its sequence number (1, 2, ...). It never blocks on disk.
+ *  - The writer thread writes the whole pending batch, fdatasyncs it (group commit: all the
+ *    records appended while the previous fsync ran share one fsync), publishes the batch's
+ *    last sequence number as durable, and calls the notify callback (from the writer thread;
+ *    the callback must only wake the event loop).
+ *  - fv_wal_durable_seq: every record with seq <= the returned value is on disk.
+ *  - A write or fsync error is permanent (fv_wal_failed != 0): nothing more becomes durable;
+ *    the server must stop acknowledging and exit. Retrying fsync after a failure is unsafe.
+ * Thread-safety: append/stats from one thread; durable_seq/failed from any thread.
+ */
+#ifndef FV_WAL_WAL_H
+#define FV_WAL_WAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct fv_wal;
+
+/* A record as the WAL stores it. Pointers are borrowed: during append until it returns,
+ * during replay until the callback returns. */
+struct fv_wal_record {
+    uint8_t type;
+    uint8_t flags;
+    uint64_t received_ms;
+    const char *device_id;
+    uint8_t device_id_len;
+    const char *client_type;
+    uint8_t client_type_len;
+    const char *topic;
+    uint8_t topic_len;
+    const unsigned char *txid;
+    uint16_t txid_len;
+    const unsigned char *payload;
+    uint32_t payload_len;
+};
+
+/* Replay callback; a non-zero return stops replay and fv_wal_open fails with it. */
+typedef int (*fv_wal_replay_fn)(void *arg, const struct fv_wal_record *rec, const char *file,
+                                uint64_t offset);
+
+struct fv_wal_opts {
+    uint64_t segment_bytes;    /* rotate to a new file past this size (default 64 MiB) */
+    int read_only;             /* replay only: no truncation, no writer (inspect) */
+    void (*notify)(void *arg); /* called by the writer thread after each durable batch */
+    void *notify_arg;
+};
+
+struct fv_wal_stats {
+    uint64_t appended_seq, durable_seq;
+    uint64_t bytes_on_disk;
+    uint64_t files;
+    uint64_t fsyncs;
+    uint64_t records_replayed;
+    uint64_t torn_bytes_cut;
+    /* fsync latency histogram, buckets <= 0.1,0.25,0.5,1,2.5,5,10,25,50,100,250 ms, +Inf */
+    uint64_t fsync_hist[12];
+    double fsync_seconds_sum;
+};
+extern const double fv_wal_fsync_buckets_ms[11];
+
+int fv_wal_open(const char *dir, const struct fv_wal_opts *opts, fv_wal_replay_fn replay,
+                void *arg, struct fv_wal **out, char *err, size_t errlen);
+
+/* Returns the new record's sequence number (> 0), or a negative error (FV_ELIMIT if the
+ * record is too large, FV_EIO if the WAL has failed, FV_ENOMEM). */
+int64_t fv_wal_append(struct fv_wal *w, const struct fv_wal_record *rec);
+
+uint64_t fv_wal_durable_seq(struct fv_wal *w);
+int fv_wal_failed(struct fv_wal *w);
+void fv_wal_stats(struct fv_wal *w, struct fv_wal_stats *out);
+
+/* Makes everything appended durable, stops the writer, closes files, frees w. */
+void fv_wal_close(struct fv_wal *w);
+
+/* Encodes rec's body (the format in wal_format.h) into out; FV_ELIMIT if too large.
+ * Decodes a body; FV_ECORRUPT if its parts do not add up. Exposed for tests and fuzzing. */
+int fv_wal_encode_body(const struct fv_wal_record *rec, unsigned char *out, size_t cap,
+                       size_t *len);
+int fv_wal_decode_body(const unsigned char *p, size_t n, struct fv_wal_record *rec);
+
+/* Scans one file image (header + records) without touching disk. Calls fn per record;
+ * returns the offset where valid data ends in *valid_end; FV_OK if the whole image is valid,
+ * FV_ECORRUPT (with err naming name and offset) otherwise, with *torn = 1 when the invalid
+ * part is what a crash mid-write leaves at the end of a file. Used by replay and the fuzzer. */
+int fv_wal_scan(const unsigned char *img, size_t len, const char *name, fv_wal_replay_fn fn,
+                void *arg, uint64_t *valid_end, int *torn, char *err, size_t errlen);
+
+#endif

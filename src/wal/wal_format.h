@@ -1,0 +1,38 @@
+/*
+ * wal_format.h - on-disk constants of the write-ahead log (docs/formats.md, "WAL").
+ *
+ * A WAL is a directory of files named wal-NNNNNNNNNNNNNNNN.log (16 hex digits, increasing).
+ * Every file starts with a 16-byte header:
+ *   0  8  magic "FVWAL\r\n\x1a" (the CR LF and ^Z reveal text-mode mangling, as PNG's do)
+ *   8  4  u32 format version (FV_WAL_VERSION)
+ *  12  4  u32 CRC-32C of bytes 0..11
+ * followed by records, each:
+ *   0  4  u32 body length N (1 <= N <= FV_WAL_MAX_BODY)
+ *   4  4  u32 CRC-32C of the body
+ *   8  N  body:
+ *         0  1  u8 record type (FV_WAL_REC_*)
+ *         1  1  u8 flags (FV_WAL_F_*)
+ *         2  8  u64 received_ms (server clock, Unix epoch milliseconds)
+ *        10  1  u8 device id length, then the device id
+ *            1  u8 client type length, then the client type ("vehicle_device")
+ *            1  u8 topic length, then the topic ("V", "alerts", ...)
+ *            2  u16 txid length, then the txid bytes
+ *            4  u32 payload length, then the payload (protobuf, vin = device id)
+ * All integers little-endian. The body's parts must add up to exactly N.
+ */
+#ifndef FV_WAL_FORMAT_H
+#define FV_WAL_FORMAT_H
+
+#define FV_WAL_MAGIC       "FVWAL\r\n\x1a"
+#define FV_WAL_MAGIC_LEN   8
+#define FV_WAL_VERSION     1u
+#define FV_WAL_HEADER_LEN  16
+#define FV_WAL_REC_HEAD    8
+#define FV_WAL_MAX_BODY    (2u * 1024u * 1024u)
+
+#define FV_WAL_REC_DATA    1 /* a record received from a device (or generated: connectivity) */
+
+#define FV_WAL_F_RESEND    0x01 /* the device marked it is_resend */
+#define FV_WAL_F_GENERATED 0x02 /* made by the server (connectivity), not sent by a device */
+
+#endif
