@@ -50,28 +50,39 @@ int fv_client_type_code(const char *name);
 /* Is id a valid device id: 1..64 chars of [A-Za-z0-9_-]? */
 int fv_device_id_valid(const char *id);
 
-/* Creates DIR (0700) with ca.* and server.* unless they exist (then FV_EEXIST untouched). */
+/* Creates DIR (0700) with ca.* and server.* unless they exist (then FV_EEXIST untouched).
+ * DIR/ca.crt is written last: if it exists the PKI is complete; FV_EIO if a write fails. */
 int fv_certs_init(const char *dir, char *err, size_t errlen);
 
-/* Creates DIR/devices/ID.{crt,key} signed by DIR/ca.*; type_code as above. */
+/* Creates DIR/devices/ID.{crt,key} signed by DIR/ca.*; type_code as above. FV_EINVAL for an
+ * invalid id or unknown type (before touching the disk), FV_EEXIST if ID.crt exists. */
 int fv_certs_device(const char *dir, const char *id, int type_code, char *err, size_t errlen);
 
 /* Checks DIR's CA and server files (present, readable, key matches, valid now, server chains
- * to the CA); used by `serve` at start-up so a bad setup fails with a clear message. */
+ * to the CA); used by `serve` at start-up so a bad setup fails with a clear message.
+ * DIR/ca.key is optional (a server does not need it) but must match ca.crt when present.
+ * Errors: FV_ENOENT missing file, FV_EIO unreadable, FV_ETLS anything wrong with the contents.
+ * On FV_OK, err holds a one-line summary, followed by "\nwarning: ..." lines for problems that
+ * do not stop a server (no SAN localhost/127.0.0.1, expiring within 30 days, key mode). */
 int fv_certs_check_server(const char *dir, char *err, size_t errlen);
 
-/* Checks a device certificate file (and key file, if not NULL) against DIR's CA. */
-int fv_certs_check_device(const char *dir, const char *cert_file, const char *key_file,
-                          char *err, size_t errlen);
+/* Checks a device certificate file (and key file, if not NULL) against DIR's CA, including
+ * its identity (fv_identity_from_cert). Errors and the FV_OK summary as for the server. */
+int fv_certs_check_device(const char *dir, const char *cert_file, const char *key_file, char *err,
+                          size_t errlen);
 
-/* Extracts the identity from a verified leaf certificate. FV_ETLS with a reason if refused. */
+/* Extracts the identity from a verified leaf certificate. FV_ETLS with a reason if refused.
+ * Does not verify the certificate: pass the leaf of a chain the TLS layer verified. */
 int fv_identity_from_cert(X509 *leaf, struct fv_identity *out, char *err, size_t errlen);
 
 /* An in-memory CA for minting many device certificates quickly (the simulator). */
 struct fv_ca;
+/* Loads DIR/ca.{crt,key} (key must match, CA must be valid now); free with fv_ca_free.
+ * Use one fv_ca per thread (or a lock): concurrent minting from one is not promised. */
 int fv_ca_load(const char *dir, struct fv_ca **out, char *err, size_t errlen);
 /* Mints a certificate + fresh key for id; caller owns *cert and *key (X509_free,
- * EVP_PKEY_free). */
+ * EVP_PKEY_free). Same extensions as fv_certs_device (production OID). FV_EINVAL for an
+ * invalid id or unknown type_code; *cert and *key are NULL on failure. */
 int fv_ca_mint(struct fv_ca *ca, const char *id, int type_code, X509 **cert, EVP_PKEY **key,
                char *err, size_t errlen);
 void fv_ca_free(struct fv_ca *ca);
