@@ -83,7 +83,11 @@ int fv_os_write_file_atomic(const char *path, const void *data, size_t len, mode
         fv_seterr(err, errlen, "path too long: %s", path);
         return FV_EINVAL;
     }
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    /* A leftover temp file may have a wider mode: remove it and create afresh (O_EXCL), so
+     * secret bytes are never written into a file others can read. */
+    if (unlink(tmp) != 0 && errno != ENOENT)
+        return fail("unlink", tmp, err, errlen);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
     if (fd < 0)
         return fail("open", tmp, err, errlen);
     int rc = fv_os_write_all(fd, data, len, tmp, err, errlen);

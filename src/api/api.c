@@ -1,0 +1,315 @@
+/* api.c - see api.h. JSON is built with jansson; the Prometheus text by hand (its format is
+ * line-oriented: "# TYPE name kind" then "name{labels} value"). */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+
+#include "api/api.h"
+#include "util/clock.h"
+#include "util/err.h"
+#include "wire/signals.h"
+
+void fv_format_time_ms(uint64_t ms, char *buf, size_t len)
+{
+    time_t s = (time_t)(ms / 1000u);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(ms % 1000u));
+}
+
+static const char *const door_names[] = {"DriverFront",   "DriverRear", "PassengerFront",
+                                         "PassengerRear", "TrunkFront", "TrunkRear"};
+static const char *const tire_names[] = {"front_left", "front_right", "rear_left", "rear_right"};
+
+static json_t *bits_json(uint32_t bits, const char *const *names, int n)
+{
+    json_t *o = json_object();
+    for (int i = 0; o && i < n; i++)
+        json_object_set_new(o, names[i], json_boolean(bits & (1u << i)));
+    return o;
+}
+
+static json_t *value_json(const struct fv_value *v)
+{
+    switch (v->kind) {
+    case FV_VK_STRING:
+        return json_string(v->u.s);
+    case FV_VK_INT:
+    case FV_VK_ENUM:
+        return json_integer((json_int_t)v->u.i);
+    case FV_VK_DOUBLE:
+        return isfinite(v->u.d) ? json_real(v->u.d) : json_null();
+    case FV_VK_BOOL:
+        return json_boolean(v->u.i);
+    case FV_VK_LOCATION:
+        return json_pack("{s:f,s:f}", "latitude", v->u.loc.lat, "longitude", v->u.loc.lon);
+    case FV_VK_DOORS:
+        return bits_json(v->u.bits, door_names, 6);
+    case FV_VK_TIRES:
+        return bits_json(v->u.bits, tire_names, 4);
+    case FV_VK_TIME: {
+        char t[32];
+        snprintf(t, sizeof t, "%02d:%02d:%02d", (int)v->u.time.h % 100, (int)v->u.time.m % 100,
+                 (int)v->u.time.s % 100);
+        return json_string(t);
+    }
+    default:
+        return json_null();
+    }
+}
+
+static const char *kind_name(uint8_t k)
+{
+    static const char *const names[] = {"none",   "string", "int",     "double",
+                                        "bool",   "location", "enum",  "invalid",
+                                        "doors",  "time",   "tires",   "other"};
+    return k < sizeof names / sizeof names[0] ? names[k] : "other";
+}
+
+static int dump_json(json_t *j, struct fv_buf *out)
+{
+    if (j == NULL)
+        return FV_ENOMEM;
+    char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    json_decref(j);
+    if (s == NULL)
+        return FV_ENOMEM;
+    int rc = fv_buf_append(out, s, strlen(s));
+    free(s);
+    return rc;
+}
+
+int fv_api_value_json(const struct fv_value *v, struct fv_buf *out)
+{
+    json_t *j = value_json(v);
+    return dump_json(j ? j : json_null(), out);
+}
+
+static void respond_json(struct fv_http_response *r, int status, json_t *j)
+{
+    r->status = status;
+    r->content_type = "application/json";
+    fv_buf_reset(&r->body);
+    if (dump_json(j, &r->body) != FV_OK) {
+        r->status = 500;
+        fv_buf_reset(&r->body);
+    }
+    fv_buf_append(&r->body, "\n", 1);
+}
+
+static void respond_error(struct fv_http_response *r, int status, const char *msg)
+{
+    respond_json(r, status, json_pack("{s:s}", "error", msg));
+}
+
+static json_t *device_summary(const struct fv_device *d)
+{
+    char first[40], last[40], recv[40];
+    fv_format_time_ms(d->first_ms, first, sizeof first);
+    fv_format_time_ms(d->last_ms, last, sizeof last);
+    fv_format_time_ms(d->last_received_ms, recv, sizeof recv);
+    return json_pack("{s:s,s:s,s:b,s:I,s:I,s:I,s:I,s:s,s:s,s:s,s:I}", "id", d->id, "client_type",
+                     d->client_type, "connected", d->sessions > 0, "records",
+                     (json_int_t)d->records, "datums", (json_int_t)d->datums, "duplicates",
+                     (json_int_t)d->duplicates, "rate_limited", (json_int_t)d->rate_limited,
+                     "first_time", first, "last_time", last, "last_received", recv, "signals",
+                     (json_int_t)d->nsignals);
+}
+
+static void get_vehicles(const struct fv_api_view *v, struct fv_http_response *r)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < v->fleet->devices.cap; i++) {
+        const struct fv_device *d = v->fleet->devices.slots[i].val;
+        if (v->fleet->devices.slots[i].hash && d)
+            json_array_append_new(arr, device_summary(d));
+    }
+    respond_json(r, 200, json_pack("{s:I,s:o}", "count", (json_int_t)fv_fleet_count(v->fleet),
+                                   "vehicles", arr));
+}
+
+static void get_state(const struct fv_api_view *v, const char *id, struct fv_http_response *r)
+{
+    const struct fv_device *d = fv_fleet_find(v->fleet, id);
+    if (d == NULL) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "unknown vehicle '%.64s'", id);
+        respond_error(r, 404, msg);
+        return;
+    }
+    json_t *sig = json_object();
+    for (uint32_t i = 0; sig && i < d->nsignals; i++) {
+        const struct fv_signal_state *s = &d->signals[i];
+        char name[32], t[40];
+        fv_signal_label(s->field, name, sizeof name);
+        fv_format_time_ms(s->time_ms, t, sizeof t);
+        json_t *val = value_json(&s->value);
+        json_object_set_new(sig, name,
+                            json_pack("{s:o,s:s,s:I,s:s}", "value", val ? val : json_null(),
+                                      "time", t, "time_ms", (json_int_t)s->time_ms, "kind",
+                                      kind_name(s->value.kind)));
+    }
+    json_t *j = device_summary(d);
+    if (j)
+        json_object_set_new(j, "state", sig);
+    respond_json(r, 200, j);
+}
+
+static void get_status(const struct fv_api_view *v, struct fv_http_response *r)
+{
+    struct fv_wal_stats ws;
+    fv_wal_stats(v->wal, &ws);
+    respond_json(r, 200,
+                 json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "status",
+                           fv_wal_failed(v->wal) ? "wal_failed" : "ok", "uptime_s",
+                           (json_int_t)((fv_now_ms() - v->start_ms) / 1000u), "connections",
+                           (json_int_t)v->metrics->connections_open, "devices",
+                           (json_int_t)fv_fleet_count(v->fleet), "wal_bytes",
+                           (json_int_t)ws.bytes_on_disk, "wal_appended_seq",
+                           (json_int_t)ws.appended_seq, "wal_durable_seq",
+                           (json_int_t)ws.durable_seq));
+    if (fv_wal_failed(v->wal))
+        r->status = 503;
+}
+
+static void prom(struct fv_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void prom(struct fv_buf *b, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        fv_buf_append(b, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+}
+
+static void get_metrics(const struct fv_api_view *v, struct fv_http_response *r)
+{
+    const struct fv_metrics *m = v->metrics;
+    struct fv_buf *b = &r->body;
+    struct fv_wal_stats ws;
+    fv_wal_stats(v->wal, &ws);
+    r->status = 200;
+    r->content_type = "text/plain; version=0.0.4";
+#define COUNTER(name, help, val)                                                                   \
+    prom(b, "# HELP " name " " help "\n# TYPE " name " counter\n" name " %llu\n",                 \
+         (unsigned long long)(val))
+#define GAUGE(name, help, val)                                                                     \
+    prom(b, "# HELP " name " " help "\n# TYPE " name " gauge\n" name " %llu\n",                   \
+         (unsigned long long)(val))
+    GAUGE("fleetvault_connections", "Device connections open now.", m->connections_open);
+    COUNTER("fleetvault_connections_total", "Device connections accepted.", m->connections_total);
+    COUNTER("fleetvault_tls_rejected_total", "Client certificates that failed verification.",
+            m->tls_rejected);
+    COUNTER("fleetvault_identity_rejected_total",
+            "Verified certificates without a valid device identity.", m->identity_rejected);
+    COUNTER("fleetvault_messages_total", "WebSocket messages received from devices.",
+            m->messages_total);
+    COUNTER("fleetvault_received_bytes_total", "Bytes of device messages received.",
+            m->bytes_received);
+    prom(b, "# HELP fleetvault_records_total Records stored durably, by record type.\n"
+            "# TYPE fleetvault_records_total counter\n");
+    for (int i = 0; i < FV_TOPIC_SLOTS; i++)
+        prom(b, "fleetvault_records_total{topic=\"%s\"} %llu\n", fv_metrics_topic_names[i],
+             (unsigned long long)m->records_stored[i]);
+    COUNTER("fleetvault_datums_total", "Signal values stored.", m->datums_stored);
+    COUNTER("fleetvault_acks_total", "Acks sent (each after fsync).", m->acks_sent);
+    COUNTER("fleetvault_error_replies_total", "Error replies sent.", m->errors_sent);
+    prom(b, "# HELP fleetvault_rejected_total Messages refused, by reason.\n"
+            "# TYPE fleetvault_rejected_total counter\n");
+    for (int i = 0; i < FV_REJ_COUNT; i++)
+        prom(b, "fleetvault_rejected_total{reason=\"%s\"} %llu\n", fv_reject_names[i],
+             (unsigned long long)m->rejected[i]);
+    COUNTER("fleetvault_rate_limited_total", "Records refused by the rate limiter.",
+            m->rejected[FV_REJ_RATE]);
+    COUNTER("fleetvault_duplicates_total", "Resent records acked again but not stored twice.",
+            m->duplicates);
+    COUNTER("fleetvault_unknown_message_type_total",
+            "Envelopes with an unknown union type (acked, not stored).",
+            m->unknown_message_type);
+    GAUGE("fleetvault_devices", "Devices known.", fv_fleet_count(v->fleet));
+    GAUGE("fleetvault_wal_bytes", "Bytes in the write-ahead log.", ws.bytes_on_disk);
+    GAUGE("fleetvault_wal_files", "Files in the write-ahead log.", ws.files);
+    COUNTER("fleetvault_wal_fsyncs_total", "WAL fsyncs (group commits).", ws.fsyncs);
+    COUNTER("fleetvault_wal_torn_bytes_cut_total", "Bytes of torn tail cut at start-up.",
+            ws.torn_bytes_cut);
+    prom(b, "# HELP fleetvault_wal_fsync_seconds WAL fsync latency.\n"
+            "# TYPE fleetvault_wal_fsync_seconds histogram\n");
+    uint64_t cum = 0;
+    for (int i = 0; i < 11; i++) {
+        cum += ws.fsync_hist[i];
+        prom(b, "fleetvault_wal_fsync_seconds_bucket{le=\"%g\"} %llu\n",
+             fv_wal_fsync_buckets_ms[i] / 1000.0, (unsigned long long)cum);
+    }
+    cum += ws.fsync_hist[11];
+    prom(b, "fleetvault_wal_fsync_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+    prom(b, "fleetvault_wal_fsync_seconds_sum %.6f\n", ws.fsync_seconds_sum);
+    prom(b, "fleetvault_wal_fsync_seconds_count %llu\n", (unsigned long long)cum);
+    COUNTER("fleetvault_http_requests_total", "API requests.", m->http_requests);
+    COUNTER("fleetvault_http_unauthorized_total", "API requests refused for a missing or wrong "
+            "token.", m->http_unauthorized);
+#undef COUNTER
+#undef GAUGE
+}
+
+static int authorized(const struct fv_api_view *v, const char *auth)
+{
+    if (auth == NULL || strncmp(auth, "Bearer ", 7) != 0 || v->admin_token == NULL)
+        return 0;
+    const char *tok = auth + 7;
+    size_t n = strlen(v->admin_token);
+    return strlen(tok) == n && CRYPTO_memcmp(tok, v->admin_token, n) == 0;
+}
+
+void fv_api_handle(const struct fv_api_view *v, const char *method, const char *path,
+                   const char *authorization, struct fv_http_response *out)
+{
+    out->www_authenticate = 0;
+    if (strcmp(method, "GET") != 0) {
+        respond_error(out, 405, "method not allowed: the API is read-only (GET)");
+        return;
+    }
+    if (strcmp(path, "/status") == 0) {
+        get_status(v, out);
+        return;
+    }
+    if (strcmp(path, "/metrics") == 0) {
+        get_metrics(v, out);
+        return;
+    }
+    if (strncmp(path, "/api/", 5) != 0) {
+        respond_error(out, 404, "no such endpoint");
+        return;
+    }
+    if (!authorized(v, authorization)) {
+        out->www_authenticate = 1;
+        respond_error(out, 401,
+                      authorization ? "invalid token" : "missing 'Authorization: Bearer TOKEN'");
+        return;
+    }
+    const char *p = path + 4;
+    if (strcmp(p, "/v1/vehicles") == 0 || strcmp(p, "/v1/vehicles/") == 0) {
+        get_vehicles(v, out);
+        return;
+    }
+    const char *pre = "/v1/vehicles/";
+    if (strncmp(p, pre, strlen(pre)) == 0) {
+        const char *id = p + strlen(pre);
+        const char *slash = strchr(id, '/');
+        if (slash && strcmp(slash, "/state") == 0 && slash > id && slash - id <= 64) {
+            char buf[65];
+            memcpy(buf, id, (size_t)(slash - id));
+            buf[slash - id] = '\0';
+            get_state(v, buf, out);
+            return;
+        }
+    }
+    respond_error(out, 404, "no such endpoint");
+}

@@ -1,0 +1,209 @@
+/* fleet.c - see fleet.h. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway/fleet.h"
+#include "util/err.h"
+
+struct fv_device *fv_fleet_find(const struct fv_fleet *f, const char *id)
+{
+    return fv_map_get(&f->devices, id, strlen(id));
+}
+
+struct fv_device *fv_fleet_device(struct fv_fleet *f, const char *id, const char *client_type)
+{
+    struct fv_device *d = fv_fleet_find(f, id);
+    if (d)
+        return d;
+    if (strlen(id) >= sizeof d->id)
+        return NULL;
+    d = calloc(1, sizeof *d);
+    if (d == NULL)
+        return NULL;
+    strcpy(d->id, id);
+    snprintf(d->client_type, sizeof d->client_type, "%s", client_type ? client_type : "");
+    if (fv_map_put(&f->devices, id, strlen(id), d) != FV_OK) {
+        free(d);
+        return NULL;
+    }
+    return d;
+}
+
+size_t fv_fleet_count(const struct fv_fleet *f)
+{
+    return f->devices.n;
+}
+
+/* ---- txid window -------------------------------------------------------------------- */
+
+static int set_has(const struct fv_txwindow *w, uint64_t h)
+{
+    if (w->set_cap == 0)
+        return 0;
+    for (uint32_t i = (uint32_t)h & (w->set_cap - 1);; i = (i + 1) & (w->set_cap - 1)) {
+        if (w->set[i] == 0)
+            return 0;
+        if (w->set[i] == h)
+            return 1;
+    }
+}
+
+static void set_insert(uint64_t *set, uint32_t cap, uint64_t h)
+{
+    uint32_t i = (uint32_t)h & (cap - 1);
+    while (set[i] && set[i] != h)
+        i = (i + 1) & (cap - 1);
+    set[i] = h;
+}
+
+static void set_remove(struct fv_txwindow *w, uint64_t h)
+{
+    uint32_t mask = w->set_cap - 1, i = (uint32_t)h & mask;
+    while (w->set[i] != h) {
+        if (w->set[i] == 0)
+            return;
+        i = (i + 1) & mask;
+    }
+    for (uint32_t j = (i + 1) & mask; w->set[j]; j = (j + 1) & mask) {
+        uint32_t home = (uint32_t)w->set[j] & mask;
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            w->set[i] = w->set[j];
+            i = j;
+        }
+    }
+    w->set[i] = 0;
+}
+
+int fv_device_has_txid(const struct fv_device *d, const void *txid, size_t len)
+{
+    return set_has(&d->recent, fv_hash64(txid, len));
+}
+
+/* Grows ring and set together, doubling, up to the window. */
+static int window_grow(struct fv_txwindow *w)
+{
+    uint32_t ncap = w->ring_cap ? w->ring_cap * 2 : 8;
+    uint64_t *ring = malloc(ncap * sizeof *ring);
+    uint64_t *set = calloc(ncap * 2, sizeof *set);
+    if (ring == NULL || set == NULL) {
+        free(ring);
+        free(set);
+        return FV_ENOMEM;
+    }
+    for (uint32_t k = 0; k < w->ring_n; k++) {
+        ring[k] = w->ring[(w->ring_head + k) % w->ring_cap];
+        set_insert(set, ncap * 2, ring[k]);
+    }
+    free(w->ring);
+    free(w->set);
+    w->ring = ring;
+    w->set = set;
+    w->ring_cap = ncap;
+    w->set_cap = ncap * 2;
+    w->ring_head = 0;
+    return FV_OK;
+}
+
+int fv_device_add_txid(struct fv_device *d, const void *txid, size_t len)
+{
+    struct fv_txwindow *w = &d->recent;
+    uint64_t h = fv_hash64(txid, len);
+    if (set_has(w, h))
+        return FV_OK;
+    if (w->ring_n == w->ring_cap) {
+        if (w->ring_cap < FV_DEDUP_WINDOW) {
+            if (window_grow(w))
+                return FV_ENOMEM;
+        } else {
+            set_remove(w, w->ring[w->ring_head]);
+            w->ring_head = (w->ring_head + 1) % w->ring_cap;
+            w->ring_n--;
+        }
+    }
+    w->ring[(w->ring_head + w->ring_n) % w->ring_cap] = h;
+    w->ring_n++;
+    set_insert(w->set, w->set_cap, h);
+    return FV_OK;
+}
+
+/* ---- latest state ------------------------------------------------------------------- */
+
+static struct fv_signal_state *signal_slot(struct fv_device *d, uint32_t field, int create)
+{
+    uint32_t lo = 0, hi = d->nsignals;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (d->signals[mid].field < field)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < d->nsignals && d->signals[lo].field == field)
+        return &d->signals[lo];
+    if (!create)
+        return NULL;
+    if (d->nsignals == d->capsignals) {
+        uint32_t ncap = d->capsignals ? d->capsignals * 2 : 8;
+        struct fv_signal_state *n = realloc(d->signals, ncap * sizeof *n);
+        if (n == NULL)
+            return NULL;
+        d->signals = n;
+        d->capsignals = ncap;
+    }
+    memmove(&d->signals[lo + 1], &d->signals[lo], (d->nsignals - lo) * sizeof *d->signals);
+    d->nsignals++;
+    memset(&d->signals[lo], 0, sizeof d->signals[lo]);
+    d->signals[lo].field = field;
+    return &d->signals[lo];
+}
+
+const struct fv_signal_state *fv_device_signal(const struct fv_device *d, uint32_t field)
+{
+    return signal_slot((struct fv_device *)d, field, 0);
+}
+
+int fv_device_apply(struct fv_device *d, uint64_t record_ms, uint64_t received_ms,
+                    const struct fv_vrecord *v)
+{
+    d->records++;
+    if (d->first_ms == 0 || record_ms < d->first_ms)
+        d->first_ms = record_ms;
+    if (record_ms > d->last_ms)
+        d->last_ms = record_ms;
+    if (received_ms > d->last_received_ms)
+        d->last_received_ms = received_ms;
+    if (v == NULL)
+        return FV_OK;
+    d->datums += v->n;
+    for (size_t i = 0; i < v->n; i++) {
+        struct fv_signal_state *s = signal_slot(d, v->data[i].field, 1);
+        if (s == NULL)
+            return FV_ENOMEM;
+        if (s->time_ms > record_ms)
+            continue; /* an older record arriving late does not roll state back */
+        struct fv_value copy;
+        if (fv_value_copy(&copy, &v->data[i].value))
+            return FV_ENOMEM;
+        fv_value_clear(&s->value);
+        s->value = copy;
+        s->time_ms = record_ms;
+    }
+    return FV_OK;
+}
+
+void fv_fleet_free(struct fv_fleet *f)
+{
+    for (size_t i = 0; i < f->devices.cap; i++) {
+        struct fv_device *d = f->devices.slots[i].val;
+        if (f->devices.slots[i].hash == 0 || d == NULL)
+            continue;
+        for (uint32_t k = 0; k < d->nsignals; k++)
+            fv_value_clear(&d->signals[k].value);
+        free(d->signals);
+        free(d->recent.set);
+        free(d->recent.ring);
+        free(d);
+    }
+    fv_map_free(&f->devices);
+}

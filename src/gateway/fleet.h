@@ -1,0 +1,74 @@
+/*
+ * fleet.h - the server's in-memory view of every device: latest value and time of every
+ * signal, counters, the recent-txid window that de-duplicates resends, rate-limit buckets.
+ *
+ * It is derived state: rebuilt at start-up by replaying the WAL (fv_fleet_apply for every
+ * stored record), then kept up to date as records are accepted. Owned and used by the event
+ * loop thread only (the HTTP API runs on the same loop), so it needs no locks.
+ *
+ * De-duplication window: the last FV_DEDUP_WINDOW txids of each device (a resend of anything
+ * older is stored again). Devices resend within seconds to minutes; at 1 record/s the window
+ * covers 17 minutes.
+ */
+#ifndef FV_GATEWAY_FLEET_H
+#define FV_GATEWAY_FLEET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gateway/ratelimit.h"
+#include "util/map.h"
+#include "wire/payload.h"
+
+#define FV_DEDUP_WINDOW 1024
+
+struct fv_signal_state {
+    uint32_t field;
+    uint64_t time_ms;
+    struct fv_value value;
+};
+
+struct fv_txwindow {
+    uint64_t *set; /* open addressing of txid hashes, 0 = empty */
+    uint32_t set_cap;
+    uint64_t *ring; /* insertion order, for eviction */
+    uint32_t ring_cap, ring_head, ring_n;
+};
+
+struct fv_device {
+    char id[65];
+    char client_type[32];
+    uint64_t records, datums, duplicates, rate_limited;
+    uint64_t first_ms, last_ms; /* record times (device clock) */
+    uint64_t last_received_ms;  /* server clock */
+    int sessions;               /* connections open now */
+    struct fv_signal_state *signals; /* sorted by field */
+    uint32_t nsignals, capsignals;
+    struct fv_txwindow recent;
+    struct fv_bucket buckets[FV_RATE_MAX_RULES];
+};
+
+struct fv_fleet {
+    struct fv_map devices; /* id -> struct fv_device* */
+};
+
+/* Finds or creates a device; NULL on out-of-memory. */
+struct fv_device *fv_fleet_device(struct fv_fleet *f, const char *id, const char *client_type);
+struct fv_device *fv_fleet_find(const struct fv_fleet *f, const char *id);
+size_t fv_fleet_count(const struct fv_fleet *f);
+
+/* Has this device stored a record with this txid recently? */
+int fv_device_has_txid(const struct fv_device *d, const void *txid, size_t len);
+/* Remembers a stored txid (evicting the oldest past the window). FV_OK or FV_ENOMEM. */
+int fv_device_add_txid(struct fv_device *d, const void *txid, size_t len);
+
+/* Accounts one stored record: counters, times and, for a decoded V record, the latest state
+ * of each signal (a value older than the one held is ignored). FV_OK or FV_ENOMEM. */
+int fv_device_apply(struct fv_device *d, uint64_t record_ms, uint64_t received_ms,
+                    const struct fv_vrecord *v);
+
+const struct fv_signal_state *fv_device_signal(const struct fv_device *d, uint32_t field);
+
+void fv_fleet_free(struct fv_fleet *f);
+
+#endif

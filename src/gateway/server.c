@@ -1,0 +1,933 @@
+/*
+ * server.c - the gateway's event loop (libwebsockets), sessions, and the record pipeline.
+ *
+ * Threads: everything here runs on the event-loop thread except wal_notify(), which the WAL
+ * writer calls after each durable batch and which only wakes the loop (lws_cancel_service,
+ * thread-safe). The loop then sends the acks of every record now durable.
+ *
+ * Invariants:
+ *  S1 an ack for a stored record is queued only when its WAL seq <= durable_seq;
+ *  S2 an ack for a duplicate is queued no earlier than the original's (it waits for the
+ *     WAL's last appended seq at the time the duplicate arrived);
+ *  S3 identity comes only from the verified chain's leaf (SSL_get0_verified_chain), never
+ *     from the payload or from certificates the client appended;
+ *  S4 a message that is refused leaves no trace in the WAL, the fleet state or the dedup
+ *     window; only metrics change.
+ *  S5 a session's pending acks refer to it by id; a closed session's acks are dropped.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <libwebsockets.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "api/api.h"
+#include "crypto/certs.h"
+#include "gateway/fleet.h"
+#include "gateway/metrics.h"
+#include "gateway/server.h"
+#include "os/fsio.h"
+#include "util/clock.h"
+#include "util/err.h"
+#include "util/log.h"
+#include "wal/wal.h"
+#include "wal/wal_format.h"
+#include "wire/envelope.h"
+#include "wire/payload.h"
+
+#define ERR_TEXT_FORMAT "incorrect message format"
+#define ERR_TEXT_RATE   "rate limit exceeded"
+#define MAX_OUT_FRAMES  8192 /* a device that never reads its acks is disconnected */
+
+struct frame {
+    struct frame *next;
+    size_t len;
+    unsigned char data[]; /* LWS_PRE bytes of headroom, then len bytes */
+};
+
+struct session {
+    struct fv_server *srv;
+    struct lws *wsi;
+    uint64_t id;
+    struct fv_identity ident;
+    struct fv_device *dev;
+    char conn_id[40];
+    char netif[16];
+    struct fv_buf rx;
+    int in_msg, discarding, text;
+    struct frame *out_head, *out_tail;
+    unsigned out_n;
+    int established;
+    int http_status; /* GET /status on the device port */
+};
+
+struct pending {
+    struct pending *next;
+    uint64_t seq;
+    uint64_t session_id;
+    uint16_t txid_len;
+    uint8_t topic_len;
+    unsigned char data[]; /* txid then topic */
+};
+
+struct api_session {
+    struct fv_http_response resp;
+    size_t sent;
+};
+
+struct fv_server {
+    const struct fv_server_config *cfg;
+    struct lws_context *ctx;
+    struct fv_wal *wal;
+    struct fv_fleet fleet;
+    struct fv_metrics m;
+    struct fv_map sessions; /* id -> struct session* */
+    uint64_t next_session_id;
+    struct pending *pend_head, *pend_tail;
+    char admin_token[80];
+    uint64_t start_ms;
+    volatile sig_atomic_t *stop;
+    int lock_fd;
+};
+
+/* OpenSSL's verify callback and signal handlers get no context pointer: this is the one
+ * process-wide reference to the running server (one server per process). */
+static struct fv_server *running;
+
+void fv_server_config_defaults(struct fv_server_config *c)
+{
+    memset(c, 0, sizeof *c);
+    snprintf(c->data_dir, sizeof c->data_dir, "./data");
+    snprintf(c->certs_dir, sizeof c->certs_dir, "./certs");
+    snprintf(c->listen_host, sizeof c->listen_host, "127.0.0.1");
+    c->listen_port = 4443;
+    snprintf(c->api_host, sizeof c->api_host, "127.0.0.1");
+    c->api_port = 8080;
+    c->max_message = 1000000;
+    c->wal_segment_bytes = 64ull << 20;
+    fv_rate_defaults(&c->rates);
+    c->rate_limit_enabled = 1;
+}
+
+int fv_parse_hostport(const char *s, char *host, size_t hostlen, int *port)
+{
+    const char *colon = strrchr(s, ':');
+    if (colon == NULL || colon == s || (size_t)(colon - s) >= hostlen)
+        return FV_EINVAL;
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (*end != '\0' || p < 0 || p > 65535 || colon[1] == '\0')
+        return FV_EINVAL;
+    memcpy(host, s, (size_t)(colon - s));
+    host[colon - s] = '\0';
+    *port = (int)p;
+    return FV_OK;
+}
+
+int fv_server_config_load(struct fv_server_config *c, const char *path, char *err,
+                          size_t errlen)
+{
+    json_error_t je;
+    json_t *root = json_load_file(path, 0, &je);
+    if (root == NULL) {
+        fv_seterr(err, errlen, "%s:%d:%d: %s", path, je.line, je.column, je.text);
+        return FV_EINVAL;
+    }
+    int rc = FV_EINVAL;
+    const char *key;
+    json_t *val;
+    if (!json_is_object(root)) {
+        fv_seterr(err, errlen, "%s: the configuration must be a JSON object", path);
+        goto done;
+    }
+    json_object_foreach(root, key, val)
+    {
+        if (strcmp(key, "data") == 0 && json_is_string(val)) {
+            snprintf(c->data_dir, sizeof c->data_dir, "%s", json_string_value(val));
+        } else if (strcmp(key, "certs") == 0 && json_is_string(val)) {
+            snprintf(c->certs_dir, sizeof c->certs_dir, "%s", json_string_value(val));
+        } else if ((strcmp(key, "listen") == 0 || strcmp(key, "api") == 0) &&
+                   json_is_string(val)) {
+            int l = key[0] == 'l';
+            if (fv_parse_hostport(json_string_value(val), l ? c->listen_host : c->api_host,
+                                  sizeof c->listen_host, l ? &c->listen_port : &c->api_port)) {
+                fv_seterr(err, errlen, "%s: \"%s\": expected \"HOST:PORT\"", path, key);
+                goto done;
+            }
+        } else if (strcmp(key, "max_message") == 0 && json_is_integer(val) &&
+                   json_integer_value(val) > 0 && json_integer_value(val) <= 16 * 1000000) {
+            c->max_message = (size_t)json_integer_value(val);
+        } else if (strcmp(key, "wal_segment_mb") == 0 && json_is_integer(val) &&
+                   json_integer_value(val) >= 1 && json_integer_value(val) <= 4096) {
+            c->wal_segment_bytes = (uint64_t)json_integer_value(val) << 20;
+        } else if (strcmp(key, "rate_limits") == 0 && json_is_false(val)) {
+            c->rate_limit_enabled = 0;
+        } else if (strcmp(key, "rate_limits") == 0 && json_is_object(val)) {
+            const char *topic;
+            json_t *rule;
+            json_object_foreach(val, topic, rule)
+            {
+                json_t *ps = json_object_get(rule, "per_second");
+                json_t *b = json_object_get(rule, "burst");
+                if (!json_is_number(ps) || (b && !json_is_number(b)) ||
+                    fv_rate_set(&c->rates, topic, json_number_value(ps),
+                                b ? json_number_value(b) : json_number_value(ps)) != FV_OK) {
+                    fv_seterr(err, errlen,
+                              "%s: rate_limits.%s: expected {\"per_second\": N > 0, "
+                              "\"burst\": N >= 1}",
+                              path, topic);
+                    goto done;
+                }
+            }
+        } else {
+            fv_seterr(err, errlen, "%s: unknown key or wrong type: \"%s\"", path, key);
+            goto done;
+        }
+    }
+    rc = FV_OK;
+done:
+    json_decref(root);
+    return rc;
+}
+
+/* ---- replies ------------------------------------------------------------------------- */
+
+static void session_push(struct session *s, const struct fv_buf *msg)
+{
+    if (s->out_n >= MAX_OUT_FRAMES) {
+        fv_warn("device %s does not read its replies; closing", s->ident.device_id);
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+        return;
+    }
+    struct frame *f = malloc(sizeof *f + LWS_PRE + msg->len);
+    if (f == NULL) {
+        fv_error("out of memory queueing a reply; closing %s", s->ident.device_id);
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+        return;
+    }
+    f->next = NULL;
+    f->len = msg->len;
+    memcpy(f->data + LWS_PRE, msg->data, msg->len);
+    if (s->out_tail)
+        s->out_tail->next = f;
+    else
+        s->out_head = f;
+    s->out_tail = f;
+    s->out_n++;
+    lws_callback_on_writable(s->wsi);
+}
+
+static void send_ack(struct session *s, const void *txid, size_t txid_len, const void *topic,
+                     size_t topic_len)
+{
+    struct fv_buf b = {0};
+    if (fv_envelope_build_ack(&b, txid, txid_len, topic, topic_len) == FV_OK) {
+        session_push(s, &b);
+        s->srv->m.acks_sent++;
+    }
+    fv_buf_free(&b);
+}
+
+static void send_error(struct session *s, enum fv_reject why, const void *txid, size_t txid_len,
+                       const char *detail)
+{
+    struct fv_buf b = {0};
+    s->srv->m.rejected[why]++;
+    fv_debug("device %s: refused (%s): %s", s->ident.device_id, fv_reject_names[why],
+             detail ? detail : "");
+    const char *text = why == FV_REJ_RATE ? ERR_TEXT_RATE : ERR_TEXT_FORMAT;
+    if (fv_envelope_build_error(&b, txid, txid_len, text) == FV_OK) {
+        session_push(s, &b);
+        s->srv->m.errors_sent++;
+    }
+    fv_buf_free(&b);
+}
+
+/* Queues an ack to be sent once WAL seq is durable (S1, S2). */
+static void queue_ack(struct session *s, uint64_t seq, const struct fv_bytes *txid,
+                      const struct fv_bytes *topic)
+{
+    struct fv_server *srv = s->srv;
+    if (seq <= fv_wal_durable_seq(srv->wal)) {
+        send_ack(s, txid->p, txid->len, topic->p, topic->len);
+        return;
+    }
+    struct pending *p = malloc(sizeof *p + txid->len + topic->len);
+    if (p == NULL) {
+        fv_error("out of memory queueing an ack; the device will resend");
+        return;
+    }
+    p->next = NULL;
+    p->seq = seq;
+    p->session_id = s->id;
+    p->txid_len = (uint16_t)txid->len;
+    p->topic_len = (uint8_t)topic->len;
+    memcpy(p->data, txid->p, txid->len);
+    memcpy(p->data + txid->len, topic->p, topic->len);
+    if (srv->pend_tail)
+        srv->pend_tail->next = p;
+    else
+        srv->pend_head = p;
+    srv->pend_tail = p;
+}
+
+static void flush_durable(struct fv_server *srv)
+{
+    uint64_t durable = fv_wal_durable_seq(srv->wal);
+    while (srv->pend_head && srv->pend_head->seq <= durable) {
+        struct pending *p = srv->pend_head;
+        srv->pend_head = p->next;
+        if (srv->pend_head == NULL)
+            srv->pend_tail = NULL;
+        struct session *s = fv_map_get_u64(&srv->sessions, p->session_id);
+        if (s) /* S5 */
+            send_ack(s, p->data, p->txid_len, p->data + p->txid_len, p->topic_len);
+        free(p);
+    }
+}
+
+static void wal_notify(void *arg)
+{
+    struct fv_server *srv = arg;
+    struct lws_context *ctx = __atomic_load_n(&srv->ctx, __ATOMIC_ACQUIRE);
+    if (ctx)
+        lws_cancel_service(ctx);
+}
+
+/* ---- the record pipeline -------------------------------------------------------------- */
+
+static int bytes_eq(const struct fv_bytes *b, const char *s)
+{
+    return b->len == strlen(s) && memcmp(b->p, s, b->len) == 0;
+}
+
+/* Does the stream's sender_id ("<type>.<device id>") name this session's device? */
+static int sender_matches(const struct session *s, const struct fv_bytes *sender)
+{
+    if (!sender->present || sender->len == 0)
+        return 1;
+    const unsigned char *dot = memchr(sender->p, '.', sender->len);
+    if (dot == NULL)
+        return 0;
+    size_t n = sender->len - (size_t)(dot + 1 - sender->p);
+    if (n != strlen(s->ident.device_id))
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = (char)dot[1 + i];
+        if ((c == '.' ? '-' : c) != s->ident.device_id[i])
+            return 0;
+    }
+    return 1;
+}
+
+static int64_t wal_put(struct fv_server *srv, const struct session *s, uint8_t flags,
+                       const char *topic, size_t topic_len, const void *txid, size_t txid_len,
+                       const struct fv_buf *payload)
+{
+    struct fv_wal_record r = {
+        .type = FV_WAL_REC_DATA,
+        .flags = flags,
+        .received_ms = fv_now_ms(),
+        .device_id = s->ident.device_id,
+        .device_id_len = (uint8_t)strlen(s->ident.device_id),
+        .client_type = s->ident.client_type,
+        .client_type_len = (uint8_t)strlen(s->ident.client_type),
+        .topic = topic,
+        .topic_len = (uint8_t)topic_len,
+        .txid = txid,
+        .txid_len = (uint16_t)txid_len,
+        .payload = payload->data,
+        .payload_len = (uint32_t)payload->len,
+    };
+    return fv_wal_append(srv->wal, &r);
+}
+
+static void handle_message(struct session *s, const unsigned char *msg, size_t len)
+{
+    struct fv_server *srv = s->srv;
+    struct fv_envelope env;
+    char err[256];
+    srv->m.messages_total++;
+    srv->m.bytes_received += len;
+    if (fv_envelope_decode(msg, len, &env, err, sizeof err) != FV_OK) {
+        send_error(s, FV_REJ_ENVELOPE, "", 0, err);
+        return;
+    }
+    if (env.message_type != FV_MSG_STREAM) {
+        /* The reference acks unknown union types so the device does not resend. */
+        srv->m.unknown_message_type++;
+        send_ack(s, env.txid.p, env.txid.len, env.topic.p, env.topic.len);
+        return;
+    }
+    if (!sender_matches(s, &env.sender_id)) {
+        send_error(s, FV_REJ_SENDER, env.txid.p, env.txid.len, "sender_id names another device");
+        return;
+    }
+    if (env.topic.len == 0 || env.topic.len > 64 || env.txid.len > 1024 ||
+        bytes_eq(&env.topic, FV_TOPIC_CONNECTIVITY)) {
+        send_error(s, FV_REJ_TOPIC, env.txid.p, env.txid.len, "topic empty, too long, or reserved");
+        return;
+    }
+    struct fv_device *dev = s->dev;
+    if (srv->cfg->rate_limit_enabled) {
+        int rule = fv_rate_rule_for(&srv->cfg->rates, (const char *)env.topic.p, env.topic.len);
+        if (rule >= 0 &&
+            !fv_bucket_take(&dev->buckets[rule], &srv->cfg->rates.rules[rule], fv_mono_ns())) {
+            dev->rate_limited++;
+            send_error(s, FV_REJ_RATE, env.txid.p, env.txid.len, "rate limited");
+            return;
+        }
+    }
+    if (env.txid.len && fv_device_has_txid(dev, env.txid.p, env.txid.len)) {
+        /* Stored already: ack again once the original is durable (S2), store nothing. */
+        srv->m.duplicates++;
+        dev->duplicates++;
+        struct fv_wal_stats ws;
+        fv_wal_stats(srv->wal, &ws);
+        queue_ack(s, ws.appended_seq, &env.txid, &env.topic);
+        return;
+    }
+    struct fv_buf norm = {0};
+    struct fv_vrecord v = {0};
+    int is_v = bytes_eq(&env.topic, FV_TOPIC_V);
+    if (fv_payload_normalise((const char *)env.topic.p, env.topic.len, env.payload.p,
+                             env.payload.len, s->ident.device_id, &norm, err,
+                             sizeof err) != FV_OK ||
+        (is_v && fv_payload_decode_v(norm.data, norm.len, &v, err, sizeof err) != FV_OK)) {
+        send_error(s, FV_REJ_PAYLOAD, env.txid.p, env.txid.len, err);
+        goto done;
+    }
+    int64_t seq = wal_put(srv, s, v.is_resend ? FV_WAL_F_RESEND : 0, (const char *)env.topic.p,
+                          env.topic.len, env.txid.p, env.txid.len, &norm);
+    if (seq < 0) {
+        send_error(s, FV_REJ_STORAGE, env.txid.p, env.txid.len, fv_strerror((int)seq));
+        goto done;
+    }
+    if (env.txid.len)
+        fv_device_add_txid(dev, env.txid.p, env.txid.len);
+    uint64_t now = fv_now_ms();
+    fv_device_apply(dev, (is_v && v.created_at_ms) ? v.created_at_ms : now, now,
+                    is_v ? &v : NULL);
+    srv->m.records_stored[fv_metrics_topic_slot((const char *)env.topic.p, env.topic.len)]++;
+    srv->m.datums_stored += v.n;
+    queue_ack(s, (uint64_t)seq, &env.txid, &env.topic);
+done:
+    fv_vrecord_free(&v);
+    fv_buf_free(&norm);
+}
+
+/* Stores a connectivity record (generated by the server; never acked). */
+static void record_connectivity(struct session *s, int status)
+{
+    struct fv_buf pl = {0};
+    char txid[64];
+    unsigned char rnd[8];
+    if (RAND_bytes(rnd, sizeof rnd) != 1)
+        memset(rnd, 0, sizeof rnd);
+    snprintf(txid, sizeof txid, "conn-%02x%02x%02x%02x%02x%02x%02x%02x-%d", rnd[0], rnd[1], rnd[2],
+             rnd[3], rnd[4], rnd[5], rnd[6], rnd[7], status);
+    if (fv_payload_build_connectivity(s->ident.device_id, s->conn_id, status, fv_now_ms(),
+                                      s->netif, &pl) == FV_OK &&
+        wal_put(s->srv, s, FV_WAL_F_GENERATED, FV_TOPIC_CONNECTIVITY,
+                strlen(FV_TOPIC_CONNECTIVITY), txid, strlen(txid), &pl) > 0)
+        s->srv->m.records_stored[3]++;
+    fv_buf_free(&pl);
+}
+
+/* ---- device protocol callback ---------------------------------------------------------- */
+
+static void copy_header(struct lws *wsi, const char *name, char *out, size_t len)
+{
+    out[0] = '\0';
+    int n = lws_hdr_custom_copy(wsi, out, (int)len, name, (int)strlen(name));
+    if (n < 0)
+        out[0] = '\0';
+}
+
+static int identify(struct session *s)
+{
+    char err[256];
+    SSL *ssl = lws_get_ssl(s->wsi);
+    STACK_OF(X509) *chain = ssl ? SSL_get0_verified_chain(ssl) : NULL;
+    X509 *leaf = (chain && sk_X509_num(chain) > 0) ? sk_X509_value(chain, 0) : NULL; /* S3 */
+    if (leaf == NULL) {
+        fv_warn("connection refused: no verified client certificate");
+        s->srv->m.identity_rejected++;
+        return -1;
+    }
+    if (fv_identity_from_cert(leaf, &s->ident, err, sizeof err) != FV_OK) {
+        fv_warn("connection refused: %s", err);
+        s->srv->m.identity_rejected++;
+        return -1;
+    }
+    return 0;
+}
+
+static int dev_http(struct lws *wsi, struct session *s, const char *uri)
+{
+    if (strcmp(uri, "/status") != 0)
+        return lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL) ? -1 : 0;
+    unsigned char buf[LWS_PRE + 256], *start = buf + LWS_PRE, *p = start,
+                                      *end = buf + sizeof buf - 1;
+    if (lws_add_http_common_headers(wsi, HTTP_STATUS_OK, "text/plain", 7, &p, end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    s->http_status = 1;
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+static int dev_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                  size_t len)
+{
+    struct session *s = user;
+    struct fv_server *srv = running;
+    switch (reason) {
+    case LWS_CALLBACK_OPENSSL_PERFORM_CLIENT_CERT_VERIFICATION: {
+        X509_STORE_CTX *xs = user;
+        if (len == 0 && xs) { /* preverify failed */
+            int e = X509_STORE_CTX_get_error(xs);
+            X509 *c = X509_STORE_CTX_get_current_cert(xs);
+            char subj[256] = "?";
+            if (c)
+                X509_NAME_oneline(X509_get_subject_name(c), subj, sizeof subj);
+            fv_warn("client certificate rejected: %s (subject %s, depth %d)",
+                    X509_verify_cert_error_string(e), subj, X509_STORE_CTX_get_error_depth(xs));
+            if (srv)
+                srv->m.tls_rejected++;
+        }
+        return 0;
+    }
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        if (srv)
+            flush_durable(srv);
+        return 0;
+    case LWS_CALLBACK_HTTP:
+        return dev_http(wsi, s, (const char *)in);
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        if (s && s->http_status) {
+            unsigned char buf[LWS_PRE + 16];
+            memcpy(buf + LWS_PRE, "mtls ok", 7);
+            s->http_status = 0;
+            if (lws_write(wsi, buf + LWS_PRE, 7, LWS_WRITE_HTTP_FINAL) != 7)
+                return -1;
+            return lws_http_transaction_completed(wsi) ? -1 : 0;
+        }
+        return 0;
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        if (s) {
+            memset(s, 0, sizeof *s);
+            copy_header(wsi, "x-network-interface:", s->netif, sizeof s->netif);
+            copy_header(wsi, "x-txid:", s->conn_id, sizeof s->conn_id);
+        }
+        return 0;
+    case LWS_CALLBACK_ESTABLISHED: {
+        char netif[sizeof s->netif], conn[sizeof s->conn_id];
+        memcpy(netif, s->netif, sizeof netif);
+        memcpy(conn, s->conn_id, sizeof conn);
+        memset(s, 0, sizeof *s);
+        memcpy(s->netif, netif, sizeof netif);
+        memcpy(s->conn_id, conn, sizeof conn);
+        s->srv = srv;
+        s->wsi = wsi;
+        if (identify(s))
+            return -1;
+        s->dev = fv_fleet_device(&srv->fleet, s->ident.device_id, s->ident.client_type);
+        s->id = ++srv->next_session_id;
+        if (s->dev == NULL || fv_map_put_u64(&srv->sessions, s->id, s) != FV_OK) {
+            fv_error("out of memory accepting %s", s->ident.device_id);
+            return -1;
+        }
+        if (s->conn_id[0] == '\0')
+            snprintf(s->conn_id, sizeof s->conn_id, "fv-%llu", (unsigned long long)s->id);
+        s->established = 1;
+        s->dev->sessions++;
+        srv->m.connections_total++;
+        srv->m.connections_open++;
+        fv_debug("device %s.%s connected (%s)", s->ident.client_type, s->ident.device_id,
+                 s->netif[0] ? s->netif : "?");
+        record_connectivity(s, 1);
+        return 0;
+    }
+    case LWS_CALLBACK_RECEIVE: {
+        if (!s->in_msg) {
+            s->in_msg = 1;
+            s->discarding = 0;
+            s->text = !lws_frame_is_binary(wsi);
+            fv_buf_reset(&s->rx);
+        }
+        if (s->text) {
+            /* Only binary frames carry data; a text frame closes the socket. */
+            srv->m.rejected[FV_REJ_TEXT_FRAME]++;
+            fv_debug("device %s sent a text frame; closing", s->ident.device_id);
+            return -1;
+        }
+        if (!s->discarding) {
+            if (s->rx.len + len > srv->cfg->max_message) {
+                s->discarding = 1;
+                fv_buf_free(&s->rx);
+            } else if (fv_buf_append(&s->rx, in, len) != FV_OK) {
+                fv_error("out of memory receiving from %s; closing", s->ident.device_id);
+                return -1;
+            }
+        }
+        if (lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0) {
+            s->in_msg = 0;
+            if (s->discarding)
+                send_error(s, FV_REJ_TOO_LARGE, "", 0, "message over the size limit");
+            else
+                handle_message(s, s->rx.data, s->rx.len);
+            fv_buf_free(&s->rx); /* idle connections hold no receive buffer */
+        }
+        return 0;
+    }
+    case LWS_CALLBACK_SERVER_WRITEABLE: {
+        struct frame *f = s->out_head;
+        if (f == NULL)
+            return 0;
+        s->out_head = f->next;
+        if (s->out_head == NULL)
+            s->out_tail = NULL;
+        s->out_n--;
+        int n = lws_write(wsi, f->data + LWS_PRE, f->len, LWS_WRITE_BINARY);
+        free(f);
+        if (n < 0)
+            return -1;
+        if (s->out_head)
+            lws_callback_on_writable(wsi);
+        return 0;
+    }
+    case LWS_CALLBACK_CLOSED:
+        if (s && s->established) {
+            record_connectivity(s, 2);
+            fv_map_del_u64(&srv->sessions, s->id);
+            s->dev->sessions--;
+            srv->m.connections_open--;
+            s->established = 0;
+            fv_debug("device %s disconnected", s->ident.device_id);
+        }
+        /* fall through */
+    case LWS_CALLBACK_WSI_DESTROY:
+        if (s) {
+            while (s->out_head) {
+                struct frame *f = s->out_head;
+                s->out_head = f->next;
+                free(f);
+            }
+            s->out_tail = NULL;
+            s->out_n = 0;
+            fv_buf_free(&s->rx);
+        }
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+/* ---- API protocol callback ------------------------------------------------------------- */
+
+static const char *http_method(struct lws *wsi)
+{
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI))
+        return "GET";
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI))
+        return "POST";
+    return "OTHER";
+}
+
+static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                  size_t len)
+{
+    struct api_session *a = user;
+    struct fv_server *srv = running;
+    (void)len;
+    switch (reason) {
+    case LWS_CALLBACK_HTTP: {
+        char auth[256];
+        int has_auth = lws_hdr_copy(wsi, auth, sizeof auth, WSI_TOKEN_HTTP_AUTHORIZATION) > 0;
+        struct fv_api_view v = {&srv->fleet, &srv->m, srv->wal, srv->admin_token,
+                                srv->start_ms};
+        memset(a, 0, sizeof *a);
+        srv->m.http_requests++;
+        fv_api_handle(&v, http_method(wsi), (const char *)in, has_auth ? auth : NULL, &a->resp);
+        if (a->resp.status == 401)
+            srv->m.http_unauthorized++;
+        unsigned char buf[LWS_PRE + 512], *start = buf + LWS_PRE, *p = start,
+                                          *end = buf + sizeof buf - 1;
+        if (lws_add_http_common_headers(wsi, (unsigned)a->resp.status, a->resp.content_type,
+                                        a->resp.body.len, &p, end))
+            return 1;
+        if (a->resp.www_authenticate &&
+            lws_add_http_header_by_name(wsi, (const unsigned char *)"WWW-Authenticate:",
+                                        (const unsigned char *)"Bearer", 6, &p, end))
+            return 1;
+        if (lws_finalize_write_http_header(wsi, start, &p, end))
+            return 1;
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    case LWS_CALLBACK_HTTP_WRITEABLE: {
+        if (a == NULL)
+            return -1;
+        unsigned char buf[LWS_PRE + 16384];
+        size_t left = a->resp.body.len - a->sent;
+        size_t n = left < 16384 ? left : 16384;
+        int last = n == left;
+        memcpy(buf + LWS_PRE, a->resp.body.data + a->sent, n);
+        if (lws_write(wsi, buf + LWS_PRE, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) !=
+            (int)n)
+            return -1;
+        a->sent += n;
+        if (!last) {
+            lws_callback_on_writable(wsi);
+            return 0;
+        }
+        fv_buf_free(&a->resp.body);
+        return lws_http_transaction_completed(wsi) ? -1 : 0;
+    }
+    case LWS_CALLBACK_CLOSED_HTTP:
+        if (a)
+            fv_buf_free(&a->resp.body);
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+/* ---- start-up ---------------------------------------------------------------------------- */
+
+static int replay_rec(void *arg, const struct fv_wal_record *r, const char *file, uint64_t off)
+{
+    (void)file;
+    (void)off;
+    struct fv_server *srv = arg;
+    srv->m.replayed_records++;
+    if (r->flags & FV_WAL_F_GENERATED)
+        return 0;
+    char id[FV_DEVICE_ID_MAX + 1], ct[32];
+    snprintf(id, sizeof id, "%.*s", (int)r->device_id_len, r->device_id);
+    snprintf(ct, sizeof ct, "%.*s", (int)r->client_type_len, r->client_type);
+    struct fv_device *d = fv_fleet_device(&srv->fleet, id, ct);
+    if (d == NULL)
+        return FV_ENOMEM;
+    struct fv_vrecord v = {0};
+    int is_v = r->topic_len == 1 && r->topic[0] == 'V';
+    if (is_v && fv_payload_decode_v(r->payload, r->payload_len, &v, NULL, 0) != FV_OK)
+        is_v = 0; /* stored before validation existed; counted but not applied */
+    if (r->txid_len && fv_device_add_txid(d, r->txid, r->txid_len) != FV_OK) {
+        fv_vrecord_free(&v);
+        return FV_ENOMEM;
+    }
+    int rc = fv_device_apply(d, (is_v && v.created_at_ms) ? v.created_at_ms : r->received_ms,
+                             r->received_ms, is_v ? &v : NULL);
+    fv_vrecord_free(&v);
+    return rc;
+}
+
+static int load_admin_token(struct fv_server *srv, char *err, size_t errlen)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/admin.token", srv->cfg->data_dir);
+    char *text = NULL;
+    size_t len = 0;
+    int rc = fv_os_read_file(path, 4096, &text, &len, err, errlen);
+    if (rc == FV_OK) {
+        while (len && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' '))
+            text[--len] = '\0';
+        if (len < 16 || len >= sizeof srv->admin_token) {
+            fv_seterr(err, errlen, "%s: token must be 16..79 characters", path);
+            free(text);
+            return FV_EINVAL;
+        }
+        memcpy(srv->admin_token, text, len + 1);
+        free(text);
+        return FV_OK;
+    }
+    if (rc != FV_ENOENT)
+        return rc;
+    unsigned char rnd[32];
+    if (RAND_bytes(rnd, sizeof rnd) != 1) {
+        fv_seterr(err, errlen, "no randomness for the admin token");
+        return FV_EIO;
+    }
+    for (int i = 0; i < 32; i++)
+        snprintf(srv->admin_token + 2 * i, 3, "%02x", rnd[i]);
+    char line[80];
+    snprintf(line, sizeof line, "%s\n", srv->admin_token);
+    rc = fv_os_write_file_atomic(path, line, strlen(line), 0600, err, errlen);
+    if (rc == FV_OK)
+        fv_info("created the admin API token in %s (mode 0600)", path);
+    return rc;
+}
+
+static void lws_log_emit(int level, const char *line)
+{
+    size_t n = strlen(line);
+    while (n && line[n - 1] == '\n')
+        n--;
+    fv_log(level == LLL_ERR ? FV_LOG_WARN : FV_LOG_DEBUG, "lws: %.*s", (int)n, line);
+}
+
+static const struct lws_protocols dev_protocols[] = {
+    {"fleet-telemetry", dev_cb, sizeof(struct session), 4096, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0}};
+
+static const struct lws_protocols api_protocols[] = {
+    {"http", api_cb, sizeof(struct api_session), 0, 0, NULL, 0}, {NULL, NULL, 0, 0, 0, NULL, 0}};
+
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+int fv_server_run(const struct fv_server_config *cfg, volatile sig_atomic_t *stop, char *err,
+                  size_t errlen)
+{
+    struct fv_server *srv = calloc(1, sizeof *srv);
+    if (srv == NULL)
+        return FV_ENOMEM;
+    int rc;
+    srv->cfg = cfg;
+    srv->stop = stop;
+    srv->lock_fd = -1;
+    srv->start_ms = fv_now_ms();
+    raise_fd_limit();
+    lws_set_log_level(LLL_ERR | (fv_log_get_level() == FV_LOG_DEBUG ? LLL_WARN : 0),
+                      lws_log_emit);
+
+    rc = fv_certs_check_server(cfg->certs_dir, err, errlen);
+    if (rc)
+        goto out;
+    rc = fv_os_mkdirs(cfg->data_dir, 0700, err, errlen);
+    if (rc)
+        goto out;
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/LOCK", cfg->data_dir);
+    srv->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (srv->lock_fd < 0 || flock(srv->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        fv_seterr(err, errlen, "%s: %s", path,
+                  errno == EWOULDBLOCK ? "another fleetvault server is using this data directory"
+                                       : strerror(errno));
+        rc = FV_EIO;
+        goto out;
+    }
+    rc = load_admin_token(srv, err, errlen);
+    if (rc)
+        goto out;
+
+    snprintf(path, sizeof path, "%s/wal", cfg->data_dir);
+    struct fv_wal_opts wo = {.segment_bytes = cfg->wal_segment_bytes,
+                             .notify = wal_notify,
+                             .notify_arg = srv};
+    uint64_t t0 = fv_mono_ns();
+    rc = fv_wal_open(path, &wo, replay_rec, srv, &srv->wal, err, errlen);
+    if (rc)
+        goto out;
+    fv_info("replayed %llu records of %zu devices from %s in %.1f ms",
+            (unsigned long long)srv->m.replayed_records, fv_fleet_count(&srv->fleet), path,
+            (double)(fv_mono_ns() - t0) / 1e6);
+
+    running = srv;
+    struct lws_context_creation_info ci;
+    memset(&ci, 0, sizeof ci);
+    ci.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    ci.port = CONTEXT_PORT_NO_LISTEN;
+    struct lws_context *ctx = lws_create_context(&ci);
+    if (ctx == NULL) {
+        fv_seterr(err, errlen, "cannot create the libwebsockets context");
+        rc = FV_ENOMEM;
+        goto out;
+    }
+    __atomic_store_n(&srv->ctx, ctx, __ATOMIC_RELEASE);
+
+    char cert[PATH_MAX], key[PATH_MAX], ca[PATH_MAX];
+    snprintf(cert, sizeof cert, "%s/server.crt", cfg->certs_dir);
+    snprintf(key, sizeof key, "%s/server.key", cfg->certs_dir);
+    snprintf(ca, sizeof ca, "%s/ca.crt", cfg->certs_dir);
+    struct lws_context_creation_info vi;
+    memset(&vi, 0, sizeof vi);
+    vi.vhost_name = "devices";
+    vi.iface = cfg->listen_host;
+    vi.port = cfg->listen_port;
+    vi.protocols = dev_protocols;
+    vi.ssl_cert_filepath = cert;
+    vi.ssl_private_key_filepath = key;
+    vi.ssl_ca_filepath = ca;
+    vi.alpn = "http/1.1";
+    vi.options = LWS_SERVER_OPTION_REQUIRE_VALID_OPENSSL_CLIENT_CERT |
+                 LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    vi.timeout_secs = 20;
+    if (lws_create_vhost(ctx, &vi) == NULL) {
+        fv_seterr(err, errlen, "cannot listen for devices on %s:%d (in use, or TLS files bad)",
+                  cfg->listen_host, cfg->listen_port);
+        rc = FV_EIO;
+        goto out;
+    }
+    memset(&vi, 0, sizeof vi);
+    vi.vhost_name = "api";
+    vi.iface = cfg->api_host;
+    vi.port = cfg->api_port;
+    vi.protocols = api_protocols;
+    if (lws_create_vhost(ctx, &vi) == NULL) {
+        fv_seterr(err, errlen, "cannot listen for the API on %s:%d (in use?)", cfg->api_host,
+                  cfg->api_port);
+        rc = FV_EIO;
+        goto out;
+    }
+    fv_info("serving devices on wss://%s:%d (mutual TLS, CA %s), API on http://%s:%d",
+            cfg->listen_host, cfg->listen_port, ca, cfg->api_host, cfg->api_port);
+
+    while (!*stop && !fv_wal_failed(srv->wal))
+        if (lws_service(ctx, 0) < 0)
+            break;
+    if (fv_wal_failed(srv->wal)) {
+        fv_seterr(err, errlen, "the write-ahead log failed (see above); stopped");
+        rc = FV_EIO;
+    } else {
+        fv_info("stopping");
+    }
+out:
+    if (srv->ctx) {
+        struct lws_context *c = srv->ctx;
+        lws_context_destroy(c); /* closes sessions (connectivity records go to the WAL) */
+        __atomic_store_n(&srv->ctx, NULL, __ATOMIC_RELEASE);
+    }
+    running = NULL;
+    if (srv->wal)
+        fv_wal_close(srv->wal); /* makes everything appended durable */
+    while (srv->pend_head) {
+        struct pending *p = srv->pend_head;
+        srv->pend_head = p->next;
+        free(p);
+    }
+    fv_map_free(&srv->sessions);
+    fv_fleet_free(&srv->fleet);
+    if (srv->lock_fd >= 0)
+        close(srv->lock_fd);
+    free(srv);
+    return rc;
+}
+
+void fv_server_wake(void)
+{
+    struct fv_server *srv = running;
+    if (srv) {
+        struct lws_context *ctx = __atomic_load_n(&srv->ctx, __ATOMIC_ACQUIRE);
+        if (ctx)
+            lws_cancel_service(ctx);
+    }
+}

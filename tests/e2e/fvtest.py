@@ -1,0 +1,400 @@
+"""fvtest - end-to-end test harness: runs the real `fleetvault` binary and talks to it over
+its real protocols (WebSocket over mutual TLS, HTTP). Python standard library only.
+
+The WebSocket client, FlatBuffers envelope encoder and protobuf encoder here are written
+independently of the server's C code, so the tests check the server against the protocol
+notes rather than against itself."""
+import base64
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+BIN = os.environ.get("FV_BIN", os.path.abspath("build/fleetvault"))
+SHARED = os.environ.get("FV_SHARED", os.path.abspath("../shared"))
+VECTORS = os.path.join(SHARED, "ref", "vectors")
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def run(*args, check=True, **kw):
+    r = subprocess.run([BIN, *args], capture_output=True, text=True, **kw)
+    if check and r.returncode != 0:
+        raise AssertionError(f"fleetvault {' '.join(args)} failed ({r.returncode}):\n{r.stderr}")
+    return r
+
+
+class Certs:
+    """A dev PKI made by `fleetvault certs`."""
+
+    def __init__(self, root):
+        self.dir = os.path.join(root, "certs")
+        run("certs", "init", self.dir)
+
+    def device(self, dev_id, typ="vehicle_device"):
+        run("certs", "device", self.dir, dev_id, "--type", typ)
+        return (os.path.join(self.dir, "devices", dev_id + ".crt"),
+                os.path.join(self.dir, "devices", dev_id + ".key"))
+
+    @property
+    def ca(self):
+        return os.path.join(self.dir, "ca.crt")
+
+
+class Server:
+    def __init__(self, root, certs, config=None, extra=()):
+        self.root = root
+        self.data = os.path.join(root, "data")
+        self.certs = certs
+        self.port = free_port()
+        self.api_port = free_port()
+        self.config = None
+        if config is not None:
+            self.config = os.path.join(root, "config.json")
+            with open(self.config, "w") as f:
+                json.dump(config, f)
+        self.extra = list(extra)
+        self.proc = None
+        self.log_path = os.path.join(root, "server.log")
+
+    def start(self, timeout=20):
+        args = [BIN, "serve", "--data", self.data, "--certs", self.certs.dir,
+                "--listen", f"127.0.0.1:{self.port}", "--api", f"127.0.0.1:{self.api_port}"]
+        if self.config:
+            args += ["--config", self.config]
+        args += self.extra
+        self.logf = open(self.log_path, "a")
+        self.proc = subprocess.Popen(args, stdout=self.logf, stderr=self.logf)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                st, _ = self.http("/status", token=None)
+                if st == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError("server did not start:\n" + self.log())
+
+    def log(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    @property
+    def token(self):
+        with open(os.path.join(self.data, "admin.token")) as f:
+            return f.read().strip()
+
+    def http(self, path, token="admin"):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.api_port}{path}")
+        if token == "admin":
+            token = self.token
+        if token:
+            req.add_header("Authorization", "Bearer " + token)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def json(self, path):
+        st, body = self.http(path)
+        assert st == 200, (path, st, body)
+        return json.loads(body)
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=timeout)
+        if self.proc:
+            self.logf.close()
+        rc = self.proc.returncode if self.proc else None
+        self.proc = None
+        return rc
+
+    def kill9(self):
+        return self.stop(signal.SIGKILL)
+
+    def metric(self, name):
+        st, body = self.http("/metrics", token=None)
+        assert st == 200
+        for line in body.decode().splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                if line.split(" ")[0] == name or line.startswith(name + "{"):
+                    pass
+            parts = line.rsplit(" ", 1)
+            if len(parts) == 2 and parts[0] == name:
+                return float(parts[1])
+        raise KeyError(name)
+
+
+# ---- WebSocket client (RFC 6455) ---------------------------------------------------------
+
+class WSClosed(Exception):
+    pass
+
+
+class WS:
+    def __init__(self, port, cert, key, ca, path="/", headers=None, timeout=10):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(ca)
+        if cert:
+            ctx.load_cert_chain(cert, key)
+        raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.sock = ctx.wrap_socket(raw, server_hostname="localhost")
+        k = base64.b64encode(os.urandom(16)).decode()
+        hdrs = {"Host": f"localhost:{port}", "Upgrade": "websocket", "Connection": "Upgrade",
+                "Sec-WebSocket-Key": k, "Sec-WebSocket-Version": "13",
+                "User-Agent": "Hermes/1.16.2 (vehicle_device)", "X-Network-Interface": "wifi"}
+        hdrs.update(headers or {})
+        req = f"GET {path} HTTP/1.1\r\n" + "".join(f"{a}: {b}\r\n" for a, b in hdrs.items())
+        self.sock.sendall((req + "\r\n").encode())
+        resp = b""
+        while b"\r\n\r\n" not in resp:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise WSClosed("closed during handshake: " + resp.decode(errors="replace"))
+            resp += chunk
+        head, self.buf = resp.split(b"\r\n\r\n", 1)
+        status = head.split(b"\r\n")[0]
+        if b" 101 " not in status:
+            raise WSClosed("handshake refused: " + head.decode(errors="replace"))
+        want = base64.b64encode(hashlib.sha1((k + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")
+                                             .encode()).digest())
+        assert want in head, "bad Sec-WebSocket-Accept"
+
+    def send(self, data, opcode=2):
+        mask = os.urandom(4)
+        n = len(data)
+        if n < 126:
+            h = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+        elif n < 65536:
+            h = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+        else:
+            h = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+        body = bytes(b ^ mask[i % 4] for i, b in enumerate(data)) if n < 65536 else \
+            (int.from_bytes(data, "big") ^ int.from_bytes((mask * (n // 4 + 1))[:n], "big")
+             ).to_bytes(n, "big")
+        self.sock.sendall(h + mask + body)
+
+    def _need(self, n):
+        while len(self.buf) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise WSClosed("connection closed")
+            self.buf += chunk
+
+    def recv(self, timeout=10):
+        self.sock.settimeout(timeout)
+        while True:
+            self._need(2)
+            b0, b1 = self.buf[0], self.buf[1]
+            n = b1 & 0x7F
+            off = 2
+            if n == 126:
+                self._need(4)
+                n = struct.unpack("!H", self.buf[2:4])[0]
+                off = 4
+            elif n == 127:
+                self._need(10)
+                n = struct.unpack("!Q", self.buf[2:10])[0]
+                off = 10
+            self._need(off + n)
+            payload, self.buf = self.buf[off:off + n], self.buf[off + n:]
+            op = b0 & 0x0F
+            if op == 8:
+                raise WSClosed("close frame")
+            if op == 9:
+                self.send(payload, opcode=10)
+                continue
+            return op, payload
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+# ---- FlatBuffers envelope (independent encoder/decoder) -----------------------------------
+
+def fb_decode(buf):
+    """Decodes an Envelope into a dict (txid, topic, message_type, payload, ...)."""
+    def u16(o): return struct.unpack_from("<H", buf, o)[0]
+    def u32(o): return struct.unpack_from("<I", buf, o)[0]
+    def table(pos):
+        vt = pos - struct.unpack_from("<i", buf, pos)[0]
+        vlen = u16(vt)
+        return lambda slot: (u16(vt + 4 + 2 * slot) if 4 + 2 * slot < vlen else 0), pos
+    def vec(fo, pos):
+        if not fo:
+            return None
+        at = pos + fo
+        v = at + u32(at)
+        return bytes(buf[v + 4: v + 4 + u32(v)])
+    f, pos = table(u32(0))
+    out = {"txid": vec(f(0), pos), "topic": vec(f(1), pos),
+           "message_type": buf[pos + f(2)] if f(2) else 0, "message_id": vec(f(4), pos)}
+    if out["message_type"] == 4 and f(3):
+        at = pos + f(3)
+        g, spos = table(at + u32(at))
+        out["payload"] = vec(g(2), spos)
+        out["sender_id"] = vec(g(1), spos)
+    return out
+
+
+def fb_envelope(txid, topic, payload, sender_id=None, created_at=None, message_type=4):
+    """Builds Envelope{txid, topic, message_type, message: Stream{created_at, sender_id,
+    payload}} with a simple forward layout (valid FlatBuffers, unlike any builder's)."""
+    created_at = int(time.time()) if created_at is None else created_at
+    out = bytearray(4)
+    def align(n=4):
+        while len(out) % n:
+            out.append(0)
+    # Envelope vtable (5 slots) + table
+    align()
+    evt = len(out)
+    # table layout: soffset(4) txid(4) topic(4) message(4) msgtype(1)+pad(3)
+    out += struct.pack("<HHHHHHH", 14, 20, 4, 8, 16 if message_type else 0,
+                       12 if message_type else 0, 0)
+    align()
+    et = len(out)
+    out += struct.pack("<i", et - evt) + bytes(16)
+    out[et + 16] = message_type
+    struct.pack_into("<I", out, 0, et)
+    # Stream vtable (6 slots) + table: soffset created_at sender payload
+    align()
+    svt = len(out)
+    out += struct.pack("<HHHHHHHH", 16, 16, 4, 8 if sender_id is not None else 0, 12, 0, 0, 0)
+    align()
+    st = len(out)
+    out += struct.pack("<iI", st - svt, created_at) + bytes(8)
+    if message_type:
+        struct.pack_into("<I", out, et + 12, st - (et + 12))
+    def put_vec(field_at, data):
+        align()
+        v = len(out)
+        out.extend(struct.pack("<I", len(data)) + data)
+        struct.pack_into("<I", out, field_at, v - field_at)
+    put_vec(et + 4, txid)
+    put_vec(et + 8, topic)
+    if sender_id is not None:
+        put_vec(st + 8, sender_id)
+    put_vec(st + 12, payload)
+    align()
+    return bytes(out)
+
+
+# ---- protobuf (independent encoder for V payloads) -----------------------------------------
+
+def pb_varint(n):
+    n &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def pb_field(num, wire, data):
+    return pb_varint(num << 3 | wire) + data
+
+
+def pb_len(num, data):
+    return pb_field(num, 2, pb_varint(len(data)) + data)
+
+
+def pb_value(v):
+    if isinstance(v, bool):
+        return pb_field(6, 0, pb_varint(int(v)))
+    if isinstance(v, int):
+        return pb_field(2, 0, pb_varint(v))
+    if isinstance(v, float):
+        return pb_field(5, 1, struct.pack("<d", v))
+    if isinstance(v, str):
+        return pb_len(1, v.encode())
+    if isinstance(v, tuple):  # location
+        return pb_len(7, pb_field(1, 1, struct.pack("<d", v[0])) +
+                      pb_field(2, 1, struct.pack("<d", v[1])))
+    raise TypeError(v)
+
+
+def v_payload(datums, created_ms=None, vin="", is_resend=False):
+    created_ms = int(time.time() * 1000) if created_ms is None else created_ms
+    out = b""
+    for field, value in datums:
+        out += pb_len(1, pb_field(1, 0, pb_varint(field)) + pb_len(2, pb_value(value)))
+    out += pb_len(2, pb_field(1, 0, pb_varint(created_ms // 1000)) +
+                  pb_field(2, 0, pb_varint((created_ms % 1000) * 1000000)))
+    if vin:
+        out += pb_len(3, vin.encode())
+    if is_resend:
+        out += pb_field(4, 0, pb_varint(1))
+    return out
+
+
+def vector(name):
+    with open(os.path.join(VECTORS, name), "rb") as f:
+        return f.read()
+
+
+class Env:
+    """A temporary directory with certs, removed at the end unless FV_KEEP is set."""
+
+    def __enter__(self):
+        self.root = tempfile.mkdtemp(prefix="fv-e2e-")
+        self.certs = Certs(self.root)
+        return self
+
+    def __exit__(self, *exc):
+        if exc[0] is not None:
+            log(f"(test directory kept: {self.root})")
+            return False
+        if not os.environ.get("FV_KEEP"):
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def main(tests):
+    """Runs test functions in order; prints a summary line and exits non-zero on failure."""
+    passed = failed = 0
+    seed = int(os.environ.get("FV_SEED", str(int(time.time()))))
+    random.seed(seed)
+    log(f"seed {seed} (set FV_SEED to repeat)")
+    for t in tests:
+        t0 = time.time()
+        try:
+            t()
+            passed += 1
+            log(f"PASS {t.__name__} ({time.time() - t0:.1f}s)")
+        except Exception as e:  # noqa: BLE001 - report every failure and go on
+            failed += 1
+            import traceback
+            traceback.print_exc()
+            log(f"FAIL {t.__name__}: {e}")
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
