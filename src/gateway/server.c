@@ -505,6 +505,9 @@ static int dev_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
                     X509_verify_cert_error_string(e), subj, X509_STORE_CTX_get_error_depth(xs));
             if (srv)
                 srv->m.tls_rejected++;
+            /* lws turns this callback's 0 into "verified": a failure must return non-zero,
+             * or any certificate would be accepted (tests/e2e/test_gateway.py checks). */
+            return 1;
         }
         return 0;
     }
