@@ -133,6 +133,9 @@ class Server:
             self.logf.close()
         rc = self.proc.returncode if self.proc else None
         self.proc = None
+        if sig == signal.SIGTERM and rc != 0:
+            # A clean stop exits 0; under ASan a leak or memory error makes it non-zero.
+            raise AssertionError(f"server exited with {rc} on SIGTERM:\n{self.log()[-4000:]}")
         return rc
 
     def kill9(self):
