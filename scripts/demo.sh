@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# make demo: the main job on the embedded default. Makes dev certificates (./certs) if
+# missing, starts `fleetvault serve` on ./data, streams a simulated fleet to it over mutual
+# TLS, and shows a live one-line summary until Ctrl-C.
+#   DEMO_VEHICLES (100), DEMO_HZ (1), DEMO_PORT (4443), DEMO_API_PORT (8080) override.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=build/fleetvault
+VEHICLES=${DEMO_VEHICLES:-100}
+HZ=${DEMO_HZ:-1}
+PORT=${DEMO_PORT:-4443}
+API=${DEMO_API_PORT:-8080}
+LOG=fleetvault-demo.log
+
+[ -f certs/ca.crt ] || $BIN certs init certs
+: > "$LOG"
+$BIN serve --data data --certs certs --listen 127.0.0.1:$PORT --api 127.0.0.1:$API >>"$LOG" 2>&1 &
+SERVER=$!
+SIM=
+cleanup() {
+    trap - INT TERM EXIT
+    echo
+    [ -n "$SIM" ] && kill -INT "$SIM" 2>/dev/null && wait "$SIM" 2>/dev/null || true
+    kill -TERM "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null || true
+    echo "stopped. Data is in ./data (inspect it: $BIN inspect data); server log: $LOG"
+}
+trap cleanup INT TERM EXIT
+
+for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$API/status" >/dev/null 2>&1 && break
+    kill -0 "$SERVER" 2>/dev/null || { echo "server failed to start:"; cat "$LOG"; exit 1; }
+    sleep 0.1
+done
+TOKEN=$(cat data/admin.token)
+echo "fleetvault serving devices on wss://127.0.0.1:$PORT, API on http://127.0.0.1:$API"
+echo "try: curl -H 'Authorization: Bearer $TOKEN' http://127.0.0.1:$API/api/v1/vehicles"
+echo "streaming $VEHICLES simulated vehicles at $HZ Hz; Ctrl-C to stop"
+
+$BIN simulate --server "wss://127.0.0.1:$PORT" --certs certs --vehicles "$VEHICLES" \
+    --seconds 86400 --hz "$HZ" >>"$LOG" 2>&1 &
+SIM=$!
+
+metric() { awk -v m="$1" '$1 == m {print $2}' <<<"$2"; }
+prev=0
+prev_t=$(date +%s.%N)
+while kill -0 "$SERVER" 2>/dev/null; do
+    sleep 1
+    m=$(curl -sf "http://127.0.0.1:$API/metrics" || true)
+    [ -n "$m" ] || continue
+    d=$(metric fleetvault_datums_total "$m")
+    now=$(date +%s.%N)
+    rate=$(awk -v a="$d" -v b="$prev" -v t1="$now" -v t0="$prev_t" 'BEGIN{printf "%.0f", (a-b)/(t1-t0)}')
+    prev=$d
+    prev_t=$now
+    printf '\rconnected %5s | devices %5s | datums/s %7s | datums %10s | acks %9s | errors %s   ' \
+        "$(metric fleetvault_connections "$m")" "$(metric fleetvault_devices "$m")" "$rate" "$d" \
+        "$(metric fleetvault_acks_total "$m")" "$(metric fleetvault_error_replies_total "$m")"
+done
+echo "server exited; see $LOG"
