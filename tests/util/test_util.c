@@ -1,0 +1,94 @@
+/* test_util.c - CRC-32C check value, hash map against a naive reference, buffers. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "util/buf.h"
+#include "util/crc32c.h"
+#include "util/err.h"
+#include "util/map.h"
+
+static void test_crc32c(void **state)
+{
+    (void)state;
+    assert_int_equal(fv_crc32c(0, "123456789", 9), 0xE3069283u);
+    assert_int_equal(fv_crc32c(0, "", 0), 0);
+    /* incremental = one shot */
+    uint32_t c = fv_crc32c(0, "1234", 4);
+    assert_int_equal(fv_crc32c(c, "56789", 5), 0xE3069283u);
+}
+
+/* Random puts and deletes, checked after every step against a plain array. */
+static void test_map_vs_reference(void **state)
+{
+    (void)state;
+    unsigned seed = (unsigned)time(NULL);
+    printf("seed %u\n", seed);
+    srand(seed);
+    enum { N = 600 };
+    void *ref[N] = {0};
+    struct fv_map m = {0}, mu = {0};
+    for (int step = 0; step < 20000; step++) {
+        int k = rand() % N;
+        char key[16];
+        snprintf(key, sizeof key, "k%d", k);
+        if (rand() % 3) {
+            void *v = (void *)(intptr_t)(step + 1);
+            assert_int_equal(fv_map_put(&m, key, strlen(key), v), FV_OK);
+            assert_int_equal(fv_map_put_u64(&mu, (uint64_t)k, v), FV_OK);
+            ref[k] = v;
+        } else {
+            assert_ptr_equal(fv_map_del(&m, key, strlen(key)), ref[k]);
+            assert_ptr_equal(fv_map_del_u64(&mu, (uint64_t)k), ref[k]);
+            ref[k] = NULL;
+        }
+        if (step % 97 == 0) {
+            size_t n = 0;
+            for (int i = 0; i < N; i++) {
+                snprintf(key, sizeof key, "k%d", i);
+                assert_ptr_equal(fv_map_get(&m, key, strlen(key)), ref[i]);
+                assert_ptr_equal(fv_map_get_u64(&mu, (uint64_t)i), ref[i]);
+                n += ref[i] != NULL;
+            }
+            assert_int_equal(m.n, n);
+        }
+    }
+    fv_map_free(&m);
+    fv_map_free(&mu);
+}
+
+static void test_buf_and_le(void **state)
+{
+    (void)state;
+    struct fv_buf b = {0};
+    for (int i = 0; i < 1000; i++)
+        assert_int_equal(fv_buf_append(&b, "abc", 3), FV_OK);
+    assert_int_equal(b.len, 3000);
+    assert_memory_equal(b.data + 2997, "abc", 3);
+    fv_buf_free(&b);
+    unsigned char p[8];
+    fv_put_u64(p, 0x0102030405060708ULL);
+    assert_int_equal(p[0], 8);
+    assert_int_equal(fv_get_u64(p), 0x0102030405060708ULL);
+    fv_put_u16(p, 0xBEEF);
+    assert_int_equal(fv_get_u16(p), 0xBEEF);
+    assert_string_equal(fv_strerror(FV_ECORRUPT), "corrupt data");
+    assert_string_equal(fv_strerror(-999), "unknown error");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_crc32c),
+        cmocka_unit_test(test_map_vs_reference),
+        cmocka_unit_test(test_buf_and_le),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
