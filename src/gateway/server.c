@@ -555,6 +555,7 @@ static int dev_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
             snprintf(s->conn_id, sizeof s->conn_id, "fv-%llu", (unsigned long long)s->id);
         s->established = 1;
         s->dev->sessions++;
+        s->dev->session_id = s->id;
         srv->m.connections_total++;
         srv->m.connections_open++;
         fv_debug("device %s.%s connected (%s)", s->ident.client_type, s->ident.device_id,
@@ -615,6 +616,8 @@ static int dev_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
             record_connectivity(s, 2);
             fv_map_del_u64(&srv->sessions, s->id);
             s->dev->sessions--;
+            if (s->dev->session_id == s->id)
+                s->dev->session_id = 0;
             srv->m.connections_open--;
             s->established = 0;
             fv_debug("device %s disconnected", s->ident.device_id);
@@ -923,6 +926,20 @@ out:
         close(srv->lock_fd);
     free(srv);
     return rc;
+}
+
+int fv_server_downlink(const char *device_id, const void *msg, size_t len)
+{
+    struct fv_server *srv = running;
+    if (srv == NULL)
+        return FV_ESTATE;
+    struct fv_device *d = fv_fleet_find(&srv->fleet, device_id);
+    struct session *s = d && d->session_id ? fv_map_get_u64(&srv->sessions, d->session_id) : NULL;
+    if (s == NULL)
+        return FV_ENOENT;
+    struct fv_buf b = {.data = (unsigned char *)msg, .len = len, .cap = len};
+    session_push(s, &b);
+    return FV_OK;
 }
 
 void fv_server_wake(void)
