@@ -1,12 +1,187 @@
-/* cmd_simulate.c - `fleetvault simulate` (placeholder until its module lands). */
+/*
+ * cmd_simulate.c - `fleetvault simulate`: argument parsing and signal handling around
+ * fv_sim_run (sim/simulate.h).
+ *
+ * Output contract: progress lines on stderr once per second; exactly one JSON line on stdout
+ * at the end (also after SIGINT/SIGTERM), starting with sent, acked, errors, datums,
+ * ack_p50_ms, ack_p99_ms. Exit status: 0 when no record is left unacked (a refused record
+ * counts as done), 1 otherwise or when the run could not start, 2 for bad usage.
+ *
+ * The only global is the stop flag written by the signal handler (a volatile sig_atomic_t).
+ */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cli/commands.h"
+#include "sim/simulate.h"
+#include "sim/vehicle.h"
+#include "util/err.h"
+
+static volatile sig_atomic_t g_stop;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_stop = 1;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: fleetvault simulate --server wss://HOST:PORT --certs DIR --vehicles N\n"
+            "                           --seconds S --hz R [options]\n\n"
+            "Streams a simulated fleet to a server: each vehicle has its own TLS connection\n"
+            "with a client certificate minted from DIR's CA (made by 'fleetvault certs init\n"
+            "DIR'; DIR/ca.crt also verifies the server), sends one V record per tick and\n"
+            "resends it until acked.\n\n"
+            "options:\n"
+            "  --signals K         datums per record (default 20, max %zu)\n"
+            "  --drain SECONDS     wait this long for outstanding acks at the end (default 30)\n"
+            "  --acked-log FILE    append 'VIN TXID' per acked and 'VIN TXID E' per refused "
+            "record\n"
+            "  --seed N            vehicle model seed (default 1)\n"
+            "  --id-prefix P       VIN prefix (default 5YJSIM), padded with the index to 17\n"
+            "  --connect-rate R    new connections per second (default 1000, 0 = unlimited)\n"
+            "  --max-inflight N    unacked records per vehicle before it pauses (default 1000)\n"
+            "  --resend-after S    resend a record unanswered this long (default 5)\n"
+            "  --quiet             no progress lines\n\n"
+            "Prints one JSON line: {\"sent\":..,\"acked\":..,\"errors\":..,\"datums\":..,"
+            "\"ack_p50_ms\":..,\"ack_p99_ms\":..,...}\n"
+            "Exit status: 0 all records acked or refused, 1 some unacked or failure, 2 usage.\n",
+            fv_sim_signal_count());
+}
+
+static int parse_double(const char *opt, const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double d = strtod(s, &end);
+    if (errno || end == s || *end != '\0' || !isfinite(d) || d < lo || d > hi) {
+        fprintf(stderr, "fleetvault simulate: %s needs a number in %g..%g, got '%s'\n", opt, lo,
+                hi, s);
+        return -1;
+    }
+    *out = d;
+    return 0;
+}
+
+static int parse_u64(const char *opt, const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (*s == '-' || *s == '\0') {
+        fprintf(stderr, "fleetvault simulate: %s needs a whole number, got '%s'\n", opt, s);
+        return -1;
+    }
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end != '\0' || v < lo || v > hi) {
+        fprintf(stderr, "fleetvault simulate: %s needs a whole number in %llu..%llu, got '%s'\n",
+                opt, (unsigned long long)lo, (unsigned long long)hi, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
 
 int fv_cmd_simulate(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "fleetvault simulate: not available in this build\n");
-    return 1;
+    struct fv_sim_opts o;
+    fv_sim_opts_default(&o);
+    int have_vehicles = 0, have_seconds = 0, have_hz = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        if (strcmp(a, "--quiet") == 0) {
+            o.progress = 0;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "fleetvault simulate: %s\n",
+                    strncmp(a, "--", 2) == 0 ? "option needs a value" : "unexpected argument");
+            fprintf(stderr, "  (at '%s'; see 'fleetvault simulate --help')\n", a);
+            return 2;
+        }
+        const char *val = argv[++i];
+        uint64_t u;
+        double d;
+        int bad = 0;
+        if (strcmp(a, "--server") == 0) {
+            o.server = val;
+        } else if (strcmp(a, "--certs") == 0) {
+            o.certs_dir = val;
+        } else if (strcmp(a, "--vehicles") == 0) {
+            bad = parse_u64(a, val, 1, 1000000, &u);
+            o.vehicles = (uint32_t)u;
+            have_vehicles = 1;
+        } else if (strcmp(a, "--seconds") == 0) {
+            bad = parse_double(a, val, 0, 1e7, &o.seconds);
+            have_seconds = 1;
+        } else if (strcmp(a, "--hz") == 0) {
+            bad = parse_double(a, val, 0.001, 1000, &o.hz);
+            have_hz = 1;
+        } else if (strcmp(a, "--signals") == 0) {
+            bad = parse_u64(a, val, 1, fv_sim_signal_count(), &u);
+            o.signals = (uint32_t)u;
+        } else if (strcmp(a, "--drain") == 0) {
+            bad = parse_double(a, val, 0, 1e7, &o.drain_s);
+        } else if (strcmp(a, "--acked-log") == 0) {
+            o.acked_log = val;
+        } else if (strcmp(a, "--seed") == 0) {
+            bad = parse_u64(a, val, 0, UINT64_MAX, &o.seed);
+        } else if (strcmp(a, "--id-prefix") == 0) {
+            o.id_prefix = val;
+        } else if (strcmp(a, "--connect-rate") == 0) {
+            bad = parse_double(a, val, 0, 1e7, &o.connect_rate);
+        } else if (strcmp(a, "--max-inflight") == 0) {
+            bad = parse_u64(a, val, 1, 1000000, &u);
+            o.max_inflight = (uint32_t)u;
+        } else if (strcmp(a, "--resend-after") == 0) {
+            bad = parse_double(a, val, 0.01, 3600, &d);
+            o.resend_after_s = d;
+        } else {
+            fprintf(stderr, "fleetvault simulate: unknown option '%s' (see --help)\n", a);
+            return 2;
+        }
+        if (bad)
+            return 2;
+    }
+    if (!o.server || !o.certs_dir || !have_vehicles || !have_seconds || !have_hz) {
+        fprintf(stderr, "fleetvault simulate: --server, --certs, --vehicles, --seconds and --hz "
+                        "are required\n\n");
+        usage(stderr);
+        return 2;
+    }
+    char vin[FV_SIM_VIN_LEN + 1];
+    char err[1024];
+    if (fv_sim_vin(o.id_prefix, o.vehicles - 1, vin, err, sizeof err) != FV_OK) {
+        fprintf(stderr, "fleetvault simulate: %s\n", err);
+        return 2;
+    }
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL); /* no SA_RESTART: epoll_wait returns EINTR at once */
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    o.stop = &g_stop;
+
+    struct fv_sim_stats st;
+    int rc = fv_sim_run(&o, &st, err, sizeof err);
+    if (rc != FV_OK) {
+        fprintf(stderr, "fleetvault simulate: %s\n", err);
+        if (st.sent == 0)
+            return 1;
+    }
+    fv_sim_stats_print_json(&st, stdout);
+    return rc == FV_OK && st.unacked == 0 ? 0 : 1;
 }
