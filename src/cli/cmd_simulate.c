@@ -161,6 +161,12 @@ int fv_cmd_simulate(int argc, char **argv)
     }
     char vin[FV_SIM_VIN_LEN + 1];
     char err[1024];
+    char host[256], port[16], hostport[300], path[512];
+    if (fv_sim_parse_url(o.server, host, sizeof host, port, sizeof port, hostport,
+                         sizeof hostport, path, sizeof path, err, sizeof err) != FV_OK) {
+        fprintf(stderr, "fleetvault simulate: %s\n", err);
+        return 2;
+    }
     if (fv_sim_vin(o.id_prefix, o.vehicles - 1, vin, err, sizeof err) != FV_OK) {
         fprintf(stderr, "fleetvault simulate: %s\n", err);
         return 2;

@@ -56,6 +56,7 @@
 #define MAX_EVENTS       1024
 #define NEVER            UINT64_MAX
 #define ERR_LOG_EVERY_NS (5 * NS_PER_S)
+#define ERR_KINDS        16
 
 /* Latency histogram: log-linear over microseconds, exact below 128 us, then 64 buckets per
  * power of two (<= 1.6 % error). */
@@ -127,7 +128,9 @@ struct run {
     uint64_t hist_n;
     int fatal;
     char fatal_msg[256];
-    char last_err[256];
+    char last_err[512];
+    uint64_t err_kinds[ERR_KINDS];
+    int err_kinds_n;
     uint64_t last_err_ns, err_suppressed;
     uint64_t last_reply_err_ns;
     uint64_t prev_datums;
@@ -210,21 +213,33 @@ static double hist_quantile_ms(const struct run *r, double q)
     return hist_value(HIST_N - 1) / 1000.0;
 }
 
-/* Logs a connection problem, at most once per ERR_LOG_EVERY_NS unless the message changes. */
+/*
+ * Logs a connection problem without flooding stderr when thousands of vehicles fail alike:
+ * each distinct message (up to ERR_KINDS of them) is logged the first time it is seen;
+ * repeats are counted and summarised at most every ERR_LOG_EVERY_NS.
+ */
 static void log_conn_error(struct run *r, const struct veh *v, const char *msg, uint64_t now)
 {
-    if (strcmp(msg, r->last_err) == 0 && now - r->last_err_ns < ERR_LOG_EVERY_NS) {
-        r->err_suppressed++;
+    snprintf(r->last_err, sizeof r->last_err, "%s", msg);
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (const char *p = msg; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    int known = 0;
+    for (int i = 0; i < r->err_kinds_n; i++)
+        known |= r->err_kinds[i] == h;
+    if (!known) {
+        if (r->err_kinds_n < ERR_KINDS)
+            r->err_kinds[r->err_kinds_n++] = h;
+        fv_warn("simulate: %s: %s", v->vin, msg);
         return;
     }
-    if (r->err_suppressed)
-        fv_warn("simulate: %s: %s (%" PRIu64 " similar failures not shown)", v->vin, msg,
-                r->err_suppressed);
-    else
-        fv_warn("simulate: %s: %s", v->vin, msg);
-    snprintf(r->last_err, sizeof r->last_err, "%s", msg);
-    r->last_err_ns = now;
-    r->err_suppressed = 0;
+    r->err_suppressed++;
+    if (now - r->last_err_ns >= ERR_LOG_EVERY_NS) {
+        fv_warn("simulate: %" PRIu64 " more connection failures (latest: %s: %s)",
+                r->err_suppressed, v->vin, msg);
+        r->err_suppressed = 0;
+        r->last_err_ns = now;
+    }
 }
 
 /* ---- timer heap ---------------------------------------------------------------------------- */
@@ -1048,8 +1063,7 @@ int fv_sim_run(const struct fv_sim_opts *o, struct fv_sim_stats *st, char *err, 
     }
     progress(r, fv_mono_ns());
     if (st->connected_peak == 0 && st->sent > 0 && r->last_err[0])
-        fv_error("simulate: no vehicle could connect to %s; last error: %s", r->hostport,
-                 r->last_err);
+        fv_error("simulate: no vehicle could connect; last error: %s", r->last_err);
 done:
     st->unacked = r->outstanding;
     st->ack_p50_ms = hist_quantile_ms(r, 0.50);

@@ -436,11 +436,17 @@ static int tls_fail(struct fv_sim_ws *ws, int ret, int saved_errno, const char *
                   what);
         return FV_EIO;
     }
+    /* With TLS 1.3 the client finishes its handshake before the server has checked the
+     * client certificate, so a rejection often shows up as a reset right afterwards. */
+    const char *hint = ws->state == FV_SIM_WS_UPGRADE
+                           ? " right after the TLS handshake (did the server reject the client "
+                             "certificate?)"
+                           : "";
     if (e == SSL_ERROR_SYSCALL && ERR_peek_last_error() == 0) {
         if (saved_errno)
-            fv_seterr(err, errlen, "%s: %s", what, strerror(saved_errno));
+            fv_seterr(err, errlen, "%s: %s%s", what, strerror(saved_errno), hint);
         else
-            fv_seterr(err, errlen, "server closed the connection during %s", what);
+            fv_seterr(err, errlen, "server closed the connection during %s%s", what, hint);
         return FV_EIO;
     }
     long vr = SSL_get_verify_result(ws->ssl);
@@ -452,7 +458,7 @@ static int tls_fail(struct fv_sim_ws *ws, int ret, int saved_errno, const char *
     }
     const char *reason = ssl_reason();
     if (strstr(reason, "unexpected eof")) {
-        fv_seterr(err, errlen, "server closed the connection during %s", what);
+        fv_seterr(err, errlen, "server closed the connection during %s%s", what, hint);
         return FV_EIO;
     }
     if (strstr(reason, "alert"))
