@@ -50,7 +50,7 @@
 #define NS_PER_S         1000000000ULL
 #define BACKOFF_MIN_MS   100
 #define BACKOFF_MAX_MS   5000
-#define SCAN_EVERY_NS    NS_PER_S
+#define SCAN_EVERY_NS    NS_PER_S /* at most; less when resend_after_s is shorter */
 #define SEND_QUEUE_MAX   (64 * 1024) /* bytes queued per connection before pump waits */
 #define CLOSE_WAIT_NS    NS_PER_S
 #define MAX_EVENTS       1024
@@ -120,6 +120,7 @@ struct run {
     FILE *log;
     struct fv_buf pl, env;
     uint64_t period_ns, t0_ns, gen_end_ns, drain_end_ns, close_end_ns;
+    uint64_t scan_ns; /* how often open connections look for records to resend */
     enum phase phase;
     uint64_t outstanding; /* R4 */
     uint32_t connected, live_conns;
@@ -231,6 +232,8 @@ static void log_conn_error(struct run *r, const struct veh *v, const char *msg, 
         if (r->err_kinds_n < ERR_KINDS)
             r->err_kinds[r->err_kinds_n++] = h;
         fv_warn("simulate: %s: %s", v->vin, msg);
+        if (r->err_suppressed == 0)
+            r->last_err_ns = now; /* repeats are summarised from now on */
         return;
     }
     r->err_suppressed++;
@@ -628,7 +631,7 @@ static void on_open(struct run *r, struct veh *v, uint64_t now)
     if (r->connected > r->st->connected_peak)
         r->st->connected_peak = r->connected;
     v->send_next = v->lo; /* everything unfinished goes again on a new connection (R2) */
-    v->next_scan_ns = now + SCAN_EVERY_NS;
+    v->next_scan_ns = now + r->scan_ns;
 }
 
 /* Drives a vehicle's connection after an epoll event (or to flush what was queued). */
@@ -679,7 +682,7 @@ static void vehicle_wake(struct run *r, struct veh *v, uint64_t now)
     } else if (s == FV_SIM_WS_OPEN) {
         if (now >= v->next_scan_ns) {
             resend_scan(r, v, now);
-            v->next_scan_ns = now + SCAN_EVERY_NS;
+            v->next_scan_ns = now + r->scan_ns;
         }
         pump(r, v, now);
         if (fv_sim_ws_pending(v->ws) > 0) {
@@ -918,6 +921,9 @@ static int setup(struct run *r, char *err, size_t errlen)
     r->gen_end_ns = now + (uint64_t)(o->seconds * (double)NS_PER_S);
     r->tokens_ns = now;
     r->tokens = 1;
+    r->scan_ns = (uint64_t)(o->resend_after_s * (double)NS_PER_S);
+    if (r->scan_ns > SCAN_EVERY_NS || r->scan_ns == 0)
+        r->scan_ns = SCAN_EVERY_NS;
     r->rng = o->seed ^ now;
     snprintf(r->runid, sizeof r->runid, "%" PRIx64, fv_now_ms());
     for (uint32_t i = 0; i < r->n; i++) {

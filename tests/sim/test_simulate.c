@@ -444,7 +444,8 @@ static void test_run_against_scripted_server(void **state)
     rm_rf(root);
 }
 
-/* No server: the run ends after the drain with everything unacked and a reason logged. */
+/* No server: the run ends after the drain with everything unacked, generation paused at
+ * max_inflight, and a reason logged. */
 static void test_unreachable_server(void **state)
 {
     (void)state;
@@ -475,9 +476,11 @@ static void test_unreachable_server(void **state)
     o.hz = 4;
     o.drain_s = 0.5;
     o.progress = 0;
+    o.max_inflight = 1; /* generation pauses at one unacked record per vehicle */
     struct fv_sim_stats st;
     assert_int_equal(fv_sim_run(&o, &st, err, sizeof err), FV_OK);
-    assert_true(st.sent >= 2);
+    assert_int_equal(st.sent, 2);
+    assert_true(st.paused >= 1);
     assert_int_equal(st.acked, 0);
     assert_int_equal(st.unacked, st.sent);
     assert_true(st.conn_failures >= 2);
