@@ -118,7 +118,8 @@ int fv_sim_ws_connect(struct fv_sim_ws *ws, SSL_CTX *ctx, const struct fv_sim_ws
                       X509 *cert, EVP_PKEY *key, char *err, size_t errlen);
 
 /* Called once per complete data message (text or binary); p is valid during the call only.
- * A nonzero return stops fv_sim_ws_io, which then returns that value. */
+ * The callback may queue messages (fv_sim_ws_send) but must not close or free the
+ * connection. A nonzero return stops fv_sim_ws_io, which then returns that value. */
 typedef int (*fv_sim_ws_msg_cb)(void *ud, unsigned opcode, const unsigned char *p, size_t len);
 
 /*
