@@ -21,8 +21,7 @@ static int count(void *arg, const struct fv_wal_record *r, const char *file, uin
         sum += r->payload[i];
     for (size_t i = 0; i < r->txid_len; i++)
         sum += r->txid[i];
-    static volatile unsigned sink; /* keeps the reads from being optimised away */
-    sink = sum;
+    __asm__ volatile("" : : "r"(sum)); /* keeps the reads from being optimised away */
     (*(int *)arg)++;
     return 0;
 }
