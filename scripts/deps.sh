@@ -3,7 +3,7 @@
 # Idempotent: does nothing when every package is already installed. Uses sudo when not root.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev
-      libssl-dev libwebsockets-dev libprotobuf-c-dev protobuf-c-compiler
+      libssl-dev libwebsockets-dev libwebsockets-evlib-ev libev-dev libprotobuf-c-dev protobuf-c-compiler
       libjansson-dev libsqlite3-dev libzstd-dev libcmocka-dev
       python3 curl openssl procps)
 missing=()

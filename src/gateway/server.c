@@ -25,6 +25,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <ev.h>
 #include <jansson.h>
 #include <libwebsockets.h>
 #include <openssl/rand.h>
@@ -401,9 +402,8 @@ static void handle_message(struct session *s, const unsigned char *msg, size_t l
     struct fv_vrecord v = {0};
     int is_v = bytes_eq(&env.topic, FV_TOPIC_V);
     if (fv_payload_normalise((const char *)env.topic.p, env.topic.len, env.payload.p,
-                             env.payload.len, s->ident.device_id, &norm, err,
-                             sizeof err) != FV_OK ||
-        (is_v && fv_payload_decode_v(norm.data, norm.len, &v, err, sizeof err) != FV_OK)) {
+                             env.payload.len, s->ident.device_id, &norm, &v, err,
+                             sizeof err) != FV_OK) {
         send_error(s, FV_REJ_PAYLOAD, env.txid.p, env.txid.len, err);
         goto done;
     }
@@ -806,6 +806,7 @@ int fv_server_run(const struct fv_server_config *cfg, volatile sig_atomic_t *sto
     struct fv_server *srv = calloc(1, sizeof *srv);
     if (srv == NULL)
         return FV_ENOMEM;
+    struct ev_loop *loop = NULL;
     int rc;
     srv->cfg = cfg;
     srv->stop = stop;
@@ -850,7 +851,19 @@ int fv_server_run(const struct fv_server_config *cfg, volatile sig_atomic_t *sto
     running = srv;
     struct lws_context_creation_info ci;
     memset(&ci, 0, sizeof ci);
-    ci.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    /* libev (epoll) rather than lws's default poll(): poll() costs O(connections) per
+     * wake-up, which dominated CPU at a few hundred devices (measured with perf). The loop
+     * is ours, so we can run it one iteration at a time and see *stop. */
+    loop = ev_loop_new(EVFLAG_AUTO);
+    if (loop == NULL) {
+        fv_seterr(err, errlen, "cannot create the event loop");
+        rc = FV_ENOMEM;
+        goto out;
+    }
+    void *foreign[1] = {loop};
+    ci.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
+                 LWS_SERVER_OPTION_LIBEV;
+    ci.foreign_loops = foreign;
     ci.port = CONTEXT_PORT_NO_LISTEN;
     struct lws_context *ctx = lws_create_context(&ci);
     if (ctx == NULL) {
@@ -898,8 +911,7 @@ int fv_server_run(const struct fv_server_config *cfg, volatile sig_atomic_t *sto
             cfg->listen_host, cfg->listen_port, ca, cfg->api_host, cfg->api_port);
 
     while (!*stop && !fv_wal_failed(srv->wal))
-        if (lws_service(ctx, 0) < 0)
-            break;
+        ev_run(loop, EVRUN_ONCE);
     if (fv_wal_failed(srv->wal)) {
         fv_seterr(err, errlen, "the write-ahead log failed (see above); stopped");
         rc = FV_EIO;
@@ -912,6 +924,8 @@ out:
         lws_context_destroy(c); /* closes sessions (connectivity records go to the WAL) */
         __atomic_store_n(&srv->ctx, NULL, __ATOMIC_RELEASE);
     }
+    if (loop)
+        ev_loop_destroy(loop);
     running = NULL;
     if (srv->wal)
         fv_wal_close(srv->wal); /* makes everything appended durable */

@@ -166,6 +166,33 @@ static uint64_t ts_to_ms(const Fvpb__Timestamp *ts)
     return (uint64_t)ts->seconds * 1000u + (uint64_t)(ts->nanos > 0 ? ts->nanos : 0) / 1000000u;
 }
 
+/* Converts an unpacked Payload into the value model (out owns its memory). */
+static int vrecord_from_pb(const Fvpb__Payload *pl, struct fv_vrecord *out)
+{
+    memset(out, 0, sizeof *out);
+    out->created_at_ms = ts_to_ms(pl->created_at);
+    out->is_resend = pl->is_resend ? 1 : 0;
+    out->vin = strdup(pl->vin ? pl->vin : "");
+    if (out->vin == NULL)
+        goto oom;
+    if (pl->n_data) {
+        out->data = calloc(pl->n_data, sizeof *out->data);
+        if (out->data == NULL)
+            goto oom;
+    }
+    for (size_t i = 0; i < pl->n_data; i++) {
+        const Fvpb__Datum *d = pl->data[i];
+        out->data[i].field = (uint32_t)d->key;
+        out->n = i + 1;
+        if (convert_value((uint32_t)d->key, d->value, &out->data[i].value))
+            goto oom;
+    }
+    return FV_OK;
+oom:
+    fv_vrecord_free(out);
+    return FV_ENOMEM;
+}
+
 int fv_payload_decode_v(const unsigned char *p, size_t len, struct fv_vrecord *out, char *err,
                         size_t errlen)
 {
@@ -175,29 +202,8 @@ int fv_payload_decode_v(const unsigned char *p, size_t len, struct fv_vrecord *o
         fv_seterr(err, errlen, "V payload of %zu bytes is not a valid protobuf Payload", len);
         return FV_EPROTO;
     }
-    int rc = FV_ENOMEM;
-    out->created_at_ms = ts_to_ms(pl->created_at);
-    out->is_resend = pl->is_resend ? 1 : 0;
-    out->vin = strdup(pl->vin ? pl->vin : "");
-    if (out->vin == NULL)
-        goto done;
-    if (pl->n_data) {
-        out->data = calloc(pl->n_data, sizeof *out->data);
-        if (out->data == NULL)
-            goto done;
-    }
-    for (size_t i = 0; i < pl->n_data; i++) {
-        const Fvpb__Datum *d = pl->data[i];
-        out->data[i].field = (uint32_t)d->key;
-        out->n = i + 1;
-        if (convert_value((uint32_t)d->key, d->value, &out->data[i].value))
-            goto done;
-    }
-    rc = FV_OK;
-done:
+    int rc = vrecord_from_pb(pl, out);
     fvpb__payload__free_unpacked(pl, NULL);
-    if (rc)
-        fv_vrecord_free(out);
     return rc;
 }
 
@@ -309,9 +315,11 @@ static int topic_is(const char *topic, size_t len, const char *name)
 }
 
 int fv_payload_normalise(const char *topic, size_t topic_len, const unsigned char *p,
-                         size_t len, const char *vin, struct fv_buf *out, char *err,
-                         size_t errlen)
+                         size_t len, const char *vin, struct fv_buf *out, struct fv_vrecord *v,
+                         char *err, size_t errlen)
 {
+    if (v)
+        memset(v, 0, sizeof *v);
     const ProtobufCMessageDescriptor *d = NULL;
     if (topic_is(topic, topic_len, FV_TOPIC_V))
         d = &fvpb__payload__descriptor;
@@ -337,6 +345,18 @@ int fv_payload_normalise(const char *topic, size_t topic_len, const unsigned cha
     *slot = (char *)vin;
     int rc = pack_into(m, out);
     *slot = old;
+    if (rc == FV_OK && v && d == &fvpb__payload__descriptor) {
+        /* One unpack serves both: the stored bytes and the decoded record. */
+        rc = vrecord_from_pb((const Fvpb__Payload *)m, v);
+        if (rc == FV_OK) {
+            free(v->vin);
+            v->vin = strdup(vin);
+            if (v->vin == NULL) {
+                fv_vrecord_free(v);
+                rc = FV_ENOMEM;
+            }
+        }
+    }
     protobuf_c_message_free_unpacked(m, NULL);
     return rc;
 }

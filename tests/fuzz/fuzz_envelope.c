@@ -17,7 +17,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     struct fv_buf out = {0};
     if (fv_payload_normalise((const char *)env.topic.p, env.topic.len, env.payload.p,
-                             env.payload.len, "5YJ3E1EA7KF000001", &out, err, sizeof err) == 0) {
+                             env.payload.len, "5YJ3E1EA7KF000001", &out, NULL, err,
+                             sizeof err) == 0) {
         struct fv_vrecord v;
         if (fv_payload_decode_v(out.data, out.len, &v, err, sizeof err) == 0)
             fv_vrecord_free(&v);

@@ -13,7 +13,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char err[256];
     for (size_t i = 0; i < sizeof topics / sizeof topics[0]; i++) {
         struct fv_buf out = {0};
-        fv_payload_normalise(topics[i], strlen(topics[i]), data, size, "VIN", &out, err,
+        fv_payload_normalise(topics[i], strlen(topics[i]), data, size, "VIN", &out, NULL, err,
                              sizeof err);
         fv_buf_free(&out);
     }

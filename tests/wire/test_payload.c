@@ -91,10 +91,10 @@ static void test_bad_payload_and_topics(void **state)
     struct fv_vrecord r;
     assert_int_equal(fv_payload_decode_v(p, len, &r, err, sizeof err), FV_EPROTO);
     struct fv_buf out = {0};
-    assert_int_equal(fv_payload_normalise("V", 1, p, len, "X", &out, err, sizeof err),
+    assert_int_equal(fv_payload_normalise("V", 1, p, len, "X", &out, NULL, err, sizeof err),
                      FV_EPROTO);
     /* unknown topics are kept raw, whatever they hold */
-    assert_int_equal(fv_payload_normalise("future", 6, p, len, "X", &out, err, sizeof err),
+    assert_int_equal(fv_payload_normalise("future", 6, p, len, "X", &out, NULL, err, sizeof err),
                      FV_OK);
     assert_int_equal(out.len, len);
     assert_memory_equal(out.data, p, len);
@@ -105,7 +105,7 @@ static void test_bad_payload_and_topics(void **state)
     for (int i = 0; i < 2; i++) {
         p = fv_test_read_vector(files[i], &len);
         assert_int_equal(fv_payload_normalise(topics[i], strlen(topics[i]), p, len,
-                                              "5YJ3E1EA7KF000777", &out, err, sizeof err),
+                                              "5YJ3E1EA7KF000777", &out, NULL, err, sizeof err),
                          FV_OK);
         assert_non_null(memmem(out.data, out.len, "5YJ3E1EA7KF000777", 17));
         assert_null(memmem(out.data, out.len, "5YJ3E1EA7KF000001", 17));
@@ -122,11 +122,18 @@ static void test_vin_rewrite_keeps_everything_else(void **state)
     char err[256];
     unsigned char *p = fv_test_read_vector("v-quirks.payload.bin", &len);
     struct fv_buf out = {0};
-    assert_int_equal(fv_payload_normalise("V", 1, p, len, "OTHER", &out, err, sizeof err), FV_OK);
-    struct fv_vrecord a, b;
+    struct fv_vrecord a, b, c;
+    assert_int_equal(fv_payload_normalise("V", 1, p, len, "OTHER", &out, &c, err, sizeof err),
+                     FV_OK);
     assert_int_equal(fv_payload_decode_v(p, len, &a, err, sizeof err), FV_OK);
     assert_int_equal(fv_payload_decode_v(out.data, out.len, &b, err, sizeof err), FV_OK);
     assert_string_equal(b.vin, "OTHER");
+    /* the record decoded during normalisation is the stored one */
+    assert_string_equal(c.vin, "OTHER");
+    assert_int_equal(c.n, b.n);
+    for (size_t i = 0; i < c.n; i++)
+        assert_true(fv_value_equal(&c.data[i].value, &b.data[i].value));
+    fv_vrecord_free(&c);
     assert_int_equal(a.n, b.n);
     for (size_t i = 0; i < a.n; i++) {
         assert_int_equal(a.data[i].field, b.data[i].field);
