@@ -3,14 +3,13 @@
 # memory per connected vehicle, side by side with a bare mutual-TLS server (tls_floor.c,
 # the least any server can hold per connection) in the same run.
 #   bench/ingest/run.sh                      # defaults below; results as a markdown table
-#   TP_VEHICLES=200 TP_HZ=10 TP_SECONDS=20 MEM_COUNTS="1000 10000" bench/ingest/run.sh
+#   TP_LOADS="200x10 500x20" TP_SECONDS=20 MEM_COUNTS="1000 10000" bench/ingest/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
 BIN=$BUILD/fleetvault
 FLOOR=$BUILD/tls_floor
-TP_VEHICLES=${TP_VEHICLES:-200}
-TP_HZ=${TP_HZ:-10}
+TP_LOADS=${TP_LOADS:-"200x10 500x20"}   # vehicles x Hz
 TP_SECONDS=${TP_SECONDS:-20}
 MEM_COUNTS=${MEM_COUNTS:-"1000 10000"}
 ulimit -n "$(ulimit -Hn)"
@@ -45,29 +44,31 @@ stop() { kill -TERM "$1" 2>/dev/null; wait "$1" 2>/dev/null || true; }
 echo "## bench/ingest $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(uname -r)"
 echo
 # ---- 1. throughput, CPU, ack latency --------------------------------------------------
-start_server
-c0=$(cpu_ticks "$srv")
-out=$($BIN simulate --server wss://127.0.0.1:$port --certs "$tmp/certs" \
-    --vehicles "$TP_VEHICLES" --hz "$TP_HZ" --seconds "$TP_SECONDS" --drain 30 2>"$tmp/sim.log" | tail -1)
-c1=$(cpu_ticks "$srv")
-stop "$srv"
-hz=$(getconf CLK_TCK)
-python3 - "$out" "$c0" "$c1" "$hz" "$TP_VEHICLES" "$TP_HZ" "$TP_SECONDS" <<'PY'
+echo "Throughput: V records of 20 signals from simulated vehicles over mutual TLS, durable"
+echo "acks (fdatasync before every ack), rate limits off; simulator on the same 2 cores:"
+echo
+echo "| vehicles x Hz | datums acked | datums/s | server CPU-s per million datums | fsyncs per record | ack p50 ms | ack p99 ms | unacked |"
+echo "|---|---|---|---|---|---|---|---|"
+for load in $TP_LOADS; do
+    veh=${load%x*} rate=${load#*x}
+    start_server
+    c0=$(cpu_ticks "$srv")
+    out=$($BIN simulate --server wss://127.0.0.1:$port --certs "$tmp/certs" --quiet \
+        --vehicles "$veh" --hz "$rate" --seconds "$TP_SECONDS" --drain 30 2>"$tmp/sim.log" | tail -1)
+    c1=$(cpu_ticks "$srv")
+    fs=$(curl -sf "http://127.0.0.1:$api/metrics" | awk '$1 == "fleetvault_wal_fsyncs_total" {print $2}')
+    stop "$srv"
+    python3 - "$out" "$c0" "$c1" "$(getconf CLK_TCK)" "$load" "$fs" <<'PY'
 import json, sys
 s = json.loads(sys.argv[1]); c0, c1, hz = map(int, sys.argv[2:5])
-veh, rate, secs = sys.argv[5:8]
 cpu = (c1 - c0) / hz
-el = s.get("elapsed_s") or float(secs)
-print(f"Throughput: {veh} vehicles x {rate} Hz x 20 signals for {secs} s, durable acks "
-      f"(fdatasync before every ack), rate limits off:")
-print()
-print("| datums acked | datums/s | server CPU-s per million datums | ack p50 ms | ack p99 ms | unacked |")
-print("|---|---|---|---|---|---|")
 d = s["datums"]
-print(f"| {d} | {d / el:,.0f} | {cpu / (d / 1e6):.2f} | {s['ack_p50_ms']:.2f} | "
-      f"{s['ack_p99_ms']:.2f} | {s.get('unacked', s['sent'] - s['acked'] - s['errors'])} |")
-print()
+print(f"| {sys.argv[5]} | {d} | {d / s['elapsed_s']:,.0f} | {cpu / (d / 1e6):.2f} | "
+      f"{float(sys.argv[6]) / max(1, s['acked']):.2f} | {s['ack_p50_ms']:.2f} | "
+      f"{s['ack_p99_ms']:.2f} | {s['unacked']} |")
 PY
+done
+echo
 
 # ---- 2. memory per connected vehicle ----------------------------------------------------
 echo "Server RSS per connected vehicle (vehicles at 0.1 Hz, all connected, minus the RSS before):"
@@ -82,7 +83,7 @@ for n in $MEM_COUNTS; do
         base=$(rss_kb "$srv")
         f0=$(fds "$srv")
         $BIN simulate --server wss://127.0.0.1:$port --certs "$tmp/certs" --vehicles "$n" \
-            --hz 0.1 --seconds 600 --drain 1 --connect-rate 2000 >/dev/null 2>"$tmp/sim-$n.log" &
+            --hz 0.1 --seconds 600 --drain 1 --connect-rate 2000 --quiet >/dev/null 2>"$tmp/sim-$n.log" &
         sim=$!
         pids+=("$sim")
         for _ in $(seq 1200); do

@@ -511,6 +511,12 @@ static int dev_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         }
         return 0;
     }
+    case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS:
+        /* user is the vhost's SSL_CTX: idle connections give their TLS buffers back
+         * (about 9 KB per connection). */
+        if (user)
+            SSL_CTX_set_mode((SSL_CTX *)user, SSL_MODE_RELEASE_BUFFERS);
+        return 0;
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
         if (srv)
             flush_durable(srv);
@@ -785,7 +791,9 @@ static void lws_log_emit(int level, const char *line)
 }
 
 static const struct lws_protocols dev_protocols[] = {
-    {"fleet-telemetry", dev_cb, sizeof(struct session), 4096, 0, NULL, 0},
+    /* 1 KB receive chunks: a typical V record is a few hundred bytes, and this buffer
+     * exists for every connection; larger messages arrive in several chunks. */
+    {"fleet-telemetry", dev_cb, sizeof(struct session), 1024, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0}};
 
 static const struct lws_protocols api_protocols[] = {
