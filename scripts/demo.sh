@@ -13,8 +13,10 @@ API=${DEMO_API_PORT:-8080}
 LOG=fleetvault-demo.log
 
 [ -f certs/ca.crt ] || $BIN certs init certs
+# The master key that wraps every device's data key: outside the data directory.
+[ -f keys/master.key ] || { mkdir -p -m 700 keys && $BIN keys init keys/master.key; }
 : > "$LOG"
-$BIN serve --data data --certs certs --listen 127.0.0.1:$PORT --api 127.0.0.1:$API >>"$LOG" 2>&1 &
+$BIN serve --data data --certs certs --key-file keys/master.key --listen 127.0.0.1:$PORT --api 127.0.0.1:$API >>"$LOG" 2>&1 &
 SERVER=$!
 SIM=
 cleanup() {
@@ -22,7 +24,7 @@ cleanup() {
     echo
     [ -n "$SIM" ] && kill -INT "$SIM" 2>/dev/null && wait "$SIM" 2>/dev/null || true
     kill -TERM "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null || true
-    echo "stopped. Data is in ./data (inspect it: $BIN inspect data); server log: $LOG"
+    echo "stopped. Data is in ./data (inspect it: $BIN inspect data --key-file keys/master.key); server log: $LOG"
 }
 trap cleanup INT TERM EXIT
 

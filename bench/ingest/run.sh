@@ -18,6 +18,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
 trap cleanup EXIT
 $BIN certs init "$tmp/certs" >/dev/null
+$BIN keys init "$tmp/master.key" >/dev/null
 port=$((20000 + RANDOM % 20000))
 api=$((port + 1))
 
@@ -26,7 +27,8 @@ rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 fds() { ls "/proc/$1/fd" | wc -l; }
 start_server() {
     rm -rf "$tmp/data"
-    $BIN serve --data "$tmp/data" --certs "$tmp/certs" --listen 127.0.0.1:$port \
+    $BIN serve --data "$tmp/data" --certs "$tmp/certs" --key-file "$tmp/master.key" \
+        --listen 127.0.0.1:$port \
         --api 127.0.0.1:$api --no-rate-limit --log-level warn 2>>"$tmp/server.log" &
     srv=$!
     pids+=("$srv")

@@ -16,6 +16,8 @@
 #include "cli/commands.h"
 #include "util/err.h"
 #include "util/map.h"
+#include "crypto/keys.h"
+#include "wal/sealed.h"
 #include "wal/wal.h"
 #include "wal/wal_format.h"
 #include "wire/payload.h"
@@ -29,8 +31,9 @@ struct dev_totals {
 struct inspect {
     struct fv_map devices; /* id -> dev_totals */
     struct fv_map seen;    /* device \0 txid -> (void*)1, for duplicate detection */
-    uint64_t records, datums, duplicates, undecodable;
+    uint64_t records, datums, duplicates, undecodable, erased, sealed_unread;
     int print_txids;
+    struct fv_keystore *keys; /* NULL without a master key: payloads stay sealed */
 };
 
 static int on_record(void *arg, const struct fv_wal_record *r, const char *file, uint64_t off)
@@ -62,9 +65,20 @@ static int on_record(void *arg, const struct fv_wal_record *r, const char *file,
     if (r->flags & FV_WAL_F_RESEND)
         d->resends++;
     uint64_t t = r->received_ms;
-    if (r->topic_len == 1 && r->topic[0] == 'V') {
+    struct fv_buf plain = {0};
+    int prc = FV_ENOENT;
+    if (in->keys || !(r->flags & FV_WAL_F_SEALED))
+        prc = in->keys ? fv_wal_open_payload(in->keys, r, &plain)
+                       : fv_buf_append(&plain, r->payload, r->payload_len);
+    if (prc == FV_ESTATE)
+        in->erased++;
+    else if (prc == FV_ECORRUPT)
+        return prc; /* altered: stop and name the place */
+    else if (prc != FV_OK)
+        in->sealed_unread++;
+    if (prc == FV_OK && r->topic_len == 1 && r->topic[0] == 'V') {
         struct fv_vrecord v;
-        if (fv_payload_decode_v(r->payload, r->payload_len, &v, NULL, 0) == FV_OK) {
+        if (fv_payload_decode_v(plain.data, plain.len, &v, NULL, 0) == FV_OK) {
             d->datums += v.n;
             in->datums += v.n;
             if (v.created_at_ms)
@@ -74,6 +88,7 @@ static int on_record(void *arg, const struct fv_wal_record *r, const char *file,
             in->undecodable++;
         }
     }
+    fv_buf_free(&plain);
     if (d->first_ms == 0 || t < d->first_ms)
         d->first_ms = t;
     if (t > d->last_ms)
@@ -102,22 +117,26 @@ static int on_record(void *arg, const struct fv_wal_record *r, const char *file,
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: fleetvault inspect DIR [--txids]\n\n"
+    fprintf(f, "usage: fleetvault inspect DIR [--txids] [--key-file FILE]\n\n"
                "Prints JSON totals per device (records, datums, first/last time, record types)\n"
                "read from the data directory DIR of a stopped server. --txids prints one line\n"
-               "'DEVICE TXID' per stored record instead.\n");
+               "'DEVICE TXID' per stored record instead. Payloads are read with the master key\n"
+               "(--key-file, or FV_MASTER_KEY); without it, datums are not counted.\n");
 }
 
 int fv_cmd_inspect(int argc, char **argv)
 {
-    const char *dir = NULL;
+    const char *dir = NULL, *key_file = NULL;
     struct inspect in = {0};
+    struct fv_kek kek;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
             return 0;
         } else if (strcmp(argv[i], "--txids") == 0) {
             in.print_txids = 1;
+        } else if (strcmp(argv[i], "--key-file") == 0 && i + 1 < argc) {
+            key_file = argv[++i];
         } else if (argv[i][0] == '-' || dir) {
             usage(stderr);
             return 2;
@@ -145,6 +164,19 @@ int fv_cmd_inspect(int argc, char **argv)
         if (lock >= 0)
             close(lock);
         return 1;
+    }
+    if (key_file || getenv("FV_MASTER_KEY")) {
+        snprintf(path, sizeof path, "%s/catalog.db", dir);
+        if (fv_kek_load(key_file, &kek, err, sizeof err) != FV_OK ||
+            fv_keystore_open(path, &kek, &in.keys, err, sizeof err) != FV_OK) {
+            fprintf(stderr, "fleetvault inspect: %s\n", err);
+            fv_kek_wipe(&kek);
+            if (lock >= 0)
+                close(lock);
+            return 1;
+        }
+        fv_kek_wipe(&kek);
+        snprintf(path, sizeof path, "%s/wal", dir);
     }
     struct fv_wal_opts o = {.read_only = 1};
     struct fv_wal *w = NULL;
@@ -174,12 +206,14 @@ int fv_cmd_inspect(int argc, char **argv)
                           (json_int_t)d->last_ms, "topics", d->topics));
         }
         json_t *out = json_pack(
-            "{s:s,s:{s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I},s:o}", "data", dir, "wal", "files",
+            "{s:s,s:{s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b},s:o}", "data", dir, "wal",
+            "files",
             (json_int_t)st.files, "bytes", (json_int_t)st.bytes_on_disk, "torn_bytes",
             (json_int_t)st.torn_bytes_cut, "totals", "devices", (json_int_t)in.devices.n,
             "records", (json_int_t)in.records, "datums", (json_int_t)in.datums,
             "duplicate_txids", (json_int_t)in.duplicates, "undecodable",
-            (json_int_t)in.undecodable, "devices", devs);
+            (json_int_t)in.undecodable, "erased", (json_int_t)in.erased, "sealed_unread",
+            (json_int_t)in.sealed_unread, "decrypted", in.keys != NULL, "devices", devs);
         char *s = out ? json_dumps(out, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
         if (s)
             printf("%s\n", s);
@@ -198,6 +232,7 @@ int fv_cmd_inspect(int argc, char **argv)
     }
     fv_map_free(&in.devices);
     fv_map_free(&in.seen);
+    fv_keystore_close(in.keys);
     if (lock >= 0)
         close(lock);
     return rc == FV_OK ? 0 : 1;

@@ -21,14 +21,17 @@ static void on_signal(int sig)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: fleetvault serve [--config FILE] [--data DIR] [--certs DIR]\n"
+            "usage: fleetvault serve [--config FILE] [--data DIR] [--certs DIR] [--key-file F]\n"
             "                        [--listen HOST:PORT] [--api HOST:PORT]\n"
             "                        [--no-rate-limit] [--log-level debug|info|warn|error]\n\n"
             "Runs the ingestion gateway: devices stream over WebSocket with mutual TLS on\n"
             "--listen (default 127.0.0.1:4443); the HTTP API listens on --api (default\n"
             "127.0.0.1:8080). Records are acknowledged only after they are fsync'd to the\n"
             "write-ahead log in DIR/wal. --certs holds ca.crt, server.crt and server.key\n"
-            "(make them with 'fleetvault certs init DIR'). The API token is in DIR/admin.token.\n");
+            "(make them with 'fleetvault certs init DIR'). The API token is in DIR/admin.token.\n"
+            "Payloads are encrypted at rest with a data key per device, wrapped by the master\n"
+            "key in --key-file (make it with 'fleetvault keys init FILE', outside DIR) or the\n"
+            "FV_MASTER_KEY environment variable (64 hex digits).\n");
 }
 
 static int parse_level(const char *s, enum fv_log_level *out)
@@ -76,6 +79,8 @@ int fv_cmd_serve(int argc, char **argv)
             continue;
         } else if (strcmp(a, "--data") == 0) {
             snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s", v);
+        } else if (strcmp(a, "--key-file") == 0) {
+            snprintf(cfg.key_file, sizeof cfg.key_file, "%s", v);
         } else if (strcmp(a, "--certs") == 0) {
             snprintf(cfg.certs_dir, sizeof cfg.certs_dir, "%s", v);
         } else if (strcmp(a, "--listen") == 0 || strcmp(a, "--api") == 0) {

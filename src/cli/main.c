@@ -17,6 +17,7 @@ static void usage(FILE *f)
                "  simulate   stream a simulated fleet to a server\n"
                "  inspect    print what a (stopped) server's data directory holds\n"
                "  send       send one envelope file to a server and print the reply\n"
+               "  keys       master key, data key rotation and shredding\n"
                "  version    print the version\n\n"
                "Run 'fleetvault COMMAND --help' for a command's options.\n",
             FV_VERSION);
@@ -40,7 +41,7 @@ int main(int argc, char **argv)
         int (*fn)(int, char **);
     } cmds[] = {{"serve", fv_cmd_serve},       {"certs", fv_cmd_certs},
                 {"simulate", fv_cmd_simulate}, {"inspect", fv_cmd_inspect},
-                {"send", fv_cmd_send}};
+                {"send", fv_cmd_send},         {"keys", fv_cmd_keys}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(cmd, cmds[i].name) == 0)
             return cmds[i].fn(argc - 1, argv + 1);

@@ -38,6 +38,7 @@ struct fv_metrics {
     uint64_t duplicates;
     uint64_t unknown_message_type;
     uint64_t replayed_records;
+    uint64_t shredded_records; /* records whose data key was destroyed (erased) */
     uint64_t http_requests, http_unauthorized;
 };
 

@@ -34,6 +34,7 @@
 
 #include "api/api.h"
 #include "crypto/certs.h"
+#include "crypto/keys.h"
 #include "gateway/fleet.h"
 #include "gateway/metrics.h"
 #include "gateway/server.h"
@@ -42,6 +43,7 @@
 #include "util/err.h"
 #include "util/log.h"
 #include "wal/wal.h"
+#include "wal/sealed.h"
 #include "wal/wal_format.h"
 #include "wire/envelope.h"
 #include "wire/payload.h"
@@ -96,6 +98,9 @@ struct fv_server {
     uint64_t next_session_id;
     struct pending *pend_head, *pend_tail;
     char admin_token[80];
+    struct fv_kek kek;
+    struct fv_keystore *keys;
+    struct fv_buf seal_buf, aad_buf; /* scratch for sealing on the event loop */
     uint64_t start_ms;
     volatile sig_atomic_t *stop;
     int lock_fd;
@@ -155,6 +160,8 @@ int fv_server_config_load(struct fv_server_config *c, const char *path, char *er
     {
         if (strcmp(key, "data") == 0 && json_is_string(val)) {
             snprintf(c->data_dir, sizeof c->data_dir, "%s", json_string_value(val));
+        } else if (strcmp(key, "key_file") == 0 && json_is_string(val)) {
+            snprintf(c->key_file, sizeof c->key_file, "%s", json_string_value(val));
         } else if (strcmp(key, "certs") == 0 && json_is_string(val)) {
             snprintf(c->certs_dir, sizeof c->certs_dir, "%s", json_string_value(val));
         } else if ((strcmp(key, "listen") == 0 || strcmp(key, "api") == 0) &&
@@ -331,13 +338,23 @@ static int sender_matches(const struct session *s, const struct fv_bytes *sender
     return 1;
 }
 
+/* Seals the payload with the device's data key and appends the record. Nothing personal
+ * reaches the disk in plaintext: the key is created (and committed) on a device's first
+ * record. A device whose key was destroyed gets FV_ESTATE: it is erased, store nothing. */
 static int64_t wal_put(struct fv_server *srv, const struct session *s, uint8_t flags,
                        const char *topic, size_t topic_len, const void *txid, size_t txid_len,
                        const struct fv_buf *payload)
 {
+    const unsigned char *dek;
+    int rc = fv_keystore_dek(srv->keys, s->ident.device_id, 1, &dek);
+    if (rc) {
+        fv_warn("device %s: no data key (%s); record refused", s->ident.device_id,
+                rc == FV_ESTATE ? "its data was erased" : fv_strerror(rc));
+        return rc;
+    }
     struct fv_wal_record r = {
         .type = FV_WAL_REC_DATA,
-        .flags = flags,
+        .flags = (uint8_t)(flags | FV_WAL_F_SEALED),
         .received_ms = fv_now_ms(),
         .device_id = s->ident.device_id,
         .device_id_len = (uint8_t)strlen(s->ident.device_id),
@@ -347,9 +364,17 @@ static int64_t wal_put(struct fv_server *srv, const struct session *s, uint8_t f
         .topic_len = (uint8_t)topic_len,
         .txid = txid,
         .txid_len = (uint16_t)txid_len,
-        .payload = payload->data,
-        .payload_len = (uint32_t)payload->len,
     };
+    fv_buf_reset(&srv->aad_buf);
+    fv_buf_reset(&srv->seal_buf);
+    rc = fv_wal_record_aad(&r, &srv->aad_buf);
+    if (rc == FV_OK)
+        rc = fv_seal(dek, srv->aad_buf.data, srv->aad_buf.len, payload->data, payload->len,
+                     &srv->seal_buf);
+    if (rc)
+        return rc;
+    r.payload = srv->seal_buf.data;
+    r.payload_len = (uint32_t)srv->seal_buf.len;
     return fv_wal_append(srv->wal, &r);
 }
 
@@ -729,21 +754,44 @@ static int replay_rec(void *arg, const struct fv_wal_record *r, const char *file
     char id[FV_DEVICE_ID_MAX + 1], ct[32];
     snprintf(id, sizeof id, "%.*s", (int)r->device_id_len, r->device_id);
     snprintf(ct, sizeof ct, "%.*s", (int)r->client_type_len, r->client_type);
+    struct fv_buf plain = {0};
+    int rc = fv_wal_open_payload(srv->keys, r, &plain);
+    if (rc == FV_ESTATE || rc == FV_ENOENT) {
+        srv->m.shredded_records++; /* erased: its key is gone, so is the record */
+        return FV_OK;
+    }
+    if (rc) {
+        fv_buf_free(&plain);
+        return rc; /* FV_ECORRUPT: a sealed payload was altered; replay names the place */
+    }
     struct fv_device *d = fv_fleet_device(&srv->fleet, id, ct);
-    if (d == NULL)
+    if (d == NULL) {
+        fv_buf_free(&plain);
         return FV_ENOMEM;
+    }
     struct fv_vrecord v = {0};
     int is_v = r->topic_len == 1 && r->topic[0] == 'V';
-    if (is_v && fv_payload_decode_v(r->payload, r->payload_len, &v, NULL, 0) != FV_OK)
+    if (is_v && fv_payload_decode_v(plain.data, plain.len, &v, NULL, 0) != FV_OK)
         is_v = 0; /* stored before validation existed; counted but not applied */
+    fv_buf_free(&plain);
     if (r->txid_len && fv_device_add_txid(d, r->txid, r->txid_len) != FV_OK) {
         fv_vrecord_free(&v);
         return FV_ENOMEM;
     }
-    int rc = fv_device_apply(d, (is_v && v.created_at_ms) ? v.created_at_ms : r->received_ms,
-                             r->received_ms, is_v ? &v : NULL);
+    rc = fv_device_apply(d, (is_v && v.created_at_ms) ? v.created_at_ms : r->received_ms,
+                         r->received_ms, is_v ? &v : NULL);
     fv_vrecord_free(&v);
     return rc;
+}
+
+/* Is path inside dir (after resolving both)? A path that does not resolve counts as not. */
+static int path_inside(const char *path, const char *dir)
+{
+    char rp[PATH_MAX], rd[PATH_MAX];
+    if (realpath(path, rp) == NULL || realpath(dir, rd) == NULL)
+        return 0;
+    size_t n = strlen(rd);
+    return strncmp(rp, rd, n) == 0 && (rp[n] == '/' || rp[n] == '\0');
 }
 
 static int load_admin_token(struct fv_server *srv, char *err, size_t errlen)
@@ -841,6 +889,20 @@ int fv_server_run(const struct fv_server_config *cfg, volatile sig_atomic_t *sto
         goto out;
     }
     rc = load_admin_token(srv, err, errlen);
+    if (rc)
+        goto out;
+    rc = fv_kek_load(cfg->key_file[0] ? cfg->key_file : NULL, &srv->kek, err, errlen);
+    if (rc)
+        goto out;
+    if (cfg->key_file[0] && path_inside(cfg->key_file, cfg->data_dir)) {
+        fv_seterr(err, errlen, "%s: the master key must be kept outside the data directory %s "
+                               "(a copy of the data must not carry its key)",
+                  cfg->key_file, cfg->data_dir);
+        rc = FV_EINVAL;
+        goto out;
+    }
+    snprintf(path, sizeof path, "%s/catalog.db", cfg->data_dir);
+    rc = fv_keystore_open(path, &srv->kek, &srv->keys, err, errlen);
     if (rc)
         goto out;
 
@@ -944,6 +1006,10 @@ out:
     }
     fv_map_free(&srv->sessions);
     fv_fleet_free(&srv->fleet);
+    fv_keystore_close(srv->keys);
+    fv_kek_wipe(&srv->kek);
+    fv_buf_free(&srv->seal_buf);
+    fv_buf_free(&srv->aad_buf);
     if (srv->lock_fd >= 0)
         close(srv->lock_fd);
     free(srv);

@@ -19,6 +19,7 @@
 struct fv_server_config {
     char data_dir[1024];
     char certs_dir[1024];
+    char key_file[1024]; /* master key file; empty: the FV_MASTER_KEY environment variable */
     char listen_host[256];
     int listen_port;
     char api_host[256];
@@ -32,7 +33,7 @@ struct fv_server_config {
 /* Defaults: data ./data, certs ./certs, devices on 127.0.0.1:4443, API on 127.0.0.1:8080. */
 void fv_server_config_defaults(struct fv_server_config *c);
 
-/* Loads a JSON config file over c (keys: data, certs, listen, api, max_message,
+/* Loads a JSON config file over c (keys: data, certs, key_file, listen, api, max_message,
  * wal_segment_mb, rate_limits: {TOPIC: {per_second, burst}} or false). */
 int fv_server_config_load(struct fv_server_config *c, const char *path, char *err,
                           size_t errlen);

@@ -150,6 +150,21 @@ int fv_wal_decode_body(const unsigned char *p, size_t n, struct fv_wal_record *r
     return FV_OK;
 }
 
+int fv_wal_record_aad(const struct fv_wal_record *rec, struct fv_buf *out)
+{
+    struct fv_wal_record r = *rec;
+    r.payload = NULL;
+    r.payload_len = 0;
+    size_t n;
+    int rc = fv_buf_reserve(out, FV_WAL_MAX_BODY < 70000 ? FV_WAL_MAX_BODY : 70000);
+    if (rc)
+        return rc;
+    rc = fv_wal_encode_body(&r, out->data + out->len, out->cap - out->len, &n);
+    if (rc == FV_OK)
+        out->len += n;
+    return rc;
+}
+
 static void make_header(unsigned char h[FV_WAL_HEADER_LEN])
 {
     memcpy(h, FV_WAL_MAGIC, FV_WAL_MAGIC_LEN);

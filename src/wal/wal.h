@@ -23,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/buf.h"
+
 struct fv_wal;
 
 /* A record as the WAL stores it. Pointers are borrowed: during append until it returns,
@@ -86,6 +88,11 @@ void fv_wal_close(struct fv_wal *w);
 int fv_wal_encode_body(const struct fv_wal_record *rec, unsigned char *out, size_t cap,
                        size_t *len);
 int fv_wal_decode_body(const unsigned char *p, size_t n, struct fv_wal_record *rec);
+
+/* Appends the associated data that binds a sealed payload to its record: the record's body
+ * encoded with an empty payload (so moving a ciphertext to another record, device, topic or
+ * time makes it fail to open). */
+int fv_wal_record_aad(const struct fv_wal_record *rec, struct fv_buf *out);
 
 /* Scans one file image (header + records) without touching disk. Calls fn per record;
  * returns the offset where valid data ends in *valid_end; FV_OK if the whole image is valid,

@@ -17,7 +17,8 @@
  *            1  u8 client type length, then the client type ("vehicle_device")
  *            1  u8 topic length, then the topic ("V", "alerts", ...)
  *            2  u16 txid length, then the txid bytes
- *            4  u32 payload length, then the payload (protobuf, vin = device id)
+ *            4  u32 payload length, then the payload (protobuf, vin = device id), sealed
+ *               when flag FV_WAL_F_SEALED is set
  * All integers little-endian. The body's parts must add up to exactly N.
  */
 #ifndef FV_WAL_FORMAT_H
@@ -34,5 +35,8 @@
 
 #define FV_WAL_F_RESEND    0x01 /* the device marked it is_resend */
 #define FV_WAL_F_GENERATED 0x02 /* made by the server (connectivity), not sent by a device */
+#define FV_WAL_F_SEALED    0x04 /* payload sealed with the device's data key (crypto/keys.h):
+                                 * nonce || AES-256-GCM ciphertext || tag; the associated
+                                 * data is the body with an empty payload (fv_wal_record_aad) */
 
 #endif

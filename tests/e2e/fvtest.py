@@ -66,6 +66,10 @@ class Server:
     def __init__(self, root, certs, config=None, extra=()):
         self.root = root
         self.data = os.path.join(root, "data")
+        # The master key lives outside the data directory, as operators must keep it.
+        self.key_file = os.path.join(root, "master.key")
+        if not os.path.exists(self.key_file):
+            run("keys", "init", self.key_file)
         self.certs = certs
         self.port = free_port()
         self.api_port = free_port()
@@ -80,7 +84,8 @@ class Server:
 
     def start(self, timeout=20):
         args = [BIN, "serve", "--data", self.data, "--certs", self.certs.dir,
-                "--listen", f"127.0.0.1:{self.port}", "--api", f"127.0.0.1:{self.api_port}"]
+                "--listen", f"127.0.0.1:{self.port}", "--api", f"127.0.0.1:{self.api_port}",
+                "--key-file", self.key_file]
         if self.config:
             args += ["--config", self.config]
         args += self.extra
@@ -102,6 +107,9 @@ class Server:
     def log(self):
         with open(self.log_path) as f:
             return f.read()
+
+    def inspect(self, *args):
+        return json.loads(run("inspect", self.data, "--key-file", self.key_file, *args).stdout)
 
     @property
     def token(self):

@@ -27,8 +27,7 @@ def roundtrip(ws, data):
 
 
 def inspect(srv):
-    r = t.run("inspect", srv.data)
-    return json.loads(r.stdout)
+    return srv.inspect()
 
 
 def test_vectors_acks_and_errors():

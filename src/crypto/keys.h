@@ -1,0 +1,63 @@
+/*
+ * keys.h - encryption at rest: the master key-encryption key (KEK), per-subject data keys
+ * (DEKs) wrapped by it in the SQLite catalog, and AES-256-GCM sealing of records.
+ *
+ * Model (docs/formats.md, "Keys"): every data subject (for now, one per device) has its own
+ * random 256-bit data key. Data keys are stored only wrapped (AES-256-GCM under the KEK,
+ * the subject name as associated data) in DATA/catalog.db. The KEK lives outside the data
+ * directory: a key file (`fleetvault keys init FILE`, 64 hex digits, mode 0600) or the
+ * environment variable FV_MASTER_KEY. Destroying a subject's data key (crypto-shredding)
+ * makes every record sealed with it unreadable at once, whatever its size.
+ *
+ * Sealed form: nonce (12 random bytes) || ciphertext || tag (16 bytes); the associated data
+ * binds a ciphertext to where it belongs, so a moved or altered record fails to open.
+ * A keystore is used from one thread at a time. Keys are wiped from memory when freed.
+ */
+#ifndef FV_CRYPTO_KEYS_H
+#define FV_CRYPTO_KEYS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/buf.h"
+
+#define FV_KEY_LEN   32
+#define FV_SEAL_OVERHEAD 28 /* nonce 12 + tag 16 */
+
+struct fv_kek {
+    unsigned char key[FV_KEY_LEN];
+    char id[17]; /* first 8 bytes of SHA-256(key), hex: names the KEK without revealing it */
+};
+
+/* Writes a new random KEK to path (0600, never overwriting). */
+int fv_kek_create(const char *path, char *err, size_t errlen);
+/* Loads the KEK from path, or from FV_MASTER_KEY when path is NULL. */
+int fv_kek_load(const char *path, struct fv_kek *out, char *err, size_t errlen);
+void fv_kek_wipe(struct fv_kek *k);
+
+/* Appends nonce || AES-256-GCM(key, pt, aad) || tag to out. */
+int fv_seal(const unsigned char key[FV_KEY_LEN], const void *aad, size_t aadlen, const void *pt,
+            size_t n, struct fv_buf *out);
+/* Opens what fv_seal made; FV_ECORRUPT if anything was altered (or the key is wrong). */
+int fv_open(const unsigned char key[FV_KEY_LEN], const void *aad, size_t aadlen,
+            const unsigned char *in, size_t n, struct fv_buf *out);
+
+struct fv_keystore;
+
+/* Opens (creating) the catalog at db_path. Refuses, naming both ids, a KEK other than the
+ * one that wrapped the stored keys. */
+int fv_keystore_open(const char *db_path, const struct fv_kek *kek, struct fv_keystore **out,
+                     char *err, size_t errlen);
+/* The subject's data key (valid until the keystore is closed or the key destroyed).
+ * create: make one (durably committed before it is returned) if the subject has none.
+ * FV_ENOENT if it has none; FV_ESTATE if it was destroyed (never re-created). */
+int fv_keystore_dek(struct fv_keystore *ks, const char *subject, int create,
+                    const unsigned char **dek);
+/* Crypto-shreds the subject: deletes its wrapped key, keeps a tombstone row. */
+int fv_keystore_destroy(struct fv_keystore *ks, const char *subject, char *err, size_t errlen);
+/* Re-wraps every data key under new_kek in one transaction; data is not rewritten. */
+int fv_keystore_rewrap(struct fv_keystore *ks, const struct fv_kek *new_kek, char *err,
+                       size_t errlen);
+void fv_keystore_close(struct fv_keystore *ks);
+
+#endif
