@@ -305,31 +305,6 @@ static void explain_pem(const char *path, const char *text, size_t len, int want
     ERR_clear_error();
 }
 
-static int load_cert(const char *path, const char *hint, X509 **out, char *err, size_t errlen)
-{
-    char *text = NULL;
-    size_t len = 0;
-    BIO *bio = NULL;
-    *out = NULL;
-    int rc = read_pem(path, hint, &text, &len, err, errlen);
-    if (rc != FV_OK) goto done;
-    bio = BIO_new_mem_buf(text, (int)len);
-    if (bio == NULL) {
-        fv_seterr(err, errlen, "%s: out of memory", path);
-        rc = FV_ENOMEM;
-        goto done;
-    }
-    *out = PEM_read_bio_X509(bio, NULL, NULL, NULL);
-    if (*out == NULL) {
-        explain_pem(path, text, len, 0, err, errlen);
-        rc = FV_ETLS;
-    }
-done:
-    BIO_free(bio);
-    free(text);
-    return rc;
-}
-
 /* Never prompts on the terminal for a passphrase: encrypted keys are refused. */
 static int no_passphrase(char *buf, int size, int rwflag, void *u)
 {
@@ -340,24 +315,29 @@ static int no_passphrase(char *buf, int size, int rwflag, void *u)
     return -1;
 }
 
-static int load_key(const char *path, const char *hint, EVP_PKEY **out, char *err, size_t errlen)
+/* Reads one PEM certificate (want_key 0) or private key (want_key 1) from path; the file's
+ * bytes are wiped after use (they may hold a key). */
+static void *load_pem(const char *path, const char *hint, int want_key, int *rc, char *err,
+                      size_t errlen)
 {
     char *text = NULL;
     size_t len = 0;
     BIO *bio = NULL;
-    *out = NULL;
-    int rc = read_pem(path, hint, &text, &len, err, errlen);
-    if (rc != FV_OK) goto done;
+    void *obj = NULL;
+    *rc = read_pem(path, hint, &text, &len, err, errlen);
+    if (*rc != FV_OK)
+        goto done;
     bio = BIO_new_mem_buf(text, (int)len);
     if (bio == NULL) {
         fv_seterr(err, errlen, "%s: out of memory", path);
-        rc = FV_ENOMEM;
+        *rc = FV_ENOMEM;
         goto done;
     }
-    *out = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
-    if (*out == NULL) {
-        explain_pem(path, text, len, 1, err, errlen);
-        rc = FV_ETLS;
+    obj = want_key ? (void *)PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL)
+                   : (void *)PEM_read_bio_X509(bio, NULL, NULL, NULL);
+    if (obj == NULL) {
+        explain_pem(path, text, len, want_key, err, errlen);
+        *rc = FV_ETLS;
     }
 done:
     BIO_free(bio);
@@ -365,6 +345,20 @@ done:
         OPENSSL_cleanse(text, len);
         free(text);
     }
+    return obj;
+}
+
+static int load_cert(const char *path, const char *hint, X509 **out, char *err, size_t errlen)
+{
+    int rc;
+    *out = load_pem(path, hint, 0, &rc, err, errlen);
+    return rc;
+}
+
+static int load_key(const char *path, const char *hint, EVP_PKEY **out, char *err, size_t errlen)
+{
+    int rc;
+    *out = load_pem(path, hint, 1, &rc, err, errlen);
     return rc;
 }
 

@@ -155,8 +155,9 @@ int fv_wal_record_aad(const struct fv_wal_record *rec, struct fv_buf *out)
     struct fv_wal_record r = *rec;
     r.payload = NULL;
     r.payload_len = 0;
-    size_t n;
-    int rc = fv_buf_reserve(out, FV_WAL_MAX_BODY < 70000 ? FV_WAL_MAX_BODY : 70000);
+    size_t n, need = 2 + 8 + 1 + r.device_id_len + 1 + r.client_type_len + 1 + r.topic_len + 2 +
+                     r.txid_len + 4;
+    int rc = fv_buf_reserve(out, need);
     if (rc)
         return rc;
     rc = fv_wal_encode_body(&r, out->data + out->len, out->cap - out->len, &n);
