@@ -762,9 +762,16 @@ static int replay_rec(void *arg, const struct fv_wal_record *r, const char *file
     snprintf(ct, sizeof ct, "%.*s", (int)r->client_type_len, r->client_type);
     struct fv_buf plain = {0};
     int rc = fv_wal_open_payload(srv->keys, r, &plain);
-    if (rc == FV_ESTATE || rc == FV_ENOENT) {
+    if (rc == FV_ESTATE) {
         srv->m.shredded_records++; /* erased: its key is gone, so is the record */
         return FV_OK;
+    }
+    if (rc == FV_ENOENT) {
+        /* Never erased, yet no key: the catalog was lost or replaced. Starting would hide
+         * the device's data as if erased, so refuse. */
+        fv_error("no data key for device %s in the catalog (DATA/catalog.db lost or replaced?)",
+                 id);
+        return rc;
     }
     if (rc) {
         fv_buf_free(&plain);
