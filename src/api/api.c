@@ -235,6 +235,8 @@ static void get_metrics(const struct fv_api_view *v, struct fv_http_response *r)
             "Envelopes with an unknown union type (acked, not stored).",
             m->unknown_message_type);
     GAUGE("fleetvault_devices", "Devices known.", fv_fleet_count(v->fleet));
+    GAUGE("fleetvault_erased_records", "Stored records whose data key was destroyed.",
+          m->shredded_records);
     GAUGE("fleetvault_wal_bytes", "Bytes in the write-ahead log.", ws.bytes_on_disk);
     GAUGE("fleetvault_wal_files", "Files in the write-ahead log.", ws.files);
     COUNTER("fleetvault_wal_fsyncs_total", "WAL fsyncs (group commits).", ws.fsyncs);

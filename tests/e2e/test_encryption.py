@@ -133,6 +133,21 @@ def test_master_key_rotation_and_refusals():
             assert "outside the data directory" in str(e), e
 
 
+def test_lost_catalog_is_not_taken_for_erasure():
+    with t.Env() as env:
+        srv = t.Server(env.root, env.certs).start()
+        send(srv, env, A, "a1", [(8, 42.0)])
+        srv.stop()
+        os.rename(os.path.join(srv.data, "catalog.db"), os.path.join(env.root, "catalog.bak"))
+        for f in glob.glob(os.path.join(srv.data, "catalog.db-*")):
+            os.remove(f)
+        try:
+            srv.start(timeout=10)
+            raise AssertionError("started without the data keys, hiding the data")
+        except AssertionError as e:
+            assert "no data key for device" in str(e), e
+
+
 if __name__ == "__main__":
     t.main([test_no_plaintext_and_tamper_detected, test_shred_one_device,
-            test_master_key_rotation_and_refusals])
+            test_master_key_rotation_and_refusals, test_lost_catalog_is_not_taken_for_erasure])
