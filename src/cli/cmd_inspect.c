@@ -41,12 +41,26 @@ static int on_record(void *arg, const struct fv_wal_record *r, const char *file,
     (void)file;
     (void)off;
     struct inspect *in = arg;
-    struct dev_totals *d = fv_map_get(&in->devices, r->device_id, r->device_id_len);
+    /* Devices are named by pseudonym in the WAL; with the master key, by their id. */
+    char name[256];
+    snprintf(name, sizeof name, "%.*s", (int)r->device_id_len, r->device_id);
+    struct fv_buf plain = {0};
+    int prc = FV_ENOENT;
+    if (in->keys || !(r->flags & FV_WAL_F_SEALED))
+        prc = fv_wal_open_payload(in->keys, r, &plain, name, sizeof name);
+    if (prc == FV_ECORRUPT) {
+        fv_buf_free(&plain);
+        return prc; /* altered: stop and name the place */
+    }
+    struct dev_totals *d = fv_map_get(&in->devices, name, strlen(name));
     if (d == NULL) {
         d = calloc(1, sizeof *d);
         if (d == NULL || (d->topics = json_object()) == NULL ||
-            fv_map_put(&in->devices, r->device_id, r->device_id_len, d) != FV_OK) {
+            fv_map_put(&in->devices, name, strlen(name), d) != FV_OK) {
+            if (d)
+                json_decref(d->topics);
             free(d);
+            fv_buf_free(&plain);
             return FV_ENOMEM;
         }
         snprintf(d->client_type, sizeof d->client_type, "%.*s", (int)r->client_type_len,
@@ -58,24 +72,18 @@ static int on_record(void *arg, const struct fv_wal_record *r, const char *file,
     json_object_set_new(d->topics, topic, json_integer(n ? json_integer_value(n) + 1 : 1));
     if (r->flags & FV_WAL_F_GENERATED) {
         d->generated++;
+        fv_buf_free(&plain);
         return FV_OK;
     }
     d->records++;
     in->records++;
     if (r->flags & FV_WAL_F_RESEND)
         d->resends++;
-    uint64_t t = r->received_ms;
-    struct fv_buf plain = {0};
-    int prc = FV_ENOENT;
-    if (in->keys || !(r->flags & FV_WAL_F_SEALED))
-        prc = in->keys ? fv_wal_open_payload(in->keys, r, &plain)
-                       : fv_buf_append(&plain, r->payload, r->payload_len);
     if (prc == FV_ESTATE)
         in->erased++;
-    else if (prc == FV_ECORRUPT)
-        return prc; /* altered: stop and name the place */
     else if (prc != FV_OK)
         in->sealed_unread++;
+    uint64_t t = r->received_ms;
     if (prc == FV_OK && r->topic_len == 1 && r->topic[0] == 'V') {
         struct fv_vrecord v;
         if (fv_payload_decode_v(plain.data, plain.len, &v, NULL, 0) == FV_OK) {
@@ -94,13 +102,12 @@ static int on_record(void *arg, const struct fv_wal_record *r, const char *file,
     if (t > d->last_ms)
         d->last_ms = t;
     if (r->txid_len) {
-        size_t klen = (size_t)r->device_id_len + 1 + r->txid_len;
+        size_t nlen = strlen(name), klen = nlen + 1 + r->txid_len;
         char *key = malloc(klen);
         if (key == NULL)
             return FV_ENOMEM;
-        memcpy(key, r->device_id, r->device_id_len);
-        key[r->device_id_len] = '\0';
-        memcpy(key + r->device_id_len + 1, r->txid, r->txid_len);
+        memcpy(key, name, nlen + 1);
+        memcpy(key + nlen + 1, r->txid, r->txid_len);
         if (fv_map_get(&in->seen, key, klen))
             in->duplicates++;
         else if (fv_map_put(&in->seen, key, klen, (void *)1) != FV_OK) {
@@ -110,8 +117,7 @@ static int on_record(void *arg, const struct fv_wal_record *r, const char *file,
         free(key);
     }
     if (in->print_txids)
-        printf("%.*s %.*s\n", (int)r->device_id_len, r->device_id, (int)r->txid_len,
-               (const char *)r->txid);
+        printf("%s %.*s\n", name, (int)r->txid_len, (const char *)r->txid);
     return FV_OK;
 }
 

@@ -3,10 +3,16 @@
  *
  * Catalog schema (DATA/catalog.db, SQLite, synchronous=FULL so a new key is durable before
  * any record sealed with it can be acknowledged):
- *   subject_keys(subject TEXT PRIMARY KEY, kek_id TEXT, wrapped BLOB, created_ms INTEGER,
- *                destroyed_ms INTEGER)   -- wrapped NULL and destroyed_ms set: shredded
+ *   meta(k TEXT PRIMARY KEY, kek_id TEXT, v BLOB)  -- 'pseudonym_key': wrapped by the KEK
+ *   subject_keys(subject TEXT PRIMARY KEY,   -- the pseudonym, never the name
+ *                kek_id TEXT, wrapped BLOB,  -- the data key, wrapped by the KEK
+ *                sealed_name BLOB,           -- the name (VIN), sealed with the data key
+ *                created_ms INTEGER, destroyed_ms INTEGER)
+ *   Shredded: wrapped, sealed_name and kek_id NULL, destroyed_ms set (a tombstone).
  * Invariant K1: a subject's key is never re-created after destruction (a new owner is a
  * new subject), so old ciphertexts can never become readable again.
+ * Invariant K2: no name is stored in plaintext: the catalog and the WAL carry pseudonyms;
+ * a name can be read back only with the subject's data key, so shredding erases it too.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -19,6 +25,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <sqlite3.h>
@@ -28,12 +35,6 @@
 #include "util/clock.h"
 #include "util/err.h"
 #include "util/map.h"
-
-struct fv_keystore {
-    sqlite3 *db;
-    struct fv_kek kek;
-    struct fv_map cache; /* subject -> unsigned char[FV_KEY_LEN] */
-};
 
 static void kek_id(struct fv_kek *k)
 {
@@ -195,6 +196,20 @@ int fv_open(const unsigned char key[FV_KEY_LEN], const void *aad, size_t aadlen,
 
 /* ---- keystore ---------------------------------------------------------------------- */
 
+struct subject_entry {
+    unsigned char dek[FV_KEY_LEN];
+    char name[FV_NAME_MAX + 1];
+};
+
+struct fv_keystore {
+    sqlite3 *db;
+    struct fv_kek kek;
+    unsigned char pkey[FV_KEY_LEN]; /* pseudonym key */
+    struct fv_map cache;            /* pseudonym -> struct subject_entry */
+};
+
+static const char PKEY_AAD[] = "fleetvault pseudonym key";
+
 static int exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
 {
     char *msg = NULL;
@@ -204,6 +219,73 @@ static int exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
         return FV_EIO;
     }
     return FV_OK;
+}
+
+static void free_entry(struct subject_entry *e)
+{
+    OPENSSL_cleanse(e, sizeof *e);
+    free(e);
+}
+
+/* Loads the pseudonym key, or makes and stores one in a new catalog. */
+static int load_pseudonym_key(struct fv_keystore *ks, const char *db_path, char *err,
+                              size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = FV_EIO;
+    if (sqlite3_prepare_v2(ks->db, "SELECT kek_id, v FROM meta WHERE k = 'pseudonym_key'", -1,
+                           &st, NULL) != SQLITE_OK)
+        goto db;
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(st, 0);
+        if (id == NULL || strcmp(id, ks->kek.id) != 0) {
+            fv_seterr(err, errlen,
+                      "%s: the catalog's keys are wrapped by master key %s, but the master key "
+                      "given is %s (wrong --key-file / FV_MASTER_KEY?)",
+                      db_path, id ? id : "?", ks->kek.id);
+            sqlite3_finalize(st);
+            return FV_ETLS;
+        }
+        struct fv_buf plain = {0};
+        rc = fv_open(ks->kek.key, PKEY_AAD, sizeof PKEY_AAD - 1, sqlite3_column_blob(st, 1),
+                     (size_t)sqlite3_column_bytes(st, 1), &plain);
+        if (rc == FV_OK && plain.len == FV_KEY_LEN)
+            memcpy(ks->pkey, plain.data, FV_KEY_LEN);
+        else
+            fv_seterr(err, errlen, "%s: the pseudonym key does not open (catalog altered?)",
+                      db_path);
+        if (plain.data)
+            OPENSSL_cleanse(plain.data, plain.cap);
+        fv_buf_free(&plain);
+        sqlite3_finalize(st);
+        return rc == FV_OK ? FV_OK : FV_ECORRUPT;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (step != SQLITE_DONE)
+        goto db;
+    struct fv_buf wrapped = {0};
+    if (RAND_bytes(ks->pkey, FV_KEY_LEN) != 1 ||
+        fv_seal(ks->kek.key, PKEY_AAD, sizeof PKEY_AAD - 1, ks->pkey, FV_KEY_LEN, &wrapped)) {
+        fv_buf_free(&wrapped);
+        fv_seterr(err, errlen, "cannot make the pseudonym key");
+        return FV_EIO;
+    }
+    if (sqlite3_prepare_v2(ks->db, "INSERT INTO meta(k, kek_id, v) VALUES ('pseudonym_key', ?1, ?2)",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, ks->kek.id, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 2, wrapped.data, (int)wrapped.len, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_DONE)
+            rc = FV_OK;
+    }
+    sqlite3_finalize(st);
+    fv_buf_free(&wrapped);
+    if (rc == FV_OK)
+        return FV_OK;
+db:
+    fv_seterr(err, errlen, "%s: %s", db_path, sqlite3_errmsg(ks->db));
+    return FV_EIO;
 }
 
 int fv_keystore_open(const char *db_path, const struct fv_kek *kek, struct fv_keystore **out,
@@ -221,137 +303,171 @@ int fv_keystore_open(const char *db_path, const struct fv_kek *kek, struct fv_ke
         goto fail;
     }
     chmod(db_path, 0600);
-    if (exec(ks->db,
-             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-             "CREATE TABLE IF NOT EXISTS subject_keys(subject TEXT PRIMARY KEY, kek_id TEXT,"
-             " wrapped BLOB, created_ms INTEGER NOT NULL, destroyed_ms INTEGER);",
-             err, errlen))
+    rc = exec(ks->db,
+              "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA secure_delete=ON;"
+              "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, kek_id TEXT, v BLOB);"
+              "CREATE TABLE IF NOT EXISTS subject_keys(subject TEXT PRIMARY KEY, kek_id TEXT,"
+              " wrapped BLOB, sealed_name BLOB, created_ms INTEGER NOT NULL,"
+              " destroyed_ms INTEGER);",
+              err, errlen);
+    if (rc == FV_OK)
+        rc = load_pseudonym_key(ks, db_path, err, errlen);
+    if (rc)
         goto fail;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(ks->db,
-                           "SELECT kek_id, count(*) FROM subject_keys WHERE wrapped IS NOT NULL"
-                           " AND kek_id != ?1 GROUP BY kek_id LIMIT 1",
-                           -1, &st, NULL) != SQLITE_OK)
-        goto fail_db;
-    sqlite3_bind_text(st, 1, kek->id, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        fv_seterr(err, errlen,
-                  "%s: %d data keys are wrapped by master key %s, but the master key given is "
-                  "%s (wrong --key-file / FV_MASTER_KEY?)",
-                  db_path, sqlite3_column_int(st, 1), sqlite3_column_text(st, 0), kek->id);
-        sqlite3_finalize(st);
-        rc = FV_ETLS;
-        goto fail;
-    }
-    sqlite3_finalize(st);
     *out = ks;
     return FV_OK;
-fail_db:
-    fv_seterr(err, errlen, "%s: %s", db_path, sqlite3_errmsg(ks->db));
 fail:
     sqlite3_close(ks->db);
-    OPENSSL_cleanse(&ks->kek, sizeof ks->kek);
+    OPENSSL_cleanse(ks, sizeof *ks);
     free(ks);
     return rc;
 }
 
-static int cache_put(struct fv_keystore *ks, const char *subject, const unsigned char *k,
-                     const unsigned char **dek)
+int fv_keystore_pseudonym(struct fv_keystore *ks, const char *name,
+                          char out[FV_PSEUDONYM_LEN + 1])
 {
-    unsigned char *copy = malloc(FV_KEY_LEN);
-    if (copy == NULL)
-        return FV_ENOMEM;
-    memcpy(copy, k, FV_KEY_LEN);
-    if (fv_map_put(&ks->cache, subject, strlen(subject), copy) != FV_OK) {
-        OPENSSL_cleanse(copy, FV_KEY_LEN);
-        free(copy);
-        return FV_ENOMEM;
-    }
-    *dek = copy;
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    if (HMAC(EVP_sha256(), ks->pkey, FV_KEY_LEN, (const unsigned char *)name, strlen(name), mac,
+             &n) == NULL || n < FV_PSEUDONYM_LEN / 2)
+        return FV_EIO;
+    for (int i = 0; i < FV_PSEUDONYM_LEN / 2; i++)
+        snprintf(out + 2 * i, 3, "%02x", mac[i]);
     return FV_OK;
 }
 
-static void free_key(unsigned char *k)
+/* Finds the subject's entry (cache, then catalog). FV_ENOENT none, FV_ESTATE destroyed. */
+static int lookup(struct fv_keystore *ks, const char *pseudo, struct subject_entry **out)
 {
-    OPENSSL_cleanse(k, FV_KEY_LEN);
-    free(k);
-}
-
-int fv_keystore_dek(struct fv_keystore *ks, const char *subject, int create,
-                    const unsigned char **dek)
-{
-    *dek = fv_map_get(&ks->cache, subject, strlen(subject));
-    if (*dek)
+    *out = fv_map_get(&ks->cache, pseudo, strlen(pseudo));
+    if (*out)
         return FV_OK;
     sqlite3_stmt *st = NULL;
-    int rc = FV_EIO;
     if (sqlite3_prepare_v2(ks->db,
-                           "SELECT wrapped, destroyed_ms FROM subject_keys WHERE subject = ?1", -1,
+                           "SELECT wrapped, sealed_name FROM subject_keys WHERE subject = ?1", -1,
                            &st, NULL) != SQLITE_OK)
         return FV_EIO;
-    sqlite3_bind_text(st, 1, subject, -1, SQLITE_STATIC);
-    int step = sqlite3_step(st);
-    unsigned char k[FV_KEY_LEN];
-    if (step == SQLITE_ROW) {
-        if (sqlite3_column_type(st, 0) == SQLITE_NULL) {
-            rc = FV_ESTATE; /* K1: destroyed */
-        } else {
-            struct fv_buf plain = {0};
-            rc = fv_open(ks->kek.key, subject, strlen(subject), sqlite3_column_blob(st, 0),
-                         (size_t)sqlite3_column_bytes(st, 0), &plain);
-            if (rc == FV_OK && plain.len == FV_KEY_LEN)
-                rc = cache_put(ks, subject, plain.data, dek);
-            else if (rc == FV_OK)
-                rc = FV_ECORRUPT;
-            if (plain.data)
-                OPENSSL_cleanse(plain.data, plain.cap);
-            fv_buf_free(&plain);
+    sqlite3_bind_text(st, 1, pseudo, -1, SQLITE_STATIC);
+    int step = sqlite3_step(st), rc;
+    if (step == SQLITE_DONE) {
+        rc = FV_ENOENT;
+    } else if (step != SQLITE_ROW) {
+        rc = FV_EIO;
+    } else if (sqlite3_column_type(st, 0) == SQLITE_NULL) {
+        rc = FV_ESTATE; /* K1: destroyed */
+    } else {
+        struct subject_entry *e = calloc(1, sizeof *e);
+        struct fv_buf k = {0}, name = {0};
+        rc = e ? FV_OK : FV_ENOMEM;
+        if (rc == FV_OK)
+            rc = fv_open(ks->kek.key, pseudo, strlen(pseudo), sqlite3_column_blob(st, 0),
+                         (size_t)sqlite3_column_bytes(st, 0), &k);
+        if (rc == FV_OK && k.len != FV_KEY_LEN)
+            rc = FV_ECORRUPT;
+        if (rc == FV_OK) {
+            memcpy(e->dek, k.data, FV_KEY_LEN);
+            rc = fv_open(e->dek, pseudo, strlen(pseudo), sqlite3_column_blob(st, 1),
+                         (size_t)sqlite3_column_bytes(st, 1), &name);
         }
-        sqlite3_finalize(st);
-        return rc;
+        if (rc == FV_OK && (name.len == 0 || name.len > FV_NAME_MAX))
+            rc = FV_ECORRUPT;
+        if (rc == FV_OK) {
+            memcpy(e->name, name.data, name.len);
+            rc = fv_map_put(&ks->cache, pseudo, strlen(pseudo), e);
+        }
+        if (k.data)
+            OPENSSL_cleanse(k.data, k.cap);
+        fv_buf_free(&k);
+        fv_buf_free(&name);
+        if (rc == FV_OK)
+            *out = e;
+        else if (e)
+            free_entry(e);
     }
     sqlite3_finalize(st);
-    if (step != SQLITE_DONE)
-        return FV_EIO;
-    if (!create)
-        return FV_ENOENT;
-    struct fv_buf wrapped = {0};
-    if (RAND_bytes(k, sizeof k) != 1)
-        return FV_EIO;
-    rc = fv_seal(ks->kek.key, subject, strlen(subject), k, sizeof k, &wrapped);
-    if (rc == FV_OK) {
-        rc = FV_EIO;
-        if (sqlite3_prepare_v2(ks->db,
-                               "INSERT INTO subject_keys(subject, kek_id, wrapped, created_ms)"
-                               " VALUES (?1, ?2, ?3, ?4)",
-                               -1, &st, NULL) == SQLITE_OK) {
-            sqlite3_bind_text(st, 1, subject, -1, SQLITE_STATIC);
-            sqlite3_bind_text(st, 2, ks->kek.id, -1, SQLITE_STATIC);
-            sqlite3_bind_blob(st, 3, wrapped.data, (int)wrapped.len, SQLITE_STATIC);
-            sqlite3_bind_int64(st, 4, (sqlite3_int64)fv_now_ms());
-            if (sqlite3_step(st) == SQLITE_DONE)
-                rc = cache_put(ks, subject, k, dek);
-            sqlite3_finalize(st);
-        }
-    }
-    OPENSSL_cleanse(k, sizeof k);
-    fv_buf_free(&wrapped);
     return rc;
 }
 
-int fv_keystore_destroy(struct fv_keystore *ks, const char *subject, char *err, size_t errlen)
+static int create(struct fv_keystore *ks, const char *pseudo, const char *name,
+                  struct subject_entry **out)
 {
+    struct subject_entry *e = calloc(1, sizeof *e);
+    if (e == NULL)
+        return FV_ENOMEM;
+    snprintf(e->name, sizeof e->name, "%s", name);
+    struct fv_buf wrapped = {0}, sname = {0};
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(ks->db,
-                           "INSERT INTO subject_keys(subject, kek_id, wrapped, created_ms,"
-                           " destroyed_ms) VALUES (?1, NULL, NULL, ?2, ?2)"
-                           " ON CONFLICT(subject) DO UPDATE SET wrapped = NULL, kek_id = NULL,"
+    int rc = RAND_bytes(e->dek, FV_KEY_LEN) == 1 ? FV_OK : FV_EIO;
+    if (rc == FV_OK)
+        rc = fv_seal(ks->kek.key, pseudo, strlen(pseudo), e->dek, FV_KEY_LEN, &wrapped);
+    if (rc == FV_OK)
+        rc = fv_seal(e->dek, pseudo, strlen(pseudo), name, strlen(name), &sname);
+    if (rc == FV_OK) {
+        rc = FV_EIO;
+        if (sqlite3_prepare_v2(ks->db,
+                               "INSERT INTO subject_keys(subject, kek_id, wrapped, sealed_name,"
+                               " created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                               -1, &st, NULL) == SQLITE_OK) {
+            sqlite3_bind_text(st, 1, pseudo, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 2, ks->kek.id, -1, SQLITE_STATIC);
+            sqlite3_bind_blob(st, 3, wrapped.data, (int)wrapped.len, SQLITE_STATIC);
+            sqlite3_bind_blob(st, 4, sname.data, (int)sname.len, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 5, (sqlite3_int64)fv_now_ms());
+            if (sqlite3_step(st) == SQLITE_DONE)
+                rc = fv_map_put(&ks->cache, pseudo, strlen(pseudo), e);
+        }
+        sqlite3_finalize(st);
+    }
+    fv_buf_free(&wrapped);
+    fv_buf_free(&sname);
+    if (rc == FV_OK)
+        *out = e;
+    else
+        free_entry(e);
+    return rc;
+}
+
+int fv_keystore_dek(struct fv_keystore *ks, const char *name, int create_missing,
+                    const unsigned char **dek, char pseudo[FV_PSEUDONYM_LEN + 1])
+{
+    if (strlen(name) == 0 || strlen(name) > FV_NAME_MAX)
+        return FV_EINVAL;
+    int rc = fv_keystore_pseudonym(ks, name, pseudo);
+    struct subject_entry *e = NULL;
+    if (rc == FV_OK)
+        rc = lookup(ks, pseudo, &e);
+    if (rc == FV_ENOENT && create_missing)
+        rc = create(ks, pseudo, name, &e);
+    *dek = rc == FV_OK ? e->dek : NULL;
+    return rc;
+}
+
+int fv_keystore_subject(struct fv_keystore *ks, const char *pseudo, const unsigned char **dek,
+                        const char **name)
+{
+    struct subject_entry *e = NULL;
+    int rc = lookup(ks, pseudo, &e);
+    *dek = rc == FV_OK ? e->dek : NULL;
+    if (name)
+        *name = rc == FV_OK ? e->name : NULL;
+    return rc;
+}
+
+int fv_keystore_destroy(struct fv_keystore *ks, const char *name, char *err, size_t errlen)
+{
+    char pseudo[FV_PSEUDONYM_LEN + 1];
+    sqlite3_stmt *st = NULL;
+    if (fv_keystore_pseudonym(ks, name, pseudo) != FV_OK ||
+        sqlite3_prepare_v2(ks->db,
+                           "INSERT INTO subject_keys(subject, created_ms, destroyed_ms)"
+                           " VALUES (?1, ?2, ?2) ON CONFLICT(subject) DO UPDATE SET"
+                           " wrapped = NULL, sealed_name = NULL, kek_id = NULL,"
                            " destroyed_ms = coalesce(destroyed_ms, ?2)",
                            -1, &st, NULL) != SQLITE_OK) {
         fv_seterr(err, errlen, "catalog: %s", sqlite3_errmsg(ks->db));
         return FV_EIO;
     }
-    sqlite3_bind_text(st, 1, subject, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 1, pseudo, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)fv_now_ms());
     int ok = sqlite3_step(st) == SQLITE_DONE;
     sqlite3_finalize(st);
@@ -359,11 +475,12 @@ int fv_keystore_destroy(struct fv_keystore *ks, const char *subject, char *err, 
         fv_seterr(err, errlen, "catalog: %s", sqlite3_errmsg(ks->db));
         return FV_EIO;
     }
-    unsigned char *k = fv_map_del(&ks->cache, subject, strlen(subject));
-    if (k)
-        free_key(k);
-    /* The deleted wrapped key may linger in free pages and the SQLite WAL: overwrite them. */
-    return exec(ks->db, "PRAGMA wal_checkpoint(TRUNCATE); VACUUM;", err, errlen);
+    struct subject_entry *e = fv_map_del(&ks->cache, pseudo, strlen(pseudo));
+    if (e)
+        free_entry(e);
+    /* secure_delete zeroes the freed cells; the checkpoint pushes that into the database
+     * file and empties the SQLite WAL, where the old page would otherwise linger. */
+    return exec(ks->db, "PRAGMA wal_checkpoint(TRUNCATE);", err, errlen);
 }
 
 int fv_keystore_rewrap(struct fv_keystore *ks, const struct fv_kek *new_kek, char *err,
@@ -372,16 +489,27 @@ int fv_keystore_rewrap(struct fv_keystore *ks, const struct fv_kek *new_kek, cha
     if (exec(ks->db, "BEGIN IMMEDIATE", err, errlen))
         return FV_EIO;
     sqlite3_stmt *sel = NULL, *upd = NULL;
-    int rc = FV_EIO;
+    struct fv_buf pk = {0};
+    int rc = fv_seal(new_kek->key, PKEY_AAD, sizeof PKEY_AAD - 1, ks->pkey, FV_KEY_LEN, &pk);
+    if (rc)
+        goto done;
+    rc = FV_EIO;
+    if (sqlite3_prepare_v2(ks->db, "UPDATE meta SET v = ?1, kek_id = ?2 WHERE k = 'pseudonym_key'",
+                           -1, &upd, NULL) != SQLITE_OK)
+        goto done;
+    sqlite3_bind_blob(upd, 1, pk.data, (int)pk.len, SQLITE_STATIC);
+    sqlite3_bind_text(upd, 2, new_kek->id, -1, SQLITE_STATIC);
+    if (sqlite3_step(upd) != SQLITE_DONE)
+        goto done;
+    sqlite3_finalize(upd);
+    upd = NULL;
     if (sqlite3_prepare_v2(ks->db,
                            "SELECT subject, wrapped FROM subject_keys WHERE wrapped IS NOT NULL",
                            -1, &sel, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(ks->db,
                            "UPDATE subject_keys SET wrapped = ?2, kek_id = ?3 WHERE subject = ?1",
-                           -1, &upd, NULL) != SQLITE_OK) {
-        fv_seterr(err, errlen, "catalog: %s", sqlite3_errmsg(ks->db));
+                           -1, &upd, NULL) != SQLITE_OK)
         goto done;
-    }
     int step;
     while ((step = sqlite3_step(sel)) == SQLITE_ROW) {
         const char *subject = (const char *)sqlite3_column_text(sel, 0);
@@ -404,15 +532,18 @@ int fv_keystore_rewrap(struct fv_keystore *ks, const struct fv_kek *new_kek, cha
         }
         fv_buf_free(&wrapped);
         if (rc) {
-            fv_seterr(err, errlen, "re-wrapping the key of %s failed: %s", subject,
+            fv_seterr(err, errlen, "re-wrapping the key of subject %s failed: %s", subject,
                       fv_strerror(rc));
             goto done;
         }
     }
     rc = step == SQLITE_DONE ? FV_OK : FV_EIO;
 done:
+    if (rc == FV_EIO && err && !*err)
+        fv_seterr(err, errlen, "catalog: %s", sqlite3_errmsg(ks->db));
     sqlite3_finalize(sel);
     sqlite3_finalize(upd);
+    fv_buf_free(&pk);
     if (rc == FV_OK && exec(ks->db, "COMMIT", err, errlen) == FV_OK) {
         ks->kek = *new_kek;
         return FV_OK;
@@ -427,9 +558,9 @@ void fv_keystore_close(struct fv_keystore *ks)
         return;
     for (size_t i = 0; i < ks->cache.cap; i++)
         if (ks->cache.slots[i].hash)
-            free_key(ks->cache.slots[i].val);
+            free_entry(ks->cache.slots[i].val);
     fv_map_free(&ks->cache);
     sqlite3_close(ks->db);
-    OPENSSL_cleanse(&ks->kek, sizeof ks->kek);
+    OPENSSL_cleanse(ks, sizeof *ks);
     free(ks);
 }

@@ -44,18 +44,32 @@ int fv_open(const unsigned char key[FV_KEY_LEN], const void *aad, size_t aadlen,
 
 struct fv_keystore;
 
+#define FV_PSEUDONYM_LEN 32 /* hex digits */
+#define FV_NAME_MAX      64 /* longest subject name (a device id) */
+
 /* Opens (creating) the catalog at db_path. Refuses, naming both ids, a KEK other than the
  * one that wrapped the stored keys. */
 int fv_keystore_open(const char *db_path, const struct fv_kek *kek, struct fv_keystore **out,
                      char *err, size_t errlen);
-/* The subject's data key (valid until the keystore is closed or the key destroyed).
- * create: make one (durably committed before it is returned) if the subject has none.
- * FV_ENOENT if it has none; FV_ESTATE if it was destroyed (never re-created). */
-int fv_keystore_dek(struct fv_keystore *ks, const char *subject, int create,
-                    const unsigned char **dek);
-/* Crypto-shreds the subject: deletes its wrapped key, keeps a tombstone row. */
-int fv_keystore_destroy(struct fv_keystore *ks, const char *subject, char *err, size_t errlen);
-/* Re-wraps every data key under new_kek in one transaction; data is not rewritten. */
+/* The subject's pseudonym: the first 16 bytes of HMAC-SHA256(pseudonym key, name), in hex.
+ * The pseudonym key is random per catalog and stored wrapped by the KEK; the catalog and the
+ * WAL name subjects only by pseudonym (rule K2). */
+int fv_keystore_pseudonym(struct fv_keystore *ks, const char *name,
+                          char out[FV_PSEUDONYM_LEN + 1]);
+/* The data key of the subject called name, and its pseudonym. create_missing: make one
+ * (durably committed, the name sealed with it) if the subject has none. The key stays valid
+ * until the keystore is closed or the key destroyed. FV_ENOENT if it has none; FV_ESTATE if
+ * it was destroyed (never re-created, rule K1). */
+int fv_keystore_dek(struct fv_keystore *ks, const char *name, int create_missing,
+                    const unsigned char **dek, char pseudo[FV_PSEUDONYM_LEN + 1]);
+/* The data key and name of the subject with this pseudonym (replay). Errors as above. */
+int fv_keystore_subject(struct fv_keystore *ks, const char *pseudo, const unsigned char **dek,
+                        const char **name);
+/* Crypto-shreds the subject called name: its wrapped key and sealed name are deleted (cells
+ * zeroed), a tombstone row keeps its pseudonym. */
+int fv_keystore_destroy(struct fv_keystore *ks, const char *name, char *err, size_t errlen);
+/* Re-wraps every data key and the pseudonym key under new_kek in one transaction; data is
+ * not rewritten. */
 int fv_keystore_rewrap(struct fv_keystore *ks, const struct fv_kek *new_kek, char *err,
                        size_t errlen);
 void fv_keystore_close(struct fv_keystore *ks);

@@ -347,7 +347,8 @@ static int64_t wal_put(struct fv_server *srv, const struct session *s, uint8_t f
                        const struct fv_buf *payload)
 {
     const unsigned char *dek;
-    int rc = fv_keystore_dek(srv->keys, s->ident.device_id, 1, &dek);
+    char pseudo[FV_PSEUDONYM_LEN + 1];
+    int rc = fv_keystore_dek(srv->keys, s->ident.device_id, 1, &dek, pseudo);
     if (rc) {
         fv_warn("device %s: no data key (%s); record refused", s->ident.device_id,
                 rc == FV_ESTATE ? "its data was erased" : fv_strerror(rc));
@@ -357,8 +358,8 @@ static int64_t wal_put(struct fv_server *srv, const struct session *s, uint8_t f
         .type = FV_WAL_REC_DATA,
         .flags = (uint8_t)(flags | FV_WAL_F_SEALED),
         .received_ms = fv_now_ms(),
-        .device_id = s->ident.device_id,
-        .device_id_len = (uint8_t)strlen(s->ident.device_id),
+        .device_id = pseudo, /* rule K2: the WAL names devices by pseudonym */
+        .device_id_len = FV_PSEUDONYM_LEN,
         .client_type = s->ident.client_type,
         .client_type_len = (uint8_t)strlen(s->ident.client_type),
         .topic = topic,
@@ -757,11 +758,11 @@ static int replay_rec(void *arg, const struct fv_wal_record *r, const char *file
     srv->m.replayed_records++;
     if (r->flags & FV_WAL_F_GENERATED)
         return 0;
-    char id[FV_DEVICE_ID_MAX + 1], ct[32];
-    snprintf(id, sizeof id, "%.*s", (int)r->device_id_len, r->device_id);
+    char pseudo[FV_DEVICE_ID_MAX + 1], ct[32], id[FV_DEVICE_ID_MAX + 1];
+    snprintf(pseudo, sizeof pseudo, "%.*s", (int)r->device_id_len, r->device_id);
     snprintf(ct, sizeof ct, "%.*s", (int)r->client_type_len, r->client_type);
     struct fv_buf plain = {0};
-    int rc = fv_wal_open_payload(srv->keys, r, &plain);
+    int rc = fv_wal_open_payload(srv->keys, r, &plain, id, sizeof id);
     if (rc == FV_ESTATE) {
         srv->m.shredded_records++; /* erased: its key is gone, so is the record */
         return FV_OK;
@@ -770,7 +771,7 @@ static int replay_rec(void *arg, const struct fv_wal_record *r, const char *file
         /* Never erased, yet no key: the catalog was lost or replaced. Starting would hide
          * the device's data as if erased, so refuse. */
         fv_error("no data key for device %s in the catalog (DATA/catalog.db lost or replaced?)",
-                 id);
+                 pseudo);
         return rc;
     }
     if (rc) {

@@ -11,10 +11,12 @@
 #include "util/buf.h"
 #include "wal/wal.h"
 
-/* Appends the record's plaintext payload to out. A record without FV_WAL_F_SEALED is copied
- * as it is. FV_ESTATE: the subject's key was destroyed (erased data); FV_ENOENT: the catalog
- * has no key for it; FV_ECORRUPT: the sealed bytes or their record were altered. */
+/* Appends the record's plaintext payload to out and writes the device's name (its id, which
+ * the record names only by pseudonym) into name. A record without FV_WAL_F_SEALED is copied
+ * as it is and its device id field is the name. FV_ESTATE: the subject's key was destroyed
+ * (erased data); FV_ENOENT: the catalog has no key for it; FV_ECORRUPT: the sealed bytes or
+ * their record were altered. */
 int fv_wal_open_payload(struct fv_keystore *ks, const struct fv_wal_record *r,
-                        struct fv_buf *out);
+                        struct fv_buf *out, char *name, size_t namelen);
 
 #endif

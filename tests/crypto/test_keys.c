@@ -107,11 +107,21 @@ static void test_keystore(void **state)
     struct fv_keystore *ks;
     assert_int_equal(fv_keystore_open(db, &a, &ks, err, sizeof err), FV_OK);
     const unsigned char *d1, *d2;
-    assert_int_equal(fv_keystore_dek(ks, "VIN1", 0, &d1), FV_ENOENT);
-    assert_int_equal(fv_keystore_dek(ks, "VIN1", 1, &d1), FV_OK);
-    assert_int_equal(fv_keystore_dek(ks, "VIN2", 1, &d2), FV_OK);
+    char ps[FV_PSEUDONYM_LEN + 1], p1[FV_PSEUDONYM_LEN + 1];
+    const char *name;
+    assert_int_equal(fv_keystore_dek(ks, "VIN1", 0, &d1, ps), FV_ENOENT);
+    assert_int_equal(fv_keystore_dek(ks, "VIN1", 1, &d1, ps), FV_OK);
+    assert_int_equal(fv_keystore_dek(ks, "VIN2", 1, &d2, ps), FV_OK);
     unsigned char saved[FV_KEY_LEN];
     memcpy(saved, d1, FV_KEY_LEN);
+    /* K2: subjects are known by pseudonym; the name comes back only with the data key */
+    assert_int_equal(fv_keystore_pseudonym(ks, "VIN1", p1), FV_OK);
+    assert_int_equal(strlen(p1), FV_PSEUDONYM_LEN);
+    assert_null(strstr(p1, "VIN1"));
+    const unsigned char *d3;
+    assert_int_equal(fv_keystore_subject(ks, p1, &d3, &name), FV_OK);
+    assert_string_equal(name, "VIN1");
+    assert_memory_equal(d3, saved, FV_KEY_LEN);
     assert_memory_not_equal(d1, d2, FV_KEY_LEN);
     fv_keystore_close(ks);
     /* the wrong master key is refused with both ids named */
@@ -120,23 +130,29 @@ static void test_keystore(void **state)
     assert_non_null(strstr(err, b.id));
     /* persisted, then re-wrapped under b: same data key, a no longer opens the catalog */
     assert_int_equal(fv_keystore_open(db, &a, &ks, err, sizeof err), FV_OK);
-    assert_int_equal(fv_keystore_dek(ks, "VIN1", 0, &d1), FV_OK);
+    assert_int_equal(fv_keystore_dek(ks, "VIN1", 0, &d1, ps), FV_OK);
     assert_memory_equal(d1, saved, FV_KEY_LEN);
     assert_int_equal(fv_keystore_rewrap(ks, &b, err, sizeof err), FV_OK);
     fv_keystore_close(ks);
     assert_int_equal(fv_keystore_open(db, &a, &ks, err, sizeof err), FV_ETLS);
     assert_int_equal(fv_keystore_open(db, &b, &ks, err, sizeof err), FV_OK);
-    assert_int_equal(fv_keystore_dek(ks, "VIN1", 0, &d1), FV_OK);
+    assert_int_equal(fv_keystore_dek(ks, "VIN1", 0, &d1, ps), FV_OK);
     assert_memory_equal(d1, saved, FV_KEY_LEN);
+    assert_string_equal(ps, p1); /* pseudonyms survive master key rotation */
     /* shredding: gone at once, never re-created (K1), others untouched */
     assert_int_equal(fv_keystore_destroy(ks, "VIN1", err, sizeof err), FV_OK);
-    assert_int_equal(fv_keystore_dek(ks, "VIN1", 0, &d1), FV_ESTATE);
-    assert_int_equal(fv_keystore_dek(ks, "VIN1", 1, &d1), FV_ESTATE);
-    assert_int_equal(fv_keystore_dek(ks, "VIN2", 0, &d2), FV_OK);
+    assert_int_equal(fv_keystore_dek(ks, "VIN1", 0, &d1, ps), FV_ESTATE);
+    assert_int_equal(fv_keystore_dek(ks, "VIN1", 1, &d1, ps), FV_ESTATE);
+    assert_int_equal(fv_keystore_dek(ks, "VIN2", 0, &d2, ps), FV_OK);
     fv_keystore_close(ks);
     assert_int_equal(fv_keystore_open(db, &b, &ks, err, sizeof err), FV_OK);
-    assert_int_equal(fv_keystore_dek(ks, "VIN1", 1, &d1), FV_ESTATE);
+    assert_int_equal(fv_keystore_dek(ks, "VIN1", 1, &d1, ps), FV_ESTATE);
+    assert_int_equal(fv_keystore_subject(ks, p1, &d1, &name), FV_ESTATE);
     fv_keystore_close(ks);
+    /* no name is anywhere in the catalog's files in plaintext */
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "cat '%s'* | grep -c -a VIN >/dev/null", db);
+    assert_int_not_equal(system(cmd), 0);
 }
 
 int main(void)

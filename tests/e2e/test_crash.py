@@ -42,7 +42,7 @@ def test_kill9_loses_no_acked_record():
         assert final["acked"] > 0 and final["acked"] + final["errors"] == final["sent"], final
         srv.stop()
         stored = set()
-        r = t.run("inspect", srv.data, "--txids")
+        r = t.run("inspect", srv.data, "--txids", "--key-file", srv.key_file)
         for line in r.stdout.splitlines():
             dev, txid = line.split(" ", 1)
             stored.add((dev, txid))
@@ -55,7 +55,7 @@ def test_kill9_loses_no_acked_record():
         missing = acked - stored
         assert not missing, f"{len(missing)} acked records lost, e.g. {sorted(missing)[:5]}"
         assert len(acked) == final["acked"], (len(acked), final["acked"])
-        ins = json.loads(t.run("inspect", srv.data).stdout)
+        ins = srv.inspect()
         assert ins["totals"]["duplicate_txids"] == 0, ins["totals"]
         assert ins["totals"]["records"] == len(stored)
         t.log(f"{len(acked)} acked records all present; {ins['wal']['torn_bytes']} torn bytes cut")

@@ -1,4 +1,5 @@
-"""End-to-end tests of encryption at rest: no payload byte in plaintext on disk, any altered
+"""End-to-end tests of encryption at rest: no payload byte and no VIN in plaintext on disk
+(devices are named by pseudonym in the WAL and the catalog), any altered
 sealed byte detected, crypto-shredding one device leaves others intact, master key rotation
 without rewriting data, wrong or misplaced master keys refused."""
 import glob
@@ -54,6 +55,7 @@ def test_no_plaintext_and_tamper_detected():
         srv.stop()
         blob = data_bytes(srv.data)
         assert SECRET.encode() not in blob, "a payload value is on disk in plaintext"
+        assert A.encode() not in blob, "the VIN is on disk in plaintext (WAL or catalog)"
         assert struct.pack("<d", 48.85661234) not in blob
         # Flip one byte inside the sealed payload and fix the record's CRC, so only the
         # AES-GCM tag can notice: the server must refuse to start, naming file and offset.
