@@ -33,15 +33,13 @@ static void upgrade(struct conn *c)
 {
     c->req[c->reqlen] = '\0';
     char *k = strcasestr(c->req, "Sec-WebSocket-Key:");
-    if (k == NULL)
-        return;
+    if (k == NULL) return;
     k += 18;
     while (*k == ' ')
         k++;
     char key[128];
     size_t n = strcspn(k, "\r\n");
-    if (n > 64)
-        return;
+    if (n > 64) return;
     snprintf(key, sizeof key, "%.*s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", (int)n, k);
     unsigned char sha[SHA_DIGEST_LENGTH];
     SHA1((unsigned char *)key, strlen(key), sha);
@@ -71,20 +69,18 @@ int main(int argc, char **argv)
     char p[4096];
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     snprintf(p, sizeof p, "%s/server.crt", argv[1]);
-    if (SSL_CTX_use_certificate_chain_file(ctx, p) != 1)
-        return 1;
+    if (SSL_CTX_use_certificate_chain_file(ctx, p) != 1) return 1;
     snprintf(p, sizeof p, "%s/server.key", argv[1]);
-    if (SSL_CTX_use_PrivateKey_file(ctx, p, SSL_FILETYPE_PEM) != 1)
-        return 1;
+    if (SSL_CTX_use_PrivateKey_file(ctx, p, SSL_FILETYPE_PEM) != 1) return 1;
     snprintf(p, sizeof p, "%s/ca.crt", argv[1]);
-    if (SSL_CTX_load_verify_locations(ctx, p, NULL) != 1)
-        return 1;
+    if (SSL_CTX_load_verify_locations(ctx, p, NULL) != 1) return 1;
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     int ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     int one = 1;
     setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[2])),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)atoi(argv[2])),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (bind(ls, (struct sockaddr *)&a, sizeof a) != 0 || listen(ls, 4096) != 0) {
         perror("bind/listen");
@@ -120,14 +116,12 @@ int main(int argc, char **argv)
                         memcpy(c->req + c->reqlen, buf, (size_t)r);
                         c->reqlen += (size_t)r;
                         c->req[c->reqlen] = '\0';
-                        if (strstr(c->req, "\r\n\r\n"))
-                            upgrade(c);
+                        if (strstr(c->req, "\r\n\r\n")) upgrade(c);
                     }
                     continue;
                 }
                 int e = SSL_get_error(c->ssl, r);
-                if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
-                    break;
+                if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) break;
                 epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
                 SSL_free(c->ssl);
                 close(c->fd);

@@ -66,20 +66,17 @@ static json_t *value_json(const struct fv_value *v)
 
 static const char *kind_name(uint8_t k)
 {
-    static const char *const names[] = {"none",   "string", "int",     "double",
-                                        "bool",   "location", "enum",  "invalid",
-                                        "doors",  "time",   "tires",   "other"};
+    static const char *const names[] = {"none", "string",  "int",   "double", "bool",  "location",
+                                        "enum", "invalid", "doors", "time",   "tires", "other"};
     return k < sizeof names / sizeof names[0] ? names[k] : "other";
 }
 
 static int dump_json(json_t *j, struct fv_buf *out)
 {
-    if (j == NULL)
-        return FV_ENOMEM;
+    if (j == NULL) return FV_ENOMEM;
     char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(17));
     json_decref(j);
-    if (s == NULL)
-        return FV_ENOMEM;
+    if (s == NULL) return FV_ENOMEM;
     int rc = fv_buf_append(out, s, strlen(s));
     free(s);
     return rc;
@@ -127,11 +124,11 @@ static void get_vehicles(const struct fv_api_view *v, struct fv_http_response *r
     json_t *arr = json_array();
     for (size_t i = 0; arr && i < v->fleet->devices.cap; i++) {
         const struct fv_device *d = v->fleet->devices.slots[i].val;
-        if (v->fleet->devices.slots[i].hash && d)
-            json_array_append_new(arr, device_summary(d));
+        if (v->fleet->devices.slots[i].hash && d) json_array_append_new(arr, device_summary(d));
     }
-    respond_json(r, 200, json_pack("{s:I,s:o}", "count", (json_int_t)fv_fleet_count(v->fleet),
-                                   "vehicles", arr));
+    respond_json(
+        r, 200,
+        json_pack("{s:I,s:o}", "count", (json_int_t)fv_fleet_count(v->fleet), "vehicles", arr));
 }
 
 static void get_state(const struct fv_api_view *v, const char *id, struct fv_http_response *r)
@@ -151,13 +148,12 @@ static void get_state(const struct fv_api_view *v, const char *id, struct fv_htt
         fv_format_time_ms(s->time_ms, t, sizeof t);
         json_t *val = value_json(&s->value);
         json_object_set_new(sig, name,
-                            json_pack("{s:o,s:s,s:I,s:s}", "value", val ? val : json_null(),
-                                      "time", t, "time_ms", (json_int_t)s->time_ms, "kind",
+                            json_pack("{s:o,s:s,s:I,s:s}", "value", val ? val : json_null(), "time",
+                                      t, "time_ms", (json_int_t)s->time_ms, "kind",
                                       kind_name(s->value.kind)));
     }
     json_t *j = device_summary(d);
-    if (j)
-        json_object_set_new(j, "state", sig);
+    if (j) json_object_set_new(j, "state", sig);
     respond_json(r, 200, j);
 }
 
@@ -174,8 +170,7 @@ static void get_status(const struct fv_api_view *v, struct fv_http_response *r)
                            (json_int_t)ws.bytes_on_disk, "wal_appended_seq",
                            (json_int_t)ws.appended_seq, "wal_durable_seq",
                            (json_int_t)ws.durable_seq));
-    if (fv_wal_failed(v->wal))
-        r->status = 503;
+    if (fv_wal_failed(v->wal)) r->status = 503;
 }
 
 static void prom(struct fv_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -186,8 +181,7 @@ static void prom(struct fv_buf *b, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    if (n > 0)
-        fv_buf_append(b, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+    if (n > 0) fv_buf_append(b, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
 }
 
 static void get_metrics(const struct fv_api_view *v, struct fv_http_response *r)
@@ -199,10 +193,10 @@ static void get_metrics(const struct fv_api_view *v, struct fv_http_response *r)
     r->status = 200;
     r->content_type = "text/plain; version=0.0.4";
 #define COUNTER(name, help, val)                                                                   \
-    prom(b, "# HELP " name " " help "\n# TYPE " name " counter\n" name " %llu\n",                 \
+    prom(b, "# HELP " name " " help "\n# TYPE " name " counter\n" name " %llu\n",                  \
          (unsigned long long)(val))
 #define GAUGE(name, help, val)                                                                     \
-    prom(b, "# HELP " name " " help "\n# TYPE " name " gauge\n" name " %llu\n",                   \
+    prom(b, "# HELP " name " " help "\n# TYPE " name " gauge\n" name " %llu\n",                    \
          (unsigned long long)(val))
     GAUGE("fleetvault_connections", "Device connections open now.", m->connections_open);
     COUNTER("fleetvault_connections_total", "Device connections accepted.", m->connections_total);
@@ -232,8 +226,7 @@ static void get_metrics(const struct fv_api_view *v, struct fv_http_response *r)
     COUNTER("fleetvault_duplicates_total", "Resent records acked again but not stored twice.",
             m->duplicates);
     COUNTER("fleetvault_unknown_message_type_total",
-            "Envelopes with an unknown union type (acked, not stored).",
-            m->unknown_message_type);
+            "Envelopes with an unknown union type (acked, not stored).", m->unknown_message_type);
     GAUGE("fleetvault_devices", "Devices known.", fv_fleet_count(v->fleet));
     GAUGE("fleetvault_erased_records", "Stored records whose data key was destroyed.",
           m->shredded_records);
@@ -255,16 +248,17 @@ static void get_metrics(const struct fv_api_view *v, struct fv_http_response *r)
     prom(b, "fleetvault_wal_fsync_seconds_sum %.6f\n", ws.fsync_seconds_sum);
     prom(b, "fleetvault_wal_fsync_seconds_count %llu\n", (unsigned long long)cum);
     COUNTER("fleetvault_http_requests_total", "API requests.", m->http_requests);
-    COUNTER("fleetvault_http_unauthorized_total", "API requests refused for a missing or wrong "
-            "token.", m->http_unauthorized);
+    COUNTER("fleetvault_http_unauthorized_total",
+            "API requests refused for a missing or wrong "
+            "token.",
+            m->http_unauthorized);
 #undef COUNTER
 #undef GAUGE
 }
 
 static int authorized(const struct fv_api_view *v, const char *auth)
 {
-    if (auth == NULL || strncmp(auth, "Bearer ", 7) != 0 || v->admin_token == NULL)
-        return 0;
+    if (auth == NULL || strncmp(auth, "Bearer ", 7) != 0 || v->admin_token == NULL) return 0;
     const char *tok = auth + 7;
     size_t n = strlen(v->admin_token);
     return strlen(tok) == n && CRYPTO_memcmp(tok, v->admin_token, n) == 0;

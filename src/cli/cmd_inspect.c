@@ -57,8 +57,7 @@ static int on_record(void *arg, const struct fv_wal_record *r, const char *file,
         d = calloc(1, sizeof *d);
         if (d == NULL || (d->topics = json_object()) == NULL ||
             fv_map_put(&in->devices, name, strlen(name), d) != FV_OK) {
-            if (d)
-                json_decref(d->topics);
+            if (d) json_decref(d->topics);
             free(d);
             fv_buf_free(&plain);
             return FV_ENOMEM;
@@ -77,8 +76,7 @@ static int on_record(void *arg, const struct fv_wal_record *r, const char *file,
     }
     d->records++;
     in->records++;
-    if (r->flags & FV_WAL_F_RESEND)
-        d->resends++;
+    if (r->flags & FV_WAL_F_RESEND) d->resends++;
     if (prc == FV_ESTATE)
         in->erased++;
     else if (prc != FV_OK)
@@ -89,23 +87,19 @@ static int on_record(void *arg, const struct fv_wal_record *r, const char *file,
         if (fv_payload_decode_v(plain.data, plain.len, &v, NULL, 0) == FV_OK) {
             d->datums += v.n;
             in->datums += v.n;
-            if (v.created_at_ms)
-                t = v.created_at_ms;
+            if (v.created_at_ms) t = v.created_at_ms;
             fv_vrecord_free(&v);
         } else {
             in->undecodable++;
         }
     }
     fv_buf_free(&plain);
-    if (d->first_ms == 0 || t < d->first_ms)
-        d->first_ms = t;
-    if (t > d->last_ms)
-        d->last_ms = t;
+    if (d->first_ms == 0 || t < d->first_ms) d->first_ms = t;
+    if (t > d->last_ms) d->last_ms = t;
     if (r->txid_len) {
         size_t nlen = strlen(name), klen = nlen + 1 + r->txid_len;
         char *key = malloc(klen);
-        if (key == NULL)
-            return FV_ENOMEM;
+        if (key == NULL) return FV_ENOMEM;
         memcpy(key, name, nlen + 1);
         memcpy(key + nlen + 1, r->txid, r->txid_len);
         if (fv_map_get(&in->seen, key, klen))
@@ -116,8 +110,7 @@ static int on_record(void *arg, const struct fv_wal_record *r, const char *file,
         }
         free(key);
     }
-    if (in->print_txids)
-        printf("%s %.*s\n", name, (int)r->txid_len, (const char *)r->txid);
+    if (in->print_txids) printf("%s %.*s\n", name, (int)r->txid_len, (const char *)r->txid);
     return FV_OK;
 }
 
@@ -158,8 +151,10 @@ int fv_cmd_inspect(int argc, char **argv)
     snprintf(path, sizeof path, "%s/LOCK", dir);
     int lock = open(path, O_RDONLY | O_CLOEXEC);
     if (lock >= 0 && flock(lock, LOCK_SH | LOCK_NB) != 0) {
-        fprintf(stderr, "fleetvault inspect: %s: a server is running on this data directory; "
-                        "stop it first\n", dir);
+        fprintf(stderr,
+                "fleetvault inspect: %s: a server is running on this data directory; "
+                "stop it first\n",
+                dir);
         close(lock);
         return 1;
     }
@@ -167,8 +162,7 @@ int fv_cmd_inspect(int argc, char **argv)
     if (access(path, F_OK) != 0) {
         fprintf(stderr, "fleetvault inspect: %s: no write-ahead log here (%s)\n", dir,
                 strerror(errno));
-        if (lock >= 0)
-            close(lock);
+        if (lock >= 0) close(lock);
         return 1;
     }
     if (key_file || getenv("FV_MASTER_KEY")) {
@@ -177,8 +171,7 @@ int fv_cmd_inspect(int argc, char **argv)
             fv_keystore_open(path, &kek, &in.keys, err, sizeof err) != FV_OK) {
             fprintf(stderr, "fleetvault inspect: %s\n", err);
             fv_kek_wipe(&kek);
-            if (lock >= 0)
-                close(lock);
+            if (lock >= 0) close(lock);
             return 1;
         }
         fv_kek_wipe(&kek);
@@ -195,31 +188,28 @@ int fv_cmd_inspect(int argc, char **argv)
         json_t *devs = json_object();
         for (size_t i = 0; i < in.devices.cap; i++) {
             struct dev_totals *d = in.devices.slots[i].val;
-            if (!in.devices.slots[i].hash)
-                continue;
+            if (!in.devices.slots[i].hash) continue;
             char id[80], first[40], last[40];
-            snprintf(id, sizeof id, "%.*s", (int)in.devices.slots[i].klen,
-                     in.devices.slots[i].key);
+            snprintf(id, sizeof id, "%.*s", (int)in.devices.slots[i].klen, in.devices.slots[i].key);
             fv_format_time_ms(d->first_ms, first, sizeof first);
             fv_format_time_ms(d->last_ms, last, sizeof last);
-            json_object_set_new(
-                devs, id,
-                json_pack("{s:s,s:I,s:I,s:I,s:I,s:s,s:s,s:I,s:I,s:O}", "client_type",
-                          d->client_type, "records", (json_int_t)d->records, "datums",
-                          (json_int_t)d->datums, "resends", (json_int_t)d->resends,
-                          "connectivity_events", (json_int_t)d->generated, "first_time", first,
-                          "last_time", last, "first_ms", (json_int_t)d->first_ms, "last_ms",
-                          (json_int_t)d->last_ms, "topics", d->topics));
+            json_object_set_new(devs, id,
+                                json_pack("{s:s,s:I,s:I,s:I,s:I,s:s,s:s,s:I,s:I,s:O}",
+                                          "client_type", d->client_type, "records",
+                                          (json_int_t)d->records, "datums", (json_int_t)d->datums,
+                                          "resends", (json_int_t)d->resends, "connectivity_events",
+                                          (json_int_t)d->generated, "first_time", first,
+                                          "last_time", last, "first_ms", (json_int_t)d->first_ms,
+                                          "last_ms", (json_int_t)d->last_ms, "topics", d->topics));
         }
         json_t *out = json_pack(
             "{s:s,s:{s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b},s:o}", "data", dir, "wal",
-            "files",
-            (json_int_t)st.files, "bytes", (json_int_t)st.bytes_on_disk, "torn_bytes",
-            (json_int_t)st.torn_bytes_cut, "totals", "devices", (json_int_t)in.devices.n,
-            "records", (json_int_t)in.records, "datums", (json_int_t)in.datums,
-            "duplicate_txids", (json_int_t)in.duplicates, "undecodable",
-            (json_int_t)in.undecodable, "erased", (json_int_t)in.erased, "sealed_unread",
-            (json_int_t)in.sealed_unread, "decrypted", in.keys != NULL, "devices", devs);
+            "files", (json_int_t)st.files, "bytes", (json_int_t)st.bytes_on_disk, "torn_bytes",
+            (json_int_t)st.torn_bytes_cut, "totals", "devices", (json_int_t)in.devices.n, "records",
+            (json_int_t)in.records, "datums", (json_int_t)in.datums, "duplicate_txids",
+            (json_int_t)in.duplicates, "undecodable", (json_int_t)in.undecodable, "erased",
+            (json_int_t)in.erased, "sealed_unread", (json_int_t)in.sealed_unread, "decrypted",
+            in.keys != NULL, "devices", devs);
         char *s = out ? json_dumps(out, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
         if (s)
             printf("%s\n", s);
@@ -239,7 +229,6 @@ int fv_cmd_inspect(int argc, char **argv)
     fv_map_free(&in.devices);
     fv_map_free(&in.seen);
     fv_keystore_close(in.keys);
-    if (lock >= 0)
-        close(lock);
+    if (lock >= 0) close(lock);
     return rc == FV_OK ? 0 : 1;
 }

@@ -38,8 +38,10 @@ static int lock_data(const char *dir)
         return -1;
     }
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        fprintf(stderr, "fleetvault keys: %s: a server is running on this data directory; "
-                        "stop it first\n", dir);
+        fprintf(stderr,
+                "fleetvault keys: %s: a server is running on this data directory; "
+                "stop it first\n",
+                dir);
         close(fd);
         return -1;
     }
@@ -65,7 +67,8 @@ int fv_cmd_keys(int argc, char **argv)
         struct fv_kek k;
         if (fv_kek_load(argv[2], &k, err, sizeof err) == FV_OK)
             printf("created master key %s in %s (mode 0600); keep it outside the data "
-                   "directory and back it up separately\n", k.id, argv[2]);
+                   "directory and back it up separately\n",
+                   k.id, argv[2]);
         fv_kek_wipe(&k);
         return 0;
     }
@@ -91,20 +94,17 @@ int fv_cmd_keys(int argc, char **argv)
         return 2;
     }
     int lock = lock_data(data);
-    if (lock < 0)
-        return 1;
+    if (lock < 0) return 1;
     struct fv_kek kek, nk;
     memset(&nk, 0, sizeof nk);
     struct fv_keystore *ks = NULL;
     char path[PATH_MAX];
     int rc = fv_kek_load(key, &kek, err, sizeof err);
     snprintf(path, sizeof path, "%s/catalog.db", data);
-    if (rc == FV_OK)
-        rc = fv_keystore_open(path, &kek, &ks, err, sizeof err);
+    if (rc == FV_OK) rc = fv_keystore_open(path, &kek, &ks, err, sizeof err);
     if (rc == FV_OK && is_rotate) {
         rc = fv_kek_load(newkey, &nk, err, sizeof err);
-        if (rc == FV_OK)
-            rc = fv_keystore_rewrap(ks, &nk, err, sizeof err);
+        if (rc == FV_OK) rc = fv_keystore_rewrap(ks, &nk, err, sizeof err);
         if (rc == FV_OK)
             printf("data keys re-wrapped from master key %s to %s; use %s from now on\n", kek.id,
                    nk.id, newkey);
@@ -114,8 +114,7 @@ int fv_cmd_keys(int argc, char **argv)
             printf("destroyed the data key of %s: its stored records can no longer be read\n",
                    device);
     }
-    if (rc)
-        fprintf(stderr, "fleetvault keys %s: %s\n", argv[1], err);
+    if (rc) fprintf(stderr, "fleetvault keys %s: %s\n", argv[1], err);
     fv_keystore_close(ks);
     fv_kek_wipe(&kek);
     fv_kek_wipe(&nk);

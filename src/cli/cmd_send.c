@@ -44,8 +44,7 @@ struct reply {
 static int on_reply(void *ud, unsigned opcode, const unsigned char *p, size_t len)
 {
     struct reply *r = ud;
-    if (r->have)
-        return 0; /* one reply per message sent; later ones are ignored */
+    if (r->have) return 0; /* one reply per message sent; later ones are ignored */
     r->have = 1;
     r->opcode = opcode;
     r->data.len = 0;
@@ -107,23 +106,20 @@ static int wait_for(struct fv_sim_ws *ws, struct reply *r, int want_reply, uint6
                     char *err, size_t errlen)
 {
     for (;;) {
-        if (want_reply ? r->have : fv_sim_ws_state(ws) == FV_SIM_WS_OPEN)
-            return FV_OK;
+        if (want_reply ? r->have : fv_sim_ws_state(ws) == FV_SIM_WS_OPEN) return FV_OK;
         uint64_t now = fv_mono_ns() / 1000000u;
-        if (now >= deadline_ms)
-            return FV_EAGAIN;
+        if (now >= deadline_ms) return FV_EAGAIN;
         uint32_t ev = fv_sim_ws_events(ws);
-        struct pollfd pfd = {.fd = fv_sim_ws_fd(ws),
-                             .events = (short)(((ev & EPOLLIN) ? POLLIN : 0) |
-                                               ((ev & EPOLLOUT) ? POLLOUT : 0))};
+        struct pollfd pfd = {
+            .fd = fv_sim_ws_fd(ws),
+            .events = (short)(((ev & EPOLLIN) ? POLLIN : 0) | ((ev & EPOLLOUT) ? POLLOUT : 0))};
         int n = poll(&pfd, 1, (int)(deadline_ms - now));
         if (n < 0 && errno != EINTR) {
             fv_seterr(err, errlen, "poll: %s", strerror(errno));
             return FV_EIO;
         }
         int rc = fv_sim_ws_io(ws, on_reply, r, err, errlen);
-        if (rc)
-            return rc;
+        if (rc) return rc;
     }
 }
 
@@ -212,8 +208,10 @@ int fv_cmd_send(int argc, char **argv)
     }
     int type_code = fv_client_type_code(type);
     if (type_code < 0) {
-        fprintf(stderr, "fleetvault send: unknown client type '%s' (e.g. vehicle_device, "
-                        "energy_device)\n", type);
+        fprintf(stderr,
+                "fleetvault send: unknown client type '%s' (e.g. vehicle_device, "
+                "energy_device)\n",
+                type);
         goto out;
     }
     if (!fv_device_id_valid(id)) {
@@ -221,8 +219,8 @@ int fv_cmd_send(int argc, char **argv)
         goto out;
     }
     char host[256], port[16], hostport[300], path[512], err[1024];
-    if (fv_sim_parse_url(server, host, sizeof host, port, sizeof port, hostport,
-                         sizeof hostport, path, sizeof path, err, sizeof err)) {
+    if (fv_sim_parse_url(server, host, sizeof host, port, sizeof port, hostport, sizeof hostport,
+                         path, sizeof path, err, sizeof err)) {
         fprintf(stderr, "fleetvault send: %s\n", err);
         goto out;
     }
@@ -255,13 +253,13 @@ int fv_cmd_send(int argc, char **argv)
     char headers[256];
     snprintf(headers, sizeof headers,
              "X-Network-Interface: wifi\r\nUser-Agent: Hermes/1.16.2 (%s)\r\n"
-             "Version: 2025.20\r\n", type);
-    struct fv_sim_ws_target t = {ai->ai_addr, ai->ai_addrlen, hostport, is_ip ? NULL : host,
-                                 path, headers};
+             "Version: 2025.20\r\n",
+             type);
+    struct fv_sim_ws_target t = {ai->ai_addr,         ai->ai_addrlen, hostport,
+                                 is_ip ? NULL : host, path,           headers};
     uint64_t deadline = fv_mono_ns() / 1000000u + CONNECT_WAIT_MS;
     int rc = fv_sim_ws_connect(ws, ctx, &t, cert, key, err, sizeof err);
-    if (rc == FV_OK)
-        rc = wait_for(ws, &rep, 0, deadline, err, sizeof err);
+    if (rc == FV_OK) rc = wait_for(ws, &rep, 0, deadline, err, sizeof err);
     if (rc) {
         fprintf(stderr, "fleetvault send: %s: %s\n", hostport,
                 rc == FV_EAGAIN ? "timed out connecting" : err);
@@ -302,8 +300,7 @@ out:
     EVP_PKEY_free(key);
     SSL_CTX_free(ctx);
     fv_ca_free(ca);
-    if (ai)
-        freeaddrinfo(ai);
+    if (ai) freeaddrinfo(ai);
     free(files);
     return status;
 }

@@ -62,8 +62,8 @@ static int parse_double(const char *opt, const char *s, double lo, double hi, do
     errno = 0;
     double d = strtod(s, &end);
     if (errno || end == s || *end != '\0' || !isfinite(d) || d < lo || d > hi) {
-        fprintf(stderr, "fleetvault simulate: %s needs a number in %g..%g, got '%s'\n", opt, lo,
-                hi, s);
+        fprintf(stderr, "fleetvault simulate: %s needs a number in %g..%g, got '%s'\n", opt, lo, hi,
+                s);
         return -1;
     }
     *out = d;
@@ -150,8 +150,7 @@ int fv_cmd_simulate(int argc, char **argv)
             fprintf(stderr, "fleetvault simulate: unknown option '%s' (see --help)\n", a);
             return 2;
         }
-        if (bad)
-            return 2;
+        if (bad) return 2;
     }
     if (!o.server || !o.certs_dir || !have_vehicles || !have_seconds || !have_hz) {
         fprintf(stderr, "fleetvault simulate: --server, --certs, --vehicles, --seconds and --hz "
@@ -162,8 +161,8 @@ int fv_cmd_simulate(int argc, char **argv)
     char vin[FV_SIM_VIN_LEN + 1];
     char err[1024];
     char host[256], port[16], hostport[300], path[512];
-    if (fv_sim_parse_url(o.server, host, sizeof host, port, sizeof port, hostport,
-                         sizeof hostport, path, sizeof path, err, sizeof err) != FV_OK) {
+    if (fv_sim_parse_url(o.server, host, sizeof host, port, sizeof port, hostport, sizeof hostport,
+                         path, sizeof path, err, sizeof err) != FV_OK) {
         fprintf(stderr, "fleetvault simulate: %s\n", err);
         return 2;
     }
@@ -185,8 +184,7 @@ int fv_cmd_simulate(int argc, char **argv)
     int rc = fv_sim_run(&o, &st, err, sizeof err);
     if (rc != FV_OK) {
         fprintf(stderr, "fleetvault simulate: %s\n", err);
-        if (st.sent == 0)
-            return 1;
+        if (st.sent == 0) return 1;
     }
     fv_sim_stats_print_json(&st, stdout);
     return rc == FV_OK && st.unacked == 0 ? 0 : 1;

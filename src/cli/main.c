@@ -9,17 +9,18 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "fleetvault %s - a private data center for vehicle and energy fleets\n\n"
-               "usage: fleetvault COMMAND [options]\n\n"
-               "commands:\n"
-               "  serve      run the ingestion gateway and HTTP API\n"
-               "  certs      make a development CA, server and device certificates\n"
-               "  simulate   stream a simulated fleet to a server\n"
-               "  inspect    print what a (stopped) server's data directory holds\n"
-               "  send       send one envelope file to a server and print the reply\n"
-               "  keys       master key, data key rotation and shredding\n"
-               "  version    print the version\n\n"
-               "Run 'fleetvault COMMAND --help' for a command's options.\n",
+    fprintf(f,
+            "fleetvault %s - a private data center for vehicle and energy fleets\n\n"
+            "usage: fleetvault COMMAND [options]\n\n"
+            "commands:\n"
+            "  serve      run the ingestion gateway and HTTP API\n"
+            "  certs      make a development CA, server and device certificates\n"
+            "  simulate   stream a simulated fleet to a server\n"
+            "  inspect    print what a (stopped) server's data directory holds\n"
+            "  send       send one envelope file to a server and print the reply\n"
+            "  keys       master key, data key rotation and shredding\n"
+            "  version    print the version\n\n"
+            "Run 'fleetvault COMMAND --help' for a command's options.\n",
             FV_VERSION);
 }
 
@@ -39,12 +40,10 @@ int main(int argc, char **argv)
     static const struct {
         const char *name;
         int (*fn)(int, char **);
-    } cmds[] = {{"serve", fv_cmd_serve},       {"certs", fv_cmd_certs},
-                {"simulate", fv_cmd_simulate}, {"inspect", fv_cmd_inspect},
-                {"send", fv_cmd_send},         {"keys", fv_cmd_keys}};
+    } cmds[] = {{"serve", fv_cmd_serve},     {"certs", fv_cmd_certs}, {"simulate", fv_cmd_simulate},
+                {"inspect", fv_cmd_inspect}, {"send", fv_cmd_send},   {"keys", fv_cmd_keys}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
-        if (strcmp(cmd, cmds[i].name) == 0)
-            return cmds[i].fn(argc - 1, argv + 1);
+        if (strcmp(cmd, cmds[i].name) == 0) return cmds[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "fleetvault: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;

@@ -325,8 +325,7 @@ static void *load_pem(const char *path, const char *hint, int want_key, int *rc,
     BIO *bio = NULL;
     void *obj = NULL;
     *rc = read_pem(path, hint, &text, &len, err, errlen);
-    if (*rc != FV_OK)
-        goto done;
+    if (*rc != FV_OK) goto done;
     bio = BIO_new_mem_buf(text, (int)len);
     if (bio == NULL) {
         fv_seterr(err, errlen, "%s: out of memory", path);

@@ -49,11 +49,9 @@ static int parse_hex_key(const char *s, unsigned char out[FV_KEY_LEN])
     size_t n = 0;
     while (s[n] && !isspace((unsigned char)s[n]))
         n++;
-    if (n != 2 * FV_KEY_LEN)
-        return -1;
+    if (n != 2 * FV_KEY_LEN) return -1;
     for (size_t i = n; s[i]; i++)
-        if (!isspace((unsigned char)s[i]))
-            return -1;
+        if (!isspace((unsigned char)s[i])) return -1;
     for (int i = 0; i < FV_KEY_LEN; i++) {
         unsigned v;
         if (!isxdigit((unsigned char)s[2 * i]) || !isxdigit((unsigned char)s[2 * i + 1]) ||
@@ -92,8 +90,9 @@ int fv_kek_load(const char *path, struct fv_kek *out, char *err, size_t errlen)
     if (path == NULL) {
         const char *env = getenv("FV_MASTER_KEY");
         if (env == NULL || *env == '\0') {
-            fv_seterr(err, errlen, "no master key: pass --key-file FILE (make one with "
-                                   "'fleetvault keys init FILE') or set FV_MASTER_KEY");
+            fv_seterr(err, errlen,
+                      "no master key: pass --key-file FILE (make one with "
+                      "'fleetvault keys init FILE') or set FV_MASTER_KEY");
             return FV_ENOENT;
         }
         if (parse_hex_key(env, out->key)) {
@@ -107,14 +106,17 @@ int fv_kek_load(const char *path, struct fv_kek *out, char *err, size_t errlen)
     size_t len = 0;
     int rc = fv_os_read_file(path, 4096, &text, &len, err, errlen);
     if (rc == FV_ENOENT)
-        fv_seterr(err, errlen, "%s: no such master key file (make one with 'fleetvault keys "
-                               "init %s')", path, path);
-    if (rc)
-        return rc;
+        fv_seterr(err, errlen,
+                  "%s: no such master key file (make one with 'fleetvault keys "
+                  "init %s')",
+                  path, path);
+    if (rc) return rc;
     struct stat st;
     if (stat(path, &st) == 0 && (st.st_mode & 077)) {
-        fv_seterr(err, errlen, "%s: master key file is readable by others (mode %03o); "
-                               "chmod 600 it", path, st.st_mode & 0777);
+        fv_seterr(err, errlen,
+                  "%s: master key file is readable by others (mode %03o); "
+                  "chmod 600 it",
+                  path, st.st_mode & 0777);
         rc = FV_EINVAL;
     } else if (parse_hex_key(text, out->key)) {
         fv_seterr(err, errlen, "%s: not a master key (expected 64 hex digits)", path);
@@ -140,22 +142,14 @@ static int gcm(int enc, const unsigned char *key, const unsigned char *iv, const
 {
     EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
     int ok = 0, l = 0;
-    if (c == NULL)
-        return FV_ENOMEM;
-    if (n > INT32_MAX || aadlen > INT32_MAX)
-        goto done;
-    if (EVP_CipherInit_ex(c, EVP_aes_256_gcm(), NULL, key, iv, enc) != 1)
-        goto done;
-    if (aadlen && EVP_CipherUpdate(c, NULL, &l, aad, (int)aadlen) != 1)
-        goto done;
-    if (n && EVP_CipherUpdate(c, out, &l, in, (int)n) != 1)
-        goto done;
-    if (!enc && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16, tag) != 1)
-        goto done;
-    if (EVP_CipherFinal_ex(c, out + l, &l) != 1)
-        goto done;
-    if (enc && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, tag) != 1)
-        goto done;
+    if (c == NULL) return FV_ENOMEM;
+    if (n > INT32_MAX || aadlen > INT32_MAX) goto done;
+    if (EVP_CipherInit_ex(c, EVP_aes_256_gcm(), NULL, key, iv, enc) != 1) goto done;
+    if (aadlen && EVP_CipherUpdate(c, NULL, &l, aad, (int)aadlen) != 1) goto done;
+    if (n && EVP_CipherUpdate(c, out, &l, in, (int)n) != 1) goto done;
+    if (!enc && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16, tag) != 1) goto done;
+    if (EVP_CipherFinal_ex(c, out + l, &l) != 1) goto done;
+    if (enc && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, tag) != 1) goto done;
     ok = 1;
 done:
     EVP_CIPHER_CTX_free(c);
@@ -166,31 +160,25 @@ int fv_seal(const unsigned char key[FV_KEY_LEN], const void *aad, size_t aadlen,
             size_t n, struct fv_buf *out)
 {
     int rc = fv_buf_reserve(out, n + FV_SEAL_OVERHEAD);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     unsigned char *p = out->data + out->len;
-    if (RAND_bytes(p, 12) != 1)
-        return FV_EIO;
+    if (RAND_bytes(p, 12) != 1) return FV_EIO;
     rc = gcm(1, key, p, aad, aadlen, pt, n, p + 12, p + 12 + n);
-    if (rc == FV_OK)
-        out->len += n + FV_SEAL_OVERHEAD;
+    if (rc == FV_OK) out->len += n + FV_SEAL_OVERHEAD;
     return rc == FV_ECORRUPT ? FV_EIO : rc;
 }
 
 int fv_open(const unsigned char key[FV_KEY_LEN], const void *aad, size_t aadlen,
             const unsigned char *in, size_t n, struct fv_buf *out)
 {
-    if (n < FV_SEAL_OVERHEAD)
-        return FV_ECORRUPT;
+    if (n < FV_SEAL_OVERHEAD) return FV_ECORRUPT;
     size_t m = n - FV_SEAL_OVERHEAD;
     int rc = fv_buf_reserve(out, m + 1);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     unsigned char tag[16];
     memcpy(tag, in + 12 + m, 16);
     rc = gcm(0, key, in, aad, aadlen, in + 12, m, out->data + out->len, tag);
-    if (rc == FV_OK)
-        out->len += m;
+    if (rc == FV_OK) out->len += m;
     return rc;
 }
 
@@ -228,13 +216,12 @@ static void free_entry(struct subject_entry *e)
 }
 
 /* Loads the pseudonym key, or makes and stores one in a new catalog. */
-static int load_pseudonym_key(struct fv_keystore *ks, const char *db_path, char *err,
-                              size_t errlen)
+static int load_pseudonym_key(struct fv_keystore *ks, const char *db_path, char *err, size_t errlen)
 {
     sqlite3_stmt *st = NULL;
     int rc = FV_EIO;
-    if (sqlite3_prepare_v2(ks->db, "SELECT kek_id, v FROM meta WHERE k = 'pseudonym_key'", -1,
-                           &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(ks->db, "SELECT kek_id, v FROM meta WHERE k = 'pseudonym_key'", -1, &st,
+                           NULL) != SQLITE_OK)
         goto db;
     int step = sqlite3_step(st);
     if (step == SQLITE_ROW) {
@@ -255,16 +242,14 @@ static int load_pseudonym_key(struct fv_keystore *ks, const char *db_path, char 
         else
             fv_seterr(err, errlen, "%s: the pseudonym key does not open (catalog altered?)",
                       db_path);
-        if (plain.data)
-            OPENSSL_cleanse(plain.data, plain.cap);
+        if (plain.data) OPENSSL_cleanse(plain.data, plain.cap);
         fv_buf_free(&plain);
         sqlite3_finalize(st);
         return rc == FV_OK ? FV_OK : FV_ECORRUPT;
     }
     sqlite3_finalize(st);
     st = NULL;
-    if (step != SQLITE_DONE)
-        goto db;
+    if (step != SQLITE_DONE) goto db;
     struct fv_buf wrapped = {0};
     if (RAND_bytes(ks->pkey, FV_KEY_LEN) != 1 ||
         fv_seal(ks->kek.key, PKEY_AAD, sizeof PKEY_AAD - 1, ks->pkey, FV_KEY_LEN, &wrapped)) {
@@ -272,17 +257,16 @@ static int load_pseudonym_key(struct fv_keystore *ks, const char *db_path, char 
         fv_seterr(err, errlen, "cannot make the pseudonym key");
         return FV_EIO;
     }
-    if (sqlite3_prepare_v2(ks->db, "INSERT INTO meta(k, kek_id, v) VALUES ('pseudonym_key', ?1, ?2)",
-                           -1, &st, NULL) == SQLITE_OK) {
+    if (sqlite3_prepare_v2(ks->db,
+                           "INSERT INTO meta(k, kek_id, v) VALUES ('pseudonym_key', ?1, ?2)", -1,
+                           &st, NULL) == SQLITE_OK) {
         sqlite3_bind_text(st, 1, ks->kek.id, -1, SQLITE_STATIC);
         sqlite3_bind_blob(st, 2, wrapped.data, (int)wrapped.len, SQLITE_STATIC);
-        if (sqlite3_step(st) == SQLITE_DONE)
-            rc = FV_OK;
+        if (sqlite3_step(st) == SQLITE_DONE) rc = FV_OK;
     }
     sqlite3_finalize(st);
     fv_buf_free(&wrapped);
-    if (rc == FV_OK)
-        return FV_OK;
+    if (rc == FV_OK) return FV_OK;
 db:
     fv_seterr(err, errlen, "%s: %s", db_path, sqlite3_errmsg(ks->db));
     return FV_EIO;
@@ -293,8 +277,7 @@ int fv_keystore_open(const char *db_path, const struct fv_kek *kek, struct fv_ke
 {
     *out = NULL;
     struct fv_keystore *ks = calloc(1, sizeof *ks);
-    if (ks == NULL)
-        return FV_ENOMEM;
+    if (ks == NULL) return FV_ENOMEM;
     ks->kek = *kek;
     int rc = FV_EIO;
     if (sqlite3_open_v2(db_path, &ks->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
@@ -310,10 +293,8 @@ int fv_keystore_open(const char *db_path, const struct fv_kek *kek, struct fv_ke
               " wrapped BLOB, sealed_name BLOB, created_ms INTEGER NOT NULL,"
               " destroyed_ms INTEGER);",
               err, errlen);
-    if (rc == FV_OK)
-        rc = load_pseudonym_key(ks, db_path, err, errlen);
-    if (rc)
-        goto fail;
+    if (rc == FV_OK) rc = load_pseudonym_key(ks, db_path, err, errlen);
+    if (rc) goto fail;
     *out = ks;
     return FV_OK;
 fail:
@@ -323,13 +304,13 @@ fail:
     return rc;
 }
 
-int fv_keystore_pseudonym(struct fv_keystore *ks, const char *name,
-                          char out[FV_PSEUDONYM_LEN + 1])
+int fv_keystore_pseudonym(struct fv_keystore *ks, const char *name, char out[FV_PSEUDONYM_LEN + 1])
 {
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
     if (HMAC(EVP_sha256(), ks->pkey, FV_KEY_LEN, (const unsigned char *)name, strlen(name), mac,
-             &n) == NULL || n < FV_PSEUDONYM_LEN / 2)
+             &n) == NULL ||
+        n < FV_PSEUDONYM_LEN / 2)
         return FV_EIO;
     for (int i = 0; i < FV_PSEUDONYM_LEN / 2; i++)
         snprintf(out + 2 * i, 3, "%02x", mac[i]);
@@ -340,8 +321,7 @@ int fv_keystore_pseudonym(struct fv_keystore *ks, const char *name,
 static int lookup(struct fv_keystore *ks, const char *pseudo, struct subject_entry **out)
 {
     *out = fv_map_get(&ks->cache, pseudo, strlen(pseudo));
-    if (*out)
-        return FV_OK;
+    if (*out) return FV_OK;
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(ks->db,
                            "SELECT wrapped, sealed_name FROM subject_keys WHERE subject = ?1", -1,
@@ -362,21 +342,18 @@ static int lookup(struct fv_keystore *ks, const char *pseudo, struct subject_ent
         if (rc == FV_OK)
             rc = fv_open(ks->kek.key, pseudo, strlen(pseudo), sqlite3_column_blob(st, 0),
                          (size_t)sqlite3_column_bytes(st, 0), &k);
-        if (rc == FV_OK && k.len != FV_KEY_LEN)
-            rc = FV_ECORRUPT;
+        if (rc == FV_OK && k.len != FV_KEY_LEN) rc = FV_ECORRUPT;
         if (rc == FV_OK) {
             memcpy(e->dek, k.data, FV_KEY_LEN);
             rc = fv_open(e->dek, pseudo, strlen(pseudo), sqlite3_column_blob(st, 1),
                          (size_t)sqlite3_column_bytes(st, 1), &name);
         }
-        if (rc == FV_OK && (name.len == 0 || name.len > FV_NAME_MAX))
-            rc = FV_ECORRUPT;
+        if (rc == FV_OK && (name.len == 0 || name.len > FV_NAME_MAX)) rc = FV_ECORRUPT;
         if (rc == FV_OK) {
             memcpy(e->name, name.data, name.len);
             rc = fv_map_put(&ks->cache, pseudo, strlen(pseudo), e);
         }
-        if (k.data)
-            OPENSSL_cleanse(k.data, k.cap);
+        if (k.data) OPENSSL_cleanse(k.data, k.cap);
         fv_buf_free(&k);
         fv_buf_free(&name);
         if (rc == FV_OK)
@@ -392,16 +369,14 @@ static int create(struct fv_keystore *ks, const char *pseudo, const char *name,
                   struct subject_entry **out)
 {
     struct subject_entry *e = calloc(1, sizeof *e);
-    if (e == NULL)
-        return FV_ENOMEM;
+    if (e == NULL) return FV_ENOMEM;
     snprintf(e->name, sizeof e->name, "%s", name);
     struct fv_buf wrapped = {0}, sname = {0};
     sqlite3_stmt *st = NULL;
     int rc = RAND_bytes(e->dek, FV_KEY_LEN) == 1 ? FV_OK : FV_EIO;
     if (rc == FV_OK)
         rc = fv_seal(ks->kek.key, pseudo, strlen(pseudo), e->dek, FV_KEY_LEN, &wrapped);
-    if (rc == FV_OK)
-        rc = fv_seal(e->dek, pseudo, strlen(pseudo), name, strlen(name), &sname);
+    if (rc == FV_OK) rc = fv_seal(e->dek, pseudo, strlen(pseudo), name, strlen(name), &sname);
     if (rc == FV_OK) {
         rc = FV_EIO;
         if (sqlite3_prepare_v2(ks->db,
@@ -430,14 +405,11 @@ static int create(struct fv_keystore *ks, const char *pseudo, const char *name,
 int fv_keystore_dek(struct fv_keystore *ks, const char *name, int create_missing,
                     const unsigned char **dek, char pseudo[FV_PSEUDONYM_LEN + 1])
 {
-    if (strlen(name) == 0 || strlen(name) > FV_NAME_MAX)
-        return FV_EINVAL;
+    if (strlen(name) == 0 || strlen(name) > FV_NAME_MAX) return FV_EINVAL;
     int rc = fv_keystore_pseudonym(ks, name, pseudo);
     struct subject_entry *e = NULL;
-    if (rc == FV_OK)
-        rc = lookup(ks, pseudo, &e);
-    if (rc == FV_ENOENT && create_missing)
-        rc = create(ks, pseudo, name, &e);
+    if (rc == FV_OK) rc = lookup(ks, pseudo, &e);
+    if (rc == FV_ENOENT && create_missing) rc = create(ks, pseudo, name, &e);
     *dek = rc == FV_OK ? e->dek : NULL;
     return rc;
 }
@@ -448,8 +420,7 @@ int fv_keystore_subject(struct fv_keystore *ks, const char *pseudo, const unsign
     struct subject_entry *e = NULL;
     int rc = lookup(ks, pseudo, &e);
     *dek = rc == FV_OK ? e->dek : NULL;
-    if (name)
-        *name = rc == FV_OK ? e->name : NULL;
+    if (name) *name = rc == FV_OK ? e->name : NULL;
     return rc;
 }
 
@@ -476,8 +447,7 @@ int fv_keystore_destroy(struct fv_keystore *ks, const char *name, char *err, siz
         return FV_EIO;
     }
     struct subject_entry *e = fv_map_del(&ks->cache, pseudo, strlen(pseudo));
-    if (e)
-        free_entry(e);
+    if (e) free_entry(e);
     /* secure_delete zeroes the freed cells; the checkpoint pushes that into the database
      * file and empties the SQLite WAL, where the old page would otherwise linger. */
     return exec(ks->db, "PRAGMA wal_checkpoint(TRUNCATE);", err, errlen);
@@ -486,21 +456,18 @@ int fv_keystore_destroy(struct fv_keystore *ks, const char *name, char *err, siz
 int fv_keystore_rewrap(struct fv_keystore *ks, const struct fv_kek *new_kek, char *err,
                        size_t errlen)
 {
-    if (exec(ks->db, "BEGIN IMMEDIATE", err, errlen))
-        return FV_EIO;
+    if (exec(ks->db, "BEGIN IMMEDIATE", err, errlen)) return FV_EIO;
     sqlite3_stmt *sel = NULL, *upd = NULL;
     struct fv_buf pk = {0};
     int rc = fv_seal(new_kek->key, PKEY_AAD, sizeof PKEY_AAD - 1, ks->pkey, FV_KEY_LEN, &pk);
-    if (rc)
-        goto done;
+    if (rc) goto done;
     rc = FV_EIO;
     if (sqlite3_prepare_v2(ks->db, "UPDATE meta SET v = ?1, kek_id = ?2 WHERE k = 'pseudonym_key'",
                            -1, &upd, NULL) != SQLITE_OK)
         goto done;
     sqlite3_bind_blob(upd, 1, pk.data, (int)pk.len, SQLITE_STATIC);
     sqlite3_bind_text(upd, 2, new_kek->id, -1, SQLITE_STATIC);
-    if (sqlite3_step(upd) != SQLITE_DONE)
-        goto done;
+    if (sqlite3_step(upd) != SQLITE_DONE) goto done;
     sqlite3_finalize(upd);
     upd = NULL;
     if (sqlite3_prepare_v2(ks->db,
@@ -517,18 +484,15 @@ int fv_keystore_rewrap(struct fv_keystore *ks, const struct fv_kek *new_kek, cha
         rc = fv_open(ks->kek.key, subject, strlen(subject), sqlite3_column_blob(sel, 1),
                      (size_t)sqlite3_column_bytes(sel, 1), &plain);
         if (rc == FV_OK)
-            rc = fv_seal(new_kek->key, subject, strlen(subject), plain.data, plain.len,
-                         &wrapped);
-        if (plain.data)
-            OPENSSL_cleanse(plain.data, plain.cap);
+            rc = fv_seal(new_kek->key, subject, strlen(subject), plain.data, plain.len, &wrapped);
+        if (plain.data) OPENSSL_cleanse(plain.data, plain.cap);
         fv_buf_free(&plain);
         if (rc == FV_OK) {
             sqlite3_reset(upd);
             sqlite3_bind_text(upd, 1, subject, -1, SQLITE_TRANSIENT);
             sqlite3_bind_blob(upd, 2, wrapped.data, (int)wrapped.len, SQLITE_TRANSIENT);
             sqlite3_bind_text(upd, 3, new_kek->id, -1, SQLITE_STATIC);
-            if (sqlite3_step(upd) != SQLITE_DONE)
-                rc = FV_EIO;
+            if (sqlite3_step(upd) != SQLITE_DONE) rc = FV_EIO;
         }
         fv_buf_free(&wrapped);
         if (rc) {
@@ -539,8 +503,7 @@ int fv_keystore_rewrap(struct fv_keystore *ks, const struct fv_kek *new_kek, cha
     }
     rc = step == SQLITE_DONE ? FV_OK : FV_EIO;
 done:
-    if (rc == FV_EIO && err && !*err)
-        fv_seterr(err, errlen, "catalog: %s", sqlite3_errmsg(ks->db));
+    if (rc == FV_EIO && err && !*err) fv_seterr(err, errlen, "catalog: %s", sqlite3_errmsg(ks->db));
     sqlite3_finalize(sel);
     sqlite3_finalize(upd);
     fv_buf_free(&pk);
@@ -554,11 +517,9 @@ done:
 
 void fv_keystore_close(struct fv_keystore *ks)
 {
-    if (ks == NULL)
-        return;
+    if (ks == NULL) return;
     for (size_t i = 0; i < ks->cache.cap; i++)
-        if (ks->cache.slots[i].hash)
-            free_entry(ks->cache.slots[i].val);
+        if (ks->cache.slots[i].hash) free_entry(ks->cache.slots[i].val);
     fv_map_free(&ks->cache);
     sqlite3_close(ks->db);
     OPENSSL_cleanse(ks, sizeof *ks);

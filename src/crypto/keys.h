@@ -21,7 +21,7 @@
 
 #include "util/buf.h"
 
-#define FV_KEY_LEN   32
+#define FV_KEY_LEN       32
 #define FV_SEAL_OVERHEAD 28 /* nonce 12 + tag 16 */
 
 struct fv_kek {
@@ -54,8 +54,7 @@ int fv_keystore_open(const char *db_path, const struct fv_kek *kek, struct fv_ke
 /* The subject's pseudonym: the first 16 bytes of HMAC-SHA256(pseudonym key, name), in hex.
  * The pseudonym key is random per catalog and stored wrapped by the KEK; the catalog and the
  * WAL name subjects only by pseudonym (rule K2). */
-int fv_keystore_pseudonym(struct fv_keystore *ks, const char *name,
-                          char out[FV_PSEUDONYM_LEN + 1]);
+int fv_keystore_pseudonym(struct fv_keystore *ks, const char *name, char out[FV_PSEUDONYM_LEN + 1]);
 /* The data key of the subject called name, and its pseudonym. create_missing: make one
  * (durably committed, the name sealed with it) if the subject has none. The key stays valid
  * until the keystore is closed or the key destroyed. FV_ENOENT if it has none; FV_ESTATE if

@@ -14,13 +14,10 @@ struct fv_device *fv_fleet_find(const struct fv_fleet *f, const char *id)
 struct fv_device *fv_fleet_device(struct fv_fleet *f, const char *id, const char *client_type)
 {
     struct fv_device *d = fv_fleet_find(f, id);
-    if (d)
-        return d;
-    if (strlen(id) >= sizeof d->id)
-        return NULL;
+    if (d) return d;
+    if (strlen(id) >= sizeof d->id) return NULL;
     d = calloc(1, sizeof *d);
-    if (d == NULL)
-        return NULL;
+    if (d == NULL) return NULL;
     strcpy(d->id, id);
     snprintf(d->client_type, sizeof d->client_type, "%s", client_type ? client_type : "");
     if (fv_map_put(&f->devices, id, strlen(id), d) != FV_OK) {
@@ -39,13 +36,10 @@ size_t fv_fleet_count(const struct fv_fleet *f)
 
 static int set_has(const struct fv_txwindow *w, uint64_t h)
 {
-    if (w->set_cap == 0)
-        return 0;
+    if (w->set_cap == 0) return 0;
     for (uint32_t i = (uint32_t)h & (w->set_cap - 1);; i = (i + 1) & (w->set_cap - 1)) {
-        if (w->set[i] == 0)
-            return 0;
-        if (w->set[i] == h)
-            return 1;
+        if (w->set[i] == 0) return 0;
+        if (w->set[i] == h) return 1;
     }
 }
 
@@ -61,8 +55,7 @@ static void set_remove(struct fv_txwindow *w, uint64_t h)
 {
     uint32_t mask = w->set_cap - 1, i = (uint32_t)h & mask;
     while (w->set[i] != h) {
-        if (w->set[i] == 0)
-            return;
+        if (w->set[i] == 0) return;
         i = (i + 1) & mask;
     }
     for (uint32_t j = (i + 1) & mask; w->set[j]; j = (j + 1) & mask) {
@@ -109,12 +102,10 @@ int fv_device_add_txid(struct fv_device *d, const void *txid, size_t len)
 {
     struct fv_txwindow *w = &d->recent;
     uint64_t h = fv_hash64(txid, len);
-    if (set_has(w, h))
-        return FV_OK;
+    if (set_has(w, h)) return FV_OK;
     if (w->ring_n == w->ring_cap) {
         if (w->ring_cap < FV_DEDUP_WINDOW) {
-            if (window_grow(w))
-                return FV_ENOMEM;
+            if (window_grow(w)) return FV_ENOMEM;
         } else {
             set_remove(w, w->ring[w->ring_head]);
             w->ring_head = (w->ring_head + 1) % w->ring_cap;
@@ -139,15 +130,12 @@ static struct fv_signal_state *signal_slot(struct fv_device *d, uint32_t field, 
         else
             hi = mid;
     }
-    if (lo < d->nsignals && d->signals[lo].field == field)
-        return &d->signals[lo];
-    if (!create)
-        return NULL;
+    if (lo < d->nsignals && d->signals[lo].field == field) return &d->signals[lo];
+    if (!create) return NULL;
     if (d->nsignals == d->capsignals) {
         uint32_t ncap = d->capsignals ? d->capsignals * 2 : 8;
         struct fv_signal_state *n = realloc(d->signals, ncap * sizeof *n);
-        if (n == NULL)
-            return NULL;
+        if (n == NULL) return NULL;
         d->signals = n;
         d->capsignals = ncap;
     }
@@ -167,24 +155,18 @@ int fv_device_apply(struct fv_device *d, uint64_t record_ms, uint64_t received_m
                     const struct fv_vrecord *v)
 {
     d->records++;
-    if (d->first_ms == 0 || record_ms < d->first_ms)
-        d->first_ms = record_ms;
-    if (record_ms > d->last_ms)
-        d->last_ms = record_ms;
-    if (received_ms > d->last_received_ms)
-        d->last_received_ms = received_ms;
-    if (v == NULL)
-        return FV_OK;
+    if (d->first_ms == 0 || record_ms < d->first_ms) d->first_ms = record_ms;
+    if (record_ms > d->last_ms) d->last_ms = record_ms;
+    if (received_ms > d->last_received_ms) d->last_received_ms = received_ms;
+    if (v == NULL) return FV_OK;
     d->datums += v->n;
     for (size_t i = 0; i < v->n; i++) {
         struct fv_signal_state *s = signal_slot(d, v->data[i].field, 1);
-        if (s == NULL)
-            return FV_ENOMEM;
+        if (s == NULL) return FV_ENOMEM;
         if (s->time_ms > record_ms)
             continue; /* an older record arriving late does not roll state back */
         struct fv_value copy;
-        if (fv_value_copy(&copy, &v->data[i].value))
-            return FV_ENOMEM;
+        if (fv_value_copy(&copy, &v->data[i].value)) return FV_ENOMEM;
         fv_value_clear(&s->value);
         s->value = copy;
         s->time_ms = record_ms;
@@ -196,8 +178,7 @@ void fv_fleet_free(struct fv_fleet *f)
 {
     for (size_t i = 0; i < f->devices.cap; i++) {
         struct fv_device *d = f->devices.slots[i].val;
-        if (f->devices.slots[i].hash == 0 || d == NULL)
-            continue;
+        if (f->devices.slots[i].hash == 0 || d == NULL) continue;
         for (uint32_t k = 0; k < d->nsignals; k++)
             fv_value_clear(&d->signals[k].value);
         free(d->signals);

@@ -39,10 +39,10 @@ struct fv_device {
     char id[65];
     char client_type[32];
     uint64_t records, datums, duplicates, rate_limited;
-    uint64_t first_ms, last_ms; /* record times (device clock) */
-    uint64_t last_received_ms;  /* server clock */
-    int sessions;               /* connections open now */
-    uint64_t session_id;        /* the newest open session (downlink target), 0 if none */
+    uint64_t first_ms, last_ms;      /* record times (device clock) */
+    uint64_t last_received_ms;       /* server clock */
+    int sessions;                    /* connections open now */
+    uint64_t session_id;             /* the newest open session (downlink target), 0 if none */
     struct fv_signal_state *signals; /* sorted by field */
     uint32_t nsignals, capsignals;
     struct fv_txwindow recent;

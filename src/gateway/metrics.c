@@ -4,12 +4,12 @@
 #include "gateway/metrics.h"
 
 const char *const fv_reject_names[FV_REJ_COUNT] = {
-    "envelope", "payload", "too_large", "sender_mismatch",
+    "envelope", "payload",      "too_large",  "sender_mismatch",
     "topic",    "rate_limited", "text_frame", "storage",
 };
 
-const char *const fv_metrics_topic_names[FV_TOPIC_SLOTS] = {"V", "alerts", "errors",
-                                                            "connectivity", "other"};
+const char *const fv_metrics_topic_names[FV_TOPIC_SLOTS] = {"V", "alerts", "errors", "connectivity",
+                                                            "other"};
 
 int fv_metrics_topic_slot(const char *topic, size_t len)
 {

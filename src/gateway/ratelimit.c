@@ -23,8 +23,7 @@ int fv_rate_set(struct fv_rate_config *c, const char *topic, double per_second, 
     while (i < c->n && strcmp(c->rules[i].topic, topic) != 0)
         i++;
     if (i == c->n) {
-        if (c->n == FV_RATE_MAX_RULES)
-            return FV_ELIMIT;
+        if (c->n == FV_RATE_MAX_RULES) return FV_ELIMIT;
         c->n++;
     }
     snprintf(c->rules[i].topic, sizeof c->rules[i].topic, "%s", topic);
@@ -37,10 +36,10 @@ int fv_rate_rule_for(const struct fv_rate_config *c, const char *topic, size_t t
 {
     int star = -1;
     for (int i = 0; i < c->n; i++) {
-        if (strlen(c->rules[i].topic) == topic_len && memcmp(c->rules[i].topic, topic, topic_len) == 0)
+        if (strlen(c->rules[i].topic) == topic_len &&
+            memcmp(c->rules[i].topic, topic, topic_len) == 0)
             return i;
-        if (strcmp(c->rules[i].topic, "*") == 0)
-            star = i;
+        if (strcmp(c->rules[i].topic, "*") == 0) star = i;
     }
     return star;
 }
@@ -51,12 +50,10 @@ int fv_bucket_take(struct fv_bucket *b, const struct fv_rate_rule *r, uint64_t n
         b->tokens = r->burst;
     } else if (now_ns > b->last_ns) {
         b->tokens += (double)(now_ns - b->last_ns) / 1e9 * r->per_second;
-        if (b->tokens > r->burst)
-            b->tokens = r->burst;
+        if (b->tokens > r->burst) b->tokens = r->burst;
     }
     b->last_ns = now_ns ? now_ns : 1;
-    if (b->tokens < 1.0)
-        return 0;
+    if (b->tokens < 1.0) return 0;
     b->tokens -= 1.0;
     return 1;
 }

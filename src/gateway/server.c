@@ -129,20 +129,17 @@ void fv_server_config_defaults(struct fv_server_config *c)
 int fv_parse_hostport(const char *s, char *host, size_t hostlen, int *port)
 {
     const char *colon = strrchr(s, ':');
-    if (colon == NULL || colon == s || (size_t)(colon - s) >= hostlen)
-        return FV_EINVAL;
+    if (colon == NULL || colon == s || (size_t)(colon - s) >= hostlen) return FV_EINVAL;
     char *end;
     long p = strtol(colon + 1, &end, 10);
-    if (*end != '\0' || p < 0 || p > 65535 || colon[1] == '\0')
-        return FV_EINVAL;
+    if (*end != '\0' || p < 0 || p > 65535 || colon[1] == '\0') return FV_EINVAL;
     memcpy(host, s, (size_t)(colon - s));
     host[colon - s] = '\0';
     *port = (int)p;
     return FV_OK;
 }
 
-int fv_server_config_load(struct fv_server_config *c, const char *path, char *err,
-                          size_t errlen)
+int fv_server_config_load(struct fv_server_config *c, const char *path, char *err, size_t errlen)
 {
     json_error_t je;
     json_t *root = json_load_file(path, 0, &je);
@@ -165,8 +162,7 @@ int fv_server_config_load(struct fv_server_config *c, const char *path, char *er
             snprintf(c->key_file, sizeof c->key_file, "%s", json_string_value(val));
         } else if (strcmp(key, "certs") == 0 && json_is_string(val)) {
             snprintf(c->certs_dir, sizeof c->certs_dir, "%s", json_string_value(val));
-        } else if ((strcmp(key, "listen") == 0 || strcmp(key, "api") == 0) &&
-                   json_is_string(val)) {
+        } else if ((strcmp(key, "listen") == 0 || strcmp(key, "api") == 0) && json_is_string(val)) {
             int l = key[0] == 'l';
             if (fv_parse_hostport(json_string_value(val), l ? c->listen_host : c->api_host,
                                   sizeof c->listen_host, l ? &c->listen_port : &c->api_port)) {
@@ -296,8 +292,7 @@ static void flush_durable(struct fv_server *srv)
     while (srv->pend_head && srv->pend_head->seq <= durable) {
         struct pending *p = srv->pend_head;
         srv->pend_head = p->next;
-        if (srv->pend_head == NULL)
-            srv->pend_tail = NULL;
+        if (srv->pend_head == NULL) srv->pend_tail = NULL;
         struct session *s = fv_map_get_u64(&srv->sessions, p->session_id);
         if (s) /* S5 */
             send_ack(s, p->data, p->txid_len, p->data + p->txid_len, p->topic_len);
@@ -309,8 +304,7 @@ static void wal_notify(void *arg)
 {
     struct fv_server *srv = arg;
     struct lws_context *ctx = __atomic_load_n(&srv->ctx, __ATOMIC_ACQUIRE);
-    if (ctx)
-        lws_cancel_service(ctx);
+    if (ctx) lws_cancel_service(ctx);
 }
 
 /* ---- the record pipeline -------------------------------------------------------------- */
@@ -323,18 +317,14 @@ static int bytes_eq(const struct fv_bytes *b, const char *s)
 /* Does the stream's sender_id ("<type>.<device id>") name this session's device? */
 static int sender_matches(const struct session *s, const struct fv_bytes *sender)
 {
-    if (!sender->present || sender->len == 0)
-        return 1;
+    if (!sender->present || sender->len == 0) return 1;
     const unsigned char *dot = memchr(sender->p, '.', sender->len);
-    if (dot == NULL)
-        return 0;
+    if (dot == NULL) return 0;
     size_t n = sender->len - (size_t)(dot + 1 - sender->p);
-    if (n != strlen(s->ident.device_id))
-        return 0;
+    if (n != strlen(s->ident.device_id)) return 0;
     for (size_t i = 0; i < n; i++) {
         char c = (char)dot[1 + i];
-        if ((c == '.' ? '-' : c) != s->ident.device_id[i])
-            return 0;
+        if ((c == '.' ? '-' : c) != s->ident.device_id[i]) return 0;
     }
     return 1;
 }
@@ -373,8 +363,7 @@ static int64_t wal_put(struct fv_server *srv, const struct session *s, uint8_t f
     if (rc == FV_OK)
         rc = fv_seal(dek, srv->aad_buf.data, srv->aad_buf.len, payload->data, payload->len,
                      &srv->seal_buf);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     r.payload = srv->seal_buf.data;
     r.payload_len = (uint32_t)srv->seal_buf.len;
     return fv_wal_append(srv->wal, &r);
@@ -440,11 +429,9 @@ static void handle_message(struct session *s, const unsigned char *msg, size_t l
         send_error(s, FV_REJ_STORAGE, env.txid.p, env.txid.len, fv_strerror((int)seq));
         goto done;
     }
-    if (env.txid.len)
-        fv_device_add_txid(dev, env.txid.p, env.txid.len);
+    if (env.txid.len) fv_device_add_txid(dev, env.txid.p, env.txid.len);
     uint64_t now = fv_now_ms();
-    fv_device_apply(dev, (is_v && v.created_at_ms) ? v.created_at_ms : now, now,
-                    is_v ? &v : NULL);
+    fv_device_apply(dev, (is_v && v.created_at_ms) ? v.created_at_ms : now, now, is_v ? &v : NULL);
     srv->m.records_stored[fv_metrics_topic_slot((const char *)env.topic.p, env.topic.len)]++;
     srv->m.datums_stored += v.n;
     queue_ack(s, (uint64_t)seq, &env.txid, &env.topic);
@@ -459,14 +446,13 @@ static void record_connectivity(struct session *s, int status)
     struct fv_buf pl = {0};
     char txid[64];
     unsigned char rnd[8];
-    if (RAND_bytes(rnd, sizeof rnd) != 1)
-        memset(rnd, 0, sizeof rnd);
+    if (RAND_bytes(rnd, sizeof rnd) != 1) memset(rnd, 0, sizeof rnd);
     snprintf(txid, sizeof txid, "conn-%02x%02x%02x%02x%02x%02x%02x%02x-%d", rnd[0], rnd[1], rnd[2],
              rnd[3], rnd[4], rnd[5], rnd[6], rnd[7], status);
-    if (fv_payload_build_connectivity(s->ident.device_id, s->conn_id, status, fv_now_ms(),
-                                      s->netif, &pl) == FV_OK &&
-        wal_put(s->srv, s, FV_WAL_F_GENERATED, FV_TOPIC_CONNECTIVITY,
-                strlen(FV_TOPIC_CONNECTIVITY), txid, strlen(txid), &pl) > 0)
+    if (fv_payload_build_connectivity(s->ident.device_id, s->conn_id, status, fv_now_ms(), s->netif,
+                                      &pl) == FV_OK &&
+        wal_put(s->srv, s, FV_WAL_F_GENERATED, FV_TOPIC_CONNECTIVITY, strlen(FV_TOPIC_CONNECTIVITY),
+                txid, strlen(txid), &pl) > 0)
         s->srv->m.records_stored[3]++;
     fv_buf_free(&pl);
 }
@@ -477,8 +463,7 @@ static void copy_header(struct lws *wsi, const char *name, char *out, size_t len
 {
     out[0] = '\0';
     int n = lws_hdr_custom_copy(wsi, out, (int)len, name, (int)strlen(name));
-    if (n < 0)
-        out[0] = '\0';
+    if (n < 0) out[0] = '\0';
 }
 
 static int identify(struct session *s)
@@ -526,12 +511,10 @@ static int dev_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
             int e = X509_STORE_CTX_get_error(xs);
             X509 *c = X509_STORE_CTX_get_current_cert(xs);
             char subj[256] = "?";
-            if (c)
-                X509_NAME_oneline(X509_get_subject_name(c), subj, sizeof subj);
+            if (c) X509_NAME_oneline(X509_get_subject_name(c), subj, sizeof subj);
             fv_warn("client certificate rejected: %s (subject %s, depth %d)",
                     X509_verify_cert_error_string(e), subj, X509_STORE_CTX_get_error_depth(xs));
-            if (srv)
-                srv->m.tls_rejected++;
+            if (srv) srv->m.tls_rejected++;
             /* lws turns this callback's 0 into "verified": a failure must return non-zero,
              * or any certificate would be accepted (tests/e2e/test_gateway.py checks). */
             return 1;
@@ -550,8 +533,7 @@ static int dev_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         }
         return 0;
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
-        if (srv)
-            flush_durable(srv);
+        if (srv) flush_durable(srv);
         return 0;
     case LWS_CALLBACK_HTTP:
         return dev_http(wsi, s, (const char *)in);
@@ -560,8 +542,7 @@ static int dev_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
             unsigned char buf[LWS_PRE + 16];
             memcpy(buf + LWS_PRE, "mtls ok", 7);
             s->http_status = 0;
-            if (lws_write(wsi, buf + LWS_PRE, 7, LWS_WRITE_HTTP_FINAL) != 7)
-                return -1;
+            if (lws_write(wsi, buf + LWS_PRE, 7, LWS_WRITE_HTTP_FINAL) != 7) return -1;
             return lws_http_transaction_completed(wsi) ? -1 : 0;
         }
         return 0;
@@ -581,8 +562,7 @@ static int dev_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         memcpy(s->conn_id, conn, sizeof conn);
         s->srv = srv;
         s->wsi = wsi;
-        if (identify(s))
-            return -1;
+        if (identify(s)) return -1;
         s->dev = fv_fleet_device(&srv->fleet, s->ident.device_id, s->ident.client_type);
         s->id = ++srv->next_session_id;
         if (s->dev == NULL || fv_map_put_u64(&srv->sessions, s->id, s) != FV_OK) {
@@ -635,18 +615,14 @@ static int dev_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     }
     case LWS_CALLBACK_SERVER_WRITEABLE: {
         struct frame *f = s->out_head;
-        if (f == NULL)
-            return 0;
+        if (f == NULL) return 0;
         s->out_head = f->next;
-        if (s->out_head == NULL)
-            s->out_tail = NULL;
+        if (s->out_head == NULL) s->out_tail = NULL;
         s->out_n--;
         int n = lws_write(wsi, f->data + LWS_PRE, f->len, LWS_WRITE_BINARY);
         free(f);
-        if (n < 0)
-            return -1;
-        if (s->out_head)
-            lws_callback_on_writable(wsi);
+        if (n < 0) return -1;
+        if (s->out_head) lws_callback_on_writable(wsi);
         return 0;
     }
     case LWS_CALLBACK_CLOSED:
@@ -654,8 +630,7 @@ static int dev_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
             record_connectivity(s, 2);
             fv_map_del_u64(&srv->sessions, s->id);
             s->dev->sessions--;
-            if (s->dev->session_id == s->id)
-                s->dev->session_id = 0;
+            if (s->dev->session_id == s->id) s->dev->session_id = 0;
             srv->m.connections_open--;
             s->established = 0;
             fv_debug("device %s disconnected", s->ident.device_id);
@@ -682,10 +657,8 @@ static int dev_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 
 static const char *http_method(struct lws *wsi)
 {
-    if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI))
-        return "GET";
-    if (lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI))
-        return "POST";
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI)) return "GET";
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI)) return "POST";
     return "OTHER";
 }
 
@@ -699,13 +672,11 @@ static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     case LWS_CALLBACK_HTTP: {
         char auth[256];
         int has_auth = lws_hdr_copy(wsi, auth, sizeof auth, WSI_TOKEN_HTTP_AUTHORIZATION) > 0;
-        struct fv_api_view v = {&srv->fleet, &srv->m, srv->wal, srv->admin_token,
-                                srv->start_ms};
+        struct fv_api_view v = {&srv->fleet, &srv->m, srv->wal, srv->admin_token, srv->start_ms};
         memset(a, 0, sizeof *a);
         srv->m.http_requests++;
         fv_api_handle(&v, http_method(wsi), (const char *)in, has_auth ? auth : NULL, &a->resp);
-        if (a->resp.status == 401)
-            srv->m.http_unauthorized++;
+        if (a->resp.status == 401) srv->m.http_unauthorized++;
         unsigned char buf[LWS_PRE + 512], *start = buf + LWS_PRE, *p = start,
                                           *end = buf + sizeof buf - 1;
         if (lws_add_http_common_headers(wsi, (unsigned)a->resp.status, a->resp.content_type,
@@ -715,14 +686,12 @@ static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
             lws_add_http_header_by_name(wsi, (const unsigned char *)"WWW-Authenticate:",
                                         (const unsigned char *)"Bearer", 6, &p, end))
             return 1;
-        if (lws_finalize_write_http_header(wsi, start, &p, end))
-            return 1;
+        if (lws_finalize_write_http_header(wsi, start, &p, end)) return 1;
         lws_callback_on_writable(wsi);
         return 0;
     }
     case LWS_CALLBACK_HTTP_WRITEABLE: {
-        if (a == NULL)
-            return -1;
+        if (a == NULL) return -1;
         unsigned char buf[LWS_PRE + 16384];
         size_t left = a->resp.body.len - a->sent;
         size_t n = left < 16384 ? left : 16384;
@@ -740,8 +709,7 @@ static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         return lws_http_transaction_completed(wsi) ? -1 : 0;
     }
     case LWS_CALLBACK_CLOSED_HTTP:
-        if (a)
-            fv_buf_free(&a->resp.body);
+        if (a) fv_buf_free(&a->resp.body);
         return 0;
     default:
         return 0;
@@ -756,8 +724,7 @@ static int replay_rec(void *arg, const struct fv_wal_record *r, const char *file
     (void)off;
     struct fv_server *srv = arg;
     srv->m.replayed_records++;
-    if (r->flags & FV_WAL_F_GENERATED)
-        return 0;
+    if (r->flags & FV_WAL_F_GENERATED) return 0;
     char pseudo[FV_DEVICE_ID_MAX + 1], ct[32], id[FV_DEVICE_ID_MAX + 1];
     snprintf(pseudo, sizeof pseudo, "%.*s", (int)r->device_id_len, r->device_id);
     snprintf(ct, sizeof ct, "%.*s", (int)r->client_type_len, r->client_type);
@@ -802,8 +769,7 @@ static int replay_rec(void *arg, const struct fv_wal_record *r, const char *file
 static int path_inside(const char *path, const char *dir)
 {
     char rp[PATH_MAX], rd[PATH_MAX];
-    if (realpath(path, rp) == NULL || realpath(dir, rd) == NULL)
-        return 0;
+    if (realpath(path, rp) == NULL || realpath(dir, rd) == NULL) return 0;
     size_t n = strlen(rd);
     return strncmp(rp, rd, n) == 0 && (rp[n] == '/' || rp[n] == '\0');
 }
@@ -827,8 +793,7 @@ static int load_admin_token(struct fv_server *srv, char *err, size_t errlen)
         free(text);
         return FV_OK;
     }
-    if (rc != FV_ENOENT)
-        return rc;
+    if (rc != FV_ENOENT) return rc;
     unsigned char rnd[32];
     if (RAND_bytes(rnd, sizeof rnd) != 1) {
         fv_seterr(err, errlen, "no randomness for the admin token");
@@ -839,8 +804,7 @@ static int load_admin_token(struct fv_server *srv, char *err, size_t errlen)
     char line[80];
     snprintf(line, sizeof line, "%s\n", srv->admin_token);
     rc = fv_os_write_file_atomic(path, line, strlen(line), 0600, err, errlen);
-    if (rc == FV_OK)
-        fv_info("created the admin API token in %s (mode 0600)", path);
+    if (rc == FV_OK) fv_info("created the admin API token in %s (mode 0600)", path);
     return rc;
 }
 
@@ -874,8 +838,7 @@ int fv_server_run(const struct fv_server_config *cfg, volatile sig_atomic_t *sto
                   size_t errlen)
 {
     struct fv_server *srv = calloc(1, sizeof *srv);
-    if (srv == NULL)
-        return FV_ENOMEM;
+    if (srv == NULL) return FV_ENOMEM;
     struct ev_loop *loop = NULL;
     int rc;
     srv->cfg = cfg;
@@ -883,15 +846,12 @@ int fv_server_run(const struct fv_server_config *cfg, volatile sig_atomic_t *sto
     srv->lock_fd = -1;
     srv->start_ms = fv_now_ms();
     raise_fd_limit();
-    lws_set_log_level(LLL_ERR | (fv_log_get_level() == FV_LOG_DEBUG ? LLL_WARN : 0),
-                      lws_log_emit);
+    lws_set_log_level(LLL_ERR | (fv_log_get_level() == FV_LOG_DEBUG ? LLL_WARN : 0), lws_log_emit);
 
     rc = fv_certs_check_server(cfg->certs_dir, err, errlen);
-    if (rc)
-        goto out;
+    if (rc) goto out;
     rc = fv_os_mkdirs(cfg->data_dir, 0700, err, errlen);
-    if (rc)
-        goto out;
+    if (rc) goto out;
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/LOCK", cfg->data_dir);
     srv->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -903,31 +863,27 @@ int fv_server_run(const struct fv_server_config *cfg, volatile sig_atomic_t *sto
         goto out;
     }
     rc = load_admin_token(srv, err, errlen);
-    if (rc)
-        goto out;
+    if (rc) goto out;
     rc = fv_kek_load(cfg->key_file[0] ? cfg->key_file : NULL, &srv->kek, err, errlen);
-    if (rc)
-        goto out;
+    if (rc) goto out;
     if (cfg->key_file[0] && path_inside(cfg->key_file, cfg->data_dir)) {
-        fv_seterr(err, errlen, "%s: the master key must be kept outside the data directory %s "
-                               "(a copy of the data must not carry its key)",
+        fv_seterr(err, errlen,
+                  "%s: the master key must be kept outside the data directory %s "
+                  "(a copy of the data must not carry its key)",
                   cfg->key_file, cfg->data_dir);
         rc = FV_EINVAL;
         goto out;
     }
     snprintf(path, sizeof path, "%s/catalog.db", cfg->data_dir);
     rc = fv_keystore_open(path, &srv->kek, &srv->keys, err, errlen);
-    if (rc)
-        goto out;
+    if (rc) goto out;
 
     snprintf(path, sizeof path, "%s/wal", cfg->data_dir);
-    struct fv_wal_opts wo = {.segment_bytes = cfg->wal_segment_bytes,
-                             .notify = wal_notify,
-                             .notify_arg = srv};
+    struct fv_wal_opts wo = {
+        .segment_bytes = cfg->wal_segment_bytes, .notify = wal_notify, .notify_arg = srv};
     uint64_t t0 = fv_mono_ns();
     rc = fv_wal_open(path, &wo, replay_rec, srv, &srv->wal, err, errlen);
-    if (rc)
-        goto out;
+    if (rc) goto out;
     fv_info("replayed %llu records of %zu devices from %s in %.1f ms",
             (unsigned long long)srv->m.replayed_records, fv_fleet_count(&srv->fleet), path,
             (double)(fv_mono_ns() - t0) / 1e6);
@@ -971,8 +927,8 @@ int fv_server_run(const struct fv_server_config *cfg, volatile sig_atomic_t *sto
     vi.ssl_private_key_filepath = key;
     vi.ssl_ca_filepath = ca;
     vi.alpn = "http/1.1";
-    vi.options = LWS_SERVER_OPTION_REQUIRE_VALID_OPENSSL_CLIENT_CERT |
-                 LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    vi.options =
+        LWS_SERVER_OPTION_REQUIRE_VALID_OPENSSL_CLIENT_CERT | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     vi.timeout_secs = 20;
     if (lws_create_vhost(ctx, &vi) == NULL) {
         fv_seterr(err, errlen, "cannot listen for devices on %s:%d (in use, or TLS files bad)",
@@ -1017,11 +973,9 @@ out:
         lws_context_destroy(c); /* closes sessions (connectivity records go to the WAL) */
         __atomic_store_n(&srv->ctx, NULL, __ATOMIC_RELEASE);
     }
-    if (loop)
-        ev_loop_destroy(loop);
+    if (loop) ev_loop_destroy(loop);
     running = NULL;
-    if (srv->wal)
-        fv_wal_close(srv->wal); /* makes everything appended durable */
+    if (srv->wal) fv_wal_close(srv->wal); /* makes everything appended durable */
     while (srv->pend_head) {
         struct pending *p = srv->pend_head;
         srv->pend_head = p->next;
@@ -1033,8 +987,7 @@ out:
     fv_kek_wipe(&srv->kek);
     fv_buf_free(&srv->seal_buf);
     fv_buf_free(&srv->aad_buf);
-    if (srv->lock_fd >= 0)
-        close(srv->lock_fd);
+    if (srv->lock_fd >= 0) close(srv->lock_fd);
     free(srv);
     return rc;
 }
@@ -1042,12 +995,10 @@ out:
 int fv_server_downlink(const char *device_id, const void *msg, size_t len)
 {
     struct fv_server *srv = running;
-    if (srv == NULL)
-        return FV_ESTATE;
+    if (srv == NULL) return FV_ESTATE;
     struct fv_device *d = fv_fleet_find(&srv->fleet, device_id);
     struct session *s = d && d->session_id ? fv_map_get_u64(&srv->sessions, d->session_id) : NULL;
-    if (s == NULL)
-        return FV_ENOENT;
+    if (s == NULL) return FV_ENOENT;
     struct fv_buf b = {.data = (unsigned char *)msg, .len = len, .cap = len};
     session_push(s, &b);
     return FV_OK;
@@ -1058,7 +1009,6 @@ void fv_server_wake(void)
     struct fv_server *srv = running;
     if (srv) {
         struct lws_context *ctx = __atomic_load_n(&srv->ctx, __ATOMIC_ACQUIRE);
-        if (ctx)
-            lws_cancel_service(ctx);
+        if (ctx) lws_cancel_service(ctx);
     }
 }

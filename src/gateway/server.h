@@ -24,7 +24,7 @@ struct fv_server_config {
     int listen_port;
     char api_host[256];
     int api_port;
-    size_t max_message;     /* bytes; default 1,000,000 (the protocol's limit) */
+    size_t max_message; /* bytes; default 1,000,000 (the protocol's limit) */
     uint64_t wal_segment_bytes;
     struct fv_rate_config rates;
     int rate_limit_enabled;
@@ -35,8 +35,7 @@ void fv_server_config_defaults(struct fv_server_config *c);
 
 /* Loads a JSON config file over c (keys: data, certs, key_file, listen, api, max_message,
  * wal_segment_mb, rate_limits: {TOPIC: {per_second, burst}} or false). */
-int fv_server_config_load(struct fv_server_config *c, const char *path, char *err,
-                          size_t errlen);
+int fv_server_config_load(struct fv_server_config *c, const char *path, char *err, size_t errlen);
 
 /* Parses "HOST:PORT" into host/port. */
 int fv_parse_hostport(const char *s, char *host, size_t hostlen, int *port);

@@ -20,15 +20,13 @@ static int fail(const char *call, const char *path, char *err, size_t errlen)
     return FV_EIO;
 }
 
-int fv_os_write_all(int fd, const void *buf, size_t len, const char *path, char *err,
-                    size_t errlen)
+int fv_os_write_all(int fd, const void *buf, size_t len, const char *path, char *err, size_t errlen)
 {
     const char *p = buf;
     while (len) {
         ssize_t n = write(fd, p, len);
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
+            if (errno == EINTR) continue;
             return fail("write", path, err, errlen);
         }
         p += n;
@@ -44,8 +42,7 @@ int fv_os_pwrite_all(int fd, const void *buf, size_t len, off_t off, const char 
     while (len) {
         ssize_t n = pwrite(fd, p, len, off);
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
+            if (errno == EINTR) continue;
             return fail("pwrite", path, err, errlen);
         }
         p += n;
@@ -68,15 +65,14 @@ int fv_os_fdatasync(int fd, const char *path, char *err, size_t errlen)
 int fv_os_fsync_dir(const char *dir, char *err, size_t errlen)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return fail("open", dir, err, errlen);
+    if (fd < 0) return fail("open", dir, err, errlen);
     int rc = fv_os_fsync(fd, dir, err, errlen);
     close(fd);
     return rc;
 }
 
-int fv_os_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
-                            char *err, size_t errlen)
+int fv_os_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, char *err,
+                            size_t errlen)
 {
     char tmp[PATH_MAX], dcopy[PATH_MAX];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
@@ -85,19 +81,14 @@ int fv_os_write_file_atomic(const char *path, const void *data, size_t len, mode
     }
     /* A leftover temp file may have a wider mode: remove it and create afresh (O_EXCL), so
      * secret bytes are never written into a file others can read. */
-    if (unlink(tmp) != 0 && errno != ENOENT)
-        return fail("unlink", tmp, err, errlen);
+    if (unlink(tmp) != 0 && errno != ENOENT) return fail("unlink", tmp, err, errlen);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-    if (fd < 0)
-        return fail("open", tmp, err, errlen);
+    if (fd < 0) return fail("open", tmp, err, errlen);
     int rc = fv_os_write_all(fd, data, len, tmp, err, errlen);
-    if (rc == FV_OK && fchmod(fd, mode) != 0)
-        rc = fail("fchmod", tmp, err, errlen);
-    if (rc == FV_OK)
-        rc = fv_os_fsync(fd, tmp, err, errlen);
+    if (rc == FV_OK && fchmod(fd, mode) != 0) rc = fail("fchmod", tmp, err, errlen);
+    if (rc == FV_OK) rc = fv_os_fsync(fd, tmp, err, errlen);
     close(fd);
-    if (rc == FV_OK && rename(tmp, path) != 0)
-        rc = fail("rename", tmp, err, errlen);
+    if (rc == FV_OK && rename(tmp, path) != 0) rc = fail("rename", tmp, err, errlen);
     if (rc != FV_OK) {
         unlink(tmp);
         return rc;
@@ -117,16 +108,13 @@ int fv_os_mkdirs(const char *path, mode_t mode, char *err, size_t errlen)
         if (*p == '/' || *p == '\0') {
             char c = *p;
             *p = '\0';
-            if (mkdir(buf, mode) != 0 && errno != EEXIST)
-                return fail("mkdir", buf, err, errlen);
+            if (mkdir(buf, mode) != 0 && errno != EEXIST) return fail("mkdir", buf, err, errlen);
             *p = c;
-            if (c == '\0')
-                break;
+            if (c == '\0') break;
         }
     }
     struct stat st;
-    if (stat(path, &st) != 0)
-        return fail("stat", path, err, errlen);
+    if (stat(path, &st) != 0) return fail("stat", path, err, errlen);
     if (!S_ISDIR(st.st_mode)) {
         fv_seterr(err, errlen, "%s exists and is not a directory", path);
         return FV_EINVAL;
@@ -134,8 +122,7 @@ int fv_os_mkdirs(const char *path, mode_t mode, char *err, size_t errlen)
     return FV_OK;
 }
 
-int fv_os_read_file(const char *path, size_t max, char **out, size_t *len, char *err,
-                    size_t errlen)
+int fv_os_read_file(const char *path, size_t max, char **out, size_t *len, char *err, size_t errlen)
 {
     *out = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -165,8 +152,7 @@ int fv_os_read_file(const char *path, size_t max, char **out, size_t *len, char 
     size_t got = 0;
     while (got < (size_t)st.st_size) {
         ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-        if (n < 0 && errno == EINTR)
-            continue;
+        if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
             fail("read", path, err, errlen);
             goto done;

@@ -22,8 +22,8 @@ int fv_os_fdatasync(int fd, const char *path, char *err, size_t errlen);
 /* Opens the directory and fsyncs it, making renames and creations in it durable. */
 int fv_os_fsync_dir(const char *dir, char *err, size_t errlen);
 /* Writes path atomically with the given mode: path.tmp, fsync, rename, fsync dir. */
-int fv_os_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
-                            char *err, size_t errlen);
+int fv_os_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, char *err,
+                            size_t errlen);
 /* mkdir -p with mode for created components. */
 int fv_os_mkdirs(const char *path, mode_t mode, char *err, size_t errlen);
 /* Reads a whole file (up to max bytes) into a malloc'd NUL-terminated buffer. */

@@ -50,7 +50,7 @@
 #define NS_PER_S         1000000000ULL
 #define BACKOFF_MIN_MS   100
 #define BACKOFF_MAX_MS   5000
-#define SCAN_EVERY_NS    NS_PER_S /* at most; less when resend_after_s is shorter */
+#define SCAN_EVERY_NS    NS_PER_S    /* at most; less when resend_after_s is shorter */
 #define SEND_QUEUE_MAX   (64 * 1024) /* bytes queued per connection before pump waits */
 #define CLOSE_WAIT_NS    NS_PER_S
 #define MAX_EVENTS       1024
@@ -163,8 +163,7 @@ static uint64_t rnd(struct run *r)
 
 static void set_fatal(struct run *r, int rc, const char *what)
 {
-    if (r->fatal)
-        return;
+    if (r->fatal) return;
     r->fatal = rc;
     snprintf(r->fatal_msg, sizeof r->fatal_msg, "%s: %s", what, fv_strerror(rc));
 }
@@ -179,8 +178,7 @@ static void hist_add(struct run *r, uint64_t us)
         int shift = msb - 6;
         size_t sub = (size_t)(us >> shift) - HIST_SUB; /* 0..63 */
         i = HIST_EXACT + (size_t)(msb - 7) * HIST_SUB + sub;
-        if (i >= HIST_N)
-            i = HIST_N - 1;
+        if (i >= HIST_N) i = HIST_N - 1;
     }
     r->hist[i]++;
     r->hist_n++;
@@ -189,8 +187,7 @@ static void hist_add(struct run *r, uint64_t us)
 /* Midpoint of bucket i, in microseconds. */
 static double hist_value(size_t i)
 {
-    if (i < HIST_EXACT)
-        return (double)i;
+    if (i < HIST_EXACT) return (double)i;
     size_t k = i - HIST_EXACT;
     int msb = (int)(k / HIST_SUB) + 7;
     int shift = msb - 6;
@@ -200,16 +197,13 @@ static double hist_value(size_t i)
 
 static double hist_quantile_ms(const struct run *r, double q)
 {
-    if (r->hist_n == 0)
-        return 0;
+    if (r->hist_n == 0) return 0;
     uint64_t want = (uint64_t)ceil(q * (double)r->hist_n);
-    if (want == 0)
-        want = 1;
+    if (want == 0) want = 1;
     uint64_t cum = 0;
     for (size_t i = 0; i < HIST_N; i++) {
         cum += r->hist[i];
-        if (cum >= want)
-            return hist_value(i) / 1000.0;
+        if (cum >= want) return hist_value(i) / 1000.0;
     }
     return hist_value(HIST_N - 1) / 1000.0;
 }
@@ -229,11 +223,9 @@ static void log_conn_error(struct run *r, const struct veh *v, const char *msg, 
     for (int i = 0; i < r->err_kinds_n; i++)
         known |= r->err_kinds[i] == h;
     if (!known) {
-        if (r->err_kinds_n < ERR_KINDS)
-            r->err_kinds[r->err_kinds_n++] = h;
+        if (r->err_kinds_n < ERR_KINDS) r->err_kinds[r->err_kinds_n++] = h;
         fv_warn("simulate: %s: %s", v->vin, msg);
-        if (r->err_suppressed == 0)
-            r->last_err_ns = now; /* repeats are summarised from now on */
+        if (r->err_suppressed == 0) r->last_err_ns = now; /* repeats are summarised from now on */
         return;
     }
     r->err_suppressed++;
@@ -260,19 +252,15 @@ static void heap_fix(struct run *r, uint32_t i)
 {
     while (i > 0) {
         uint32_t p = (i - 1) / 2;
-        if (r->v[r->heap[p]].wake_ns <= r->v[r->heap[i]].wake_ns)
-            break;
+        if (r->v[r->heap[p]].wake_ns <= r->v[r->heap[i]].wake_ns) break;
         heap_swap(r, i, p);
         i = p;
     }
     for (;;) {
         uint32_t l = 2 * i + 1, m = i;
-        if (l < r->n && r->v[r->heap[l]].wake_ns < r->v[r->heap[m]].wake_ns)
-            m = l;
-        if (l + 1 < r->n && r->v[r->heap[l + 1]].wake_ns < r->v[r->heap[m]].wake_ns)
-            m = l + 1;
-        if (m == i)
-            break;
+        if (l < r->n && r->v[r->heap[l]].wake_ns < r->v[r->heap[m]].wake_ns) m = l;
+        if (l + 1 < r->n && r->v[r->heap[l + 1]].wake_ns < r->v[r->heap[m]].wake_ns) m = l + 1;
+        if (m == i) break;
         heap_swap(r, i, m);
         i = m;
     }
@@ -292,16 +280,13 @@ static uint64_t min64(uint64_t a, uint64_t b)
 static void reschedule(struct run *r, struct veh *v)
 {
     uint64_t d = NEVER;
-    if (r->phase == PH_GEN)
-        d = v->next_tick_ns;
+    if (r->phase == PH_GEN) d = v->next_tick_ns;
     switch (fv_sim_ws_state(v->ws)) {
     case FV_SIM_WS_CLOSED:
-        if (needs_conn(r, v) && !v->in_queue)
-            d = min64(d, v->reconnect_at_ns);
+        if (needs_conn(r, v) && !v->in_queue) d = min64(d, v->reconnect_at_ns);
         break;
     case FV_SIM_WS_OPEN:
-        if (v->outstanding > 0)
-            d = min64(d, v->next_scan_ns);
+        if (v->outstanding > 0) d = min64(d, v->next_scan_ns);
         break;
     default: /* connecting, handshaking, closing */
         d = min64(d, v->conn_deadline_ns);
@@ -323,12 +308,10 @@ static struct rec *slot(struct veh *v, uint64_t seq)
 /* Makes room for seq hi in the ring (R1 guarantees hi - lo < max_inflight here). */
 static int ring_grow(struct veh *v)
 {
-    if (v->ring_cap != 0 && v->hi - v->lo < v->ring_cap)
-        return FV_OK;
+    if (v->ring_cap != 0 && v->hi - v->lo < v->ring_cap) return FV_OK;
     uint32_t cap = v->ring_cap ? v->ring_cap * 2 : 4;
     struct rec *nr = calloc(cap, sizeof *nr);
-    if (nr == NULL)
-        return FV_ENOMEM;
+    if (nr == NULL) return FV_ENOMEM;
     for (uint64_t s = v->lo; s < v->hi; s++)
         nr[s & (cap - 1)] = *slot(v, s);
     free(v->ring);
@@ -337,8 +320,7 @@ static int ring_grow(struct veh *v)
     return FV_OK;
 }
 
-static void txid_of(const struct run *r, const struct veh *v, uint64_t seq, char *out,
-                    size_t len)
+static void txid_of(const struct run *r, const struct veh *v, uint64_t seq, char *out, size_t len)
 {
     snprintf(out, len, "%s-%s-%" PRIu64, v->vin, r->runid, seq);
 }
@@ -353,8 +335,7 @@ static uint64_t seq_of(const struct run *r, const struct veh *v, const struct fv
         return 0;
     uint64_t s = 0;
     for (uint32_t i = (uint32_t)pl; i < t->len; i++) {
-        if (t->p[i] < '0' || t->p[i] > '9' || s > (UINT64_MAX - 9) / 10)
-            return 0;
+        if (t->p[i] < '0' || t->p[i] > '9' || s > (UINT64_MAX - 9) / 10) return 0;
         s = s * 10 + (uint64_t)(t->p[i] - '0');
     }
     return s;
@@ -406,11 +387,9 @@ static int to_resend_form(struct run *r, struct rec *x)
         rc = fv_payload_encode_v(&vr, &r->pl);
     }
     fv_vrecord_free(&vr);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     unsigned char *p = malloc(r->pl.len ? r->pl.len : 1);
-    if (p == NULL)
-        return FV_ENOMEM;
+    if (p == NULL) return FV_ENOMEM;
     memcpy(p, r->pl.data, r->pl.len);
     free(x->payload);
     x->payload = p;
@@ -423,8 +402,7 @@ static int send_record(struct run *r, struct veh *v, uint64_t seq, struct rec *x
 {
     int resend = x->first_send_ns != 0;
     int rc;
-    if (resend && !x->resend_form && (rc = to_resend_form(r, x)))
-        return rc;
+    if (resend && !x->resend_form && (rc = to_resend_form(r, x))) return rc;
     char txid[64];
     txid_of(r, v, seq, txid, sizeof txid);
     struct fv_stream_msg m;
@@ -455,13 +433,11 @@ static int send_record(struct run *r, struct veh *v, uint64_t seq, struct rec *x
 /* Queues waiting records on an open connection while its send queue has room (R2). */
 static void pump(struct run *r, struct veh *v, uint64_t now)
 {
-    if (fv_sim_ws_state(v->ws) != FV_SIM_WS_OPEN)
-        return;
+    if (fv_sim_ws_state(v->ws) != FV_SIM_WS_OPEN) return;
     while (v->send_next < v->hi && fv_sim_ws_pending(v->ws) < SEND_QUEUE_MAX) {
         uint64_t s = v->send_next++;
         struct rec *x = slot(v, s);
-        if (x->payload == NULL)
-            continue;
+        if (x->payload == NULL) continue;
         int rc = send_record(r, v, s, x, now);
         if (rc) {
             set_fatal(r, rc, "queueing a record");
@@ -475,11 +451,9 @@ static void resend_scan(struct run *r, struct veh *v, uint64_t now)
 {
     uint64_t after = (uint64_t)(r->o->resend_after_s * (double)NS_PER_S);
     for (uint64_t s = v->lo; s < v->send_next; s++) {
-        if (fv_sim_ws_pending(v->ws) >= SEND_QUEUE_MAX)
-            return;
+        if (fv_sim_ws_pending(v->ws) >= SEND_QUEUE_MAX) return;
         struct rec *x = slot(v, s);
-        if (x->payload == NULL || now - x->last_send_ns < after)
-            continue;
+        if (x->payload == NULL || now - x->last_send_ns < after) continue;
         int rc = send_record(r, v, s, x, now);
         if (rc) {
             set_fatal(r, rc, "queueing a resend");
@@ -501,8 +475,7 @@ static void finish(struct run *r, struct veh *v, uint64_t seq, int refused, uint
     } else {
         r->st->acked++;
         r->st->datums += x->ndatums;
-        if (x->first_send_ns)
-            hist_add(r, (now - x->first_send_ns) / 1000u);
+        if (x->first_send_ns) hist_add(r, (now - x->first_send_ns) / 1000u);
     }
     free(x->payload);
     x->payload = NULL;
@@ -510,8 +483,7 @@ static void finish(struct run *r, struct veh *v, uint64_t seq, int refused, uint
     r->outstanding--;
     while (v->lo < v->hi && slot(v, v->lo)->payload == NULL)
         v->lo++;
-    if (v->send_next < v->lo)
-        v->send_next = v->lo;
+    if (v->send_next < v->lo) v->send_next = v->lo;
 }
 
 struct msg_ctx {
@@ -531,8 +503,8 @@ static int on_message(void *ud, unsigned opcode, const unsigned char *p, size_t 
     if (opcode != FV_SIM_WS_BINARY || fv_envelope_decode(p, len, &env, err, sizeof err)) {
         r->st->bad_replies++;
         if (r->st->bad_replies == 1)
-            fv_warn("simulate: %s: unexpected %s reply from the server (not an envelope)",
-                    v->vin, opcode == FV_SIM_WS_BINARY ? "binary" : "text");
+            fv_warn("simulate: %s: unexpected %s reply from the server (not an envelope)", v->vin,
+                    opcode == FV_SIM_WS_BINARY ? "binary" : "text");
         return 0;
     }
     int is_ack = env.message_type == FV_MSG_STREAM_ACK;
@@ -562,8 +534,7 @@ static void update_mask(struct run *r, struct veh *v)
 {
     int fd = fv_sim_ws_fd(v->ws);
     uint32_t want = fv_sim_ws_events(v->ws);
-    if (fd < 0 || want == v->epoll_mask)
-        return;
+    if (fd < 0 || want == v->epoll_mask) return;
     struct epoll_event ev;
     memset(&ev, 0, sizeof ev);
     ev.events = want;
@@ -582,12 +553,10 @@ static void conn_lost(struct run *r, struct veh *v, const char *msg, uint64_t no
         v->open = 0;
         r->connected--;
     }
-    if (fv_sim_ws_state(v->ws) != FV_SIM_WS_CLOSED)
-        r->live_conns--;
+    if (fv_sim_ws_state(v->ws) != FV_SIM_WS_CLOSED) r->live_conns--;
     fv_sim_ws_close(v->ws); /* closing the fd also removes it from the epoll set */
     v->epoll_mask = 0;
-    if (r->phase >= PH_CLOSE)
-        return;
+    if (r->phase >= PH_CLOSE) return;
     r->st->conn_failures++;
     char full[512];
     snprintf(full, sizeof full, "%s: %s", r->hostport, msg);
@@ -603,16 +572,14 @@ static void start_connect(struct run *r, struct veh *v, uint64_t now)
 {
     char err[256];
     int rc;
-    if (v->cert == NULL &&
-        (rc = fv_ca_mint(r->ca, v->vin, FV_CT_VEHICLE_DEVICE, &v->cert, &v->key, err,
-                         sizeof err))) {
-        snprintf(r->fatal_msg, sizeof r->fatal_msg, "minting a certificate for %s: %s",
-                 v->vin, err);
+    if (v->cert == NULL && (rc = fv_ca_mint(r->ca, v->vin, FV_CT_VEHICLE_DEVICE, &v->cert, &v->key,
+                                            err, sizeof err))) {
+        snprintf(r->fatal_msg, sizeof r->fatal_msg, "minting a certificate for %s: %s", v->vin,
+                 err);
         r->fatal = rc;
         return;
     }
-    if (v->attempts++ > 0)
-        r->st->reconnects++;
+    if (v->attempts++ > 0) r->st->reconnects++;
     rc = fv_sim_ws_connect(v->ws, r->ctx, &r->target, v->cert, v->key, err, sizeof err);
     if (rc) {
         conn_lost(r, v, err, now);
@@ -628,8 +595,7 @@ static void on_open(struct run *r, struct veh *v, uint64_t now)
     v->open = 1;
     v->backoff_ms = 0;
     r->connected++;
-    if (r->connected > r->st->connected_peak)
-        r->st->connected_peak = r->connected;
+    if (r->connected > r->st->connected_peak) r->st->connected_peak = r->connected;
     v->send_next = v->lo; /* everything unfinished goes again on a new connection (R2) */
     v->next_scan_ns = now + r->scan_ns;
 }
@@ -642,8 +608,7 @@ static void vehicle_io(struct run *r, struct veh *v, uint64_t now)
     char err[512];
     struct msg_ctx c = {r, v, now};
     int rc = fv_sim_ws_io(v->ws, on_message, &c, err, sizeof err);
-    if (rc == FV_OK && !v->open && fv_sim_ws_state(v->ws) == FV_SIM_WS_OPEN)
-        on_open(r, v, now);
+    if (rc == FV_OK && !v->open && fv_sim_ws_state(v->ws) == FV_SIM_WS_OPEN) on_open(r, v, now);
     if (rc == FV_OK && v->send_next < v->hi && fv_sim_ws_pending(v->ws) < SEND_QUEUE_MAX) {
         pump(r, v, now);
         rc = fv_sim_ws_flush(v->ws, err, sizeof err);
@@ -703,8 +668,7 @@ static void serve_connect_queue(struct run *r, uint64_t now)
     if (rate > 0) {
         r->tokens += (double)(now - r->tokens_ns) / (double)NS_PER_S * rate;
         double burst = rate / 20.0 > 1.0 ? rate / 20.0 : 1.0;
-        if (r->tokens > burst)
-            r->tokens = burst;
+        if (r->tokens > burst) r->tokens = burst;
     }
     r->tokens_ns = now;
     while (r->cq_len > 0 && (rate <= 0 || r->tokens >= 1.0) && !r->fatal) {
@@ -712,8 +676,7 @@ static void serve_connect_queue(struct run *r, uint64_t now)
         r->cq_head = (r->cq_head + 1) % r->n;
         r->cq_len--;
         v->in_queue = 0;
-        if (rate > 0)
-            r->tokens -= 1.0;
+        if (rate > 0) r->tokens -= 1.0;
         if (fv_sim_ws_state(v->ws) == FV_SIM_WS_CLOSED && needs_conn(r, v))
             start_connect(r, v, now);
         reschedule(r, v);
@@ -748,17 +711,14 @@ static void begin_close(struct run *r, uint64_t now)
 
 static void progress(struct run *r, uint64_t now)
 {
-    if (r->log)
-        fflush(r->log);
-    if (!r->o->progress)
-        return;
+    if (r->log) fflush(r->log);
+    if (!r->o->progress) return;
     const struct fv_sim_stats *st = r->st;
     fprintf(stderr,
-            "simulate: %6.1fs connected %u/%u sent %" PRIu64 " acked %" PRIu64
-            " errors %" PRIu64 " datums/s %" PRIu64 " unacked %" PRIu64 "%s\n",
-            (double)(now - r->t0_ns) / 1e9, r->connected, r->n, st->sent, st->acked,
-            st->errors, st->datums - r->prev_datums, r->outstanding,
-            r->phase == PH_DRAIN ? " (draining)" : "");
+            "simulate: %6.1fs connected %u/%u sent %" PRIu64 " acked %" PRIu64 " errors %" PRIu64
+            " datums/s %" PRIu64 " unacked %" PRIu64 "%s\n",
+            (double)(now - r->t0_ns) / 1e9, r->connected, r->n, st->sent, st->acked, st->errors,
+            st->datums - r->prev_datums, r->outstanding, r->phase == PH_DRAIN ? " (draining)" : "");
     r->prev_datums = st->datums;
 }
 
@@ -838,11 +798,10 @@ int fv_sim_parse_url(const char *url, char *host, size_t hostlen, char *port, si
 static int setup(struct run *r, char *err, size_t errlen)
 {
     const struct fv_sim_opts *o = r->o;
-    int rc = fv_sim_parse_url(o->server, r->host, sizeof r->host, r->port, sizeof r->port,
-                              r->hostport, sizeof r->hostport, r->path, sizeof r->path, err,
-                              errlen);
-    if (rc)
-        return rc;
+    int rc =
+        fv_sim_parse_url(o->server, r->host, sizeof r->host, r->port, sizeof r->port, r->hostport,
+                         sizeof r->hostport, r->path, sizeof r->path, err, errlen);
+    if (rc) return rc;
     struct addrinfo hints, *ai = NULL;
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
@@ -873,18 +832,18 @@ static int setup(struct run *r, char *err, size_t errlen)
     }
     char e2[512];
     if ((rc = fv_ca_load(o->certs_dir, &r->ca, e2, sizeof e2))) {
-        fv_seterr(err, errlen, "cannot load the CA from %s (make it with 'fleetvault certs init "
-                               "%s'): %s", o->certs_dir, o->certs_dir, e2);
+        fv_seterr(err, errlen,
+                  "cannot load the CA from %s (make it with 'fleetvault certs init "
+                  "%s'): %s",
+                  o->certs_dir, o->certs_dir, e2);
         return rc;
     }
-    if ((rc = fv_sim_ws_ctx_new(ca_file, r->host, &r->ctx, err, errlen)))
-        return rc;
+    if ((rc = fv_sim_ws_ctx_new(ca_file, r->host, &r->ctx, err, errlen))) return rc;
 
     if (o->acked_log) {
         r->log = fopen(o->acked_log, "a");
         if (r->log == NULL) {
-            fv_seterr(err, errlen, "cannot open acked log %s: %s", o->acked_log,
-                      strerror(errno));
+            fv_seterr(err, errlen, "cannot open acked log %s: %s", o->acked_log, strerror(errno));
             return FV_EIO;
         }
     }
@@ -896,8 +855,8 @@ static int setup(struct run *r, char *err, size_t errlen)
         (void)setrlimit(RLIMIT_NOFILE, &rl);
         if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)o->vehicles + 64)
             fv_warn("simulate: only %llu file descriptors allowed (ulimit -n) for %u vehicles: "
-                    "some connections will fail", (unsigned long long)rl.rlim_cur,
-                    o->vehicles);
+                    "some connections will fail",
+                    (unsigned long long)rl.rlim_cur, o->vehicles);
     }
 
     r->n = o->vehicles;
@@ -915,21 +874,18 @@ static int setup(struct run *r, char *err, size_t errlen)
     }
     uint64_t now = fv_mono_ns();
     r->period_ns = (uint64_t)((double)NS_PER_S / o->hz);
-    if (r->period_ns == 0)
-        r->period_ns = 1;
+    if (r->period_ns == 0) r->period_ns = 1;
     r->t0_ns = now;
     r->gen_end_ns = now + (uint64_t)(o->seconds * (double)NS_PER_S);
     r->tokens_ns = now;
     r->tokens = 1;
     r->scan_ns = (uint64_t)(o->resend_after_s * (double)NS_PER_S);
-    if (r->scan_ns > SCAN_EVERY_NS || r->scan_ns == 0)
-        r->scan_ns = SCAN_EVERY_NS;
+    if (r->scan_ns > SCAN_EVERY_NS || r->scan_ns == 0) r->scan_ns = SCAN_EVERY_NS;
     r->rng = o->seed ^ now;
     snprintf(r->runid, sizeof r->runid, "%" PRIx64, fv_now_ms());
     for (uint32_t i = 0; i < r->n; i++) {
         struct veh *v = &r->v[i];
-        if ((rc = fv_sim_vin(o->id_prefix, i, v->vin, err, errlen)))
-            return rc;
+        if ((rc = fv_sim_vin(o->id_prefix, i, v->vin, err, errlen))) return rc;
         if ((rc = fv_sim_vehicle_new(o->seed, i, &v->model)) || (rc = fv_sim_ws_new(&v->ws))) {
             fv_seterr(err, errlen, "out of memory for %u vehicles", r->n);
             return rc;
@@ -962,10 +918,8 @@ static void teardown(struct run *r)
     free(r->v);
     free(r->heap);
     free(r->cq);
-    if (r->ep >= 0)
-        close(r->ep);
-    if (r->log)
-        fclose(r->log);
+    if (r->ep >= 0) close(r->ep);
+    if (r->log) fclose(r->log);
     SSL_CTX_free(r->ctx);
     fv_ca_free(r->ca);
     fv_buf_free(&r->pl);
@@ -975,8 +929,7 @@ static void teardown(struct run *r)
 static double peak_rss_mb(void)
 {
     struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0)
-        return 0;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
     return (double)ru.ru_maxrss / 1024.0; /* Linux reports KiB */
 }
 
@@ -998,15 +951,13 @@ int fv_sim_run(const struct fv_sim_opts *o, struct fv_sim_stats *st, char *err, 
         fv_seterr(err, errlen, "invalid simulation options");
         goto done;
     }
-    if ((rc = setup(r, err, errlen)))
-        goto done;
+    if ((rc = setup(r, err, errlen))) goto done;
 
     struct epoll_event evs[MAX_EVENTS];
     uint64_t next_progress = r->t0_ns + NS_PER_S;
     for (;;) {
         uint64_t now = fv_mono_ns();
-        if (r->fatal)
-            break;
+        if (r->fatal) break;
         if (o->stop && *o->stop) {
             st->interrupted = 1;
             break;
@@ -1019,8 +970,7 @@ int fv_sim_run(const struct fv_sim_opts *o, struct fv_sim_stats *st, char *err, 
         }
         if (r->phase == PH_DRAIN && (r->outstanding == 0 || now >= r->drain_end_ns))
             begin_close(r, now);
-        if (r->phase == PH_CLOSE && (r->live_conns == 0 || now >= r->close_end_ns))
-            break;
+        if (r->phase == PH_CLOSE && (r->live_conns == 0 || now >= r->close_end_ns)) break;
 
         serve_connect_queue(r, now);
         while (r->n > 0 && r->v[r->heap[0]].wake_ns <= now && !r->fatal)
@@ -1028,8 +978,7 @@ int fv_sim_run(const struct fv_sim_opts *o, struct fv_sim_stats *st, char *err, 
         if (now >= next_progress) {
             progress(r, now);
             next_progress += NS_PER_S;
-            if (next_progress <= now)
-                next_progress = now + NS_PER_S;
+            if (next_progress <= now) next_progress = now + NS_PER_S;
         }
 
         uint64_t until = min64(r->v[r->heap[0]].wake_ns, next_progress);
@@ -1040,9 +989,8 @@ int fv_sim_run(const struct fv_sim_opts *o, struct fv_sim_stats *st, char *err, 
         else if (r->phase == PH_CLOSE)
             until = min64(until, r->close_end_ns);
         if (r->cq_len > 0) {
-            double wait_s = o->connect_rate > 0 && r->tokens < 1.0
-                                ? (1.0 - r->tokens) / o->connect_rate
-                                : 0.0;
+            double wait_s =
+                o->connect_rate > 0 && r->tokens < 1.0 ? (1.0 - r->tokens) / o->connect_rate : 0.0;
             until = min64(until, now + (uint64_t)(wait_s * (double)NS_PER_S));
         }
         int timeout_ms = 0;
@@ -1052,8 +1000,7 @@ int fv_sim_run(const struct fv_sim_opts *o, struct fv_sim_stats *st, char *err, 
         }
         int nev = epoll_wait(r->ep, evs, MAX_EVENTS, timeout_ms);
         if (nev < 0) {
-            if (errno == EINTR)
-                continue;
+            if (errno == EINTR) continue;
             set_fatal(r, FV_EIO, "epoll_wait");
             break;
         }
@@ -1085,17 +1032,16 @@ done:
 void fv_sim_stats_print_json(const struct fv_sim_stats *st, FILE *f)
 {
     fprintf(f,
-            "{\"sent\":%" PRIu64 ",\"acked\":%" PRIu64 ",\"errors\":%" PRIu64
-            ",\"datums\":%" PRIu64 ",\"ack_p50_ms\":%.3f,\"ack_p99_ms\":%.3f"
+            "{\"sent\":%" PRIu64 ",\"acked\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"datums\":%" PRIu64
+            ",\"ack_p50_ms\":%.3f,\"ack_p99_ms\":%.3f"
             ",\"ack_max_ms\":%.3f,\"unacked\":%" PRIu64 ",\"resent\":%" PRIu64
             ",\"reconnects\":%" PRIu64 ",\"conn_failures\":%" PRIu64 ",\"paused\":%" PRIu64
             ",\"lagged\":%" PRIu64 ",\"dup_acks\":%" PRIu64 ",\"bad_replies\":%" PRIu64
             ",\"vehicles\":%u,\"connected_peak\":%u,\"elapsed_s\":%.3f,\"peak_rss_mb\":%.1f"
             ",\"interrupted\":%s}\n",
             st->sent, st->acked, st->errors, st->datums, st->ack_p50_ms, st->ack_p99_ms,
-            st->ack_max_ms, st->unacked, st->resent, st->reconnects, st->conn_failures,
-            st->paused, st->lagged, st->dup_acks, st->bad_replies, st->vehicles,
-            st->connected_peak, st->elapsed_s, st->peak_rss_mb,
-            st->interrupted ? "true" : "false");
+            st->ack_max_ms, st->unacked, st->resent, st->reconnects, st->conn_failures, st->paused,
+            st->lagged, st->dup_acks, st->bad_replies, st->vehicles, st->connected_peak,
+            st->elapsed_s, st->peak_rss_mb, st->interrupted ? "true" : "false");
     fflush(f);
 }

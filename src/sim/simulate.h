@@ -24,18 +24,18 @@ struct fv_sim_opts {
     const char *server;    /* wss://HOST[:PORT][/PATH] */
     const char *certs_dir; /* made by `fleetvault certs init` */
     uint32_t vehicles;
-    double seconds;           /* generation time */
-    double hz;                /* records per second per vehicle */
-    uint32_t signals;         /* datums per record (first K of the model's list) */
-    double drain_s;           /* wait for outstanding acks after generation */
-    const char *acked_log;    /* append "VIN TXID" / "VIN TXID E" lines, or NULL */
-    uint64_t seed;            /* vehicle model seed */
-    const char *id_prefix;    /* VIN prefix */
-    double connect_rate;      /* new connections per second, 0 = unlimited */
-    uint32_t max_inflight;    /* unfinished records per vehicle before generation pauses */
-    double resend_after_s;    /* resend a record unanswered this long */
+    double seconds;        /* generation time */
+    double hz;             /* records per second per vehicle */
+    uint32_t signals;      /* datums per record (first K of the model's list) */
+    double drain_s;        /* wait for outstanding acks after generation */
+    const char *acked_log; /* append "VIN TXID" / "VIN TXID E" lines, or NULL */
+    uint64_t seed;         /* vehicle model seed */
+    const char *id_prefix; /* VIN prefix */
+    double connect_rate;   /* new connections per second, 0 = unlimited */
+    uint32_t max_inflight; /* unfinished records per vehicle before generation pauses */
+    double resend_after_s; /* resend a record unanswered this long */
     double handshake_timeout_s;
-    int progress;             /* print a progress line on stderr every second */
+    int progress;                      /* print a progress line on stderr every second */
     const volatile sig_atomic_t *stop; /* nonzero: stop generating, report, return */
 };
 
@@ -52,9 +52,9 @@ struct fv_sim_stats {
     uint64_t resent;     /* retransmissions */
     uint64_t reconnects; /* connection attempts after a vehicle's first */
     uint64_t conn_failures;
-    uint64_t paused;     /* ticks skipped because a vehicle had max_inflight in flight */
-    uint64_t lagged;     /* ticks skipped because the loop fell behind */
-    uint64_t dup_acks;   /* replies for records already finished */
+    uint64_t paused;   /* ticks skipped because a vehicle had max_inflight in flight */
+    uint64_t lagged;   /* ticks skipped because the loop fell behind */
+    uint64_t dup_acks; /* replies for records already finished */
     uint64_t bad_replies;
     uint32_t vehicles;
     uint32_t connected_peak;

@@ -33,63 +33,86 @@
 #include "util/err.h"
 
 /* On-wire members of the Value oneof used here (protocol notes, value kinds table). */
-#define MEMBER_INT           2
-#define MEMBER_DOUBLE        5
-#define MEMBER_BOOL          6
-#define MEMBER_LOCATION      7
-#define MEMBER_SHIFT_STATE   9
-#define MEMBER_DETAILED_CHG  32
+#define MEMBER_INT          2
+#define MEMBER_DOUBLE       5
+#define MEMBER_BOOL         6
+#define MEMBER_LOCATION     7
+#define MEMBER_SHIFT_STATE  9
+#define MEMBER_DETAILED_CHG 32
 
 /* ShiftState and DetailedChargeStateValue enum numbers (on the wire). */
-#define GEAR_P 2
-#define GEAR_R 3
-#define GEAR_D 5
+#define GEAR_P           2
+#define GEAR_R           3
+#define GEAR_D           5
 #define DCS_DISCONNECTED 1
 #define DCS_STARTING     3
 #define DCS_CHARGING     4
 #define DCS_COMPLETE     5
 
-#define PI          3.14159265358979323846
-#define M_PER_DEG   111320.0 /* metres per degree of latitude */
-#define AC_VOLTS    240.0
-#define MAX_STEP_S  1.0      /* larger steps are split so the physics stays stable */
+#define PI         3.14159265358979323846
+#define M_PER_DEG  111320.0 /* metres per degree of latitude */
+#define AC_VOLTS   240.0
+#define MAX_STEP_S 1.0 /* larger steps are split so the physics stays stable */
 
 /* Signal numbers (Field enum), in the order records carry them: the first K are sent. */
 enum {
-    SIG_CHARGE_STATE = 2, SIG_DCDC_ENABLE = 9, SIG_SPEED = 4, SIG_ODOMETER = 5,
-    SIG_PACK_VOLTAGE = 6, SIG_PACK_CURRENT = 7, SIG_SOC = 8, SIG_GEAR = 10,
-    SIG_PEDAL = 12, SIG_BRAKE = 13, SIG_LOCATION = 21, SIG_HEADING = 23,
-    SIG_MODULE_TMAX = 29, SIG_MODULE_TMIN = 31, SIG_RATED_RANGE = 32, SIG_DC_POWER = 35,
-    SIG_AC_POWER = 37, SIG_CHARGE_LIMIT = 38, SIG_FAST_CHARGER = 39, SIG_EST_RANGE = 40,
-    SIG_IDEAL_RANGE = 41, SIG_BATTERY_LEVEL = 42, SIG_TIME_TO_FULL = 43, SIG_CHARGE_AMPS = 49,
-    SIG_PHASES = 51, SIG_LOCKED = 59, SIG_TPMS_FL = 69, SIG_TPMS_FR = 70, SIG_TPMS_RL = 71,
-    SIG_TPMS_RR = 72, SIG_INSIDE_T = 85, SIG_OUTSIDE_T = 86, SIG_LAT_ACCEL = 98,
-    SIG_LON_ACCEL = 99, SIG_DETAILED_CHG = 179
+    SIG_CHARGE_STATE = 2,
+    SIG_DCDC_ENABLE = 9,
+    SIG_SPEED = 4,
+    SIG_ODOMETER = 5,
+    SIG_PACK_VOLTAGE = 6,
+    SIG_PACK_CURRENT = 7,
+    SIG_SOC = 8,
+    SIG_GEAR = 10,
+    SIG_PEDAL = 12,
+    SIG_BRAKE = 13,
+    SIG_LOCATION = 21,
+    SIG_HEADING = 23,
+    SIG_MODULE_TMAX = 29,
+    SIG_MODULE_TMIN = 31,
+    SIG_RATED_RANGE = 32,
+    SIG_DC_POWER = 35,
+    SIG_AC_POWER = 37,
+    SIG_CHARGE_LIMIT = 38,
+    SIG_FAST_CHARGER = 39,
+    SIG_EST_RANGE = 40,
+    SIG_IDEAL_RANGE = 41,
+    SIG_BATTERY_LEVEL = 42,
+    SIG_TIME_TO_FULL = 43,
+    SIG_CHARGE_AMPS = 49,
+    SIG_PHASES = 51,
+    SIG_LOCKED = 59,
+    SIG_TPMS_FL = 69,
+    SIG_TPMS_FR = 70,
+    SIG_TPMS_RL = 71,
+    SIG_TPMS_RR = 72,
+    SIG_INSIDE_T = 85,
+    SIG_OUTSIDE_T = 86,
+    SIG_LAT_ACCEL = 98,
+    SIG_LON_ACCEL = 99,
+    SIG_DETAILED_CHG = 179
 };
 
 static const uint32_t signal_list[] = {
-    SIG_SPEED,        /* km/h, 0.1 */
-    SIG_ODOMETER,     /* km, 0.001 */
-    SIG_PACK_VOLTAGE, /* V, 0.01 */
-    SIG_PACK_CURRENT, /* A, 0.1; positive = discharging */
-    SIG_SOC,          /* %, 0.01 */
-    SIG_GEAR,         /* ShiftState */
-    SIG_LOCATION,     /* degrees, 1e-6 */
-    SIG_HEADING,      /* degrees, 0.1 */
-    SIG_EST_RANGE,    /* km, 0.01, from recent consumption */
-    SIG_BATTERY_LEVEL,/* %, 0.01, usable */
-    SIG_CHARGE_AMPS,  /* A, 1 */
-    SIG_AC_POWER,     /* kW, 0.01 */
-    SIG_LOCKED,       /* bool */
-    SIG_TPMS_FL,      /* bar, 0.01 */
-    SIG_TPMS_FR,
-    SIG_TPMS_RL,
-    SIG_TPMS_RR,
-    SIG_INSIDE_T,     /* degC, 0.1 */
-    SIG_OUTSIDE_T,    /* degC, 0.5 */
-    SIG_DETAILED_CHG, /* DetailedChargeStateValue */
-    SIG_LAT_ACCEL,    /* m/s^2, 0.01 */
-    SIG_LON_ACCEL,    /* m/s^2, 0.01 */
+    SIG_SPEED,         /* km/h, 0.1 */
+    SIG_ODOMETER,      /* km, 0.001 */
+    SIG_PACK_VOLTAGE,  /* V, 0.01 */
+    SIG_PACK_CURRENT,  /* A, 0.1; positive = discharging */
+    SIG_SOC,           /* %, 0.01 */
+    SIG_GEAR,          /* ShiftState */
+    SIG_LOCATION,      /* degrees, 1e-6 */
+    SIG_HEADING,       /* degrees, 0.1 */
+    SIG_EST_RANGE,     /* km, 0.01, from recent consumption */
+    SIG_BATTERY_LEVEL, /* %, 0.01, usable */
+    SIG_CHARGE_AMPS,   /* A, 1 */
+    SIG_AC_POWER,      /* kW, 0.01 */
+    SIG_LOCKED,        /* bool */
+    SIG_TPMS_FL,       /* bar, 0.01 */
+    SIG_TPMS_FR,       SIG_TPMS_RL, SIG_TPMS_RR, SIG_INSIDE_T, /* degC, 0.1 */
+    SIG_OUTSIDE_T,                                             /* degC, 0.5 */
+    SIG_DETAILED_CHG,                                          /* DetailedChargeStateValue */
+    SIG_LAT_ACCEL,                                             /* m/s^2, 0.01 */
+    SIG_LON_ACCEL,                                             /* m/s^2, 0.01 */
     SIG_RATED_RANGE,  /* km, 0.01, at the rated consumption */
     SIG_IDEAL_RANGE,  /* km, 0.01 */
     SIG_CHARGE_LIMIT, /* %, int */
@@ -212,8 +235,8 @@ static void enter_stop(struct fv_sim_vehicle *v)
     v->state = FV_SIM_STOP;
     v->state_t = 0;
     /* Mostly short stops (errands), sometimes long ones (work, night). */
-    v->state_len = rng_unit(&v->rng) < 0.8 ? rng_range(&v->rng, 30, 900)
-                                           : rng_range(&v->rng, 900, 4 * 3600);
+    v->state_len =
+        rng_unit(&v->rng) < 0.8 ? rng_range(&v->rng, 30, 900) : rng_range(&v->rng, 900, 4 * 3600);
     v->gear = GEAR_P;
     v->speed_ms = v->accel = v->lat_accel = 0;
     v->amps = 0;
@@ -306,18 +329,15 @@ static void step_drive(struct fv_sim_vehicle *v, double dt)
             target = 1.5;
         } else {
             target = 0;
-            if (v->speed_ms < 0.05)
-                v->gear = GEAR_D; /* halted: shift into drive */
+            if (v->speed_ms < 0.05) v->gear = GEAR_D; /* halted: shift into drive */
         }
     } else if (v->trip_left_km <= 0) {
         target = 0;
     } else if (v->hold_s > 0) {
         target = 0;
-        if (v->speed_ms < 0.05)
-            v->hold_s -= dt;
+        if (v->speed_ms < 0.05) v->hold_s -= dt;
     } else {
-        if (v->seg_left_m <= 0)
-            next_segment(v);
+        if (v->seg_left_m <= 0) next_segment(v);
         target = v->seg_target_ms;
     }
 
@@ -326,8 +346,7 @@ static void step_drive(struct fv_sim_vehicle *v, double dt)
     a = clampd(a, -3.5, 2.5);
     double s0 = v->speed_ms;
     double s1 = s0 + a * dt;
-    if (s1 < 0 || (target == 0 && s1 < 0.05))
-        s1 = 0;
+    if (s1 < 0 || (target == 0 && s1 < 0.05)) s1 = 0;
     v->accel = (s1 - s0) / dt;
     v->speed_ms = s1;
     double dist = 0.5 * (s0 + s1) * dt;
@@ -353,8 +372,7 @@ static void step_drive(struct fv_sim_vehicle *v, double dt)
     /* Traction power at the pack. */
     double vm = 0.5 * (s0 + s1);
     double inertial = v->mass_kg * v->accel * vm;
-    if (inertial < 0)
-        inertial *= 0.6;
+    if (inertial < 0) inertial *= 0.6;
     double rolling = 0.011 * v->mass_kg * 9.81 * vm;
     double aero = 0.5 * 1.2 * v->cda * vm * vm * vm;
     v->power_w = inertial + rolling + aero + v->aux_w;
@@ -368,20 +386,16 @@ static void step_drive(struct fv_sim_vehicle *v, double dt)
     if (v->soc < 8 && v->trip_left_km > 1)
         v->trip_left_km = 1; /* range anxiety: head for a charger */
 
-    if (v->state_t > 5)
-        v->locked = 1; /* drive-away locking */
-    if (v->trip_left_km <= 0 && v->speed_ms == 0 && v->gear == GEAR_D)
-        enter_stop(v);
+    if (v->state_t > 5) v->locked = 1; /* drive-away locking */
+    if (v->trip_left_km <= 0 && v->speed_ms == 0 && v->gear == GEAR_D) enter_stop(v);
 }
 
 static void step_stop(struct fv_sim_vehicle *v, double dt)
 {
     (void)dt;
     v->power_w = 0;
-    if (v->state_t > 20)
-        v->locked = 1;
-    if (v->state_t < v->state_len)
-        return;
+    if (v->state_t > 20) v->locked = 1;
+    if (v->state_t < v->state_len) return;
     if (v->soc < 25 || (v->soc < v->charge_limit - 10 && rng_unit(&v->rng) < 0.35))
         enter_charge(v);
     else
@@ -390,15 +404,12 @@ static void step_stop(struct fv_sim_vehicle *v, double dt)
 
 static void step_charge(struct fv_sim_vehicle *v, double dt)
 {
-    if (v->state_t > 20)
-        v->locked = 1;
+    if (v->state_t > 20) v->locked = 1;
     if (v->charge_detail == DCS_STARTING || v->charge_detail == DCS_CHARGING) {
         v->amps = fmin(v->max_amps, v->amps + 4.0 * dt);
-        if (v->charge_detail == DCS_STARTING && v->state_t >= 5)
-            v->charge_detail = DCS_CHARGING;
+        if (v->charge_detail == DCS_STARTING && v->state_t >= 5) v->charge_detail = DCS_CHARGING;
         /* Taper above 95 % like a real pack. */
-        if (v->soc > 95)
-            v->amps = fmin(v->amps, v->max_amps * (100 - v->soc) / 5.0 + 1);
+        if (v->soc > 95) v->amps = fmin(v->amps, v->max_amps * (100 - v->soc) / 5.0 + 1);
         double p_ac = v->amps * AC_VOLTS;
         v->power_w = -p_ac * 0.92; /* into the pack, after charger losses */
         v->soc = clampd(v->soc + p_ac * 0.92 * dt / (v->cap_kwh * 3.6e6) * 100.0, 0, 100);
@@ -441,8 +452,8 @@ static void step1(struct fv_sim_vehicle *v, double dt)
     v->module_c = approach(v->module_c, 0.4 * v->outside_c + 15.0 + heat, 1200, dt);
     double warm = v->state == FV_SIM_DRIVE ? 0.15 * fmin(1.0, v->speed_ms / 10.0) : 0;
     for (int i = 0; i < 4; i++)
-        v->tpms[i] = approach(v->tpms[i], v->tpms_base[i] + warm +
-                                              0.004 * (v->outside_c - 20.0), 600, dt);
+        v->tpms[i] =
+            approach(v->tpms[i], v->tpms_base[i] + warm + 0.004 * (v->outside_c - 20.0), 600, dt);
 }
 
 void fv_sim_vehicle_step(struct fv_sim_vehicle *v, double dt)
@@ -478,8 +489,7 @@ int fv_sim_vehicle_new(uint64_t seed, uint32_t index, struct fv_sim_vehicle **ou
 {
     *out = NULL;
     struct fv_sim_vehicle *v = calloc(1, sizeof *v);
-    if (v == NULL)
-        return FV_ENOMEM;
+    if (v == NULL) return FV_ENOMEM;
     /* Mix seed and index so neighbouring indexes get unrelated streams. */
     uint64_t s = seed ^ 0x5EEDF1EE7ULL;
     v->rng = rng_next(&s) ^ ((uint64_t)index * 0xD1B54A32D192ED03ULL);
@@ -696,8 +706,7 @@ static void sample_one(const struct fv_sim_vehicle *v, uint32_t f, struct fv_dat
 
 size_t fv_sim_vehicle_sample(const struct fv_sim_vehicle *v, size_t k, struct fv_datum *out)
 {
-    if (k > NSIGNALS)
-        k = NSIGNALS;
+    if (k > NSIGNALS) k = NSIGNALS;
     for (size_t i = 0; i < k; i++)
         sample_one(v, signal_list[i], &out[i]);
     return k;

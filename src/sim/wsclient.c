@@ -45,10 +45,10 @@
 #include "sim/wsclient.h"
 #include "util/err.h"
 
-#define WS_GUID            "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-#define MAX_RESPONSE_HEAD  16384 /* an upgrade response larger than this is refused */
-#define READ_CHUNK         16384
-#define KEEP_BUF_CAP       16384 /* idle send buffers above this are released */
+#define WS_GUID           "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#define MAX_RESPONSE_HEAD 16384 /* an upgrade response larger than this is refused */
+#define READ_CHUNK        16384
+#define KEEP_BUF_CAP      16384 /* idle send buffers above this are released */
 
 struct fv_sim_ws {
     int fd;
@@ -90,14 +90,12 @@ int fv_sim_ws_frame_encode(struct fv_buf *out, unsigned opcode, int fin, const v
         n += 4;
     }
     int rc = fv_buf_reserve(out, n + len);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     memcpy(out->data + out->len, hdr, n);
     out->len += n;
     if (len) {
         memcpy(out->data + out->len, payload, len);
-        if (mask)
-            fv_sim_ws_mask(out->data + out->len, len, mask, 0);
+        if (mask) fv_sim_ws_mask(out->data + out->len, len, mask, 0);
         out->len += len;
     }
     return FV_OK;
@@ -106,8 +104,7 @@ int fv_sim_ws_frame_encode(struct fv_buf *out, unsigned opcode, int fin, const v
 int fv_sim_ws_frame_parse(const unsigned char *p, size_t avail, uint64_t max_payload,
                           struct fv_sim_ws_frame *f, char *err, size_t errlen)
 {
-    if (avail < 2)
-        return FV_EAGAIN;
+    if (avail < 2) return FV_EAGAIN;
     memset(f, 0, sizeof *f);
     if (p[0] & 0x70) {
         fv_seterr(err, errlen, "WebSocket frame with reserved bits set (0x%02x)", p[0]);
@@ -124,13 +121,11 @@ int fv_sim_ws_frame_parse(const unsigned char *p, size_t avail, uint64_t max_pay
     uint64_t len = p[1] & 0x7f;
     size_t hl = 2;
     if (len == 126) {
-        if (avail < 4)
-            return FV_EAGAIN;
+        if (avail < 4) return FV_EAGAIN;
         len = ((uint64_t)p[2] << 8) | p[3];
         hl = 4;
     } else if (len == 127) {
-        if (avail < 10)
-            return FV_EAGAIN;
+        if (avail < 10) return FV_EAGAIN;
         len = 0;
         for (int i = 0; i < 8; i++)
             len = (len << 8) | p[2 + i];
@@ -157,13 +152,11 @@ int fv_sim_ws_frame_parse(const unsigned char *p, size_t avail, uint64_t max_pay
         return FV_EPROTO;
     }
     if (f->masked) {
-        if (avail < hl + 4)
-            return FV_EAGAIN;
+        if (avail < hl + 4) return FV_EAGAIN;
         memcpy(f->mask, p + hl, 4);
         hl += 4;
     }
-    if (avail - hl < len)
-        return FV_EAGAIN;
+    if (avail - hl < len) return FV_EAGAIN;
     f->len = len;
     f->header_len = hl;
     return FV_OK;
@@ -181,15 +174,13 @@ int fv_sim_ws_accept_key(const char *key, char out[29])
     unsigned int mdlen = 0;
     char cat[128];
     int n = snprintf(cat, sizeof cat, "%s%s", key, WS_GUID);
-    if (n < 0 || (size_t)n >= sizeof cat)
-        return FV_EINVAL;
+    if (n < 0 || (size_t)n >= sizeof cat) return FV_EINVAL;
     if (EVP_Digest(cat, (size_t)n, md, &mdlen, EVP_sha1(), NULL) != 1 || mdlen != 20) {
         ERR_clear_error();
         return FV_ETLS;
     }
     /* 20 bytes -> 28 base64 characters + NUL. */
-    if (EVP_EncodeBlock((unsigned char *)out, md, 20) != 28)
-        return FV_ETLS;
+    if (EVP_EncodeBlock((unsigned char *)out, md, 20) != 28) return FV_ETLS;
     return FV_OK;
 }
 
@@ -225,8 +216,7 @@ int fv_sim_ws_ctx_new(const char *ca_file, const char *host, SSL_CTX **out, char
     int is_ip = inet_pton(AF_INET, host, ipbuf) == 1 || inet_pton(AF_INET6, host, ipbuf) == 1;
     if ((is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, host)
                : X509_VERIFY_PARAM_set1_host(param, host, 0)) != 1) {
-        fv_seterr(err, errlen, "cannot set the expected server name '%s': %s", host,
-                  ssl_reason());
+        fv_seterr(err, errlen, "cannot set the expected server name '%s': %s", host, ssl_reason());
         goto fail;
     }
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
@@ -244,16 +234,14 @@ int fv_sim_ws_new(struct fv_sim_ws **out)
 {
     struct fv_sim_ws *ws = calloc(1, sizeof *ws);
     *out = ws;
-    if (ws == NULL)
-        return FV_ENOMEM;
+    if (ws == NULL) return FV_ENOMEM;
     ws->fd = -1;
     return FV_OK;
 }
 
 void fv_sim_ws_free(struct fv_sim_ws *ws)
 {
-    if (ws == NULL)
-        return;
+    if (ws == NULL) return;
     fv_sim_ws_close(ws);
     free(ws);
 }
@@ -283,9 +271,8 @@ uint32_t fv_sim_ws_events(const struct fv_sim_ws *ws)
     case FV_SIM_WS_TLS:
         return ws->tls_want == SSL_ERROR_WANT_WRITE ? EPOLLOUT : EPOLLIN;
     default:
-        return EPOLLIN | (fv_sim_ws_pending(ws) > 0 && ws->write_block != SSL_ERROR_WANT_READ
-                              ? EPOLLOUT
-                              : 0);
+        return EPOLLIN |
+               (fv_sim_ws_pending(ws) > 0 && ws->write_block != SSL_ERROR_WANT_READ ? EPOLLOUT : 0);
     }
 }
 
@@ -293,8 +280,7 @@ uint32_t fv_sim_ws_events(const struct fv_sim_ws *ws)
  * connection then costs almost nothing beyond OpenSSL's own state. */
 static void trim(struct fv_buf *b, size_t keep)
 {
-    if (b->len == 0 && b->cap > keep)
-        fv_buf_free(b);
+    if (b->len == 0 && b->cap > keep) fv_buf_free(b);
 }
 
 void fv_sim_ws_close(struct fv_sim_ws *ws)
@@ -432,8 +418,7 @@ static int tls_fail(struct fv_sim_ws *ws, int ret, int saved_errno, const char *
     ws->tls_dead = 1;
     if (e == SSL_ERROR_ZERO_RETURN) {
         ERR_clear_error();
-        fv_seterr(err, errlen, "server closed the connection (TLS close_notify) during %s",
-                  what);
+        fv_seterr(err, errlen, "server closed the connection (TLS close_notify) during %s", what);
         return FV_EIO;
     }
     /* With TLS 1.3 the client finishes its handshake before the server has checked the
@@ -475,8 +460,7 @@ static int io_connecting(struct fv_sim_ws *ws, char *err, size_t errlen)
 {
     int soerr = 0;
     socklen_t sl = sizeof soerr;
-    if (getsockopt(ws->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0)
-        soerr = errno;
+    if (getsockopt(ws->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0) soerr = errno;
     if (soerr != 0) {
         fv_seterr(err, errlen, "connect: %s", strerror(soerr));
         return FV_EIO;
@@ -548,8 +532,7 @@ static int has_token(const char *v, const char *tok)
         const char *e = p;
         while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
             e--;
-        if ((size_t)(e - s) == tl && strncasecmp(s, tok, tl) == 0)
-            return 1;
+        if ((size_t)(e - s) == tl && strncasecmp(s, tok, tl) == 0) return 1;
     }
     return 0;
 }
@@ -565,8 +548,7 @@ static int parse_upgrade(struct fv_sim_ws *ws, char *err, size_t errlen)
         }
     if (end == NULL) {
         if (ws->in.len > MAX_RESPONSE_HEAD) {
-            fv_seterr(err, errlen, "upgrade response headers exceed %d bytes",
-                      MAX_RESPONSE_HEAD);
+            fv_seterr(err, errlen, "upgrade response headers exceed %d bytes", MAX_RESPONSE_HEAD);
             return FV_EPROTO;
         }
         return FV_OK; /* need more */
@@ -591,8 +573,7 @@ static int parse_upgrade(struct fv_sim_ws *ws, char *err, size_t errlen)
     int upgrade_ok = 0, conn_ok = 0, accept_ok = 0;
     while ((line = strtok_r(NULL, "\r\n", &save)) != NULL) {
         char *colon = strchr(line, ':');
-        if (colon == NULL)
-            continue;
+        if (colon == NULL) continue;
         *colon = '\0';
         char *val = colon + 1;
         while (*val == ' ' || *val == '\t')
@@ -607,14 +588,14 @@ static int parse_upgrade(struct fv_sim_ws *ws, char *err, size_t errlen)
         else if (strcasecmp(line, "Sec-WebSocket-Accept") == 0)
             accept_ok = strcmp(val, ws->accept) == 0;
         else if (strcasecmp(line, "Sec-WebSocket-Extensions") == 0 && vl > 0) {
-            fv_seterr(err, errlen, "server chose WebSocket extension '%.100s' not offered",
-                      val);
+            fv_seterr(err, errlen, "server chose WebSocket extension '%.100s' not offered", val);
             goto done;
         }
     }
     if (!upgrade_ok || !conn_ok) {
-        fv_seterr(err, errlen, "upgrade response lacks 'Upgrade: websocket' or "
-                               "'Connection: Upgrade'");
+        fv_seterr(err, errlen,
+                  "upgrade response lacks 'Upgrade: websocket' or "
+                  "'Connection: Upgrade'");
         goto done;
     }
     if (!accept_ok) {
@@ -631,8 +612,8 @@ done:
     return rc;
 }
 
-static int handle_close_frame(struct fv_sim_ws *ws, const unsigned char *p, size_t len,
-                              char *err, size_t errlen)
+static int handle_close_frame(struct fv_sim_ws *ws, const unsigned char *p, size_t len, char *err,
+                              size_t errlen)
 {
     unsigned code = len >= 2 ? ((unsigned)p[0] << 8 | p[1]) : 1005;
     if (ws->state == FV_SIM_WS_OPEN) {
@@ -645,8 +626,8 @@ static int handle_close_frame(struct fv_sim_ws *ws, const unsigned char *p, size
         ws->state = FV_SIM_WS_CLOSING;
     }
     int rl = len > 2 ? (int)(len - 2) : 0;
-    fv_seterr(err, errlen, "server closed the WebSocket (code %u%s%.*s)", code,
-              rl ? ": " : "", rl, rl ? (const char *)p + 2 : "");
+    fv_seterr(err, errlen, "server closed the WebSocket (code %u%s%.*s)", code, rl ? ": " : "", rl,
+              rl ? (const char *)p + 2 : "");
     return FV_EIO;
 }
 
@@ -658,14 +639,13 @@ static int parse_frames(struct fv_sim_ws *ws, fv_sim_ws_msg_cb cb, void *ud, cha
     size_t off = 0;
     for (;;) {
         struct fv_sim_ws_frame f;
-        rc = fv_sim_ws_frame_parse(ws->in.data + off, ws->in.len - off, FV_SIM_WS_MAX_MSG, &f,
-                                   err, errlen);
+        rc = fv_sim_ws_frame_parse(ws->in.data + off, ws->in.len - off, FV_SIM_WS_MAX_MSG, &f, err,
+                                   errlen);
         if (rc == FV_EAGAIN) {
             rc = FV_OK;
             break;
         }
-        if (rc)
-            break;
+        if (rc) break;
         const unsigned char *pl = ws->in.data + off + f.header_len;
         size_t len = (size_t)f.len;
         if (f.masked) {
@@ -718,8 +698,7 @@ static int parse_frames(struct fv_sim_ws *ws, fv_sim_ws_msg_cb cb, void *ud, cha
             }
             break;
         }
-        if (rc)
-            break;
+        if (rc) break;
     }
     if (off > 0) {
         memmove(ws->in.data, ws->in.data + off, ws->in.len - off);
@@ -730,8 +709,7 @@ static int parse_frames(struct fv_sim_ws *ws, fv_sim_ws_msg_cb cb, void *ud, cha
 }
 
 /* Reads everything available; processes the upgrade response, then frames. */
-static int read_all(struct fv_sim_ws *ws, fv_sim_ws_msg_cb cb, void *ud, char *err,
-                    size_t errlen)
+static int read_all(struct fv_sim_ws *ws, fv_sim_ws_msg_cb cb, void *ud, char *err, size_t errlen)
 {
     for (;;) {
         int rc = fv_buf_reserve(&ws->in, READ_CHUNK);
@@ -753,54 +731,42 @@ static int read_all(struct fv_sim_ws *ws, fv_sim_ws_msg_cb cb, void *ud, char *e
         }
         ws->in.len += (size_t)n;
         if (ws->state == FV_SIM_WS_UPGRADE) {
-            if ((rc = parse_upgrade(ws, err, errlen)))
-                return rc;
-            if (ws->state == FV_SIM_WS_UPGRADE)
-                continue;
+            if ((rc = parse_upgrade(ws, err, errlen))) return rc;
+            if (ws->state == FV_SIM_WS_UPGRADE) continue;
         }
-        if ((rc = parse_frames(ws, cb, ud, err, errlen)))
-            return rc;
+        if ((rc = parse_frames(ws, cb, ud, err, errlen))) return rc;
     }
 }
 
 int fv_sim_ws_io(struct fv_sim_ws *ws, fv_sim_ws_msg_cb cb, void *ud, char *err, size_t errlen)
 {
     int rc = FV_OK;
-    if (ws->state == FV_SIM_WS_CONNECTING && (rc = io_connecting(ws, err, errlen)))
-        return rc;
-    if (ws->state == FV_SIM_WS_TLS && (rc = io_tls(ws, err, errlen)))
-        return rc;
-    if (ws->state < FV_SIM_WS_UPGRADE)
-        return FV_OK;
-    if ((rc = flush_out(ws, err, errlen)))
-        return rc;
-    if ((rc = read_all(ws, cb, ud, err, errlen)))
-        return rc;
+    if (ws->state == FV_SIM_WS_CONNECTING && (rc = io_connecting(ws, err, errlen))) return rc;
+    if (ws->state == FV_SIM_WS_TLS && (rc = io_tls(ws, err, errlen))) return rc;
+    if (ws->state < FV_SIM_WS_UPGRADE) return FV_OK;
+    if ((rc = flush_out(ws, err, errlen))) return rc;
+    if ((rc = read_all(ws, cb, ud, err, errlen))) return rc;
     /* Reading may have queued pongs, and the callback may have queued messages. */
     return flush_out(ws, err, errlen);
 }
 
 int fv_sim_ws_send(struct fv_sim_ws *ws, unsigned opcode, const void *p, size_t len)
 {
-    if (ws->state != FV_SIM_WS_OPEN)
-        return FV_ESTATE;
+    if (ws->state != FV_SIM_WS_OPEN) return FV_ESTATE;
     return queue_frame(ws, opcode, p, len);
 }
 
 int fv_sim_ws_flush(struct fv_sim_ws *ws, char *err, size_t errlen)
 {
-    if (ws->state < FV_SIM_WS_UPGRADE)
-        return FV_OK;
+    if (ws->state < FV_SIM_WS_UPGRADE) return FV_OK;
     return flush_out(ws, err, errlen);
 }
 
 int fv_sim_ws_start_close(struct fv_sim_ws *ws, unsigned code)
 {
-    if (ws->state != FV_SIM_WS_OPEN)
-        return FV_ESTATE;
+    if (ws->state != FV_SIM_WS_OPEN) return FV_ESTATE;
     unsigned char c[2] = {(unsigned char)(code >> 8), (unsigned char)code};
     int rc = queue_frame(ws, FV_SIM_WS_CLOSE, c, 2);
-    if (rc == FV_OK)
-        ws->state = FV_SIM_WS_CLOSING;
+    if (rc == FV_OK) ws->state = FV_SIM_WS_CLOSING;
     return rc;
 }

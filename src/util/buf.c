@@ -6,17 +6,14 @@
 
 int fv_buf_reserve(struct fv_buf *b, size_t extra)
 {
-    if (extra > SIZE_MAX - b->len)
-        return FV_ENOMEM;
+    if (extra > SIZE_MAX - b->len) return FV_ENOMEM;
     size_t need = b->len + extra;
-    if (need <= b->cap)
-        return FV_OK;
+    if (need <= b->cap) return FV_OK;
     size_t cap = b->cap ? b->cap : 64;
     while (cap < need)
         cap = cap > SIZE_MAX / 2 ? need : cap * 2;
     unsigned char *p = realloc(b->data, cap);
-    if (p == NULL)
-        return FV_ENOMEM;
+    if (p == NULL) return FV_ENOMEM;
     b->data = p;
     b->cap = cap;
     return FV_OK;
@@ -24,11 +21,9 @@ int fv_buf_reserve(struct fv_buf *b, size_t extra)
 
 int fv_buf_append(struct fv_buf *b, const void *p, size_t len)
 {
-    if (len == 0)
-        return FV_OK;
+    if (len == 0) return FV_OK;
     int rc = fv_buf_reserve(b, len);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     memcpy(b->data + b->len, p, len);
     b->len += len;
     return FV_OK;

@@ -31,8 +31,7 @@ static inline uint16_t fv_get_u16(const unsigned char *p)
 }
 static inline uint32_t fv_get_u32(const unsigned char *p)
 {
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-           ((uint32_t)p[3] << 24);
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 static inline uint64_t fv_get_u64(const unsigned char *p)
 {

@@ -32,6 +32,7 @@ enum fv_err {
 const char *fv_strerror(int code);
 
 /* printf into a caller-owned error buffer; tolerates err == NULL or errlen == 0. */
-void fv_seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void fv_seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -20,8 +20,7 @@ enum fv_log_level fv_log_get_level(void)
 void fv_log(enum fv_log_level level, const char *fmt, ...)
 {
     static const char *names[] = {"debug", "info", "warn", "error"};
-    if (level < log_level)
-        return;
+    if (level < log_level) return;
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);

@@ -34,24 +34,19 @@ static uint64_t hash_u64(uint64_t k)
 static int slot_match(const struct fv_map_slot *s, uint64_t h, const void *key, size_t klen,
                       uint64_t ikey)
 {
-    if (s->hash != h)
-        return 0;
-    if (key == NULL)
-        return s->key == NULL && s->ikey == ikey;
+    if (s->hash != h) return 0;
+    if (key == NULL) return s->key == NULL && s->ikey == ikey;
     return s->key && s->klen == klen && memcmp(s->key, key, klen) == 0;
 }
 
 static struct fv_map_slot *find(const struct fv_map *m, uint64_t h, const void *key, size_t klen,
                                 uint64_t ikey)
 {
-    if (m->cap == 0)
-        return NULL;
+    if (m->cap == 0) return NULL;
     for (size_t i = h & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
         struct fv_map_slot *s = &m->slots[i];
-        if (s->hash == 0)
-            return NULL;
-        if (slot_match(s, h, key, klen, ikey))
-            return s;
+        if (s->hash == 0) return NULL;
+        if (slot_match(s, h, key, klen, ikey)) return s;
     }
 }
 
@@ -59,12 +54,10 @@ static int grow(struct fv_map *m)
 {
     size_t ncap = m->cap ? m->cap * 2 : 16;
     struct fv_map_slot *ns = calloc(ncap, sizeof *ns);
-    if (ns == NULL)
-        return FV_ENOMEM;
+    if (ns == NULL) return FV_ENOMEM;
     for (size_t i = 0; i < m->cap; i++) {
         struct fv_map_slot *s = &m->slots[i];
-        if (s->hash == 0)
-            continue;
+        if (s->hash == 0) continue;
         size_t j = s->hash & (ncap - 1);
         while (ns[j].hash)
             j = (j + 1) & (ncap - 1);
@@ -76,21 +69,18 @@ static int grow(struct fv_map *m)
     return FV_OK;
 }
 
-static int put(struct fv_map *m, uint64_t h, const void *key, size_t klen, uint64_t ikey,
-               void *val)
+static int put(struct fv_map *m, uint64_t h, const void *key, size_t klen, uint64_t ikey, void *val)
 {
     struct fv_map_slot *s = find(m, h, key, klen, ikey);
     if (s) {
         s->val = val;
         return FV_OK;
     }
-    if ((m->n + 1) * 10 > m->cap * 7 && grow(m))
-        return FV_ENOMEM;
+    if ((m->n + 1) * 10 > m->cap * 7 && grow(m)) return FV_ENOMEM;
     char *copy = NULL;
     if (key) {
         copy = malloc(klen ? klen : 1);
-        if (copy == NULL)
-            return FV_ENOMEM;
+        if (copy == NULL) return FV_ENOMEM;
         memcpy(copy, key, klen);
     }
     size_t i = h & (m->cap - 1);
@@ -104,8 +94,7 @@ static int put(struct fv_map *m, uint64_t h, const void *key, size_t klen, uint6
 static void *del(struct fv_map *m, uint64_t h, const void *key, size_t klen, uint64_t ikey)
 {
     struct fv_map_slot *s = find(m, h, key, klen, ikey);
-    if (s == NULL)
-        return NULL;
+    if (s == NULL) return NULL;
     void *val = s->val;
     free(s->key);
     size_t i = (size_t)(s - m->slots);

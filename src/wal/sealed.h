@@ -16,7 +16,7 @@
  * as it is and its device id field is the name. FV_ESTATE: the subject's key was destroyed
  * (erased data); FV_ENOENT: the catalog has no key for it; FV_ECORRUPT: the sealed bytes or
  * their record were altered. */
-int fv_wal_open_payload(struct fv_keystore *ks, const struct fv_wal_record *r,
-                        struct fv_buf *out, char *name, size_t namelen);
+int fv_wal_open_payload(struct fv_keystore *ks, const struct fv_wal_record *r, struct fv_buf *out,
+                        char *name, size_t namelen);
 
 #endif

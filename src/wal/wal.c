@@ -66,22 +66,19 @@ struct fv_wal {
     uint64_t last_sync_end_ns; /* writer thread only */
     int waiting;               /* WAIT_*, under mu */
     uint64_t durable_seq;      /* atomic */
-    int failed;           /* atomic */
+    int failed;                /* atomic */
 
     struct fv_wal_stats st; /* under mu */
 };
 
 /* ---- record body codec ------------------------------------------------------------- */
 
-int fv_wal_encode_body(const struct fv_wal_record *r, unsigned char *out, size_t cap,
-                       size_t *len)
+int fv_wal_encode_body(const struct fv_wal_record *r, unsigned char *out, size_t cap, size_t *len)
 {
     size_t n = 2 + 8 + 1 + r->device_id_len + 1 + r->client_type_len + 1 + r->topic_len + 2 +
                r->txid_len + 4 + (size_t)r->payload_len;
-    if (n > FV_WAL_MAX_BODY)
-        return FV_ELIMIT;
-    if (n > cap)
-        return FV_EINVAL;
+    if (n > FV_WAL_MAX_BODY) return FV_ELIMIT;
+    if (n > cap) return FV_EINVAL;
     unsigned char *p = out;
     *p++ = r->type;
     *p++ = r->flags;
@@ -102,8 +99,7 @@ int fv_wal_encode_body(const struct fv_wal_record *r, unsigned char *out, size_t
     p += r->txid_len;
     fv_put_u32(p, r->payload_len);
     p += 4;
-    if (r->payload_len)
-        memcpy(p, r->payload, r->payload_len);
+    if (r->payload_len) memcpy(p, r->payload, r->payload_len);
     *len = n;
     return FV_OK;
 }
@@ -114,8 +110,7 @@ int fv_wal_decode_body(const unsigned char *p, size_t n, struct fv_wal_record *r
     size_t at = 0;
 #define NEED(k)                                                                                    \
     do {                                                                                           \
-        if (n - at < (size_t)(k))                                                                  \
-            return FV_ECORRUPT;                                                                    \
+        if (n - at < (size_t)(k)) return FV_ECORRUPT;                                              \
     } while (0)
     NEED(11);
     r->type = p[0];
@@ -145,8 +140,7 @@ int fv_wal_decode_body(const unsigned char *p, size_t n, struct fv_wal_record *r
     r->payload = p + at;
     at += r->payload_len;
 #undef NEED
-    if (at != n || r->type != FV_WAL_REC_DATA || r->device_id_len == 0)
-        return FV_ECORRUPT;
+    if (at != n || r->type != FV_WAL_REC_DATA || r->device_id_len == 0) return FV_ECORRUPT;
     return FV_OK;
 }
 
@@ -158,11 +152,9 @@ int fv_wal_record_aad(const struct fv_wal_record *rec, struct fv_buf *out)
     size_t n, need = 2 + 8 + 1 + r.device_id_len + 1 + r.client_type_len + 1 + r.topic_len + 2 +
                      r.txid_len + 4;
     int rc = fv_buf_reserve(out, need);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     rc = fv_wal_encode_body(&r, out->data + out->len, out->cap - out->len, &n);
-    if (rc == FV_OK)
-        out->len += n;
+    if (rc == FV_OK) out->len += n;
     return rc;
 }
 
@@ -178,14 +170,11 @@ static void make_header(unsigned char h[FV_WAL_HEADER_LEN])
  * never written)? Anything else is corruption, never silently cut (rule I3). */
 static int looks_torn(const unsigned char *img, size_t len, size_t at)
 {
-    if (len - at < FV_WAL_REC_HEAD)
-        return 1;
+    if (len - at < FV_WAL_REC_HEAD) return 1;
     uint32_t n = fv_get_u32(img + at);
-    if (n > len - at - FV_WAL_REC_HEAD || n + FV_WAL_REC_HEAD == len - at)
-        return 1;
+    if (n > len - at - FV_WAL_REC_HEAD || n + FV_WAL_REC_HEAD == len - at) return 1;
     for (size_t i = at; i < len; i++)
-        if (img[i])
-            return 0;
+        if (img[i]) return 0;
     return 1;
 }
 
@@ -199,8 +188,8 @@ int fv_wal_scan(const unsigned char *img, size_t len, const char *name, fv_wal_r
     if (len < FV_WAL_HEADER_LEN || memcmp(img, h, FV_WAL_HEADER_LEN) != 0) {
         if (len >= 12 && memcmp(img, FV_WAL_MAGIC, FV_WAL_MAGIC_LEN) == 0 &&
             fv_get_u32(img + 8) != FV_WAL_VERSION)
-            fv_seterr(err, errlen, "%s: offset 8: WAL format version %u, this build reads %u",
-                      name, fv_get_u32(img + 8), FV_WAL_VERSION);
+            fv_seterr(err, errlen, "%s: offset 8: WAL format version %u, this build reads %u", name,
+                      fv_get_u32(img + 8), FV_WAL_VERSION);
         else
             fv_seterr(err, errlen, "%s: offset 0: not a fleetvault WAL file (bad header)", name);
         *torn = len < FV_WAL_HEADER_LEN && memcmp(img, h, len) == 0;
@@ -217,8 +206,8 @@ int fv_wal_scan(const unsigned char *img, size_t len, const char *name, fv_wal_r
         uint32_t n = fv_get_u32(img + at);
         uint32_t crc = fv_get_u32(img + at + 4);
         if (n == 0 || n > FV_WAL_MAX_BODY || n > len - at - FV_WAL_REC_HEAD) {
-            fv_seterr(err, errlen, "%s: offset %zu: record length %u invalid or past end", name,
-                      at, n);
+            fv_seterr(err, errlen, "%s: offset %zu: record length %u invalid or past end", name, at,
+                      n);
             return FV_ECORRUPT;
         }
         const unsigned char *body = img + at + FV_WAL_REC_HEAD;
@@ -286,8 +275,7 @@ static int list_files(const char *dir, uint64_t **out, size_t *n, char *err, siz
         (*out)[(*n)++] = no;
     }
     closedir(d);
-    if (rc == FV_OK && *n)
-        qsort(*out, *n, sizeof **out, cmp_u64);
+    if (rc == FV_OK && *n) qsort(*out, *n, sizeof **out, cmp_u64);
     return rc;
 }
 
@@ -309,16 +297,13 @@ static int create_file(struct fv_wal *w, uint64_t no, char *err, size_t errlen)
     unsigned char h[FV_WAL_HEADER_LEN];
     make_header(h);
     int rc = fv_os_write_all(fd, h, sizeof h, path, err, errlen);
-    if (rc == FV_OK)
-        rc = fv_os_fsync(fd, path, err, errlen);
-    if (rc == FV_OK)
-        rc = fv_os_fsync_dir(w->dir, err, errlen);
+    if (rc == FV_OK) rc = fv_os_fsync(fd, path, err, errlen);
+    if (rc == FV_OK) rc = fv_os_fsync_dir(w->dir, err, errlen);
     if (rc != FV_OK) {
         close(fd);
         return rc;
     }
-    if (w->fd >= 0)
-        close(w->fd);
+    if (w->fd >= 0) close(w->fd);
     w->fd = fd;
     snprintf(w->cur_path, sizeof w->cur_path, "%s", path);
     w->cur_size = FV_WAL_HEADER_LEN;
@@ -361,8 +346,7 @@ static int replay_file(struct fv_wal *w, uint64_t no, int last, fv_wal_replay_fn
     char serr[512] = "";
     rc = fv_wal_scan(img ? img : (const unsigned char *)"", len, path, fn, arg, &valid_end, &torn,
                      serr, sizeof serr);
-    if (img)
-        munmap(img, len);
+    if (img) munmap(img, len);
     if (rc == FV_ECORRUPT && last && torn) {
         /* I3: a torn tail of the newest file. */
         uint64_t cut = len - valid_end;
@@ -452,8 +436,7 @@ static void *writer_main(void *arg)
             pthread_cond_wait(&w->cv, &w->mu);
         }
         w->waiting = WAIT_NONE;
-        if (w->pending.len == 0 && w->stop)
-            break;
+        if (w->pending.len == 0 && w->stop) break;
         /* Commit delay: when busy (the previous fsync ended moments ago), give records that
          * are arriving a short moment to join this batch, so one fsync serves many. An idle
          * system syncs at once, keeping single-record latency minimal. */
@@ -489,8 +472,7 @@ static void *writer_main(void *arg)
         if (rc == FV_OK)
             rc = fv_os_write_all(w->fd, batch.data, batch.len, w->cur_path, err, sizeof err);
         uint64_t t0 = fv_mono_ns();
-        if (rc == FV_OK)
-            rc = fv_os_fdatasync(w->fd, w->cur_path, err, sizeof err);
+        if (rc == FV_OK) rc = fv_os_fdatasync(w->fd, w->cur_path, err, sizeof err);
         uint64_t dt = fv_mono_ns() - t0;
 
         pthread_mutex_lock(&w->mu);
@@ -513,26 +495,22 @@ static void *writer_main(void *arg)
         }
     }
     pthread_mutex_unlock(&w->mu);
-    if (w->opts.notify)
-        w->opts.notify(w->opts.notify_arg);
+    if (w->opts.notify) w->opts.notify(w->opts.notify_arg);
     fv_buf_free(&batch);
     return NULL;
 }
 
 /* ---- public -------------------------------------------------------------------------- */
 
-int fv_wal_open(const char *dir, const struct fv_wal_opts *opts, fv_wal_replay_fn replay,
-                void *arg, struct fv_wal **out, char *err, size_t errlen)
+int fv_wal_open(const char *dir, const struct fv_wal_opts *opts, fv_wal_replay_fn replay, void *arg,
+                struct fv_wal **out, char *err, size_t errlen)
 {
     *out = NULL;
     struct fv_wal *w = calloc(1, sizeof *w);
-    if (w == NULL)
-        return FV_ENOMEM;
+    if (w == NULL) return FV_ENOMEM;
     w->fd = -1;
-    if (opts)
-        w->opts = *opts;
-    if (w->opts.segment_bytes == 0)
-        w->opts.segment_bytes = 64ull << 20;
+    if (opts) w->opts = *opts;
+    if (w->opts.segment_bytes == 0) w->opts.segment_bytes = 64ull << 20;
     snprintf(w->dir, sizeof w->dir, "%s", dir);
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
@@ -541,16 +519,13 @@ int fv_wal_open(const char *dir, const struct fv_wal_opts *opts, fv_wal_replay_f
     int rc;
     if (!w->opts.read_only) {
         rc = fv_os_mkdirs(dir, 0700, err, errlen);
-        if (rc)
-            goto fail;
+        if (rc) goto fail;
     }
     rc = list_files(dir, &files, &nfiles, err, errlen);
-    if (rc)
-        goto fail;
+    if (rc) goto fail;
     for (size_t i = 0; i < nfiles; i++) {
         rc = replay_file(w, files[i], i + 1 == nfiles, replay, arg, err, errlen);
-        if (rc)
-            goto fail;
+        if (rc) goto fail;
     }
     if (w->opts.read_only) {
         free(files);
@@ -559,8 +534,7 @@ int fv_wal_open(const char *dir, const struct fv_wal_opts *opts, fv_wal_replay_f
     }
     if (w->fd < 0) {
         rc = create_file(w, 1, err, errlen);
-        if (rc)
-            goto fail;
+        if (rc) goto fail;
     }
     if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
         fv_seterr(err, errlen, "cannot start the WAL writer thread");
@@ -573,8 +547,7 @@ int fv_wal_open(const char *dir, const struct fv_wal_opts *opts, fv_wal_replay_f
     return FV_OK;
 fail:
     free(files);
-    if (w->fd >= 0)
-        close(w->fd);
+    if (w->fd >= 0) close(w->fd);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);
     free(w);
@@ -583,10 +556,8 @@ fail:
 
 int64_t fv_wal_append(struct fv_wal *w, const struct fv_wal_record *rec)
 {
-    if (__atomic_load_n(&w->failed, __ATOMIC_ACQUIRE))
-        return FV_EIO;
-    if (w->opts.read_only)
-        return FV_ESTATE;
+    if (__atomic_load_n(&w->failed, __ATOMIC_ACQUIRE)) return FV_EIO;
+    if (w->opts.read_only) return FV_ESTATE;
     size_t max = FV_WAL_REC_HEAD + 2 + 8 + 3 + 255 * 3 + 2 + 65535 + 4 + (size_t)rec->payload_len;
     pthread_mutex_lock(&w->mu);
     int rc = fv_buf_reserve(&w->pending, max);
@@ -633,8 +604,7 @@ void fv_wal_stats(struct fv_wal *w, struct fv_wal_stats *out)
 
 void fv_wal_close(struct fv_wal *w)
 {
-    if (w == NULL)
-        return;
+    if (w == NULL) return;
     if (w->thread_started) {
         pthread_mutex_lock(&w->mu);
         w->stop = 1;
@@ -642,8 +612,7 @@ void fv_wal_close(struct fv_wal *w)
         pthread_mutex_unlock(&w->mu);
         pthread_join(w->thread, NULL);
     }
-    if (w->fd >= 0)
-        close(w->fd);
+    if (w->fd >= 0) close(w->fd);
     fv_buf_free(&w->pending);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);

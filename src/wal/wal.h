@@ -69,8 +69,8 @@ struct fv_wal_stats {
 };
 extern const double fv_wal_fsync_buckets_ms[11];
 
-int fv_wal_open(const char *dir, const struct fv_wal_opts *opts, fv_wal_replay_fn replay,
-                void *arg, struct fv_wal **out, char *err, size_t errlen);
+int fv_wal_open(const char *dir, const struct fv_wal_opts *opts, fv_wal_replay_fn replay, void *arg,
+                struct fv_wal **out, char *err, size_t errlen);
 
 /* Returns the new record's sequence number (> 0), or a negative error (FV_ELIMIT if the
  * record is too large, FV_EIO if the WAL has failed, FV_ENOMEM). */

@@ -24,19 +24,20 @@
 #ifndef FV_WAL_FORMAT_H
 #define FV_WAL_FORMAT_H
 
-#define FV_WAL_MAGIC       "FVWAL\r\n\x1a"
-#define FV_WAL_MAGIC_LEN   8
-#define FV_WAL_VERSION     1u
-#define FV_WAL_HEADER_LEN  16
-#define FV_WAL_REC_HEAD    8
-#define FV_WAL_MAX_BODY    (2u * 1024u * 1024u)
+#define FV_WAL_MAGIC      "FVWAL\r\n\x1a"
+#define FV_WAL_MAGIC_LEN  8
+#define FV_WAL_VERSION    1u
+#define FV_WAL_HEADER_LEN 16
+#define FV_WAL_REC_HEAD   8
+#define FV_WAL_MAX_BODY   (2u * 1024u * 1024u)
 
-#define FV_WAL_REC_DATA    1 /* a record received from a device (or generated: connectivity) */
+#define FV_WAL_REC_DATA 1 /* a record received from a device (or generated: connectivity) */
 
 #define FV_WAL_F_RESEND    0x01 /* the device marked it is_resend */
 #define FV_WAL_F_GENERATED 0x02 /* made by the server (connectivity), not sent by a device */
-#define FV_WAL_F_SEALED    0x04 /* payload sealed with the device's data key (crypto/keys.h):
-                                 * nonce || AES-256-GCM ciphertext || tag; the associated
-                                 * data is the body with an empty payload (fv_wal_record_aad) */
+#define FV_WAL_F_SEALED                                                                            \
+    0x04 /* payload sealed with the device's data key (crypto/keys.h):                             \
+          * nonce || AES-256-GCM ciphertext || tag; the associated                                 \
+          * data is the body with an empty payload (fv_wal_record_aad) */
 
 #endif

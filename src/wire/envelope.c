@@ -34,8 +34,8 @@
 struct fb_table {
     const unsigned char *buf;
     size_t len;
-    size_t pos;    /* table start */
-    size_t vt;     /* vtable start */
+    size_t pos; /* table start */
+    size_t vt;  /* vtable start */
     uint16_t vtlen;
     uint16_t tlen;
 };
@@ -76,11 +76,9 @@ static int fb_table_at(const unsigned char *buf, size_t len, size_t pos, struct 
 static int fb_field(const struct fb_table *t, int slot, size_t size, char *err, size_t errlen)
 {
     size_t vo = 4 + 2 * (size_t)slot;
-    if (vo + 2 > t->vtlen)
-        return 0;
+    if (vo + 2 > t->vtlen) return 0;
     uint16_t fo = fv_get_u16(t->buf + t->vt + vo);
-    if (fo == 0)
-        return 0;
+    if (fo == 0) return 0;
     if (fo < 4 || (size_t)fo + size > t->tlen) {
         fv_seterr(err, errlen, "R3: field %d at offset %u overruns table of %u bytes", slot, fo,
                   t->tlen);
@@ -94,10 +92,8 @@ static int fb_vector(const struct fb_table *t, int slot, struct fv_bytes *out, c
 {
     memset(out, 0, sizeof *out);
     int fo = fb_field(t, slot, 4, err, errlen);
-    if (fo < 0)
-        return FV_EPROTO;
-    if (fo == 0)
-        return FV_OK;
+    if (fo < 0) return FV_EPROTO;
+    if (fo == 0) return FV_OK;
     size_t at = t->pos + (size_t)fo;
     uint64_t vpos = (uint64_t)at + fv_get_u32(t->buf + at);
     if (vpos > t->len || t->len - vpos < 4) {
@@ -125,18 +121,15 @@ int fv_envelope_decode(const unsigned char *buf, size_t len, struct fv_envelope 
         return FV_EPROTO;
     }
     struct fb_table e;
-    if (fb_table_at(buf, len, fv_get_u32(buf), &e, err, errlen))
-        return FV_EPROTO;
+    if (fb_table_at(buf, len, fv_get_u32(buf), &e, err, errlen)) return FV_EPROTO;
     if (fb_vector(&e, 0, &env->txid, err, errlen) || fb_vector(&e, 1, &env->topic, err, errlen) ||
         fb_vector(&e, 4, &env->message_id, err, errlen))
         return FV_EPROTO;
     int fo = fb_field(&e, 2, 1, err, errlen);
-    if (fo < 0)
-        return FV_EPROTO;
+    if (fo < 0) return FV_EPROTO;
     env->message_type = fo ? buf[e.pos + (size_t)fo] : 0;
     fo = fb_field(&e, 3, 4, err, errlen);
-    if (fo < 0)
-        return FV_EPROTO;
+    if (fo < 0) return FV_EPROTO;
     if (fo == 0) {
         if (env->message_type == FV_MSG_STREAM) {
             fv_seterr(err, errlen, "R4: Stream message missing");
@@ -145,8 +138,7 @@ int fv_envelope_decode(const unsigned char *buf, size_t len, struct fv_envelope 
         return FV_OK;
     }
     env->has_message = 1;
-    if (env->message_type != FV_MSG_STREAM)
-        return FV_OK;
+    if (env->message_type != FV_MSG_STREAM) return FV_OK;
     size_t at = e.pos + (size_t)fo;
     uint64_t mpos = (uint64_t)at + fv_get_u32(buf + at);
     if (mpos > len) {
@@ -154,15 +146,12 @@ int fv_envelope_decode(const unsigned char *buf, size_t len, struct fv_envelope 
         return FV_EPROTO;
     }
     struct fb_table s;
-    if (fb_table_at(buf, len, (size_t)mpos, &s, err, errlen))
-        return FV_EPROTO;
+    if (fb_table_at(buf, len, (size_t)mpos, &s, err, errlen)) return FV_EPROTO;
     fo = fb_field(&s, 0, 4, err, errlen);
-    if (fo < 0)
-        return FV_EPROTO;
+    if (fo < 0) return FV_EPROTO;
     env->created_at = fo ? fv_get_u32(buf + s.pos + (size_t)fo) : 0;
     fo = fb_field(&s, 5, 8, err, errlen);
-    if (fo < 0)
-        return FV_EPROTO;
+    if (fo < 0) return FV_EPROTO;
     env->delivered_at_epoch_ms = fo ? fv_get_u64(buf + s.pos + (size_t)fo) : 0;
     if (fb_vector(&s, 1, &env->sender_id, err, errlen) ||
         fb_vector(&s, 2, &env->payload, err, errlen) ||
@@ -174,7 +163,7 @@ int fv_envelope_decode(const unsigned char *buf, size_t len, struct fv_envelope 
 
 /* ---- building (mirror of the Go builder) ------------------------------------------- */
 
-#define FB_MAX_SLOTS 8
+#define FB_MAX_SLOTS   8
 #define FB_MAX_VTABLES 4
 
 struct fb_builder {
@@ -206,8 +195,7 @@ static void fb_grow(struct fb_builder *b, size_t need)
         return;
     }
     size_t used = b->cap - b->head;
-    if (used)
-        memcpy(n + ncap - used, b->bytes + b->head, used);
+    if (used) memcpy(n + ncap - used, b->bytes + b->head, used);
     free(b->bytes);
     b->bytes = n;
     b->head = ncap - used;
@@ -216,20 +204,16 @@ static void fb_grow(struct fb_builder *b, size_t need)
 
 static void fb_prep(struct fb_builder *b, size_t size, size_t additional)
 {
-    if (size > b->minalign)
-        b->minalign = size;
+    if (size > b->minalign) b->minalign = size;
     size_t align = (~(fb_offset(b) + additional) + 1) & (size - 1);
-    if (b->head < align + size + additional + 1)
-        fb_grow(b, align + size + additional + 1);
-    if (b->oom)
-        return;
+    if (b->head < align + size + additional + 1) fb_grow(b, align + size + additional + 1);
+    if (b->oom) return;
     b->head -= align; /* scratch is zeroed, so padding is zeros */
 }
 
 static void fb_place(struct fb_builder *b, const void *p, size_t n)
 {
-    if (b->oom)
-        return;
+    if (b->oom) return;
     b->head -= n;
     memcpy(b->bytes + b->head, p, n);
 }
@@ -267,8 +251,7 @@ static void fb_add_uoffset(struct fb_builder *b, int slot, uint32_t off)
 
 static void fb_add_u8(struct fb_builder *b, int slot, uint8_t v)
 {
-    if (v == 0)
-        return;
+    if (v == 0) return;
     fb_prep(b, 1, 0);
     fb_place(b, &v, 1);
     b->vtable[slot] = fb_offset(b);
@@ -276,8 +259,7 @@ static void fb_add_u8(struct fb_builder *b, int slot, uint8_t v)
 
 static void fb_add_u32(struct fb_builder *b, int slot, uint32_t v)
 {
-    if (v == 0)
-        return;
+    if (v == 0) return;
     fb_prep(b, 4, 0);
     fb_place_u32(b, v);
     b->vtable[slot] = fb_offset(b);
@@ -285,8 +267,7 @@ static void fb_add_u32(struct fb_builder *b, int slot, uint32_t v)
 
 static void fb_add_u64(struct fb_builder *b, int slot, uint64_t v)
 {
-    if (v == 0)
-        return;
+    if (v == 0) return;
     unsigned char t[8];
     fv_put_u64(t, v);
     fb_prep(b, 8, 0);
@@ -315,13 +296,11 @@ static uint32_t fb_end(struct fb_builder *b)
     vt[1] = (uint16_t)(obj - b->object_end);
     for (int i = 0; i < n; i++)
         vt[2 + i] = b->vtable[i] ? (uint16_t)(obj - b->vtable[i]) : 0;
-    if (b->oom)
-        return 0;
+    if (b->oom) return 0;
     /* Reuse an identical vtable written earlier, as the Go builder does. */
     for (int k = b->nvtables - 1; k >= 0; k--) {
         const unsigned char *old = b->bytes + b->cap - b->vtables[k];
-        if (fv_get_u16(old) != vt[0])
-            continue;
+        if (fv_get_u16(old) != vt[0]) continue;
         /* Like Go's vtableEqual: compares the field entries, not the table size. */
         int same = 1;
         for (int i = 2; i < n + 2 && same; i++)
@@ -335,11 +314,9 @@ static uint32_t fb_end(struct fb_builder *b)
         fb_place_u16(b, vt[2 + i]);
     fb_place_u16(b, vt[1]);
     fb_place_u16(b, vt[0]);
-    if (b->oom)
-        return 0;
+    if (b->oom) return 0;
     fv_put_u32(b->bytes + b->cap - obj, (uint32_t)(fb_offset(b) - obj));
-    if (b->nvtables < FB_MAX_VTABLES)
-        b->vtables[b->nvtables++] = fb_offset(b);
+    if (b->nvtables < FB_MAX_VTABLES) b->vtables[b->nvtables++] = fb_offset(b);
     return obj;
 }
 
@@ -370,8 +347,8 @@ static int fb_envelope(struct fb_builder *b, const void *txid, size_t txid_len, 
     return fb_finish(b, fb_end(b), out);
 }
 
-int fv_envelope_build_ack(struct fv_buf *out, const void *txid, size_t txid_len,
-                          const void *topic, size_t topic_len)
+int fv_envelope_build_ack(struct fv_buf *out, const void *txid, size_t txid_len, const void *topic,
+                          size_t topic_len)
 {
     struct fb_builder b = {0};
     uint32_t msg = fb_create_bytes(&b, "", 0);
@@ -398,8 +375,7 @@ int fv_envelope_build_stream(struct fv_buf *out, const struct fv_stream_msg *m)
                        FV_MSG_STREAM, out);
 }
 
-int fv_envelope_build_error(struct fv_buf *out, const void *txid, size_t txid_len,
-                            const char *text)
+int fv_envelope_build_error(struct fv_buf *out, const void *txid, size_t txid_len, const char *text)
 {
     struct fv_stream_msg m = {0};
     m.txid = txid;

@@ -50,8 +50,8 @@ int fv_envelope_decode(const unsigned char *buf, size_t len, struct fv_envelope 
                        size_t errlen);
 
 /* Appends to out an ack for (txid, topic), exactly as the reference sends it. */
-int fv_envelope_build_ack(struct fv_buf *out, const void *txid, size_t txid_len,
-                          const void *topic, size_t topic_len);
+int fv_envelope_build_ack(struct fv_buf *out, const void *txid, size_t txid_len, const void *topic,
+                          size_t topic_len);
 
 /* Appends to out an error reply carrying text, exactly as the reference sends it. */
 int fv_envelope_build_error(struct fv_buf *out, const void *txid, size_t txid_len,

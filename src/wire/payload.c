@@ -43,12 +43,10 @@ int fv_parse_location_string(const char *s, double *lat, double *lon)
 
 static int parse_number_string(const char *s, double *out)
 {
-    if (*s == '\0' || isspace((unsigned char)*s))
-        return -1;
+    if (*s == '\0' || isspace((unsigned char)*s)) return -1;
     char *end;
     double d = strtod(s, &end);
-    if (*end != '\0' || !isfinite(d))
-        return -1;
+    if (*end != '\0' || !isfinite(d)) return -1;
     /* strtod also takes hex floats and "inf"/"nan" words; accept decimal forms only. */
     for (const char *c = s; *c; c++)
         if (!(isdigit((unsigned char)*c) || *c == '.' || *c == '-' || *c == '+' || *c == 'e' ||
@@ -96,8 +94,7 @@ static int convert_value(uint32_t field, const Fvpb__Value *pv, struct fv_value 
         } else {
             v->kind = FV_VK_STRING;
             v->u.s = strdup(s);
-            if (v->u.s == NULL)
-                return FV_ENOMEM;
+            if (v->u.s == NULL) return FV_ENOMEM;
         }
         return FV_OK;
     }
@@ -161,8 +158,7 @@ static int convert_value(uint32_t field, const Fvpb__Value *pv, struct fv_value 
 
 static uint64_t ts_to_ms(const Fvpb__Timestamp *ts)
 {
-    if (ts == NULL || ts->seconds < 0)
-        return 0;
+    if (ts == NULL || ts->seconds < 0) return 0;
     return (uint64_t)ts->seconds * 1000u + (uint64_t)(ts->nanos > 0 ? ts->nanos : 0) / 1000000u;
 }
 
@@ -173,19 +169,16 @@ static int vrecord_from_pb(const Fvpb__Payload *pl, struct fv_vrecord *out)
     out->created_at_ms = ts_to_ms(pl->created_at);
     out->is_resend = pl->is_resend ? 1 : 0;
     out->vin = strdup(pl->vin ? pl->vin : "");
-    if (out->vin == NULL)
-        goto oom;
+    if (out->vin == NULL) goto oom;
     if (pl->n_data) {
         out->data = calloc(pl->n_data, sizeof *out->data);
-        if (out->data == NULL)
-            goto oom;
+        if (out->data == NULL) goto oom;
     }
     for (size_t i = 0; i < pl->n_data; i++) {
         const Fvpb__Datum *d = pl->data[i];
         out->data[i].field = (uint32_t)d->key;
         out->n = i + 1;
-        if (convert_value((uint32_t)d->key, d->value, &out->data[i].value))
-            goto oom;
+        if (convert_value((uint32_t)d->key, d->value, &out->data[i].value)) goto oom;
     }
     return FV_OK;
 oom:
@@ -222,8 +215,7 @@ static int pack_into(const ProtobufCMessage *m, struct fv_buf *out)
 {
     size_t n = protobuf_c_message_get_packed_size(m);
     int rc = fv_buf_reserve(out, n);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     out->len += protobuf_c_message_pack(m, out->data + out->len);
     return FV_OK;
 }
@@ -242,8 +234,7 @@ int fv_payload_encode_v(const struct fv_vrecord *r, struct fv_buf *out)
     Fvpb__Datum **ptrs = calloc(r->n ? r->n : 1, sizeof *ptrs);
     Fvpb__Value *vals = calloc(r->n ? r->n : 1, sizeof *vals);
     Fvpb__LocationValue *locs = calloc(r->n ? r->n : 1, sizeof *locs);
-    if (!datums || !ptrs || !vals || !locs)
-        goto done;
+    if (!datums || !ptrs || !vals || !locs) goto done;
     for (size_t i = 0; i < r->n; i++) {
         const struct fv_value *v = &r->data[i].value;
         fvpb__datum__init(&datums[i]);
@@ -314,12 +305,11 @@ static int topic_is(const char *topic, size_t len, const char *name)
     return strlen(name) == len && memcmp(topic, name, len) == 0;
 }
 
-int fv_payload_normalise(const char *topic, size_t topic_len, const unsigned char *p,
-                         size_t len, const char *vin, struct fv_buf *out, struct fv_vrecord *v,
-                         char *err, size_t errlen)
+int fv_payload_normalise(const char *topic, size_t topic_len, const unsigned char *p, size_t len,
+                         const char *vin, struct fv_buf *out, struct fv_vrecord *v, char *err,
+                         size_t errlen)
 {
-    if (v)
-        memset(v, 0, sizeof *v);
+    if (v) memset(v, 0, sizeof *v);
     const ProtobufCMessageDescriptor *d = NULL;
     if (topic_is(topic, topic_len, FV_TOPIC_V))
         d = &fvpb__payload__descriptor;
@@ -329,8 +319,7 @@ int fv_payload_normalise(const char *topic, size_t topic_len, const unsigned cha
         d = &fvpb__vehicle_errors__descriptor;
     else if (topic_is(topic, topic_len, FV_TOPIC_CONNECTIVITY))
         d = &fvpb__vehicle_connectivity__descriptor;
-    if (d == NULL)
-        return fv_buf_append(out, p, len); /* unknown topic: kept raw */
+    if (d == NULL) return fv_buf_append(out, p, len); /* unknown topic: kept raw */
     ProtobufCMessage *m = protobuf_c_message_unpack(d, NULL, len, p);
     if (m == NULL) {
         fv_seterr(err, errlen, "%.*s payload of %zu bytes is not valid protobuf", (int)topic_len,
@@ -362,8 +351,7 @@ int fv_payload_normalise(const char *topic, size_t topic_len, const unsigned cha
 }
 
 int fv_payload_build_connectivity(const char *vin, const char *connection_id, int status,
-                                  uint64_t at_ms, const char *network_interface,
-                                  struct fv_buf *out)
+                                  uint64_t at_ms, const char *network_interface, struct fv_buf *out)
 {
     Fvpb__VehicleConnectivity c = FVPB__VEHICLE_CONNECTIVITY__INIT;
     Fvpb__Timestamp ts = FVPB__TIMESTAMP__INIT;
@@ -394,15 +382,13 @@ int fv_value_copy(struct fv_value *dst, const struct fv_value *src)
 
 void fv_value_clear(struct fv_value *v)
 {
-    if (v->kind == FV_VK_STRING)
-        free(v->u.s);
+    if (v->kind == FV_VK_STRING) free(v->u.s);
     memset(v, 0, sizeof *v);
 }
 
 int fv_value_equal(const struct fv_value *a, const struct fv_value *b)
 {
-    if (a->kind != b->kind || a->member != b->member)
-        return 0;
+    if (a->kind != b->kind || a->member != b->member) return 0;
     switch (a->kind) {
     case FV_VK_STRING:
         return strcmp(a->u.s, b->u.s) == 0;

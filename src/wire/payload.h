@@ -85,9 +85,9 @@ int fv_payload_encode_v(const struct fv_vrecord *r, struct fv_buf *out);
  * the topic is V, *v receives the decoded record from the same parse (free it with
  * fv_vrecord_free; it is zeroed for other topics and on failure).
  */
-int fv_payload_normalise(const char *topic, size_t topic_len, const unsigned char *p,
-                         size_t len, const char *vin, struct fv_buf *out, struct fv_vrecord *v,
-                         char *err, size_t errlen);
+int fv_payload_normalise(const char *topic, size_t topic_len, const unsigned char *p, size_t len,
+                         const char *vin, struct fv_buf *out, struct fv_vrecord *v, char *err,
+                         size_t errlen);
 
 /* Builds a connectivity payload (status 1 connected, 2 disconnected). */
 int fv_payload_build_connectivity(const char *vin, const char *connection_id, int status,

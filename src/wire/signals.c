@@ -12,16 +12,14 @@ const char *fv_signal_name(unsigned n)
 
 long fv_signal_lookup(const char *name)
 {
-    if (name == NULL || *name == '\0')
-        return -1;
+    if (name == NULL || *name == '\0') return -1;
     if (name[0] >= '0' && name[0] <= '9') {
         char *end;
         unsigned long v = strtoul(name, &end, 10);
         return (*end == '\0' && v <= 0x7fffffffUL) ? (long)v : -1;
     }
     for (unsigned i = 0; i < fv_signal_count; i++)
-        if (strcmp(fv_signal_names[i], name) == 0)
-            return (long)i;
+        if (strcmp(fv_signal_names[i], name) == 0) return (long)i;
     return -1;
 }
 

@@ -28,11 +28,9 @@ static int count(void *arg, const struct fv_wal_record *r, const char *file, uin
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size == 0)
-        return 0;
+    if (size == 0) return 0;
     unsigned char *img = malloc(size);
-    if (img == NULL)
-        return 0;
+    if (img == NULL) return 0;
     memcpy(img, data, size);
     if (data[0] & 1) {
         /* fix up header and record CRCs */
@@ -43,8 +41,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         for (size_t at = FV_WAL_HEADER_LEN; at + FV_WAL_REC_HEAD <= size;) {
             uint32_t n = fv_get_u32(img + at);
-            if (n == 0 || n > size - at - FV_WAL_REC_HEAD)
-                break;
+            if (n == 0 || n > size - at - FV_WAL_REC_HEAD) break;
             fv_put_u32(img + at + 4, fv_crc32c(0, img + at + FV_WAL_REC_HEAD, n));
             at += FV_WAL_REC_HEAD + n;
         }

@@ -75,7 +75,7 @@ static void test_token_bucket(void **state)
     assert_true(fv_bucket_take(&b, &c.rules[rule], t));
     assert_true(fv_bucket_take(&b, &c.rules[rule], t));
     assert_true(fv_bucket_take(&b, &c.rules[rule], t));
-    assert_false(fv_bucket_take(&b, &c.rules[rule], t)); /* burst of 3 spent */
+    assert_false(fv_bucket_take(&b, &c.rules[rule], t));               /* burst of 3 spent */
     assert_true(fv_bucket_take(&b, &c.rules[rule], t + 500000000ULL)); /* +0.5 s = 1 token */
     assert_false(fv_bucket_take(&b, &c.rules[rule], t + 500000000ULL));
     /* refill caps at the burst */

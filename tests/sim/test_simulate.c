@@ -64,13 +64,11 @@ static char *read_request(SSL *ssl)
     while (buf && len < cap) {
         int n = SSL_read(ssl, buf + len, (int)(cap - len));
         if (n <= 0) {
-            if (SSL_get_error(ssl, n) == SSL_ERROR_WANT_READ)
-                continue;
+            if (SSL_get_error(ssl, n) == SSL_ERROR_WANT_READ) continue;
             break;
         }
         len += (size_t)n;
-        if (strstr(buf, "\r\n\r\n"))
-            return buf;
+        if (strstr(buf, "\r\n\r\n")) return buf;
     }
     free(buf);
     return NULL;
@@ -82,14 +80,12 @@ static const char *header(const char *req, const char *name, char *out, size_t o
     char pat[96];
     snprintf(pat, sizeof pat, "\r\n%s:", name);
     const char *p = strcasestr(req, pat);
-    if (p == NULL)
-        return NULL;
+    if (p == NULL) return NULL;
     p += strlen(pat);
     while (*p == ' ')
         p++;
     size_t n = strcspn(p, "\r\n");
-    if (n >= outlen)
-        return NULL;
+    if (n >= outlen) return NULL;
     memcpy(out, p, n);
     out[n] = '\0';
     return out;
@@ -100,8 +96,7 @@ static int write_all(SSL *ssl, const void *p, size_t len)
     while (len > 0) {
         int n = SSL_write(ssl, p, (int)len);
         if (n <= 0) {
-            if (SSL_get_error(ssl, n) == SSL_ERROR_WANT_WRITE)
-                continue;
+            if (SSL_get_error(ssl, n) == SSL_ERROR_WANT_WRITE) continue;
             return -1;
         }
         p = (const char *)p + n;
@@ -114,8 +109,7 @@ static int send_frame(SSL *ssl, unsigned opcode, const void *p, size_t len)
 {
     struct fv_buf f = {0};
     int rc = fv_sim_ws_frame_encode(&f, opcode, 1, p, len, NULL);
-    if (rc == 0)
-        rc = write_all(ssl, f.data, f.len);
+    if (rc == 0) rc = write_all(ssl, f.data, f.len);
     fv_buf_free(&f);
     return rc;
 }
@@ -149,15 +143,12 @@ static int handle_record(struct server *s, SSL *ssl, const char *cn, const unsig
     int action = 0; /* 0 ack, 1 refuse, 2 ignore, 3 drop */
     pthread_mutex_lock(&s->mu);
     s->records++;
-    if (bad)
-        s->bad_envelopes++;
-    if (!identity_ok)
-        s->identity_mismatch++;
+    if (bad) s->bad_envelopes++;
+    if (!identity_ok) s->identity_mismatch++;
     if (vehicle == 0 && seq == 5) {
         if (!s->ignored_once) {
             s->ignored_once = 1;
-            if (is_resend)
-                s->resend_flag_on_first++;
+            if (is_resend) s->resend_flag_on_first++;
             action = 2;
         } else if (is_resend) {
             s->resend_of_ignored++;
@@ -168,10 +159,8 @@ static int handle_record(struct server *s, SSL *ssl, const char *cn, const unsig
     } else if (seq % 7 == 3) {
         action = 1;
     }
-    if (action == 1)
-        s->refused++;
-    if (action == 0)
-        s->acked_replies++;
+    if (action == 1) s->refused++;
+    if (action == 0) s->acked_replies++;
     pthread_mutex_unlock(&s->mu);
 
     struct fv_buf out = {0};
@@ -180,8 +169,7 @@ static int handle_record(struct server *s, SSL *ssl, const char *cn, const unsig
         rc = fv_envelope_build_ack(&out, env.txid.p, env.txid.len, "V", 1);
     else if (action == 1)
         rc = fv_envelope_build_error(&out, env.txid.p, env.txid.len, "incorrect message format");
-    if (rc == 0 && out.len)
-        rc = send_frame(ssl, FV_SIM_WS_BINARY, out.data, out.len);
+    if (rc == 0 && out.len) rc = send_frame(ssl, FV_SIM_WS_BINARY, out.data, out.len);
     fv_buf_free(&out);
     return action == 3 ? -1 : rc;
 }
@@ -194,15 +182,12 @@ static void *conn_main(void *arg)
     char *req = NULL;
     struct fv_buf in = {0};
     char cn[80] = "";
-    if (ssl == NULL || SSL_set_fd(ssl, c->fd) != 1 || SSL_accept(ssl) != 1)
-        goto done;
+    if (ssl == NULL || SSL_set_fd(ssl, c->fd) != 1 || SSL_accept(ssl) != 1) goto done;
     X509 *peer = SSL_get0_peer_certificate(ssl);
-    if (peer == NULL)
-        goto done;
+    if (peer == NULL) goto done;
     X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn, sizeof cn);
     req = read_request(ssl);
-    if (req == NULL)
-        goto done;
+    if (req == NULL) goto done;
     char key[64], v[128];
     int headers_ok = header(req, "Sec-WebSocket-Key", key, sizeof key) != NULL &&
                      header(req, "X-Network-Interface", v, sizeof v) && strcmp(v, "wifi") == 0 &&
@@ -213,19 +198,16 @@ static void *conn_main(void *arg)
                      strncmp(req, "GET / HTTP/1.1\r\n", 16) == 0;
     pthread_mutex_lock(&s->mu);
     s->conns++;
-    if (!headers_ok)
-        s->bad_headers++;
+    if (!headers_ok) s->bad_headers++;
     pthread_mutex_unlock(&s->mu);
-    if (!headers_ok)
-        goto done;
+    if (!headers_ok) goto done;
     char accept[29], resp[256];
     fv_sim_ws_accept_key(key, accept);
     int n = snprintf(resp, sizeof resp,
                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
                      accept);
-    if (write_all(ssl, resp, (size_t)n))
-        goto done;
+    if (write_all(ssl, resp, (size_t)n)) goto done;
     unsigned char chunk[16384];
     while (!s->stop) {
         int r = SSL_read(ssl, chunk, sizeof chunk);
@@ -237,17 +219,15 @@ static void *conn_main(void *arg)
             }
             break;
         }
-        if (fv_buf_append(&in, chunk, (size_t)r))
-            break;
+        if (fv_buf_append(&in, chunk, (size_t)r)) break;
         size_t off = 0;
         int quit = 0;
         for (;;) {
             struct fv_sim_ws_frame f;
             char err[128];
-            int rc = fv_sim_ws_frame_parse(in.data + off, in.len - off, 1u << 20, &f, err,
-                                           sizeof err);
-            if (rc == FV_EAGAIN)
-                break;
+            int rc =
+                fv_sim_ws_frame_parse(in.data + off, in.len - off, 1u << 20, &f, err, sizeof err);
+            if (rc == FV_EAGAIN) break;
             if (rc) {
                 quit = 1;
                 break;
@@ -273,8 +253,7 @@ static void *conn_main(void *arg)
         }
         memmove(in.data, in.data + off, in.len - off);
         in.len -= off;
-        if (quit)
-            break;
+        if (quit) break;
     }
 done:
     free(req);
@@ -290,11 +269,9 @@ static void *accept_main(void *arg)
     struct server *s = arg;
     while (!s->stop) {
         struct pollfd p = {.fd = s->lfd, .events = POLLIN};
-        if (poll(&p, 1, 50) <= 0)
-            continue;
+        if (poll(&p, 1, 50) <= 0) continue;
         int fd = accept(s->lfd, NULL, NULL);
-        if (fd < 0)
-            continue;
+        if (fd < 0) continue;
         struct timeval tv = {.tv_sec = 0, .tv_usec = 100000};
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
         struct conn *c = malloc(sizeof *c);
@@ -358,8 +335,7 @@ static void rm_rf(const char *dir)
 {
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
 }
 
 static void test_run_against_scripted_server(void **state)
@@ -392,8 +368,7 @@ static void test_run_against_scripted_server(void **state)
     o.progress = 0;
     struct fv_sim_stats st;
     int rc = fv_sim_run(&o, &st, err, sizeof err);
-    if (rc)
-        fprintf(stderr, "fv_sim_run: %s\n", err);
+    if (rc) fprintf(stderr, "fv_sim_run: %s\n", err);
     assert_int_equal(rc, FV_OK);
     server_stop(&s);
     fv_sim_stats_print_json(&st, stderr);

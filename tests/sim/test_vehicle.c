@@ -21,8 +21,7 @@
 static size_t find(const struct fv_datum *d, size_t n, uint32_t field)
 {
     for (size_t i = 0; i < n; i++)
-        if (d[i].field == field)
-            return i;
+        if (d[i].field == field) return i;
     fail_msg("signal %u missing", field);
     return 0;
 }
@@ -48,8 +47,8 @@ static void test_signal_list(void **state)
     size_t n = fv_sim_signal_count();
     assert_true(n >= 23 && n <= NSIG);
     /* The first signals are the ones the brief names, in that order. */
-    static const uint32_t first[] = {4, 5, 6, 7, 8, 10, 21, 23, 40, 42, 49, 37, 59,
-                                     69, 70, 71, 72, 85, 86, 179, 98, 99, 32};
+    static const uint32_t first[] = {4,  5,  6,  7,  8,  10, 21, 23,  40, 42, 49, 37,
+                                     59, 69, 70, 71, 72, 85, 86, 179, 98, 99, 32};
     for (size_t i = 0; i < sizeof first / sizeof first[0]; i++)
         assert_int_equal(fv_sim_signal_field(i), first[i]);
     /* No duplicates. */
@@ -78,8 +77,7 @@ static void test_determinism(void **state)
         for (size_t i = 0; i < n; i++) {
             assert_int_equal(da[i].field, db[i].field);
             assert_true(fv_value_equal(&da[i].value, &db[i].value));
-            if (!fv_value_equal(&da[i].value, &dc[i].value))
-                differ = 1;
+            if (!fv_value_equal(&da[i].value, &dc[i].value)) differ = 1;
         }
     }
     assert_true(differ); /* another index is another car */
@@ -98,8 +96,7 @@ static void check_ranges(const struct fv_datum *d, size_t n, enum fv_sim_vstate 
 {
     for (size_t i = 0; i < n; i++) {
         const struct fv_value *v = &d[i].value;
-        if (v->kind == FV_VK_DOUBLE)
-            assert_true(isfinite(v->u.d));
+        if (v->kind == FV_VK_DOUBLE) assert_true(isfinite(v->u.d));
     }
     const struct fv_value *speed = &d[find(d, n, 4)].value;
     assert_int_equal(speed->kind, FV_VK_DOUBLE);
@@ -114,10 +111,8 @@ static void check_ranges(const struct fv_datum *d, size_t n, enum fv_sim_vstate 
     assert_int_equal(gear->kind, FV_VK_ENUM);
     assert_int_equal(gear->member, 9);
     assert_true(gear->u.i == 2 || gear->u.i == 3 || gear->u.i == 5);
-    if (st != FV_SIM_DRIVE)
-        assert_int_equal(gear->u.i, 2);
-    if (gear->u.i == 2)
-        assert_true(speed->u.d == 0);
+    if (st != FV_SIM_DRIVE) assert_int_equal(gear->u.i, 2);
+    if (gear->u.i == 2) assert_true(speed->u.d == 0);
     const struct fv_value *loc = &d[find(d, n, 21)].value;
     assert_int_equal(loc->kind, FV_VK_LOCATION);
     assert_true(fabs(loc->u.loc.lat) <= 90 && fabs(loc->u.loc.lon) <= 180);
@@ -127,8 +122,7 @@ static void check_ranges(const struct fv_datum *d, size_t n, enum fv_sim_vstate 
     assert_true(d[find(d, n, 32)].value.u.d >= 0 && d[find(d, n, 32)].value.u.d < 800);
     double amps = d[find(d, n, 49)].value.u.d;
     assert_true(amps >= 0 && amps <= 48);
-    if (st != FV_SIM_CHARGE)
-        assert_true(amps == 0);
+    if (st != FV_SIM_CHARGE) assert_true(amps == 0);
     assert_int_equal(d[find(d, n, 59)].value.kind, FV_VK_BOOL);
     for (uint32_t f = 69; f <= 72; f++) {
         double bar = d[find(d, n, f)].value.u.d;
@@ -140,8 +134,7 @@ static void check_ranges(const struct fv_datum *d, size_t n, enum fv_sim_vstate 
     assert_int_equal(dcs->kind, FV_VK_ENUM);
     assert_int_equal(dcs->member, 32);
     assert_true(dcs->u.i >= 1 && dcs->u.i <= 5);
-    if (st != FV_SIM_CHARGE)
-        assert_int_equal(dcs->u.i, 1);
+    if (st != FV_SIM_CHARGE) assert_int_equal(dcs->u.i, 1);
     assert_true(fabs(d[find(d, n, 98)].value.u.d) < 10);
     assert_true(fabs(d[find(d, n, 99)].value.u.d) < 5);
 }
@@ -164,11 +157,9 @@ static void test_day_of_driving(void **state)
             fv_sim_vehicle_step(v, 1.0);
             enum fv_sim_vstate st = fv_sim_vehicle_state(v);
             seen[st] = 1;
-            if (st != prev)
-                transitions++;
+            if (st != prev) transitions++;
             prev = st;
-            if (t % 10 != 0)
-                continue;
+            if (t % 10 != 0) continue;
             fv_sim_vehicle_sample(v, n, d);
             check_ranges(d, n, st);
             double o = d[find(d, n, 5)].value.u.d;
@@ -189,8 +180,7 @@ static void test_location_follows_speed(void **state)
     struct fv_sim_vehicle *v = NULL;
     for (uint32_t i = 0; i < 100; i++) {
         assert_int_equal(fv_sim_vehicle_new(5, i, &v), FV_OK);
-        if (fv_sim_vehicle_state(v) == FV_SIM_DRIVE)
-            break;
+        if (fv_sim_vehicle_state(v) == FV_SIM_DRIVE) break;
         fv_sim_vehicle_free(v);
         v = NULL;
     }
@@ -244,8 +234,7 @@ static void test_payload_roundtrip(void **state)
         struct fv_buf again = {0};
         assert_int_equal(fv_payload_encode_v(&r, &again), FV_OK);
         struct fv_vrecord r2;
-        assert_int_equal(fv_payload_decode_v(again.data, again.len, &r2, err, sizeof err),
-                         FV_OK);
+        assert_int_equal(fv_payload_decode_v(again.data, again.len, &r2, err, sizeof err), FV_OK);
         assert_true(r2.is_resend);
         assert_int_equal(r2.n, k);
         fv_vrecord_free(&r2);

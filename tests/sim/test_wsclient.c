@@ -34,9 +34,9 @@ static void roundtrip(size_t len, int masked, size_t want_header)
         payload[i] = (unsigned char)(i * 31 + 7);
     static const unsigned char mask[4] = {0x37, 0xfa, 0x21, 0x3d};
     struct fv_buf out = {0};
-    assert_int_equal(fv_sim_ws_frame_encode(&out, FV_SIM_WS_BINARY, 1, payload, len,
-                                            masked ? mask : NULL),
-                     FV_OK);
+    assert_int_equal(
+        fv_sim_ws_frame_encode(&out, FV_SIM_WS_BINARY, 1, payload, len, masked ? mask : NULL),
+        FV_OK);
     assert_int_equal(out.len, want_header + len);
     assert_int_equal(out.data[0], 0x82);
     assert_int_equal(out.data[1] & 0x80, masked ? 0x80 : 0);
@@ -59,15 +59,13 @@ static void roundtrip(size_t len, int masked, size_t want_header)
     unsigned char *body = out.data + f.header_len;
     if (masked) {
         assert_memory_equal(f.mask, mask, 4);
-        if (len > 4)
-            assert_memory_not_equal(body, payload, len);
+        if (len > 4) assert_memory_not_equal(body, payload, len);
         /* Unmask in two pieces to exercise the offset argument. */
         size_t half = len / 2;
         fv_sim_ws_mask(body, half, f.mask, 0);
         fv_sim_ws_mask(body + half, len - half, f.mask, half);
     }
-    if (len)
-        assert_memory_equal(body, payload, len);
+    if (len) assert_memory_equal(body, payload, len);
 
     /* Every strict prefix asks for more bytes. */
     size_t step = out.len > 4096 ? 997 : 1;
@@ -87,7 +85,7 @@ static void test_frame_length_forms(void **state)
     roundtrip(125, 1, 6);
     roundtrip(126, 0, 4); /* smallest 16-bit form */
     roundtrip(126, 1, 8);
-    roundtrip(65535, 1, 8); /* largest 16-bit form */
+    roundtrip(65535, 1, 8);  /* largest 16-bit form */
     roundtrip(65536, 0, 10); /* smallest 64-bit form */
     roundtrip(65536, 1, 14);
     roundtrip(1000000, 1, 14);
@@ -114,8 +112,7 @@ static void test_frame_exact_bytes(void **state)
     /* 64 KiB: 0x82 0x7F 0x0000000000010000. */
     unsigned char *huge = calloc(1, 65536);
     assert_non_null(huge);
-    assert_int_equal(fv_sim_ws_frame_encode(&out, FV_SIM_WS_BINARY, 1, huge, 65536, NULL),
-                     FV_OK);
+    assert_int_equal(fv_sim_ws_frame_encode(&out, FV_SIM_WS_BINARY, 1, huge, 65536, NULL), FV_OK);
     static const unsigned char hdr64[] = {0x82, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0};
     assert_memory_equal(out.data, hdr64, sizeof hdr64);
     fv_buf_free(&out);
@@ -155,13 +152,11 @@ static void test_frame_rules(void **state)
     static const unsigned char close[] = {0x88, 0x02, 0x03, 0xe8};
     struct fv_sim_ws_frame f;
     char err[128];
-    assert_int_equal(fv_sim_ws_frame_parse(close, sizeof close, 1000, &f, err, sizeof err),
-                     FV_OK);
+    assert_int_equal(fv_sim_ws_frame_parse(close, sizeof close, 1000, &f, err, sizeof err), FV_OK);
     assert_int_equal(f.opcode, FV_SIM_WS_CLOSE);
     assert_int_equal(f.len, 2);
     static const unsigned char cont[] = {0x00, 0x01, 'x'};
-    assert_int_equal(fv_sim_ws_frame_parse(cont, sizeof cont, 1000, &f, err, sizeof err),
-                     FV_OK);
+    assert_int_equal(fv_sim_ws_frame_parse(cont, sizeof cont, 1000, &f, err, sizeof err), FV_OK);
     assert_false(f.fin);
     assert_int_equal(f.opcode, FV_SIM_WS_CONT);
 }
@@ -178,8 +173,8 @@ static void test_frame_stream(void **state)
     assert_int_equal(fv_sim_ws_frame_parse(out.data, out.len, 100, &f, err, sizeof err), FV_OK);
     assert_int_equal(f.opcode, FV_SIM_WS_PING);
     size_t off = f.header_len + (size_t)f.len;
-    assert_int_equal(
-        fv_sim_ws_frame_parse(out.data + off, out.len - off, 100, &f, err, sizeof err), FV_OK);
+    assert_int_equal(fv_sim_ws_frame_parse(out.data + off, out.len - off, 100, &f, err, sizeof err),
+                     FV_OK);
     assert_int_equal(f.opcode, FV_SIM_WS_BINARY);
     assert_false(f.fin);
     assert_memory_equal(out.data + off + f.header_len, "cde", 3);
@@ -190,8 +185,9 @@ static void test_parse_url(void **state)
 {
     (void)state;
     char host[64], port[8], hp[80], path[64], err[256];
-#define URL(u) fv_sim_parse_url(u, host, sizeof host, port, sizeof port, hp, sizeof hp, path, \
-                                sizeof path, err, sizeof err)
+#define URL(u)                                                                                     \
+    fv_sim_parse_url(u, host, sizeof host, port, sizeof port, hp, sizeof hp, path, sizeof path,    \
+                     err, sizeof err)
     assert_int_equal(URL("wss://127.0.0.1:4443"), FV_OK);
     assert_string_equal(host, "127.0.0.1");
     assert_string_equal(port, "4443");
@@ -235,12 +231,9 @@ static void test_closed_connection(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_accept_key_rfc_example),
-        cmocka_unit_test(test_frame_length_forms),
-        cmocka_unit_test(test_frame_exact_bytes),
-        cmocka_unit_test(test_frame_rules),
-        cmocka_unit_test(test_frame_stream),
-        cmocka_unit_test(test_parse_url),
+        cmocka_unit_test(test_accept_key_rfc_example), cmocka_unit_test(test_frame_length_forms),
+        cmocka_unit_test(test_frame_exact_bytes),      cmocka_unit_test(test_frame_rules),
+        cmocka_unit_test(test_frame_stream),           cmocka_unit_test(test_parse_url),
         cmocka_unit_test(test_closed_connection),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -18,8 +18,7 @@ static void expect_bytes(const struct fv_bytes *b, const char *s)
     assert_memory_equal(b->p, s, b->len);
 }
 
-static void check_vector(const char *file, const char *txid, const char *topic,
-                         const char *sender)
+static void check_vector(const char *file, const char *txid, const char *topic, const char *sender)
 {
     size_t len;
     unsigned char *buf = fv_test_read_vector(file, &len);
@@ -97,8 +96,7 @@ static void test_error_reply(void **state)
 {
     (void)state;
     struct fv_buf out = {0};
-    assert_int_equal(fv_envelope_build_error(&out, "tx-9", 4, "incorrect message format"),
-                     FV_OK);
+    assert_int_equal(fv_envelope_build_error(&out, "tx-9", 4, "incorrect message format"), FV_OK);
     struct fv_envelope env;
     char err[256];
     assert_int_equal(fv_envelope_decode(out.data, out.len, &env, err, sizeof err), FV_OK);
@@ -120,10 +118,16 @@ static void test_stream_rebuild_matches_vector(void **state)
     char err[256];
     assert_int_equal(fv_envelope_decode(buf, len, &e, err, sizeof err), FV_OK);
     struct fv_stream_msg m = {
-        .txid = e.txid.p, .txid_len = e.txid.len, .topic = e.topic.p,
-        .topic_len = e.topic.len, .created_at = e.created_at, .payload = e.payload.p,
-        .payload_len = e.payload.len, .device_id = e.device_id.p,
-        .device_id_len = e.device_id.len, .device_type = e.device_type.p,
+        .txid = e.txid.p,
+        .txid_len = e.txid.len,
+        .topic = e.topic.p,
+        .topic_len = e.topic.len,
+        .created_at = e.created_at,
+        .payload = e.payload.p,
+        .payload_len = e.payload.len,
+        .device_id = e.device_id.p,
+        .device_id_len = e.device_id.len,
+        .device_type = e.device_type.p,
         .device_type_len = e.device_type.len,
     };
     struct fv_buf out = {0};

@@ -16,8 +16,7 @@
 static const struct fv_value *find(const struct fv_vrecord *r, uint32_t field)
 {
     for (size_t i = 0; i < r->n; i++)
-        if (r->data[i].field == field)
-            return &r->data[i].value;
+        if (r->data[i].field == field) return &r->data[i].value;
     return NULL;
 }
 
