@@ -157,6 +157,40 @@ static void get_state(const struct fv_api_view *v, const char *id, struct fv_htt
     respond_json(r, 200, j);
 }
 
+/* The fleet view of one signal: every device's latest value and its time. */
+static void get_signal_latest(const struct fv_api_view *v, const char *name,
+                              struct fv_http_response *r)
+{
+    long field = fv_signal_lookup(name);
+    if (field < 0) {
+        char msg[160];
+        snprintf(msg, sizeof msg,
+                 "unknown signal '%.64s': use a name from the field table (e.g. Soc) or a "
+                 "number",
+                 name);
+        respond_error(r, 400, msg);
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < v->fleet->devices.cap; i++) {
+        const struct fv_device *d = v->fleet->devices.slots[i].val;
+        if (!v->fleet->devices.slots[i].hash || d == NULL) continue;
+        const struct fv_signal_state *s = fv_device_signal(d, (uint32_t)field);
+        if (s == NULL) continue;
+        char t[40];
+        fv_format_time_ms(s->time_ms, t, sizeof t);
+        json_t *val = value_json(&s->value);
+        json_array_append_new(arr, json_pack("{s:s,s:o,s:s,s:I}", "id", d->id, "value",
+                                             val ? val : json_null(), "time", t, "time_ms",
+                                             (json_int_t)s->time_ms));
+    }
+    char label[32];
+    fv_signal_label((unsigned)field, label, sizeof label);
+    respond_json(r, 200,
+                 json_pack("{s:s,s:I,s:I,s:o}", "signal", label, "number", (json_int_t)field,
+                           "count", (json_int_t)(arr ? json_array_size(arr) : 0), "vehicles", arr));
+}
+
 static void get_status(const struct fv_api_view *v, struct fv_http_response *r)
 {
     struct fv_wal_stats ws;
@@ -294,6 +328,18 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
     if (strcmp(p, "/v1/vehicles") == 0 || strcmp(p, "/v1/vehicles/") == 0) {
         get_vehicles(v, out);
         return;
+    }
+    const char *sig = "/v1/signals/";
+    if (strncmp(p, sig, strlen(sig)) == 0) {
+        const char *name = p + strlen(sig);
+        const char *slash = strchr(name, '/');
+        if (slash && strcmp(slash, "/latest") == 0 && slash > name && slash - name <= 64) {
+            char buf[65];
+            memcpy(buf, name, (size_t)(slash - name));
+            buf[slash - name] = '\0';
+            get_signal_latest(v, buf, out);
+            return;
+        }
     }
     const char *pre = "/v1/vehicles/";
     if (strncmp(p, pre, strlen(pre)) == 0) {

@@ -8,6 +8,7 @@
  *   GET /metrics                      Prometheus text (no token; holds no personal data)
  *   GET /api/v1/vehicles              known devices            (Bearer token)
  *   GET /api/v1/vehicles/{id}/state   latest value and time of every signal (Bearer token)
+ *   GET /api/v1/signals/{name}/latest one signal's latest value on every vehicle (Bearer token)
  * Errors are JSON {"error": "..."} with 400/401/404/405.
  */
 #ifndef FV_API_API_H

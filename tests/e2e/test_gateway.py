@@ -176,6 +176,17 @@ def test_api_token_and_state():
         assert s["state"]["VehicleSpeed"]["value"] == 20.0
         assert s["state"]["Soc"]["value"] == 80.0
         assert s["state"]["Soc"]["time"] == "2026-11-18T11:06:40.000Z"
+        # the fleet view of one signal, by name or number; unknown names are a clear 400
+        send_other = connect(srv, env, "5YJ3E1EA7KF000002")
+        roundtrip(send_other, t.fb_envelope(b"b1", b"V", t.v_payload([(8, 33.5)], 1795000001000)))
+        send_other.close()
+        for sig in ("Soc", "8"):
+            fleet = srv.json(f"/api/v1/signals/{sig}/latest")
+            assert fleet["signal"] == "Soc" and fleet["count"] == 2, fleet
+            assert {v["id"]: v["value"] for v in fleet["vehicles"]} == {
+                VIN: 80.0, "5YJ3E1EA7KF000002": 33.5}, fleet
+        st, body = srv.http("/api/v1/signals/NoSuchSignal/latest")
+        assert st == 400 and b"unknown signal" in body, body
         ws.close()
         srv.stop()
         srv.start()  # state is rebuilt from the WAL
