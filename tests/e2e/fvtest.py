@@ -62,6 +62,9 @@ class Certs:
         return os.path.join(self.dir, "ca.crt")
 
 
+_servers = []  # every Server started, so a failed test cannot leave one running
+
+
 class Server:
     def __init__(self, root, certs, config=None, extra=()):
         self.root = root
@@ -91,6 +94,7 @@ class Server:
         args += self.extra
         self.logf = open(self.log_path, "a")
         self.proc = subprocess.Popen(args, stdout=self.logf, stderr=self.logf)
+        _servers.append(self)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -407,5 +411,10 @@ def main(tests):
             import traceback
             traceback.print_exc()
             log(f"FAIL {t.__name__}: {e}")
+        for srv in _servers:
+            if srv.proc and srv.proc.poll() is None:
+                srv.proc.kill()
+                srv.proc.wait()
+        _servers.clear()
     print(f"{passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
