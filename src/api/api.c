@@ -298,6 +298,19 @@ static int authorized(const struct fv_api_view *v, const char *auth)
     return strlen(tok) == n && CRYPTO_memcmp(tok, v->admin_token, n) == 0;
 }
 
+/* Matches p against PREFIX x SUFFIX, x being 1..64 characters without '/'; copies x. */
+static int match_path(const char *p, const char *prefix, const char *suffix, char x[65])
+{
+    size_t pl = strlen(prefix);
+    if (strncmp(p, prefix, pl) != 0) return 0;
+    const char *start = p + pl, *slash = strchr(start, '/');
+    if (slash == NULL || slash == start || slash - start > 64 || strcmp(slash, suffix) != 0)
+        return 0;
+    memcpy(x, start, (size_t)(slash - start));
+    x[slash - start] = '\0';
+    return 1;
+}
+
 void fv_api_handle(const struct fv_api_view *v, const char *method, const char *path,
                    const char *authorization, struct fv_http_response *out)
 {
@@ -329,29 +342,14 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         get_vehicles(v, out);
         return;
     }
-    const char *sig = "/v1/signals/";
-    if (strncmp(p, sig, strlen(sig)) == 0) {
-        const char *name = p + strlen(sig);
-        const char *slash = strchr(name, '/');
-        if (slash && strcmp(slash, "/latest") == 0 && slash > name && slash - name <= 64) {
-            char buf[65];
-            memcpy(buf, name, (size_t)(slash - name));
-            buf[slash - name] = '\0';
-            get_signal_latest(v, buf, out);
-            return;
-        }
+    char name[65];
+    if (match_path(p, "/v1/signals/", "/latest", name)) {
+        get_signal_latest(v, name, out);
+        return;
     }
-    const char *pre = "/v1/vehicles/";
-    if (strncmp(p, pre, strlen(pre)) == 0) {
-        const char *id = p + strlen(pre);
-        const char *slash = strchr(id, '/');
-        if (slash && strcmp(slash, "/state") == 0 && slash > id && slash - id <= 64) {
-            char buf[65];
-            memcpy(buf, id, (size_t)(slash - id));
-            buf[slash - id] = '\0';
-            get_state(v, buf, out);
-            return;
-        }
+    if (match_path(p, "/v1/vehicles/", "/state", name)) {
+        get_state(v, name, out);
+        return;
     }
     respond_error(out, 404, "no such endpoint");
 }

@@ -409,9 +409,7 @@ static void handle_message(struct session *s, const unsigned char *msg, size_t l
         /* Stored already: ack again once the original is durable (S2), store nothing. */
         srv->m.duplicates++;
         dev->duplicates++;
-        struct fv_wal_stats ws;
-        fv_wal_stats(srv->wal, &ws);
-        queue_ack(s, ws.appended_seq, &env.txid, &env.topic);
+        queue_ack(s, fv_wal_appended_seq(srv->wal), &env.txid, &env.topic);
         return;
     }
     struct fv_buf norm = {0};

@@ -588,6 +588,14 @@ uint64_t fv_wal_durable_seq(struct fv_wal *w)
     return __atomic_load_n(&w->durable_seq, __ATOMIC_ACQUIRE);
 }
 
+uint64_t fv_wal_appended_seq(struct fv_wal *w)
+{
+    pthread_mutex_lock(&w->mu);
+    uint64_t seq = w->appended_seq;
+    pthread_mutex_unlock(&w->mu);
+    return seq;
+}
+
 int fv_wal_failed(struct fv_wal *w)
 {
     return __atomic_load_n(&w->failed, __ATOMIC_ACQUIRE);

@@ -77,6 +77,8 @@ int fv_wal_open(const char *dir, const struct fv_wal_opts *opts, fv_wal_replay_f
 int64_t fv_wal_append(struct fv_wal *w, const struct fv_wal_record *rec);
 
 uint64_t fv_wal_durable_seq(struct fv_wal *w);
+/* The sequence number of the last record appended (durable or not). */
+uint64_t fv_wal_appended_seq(struct fv_wal *w);
 int fv_wal_failed(struct fv_wal *w);
 void fv_wal_stats(struct fv_wal *w, struct fv_wal_stats *out);
 
