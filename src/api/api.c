@@ -10,6 +10,8 @@
 #include <openssl/crypto.h>
 
 #include "api/api.h"
+#include "api/query.h"
+#include "store/store.h"
 #include "util/clock.h"
 #include "util/err.h"
 #include "wire/signals.h"
@@ -191,6 +193,37 @@ static void get_signal_latest(const struct fv_api_view *v, const char *name,
                            "count", (json_int_t)(arr ? json_array_size(arr) : 0), "vehicles", arr));
 }
 
+static void get_store(const struct fv_api_view *v, struct fv_http_response *r)
+{
+    struct fv_store_stats st;
+    fv_store_stats(v->store, &st);
+    json_t *parts = json_array();
+    struct fv_part *const *pp;
+    size_t n = fv_store_parts(v->store, &pp);
+    for (size_t i = 0; parts && i < n; i++) {
+        const char *base = strrchr(pp[i]->path, '/');
+        json_array_append_new(
+            parts, json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:f}", "file", base ? base + 1 : pp[i]->path,
+                             "level", (json_int_t)pp[i]->level, "blocks", (json_int_t)pp[i]->n,
+                             "bytes", (json_int_t)pp[i]->size, "datums", (json_int_t)pp[i]->datums,
+                             "records", (json_int_t)pp[i]->records, "bytes_per_datum",
+                             pp[i]->datums ? (double)pp[i]->size / (double)pp[i]->datums : 0.0));
+    }
+    json_t *j = json_pack(
+        "{s:b,s:I,s:I,s:I,s:I,s:I,s:f,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:I,s:o}",
+        "compacting", st.compacting, "parts", (json_int_t)st.parts, "blocks", (json_int_t)st.blocks,
+        "bytes", (json_int_t)st.bytes, "datums", (json_int_t)st.datums, "records",
+        (json_int_t)st.records, "bytes_per_datum",
+        st.datums ? (double)st.bytes / (double)st.datums : 0.0, "head_datums",
+        (json_int_t)st.head_datums, "head_records", (json_int_t)st.head_records, "head_subjects",
+        (json_int_t)st.head_subjects, "flushes", (json_int_t)st.flushes, "compactions",
+        (json_int_t)st.compactions, "retention_runs", (json_int_t)st.retention_runs,
+        "blocks_expired", (json_int_t)st.blocks_expired, "blocks_purged",
+        (json_int_t)st.blocks_purged, "wal_file_watermark", (json_int_t)st.wal_hi, "last_flush_ms",
+        st.last_flush_ms, "job_errors", (json_int_t)st.job_errors, "part_files", parts);
+    respond_json(r, 200, j);
+}
+
 static void get_status(const struct fv_api_view *v, struct fv_http_response *r)
 {
     struct fv_wal_stats ws;
@@ -315,8 +348,15 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
                    const char *authorization, struct fv_http_response *out)
 {
     out->www_authenticate = 0;
-    if (strcmp(method, "GET") != 0) {
-        respond_error(out, 405, "method not allowed: the API is read-only (GET)");
+    int post_ok = strcmp(path, "/api/v1/store/compact") == 0;
+    if (strcmp(method, "GET") != 0 && !(post_ok && strcmp(method, "POST") == 0)) {
+        respond_error(out, 405,
+                      post_ok ? "method not allowed: use POST"
+                              : "method not allowed: this endpoint is read-only (GET)");
+        return;
+    }
+    if (post_ok && strcmp(method, "POST") != 0) {
+        respond_error(out, 405, "method not allowed: use POST");
         return;
     }
     if (strcmp(path, "/status") == 0) {
@@ -340,6 +380,27 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
     const char *p = path + 4;
     if (strcmp(p, "/v1/vehicles") == 0 || strcmp(p, "/v1/vehicles/") == 0) {
         get_vehicles(v, out);
+        return;
+    }
+    if (strcmp(p, "/v1/query") == 0 && v->store) {
+        fv_api_query(v, out);
+        return;
+    }
+    if (strcmp(p, "/v1/fleet") == 0 && v->store) {
+        fv_api_fleet(v, out);
+        return;
+    }
+    if (strcmp(p, "/v1/store") == 0 && v->store) {
+        get_store(v, out);
+        return;
+    }
+    if (strcmp(p, "/v1/store/compact") == 0 && v->store) {
+        fv_store_compact_all(v->store);
+        struct fv_store_stats st;
+        fv_store_stats(v->store, &st);
+        respond_json(out, 202,
+                     json_pack("{s:b,s:I,s:s}", "compacting", 1, "parts", (json_int_t)st.parts,
+                               "poll", "GET /api/v1/store until compacting is false"));
         return;
     }
     char name[65];

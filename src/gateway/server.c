@@ -40,6 +40,7 @@
 #include "gateway/metrics.h"
 #include "gateway/server.h"
 #include "os/fsio.h"
+#include "store/store.h"
 #include "util/clock.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -48,6 +49,7 @@
 #include "wal/wal_format.h"
 #include "wire/envelope.h"
 #include "wire/payload.h"
+#include "wire/signals.h"
 
 #define ERR_TEXT_FORMAT "incorrect message format"
 #define ERR_TEXT_RATE   "rate limit exceeded"
@@ -87,6 +89,7 @@ struct pending {
 struct api_session {
     struct fv_http_response resp;
     size_t sent;
+    int chunked, done; /* a streamed response; its producer has finished */
 };
 
 struct fv_server {
@@ -101,6 +104,10 @@ struct fv_server {
     char admin_token[80];
     struct fv_kek kek;
     struct fv_keystore *keys;
+    struct fv_store_config store_cfg;
+    struct fv_store *store;
+    uint64_t store_wal_hi;           /* at start-up: WAL files <= this are already in the store */
+    int store_degraded;              /* a record reached the WAL but not the head: keep the WAL */
     struct fv_buf seal_buf, aad_buf; /* scratch for sealing on the event loop */
     uint64_t start_ms;
     volatile sig_atomic_t *stop;
@@ -124,6 +131,114 @@ void fv_server_config_defaults(struct fv_server_config *c)
     c->wal_segment_bytes = 64ull << 20;
     fv_rate_defaults(&c->rates);
     c->rate_limit_enabled = 1;
+    fv_store_config_defaults(&c->store, c->data_dir);
+}
+
+/* "30d", "12h", "90m", "45s", a number of seconds, or 0 / "forever" (keep forever). */
+static int parse_duration_ms(json_t *v, uint64_t *out)
+{
+    if (json_is_integer(v) && json_integer_value(v) >= 0) {
+        *out = (uint64_t)json_integer_value(v) * 1000u;
+        return FV_OK;
+    }
+    if (!json_is_string(v)) return FV_EINVAL;
+    const char *t = json_string_value(v);
+    if (strcmp(t, "forever") == 0) {
+        *out = 0;
+        return FV_OK;
+    }
+    char *end;
+    double n = strtod(t, &end);
+    uint64_t unit = 1000;
+    if (strcmp(end, "d") == 0)
+        unit = 86400000u;
+    else if (strcmp(end, "h") == 0)
+        unit = 3600000u;
+    else if (strcmp(end, "m") == 0)
+        unit = 60000u;
+    else if (strcmp(end, "s") == 0 || *end == '\0')
+        unit = 1000u;
+    else
+        return FV_EINVAL;
+    if (end == t || !(n >= 0) || n > 1e6 * 365) return FV_EINVAL;
+    *out = (uint64_t)(n * (double)unit);
+    return FV_OK;
+}
+
+/* The "store" object: flush_interval, flush_datums, wal_keep, retention {class: duration},
+ * classes {class: [signal names or numbers]} (a new class gets retention "forever" unless
+ * set). */
+static int load_store_config(struct fv_store_config *c, json_t *o, const char *path, char *err,
+                             size_t errlen)
+{
+    const char *key;
+    json_t *val;
+    json_object_foreach(o, key, val)
+    {
+        uint64_t ms;
+        if (strcmp(key, "flush_interval") == 0 && parse_duration_ms(val, &ms) == FV_OK && ms) {
+            c->flush_interval_ms = ms;
+        } else if (strcmp(key, "wal_keep") == 0 && parse_duration_ms(val, &ms) == FV_OK) {
+            c->wal_keep_ms = ms;
+        } else if (strcmp(key, "flush_datums") == 0 && json_is_integer(val) &&
+                   json_integer_value(val) >= 1000) {
+            c->flush_datums = (uint64_t)json_integer_value(val);
+        } else if (strcmp(key, "classes") == 0 && json_is_object(val)) {
+            const char *cname;
+            json_t *list;
+            json_object_foreach(val, cname, list)
+            {
+                int id = fv_store_class_id(c, cname);
+                if (id < 0) {
+                    if (c->nclasses == FV_STORE_MAX_CLASSES || strlen(cname) == 0 ||
+                        strlen(cname) > FV_CLASS_NAME_MAX) {
+                        fv_seterr(err, errlen, "%s: store.classes.%s: too many or bad name", path,
+                                  cname);
+                        return FV_EINVAL;
+                    }
+                    id = (int)c->nclasses++;
+                    snprintf(c->class_name[id], sizeof c->class_name[id], "%s", cname);
+                    c->retention_ms[id] = 0;
+                }
+                if (!json_is_array(list) || id == c->events_class) {
+                    fv_seterr(err, errlen, "%s: store.classes.%s: expected a list of signals", path,
+                              cname);
+                    return FV_EINVAL;
+                }
+                size_t i;
+                json_t *sig;
+                json_array_foreach(list, i, sig)
+                {
+                    long f = json_is_string(sig) ? fv_signal_lookup(json_string_value(sig)) : -1;
+                    if (f < 0 || f >= FV_STORE_FIELD_TABLE) {
+                        fv_seterr(err, errlen, "%s: store.classes.%s[%zu]: unknown signal", path,
+                                  cname, i);
+                        return FV_EINVAL;
+                    }
+                    c->class_of[f] = (uint8_t)id;
+                }
+            }
+        } else if (strcmp(key, "retention") == 0 && json_is_object(val)) {
+            const char *cname;
+            json_t *d;
+            json_object_foreach(val, cname, d)
+            {
+                int id = fv_store_class_id(c, cname);
+                if (id < 0 || parse_duration_ms(d, &ms) != FV_OK) {
+                    fv_seterr(err, errlen,
+                              "%s: store.retention.%s: unknown class or bad duration (e.g. "
+                              "\"30d\", \"12h\", \"forever\")",
+                              path, cname);
+                    return FV_EINVAL;
+                }
+                c->retention_ms[id] = ms;
+            }
+        } else {
+            fv_seterr(err, errlen, "%s: store: unknown key or wrong value: \"%s\"", path, key);
+            return FV_EINVAL;
+        }
+    }
+    return FV_OK;
 }
 
 int fv_parse_hostport(const char *s, char *host, size_t hostlen, int *port)
@@ -175,6 +290,8 @@ int fv_server_config_load(struct fv_server_config *c, const char *path, char *er
         } else if (strcmp(key, "wal_segment_mb") == 0 && json_is_integer(val) &&
                    json_integer_value(val) >= 1 && json_integer_value(val) <= 4096) {
             c->wal_segment_bytes = (uint64_t)json_integer_value(val) << 20;
+        } else if (strcmp(key, "store") == 0 && json_is_object(val)) {
+            if (load_store_config(&c->store, val, path, err, errlen) != FV_OK) goto done;
         } else if (strcmp(key, "rate_limits") == 0 && json_is_false(val)) {
             c->rate_limit_enabled = 0;
         } else if (strcmp(key, "rate_limits") == 0 && json_is_object(val)) {
@@ -334,10 +451,10 @@ static int sender_matches(const struct session *s, const struct fv_bytes *sender
  * record. A device whose key was destroyed gets FV_ESTATE: it is erased, store nothing. */
 static int64_t wal_put(struct fv_server *srv, const struct session *s, uint8_t flags,
                        const char *topic, size_t topic_len, const void *txid, size_t txid_len,
-                       const struct fv_buf *payload)
+                       const struct fv_buf *payload, const unsigned char **dek_out,
+                       char pseudo[FV_PSEUDONYM_LEN + 1])
 {
     const unsigned char *dek;
-    char pseudo[FV_PSEUDONYM_LEN + 1];
     int rc = fv_keystore_dek(srv->keys, s->ident.device_id, 1, &dek, pseudo);
     if (rc) {
         fv_warn("device %s: no data key (%s); record refused", s->ident.device_id,
@@ -366,7 +483,27 @@ static int64_t wal_put(struct fv_server *srv, const struct session *s, uint8_t f
     if (rc) return rc;
     r.payload = srv->seal_buf.data;
     r.payload_len = (uint32_t)srv->seal_buf.len;
+    *dek_out = dek;
     return fv_wal_append(srv->wal, &r);
+}
+
+/* Hands a record that is in the WAL to the store's head. Should that fail (out of memory),
+ * the record is still safe in the WAL, which then must not be trimmed until a restart
+ * replays it into the head (T1). */
+static void store_put(struct fv_server *srv, const char *pseudo, const unsigned char *dek,
+                      int64_t t, const struct fv_vrecord *v, const char *topic, size_t topic_len,
+                      const struct fv_buf *payload)
+{
+    int rc = v ? fv_store_add_frame(srv->store, pseudo, dek, t, v)
+               : fv_store_add_event(srv->store, pseudo, dek, t, topic, topic_len, payload->data,
+                                    payload->len);
+    if (rc && !srv->store_degraded) {
+        srv->store_degraded = 1;
+        fv_store_hold_wal(srv->store);
+        fv_error("store: cannot add a record to the head (%s); it is safe in the WAL, which is "
+                 "now kept whole until a restart replays it",
+                 fv_strerror(rc));
+    }
 }
 
 static void handle_message(struct session *s, const unsigned char *msg, size_t len)
@@ -421,15 +558,20 @@ static void handle_message(struct session *s, const unsigned char *msg, size_t l
         send_error(s, FV_REJ_PAYLOAD, env.txid.p, env.txid.len, err);
         goto done;
     }
+    const unsigned char *dek = NULL;
+    char pseudo[FV_PSEUDONYM_LEN + 1];
     int64_t seq = wal_put(srv, s, v.is_resend ? FV_WAL_F_RESEND : 0, (const char *)env.topic.p,
-                          env.topic.len, env.txid.p, env.txid.len, &norm);
+                          env.topic.len, env.txid.p, env.txid.len, &norm, &dek, pseudo);
     if (seq < 0) {
         send_error(s, FV_REJ_STORAGE, env.txid.p, env.txid.len, fv_strerror((int)seq));
         goto done;
     }
     if (env.txid.len) fv_device_add_txid(dev, env.txid.p, env.txid.len);
     uint64_t now = fv_now_ms();
-    fv_device_apply(dev, (is_v && v.created_at_ms) ? v.created_at_ms : now, now, is_v ? &v : NULL);
+    uint64_t t = (is_v && v.created_at_ms) ? v.created_at_ms : now;
+    store_put(srv, pseudo, dek, (int64_t)t, is_v ? &v : NULL, (const char *)env.topic.p,
+              env.topic.len, &norm);
+    fv_device_apply(dev, t, now, is_v ? &v : NULL);
     srv->m.records_stored[fv_metrics_topic_slot((const char *)env.topic.p, env.topic.len)]++;
     srv->m.datums_stored += v.n;
     queue_ack(s, (uint64_t)seq, &env.txid, &env.topic);
@@ -447,11 +589,17 @@ static void record_connectivity(struct session *s, int status)
     if (RAND_bytes(rnd, sizeof rnd) != 1) memset(rnd, 0, sizeof rnd);
     snprintf(txid, sizeof txid, "conn-%02x%02x%02x%02x%02x%02x%02x%02x-%d", rnd[0], rnd[1], rnd[2],
              rnd[3], rnd[4], rnd[5], rnd[6], rnd[7], status);
-    if (fv_payload_build_connectivity(s->ident.device_id, s->conn_id, status, fv_now_ms(), s->netif,
-                                      &pl) == FV_OK &&
+    const unsigned char *dek = NULL;
+    char pseudo[FV_PSEUDONYM_LEN + 1];
+    uint64_t now = fv_now_ms();
+    if (fv_payload_build_connectivity(s->ident.device_id, s->conn_id, status, now, s->netif, &pl) ==
+            FV_OK &&
         wal_put(s->srv, s, FV_WAL_F_GENERATED, FV_TOPIC_CONNECTIVITY, strlen(FV_TOPIC_CONNECTIVITY),
-                txid, strlen(txid), &pl) > 0)
+                txid, strlen(txid), &pl, &dek, pseudo) > 0) {
         s->srv->m.records_stored[3]++;
+        store_put(s->srv, pseudo, dek, (int64_t)now, NULL, FV_TOPIC_CONNECTIVITY,
+                  strlen(FV_TOPIC_CONNECTIVITY), &pl);
+    }
     fv_buf_free(&pl);
 }
 
@@ -660,6 +808,48 @@ static const char *http_method(struct lws *wsi)
     return "OTHER";
 }
 
+static void api_session_end(struct api_session *a)
+{
+    if (a->resp.free_ctx) a->resp.free_ctx(a->resp.ctx);
+    a->resp.free_ctx = NULL;
+    a->resp.ctx = NULL;
+    a->resp.more = NULL;
+    fv_buf_free(&a->resp.body);
+}
+
+/* Streamed responses use chunked transfer encoding: each piece the producer makes is sent as
+ * one or more chunks of at most 16 KB, and the producer runs again only once the previous
+ * piece has been written, so a large result never sits in memory whole. */
+static int api_write_piece(struct lws *wsi, struct api_session *a)
+{
+    unsigned char buf[LWS_PRE + 16 + 16384 + 16];
+    size_t left = a->resp.body.len - a->sent;
+    size_t n = left < 16384 ? left : 16384;
+    int last_piece = n == left && (!a->chunked || a->done);
+    unsigned char *p = buf + LWS_PRE;
+    size_t len = 0;
+    if (a->chunked && n) len += (size_t)snprintf((char *)p, 16, "%zx\r\n", n);
+    memcpy(p + len, a->resp.body.data + a->sent, n);
+    len += n;
+    if (a->chunked && n) {
+        memcpy(p + len, "\r\n", 2);
+        len += 2;
+    }
+    if (a->chunked && last_piece) {
+        memcpy(p + len, "0\r\n\r\n", 5);
+        len += 5;
+    }
+    if (lws_write(wsi, p, len, last_piece ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) != (int)len)
+        return -1;
+    a->sent += n;
+    if (!last_piece) {
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    api_session_end(a);
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
 static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                   size_t len)
 {
@@ -668,17 +858,56 @@ static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     (void)len;
     switch (reason) {
     case LWS_CALLBACK_HTTP: {
-        char auth[256];
+        char auth[256], args[4096] = "";
         int has_auth = lws_hdr_copy(wsi, auth, sizeof auth, WSI_TOKEN_HTTP_AUTHORIZATION) > 0;
-        struct fv_api_view v = {&srv->fleet, &srv->m, srv->wal, srv->admin_token, srv->start_ms};
+        /* lws keeps the query string as fragments (one per '&'), already URL-decoded. */
+        size_t al = 0;
+        for (int i = 0; al + 1 < sizeof args; i++) {
+            int n = lws_hdr_copy_fragment(wsi, args + al + (al ? 1 : 0),
+                                          (int)(sizeof args - al - 1), WSI_TOKEN_HTTP_URI_ARGS, i);
+            if (n < 0) break;
+            if (al) args[al] = '&';
+            al += (size_t)n + (al ? 1 : 0);
+        }
+        int has_args = al > 0;
+        struct fv_api_view v = {&srv->fleet,   &srv->m,    srv->wal,  srv->admin_token,
+                                srv->start_ms, srv->store, srv->keys, has_args ? args : NULL};
         memset(a, 0, sizeof *a);
         srv->m.http_requests++;
         fv_api_handle(&v, http_method(wsi), (const char *)in, has_auth ? auth : NULL, &a->resp);
         if (a->resp.status == 401) srv->m.http_unauthorized++;
+        if (a->resp.more) {
+            /* The first piece: a small result is complete at once and goes out whole. */
+            int rc = a->resp.more(a->resp.ctx, &a->resp.body);
+            if (rc < 0) {
+                fv_buf_reset(&a->resp.body);
+                api_session_end(a);
+                a->resp.status = 500;
+                a->resp.content_type = "application/json";
+                const char *m = rc == FV_ECORRUPT
+                                    ? "{\"error\":\"stored data failed verification (corrupt "
+                                      "or altered); the server log names the file and "
+                                      "offset\"}\n"
+                                    : "{\"error\":\"query failed; see the server log\"}\n";
+                fv_buf_append(&a->resp.body, m, strlen(m));
+            } else if (rc <= 0) {
+                a->resp.free_ctx(a->resp.ctx);
+                a->resp.more = NULL;
+                a->resp.free_ctx = NULL;
+                a->resp.ctx = NULL;
+            } else {
+                a->chunked = 1;
+            }
+        }
         unsigned char buf[LWS_PRE + 512], *start = buf + LWS_PRE, *p = start,
                                           *end = buf + sizeof buf - 1;
-        if (lws_add_http_common_headers(wsi, (unsigned)a->resp.status, a->resp.content_type,
-                                        a->resp.body.len, &p, end))
+        if (lws_add_http_common_headers(
+                wsi, (unsigned)a->resp.status, a->resp.content_type,
+                a->chunked ? LWS_ILLEGAL_HTTP_CONTENT_LEN : a->resp.body.len, &p, end))
+            return 1;
+        if (a->chunked &&
+            lws_add_http_header_by_name(wsi, (const unsigned char *)"Transfer-Encoding:",
+                                        (const unsigned char *)"chunked", 7, &p, end))
             return 1;
         if (a->resp.www_authenticate &&
             lws_add_http_header_by_name(wsi, (const unsigned char *)"WWW-Authenticate:",
@@ -690,24 +919,21 @@ static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     }
     case LWS_CALLBACK_HTTP_WRITEABLE: {
         if (a == NULL) return -1;
-        unsigned char buf[LWS_PRE + 16384];
-        size_t left = a->resp.body.len - a->sent;
-        size_t n = left < 16384 ? left : 16384;
-        int last = n == left;
-        memcpy(buf + LWS_PRE, a->resp.body.data + a->sent, n);
-        if (lws_write(wsi, buf + LWS_PRE, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) !=
-            (int)n)
-            return -1;
-        a->sent += n;
-        if (!last) {
-            lws_callback_on_writable(wsi);
-            return 0;
+        if (a->chunked && !a->done && a->sent == a->resp.body.len) {
+            fv_buf_reset(&a->resp.body);
+            a->sent = 0;
+            int rc = a->resp.more(a->resp.ctx, &a->resp.body);
+            if (rc < 0) {
+                fv_warn("api: a streamed response failed (%s); closing it", fv_strerror(rc));
+                api_session_end(a);
+                return -1;
+            }
+            if (rc == 0) a->done = 1;
         }
-        fv_buf_free(&a->resp.body);
-        return lws_http_transaction_completed(wsi) ? -1 : 0;
+        return api_write_piece(wsi, a);
     }
     case LWS_CALLBACK_CLOSED_HTTP:
-        if (a) fv_buf_free(&a->resp.body);
+        if (a) api_session_end(a);
         return 0;
     default:
         return 0;
@@ -718,16 +944,16 @@ static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 
 static int replay_rec(void *arg, const struct fv_wal_record *r, const char *file, uint64_t off)
 {
-    (void)file;
     (void)off;
     struct fv_server *srv = arg;
     srv->m.replayed_records++;
-    if (r->flags & FV_WAL_F_GENERATED) return 0;
-    char pseudo[FV_DEVICE_ID_MAX + 1], ct[32], id[FV_DEVICE_ID_MAX + 1];
+    char pseudo[FV_DEVICE_ID_MAX + 1], ct[32];
     snprintf(pseudo, sizeof pseudo, "%.*s", (int)r->device_id_len, r->device_id);
     snprintf(ct, sizeof ct, "%.*s", (int)r->client_type_len, r->client_type);
-    struct fv_buf plain = {0};
-    int rc = fv_wal_open_payload(srv->keys, r, &plain, id, sizeof id);
+    const unsigned char *dek;
+    const char *name;
+    int rc = (r->flags & FV_WAL_F_SEALED) ? fv_keystore_subject(srv->keys, pseudo, &dek, &name)
+                                          : FV_EPROTO;
     if (rc == FV_ESTATE) {
         srv->m.shredded_records++; /* erased: its key is gone, so is the record */
         return FV_OK;
@@ -739,28 +965,119 @@ static int replay_rec(void *arg, const struct fv_wal_record *r, const char *file
                  pseudo);
         return rc;
     }
+    if (rc == FV_EPROTO) return FV_OK; /* written before sealing existed: not served */
+    if (rc) return rc;
+    int in_store = fv_wal_file_no(file) <= srv->store_wal_hi;
+    if (in_store) {
+        /* Already in the store (and in the fleet state rebuilt from it): this file is kept
+         * only so that late resends of its records are recognised. */
+        if (r->txid_len && !(r->flags & FV_WAL_F_GENERATED)) {
+            struct fv_device *d = fv_fleet_device(&srv->fleet, name, ct);
+            if (d == NULL || fv_device_add_txid(d, r->txid, r->txid_len) != FV_OK) return FV_ENOMEM;
+        }
+        return FV_OK;
+    }
+    struct fv_buf plain = {0};
+    char id[FV_DEVICE_ID_MAX + 1];
+    rc = fv_wal_open_payload(srv->keys, r, &plain, id, sizeof id);
     if (rc) {
         fv_buf_free(&plain);
         return rc; /* FV_ECORRUPT: a sealed payload was altered; replay names the place */
     }
-    struct fv_device *d = fv_fleet_device(&srv->fleet, id, ct);
-    if (d == NULL) {
-        fv_buf_free(&plain);
-        return FV_ENOMEM;
-    }
-    struct fv_vrecord v = {0};
     int is_v = r->topic_len == 1 && r->topic[0] == 'V';
+    struct fv_vrecord v = {0};
     if (is_v && fv_payload_decode_v(plain.data, plain.len, &v, NULL, 0) != FV_OK)
-        is_v = 0; /* stored before validation existed; counted but not applied */
+        is_v = 0; /* stored before validation existed: kept as an event */
+    int64_t t = (int64_t)((is_v && v.created_at_ms) ? v.created_at_ms : r->received_ms);
+    rc = is_v ? fv_store_add_frame(srv->store, pseudo, dek, t, &v)
+              : fv_store_add_event(srv->store, pseudo, dek, t, r->topic, r->topic_len, plain.data,
+                                   plain.len);
     fv_buf_free(&plain);
-    if (r->txid_len && fv_device_add_txid(d, r->txid, r->txid_len) != FV_OK) {
-        fv_vrecord_free(&v);
-        return FV_ENOMEM;
+    if (rc == FV_OK && !(r->flags & FV_WAL_F_GENERATED)) {
+        struct fv_device *d = fv_fleet_device(&srv->fleet, id, ct);
+        if (d == NULL) rc = FV_ENOMEM;
+        if (rc == FV_OK && r->txid_len) rc = fv_device_add_txid(d, r->txid, r->txid_len);
+        if (rc == FV_OK) rc = fv_device_apply(d, (uint64_t)t, r->received_ms, is_v ? &v : NULL);
     }
-    rc = fv_device_apply(d, (is_v && v.created_at_ms) ? v.created_at_ms : r->received_ms,
-                         r->received_ms, is_v ? &v : NULL);
     fv_vrecord_free(&v);
     return rc;
+}
+
+/* Rebuilds the fleet state of every device held in the store's parts: counters from the part
+ * indexes (nothing decrypted), the latest value of each signal from its newest blocks. */
+static int rebuild_subject(void *arg, const struct fv_store_subject *su)
+{
+    struct fv_server *srv = arg;
+    const unsigned char *dek;
+    const char *name;
+    int rc = fv_keystore_subject(srv->keys, su->pseudo, &dek, &name);
+    if (rc == FV_ESTATE) return FV_OK; /* erased; compaction purges its blocks */
+    if (rc == FV_ENOENT) {
+        fv_error("no data key for subject %s held in the store (DATA/catalog.db lost or "
+                 "replaced?)",
+                 su->pseudo);
+        return rc;
+    }
+    if (rc) return rc;
+    struct fv_device *d = fv_fleet_device(&srv->fleet, name, "");
+    if (d == NULL) return FV_ENOMEM;
+    struct fv_store_cursor *cur;
+    char err[512];
+    int64_t from = su->max_t > INT64_MIN + 86400000 ? su->max_t - 86400000 : su->max_t;
+    rc = fv_store_query(srv->store, su->pseudo, dek, from, su->max_t, NULL, 0, 0, &cur, err,
+                        sizeof err);
+    if (rc) return rc;
+    uint64_t records = d->records, datums = d->datums;
+    struct fv_store_chunk ch;
+    struct fv_datum *tmp = NULL;
+    while (rc == FV_OK && (rc = fv_store_next(cur, &ch, err, sizeof err)) == 1) {
+        rc = FV_OK;
+        struct fv_datum *m = realloc(tmp, (ch.ncols ? ch.ncols : 1) * sizeof *m);
+        if (m == NULL) {
+            rc = FV_ENOMEM;
+            break;
+        }
+        tmp = m;
+        for (size_t i = 0; i < ch.n && rc == FV_OK; i++) {
+            struct fv_vrecord v = {.created_at_ms = (uint64_t)ch.t[i], .data = tmp};
+            for (size_t j = 0; j < ch.ncols; j++)
+                if (ch.col[j][i].kind != FV_VK_NONE)
+                    tmp[v.n++] = (struct fv_datum){ch.field[j], ch.col[j][i]};
+            rc = fv_device_apply(d, (uint64_t)ch.t[i], 0, &v);
+        }
+    }
+    free(tmp);
+    fv_store_cursor_free(cur);
+    if (rc == FV_ECORRUPT) {
+        /* One damaged block must not keep the fleet from being served: say where it is;
+         * queries that touch it fail with the same message. */
+        fv_error("store: %s (device %s: latest state not rebuilt)", err, name);
+        rc = FV_OK;
+    } else if (rc < 0) {
+        fv_error("store: %s", err);
+        return rc;
+    }
+    d->records = records + su->records;
+    d->datums = datums + su->datums;
+    if (su->min_t > 0 && (d->first_ms == 0 || (uint64_t)su->min_t < d->first_ms))
+        d->first_ms = (uint64_t)su->min_t;
+    return FV_OK;
+}
+
+static int store_key(void *arg, const char *pseudo, unsigned char key[32])
+{
+    struct fv_server *srv = arg;
+    const unsigned char *dek;
+    const char *name;
+    int rc = fv_keystore_subject(srv->keys, pseudo, &dek, &name);
+    if (rc == FV_OK) memcpy(key, dek, 32);
+    return rc;
+}
+
+static void store_wake(void *arg)
+{
+    (void)arg;
+    fv_server_wake();
 }
 
 /* Is path inside dir (after resolving both)? A path that does not resolve counts as not. */
@@ -823,6 +1140,14 @@ static const struct lws_protocols dev_protocols[] = {
 static const struct lws_protocols api_protocols[] = {
     {"http", api_cb, sizeof(struct api_session), 0, 0, NULL, 0}, {NULL, NULL, 0, 0, 0, NULL, 0}};
 
+/* Wakes the loop at least once a second so the store's maintenance runs when idle. */
+static void tick_cb(struct ev_loop *loop, struct ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+}
+
 static void raise_fd_limit(void)
 {
     struct rlimit rl;
@@ -875,6 +1200,21 @@ int fv_server_run(const struct fv_server_config *cfg, volatile sig_atomic_t *sto
     snprintf(path, sizeof path, "%s/catalog.db", cfg->data_dir);
     rc = fv_keystore_open(path, &srv->kek, &srv->keys, err, errlen);
     if (rc) goto out;
+
+    srv->store_cfg = cfg->store;
+    snprintf(srv->store_cfg.dir, sizeof srv->store_cfg.dir, "%s/store", cfg->data_dir);
+    rc = fv_store_open(&srv->store_cfg, 0, &srv->store, err, errlen);
+    if (rc) goto out;
+    srv->store_wal_hi = fv_store_wal_hi(srv->store);
+    uint64_t t_rebuild = fv_mono_ns();
+    rc = fv_store_subjects(srv->store, rebuild_subject, srv);
+    if (rc) {
+        fv_seterr(err, errlen, "rebuilding the fleet state from the store failed: %s",
+                  fv_strerror(rc));
+        goto out;
+    }
+    fv_info("store: %zu devices known from %s in %.1f ms", fv_fleet_count(&srv->fleet),
+            srv->store_cfg.dir, (double)(fv_mono_ns() - t_rebuild) / 1e6);
 
     snprintf(path, sizeof path, "%s/wal", cfg->data_dir);
     struct fv_wal_opts wo = {
@@ -949,8 +1289,13 @@ int fv_server_run(const struct fv_server_config *cfg, volatile sig_atomic_t *sto
             cfg->listen_host, cfg->listen_port, ca, cfg->api_host, cfg->api_port);
 
     uint64_t last_trim = fv_mono_ns();
+    fv_store_set_wake(srv->store, store_wake, srv);
+    struct ev_timer tick;
+    ev_timer_init(&tick, tick_cb, 1.0, 1.0);
+    ev_timer_start(loop, &tick);
     while (!*stop && !fv_wal_failed(srv->wal)) {
         ev_run(loop, EVRUN_ONCE);
+        fv_store_tick(srv->store, srv->wal, store_key, srv, fv_now_ms());
         /* TLS handshakes leave freed memory scattered through the heap; handing it back
          * every few seconds keeps idle connections near their true size (measured: 35 ->
          * 30 KB per connection at 1,000 devices). It takes a few ms for a large heap. */
@@ -974,6 +1319,7 @@ out:
     if (loop) ev_loop_destroy(loop);
     running = NULL;
     if (srv->wal) fv_wal_close(srv->wal); /* makes everything appended durable */
+    fv_store_close(srv->store); /* waits for a running job; T1 holds whatever it was doing */
     while (srv->pend_head) {
         struct pending *p = srv->pend_head;
         srv->pend_head = p->next;

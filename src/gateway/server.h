@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "gateway/ratelimit.h"
+#include "store/store.h"
 
 struct fv_server_config {
     char data_dir[1024];
@@ -28,13 +29,15 @@ struct fv_server_config {
     uint64_t wal_segment_bytes;
     struct fv_rate_config rates;
     int rate_limit_enabled;
+    struct fv_store_config store; /* its dir is set to DATA/store at start */
 };
 
 /* Defaults: data ./data, certs ./certs, devices on 127.0.0.1:4443, API on 127.0.0.1:8080. */
 void fv_server_config_defaults(struct fv_server_config *c);
 
 /* Loads a JSON config file over c (keys: data, certs, key_file, listen, api, max_message,
- * wal_segment_mb, rate_limits: {TOPIC: {per_second, burst}} or false). */
+ * wal_segment_mb, rate_limits: {TOPIC: {per_second, burst}} or false, store: {flush_interval,
+ * flush_datums, wal_keep, retention: {CLASS: "30d"}, classes: {CLASS: [SIGNAL, ...]}}). */
 int fv_server_config_load(struct fv_server_config *c, const char *path, char *err, size_t errlen);
 
 /* Parses "HOST:PORT" into host/port. */

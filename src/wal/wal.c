@@ -13,6 +13,9 @@
  *     record (as SQLite's WAL stops at the first invalid frame) and fsyncs the truncation;
  *  I4 a new file is created with its header and fsync'd, and the directory fsync'd, before
  *     any record is written to it.
+ *  I5 a rotation requested after record S puts every record <= S in files <= F and every
+ *     later record in files > F; (S, F) is published only once records <= S are durable,
+ *     so files <= F may be deleted once their records are safely elsewhere (the store).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -69,6 +72,13 @@ struct fv_wal {
     int failed;                /* atomic */
 
     struct fv_wal_stats st; /* under mu */
+
+    /* Rotation (I5), under mu: a request cuts the pending batch at rotate_at; the writer
+     * publishes the marker seq and the last file holding records <= it once durable. */
+    int rotate_req;
+    size_t rotate_at;
+    uint64_t rotate_seq;
+    uint64_t rotated_seq, rotated_file;
 };
 
 /* ---- record body codec ------------------------------------------------------------- */
@@ -431,12 +441,12 @@ static void *writer_main(void *arg)
     char err[512];
     pthread_mutex_lock(&w->mu);
     for (;;) {
-        while (w->pending.len == 0 && !w->stop) {
+        while (w->pending.len == 0 && !w->stop && !w->rotate_req) {
             w->waiting = WAIT_IDLE;
             pthread_cond_wait(&w->cv, &w->mu);
         }
         w->waiting = WAIT_NONE;
-        if (w->pending.len == 0 && w->stop) break;
+        if (w->pending.len == 0 && w->stop && !w->rotate_req) break;
         /* Commit delay: when busy (the previous fsync ended moments ago), give records that
          * are arriving a short moment to join this batch, so one fsync serves many. An idle
          * system syncs at once, keeping single-record latency minimal. */
@@ -461,18 +471,40 @@ static void *writer_main(void *arg)
         w->pending = t;
         fv_buf_reset(&w->pending);
         uint64_t last = w->pending_last_seq;
+        int rot = w->rotate_req;
+        size_t rot_at = rot ? w->rotate_at : batch.len;
+        uint64_t rot_seq = w->rotate_seq, rot_file = 0;
+        w->rotate_req = 0;
         pthread_mutex_unlock(&w->mu);
 
         int rc = FV_OK;
-        if (w->cur_size >= w->opts.segment_bytes) {
+        if (w->cur_size >= w->opts.segment_bytes && rot_at > 0) {
             pthread_mutex_lock(&w->mu);
             rc = create_file(w, w->cur_file_no + 1, err, sizeof err);
             pthread_mutex_unlock(&w->mu);
         }
-        if (rc == FV_OK)
-            rc = fv_os_write_all(w->fd, batch.data, batch.len, w->cur_path, err, sizeof err);
         uint64_t t0 = fv_mono_ns();
-        if (rc == FV_OK) rc = fv_os_fdatasync(w->fd, w->cur_path, err, sizeof err);
+        if (rc == FV_OK && rot_at > 0) {
+            rc = fv_os_write_all(w->fd, batch.data, rot_at, w->cur_path, err, sizeof err);
+            if (rc == FV_OK) rc = fv_os_fdatasync(w->fd, w->cur_path, err, sizeof err);
+            w->cur_size += rot_at;
+        }
+        if (rc == FV_OK && rot) {
+            /* I5: records <= rot_seq are in files <= rot_file (an empty current file holds
+             * none, so it is kept and the cut falls before it). */
+            rot_file = w->cur_file_no - (w->cur_size == FV_WAL_HEADER_LEN);
+            if (w->cur_size > FV_WAL_HEADER_LEN) {
+                pthread_mutex_lock(&w->mu);
+                rc = create_file(w, w->cur_file_no + 1, err, sizeof err);
+                pthread_mutex_unlock(&w->mu);
+            }
+        }
+        if (rc == FV_OK && batch.len > rot_at) {
+            rc = fv_os_write_all(w->fd, batch.data + rot_at, batch.len - rot_at, w->cur_path, err,
+                                 sizeof err);
+            if (rc == FV_OK) rc = fv_os_fdatasync(w->fd, w->cur_path, err, sizeof err);
+            w->cur_size += batch.len - rot_at;
+        }
         uint64_t dt = fv_mono_ns() - t0;
 
         pthread_mutex_lock(&w->mu);
@@ -482,9 +514,12 @@ static void *writer_main(void *arg)
             w->pending.len = 0;
             break;
         }
+        if (rot) {
+            w->rotated_seq = rot_seq;
+            w->rotated_file = rot_file;
+        }
         record_fsync(w, dt);
         w->last_sync_end_ns = fv_mono_ns();
-        w->cur_size += batch.len;
         w->st.bytes_on_disk += batch.len;
         __atomic_store_n(&w->durable_seq, last, __ATOMIC_RELEASE);
         fv_buf_reset(&batch);
@@ -625,4 +660,66 @@ void fv_wal_close(struct fv_wal *w)
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);
     free(w);
+}
+
+uint64_t fv_wal_rotate(struct fv_wal *w)
+{
+    pthread_mutex_lock(&w->mu);
+    w->rotate_req = 1;
+    w->rotate_at = w->pending.len;
+    w->rotate_seq = w->appended_seq;
+    uint64_t seq = w->appended_seq;
+    if (w->waiting != WAIT_NONE) pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    return seq;
+}
+
+int fv_wal_rotation_done(struct fv_wal *w, uint64_t marker, uint64_t *last_file)
+{
+    pthread_mutex_lock(&w->mu);
+    int done = w->rotated_seq == marker && !w->rotate_req && fv_wal_durable_seq(w) >= marker;
+    if (done) *last_file = w->rotated_file;
+    pthread_mutex_unlock(&w->mu);
+    return done;
+}
+
+uint64_t fv_wal_file_no(const char *path)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    unsigned long long no;
+    if (strlen(base) != 24 || sscanf(base, "wal-%16llx.log", &no) != 1) return 0;
+    return no;
+}
+
+int fv_wal_remove_upto(struct fv_wal *w, uint64_t file_no, char *err, size_t errlen)
+{
+    uint64_t *files = NULL;
+    size_t n = 0;
+    int rc = list_files(w->dir, &files, &n, err, errlen);
+    if (rc) return rc;
+    pthread_mutex_lock(&w->mu);
+    uint64_t cur = w->cur_file_no;
+    pthread_mutex_unlock(&w->mu);
+    int removed = 0;
+    for (size_t i = 0; i < n && rc == FV_OK; i++) {
+        if (files[i] > file_no || files[i] >= cur) break;
+        char path[PATH_MAX];
+        file_path(path, sizeof path, w->dir, files[i]);
+        struct stat st;
+        uint64_t size = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+        if (unlink(path) != 0) {
+            fv_seterr(err, errlen, "unlink %s: %s", path, strerror(errno));
+            rc = FV_EIO;
+            break;
+        }
+        removed++;
+        pthread_mutex_lock(&w->mu);
+        w->st.files--;
+        w->st.bytes_on_disk -= size < w->st.bytes_on_disk ? size : w->st.bytes_on_disk;
+        pthread_mutex_unlock(&w->mu);
+    }
+    free(files);
+    if (rc == FV_OK && removed) rc = fv_os_fsync_dir(w->dir, err, errlen);
+    return rc;
 }

@@ -82,6 +82,20 @@ uint64_t fv_wal_appended_seq(struct fv_wal *w);
 int fv_wal_failed(struct fv_wal *w);
 void fv_wal_stats(struct fv_wal *w, struct fv_wal_stats *out);
 
+/*
+ * Rotation (rule I5 in wal.c): asks the writer to start a new file after every record
+ * appended so far; returns that last record's seq (the marker). Once the cut is made and
+ * durable, fv_wal_rotation_done(marker) returns 1 with *last_file = the number of the last
+ * file holding records <= marker (0: none). Event-loop thread; one rotation at a time.
+ */
+uint64_t fv_wal_rotate(struct fv_wal *w);
+int fv_wal_rotation_done(struct fv_wal *w, uint64_t marker, uint64_t *last_file);
+/* Deletes the WAL files numbered <= file_no (never the current one) and fsyncs the
+ * directory: for records that are durable elsewhere. */
+int fv_wal_remove_upto(struct fv_wal *w, uint64_t file_no, char *err, size_t errlen);
+/* The number in a WAL file's path ("DIR/wal-000000000000002a.log" -> 42); 0 if none. */
+uint64_t fv_wal_file_no(const char *path);
+
 /* Makes everything appended durable, stops the writer, closes files, frees w. */
 void fv_wal_close(struct fv_wal *w);
 

@@ -1,0 +1,817 @@
+/* query.c - see query.h. */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "api/query.h"
+#include "crypto/keys.h"
+#include "store/store.h"
+#include "util/err.h"
+#include "util/log.h"
+#include "wire/signals.h"
+
+#define CHUNK_BYTES   (64u << 10) /* a streamed response is produced this much at a time */
+#define MAX_FIELDS    256
+#define MAX_BUCKETS   10000000
+#define DEFAULT_LOOKB 3600000
+
+/* ---- parsing ----------------------------------------------------------------------------- */
+
+int fv_parse_time_ms(const char *s, int64_t *out)
+{
+    if (*s == '\0') return FV_EINVAL;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (*end == '\0' && errno == 0) {
+        *out = v;
+        return FV_OK;
+    }
+    int Y, M, D, h, m, sec, n = 0;
+    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &Y, &M, &D, &h, &m, &sec, &n) != 6 || n != 19)
+        return FV_EINVAL;
+    if (M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60) return FV_EINVAL;
+    const char *p = s + 19;
+    int64_t ms = 0;
+    if (*p == '.') {
+        int digits = 0;
+        p++;
+        while (isdigit((unsigned char)*p)) {
+            if (digits < 3) ms = ms * 10 + (*p - '0');
+            digits++;
+            p++;
+        }
+        if (digits == 0) return FV_EINVAL;
+        for (; digits < 3; digits++)
+            ms *= 10;
+    }
+    int64_t off = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int oh, om, k = 0;
+        if (sscanf(p + 1, "%2d:%2d%n", &oh, &om, &k) != 2 || k != 5 || oh > 23 || om > 59)
+            return FV_EINVAL;
+        off = (int64_t)(oh * 60 + om) * 60000 * (*p == '+' ? 1 : -1);
+        p += 6;
+    } else {
+        return FV_EINVAL;
+    }
+    if (*p != '\0') return FV_EINVAL;
+    struct tm tm = {0};
+    tm.tm_year = Y - 1900;
+    tm.tm_mon = M - 1;
+    tm.tm_mday = D;
+    tm.tm_hour = h;
+    tm.tm_min = m;
+    tm.tm_sec = sec;
+    time_t t = timegm(&tm);
+    *out = (int64_t)t * 1000 + ms - off;
+    return FV_OK;
+}
+
+int fv_parse_span_ms(const char *s, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || errno || !(v > 0)) return FV_EINVAL;
+    double unit;
+    if (strcmp(end, "ms") == 0 || *end == '\0')
+        unit = 1;
+    else if (strcmp(end, "s") == 0)
+        unit = 1000;
+    else if (strcmp(end, "m") == 0)
+        unit = 60000;
+    else if (strcmp(end, "h") == 0)
+        unit = 3600000;
+    else if (strcmp(end, "d") == 0)
+        unit = 86400000;
+    else
+        return FV_EINVAL;
+    double ms = v * unit;
+    if (ms < 1 || ms > 1e15) return FV_EINVAL;
+    *out = (int64_t)ms;
+    return FV_OK;
+}
+
+static int hexd(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+int fv_query_param(const char *qs, const char *name, char *out, size_t outlen)
+{
+    if (qs == NULL || outlen == 0) return 0;
+    size_t nl = strlen(name);
+    for (const char *p = qs; *p;) {
+        const char *amp = strchr(p, '&');
+        size_t len = amp ? (size_t)(amp - p) : strlen(p);
+        if (len > nl && strncmp(p, name, nl) == 0 && p[nl] == '=') {
+            size_t o = 0;
+            for (size_t i = nl + 1; i < len && o + 1 < outlen; i++) {
+                char c = p[i]; /* '+' stays '+': RFC 3339 offsets use it */
+                if (c == '%' && i + 2 < len && hexd(p[i + 1]) >= 0 && hexd(p[i + 2]) >= 0) {
+                    c = (char)(hexd(p[i + 1]) << 4 | hexd(p[i + 2]));
+                    i += 2;
+                }
+                out[o++] = c;
+            }
+            out[o] = '\0';
+            return 1;
+        }
+        if (len == nl && strncmp(p, name, nl) == 0) {
+            out[0] = '\0';
+            return 1;
+        }
+        p += len + (amp != NULL);
+    }
+    return 0;
+}
+
+int fv_put_double(struct fv_buf *out, double d)
+{
+    char b[40];
+    if (!isfinite(d)) return fv_buf_append(out, "null", 4);
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(b, sizeof b, "%.*g", prec, d);
+        if (strtod(b, NULL) == d) break;
+    }
+    /* JSON has no "inf"/"nan" (excluded above); keep integers-as-doubles recognisable. */
+    return fv_buf_append(out, b, strlen(b));
+}
+
+static int putf(struct fv_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int putf(struct fv_buf *b, const char *fmt, ...)
+{
+    char line[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n < 0) return FV_EINVAL;
+    return fv_buf_append(b, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+}
+
+static void json_error(struct fv_http_response *r, int status, const char *msg)
+{
+    r->status = status;
+    r->content_type = "application/json";
+    fv_buf_reset(&r->body);
+    json_t *j = json_pack("{s:s}", "error", msg);
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    if (s) {
+        fv_buf_append(&r->body, s, strlen(s));
+        fv_buf_append(&r->body, "\n", 1);
+    }
+    free(s);
+    json_decref(j);
+}
+
+/* ---- value rendering --------------------------------------------------------------------- */
+
+static int put_json_value(struct fv_buf *b, const struct fv_value *v)
+{
+    switch (v->kind) {
+    case FV_VK_DOUBLE:
+        return fv_put_double(b, v->u.d);
+    case FV_VK_INT:
+    case FV_VK_ENUM:
+        return putf(b, "%lld", (long long)v->u.i);
+    case FV_VK_BOOL:
+        return v->u.i ? fv_buf_append(b, "true", 4) : fv_buf_append(b, "false", 5);
+    case FV_VK_NONE:
+    case FV_VK_INVALID:
+    case FV_VK_OTHER:
+        return fv_buf_append(b, "null", 4);
+    case FV_VK_LOCATION: {
+        int rc = fv_buf_append(b, "{\"latitude\":", 12);
+        if (rc == FV_OK) rc = fv_put_double(b, v->u.loc.lat);
+        if (rc == FV_OK) rc = fv_buf_append(b, ",\"longitude\":", 13);
+        if (rc == FV_OK) rc = fv_put_double(b, v->u.loc.lon);
+        return rc ? rc : fv_buf_append(b, "}", 1);
+    }
+    default:
+        return fv_api_value_json(v, b);
+    }
+}
+
+static int put_csv_value(struct fv_buf *b, const struct fv_value *v)
+{
+    switch (v->kind) {
+    case FV_VK_NONE:
+        return FV_OK;
+    case FV_VK_INVALID:
+        return fv_buf_append(b, "invalid", 7);
+    case FV_VK_DOUBLE:
+        return isfinite(v->u.d) ? fv_put_double(b, v->u.d) : putf(b, "%g", v->u.d);
+    case FV_VK_INT:
+    case FV_VK_ENUM:
+    case FV_VK_BOOL:
+        return put_json_value(b, v);
+    default: {
+        /* Composite values and strings: their JSON text, quoted the CSV way. */
+        struct fv_buf t = {0};
+        int rc = v->kind == FV_VK_STRING
+                     ? fv_buf_append(&t, v->u.s ? v->u.s : "", v->u.s ? strlen(v->u.s) : 0)
+                     : fv_api_value_json(v, &t);
+        if (rc == FV_OK) rc = fv_buf_append(b, "\"", 1);
+        for (size_t i = 0; rc == FV_OK && i < t.len; i++)
+            rc = t.data[i] == '"' ? fv_buf_append(b, "\"\"", 2) : fv_buf_append(b, &t.data[i], 1);
+        if (rc == FV_OK) rc = fv_buf_append(b, "\"", 1);
+        fv_buf_free(&t);
+        return rc;
+    }
+    }
+}
+
+static int put_label(struct fv_buf *b, uint32_t field)
+{
+    char name[32];
+    fv_signal_label(field, name, sizeof name);
+    return fv_buf_append(b, name, strlen(name));
+}
+
+/* ---- aggregation ------------------------------------------------------------------------- */
+
+enum { AG_MIN = 1, AG_MAX = 2, AG_AVG = 4, AG_SUM = 8, AG_COUNT = 16, AG_FIRST = 32, AG_LAST = 64 };
+static const char *const ag_names[] = {"min", "max", "avg", "sum", "count", "first", "last"};
+
+struct agg {
+    uint64_t count, nnum;
+    double sum, min, max;
+    struct fv_value first, last; /* owned */
+};
+
+static int numeric(const struct fv_value *v, double *d)
+{
+    switch (v->kind) {
+    case FV_VK_DOUBLE:
+        *d = v->u.d;
+        return isfinite(v->u.d);
+    case FV_VK_INT:
+    case FV_VK_BOOL:
+        *d = (double)v->u.i;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* ---- the streaming query ----------------------------------------------------------------- */
+
+struct qctx {
+    struct fv_store_cursor *cur;
+    int csv;
+    unsigned aggs;
+    int64_t step, from, to;
+    uint32_t fields[MAX_FIELDS];
+    size_t nfields; /* 0: all (raw JSON only) */
+    uint64_t rows, limit;
+    int started, truncated;
+    char device[80];
+    /* aggregation */
+    struct agg ag[MAX_FIELDS];
+    int64_t bucket;
+    int open;
+};
+
+static void agg_reset(struct qctx *q)
+{
+    for (size_t j = 0; j < q->nfields; j++) {
+        fv_value_clear(&q->ag[j].first);
+        fv_value_clear(&q->ag[j].last);
+        memset(&q->ag[j], 0, sizeof q->ag[j]);
+    }
+    q->open = 0;
+}
+
+static int single_agg(unsigned a)
+{
+    return a && (a & (a - 1)) == 0;
+}
+
+static int put_agg(struct fv_buf *b, const struct agg *g, unsigned which, int csv)
+{
+    switch (which) {
+    case AG_COUNT:
+        return putf(b, "%llu", (unsigned long long)g->count);
+    case AG_SUM:
+        return g->nnum ? fv_put_double(b, g->sum) : (csv ? FV_OK : fv_buf_append(b, "null", 4));
+    case AG_AVG:
+        return g->nnum ? fv_put_double(b, g->sum / (double)g->nnum)
+                       : (csv ? FV_OK : fv_buf_append(b, "null", 4));
+    case AG_MIN:
+        return g->nnum ? fv_put_double(b, g->min) : (csv ? FV_OK : fv_buf_append(b, "null", 4));
+    case AG_MAX:
+        return g->nnum ? fv_put_double(b, g->max) : (csv ? FV_OK : fv_buf_append(b, "null", 4));
+    case AG_FIRST:
+        return csv ? put_csv_value(b, &g->first) : put_json_value(b, &g->first);
+    default:
+        return csv ? put_csv_value(b, &g->last) : put_json_value(b, &g->last);
+    }
+}
+
+static int emit_bucket(struct qctx *q, struct fv_buf *b)
+{
+    if (!q->open) return FV_OK;
+    if (q->limit && q->rows >= q->limit) {
+        q->truncated = 1;
+        agg_reset(q);
+        return FV_OK;
+    }
+    int rc;
+    if (q->csv) {
+        rc = putf(b, "%lld", (long long)q->bucket);
+        for (size_t j = 0; rc == FV_OK && j < q->nfields; j++)
+            for (unsigned k = 0; rc == FV_OK && k < 7; k++)
+                if (q->aggs & (1u << k)) {
+                    rc = fv_buf_append(b, ",", 1);
+                    if (rc == FV_OK && q->ag[j].count) rc = put_agg(b, &q->ag[j], 1u << k, 1);
+                }
+        if (rc == FV_OK) rc = fv_buf_append(b, "\n", 1);
+    } else {
+        rc = putf(b, "%s{\"t\":%lld", q->rows ? ",\n" : "", (long long)q->bucket);
+        for (size_t j = 0; rc == FV_OK && j < q->nfields; j++) {
+            if (q->ag[j].count == 0) continue;
+            rc = fv_buf_append(b, ",\"", 2);
+            if (rc == FV_OK) rc = put_label(b, q->fields[j]);
+            if (rc == FV_OK) rc = fv_buf_append(b, "\":", 2);
+            if (rc == FV_OK && single_agg(q->aggs)) {
+                rc = put_agg(b, &q->ag[j], q->aggs, 0);
+                continue;
+            }
+            if (rc == FV_OK) rc = fv_buf_append(b, "{", 1);
+            int first = 1;
+            for (unsigned k = 0; rc == FV_OK && k < 7; k++)
+                if (q->aggs & (1u << k)) {
+                    rc = putf(b, "%s\"%s\":", first ? "" : ",", ag_names[k]);
+                    if (rc == FV_OK) rc = put_agg(b, &q->ag[j], 1u << k, 0);
+                    first = 0;
+                }
+            if (rc == FV_OK) rc = fv_buf_append(b, "}", 1);
+        }
+        if (rc == FV_OK) rc = fv_buf_append(b, "}", 1);
+    }
+    q->rows++;
+    agg_reset(q);
+    return rc;
+}
+
+static int64_t bucket_of(const struct qctx *q, int64_t t)
+{
+    if (q->step == 0) return q->from;
+    int64_t r = t % q->step;
+    if (r < 0) r += q->step;
+    return t - r;
+}
+
+static int add_to_buckets(struct qctx *q, const struct fv_store_chunk *ch, struct fv_buf *b)
+{
+    int rc = FV_OK;
+    for (size_t i = 0; i < ch->n && rc == FV_OK; i++) {
+        int64_t bk = bucket_of(q, ch->t[i]);
+        if (q->open && bk != q->bucket) rc = emit_bucket(q, b);
+        if (rc) break;
+        q->bucket = bk;
+        q->open = 1;
+        for (size_t j = 0; j < ch->ncols && rc == FV_OK; j++) {
+            const struct fv_value *v = &ch->col[j][i];
+            if (v->kind == FV_VK_NONE) continue;
+            struct agg *g = &q->ag[j];
+            double d;
+            if (numeric(v, &d)) {
+                if (g->nnum == 0 || d < g->min) g->min = d;
+                if (g->nnum == 0 || d > g->max) g->max = d;
+                g->sum += d;
+                g->nnum++;
+            }
+            if (g->count == 0 && (q->aggs & AG_FIRST)) rc = fv_value_copy(&g->first, v);
+            if (rc == FV_OK && (q->aggs & AG_LAST)) {
+                fv_value_clear(&g->last);
+                rc = fv_value_copy(&g->last, v);
+            }
+            g->count++;
+        }
+    }
+    return rc;
+}
+
+static int put_raw_rows(struct qctx *q, const struct fv_store_chunk *ch, struct fv_buf *b)
+{
+    int rc = FV_OK;
+    for (size_t i = 0; i < ch->n && rc == FV_OK; i++) {
+        if (q->limit && q->rows >= q->limit) {
+            q->truncated = 1;
+            break;
+        }
+        if (q->csv) {
+            rc = putf(b, "%lld", (long long)ch->t[i]);
+            for (size_t j = 0; rc == FV_OK && j < ch->ncols; j++) {
+                rc = fv_buf_append(b, ",", 1);
+                if (rc == FV_OK) rc = put_csv_value(b, &ch->col[j][i]);
+            }
+            if (rc == FV_OK) rc = fv_buf_append(b, "\n", 1);
+        } else {
+            rc = putf(b, "%s{\"t\":%lld", q->rows ? ",\n" : "", (long long)ch->t[i]);
+            for (size_t j = 0; rc == FV_OK && j < ch->ncols; j++) {
+                const struct fv_value *v = &ch->col[j][i];
+                if (v->kind == FV_VK_NONE) continue;
+                rc = fv_buf_append(b, ",\"", 2);
+                if (rc == FV_OK) rc = put_label(b, ch->field[j]);
+                if (rc == FV_OK) rc = fv_buf_append(b, "\":", 2);
+                if (rc == FV_OK) rc = put_json_value(b, v);
+            }
+            if (rc == FV_OK) rc = fv_buf_append(b, "}", 1);
+        }
+        q->rows++;
+    }
+    return rc;
+}
+
+static int put_header(struct qctx *q, struct fv_buf *b)
+{
+    int rc = FV_OK;
+    if (q->csv) {
+        rc = fv_buf_append(b, q->aggs ? "bucket" : "t", q->aggs ? 6 : 1);
+        for (size_t j = 0; rc == FV_OK && j < q->nfields; j++) {
+            if (!q->aggs || single_agg(q->aggs)) {
+                rc = fv_buf_append(b, ",", 1);
+                if (rc == FV_OK) rc = put_label(b, q->fields[j]);
+                continue;
+            }
+            for (unsigned k = 0; rc == FV_OK && k < 7; k++)
+                if (q->aggs & (1u << k)) {
+                    rc = fv_buf_append(b, ",", 1);
+                    if (rc == FV_OK) rc = put_label(b, q->fields[j]);
+                    if (rc == FV_OK) rc = putf(b, "_%s", ag_names[k]);
+                }
+        }
+        return rc ? rc : fv_buf_append(b, "\n", 1);
+    }
+    json_t *dev = json_string(q->device);
+    char *ds = dev ? json_dumps(dev, JSON_ENCODE_ANY) : NULL;
+    json_decref(dev);
+    if (ds == NULL) return FV_ENOMEM;
+    rc = putf(b, "{\"device\":%s", ds);
+    if (rc == FV_OK)
+        rc = q->from == INT64_MIN ? putf(b, ",\"from\":null")
+                                  : putf(b, ",\"from\":%lld", (long long)q->from);
+    if (rc == FV_OK)
+        rc = q->to == INT64_MAX ? putf(b, ",\"to\":null")
+                                : putf(b, ",\"to\":%lld", (long long)q->to);
+    free(ds);
+    if (rc == FV_OK && q->nfields) {
+        rc = fv_buf_append(b, ",\"signals\":[", 12);
+        for (size_t j = 0; rc == FV_OK && j < q->nfields; j++) {
+            rc = fv_buf_append(b, j ? ",\"" : "\"", j ? 2 : 1);
+            if (rc == FV_OK) rc = put_label(b, q->fields[j]);
+            if (rc == FV_OK) rc = fv_buf_append(b, "\"", 1);
+        }
+        if (rc == FV_OK) rc = fv_buf_append(b, "]", 1);
+    }
+    if (rc == FV_OK && q->aggs) {
+        if (q->step) rc = putf(b, ",\"step\":%lld", (long long)q->step);
+        for (unsigned k = 0, first = 1; rc == FV_OK && k < 7; k++)
+            if (q->aggs & (1u << k)) {
+                rc = putf(b, "%s\"%s\"", first ? ",\"agg\":[" : ",", ag_names[k]);
+                first = 0;
+            }
+        if (rc == FV_OK) rc = fv_buf_append(b, "]", 1);
+    }
+    if (rc == FV_OK) rc = fv_buf_append(b, ",\"rows\":[\n", 10);
+    return rc;
+}
+
+static int q_more(void *ctx, struct fv_buf *b)
+{
+    struct qctx *q = ctx;
+    int rc = FV_OK;
+    if (!q->started) {
+        q->started = 1;
+        rc = put_header(q, b);
+        if (rc) return rc;
+    }
+    char err[512];
+    while (b->len < CHUNK_BYTES && !q->truncated) {
+        struct fv_store_chunk ch;
+        int n = fv_store_next(q->cur, &ch, err, sizeof err);
+        if (n < 0) {
+            fv_error("query of device %s: %s", q->device, err);
+            /* Headers may be gone: end the body with the reason so a reader sees it. */
+            putf(b, q->csv ? "# error: %s\n" : "],\"error\":\"%s\"}\n",
+                 n == FV_ECORRUPT ? "stored data failed verification" : fv_strerror(n));
+            return n;
+        }
+        if (n == 0) break;
+        rc = q->aggs ? add_to_buckets(q, &ch, b) : put_raw_rows(q, &ch, b);
+        if (rc) return rc;
+    }
+    if (b->len >= CHUNK_BYTES && !q->truncated) return 1;
+    if (q->aggs) {
+        rc = emit_bucket(q, b);
+        if (rc) return rc;
+    }
+    if (!q->csv)
+        rc = putf(b, "\n],\"count\":%llu%s}\n", (unsigned long long)q->rows,
+                  q->truncated ? ",\"truncated\":true" : "");
+    return rc ? rc : 0;
+}
+
+static void q_free(void *ctx)
+{
+    struct qctx *q = ctx;
+    if (q == NULL) return;
+    agg_reset(q);
+    fv_store_cursor_free(q->cur);
+    free(q);
+}
+
+static int parse_aggs(const char *s, unsigned *out)
+{
+    *out = 0;
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", s);
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        unsigned k = 0;
+        while (k < 7 && strcmp(ag_names[k], t) != 0)
+            k++;
+        if (k == 7) return FV_EINVAL;
+        *out |= 1u << k;
+    }
+    return *out ? FV_OK : FV_EINVAL;
+}
+
+static int parse_fields(const char *s, uint32_t *f, size_t *n, char *bad, size_t badlen)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", s);
+    *n = 0;
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        long v = fv_signal_lookup(t);
+        if (v < 0 || v > UINT32_MAX) {
+            snprintf(bad, badlen, "%s", t);
+            return FV_ENOENT;
+        }
+        int dup = 0;
+        for (size_t i = 0; i < *n; i++)
+            dup |= f[i] == (uint32_t)v;
+        if (dup) continue;
+        if (*n == MAX_FIELDS) return FV_ELIMIT;
+        f[(*n)++] = (uint32_t)v;
+    }
+    return *n ? FV_OK : FV_EINVAL;
+}
+
+/* Looks the device up: its pseudonym and data key, or an error response. */
+static int device_key(const struct fv_api_view *v, const char *id, const unsigned char **dek,
+                      char pseudo[FV_PSEUDONYM_LEN + 1], struct fv_http_response *out)
+{
+    char msg[200];
+    if (fv_fleet_find(v->fleet, id) == NULL) {
+        snprintf(msg, sizeof msg, "unknown device '%.64s'", id);
+        json_error(out, 404, msg);
+        return FV_ENOENT;
+    }
+    int rc = fv_keystore_dek(v->keys, id, 0, dek, pseudo);
+    if (rc == FV_ESTATE) {
+        snprintf(msg, sizeof msg, "device '%.64s': its data was erased", id);
+        json_error(out, 410, msg);
+    } else if (rc) {
+        snprintf(msg, sizeof msg, "device '%.64s': no data key (%s)", id, fv_strerror(rc));
+        json_error(out, rc == FV_ENOENT ? 404 : 500, msg);
+    }
+    return rc;
+}
+
+/* The set of signals a device has in [from, to] (for CSV headers and aggregation over all). */
+static int discover_fields(const struct fv_api_view *v, const char *pseudo,
+                           const unsigned char *dek, int64_t from, int64_t to, uint32_t *f,
+                           size_t *n)
+{
+    struct fv_store_cursor *c;
+    char err[256];
+    int rc = fv_store_query(v->store, pseudo, dek, from, to, NULL, 0, 0, &c, err, sizeof err);
+    if (rc) return rc;
+    struct fv_store_chunk ch;
+    *n = 0;
+    while ((rc = fv_store_next(c, &ch, err, sizeof err)) == 1)
+        for (size_t j = 0; j < ch.ncols; j++) {
+            size_t at = 0;
+            while (at < *n && f[at] < ch.field[j])
+                at++;
+            if (at < *n && f[at] == ch.field[j]) continue;
+            if (*n == MAX_FIELDS) break;
+            memmove(f + at + 1, f + at, (*n - at) * sizeof *f);
+            f[at] = ch.field[j];
+            (*n)++;
+        }
+    fv_store_cursor_free(c);
+    return rc < 0 ? rc : FV_OK;
+}
+
+void fv_api_query(const struct fv_api_view *v, struct fv_http_response *out)
+{
+    char dev[128], sig[4096], from_s[64], to_s[64], step_s[32], agg_s[128], fmt[16], lim[32];
+    char msg[300];
+    if (!fv_query_param(v->query, "device", dev, sizeof dev) || dev[0] == '\0') {
+        json_error(out, 400, "missing device=ID");
+        return;
+    }
+    struct qctx *q = calloc(1, sizeof *q);
+    if (q == NULL) {
+        json_error(out, 500, "out of memory");
+        return;
+    }
+    snprintf(q->device, sizeof q->device, "%s", dev);
+    q->from = INT64_MIN;
+    q->to = INT64_MAX;
+    if (fv_query_param(v->query, "from", from_s, sizeof from_s) &&
+        fv_parse_time_ms(from_s, &q->from) != FV_OK) {
+        snprintf(msg, sizeof msg, "bad from '%.40s': use epoch milliseconds or RFC 3339", from_s);
+        goto bad;
+    }
+    if (fv_query_param(v->query, "to", to_s, sizeof to_s) &&
+        fv_parse_time_ms(to_s, &q->to) != FV_OK) {
+        snprintf(msg, sizeof msg, "bad to '%.40s': use epoch milliseconds or RFC 3339", to_s);
+        goto bad;
+    }
+    if (q->from > q->to) {
+        snprintf(msg, sizeof msg, "empty range: from is after to");
+        goto bad;
+    }
+    if (fv_query_param(v->query, "signals", sig, sizeof sig) && sig[0]) {
+        char badname[80] = "";
+        int rc = parse_fields(sig, q->fields, &q->nfields, badname, sizeof badname);
+        if (rc) {
+            snprintf(msg, sizeof msg,
+                     rc == FV_ENOENT ? "unknown signal '%.64s': use names from the protocol's "
+                                       "Field enum (e.g. VehicleSpeed) or numbers"
+                                     : "bad signals list%.0s",
+                     badname);
+            goto bad;
+        }
+    }
+    if (fv_query_param(v->query, "format", fmt, sizeof fmt)) {
+        if (strcmp(fmt, "csv") == 0)
+            q->csv = 1;
+        else if (strcmp(fmt, "json") != 0) {
+            snprintf(msg, sizeof msg, "bad format '%.16s': json or csv", fmt);
+            goto bad;
+        }
+    }
+    if (fv_query_param(v->query, "agg", agg_s, sizeof agg_s) && parse_aggs(agg_s, &q->aggs)) {
+        snprintf(msg, sizeof msg, "bad agg '%.60s': min, max, avg, sum, count, first, last", agg_s);
+        goto bad;
+    }
+    if (fv_query_param(v->query, "step", step_s, sizeof step_s)) {
+        if (fv_parse_span_ms(step_s, &q->step) != FV_OK) {
+            snprintf(msg, sizeof msg, "bad step '%.30s': e.g. 10s, 5m, 1h or milliseconds", step_s);
+            goto bad;
+        }
+        if (!q->aggs) q->aggs = AG_AVG;
+        if (q->from != INT64_MIN && q->to != INT64_MAX &&
+            (q->to - q->from) / q->step > MAX_BUCKETS) {
+            snprintf(msg, sizeof msg, "too many buckets: more than %d; use a larger step",
+                     MAX_BUCKETS);
+            goto bad;
+        }
+    }
+    if (fv_query_param(v->query, "limit", lim, sizeof lim)) {
+        char *e;
+        unsigned long long l = strtoull(lim, &e, 10);
+        if (*e || l == 0) {
+            snprintf(msg, sizeof msg, "bad limit '%.30s'", lim);
+            goto bad;
+        }
+        q->limit = l;
+    }
+    const unsigned char *dek;
+    char pseudo[FV_PSEUDONYM_LEN + 1];
+    if (device_key(v, dev, &dek, pseudo, out)) {
+        free(q);
+        return;
+    }
+    char err[512];
+    if (q->nfields == 0 && (q->csv || q->aggs)) {
+        int rc = discover_fields(v, pseudo, dek, q->from, q->to, q->fields, &q->nfields);
+        if (rc) {
+            json_error(out, 500, "reading the store failed");
+            free(q);
+            return;
+        }
+    }
+    int rc = fv_store_query(v->store, pseudo, dek, q->from, q->to, q->nfields ? q->fields : NULL,
+                            q->nfields, 0, &q->cur, err, sizeof err);
+    if (rc) {
+        json_error(out, 500, "reading the store failed");
+        free(q);
+        return;
+    }
+    out->status = 200;
+    out->content_type = q->csv ? "text/csv" : "application/json";
+    out->more = q_more;
+    out->free_ctx = q_free;
+    out->ctx = q;
+    return;
+bad:
+    json_error(out, 400, msg);
+    free(q);
+}
+
+/* ---- fleet view -------------------------------------------------------------------------- */
+
+void fv_api_fleet(const struct fv_api_view *v, struct fv_http_response *out)
+{
+    char sig[80], at_s[64], lb_s[32], fmt[16], msg[200];
+    if (!fv_query_param(v->query, "signal", sig, sizeof sig) || sig[0] == '\0') {
+        json_error(out, 400, "missing signal=NAME");
+        return;
+    }
+    long field = fv_signal_lookup(sig);
+    if (field < 0) {
+        snprintf(msg, sizeof msg, "unknown signal '%.64s'", sig);
+        json_error(out, 400, msg);
+        return;
+    }
+    int64_t at = INT64_MAX, lookback = DEFAULT_LOOKB;
+    if (fv_query_param(v->query, "at", at_s, sizeof at_s) && fv_parse_time_ms(at_s, &at)) {
+        json_error(out, 400, "bad at: use epoch milliseconds or RFC 3339");
+        return;
+    }
+    if (fv_query_param(v->query, "lookback", lb_s, sizeof lb_s) &&
+        fv_parse_span_ms(lb_s, &lookback)) {
+        json_error(out, 400, "bad lookback: e.g. 10m, 1h, 1d");
+        return;
+    }
+    int csv = fv_query_param(v->query, "format", fmt, sizeof fmt) && strcmp(fmt, "csv") == 0;
+    int64_t from = at == INT64_MAX ? INT64_MIN : (at > INT64_MIN + lookback ? at - lookback : at);
+    struct fv_buf *b = &out->body;
+    fv_buf_reset(b);
+    out->status = 200;
+    out->content_type = csv ? "text/csv" : "application/json";
+    char label[32];
+    fv_signal_label((unsigned)field, label, sizeof label);
+    if (csv)
+        putf(b, "device,t,%s\n", label);
+    else if (at == INT64_MAX)
+        putf(b, "{\"signal\":\"%s\",\"at\":null,\"vehicles\":[\n", label);
+    else
+        putf(b, "{\"signal\":\"%s\",\"at\":%lld,\"vehicles\":[\n", label, (long long)at);
+    uint64_t n = 0;
+    uint32_t f = (uint32_t)field;
+    for (size_t i = 0; i < v->fleet->devices.cap; i++) {
+        const struct fv_device *d = v->fleet->devices.slots[i].val;
+        if (!v->fleet->devices.slots[i].hash || d == NULL) continue;
+        const unsigned char *dek;
+        char pseudo[FV_PSEUDONYM_LEN + 1];
+        if (fv_keystore_dek(v->keys, d->id, 0, &dek, pseudo) != FV_OK) continue;
+        struct fv_store_cursor *c;
+        char err[256];
+        if (fv_store_query(v->store, pseudo, dek, from, at, &f, 1, 0, &c, err, sizeof err))
+            continue;
+        struct fv_store_chunk ch;
+        struct fv_value last = {0};
+        int64_t lt = 0;
+        int have = 0;
+        while (fv_store_next(c, &ch, err, sizeof err) == 1)
+            if (ch.n && ch.col[0][ch.n - 1].kind != FV_VK_NONE) {
+                fv_value_clear(&last);
+                if (fv_value_copy(&last, &ch.col[0][ch.n - 1]) == FV_OK) {
+                    lt = ch.t[ch.n - 1];
+                    have = 1;
+                }
+            }
+        fv_store_cursor_free(c);
+        if (!have) continue;
+        json_t *id = json_string(d->id);
+        char *ids = id ? json_dumps(id, JSON_ENCODE_ANY) : NULL;
+        json_decref(id);
+        if (ids) {
+            if (csv) {
+                putf(b, "%s,%lld,", d->id, (long long)lt);
+                put_csv_value(b, &last);
+                fv_buf_append(b, "\n", 1);
+            } else {
+                putf(b, "%s{\"device\":%s,\"t\":%lld,\"value\":", n ? ",\n" : "", ids,
+                     (long long)lt);
+                put_json_value(b, &last);
+                fv_buf_append(b, "}", 1);
+            }
+            n++;
+        }
+        free(ids);
+        fv_value_clear(&last);
+    }
+    if (!csv) putf(b, "\n],\"count\":%llu}\n", (unsigned long long)n);
+}

@@ -1,0 +1,35 @@
+/*
+ * query.h - the store's query endpoints (docs/operations.md, "Queries"):
+ *
+ *   GET /api/v1/query?device=ID[&signals=A,B][&from=T][&to=T][&step=S&agg=F[,F...]]
+ *                    [&format=json|csv][&limit=N]
+ *       raw frames of one device (JSON rows {"t": ms, "Signal": value, ...}, or CSV), or,
+ *       with agg, one row per bucket of step (aligned to multiples of step since the epoch;
+ *       without step, one bucket for the whole range) with min/max/avg/sum/count/first/last
+ *       per signal. Times: epoch milliseconds or RFC 3339. Responses stream in chunks.
+ *   GET /api/v1/fleet?signal=NAME&at=T[&lookback=D][&format=json|csv]
+ *       every device's last value of one signal at or before T (within lookback, default 1 h).
+ *
+ * Parsing helpers are exposed for the CLI and the tests. Event-loop thread only.
+ */
+#ifndef FV_API_QUERY_H
+#define FV_API_QUERY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api/api.h"
+
+/* Epoch milliseconds, or RFC 3339 ("2026-11-25T06:00:00.250Z", "...+01:00"). */
+int fv_parse_time_ms(const char *s, int64_t *out);
+/* "500ms", "10s", "5m", "2h", "1d", or plain milliseconds; > 0. */
+int fv_parse_span_ms(const char *s, int64_t *out);
+/* Copies the URL-decoded value of name from a query string ("a=1&b=2"); 1 if present. */
+int fv_query_param(const char *qs, const char *name, char *out, size_t outlen);
+/* Appends the shortest decimal text that reads back as exactly d (JSON: null if not finite). */
+int fv_put_double(struct fv_buf *out, double d);
+
+void fv_api_query(const struct fv_api_view *v, struct fv_http_response *out);
+void fv_api_fleet(const struct fv_api_view *v, struct fv_http_response *out);
+
+#endif

@@ -1,0 +1,108 @@
+/*
+ * block.h - one block of the store: the frames (V records) and events (other topics) of one
+ * data subject and one signal class over a time range, encoded column by column.
+ *
+ * A frame's timestamp is stored once, not per signal. Each signal is a column: which frames
+ * carry it, the kind of each value (run-length encoded: a signal rarely changes kind), then
+ * the values of each kind with the codec that suits them (store/codec.h): doubles decimal-
+ * scaled, integers, enums, booleans and door bits through the integer codec, strings through
+ * a dictionary, locations as two double columns. Values that are not understood (a oneof
+ * member this build lacks) keep their kind and member number. Unknown signal numbers are
+ * columns like any other.
+ *
+ * Plaintext format (all varints LEB128; "col" = a codec column, store/codec.h):
+ *
+ *   u8      version = 1
+ *   varint  nrec                      frames
+ *   col     i64 times[nrec]           ms since the Unix epoch, non-decreasing
+ *   varint  ncols
+ *   per column, ascending field number:
+ *     varint field
+ *     varint nbytes                   length of the rest of this column (lets readers skip)
+ *     varint npresent                 1..nrec
+ *     col    i64 rows[npresent]       only if npresent < nrec: frame indexes, increasing
+ *     col    i64 kinds[npresent]      kind | member << 8 (enum fv_vkind, protobuf oneof no.)
+ *     then, for each kind in ascending order, the values of that kind in row order:
+ *       DOUBLE: col f64; INT, ENUM, BOOL, DOORS, TIRES: col i64; STRING: col str;
+ *       LOCATION: col f64 lat, col f64 lon; TIME: col i64 h, m, s; others: nothing
+ *   varint  nev                       events (alerts, errors, connectivity, other topics)
+ *   col     i64 ev_times[nev]
+ *   col     str ev_topics[nev]
+ *   col     i64 ev_lens[nev], then the payloads back to back (protobuf bytes as received)
+ *
+ * The store compresses this with zstd and seals it per subject (store/part.h).
+ * Decoding never reads outside its input and rejects anything inconsistent (FV_ECORRUPT);
+ * the caller's message names the file and offset. Thread-safe: no shared state.
+ */
+#ifndef FV_STORE_BLOCK_H
+#define FV_STORE_BLOCK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/buf.h"
+#include "wire/payload.h"
+
+#define FV_BLOCK_VERSION 1
+
+/* What to encode: frames sorted by time (stable), each with its datums; keep(field) says
+ * which signals belong in this block (NULL = all). Frames without any kept datum are
+ * skipped. Events likewise sorted by time. */
+struct fv_block_frame {
+    int64_t t;
+    uint32_t n;
+    const struct fv_datum *d;
+};
+struct fv_block_event {
+    int64_t t;
+    const char *topic;
+    uint32_t topic_len;
+    const unsigned char *payload;
+    uint32_t len;
+};
+struct fv_block_in {
+    size_t nframes;
+    const struct fv_block_frame *frames;
+    size_t nev;
+    const struct fv_block_event *ev;
+    int (*keep)(void *arg, uint32_t field);
+    void *keep_arg;
+};
+/* Summary of what was encoded. */
+struct fv_block_meta {
+    uint32_t nrec, nev, ndatums;
+    int64_t min_t, max_t;
+};
+
+/* Appends the plaintext encoding to out. FV_OK, FV_ENOMEM, or FV_ELIMIT (more than 2^31
+ * frames). meta->nrec + meta->nev == 0 means nothing was kept (out unchanged). */
+int fv_block_encode(const struct fv_block_in *in, struct fv_buf *out, struct fv_block_meta *meta);
+
+/* A decoded column: the rows (frame indexes) that carry the signal and their values. */
+struct fv_block_col {
+    uint32_t field;
+    size_t n;
+    uint32_t *row;
+    struct fv_value *v; /* strings owned */
+};
+struct fv_block {
+    size_t nrec;
+    int64_t *t;
+    size_t ncols;
+    struct fv_block_col *cols; /* ascending field */
+    size_t nev;
+    struct fv_block_event *ev; /* topic/payload point into the decoded input: keep it alive */
+};
+
+/*
+ * Decodes a plaintext block. fields/nfields: decode only these signals (others are skipped
+ * cheaply); fields == NULL decodes all. want_events = 0 skips the events. out is always safe
+ * to free. FV_ECORRUPT with a reason in err for a malformed block.
+ */
+int fv_block_decode(const unsigned char *p, size_t n, const uint32_t *fields, size_t nfields,
+                    int want_events, struct fv_block *out, char *err, size_t errlen);
+void fv_block_free(struct fv_block *b);
+/* The column of field, or NULL. */
+const struct fv_block_col *fv_block_col(const struct fv_block *b, uint32_t field);
+
+#endif

@@ -1,0 +1,562 @@
+/* part.c - see part.h for the format and its validity rules. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <zstd.h>
+
+#include "crypto/keys.h"
+#include "os/fsio.h"
+#include "store/codec.h"
+#include "store/part.h"
+#include "util/clock.h"
+#include "util/crc32c.h"
+#include "util/err.h"
+
+static const unsigned char HEAD_MAGIC[8] = {'F', 'V', 'P', 'A', 'R', 'T', '\r', '\n'};
+static const unsigned char FOOT_MAGIC[8] = {'F', 'V', 'P', 'E', 'N', 'D', '\r', '\n'};
+#define PART_VERSION  1
+#define MAX_INDEX_RAW (256u << 20)
+
+int fv_part_name(const char *name, uint64_t *lo, uint64_t *hi)
+{
+    unsigned long long a, b;
+    char tail[8];
+    if (strlen(name) != 42 || sscanf(name, "part-%16llx-%16llx.%3s", &a, &b, tail) != 3 ||
+        strcmp(tail, "fvp") != 0 || a > b)
+        return 0;
+    *lo = a;
+    *hi = b;
+    return 1;
+}
+
+static int cmp_entry(const struct fv_part_entry *a, const struct fv_part_entry *b)
+{
+    int c = memcmp(a->subject, b->subject, FV_SUBJECT_LEN);
+    if (c) return c;
+    if (a->cls != b->cls) return a->cls < b->cls ? -1 : 1;
+    if (a->min_t != b->min_t) return a->min_t < b->min_t ? -1 : 1;
+    return 0;
+}
+
+static int cmp_entry_q(const void *a, const void *b)
+{
+    return cmp_entry(a, b);
+}
+
+static int cmp_off(const void *a, const void *b)
+{
+    const struct fv_part_entry *x = *(const struct fv_part_entry *const *)a;
+    const struct fv_part_entry *y = *(const struct fv_part_entry *const *)b;
+    return x->off < y->off ? -1 : x->off > y->off;
+}
+
+#define BAD(off, ...)                                                                              \
+    do {                                                                                           \
+        char m_[256];                                                                              \
+        snprintf(m_, sizeof m_, __VA_ARGS__);                                                      \
+        fv_seterr(err, errlen, "%s: offset %llu: %s", name, (unsigned long long)(off), m_);        \
+        rc = FV_ECORRUPT;                                                                          \
+        goto fail;                                                                                 \
+    } while (0)
+
+/* Parses a part from its header (FV_PART_HEADER_LEN bytes) and its tail: the bytes from
+ * tail_off to the end (len), which must hold the index and footer. */
+static int parse(const unsigned char *img, const unsigned char *tail, uint64_t tail_off, size_t len,
+                 const char *name, struct fv_part **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    int rc = FV_OK;
+    unsigned char *raw = NULL;
+    struct fv_part_entry **byoff = NULL;
+    struct fv_part *p = calloc(1, sizeof *p);
+    if (p == NULL) return FV_ENOMEM;
+    p->refs = 1;
+    p->fd = -1;
+    snprintf(p->path, sizeof p->path, "%s", name);
+    if (len < FV_PART_HEADER_LEN + FV_PART_FOOTER_LEN) BAD(0, "file too short for a part");
+    if (memcmp(img, HEAD_MAGIC, 8) != 0) BAD(0, "not a fleetvault part (bad magic)");
+    if (fv_get_u32(img + 8) != PART_VERSION)
+        BAD(8, "part format version %u, this build reads %u", fv_get_u32(img + 8), PART_VERSION);
+    if (fv_crc32c(0, img, 32) != fv_get_u32(img + 32)) BAD(32, "header checksum mismatch");
+    p->level = fv_get_u32(img + 12);
+    p->gen_lo = fv_get_u64(img + 16);
+    p->gen_hi = fv_get_u64(img + 24);
+    if (p->gen_lo > p->gen_hi) BAD(16, "generation range reversed");
+    size_t foff = len - FV_PART_FOOTER_LEN;
+    if (tail_off > foff) BAD(0, "internal: tail does not hold the footer");
+    const unsigned char *f = tail + (foff - tail_off);
+    if (memcmp(f + 56, FOOT_MAGIC, 8) != 0) BAD(foff + 56, "footer magic missing (file cut?)");
+    if (fv_crc32c(0, f, 64) != fv_get_u32(f + 64)) BAD(foff + 64, "footer checksum mismatch");
+    uint64_t ioff = fv_get_u64(f);
+    uint32_t ilen = fv_get_u32(f + 8), iraw = fv_get_u32(f + 12), icrc = fv_get_u32(f + 16);
+    uint32_t nblocks = fv_get_u32(f + 20);
+    p->wal_file_hi = fv_get_u64(f + 24);
+    p->created_ms = fv_get_u64(f + 32);
+    p->datums = fv_get_u64(f + 40);
+    p->records = fv_get_u64(f + 48);
+    if (ioff < FV_PART_HEADER_LEN || ioff < tail_off || ioff > foff || foff - ioff != ilen)
+        BAD(foff, "index offset %llu / length %u do not fit the file", (unsigned long long)ioff,
+            ilen);
+    const unsigned char *iimg = tail + (ioff - tail_off);
+    if (fv_crc32c(0, iimg, ilen) != icrc) BAD(ioff, "index checksum mismatch");
+    if (iraw > MAX_INDEX_RAW || (uint64_t)nblocks * FV_PART_ENTRY_LEN > iraw)
+        BAD(foff + 12, "index size %u implausible for %u blocks", iraw, nblocks);
+    raw = malloc(iraw ? iraw : 1);
+    if (raw == NULL) {
+        rc = FV_ENOMEM;
+        goto fail;
+    }
+    size_t got = ZSTD_decompress(raw, iraw, iimg, ilen);
+    if (ZSTD_isError(got) || got != iraw) BAD(ioff, "index does not decompress");
+    struct fv_rd r;
+    fv_rd_init(&r, raw, iraw);
+    uint64_t ncl, nb;
+    if (fv_rd_uvarint(&r, &ncl) || ncl > FV_PART_MAX_CLASSES) BAD(ioff, "index: class count");
+    p->nclasses = (uint32_t)ncl;
+    for (uint32_t i = 0; i < p->nclasses; i++) {
+        uint64_t l;
+        const unsigned char *s;
+        if (fv_rd_uvarint(&r, &l) || l == 0 || l > FV_CLASS_NAME_MAX || fv_rd_bytes(&r, l, &s))
+            BAD(ioff, "index: class name %u", i);
+        memcpy(p->classes[i], s, l);
+        p->classes[i][l] = '\0';
+    }
+    if (fv_rd_uvarint(&r, &nb) || nb != nblocks || nb * FV_PART_ENTRY_LEN != r.n - r.off)
+        BAD(ioff, "index: block count");
+    p->n = (size_t)nb;
+    p->e = calloc(p->n ? p->n : 1, sizeof *p->e);
+    byoff = malloc((p->n ? p->n : 1) * sizeof *byoff);
+    if (p->e == NULL || byoff == NULL) {
+        rc = FV_ENOMEM;
+        goto fail;
+    }
+    for (size_t i = 0; i < p->n; i++) {
+        const unsigned char *q = raw + r.off + i * FV_PART_ENTRY_LEN;
+        struct fv_part_entry *e = &p->e[i];
+        memcpy(e->subject, q, FV_SUBJECT_LEN);
+        e->cls = q[16];
+        e->nrec = fv_get_u32(q + 17);
+        e->nev = fv_get_u32(q + 21);
+        e->ndatums = fv_get_u32(q + 25);
+        e->raw_len = fv_get_u32(q + 29);
+        e->len = fv_get_u32(q + 33);
+        e->crc = fv_get_u32(q + 37);
+        e->min_t = (int64_t)fv_get_u64(q + 41);
+        e->max_t = (int64_t)fv_get_u64(q + 49);
+        e->off = fv_get_u64(q + 57);
+        if (e->cls >= p->nclasses) BAD(ioff, "index entry %zu: class %u unknown", i, e->cls);
+        if (e->min_t > e->max_t) BAD(ioff, "index entry %zu: times reversed", i);
+        if (e->raw_len == 0 || e->raw_len > FV_BLOCK_MAX_RAW || e->nrec + (uint64_t)e->nev == 0)
+            BAD(ioff, "index entry %zu: sizes implausible", i);
+        if (e->off < FV_PART_HEADER_LEN || e->len < 28 || e->off > ioff || ioff - e->off < e->len)
+            BAD(ioff, "index entry %zu: block at %llu+%u outside the blocks area", i,
+                (unsigned long long)e->off, e->len);
+        if (i && cmp_entry(&p->e[i - 1], e) > 0) BAD(ioff, "index entry %zu: out of order", i);
+        byoff[i] = e;
+    }
+    qsort(byoff, p->n, sizeof *byoff, cmp_off);
+    for (size_t i = 1; i < p->n; i++)
+        if (byoff[i - 1]->off + byoff[i - 1]->len > byoff[i]->off)
+            BAD(byoff[i]->off, "blocks overlap");
+    free(byoff);
+    free(raw);
+    p->size = len;
+    *out = p;
+    return FV_OK;
+fail:
+    free(byoff);
+    free(raw);
+    free(p->e);
+    free(p);
+    return rc;
+}
+
+int fv_part_parse(const unsigned char *img, size_t len, const char *name, struct fv_part **out,
+                  char *err, size_t errlen)
+{
+    if (len < FV_PART_HEADER_LEN + FV_PART_FOOTER_LEN) {
+        *out = NULL;
+        fv_seterr(err, errlen, "%s: offset 0: file too short for a part", name);
+        return FV_ECORRUPT;
+    }
+    return parse(img, img + FV_PART_HEADER_LEN, FV_PART_HEADER_LEN, len, name, out, err, errlen);
+}
+
+int fv_part_open(const char *path, struct fv_part **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        fv_seterr(err, errlen, "open %s: %s", path, strerror(errno));
+        return FV_EIO;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        fv_seterr(err, errlen, "stat %s: %s", path, strerror(errno));
+        close(fd);
+        return FV_EIO;
+    }
+    size_t len = (size_t)st.st_size;
+    /* Only the header, index and footer are needed: read the header and the tail. */
+    unsigned char head[FV_PART_HEADER_LEN], foot[FV_PART_FOOTER_LEN];
+    int rc = FV_OK;
+    unsigned char *img = NULL;
+    if (len < sizeof head + sizeof foot) {
+        fv_seterr(err, errlen, "%s: offset 0: file too short for a part (%zu bytes)", path, len);
+        close(fd);
+        return FV_ECORRUPT;
+    }
+    if (pread(fd, head, sizeof head, 0) != (ssize_t)sizeof head ||
+        pread(fd, foot, sizeof foot, (off_t)(len - sizeof foot)) != (ssize_t)sizeof foot) {
+        fv_seterr(err, errlen, "read %s: %s", path, strerror(errno));
+        close(fd);
+        return FV_EIO;
+    }
+    uint64_t ioff = fv_get_u64(foot);
+    if (ioff < sizeof head || ioff > len - sizeof foot) ioff = len - sizeof foot; /* parse says */
+    size_t tail = len - (size_t)ioff;
+    img = malloc(tail);
+    if (img == NULL) {
+        close(fd);
+        return FV_ENOMEM;
+    }
+    if (pread(fd, img, tail, (off_t)ioff) != (ssize_t)tail) {
+        fv_seterr(err, errlen, "read %s: %s", path, strerror(errno));
+        free(img);
+        close(fd);
+        return FV_EIO;
+    }
+    struct fv_part *p;
+    rc = parse(head, img, ioff, len, path, &p, err, errlen);
+    free(img);
+    if (rc) {
+        close(fd);
+        return rc;
+    }
+    p->fd = fd;
+    *out = p;
+    return FV_OK;
+}
+
+void fv_part_ref(struct fv_part *p)
+{
+    __atomic_add_fetch(&p->refs, 1, __ATOMIC_RELAXED);
+}
+
+void fv_part_unref(struct fv_part *p)
+{
+    if (p == NULL || __atomic_sub_fetch(&p->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
+    if (p->fd >= 0) close(p->fd);
+    if (p->unlink_on_free) unlink(p->path);
+    free(p->e);
+    free(p);
+}
+
+size_t fv_part_find(const struct fv_part *p, const unsigned char subject[FV_SUBJECT_LEN])
+{
+    size_t lo = 0, hi = p->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (memcmp(p->e[mid].subject, subject, FV_SUBJECT_LEN) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+int fv_part_read_block(const struct fv_part *p, size_t i, struct fv_buf *out, char *err,
+                       size_t errlen)
+{
+    const struct fv_part_entry *e = &p->e[i];
+    fv_buf_reset(out);
+    int rc = fv_buf_reserve(out, e->len);
+    if (rc) return rc;
+    ssize_t n = pread(p->fd, out->data, e->len, (off_t)e->off);
+    if (n != (ssize_t)e->len) {
+        fv_seterr(err, errlen, "read %s at offset %llu: %s", p->path, (unsigned long long)e->off,
+                  n < 0 ? strerror(errno) : "short read");
+        return FV_EIO;
+    }
+    out->len = e->len;
+    if (fv_crc32c(0, out->data, e->len) != e->crc) {
+        fv_seterr(err, errlen, "%s: offset %llu: block checksum mismatch", p->path,
+                  (unsigned long long)e->off);
+        return FV_ECORRUPT;
+    }
+    return FV_OK;
+}
+
+int fv_part_block_aad(const struct fv_part_entry *e, const char *class_name, struct fv_buf *out)
+{
+    unsigned char b[6 + FV_SUBJECT_LEN + 1 + FV_CLASS_NAME_MAX + 16 + 16];
+    size_t n = 0, cl = strlen(class_name);
+    if (cl > FV_CLASS_NAME_MAX) return FV_EINVAL;
+    memcpy(b, "fvblk1", 6);
+    n = 6;
+    memcpy(b + n, e->subject, FV_SUBJECT_LEN);
+    n += FV_SUBJECT_LEN;
+    b[n++] = (unsigned char)cl;
+    memcpy(b + n, class_name, cl);
+    n += cl;
+    fv_put_u32(b + n, e->nrec);
+    fv_put_u32(b + n + 4, e->nev);
+    fv_put_u32(b + n + 8, e->ndatums);
+    fv_put_u32(b + n + 12, e->raw_len);
+    fv_put_u64(b + n + 16, (uint64_t)e->min_t);
+    fv_put_u64(b + n + 24, (uint64_t)e->max_t);
+    n += 32;
+    fv_buf_reset(out);
+    return fv_buf_append(out, b, n);
+}
+
+int fv_part_open_block(const struct fv_part *p, size_t i, const unsigned char dek[32],
+                       struct fv_buf *raw, char *err, size_t errlen)
+{
+    const struct fv_part_entry *e = &p->e[i];
+    struct fv_buf sealed = {0}, aad = {0}, z = {0};
+    int rc = fv_part_read_block(p, i, &sealed, err, errlen);
+    if (rc == FV_OK) rc = fv_part_block_aad(e, p->classes[e->cls], &aad);
+    if (rc == FV_OK) {
+        rc = fv_open(dek, aad.data, aad.len, sealed.data, sealed.len, &z);
+        if (rc == FV_ECORRUPT)
+            fv_seterr(err, errlen,
+                      "%s: offset %llu: block fails authentication (altered, or not this "
+                      "subject's)",
+                      p->path, (unsigned long long)e->off);
+    }
+    if (rc == FV_OK) {
+        fv_buf_reset(raw);
+        rc = fv_buf_reserve(raw, e->raw_len);
+    }
+    if (rc == FV_OK) {
+        size_t got = ZSTD_decompress(raw->data, e->raw_len, z.data, z.len);
+        if (ZSTD_isError(got) || got != e->raw_len) {
+            fv_seterr(err, errlen, "%s: offset %llu: block does not decompress", p->path,
+                      (unsigned long long)e->off);
+            rc = FV_ECORRUPT;
+        } else {
+            raw->len = got;
+        }
+    }
+    fv_buf_free(&sealed);
+    fv_buf_free(&aad);
+    fv_buf_free(&z);
+    return rc;
+}
+
+/* ---- writer ------------------------------------------------------------------------------ */
+
+struct fv_part_writer {
+    char dir[PATH_MAX], tmp[PATH_MAX], final[PATH_MAX];
+    int fd;
+    uint64_t off;
+    uint64_t gen_lo, gen_hi;
+    uint32_t level;
+    uint32_t nclasses;
+    char classes[FV_PART_MAX_CLASSES][FV_CLASS_NAME_MAX + 1];
+    struct fv_part_entry *e;
+    size_t n, cap;
+    uint64_t datums, records;
+    struct fv_buf z, sealed, aad;
+    ZSTD_CCtx *zc;
+    int committed;
+};
+
+int fv_part_writer_open(const char *dir, uint64_t gen_lo, uint64_t gen_hi, uint32_t level,
+                        struct fv_part_writer **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    struct fv_part_writer *w = calloc(1, sizeof *w);
+    if (w == NULL) return FV_ENOMEM;
+    w->zc = ZSTD_createCCtx();
+    if (w->zc == NULL) {
+        free(w);
+        return FV_ENOMEM;
+    }
+    snprintf(w->dir, sizeof w->dir, "%s", dir);
+    snprintf(w->final, sizeof w->final, "%s/part-%016llx-%016llx.fvp", dir,
+             (unsigned long long)gen_lo, (unsigned long long)gen_hi);
+    snprintf(w->tmp, sizeof w->tmp, "%s.tmp", w->final);
+    w->gen_lo = gen_lo;
+    w->gen_hi = gen_hi;
+    w->level = level;
+    w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (w->fd < 0) {
+        fv_seterr(err, errlen, "create %s: %s", w->tmp, strerror(errno));
+        ZSTD_freeCCtx(w->zc);
+        free(w);
+        return FV_EIO;
+    }
+    unsigned char h[FV_PART_HEADER_LEN];
+    memcpy(h, HEAD_MAGIC, 8);
+    fv_put_u32(h + 8, PART_VERSION);
+    fv_put_u32(h + 12, level);
+    fv_put_u64(h + 16, gen_lo);
+    fv_put_u64(h + 24, gen_hi);
+    fv_put_u32(h + 32, fv_crc32c(0, h, 32));
+    int rc = fv_os_write_all(w->fd, h, sizeof h, w->tmp, err, errlen);
+    if (rc) {
+        fv_part_writer_free(w);
+        return rc;
+    }
+    w->off = sizeof h;
+    *out = w;
+    return FV_OK;
+}
+
+int fv_part_writer_class(struct fv_part_writer *w, const char *name)
+{
+    for (uint32_t i = 0; i < w->nclasses; i++)
+        if (strcmp(w->classes[i], name) == 0) return (int)i;
+    size_t l = strlen(name);
+    if (w->nclasses == FV_PART_MAX_CLASSES || l == 0 || l > FV_CLASS_NAME_MAX) return FV_ELIMIT;
+    memcpy(w->classes[w->nclasses], name, l + 1);
+    return (int)w->nclasses++;
+}
+
+static int push_entry(struct fv_part_writer *w, const struct fv_part_entry *e)
+{
+    if (w->n == w->cap) {
+        size_t nc = w->cap ? w->cap * 2 : 1024;
+        struct fv_part_entry *m = realloc(w->e, nc * sizeof *m);
+        if (m == NULL) return FV_ENOMEM;
+        w->e = m;
+        w->cap = nc;
+    }
+    w->e[w->n++] = *e;
+    w->datums += e->ndatums;
+    w->records += e->nrec + e->nev;
+    return FV_OK;
+}
+
+static int write_block(struct fv_part_writer *w, struct fv_part_entry *e, const unsigned char *b,
+                       size_t len, char *err, size_t errlen)
+{
+    if (len > UINT32_MAX) return FV_ELIMIT;
+    int rc = fv_os_write_all(w->fd, b, len, w->tmp, err, errlen);
+    if (rc) return rc;
+    e->off = w->off;
+    e->len = (uint32_t)len;
+    e->crc = fv_crc32c(0, b, len);
+    w->off += len;
+    return push_entry(w, e);
+}
+
+int fv_part_writer_add(struct fv_part_writer *w, struct fv_part_entry *e,
+                       const unsigned char dek[32], const unsigned char *raw, size_t raw_len,
+                       int zlevel, char *err, size_t errlen)
+{
+    if (raw_len == 0 || raw_len > FV_BLOCK_MAX_RAW || e->cls >= w->nclasses) return FV_EINVAL;
+    e->raw_len = (uint32_t)raw_len;
+    size_t bound = ZSTD_compressBound(raw_len);
+    fv_buf_reset(&w->z);
+    int rc = fv_buf_reserve(&w->z, bound);
+    if (rc) return rc;
+    size_t zn = ZSTD_compressCCtx(w->zc, w->z.data, bound, raw, raw_len, zlevel);
+    if (ZSTD_isError(zn)) {
+        fv_seterr(err, errlen, "zstd: %s", ZSTD_getErrorName(zn));
+        return FV_EIO;
+    }
+    w->z.len = zn;
+    rc = fv_part_block_aad(e, w->classes[e->cls], &w->aad);
+    fv_buf_reset(&w->sealed);
+    if (rc == FV_OK) rc = fv_seal(dek, w->aad.data, w->aad.len, w->z.data, w->z.len, &w->sealed);
+    if (rc == FV_OK) rc = write_block(w, e, w->sealed.data, w->sealed.len, err, errlen);
+    return rc;
+}
+
+int fv_part_writer_copy(struct fv_part_writer *w, const struct fv_part_entry *src,
+                        const char *class_name, const unsigned char *sealed, size_t len, char *err,
+                        size_t errlen)
+{
+    int cls = fv_part_writer_class(w, class_name);
+    if (cls < 0) return cls;
+    struct fv_part_entry e = *src;
+    e.cls = (uint8_t)cls;
+    return write_block(w, &e, sealed, len, err, errlen);
+}
+
+int fv_part_writer_commit(struct fv_part_writer *w, uint64_t wal_file_hi, char *path_out,
+                          size_t pathlen, char *err, size_t errlen)
+{
+    qsort(w->e, w->n, sizeof *w->e, cmp_entry_q);
+    struct fv_buf idx = {0};
+    int rc = fv_put_uvarint(&idx, w->nclasses);
+    for (uint32_t i = 0; rc == FV_OK && i < w->nclasses; i++) {
+        size_t l = strlen(w->classes[i]);
+        rc = fv_put_uvarint(&idx, l);
+        if (rc == FV_OK) rc = fv_buf_append(&idx, w->classes[i], l);
+    }
+    if (rc == FV_OK) rc = fv_put_uvarint(&idx, w->n);
+    for (size_t i = 0; rc == FV_OK && i < w->n; i++) {
+        unsigned char q[FV_PART_ENTRY_LEN];
+        const struct fv_part_entry *e = &w->e[i];
+        memcpy(q, e->subject, FV_SUBJECT_LEN);
+        q[16] = e->cls;
+        fv_put_u32(q + 17, e->nrec);
+        fv_put_u32(q + 21, e->nev);
+        fv_put_u32(q + 25, e->ndatums);
+        fv_put_u32(q + 29, e->raw_len);
+        fv_put_u32(q + 33, e->len);
+        fv_put_u32(q + 37, e->crc);
+        fv_put_u64(q + 41, (uint64_t)e->min_t);
+        fv_put_u64(q + 49, (uint64_t)e->max_t);
+        fv_put_u64(q + 57, e->off);
+        rc = fv_buf_append(&idx, q, sizeof q);
+    }
+    size_t bound = ZSTD_compressBound(idx.len);
+    fv_buf_reset(&w->z);
+    if (rc == FV_OK) rc = fv_buf_reserve(&w->z, bound + FV_PART_FOOTER_LEN);
+    size_t zn = 0;
+    if (rc == FV_OK) {
+        zn = ZSTD_compressCCtx(w->zc, w->z.data, bound, idx.data, idx.len, 3);
+        if (ZSTD_isError(zn) || zn > UINT32_MAX || idx.len > MAX_INDEX_RAW) rc = FV_ELIMIT;
+    }
+    if (rc == FV_OK) {
+        unsigned char *f = w->z.data + zn;
+        fv_put_u64(f, w->off);
+        fv_put_u32(f + 8, (uint32_t)zn);
+        fv_put_u32(f + 12, (uint32_t)idx.len);
+        fv_put_u32(f + 16, fv_crc32c(0, w->z.data, zn));
+        fv_put_u32(f + 20, (uint32_t)w->n);
+        fv_put_u64(f + 24, wal_file_hi);
+        fv_put_u64(f + 32, fv_now_ms());
+        fv_put_u64(f + 40, w->datums);
+        fv_put_u64(f + 48, w->records);
+        memcpy(f + 56, FOOT_MAGIC, 8);
+        fv_put_u32(f + 64, fv_crc32c(0, f, 64));
+        rc = fv_os_write_all(w->fd, w->z.data, zn + FV_PART_FOOTER_LEN, w->tmp, err, errlen);
+    }
+    fv_buf_free(&idx);
+    if (rc == FV_OK) rc = fv_os_fsync(w->fd, w->tmp, err, errlen);
+    if (rc == FV_OK && rename(w->tmp, w->final) != 0) {
+        fv_seterr(err, errlen, "rename %s: %s", w->tmp, strerror(errno));
+        rc = FV_EIO;
+    }
+    if (rc == FV_OK) {
+        w->committed = 1;
+        rc = fv_os_fsync_dir(w->dir, err, errlen);
+    }
+    if (rc == FV_OK && path_out) snprintf(path_out, pathlen, "%s", w->final);
+    return rc;
+}
+
+void fv_part_writer_free(struct fv_part_writer *w)
+{
+    if (w == NULL) return;
+    if (w->fd >= 0) close(w->fd);
+    if (!w->committed) unlink(w->tmp);
+    free(w->e);
+    fv_buf_free(&w->z);
+    fv_buf_free(&w->sealed);
+    fv_buf_free(&w->aad);
+    ZSTD_freeCCtx(w->zc);
+    free(w);
+}

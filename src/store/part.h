@@ -1,0 +1,121 @@
+/*
+ * part.h - part files: the store's immutable, checksummed files of sealed blocks.
+ *
+ * A part holds blocks of many subjects, each block one subject's frames of one signal class
+ * over a time range, compressed with zstd and sealed with that subject's data key. The
+ * index (subject pseudonym, class, times, counts, offset, length, CRC) is plaintext, like
+ * the WAL's record headers: it names subjects only by pseudonym. Parts are written once
+ * (temp file, fsync, rename, fsync directory) and never modified; compaction writes a new
+ * part that covers its inputs' generations and then deletes them.
+ *
+ * File "part-LLLLLLLLLLLLLLLL-HHHHHHHHHHHHHHHH.fvp" (generations lo..hi, 16 hex digits):
+ *
+ *   header, 36 bytes: magic "FVPART\r\n" | u32 version 1 | u32 level | u64 gen_lo |
+ *                     u64 gen_hi | u32 CRC-32C of bytes 0..31
+ *   blocks, back to back: nonce(12) || AES-256-GCM(DEK, zstd(block plaintext), aad) || tag
+ *   index, zstd-compressed; plaintext:
+ *       varint nclasses, then per class: varint len, name bytes
+ *       varint nblocks, then per block (sorted by subject, class, min_t), 65 bytes:
+ *         subject[16] | u8 class | u32 nrec | u32 nev | u32 ndatums | u32 raw_len |
+ *         u32 len | u32 crc32c(sealed bytes) | i64 min_t | i64 max_t | u64 offset
+ *   footer, 68 bytes: u64 index_off | u32 index_len | u32 index_raw_len | u32 index_crc |
+ *                     u32 nblocks | u64 wal_file_hi | u64 created_ms | u64 datums |
+ *                     u64 records | magic "FVPEND\r\n" | u32 CRC-32C of bytes 0..63
+ *
+ * The sealed block's associated data is "fvblk1" || subject || class name || nrec || nev ||
+ * ndatums || raw_len || min_t || max_t: a block moved to another subject, class or time,
+ * or any altered byte, fails to open. wal_file_hi: every record of WAL files numbered
+ * <= it is in this part or an older one (the store's watermark).
+ *
+ * Validity rules (fv_part_parse): header exact; footer magic and CRC; index inside the file
+ * and its CRC; every block inside the blocks area, in file order without overlap, class
+ * known, min_t <= max_t, raw_len <= 64 MiB; index sorted. A block's CRC is checked when it
+ * is read (fv_part_read_block). Every failure names the file and offset.
+ */
+#ifndef FV_STORE_PART_H
+#define FV_STORE_PART_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/buf.h"
+
+#define FV_PART_HEADER_LEN  36
+#define FV_PART_FOOTER_LEN  68
+#define FV_PART_ENTRY_LEN   65
+#define FV_SUBJECT_LEN      16 /* binary pseudonym */
+#define FV_CLASS_NAME_MAX   31
+#define FV_PART_MAX_CLASSES 32
+#define FV_BLOCK_MAX_RAW    (64u << 20)
+
+struct fv_part_entry {
+    unsigned char subject[FV_SUBJECT_LEN];
+    uint8_t cls;
+    uint32_t nrec, nev, ndatums, raw_len, len, crc;
+    int64_t min_t, max_t;
+    uint64_t off;
+};
+
+struct fv_part {
+    int refs; /* atomic */
+    char path[512];
+    int fd;
+    uint64_t size;
+    uint32_t level;
+    uint64_t gen_lo, gen_hi, wal_file_hi, created_ms, datums, records;
+    int unlink_on_free; /* compaction replaced it: delete the file with the last reference */
+    uint32_t nclasses;
+    char classes[FV_PART_MAX_CLASSES][FV_CLASS_NAME_MAX + 1];
+    size_t n;
+    struct fv_part_entry *e;
+};
+
+/* Parses a part image in memory (the index only; blocks are not read). name is used in
+ * error messages. On success *out has fd -1 and refs 1. */
+int fv_part_parse(const unsigned char *img, size_t len, const char *name, struct fv_part **out,
+                  char *err, size_t errlen);
+/* Opens and validates a part file; keeps its descriptor open for reads. */
+int fv_part_open(const char *path, struct fv_part **out, char *err, size_t errlen);
+void fv_part_ref(struct fv_part *p);
+/* Drops a reference; the last one closes (and, if unlink_on_free, deletes) the file. */
+void fv_part_unref(struct fv_part *p);
+/* Index of the first entry of subject (and class, or any class if cls < 0), or p->n. */
+size_t fv_part_find(const struct fv_part *p, const unsigned char subject[FV_SUBJECT_LEN]);
+
+/* Reads the sealed bytes of entry i into out, checking their CRC (FV_ECORRUPT naming the
+ * file and offset). */
+int fv_part_read_block(const struct fv_part *p, size_t i, struct fv_buf *out, char *err,
+                       size_t errlen);
+/* The associated data that binds a sealed block to its index entry. */
+int fv_part_block_aad(const struct fv_part_entry *e, const char *class_name, struct fv_buf *out);
+/* Opens entry i: reads, checks, decrypts with dek and decompresses into raw (exactly
+ * raw_len bytes). FV_ECORRUPT names the file and offset. */
+int fv_part_open_block(const struct fv_part *p, size_t i, const unsigned char dek[32],
+                       struct fv_buf *raw, char *err, size_t errlen);
+
+/* Writer. */
+struct fv_part_writer;
+int fv_part_writer_open(const char *dir, uint64_t gen_lo, uint64_t gen_hi, uint32_t level,
+                        struct fv_part_writer **out, char *err, size_t errlen);
+/* Class id of name in this part (added on first use); negative on error. */
+int fv_part_writer_class(struct fv_part_writer *w, const char *name);
+/* Compresses (zstd at level) and seals a block plaintext with dek, appends it. e gives the
+ * subject, class and counts; its offset, len, raw_len and crc are filled in. */
+int fv_part_writer_add(struct fv_part_writer *w, struct fv_part_entry *e,
+                       const unsigned char dek[32], const unsigned char *raw, size_t raw_len,
+                       int zlevel, char *err, size_t errlen);
+/* Appends an already sealed block (copied verbatim from another part: no decryption). */
+int fv_part_writer_copy(struct fv_part_writer *w, const struct fv_part_entry *e,
+                        const char *class_name, const unsigned char *sealed, size_t len, char *err,
+                        size_t errlen);
+/* Writes the index and footer, fsyncs, renames into place, fsyncs the directory; *path_out
+ * receives the final path. Blocks must have been added in index order. */
+int fv_part_writer_commit(struct fv_part_writer *w, uint64_t wal_file_hi, char *path_out,
+                          size_t pathlen, char *err, size_t errlen);
+/* Discards an unfinished part (its temp file is deleted). Safe after commit (no-op free). */
+void fv_part_writer_free(struct fv_part_writer *w);
+
+/* Parses "part-LO-HI.fvp"; 1 if the name is a part's, 0 otherwise. */
+int fv_part_name(const char *name, uint64_t *lo, uint64_t *hi);
+
+#endif

@@ -1,0 +1,167 @@
+/*
+ * store.h - the time-series store: an in-memory head fed by the ingest path, immutable part
+ * files (store/part.h) written by a background worker, compaction, retention, and queries.
+ *
+ * Life of a record: the gateway appends it to the WAL (durable before its ack), then hands
+ * the decoded record to fv_store_add_frame (or fv_store_add_event for other topics). The
+ * head holds it in memory, per subject, until a flush: the event loop freezes the head, asks
+ * the WAL to rotate (wal.h rule I5), and once the cut is durable the worker encodes the
+ * frozen head into one level-0 part (sealed per subject) and commits it (fsync + rename +
+ * fsync dir). Only then does the WAL's watermark advance; WAL files at or below it are
+ * deleted once older than wal_keep_ms (they serve de-duplication of late resends after a
+ * restart, nothing else).
+ *
+ * Invariants:
+ *  T1 every acked record is in the WAL or in a committed part (or both); a WAL file is
+ *     deleted only when a committed part's wal_file_hi covers it;
+ *  T2 a part covers a contiguous range of generations; compaction merges only adjacent
+ *     parts, and a part whose range lies inside another's is obsolete (its merge was
+ *     committed) and is deleted on open;
+ *  T3 readers see each record once: a frozen head is released in the same event-loop step
+ *     that installs the part written from it;
+ *  T4 blocks are sealed with their subject's data key; a subject whose key is gone
+ *     (destroyed) is dropped by the next compaction of each part that holds it.
+ *
+ * Threads: everything is called from the event loop, except the worker, which owns only the
+ * job it was handed (a frozen head or referenced input parts, plus copies of the keys it
+ * needs) and never touches the keystore or the live part list.
+ */
+#ifndef FV_STORE_STORE_H
+#define FV_STORE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/block.h"
+#include "store/part.h"
+#include "wire/payload.h"
+
+struct fv_wal;
+
+#define FV_STORE_MAX_CLASSES 16
+#define FV_STORE_FIELD_TABLE 1024 /* fields >= this are in the default class */
+
+struct fv_store_config {
+    char dir[512];                    /* DATA/store */
+    uint64_t flush_interval_ms;       /* freeze the head at this age (default 60 s) */
+    uint64_t flush_datums;            /* or at this many datums (default 2,000,000) */
+    uint64_t wal_keep_ms;             /* keep covered WAL files this long (default 10 min) */
+    uint32_t compact_fanin;           /* merge this many adjacent parts of a level (4) */
+    uint32_t block_frames;            /* frames per block at most (8192) */
+    int zlevel_flush, zlevel_compact; /* zstd levels (3, 9) */
+    /* Signal classes: 0 is "default" (every signal not listed elsewhere), and one class
+     * holds the events (other topics). retention_ms 0 = keep forever. */
+    uint32_t nclasses;
+    char class_name[FV_STORE_MAX_CLASSES][FV_CLASS_NAME_MAX + 1];
+    uint64_t retention_ms[FV_STORE_MAX_CLASSES];
+    uint8_t class_of[FV_STORE_FIELD_TABLE];
+    uint8_t events_class;
+};
+
+/* Defaults: classes default (730 days), location (Location, OriginLocation,
+ * DestinationLocation, GpsHeading; 30 days), events (730 days). */
+void fv_store_config_defaults(struct fv_store_config *c, const char *data_dir);
+/* Class id by name, or -1. */
+int fv_store_class_id(const struct fv_store_config *c, const char *name);
+
+/* Supplies the data key of a subject (pseudonym in hex) for compaction: FV_OK with key set,
+ * FV_ESTATE if destroyed (its blocks are purged), another code to postpone. */
+typedef int (*fv_store_key_fn)(void *arg, const char *pseudo, unsigned char key[32]);
+
+struct fv_store;
+
+/* Opens the store directory (creating it), deletes unfinished (*.tmp) and obsolete (T2)
+ * parts, opens the others. read_only: delete nothing, start no worker (inspect, query CLI). */
+int fv_store_open(const struct fv_store_config *cfg, int read_only, struct fv_store **out,
+                  char *err, size_t errlen);
+void fv_store_close(struct fv_store *s);
+/* fn(arg) is called from the worker thread when a job ends (it must only wake the loop). */
+void fv_store_set_wake(struct fv_store *s, void (*fn)(void *), void *arg);
+
+/* WAL files numbered <= this are wholly in committed parts (0: none). */
+uint64_t fv_store_wal_hi(const struct fv_store *s);
+
+/* Adds one record to the head (copies what it needs). pseudo: the subject's pseudonym (32
+ * hex digits); dek: its data key. */
+int fv_store_add_frame(struct fv_store *s, const char *pseudo, const unsigned char dek[32],
+                       int64_t t, const struct fv_vrecord *v);
+int fv_store_add_event(struct fv_store *s, const char *pseudo, const unsigned char dek[32],
+                       int64_t t, const char *topic, size_t topic_len, const unsigned char *payload,
+                       size_t len);
+/* Stops deleting WAL files until the store is reopened (a record reached the WAL but not
+ * the head, so only a replay can bring it into the store). */
+void fv_store_hold_wal(struct fv_store *s);
+/* Drops a subject's records from the head (its key is being destroyed). */
+void fv_store_forget(struct fv_store *s, const char *pseudo);
+
+/*
+ * Maintenance, called by the event loop often (every loop turn and at least once a second):
+ * installs finished jobs, starts a flush when the head is due, then compaction and retention.
+ * wal may be NULL (no WAL: tests). Returns FV_OK, or the error of a job that failed (logged;
+ * the job is retried later and nothing is lost, since the WAL still holds the records).
+ */
+int fv_store_tick(struct fv_store *s, struct fv_wal *wal, fv_store_key_fn keys, void *karg,
+                  uint64_t now_ms);
+/* Asks for a flush of the head and a full compaction (all parts into one, retention
+ * applied). Progress: fv_store_stats().compacting stays 1 until it is done. */
+void fv_store_compact_all(struct fv_store *s);
+/* Blocks until the worker is idle (tests, shutdown); runs tick in between. */
+int fv_store_drain(struct fv_store *s, struct fv_wal *wal, fv_store_key_fn keys, void *karg);
+
+struct fv_store_stats {
+    uint64_t parts, blocks, bytes, datums, records;
+    uint64_t head_datums, head_records, head_subjects;
+    uint64_t flushes, compactions, retention_runs, blocks_expired, blocks_purged;
+    uint64_t wal_hi;
+    uint64_t generation;
+    int compacting;       /* a requested full compaction is not finished */
+    double last_flush_ms; /* worker time of the last flush */
+    uint64_t job_errors;
+};
+void fv_store_stats(const struct fv_store *s, struct fv_store_stats *out);
+/* The live parts, oldest first (valid until the next tick). */
+size_t fv_store_parts(const struct fv_store *s, struct fv_part *const **out);
+
+/* ---- queries ------------------------------------------------------------------------------ */
+
+/* One chunk of a query's rows, in time order. col[j][i] is the value of field[j] in row i
+ * (kind FV_VK_NONE when the frame has none). Valid until the next fv_store_next. */
+struct fv_store_chunk {
+    size_t n;
+    const int64_t *t;
+    size_t ncols;
+    const uint32_t *field;
+    struct fv_value *const *col;
+    size_t nev; /* events in the chunk's time span */
+    const struct fv_block_event *ev;
+};
+
+struct fv_store_cursor;
+/*
+ * Frames of one subject with from <= t <= to, oldest first, in chunks (a large range never
+ * sits in memory whole). fields/nfields: only these signals (frames that carry none of them
+ * are skipped); fields NULL: all. want_events: include events. The cursor reads a snapshot:
+ * flushes and compactions after this call do not affect it.
+ */
+int fv_store_query(struct fv_store *s, const char *pseudo, const unsigned char dek[32],
+                   int64_t from, int64_t to, const uint32_t *fields, size_t nfields,
+                   int want_events, struct fv_store_cursor **out, char *err, size_t errlen);
+/* 1: *out holds the next chunk; 0: no more; negative: error (err says which file/offset). */
+int fv_store_next(struct fv_store_cursor *c, struct fv_store_chunk *out, char *err, size_t errlen);
+void fv_store_cursor_free(struct fv_store_cursor *c);
+
+/* What the parts know of one subject without decrypting anything. */
+struct fv_store_subject {
+    char pseudo[33];
+    uint64_t records, datums, blocks;
+    int64_t min_t, max_t;
+};
+/* Calls fn for every subject found in the parts (not the head), in pseudonym order. */
+int fv_store_subjects(const struct fv_store *s,
+                      int (*fn)(void *arg, const struct fv_store_subject *), void *arg);
+
+/* Hex pseudonym <-> the 16 bytes stored in part indexes. */
+int fv_subject_from_hex(const char *pseudo, unsigned char out[FV_SUBJECT_LEN]);
+void fv_subject_to_hex(const unsigned char s[FV_SUBJECT_LEN], char out[33]);
+
+#endif
