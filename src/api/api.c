@@ -76,7 +76,7 @@ static const char *kind_name(uint8_t k)
 static int dump_json(json_t *j, struct fv_buf *out)
 {
     if (j == NULL) return FV_ENOMEM;
-    char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
     json_decref(j);
     if (s == NULL) return FV_ENOMEM;
     int rc = fv_buf_append(out, s, strlen(s));

@@ -1023,9 +1023,10 @@ static int rebuild_subject(void *arg, const struct fv_store_subject *su)
     if (d == NULL) return FV_ENOMEM;
     struct fv_store_cursor *cur;
     char err[512];
-    int64_t from = su->max_t > INT64_MIN + 86400000 ? su->max_t - 86400000 : su->max_t;
-    rc = fv_store_query(srv->store, su->pseudo, dek, from, su->max_t, NULL, 0, 0, &cur, err,
-                        sizeof err);
+    /* The latest value of most signals is in the newest day of frames. */
+    int64_t top = su->max_frame_t;
+    int64_t from = top > INT64_MIN + 86400000 ? top - 86400000 : top;
+    rc = fv_store_query(srv->store, su->pseudo, dek, from, top, NULL, 0, 0, &cur, err, sizeof err);
     if (rc) return rc;
     uint64_t records = d->records, datums = d->datums;
     struct fv_store_chunk ch;

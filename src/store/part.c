@@ -150,6 +150,8 @@ static int parse(const unsigned char *img, const unsigned char *tail, uint64_t t
         e->min_t = (int64_t)fv_get_u64(q + 41);
         e->max_t = (int64_t)fv_get_u64(q + 49);
         e->off = fv_get_u64(q + 57);
+        e->nfirst = fv_get_u32(q + 65);
+        if (e->nfirst > e->nrec + e->nev) BAD(ioff, "index entry %zu: record count", i);
         if (e->cls >= p->nclasses) BAD(ioff, "index entry %zu: class %u unknown", i, e->cls);
         if (e->min_t > e->max_t) BAD(ioff, "index entry %zu: times reversed", i);
         if (e->raw_len == 0 || e->raw_len > FV_BLOCK_MAX_RAW || e->nrec + (uint64_t)e->nev == 0)
@@ -432,7 +434,7 @@ static int push_entry(struct fv_part_writer *w, const struct fv_part_entry *e)
     }
     w->e[w->n++] = *e;
     w->datums += e->ndatums;
-    w->records += e->nrec + e->nev;
+    w->records += e->nfirst;
     return FV_OK;
 }
 
@@ -486,7 +488,7 @@ int fv_part_writer_copy(struct fv_part_writer *w, const struct fv_part_entry *sr
 int fv_part_writer_commit(struct fv_part_writer *w, uint64_t wal_file_hi, char *path_out,
                           size_t pathlen, char *err, size_t errlen)
 {
-    qsort(w->e, w->n, sizeof *w->e, cmp_entry_q);
+    if (w->n) qsort(w->e, w->n, sizeof *w->e, cmp_entry_q);
     struct fv_buf idx = {0};
     int rc = fv_put_uvarint(&idx, w->nclasses);
     for (uint32_t i = 0; rc == FV_OK && i < w->nclasses; i++) {
@@ -509,6 +511,7 @@ int fv_part_writer_commit(struct fv_part_writer *w, uint64_t wal_file_hi, char *
         fv_put_u64(q + 41, (uint64_t)e->min_t);
         fv_put_u64(q + 49, (uint64_t)e->max_t);
         fv_put_u64(q + 57, e->off);
+        fv_put_u32(q + 65, e->nfirst);
         rc = fv_buf_append(&idx, q, sizeof q);
     }
     size_t bound = ZSTD_compressBound(idx.len);

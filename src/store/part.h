@@ -15,9 +15,13 @@
  *   blocks, back to back: nonce(12) || AES-256-GCM(DEK, zstd(block plaintext), aad) || tag
  *   index, zstd-compressed; plaintext:
  *       varint nclasses, then per class: varint len, name bytes
- *       varint nblocks, then per block (sorted by subject, class, min_t), 65 bytes:
+ *       varint nblocks, then per block (sorted by subject, class, min_t), 69 bytes:
  *         subject[16] | u8 class | u32 nrec | u32 nev | u32 ndatums | u32 raw_len |
- *         u32 len | u32 crc32c(sealed bytes) | i64 min_t | i64 max_t | u64 offset
+ *         u32 len | u32 crc32c(sealed bytes) | i64 min_t | i64 max_t | u64 offset |
+ *         u32 nfirst
+ *       nfirst counts the records this block stands for: a record's signals may be split
+ *       over blocks of several classes, and it is counted in its first class's block only
+ *       (events count once each), so a subject's record count is the sum of nfirst.
  *   footer, 68 bytes: u64 index_off | u32 index_len | u32 index_raw_len | u32 index_crc |
  *                     u32 nblocks | u64 wal_file_hi | u64 created_ms | u64 datums |
  *                     u64 records | magic "FVPEND\r\n" | u32 CRC-32C of bytes 0..63
@@ -42,7 +46,7 @@
 
 #define FV_PART_HEADER_LEN  36
 #define FV_PART_FOOTER_LEN  68
-#define FV_PART_ENTRY_LEN   65
+#define FV_PART_ENTRY_LEN   69
 #define FV_SUBJECT_LEN      16 /* binary pseudonym */
 #define FV_CLASS_NAME_MAX   31
 #define FV_PART_MAX_CLASSES 32
@@ -51,7 +55,7 @@
 struct fv_part_entry {
     unsigned char subject[FV_SUBJECT_LEN];
     uint8_t cls;
-    uint32_t nrec, nev, ndatums, raw_len, len, crc;
+    uint32_t nrec, nev, ndatums, raw_len, len, crc, nfirst;
     int64_t min_t, max_t;
     uint64_t off;
 };

@@ -297,7 +297,8 @@ static int put_frames(const struct fv_store_config *cfg, struct fv_part_writer *
                       const unsigned char subject[FV_SUBJECT_LEN], const unsigned char dek[32],
                       const struct fv_block_frame *fr, size_t nfr, const struct fv_block_event *ev,
                       size_t nev, const char *cname, struct keep_arg *ka, int zlevel,
-                      struct fv_buf *raw, char *err, size_t errlen)
+                      const uint8_t *first_cls, uint64_t *carry, struct fv_buf *raw, char *err,
+                      size_t errlen)
 {
     size_t step = cfg->block_frames ? cfg->block_frames : 8192;
     for (size_t at = 0, eat = 0; at < nfr || eat < nev;) {
@@ -313,9 +314,20 @@ static int put_frames(const struct fv_store_config *cfg, struct fv_part_writer *
         fv_buf_reset(raw);
         int rc = fv_block_encode(&in, raw, &m);
         if (rc) return rc;
+        /* Records this block stands for (part.h, nfirst): at flush, frames whose first class
+         * is this one; when merging, the inputs' total rides on the first block. */
+        uint64_t nfirst = m.nev;
+        if (first_cls) {
+            for (size_t k = at; k < at + n; k++)
+                nfirst += first_cls[k] == ka->cls;
+        } else if (carry) {
+            nfirst = *carry;
+            *carry = 0;
+        }
         at += n;
         eat += ne;
         if (m.nrec + m.nev == 0) continue;
+        if (nfirst > m.nrec + m.nev) nfirst = m.nrec + m.nev; /* cannot happen; bounded */
         int id = fv_part_writer_class(w, cname);
         if (id < 0) return id;
         struct fv_part_entry e = {.cls = (uint8_t)id,
@@ -323,7 +335,8 @@ static int put_frames(const struct fv_store_config *cfg, struct fv_part_writer *
                                   .nev = m.nev,
                                   .ndatums = m.ndatums,
                                   .min_t = m.min_t,
-                                  .max_t = m.max_t};
+                                  .max_t = m.max_t,
+                                  .nfirst = (uint32_t)nfirst};
         memcpy(e.subject, subject, FV_SUBJECT_LEN);
         rc = fv_part_writer_add(w, &e, dek, raw->data, raw->len, zlevel, err, errlen);
         if (rc) return rc;
@@ -343,8 +356,20 @@ static int flush_dev(const struct fv_store_config *cfg, struct fv_part_writer *w
         rc = FV_ENOMEM;
         goto out;
     }
-    for (size_t i = 0; i < h->nfr; i++)
+    uint8_t *first = malloc(h->nfr ? h->nfr : 1);
+    if (first == NULL) {
+        rc = FV_ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < h->nfr; i++) {
         fr[i] = (struct fv_block_frame){h->fr[i].t, h->fr[i].n, h->d + h->fr[i].off};
+        uint8_t lo = 255;
+        for (uint32_t k = 0; k < fr[i].n; k++) {
+            uint8_t c = class_of(cfg, fr[i].d[k].field);
+            if (c < lo) lo = c;
+        }
+        first[i] = lo;
+    }
     for (size_t i = 0; i < h->nev; i++)
         ev[i] = (struct fv_block_event){
             h->ev[i].t, (const char *)h->evbytes.data + h->ev[i].topic_off, h->ev[i].topic_len,
@@ -353,11 +378,12 @@ static int flush_dev(const struct fv_store_config *cfg, struct fv_part_writer *w
         struct keep_arg ka = {cfg, (uint8_t)c};
         if (c == cfg->events_class)
             rc = put_frames(cfg, w, h->subject, h->dek, NULL, 0, ev, h->nev, cfg->class_name[c],
-                            NULL, cfg->zlevel_flush, raw, err, errlen);
+                            NULL, cfg->zlevel_flush, NULL, NULL, raw, err, errlen);
         else if (h->nfr)
             rc = put_frames(cfg, w, h->subject, h->dek, fr, h->nfr, NULL, 0, cfg->class_name[c],
-                            &ka, cfg->zlevel_flush, raw, err, errlen);
+                            &ka, cfg->zlevel_flush, first, NULL, raw, err, errlen);
     }
+    free(first);
 out:
     free(fr);
     free(ev);
@@ -506,8 +532,11 @@ static int merge_group(const struct fv_store_config *cfg, struct fv_part_writer 
     free(tmpf);
     free(tmpe);
     /* Decoded blocks hold only their class's signals: keep everything, under their name. */
-    rc = put_frames(cfg, w, subject, key, fr, nfr, ev, nev, cname, NULL, cfg->zlevel_compact, raw,
-                    err, errlen);
+    uint64_t carry = 0;
+    for (size_t k = 0; k < ng; k++)
+        carry += g[k].p->e[g[k].i].nfirst;
+    rc = put_frames(cfg, w, subject, key, fr, nfr, ev, nev, cname, NULL, cfg->zlevel_compact, NULL,
+                    &carry, raw, err, errlen);
 out:
     for (size_t k = 0; b && k < ng; k++)
         fv_block_free(&b[k]);
@@ -1705,7 +1734,7 @@ int fv_store_next(struct fv_store_cursor *c, struct fv_store_chunk *out, char *e
 struct subj_row {
     unsigned char subject[FV_SUBJECT_LEN];
     uint64_t records, datums;
-    int64_t min_t, max_t;
+    int64_t min_t, max_t, max_frame_t;
 };
 static int cmp_subj(const void *a, const void *b)
 {
@@ -1725,16 +1754,18 @@ int fv_store_subjects(const struct fv_store *s,
         for (size_t i = 0; i < s->parts[k]->n; i++) {
             const struct fv_part_entry *e = &s->parts[k]->e[i];
             memcpy(r[m].subject, e->subject, FV_SUBJECT_LEN);
-            r[m].records = e->nrec + e->nev;
+            r[m].records = e->nfirst;
             r[m].datums = e->ndatums;
             r[m].min_t = e->min_t;
             r[m].max_t = e->max_t;
+            r[m].max_frame_t = e->nrec ? e->max_t : INT64_MIN;
             m++;
         }
     qsort(r, m, sizeof *r, cmp_subj);
     int rc = FV_OK;
     for (size_t i = 0; i < m && rc == FV_OK;) {
-        struct fv_store_subject su = {.min_t = INT64_MAX, .max_t = INT64_MIN};
+        struct fv_store_subject su = {
+            .min_t = INT64_MAX, .max_t = INT64_MIN, .max_frame_t = INT64_MIN};
         fv_subject_to_hex(r[i].subject, su.pseudo);
         size_t k = i;
         while (k < m && memcmp(r[k].subject, r[i].subject, FV_SUBJECT_LEN) == 0) {
@@ -1743,6 +1774,7 @@ int fv_store_subjects(const struct fv_store *s,
             su.blocks++;
             if (r[k].min_t < su.min_t) su.min_t = r[k].min_t;
             if (r[k].max_t > su.max_t) su.max_t = r[k].max_t;
+            if (r[k].max_frame_t > su.max_frame_t) su.max_frame_t = r[k].max_frame_t;
             k++;
         }
         rc = fn(arg, &su);

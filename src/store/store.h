@@ -155,6 +155,7 @@ struct fv_store_subject {
     char pseudo[33];
     uint64_t records, datums, blocks;
     int64_t min_t, max_t;
+    int64_t max_frame_t; /* newest V frame (events excluded); INT64_MIN if none */
 };
 /* Calls fn for every subject found in the parts (not the head), in pseudonym order. */
 int fv_store_subjects(const struct fv_store *s,
