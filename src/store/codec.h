@@ -1,0 +1,140 @@
+/*
+ * codec.h - value codecs of the time-series store: integer, double and string columns.
+ *
+ * A column is n values of one type; the caller stores n elsewhere and passes it to the
+ * decoder. An encoder appends one column to a struct fv_buf; a decoder reads it from a bounded
+ * reader (struct fv_rd) and leaves the reader just past it (what follows is the caller's
+ * business). Encodings are compact but not entropy-coded: the block layer compresses the
+ * result afterwards (zstd), which is why XOR output is left as plain bytes.
+ *
+ * Contract:
+ *  - Encoders return FV_OK or FV_ENOMEM; on FV_ENOMEM out->len is restored (nothing appended).
+ *    They allocate at most O(n) scratch, once per column, never per value.
+ *  - Decoders never read outside [r->p, r->p + r->n), never allocate, and return FV_ECORRUPT
+ *    for malformed input (rules D1-D8 below); on error the output arrays and r->off hold
+ *    unspecified values. Decoding what an encoder wrote gives back the input bit for bit and
+ *    consumes exactly the bytes the encoder appended.
+ *  - No state is shared: any thread may call any function on its own buffers.
+ *
+ * Byte format. varint = unsigned LEB128 (7 bits per byte, least significant group first, high
+ * bit = more follows, at most 10 bytes); zz(x) = zigzag of the two's-complement 64-bit x
+ * (0,-1,1,-2.. -> 0,1,2,3..). All integer arithmetic (deltas, sums) wraps modulo 2^64, so
+ * INT64_MIN next to INT64_MAX is fine. A column of n = 0 values is encoded as nothing at all
+ * (zero bytes) by every codec.
+ *
+ * Integer column (fv_enc_i64), n >= 1: one scheme byte, then
+ *   0 CONST  zz(v[0]) varint                              (all n values equal)
+ *   1 FOR    zz(min) varint, packed(v[i] - min, i = 0..n-1)
+ *   2 DELTA  zz(v[0]) varint, packed(zz(v[i] - v[i-1]), i = 1..n-1)
+ *   3 DOD    zz(v[0]) varint, [n >= 2: zz(d1) varint, d1 = v[1] - v[0]],
+ *            packed(zz(d[i] - d[i-1]), i = 2..n-1) where d[i] = v[i] - v[i-1]
+ *   4 RLE    runs varint (1..n), then per run: zz(value - previous run's value) varint (the
+ *            first run's previous value is 0), length varint (>= 1); lengths sum to n.
+ *   packed(x[0..m-1]): ceil(m / 128) frames of 128 values (the last may be shorter); a frame
+ *   of c values is 1 byte w (0..64) then ceil(w * c / 8) bytes holding the c values as w-bit
+ *   fields, LSB first: value j occupies bits [j*w, (j+1)*w) of the little-endian bit string.
+ *   Example: w = 3, values 5, 1, 7: 5 | 1 << 3 | 7 << 6 = 0x1cd -> bytes 0xcd 0x01.
+ *   The encoder computes the size of every scheme and writes the smallest (ties: lowest id).
+ *
+ * Double column (fv_enc_f64), n >= 1, lossless bit for bit: one scheme byte, then
+ *   0 DECIMAL  e (1 byte, 0..18); an integer column of n mantissas m[i]; exceptions: count
+ *              varint (0..n), then per exception: index delta varint (the first is the index
+ *              itself, later ones are > 0), 8 bytes LE = the double's IEEE-754 bits.
+ *              v[i] = (double)m[i] / 10^e with 10^e the exact double constant, except at the
+ *              listed indices. An exception's mantissa is the previous value's (0 at index 0)
+ *              so that deltas stay small.
+ *   1 XOR      n times 8 bytes LE: bits(v[i]) ^ bits(v[i-1]), bits(v[-1]) = 0.
+ *   The encoder picks e as the smallest exponent that makes the most values round-trip on a
+ *   sample of up to 256 values; it writes XOR when more than n/4 values would be exceptions
+ *   or when DECIMAL would be larger than XOR.
+ *
+ * String column (fv_enc_str), n >= 1: dictionary size D varint (1..n); D entries, each the
+ *   length varint (<= 2^32 - 1) then the bytes, distinct, in first-seen order; then an integer
+ *   column of n indices into the dictionary. First-seen order means that the first occurrence
+ *   of entry k comes after the first occurrence of entry k-1: index i is at most the number of
+ *   distinct indices before it.
+ *
+ * Validity rules (a decoder returns FV_ECORRUPT when one is broken):
+ *   D1 every field lies inside the reader's buffer;
+ *   D2 varints have at most 10 bytes and fit 64 bits;
+ *   D3 scheme bytes are known: 0..4 for integers, 0..1 for doubles;
+ *   D4 frame widths are 0..64;
+ *   D5 RLE: 1 <= runs <= n, every length >= 1, lengths sum to exactly n, all runs used;
+ *   D6 DECIMAL: e <= 18; exception count <= n; indices strictly increase and are < n;
+ *   D7 strings: 1 <= D <= n, D <= bytes left; lengths <= 2^32 - 1;
+ *   D8 strings: every index < D, in first-seen order, every entry used.
+ * fv_dec_str also needs n <= 2^32 - 1 (else FV_EINVAL): it keeps the indices in len[].
+ */
+#ifndef FV_STORE_CODEC_H
+#define FV_STORE_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/buf.h"
+
+/* Scheme bytes (on-disk values; never renumber). */
+#define FV_CODEC_I64_CONST   0
+#define FV_CODEC_I64_FOR     1
+#define FV_CODEC_I64_DELTA   2
+#define FV_CODEC_I64_DOD     3
+#define FV_CODEC_I64_RLE     4
+#define FV_CODEC_F64_DECIMAL 0
+#define FV_CODEC_F64_XOR     1
+/* Largest DECIMAL exponent: 10^18 is the largest power of ten below 2^63 (all are exact). */
+#define FV_CODEC_F64_MAX_EXP 18
+
+/* A bounded reader over [p, p + n); off is the next byte to read (always <= n). */
+struct fv_rd {
+    const unsigned char *p;
+    size_t n;
+    size_t off;
+};
+
+static inline void fv_rd_init(struct fv_rd *r, const void *p, size_t n)
+{
+    r->p = p;
+    r->n = n;
+    r->off = 0;
+}
+
+/* Appends v as a varint (1..10 bytes); FV_OK or FV_ENOMEM. */
+int fv_put_uvarint(struct fv_buf *b, uint64_t v);
+/* Reads a varint; FV_ECORRUPT on overrun, more than 10 bytes or a value above 2^64 - 1. */
+int fv_rd_uvarint(struct fv_rd *r, uint64_t *v);
+/* Reads one byte; FV_ECORRUPT on overrun. */
+int fv_rd_u8(struct fv_rd *r, uint8_t *v);
+/* Points *p at the next n bytes (inside r's buffer, valid as long as it is) and skips them;
+ * FV_ECORRUPT if fewer than n remain. */
+int fv_rd_bytes(struct fv_rd *r, size_t n, const unsigned char **p);
+
+/* Zigzag: maps two's-complement x to an unsigned number that is small when |x| is small. */
+static inline uint64_t fv_zigzag(uint64_t two_complement)
+{
+    return (two_complement << 1) ^ (0 - (two_complement >> 63));
+}
+static inline uint64_t fv_unzigzag(uint64_t u)
+{
+    return (u >> 1) ^ (0 - (u & 1));
+}
+
+/* Appends the integer column v[0..n-1]; FV_OK or FV_ENOMEM. */
+int fv_enc_i64(struct fv_buf *out, const int64_t *v, size_t n);
+/* Decodes an integer column of n values into v[0..n-1]; FV_OK or FV_ECORRUPT. */
+int fv_dec_i64(struct fv_rd *r, int64_t *v, size_t n);
+
+/* Appends the double column v[0..n-1] (bit for bit: NaN payloads, -0.0, infinities,
+ * subnormals); FV_OK or FV_ENOMEM. */
+int fv_enc_f64(struct fv_buf *out, const double *v, size_t n);
+/* Decodes a double column of n values into v[0..n-1]; FV_OK or FV_ECORRUPT. */
+int fv_dec_f64(struct fv_rd *r, double *v, size_t n);
+
+/* Appends the string column: string i is the len[i] bytes at s[i] (any bytes, NULs included;
+ * s[i] may be NULL when len[i] == 0); FV_OK or FV_ENOMEM. */
+int fv_enc_str(struct fv_buf *out, const unsigned char *const *s, const uint32_t *len, size_t n);
+/* Decodes a string column of n values: s[i] points into r's buffer (no copy, no NUL
+ * terminator; valid as long as that buffer is), len[i] is its length. FV_OK, FV_ECORRUPT, or
+ * FV_EINVAL when n > 2^32 - 1. */
+int fv_dec_str(struct fv_rd *r, size_t n, const unsigned char **s, uint32_t *len);
+
+#endif
