@@ -224,7 +224,7 @@ static int put_csv_value(struct fv_buf *b, const struct fv_value *v)
         struct fv_buf t = {0};
         int rc = v->kind == FV_VK_STRING
                      ? fv_buf_append(&t, v->u.s ? v->u.s : "", v->u.s ? strlen(v->u.s) : 0)
-                     : fv_api_value_json(v, &t);
+                     : put_json_value(&t, v);
         if (rc == FV_OK) rc = fv_buf_append(b, "\"", 1);
         for (size_t i = 0; rc == FV_OK && i < t.len; i++)
             rc = t.data[i] == '"' ? fv_buf_append(b, "\"\"", 2) : fv_buf_append(b, &t.data[i], 1);

@@ -12,5 +12,6 @@ int fv_cmd_simulate(int argc, char **argv); /* cli/cmd_simulate.c */
 int fv_cmd_inspect(int argc, char **argv);  /* cli/cmd_inspect.c */
 int fv_cmd_send(int argc, char **argv);     /* cli/cmd_send.c */
 int fv_cmd_keys(int argc, char **argv);     /* cli/cmd_keys.c */
+int fv_cmd_query(int argc, char **argv);    /* cli/cmd_query.c */
 
 #endif

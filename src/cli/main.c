@@ -19,6 +19,7 @@ static void usage(FILE *f)
             "  inspect    print what a (stopped) server's data directory holds\n"
             "  send       send one envelope file to a server and print the reply\n"
             "  keys       master key, data key rotation and shredding\n"
+            "  query      ask the running server's store (ranges, downsampling, fleet view)\n"
             "  version    print the version\n\n"
             "Run 'fleetvault COMMAND --help' for a command's options.\n",
             FV_VERSION);
@@ -41,7 +42,8 @@ int main(int argc, char **argv)
         const char *name;
         int (*fn)(int, char **);
     } cmds[] = {{"serve", fv_cmd_serve},     {"certs", fv_cmd_certs}, {"simulate", fv_cmd_simulate},
-                {"inspect", fv_cmd_inspect}, {"send", fv_cmd_send},   {"keys", fv_cmd_keys}};
+                {"inspect", fv_cmd_inspect}, {"send", fv_cmd_send},   {"keys", fv_cmd_keys},
+                {"query", fv_cmd_query}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(cmd, cmds[i].name) == 0) return cmds[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "fleetvault: unknown command '%s'\n\n", cmd);
