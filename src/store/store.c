@@ -347,8 +347,8 @@ static int put_frames(const struct fv_store_config *cfg, struct fv_part_writer *
 static int flush_dev(const struct fv_store_config *cfg, struct fv_part_writer *w, struct hdev *h,
                      struct fv_buf *raw, char *err, size_t errlen)
 {
-    qsort(h->fr, h->nfr, sizeof *h->fr, cmp_hframe);
-    qsort(h->ev, h->nev, sizeof *h->ev, cmp_hevent);
+    if (h->nfr) qsort(h->fr, h->nfr, sizeof *h->fr, cmp_hframe);
+    if (h->nev) qsort(h->ev, h->nev, sizeof *h->ev, cmp_hevent);
     struct fv_block_frame *fr = malloc((h->nfr ? h->nfr : 1) * sizeof *fr);
     struct fv_block_event *ev = malloc((h->nev ? h->nev : 1) * sizeof *ev);
     int rc = FV_OK;
@@ -690,7 +690,7 @@ static int cmp_span_desc(const void *a, const void *b)
 static int drop_obsolete(struct fv_store *s, struct fv_part **all, size_t n, char *err,
                          size_t errlen)
 {
-    qsort(all, n, sizeof *all, cmp_span_desc);
+    if (n) qsort(all, n, sizeof *all, cmp_span_desc);
     int rc = FV_OK;
     for (size_t i = 0; i < n; i++) {
         struct fv_part *p = all[i];
@@ -1097,8 +1097,13 @@ static int pick_compaction(struct fv_store *s, fv_store_key_fn keys, void *karg,
         if (k == fan)
             return start_merge(s, i, i + fan, s->parts[i]->level + 1, 0, keys, karg, now_ms);
     }
-    /* Retention: at most once a minute, rewrite the first part holding expired blocks. */
-    if (now_ms - s->last_retention_ms >= 60000) {
+    /* Retention: every minute (or a quarter of the shortest retention), rewrite the first
+     * part holding expired blocks. */
+    uint64_t every = 60000;
+    for (uint32_t c = 0; c < s->cfg.nclasses; c++)
+        if (s->cfg.retention_ms[c] && s->cfg.retention_ms[c] / 4 < every)
+            every = s->cfg.retention_ms[c] / 4 ? s->cfg.retention_ms[c] / 4 : 1;
+    if (now_ms - s->last_retention_ms >= every) {
         s->last_retention_ms = now_ms;
         for (size_t i = 0; i < s->nparts; i++)
             if (part_expired(s, s->parts[i], now_ms))
@@ -1468,7 +1473,7 @@ int fv_store_query(struct fv_store *s, const char *pseudo, const unsigned char d
         tmp.cls = -1;
         c->src[c->nsrc++] = tmp;
     }
-    if (rc == FV_OK) qsort(c->src, c->nsrc, sizeof *c->src, cmp_src);
+    if (rc == FV_OK && c->nsrc) qsort(c->src, c->nsrc, sizeof *c->src, cmp_src);
     /* Own the head events' bytes now (the head may change before they are read). */
     for (size_t i = 0; rc == FV_OK && i < c->nsrc; i++)
         if (c->src[i].p == NULL && c->src[i].mem.nev) {
