@@ -34,7 +34,9 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: fleetvault simulate --server wss://HOST:PORT --certs DIR --vehicles N\n"
-            "                           --seconds S --hz R [options]\n\n"
+            "                           --seconds S --hz R [options]\n"
+            "       fleetvault simulate --no-server --virtual-time START_MS --influx FILE\n"
+            "                           --vehicles N --seconds S --hz R [options]\n\n"
             "Streams a simulated fleet to a server: each vehicle has its own TLS connection\n"
             "with a client certificate minted from DIR's CA (made by 'fleetvault certs init\n"
             "DIR'; DIR/ca.crt also verifies the server), sends one V record per tick and\n"
@@ -42,14 +44,26 @@ static void usage(FILE *f)
             "options:\n"
             "  --signals K         datums per record (default 20, max %zu)\n"
             "  --drain SECONDS     wait this long for outstanding acks at the end (default 30)\n"
-            "  --acked-log FILE    append 'VIN TXID' per acked and 'VIN TXID E' per refused "
-            "record\n"
+            "  --acked-log FILE    append 'VIN TXID CREATED_MS' per acked and 'VIN TXID E' per "
+            "refused record\n"
             "  --seed N            vehicle model seed (default 1)\n"
             "  --id-prefix P       VIN prefix (default 5YJSIM), padded with the index to 17\n"
             "  --connect-rate R    new connections per second (default 1000, 0 = unlimited)\n"
             "  --max-inflight N    unacked records per vehicle before it pauses (default 1000)\n"
             "  --resend-after S    resend a record unanswered this long (default 5)\n"
-            "  --quiet             no progress lines\n\n"
+            "  --quiet             no progress lines\n"
+            "  --virtual-time START_MS\n"
+            "                      virtual time: record k of a vehicle is stamped START_MS +\n"
+            "                      k*1000/R ms and the model steps 1/R s per record; records\n"
+            "                      are made as fast as --max-inflight allows, the fleet in\n"
+            "                      step, and S counts virtual seconds (S*R records each)\n"
+            "  --jitter-ms J       add a pseudo-random offset in [-J, +J] ms to each record's\n"
+            "                      time, fixed by (seed, vehicle, record)\n"
+            "  --influx FILE       write every generated record as InfluxDB line protocol\n"
+            "                      (ms timestamps, measurement 'telemetry', tag vin)\n"
+            "  --no-server         with --virtual-time and --influx: only write FILE, with the\n"
+            "                      same bytes a run against a server writes; --server and\n"
+            "                      --certs are not needed\n\n"
             "Prints one JSON line: {\"sent\":..,\"acked\":..,\"errors\":..,\"datums\":..,"
             "\"ack_p50_ms\":..,\"ack_p99_ms\":..,...}\n"
             "Exit status: 0 all records acked or refused, 1 some unacked or failure, 2 usage.\n",
@@ -103,6 +117,10 @@ int fv_cmd_simulate(int argc, char **argv)
             o.progress = 0;
             continue;
         }
+        if (strcmp(a, "--no-server") == 0) {
+            o.no_server = 1;
+            continue;
+        }
         if (i + 1 >= argc) {
             fprintf(stderr, "fleetvault simulate: %s\n",
                     strncmp(a, "--", 2) == 0 ? "option needs a value" : "unexpected argument");
@@ -146,22 +164,37 @@ int fv_cmd_simulate(int argc, char **argv)
         } else if (strcmp(a, "--resend-after") == 0) {
             bad = parse_double(a, val, 0.01, 3600, &d);
             o.resend_after_s = d;
+        } else if (strcmp(a, "--virtual-time") == 0) {
+            /* Up to 2^53 ms (year 287,000): times stay exact in a double downstream. */
+            bad = parse_u64(a, val, 0, 1ULL << 53, &o.virtual_start_ms);
+            o.virtual_time = 1;
+        } else if (strcmp(a, "--jitter-ms") == 0) {
+            bad = parse_u64(a, val, 0, 3600000, &u);
+            o.jitter_ms = (uint32_t)u;
+        } else if (strcmp(a, "--influx") == 0) {
+            o.influx_path = val;
         } else {
             fprintf(stderr, "fleetvault simulate: unknown option '%s' (see --help)\n", a);
             return 2;
         }
         if (bad) return 2;
     }
-    if (!o.server || !o.certs_dir || !have_vehicles || !have_seconds || !have_hz) {
-        fprintf(stderr, "fleetvault simulate: --server, --certs, --vehicles, --seconds and --hz "
-                        "are required\n\n");
+    if (o.no_server && (!o.virtual_time || !o.influx_path)) {
+        fprintf(stderr, "fleetvault simulate: --no-server needs --virtual-time and --influx\n");
+        return 2;
+    }
+    if ((!o.no_server && (!o.server || !o.certs_dir)) || !have_vehicles || !have_seconds ||
+        !have_hz) {
+        fprintf(stderr, "fleetvault simulate: --server, --certs (unless --no-server), --vehicles, "
+                        "--seconds and --hz are required\n\n");
         usage(stderr);
         return 2;
     }
     char vin[FV_SIM_VIN_LEN + 1];
     char err[1024];
     char host[256], port[16], hostport[300], path[512];
-    if (fv_sim_parse_url(o.server, host, sizeof host, port, sizeof port, hostport, sizeof hostport,
+    if (!o.no_server &&
+        fv_sim_parse_url(o.server, host, sizeof host, port, sizeof port, hostport, sizeof hostport,
                          path, sizeof path, err, sizeof err) != FV_OK) {
         fprintf(stderr, "fleetvault simulate: %s\n", err);
         return 2;

@@ -22,6 +22,14 @@
  * Phases: GEN (generate for S s) -> DRAIN (wait for outstanding, reconnecting as needed, up
  * to --drain s) -> CLOSE (send close frames, wait up to 1 s) -> done. A stop request (signal)
  * skips to done.
+ *
+ * Virtual time (simulate.h) replaces the ticks: vt_generate makes whole rounds while no
+ * vehicle's window is full, and GEN ends when the last round is made. Besides R1-R4:
+ *  R5 vt_full counts the vehicles whose `full` flag is set, and `full` is set exactly when
+ *     hi - lo >= max_inflight (updated in generate and finish).
+ *  R6 vt_k rounds are made: every vehicle has generated records 0..vt_k-1, no more.
+ * Without a server (no_server) there are no connections, rings or epoll set: run_offline
+ * makes the rounds and writes the line-protocol file.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -45,18 +53,21 @@
 #include "util/log.h"
 #include "wire/envelope.h"
 #include "wire/payload.h"
+#include "wire/signals.h"
 
-#define NS_PER_MS        1000000ULL
-#define NS_PER_S         1000000000ULL
-#define BACKOFF_MIN_MS   100
-#define BACKOFF_MAX_MS   5000
-#define SCAN_EVERY_NS    NS_PER_S    /* at most; less when resend_after_s is shorter */
-#define SEND_QUEUE_MAX   (64 * 1024) /* bytes queued per connection before pump waits */
-#define CLOSE_WAIT_NS    NS_PER_S
-#define MAX_EVENTS       1024
-#define NEVER            UINT64_MAX
-#define ERR_LOG_EVERY_NS (5 * NS_PER_S)
-#define ERR_KINDS        16
+#define NS_PER_MS          1000000ULL
+#define NS_PER_S           1000000000ULL
+#define BACKOFF_MIN_MS     100
+#define BACKOFF_MAX_MS     5000
+#define SCAN_EVERY_NS      NS_PER_S    /* at most; less when resend_after_s is shorter */
+#define SEND_QUEUE_MAX     (64 * 1024) /* bytes queued per connection before pump waits */
+#define CLOSE_WAIT_NS      NS_PER_S
+#define MAX_EVENTS         1024
+#define NEVER              UINT64_MAX
+#define ERR_LOG_EVERY_NS   (5 * NS_PER_S)
+#define ERR_KINDS          16
+#define VT_ROUNDS_PER_TURN 8 /* virtual time: rounds made between two looks at the sockets */
+#define INFLUX_BUF         (1u << 20) /* line-protocol file written in blocks this large */
 
 /* Latency histogram: log-linear over microseconds, exact below 128 us, then 64 buckets per
  * power of two (<= 1.6 % error). */
@@ -97,6 +108,7 @@ struct veh {
     uint32_t epoll_mask; /* events registered; 0 = not registered */
     uint8_t in_queue;
     uint8_t open;
+    uint8_t full; /* R5 */
 };
 
 struct run {
@@ -135,6 +147,12 @@ struct run {
     uint64_t last_err_ns, err_suppressed;
     uint64_t last_reply_err_ns;
     uint64_t prev_datums;
+    FILE *influx;            /* line-protocol output, or NULL */
+    char *influx_buf;        /* its stdio buffer (INFLUX_BUF bytes), freed after fclose */
+    struct fv_buf line;      /* the line being built */
+    struct fv_datum *sample; /* fv_sim_signal_count() datums, for the line */
+    uint64_t vt_total, vt_k; /* virtual time: rounds to make, rounds made (R6) */
+    uint32_t vt_full;        /* R5 */
 };
 
 void fv_sim_opts_default(struct fv_sim_opts *o)
@@ -159,6 +177,146 @@ static uint64_t rnd(struct run *r)
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
     return z ^ (z >> 31);
+}
+
+/* ---- virtual time, jitter, line protocol --------------------------------------------------- */
+
+/* The splitmix64 finaliser (public-domain algorithm by S. Vigna). */
+static uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+int64_t fv_sim_jitter_ms(uint64_t seed, uint32_t vehicle, uint64_t k, uint32_t jitter_ms)
+{
+    if (jitter_ms == 0) return 0;
+    /* One finaliser round per input; the first constant keeps this stream apart from the
+     * vehicle models', which are seeded from the same seed. */
+    uint64_t h = mix64(seed ^ 0x6A09E667F3BCC909ULL);
+    h = mix64(h + 0x9E3779B97F4A7C15ULL * ((uint64_t)vehicle + 1));
+    h = mix64(h + 0xD1B54A32D192ED03ULL * (k + 1));
+    uint64_t span = 2 * (uint64_t)jitter_ms + 1;
+    return (int64_t)(h % span) - (int64_t)jitter_ms;
+}
+
+/* base + off, clamped at 0 (|off| < 2^33, so neither side overflows). */
+static uint64_t add_offset(uint64_t base, int64_t off)
+{
+    if (off < 0) return base < (uint64_t)(-off) ? 0 : base - (uint64_t)(-off);
+    return base + (uint64_t)off;
+}
+
+uint64_t fv_sim_virtual_ms(const struct fv_sim_opts *o, uint32_t vehicle, uint64_t k)
+{
+    uint64_t step = o->hz > 0 ? (uint64_t)llround((double)k * 1000.0 / o->hz) : 0;
+    return add_offset(o->virtual_start_ms + step,
+                      fv_sim_jitter_ms(o->seed, vehicle, k, o->jitter_ms));
+}
+
+/* Appends s, with a backslash before every character found in `special`. */
+static int put_escaped(struct fv_buf *b, const char *s, const char *special)
+{
+    for (const char *p = s; *p; p++) {
+        if (strchr(special, *p) != NULL && fv_buf_append(b, "\\", 1)) return FV_ENOMEM;
+        if (fv_buf_append(b, p, 1)) return FV_ENOMEM;
+    }
+    return FV_OK;
+}
+
+/* Shortest of %.15g..%.17g that reads back as x (%.17g always does). */
+static void fmt_double(double x, char *out, size_t len)
+{
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(out, len, "%.*g", prec, x);
+        if (strtod(out, NULL) == x) return;
+    }
+}
+
+/* Appends ",<name><suffix>=<value>" (no comma before the first field of a line). */
+static int put_field(struct fv_buf *b, size_t *nfields, const char *name, const char *suffix,
+                     const char *value)
+{
+    if ((*nfields)++ > 0 && fv_buf_append(b, ",", 1)) return FV_ENOMEM;
+    if (put_escaped(b, name, ",= ") || put_escaped(b, suffix, ",= ") || fv_buf_append(b, "=", 1) ||
+        fv_buf_append(b, value, strlen(value)))
+        return FV_ENOMEM;
+    return FV_OK;
+}
+
+/* Appends a string field: the value quoted, '"' and '\\' escaped, line breaks as \n, \r. */
+static int put_string_field(struct fv_buf *b, size_t *nfields, const char *name, const char *s)
+{
+    if (put_field(b, nfields, name, "", "\"")) return FV_ENOMEM;
+    for (const char *p = s; *p; p++) {
+        const char *e = *p == '"'    ? "\\\""
+                        : *p == '\\' ? "\\\\"
+                        : *p == '\n' ? "\\n"
+                        : *p == '\r' ? "\\r"
+                                     : NULL;
+        if (e ? fv_buf_append(b, e, 2) : fv_buf_append(b, p, 1)) return FV_ENOMEM;
+    }
+    return fv_buf_append(b, "\"", 1);
+}
+
+static int put_datum(struct fv_buf *b, size_t *nf, const struct fv_datum *d)
+{
+    char name[32], num[48], num2[48];
+    const struct fv_value *v = &d->value;
+    fv_signal_label(d->field, name, sizeof name);
+    switch (v->kind) {
+    case FV_VK_DOUBLE:
+        if (!isfinite(v->u.d)) return FV_OK;
+        fmt_double(v->u.d, num, sizeof num);
+        return put_field(b, nf, name, "", num);
+    case FV_VK_INT:
+    case FV_VK_ENUM:
+        snprintf(num, sizeof num, "%" PRId64 "i", v->u.i);
+        return put_field(b, nf, name, "", num);
+    case FV_VK_DOORS:
+    case FV_VK_TIRES:
+        snprintf(num, sizeof num, "%" PRIu32 "i", v->u.bits);
+        return put_field(b, nf, name, "", num);
+    case FV_VK_TIME:
+        snprintf(num, sizeof num, "%" PRId64 "i",
+                 (int64_t)v->u.time.h * 3600 + (int64_t)v->u.time.m * 60 + v->u.time.s);
+        return put_field(b, nf, name, "", num);
+    case FV_VK_BOOL:
+        return put_field(b, nf, name, "", v->u.i ? "true" : "false");
+    case FV_VK_LOCATION:
+        if (!isfinite(v->u.loc.lat) || !isfinite(v->u.loc.lon)) return FV_OK;
+        fmt_double(v->u.loc.lat, num, sizeof num);
+        fmt_double(v->u.loc.lon, num2, sizeof num2);
+        if (put_field(b, nf, name, "_lat", num)) return FV_ENOMEM;
+        return put_field(b, nf, name, "_lon", num2);
+    case FV_VK_STRING:
+        return v->u.s ? put_string_field(b, nf, name, v->u.s) : FV_OK;
+    default: /* no value: none, invalid, a member this build does not know */
+        return FV_OK;
+    }
+}
+
+int fv_sim_influx_line(struct fv_buf *out, const char *vin, const struct fv_datum *d, size_t n,
+                       uint64_t ts_ms)
+{
+    size_t start = out->len, nf = 0;
+    char ts[32];
+    if (fv_buf_append(out, "telemetry,vin=", 14) || put_escaped(out, vin, ",= ") ||
+        fv_buf_append(out, " ", 1))
+        goto fail;
+    for (size_t i = 0; i < n; i++)
+        if (put_datum(out, &nf, &d[i])) goto fail;
+    if (nf == 0) {
+        out->len = start;
+        return FV_OK;
+    }
+    snprintf(ts, sizeof ts, " %" PRIu64 "\n", ts_ms);
+    if (fv_buf_append(out, ts, strlen(ts))) goto fail;
+    return FV_OK;
+fail:
+    out->len = start;
+    return FV_ENOMEM;
 }
 
 static void set_fatal(struct run *r, int rc, const char *what)
@@ -280,7 +438,7 @@ static uint64_t min64(uint64_t a, uint64_t b)
 static void reschedule(struct run *r, struct veh *v)
 {
     uint64_t d = NEVER;
-    if (r->phase == PH_GEN) d = v->next_tick_ns;
+    if (r->phase == PH_GEN && !r->o->virtual_time) d = v->next_tick_ns;
     switch (fv_sim_ws_state(v->ws)) {
     case FV_SIM_WS_CLOSED:
         if (needs_conn(r, v) && !v->in_queue) d = min64(d, v->reconnect_at_ns);
@@ -341,38 +499,76 @@ static uint64_t seq_of(const struct run *r, const struct veh *v, const struct fv
     return s;
 }
 
+/* Writes record k of v (the model's current values) to the line-protocol file. */
+static int write_influx(struct run *r, struct veh *v, uint64_t created_ms)
+{
+    size_t nd = fv_sim_vehicle_sample(v->model, r->o->signals, r->sample);
+    r->line.len = 0;
+    int rc = fv_sim_influx_line(&r->line, v->vin, r->sample, nd, created_ms);
+    if (rc == FV_OK && r->line.len > 0 &&
+        fwrite(r->line.data, 1, r->line.len, r->influx) != r->line.len) {
+        snprintf(r->fatal_msg, sizeof r->fatal_msg, "writing %s: %s", r->o->influx_path,
+                 strerror(errno));
+        r->fatal = FV_EIO;
+        rc = FV_EIO;
+    }
+    return rc;
+}
+
+/* Generates v's next record (k = hi - 1): steps the model 1/hz s, stamps the record, writes
+ * it to the line-protocol file, and (with a server) keeps it in the ring until finished. */
 static void generate(struct run *r, struct veh *v)
 {
-    if (v->hi - v->lo >= r->o->max_inflight) {
+    const struct fv_sim_opts *o = r->o;
+    if (!o->no_server && v->hi - v->lo >= o->max_inflight) {
         r->st->paused++;
         return;
     }
-    int rc = ring_grow(v);
+    int rc = o->no_server ? FV_OK : ring_grow(v);
     if (rc) {
         set_fatal(r, rc, "record buffer");
         return;
     }
-    fv_sim_vehicle_step(v->model, 1.0 / r->o->hz);
-    uint64_t now_ms = fv_now_ms();
-    size_t nd = 0;
-    r->pl.len = 0;
-    rc = fv_sim_vehicle_encode(v->model, v->vin, r->o->signals, now_ms, &r->pl, &nd);
-    unsigned char *copy = rc ? NULL : malloc(r->pl.len ? r->pl.len : 1);
-    if (copy == NULL) {
-        set_fatal(r, rc ? rc : FV_ENOMEM, "encoding a record");
+    fv_sim_vehicle_step(v->model, 1.0 / o->hz);
+    uint32_t idx = (uint32_t)(v - r->v);
+    uint64_t k = v->hi - 1;
+    uint64_t created_ms =
+        o->virtual_time ? fv_sim_virtual_ms(o, idx, k)
+                        : add_offset(fv_now_ms(), fv_sim_jitter_ms(o->seed, idx, k, o->jitter_ms));
+    size_t nd = o->signals < fv_sim_signal_count() ? o->signals : fv_sim_signal_count();
+    unsigned char *copy = NULL;
+    if (!o->no_server) {
+        r->pl.len = 0;
+        rc = fv_sim_vehicle_encode(v->model, v->vin, o->signals, created_ms, &r->pl, &nd);
+        copy = rc ? NULL : malloc(r->pl.len ? r->pl.len : 1);
+        if (copy == NULL) {
+            set_fatal(r, rc ? rc : FV_ENOMEM, "encoding a record");
+            return;
+        }
+        memcpy(copy, r->pl.data, r->pl.len);
+    }
+    if (r->influx && (rc = write_influx(r, v, created_ms))) {
+        free(copy);
+        set_fatal(r, rc, "line protocol"); /* no-op when write_influx set a reason */
         return;
     }
-    memcpy(copy, r->pl.data, r->pl.len);
-    struct rec *x = slot(v, v->hi);
-    memset(x, 0, sizeof *x);
-    x->payload = copy;
-    x->len = (uint32_t)r->pl.len;
-    x->ndatums = (uint16_t)nd;
-    x->created_ms = now_ms;
+    if (copy) {
+        struct rec *x = slot(v, v->hi);
+        memset(x, 0, sizeof *x);
+        x->payload = copy;
+        x->len = (uint32_t)r->pl.len;
+        x->ndatums = (uint16_t)nd;
+        x->created_ms = created_ms;
+        v->outstanding++;
+        r->outstanding++;
+    }
     v->hi++;
-    v->outstanding++;
-    r->outstanding++;
     r->st->sent++;
+    r->st->datums_sent += nd;
+    if (!o->no_server && !v->full && v->hi - v->lo >= o->max_inflight) { /* R5 */
+        v->full = 1;
+        r->vt_full++;
+    }
 }
 
 /* Rewrites a record's payload with is_resend = true (once; later resends reuse it). */
@@ -468,7 +664,10 @@ static void finish(struct run *r, struct veh *v, uint64_t seq, int refused, uint
     if (r->log) {
         char txid[64];
         txid_of(r, v, seq, txid, sizeof txid);
-        fprintf(r->log, refused ? "%s %s E\n" : "%s %s\n", v->vin, txid);
+        if (refused)
+            fprintf(r->log, "%s %s E\n", v->vin, txid);
+        else /* the record's time too: the store is queried by time, not txid */
+            fprintf(r->log, "%s %s %llu\n", v->vin, txid, (unsigned long long)x->created_ms);
     }
     if (refused) {
         r->st->errors++;
@@ -484,6 +683,10 @@ static void finish(struct run *r, struct veh *v, uint64_t seq, int refused, uint
     while (v->lo < v->hi && slot(v, v->lo)->payload == NULL)
         v->lo++;
     if (v->send_next < v->lo) v->send_next = v->lo;
+    if (v->full && v->hi - v->lo < r->o->max_inflight) { /* R5 */
+        v->full = 0;
+        r->vt_full--;
+    }
 }
 
 struct msg_ctx {
@@ -620,10 +823,24 @@ static void vehicle_io(struct run *r, struct veh *v, uint64_t now)
     reschedule(r, v);
 }
 
+/* Queues waiting records on v's connection, if it is open, and writes what it can. */
+static void pump_and_flush(struct run *r, struct veh *v, uint64_t now)
+{
+    if (fv_sim_ws_state(v->ws) != FV_SIM_WS_OPEN) return;
+    pump(r, v, now);
+    if (fv_sim_ws_pending(v->ws) > 0) {
+        char err[512];
+        if (fv_sim_ws_flush(v->ws, err, sizeof err))
+            conn_lost(r, v, err, now);
+        else
+            update_mask(r, v);
+    }
+}
+
 /* Timer work of one vehicle: tick, reconnect, deadlines, resends. */
 static void vehicle_wake(struct run *r, struct veh *v, uint64_t now)
 {
-    if (r->phase == PH_GEN && now >= v->next_tick_ns) {
+    if (r->phase == PH_GEN && !r->o->virtual_time && now >= v->next_tick_ns) {
         generate(r, v);
         v->next_tick_ns += r->period_ns;
         if (v->next_tick_ns <= now) { /* the loop fell behind: skip, do not burst */
@@ -649,16 +866,29 @@ static void vehicle_wake(struct run *r, struct veh *v, uint64_t now)
             resend_scan(r, v, now);
             v->next_scan_ns = now + r->scan_ns;
         }
-        pump(r, v, now);
-        if (fv_sim_ws_pending(v->ws) > 0) {
-            char err[512];
-            if (fv_sim_ws_flush(v->ws, err, sizeof err))
-                conn_lost(r, v, err, now);
-            else
-                update_mask(r, v);
-        }
+        pump_and_flush(r, v, now);
     }
     reschedule(r, v);
+}
+
+/*
+ * Virtual time: makes rounds while no vehicle's window is full (R5, R6), at most
+ * VT_ROUNDS_PER_TURN of them so that replies keep being read, then queues the new records
+ * on the open connections.
+ */
+static void vt_generate(struct run *r, uint64_t now)
+{
+    uint64_t made = 0;
+    while (r->vt_k < r->vt_total && r->vt_full == 0 && made < VT_ROUNDS_PER_TURN && !r->fatal) {
+        for (uint32_t i = 0; i < r->n && !r->fatal; i++)
+            generate(r, &r->v[i]);
+        r->vt_k++;
+        made++;
+    }
+    for (uint32_t i = 0; made > 0 && i < r->n && !r->fatal; i++) {
+        pump_and_flush(r, &r->v[i], now);
+        reschedule(r, &r->v[i]);
+    }
 }
 
 /* Serves the connection FIFO at connect_rate. */
@@ -795,7 +1025,8 @@ int fv_sim_parse_url(const char *url, char *host, size_t hostlen, char *port, si
     return FV_OK;
 }
 
-static int setup(struct run *r, char *err, size_t errlen)
+/* Resolves the server, loads the CA and makes the TLS context. */
+static int setup_network(struct run *r, char *err, size_t errlen)
 {
     const struct fv_sim_opts *o = r->o;
     int rc =
@@ -838,8 +1069,14 @@ static int setup(struct run *r, char *err, size_t errlen)
                   o->certs_dir, o->certs_dir, e2);
         return rc;
     }
-    if ((rc = fv_sim_ws_ctx_new(ca_file, r->host, &r->ctx, err, errlen))) return rc;
+    return fv_sim_ws_ctx_new(ca_file, r->host, &r->ctx, err, errlen);
+}
 
+static int setup(struct run *r, char *err, size_t errlen)
+{
+    const struct fv_sim_opts *o = r->o;
+    int rc;
+    if (!o->no_server && (rc = setup_network(r, err, errlen))) return rc;
     if (o->acked_log) {
         r->log = fopen(o->acked_log, "a");
         if (r->log == NULL) {
@@ -847,10 +1084,28 @@ static int setup(struct run *r, char *err, size_t errlen)
             return FV_EIO;
         }
     }
+    if (o->influx_path) {
+        r->influx = fopen(o->influx_path, "w");
+        if (r->influx == NULL) {
+            fv_seterr(err, errlen, "cannot create line-protocol file %s: %s", o->influx_path,
+                      strerror(errno));
+            return FV_EIO;
+        }
+        /* Our own buffer: glibc ignores the size asked for with a NULL buffer. */
+        r->influx_buf = malloc(INFLUX_BUF);
+        if (r->influx_buf == NULL) {
+            fv_seterr(err, errlen, "out of memory");
+            return FV_ENOMEM;
+        }
+        if (setvbuf(r->influx, r->influx_buf, _IOFBF, INFLUX_BUF) != 0) {
+            fv_seterr(err, errlen, "setvbuf on %s failed", o->influx_path);
+            return FV_EIO;
+        }
+    }
 
     /* Descriptors: one per vehicle plus a few; raise the soft limit to the hard one. */
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+    if (!o->no_server && getrlimit(RLIMIT_NOFILE, &rl) == 0) {
         rl.rlim_cur = rl.rlim_max;
         (void)setrlimit(RLIMIT_NOFILE, &rl);
         if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)o->vehicles + 64)
@@ -863,12 +1118,12 @@ static int setup(struct run *r, char *err, size_t errlen)
     r->v = calloc(r->n, sizeof *r->v);
     r->heap = calloc(r->n, sizeof *r->heap);
     r->cq = calloc(r->n, sizeof *r->cq);
-    if (r->v == NULL || r->heap == NULL || r->cq == NULL) {
+    r->sample = calloc(fv_sim_signal_count(), sizeof *r->sample);
+    if (r->v == NULL || r->heap == NULL || r->cq == NULL || r->sample == NULL) {
         fv_seterr(err, errlen, "out of memory for %u vehicles", r->n);
         return FV_ENOMEM;
     }
-    r->ep = epoll_create1(EPOLL_CLOEXEC);
-    if (r->ep < 0) {
+    if (!o->no_server && (r->ep = epoll_create1(EPOLL_CLOEXEC)) < 0) {
         fv_seterr(err, errlen, "epoll_create1: %s", strerror(errno));
         return FV_EIO;
     }
@@ -876,7 +1131,8 @@ static int setup(struct run *r, char *err, size_t errlen)
     r->period_ns = (uint64_t)((double)NS_PER_S / o->hz);
     if (r->period_ns == 0) r->period_ns = 1;
     r->t0_ns = now;
-    r->gen_end_ns = now + (uint64_t)(o->seconds * (double)NS_PER_S);
+    r->gen_end_ns = o->virtual_time ? NEVER : now + (uint64_t)(o->seconds * (double)NS_PER_S);
+    r->vt_total = (uint64_t)llround(o->seconds * o->hz);
     r->tokens_ns = now;
     r->tokens = 1;
     r->scan_ns = (uint64_t)(o->resend_after_s * (double)NS_PER_S);
@@ -886,7 +1142,8 @@ static int setup(struct run *r, char *err, size_t errlen)
     for (uint32_t i = 0; i < r->n; i++) {
         struct veh *v = &r->v[i];
         if ((rc = fv_sim_vin(o->id_prefix, i, v->vin, err, errlen))) return rc;
-        if ((rc = fv_sim_vehicle_new(o->seed, i, &v->model)) || (rc = fv_sim_ws_new(&v->ws))) {
+        if ((rc = fv_sim_vehicle_new(o->seed, i, &v->model)) ||
+            (!o->no_server && (rc = fv_sim_ws_new(&v->ws)))) {
             fv_seterr(err, errlen, "out of memory for %u vehicles", r->n);
             return rc;
         }
@@ -898,7 +1155,7 @@ static int setup(struct run *r, char *err, size_t errlen)
         v->heap_pos = i;
         r->heap[i] = i;
     }
-    for (uint32_t i = 0; i < r->n; i++)
+    for (uint32_t i = 0; !o->no_server && i < r->n; i++)
         reschedule(r, &r->v[i]);
     return FV_OK;
 }
@@ -920,6 +1177,10 @@ static void teardown(struct run *r)
     free(r->cq);
     if (r->ep >= 0) close(r->ep);
     if (r->log) fclose(r->log);
+    if (r->influx) fclose(r->influx); /* only after a failure: fv_sim_run closes it */
+    free(r->influx_buf);
+    fv_buf_free(&r->line);
+    free(r->sample);
     SSL_CTX_free(r->ctx);
     fv_ca_free(r->ca);
     fv_buf_free(&r->pl);
@@ -933,26 +1194,31 @@ static double peak_rss_mb(void)
     return (double)ru.ru_maxrss / 1024.0; /* Linux reports KiB */
 }
 
-int fv_sim_run(const struct fv_sim_opts *o, struct fv_sim_stats *st, char *err, size_t errlen)
+/* No server: every round in order, straight to the line-protocol file (R6). */
+static void run_offline(struct run *r)
 {
-    memset(st, 0, sizeof *st);
-    st->vehicles = o->vehicles;
-    struct run *r = calloc(1, sizeof *r);
-    if (r == NULL) {
-        fv_seterr(err, errlen, "out of memory");
-        return FV_ENOMEM;
+    uint64_t next_progress = r->t0_ns + NS_PER_S;
+    for (; r->vt_k < r->vt_total && !r->fatal; r->vt_k++) {
+        if (r->o->stop && *r->o->stop) {
+            r->st->interrupted = 1;
+            return;
+        }
+        for (uint32_t i = 0; i < r->n && !r->fatal; i++)
+            generate(r, &r->v[i]);
+        uint64_t now = fv_mono_ns();
+        if (now >= next_progress) {
+            progress(r, now);
+            next_progress = now + NS_PER_S;
+        }
     }
-    r->o = o;
-    r->st = st;
-    r->ep = -1;
-    int rc = FV_EINVAL;
-    if (o->vehicles == 0 || !(o->hz > 0) || o->signals == 0 || o->max_inflight == 0 ||
-        o->seconds < 0 || o->drain_s < 0) {
-        fv_seterr(err, errlen, "invalid simulation options");
-        goto done;
-    }
-    if ((rc = setup(r, err, errlen))) goto done;
+}
 
+/* The epoll loop through the phases GEN, DRAIN, CLOSE (top comment); ends on a stop request
+ * or a fatal error too. */
+static void run_online(struct run *r)
+{
+    const struct fv_sim_opts *o = r->o;
+    struct fv_sim_stats *st = r->st;
     struct epoll_event evs[MAX_EVENTS];
     uint64_t next_progress = r->t0_ns + NS_PER_S;
     for (;;) {
@@ -962,7 +1228,8 @@ int fv_sim_run(const struct fv_sim_opts *o, struct fv_sim_stats *st, char *err, 
             st->interrupted = 1;
             break;
         }
-        if (r->phase == PH_GEN && now >= r->gen_end_ns) {
+        if (r->phase == PH_GEN &&
+            (o->virtual_time ? r->vt_k >= r->vt_total : now >= r->gen_end_ns)) {
             r->phase = PH_DRAIN;
             r->drain_end_ns = now + (uint64_t)(o->drain_s * (double)NS_PER_S);
             for (uint32_t i = 0; i < r->n; i++)
@@ -975,6 +1242,7 @@ int fv_sim_run(const struct fv_sim_opts *o, struct fv_sim_stats *st, char *err, 
         serve_connect_queue(r, now);
         while (r->n > 0 && r->v[r->heap[0]].wake_ns <= now && !r->fatal)
             vehicle_wake(r, &r->v[r->heap[0]], now);
+        if (r->phase == PH_GEN && o->virtual_time) vt_generate(r, now);
         if (now >= next_progress) {
             progress(r, now);
             next_progress += NS_PER_S;
@@ -982,7 +1250,9 @@ int fv_sim_run(const struct fv_sim_opts *o, struct fv_sim_stats *st, char *err, 
         }
 
         uint64_t until = min64(r->v[r->heap[0]].wake_ns, next_progress);
-        if (r->phase == PH_GEN)
+        if (r->phase == PH_GEN && o->virtual_time && (r->vt_k >= r->vt_total || r->vt_full == 0))
+            until = now; /* more rounds to make now, or GEN is over */
+        else if (r->phase == PH_GEN)
             until = min64(until, r->gen_end_ns);
         else if (r->phase == PH_DRAIN)
             until = min64(until, r->drain_end_ns);
@@ -1008,6 +1278,36 @@ int fv_sim_run(const struct fv_sim_opts *o, struct fv_sim_stats *st, char *err, 
         for (int i = 0; i < nev; i++)
             vehicle_io(r, evs[i].data.ptr, now);
     }
+}
+
+int fv_sim_run(const struct fv_sim_opts *o, struct fv_sim_stats *st, char *err, size_t errlen)
+{
+    memset(st, 0, sizeof *st);
+    st->vehicles = o->vehicles;
+    struct run *r = calloc(1, sizeof *r);
+    if (r == NULL) {
+        fv_seterr(err, errlen, "out of memory");
+        return FV_ENOMEM;
+    }
+    r->o = o;
+    r->st = st;
+    r->ep = -1;
+    int rc = FV_EINVAL;
+    if (o->vehicles == 0 || !(o->hz > 0) || o->signals == 0 || o->max_inflight == 0 ||
+        o->seconds < 0 || o->drain_s < 0) {
+        fv_seterr(err, errlen, "invalid simulation options");
+        goto done;
+    }
+    if (o->no_server && (!o->virtual_time || o->influx_path == NULL)) {
+        fv_seterr(err, errlen,
+                  "a run without a server needs virtual time and a line-protocol file");
+        goto done;
+    }
+    if ((rc = setup(r, err, errlen))) goto done;
+    if (o->no_server)
+        run_offline(r);
+    else
+        run_online(r);
     if (r->fatal) {
         fv_seterr(err, errlen, "%s", r->fatal_msg);
         rc = r->fatal;
@@ -1017,6 +1317,16 @@ int fv_sim_run(const struct fv_sim_opts *o, struct fv_sim_stats *st, char *err, 
     progress(r, fv_mono_ns());
     if (st->connected_peak == 0 && st->sent > 0 && r->last_err[0])
         fv_error("simulate: no vehicle could connect; last error: %s", r->last_err);
+    if (r->influx) {
+        int bad = ferror(r->influx);
+        int cerr = fclose(r->influx) != 0 ? errno : 0;
+        r->influx = NULL;
+        if ((bad || cerr) && rc == FV_OK) {
+            fv_seterr(err, errlen, "writing the line-protocol file %s failed: %s", o->influx_path,
+                      cerr ? strerror(cerr) : "write error");
+            rc = FV_EIO;
+        }
+    }
 done:
     st->unacked = r->outstanding;
     st->ack_p50_ms = hist_quantile_ms(r, 0.50);
@@ -1038,10 +1348,10 @@ void fv_sim_stats_print_json(const struct fv_sim_stats *st, FILE *f)
             ",\"reconnects\":%" PRIu64 ",\"conn_failures\":%" PRIu64 ",\"paused\":%" PRIu64
             ",\"lagged\":%" PRIu64 ",\"dup_acks\":%" PRIu64 ",\"bad_replies\":%" PRIu64
             ",\"vehicles\":%u,\"connected_peak\":%u,\"elapsed_s\":%.3f,\"peak_rss_mb\":%.1f"
-            ",\"interrupted\":%s}\n",
+            ",\"interrupted\":%s,\"datums_sent\":%" PRIu64 "}\n",
             st->sent, st->acked, st->errors, st->datums, st->ack_p50_ms, st->ack_p99_ms,
             st->ack_max_ms, st->unacked, st->resent, st->reconnects, st->conn_failures, st->paused,
             st->lagged, st->dup_acks, st->bad_replies, st->vehicles, st->connected_peak,
-            st->elapsed_s, st->peak_rss_mb, st->interrupted ? "true" : "false");
+            st->elapsed_s, st->peak_rss_mb, st->interrupted ? "true" : "false", st->datums_sent);
     fflush(f);
 }

@@ -3,6 +3,22 @@
  * its own mutually-authenticated WebSocket-over-TLS connection, stream `V` records at R Hz
  * for S seconds, resend until acked, then drain and report.
  *
+ * Time: by default a vehicle generates one record per 1/R s of wall-clock time, stamped with
+ * the wall clock. In virtual time (opts.virtual_time) record k (0-based) of vehicle i is
+ * stamped start + round(k * 1000 / R) ms, the model is stepped exactly 1/R s per record, and
+ * records are generated as fast as the in-flight windows allow: the fleet advances in rounds
+ * (record k of every vehicle, in vehicle order), a round starting once no vehicle holds
+ * max_inflight unfinished records. S is then virtual seconds (round(S * R) records per
+ * vehicle) and the run leaves generation once every round is made. Rounds keep the server's
+ * input in time order across the fleet, as a real fleet's is, and make the order of
+ * generated records a function of the options alone. Either way, opts.jitter_ms adds
+ * fv_sim_jitter_ms(seed, i, k, J) to each created_at (clamped at 0).
+ *
+ * Line protocol (opts.influx_path): every generated record (once; never a resend) becomes
+ * one line, in generation order, as fv_sim_influx_line writes it. In virtual time the file
+ * is a pure function of the options, so opts.no_server (which needs virtual time) writes the
+ * same bytes as a run against a server, without opening any connection.
+ *
  * Delivery contract: a record is generated once (txid "<vin>-<run>-<seq>", stable across
  * resends) and kept until the server acks it (message_type 5) or refuses it (an error reply,
  * message_type 4). It is resent, with is_resend set, after every reconnect and when no
@@ -10,7 +26,9 @@
  * max_inflight unfinished records.
  *
  * Threading: fv_sim_run runs on the calling thread (one epoll loop, non-blocking sockets);
- * the only cross-context input is opts->stop, set from a signal handler.
+ * the only cross-context input is opts->stop, set from a signal handler. The process must
+ * ignore SIGPIPE (`fleetvault` does, in main): a write to a connection the server has just
+ * closed would otherwise kill it.
  */
 #ifndef FV_SIM_SIMULATE_H
 #define FV_SIM_SIMULATE_H
@@ -20,6 +38,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "util/buf.h"
+#include "wire/payload.h"
+
 struct fv_sim_opts {
     const char *server;    /* wss://HOST[:PORT][/PATH] */
     const char *certs_dir; /* made by `fleetvault certs init` */
@@ -28,7 +49,7 @@ struct fv_sim_opts {
     double hz;             /* records per second per vehicle */
     uint32_t signals;      /* datums per record (first K of the model's list) */
     double drain_s;        /* wait for outstanding acks after generation */
-    const char *acked_log; /* append "VIN TXID" / "VIN TXID E" lines, or NULL */
+    const char *acked_log; /* append "VIN TXID CREATED_MS" / "VIN TXID E" lines, or NULL */
     uint64_t seed;         /* vehicle model seed */
     const char *id_prefix; /* VIN prefix */
     double connect_rate;   /* new connections per second, 0 = unlimited */
@@ -36,6 +57,11 @@ struct fv_sim_opts {
     double resend_after_s; /* resend a record unanswered this long */
     double handshake_timeout_s;
     int progress;                      /* print a progress line on stderr every second */
+    int virtual_time;                  /* nonzero: virtual time (top comment) */
+    uint64_t virtual_start_ms;         /* created_at of every vehicle's record 0 */
+    uint32_t jitter_ms;                /* created_at offset in [-J, +J] ms, 0 = none */
+    const char *influx_path;           /* write generated records as line protocol, or NULL */
+    int no_server;                     /* virtual time only: write influx_path, connect nowhere */
     const volatile sig_atomic_t *stop; /* nonzero: stop generating, report, return */
 };
 
@@ -52,7 +78,8 @@ struct fv_sim_stats {
     uint64_t resent;     /* retransmissions */
     uint64_t reconnects; /* connection attempts after a vehicle's first */
     uint64_t conn_failures;
-    uint64_t paused;   /* ticks skipped because a vehicle had max_inflight in flight */
+    uint64_t paused;   /* ticks skipped because a vehicle had max_inflight in flight (wall
+                        * clock only: virtual time waits instead of skipping) */
     uint64_t lagged;   /* ticks skipped because the loop fell behind */
     uint64_t dup_acks; /* replies for records already finished */
     uint64_t bad_replies;
@@ -62,7 +89,35 @@ struct fv_sim_stats {
     double elapsed_s;
     double peak_rss_mb;
     int interrupted;
+    uint64_t datums_sent; /* datums in generated records */
 };
+
+/*
+ * The created_at offset of record k (0-based) of vehicle `vehicle` in a fleet seeded with
+ * `seed`: uniform in [-jitter_ms, +jitter_ms] (a 64-bit hash reduced modulo 2J+1: each
+ * value's probability is off by less than 2^-31 relative), a pure function of its arguments
+ * (splitmix64's finaliser; no libc rand(), no state). 0 when jitter_ms is 0.
+ */
+int64_t fv_sim_jitter_ms(uint64_t seed, uint32_t vehicle, uint64_t k, uint32_t jitter_ms);
+
+/* created_at of record k of vehicle `vehicle` in virtual time (o->virtual_start_ms, o->hz,
+ * o->seed, o->jitter_ms; see the top comment), in ms since the epoch. */
+uint64_t fv_sim_virtual_ms(const struct fv_sim_opts *o, uint32_t vehicle, uint64_t k);
+
+/*
+ * Appends one InfluxDB line-protocol line (with its '\n') for a record of vehicle vin:
+ *   telemetry,vin=<vin> <Name>=<value>[,<Name>=<value>...] <ts_ms>
+ * Name is the signal's name from the Field enum (its number when unnamed); doubles are
+ * printed with the fewest of 15..17 significant digits that read back as the same double;
+ * integers, enums, door and tire bits with an 'i' suffix (times as seconds of the day);
+ * booleans as true/false; strings quoted with '"' and '\\' escaped; a location as two
+ * fields <Name>_lat and <Name>_lon. Datums that have no value (invalid, unknown members,
+ * non-finite doubles) are left out, and a record left with no field appends nothing.
+ * Tag values and field names are escaped as line protocol requires. FV_OK, or FV_ENOMEM
+ * with out as it was.
+ */
+int fv_sim_influx_line(struct fv_buf *out, const char *vin, const struct fv_datum *d, size_t n,
+                       uint64_t ts_ms);
 
 /*
  * Splits a wss:// URL. host gets the name or address without IPv6 brackets, hostport the
@@ -76,8 +131,11 @@ int fv_sim_parse_url(const char *url, char *host, size_t hostlen, char *port, si
 /*
  * Runs the simulation. FV_OK when the run happened (whether or not all records were acked:
  * see st->unacked); a negative code with a reason in err when it could not start (bad URL,
- * unresolvable host, unreadable certificates, acked log not writable) or hit a fatal error
- * (out of memory). st is filled in either case as far as the run got.
+ * unresolvable host, unreadable certificates, acked log or line-protocol file not writable,
+ * no_server without virtual time or influx_path) or hit a fatal error (out of memory, a
+ * failed write to the line-protocol file). With no_server, server and certs_dir are not
+ * used and nothing is sent or acked: st->sent and st->datums_sent count what was written.
+ * st is filled in either case as far as the run got.
  */
 int fv_sim_run(const struct fv_sim_opts *o, struct fv_sim_stats *st, char *err, size_t errlen);
 

@@ -887,7 +887,8 @@ void fv_store_forget(struct fv_store *s, const char *pseudo)
         struct hdev *h = fv_map_del(&heads[i]->devs, pseudo, strlen(pseudo));
         if (h) {
             heads[i]->datums -= heads[i]->datums < h->nd ? heads[i]->datums : h->nd;
-            heads[i]->records -= h->nfr + h->nev < heads[i]->records ? h->nfr + h->nev : 0;
+            uint64_t nr = h->nfr + h->nev;
+            heads[i]->records -= nr < heads[i]->records ? nr : heads[i]->records;
             hdev_free(h);
         }
     }

@@ -6,12 +6,17 @@
  *   - ignores vehicle 0's record 5 the first time -> resent after the timeout, is_resend set;
  *   - drops vehicle 1's connection once, at its record 4 -> reconnect, resend, all acked.
  * The run must end with sent == acked + errors, nothing unacked, and an acked log that lists
- * exactly the acked ("VIN TXID") and refused ("VIN TXID E") records. */
+ * exactly the acked ("VIN TXID CREATED_MS") and refused ("VIN TXID E") records. The same server
+ * also takes a virtual-time run, whose line-protocol file must match a run without a server byte
+ * for byte. Jitter and the line-protocol writer are tested on their own. */
 #include <errno.h>
+#include <inttypes.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -29,6 +34,7 @@
 #include "crypto/certs.h"
 #include "sim/simulate.h"
 #include "sim/wsclient.h"
+#include "util/clock.h"
 #include "util/err.h"
 #include "wire/envelope.h"
 #include "wire/payload.h"
@@ -48,6 +54,7 @@ struct server {
     int conns, bad_headers, unmasked, bad_envelopes, identity_mismatch;
     int ignored_once, dropped_once, resend_of_ignored, resend_flag_on_first;
     int refused, acked_replies, records;
+    uint64_t min_created_ms, max_created_ms; /* over the V payloads seen */
 };
 
 struct conn {
@@ -138,11 +145,15 @@ static int handle_record(struct server *s, SSL *ssl, const char *cn, const unsig
                       memcmp(env.device_id.p, cn, strlen(cn)) == 0 && env.topic.len == 1 &&
                       env.topic.p[0] == 'V' && strncmp(txid, cn, strlen(cn)) == 0;
     int is_resend = !bad && r.is_resend;
+    uint64_t created_ms = bad ? 0 : r.created_at_ms;
     fv_vrecord_free(&r);
 
     int action = 0; /* 0 ack, 1 refuse, 2 ignore, 3 drop */
     pthread_mutex_lock(&s->mu);
     s->records++;
+    if (!bad && (s->min_created_ms == 0 || created_ms < s->min_created_ms))
+        s->min_created_ms = created_ms;
+    if (!bad && created_ms > s->max_created_ms) s->max_created_ms = created_ms;
     if (bad) s->bad_envelopes++;
     if (!identity_ok) s->identity_mismatch++;
     if (vehicle == 0 && seq == 5) {
@@ -367,7 +378,9 @@ static void test_run_against_scripted_server(void **state)
     o.resend_after_s = 0.3;
     o.progress = 0;
     struct fv_sim_stats st;
+    uint64_t t_start_ms = fv_now_ms();
     int rc = fv_sim_run(&o, &st, err, sizeof err);
+    uint64_t t_end_ms = fv_now_ms();
     if (rc) fprintf(stderr, "fv_sim_run: %s\n", err);
     assert_int_equal(rc, FV_OK);
     server_stop(&s);
@@ -398,20 +411,25 @@ static void test_run_against_scripted_server(void **state)
     assert_true((int)st.errors <= s.refused); /* a refused record is never resent */
     assert_int_equal((int)st.errors, s.refused);
 
-    /* The acked log lists every finished record once. */
+    /* The acked log lists every finished record once: "VIN TXID CREATED_MS" when acked
+     * (the record's wall-clock time, within this run), "VIN TXID E" when refused. */
     FILE *f = fopen(log_path, "r");
     assert_non_null(f);
     char line[256];
     uint64_t acked = 0, refused = 0;
     while (fgets(line, sizeof line, f)) {
-        char vin[64], txid[128], flag[8];
-        int n = sscanf(line, "%63s %127s %7s", vin, txid, flag);
-        assert_true(n == 2 || (n == 3 && strcmp(flag, "E") == 0));
+        char vin[64], txid[128], third[32], extra[8];
+        int n = sscanf(line, "%63s %127s %31s %7s", vin, txid, third, extra);
+        assert_int_equal(n, 3);
         assert_int_equal(strncmp(txid, vin, strlen(vin)), 0);
-        if (n == 2)
-            acked++;
-        else
+        if (strcmp(third, "E") == 0) {
             refused++;
+            continue;
+        }
+        char *end;
+        unsigned long long ms = strtoull(third, &end, 10);
+        assert_true(*end == '\0' && ms >= t_start_ms && ms <= t_end_ms);
+        acked++;
     }
     fclose(f);
     assert_int_equal(acked, st.acked);
@@ -471,11 +489,290 @@ static void test_unreachable_server(void **state)
     rm_rf(root);
 }
 
+/* Reads a whole file into a NUL-terminated heap string (*len without the NUL). */
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    struct fv_buf b = {0};
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        assert_int_equal(fv_buf_append(&b, chunk, n), FV_OK);
+    assert_int_equal(ferror(f), 0);
+    fclose(f);
+    assert_int_equal(fv_buf_append(&b, "", 1), FV_OK);
+    *len = b.len - 1;
+    return (char *)b.data;
+}
+
+/* Jitter: a pure function of (seed, vehicle, k), within [-J, +J], reaching both ends, and
+ * different for another seed. */
+static void test_jitter(void **state)
+{
+    (void)state;
+    static const uint32_t js[] = {1, 20, 1000};
+    for (size_t t = 0; t < sizeof js / sizeof js[0]; t++) {
+        uint32_t j = js[t];
+        int64_t lo = INT64_MAX, hi = INT64_MIN;
+        double sum = 0;
+        int differs = 0;
+        for (uint32_t v = 0; v < 50; v++) {
+            for (uint64_t k = 0; k < 400; k++) {
+                int64_t a = fv_sim_jitter_ms(7, v, k, j);
+                assert_int_equal(a, fv_sim_jitter_ms(7, v, k, j));
+                assert_true(a >= -(int64_t)j && a <= (int64_t)j);
+                differs |= a != fv_sim_jitter_ms(8, v, k, j);
+                lo = a < lo ? a : lo;
+                hi = a > hi ? a : hi;
+                sum += (double)a;
+            }
+        }
+        assert_int_equal(lo, -(int64_t)j); /* 20,000 draws reach both ends */
+        assert_int_equal(hi, (int64_t)j);
+        assert_true(differs);
+        assert_true(fabs(sum / 20000.0) < 0.05 * j + 0.1); /* centred on 0 */
+    }
+    for (uint64_t k = 0; k < 100; k++)
+        assert_int_equal(fv_sim_jitter_ms(1, 3, k, 0), 0);
+    /* Known values pin the hash: a change would silently change every benchmark dataset. */
+    assert_int_equal(fv_sim_jitter_ms(1, 0, 0, 20), -16);
+
+    /* Virtual time: start + k * period + jitter, clamped at 0. */
+    struct fv_sim_opts o;
+    fv_sim_opts_default(&o);
+    o.hz = 4;
+    o.virtual_time = 1;
+    o.virtual_start_ms = 1000000;
+    for (uint64_t k = 0; k < 10; k++)
+        assert_int_equal(fv_sim_virtual_ms(&o, 2, k), 1000000 + 250 * k);
+    o.jitter_ms = 20;
+    for (uint64_t k = 0; k < 10; k++)
+        assert_int_equal(fv_sim_virtual_ms(&o, 2, k),
+                         1000000 + 250 * k + fv_sim_jitter_ms(o.seed, 2, k, 20));
+    o.virtual_start_ms = 0;
+    for (uint64_t k = 0; k < 50; k++) {
+        int64_t want = (int64_t)(250 * k) + fv_sim_jitter_ms(o.seed, 0, k, 20);
+        assert_int_equal(fv_sim_virtual_ms(&o, 0, k), (uint64_t)(want < 0 ? 0 : want));
+    }
+}
+
+/* The line-protocol writer on hand-made datums of every kind. */
+static void test_influx_line(void **state)
+{
+    (void)state;
+    struct fv_datum d[12];
+    memset(d, 0, sizeof d);
+    d[0].field = 4; /* VehicleSpeed */
+    d[0].value.kind = FV_VK_DOUBLE;
+    d[0].value.u.d = 12.3;
+    d[1].field = 8; /* Soc: needs all 17 digits */
+    d[1].value.kind = FV_VK_DOUBLE;
+    d[1].value.u.d = 0.1 + 0.2;
+    d[2].field = 10; /* Gear, an enum */
+    d[2].value.kind = FV_VK_ENUM;
+    d[2].value.u.i = 2;
+    d[3].field = 38; /* ChargeLimitSoc */
+    d[3].value.kind = FV_VK_INT;
+    d[3].value.u.i = -80;
+    d[4].field = 59; /* Locked */
+    d[4].value.kind = FV_VK_BOOL;
+    d[4].value.u.i = 1;
+    d[5].field = 13; /* BrakePedal */
+    d[5].value.kind = FV_VK_BOOL;
+    d[5].value.u.i = 0;
+    d[6].field = 21; /* Location */
+    d[6].value.kind = FV_VK_LOCATION;
+    d[6].value.u.loc.lat = 37.396443;
+    d[6].value.u.loc.lon = -122.23118;
+    d[7].field = 2; /* ChargeState, a string with a quote and a backslash */
+    d[7].value.kind = FV_VK_STRING;
+    d[7].value.u.s = (char *)"Char\"ging\\";
+    d[8].field = 11; /* no value: left out */
+    d[8].value.kind = FV_VK_INVALID;
+    d[9].field = 6; /* not finite: left out */
+    d[9].value.kind = FV_VK_DOUBLE;
+    d[9].value.u.d = NAN;
+    d[10].field = 999999; /* no name in the table: its number; 1e+300 is shortest */
+    d[10].value.kind = FV_VK_DOUBLE;
+    d[10].value.u.d = 1e300;
+    d[11].field = 5; /* Odometer: 15 digits suffice */
+    d[11].value.kind = FV_VK_DOUBLE;
+    d[11].value.u.d = 76656.006;
+    struct fv_buf b = {0};
+    assert_int_equal(fv_sim_influx_line(&b, "5YJSIM00000000007", d, 12, 1764000000123ULL), FV_OK);
+    const char *want = "telemetry,vin=5YJSIM00000000007 VehicleSpeed=12.3,"
+                       "Soc=0.30000000000000004,Gear=2i,ChargeLimitSoc=-80i,Locked=true,"
+                       "BrakePedal=false,Location_lat=37.396443,Location_lon=-122.23118,"
+                       "ChargeState=\"Char\\\"ging\\\\\",999999=1e+300,"
+                       "Odometer=76656.006 1764000000123\n";
+    assert_int_equal(b.len, strlen(want));
+    assert_memory_equal(b.data, want, b.len);
+    /* Every double printed reads back as itself. */
+    assert_true(strtod("0.30000000000000004", NULL) == 0.1 + 0.2);
+
+    /* Tag values are escaped; a record with nothing to print appends nothing. */
+    b.len = 0;
+    assert_int_equal(fv_sim_influx_line(&b, "A B,C=D", d, 1, 5), FV_OK);
+    const char *want2 = "telemetry,vin=A\\ B\\,C\\=D VehicleSpeed=12.3 5\n";
+    assert_int_equal(b.len, strlen(want2));
+    assert_memory_equal(b.data, want2, b.len);
+    b.len = 0;
+    assert_int_equal(fv_sim_influx_line(&b, "X", &d[8], 2, 5), FV_OK);
+    assert_int_equal(b.len, 0);
+    fv_buf_free(&b);
+}
+
+/* Without a server: the same options give the same bytes; another seed or jitter does not;
+ * one line per record, in rounds (record k of every vehicle), stamped in virtual time. */
+static void test_influx_offline(void **state)
+{
+    (void)state;
+    char tmpl[] = "/tmp/fv-test-sim-XXXXXX";
+    char *root = mkdtemp(tmpl);
+    assert_non_null(root);
+    char path[4][256], err[1024];
+    for (int i = 0; i < 4; i++)
+        snprintf(path[i], sizeof path[i], "%s/out%d.lp", root, i);
+    struct fv_sim_opts o;
+    fv_sim_opts_default(&o);
+    o.vehicles = 4;
+    o.seconds = 30;
+    o.hz = 2;
+    o.progress = 0;
+    o.no_server = 1;
+    o.virtual_time = 1;
+    o.virtual_start_ms = 1764000000000ULL;
+    o.jitter_ms = 20;
+    o.seed = 42;
+    struct fv_sim_stats st;
+    /* Needs virtual time and a file. */
+    assert_int_equal(fv_sim_run(&o, &st, err, sizeof err), FV_EINVAL);
+    for (int i = 0; i < 4; i++) {
+        o.influx_path = path[i];
+        o.seed = i == 2 ? 43 : 42;
+        o.jitter_ms = i == 3 ? 0 : 20;
+        assert_int_equal(fv_sim_run(&o, &st, err, sizeof err), FV_OK);
+        assert_int_equal(st.sent, 4 * 60);
+        assert_int_equal(st.datums_sent, 4 * 60 * 20);
+        assert_int_equal(st.acked, 0);
+        assert_int_equal(st.unacked, 0);
+    }
+    size_t len[4];
+    char *text[4];
+    for (int i = 0; i < 4; i++)
+        text[i] = slurp(path[i], &len[i]);
+    assert_int_equal(len[0], len[1]);
+    assert_memory_equal(text[0], text[1], len[0]);
+    assert_true(len[0] != len[2] || memcmp(text[0], text[2], len[0]) != 0);
+    assert_true(len[0] != len[3] || memcmp(text[0], text[3], len[0]) != 0);
+    /* Line n is record n / 4 of vehicle n % 4; jitter-free times are exact. */
+    size_t n = 0;
+    for (char *line = text[3], *nl; (nl = strchr(line, '\n')) != NULL; line = nl + 1, n++) {
+        *nl = '\0';
+        char vin[32];
+        snprintf(vin, sizeof vin, "telemetry,vin=5YJSIM%011zu VehicleSpeed=", n % 4);
+        assert_int_equal(strncmp(line, vin, strlen(vin)), 0);
+        assert_non_null(strstr(line, ",Location_lat="));
+        uint64_t ts = strtoull(strrchr(line, ' ') + 1, NULL, 10);
+        assert_int_equal(ts, 1764000000000ULL + 500 * (n / 4));
+    }
+    assert_int_equal(n, 240);
+    o.jitter_ms = 20; /* as text[0] was written */
+    n = 0;
+    for (char *line = text[0], *nl; (nl = strchr(line, '\n')) != NULL; line = nl + 1, n++) {
+        *nl = '\0';
+        uint64_t ts = strtoull(strrchr(line, ' ') + 1, NULL, 10);
+        assert_int_equal(ts, fv_sim_virtual_ms(&o, (uint32_t)(n % 4), n / 4));
+    }
+    assert_int_equal(n, 240);
+    for (int i = 0; i < 4; i++)
+        free(text[i]);
+    rm_rf(root);
+}
+
+/* Virtual time against the scripted server (refusals, an ignored record, a dropped
+ * connection): exactly S*R records per vehicle, stamped in virtual time, all finished, and a
+ * line-protocol file identical to the one written without a server. */
+static void test_virtual_time_run(void **state)
+{
+    (void)state;
+    char tmpl[] = "/tmp/fv-test-sim-XXXXXX";
+    char *root = mkdtemp(tmpl);
+    assert_non_null(root);
+    char dir[256], real[256], offline[256], err[1024];
+    snprintf(dir, sizeof dir, "%s/certs", root);
+    snprintf(real, sizeof real, "%s/real.lp", root);
+    snprintf(offline, sizeof offline, "%s/offline.lp", root);
+    assert_int_equal(fv_certs_init(dir, err, sizeof err), FV_OK);
+    struct server s;
+    server_start(&s, dir);
+    char url[64];
+    snprintf(url, sizeof url, "wss://127.0.0.1:%d", s.port);
+
+    struct fv_sim_opts o;
+    fv_sim_opts_default(&o);
+    o.server = url;
+    o.certs_dir = dir;
+    o.vehicles = 3;
+    o.seconds = 20; /* virtual: 40 records per vehicle, made as fast as the window allows */
+    o.hz = 2;
+    o.drain_s = 10;
+    o.connect_rate = 0;
+    o.resend_after_s = 0.3;
+    o.progress = 0;
+    o.max_inflight = 4;
+    o.virtual_time = 1;
+    o.virtual_start_ms = 1700000000000ULL;
+    o.jitter_ms = 30;
+    o.influx_path = real;
+    struct fv_sim_stats st;
+    int rc = fv_sim_run(&o, &st, err, sizeof err);
+    if (rc) fprintf(stderr, "fv_sim_run: %s\n", err);
+    assert_int_equal(rc, FV_OK);
+    server_stop(&s);
+    fv_sim_stats_print_json(&st, stderr);
+    assert_int_equal(st.sent, 3 * 40);
+    assert_int_equal(st.unacked, 0);
+    assert_int_equal(st.sent, st.acked + st.errors);
+    /* seq 3, 10, ..., 38 of each vehicle; the server may refuse one twice when the reply
+     * was lost with the dropped connection (records go out back to back here). */
+    assert_int_equal(st.errors, 3 * 6);
+    assert_true(s.refused >= 3 * 6);
+    assert_int_equal(s.ignored_once, 1);
+    assert_true(s.resend_of_ignored >= 1);
+    assert_int_equal(s.dropped_once, 1);
+    assert_int_equal(s.bad_envelopes, 0);
+    assert_int_equal(s.identity_mismatch, 0);
+    assert_true(st.elapsed_s < 15); /* 20 virtual seconds took far less wall time */
+    assert_true(s.min_created_ms >= o.virtual_start_ms - 30);
+    assert_true(s.min_created_ms <= o.virtual_start_ms + 30);
+    assert_true(s.max_created_ms >= o.virtual_start_ms + 39 * 500 - 30);
+    assert_true(s.max_created_ms <= o.virtual_start_ms + 39 * 500 + 30);
+
+    o.no_server = 1;
+    o.influx_path = offline;
+    assert_int_equal(fv_sim_run(&o, &st, err, sizeof err), FV_OK);
+    size_t la, lb;
+    char *a = slurp(real, &la), *b = slurp(offline, &lb);
+    assert_int_equal(la, lb);
+    assert_memory_equal(a, b, la);
+    free(a);
+    free(b);
+    rm_rf(root);
+}
+
 int main(void)
 {
+    /* As `fleetvault` does: a write to a connection the server dropped must not kill us. */
+    signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_run_against_scripted_server),
         cmocka_unit_test(test_unreachable_server),
+        cmocka_unit_test(test_jitter),
+        cmocka_unit_test(test_influx_line),
+        cmocka_unit_test(test_influx_offline),
+        cmocka_unit_test(test_virtual_time_run),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
