@@ -221,6 +221,11 @@ static void get_store(const struct fv_api_view *v, struct fv_http_response *r)
         "blocks_expired", (json_int_t)st.blocks_expired, "blocks_purged",
         (json_int_t)st.blocks_purged, "wal_file_watermark", (json_int_t)st.wal_hi, "last_flush_ms",
         st.last_flush_ms, "job_errors", (json_int_t)st.job_errors, "part_files", parts);
+    if (j) {
+        json_object_set_new(j, "cache_hits", json_integer((json_int_t)st.cache_hits));
+        json_object_set_new(j, "cache_misses", json_integer((json_int_t)st.cache_misses));
+        json_object_set_new(j, "cache_bytes", json_integer((json_int_t)st.cache_bytes));
+    }
     respond_json(r, 200, j);
 }
 

@@ -17,7 +17,9 @@
 #include "util/log.h"
 #include "wire/signals.h"
 
-#define CHUNK_BYTES   (64u << 10) /* a streamed response is produced this much at a time */
+/* A response is produced this much at a time: answers up to this size go out whole (with
+ * Content-Length, keeping the connection alive); larger ones stream in pieces of it. */
+#define CHUNK_BYTES   (1u << 20)
 #define MAX_FIELDS    256
 #define MAX_BUCKETS   10000000
 #define DEFAULT_LOOKB 3600000
@@ -139,15 +141,53 @@ int fv_query_param(const char *qs, const char *name, char *out, size_t outlen)
     return 0;
 }
 
+static const double p10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,
+                              1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17};
+
+/* Writes the decimal digits of m (< 2^53) with e digits after the point into b; returns
+ * the length. */
+static size_t fmt_decimal(char *b, uint64_t m, int neg, int e)
+{
+    char tmp[32];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + m % 10);
+        m /= 10;
+    } while (m);
+    while ((int)n <= e)
+        tmp[n++] = '0';
+    size_t o = 0;
+    if (neg) b[o++] = '-';
+    for (size_t i = n; i-- > 0;) {
+        b[o++] = tmp[i];
+        if ((int)i == e && e > 0) b[o++] = '.';
+    }
+    return o;
+}
+
 int fv_put_double(struct fv_buf *out, double d)
 {
     char b[40];
     if (!isfinite(d)) return fv_buf_append(out, "null", 4);
+    /* Fast path, exact: the smallest e with d == m / 10^e for an integer m < 2^53 prints as
+     * m with e decimals, and that text reads back as d (both are the correctly rounded
+     * quotient). Telemetry values are mostly like this with e <= 3. */
+    double a = fabs(d);
+    if (a < 9007199254740992.0 && !(d == 0 && signbit(d))) {
+        for (int e = 0; e < 18; e++) {
+            double m = a * p10[e];
+            if (m >= 9007199254740992.0) break;
+            double r = floor(m + 0.5);
+            if (r / p10[e] == a) {
+                size_t n = fmt_decimal(b, (uint64_t)r, d < 0, e);
+                return fv_buf_append(out, b, n);
+            }
+        }
+    }
     for (int prec = 15; prec <= 17; prec++) {
         snprintf(b, sizeof b, "%.*g", prec, d);
         if (strtod(b, NULL) == d) break;
     }
-    /* JSON has no "inf"/"nan" (excluded above); keep integers-as-doubles recognisable. */
     return fv_buf_append(out, b, strlen(b));
 }
 

@@ -241,6 +241,8 @@ int fv_part_open(const char *path, struct fv_part **out, char *err, size_t errle
         close(fd);
         return rc;
     }
+    static uint64_t next_id; /* atomic: a process-wide instance counter, not state */
+    p->id = __atomic_add_fetch(&next_id, 1, __ATOMIC_RELAXED);
     p->fd = fd;
     *out = p;
     return FV_OK;

@@ -61,7 +61,8 @@ struct fv_part_entry {
 };
 
 struct fv_part {
-    int refs; /* atomic */
+    int refs;    /* atomic */
+    uint64_t id; /* unique per process (the store's block cache keys on it) */
     char path[512];
     int fd;
     uint64_t size;

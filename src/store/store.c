@@ -39,6 +39,7 @@ void fv_store_config_defaults(struct fv_store_config *c, const char *data_dir)
     c->block_frames = 8192;
     c->zlevel_flush = 3;
     c->zlevel_compact = 9;
+    c->cache_bytes = 64u << 20;
     c->nclasses = 3;
     snprintf(c->class_name[0], sizeof c->class_name[0], "default");
     snprintf(c->class_name[1], sizeof c->class_name[1], "location");
@@ -235,7 +236,80 @@ struct fv_store {
     void *wake_arg;
     uint64_t retry_after_ms, last_retention_ms;
     struct fv_store_stats st;
+    /* Block cache (event loop only): decrypted, decompressed blocks by (part id, index),
+     * least recently used first out. Plaintext in memory, like the head; dropped for a
+     * subject on fv_store_forget. */
+    struct fv_map cache;
+    struct cent *lru_head, *lru_tail; /* head = most recent */
+    uint64_t cache_used;
 };
+
+struct cent {
+    unsigned char key[16]; /* part id, index */
+    unsigned char subject[FV_SUBJECT_LEN];
+    struct cent *prev, *next;
+    struct fv_buf raw;
+};
+
+static void cache_unlink(struct fv_store *s, struct cent *e)
+{
+    if (e->prev) e->prev->next = e->next;
+    else s->lru_head = e->next;
+    if (e->next) e->next->prev = e->prev;
+    else s->lru_tail = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void cache_drop(struct fv_store *s, struct cent *e)
+{
+    cache_unlink(s, e);
+    fv_map_del(&s->cache, e->key, sizeof e->key);
+    s->cache_used -= e->raw.len;
+    OPENSSL_cleanse(e->raw.data, e->raw.len);
+    fv_buf_free(&e->raw);
+    free(e);
+}
+
+/* The plaintext of block i of part p, from the cache or read, checked, decrypted and
+ * decompressed (then cached). The result is copied into out. */
+static int read_block(struct fv_store *s, const struct fv_part *p, size_t i,
+                      const unsigned char dek[32], struct fv_buf *out, char *err, size_t errlen)
+{
+    unsigned char key[16];
+    fv_put_u64(key, p->id);
+    fv_put_u64(key + 8, (uint64_t)i);
+    struct cent *e = s->cfg.cache_bytes ? fv_map_get(&s->cache, key, sizeof key) : NULL;
+    if (e) {
+        s->st.cache_hits++;
+        cache_unlink(s, e);
+        e->next = s->lru_head;
+        if (s->lru_head) s->lru_head->prev = e;
+        s->lru_head = e;
+        if (s->lru_tail == NULL) s->lru_tail = e;
+        fv_buf_reset(out);
+        return fv_buf_append(out, e->raw.data, e->raw.len);
+    }
+    s->st.cache_misses++;
+    int rc = fv_part_open_block(p, i, dek, out, err, errlen);
+    if (rc || s->cfg.cache_bytes == 0 || out->len > s->cfg.cache_bytes / 4) return rc;
+    e = calloc(1, sizeof *e);
+    if (e == NULL || fv_buf_append(&e->raw, out->data, out->len) != FV_OK ||
+        fv_map_put(&s->cache, key, sizeof key, e) != FV_OK) {
+        if (e) fv_buf_free(&e->raw);
+        free(e);
+        return FV_OK; /* caching is optional */
+    }
+    memcpy(e->key, key, sizeof key);
+    memcpy(e->subject, p->e[i].subject, FV_SUBJECT_LEN);
+    e->next = s->lru_head;
+    if (s->lru_head) s->lru_head->prev = e;
+    s->lru_head = e;
+    if (s->lru_tail == NULL) s->lru_tail = e;
+    s->cache_used += e->raw.len;
+    while (s->cache_used > s->cfg.cache_bytes && s->lru_tail)
+        cache_drop(s, s->lru_tail);
+    return FV_OK;
+}
 
 static void job_free(struct job *j)
 {
@@ -816,6 +890,9 @@ void fv_store_close(struct fv_store *s)
     free(s->parts);
     head_free(s->head);
     head_free(s->frozen);
+    while (s->lru_tail)
+        cache_drop(s, s->lru_tail);
+    fv_map_free(&s->cache);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s);
@@ -879,6 +956,12 @@ int fv_store_add_event(struct fv_store *s, const char *pseudo, const unsigned ch
 
 void fv_store_forget(struct fv_store *s, const char *pseudo)
 {
+    unsigned char subject[FV_SUBJECT_LEN];
+    if (fv_subject_from_hex(pseudo, subject) == FV_OK)
+        for (struct cent *e = s->lru_head, *n; e; e = n) {
+            n = e->next;
+            if (memcmp(e->subject, subject, FV_SUBJECT_LEN) == 0) cache_drop(s, e);
+        }
     struct head *heads[2] = {s->head, s->frozen};
     for (int i = 0; i < 2; i++) {
         /* The frozen head may be in the worker's hands; it is only dropped from the active
@@ -1229,6 +1312,7 @@ void fv_store_stats(const struct fv_store *s, struct fv_store_stats *out)
             out->head_records += hs[i]->records;
             out->head_subjects += hs[i]->devs.n;
         }
+    out->cache_bytes = s->cache_used;
     out->wal_hi = s->wal_hi;
     out->generation = s->next_gen - 1;
     out->compacting = s->want_full || s->full_running;
@@ -1252,6 +1336,7 @@ struct src {
 };
 
 struct fv_store_cursor {
+    struct fv_store *store;
     char classes[32][FV_CLASS_NAME_MAX + 1]; /* class names met, for re-joining frames */
     int nclasses;
     unsigned char dek[32];
@@ -1426,6 +1511,7 @@ int fv_store_query(struct fv_store *s, const char *pseudo, const unsigned char d
     }
     struct fv_store_cursor *c = calloc(1, sizeof *c);
     if (c == NULL) return FV_ENOMEM;
+    c->store = s;
     memcpy(c->dek, dek, 32);
     c->from = from;
     c->to = to;
@@ -1588,7 +1674,7 @@ int fv_store_next(struct fv_store_cursor *c, struct fv_store_chunk *out, char *e
             bl[k] = &sr->mem;
             continue;
         }
-        rc = fv_part_open_block(sr->p, sr->i, c->dek, &c->raw[k], err, errlen);
+        rc = read_block(c->store, sr->p, sr->i, c->dek, &c->raw[k], err, errlen);
         if (rc == FV_OK) {
             char sub[256] = "";
             rc = fv_block_decode(c->raw[k].data, c->raw[k].len, c->fields, c->nfields,

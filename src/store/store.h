@@ -49,6 +49,7 @@ struct fv_store_config {
     uint32_t compact_fanin;           /* merge this many adjacent parts of a level (4) */
     uint32_t block_frames;            /* frames per block at most (8192) */
     int zlevel_flush, zlevel_compact; /* zstd levels (3, 9) */
+    uint64_t cache_bytes;             /* decrypted blocks kept for queries (64 MiB) */
     /* Signal classes: 0 is "default" (every signal not listed elsewhere), and one class
      * holds the events (other topics). retention_ms 0 = keep forever. */
     uint32_t nclasses;
@@ -117,6 +118,7 @@ struct fv_store_stats {
     int compacting;       /* a requested full compaction is not finished */
     double last_flush_ms; /* worker time of the last flush */
     uint64_t job_errors;
+    uint64_t cache_hits, cache_misses, cache_bytes;
 };
 void fv_store_stats(const struct fv_store *s, struct fv_store_stats *out);
 /* The live parts, oldest first (valid until the next tick). */
