@@ -5,7 +5,7 @@
 #
 #   bench/store/run.sh                        # 1000 vehicles x 20 signals x 500 s at 1 Hz
 #   VEHICLES=50 SECONDS=60 bench/store/run.sh # a quick run
-#   knobs: JITTERS="0 20" (ms) SEED=1 T0=<epoch ms> MAX_INFLIGHT=64 QUERIES=200
+#   knobs: JITTERS="0 20" (ms) SEED=1 T0=<epoch ms> MAX_INFLIGHT=64 QUERIES=200 WAL_KEEP=0 (s)
 #          CHUNK_LINES=20000 BUILD=build (the build folder holding fleetvault)
 #
 # The data: `fleetvault simulate --virtual-time T0` makes every vehicle's record k at
@@ -226,9 +226,12 @@ run_fv() { # $1 jitter, $2 line-protocol file the VM side got
     rm -rf "$data"
     port=$(free_port)
     api=$(free_port)
+    # WAL_KEEP: how long WAL files stay once their records are in parts (the server's
+    # default, 10 min, serves de-duplication of late resends; 0 shows the steady state).
+    printf '{"store": {"wal_keep": %s}}\n' "${WAL_KEEP:-0}" >"$tmp/fv.json"
     $BIN serve --data "$data" --certs "$tmp/certs" --key-file "$tmp/master.key" \
         --listen "127.0.0.1:$port" --api "127.0.0.1:$api" --no-rate-limit --log-level warn \
-        2>>"$tmp/server.log" &
+        --config "$tmp/fv.json" 2>>"$tmp/server.log" &
     local pid=$!
     pids+=("$pid")
     local up=0
@@ -306,6 +309,16 @@ run_fv() { # $1 jitter, $2 line-protocol file the VM side got
     query fv.q2 "$base/api/v1/query?device=$vin&from=$lo&to=$to" "$token" $lo $to
     query fv.q3 "$base/api/v1/fleet?signal=Soc&at=$at" "$token" $((at - 300000)) $at
     stop "$pid"
+    # Erasure: destroy one vehicle's data key (server stopped, as `keys shred` requires);
+    # every block and WAL record of it is unreadable from then on, whatever their size.
+    local e0 e1
+    e0=$(date +%s%N)
+    if $BIN keys shred --data "$data" --key-file "$tmp/master.key" "$vin" >/dev/null 2>"$tmp/shred.log"; then
+        e1=$(date +%s%N)
+        put fv.erase_ms "$(awk -v a="$e0" -v b="$e1" 'BEGIN {printf "%.1f", (b - a) / 1e6}')"
+    else
+        log "fleetvault: keys shred failed: $(head -c 300 "$tmp/shred.log")"
+    fi
     rm -rf "$data"
 }
 
@@ -357,6 +370,7 @@ rows = [
     ("bytes per datum, store", "bpd_store"),
     ("bytes on disk, whole data dir", "bytes_dir"),
     ("bytes per datum, whole data dir", "bpd_dir"),
+    ("erase one vehicle (fleetvault keys shred, whole process), ms", "erase_ms"),
 ]
 for q, what in (("q1", "1 signal of 1 vehicle, whole range"),
                 ("q2", "all signals of 1 vehicle, whole range"),

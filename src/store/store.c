@@ -1634,13 +1634,6 @@ struct rowref {
     uint32_t blk, row;
     uint32_t out; /* output row */
 };
-static int cmp_rowref(const void *a, const void *b)
-{
-    const struct rowref *x = a, *y = b;
-    if (x->t != y->t) return x->t < y->t ? -1 : 1;
-    if (x->blk != y->blk) return x->blk < y->blk ? -1 : 1;
-    return x->row < y->row ? -1 : x->row > y->row;
-}
 static int cmp_ev(const void *a, const void *b)
 {
     const struct fv_block_event *x = a, *y = b;
@@ -1722,8 +1715,11 @@ int fv_store_next(struct fv_store_cursor *c, struct fv_store_chunk *out, char *e
     uint32_t **pos = calloc(nb, sizeof *pos);
     size_t nr = 0;
     if (rc == FV_OK && (rr == NULL || pos == NULL)) rc = FV_ENOMEM;
+    size_t *run = calloc(nb + 1, sizeof *run); /* rr[run[k]..run[k+1]) come from block k */
+    if (rc == FV_OK && run == NULL) rc = FV_ENOMEM;
     for (size_t k = 0; k < nb && rc == FV_OK; k++) {
         const struct fv_block *B = bl[k];
+        run[k] = nr;
         pos[k] = malloc((B->nrec ? B->nrec : 1) * sizeof *pos[k]);
         unsigned char *has = calloc(B->nrec ? B->nrec : 1, 1);
         if (pos[k] == NULL || has == NULL) {
@@ -1745,8 +1741,30 @@ int fv_store_next(struct fv_store_cursor *c, struct fv_store_chunk *out, char *e
      * time from blocks of different classes are one frame again. Within a time, the k-th
      * row of each class joins the k-th output row (frames of one class keep their order). */
     size_t nout = 0;
+    if (rc == FV_OK && nb > 1) {
+        /* Each block's rows are in time order already: merge the runs (ties: block order),
+         * which is what sorting by (t, block, row) gives, in O(rows x blocks). */
+        run[nb] = nr;
+        struct rowref *m = malloc((nr ? nr : 1) * sizeof *m);
+        size_t *at = malloc(nb * sizeof *at);
+        if (m == NULL || at == NULL) {
+            rc = FV_ENOMEM;
+        } else {
+            memcpy(at, run, nb * sizeof *at);
+            for (size_t o = 0; o < nr; o++) {
+                size_t best = nb;
+                for (size_t k = 0; k < nb; k++)
+                    if (at[k] < run[k + 1] && (best == nb || rr[at[k]].t < rr[at[best]].t))
+                        best = k;
+                m[o] = rr[at[best]++];
+            }
+            memcpy(rr, m, nr * sizeof *rr);
+        }
+        free(m);
+        free(at);
+    }
+    free(run);
     if (rc == FV_OK) {
-        qsort(rr, nr, sizeof *rr, cmp_rowref);
         for (size_t g = 0; g < nr;) {
             size_t e = g;
             while (e < nr && rr[e].t == rr[g].t)
