@@ -59,7 +59,7 @@ int main(int argc, char **argv)
             fv_sim_vehicle_step(veh, 1.0);
             size_t n = fv_sim_vehicle_sample(veh, k, d + (size_t)s * k);
             fr[s] = (struct fv_block_frame){1795000000000LL + (int64_t)s * 1000, (uint32_t)n,
-                                            d + (size_t)s * k};
+                                            d + (size_t)s * k, 0};
             datums += n;
         }
         fv_sim_vehicle_free(veh);

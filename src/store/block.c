@@ -8,8 +8,8 @@
 #include "util/err.h"
 
 /* Writers cap blocks well below this; readers refuse more (bounds allocations). */
-#define MAX_REC (1u << 20)
-#define MAX_EV  (1u << 20)
+#define MAX_REC FV_BLOCK_MAX_REC
+#define MAX_EV  FV_BLOCK_MAX_REC
 
 /* ---- encoding ---------------------------------------------------------------------------- */
 
@@ -24,6 +24,7 @@ struct enc {
     struct colb *cols;
     size_t ncols, capcols;
     int64_t *times;
+    int64_t *groups;
     size_t nrec;
 };
 
@@ -35,6 +36,7 @@ static void enc_free(struct enc *e)
     }
     free(e->cols);
     free(e->times);
+    free(e->groups);
 }
 
 static struct colb *col_for(struct enc *e, uint32_t field, size_t *hint)
@@ -222,7 +224,11 @@ int fv_block_encode(const struct fv_block_in *in, struct fv_buf *out, struct fv_
     int rc = FV_OK;
     if (in->nframes) {
         e.times = malloc(in->nframes * sizeof *e.times);
-        if (e.times == NULL) return FV_ENOMEM;
+        e.groups = malloc(in->nframes * sizeof *e.groups);
+        if (e.times == NULL || e.groups == NULL) {
+            enc_free(&e);
+            return FV_ENOMEM;
+        }
     }
     size_t hints[64] = {0};
     uint32_t ndatums = 0;
@@ -233,6 +239,7 @@ int fv_block_encode(const struct fv_block_in *in, struct fv_buf *out, struct fv_
             const struct fv_datum *d = &fr->d[k];
             if (in->keep && !in->keep(in->keep_arg, d->field)) continue;
             if (!have) {
+                e.groups[e.nrec] = fr->group;
                 e.times[e.nrec++] = fr->t;
                 have = 1;
             }
@@ -256,6 +263,7 @@ int fv_block_encode(const struct fv_block_in *in, struct fv_buf *out, struct fv_
     rc = fv_buf_append(out, &ver, 1);
     if (rc == FV_OK) rc = fv_put_uvarint(out, e.nrec);
     if (rc == FV_OK && e.nrec) rc = fv_enc_i64(out, e.times, e.nrec);
+    if (rc == FV_OK && e.nrec) rc = fv_enc_i64(out, e.groups, e.nrec);
     if (e.ncols) qsort(e.cols, e.ncols, sizeof *e.cols, cmp_col);
     if (rc == FV_OK) rc = fv_put_uvarint(out, e.ncols);
     for (size_t i = 0; rc == FV_OK && i < e.ncols; i++)
@@ -293,6 +301,7 @@ done:
 void fv_block_free(struct fv_block *b)
 {
     free(b->t);
+    free(b->group);
     for (size_t i = 0; i < b->ncols; i++) {
         for (size_t j = 0; j < b->cols[i].n; j++)
             fv_value_clear(&b->cols[i].v[j]);
@@ -405,10 +414,10 @@ static int dec_col(struct fv_rd *r, size_t nrec, struct fv_block_col *c, int64_t
 {
     uint64_t np;
     if (fv_rd_uvarint(r, &np) || np == 0 || np > nrec) CORRUPT("column %u: row count", c->field);
+    c->row = malloc((size_t)np * sizeof *c->row);
+    c->v = calloc((size_t)np, sizeof *c->v);
+    if (c->row == NULL || c->v == NULL) return FV_ENOMEM; /* c->n still 0: safe to free */
     c->n = (size_t)np;
-    c->row = malloc(c->n * sizeof *c->row);
-    c->v = calloc(c->n, sizeof *c->v);
-    if (c->row == NULL || c->v == NULL) return FV_ENOMEM;
     if (c->n < nrec) {
         if (fv_dec_i64(r, scratch, c->n)) CORRUPT("column %u: rows", c->field);
         for (size_t i = 0; i < c->n; i++) {
@@ -457,7 +466,7 @@ static int wanted(const uint32_t *fields, size_t n, uint32_t f)
 static int dec_events(struct fv_rd *r, struct fv_block *b, char *err, size_t errlen)
 {
     uint64_t nev;
-    if (fv_rd_uvarint(r, &nev) || nev > MAX_EV || nev > r->n - r->off + 1) CORRUPT("event count");
+    if (fv_rd_uvarint(r, &nev) || nev > MAX_EV) CORRUPT("event count");
     if (nev == 0) return FV_OK;
     size_t n = (size_t)nev;
     int64_t *iv = malloc(n * sizeof *iv);
@@ -510,8 +519,7 @@ int fv_block_decode(const unsigned char *p, size_t n, const uint32_t *fields, si
     uint8_t ver;
     uint64_t nrec, ncols;
     if (fv_rd_u8(&r, &ver) || ver != FV_BLOCK_VERSION) CORRUPT("block version");
-    if (fv_rd_uvarint(&r, &nrec) || nrec > MAX_REC || nrec > (uint64_t)n * 256)
-        CORRUPT("frame count");
+    if (fv_rd_uvarint(&r, &nrec) || nrec > MAX_REC) CORRUPT("frame count");
     int rc = FV_OK;
     int64_t *scratch = malloc(3 * (nrec ? nrec : 1) * sizeof *scratch);
     if (scratch == NULL) return FV_ENOMEM;
@@ -533,6 +541,24 @@ int fv_block_decode(const unsigned char *p, size_t n, const uint32_t *fields, si
                 rc = FV_ECORRUPT;
                 goto fail;
             }
+        out->group = malloc(out->nrec * sizeof *out->group);
+        if (out->group == NULL) {
+            rc = FV_ENOMEM;
+            goto fail;
+        }
+        if (fv_dec_i64(&r, scratch, out->nrec)) {
+            fv_seterr(err, errlen, "frame groups");
+            rc = FV_ECORRUPT;
+            goto fail;
+        }
+        for (size_t i = 0; i < out->nrec; i++) {
+            if (scratch[i] < 0 || scratch[i] > UINT32_MAX) {
+                fv_seterr(err, errlen, "frame group out of range at %zu", i);
+                rc = FV_ECORRUPT;
+                goto fail;
+            }
+            out->group[i] = (uint32_t)scratch[i];
+        }
     }
     if (fv_rd_uvarint(&r, &ncols) || ncols > 65536 || ncols > n) {
         fv_seterr(err, errlen, "column count");

@@ -15,6 +15,9 @@
  *   u8      version = 1
  *   varint  nrec                      frames
  *   col     i64 times[nrec]           ms since the Unix epoch, non-decreasing
+ *   col     i64 groups[nrec]          per frame: the set of classes (bit per class) its
+ *                                     record has in all; a record split over blocks of
+ *                                     several classes is joined back on (time, group)
  *   varint  ncols
  *   per column, ascending field number:
  *     varint field
@@ -44,6 +47,7 @@
 #include "wire/payload.h"
 
 #define FV_BLOCK_VERSION 1
+#define FV_BLOCK_MAX_REC (1u << 16) /* frames (and events) per block at most */
 
 /* What to encode: frames sorted by time (stable), each with its datums; keep(field) says
  * which signals belong in this block (NULL = all). Frames without any kept datum are
@@ -52,6 +56,7 @@ struct fv_block_frame {
     int64_t t;
     uint32_t n;
     const struct fv_datum *d;
+    uint32_t group; /* which classes the whole record has (see "group" below); 0 = unknown */
 };
 struct fv_block_event {
     int64_t t;
@@ -88,6 +93,7 @@ struct fv_block_col {
 struct fv_block {
     size_t nrec;
     int64_t *t;
+    uint32_t *group;
     size_t ncols;
     struct fv_block_col *cols; /* ascending field */
     size_t nev;

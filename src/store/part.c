@@ -122,7 +122,8 @@ static int parse(const unsigned char *img, const unsigned char *tail, uint64_t t
     for (uint32_t i = 0; i < p->nclasses; i++) {
         uint64_t l;
         const unsigned char *s;
-        if (fv_rd_uvarint(&r, &l) || l == 0 || l > FV_CLASS_NAME_MAX || fv_rd_bytes(&r, l, &s))
+        if (fv_rd_uvarint(&r, &l) || l == 0 || l > FV_CLASS_NAME_MAX || fv_rd_bytes(&r, l, &s) ||
+            memchr(s, '\0', l) != NULL)
             BAD(ioff, "index: class name %u", i);
         memcpy(p->classes[i], s, l);
         p->classes[i][l] = '\0';

@@ -247,16 +247,21 @@ struct fv_store {
 struct cent {
     unsigned char key[16]; /* part id, index */
     unsigned char subject[FV_SUBJECT_LEN];
+    unsigned char dek[32]; /* the key that opened it: a hit needs the same key */
     struct cent *prev, *next;
     struct fv_buf raw;
 };
 
 static void cache_unlink(struct fv_store *s, struct cent *e)
 {
-    if (e->prev) e->prev->next = e->next;
-    else s->lru_head = e->next;
-    if (e->next) e->next->prev = e->prev;
-    else s->lru_tail = e->prev;
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        s->lru_head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        s->lru_tail = e->prev;
     e->prev = e->next = NULL;
 }
 
@@ -265,6 +270,7 @@ static void cache_drop(struct fv_store *s, struct cent *e)
     cache_unlink(s, e);
     fv_map_del(&s->cache, e->key, sizeof e->key);
     s->cache_used -= e->raw.len;
+    OPENSSL_cleanse(e->dek, sizeof e->dek);
     OPENSSL_cleanse(e->raw.data, e->raw.len);
     fv_buf_free(&e->raw);
     free(e);
@@ -279,6 +285,7 @@ static int read_block(struct fv_store *s, const struct fv_part *p, size_t i,
     fv_put_u64(key, p->id);
     fv_put_u64(key + 8, (uint64_t)i);
     struct cent *e = s->cfg.cache_bytes ? fv_map_get(&s->cache, key, sizeof key) : NULL;
+    if (e && CRYPTO_memcmp(e->dek, dek, sizeof e->dek) != 0) e = NULL; /* not its key: open */
     if (e) {
         s->st.cache_hits++;
         cache_unlink(s, e);
@@ -301,6 +308,7 @@ static int read_block(struct fv_store *s, const struct fv_part *p, size_t i,
     }
     memcpy(e->key, key, sizeof key);
     memcpy(e->subject, p->e[i].subject, FV_SUBJECT_LEN);
+    memcpy(e->dek, dek, sizeof e->dek);
     e->next = s->lru_head;
     if (s->lru_head) s->lru_head->prev = e;
     s->lru_head = e;
@@ -359,12 +367,6 @@ static int cmp_hframe(const void *a, const void *b)
     if (x->t != y->t) return x->t < y->t ? -1 : 1;
     return x->off < y->off ? -1 : x->off > y->off; /* arrival order */
 }
-static int cmp_hevent(const void *a, const void *b)
-{
-    const struct hevent *x = a, *y = b;
-    if (x->t != y->t) return x->t < y->t ? -1 : 1;
-    return x->off < y->off ? -1 : x->off > y->off;
-}
 
 /* Encodes frames (sorted) of one class into blocks of at most block_frames and adds them. */
 static int put_frames(const struct fv_store_config *cfg, struct fv_part_writer *w,
@@ -375,6 +377,7 @@ static int put_frames(const struct fv_store_config *cfg, struct fv_part_writer *
                       size_t errlen)
 {
     size_t step = cfg->block_frames ? cfg->block_frames : 8192;
+    if (step > FV_BLOCK_MAX_REC) step = FV_BLOCK_MAX_REC;
     for (size_t at = 0, eat = 0; at < nfr || eat < nev;) {
         size_t n = nfr - at < step ? nfr - at : step;
         size_t ne = nev - eat < step ? nev - eat : step;
@@ -395,8 +398,9 @@ static int put_frames(const struct fv_store_config *cfg, struct fv_part_writer *
             for (size_t k = at; k < at + n; k++)
                 nfirst += first_cls[k] == ka->cls;
         } else if (carry) {
-            nfirst = *carry;
-            *carry = 0;
+            /* the inputs' total, spread over the output blocks as they can hold it */
+            nfirst = *carry < (uint64_t)m.nrec + m.nev ? *carry : (uint64_t)m.nrec + m.nev;
+            *carry -= nfirst;
         }
         at += n;
         eat += ne;
@@ -418,25 +422,46 @@ static int put_frames(const struct fv_store_config *cfg, struct fv_part_writer *
     return FV_OK;
 }
 
+static int cmp_bframe(const void *a, const void *b)
+{
+    const struct fv_block_frame *x = a, *y = b;
+    if (x->t != y->t) return x->t < y->t ? -1 : 1;
+    return x->d < y->d ? -1 : x->d > y->d; /* datums are laid out in arrival order */
+}
+static int cmp_bevent(const void *a, const void *b)
+{
+    const struct fv_block_event *x = a, *y = b;
+    if (x->t != y->t) return x->t < y->t ? -1 : 1;
+    return x->payload < y->payload ? -1 : x->payload > y->payload;
+}
+
+/* Encodes one subject's frozen head. The head itself is not touched (queries on the event
+ * loop read it while this runs): sorted copies of its frame and event lists are encoded. */
 static int flush_dev(const struct fv_store_config *cfg, struct fv_part_writer *w, struct hdev *h,
                      struct fv_buf *raw, char *err, size_t errlen)
 {
-    if (h->nfr) qsort(h->fr, h->nfr, sizeof *h->fr, cmp_hframe);
-    if (h->nev) qsort(h->ev, h->nev, sizeof *h->ev, cmp_hevent);
     struct fv_block_frame *fr = malloc((h->nfr ? h->nfr : 1) * sizeof *fr);
     struct fv_block_event *ev = malloc((h->nev ? h->nev : 1) * sizeof *ev);
-    int rc = FV_OK;
-    if (fr == NULL || ev == NULL) {
-        rc = FV_ENOMEM;
-        goto out;
-    }
     uint8_t *first = malloc(h->nfr ? h->nfr : 1);
-    if (first == NULL) {
+    int rc = FV_OK;
+    if (fr == NULL || ev == NULL || first == NULL) {
         rc = FV_ENOMEM;
         goto out;
     }
     for (size_t i = 0; i < h->nfr; i++) {
-        fr[i] = (struct fv_block_frame){h->fr[i].t, h->fr[i].n, h->d + h->fr[i].off};
+        fr[i] = (struct fv_block_frame){h->fr[i].t, h->fr[i].n, h->d + h->fr[i].off, 0};
+        uint32_t mask = 0;
+        for (uint32_t k = 0; k < fr[i].n; k++)
+            mask |= 1u << class_of(cfg, fr[i].d[k].field);
+        fr[i].group = mask; /* the classes this record has: joins its blocks back (block.h) */
+    }
+    for (size_t i = 0; i < h->nev; i++)
+        ev[i] = (struct fv_block_event){
+            h->ev[i].t, (const char *)h->evbytes.data + h->ev[i].topic_off, h->ev[i].topic_len,
+            h->evbytes.data + h->ev[i].off, h->ev[i].len};
+    if (h->nfr) qsort(fr, h->nfr, sizeof *fr, cmp_bframe);
+    if (h->nev) qsort(ev, h->nev, sizeof *ev, cmp_bevent);
+    for (size_t i = 0; i < h->nfr; i++) {
         uint8_t lo = 255;
         for (uint32_t k = 0; k < fr[i].n; k++) {
             uint8_t c = class_of(cfg, fr[i].d[k].field);
@@ -444,10 +469,6 @@ static int flush_dev(const struct fv_store_config *cfg, struct fv_part_writer *w
         }
         first[i] = lo;
     }
-    for (size_t i = 0; i < h->nev; i++)
-        ev[i] = (struct fv_block_event){
-            h->ev[i].t, (const char *)h->evbytes.data + h->ev[i].topic_off, h->ev[i].topic_len,
-            h->evbytes.data + h->ev[i].off, h->ev[i].len};
     for (uint32_t c = 0; rc == FV_OK && c < cfg->nclasses; c++) {
         struct keep_arg ka = {cfg, (uint8_t)c};
         if (c == cfg->events_class)
@@ -457,8 +478,8 @@ static int flush_dev(const struct fv_store_config *cfg, struct fv_part_writer *w
             rc = put_frames(cfg, w, h->subject, h->dek, fr, h->nfr, NULL, 0, cfg->class_name[c],
                             &ka, cfg->zlevel_flush, first, NULL, raw, err, errlen);
     }
-    free(first);
 out:
+    free(first);
     free(fr);
     free(ev);
     return rc;
@@ -550,7 +571,7 @@ static int merge_group(const struct fv_store_config *cfg, struct fv_part_writer 
     base = 0;
     for (size_t k = 0; k < ng; k++) {
         for (size_t r = 0; r < b[k].nrec; r++) {
-            fr[fi] = (struct fv_block_frame){b[k].t[r], 0, d + off};
+            fr[fi] = (struct fv_block_frame){b[k].t[r], 0, d + off, b[k].group[r]};
             off += cnt[fi];
             fi++;
         }
@@ -1163,7 +1184,12 @@ static int part_expired(const struct fv_store *s, const struct fv_part *p, uint6
 
 static int pick_compaction(struct fv_store *s, fv_store_key_fn keys, void *karg, uint64_t now_ms)
 {
-    if (keys == NULL) return FV_OK;
+    if (keys == NULL) {
+        /* Nothing can be merged without keys: a requested full compaction ends here. */
+        s->want_full = 0;
+        s->full_running = 0;
+        return FV_OK;
+    }
     if (s->want_full) {
         s->want_full = 0;
         if (s->nparts == 0) return FV_OK;
@@ -1633,6 +1659,7 @@ struct rowref {
     int64_t t;
     uint32_t blk, row;
     uint32_t out; /* output row */
+    uint32_t grp; /* the record's class set (block.h "groups"); 0 unknown */
 };
 static int cmp_ev(const void *a, const void *b)
 {
@@ -1733,7 +1760,8 @@ int fv_store_next(struct fv_store_cursor *c, struct fv_store_chunk *out, char *e
         for (size_t r = 0; r < B->nrec; r++) {
             pos[k][r] = UINT32_MAX;
             if (has[r] && B->t[r] >= c->from && B->t[r] <= c->to)
-                rr[nr++] = (struct rowref){B->t[r], (uint32_t)k, (uint32_t)r, 0};
+                rr[nr++] = (struct rowref){B->t[r], (uint32_t)k, (uint32_t)r, 0,
+                                           B->group ? B->group[r] : 0};
         }
         free(has);
     }
@@ -1769,20 +1797,29 @@ int fv_store_next(struct fv_store_cursor *c, struct fv_store_chunk *out, char *e
             size_t e = g;
             while (e < nr && rr[e].t == rr[g].t)
                 e++;
-            uint32_t occ[33] = {0}, width = 0;
+            /* Within one time, rows of the same record have the same class set (group):
+             * the k-th row of each class within a group is one record, in arrival order.
+             * Head rows (all classes in one) and unknown groups stand alone. */
+            for (size_t k = g; k < e; k++)
+                rr[k].out = UINT32_MAX;
             for (size_t k = g; k < e; k++) {
-                int cl = c->src[a + rr[k].blk].cls;
-                uint32_t slot = cl < 0 ? 32 : (uint32_t)cl;
-                uint32_t o = cl < 0 ? width : occ[slot]; /* head frames stand alone */
-                occ[slot] = o + 1;
-                if (cl < 0) width = o + 1;
-                rr[k].out = (uint32_t)(nout + o);
-                if (o + 1 > width) width = o + 1;
-                if (cl < 0)
-                    for (int q = 0; q < 33; q++)
-                        if (occ[q] < width) occ[q] = width;
+                if (rr[k].out != UINT32_MAX) continue;
+                int cl0 = c->src[a + rr[k].blk].cls;
+                if (cl0 < 0 || rr[k].grp == 0) {
+                    rr[k].out = (uint32_t)nout++;
+                    continue;
+                }
+                uint32_t occ[33] = {0}, width = 0;
+                for (size_t q = k; q < e; q++) {
+                    int cl = c->src[a + rr[q].blk].cls;
+                    if (rr[q].out != UINT32_MAX || cl < 0 || rr[q].grp != rr[k].grp) continue;
+                    uint32_t slot = (uint32_t)cl;
+                    rr[q].out = (uint32_t)(nout + occ[slot]);
+                    occ[slot]++;
+                    if (occ[slot] > width) width = occ[slot];
+                }
+                nout += width;
             }
-            nout += width;
             g = e;
         }
         c->t = malloc((nout ? nout : 1) * sizeof *c->t);

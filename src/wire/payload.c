@@ -331,9 +331,14 @@ int fv_payload_normalise(const char *topic, size_t topic_len, const unsigned cha
     const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field_by_name(d, "vin");
     char **slot = (char **)((char *)m + fd->offset);
     char *old = *slot;
-    *slot = (char *)vin;
-    int rc = pack_into(m, out);
-    *slot = old;
+    int rc;
+    if (old && strcmp(old, vin) == 0) {
+        rc = fv_buf_append(out, p, len); /* the device named itself rightly: keep its bytes */
+    } else {
+        *slot = (char *)vin;
+        rc = pack_into(m, out);
+        *slot = old;
+    }
     if (rc == FV_OK && v && d == &fvpb__payload__descriptor) {
         /* One unpack serves both: the stored bytes and the decoded record. */
         rc = vrecord_from_pb((const Fvpb__Payload *)m, v);
