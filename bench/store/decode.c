@@ -143,11 +143,12 @@ int main(int argc, char **argv)
     } while (t < 1.0);
     double one = (double)decoded / t;
     printf("{\"vehicles\":%u,\"seconds\":%u,\"datums\":%llu,\"part_bytes\":%llu,"
-           "\"bytes_per_datum\":%.3f,\"encode_datums_per_s\":%.0f,"
+           "\"bytes_per_datum\":%.3f,\"plain_bytes_per_datum\":%.3f,\"encode_datums_per_s\":%.0f,"
            "\"open_and_decode_datums_per_s\":%.0f,\"decode_datums_per_s\":%.0f,"
            "\"one_signal_rows_per_s\":%.0f}\n",
            nveh, secs, (unsigned long long)datums, (unsigned long long)p->size,
-           (double)p->size / (double)datums, (double)datums / enc_s, full, plain_rate, one);
+           (double)p->size / (double)datums, (double)raw_bytes / (double)datums,
+           (double)datums / enc_s, full, plain_rate, one);
     for (size_t i = 0; i < p->n; i++)
         fv_buf_free(&plain[i]);
     free(plain);
