@@ -1,0 +1,289 @@
+/*
+ * principals.c - see principals.h.
+ *
+ * Invariants:
+ *   R1 a token exists in plaintext only in the caller's token_out and, briefly, in this
+ *      file's stack buffers (wiped before return); the catalog holds SHA-256 of it.
+ *   R2 revoked_ms, once set, is never cleared, and a row is never deleted.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+#include "privacy/principals.h"
+#include "util/clock.h"
+#include "util/err.h"
+
+#define SELECT_COLS "SELECT name, role, created_ms, revoked_ms, created_by FROM principals"
+
+int fv_principals_init(sqlite3 *db, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db,
+                     "CREATE TABLE IF NOT EXISTS principals(name TEXT PRIMARY KEY,"
+                     " role TEXT NOT NULL, token_hash BLOB NOT NULL, created_ms INTEGER,"
+                     " revoked_ms INTEGER, created_by TEXT);"
+                     "CREATE UNIQUE INDEX IF NOT EXISTS principals_token_hash"
+                     " ON principals(token_hash);",
+                     NULL, NULL, &msg) != SQLITE_OK) {
+        fv_seterr(err, errlen, "catalog: principals: %s", msg ? msg : sqlite3_errmsg(db));
+        sqlite3_free(msg);
+        return FV_EIO;
+    }
+    return FV_OK;
+}
+
+int fv_principal_name_valid(const char *name)
+{
+    if (name == NULL) return 0;
+    size_t n = strnlen(name, FV_PRINCIPAL_NAME_MAX + 1);
+    if (n == 0 || n > FV_PRINCIPAL_NAME_MAX) return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+static void hash_token(const unsigned char token[FV_TOKEN_BYTES],
+                       unsigned char out[SHA256_DIGEST_LENGTH])
+{
+    SHA256(token, FV_TOKEN_BYTES, out);
+}
+
+int fv_principal_create(sqlite3 *db, const struct fv_policy *policy, const char *name,
+                        const char *role, const char *created_by,
+                        char token_out[FV_TOKEN_HEX_LEN + 1], char *err, size_t errlen)
+{
+    token_out[0] = '\0';
+    if (!fv_principal_name_valid(name)) {
+        fv_seterr(err, errlen, "bad principal name (1 to %d of a-z 0-9 . _ -)",
+                  FV_PRINCIPAL_NAME_MAX);
+        return FV_EINVAL;
+    }
+    if (created_by != NULL && !fv_principal_name_valid(created_by)) {
+        fv_seterr(err, errlen, "bad created_by name (1 to %d of a-z 0-9 . _ -)",
+                  FV_PRINCIPAL_NAME_MAX);
+        return FV_EINVAL;
+    }
+    if (role == NULL || fv_policy_role_id(policy, role) < 0) {
+        char roles[FV_POLICY_MAX_ROLES * (FV_POLICY_NAME_MAX + 2) + 1];
+        size_t used = 0;
+        roles[0] = '\0';
+        for (size_t i = 0; i < fv_policy_nroles(policy) && used < sizeof roles; i++) {
+            int k = snprintf(roles + used, sizeof roles - used, "%s%s", i ? ", " : "",
+                             fv_policy_role_name(policy, i));
+            if (k < 0) break;
+            used += (size_t)k;
+        }
+        fv_seterr(err, errlen, "unknown role (roles: %s)", roles);
+        return FV_EINVAL;
+    }
+    unsigned char token[FV_TOKEN_BYTES], hash[SHA256_DIGEST_LENGTH];
+    char hex[FV_TOKEN_HEX_LEN + 1];
+    sqlite3_stmt *st = NULL;
+    int rc = FV_EIO;
+    if (RAND_bytes(token, sizeof token) != 1) {
+        fv_seterr(err, errlen, "no randomness for the token");
+        goto done;
+    }
+    hash_token(token, hash);
+    for (int i = 0; i < FV_TOKEN_BYTES; i++)
+        snprintf(hex + 2 * i, 3, "%02x", token[i]);
+    if (sqlite3_prepare_v2(db,
+                           "INSERT INTO principals(name, role, token_hash, created_ms, revoked_ms,"
+                           " created_by) VALUES (?1, ?2, ?3, ?4, NULL, ?5)",
+                           -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_text(st, 2, role, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_blob(st, 3, hash, sizeof hash, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)fv_now_ms()) != SQLITE_OK ||
+        (created_by ? sqlite3_bind_text(st, 5, created_by, -1, SQLITE_STATIC)
+                    : sqlite3_bind_null(st, 5)) != SQLITE_OK) {
+        fv_seterr(err, errlen, "catalog: principals: %s", sqlite3_errmsg(db));
+        goto done;
+    }
+    int step = sqlite3_step(st);
+    if (step == SQLITE_DONE) {
+        memcpy(token_out, hex, sizeof hex);
+        rc = FV_OK;
+    } else if (sqlite3_extended_errcode(db) == SQLITE_CONSTRAINT_PRIMARYKEY) {
+        fv_seterr(err, errlen,
+                  "principal %s already exists (names are never reused, even once revoked)", name);
+        rc = FV_EEXIST;
+    } else {
+        fv_seterr(err, errlen, "catalog: principals: %s", sqlite3_errmsg(db));
+    }
+done:
+    sqlite3_finalize(st);
+    OPENSSL_cleanse(token, sizeof token);
+    OPENSSL_cleanse(hex, sizeof hex);
+    return rc;
+}
+
+/* Copies a text column into out (size cap); FV_ECORRUPT if it does not fit or is not
+ * text. NULL reads as "" when nullable. */
+static int text_col(sqlite3_stmt *st, int col, char *out, size_t cap, int nullable)
+{
+    if (sqlite3_column_type(st, col) == SQLITE_NULL) {
+        out[0] = '\0';
+        return nullable ? FV_OK : FV_ECORRUPT;
+    }
+    const unsigned char *s = sqlite3_column_text(st, col);
+    int n = sqlite3_column_bytes(st, col);
+    if (s == NULL || n <= 0 || (size_t)n >= cap) return FV_ECORRUPT;
+    memcpy(out, s, (size_t)n);
+    out[n] = '\0';
+    return FV_OK;
+}
+
+/* Reads a row of SELECT_COLS. */
+static int read_row(sqlite3_stmt *st, struct fv_principal *out)
+{
+    memset(out, 0, sizeof *out);
+    int rc = text_col(st, 0, out->name, sizeof out->name, 0);
+    if (rc == FV_OK) rc = text_col(st, 1, out->role, sizeof out->role, 0);
+    if (rc == FV_OK) rc = text_col(st, 4, out->created_by, sizeof out->created_by, 1);
+    if (rc) return rc;
+    out->created_ms = sqlite3_column_int64(st, 2);
+    out->revoked_ms = sqlite3_column_int64(st, 3);
+    /* A revocation time of 0 would read as active: keep any revoked row revoked (R2). */
+    if (sqlite3_column_type(st, 3) != SQLITE_NULL && out->revoked_ms <= 0) out->revoked_ms = 1;
+    return FV_OK;
+}
+
+int fv_principal_get(sqlite3 *db, const char *name, struct fv_principal *out)
+{
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *st = NULL;
+    int rc = FV_EIO;
+    if (name == NULL) return FV_ENOENT;
+    if (sqlite3_prepare_v2(db, SELECT_COLS " WHERE name = ?1", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) == SQLITE_OK) {
+        int step = sqlite3_step(st);
+        if (step == SQLITE_ROW)
+            rc = read_row(st, out);
+        else if (step == SQLITE_DONE)
+            rc = FV_ENOENT;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int fv_principal_revoke(sqlite3 *db, const char *name, char *err, size_t errlen)
+{
+    if (!fv_principal_name_valid(name)) {
+        fv_seterr(err, errlen, "bad principal name");
+        return FV_EINVAL;
+    }
+    sqlite3_stmt *st = NULL;
+    int rc = FV_EIO;
+    if (sqlite3_prepare_v2(db,
+                           "UPDATE principals SET revoked_ms = ?2"
+                           " WHERE name = ?1 AND revoked_ms IS NULL",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)fv_now_ms()) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_DONE)
+        rc = sqlite3_changes(db) == 1 ? FV_OK : FV_ENOENT;
+    else
+        fv_seterr(err, errlen, "catalog: principals: %s", sqlite3_errmsg(db));
+    sqlite3_finalize(st);
+    if (rc != FV_ENOENT) return rc;
+    /* Nothing changed: no such principal, or already revoked. */
+    struct fv_principal p;
+    rc = fv_principal_get(db, name, &p);
+    if (rc == FV_OK) {
+        fv_seterr(err, errlen, "principal %s is already revoked", name);
+        return FV_ESTATE;
+    }
+    if (rc == FV_ENOENT)
+        fv_seterr(err, errlen, "no principal %s", name);
+    else
+        fv_seterr(err, errlen, "catalog: principals: %s", sqlite3_errmsg(db));
+    return rc;
+}
+
+int fv_principal_list(sqlite3 *db, int (*fn)(void *arg, const struct fv_principal *p), void *arg,
+                      char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = FV_OK;
+    if (sqlite3_prepare_v2(db, SELECT_COLS " ORDER BY name", -1, &st, NULL) != SQLITE_OK) {
+        fv_seterr(err, errlen, "catalog: principals: %s", sqlite3_errmsg(db));
+        return FV_EIO;
+    }
+    for (;;) {
+        int step = sqlite3_step(st);
+        if (step == SQLITE_DONE) break;
+        if (step != SQLITE_ROW) {
+            fv_seterr(err, errlen, "catalog: principals: %s", sqlite3_errmsg(db));
+            rc = FV_EIO;
+            break;
+        }
+        struct fv_principal p;
+        rc = read_row(st, &p);
+        if (rc) {
+            fv_seterr(err, errlen, "catalog: principals: a row is out of range");
+            break;
+        }
+        rc = fn(arg, &p);
+        if (rc) break;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+int fv_principal_authenticate(sqlite3 *db, const char *bearer, struct fv_principal *out)
+{
+    memset(out, 0, sizeof *out);
+    if (bearer == NULL || strnlen(bearer, FV_TOKEN_HEX_LEN + 1) != FV_TOKEN_HEX_LEN)
+        return FV_EINVAL;
+    unsigned char token[FV_TOKEN_BYTES], hash[SHA256_DIGEST_LENGTH];
+    int bad = 0;
+    for (int i = 0; i < FV_TOKEN_BYTES; i++) {
+        int hi = hexval((unsigned char)bearer[2 * i]),
+            lo = hexval((unsigned char)bearer[2 * i + 1]);
+        bad |= (hi < 0) | (lo < 0);
+        token[i] = (unsigned char)(((hi & 15) << 4) | (lo & 15));
+    }
+    hash_token(token, hash);
+    OPENSSL_cleanse(token, sizeof token);
+    if (bad) return FV_EINVAL;
+    sqlite3_stmt *st = NULL;
+    int rc = FV_EIO;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT name, role, created_ms, revoked_ms, created_by, token_hash"
+                           " FROM principals WHERE token_hash = ?1",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_bind_blob(st, 1, hash, sizeof hash, SQLITE_STATIC) == SQLITE_OK) {
+        int step = sqlite3_step(st);
+        if (step == SQLITE_DONE) {
+            rc = FV_ENOENT;
+        } else if (step == SQLITE_ROW) {
+            const void *stored = sqlite3_column_blob(st, 5);
+            if (stored == NULL || sqlite3_column_bytes(st, 5) != SHA256_DIGEST_LENGTH ||
+                CRYPTO_memcmp(stored, hash, sizeof hash) != 0)
+                rc = FV_ENOENT;
+            else
+                rc = read_row(st, out);
+            if (rc == FV_OK && out->revoked_ms != 0) rc = FV_ESTATE;
+        }
+    }
+    sqlite3_finalize(st);
+    if (rc != FV_OK && rc != FV_ESTATE) memset(out, 0, sizeof *out);
+    return rc;
+}

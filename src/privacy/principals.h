@@ -1,0 +1,88 @@
+/*
+ * principals.h - the people and services that may use the API: a name, a role of the
+ * access policy (policy.h), and a bearer token, in the SQLite catalog.
+ *
+ * Table (created by fv_principals_init; the caller owns the connection):
+ *   principals(name TEXT PRIMARY KEY, role TEXT NOT NULL, token_hash BLOB NOT NULL,
+ *              created_ms INTEGER, revoked_ms INTEGER, created_by TEXT)
+ *   plus a unique index on token_hash.
+ *
+ * Tokens: 32 bytes from RAND_bytes, shown once as 64 lower-case hex digits (upper case is
+ * accepted back). Only SHA-256 of the 32 token bytes is stored. No salt and no slow hash
+ * (bcrypt, scrypt, Argon2) is needed, unlike for passwords: those defend low-entropy secrets
+ * against guessing, and a salt defends against precomputed tables and against equal
+ * passwords having equal hashes. A token has 256 bits of entropy, so recovering it from a
+ * stolen hash means searching 2^256 candidates (or breaking SHA-256's preimage resistance)
+ * whether each guess costs a nanosecond or a second; tables cannot be precomputed over that
+ * space, and two tokens are never equal. A fast, unsalted hash is also what lets a request
+ * find its principal by one index lookup.
+ *
+ * Authentication looks the principal up by the hash of the presented token, then compares
+ * the stored hash with CRYPTO_memcmp. Timing of the lookup reveals at most something about
+ * the hash of what the attacker sent, which gives no handle on any other token's hash.
+ *
+ * Rules: names are 1 to 64 of [a-z0-9._-]; a role must be one of the policy's roles when a
+ * principal is created (a role later removed from the policy authenticates, and the policy
+ * then denies everything for it); revocation is permanent and the row stays as a tombstone
+ * so access logs keep naming whom they name (a name is never reused; make a new principal
+ * to replace a token). A revoked principal's token is refused.
+ *
+ * Threading: whatever the caller's sqlite3 connection allows (one thread at a time).
+ */
+#ifndef FV_PRIVACY_PRINCIPALS_H
+#define FV_PRIVACY_PRINCIPALS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#include "privacy/policy.h"
+
+#define FV_PRINCIPAL_NAME_MAX 64
+#define FV_TOKEN_BYTES        32
+#define FV_TOKEN_HEX_LEN      64
+
+struct fv_principal {
+    char name[FV_PRINCIPAL_NAME_MAX + 1];
+    char role[FV_POLICY_NAME_MAX + 1];
+    char created_by[FV_PRINCIPAL_NAME_MAX + 1]; /* "" if none was recorded */
+    int64_t created_ms;
+    int64_t revoked_ms; /* 0 while active */
+};
+
+/* Creates the table and index if missing. FV_OK or FV_EIO (message in err). */
+int fv_principals_init(sqlite3 *db, char *err, size_t errlen);
+
+/* True if name is 1 to 64 of [a-z0-9._-]. */
+int fv_principal_name_valid(const char *name);
+
+/* Creates principal name with role (one of policy's roles), recording created_by (a
+ * principal name, or NULL). Writes the token, 64 hex digits and a NUL, into token_out: it
+ * is shown this once and never stored. FV_EINVAL (bad name, role or created_by), FV_EEXIST
+ * (the name exists, revoked or not), FV_EIO; token_out is "" on error. */
+int fv_principal_create(sqlite3 *db, const struct fv_policy *policy, const char *name,
+                        const char *role, const char *created_by,
+                        char token_out[FV_TOKEN_HEX_LEN + 1], char *err, size_t errlen);
+
+/* Revokes name at the current time. FV_ENOENT (no such principal), FV_ESTATE (already
+ * revoked), FV_EIO. */
+int fv_principal_revoke(sqlite3 *db, const char *name, char *err, size_t errlen);
+
+/* The principal called name, revoked or not. FV_ENOENT, FV_EIO, FV_ECORRUPT (a stored
+ * value out of range). */
+int fv_principal_get(sqlite3 *db, const char *name, struct fv_principal *out);
+
+/* Calls fn for every principal, revoked ones included, in name order; p is valid during
+ * the call only. Stops at and returns fn's first non-zero result. FV_EIO. Never exposes
+ * token hashes. fn must not use db. */
+int fv_principal_list(sqlite3 *db, int (*fn)(void *arg, const struct fv_principal *p), void *arg,
+                      char *err, size_t errlen);
+
+/* Finds the principal whose token is bearer (64 hex digits). FV_OK with *out filled;
+ * FV_EINVAL (not a token), FV_ENOENT (no such token), FV_ESTATE (revoked: *out names whom,
+ * for the log, but the request must be refused), FV_EIO, FV_ECORRUPT. An HTTP caller
+ * should answer every non-FV_OK alike (401). */
+int fv_principal_authenticate(sqlite3 *db, const char *bearer, struct fv_principal *out);
+
+#endif
