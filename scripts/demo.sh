@@ -33,9 +33,16 @@ for _ in $(seq 100); do
     kill -0 "$SERVER" 2>/dev/null || { echo "server failed to start:"; cat "$LOG"; exit 1; }
     sleep 0.1
 done
-TOKEN=$(cat data/admin.token)
+# A support technician to read with: reads name a purpose and, for support, a ticket.
+TOKEN_FILE=keys/demo-support.token
+if [ ! -s "$TOKEN_FILE" ]; then
+    $BIN principal add demo-support --role support --data data >"$TOKEN_FILE" 2>/dev/null || true
+    chmod 600 "$TOKEN_FILE"
+fi
 echo "fleetvault serving devices on wss://127.0.0.1:$PORT, API on http://127.0.0.1:$API"
-echo "try: curl -H 'Authorization: Bearer $TOKEN' http://127.0.0.1:$API/api/v1/vehicles"
+echo "try: curl -H \"Authorization: Bearer \$(cat $TOKEN_FILE)\" \\"
+echo "       'http://127.0.0.1:$API/api/v1/query?device=5YJSIM00000000001&signals=Soc,VehicleSpeed&step=1m&agg=avg&purpose=service&ticket=DEMO-1'"
+echo "     $BIN audit query --data data --principal demo-support   # every access, logged"
 echo "streaming $VEHICLES simulated vehicles at $HZ Hz; Ctrl-C to stop"
 
 $BIN simulate --server "wss://127.0.0.1:$PORT" --certs certs --vehicles "$VEHICLES" \

@@ -228,7 +228,21 @@ run_fv() { # $1 jitter, $2 line-protocol file the VM side got
     api=$(free_port)
     # WAL_KEEP: how long WAL files stay once their records are in parts (the server's
     # default, 10 min, serves de-duplication of late resends; 0 shows the steady state).
-    printf '{"store": {"wal_keep": %s}}\n' "${WAL_KEEP:-0}" >"$tmp/fv.json"
+    # Reads are purpose-bound (docs/privacy.md): the queries run as principal "bench" of
+    # role "ops" (service purpose, fleet-wide, real ids), added to the built-in policy.
+    python3 - "$root/docs/policy.example.json" "$tmp/policy.json" <<'PY'
+import json, sys
+pol = json.load(open(sys.argv[1]))
+pol["roles"]["ops"] = {
+    "comment": "bench: fleet-wide service reads", "actions": ["read"],
+    "purposes": {"service": ["default", "location", "events"]}, "requires_ticket": False,
+    "max_subjects_per_request": None, "bulk_subjects_threshold": None,
+    "aggregate_only": False, "pseudonymise": False, "consented_only": False,
+    "location_privacy": False, "energy_sites_only": False, "approves_bulk": False,
+    "quota": {"subjects_per_day": None, "rows_per_day": None, "bytes_per_day": None}}
+json.dump(pol, open(sys.argv[2], "w"))
+PY
+    printf '{"store": {"wal_keep": %s}, "policy": "%s"}\n' "${WAL_KEEP:-0}" "$tmp/policy.json" >"$tmp/fv.json"
     $BIN serve --data "$data" --certs "$tmp/certs" --key-file "$tmp/master.key" \
         --listen "127.0.0.1:$port" --api "127.0.0.1:$api" --no-rate-limit --log-level warn \
         --config "$tmp/fv.json" 2>>"$tmp/server.log" &
@@ -241,7 +255,9 @@ run_fv() { # $1 jitter, $2 line-protocol file the VM side got
         sleep 0.05
     done
     [ $up = 1 ] || { tail -20 "$tmp/server.log" >&2; die "fleetvault did not start"; }
-    local token=$data/admin.token
+    local token=$data/admin.token reader=$tmp/bench.token
+    $BIN principal add bench --role ops --data "$data" --policy "$tmp/policy.json" >"$reader" ||
+        die "cannot create the bench principal"
     log "fleetvault (jitter $j ms): streaming $VEHICLES vehicles x $DUR virtual s over mutual TLS"
     local c0 c1 c2 t0 t1 out
     c0=$(cpu_ticks "$pid")
@@ -305,9 +321,9 @@ run_fv() { # $1 jitter, $2 line-protocol file the VM side got
     log "fleetvault (jitter $j ms): store $(dusb "$data/store") bytes, data dir $(dusb "$data") bytes; querying"
 
     local base="http://127.0.0.1:$api" lo=$((from - j))
-    query fv.q1 "$base/api/v1/query?device=$vin&signals=VehicleSpeed&from=$lo&to=$to" "$token" $lo $to
-    query fv.q2 "$base/api/v1/query?device=$vin&from=$lo&to=$to" "$token" $lo $to
-    query fv.q3 "$base/api/v1/fleet?signal=Soc&at=$at" "$token" $((at - 300000)) $at
+    query fv.q1 "$base/api/v1/query?device=$vin&signals=VehicleSpeed&from=$lo&to=$to&purpose=service" "$reader" $lo $to
+    query fv.q2 "$base/api/v1/query?device=$vin&from=$lo&to=$to&purpose=service" "$reader" $lo $to
+    query fv.q3 "$base/api/v1/fleet?signal=Soc&at=$at&purpose=service" "$reader" $((at - 300000)) $at
     stop "$pid"
     # Erasure: destroy one vehicle's data key (server stopped, as `keys shred` requires);
     # every block and WAL record of it is unreadable from then on, whatever their size.

@@ -11,6 +11,8 @@
 
 #include "api/api.h"
 #include "api/query.h"
+#include "privacy/guard.h"
+#include "privacy/location.h"
 #include "store/store.h"
 #include "util/clock.h"
 #include "util/err.h"
@@ -107,6 +109,43 @@ static void respond_error(struct fv_http_response *r, int status, const char *ms
     respond_json(r, status, json_pack("{s:s}", "error", msg));
 }
 
+uint32_t fv_api_signal_class(const struct fv_api_view *v, uint32_t field)
+{
+    if (v->store_cfg == NULL || v->guard == NULL) return 1;
+    uint8_t c = field < FV_STORE_FIELD_TABLE ? v->store_cfg->class_of[field] : 0;
+    int id = fv_policy_class_id(v->guard->policy, v->store_cfg->class_name[c]);
+    return id >= 0 ? 1u << id : 1u;
+}
+
+uint32_t fv_api_all_classes(const struct fv_api_view *v)
+{
+    if (v->store_cfg == NULL || v->guard == NULL) return 1;
+    uint32_t m = 0;
+    for (uint32_t c = 0; c < v->store_cfg->nclasses; c++) {
+        if (c == v->store_cfg->events_class) continue;
+        int id = fv_policy_class_id(v->guard->policy, v->store_cfg->class_name[c]);
+        if (id >= 0) m |= 1u << id;
+    }
+    return m ? m : 1;
+}
+
+#define COARSE_GRID_M 1000.0 /* locations served under location privacy */
+
+const struct fv_value *fv_api_oblige(const struct fv_guard_ctx *ctx, const struct fv_value *v,
+                                     struct fv_value *tmp)
+{
+    if (ctx == NULL || v->kind != FV_VK_LOCATION ||
+        !(ctx->d.obligations & FV_OBLIGE_LOCATION_PRIVACY))
+        return v;
+    *tmp = *v;
+    if (fv_loc_coarsen_point(COARSE_GRID_M, &tmp->u.loc.lat, &tmp->u.loc.lon) != FV_OK)
+        tmp->kind = FV_VK_INVALID; /* not a place: serve nothing */
+    return tmp;
+}
+
+static json_t *device_summary_as(const struct fv_api_view *v, const struct fv_guard_ctx *ctx,
+                                 const struct fv_device *d);
+
 static json_t *device_summary(const struct fv_device *d)
 {
     char first[40], last[40], recv[40];
@@ -121,58 +160,57 @@ static json_t *device_summary(const struct fv_device *d)
                      (json_int_t)d->nsignals);
 }
 
-static void get_vehicles(const struct fv_api_view *v, struct fv_http_response *r)
+static json_t *device_summary_as(const struct fv_api_view *v, const struct fv_guard_ctx *ctx,
+                                 const struct fv_device *d)
+{
+    json_t *j = device_summary(d);
+    if (j && v->guard && ctx) {
+        char shown[65];
+        fv_guard_show_id(v->guard, ctx, d->id, shown);
+        json_object_set_new(j, "id", json_string(shown));
+    }
+    return j;
+}
+
+static void get_vehicles(const struct fv_api_view *v, const struct fv_guard_ctx *ctx,
+                         struct fv_http_response *r)
 {
     json_t *arr = json_array();
     for (size_t i = 0; arr && i < v->fleet->devices.cap; i++) {
         const struct fv_device *d = v->fleet->devices.slots[i].val;
-        if (v->fleet->devices.slots[i].hash && d) json_array_append_new(arr, device_summary(d));
+        if (v->fleet->devices.slots[i].hash && d)
+            json_array_append_new(arr, device_summary_as(v, ctx, d));
     }
     respond_json(
         r, 200,
         json_pack("{s:I,s:o}", "count", (json_int_t)fv_fleet_count(v->fleet), "vehicles", arr));
 }
 
-static void get_state(const struct fv_api_view *v, const char *id, struct fv_http_response *r)
+static void get_state(const struct fv_api_view *v, const struct fv_guard_ctx *ctx,
+                      const struct fv_device *d, struct fv_http_response *r)
 {
-    const struct fv_device *d = fv_fleet_find(v->fleet, id);
-    if (d == NULL) {
-        char msg[160];
-        snprintf(msg, sizeof msg, "unknown vehicle '%.64s'", id);
-        respond_error(r, 404, msg);
-        return;
-    }
     json_t *sig = json_object();
     for (uint32_t i = 0; sig && i < d->nsignals; i++) {
         const struct fv_signal_state *s = &d->signals[i];
         char name[32], t[40];
         fv_signal_label(s->field, name, sizeof name);
         fv_format_time_ms(s->time_ms, t, sizeof t);
-        json_t *val = value_json(&s->value);
+        struct fv_value tmp;
+        json_t *val = value_json(fv_api_oblige(ctx, &s->value, &tmp));
         json_object_set_new(sig, name,
                             json_pack("{s:o,s:s,s:I,s:s}", "value", val ? val : json_null(), "time",
                                       t, "time_ms", (json_int_t)s->time_ms, "kind",
                                       kind_name(s->value.kind)));
     }
-    json_t *j = device_summary(d);
+    json_t *j = device_summary_as(v, ctx, d);
     if (j) json_object_set_new(j, "state", sig);
     respond_json(r, 200, j);
 }
 
 /* The fleet view of one signal: every device's latest value and its time. */
-static void get_signal_latest(const struct fv_api_view *v, const char *name,
-                              struct fv_http_response *r)
+static void get_signal_latest(const struct fv_api_view *v, const struct fv_guard_ctx *ctx,
+                              long field, struct fv_http_response *r)
 {
-    long field = fv_signal_lookup(name);
-    if (field < 0) {
-        char msg[160];
-        snprintf(msg, sizeof msg,
-                 "unknown signal '%.64s': use a name from the field table (e.g. Soc) or a "
-                 "number",
-                 name);
-        respond_error(r, 400, msg);
-        return;
-    }
     json_t *arr = json_array();
     for (size_t i = 0; arr && i < v->fleet->devices.cap; i++) {
         const struct fv_device *d = v->fleet->devices.slots[i].val;
@@ -181,8 +219,14 @@ static void get_signal_latest(const struct fv_api_view *v, const char *name,
         if (s == NULL) continue;
         char t[40];
         fv_format_time_ms(s->time_ms, t, sizeof t);
-        json_t *val = value_json(&s->value);
-        json_array_append_new(arr, json_pack("{s:s,s:o,s:s,s:I}", "id", d->id, "value",
+        struct fv_value tmp;
+        json_t *val = value_json(fv_api_oblige(ctx, &s->value, &tmp));
+        char shown[65];
+        if (v->guard)
+            fv_guard_show_id(v->guard, ctx, d->id, shown);
+        else
+            snprintf(shown, sizeof shown, "%s", d->id);
+        json_array_append_new(arr, json_pack("{s:s,s:o,s:s,s:I}", "id", shown, "value",
                                              val ? val : json_null(), "time", t, "time_ms",
                                              (json_int_t)s->time_ms));
     }
@@ -328,12 +372,26 @@ static void get_metrics(const struct fv_api_view *v, struct fv_http_response *r)
 #undef GAUGE
 }
 
-static int authorized(const struct fv_api_view *v, const char *auth)
+/* The device a request names: its id, or (for a role that sees pseudonyms) its pseudonym
+ * within the request's purpose. */
+const struct fv_device *fv_api_find_device(const struct fv_api_view *v,
+                                           const struct fv_guard_ctx *ctx, const char *name)
 {
-    if (auth == NULL || strncmp(auth, "Bearer ", 7) != 0 || v->admin_token == NULL) return 0;
-    const char *tok = auth + 7;
-    size_t n = strlen(v->admin_token);
-    return strlen(tok) == n && CRYPTO_memcmp(tok, v->admin_token, n) == 0;
+    const struct fv_device *d = fv_fleet_find(v->fleet, name);
+    if (d || v->guard == NULL || ctx == NULL || strlen(name) != FV_PURPOSE_PSEUDONYM_LEN) return d;
+    /* Pseudonyms are per purpose; the purpose is still to be checked, so try the named one. */
+    char purpose[32] = "";
+    fv_query_param(v->query, "purpose", purpose, sizeof purpose);
+    if (purpose[0] == '\0') return NULL;
+    for (size_t i = 0; i < v->fleet->devices.cap; i++) {
+        const struct fv_device *x = v->fleet->devices.slots[i].val;
+        char ps[FV_PURPOSE_PSEUDONYM_LEN + 1];
+        if (!v->fleet->devices.slots[i].hash || x == NULL) continue;
+        if (fv_pseudonym_for_purpose(v->guard->pseudo_secret, purpose, x->id, ps) == FV_OK &&
+            strcmp(ps, name) == 0)
+            return x;
+    }
+    return NULL;
 }
 
 /* Matches p against PREFIX x SUFFIX, x being 1..64 characters without '/'; copies x. */
@@ -376,30 +434,31 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         respond_error(out, 404, "no such endpoint");
         return;
     }
-    if (!authorized(v, authorization)) {
+    if (v->guard == NULL) {
+        respond_error(out, 503, "access control is not set up");
+        return;
+    }
+    struct fv_guard_ctx ctx;
+    char why[400];
+    if (fv_guard_auth(v->guard, authorization, &ctx, why, sizeof why) != FV_OK) {
         out->www_authenticate = 1;
-        respond_error(out, 401,
-                      authorization ? "invalid token" : "missing 'Authorization: Bearer TOKEN'");
+        respond_error(out, 401, why);
         return;
     }
     const char *p = path + 4;
-    if (strcmp(p, "/v1/vehicles") == 0 || strcmp(p, "/v1/vehicles/") == 0) {
-        get_vehicles(v, out);
-        return;
-    }
-    if (strcmp(p, "/v1/query") == 0 && v->store) {
-        fv_api_query(v, out);
-        return;
-    }
-    if (strcmp(p, "/v1/fleet") == 0 && v->store) {
-        fv_api_fleet(v, out);
-        return;
-    }
-    if (strcmp(p, "/v1/store") == 0 && v->store) {
-        get_store(v, out);
-        return;
-    }
-    if (strcmp(p, "/v1/store/compact") == 0 && v->store) {
+    /* Store maintenance: admin actions, no personal data. */
+    if ((strcmp(p, "/v1/store") == 0 || strcmp(p, "/v1/store/compact") == 0) && v->store) {
+        int compact = strcmp(p, "/v1/store/compact") == 0;
+        int rc = fv_guard_admin(v->guard, &ctx, compact ? "store.compact" : "store.stats", why,
+                                sizeof why);
+        if (rc) {
+            respond_error(out, rc == FV_EIO ? 503 : 403, why);
+            return;
+        }
+        if (!compact) {
+            get_store(v, out);
+            return;
+        }
         fv_store_compact_all(v->store);
         struct fv_store_stats st;
         fv_store_stats(v->store, &st);
@@ -408,13 +467,69 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
                                "poll", "GET /api/v1/store until compacting is false"));
         return;
     }
+    /* Everything else reads personal data: purpose-bound (privacy/guard.h). */
+    if (strcmp(p, "/v1/query") == 0 && v->store) {
+        fv_api_query(v, &ctx, out);
+        return;
+    }
+    if (strcmp(p, "/v1/fleet") == 0 && v->store) {
+        fv_api_fleet(v, &ctx, out);
+        return;
+    }
+    size_t nfleet = fv_fleet_count(v->fleet);
+    if (nfleet == 0) nfleet = 1; /* an empty fleet: decided like one vehicle */
+    if (strcmp(p, "/v1/vehicles") == 0 || strcmp(p, "/v1/vehicles/") == 0) {
+        int rc = fv_guard_read(v->guard, &ctx, v->query, "vehicles.list", fv_api_signal_class(v, 0),
+                               NULL, nfleet, 0, NULL, 0, INT64_MIN, INT64_MAX, why, sizeof why);
+        if (rc) {
+            respond_error(out, rc == FV_EIO ? 503 : 403, why);
+            return;
+        }
+        get_vehicles(v, &ctx, out);
+        fv_guard_done(v->guard, &ctx, nfleet, out->body.len);
+        return;
+    }
     char name[65];
     if (match_path(p, "/v1/signals/", "/latest", name)) {
-        get_signal_latest(v, name, out);
+        long field = fv_signal_lookup(name);
+        if (field < 0) {
+            char msg[160];
+            snprintf(msg, sizeof msg,
+                     "unknown signal '%.64s': use a name from the field table (e.g. Soc) or a "
+                     "number",
+                     name);
+            respond_error(out, 400, msg);
+            return;
+        }
+        const char *sigs[1] = {name};
+        int rc = fv_guard_read(v->guard, &ctx, v->query, "signals.latest",
+                               fv_api_signal_class(v, (uint32_t)field), NULL, nfleet, 0, sigs, 1,
+                               INT64_MIN, INT64_MAX, why, sizeof why);
+        if (rc) {
+            respond_error(out, rc == FV_EIO ? 503 : 403, why);
+            return;
+        }
+        get_signal_latest(v, &ctx, field, out);
+        fv_guard_done(v->guard, &ctx, nfleet, out->body.len);
         return;
     }
     if (match_path(p, "/v1/vehicles/", "/state", name)) {
-        get_state(v, name, out);
+        const struct fv_device *d = fv_api_find_device(v, &ctx, name);
+        if (d == NULL) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "unknown vehicle '%.64s'", name);
+            respond_error(out, 404, msg);
+            return;
+        }
+        const char *subj[1] = {d->id};
+        int rc = fv_guard_read(v->guard, &ctx, v->query, "vehicle.state", fv_api_all_classes(v),
+                               subj, 1, 0, NULL, 0, INT64_MIN, INT64_MAX, why, sizeof why);
+        if (rc) {
+            respond_error(out, rc == FV_EIO ? 503 : 403, why);
+            return;
+        }
+        get_state(v, &ctx, d, out);
+        fv_guard_done(v->guard, &ctx, d->nsignals, out->body.len);
         return;
     }
     respond_error(out, 404, "no such endpoint");

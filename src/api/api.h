@@ -12,7 +12,8 @@
  *   GET /api/v1/query, /api/v1/fleet  the store's queries (api/query.h)      (Bearer token)
  *   GET /api/v1/store                 parts, blocks, bytes, head, compaction  (Bearer token)
  *   POST /api/v1/store/compact        flush the head and compact everything  (Bearer token)
- * Errors are JSON {"error": "..."} with 400/401/404/405.
+ * Reads of personal data need a purpose (privacy/guard.h): 403 with the policy's reason.
+ * Errors are JSON {"error": "..."} with 400/401/403/404/405.
  */
 #ifndef FV_API_API_H
 #define FV_API_API_H
@@ -26,6 +27,9 @@
 
 struct fv_store;
 struct fv_keystore;
+struct fv_guard;
+struct fv_guard_ctx;
+struct fv_store_config;
 
 struct fv_api_view {
     const struct fv_fleet *fleet;
@@ -35,7 +39,9 @@ struct fv_api_view {
     uint64_t start_ms;
     struct fv_store *store;
     struct fv_keystore *keys;
-    const char *query; /* the URL's query string (after '?'), or NULL */
+    const char *query;      /* the URL's query string (after '?'), or NULL */
+    struct fv_guard *guard; /* purpose-bound access (privacy/guard.h); NULL: admin token only */
+    const struct fv_store_config *store_cfg; /* signal classes */
 };
 
 /* A response is either whole (body) or streamed: when more is set, the transport sends
@@ -53,6 +59,18 @@ struct fv_http_response {
 
 void fv_api_handle(const struct fv_api_view *v, const char *method, const char *path,
                    const char *authorization, struct fv_http_response *out);
+
+/* The policy class bit of a signal (its store class), and of every signal class. */
+uint32_t fv_api_signal_class(const struct fv_api_view *v, uint32_t field);
+uint32_t fv_api_all_classes(const struct fv_api_view *v);
+/* Applies an allowed read's obligations to a value about to be served (coarsened
+ * locations); returns v or a pointer to tmp. */
+const struct fv_value *fv_api_oblige(const struct fv_guard_ctx *ctx, const struct fv_value *v,
+                                     struct fv_value *tmp);
+
+/* The device a request names (id, or per-purpose pseudonym for pseudonymising roles). */
+const struct fv_device *fv_api_find_device(const struct fv_api_view *v,
+                                           const struct fv_guard_ctx *ctx, const char *name);
 
 /* Renders a value as JSON text appended to out (used by the API and inspect). */
 int fv_api_value_json(const struct fv_value *v, struct fv_buf *out);

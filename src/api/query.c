@@ -12,6 +12,7 @@
 
 #include "api/query.h"
 #include "crypto/keys.h"
+#include "privacy/guard.h"
 #include "store/store.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -141,8 +142,8 @@ int fv_query_param(const char *qs, const char *name, char *out, size_t outlen)
     return 0;
 }
 
-static const double p10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,
-                              1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17};
+static const double p10[] = {1e0, 1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,
+                             1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17};
 
 /* Writes the decimal digits of m (< 2^53) with e digits after the point into b; returns
  * the length. */
@@ -219,6 +220,18 @@ static void json_error(struct fv_http_response *r, int status, const char *msg)
 }
 
 /* ---- value rendering --------------------------------------------------------------------- */
+
+static int put_json_value(struct fv_buf *b, const struct fv_value *v);
+static int put_csv_value(struct fv_buf *b, const struct fv_value *v);
+
+/* The value as this requester may see it (privacy/guard.h obligations). */
+static int put_value(struct fv_buf *b, const struct fv_guard_ctx *ctx, const struct fv_value *v,
+                     int csv)
+{
+    struct fv_value tmp;
+    const struct fv_value *x = fv_api_oblige(ctx, v, &tmp);
+    return csv ? put_csv_value(b, x) : put_json_value(b, x);
+}
 
 static int put_json_value(struct fv_buf *b, const struct fv_value *v)
 {
@@ -311,6 +324,9 @@ static int numeric(const struct fv_value *v, double *d)
 /* ---- the streaming query ----------------------------------------------------------------- */
 
 struct qctx {
+    struct fv_guard *guard;
+    struct fv_guard_ctx ctx; /* who reads, and the obligations */
+    uint64_t bytes;
     struct fv_store_cursor *cur;
     int csv;
     unsigned aggs;
@@ -341,7 +357,8 @@ static int single_agg(unsigned a)
     return a && (a & (a - 1)) == 0;
 }
 
-static int put_agg(struct fv_buf *b, const struct agg *g, unsigned which, int csv)
+static int put_agg(struct fv_buf *b, const struct fv_guard_ctx *ctx, const struct agg *g,
+                   unsigned which, int csv)
 {
     switch (which) {
     case AG_COUNT:
@@ -356,9 +373,9 @@ static int put_agg(struct fv_buf *b, const struct agg *g, unsigned which, int cs
     case AG_MAX:
         return g->nnum ? fv_put_double(b, g->max) : (csv ? FV_OK : fv_buf_append(b, "null", 4));
     case AG_FIRST:
-        return csv ? put_csv_value(b, &g->first) : put_json_value(b, &g->first);
+        return put_value(b, ctx, &g->first, csv);
     default:
-        return csv ? put_csv_value(b, &g->last) : put_json_value(b, &g->last);
+        return put_value(b, ctx, &g->last, csv);
     }
 }
 
@@ -377,7 +394,8 @@ static int emit_bucket(struct qctx *q, struct fv_buf *b)
             for (unsigned k = 0; rc == FV_OK && k < 7; k++)
                 if (q->aggs & (1u << k)) {
                     rc = fv_buf_append(b, ",", 1);
-                    if (rc == FV_OK && q->ag[j].count) rc = put_agg(b, &q->ag[j], 1u << k, 1);
+                    if (rc == FV_OK && q->ag[j].count)
+                        rc = put_agg(b, &q->ctx, &q->ag[j], 1u << k, 1);
                 }
         if (rc == FV_OK) rc = fv_buf_append(b, "\n", 1);
     } else {
@@ -388,7 +406,7 @@ static int emit_bucket(struct qctx *q, struct fv_buf *b)
             if (rc == FV_OK) rc = put_label(b, q->fields[j]);
             if (rc == FV_OK) rc = fv_buf_append(b, "\":", 2);
             if (rc == FV_OK && single_agg(q->aggs)) {
-                rc = put_agg(b, &q->ag[j], q->aggs, 0);
+                rc = put_agg(b, &q->ctx, &q->ag[j], q->aggs, 0);
                 continue;
             }
             if (rc == FV_OK) rc = fv_buf_append(b, "{", 1);
@@ -396,7 +414,7 @@ static int emit_bucket(struct qctx *q, struct fv_buf *b)
             for (unsigned k = 0; rc == FV_OK && k < 7; k++)
                 if (q->aggs & (1u << k)) {
                     rc = putf(b, "%s\"%s\":", first ? "" : ",", ag_names[k]);
-                    if (rc == FV_OK) rc = put_agg(b, &q->ag[j], 1u << k, 0);
+                    if (rc == FV_OK) rc = put_agg(b, &q->ctx, &q->ag[j], 1u << k, 0);
                     first = 0;
                 }
             if (rc == FV_OK) rc = fv_buf_append(b, "}", 1);
@@ -459,7 +477,7 @@ static int put_raw_rows(struct qctx *q, const struct fv_store_chunk *ch, struct 
             rc = putf(b, "%lld", (long long)ch->t[i]);
             for (size_t j = 0; rc == FV_OK && j < ch->ncols; j++) {
                 rc = fv_buf_append(b, ",", 1);
-                if (rc == FV_OK) rc = put_csv_value(b, &ch->col[j][i]);
+                if (rc == FV_OK) rc = put_value(b, &q->ctx, &ch->col[j][i], 1);
             }
             if (rc == FV_OK) rc = fv_buf_append(b, "\n", 1);
         } else {
@@ -470,7 +488,7 @@ static int put_raw_rows(struct qctx *q, const struct fv_store_chunk *ch, struct 
                 rc = fv_buf_append(b, ",\"", 2);
                 if (rc == FV_OK) rc = put_label(b, ch->field[j]);
                 if (rc == FV_OK) rc = fv_buf_append(b, "\":", 2);
-                if (rc == FV_OK) rc = put_json_value(b, v);
+                if (rc == FV_OK) rc = put_value(b, &q->ctx, v, 0);
             }
             if (rc == FV_OK) rc = fv_buf_append(b, "}", 1);
         }
@@ -533,9 +551,19 @@ static int put_header(struct qctx *q, struct fv_buf *b)
     return rc;
 }
 
+static int q_more_inner(struct qctx *q, struct fv_buf *b);
+
 static int q_more(void *ctx, struct fv_buf *b)
 {
     struct qctx *q = ctx;
+    size_t before = b->len;
+    int rc = q_more_inner(q, b);
+    q->bytes += b->len - before;
+    return rc;
+}
+
+static int q_more_inner(struct qctx *q, struct fv_buf *b)
+{
     int rc = FV_OK;
     if (!q->started) {
         q->started = 1;
@@ -572,6 +600,7 @@ static void q_free(void *ctx)
 {
     struct qctx *q = ctx;
     if (q == NULL) return;
+    if (q->guard) fv_guard_done(q->guard, &q->ctx, q->rows, q->bytes);
     agg_reset(q);
     fv_store_cursor_free(q->cur);
     free(q);
@@ -660,7 +689,8 @@ static int discover_fields(const struct fv_api_view *v, const char *pseudo,
     return rc < 0 ? rc : FV_OK;
 }
 
-void fv_api_query(const struct fv_api_view *v, struct fv_http_response *out)
+void fv_api_query(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
+                  struct fv_http_response *out)
 {
     char dev[128], sig[4096], from_s[64], to_s[64], step_s[32], agg_s[128], fmt[16], lim[32];
     char msg[300];
@@ -736,10 +766,39 @@ void fv_api_query(const struct fv_api_view *v, struct fv_http_response *out)
         }
         q->limit = l;
     }
+    const struct fv_device *d = fv_api_find_device(v, ctx, dev);
+    if (d == NULL) {
+        snprintf(msg, sizeof msg, "unknown device '%.64s'", dev);
+        json_error(out, 404, msg);
+        free(q);
+        return;
+    }
+    if (v->guard) {
+        const char *subj[1] = {d->id};
+        const char *sn[MAX_FIELDS];
+        char names[MAX_FIELDS][32];
+        uint32_t classes = q->nfields ? 0 : fv_api_all_classes(v);
+        for (size_t j = 0; j < q->nfields; j++) {
+            fv_signal_label(q->fields[j], names[j], sizeof names[j]);
+            sn[j] = names[j];
+            classes |= fv_api_signal_class(v, q->fields[j]);
+        }
+        int rc = fv_guard_read(v->guard, ctx, v->query, q->aggs ? "query.aggregate" : "query.raw",
+                               classes, subj, 1, q->aggs != 0, sn, q->nfields, q->from, q->to, msg,
+                               sizeof msg);
+        if (rc) {
+            json_error(out, rc == FV_EIO ? 503 : 403, msg);
+            free(q);
+            return;
+        }
+        q->guard = v->guard;
+        q->ctx = *ctx;
+        fv_guard_show_id(v->guard, ctx, d->id, q->device);
+    }
     const unsigned char *dek;
     char pseudo[FV_PSEUDONYM_LEN + 1];
-    if (device_key(v, dev, &dek, pseudo, out)) {
-        free(q);
+    if (device_key(v, d->id, &dek, pseudo, out)) {
+        q_free(q);
         return;
     }
     char err[512];
@@ -747,7 +806,7 @@ void fv_api_query(const struct fv_api_view *v, struct fv_http_response *out)
         int rc = discover_fields(v, pseudo, dek, q->from, q->to, q->fields, &q->nfields);
         if (rc) {
             json_error(out, 500, "reading the store failed");
-            free(q);
+            q_free(q);
             return;
         }
     }
@@ -755,7 +814,7 @@ void fv_api_query(const struct fv_api_view *v, struct fv_http_response *out)
                             q->nfields, 0, &q->cur, err, sizeof err);
     if (rc) {
         json_error(out, 500, "reading the store failed");
-        free(q);
+        q_free(q);
         return;
     }
     out->status = 200;
@@ -771,7 +830,8 @@ bad:
 
 /* ---- fleet view -------------------------------------------------------------------------- */
 
-void fv_api_fleet(const struct fv_api_view *v, struct fv_http_response *out)
+void fv_api_fleet(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
+                  struct fv_http_response *out)
 {
     char sig[80], at_s[64], lb_s[32], fmt[16], msg[200];
     if (!fv_query_param(v->query, "signal", sig, sizeof sig) || sig[0] == '\0') {
@@ -795,6 +855,17 @@ void fv_api_fleet(const struct fv_api_view *v, struct fv_http_response *out)
         return;
     }
     int csv = fv_query_param(v->query, "format", fmt, sizeof fmt) && strcmp(fmt, "csv") == 0;
+    if (v->guard) {
+        const char *sn[1] = {sig};
+        int rc = fv_guard_read(v->guard, ctx, v->query, "fleet.at",
+                               fv_api_signal_class(v, (uint32_t)field), NULL,
+                               fv_fleet_count(v->fleet) ? fv_fleet_count(v->fleet) : 1, 0, sn, 1,
+                               INT64_MIN, at, msg, sizeof msg);
+        if (rc) {
+            json_error(out, rc == FV_EIO ? 503 : 403, msg);
+            return;
+        }
+    }
     int64_t from = at == INT64_MAX ? INT64_MIN : (at > INT64_MIN + lookback ? at - lookback : at);
     struct fv_buf *b = &out->body;
     fv_buf_reset(b);
@@ -834,18 +905,23 @@ void fv_api_fleet(const struct fv_api_view *v, struct fv_http_response *out)
             }
         fv_store_cursor_free(c);
         if (!have) continue;
-        json_t *id = json_string(d->id);
+        char shown[65];
+        if (v->guard)
+            fv_guard_show_id(v->guard, ctx, d->id, shown);
+        else
+            snprintf(shown, sizeof shown, "%s", d->id);
+        json_t *id = json_string(shown);
         char *ids = id ? json_dumps(id, JSON_ENCODE_ANY) : NULL;
         json_decref(id);
         if (ids) {
             if (csv) {
-                putf(b, "%s,%lld,", d->id, (long long)lt);
-                put_csv_value(b, &last);
+                putf(b, "%s,%lld,", shown, (long long)lt);
+                put_value(b, ctx, &last, 1);
                 fv_buf_append(b, "\n", 1);
             } else {
                 putf(b, "%s{\"device\":%s,\"t\":%lld,\"value\":", n ? ",\n" : "", ids,
                      (long long)lt);
-                put_json_value(b, &last);
+                put_value(b, ctx, &last, 0);
                 fv_buf_append(b, "}", 1);
             }
             n++;
@@ -854,4 +930,5 @@ void fv_api_fleet(const struct fv_api_view *v, struct fv_http_response *out)
         fv_value_clear(&last);
     }
     if (!csv) putf(b, "\n],\"count\":%llu}\n", (unsigned long long)n);
+    if (v->guard) fv_guard_done(v->guard, ctx, n, b->len);
 }

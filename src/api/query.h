@@ -29,7 +29,11 @@ int fv_query_param(const char *qs, const char *name, char *out, size_t outlen);
 /* Appends the shortest decimal text that reads back as exactly d (JSON: null if not finite). */
 int fv_put_double(struct fv_buf *out, double d);
 
-void fv_api_query(const struct fv_api_view *v, struct fv_http_response *out);
-void fv_api_fleet(const struct fv_api_view *v, struct fv_http_response *out);
+/* ctx: the authenticated requester (privacy/guard.h); the read is decided and audited here
+ * once the request is understood. */
+void fv_api_query(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
+                  struct fv_http_response *out);
+void fv_api_fleet(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
+                  struct fv_http_response *out);
 
 #endif

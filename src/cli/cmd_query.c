@@ -20,8 +20,10 @@ static void usage(FILE *f)
             "usage: fleetvault query --device ID [--signals A,B] [--from T] [--to T]\n"
             "                        [--step S --agg F[,F...]] [--format json|csv] [--limit N]\n"
             "       fleetvault query --fleet --signal NAME [--at T] [--lookback D] [--format F]\n"
-            "options: [--api URL (http://127.0.0.1:8080)] [--data DIR (./data, for the token)]\n"
-            "         [--token-file FILE (DATA/admin.token)]\n\n"
+            "options: --purpose P [--ticket T] --token-file FILE (a principal's token, made by\n"
+            "         `fleetvault principal add`) [--api URL (http://127.0.0.1:8080)]\n\n"
+            "Every read names a purpose (service, location_history, ...) and, for roles that\n"
+            "need one, a ticket; the access policy decides and the audit log records it.\n"
             "Asks the running server. T: epoch milliseconds or RFC 3339 (2026-11-25T06:00:00Z);\n"
             "S, D: 500ms, 10s, 5m, 1h, 1d; F: min max avg sum count first last. Signals by name\n"
             "(VehicleSpeed, Soc, ...) or number; without --signals, all of them. JSON rows are\n"
@@ -75,7 +77,8 @@ int fv_cmd_query(int argc, char **argv)
 {
     const char *api = "http://127.0.0.1:8080", *data = "./data", *token_file = NULL;
     const char *device = NULL, *signals = NULL, *from = NULL, *to = NULL, *step = NULL, *agg = NULL,
-               *format = NULL, *limit = NULL, *signal = NULL, *at = NULL, *lookback = NULL;
+               *format = NULL, *limit = NULL, *signal = NULL, *at = NULL, *lookback = NULL,
+               *purpose = NULL, *ticket = NULL;
     int fleet = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -87,11 +90,13 @@ int fv_cmd_query(int argc, char **argv)
             fleet = 1;
             continue;
         }
-        static const char *const names[] = {
-            "--api",  "--data", "--token-file", "--device", "--signals", "--from", "--to",
-            "--step", "--agg",  "--format",     "--limit",  "--signal",  "--at",   "--lookback"};
-        const char **slots[] = {&api,  &data, &token_file, &device, &signals, &from, &to,
-                                &step, &agg,  &format,     &limit,  &signal,  &at,   &lookback};
+        static const char *const names[] = {"--api",     "--data",     "--token-file", "--device",
+                                            "--signals", "--from",     "--to",         "--step",
+                                            "--agg",     "--format",   "--limit",      "--signal",
+                                            "--at",      "--lookback", "--purpose",    "--ticket"};
+        const char **slots[] = {&api, &data,     &token_file, &device, &signals, &from,
+                                &to,  &step,     &agg,        &format, &limit,   &signal,
+                                &at,  &lookback, &purpose,    &ticket};
         for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
             if (strcmp(a, names[k]) == 0) slot = slots[k];
         if (slot == NULL || i + 1 >= argc) {
@@ -133,9 +138,10 @@ int fv_cmd_query(int argc, char **argv)
     if (rc == FV_OK)
         rc = fv_buf_append(&url, fleet ? "/api/v1/fleet" : "/api/v1/query",
                            strlen(fleet ? "/api/v1/fleet" : "/api/v1/query"));
-    const char *pn[] = {"device", "signals", "from",   "to", "step",    "agg",
-                        "format", "limit",   "signal", "at", "lookback"};
-    const char *pv[] = {device, signals, from, to, step, agg, format, limit, signal, at, lookback};
+    const char *pn[] = {"device", "signals", "from", "to",       "step",    "agg",   "format",
+                        "limit",  "signal",  "at",   "lookback", "purpose", "ticket"};
+    const char *pv[] = {device, signals, from, to,       step,    agg,   format,
+                        limit,  signal,  at,   lookback, purpose, ticket};
     for (size_t k = 0; rc == FV_OK && k < sizeof pn / sizeof pn[0]; k++)
         rc = add_param(c, &url, pn[k], pv[k]);
     if (rc == FV_OK) rc = fv_buf_append(&url, "", 1);

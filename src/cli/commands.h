@@ -13,5 +13,7 @@ int fv_cmd_inspect(int argc, char **argv);  /* cli/cmd_inspect.c */
 int fv_cmd_send(int argc, char **argv);     /* cli/cmd_send.c */
 int fv_cmd_keys(int argc, char **argv);     /* cli/cmd_keys.c */
 int fv_cmd_query(int argc, char **argv);    /* cli/cmd_query.c */
+int fv_cmd_principal(int argc, char **argv); /* cli/cmd_principal.c */
+int fv_cmd_audit(int argc, char **argv);    /* cli/cmd_audit.c */
 
 #endif

@@ -20,6 +20,8 @@ static void usage(FILE *f)
             "  send       send one envelope file to a server and print the reply\n"
             "  keys       master key, data key rotation and shredding\n"
             "  query      ask the running server's store (ranges, downsampling, fleet view)\n"
+            "  principal  API users and services, with roles of the access policy\n"
+            "  audit      verify and search the tamper-evident audit log\n"
             "  version    print the version\n\n"
             "Run 'fleetvault COMMAND --help' for a command's options.\n",
             FV_VERSION);
@@ -41,9 +43,10 @@ int main(int argc, char **argv)
     static const struct {
         const char *name;
         int (*fn)(int, char **);
-    } cmds[] = {{"serve", fv_cmd_serve},     {"certs", fv_cmd_certs}, {"simulate", fv_cmd_simulate},
-                {"inspect", fv_cmd_inspect}, {"send", fv_cmd_send},   {"keys", fv_cmd_keys},
-                {"query", fv_cmd_query}};
+    } cmds[] = {
+        {"serve", fv_cmd_serve},     {"certs", fv_cmd_certs},         {"simulate", fv_cmd_simulate},
+        {"inspect", fv_cmd_inspect}, {"send", fv_cmd_send},           {"keys", fv_cmd_keys},
+        {"query", fv_cmd_query},     {"principal", fv_cmd_principal}, {"audit", fv_cmd_audit}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(cmd, cmds[i].name) == 0) return cmds[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "fleetvault: unknown command '%s'\n\n", cmd);

@@ -306,7 +306,7 @@ static void explain_pem(const char *path, const char *text, size_t len, int want
 }
 
 /* Never prompts on the terminal for a passphrase: encrypted keys are refused. */
-static int no_passphrase(char *buf, int size, int rwflag, void *u)
+int fv_pem_no_passphrase(char *buf, int size, int rwflag, void *u)
 {
     (void)buf;
     (void)size;
@@ -332,7 +332,7 @@ static void *load_pem(const char *path, const char *hint, int want_key, int *rc,
         *rc = FV_ENOMEM;
         goto done;
     }
-    obj = want_key ? (void *)PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL)
+    obj = want_key ? (void *)PEM_read_bio_PrivateKey(bio, NULL, fv_pem_no_passphrase, NULL)
                    : (void *)PEM_read_bio_X509(bio, NULL, NULL, NULL);
     if (obj == NULL) {
         explain_pem(path, text, len, want_key, err, errlen);

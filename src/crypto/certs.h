@@ -87,4 +87,7 @@ int fv_ca_mint(struct fv_ca *ca, const char *id, int type_code, X509 **cert, EVP
                char *err, size_t errlen);
 void fv_ca_free(struct fv_ca *ca);
 
+/* An OpenSSL PEM passphrase callback that never prompts (encrypted keys are refused). */
+int fv_pem_no_passphrase(char *buf, int size, int rwflag, void *u);
+
 #endif

@@ -525,3 +525,17 @@ void fv_keystore_close(struct fv_keystore *ks)
     OPENSSL_cleanse(ks, sizeof *ks);
     free(ks);
 }
+
+struct sqlite3 *fv_keystore_db(struct fv_keystore *ks)
+{
+    return ks->db;
+}
+
+int fv_keystore_derive(struct fv_keystore *ks, const char *label, unsigned char out[32])
+{
+    unsigned int n = 32;
+    if (HMAC(EVP_sha256(), ks->pkey, sizeof ks->pkey, (const unsigned char *)label,
+             strlen(label), out, &n) == NULL || n != 32)
+        return FV_EIO;
+    return FV_OK;
+}

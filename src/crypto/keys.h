@@ -72,5 +72,11 @@ int fv_keystore_destroy(struct fv_keystore *ks, const char *name, char *err, siz
 int fv_keystore_rewrap(struct fv_keystore *ks, const struct fv_kek *new_kek, char *err,
                        size_t errlen);
 void fv_keystore_close(struct fv_keystore *ks);
+/* The catalog's SQLite connection (registries beside the keys, e.g. principals); owned by
+ * the keystore, same thread rules. */
+struct sqlite3 *fv_keystore_db(struct fv_keystore *ks);
+/* A 256-bit secret for one use (label), derived from the pseudonym key: HMAC-SHA256(key,
+ * label). Stable for the catalog's life, never stored. */
+int fv_keystore_derive(struct fv_keystore *ks, const char *label, unsigned char out[32]);
 
 #endif

@@ -29,6 +29,7 @@
 #include <ev.h>
 #include <jansson.h>
 #include <libwebsockets.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -41,6 +42,8 @@
 #include "gateway/server.h"
 #include "os/fsio.h"
 #include "store/store.h"
+#include "privacy/guard.h"
+#include "privacy/principals.h"
 #include "util/clock.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -106,6 +109,7 @@ struct fv_server {
     struct fv_keystore *keys;
     struct fv_store_config store_cfg;
     struct fv_store *store;
+    struct fv_guard guard;
     uint64_t store_wal_hi;           /* at start-up: WAL files <= this are already in the store */
     int store_degraded;              /* a record reached the WAL but not the head: keep the WAL */
     struct fv_buf seal_buf, aad_buf; /* scratch for sealing on the event loop */
@@ -294,6 +298,13 @@ int fv_server_config_load(struct fv_server_config *c, const char *path, char *er
         } else if (strcmp(key, "wal_segment_mb") == 0 && json_is_integer(val) &&
                    json_integer_value(val) >= 1 && json_integer_value(val) <= 4096) {
             c->wal_segment_bytes = (uint64_t)json_integer_value(val) << 20;
+        } else if ((strcmp(key, "policy") == 0 || strcmp(key, "audit_key") == 0 ||
+                    strcmp(key, "audit_witness") == 0) &&
+                   json_is_string(val)) {
+            char *dst = key[0] == 'p'   ? c->policy_file
+                        : key[6] == 'k' ? c->audit_key
+                                        : c->audit_witness;
+            snprintf(dst, sizeof c->policy_file, "%s", json_string_value(val));
         } else if (strcmp(key, "store") == 0 && json_is_object(val)) {
             if (load_store_config(&c->store, val, path, err, errlen) != FV_OK) goto done;
         } else if (strcmp(key, "rate_limits") == 0 && json_is_false(val)) {
@@ -874,8 +885,9 @@ static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
             al += (size_t)n + (al ? 1 : 0);
         }
         int has_args = al > 0;
-        struct fv_api_view v = {&srv->fleet,   &srv->m,    srv->wal,  srv->admin_token,
-                                srv->start_ms, srv->store, srv->keys, has_args ? args : NULL};
+        struct fv_api_view v = {&srv->fleet,   &srv->m,        srv->wal,  srv->admin_token,
+                                srv->start_ms, srv->store,     srv->keys, has_args ? args : NULL,
+                                &srv->guard,   &srv->store_cfg};
         memset(a, 0, sizeof *a);
         srv->m.http_requests++;
         fv_api_handle(&v, http_method(wsi), (const char *)in, has_auth ? auth : NULL, &a->resp);
@@ -1145,6 +1157,57 @@ static const struct lws_protocols dev_protocols[] = {
 static const struct lws_protocols api_protocols[] = {
     {"http", api_cb, sizeof(struct api_session), 0, 0, NULL, 0}, {NULL, NULL, 0, 0, 0, NULL, 0}};
 
+/* Access control: the policy, principals (in the catalog), the audit log and its signing
+ * key (beside the master key file unless configured: never inside DATA by default when a
+ * key file is used), quotas, and the per-purpose pseudonym secret. */
+static int guard_open(struct fv_server *srv, char *err, size_t errlen)
+{
+    const struct fv_server_config *cfg = srv->cfg;
+    struct fv_guard *g = &srv->guard;
+    int rc = fv_policy_load(cfg->policy_file[0] ? cfg->policy_file : NULL, &g->policy, err, errlen);
+    if (rc) return rc;
+    g->db = fv_keystore_db(srv->keys);
+    g->keys = srv->keys;
+    rc = fv_principals_init(g->db, err, errlen);
+    if (rc == FV_OK) rc = fv_quota_new(&g->quota);
+    if (rc == FV_OK)
+        rc = fv_keystore_derive(srv->keys, "fleetvault purpose pseudonyms v1", g->pseudo_secret);
+    if (rc) return rc;
+    g->admin_token = srv->admin_token;
+    char key[PATH_MAX], pub[PATH_MAX + 8], dir[PATH_MAX];
+    if (cfg->audit_key[0]) {
+        snprintf(key, sizeof key, "%s", cfg->audit_key);
+    } else if (cfg->key_file[0]) {
+        snprintf(key, sizeof key, "%s.audit.pem", cfg->key_file);
+    } else {
+        snprintf(key, sizeof key, "%s/audit-signing.pem", cfg->data_dir);
+        fv_warn("audit: the signing key is kept in the data directory (%s): give the master key "
+                "as a file, or set audit_key, to keep it apart",
+                key);
+    }
+    snprintf(pub, sizeof pub, "%s.pub", key);
+    if (access(key, F_OK) != 0) {
+        rc = fv_audit_keygen(key, pub, err, errlen);
+        if (rc) return rc;
+        fv_info("audit: made the signing key %s; give %s to the witness", key, pub);
+    }
+    snprintf(dir, sizeof dir, "%s/audit", cfg->data_dir);
+    struct fv_audit_opts ao = {.key_path = key,
+                               .witness_path = cfg->audit_witness[0] ? cfg->audit_witness : NULL};
+    return fv_audit_open(dir, &ao, &g->audit, err, errlen);
+}
+
+static void guard_close(struct fv_guard *g)
+{
+    if (g->audit && fv_audit_close(g->audit) != FV_OK)
+        fv_warn("audit: closing: the final checkpoint failed");
+    g->audit = NULL;
+    if (g->quota) fv_quota_free(g->quota);
+    if (g->policy) fv_policy_free(g->policy);
+    OPENSSL_cleanse(g->pseudo_secret, sizeof g->pseudo_secret);
+    memset(g, 0, sizeof *g);
+}
+
 /* Wakes the loop at least once a second so the store's maintenance runs when idle. */
 static void tick_cb(struct ev_loop *loop, struct ev_timer *w, int revents)
 {
@@ -1204,6 +1267,9 @@ int fv_server_run(const struct fv_server_config *cfg, volatile sig_atomic_t *sto
     }
     snprintf(path, sizeof path, "%s/catalog.db", cfg->data_dir);
     rc = fv_keystore_open(path, &srv->kek, &srv->keys, err, errlen);
+    if (rc) goto out;
+
+    rc = guard_open(srv, err, errlen);
     if (rc) goto out;
 
     srv->store_cfg = cfg->store;
@@ -1301,6 +1367,7 @@ int fv_server_run(const struct fv_server_config *cfg, volatile sig_atomic_t *sto
     while (!*stop && !fv_wal_failed(srv->wal)) {
         ev_run(loop, EVRUN_ONCE);
         fv_store_tick(srv->store, srv->wal, store_key, srv, fv_now_ms());
+        if (srv->guard.audit) fv_audit_tick(srv->guard.audit);
         /* TLS handshakes leave freed memory scattered through the heap; handing it back
          * every few seconds keeps idle connections near their true size (measured: 35 ->
          * 30 KB per connection at 1,000 devices). It takes a few ms for a large heap. */
@@ -1325,6 +1392,7 @@ out:
     running = NULL;
     if (srv->wal) fv_wal_close(srv->wal); /* makes everything appended durable */
     fv_store_close(srv->store); /* waits for a running job; T1 holds whatever it was doing */
+    guard_close(&srv->guard);
     while (srv->pend_head) {
         struct pending *p = srv->pend_head;
         srv->pend_head = p->next;

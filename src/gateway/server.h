@@ -30,6 +30,9 @@ struct fv_server_config {
     struct fv_rate_config rates;
     int rate_limit_enabled;
     struct fv_store_config store; /* its dir is set to DATA/store at start */
+    char policy_file[1024];       /* access policy (privacy/policy.h); empty: built-in */
+    char audit_key[1024];         /* audit signing key; empty: beside the master key file */
+    char audit_witness[1024];     /* optional file outside DATA receiving every checkpoint */
 };
 
 /* Defaults: data ./data, certs ./certs, devices on 127.0.0.1:4443, API on 127.0.0.1:8080. */
@@ -37,7 +40,8 @@ void fv_server_config_defaults(struct fv_server_config *c);
 
 /* Loads a JSON config file over c (keys: data, certs, key_file, listen, api, max_message,
  * wal_segment_mb, rate_limits: {TOPIC: {per_second, burst}} or false, store: {flush_interval,
- * flush_datums, wal_keep, retention: {CLASS: "30d"}, classes: {CLASS: [SIGNAL, ...]}}). */
+ * flush_datums, wal_keep, retention: {CLASS: "30d"}, classes: {CLASS: [SIGNAL, ...]}},
+ * policy, audit_key, audit_witness: paths). */
 int fv_server_config_load(struct fv_server_config *c, const char *path, char *err, size_t errlen);
 
 /* Parses "HOST:PORT" into host/port. */

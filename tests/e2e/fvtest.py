@@ -65,8 +65,29 @@ class Certs:
 _servers = []  # every Server started, so a failed test cannot leave one running
 
 
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def test_policy(extra_roles=None):
+    """The built-in policy plus role "ops": service purpose, every class, any number of
+    vehicles, no ticket - what the store and gateway tests read with."""
+    with open(os.path.join(REPO, "docs", "policy.example.json")) as f:
+        pol = json.load(f)
+    pol["roles"]["ops"] = {
+        "comment": "e2e tests: fleet-wide service reads", "actions": ["read"],
+        "purposes": {"service": ["default", "location", "events"]},
+        "requires_ticket": False, "max_subjects_per_request": None,
+        "bulk_subjects_threshold": None, "aggregate_only": False, "pseudonymise": False,
+        "consented_only": False, "location_privacy": False, "energy_sites_only": False,
+        "approves_bulk": False,
+        "quota": {"subjects_per_day": None, "rows_per_day": None, "bytes_per_day": None}}
+    for name, role in (extra_roles or {}).items():
+        pol["roles"][name] = role
+    return pol
+
+
 class Server:
-    def __init__(self, root, certs, config=None, extra=()):
+    def __init__(self, root, certs, config=None, extra=(), policy=None):
         self.root = root
         self.data = os.path.join(root, "data")
         # The master key lives outside the data directory, as operators must keep it.
@@ -76,11 +97,17 @@ class Server:
         self.certs = certs
         self.port = free_port()
         self.api_port = free_port()
-        self.config = None
-        if config is not None:
-            self.config = os.path.join(root, "config.json")
-            with open(self.config, "w") as f:
-                json.dump(config, f)
+        # Every server gets a policy file (the built-in one plus role "ops") and, once its
+        # catalog exists, a principal "ops" whose token the helpers below read with.
+        self.policy = os.path.join(root, "policy.json")
+        with open(self.policy, "w") as f:
+            json.dump(policy or test_policy(), f)
+        config = dict(config or {})
+        config.setdefault("policy", self.policy)
+        self.config = os.path.join(root, "config.json")
+        with open(self.config, "w") as f:
+            json.dump(config, f)
+        self.tokens = {}
         self.extra = list(extra)
         self.proc = None
         self.log_path = os.path.join(root, "server.log")
@@ -102,6 +129,8 @@ class Server:
             try:
                 st, _ = self.http("/status", token=None)
                 if st == 200:
+                    if "ops" not in self.tokens:
+                        self.tokens["ops"] = self.principal("ops", "ops")
                     return self
             except OSError:
                 pass
@@ -120,10 +149,25 @@ class Server:
         with open(os.path.join(self.data, "admin.token")) as f:
             return f.read().strip()
 
-    def http(self, path, token="admin"):
-        req = urllib.request.Request(f"http://127.0.0.1:{self.api_port}{path}")
-        if token == "admin":
+    def principal(self, name, role):
+        """Creates a principal through the CLI; returns its token."""
+        r = run("principal", "add", name, "--role", role, "--data", self.data, "--policy",
+                self.policy)
+        self.tokens[name] = r.stdout.strip()
+        return self.tokens[name]
+
+    def http(self, path, token="ops", method="GET", purpose="service"):
+        """token: "admin" (the admin token), a principal's name, a literal token, or None.
+        Reads of /api/v1/ get purpose=service unless the path names one (purpose=None: not)."""
+        if (purpose and path.startswith("/api/v1/") and "purpose=" not in path and
+                not path.startswith("/api/v1/store")):
+            path += ("&" if "?" in path else "?") + "purpose=" + purpose
+        req = urllib.request.Request(f"http://127.0.0.1:{self.api_port}{path}", method=method,
+                                     data=b"" if method == "POST" else None)
+        if token == "admin" or (token == "ops" and path.startswith("/api/v1/store")):
             token = self.token
+        elif token in self.tokens:
+            token = self.tokens[token]
         if token:
             req.add_header("Authorization", "Bearer " + token)
         try:

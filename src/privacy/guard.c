@@ -1,0 +1,184 @@
+/* guard.c - see guard.h. */
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "api/query.h"
+#include "crypto/keys.h"
+#include "privacy/guard.h"
+#include "privacy/principals.h"
+#include "util/clock.h"
+#include "util/err.h"
+#include "util/log.h"
+
+static void audit(struct fv_guard *g, const struct fv_guard_ctx *ctx, const char *kind,
+                  const char *result, const char *reason, const char *const *subjects, size_t n,
+                  const char *const *signals, size_t nsignals, int has_range, int64_t from,
+                  int64_t to, uint64_t rows, uint64_t bytes, int *failed)
+{
+    if (g->audit == NULL) return;
+    /* G6: pseudonyms for subjects (at most 64 named; a larger request logs its count). */
+    char ps[64][FV_PSEUDONYM_LEN + 1];
+    const char *pp[64];
+    size_t np = 0;
+    for (size_t i = 0; subjects && i < n && np < 64; i++)
+        if (g->keys && fv_keystore_pseudonym(g->keys, subjects[i], ps[np]) == FV_OK)
+            pp[np] = ps[np], np++;
+    subjects = np ? pp : NULL;
+    n = np;
+    struct fv_audit_event ev = {
+        .kind = kind,
+        .action = ctx->action[0] ? ctx->action : NULL,
+        .principal = ctx->principal[0] ? ctx->principal : "unknown",
+        .role = ctx->role[0] ? ctx->role : NULL,
+        .purpose = ctx->purpose[0] ? ctx->purpose : NULL,
+        .ticket = ctx->ticket[0] ? ctx->ticket : NULL,
+        .subjects = subjects,
+        .nsubjects = subjects ? n : 0,
+        .signals = signals,
+        .nsignals = nsignals,
+        .has_range = has_range,
+        .from_ms = from,
+        .to_ms = to,
+        .rows = rows,
+        .bytes = bytes,
+        .result = result,
+        .reason = reason,
+    };
+    if (fv_audit_append(g->audit, &ev, NULL) != FV_OK) {
+        fv_error("audit: %s; personal data is not served while the audit log fails",
+                 fv_audit_last_error(g->audit));
+        if (failed) *failed = 1;
+    }
+}
+
+int fv_guard_auth(struct fv_guard *g, const char *authorization, struct fv_guard_ctx *ctx,
+                  char *reason, size_t reasonlen)
+{
+    memset(ctx, 0, sizeof *ctx);
+    if (authorization == NULL || strncmp(authorization, "Bearer ", 7) != 0) {
+        snprintf(reason, reasonlen, "missing 'Authorization: Bearer TOKEN'");
+        return FV_EINVAL;
+    }
+    const char *tok = authorization + 7;
+    size_t n = g->admin_token ? strlen(g->admin_token) : 0;
+    if (n && strlen(tok) == n && CRYPTO_memcmp(tok, g->admin_token, n) == 0) {
+        snprintf(ctx->principal, sizeof ctx->principal, "admin");
+        snprintf(ctx->role, sizeof ctx->role, "admin");
+        return FV_OK;
+    }
+    struct fv_principal p;
+    int rc = g->db ? fv_principal_authenticate(g->db, tok, &p) : FV_ENOENT;
+    if (rc == FV_OK) {
+        snprintf(ctx->principal, sizeof ctx->principal, "%s", p.name);
+        snprintf(ctx->role, sizeof ctx->role, "%s", p.role);
+        return FV_OK;
+    }
+    snprintf(reason, reasonlen, "%s",
+             rc == FV_ESTATE ? "this principal was revoked" : "invalid token");
+    if (rc == FV_ESTATE) snprintf(ctx->principal, sizeof ctx->principal, "%s", p.name);
+    snprintf(ctx->action, sizeof ctx->action, "auth");
+    audit(g, ctx, "access", "deny", reason, NULL, 0, NULL, 0, 0, 0, 0, 0, 0, NULL);
+    return FV_EINVAL;
+}
+
+int fv_guard_admin(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *action, char *reason,
+                   size_t reasonlen)
+{
+    snprintf(ctx->action, sizeof ctx->action, "%s", action);
+    struct fv_access_request req = {.principal = ctx->principal,
+                                    .role = ctx->role,
+                                    .action = FV_ACTION_ADMIN,
+                                    .ticket = "admin-api"};
+    fv_policy_decide(g->policy, &req, &ctx->d);
+    int failed = 0;
+    audit(g, ctx, "admin", ctx->d.allow ? "allow" : "deny", ctx->d.reason, NULL, 0, NULL, 0, 0, 0,
+          0, 0, 0, &failed);
+    if (failed) {
+        snprintf(reason, reasonlen, "the audit log cannot be written; refused");
+        return FV_EIO;
+    }
+    if (!ctx->d.allow) {
+        snprintf(reason, reasonlen, "%s", ctx->d.reason);
+        return FV_EINVAL;
+    }
+    return FV_OK;
+}
+
+int fv_guard_read(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *query,
+                  const char *action, uint32_t classes, const char *const *subjects, size_t n,
+                  int aggregated, const char *const *signals, size_t nsignals, int64_t from,
+                  int64_t to, char *reason, size_t reasonlen)
+{
+    snprintf(ctx->action, sizeof ctx->action, "%s", action);
+    fv_query_param(query, "purpose", ctx->purpose, sizeof ctx->purpose);
+    fv_query_param(query, "ticket", ctx->ticket, sizeof ctx->ticket);
+    fv_query_param(query, "approved_by", ctx->approved_by, sizeof ctx->approved_by);
+    if (n == 1 && subjects) snprintf(ctx->subject, sizeof ctx->subject, "%s", subjects[0]);
+    struct fv_access_request req = {.principal = ctx->principal,
+                                    .role = ctx->role,
+                                    .action = FV_ACTION_READ,
+                                    .purpose = ctx->purpose,
+                                    .ticket = ctx->ticket,
+                                    .classes = classes,
+                                    .subjects = n,
+                                    .aggregated = aggregated != 0};
+    fv_policy_decide(g->policy, &req, &ctx->d);
+    char why[FV_POLICY_REASON_MAX + 64];
+    snprintf(why, sizeof why, "%s", ctx->d.reason);
+    int allow = ctx->d.allow;
+    if (allow && (ctx->d.obligations & FV_OBLIGE_CONSENTED_ONLY)) {
+        allow = 0; /* G4 */
+        snprintf(why, sizeof why,
+                 "role %s may read only subjects who consented to %s, and consent is not "
+                 "recorded yet",
+                 ctx->role, ctx->purpose);
+    }
+    if (allow && (ctx->d.obligations & FV_OBLIGE_AGGREGATE_ONLY) && !aggregated) {
+        allow = 0;
+        snprintf(why, sizeof why, "role %s may read aggregates only (use step/agg)", ctx->role);
+    }
+    if (allow && g->quota) {
+        char qr[160] = "";
+        if (fv_quota_check(g->quota, ctx->principal, &ctx->d.quota, fv_now_ms(), n, 0, 0, qr,
+                           sizeof qr) != FV_OK) {
+            allow = 0; /* G5 */
+            snprintf(why, sizeof why, "quota: %s", qr);
+        }
+    }
+    int failed = 0;
+    int ranged = from != INT64_MIN || to != INT64_MAX;
+    audit(g, ctx, "access", allow ? "allow" : "deny", why, subjects, n, signals, nsignals, ranged,
+          from == INT64_MIN ? 0 : from, to == INT64_MAX ? 0 : to, 0, 0, &failed);
+    if (failed) {
+        snprintf(reason, reasonlen, "the audit log cannot be written; nothing is served");
+        return FV_EIO;
+    }
+    snprintf(reason, reasonlen, "%s", why);
+    if (!allow) {
+        g->denied++;
+        return FV_EINVAL;
+    }
+    g->allowed++;
+    if (g->quota) fv_quota_add(g->quota, ctx->principal, fv_now_ms(), n, 0, 0);
+    return FV_OK;
+}
+
+void fv_guard_done(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint64_t rows,
+                   uint64_t bytes)
+{
+    if (g->quota) fv_quota_add(g->quota, ctx->principal, fv_now_ms(), 0, rows, bytes);
+    const char *s[1] = {ctx->subject};
+    audit(g, ctx, "access.result", "allow", NULL, ctx->subject[0] ? s : NULL, 1, NULL, 0, 0, 0, 0,
+          rows, bytes, NULL);
+}
+
+void fv_guard_show_id(const struct fv_guard *g, const struct fv_guard_ctx *ctx, const char *id,
+                      char *out)
+{
+    if (ctx && (ctx->d.obligations & FV_OBLIGE_PSEUDONYMISE) &&
+        fv_pseudonym_for_purpose(g->pseudo_secret, ctx->purpose, id, out) == FV_OK)
+        return;
+    snprintf(out, 65, "%s", id);
+}

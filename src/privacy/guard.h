@@ -1,0 +1,92 @@
+/*
+ * guard.h - purpose-bound access to personal data through the HTTP API.
+ *
+ * Every /api/ request is authenticated: the admin token (DATA/admin.token, role "admin")
+ * or a principal's token (principals.h). Every read of personal data names a purpose (and,
+ * where the role needs one, a ticket), is decided by the policy (policy.h), is checked
+ * against the principal's daily quota, and is written to the audit log (audit.h) - allowed
+ * or denied - before any data is released. An allowed read carries obligations the API
+ * applies: per-purpose pseudonyms instead of device ids, aggregates only, coarsened
+ * locations. When the audit log cannot be written, nothing personal is served.
+ *
+ * Rules:
+ *  G1 no token, or an unknown or revoked one: 401, audited (principal unknown);
+ *  G2 a read without a purpose, or one the policy refuses: 403 with the policy's reason,
+ *     audited with result "deny";
+ *  G3 an allowed read is audited with result "allow" before the first byte is sent; when
+ *     it completes, an "access.result" entry records rows and bytes sent;
+ *  G4 roles that may read only consented subjects are refused until the consent registry
+ *     exists (nothing can prove consent yet);
+ *  G6 the audit log names subjects by their keyed pseudonym (crypto/keys.h), never by
+ *     device id: the log is personal data's index, not a copy of it;
+ *  G5 quotas: a request that would take the principal over its daily subjects is refused;
+ *     rows and bytes are counted as served, and once over, further reads are refused.
+ * Event-loop thread only.
+ */
+#ifndef FV_PRIVACY_GUARD_H
+#define FV_PRIVACY_GUARD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "privacy/audit.h"
+#include "privacy/policy.h"
+
+struct sqlite3;
+
+struct fv_keystore;
+
+struct fv_guard {
+    struct fv_keystore *keys; /* the audit log names subjects by pseudonym, never by id */
+    struct fv_policy *policy;
+    struct sqlite3 *db; /* principals */
+    struct fv_audit *audit;
+    struct fv_quota *quota;
+    const char *admin_token;
+    unsigned char pseudo_secret[32]; /* per-purpose pseudonyms */
+    uint64_t denied, allowed;
+};
+
+/* Who is asking and for what: filled by fv_guard_auth and fv_guard_read. */
+struct fv_guard_ctx {
+    char principal[65];
+    char role[32];
+    char purpose[32];
+    char ticket[129];
+    char approved_by[65];
+    struct fv_decision d;
+    char action[48];
+    char subject[80]; /* the one subject of a single-subject read, for the result entry */
+};
+
+/* G1: authenticates "Bearer TOKEN". FV_OK, or FV_EPERM-like FV_EINVAL with a reason. */
+int fv_guard_auth(struct fv_guard *g, const char *authorization, struct fv_guard_ctx *ctx,
+                  char *reason, size_t reasonlen);
+
+/* An admin action (store maintenance, principal management): allowed for roles with the
+ * admin action; audited. FV_OK or FV_EINVAL with the reason. */
+int fv_guard_admin(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *action, char *reason,
+                   size_t reasonlen);
+
+/*
+ * G2-G5: decides a read of personal data. query: the URL's query string (purpose, ticket,
+ * approved_by are read from it). classes: the policy class bitmask read; subjects: the
+ * subjects touched (ids as the API names them; count n, list may be NULL when many);
+ * signals/nsignals, from/to: what is asked, for the log. FV_OK (allowed; ctx->d holds the
+ * obligations), FV_EINVAL (refused, reason set), FV_EIO (the audit log failed: refuse).
+ */
+int fv_guard_read(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *query,
+                  const char *action, uint32_t classes, const char *const *subjects, size_t n,
+                  int aggregated, const char *const *signals, size_t nsignals, int64_t from,
+                  int64_t to, char *reason, size_t reasonlen);
+
+/* G3, G5: what an allowed read sent. */
+void fv_guard_done(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint64_t rows,
+                   uint64_t bytes);
+
+/* The id to show for a device under ctx's obligations: the per-purpose pseudonym when the
+ * role pseudonymises, else the id itself. out must hold 65 bytes. */
+void fv_guard_show_id(const struct fv_guard *g, const struct fv_guard_ctx *ctx, const char *id,
+                      char *out);
+
+#endif

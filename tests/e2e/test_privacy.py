@@ -1,0 +1,164 @@
+"""End-to-end tests of purpose-bound access through the real API (issue 4, first slice):
+principals with hashed tokens and roles, a purpose on every read, the policy's decisions
+with reasons, per-purpose pseudonyms, coarsened locations, quotas, revocation, and the
+tamper-evident audit log that records every decision (verified and tampered with through
+the CLI)."""
+import glob
+import json
+import os
+import urllib.parse
+
+import fvtest as t
+
+A, B = "5YJ3E1EA7KF000201", "5YJ3E1EA7KF000202"
+T0 = 1795000000000
+SOC, LOC = 8, 21
+LAT, LON = 48.137154, 11.576124
+
+
+def role(purposes, **kw):
+    r = {"comment": "e2e", "actions": ["read"], "purposes": purposes, "requires_ticket": False,
+         "max_subjects_per_request": None, "bulk_subjects_threshold": None,
+         "aggregate_only": False, "pseudonymise": False, "consented_only": False,
+         "location_privacy": False, "energy_sites_only": False, "approves_bulk": False,
+         "quota": {"subjects_per_day": None, "rows_per_day": None, "bytes_per_day": None}}
+    r.update(kw)
+    return r
+
+
+POLICY = t.test_policy({
+    # pseudonymised, location-private reads for two purposes (no consent registry yet)
+    "researcher": role({"location_history": ["default", "location"],
+                        "clips": ["default", "location"]},
+                       pseudonymise=True, location_privacy=True),
+    "limited": role({"service": ["default", "location"]},
+                    quota={"subjects_per_day": 2, "rows_per_day": None, "bytes_per_day": None}),
+})
+
+
+def send(srv, env, dev, n):
+    path = os.path.join(env.certs.dir, "devices", dev + ".crt")
+    if not os.path.exists(path):
+        env.certs.device(dev)
+    ws = t.WS(srv.port, path, path[:-4] + ".key", env.certs.ca)
+    for i in range(n):
+        d = [(SOC, 50.0 + i), (LOC, (LAT + i * 1e-5, LON))]
+        ws.send(t.fb_envelope(f"{dev}-{i}".encode(), b"V", t.v_payload(d, T0 + i * 1000)))
+    for _ in range(n):
+        _, p = ws.recv()
+        assert t.fb_decode(p)["message_type"] == 5
+    ws.close()
+
+
+def get(srv, path, token, purpose=None):
+    st, body = srv.http(path, token=token, purpose=purpose)
+    return st, json.loads(body)
+
+
+def audit_lines(srv, *args):
+    r = t.run("audit", "query", "--data", srv.data, *args)
+    return [json.loads(x) for x in r.stdout.splitlines() if x.strip()]
+
+
+def test_purpose_roles_pseudonyms_quota_audit():
+    with t.Env() as env:
+        srv = t.Server(env.root, env.certs, config={"rate_limits": False}, policy=POLICY).start()
+        send(srv, env, A, 5)
+        send(srv, env, B, 5)
+        sup = srv.principal("alice", "support")
+        ml = srv.principal("trainer", "ml-pipeline")
+        res = srv.principal("rita", "researcher")
+        lim = srv.principal("lim", "limited")
+        q = f"/api/v1/query?device={A}&signals=Soc,Location"
+
+        # No token, a wrong token: 401.
+        assert srv.http(q, token=None, purpose="service")[0] == 401
+        assert srv.http(q, token="f" * 64, purpose="service")[0] == 401
+        # A read without a purpose is refused, with the reason.
+        st, b = get(srv, q, sup)
+        assert st == 403 and "purpose" in b["error"], b
+        # The admin token manages; it reads no personal data.
+        st, b = get(srv, q, "admin", "service")
+        assert st == 403, b
+        # support: a ticket is needed, then one vehicle at a time.
+        st, b = get(srv, q, sup, "service")
+        assert st == 403 and "ticket" in b["error"], b
+        st, b = get(srv, q + "&ticket=T-1", sup, "service")
+        assert st == 200 and b["device"] == A and b["count"] == 5, b
+        assert b["rows"][0]["Location"] == {"latitude": LAT, "longitude": LON}  # exact for service
+        st, b = get(srv, "/api/v1/fleet?signal=Soc&ticket=T-2", sup, "service")
+        assert st == 403 and "one" in b["error"], b  # two vehicles in one request
+        st, b = get(srv, "/api/v1/vehicles?ticket=T-3", sup, "service")
+        assert st == 403, b
+        # support may not use another purpose.
+        st, b = get(srv, q + "&ticket=T-1", sup, "model_training")
+        assert st == 403 and "model_training" in b["error"], b
+
+        # ml-pipeline: only consented subjects, and consent is not recorded yet: nothing,
+        # and never a VIN.
+        st, body = srv.http(q, token=ml, purpose="model_training")
+        assert st == 403 and A.encode() not in body, body
+
+        # researcher: pseudonyms per purpose, coarsened locations, no VIN anywhere.
+        st, body = srv.http("/api/v1/fleet?signal=Location&at=" + str(T0 + 10000), token=res,
+                            purpose="location_history")
+        assert st == 200, body
+        assert A.encode() not in body and B.encode() not in body, body
+        fl = json.loads(body)
+        ids = {v["device"] for v in fl["vehicles"]}
+        assert len(ids) == 2 and all(len(i) == 32 for i in ids), ids
+        for v in fl["vehicles"]:
+            loc = v["value"]
+            assert (loc["latitude"], loc["longitude"]) != (LAT + 4e-5, LON), loc
+            assert abs(loc["latitude"] - LAT) < 0.02 and abs(loc["longitude"] - LON) < 0.02
+        st, body2 = srv.http("/api/v1/fleet?signal=Location", token=res, purpose="clips")
+        ids2 = {v["device"] for v in json.loads(body2)["vehicles"]}
+        assert ids2 and not (ids & ids2), "pseudonyms must differ across purposes"
+        # The pseudonym addresses the vehicle within its purpose.
+        pa = sorted(ids)[0]
+        st, b = get(srv, f"/api/v1/query?device={pa}&signals=Soc", res, "location_history")
+        assert st == 200 and b["device"] == pa and b["count"] == 5, b
+        st, b = get(srv, f"/api/v1/query?device={pa}&signals=Soc", res, "clips")
+        assert st == 404, b  # another purpose's pseudonym names nobody
+
+        # Quotas: "limited" may touch 2 subjects a day.
+        for dev in (A, B):
+            st, b = get(srv, f"/api/v1/query?device={dev}&signals=Soc", lim, "service")
+            assert st == 200, b
+        st, b = get(srv, f"/api/v1/query?device={A}&signals=Soc", lim, "service")
+        assert st == 403 and "quota" in b["error"], b
+
+        # Revocation: the token stops working at once.
+        t.run("principal", "revoke", "alice", "--data", srv.data)
+        assert srv.http(q + "&ticket=T-1", token=sup, purpose="service")[0] == 401
+
+        # Every decision is in the audit log: who, role, purpose, result, reason; subjects
+        # by pseudonym, never by VIN.
+        denied = audit_lines(srv, "--principal", "alice", "--result", "deny")
+        assert any(e.get("reason", "").startswith("purpose") for e in denied), denied
+        allowed = audit_lines(srv, "--principal", "alice", "--result", "allow")
+        assert any(e.get("purpose") == "service" and e.get("ticket") == "T-1" for e in allowed)
+        assert any(e.get("kind") == "access.result" and e.get("rows") == 5 for e in allowed)
+        srv.stop()
+        blob = b"".join(open(f, "rb").read()
+                        for f in glob.glob(os.path.join(srv.data, "audit", "*")))
+        assert A.encode() not in blob and B.encode() not in blob, "a VIN in the audit log"
+
+        # The chain verifies; an edited entry is named.
+        pub = srv.key_file + ".audit.pem.pub"
+        r = t.run("audit", "verify", "--data", srv.data, "--public-key", pub)
+        assert "INTACT" in r.stdout, r.stdout
+        files = sorted(glob.glob(os.path.join(srv.data, "audit", "audit-*.jsonl")))
+        with open(files[-1]) as f:
+            lines = f.read().splitlines()
+        k = next(i for i, x in enumerate(lines) if '"result":"deny"' in x)
+        lines[k] = lines[k].replace('"result":"deny"', '"result":"allow"')
+        with open(files[-1], "w") as f:
+            f.write("\n".join(lines) + "\n")
+        r = t.run("audit", "verify", "--data", srv.data, "--public-key", pub, check=False)
+        assert r.returncode == 1 and f"{os.path.basename(files[-1])}:{k + 1}" in (
+            r.stdout + r.stderr), (r.stdout, r.stderr)
+
+
+if __name__ == "__main__":
+    t.main([test_purpose_roles_pseudonyms_quota_audit])
