@@ -28,6 +28,7 @@
 
 #include <ev.h>
 #include <jansson.h>
+#include <sqlite3.h>
 #include <libwebsockets.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
@@ -1360,6 +1361,7 @@ int fv_server_run(const struct fv_server_config *cfg, volatile sig_atomic_t *sto
             cfg->listen_host, cfg->listen_port, ca, cfg->api_host, cfg->api_port);
 
     uint64_t last_trim = fv_mono_ns();
+    unsigned catalog_turns = 0;
     fv_store_set_wake(srv->store, store_wake, srv);
     struct ev_timer tick;
     ev_timer_init(&tick, tick_cb, 1.0, 1.0);
@@ -1374,6 +1376,11 @@ int fv_server_run(const struct fv_server_config *cfg, volatile sig_atomic_t *sto
         if (fv_mono_ns() - last_trim > 5000000000ull) {
             malloc_trim(0);
             last_trim = fv_mono_ns();
+            /* New devices' keys grow the catalog's SQLite WAL (4 MiB before SQLite's own
+             * checkpoint); fold it back into catalog.db once a minute. */
+            if (++catalog_turns % 12 == 0)
+                sqlite3_wal_checkpoint_v2(fv_keystore_db(srv->keys), NULL,
+                                          SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
         }
     }
     if (fv_wal_failed(srv->wal)) {
