@@ -411,7 +411,9 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
                    const char *authorization, struct fv_http_response *out)
 {
     out->www_authenticate = 0;
-    int post_ok = strcmp(path, "/api/v1/store/compact") == 0;
+    char idbuf[65];
+    int post_ok = strcmp(path, "/api/v1/store/compact") == 0 ||
+                  match_path(path, "/api/v1/subjects/", "/erase", idbuf);
     if (strcmp(method, "GET") != 0 && !(post_ok && strcmp(method, "POST") == 0)) {
         respond_error(out, 405,
                       post_ok ? "method not allowed: use POST"
@@ -467,6 +469,32 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
                                "poll", "GET /api/v1/store until compacting is false"));
         return;
     }
+    char name[65];
+    if (match_path(p, "/v1/subjects/", "/erase", name)) {
+        /* Art. 17: a privacy officer, for a ticket; the device id is the subject's. */
+        if (fv_fleet_find(v->fleet, name) == NULL) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "unknown device '%.64s'", name);
+            respond_error(out, 404, msg);
+            return;
+        }
+        int rc = fv_guard_subject_action(v->guard, &ctx, v->query, FV_ACTION_ERASE, "subject.erase",
+                                         name, why, sizeof why);
+        if (rc) {
+            respond_error(out, rc == FV_EIO ? 503 : 403, why);
+            return;
+        }
+        char err[300] = "";
+        rc = v->erase ? v->erase(v->erase_arg, name, &ctx, err, sizeof err) : FV_ESTATE;
+        if (rc) {
+            respond_error(out, 500, err[0] ? err : "erasure failed");
+            return;
+        }
+        respond_json(out, 200,
+                     json_pack("{s:b,s:s}", "erased", 1, "purge",
+                               "blocks are rewritten in the background (GET /api/v1/store)"));
+        return;
+    }
     /* Everything else reads personal data: purpose-bound (privacy/guard.h). */
     if (strcmp(p, "/v1/query") == 0 && v->store) {
         fv_api_query(v, &ctx, out);
@@ -489,7 +517,6 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         fv_guard_done(v->guard, &ctx, nfleet, out->body.len);
         return;
     }
-    char name[65];
     if (match_path(p, "/v1/signals/", "/latest", name)) {
         long field = fv_signal_lookup(name);
         if (field < 0) {

@@ -12,6 +12,7 @@
  *   GET /api/v1/query, /api/v1/fleet  the store's queries (api/query.h)      (Bearer token)
  *   GET /api/v1/store                 parts, blocks, bytes, head, compaction  (Bearer token)
  *   POST /api/v1/store/compact        flush the head and compact everything  (Bearer token)
+ *   POST /api/v1/subjects/{id}/erase  erase a device's data (privacy-officer, ticket)
  * Reads of personal data need a purpose (privacy/guard.h): 403 with the policy's reason.
  * Errors are JSON {"error": "..."} with 400/401/403/404/405.
  */
@@ -42,6 +43,10 @@ struct fv_api_view {
     const char *query;      /* the URL's query string (after '?'), or NULL */
     struct fv_guard *guard; /* purpose-bound access (privacy/guard.h); NULL: admin token only */
     const struct fv_store_config *store_cfg; /* signal classes */
+    /* Erasure of a device's subjects (the server does it: keys, tombstones, store, state). */
+    int (*erase)(void *arg, const char *device, const struct fv_guard_ctx *ctx, char *err,
+                 size_t errlen);
+    void *erase_arg;
 };
 
 /* A response is either whole (body) or streamed: when more is set, the transport sends

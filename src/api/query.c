@@ -768,8 +768,12 @@ void fv_api_query(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
     }
     const struct fv_device *d = fv_api_find_device(v, ctx, dev);
     if (d == NULL) {
-        snprintf(msg, sizeof msg, "unknown device '%.64s'", dev);
-        json_error(out, 404, msg);
+        const unsigned char *dk;
+        char ps[FV_PSEUDONYM_LEN + 1];
+        int erased = fv_keystore_dek(v->keys, dev, 0, &dk, ps) == FV_ESTATE;
+        snprintf(msg, sizeof msg,
+                 erased ? "device '%.64s': its data was erased" : "unknown device '%.64s'", dev);
+        json_error(out, erased ? 410 : 404, msg);
         free(q);
         return;
     }

@@ -427,9 +427,18 @@ int fv_keystore_subject(struct fv_keystore *ks, const char *pseudo, const unsign
 int fv_keystore_destroy(struct fv_keystore *ks, const char *name, char *err, size_t errlen)
 {
     char pseudo[FV_PSEUDONYM_LEN + 1];
+    if (fv_keystore_pseudonym(ks, name, pseudo) != FV_OK) {
+        fv_seterr(err, errlen, "cannot name the subject");
+        return FV_EIO;
+    }
+    return fv_keystore_destroy_pseudo(ks, pseudo, err, errlen);
+}
+
+int fv_keystore_destroy_pseudo(struct fv_keystore *ks, const char *pseudo, char *err,
+                               size_t errlen)
+{
     sqlite3_stmt *st = NULL;
-    if (fv_keystore_pseudonym(ks, name, pseudo) != FV_OK ||
-        sqlite3_prepare_v2(ks->db,
+    if (sqlite3_prepare_v2(ks->db,
                            "INSERT INTO subject_keys(subject, created_ms, destroyed_ms)"
                            " VALUES (?1, ?2, ?2) ON CONFLICT(subject) DO UPDATE SET"
                            " wrapped = NULL, sealed_name = NULL, kek_id = NULL,"

@@ -67,6 +67,11 @@ int fv_keystore_subject(struct fv_keystore *ks, const char *pseudo, const unsign
 /* Crypto-shreds the subject called name: its wrapped key and sealed name are deleted (cells
  * zeroed), a tombstone row keeps its pseudonym. */
 int fv_keystore_destroy(struct fv_keystore *ks, const char *name, char *err, size_t errlen);
+/* The same, for the subject with this pseudonym (replaying an erasure list: the name is not
+ * known, and must not need to be). Destroying a destroyed or unknown subject records the
+ * tombstone (K1 then holds for it too). */
+int fv_keystore_destroy_pseudo(struct fv_keystore *ks, const char *pseudo, char *err,
+                               size_t errlen);
 /* Re-wraps every data key and the pseudonym key under new_kek in one transaction; data is
  * not rewritten. */
 int fv_keystore_rewrap(struct fv_keystore *ks, const struct fv_kek *new_kek, char *err,

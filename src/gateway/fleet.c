@@ -188,3 +188,12 @@ void fv_fleet_free(struct fv_fleet *f)
     }
     fv_map_free(&f->devices);
 }
+
+void fv_device_wipe(struct fv_device *d)
+{
+    for (uint32_t i = 0; i < d->nsignals; i++)
+        fv_value_clear(&d->signals[i].value);
+    d->nsignals = 0;
+    d->records = d->datums = d->duplicates = d->rate_limited = 0;
+    d->first_ms = d->last_ms = 0;
+}

@@ -68,6 +68,10 @@ int fv_device_add_txid(struct fv_device *d, const void *txid, size_t len);
 int fv_device_apply(struct fv_device *d, uint64_t record_ms, uint64_t received_ms,
                     const struct fv_vrecord *v);
 
+/* Erasure: drops the device's latest values and counters (its connections stay; what it
+ * sends next is refused while its subject is erased). */
+void fv_device_wipe(struct fv_device *d);
+
 const struct fv_signal_state *fv_device_signal(const struct fv_device *d, uint32_t field);
 
 void fv_fleet_free(struct fv_fleet *f);

@@ -45,6 +45,7 @@
 #include "store/store.h"
 #include "privacy/guard.h"
 #include "privacy/principals.h"
+#include "privacy/tombstones.h"
 #include "util/clock.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -111,6 +112,8 @@ struct fv_server {
     struct fv_store_config store_cfg;
     struct fv_store *store;
     struct fv_guard guard;
+    char tomb_outside[PATH_MAX];     /* the erasure list beside the master key ("" if none) */
+    char tomb_inside[PATH_MAX];      /* its mirror in DATA */
     uint64_t store_wal_hi;           /* at start-up: WAL files <= this are already in the store */
     int store_degraded;              /* a record reached the WAL but not the head: keep the WAL */
     struct fv_buf seal_buf, aad_buf; /* scratch for sealing on the event loop */
@@ -866,6 +869,9 @@ static int api_write_piece(struct lws *wsi, struct api_session *a)
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
+static int erase_device(void *arg, const char *device, const struct fv_guard_ctx *ctx, char *err,
+                        size_t errlen);
+
 static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                   size_t len)
 {
@@ -886,9 +892,10 @@ static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
             al += (size_t)n + (al ? 1 : 0);
         }
         int has_args = al > 0;
-        struct fv_api_view v = {&srv->fleet,   &srv->m,        srv->wal,  srv->admin_token,
-                                srv->start_ms, srv->store,     srv->keys, has_args ? args : NULL,
-                                &srv->guard,   &srv->store_cfg};
+        struct fv_api_view v = {
+            &srv->fleet,   &srv->m,         srv->wal,     srv->admin_token,
+            srv->start_ms, srv->store,      srv->keys,    has_args ? args : NULL,
+            &srv->guard,   &srv->store_cfg, erase_device, srv};
         memset(a, 0, sizeof *a);
         srv->m.http_requests++;
         fv_api_handle(&v, http_method(wsi), (const char *)in, has_auth ? auth : NULL, &a->resp);
@@ -1158,6 +1165,50 @@ static const struct lws_protocols dev_protocols[] = {
 static const struct lws_protocols api_protocols[] = {
     {"http", api_cb, sizeof(struct api_session), 0, 0, NULL, 0}, {NULL, NULL, 0, 0, 0, NULL, 0}};
 
+/* Art. 17 (privacy/tombstones.h): for each subject of the device, the tombstone goes to the
+ * erasure list (beside the master key, then DATA) first, then the data key is destroyed,
+ * the store forgets the subject and purges its blocks in the background, and the fleet
+ * state drops its values. A crash in between is finished by the tombstone replay at start. */
+static int erase_device(void *arg, const char *device, const struct fv_guard_ctx *ctx, char *err,
+                        size_t errlen)
+{
+    struct fv_server *srv = arg;
+    char pseudo[FV_PSEUDONYM_LEN + 1];
+    int rc = fv_keystore_pseudonym(srv->keys, device, pseudo);
+    uint64_t now = fv_now_ms();
+    const char *by = ctx ? ctx->principal : NULL, *ticket = ctx ? ctx->ticket : NULL;
+    if (rc == FV_OK && srv->tomb_outside[0])
+        rc = fv_tombstone_append(srv->tomb_outside, pseudo, now, by, ticket, err, errlen);
+    if (rc == FV_OK)
+        rc = fv_tombstone_append(srv->tomb_inside, pseudo, now, by, ticket, err, errlen);
+    if (rc == FV_OK) rc = fv_keystore_destroy_pseudo(srv->keys, pseudo, err, errlen);
+    if (rc) return rc;
+    fv_store_purge(srv->store, pseudo);
+    struct fv_device *d = fv_fleet_find(&srv->fleet, device);
+    if (d) fv_device_wipe(d);
+    fv_info("erased subject %s (data key destroyed; its blocks are purged in the background)",
+            pseudo);
+    return FV_OK;
+}
+
+static int replay_tombstone(void *arg, const char *pseudo, uint64_t at_ms)
+{
+    struct fv_server *srv = arg;
+    const unsigned char *dek;
+    const char *name;
+    int rc = fv_keystore_subject(srv->keys, pseudo, &dek, &name);
+    if (rc == FV_ESTATE) return FV_OK; /* erased already */
+    char err[256];
+    if (rc == FV_OK)
+        fv_warn("erasure list: subject %s was erased at %llu but its key is back (a restored "
+                "backup?): destroying it again",
+                pseudo, (unsigned long long)at_ms);
+    rc = fv_keystore_destroy_pseudo(srv->keys, pseudo, err, sizeof err);
+    if (rc) fv_error("erasure list: %s", err);
+    if (rc == FV_OK && srv->store) rc = fv_store_purge(srv->store, pseudo);
+    return rc;
+}
+
 /* Access control: the policy, principals (in the catalog), the audit log and its signing
  * key (beside the master key file unless configured: never inside DATA by default when a
  * key file is used), quotas, and the per-purpose pseudonym secret. */
@@ -1270,6 +1321,14 @@ int fv_server_run(const struct fv_server_config *cfg, volatile sig_atomic_t *sto
     rc = fv_keystore_open(path, &srv->kek, &srv->keys, err, errlen);
     if (rc) goto out;
 
+    /* The erasure list is replayed before anything is decrypted (tombstones.h). */
+    if (cfg->key_file[0])
+        snprintf(srv->tomb_outside, sizeof srv->tomb_outside, "%s.tombstones", cfg->key_file);
+    snprintf(srv->tomb_inside, sizeof srv->tomb_inside, "%s/tombstones.jsonl", cfg->data_dir);
+    if ((srv->tomb_outside[0] &&
+         (rc = fv_tombstone_replay(srv->tomb_outside, replay_tombstone, srv, err, errlen))) ||
+        (rc = fv_tombstone_replay(srv->tomb_inside, replay_tombstone, srv, err, errlen)))
+        goto out;
     rc = guard_open(srv, err, errlen);
     if (rc) goto out;
 

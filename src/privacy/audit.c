@@ -172,7 +172,6 @@ static void make_name(char out[NAME_LEN + 1], uint64_t seq)
 
 /* ---- keys ------------------------------------------------------------------------------- */
 
-
 static int key_id_of(EVP_PKEY *k, char out[17])
 {
     unsigned char raw[32], h[SHA256_DIGEST_LENGTH];

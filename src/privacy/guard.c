@@ -106,6 +106,31 @@ int fv_guard_admin(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *act
     return FV_OK;
 }
 
+int fv_guard_subject_action(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *query,
+                            enum fv_action action, const char *action_name, const char *subject,
+                            char *reason, size_t reasonlen)
+{
+    snprintf(ctx->action, sizeof ctx->action, "%s", action_name);
+    fv_query_param(query, "ticket", ctx->ticket, sizeof ctx->ticket);
+    snprintf(ctx->subject, sizeof ctx->subject, "%s", subject);
+    struct fv_access_request req = {.principal = ctx->principal,
+                                    .role = ctx->role,
+                                    .action = action,
+                                    .ticket = ctx->ticket,
+                                    .subjects = 1};
+    fv_policy_decide(g->policy, &req, &ctx->d);
+    int failed = 0;
+    const char *subj[1] = {subject};
+    audit(g, ctx, action == FV_ACTION_ERASE ? "erasure" : "access", ctx->d.allow ? "allow" : "deny",
+          ctx->d.reason, subj, 1, NULL, 0, 0, 0, 0, 0, 0, &failed);
+    if (failed) {
+        snprintf(reason, reasonlen, "the audit log cannot be written; refused");
+        return FV_EIO;
+    }
+    snprintf(reason, reasonlen, "%s", ctx->d.reason);
+    return ctx->d.allow ? FV_OK : FV_EINVAL;
+}
+
 int fv_guard_read(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *query,
                   const char *action, uint32_t classes, const char *const *subjects, size_t n,
                   int aggregated, const char *const *signals, size_t nsignals, int64_t from,

@@ -80,6 +80,13 @@ int fv_guard_read(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *quer
                   int aggregated, const char *const *signals, size_t nsignals, int64_t from,
                   int64_t to, char *reason, size_t reasonlen);
 
+/* A subject-level action (export, erase) on one device: needs the role's action and, for
+ * human roles, a ticket (from the query string); audited. FV_OK, FV_EINVAL (refused),
+ * FV_EIO (audit failed). */
+int fv_guard_subject_action(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *query,
+                            enum fv_action action, const char *action_name, const char *subject,
+                            char *reason, size_t reasonlen);
+
 /* G3, G5: what an allowed read sent. */
 void fv_guard_done(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint64_t rows,
                    uint64_t bytes);

@@ -232,6 +232,8 @@ struct fv_store {
     /* requests and bookkeeping */
     int want_full, full_running;
     int hold_wal;
+    unsigned char (*purge)[FV_SUBJECT_LEN]; /* erased subjects whose blocks are to go */
+    size_t npurge, cappurge;
     void (*wake)(void *);
     void *wake_arg;
     uint64_t retry_after_ms, last_retention_ms;
@@ -913,6 +915,7 @@ void fv_store_close(struct fv_store *s)
     head_free(s->frozen);
     while (s->lru_tail)
         cache_drop(s, s->lru_tail);
+    free(s->purge);
     fv_map_free(&s->cache);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
@@ -1069,6 +1072,17 @@ static int install(struct fv_store *s, struct fv_wal *wal, uint64_t now_ms)
 }
 
 /* Deletes WAL files covered by parts (T1) once older than wal_keep_ms. */
+int fv_store_purge(struct fv_store *s, const char *pseudo)
+{
+    unsigned char subject[FV_SUBJECT_LEN];
+    if (fv_subject_from_hex(pseudo, subject) != FV_OK) return FV_EINVAL;
+    fv_store_forget(s, pseudo);
+    int rc = grow((void **)&s->purge, &s->cappurge, s->npurge + 1, sizeof *s->purge);
+    if (rc) return rc;
+    memcpy(s->purge[s->npurge++], subject, FV_SUBJECT_LEN);
+    return FV_OK;
+}
+
 void fv_store_hold_wal(struct fv_store *s)
 {
     s->hold_wal = 1;
@@ -1197,6 +1211,21 @@ static int pick_compaction(struct fv_store *s, fv_store_key_fn keys, void *karg,
         for (size_t i = 0; i < s->nparts; i++)
             if (s->parts[i]->level > lvl) lvl = s->parts[i]->level;
         return start_merge(s, 0, s->nparts, lvl + (s->nparts > 1), 1, keys, karg, now_ms);
+    }
+    /* Erasure: rewrite each part that still holds an erased subject's blocks (the merge
+     * drops them: their key is gone, T4); a subject leaves the list once no part has it. */
+    for (size_t k = 0; k < s->npurge;) {
+        size_t holder = s->nparts;
+        for (size_t i = 0; i < s->nparts && holder == s->nparts; i++) {
+            size_t at = fv_part_find(s->parts[i], s->purge[k]);
+            if (at < s->parts[i]->n &&
+                memcmp(s->parts[i]->e[at].subject, s->purge[k], FV_SUBJECT_LEN) == 0)
+                holder = i;
+        }
+        if (holder < s->nparts)
+            return start_merge(s, holder, holder + 1, s->parts[holder]->level, 0, keys, karg,
+                               now_ms);
+        memmove(s->purge[k], s->purge[--s->npurge], FV_SUBJECT_LEN);
     }
     /* Size tiers: the first run of fanin adjacent parts of one level merges one level up. */
     uint32_t fan = s->cfg.compact_fanin < 2 ? 2 : s->cfg.compact_fanin;

@@ -92,6 +92,10 @@ int fv_store_add_event(struct fv_store *s, const char *pseudo, const unsigned ch
 /* Stops deleting WAL files until the store is reopened (a record reached the WAL but not
  * the head, so only a replay can bring it into the store). */
 void fv_store_hold_wal(struct fv_store *s);
+/* Erasure: forgets the subject's head records and cached blocks now, and rewrites every
+ * part holding its blocks in the background (call after destroying its key: the rewrite
+ * drops what no key opens, T4). Progress: a part at a time. */
+int fv_store_purge(struct fv_store *s, const char *pseudo);
 /* Drops a subject's records from the head (its key is being destroyed). */
 void fv_store_forget(struct fv_store *s, const char *pseudo);
 

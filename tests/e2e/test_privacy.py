@@ -160,5 +160,68 @@ def test_purpose_roles_pseudonyms_quota_audit():
             r.stdout + r.stderr), (r.stdout, r.stderr)
 
 
+def erase(srv, dev, token, ticket=None):
+    q = f"?ticket={ticket}" if ticket else ""
+    return srv.http(f"/api/v1/subjects/{dev}/erase{q}", token=token, method="POST", purpose=None)
+
+
+def test_erasure_reaches_backups():
+    import shutil
+    import time
+    with t.Env() as env:
+        srv = t.Server(env.root, env.certs, config={"rate_limits": False}, policy=POLICY).start()
+        send(srv, env, A, 20)
+        send(srv, env, B, 20)
+        st, b = srv.http("/api/v1/store/compact", token="admin", method="POST")
+        assert st == 202, b
+        while srv.json("/api/v1/store")["compacting"]:
+            time.sleep(0.05)
+        po = srv.principal("paula", "privacy-officer")
+        sup = srv.principal("sam", "support")
+        srv.stop()
+        backup = os.path.join(env.root, "backup")
+        shutil.copytree(srv.data, backup)  # a backup taken before the erasure
+        srv.start()
+
+        # Only a privacy officer, and only for a ticket.
+        assert erase(srv, A, sup, "GDPR-1")[0] == 403
+        st, b = erase(srv, A, po)
+        assert st == 403 and "ticket" in json.loads(b)["error"], b
+        t0 = time.time()
+        st, b = erase(srv, A, po, "GDPR-1")
+        took = time.time() - t0
+        assert st == 200, b
+        assert took < 0.5, took  # a key deletion, whatever the data size
+        # Gone at once for every reader; B untouched, exactly.
+        st, b = srv.http(f"/api/v1/query?device={A}&signals=Soc")
+        assert st == 410, (st, b)
+        b = srv.json(f"/api/v1/query?device={B}&signals=Soc")
+        assert [r["Soc"] for r in b["rows"]] == [50.0 + i for i in range(20)], b
+        # Its blocks are purged in the background.
+        deadline = time.time() + 20
+        while srv.json("/api/v1/store")["blocks_purged"] == 0 and time.time() < deadline:
+            time.sleep(0.1)
+        assert srv.json("/api/v1/store")["blocks_purged"] > 0
+        er = audit_lines(srv, "--principal", "paula", "--result", "allow")
+        assert any(e.get("kind") == "erasure" and e.get("ticket") == "GDPR-1" for e in er), er
+        srv.stop()
+        ins = srv.inspect("--verify")
+        assert ins["store"]["errors"] == [] and ins["store"]["blocks_erased"] == 0, ins["store"]
+
+        # Restore the old backup: the erasure list beside the master key erases A again
+        # before anything is decrypted; B is intact.
+        old = t.Server(env.root, env.certs, config={"rate_limits": False, "data": backup},
+                       policy=POLICY)
+        old.data = backup
+        old.tokens = dict(srv.tokens)  # the backup holds the same principals
+        old.start()
+        assert "destroying it again" in old.log(), old.log()[-2000:]
+        st, b = old.http(f"/api/v1/query?device={A}&signals=Soc")
+        assert st == 410, (st, b)
+        b = old.json(f"/api/v1/query?device={B}&signals=Soc")
+        assert b["count"] == 20
+        old.stop()
+
+
 if __name__ == "__main__":
-    t.main([test_purpose_roles_pseudonyms_quota_audit])
+    t.main([test_purpose_roles_pseudonyms_quota_audit, test_erasure_reaches_backups])
