@@ -13,6 +13,7 @@
 #include "api/query.h"
 #include "crypto/keys.h"
 #include "privacy/guard.h"
+#include "privacy/subjects.h"
 #include "store/store.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -652,7 +653,12 @@ static int device_key(const struct fv_api_view *v, const char *id, const unsigne
         json_error(out, 404, msg);
         return FV_ENOENT;
     }
-    int rc = fv_keystore_dek(v->keys, id, 0, dek, pseudo);
+    /* The device's current owner period (privacy/subjects.h): earlier owners' data is
+     * theirs, not served with the device's. */
+    char subject[FV_SUBJECT_NAME_MAX + 1];
+    if (fv_subject_current(v->keys, id, subject, NULL) != FV_OK)
+        snprintf(subject, sizeof subject, "%s", id);
+    int rc = fv_keystore_dek(v->keys, subject, 0, dek, pseudo);
     if (rc == FV_ESTATE) {
         snprintf(msg, sizeof msg, "device '%.64s': its data was erased", id);
         json_error(out, 410, msg);
@@ -890,7 +896,10 @@ void fv_api_fleet(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
         if (!v->fleet->devices.slots[i].hash || d == NULL) continue;
         const unsigned char *dek;
         char pseudo[FV_PSEUDONYM_LEN + 1];
-        if (fv_keystore_dek(v->keys, d->id, 0, &dek, pseudo) != FV_OK) continue;
+        char subject[FV_SUBJECT_NAME_MAX + 1];
+        if (fv_subject_current(v->keys, d->id, subject, NULL) != FV_OK)
+            snprintf(subject, sizeof subject, "%s", d->id);
+        if (fv_keystore_dek(v->keys, subject, 0, &dek, pseudo) != FV_OK) continue;
         struct fv_store_cursor *c;
         char err[256];
         if (fv_store_query(v->store, pseudo, dek, from, at, &f, 1, 0, &c, err, sizeof err))

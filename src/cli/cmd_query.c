@@ -112,16 +112,30 @@ int fv_cmd_query(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    char path[PATH_MAX], err[512];
+    const char *pn[] = {"device", "signals", "from", "to",       "step",    "agg",   "format",
+                        "limit",  "signal",  "at",   "lookback", "purpose", "ticket"};
+    const char *pv[] = {device, signals, from, to,       step,    agg,   format,
+                        limit,  signal,  at,   lookback, purpose, ticket};
+    (void)data;
+    return fv_cli_api("query", "GET", api, fleet ? "/api/v1/fleet" : "/api/v1/query", pn, pv,
+                      sizeof pn / sizeof pn[0], token_file);
+}
+
+/* Sends one request to the running server's API and streams the answer to standard
+ * output; an error reply's message goes to standard error. Exit code 0, 1 or 2. */
+int fv_cli_api(const char *prog, const char *method, const char *api, const char *endpoint,
+               const char *const *pn, const char *const *pv, size_t np, const char *token_file)
+{
+    char err[512];
     if (token_file == NULL) {
-        snprintf(path, sizeof path, "%s/admin.token", data);
-        token_file = path;
+        fprintf(stderr, "fleetvault %s: --token-file FILE is required (a principal's token)\n",
+                prog);
+        return 2;
     }
     char *tok = NULL;
     size_t toklen = 0;
     if (fv_os_read_file(token_file, 4096, &tok, &toklen, err, sizeof err) != FV_OK) {
-        fprintf(stderr, "fleetvault query: cannot read the API token: %s (use --token-file)\n",
-                err);
+        fprintf(stderr, "fleetvault %s: cannot read the API token: %s\n", prog, err);
         return 1;
     }
     while (toklen && (tok[toklen - 1] == '\n' || tok[toklen - 1] == '\r'))
@@ -135,14 +149,8 @@ int fv_cmd_query(int argc, char **argv)
     struct sink sink = {0};
     int rc = c ? FV_OK : FV_ENOMEM;
     if (rc == FV_OK) rc = fv_buf_append(&url, api, strlen(api));
-    if (rc == FV_OK)
-        rc = fv_buf_append(&url, fleet ? "/api/v1/fleet" : "/api/v1/query",
-                           strlen(fleet ? "/api/v1/fleet" : "/api/v1/query"));
-    const char *pn[] = {"device", "signals", "from", "to",       "step",    "agg",   "format",
-                        "limit",  "signal",  "at",   "lookback", "purpose", "ticket"};
-    const char *pv[] = {device, signals, from, to,       step,    agg,   format,
-                        limit,  signal,  at,   lookback, purpose, ticket};
-    for (size_t k = 0; rc == FV_OK && k < sizeof pn / sizeof pn[0]; k++)
+    if (rc == FV_OK) rc = fv_buf_append(&url, endpoint, strlen(endpoint));
+    for (size_t k = 0; rc == FV_OK && k < np; k++)
         rc = add_param(c, &url, pn[k], pv[k]);
     if (rc == FV_OK) rc = fv_buf_append(&url, "", 1);
     if (rc == FV_OK) rc = fv_buf_append(&auth, "Authorization: Bearer ", 22);
@@ -159,21 +167,22 @@ int fv_cmd_query(int argc, char **argv)
         curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
         curl_easy_setopt(c, CURLOPT_HEADERDATA, &sink);
         curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+        if (strcmp(method, "POST") == 0) curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
         cc = curl_easy_perform(c);
     }
     int exit_code = 0;
     if (rc != FV_OK) {
-        fprintf(stderr, "fleetvault query: %s\n", fv_strerror(rc));
+        fprintf(stderr, "fleetvault %s: %s\n", prog, fv_strerror(rc));
         exit_code = 1;
     } else if (cc != CURLE_OK) {
-        fprintf(stderr, "fleetvault query: %s: %s (is the server running? --api URL)\n", api,
+        fprintf(stderr, "fleetvault %s: %s: %s (is the server running? --api URL)\n", prog, api,
                 curl_easy_strerror(cc));
         exit_code = 1;
     } else if (sink.status >= 400) {
         json_t *j = json_loadb((const char *)sink.errbody.data, sink.errbody.len, 0, NULL);
         const char *m = json_string_value(json_object_get(j, "error"));
-        fprintf(stderr, "fleetvault query: %ld: %s\n", sink.status,
-                m ? m : "the server refused the query");
+        fprintf(stderr, "fleetvault %s: %ld: %s\n", prog, sink.status,
+                m ? m : "the server refused the request");
         json_decref(j);
         exit_code = 1;
     }

@@ -6,14 +6,21 @@
 #ifndef FV_CLI_COMMANDS_H
 #define FV_CLI_COMMANDS_H
 
-int fv_cmd_serve(int argc, char **argv);    /* cli/cmd_serve.c */
-int fv_cmd_certs(int argc, char **argv);    /* cli/cmd_certs.c */
-int fv_cmd_simulate(int argc, char **argv); /* cli/cmd_simulate.c */
-int fv_cmd_inspect(int argc, char **argv);  /* cli/cmd_inspect.c */
-int fv_cmd_send(int argc, char **argv);     /* cli/cmd_send.c */
-int fv_cmd_keys(int argc, char **argv);     /* cli/cmd_keys.c */
-int fv_cmd_query(int argc, char **argv);    /* cli/cmd_query.c */
+int fv_cmd_serve(int argc, char **argv);     /* cli/cmd_serve.c */
+int fv_cmd_certs(int argc, char **argv);     /* cli/cmd_certs.c */
+int fv_cmd_simulate(int argc, char **argv);  /* cli/cmd_simulate.c */
+int fv_cmd_inspect(int argc, char **argv);   /* cli/cmd_inspect.c */
+int fv_cmd_send(int argc, char **argv);      /* cli/cmd_send.c */
+int fv_cmd_keys(int argc, char **argv);      /* cli/cmd_keys.c */
+int fv_cmd_query(int argc, char **argv);     /* cli/cmd_query.c */
 int fv_cmd_principal(int argc, char **argv); /* cli/cmd_principal.c */
-int fv_cmd_audit(int argc, char **argv);    /* cli/cmd_audit.c */
+int fv_cmd_subject(int argc, char **argv);   /* cli/cmd_subject.c */
+
+/* One request to the running server's HTTP API (cli/cmd_query.c): GET or POST endpoint with
+ * the query parameters pn[i]=pv[i] (NULL values left out), the principal's token read from
+ * token_file; the answer is streamed to stdout. Returns the process exit code. */
+int fv_cli_api(const char *prog, const char *method, const char *api, const char *endpoint,
+               const char *const *pn, const char *const *pv, size_t np, const char *token_file);
+int fv_cmd_audit(int argc, char **argv); /* cli/cmd_audit.c */
 
 #endif

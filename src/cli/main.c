@@ -21,6 +21,7 @@ static void usage(FILE *f)
             "  keys       master key, data key rotation and shredding\n"
             "  query      ask the running server's store (ranges, downsampling, fleet view)\n"
             "  principal  API users and services, with roles of the access policy\n"
+            "  subject    owners, consent per purpose, erasure (GDPR)\n"
             "  audit      verify and search the tamper-evident audit log\n"
             "  version    print the version\n\n"
             "Run 'fleetvault COMMAND --help' for a command's options.\n",

@@ -46,6 +46,7 @@
 #include "privacy/guard.h"
 #include "privacy/principals.h"
 #include "privacy/tombstones.h"
+#include "privacy/subjects.h"
 #include "util/clock.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -112,6 +113,9 @@ struct fv_server {
     struct fv_store_config store_cfg;
     struct fv_store *store;
     struct fv_guard guard;
+    uint64_t registry_gen; /* bumped when the catalog changed under us (owner changes) */
+    uint64_t registry_checked_ns;
+    int64_t data_version;
     char tomb_outside[PATH_MAX];     /* the erasure list beside the master key ("" if none) */
     char tomb_inside[PATH_MAX];      /* its mirror in DATA */
     uint64_t store_wal_hi;           /* at start-up: WAL files <= this are already in the store */
@@ -468,13 +472,32 @@ static int sender_matches(const struct session *s, const struct fv_bytes *sender
 /* Seals the payload with the device's data key and appends the record. Nothing personal
  * reaches the disk in plaintext: the key is created (and committed) on a device's first
  * record. A device whose key was destroyed gets FV_ESTATE: it is erased, store nothing. */
+/* The device's current subject (owner period, privacy/subjects.h), cached per device and
+ * looked up again when the catalog changed (another process may record an owner change).
+ * A new period wipes the fleet state: the new owner sees nothing of the previous one. */
+static const char *current_subject(struct fv_server *srv, struct fv_device *d)
+{
+    if (d->subject[0] && d->subject_gen == srv->registry_gen) return d->subject;
+    char name[FV_SUBJECT_NAME_MAX + 1];
+    if (fv_subject_current(srv->keys, d->id, name, NULL) != FV_OK)
+        snprintf(name, sizeof name, "%s", d->id);
+    if (d->subject[0] && strcmp(d->subject, name) != 0) {
+        fv_info("device %s: a new owner period began; its fleet state starts empty", d->id);
+        fv_device_wipe(d);
+    }
+    snprintf(d->subject, sizeof d->subject, "%s", name);
+    d->subject_gen = srv->registry_gen;
+    return d->subject;
+}
+
 static int64_t wal_put(struct fv_server *srv, const struct session *s, uint8_t flags,
                        const char *topic, size_t topic_len, const void *txid, size_t txid_len,
                        const struct fv_buf *payload, const unsigned char **dek_out,
                        char pseudo[FV_PSEUDONYM_LEN + 1])
 {
     const unsigned char *dek;
-    int rc = fv_keystore_dek(srv->keys, s->ident.device_id, 1, &dek, pseudo);
+    const char *subject = s->dev ? current_subject(srv, s->dev) : s->ident.device_id;
+    int rc = fv_keystore_dek(srv->keys, subject, 1, &dek, pseudo);
     if (rc) {
         fv_warn("device %s: no data key (%s); record refused", s->ident.device_id,
                 rc == FV_ESTATE ? "its data was erased" : fv_strerror(rc));
@@ -995,8 +1018,12 @@ static int replay_rec(void *arg, const struct fv_wal_record *r, const char *file
     if (in_store) {
         /* Already in the store (and in the fleet state rebuilt from it): this file is kept
          * only so that late resends of its records are recognised. */
+        char dev_id[FV_SUBJECT_NAME_MAX + 1];
+        int ep_;
+        if (fv_subject_parse(name, dev_id, &ep_) != FV_OK)
+            snprintf(dev_id, sizeof dev_id, "%s", name);
         if (r->txid_len && !(r->flags & FV_WAL_F_GENERATED)) {
-            struct fv_device *d = fv_fleet_device(&srv->fleet, name, ct);
+            struct fv_device *d = fv_fleet_device(&srv->fleet, dev_id, ct);
             if (d == NULL || fv_device_add_txid(d, r->txid, r->txid_len) != FV_OK) return FV_ENOMEM;
         }
         return FV_OK;
@@ -1018,10 +1045,16 @@ static int replay_rec(void *arg, const struct fv_wal_record *r, const char *file
                                    plain.len);
     fv_buf_free(&plain);
     if (rc == FV_OK && !(r->flags & FV_WAL_F_GENERATED)) {
-        struct fv_device *d = fv_fleet_device(&srv->fleet, id, ct);
+        /* The record's subject may be an earlier owner period: its txid still counts for
+         * de-duplication, its values not for the current owner's state. */
+        char dev_id[FV_SUBJECT_NAME_MAX + 1];
+        int ep_;
+        if (fv_subject_parse(id, dev_id, &ep_) != FV_OK) snprintf(dev_id, sizeof dev_id, "%s", id);
+        struct fv_device *d = fv_fleet_device(&srv->fleet, dev_id, ct);
         if (d == NULL) rc = FV_ENOMEM;
         if (rc == FV_OK && r->txid_len) rc = fv_device_add_txid(d, r->txid, r->txid_len);
-        if (rc == FV_OK) rc = fv_device_apply(d, (uint64_t)t, r->received_ms, is_v ? &v : NULL);
+        if (rc == FV_OK && strcmp(current_subject(srv, d), id) == 0)
+            rc = fv_device_apply(d, (uint64_t)t, r->received_ms, is_v ? &v : NULL);
     }
     fv_vrecord_free(&v);
     return rc;
@@ -1043,8 +1076,12 @@ static int rebuild_subject(void *arg, const struct fv_store_subject *su)
         return rc;
     }
     if (rc) return rc;
-    struct fv_device *d = fv_fleet_device(&srv->fleet, name, "");
+    char dev_id[FV_SUBJECT_NAME_MAX + 1];
+    int ep_;
+    if (fv_subject_parse(name, dev_id, &ep_) != FV_OK) snprintf(dev_id, sizeof dev_id, "%s", name);
+    struct fv_device *d = fv_fleet_device(&srv->fleet, dev_id, "");
     if (d == NULL) return FV_ENOMEM;
+    if (strcmp(current_subject(srv, d), name) != 0) return FV_OK; /* an earlier owner's */
     struct fv_store_cursor *cur;
     char err[512];
     /* The latest value of most signals is in the newest day of frames. */
@@ -1169,25 +1206,50 @@ static const struct lws_protocols api_protocols[] = {
  * erasure list (beside the master key, then DATA) first, then the data key is destroyed,
  * the store forgets the subject and purges its blocks in the background, and the fleet
  * state drops its values. A crash in between is finished by the tombstone replay at start. */
+struct period_names {
+    char names[64][FV_SUBJECT_NAME_MAX + 1];
+    size_t n;
+};
+
+static int collect_period(void *arg, const struct fv_subject_period *p)
+{
+    struct period_names *pn = arg;
+    if (pn->n == 64) return FV_ELIMIT;
+    snprintf(pn->names[pn->n++], sizeof pn->names[0], "%s", p->name);
+    return 0;
+}
+
 static int erase_device(void *arg, const char *device, const struct fv_guard_ctx *ctx, char *err,
                         size_t errlen)
 {
     struct fv_server *srv = arg;
-    char pseudo[FV_PSEUDONYM_LEN + 1];
-    int rc = fv_keystore_pseudonym(srv->keys, device, pseudo);
+    struct period_names *pn = calloc(1, sizeof *pn);
+    if (pn == NULL) return FV_ENOMEM;
+    /* Every owner period of the device is a subject of its own; all of them go. */
+    int rc = fv_subject_periods(srv->keys, device, collect_period, pn, err, errlen);
+    if (rc == FV_OK && pn->n == 0) snprintf(pn->names[pn->n++], sizeof pn->names[0], "%s", device);
     uint64_t now = fv_now_ms();
     const char *by = ctx ? ctx->principal : NULL, *ticket = ctx ? ctx->ticket : NULL;
-    if (rc == FV_OK && srv->tomb_outside[0])
-        rc = fv_tombstone_append(srv->tomb_outside, pseudo, now, by, ticket, err, errlen);
-    if (rc == FV_OK)
-        rc = fv_tombstone_append(srv->tomb_inside, pseudo, now, by, ticket, err, errlen);
-    if (rc == FV_OK) rc = fv_keystore_destroy_pseudo(srv->keys, pseudo, err, errlen);
+    for (size_t k = 0; rc == FV_OK && k < pn->n; k++) {
+        char pseudo[FV_PSEUDONYM_LEN + 1];
+        rc = fv_keystore_pseudonym(srv->keys, pn->names[k], pseudo);
+        if (rc == FV_OK && srv->tomb_outside[0])
+            rc = fv_tombstone_append(srv->tomb_outside, pseudo, now, by, ticket, err, errlen);
+        if (rc == FV_OK)
+            rc = fv_tombstone_append(srv->tomb_inside, pseudo, now, by, ticket, err, errlen);
+        if (rc == FV_OK) rc = fv_subjects_forget(srv->keys, pn->names[k], err, errlen);
+        if (rc == FV_OK) rc = fv_keystore_destroy_pseudo(srv->keys, pseudo, err, errlen);
+        if (rc == FV_OK) {
+            fv_store_purge(srv->store, pseudo);
+            fv_info("erased subject %s (data key destroyed; its blocks are purged in the "
+                    "background)",
+                    pseudo);
+        }
+    }
+    free(pn);
     if (rc) return rc;
-    fv_store_purge(srv->store, pseudo);
     struct fv_device *d = fv_fleet_find(&srv->fleet, device);
     if (d) fv_device_wipe(d);
-    fv_info("erased subject %s (data key destroyed; its blocks are purged in the background)",
-            pseudo);
     return FV_OK;
 }
 
@@ -1260,6 +1322,25 @@ static void guard_close(struct fv_guard *g)
     memset(g, 0, sizeof *g);
 }
 
+/* Another process (fleetvault subject ...) may change the registry: SQLite's data_version
+ * changes when another connection commits; then every device's subject is looked up again
+ * (at most once a second). */
+static void registry_poll(struct fv_server *srv)
+{
+    static const char sql[] = "PRAGMA data_version";
+    uint64_t now = fv_mono_ns();
+    if (now - srv->registry_checked_ns < 1000000000ull) return;
+    srv->registry_checked_ns = now;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(fv_keystore_db(srv->keys), sql, -1, &st, NULL) != SQLITE_OK) return;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        int64_t v = sqlite3_column_int64(st, 0);
+        if (srv->data_version && v != srv->data_version) srv->registry_gen++;
+        srv->data_version = v;
+    }
+    sqlite3_finalize(st);
+}
+
 /* Wakes the loop at least once a second so the store's maintenance runs when idle. */
 static void tick_cb(struct ev_loop *loop, struct ev_timer *w, int revents)
 {
@@ -1321,6 +1402,8 @@ int fv_server_run(const struct fv_server_config *cfg, volatile sig_atomic_t *sto
     rc = fv_keystore_open(path, &srv->kek, &srv->keys, err, errlen);
     if (rc) goto out;
 
+    rc = fv_subjects_init(srv->keys, err, errlen);
+    if (rc) goto out;
     /* The erasure list is replayed before anything is decrypted (tombstones.h). */
     if (cfg->key_file[0])
         snprintf(srv->tomb_outside, sizeof srv->tomb_outside, "%s.tombstones", cfg->key_file);
@@ -1429,6 +1512,7 @@ int fv_server_run(const struct fv_server_config *cfg, volatile sig_atomic_t *sto
         ev_run(loop, EVRUN_ONCE);
         fv_store_tick(srv->store, srv->wal, store_key, srv, fv_now_ms());
         if (srv->guard.audit) fv_audit_tick(srv->guard.audit);
+        registry_poll(srv);
         /* TLS handshakes leave freed memory scattered through the heap; handing it back
          * every few seconds keeps idle connections near their true size (measured: 35 ->
          * 30 KB per connection at 1,000 devices). It takes a few ms for a large heap. */

@@ -1,0 +1,384 @@
+/* cmd_subject.c - `fleetvault subject`: who owns a device when, and what each owner has
+ * consented to (privacy/subjects.h).
+ *   subject show DEVICE                       periods, owners, consent now and its history
+ *   subject owner DEVICE OWNER_ID [--at T]    a change of owner: a new data subject from T
+ *   subject owner DEVICE OWNER_ID --current   the owner of the current period, none recorded
+ *   subject consent DEVICE PURPOSE give|withdraw [--at T] [--by NAME] [--epoch N]
+ * Works on DIR/catalog.db while the server runs or not (SQLite serialises the writes; a
+ * busy catalog is waited for up to 5 s). Needs the master key, as owner ids are sealed
+ * with each subject's data key: --key-file FILE or FV_MASTER_KEY. Prints owner ids: the
+ * output is personal data. */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <sqlite3.h>
+
+#include "api/api.h"
+#include "api/query.h"
+#include "cli/commands.h"
+#include "crypto/keys.h"
+#include "privacy/policy.h"
+#include "privacy/subjects.h"
+#include "util/clock.h"
+#include "util/err.h"
+
+int fv_cmd_subject(int argc, char **argv);
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: fleetvault subject show DEVICE [options]\n"
+            "       fleetvault subject owner DEVICE OWNER_ID [--at T | --current] [options]\n"
+            "       fleetvault subject consent DEVICE PURPOSE give|withdraw [--at T] [--by NAME]\n"
+            "                                  [--epoch N] [options]\n"
+            "       fleetvault subject erase DEVICE --ticket T --token-file F [--api URL]\n"
+            "options: --data DIR (default ./data), --key-file FILE (default FV_MASTER_KEY),\n"
+            "         --policy FILE (its purposes; default the built-in policy),\n"
+            "         --contract P,Q (purposes necessary for the contract; default service)\n\n"
+            "show prints the device's owner periods as JSON: each period is its own data\n"
+            "subject (DEVICE, DEVICE#2, ...), with its owner, its consent per purpose now and\n"
+            "the history of consent changes. owner records a change of owner at T (default\n"
+            "now): a new subject starts, and the new owner never sees the previous owner's\n"
+            "data; --current instead records the owner of the current period, which has none\n"
+            "recorded (no new subject). An OWNER_ID of - is read from standard input. consent\n"
+            "gives or withdraws consent to PURPOSE for the device's current owner (--epoch N:\n"
+            "for the owner of period N, e.g. a previous owner withdrawing); --by names who\n"
+            "records it (a principal name, or owner; never the owner's id).\n"
+            "Purposes necessary for the contract are always granted and cannot be withdrawn.\n"
+            "T is epoch milliseconds or RFC 3339 (2026-11-25T06:00:00Z). erase asks the running\n"
+            "server (a privacy officer's token, a ticket): every subject of the device is\n"
+            "erased at once (data keys destroyed, tombstones kept beside the master key).\n");
+}
+
+struct opts {
+    const char *data, *key_file, *policy_file, *contract, *at, *by, *epoch;
+    int current;
+    const char *pos[4];
+    int npos;
+};
+
+/* Splits list ("a,b") into names (NULL-terminated) with storage in buf; -1 if too many. */
+static int split_list(const char *list, char *buf, size_t buflen, const char **names, int max)
+{
+    int n = 0;
+    snprintf(buf, buflen, "%s", list);
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (n == max) return -1;
+        names[n++] = t;
+    }
+    names[n] = NULL;
+    return 0;
+}
+
+/* JSON time: RFC 3339 when it reads as one, else null. */
+static json_t *time_json(int64_t ms)
+{
+    if (ms < 0 || ms >= 253402300800000) return json_null(); /* before 1970, after 9999 */
+    char buf[40];
+    fv_format_time_ms((uint64_t)ms, buf, sizeof buf);
+    return json_string(buf);
+}
+
+struct show {
+    struct fv_keystore *ks;
+    const struct fv_purposes *pp;
+    const struct fv_policy *pol;
+    json_t *periods;
+    int64_t now;
+    char err[512];
+};
+
+static int add_change(void *arg, const struct fv_consent_change *c)
+{
+    json_t *hist = arg;
+    json_t *o = json_pack("{s:s,s:b,s:o,s:I,s:o}", "purpose", c->purpose, "granted", c->granted,
+                          "at", time_json(c->at_ms), "at_ms", (json_int_t)c->at_ms, "by",
+                          c->by[0] ? json_string(c->by) : json_null());
+    return o && json_array_append_new(hist, o) == 0 ? 0 : FV_ENOMEM;
+}
+
+static int add_period(void *arg, const struct fv_subject_period *p)
+{
+    struct show *s = arg;
+    int first = p->since_ms == FV_SUBJECT_ORIGIN, cur = p->until_ms == FV_SUBJECT_FOREVER;
+    json_t *o = json_pack(
+        "{s:s,s:i,s:s,s:o,s:o,s:o,s:o,s:b,s:o,s:b,s:o}", "subject", p->name, "epoch", p->epoch,
+        "pseudonym", p->pseudonym, "since", first ? json_null() : time_json(p->since_ms),
+        "since_ms", first ? json_null() : json_integer((json_int_t)p->since_ms), "until",
+        cur ? json_null() : time_json(p->until_ms), "until_ms",
+        cur ? json_null() : json_integer((json_int_t)p->until_ms), "current", p->current, "owner",
+        p->owner[0] ? json_string(p->owner) : json_null(), "erased", p->erased, "forgotten",
+        p->forgotten_ms ? time_json(p->forgotten_ms) : json_null());
+    json_t *now = json_object(), *hist = json_array();
+    if (o == NULL || now == NULL || hist == NULL) {
+        json_decref(o);
+        json_decref(now);
+        json_decref(hist);
+        return FV_ENOMEM;
+    }
+    json_object_set_new(o, "consent_now", now);
+    json_object_set_new(o, "consent_history", hist);
+    int rc = json_array_append_new(s->periods, o) == 0 ? FV_OK : FV_ENOMEM;
+    for (size_t i = 0; rc == FV_OK && i < fv_policy_npurposes(s->pol); i++) {
+        const char *purpose = fv_policy_purpose_name(s->pol, i);
+        int g = 0;
+        rc = fv_consent_at(s->ks, s->pp, p->name, purpose, s->now, &g);
+        if (rc == FV_OK) json_object_set_new(now, purpose, json_boolean(g));
+        if (rc) fv_seterr(s->err, sizeof s->err, "consent of %s: %s", p->name, fv_strerror(rc));
+    }
+    if (rc == FV_OK)
+        rc = fv_consent_history(s->ks, p->name, add_change, hist, s->err, sizeof s->err);
+    return rc;
+}
+
+static int cmd_show(struct fv_keystore *ks, const struct fv_purposes *pp, const char *device)
+{
+    struct show s = {.ks = ks, .pp = pp, .pol = pp->policy, .now = (int64_t)fv_now_ms()};
+    char pseudo[FV_PSEUDONYM_LEN + 1], cur[FV_SUBJECT_NAME_MAX + 1];
+    json_t *contract = json_array(), *out = NULL;
+    s.periods = json_array();
+    int rc = s.periods && contract ? FV_OK : FV_ENOMEM;
+    for (size_t i = 0; rc == FV_OK && pp->contract[i]; i++)
+        if (json_array_append_new(contract, json_string(pp->contract[i]))) rc = FV_ENOMEM;
+    if (rc == FV_OK) rc = fv_subject_periods(ks, device, add_period, &s, s.err, sizeof s.err);
+    if (rc == FV_OK) rc = fv_subject_current(ks, device, cur, NULL);
+    if (rc == FV_OK) rc = fv_keystore_pseudonym(ks, device, pseudo);
+    if (rc == FV_OK) {
+        out = json_pack("{s:s,s:s,s:s,s:O,s:O}", "device", device, "pseudonym", pseudo, "current",
+                        cur, "contract_purposes", contract, "periods", s.periods);
+        char *text = out ? json_dumps(out, JSON_INDENT(2)) : NULL;
+        if (text) {
+            printf("%s\n", text);
+            OPENSSL_cleanse(text, strlen(text)); /* owner ids */
+            free(text);
+        } else {
+            rc = FV_ENOMEM;
+        }
+    }
+    if (rc) fprintf(stderr, "fleetvault subject show: %s\n", s.err[0] ? s.err : fv_strerror(rc));
+    json_decref(out);
+    json_decref(s.periods);
+    json_decref(contract);
+    return rc ? 1 : 0;
+}
+
+/* OWNER_ID, or one line of standard input for "-" (keeps it out of `ps` and history). */
+static int owner_arg(const char *arg, char *out, size_t n)
+{
+    if (strcmp(arg, "-") != 0) return snprintf(out, n, "%s", arg) < (int)n ? 0 : -1;
+    if (fgets(out, (int)n, stdin) == NULL) return -1;
+    out[strcspn(out, "\r\n")] = '\0';
+    return 0;
+}
+
+static int cmd_owner(struct fv_keystore *ks, const struct opts *o)
+{
+    const char *device = o->pos[1];
+    char owner[FV_SUBJECT_OWNER_MAX + 2], err[512] = "", name[FV_SUBJECT_NAME_MAX + 1];
+    int64_t at = (int64_t)fv_now_ms();
+    if (o->at && fv_parse_time_ms(o->at, &at) != FV_OK) {
+        fprintf(stderr, "fleetvault subject owner: bad --at %s (epoch ms or RFC 3339)\n", o->at);
+        return 2;
+    }
+    if (owner_arg(o->pos[2], owner, sizeof owner) != 0) {
+        fprintf(stderr, "fleetvault subject owner: no owner id (at most %d bytes)\n",
+                FV_SUBJECT_OWNER_MAX);
+        return 2;
+    }
+    int rc = o->current ? fv_subject_set_owner(ks, device, owner, err, sizeof err)
+                        : fv_subject_change_owner(ks, device, owner, at, err, sizeof err);
+    OPENSSL_cleanse(owner, sizeof owner);
+    int epoch = 0;
+    if (rc == FV_OK) rc = fv_subject_current(ks, device, name, &epoch);
+    if (rc) {
+        fprintf(stderr, "fleetvault subject owner: %s\n", err[0] ? err : fv_strerror(rc));
+        return 1;
+    }
+    if (o->current) {
+        printf("%s: recorded the owner of period %d (subject %s)\n", device, epoch, name);
+    } else {
+        char t[40];
+        json_t *tj = time_json(at);
+        snprintf(t, sizeof t, "%s", json_is_string(tj) ? json_string_value(tj) : "");
+        json_decref(tj);
+        printf("%s: owner period %d (subject %s) begins at %s%s%lld ms; the previous owner's data "
+               "stays with the previous subject\n",
+               device, epoch, name, t, t[0] ? " = " : "", (long long)at);
+    }
+    return 0;
+}
+
+static int cmd_consent(struct fv_keystore *ks, const struct fv_purposes *pp, const struct opts *o)
+{
+    const char *device = o->pos[1], *purpose = o->pos[2], *verb = o->pos[3];
+    int give = strcmp(verb, "give") == 0;
+    if (!give && strcmp(verb, "withdraw") != 0) {
+        usage(stderr);
+        return 2;
+    }
+    int64_t at = (int64_t)fv_now_ms();
+    if (o->at && fv_parse_time_ms(o->at, &at) != FV_OK) {
+        fprintf(stderr, "fleetvault subject consent: bad --at %s (epoch ms or RFC 3339)\n", o->at);
+        return 2;
+    }
+    char name[FV_SUBJECT_NAME_MAX + 1], err[512] = "";
+    int rc;
+    if (o->epoch) {
+        char *end;
+        long e = strtol(o->epoch, &end, 10);
+        if (*end || e < 1 || e > INT_MAX) {
+            fprintf(stderr, "fleetvault subject consent: bad --epoch %s\n", o->epoch);
+            return 2;
+        }
+        rc = fv_subject_name(device, (int)e, name);
+    } else {
+        rc = fv_subject_current(ks, device, name, NULL);
+    }
+    if (rc == FV_EINVAL) fv_seterr(err, sizeof err, "not a device id: %s", device);
+    if (rc == FV_OK) rc = fv_consent_set(ks, pp, name, purpose, give, at, o->by, err, sizeof err);
+    if (rc) {
+        fprintf(stderr, "fleetvault subject consent: %s\n", err[0] ? err : fv_strerror(rc));
+        return 1;
+    }
+    printf("%s: consent to %s %s at %lld ms (subject %s)\n", device, purpose,
+           give ? "given" : "withdrawn", (long long)at, name);
+    return 0;
+}
+
+/* `subject erase DEVICE --ticket T --token-file F [--api URL]`: through the running server
+ * (a privacy officer's token), so the erasure is decided, audited and applied at once. */
+static int subject_erase(int argc, char **argv)
+{
+    const char *api = "http://127.0.0.1:8080", *token_file = NULL, *ticket = NULL, *dev = NULL;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--api") == 0 && i + 1 < argc)
+            api = argv[++i];
+        else if (strcmp(argv[i], "--token-file") == 0 && i + 1 < argc)
+            token_file = argv[++i];
+        else if (strcmp(argv[i], "--ticket") == 0 && i + 1 < argc)
+            ticket = argv[++i];
+        else if (argv[i][0] != '-' && dev == NULL)
+            dev = argv[i];
+        else {
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (dev == NULL || ticket == NULL) {
+        usage(stderr);
+        return 2;
+    }
+    char *enc = curl_easy_escape(NULL, dev, 0);
+    char endpoint[256];
+    snprintf(endpoint, sizeof endpoint, "/api/v1/subjects/%s/erase", enc ? enc : "");
+    curl_free(enc);
+    const char *pn[] = {"ticket"}, *pv[] = {ticket};
+    int rc = fv_cli_api("subject erase", "POST", api, endpoint, pn, pv, 1, token_file);
+    if (rc == 0) printf("\n");
+    return rc;
+}
+
+int fv_cmd_subject(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "erase") == 0) return subject_erase(argc, argv);
+    struct opts o = {.data = "./data"};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int more = i + 1 < argc;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(a, "--data") == 0 && more) {
+            o.data = argv[++i];
+        } else if (strcmp(a, "--key-file") == 0 && more) {
+            o.key_file = argv[++i];
+        } else if (strcmp(a, "--policy") == 0 && more) {
+            o.policy_file = argv[++i];
+        } else if (strcmp(a, "--contract") == 0 && more) {
+            o.contract = argv[++i];
+        } else if (strcmp(a, "--at") == 0 && more) {
+            o.at = argv[++i];
+        } else if (strcmp(a, "--by") == 0 && more) {
+            o.by = argv[++i];
+        } else if (strcmp(a, "--epoch") == 0 && more) {
+            o.epoch = argv[++i];
+        } else if (strcmp(a, "--current") == 0) {
+            o.current = 1;
+        } else if ((a[0] == '-' && strcmp(a, "-") != 0) || o.npos == 4) {
+            usage(stderr);
+            return 2;
+        } else {
+            o.pos[o.npos++] = a;
+        }
+    }
+    const char *verb = o.npos ? o.pos[0] : "";
+    int show = strcmp(verb, "show") == 0, owner = strcmp(verb, "owner") == 0,
+        consent = strcmp(verb, "consent") == 0;
+    if (!((show && o.npos == 2) || (owner && o.npos == 3) || (consent && o.npos == 4)) ||
+        (o.current && (!owner || o.at)) || (o.by && !consent) || (o.epoch && !consent) ||
+        (o.at && show)) {
+        usage(stderr);
+        return 2;
+    }
+    const char *contract[FV_POLICY_MAX_PURPOSES + 1] = {FV_SUBJECT_CONTRACT, NULL};
+    char contract_buf[FV_POLICY_MAX_PURPOSES * (FV_POLICY_NAME_MAX + 1) + 1];
+    if (o.contract && split_list(o.contract, contract_buf, sizeof contract_buf, contract,
+                                 FV_POLICY_MAX_PURPOSES)) {
+        fprintf(stderr, "fleetvault subject: --contract: too many purposes\n");
+        return 2;
+    }
+    char path[PATH_MAX], err[1024] = "";
+    snprintf(path, sizeof path, "%s/catalog.db", o.data);
+    if (access(path, F_OK) != 0) {
+        fprintf(stderr,
+                "fleetvault subject: %s: no catalog here (start the server once to create "
+                "it)\n",
+                path);
+        return 1;
+    }
+    struct fv_policy *pol = NULL;
+    struct fv_keystore *ks = NULL;
+    struct fv_kek kek;
+    int rc = fv_policy_load(o.policy_file, &pol, err, sizeof err);
+    if (rc == FV_OK) rc = fv_kek_load(o.key_file, &kek, err, sizeof err);
+    if (rc == FV_OK) {
+        rc = fv_keystore_open(path, &kek, &ks, err, sizeof err);
+        fv_kek_wipe(&kek);
+    }
+    if (rc == FV_OK) {
+        /* The server may be writing: wait for it rather than fail. */
+        sqlite3_busy_timeout((sqlite3 *)fv_keystore_db(ks), 5000);
+        rc = fv_subjects_init(ks, err, sizeof err);
+    }
+    if (rc) {
+        fprintf(stderr, "fleetvault subject: %s\n", err[0] ? err : fv_strerror(rc));
+        fv_keystore_close(ks);
+        fv_policy_free(pol);
+        return 1;
+    }
+    for (size_t i = 0; rc == FV_OK && contract[i]; i++)
+        if (fv_policy_purpose_id(pol, contract[i]) < 0) {
+            fv_seterr(err, sizeof err, "--contract: %s is not a purpose of the policy",
+                      contract[i]);
+            rc = FV_EINVAL;
+        }
+    if (rc) {
+        fprintf(stderr, "fleetvault subject: %s\n", err);
+        fv_keystore_close(ks);
+        fv_policy_free(pol);
+        return 2;
+    }
+    struct fv_purposes pp = {.policy = pol, .contract = contract};
+    int status = show    ? cmd_show(ks, &pp, o.pos[1])
+                 : owner ? cmd_owner(ks, &o)
+                         : cmd_consent(ks, &pp, &o);
+    fv_keystore_close(ks);
+    fv_policy_free(pol);
+    return status;
+}

@@ -1,0 +1,928 @@
+/*
+ * subjects.c - see subjects.h (tables, rules S1-S6).
+ *
+ * How the writes stay consistent with the keystore: a new subject's data key is created
+ * (and committed, autocommit) before the transaction that opens its period, never inside
+ * it, because the keystore caches keys in memory and a rolled-back key would stay cached
+ * while absent from disk. If the period transaction then fails, the key exists with no
+ * period naming it; a retry finds and uses it (nothing can have been sealed with it, since
+ * a subject is used only once its period is open).
+ *
+ * Every read of a device's periods goes through load_periods, which checks S1 and that
+ * each row's subject pseudonym is the one its epoch's name gives, so a swapped or edited
+ * row is reported as corruption rather than served.
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <sqlite3.h>
+
+#include "crypto/certs.h"
+#include "privacy/principals.h"
+#include "privacy/subjects.h"
+#include "util/buf.h"
+#include "util/clock.h"
+#include "util/err.h"
+
+static const char OWNER_AAD_PREFIX[] = "fv-owner:";
+
+static const char *const default_purposes[] = {FV_SUBJECT_PURPOSES, NULL};
+static const char *const default_contract[] = {FV_SUBJECT_CONTRACT, NULL};
+
+static sqlite3 *cat(struct fv_keystore *ks)
+{
+    return (sqlite3 *)fv_keystore_db(ks);
+}
+
+static int exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        fv_seterr(err, errlen, "catalog: %s", msg ? msg : sqlite3_errmsg(db));
+        sqlite3_free(msg);
+        return FV_EIO;
+    }
+    return FV_OK;
+}
+
+int fv_subjects_init(struct fv_keystore *ks, char *err, size_t errlen)
+{
+    return exec(cat(ks),
+                "CREATE TABLE IF NOT EXISTS subject_periods(device TEXT NOT NULL,"
+                " epoch INTEGER NOT NULL, subject TEXT NOT NULL, owner BLOB,"
+                " since_ms INTEGER NOT NULL, until_ms INTEGER, forgotten_ms INTEGER,"
+                " PRIMARY KEY(device, epoch));"
+                "CREATE INDEX IF NOT EXISTS subject_periods_subject ON subject_periods(subject);"
+                "CREATE TABLE IF NOT EXISTS consents(subject TEXT NOT NULL,"
+                " purpose TEXT NOT NULL, granted INTEGER NOT NULL, at_ms INTEGER NOT NULL,"
+                " by TEXT, seq INTEGER PRIMARY KEY AUTOINCREMENT);"
+                "CREATE INDEX IF NOT EXISTS consents_subject_purpose"
+                " ON consents(subject, purpose, at_ms);",
+                err, errlen);
+}
+
+/* ---- names -------------------------------------------------------------------------- */
+
+int fv_subject_name(const char *device, int epoch, char out[FV_SUBJECT_NAME_MAX + 1])
+{
+    out[0] = '\0';
+    if (!fv_device_id_valid(device) || epoch < 1) return FV_EINVAL;
+    char tmp[FV_SUBJECT_NAME_MAX + 16];
+    int k = epoch == 1 ? snprintf(tmp, sizeof tmp, "%s", device)
+                       : snprintf(tmp, sizeof tmp, "%s#%d", device, epoch);
+    if (k < 0 || (size_t)k > FV_SUBJECT_NAME_MAX) return FV_ELIMIT;
+    memcpy(out, tmp, (size_t)k + 1);
+    return FV_OK;
+}
+
+int fv_subject_parse(const char *name, char device[FV_SUBJECT_NAME_MAX + 1], int *epoch)
+{
+    device[0] = '\0';
+    *epoch = 0;
+    if (name == NULL) return FV_EINVAL;
+    size_t n = strnlen(name, FV_SUBJECT_NAME_MAX + 1);
+    if (n == 0 || n > FV_SUBJECT_NAME_MAX) return FV_EINVAL;
+    const char *hash = strchr(name, '#');
+    size_t dlen = hash ? (size_t)(hash - name) : n;
+    long e = 1;
+    if (hash) {
+        const char *d = hash + 1;
+        size_t nd = strlen(d);
+        /* Digits only, no leading zero, fits an int: one spelling per epoch. */
+        if (nd == 0 || nd > 9 || d[0] == '0' || strspn(d, "0123456789") != nd) return FV_EINVAL;
+        e = strtol(d, NULL, 10);
+        if (e < 2) return FV_EINVAL;
+    }
+    char dev[FV_SUBJECT_NAME_MAX + 1];
+    memcpy(dev, name, dlen);
+    dev[dlen] = '\0';
+    if (!fv_device_id_valid(dev)) return FV_EINVAL;
+    memcpy(device, dev, dlen + 1);
+    *epoch = (int)e;
+    return FV_OK;
+}
+
+/* 1 to FV_SUBJECT_OWNER_MAX bytes, none a control character. */
+static int owner_valid(const char *o)
+{
+    if (o == NULL) return 0;
+    size_t n = strnlen(o, FV_SUBJECT_OWNER_MAX + 1);
+    if (n == 0 || n > FV_SUBJECT_OWNER_MAX) return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)o[i];
+        if (c < 0x20 || c == 0x7f) return 0;
+    }
+    return 1;
+}
+
+/* ---- periods ------------------------------------------------------------------------ */
+
+struct prow {
+    int epoch;
+    char name[FV_SUBJECT_NAME_MAX + 1];
+    char pseudo[FV_PSEUDONYM_LEN + 1];
+    int64_t since, until; /* until FV_SUBJECT_FOREVER while open */
+    int64_t forgotten;    /* 0: never */
+    unsigned char *owner; /* sealed; NULL when none */
+    size_t owner_len;
+};
+
+struct periods {
+    char device[FV_SUBJECT_NAME_MAX + 1];
+    char dpseudo[FV_PSEUDONYM_LEN + 1];
+    struct prow *v;
+    size_t n; /* 0: only the implicit epoch 1 */
+};
+
+static void periods_free(struct periods *p)
+{
+    for (size_t i = 0; i < p->n; i++)
+        free(p->v[i].owner);
+    free(p->v);
+    p->v = NULL;
+    p->n = 0;
+}
+
+/* The current epoch and its start (the implicit period when none is recorded). */
+static int cur_epoch(const struct periods *p)
+{
+    return p->n ? p->v[p->n - 1].epoch : 1;
+}
+static int64_t cur_since(const struct periods *p)
+{
+    return p->n ? p->v[p->n - 1].since : FV_SUBJECT_ORIGIN;
+}
+
+static int corrupt(const struct periods *p, int epoch, const char *what, char *err, size_t errlen)
+{
+    fv_seterr(err, errlen, "catalog: subject_periods: device %s epoch %d: %s", p->dpseudo, epoch,
+              what);
+    return FV_ECORRUPT;
+}
+
+/* Reads device's periods, oldest first, checking S1 and every row's subject pseudonym.
+ * On success the caller frees *out with periods_free. */
+static int load_periods(struct fv_keystore *ks, const char *device, struct periods *out, char *err,
+                        size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    if (!fv_device_id_valid(device)) {
+        fv_seterr(err, errlen, "not a device id (1-64 of A-Z a-z 0-9 - _)");
+        return FV_EINVAL;
+    }
+    snprintf(out->device, sizeof out->device, "%s", device);
+    if (fv_keystore_pseudonym(ks, device, out->dpseudo) != FV_OK) {
+        fv_seterr(err, errlen, "cannot compute a pseudonym");
+        return FV_EIO;
+    }
+    sqlite3 *db = cat(ks);
+    sqlite3_stmt *st = NULL;
+    size_t cap = 0;
+    int rc = FV_EIO, step;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT epoch, subject, owner, since_ms, until_ms, forgotten_ms"
+                           " FROM subject_periods WHERE device = ?1 ORDER BY epoch",
+                           -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_bind_text(st, 1, out->dpseudo, -1, SQLITE_STATIC) != SQLITE_OK)
+        goto dberr;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        if (out->n == cap) {
+            size_t ncap = cap ? 2 * cap : 4;
+            struct prow *nv = realloc(out->v, ncap * sizeof *nv);
+            if (nv == NULL) {
+                rc = FV_ENOMEM;
+                fv_seterr(err, errlen, "out of memory");
+                goto fail;
+            }
+            out->v = nv;
+            cap = ncap;
+        }
+        struct prow *r = &out->v[out->n];
+        memset(r, 0, sizeof *r);
+        out->n++;
+        sqlite3_int64 epoch = sqlite3_column_int64(st, 0);
+        int want = (int)out->n;
+        if (epoch != want) {
+            rc = corrupt(out, want, "epochs are not 1, 2, ... in order", err, errlen);
+            goto fail;
+        }
+        r->epoch = want;
+        if (fv_subject_name(device, r->epoch, r->name) != FV_OK ||
+            fv_keystore_pseudonym(ks, r->name, r->pseudo) != FV_OK) {
+            rc = corrupt(out, want, "no subject name fits this epoch", err, errlen);
+            goto fail;
+        }
+        const unsigned char *subj = sqlite3_column_text(st, 1);
+        if (subj == NULL || strcmp((const char *)subj, r->pseudo) != 0) {
+            rc = corrupt(out, want, "the subject is not this epoch's", err, errlen);
+            goto fail;
+        }
+        if (sqlite3_column_type(st, 2) != SQLITE_NULL) {
+            int len = sqlite3_column_bytes(st, 2);
+            const void *b = sqlite3_column_blob(st, 2);
+            if (len < FV_SEAL_OVERHEAD || b == NULL) {
+                rc = corrupt(out, want, "the sealed owner is too short", err, errlen);
+                goto fail;
+            }
+            if ((r->owner = malloc((size_t)len)) == NULL) {
+                rc = FV_ENOMEM;
+                fv_seterr(err, errlen, "out of memory");
+                goto fail;
+            }
+            memcpy(r->owner, b, (size_t)len);
+            r->owner_len = (size_t)len;
+        }
+        r->since = sqlite3_column_int64(st, 3);
+        int open = sqlite3_column_type(st, 4) == SQLITE_NULL;
+        r->until = open ? FV_SUBJECT_FOREVER : sqlite3_column_int64(st, 4);
+        if (sqlite3_column_type(st, 5) != SQLITE_NULL) {
+            r->forgotten = sqlite3_column_int64(st, 5);
+            if (r->forgotten <= 0) r->forgotten = 1; /* keep a forgotten row forgotten */
+        }
+        if (r->epoch == 1 ? r->since != FV_SUBJECT_ORIGIN : r->since != out->v[out->n - 2].until) {
+            rc = corrupt(out, want, "the period does not start where the previous one ends", err,
+                         errlen);
+            goto fail;
+        }
+        if (!open && (r->until < r->since || r->until == FV_SUBJECT_FOREVER)) {
+            rc = corrupt(out, want, "the period ends before it starts", err, errlen);
+            goto fail;
+        }
+        if (out->n > 1 && out->v[out->n - 2].until == FV_SUBJECT_FOREVER) {
+            rc = corrupt(out, want - 1, "an open period is followed by another", err, errlen);
+            goto fail;
+        }
+    }
+    if (step != SQLITE_DONE) goto dberr;
+    if (out->n && out->v[out->n - 1].until != FV_SUBJECT_FOREVER) {
+        rc = corrupt(out, out->v[out->n - 1].epoch, "the last period is closed", err, errlen);
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    return FV_OK;
+dberr:
+    fv_seterr(err, errlen, "catalog: subject_periods: %s", sqlite3_errmsg(db));
+    rc = FV_EIO;
+fail:
+    sqlite3_finalize(st);
+    periods_free(out);
+    return rc;
+}
+
+int fv_subject_current(struct fv_keystore *ks, const char *device,
+                       char name_out[FV_SUBJECT_NAME_MAX + 1], int *epoch)
+{
+    name_out[0] = '\0';
+    if (epoch) *epoch = 0;
+    struct periods p;
+    int rc = load_periods(ks, device, &p, NULL, 0);
+    if (rc) return rc;
+    int e = cur_epoch(&p);
+    rc = fv_subject_name(device, e, name_out);
+    if (rc == FV_OK && epoch) *epoch = e;
+    periods_free(&p);
+    return rc;
+}
+
+int fv_subject_for_time(struct fv_keystore *ks, const char *device, int64_t t,
+                        char name_out[FV_SUBJECT_NAME_MAX + 1], int *epoch)
+{
+    name_out[0] = '\0';
+    if (epoch) *epoch = 0;
+    struct periods p;
+    int rc = load_periods(ks, device, &p, NULL, 0);
+    if (rc) return rc;
+    /* S1: the periods cover all time, so exactly one holds t (INT64_MAX: the last). */
+    int e = 1;
+    for (size_t i = 0; i < p.n; i++)
+        if (p.v[i].since <= t) e = p.v[i].epoch;
+    rc = fv_subject_name(device, e, name_out);
+    if (rc == FV_OK && epoch) *epoch = e;
+    periods_free(&p);
+    return rc;
+}
+
+/* Seals owner with the data key of subject name (creating the key if create), into *out. */
+static int seal_owner(struct fv_keystore *ks, const char *name, const char *owner, int create,
+                      struct fv_buf *out, char *err, size_t errlen)
+{
+    const unsigned char *dek = NULL;
+    char pseudo[FV_PSEUDONYM_LEN + 1], aad[sizeof OWNER_AAD_PREFIX + FV_PSEUDONYM_LEN];
+    int rc = fv_keystore_dek(ks, name, create, &dek, pseudo);
+    if (rc == FV_ESTATE) {
+        fv_seterr(err, errlen,
+                  "subject %s was erased (its data key is destroyed and is never re-created)",
+                  pseudo);
+        return FV_ESTATE;
+    }
+    if (rc) {
+        fv_seterr(err, errlen, "no data key for the subject: %s", fv_strerror(rc));
+        return rc == FV_ENOENT ? FV_ECORRUPT : rc;
+    }
+    snprintf(aad, sizeof aad, "%s%s", OWNER_AAD_PREFIX, pseudo);
+    rc = fv_seal(dek, aad, strlen(aad), owner, strlen(owner), out);
+    if (rc) fv_seterr(err, errlen, "sealing the owner id failed: %s", fv_strerror(rc));
+    return rc;
+}
+
+/* Opens a sealed owner into out (FV_SUBJECT_OWNER_MAX + 1 bytes). FV_ESTATE: the key is
+ * destroyed (out ""). */
+static int open_owner(struct fv_keystore *ks, const struct prow *r, char *out)
+{
+    out[0] = '\0';
+    const unsigned char *dek = NULL;
+    char pseudo[FV_PSEUDONYM_LEN + 1], aad[sizeof OWNER_AAD_PREFIX + FV_PSEUDONYM_LEN];
+    int rc = fv_keystore_dek(ks, r->name, 0, &dek, pseudo);
+    if (rc == FV_ENOENT) return FV_ECORRUPT; /* sealed with a key that never existed */
+    if (rc) return rc;
+    snprintf(aad, sizeof aad, "%s%s", OWNER_AAD_PREFIX, pseudo);
+    struct fv_buf plain = {0};
+    rc = fv_open(dek, aad, strlen(aad), r->owner, r->owner_len, &plain);
+    if (rc == FV_OK && (plain.len == 0 || plain.len > FV_SUBJECT_OWNER_MAX)) rc = FV_ECORRUPT;
+    if (rc == FV_OK) {
+        memcpy(out, plain.data, plain.len);
+        out[plain.len] = '\0';
+    }
+    if (plain.data) OPENSSL_cleanse(plain.data, plain.cap);
+    fv_buf_free(&plain);
+    return rc;
+}
+
+static int begin(sqlite3 *db, char *err, size_t errlen)
+{
+    return exec(db, "BEGIN IMMEDIATE", err, errlen);
+}
+
+static int commit_or_rollback(sqlite3 *db, int rc, char *err, size_t errlen)
+{
+    if (rc == FV_OK) rc = exec(db, "COMMIT", err, errlen);
+    if (rc != FV_OK) exec(db, "ROLLBACK", NULL, 0);
+    return rc;
+}
+
+/* One INSERT into subject_periods. owner may be NULL; until FV_SUBJECT_FOREVER -> NULL. */
+static int insert_period(sqlite3 *db, const char *dpseudo, int epoch, const char *spseudo,
+                         const struct fv_buf *owner, int64_t since, int64_t until, char *err,
+                         size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = FV_EIO;
+    if (sqlite3_prepare_v2(db,
+                           "INSERT INTO subject_periods(device, epoch, subject, owner, since_ms,"
+                           " until_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_bind_text(st, 1, dpseudo, -1, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_bind_int(st, 2, epoch) == SQLITE_OK &&
+        sqlite3_bind_text(st, 3, spseudo, -1, SQLITE_STATIC) == SQLITE_OK &&
+        (owner ? sqlite3_bind_blob(st, 4, owner->data, (int)owner->len, SQLITE_STATIC)
+               : sqlite3_bind_null(st, 4)) == SQLITE_OK &&
+        sqlite3_bind_int64(st, 5, since) == SQLITE_OK &&
+        (until == FV_SUBJECT_FOREVER ? sqlite3_bind_null(st, 6)
+                                     : sqlite3_bind_int64(st, 6, until)) == SQLITE_OK) {
+        int step = sqlite3_step(st);
+        if (step == SQLITE_DONE)
+            rc = FV_OK;
+        else if (sqlite3_extended_errcode(db) == SQLITE_CONSTRAINT_PRIMARYKEY)
+            rc = FV_EAGAIN;
+    }
+    if (rc == FV_EAGAIN)
+        fv_seterr(err, errlen, "the device's periods changed meanwhile; try again");
+    else if (rc)
+        fv_seterr(err, errlen, "catalog: subject_periods: %s", sqlite3_errmsg(db));
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Same device state as before: same number of periods, same current start. */
+static int same_state(const struct periods *a, const struct periods *b)
+{
+    return a->n == b->n && cur_since(a) == cur_since(b) &&
+           (a->n == 0 || (a->v[a->n - 1].owner == NULL) == (b->v[b->n - 1].owner == NULL));
+}
+
+int fv_subject_change_owner(struct fv_keystore *ks, const char *device, const char *owner_id,
+                            int64_t at_ms, char *err, size_t errlen)
+{
+    if (!owner_valid(owner_id)) {
+        fv_seterr(err, errlen, "bad owner id (1 to %d bytes, no control characters)",
+                  FV_SUBJECT_OWNER_MAX);
+        return FV_EINVAL;
+    }
+    if (at_ms == INT64_MIN || at_ms == INT64_MAX) {
+        fv_seterr(err, errlen, "bad time of the change of owner");
+        return FV_EINVAL;
+    }
+    sqlite3 *db = cat(ks);
+    struct periods p, again;
+    memset(&again, 0, sizeof again);
+    struct fv_buf sealed = {0};
+    int rc = load_periods(ks, device, &p, err, errlen);
+    if (rc) return rc;
+    int e = cur_epoch(&p);
+    char name[FV_SUBJECT_NAME_MAX + 1], pseudo[FV_PSEUDONYM_LEN + 1];
+    if (at_ms < cur_since(&p)) {
+        fv_seterr(err, errlen,
+                  "the change of owner (at %lld ms) would precede the current owner period, "
+                  "which began at %lld ms",
+                  (long long)at_ms, (long long)cur_since(&p));
+        rc = FV_EINVAL;
+        goto done;
+    }
+    if (e >= INT_MAX - 1 || fv_subject_name(device, e + 1, name) != FV_OK) {
+        fv_seterr(err, errlen,
+                  "device id too long for owner period %d (subject names are at most %d "
+                  "bytes: the id, '#', the period)",
+                  e + 1, FV_SUBJECT_NAME_MAX);
+        rc = FV_ELIMIT;
+        goto done;
+    }
+    /* The new subject's key first, committed on its own (see the top of this file). */
+    rc = seal_owner(ks, name, owner_id, 1, &sealed, err, errlen);
+    if (rc == FV_OK) rc = fv_keystore_pseudonym(ks, name, pseudo);
+    if (rc) goto done;
+    if ((rc = begin(db, err, errlen)) != FV_OK) goto done;
+    rc = load_periods(ks, device, &again, err, errlen);
+    if (rc == FV_OK && !same_state(&p, &again)) {
+        fv_seterr(err, errlen, "the device's periods changed meanwhile; try again");
+        rc = FV_EAGAIN;
+    }
+    if (rc == FV_OK && p.n == 0) {
+        /* Epoch 1 was implicit: record it, closed, owner unknown. */
+        rc =
+            insert_period(db, p.dpseudo, 1, p.dpseudo, NULL, FV_SUBJECT_ORIGIN, at_ms, err, errlen);
+    } else if (rc == FV_OK) {
+        sqlite3_stmt *st = NULL;
+        rc = FV_EIO;
+        if (sqlite3_prepare_v2(db,
+                               "UPDATE subject_periods SET until_ms = ?3"
+                               " WHERE device = ?1 AND epoch = ?2 AND until_ms IS NULL",
+                               -1, &st, NULL) == SQLITE_OK &&
+            sqlite3_bind_text(st, 1, p.dpseudo, -1, SQLITE_STATIC) == SQLITE_OK &&
+            sqlite3_bind_int(st, 2, e) == SQLITE_OK &&
+            sqlite3_bind_int64(st, 3, at_ms) == SQLITE_OK && sqlite3_step(st) == SQLITE_DONE)
+            rc = sqlite3_changes(db) == 1 ? FV_OK : FV_EAGAIN;
+        if (rc == FV_EIO)
+            fv_seterr(err, errlen, "catalog: subject_periods: %s", sqlite3_errmsg(db));
+        else if (rc == FV_EAGAIN)
+            fv_seterr(err, errlen, "the device's periods changed meanwhile; try again");
+        sqlite3_finalize(st);
+    }
+    if (rc == FV_OK)
+        rc = insert_period(db, p.dpseudo, e + 1, pseudo, &sealed, at_ms, FV_SUBJECT_FOREVER, err,
+                           errlen);
+    rc = commit_or_rollback(db, rc, err, errlen);
+done:
+    periods_free(&p);
+    periods_free(&again);
+    fv_buf_free(&sealed);
+    return rc;
+}
+
+int fv_subject_set_owner(struct fv_keystore *ks, const char *device, const char *owner_id,
+                         char *err, size_t errlen)
+{
+    if (!owner_valid(owner_id)) {
+        fv_seterr(err, errlen, "bad owner id (1 to %d bytes, no control characters)",
+                  FV_SUBJECT_OWNER_MAX);
+        return FV_EINVAL;
+    }
+    sqlite3 *db = cat(ks);
+    struct periods p;
+    struct fv_buf sealed = {0};
+    int rc = load_periods(ks, device, &p, err, errlen);
+    if (rc) return rc;
+    const struct prow *last = p.n ? &p.v[p.n - 1] : NULL;
+    char name[FV_SUBJECT_NAME_MAX + 1];
+    if (last && (last->owner || last->forgotten)) {
+        fv_seterr(err, errlen,
+                  "the current owner period already has %s owner; a new owner is a change of "
+                  "owner (a new subject)",
+                  last->owner ? "an" : "a forgotten");
+        rc = FV_EEXIST;
+        goto done;
+    }
+    rc = fv_subject_name(device, cur_epoch(&p), name);
+    if (rc == FV_OK) rc = seal_owner(ks, name, owner_id, 1, &sealed, err, errlen);
+    if (rc) goto done;
+    if (last == NULL) {
+        rc = insert_period(db, p.dpseudo, 1, p.dpseudo, &sealed, FV_SUBJECT_ORIGIN,
+                           FV_SUBJECT_FOREVER, err, errlen);
+        goto done;
+    }
+    sqlite3_stmt *st = NULL;
+    rc = FV_EIO;
+    if (sqlite3_prepare_v2(db,
+                           "UPDATE subject_periods SET owner = ?3 WHERE device = ?1 AND"
+                           " epoch = ?2 AND until_ms IS NULL AND owner IS NULL AND"
+                           " forgotten_ms IS NULL",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_bind_text(st, 1, p.dpseudo, -1, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_bind_int(st, 2, last->epoch) == SQLITE_OK &&
+        sqlite3_bind_blob(st, 3, sealed.data, (int)sealed.len, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_DONE)
+        rc = sqlite3_changes(db) == 1 ? FV_OK : FV_EAGAIN;
+    if (rc == FV_EIO)
+        fv_seterr(err, errlen, "catalog: subject_periods: %s", sqlite3_errmsg(db));
+    else if (rc == FV_EAGAIN)
+        fv_seterr(err, errlen, "the device's periods changed meanwhile; try again");
+    sqlite3_finalize(st);
+done:
+    periods_free(&p);
+    fv_buf_free(&sealed);
+    return rc;
+}
+
+int fv_subject_periods(struct fv_keystore *ks, const char *device,
+                       int (*fn)(void *arg, const struct fv_subject_period *p), void *arg,
+                       char *err, size_t errlen)
+{
+    struct periods p;
+    int rc = load_periods(ks, device, &p, err, errlen);
+    if (rc) return rc;
+    struct prow implicit;
+    memset(&implicit, 0, sizeof implicit);
+    const struct prow *rows = p.v;
+    size_t n = p.n;
+    if (n == 0) {
+        implicit.epoch = 1;
+        snprintf(implicit.name, sizeof implicit.name, "%s", device);
+        snprintf(implicit.pseudo, sizeof implicit.pseudo, "%s", p.dpseudo);
+        implicit.since = FV_SUBJECT_ORIGIN;
+        implicit.until = FV_SUBJECT_FOREVER;
+        rows = &implicit;
+        n = 1;
+    }
+    for (size_t i = 0; i < n && rc == FV_OK; i++) {
+        const struct prow *r = &rows[i];
+        struct fv_subject_period out;
+        memset(&out, 0, sizeof out);
+        memcpy(out.name, r->name, sizeof out.name);
+        memcpy(out.pseudonym, r->pseudo, sizeof out.pseudonym);
+        out.epoch = r->epoch;
+        out.since_ms = r->since;
+        out.until_ms = r->until;
+        out.current = i + 1 == n;
+        out.forgotten_ms = r->forgotten;
+        int krc;
+        if (r->owner) {
+            krc = open_owner(ks, r, out.owner);
+        } else {
+            const unsigned char *dek = NULL;
+            char pseudo[FV_PSEUDONYM_LEN + 1];
+            krc = fv_keystore_dek(ks, r->name, 0, &dek, pseudo);
+            if (krc == FV_ENOENT) krc = FV_OK; /* no key yet: nothing was stored */
+        }
+        if (krc == FV_ECORRUPT) {
+            rc = corrupt(&p, r->epoch, "the sealed owner (or the subject's key) does not open", err,
+                         errlen);
+            break;
+        }
+        if (krc != FV_OK && krc != FV_ESTATE) {
+            fv_seterr(err, errlen, "reading the subject's key failed: %s", fv_strerror(krc));
+            rc = krc;
+            break;
+        }
+        if (krc == FV_ESTATE || r->forgotten) {
+            out.erased = 1;
+            OPENSSL_cleanse(out.owner, sizeof out.owner);
+        }
+        rc = fn(arg, &out);
+        OPENSSL_cleanse(&out, sizeof out);
+    }
+    periods_free(&p);
+    return rc;
+}
+
+/* ---- consent ------------------------------------------------------------------------ */
+
+static int in_list(const char *const *list, const char *name)
+{
+    for (size_t i = 0; list[i]; i++)
+        if (strcmp(list[i], name) == 0) return 1;
+    return 0;
+}
+
+/* Checks purpose against pp; *contract: necessary for the contract (S6). */
+static int check_purpose(const struct fv_purposes *pp, const char *purpose, int *contract,
+                         char *err, size_t errlen)
+{
+    *contract = 0;
+    const struct fv_policy *pol = pp ? pp->policy : NULL;
+    const char *const *names = pp && pp->names ? pp->names : default_purposes;
+    const char *const *con = pp && pp->contract ? pp->contract : default_contract;
+    int known = purpose != NULL && purpose[0] != '\0' && strlen(purpose) <= FV_POLICY_NAME_MAX &&
+                (pol ? fv_policy_purpose_id(pol, purpose) >= 0 : in_list(names, purpose));
+    if (!known) {
+        char list[FV_POLICY_MAX_PURPOSES * (FV_POLICY_NAME_MAX + 2) + 1];
+        size_t used = 0;
+        list[0] = '\0';
+        size_t np = pol ? fv_policy_npurposes(pol) : SIZE_MAX;
+        for (size_t i = 0; i < np && used < sizeof list; i++) {
+            const char *nm = pol ? fv_policy_purpose_name(pol, i) : names[i];
+            if (nm == NULL) break;
+            int k = snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", nm);
+            if (k < 0) break;
+            used += (size_t)k;
+        }
+        fv_seterr(err, errlen, "unknown purpose \"%.40s\" (purposes: %s)", purpose ? purpose : "",
+                  list);
+        return FV_EINVAL;
+    }
+    *contract = in_list(con, purpose);
+    return FV_OK;
+}
+
+/* The subject's name parts and pseudonym. */
+static int subject_ids(struct fv_keystore *ks, const char *subject,
+                       char device[FV_SUBJECT_NAME_MAX + 1], int *epoch,
+                       char pseudo[FV_PSEUDONYM_LEN + 1], char *err, size_t errlen)
+{
+    if (fv_subject_parse(subject, device, epoch) != FV_OK) {
+        fv_seterr(err, errlen, "bad subject name (a device id, or DEVICE#n for its n-th owner)");
+        return FV_EINVAL;
+    }
+    if (fv_keystore_pseudonym(ks, subject, pseudo) != FV_OK) {
+        fv_seterr(err, errlen, "cannot compute a pseudonym");
+        return FV_EIO;
+    }
+    return FV_OK;
+}
+
+int fv_consent_set(struct fv_keystore *ks, const struct fv_purposes *pp, const char *subject,
+                   const char *purpose, int granted, int64_t at_ms, const char *by, char *err,
+                   size_t errlen)
+{
+    char device[FV_SUBJECT_NAME_MAX + 1], pseudo[FV_PSEUDONYM_LEN + 1];
+    int epoch, contract;
+    int rc = subject_ids(ks, subject, device, &epoch, pseudo, err, errlen);
+    if (rc == FV_OK) rc = check_purpose(pp, purpose, &contract, err, errlen);
+    if (rc) return rc;
+    if (granted != 0 && granted != 1) {
+        fv_seterr(err, errlen, "granted must be 1 (give) or 0 (withdraw)");
+        return FV_EINVAL;
+    }
+    if (by != NULL && !fv_principal_name_valid(by)) {
+        fv_seterr(err, errlen, "bad 'by' (a principal name or \"owner\": 1 to %d of a-z 0-9 . _ -)",
+                  FV_SUBJECT_BY_MAX);
+        return FV_EINVAL;
+    }
+    if (at_ms == INT64_MIN || at_ms == INT64_MAX) {
+        fv_seterr(err, errlen, "bad time of the consent change");
+        return FV_EINVAL;
+    }
+    if (contract) {
+        if (granted) return FV_OK; /* S6: always granted; nothing to record */
+        fv_seterr(err, errlen,
+                  "purpose %s is necessary for the contract (GDPR Art. 6(1)(b)): it does not "
+                  "rest on consent, so there is no consent to withdraw; ending it means ending "
+                  "the contract (erasure of the subject)",
+                  purpose);
+        return FV_EINVAL;
+    }
+    sqlite3 *db = cat(ks);
+    struct periods p;
+    memset(&p, 0, sizeof p);
+    sqlite3_stmt *st = NULL;
+    if ((rc = begin(db, err, errlen)) != FV_OK) return rc;
+    rc = load_periods(ks, device, &p, err, errlen);
+    if (rc) goto done;
+    if ((size_t)epoch > (p.n ? p.n : 1)) {
+        fv_seterr(err, errlen, "no subject %s: the device has %zu owner period(s)", subject,
+                  p.n ? p.n : 1);
+        rc = FV_ENOENT;
+        goto done;
+    }
+    const struct prow *r = p.n ? &p.v[epoch - 1] : NULL;
+    const unsigned char *dek = NULL;
+    char kp[FV_PSEUDONYM_LEN + 1];
+    int krc = fv_keystore_dek(ks, subject, 0, &dek, kp);
+    if ((r && r->forgotten) || krc == FV_ESTATE) {
+        fv_seterr(err, errlen, "subject %s was erased", subject);
+        rc = FV_ESTATE;
+        goto done;
+    }
+    if (krc != FV_OK && krc != FV_ENOENT) {
+        fv_seterr(err, errlen, "reading the subject's key failed: %s", fv_strerror(krc));
+        rc = krc;
+        goto done;
+    }
+    if (r && at_ms < r->since) {
+        fv_seterr(err, errlen,
+                  "consent at %lld ms predates the subject's owner period (from %lld ms): it "
+                  "cannot cover another owner's time",
+                  (long long)at_ms, (long long)r->since);
+        rc = FV_EINVAL;
+        goto done;
+    }
+    rc = FV_EIO;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT max(at_ms) FROM consents WHERE subject = ?1 AND purpose = ?2",
+                           -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_bind_text(st, 1, pseudo, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_text(st, 2, purpose, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_ROW)
+        goto dberr;
+    if (sqlite3_column_type(st, 0) != SQLITE_NULL && sqlite3_column_int64(st, 0) > at_ms) {
+        fv_seterr(err, errlen,
+                  "consent changes are recorded in time order: the last change of %s for this "
+                  "subject is at %lld ms, after %lld ms",
+                  purpose, (long long)sqlite3_column_int64(st, 0), (long long)at_ms);
+        rc = FV_EINVAL;
+        goto done;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "INSERT INTO consents(subject, purpose, granted, at_ms, by)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5)",
+                           -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_bind_text(st, 1, pseudo, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_text(st, 2, purpose, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int(st, 3, granted) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 4, at_ms) != SQLITE_OK ||
+        (by ? sqlite3_bind_text(st, 5, by, -1, SQLITE_STATIC) : sqlite3_bind_null(st, 5)) !=
+            SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_DONE)
+        goto dberr;
+    rc = FV_OK;
+    goto done;
+dberr:
+    fv_seterr(err, errlen, "catalog: consents: %s", sqlite3_errmsg(db));
+    rc = FV_EIO;
+done:
+    sqlite3_finalize(st);
+    periods_free(&p);
+    return commit_or_rollback(db, rc, err, errlen);
+}
+
+/* Appends [lo, hi] clipped to [from, to] (when not empty) to out / *n. */
+static void emit(int64_t lo, int64_t hi, int64_t from, int64_t to, struct fv_interval *out,
+                 size_t cap, size_t *n)
+{
+    if (lo < from) lo = from;
+    if (hi > to) hi = to;
+    if (lo > hi) return;
+    if (*n < cap) out[*n] = (struct fv_interval){lo, hi};
+    (*n)++;
+}
+
+int fv_consent_intervals(struct fv_keystore *ks, const struct fv_purposes *pp, const char *subject,
+                         const char *purpose, int64_t from, int64_t to, struct fv_interval *out,
+                         size_t cap, size_t *n)
+{
+    *n = 0;
+    char device[FV_SUBJECT_NAME_MAX + 1], pseudo[FV_PSEUDONYM_LEN + 1];
+    int epoch, contract;
+    int rc = subject_ids(ks, subject, device, &epoch, pseudo, NULL, 0);
+    if (rc == FV_OK) rc = check_purpose(pp, purpose, &contract, NULL, 0);
+    if (rc) return rc;
+    if (from > to) return FV_EINVAL;
+    if (contract) {
+        emit(from, to, from, to, out, cap, n);
+        return cap >= 1 ? FV_OK : FV_ELIMIT;
+    }
+    sqlite3 *db = cat(ks);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT granted, at_ms FROM consents WHERE subject = ?1 AND"
+                           " purpose = ?2 ORDER BY at_ms, seq",
+                           -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_bind_text(st, 1, pseudo, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_text(st, 2, purpose, -1, SQLITE_STATIC) != SQLITE_OK) {
+        sqlite3_finalize(st);
+        return FV_EIO;
+    }
+    /* S5: held from a grant to the next withdrawal, exclusive. */
+    int held = 0, step;
+    int64_t start = 0;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        sqlite3_int64 g = sqlite3_column_int64(st, 0), at = sqlite3_column_int64(st, 1);
+        if (g != 0 && g != 1) {
+            rc = FV_ECORRUPT;
+            break;
+        }
+        if (g && !held) {
+            held = 1;
+            start = at;
+        } else if (!g && held) {
+            held = 0;
+            if (at > start) emit(start, at - 1, from, to, out, cap, n);
+        }
+    }
+    if (rc == FV_OK && step != SQLITE_DONE) rc = FV_EIO;
+    sqlite3_finalize(st);
+    if (rc == FV_OK && held) emit(start, FV_SUBJECT_FOREVER, from, to, out, cap, n);
+    if (rc) {
+        *n = 0;
+        return rc;
+    }
+    return *n > cap ? FV_ELIMIT : FV_OK;
+}
+
+int fv_consent_at(struct fv_keystore *ks, const struct fv_purposes *pp, const char *subject,
+                  const char *purpose, int64_t t, int *granted)
+{
+    *granted = 0;
+    struct fv_interval iv;
+    size_t n = 0;
+    /* One logic for both answers: the interval walk over [t, t]. */
+    int rc = fv_consent_intervals(ks, pp, subject, purpose, t, t, &iv, 1, &n);
+    if (rc == FV_OK) *granted = n == 1;
+    return rc;
+}
+
+int fv_consent_servable(struct fv_keystore *ks, const struct fv_purposes *pp, const char *subject,
+                        const char *purpose, int64_t now_ms, int64_t from, int64_t to,
+                        struct fv_interval *out, size_t cap, size_t *n)
+{
+    *n = 0;
+    if (from > to) return FV_EINVAL;
+    int now = 0;
+    int rc = fv_consent_at(ks, pp, subject, purpose, now_ms, &now);
+    if (rc || !now) return rc; /* withdrawn now: nothing, whatever was collected before */
+    return fv_consent_intervals(ks, pp, subject, purpose, from, to, out, cap, n);
+}
+
+int fv_consent_history(struct fv_keystore *ks, const char *subject,
+                       int (*fn)(void *arg, const struct fv_consent_change *c), void *arg,
+                       char *err, size_t errlen)
+{
+    char device[FV_SUBJECT_NAME_MAX + 1], pseudo[FV_PSEUDONYM_LEN + 1];
+    int epoch;
+    int rc = subject_ids(ks, subject, device, &epoch, pseudo, err, errlen);
+    if (rc) return rc;
+    sqlite3 *db = cat(ks);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT purpose, granted, at_ms, by, seq FROM consents"
+                           " WHERE subject = ?1 ORDER BY at_ms, seq",
+                           -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_bind_text(st, 1, pseudo, -1, SQLITE_STATIC) != SQLITE_OK) {
+        fv_seterr(err, errlen, "catalog: consents: %s", sqlite3_errmsg(db));
+        sqlite3_finalize(st);
+        return FV_EIO;
+    }
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        struct fv_consent_change c;
+        memset(&c, 0, sizeof c);
+        const unsigned char *pu = sqlite3_column_text(st, 0), *by = sqlite3_column_text(st, 3);
+        int np = sqlite3_column_bytes(st, 0), nb = sqlite3_column_bytes(st, 3);
+        sqlite3_int64 g = sqlite3_column_int64(st, 1);
+        if (pu == NULL || np <= 0 || np > FV_POLICY_NAME_MAX || (g != 0 && g != 1) ||
+            nb > FV_SUBJECT_BY_MAX) {
+            fv_seterr(err, errlen, "catalog: consents: a row of subject %s is out of range",
+                      pseudo);
+            rc = FV_ECORRUPT;
+            break;
+        }
+        memcpy(c.purpose, pu, (size_t)np);
+        if (by) memcpy(c.by, by, (size_t)nb);
+        c.granted = (int)g;
+        c.at_ms = sqlite3_column_int64(st, 2);
+        c.seq = sqlite3_column_int64(st, 4);
+        if ((rc = fn(arg, &c)) != 0) break;
+    }
+    if (rc == FV_OK && step != SQLITE_DONE) {
+        fv_seterr(err, errlen, "catalog: consents: %s", sqlite3_errmsg(db));
+        rc = FV_EIO;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int fv_subjects_forget(struct fv_keystore *ks, const char *subject, char *err, size_t errlen)
+{
+    char device[FV_SUBJECT_NAME_MAX + 1], pseudo[FV_PSEUDONYM_LEN + 1];
+    int epoch;
+    int rc = subject_ids(ks, subject, device, &epoch, pseudo, err, errlen);
+    if (rc) return rc;
+    sqlite3 *db = cat(ks);
+    sqlite3_stmt *del = NULL, *upd = NULL;
+    if ((rc = begin(db, err, errlen)) != FV_OK) return rc;
+    rc = FV_EIO;
+    if (sqlite3_prepare_v2(db, "DELETE FROM consents WHERE subject = ?1", -1, &del, NULL) ==
+            SQLITE_OK &&
+        sqlite3_bind_text(del, 1, pseudo, -1, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_step(del) == SQLITE_DONE &&
+        sqlite3_prepare_v2(db,
+                           "UPDATE subject_periods SET owner = NULL,"
+                           " forgotten_ms = coalesce(forgotten_ms, ?2) WHERE subject = ?1",
+                           -1, &upd, NULL) == SQLITE_OK &&
+        sqlite3_bind_text(upd, 1, pseudo, -1, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_bind_int64(upd, 2, (sqlite3_int64)fv_now_ms()) == SQLITE_OK &&
+        sqlite3_step(upd) == SQLITE_DONE)
+        rc = FV_OK;
+    else
+        fv_seterr(err, errlen, "catalog: %s", sqlite3_errmsg(db));
+    sqlite3_finalize(del);
+    sqlite3_finalize(upd);
+    rc = commit_or_rollback(db, rc, err, errlen);
+    /* secure_delete zeroed the freed cells; the checkpoint moves that into the database
+     * file and empties the SQLite WAL, where the old pages would otherwise linger. */
+    if (rc == FV_OK) rc = exec(db, "PRAGMA wal_checkpoint(TRUNCATE);", err, errlen);
+    return rc;
+}
