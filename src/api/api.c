@@ -178,7 +178,8 @@ static void get_vehicles(const struct fv_api_view *v, const struct fv_guard_ctx 
     json_t *arr = json_array();
     for (size_t i = 0; arr && i < v->fleet->devices.cap; i++) {
         const struct fv_device *d = v->fleet->devices.slots[i].val;
-        if (v->fleet->devices.slots[i].hash && d)
+        if (v->fleet->devices.slots[i].hash && d &&
+            fv_guard_consented(v->guard, ctx, d->id, (int64_t)fv_now_ms()))
             json_array_append_new(arr, device_summary_as(v, ctx, d));
     }
     respond_json(
@@ -192,6 +193,7 @@ static void get_state(const struct fv_api_view *v, const struct fv_guard_ctx *ct
     json_t *sig = json_object();
     for (uint32_t i = 0; sig && i < d->nsignals; i++) {
         const struct fv_signal_state *s = &d->signals[i];
+        if (!fv_guard_in_consent(ctx, (int64_t)s->time_ms)) continue; /* G4 */
         char name[32], t[40];
         fv_signal_label(s->field, name, sizeof name);
         fv_format_time_ms(s->time_ms, t, sizeof t);
@@ -216,7 +218,7 @@ static void get_signal_latest(const struct fv_api_view *v, const struct fv_guard
         const struct fv_device *d = v->fleet->devices.slots[i].val;
         if (!v->fleet->devices.slots[i].hash || d == NULL) continue;
         const struct fv_signal_state *s = fv_device_signal(d, (uint32_t)field);
-        if (s == NULL) continue;
+        if (s == NULL || !fv_guard_consented(v->guard, ctx, d->id, (int64_t)s->time_ms)) continue;
         char t[40];
         fv_format_time_ms(s->time_ms, t, sizeof t);
         struct fv_value tmp;

@@ -439,6 +439,7 @@ static int add_to_buckets(struct qctx *q, const struct fv_store_chunk *ch, struc
 {
     int rc = FV_OK;
     for (size_t i = 0; i < ch->n && rc == FV_OK; i++) {
+        if (!fv_guard_in_consent(&q->ctx, ch->t[i])) continue; /* G4 */
         int64_t bk = bucket_of(q, ch->t[i]);
         if (q->open && bk != q->bucket) rc = emit_bucket(q, b);
         if (rc) break;
@@ -470,6 +471,7 @@ static int put_raw_rows(struct qctx *q, const struct fv_store_chunk *ch, struct 
 {
     int rc = FV_OK;
     for (size_t i = 0; i < ch->n && rc == FV_OK; i++) {
+        if (!fv_guard_in_consent(&q->ctx, ch->t[i])) continue; /* G4 */
         if (q->limit && q->rows >= q->limit) {
             q->truncated = 1;
             break;
@@ -917,6 +919,7 @@ void fv_api_fleet(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
                 }
             }
         fv_store_cursor_free(c);
+        if (have && v->guard && !fv_guard_consented(v->guard, ctx, d->id, lt)) have = 0; /* G4 */
         if (!have) continue;
         char shown[65];
         if (v->guard)

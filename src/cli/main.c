@@ -44,10 +44,11 @@ int main(int argc, char **argv)
     static const struct {
         const char *name;
         int (*fn)(int, char **);
-    } cmds[] = {
-        {"serve", fv_cmd_serve},     {"certs", fv_cmd_certs},         {"simulate", fv_cmd_simulate},
-        {"inspect", fv_cmd_inspect}, {"send", fv_cmd_send},           {"keys", fv_cmd_keys},
-        {"query", fv_cmd_query},     {"principal", fv_cmd_principal}, {"audit", fv_cmd_audit}};
+    } cmds[] = {{"serve", fv_cmd_serve},       {"certs", fv_cmd_certs},
+                {"simulate", fv_cmd_simulate}, {"inspect", fv_cmd_inspect},
+                {"send", fv_cmd_send},         {"keys", fv_cmd_keys},
+                {"query", fv_cmd_query},       {"principal", fv_cmd_principal},
+                {"audit", fv_cmd_audit},       {"subject", fv_cmd_subject}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(cmd, cmds[i].name) == 0) return cmds[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "fleetvault: unknown command '%s'\n\n", cmd);

@@ -8,6 +8,7 @@
 #include "crypto/keys.h"
 #include "privacy/guard.h"
 #include "privacy/principals.h"
+#include "privacy/subjects.h"
 #include "util/clock.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -153,12 +154,27 @@ int fv_guard_read(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *quer
     char why[FV_POLICY_REASON_MAX + 64];
     snprintf(why, sizeof why, "%s", ctx->d.reason);
     int allow = ctx->d.allow;
-    if (allow && (ctx->d.obligations & FV_OBLIGE_CONSENTED_ONLY)) {
-        allow = 0; /* G4 */
-        snprintf(why, sizeof why,
-                 "role %s may read only subjects who consented to %s, and consent is not "
-                 "recorded yet",
-                 ctx->role, ctx->purpose);
+    if (allow && (ctx->d.obligations & FV_OBLIGE_CONSENTED_ONLY) && n == 1 && subjects) {
+        /* G4: the current owner period's consent, clipped to the range asked for. */
+        char subject[FV_SUBJECT_NAME_MAX + 1];
+        struct fv_interval iv[32];
+        size_t ni = 0;
+        struct fv_purposes pp = {.policy = g->policy};
+        if (fv_subject_current(g->keys, subjects[0], subject, NULL) != FV_OK ||
+            fv_consent_servable(g->keys, &pp, subject, ctx->purpose, (int64_t)fv_now_ms(), from, to,
+                                iv, 32, &ni) != FV_OK)
+            ni = 0;
+        ctx->consent_limited = 1;
+        ctx->nconsent = ni;
+        for (size_t i = 0; i < ni; i++)
+            ctx->consent[i] = (struct fv_consent_range){iv[i].from, iv[i].to};
+        if (ni == 0) {
+            allow = 0;
+            snprintf(why, sizeof why,
+                     "the subject has not consented to %s (role %s reads "
+                     "consented subjects only)",
+                     ctx->purpose, ctx->role);
+        }
     }
     if (allow && (ctx->d.obligations & FV_OBLIGE_AGGREGATE_ONLY) && !aggregated) {
         allow = 0;
@@ -206,4 +222,28 @@ void fv_guard_show_id(const struct fv_guard *g, const struct fv_guard_ctx *ctx, 
         fv_pseudonym_for_purpose(g->pseudo_secret, ctx->purpose, id, out) == FV_OK)
         return;
     snprintf(out, 65, "%s", id);
+}
+
+int fv_guard_in_consent(const struct fv_guard_ctx *ctx, int64_t t)
+{
+    if (ctx == NULL || !ctx->consent_limited) return 1;
+    for (size_t i = 0; i < ctx->nconsent; i++)
+        if (t >= ctx->consent[i].from && t <= ctx->consent[i].to) return 1;
+    return 0;
+}
+
+int fv_guard_consented(struct fv_guard *g, const struct fv_guard_ctx *ctx, const char *device,
+                       int64_t t)
+{
+    if (g == NULL || ctx == NULL || !(ctx->d.obligations & FV_OBLIGE_CONSENTED_ONLY)) return 1;
+    char subject[FV_SUBJECT_NAME_MAX + 1];
+    struct fv_interval iv[1];
+    size_t ni = 0;
+    struct fv_purposes pp = {.policy = g->policy};
+    if (fv_subject_current(g->keys, device, subject, NULL) != FV_OK) return 0;
+    /* servable at t: consent held at t and holds now */
+    if (fv_consent_servable(g->keys, &pp, subject, ctx->purpose, (int64_t)fv_now_ms(), t, t, iv, 1,
+                            &ni) != FV_OK)
+        return 0;
+    return ni > 0;
 }

@@ -15,8 +15,10 @@
  *     audited with result "deny";
  *  G3 an allowed read is audited with result "allow" before the first byte is sent; when
  *     it completes, an "access.result" entry records rows and bytes sent;
- *  G4 roles that may read only consented subjects are refused until the consent registry
- *     exists (nothing can prove consent yet);
+ *  G4 roles that may read only consented subjects get, per subject, only the records whose
+ *     time lies where consent to the purpose held then and still holds now
+ *     (privacy/subjects.h, fv_consent_servable); a single-subject read of a subject with
+ *     none is refused; a fleet read leaves such subjects out;
  *  G6 the audit log names subjects by their keyed pseudonym (crypto/keys.h), never by
  *     device id: the log is personal data's index, not a copy of it;
  *  G5 quotas: a request that would take the principal over its daily subjects is refused;
@@ -57,7 +59,20 @@ struct fv_guard_ctx {
     struct fv_decision d;
     char action[48];
     char subject[80]; /* the one subject of a single-subject read, for the result entry */
+    /* G4, single-subject reads under a consented-only role: what may be served */
+    int consent_limited;
+    size_t nconsent;
+    struct fv_consent_range {
+        int64_t from, to;
+    } consent[32];
 };
+
+/* G4: may records of this device at time t be served to ctx (consent, for consented-only
+ * roles; always 1 for others)? For fleet reads, device by device. */
+int fv_guard_consented(struct fv_guard *g, const struct fv_guard_ctx *ctx, const char *device,
+                       int64_t t);
+/* G4, single-subject reads: is t inside what ctx may be served? */
+int fv_guard_in_consent(const struct fv_guard_ctx *ctx, int64_t t);
 
 /* G1: authenticates "Bearer TOKEN". FV_OK, or FV_EPERM-like FV_EINVAL with a reason. */
 int fv_guard_auth(struct fv_guard *g, const char *authorization, struct fv_guard_ctx *ctx,

@@ -223,5 +223,67 @@ def test_erasure_reaches_backups():
         old.stop()
 
 
+def subject(srv, *args):
+    return t.run("subject", *args, "--data", srv.data, "--key-file", srv.key_file)
+
+
+def test_consent_and_owner_periods():
+    import time
+    with t.Env() as env:
+        srv = t.Server(env.root, env.certs, config={"rate_limits": False}, policy=POLICY).start()
+        send(srv, env, A, 10)  # T0 .. T0+9 s, the first owner's period
+        ml = srv.principal("trainer", "ml-pipeline")
+        q = f"/api/v1/query?device={A}&signals=Soc"
+        st, b = get(srv, q, ml, "model_training")
+        assert st == 403 and "consented" in b["error"], b
+        # Consent given from T0+5 s: only what was collected since is served, under a
+        # pseudonym; before it, never.
+        subject(srv, "consent", A, "model_training", "give", "--at", str(T0 + 5000),
+                "--by", "owner")
+        st, body = srv.http(q, token=ml, purpose="model_training")
+        assert st == 200 and A.encode() not in body, body
+        b = json.loads(body)
+        assert [r["t"] for r in b["rows"]] == [T0 + i * 1000 for i in range(5, 10)], b
+        # Fleet reads leave out subjects without consent (B never gave any).
+        send(srv, env, B, 3)
+        st, b = get(srv, "/api/v1/fleet?signal=Soc", ml, "model_training")
+        assert st == 200 and b["count"] == 1, b
+        # Withdrawal is as easy: from now on nothing of A serves model training.
+        subject(srv, "consent", A, "model_training", "withdraw")
+        st, b = get(srv, q, ml, "model_training")
+        assert st == 403, b
+        shown = json.loads(subject(srv, "show", A).stdout)
+        assert "model_training" in json.dumps(shown), shown
+
+        # A new owner: a new subject with its own key; service reads see only their period.
+        subject(srv, "owner", A, "customer-2")
+        time.sleep(1.3)  # the server notices the registry changed (at most a second)
+        path = os.path.join(env.certs.dir, "devices", A + ".crt")
+        ws = t.WS(srv.port, path, path[:-4] + ".key", env.certs.ca)
+        for i in range(3):
+            d = [(SOC, 90.0 + i)]
+            ws.send(t.fb_envelope(f"new-{i}".encode(), b"V", t.v_payload(d, T0 + 100000 + i)))
+            _, p = ws.recv()
+            assert t.fb_decode(p)["message_type"] == 5
+        ws.close()
+        b = srv.json(q)
+        assert [r["Soc"] for r in b["rows"]] == [90.0, 91.0, 92.0], b
+        st = srv.json(f"/api/v1/vehicles/{A}/state")
+        assert st["state"]["Soc"]["value"] == 92.0 and st["records"] == 3, st
+        # Erasure takes both owners' subjects.
+        po = srv.principal("paula", "privacy-officer")
+        st_, body = srv.http(f"/api/v1/subjects/{A}/erase?ticket=GDPR-9", token=po,
+                             method="POST", purpose=None)
+        assert st_ == 200, body
+        with open(srv.key_file + ".tombstones") as f:
+            assert len(f.read().splitlines()) == 2
+        srv.stop()
+        srv.start()  # the erased periods stay erased; B is intact
+        assert srv.http(q)[0] == 410
+        assert srv.json(f"/api/v1/query?device={B}&signals=Soc")["count"] == 3
+        srv.stop()
+
+
 if __name__ == "__main__":
-    t.main([test_purpose_roles_pseudonyms_quota_audit, test_erasure_reaches_backups])
+    t.main([test_purpose_roles_pseudonyms_quota_audit, test_erasure_reaches_backups,
+            test_consent_and_owner_periods])
