@@ -10,6 +10,7 @@
 #include <openssl/crypto.h>
 
 #include "api/api.h"
+#include "api/export.h"
 #include "api/query.h"
 #include "privacy/guard.h"
 #include "privacy/location.h"
@@ -495,6 +496,23 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         respond_json(out, 200,
                      json_pack("{s:b,s:s}", "erased", 1, "purge",
                                "blocks are rewritten in the background (GET /api/v1/store)"));
+        return;
+    }
+    if (match_path(p, "/v1/subjects/", "/export", name)) {
+        /* Art. 15/20: a privacy officer, for a ticket (the subject's request). */
+        if (fv_fleet_find(v->fleet, name) == NULL) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "unknown device '%.64s'", name);
+            respond_error(out, 404, msg);
+            return;
+        }
+        int rc = fv_guard_subject_action(v->guard, &ctx, v->query, FV_ACTION_EXPORT,
+                                         "subject.export", name, why, sizeof why);
+        if (rc) {
+            respond_error(out, rc == FV_EIO ? 503 : 403, why);
+            return;
+        }
+        fv_api_export(v, &ctx, name, out);
         return;
     }
     /* Everything else reads personal data: purpose-bound (privacy/guard.h). */

@@ -13,6 +13,7 @@
  *   GET /api/v1/store                 parts, blocks, bytes, head, compaction  (Bearer token)
  *   POST /api/v1/store/compact        flush the head and compact everything  (Bearer token)
  *   POST /api/v1/subjects/{id}/erase  erase a device's data (privacy-officer, ticket)
+ *   GET /api/v1/subjects/{id}/export  everything held about it, a tar (api/export.h)
  * Reads of personal data need a purpose (privacy/guard.h): 403 with the policy's reason.
  * Errors are JSON {"error": "..."} with 400/401/403/404/405.
  */
@@ -47,6 +48,7 @@ struct fv_api_view {
     int (*erase)(void *arg, const char *device, const struct fv_guard_ctx *ctx, char *err,
                  size_t errlen);
     void *erase_arg;
+    const char *audit_dir; /* DATA/audit (subject exports include their access log) */
 };
 
 /* A response is either whole (body) or streamed: when more is set, the transport sends

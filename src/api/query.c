@@ -226,8 +226,8 @@ static int put_json_value(struct fv_buf *b, const struct fv_value *v);
 static int put_csv_value(struct fv_buf *b, const struct fv_value *v);
 
 /* The value as this requester may see it (privacy/guard.h obligations). */
-static int put_value(struct fv_buf *b, const struct fv_guard_ctx *ctx, const struct fv_value *v,
-                     int csv)
+int fv_put_value(struct fv_buf *b, const struct fv_guard_ctx *ctx, const struct fv_value *v,
+                 int csv)
 {
     struct fv_value tmp;
     const struct fv_value *x = fv_api_oblige(ctx, v, &tmp);
@@ -374,9 +374,9 @@ static int put_agg(struct fv_buf *b, const struct fv_guard_ctx *ctx, const struc
     case AG_MAX:
         return g->nnum ? fv_put_double(b, g->max) : (csv ? FV_OK : fv_buf_append(b, "null", 4));
     case AG_FIRST:
-        return put_value(b, ctx, &g->first, csv);
+        return fv_put_value(b, ctx, &g->first, csv);
     default:
-        return put_value(b, ctx, &g->last, csv);
+        return fv_put_value(b, ctx, &g->last, csv);
     }
 }
 
@@ -480,7 +480,7 @@ static int put_raw_rows(struct qctx *q, const struct fv_store_chunk *ch, struct 
             rc = putf(b, "%lld", (long long)ch->t[i]);
             for (size_t j = 0; rc == FV_OK && j < ch->ncols; j++) {
                 rc = fv_buf_append(b, ",", 1);
-                if (rc == FV_OK) rc = put_value(b, &q->ctx, &ch->col[j][i], 1);
+                if (rc == FV_OK) rc = fv_put_value(b, &q->ctx, &ch->col[j][i], 1);
             }
             if (rc == FV_OK) rc = fv_buf_append(b, "\n", 1);
         } else {
@@ -491,7 +491,7 @@ static int put_raw_rows(struct qctx *q, const struct fv_store_chunk *ch, struct 
                 rc = fv_buf_append(b, ",\"", 2);
                 if (rc == FV_OK) rc = put_label(b, ch->field[j]);
                 if (rc == FV_OK) rc = fv_buf_append(b, "\":", 2);
-                if (rc == FV_OK) rc = put_value(b, &q->ctx, v, 0);
+                if (rc == FV_OK) rc = fv_put_value(b, &q->ctx, v, 0);
             }
             if (rc == FV_OK) rc = fv_buf_append(b, "}", 1);
         }
@@ -932,12 +932,12 @@ void fv_api_fleet(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
         if (ids) {
             if (csv) {
                 putf(b, "%s,%lld,", shown, (long long)lt);
-                put_value(b, ctx, &last, 1);
+                fv_put_value(b, ctx, &last, 1);
                 fv_buf_append(b, "\n", 1);
             } else {
                 putf(b, "%s{\"device\":%s,\"t\":%lld,\"value\":", n ? ",\n" : "", ids,
                      (long long)lt);
-                put_value(b, ctx, &last, 0);
+                fv_put_value(b, ctx, &last, 0);
                 fv_buf_append(b, "}", 1);
             }
             n++;

@@ -31,6 +31,11 @@ int fv_put_double(struct fv_buf *out, double d);
 
 /* ctx: the authenticated requester (privacy/guard.h); the read is decided and audited here
  * once the request is understood. */
+/* Appends a value as JSON (csv = 0) or as a CSV cell, as ctx may see it (obligations of
+ * privacy/guard.h; ctx NULL: as stored). Doubles print exactly. */
+int fv_put_value(struct fv_buf *b, const struct fv_guard_ctx *ctx, const struct fv_value *v,
+                 int csv);
+
 void fv_api_query(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
                   struct fv_http_response *out);
 void fv_api_fleet(const struct fv_api_view *v, struct fv_guard_ctx *ctx,

@@ -118,6 +118,7 @@ struct fv_server {
     int64_t data_version;
     char tomb_outside[PATH_MAX];     /* the erasure list beside the master key ("" if none) */
     char tomb_inside[PATH_MAX];      /* its mirror in DATA */
+    char audit_dir[PATH_MAX];        /* DATA/audit */
     uint64_t store_wal_hi;           /* at start-up: WAL files <= this are already in the store */
     int store_degraded;              /* a record reached the WAL but not the head: keep the WAL */
     struct fv_buf seal_buf, aad_buf; /* scratch for sealing on the event loop */
@@ -918,7 +919,8 @@ static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         struct fv_api_view v = {
             &srv->fleet,   &srv->m,         srv->wal,     srv->admin_token,
             srv->start_ms, srv->store,      srv->keys,    has_args ? args : NULL,
-            &srv->guard,   &srv->store_cfg, erase_device, srv};
+            &srv->guard,   &srv->store_cfg, erase_device, srv,
+            srv->audit_dir};
         memset(a, 0, sizeof *a);
         srv->m.http_requests++;
         fv_api_handle(&v, http_method(wsi), (const char *)in, has_auth ? auth : NULL, &a->resp);
@@ -1306,6 +1308,7 @@ static int guard_open(struct fv_server *srv, char *err, size_t errlen)
         fv_info("audit: made the signing key %s; give %s to the witness", key, pub);
     }
     snprintf(dir, sizeof dir, "%s/audit", cfg->data_dir);
+    snprintf(srv->audit_dir, sizeof srv->audit_dir, "%s", dir);
     struct fv_audit_opts ao = {.key_path = key,
                                .witness_path = cfg->audit_witness[0] ? cfg->audit_witness : NULL};
     return fv_audit_open(dir, &ao, &g->audit, err, errlen);

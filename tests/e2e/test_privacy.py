@@ -270,8 +270,31 @@ def test_consent_and_owner_periods():
         assert [r["Soc"] for r in b["rows"]] == [90.0, 91.0, 92.0], b
         st = srv.json(f"/api/v1/vehicles/{A}/state")
         assert st["state"]["Soc"]["value"] == 92.0 and st["records"] == 3, st
-        # Erasure takes both owners' subjects.
+        # Art. 15/20: the export holds both periods, consents, events and the access log.
         po = srv.principal("paula", "privacy-officer")
+        import io
+        import tarfile
+        st_, body = srv.http(f"/api/v1/subjects/{A}/export?ticket=DSAR-1", token=po,
+                             purpose=None)
+        assert st_ == 200, body
+        tar = tarfile.open(fileobj=io.BytesIO(body))
+        names = {m.name.split("/", 1)[1]: m for m in tar.getmembers()}
+        assert {"README.txt", "subject.json", "access-log.jsonl", "period-1/telemetry-1.csv",
+                "period-2/telemetry-1.csv", "period-1/events.jsonl"} <= set(names), names
+        sj = json.load(tar.extractfile(names["subject.json"]))
+        assert [p["epoch"] for p in sj["periods"]] == [1, 2], sj
+        assert sj["periods"][1]["owner"] == "customer-2"
+        assert any(c["purpose"] == "model_training" and c["change"] == "withdrawn"
+                   for c in sj["periods"][0]["consent"]), sj["periods"][0]
+        rows1 = tar.extractfile(names["period-1/telemetry-1.csv"]).read().decode().splitlines()
+        assert rows1[0].startswith("t,") and len(rows1) == 1 + 10, rows1[:3]
+        rows2 = tar.extractfile(names["period-2/telemetry-1.csv"]).read().decode().splitlines()
+        assert len(rows2) == 1 + 3 and rows2[1].split(",")[1] == "90", rows2
+        log = tar.extractfile(names["access-log.jsonl"]).read().decode().splitlines()
+        assert any('"model_training"' in x for x in log), log[:3]
+        assert A.encode() not in tar.extractfile(names["access-log.jsonl"]).read()
+
+        # Erasure takes both owners' subjects.
         st_, body = srv.http(f"/api/v1/subjects/{A}/erase?ticket=GDPR-9", token=po,
                              method="POST", purpose=None)
         assert st_ == 200, body
