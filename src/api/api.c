@@ -11,6 +11,7 @@
 
 #include "api/api.h"
 #include "api/export.h"
+#include "api/exports.h"
 #include "api/query.h"
 #include "privacy/guard.h"
 #include "privacy/location.h"
@@ -367,6 +368,15 @@ static void get_metrics(const struct fv_api_view *v, struct fv_http_response *r)
     prom(b, "fleetvault_wal_fsync_seconds_sum %.6f\n", ws.fsync_seconds_sum);
     prom(b, "fleetvault_wal_fsync_seconds_count %llu\n", (unsigned long long)cum);
     COUNTER("fleetvault_http_requests_total", "API requests.", m->http_requests);
+    if (v->guard) {
+        COUNTER("fleetvault_privacy_denied_total", "Reads of personal data refused.",
+                v->guard->denied);
+        COUNTER("fleetvault_privacy_allowed_total", "Reads of personal data allowed (audited).",
+                v->guard->allowed);
+        COUNTER("fleetvault_privacy_alerts_total",
+                "Unusual volume: principals past 80 percent of a daily quota, refused bulk exports.",
+                v->guard->alerts + fv_exports_alerts(v->exports));
+    }
     COUNTER("fleetvault_http_unauthorized_total",
             "API requests refused for a missing or wrong "
             "token.",
@@ -416,7 +426,9 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
     out->www_authenticate = 0;
     char idbuf[65];
     int post_ok = strcmp(path, "/api/v1/store/compact") == 0 ||
-                  match_path(path, "/api/v1/subjects/", "/erase", idbuf);
+                  match_path(path, "/api/v1/subjects/", "/erase", idbuf) ||
+                  strcmp(path, "/api/v1/exports") == 0 ||
+                  match_path(path, "/api/v1/exports/", "/approve", idbuf);
     if (strcmp(method, "GET") != 0 && !(post_ok && strcmp(method, "POST") == 0)) {
         respond_error(out, 405,
                       post_ok ? "method not allowed: use POST"
@@ -496,6 +508,18 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         respond_json(out, 200,
                      json_pack("{s:b,s:s}", "erased", 1, "purge",
                                "blocks are rewritten in the background (GET /api/v1/store)"));
+        return;
+    }
+    if (strcmp(p, "/v1/exports") == 0) {
+        fv_api_export_create(v, &ctx, out);
+        return;
+    }
+    if (match_path(p, "/v1/exports/", "/approve", name)) {
+        fv_api_export_approve(v, &ctx, name, out);
+        return;
+    }
+    if (strncmp(p, "/v1/exports/", 12) == 0 && strlen(p + 12) == 32 && !strchr(p + 12, '/')) {
+        fv_api_export_get(v, &ctx, p + 12, out);
         return;
     }
     if (match_path(p, "/v1/subjects/", "/export", name)) {

@@ -14,6 +14,8 @@
  *   POST /api/v1/store/compact        flush the head and compact everything  (Bearer token)
  *   POST /api/v1/subjects/{id}/erase  erase a device's data (privacy-officer, ticket)
  *   GET /api/v1/subjects/{id}/export  everything held about it, a tar (api/export.h)
+ *   POST /api/v1/exports, POST /api/v1/exports/{id}/approve, GET /api/v1/exports/{id}
+ *                                     bulk exports with approval and watermark (exports.h)
  * Reads of personal data need a purpose (privacy/guard.h): 403 with the policy's reason.
  * Errors are JSON {"error": "..."} with 400/401/403/404/405.
  */
@@ -32,6 +34,7 @@ struct fv_keystore;
 struct fv_guard;
 struct fv_guard_ctx;
 struct fv_store_config;
+struct fv_exports;
 
 struct fv_api_view {
     const struct fv_fleet *fleet;
@@ -48,7 +51,8 @@ struct fv_api_view {
     int (*erase)(void *arg, const char *device, const struct fv_guard_ctx *ctx, char *err,
                  size_t errlen);
     void *erase_arg;
-    const char *audit_dir; /* DATA/audit (subject exports include their access log) */
+    const char *audit_dir;      /* DATA/audit (subject exports include their access log) */
+    struct fv_exports *exports; /* bulk exports (api/exports.h) */
 };
 
 /* A response is either whole (body) or streamed: when more is set, the transport sends

@@ -36,6 +36,7 @@
 #include <openssl/x509v3.h>
 
 #include "api/api.h"
+#include "api/exports.h"
 #include "crypto/certs.h"
 #include "crypto/keys.h"
 #include "gateway/fleet.h"
@@ -113,6 +114,7 @@ struct fv_server {
     struct fv_store_config store_cfg;
     struct fv_store *store;
     struct fv_guard guard;
+    struct fv_exports *exports;
     uint64_t registry_gen; /* bumped when the catalog changed under us (owner changes) */
     uint64_t registry_checked_ns;
     int64_t data_version;
@@ -917,10 +919,10 @@ static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         }
         int has_args = al > 0;
         struct fv_api_view v = {
-            &srv->fleet,   &srv->m,         srv->wal,     srv->admin_token,
-            srv->start_ms, srv->store,      srv->keys,    has_args ? args : NULL,
-            &srv->guard,   &srv->store_cfg, erase_device, srv,
-            srv->audit_dir};
+            &srv->fleet,    &srv->m,         srv->wal,     srv->admin_token,
+            srv->start_ms,  srv->store,      srv->keys,    has_args ? args : NULL,
+            &srv->guard,    &srv->store_cfg, erase_device, srv,
+            srv->audit_dir, srv->exports};
         memset(a, 0, sizeof *a);
         srv->m.http_requests++;
         fv_api_handle(&v, http_method(wsi), (const char *)in, has_auth ? auth : NULL, &a->resp);
@@ -1416,6 +1418,7 @@ int fv_server_run(const struct fv_server_config *cfg, volatile sig_atomic_t *sto
         (rc = fv_tombstone_replay(srv->tomb_inside, replay_tombstone, srv, err, errlen)))
         goto out;
     rc = guard_open(srv, err, errlen);
+    if (rc == FV_OK) rc = fv_exports_new(&srv->exports);
     if (rc) goto out;
 
     srv->store_cfg = cfg->store;
@@ -1546,6 +1549,7 @@ out:
     if (srv->wal) fv_wal_close(srv->wal); /* makes everything appended durable */
     fv_store_close(srv->store); /* waits for a running job; T1 holds whatever it was doing */
     guard_close(&srv->guard);
+    fv_exports_free(srv->exports);
     while (srv->pend_head) {
         struct pending *p = srv->pend_head;
         srv->pend_head = p->next;

@@ -156,19 +156,7 @@ int fv_guard_read(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *quer
     int allow = ctx->d.allow;
     if (allow && (ctx->d.obligations & FV_OBLIGE_CONSENTED_ONLY) && n == 1 && subjects) {
         /* G4: the current owner period's consent, clipped to the range asked for. */
-        char subject[FV_SUBJECT_NAME_MAX + 1];
-        struct fv_interval iv[32];
-        size_t ni = 0;
-        struct fv_purposes pp = {.policy = g->policy};
-        if (fv_subject_current(g->keys, subjects[0], subject, NULL) != FV_OK ||
-            fv_consent_servable(g->keys, &pp, subject, ctx->purpose, (int64_t)fv_now_ms(), from, to,
-                                iv, 32, &ni) != FV_OK)
-            ni = 0;
-        ctx->consent_limited = 1;
-        ctx->nconsent = ni;
-        for (size_t i = 0; i < ni; i++)
-            ctx->consent[i] = (struct fv_consent_range){iv[i].from, iv[i].to};
-        if (ni == 0) {
+        if (fv_guard_load_consent(g, ctx, subjects[0], from, to) == 0) {
             allow = 0;
             snprintf(why, sizeof why,
                      "the subject has not consented to %s (role %s reads "
@@ -209,7 +197,24 @@ int fv_guard_read(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *quer
 void fv_guard_done(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint64_t rows,
                    uint64_t bytes)
 {
-    if (g->quota) fv_quota_add(g->quota, ctx->principal, fv_now_ms(), 0, rows, bytes);
+    if (g->quota) {
+        struct fv_quota_usage before, after;
+        fv_quota_get(g->quota, ctx->principal, fv_now_ms(), &before);
+        fv_quota_add(g->quota, ctx->principal, fv_now_ms(), 0, rows, bytes);
+        fv_quota_get(g->quota, ctx->principal, fv_now_ms(), &after);
+        /* Unusual volume: crossing 80% of a daily limit raises an alert (log + metric). */
+        const struct fv_quota_limits *l = &ctx->d.quota;
+        if ((l->rows_per_day != FV_UNLIMITED && l->rows_per_day &&
+             before.rows * 5 < l->rows_per_day * 4 && after.rows * 5 >= l->rows_per_day * 4) ||
+            (l->bytes_per_day != FV_UNLIMITED && l->bytes_per_day &&
+             before.bytes * 5 < l->bytes_per_day * 4 && after.bytes * 5 >= l->bytes_per_day * 4)) {
+            g->alerts++;
+            fv_warn("privacy alert: principal %s (role %s) has used 80%% of a daily quota "
+                    "(%llu rows, %llu bytes today)",
+                    ctx->principal, ctx->role, (unsigned long long)after.rows,
+                    (unsigned long long)after.bytes);
+        }
+    }
     const char *s[1] = {ctx->subject};
     audit(g, ctx, "access.result", "allow", NULL, ctx->subject[0] ? s : NULL, 1, NULL, 0, 0, 0, 0,
           rows, bytes, NULL);
@@ -246,4 +251,25 @@ int fv_guard_consented(struct fv_guard *g, const struct fv_guard_ctx *ctx, const
                             &ni) != FV_OK)
         return 0;
     return ni > 0;
+}
+
+size_t fv_guard_load_consent(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *device,
+                             int64_t from, int64_t to)
+{
+    ctx->consent_limited = 0;
+    ctx->nconsent = 0;
+    if (!(ctx->d.obligations & FV_OBLIGE_CONSENTED_ONLY)) return 1;
+    char subject[FV_SUBJECT_NAME_MAX + 1];
+    struct fv_interval iv[32];
+    size_t ni = 0;
+    struct fv_purposes pp = {.policy = g->policy};
+    if (fv_subject_current(g->keys, device, subject, NULL) != FV_OK ||
+        fv_consent_servable(g->keys, &pp, subject, ctx->purpose, (int64_t)fv_now_ms(), from, to, iv,
+                            32, &ni) != FV_OK)
+        ni = 0;
+    ctx->consent_limited = 1;
+    ctx->nconsent = ni;
+    for (size_t i = 0; i < ni; i++)
+        ctx->consent[i] = (struct fv_consent_range){iv[i].from, iv[i].to};
+    return ni;
 }

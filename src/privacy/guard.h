@@ -47,6 +47,7 @@ struct fv_guard {
     const char *admin_token;
     unsigned char pseudo_secret[32]; /* per-purpose pseudonyms */
     uint64_t denied, allowed;
+    uint64_t alerts; /* unusual volume: a principal past 80% of a daily quota */
 };
 
 /* Who is asking and for what: filled by fv_guard_auth and fv_guard_read. */
@@ -71,6 +72,10 @@ struct fv_guard_ctx {
  * roles; always 1 for others)? For fleet reads, device by device. */
 int fv_guard_consented(struct fv_guard *g, const struct fv_guard_ctx *ctx, const char *device,
                        int64_t t);
+/* G4: loads into ctx what of device's current subject may be served in [from, to] (for
+ * consented-only roles; others: unlimited). Returns the number of ranges (0: nothing). */
+size_t fv_guard_load_consent(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *device,
+                             int64_t from, int64_t to);
 /* G4, single-subject reads: is t inside what ctx may be served? */
 int fv_guard_in_consent(const struct fv_guard_ctx *ctx, int64_t t);
 

@@ -31,6 +31,8 @@ POLICY = t.test_policy({
     "researcher": role({"location_history": ["default", "location"],
                         "clips": ["default", "location"]},
                        pseudonymise=True, location_privacy=True),
+    "exporter": role({"service": ["default", "location"]}, bulk_subjects_threshold=1,
+                     quota={"subjects_per_day": None, "rows_per_day": 22, "bytes_per_day": None}),
     "limited": role({"service": ["default", "location"]},
                     quota={"subjects_per_day": 2, "rows_per_day": None, "bytes_per_day": None}),
 })
@@ -307,6 +309,56 @@ def test_consent_and_owner_periods():
         srv.stop()
 
 
+def test_bulk_export_approval_watermark_alert():
+    import csv as csvmod
+    import io
+    with t.Env() as env:
+        srv = t.Server(env.root, env.certs, config={"rate_limits": False}, policy=POLICY).start()
+        send(srv, env, A, 5)
+        send(srv, env, B, 5)
+        ex = srv.principal("eve", "exporter")
+        po = srv.principal("paula", "privacy-officer")
+        sup = srv.principal("sam", "support")
+        post = lambda path, tok: srv.http(path, token=tok, method="POST", purpose=None)
+        # Two vehicles for a role whose bulk threshold is one: pending approval.
+        st, b = post("/api/v1/exports?purpose=service&signals=Soc&ticket=EXP-1", ex)
+        assert st == 202, b
+        xid = json.loads(b)["id"]
+        assert json.loads(b)["status"] == "pending"
+        st, b = srv.http(f"/api/v1/exports/{xid}", token=ex, purpose=None)
+        assert st == 403 and b"approval" in b, b  # refused without approval
+        assert post(f"/api/v1/exports/{xid}/approve", ex)[0] == 403  # not by themselves
+        assert post(f"/api/v1/exports/{xid}/approve", sup)[0] == 403  # not by any role
+        st, b = post(f"/api/v1/exports/{xid}/approve", po)
+        assert st == 200 and json.loads(b)["approved_by"] == "paula", b
+        st, b = srv.http(f"/api/v1/exports/{xid}", token=sup, purpose=None)
+        assert st == 403, b  # only the requester downloads
+        st, body = srv.http(f"/api/v1/exports/{xid}", token=ex, purpose=None)
+        assert st == 200, body
+        rows = list(csvmod.reader(io.StringIO(body.decode())))
+        assert rows[0] == ["device", "t", "Soc"], rows[0]
+        devs = {}
+        for r in rows[1:]:
+            devs.setdefault(r[0], []).append(r)
+        assert len(devs[A]) == 5 and len(devs[B]) == 5, devs.keys()
+        canaries = [d for d in devs if d not in (A, B)]
+        assert len(canaries) == 3 and all(len(devs[c]) == 3 for c in canaries), devs.keys()
+        # The watermark: each canary id names this export and who took it.
+        for c in canaries:
+            hits = audit_lines(srv, "--subject", c)
+            assert any(h.get("principal") == "eve" and h.get("action") == "export.create"
+                       for h in hits), hits
+        # One download per export.
+        assert srv.http(f"/api/v1/exports/{xid}", token=ex, purpose=None)[0] == 404
+        # One vehicle is under the threshold: approved at once.
+        st, b = post(f"/api/v1/exports?purpose=service&signals=Soc&devices={A}", ex)
+        assert st == 201, b
+        # Unusual volume: eve passed 80% of her 22 rows a day: an alert (log + metric).
+        assert srv.metric("fleetvault_privacy_alerts_total") >= 1
+        assert "privacy alert" in srv.log()
+        srv.stop()
+
+
 if __name__ == "__main__":
     t.main([test_purpose_roles_pseudonyms_quota_audit, test_erasure_reaches_backups,
-            test_consent_and_owner_periods])
+            test_consent_and_owner_periods, test_bulk_export_approval_watermark_alert])

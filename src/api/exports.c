@@ -1,0 +1,486 @@
+/* exports.c - see exports.h. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include "api/exports.h"
+#include "api/query.h"
+#include "crypto/keys.h"
+#include "privacy/guard.h"
+#include "privacy/subjects.h"
+#include "store/store.h"
+#include "util/clock.h"
+#include "util/err.h"
+#include "util/log.h"
+#include "util/map.h"
+#include "wire/signals.h"
+
+#define MAX_FIELDS  64
+#define PIECE_BYTES (1u << 20)
+
+enum { EX_PENDING, EX_APPROVED, EX_TAKEN };
+
+struct export
+{
+    char id[33];
+    char principal[65], role[32], purpose[32], ticket[129], approver[65], approver_role[32];
+    int status;
+    uint64_t created_ms;
+    unsigned char secret[32];
+    int64_t from, to;
+    uint32_t fields[MAX_FIELDS];
+    size_t nfields;
+    char **devices; /* snapshot of the vehicles at creation */
+    size_t ndevices;
+    size_t canary_at[FV_EXPORT_CANARIES]; /* before which device each canary goes */
+};
+
+struct fv_exports {
+    struct fv_map byid; /* id -> struct export* */
+    uint64_t alerts;
+};
+
+int fv_exports_new(struct fv_exports **out)
+{
+    *out = calloc(1, sizeof **out);
+    return *out ? FV_OK : FV_ENOMEM;
+}
+
+static void export_free(struct export *x)
+{
+    for (size_t i = 0; i < x->ndevices; i++)
+        free(x->devices[i]);
+    free(x->devices);
+    OPENSSL_cleanse(x->secret, sizeof x->secret);
+    free(x);
+}
+
+void fv_exports_free(struct fv_exports *e)
+{
+    if (e == NULL) return;
+    for (size_t i = 0; i < e->byid.cap; i++)
+        if (e->byid.slots[i].hash) export_free(e->byid.slots[i].val);
+    fv_map_free(&e->byid);
+    free(e);
+}
+
+uint64_t fv_exports_alerts(const struct fv_exports *e)
+{
+    return e ? e->alerts : 0;
+}
+
+void fv_export_canary_id(const unsigned char secret[32], int i, char out[18])
+{
+    /* VIN-shaped (17 characters of the VIN alphabet), from HMAC(secret, "canary" i). */
+    static const char alpha[] = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789";
+    unsigned char mac[32], msg[8] = {'c', 'a', 'n', 'a', 'r', 'y', 0, 0};
+    unsigned int n = sizeof mac;
+    msg[6] = (unsigned char)i;
+    if (HMAC(EVP_sha256(), secret, 32, msg, sizeof msg, mac, &n) == NULL) memset(mac, 0, 32);
+    for (int k = 0; k < 17; k++)
+        out[k] = alpha[mac[k] % (sizeof alpha - 1)];
+    out[17] = '\0';
+}
+
+static void json_reply(struct fv_http_response *r, int status, json_t *j)
+{
+    r->status = status;
+    r->content_type = "application/json";
+    fv_buf_reset(&r->body);
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (s) {
+        fv_buf_append(&r->body, s, strlen(s));
+        fv_buf_append(&r->body, "\n", 1);
+        free(s);
+    }
+}
+
+static void error_reply(struct fv_http_response *r, int status, const char *msg)
+{
+    json_reply(r, status, json_pack("{s:s}", "error", msg));
+}
+
+static void audit_export(const struct fv_api_view *v, const struct fv_guard_ctx *ctx,
+                         const char *action, const struct export *x, const char *result,
+                         const char *reason, uint64_t rows, uint64_t bytes)
+{
+    if (v->guard == NULL || v->guard->audit == NULL) return;
+    char canaries[FV_EXPORT_CANARIES][18];
+    const char *cp[FV_EXPORT_CANARIES];
+    for (int i = 0; x && i < FV_EXPORT_CANARIES; i++) {
+        fv_export_canary_id(x->secret, i, canaries[i]);
+        cp[i] = canaries[i];
+    }
+    char extra[400] = "";
+    if (x)
+        snprintf(extra, sizeof extra, "{\"export\":\"%s\",\"vehicles\":%zu,\"approver\":\"%s\"}",
+                 x->id, x->ndevices, x->approver);
+    struct fv_audit_event ev = {.kind = "export",
+                                .action = action,
+                                .principal = ctx->principal,
+                                .role = ctx->role,
+                                .purpose = x ? x->purpose : NULL,
+                                .ticket = x && x->ticket[0] ? x->ticket : NULL,
+                                /* the canary ids: a leaked file that holds them names this */
+                                .subjects = x ? cp : NULL,
+                                .nsubjects = x ? FV_EXPORT_CANARIES : 0,
+                                .rows = rows,
+                                .bytes = bytes,
+                                .result = result,
+                                .reason = reason,
+                                .extra_json = x ? extra : NULL};
+    if (fv_audit_append(v->guard->audit, &ev, NULL) != FV_OK)
+        fv_error("audit: %s", fv_audit_last_error(v->guard->audit));
+}
+
+static int parse_fields_list(const char *s, uint32_t *f, size_t *n)
+{
+    char buf[2048];
+    snprintf(buf, sizeof buf, "%s", s);
+    *n = 0;
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        long v = fv_signal_lookup(t);
+        if (v < 0 || *n == MAX_FIELDS) return FV_EINVAL;
+        f[(*n)++] = (uint32_t)v;
+    }
+    return *n ? FV_OK : FV_EINVAL;
+}
+
+void fv_api_export_create(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
+                          struct fv_http_response *out)
+{
+    struct fv_exports *ex = v->exports;
+    char sig[2048] = "", from_s[64], to_s[64], devs[4096] = "", why[400];
+    if (ex == NULL || v->guard == NULL) {
+        error_reply(out, 503, "exports are not set up");
+        return;
+    }
+    struct export *x = calloc(1, sizeof *x);
+    if (x == NULL) {
+        error_reply(out, 500, "out of memory");
+        return;
+    }
+    x->from = INT64_MIN;
+    x->to = INT64_MAX;
+    if (!fv_query_param(v->query, "signals", sig, sizeof sig) ||
+        parse_fields_list(sig, x->fields, &x->nfields) != FV_OK) {
+        export_free(x);
+        error_reply(out, 400, "signals=A,B required (names or numbers, at most 64)");
+        return;
+    }
+    if ((fv_query_param(v->query, "from", from_s, sizeof from_s) &&
+         fv_parse_time_ms(from_s, &x->from)) ||
+        (fv_query_param(v->query, "to", to_s, sizeof to_s) && fv_parse_time_ms(to_s, &x->to)) ||
+        x->from > x->to) {
+        export_free(x);
+        error_reply(out, 400, "bad from/to: epoch milliseconds or RFC 3339, from <= to");
+        return;
+    }
+    /* The vehicles: the ones listed, or the whole fleet. */
+    size_t cap = fv_fleet_count(v->fleet) + 1;
+    x->devices = calloc(cap + 64, sizeof *x->devices);
+    if (x->devices == NULL) {
+        export_free(x);
+        error_reply(out, 500, "out of memory");
+        return;
+    }
+    if (fv_query_param(v->query, "devices", devs, sizeof devs) && devs[0]) {
+        for (char *save = NULL, *t = strtok_r(devs, ",", &save); t && x->ndevices < cap + 63;
+             t = strtok_r(NULL, ",", &save)) {
+            const struct fv_device *d = fv_api_find_device(v, ctx, t);
+            if (d == NULL) {
+                char msg[160];
+                snprintf(msg, sizeof msg, "unknown device '%.64s'", t);
+                export_free(x);
+                error_reply(out, 404, msg);
+                return;
+            }
+            x->devices[x->ndevices++] = strdup(d->id);
+        }
+    } else {
+        for (size_t i = 0; i < v->fleet->devices.cap && x->ndevices < cap; i++) {
+            const struct fv_device *d = v->fleet->devices.slots[i].val;
+            if (v->fleet->devices.slots[i].hash && d) x->devices[x->ndevices++] = strdup(d->id);
+        }
+    }
+    for (size_t i = 0; i < x->ndevices; i++)
+        if (x->devices[i] == NULL) {
+            export_free(x);
+            error_reply(out, 500, "out of memory");
+            return;
+        }
+    uint32_t classes = 0;
+    for (size_t j = 0; j < x->nfields; j++)
+        classes |= fv_api_signal_class(v, x->fields[j]);
+    int rc =
+        fv_guard_read(v->guard, ctx, v->query, "export.request", classes, NULL,
+                      x->ndevices ? x->ndevices : 1, 0, NULL, 0, x->from, x->to, why, sizeof why);
+    /* A refusal because only approval is missing makes a pending export. */
+    int pending = 0;
+    if (rc == FV_EINVAL && strstr(why, "second principal's approval") != NULL) pending = 1;
+    if (rc == FV_EIO || (rc && !pending)) {
+        ex->alerts++;
+        fv_warn("privacy alert: %s asked for a bulk export of %zu vehicles and was refused: %s",
+                ctx->principal, x->ndevices, why);
+        export_free(x);
+        error_reply(out, rc == FV_EIO ? 503 : 403, why);
+        return;
+    }
+    unsigned char rnd[16];
+    if (RAND_bytes(x->secret, sizeof x->secret) != 1 || RAND_bytes(rnd, sizeof rnd) != 1) {
+        export_free(x);
+        error_reply(out, 500, "no randomness");
+        return;
+    }
+    for (int i = 0; i < 16; i++)
+        snprintf(x->id + 2 * i, 3, "%02x", rnd[i]);
+    for (int i = 0; i < FV_EXPORT_CANARIES; i++)
+        x->canary_at[i] = x->ndevices ? x->secret[i] % (x->ndevices + 1) : 0;
+    snprintf(x->principal, sizeof x->principal, "%s", ctx->principal);
+    snprintf(x->role, sizeof x->role, "%s", ctx->role);
+    snprintf(x->purpose, sizeof x->purpose, "%s", ctx->purpose);
+    snprintf(x->ticket, sizeof x->ticket, "%s", ctx->ticket);
+    x->status = pending ? EX_PENDING : EX_APPROVED;
+    x->created_ms = fv_now_ms();
+    if (fv_map_put(&ex->byid, x->id, strlen(x->id), x) != FV_OK) {
+        export_free(x);
+        error_reply(out, 500, "out of memory");
+        return;
+    }
+    audit_export(v, ctx, "export.create", x, "allow", pending ? "pending approval" : why, 0, 0);
+    json_reply(out, pending ? 202 : 201,
+               json_pack("{s:s,s:s,s:I,s:s}", "id", x->id, "status",
+                         pending ? "pending" : "approved", "subjects", (json_int_t)x->ndevices,
+                         "next",
+                         pending ? "a second principal approves: POST /api/v1/exports/ID/approve"
+                                 : "GET /api/v1/exports/ID"));
+}
+
+void fv_api_export_approve(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *id,
+                           struct fv_http_response *out)
+{
+    struct export *x = v->exports ? fv_map_get(&v->exports->byid, id, strlen(id)) : NULL;
+    if (x == NULL) {
+        error_reply(out, 404, "no such export");
+        return;
+    }
+    if (x->status != EX_PENDING) {
+        error_reply(out, 409, "this export is not waiting for approval");
+        return;
+    }
+    /* The policy decides with the approver named: a different principal of a role that
+     * may approve (P7). */
+    struct fv_access_request req = {.principal = x->principal,
+                                    .role = x->role,
+                                    .action = FV_ACTION_READ,
+                                    .purpose = x->purpose,
+                                    .ticket = x->ticket,
+                                    .subjects = x->ndevices,
+                                    .approved_by = ctx->principal,
+                                    .approver_role = ctx->role};
+    uint32_t classes = 0;
+    for (size_t j = 0; j < x->nfields; j++)
+        classes |= fv_api_signal_class(v, x->fields[j]);
+    req.classes = classes;
+    struct fv_decision d;
+    fv_policy_decide(v->guard->policy, &req, &d);
+    if (!d.allow || strcmp(ctx->principal, x->principal) == 0) {
+        const char *why = d.allow ? "the requester cannot approve their own export" : d.reason;
+        audit_export(v, ctx, "export.approve", x, "deny", why, 0, 0);
+        error_reply(out, 403, why);
+        return;
+    }
+    snprintf(x->approver, sizeof x->approver, "%s", ctx->principal);
+    snprintf(x->approver_role, sizeof x->approver_role, "%s", ctx->role);
+    x->status = EX_APPROVED;
+    audit_export(v, ctx, "export.approve", x, "allow", d.reason, 0, 0);
+    json_reply(
+        out, 200,
+        json_pack("{s:s,s:s,s:s}", "id", x->id, "status", "approved", "approved_by", x->approver));
+}
+
+/* ---- the download ---------------------------------------------------------------------- */
+
+struct dctx {
+    const struct fv_api_view *v;
+    struct fv_guard_ctx ctx;
+    struct export *x; /* owned from the start of the download */
+    size_t k;         /* next device */
+    int canaries_done[FV_EXPORT_CANARIES];
+    int started;
+    uint64_t rows, bytes;
+};
+
+static int put_canary(struct dctx *c, int i, struct fv_buf *b)
+{
+    struct export *x = c->x;
+    char id[18], shown[65];
+    fv_export_canary_id(x->secret, i, id);
+    fv_guard_show_id(c->v->guard, &c->ctx, id, shown);
+    int64_t base = x->from != INT64_MIN ? x->from : (int64_t)x->created_ms - 3600000;
+    int rc = FV_OK;
+    for (int r = 0; rc == FV_OK && r < 3; r++) {
+        char line[128];
+        int n = snprintf(line, sizeof line, "%s,%lld", shown,
+                         (long long)(base + 1000 * (x->secret[8 + i] + 97 * r)));
+        rc = fv_buf_append(b, line, (size_t)n);
+        for (size_t j = 0; rc == FV_OK && j < x->nfields; j++) {
+            /* plausible numbers, different per export */
+            n = snprintf(line, sizeof line, ",%.2f",
+                         (double)(x->secret[(i * 7 + j + r) % 32] % 90) + 5.25);
+            rc = fv_buf_append(b, line, (size_t)n);
+        }
+        if (rc == FV_OK) rc = fv_buf_append(b, "\n", 1);
+        c->rows++;
+    }
+    return rc;
+}
+
+static int put_device(struct dctx *c, const char *device, struct fv_buf *b)
+{
+    const struct fv_api_view *v = c->v;
+    struct export *x = c->x;
+    char subject[FV_SUBJECT_NAME_MAX + 1], pseudo[FV_PSEUDONYM_LEN + 1], err[256], shown[65];
+    const unsigned char *dek;
+    if (fv_subject_current(v->keys, device, subject, NULL) != FV_OK)
+        snprintf(subject, sizeof subject, "%s", device);
+    if (fv_keystore_dek(v->keys, subject, 0, &dek, pseudo) != FV_OK) return FV_OK; /* erased */
+    if (fv_guard_load_consent(v->guard, &c->ctx, device, x->from, x->to) == 0) return FV_OK;
+    fv_guard_show_id(v->guard, &c->ctx, device, shown);
+    struct fv_store_cursor *cur;
+    int rc = fv_store_query(v->store, pseudo, dek, x->from, x->to, x->fields, x->nfields, 0, &cur,
+                            err, sizeof err);
+    if (rc) return rc;
+    struct fv_store_chunk ch;
+    int n;
+    while ((n = fv_store_next(cur, &ch, err, sizeof err)) == 1) {
+        for (size_t i = 0; rc == FV_OK && i < ch.n; i++) {
+            if (!fv_guard_in_consent(&c->ctx, ch.t[i])) continue;
+            char t[48];
+            int m = snprintf(t, sizeof t, ",%lld", (long long)ch.t[i]);
+            rc = fv_buf_append(b, shown, strlen(shown));
+            if (rc == FV_OK) rc = fv_buf_append(b, t, (size_t)m);
+            for (size_t j = 0; rc == FV_OK && j < ch.ncols; j++) {
+                rc = fv_buf_append(b, ",", 1);
+                if (rc == FV_OK) rc = fv_put_value(b, &c->ctx, &ch.col[j][i], 1);
+            }
+            if (rc == FV_OK) rc = fv_buf_append(b, "\n", 1);
+            c->rows++;
+        }
+        if (rc) break;
+    }
+    if (n < 0) {
+        fv_error("export %s: %s", x->id, err);
+        rc = n;
+    }
+    fv_store_cursor_free(cur);
+    return rc;
+}
+
+static int d_more(void *arg, struct fv_buf *b)
+{
+    struct dctx *c = arg;
+    struct export *x = c->x;
+    size_t before = b->len;
+    int rc = FV_OK;
+    if (!c->started) {
+        c->started = 1;
+        rc = fv_buf_append(b, "device,t", 8);
+        for (size_t j = 0; rc == FV_OK && j < x->nfields; j++) {
+            char nm[32];
+            fv_signal_label(x->fields[j], nm, sizeof nm);
+            rc = fv_buf_append(b, ",", 1);
+            if (rc == FV_OK) rc = fv_buf_append(b, nm, strlen(nm));
+        }
+        if (rc == FV_OK) rc = fv_buf_append(b, "\n", 1);
+    }
+    while (rc == FV_OK && b->len < PIECE_BYTES && c->k <= x->ndevices) {
+        for (int i = 0; rc == FV_OK && i < FV_EXPORT_CANARIES; i++)
+            if (!c->canaries_done[i] && x->canary_at[i] == c->k) {
+                rc = put_canary(c, i, b);
+                c->canaries_done[i] = 1;
+            }
+        if (rc == FV_OK && c->k < x->ndevices) rc = put_device(c, x->devices[c->k], b);
+        c->k++;
+    }
+    c->bytes += b->len - before;
+    if (rc) return rc;
+    return c->k > x->ndevices ? 0 : 1;
+}
+
+static void d_free(void *arg)
+{
+    struct dctx *c = arg;
+    if (c == NULL) return;
+    audit_export(c->v, &c->ctx, "export.download", c->x, "allow", "done", c->rows, c->bytes);
+    if (c->v->guard) fv_guard_done(c->v->guard, &c->ctx, c->rows, c->bytes);
+    export_free(c->x);
+    free(c);
+}
+
+void fv_api_export_get(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *id,
+                       struct fv_http_response *out)
+{
+    struct export *x = v->exports ? fv_map_get(&v->exports->byid, id, strlen(id)) : NULL;
+    if (x == NULL) {
+        error_reply(out, 404, "no such export (or it was downloaded already)");
+        return;
+    }
+    if (strcmp(ctx->principal, x->principal) != 0) {
+        audit_export(v, ctx, "export.download", x, "deny", "not the requester", 0, 0);
+        error_reply(out, 403, "only the principal who asked for this export may download it");
+        return;
+    }
+    if (x->status != EX_APPROVED) {
+        error_reply(out, 403, "this export waits for a second principal's approval");
+        return;
+    }
+    /* Decided again now (a revoked role, a spent quota); obligations for the download. */
+    char why[400];
+    uint32_t classes = 0;
+    for (size_t j = 0; j < x->nfields; j++)
+        classes |= fv_api_signal_class(v, x->fields[j]);
+    struct fv_access_request req = {.principal = x->principal,
+                                    .role = x->role,
+                                    .action = FV_ACTION_READ,
+                                    .purpose = x->purpose,
+                                    .ticket = x->ticket,
+                                    .classes = classes,
+                                    .subjects = x->ndevices ? x->ndevices : 1};
+    if (x->approver[0]) {
+        req.approved_by = x->approver;
+        req.approver_role = x->approver_role;
+    }
+    fv_policy_decide(v->guard->policy, &req, &ctx->d);
+    snprintf(ctx->purpose, sizeof ctx->purpose, "%s", x->purpose);
+    snprintf(ctx->ticket, sizeof ctx->ticket, "%s", x->ticket);
+    snprintf(why, sizeof why, "%s", ctx->d.reason);
+    if (!ctx->d.allow) {
+        audit_export(v, ctx, "export.download", x, "deny", why, 0, 0);
+        error_reply(out, 403, why);
+        return;
+    }
+    struct dctx *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        error_reply(out, 500, "out of memory");
+        return;
+    }
+    /* One download per export: it leaves the table now. */
+    fv_map_del(&v->exports->byid, x->id, strlen(x->id));
+    x->status = EX_TAKEN;
+    c->v = v;
+    c->ctx = *ctx;
+    c->x = x;
+    out->status = 200;
+    out->content_type = "text/csv";
+    out->more = d_more;
+    out->free_ctx = d_free;
+    out->ctx = c;
+}
