@@ -14,6 +14,7 @@
 #include "api/exports.h"
 #include "api/query.h"
 #include "privacy/guard.h"
+#include "privacy/principals.h"
 #include "privacy/location.h"
 #include "store/store.h"
 #include "util/clock.h"
@@ -373,9 +374,10 @@ static void get_metrics(const struct fv_api_view *v, struct fv_http_response *r)
                 v->guard->denied);
         COUNTER("fleetvault_privacy_allowed_total", "Reads of personal data allowed (audited).",
                 v->guard->allowed);
-        COUNTER("fleetvault_privacy_alerts_total",
-                "Unusual volume: principals past 80 percent of a daily quota, refused bulk exports.",
-                v->guard->alerts + fv_exports_alerts(v->exports));
+        COUNTER(
+            "fleetvault_privacy_alerts_total",
+            "Unusual volume: principals past 80 percent of a daily quota, refused bulk exports.",
+            v->guard->alerts + fv_exports_alerts(v->exports));
     }
     COUNTER("fleetvault_http_unauthorized_total",
             "API requests refused for a missing or wrong "
@@ -383,6 +385,62 @@ static void get_metrics(const struct fv_api_view *v, struct fv_http_response *r)
             m->http_unauthorized);
 #undef COUNTER
 #undef GAUGE
+}
+
+static int principal_json(void *arg, const struct fv_principal *p)
+{
+    json_array_append_new(arg, json_pack("{s:s,s:s,s:s,s:I,s:I}", "name", p->name, "role", p->role,
+                                         "created_by", p->created_by, "created_ms",
+                                         (json_int_t)p->created_ms, "revoked_ms",
+                                         (json_int_t)p->revoked_ms));
+    return 0;
+}
+
+/* Principals through the API (admin actions, audited): GET lists, POST ?name=N&role=R
+ * creates (the token is in the answer, once), POST /{name}/revoke revokes. */
+static void principals(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *method,
+                       const char *revoke, struct fv_http_response *out)
+{
+    char why[400], err[300] = "";
+    int post = strcmp(method, "POST") == 0;
+    const char *act = revoke ? "principal.revoke" : post ? "principal.create" : "principal.list";
+    int rc = fv_guard_admin(v->guard, ctx, act, why, sizeof why);
+    if (rc) {
+        respond_error(out, rc == FV_EIO ? 503 : 403, why);
+        return;
+    }
+    if (revoke) {
+        rc = fv_principal_revoke(v->guard->db, revoke, err, sizeof err);
+        if (rc)
+            respond_error(out, rc == FV_ENOENT ? 404 : rc == FV_ESTATE ? 409 : 500, err);
+        else
+            respond_json(out, 200, json_pack("{s:s,s:b}", "name", revoke, "revoked", 1));
+        return;
+    }
+    if (!post) {
+        json_t *arr = json_array();
+        rc = fv_principal_list(v->guard->db, principal_json, arr, err, sizeof err);
+        if (rc) {
+            json_decref(arr);
+            respond_error(out, 500, err);
+        } else {
+            respond_json(out, 200, json_pack("{s:o}", "principals", arr));
+        }
+        return;
+    }
+    char name[80] = "", role[40] = "", token[FV_TOKEN_HEX_LEN + 1];
+    fv_query_param(v->query, "name", name, sizeof name);
+    fv_query_param(v->query, "role", role, sizeof role);
+    rc = fv_principal_create(v->guard->db, v->guard->policy, name, role, ctx->principal, token, err,
+                             sizeof err);
+    if (rc) {
+        respond_error(out, rc == FV_EEXIST ? 409 : rc == FV_EINVAL ? 400 : 500, err);
+        return;
+    }
+    respond_json(out, 201,
+                 json_pack("{s:s,s:s,s:s,s:s}", "name", name, "role", role, "token", token, "note",
+                           "shown once: only its hash is stored"));
+    OPENSSL_cleanse(token, sizeof token);
 }
 
 /* The device a request names: its id, or (for a role that sees pseudonyms) its pseudonym
@@ -427,7 +485,8 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
     char idbuf[65];
     int post_ok = strcmp(path, "/api/v1/store/compact") == 0 ||
                   match_path(path, "/api/v1/subjects/", "/erase", idbuf) ||
-                  strcmp(path, "/api/v1/exports") == 0 ||
+                  strcmp(path, "/api/v1/exports") == 0 || strcmp(path, "/api/v1/principals") == 0 ||
+                  match_path(path, "/api/v1/principals/", "/revoke", idbuf) ||
                   match_path(path, "/api/v1/exports/", "/approve", idbuf);
     if (strcmp(method, "GET") != 0 && !(post_ok && strcmp(method, "POST") == 0)) {
         respond_error(out, 405,
@@ -435,7 +494,7 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
                               : "method not allowed: this endpoint is read-only (GET)");
         return;
     }
-    if (post_ok && strcmp(method, "POST") != 0) {
+    if (post_ok && strcmp(method, "POST") != 0 && strcmp(path, "/api/v1/principals") != 0) {
         respond_error(out, 405, "method not allowed: use POST");
         return;
     }
@@ -508,6 +567,10 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         respond_json(out, 200,
                      json_pack("{s:b,s:s}", "erased", 1, "purge",
                                "blocks are rewritten in the background (GET /api/v1/store)"));
+        return;
+    }
+    if (strcmp(p, "/v1/principals") == 0 || match_path(p, "/v1/principals/", "/revoke", name)) {
+        principals(v, &ctx, method, strcmp(p, "/v1/principals") == 0 ? NULL : name, out);
         return;
     }
     if (strcmp(p, "/v1/exports") == 0) {

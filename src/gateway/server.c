@@ -316,6 +316,9 @@ int fv_server_config_load(struct fv_server_config *c, const char *path, char *er
                         : key[6] == 'k' ? c->audit_key
                                         : c->audit_witness;
             snprintf(dst, sizeof c->policy_file, "%s", json_string_value(val));
+        } else if (strcmp(key, "audit_retention") == 0 &&
+                   parse_duration_ms(val, &c->audit_retention_ms) == FV_OK) {
+            /* the audit log's own retention (GDPR: as long as needed for accountability) */
         } else if (strcmp(key, "store") == 0 && json_is_object(val)) {
             if (load_store_config(&c->store, val, path, err, errlen) != FV_OK) goto done;
         } else if (strcmp(key, "rate_limits") == 0 && json_is_false(val)) {
@@ -1312,6 +1315,7 @@ static int guard_open(struct fv_server *srv, char *err, size_t errlen)
     snprintf(dir, sizeof dir, "%s/audit", cfg->data_dir);
     snprintf(srv->audit_dir, sizeof srv->audit_dir, "%s", dir);
     struct fv_audit_opts ao = {.key_path = key,
+                               .retention_ms = cfg->audit_retention_ms,
                                .witness_path = cfg->audit_witness[0] ? cfg->audit_witness : NULL};
     return fv_audit_open(dir, &ao, &g->audit, err, errlen);
 }
@@ -1527,6 +1531,11 @@ int fv_server_run(const struct fv_server_config *cfg, volatile sig_atomic_t *sto
             last_trim = fv_mono_ns();
             /* New devices' keys grow the catalog's SQLite WAL (4 MiB before SQLite's own
              * checkpoint); fold it back into catalog.db once a minute. */
+            if (srv->guard.audit && cfg->audit_retention_ms && catalog_turns % 720 == 0) {
+                uint64_t gone = 0; /* hourly */
+                if (fv_audit_apply_retention(srv->guard.audit, fv_now_ms(), &gone) == FV_OK && gone)
+                    fv_info("audit: retention removed %llu old files", (unsigned long long)gone);
+            }
             if (++catalog_turns % 12 == 0)
                 sqlite3_wal_checkpoint_v2(fv_keystore_db(srv->keys), NULL,
                                           SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);

@@ -134,6 +134,21 @@ def test_purpose_roles_pseudonyms_quota_audit():
         t.run("principal", "revoke", "alice", "--data", srv.data)
         assert srv.http(q + "&ticket=T-1", token=sup, purpose="service")[0] == 401
 
+        # Principals through the API (admin actions): create (token shown once), list, revoke.
+        st, b = srv.http("/api/v1/principals?name=api-sup&role=support", token="admin",
+                         method="POST", purpose=None)
+        assert st == 201, b
+        tok = json.loads(b)["token"]
+        assert get(srv, q + "&ticket=T-9", tok, "service")[0] == 200
+        st, b = srv.http("/api/v1/principals", token="admin", purpose=None)
+        assert "api-sup" in {p["name"] for p in json.loads(b)["principals"]}
+        assert srv.http("/api/v1/principals?name=x&role=support", token=tok, method="POST",
+                        purpose=None)[0] == 403  # a support user manages nobody
+        st, b = srv.http("/api/v1/principals/api-sup/revoke", token="admin", method="POST",
+                         purpose=None)
+        assert st == 200, b
+        assert srv.http(q + "&ticket=T-9", token=tok, purpose="service")[0] == 401
+
         # Every decision is in the audit log: who, role, purpose, result, reason; subjects
         # by pseudonym, never by VIN.
         denied = audit_lines(srv, "--principal", "alice", "--result", "deny")
