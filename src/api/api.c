@@ -335,6 +335,9 @@ static void get_metrics(const struct fv_api_view *v, struct fv_http_response *r)
         prom(b, "fleetvault_records_total{topic=\"%s\"} %llu\n", fv_metrics_topic_names[i],
              (unsigned long long)m->records_stored[i]);
     COUNTER("fleetvault_datums_total", "Signal values stored.", m->datums_stored);
+    COUNTER("fleetvault_datums_minimised_total",
+            "Signal values not stored: no purpose of their class had consent.",
+            m->datums_minimised);
     COUNTER("fleetvault_acks_total", "Acks sent (each after fsync).", m->acks_sent);
     COUNTER("fleetvault_error_replies_total", "Error replies sent.", m->errors_sent);
     prom(b, "# HELP fleetvault_rejected_total Messages refused, by reason.\n"

@@ -4,11 +4,15 @@
  *   subject owner DEVICE OWNER_ID [--at T]    a change of owner: a new data subject from T
  *   subject owner DEVICE OWNER_ID --current   the owner of the current period, none recorded
  *   subject consent DEVICE PURPOSE give|withdraw [--at T] [--by NAME] [--epoch N]
+ *   subject zone DEVICE add LABEL LAT LON RADIUS_M [--epoch N]   privacy zones
+ *   subject zone DEVICE remove LABEL [--epoch N]                 (privacy/zones.h)
+ *   subject zone DEVICE list [--epoch N]
  * Works on DIR/catalog.db while the server runs or not (SQLite serialises the writes; a
  * busy catalog is waited for up to 5 s). Needs the master key, as owner ids are sealed
- * with each subject's data key: --key-file FILE or FV_MASTER_KEY. Prints owner ids: the
- * output is personal data. */
+ * with each subject's data key: --key-file FILE or FV_MASTER_KEY. Prints owner ids and
+ * zones (home locations): the output is personal data. */
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +29,7 @@
 #include "crypto/keys.h"
 #include "privacy/policy.h"
 #include "privacy/subjects.h"
+#include "privacy/zones.h"
 #include "util/clock.h"
 #include "util/err.h"
 
@@ -37,6 +42,9 @@ static void usage(FILE *f)
             "       fleetvault subject owner DEVICE OWNER_ID [--at T | --current] [options]\n"
             "       fleetvault subject consent DEVICE PURPOSE give|withdraw [--at T] [--by NAME]\n"
             "                                  [--epoch N] [options]\n"
+            "       fleetvault subject zone DEVICE add LABEL LAT LON RADIUS_M [--epoch N] [options]\n"
+            "       fleetvault subject zone DEVICE remove LABEL [--epoch N] [options]\n"
+            "       fleetvault subject zone DEVICE list [--epoch N] [options]\n"
             "       fleetvault subject erase DEVICE --ticket T --token-file F [--api URL]\n"
             "options: --data DIR (default ./data), --key-file FILE (default FV_MASTER_KEY),\n"
             "         --policy FILE (its purposes; default the built-in policy),\n"
@@ -50,16 +58,22 @@ static void usage(FILE *f)
             "gives or withdraws consent to PURPOSE for the device's current owner (--epoch N:\n"
             "for the owner of period N, e.g. a previous owner withdrawing); --by names who\n"
             "records it (a principal name, or owner; never the owner's id).\n"
+            "zone keeps the owner's privacy zones (home, work: a circle of RADIUS_M metres,\n"
+            "%.0f to %.0f, around LAT LON in degrees; LABEL 1-%d of a-z 0-9 _ -): points inside\n"
+            "one are dropped from every location served for a purpose other than service. Zones\n"
+            "are sealed with the owner's data key; they belong to the current owner period\n"
+            "(--epoch N: period N) and a new owner starts with none. list prints them as JSON.\n"
             "Purposes necessary for the contract are always granted and cannot be withdrawn.\n"
             "T is epoch milliseconds or RFC 3339 (2026-11-25T06:00:00Z). erase asks the running\n"
             "server (a privacy officer's token, a ticket): every subject of the device is\n"
-            "erased at once (data keys destroyed, tombstones kept beside the master key).\n");
+            "erased at once (data keys destroyed, tombstones kept beside the master key).\n",
+            FV_ZONE_RADIUS_MIN_M, FV_ZONE_RADIUS_MAX_M, FV_ZONE_LABEL_MAX);
 }
 
 struct opts {
     const char *data, *key_file, *policy_file, *contract, *at, *by, *epoch;
     int current;
-    const char *pos[4];
+    const char *pos[7];
     int npos;
 };
 
@@ -214,6 +228,31 @@ static int cmd_owner(struct fv_keystore *ks, const struct opts *o)
     return 0;
 }
 
+/* The subject of device's period --epoch (epoch may be NULL: the current one) into name, its
+ * epoch into *epoch_out (may be NULL). 2 for a bad --epoch (printed), else an FV_* code
+ * with err set for a bad device id. */
+static int subject_of(struct fv_keystore *ks, const char *verb, const char *device,
+                      const char *epoch, char name[FV_SUBJECT_NAME_MAX + 1], int *epoch_out,
+                      char *err, size_t errlen)
+{
+    int rc, e = 0;
+    if (epoch) {
+        char *end;
+        long v = strtol(epoch, &end, 10);
+        if (*end || end == epoch || v < 1 || v > INT_MAX) {
+            fprintf(stderr, "fleetvault subject %s: bad --epoch %s\n", verb, epoch);
+            return 2;
+        }
+        e = (int)v;
+        rc = fv_subject_name(device, e, name);
+    } else {
+        rc = fv_subject_current(ks, device, name, &e);
+    }
+    if (rc == FV_EINVAL) fv_seterr(err, errlen, "not a device id: %s", device);
+    if (epoch_out) *epoch_out = rc == FV_OK ? e : 0;
+    return rc;
+}
+
 static int cmd_consent(struct fv_keystore *ks, const struct fv_purposes *pp, const struct opts *o)
 {
     const char *device = o->pos[1], *purpose = o->pos[2], *verb = o->pos[3];
@@ -228,19 +267,8 @@ static int cmd_consent(struct fv_keystore *ks, const struct fv_purposes *pp, con
         return 2;
     }
     char name[FV_SUBJECT_NAME_MAX + 1], err[512] = "";
-    int rc;
-    if (o->epoch) {
-        char *end;
-        long e = strtol(o->epoch, &end, 10);
-        if (*end || e < 1 || e > INT_MAX) {
-            fprintf(stderr, "fleetvault subject consent: bad --epoch %s\n", o->epoch);
-            return 2;
-        }
-        rc = fv_subject_name(device, (int)e, name);
-    } else {
-        rc = fv_subject_current(ks, device, name, NULL);
-    }
-    if (rc == FV_EINVAL) fv_seterr(err, sizeof err, "not a device id: %s", device);
+    int rc = subject_of(ks, "consent", device, o->epoch, name, NULL, err, sizeof err);
+    if (rc == 2) return 2;
     if (rc == FV_OK) rc = fv_consent_set(ks, pp, name, purpose, give, at, o->by, err, sizeof err);
     if (rc) {
         fprintf(stderr, "fleetvault subject consent: %s\n", err[0] ? err : fv_strerror(rc));
@@ -248,6 +276,76 @@ static int cmd_consent(struct fv_keystore *ks, const struct fv_purposes *pp, con
     }
     printf("%s: consent to %s %s at %lld ms (subject %s)\n", device, purpose,
            give ? "given" : "withdrawn", (long long)at, name);
+    return 0;
+}
+
+/* A finite decimal number (degrees, metres); -1 if s is not one. */
+static int parse_number(const char *s, double *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end != '\0' || !isfinite(v)) return -1;
+    *out = v;
+    return 0;
+}
+
+static int add_zone_json(void *arg, const struct fv_zone_entry *e)
+{
+    json_t *zones = arg;
+    json_t *o = json_pack("{s:s,s:f,s:f,s:f,s:o,s:I}", "label", e->label, "lat", e->zone.lat, "lon",
+                          e->zone.lon, "radius_m", e->zone.radius_m, "set",
+                          time_json(e->created_ms), "set_ms", (json_int_t)e->created_ms);
+    return o && json_array_append_new(zones, o) == 0 ? 0 : FV_ENOMEM;
+}
+
+/* `subject zone DEVICE add LABEL LAT LON RADIUS_M | remove LABEL | list [--epoch N]`. */
+static int cmd_zone(struct fv_keystore *ks, const struct opts *o)
+{
+    const char *device = o->pos[1], *verb = o->pos[2];
+    char name[FV_SUBJECT_NAME_MAX + 1], pseudo[FV_PSEUDONYM_LEN + 1], err[512] = "";
+    int epoch = 0;
+    int rc = subject_of(ks, "zone", device, o->epoch, name, &epoch, err, sizeof err);
+    if (rc == 2) return 2;
+    if (rc == FV_OK && strcmp(verb, "add") == 0) {
+        double lat, lon, radius;
+        if (parse_number(o->pos[4], &lat) || parse_number(o->pos[5], &lon) ||
+            parse_number(o->pos[6], &radius)) {
+            fprintf(stderr, "fleetvault subject zone: LAT LON RADIUS_M must be numbers (degrees, "
+                            "degrees, metres)\n");
+            return 2;
+        }
+        rc = fv_zone_set(ks, name, o->pos[3], lat, lon, radius, err, sizeof err);
+        if (rc == FV_OK)
+            printf("%s: zone %s set, radius %.0f m, for owner period %d (subject %s)\n", device,
+                   o->pos[3], radius, epoch, name);
+    } else if (rc == FV_OK && strcmp(verb, "remove") == 0) {
+        rc = fv_zone_remove(ks, name, o->pos[3], err, sizeof err);
+        if (rc == FV_OK)
+            printf("%s: zone %s removed from owner period %d (subject %s)\n", device, o->pos[3],
+                   epoch, name);
+    } else if (rc == FV_OK) {
+        json_t *zones = json_array(), *out = NULL;
+        rc = zones ? fv_keystore_pseudonym(ks, name, pseudo) : FV_ENOMEM;
+        if (rc == FV_OK) rc = fv_zones_list(ks, name, add_zone_json, zones, err, sizeof err);
+        if (rc == FV_OK) {
+            out = json_pack("{s:s,s:s,s:i,s:s,s:O}", "device", device, "subject", name, "epoch",
+                            epoch, "pseudonym", pseudo, "zones", zones);
+            char *text = out ? json_dumps(out, JSON_INDENT(2) | JSON_REAL_PRECISION(12)) : NULL;
+            if (text) {
+                printf("%s\n", text);
+                OPENSSL_cleanse(text, strlen(text)); /* home locations */
+                free(text);
+            } else {
+                rc = FV_ENOMEM;
+            }
+        }
+        json_decref(out);
+        json_decref(zones);
+    }
+    if (rc) {
+        fprintf(stderr, "fleetvault subject zone: %s\n", err[0] ? err : fv_strerror(rc));
+        return 1;
+    }
     return 0;
 }
 
@@ -288,6 +386,7 @@ int fv_cmd_subject(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "erase") == 0) return subject_erase(argc, argv);
     struct opts o = {.data = "./data"};
+    double num;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int more = i + 1 < argc;
@@ -310,7 +409,10 @@ int fv_cmd_subject(int argc, char **argv)
             o.epoch = argv[++i];
         } else if (strcmp(a, "--current") == 0) {
             o.current = 1;
-        } else if ((a[0] == '-' && strcmp(a, "-") != 0) || o.npos == 4) {
+        } else if ((a[0] == '-' && strcmp(a, "-") != 0 &&
+                    !(o.npos > 0 && strcmp(o.pos[0], "zone") == 0 && parse_number(a, &num) == 0)) ||
+                   o.npos == (int)(sizeof o.pos / sizeof o.pos[0])) {
+            /* (zone takes negative coordinates as arguments) */
             usage(stderr);
             return 2;
         } else {
@@ -319,10 +421,14 @@ int fv_cmd_subject(int argc, char **argv)
     }
     const char *verb = o.npos ? o.pos[0] : "";
     int show = strcmp(verb, "show") == 0, owner = strcmp(verb, "owner") == 0,
-        consent = strcmp(verb, "consent") == 0;
-    if (!((show && o.npos == 2) || (owner && o.npos == 3) || (consent && o.npos == 4)) ||
-        (o.current && (!owner || o.at)) || (o.by && !consent) || (o.epoch && !consent) ||
-        (o.at && show)) {
+        consent = strcmp(verb, "consent") == 0, zone = strcmp(verb, "zone") == 0;
+    const char *zverb = zone && o.npos >= 3 ? o.pos[2] : "";
+    int zone_ok = zone && ((strcmp(zverb, "add") == 0 && o.npos == 7) ||
+                           (strcmp(zverb, "remove") == 0 && o.npos == 4) ||
+                           (strcmp(zverb, "list") == 0 && o.npos == 3));
+    if (!((show && o.npos == 2) || (owner && o.npos == 3) || (consent && o.npos == 4) || zone_ok) ||
+        (o.current && (!owner || o.at)) || (o.by && !consent) || (o.epoch && !consent && !zone) ||
+        (o.at && (show || zone))) {
         usage(stderr);
         return 2;
     }
@@ -355,6 +461,7 @@ int fv_cmd_subject(int argc, char **argv)
         /* The server may be writing: wait for it rather than fail. */
         sqlite3_busy_timeout((sqlite3 *)fv_keystore_db(ks), 5000);
         rc = fv_subjects_init(ks, err, sizeof err);
+        if (rc == FV_OK && zone) rc = fv_zones_init(ks, err, sizeof err);
     }
     if (rc) {
         fprintf(stderr, "fleetvault subject: %s\n", err[0] ? err : fv_strerror(rc));
@@ -375,9 +482,10 @@ int fv_cmd_subject(int argc, char **argv)
         return 2;
     }
     struct fv_purposes pp = {.policy = pol, .contract = contract};
-    int status = show    ? cmd_show(ks, &pp, o.pos[1])
-                 : owner ? cmd_owner(ks, &o)
-                         : cmd_consent(ks, &pp, &o);
+    int status = show      ? cmd_show(ks, &pp, o.pos[1])
+                 : owner   ? cmd_owner(ks, &o)
+                 : consent ? cmd_consent(ks, &pp, &o)
+                           : cmd_zone(ks, &o);
     fv_keystore_close(ks);
     fv_policy_free(pol);
     return status;

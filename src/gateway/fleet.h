@@ -38,8 +38,10 @@ struct fv_txwindow {
 struct fv_device {
     char id[65];
     char client_type[32];
-    char subject[72]; /* the current owner period's subject name ("" until looked up) */
-    uint64_t subject_gen; /* the registry generation it was looked up at */
+    char subject[72];      /* the current owner period's subject name ("" until looked up) */
+    uint64_t subject_gen;  /* the registry generation it was looked up at */
+    uint32_t keep_classes; /* store classes its consents let us store (minimisation) */
+    uint64_t keep_gen;     /* registry generation + 1 it was computed at (0: never) */
     uint64_t records, datums, duplicates, rate_limited;
     uint64_t first_ms, last_ms;      /* record times (device clock) */
     uint64_t last_received_ms;       /* server clock */

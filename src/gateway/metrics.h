@@ -33,6 +33,7 @@ struct fv_metrics {
     uint64_t messages_total, bytes_received;
     uint64_t records_stored[FV_TOPIC_SLOTS];
     uint64_t datums_stored;
+    uint64_t datums_minimised; /* not stored: no purpose of their class had consent */
     uint64_t acks_sent, errors_sent;
     uint64_t rejected[FV_REJ_COUNT];
     uint64_t duplicates;

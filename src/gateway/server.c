@@ -115,6 +115,11 @@ struct fv_server {
     struct fv_store *store;
     struct fv_guard guard;
     struct fv_exports *exports;
+    /* Minimisation: per store class, the purposes that use it (from the policy); a class
+     * that a contract purpose uses is always stored. */
+    uint32_t consent_classes; /* store classes that need some consent to be stored */
+    char class_purposes[FV_STORE_MAX_CLASSES][FV_POLICY_MAX_PURPOSES][FV_POLICY_NAME_MAX + 1];
+    int nclass_purposes[FV_STORE_MAX_CLASSES];
     uint64_t registry_gen; /* bumped when the catalog changed under us (owner changes) */
     uint64_t registry_checked_ns;
     int64_t data_version;
@@ -535,6 +540,84 @@ static int64_t wal_put(struct fv_server *srv, const struct session *s, uint8_t f
     return fv_wal_append(srv->wal, &r);
 }
 
+/* Minimisation (issue 4): which store classes need consent, and for which purposes. */
+static void minimisation_init(struct fv_server *srv)
+{
+    const struct fv_policy *pol = srv->guard.policy;
+    for (uint32_t c = 0; c < srv->store_cfg.nclasses; c++) {
+        if (c == srv->store_cfg.events_class) continue;
+        int bit = fv_policy_class_id(pol, srv->store_cfg.class_name[c]);
+        if (bit < 0) continue; /* a class the policy does not name: nobody reads it; kept */
+        int contract = 0;
+        for (size_t pi = 0; pi < fv_policy_npurposes(pol); pi++) {
+            const char *purpose = fv_policy_purpose_name(pol, pi);
+            int used = 0;
+            for (size_t r = 0; r < fv_policy_nroles(pol) && !used; r++)
+                used = (fv_policy_classes(pol, fv_policy_role_name(pol, r), purpose) >> bit) & 1;
+            if (!used) continue;
+            if (strcmp(purpose, FV_SUBJECT_CONTRACT) == 0) contract = 1;
+            if (srv->nclass_purposes[c] < FV_POLICY_MAX_PURPOSES)
+                snprintf(srv->class_purposes[c][srv->nclass_purposes[c]++],
+                         sizeof srv->class_purposes[0][0], "%s", purpose);
+        }
+        if (!contract) srv->consent_classes |= 1u << c;
+    }
+}
+
+/* The store classes this device's current subject lets us keep: classes needing consent
+ * are kept only while some purpose that uses them has it (cached per registry change). */
+static uint32_t keep_classes(struct fv_server *srv, struct fv_device *d)
+{
+    if (srv->consent_classes == 0) return UINT32_MAX;
+    const char *subject = current_subject(srv, d);
+    if (d->keep_gen == srv->registry_gen + 1) return d->keep_classes;
+    uint32_t keep = UINT32_MAX;
+    struct fv_purposes pp = {.policy = srv->guard.policy};
+    for (uint32_t c = 0; c < srv->store_cfg.nclasses; c++) {
+        if (!(srv->consent_classes >> c & 1)) continue;
+        int any = 0;
+        for (int k = 0; k < srv->nclass_purposes[c] && !any; k++) {
+            int granted = 0;
+            if (fv_consent_at(srv->keys, &pp, subject, srv->class_purposes[c][k],
+                              (int64_t)fv_now_ms(), &granted) == FV_OK)
+                any = granted;
+        }
+        if (!any) keep &= ~(1u << c);
+    }
+    d->keep_classes = keep;
+    d->keep_gen = srv->registry_gen + 1;
+    return keep;
+}
+
+/* Drops the datums of classes not kept from v and re-encodes the payload into norm. Returns
+ * the number dropped. */
+static size_t minimise(struct fv_server *srv, struct fv_vrecord *v, uint32_t keep,
+                       struct fv_buf *norm)
+{
+    size_t w = 0, dropped = 0;
+    for (size_t i = 0; i < v->n; i++) {
+        uint32_t f = v->data[i].field;
+        uint8_t c = f < FV_STORE_FIELD_TABLE ? srv->store_cfg.class_of[f] : 0;
+        if (keep >> c & 1) {
+            v->data[w++] = v->data[i];
+        } else {
+            fv_value_clear(&v->data[i].value);
+            dropped++;
+        }
+    }
+    v->n = w;
+    if (dropped) {
+        struct fv_buf b = {0};
+        if (fv_payload_encode_v(v, &b) == FV_OK) {
+            fv_buf_free(norm);
+            *norm = b;
+        } else {
+            fv_buf_free(&b);
+        }
+    }
+    return dropped;
+}
+
 /* Hands a record that is in the WAL to the store's head. Should that fail (out of memory),
  * the record is still safe in the WAL, which then must not be trimmed until a restart
  * replays it into the head (T1). */
@@ -605,6 +688,20 @@ static void handle_message(struct session *s, const unsigned char *msg, size_t l
                              sizeof err) != FV_OK) {
         send_error(s, FV_REJ_PAYLOAD, env.txid.p, env.txid.len, err);
         goto done;
+    }
+    if (is_v) {
+        uint32_t keep = keep_classes(srv, dev);
+        if (keep != UINT32_MAX) {
+            size_t dropped = minimise(srv, &v, keep, &norm);
+            srv->m.datums_minimised += dropped;
+            if (dropped && v.n == 0) {
+                /* Nothing left to keep: acknowledged (the device must not resend it), not
+                 * stored, counted. */
+                if (env.txid.len) fv_device_add_txid(dev, env.txid.p, env.txid.len);
+                queue_ack(s, fv_wal_appended_seq(srv->wal), &env.txid, &env.topic);
+                goto done;
+            }
+        }
     }
     const unsigned char *dek = NULL;
     char pseudo[FV_PSEUDONYM_LEN + 1];
@@ -1423,6 +1520,10 @@ int fv_server_run(const struct fv_server_config *cfg, volatile sig_atomic_t *sto
         goto out;
     rc = guard_open(srv, err, errlen);
     if (rc == FV_OK) rc = fv_exports_new(&srv->exports);
+    if (rc == FV_OK) {
+        srv->store_cfg = cfg->store; /* for the classes; the store opens below */
+        minimisation_init(srv);
+    }
     if (rc) goto out;
 
     srv->store_cfg = cfg->store;

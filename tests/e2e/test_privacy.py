@@ -374,6 +374,40 @@ def test_bulk_export_approval_watermark_alert():
         srv.stop()
 
 
+def test_minimisation_by_consent():
+    import copy
+    import time
+    pol = copy.deepcopy(POLICY)
+    # Location is used by location_history only (no contract purpose reads it): a vehicle's
+    # locations are stored only while its owner consents to location history.
+    for r in pol["roles"].values():
+        for purpose, classes in list(r["purposes"].items()):
+            if purpose != "location_history" and "location" in classes:
+                classes.remove("location")
+    with t.Env() as env:
+        srv = t.Server(env.root, env.certs, config={"rate_limits": False}, policy=pol).start()
+        send(srv, env, A, 3)  # Soc + Location, no consent yet: the locations are not stored
+        assert srv.metric("fleetvault_datums_minimised_total") == 3
+        subject(srv, "consent", A, "location_history", "give", "--by", "owner")
+        time.sleep(1.3)
+        path = os.path.join(env.certs.dir, "devices", A + ".crt")
+        ws = t.WS(srv.port, path, path[:-4] + ".key", env.certs.ca)
+        ws.send(t.fb_envelope(b"later", b"V", t.v_payload([(SOC, 77.0), (LOC, (LAT, LON))],
+                                                          T0 + 60000)))
+        _, p = ws.recv()
+        assert t.fb_decode(p)["message_type"] == 5
+        ws.close()
+        assert srv.metric("fleetvault_datums_minimised_total") == 3
+        b = srv.json(f"/api/v1/query?device={A}&signals=Soc")
+        assert b["count"] == 4  # every Soc kept (service)
+        res = srv.principal("rita", "researcher")
+        st, b = get(srv, f"/api/v1/fleet?signal=Location&at={T0 + 60000}", res,
+                    "location_history")
+        assert st == 200 and b["count"] == 1 and b["vehicles"][0]["t"] == T0 + 60000, b
+        srv.stop()
+
+
 if __name__ == "__main__":
     t.main([test_purpose_roles_pseudonyms_quota_audit, test_erasure_reaches_backups,
-            test_consent_and_owner_periods, test_bulk_export_approval_watermark_alert])
+            test_consent_and_owner_periods, test_bulk_export_approval_watermark_alert,
+            test_minimisation_by_consent])
