@@ -141,8 +141,14 @@ const struct fv_value *fv_api_oblige(const struct fv_guard_ctx *ctx, const struc
         !(ctx->d.obligations & FV_OBLIGE_LOCATION_PRIVACY))
         return v;
     *tmp = *v;
-    if (fv_loc_coarsen_point(COARSE_GRID_M, &tmp->u.loc.lat, &tmp->u.loc.lon) != FV_OK)
-        tmp->kind = FV_VK_INVALID; /* not a place: serve nothing */
+    /* G7: nothing inside a privacy zone (or when the zones cannot be read), the rest
+     * coarsened. */
+    int hide = ctx->zones_state < 0;
+    for (size_t z = 0; !hide && z < ctx->nzones; z++)
+        hide = fv_geo_distance_m(v->u.loc.lat, v->u.loc.lon, ctx->zones[z].lat,
+                                 ctx->zones[z].lon) <= ctx->zones[z].radius_m;
+    if (hide || fv_loc_coarsen_point(COARSE_GRID_M, &tmp->u.loc.lat, &tmp->u.loc.lon) != FV_OK)
+        tmp->kind = FV_VK_INVALID; /* not served */
     return tmp;
 }
 
@@ -213,8 +219,8 @@ static void get_state(const struct fv_api_view *v, const struct fv_guard_ctx *ct
 }
 
 /* The fleet view of one signal: every device's latest value and its time. */
-static void get_signal_latest(const struct fv_api_view *v, const struct fv_guard_ctx *ctx,
-                              long field, struct fv_http_response *r)
+static void get_signal_latest(const struct fv_api_view *v, struct fv_guard_ctx *ctx, long field,
+                              struct fv_http_response *r)
 {
     json_t *arr = json_array();
     for (size_t i = 0; arr && i < v->fleet->devices.cap; i++) {
@@ -224,6 +230,7 @@ static void get_signal_latest(const struct fv_api_view *v, const struct fv_guard
         if (s == NULL || !fv_guard_consented(v->guard, ctx, d->id, (int64_t)s->time_ms)) continue;
         char t[40];
         fv_format_time_ms(s->time_ms, t, sizeof t);
+        if (v->guard) fv_guard_load_zones(v->guard, ctx, d->id);
         struct fv_value tmp;
         json_t *val = value_json(fv_api_oblige(ctx, &s->value, &tmp));
         char shown[65];
@@ -665,6 +672,7 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
             respond_error(out, rc == FV_EIO ? 503 : 403, why);
             return;
         }
+        fv_guard_load_zones(v->guard, &ctx, d->id);
         get_state(v, &ctx, d, out);
         fv_guard_done(v->guard, &ctx, d->nsignals, out->body.len);
         return;

@@ -353,6 +353,7 @@ static int put_device(struct dctx *c, const char *device, struct fv_buf *b)
         snprintf(subject, sizeof subject, "%s", device);
     if (fv_keystore_dek(v->keys, subject, 0, &dek, pseudo) != FV_OK) return FV_OK; /* erased */
     if (fv_guard_load_consent(v->guard, &c->ctx, device, x->from, x->to) == 0) return FV_OK;
+    fv_guard_load_zones(v->guard, &c->ctx, device);
     fv_guard_show_id(v->guard, &c->ctx, device, shown);
     struct fv_store_cursor *cur;
     int rc = fv_store_query(v->store, pseudo, dek, x->from, x->to, x->fields, x->nfields, 0, &cur,

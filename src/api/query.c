@@ -803,6 +803,7 @@ void fv_api_query(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
             free(q);
             return;
         }
+        fv_guard_load_zones(v->guard, ctx, d->id);
         q->guard = v->guard;
         q->ctx = *ctx;
         fv_guard_show_id(v->guard, ctx, d->id, q->device);
@@ -920,6 +921,7 @@ void fv_api_fleet(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
             }
         fv_store_cursor_free(c);
         if (have && v->guard && !fv_guard_consented(v->guard, ctx, d->id, lt)) have = 0; /* G4 */
+        if (have && v->guard) fv_guard_load_zones(v->guard, ctx, d->id);                 /* G7 */
         if (!have) continue;
         char shown[65];
         if (v->guard)

@@ -37,37 +37,38 @@ int fv_cmd_subject(int argc, char **argv);
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: fleetvault subject show DEVICE [options]\n"
-            "       fleetvault subject owner DEVICE OWNER_ID [--at T | --current] [options]\n"
-            "       fleetvault subject consent DEVICE PURPOSE give|withdraw [--at T] [--by NAME]\n"
-            "                                  [--epoch N] [options]\n"
-            "       fleetvault subject zone DEVICE add LABEL LAT LON RADIUS_M [--epoch N] [options]\n"
-            "       fleetvault subject zone DEVICE remove LABEL [--epoch N] [options]\n"
-            "       fleetvault subject zone DEVICE list [--epoch N] [options]\n"
-            "       fleetvault subject erase DEVICE --ticket T --token-file F [--api URL]\n"
-            "options: --data DIR (default ./data), --key-file FILE (default FV_MASTER_KEY),\n"
-            "         --policy FILE (its purposes; default the built-in policy),\n"
-            "         --contract P,Q (purposes necessary for the contract; default service)\n\n"
-            "show prints the device's owner periods as JSON: each period is its own data\n"
-            "subject (DEVICE, DEVICE#2, ...), with its owner, its consent per purpose now and\n"
-            "the history of consent changes. owner records a change of owner at T (default\n"
-            "now): a new subject starts, and the new owner never sees the previous owner's\n"
-            "data; --current instead records the owner of the current period, which has none\n"
-            "recorded (no new subject). An OWNER_ID of - is read from standard input. consent\n"
-            "gives or withdraws consent to PURPOSE for the device's current owner (--epoch N:\n"
-            "for the owner of period N, e.g. a previous owner withdrawing); --by names who\n"
-            "records it (a principal name, or owner; never the owner's id).\n"
-            "zone keeps the owner's privacy zones (home, work: a circle of RADIUS_M metres,\n"
-            "%.0f to %.0f, around LAT LON in degrees; LABEL 1-%d of a-z 0-9 _ -): points inside\n"
-            "one are dropped from every location served for a purpose other than service. Zones\n"
-            "are sealed with the owner's data key; they belong to the current owner period\n"
-            "(--epoch N: period N) and a new owner starts with none. list prints them as JSON.\n"
-            "Purposes necessary for the contract are always granted and cannot be withdrawn.\n"
-            "T is epoch milliseconds or RFC 3339 (2026-11-25T06:00:00Z). erase asks the running\n"
-            "server (a privacy officer's token, a ticket): every subject of the device is\n"
-            "erased at once (data keys destroyed, tombstones kept beside the master key).\n",
-            FV_ZONE_RADIUS_MIN_M, FV_ZONE_RADIUS_MAX_M, FV_ZONE_LABEL_MAX);
+    fprintf(
+        f,
+        "usage: fleetvault subject show DEVICE [options]\n"
+        "       fleetvault subject owner DEVICE OWNER_ID [--at T | --current] [options]\n"
+        "       fleetvault subject consent DEVICE PURPOSE give|withdraw [--at T] [--by NAME]\n"
+        "                                  [--epoch N] [options]\n"
+        "       fleetvault subject zone DEVICE add LABEL LAT LON RADIUS_M [--epoch N] [options]\n"
+        "       fleetvault subject zone DEVICE remove LABEL [--epoch N] [options]\n"
+        "       fleetvault subject zone DEVICE list [--epoch N] [options]\n"
+        "       fleetvault subject erase DEVICE --ticket T --token-file F [--api URL]\n"
+        "options: --data DIR (default ./data), --key-file FILE (default FV_MASTER_KEY),\n"
+        "         --policy FILE (its purposes; default the built-in policy),\n"
+        "         --contract P,Q (purposes necessary for the contract; default service)\n\n"
+        "show prints the device's owner periods as JSON: each period is its own data\n"
+        "subject (DEVICE, DEVICE#2, ...), with its owner, its consent per purpose now and\n"
+        "the history of consent changes. owner records a change of owner at T (default\n"
+        "now): a new subject starts, and the new owner never sees the previous owner's\n"
+        "data; --current instead records the owner of the current period, which has none\n"
+        "recorded (no new subject). An OWNER_ID of - is read from standard input. consent\n"
+        "gives or withdraws consent to PURPOSE for the device's current owner (--epoch N:\n"
+        "for the owner of period N, e.g. a previous owner withdrawing); --by names who\n"
+        "records it (a principal name, or owner; never the owner's id).\n"
+        "zone keeps the owner's privacy zones (home, work: a circle of RADIUS_M metres,\n"
+        "%.0f to %.0f, around LAT LON in degrees; LABEL 1-%d of a-z 0-9 _ -): points inside\n"
+        "one are dropped from every location served for a purpose other than service. Zones\n"
+        "are sealed with the owner's data key; they belong to the current owner period\n"
+        "(--epoch N: period N) and a new owner starts with none. list prints them as JSON.\n"
+        "Purposes necessary for the contract are always granted and cannot be withdrawn.\n"
+        "T is epoch milliseconds or RFC 3339 (2026-11-25T06:00:00Z). erase asks the running\n"
+        "server (a privacy officer's token, a ticket): every subject of the device is\n"
+        "erased at once (data keys destroyed, tombstones kept beside the master key).\n",
+        FV_ZONE_RADIUS_MIN_M, FV_ZONE_RADIUS_MAX_M, FV_ZONE_LABEL_MAX);
 }
 
 struct opts {

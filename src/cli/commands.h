@@ -6,6 +6,8 @@
 #ifndef FV_CLI_COMMANDS_H
 #define FV_CLI_COMMANDS_H
 
+#define FV_VERSION "0.1.0" /* the one place the version is set */
+
 int fv_cmd_serve(int argc, char **argv);     /* cli/cmd_serve.c */
 int fv_cmd_certs(int argc, char **argv);     /* cli/cmd_certs.c */
 int fv_cmd_simulate(int argc, char **argv);  /* cli/cmd_simulate.c */
@@ -15,6 +17,7 @@ int fv_cmd_keys(int argc, char **argv);      /* cli/cmd_keys.c */
 int fv_cmd_query(int argc, char **argv);     /* cli/cmd_query.c */
 int fv_cmd_principal(int argc, char **argv); /* cli/cmd_principal.c */
 int fv_cmd_subject(int argc, char **argv);   /* cli/cmd_subject.c */
+int fv_cmd_privacy(int argc, char **argv);   /* cli/cmd_privacy.c */
 
 /* One request to the running server's HTTP API (cli/cmd_query.c): GET or POST endpoint with
  * the query parameters pn[i]=pv[i] (NULL values left out), the principal's token read from

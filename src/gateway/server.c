@@ -48,6 +48,7 @@
 #include "privacy/principals.h"
 #include "privacy/tombstones.h"
 #include "privacy/subjects.h"
+#include "privacy/zones.h"
 #include "util/clock.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -1342,6 +1343,7 @@ static int erase_device(void *arg, const char *device, const struct fv_guard_ctx
         if (rc == FV_OK)
             rc = fv_tombstone_append(srv->tomb_inside, pseudo, now, by, ticket, err, errlen);
         if (rc == FV_OK) rc = fv_subjects_forget(srv->keys, pn->names[k], err, errlen);
+        if (rc == FV_OK) rc = fv_zones_forget(srv->keys, pn->names[k], err, errlen);
         if (rc == FV_OK) rc = fv_keystore_destroy_pseudo(srv->keys, pseudo, err, errlen);
         if (rc == FV_OK) {
             fv_store_purge(srv->store, pseudo);
@@ -1370,6 +1372,7 @@ static int replay_tombstone(void *arg, const char *pseudo, uint64_t at_ms)
                 "backup?): destroying it again",
                 pseudo, (unsigned long long)at_ms);
     rc = fv_keystore_destroy_pseudo(srv->keys, pseudo, err, sizeof err);
+    if (rc == FV_OK) rc = fv_zones_forget_pseudo(srv->keys, pseudo, err, sizeof err);
     if (rc) fv_error("erasure list: %s", err);
     if (rc == FV_OK && srv->store) rc = fv_store_purge(srv->store, pseudo);
     return rc;
@@ -1509,6 +1512,7 @@ int fv_server_run(const struct fv_server_config *cfg, volatile sig_atomic_t *sto
     if (rc) goto out;
 
     rc = fv_subjects_init(srv->keys, err, errlen);
+    if (rc == FV_OK) rc = fv_zones_init(srv->keys, err, errlen);
     if (rc) goto out;
     /* The erasure list is replayed before anything is decrypted (tombstones.h). */
     if (cfg->key_file[0])

@@ -9,6 +9,7 @@
 #include "privacy/guard.h"
 #include "privacy/principals.h"
 #include "privacy/subjects.h"
+#include "privacy/zones.h"
 #include "util/clock.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -272,4 +273,21 @@ size_t fv_guard_load_consent(struct fv_guard *g, struct fv_guard_ctx *ctx, const
     for (size_t i = 0; i < ni; i++)
         ctx->consent[i] = (struct fv_consent_range){iv[i].from, iv[i].to};
     return ni;
+}
+
+void fv_guard_load_zones(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *device)
+{
+    ctx->nzones = 0;
+    ctx->zones_state = 0;
+    if (!(ctx->d.obligations & FV_OBLIGE_LOCATION_PRIVACY)) return;
+    char subject[FV_SUBJECT_NAME_MAX + 1];
+    size_t n = 0;
+    if (fv_subject_current(g->keys, device, subject, NULL) != FV_OK ||
+        fv_zones_load(g->keys, subject, ctx->zones, sizeof ctx->zones / sizeof ctx->zones[0], &n) !=
+            FV_OK) {
+        ctx->zones_state = -1; /* Z5: fail closed */
+        return;
+    }
+    ctx->nzones = n;
+    ctx->zones_state = 1;
 }

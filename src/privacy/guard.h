@@ -19,6 +19,9 @@
  *     time lies where consent to the purpose held then and still holds now
  *     (privacy/subjects.h, fv_consent_servable); a single-subject read of a subject with
  *     none is refused; a fleet read leaves such subjects out;
+ *  G7 locations served under location privacy: a point inside one of the subject's privacy
+ *     zones (home, work: privacy/zones.h) is not served; the others are snapped to a 1 km
+ *     grid; if the zones cannot be read, no location of that subject is served;
  *  G6 the audit log names subjects by their keyed pseudonym (crypto/keys.h), never by
  *     device id: the log is personal data's index, not a copy of it;
  *  G5 quotas: a request that would take the principal over its daily subjects is refused;
@@ -32,6 +35,7 @@
 #include <stdint.h>
 
 #include "privacy/audit.h"
+#include "privacy/location.h"
 #include "privacy/policy.h"
 
 struct sqlite3;
@@ -66,7 +70,15 @@ struct fv_guard_ctx {
     struct fv_consent_range {
         int64_t from, to;
     } consent[32];
+    /* G7, location privacy: the subject's privacy zones (points inside are not served) */
+    int zones_state; /* 0 not loaded, 1 loaded, -1 unreadable: serve no location */
+    size_t nzones;
+    struct fv_zone zones[16];
 };
+
+/* G7: loads the privacy zones of device's current subject into ctx (for location-private
+ * reads); on any error no location of that subject is served. */
+void fv_guard_load_zones(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *device);
 
 /* G4: may records of this device at time t be served to ctx (consent, for consented-only
  * roles; always 1 for others)? For fleet reads, device by device. */

@@ -38,8 +38,10 @@
 /* What location privacy does today (api.c fv_api_oblige: COARSE_GRID_M). Privacy zones
  * (privacy/zones.h) are kept per owner; say so here once the API applies them. */
 static const char LOCATION_PRIVACY_TEXT[] =
-    "locations served to a location-private role are snapped to a 1 km grid (the same place "
-    "always gives the same cell, so coarse points do not average back to a precise one)";
+    "locations served to a location-private role are withheld inside the owner's privacy "
+    "zones (home, work: `fleetvault subject zone`), and elsewhere snapped to a 1 km grid (the "
+    "same place always gives the same cell, so coarse points do not average back to a "
+    "precise one); if the zones cannot be read, no location of that owner is served";
 
 /* Descriptions of the built-in purposes (policy.h, subjects.h); others have none. */
 static const char *purpose_description(const char *name)
@@ -260,7 +262,8 @@ static int table_exists(sqlite3 *db, const char *name, int *exists)
     sqlite3_stmt *st = NULL;
     *exists = 0;
     int rc = FV_EIO;
-    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+    if (sqlite3_prepare_v2(db,
+                           "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
                            -1, &st, NULL) == SQLITE_OK &&
         sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) == SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW) {
@@ -397,6 +400,41 @@ static json_t *purposes_section(struct ctx *c)
     return out;
 }
 
+/* Signals that reveal where the subject is or goes without being a location value: the API
+ * coarsens location values only (fv_api_oblige), so these reach location-private roles
+ * as they are unless their class keeps them from such roles. */
+static const char *const place_signals[] = {
+    "OriginLocation",    "DestinationLocation", "GpsHeading", "LocatedAtHome", "LocatedAtWork",
+    "LocatedAtFavorite", "DestinationName",     "RouteLine",  "HomelinkNearby"};
+
+/* Warns of place-revealing signals outside the class that holds Location. */
+static void place_warnings(struct ctx *c)
+{
+    const struct fv_store_config *s = &c->cfg->store;
+    long loc = fv_signal_lookup("Location");
+    if (loc < 0 || loc >= FV_STORE_FIELD_TABLE) return;
+    unsigned lc = s->class_of[loc];
+    for (uint32_t k = 0; k < s->nclasses && k < FV_STORE_MAX_CLASSES; k++) {
+        if (k == lc) continue;
+        char list[512] = "";
+        size_t used = 0;
+        for (size_t i = 0; i < sizeof place_signals / sizeof place_signals[0]; i++) {
+            long f = fv_signal_lookup(place_signals[i]);
+            if (f < 0 || f >= FV_STORE_FIELD_TABLE || s->class_of[f] != k) continue;
+            int n = snprintf(list + used, sizeof list - used, "%s%s", used ? ", " : "",
+                             place_signals[i]);
+            if (n > 0 && (size_t)n < sizeof list - used) used += (size_t)n;
+        }
+        if (used)
+            warn(&c->b, c->warnings,
+                 "data class %s holds signals that reveal places (%s) while Location is in class "
+                 "%s: location privacy coarsens location values only, so every role that may "
+                 "read class %s sees them as they are; consider moving them to class %s "
+                 "(store.classes)",
+                 s->class_name[k], list, s->class_name[lc], s->class_name[k], s->class_name[lc]);
+    }
+}
+
 static json_t *classes_section(struct ctx *c)
 {
     struct rb *b = &c->b;
@@ -433,6 +471,27 @@ static json_t *classes_section(struct ctx *c)
                 }
             }
         }
+        /* Ingest minimisation, as the server decides it (server.c minimisation_init): a
+         * class that no role reads for the contract purpose is stored only while the
+         * subject consents to a purpose some role reads it for; events and classes the
+         * policy does not name are always stored. */
+        json_t *consent = J(b, json_array());
+        int always = events || pid < 0;
+        for (size_t p = 0; consent && !always && p < fv_policy_npurposes(c->pol); p++) {
+            const char *pn = fv_policy_purpose_name(c->pol, p);
+            int used = 0;
+            for (size_t r = 0; r < fv_policy_nroles(c->pol) && !used; r++)
+                used = (fv_policy_classes(c->pol, fv_policy_role_name(c->pol, r), pn) >> pid) & 1;
+            if (!used) continue;
+            if (strcmp(pn, FV_SUBJECT_CONTRACT) == 0) always = 1;
+            push(b, consent, str(pn));
+        }
+        set(b, o, "stored", str(always ? "always" : "while consented"));
+        if (always) {
+            json_decref(consent);
+            consent = json_null();
+        }
+        set(b, o, "stored_while_consented_to", consent);
         fmt_duration(s->retention_ms[k], ret, sizeof ret);
         set(b, o, "name", str(name));
         set(b, o, "retention", str(ret));
@@ -440,8 +499,8 @@ static json_t *classes_section(struct ctx *c)
         set(b, o, "signals", sigs);
         set(b, o, "other_signals", json_boolean(k == 0));
         if (events) {
-            json_t *topics = J(b, json_pack("[sss]", FV_TOPIC_ALERTS, FV_TOPIC_ERRORS,
-                                            FV_TOPIC_CONNECTIVITY));
+            json_t *topics =
+                J(b, json_pack("[sss]", FV_TOPIC_ALERTS, FV_TOPIC_ERRORS, FV_TOPIC_CONNECTIVITY));
             set(b, o, "topics", topics);
         } else {
             set(b, o, "topics", json_null());
@@ -455,6 +514,7 @@ static json_t *classes_section(struct ctx *c)
                  "(store.retention in the configuration)",
                  name);
     }
+    place_warnings(c);
     for (size_t i = 0; i < fv_policy_nclasses(c->pol); i++) {
         const char *pc = fv_policy_class_name(c->pol, i);
         if (fv_store_class_id(s, pc) < 0)
@@ -471,12 +531,11 @@ static json_t *subjects_section(struct rb *b)
     json_t *out = J(b, json_array());
     if (out == NULL) return NULL;
     push(b, out,
-         json_pack("{s:s,s:s,s:s}", "category", "vehicle owners",
-                   "description",
+         json_pack("{s:s,s:s,s:s}", "category", "vehicle owners", "description",
                    "each owner period of a vehicle is a data subject of its own (DEVICE, DEVICE#2, "
                    "...), with its own data key: a new owner never sees the previous owner's "
                    "data. The people who drive or ride in the vehicle are identifiable through "
-                   "the same data (EDPB Guidelines 01/2020) and are not registered separately.",
+                   "the same data (EDPB Guidelines 01/2020) and are not registered separately",
                    "data",
                    "the vehicle's telemetry (data classes above), its location, events; the owner "
                    "id (sealed), consent per purpose with its history, privacy zones (sealed)"));
@@ -487,8 +546,8 @@ static json_t *subjects_section(struct rb *b)
                    "vehicles",
                    "data", "the site's telemetry and events, owner id, consent"));
     push(b, out,
-         json_pack("{s:s,s:s,s:s}", "category", "staff and services using the API",
-                   "description", "the principals under recipients", "data",
+         json_pack("{s:s,s:s,s:s}", "category", "staff and services using the API", "description",
+                   "the principals under recipients", "data",
                    "name, role, when created and revoked, and in the audit log every access "
                    "decision about them (time, purpose, ticket, subjects, rows, bytes)"));
     return out;
@@ -610,8 +669,9 @@ static json_t *security_section(struct ctx *c)
                      "file and offset (fleetvault inspect DATA --verify)")));
     char tomb[2200];
     if (cfg->key_file[0])
-        snprintf(tomb, sizeof tomb, "%s.tombstones (beside the master key) and to %s/tombstones.jsonl",
-                 cfg->key_file, cfg->data_dir);
+        snprintf(tomb, sizeof tomb,
+                 "%s.tombstones (beside the master key) and to %s/tombstones.jsonl", cfg->key_file,
+                 cfg->data_dir);
     else
         snprintf(tomb, sizeof tomb, "%s/tombstones.jsonl (and, with a key file, beside it)",
                  cfg->data_dir);
@@ -639,9 +699,20 @@ static json_t *security_section(struct ctx *c)
                       "held when the data was recorded and still holds, energy sites only; %s",
                       LOCATION_PRIVACY_TEXT)));
     push(b, out,
-         measure("quotas",
+         measure("minimisation at ingest",
+                 str("a data class that no role reads for the contract purpose is stored only "
+                     "while the device's current owner consents to a purpose that uses it; "
+                     "otherwise its values are dropped before they are written "
+                     "(data_classes: stored)")));
+    push(b, out,
+         measure("quotas and leak guards",
                  str("per-principal daily limits on subjects, rows and bytes served, per role "
-                     "(recipients); a request over a limit is refused")));
+                     "(recipients), a request over a limit being refused; bulk exports above a "
+                     "role's threshold wait for a second principal's approval, are downloadable "
+                     "once and by the requester only, and are watermarked with canary vehicles "
+                     "that the audit log ties to the export, its requester and approver; a "
+                     "principal passing 80% of a daily quota, and refused bulk exports, raise "
+                     "alerts")));
     push(b, out,
          measure("tamper-evident audit log",
                  str("every access decision, allowed or denied, is appended and fsync'd before "
@@ -653,13 +724,13 @@ static json_t *security_section(struct ctx *c)
                  str("per data class (data_classes): store blocks whose newest record is older "
                      "than the class's retention are deleted, checked at least every minute")));
     push(b, out,
-         measure("availability and resilience",
-                 strf("records are acknowledged only once fsync'd in the checksummed write-ahead "
-                      "log; a crash loses nothing acknowledged; covered log files are kept %s "
-                      "for de-duplication, then deleted%s",
-                      wal_keep,
-                      cfg->rate_limit_enabled ? "; ingest is rate-limited per device and topic"
-                                              : "")));
+         measure(
+             "availability and resilience",
+             strf("records are acknowledged only once fsync'd in the checksummed write-ahead "
+                  "log; a crash loses nothing acknowledged; covered log files are kept %s "
+                  "for de-duplication, then deleted%s",
+                  wal_keep,
+                  cfg->rate_limit_enabled ? "; ingest is rate-limited per device and topic" : "")));
     return out;
 }
 
@@ -682,7 +753,7 @@ static json_t *retention_section(struct ctx *c)
     set(b, out, "write_ahead_log",
         strf("until its records are in store parts, then %s more (de-duplication of resends)", d));
     set(b, out, "erased_subjects",
-         str("at once: the data key is destroyed; blocks are purged in the background"));
+        str("at once: the data key is destroyed; blocks are purged in the background"));
     set(b, out, "consent_and_owner_ids",
         str("until the subject is erased (consent history is the proof of consent)"));
     set(b, out, "tombstones",
@@ -690,7 +761,15 @@ static json_t *retention_section(struct ctx *c)
             "backups again"));
     set(b, out, "principals",
         str("kept after revocation, so that the audit log's names stay resolvable"));
-    set(b, out, "audit_log", str("not limited: the server applies no retention to it"));
+    if (c->cfg->audit_retention_ms) {
+        fmt_duration(c->cfg->audit_retention_ms, d, sizeof d);
+        set(b, out, "audit_log",
+            strf("%s: whole files whose newest entry is older are deleted, checked hourly (the "
+                 "newest file is kept; the deletion itself is logged)",
+                 d));
+    } else {
+        set(b, out, "audit_log", str("not limited (audit_retention is not set)"));
+    }
     return out;
 }
 
@@ -711,7 +790,9 @@ static json_t *audit_section(struct ctx *c)
     set(b, o, "signing_key", str(key));
     set(b, o, "public_key", str(pub));
     set(b, o, "witness", cfg->audit_witness[0] ? str(cfg->audit_witness) : json_null());
-    set(b, o, "retention", json_null());
+    char ar[48];
+    fmt_duration(c->cfg->audit_retention_ms, ar, sizeof ar);
+    set(b, o, "retention", c->cfg->audit_retention_ms ? str(ar) : json_null());
     set(b, o, "verify",
         strf("fleetvault audit verify --data %s --public-key %s%s%s", cfg->data_dir, pub,
              cfg->audit_witness[0] ? " --witness " : "", cfg->audit_witness));
@@ -743,9 +824,10 @@ static void config_warnings(struct ctx *c)
         warn(b, c->warnings,
              "no key file and no audit_key: the audit signing key is kept inside the data "
              "directory");
-    warn(b, c->warnings,
-         "the audit log has no retention: access logs should be kept for a bounded time and "
-         "reviewed");
+    if (!cfg->audit_retention_ms)
+        warn(b, c->warnings,
+             "the audit log has no retention (audit_retention): access logs should be kept for "
+             "a bounded time");
     if (!cfg->rate_limit_enabled)
         warn(b, c->warnings, "ingest rate limits are off (rate_limits: false)");
 }
@@ -824,8 +906,8 @@ int fv_report_build(const struct fv_report_input *in, json_t **out, char *err, s
         set(b, rec, "built_in",
             json_pack("[{s:s,s:s,s:o,s:s}]", "name", "admin", "role", "admin", "credential",
                       str(tok), "note",
-                      "made on the server's first start (mode 0600); runs the store, reads no "
-                      "personal data"));
+                      "made on the server's first start (mode 0600); runs the store and manages "
+                      "principals, reads no personal data"));
         set(b, rec, "roles", roles_section(&c));
         set(b, rec, "third_parties",
             str("none: fleetvault discloses data only to the principals above, through its "
@@ -956,7 +1038,7 @@ static void md_purposes(struct md *m, const json_t *ps)
     {
         mdf(m, "| %s | %s | ", sv(p, "name"),
             json_is_true(json_object_get(p, "contract")) ? "contract, Art. 6(1)(b)"
-                                                          : "consent, Art. 6(1)(a)");
+                                                         : "consent, Art. 6(1)(a)");
         if (json_array_size(json_object_get(p, "roles")) == 0) PUTS(m, "none");
         json_array_foreach(json_object_get(p, "roles"), j, r)
         {
@@ -976,16 +1058,24 @@ static void md_purposes(struct md *m, const json_t *ps)
            "subjects where the policy says consented_only.\n");
 }
 
-static void md_classes(struct md *m, const json_t *cs, const json_t *subjects,
-                       const json_t *counts)
+static void md_classes(struct md *m, const json_t *cs, const json_t *subjects, const json_t *counts)
 {
     mdf(m, "\n## 3. Categories of personal data\n\n"
-           "| data class | retention | read for purposes | signals |\n|---|---|---|---|\n");
+           "| data class | retention | stored | read for purposes | signals |\n"
+           "|---|---|---|---|---|\n");
     size_t i;
     json_t *c;
     json_array_foreach(cs, i, c)
     {
         mdf(m, "| %s | %s | ", sv(c, "name"), sv(c, "retention"));
+        const json_t *cons = json_object_get(c, "stored_while_consented_to");
+        if (json_is_array(cons)) {
+            PUTS(m, "while the owner consents to ");
+            join(m, cons);
+        } else {
+            PUTS(m, "always");
+        }
+        PUTS(m, " | ");
         join(m, json_object_get(c, "purposes"));
         PUTS(m, " | ");
         const json_t *topics = json_object_get(c, "topics");
@@ -1004,8 +1094,7 @@ static void md_classes(struct md *m, const json_t *cs, const json_t *subjects,
     json_t *s;
     json_array_foreach(subjects, i, s)
     {
-        mdf(m, "- **%s**: %s. Data: %s.\n", sv(s, "category"), sv(s, "description"),
-            sv(s, "data"));
+        mdf(m, "- **%s**: %s. Data: %s.\n", sv(s, "category"), sv(s, "description"), sv(s, "data"));
     }
     if (json_object_size(counts)) {
         mdf(m, "\nIn the catalog now:");
@@ -1114,17 +1203,18 @@ int fv_report_markdown(const json_t *report, struct fv_buf *out)
     struct md m = {.out = out};
     const json_t *cf = json_object_get(sys, "config_file");
     mdf(&m, "# Records of processing activities (GDPR Art. 30)\n\n%s\n\n", sv(report, "record"));
-    mdf(&m, "## 1. Controller and system\n\n| | |\n|---|---|\n"
-            "| controller | (to be filled in by the controller: name, contact, representative, "
-            "data protection officer) |\n"
-            "| system | %s %s |\n| generated | %s |\n| configuration | %s |\n"
-            "| access policy | %s |\n| data directory | %s |\n",
+    mdf(&m,
+        "## 1. Controller and system\n\n| | |\n|---|---|\n"
+        "| controller | (to be filled in by the controller: name, contact, representative, "
+        "data protection officer) |\n"
+        "| system | %s %s |\n| generated | %s |\n| configuration | %s |\n"
+        "| access policy | %s |\n| data directory | %s |\n",
         sv(sys, "name"), sv(sys, "version"), sv(sys, "generated"),
         json_is_string(cf) ? json_string_value(cf) : "defaults (no file)", sv(sys, "policy"),
         sv(sys, "data_dir"));
     md_purposes(&m, json_object_get(report, "purposes"));
-    md_classes(&m, json_object_get(report, "data_classes"), json_object_get(report, "data_subjects"),
-               json_object_get(report, "subject_counts"));
+    md_classes(&m, json_object_get(report, "data_classes"),
+               json_object_get(report, "data_subjects"), json_object_get(report, "subject_counts"));
     md_recipients(&m, json_object_get(report, "recipients"));
     const json_t *tr = json_object_get(report, "transfers");
     mdf(&m, "\n## 6. Transfers to third countries\n\n%s.\n", sv(tr, "detail"));
@@ -1138,7 +1228,11 @@ int fv_report_markdown(const json_t *report, struct fv_buf *out)
     }
     json_object_foreach((json_t *)ret, k, v)
     {
-        if (json_is_string(v)) mdf(&m, "- %s: %s\n", k, json_string_value(v));
+        if (!json_is_string(v)) continue;
+        PUTS(&m, "- ");
+        for (const char *p = k; *p; p++)
+            put(&m, *p == '_' ? " " : p, 1);
+        mdf(&m, ": %s\n", json_string_value(v));
     }
     mdf(&m, "\n## 8. Security measures (Art. 32)\n\n");
     size_t i;
@@ -1150,10 +1244,11 @@ int fv_report_markdown(const json_t *report, struct fv_buf *out)
     const json_t *wit = json_object_get(au, "witness");
     mdf(&m,
         "\n## 9. Audit log\n\n- where: `%s`\n- what: %s\n- signing key: `%s` (public half `%s`)\n"
-        "- witness: %s\n- retention: none applied\n- verify: `%s`\n- query: `%s`\n",
+        "- witness: %s\n- retention: %s\n- verify: `%s`\n- query: `%s`\n",
         sv(au, "path"), sv(au, "format"), sv(au, "signing_key"), sv(au, "public_key"),
-        json_is_string(wit) ? json_string_value(wit) : "none configured", sv(au, "verify"),
-        sv(au, "query"));
+        json_is_string(wit) ? json_string_value(wit) : "none configured",
+        json_is_string(json_object_get(au, "retention")) ? sv(au, "retention") : "none",
+        sv(au, "verify"), sv(au, "query"));
     const json_t *w = json_object_get(report, "warnings");
     if (json_array_size(w)) {
         mdf(&m, "\n## Warnings\n\n");

@@ -20,7 +20,9 @@
  *                   "classes": [...], "obligations": {...}}], "classes": [...]}]
  *   "data_classes" [{"name", "retention", "retention_ms" (0 = forever), "signals": [...],
  *                   "other_signals" (the default class: also every signal listed nowhere),
- *                   "topics" (the events class), "in_policy", "purposes": [...]}]
+ *                   "topics" (the events class), "in_policy", "purposes": [...],
+ *                   "stored": "always" | "while consented", "stored_while_consented_to":
+ *                   [purposes] or null (ingest minimisation, as the server applies it)}]
  *   "data_subjects" [{"category", "description", "data"}], "subject_counts" (catalog)
  *   "recipients"   {"principals": [{"name", "role", "created", "created_ms", "created_by",
  *                   "revoked", "revoked_ms", "status": "active"|"revoked",
@@ -33,8 +35,8 @@
  *   "security_measures" [{"measure", "detail"}]
  *   "transfers"    {"third_countries": [], "detail"}
  *   "retention"    (per class, as in data_classes, plus WAL and audit log)
- *   "audit_log"    {"path", "format", "signing_key", "public_key", "witness", "retention",
- *                   "verify"}
+ *   "audit_log"    {"path", "format", "signing_key", "public_key", "witness", "retention"
+ *                   (null: none), "verify", "query"}
  *   "warnings"     [strings]: gaps the configuration leaves (a role that reads a consent
  *                   purpose without consented_only, a class no policy names, a principal
  *                   whose role the policy lacks, no audit witness, the API on a non-loopback
@@ -62,7 +64,8 @@ struct fv_report_input {
     const char *config_file;               /* the file it was loaded from, or NULL */
     struct sqlite3 *catalog;               /* DATA/catalog.db, or NULL (none yet) */
     const char *const *contract;           /* purposes necessary for the contract,
-                                              NULL-terminated; NULL: FV_SUBJECT_CONTRACT */
+                                              NULL-terminated; NULL: FV_SUBJECT_CONTRACT, which
+                                              is what the server uses */
     const char *version;                   /* the program's version; NULL: "unknown" */
     int64_t now_ms;                        /* when the report is made */
 };

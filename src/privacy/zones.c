@@ -289,12 +289,9 @@ int fv_zone_remove(struct fv_keystore *ks, const char *subject, const char *labe
     return FV_OK;
 }
 
-int fv_zones_forget(struct fv_keystore *ks, const char *subject, char *err, size_t errlen)
+/* Deletes every zone of the subject with this pseudonym, then checkpoints. */
+static int forget_pseudo(sqlite3 *db, const char *pseudo, char *err, size_t errlen)
 {
-    char pseudo[FV_PSEUDONYM_LEN + 1];
-    int rc = subject_pseudo(ks, subject, pseudo, err, errlen);
-    if (rc) return rc;
-    sqlite3 *db = cat(ks);
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db, "DELETE FROM privacy_zones WHERE subject = ?1", -1, &st, NULL) !=
             SQLITE_OK ||
@@ -308,6 +305,23 @@ int fv_zones_forget(struct fv_keystore *ks, const char *subject, char *err, size
     /* secure_delete zeroed the freed cells; the checkpoint moves that into the database
      * file and empties the SQLite WAL, where the old pages would otherwise linger. */
     return exec(db, "PRAGMA wal_checkpoint(TRUNCATE);", err, errlen);
+}
+
+int fv_zones_forget(struct fv_keystore *ks, const char *subject, char *err, size_t errlen)
+{
+    char pseudo[FV_PSEUDONYM_LEN + 1];
+    int rc = subject_pseudo(ks, subject, pseudo, err, errlen);
+    return rc ? rc : forget_pseudo(cat(ks), pseudo, err, errlen);
+}
+
+int fv_zones_forget_pseudo(struct fv_keystore *ks, const char *pseudo, char *err, size_t errlen)
+{
+    if (pseudo == NULL || strlen(pseudo) != FV_PSEUDONYM_LEN ||
+        strspn(pseudo, "0123456789abcdef") != FV_PSEUDONYM_LEN) {
+        fv_seterr(err, errlen, "bad pseudonym (%d lower-case hex digits)", FV_PSEUDONYM_LEN);
+        return FV_EINVAL;
+    }
+    return forget_pseudo(cat(ks), pseudo, err, errlen);
 }
 
 /* ---- reads ------------------------------------------------------------------------------- */
@@ -386,14 +400,12 @@ int fv_zones_list(struct fv_keystore *ks, const char *subject,
             /* Only once a row exists: a subject without zones needs no key. */
             int krc = fv_keystore_dek(ks, subject, 0, &dek, kp);
             if (krc == FV_ESTATE) {
-                fv_seterr(err, errlen, "subject %s was erased: its zones no longer open",
-                          pseudo);
+                fv_seterr(err, errlen, "subject %s was erased: its zones no longer open", pseudo);
                 rc = FV_ESTATE;
                 break;
             }
             if (krc == FV_ENOENT) {
-                rc = corrupt(pseudo, e.label, "sealed with a key that never existed", err,
-                             errlen);
+                rc = corrupt(pseudo, e.label, "sealed with a key that never existed", err, errlen);
                 break;
             }
             if (krc) {

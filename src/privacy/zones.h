@@ -100,5 +100,8 @@ int fv_zones_load(struct fv_keystore *ks, const char *subject, struct fv_zone *o
  * fv_subjects_forget; destroying the subject's data key makes any copy of the rows
  * (backups) unreadable as well. FV_EINVAL (bad subject name), FV_EIO; err says why. */
 int fv_zones_forget(struct fv_keystore *ks, const char *subject, char *err, size_t errlen);
+/* The same for the subject with this pseudonym (replaying an erasure list, where only the
+ * pseudonym is known). FV_EINVAL (not FV_PSEUDONYM_LEN lower-case hex digits), FV_EIO. */
+int fv_zones_forget_pseudo(struct fv_keystore *ks, const char *pseudo, char *err, size_t errlen);
 
 #endif

@@ -116,6 +116,16 @@ def test_purpose_roles_pseudonyms_quota_audit():
         st, body2 = srv.http("/api/v1/fleet?signal=Location", token=res, purpose="clips")
         ids2 = {v["device"] for v in json.loads(body2)["vehicles"]}
         assert ids2 and not (ids & ids2), "pseudonyms must differ across purposes"
+        # Privacy zones: A's owner marks home; inside it nothing is served, elsewhere
+        # locations are coarsened; service still sees the exact point.
+        subject(srv, "zone", A, "add", "home", str(LAT), str(LON), "300")
+        st, body = srv.http("/api/v1/fleet?signal=Location&at=" + str(T0 + 10000), token=res,
+                            purpose="location_history")
+        vals = [v["value"] for v in json.loads(body)["vehicles"]]
+        assert None in vals and any(isinstance(x, dict) for x in vals), vals
+        st, b = get(srv, q + "&ticket=T-1", sup, "service")
+        assert b["rows"][0]["Location"] == {"latitude": LAT, "longitude": LON}, b
+
         # The pseudonym addresses the vehicle within its purpose.
         pa = sorted(ids)[0]
         st, b = get(srv, f"/api/v1/query?device={pa}&signals=Soc", res, "location_history")
@@ -160,6 +170,16 @@ def test_purpose_roles_pseudonyms_quota_audit():
         blob = b"".join(open(f, "rb").read()
                         for f in glob.glob(os.path.join(srv.data, "audit", "*")))
         assert A.encode() not in blob and B.encode() not in blob, "a VIN in the audit log"
+
+        # Art. 30: the records of processing, from the live configuration.
+        r = t.run("privacy", "report", "--config", srv.config, "--data", srv.data,
+                  "--key-file", srv.key_file, "--format", "json")
+        rep = json.loads(r.stdout)
+        text = json.dumps(rep)
+        for word in ("model_training", "location_history", "support", "ml-pipeline", "alice",
+                     "retention"):
+            assert word in text, word
+        assert A not in text
 
         # The chain verifies; an edited entry is named.
         pub = srv.key_file + ".audit.pem.pub"

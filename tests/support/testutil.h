@@ -21,11 +21,25 @@ static inline unsigned char *fv_test_read_vector(const char *name, size_t *len)
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);
     unsigned char *buf = malloc(n > 0 ? (size_t)n : 1);
-    if (buf == NULL || fread(buf, 1, (size_t)n, f) != (size_t)n)
-        abort();
+    if (buf == NULL || fread(buf, 1, (size_t)n, f) != (size_t)n) abort();
     fclose(f);
     *len = (size_t)n;
     return buf;
+}
+
+/* A fresh directory /tmp/PREFIX-XXXXXX in buf (>= 32 bytes); 0 or -1. */
+static inline int fv_test_mkdtemp(char *buf, size_t n, const char *prefix)
+{
+    snprintf(buf, n, "/tmp/%s-XXXXXX", prefix);
+    return mkdtemp(buf) ? 0 : -1;
+}
+
+/* Removes a test directory and everything in it; 0 on success. */
+static inline int fv_test_rmtree(const char *dir)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd);
 }
 
 #endif
