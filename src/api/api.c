@@ -15,6 +15,7 @@
 #include "api/query.h"
 #include "privacy/guard.h"
 #include "privacy/principals.h"
+#include "privacy/subjects.h"
 #include "privacy/location.h"
 #include "store/store.h"
 #include "util/clock.h"
@@ -497,6 +498,7 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
                   match_path(path, "/api/v1/subjects/", "/erase", idbuf) ||
                   strcmp(path, "/api/v1/exports") == 0 || strcmp(path, "/api/v1/principals") == 0 ||
                   match_path(path, "/api/v1/principals/", "/revoke", idbuf) ||
+                  match_path(path, "/api/v1/subjects/", "/consent", idbuf) ||
                   match_path(path, "/api/v1/exports/", "/approve", idbuf);
     if (strcmp(method, "GET") != 0 && !(post_ok && strcmp(method, "POST") == 0)) {
         respond_error(out, 405,
@@ -593,6 +595,52 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
     }
     if (strncmp(p, "/v1/exports/", 12) == 0 && strlen(p + 12) == 32 && !strchr(p + 12, '/')) {
         fv_api_export_get(v, &ctx, p + 12, out);
+        return;
+    }
+    if (match_path(p, "/v1/subjects/", "/consent", name)) {
+        /* Consent, given or withdrawn for the current owner: recorded by whoever handles
+         * data subjects' rights (a role with the erase action: privacy-officer), for a
+         * ticket, audited. purpose=P&change=give|withdraw[&at=T][&by=owner]. */
+        if (fv_fleet_find(v->fleet, name) == NULL) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "unknown device '%.64s'", name);
+            respond_error(out, 404, msg);
+            return;
+        }
+        int rc = fv_guard_subject_action(v->guard, &ctx, v->query, FV_ACTION_ERASE,
+                                         "subject.consent", name, why, sizeof why);
+        if (rc) {
+            respond_error(out, rc == FV_EIO ? 503 : 403, why);
+            return;
+        }
+        char purpose[40] = "", change[16] = "", at_s[64] = "", by[80] = "owner";
+        char subject[FV_SUBJECT_NAME_MAX + 1], err[300] = "";
+        int64_t at = (int64_t)fv_now_ms();
+        fv_query_param(v->query, "purpose", purpose, sizeof purpose);
+        fv_query_param(v->query, "change", change, sizeof change);
+        fv_query_param(v->query, "by", by, sizeof by);
+        if ((fv_query_param(v->query, "at", at_s, sizeof at_s) && fv_parse_time_ms(at_s, &at)) ||
+            (strcmp(change, "give") != 0 && strcmp(change, "withdraw") != 0)) {
+            respond_error(out, 400, "purpose=P&change=give|withdraw[&at=T][&by=owner] expected");
+            return;
+        }
+        struct fv_purposes pp = {.policy = v->guard->policy};
+        rc = fv_subject_current(v->keys, name, subject, NULL);
+        if (rc == FV_OK)
+            rc = fv_consent_set(v->keys, &pp, subject, purpose, strcmp(change, "give") == 0, at, by,
+                                err, sizeof err);
+        if (rc) {
+            respond_error(out,
+                          rc == FV_EINVAL   ? 400
+                          : rc == FV_ESTATE ? 410
+                                            : 500,
+                          err[0] ? err : "consent not recorded");
+            return;
+        }
+        v->guard->registry_changed = 1;
+        respond_json(out, 200,
+                     json_pack("{s:s,s:s,s:I}", "purpose", purpose, "change", change, "at_ms",
+                               (json_int_t)at));
         return;
     }
     if (match_path(p, "/v1/subjects/", "/export", name)) {

@@ -1437,6 +1437,10 @@ static void guard_close(struct fv_guard *g)
 static void registry_poll(struct fv_server *srv)
 {
     static const char sql[] = "PRAGMA data_version";
+    if (srv->guard.registry_changed) { /* our own API changed it */
+        srv->guard.registry_changed = 0;
+        srv->registry_gen++;
+    }
     uint64_t now = fv_mono_ns();
     if (now - srv->registry_checked_ns < 1000000000ull) return;
     srv->registry_checked_ns = now;

@@ -52,6 +52,7 @@ struct fv_guard {
     unsigned char pseudo_secret[32]; /* per-purpose pseudonyms */
     uint64_t denied, allowed;
     uint64_t alerts; /* unusual volume: a principal past 80% of a daily quota */
+    int registry_changed; /* set when the API changed subjects/consent (caches refresh) */
 };
 
 /* Who is asking and for what: filled by fv_guard_auth and fv_guard_read. */

@@ -285,8 +285,11 @@ def test_consent_and_owner_periods():
         send(srv, env, B, 3)
         st, b = get(srv, "/api/v1/fleet?signal=Soc", ml, "model_training")
         assert st == 200 and b["count"] == 1, b
-        # Withdrawal is as easy: from now on nothing of A serves model training.
-        subject(srv, "consent", A, "model_training", "withdraw")
+        # Withdrawal is as easy (CLI or API): from now on nothing of A serves model training.
+        po = srv.principal("paula", "privacy-officer")
+        st, b = srv.http(f"/api/v1/subjects/{A}/consent?purpose=model_training&change=withdraw"
+                         "&ticket=DSR-3", token=po, method="POST", purpose=None)
+        assert st == 200, b
         st, b = get(srv, q, ml, "model_training")
         assert st == 403, b
         shown = json.loads(subject(srv, "show", A).stdout)
@@ -308,7 +311,6 @@ def test_consent_and_owner_periods():
         st = srv.json(f"/api/v1/vehicles/{A}/state")
         assert st["state"]["Soc"]["value"] == 92.0 and st["records"] == 3, st
         # Art. 15/20: the export holds both periods, consents, events and the access log.
-        po = srv.principal("paula", "privacy-officer")
         import io
         import tarfile
         st_, body = srv.http(f"/api/v1/subjects/{A}/export?ticket=DSAR-1", token=po,
