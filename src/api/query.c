@@ -14,6 +14,7 @@
 #include "crypto/keys.h"
 #include "privacy/guard.h"
 #include "privacy/subjects.h"
+#include "privacy/location.h"
 #include "store/store.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -322,6 +323,102 @@ static int numeric(const struct fv_value *v, double *d)
     }
 }
 
+/* ---- trip trimming (privacy/guard.h G8) ---------------------------------------------------- */
+
+#define TRIM_M      500.0
+#define TRIP_GAP_MS 300000
+
+struct trip_pt {
+    int64_t t;
+    double cum; /* metres along the track from the trip's first point */
+};
+
+static int add_trim(struct fv_guard_ctx *ctx, int64_t from, int64_t to)
+{
+    if (ctx->ntrim && from <= ctx->trim[ctx->ntrim - 1].to) {
+        if (to > ctx->trim[ctx->ntrim - 1].to) ctx->trim[ctx->ntrim - 1].to = to;
+        return FV_OK;
+    }
+    if (ctx->ntrim == ctx->captrim) {
+        size_t nc = ctx->captrim ? ctx->captrim * 2 : 16;
+        struct fv_consent_range *m = realloc(ctx->trim, nc * sizeof *m);
+        if (m == NULL) return FV_ENOMEM;
+        ctx->trim = m;
+        ctx->captrim = nc;
+    }
+    ctx->trim[ctx->ntrim++] = (struct fv_consent_range){from, to};
+    return FV_OK;
+}
+
+/* L3 of privacy/location.h on one trip: points within TRIM_M along the track of its first
+ * or last point are withheld. */
+static int end_trip(struct fv_guard_ctx *ctx, const struct trip_pt *p, size_t n)
+{
+    if (n == 0) return FV_OK;
+    size_t k = 0;
+    while (k + 1 < n && p[k + 1].cum <= TRIM_M)
+        k++;
+    int rc = add_trim(ctx, p[0].t, p[k].t);
+    size_t m = n - 1;
+    while (m > 0 && p[n - 1].cum - p[m - 1].cum <= TRIM_M)
+        m--;
+    return rc ? rc : add_trim(ctx, p[m].t, p[n - 1].t);
+}
+
+/* The withheld intervals of a subject's track around [from, to] (a trip may begin or end
+ * just outside it). Fails closed: on an error every location is withheld. */
+static void load_trim(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *pseudo,
+                      const unsigned char *dek, int64_t from, int64_t to)
+{
+    fv_guard_ctx_clear(ctx);
+    if (!(ctx->d.obligations & FV_OBLIGE_LOCATION_PRIVACY)) return;
+    uint32_t f = (uint32_t)fv_signal_lookup("Location");
+    int64_t lo = from > INT64_MIN + TRIP_GAP_MS ? from - TRIP_GAP_MS : INT64_MIN;
+    int64_t hi = to < INT64_MAX - TRIP_GAP_MS ? to + TRIP_GAP_MS : INT64_MAX;
+    struct fv_store_cursor *c = NULL;
+    char err[256];
+    struct trip_pt *pt = NULL;
+    size_t n = 0, cap = 0;
+    double plat = 0, plon = 0;
+    int rc = fv_store_query(v->store, pseudo, dek, lo, hi, &f, 1, 0, &c, err, sizeof err);
+    struct fv_store_chunk ch;
+    int got = 0;
+    while (rc == FV_OK && (got = fv_store_next(c, &ch, err, sizeof err)) == 1) {
+        for (size_t i = 0; rc == FV_OK && i < ch.n; i++) {
+            const struct fv_value *x = &ch.col[0][i];
+            if (x->kind != FV_VK_LOCATION || !fv_geo_valid(x->u.loc.lat, x->u.loc.lon)) continue;
+            if (n && ch.t[i] - pt[n - 1].t > TRIP_GAP_MS) {
+                rc = end_trip(ctx, pt, n);
+                n = 0;
+            }
+            if (rc == FV_OK && n == cap) {
+                size_t nc = cap ? cap * 2 : 256;
+                struct trip_pt *m = realloc(pt, nc * sizeof *m);
+                if (m == NULL) {
+                    rc = FV_ENOMEM;
+                    break;
+                }
+                pt = m;
+                cap = nc;
+            }
+            if (rc) break;
+            double d = n ? fv_geo_distance_m(plat, plon, x->u.loc.lat, x->u.loc.lon) : 0;
+            pt[n] = (struct trip_pt){ch.t[i], n ? pt[n - 1].cum + d : 0};
+            n++;
+            plat = x->u.loc.lat;
+            plon = x->u.loc.lon;
+        }
+    }
+    if (rc == FV_OK && got < 0) rc = got;
+    if (rc == FV_OK) rc = end_trip(ctx, pt, n);
+    fv_store_cursor_free(c);
+    free(pt);
+    if (rc) {
+        fv_guard_ctx_clear(ctx);
+        add_trim(ctx, INT64_MIN, INT64_MAX); /* fail closed */
+    }
+}
+
 /* ---- the streaming query ----------------------------------------------------------------- */
 
 struct qctx {
@@ -448,6 +545,7 @@ static int add_to_buckets(struct qctx *q, const struct fv_store_chunk *ch, struc
         for (size_t j = 0; j < ch->ncols && rc == FV_OK; j++) {
             const struct fv_value *v = &ch->col[j][i];
             if (v->kind == FV_VK_NONE) continue;
+            if (v->kind == FV_VK_LOCATION && fv_guard_trimmed(&q->ctx, ch->t[i])) continue;
             struct agg *g = &q->ag[j];
             double d;
             if (numeric(v, &d)) {
@@ -480,7 +578,9 @@ static int put_raw_rows(struct qctx *q, const struct fv_store_chunk *ch, struct 
             rc = putf(b, "%lld", (long long)ch->t[i]);
             for (size_t j = 0; rc == FV_OK && j < ch->ncols; j++) {
                 rc = fv_buf_append(b, ",", 1);
-                if (rc == FV_OK) rc = fv_put_value(b, &q->ctx, &ch->col[j][i], 1);
+                if (rc == FV_OK &&
+                    !(ch->col[j][i].kind == FV_VK_LOCATION && fv_guard_trimmed(&q->ctx, ch->t[i])))
+                    rc = fv_put_value(b, &q->ctx, &ch->col[j][i], 1);
             }
             if (rc == FV_OK) rc = fv_buf_append(b, "\n", 1);
         } else {
@@ -488,6 +588,12 @@ static int put_raw_rows(struct qctx *q, const struct fv_store_chunk *ch, struct 
             for (size_t j = 0; rc == FV_OK && j < ch->ncols; j++) {
                 const struct fv_value *v = &ch->col[j][i];
                 if (v->kind == FV_VK_NONE) continue;
+                if (v->kind == FV_VK_LOCATION && fv_guard_trimmed(&q->ctx, ch->t[i])) {
+                    rc = fv_buf_append(b, ",\"", 2); /* G8: withheld */
+                    if (rc == FV_OK) rc = put_label(b, ch->field[j]);
+                    if (rc == FV_OK) rc = fv_buf_append(b, "\":null", 6);
+                    continue;
+                }
                 rc = fv_buf_append(b, ",\"", 2);
                 if (rc == FV_OK) rc = put_label(b, ch->field[j]);
                 if (rc == FV_OK) rc = fv_buf_append(b, "\":", 2);
@@ -604,6 +710,7 @@ static void q_free(void *ctx)
     struct qctx *q = ctx;
     if (q == NULL) return;
     if (q->guard) fv_guard_done(q->guard, &q->ctx, q->rows, q->bytes);
+    fv_guard_ctx_clear(&q->ctx);
     agg_reset(q);
     fv_store_cursor_free(q->cur);
     free(q);
@@ -815,6 +922,7 @@ void fv_api_query(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
         return;
     }
     char err[512];
+    load_trim(v, &q->ctx, pseudo, dek, q->from, q->to); /* G8 */
     if (q->nfields == 0 && (q->csv || q->aggs)) {
         int rc = discover_fields(v, pseudo, dek, q->from, q->to, q->fields, &q->nfields);
         if (rc) {
@@ -922,6 +1030,12 @@ void fv_api_fleet(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
         fv_store_cursor_free(c);
         if (have && v->guard && !fv_guard_consented(v->guard, ctx, d->id, lt)) have = 0; /* G4 */
         if (have && v->guard) fv_guard_load_zones(v->guard, ctx, d->id);                 /* G7 */
+        if (have && last.kind == FV_VK_LOCATION &&
+            (ctx->d.obligations & FV_OBLIGE_LOCATION_PRIVACY)) { /* G8 */
+            load_trim(v, ctx, pseudo, dek, lt, lt);
+            if (fv_guard_trimmed(ctx, lt)) last.kind = FV_VK_INVALID;
+            fv_guard_ctx_clear(ctx);
+        }
         if (!have) continue;
         char shown[65];
         if (v->guard)

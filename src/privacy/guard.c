@@ -1,5 +1,6 @@
 /* guard.c - see guard.h. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -290,4 +291,23 @@ void fv_guard_load_zones(struct fv_guard *g, struct fv_guard_ctx *ctx, const cha
     }
     ctx->nzones = n;
     ctx->zones_state = 1;
+}
+
+void fv_guard_ctx_clear(struct fv_guard_ctx *ctx)
+{
+    free(ctx->trim);
+    ctx->trim = NULL;
+    ctx->ntrim = ctx->captrim = 0;
+}
+
+int fv_guard_trimmed(const struct fv_guard_ctx *ctx, int64_t t)
+{
+    if (ctx == NULL) return 0;
+    size_t lo = 0, hi = ctx->ntrim; /* intervals are sorted and disjoint */
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (ctx->trim[mid].to < t) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < ctx->ntrim && ctx->trim[lo].from <= t;
 }

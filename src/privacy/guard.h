@@ -22,6 +22,9 @@
  *  G7 locations served under location privacy: a point inside one of the subject's privacy
  *     zones (home, work: privacy/zones.h) is not served; the others are snapped to a 1 km
  *     grid; if the zones cannot be read, no location of that subject is served;
+ *  G8 and trip trimming: locations within 500 m (along the track) of a trip's start or
+ *     end - a trip being points less than 5 minutes apart - are withheld too (where a car
+ *     is parked says where someone lives or works even without a zone);
  *  G6 the audit log names subjects by their keyed pseudonym (crypto/keys.h), never by
  *     device id: the log is personal data's index, not a copy of it;
  *  G5 quotas: a request that would take the principal over its daily subjects is refused;
@@ -75,7 +78,15 @@ struct fv_guard_ctx {
     int zones_state; /* 0 not loaded, 1 loaded, -1 unreadable: serve no location */
     size_t nzones;
     struct fv_zone zones[16];
+    /* G8, trip trimming: times whose locations are withheld (near trip starts and ends) */
+    size_t ntrim, captrim;
+    struct fv_consent_range *trim; /* owned: free with fv_guard_ctx_clear */
 };
+
+/* Frees what a ctx owns (trip-trimming intervals). */
+void fv_guard_ctx_clear(struct fv_guard_ctx *ctx);
+/* G8: is a location at time t withheld by trip trimming? */
+int fv_guard_trimmed(const struct fv_guard_ctx *ctx, int64_t t);
 
 /* G7: loads the privacy zones of device's current subject into ctx (for location-private
  * reads); on any error no location of that subject is served. */

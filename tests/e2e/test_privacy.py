@@ -101,7 +101,8 @@ def test_purpose_roles_pseudonyms_quota_audit():
         st, body = srv.http(q, token=ml, purpose="model_training")
         assert st == 403 and A.encode() not in body, body
 
-        # researcher: pseudonyms per purpose, coarsened locations, no VIN anywhere.
+        # researcher: pseudonyms per purpose, no VIN anywhere; short trips (A and B move a
+        # few metres) are trimmed away entirely.
         st, body = srv.http("/api/v1/fleet?signal=Location&at=" + str(T0 + 10000), token=res,
                             purpose="location_history")
         assert st == 200, body
@@ -109,21 +110,37 @@ def test_purpose_roles_pseudonyms_quota_audit():
         fl = json.loads(body)
         ids = {v["device"] for v in fl["vehicles"]}
         assert len(ids) == 2 and all(len(i) == 32 for i in ids), ids
-        for v in fl["vehicles"]:
-            loc = v["value"]
-            assert (loc["latitude"], loc["longitude"]) != (LAT + 4e-5, LON), loc
-            assert abs(loc["latitude"] - LAT) < 0.02 and abs(loc["longitude"] - LON) < 0.02
+        assert all(v["value"] is None for v in fl["vehicles"]), fl  # trimmed: short trips
         st, body2 = srv.http("/api/v1/fleet?signal=Location", token=res, purpose="clips")
         ids2 = {v["device"] for v in json.loads(body2)["vehicles"]}
         assert ids2 and not (ids & ids2), "pseudonyms must differ across purposes"
-        # Privacy zones: A's owner marks home; inside it nothing is served, elsewhere
-        # locations are coarsened; service still sees the exact point.
-        subject(srv, "zone", A, "add", "home", str(LAT), str(LON), "300")
-        st, body = srv.http("/api/v1/fleet?signal=Location&at=" + str(T0 + 10000), token=res,
-                            purpose="location_history")
-        vals = [v["value"] for v in json.loads(body)["vehicles"]]
-        assert None in vals and any(isinstance(x, dict) for x in vals), vals
-        st, b = get(srv, q + "&ticket=T-1", sup, "service")
+        # A 2.9 km trip (C): its first and last 500 m are withheld, the middle coarsened to a
+        # 1 km grid; a privacy zone around point 15 withholds the points inside it too.
+        C = "5YJ3E1EA7KF000203"
+        env.certs.device(C)
+        path = os.path.join(env.certs.dir, "devices", C + ".crt")
+        ws = t.WS(srv.port, path, path[:-4] + ".key", env.certs.ca)
+        for i in range(30):
+            d = [(SOC, 60.0), (LOC, (round(LAT + i * 0.0009, 7), LON))]  # ~100 m apart
+            ws.send(t.fb_envelope(f"c-{i}".encode(), b"V", t.v_payload(d, T0 + i * 10000)))
+            _, p = ws.recv()
+            assert t.fb_decode(p)["message_type"] == 5
+        ws.close()
+        subject(srv, "zone", C, "add", "home", str(round(LAT + 15 * 0.0009, 7)), str(LON), "150")
+        pc = next(v["id"] for v in json.loads(
+            srv.http("/api/v1/vehicles", token=res, purpose="location_history")[1])["vehicles"]
+            if v["records"] == 30)
+        st, b = get(srv, f"/api/v1/query?device={pc}&signals=Location", res, "location_history")
+        assert st == 200 and b["count"] == 30, b
+        locs = [r["Location"] for r in b["rows"]]
+        hidden = [i for i, x in enumerate(locs) if x is None]
+        assert hidden == [0, 1, 2, 3, 4, 14, 15, 16, 25, 26, 27, 28, 29], hidden  # 100.08 m steps
+        for i, x in enumerate(locs):
+            if x is not None:
+                assert (x["latitude"], x["longitude"]) != (round(LAT + i * 0.0009, 7), LON)
+                assert abs(x["latitude"] - (LAT + i * 0.0009)) < 0.01, (i, x)
+        # Service sees the exact points.
+        st, b = get(srv, f"/api/v1/query?device={C}&signals=Location&ticket=T-4", sup, "service")
         assert b["rows"][0]["Location"] == {"latitude": LAT, "longitude": LON}, b
 
         # The pseudonym addresses the vehicle within its purpose.
