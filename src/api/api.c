@@ -156,6 +156,18 @@ const struct fv_value *fv_api_oblige(const struct fv_guard_ctx *ctx, const struc
 static json_t *device_summary_as(const struct fv_api_view *v, const struct fv_guard_ctx *ctx,
                                  const struct fv_device *d);
 
+/* Energy-site scoping: a device is an energy site when its certificate says so. */
+int fv_api_is_energy_site(const struct fv_device *d)
+{
+    return strcmp(d->client_type, "energy_device") == 0;
+}
+
+/* For roles limited to energy sites, fleet answers leave other devices out. */
+int fv_api_in_scope(const struct fv_guard_ctx *ctx, const struct fv_device *d)
+{
+    return !ctx || !(ctx->d.obligations & FV_OBLIGE_ENERGY_SITES_ONLY) || fv_api_is_energy_site(d);
+}
+
 static json_t *device_summary(const struct fv_device *d)
 {
     char first[40], last[40], recv[40];
@@ -188,7 +200,7 @@ static void get_vehicles(const struct fv_api_view *v, const struct fv_guard_ctx 
     json_t *arr = json_array();
     for (size_t i = 0; arr && i < v->fleet->devices.cap; i++) {
         const struct fv_device *d = v->fleet->devices.slots[i].val;
-        if (v->fleet->devices.slots[i].hash && d &&
+        if (v->fleet->devices.slots[i].hash && d && fv_api_in_scope(ctx, d) &&
             fv_guard_consented(v->guard, ctx, d->id, (int64_t)fv_now_ms()))
             json_array_append_new(arr, device_summary_as(v, ctx, d));
     }
@@ -228,7 +240,9 @@ static void get_signal_latest(const struct fv_api_view *v, struct fv_guard_ctx *
         const struct fv_device *d = v->fleet->devices.slots[i].val;
         if (!v->fleet->devices.slots[i].hash || d == NULL) continue;
         const struct fv_signal_state *s = fv_device_signal(d, (uint32_t)field);
-        if (s == NULL || !fv_guard_consented(v->guard, ctx, d->id, (int64_t)s->time_ms)) continue;
+        if (s == NULL || !fv_api_in_scope(ctx, d) ||
+            !fv_guard_consented(v->guard, ctx, d->id, (int64_t)s->time_ms))
+            continue;
         char t[40];
         fv_format_time_ms(s->time_ms, t, sizeof t);
         if (v->guard) fv_guard_load_zones(v->guard, ctx, d->id);
@@ -672,6 +686,7 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
     size_t nfleet = fv_fleet_count(v->fleet);
     if (nfleet == 0) nfleet = 1; /* an empty fleet: decided like one vehicle */
     if (strcmp(p, "/v1/vehicles") == 0 || strcmp(p, "/v1/vehicles/") == 0) {
+        ctx.energy_sites = 1; /* an energy-site role gets energy sites only */
         int rc = fv_guard_read(v->guard, &ctx, v->query, "vehicles.list", fv_api_signal_class(v, 0),
                                NULL, nfleet, 0, NULL, 0, INT64_MIN, INT64_MAX, why, sizeof why);
         if (rc) {
@@ -694,6 +709,7 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
             return;
         }
         const char *sigs[1] = {name};
+        ctx.energy_sites = 1;
         int rc = fv_guard_read(v->guard, &ctx, v->query, "signals.latest",
                                fv_api_signal_class(v, (uint32_t)field), NULL, nfleet, 0, sigs, 1,
                                INT64_MIN, INT64_MAX, why, sizeof why);
@@ -714,6 +730,7 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
             return;
         }
         const char *subj[1] = {d->id};
+        ctx.energy_sites = fv_api_is_energy_site(d);
         int rc = fv_guard_read(v->guard, &ctx, v->query, "vehicle.state", fv_api_all_classes(v),
                                subj, 1, 0, NULL, 0, INT64_MIN, INT64_MAX, why, sizeof why);
         if (rc) {

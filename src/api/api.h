@@ -83,6 +83,10 @@ const struct fv_value *fv_api_oblige(const struct fv_guard_ctx *ctx, const struc
 const struct fv_device *fv_api_find_device(const struct fv_api_view *v,
                                            const struct fv_guard_ctx *ctx, const char *name);
 
+/* Energy-site scoping (privacy/guard.h): is the device an energy site; may ctx see it. */
+int fv_api_is_energy_site(const struct fv_device *d);
+int fv_api_in_scope(const struct fv_guard_ctx *ctx, const struct fv_device *d);
+
 /* Renders a value as JSON text appended to out (used by the API and inspect). */
 int fv_api_value_json(const struct fv_value *v, struct fv_buf *out);
 

@@ -894,6 +894,7 @@ void fv_api_query(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
     }
     if (v->guard) {
         const char *subj[1] = {d->id};
+        ctx->energy_sites = fv_api_is_energy_site(d);
         const char *sn[MAX_FIELDS];
         char names[MAX_FIELDS][32];
         uint32_t classes = q->nfields ? 0 : fv_api_all_classes(v);
@@ -978,6 +979,7 @@ void fv_api_fleet(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
     int csv = fv_query_param(v->query, "format", fmt, sizeof fmt) && strcmp(fmt, "csv") == 0;
     if (v->guard) {
         const char *sn[1] = {sig};
+        ctx->energy_sites = 1; /* energy-site roles: other devices are left out below */
         int rc = fv_guard_read(v->guard, ctx, v->query, "fleet.at",
                                fv_api_signal_class(v, (uint32_t)field), NULL,
                                fv_fleet_count(v->fleet) ? fv_fleet_count(v->fleet) : 1, 0, sn, 1,
@@ -1004,7 +1006,7 @@ void fv_api_fleet(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
     uint32_t f = (uint32_t)field;
     for (size_t i = 0; i < v->fleet->devices.cap; i++) {
         const struct fv_device *d = v->fleet->devices.slots[i].val;
-        if (!v->fleet->devices.slots[i].hash || d == NULL) continue;
+        if (!v->fleet->devices.slots[i].hash || d == NULL || !fv_api_in_scope(ctx, d)) continue;
         const unsigned char *dek;
         char pseudo[FV_PSEUDONYM_LEN + 1];
         char subject[FV_SUBJECT_NAME_MAX + 1];

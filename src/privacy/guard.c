@@ -151,7 +151,8 @@ int fv_guard_read(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *quer
                                     .ticket = ctx->ticket,
                                     .classes = classes,
                                     .subjects = n,
-                                    .aggregated = aggregated != 0};
+                                    .aggregated = aggregated != 0,
+                                    .energy_sites_only = ctx->energy_sites != 0};
     fv_policy_decide(g->policy, &req, &ctx->d);
     char why[FV_POLICY_REASON_MAX + 64];
     snprintf(why, sizeof why, "%s", ctx->d.reason);
@@ -306,8 +307,10 @@ int fv_guard_trimmed(const struct fv_guard_ctx *ctx, int64_t t)
     size_t lo = 0, hi = ctx->ntrim; /* intervals are sorted and disjoint */
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (ctx->trim[mid].to < t) lo = mid + 1;
-        else hi = mid;
+        if (ctx->trim[mid].to < t)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo < ctx->ntrim && ctx->trim[lo].from <= t;
 }

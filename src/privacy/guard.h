@@ -54,7 +54,7 @@ struct fv_guard {
     const char *admin_token;
     unsigned char pseudo_secret[32]; /* per-purpose pseudonyms */
     uint64_t denied, allowed;
-    uint64_t alerts; /* unusual volume: a principal past 80% of a daily quota */
+    uint64_t alerts;      /* unusual volume: a principal past 80% of a daily quota */
     int registry_changed; /* set when the API changed subjects/consent (caches refresh) */
 };
 
@@ -68,6 +68,8 @@ struct fv_guard_ctx {
     struct fv_decision d;
     char action[48];
     char subject[80]; /* the one subject of a single-subject read, for the result entry */
+    int energy_sites; /* in: every subject the read touches is an energy site (or, for a
+                         fleet read, the answer will be limited to energy sites) */
     /* G4, single-subject reads under a consented-only role: what may be served */
     int consent_limited;
     size_t nconsent;

@@ -446,7 +446,31 @@ def test_minimisation_by_consent():
         srv.stop()
 
 
+def test_energy_operator_sees_energy_sites_only():
+    with t.Env() as env:
+        srv = t.Server(env.root, env.certs, config={"rate_limits": False}, policy=POLICY).start()
+        send(srv, env, A, 3)  # a vehicle
+        E = "ENERGY-SITE-0001"
+        env.certs.device(E, typ="energy_device")
+        send(srv, env, E, 3)
+        # consent dated before the records: data collected without it is never served
+        subject(srv, "consent", E, "energy_programs", "give", "--by", "owner", "--at",
+                str(T0 - 1000))
+        subject(srv, "consent", A, "energy_programs", "give", "--by", "owner", "--at",
+                str(T0 - 1000))
+        op = srv.principal("otto", "energy-operator")
+        st, body = srv.http("/api/v1/fleet?signal=Soc", token=op, purpose="energy_programs")
+        assert st == 200, body
+        b = json.loads(body)
+        assert b["count"] == 1 and E.encode() not in body and A.encode() not in body, b
+        st, b = get(srv, f"/api/v1/query?device={A}&signals=Soc", op, "energy_programs")
+        assert st == 403 and "energy" in b["error"], b
+        st, b = get(srv, f"/api/v1/query?device={E}&signals=Soc", op, "energy_programs")
+        assert st == 200 and b["count"] == 3 and b["device"] != E, b
+        srv.stop()
+
+
 if __name__ == "__main__":
     t.main([test_purpose_roles_pseudonyms_quota_audit, test_erasure_reaches_backups,
             test_consent_and_owner_periods, test_bulk_export_approval_watermark_alert,
-            test_minimisation_by_consent])
+            test_minimisation_by_consent, test_energy_operator_sees_energy_sites_only])
