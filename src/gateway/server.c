@@ -1359,6 +1359,15 @@ static int erase_device(void *arg, const char *device, const struct fv_guard_ctx
     return FV_OK;
 }
 
+/* After the store opens: every erased subject's blocks still in parts are purged in the
+ * background (a restored backup brings them back). */
+static int purge_tombstone(void *arg, const char *pseudo, uint64_t at_ms)
+{
+    (void)at_ms;
+    struct fv_server *srv = arg;
+    return fv_store_purge(srv->store, pseudo);
+}
+
 static int replay_tombstone(void *arg, const char *pseudo, uint64_t at_ms)
 {
     struct fv_server *srv = arg;
@@ -1539,6 +1548,10 @@ int fv_server_run(const struct fv_server_config *cfg, volatile sig_atomic_t *sto
     rc = fv_store_open(&srv->store_cfg, 0, &srv->store, err, errlen);
     if (rc) goto out;
     srv->store_wal_hi = fv_store_wal_hi(srv->store);
+    if ((srv->tomb_outside[0] &&
+         (rc = fv_tombstone_replay(srv->tomb_outside, purge_tombstone, srv, err, errlen))) ||
+        (rc = fv_tombstone_replay(srv->tomb_inside, purge_tombstone, srv, err, errlen)))
+        goto out;
     uint64_t t_rebuild = fv_mono_ns();
     rc = fv_store_subjects(srv->store, rebuild_subject, srv);
     if (rc) {

@@ -274,6 +274,11 @@ def test_erasure_reaches_backups():
         assert st == 410, (st, b)
         b = old.json(f"/api/v1/query?device={B}&signals=Soc")
         assert b["count"] == 20
+        # ... and the restored copy's blocks of A are purged in the background too.
+        deadline = time.time() + 20
+        while old.json("/api/v1/store")["blocks_purged"] == 0 and time.time() < deadline:
+            time.sleep(0.1)
+        assert old.json("/api/v1/store")["blocks_purged"] > 0
         old.stop()
 
 
