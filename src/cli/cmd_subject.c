@@ -11,6 +11,9 @@
  * busy catalog is waited for up to 5 s). Needs the master key, as owner ids are sealed
  * with each subject's data key: --key-file FILE or FV_MASTER_KEY. Prints owner ids and
  * zones (home locations): the output is personal data. */
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -47,6 +50,7 @@ static void usage(FILE *f)
         "       fleetvault subject zone DEVICE remove LABEL [--epoch N] [options]\n"
         "       fleetvault subject zone DEVICE list [--epoch N] [options]\n"
         "       fleetvault subject erase DEVICE --ticket T --token-file F [--api URL]\n"
+        "       fleetvault subject export DEVICE --ticket T --token-file F [--out FILE]\n"
         "options: --data DIR (default ./data), --key-file FILE (default FV_MASTER_KEY),\n"
         "         --policy FILE (its purposes; default the built-in policy),\n"
         "         --contract P,Q (purposes necessary for the contract; default service)\n\n"
@@ -383,9 +387,62 @@ static int subject_erase(int argc, char **argv)
     return rc;
 }
 
+/* `subject export DEVICE --ticket T --token-file F [--out FILE] [--api URL]`: the archive
+ * of api/export.h, written to FILE (default DEVICE-export.tar), never to a terminal. */
+static int subject_export(int argc, char **argv)
+{
+    const char *api = "http://127.0.0.1:8080", *token_file = NULL, *ticket = NULL, *dev = NULL,
+               *outp = NULL;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--api") == 0 && i + 1 < argc)
+            api = argv[++i];
+        else if (strcmp(argv[i], "--token-file") == 0 && i + 1 < argc)
+            token_file = argv[++i];
+        else if (strcmp(argv[i], "--ticket") == 0 && i + 1 < argc)
+            ticket = argv[++i];
+        else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc)
+            outp = argv[++i];
+        else if (argv[i][0] != '-' && dev == NULL)
+            dev = argv[i];
+        else {
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (dev == NULL || ticket == NULL) {
+        usage(stderr);
+        return 2;
+    }
+    char deflt[300];
+    snprintf(deflt, sizeof deflt, "%s-export.tar", dev);
+    if (outp == NULL) outp = deflt;
+    /* The archive holds personal data: created 0600, never over an existing file. */
+    int fd = open(outp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0) {
+        fprintf(stderr, "fleetvault subject export: %s: %s\n", outp, strerror(errno));
+        if (fd >= 0) close(fd);
+        return 1;
+    }
+    close(fd);
+    char *enc = curl_easy_escape(NULL, dev, 0);
+    char endpoint[256];
+    snprintf(endpoint, sizeof endpoint, "/api/v1/subjects/%s/export", enc ? enc : "");
+    curl_free(enc);
+    const char *pn[] = {"ticket"}, *pv[] = {ticket};
+    int rc = fv_cli_api("subject export", "GET", api, endpoint, pn, pv, 1, token_file);
+    fflush(stdout);
+    struct stat st;
+    if (rc == 0 && stat(outp, &st) == 0)
+        fprintf(stderr, "wrote %s (%lld bytes)\n", outp, (long long)st.st_size);
+    else if (rc)
+        unlink(outp);
+    return rc;
+}
+
 int fv_cmd_subject(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "erase") == 0) return subject_erase(argc, argv);
+    if (argc > 1 && strcmp(argv[1], "export") == 0) return subject_export(argc, argv);
     struct opts o = {.data = "./data"};
     double num;
     for (int i = 1; i < argc; i++) {

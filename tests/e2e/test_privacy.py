@@ -351,6 +351,15 @@ def test_consent_and_owner_periods():
         assert rows1[0].startswith("t,") and len(rows1) == 1 + 10, rows1[:3]
         rows2 = tar.extractfile(names["period-2/telemetry-1.csv"]).read().decode().splitlines()
         assert len(rows2) == 1 + 3 and rows2[1].split(",")[1] == "90", rows2
+        # The same from the shell, into a 0600 file.
+        tokf = os.path.join(env.root, "po.token")
+        with open(tokf, "w") as f:
+            f.write(po)
+        outp = os.path.join(env.root, "export.tar")
+        t.run("subject", "export", A, "--ticket", "DSAR-2", "--token-file", tokf, "--out", outp,
+              "--api", f"http://127.0.0.1:{srv.api_port}")
+        assert os.stat(outp).st_mode & 0o777 == 0o600
+        assert "subject.json" in {m.name.split("/", 1)[1] for m in tarfile.open(outp)}
         log = tar.extractfile(names["access-log.jsonl"]).read().decode().splitlines()
         assert any('"model_training"' in x for x in log), log[:3]
         assert A.encode() not in tar.extractfile(names["access-log.jsonl"]).read()
