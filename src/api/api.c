@@ -133,8 +133,6 @@ uint32_t fv_api_all_classes(const struct fv_api_view *v)
     return m ? m : 1;
 }
 
-#define COARSE_GRID_M 1000.0 /* locations served under location privacy */
-
 const struct fv_value *fv_api_oblige(const struct fv_guard_ctx *ctx, const struct fv_value *v,
                                      struct fv_value *tmp)
 {
@@ -148,7 +146,8 @@ const struct fv_value *fv_api_oblige(const struct fv_guard_ctx *ctx, const struc
     for (size_t z = 0; !hide && z < ctx->nzones; z++)
         hide = fv_geo_distance_m(v->u.loc.lat, v->u.loc.lon, ctx->zones[z].lat,
                                  ctx->zones[z].lon) <= ctx->zones[z].radius_m;
-    if (hide || fv_loc_coarsen_point(COARSE_GRID_M, &tmp->u.loc.lat, &tmp->u.loc.lon) != FV_OK)
+    if (hide || (ctx->grid_m > 0 &&
+                 fv_loc_coarsen_point(ctx->grid_m, &tmp->u.loc.lat, &tmp->u.loc.lon) != FV_OK))
         tmp->kind = FV_VK_INVALID; /* not served */
     return tmp;
 }

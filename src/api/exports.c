@@ -478,6 +478,7 @@ void fv_api_export_get(const struct fv_api_view *v, struct fv_guard_ctx *ctx, co
     x->status = EX_TAKEN;
     c->v = v;
     c->ctx = *ctx;
+    c->ctx.grid_m = v->guard->grid_m;
     c->x = x;
     out->status = 200;
     out->content_type = "text/csv";

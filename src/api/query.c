@@ -325,9 +325,6 @@ static int numeric(const struct fv_value *v, double *d)
 
 /* ---- trip trimming (privacy/guard.h G8) ---------------------------------------------------- */
 
-#define TRIM_M      500.0
-#define TRIP_GAP_MS 300000
-
 struct trip_pt {
     int64_t t;
     double cum; /* metres along the track from the trip's first point */
@@ -352,15 +349,15 @@ static int add_trim(struct fv_guard_ctx *ctx, int64_t from, int64_t to)
 
 /* L3 of privacy/location.h on one trip: points within TRIM_M along the track of its first
  * or last point are withheld. */
-static int end_trip(struct fv_guard_ctx *ctx, const struct trip_pt *p, size_t n)
+static int end_trip(struct fv_guard_ctx *ctx, const struct trip_pt *p, size_t n, double trim_m)
 {
-    if (n == 0) return FV_OK;
+    if (n == 0 || trim_m <= 0) return FV_OK;
     size_t k = 0;
-    while (k + 1 < n && p[k + 1].cum <= TRIM_M)
+    while (k + 1 < n && p[k + 1].cum <= trim_m)
         k++;
     int rc = add_trim(ctx, p[0].t, p[k].t);
     size_t m = n - 1;
-    while (m > 0 && p[n - 1].cum - p[m - 1].cum <= TRIM_M)
+    while (m > 0 && p[n - 1].cum - p[m - 1].cum <= trim_m)
         m--;
     return rc ? rc : add_trim(ctx, p[m].t, p[n - 1].t);
 }
@@ -371,10 +368,12 @@ static void load_trim(const struct fv_api_view *v, struct fv_guard_ctx *ctx, con
                       const unsigned char *dek, int64_t from, int64_t to)
 {
     fv_guard_ctx_clear(ctx);
-    if (!(ctx->d.obligations & FV_OBLIGE_LOCATION_PRIVACY)) return;
+    if (!(ctx->d.obligations & FV_OBLIGE_LOCATION_PRIVACY) || v->guard->trim_m <= 0) return;
+    const double trim_m = v->guard->trim_m;
+    const int64_t gap = v->guard->trip_gap_ms > 0 ? v->guard->trip_gap_ms : 300000;
     uint32_t f = (uint32_t)fv_signal_lookup("Location");
-    int64_t lo = from > INT64_MIN + TRIP_GAP_MS ? from - TRIP_GAP_MS : INT64_MIN;
-    int64_t hi = to < INT64_MAX - TRIP_GAP_MS ? to + TRIP_GAP_MS : INT64_MAX;
+    int64_t lo = from > INT64_MIN + gap ? from - gap : INT64_MIN;
+    int64_t hi = to < INT64_MAX - gap ? to + gap : INT64_MAX;
     struct fv_store_cursor *c = NULL;
     char err[256];
     struct trip_pt *pt = NULL;
@@ -387,8 +386,8 @@ static void load_trim(const struct fv_api_view *v, struct fv_guard_ctx *ctx, con
         for (size_t i = 0; rc == FV_OK && i < ch.n; i++) {
             const struct fv_value *x = &ch.col[0][i];
             if (x->kind != FV_VK_LOCATION || !fv_geo_valid(x->u.loc.lat, x->u.loc.lon)) continue;
-            if (n && ch.t[i] - pt[n - 1].t > TRIP_GAP_MS) {
-                rc = end_trip(ctx, pt, n);
+            if (n && ch.t[i] - pt[n - 1].t > gap) {
+                rc = end_trip(ctx, pt, n, trim_m);
                 n = 0;
             }
             if (rc == FV_OK && n == cap) {
@@ -410,7 +409,7 @@ static void load_trim(const struct fv_api_view *v, struct fv_guard_ctx *ctx, con
         }
     }
     if (rc == FV_OK && got < 0) rc = got;
-    if (rc == FV_OK) rc = end_trip(ctx, pt, n);
+    if (rc == FV_OK) rc = end_trip(ctx, pt, n, trim_m);
     fv_store_cursor_free(c);
     free(pt);
     if (rc) {

@@ -153,6 +153,9 @@ void fv_server_config_defaults(struct fv_server_config *c)
     fv_rate_defaults(&c->rates);
     c->rate_limit_enabled = 1;
     fv_store_config_defaults(&c->store, c->data_dir);
+    c->loc_trim_m = 500;
+    c->loc_grid_m = 1000;
+    c->loc_trip_gap_ms = 300000;
 }
 
 /* "30d", "12h", "90m", "45s", a number of seconds, or 0 / "forever" (keep forever). */
@@ -325,6 +328,23 @@ int fv_server_config_load(struct fv_server_config *c, const char *path, char *er
         } else if (strcmp(key, "audit_retention") == 0 &&
                    parse_duration_ms(val, &c->audit_retention_ms) == FV_OK) {
             /* the audit log's own retention (GDPR: as long as needed for accountability) */
+        } else if (strcmp(key, "location_privacy") == 0 && json_is_object(val)) {
+            json_t *tm = json_object_get(val, "trim_m"), *gm = json_object_get(val, "grid_m");
+            json_t *gap = json_object_get(val, "trip_gap");
+            if ((tm && (!json_is_number(tm) || json_number_value(tm) < 0 ||
+                        json_number_value(tm) > 100000)) ||
+                (gm && (!json_is_number(gm) || json_number_value(gm) < 0 ||
+                        json_number_value(gm) > 1000000)) ||
+                (gap && (parse_duration_ms(gap, &c->loc_trip_gap_ms) != FV_OK ||
+                         c->loc_trip_gap_ms == 0))) {
+                fv_seterr(err, errlen,
+                          "%s: location_privacy: expected {\"trim_m\": 0..100000, "
+                          "\"trip_gap\": \"5m\", \"grid_m\": 0..1000000}",
+                          path);
+                goto done;
+            }
+            if (tm) c->loc_trim_m = json_number_value(tm);
+            if (gm) c->loc_grid_m = json_number_value(gm);
         } else if (strcmp(key, "store") == 0 && json_is_object(val)) {
             if (load_store_config(&c->store, val, path, err, errlen) != FV_OK) goto done;
         } else if (strcmp(key, "rate_limits") == 0 && json_is_false(val)) {
@@ -1404,6 +1424,9 @@ static int guard_open(struct fv_server *srv, char *err, size_t errlen)
         rc = fv_keystore_derive(srv->keys, "fleetvault purpose pseudonyms v1", g->pseudo_secret);
     if (rc) return rc;
     g->admin_token = srv->admin_token;
+    g->trim_m = cfg->loc_trim_m;
+    g->grid_m = cfg->loc_grid_m;
+    g->trip_gap_ms = (int64_t)cfg->loc_trip_gap_ms;
     char key[PATH_MAX], pub[PATH_MAX + 8], dir[PATH_MAX];
     if (cfg->audit_key[0]) {
         snprintf(key, sizeof key, "%s", cfg->audit_key);

@@ -34,6 +34,8 @@ struct fv_server_config {
     char audit_key[1024];         /* audit signing key; empty: beside the master key file */
     char audit_witness[1024];     /* optional file outside DATA receiving every checkpoint */
     uint64_t audit_retention_ms;  /* delete audit files older than this (0: keep all) */
+    double loc_trim_m, loc_grid_m; /* location privacy: trip trimming, coarsening (metres) */
+    uint64_t loc_trip_gap_ms;
 };
 
 /* Defaults: data ./data, certs ./certs, devices on 127.0.0.1:4443, API on 127.0.0.1:8080. */
@@ -42,7 +44,8 @@ void fv_server_config_defaults(struct fv_server_config *c);
 /* Loads a JSON config file over c (keys: data, certs, key_file, listen, api, max_message,
  * wal_segment_mb, rate_limits: {TOPIC: {per_second, burst}} or false, store: {flush_interval,
  * flush_datums, wal_keep, retention: {CLASS: "30d"}, classes: {CLASS: [SIGNAL, ...]}},
- * policy, audit_key, audit_witness: paths; audit_retention: a duration). */
+ * policy, audit_key, audit_witness: paths; audit_retention: a duration; location_privacy:
+ * {trim_m, trip_gap, grid_m}). */
 int fv_server_config_load(struct fv_server_config *c, const char *path, char *err, size_t errlen);
 
 /* Parses "HOST:PORT" into host/port. */

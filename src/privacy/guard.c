@@ -140,6 +140,7 @@ int fv_guard_read(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *quer
                   int64_t to, char *reason, size_t reasonlen)
 {
     snprintf(ctx->action, sizeof ctx->action, "%s", action);
+    ctx->grid_m = g->grid_m;
     fv_query_param(query, "purpose", ctx->purpose, sizeof ctx->purpose);
     fv_query_param(query, "ticket", ctx->ticket, sizeof ctx->ticket);
     fv_query_param(query, "approved_by", ctx->approved_by, sizeof ctx->approved_by);

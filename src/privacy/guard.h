@@ -56,6 +56,10 @@ struct fv_guard {
     uint64_t denied, allowed;
     uint64_t alerts;      /* unusual volume: a principal past 80% of a daily quota */
     int registry_changed; /* set when the API changed subjects/consent (caches refresh) */
+    /* location privacy (G7, G8): config "location_privacy" */
+    double trim_m;       /* trip start/end trimming, metres (0: none; default 500) */
+    int64_t trip_gap_ms; /* points further apart start a new trip (default 5 min) */
+    double grid_m;       /* coarsening grid, metres (0: none; default 1000) */
 };
 
 /* Who is asking and for what: filled by fv_guard_auth and fv_guard_read. */
@@ -68,6 +72,7 @@ struct fv_guard_ctx {
     struct fv_decision d;
     char action[48];
     char subject[80]; /* the one subject of a single-subject read, for the result entry */
+    double grid_m;    /* the coarsening grid for this read (from the guard) */
     int energy_sites; /* in: every subject the read touches is an energy site (or, for a
                          fleet read, the answer will be limited to energy sites) */
     /* G4, single-subject reads under a consented-only role: what may be served */
