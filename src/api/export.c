@@ -110,8 +110,6 @@ static int put_file(struct xctx *x, const char *name, const void *data, size_t l
 static int collect_period(void *arg, const struct fv_subject_period *p)
 {
     struct xctx *x = arg;
-    json_t *arr = NULL;
-    (void)arr;
     if (x->np == MAX_PERIODS) return FV_ELIMIT;
     struct period *q = &x->p[x->np++];
     snprintf(q->name, sizeof q->name, "%s", p->name);

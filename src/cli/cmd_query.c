@@ -75,7 +75,7 @@ static int add_param(CURL *c, struct fv_buf *url, const char *name, const char *
 
 int fv_cmd_query(int argc, char **argv)
 {
-    const char *api = "http://127.0.0.1:8080", *data = "./data", *token_file = NULL;
+    const char *api = "http://127.0.0.1:8080", *token_file = NULL;
     const char *device = NULL, *signals = NULL, *from = NULL, *to = NULL, *step = NULL, *agg = NULL,
                *format = NULL, *limit = NULL, *signal = NULL, *at = NULL, *lookback = NULL,
                *purpose = NULL, *ticket = NULL;
@@ -90,13 +90,13 @@ int fv_cmd_query(int argc, char **argv)
             fleet = 1;
             continue;
         }
-        static const char *const names[] = {"--api",     "--data",     "--token-file", "--device",
-                                            "--signals", "--from",     "--to",         "--step",
-                                            "--agg",     "--format",   "--limit",      "--signal",
-                                            "--at",      "--lookback", "--purpose",    "--ticket"};
-        const char **slots[] = {&api, &data,     &token_file, &device, &signals, &from,
-                                &to,  &step,     &agg,        &format, &limit,   &signal,
-                                &at,  &lookback, &purpose,    &ticket};
+        static const char *const names[] = {"--api",      "--token-file", "--device", "--signals",
+                                            "--from",     "--to",         "--step",   "--agg",
+                                            "--format",   "--limit",      "--signal", "--at",
+                                            "--lookback", "--purpose",    "--ticket"};
+        const char **slots[] = {&api,    &token_file, &device,   &signals, &from,
+                                &to,     &step,       &agg,      &format,  &limit,
+                                &signal, &at,         &lookback, &purpose, &ticket};
         for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
             if (strcmp(a, names[k]) == 0) slot = slots[k];
         if (slot == NULL || i + 1 >= argc) {
@@ -116,7 +116,6 @@ int fv_cmd_query(int argc, char **argv)
                         "limit",  "signal",  "at",   "lookback", "purpose", "ticket"};
     const char *pv[] = {device, signals, from, to,       step,    agg,   format,
                         limit,  signal,  at,   lookback, purpose, ticket};
-    (void)data;
     return fv_cli_api("query", "GET", api, fleet ? "/api/v1/fleet" : "/api/v1/query", pn, pv,
                       sizeof pn / sizeof pn[0], token_file);
 }

@@ -354,35 +354,55 @@ static int cmd_zone(struct fv_keystore *ks, const struct opts *o)
     return 0;
 }
 
-/* `subject erase DEVICE --ticket T --token-file F [--api URL]`: through the running server
- * (a privacy officer's token), so the erasure is decided, audited and applied at once. */
-static int subject_erase(int argc, char **argv)
+/* The verbs that go through the running server's API: erase and export. */
+struct api_args {
+    const char *api, *token_file, *ticket, *dev, *out;
+    char endpoint[256];
+};
+
+/* Parses DEVICE --ticket T --token-file F [--api URL] (and --out FILE when out_ok) and makes
+ * the endpoint /api/v1/subjects/DEVICE/VERB. 0 or 2 (usage printed). */
+static int api_args(int argc, char **argv, const char *verb, int out_ok, struct api_args *a)
 {
-    const char *api = "http://127.0.0.1:8080", *token_file = NULL, *ticket = NULL, *dev = NULL;
+    memset(a, 0, sizeof *a);
+    a->api = "http://127.0.0.1:8080";
     for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--api") == 0 && i + 1 < argc)
-            api = argv[++i];
-        else if (strcmp(argv[i], "--token-file") == 0 && i + 1 < argc)
-            token_file = argv[++i];
-        else if (strcmp(argv[i], "--ticket") == 0 && i + 1 < argc)
-            ticket = argv[++i];
-        else if (argv[i][0] != '-' && dev == NULL)
-            dev = argv[i];
-        else {
+        const char **slot = NULL;
+        if (strcmp(argv[i], "--api") == 0)
+            slot = &a->api;
+        else if (strcmp(argv[i], "--token-file") == 0)
+            slot = &a->token_file;
+        else if (strcmp(argv[i], "--ticket") == 0)
+            slot = &a->ticket;
+        else if (out_ok && strcmp(argv[i], "--out") == 0)
+            slot = &a->out;
+        if (slot && i + 1 < argc) {
+            *slot = argv[++i];
+        } else if (argv[i][0] != '-' && a->dev == NULL) {
+            a->dev = argv[i];
+        } else {
             usage(stderr);
             return 2;
         }
     }
-    if (dev == NULL || ticket == NULL) {
+    if (a->dev == NULL || a->ticket == NULL) {
         usage(stderr);
         return 2;
     }
-    char *enc = curl_easy_escape(NULL, dev, 0);
-    char endpoint[256];
-    snprintf(endpoint, sizeof endpoint, "/api/v1/subjects/%s/erase", enc ? enc : "");
+    char *enc = curl_easy_escape(NULL, a->dev, 0);
+    snprintf(a->endpoint, sizeof a->endpoint, "/api/v1/subjects/%s/%s", enc ? enc : "", verb);
     curl_free(enc);
-    const char *pn[] = {"ticket"}, *pv[] = {ticket};
-    int rc = fv_cli_api("subject erase", "POST", api, endpoint, pn, pv, 1, token_file);
+    return 0;
+}
+
+/* `subject erase DEVICE --ticket T --token-file F [--api URL]`: through the running server
+ * (a privacy officer's token), so the erasure is decided, audited and applied at once. */
+static int subject_erase(int argc, char **argv)
+{
+    struct api_args a;
+    if (api_args(argc, argv, "erase", 0, &a)) return 2;
+    const char *pn[] = {"ticket"}, *pv[] = {a.ticket};
+    int rc = fv_cli_api("subject erase", "POST", a.api, a.endpoint, pn, pv, 1, a.token_file);
     if (rc == 0) printf("\n");
     return rc;
 }
@@ -391,31 +411,11 @@ static int subject_erase(int argc, char **argv)
  * of api/export.h, written to FILE (default DEVICE-export.tar), never to a terminal. */
 static int subject_export(int argc, char **argv)
 {
-    const char *api = "http://127.0.0.1:8080", *token_file = NULL, *ticket = NULL, *dev = NULL,
-               *outp = NULL;
-    for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--api") == 0 && i + 1 < argc)
-            api = argv[++i];
-        else if (strcmp(argv[i], "--token-file") == 0 && i + 1 < argc)
-            token_file = argv[++i];
-        else if (strcmp(argv[i], "--ticket") == 0 && i + 1 < argc)
-            ticket = argv[++i];
-        else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc)
-            outp = argv[++i];
-        else if (argv[i][0] != '-' && dev == NULL)
-            dev = argv[i];
-        else {
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (dev == NULL || ticket == NULL) {
-        usage(stderr);
-        return 2;
-    }
+    struct api_args a;
+    if (api_args(argc, argv, "export", 1, &a)) return 2;
     char deflt[300];
-    snprintf(deflt, sizeof deflt, "%s-export.tar", dev);
-    if (outp == NULL) outp = deflt;
+    snprintf(deflt, sizeof deflt, "%s-export.tar", a.dev);
+    const char *outp = a.out ? a.out : deflt;
     /* The archive holds personal data: created 0600, never over an existing file. */
     int fd = open(outp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0) {
@@ -424,12 +424,8 @@ static int subject_export(int argc, char **argv)
         return 1;
     }
     close(fd);
-    char *enc = curl_easy_escape(NULL, dev, 0);
-    char endpoint[256];
-    snprintf(endpoint, sizeof endpoint, "/api/v1/subjects/%s/export", enc ? enc : "");
-    curl_free(enc);
-    const char *pn[] = {"ticket"}, *pv[] = {ticket};
-    int rc = fv_cli_api("subject export", "GET", api, endpoint, pn, pv, 1, token_file);
+    const char *pn[] = {"ticket"}, *pv[] = {a.ticket};
+    int rc = fv_cli_api("subject export", "GET", a.api, a.endpoint, pn, pv, 1, a.token_file);
     fflush(stdout);
     struct stat st;
     if (rc == 0 && stat(outp, &st) == 0)

@@ -198,11 +198,11 @@ struct fv_keystore {
 
 static const char PKEY_AAD[] = "fleetvault pseudonym key";
 
-static int exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
+int fv_catalog_exec(struct sqlite3 *db, const char *sql, char *err, size_t errlen)
 {
     char *msg = NULL;
     if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        fv_seterr(err, errlen, "catalog: %s", msg ? msg : "error");
+        fv_seterr(err, errlen, "catalog: %s", msg ? msg : sqlite3_errmsg(db));
         sqlite3_free(msg);
         return FV_EIO;
     }
@@ -286,13 +286,14 @@ int fv_keystore_open(const char *db_path, const struct fv_kek *kek, struct fv_ke
         goto fail;
     }
     chmod(db_path, 0600);
-    rc = exec(ks->db,
-              "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA secure_delete=ON;"
-              "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, kek_id TEXT, v BLOB);"
-              "CREATE TABLE IF NOT EXISTS subject_keys(subject TEXT PRIMARY KEY, kek_id TEXT,"
-              " wrapped BLOB, sealed_name BLOB, created_ms INTEGER NOT NULL,"
-              " destroyed_ms INTEGER);",
-              err, errlen);
+    rc = fv_catalog_exec(
+        ks->db,
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA secure_delete=ON;"
+        "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, kek_id TEXT, v BLOB);"
+        "CREATE TABLE IF NOT EXISTS subject_keys(subject TEXT PRIMARY KEY, kek_id TEXT,"
+        " wrapped BLOB, sealed_name BLOB, created_ms INTEGER NOT NULL,"
+        " destroyed_ms INTEGER);",
+        err, errlen);
     if (rc == FV_OK) rc = load_pseudonym_key(ks, db_path, err, errlen);
     if (rc) goto fail;
     *out = ks;
@@ -434,8 +435,7 @@ int fv_keystore_destroy(struct fv_keystore *ks, const char *name, char *err, siz
     return fv_keystore_destroy_pseudo(ks, pseudo, err, errlen);
 }
 
-int fv_keystore_destroy_pseudo(struct fv_keystore *ks, const char *pseudo, char *err,
-                               size_t errlen)
+int fv_keystore_destroy_pseudo(struct fv_keystore *ks, const char *pseudo, char *err, size_t errlen)
 {
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(ks->db,
@@ -459,13 +459,13 @@ int fv_keystore_destroy_pseudo(struct fv_keystore *ks, const char *pseudo, char 
     if (e) free_entry(e);
     /* secure_delete zeroes the freed cells; the checkpoint pushes that into the database
      * file and empties the SQLite WAL, where the old page would otherwise linger. */
-    return exec(ks->db, "PRAGMA wal_checkpoint(TRUNCATE);", err, errlen);
+    return fv_catalog_exec(ks->db, "PRAGMA wal_checkpoint(TRUNCATE);", err, errlen);
 }
 
 int fv_keystore_rewrap(struct fv_keystore *ks, const struct fv_kek *new_kek, char *err,
                        size_t errlen)
 {
-    if (exec(ks->db, "BEGIN IMMEDIATE", err, errlen)) return FV_EIO;
+    if (fv_catalog_exec(ks->db, "BEGIN IMMEDIATE", err, errlen)) return FV_EIO;
     sqlite3_stmt *sel = NULL, *upd = NULL;
     struct fv_buf pk = {0};
     int rc = fv_seal(new_kek->key, PKEY_AAD, sizeof PKEY_AAD - 1, ks->pkey, FV_KEY_LEN, &pk);
@@ -516,11 +516,11 @@ done:
     sqlite3_finalize(sel);
     sqlite3_finalize(upd);
     fv_buf_free(&pk);
-    if (rc == FV_OK && exec(ks->db, "COMMIT", err, errlen) == FV_OK) {
+    if (rc == FV_OK && fv_catalog_exec(ks->db, "COMMIT", err, errlen) == FV_OK) {
         ks->kek = *new_kek;
         return FV_OK;
     }
-    exec(ks->db, "ROLLBACK", NULL, 0);
+    fv_catalog_exec(ks->db, "ROLLBACK", NULL, 0);
     return rc ? rc : FV_EIO;
 }
 
@@ -543,8 +543,9 @@ struct sqlite3 *fv_keystore_db(struct fv_keystore *ks)
 int fv_keystore_derive(struct fv_keystore *ks, const char *label, unsigned char out[32])
 {
     unsigned int n = 32;
-    if (HMAC(EVP_sha256(), ks->pkey, sizeof ks->pkey, (const unsigned char *)label,
-             strlen(label), out, &n) == NULL || n != 32)
+    if (HMAC(EVP_sha256(), ks->pkey, sizeof ks->pkey, (const unsigned char *)label, strlen(label),
+             out, &n) == NULL ||
+        n != 32)
         return FV_EIO;
     return FV_OK;
 }

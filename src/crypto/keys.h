@@ -80,6 +80,8 @@ void fv_keystore_close(struct fv_keystore *ks);
 /* The catalog's SQLite connection (registries beside the keys, e.g. principals); owned by
  * the keystore, same thread rules. */
 struct sqlite3 *fv_keystore_db(struct fv_keystore *ks);
+/* Runs SQL on a catalog connection; FV_EIO with "catalog: ..." in err (may be NULL). */
+int fv_catalog_exec(struct sqlite3 *db, const char *sql, char *err, size_t errlen);
 /* A 256-bit secret for one use (label), derived from the pseudonym key: HMAC-SHA256(key,
  * label). Stable for the catalog's life, never stored. */
 int fv_keystore_derive(struct fv_keystore *ks, const char *label, unsigned char out[32]);

@@ -124,9 +124,11 @@ struct fv_server {
     uint64_t registry_gen; /* bumped when the catalog changed under us (owner changes) */
     uint64_t registry_checked_ns;
     int64_t data_version;
-    char tomb_outside[PATH_MAX];     /* the erasure list beside the master key ("" if none) */
-    char tomb_inside[PATH_MAX];      /* its mirror in DATA */
-    char audit_dir[PATH_MAX];        /* DATA/audit */
+    char tomb_outside[PATH_MAX]; /* the erasure list beside the master key ("" if none) */
+    char tomb_inside[PATH_MAX];  /* its mirror in DATA */
+    char audit_dir[PATH_MAX];
+    struct fv_buf erased;
+        /* at start-up: the erasure list's pseudonyms, 32 hex each */ /* DATA/audit */
     uint64_t store_wal_hi;           /* at start-up: WAL files <= this are already in the store */
     int store_degraded;              /* a record reached the WAL but not the head: keep the WAL */
     struct fv_buf seal_buf, aad_buf; /* scratch for sealing on the event loop */
@@ -1379,20 +1381,14 @@ static int erase_device(void *arg, const char *device, const struct fv_guard_ctx
     return FV_OK;
 }
 
-/* After the store opens: every erased subject's blocks still in parts are purged in the
- * background (a restored backup brings them back). */
-static int purge_tombstone(void *arg, const char *pseudo, uint64_t at_ms)
-{
-    (void)at_ms;
-    struct fv_server *srv = arg;
-    return fv_store_purge(srv->store, pseudo);
-}
-
+/* Replays one tombstone into the catalog, and remembers the subject so that, once the store
+ * is open, its blocks still in parts are purged (a restored backup brings them back). */
 static int replay_tombstone(void *arg, const char *pseudo, uint64_t at_ms)
 {
     struct fv_server *srv = arg;
     const unsigned char *dek;
     const char *name;
+    if (fv_buf_append(&srv->erased, pseudo, FV_PSEUDONYM_LEN) != FV_OK) return FV_ENOMEM;
     int rc = fv_keystore_subject(srv->keys, pseudo, &dek, &name);
     if (rc == FV_ESTATE) return FV_OK; /* erased already */
     char err[256];
@@ -1403,7 +1399,6 @@ static int replay_tombstone(void *arg, const char *pseudo, uint64_t at_ms)
     rc = fv_keystore_destroy_pseudo(srv->keys, pseudo, err, sizeof err);
     if (rc == FV_OK) rc = fv_zones_forget_pseudo(srv->keys, pseudo, err, sizeof err);
     if (rc) fv_error("erasure list: %s", err);
-    if (rc == FV_OK && srv->store) rc = fv_store_purge(srv->store, pseudo);
     return rc;
 }
 
@@ -1571,10 +1566,15 @@ int fv_server_run(const struct fv_server_config *cfg, volatile sig_atomic_t *sto
     rc = fv_store_open(&srv->store_cfg, 0, &srv->store, err, errlen);
     if (rc) goto out;
     srv->store_wal_hi = fv_store_wal_hi(srv->store);
-    if ((srv->tomb_outside[0] &&
-         (rc = fv_tombstone_replay(srv->tomb_outside, purge_tombstone, srv, err, errlen))) ||
-        (rc = fv_tombstone_replay(srv->tomb_inside, purge_tombstone, srv, err, errlen)))
-        goto out;
+    for (size_t at = 0; rc == FV_OK && at + FV_PSEUDONYM_LEN <= srv->erased.len;
+         at += FV_PSEUDONYM_LEN) {
+        char pseudo[FV_PSEUDONYM_LEN + 1];
+        memcpy(pseudo, srv->erased.data + at, FV_PSEUDONYM_LEN);
+        pseudo[FV_PSEUDONYM_LEN] = '\0';
+        rc = fv_store_purge(srv->store, pseudo);
+    }
+    fv_buf_free(&srv->erased);
+    if (rc) goto out;
     uint64_t t_rebuild = fv_mono_ns();
     rc = fv_store_subjects(srv->store, rebuild_subject, srv);
     if (rc) {
@@ -1714,6 +1714,7 @@ out:
     fv_keystore_close(srv->keys);
     fv_kek_wipe(&srv->kek);
     fv_buf_free(&srv->seal_buf);
+    fv_buf_free(&srv->erased);
     fv_buf_free(&srv->aad_buf);
     if (srv->lock_fd >= 0) close(srv->lock_fd);
     free(srv);

@@ -32,36 +32,21 @@ static const char OWNER_AAD_PREFIX[] = "fv-owner:";
 static const char *const default_purposes[] = {FV_SUBJECT_PURPOSES, NULL};
 static const char *const default_contract[] = {FV_SUBJECT_CONTRACT, NULL};
 
-static sqlite3 *cat(struct fv_keystore *ks)
-{
-    return (sqlite3 *)fv_keystore_db(ks);
-}
-
-static int exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
-{
-    char *msg = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        fv_seterr(err, errlen, "catalog: %s", msg ? msg : sqlite3_errmsg(db));
-        sqlite3_free(msg);
-        return FV_EIO;
-    }
-    return FV_OK;
-}
-
 int fv_subjects_init(struct fv_keystore *ks, char *err, size_t errlen)
 {
-    return exec(cat(ks),
-                "CREATE TABLE IF NOT EXISTS subject_periods(device TEXT NOT NULL,"
-                " epoch INTEGER NOT NULL, subject TEXT NOT NULL, owner BLOB,"
-                " since_ms INTEGER NOT NULL, until_ms INTEGER, forgotten_ms INTEGER,"
-                " PRIMARY KEY(device, epoch));"
-                "CREATE INDEX IF NOT EXISTS subject_periods_subject ON subject_periods(subject);"
-                "CREATE TABLE IF NOT EXISTS consents(subject TEXT NOT NULL,"
-                " purpose TEXT NOT NULL, granted INTEGER NOT NULL, at_ms INTEGER NOT NULL,"
-                " by TEXT, seq INTEGER PRIMARY KEY AUTOINCREMENT);"
-                "CREATE INDEX IF NOT EXISTS consents_subject_purpose"
-                " ON consents(subject, purpose, at_ms);",
-                err, errlen);
+    return fv_catalog_exec(
+        fv_keystore_db(ks),
+        "CREATE TABLE IF NOT EXISTS subject_periods(device TEXT NOT NULL,"
+        " epoch INTEGER NOT NULL, subject TEXT NOT NULL, owner BLOB,"
+        " since_ms INTEGER NOT NULL, until_ms INTEGER, forgotten_ms INTEGER,"
+        " PRIMARY KEY(device, epoch));"
+        "CREATE INDEX IF NOT EXISTS subject_periods_subject ON subject_periods(subject);"
+        "CREATE TABLE IF NOT EXISTS consents(subject TEXT NOT NULL,"
+        " purpose TEXT NOT NULL, granted INTEGER NOT NULL, at_ms INTEGER NOT NULL,"
+        " by TEXT, seq INTEGER PRIMARY KEY AUTOINCREMENT);"
+        "CREATE INDEX IF NOT EXISTS consents_subject_purpose"
+        " ON consents(subject, purpose, at_ms);",
+        err, errlen);
 }
 
 /* ---- names -------------------------------------------------------------------------- */
@@ -178,7 +163,7 @@ static int load_periods(struct fv_keystore *ks, const char *device, struct perio
         fv_seterr(err, errlen, "cannot compute a pseudonym");
         return FV_EIO;
     }
-    sqlite3 *db = cat(ks);
+    sqlite3 *db = fv_keystore_db(ks);
     sqlite3_stmt *st = NULL;
     size_t cap = 0;
     int rc = FV_EIO, step;
@@ -353,13 +338,13 @@ static int open_owner(struct fv_keystore *ks, const struct prow *r, char *out)
 
 static int begin(sqlite3 *db, char *err, size_t errlen)
 {
-    return exec(db, "BEGIN IMMEDIATE", err, errlen);
+    return fv_catalog_exec(db, "BEGIN IMMEDIATE", err, errlen);
 }
 
 static int commit_or_rollback(sqlite3 *db, int rc, char *err, size_t errlen)
 {
-    if (rc == FV_OK) rc = exec(db, "COMMIT", err, errlen);
-    if (rc != FV_OK) exec(db, "ROLLBACK", NULL, 0);
+    if (rc == FV_OK) rc = fv_catalog_exec(db, "COMMIT", err, errlen);
+    if (rc != FV_OK) fv_catalog_exec(db, "ROLLBACK", NULL, 0);
     return rc;
 }
 
@@ -415,7 +400,7 @@ int fv_subject_change_owner(struct fv_keystore *ks, const char *device, const ch
         fv_seterr(err, errlen, "bad time of the change of owner");
         return FV_EINVAL;
     }
-    sqlite3 *db = cat(ks);
+    sqlite3 *db = fv_keystore_db(ks);
     struct periods p, again;
     memset(&again, 0, sizeof again);
     struct fv_buf sealed = {0};
@@ -489,7 +474,7 @@ int fv_subject_set_owner(struct fv_keystore *ks, const char *device, const char 
                   FV_SUBJECT_OWNER_MAX);
         return FV_EINVAL;
     }
-    sqlite3 *db = cat(ks);
+    sqlite3 *db = fv_keystore_db(ks);
     struct periods p;
     struct fv_buf sealed = {0};
     int rc = load_periods(ks, device, &p, err, errlen);
@@ -682,7 +667,7 @@ int fv_consent_set(struct fv_keystore *ks, const struct fv_purposes *pp, const c
                   purpose);
         return FV_EINVAL;
     }
-    sqlite3 *db = cat(ks);
+    sqlite3 *db = fv_keystore_db(ks);
     struct periods p;
     memset(&p, 0, sizeof p);
     sqlite3_stmt *st = NULL;
@@ -784,7 +769,7 @@ int fv_consent_intervals(struct fv_keystore *ks, const struct fv_purposes *pp, c
         emit(from, to, from, to, out, cap, n);
         return cap >= 1 ? FV_OK : FV_ELIMIT;
     }
-    sqlite3 *db = cat(ks);
+    sqlite3 *db = fv_keystore_db(ks);
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db,
                            "SELECT granted, at_ms FROM consents WHERE subject = ?1 AND"
@@ -854,7 +839,7 @@ int fv_consent_history(struct fv_keystore *ks, const char *subject,
     int epoch;
     int rc = subject_ids(ks, subject, device, &epoch, pseudo, err, errlen);
     if (rc) return rc;
-    sqlite3 *db = cat(ks);
+    sqlite3 *db = fv_keystore_db(ks);
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db,
                            "SELECT purpose, granted, at_ms, by, seq FROM consents"
@@ -900,7 +885,7 @@ int fv_subjects_forget(struct fv_keystore *ks, const char *subject, char *err, s
     int epoch;
     int rc = subject_ids(ks, subject, device, &epoch, pseudo, err, errlen);
     if (rc) return rc;
-    sqlite3 *db = cat(ks);
+    sqlite3 *db = fv_keystore_db(ks);
     sqlite3_stmt *del = NULL, *upd = NULL;
     if ((rc = begin(db, err, errlen)) != FV_OK) return rc;
     rc = FV_EIO;
@@ -923,6 +908,6 @@ int fv_subjects_forget(struct fv_keystore *ks, const char *subject, char *err, s
     rc = commit_or_rollback(db, rc, err, errlen);
     /* secure_delete zeroed the freed cells; the checkpoint moves that into the database
      * file and empties the SQLite WAL, where the old pages would otherwise linger. */
-    if (rc == FV_OK) rc = exec(db, "PRAGMA wal_checkpoint(TRUNCATE);", err, errlen);
+    if (rc == FV_OK) rc = fv_catalog_exec(db, "PRAGMA wal_checkpoint(TRUNCATE);", err, errlen);
     return rc;
 }

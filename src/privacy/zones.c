@@ -41,29 +41,13 @@ static const char ZONE_AAD_PREFIX[] = "fv-zone:";
 /* "fv-zone:" || 32 hex || label, NUL */
 #define ZONE_AAD_MAX (sizeof ZONE_AAD_PREFIX + FV_PSEUDONYM_LEN + FV_ZONE_LABEL_MAX)
 
-static sqlite3 *cat(struct fv_keystore *ks)
-{
-    return (sqlite3 *)fv_keystore_db(ks);
-}
-
-static int exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
-{
-    char *msg = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        fv_seterr(err, errlen, "catalog: %s", msg ? msg : sqlite3_errmsg(db));
-        sqlite3_free(msg);
-        return FV_EIO;
-    }
-    return FV_OK;
-}
-
 int fv_zones_init(struct fv_keystore *ks, char *err, size_t errlen)
 {
-    return exec(cat(ks),
-                "CREATE TABLE IF NOT EXISTS privacy_zones(subject TEXT NOT NULL,"
-                " label TEXT NOT NULL, zone BLOB NOT NULL, created_ms INTEGER,"
-                " PRIMARY KEY(subject, label));",
-                err, errlen);
+    return fv_catalog_exec(fv_keystore_db(ks),
+                           "CREATE TABLE IF NOT EXISTS privacy_zones(subject TEXT NOT NULL,"
+                           " label TEXT NOT NULL, zone BLOB NOT NULL, created_ms INTEGER,"
+                           " PRIMARY KEY(subject, label));",
+                           err, errlen);
 }
 
 int fv_zone_label_valid(const char *label)
@@ -159,13 +143,13 @@ static int check_subject(struct fv_keystore *ks, const char *subject, char *err,
 
 static int begin(sqlite3 *db, char *err, size_t errlen)
 {
-    return exec(db, "BEGIN IMMEDIATE", err, errlen);
+    return fv_catalog_exec(db, "BEGIN IMMEDIATE", err, errlen);
 }
 
 static int commit_or_rollback(sqlite3 *db, int rc, char *err, size_t errlen)
 {
-    if (rc == FV_OK) rc = exec(db, "COMMIT", err, errlen);
-    if (rc != FV_OK) exec(db, "ROLLBACK", NULL, 0);
+    if (rc == FV_OK) rc = fv_catalog_exec(db, "COMMIT", err, errlen);
+    if (rc != FV_OK) fv_catalog_exec(db, "ROLLBACK", NULL, 0);
     return rc;
 }
 
@@ -216,7 +200,7 @@ int fv_zone_set(struct fv_keystore *ks, const char *subject, const char *label, 
         fv_buf_free(&sealed);
         return rc;
     }
-    sqlite3 *db = cat(ks);
+    sqlite3 *db = fv_keystore_db(ks);
     sqlite3_stmt *st = NULL;
     if ((rc = begin(db, err, errlen)) != FV_OK) {
         fv_buf_free(&sealed);
@@ -270,7 +254,7 @@ int fv_zone_remove(struct fv_keystore *ks, const char *subject, const char *labe
         fv_seterr(err, errlen, "bad zone label (1 to %d of a-z 0-9 _ -)", FV_ZONE_LABEL_MAX);
         return FV_EINVAL;
     }
-    sqlite3 *db = cat(ks);
+    sqlite3 *db = fv_keystore_db(ks);
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db, "DELETE FROM privacy_zones WHERE subject = ?1 AND label = ?2", -1,
                            &st, NULL) != SQLITE_OK ||
@@ -304,14 +288,14 @@ static int forget_pseudo(sqlite3 *db, const char *pseudo, char *err, size_t errl
     sqlite3_finalize(st);
     /* secure_delete zeroed the freed cells; the checkpoint moves that into the database
      * file and empties the SQLite WAL, where the old pages would otherwise linger. */
-    return exec(db, "PRAGMA wal_checkpoint(TRUNCATE);", err, errlen);
+    return fv_catalog_exec(db, "PRAGMA wal_checkpoint(TRUNCATE);", err, errlen);
 }
 
 int fv_zones_forget(struct fv_keystore *ks, const char *subject, char *err, size_t errlen)
 {
     char pseudo[FV_PSEUDONYM_LEN + 1];
     int rc = subject_pseudo(ks, subject, pseudo, err, errlen);
-    return rc ? rc : forget_pseudo(cat(ks), pseudo, err, errlen);
+    return rc ? rc : forget_pseudo(fv_keystore_db(ks), pseudo, err, errlen);
 }
 
 int fv_zones_forget_pseudo(struct fv_keystore *ks, const char *pseudo, char *err, size_t errlen)
@@ -321,7 +305,7 @@ int fv_zones_forget_pseudo(struct fv_keystore *ks, const char *pseudo, char *err
         fv_seterr(err, errlen, "bad pseudonym (%d lower-case hex digits)", FV_PSEUDONYM_LEN);
         return FV_EINVAL;
     }
-    return forget_pseudo(cat(ks), pseudo, err, errlen);
+    return forget_pseudo(fv_keystore_db(ks), pseudo, err, errlen);
 }
 
 /* ---- reads ------------------------------------------------------------------------------- */
@@ -369,7 +353,7 @@ int fv_zones_list(struct fv_keystore *ks, const char *subject,
     char pseudo[FV_PSEUDONYM_LEN + 1], kp[FV_PSEUDONYM_LEN + 1];
     int rc = subject_pseudo(ks, subject, pseudo, err, errlen);
     if (rc) return rc;
-    sqlite3 *db = cat(ks);
+    sqlite3 *db = fv_keystore_db(ks);
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db,
                            "SELECT label, zone, created_ms FROM privacy_zones WHERE subject = ?1"

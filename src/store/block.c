@@ -231,7 +231,6 @@ int fv_block_encode(const struct fv_block_in *in, struct fv_buf *out, struct fv_
         }
     }
     size_t hints[64] = {0};
-    uint32_t ndatums = 0;
     for (size_t f = 0; f < in->nframes && rc == FV_OK; f++) {
         const struct fv_block_frame *fr = &in->frames[f];
         int have = 0;
@@ -248,7 +247,6 @@ int fv_block_encode(const struct fv_block_in *in, struct fv_buf *out, struct fv_
                 rc = FV_ENOMEM;
             else
                 rc = col_push(c, (uint32_t)(e.nrec - 1), &d->value);
-            ndatums++;
         }
     }
     if (rc || (e.nrec == 0 && in->nev == 0)) goto done;
@@ -290,7 +288,6 @@ int fv_block_encode(const struct fv_block_in *in, struct fv_buf *out, struct fv_
     }
     meta->min_t = lo;
     meta->max_t = hi;
-    (void)ndatums;
 done:
     enc_free(&e);
     return rc;

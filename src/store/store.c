@@ -524,6 +524,28 @@ struct gent {
     size_t i;
 };
 
+/* Stable merge sort of n elements of size bytes that start with their int64_t time (the
+ * block frames and events), using tmp (n elements) as scratch. */
+static void sort_by_time(void *base, size_t n, size_t size, void *tmp)
+{
+    unsigned char *a = base, *t = tmp;
+    for (size_t width = 1; width < n; width *= 2) {
+        for (size_t lo = 0; lo < n; lo += 2 * width) {
+            size_t mid = lo + width < n ? lo + width : n;
+            size_t hi = lo + 2 * width < n ? lo + 2 * width : n;
+            size_t x = lo, y = mid, o = lo;
+            while (x < mid || y < hi) {
+                int64_t tx = 0, ty = 0;
+                if (x < mid) memcpy(&tx, a + x * size, sizeof tx);
+                if (y < hi) memcpy(&ty, a + y * size, sizeof ty);
+                size_t from = (x < mid && (y >= hi || tx <= ty)) ? x++ : y++;
+                memcpy(t + o++ * size, a + from * size, size);
+            }
+        }
+        memcpy(a, t, n * size);
+    }
+}
+
 /* Decodes blocks and re-encodes their frames merged in time order. */
 static int merge_group(const struct fv_store_config *cfg, struct fv_part_writer *w,
                        const unsigned char *subject, const unsigned char *key, const char *cname,
@@ -597,35 +619,9 @@ static int merge_group(const struct fv_store_config *cfg, struct fv_part_writer 
         rc = FV_ENOMEM;
         goto out;
     }
-    /* Merge sort (stable) on the frames, then the events. */
-    for (size_t width = 1; width < nfr; width *= 2) {
-        for (size_t lo = 0; lo < nfr; lo += 2 * width) {
-            size_t mid = lo + width < nfr ? lo + width : nfr;
-            size_t hi = lo + 2 * width < nfr ? lo + 2 * width : nfr;
-            size_t a = lo, c = mid, o = lo;
-            while (a < mid && c < hi)
-                tmpf[o++] = fr[c].t < fr[a].t ? fr[c++] : fr[a++];
-            while (a < mid)
-                tmpf[o++] = fr[a++];
-            while (c < hi)
-                tmpf[o++] = fr[c++];
-        }
-        memcpy(fr, tmpf, nfr * sizeof *fr);
-    }
-    for (size_t width = 1; width < nev; width *= 2) {
-        for (size_t lo = 0; lo < nev; lo += 2 * width) {
-            size_t mid = lo + width < nev ? lo + width : nev;
-            size_t hi = lo + 2 * width < nev ? lo + 2 * width : nev;
-            size_t a = lo, c = mid, o = lo;
-            while (a < mid && c < hi)
-                tmpe[o++] = ev[c].t < ev[a].t ? ev[c++] : ev[a++];
-            while (a < mid)
-                tmpe[o++] = ev[a++];
-            while (c < hi)
-                tmpe[o++] = ev[c++];
-        }
-        memcpy(ev, tmpe, nev * sizeof *ev);
-    }
+    /* Stable by time, so ties keep the inputs' (generation) order. */
+    sort_by_time(fr, nfr, sizeof *fr, tmpf);
+    sort_by_time(ev, nev, sizeof *ev, tmpe);
     free(tmpf);
     free(tmpe);
     /* Decoded blocks hold only their class's signals: keep everything, under their name. */
@@ -1115,7 +1111,7 @@ static void trim_wal(struct fv_store *s, struct fv_wal *wal, uint64_t now_ms)
     }
 }
 
-static int subject_key(struct fv_store *s, struct job *j, fv_store_key_fn keys, void *karg)
+static int subject_key(struct job *j, fv_store_key_fn keys, void *karg)
 {
     /* Collect the inputs' subjects, then ask for each key once. */
     size_t n = 0;
@@ -1132,7 +1128,6 @@ static int subject_key(struct fv_store *s, struct job *j, fv_store_key_fn keys, 
         if (w == 0 || memcmp(j->keys[w - 1].subject, j->keys[i].subject, FV_SUBJECT_LEN) != 0)
             j->keys[w++] = j->keys[i];
     j->nkeys = w;
-    (void)s;
     for (size_t i = 0; i < j->nkeys; i++) {
         char hex[33];
         fv_subject_to_hex(j->keys[i].subject, hex);
@@ -1169,7 +1164,7 @@ static int start_merge(struct fv_store *s, size_t a, size_t b, uint32_t level, i
         if (p->gen_hi > j->gen_hi) j->gen_hi = p->gen_hi;
         if (p->wal_file_hi > j->wal_hi) j->wal_hi = p->wal_file_hi;
     }
-    int rc = subject_key(s, j, keys, karg);
+    int rc = subject_key(j, keys, karg);
     if (rc) {
         job_free(j);
         return rc;
@@ -1261,11 +1256,7 @@ int fv_store_tick(struct fv_store *s, struct fv_wal *wal, fv_store_key_fn keys, 
         int done = s->done;
         pthread_mutex_unlock(&s->mu);
         if (!done) return FV_OK;
-        int was_flush = s->job->kind == JOB_FLUSH;
-        rc = install(s, wal, now_ms);
-        if (rc && was_flush && s->frozen) {
-            /* Flush failed: the frozen head stays frozen and is flushed again later. */
-        }
+        rc = install(s, wal, now_ms); /* a failed flush keeps the frozen head: retried below */
     }
     if (s->state == ST_IDLE && now_ms < s->retry_after_ms) return rc;
     if (s->state == ST_IDLE && s->frozen) {
@@ -1440,13 +1431,8 @@ static int head_block(const struct head *hd, const char *pseudo, const struct fv
     if (h == NULL) return FV_OK;
     struct fv_block *b = &out->mem;
     memset(out, 0, sizeof *out);
-    size_t *idx = malloc((h->nfr ? h->nfr : 1) * sizeof *idx);
-    if (idx == NULL) return FV_ENOMEM;
     struct hframe *fr = malloc((h->nfr ? h->nfr : 1) * sizeof *fr);
-    if (fr == NULL) {
-        free(idx);
-        return FV_ENOMEM;
-    }
+    if (fr == NULL) return FV_ENOMEM;
     size_t n = 0;
     for (size_t i = 0; i < h->nfr; i++)
         if (h->fr[i].t >= c->from && h->fr[i].t <= c->to) fr[n++] = h->fr[i];
@@ -1490,7 +1476,6 @@ static int head_block(const struct head *hd, const char *pseudo, const struct fv
     }
     b->nrec = n;
     free(fr);
-    free(idx);
     if (rc == FV_OK && c->want_events && h->nev) {
         b->ev = malloc(h->nev * sizeof *b->ev);
         if (b->ev == NULL) rc = FV_ENOMEM;
