@@ -6,7 +6,6 @@
 #   make demo     run the main job: certs, server on ./data, a simulated fleet
 #   make fuzz     build the fuzz targets only (build-fuzz/)
 JOBS ?= $(shell nproc)
-SHARED ?= $(abspath ../shared)
 
 .PHONY: all deps build test test-fast test-asan test-fuzz demo fuzz bench clean format
 
@@ -16,7 +15,7 @@ deps:
 	@scripts/deps.sh
 
 build: deps
-	@cmake -S . -B build -DFV_SHARED=$(SHARED) >/dev/null
+	@cmake -S . -B build >/dev/null
 	@cmake --build build -j $(JOBS)
 
 test: test-fast test-asan test-fuzz
@@ -25,13 +24,13 @@ test-fast: build
 	cd build && ctest --output-on-failure -j 1
 
 test-asan: deps
-	@cmake -S . -B build-asan -DFV_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DFV_SHARED=$(SHARED) >/dev/null
+	@cmake -S . -B build-asan -DFV_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
 	@cmake --build build-asan -j $(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		FV_ASAN=1 ctest --output-on-failure -j 1 -E 'crash|fuzz/'
 
 fuzz: deps
-	@CC=clang cmake -S . -B build-fuzz -DFV_FUZZ=ON -DFV_SANITIZE=ON -DFV_SHARED=$(SHARED) >/dev/null
+	@CC=clang cmake -S . -B build-fuzz -DFV_FUZZ=ON -DFV_SANITIZE=ON >/dev/null
 	@cmake --build build-fuzz -j $(JOBS)
 
 test-fuzz: fuzz

@@ -7,4 +7,4 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
 FV_CRASH_ROUNDS=${1:-100} FV_CRASH_VEHICLES=${2:-40} FV_BIN=$BUILD/fleetvault \
-    FV_SHARED=${FV_SHARED:-../shared} PYTHONPATH=tests/e2e python3 tests/e2e/test_crash.py
+    PYTHONPATH=tests/e2e python3 tests/e2e/test_crash.py

@@ -22,8 +22,8 @@ import urllib.error
 import urllib.request
 
 BIN = os.environ.get("FV_BIN", os.path.abspath("build/fleetvault"))
-SHARED = os.environ.get("FV_SHARED", os.path.abspath("../shared"))
-VECTORS = os.path.join(SHARED, "ref", "vectors")
+VECTORS = os.environ.get(
+    "FV_VECTORS", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "vectors"))
 
 
 def log(*a):

@@ -1,4 +1,5 @@
-/* testutil.h - helpers shared by the unit tests: reading vector files from FV_SHARED. */
+/* testutil.h - helpers shared by the unit tests: reading the protocol vectors (tests/vectors,
+ * located through FV_VECTORS, which tests/CMakeLists.txt sets), temporary directories. */
 #ifndef FV_TESTUTIL_H
 #define FV_TESTUTIL_H
 
@@ -6,15 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Reads shared/ref/vectors/NAME into a malloc'd buffer; aborts the test run if missing. */
+/* Reads tests/vectors/NAME into a malloc'd buffer; aborts the test run if missing. */
 static inline unsigned char *fv_test_read_vector(const char *name, size_t *len)
 {
-    const char *shared = getenv("FV_SHARED");
+    const char *dir = getenv("FV_VECTORS");
     char path[4096];
-    snprintf(path, sizeof path, "%s/ref/vectors/%s", shared ? shared : "../shared", name);
+    snprintf(path, sizeof path, "%s/%s", dir ? dir : "tests/vectors", name);
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
-        fprintf(stderr, "cannot open vector %s (set FV_SHARED)\n", path);
+        fprintf(stderr, "cannot open vector %s (set FV_VECTORS to tests/vectors)\n", path);
         abort();
     }
     fseek(f, 0, SEEK_END);
