@@ -346,6 +346,9 @@ static void get_metrics(const struct fv_api_view *v, struct fv_http_response *r)
     COUNTER("fleetvault_connections_refused_total",
             "Device connections refused: the device had the most connections open already.",
             m->connections_refused);
+    COUNTER("fleetvault_idle_closed_total",
+            "Device connections closed after device_idle_timeout without a message or pong.",
+            m->idle_closed);
     COUNTER("fleetvault_ingest_pauses_total",
             "Times ingest stopped reading from devices: the store's head was over its budget.",
             m->ingest_pauses);

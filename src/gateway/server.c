@@ -355,11 +355,6 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
     return FV_OK;
 }
 
-/* Devices: idle connections are pinged after a minute of silence and closed when nothing,
- * not even a pong, came back within two (session.h S6). */
-static const lws_retry_bo_t dev_idle_policy = {.secs_since_valid_ping = 60,
-                                               .secs_since_valid_hangup = 180};
-
 /* The lws context on the given libev loop: devices' and API vhosts. */
 static int open_listeners(struct fv_server *srv, struct ev_loop *loop, char *err, size_t errlen)
 {
@@ -396,7 +391,6 @@ static int open_listeners(struct fv_server *srv, struct ev_loop *loop, char *err
     vi.options =
         LWS_SERVER_OPTION_REQUIRE_VALID_OPENSSL_CLIENT_CERT | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     vi.timeout_secs = 20;
-    vi.retry_and_idle_policy = &dev_idle_policy;
     if (lws_create_vhost(ctx, &vi) == NULL) {
         fv_seterr(err, errlen, "cannot listen for devices on %s:%d (in use, or TLS files bad)",
                   cfg->listen_host, cfg->listen_port);
@@ -425,6 +419,7 @@ static void housekeeping(struct fv_server *srv, uint64_t *last_trim, unsigned *t
     if (srv->guard.audit) fv_audit_tick(srv->guard.audit);
     registry_poll(srv);
     fv_ingest_pace(srv->ing);
+    fv_ingest_sweep(srv->ing);
     /* TLS handshakes leave freed memory scattered through the heap; handing it back every
      * few seconds keeps idle connections near their true size (measured: 35 -> 30 KB per
      * connection at 1,000 devices). It takes a few ms for a large heap. */
