@@ -331,7 +331,7 @@ static int scan_image(const unsigned char *img, size_t len, const char *name, fv
                 return rc;
             }
         }
-        if (n) min_d = d;
+        min_d = d;
         si->ends_with_mark = v2 && n == 0;
         at += head + n;
         si->valid_end = at;
