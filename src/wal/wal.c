@@ -4,7 +4,9 @@
  * Threads: the event loop appends into `pending` under `mu`; one writer thread swaps
  * `pending` with its own buffer, writes and fdatasyncs it outside the lock, then publishes
  * `durable_seq` and calls notify. While a fsync runs, new appends gather in `pending`, so
- * one fsync covers every record that arrived during the previous one.
+ * one fsync covers every record that arrived during the previous one. The writer creates
+ * files without holding `mu` (an append never waits for a disk), and its commit delay waits
+ * on CLOCK_MONOTONIC (a wall-clock step must not stall acks).
  *
  * Invariants:
  *  I1 records reach disk in sequence order; durable_seq only grows;
@@ -35,7 +37,8 @@
  *  V4 a data record's body parts add up to exactly N, its type is 1, its device id is not
  *     empty;
  *  V5 durable offsets are consistent: a sync mark's D is its own offset; a data record's D
- *     is at least the previous record's D (and the header's end) and at most its own offset.
+ *     is at most its own offset; every record's D is at least the previous record's D (and
+ *     the header's end).
  *
  * Recovery: which invalid bytes are a torn tail (a crash mid-write, cut) and which are
  * corruption (an error naming the file and offset: the server refuses to start). Let X be
@@ -61,7 +64,9 @@
  *     to the end; anything else is corruption. A newest file in format 1 is replayed (and
  *     its torn tail cut), then left as it is: new records go into a new format-2 file.
  * What replay cannot tell: damage to the last batch of the newest file whose sync mark never
- * reached the disk (power lost right after its fsync, I6) looks like a torn write and is cut.
+ * reached the disk (power lost right after its fsync, I6) looks like a torn write and is cut;
+ * so does damage that leaves no intact record header after it up to the end of the newest
+ * file (as a file cut short would).
  */
 #include <dirent.h>
 #include <errno.h>
