@@ -3,9 +3,11 @@
  * acknowledged.
  *
  * Contract:
- *  - fv_wal_open replays every record on disk, in order, through the callback, cutting a torn
- *    tail of the newest file (a crash mid-write) cleanly; corruption anywhere else is an
- *    error naming the file and offset. It then starts one writer thread.
+ *  - fv_wal_open replays every record on disk, in order, through the callback. A torn tail
+ *    of the newest file (a batch a crash left half-written, never acknowledged) is cut
+ *    cleanly; anything else invalid is corruption (FV_ECORRUPT, err naming the file and the
+ *    byte offset): the rules are R1..R5 in wal.c. It then starts one writer thread. Files in
+ *    format 1 are read; new records always go into format-2 files.
  *  - fv_wal_append (event-loop thread only) copies the record into the pending batch and
  *    returns its sequence number (1, 2, ...). It never blocks on disk.
  *  - The writer thread writes the whole pending batch, fdatasyncs it (group commit: all the
@@ -110,10 +112,22 @@ int fv_wal_decode_body(const unsigned char *p, size_t n, struct fv_wal_record *r
  * time makes it fail to open). */
 int fv_wal_record_aad(const struct fv_wal_record *rec, struct fv_buf *out);
 
-/* Scans one file image (header + records) without touching disk. Calls fn per record;
- * returns the offset where valid data ends in *valid_end; FV_OK if the whole image is valid,
- * FV_ECORRUPT (with err naming name and offset) otherwise, with *torn = 1 when the invalid
- * part is what a crash mid-write leaves at the end of a file. Used by replay and the fuzzer. */
+/* Framing (record.c). fv_wal_frame appends one format-2 record to out: its header (length,
+ * body CRC; durable offset and header CRC still 0) and body; FV_ELIMIT if too large,
+ * FV_ENOMEM. fv_wal_finish_batch completes the headers of the framed records p[0..len) for
+ * a file with the given salt, all written when the file was durable up to `durable`.
+ * fv_wal_header_crc is the CRC of a record header's first 16 bytes under a salt. Used by
+ * the writer, tests and the fuzzer. */
+int fv_wal_frame(const struct fv_wal_record *rec, struct fv_buf *out);
+void fv_wal_finish_batch(unsigned char *p, size_t len, uint32_t salt, uint64_t durable);
+uint32_t fv_wal_header_crc(uint32_t salt, const unsigned char *hdr);
+
+/* Scans one file image (header + records, format 1 or 2) without touching disk. Calls fn
+ * per data record; returns in *valid_end where valid data ends (0: bad header). FV_OK if
+ * the whole image is valid, FV_ECORRUPT (err naming name and offset) otherwise, with
+ * *torn = 1 when the invalid part is a torn tail by rules R1, R2, R4, R5 of wal.c (whether
+ * the file is the newest, R3, is the caller's to judge). A non-zero return of fn stops the
+ * scan and is returned. Used by replay and the fuzzer. */
 int fv_wal_scan(const unsigned char *img, size_t len, const char *name, fv_wal_replay_fn fn,
                 void *arg, uint64_t *valid_end, int *torn, char *err, size_t errlen);
 
