@@ -26,13 +26,11 @@ int fv_parse_time_ms(const char *s, int64_t *out);
 int fv_parse_span_ms(const char *s, int64_t *out);
 /* Copies the URL-decoded value of name from a query string ("a=1&b=2"); 1 if present. */
 int fv_query_param(const char *qs, const char *name, char *out, size_t outlen);
-/* Appends the shortest decimal text that reads back as exactly d (JSON: null if not finite). */
-int fv_put_double(struct fv_buf *out, double d);
 
 /* ctx: the authenticated requester (privacy/guard.h); the read is decided and audited here
  * once the request is understood. */
 /* Appends a value as JSON (csv = 0) or as a CSV cell, as ctx may see it (obligations of
- * privacy/guard.h; ctx NULL: as stored). Doubles print exactly. */
+ * privacy/guard.h; ctx NULL: as stored). Doubles print exactly (util/fmt.h). */
 int fv_put_value(struct fv_buf *b, const struct fv_guard_ctx *ctx, const struct fv_value *v,
                  int csv);
 
