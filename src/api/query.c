@@ -479,7 +479,7 @@ static int64_t bucket_of(const struct qctx *q, int64_t t)
     if (q->step == 0) return q->from;
     int64_t r = t % q->step;
     if (r < 0) r += q->step;
-    return t - r;
+    return t < INT64_MIN + r ? INT64_MIN : t - r; /* the first bucket would start before time */
 }
 
 static int add_to_buckets(struct qctx *q, const struct fv_store_chunk *ch, struct fv_buf *b)
@@ -815,8 +815,10 @@ void fv_api_query(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
             goto bad;
         }
         if (!q->aggs) q->aggs = AG_AVG;
+        /* from <= to, so the span fits in 64 unsigned bits; to - from in signed ones
+         * overflows for far-apart times (from=-9e18&to=9e18) and let any step through. */
         if (q->from != INT64_MIN && q->to != INT64_MAX &&
-            (q->to - q->from) / q->step > MAX_BUCKETS) {
+            ((uint64_t)q->to - (uint64_t)q->from) / (uint64_t)q->step > MAX_BUCKETS) {
             snprintf(msg, sizeof msg, "too many buckets: more than %d; use a larger step",
                      MAX_BUCKETS);
             goto bad;
