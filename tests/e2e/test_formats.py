@@ -61,6 +61,35 @@ def exported_events(srv, po):
     return sorted(out)
 
 
+def wal_records(data):
+    """Every record of DATA/wal, read as docs/formats.md ("WAL file") describes it:
+    [(received_ms, subject field, topic, txid, flags)]."""
+    import glob
+    import struct
+    out = []
+    for path in sorted(glob.glob(os.path.join(data, "wal", "wal-*.log"))):
+        with open(path, "rb") as f:
+            img = f.read()
+        assert img[:8] == b"FVWAL\r\n\x1a", path
+        at = 16
+        while at + 8 <= len(img):
+            n, _crc = struct.unpack_from("<II", img, at)
+            if n == 0 or at + 8 + n > len(img):
+                break
+            b = img[at + 8:at + 8 + n]
+            typ, flags, recv = b[0], b[1], struct.unpack_from("<Q", b, 2)[0]
+            o = 10
+            fields = []
+            for width in (1, 1, 1, 2, 4):  # subject, client type, topic, txid, payload
+                ln = int.from_bytes(b[o:o + width], "little")
+                fields.append(b[o + width:o + width + ln])
+                o += width + ln
+            assert o == n and typ == 1, (path, at)
+            out.append((recv, fields[0].decode(), fields[2].decode(), fields[3], flags))
+            at += 8 + n
+    return out
+
+
 def check_receive_times(events, windows, what):
     """Every event of each topic lies in that topic's receive window [lo, hi] (ms)."""
     seen = {}
@@ -95,6 +124,15 @@ def test_event_time_is_receive_time():
         want = {"alerts": 2, "errors": 1, "connectivity": 2}
         head = exported_events(srv, po)
         assert check_receive_times(head, w, "head") == want, head
+        # The WAL (items 6, 7): the subject field holds a 32-hex pseudonym, never the VIN, and
+        # the old alert's received_ms is the time its event has.
+        recs = wal_records(srv.data)
+        assert recs and all(len(r[1]) == 32 and int(r[1], 16) >= 0 and r[4] & 0x04
+                            for r in recs), recs
+        old = [r for r in recs if r[3] == b"tx-a2001"]
+        assert len(old) == 1 and t0 <= old[0][0] <= t1, (old, t0, t1)
+        # (live, the head takes a second reading of the clock: equal within a few ms)
+        assert any(tp == "alerts" and abs(ts - old[0][0]) <= 50 for tp, ts in head), head
         # In parts: the flush keeps the time the head had.
         st, body = srv.http("/api/v1/store/compact", token="admin", method="POST")
         assert st == 202, body
@@ -117,6 +155,9 @@ def test_event_time_is_receive_time():
         srv.start()
         replayed = exported_events(srv, po)
         new = [e for e in replayed if e not in parts]
+        # Replayed from the WAL: exactly the record's received_ms.
+        rec = [r for r in wal_records(srv.data) if r[3] == b"tx-a2001-2"]
+        assert len(rec) == 1 and ("alerts", rec[0][0]) in new, (rec, new)
         w = {"alerts": (t0, t1), "connectivity": (lo, hi)}
         assert check_receive_times(new, w, "replayed") == {"alerts": 1, "connectivity": 1}, new
         assert all(ts > T2001 * 1000 + 86400000 for _, ts in replayed), replayed
