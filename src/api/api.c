@@ -21,6 +21,7 @@
 #include "util/clock.h"
 #include "util/err.h"
 #include "util/urlquery.h"
+#include "util/fmt.h"
 #include "wire/signals.h"
 
 void fv_format_time_ms(uint64_t ms, char *buf, size_t len)
@@ -80,14 +81,12 @@ static const char *kind_name(uint8_t k)
     return k < sizeof names / sizeof names[0] ? names[k] : "other";
 }
 
+/* Appends j compactly, doubles with the fewest digits that read back (util/fmt.h: jansson's
+ * own dump prints %.17g, 37.4 as 37.399999999999999); takes the reference. */
 static int dump_json(json_t *j, struct fv_buf *out)
 {
-    if (j == NULL) return FV_ENOMEM;
-    char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+    int rc = fv_json_append(out, j, 0);
     json_decref(j);
-    if (s == NULL) return FV_ENOMEM;
-    int rc = fv_buf_append(out, s, strlen(s));
-    free(s);
     return rc;
 }
 

@@ -3,10 +3,12 @@
  *
  * Catalog schema (DATA/catalog.db, SQLite, synchronous=FULL so a new key is durable before
  * any record sealed with it can be acknowledged):
- *   meta(k TEXT PRIMARY KEY, kek_id TEXT, v BLOB)  -- 'pseudonym_key': wrapped by the KEK
+ *   meta(k TEXT PRIMARY KEY, kek_id TEXT, v BLOB)  -- 'pseudonym_key': wrapped by the KEK,
+ *                                                  -- AAD "fleetvault pseudonym key"
  *   subject_keys(subject TEXT PRIMARY KEY,   -- the pseudonym, never the name
  *                kek_id TEXT, wrapped BLOB,  -- the data key, wrapped by the KEK
  *                sealed_name BLOB,           -- the name (VIN), sealed with the data key
+ *                                            -- (both: AAD = the pseudonym's 32 hex chars)
  *                created_ms INTEGER, destroyed_ms INTEGER)
  *   Shredded: wrapped, sealed_name and kek_id NULL, destroyed_ms set (a tombstone).
  * Invariant K1: a subject's key is never re-created after destruction (a new owner is a

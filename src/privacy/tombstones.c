@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -21,6 +23,42 @@ static int hex32(const char *s)
     return 1;
 }
 
+/* Cuts a torn last line (a crash or a failed write mid-append left bytes after the last
+ * newline) and makes the cut durable, so that the next line starts on a line of its own:
+ * appended after the fragment, it would make one malformed line that every later start
+ * refuses. The fragment's erasure was never confirmed (rule: confirmed = line + newline
+ * fsync'd). */
+static int cut_torn_tail(int fd, const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        fv_seterr(err, errlen, "fstat %s: %s", path, strerror(errno));
+        return FV_EIO;
+    }
+    off_t at = st.st_size;
+    char b[4096];
+    while (at > 0) {
+        size_t n = at < (off_t)sizeof b ? (size_t)at : sizeof b;
+        ssize_t got = pread(fd, b, n, at - (off_t)n);
+        if (got != (ssize_t)n) {
+            fv_seterr(err, errlen, "read %s: %s", path, got < 0 ? strerror(errno) : "short read");
+            return FV_EIO;
+        }
+        char *nl = memrchr(b, '\n', n);
+        if (nl) {
+            at = at - (off_t)n + (nl - b) + 1;
+            break;
+        }
+        at -= (off_t)n;
+    }
+    if (at == st.st_size) return FV_OK;
+    if (ftruncate(fd, at) != 0) {
+        fv_seterr(err, errlen, "ftruncate %s: %s", path, strerror(errno));
+        return FV_EIO;
+    }
+    return fv_os_fsync(fd, path, err, errlen);
+}
+
 int fv_tombstone_append(const char *path, const char *pseudo, uint64_t at_ms, const char *by,
                         const char *ticket, char *err, size_t errlen)
 {
@@ -33,14 +71,17 @@ int fv_tombstone_append(const char *path, const char *pseudo, uint64_t at_ms, co
     char *line = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(j);
     if (line == NULL) return FV_ENOMEM;
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    /* O_APPEND and the lock: concurrent appenders (threads or processes) never interleave
+     * or cut each other's line. */
+    int fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     int rc = FV_OK;
-    if (fd < 0) {
-        fv_seterr(err, errlen, "open %s: %s", path, strerror(errno));
+    if (fd < 0 || flock(fd, LOCK_EX) != 0) {
+        fv_seterr(err, errlen, "%s %s: %s", fd < 0 ? "open" : "flock", path, strerror(errno));
         rc = FV_EIO;
     }
     size_t n = strlen(line);
     line[n] = '\n'; /* json_dumps' NUL becomes the newline; the buffer holds n + 1 bytes */
+    if (rc == FV_OK) rc = cut_torn_tail(fd, path, err, errlen);
     if (rc == FV_OK) rc = fv_os_write_all(fd, line, n + 1, path, err, errlen);
     if (rc == FV_OK) rc = fv_os_fsync(fd, path, err, errlen);
     if (fd >= 0) close(fd);

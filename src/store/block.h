@@ -24,14 +24,28 @@
  *     varint nbytes                   length of the rest of this column (lets readers skip)
  *     varint npresent                 1..nrec
  *     col    i64 rows[npresent]       only if npresent < nrec: frame indexes, increasing
- *     col    i64 kinds[npresent]      kind | member << 8 (enum fv_vkind, protobuf oneof no.)
- *     then, for each kind in ascending order, the values of that kind in row order:
+ *     col    i64 kinds[npresent]      kind | member << 8 (kind: enum fv_vkind's number,
+ *                                     wire/payload.h; member: the protobuf Value oneof
+ *                                     field number it arrived as)
+ *     then, for each kind number present in ascending order, the values of that kind in
+ *     row order - grouped by kind alone: int32 and int64 share the INT column; float,
+ *     double and numeric strings the DOUBLE column; every enum the ENUM column:
  *       DOUBLE: col f64; INT, ENUM, BOOL, DOORS, TIRES: col i64; STRING: col str;
  *       LOCATION: col f64 lat, col f64 lon; TIME: col i64 h, m, s; others: nothing
  *   varint  nev                       events (alerts, errors, connectivity, other topics)
- *   col     i64 ev_times[nev]
+ *   col     i64 ev_times[nev]         the server's receive time (the WAL's received_ms),
+ *                                     never the payload's created_at
  *   col     str ev_topics[nev]
- *   col     i64 ev_lens[nev], then the payloads back to back (protobuf bytes as received)
+ *   col     i64 ev_lens[nev], then the payloads back to back: the WAL record's payload,
+ *                                     i.e. as normalised at ingest (vin set to the
+ *                                     device's certificate id, re-encoded by protobuf-c
+ *                                     when it was not: repeated fields packed), not
+ *                                     necessarily the bytes the device sent
+ *
+ * Group bits: bit c = the record had values in class number c of the server's store
+ * configuration (store.h: 0 default, 1 location, 2 events, then configured ones) when it
+ * was flushed; merges copy groups unchanged. Readers use a group only as a join key.
+ * Frame times: the record's created_at in ms (receive time if it has none).
  *
  * The store compresses this with zstd and seals it per subject (store/part.h).
  * Decoding never reads outside its input and rejects anything inconsistent (FV_ECORRUPT);

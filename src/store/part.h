@@ -26,10 +26,17 @@
  *                     u32 nblocks | u64 wal_file_hi | u64 created_ms | u64 datums |
  *                     u64 records | magic "FVPEND\r\n" | u32 CRC-32C of bytes 0..63
  *
- * The sealed block's associated data is "fvblk1" || subject || class name || nrec || nev ||
- * ndatums || raw_len || min_t || max_t: a block moved to another subject, class or time,
- * or any altered byte, fails to open. wal_file_hi: every record of WAL files numbered
- * <= it is in this part or an older one (the store's watermark).
+ * The sealed block's associated data (fv_part_block_aad) is "fvblk1" (6 bytes) ||
+ * subject[16] || u8 len || class name (len bytes, no NUL) || u32 nrec || u32 nev ||
+ * u32 ndatums || u32 raw_len || i64 min_t || i64 max_t (little-endian, as in the block's
+ * index entry): a block moved to another subject, class or time, or any altered byte, fails
+ * to open. wal_file_hi: every record of WAL files numbered <= it is in this part or an older
+ * one (the store's watermark).
+ *
+ * Level: 0 for a flush; a merge of compact_fanin level-L parts writes L + 1; a full
+ * compaction merges parts of any levels into max + 1; retention and erasure rewrites keep
+ * the level. The class list names classes in the order the part's blocks first used them
+ * (not the store configuration's numbering, which block groups use: block.h).
  *
  * Validity rules (fv_part_parse): header exact; footer magic and CRC; index inside the file
  * and its CRC; every block inside the blocks area, in file order without overlap, class

@@ -108,8 +108,9 @@ int fv_wal_encode_body(const struct fv_wal_record *rec, unsigned char *out, size
 int fv_wal_decode_body(const unsigned char *p, size_t n, struct fv_wal_record *rec);
 
 /* Appends the associated data that binds a sealed payload to its record: the record's body
- * encoded with an empty payload (so moving a ciphertext to another record, device, topic or
- * time makes it fail to open). */
+ * encoded with an empty payload - flags as in rec (FV_WAL_F_SEALED included), the u32
+ * payload length 0, nothing after it - so moving a ciphertext to another record, subject,
+ * topic, txid or time makes it fail to open. */
 int fv_wal_record_aad(const struct fv_wal_record *rec, struct fv_buf *out);
 
 /* Framing (record.c). fv_wal_frame appends one format-2 record to out: its header (length,

@@ -19,13 +19,18 @@
  *  20  N  body:
  *         0  1  u8 record type (FV_WAL_REC_*)
  *         1  1  u8 flags (FV_WAL_F_*)
- *         2  8  u64 received_ms (server clock, Unix epoch milliseconds)
- *        10  1  u8 device id length, then the device id
+ *         2  8  u64 received_ms (server clock, Unix epoch milliseconds): also the time of
+ *                  an event (non-V record) in the store
+ *        10  1  u8 device id length (32), then the pseudonym of the record's subject as 32
+ *                  lower-case hex characters (crypto/keys.h, rule K2), never the
+ *                  certificate's id
  *            1  u8 client type length, then the client type ("vehicle_device")
  *            1  u8 topic length, then the topic ("V", "alerts", ...)
  *            2  u16 txid length, then the txid bytes
- *            4  u32 payload length, then the payload (protobuf, vin = device id), sealed
- *               when flag FV_WAL_F_SEALED is set
+ *            4  u32 payload length, then the payload (protobuf, vin = the certificate's
+ *               id), sealed when flag FV_WAL_F_SEALED is set: nonce(12) || ciphertext ||
+ *               tag(16), associated data = this body with the flags as stored (0x04 set),
+ *               the payload length written as 0 and no payload (fv_wal_record_aad)
  * All integers little-endian. The body's parts must add up to exactly N. The salt binds
  * each record header to its file (a stale or copied record, or one a device smuggled inside a
  * payload, does not check); the durable offset lets replay tell a torn write from damage.
@@ -54,8 +59,9 @@
 #define FV_WAL_F_RESEND    0x01 /* the device marked it is_resend */
 #define FV_WAL_F_GENERATED 0x02 /* made by the server (connectivity), not sent by a device */
 #define FV_WAL_F_SEALED                                                                            \
-    0x04 /* payload sealed with the device's data key (crypto/keys.h):                             \
+    0x04 /* payload sealed with the subject's data key (crypto/keys.h):                            \
           * nonce || AES-256-GCM ciphertext || tag; the associated                                 \
-          * data is the body with an empty payload (fv_wal_record_aad) */
+          * data is the body with the payload length 0 and no payload                              \
+          * (fv_wal_record_aad) */
 
 #endif
