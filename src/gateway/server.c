@@ -648,9 +648,9 @@ static void store_put(struct fv_server *srv, const char *pseudo, const unsigned 
                       int64_t t, const struct fv_vrecord *v, const char *topic, size_t topic_len,
                       const struct fv_buf *payload)
 {
-    int rc = v ? fv_store_add_frame(srv->store, pseudo, dek, t, v)
-               : fv_store_add_event(srv->store, pseudo, dek, t, topic, topic_len, payload->data,
-                                    payload->len);
+    int rc = v ? fv_store_add_frame(srv->store, pseudo, dek, t, 0, v)
+               : fv_store_add_event(srv->store, pseudo, dek, t, 0, topic, topic_len,
+                                    payload->data, payload->len);
     if (rc && !srv->store_degraded) {
         srv->store_degraded = 1;
         fv_store_hold_wal(srv->store);
@@ -1167,9 +1167,9 @@ static int replay_rec(void *arg, const struct fv_wal_record *r, const char *file
     if (is_v && fv_payload_decode_v(plain.data, plain.len, &v, NULL, 0) != FV_OK)
         is_v = 0; /* stored before validation existed: kept as an event */
     int64_t t = (int64_t)((is_v && v.created_at_ms) ? v.created_at_ms : r->received_ms);
-    rc = is_v ? fv_store_add_frame(srv->store, pseudo, dek, t, &v)
-              : fv_store_add_event(srv->store, pseudo, dek, t, r->topic, r->topic_len, plain.data,
-                                   plain.len);
+    rc = is_v ? fv_store_add_frame(srv->store, pseudo, dek, t, r->received_ms, &v)
+              : fv_store_add_event(srv->store, pseudo, dek, t, r->received_ms, r->topic,
+                                   r->topic_len, plain.data, plain.len);
     fv_buf_free(&plain);
     if (rc == FV_OK && !(r->flags & FV_WAL_F_GENERATED)) {
         /* The record's subject may be an earlier owner period: its txid still counts for

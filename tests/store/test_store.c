@@ -215,7 +215,7 @@ static void add_frame(struct fv_store *s, struct keys *k, struct model *m, int s
                       const struct fv_datum *d, size_t n)
 {
     struct fv_vrecord v = {.created_at_ms = (uint64_t)t, .n = n, .data = (struct fv_datum *)d};
-    assert_int_equal(fv_store_add_frame(s, PSEUDO[subj], k->key[subj], t, &v), FV_OK);
+    assert_int_equal(fv_store_add_frame(s, PSEUDO[subj], k->key[subj], t, 0, &v), FV_OK);
     model_frame(m, subj, t, d, n);
 }
 
@@ -223,7 +223,8 @@ static void add_event(struct fv_store *s, struct keys *k, struct model *m, int s
                       const char *topic, const unsigned char *p, uint32_t len)
 {
     assert_int_equal(
-        fv_store_add_event(s, PSEUDO[subj], k->key[subj], t, topic, strlen(topic), p, len), FV_OK);
+        fv_store_add_event(s, PSEUDO[subj], k->key[subj], t, 0, topic, strlen(topic), p, len),
+        FV_OK);
     struct rec *r = model_push(m);
     r->subj = subj;
     r->t = t;
@@ -670,7 +671,7 @@ static void test_head_flush_reopen(void **state)
     s = open_store(&cfg, 1);
     check_all(s, &k, &m, "read-only");
     struct fv_vrecord v = {.n = 1, .data = &d};
-    assert_int_equal(fv_store_add_frame(s, PSEUDO[0], k.key[0], T0, &v), FV_ESTATE);
+    assert_int_equal(fv_store_add_frame(s, PSEUDO[0], k.key[0], T0, 0, &v), FV_ESTATE);
     fv_store_close(s);
     model_free(&m);
 }
@@ -1046,7 +1047,7 @@ static void test_query_during_flush(void **state)
             struct fv_vrecord v = {.n = 1, .data = &d};
             /* Out of order, so that the flush has sorting to do. */
             int64_t t = base + (int64_t)rnd_below(&g, SPAN);
-            assert_int_equal(fv_store_add_frame(s, PSEUDO[0], k.key[0], t, &v), FV_OK);
+            assert_int_equal(fv_store_add_frame(s, PSEUDO[0], k.key[0], t, 0, &v), FV_OK);
             times[nt++] = t;
         }
         qsort(times, nt, sizeof *times, cmp_i64);
@@ -1106,7 +1107,7 @@ static void test_forget(void **state)
     struct fv_datum d = {(uint32_t)sig("VehicleSpeed"), dval(1)};
     struct fv_vrecord v = {.n = 1, .data = &d};
     for (int i = 0; i < 5; i++)
-        assert_int_equal(fv_store_add_frame(s, PSEUDO[3], k.key[3], T0 + i, &v), FV_OK);
+        assert_int_equal(fv_store_add_frame(s, PSEUDO[3], k.key[3], T0 + i, 0, &v), FV_OK);
     fv_store_forget(s, PSEUDO[3]);
     fv_store_stats(s, &st);
     assert_int_equal(st.head_subjects, 0);
