@@ -1177,6 +1177,7 @@ static void test_retention(void **state)
             add_frame(s, &k, &m, subj, old + i * 1000, &a, 1);
             add_frame(s, &k, &m, subj, old + i * 1000 + 1, &b, 1);
         }
+    usleep(5000); /* received more than the 1 ms retention ago, too (T6) */
     compact_all(s, &k);
     struct fv_store_stats st;
     fv_store_stats(s, &st);
@@ -1721,7 +1722,6 @@ static void test_lost_record_replayed_once(void **state)
     struct fv_store_stats st;
     fv_store_stats(s, &st);
     assert_int_equal(st.wal_held, 1);
-    assert_true(st.parts >= 3);
     fv_wal_close(w);
     fv_store_close(s);
     /* restart */
