@@ -1725,22 +1725,22 @@ static int head_block(const struct head *hd, const char *pseudo, const struct fv
     int rc = FV_OK;
     b->t = malloc((n ? n : 1) * sizeof *b->t);
     if (b->t == NULL) rc = FV_ENOMEM;
-    /* columns: one per distinct wanted field */
+    /* columns: one per distinct wanted field (found through a hashed index: a frame of many
+     * signals costs linear time) */
+    struct fv_map colidx = {0};
+    size_t capcols = 0;
     for (size_t i = 0; rc == FV_OK && i < n; i++) {
         b->t[i] = fr[i].t;
         for (uint32_t k = 0; k < fr[i].n && rc == FV_OK; k++) {
             const struct fv_datum *d = &h->d[fr[i].off + k];
             if (!want_field(c->fields, c->nfields, d->field)) continue;
-            struct fv_block_col *col = NULL;
-            for (size_t q = 0; q < b->ncols; q++)
-                if (b->cols[q].field == d->field) col = &b->cols[q];
+            uintptr_t at = (uintptr_t)fv_map_get_u64(&colidx, d->field);
+            struct fv_block_col *col = at ? &b->cols[at - 1] : NULL;
             if (col == NULL) {
-                struct fv_block_col *m = realloc(b->cols, (b->ncols + 1) * sizeof *m);
-                if (m == NULL) {
-                    rc = FV_ENOMEM;
-                    break;
-                }
-                b->cols = m;
+                rc = grow((void **)&b->cols, &capcols, b->ncols + 1, sizeof *b->cols);
+                if (rc == FV_OK)
+                    rc = fv_map_put_u64(&colidx, d->field, (void *)(uintptr_t)(b->ncols + 1));
+                if (rc) break;
                 col = &b->cols[b->ncols++];
                 memset(col, 0, sizeof *col);
                 col->field = d->field;
@@ -1761,6 +1761,7 @@ static int head_block(const struct head *hd, const char *pseudo, const struct fv
     }
     b->nrec = n;
     free(fr);
+    fv_map_free(&colidx);
     if (rc == FV_OK && c->want_events && h->nev) {
         b->ev = malloc(h->nev * sizeof *b->ev);
         if (b->ev == NULL) rc = FV_ENOMEM;
@@ -2019,20 +2020,22 @@ int fv_store_next(struct fv_store_cursor *c, struct fv_store_chunk *out, char *e
             c->ncols = c->nfields;
         }
     } else {
-        for (size_t k = 0; k < nb && rc == FV_OK; k++)
-            for (size_t q = 0; q < bl[k]->ncols && rc == FV_OK; q++) {
-                uint32_t f = bl[k]->cols[q].field;
-                size_t at = 0;
-                while (at < c->ncols && c->cf[at] < f)
-                    at++;
-                if (at < c->ncols && c->cf[at] == f) continue;
-                rc = grow((void **)&c->cf, &capc, c->ncols + 1, sizeof *c->cf);
-                if (rc) break;
-                memmove(c->cf + at + 1, c->cf + at, (c->ncols - at) * sizeof *c->cf);
-                c->cf[at] = f;
-                c->ncols++;
-            }
+        /* The union of the blocks' fields, ascending: gathered, sorted, deduplicated. */
+        for (size_t k = 0; k < nb && rc == FV_OK; k++) {
+            rc = grow((void **)&c->cf, &capc, c->ncols + bl[k]->ncols, sizeof *c->cf);
+            for (size_t q = 0; rc == FV_OK && q < bl[k]->ncols; q++)
+                c->cf[c->ncols++] = bl[k]->cols[q].field;
+        }
+        if (rc == FV_OK && c->ncols) qsort(c->cf, c->ncols, sizeof *c->cf, cmp_u32);
+        size_t u = 0;
+        for (size_t q = 0; q < c->ncols; q++)
+            if (u == 0 || c->cf[u - 1] != c->cf[q]) c->cf[u++] = c->cf[q];
+        c->ncols = u;
     }
+    struct fv_map cfidx = {0}; /* field -> 1 + output column */
+    for (size_t q = 0; rc == FV_OK && q < c->ncols; q++)
+        if (fv_map_get_u64(&cfidx, c->cf[q]) == NULL)
+            rc = fv_map_put_u64(&cfidx, c->cf[q], (void *)(uintptr_t)(q + 1));
     /* Rows: frames in range that carry a wanted field, merged by time (stable). */
     size_t total = 0;
     for (size_t k = 0; k < nb; k++)
@@ -2138,10 +2141,9 @@ int fv_store_next(struct fv_store_cursor *c, struct fv_store_chunk *out, char *e
         for (size_t k = 0; k < nb; k++)
             for (size_t q = 0; q < bl[k]->ncols; q++) {
                 const struct fv_block_col *col = &bl[k]->cols[q];
-                size_t j = 0;
-                while (j < c->ncols && c->cf[j] != col->field)
-                    j++;
-                if (j == c->ncols) continue;
+                uintptr_t jj = (uintptr_t)fv_map_get_u64(&cfidx, col->field);
+                if (jj == 0) continue;
+                size_t j = jj - 1;
                 for (size_t r = 0; r < col->n; r++) {
                     uint32_t at = pos[k][col->row[r]];
                     if (at != UINT32_MAX) c->cols[j][at] = col->v[r]; /* shallow */
@@ -2166,6 +2168,7 @@ int fv_store_next(struct fv_store_cursor *c, struct fv_store_chunk *out, char *e
     free(pos);
     free(rr);
     free(bl);
+    fv_map_free(&cfidx);
     if (rc) return rc;
     out->n = c->n;
     out->t = c->t;
