@@ -1678,6 +1678,8 @@ static void append_numbered(struct fv_wal *w, int i)
 {
     unsigned char p[4];
     fv_put_u32(p, (uint32_t)i);
+    char tx[16];
+    snprintf(tx, sizeof tx, "tx-%d", i);
     struct fv_wal_record r = {.type = FV_WAL_REC_DATA,
                               .received_ms = fv_now_ms(),
                               .device_id = PSEUDO[0],
@@ -1686,6 +1688,8 @@ static void append_numbered(struct fv_wal *w, int i)
                               .client_type_len = 14,
                               .topic = "V",
                               .topic_len = 1,
+                              .txid = (const unsigned char *)tx,
+                              .txid_len = (uint16_t)strlen(tx),
                               .payload = p,
                               .payload_len = 4};
     assert_true(fv_wal_append(w, &r) > 0);
