@@ -520,9 +520,12 @@ static int put_frames(struct put *P, const struct fv_block_frame *fr, size_t nfr
                 ne = 0; /* one frame and one event: the frame first */
         }
         if (rc == FV_ELIMIT && n == 1) rc = put_wide(P, fr + at, at);
-        if (rc == FV_ELIMIT)
+        if (rc == FV_ELIMIT && ne)
             fv_seterr(P->err, P->errlen, "an event of %u bytes is larger than a block may be",
-                      ne ? ev[eat].len : 0);
+                      ev[eat].len);
+        else if (rc == FV_ELIMIT)
+            fv_seterr(P->err, P->errlen, "a frame at %lld is larger than a block may be",
+                      (long long)fr[at].t);
         if (rc) return rc;
         at += n;
         eat += ne;
