@@ -649,8 +649,8 @@ static void store_put(struct fv_server *srv, const char *pseudo, const unsigned 
                       const struct fv_buf *payload)
 {
     int rc = v ? fv_store_add_frame(srv->store, pseudo, dek, t, 0, v)
-               : fv_store_add_event(srv->store, pseudo, dek, t, 0, topic, topic_len,
-                                    payload->data, payload->len);
+               : fv_store_add_event(srv->store, pseudo, dek, t, 0, topic, topic_len, payload->data,
+                                    payload->len);
     if (rc && !srv->store_degraded) {
         srv->store_degraded = 1;
         fv_store_hold_wal(srv->store);
