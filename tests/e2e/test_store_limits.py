@@ -3,7 +3,9 @@ a V record beyond the payload limits (70,000 distinct signals, as in the issue) 
 error reply, is counted as a payload rejection and never reaches the store, while a record
 at the limit is acked, stored, compacted and read back; the store's health fields
 (compaction_failures, compaction_errors, wal_held) and the compaction-failure counter are
-served; a far-future device time does not freeze a signal's latest value."""
+served; a far-future device time does not freeze a signal's latest value; a damaged block
+does not stop a full compaction."""
+import glob
 import json
 import os
 import time
@@ -95,5 +97,48 @@ def test_far_future_time_does_not_freeze_latest():
         srv.stop()
 
 
+def test_damaged_block_does_not_stop_compaction():
+    """A flipped byte in a part's block: a full compaction still finishes (compacting goes
+    back to false), the block is kept as it was and reported with its part, the counter says
+    so, and other devices' data is served. Before the fix: compacting stayed true for ever."""
+    now = int(time.time() * 1000)
+    B = "5YJ3E1EA7KF000202"
+    with t.Env() as env:
+        srv = t.Server(env.root, env.certs, config=NOLIMIT).start()
+        for dev in (A, B):
+            ws = connect(srv, env, dev)
+            for i in range(20):
+                assert send_one(ws, f"{dev}-{i}".encode(),
+                                t.v_payload([(SPEED, float(i))], now - 60000 + i)) == 5
+            ws.close()
+        wait_compacted(srv)
+        srv.stop()
+        parts = glob.glob(os.path.join(srv.data, "store", "part-*.fvp"))
+        assert len(parts) == 1, parts
+        with open(parts[0], "r+b") as f:
+            f.seek(36 + 40)  # inside the first block (after the 36-byte header)
+            b = f.read(1)
+            f.seek(36 + 40)
+            f.write(bytes([b[0] ^ 0x01]))
+        srv.start()
+        s = wait_compacted(srv)
+        assert s["compaction_failures"] >= 1, s
+        assert s["compaction_errors"][0]["part"] == os.path.basename(parts[0]), s
+        assert "checksum mismatch" in s["compaction_errors"][0]["error"], s
+        assert srv.metric("fleetvault_store_compaction_failures_total") >= 1
+        ok = 0
+        for dev in (A, B):  # one device's block is damaged, the other's is served
+            st, body = srv.http("/api/v1/query?" + urllib.parse.urlencode(
+                {"device": dev, "signals": "VehicleSpeed"}))
+            if st == 200:
+                assert json.loads(body)["count"] == 20, body[:200]
+                ok += 1
+            else:
+                assert st == 500, (st, body)
+        assert ok == 1, ok
+        srv.stop()
+
+
 if __name__ == "__main__":
-    t.main([test_oversized_record_refused, test_far_future_time_does_not_freeze_latest])
+    t.main([test_oversized_record_refused, test_far_future_time_does_not_freeze_latest,
+            test_damaged_block_does_not_stop_compaction])
