@@ -120,8 +120,9 @@ static void sink_put(void *arg, const struct fv_logged *lr)
     struct fv_server *srv = arg;
     char pseudo[FV_PSEUDONYM_LEN + 1];
     snprintf(pseudo, sizeof pseudo, "%.*s", (int)lr->rec->device_id_len, lr->rec->device_id);
-    int rc = lr->v ? fv_store_add_frame(srv->store, pseudo, lr->dek, lr->t_ms, lr->v)
-                   : fv_store_add_event(srv->store, pseudo, lr->dek, lr->t_ms, lr->rec->topic,
+    uint64_t rx = lr->rec->received_ms;
+    int rc = lr->v ? fv_store_add_frame(srv->store, pseudo, lr->dek, lr->t_ms, rx, lr->v)
+                   : fv_store_add_event(srv->store, pseudo, lr->dek, lr->t_ms, rx, lr->rec->topic,
                                         lr->rec->topic_len, lr->plain, lr->plain_len);
     if (rc && !srv->store_degraded) {
         /* K2: the record is safe in the WAL, which then must not be trimmed until a restart

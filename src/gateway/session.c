@@ -246,12 +246,15 @@ const char *fv_ingest_subject(struct fv_ingest *ing, struct fv_device *d)
 }
 
 /* Seals the payload with the subject's data key and appends the record to the log, then
- * hands it to the storage sink (K1). Nothing personal reaches the disk in plaintext: the
- * key is created on a subject's first record. A subject whose key was destroyed gets
- * FV_ESTATE: it is erased, store nothing. Returns the log seq or a negative error. */
+ * hands it to the storage sink (K1). received_ms is the record's receive time: the WAL keeps
+ * it, and it is the time of an event (docs/formats.md: events are stored at receipt). Nothing
+ * personal reaches the disk in plaintext: the key is created on a subject's first record. A subject
+ * whose key was destroyed gets FV_ESTATE: it is erased, store nothing. Returns the log seq or a
+ * negative error. */
 static int64_t log_put(struct fv_ingest *ing, const struct session *s, uint8_t flags,
                        const char *topic, size_t topic_len, const void *txid, size_t txid_len,
-                       const struct fv_buf *payload, const struct fv_vrecord *v, int64_t t_ms)
+                       const struct fv_buf *payload, const struct fv_vrecord *v, int64_t t_ms,
+                       uint64_t received_ms)
 {
     const unsigned char *dek;
     char pseudo[FV_PSEUDONYM_LEN + 1];
@@ -265,7 +268,7 @@ static int64_t log_put(struct fv_ingest *ing, const struct session *s, uint8_t f
     struct fv_wal_record r = {
         .type = FV_WAL_REC_DATA,
         .flags = (uint8_t)(flags | FV_WAL_F_SEALED),
-        .received_ms = fv_now_ms(),
+        .received_ms = received_ms,
         .device_id = pseudo, /* rule K2: the WAL names devices by pseudonym */
         .device_id_len = FV_PSEUDONYM_LEN,
         .client_type = s->ident.client_type,
@@ -451,7 +454,7 @@ static void handle_message(struct session *s, const unsigned char *msg, size_t l
     uint64_t t = (is_v && v.created_at_ms) ? v.created_at_ms : now;
     int64_t seq =
         log_put(ing, s, v.is_resend ? FV_WAL_F_RESEND : 0, (const char *)env.topic.p, env.topic.len,
-                env.txid.p, env.txid.len, &norm, is_v ? &v : NULL, (int64_t)t);
+                env.txid.p, env.txid.len, &norm, is_v ? &v : NULL, (int64_t)t, now);
     if (seq < 0) {
         send_error(s, FV_REJ_STORAGE, &env.txid, fv_strerror((int)seq));
         goto done;
@@ -479,7 +482,7 @@ static void record_connectivity(struct session *s, int status)
     if (fv_payload_build_connectivity(s->ident.device_id, s->conn_id, status, now, s->netif, &pl) ==
             FV_OK &&
         log_put(s->ing, s, FV_WAL_F_GENERATED, FV_TOPIC_CONNECTIVITY, strlen(FV_TOPIC_CONNECTIVITY),
-                txid, strlen(txid), &pl, NULL, (int64_t)now) > 0)
+                txid, strlen(txid), &pl, NULL, (int64_t)now, now) > 0)
         s->ing->d.metrics->records_stored[3]++;
     fv_buf_free(&pl);
 }

@@ -61,7 +61,10 @@
 #include "wire/payload.h"
 
 #define FV_BLOCK_VERSION 1
-#define FV_BLOCK_MAX_REC (1u << 16) /* frames (and events) per block at most */
+/* What a reader accepts, hence what fv_block_encode ever writes (it refuses the rest). */
+#define FV_BLOCK_MAX_REC  (1u << 16)  /* frames (and events) per block at most */
+#define FV_BLOCK_MAX_COLS (1u << 16)  /* distinct signals per block at most */
+#define FV_BLOCK_MAX_RAW  (64u << 20) /* plaintext bytes per block at most */
 
 /* What to encode: frames sorted by time (stable), each with its datums; keep(field) says
  * which signals belong in this block (NULL = all). Frames without any kept datum are
@@ -93,8 +96,13 @@ struct fv_block_meta {
     int64_t min_t, max_t;
 };
 
-/* Appends the plaintext encoding to out. FV_OK, FV_ENOMEM, or FV_ELIMIT (more than 2^31
- * frames). meta->nrec + meta->nev == 0 means nothing was kept (out unchanged). */
+/* Appends the plaintext encoding to out. FV_OK, FV_ENOMEM, FV_EINVAL (kept frames out of time
+ * order), or FV_ELIMIT: the block would break a reader's limit (more than FV_BLOCK_MAX_REC
+ * frames or events, more than FV_BLOCK_MAX_COLS kept signals, a plaintext over
+ * FV_BLOCK_MAX_RAW bytes). On any error out is unchanged; on FV_ELIMIT the caller splits its
+ * input (fewer frames; a single frame's signals over several blocks by signal number).
+ * Invariant: whatever this returns FV_OK for, fv_block_decode accepts.
+ * meta->nrec + meta->nev == 0 means nothing was kept (out unchanged). */
 int fv_block_encode(const struct fv_block_in *in, struct fv_buf *out, struct fv_block_meta *meta);
 
 /* A decoded column: the rows (frame indexes) that carry the signal and their values. */
