@@ -71,12 +71,16 @@ def wal_records(data):
         with open(path, "rb") as f:
             img = f.read()
         assert img[:8] == b"FVWAL\r\n\x1a", path
-        at = 16
-        while at + 8 <= len(img):
-            n, _crc = struct.unpack_from("<II", img, at)
-            if n == 0 or at + 8 + n > len(img):
+        assert struct.unpack_from("<I", img, 8)[0] == 2, path  # format 2: 28-byte header
+        at = 28
+        while at + 20 <= len(img):
+            n = struct.unpack_from("<I", img, at)[0]
+            if n == 0:  # a sync mark: a record header without a body
+                at += 20
+                continue
+            if at + 20 + n > len(img):
                 break
-            b = img[at + 8:at + 8 + n]
+            b = img[at + 20:at + 20 + n]
             typ, flags, recv = b[0], b[1], struct.unpack_from("<Q", b, 2)[0]
             o = 10
             fields = []
@@ -86,7 +90,7 @@ def wal_records(data):
                 o += width + ln
             assert o == n and typ == 1, (path, at)
             out.append((recv, fields[0].decode(), fields[2].decode(), fields[3], flags))
-            at += 8 + n
+            at += 20 + n
     return out
 
 
