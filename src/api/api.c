@@ -436,6 +436,9 @@ static void get_metrics(const struct fv_api_view *v, struct fv_http_response *r)
             "API requests refused for a missing or wrong "
             "token.",
             m->http_unauthorized);
+    COUNTER("fleetvault_http_auth_throttled_total",
+            "API requests refused (429) from an address with too many failed authentications.",
+            m->http_auth_throttled);
 #undef COUNTER
 #undef GAUGE
 }

@@ -2,9 +2,48 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <stdlib.h>
+
 #include "api/http.h"
+#include "util/clock.h"
 #include "util/err.h"
 #include "util/log.h"
+#include "util/ratelimit.h"
+
+static const struct fv_rate_rule auth_rule = {"auth", FV_HTTP_AUTH_FAIL_RATE,
+                                              FV_HTTP_AUTH_FAIL_BURST};
+
+void fv_http_ctx_free(struct fv_http_ctx *hc)
+{
+    for (size_t i = 0; i < hc->auth_failures.cap; i++)
+        if (hc->auth_failures.slots[i].hash) free(hc->auth_failures.slots[i].val);
+    fv_map_free(&hc->auth_failures);
+}
+
+/* H1: may this address try again? */
+static int auth_allowed(struct fv_http_ctx *hc, const char *addr)
+{
+    struct fv_bucket *b = fv_map_get(&hc->auth_failures, addr, strlen(addr));
+    return b == NULL || fv_bucket_peek(b, &auth_rule, fv_mono_ns());
+}
+
+/* H1: one more failed authentication from addr. */
+static void auth_failed(struct fv_http_ctx *hc, const char *addr)
+{
+    struct fv_bucket *b = fv_map_get(&hc->auth_failures, addr, strlen(addr));
+    if (b == NULL) {
+        if (hc->auth_failures.n >= FV_HTTP_AUTH_ADDRS) {
+            fv_http_ctx_free(hc);
+            memset(&hc->auth_failures, 0, sizeof hc->auth_failures);
+        }
+        b = calloc(1, sizeof *b);
+        if (b == NULL || fv_map_put(&hc->auth_failures, addr, strlen(addr), b) != FV_OK) {
+            free(b);
+            return; /* out of memory: not limited, still answered 401 */
+        }
+    }
+    fv_bucket_take(b, &auth_rule, fv_mono_ns());
+}
 
 struct api_session {
     struct fv_http_response resp;
@@ -87,8 +126,22 @@ static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         v.query = has_args ? args : NULL;
         memset(a, 0, sizeof *a);
         hc->metrics->http_requests++;
-        fv_api_handle(&v, http_method(wsi), (const char *)in, has_auth ? auth : NULL, &a->resp);
-        if (a->resp.status == 401) hc->metrics->http_unauthorized++;
+        char addr[64] = "";
+        lws_get_peer_simple(wsi, addr, sizeof addr);
+        if (!auth_allowed(hc, addr)) {
+            hc->metrics->http_auth_throttled++;
+            a->resp.status = 429;
+            a->resp.content_type = "application/json";
+            static const char m[] = "{\"error\":\"too many failed authentications from this "
+                                    "address; try again in a few seconds\"}\n";
+            fv_buf_append(&a->resp.body, m, sizeof m - 1);
+        } else {
+            fv_api_handle(&v, http_method(wsi), (const char *)in, has_auth ? auth : NULL, &a->resp);
+            if (a->resp.status == 401) {
+                hc->metrics->http_unauthorized++;
+                auth_failed(hc, addr);
+            }
+        }
         if (a->resp.more) {
             /* The first piece: a small result is complete at once and goes out whole. */
             int rc = a->resp.more(a->resp.ctx, &a->resp.body);

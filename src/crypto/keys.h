@@ -83,6 +83,17 @@ void fv_keystore_close(struct fv_keystore *ks);
 /* The catalog's SQLite connection (registries beside the keys, e.g. principals); owned by
  * the keystore, same thread rules. */
 struct sqlite3 *fv_keystore_db(struct fv_keystore *ks);
+
+/* Deferred key durability (the server turns it on): a new data key is committed without
+ * fsync, so creating a device's key never waits for a disk on the ingest loop; the key
+ * becomes durable at the next fv_keystore_sync, which whoever makes records sealed with it
+ * durable must call first (the WAL writer does, before each batch's fdatasync). Off by
+ * default: every commit is synchronous=FULL. */
+void fv_keystore_defer_sync(struct fv_keystore *ks, int on);
+/* Makes every key committed so far durable (fdatasync of the catalog's SQLite WAL); a no-op
+ * when none was committed since the last call. Any thread. FV_OK or FV_EIO (err set; the
+ * next call tries again). */
+int fv_keystore_sync(struct fv_keystore *ks, char *err, size_t errlen);
 /* Runs SQL on a catalog connection; FV_EIO with "catalog: ..." in err (may be NULL). */
 int fv_catalog_exec(struct sqlite3 *db, const char *sql, char *err, size_t errlen);
 /* A 256-bit secret for one use (label), derived from the pseudonym key: HMAC-SHA256(key,

@@ -44,6 +44,7 @@ struct fv_metrics {
     uint64_t replayed_records;
     uint64_t shredded_records; /* records whose data key was destroyed (erased) */
     uint64_t http_requests, http_unauthorized;
+    uint64_t http_auth_throttled; /* 429: too many failed authentications (api/http.h H1) */
 };
 
 /* Slot of a topic in records_stored. */

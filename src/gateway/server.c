@@ -108,6 +108,13 @@ static void wal_notify(void *arg)
     wake_loop(arg);
 }
 
+/* WAL writer thread: the data keys of a batch's records become durable first. */
+static int wal_before_sync(void *arg, char *err, size_t errlen)
+{
+    struct fv_server *srv = arg;
+    return fv_keystore_sync(srv->keys, err, errlen);
+}
+
 static void store_wake(void *arg)
 {
     wake_loop(arg);
@@ -318,8 +325,11 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
             srv->store_cfg.dir, (double)(fv_mono_ns() - t0) / 1e6);
 
     snprintf(path, sizeof path, "%s/wal", cfg->data_dir);
-    struct fv_wal_opts wo = {
-        .segment_bytes = cfg->wal_segment_bytes, .notify = wal_notify, .notify_arg = srv};
+    struct fv_wal_opts wo = {.segment_bytes = cfg->wal_segment_bytes,
+                             .notify = wal_notify,
+                             .notify_arg = srv,
+                             .before_sync = wal_before_sync,
+                             .before_sync_arg = srv};
     t0 = fv_mono_ns();
     rc = fv_wal_open(path, &wo, fv_recovery_replay, &rec, &srv->wal, err, errlen);
     if (rc) return rc;
@@ -337,6 +347,9 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
                                   .policy = srv->guard.policy,
                                   .storage_full = storage_full,
                                   .storage_full_arg = srv};
+    /* From here on, a new device's key is committed without waiting for the disk on the
+     * ingest loop; the WAL writer makes it durable before the device's first record. */
+    fv_keystore_defer_sync(srv->keys, 1);
     rc = fv_ingest_new(&deps, &srv->ing);
     if (rc) return rc;
     srv->http = (struct fv_http_ctx){.view = {.fleet = &srv->fleet,
@@ -418,6 +431,7 @@ static void housekeeping(struct fv_server *srv, uint64_t *last_trim, unsigned *t
 {
     fv_store_tick(srv->store, srv->wal, store_key, srv, fv_now_ms());
     if (srv->guard.audit) fv_audit_tick(srv->guard.audit);
+    fv_guard_tick(&srv->guard);
     registry_poll(srv);
     fv_ingest_pace(srv->ing);
     fv_ingest_sweep(srv->ing);
@@ -450,6 +464,7 @@ static void close_all(struct fv_server *srv, struct ev_loop *loop)
     if (loop) ev_loop_destroy(loop);
     __atomic_store_n(&running, NULL, __ATOMIC_SEQ_CST);
     fv_ingest_free(srv->ing);
+    fv_http_ctx_free(&srv->http);
     if (srv->wal) fv_wal_close(srv->wal);
     fv_store_close(srv->store);
     fv_guard_close(&srv->guard);

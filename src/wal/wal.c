@@ -433,6 +433,10 @@ static int finish_file(struct fv_wal *w, char *err, size_t errlen)
  * size, fdatasyncs it (I2), then writes its sync mark (I6). */
 static int write_batch(struct fv_wal *w, unsigned char *p, size_t len, char *err, size_t errlen)
 {
+    if (w->opts.before_sync) {
+        int rc = w->opts.before_sync(w->opts.before_sync_arg, err, errlen);
+        if (rc) return rc;
+    }
     fv_wal_finish_batch(p, len, w->salt, w->synced_size);
     int rc = fv_os_write_all(w->fd, p, len, w->cur_path, err, errlen);
     w->cur_size += len;

@@ -56,6 +56,11 @@ struct fv_wal_opts {
     int read_only;             /* replay only: no truncation, no writer (inspect) */
     void (*notify)(void *arg); /* called by the writer thread after each durable batch */
     void *notify_arg;
+    /* Called by the writer thread before each batch is made durable; what it makes durable
+     * (e.g. the data keys the batch's records are sealed with) then precedes the batch. A
+     * non-zero return fails the WAL (err says why). NULL: none. */
+    int (*before_sync)(void *arg, char *err, size_t errlen);
+    void *before_sync_arg;
 };
 
 struct fv_wal_stats {

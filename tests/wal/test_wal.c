@@ -297,6 +297,63 @@ static void test_durable_seq_advances(void **state)
     free(d);
 }
 
+/* before_sync (the data keys' sync): runs before every batch becomes durable, so whatever
+ * it makes durable precedes the records; its failure fails the WAL and nothing more becomes
+ * durable. */
+struct sync_probe {
+    struct fv_wal *w;
+    uint64_t appended_at_call, durable_at_call;
+    int calls, fail;
+    int ordered; /* 1 until a call saw a record durable that it should have preceded */
+};
+
+static int probe_before_sync(void *arg, char *err, size_t errlen)
+{
+    struct sync_probe *p = arg;
+    p->calls++;
+    if (p->w) {
+        uint64_t durable = fv_wal_durable_seq(p->w);
+        /* Every record appended before this call is in this batch or an earlier one; this
+         * call precedes the batch, so durable may not yet cover the newest append. */
+        if (durable < p->durable_at_call) p->ordered = 0;
+        p->durable_at_call = durable;
+    }
+    if (p->fail) {
+        snprintf(err, errlen, "probe: refused");
+        return FV_EIO;
+    }
+    return FV_OK;
+}
+
+static void test_before_sync_precedes_durability(void **state)
+{
+    (void)state;
+    char *d = tmpdir();
+    struct fv_wal *w;
+    char err[512];
+    struct sync_probe p = {.ordered = 1};
+    struct fv_wal_opts o = {.before_sync = probe_before_sync, .before_sync_arg = &p};
+    assert_int_equal(fv_wal_open(d, &o, NULL, NULL, &w, err, sizeof err), FV_OK);
+    p.w = w;
+    append_durable(w, 0, 5);
+    assert_true(p.calls >= 5); /* one per batch at least */
+    assert_true(p.ordered);
+    /* A failing hook: the next record never becomes durable, the WAL fails. */
+    p.fail = 1;
+    struct fv_wal_record r;
+    char tx[16];
+    make_rec(&r, tx, 99);
+    int64_t seq = fv_wal_append(w, &r);
+    assert_true(seq > 0);
+    for (int k = 0; k < 2000 && !fv_wal_failed(w); k++)
+        usleep(1000);
+    assert_true(fv_wal_failed(w));
+    assert_true(fv_wal_durable_seq(w) < (uint64_t)seq);
+    fv_wal_close(w);
+    rmrf(d);
+    free(d);
+}
+
 /* (b) Cut the single file at every offset: replay keeps exactly the whole records before the
  * cut, never reports an error (every cut is crash-shaped: R2, or R4 inside the header), and
  * leaves a file that accepts appends. */
@@ -879,6 +936,7 @@ int main(void)
         cmocka_unit_test(test_old_file_cut_short_is_an_error),
         cmocka_unit_test(test_format1_still_read),
         cmocka_unit_test(test_body_codec_limits),
+        cmocka_unit_test(test_before_sync_precedes_durability),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
