@@ -22,7 +22,14 @@ struct fv_http_ctx {
     struct fv_api_view view;
     struct fv_metrics *metrics;  /* http_requests, http_unauthorized, http_auth_throttled */
     struct fv_map auth_failures; /* client address -> struct fv_bucket* (H1) */
+    unsigned parked;             /* responses waiting for their audit entries (H2) */
 };
+
+/* H2: a response whose request wrote audit entries (the guard's decision, admin actions) is
+ * held, headers and all, until those entries are durable (privacy/audit.h A13: the log syncs
+ * many entries at once on its own thread, and wakes the loop); if the log fails meanwhile,
+ * the answer is a 500 instead. So an access is on disk before its data is released, and no
+ * request makes the loop wait for a disk. */
 
 /* H1: failed authentications are limited per client address: a token bucket of
  * FV_HTTP_AUTH_FAIL_RATE per second, burst FV_HTTP_AUTH_FAIL_BURST, takes one token per 401;

@@ -115,6 +115,11 @@ static int wal_before_sync(void *arg, char *err, size_t errlen)
     return fv_keystore_sync(srv->keys, err, errlen);
 }
 
+static void audit_notify(void *arg)
+{
+    wake_loop(arg);
+}
+
 static void store_wake(void *arg)
 {
     wake_loop(arg);
@@ -300,7 +305,9 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
     /* The erasure list is replayed before anything is decrypted (privacy/erasure.h). */
     if (rc == FV_OK)
         rc = fv_erasure_open(&srv->erasure, srv->keys, cfg->key_file, cfg->data_dir, err, errlen);
-    if (rc == FV_OK) rc = fv_guard_open(&srv->guard, cfg, srv->keys, srv->admin_token, err, errlen);
+    if (rc == FV_OK)
+        rc = fv_guard_open(&srv->guard, cfg, srv->keys, srv->admin_token, audit_notify, srv, err,
+                           errlen);
     if (rc == FV_OK) rc = fv_exports_new(&srv->exports);
     if (rc) return rc;
 

@@ -369,7 +369,8 @@ int fv_guard_trimmed(const struct fv_guard_ctx *ctx, int64_t t)
  * key (beside the master key file unless configured: never inside DATA by default when a
  * key file is used), quotas, and the per-purpose pseudonym secret. */
 int fv_guard_open(struct fv_guard *g, const struct fv_config *cfg, struct fv_keystore *keys,
-                  const char *admin_token, char *err, size_t errlen)
+                  const char *admin_token, void (*audit_notify)(void *), void *notify_arg,
+                  char *err, size_t errlen)
 {
     memset(g, 0, sizeof *g);
     int rc = fv_policy_load(cfg->policy_file[0] ? cfg->policy_file : NULL, &g->policy, err, errlen);
@@ -406,7 +407,10 @@ int fv_guard_open(struct fv_guard *g, const struct fv_config *cfg, struct fv_key
     snprintf(g->audit_dir, sizeof g->audit_dir, "%s", dir);
     struct fv_audit_opts ao = {.key_path = key,
                                .retention_ms = cfg->audit_retention_ms,
-                               .witness_path = cfg->audit_witness[0] ? cfg->audit_witness : NULL};
+                               .witness_path = cfg->audit_witness[0] ? cfg->audit_witness : NULL,
+                               .group_commit = audit_notify != NULL,
+                               .notify = audit_notify,
+                               .notify_arg = notify_arg};
     return fv_audit_open(dir, &ao, &g->audit, err, errlen);
 }
 

@@ -33,8 +33,8 @@
  *  G9 unknown tokens are counted (unauth_failures) and sampled into the audit log: the
  *     first in each 10 s window is an entry, and the failures after it are one more entry
  *     when the window ends (fv_guard_tick) or the server stops ("failures_sampled": how
- *     many this entry stands for), so token guessing cannot force a log sync per guess; the HTTP transport also limits them per client address (api/http.h).
- * Event-loop thread only.
+ *     many this entry stands for), so token guessing cannot force a log sync per guess; the HTTP
+ * transport also limits them per client address (api/http.h). Event-loop thread only.
  */
 #ifndef FV_PRIVACY_GUARD_H
 #define FV_PRIVACY_GUARD_H
@@ -80,10 +80,13 @@ struct fv_config;
  * principals (in the catalog), quotas, the per-purpose pseudonym secret, and the audit log
  * (DATA/audit) with its signing key (cfg->audit_key, else beside the master key file, made
  * if missing; inside DATA only when the master key comes from the environment, with a
- * warning). admin_token must outlive g. On failure err is set; call fv_guard_close anyway
- * to release what was opened. */
+ * warning). admin_token must outlive g. audit_notify non-NULL: the audit log group-commits
+ * (audit.h A13) and calls it from its syncer thread when entries became durable; the caller
+ * then holds answers back until fv_audit_durable_seq covers their entries (api/http.h H2).
+ * On failure err is set; call fv_guard_close anyway to release what was opened. */
 int fv_guard_open(struct fv_guard *g, const struct fv_config *cfg, struct fv_keystore *keys,
-                  const char *admin_token, char *err, size_t errlen);
+                  const char *admin_token, void (*audit_notify)(void *), void *notify_arg,
+                  char *err, size_t errlen);
 /* G9: logs the unknown-token failures counted since the last sampled entry, once its window
  * has passed. Call every loop turn (cheap). */
 void fv_guard_tick(struct fv_guard *g);
