@@ -60,7 +60,7 @@ static int parse_duration_ms(json_t *v, uint64_t *out)
     return FV_OK;
 }
 
-/* The "store" object: flush_interval, flush_datums, wal_keep, compact_fanin,
+/* The "store" object: flush_interval, flush_datums, head_max_datums, wal_keep, compact_fanin,
  * retention {class: duration},
  * classes {class: [signal names or numbers]} (a new class gets retention "forever" unless
  * set). */
@@ -79,6 +79,9 @@ static int load_store_config(struct fv_store_config *c, json_t *o, const char *p
         } else if (strcmp(key, "compact_fanin") == 0 && json_is_integer(val) &&
                    json_integer_value(val) >= 2 && json_integer_value(val) <= 64) {
             c->compact_fanin = (uint32_t)json_integer_value(val);
+        } else if (strcmp(key, "head_max_datums") == 0 && json_is_integer(val) &&
+                   json_integer_value(val) >= 100) {
+            c->head_max_datums = (uint64_t)json_integer_value(val);
         } else if (strcmp(key, "flush_datums") == 0 && json_is_integer(val) &&
                    json_integer_value(val) >= 1000) {
             c->flush_datums = (uint64_t)json_integer_value(val);

@@ -53,8 +53,8 @@
 #include "wal/wal.h"
 
 /* Backpressure: ingest stops reading from devices while the store's head (the live head and
- * the one being flushed) holds more than this many flushes' worth of datums, e.g. while a
- * long merge keeps the worker busy. */
+ * the one being flushed) holds more than store.head_max_datums (default this many flushes'
+ * worth), e.g. while a long merge keeps the worker busy. */
 #define HEAD_BUDGET_FLUSHES 4
 
 struct fv_server {
@@ -152,7 +152,10 @@ static int storage_full(void *arg)
     struct fv_server *srv = arg;
     struct fv_store_stats st;
     fv_store_stats(srv->store, &st);
-    return st.head_datums > HEAD_BUDGET_FLUSHES * srv->store_cfg.flush_datums;
+    uint64_t budget = srv->store_cfg.head_max_datums
+                          ? srv->store_cfg.head_max_datums
+                          : HEAD_BUDGET_FLUSHES * srv->store_cfg.flush_datums;
+    return st.head_datums > budget;
 }
 
 /* ---- helpers ------------------------------------------------------------------------------ */

@@ -65,6 +65,9 @@ struct fv_store_config {
     char dir[512];                    /* DATA/store */
     uint64_t flush_interval_ms;       /* freeze the head at this age (default 60 s) */
     uint64_t flush_datums;            /* or at this many datums (default 2,000,000) */
+    /* The head's budget (live + frozen head, in datums; 0: 4 x flush_datums). Not enforced
+     * by the store: over it, the server stops reading from devices (backpressure). */
+    uint64_t head_max_datums;
     uint64_t wal_keep_ms;             /* keep covered WAL files this long (default 10 min) */
     uint32_t compact_fanin;           /* merge this many adjacent parts of a level (4) */
     uint32_t block_frames;            /* frames per block at most (8192) */

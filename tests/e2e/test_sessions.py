@@ -186,7 +186,30 @@ def test_sigterm_under_load_stops_cleanly():
         assert "AddressSanitizer" not in srv.log() and "runtime error" not in srv.log()
 
 
+def test_backpressure_pauses_and_resumes():
+    """Over the head's budget (store.head_max_datums) the server stops reading from devices
+    until a flush drains the head; nothing is refused or lost, every record is acked once."""
+    with t.Env() as env:
+        cfg = {"rate_limits": False,
+               "store": {"flush_interval": "2s", "flush_datums": 100000, "head_max_datums": 300}}
+        srv = t.Server(env.root, env.certs, config=cfg).start()
+        ws = connect(env, srv)
+        datums = [(f, float(f)) for f in range(1, 21)]  # 20 datums a record
+        t0 = time.time()
+        for n in range(60):  # 1,200 datums: four times the budget
+            ws.send(t.fb_envelope(f"bp-{n}".encode(), b"V", t.v_payload(datums)))
+            rep = t.fb_decode(ws.recv(timeout=30)[1])
+            assert rep["message_type"] == 5 and rep["txid"] == f"bp-{n}".encode(), rep
+        took = time.time() - t0
+        assert srv.metric("fleetvault_ingest_pauses_total") >= 1
+        assert took >= 1.5, f"60 records in {took:.1f}s: the budget did not hold them back"
+        assert srv.metric("fleetvault_datums_total") == 1200
+        assert "ingest resumed" in srv.log()
+        ws.close()
+        srv.stop()
+
+
 if __name__ == "__main__":
     t.main([test_long_txid_never_echoed, test_connections_per_device_capped,
             test_silent_peer_closed, test_reader_that_never_reads_is_closed,
-            test_sigterm_under_load_stops_cleanly])
+            test_sigterm_under_load_stops_cleanly, test_backpressure_pauses_and_resumes])
