@@ -255,7 +255,7 @@ int fv_audit_keygen(const char *priv_path, const char *pub_path, char *err, size
     if (rc) goto out;
     n = BIO_get_mem_data(pub, &p);
     rc = fv_os_write_file_atomic(pub_path, p, (size_t)n, 0644, err, errlen);
-    if (rc) unlink(priv_path); /* no half pair */
+    if (rc) fv_os_unlink(priv_path, NULL, 0); /* no half pair */
 out:
     BIO_free(priv);
     BIO_free(pub);
@@ -852,9 +852,10 @@ static int start_file(struct fv_audit *a)
     lw_u64(&w, "last_checkpoint", a->last_cp_seq);
     int rc = lw_finish(&w, hash);
     if (rc) goto out;
-    int fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        fv_seterr(a->errbuf, sizeof a->errbuf, "open %s: %s", path, strerror(errno));
+    int fd;
+    rc = fv_os_open(path, O_RDWR | O_APPEND | O_CREAT | O_EXCL, 0600, &fd, a->errbuf,
+                    sizeof a->errbuf);
+    if (rc) {
         rc = fail(a, FV_EIO);
         goto out;
     }
@@ -1045,11 +1046,9 @@ static int recover_newest(struct fv_audit *a, struct flist *fl)
         struct recover r = {.name = name, .err = a->errbuf, .errlen = sizeof a->errbuf};
         int rc = each_line(path, recover_line, &r, a->errbuf, sizeof a->errbuf);
         if (rc) return rc;
-        int fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC);
-        if (fd < 0) {
-            fv_seterr(a->errbuf, sizeof a->errbuf, "open %s: %s", path, strerror(errno));
+        int fd;
+        if (fv_os_open(path, O_RDWR | O_APPEND, 0, &fd, a->errbuf, sizeof a->errbuf) != FV_OK)
             return FV_EIO;
-        }
         struct stat st;
         if (fstat(fd, &st) != 0) {
             fv_seterr(a->errbuf, sizeof a->errbuf, "stat %s: %s", path, strerror(errno));
@@ -1057,10 +1056,10 @@ static int recover_newest(struct fv_audit *a, struct flist *fl)
             return FV_EIO;
         }
         if ((uint64_t)st.st_size != r.good_end) {
-            if (ftruncate(fd, (off_t)r.good_end) != 0) {
-                fv_seterr(a->errbuf, sizeof a->errbuf, "ftruncate %s: %s", path, strerror(errno));
+            rc = fv_os_ftruncate(fd, (off_t)r.good_end, path, a->errbuf, sizeof a->errbuf);
+            if (rc) {
                 close(fd);
-                return FV_EIO;
+                return rc;
             }
             rc = fv_os_fsync(fd, path, a->errbuf, sizeof a->errbuf);
             if (rc) {
@@ -1070,10 +1069,8 @@ static int recover_newest(struct fv_audit *a, struct flist *fl)
         }
         if (r.lines == 0) { /* created, but its genesis never became durable */
             close(fd);
-            if (unlink(path) != 0) {
-                fv_seterr(a->errbuf, sizeof a->errbuf, "unlink %s: %s", path, strerror(errno));
-                return FV_EIO;
-            }
+            rc = fv_os_unlink(path, a->errbuf, sizeof a->errbuf);
+            if (rc) return FV_EIO;
             rc = fv_os_fsync_dir(a->dir, a->errbuf, sizeof a->errbuf);
             if (rc) return rc;
             fl->n--;
@@ -1098,11 +1095,9 @@ static int open_witness(struct fv_audit *a, const char *path)
         fv_seterr(a->errbuf, sizeof a->errbuf, "witness path too long");
         return FV_EINVAL;
     }
-    a->wfd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-    if (a->wfd < 0) {
-        fv_seterr(a->errbuf, sizeof a->errbuf, "open witness %s: %s", path, strerror(errno));
+    if (fv_os_open(path, O_RDWR | O_APPEND | O_CREAT, 0600, &a->wfd, a->errbuf, sizeof a->errbuf) !=
+        FV_OK)
         return FV_EIO;
-    }
     char rd[PATH_MAX], rw[PATH_MAX];
     if (realpath(a->dir, rd) != NULL && realpath(path, rw) != NULL) {
         size_t n = strlen(rd);
@@ -1170,9 +1165,8 @@ int fv_audit_open(const char *dir, const struct fv_audit_opts *opts, struct fv_a
     }
     rc = fv_os_mkdirs(dir, 0700, a->errbuf, sizeof a->errbuf);
     if (rc) goto out;
-    a->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (a->lock_fd < 0) {
-        fv_seterr(a->errbuf, sizeof a->errbuf, "open %s: %s", lock, strerror(errno));
+    rc = fv_os_open(lock, O_RDWR | O_CREAT, 0600, &a->lock_fd, a->errbuf, sizeof a->errbuf);
+    if (rc) {
         rc = FV_EIO;
         goto out;
     }
@@ -1272,8 +1266,8 @@ int fv_audit_apply_retention(struct fv_audit *a, uint64_t now_ms, uint64_t *dele
     for (size_t i = 0; rc == FV_OK && i < k; i++) {
         char path[PATH_MAX];
         snprintf(path, sizeof path, "%s/%s", a->dir, fl.names[i]);
-        if (unlink(path) != 0 && errno != ENOENT) {
-            fv_seterr(a->errbuf, sizeof a->errbuf, "unlink %s: %s", path, strerror(errno));
+        int u = fv_os_unlink(path, a->errbuf, sizeof a->errbuf);
+        if (u != FV_OK && u != FV_ENOENT) {
             rc = FV_EIO;
         } else if (deleted) {
             (*deleted)++;

@@ -33,12 +33,9 @@ int fv_tombstone_append(const char *path, const char *pseudo, uint64_t at_ms, co
     char *line = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(j);
     if (line == NULL) return FV_ENOMEM;
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    int rc = FV_OK;
-    if (fd < 0) {
-        fv_seterr(err, errlen, "open %s: %s", path, strerror(errno));
-        rc = FV_EIO;
-    }
+    int fd;
+    int rc = fv_os_open(path, O_WRONLY | O_CREAT | O_APPEND, 0600, &fd, err, errlen);
+    if (rc) rc = FV_EIO;
     size_t n = strlen(line);
     line[n] = '\n'; /* json_dumps' NUL becomes the newline; the buffer holds n + 1 bytes */
     if (rc == FV_OK) rc = fv_os_write_all(fd, line, n + 1, path, err, errlen);

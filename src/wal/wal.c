@@ -299,14 +299,12 @@ static int create_file(struct fv_wal *w, uint64_t no, char *err, size_t errlen)
 {
     char path[PATH_MAX];
     file_path(path, sizeof path, w->dir, no);
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        fv_seterr(err, errlen, "create %s: %s", path, strerror(errno));
-        return FV_EIO;
-    }
+    int fd;
+    int rc = fv_os_open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND, 0600, &fd, err, errlen);
+    if (rc) return FV_EIO;
     unsigned char h[FV_WAL_HEADER_LEN];
     make_header(h);
-    int rc = fv_os_write_all(fd, h, sizeof h, path, err, errlen);
+    rc = fv_os_write_all(fd, h, sizeof h, path, err, errlen);
     if (rc == FV_OK) rc = fv_os_fsync(fd, path, err, errlen);
     if (rc == FV_OK) rc = fv_os_fsync_dir(w->dir, err, errlen);
     if (rc != FV_OK) {
@@ -328,12 +326,9 @@ static int replay_file(struct fv_wal *w, uint64_t no, int last, fv_wal_replay_fn
 {
     char path[PATH_MAX];
     file_path(path, sizeof path, w->dir, no);
-    int fd = open(path, (w->opts.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-    if (fd < 0) {
-        fv_seterr(err, errlen, "open %s: %s", path, strerror(errno));
-        return FV_EIO;
-    }
-    int rc = FV_OK;
+    int fd;
+    int rc = fv_os_open(path, w->opts.read_only ? O_RDONLY : O_RDWR, 0, &fd, err, errlen);
+    if (rc) return FV_EIO;
     struct stat st;
     if (fstat(fd, &st) != 0) {
         fv_seterr(err, errlen, "stat %s: %s", path, strerror(errno));
@@ -367,7 +362,7 @@ static int replay_file(struct fv_wal *w, uint64_t no, int last, fv_wal_replay_fn
             /* Crash while creating the file: rewrite its header. */
             unsigned char h[FV_WAL_HEADER_LEN];
             make_header(h);
-            if (ftruncate(fd, 0) != 0 ||
+            if (fv_os_ftruncate(fd, 0, path, err, errlen) != FV_OK ||
                 fv_os_pwrite_all(fd, h, sizeof h, 0, path, err, errlen) != FV_OK ||
                 fv_os_fsync(fd, path, err, errlen) != FV_OK) {
                 close(fd);
@@ -376,8 +371,7 @@ static int replay_file(struct fv_wal *w, uint64_t no, int last, fv_wal_replay_fn
             valid_end = FV_WAL_HEADER_LEN;
             fv_warn("wal: %s: header was torn; rewritten", path);
         } else {
-            if (ftruncate(fd, (off_t)valid_end) != 0) {
-                fv_seterr(err, errlen, "truncate %s: %s", path, strerror(errno));
+            if (fv_os_ftruncate(fd, (off_t)valid_end, path, err, errlen) != FV_OK) {
                 close(fd);
                 return FV_EIO;
             }
@@ -708,11 +702,8 @@ int fv_wal_remove_upto(struct fv_wal *w, uint64_t file_no, char *err, size_t err
         file_path(path, sizeof path, w->dir, files[i]);
         struct stat st;
         uint64_t size = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
-        if (unlink(path) != 0) {
-            fv_seterr(err, errlen, "unlink %s: %s", path, strerror(errno));
-            rc = FV_EIO;
-            break;
-        }
+        rc = fv_os_unlink(path, err, errlen);
+        if (rc) break;
         removed++;
         pthread_mutex_lock(&w->mu);
         w->st.files--;
