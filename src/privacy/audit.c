@@ -252,10 +252,16 @@ int fv_audit_keygen(const char *priv_path, const char *pub_path, char *err, size
     char *p;
     long n = BIO_get_mem_data(priv, &p);
     rc = fv_os_write_file_atomic(priv_path, p, (size_t)n, 0600, err, errlen);
-    if (rc) goto out;
-    n = BIO_get_mem_data(pub, &p);
-    rc = fv_os_write_file_atomic(pub_path, p, (size_t)n, 0644, err, errlen);
-    if (rc) fv_os_unlink(priv_path, NULL, 0); /* no half pair */
+    if (rc == FV_OK) {
+        n = BIO_get_mem_data(pub, &p);
+        rc = fv_os_write_file_atomic(pub_path, p, (size_t)n, 0644, err, errlen);
+    }
+    if (rc) {
+        /* Neither existed before: leave no half pair, nor a file whose directory entry
+         * failed to sync (it would be refused as "already exists" at the next start). */
+        fv_os_unlink(priv_path, NULL, 0);
+        fv_os_unlink(pub_path, NULL, 0);
+    }
 out:
     BIO_free(priv);
     BIO_free(pub);

@@ -540,10 +540,15 @@ int fv_part_writer_commit(struct fv_part_writer *w, uint64_t wal_file_hi, char *
     }
     fv_buf_free(&idx);
     if (rc == FV_OK) rc = fv_os_fsync(w->fd, w->tmp, err, errlen);
+    /* A retention rewrite replaces a part under its own name; any other part is new. */
+    int replaces = rc == FV_OK && access(w->final, F_OK) == 0;
     if (rc == FV_OK) rc = fv_os_rename(w->tmp, w->final, err, errlen);
     if (rc == FV_OK) {
         w->committed = 1;
         rc = fv_os_fsync_dir(w->dir, err, errlen);
+        /* The caller sees the failure and writes these blocks again under another name: a
+         * new part that stayed would hold them twice after a restart. Take it back. */
+        if (rc && !replaces && fv_os_unlink(w->final, NULL, 0) == FV_OK) w->committed = 0;
     }
     if (rc == FV_OK && path_out) snprintf(path_out, pathlen, "%s", w->final);
     return rc;

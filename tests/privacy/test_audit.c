@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 #include <dirent.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 
 #include <openssl/sha.h>
 
+#include "os/fsio.h"
 #include "privacy/audit.h"
 #include "util/err.h"
 
@@ -978,6 +980,29 @@ static void test_checkpoints_by_count_and_time(void **state)
     free_lines(&ls);
 }
 
+/* A key pair whose writing fails at any step (the public key's directory sync included)
+ * leaves neither file: the next start makes a new pair instead of refusing to overwrite. */
+static void test_keygen_failure_leaves_nothing(void **state)
+{
+    (void)state;
+    char err[512], k1[160], k2[160];
+    snprintf(k1, sizeof k1, "%s/fail.pem", base);
+    snprintf(k2, sizeof k2, "%s/fail.pem.pub", base);
+    const enum fv_os_op ops[] = {FV_OS_WRITE, FV_OS_RENAME, FV_OS_DIRSYNC};
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+        for (uint64_t nth = 1; nth <= 2; nth++) { /* the private key's step, the public's */
+            fv_os_fault_clear();
+            assert_int_equal(fv_os_fault_set(ops[i], nth, ENOSPC, 0), FV_OK);
+            assert_int_not_equal(fv_audit_keygen(k1, k2, err, sizeof err), FV_OK);
+            fv_os_fault_clear();
+            assert_int_not_equal(access(k1, F_OK), 0);
+            assert_int_not_equal(access(k2, F_OK), 0);
+        }
+    assert_int_equal(fv_audit_keygen(k1, k2, err, sizeof err), FV_OK);
+    unlink(k1);
+    unlink(k2);
+}
+
 static void test_keys_and_witness_placement(void **state)
 {
     (void)state;
@@ -1129,6 +1154,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_query_stop_and_retention_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoints_by_count_and_time, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keygen_failure_leaves_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keys_and_witness_placement, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parse_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli, setup, teardown),

@@ -20,7 +20,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <errno.h>
 #include "crypto/keys.h"
+#include "os/fsio.h"
 #include "store/block.h"
 #include "store/part.h"
 #include "util/buf.h"
@@ -653,6 +655,40 @@ static void test_unfinished_writer(void **state)
     free(fx);
 }
 
+/* A commit whose directory sync fails leaves no new part behind (the store writes the
+ * blocks again under another name: both would be read after a restart); a retention rewrite
+ * that replaced its part under the same name keeps the new file (the old one is gone). */
+static void test_commit_dirsync_fails(void **state)
+{
+    (void)state;
+    clear_dir();
+    struct fv_part_writer *w;
+    char err[512] = "", path[512];
+    fv_os_fault_clear();
+    assert_int_equal(fv_part_writer_open(dir, 5, 5, 0, &w, err, sizeof err), FV_OK);
+    assert_int_equal(fv_os_fault_set(FV_OS_DIRSYNC, fv_os_fault_calls(FV_OS_DIRSYNC) + 1, EIO, 0),
+                     FV_OK);
+    assert_int_equal(fv_part_writer_commit(w, 1, path, sizeof path, err, sizeof err), FV_EIO);
+    fv_part_writer_free(w);
+    assert_int_equal(count_files(), 0);
+
+    assert_int_equal(fv_part_writer_open(dir, 5, 5, 0, &w, err, sizeof err), FV_OK);
+    assert_int_equal(fv_part_writer_commit(w, 1, path, sizeof path, err, sizeof err), FV_OK);
+    fv_part_writer_free(w);
+    assert_int_equal(fv_part_writer_open(dir, 5, 5, 0, &w, err, sizeof err), FV_OK);
+    assert_int_equal(fv_os_fault_set(FV_OS_DIRSYNC, fv_os_fault_calls(FV_OS_DIRSYNC) + 1, EIO, 0),
+                     FV_OK);
+    assert_int_equal(fv_part_writer_commit(w, 2, path, sizeof path, err, sizeof err), FV_EIO);
+    fv_part_writer_free(w);
+    fv_os_fault_clear();
+    assert_int_equal(count_files(), 1);
+    struct fv_part *p;
+    assert_int_equal(fv_part_open(path, &p, err, sizeof err), FV_OK);
+    assert_int_equal(p->wal_file_hi, 2);
+    p->unlink_on_free = 1;
+    fv_part_unref(p);
+}
+
 static void test_writer_limits(void **state)
 {
     (void)state;
@@ -713,6 +749,7 @@ int main(void)
         cmocka_unit_test(test_tamper_index_footer_header),
         cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_unfinished_writer),
+        cmocka_unit_test(test_commit_dirsync_fails),
         cmocka_unit_test(test_writer_limits),
         cmocka_unit_test(test_part_names),
     };
