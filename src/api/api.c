@@ -20,6 +20,7 @@
 #include "store/store.h"
 #include "util/clock.h"
 #include "util/err.h"
+#include "util/urlquery.h"
 #include "wire/signals.h"
 
 void fv_format_time_ms(uint64_t ms, char *buf, size_t len)
@@ -342,6 +343,12 @@ static void get_metrics(const struct fv_api_view *v, struct fv_http_response *r)
          (unsigned long long)(val))
     GAUGE("fleetvault_connections", "Device connections open now.", m->connections_open);
     COUNTER("fleetvault_connections_total", "Device connections accepted.", m->connections_total);
+    COUNTER("fleetvault_connections_refused_total",
+            "Device connections refused: the device had the most connections open already.",
+            m->connections_refused);
+    COUNTER("fleetvault_ingest_pauses_total",
+            "Times ingest stopped reading from devices: the store's head was over its budget.",
+            m->ingest_pauses);
     COUNTER("fleetvault_tls_rejected_total", "Client certificates that failed verification.",
             m->tls_rejected);
     COUNTER("fleetvault_identity_rejected_total",

@@ -18,6 +18,7 @@
 #include "util/clock.h"
 #include "util/err.h"
 #include "util/log.h"
+#include "util/urlquery.h"
 #include "util/map.h"
 #include "wire/signals.h"
 

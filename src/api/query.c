@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "api/query.h"
+#include "util/urlquery.h"
 #include "crypto/keys.h"
 #include "privacy/guard.h"
 #include "privacy/subjects.h"
@@ -105,43 +106,6 @@ int fv_parse_span_ms(const char *s, int64_t *out)
     if (ms < 1 || ms > 1e15) return FV_EINVAL;
     *out = (int64_t)ms;
     return FV_OK;
-}
-
-static int hexd(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-int fv_query_param(const char *qs, const char *name, char *out, size_t outlen)
-{
-    if (qs == NULL || outlen == 0) return 0;
-    size_t nl = strlen(name);
-    for (const char *p = qs; *p;) {
-        const char *amp = strchr(p, '&');
-        size_t len = amp ? (size_t)(amp - p) : strlen(p);
-        if (len > nl && strncmp(p, name, nl) == 0 && p[nl] == '=') {
-            size_t o = 0;
-            for (size_t i = nl + 1; i < len && o + 1 < outlen; i++) {
-                char c = p[i]; /* '+' stays '+': RFC 3339 offsets use it */
-                if (c == '%' && i + 2 < len && hexd(p[i + 1]) >= 0 && hexd(p[i + 2]) >= 0) {
-                    c = (char)(hexd(p[i + 1]) << 4 | hexd(p[i + 2]));
-                    i += 2;
-                }
-                out[o++] = c;
-            }
-            out[o] = '\0';
-            return 1;
-        }
-        if (len == nl && strncmp(p, name, nl) == 0) {
-            out[0] = '\0';
-            return 1;
-        }
-        p += len + (amp != NULL);
-    }
-    return 0;
 }
 
 static const double p10[] = {1e0, 1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,

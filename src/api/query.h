@@ -24,8 +24,6 @@
 int fv_parse_time_ms(const char *s, int64_t *out);
 /* "500ms", "10s", "5m", "2h", "1d", or plain milliseconds; > 0. */
 int fv_parse_span_ms(const char *s, int64_t *out);
-/* Copies the URL-decoded value of name from a query string ("a=1&b=2"); 1 if present. */
-int fv_query_param(const char *qs, const char *name, char *out, size_t outlen);
 /* Appends the shortest decimal text that reads back as exactly d (JSON: null if not finite). */
 int fv_put_double(struct fv_buf *out, double d);
 

@@ -15,7 +15,7 @@
 #include <jansson.h>
 #include <sqlite3.h>
 
-#include "gateway/server.h"
+#include "config/config.h"
 #include "privacy/policy.h"
 #include "cli/commands.h"
 #include "privacy/report.h"
@@ -80,10 +80,10 @@ static int report(int argc, char **argv)
         return 2;
     }
 
-    struct fv_server_config cfg;
+    struct fv_config cfg;
     char err[1024] = "";
-    fv_server_config_defaults(&cfg);
-    if (config && fv_server_config_load(&cfg, config, err, sizeof err) != FV_OK) {
+    fv_config_defaults(&cfg);
+    if (config && fv_config_load(&cfg, config, err, sizeof err) != FV_OK) {
         fprintf(stderr, "fleetvault privacy report: %s\n", err);
         return 1;
     }

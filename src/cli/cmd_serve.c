@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "config/config.h"
 #include "gateway/server.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -47,13 +48,13 @@ static int parse_level(const char *s, enum fv_log_level *out)
 
 int fv_cmd_serve(int argc, char **argv)
 {
-    struct fv_server_config cfg;
+    struct fv_config cfg;
     char err[1024];
-    fv_server_config_defaults(&cfg);
+    fv_config_defaults(&cfg);
     /* The config file first, so that flags override it whatever their order. */
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
-            if (fv_server_config_load(&cfg, argv[++i], err, sizeof err) != FV_OK) {
+            if (fv_config_load(&cfg, argv[++i], err, sizeof err) != FV_OK) {
                 fprintf(stderr, "fleetvault serve: %s\n", err);
                 return 1;
             }

@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gateway/ratelimit.h"
+#include "util/ratelimit.h"
 #include "util/map.h"
 #include "wire/payload.h"
 

@@ -28,6 +28,8 @@ extern const char *const fv_reject_names[FV_REJ_COUNT];
 
 struct fv_metrics {
     uint64_t connections_total, connections_open;
+    uint64_t connections_refused; /* over FV_SESSIONS_PER_DEVICE (gateway/session.h) */
+    uint64_t ingest_pauses;       /* times ingest stopped reading: the store's head was full */
     uint64_t tls_rejected;      /* client certificate failed verification */
     uint64_t identity_rejected; /* verified, but no valid device identity */
     uint64_t messages_total, bytes_received;

@@ -323,7 +323,23 @@ int fv_os_mkdirs(const char *path, mode_t mode, char *err, size_t errlen)
             *p = '\0';
             int e = fault(FV_OS_MKDIR, buf);
             if (e) return inject(e, "mkdir", buf, err, errlen);
-            if (mkdir(buf, mode) != 0 && errno != EEXIST) return fail("mkdir", buf, err, errlen);
+            if (mkdir(buf, mode) == 0) {
+                /* A directory just made is durable only once its parent is synced. */
+                char *slash = strrchr(buf, '/');
+                int rc = FV_OK;
+                if (slash == buf) {
+                    rc = fv_os_fsync_dir("/", err, errlen);
+                } else if (slash) {
+                    *slash = '\0';
+                    rc = fv_os_fsync_dir(buf, err, errlen);
+                    *slash = '/';
+                } else {
+                    rc = fv_os_fsync_dir(".", err, errlen);
+                }
+                if (rc) return rc;
+            } else if (errno != EEXIST) {
+                return fail("mkdir", buf, err, errlen);
+            }
             *p = c;
             if (c == '\0') break;
         }

@@ -49,7 +49,8 @@ int fv_os_fsync_dir(const char *dir, char *err, size_t errlen);
 /* Writes path atomically with the given mode: path.tmp, fsync, rename, fsync dir. */
 int fv_os_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, char *err,
                             size_t errlen);
-/* mkdir -p with mode for created components. */
+/* mkdir -p with mode for created components; each one created is made durable (its parent
+ * directory fsync'd). */
 int fv_os_mkdirs(const char *path, mode_t mode, char *err, size_t errlen);
 /* Reads a whole file (up to max bytes) into a malloc'd NUL-terminated buffer. */
 int fv_os_read_file(const char *path, size_t max, char **out, size_t *len, char *err,

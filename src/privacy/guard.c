@@ -1,11 +1,13 @@
 /* guard.c - see guard.h. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 
-#include "api/query.h"
+#include "config/config.h"
 #include "crypto/keys.h"
 #include "privacy/guard.h"
 #include "privacy/principals.h"
@@ -14,6 +16,7 @@
 #include "util/clock.h"
 #include "util/err.h"
 #include "util/log.h"
+#include "util/urlquery.h"
 
 static void audit(struct fv_guard *g, const struct fv_guard_ctx *ctx, const char *kind,
                   const char *result, const char *reason, const char *const *subjects, size_t n,
@@ -314,4 +317,59 @@ int fv_guard_trimmed(const struct fv_guard_ctx *ctx, int64_t t)
             hi = mid;
     }
     return lo < ctx->ntrim && ctx->trim[lo].from <= t;
+}
+/* Access control: the policy, principals (in the catalog), the audit log and its signing
+ * key (beside the master key file unless configured: never inside DATA by default when a
+ * key file is used), quotas, and the per-purpose pseudonym secret. */
+int fv_guard_open(struct fv_guard *g, const struct fv_config *cfg, struct fv_keystore *keys,
+                  const char *admin_token, char *err, size_t errlen)
+{
+    memset(g, 0, sizeof *g);
+    int rc = fv_policy_load(cfg->policy_file[0] ? cfg->policy_file : NULL, &g->policy, err, errlen);
+    if (rc) return rc;
+    g->db = fv_keystore_db(keys);
+    g->keys = keys;
+    rc = fv_principals_init(g->db, err, errlen);
+    if (rc == FV_OK) rc = fv_quota_new(&g->quota);
+    if (rc == FV_OK)
+        rc = fv_keystore_derive(keys, "fleetvault purpose pseudonyms v1", g->pseudo_secret);
+    if (rc) return rc;
+    g->admin_token = admin_token;
+    g->trim_m = cfg->loc_trim_m;
+    g->grid_m = cfg->loc_grid_m;
+    g->trip_gap_ms = (int64_t)cfg->loc_trip_gap_ms;
+    char key[PATH_MAX], pub[PATH_MAX + 8], dir[PATH_MAX];
+    if (cfg->audit_key[0]) {
+        snprintf(key, sizeof key, "%s", cfg->audit_key);
+    } else if (cfg->key_file[0]) {
+        snprintf(key, sizeof key, "%s.audit.pem", cfg->key_file);
+    } else {
+        snprintf(key, sizeof key, "%s/audit-signing.pem", cfg->data_dir);
+        fv_warn("audit: the signing key is kept in the data directory (%s): give the master key "
+                "as a file, or set audit_key, to keep it apart",
+                key);
+    }
+    snprintf(pub, sizeof pub, "%s.pub", key);
+    if (access(key, F_OK) != 0) {
+        rc = fv_audit_keygen(key, pub, err, errlen);
+        if (rc) return rc;
+        fv_info("audit: made the signing key %s; give %s to the witness", key, pub);
+    }
+    snprintf(dir, sizeof dir, "%s/audit", cfg->data_dir);
+    snprintf(g->audit_dir, sizeof g->audit_dir, "%s", dir);
+    struct fv_audit_opts ao = {.key_path = key,
+                               .retention_ms = cfg->audit_retention_ms,
+                               .witness_path = cfg->audit_witness[0] ? cfg->audit_witness : NULL};
+    return fv_audit_open(dir, &ao, &g->audit, err, errlen);
+}
+
+void fv_guard_close(struct fv_guard *g)
+{
+    if (g->audit && fv_audit_close(g->audit) != FV_OK)
+        fv_warn("audit: closing: the final checkpoint failed");
+    g->audit = NULL;
+    if (g->quota) fv_quota_free(g->quota);
+    if (g->policy) fv_policy_free(g->policy);
+    OPENSSL_cleanse(g->pseudo_secret, sizeof g->pseudo_secret);
+    memset(g, 0, sizeof *g);
 }

@@ -57,10 +57,24 @@ struct fv_guard {
     uint64_t alerts;      /* unusual volume: a principal past 80% of a daily quota */
     int registry_changed; /* set when the API changed subjects/consent (caches refresh) */
     /* location privacy (G7, G8): config "location_privacy" */
-    double trim_m;       /* trip start/end trimming, metres (0: none; default 500) */
-    int64_t trip_gap_ms; /* points further apart start a new trip (default 5 min) */
-    double grid_m;       /* coarsening grid, metres (0: none; default 1000) */
+    double trim_m;        /* trip start/end trimming, metres (0: none; default 500) */
+    int64_t trip_gap_ms;  /* points further apart start a new trip (default 5 min) */
+    double grid_m;        /* coarsening grid, metres (0: none; default 1000) */
+    char audit_dir[4096]; /* DATA/audit */
 };
+
+struct fv_config;
+
+/* Opens access control for a server: the policy (cfg->policy_file, or the built-in one),
+ * principals (in the catalog), quotas, the per-purpose pseudonym secret, and the audit log
+ * (DATA/audit) with its signing key (cfg->audit_key, else beside the master key file, made
+ * if missing; inside DATA only when the master key comes from the environment, with a
+ * warning). admin_token must outlive g. On failure err is set; call fv_guard_close anyway
+ * to release what was opened. */
+int fv_guard_open(struct fv_guard *g, const struct fv_config *cfg, struct fv_keystore *keys,
+                  const char *admin_token, char *err, size_t errlen);
+/* Closes the audit log (a final checkpoint) and frees everything; g is zeroed. */
+void fv_guard_close(struct fv_guard *g);
 
 /* Who is asking and for what: filled by fv_guard_auth and fv_guard_read. */
 struct fv_guard_ctx {

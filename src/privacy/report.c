@@ -178,7 +178,7 @@ static json_t *class_names(struct rb *b, const struct fv_policy *pol, uint32_t m
 struct ctx {
     struct rb b;
     const struct fv_report_input *in;
-    const struct fv_server_config *cfg;
+    const struct fv_config *cfg;
     const struct fv_policy *pol;
     json_t *pj;       /* the policy as JSON */
     json_t *warnings; /* array */
@@ -222,7 +222,7 @@ static json_t *obligations_json(struct ctx *c, const char *role)
 
 /* Reads the policy file (or the built-in text) once, checks it as the server would, and
  * keeps its JSON. */
-static int load_policy(const struct fv_server_config *cfg, struct fv_policy **pol, json_t **pj,
+static int load_policy(const struct fv_config *cfg, struct fv_policy **pol, json_t **pj,
                        char *err, size_t errlen)
 {
     *pol = NULL;
@@ -617,7 +617,7 @@ static int loopback(const char *host)
 }
 
 /* The audit signing key's path as the server chooses it (server.c guard_open). */
-static void audit_key_path(const struct fv_server_config *cfg, char *out, size_t n)
+static void audit_key_path(const struct fv_config *cfg, char *out, size_t n)
 {
     if (cfg->audit_key[0])
         snprintf(out, n, "%s", cfg->audit_key);
@@ -636,7 +636,7 @@ static json_t *measure(const char *m, json_t *detail)
 static json_t *security_section(struct ctx *c)
 {
     struct rb *b = &c->b;
-    const struct fv_server_config *cfg = c->cfg;
+    const struct fv_config *cfg = c->cfg;
     const char *kf = cfg->key_file[0] ? cfg->key_file : "the FV_MASTER_KEY environment variable";
     char wal_keep[48];
     fmt_duration(cfg->store.wal_keep_ms, wal_keep, sizeof wal_keep);
@@ -776,7 +776,7 @@ static json_t *retention_section(struct ctx *c)
 static json_t *audit_section(struct ctx *c)
 {
     struct rb *b = &c->b;
-    const struct fv_server_config *cfg = c->cfg;
+    const struct fv_config *cfg = c->cfg;
     char key[2048], pub[2100];
     audit_key_path(cfg, key, sizeof key);
     snprintf(pub, sizeof pub, "%s.pub", key);
@@ -804,7 +804,7 @@ static json_t *audit_section(struct ctx *c)
 static void config_warnings(struct ctx *c)
 {
     struct rb *b = &c->b;
-    const struct fv_server_config *cfg = c->cfg;
+    const struct fv_config *cfg = c->cfg;
     if (!loopback(cfg->api_host))
         warn(b, c->warnings,
              "the HTTP API listens on %s:%d without TLS: keep it on 127.0.0.1 or put a TLS "
@@ -878,7 +878,7 @@ int fv_report_build(const struct fv_report_input *in, json_t **out, char *err, s
     rc = read_catalog(&c, counts);
     if (rc) goto done;
 
-    const struct fv_server_config *cfg = in->config;
+    const struct fv_config *cfg = in->config;
     char catalog[1100];
     snprintf(catalog, sizeof catalog, "%s/catalog.db", cfg->data_dir);
     set(b, r, "record",

@@ -6,7 +6,7 @@
  * data subjects, recipients (every principal, and per role its obligations and quotas),
  * security measures (those the code applies), transfers, and where the audit log is.
  *
- * Sources: the server configuration (gateway/server.h: store classes and retention, paths,
+ * Sources: the server configuration (config/config.h: store classes and retention, paths,
  * listeners), the access policy it names (policy.h; the built-in one when it names none),
  * and the catalog's principals (principals.h) and subject counts, read only: no master key
  * is needed, and nothing personal is read (principal names are staff and services).
@@ -54,13 +54,13 @@
 
 #include <jansson.h>
 
-#include "gateway/server.h"
+#include "config/config.h"
 #include "util/buf.h"
 
 struct sqlite3;
 
 struct fv_report_input {
-    const struct fv_server_config *config; /* required: the live configuration */
+    const struct fv_config *config; /* required: the live configuration */
     const char *config_file;               /* the file it was loaded from, or NULL */
     struct sqlite3 *catalog;               /* DATA/catalog.db, or NULL (none yet) */
     const char *const *contract;           /* purposes necessary for the contract,

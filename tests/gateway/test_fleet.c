@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "gateway/fleet.h"
-#include "gateway/ratelimit.h"
+#include "util/ratelimit.h"
 #include "util/err.h"
 
 static void test_txid_window(void **state)

@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "crypto/keys.h"
-#include "gateway/server.h"
+#include "config/config.h"
 #include "privacy/policy.h"
 #include "privacy/principals.h"
 #include "privacy/report.h"
@@ -79,7 +79,7 @@ static struct fv_keystore *make_catalog(void)
     return ks;
 }
 
-static json_t *build(const struct fv_server_config *cfg, struct fv_keystore *ks,
+static json_t *build(const struct fv_config *cfg, struct fv_keystore *ks,
                      const char *const *contract)
 {
     struct fv_report_input in = {.config = cfg,
@@ -150,9 +150,9 @@ static char *markdown(const json_t *r)
     return (char *)b.data;
 }
 
-static void config_in_dir(struct fv_server_config *cfg)
+static void config_in_dir(struct fv_config *cfg)
 {
-    fv_server_config_defaults(cfg);
+    fv_config_defaults(cfg);
     snprintf(cfg->data_dir, sizeof cfg->data_dir, "%s", dir);
     snprintf(cfg->key_file, sizeof cfg->key_file, "/etc/fleetvault/master.key");
 }
@@ -161,7 +161,7 @@ static void test_default_config(void **state)
 {
     (void)state;
     struct fv_keystore *ks = make_catalog();
-    struct fv_server_config cfg;
+    struct fv_config cfg;
     config_in_dir(&cfg);
     json_t *r = build(&cfg, ks, NULL);
     struct fv_policy *pol = NULL;
@@ -377,7 +377,7 @@ static void test_custom_policy_and_store(void **state)
 {
     (void)state;
     struct fv_keystore *ks = make_catalog();
-    struct fv_server_config cfg;
+    struct fv_config cfg;
     config_in_dir(&cfg);
     write_file("policy.json", CUSTOM_POLICY, cfg.policy_file, sizeof cfg.policy_file);
     /* Location kept forever; a new class "diagnostics" with two signals. */
@@ -487,8 +487,8 @@ static void test_custom_policy_and_store(void **state)
 static void test_no_catalog_and_bad_policy(void **state)
 {
     (void)state;
-    struct fv_server_config cfg;
-    fv_server_config_defaults(&cfg);
+    struct fv_config cfg;
+    fv_config_defaults(&cfg);
     snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s/none", dir);
     json_t *r = build(&cfg, NULL, NULL);
     assert_int_equal(

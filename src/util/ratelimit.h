@@ -8,8 +8,8 @@
  * later (reliable ack), so a limit slows a device down without losing acknowledged data.
  * Pure functions over caller-owned structs; not thread-safe by themselves.
  */
-#ifndef FV_GATEWAY_RATELIMIT_H
-#define FV_GATEWAY_RATELIMIT_H
+#ifndef FV_UTIL_RATELIMIT_H
+#define FV_UTIL_RATELIMIT_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "gateway/ratelimit.h"
+#include "util/ratelimit.h"
 #include "util/err.h"
 
 void fv_rate_defaults(struct fv_rate_config *c)

@@ -1,0 +1,162 @@
+/* http.c - the API's HTTP transport (http.h). */
+#include <stdio.h>
+#include <string.h>
+
+#include "api/http.h"
+#include "util/err.h"
+#include "util/log.h"
+
+struct api_session {
+    struct fv_http_response resp;
+    size_t sent;
+    int chunked, done; /* a streamed response; its producer has finished */
+};
+
+static const char *http_method(struct lws *wsi)
+{
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI)) return "GET";
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI)) return "POST";
+    return "OTHER";
+}
+
+static void api_session_end(struct api_session *a)
+{
+    if (a->resp.free_ctx) a->resp.free_ctx(a->resp.ctx);
+    a->resp.free_ctx = NULL;
+    a->resp.ctx = NULL;
+    a->resp.more = NULL;
+    fv_buf_free(&a->resp.body);
+}
+
+/* Streamed responses use chunked transfer encoding: each piece the producer makes is sent as
+ * one or more chunks of at most 16 KB, and the producer runs again only once the previous
+ * piece has been written, so a large result never sits in memory whole. */
+static int api_write_piece(struct lws *wsi, struct api_session *a)
+{
+    unsigned char buf[LWS_PRE + 16 + 16384 + 16];
+    size_t left = a->resp.body.len - a->sent;
+    size_t n = left < 16384 ? left : 16384;
+    int last_piece = n == left && (!a->chunked || a->done);
+    unsigned char *p = buf + LWS_PRE;
+    size_t len = 0;
+    if (a->chunked && n) len += (size_t)snprintf((char *)p, 16, "%zx\r\n", n);
+    memcpy(p + len, a->resp.body.data + a->sent, n);
+    len += n;
+    if (a->chunked && n) {
+        memcpy(p + len, "\r\n", 2);
+        len += 2;
+    }
+    if (a->chunked && last_piece) {
+        memcpy(p + len, "0\r\n\r\n", 5);
+        len += 5;
+    }
+    if (lws_write(wsi, p, len, last_piece ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) != (int)len)
+        return -1;
+    a->sent += n;
+    if (!last_piece) {
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    api_session_end(a);
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                  size_t len)
+{
+    struct api_session *a = user;
+    struct lws_vhost *vh = wsi ? lws_get_vhost(wsi) : NULL;
+    struct fv_http_ctx *hc = vh ? lws_vhost_user(vh) : NULL;
+    (void)len;
+    switch (reason) {
+    case LWS_CALLBACK_HTTP: {
+        char auth[256], args[4096] = "";
+        int has_auth = lws_hdr_copy(wsi, auth, sizeof auth, WSI_TOKEN_HTTP_AUTHORIZATION) > 0;
+        /* lws keeps the query string as fragments (one per '&'), already URL-decoded. */
+        size_t al = 0;
+        for (int i = 0; al + 1 < sizeof args; i++) {
+            int n = lws_hdr_copy_fragment(wsi, args + al + (al ? 1 : 0),
+                                          (int)(sizeof args - al - 1), WSI_TOKEN_HTTP_URI_ARGS, i);
+            if (n < 0) break;
+            if (al) args[al] = '&';
+            al += (size_t)n + (al ? 1 : 0);
+        }
+        int has_args = al > 0;
+        if (hc == NULL) return -1;
+        struct fv_api_view v = hc->view;
+        v.query = has_args ? args : NULL;
+        memset(a, 0, sizeof *a);
+        hc->metrics->http_requests++;
+        fv_api_handle(&v, http_method(wsi), (const char *)in, has_auth ? auth : NULL, &a->resp);
+        if (a->resp.status == 401) hc->metrics->http_unauthorized++;
+        if (a->resp.more) {
+            /* The first piece: a small result is complete at once and goes out whole. */
+            int rc = a->resp.more(a->resp.ctx, &a->resp.body);
+            if (rc < 0) {
+                fv_buf_reset(&a->resp.body);
+                api_session_end(a);
+                a->resp.status = 500;
+                a->resp.content_type = "application/json";
+                const char *m = rc == FV_ECORRUPT
+                                    ? "{\"error\":\"stored data failed verification (corrupt "
+                                      "or altered); the server log names the file and "
+                                      "offset\"}\n"
+                                    : "{\"error\":\"query failed; see the server log\"}\n";
+                fv_buf_append(&a->resp.body, m, strlen(m));
+            } else if (rc <= 0) {
+                a->resp.free_ctx(a->resp.ctx);
+                a->resp.more = NULL;
+                a->resp.free_ctx = NULL;
+                a->resp.ctx = NULL;
+            } else {
+                a->chunked = 1;
+            }
+        }
+        unsigned char buf[LWS_PRE + 512], *start = buf + LWS_PRE, *p = start,
+                                          *end = buf + sizeof buf - 1;
+        if (lws_add_http_common_headers(
+                wsi, (unsigned)a->resp.status, a->resp.content_type,
+                a->chunked ? LWS_ILLEGAL_HTTP_CONTENT_LEN : a->resp.body.len, &p, end))
+            return 1;
+        if (a->chunked &&
+            lws_add_http_header_by_name(wsi, (const unsigned char *)"Transfer-Encoding:",
+                                        (const unsigned char *)"chunked", 7, &p, end))
+            return 1;
+        if (a->resp.www_authenticate &&
+            lws_add_http_header_by_name(wsi, (const unsigned char *)"WWW-Authenticate:",
+                                        (const unsigned char *)"Bearer", 6, &p, end))
+            return 1;
+        if (lws_finalize_write_http_header(wsi, start, &p, end)) return 1;
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    case LWS_CALLBACK_HTTP_WRITEABLE: {
+        if (a == NULL) return -1;
+        if (a->chunked && !a->done && a->sent == a->resp.body.len) {
+            fv_buf_reset(&a->resp.body);
+            a->sent = 0;
+            int rc = a->resp.more(a->resp.ctx, &a->resp.body);
+            if (rc < 0) {
+                fv_warn("api: a streamed response failed (%s); closing it", fv_strerror(rc));
+                api_session_end(a);
+                return -1;
+            }
+            if (rc == 0) a->done = 1;
+        }
+        return api_write_piece(wsi, a);
+    }
+    case LWS_CALLBACK_CLOSED_HTTP:
+        if (a) api_session_end(a);
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+static const struct lws_protocols api_protocols[] = {
+    {"http", api_cb, sizeof(struct api_session), 0, 0, NULL, 0}, {NULL, NULL, 0, 0, 0, NULL, 0}};
+
+const struct lws_protocols *fv_http_protocols(void)
+{
+    return api_protocols;
+}

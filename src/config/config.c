@@ -1,0 +1,248 @@
+/* config.c - configuration defaults and the JSON config file (config.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "config/config.h"
+#include "util/err.h"
+#include "wire/signals.h"
+
+void fv_config_defaults(struct fv_config *c)
+{
+    memset(c, 0, sizeof *c);
+    snprintf(c->data_dir, sizeof c->data_dir, "./data");
+    snprintf(c->certs_dir, sizeof c->certs_dir, "./certs");
+    snprintf(c->listen_host, sizeof c->listen_host, "127.0.0.1");
+    c->listen_port = 4443;
+    snprintf(c->api_host, sizeof c->api_host, "127.0.0.1");
+    c->api_port = 8080;
+    c->max_message = 1000000;
+    c->wal_segment_bytes = 64ull << 20;
+    fv_rate_defaults(&c->rates);
+    c->rate_limit_enabled = 1;
+    fv_store_config_defaults(&c->store, c->data_dir);
+    c->loc_trim_m = 500;
+    c->loc_grid_m = 1000;
+    c->loc_trip_gap_ms = 300000;
+}
+
+/* "30d", "12h", "90m", "45s", a number of seconds, or 0 / "forever" (keep forever). */
+static int parse_duration_ms(json_t *v, uint64_t *out)
+{
+    if (json_is_integer(v) && json_integer_value(v) >= 0) {
+        *out = (uint64_t)json_integer_value(v) * 1000u;
+        return FV_OK;
+    }
+    if (!json_is_string(v)) return FV_EINVAL;
+    const char *t = json_string_value(v);
+    if (strcmp(t, "forever") == 0) {
+        *out = 0;
+        return FV_OK;
+    }
+    char *end;
+    double n = strtod(t, &end);
+    uint64_t unit = 1000;
+    if (strcmp(end, "d") == 0)
+        unit = 86400000u;
+    else if (strcmp(end, "h") == 0)
+        unit = 3600000u;
+    else if (strcmp(end, "m") == 0)
+        unit = 60000u;
+    else if (strcmp(end, "s") == 0 || *end == '\0')
+        unit = 1000u;
+    else
+        return FV_EINVAL;
+    if (end == t || !(n >= 0) || n > 1e6 * 365) return FV_EINVAL;
+    *out = (uint64_t)(n * (double)unit);
+    return FV_OK;
+}
+
+/* The "store" object: flush_interval, flush_datums, wal_keep, compact_fanin,
+ * retention {class: duration},
+ * classes {class: [signal names or numbers]} (a new class gets retention "forever" unless
+ * set). */
+static int load_store_config(struct fv_store_config *c, json_t *o, const char *path, char *err,
+                             size_t errlen)
+{
+    const char *key;
+    json_t *val;
+    json_object_foreach(o, key, val)
+    {
+        uint64_t ms;
+        if (strcmp(key, "flush_interval") == 0 && parse_duration_ms(val, &ms) == FV_OK && ms) {
+            c->flush_interval_ms = ms;
+        } else if (strcmp(key, "wal_keep") == 0 && parse_duration_ms(val, &ms) == FV_OK) {
+            c->wal_keep_ms = ms;
+        } else if (strcmp(key, "compact_fanin") == 0 && json_is_integer(val) &&
+                   json_integer_value(val) >= 2 && json_integer_value(val) <= 64) {
+            c->compact_fanin = (uint32_t)json_integer_value(val);
+        } else if (strcmp(key, "flush_datums") == 0 && json_is_integer(val) &&
+                   json_integer_value(val) >= 1000) {
+            c->flush_datums = (uint64_t)json_integer_value(val);
+        } else if (strcmp(key, "classes") == 0 && json_is_object(val)) {
+            const char *cname;
+            json_t *list;
+            json_object_foreach(val, cname, list)
+            {
+                int id = fv_store_class_id(c, cname);
+                if (id < 0) {
+                    if (c->nclasses == FV_STORE_MAX_CLASSES || strlen(cname) == 0 ||
+                        strlen(cname) > FV_CLASS_NAME_MAX) {
+                        fv_seterr(err, errlen, "%s: store.classes.%s: too many or bad name", path,
+                                  cname);
+                        return FV_EINVAL;
+                    }
+                    id = (int)c->nclasses++;
+                    snprintf(c->class_name[id], sizeof c->class_name[id], "%s", cname);
+                    c->retention_ms[id] = 0;
+                }
+                if (!json_is_array(list) || id == c->events_class) {
+                    fv_seterr(err, errlen, "%s: store.classes.%s: expected a list of signals", path,
+                              cname);
+                    return FV_EINVAL;
+                }
+                size_t i;
+                json_t *sig;
+                json_array_foreach(list, i, sig)
+                {
+                    long f = json_is_string(sig) ? fv_signal_lookup(json_string_value(sig)) : -1;
+                    if (f < 0 || f >= FV_STORE_FIELD_TABLE) {
+                        fv_seterr(err, errlen, "%s: store.classes.%s[%zu]: unknown signal", path,
+                                  cname, i);
+                        return FV_EINVAL;
+                    }
+                    c->class_of[f] = (uint8_t)id;
+                }
+            }
+        } else if (strcmp(key, "retention") == 0 && json_is_object(val)) {
+            const char *cname;
+            json_t *d;
+            json_object_foreach(val, cname, d)
+            {
+                int id = fv_store_class_id(c, cname);
+                if (id < 0 || parse_duration_ms(d, &ms) != FV_OK) {
+                    fv_seterr(err, errlen,
+                              "%s: store.retention.%s: unknown class or bad duration (e.g. "
+                              "\"30d\", \"12h\", \"forever\")",
+                              path, cname);
+                    return FV_EINVAL;
+                }
+                c->retention_ms[id] = ms;
+            }
+        } else {
+            fv_seterr(err, errlen, "%s: store: unknown key or wrong value: \"%s\"", path, key);
+            return FV_EINVAL;
+        }
+    }
+    return FV_OK;
+}
+
+int fv_parse_hostport(const char *s, char *host, size_t hostlen, int *port)
+{
+    const char *colon = strrchr(s, ':');
+    if (colon == NULL || colon == s || (size_t)(colon - s) >= hostlen) return FV_EINVAL;
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (*end != '\0' || p < 0 || p > 65535 || colon[1] == '\0') return FV_EINVAL;
+    memcpy(host, s, (size_t)(colon - s));
+    host[colon - s] = '\0';
+    *port = (int)p;
+    return FV_OK;
+}
+
+int fv_config_load(struct fv_config *c, const char *path, char *err, size_t errlen)
+{
+    json_error_t je;
+    json_t *root = json_load_file(path, 0, &je);
+    if (root == NULL) {
+        fv_seterr(err, errlen, "%s:%d:%d: %s", path, je.line, je.column, je.text);
+        return FV_EINVAL;
+    }
+    int rc = FV_EINVAL;
+    const char *key;
+    json_t *val;
+    if (!json_is_object(root)) {
+        fv_seterr(err, errlen, "%s: the configuration must be a JSON object", path);
+        goto done;
+    }
+    json_object_foreach(root, key, val)
+    {
+        if (strcmp(key, "data") == 0 && json_is_string(val)) {
+            snprintf(c->data_dir, sizeof c->data_dir, "%s", json_string_value(val));
+        } else if (strcmp(key, "key_file") == 0 && json_is_string(val)) {
+            snprintf(c->key_file, sizeof c->key_file, "%s", json_string_value(val));
+        } else if (strcmp(key, "certs") == 0 && json_is_string(val)) {
+            snprintf(c->certs_dir, sizeof c->certs_dir, "%s", json_string_value(val));
+        } else if ((strcmp(key, "listen") == 0 || strcmp(key, "api") == 0) && json_is_string(val)) {
+            int l = key[0] == 'l';
+            if (fv_parse_hostport(json_string_value(val), l ? c->listen_host : c->api_host,
+                                  sizeof c->listen_host, l ? &c->listen_port : &c->api_port)) {
+                fv_seterr(err, errlen, "%s: \"%s\": expected \"HOST:PORT\"", path, key);
+                goto done;
+            }
+        } else if (strcmp(key, "max_message") == 0 && json_is_integer(val) &&
+                   json_integer_value(val) > 0 && json_integer_value(val) <= 16 * 1000000) {
+            c->max_message = (size_t)json_integer_value(val);
+        } else if (strcmp(key, "wal_segment_mb") == 0 && json_is_integer(val) &&
+                   json_integer_value(val) >= 1 && json_integer_value(val) <= 4096) {
+            c->wal_segment_bytes = (uint64_t)json_integer_value(val) << 20;
+        } else if ((strcmp(key, "policy") == 0 || strcmp(key, "audit_key") == 0 ||
+                    strcmp(key, "audit_witness") == 0) &&
+                   json_is_string(val)) {
+            char *dst = key[0] == 'p'   ? c->policy_file
+                        : key[6] == 'k' ? c->audit_key
+                                        : c->audit_witness;
+            snprintf(dst, sizeof c->policy_file, "%s", json_string_value(val));
+        } else if (strcmp(key, "audit_retention") == 0 &&
+                   parse_duration_ms(val, &c->audit_retention_ms) == FV_OK) {
+            /* the audit log's own retention (GDPR: as long as needed for accountability) */
+        } else if (strcmp(key, "location_privacy") == 0 && json_is_object(val)) {
+            json_t *tm = json_object_get(val, "trim_m"), *gm = json_object_get(val, "grid_m");
+            json_t *gap = json_object_get(val, "trip_gap");
+            if ((tm && (!json_is_number(tm) || json_number_value(tm) < 0 ||
+                        json_number_value(tm) > 100000)) ||
+                (gm && (!json_is_number(gm) || json_number_value(gm) < 0 ||
+                        json_number_value(gm) > 1000000)) ||
+                (gap && (parse_duration_ms(gap, &c->loc_trip_gap_ms) != FV_OK ||
+                         c->loc_trip_gap_ms == 0))) {
+                fv_seterr(err, errlen,
+                          "%s: location_privacy: expected {\"trim_m\": 0..100000, "
+                          "\"trip_gap\": \"5m\", \"grid_m\": 0..1000000}",
+                          path);
+                goto done;
+            }
+            if (tm) c->loc_trim_m = json_number_value(tm);
+            if (gm) c->loc_grid_m = json_number_value(gm);
+        } else if (strcmp(key, "store") == 0 && json_is_object(val)) {
+            if (load_store_config(&c->store, val, path, err, errlen) != FV_OK) goto done;
+        } else if (strcmp(key, "rate_limits") == 0 && json_is_false(val)) {
+            c->rate_limit_enabled = 0;
+        } else if (strcmp(key, "rate_limits") == 0 && json_is_object(val)) {
+            const char *topic;
+            json_t *rule;
+            json_object_foreach(val, topic, rule)
+            {
+                json_t *ps = json_object_get(rule, "per_second");
+                json_t *b = json_object_get(rule, "burst");
+                if (!json_is_number(ps) || (b && !json_is_number(b)) ||
+                    fv_rate_set(&c->rates, topic, json_number_value(ps),
+                                b ? json_number_value(b) : json_number_value(ps)) != FV_OK) {
+                    fv_seterr(err, errlen,
+                              "%s: rate_limits.%s: expected {\"per_second\": N > 0, "
+                              "\"burst\": N >= 1}",
+                              path, topic);
+                    goto done;
+                }
+            }
+        } else {
+            fv_seterr(err, errlen, "%s: unknown key or wrong type: \"%s\"", path, key);
+            goto done;
+        }
+    }
+    rc = FV_OK;
+done:
+    json_decref(root);
+    return rc;
+}

@@ -1,0 +1,54 @@
+/*
+ * config.h - the server's configuration: defaults, the JSON config file, and "HOST:PORT".
+ *
+ * One struct read by `fleetvault serve` (which runs the server with it), by the records of
+ * processing (privacy/report.h: what the configuration says the system does) and by the CLI.
+ * It fills in the settings of lower layers (the store's classes and retention, rate limits),
+ * so it sits above store/, wire/ and util/ and below privacy/ and gateway/.
+ *
+ * Thread-safety: no shared state; a loaded config is read-only while a server runs.
+ */
+#ifndef FV_CONFIG_CONFIG_H
+#define FV_CONFIG_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/store.h"
+#include "util/ratelimit.h"
+
+struct fv_config {
+    char data_dir[1024];
+    char certs_dir[1024];
+    char key_file[1024]; /* master key file; empty: the FV_MASTER_KEY environment variable */
+    char listen_host[256];
+    int listen_port;
+    char api_host[256];
+    int api_port;
+    size_t max_message; /* bytes; default 1,000,000 (the protocol's limit) */
+    uint64_t wal_segment_bytes;
+    struct fv_rate_config rates;
+    int rate_limit_enabled;
+    struct fv_store_config store;  /* its dir is set to DATA/store at start */
+    char policy_file[1024];        /* access policy (privacy/policy.h); empty: built-in */
+    char audit_key[1024];          /* audit signing key; empty: beside the master key file */
+    char audit_witness[1024];      /* optional file outside DATA receiving every checkpoint */
+    uint64_t audit_retention_ms;   /* delete audit files older than this (0: keep all) */
+    double loc_trim_m, loc_grid_m; /* location privacy: trip trimming, coarsening (metres) */
+    uint64_t loc_trip_gap_ms;
+};
+
+/* Defaults: data ./data, certs ./certs, devices on 127.0.0.1:4443, API on 127.0.0.1:8080. */
+void fv_config_defaults(struct fv_config *c);
+
+/* Loads a JSON config file over c (keys: data, certs, key_file, listen, api, max_message,
+ * wal_segment_mb, rate_limits: {TOPIC: {per_second, burst}} or false, store: {flush_interval,
+ * flush_datums, wal_keep, retention: {CLASS: "30d"}, classes: {CLASS: [SIGNAL, ...]}},
+ * policy, audit_key, audit_witness: paths; audit_retention: a duration; location_privacy:
+ * {trim_m, trip_gap, grid_m}). */
+int fv_config_load(struct fv_config *c, const char *path, char *err, size_t errlen);
+
+/* Parses "HOST:PORT" into host/port. */
+int fv_parse_hostport(const char *s, char *host, size_t hostlen, int *port);
+
+#endif

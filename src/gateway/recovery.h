@@ -1,0 +1,41 @@
+/*
+ * recovery.h - start-up: the storage side takes back what the record log holds beyond the
+ * store's parts, and the gateway's fleet state (latest values, counters, de-duplication
+ * windows) is rebuilt from the parts and the log.
+ *
+ * Order (server.c): the store opens; fv_recovery_rebuild reads every subject the parts hold
+ * (counters from the indexes, latest values from the newest day of frames); then the WAL
+ * opens with fv_recovery_replay as its replay function: records in files the parts already
+ * cover only refill the de-duplication windows, the others go into the store's head and the
+ * fleet state. Records of erased subjects (key destroyed) are skipped and counted.
+ *
+ * Threads: the starting thread, before the loop runs.
+ */
+#ifndef FV_GATEWAY_RECOVERY_H
+#define FV_GATEWAY_RECOVERY_H
+
+#include <stdint.h>
+
+#include "gateway/fleet.h"
+#include "gateway/metrics.h"
+#include "store/store.h"
+#include "wal/wal.h"
+
+struct fv_keystore;
+
+struct fv_recovery {
+    struct fv_keystore *keys;
+    struct fv_store *store;
+    struct fv_fleet *fleet;
+    struct fv_metrics *metrics; /* replayed_records, shredded_records */
+    uint64_t store_wal_hi;      /* WAL files <= this are already in the parts */
+};
+
+/* The fleet state of every subject held in the store's parts. FV_OK or an error (a lost
+ * catalog: FV_ENOENT); a damaged block is logged and skipped. */
+int fv_recovery_rebuild(struct fv_recovery *r);
+
+/* The WAL's replay function (wal.h fv_wal_replay_fn); arg is a struct fv_recovery. */
+int fv_recovery_replay(void *arg, const struct fv_wal_record *r, const char *file, uint64_t off);
+
+#endif

@@ -1,0 +1,756 @@
+/*
+ * session.c - device sessions and the record pipeline (session.h: invariants S1-S6).
+ *
+ * Threads: the ingest loop only. The record log's notify wakes the loop from the writer
+ * thread (lws_cancel_service); the loop then runs fv_ingest_flush_durable.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "crypto/certs.h"
+#include "crypto/keys.h"
+#include "gateway/session.h"
+#include "privacy/policy.h"
+#include "privacy/subjects.h"
+#include "util/clock.h"
+#include "util/err.h"
+#include "util/log.h"
+#include "wal/sealed.h"
+#include "wal/wal_format.h"
+#include "wire/envelope.h"
+#include "wire/payload.h"
+
+#define ERR_TEXT_FORMAT "incorrect message format"
+#define ERR_TEXT_RATE   "rate limit exceeded"
+#define ERR_TEXT_STORE  "storage unavailable"
+
+struct frame {
+    struct frame *next;
+    size_t len;
+    unsigned char data[]; /* LWS_PRE bytes of headroom, then len bytes */
+};
+
+struct session {
+    struct fv_ingest *ing;
+    struct lws *wsi;
+    uint64_t id;
+    struct fv_identity ident;
+    struct fv_device *dev;
+    char conn_id[40];
+    char netif[16];
+    struct fv_buf rx;
+    int in_msg, discarding, text;
+    struct frame *out_head, *out_tail;
+    size_t out_bytes;
+    int established, closing, paused;
+    int http_status; /* GET /status on the device port */
+};
+
+struct pending {
+    struct pending *next;
+    uint64_t seq;
+    uint64_t session_id;
+    uint16_t txid_len;
+    uint8_t topic_len;
+    unsigned char data[]; /* txid then topic */
+};
+
+struct fv_ingest {
+    struct fv_ingest_deps d;
+    struct fv_map sessions; /* id -> struct session* */
+    uint64_t next_session_id;
+    struct pending *pend_head, *pend_tail;
+    uint64_t registry_gen; /* bumped when the subjects registry changed */
+    /* Minimisation: per store class, the purposes that use it (from the policy); a class
+     * that a contract purpose uses is always stored. */
+    uint32_t consent_classes; /* store classes that need some consent to be stored */
+    char class_purposes[FV_STORE_MAX_CLASSES][FV_POLICY_MAX_PURPOSES][FV_POLICY_NAME_MAX + 1];
+    int nclass_purposes[FV_STORE_MAX_CLASSES];
+    struct fv_buf seal_buf, aad_buf; /* scratch for sealing */
+    int paused;                      /* backpressure: sockets are not read */
+    uint64_t paced_ns;
+};
+
+/* ---- replies ------------------------------------------------------------------------- */
+
+/* Queues a reply; a device whose queue passes FV_SESSION_OUT_MAX bytes does not read its
+ * replies and is closed (S6). */
+static int session_push(struct session *s, const void *msg, size_t len)
+{
+    if (s->closing) return FV_ESTATE;
+    if (s->out_bytes + len > FV_SESSION_OUT_MAX) {
+        fv_warn("device %s does not read its replies (%zu bytes queued); closing",
+                s->ident.device_id, s->out_bytes);
+        s->closing = 1;
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+        return FV_ELIMIT;
+    }
+    struct frame *f = malloc(sizeof *f + LWS_PRE + len);
+    if (f == NULL) {
+        fv_error("out of memory queueing a reply; closing %s", s->ident.device_id);
+        s->closing = 1;
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+        return FV_ENOMEM;
+    }
+    f->next = NULL;
+    f->len = len;
+    memcpy(f->data + LWS_PRE, msg, len);
+    if (s->out_tail)
+        s->out_tail->next = f;
+    else
+        s->out_head = f;
+    s->out_tail = f;
+    s->out_bytes += len;
+    lws_callback_on_writable(s->wsi);
+    return FV_OK;
+}
+
+static void send_ack(struct session *s, const void *txid, size_t txid_len, const void *topic,
+                     size_t topic_len)
+{
+    struct fv_buf b = {0};
+    if (fv_envelope_build_ack(&b, txid, txid_len, topic, topic_len) == FV_OK &&
+        session_push(s, b.data, b.len) == FV_OK)
+        s->ing->d.metrics->acks_sent++;
+    fv_buf_free(&b);
+}
+
+/* The error reply echoes the txid only when it is within FV_TXID_MAX (S6). */
+static void send_error(struct session *s, enum fv_reject why, const struct fv_bytes *txid,
+                       const char *detail)
+{
+    struct fv_buf b = {0};
+    s->ing->d.metrics->rejected[why]++;
+    fv_debug("device %s: refused (%s): %s", s->ident.device_id, fv_reject_names[why],
+             detail ? detail : "");
+    const char *text = why == FV_REJ_RATE      ? ERR_TEXT_RATE
+                       : why == FV_REJ_STORAGE ? ERR_TEXT_STORE
+                                               : ERR_TEXT_FORMAT;
+    int echo = txid && txid->len <= FV_TXID_MAX;
+    if (fv_envelope_build_error(&b, echo ? txid->p : (const void *)"", echo ? txid->len : 0,
+                                text) == FV_OK &&
+        session_push(s, b.data, b.len) == FV_OK)
+        s->ing->d.metrics->errors_sent++;
+    fv_buf_free(&b);
+}
+
+/* Queues an ack to be sent once log seq is durable (S1, S2). */
+static void queue_ack(struct session *s, uint64_t seq, const struct fv_bytes *txid,
+                      const struct fv_bytes *topic)
+{
+    struct fv_ingest *ing = s->ing;
+    if (seq <= ing->d.log.durable(ing->d.log.impl)) {
+        send_ack(s, txid->p, txid->len, topic->p, topic->len);
+        return;
+    }
+    struct pending *p = malloc(sizeof *p + txid->len + topic->len);
+    if (p == NULL) {
+        fv_error("out of memory queueing an ack; the device will resend");
+        return;
+    }
+    p->next = NULL;
+    p->seq = seq;
+    p->session_id = s->id;
+    p->txid_len = (uint16_t)txid->len;
+    p->topic_len = (uint8_t)topic->len;
+    memcpy(p->data, txid->p, txid->len);
+    memcpy(p->data + txid->len, topic->p, topic->len);
+    if (ing->pend_tail)
+        ing->pend_tail->next = p;
+    else
+        ing->pend_head = p;
+    ing->pend_tail = p;
+}
+
+void fv_ingest_flush_durable(struct fv_ingest *ing)
+{
+    uint64_t durable = ing->d.log.durable(ing->d.log.impl);
+    while (ing->pend_head && ing->pend_head->seq <= durable) {
+        struct pending *p = ing->pend_head;
+        ing->pend_head = p->next;
+        if (ing->pend_head == NULL) ing->pend_tail = NULL;
+        struct session *s = fv_map_get_u64(&ing->sessions, p->session_id);
+        if (s) /* S5 */
+            send_ack(s, p->data, p->txid_len, p->data + p->txid_len, p->topic_len);
+        free(p);
+    }
+}
+
+/* ---- the record pipeline -------------------------------------------------------------- */
+
+static int bytes_eq(const struct fv_bytes *b, const char *s)
+{
+    return b->len == strlen(s) && memcmp(b->p, s, b->len) == 0;
+}
+
+/* Does the stream's sender_id ("<type>.<device id>") name this session's device? */
+static int sender_matches(const struct session *s, const struct fv_bytes *sender)
+{
+    if (!sender->present || sender->len == 0) return 1;
+    const unsigned char *dot = memchr(sender->p, '.', sender->len);
+    if (dot == NULL) return 0;
+    size_t n = sender->len - (size_t)(dot + 1 - sender->p);
+    if (n != strlen(s->ident.device_id)) return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = (char)dot[1 + i];
+        if ((c == '.' ? '-' : c) != s->ident.device_id[i]) return 0;
+    }
+    return 1;
+}
+
+void fv_ingest_registry_changed(struct fv_ingest *ing)
+{
+    ing->registry_gen++;
+}
+
+const char *fv_device_subject(struct fv_keystore *keys, uint64_t gen, struct fv_device *d)
+{
+    if (d->subject[0] && d->subject_gen == gen) return d->subject;
+    char name[FV_SUBJECT_NAME_MAX + 1];
+    if (fv_subject_current(keys, d->id, name, NULL) != FV_OK)
+        snprintf(name, sizeof name, "%s", d->id);
+    if (d->subject[0] && strcmp(d->subject, name) != 0) {
+        fv_info("device %s: a new owner period began; its fleet state starts empty", d->id);
+        fv_device_wipe(d);
+    }
+    snprintf(d->subject, sizeof d->subject, "%s", name);
+    d->subject_gen = gen;
+    return d->subject;
+}
+
+const char *fv_ingest_subject(struct fv_ingest *ing, struct fv_device *d)
+{
+    return fv_device_subject(ing->d.keys, ing->registry_gen, d);
+}
+
+/* Seals the payload with the subject's data key and appends the record to the log, then
+ * hands it to the storage sink (K1). Nothing personal reaches the disk in plaintext: the
+ * key is created on a subject's first record. A subject whose key was destroyed gets
+ * FV_ESTATE: it is erased, store nothing. Returns the log seq or a negative error. */
+static int64_t log_put(struct fv_ingest *ing, const struct session *s, uint8_t flags,
+                       const char *topic, size_t topic_len, const void *txid, size_t txid_len,
+                       const struct fv_buf *payload, const struct fv_vrecord *v, int64_t t_ms)
+{
+    const unsigned char *dek;
+    char pseudo[FV_PSEUDONYM_LEN + 1];
+    const char *subject = s->dev ? fv_ingest_subject(ing, s->dev) : s->ident.device_id;
+    int rc = fv_keystore_dek(ing->d.keys, subject, 1, &dek, pseudo);
+    if (rc) {
+        fv_warn("device %s: no data key (%s); record refused", s->ident.device_id,
+                rc == FV_ESTATE ? "its data was erased" : fv_strerror(rc));
+        return rc;
+    }
+    struct fv_wal_record r = {
+        .type = FV_WAL_REC_DATA,
+        .flags = (uint8_t)(flags | FV_WAL_F_SEALED),
+        .received_ms = fv_now_ms(),
+        .device_id = pseudo, /* rule K2: the WAL names devices by pseudonym */
+        .device_id_len = FV_PSEUDONYM_LEN,
+        .client_type = s->ident.client_type,
+        .client_type_len = (uint8_t)strlen(s->ident.client_type),
+        .topic = topic,
+        .topic_len = (uint8_t)topic_len,
+        .txid = txid,
+        .txid_len = (uint16_t)txid_len,
+    };
+    fv_buf_reset(&ing->aad_buf);
+    fv_buf_reset(&ing->seal_buf);
+    rc = fv_wal_record_aad(&r, &ing->aad_buf);
+    if (rc == FV_OK)
+        rc = fv_seal(dek, ing->aad_buf.data, ing->aad_buf.len, payload->data, payload->len,
+                     &ing->seal_buf);
+    if (rc) return rc;
+    r.payload = ing->seal_buf.data;
+    r.payload_len = (uint32_t)ing->seal_buf.len;
+    int64_t seq = ing->d.log.append(ing->d.log.impl, &r);
+    if (seq < 0) return seq;
+    struct fv_logged lr = {.seq = (uint64_t)seq,
+                           .rec = &r,
+                           .dek = dek,
+                           .t_ms = t_ms ? t_ms : (int64_t)r.received_ms,
+                           .v = v,
+                           .plain = v ? NULL : payload->data,
+                           .plain_len = v ? 0 : payload->len};
+    ing->d.sink.put(ing->d.sink.arg, &lr);
+    return seq;
+}
+
+/* Minimisation (issue 4): which store classes need consent, and for which purposes. */
+static void minimisation_init(struct fv_ingest *ing)
+{
+    const struct fv_policy *pol = ing->d.policy;
+    const struct fv_store_config *sc = ing->d.store_cfg;
+    for (uint32_t c = 0; pol && c < sc->nclasses; c++) {
+        if (c == sc->events_class) continue;
+        int bit = fv_policy_class_id(pol, sc->class_name[c]);
+        if (bit < 0) continue; /* a class the policy does not name: nobody reads it; kept */
+        int contract = 0;
+        for (size_t pi = 0; pi < fv_policy_npurposes(pol); pi++) {
+            const char *purpose = fv_policy_purpose_name(pol, pi);
+            int used = 0;
+            for (size_t r = 0; r < fv_policy_nroles(pol) && !used; r++)
+                used = (fv_policy_classes(pol, fv_policy_role_name(pol, r), purpose) >> bit) & 1;
+            if (!used) continue;
+            if (strcmp(purpose, FV_SUBJECT_CONTRACT) == 0) contract = 1;
+            if (ing->nclass_purposes[c] < FV_POLICY_MAX_PURPOSES)
+                snprintf(ing->class_purposes[c][ing->nclass_purposes[c]++],
+                         sizeof ing->class_purposes[0][0], "%s", purpose);
+        }
+        if (!contract) ing->consent_classes |= 1u << c;
+    }
+}
+
+/* The store classes this device's current subject lets us keep: classes needing consent
+ * are kept only while some purpose that uses them has it (cached per registry change). */
+static uint32_t keep_classes(struct fv_ingest *ing, struct fv_device *d)
+{
+    if (ing->consent_classes == 0) return UINT32_MAX;
+    const char *subject = fv_ingest_subject(ing, d);
+    if (d->keep_gen == ing->registry_gen + 1) return d->keep_classes;
+    uint32_t keep = UINT32_MAX;
+    struct fv_purposes pp = {.policy = ing->d.policy};
+    for (uint32_t c = 0; c < ing->d.store_cfg->nclasses; c++) {
+        if (!(ing->consent_classes >> c & 1)) continue;
+        int any = 0;
+        for (int k = 0; k < ing->nclass_purposes[c] && !any; k++) {
+            int granted = 0;
+            if (fv_consent_at(ing->d.keys, &pp, subject, ing->class_purposes[c][k],
+                              (int64_t)fv_now_ms(), &granted) == FV_OK)
+                any = granted;
+        }
+        if (!any) keep &= ~(1u << c);
+    }
+    d->keep_classes = keep;
+    d->keep_gen = ing->registry_gen + 1;
+    return keep;
+}
+
+/* Drops the datums of classes not kept from v and re-encodes the payload into norm. Returns
+ * the number dropped. */
+static size_t minimise(struct fv_ingest *ing, struct fv_vrecord *v, uint32_t keep,
+                       struct fv_buf *norm)
+{
+    size_t w = 0, dropped = 0;
+    for (size_t i = 0; i < v->n; i++) {
+        uint32_t f = v->data[i].field;
+        uint8_t c = f < FV_STORE_FIELD_TABLE ? ing->d.store_cfg->class_of[f] : 0;
+        if (keep >> c & 1) {
+            v->data[w++] = v->data[i];
+        } else {
+            fv_value_clear(&v->data[i].value);
+            dropped++;
+        }
+    }
+    v->n = w;
+    if (dropped) {
+        struct fv_buf b = {0};
+        if (fv_payload_encode_v(v, &b) == FV_OK) {
+            fv_buf_free(norm);
+            *norm = b;
+        } else {
+            fv_buf_free(&b);
+        }
+    }
+    return dropped;
+}
+
+static void handle_message(struct session *s, const unsigned char *msg, size_t len)
+{
+    struct fv_ingest *ing = s->ing;
+    struct fv_metrics *m = ing->d.metrics;
+    struct fv_envelope env;
+    char err[256];
+    m->messages_total++;
+    m->bytes_received += len;
+    if (fv_envelope_decode(msg, len, &env, err, sizeof err) != FV_OK) {
+        send_error(s, FV_REJ_ENVELOPE, NULL, err);
+        return;
+    }
+    if (env.txid.len > FV_TXID_MAX) { /* S6: never echoed, never stored */
+        send_error(s, FV_REJ_TOPIC, NULL, "txid longer than 1024 bytes");
+        return;
+    }
+    if (env.message_type != FV_MSG_STREAM) {
+        /* The reference acks unknown union types so the device does not resend. */
+        m->unknown_message_type++;
+        send_ack(s, env.txid.p, env.txid.len, env.topic.p, env.topic.len > 64 ? 0 : env.topic.len);
+        return;
+    }
+    if (!sender_matches(s, &env.sender_id)) {
+        send_error(s, FV_REJ_SENDER, &env.txid, "sender_id names another device");
+        return;
+    }
+    if (env.topic.len == 0 || env.topic.len > 64 || bytes_eq(&env.topic, FV_TOPIC_CONNECTIVITY)) {
+        send_error(s, FV_REJ_TOPIC, &env.txid, "topic empty, too long, or reserved");
+        return;
+    }
+    struct fv_device *dev = s->dev;
+    const struct fv_config *cfg = ing->d.cfg;
+    if (cfg->rate_limit_enabled) {
+        int rule = fv_rate_rule_for(&cfg->rates, (const char *)env.topic.p, env.topic.len);
+        if (rule >= 0 &&
+            !fv_bucket_take(&dev->buckets[rule], &cfg->rates.rules[rule], fv_mono_ns())) {
+            dev->rate_limited++;
+            send_error(s, FV_REJ_RATE, &env.txid, "rate limited");
+            return;
+        }
+    }
+    if (env.txid.len && fv_device_has_txid(dev, env.txid.p, env.txid.len)) {
+        /* Stored already: ack again once the original is durable (S2), store nothing. */
+        m->duplicates++;
+        dev->duplicates++;
+        queue_ack(s, ing->d.log.appended(ing->d.log.impl), &env.txid, &env.topic);
+        return;
+    }
+    struct fv_buf norm = {0};
+    struct fv_vrecord v = {0};
+    int is_v = bytes_eq(&env.topic, FV_TOPIC_V);
+    if (fv_payload_normalise((const char *)env.topic.p, env.topic.len, env.payload.p,
+                             env.payload.len, s->ident.device_id, &norm, &v, err,
+                             sizeof err) != FV_OK) {
+        send_error(s, FV_REJ_PAYLOAD, &env.txid, err);
+        goto done;
+    }
+    if (is_v) {
+        uint32_t keep = keep_classes(ing, dev);
+        if (keep != UINT32_MAX) {
+            size_t dropped = minimise(ing, &v, keep, &norm);
+            m->datums_minimised += dropped;
+            if (dropped && v.n == 0) {
+                /* Nothing left to keep: acknowledged (the device must not resend it), not
+                 * stored, counted. */
+                if (env.txid.len) fv_device_add_txid(dev, env.txid.p, env.txid.len);
+                queue_ack(s, ing->d.log.appended(ing->d.log.impl), &env.txid, &env.topic);
+                goto done;
+            }
+        }
+    }
+    uint64_t now = fv_now_ms();
+    uint64_t t = (is_v && v.created_at_ms) ? v.created_at_ms : now;
+    int64_t seq =
+        log_put(ing, s, v.is_resend ? FV_WAL_F_RESEND : 0, (const char *)env.topic.p, env.topic.len,
+                env.txid.p, env.txid.len, &norm, is_v ? &v : NULL, (int64_t)t);
+    if (seq < 0) {
+        send_error(s, FV_REJ_STORAGE, &env.txid, fv_strerror((int)seq));
+        goto done;
+    }
+    if (env.txid.len) fv_device_add_txid(dev, env.txid.p, env.txid.len);
+    fv_device_apply(dev, t, now, is_v ? &v : NULL);
+    m->records_stored[fv_metrics_topic_slot((const char *)env.topic.p, env.topic.len)]++;
+    m->datums_stored += v.n;
+    queue_ack(s, (uint64_t)seq, &env.txid, &env.topic);
+done:
+    fv_vrecord_free(&v);
+    fv_buf_free(&norm);
+}
+
+/* Stores a connectivity record (generated by the server; never acked). */
+static void record_connectivity(struct session *s, int status)
+{
+    struct fv_buf pl = {0};
+    char txid[64];
+    unsigned char rnd[8];
+    if (RAND_bytes(rnd, sizeof rnd) != 1) memset(rnd, 0, sizeof rnd);
+    snprintf(txid, sizeof txid, "conn-%02x%02x%02x%02x%02x%02x%02x%02x-%d", rnd[0], rnd[1], rnd[2],
+             rnd[3], rnd[4], rnd[5], rnd[6], rnd[7], status);
+    uint64_t now = fv_now_ms();
+    if (fv_payload_build_connectivity(s->ident.device_id, s->conn_id, status, now, s->netif, &pl) ==
+            FV_OK &&
+        log_put(s->ing, s, FV_WAL_F_GENERATED, FV_TOPIC_CONNECTIVITY, strlen(FV_TOPIC_CONNECTIVITY),
+                txid, strlen(txid), &pl, NULL, (int64_t)now) > 0)
+        s->ing->d.metrics->records_stored[3]++;
+    fv_buf_free(&pl);
+}
+
+/* ---- device protocol callback ---------------------------------------------------------- */
+
+static void copy_header(struct lws *wsi, const char *name, char *out, size_t len)
+{
+    out[0] = '\0';
+    int n = lws_hdr_custom_copy(wsi, out, (int)len, name, (int)strlen(name));
+    if (n < 0) out[0] = '\0';
+}
+
+static int identify(struct session *s)
+{
+    char err[256];
+    SSL *ssl = lws_get_ssl(s->wsi);
+    STACK_OF(X509) *chain = ssl ? SSL_get0_verified_chain(ssl) : NULL;
+    X509 *leaf = (chain && sk_X509_num(chain) > 0) ? sk_X509_value(chain, 0) : NULL; /* S3 */
+    if (leaf == NULL) {
+        fv_warn("connection refused: no verified client certificate");
+        s->ing->d.metrics->identity_rejected++;
+        return -1;
+    }
+    if (fv_identity_from_cert(leaf, &s->ident, err, sizeof err) != FV_OK) {
+        fv_warn("connection refused: %s", err);
+        s->ing->d.metrics->identity_rejected++;
+        return -1;
+    }
+    return 0;
+}
+
+static int dev_http(struct lws *wsi, struct session *s, const char *uri)
+{
+    if (strcmp(uri, "/status") != 0)
+        return lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL) ? -1 : 0;
+    unsigned char buf[LWS_PRE + 256], *start = buf + LWS_PRE, *p = start,
+                                      *end = buf + sizeof buf - 1;
+    if (lws_add_http_common_headers(wsi, HTTP_STATUS_OK, "text/plain", 7, &p, end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    s->http_status = 1;
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+static int session_established(struct fv_ingest *ing, struct session *s, struct lws *wsi)
+{
+    char netif[sizeof s->netif], conn[sizeof s->conn_id];
+    memcpy(netif, s->netif, sizeof netif);
+    memcpy(conn, s->conn_id, sizeof conn);
+    memset(s, 0, sizeof *s);
+    memcpy(s->netif, netif, sizeof netif);
+    memcpy(s->conn_id, conn, sizeof conn);
+    s->ing = ing;
+    s->wsi = wsi;
+    if (identify(s)) return -1;
+    s->dev = fv_fleet_device(ing->d.fleet, s->ident.device_id, s->ident.client_type);
+    if (s->dev && s->dev->sessions >= FV_SESSIONS_PER_DEVICE) { /* S6 */
+        fv_warn("device %s already has %d connections open; refused another", s->ident.device_id,
+                s->dev->sessions);
+        ing->d.metrics->connections_refused++;
+        return -1;
+    }
+    s->id = ++ing->next_session_id;
+    if (s->dev == NULL || fv_map_put_u64(&ing->sessions, s->id, s) != FV_OK) {
+        fv_error("out of memory accepting %s", s->ident.device_id);
+        return -1;
+    }
+    if (s->conn_id[0] == '\0')
+        snprintf(s->conn_id, sizeof s->conn_id, "fv-%llu", (unsigned long long)s->id);
+    s->established = 1;
+    s->dev->sessions++;
+    s->dev->session_id = s->id;
+    ing->d.metrics->connections_total++;
+    ing->d.metrics->connections_open++;
+    if (ing->paused) {
+        lws_rx_flow_control(wsi, 0);
+        s->paused = 1;
+    }
+    fv_debug("device %s.%s connected (%s)", s->ident.client_type, s->ident.device_id,
+             s->netif[0] ? s->netif : "?");
+    record_connectivity(s, 1);
+    return 0;
+}
+
+static int session_receive(struct fv_ingest *ing, struct session *s, struct lws *wsi,
+                           const void *in, size_t len)
+{
+    if (!s->in_msg) {
+        s->in_msg = 1;
+        s->discarding = 0;
+        s->text = !lws_frame_is_binary(wsi);
+        fv_buf_reset(&s->rx);
+    }
+    if (s->text) {
+        /* Only binary frames carry data; a text frame closes the socket. */
+        ing->d.metrics->rejected[FV_REJ_TEXT_FRAME]++;
+        fv_debug("device %s sent a text frame; closing", s->ident.device_id);
+        return -1;
+    }
+    if (!s->discarding) {
+        if (s->rx.len + len > ing->d.cfg->max_message) {
+            s->discarding = 1;
+            fv_buf_free(&s->rx);
+        } else if (fv_buf_append(&s->rx, in, len) != FV_OK) {
+            fv_error("out of memory receiving from %s; closing", s->ident.device_id);
+            return -1;
+        }
+    }
+    if (lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0) {
+        s->in_msg = 0;
+        if (s->discarding)
+            send_error(s, FV_REJ_TOO_LARGE, NULL, "message over the size limit");
+        else
+            handle_message(s, s->rx.data, s->rx.len);
+        fv_buf_free(&s->rx); /* idle connections hold no receive buffer */
+    }
+    return 0;
+}
+
+static void session_closed(struct fv_ingest *ing, struct session *s)
+{
+    if (s->established) {
+        record_connectivity(s, 2);
+        fv_map_del_u64(&ing->sessions, s->id);
+        s->dev->sessions--;
+        if (s->dev->session_id == s->id) s->dev->session_id = 0;
+        ing->d.metrics->connections_open--;
+        s->established = 0;
+        fv_debug("device %s disconnected", s->ident.device_id);
+    }
+    while (s->out_head) {
+        struct frame *f = s->out_head;
+        s->out_head = f->next;
+        free(f);
+    }
+    s->out_tail = NULL;
+    s->out_bytes = 0;
+    fv_buf_free(&s->rx);
+}
+
+static int dev_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                  size_t len)
+{
+    struct session *s = user;
+    struct lws_vhost *vh = wsi ? lws_get_vhost(wsi) : NULL;
+    struct fv_ingest *ing = vh ? lws_vhost_user(vh) : NULL;
+    switch (reason) {
+    case LWS_CALLBACK_OPENSSL_PERFORM_CLIENT_CERT_VERIFICATION: {
+        X509_STORE_CTX *xs = user;
+        if (len == 0 && xs) { /* preverify failed */
+            int e = X509_STORE_CTX_get_error(xs);
+            X509 *c = X509_STORE_CTX_get_current_cert(xs);
+            char subj[256] = "?";
+            if (c) X509_NAME_oneline(X509_get_subject_name(c), subj, sizeof subj);
+            fv_warn("client certificate rejected: %s (subject %s, depth %d)",
+                    X509_verify_cert_error_string(e), subj, X509_STORE_CTX_get_error_depth(xs));
+            if (ing) ing->d.metrics->tls_rejected++;
+            /* lws turns this callback's 0 into "verified": a failure must return non-zero,
+             * or any certificate would be accepted (tests/e2e/test_gateway.py checks). */
+            return 1;
+        }
+        return 0;
+    }
+    case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS:
+        /* user is the vhost's SSL_CTX: idle connections give their TLS buffers back
+         * (about 9 KB per connection). */
+        if (user) {
+            SSL_CTX_set_mode((SSL_CTX *)user, SSL_MODE_RELEASE_BUFFERS);
+            /* No server-side session cache: each cached session holds the peer's certificate
+             * chain, kilobytes per device that connected. Resumption still works through
+             * stateless TLS 1.3 tickets. */
+            SSL_CTX_set_session_cache_mode((SSL_CTX *)user, SSL_SESS_CACHE_OFF);
+        }
+        return 0;
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        if (ing) fv_ingest_flush_durable(ing);
+        return 0;
+    case LWS_CALLBACK_HTTP:
+        return dev_http(wsi, s, (const char *)in);
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        if (s && s->http_status) {
+            unsigned char buf[LWS_PRE + 16];
+            memcpy(buf + LWS_PRE, "mtls ok", 7);
+            s->http_status = 0;
+            if (lws_write(wsi, buf + LWS_PRE, 7, LWS_WRITE_HTTP_FINAL) != 7) return -1;
+            return lws_http_transaction_completed(wsi) ? -1 : 0;
+        }
+        return 0;
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        if (s) {
+            memset(s, 0, sizeof *s);
+            copy_header(wsi, "x-network-interface:", s->netif, sizeof s->netif);
+            copy_header(wsi, "x-txid:", s->conn_id, sizeof s->conn_id);
+        }
+        return 0;
+    case LWS_CALLBACK_ESTABLISHED:
+        return ing ? session_established(ing, s, wsi) : -1;
+    case LWS_CALLBACK_RECEIVE:
+        return session_receive(ing, s, wsi, in, len);
+    case LWS_CALLBACK_SERVER_WRITEABLE: {
+        struct frame *f = s->out_head;
+        if (f == NULL) return 0;
+        s->out_head = f->next;
+        if (s->out_head == NULL) s->out_tail = NULL;
+        s->out_bytes -= f->len;
+        int n = lws_write(wsi, f->data + LWS_PRE, f->len, LWS_WRITE_BINARY);
+        free(f);
+        if (n < 0) return -1;
+        if (s->out_head) lws_callback_on_writable(wsi);
+        return 0;
+    }
+    case LWS_CALLBACK_CLOSED:
+    case LWS_CALLBACK_WSI_DESTROY:
+        if (s && ing) session_closed(ing, s);
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+static const struct lws_protocols dev_protocols[] = {
+    /* 1 KB receive chunks: a typical V record is a few hundred bytes, and this buffer
+     * exists for every connection; larger messages arrive in several chunks. */
+    {"fleet-telemetry", dev_cb, sizeof(struct session), 1024, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0}};
+
+const struct lws_protocols *fv_ingest_protocols(void)
+{
+    return dev_protocols;
+}
+
+/* ---- life cycle, backpressure, downlink --------------------------------------------------- */
+
+int fv_ingest_new(const struct fv_ingest_deps *deps, struct fv_ingest **out)
+{
+    struct fv_ingest *ing = calloc(1, sizeof *ing);
+    if (ing == NULL) return FV_ENOMEM;
+    ing->d = *deps;
+    minimisation_init(ing);
+    *out = ing;
+    return FV_OK;
+}
+
+void fv_ingest_free(struct fv_ingest *ing)
+{
+    if (ing == NULL) return;
+    while (ing->pend_head) {
+        struct pending *p = ing->pend_head;
+        ing->pend_head = p->next;
+        free(p);
+    }
+    fv_map_free(&ing->sessions);
+    fv_buf_free(&ing->seal_buf);
+    fv_buf_free(&ing->aad_buf);
+    free(ing);
+}
+
+void fv_ingest_pace(struct fv_ingest *ing)
+{
+    if (ing->d.storage_full == NULL) return;
+    uint64_t now = fv_mono_ns();
+    if (now - ing->paced_ns < 10000000ull) return; /* every 10 ms at most */
+    ing->paced_ns = now;
+    int full = ing->d.storage_full(ing->d.storage_full_arg) != 0;
+    if (full == ing->paused) return;
+    ing->paused = full;
+    if (full) {
+        ing->d.metrics->ingest_pauses++;
+        fv_warn("ingest paused: the store's head is over its memory budget (a flush or merge "
+                "is behind); devices wait until it catches up");
+    } else {
+        fv_info("ingest resumed");
+    }
+    for (size_t i = 0; i < ing->sessions.cap; i++) {
+        struct session *s = ing->sessions.slots[i].hash ? ing->sessions.slots[i].val : NULL;
+        if (s && s->paused != full) {
+            lws_rx_flow_control(s->wsi, full ? 0 : 1);
+            s->paused = full;
+        }
+    }
+}
+
+int fv_ingest_downlink(struct fv_ingest *ing, const char *device_id, const void *msg, size_t len)
+{
+    struct fv_device *d = fv_fleet_find(ing->d.fleet, device_id);
+    struct session *s = d && d->session_id ? fv_map_get_u64(&ing->sessions, d->session_id) : NULL;
+    if (s == NULL) return FV_ENOENT;
+    return session_push(s, msg, len);
+}
