@@ -16,6 +16,11 @@
  *  I5 a rotation requested after record S puts every record <= S in files <= F and every
  *     later record in files > F; (S, F) is published only once records <= S are durable,
  *     so files <= F may be deleted once their records are safely elsewhere (the store).
+ *  I6 a full disk (ENOSPC, EDQUOT from a write or a file creation) is not a failure: nothing
+ *     of the batch was synced, so the writer cuts what it wrote back to the last durable
+ *     size (or removes the new file) and tries the same batch again every FULL_RETRY_MS
+ *     until it fits; meanwhile append refuses records (FV_EAGAIN). A failed fsync stays
+ *     permanent: its pages may be gone.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -42,6 +47,8 @@
 #define FV_WAL_COMMIT_DELAY_US 300
 /* A batch this large is synced without waiting further. */
 #define FV_WAL_BATCH_FULL (256u << 10)
+/* How often a writer stopped by a full disk tries again (I6). */
+#define FULL_RETRY_MS 250
 
 /* What the writer thread is waiting for (under mu): appends wake it only when it matters,
  * sparing a context switch per record. */
@@ -70,6 +77,7 @@ struct fv_wal {
     int waiting;               /* WAIT_*, under mu */
     uint64_t durable_seq;      /* atomic */
     int failed;                /* atomic */
+    int full;                  /* atomic: the disk is full, records are refused (I6) */
 
     struct fv_wal_stats st; /* under mu */
 
@@ -308,7 +316,10 @@ static int create_file(struct fv_wal *w, uint64_t no, char *err, size_t errlen)
     if (rc == FV_OK) rc = fv_os_fsync(fd, path, err, errlen);
     if (rc == FV_OK) rc = fv_os_fsync_dir(w->dir, err, errlen);
     if (rc != FV_OK) {
+        int e = errno;
         close(fd);
+        fv_os_unlink(path, NULL, 0); /* never used: the next attempt makes it afresh */
+        errno = e;
         return rc;
     }
     if (w->fd >= 0) close(w->fd);
@@ -428,6 +439,69 @@ static void record_fsync(struct fv_wal *w, uint64_t ns)
     w->st.fsyncs++;
 }
 
+/* After a write or file creation failed with errno e: on a full disk (I6) marks the WAL
+ * full, waits FULL_RETRY_MS and returns 1 (try again); otherwise, or when closing, 0. */
+static int wait_for_space(struct fv_wal *w, int e, const char *err)
+{
+    if (e != ENOSPC && e != EDQUOT) return 0;
+    if (!__atomic_exchange_n(&w->full, 1, __ATOMIC_ACQ_REL))
+        fv_error("wal: %s; records are refused until there is space again", err);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += FULL_RETRY_MS * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&w->mu);
+    if (!w->stop) pthread_cond_timedwait(&w->cv, &w->mu, &until);
+    int stop = w->stop;
+    pthread_mutex_unlock(&w->mu);
+    return !stop;
+}
+
+static void space_again(struct fv_wal *w)
+{
+    if (__atomic_exchange_n(&w->full, 0, __ATOMIC_ACQ_REL))
+        fv_info("wal: there is space again; records are accepted");
+}
+
+/* Writes len bytes at the end of the current file and fdatasyncs them (I6 on a full disk). */
+static int write_sync(struct fv_wal *w, const unsigned char *p, size_t len, char *err,
+                      size_t errlen)
+{
+    for (;;) {
+        int rc = fv_os_write_all(w->fd, p, len, w->cur_path, err, errlen);
+        if (rc == FV_OK) {
+            rc = fv_os_fdatasync(w->fd, w->cur_path, err, errlen);
+            if (rc == FV_OK) {
+                w->cur_size += len;
+                space_again(w);
+            }
+            return rc;
+        }
+        int e = errno;
+        if (e != ENOSPC && e != EDQUOT) return rc;
+        /* Unsynced bytes of a batch never acked: cut them, or the retry would follow them. */
+        if (fv_os_ftruncate(w->fd, (off_t)w->cur_size, w->cur_path, NULL, 0) != FV_OK ||
+            !wait_for_space(w, e, err))
+            return rc;
+    }
+}
+
+/* Starts the next file (under mu, I4; I6 on a full disk). */
+static int create_next(struct fv_wal *w, char *err, size_t errlen)
+{
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        int rc = create_file(w, w->cur_file_no + 1, err, errlen);
+        int e = errno;
+        pthread_mutex_unlock(&w->mu);
+        if (rc == FV_OK) space_again(w);
+        if (rc == FV_OK || !wait_for_space(w, e, err)) return rc;
+    }
+}
+
 static void *writer_main(void *arg)
 {
     struct fv_wal *w = arg;
@@ -472,33 +546,18 @@ static void *writer_main(void *arg)
         pthread_mutex_unlock(&w->mu);
 
         int rc = FV_OK;
-        if (w->cur_size >= w->opts.segment_bytes && rot_at > 0) {
-            pthread_mutex_lock(&w->mu);
-            rc = create_file(w, w->cur_file_no + 1, err, sizeof err);
-            pthread_mutex_unlock(&w->mu);
-        }
+        if (w->cur_size >= w->opts.segment_bytes && rot_at > 0)
+            rc = create_next(w, err, sizeof err);
         uint64_t t0 = fv_mono_ns();
-        if (rc == FV_OK && rot_at > 0) {
-            rc = fv_os_write_all(w->fd, batch.data, rot_at, w->cur_path, err, sizeof err);
-            if (rc == FV_OK) rc = fv_os_fdatasync(w->fd, w->cur_path, err, sizeof err);
-            w->cur_size += rot_at;
-        }
+        if (rc == FV_OK && rot_at > 0) rc = write_sync(w, batch.data, rot_at, err, sizeof err);
         if (rc == FV_OK && rot) {
             /* I5: records <= rot_seq are in files <= rot_file (an empty current file holds
              * none, so it is kept and the cut falls before it). */
             rot_file = w->cur_file_no - (w->cur_size == FV_WAL_HEADER_LEN);
-            if (w->cur_size > FV_WAL_HEADER_LEN) {
-                pthread_mutex_lock(&w->mu);
-                rc = create_file(w, w->cur_file_no + 1, err, sizeof err);
-                pthread_mutex_unlock(&w->mu);
-            }
+            if (w->cur_size > FV_WAL_HEADER_LEN) rc = create_next(w, err, sizeof err);
         }
-        if (rc == FV_OK && batch.len > rot_at) {
-            rc = fv_os_write_all(w->fd, batch.data + rot_at, batch.len - rot_at, w->cur_path, err,
-                                 sizeof err);
-            if (rc == FV_OK) rc = fv_os_fdatasync(w->fd, w->cur_path, err, sizeof err);
-            w->cur_size += batch.len - rot_at;
-        }
+        if (rc == FV_OK && batch.len > rot_at)
+            rc = write_sync(w, batch.data + rot_at, batch.len - rot_at, err, sizeof err);
         uint64_t dt = fv_mono_ns() - t0;
 
         pthread_mutex_lock(&w->mu);
@@ -586,6 +645,7 @@ fail:
 int64_t fv_wal_append(struct fv_wal *w, const struct fv_wal_record *rec)
 {
     if (__atomic_load_n(&w->failed, __ATOMIC_ACQUIRE)) return FV_EIO;
+    if (__atomic_load_n(&w->full, __ATOMIC_ACQUIRE)) return FV_EAGAIN; /* I6 */
     if (w->opts.read_only) return FV_ESTATE;
     size_t max = FV_WAL_REC_HEAD + 2 + 8 + 3 + 255 * 3 + 2 + 65535 + 4 + (size_t)rec->payload_len;
     pthread_mutex_lock(&w->mu);
