@@ -796,6 +796,11 @@ static int write_line(struct fv_audit *a, const struct fv_buf *b, uint64_t seq, 
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/%s", a->dir, a->name);
     int rc = fv_os_write_all(a->fd, b->data, b->len, path, a->errbuf, sizeof a->errbuf);
+    /* A full disk: cut the partial line and refuse this entry; the chain is unchanged and a
+     * later entry may fit. Nothing was synced, so nothing is lost (unlike a failed fsync). */
+    if (rc && (errno == ENOSPC || errno == EDQUOT) &&
+        fv_os_ftruncate(a->fd, (off_t)a->size, path, NULL, 0) == FV_OK)
+        return rc;
     if (rc == FV_OK) rc = fv_os_fdatasync(a->fd, path, a->errbuf, sizeof a->errbuf);
     if (rc) return fail(a, rc); /* a partial line is a torn tail: open cuts it */
     if (a->seq == a->last_cp_seq) a->pending_since = clock_now(a);

@@ -1003,6 +1003,37 @@ static void test_keygen_failure_leaves_nothing(void **state)
     unlink(k2);
 }
 
+/* A full disk refuses the entry being written but does not fail the log: the partial line is
+ * cut, the next entry is appended, and the chain verifies; an I/O error still fails it. */
+static void test_full_disk_refuses_one_entry(void **state)
+{
+    (void)state;
+    struct clk c = {T0, 1000};
+    struct fv_audit_opts o = opts_for(&c);
+    o.checkpoint_every = 1000;
+    struct fv_audit *a;
+    char err[512];
+    assert_int_equal(fv_audit_open(adir, &o, &a, err, sizeof err), FV_OK);
+    append_event(a, 0, NULL);
+    struct fv_audit_event ev = {
+        .kind = "access", .action = "query", .principal = "alice", .result = "allow"};
+    uint64_t seq = 0;
+    fv_os_fault_clear();
+    assert_int_equal(fv_os_fault_set(FV_OS_WRITE, 1, ENOSPC, 0), FV_OK);
+    assert_int_not_equal(fv_audit_append(a, &ev, &seq), FV_OK);
+    assert_int_equal(fv_audit_append(a, &ev, &seq), FV_OK);
+    append_event(a, 2, NULL);
+    assert_int_equal(fv_os_fault_set(FV_OS_WRITE, fv_os_fault_calls(FV_OS_WRITE) + 1, EIO, 0),
+                     FV_OK);
+    assert_int_not_equal(fv_audit_append(a, &ev, &seq), FV_OK);
+    fv_os_fault_clear();
+    assert_int_not_equal(fv_audit_append(a, &ev, &seq), FV_OK); /* failed for good */
+    fv_audit_close(a);
+    assert_int_equal(fv_audit_open(adir, &o, &a, err, sizeof err), FV_OK); /* cuts the tail */
+    assert_int_equal(fv_audit_close(a), FV_OK);
+    expect(FV_OK, pub, wit, NULL, 0, NULL);
+}
+
 static void test_keys_and_witness_placement(void **state)
 {
     (void)state;
@@ -1155,6 +1186,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refused_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoints_by_count_and_time, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keygen_failure_leaves_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_disk_refuses_one_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keys_and_witness_placement, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parse_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli, setup, teardown),
