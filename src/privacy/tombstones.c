@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -21,6 +22,33 @@ static int hex32(const char *s)
     return 1;
 }
 
+/* Cuts a torn last line (an append that failed or crashed midway, never confirmed) so the
+ * next line does not glue onto it: a malformed line in the middle stops every start. */
+static int cut_torn_tail(int fd, const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        fv_seterr(err, errlen, "stat %s: %s", path, strerror(errno));
+        return FV_EIO;
+    }
+    off_t end = st.st_size;
+    char buf[4096];
+    while (end > 0) {
+        size_t n = end < (off_t)sizeof buf ? (size_t)end : sizeof buf;
+        if (pread(fd, buf, n, end - (off_t)n) != (ssize_t)n) {
+            fv_seterr(err, errlen, "read %s: %s", path, strerror(errno));
+            return FV_EIO;
+        }
+        char *nl = memrchr(buf, '\n', n);
+        if (nl) {
+            end -= (off_t)(n - (size_t)(nl - buf) - 1);
+            break;
+        }
+        end -= (off_t)n;
+    }
+    return end == st.st_size ? FV_OK : fv_os_ftruncate(fd, end, path, err, errlen);
+}
+
 int fv_tombstone_append(const char *path, const char *pseudo, uint64_t at_ms, const char *by,
                         const char *ticket, char *err, size_t errlen)
 {
@@ -34,8 +62,9 @@ int fv_tombstone_append(const char *path, const char *pseudo, uint64_t at_ms, co
     json_decref(j);
     if (line == NULL) return FV_ENOMEM;
     int fd;
-    int rc = fv_os_open(path, O_WRONLY | O_CREAT | O_APPEND, 0600, &fd, err, errlen);
+    int rc = fv_os_open(path, O_RDWR | O_CREAT | O_APPEND, 0600, &fd, err, errlen);
     if (rc) rc = FV_EIO;
+    if (rc == FV_OK) rc = cut_torn_tail(fd, path, err, errlen);
     size_t n = strlen(line);
     line[n] = '\n'; /* json_dumps' NUL becomes the newline; the buffer holds n + 1 bytes */
     if (rc == FV_OK) rc = fv_os_write_all(fd, line, n + 1, path, err, errlen);

@@ -14,8 +14,9 @@
  * Format: JSON lines, appended and fsync'd, never rewritten:
  *   {"subject":"<32 hex: the subject's pseudonym>","erased_ms":N,"by":"...","ticket":"..."}
  * No device or owner id (the pseudonym names the subject without revealing it).
- * A torn last line (a crash mid-append) is skipped; any other malformed line is an error
- * naming the file and line, since skipping it could resurrect an erased subject.
+ * A torn last line (a crash or failed write mid-append) is skipped, and cut by the next
+ * append; any other malformed line is an error naming the file and line, since skipping it
+ * could resurrect an erased subject.
  * Thread-safe (no shared state).
  */
 #ifndef FV_PRIVACY_TOMBSTONES_H
