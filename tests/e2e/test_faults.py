@@ -7,21 +7,30 @@ and every kind of file (WAL, part, audit log, erasure list, ...).
 
 After each fault the server must either go on or stop cleanly (an error message, an exit
 code, no crash, abort, sanitizer report or hang), and after a restart without faults every
-record that was acked is stored exactly once, an acknowledged erasure stays erased, and every
-part verifies. FV_FAULT_BUDGET (seconds, default 170) bounds the matrix, FV_FAULT_JOBS (default 3) cases
-run side by side (the workload mostly waits for the store's tick); FV_FAULT_CASES
-("write:12:EIO;fsync:3+:ENOSPC") runs given cases instead; FV_SEED repeats a matrix."""
+record that was acked is stored exactly once, an acknowledged erasure stays erased, every
+valid record was either acked or refused with the storage error reply, and every part
+verifies. A second matrix injects the faults while a server recovers a directory a crash
+left behind (unflushed WAL records, torn tails of the WAL, the audit log and the erasure
+lists, an unfinished part), one case per call of its start-up.
+
+FV_FAULT_BUDGET (seconds, default 150) and FV_FAULT_RECOVERY_BUDGET (45) bound the
+matrices, FV_FAULT_JOBS (default 3) cases run side by side (the workload mostly waits for
+the store's tick); FV_FAULT_CASES ("write:12:EIO;fsync:3+:ENOSPC") runs given cases of the
+first matrix instead; FV_SEED repeats a matrix."""
 import concurrent.futures
 import json
 import os
 import random
+import shutil
 import signal
+import struct
 import subprocess
 import time
 
 import fvtest as t
 
-BUDGET = float(os.environ.get("FV_FAULT_BUDGET", "170"))
+BUDGET = float(os.environ.get("FV_FAULT_BUDGET", "150"))
+RECOVERY_BUDGET = float(os.environ.get("FV_FAULT_RECOVERY_BUDGET", "45"))
 JOBS = int(os.environ.get("FV_FAULT_JOBS", "3"))
 CONFIG = {"rate_limits": False,
           "store": {"flush_interval": 1, "compact_fanin": 2, "wal_keep": 0,
@@ -185,6 +194,9 @@ def check_case(srv, devs, res):
         said = [x for x in log_text.splitlines()
                 if x.startswith("fleetvault serve: ") or " error " in x]
         assert said, f"exited {rc} without an error message"
+    # A valid record is either acked or refused with the storage error reply.
+    for d in devs:
+        assert set(d.errors) <= {"storage unavailable"}, f"{d.id}: error replies {d.errors}"
     # Restart without faults: everything acked is there, once.
     srv.env = {}
     srv.start()
@@ -253,8 +265,65 @@ def pick_matrix(calls, rnd):
     return first + rest
 
 
+def run_matrix(env, cases, runner, budget, given):
+    """Runs cases (spec, where) through runner(i, spec) -> (res, srv, devs), JOBS at a time,
+    until the budget is used; checks each and fails listing the cases that broke."""
+    t0 = time.time()
+    t.log(f"matrix of {len(cases)} cases: {';'.join(c[0] for c in cases)}")
+    failures, xpass, ran = [], [], []
+
+    def one(i, spec, where):
+        if time.time() - t0 > budget and not given:
+            return
+        c0 = time.time()
+        res, srv, devs = runner(i, spec)
+        hit = [f"{op} #{n} {rest}" for what, op, n, rest in t.fault_lines(res["log"])
+               if what == "inject"]
+        try:
+            check_case(srv, devs, res)
+            err = None
+        except AssertionError as e:
+            err = str(e)
+        finally:
+            if srv.proc and srv.proc.poll() is None:
+                srv.proc.kill()
+                srv.proc.wait()
+        ran.append(spec)
+        bug = XFAIL.get(where)
+        acked = sum(len(d.acked) for d in devs)
+        status = "ok" if err is None else ("xfail" if bug else "FAIL")
+        t.log(f"[{status}] FV_FAULT={spec} ({where[0]} on {where[1]} in {where[2]}): "
+              f"{res['how']} rc={res['rc']}, {acked} acked, erase={res['erase']}, "
+              f"hit: {hit[:2] or 'nothing'} ({time.time() - c0:.1f}s)"
+              + (f"\n    {err}" + (f"\n    expected: {bug}" if bug else "") if err else ""))
+        if err and not bug:
+            failures.append((spec, where, err, srv.root))
+        elif bug and err is None:
+            xpass.append((spec, where, bug))
+        if err is None and not os.environ.get("FV_KEEP"):
+            subprocess.run(["rm", "-rf", srv.root])
+
+    # The workload mostly waits for the store's one-second tick: a few cases at once.
+    with concurrent.futures.ThreadPoolExecutor(JOBS) as pool:
+        for f in [pool.submit(one, i, spec, where) for i, (spec, where) in enumerate(cases)]:
+            f.result()
+    if len(ran) < len(cases):
+        t.log(f"budget of {budget:.0f}s used: {len(cases) - len(ran)} cases left for another "
+              f"seed")
+    t.log(f"{len(ran)} cases run in {time.time() - t0:.0f}s; {len(failures)} failed")
+    for spec, where, bug in xpass:
+        t.log(f"XPASS FV_FAULT={spec} {where}: expected to fail ({bug}) but passed")
+    assert not failures, "cases failed (repeat with FV_FAULT_CASES=...):\n" + "\n".join(
+        f"  FV_FAULT_CASES='{s}' {w}: {e} (dir {d})" for s, w, e, d in failures)
+
+
+def seed_rng():
+    seed = int(os.environ.get("FV_SEED", "0")) or random.randrange(1 << 30)
+    return random.Random(seed + 1)
+
+
 def test_fault_matrix():
-    rnd = random.Random(int(os.environ.get("FV_SEED", "0")) or random.randrange(1 << 30))
+    rnd = seed_rng()
     with t.Env() as env:
         t0 = time.time()
         given = os.environ.get("FV_FAULT_CASES")
@@ -271,54 +340,80 @@ def test_fault_matrix():
             t.log(f"counting run ({time.time() - t0:.1f}s): calls per class and phase: "
                   f"{json.dumps(per, sort_keys=True)}")
             cases = pick_matrix(calls, rnd)
-        t.log(f"matrix of {len(cases)} cases: {';'.join(c[0] for c in cases)}")
-        failures, xpass, ran = [], [], []
+        run_matrix(env, cases, lambda i, spec: run_case(env, f"case{i}", spec),
+                   BUDGET - (time.time() - t0), given)
 
-        def one(i, spec, where):
-            if time.time() - t0 > BUDGET and not given:
-                return
-            c0 = time.time()
-            res, srv, devs = run_case(env, f"case{i}", spec)
-            hit = [f"{op} #{n} {rest}" for what, op, n, rest in t.fault_lines(res["log"])
-                   if what == "inject"]
-            try:
-                check_case(srv, devs, res)
-                err = None
-            except AssertionError as e:
-                err = str(e)
-            finally:
-                if srv.proc and srv.proc.poll() is None:
-                    srv.proc.kill()
-                    srv.proc.wait()
-            ran.append(spec)
-            bug = XFAIL.get(where)
-            acked = sum(len(d.acked) for d in devs)
-            status = "ok" if err is None else ("xfail" if bug else "FAIL")
-            t.log(f"[{status}] FV_FAULT={spec} ({where[0]} on {where[1]} in {where[2]}): "
-                  f"{res['how']} rc={res['rc']}, {acked} acked, erase={res['erase']}, "
-                  f"hit: {hit[:2] or 'nothing'} ({time.time() - c0:.1f}s)"
-                  + (f"\n    {err}" + (f"\n    expected: {bug}" if bug else "") if err else ""))
-            if err and not bug:
-                failures.append((spec, where, err, srv.root))
-            elif bug and err is None:
-                xpass.append((spec, where, bug))
-            if err is None and not os.environ.get("FV_KEEP"):
-                subprocess.run(["rm", "-rf", srv.root])
 
-        # The workload mostly waits for the store's one-second tick: a few cases at once.
-        with concurrent.futures.ThreadPoolExecutor(JOBS) as pool:
-            for f in [pool.submit(one, i, spec, where) for i, (spec, where) in enumerate(cases)]:
-                f.result()
-        if len(ran) < len(cases):
-            t.log(f"budget of {BUDGET:.0f}s used: {len(cases) - len(ran)} cases left for "
-                  f"another seed")
-        ran = len(ran)
-        t.log(f"{ran} cases run in {time.time() - t0:.0f}s; {len(failures)} failed")
-        for spec, where, bug in xpass:
-            t.log(f"XPASS FV_FAULT={spec} {where}: expected to fail ({bug}) but passed")
-        assert not failures, "cases failed (repeat with FV_FAULT_CASES=...):\n" + "\n".join(
-            f"  FV_FAULT_CASES='{s}' {w}: {e} (dir {d})" for s, w, e, d in failures)
+# ---- recovery: faults while a server starts on a directory a crash left behind -------------
+
+def make_seed(env):
+    """A data directory as a crash leaves it: the workload ran (the erasure acked), records
+    sit in the WAL unflushed, then kill -9; then torn tails on the newest WAL file, the audit
+    log and both erasure lists, and an unfinished part file. Returns (server, devices)."""
+    srv = new_server(env, "seed")
+    devs = [t.Device(env, d, T0) for d in DEVS]
+    srv.start()
+    srv.principal("po", "privacy-officer")
+    erase = workload(srv, devs, {})
+    assert erase == 200, erase
+    devs[0].send(srv, 60, 10)
+    srv.kill9()
+    wal = sorted(files_in(srv, "wal", ".log"))
+    with open(os.path.join(srv.data, "wal", wal[-1]), "ab") as f:
+        f.write(struct.pack("<II", 500, 0) + b"torn")  # a record cut short by the crash
+    audit = sorted(files_in(srv, "audit", ".jsonl"))
+    with open(os.path.join(srv.data, "audit", audit[-1]), "ab") as f:
+        f.write(b'{"seq":999,"ts":')
+    for path in (os.path.join(srv.data, "tombstones.jsonl"), srv.key_file + ".tombstones"):
+        with open(path, "ab") as f:
+            f.write(b'{"subject":"0123')
+    with open(os.path.join(srv.data, "store", "part-00000000000000f0-00000000000000f0.fvp.tmp"),
+              "wb") as f:
+        f.write(b"unfinished")
+    return srv, devs
+
+
+def recovery_case(env, seed, devs, name, spec, log_mode="1"):
+    """Starts a copy of the seed with FV_FAULT=spec, drives one record, stops it."""
+    root = os.path.join(env.root, name)
+    shutil.copytree(seed.root, root, ignore=shutil.ignore_patterns("server.log"))
+    srv = t.Server(root, env.certs, config=CONFIG)
+    srv.tokens = dict(seed.tokens)
+    srv.env = {"FV_FAULT": spec, "FV_FAULT_LOG": log_mode}
+    mine = [t.Device(env, d.id, T0) for d in devs]
+    for m, d in zip(mine, devs):
+        m.acked = set(d.acked)
+    started = srv.try_start()
+    if started:
+        mine[1].send(srv, 80, 3)
+        time.sleep(0.3)
+    rc, how = stop(srv)
+    return {"started": started, "rc": rc, "how": how, "erase": 200, "marks": {},
+            "log": srv.log()}, srv, mine
+
+
+def test_recovery_fault_matrix():
+    rnd = seed_rng()
+    with t.Env() as env:
+        t0 = time.time()
+        seed, devs = make_seed(env)
+        res, srv, _ = recovery_case(env, seed, devs, "count", "", log_mode="all")
+        assert res["started"] and res["rc"] == 0, (res["how"], res["rc"], res["log"][-3000:])
+        assert "cut torn tail" in res["log"], "the seed has no torn WAL tail"
+        calls = [(op, n, rest) for what, op, n, rest in t.fault_lines(res["log"])
+                 if what == "call"]
+        per = {}
+        for op, n, path in calls:
+            per[op] = per.get(op, 0) + 1
+        t.log(f"recovery counting run ({time.time() - t0:.1f}s): calls per class {per}")
+        cases = []
+        for op, n, path in calls:
+            e = rnd.choice(["EIO", "ENOSPC"])
+            cases.append((f"{op}:{n}:{e}", (op, kind(path), "recovery")))
+        rnd.shuffle(cases)
+        run_matrix(env, cases, lambda i, spec: recovery_case(env, seed, devs, f"rcase{i}", spec),
+                   RECOVERY_BUDGET - (time.time() - t0), None)
 
 
 if __name__ == "__main__":
-    t.main([test_fault_matrix])
+    t.main([test_fault_matrix, test_recovery_fault_matrix])
