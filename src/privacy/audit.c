@@ -866,16 +866,18 @@ static int start_file(struct fv_audit *a)
     int fd;
     rc = fv_os_open(path, O_RDWR | O_APPEND | O_CREAT | O_EXCL, 0600, &fd, a->errbuf,
                     sizeof a->errbuf);
-    if (rc) {
-        rc = fail(a, FV_EIO);
-        goto out;
+    if (rc == FV_OK) {
+        rc = fv_os_write_all(fd, b.data, b.len, path, a->errbuf, sizeof a->errbuf);
+        if (rc == FV_OK) rc = fv_os_fdatasync(fd, path, a->errbuf, sizeof a->errbuf);
+        if (rc == FV_OK) rc = fv_os_fsync_dir(a->dir, a->errbuf, sizeof a->errbuf);
     }
-    rc = fv_os_write_all(fd, b.data, b.len, path, a->errbuf, sizeof a->errbuf);
-    if (rc == FV_OK) rc = fv_os_fdatasync(fd, path, a->errbuf, sizeof a->errbuf);
-    if (rc == FV_OK) rc = fv_os_fsync_dir(a->dir, a->errbuf, sizeof a->errbuf);
     if (rc) {
-        close(fd);
-        rc = fail(a, rc);
+        /* A full disk: the new file never held an entry; remove it and go on in the current
+         * one (the next entry tries again). Anything else fails the log. */
+        int full = errno == ENOSPC || errno == EDQUOT;
+        if (fd >= 0) close(fd);
+        if (full && a->fd >= 0 && (fd < 0 || fv_os_unlink(path, NULL, 0) == FV_OK)) goto out;
+        rc = fail(a, FV_EIO);
         goto out;
     }
     if (a->fd >= 0) close(a->fd);

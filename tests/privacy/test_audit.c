@@ -1030,6 +1030,21 @@ static void test_full_disk_refuses_one_entry(void **state)
     assert_int_not_equal(fv_audit_append(a, &ev, &seq), FV_OK); /* failed for good */
     fv_audit_close(a);
     assert_int_equal(fv_audit_open(adir, &o, &a, err, sizeof err), FV_OK); /* cuts the tail */
+    /* A new file cannot be made while the disk is full: entries are refused, the log goes
+     * on in the current file, and starts the new one once there is space. */
+    char names[64][40];
+    size_t nfiles = files_of(adir, names, 64);
+    assert_int_equal(fv_os_fault_set(FV_OS_OPEN, fv_os_fault_calls(FV_OS_OPEN) + 1, ENOSPC, 1),
+                     FV_OK);
+    int refused = 0;
+    for (int i = 0; i < 40; i++)
+        refused += fv_audit_append(a, &ev, &seq) != FV_OK;
+    assert_true(refused > 0);
+    assert_int_equal(files_of(adir, names, 64), nfiles);
+    fv_os_fault_clear();
+    for (int i = 0; i < 5; i++)
+        append_event(a, 10 + i, NULL);
+    assert_int_equal(files_of(adir, names, 64), nfiles + 1);
     assert_int_equal(fv_audit_close(a), FV_OK);
     expect(FV_OK, pub, wit, NULL, 0, NULL);
 }
