@@ -107,6 +107,14 @@ def test_disk_full_refuses_then_recovers():
             assert st == 200 and srv.proc.poll() is None, st
             refused = srv.metric('fleetvault_rejected_total{reason="storage"}')
             assert refused >= len(dev.refused), (refused, len(dev.refused))
+            # Reads go on where their audit entry fits, and are refused where it does not
+            # (never served unaudited); either way the audit log must not fail for good.
+            reads = {}
+            for _ in range(30):
+                st, _ = srv.http(f"/api/v1/query?device={dev.id}&signals=Soc&limit=1")
+                reads[st] = reads.get(st, 0) + 1
+            t.log(f"reads while full: {reads}")
+            assert set(reads) <= {200, 500, 503}, reads
 
             # Space again: acked again within seconds.
             os.unlink(os.path.join(mnt, "filler"))
