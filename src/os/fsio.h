@@ -17,10 +17,11 @@
  *   FV_FAULT="CLASS:N:ERRNO[,CLASS:N:ERRNO...]"   read once, at the first call
  *
  * CLASS is write (write/pwrite), fsync (fsync and fdatasync of a file), dirsync (fsync of
- * a directory), rename, unlink, open (opening a file to create or write it), mkdir,
- * truncate. N counts from 1; "N+" fails the Nth call and every later one (a full disk stays
- * full). ERRNO is a name (ENOSPC, EIO, EDQUOT, EROFS, EACCES, EPERM, EFBIG, ENOMEM) or a
- * number. Example: FV_FAULT="write:10:ENOSPC,rename:2+:EIO". A malformed FV_FAULT is
+ * a directory), rename, unlink, open (fv_os_open: the files fleetvault creates or writes,
+ * the WAL files it replays included), mkdir (each component mkdir -p makes), truncate. N
+ * counts from 1; "N+" fails the Nth call and every later one (a full disk stays full).
+ * ERRNO is a name (ENOSPC, EIO, EDQUOT, EROFS, EACCES, EPERM, EFBIG, ENOMEM, EAGAIN, EINTR)
+ * or a number. Example: FV_FAULT="write:10:ENOSPC,rename:2+:EIO". A malformed FV_FAULT is
  * reported on stderr and aborts the process (a test must not silently run without faults).
  *
  * FV_FAULT_LOG=1 prints each injected fault to stderr as one line

@@ -213,7 +213,7 @@ def check_case(srv, devs, res):
         if st == 404:
             assert not d3.acked, f"{d3.id}: unknown after restart, yet {len(d3.acked)} acked"
     # The server still works: one more record per device is acked.
-    n = d1.send(srv, 100, 1)
+    n = d1.send(srv, 100, 1, timeout=15)
     assert n == 1 and d1.time(100) in d1.acked, "no ack after the restart"
     srv.stop()
     ins = srv.inspect("--verify")
