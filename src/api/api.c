@@ -21,6 +21,7 @@
 #include "util/clock.h"
 #include "util/err.h"
 #include "util/urlquery.h"
+#include "util/fmt.h"
 #include "wire/signals.h"
 
 void fv_format_time_ms(uint64_t ms, char *buf, size_t len)
@@ -80,14 +81,12 @@ static const char *kind_name(uint8_t k)
     return k < sizeof names / sizeof names[0] ? names[k] : "other";
 }
 
+/* Appends j compactly, doubles with the fewest digits that read back (util/fmt.h: jansson's
+ * own dump prints %.17g, 37.4 as 37.399999999999999); takes the reference. */
 static int dump_json(json_t *j, struct fv_buf *out)
 {
-    if (j == NULL) return FV_ENOMEM;
-    char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+    int rc = fv_json_append(out, j, 0);
     json_decref(j);
-    if (s == NULL) return FV_ENOMEM;
-    int rc = fv_buf_append(out, s, strlen(s));
-    free(s);
     return rc;
 }
 
@@ -292,10 +291,22 @@ static void get_store(const struct fv_api_view *v, struct fv_http_response *r)
         "blocks_expired", (json_int_t)st.blocks_expired, "blocks_purged",
         (json_int_t)st.blocks_purged, "wal_file_watermark", (json_int_t)st.wal_hi, "last_flush_ms",
         st.last_flush_ms, "job_errors", (json_int_t)st.job_errors, "part_files", parts);
+    json_t *fails = json_array();
+    const struct fv_store_failure *f;
+    size_t nf = fv_store_failures(v->store, &f);
+    for (size_t i = 0; fails && i < nf; i++)
+        json_array_append_new(fails, json_pack("{s:s,s:s,s:I}", "part", f[i].part, "error",
+                                               f[i].error, "at_ms", (json_int_t)f[i].at_ms));
     if (j) {
+        json_object_set_new(j, "compaction_failures",
+                            json_integer((json_int_t)st.compaction_failures));
+        json_object_set_new(j, "compaction_errors", fails); /* NULL: left out */
+        json_object_set_new(j, "wal_held", json_boolean(st.wal_held));
         json_object_set_new(j, "cache_hits", json_integer((json_int_t)st.cache_hits));
         json_object_set_new(j, "cache_misses", json_integer((json_int_t)st.cache_misses));
         json_object_set_new(j, "cache_bytes", json_integer((json_int_t)st.cache_bytes));
+    } else {
+        json_decref(fails);
     }
     respond_json(r, 200, j);
 }
@@ -346,6 +357,9 @@ static void get_metrics(const struct fv_api_view *v, struct fv_http_response *r)
     COUNTER("fleetvault_connections_refused_total",
             "Device connections refused: the device had the most connections open already.",
             m->connections_refused);
+    COUNTER("fleetvault_idle_closed_total",
+            "Device connections closed after device_idle_timeout without a message or pong.",
+            m->idle_closed);
     COUNTER("fleetvault_ingest_pauses_total",
             "Times ingest stopped reading from devices: the store's head was over its budget.",
             m->ingest_pauses);
@@ -385,6 +399,14 @@ static void get_metrics(const struct fv_api_view *v, struct fv_http_response *r)
     GAUGE("fleetvault_wal_bytes", "Bytes in the write-ahead log.", ws.bytes_on_disk);
     GAUGE("fleetvault_wal_files", "Files in the write-ahead log.", ws.files);
     COUNTER("fleetvault_wal_fsyncs_total", "WAL fsyncs (group commits).", ws.fsyncs);
+    if (v->store) {
+        struct fv_store_stats ss;
+        fv_store_stats(v->store, &ss);
+        COUNTER("fleetvault_store_compaction_failures_total",
+                "Store blocks a compaction could not read (kept as they were; see GET "
+                "/api/v1/store compaction_errors).",
+                ss.compaction_failures);
+    }
     COUNTER("fleetvault_wal_torn_bytes_cut_total", "Bytes of torn tail cut at start-up.",
             ws.torn_bytes_cut);
     prom(b, "# HELP fleetvault_wal_fsync_seconds WAL fsync latency.\n"
@@ -414,6 +436,9 @@ static void get_metrics(const struct fv_api_view *v, struct fv_http_response *r)
             "API requests refused for a missing or wrong "
             "token.",
             m->http_unauthorized);
+    COUNTER("fleetvault_http_auth_throttled_total",
+            "API requests refused (429) from an address with too many failed authentications.",
+            m->http_auth_throttled);
 #undef COUNTER
 #undef GAUGE
 }

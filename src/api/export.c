@@ -17,6 +17,7 @@
 #include "store/store.h"
 #include "util/clock.h"
 #include "util/err.h"
+#include "util/fmt.h"
 #include "util/log.h"
 #include "wire/signals.h"
 
@@ -347,11 +348,12 @@ static int x_more(void *arg, struct fv_buf *b)
     while (rc == FV_OK && b->len < FILE_MAX && x->stage < 4) {
         if (x->stage == 0) {
             json_t *sj = subject_json(x);
-            char *s = sj ? json_dumps(sj, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+            struct fv_buf s = {0};
+            rc = fv_json_append(&s, sj, 2); /* numbers as the API prints them (util/fmt.h) */
             json_decref(sj);
-            rc = s ? put_file(x, "README.txt", README, strlen(README)) : FV_ENOMEM;
-            if (rc == FV_OK) rc = put_file(x, "subject.json", s, strlen(s));
-            free(s);
+            if (rc == FV_OK) rc = put_file(x, "README.txt", README, strlen(README));
+            if (rc == FV_OK) rc = put_file(x, "subject.json", s.data, s.len);
+            fv_buf_free(&s);
             x->stage = 1;
             x->k = 0;
             x->cur = NULL;

@@ -2,15 +2,63 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <stdlib.h>
+
 #include "api/http.h"
+#include "privacy/audit.h"
+#include "privacy/guard.h"
+#include "util/clock.h"
 #include "util/err.h"
 #include "util/log.h"
+#include "util/ratelimit.h"
+
+static const struct fv_rate_rule auth_rule = {"auth", FV_HTTP_AUTH_FAIL_RATE,
+                                              FV_HTTP_AUTH_FAIL_BURST};
+
+void fv_http_ctx_free(struct fv_http_ctx *hc)
+{
+    for (size_t i = 0; i < hc->auth_failures.cap; i++)
+        if (hc->auth_failures.slots[i].hash) free(hc->auth_failures.slots[i].val);
+    fv_map_free(&hc->auth_failures);
+}
+
+/* H1: may this address try again? */
+static int auth_allowed(struct fv_http_ctx *hc, const char *addr)
+{
+    struct fv_bucket *b = fv_map_get(&hc->auth_failures, addr, strlen(addr));
+    return b == NULL || fv_bucket_peek(b, &auth_rule, fv_mono_ns());
+}
+
+/* H1: one more failed authentication from addr. */
+static void auth_failed(struct fv_http_ctx *hc, const char *addr)
+{
+    struct fv_bucket *b = fv_map_get(&hc->auth_failures, addr, strlen(addr));
+    if (b == NULL) {
+        if (hc->auth_failures.n >= FV_HTTP_AUTH_ADDRS) {
+            fv_http_ctx_free(hc);
+            memset(&hc->auth_failures, 0, sizeof hc->auth_failures);
+        }
+        b = calloc(1, sizeof *b);
+        if (b == NULL || fv_map_put(&hc->auth_failures, addr, strlen(addr), b) != FV_OK) {
+            free(b);
+            return; /* out of memory: not limited, still answered 401 */
+        }
+    }
+    fv_bucket_take(b, &auth_rule, fv_mono_ns());
+}
 
 struct api_session {
     struct fv_http_response resp;
     size_t sent;
-    int chunked, done; /* a streamed response; its producer has finished */
+    int chunked, done;   /* a streamed response; its producer has finished */
+    uint64_t audit_need; /* H2: the response waits until this audit seq is durable */
+    int parked;
 };
+
+static struct fv_audit *audit_of(const struct fv_http_ctx *hc)
+{
+    return hc->view.guard ? hc->view.guard->audit : NULL;
+}
 
 static const char *http_method(struct lws *wsi)
 {
@@ -61,6 +109,49 @@ static int api_write_piece(struct lws *wsi, struct api_session *a)
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
+/* Writes the response's status and headers, then asks to write its body. */
+static int send_headers(struct lws *wsi, struct api_session *a)
+{
+    unsigned char buf[LWS_PRE + 512], *start = buf + LWS_PRE, *p = start,
+                                      *end = buf + sizeof buf - 1;
+    if (lws_add_http_common_headers(wsi, (unsigned)a->resp.status, a->resp.content_type,
+                                    a->chunked ? LWS_ILLEGAL_HTTP_CONTENT_LEN : a->resp.body.len,
+                                    &p, end))
+        return 1;
+    if (a->chunked && lws_add_http_header_by_name(wsi, (const unsigned char *)"Transfer-Encoding:",
+                                                  (const unsigned char *)"chunked", 7, &p, end))
+        return 1;
+    if (a->resp.www_authenticate &&
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"WWW-Authenticate:",
+                                    (const unsigned char *)"Bearer", 6, &p, end))
+        return 1;
+    if (lws_finalize_write_http_header(wsi, start, &p, end)) return 1;
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+/* H2: a parked response goes out once its audit entries are durable; if the audit log failed
+ * meanwhile, it is replaced by an error (nothing personal is released unaudited). */
+static int unpark(struct lws *wsi, struct fv_http_ctx *hc, struct api_session *a)
+{
+    struct fv_audit *audit = audit_of(hc);
+    int failed = audit && fv_audit_failed(audit);
+    if (!failed && audit && fv_audit_durable_seq(audit) < a->audit_need) return 0;
+    a->parked = 0;
+    hc->parked--;
+    if (failed) {
+        api_session_end(a);
+        a->chunked = a->done = 0;
+        a->sent = 0;
+        a->resp.status = 500;
+        a->resp.content_type = "application/json";
+        a->resp.www_authenticate = 0;
+        static const char m[] = "{\"error\":\"the audit log cannot be written; refused\"}\n";
+        fv_buf_append(&a->resp.body, m, sizeof m - 1);
+    }
+    return send_headers(wsi, a);
+}
+
 static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                   size_t len)
 {
@@ -86,9 +177,25 @@ static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         struct fv_api_view v = hc->view;
         v.query = has_args ? args : NULL;
         memset(a, 0, sizeof *a);
+        struct fv_audit *audit = audit_of(hc);
+        uint64_t before = audit ? fv_audit_last_seq(audit) : 0;
         hc->metrics->http_requests++;
-        fv_api_handle(&v, http_method(wsi), (const char *)in, has_auth ? auth : NULL, &a->resp);
-        if (a->resp.status == 401) hc->metrics->http_unauthorized++;
+        char addr[64] = "";
+        lws_get_peer_simple(wsi, addr, sizeof addr);
+        if (!auth_allowed(hc, addr)) {
+            hc->metrics->http_auth_throttled++;
+            a->resp.status = 429;
+            a->resp.content_type = "application/json";
+            static const char m[] = "{\"error\":\"too many failed authentications from this "
+                                    "address; try again in a few seconds\"}\n";
+            fv_buf_append(&a->resp.body, m, sizeof m - 1);
+        } else {
+            fv_api_handle(&v, http_method(wsi), (const char *)in, has_auth ? auth : NULL, &a->resp);
+            if (a->resp.status == 401) {
+                hc->metrics->http_unauthorized++;
+                auth_failed(hc, addr);
+            }
+        }
         if (a->resp.more) {
             /* The first piece: a small result is complete at once and goes out whole. */
             int rc = a->resp.more(a->resp.ctx, &a->resp.body);
@@ -112,26 +219,25 @@ static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
                 a->chunked = 1;
             }
         }
-        unsigned char buf[LWS_PRE + 512], *start = buf + LWS_PRE, *p = start,
-                                          *end = buf + sizeof buf - 1;
-        if (lws_add_http_common_headers(
-                wsi, (unsigned)a->resp.status, a->resp.content_type,
-                a->chunked ? LWS_ILLEGAL_HTTP_CONTENT_LEN : a->resp.body.len, &p, end))
-            return 1;
-        if (a->chunked &&
-            lws_add_http_header_by_name(wsi, (const unsigned char *)"Transfer-Encoding:",
-                                        (const unsigned char *)"chunked", 7, &p, end))
-            return 1;
-        if (a->resp.www_authenticate &&
-            lws_add_http_header_by_name(wsi, (const unsigned char *)"WWW-Authenticate:",
-                                        (const unsigned char *)"Bearer", 6, &p, end))
-            return 1;
-        if (lws_finalize_write_http_header(wsi, start, &p, end)) return 1;
-        lws_callback_on_writable(wsi);
-        return 0;
+        uint64_t after = audit ? fv_audit_last_seq(audit) : 0;
+        if (after > before && fv_audit_durable_seq(audit) < after) {
+            /* H2: the request wrote audit entries; its answer waits until they are durable
+             * (the syncer wakes the loop; EVENT_WAIT_CANCELLED below). */
+            a->audit_need = after;
+            a->parked = 1;
+            hc->parked++;
+            return 0;
+        }
+        return send_headers(wsi, a);
     }
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        /* H2: audit entries may have become durable: let parked responses look. */
+        if (hc && hc->parked)
+            lws_callback_on_writable_all_protocol_vhost(vh, lws_get_protocol(wsi));
+        return 0;
     case LWS_CALLBACK_HTTP_WRITEABLE: {
         if (a == NULL) return -1;
+        if (a->parked) return unpark(wsi, hc, a);
         if (a->chunked && !a->done && a->sent == a->resp.body.len) {
             fv_buf_reset(&a->resp.body);
             a->sent = 0;
@@ -146,6 +252,10 @@ static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         return api_write_piece(wsi, a);
     }
     case LWS_CALLBACK_CLOSED_HTTP:
+        if (a && a->parked) {
+            a->parked = 0;
+            hc->parked--;
+        }
         if (a) api_session_end(a);
         return 0;
     default:

@@ -14,13 +14,33 @@
 
 #include "api/api.h"
 #include "gateway/metrics.h"
+#include "util/map.h"
 
 /* The API vhost's user pointer (vi.user): the view every request starts from (its query is
  * set per request) and the counters of requests. Owned by the caller, outliving the vhost. */
 struct fv_http_ctx {
     struct fv_api_view view;
-    struct fv_metrics *metrics; /* http_requests, http_unauthorized */
+    struct fv_metrics *metrics;  /* http_requests, http_unauthorized, http_auth_throttled */
+    struct fv_map auth_failures; /* client address -> struct fv_bucket* (H1) */
+    unsigned parked;             /* responses waiting for their audit entries (H2) */
 };
+
+/* H2: a response whose request wrote audit entries (the guard's decision, admin actions) is
+ * held, headers and all, until those entries are durable (privacy/audit.h A13: the log syncs
+ * many entries at once on its own thread, and wakes the loop); if the log fails meanwhile,
+ * the answer is a 500 instead. So an access is on disk before its data is released, and no
+ * request makes the loop wait for a disk. */
+
+/* H1: failed authentications are limited per client address: a token bucket of
+ * FV_HTTP_AUTH_FAIL_RATE per second, burst FV_HTTP_AUTH_FAIL_BURST, takes one token per 401;
+ * while it is empty the address gets 429 before anything else is done (no token check, no
+ * audit entry). At most FV_HTTP_AUTH_ADDRS addresses are tracked (then all are forgotten). */
+#define FV_HTTP_AUTH_FAIL_RATE  5.0
+#define FV_HTTP_AUTH_FAIL_BURST 20.0
+#define FV_HTTP_AUTH_ADDRS      4096
+
+/* Frees what the transport keeps in hc (not hc itself). */
+void fv_http_ctx_free(struct fv_http_ctx *hc);
 
 /* The protocol table for lws_create_vhost. */
 const struct lws_protocols *fv_http_protocols(void);

@@ -18,6 +18,7 @@
 #include "privacy/location.h"
 #include "store/store.h"
 #include "util/err.h"
+#include "util/fmt.h"
 #include "util/log.h"
 #include "wire/signals.h"
 
@@ -108,56 +109,6 @@ int fv_parse_span_ms(const char *s, int64_t *out)
     return FV_OK;
 }
 
-static const double p10[] = {1e0, 1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,
-                             1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17};
-
-/* Writes the decimal digits of m (< 2^53) with e digits after the point into b; returns
- * the length. */
-static size_t fmt_decimal(char *b, uint64_t m, int neg, int e)
-{
-    char tmp[32];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + m % 10);
-        m /= 10;
-    } while (m);
-    while ((int)n <= e)
-        tmp[n++] = '0';
-    size_t o = 0;
-    if (neg) b[o++] = '-';
-    for (size_t i = n; i-- > 0;) {
-        b[o++] = tmp[i];
-        if ((int)i == e && e > 0) b[o++] = '.';
-    }
-    return o;
-}
-
-int fv_put_double(struct fv_buf *out, double d)
-{
-    char b[40];
-    if (!isfinite(d)) return fv_buf_append(out, "null", 4);
-    /* Fast path, exact: the smallest e with d == m / 10^e for an integer m < 2^53 prints as
-     * m with e decimals, and that text reads back as d (both are the correctly rounded
-     * quotient). Telemetry values are mostly like this with e <= 3. */
-    double a = fabs(d);
-    if (a < 9007199254740992.0 && !(d == 0 && signbit(d))) {
-        for (int e = 0; e < 18; e++) {
-            double m = a * p10[e];
-            if (m >= 9007199254740992.0) break;
-            double r = floor(m + 0.5);
-            if (r / p10[e] == a) {
-                size_t n = fmt_decimal(b, (uint64_t)r, d < 0, e);
-                return fv_buf_append(out, b, n);
-            }
-        }
-    }
-    for (int prec = 15; prec <= 17; prec++) {
-        snprintf(b, sizeof b, "%.*g", prec, d);
-        if (strtod(b, NULL) == d) break;
-    }
-    return fv_buf_append(out, b, strlen(b));
-}
-
 static int putf(struct fv_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int putf(struct fv_buf *b, const char *fmt, ...)
 {
@@ -203,7 +154,7 @@ static int put_json_value(struct fv_buf *b, const struct fv_value *v)
 {
     switch (v->kind) {
     case FV_VK_DOUBLE:
-        return fv_put_double(b, v->u.d);
+        return fv_buf_put_double(b, v->u.d);
     case FV_VK_INT:
     case FV_VK_ENUM:
         return putf(b, "%lld", (long long)v->u.i);
@@ -215,9 +166,9 @@ static int put_json_value(struct fv_buf *b, const struct fv_value *v)
         return fv_buf_append(b, "null", 4);
     case FV_VK_LOCATION: {
         int rc = fv_buf_append(b, "{\"latitude\":", 12);
-        if (rc == FV_OK) rc = fv_put_double(b, v->u.loc.lat);
+        if (rc == FV_OK) rc = fv_buf_put_double(b, v->u.loc.lat);
         if (rc == FV_OK) rc = fv_buf_append(b, ",\"longitude\":", 13);
-        if (rc == FV_OK) rc = fv_put_double(b, v->u.loc.lon);
+        if (rc == FV_OK) rc = fv_buf_put_double(b, v->u.loc.lon);
         return rc ? rc : fv_buf_append(b, "}", 1);
     }
     default:
@@ -233,7 +184,7 @@ static int put_csv_value(struct fv_buf *b, const struct fv_value *v)
     case FV_VK_INVALID:
         return fv_buf_append(b, "invalid", 7);
     case FV_VK_DOUBLE:
-        return isfinite(v->u.d) ? fv_put_double(b, v->u.d) : putf(b, "%g", v->u.d);
+        return isfinite(v->u.d) ? fv_buf_put_double(b, v->u.d) : putf(b, "%g", v->u.d);
     case FV_VK_INT:
     case FV_VK_ENUM:
     case FV_VK_BOOL:
@@ -425,14 +376,14 @@ static int put_agg(struct fv_buf *b, const struct fv_guard_ctx *ctx, const struc
     case AG_COUNT:
         return putf(b, "%llu", (unsigned long long)g->count);
     case AG_SUM:
-        return g->nnum ? fv_put_double(b, g->sum) : (csv ? FV_OK : fv_buf_append(b, "null", 4));
+        return g->nnum ? fv_buf_put_double(b, g->sum) : (csv ? FV_OK : fv_buf_append(b, "null", 4));
     case AG_AVG:
-        return g->nnum ? fv_put_double(b, g->sum / (double)g->nnum)
+        return g->nnum ? fv_buf_put_double(b, g->sum / (double)g->nnum)
                        : (csv ? FV_OK : fv_buf_append(b, "null", 4));
     case AG_MIN:
-        return g->nnum ? fv_put_double(b, g->min) : (csv ? FV_OK : fv_buf_append(b, "null", 4));
+        return g->nnum ? fv_buf_put_double(b, g->min) : (csv ? FV_OK : fv_buf_append(b, "null", 4));
     case AG_MAX:
-        return g->nnum ? fv_put_double(b, g->max) : (csv ? FV_OK : fv_buf_append(b, "null", 4));
+        return g->nnum ? fv_buf_put_double(b, g->max) : (csv ? FV_OK : fv_buf_append(b, "null", 4));
     case AG_FIRST:
         return fv_put_value(b, ctx, &g->first, csv);
     default:
@@ -492,7 +443,7 @@ static int64_t bucket_of(const struct qctx *q, int64_t t)
     if (q->step == 0) return q->from;
     int64_t r = t % q->step;
     if (r < 0) r += q->step;
-    return t - r;
+    return t < INT64_MIN + r ? INT64_MIN : t - r; /* the first bucket would start before time */
 }
 
 static int add_to_buckets(struct qctx *q, const struct fv_store_chunk *ch, struct fv_buf *b)
@@ -828,8 +779,10 @@ void fv_api_query(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
             goto bad;
         }
         if (!q->aggs) q->aggs = AG_AVG;
+        /* from <= to, so the span fits in 64 unsigned bits; to - from in signed ones
+         * overflows for far-apart times (from=-9e18&to=9e18) and let any step through. */
         if (q->from != INT64_MIN && q->to != INT64_MAX &&
-            (q->to - q->from) / q->step > MAX_BUCKETS) {
+            ((uint64_t)q->to - (uint64_t)q->from) / (uint64_t)q->step > MAX_BUCKETS) {
             snprintf(msg, sizeof msg, "too many buckets: more than %d; use a larger step",
                      MAX_BUCKETS);
             goto bad;

@@ -24,13 +24,11 @@
 int fv_parse_time_ms(const char *s, int64_t *out);
 /* "500ms", "10s", "5m", "2h", "1d", or plain milliseconds; > 0. */
 int fv_parse_span_ms(const char *s, int64_t *out);
-/* Appends the shortest decimal text that reads back as exactly d (JSON: null if not finite). */
-int fv_put_double(struct fv_buf *out, double d);
 
 /* ctx: the authenticated requester (privacy/guard.h); the read is decided and audited here
  * once the request is understood. */
 /* Appends a value as JSON (csv = 0) or as a CSV cell, as ctx may see it (obligations of
- * privacy/guard.h; ctx NULL: as stored). Doubles print exactly. */
+ * privacy/guard.h; ctx NULL: as stored). Doubles print exactly (util/fmt.h). */
 int fv_put_value(struct fv_buf *b, const struct fv_guard_ctx *ctx, const struct fv_value *v,
                  int csv);
 

@@ -19,6 +19,7 @@ void fv_config_defaults(struct fv_config *c)
     snprintf(c->api_host, sizeof c->api_host, "127.0.0.1");
     c->api_port = 8080;
     c->max_message = 1000000;
+    c->device_idle_ms = 180000;
     c->wal_segment_bytes = 64ull << 20;
     fv_rate_defaults(&c->rates);
     c->rate_limit_enabled = 1;
@@ -182,6 +183,15 @@ int fv_config_load(struct fv_config *c, const char *path, char *err, size_t errl
                 fv_seterr(err, errlen, "%s: \"%s\": expected \"HOST:PORT\"", path, key);
                 goto done;
             }
+        } else if (strcmp(key, "device_idle_timeout") == 0) {
+            uint64_t ms;
+            if (parse_duration_ms(val, &ms) != FV_OK || ms < 3000 || ms > 86400000) {
+                fv_seterr(err, errlen,
+                          "%s: device_idle_timeout: expected a duration from \"3s\" to \"1d\"",
+                          path);
+                goto done;
+            }
+            c->device_idle_ms = ms;
         } else if (strcmp(key, "max_message") == 0 && json_is_integer(val) &&
                    json_integer_value(val) > 0 && json_integer_value(val) <= 16 * 1000000) {
             c->max_message = (size_t)json_integer_value(val);

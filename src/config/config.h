@@ -26,6 +26,9 @@ struct fv_config {
     char api_host[256];
     int api_port;
     size_t max_message; /* bytes; default 1,000,000 (the protocol's limit) */
+    /* A device connection silent this long is closed; it is pinged after a third of it
+     * (default 3 minutes; a dead peer or a half-open TCP connection holds nothing longer). */
+    uint64_t device_idle_ms;
     uint64_t wal_segment_bytes;
     struct fv_rate_config rates;
     int rate_limit_enabled;
@@ -41,7 +44,7 @@ struct fv_config {
 /* Defaults: data ./data, certs ./certs, devices on 127.0.0.1:4443, API on 127.0.0.1:8080. */
 void fv_config_defaults(struct fv_config *c);
 
-/* Loads a JSON config file over c (keys: data, certs, key_file, listen, api, max_message,
+/* Loads a JSON config file over c (keys: data, certs, key_file, listen, api, max_message, device_idle_timeout,
  * wal_segment_mb, rate_limits: {TOPIC: {per_second, burst}} or false, store: {flush_interval,
  * flush_datums, wal_keep, retention: {CLASS: "30d"}, classes: {CLASS: [SIGNAL, ...]}},
  * policy, audit_key, audit_witness: paths; audit_retention: a duration; location_privacy:

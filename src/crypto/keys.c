@@ -3,10 +3,12 @@
  *
  * Catalog schema (DATA/catalog.db, SQLite, synchronous=FULL so a new key is durable before
  * any record sealed with it can be acknowledged):
- *   meta(k TEXT PRIMARY KEY, kek_id TEXT, v BLOB)  -- 'pseudonym_key': wrapped by the KEK
+ *   meta(k TEXT PRIMARY KEY, kek_id TEXT, v BLOB)  -- 'pseudonym_key': wrapped by the KEK,
+ *                                                  -- AAD "fleetvault pseudonym key"
  *   subject_keys(subject TEXT PRIMARY KEY,   -- the pseudonym, never the name
  *                kek_id TEXT, wrapped BLOB,  -- the data key, wrapped by the KEK
  *                sealed_name BLOB,           -- the name (VIN), sealed with the data key
+ *                                            -- (both: AAD = the pseudonym's 32 hex chars)
  *                created_ms INTEGER, destroyed_ms INTEGER)
  *   Shredded: wrapped, sealed_name and kek_id NULL, destroyed_ms set (a tombstone).
  * Invariant K1: a subject's key is never re-created after destruction (a new owner is a
@@ -194,6 +196,9 @@ struct fv_keystore {
     struct fv_kek kek;
     unsigned char pkey[FV_KEY_LEN]; /* pseudonym key */
     struct fv_map cache;            /* pseudonym -> struct subject_entry */
+    char wal_path[4096];            /* the catalog's SQLite WAL file (DB-wal) */
+    int defer_sync;                 /* new keys committed without fsync (fv_keystore_sync) */
+    int unsynced;                   /* atomic: a key was committed since the last sync */
 };
 
 static const char PKEY_AAD[] = "fleetvault pseudonym key";
@@ -286,6 +291,7 @@ int fv_keystore_open(const char *db_path, const struct fv_kek *kek, struct fv_ke
         goto fail;
     }
     chmod(db_path, 0600);
+    snprintf(ks->wal_path, sizeof ks->wal_path, "%s-wal", db_path);
     rc = fv_catalog_exec(
         ks->db,
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA secure_delete=ON;"
@@ -389,8 +395,16 @@ static int create(struct fv_keystore *ks, const char *pseudo, const char *name,
             sqlite3_bind_blob(st, 3, wrapped.data, (int)wrapped.len, SQLITE_STATIC);
             sqlite3_bind_blob(st, 4, sname.data, (int)sname.len, SQLITE_STATIC);
             sqlite3_bind_int64(st, 5, (sqlite3_int64)fv_now_ms());
+            /* Deferred: the commit writes SQLite's WAL without fsync; fv_keystore_sync makes
+             * it durable before any record sealed with the key is (the WAL writer calls it
+             * before each batch's fdatasync). */
+            if (ks->defer_sync) sqlite3_exec(ks->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
             if (sqlite3_step(st) == SQLITE_DONE)
                 rc = fv_map_put(&ks->cache, pseudo, strlen(pseudo), e);
+            if (ks->defer_sync) {
+                sqlite3_exec(ks->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+                __atomic_store_n(&ks->unsynced, 1, __ATOMIC_SEQ_CST);
+            }
         }
         sqlite3_finalize(st);
     }
@@ -412,6 +426,27 @@ int fv_keystore_dek(struct fv_keystore *ks, const char *name, int create_missing
     if (rc == FV_OK) rc = lookup(ks, pseudo, &e);
     if (rc == FV_ENOENT && create_missing) rc = create(ks, pseudo, name, &e);
     *dek = rc == FV_OK ? e->dek : NULL;
+    return rc;
+}
+
+void fv_keystore_defer_sync(struct fv_keystore *ks, int on)
+{
+    ks->defer_sync = on;
+}
+
+int fv_keystore_sync(struct fv_keystore *ks, char *err, size_t errlen)
+{
+    if (!__atomic_exchange_n(&ks->unsynced, 0, __ATOMIC_SEQ_CST)) return FV_OK;
+    int fd = open(ks->wal_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) return FV_OK; /* checkpointed and removed: in the db, synced */
+    if (fd < 0) {
+        __atomic_store_n(&ks->unsynced, 1, __ATOMIC_SEQ_CST);
+        fv_seterr(err, errlen, "open %s: %s", ks->wal_path, strerror(errno));
+        return FV_EIO;
+    }
+    int rc = fv_os_fdatasync(fd, ks->wal_path, err, errlen);
+    close(fd);
+    if (rc) __atomic_store_n(&ks->unsynced, 1, __ATOMIC_SEQ_CST);
     return rc;
 }
 

@@ -2,10 +2,11 @@
  * keys.h - encryption at rest: the master key-encryption key (KEK), per-subject data keys
  * (DEKs) wrapped by it in the SQLite catalog, and AES-256-GCM sealing of records.
  *
- * Model (docs/formats.md, "Keys"): every data subject (for now, one per device) has its own
- * random 256-bit data key. Data keys are stored only wrapped (AES-256-GCM under the KEK,
- * the subject name as associated data) in DATA/catalog.db. The KEK lives outside the data
- * directory: a key file (`fleetvault keys init FILE`, 64 hex digits, mode 0600) or the
+ * Model (docs/formats.md, "Keys"): every data subject (an owner period of a device: name
+ * "VIN", "VIN#2", ...) has its own random 256-bit data key. Data keys are stored only
+ * wrapped in DATA/catalog.db: AES-256-GCM under the KEK, associated data = the subject's
+ * pseudonym as its 32 hex characters (not the name, not the 16 binary bytes). The KEK lives outside
+ * the data directory: a key file (`fleetvault keys init FILE`, 64 hex digits, mode 0600) or the
  * environment variable FV_MASTER_KEY. Destroying a subject's data key (crypto-shredding)
  * makes every record sealed with it unreadable at once, whatever its size.
  *
@@ -51,9 +52,11 @@ struct fv_keystore;
  * one that wrapped the stored keys. */
 int fv_keystore_open(const char *db_path, const struct fv_kek *kek, struct fv_keystore **out,
                      char *err, size_t errlen);
-/* The subject's pseudonym: the first 16 bytes of HMAC-SHA256(pseudonym key, name), in hex.
- * The pseudonym key is random per catalog and stored wrapped by the KEK; the catalog and the
- * WAL name subjects only by pseudonym (rule K2). */
+/* The subject's pseudonym: the first 16 bytes of HMAC-SHA256(key = the 32-byte pseudonym
+ * key, message = name's bytes, no NUL), in lower-case hex. The pseudonym key is random per
+ * catalog and stored in meta('pseudonym_key') as nonce(12) || AES-256-GCM(KEK, key, AAD =
+ * the 24 bytes "fleetvault pseudonym key") || tag(16); the catalog and the WAL name subjects
+ * only by pseudonym (rule K2). */
 int fv_keystore_pseudonym(struct fv_keystore *ks, const char *name, char out[FV_PSEUDONYM_LEN + 1]);
 /* The data key of the subject called name, and its pseudonym. create_missing: make one
  * (durably committed, the name sealed with it) if the subject has none. The key stays valid
@@ -80,6 +83,17 @@ void fv_keystore_close(struct fv_keystore *ks);
 /* The catalog's SQLite connection (registries beside the keys, e.g. principals); owned by
  * the keystore, same thread rules. */
 struct sqlite3 *fv_keystore_db(struct fv_keystore *ks);
+
+/* Deferred key durability (the server turns it on): a new data key is committed without
+ * fsync, so creating a device's key never waits for a disk on the ingest loop; the key
+ * becomes durable at the next fv_keystore_sync, which whoever makes records sealed with it
+ * durable must call first (the WAL writer does, before each batch's fdatasync). Off by
+ * default: every commit is synchronous=FULL. */
+void fv_keystore_defer_sync(struct fv_keystore *ks, int on);
+/* Makes every key committed so far durable (fdatasync of the catalog's SQLite WAL); a no-op
+ * when none was committed since the last call. Any thread. FV_OK or FV_EIO (err set; the
+ * next call tries again). */
+int fv_keystore_sync(struct fv_keystore *ks, char *err, size_t errlen);
 /* Runs SQL on a catalog connection; FV_EIO with "catalog: ..." in err (may be NULL). */
 int fv_catalog_exec(struct sqlite3 *db, const char *sql, char *err, size_t errlen);
 /* A 256-bit secret for one use (label), derived from the pseudonym key: HMAC-SHA256(key,

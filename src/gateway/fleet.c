@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "gateway/fleet.h"
+#include "util/clock.h"
 #include "util/err.h"
 
 struct fv_device *fv_fleet_find(const struct fv_fleet *f, const char *id)
@@ -122,15 +123,8 @@ int fv_device_add_txid(struct fv_device *d, const void *txid, size_t len)
 
 static struct fv_signal_state *signal_slot(struct fv_device *d, uint32_t field, int create)
 {
-    uint32_t lo = 0, hi = d->nsignals;
-    while (lo < hi) {
-        uint32_t mid = (lo + hi) / 2;
-        if (d->signals[mid].field < field)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    if (lo < d->nsignals && d->signals[lo].field == field) return &d->signals[lo];
+    uintptr_t at = (uintptr_t)fv_map_get_u64(&d->sigidx, field);
+    if (at) return &d->signals[at - 1];
     if (!create) return NULL;
     if (d->nsignals == d->capsignals) {
         uint32_t ncap = d->capsignals ? d->capsignals * 2 : 8;
@@ -139,11 +133,12 @@ static struct fv_signal_state *signal_slot(struct fv_device *d, uint32_t field, 
         d->signals = n;
         d->capsignals = ncap;
     }
-    memmove(&d->signals[lo + 1], &d->signals[lo], (d->nsignals - lo) * sizeof *d->signals);
-    d->nsignals++;
-    memset(&d->signals[lo], 0, sizeof d->signals[lo]);
-    d->signals[lo].field = field;
-    return &d->signals[lo];
+    if (fv_map_put_u64(&d->sigidx, field, (void *)(uintptr_t)(d->nsignals + 1)) != FV_OK)
+        return NULL;
+    struct fv_signal_state *s = &d->signals[d->nsignals++];
+    memset(s, 0, sizeof *s);
+    s->field = field;
+    return s;
 }
 
 const struct fv_signal_state *fv_device_signal(const struct fv_device *d, uint32_t field)
@@ -160,6 +155,8 @@ int fv_device_apply(struct fv_device *d, uint64_t record_ms, uint64_t received_m
     if (received_ms > d->last_received_ms) d->last_received_ms = received_ms;
     if (v == NULL) return FV_OK;
     d->datums += v->n;
+    uint64_t server_ms = received_ms ? received_ms : fv_now_ms();
+    if (record_ms > server_ms + FV_FLEET_FUTURE_MS) return FV_OK; /* stored, never "latest" */
     for (size_t i = 0; i < v->n; i++) {
         struct fv_signal_state *s = signal_slot(d, v->data[i].field, 1);
         if (s == NULL) return FV_ENOMEM;
@@ -182,6 +179,7 @@ void fv_fleet_free(struct fv_fleet *f)
         for (uint32_t k = 0; k < d->nsignals; k++)
             fv_value_clear(&d->signals[k].value);
         free(d->signals);
+        fv_map_free(&d->sigidx);
         free(d->recent.set);
         free(d->recent.ring);
         free(d);
@@ -194,6 +192,7 @@ void fv_device_wipe(struct fv_device *d)
     for (uint32_t i = 0; i < d->nsignals; i++)
         fv_value_clear(&d->signals[i].value);
     d->nsignals = 0;
+    fv_map_free(&d->sigidx);
     d->records = d->datums = d->duplicates = d->rate_limited = 0;
     d->first_ms = d->last_ms = 0;
 }

@@ -22,6 +22,12 @@
 
 #define FV_DEDUP_WINDOW 1024
 
+/* Latest state follows the device's clock, within reason: a value stamped more than this far
+ * ahead of the server's clock (at receipt) is stored and queryable but never becomes a
+ * signal's latest value, so one bogus far-future time cannot freeze it (docs/operations.md,
+ * "Device clocks"). */
+#define FV_FLEET_FUTURE_MS (5 * 60 * 1000)
+
 struct fv_signal_state {
     uint32_t field;
     uint64_t time_ms;
@@ -47,8 +53,9 @@ struct fv_device {
     uint64_t last_received_ms;       /* server clock */
     int sessions;                    /* connections open now */
     uint64_t session_id;             /* the newest open session (downlink target), 0 if none */
-    struct fv_signal_state *signals; /* sorted by field */
+    struct fv_signal_state *signals; /* in the order first seen */
     uint32_t nsignals, capsignals;
+    struct fv_map sigidx; /* field -> 1 + its index in signals: O(1) lookup and insert */
     struct fv_txwindow recent;
     struct fv_bucket buckets[FV_RATE_MAX_RULES];
 };
@@ -68,7 +75,9 @@ int fv_device_has_txid(const struct fv_device *d, const void *txid, size_t len);
 int fv_device_add_txid(struct fv_device *d, const void *txid, size_t len);
 
 /* Accounts one stored record: counters, times and, for a decoded V record, the latest state
- * of each signal (a value older than the one held is ignored). FV_OK or FV_ENOMEM. */
+ * of each signal (a value older than the one held is ignored, and so is one stamped more than
+ * FV_FLEET_FUTURE_MS after received_ms, or after the server's clock now if received_ms is 0).
+ * FV_OK or FV_ENOMEM. */
 int fv_device_apply(struct fv_device *d, uint64_t record_ms, uint64_t received_ms,
                     const struct fv_vrecord *v);
 

@@ -29,9 +29,10 @@ extern const char *const fv_reject_names[FV_REJ_COUNT];
 struct fv_metrics {
     uint64_t connections_total, connections_open;
     uint64_t connections_refused; /* over FV_SESSIONS_PER_DEVICE (gateway/session.h) */
+    uint64_t idle_closed;         /* connections closed: silent past device_idle_timeout */
     uint64_t ingest_pauses;       /* times ingest stopped reading: the store's head was full */
-    uint64_t tls_rejected;      /* client certificate failed verification */
-    uint64_t identity_rejected; /* verified, but no valid device identity */
+    uint64_t tls_rejected;        /* client certificate failed verification */
+    uint64_t identity_rejected;   /* verified, but no valid device identity */
     uint64_t messages_total, bytes_received;
     uint64_t records_stored[FV_TOPIC_SLOTS];
     uint64_t datums_stored;
@@ -43,6 +44,7 @@ struct fv_metrics {
     uint64_t replayed_records;
     uint64_t shredded_records; /* records whose data key was destroyed (erased) */
     uint64_t http_requests, http_unauthorized;
+    uint64_t http_auth_throttled; /* 429: too many failed authentications (api/http.h H1) */
 };
 
 /* Slot of a topic in records_stored. */

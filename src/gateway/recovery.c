@@ -9,6 +9,7 @@
 #include "gateway/recovery.h"
 #include "gateway/session.h"
 #include "privacy/subjects.h"
+#include "util/clock.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "wal/sealed.h"
@@ -66,9 +67,9 @@ int fv_recovery_replay(void *arg, const struct fv_wal_record *r, const char *fil
     if (is_v && fv_payload_decode_v(plain.data, plain.len, &v, NULL, 0) != FV_OK)
         is_v = 0; /* stored before validation existed: kept as an event */
     int64_t t = (int64_t)((is_v && v.created_at_ms) ? v.created_at_ms : r->received_ms);
-    rc = is_v ? fv_store_add_frame(rv->store, pseudo, dek, t, &v)
-              : fv_store_add_event(rv->store, pseudo, dek, t, r->topic, r->topic_len, plain.data,
-                                   plain.len);
+    rc = is_v ? fv_store_add_frame(rv->store, pseudo, dek, t, r->received_ms, &v)
+              : fv_store_add_event(rv->store, pseudo, dek, t, r->received_ms, r->topic,
+                                   r->topic_len, plain.data, plain.len);
     fv_buf_free(&plain);
     if (rc == FV_OK && !(r->flags & FV_WAL_F_GENERATED)) {
         /* The record's subject may be an earlier owner period: its txid still counts for
@@ -112,6 +113,10 @@ static int rebuild_subject(void *arg, const struct fv_store_subject *su)
     char err[512];
     /* The latest value of most signals is in the newest day of frames. */
     int64_t top = su->max_frame_t;
+    /* A far-future frame (a device clock gone wrong) must not hide the real recent ones:
+     * the latest state ignores times past the tolerance anyway (fleet.h). */
+    int64_t horizon = (int64_t)fv_now_ms() + FV_FLEET_FUTURE_MS;
+    if (top > horizon) top = horizon;
     int64_t from = top > INT64_MIN + 86400000 ? top - 86400000 : top;
     rc = fv_store_query(rv->store, su->pseudo, dek, from, top, NULL, 0, 0, &cur, err, sizeof err);
     if (rc) return rc;

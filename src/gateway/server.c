@@ -108,6 +108,18 @@ static void wal_notify(void *arg)
     wake_loop(arg);
 }
 
+/* WAL writer thread: the data keys of a batch's records become durable first. */
+static int wal_before_sync(void *arg, char *err, size_t errlen)
+{
+    struct fv_server *srv = arg;
+    return fv_keystore_sync(srv->keys, err, errlen);
+}
+
+static void audit_notify(void *arg)
+{
+    wake_loop(arg);
+}
+
 static void store_wake(void *arg)
 {
     wake_loop(arg);
@@ -120,8 +132,9 @@ static void sink_put(void *arg, const struct fv_logged *lr)
     struct fv_server *srv = arg;
     char pseudo[FV_PSEUDONYM_LEN + 1];
     snprintf(pseudo, sizeof pseudo, "%.*s", (int)lr->rec->device_id_len, lr->rec->device_id);
-    int rc = lr->v ? fv_store_add_frame(srv->store, pseudo, lr->dek, lr->t_ms, lr->v)
-                   : fv_store_add_event(srv->store, pseudo, lr->dek, lr->t_ms, lr->rec->topic,
+    uint64_t rx = lr->rec->received_ms;
+    int rc = lr->v ? fv_store_add_frame(srv->store, pseudo, lr->dek, lr->t_ms, rx, lr->v)
+                   : fv_store_add_event(srv->store, pseudo, lr->dek, lr->t_ms, rx, lr->rec->topic,
                                         lr->rec->topic_len, lr->plain, lr->plain_len);
     if (rc && !srv->store_degraded) {
         /* K2: the record is safe in the WAL, which then must not be trimmed until a restart
@@ -292,7 +305,9 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
     /* The erasure list is replayed before anything is decrypted (privacy/erasure.h). */
     if (rc == FV_OK)
         rc = fv_erasure_open(&srv->erasure, srv->keys, cfg->key_file, cfg->data_dir, err, errlen);
-    if (rc == FV_OK) rc = fv_guard_open(&srv->guard, cfg, srv->keys, srv->admin_token, err, errlen);
+    if (rc == FV_OK)
+        rc = fv_guard_open(&srv->guard, cfg, srv->keys, srv->admin_token, audit_notify, srv, err,
+                           errlen);
     if (rc == FV_OK) rc = fv_exports_new(&srv->exports);
     if (rc) return rc;
 
@@ -317,8 +332,11 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
             srv->store_cfg.dir, (double)(fv_mono_ns() - t0) / 1e6);
 
     snprintf(path, sizeof path, "%s/wal", cfg->data_dir);
-    struct fv_wal_opts wo = {
-        .segment_bytes = cfg->wal_segment_bytes, .notify = wal_notify, .notify_arg = srv};
+    struct fv_wal_opts wo = {.segment_bytes = cfg->wal_segment_bytes,
+                             .notify = wal_notify,
+                             .notify_arg = srv,
+                             .before_sync = wal_before_sync,
+                             .before_sync_arg = srv};
     t0 = fv_mono_ns();
     rc = fv_wal_open(path, &wo, fv_recovery_replay, &rec, &srv->wal, err, errlen);
     if (rc) return rc;
@@ -336,6 +354,9 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
                                   .policy = srv->guard.policy,
                                   .storage_full = storage_full,
                                   .storage_full_arg = srv};
+    /* From here on, a new device's key is committed without waiting for the disk on the
+     * ingest loop; the WAL writer makes it durable before the device's first record. */
+    fv_keystore_defer_sync(srv->keys, 1);
     rc = fv_ingest_new(&deps, &srv->ing);
     if (rc) return rc;
     srv->http = (struct fv_http_ctx){.view = {.fleet = &srv->fleet,
@@ -354,11 +375,6 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
                                      .metrics = &srv->m};
     return FV_OK;
 }
-
-/* Devices: idle connections are pinged after a minute of silence and closed when nothing,
- * not even a pong, came back within two (session.h S6). */
-static const lws_retry_bo_t dev_idle_policy = {.secs_since_valid_ping = 60,
-                                               .secs_since_valid_hangup = 180};
 
 /* The lws context on the given libev loop: devices' and API vhosts. */
 static int open_listeners(struct fv_server *srv, struct ev_loop *loop, char *err, size_t errlen)
@@ -396,7 +412,6 @@ static int open_listeners(struct fv_server *srv, struct ev_loop *loop, char *err
     vi.options =
         LWS_SERVER_OPTION_REQUIRE_VALID_OPENSSL_CLIENT_CERT | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     vi.timeout_secs = 20;
-    vi.retry_and_idle_policy = &dev_idle_policy;
     if (lws_create_vhost(ctx, &vi) == NULL) {
         fv_seterr(err, errlen, "cannot listen for devices on %s:%d (in use, or TLS files bad)",
                   cfg->listen_host, cfg->listen_port);
@@ -423,8 +438,10 @@ static void housekeeping(struct fv_server *srv, uint64_t *last_trim, unsigned *t
 {
     fv_store_tick(srv->store, srv->wal, store_key, srv, fv_now_ms());
     if (srv->guard.audit) fv_audit_tick(srv->guard.audit);
+    fv_guard_tick(&srv->guard);
     registry_poll(srv);
     fv_ingest_pace(srv->ing);
+    fv_ingest_sweep(srv->ing);
     /* TLS handshakes leave freed memory scattered through the heap; handing it back every
      * few seconds keeps idle connections near their true size (measured: 35 -> 30 KB per
      * connection at 1,000 devices). It takes a few ms for a large heap. */
@@ -454,6 +471,7 @@ static void close_all(struct fv_server *srv, struct ev_loop *loop)
     if (loop) ev_loop_destroy(loop);
     __atomic_store_n(&running, NULL, __ATOMIC_SEQ_CST);
     fv_ingest_free(srv->ing);
+    fv_http_ctx_free(&srv->http);
     if (srv->wal) fv_wal_close(srv->wal);
     fv_store_close(srv->store);
     fv_guard_close(&srv->guard);

@@ -18,8 +18,7 @@
 
 /* Runs until *stop becomes non-zero (set it from a signal handler, then call
  * fv_server_wake). Returns 0 on a clean stop, non-zero with err set on failure. */
-int fv_server_run(const struct fv_config *c, volatile sig_atomic_t *stop, char *err,
-                  size_t errlen);
+int fv_server_run(const struct fv_config *c, volatile sig_atomic_t *stop, char *err, size_t errlen);
 
 /* Downlink: queues one binary frame to a connected device (its newest session); it is
  * sent when the socket is writable. Event-loop thread only. FV_ENOENT if not connected. */

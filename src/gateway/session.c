@@ -32,6 +32,7 @@
 struct frame {
     struct frame *next;
     size_t len;
+    int ping;             /* a WebSocket ping (idle check), else a binary message */
     unsigned char data[]; /* LWS_PRE bytes of headroom, then len bytes */
 };
 
@@ -48,7 +49,9 @@ struct session {
     struct frame *out_head, *out_tail;
     size_t out_bytes;
     int established, closing, paused;
-    int http_status; /* GET /status on the device port */
+    uint64_t last_rx_ns; /* the peer's last message or pong (S6: idle timeout) */
+    int pinged;          /* a ping is out since last_rx_ns */
+    int http_status;     /* GET /status on the device port */
 };
 
 struct pending {
@@ -73,32 +76,41 @@ struct fv_ingest {
     int nclass_purposes[FV_STORE_MAX_CLASSES];
     struct fv_buf seal_buf, aad_buf; /* scratch for sealing */
     int paused;                      /* backpressure: sockets are not read */
-    uint64_t paced_ns;
+    uint64_t paced_ns, swept_ns;
 };
 
 /* ---- replies ------------------------------------------------------------------------- */
 
+/* Closes the connection from its next writable callback, or after a second at the latest
+ * (a peer that does not read keeps its socket unwritable, and lws then never calls it
+ * writable). Queued replies are dropped. */
+static void session_close_soon(struct session *s)
+{
+    s->closing = 1;
+    lws_callback_on_writable(s->wsi);
+    lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, 1);
+}
+
 /* Queues a reply; a device whose queue passes FV_SESSION_OUT_MAX bytes does not read its
  * replies and is closed (S6). */
-static int session_push(struct session *s, const void *msg, size_t len)
+static int session_push_frame(struct session *s, const void *msg, size_t len, int ping)
 {
     if (s->closing) return FV_ESTATE;
     if (s->out_bytes + len > FV_SESSION_OUT_MAX) {
         fv_warn("device %s does not read its replies (%zu bytes queued); closing",
                 s->ident.device_id, s->out_bytes);
-        s->closing = 1;
-        lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+        session_close_soon(s);
         return FV_ELIMIT;
     }
     struct frame *f = malloc(sizeof *f + LWS_PRE + len);
     if (f == NULL) {
         fv_error("out of memory queueing a reply; closing %s", s->ident.device_id);
-        s->closing = 1;
-        lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+        session_close_soon(s);
         return FV_ENOMEM;
     }
     f->next = NULL;
     f->len = len;
+    f->ping = ping;
     memcpy(f->data + LWS_PRE, msg, len);
     if (s->out_tail)
         s->out_tail->next = f;
@@ -108,6 +120,11 @@ static int session_push(struct session *s, const void *msg, size_t len)
     s->out_bytes += len;
     lws_callback_on_writable(s->wsi);
     return FV_OK;
+}
+
+static int session_push(struct session *s, const void *msg, size_t len)
+{
+    return session_push_frame(s, msg, len, 0);
 }
 
 static void send_ack(struct session *s, const void *txid, size_t txid_len, const void *topic,
@@ -229,12 +246,15 @@ const char *fv_ingest_subject(struct fv_ingest *ing, struct fv_device *d)
 }
 
 /* Seals the payload with the subject's data key and appends the record to the log, then
- * hands it to the storage sink (K1). Nothing personal reaches the disk in plaintext: the
- * key is created on a subject's first record. A subject whose key was destroyed gets
- * FV_ESTATE: it is erased, store nothing. Returns the log seq or a negative error. */
+ * hands it to the storage sink (K1). received_ms is the record's receive time: the WAL keeps
+ * it, and it is the time of an event (docs/formats.md: events are stored at receipt). Nothing
+ * personal reaches the disk in plaintext: the key is created on a subject's first record. A subject
+ * whose key was destroyed gets FV_ESTATE: it is erased, store nothing. Returns the log seq or a
+ * negative error. */
 static int64_t log_put(struct fv_ingest *ing, const struct session *s, uint8_t flags,
                        const char *topic, size_t topic_len, const void *txid, size_t txid_len,
-                       const struct fv_buf *payload, const struct fv_vrecord *v, int64_t t_ms)
+                       const struct fv_buf *payload, const struct fv_vrecord *v, int64_t t_ms,
+                       uint64_t received_ms)
 {
     const unsigned char *dek;
     char pseudo[FV_PSEUDONYM_LEN + 1];
@@ -248,7 +268,7 @@ static int64_t log_put(struct fv_ingest *ing, const struct session *s, uint8_t f
     struct fv_wal_record r = {
         .type = FV_WAL_REC_DATA,
         .flags = (uint8_t)(flags | FV_WAL_F_SEALED),
-        .received_ms = fv_now_ms(),
+        .received_ms = received_ms,
         .device_id = pseudo, /* rule K2: the WAL names devices by pseudonym */
         .device_id_len = FV_PSEUDONYM_LEN,
         .client_type = s->ident.client_type,
@@ -434,7 +454,7 @@ static void handle_message(struct session *s, const unsigned char *msg, size_t l
     uint64_t t = (is_v && v.created_at_ms) ? v.created_at_ms : now;
     int64_t seq =
         log_put(ing, s, v.is_resend ? FV_WAL_F_RESEND : 0, (const char *)env.topic.p, env.topic.len,
-                env.txid.p, env.txid.len, &norm, is_v ? &v : NULL, (int64_t)t);
+                env.txid.p, env.txid.len, &norm, is_v ? &v : NULL, (int64_t)t, now);
     if (seq < 0) {
         send_error(s, FV_REJ_STORAGE, &env.txid, fv_strerror((int)seq));
         goto done;
@@ -462,7 +482,7 @@ static void record_connectivity(struct session *s, int status)
     if (fv_payload_build_connectivity(s->ident.device_id, s->conn_id, status, now, s->netif, &pl) ==
             FV_OK &&
         log_put(s->ing, s, FV_WAL_F_GENERATED, FV_TOPIC_CONNECTIVITY, strlen(FV_TOPIC_CONNECTIVITY),
-                txid, strlen(txid), &pl, NULL, (int64_t)now) > 0)
+                txid, strlen(txid), &pl, NULL, (int64_t)now, now) > 0)
         s->ing->d.metrics->records_stored[3]++;
     fv_buf_free(&pl);
 }
@@ -535,6 +555,7 @@ static int session_established(struct fv_ingest *ing, struct session *s, struct 
     if (s->conn_id[0] == '\0')
         snprintf(s->conn_id, sizeof s->conn_id, "fv-%llu", (unsigned long long)s->id);
     s->established = 1;
+    s->last_rx_ns = fv_mono_ns();
     s->dev->sessions++;
     s->dev->session_id = s->id;
     ing->d.metrics->connections_total++;
@@ -663,14 +684,22 @@ static int dev_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     case LWS_CALLBACK_ESTABLISHED:
         return ing ? session_established(ing, s, wsi) : -1;
     case LWS_CALLBACK_RECEIVE:
+        s->last_rx_ns = fv_mono_ns();
+        s->pinged = 0;
         return session_receive(ing, s, wsi, in, len);
+    case LWS_CALLBACK_RECEIVE_PONG:
+        s->last_rx_ns = fv_mono_ns();
+        s->pinged = 0;
+        return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE: {
+        if (s->closing) return -1;
         struct frame *f = s->out_head;
         if (f == NULL) return 0;
         s->out_head = f->next;
         if (s->out_head == NULL) s->out_tail = NULL;
         s->out_bytes -= f->len;
-        int n = lws_write(wsi, f->data + LWS_PRE, f->len, LWS_WRITE_BINARY);
+        int n =
+            lws_write(wsi, f->data + LWS_PRE, f->len, f->ping ? LWS_WRITE_PING : LWS_WRITE_BINARY);
         free(f);
         if (n < 0) return -1;
         if (s->out_head) lws_callback_on_writable(wsi);
@@ -743,6 +772,31 @@ void fv_ingest_pace(struct fv_ingest *ing)
         if (s && s->paused != full) {
             lws_rx_flow_control(s->wsi, full ? 0 : 1);
             s->paused = full;
+            s->last_rx_ns = now; /* the idle clock runs only while we read */
+        }
+    }
+}
+
+void fv_ingest_sweep(struct fv_ingest *ing)
+{
+    uint64_t now = fv_mono_ns();
+    if (now - ing->swept_ns < 1000000000ull) return;
+    ing->swept_ns = now;
+    uint64_t idle = ing->d.cfg->device_idle_ms * 1000000ull;
+    for (size_t i = 0; i < ing->sessions.cap; i++) {
+        struct session *s = ing->sessions.slots[i].hash ? ing->sessions.slots[i].val : NULL;
+        if (s == NULL || s->closing || s->paused) continue; /* paused: we are not reading */
+        uint64_t quiet = now - s->last_rx_ns;
+        if (quiet >= idle) {
+            fv_info("device %s: nothing received for %llu s (not even a pong); closing",
+                    s->ident.device_id, (unsigned long long)(quiet / 1000000000ull));
+            ing->d.metrics->idle_closed++;
+            session_close_soon(s);
+        } else if (quiet >= idle / 3 && !s->pinged) {
+            s->pinged = 1;
+            fv_debug("device %s: silent for %llu ms; ping", s->ident.device_id,
+                     (unsigned long long)(quiet / 1000000));
+            session_push_frame(s, "fv", 2, 1);
         }
     }
 }

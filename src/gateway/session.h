@@ -90,6 +90,11 @@ const char *fv_device_subject(struct fv_keystore *keys, uint64_t gen, struct fv_
  * (lws_rx_flow_control). Ingest loop; call on every loop turn. */
 void fv_ingest_pace(struct fv_ingest *ing);
 
+/* Idle check (S6), at most once a second: pings a device silent for a third of
+ * cfg->device_idle_ms and closes one silent (no message, no pong) for all of it. Ingest loop;
+ * call on every loop turn. */
+void fv_ingest_sweep(struct fv_ingest *ing);
+
 /* Downlink: queues one binary frame to a connected device (its newest session).
  * FV_ENOENT if not connected, FV_ELIMIT if its reply queue is full. */
 int fv_ingest_downlink(struct fv_ingest *ing, const char *device_id, const void *msg, size_t len);

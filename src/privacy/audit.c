@@ -35,6 +35,10 @@
  *  A11 Every checkpoint line in the witness file is in the log at its seq with the same hash,
  *      unless its seq precedes the log's first entry (A10). One past the log's end means
  *      the log was truncated.
+ *  A13 Group commit (opts.group_commit, the server): an entry is written with one write
+ *      and made durable by the syncer thread, many entries per fdatasync; the caller holds
+ *      back what the entry gates until fv_audit_durable_seq reaches its seq. Checkpoints,
+ *      a new file's genesis and the previous file's end are still synced on the spot (A12).
  *  A12 Write order: an entry is written with one write and fdatasync'd; a checkpoint is
  *      durable in the log before it is appended to the witness (so the witness never holds
  *      more than the log); a new file's genesis is synced, and the directory too, before
@@ -49,6 +53,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,6 +108,17 @@ struct fv_audit {
     void *clock_arg;
     int failed;
     char errbuf[1024];
+    /* Group commit (opts.group_commit, A13): the syncer thread makes written lines durable. */
+    int group;
+    pthread_t syncer;
+    int syncer_running;
+    pthread_mutex_t mu; /* guards fd (as the syncer reads it), written, durable, stop */
+    pthread_cond_t cv;
+    uint64_t written, durable; /* seqs: the last entry written, and the last durable */
+    int stop, sync_failed;
+    char sync_err[256];
+    void (*notify)(void *arg);
+    void *notify_arg;
 };
 
 /* ---- small helpers ---------------------------------------------------------------------- */
@@ -797,18 +813,39 @@ static int write_line(struct fv_audit *a, const struct fv_buf *b, uint64_t seq, 
     snprintf(path, sizeof path, "%s/%s", a->dir, a->name);
     int rc = fv_os_write_all(a->fd, b->data, b->len, path, a->errbuf, sizeof a->errbuf);
     /* A full disk: cut the partial line and refuse this entry; the chain is unchanged and a
-     * later entry may fit. Nothing was synced, so nothing is lost (unlike a failed fsync). */
+     * later entry may fit. Nothing of it was synced, so nothing is lost (unlike a failed
+     * fsync); lines written before it are untouched. */
     if (rc && (errno == ENOSPC || errno == EDQUOT) &&
         fv_os_ftruncate(a->fd, (off_t)a->size, path, NULL, 0) == FV_OK)
         return rc;
-    if (rc == FV_OK) rc = fv_os_fdatasync(a->fd, path, a->errbuf, sizeof a->errbuf);
+    if (rc == FV_OK && !a->group) rc = fv_os_fdatasync(a->fd, path, a->errbuf, sizeof a->errbuf);
     if (rc) return fail(a, rc); /* a partial line is a torn tail: open cuts it */
+    pthread_mutex_lock(&a->mu);
+    a->written = seq;
+    if (!a->group) a->durable = seq;
+    pthread_cond_signal(&a->cv);
+    pthread_mutex_unlock(&a->mu);
     if (a->seq == a->last_cp_seq) a->pending_since = clock_now(a);
     a->seq = seq;
     a->ts = ts;
     memcpy(a->hash, hash, FV_AUDIT_HASH_HEX + 1);
     a->size += b->len;
     a->lines++;
+    return FV_OK;
+}
+
+/* A13: makes everything written to the newest file durable now (group commit only). */
+static int sync_now(struct fv_audit *a)
+{
+    if (!a->group || a->fd < 0) return FV_OK;
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", a->dir, a->name);
+    int rc = fv_os_fdatasync(a->fd, path, a->errbuf, sizeof a->errbuf);
+    if (rc) return fail(a, rc);
+    pthread_mutex_lock(&a->mu);
+    a->written = a->durable = a->seq; /* everything so far, a genesis or checkpoint too */
+    pthread_mutex_unlock(&a->mu);
+    if (a->notify) a->notify(a->notify_arg);
     return FV_OK;
 }
 
@@ -841,6 +878,7 @@ static int write_checkpoint(struct fv_audit *a)
     lw_str(&w, "sig", sig);
     rc = lw_finish(&w, hash);
     if (rc == FV_OK) rc = write_line(a, &b, seq, ts, hash);
+    if (rc == FV_OK) rc = sync_now(a); /* A12: durable in the log before the witness has it */
     if (rc == FV_OK) rc = witness_append(a, &b);
     if (rc == FV_OK) a->last_cp_seq = seq;
 out:
@@ -880,8 +918,15 @@ static int start_file(struct fv_audit *a)
         rc = fail(a, FV_EIO);
         goto out;
     }
+    if (a->fd >= 0 && (rc = sync_now(a)) != FV_OK) { /* A13: the old file ends durable */
+        close(fd);
+        goto out;
+    }
+    pthread_mutex_lock(&a->mu);
     if (a->fd >= 0) close(a->fd);
     a->fd = fd;
+    a->written = a->durable = seq; /* the genesis was synced above, the old file before it */
+    pthread_mutex_unlock(&a->mu);
     memcpy(a->name, name, sizeof name);
     a->size = b.len;
     a->lines = 1;
@@ -913,6 +958,10 @@ static int checkpoint_due(struct fv_audit *a)
 static int append_entry(struct fv_audit *a, const struct fv_audit_event *ev, int internal,
                         uint64_t *seq_out)
 {
+    if (!a->failed && a->group && fv_audit_failed(a)) {
+        fv_seterr(a->errbuf, sizeof a->errbuf, "audit sync: %s", a->sync_err);
+        a->failed = 1;
+    }
     if (a->failed) {
         if (a->errbuf[0] == '\0')
             fv_seterr(a->errbuf, sizeof a->errbuf, "the audit log has failed");
@@ -973,9 +1022,62 @@ int fv_audit_append(struct fv_audit *a, const struct fv_audit_event *ev, uint64_
     return append_entry(a, ev, 0, seq_out);
 }
 
+uint64_t fv_audit_durable_seq(struct fv_audit *a)
+{
+    pthread_mutex_lock(&a->mu);
+    uint64_t d = a->durable;
+    pthread_mutex_unlock(&a->mu);
+    return d;
+}
+
+int fv_audit_failed(struct fv_audit *a)
+{
+    pthread_mutex_lock(&a->mu);
+    int f = a->sync_failed;
+    pthread_mutex_unlock(&a->mu);
+    return f || a->failed;
+}
+
+/* A13: the syncer thread. It syncs a duplicate of the newest file's descriptor, so the loop
+ * may switch files (after syncing the old one itself) while a sync runs. */
+static void *syncer_main(void *arg)
+{
+    struct fv_audit *a = arg;
+    pthread_mutex_lock(&a->mu);
+    while (!a->stop) {
+        if (a->sync_failed || a->written == a->durable) {
+            pthread_cond_wait(&a->cv, &a->mu);
+            continue;
+        }
+        uint64_t target = a->written;
+        int fd = dup(a->fd);
+        pthread_mutex_unlock(&a->mu);
+        char err[256] = "";
+        int rc = fd < 0 ? FV_EIO : fv_os_fdatasync(fd, a->dir, err, sizeof err);
+        if (fd >= 0) close(fd);
+        pthread_mutex_lock(&a->mu);
+        if (rc) {
+            a->sync_failed = 1;
+            snprintf(a->sync_err, sizeof a->sync_err, "%s", err[0] ? err : "dup failed");
+        } else if (target > a->durable) {
+            a->durable = target;
+        }
+        pthread_mutex_unlock(&a->mu);
+        if (a->notify) a->notify(a->notify_arg);
+        pthread_mutex_lock(&a->mu);
+    }
+    pthread_mutex_unlock(&a->mu);
+    return NULL;
+}
+
 int fv_audit_tick(struct fv_audit *a)
 {
-    if (a->failed) return FV_EIO;
+    if (fv_audit_failed(a)) {
+        if (!a->failed && a->sync_err[0])
+            fv_seterr(a->errbuf, sizeof a->errbuf, "audit sync: %s", a->sync_err);
+        a->failed = 1;
+        return FV_EIO;
+    }
     return checkpoint_due(a) ? write_checkpoint(a) : FV_OK;
 }
 
@@ -1144,6 +1246,15 @@ static int open_witness(struct fv_audit *a, const char *path)
 
 static void free_audit(struct fv_audit *a)
 {
+    if (a->syncer_running) {
+        pthread_mutex_lock(&a->mu);
+        a->stop = 1;
+        pthread_cond_signal(&a->cv);
+        pthread_mutex_unlock(&a->mu);
+        pthread_join(a->syncer, NULL);
+    }
+    pthread_cond_destroy(&a->cv);
+    pthread_mutex_destroy(&a->mu);
     if (a->fd >= 0) close(a->fd);
     if (a->wfd >= 0) close(a->wfd);
     if (a->lock_fd >= 0) close(a->lock_fd);
@@ -1162,6 +1273,8 @@ int fv_audit_open(const char *dir, const struct fv_audit_opts *opts, struct fv_a
     struct fv_audit *a = calloc(1, sizeof *a);
     if (a == NULL) return FV_ENOMEM;
     a->fd = a->wfd = a->lock_fd = -1;
+    pthread_mutex_init(&a->mu, NULL);
+    pthread_cond_init(&a->cv, NULL);
     a->every = opts->checkpoint_every ? opts->checkpoint_every : DEF_EVERY;
     a->interval_ms = opts->checkpoint_interval_ms ? opts->checkpoint_interval_ms : DEF_INTERVAL_MS;
     a->file_bytes = opts->file_bytes ? opts->file_bytes : DEF_FILE_BYTES;
@@ -1209,6 +1322,22 @@ int fv_audit_open(const char *dir, const struct fv_audit_opts *opts, struct fv_a
     }
     if (rc) goto out;
     rc = fv_audit_checkpoint(a);
+    if (rc == FV_OK) {
+        pthread_mutex_lock(&a->mu);
+        a->written = a->durable = a->seq; /* everything found at open is durable (synced) */
+        pthread_mutex_unlock(&a->mu);
+    }
+    if (rc == FV_OK && opts->group_commit) {
+        a->notify = opts->notify;
+        a->notify_arg = opts->notify_arg;
+        a->group = 1;
+        if (pthread_create(&a->syncer, NULL, syncer_main, a) != 0) {
+            fv_seterr(a->errbuf, sizeof a->errbuf, "cannot start the audit syncer thread");
+            rc = FV_ENOMEM;
+        } else {
+            a->syncer_running = 1;
+        }
+    }
 out:
     free(fl.names);
     if (rc) {
@@ -1223,7 +1352,8 @@ out:
 int fv_audit_close(struct fv_audit *a)
 {
     if (a == NULL) return FV_OK;
-    int rc = a->failed ? FV_EIO : fv_audit_checkpoint(a);
+    int rc = fv_audit_failed(a) ? FV_EIO : fv_audit_checkpoint(a);
+    if (rc == FV_OK) rc = sync_now(a);
     free_audit(a);
     return rc;
 }

@@ -14,15 +14,18 @@
  *
  * Contract:
  *  - fv_audit_append returns only once the entry is on disk (one write + fdatasync), so an
- *    access can be logged before its data is released. A write or sync error is permanent:
- *    every later append fails with FV_EIO (the caller must stop serving personal data).
+ *    access can be logged before its data is released; with group commit (opts) it returns
+ *    once the entry is written, and fv_audit_durable_seq says when it is on disk. A write or sync
+ * error is permanent: every later append fails with FV_EIO (the caller must stop serving personal
+ * data).
  *  - seq is 1, 2, ... with no gaps across files; ts (wall clock, ms) never decreases (a
  *    clock stepping back is clamped to the last ts).
  *  - Nothing secret is logged: callers must not pass secrets; extra objects with a key
  *    that names one ("token", "key", "password", "secret", "*_token", "*_key", ...) are
  *    refused.
  *  - Verification and queries only read; they may run while a writer is open.
- * Thread-safety: a struct fv_audit is used by one thread (the server's event loop); at most
+ * Thread-safety: a struct fv_audit is used by one thread (the server's event loop), but for
+ * fv_audit_durable_seq and fv_audit_failed (any thread) and its own syncer; at most
  * one process opens a directory for writing (DIR/LOCK, flock). Verify, query, parse, keygen
  * are thread-safe (no shared state).
  */
@@ -74,6 +77,13 @@ struct fv_audit_opts {
                                         appended to it too and fsync'd */
     uint64_t (*clock_ms)(void *arg); /* NULL: wall clock (tests inject time) */
     void *clock_arg;
+    /* Group commit (A13): fv_audit_append only writes; a syncer thread makes entries durable,
+     * many per fdatasync, and then calls notify(notify_arg) (from that thread: it must only
+     * wake the owner's loop). The owner holds back what an entry gates until
+     * fv_audit_durable_seq reaches the entry's seq. 0: every append syncs before returning. */
+    int group_commit;
+    void (*notify)(void *arg);
+    void *notify_arg;
 };
 
 /* Makes an Ed25519 key pair: the private key in PEM at priv_path (mode 0600), the public key
@@ -110,6 +120,11 @@ int fv_audit_apply_retention(struct fv_audit *a, uint64_t now_ms, uint64_t *dele
 const char *fv_audit_last_error(const struct fv_audit *a);
 /* Sequence number of the last entry written. */
 uint64_t fv_audit_last_seq(const struct fv_audit *a);
+/* Every entry with seq <= this is on disk. Any thread. */
+uint64_t fv_audit_durable_seq(struct fv_audit *a);
+/* Non-zero once the log has failed (a write, or the syncer's fdatasync): nothing more
+ * becomes durable, and personal data must not be released. Any thread. */
+int fv_audit_failed(struct fv_audit *a);
 
 /* Writes a final checkpoint (if entries follow the last one), syncs and frees a. Returns the
  * checkpoint's error, if any; a is freed either way. NULL is a no-op. */

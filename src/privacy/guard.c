@@ -18,10 +18,10 @@
 #include "util/log.h"
 #include "util/urlquery.h"
 
-static void audit(struct fv_guard *g, const struct fv_guard_ctx *ctx, const char *kind,
-                  const char *result, const char *reason, const char *const *subjects, size_t n,
-                  const char *const *signals, size_t nsignals, int has_range, int64_t from,
-                  int64_t to, uint64_t rows, uint64_t bytes, int *failed)
+static void audit_ev(struct fv_guard *g, const struct fv_guard_ctx *ctx, const char *kind,
+                     const char *result, const char *reason, const char *const *subjects, size_t n,
+                     const char *const *signals, size_t nsignals, int has_range, int64_t from,
+                     int64_t to, uint64_t rows, uint64_t bytes, const char *extra, int *failed)
 {
     if (g->audit == NULL) return;
     /* G6: pseudonyms for subjects (at most 64 named; a larger request logs its count). */
@@ -51,12 +51,48 @@ static void audit(struct fv_guard *g, const struct fv_guard_ctx *ctx, const char
         .bytes = bytes,
         .result = result,
         .reason = reason,
+        .extra_json = extra,
     };
     if (fv_audit_append(g->audit, &ev, NULL) != FV_OK) {
         fv_error("audit: %s; personal data is not served while the audit log fails",
                  fv_audit_last_error(g->audit));
         if (failed) *failed = 1;
     }
+}
+
+static void audit(struct fv_guard *g, const struct fv_guard_ctx *ctx, const char *kind,
+                  const char *result, const char *reason, const char *const *subjects, size_t n,
+                  const char *const *signals, size_t nsignals, int has_range, int64_t from,
+                  int64_t to, uint64_t rows, uint64_t bytes, int *failed)
+{
+    audit_ev(g, ctx, kind, result, reason, subjects, n, signals, nsignals, has_range, from, to,
+             rows, bytes, NULL, failed);
+}
+
+static void audit_extra(struct fv_guard *g, const struct fv_guard_ctx *ctx, const char *kind,
+                        const char *result, const char *reason, const char *extra)
+{
+    audit_ev(g, ctx, kind, result, reason, NULL, 0, NULL, 0, 0, 0, 0, 0, 0, extra, NULL);
+}
+
+/* G9: one entry for the unknown-token failures not logged yet. */
+static void unauth_sample(struct fv_guard *g)
+{
+    struct fv_guard_ctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    snprintf(ctx.action, sizeof ctx.action, "auth");
+    char extra[64];
+    snprintf(extra, sizeof extra, "{\"failures_sampled\":%llu}",
+             (unsigned long long)g->unauth_unlogged);
+    audit_extra(g, &ctx, "access", "deny", "invalid token", extra);
+    g->unauth_logged_ms = fv_now_ms();
+    g->unauth_unlogged = 0;
+}
+
+void fv_guard_tick(struct fv_guard *g)
+{
+    if (g->unauth_unlogged && fv_now_ms() - g->unauth_logged_ms >= FV_GUARD_UNAUTH_SAMPLE_MS)
+        unauth_sample(g);
 }
 
 int fv_guard_auth(struct fv_guard *g, const char *authorization, struct fv_guard_ctx *ctx,
@@ -83,9 +119,20 @@ int fv_guard_auth(struct fv_guard *g, const char *authorization, struct fv_guard
     }
     snprintf(reason, reasonlen, "%s",
              rc == FV_ESTATE ? "this principal was revoked" : "invalid token");
-    if (rc == FV_ESTATE) snprintf(ctx->principal, sizeof ctx->principal, "%s", p.name);
     snprintf(ctx->action, sizeof ctx->action, "auth");
-    audit(g, ctx, "access", "deny", reason, NULL, 0, NULL, 0, 0, 0, 0, 0, 0, NULL);
+    if (rc == FV_ESTATE) { /* a known principal: every attempt is an entry of its own */
+        snprintf(ctx->principal, sizeof ctx->principal, "%s", p.name);
+        audit(g, ctx, "access", "deny", reason, NULL, 0, NULL, 0, 0, 0, 0, 0, 0, NULL);
+        return FV_EINVAL;
+    }
+    /* G9: unknown tokens are counted, and sampled into the log: the first of each
+     * FV_GUARD_UNAUTH_SAMPLE_MS window is an entry, carrying how many failed since the last
+     * entry; the others cost no disk write (a client guessing tokens cannot make the server
+     * sync the log for every guess). */
+    g->unauth_failures++;
+    g->unauth_unlogged++;
+    if (g->unauth_logged_ms == 0 || fv_now_ms() - g->unauth_logged_ms >= FV_GUARD_UNAUTH_SAMPLE_MS)
+        unauth_sample(g);
     return FV_EINVAL;
 }
 
@@ -322,7 +369,8 @@ int fv_guard_trimmed(const struct fv_guard_ctx *ctx, int64_t t)
  * key (beside the master key file unless configured: never inside DATA by default when a
  * key file is used), quotas, and the per-purpose pseudonym secret. */
 int fv_guard_open(struct fv_guard *g, const struct fv_config *cfg, struct fv_keystore *keys,
-                  const char *admin_token, char *err, size_t errlen)
+                  const char *admin_token, void (*audit_notify)(void *), void *notify_arg,
+                  char *err, size_t errlen)
 {
     memset(g, 0, sizeof *g);
     int rc = fv_policy_load(cfg->policy_file[0] ? cfg->policy_file : NULL, &g->policy, err, errlen);
@@ -359,12 +407,16 @@ int fv_guard_open(struct fv_guard *g, const struct fv_config *cfg, struct fv_key
     snprintf(g->audit_dir, sizeof g->audit_dir, "%s", dir);
     struct fv_audit_opts ao = {.key_path = key,
                                .retention_ms = cfg->audit_retention_ms,
-                               .witness_path = cfg->audit_witness[0] ? cfg->audit_witness : NULL};
+                               .witness_path = cfg->audit_witness[0] ? cfg->audit_witness : NULL,
+                               .group_commit = audit_notify != NULL,
+                               .notify = audit_notify,
+                               .notify_arg = notify_arg};
     return fv_audit_open(dir, &ao, &g->audit, err, errlen);
 }
 
 void fv_guard_close(struct fv_guard *g)
 {
+    if (g->audit && g->unauth_unlogged) unauth_sample(g);
     if (g->audit && fv_audit_close(g->audit) != FV_OK)
         fv_warn("audit: closing: the final checkpoint failed");
     g->audit = NULL;

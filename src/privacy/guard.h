@@ -10,7 +10,8 @@
  * locations. When the audit log cannot be written, nothing personal is served.
  *
  * Rules:
- *  G1 no token, or an unknown or revoked one: 401, audited (principal unknown);
+ *  G1 no token, or an unknown or revoked one: 401; a revoked principal's attempt is audited
+ *     under its name; unknown tokens are sampled (G9);
  *  G2 a read without a purpose, or one the policy refuses: 403 with the policy's reason,
  *     audited with result "deny";
  *  G3 an allowed read is audited with result "allow" before the first byte is sent; when
@@ -28,8 +29,12 @@
  *  G6 the audit log names subjects by their keyed pseudonym (crypto/keys.h), never by
  *     device id: the log is personal data's index, not a copy of it;
  *  G5 quotas: a request that would take the principal over its daily subjects is refused;
- *     rows and bytes are counted as served, and once over, further reads are refused.
- * Event-loop thread only.
+ *     rows and bytes are counted as served, and once over, further reads are refused;
+ *  G9 unknown tokens are counted (unauth_failures) and sampled into the audit log: the
+ *     first in each 10 s window is an entry, and the failures after it are one more entry
+ *     when the window ends (fv_guard_tick) or the server stops ("failures_sampled": how
+ *     many this entry stands for), so token guessing cannot force a log sync per guess; the HTTP
+ * transport also limits them per client address (api/http.h). Event-loop thread only.
  */
 #ifndef FV_PRIVACY_GUARD_H
 #define FV_PRIVACY_GUARD_H
@@ -61,7 +66,13 @@ struct fv_guard {
     int64_t trip_gap_ms;  /* points further apart start a new trip (default 5 min) */
     double grid_m;        /* coarsening grid, metres (0: none; default 1000) */
     char audit_dir[4096]; /* DATA/audit */
+    /* G9: unknown tokens, counted and sampled into the audit log */
+    uint64_t unauth_failures;  /* all, since start */
+    uint64_t unauth_unlogged;  /* since the last sampled entry */
+    uint64_t unauth_logged_ms; /* time of the last sampled entry */
 };
+
+#define FV_GUARD_UNAUTH_SAMPLE_MS 10000
 
 struct fv_config;
 
@@ -69,11 +80,18 @@ struct fv_config;
  * principals (in the catalog), quotas, the per-purpose pseudonym secret, and the audit log
  * (DATA/audit) with its signing key (cfg->audit_key, else beside the master key file, made
  * if missing; inside DATA only when the master key comes from the environment, with a
- * warning). admin_token must outlive g. On failure err is set; call fv_guard_close anyway
- * to release what was opened. */
+ * warning). admin_token must outlive g. audit_notify non-NULL: the audit log group-commits
+ * (audit.h A13) and calls it from its syncer thread when entries became durable; the caller
+ * then holds answers back until fv_audit_durable_seq covers their entries (api/http.h H2).
+ * On failure err is set; call fv_guard_close anyway to release what was opened. */
 int fv_guard_open(struct fv_guard *g, const struct fv_config *cfg, struct fv_keystore *keys,
-                  const char *admin_token, char *err, size_t errlen);
-/* Closes the audit log (a final checkpoint) and frees everything; g is zeroed. */
+                  const char *admin_token, void (*audit_notify)(void *), void *notify_arg,
+                  char *err, size_t errlen);
+/* G9: logs the unknown-token failures counted since the last sampled entry, once its window
+ * has passed. Call every loop turn (cheap). */
+void fv_guard_tick(struct fv_guard *g);
+/* Closes the audit log (the failures not logged yet, a final checkpoint) and frees
+ * everything; g is zeroed. */
 void fv_guard_close(struct fv_guard *g);
 
 /* Who is asking and for what: filled by fv_guard_auth and fv_guard_read. */

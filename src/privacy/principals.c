@@ -50,6 +50,38 @@ int fv_principal_name_valid(const char *name)
     return 1;
 }
 
+/* A name as it reads in a log line: lower case, separators dropped, digits and letters that
+ * look alike as one letter. */
+static void fold(const char *in, char out[FV_PRINCIPAL_NAME_MAX + 1])
+{
+    static const char from[] = "013457l", to[] = "oieasti";
+    size_t k = 0;
+    for (const char *p = in; *p && k < FV_PRINCIPAL_NAME_MAX; p++) {
+        char c = (char)tolower((unsigned char)*p);
+        if (c == '.' || c == '_' || c == '-') continue;
+        const char *m = strchr(from, c);
+        out[k++] = m ? to[m - from] : c;
+    }
+    out[k] = '\0';
+}
+
+int fv_principal_name_reserved(const char *name)
+{
+    /* Names the audit log already uses for someone who is not a principal: the admin token
+     * ("admin"), the server itself ("fleetvault"), an unauthenticated request ("unknown").
+     * A look-alike would pass for one of them in a log line: "adm1n", "ad-min", "_admin_"
+     * and "4dmin" all read as "admin". */
+    static const char *const reserved[] = {"admin", "administrator", "fleetvault", "unknown"};
+    char n[FV_PRINCIPAL_NAME_MAX + 1], r[FV_PRINCIPAL_NAME_MAX + 1];
+    if (name == NULL) return 0;
+    fold(name, n);
+    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++) {
+        fold(reserved[i], r);
+        if (strcmp(n, r) == 0) return 1;
+    }
+    return 0;
+}
+
 static void hash_token(const unsigned char token[FV_TOKEN_BYTES],
                        unsigned char out[SHA256_DIGEST_LENGTH])
 {
@@ -64,6 +96,13 @@ int fv_principal_create(sqlite3 *db, const struct fv_policy *policy, const char 
     if (!fv_principal_name_valid(name)) {
         fv_seterr(err, errlen, "bad principal name (1 to %d of a-z 0-9 . _ -)",
                   FV_PRINCIPAL_NAME_MAX);
+        return FV_EINVAL;
+    }
+    if (fv_principal_name_reserved(name)) {
+        fv_seterr(err, errlen,
+                  "principal name '%s' is reserved: it reads as admin, administrator, "
+                  "fleetvault or unknown, names the audit log gives to others",
+                  name);
         return FV_EINVAL;
     }
     if (created_by != NULL && !fv_principal_name_valid(created_by)) {

@@ -21,11 +21,12 @@
  * the stored hash with CRYPTO_memcmp. Timing of the lookup reveals at most something about
  * the hash of what the attacker sent, which gives no handle on any other token's hash.
  *
- * Rules: names are 1 to 64 of [a-z0-9._-]; a role must be one of the policy's roles when a
- * principal is created (a role later removed from the policy authenticates, and the policy
- * then denies everything for it); revocation is permanent and the row stays as a tombstone
- * so access logs keep naming whom they name (a name is never reused; make a new principal
- * to replace a token). A revoked principal's token is refused.
+ * Rules: names are 1 to 64 of [a-z0-9._-] and not reserved (fv_principal_name_reserved:
+ * "admin" and its look-alikes, which would pass for the admin token in the audit log); a role must
+ * be one of the policy's roles when a principal is created (a role later removed from the policy
+ * authenticates, and the policy then denies everything for it); revocation is permanent and the row
+ * stays as a tombstone so access logs keep naming whom they name (a name is never reused; make a
+ * new principal to replace a token). A revoked principal's token is refused.
  *
  * Threading: whatever the caller's sqlite3 connection allows (one thread at a time).
  */
@@ -56,11 +57,16 @@ int fv_principals_init(sqlite3 *db, char *err, size_t errlen);
 
 /* True if name is 1 to 64 of [a-z0-9._-]. */
 int fv_principal_name_valid(const char *name);
+/* True if name may not be given to a new principal: it reads (case, the separators . _ -
+ * and the look-alikes 0/o 1/l/i 3/e 4/a 5/s 7/t aside) as admin, administrator, fleetvault
+ * or unknown, which the audit log uses for the admin token, the server and unauthenticated
+ * requests. */
+int fv_principal_name_reserved(const char *name);
 
-/* Creates principal name with role (one of policy's roles), recording created_by (a
- * principal name, or NULL). Writes the token, 64 hex digits and a NUL, into token_out: it
- * is shown this once and never stored. FV_EINVAL (bad name, role or created_by), FV_EEXIST
- * (the name exists, revoked or not), FV_EIO; token_out is "" on error. */
+/* Creates principal name (valid, not reserved) with role (one of policy's roles), recording
+ * created_by (a principal name, or NULL). Writes the token, 64 hex digits and a NUL, into
+ * token_out: it is shown this once and never stored. FV_EINVAL (bad name, role or created_by),
+ * FV_EEXIST (the name exists, revoked or not), FV_EIO; token_out is "" on error. */
 int fv_principal_create(sqlite3 *db, const struct fv_policy *policy, const char *name,
                         const char *role, const char *created_by,
                         char token_out[FV_TOKEN_HEX_LEN + 1], char *err, size_t errlen);

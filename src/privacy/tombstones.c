@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -22,31 +23,37 @@ static int hex32(const char *s)
     return 1;
 }
 
-/* Cuts a torn last line (an append that failed or crashed midway, never confirmed) so the
- * next line does not glue onto it: a malformed line in the middle stops every start. */
+/* Cuts a torn last line (a crash or a failed write mid-append left bytes after the last
+ * newline) and makes the cut durable, so that the next line starts on a line of its own:
+ * appended after the fragment, it would make one malformed line that every later start
+ * refuses. The fragment's erasure was never confirmed (rule: confirmed = line + newline
+ * fsync'd). */
 static int cut_torn_tail(int fd, const char *path, char *err, size_t errlen)
 {
     struct stat st;
     if (fstat(fd, &st) != 0) {
-        fv_seterr(err, errlen, "stat %s: %s", path, strerror(errno));
+        fv_seterr(err, errlen, "fstat %s: %s", path, strerror(errno));
         return FV_EIO;
     }
-    off_t end = st.st_size;
-    char buf[4096];
-    while (end > 0) {
-        size_t n = end < (off_t)sizeof buf ? (size_t)end : sizeof buf;
-        if (pread(fd, buf, n, end - (off_t)n) != (ssize_t)n) {
-            fv_seterr(err, errlen, "read %s: %s", path, strerror(errno));
+    off_t at = st.st_size;
+    char b[4096];
+    while (at > 0) {
+        size_t n = at < (off_t)sizeof b ? (size_t)at : sizeof b;
+        ssize_t got = pread(fd, b, n, at - (off_t)n);
+        if (got != (ssize_t)n) {
+            fv_seterr(err, errlen, "read %s: %s", path, got < 0 ? strerror(errno) : "short read");
             return FV_EIO;
         }
-        char *nl = memrchr(buf, '\n', n);
+        char *nl = memrchr(b, '\n', n);
         if (nl) {
-            end -= (off_t)(n - (size_t)(nl - buf) - 1);
+            at = at - (off_t)n + (nl - b) + 1;
             break;
         }
-        end -= (off_t)n;
+        at -= (off_t)n;
     }
-    return end == st.st_size ? FV_OK : fv_os_ftruncate(fd, end, path, err, errlen);
+    if (at == st.st_size) return FV_OK;
+    int rc = fv_os_ftruncate(fd, at, path, err, errlen);
+    return rc ? rc : fv_os_fsync(fd, path, err, errlen);
 }
 
 int fv_tombstone_append(const char *path, const char *pseudo, uint64_t at_ms, const char *by,
@@ -61,12 +68,17 @@ int fv_tombstone_append(const char *path, const char *pseudo, uint64_t at_ms, co
     char *line = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(j);
     if (line == NULL) return FV_ENOMEM;
+    /* O_APPEND and the lock: concurrent appenders (threads or processes) never interleave
+     * or cut each other's line. */
     int fd;
-    int rc = fv_os_open(path, O_RDWR | O_CREAT | O_APPEND, 0600, &fd, err, errlen);
-    if (rc) rc = FV_EIO;
-    if (rc == FV_OK) rc = cut_torn_tail(fd, path, err, errlen);
+    int rc = fv_os_open(path, O_RDWR | O_APPEND | O_CREAT, 0600, &fd, err, errlen) ? FV_EIO : FV_OK;
+    if (rc == FV_OK && flock(fd, LOCK_EX) != 0) {
+        fv_seterr(err, errlen, "flock %s: %s", path, strerror(errno));
+        rc = FV_EIO;
+    }
     size_t n = strlen(line);
     line[n] = '\n'; /* json_dumps' NUL becomes the newline; the buffer holds n + 1 bytes */
+    if (rc == FV_OK) rc = cut_torn_tail(fd, path, err, errlen);
     if (rc == FV_OK) rc = fv_os_write_all(fd, line, n + 1, path, err, errlen);
     if (rc == FV_OK) rc = fv_os_fsync(fd, path, err, errlen);
     if (fd >= 0) close(fd);

@@ -14,10 +14,12 @@
  * Format: JSON lines, appended and fsync'd, never rewritten:
  *   {"subject":"<32 hex: the subject's pseudonym>","erased_ms":N,"by":"...","ticket":"..."}
  * No device or owner id (the pseudonym names the subject without revealing it).
- * A torn last line (a crash or failed write mid-append) is skipped, and cut by the next
- * append; any other malformed line is an error naming the file and line, since skipping it
- * could resurrect an erased subject.
- * Thread-safe (no shared state).
+ * A line counts once it and its newline are fsync'd. A torn last line (bytes after the last
+ * newline: a crash or a failed write mid-append) was never confirmed: replay skips it, and
+ * the next append cuts it (ftruncate, fsync) before writing, so that every line starts on a
+ * line of its own. Any other malformed line is an error naming the file and line, since
+ * skipping it could resurrect an erased subject.
+ * Thread-safe (no shared state; appenders hold an flock on the file while they write).
  */
 #ifndef FV_PRIVACY_TOMBSTONES_H
 #define FV_PRIVACY_TOMBSTONES_H
@@ -25,8 +27,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Appends one tombstone durably (write + fsync; the file is created 0600, its directory
- * fsync'd). by and ticket may be NULL. */
+/* Appends one tombstone durably (a torn last line cut first, then write + fsync; the file
+ * is created 0600, its directory fsync'd). by and ticket may be NULL. */
 int fv_tombstone_append(const char *path, const char *pseudo, uint64_t at_ms, const char *by,
                         const char *ticket, char *err, size_t errlen);
 

@@ -6,6 +6,7 @@
 #include "store/block.h"
 #include "store/codec.h"
 #include "util/err.h"
+#include "util/map.h"
 
 /* Writers cap blocks well below this; readers refuse more (bounds allocations). */
 #define MAX_REC FV_BLOCK_MAX_REC
@@ -23,6 +24,7 @@ struct colb {
 struct enc {
     struct colb *cols;
     size_t ncols, capcols;
+    struct fv_map idx; /* field -> 1 + index in cols: a frame of many signals stays linear */
     int64_t *times;
     int64_t *groups;
     size_t nrec;
@@ -35,18 +37,15 @@ static void enc_free(struct enc *e)
         free(e->cols[i].v);
     }
     free(e->cols);
+    fv_map_free(&e->idx);
     free(e->times);
     free(e->groups);
 }
 
-static struct colb *col_for(struct enc *e, uint32_t field, size_t *hint)
+static struct colb *col_for(struct enc *e, uint32_t field)
 {
-    if (*hint < e->ncols && e->cols[*hint].field == field) return &e->cols[*hint];
-    for (size_t i = 0; i < e->ncols; i++)
-        if (e->cols[i].field == field) {
-            *hint = i;
-            return &e->cols[i];
-        }
+    uintptr_t at = (uintptr_t)fv_map_get_u64(&e->idx, field);
+    if (at) return &e->cols[at - 1];
     if (e->ncols == e->capcols) {
         size_t nc = e->capcols ? e->capcols * 2 : 32;
         struct colb *c = realloc(e->cols, nc * sizeof *c);
@@ -54,10 +53,10 @@ static struct colb *col_for(struct enc *e, uint32_t field, size_t *hint)
         e->cols = c;
         e->capcols = nc;
     }
-    struct colb *c = &e->cols[e->ncols];
+    if (fv_map_put_u64(&e->idx, field, (void *)(uintptr_t)(e->ncols + 1)) != FV_OK) return NULL;
+    struct colb *c = &e->cols[e->ncols++];
     memset(c, 0, sizeof *c);
     c->field = field;
-    *hint = e->ncols++;
     return c;
 }
 
@@ -230,7 +229,6 @@ int fv_block_encode(const struct fv_block_in *in, struct fv_buf *out, struct fv_
             return FV_ENOMEM;
         }
     }
-    size_t hints[64] = {0};
     for (size_t f = 0; f < in->nframes && rc == FV_OK; f++) {
         const struct fv_block_frame *fr = &in->frames[f];
         int have = 0;
@@ -238,11 +236,15 @@ int fv_block_encode(const struct fv_block_in *in, struct fv_buf *out, struct fv_
             const struct fv_datum *d = &fr->d[k];
             if (in->keep && !in->keep(in->keep_arg, d->field)) continue;
             if (!have) {
+                if (e.nrec && fr->t < e.times[e.nrec - 1]) {
+                    rc = FV_EINVAL; /* readers refuse frames out of time order */
+                    break;
+                }
                 e.groups[e.nrec] = fr->group;
                 e.times[e.nrec++] = fr->t;
                 have = 1;
             }
-            struct colb *c = col_for(&e, d->field, &hints[k & 63]);
+            struct colb *c = col_for(&e, d->field);
             if (c == NULL)
                 rc = FV_ENOMEM;
             else
@@ -250,6 +252,10 @@ int fv_block_encode(const struct fv_block_in *in, struct fv_buf *out, struct fv_
         }
     }
     if (rc || (e.nrec == 0 && in->nev == 0)) goto done;
+    if (e.ncols > FV_BLOCK_MAX_COLS) {
+        rc = FV_ELIMIT;
+        goto done;
+    }
     size_t maxn = e.nrec > in->nev ? e.nrec : in->nev;
     int64_t *scratch = malloc((maxn ? maxn : 1) * sizeof *scratch);
     if (scratch == NULL) {
@@ -268,6 +274,7 @@ int fv_block_encode(const struct fv_block_in *in, struct fv_buf *out, struct fv_
         rc = enc_col(out, &e.cols[i], e.nrec, scratch);
     if (rc == FV_OK) rc = enc_events(out, in);
     free(scratch);
+    if (rc == FV_OK && out->len - start > FV_BLOCK_MAX_RAW) rc = FV_ELIMIT;
     if (rc) {
         out->len = start;
         goto done;
@@ -557,7 +564,7 @@ int fv_block_decode(const unsigned char *p, size_t n, const uint32_t *fields, si
             out->group[i] = (uint32_t)scratch[i];
         }
     }
-    if (fv_rd_uvarint(&r, &ncols) || ncols > 65536 || ncols > n) {
+    if (fv_rd_uvarint(&r, &ncols) || ncols > FV_BLOCK_MAX_COLS || ncols > n) {
         fv_seterr(err, errlen, "column count");
         rc = FV_ECORRUPT;
         goto fail;

@@ -24,14 +24,28 @@
  *     varint nbytes                   length of the rest of this column (lets readers skip)
  *     varint npresent                 1..nrec
  *     col    i64 rows[npresent]       only if npresent < nrec: frame indexes, increasing
- *     col    i64 kinds[npresent]      kind | member << 8 (enum fv_vkind, protobuf oneof no.)
- *     then, for each kind in ascending order, the values of that kind in row order:
+ *     col    i64 kinds[npresent]      kind | member << 8 (kind: enum fv_vkind's number,
+ *                                     wire/payload.h; member: the protobuf Value oneof
+ *                                     field number it arrived as)
+ *     then, for each kind number present in ascending order, the values of that kind in
+ *     row order - grouped by kind alone: int32 and int64 share the INT column; float,
+ *     double and numeric strings the DOUBLE column; every enum the ENUM column:
  *       DOUBLE: col f64; INT, ENUM, BOOL, DOORS, TIRES: col i64; STRING: col str;
  *       LOCATION: col f64 lat, col f64 lon; TIME: col i64 h, m, s; others: nothing
  *   varint  nev                       events (alerts, errors, connectivity, other topics)
- *   col     i64 ev_times[nev]
+ *   col     i64 ev_times[nev]         the server's receive time (the WAL's received_ms),
+ *                                     never the payload's created_at
  *   col     str ev_topics[nev]
- *   col     i64 ev_lens[nev], then the payloads back to back (protobuf bytes as received)
+ *   col     i64 ev_lens[nev], then the payloads back to back: the WAL record's payload,
+ *                                     i.e. as normalised at ingest (vin set to the
+ *                                     device's certificate id, re-encoded by protobuf-c
+ *                                     when it was not: repeated fields packed), not
+ *                                     necessarily the bytes the device sent
+ *
+ * Group bits: bit c = the record had values in class number c of the server's store
+ * configuration (store.h: 0 default, 1 location, 2 events, then configured ones) when it
+ * was flushed; merges copy groups unchanged. Readers use a group only as a join key.
+ * Frame times: the record's created_at in ms (receive time if it has none).
  *
  * The store compresses this with zstd and seals it per subject (store/part.h).
  * Decoding never reads outside its input and rejects anything inconsistent (FV_ECORRUPT);
@@ -47,7 +61,10 @@
 #include "wire/payload.h"
 
 #define FV_BLOCK_VERSION 1
-#define FV_BLOCK_MAX_REC (1u << 16) /* frames (and events) per block at most */
+/* What a reader accepts, hence what fv_block_encode ever writes (it refuses the rest). */
+#define FV_BLOCK_MAX_REC  (1u << 16)  /* frames (and events) per block at most */
+#define FV_BLOCK_MAX_COLS (1u << 16)  /* distinct signals per block at most */
+#define FV_BLOCK_MAX_RAW  (64u << 20) /* plaintext bytes per block at most */
 
 /* What to encode: frames sorted by time (stable), each with its datums; keep(field) says
  * which signals belong in this block (NULL = all). Frames without any kept datum are
@@ -79,8 +96,13 @@ struct fv_block_meta {
     int64_t min_t, max_t;
 };
 
-/* Appends the plaintext encoding to out. FV_OK, FV_ENOMEM, or FV_ELIMIT (more than 2^31
- * frames). meta->nrec + meta->nev == 0 means nothing was kept (out unchanged). */
+/* Appends the plaintext encoding to out. FV_OK, FV_ENOMEM, FV_EINVAL (kept frames out of time
+ * order), or FV_ELIMIT: the block would break a reader's limit (more than FV_BLOCK_MAX_REC
+ * frames or events, more than FV_BLOCK_MAX_COLS kept signals, a plaintext over
+ * FV_BLOCK_MAX_RAW bytes). On any error out is unchanged; on FV_ELIMIT the caller splits its
+ * input (fewer frames; a single frame's signals over several blocks by signal number).
+ * Invariant: whatever this returns FV_OK for, fv_block_decode accepts.
+ * meta->nrec + meta->nev == 0 means nothing was kept (out unchanged). */
 int fv_block_encode(const struct fv_block_in *in, struct fv_buf *out, struct fv_block_meta *meta);
 
 /* A decoded column: the rows (frame indexes) that carry the signal and their values. */

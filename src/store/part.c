@@ -20,7 +20,7 @@
 
 static const unsigned char HEAD_MAGIC[8] = {'F', 'V', 'P', 'A', 'R', 'T', '\r', '\n'};
 static const unsigned char FOOT_MAGIC[8] = {'F', 'V', 'P', 'E', 'N', 'D', '\r', '\n'};
-#define PART_VERSION  1
+#define PART_VERSION  2 /* written; version 1 (no rx_max, no flags) is still read */
 #define MAX_INDEX_RAW (256u << 20)
 
 int fv_part_name(const char *name, uint64_t *lo, uint64_t *hi)
@@ -81,8 +81,10 @@ static int parse(const unsigned char *img, const unsigned char *tail, uint64_t t
     snprintf(p->path, sizeof p->path, "%s", name);
     if (len < FV_PART_HEADER_LEN + FV_PART_FOOTER_LEN) BAD(0, "file too short for a part");
     if (memcmp(img, HEAD_MAGIC, 8) != 0) BAD(0, "not a fleetvault part (bad magic)");
-    if (fv_get_u32(img + 8) != PART_VERSION)
-        BAD(8, "part format version %u, this build reads %u", fv_get_u32(img + 8), PART_VERSION);
+    p->version = fv_get_u32(img + 8);
+    if (p->version != 1 && p->version != PART_VERSION)
+        BAD(8, "part format version %u, this build reads 1 and %u", p->version, PART_VERSION);
+    size_t elen = p->version == 1 ? FV_PART_ENTRY_LEN_V1 : FV_PART_ENTRY_LEN;
     if (fv_crc32c(0, img, 32) != fv_get_u32(img + 32)) BAD(32, "header checksum mismatch");
     p->level = fv_get_u32(img + 12);
     p->gen_lo = fv_get_u64(img + 16);
@@ -105,7 +107,7 @@ static int parse(const unsigned char *img, const unsigned char *tail, uint64_t t
             ilen);
     const unsigned char *iimg = tail + (ioff - tail_off);
     if (fv_crc32c(0, iimg, ilen) != icrc) BAD(ioff, "index checksum mismatch");
-    if (iraw > MAX_INDEX_RAW || (uint64_t)nblocks * FV_PART_ENTRY_LEN > iraw)
+    if (iraw > MAX_INDEX_RAW || (uint64_t)nblocks * elen > iraw)
         BAD(foff + 12, "index size %u implausible for %u blocks", iraw, nblocks);
     raw = malloc(iraw ? iraw : 1);
     if (raw == NULL) {
@@ -128,7 +130,9 @@ static int parse(const unsigned char *img, const unsigned char *tail, uint64_t t
         memcpy(p->classes[i], s, l);
         p->classes[i][l] = '\0';
     }
-    if (fv_rd_uvarint(&r, &nb) || nb != nblocks || nb * FV_PART_ENTRY_LEN != r.n - r.off)
+    if (p->version >= 2 && fv_rd_uvarint(&r, &p->flags)) BAD(ioff, "index: flags");
+    if (p->flags & ~(uint64_t)FV_PART_F_PROVISIONAL) BAD(ioff, "index: unknown flags");
+    if (fv_rd_uvarint(&r, &nb) || nb != nblocks || nb * elen != r.n - r.off)
         BAD(ioff, "index: block count");
     p->n = (size_t)nb;
     p->e = calloc(p->n ? p->n : 1, sizeof *p->e);
@@ -138,7 +142,7 @@ static int parse(const unsigned char *img, const unsigned char *tail, uint64_t t
         goto fail;
     }
     for (size_t i = 0; i < p->n; i++) {
-        const unsigned char *q = raw + r.off + i * FV_PART_ENTRY_LEN;
+        const unsigned char *q = raw + r.off + i * elen;
         struct fv_part_entry *e = &p->e[i];
         memcpy(e->subject, q, FV_SUBJECT_LEN);
         e->cls = q[16];
@@ -152,6 +156,9 @@ static int parse(const unsigned char *img, const unsigned char *tail, uint64_t t
         e->max_t = (int64_t)fv_get_u64(q + 49);
         e->off = fv_get_u64(q + 57);
         e->nfirst = fv_get_u32(q + 65);
+        /* Version 1 did not record receive times: its records were all received before the
+         * part was written. */
+        e->rx_max = p->version == 1 ? (int64_t)p->created_ms : (int64_t)fv_get_u64(q + 69);
         if (e->nfirst > e->nrec + e->nev) BAD(ioff, "index entry %zu: record count", i);
         if (e->cls >= p->nclasses) BAD(ioff, "index entry %zu: class %u unknown", i, e->cls);
         if (e->min_t > e->max_t) BAD(ioff, "index entry %zu: times reversed", i);
@@ -368,7 +375,7 @@ struct fv_part_writer {
     char classes[FV_PART_MAX_CLASSES][FV_CLASS_NAME_MAX + 1];
     struct fv_part_entry *e;
     size_t n, cap;
-    uint64_t datums, records;
+    uint64_t datums, records, flags;
     struct fv_buf z, sealed, aad;
     ZSTD_CCtx *zc;
     int committed;
@@ -483,7 +490,19 @@ int fv_part_writer_copy(struct fv_part_writer *w, const struct fv_part_entry *sr
     if (cls < 0) return cls;
     struct fv_part_entry e = *src;
     e.cls = (uint8_t)cls;
-    return write_block(w, &e, sealed, len, err, errlen);
+    int rc = write_block(w, &e, sealed, len, err, errlen);
+    if (rc == FV_OK) w->e[w->n - 1].crc = src->crc; /* a damaged block stays damaged */
+    return rc;
+}
+
+void fv_part_writer_set_flags(struct fv_part_writer *w, uint64_t flags)
+{
+    w->flags = flags;
+}
+
+int fv_part_writer_committed(const struct fv_part_writer *w)
+{
+    return w->committed;
 }
 
 int fv_part_writer_commit(struct fv_part_writer *w, uint64_t wal_file_hi, char *path_out,
@@ -497,6 +516,7 @@ int fv_part_writer_commit(struct fv_part_writer *w, uint64_t wal_file_hi, char *
         rc = fv_put_uvarint(&idx, l);
         if (rc == FV_OK) rc = fv_buf_append(&idx, w->classes[i], l);
     }
+    if (rc == FV_OK) rc = fv_put_uvarint(&idx, w->flags);
     if (rc == FV_OK) rc = fv_put_uvarint(&idx, w->n);
     for (size_t i = 0; rc == FV_OK && i < w->n; i++) {
         unsigned char q[FV_PART_ENTRY_LEN];
@@ -513,6 +533,7 @@ int fv_part_writer_commit(struct fv_part_writer *w, uint64_t wal_file_hi, char *
         fv_put_u64(q + 49, (uint64_t)e->max_t);
         fv_put_u64(q + 57, e->off);
         fv_put_u32(q + 65, e->nfirst);
+        fv_put_u64(q + 69, (uint64_t)e->rx_max);
         rc = fv_buf_append(&idx, q, sizeof q);
     }
     size_t bound = ZSTD_compressBound(idx.len);
@@ -540,15 +561,10 @@ int fv_part_writer_commit(struct fv_part_writer *w, uint64_t wal_file_hi, char *
     }
     fv_buf_free(&idx);
     if (rc == FV_OK) rc = fv_os_fsync(w->fd, w->tmp, err, errlen);
-    /* A retention rewrite replaces a part under its own name; any other part is new. */
-    int replaces = rc == FV_OK && access(w->final, F_OK) == 0;
     if (rc == FV_OK) rc = fv_os_rename(w->tmp, w->final, err, errlen);
     if (rc == FV_OK) {
         w->committed = 1;
         rc = fv_os_fsync_dir(w->dir, err, errlen);
-        /* The caller sees the failure and writes these blocks again under another name: a
-         * new part that stayed would hold them twice after a restart. Take it back. */
-        if (rc && !replaces && fv_os_unlink(w->final, NULL, 0) == FV_OK) w->committed = 0;
     }
     if (rc == FV_OK && path_out) snprintf(path_out, pathlen, "%s", w->final);
     return rc;

@@ -10,26 +10,38 @@
  *
  * File "part-LLLLLLLLLLLLLLLL-HHHHHHHHHHHHHHHH.fvp" (generations lo..hi, 16 hex digits):
  *
- *   header, 36 bytes: magic "FVPART\r\n" | u32 version 1 | u32 level | u64 gen_lo |
+ *   header, 36 bytes: magic "FVPART\r\n" | u32 version 2 | u32 level | u64 gen_lo |
  *                     u64 gen_hi | u32 CRC-32C of bytes 0..31
  *   blocks, back to back: nonce(12) || AES-256-GCM(DEK, zstd(block plaintext), aad) || tag
  *   index, zstd-compressed; plaintext:
  *       varint nclasses, then per class: varint len, name bytes
- *       varint nblocks, then per block (sorted by subject, class, min_t), 69 bytes:
+ *       varint flags (FV_PART_F_*)
+ *       varint nblocks, then per block (sorted by subject, class, min_t), 77 bytes:
  *         subject[16] | u8 class | u32 nrec | u32 nev | u32 ndatums | u32 raw_len |
  *         u32 len | u32 crc32c(sealed bytes) | i64 min_t | i64 max_t | u64 offset |
- *         u32 nfirst
+ *         u32 nfirst | i64 rx_max
  *       nfirst counts the records this block stands for: a record's signals may be split
  *       over blocks of several classes, and it is counted in its first class's block only
  *       (events count once each), so a subject's record count is the sum of nfirst.
+ *       rx_max: the latest time (server clock) any of its records was received; retention
+ *       drops a block only when both max_t and rx_max are past (store.h, T6).
+ *   Version 1 (still read): no flags varint, 69-byte entries without rx_max (taken to be
+ *   the footer's created_ms: every record of a part was received before it was written).
  *   footer, 68 bytes: u64 index_off | u32 index_len | u32 index_raw_len | u32 index_crc |
  *                     u32 nblocks | u64 wal_file_hi | u64 created_ms | u64 datums |
  *                     u64 records | magic "FVPEND\r\n" | u32 CRC-32C of bytes 0..63
  *
- * The sealed block's associated data is "fvblk1" || subject || class name || nrec || nev ||
- * ndatums || raw_len || min_t || max_t: a block moved to another subject, class or time,
- * or any altered byte, fails to open. wal_file_hi: every record of WAL files numbered
- * <= it is in this part or an older one (the store's watermark).
+ * The sealed block's associated data (fv_part_block_aad) is "fvblk1" (6 bytes) ||
+ * subject[16] || u8 len || class name (len bytes, no NUL) || u32 nrec || u32 nev ||
+ * u32 ndatums || u32 raw_len || i64 min_t || i64 max_t (little-endian, as in the block's
+ * index entry): a block moved to another subject, class or time, or any altered byte, fails
+ * to open. wal_file_hi: every record of WAL files numbered <= it is in this part or an older
+ * one (the store's watermark).
+ *
+ * Level: 0 for a flush; a merge of compact_fanin level-L parts writes L + 1; a full
+ * compaction merges parts of any levels into max + 1; retention and erasure rewrites keep
+ * the level. The class list names classes in the order the part's blocks first used them
+ * (not the store configuration's numbering, which block groups use: block.h).
  *
  * Validity rules (fv_part_parse): header exact; footer magic and CRC; index inside the file
  * and its CRC; every block inside the blocks area, in file order without overlap, class
@@ -42,15 +54,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "store/block.h" /* FV_BLOCK_MAX_RAW */
 #include "util/buf.h"
 
-#define FV_PART_HEADER_LEN  36
-#define FV_PART_FOOTER_LEN  68
-#define FV_PART_ENTRY_LEN   69
-#define FV_SUBJECT_LEN      16 /* binary pseudonym */
-#define FV_CLASS_NAME_MAX   31
-#define FV_PART_MAX_CLASSES 32
-#define FV_BLOCK_MAX_RAW    (64u << 20)
+#define FV_PART_HEADER_LEN   36
+#define FV_PART_FOOTER_LEN   68
+#define FV_PART_ENTRY_LEN    77 /* version 2; version 1 entries are 69 bytes */
+#define FV_PART_ENTRY_LEN_V1 69
+#define FV_SUBJECT_LEN       16 /* binary pseudonym */
+#define FV_CLASS_NAME_MAX    31
+#define FV_PART_MAX_CLASSES  32
 
 struct fv_part_entry {
     unsigned char subject[FV_SUBJECT_LEN];
@@ -58,7 +71,13 @@ struct fv_part_entry {
     uint32_t nrec, nev, ndatums, raw_len, len, crc, nfirst;
     int64_t min_t, max_t;
     uint64_t off;
+    int64_t rx_max; /* latest receive time (server clock, ms) of the block's records */
 };
+
+/* Part flags (index, version 2). PROVISIONAL: written while the WAL is held (store.h T5):
+ * its records are all in WAL files above the watermark, which a restart replays, so the
+ * next read-write open deletes it instead of loading it. */
+#define FV_PART_F_PROVISIONAL 1u
 
 struct fv_part {
     int refs;    /* atomic */
@@ -66,8 +85,9 @@ struct fv_part {
     char path[512];
     int fd;
     uint64_t size;
-    uint32_t level;
+    uint32_t version, level;
     uint64_t gen_lo, gen_hi, wal_file_hi, created_ms, datums, records;
+    uint64_t flags;     /* FV_PART_F_* */
     int unlink_on_free; /* compaction replaced it: delete the file with the last reference */
     uint32_t nclasses;
     char classes[FV_PART_MAX_CLASSES][FV_CLASS_NAME_MAX + 1];
@@ -88,7 +108,7 @@ void fv_part_unref(struct fv_part *p);
 size_t fv_part_find(const struct fv_part *p, const unsigned char subject[FV_SUBJECT_LEN]);
 
 /* Reads the sealed bytes of entry i into out, checking their CRC (FV_ECORRUPT naming the
- * file and offset). */
+ * file and offset; out then holds the bytes read all the same). */
 int fv_part_read_block(const struct fv_part *p, size_t i, struct fv_buf *out, char *err,
                        size_t errlen);
 /* The associated data that binds a sealed block to its index entry. */
@@ -109,14 +129,20 @@ int fv_part_writer_class(struct fv_part_writer *w, const char *name);
 int fv_part_writer_add(struct fv_part_writer *w, struct fv_part_entry *e,
                        const unsigned char dek[32], const unsigned char *raw, size_t raw_len,
                        int zlevel, char *err, size_t errlen);
-/* Appends an already sealed block (copied verbatim from another part: no decryption). */
+/* Appends an already sealed block (copied verbatim from another part: no decryption). The
+ * entry keeps e's CRC: a block whose bytes do not match it is carried over still failing. */
 int fv_part_writer_copy(struct fv_part_writer *w, const struct fv_part_entry *e,
                         const char *class_name, const unsigned char *sealed, size_t len, char *err,
                         size_t errlen);
+/* Sets the part's flags (FV_PART_F_*, default 0) before commit. */
+void fv_part_writer_set_flags(struct fv_part_writer *w, uint64_t flags);
 /* Writes the index and footer, fsyncs, renames into place, fsyncs the directory; *path_out
- * receives the final path. Blocks must have been added in index order. */
+ * receives the final path. Blocks must have been added in index order. On failure,
+ * fv_part_writer_committed says whether the rename was made (the part may then exist under
+ * its final name: a retry must write the same generations, never new ones). */
 int fv_part_writer_commit(struct fv_part_writer *w, uint64_t wal_file_hi, char *path_out,
                           size_t pathlen, char *err, size_t errlen);
+int fv_part_writer_committed(const struct fv_part_writer *w);
 /* Discards an unfinished part (its temp file is deleted). Safe after commit (no-op free). */
 void fv_part_writer_free(struct fv_part_writer *w);
 

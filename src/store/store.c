@@ -119,6 +119,7 @@ struct hdev {
     struct hevent *ev;
     size_t nev, capev;
     struct fv_buf evbytes;
+    int64_t rx_max; /* latest receive time of its records: every block flushed from it */
 };
 struct head {
     struct fv_map devs; /* pseudo -> struct hdev* */
@@ -202,13 +203,34 @@ struct job {
     /* both */
     uint64_t gen_lo, gen_hi, wal_hi, now_ms;
     uint32_t level;
+    int provisional; /* flush while the WAL is held (T5) */
     /* result */
     int rc;
     char err[512];
+    int committed; /* the output was renamed into place (even if the job then failed) */
     struct fv_part *out;
     double ms;
     uint64_t expired, purged;
+    /* input blocks that could not be read, kept as they were (copied) and reported */
+    struct fv_store_failure fails[FV_STORE_MAX_FAILURES];
+    size_t nfails;
+    uint64_t failures;
 };
+
+/* Notes an input block a merge could not read (the newest FV_STORE_MAX_FAILURES kept). */
+static void note_failure(struct job *j, const struct fv_part *p, const char *why)
+{
+    j->failures++;
+    if (j->nfails == FV_STORE_MAX_FAILURES) {
+        memmove(j->fails, j->fails + 1, (FV_STORE_MAX_FAILURES - 1) * sizeof *j->fails);
+        j->nfails--;
+    }
+    struct fv_store_failure *f = &j->fails[j->nfails++];
+    const char *base = strrchr(p->path, '/');
+    snprintf(f->part, sizeof f->part, "%s", base ? base + 1 : p->path);
+    snprintf(f->error, sizeof f->error, "%s", why);
+    f->at_ms = fv_now_ms();
+}
 
 enum { ST_IDLE, ST_ROTATING, ST_RUNNING };
 
@@ -219,9 +241,11 @@ struct fv_store {
     size_t nparts, capparts;
     uint64_t next_gen, wal_hi;
     struct head *head, *frozen;
+    uint64_t frozen_gen; /* the frozen head is written under this generation, every attempt */
     int state;
     uint64_t marker, marker_file;
     struct job *job;
+    struct job *redo; /* a merge that failed after its rename: retried exactly as it was */
     /* worker */
     pthread_t thread;
     int thread_started;
@@ -237,6 +261,9 @@ struct fv_store {
     void (*wake)(void *);
     void *wake_arg;
     uint64_t retry_after_ms, last_retention_ms;
+    uint32_t fail_streak, full_fails; /* consecutive failed jobs; failed full compactions */
+    struct fv_store_failure fails[FV_STORE_MAX_FAILURES]; /* newest last */
+    size_t nfails;
     struct fv_store_stats st;
     /* Block cache (event loop only): decrypted, decompressed blocks by (part id, index),
      * least recently used first out. Plaintext in memory, like the head; dropped for a
@@ -347,7 +374,8 @@ static int add_part(struct fv_store *s, struct fv_part *p)
     s->parts[i] = p;
     s->nparts++;
     if (p->gen_hi >= s->next_gen) s->next_gen = p->gen_hi + 1;
-    if (p->wal_file_hi > s->wal_hi) s->wal_hi = p->wal_file_hi;
+    if (!(p->flags & FV_PART_F_PROVISIONAL) && p->wal_file_hi > s->wal_hi)
+        s->wal_hi = p->wal_file_hi; /* T5: a provisional part never moves the watermark */
     return FV_OK;
 }
 
@@ -370,56 +398,137 @@ static int cmp_hframe(const void *a, const void *b)
     return x->off < y->off ? -1 : x->off > y->off; /* arrival order */
 }
 
-/* Encodes frames (sorted) of one class into blocks of at most block_frames and adds them. */
-static int put_frames(const struct fv_store_config *cfg, struct fv_part_writer *w,
-                      const unsigned char subject[FV_SUBJECT_LEN], const unsigned char dek[32],
-                      const struct fv_block_frame *fr, size_t nfr, const struct fv_block_event *ev,
-                      size_t nev, const char *cname, struct keep_arg *ka, int zlevel,
-                      const uint8_t *first_cls, uint64_t *carry, struct fv_buf *raw, char *err,
-                      size_t errlen)
+/* Where put_frames writes, and how it accounts. */
+struct put {
+    const struct fv_store_config *cfg;
+    struct fv_part_writer *w;
+    const unsigned char *subject, *dek;
+    const char *cname;
+    struct keep_arg *ka; /* the class whose signals to keep; NULL: every signal */
+    int zlevel;
+    const uint8_t *first_cls; /* flush: per frame, the first class its record has */
+    uint64_t *carry;          /* merge: records the inputs stand for, yet to place */
+    int64_t rx_max;           /* the blocks' latest receive time (part.h) */
+    struct fv_buf *raw;
+    char *err;
+    size_t errlen;
+};
+
+/* Signals of one class (or all) within [lo, hi]: a frame too wide for one block. */
+struct range_arg {
+    struct keep_arg *ka;
+    uint32_t lo, hi;
+};
+static int keep_range(void *arg, uint32_t field)
 {
-    size_t step = cfg->block_frames ? cfg->block_frames : 8192;
+    const struct range_arg *r = arg;
+    return field >= r->lo && field <= r->hi && (r->ka == NULL || keep_class(r->ka, field));
+}
+
+/* Encodes frames fr[0..n) (index at of the caller's list) and events into one block and
+ * adds it. counts = 0: the block continues a record already counted (nfirst 0). FV_ELIMIT
+ * from the encoder (block.h limits) adds nothing. */
+static int put_block(struct put *P, const struct fv_block_frame *fr, size_t n, size_t at,
+                     const struct fv_block_event *ev, size_t ne, int (*keep)(void *, uint32_t),
+                     void *karg, int counts)
+{
+    struct fv_block_in in = {
+        .nframes = n, .frames = fr, .nev = ne, .ev = ev, .keep = keep, .keep_arg = karg};
+    struct fv_block_meta m;
+    fv_buf_reset(P->raw);
+    int rc = fv_block_encode(&in, P->raw, &m);
+    if (rc) return rc;
+    /* Records this block stands for (part.h, nfirst): at flush, frames whose first class
+     * is this one; when merging, the inputs' total rides on the first blocks. */
+    uint64_t nfirst = counts ? m.nev : 0;
+    if (P->first_cls) {
+        for (size_t k = at; counts && k < at + n; k++)
+            nfirst += P->first_cls[k] == P->ka->cls;
+    } else if (P->carry) {
+        /* the inputs' total, spread over the output blocks as they can hold it */
+        uint64_t room = counts ? (uint64_t)m.nrec + m.nev : 0;
+        nfirst = *P->carry < room ? *P->carry : room;
+        *P->carry -= nfirst;
+    }
+    if (m.nrec + m.nev == 0) return FV_OK;
+    if (nfirst > m.nrec + m.nev) nfirst = m.nrec + m.nev; /* cannot happen; bounded */
+    int id = fv_part_writer_class(P->w, P->cname);
+    if (id < 0) return id;
+    struct fv_part_entry e = {.cls = (uint8_t)id,
+                              .nrec = m.nrec,
+                              .nev = m.nev,
+                              .ndatums = m.ndatums,
+                              .min_t = m.min_t,
+                              .max_t = m.max_t,
+                              .nfirst = (uint32_t)nfirst,
+                              .rx_max = P->rx_max};
+    memcpy(e.subject, P->subject, FV_SUBJECT_LEN);
+    return fv_part_writer_add(P->w, &e, P->dek, P->raw->data, P->raw->len, P->zlevel, P->err,
+                              P->errlen);
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* One frame with more kept signals than a block holds (only records stored before the
+ * payload limits, wire/payload.h): its signals go to several blocks of FV_BLOCK_MAX_COLS
+ * signal numbers each, in ascending ranges. Queries show one row per block. */
+static int put_wide(struct put *P, const struct fv_block_frame *f, size_t at)
+{
+    uint32_t *fl = malloc((f->n ? f->n : 1) * sizeof *fl);
+    if (fl == NULL) return FV_ENOMEM;
+    size_t m = 0;
+    for (uint32_t k = 0; k < f->n; k++)
+        if (P->ka == NULL || keep_class(P->ka, f->d[k].field)) fl[m++] = f->d[k].field;
+    qsort(fl, m, sizeof *fl, cmp_u32);
+    size_t u = 0;
+    for (size_t k = 0; k < m; k++)
+        if (u == 0 || fl[u - 1] != fl[k]) fl[u++] = fl[k];
+    int rc = FV_OK;
+    for (size_t k = 0; rc == FV_OK && k < u; k += FV_BLOCK_MAX_COLS) {
+        size_t last = k + FV_BLOCK_MAX_COLS < u ? k + FV_BLOCK_MAX_COLS - 1 : u - 1;
+        struct range_arg ra = {P->ka, fl[k], fl[last]};
+        rc = put_block(P, f, 1, at, NULL, 0, keep_range, &ra, k == 0);
+    }
+    free(fl);
+    return rc;
+}
+
+/* Encodes frames (sorted) of one class, and events, into blocks of at most block_frames,
+ * each within what a reader accepts (block.h): an input the encoder refuses as too large is
+ * halved until it fits, and a single frame too wide is split by signal number. */
+static int put_frames(struct put *P, const struct fv_block_frame *fr, size_t nfr,
+                      const struct fv_block_event *ev, size_t nev)
+{
+    size_t step = P->cfg->block_frames ? P->cfg->block_frames : 8192;
     if (step > FV_BLOCK_MAX_REC) step = FV_BLOCK_MAX_REC;
     for (size_t at = 0, eat = 0; at < nfr || eat < nev;) {
         size_t n = nfr - at < step ? nfr - at : step;
         size_t ne = nev - eat < step ? nev - eat : step;
-        struct fv_block_in in = {.nframes = n,
-                                 .frames = fr + at,
-                                 .nev = ne,
-                                 .ev = ev + eat,
-                                 .keep = ka ? keep_class : NULL,
-                                 .keep_arg = ka};
-        struct fv_block_meta m;
-        fv_buf_reset(raw);
-        int rc = fv_block_encode(&in, raw, &m);
-        if (rc) return rc;
-        /* Records this block stands for (part.h, nfirst): at flush, frames whose first class
-         * is this one; when merging, the inputs' total rides on the first block. */
-        uint64_t nfirst = m.nev;
-        if (first_cls) {
-            for (size_t k = at; k < at + n; k++)
-                nfirst += first_cls[k] == ka->cls;
-        } else if (carry) {
-            /* the inputs' total, spread over the output blocks as they can hold it */
-            nfirst = *carry < (uint64_t)m.nrec + m.nev ? *carry : (uint64_t)m.nrec + m.nev;
-            *carry -= nfirst;
+        int rc;
+        for (;;) {
+            rc = put_block(P, fr + at, n, at, ev + eat, ne, P->ka ? keep_class : NULL, P->ka, 1);
+            if (rc != FV_ELIMIT || n + ne <= 1) break;
+            if (n > 1 && n >= ne)
+                n = (n + 1) / 2;
+            else if (ne > 1)
+                ne = (ne + 1) / 2;
+            else
+                ne = 0; /* one frame and one event: the frame first */
         }
+        if (rc == FV_ELIMIT && n == 1) rc = put_wide(P, fr + at, at);
+        if (rc == FV_ELIMIT && ne)
+            fv_seterr(P->err, P->errlen, "an event of %u bytes is larger than a block may be",
+                      ev[eat].len);
+        else if (rc == FV_ELIMIT)
+            fv_seterr(P->err, P->errlen, "a frame at %lld is larger than a block may be",
+                      (long long)fr[at].t);
+        if (rc) return rc;
         at += n;
         eat += ne;
-        if (m.nrec + m.nev == 0) continue;
-        if (nfirst > m.nrec + m.nev) nfirst = m.nrec + m.nev; /* cannot happen; bounded */
-        int id = fv_part_writer_class(w, cname);
-        if (id < 0) return id;
-        struct fv_part_entry e = {.cls = (uint8_t)id,
-                                  .nrec = m.nrec,
-                                  .nev = m.nev,
-                                  .ndatums = m.ndatums,
-                                  .min_t = m.min_t,
-                                  .max_t = m.max_t,
-                                  .nfirst = (uint32_t)nfirst};
-        memcpy(e.subject, subject, FV_SUBJECT_LEN);
-        rc = fv_part_writer_add(w, &e, dek, raw->data, raw->len, zlevel, err, errlen);
-        if (rc) return rc;
     }
     return FV_OK;
 }
@@ -473,17 +582,45 @@ static int flush_dev(const struct fv_store_config *cfg, struct fv_part_writer *w
     }
     for (uint32_t c = 0; rc == FV_OK && c < cfg->nclasses; c++) {
         struct keep_arg ka = {cfg, (uint8_t)c};
-        if (c == cfg->events_class)
-            rc = put_frames(cfg, w, h->subject, h->dek, NULL, 0, ev, h->nev, cfg->class_name[c],
-                            NULL, cfg->zlevel_flush, NULL, NULL, raw, err, errlen);
-        else if (h->nfr)
-            rc = put_frames(cfg, w, h->subject, h->dek, fr, h->nfr, NULL, 0, cfg->class_name[c],
-                            &ka, cfg->zlevel_flush, first, NULL, raw, err, errlen);
+        struct put P = {.cfg = cfg,
+                        .w = w,
+                        .subject = h->subject,
+                        .dek = h->dek,
+                        .cname = cfg->class_name[c],
+                        .zlevel = cfg->zlevel_flush,
+                        .rx_max = h->rx_max,
+                        .raw = raw,
+                        .err = err,
+                        .errlen = errlen};
+        if (c == cfg->events_class) {
+            rc = put_frames(&P, NULL, 0, ev, h->nev);
+        } else if (h->nfr) {
+            P.ka = &ka;
+            P.first_cls = first;
+            rc = put_frames(&P, fr, h->nfr, NULL, 0);
+        }
     }
 out:
     free(first);
     free(fr);
     free(ev);
+    return rc;
+}
+
+/* Commits a job's part (unless rc already failed), notes whether it was renamed into place
+ * (a retry must then use the same generations: C in issue 8), and opens it. point names the
+ * test hook (config fail_at) run right after the rename. */
+static int finish_part(const struct fv_store_config *cfg, struct job *j, struct fv_part_writer *w,
+                       int rc, const char *point)
+{
+    char path[PATH_MAX];
+    if (rc == FV_OK)
+        rc = fv_part_writer_commit(w, j->wal_hi, path, sizeof path, j->err, sizeof j->err);
+    j->committed = fv_part_writer_committed(w);
+    fv_part_writer_free(w);
+    if (rc == FV_OK && cfg->fail_at && (rc = cfg->fail_at(cfg->fail_arg, point)) != FV_OK)
+        snprintf(j->err, sizeof j->err, "test hook: %s failed", point);
+    if (rc == FV_OK) rc = fv_part_open(path, &j->out, j->err, sizeof j->err);
     return rc;
 }
 
@@ -498,12 +635,8 @@ static int run_flush(const struct fv_store_config *cfg, struct job *j)
         if (hd->devs.slots[i].hash)
             rc = flush_dev(cfg, w, hd->devs.slots[i].val, &raw, j->err, sizeof j->err);
     fv_buf_free(&raw);
-    char path[PATH_MAX];
-    if (rc == FV_OK)
-        rc = fv_part_writer_commit(w, j->wal_hi, path, sizeof path, j->err, sizeof j->err);
-    fv_part_writer_free(w);
-    if (rc == FV_OK) rc = fv_part_open(path, &j->out, j->err, sizeof j->err);
-    return rc;
+    if (j->provisional) fv_part_writer_set_flags(w, FV_PART_F_PROVISIONAL);
+    return finish_part(cfg, j, w, rc, "flush.renamed");
 }
 
 /* ---- worker: merge (compaction, retention, purge) ---------------------------------------- */
@@ -546,29 +679,62 @@ static void sort_by_time(void *base, size_t n, size_t size, void *tmp)
     }
 }
 
-/* Decodes blocks and re-encodes their frames merged in time order. */
-static int merge_group(const struct fv_store_config *cfg, struct fv_part_writer *w,
+/* Copies input block g of a merge into its output as it is: a block that cannot be read is
+ * kept intact (and reported), not dropped; the merge goes on. The copy keeps the input's
+ * CRC, so a damaged block stays recognisably damaged. */
+static int keep_as_is(struct job *j, struct fv_part_writer *w, const struct gent *g,
+                      const char *cname, struct fv_buf *sealed, int report)
+{
+    char err[256] = "";
+    /* On a checksum mismatch the bytes were read all the same (part.h). */
+    int rc = fv_part_read_block(g->p, g->i, sealed, err, sizeof err);
+    if (rc == FV_ECORRUPT && report) note_failure(j, g->p, err);
+    if (rc && rc != FV_ECORRUPT) {
+        snprintf(j->err, sizeof j->err, "%s", err);
+        return rc;
+    }
+    return fv_part_writer_copy(w, &g->p->e[g->i], cname, sealed->data, sealed->len, j->err,
+                               sizeof j->err);
+}
+
+/* Decodes blocks and re-encodes their frames merged in time order. An input that does not
+ * open or decode (FV_ECORRUPT) is copied as it is instead (keep_as_is). */
+static int merge_group(const struct fv_store_config *cfg, struct job *j, struct fv_part_writer *w,
                        const unsigned char *subject, const unsigned char *key, const char *cname,
-                       const struct gent *g, size_t ng, struct fv_buf *raw, char *err,
-                       size_t errlen)
+                       const struct gent *g, size_t ng, struct fv_buf *raw, struct fv_buf *sealed)
 {
     struct fv_block *b = calloc(ng, sizeof *b);
     struct fv_buf *raws = calloc(ng, sizeof *raws);
+    unsigned char *bad = calloc(ng, 1);
     struct fv_block_frame *fr = NULL;
     struct fv_block_event *ev = NULL;
     struct fv_datum *d = NULL;
     uint32_t *cnt = NULL;
     int rc = FV_OK;
-    if (b == NULL || raws == NULL) {
+    if (b == NULL || raws == NULL || bad == NULL) {
         rc = FV_ENOMEM;
         goto out;
     }
     size_t nfr = 0, nev = 0, nd = 0;
     for (size_t k = 0; k < ng && rc == FV_OK; k++) {
-        rc = fv_part_open_block(g[k].p, g[k].i, key, &raws[k], err, errlen);
-        if (rc == FV_OK)
-            rc = fv_block_decode(raws[k].data, raws[k].len, NULL, 0, 1, &b[k], err, errlen);
-        if (rc) break;
+        char why[512] = "", sub[256] = "";
+        rc = fv_part_open_block(g[k].p, g[k].i, key, &raws[k], why, sizeof why);
+        if (rc == FV_OK) {
+            rc = fv_block_decode(raws[k].data, raws[k].len, NULL, 0, 1, &b[k], sub, sizeof sub);
+            if (rc == FV_ECORRUPT)
+                snprintf(why, sizeof why, "%s: offset %llu: block malformed: %s", g[k].p->path,
+                         (unsigned long long)g[k].p->e[g[k].i].off, sub);
+        }
+        if (rc == FV_ECORRUPT) {
+            note_failure(j, g[k].p, why);
+            bad[k] = 1;
+            rc = keep_as_is(j, w, &g[k], cname, sealed, 0);
+            continue;
+        }
+        if (rc) {
+            snprintf(j->err, sizeof j->err, "%s", why);
+            break;
+        }
         nfr += b[k].nrec;
         nev += b[k].nev;
         for (size_t c = 0; c < b[k].ncols; c++)
@@ -626,10 +792,24 @@ static int merge_group(const struct fv_store_config *cfg, struct fv_part_writer 
     free(tmpe);
     /* Decoded blocks hold only their class's signals: keep everything, under their name. */
     uint64_t carry = 0;
+    int64_t rx = INT64_MIN;
     for (size_t k = 0; k < ng; k++)
-        carry += g[k].p->e[g[k].i].nfirst;
-    rc = put_frames(cfg, w, subject, key, fr, nfr, ev, nev, cname, NULL, cfg->zlevel_compact, NULL,
-                    &carry, raw, err, errlen);
+        if (!bad[k]) {
+            carry += g[k].p->e[g[k].i].nfirst;
+            if (g[k].p->e[g[k].i].rx_max > rx) rx = g[k].p->e[g[k].i].rx_max;
+        }
+    struct put P = {.cfg = cfg,
+                    .w = w,
+                    .subject = subject,
+                    .dek = key,
+                    .cname = cname,
+                    .zlevel = cfg->zlevel_compact,
+                    .carry = &carry,
+                    .rx_max = rx,
+                    .raw = raw,
+                    .err = j->err,
+                    .errlen = sizeof j->err};
+    rc = put_frames(&P, fr, nfr, ev, nev);
 out:
     for (size_t k = 0; b && k < ng; k++)
         fv_block_free(&b[k]);
@@ -637,6 +817,7 @@ out:
         fv_buf_free(&raws[k]);
     free(b);
     free(raws);
+    free(bad);
     free(fr);
     free(ev);
     free(d);
@@ -710,33 +891,24 @@ static int run_merge(const struct fv_store_config *cfg, struct job *j)
         size_t nsmall = 0;
         for (size_t k = 0; k < ng && rc == FV_OK; k++) {
             const struct fv_part_entry *e = &g[k].p->e[g[k].i];
-            if (e->max_t < cutoff) {
+            if (e->max_t < cutoff && e->rx_max < cutoff) { /* T6 */
                 j->expired++;
                 continue;
             }
             if (e->nrec + e->nev >= step / 2 || (ng == 1 && !j->full)) {
-                rc = fv_part_read_block(g[k].p, g[k].i, &sealed, j->err, sizeof j->err);
-                if (rc == FV_OK)
-                    rc = fv_part_writer_copy(w, e, cname, sealed.data, sealed.len, j->err,
-                                             sizeof j->err);
+                rc = keep_as_is(j, w, &g[k], cname, &sealed, 1);
                 continue;
             }
             g[nsmall++] = g[k];
         }
         if (rc == FV_OK && nsmall)
-            rc = merge_group(cfg, w, subject, ke->key, cname, g, nsmall, &raw, j->err,
-                             sizeof j->err);
+            rc = merge_group(cfg, j, w, subject, ke->key, cname, g, nsmall, &raw, &sealed);
     }
     free(mc);
     free(g);
     fv_buf_free(&raw);
     fv_buf_free(&sealed);
-    char path[PATH_MAX];
-    if (rc == FV_OK)
-        rc = fv_part_writer_commit(w, j->wal_hi, path, sizeof path, j->err, sizeof j->err);
-    fv_part_writer_free(w);
-    if (rc == FV_OK) rc = fv_part_open(path, &j->out, j->err, sizeof j->err);
-    return rc;
+    return finish_part(cfg, j, w, rc, "merge.renamed");
 }
 
 static void *worker_main(void *arg)
@@ -857,6 +1029,18 @@ int fv_store_open(const struct fv_store_config *cfg, int read_only, struct fv_st
             rc = FV_ECORRUPT;
             break;
         }
+        if ((p->flags & FV_PART_F_PROVISIONAL) && !read_only) {
+            /* T5: written while the WAL was held; the replay that follows this open brings
+             * its records back from the WAL (files above the watermark). Its generations
+             * are not reused. */
+            fv_info("store: %s was written while the WAL was held; its records are replayed "
+                    "from the WAL, deleting it",
+                    path);
+            if (p->gen_hi >= s->next_gen) s->next_gen = p->gen_hi + 1;
+            p->unlink_on_free = 1;
+            fv_part_unref(p);
+            continue;
+        }
         rc = grow((void **)&all, &capall, nall + 1, sizeof *all);
         if (rc) {
             fv_part_unref(p);
@@ -904,6 +1088,7 @@ void fv_store_close(struct fv_store *s)
          * installed; it is a valid part, and open() picks it up next time (T1 holds). */
         job_free(s->job);
     }
+    job_free(s->redo);
     for (size_t i = 0; i < s->nparts; i++)
         fv_part_unref(s->parts[i]);
     free(s->parts);
@@ -925,14 +1110,31 @@ uint64_t fv_store_wal_hi(const struct fv_store *s)
 
 /* ---- head input --------------------------------------------------------------------------- */
 
-int fv_store_add_frame(struct fv_store *s, const char *pseudo, const unsigned char dek[32],
-                       int64_t t, const struct fv_vrecord *v)
+/* The head device a record goes to (tests may make adding fail: config fail_at "add"). */
+static int add_target(struct fv_store *s, const char *pseudo, const unsigned char dek[32],
+                      uint64_t rx_ms, struct hdev **out)
 {
     if (s->head == NULL) return FV_ESTATE;
+    if (s->cfg.fail_at) {
+        int rc = s->cfg.fail_at(s->cfg.fail_arg, "add");
+        if (rc) return rc;
+    }
     struct hdev *h = head_dev(s->head, pseudo, dek);
     if (h == NULL) return FV_ENOMEM;
+    int64_t rx = (int64_t)(rx_ms ? rx_ms : fv_now_ms());
+    if (rx > h->rx_max) h->rx_max = rx;
+    *out = h;
+    return FV_OK;
+}
+
+int fv_store_add_frame(struct fv_store *s, const char *pseudo, const unsigned char dek[32],
+                       int64_t t, uint64_t rx_ms, const struct fv_vrecord *v)
+{
+    struct hdev *h;
+    int rc = add_target(s, pseudo, dek, rx_ms, &h);
+    if (rc) return rc;
     if (h->nd + v->n > UINT32_MAX) return FV_ELIMIT;
-    int rc = grow((void **)&h->fr, &h->capfr, h->nfr + 1, sizeof *h->fr);
+    rc = grow((void **)&h->fr, &h->capfr, h->nfr + 1, sizeof *h->fr);
     if (rc == FV_OK) rc = grow((void **)&h->d, &h->capd, h->nd + v->n, sizeof *h->d);
     if (rc) return rc;
     size_t off = h->nd;
@@ -954,14 +1156,14 @@ int fv_store_add_frame(struct fv_store *s, const char *pseudo, const unsigned ch
 }
 
 int fv_store_add_event(struct fv_store *s, const char *pseudo, const unsigned char dek[32],
-                       int64_t t, const char *topic, size_t topic_len, const unsigned char *payload,
-                       size_t len)
+                       int64_t t, uint64_t rx_ms, const char *topic, size_t topic_len,
+                       const unsigned char *payload, size_t len)
 {
-    if (s->head == NULL) return FV_ESTATE;
-    struct hdev *h = head_dev(s->head, pseudo, dek);
-    if (h == NULL) return FV_ENOMEM;
+    struct hdev *h;
+    int rc = add_target(s, pseudo, dek, rx_ms, &h);
+    if (rc) return rc;
     if (h->evbytes.len + topic_len + len > UINT32_MAX) return FV_ELIMIT;
-    int rc = grow((void **)&h->ev, &h->capev, h->nev + 1, sizeof *h->ev);
+    rc = grow((void **)&h->ev, &h->capev, h->nev + 1, sizeof *h->ev);
     if (rc) return rc;
     struct hevent e = {t, (uint32_t)h->evbytes.len, (uint32_t)topic_len,
                        (uint32_t)(h->evbytes.len + topic_len), (uint32_t)len};
@@ -1010,27 +1212,80 @@ static void hand_to_worker(struct fv_store *s, struct job *j)
     pthread_mutex_unlock(&s->mu);
 }
 
-/* Installs a finished job's part, replacing its inputs (T2, T3). */
+/* Adds failures to the store's list (the newest FV_STORE_MAX_FAILURES are kept). */
+static void keep_failures(struct fv_store *s, const struct fv_store_failure *f, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (s->nfails == FV_STORE_MAX_FAILURES) {
+            memmove(s->fails, s->fails + 1, (FV_STORE_MAX_FAILURES - 1) * sizeof *s->fails);
+            s->nfails--;
+        }
+        s->fails[s->nfails++] = f[i];
+    }
+}
+
+/* A requested full compaction that could not run: tried again, up to three times in a row,
+ * then given up (reported), so that `compacting` always ends. */
+static void full_failed(struct fv_store *s, const char *why)
+{
+    if (++s->full_fails < 3) {
+        s->want_full = 1;
+        return;
+    }
+    fv_error("store: full compaction given up after 3 failures: %s", why);
+    struct fv_store_failure f = {.at_ms = fv_now_ms()};
+    snprintf(f.part, sizeof f.part, "(full compaction)");
+    snprintf(f.error, sizeof f.error, "given up: %s", why);
+    keep_failures(s, &f, 1);
+    s->want_full = 0;
+    s->full_running = 0;
+    s->full_fails = 0;
+}
+
+/* Installs a finished job's part, replacing its inputs (T2, T3). A failed job is retried
+ * after a delay that doubles with each failure in a row (10 s up to about 10 minutes). */
 static int install(struct fv_store *s, struct fv_wal *wal, uint64_t now_ms)
 {
     struct job *j = s->job;
     s->job = NULL;
     s->state = ST_IDLE;
     int rc = j->rc;
+    keep_failures(s, j->fails, j->nfails);
+    s->st.compaction_failures += j->failures;
     if (rc) {
-        fv_error("store: %s failed: %s; retrying in 10 s (the WAL still holds every record)",
-                 j->kind == JOB_FLUSH ? "flush" : "compaction", j->err);
+        uint64_t delay = 10000ull << (s->fail_streak < 6 ? s->fail_streak : 6);
+        s->fail_streak++;
+        fv_error("store: %s failed: %s; retrying in %llu s (the WAL still holds every record)",
+                 j->kind == JOB_FLUSH ? "flush" : "compaction", j->err,
+                 (unsigned long long)(delay / 1000));
         s->st.job_errors++;
-        s->retry_after_ms = now_ms + 10000;
+        s->retry_after_ms = now_ms + delay;
         if (j->kind == JOB_FLUSH) {
-            /* Keep the frozen head; the next flush writes it (merged into the active one
-             * would re-order nothing: give it back as the active head's older part). */
+            /* Keep the frozen head; the retry writes it under the same generation. */
             j->head = NULL;
+        } else {
+            struct fv_store_failure f = {.at_ms = fv_now_ms()};
+            snprintf(f.part, sizeof f.part, "part-%016llx-%016llx.fvp (merge output)",
+                     (unsigned long long)j->gen_lo, (unsigned long long)j->gen_hi);
+            snprintf(f.error, sizeof f.error, "%s", j->err);
+            keep_failures(s, &f, 1);
+            if (j->committed) {
+                /* Its part may exist under its final name: redo this very merge (same
+                 * inputs, same generations), never one that would overlap it. */
+                j->rc = 0;
+                j->err[0] = '\0';
+                j->committed = 0;
+                j->expired = j->purged = j->failures = 0;
+                j->nfails = 0;
+                s->redo = j;
+                return rc;
+            }
+            if (j->full) full_failed(s, j->err);
         }
-        if (j->full) s->want_full = 1;
         job_free(j);
         return rc;
     }
+    s->fail_streak = 0;
     if (j->kind == JOB_FLUSH) {
         head_free(s->frozen);
         s->frozen = NULL;
@@ -1055,7 +1310,10 @@ static int install(struct fv_store *s, struct fv_wal *wal, uint64_t now_ms)
         s->st.retention_runs += j->nin == 1;
         s->st.blocks_expired += j->expired;
         s->st.blocks_purged += j->purged;
-        if (j->full) s->full_running = 0;
+        if (j->full) {
+            s->full_running = 0;
+            s->full_fails = 0;
+        }
     }
     rc = add_part(s, j->out);
     if (rc == FV_OK) j->out = NULL;
@@ -1186,7 +1444,8 @@ static int part_expired(const struct fv_store *s, const struct fv_part *p, uint6
         if (!keep || now_ms <= keep) continue;
         int64_t cutoff = (int64_t)(now_ms - keep);
         for (size_t i = 0; i < p->n; i++)
-            if (p->e[i].cls == c && p->e[i].max_t < cutoff) return 1;
+            if (p->e[i].cls == c && p->e[i].max_t < cutoff && p->e[i].rx_max < cutoff)
+                return 1; /* T6 */
     }
     return 0;
 }
@@ -1199,19 +1458,29 @@ static int pick_compaction(struct fv_store *s, fv_store_key_fn keys, void *karg,
         s->full_running = 0;
         return FV_OK;
     }
+    /* Provisional parts (T5) are never merged; they are the newest, so the others are a
+     * prefix of the list and stay adjacent. */
+    size_t np = 0;
+    while (np < s->nparts && !(s->parts[np]->flags & FV_PART_F_PROVISIONAL))
+        np++;
     if (s->want_full) {
         s->want_full = 0;
-        if (s->nparts == 0) return FV_OK;
+        if (np == 0) {
+            s->full_running = 0;
+            return FV_OK;
+        }
         uint32_t lvl = 0;
-        for (size_t i = 0; i < s->nparts; i++)
+        for (size_t i = 0; i < np; i++)
             if (s->parts[i]->level > lvl) lvl = s->parts[i]->level;
-        return start_merge(s, 0, s->nparts, lvl + (s->nparts > 1), 1, keys, karg, now_ms);
+        int rc = start_merge(s, 0, np, lvl + (np > 1), 1, keys, karg, now_ms);
+        if (rc) full_failed(s, fv_strerror(rc));
+        return rc;
     }
     /* Erasure: rewrite each part that still holds an erased subject's blocks (the merge
      * drops them: their key is gone, T4); a subject leaves the list once no part has it. */
     for (size_t k = 0; k < s->npurge;) {
         size_t holder = s->nparts;
-        for (size_t i = 0; i < s->nparts && holder == s->nparts; i++) {
+        for (size_t i = 0; i < np && holder == s->nparts; i++) {
             size_t at = fv_part_find(s->parts[i], s->purge[k]);
             if (at < s->parts[i]->n &&
                 memcmp(s->parts[i]->e[at].subject, s->purge[k], FV_SUBJECT_LEN) == 0)
@@ -1224,7 +1493,7 @@ static int pick_compaction(struct fv_store *s, fv_store_key_fn keys, void *karg,
     }
     /* Size tiers: the first run of fanin adjacent parts of one level merges one level up. */
     uint32_t fan = s->cfg.compact_fanin < 2 ? 2 : s->cfg.compact_fanin;
-    for (size_t i = 0; i + fan <= s->nparts; i++) {
+    for (size_t i = 0; i + fan <= np; i++) {
         size_t k = 1;
         while (k < fan && s->parts[i + k]->level == s->parts[i]->level)
             k++;
@@ -1239,10 +1508,25 @@ static int pick_compaction(struct fv_store *s, fv_store_key_fn keys, void *karg,
             every = s->cfg.retention_ms[c] / 4 ? s->cfg.retention_ms[c] / 4 : 1;
     if (now_ms - s->last_retention_ms >= every) {
         s->last_retention_ms = now_ms;
-        for (size_t i = 0; i < s->nparts; i++)
+        for (size_t i = 0; i < np; i++)
             if (part_expired(s, s->parts[i], now_ms))
                 return start_merge(s, i, i + 1, s->parts[i]->level, 0, keys, karg, now_ms);
     }
+    return FV_OK;
+}
+
+/* Hands the frozen head to the worker, under its generation. While the WAL is held (T5) the
+ * part is provisional and claims no more WAL files than the watermark already covers. */
+static int start_flush(struct fv_store *s)
+{
+    struct job *j = calloc(1, sizeof *j);
+    if (j == NULL) return FV_ENOMEM;
+    j->kind = JOB_FLUSH;
+    j->head = s->frozen;
+    j->gen_lo = j->gen_hi = s->frozen_gen;
+    j->provisional = s->hold_wal;
+    j->wal_hi = s->hold_wal ? s->wal_hi : s->marker_file;
+    hand_to_worker(s, j);
     return FV_OK;
 }
 
@@ -1260,13 +1544,14 @@ int fv_store_tick(struct fv_store *s, struct fv_wal *wal, fv_store_key_fn keys, 
     }
     if (s->state == ST_IDLE && now_ms < s->retry_after_ms) return rc;
     if (s->state == ST_IDLE && s->frozen) {
-        /* A flush that failed: try again (the WAL cut it needs was made already). */
-        struct job *j = calloc(1, sizeof *j);
-        if (j == NULL) return FV_ENOMEM;
-        j->kind = JOB_FLUSH;
-        j->head = s->frozen;
-        j->gen_lo = j->gen_hi = s->next_gen++;
-        j->wal_hi = s->marker_file;
+        /* A flush that failed: try again (the WAL cut it needs was made already), under the
+         * same generation, so that a part it renamed into place is replaced, not doubled. */
+        int r2 = start_flush(s);
+        return r2 ? r2 : rc;
+    }
+    if (s->state == ST_IDLE && s->redo) {
+        struct job *j = s->redo;
+        s->redo = NULL;
         hand_to_worker(s, j);
         return rc;
     }
@@ -1289,15 +1574,11 @@ int fv_store_tick(struct fv_store *s, struct fv_wal *wal, fv_store_key_fn keys, 
     if (s->state == ST_ROTATING) {
         uint64_t last_file = 0;
         if (wal && !fv_wal_rotation_done(wal, s->marker, &last_file)) return rc;
-        struct job *j = calloc(1, sizeof *j);
-        if (j == NULL) return FV_ENOMEM;
         s->marker_file = last_file > s->wal_hi ? last_file : s->wal_hi;
-        j->kind = JOB_FLUSH;
-        j->head = s->frozen;
-        j->gen_lo = j->gen_hi = s->next_gen++;
-        j->wal_hi = s->marker_file;
-        hand_to_worker(s, j);
-        return rc;
+        s->frozen_gen = s->next_gen++;
+        s->state = ST_IDLE;
+        int r2 = start_flush(s);
+        return r2 ? r2 : rc;
     }
     if (s->state == ST_IDLE) {
         trim_wal(s, wal, now_ms);
@@ -1324,7 +1605,7 @@ int fv_store_drain(struct fv_store *s, struct fv_wal *wal, fv_store_key_fn keys,
         s->retry_after_ms = 0;
         rc = fv_store_tick(s, wal, keys, karg, now);
         if (rc) return rc;
-        if (s->state == ST_IDLE && !s->want_full && !s->frozen &&
+        if (s->state == ST_IDLE && !s->want_full && !s->frozen && !s->redo &&
             !(s->head && s->head->records && s->full_running))
             break;
         if (s->state == ST_RUNNING) {
@@ -1362,6 +1643,13 @@ void fv_store_stats(const struct fv_store *s, struct fv_store_stats *out)
     out->wal_hi = s->wal_hi;
     out->generation = s->next_gen - 1;
     out->compacting = s->want_full || s->full_running;
+    out->wal_held = s->hold_wal;
+}
+
+size_t fv_store_failures(const struct fv_store *s, const struct fv_store_failure **out)
+{
+    *out = s->fails;
+    return s->nfails;
 }
 
 size_t fv_store_parts(const struct fv_store *s, struct fv_part *const **out)
@@ -1440,22 +1728,22 @@ static int head_block(const struct head *hd, const char *pseudo, const struct fv
     int rc = FV_OK;
     b->t = malloc((n ? n : 1) * sizeof *b->t);
     if (b->t == NULL) rc = FV_ENOMEM;
-    /* columns: one per distinct wanted field */
+    /* columns: one per distinct wanted field (found through a hashed index: a frame of many
+     * signals costs linear time) */
+    struct fv_map colidx = {0};
+    size_t capcols = 0;
     for (size_t i = 0; rc == FV_OK && i < n; i++) {
         b->t[i] = fr[i].t;
         for (uint32_t k = 0; k < fr[i].n && rc == FV_OK; k++) {
             const struct fv_datum *d = &h->d[fr[i].off + k];
             if (!want_field(c->fields, c->nfields, d->field)) continue;
-            struct fv_block_col *col = NULL;
-            for (size_t q = 0; q < b->ncols; q++)
-                if (b->cols[q].field == d->field) col = &b->cols[q];
+            uintptr_t at = (uintptr_t)fv_map_get_u64(&colidx, d->field);
+            struct fv_block_col *col = at ? &b->cols[at - 1] : NULL;
             if (col == NULL) {
-                struct fv_block_col *m = realloc(b->cols, (b->ncols + 1) * sizeof *m);
-                if (m == NULL) {
-                    rc = FV_ENOMEM;
-                    break;
-                }
-                b->cols = m;
+                rc = grow((void **)&b->cols, &capcols, b->ncols + 1, sizeof *b->cols);
+                if (rc == FV_OK)
+                    rc = fv_map_put_u64(&colidx, d->field, (void *)(uintptr_t)(b->ncols + 1));
+                if (rc) break;
                 col = &b->cols[b->ncols++];
                 memset(col, 0, sizeof *col);
                 col->field = d->field;
@@ -1476,6 +1764,7 @@ static int head_block(const struct head *hd, const char *pseudo, const struct fv
     }
     b->nrec = n;
     free(fr);
+    fv_map_free(&colidx);
     if (rc == FV_OK && c->want_events && h->nev) {
         b->ev = malloc(h->nev * sizeof *b->ev);
         if (b->ev == NULL) rc = FV_ENOMEM;
@@ -1734,20 +2023,22 @@ int fv_store_next(struct fv_store_cursor *c, struct fv_store_chunk *out, char *e
             c->ncols = c->nfields;
         }
     } else {
-        for (size_t k = 0; k < nb && rc == FV_OK; k++)
-            for (size_t q = 0; q < bl[k]->ncols && rc == FV_OK; q++) {
-                uint32_t f = bl[k]->cols[q].field;
-                size_t at = 0;
-                while (at < c->ncols && c->cf[at] < f)
-                    at++;
-                if (at < c->ncols && c->cf[at] == f) continue;
-                rc = grow((void **)&c->cf, &capc, c->ncols + 1, sizeof *c->cf);
-                if (rc) break;
-                memmove(c->cf + at + 1, c->cf + at, (c->ncols - at) * sizeof *c->cf);
-                c->cf[at] = f;
-                c->ncols++;
-            }
+        /* The union of the blocks' fields, ascending: gathered, sorted, deduplicated. */
+        for (size_t k = 0; k < nb && rc == FV_OK; k++) {
+            rc = grow((void **)&c->cf, &capc, c->ncols + bl[k]->ncols, sizeof *c->cf);
+            for (size_t q = 0; rc == FV_OK && q < bl[k]->ncols; q++)
+                c->cf[c->ncols++] = bl[k]->cols[q].field;
+        }
+        if (rc == FV_OK && c->ncols) qsort(c->cf, c->ncols, sizeof *c->cf, cmp_u32);
+        size_t u = 0;
+        for (size_t q = 0; q < c->ncols; q++)
+            if (u == 0 || c->cf[u - 1] != c->cf[q]) c->cf[u++] = c->cf[q];
+        c->ncols = u;
     }
+    struct fv_map cfidx = {0}; /* field -> 1 + output column */
+    for (size_t q = 0; rc == FV_OK && q < c->ncols; q++)
+        if (fv_map_get_u64(&cfidx, c->cf[q]) == NULL)
+            rc = fv_map_put_u64(&cfidx, c->cf[q], (void *)(uintptr_t)(q + 1));
     /* Rows: frames in range that carry a wanted field, merged by time (stable). */
     size_t total = 0;
     for (size_t k = 0; k < nb; k++)
@@ -1853,10 +2144,9 @@ int fv_store_next(struct fv_store_cursor *c, struct fv_store_chunk *out, char *e
         for (size_t k = 0; k < nb; k++)
             for (size_t q = 0; q < bl[k]->ncols; q++) {
                 const struct fv_block_col *col = &bl[k]->cols[q];
-                size_t j = 0;
-                while (j < c->ncols && c->cf[j] != col->field)
-                    j++;
-                if (j == c->ncols) continue;
+                uintptr_t jj = (uintptr_t)fv_map_get_u64(&cfidx, col->field);
+                if (jj == 0) continue;
+                size_t j = jj - 1;
                 for (size_t r = 0; r < col->n; r++) {
                     uint32_t at = pos[k][col->row[r]];
                     if (at != UINT32_MAX) c->cols[j][at] = col->v[r]; /* shallow */
@@ -1881,6 +2171,7 @@ int fv_store_next(struct fv_store_cursor *c, struct fv_store_chunk *out, char *e
     free(pos);
     free(rr);
     free(bl);
+    fv_map_free(&cfidx);
     if (rc) return rc;
     out->n = c->n;
     out->t = c->t;

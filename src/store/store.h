@@ -21,6 +21,26 @@
  *     that installs the part written from it;
  *  T4 blocks are sealed with their subject's data key; a subject whose key is gone
  *     (destroyed) is dropped by the next compaction of each part that holds it.
+ *  T5 a record in the WAL but not in the head (adding it failed: fv_store_hold_wal) is
+ *     replayed at the next start, exactly once: from the hold on, no WAL file is deleted,
+ *     and flushes write provisional parts (part.h, FV_PART_F_PROVISIONAL) that claim no WAL
+ *     file (the watermark stays where it was) and are never merged. The next read-write
+ *     open deletes the provisional parts and the server replays every WAL file above the
+ *     watermark: the lost record comes back, and so do, once, the records that were in the
+ *     provisional parts (no part other than a provisional one holds a record of a WAL file
+ *     above the watermark, so nothing appears twice).
+ *  T6 retention drops a block only when both its newest record time (the device's clock)
+ *     and its newest receive time (the server's, rx_max in part.h) are older than the
+ *     class's retention: a device whose clock says 1970 does not lose what it sends today.
+ *     Queries select and order by the device's time.
+ *  T7 a part renamed into place is never written again under other generations: a flush
+ *     retried after a failure keeps its generation, a merge that failed after its rename is
+ *     redone with the same inputs (the rename replaces the file, T2 still holds).
+ *  T8 an input block a merge cannot read (checksum, authentication, decompression, format)
+ *     is copied into the output as it is, with its CRC, and reported
+ *     (fv_store_failures); it never stops compaction or retention of anything else. A job
+ *     that fails otherwise (I/O) is retried after 10 s, doubling up to about 10 minutes; a
+ *     requested full compaction is given up (and reported) after 3 failures in a row.
  *
  * Threads: everything is called from the event loop, except the worker, which owns only the
  * job it was handed (a frozen head or referenced input parts, plus copies of the keys it
@@ -57,6 +77,11 @@ struct fv_store_config {
     uint64_t retention_ms[FV_STORE_MAX_CLASSES];
     uint8_t class_of[FV_STORE_FIELD_TABLE];
     uint8_t events_class;
+    /* Tests only (NULL otherwise): called at named points; a non-zero return makes that step
+     * fail with that code. Points: "add" (fv_store_add_*, event loop), "flush.renamed" and
+     * "merge.renamed" (worker thread: the part was renamed into place, then the job fails). */
+    int (*fail_at)(void *arg, const char *point);
+    void *fail_arg;
 };
 
 /* Defaults: classes default (730 days), location (Location, OriginLocation,
@@ -83,14 +108,17 @@ void fv_store_set_wake(struct fv_store *s, void (*fn)(void *), void *arg);
 uint64_t fv_store_wal_hi(const struct fv_store *s);
 
 /* Adds one record to the head (copies what it needs). pseudo: the subject's pseudonym (32
- * hex digits); dek: its data key. */
+ * hex digits); dek: its data key; t: the record's time (the device's created_at, which
+ * queries use); rx_ms: when the server received it (its own clock; 0 = now), which retention
+ * also needs (T6). */
 int fv_store_add_frame(struct fv_store *s, const char *pseudo, const unsigned char dek[32],
-                       int64_t t, const struct fv_vrecord *v);
+                       int64_t t, uint64_t rx_ms, const struct fv_vrecord *v);
 int fv_store_add_event(struct fv_store *s, const char *pseudo, const unsigned char dek[32],
-                       int64_t t, const char *topic, size_t topic_len, const unsigned char *payload,
-                       size_t len);
-/* Stops deleting WAL files until the store is reopened (a record reached the WAL but not
- * the head, so only a replay can bring it into the store). */
+                       int64_t t, uint64_t rx_ms, const char *topic, size_t topic_len,
+                       const unsigned char *payload, size_t len);
+/* A record reached the WAL but not the head (fv_store_add_* failed): until the store is
+ * reopened, no WAL file is deleted and flushes write provisional parts that do not move the
+ * watermark (T5), so the restart's replay brings the record into the store, once. */
 void fv_store_hold_wal(struct fv_store *s);
 /* Erasure: forgets the subject's head records and cached blocks now, and rewrites every
  * part holding its blocks in the background (call after destroying its key: the rewrite
@@ -113,6 +141,14 @@ void fv_store_compact_all(struct fv_store *s);
 /* Blocks until the worker is idle (tests, shutdown); runs tick in between. */
 int fv_store_drain(struct fv_store *s, struct fv_wal *wal, fv_store_key_fn keys, void *karg);
 
+/* An input block a merge could not read (T8), or a merge that failed. */
+#define FV_STORE_MAX_FAILURES 16
+struct fv_store_failure {
+    char part[96];   /* the part file's name */
+    char error[320]; /* what failed, with the file and offset */
+    uint64_t at_ms;
+};
+
 struct fv_store_stats {
     uint64_t parts, blocks, bytes, datums, records;
     uint64_t head_datums, head_records, head_subjects;
@@ -122,9 +158,14 @@ struct fv_store_stats {
     int compacting;       /* a requested full compaction is not finished */
     double last_flush_ms; /* worker time of the last flush */
     uint64_t job_errors;
+    uint64_t compaction_failures; /* unreadable input blocks met by merges (T8), ever */
+    int wal_held;                 /* fv_store_hold_wal was called (T5) */
     uint64_t cache_hits, cache_misses, cache_bytes;
 };
 void fv_store_stats(const struct fv_store *s, struct fv_store_stats *out);
+/* The newest failures (at most FV_STORE_MAX_FAILURES, oldest first; valid until the next
+ * tick). */
+size_t fv_store_failures(const struct fv_store *s, const struct fv_store_failure **out);
 /* The live parts, oldest first (valid until the next tick). */
 size_t fv_store_parts(const struct fv_store *s, struct fv_part *const **out);
 

@@ -44,6 +44,17 @@ int fv_rate_rule_for(const struct fv_rate_config *c, const char *topic, size_t t
     return star;
 }
 
+int fv_bucket_peek(struct fv_bucket *b, const struct fv_rate_rule *r, uint64_t now_ns)
+{
+    if (b->last_ns == 0) return 1;
+    if (now_ns > b->last_ns) {
+        b->tokens += (double)(now_ns - b->last_ns) / 1e9 * r->per_second;
+        if (b->tokens > r->burst) b->tokens = r->burst;
+        b->last_ns = now_ns;
+    }
+    return b->tokens >= 1.0;
+}
+
 int fv_bucket_take(struct fv_bucket *b, const struct fv_rate_rule *r, uint64_t now_ns)
 {
     if (b->last_ns == 0) {

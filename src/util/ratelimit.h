@@ -41,6 +41,8 @@ int fv_rate_set(struct fv_rate_config *c, const char *topic, double per_second, 
 /* Index of the rule for topic (its own, else "*"), or -1 when unlimited. */
 int fv_rate_rule_for(const struct fv_rate_config *c, const char *topic, size_t topic_len);
 
+/* Would a token be there now? (Refills; takes nothing.) */
+int fv_bucket_peek(struct fv_bucket *b, const struct fv_rate_rule *r, uint64_t now_ns);
 /* Takes one token; 1 if allowed, 0 if the record must be refused. */
 int fv_bucket_take(struct fv_bucket *b, const struct fv_rate_rule *r, uint64_t now_ns);
 

@@ -4,23 +4,75 @@
  * Threads: the event loop appends into `pending` under `mu`; one writer thread swaps
  * `pending` with its own buffer, writes and fdatasyncs it outside the lock, then publishes
  * `durable_seq` and calls notify. While a fsync runs, new appends gather in `pending`, so
- * one fsync covers every record that arrived during the previous one.
+ * one fsync covers every record that arrived during the previous one. The writer creates
+ * files without holding `mu` (an append never waits for a disk), and its commit delay waits
+ * on CLOCK_MONOTONIC (a wall-clock step must not stall acks).
  *
  * Invariants:
  *  I1 records reach disk in sequence order; durable_seq only grows;
- *  I2 a record's bytes are fsync'd before its seq is <= durable_seq;
- *  I3 only the newest file may end in a torn record; replay cuts it at the first invalid
- *     record (as SQLite's WAL stops at the first invalid frame) and fsyncs the truncation;
+ *  I2 a record's bytes are fsync'd before its seq is <= durable_seq. A batch is written only
+ *     once the one before it is fsync'd, so at any moment at most one batch - the last one
+ *     of the newest file - is written but not yet durable; a crash can leave any subset of
+ *     its pages on disk (zeros, then data, then zeros), never a byte of a later one;
+ *  I3 recovery follows rules R1..R5 below and fsyncs what it cuts or rewrites;
  *  I4 a new file is created with its header and fsync'd, and the directory fsync'd, before
- *     any record is written to it.
+ *     any record is written to it; the file before it first gets a sync mark (if its last
+ *     record is not one) and is fsync'd, so every file but the newest ends with a durable
+ *     sync mark, at the length the new file's header records;
  *  I5 a rotation requested after record S puts every record <= S in files <= F and every
  *     later record in files > F; (S, F) is published only once records <= S are durable,
- *     so files <= F may be deleted once their records are safely elsewhere (the store).
- *  I6 a full disk (ENOSPC, EDQUOT from a write or a file creation) is not a failure: nothing
- *     of the batch was synced, so the writer cuts what it wrote back to the last durable
- *     size (or removes the new file) and tries the same batch again every FULL_RETRY_MS
- *     until it fits; meanwhile append refuses records (FV_EAGAIN). A failed fsync stays
- *     permanent: its pages may be gone.
+ *     so files <= F may be deleted once their records are safely elsewhere (the store);
+ *  I6 the durable offset D written in a record is true: the file was fsync'd up to D (at
+ *     start, the newest file is fsync'd before anything is appended). After each batch's
+ *     fdatasync, and before its records are published durable, a sync mark is written
+ *     (D = the mark's own offset; it becomes durable with the next batch, or at close). So
+ *     every acknowledged record is followed in its file by a record whose D lies past it,
+ *     unless the power failed before that mark reached the disk;
+ *  I7 a full disk (ENOSPC, EDQUOT from a write or a file creation) is not a failure: nothing
+ *     written since the last fsync is durable or acknowledged, so the writer cuts it back to
+ *     the last written size (or removes the new file) and writes the same bytes again every
+ *     FULL_RETRY_MS until they fit; meanwhile append refuses records (FV_EAGAIN). The batch
+ *     keeps its durable offsets (nothing more was synced). A failed fsync stays permanent:
+ *     its pages may be gone.
+ *
+ * Validity rules (format 2; format 1 lacks V5; docs/formats.md "Validity rules"):
+ *  V1 the file header matches: magic, a version this build reads (1 or 2), header CRC;
+ *  V2 a record header checks: its CRC over the file's salt and the header matches, and
+ *     its length N is at most FV_WAL_MAX_BODY;
+ *  V3 the body lies within the file and its CRC matches;
+ *  V4 a data record's body parts add up to exactly N, its type is 1, its device id is not
+ *     empty;
+ *  V5 durable offsets are consistent: a sync mark's D is its own offset; a data record's D
+ *     is at most its own offset; every record's D is at least the previous record's D (and
+ *     the header's end).
+ *
+ * Recovery: which invalid bytes are a torn tail (a crash mid-write, cut) and which are
+ * corruption (an error naming the file and offset: the server refuses to start). Let X be
+ * the offset of the first record that breaks V2..V5.
+ *  R1 Never crash-shaped, always corruption: a length above the maximum (a torn write only
+ *     zeroes bytes, which cannot raise a valid length), and a record header that checks but
+ *     carries a malformed body (V4) or inconsistent offsets (V5).
+ *  R2 Otherwise (a header or body CRC that fails, a record cut short by the end of the file)
+ *     the tail from X on is torn iff no record after X whose header checks has D > X. Such a
+ *     record proves that the bytes at X had been fsync'd before it was written (I6), so X
+ *     is damage. Records after X with D <= X belong to the same unfinished batch (I2: a
+ *     zero hole followed by written pages) and are cut with it. Zeros to the end of the file
+ *     are a torn tail (zeros never check: the salt is chosen so).
+ *  R3 Only the newest file may have a torn tail; anywhere else every invalid byte is
+ *     corruption. A file that is not the newest must also end where the header of the file
+ *     after it says it ended, and (format 2) with a sync mark (I4): else it was cut short.
+ *  R4 A newest file no longer than a header, whose header is invalid, holds no record: a
+ *     crash while it was being created (I4). Its header is rewritten atomically (temp file,
+ *     fsync, rename, fsync of the directory).
+ *  R5 Format 1 files carry no durable offsets. Their tail is torn only if fewer than 8 bytes
+ *     are left, or the record's length is within the limit and runs past the end of the
+ *     file, or the record ends exactly at the end of the file and its CRC fails, or zeros run
+ *     to the end; anything else is corruption. A newest file in format 1 is replayed (and
+ *     its torn tail cut), then left as it is: new records go into a new format-2 file.
+ * What replay cannot tell: damage to the last batch of the newest file whose sync mark never
+ * reached the disk (power lost right after its fsync, I6) looks like a torn write and is cut;
+ * so does damage that leaves no intact record header after it up to the end of the newest
+ * file (as a file cut short would).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -31,6 +83,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -47,7 +100,7 @@
 #define FV_WAL_COMMIT_DELAY_US 300
 /* A batch this large is synced without waiting further. */
 #define FV_WAL_BATCH_FULL (256u << 10)
-/* How often a writer stopped by a full disk tries again (I6). */
+/* How often a writer stopped by a full disk tries again (I7). */
 #define FULL_RETRY_MS 250
 
 /* What the writer thread is waiting for (under mu): appends wake it only when it matters,
@@ -59,16 +112,23 @@ const double fv_wal_fsync_buckets_ms[11] = {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 5
 struct fv_wal {
     char dir[PATH_MAX];
     struct fv_wal_opts opts;
+
+    /* The current (newest) file: the writer thread's alone once it runs. */
     int fd;
     char cur_path[PATH_MAX];
     uint64_t cur_size;
-    uint64_t cur_file_no;
+    uint64_t synced_size;  /* bytes of the current file known fsync'd (I6) */
+    uint32_t salt;         /* the current file's */
+    int ends_with_mark;    /* its last record is a sync mark */
+    uint64_t new_bytes;    /* written since the writer last updated st */
+    uint64_t replayed_len; /* the final length of the newest file replayed */
 
     pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct fv_buf pending; /* encoded records not yet handed to the writer */
+    pthread_cond_t cv;     /* waits on CLOCK_MONOTONIC: a wall-clock step must not stall acks */
+    struct fv_buf pending; /* framed records not yet handed to the writer */
     uint64_t pending_last_seq;
     uint64_t appended_seq;
+    uint64_t cur_file_no; /* written under mu */
     int stop;
     int thread_started;
     pthread_t thread;
@@ -77,7 +137,7 @@ struct fv_wal {
     int waiting;               /* WAIT_*, under mu */
     uint64_t durable_seq;      /* atomic */
     int failed;                /* atomic */
-    int full;                  /* atomic: the disk is full, records are refused (I6) */
+    int full;                  /* atomic: the disk is full, records are refused (I7) */
 
     struct fv_wal_stats st; /* under mu */
 
@@ -89,169 +149,218 @@ struct fv_wal {
     uint64_t rotated_seq, rotated_file;
 };
 
-/* ---- record body codec ------------------------------------------------------------- */
-
-int fv_wal_encode_body(const struct fv_wal_record *r, unsigned char *out, size_t cap, size_t *len)
-{
-    size_t n = 2 + 8 + 1 + r->device_id_len + 1 + r->client_type_len + 1 + r->topic_len + 2 +
-               r->txid_len + 4 + (size_t)r->payload_len;
-    if (n > FV_WAL_MAX_BODY) return FV_ELIMIT;
-    if (n > cap) return FV_EINVAL;
-    unsigned char *p = out;
-    *p++ = r->type;
-    *p++ = r->flags;
-    fv_put_u64(p, r->received_ms);
-    p += 8;
-    *p++ = r->device_id_len;
-    memcpy(p, r->device_id, r->device_id_len);
-    p += r->device_id_len;
-    *p++ = r->client_type_len;
-    memcpy(p, r->client_type, r->client_type_len);
-    p += r->client_type_len;
-    *p++ = r->topic_len;
-    memcpy(p, r->topic, r->topic_len);
-    p += r->topic_len;
-    fv_put_u16(p, r->txid_len);
-    p += 2;
-    memcpy(p, r->txid, r->txid_len);
-    p += r->txid_len;
-    fv_put_u32(p, r->payload_len);
-    p += 4;
-    if (r->payload_len) memcpy(p, r->payload, r->payload_len);
-    *len = n;
-    return FV_OK;
-}
-
-int fv_wal_decode_body(const unsigned char *p, size_t n, struct fv_wal_record *r)
-{
-    memset(r, 0, sizeof *r);
-    size_t at = 0;
-#define NEED(k)                                                                                    \
-    do {                                                                                           \
-        if (n - at < (size_t)(k)) return FV_ECORRUPT;                                              \
-    } while (0)
-    NEED(11);
-    r->type = p[0];
-    r->flags = p[1];
-    r->received_ms = fv_get_u64(p + 2);
-    at = 10;
-    r->device_id_len = p[at++];
-    NEED(r->device_id_len + 1);
-    r->device_id = (const char *)p + at;
-    at += r->device_id_len;
-    r->client_type_len = p[at++];
-    NEED(r->client_type_len + 1);
-    r->client_type = (const char *)p + at;
-    at += r->client_type_len;
-    r->topic_len = p[at++];
-    NEED(r->topic_len + 2);
-    r->topic = (const char *)p + at;
-    at += r->topic_len;
-    r->txid_len = fv_get_u16(p + at);
-    at += 2;
-    NEED((size_t)r->txid_len + 4);
-    r->txid = p + at;
-    at += r->txid_len;
-    r->payload_len = fv_get_u32(p + at);
-    at += 4;
-    NEED(r->payload_len);
-    r->payload = p + at;
-    at += r->payload_len;
-#undef NEED
-    if (at != n || r->type != FV_WAL_REC_DATA || r->device_id_len == 0) return FV_ECORRUPT;
-    return FV_OK;
-}
-
-int fv_wal_record_aad(const struct fv_wal_record *rec, struct fv_buf *out)
-{
-    struct fv_wal_record r = *rec;
-    r.payload = NULL;
-    r.payload_len = 0;
-    size_t n, need = 2 + 8 + 1 + r.device_id_len + 1 + r.client_type_len + 1 + r.topic_len + 2 +
-                     r.txid_len + 4;
-    int rc = fv_buf_reserve(out, need);
-    if (rc) return rc;
-    rc = fv_wal_encode_body(&r, out->data + out->len, out->cap - out->len, &n);
-    if (rc == FV_OK) out->len += n;
-    return rc;
-}
-
-static void make_header(unsigned char h[FV_WAL_HEADER_LEN])
+static void make_header(unsigned char h[FV_WAL_HEADER_LEN], uint32_t salt, uint64_t prev_len)
 {
     memcpy(h, FV_WAL_MAGIC, FV_WAL_MAGIC_LEN);
     fv_put_u32(h + 8, FV_WAL_VERSION);
-    fv_put_u32(h + 12, fv_crc32c(0, h, 12));
+    fv_put_u32(h + 12, salt);
+    fv_put_u64(h + 16, prev_len);
+    fv_put_u32(h + 24, fv_crc32c(0, h, 24));
 }
 
-/* Is the invalid data from at to len what a crash mid-write leaves: a record cut short by
- * the end of the file, a last record whose checksum fails, or zeros (a file extended but
- * never written)? Anything else is corruption, never silently cut (rule I3). */
-static int looks_torn(const unsigned char *img, size_t len, size_t at)
+/* A random salt for a new file, such that an all-zero record header does not check: a
+ * zeroed region is then never taken for a record (R2). */
+static uint32_t new_salt(void)
 {
-    if (len - at < FV_WAL_REC_HEAD) return 1;
-    uint32_t n = fv_get_u32(img + at);
-    if (n > len - at - FV_WAL_REC_HEAD || n + FV_WAL_REC_HEAD == len - at) return 1;
-    for (size_t i = at; i < len; i++)
-        if (img[i]) return 0;
+    static const unsigned char zero[FV_WAL_REC_HEAD];
+    uint32_t salt;
+    do {
+        unsigned char b[4];
+        if (getrandom(b, sizeof b, GRND_NONBLOCK) != (ssize_t)sizeof b)
+            fv_put_u32(b,
+                       (uint32_t)(fv_mono_ns() * 0x9E3779B97F4A7C15ull >> 32) ^ (uint32_t)getpid());
+        salt = fv_get_u32(b);
+    } while (fv_wal_header_crc(salt, zero) == 0);
+    return salt;
+}
+
+/* ---- scanning and the validity rules ------------------------------------------------- */
+
+/* What a scan learned about one file image. */
+struct scan_info {
+    uint32_t version, salt;
+    uint64_t prev_len;  /* format 2: the previous file's final length (0: unknown) */
+    uint64_t valid_end; /* end of the last valid record; 0 when the header is invalid */
+    int ends_with_mark; /* the last valid record is a sync mark */
+    int torn;           /* the invalid part is a torn tail (R2, R4, R5) */
+};
+
+enum { REC_OK, REC_TORN, REC_CORRUPT }; /* REC_TORN: maybe torn, R2 or R5 decides */
+
+/* V1: the header's length, or 0 if it is invalid. */
+static size_t check_header(const unsigned char *img, size_t len, struct scan_info *si)
+{
+    if (len < 12 || memcmp(img, FV_WAL_MAGIC, FV_WAL_MAGIC_LEN) != 0) return 0;
+    si->version = fv_get_u32(img + 8);
+    if (si->version == FV_WAL_VERSION && len >= FV_WAL_HEADER_LEN &&
+        fv_get_u32(img + 24) == fv_crc32c(0, img, 24)) {
+        si->salt = fv_get_u32(img + 12);
+        si->prev_len = fv_get_u64(img + 16);
+        return FV_WAL_HEADER_LEN;
+    }
+    if (si->version == FV_WAL_V1 && len >= FV_WAL_V1_HEADER_LEN &&
+        fv_get_u32(img + 12) == fv_crc32c(0, img, 12))
+        return FV_WAL_V1_HEADER_LEN;
+    return 0;
+}
+
+/* V2, V3, V5 for the format-2 record at `at`; min_d is the previous record's D. */
+static int check_rec2(const unsigned char *img, size_t len, size_t at, uint32_t salt,
+                      uint64_t min_d, uint32_t *n, uint64_t *d, const char **why)
+{
+    const unsigned char *h = img + at;
+    if (len - at < FV_WAL_REC_HEAD) {
+        *why = "record header cut short by the end of the file";
+        return REC_TORN;
+    }
+    *n = fv_get_u32(h);
+    *d = fv_get_u64(h + 8);
+    if (*n > FV_WAL_MAX_BODY) {
+        *why = "record length above the maximum";
+        return REC_CORRUPT;
+    }
+    if (fv_get_u32(h + 16) != fv_wal_header_crc(salt, h)) {
+        *why = "record header checksum mismatch";
+        return REC_TORN;
+    }
+    if (*n == 0 ? *d != at : *d < min_d || *d > at) {
+        *why = "record header checks but its durable offset is inconsistent";
+        return REC_CORRUPT;
+    }
+    if (*n > len - at - FV_WAL_REC_HEAD) {
+        *why = "record cut short by the end of the file";
+        return REC_TORN;
+    }
+    if (fv_get_u32(h + 4) != fv_crc32c(0, h + FV_WAL_REC_HEAD, *n)) {
+        *why = "record checksum mismatch";
+        return REC_TORN;
+    }
+    return REC_OK;
+}
+
+/* V2, V3 and R5 for the format-1 record at `at`. */
+static int check_rec1(const unsigned char *img, size_t len, size_t at, uint32_t *n,
+                      const char **why)
+{
+    if (len - at < FV_WAL_V1_REC_HEAD) {
+        *why = "record header cut short by the end of the file";
+        return REC_TORN;
+    }
+    *n = fv_get_u32(img + at);
+    size_t room = len - at - FV_WAL_V1_REC_HEAD;
+    if (*n == 0 || *n > FV_WAL_MAX_BODY) {
+        *why = *n ? "record length above the maximum" : "record length 0";
+        return REC_CORRUPT;
+    }
+    if (*n > room) {
+        *why = "record cut short by the end of the file";
+        return REC_TORN;
+    }
+    if (fv_get_u32(img + at + 4) != fv_crc32c(0, img + at + FV_WAL_V1_REC_HEAD, *n)) {
+        *why = *n == room ? "last record's checksum mismatch"
+                          : "record checksum mismatch, with more data after it";
+        return *n == room ? REC_TORN : REC_CORRUPT;
+    }
+    return REC_OK;
+}
+
+/* R2: the offset of a record after x whose header checks and says that x was durable when
+ * it was written (D > x), or 0. */
+static size_t find_later_durable(const unsigned char *img, size_t len, size_t x, uint32_t salt)
+{
+    for (size_t r = x + 1; r + FV_WAL_REC_HEAD <= len; r++) {
+        const unsigned char *h = img + r;
+        uint64_t d = fv_get_u64(h + 8);
+        uint32_t n = fv_get_u32(h);
+        if (d <= x || d > r || (n == 0 && d != r) || n > FV_WAL_MAX_BODY) continue;
+        if (fv_get_u32(h + 16) == fv_wal_header_crc(salt, h)) return r;
+    }
+    return 0;
+}
+
+static int all_zero(const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i]) return 0;
     return 1;
+}
+
+/* Classifies the invalid bytes from x on (R1, R2, R5) and describes them in err. */
+static int bad_tail(struct scan_info *si, const unsigned char *img, size_t len, const char *name,
+                    size_t x, int state, const char *why, char *err, size_t errlen)
+{
+    size_t later = 0;
+    if (all_zero(img + x, len - x))
+        si->torn = 1;
+    else if (state == REC_TORN && si->version == FV_WAL_VERSION)
+        si->torn = (later = find_later_durable(img, len, x, si->salt)) == 0;
+    else
+        si->torn = state == REC_TORN;
+    if (later)
+        fv_seterr(err, errlen,
+                  "%s: offset %zu: %s, yet the record at offset %zu was written after offset "
+                  "%zu was fsync'd: damage, not a torn write",
+                  name, x, why, later, x);
+    else
+        fv_seterr(err, errlen, "%s: offset %zu: %s", name, x, why);
+    return FV_ECORRUPT;
+}
+
+static int scan_image(const unsigned char *img, size_t len, const char *name, fv_wal_replay_fn fn,
+                      void *arg, struct scan_info *si, char *err, size_t errlen)
+{
+    memset(si, 0, sizeof *si);
+    size_t at = check_header(img, len, si);
+    if (at == 0) {
+        if (len >= 12 && memcmp(img, FV_WAL_MAGIC, FV_WAL_MAGIC_LEN) == 0 &&
+            si->version != FV_WAL_VERSION && si->version != FV_WAL_V1)
+            fv_seterr(err, errlen, "%s: offset 8: WAL format version %u, this build reads 1 and %u",
+                      name, si->version, FV_WAL_VERSION);
+        else
+            fv_seterr(err, errlen, "%s: offset 0: not a fleetvault WAL file (bad header)", name);
+        si->torn = len <= FV_WAL_HEADER_LEN; /* R4 */
+        return FV_ECORRUPT;
+    }
+    int v2 = si->version == FV_WAL_VERSION;
+    size_t head = v2 ? FV_WAL_REC_HEAD : FV_WAL_V1_REC_HEAD;
+    uint64_t min_d = at;
+    si->valid_end = at;
+    while (at < len) {
+        uint32_t n = 0;
+        uint64_t d = 0;
+        const char *why = "";
+        int state = v2 ? check_rec2(img, len, at, si->salt, min_d, &n, &d, &why)
+                       : check_rec1(img, len, at, &n, &why);
+        struct fv_wal_record r;
+        if (state == REC_OK && n && fv_wal_decode_body(img + at + head, n, &r) != FV_OK) {
+            state = REC_CORRUPT;
+            why = "record checks but its body is malformed";
+        }
+        if (state != REC_OK) return bad_tail(si, img, len, name, at, state, why, err, errlen);
+        if (n && fn) {
+            int rc = fn(arg, &r, name, at);
+            if (rc) {
+                fv_seterr(err, errlen, "%s: offset %zu: replay stopped: %s", name, at,
+                          fv_strerror(rc));
+                return rc;
+            }
+        }
+        min_d = d;
+        si->ends_with_mark = v2 && n == 0;
+        at += head + n;
+        si->valid_end = at;
+    }
+    return FV_OK;
 }
 
 int fv_wal_scan(const unsigned char *img, size_t len, const char *name, fv_wal_replay_fn fn,
                 void *arg, uint64_t *valid_end, int *torn, char *err, size_t errlen)
 {
-    *valid_end = 0;
-    *torn = 0;
-    unsigned char h[FV_WAL_HEADER_LEN];
-    make_header(h);
-    if (len < FV_WAL_HEADER_LEN || memcmp(img, h, FV_WAL_HEADER_LEN) != 0) {
-        if (len >= 12 && memcmp(img, FV_WAL_MAGIC, FV_WAL_MAGIC_LEN) == 0 &&
-            fv_get_u32(img + 8) != FV_WAL_VERSION)
-            fv_seterr(err, errlen, "%s: offset 8: WAL format version %u, this build reads %u", name,
-                      fv_get_u32(img + 8), FV_WAL_VERSION);
-        else
-            fv_seterr(err, errlen, "%s: offset 0: not a fleetvault WAL file (bad header)", name);
-        *torn = len < FV_WAL_HEADER_LEN && memcmp(img, h, len) == 0;
-        return FV_ECORRUPT;
-    }
-    size_t at = FV_WAL_HEADER_LEN;
-    *valid_end = at;
-    while (at < len) {
-        *torn = looks_torn(img, len, at);
-        if (len - at < FV_WAL_REC_HEAD) {
-            fv_seterr(err, errlen, "%s: offset %zu: record header cut short", name, at);
-            return FV_ECORRUPT;
-        }
-        uint32_t n = fv_get_u32(img + at);
-        uint32_t crc = fv_get_u32(img + at + 4);
-        if (n == 0 || n > FV_WAL_MAX_BODY || n > len - at - FV_WAL_REC_HEAD) {
-            fv_seterr(err, errlen, "%s: offset %zu: record length %u invalid or past end", name, at,
-                      n);
-            return FV_ECORRUPT;
-        }
-        const unsigned char *body = img + at + FV_WAL_REC_HEAD;
-        if (fv_crc32c(0, body, n) != crc) {
-            fv_seterr(err, errlen, "%s: offset %zu: record checksum mismatch", name, at);
-            return FV_ECORRUPT;
-        }
-        struct fv_wal_record r;
-        if (fv_wal_decode_body(body, n, &r) != FV_OK) {
-            fv_seterr(err, errlen, "%s: offset %zu: record body malformed", name, at);
-            return FV_ECORRUPT;
-        }
-        if (fn) {
-            int rc = fn(arg, &r, name, at);
-            if (rc) {
-                fv_seterr(err, errlen, "%s: offset %zu: replay stopped: %s", name, at,
-                          fv_strerror(rc));
-                *torn = 0;
-                return rc;
-            }
-        }
-        at += FV_WAL_REC_HEAD + n;
-        *valid_end = at;
-    }
-    *torn = 0;
-    return FV_OK;
+    struct scan_info si;
+    int rc = scan_image(img, len, name, fn, arg, &si, err, errlen);
+    *valid_end = si.valid_end;
+    *torn = rc == FV_ECORRUPT && si.torn;
+    return rc;
 }
 
 /* ---- files --------------------------------------------------------------------------- */
@@ -302,144 +411,7 @@ static void file_path(char *buf, size_t len, const char *dir, uint64_t no)
     snprintf(buf, len, "%s/wal-%016llx.log", dir, (unsigned long long)no);
 }
 
-/* Creates file no with its header, durable before use (I4). */
-static int create_file(struct fv_wal *w, uint64_t no, char *err, size_t errlen)
-{
-    char path[PATH_MAX];
-    file_path(path, sizeof path, w->dir, no);
-    int fd;
-    int rc = fv_os_open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND, 0600, &fd, err, errlen);
-    if (rc) return FV_EIO;
-    unsigned char h[FV_WAL_HEADER_LEN];
-    make_header(h);
-    rc = fv_os_write_all(fd, h, sizeof h, path, err, errlen);
-    if (rc == FV_OK) rc = fv_os_fsync(fd, path, err, errlen);
-    if (rc == FV_OK) rc = fv_os_fsync_dir(w->dir, err, errlen);
-    if (rc != FV_OK) {
-        int e = errno;
-        close(fd);
-        fv_os_unlink(path, NULL, 0); /* never used: the next attempt makes it afresh */
-        errno = e;
-        return rc;
-    }
-    if (w->fd >= 0) close(w->fd);
-    w->fd = fd;
-    snprintf(w->cur_path, sizeof w->cur_path, "%s", path);
-    w->cur_size = FV_WAL_HEADER_LEN;
-    w->cur_file_no = no;
-    w->st.files++;
-    w->st.bytes_on_disk += FV_WAL_HEADER_LEN;
-    return FV_OK;
-}
-
-static int replay_file(struct fv_wal *w, uint64_t no, int last, fv_wal_replay_fn fn, void *arg,
-                       char *err, size_t errlen)
-{
-    char path[PATH_MAX];
-    file_path(path, sizeof path, w->dir, no);
-    int fd;
-    int rc = fv_os_open(path, w->opts.read_only ? O_RDONLY : O_RDWR, 0, &fd, err, errlen);
-    if (rc) return FV_EIO;
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        fv_seterr(err, errlen, "stat %s: %s", path, strerror(errno));
-        close(fd);
-        return FV_EIO;
-    }
-    size_t len = (size_t)st.st_size;
-    unsigned char *img = NULL;
-    if (len) {
-        img = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (img == MAP_FAILED) {
-            fv_seterr(err, errlen, "mmap %s: %s", path, strerror(errno));
-            close(fd);
-            return FV_EIO;
-        }
-        madvise(img, len, MADV_SEQUENTIAL);
-    }
-    uint64_t valid_end = 0;
-    int torn = 0;
-    char serr[512] = "";
-    rc = fv_wal_scan(img ? img : (const unsigned char *)"", len, path, fn, arg, &valid_end, &torn,
-                     serr, sizeof serr);
-    if (img) munmap(img, len);
-    if (rc == FV_ECORRUPT && last && torn) {
-        /* I3: a torn tail of the newest file. */
-        uint64_t cut = len - valid_end;
-        if (w->opts.read_only) {
-            fv_warn("wal: %s; the %llu bytes from offset %llu are a torn tail (not acked)", serr,
-                    (unsigned long long)cut, (unsigned long long)valid_end);
-        } else if (valid_end < FV_WAL_HEADER_LEN) {
-            /* Crash while creating the file: rewrite its header. */
-            unsigned char h[FV_WAL_HEADER_LEN];
-            make_header(h);
-            if (fv_os_ftruncate(fd, 0, path, err, errlen) != FV_OK ||
-                fv_os_pwrite_all(fd, h, sizeof h, 0, path, err, errlen) != FV_OK ||
-                fv_os_fsync(fd, path, err, errlen) != FV_OK) {
-                close(fd);
-                return FV_EIO;
-            }
-            valid_end = FV_WAL_HEADER_LEN;
-            fv_warn("wal: %s: header was torn; rewritten", path);
-        } else {
-            if (fv_os_ftruncate(fd, (off_t)valid_end, path, err, errlen) != FV_OK) {
-                close(fd);
-                return FV_EIO;
-            }
-            if (fv_os_fsync(fd, path, err, errlen) != FV_OK) {
-                close(fd);
-                return FV_EIO;
-            }
-            fv_warn("wal: cut torn tail of %s at offset %llu (%llu bytes of a record that was "
-                    "never acknowledged)",
-                    path, (unsigned long long)valid_end, (unsigned long long)cut);
-        }
-        w->st.torn_bytes_cut += cut;
-        rc = FV_OK;
-    } else if (rc != FV_OK) {
-        fv_seterr(err, errlen, "%s", serr);
-        close(fd);
-        return rc;
-    }
-    w->st.files++;
-    w->st.bytes_on_disk += valid_end;
-    if (last && !w->opts.read_only) {
-        /* Keep appending to the newest file. */
-        if (lseek(fd, (off_t)valid_end, SEEK_SET) < 0) {
-            fv_seterr(err, errlen, "seek %s: %s", path, strerror(errno));
-            close(fd);
-            return FV_EIO;
-        }
-        int fl = fcntl(fd, F_GETFL);
-        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_APPEND) < 0) {
-            fv_seterr(err, errlen, "fcntl %s: %s", path, strerror(errno));
-            close(fd);
-            return FV_EIO;
-        }
-        w->fd = fd;
-        snprintf(w->cur_path, sizeof w->cur_path, "%s", path);
-        w->cur_size = valid_end;
-        w->cur_file_no = no;
-        return FV_OK;
-    }
-    close(fd);
-    return FV_OK;
-}
-
-/* ---- writer thread ------------------------------------------------------------------- */
-
-static void record_fsync(struct fv_wal *w, uint64_t ns)
-{
-    double ms = (double)ns / 1e6;
-    int b = 0;
-    while (b < 11 && ms > fv_wal_fsync_buckets_ms[b])
-        b++;
-    w->st.fsync_hist[b]++;
-    w->st.fsync_seconds_sum += ms / 1000.0;
-    w->st.fsyncs++;
-}
-
-/* After a write or file creation failed with errno e: on a full disk (I6) marks the WAL
+/* After a write or file creation failed with errno e: on a full disk (I7) marks the WAL
  * full, waits FULL_RETRY_MS and returns 1 (try again); otherwise, or when closing, 0. */
 static int wait_for_space(struct fv_wal *w, int e, const char *err)
 {
@@ -447,7 +419,7 @@ static int wait_for_space(struct fv_wal *w, int e, const char *err)
     if (!__atomic_exchange_n(&w->full, 1, __ATOMIC_ACQ_REL))
         fv_error("wal: %s; records are refused until there is space again", err);
     struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
+    clock_gettime(CLOCK_MONOTONIC, &until); /* the clock of cv (fv_wal_open) */
     until.tv_nsec += FULL_RETRY_MS * 1000000L;
     if (until.tv_nsec >= 1000000000L) {
         until.tv_sec++;
@@ -466,40 +438,274 @@ static void space_again(struct fv_wal *w)
         fv_info("wal: there is space again; records are accepted");
 }
 
-/* Writes len bytes at the end of the current file and fdatasyncs them (I6 on a full disk). */
-static int write_sync(struct fv_wal *w, const unsigned char *p, size_t len, char *err,
-                      size_t errlen)
+/* Writes len bytes at the end of the current file (cur_size), waiting out a full disk (I7):
+ * the unsynced bytes a failed write left are cut before the next try. */
+static int write_at_end(struct fv_wal *w, const unsigned char *p, size_t len, char *err,
+                        size_t errlen)
 {
     for (;;) {
         int rc = fv_os_write_all(w->fd, p, len, w->cur_path, err, errlen);
         if (rc == FV_OK) {
-            rc = fv_os_fdatasync(w->fd, w->cur_path, err, errlen);
-            if (rc == FV_OK) {
-                w->cur_size += len;
-                space_again(w);
-            }
-            return rc;
+            space_again(w);
+            return FV_OK;
         }
         int e = errno;
-        if (e != ENOSPC && e != EDQUOT) return rc;
-        /* Unsynced bytes of a batch never acked: cut them, or the retry would follow them. */
-        if (fv_os_ftruncate(w->fd, (off_t)w->cur_size, w->cur_path, NULL, 0) != FV_OK ||
+        if ((e != ENOSPC && e != EDQUOT) ||
+            fv_os_ftruncate(w->fd, (off_t)w->cur_size, w->cur_path, NULL, 0) != FV_OK ||
             !wait_for_space(w, e, err))
             return rc;
     }
 }
 
-/* Starts the next file (under mu, I4; I6 on a full disk). */
+/* Appends a sync mark to the current file (I6): everything before it was fsync'd. */
+static int write_mark(struct fv_wal *w, char *err, size_t errlen)
+{
+    unsigned char m[FV_WAL_REC_HEAD] = {0};
+    fv_put_u64(m + 8, w->cur_size);
+    fv_put_u32(m + 16, fv_wal_header_crc(w->salt, m));
+    int rc = write_at_end(w, m, sizeof m, err, errlen);
+    w->cur_size += sizeof m;
+    w->new_bytes += sizeof m;
+    w->ends_with_mark = rc == FV_OK;
+    return rc;
+}
+
+/* Ends the current file with a durable sync mark (I4; R3 relies on it): before a new file
+ * follows it, and at close. */
+static int finish_file(struct fv_wal *w, char *err, size_t errlen)
+{
+    int rc = FV_OK;
+    if (w->fd < 0) return FV_OK;
+    if (!w->ends_with_mark && w->cur_size > FV_WAL_HEADER_LEN) rc = write_mark(w, err, errlen);
+    if (rc == FV_OK && w->synced_size < w->cur_size) {
+        rc = fv_os_fdatasync(w->fd, w->cur_path, err, errlen);
+        if (rc == FV_OK) w->synced_size = w->cur_size;
+    }
+    return rc;
+}
+
+/* Writes one batch of framed records at the end of the current file with D = the durable
+ * size, fdatasyncs it (I2), then writes its sync mark (I6). */
+static int write_batch(struct fv_wal *w, unsigned char *p, size_t len, char *err, size_t errlen)
+{
+    if (w->opts.before_sync) {
+        int rc = w->opts.before_sync(w->opts.before_sync_arg, err, errlen);
+        if (rc) return rc;
+    }
+    fv_wal_finish_batch(p, len, w->salt, w->synced_size);
+    int rc = write_at_end(w, p, len, err, errlen);
+    w->cur_size += len;
+    w->new_bytes += len;
+    w->ends_with_mark = 0;
+    if (rc == FV_OK) rc = fv_os_fdatasync(w->fd, w->cur_path, err, errlen);
+    if (rc == FV_OK) {
+        w->synced_size = w->cur_size;
+        rc = write_mark(w, err, errlen);
+    }
+    return rc;
+}
+
+/* Makes the current file one whose header is durable and whose records are yet to come. */
+static void use_file(struct fv_wal *w, int fd, const char *path, uint32_t salt, uint64_t size,
+                     int ends_with_mark)
+{
+    if (w->fd >= 0 && w->fd != fd) close(w->fd);
+    w->fd = fd;
+    snprintf(w->cur_path, sizeof w->cur_path, "%s", path);
+    w->salt = salt;
+    w->cur_size = w->synced_size = size;
+    w->ends_with_mark = ends_with_mark;
+}
+
+/* Creates file no with its header, durable before use (I4), after finishing the current
+ * one. Does its I/O without holding mu (appends never wait for a disk). */
+static int create_file(struct fv_wal *w, uint64_t no, char *err, size_t errlen)
+{
+    int rc = finish_file(w, err, errlen);
+    if (rc) return rc;
+    char path[PATH_MAX];
+    file_path(path, sizeof path, w->dir, no);
+    int fd;
+    if (fv_os_open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND, 0600, &fd, err, errlen))
+        return FV_EIO;
+    unsigned char h[FV_WAL_HEADER_LEN];
+    uint32_t salt = new_salt();
+    make_header(h, salt, w->fd >= 0 ? w->cur_size : w->replayed_len);
+    rc = fv_os_write_all(fd, h, sizeof h, path, err, errlen);
+    if (rc == FV_OK) rc = fv_os_fsync(fd, path, err, errlen);
+    if (rc == FV_OK) rc = fv_os_fsync_dir(w->dir, err, errlen);
+    if (rc != FV_OK) {
+        int e = errno;
+        close(fd);
+        fv_os_unlink(path, NULL, 0); /* never used: the next attempt makes it afresh (I7) */
+        errno = e;
+        return rc;
+    }
+    use_file(w, fd, path, salt, FV_WAL_HEADER_LEN, 0);
+    pthread_mutex_lock(&w->mu);
+    w->cur_file_no = no;
+    w->st.files++;
+    w->st.bytes_on_disk += FV_WAL_HEADER_LEN;
+    pthread_mutex_unlock(&w->mu);
+    return FV_OK;
+}
+
+/* Starts the next file, waiting out a full disk (I7). */
 static int create_next(struct fv_wal *w, char *err, size_t errlen)
 {
     for (;;) {
-        pthread_mutex_lock(&w->mu);
         int rc = create_file(w, w->cur_file_no + 1, err, errlen);
-        int e = errno;
-        pthread_mutex_unlock(&w->mu);
         if (rc == FV_OK) space_again(w);
-        if (rc == FV_OK || !wait_for_space(w, e, err)) return rc;
+        if (rc == FV_OK || !wait_for_space(w, errno, err)) return rc;
     }
+}
+
+/* R2, R4, R5: cuts the torn tail of the newest file (or only reports it, read-only). A torn
+ * header is rewritten atomically, which replaces *fd. */
+static int cut_torn(struct fv_wal *w, int *fd, const char *path, uint64_t len, struct scan_info *si,
+                    const char *serr, char *err, size_t errlen)
+{
+    uint64_t cut = len - si->valid_end;
+    if (w->opts.read_only) {
+        fv_warn("wal: %s; the %llu bytes from offset %llu are a torn tail (not acked)", serr,
+                (unsigned long long)cut, (unsigned long long)si->valid_end);
+    } else if (si->valid_end == 0) {
+        unsigned char h[FV_WAL_HEADER_LEN];
+        si->salt = new_salt();
+        make_header(h, si->salt, 0);
+        close(*fd);
+        *fd = -1;
+        int rc = fv_os_write_file_atomic(path, h, sizeof h, 0600, err, errlen);
+        if (rc) return rc;
+        if (fv_os_open(path, O_RDWR, 0, fd, err, errlen)) return FV_EIO;
+        si->version = FV_WAL_VERSION;
+        si->valid_end = FV_WAL_HEADER_LEN;
+        si->ends_with_mark = 0;
+        fv_warn("wal: %s; it holds no record (a crash while it was created): header rewritten",
+                serr);
+    } else {
+        int rc = fv_os_ftruncate(*fd, (off_t)si->valid_end, path, err, errlen);
+        if (rc == FV_OK) rc = fv_os_fsync(*fd, path, err, errlen);
+        if (rc) return rc;
+        fv_warn("wal: %s; cut the torn tail at offset %llu (%llu bytes of a batch that was "
+                "never acknowledged)",
+                serr, (unsigned long long)si->valid_end, (unsigned long long)cut);
+    }
+    w->st.torn_bytes_cut += cut;
+    return FV_OK;
+}
+
+/* Keeps appending to the newest file: first makes what replay read durable, so that the
+ * durable offsets of the next batch are true (I6), and its directory entry too (a crash
+ * may have come between its creation and the directory fsync). */
+static int continue_file(struct fv_wal *w, int fd, const char *path, uint64_t no,
+                         const struct scan_info *si, char *err, size_t errlen)
+{
+    int rc = fv_os_fsync(fd, path, err, errlen);
+    if (rc == FV_OK) rc = fv_os_fsync_dir(w->dir, err, errlen);
+    if (rc) return rc;
+    int fl = fcntl(fd, F_GETFL);
+    if (lseek(fd, (off_t)si->valid_end, SEEK_SET) < 0 || fl < 0 ||
+        fcntl(fd, F_SETFL, fl | O_APPEND) < 0) {
+        fv_seterr(err, errlen, "seek %s: %s", path, strerror(errno));
+        return FV_EIO;
+    }
+    use_file(w, fd, path, si->salt, si->valid_end, si->ends_with_mark);
+    w->cur_file_no = no;
+    return FV_OK;
+}
+
+/* The length the header of file no says its predecessor ended at (0: unknown). */
+static uint64_t prev_len_of(struct fv_wal *w, uint64_t no)
+{
+    char path[PATH_MAX];
+    unsigned char h[FV_WAL_HEADER_LEN];
+    struct scan_info si = {0};
+    file_path(path, sizeof path, w->dir, no);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = pread(fd, h, sizeof h, 0);
+    close(fd);
+    if (n != (ssize_t)sizeof h || check_header(h, sizeof h, &si) != FV_WAL_HEADER_LEN) return 0;
+    return si.prev_len;
+}
+
+/* Replays file no; `last` if it is the newest, else expect_len is the length the next
+ * file's header gives it (0: unknown). */
+static int replay_file(struct fv_wal *w, uint64_t no, int last, uint64_t expect_len,
+                       fv_wal_replay_fn fn, void *arg, char *err, size_t errlen)
+{
+    char path[PATH_MAX];
+    file_path(path, sizeof path, w->dir, no);
+    int fd;
+    if (fv_os_open(path, w->opts.read_only ? O_RDONLY : O_RDWR, 0, &fd, err, errlen)) return FV_EIO;
+    int rc = FV_EIO;
+    struct stat st;
+    unsigned char *img = NULL;
+    size_t len = 0;
+    if (fstat(fd, &st) != 0) {
+        fv_seterr(err, errlen, "stat %s: %s", path, strerror(errno));
+        goto out;
+    }
+    len = (size_t)st.st_size;
+    if (len) {
+        img = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (img == MAP_FAILED) {
+            img = NULL;
+            fv_seterr(err, errlen, "mmap %s: %s", path, strerror(errno));
+            goto out;
+        }
+        madvise(img, len, MADV_SEQUENTIAL);
+    }
+    struct scan_info si;
+    char serr[512] = "";
+    rc = scan_image(img ? img : (const unsigned char *)"", len, path, fn, arg, &si, serr,
+                    sizeof serr);
+    if (img) munmap(img, len);
+    if (rc == FV_OK && !last && si.version == FV_WAL_VERSION && !si.ends_with_mark &&
+        si.valid_end > FV_WAL_HEADER_LEN) {
+        fv_seterr(serr, sizeof serr,
+                  "%s: offset %llu: the file ends without a sync mark though a newer file "
+                  "follows it: it was cut short",
+                  path, (unsigned long long)si.valid_end);
+        rc = FV_ECORRUPT;
+    } else if (rc == FV_OK && expect_len && expect_len != len) {
+        fv_seterr(serr, sizeof serr,
+                  "%s: offset %llu: the file ends here, but the next file's header says it "
+                  "ended at offset %llu: cut short or overwritten",
+                  path, (unsigned long long)len, (unsigned long long)expect_len);
+        rc = FV_ECORRUPT;
+    }
+    if (rc == FV_ECORRUPT && last && si.torn) {
+        rc = cut_torn(w, &fd, path, len, &si, serr, err, errlen);
+        if (rc) goto out;
+    } else if (rc != FV_OK) {
+        fv_seterr(err, errlen, "%s", serr);
+        goto out;
+    }
+    w->st.files++;
+    w->st.bytes_on_disk += si.valid_end;
+    w->replayed_len = si.valid_end;
+    if (last && !w->opts.read_only && si.version == FV_WAL_VERSION) {
+        rc = continue_file(w, fd, path, no, &si, err, errlen);
+        if (rc == FV_OK) return FV_OK;
+    }
+out:
+    if (fd >= 0) close(fd);
+    return rc;
+}
+
+/* ---- writer thread ------------------------------------------------------------------- */
+
+static void record_fsync(struct fv_wal *w, uint64_t ns)
+{
+    double ms = (double)ns / 1e6;
+    int b = 0;
+    while (b < 11 && ms > fv_wal_fsync_buckets_ms[b])
+        b++;
+    w->st.fsync_hist[b]++;
+    w->st.fsync_seconds_sum += ms / 1000.0;
+    w->st.fsyncs++;
 }
 
 static void *writer_main(void *arg)
@@ -522,7 +728,7 @@ static void *writer_main(void *arg)
         if (!w->stop && w->last_sync_end_ns && now - w->last_sync_end_ns < 2000000u &&
             w->pending.len < FV_WAL_BATCH_FULL) {
             struct timespec until;
-            clock_gettime(CLOCK_REALTIME, &until);
+            clock_gettime(CLOCK_MONOTONIC, &until); /* the clock of cv (fv_wal_open) */
             until.tv_nsec += FV_WAL_COMMIT_DELAY_US * 1000L;
             if (until.tv_nsec >= 1000000000L) {
                 until.tv_sec++;
@@ -549,7 +755,7 @@ static void *writer_main(void *arg)
         if (w->cur_size >= w->opts.segment_bytes && rot_at > 0)
             rc = create_next(w, err, sizeof err);
         uint64_t t0 = fv_mono_ns();
-        if (rc == FV_OK && rot_at > 0) rc = write_sync(w, batch.data, rot_at, err, sizeof err);
+        if (rc == FV_OK && rot_at > 0) rc = write_batch(w, batch.data, rot_at, err, sizeof err);
         if (rc == FV_OK && rot) {
             /* I5: records <= rot_seq are in files <= rot_file (an empty current file holds
              * none, so it is kept and the cut falls before it). */
@@ -557,7 +763,7 @@ static void *writer_main(void *arg)
             if (w->cur_size > FV_WAL_HEADER_LEN) rc = create_next(w, err, sizeof err);
         }
         if (rc == FV_OK && batch.len > rot_at)
-            rc = write_sync(w, batch.data + rot_at, batch.len - rot_at, err, sizeof err);
+            rc = write_batch(w, batch.data + rot_at, batch.len - rot_at, err, sizeof err);
         uint64_t dt = fv_mono_ns() - t0;
 
         pthread_mutex_lock(&w->mu);
@@ -573,7 +779,8 @@ static void *writer_main(void *arg)
         }
         record_fsync(w, dt);
         w->last_sync_end_ns = fv_mono_ns();
-        w->st.bytes_on_disk += batch.len;
+        w->st.bytes_on_disk += w->new_bytes;
+        w->new_bytes = 0;
         __atomic_store_n(&w->durable_seq, last, __ATOMIC_RELEASE);
         fv_buf_reset(&batch);
         if (w->opts.notify) {
@@ -601,7 +808,11 @@ int fv_wal_open(const char *dir, const struct fv_wal_opts *opts, fv_wal_replay_f
     if (w->opts.segment_bytes == 0) w->opts.segment_bytes = 64ull << 20;
     snprintf(w->dir, sizeof w->dir, "%s", dir);
     pthread_mutex_init(&w->mu, NULL);
-    pthread_cond_init(&w->cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->cv, &ca);
+    pthread_condattr_destroy(&ca);
     uint64_t *files = NULL;
     size_t nfiles = 0;
     int rc;
@@ -612,7 +823,9 @@ int fv_wal_open(const char *dir, const struct fv_wal_opts *opts, fv_wal_replay_f
     rc = list_files(dir, &files, &nfiles, err, errlen);
     if (rc) goto fail;
     for (size_t i = 0; i < nfiles; i++) {
-        rc = replay_file(w, files[i], i + 1 == nfiles, replay, arg, err, errlen);
+        int last = i + 1 == nfiles;
+        uint64_t expect = !last && files[i + 1] == files[i] + 1 ? prev_len_of(w, files[i + 1]) : 0;
+        rc = replay_file(w, files[i], last, expect, replay, arg, err, errlen);
         if (rc) goto fail;
     }
     if (w->opts.read_only) {
@@ -621,7 +834,8 @@ int fv_wal_open(const char *dir, const struct fv_wal_opts *opts, fv_wal_replay_f
         return FV_OK;
     }
     if (w->fd < 0) {
-        rc = create_file(w, 1, err, errlen);
+        /* No file yet, or the newest is in format 1 (R5): start a new one. */
+        rc = create_file(w, nfiles ? files[nfiles - 1] + 1 : 1, err, errlen);
         if (rc) goto fail;
     }
     if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
@@ -645,21 +859,10 @@ fail:
 int64_t fv_wal_append(struct fv_wal *w, const struct fv_wal_record *rec)
 {
     if (__atomic_load_n(&w->failed, __ATOMIC_ACQUIRE)) return FV_EIO;
-    if (__atomic_load_n(&w->full, __ATOMIC_ACQUIRE)) return FV_EAGAIN; /* I6 */
+    if (__atomic_load_n(&w->full, __ATOMIC_ACQUIRE)) return FV_EAGAIN; /* I7 */
     if (w->opts.read_only) return FV_ESTATE;
-    size_t max = FV_WAL_REC_HEAD + 2 + 8 + 3 + 255 * 3 + 2 + 65535 + 4 + (size_t)rec->payload_len;
     pthread_mutex_lock(&w->mu);
-    int rc = fv_buf_reserve(&w->pending, max);
-    size_t n = 0;
-    if (rc == FV_OK) {
-        unsigned char *p = w->pending.data + w->pending.len;
-        rc = fv_wal_encode_body(rec, p + FV_WAL_REC_HEAD, max - FV_WAL_REC_HEAD, &n);
-        if (rc == FV_OK) {
-            fv_put_u32(p, (uint32_t)n);
-            fv_put_u32(p + 4, fv_crc32c(0, p + FV_WAL_REC_HEAD, n));
-            w->pending.len += FV_WAL_REC_HEAD + n;
-        }
-    }
+    int rc = fv_wal_frame(rec, &w->pending);
     int64_t seq = rc;
     if (rc == FV_OK) {
         seq = (int64_t)++w->appended_seq;
@@ -709,6 +912,9 @@ void fv_wal_close(struct fv_wal *w)
         pthread_mutex_unlock(&w->mu);
         pthread_join(w->thread, NULL);
     }
+    char err[512];
+    if (w->fd >= 0 && !fv_wal_failed(w) && finish_file(w, err, sizeof err) != FV_OK)
+        fv_error("wal: %s; the final sync mark may not be durable", err);
     if (w->fd >= 0) close(w->fd);
     fv_buf_free(&w->pending);
     pthread_mutex_destroy(&w->mu);

@@ -3,9 +3,11 @@
  * acknowledged.
  *
  * Contract:
- *  - fv_wal_open replays every record on disk, in order, through the callback, cutting a torn
- *    tail of the newest file (a crash mid-write) cleanly; corruption anywhere else is an
- *    error naming the file and offset. It then starts one writer thread.
+ *  - fv_wal_open replays every record on disk, in order, through the callback. A torn tail
+ *    of the newest file (a batch a crash left half-written, never acknowledged) is cut
+ *    cleanly; anything else invalid is corruption (FV_ECORRUPT, err naming the file and the
+ *    byte offset): the rules are R1..R5 in wal.c. It then starts one writer thread. Files in
+ *    format 1 are read; new records always go into format-2 files.
  *  - fv_wal_append (event-loop thread only) copies the record into the pending batch and
  *    returns its sequence number (1, 2, ...). It never blocks on disk.
  *  - The writer thread writes the whole pending batch, fdatasyncs it (group commit: all the
@@ -17,7 +19,7 @@
  *    the server must stop acknowledging and exit. Retrying fsync after a failure is unsafe.
  *  - Except a full disk (ENOSPC, EDQUOT from a write or a file creation): the writer cuts the
  *    unsynced bytes and retries the batch until it fits; meanwhile append returns FV_EAGAIN
- *    (invariant I6 in wal.c).
+ *    (invariant I7 in wal.c).
  * Thread-safety: append/stats from one thread; durable_seq/failed from any thread.
  */
 #ifndef FV_WAL_WAL_H
@@ -57,6 +59,11 @@ struct fv_wal_opts {
     int read_only;             /* replay only: no truncation, no writer (inspect) */
     void (*notify)(void *arg); /* called by the writer thread after each durable batch */
     void *notify_arg;
+    /* Called by the writer thread before each batch is made durable; what it makes durable
+     * (e.g. the data keys the batch's records are sealed with) then precedes the batch. A
+     * non-zero return fails the WAL (err says why). NULL: none. */
+    int (*before_sync)(void *arg, char *err, size_t errlen);
+    void *before_sync_arg;
 };
 
 struct fv_wal_stats {
@@ -110,14 +117,27 @@ int fv_wal_encode_body(const struct fv_wal_record *rec, unsigned char *out, size
 int fv_wal_decode_body(const unsigned char *p, size_t n, struct fv_wal_record *rec);
 
 /* Appends the associated data that binds a sealed payload to its record: the record's body
- * encoded with an empty payload (so moving a ciphertext to another record, device, topic or
- * time makes it fail to open). */
+ * encoded with an empty payload - flags as in rec (FV_WAL_F_SEALED included), the u32
+ * payload length 0, nothing after it - so moving a ciphertext to another record, subject,
+ * topic, txid or time makes it fail to open. */
 int fv_wal_record_aad(const struct fv_wal_record *rec, struct fv_buf *out);
 
-/* Scans one file image (header + records) without touching disk. Calls fn per record;
- * returns the offset where valid data ends in *valid_end; FV_OK if the whole image is valid,
- * FV_ECORRUPT (with err naming name and offset) otherwise, with *torn = 1 when the invalid
- * part is what a crash mid-write leaves at the end of a file. Used by replay and the fuzzer. */
+/* Framing (record.c). fv_wal_frame appends one format-2 record to out: its header (length,
+ * body CRC; durable offset and header CRC still 0) and body; FV_ELIMIT if too large,
+ * FV_ENOMEM. fv_wal_finish_batch completes the headers of the framed records p[0..len) for
+ * a file with the given salt, all written when the file was durable up to `durable`.
+ * fv_wal_header_crc is the CRC of a record header's first 16 bytes under a salt. Used by
+ * the writer, tests and the fuzzer. */
+int fv_wal_frame(const struct fv_wal_record *rec, struct fv_buf *out);
+void fv_wal_finish_batch(unsigned char *p, size_t len, uint32_t salt, uint64_t durable);
+uint32_t fv_wal_header_crc(uint32_t salt, const unsigned char *hdr);
+
+/* Scans one file image (header + records, format 1 or 2) without touching disk. Calls fn
+ * per data record; returns in *valid_end where valid data ends (0: bad header). FV_OK if
+ * the whole image is valid, FV_ECORRUPT (err naming name and offset) otherwise, with
+ * *torn = 1 when the invalid part is a torn tail by rules R1, R2, R4, R5 of wal.c (whether
+ * the file is the newest, R3, is the caller's to judge). A non-zero return of fn stops the
+ * scan and is returned. Used by replay and the fuzzer. */
 int fv_wal_scan(const unsigned char *img, size_t len, const char *name, fv_wal_replay_fn fn,
                 void *arg, uint64_t *valid_end, int *torn, char *err, size_t errlen);
 

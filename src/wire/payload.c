@@ -305,6 +305,23 @@ static int topic_is(const char *topic, size_t len, const char *name)
     return strlen(name) == len && memcmp(topic, name, len) == 0;
 }
 
+/* The limits a device's V record must keep (payload.h, FV_PAYLOAD_MAX_*). */
+static int v_within_limits(const Fvpb__Payload *pl, char *err, size_t errlen)
+{
+    if (pl->n_data > FV_PAYLOAD_MAX_DATUMS) {
+        fv_seterr(err, errlen, "V record of %zu datums (at most %d)", pl->n_data,
+                  FV_PAYLOAD_MAX_DATUMS);
+        return FV_EPROTO;
+    }
+    for (size_t i = 0; i < pl->n_data; i++)
+        if (pl->data[i]->key < 0 || pl->data[i]->key > FV_PAYLOAD_MAX_FIELD) {
+            fv_seterr(err, errlen, "V record datum %zu: signal number %d outside 0..%d", i,
+                      (int)pl->data[i]->key, FV_PAYLOAD_MAX_FIELD);
+            return FV_EPROTO;
+        }
+    return FV_OK;
+}
+
 int fv_payload_normalise(const char *topic, size_t topic_len, const unsigned char *p, size_t len,
                          const char *vin, struct fv_buf *out, struct fv_vrecord *v, char *err,
                          size_t errlen)
@@ -324,6 +341,11 @@ int fv_payload_normalise(const char *topic, size_t topic_len, const unsigned cha
     if (m == NULL) {
         fv_seterr(err, errlen, "%.*s payload of %zu bytes is not valid protobuf", (int)topic_len,
                   topic, len);
+        return FV_EPROTO;
+    }
+    if (d == &fvpb__payload__descriptor &&
+        v_within_limits((const Fvpb__Payload *)m, err, errlen) != FV_OK) {
+        protobuf_c_message_free_unpacked(m, NULL);
         return FV_EPROTO;
     }
     /* The vin field is number 3 in Payload, VehicleAlerts and VehicleErrors, 1 in

@@ -64,6 +64,15 @@ struct fv_vrecord {
     struct fv_datum *data; /* owned */
 };
 
+/* Limits on a V record a device may send (docs/protocol.md, "Limits"): at most
+ * FV_PAYLOAD_MAX_DATUMS datums, each signal number in 0..FV_PAYLOAD_MAX_FIELD. They keep one
+ * record within what a store block holds (at most 65,536 columns: store/block.h) and bound
+ * the work one record costs the event loop. fv_payload_normalise refuses a record beyond them
+ * (the device gets the error reply; nothing is stored); fv_payload_decode_v does not (records
+ * already in the WAL are replayed whatever their size). */
+#define FV_PAYLOAD_MAX_DATUMS 4096
+#define FV_PAYLOAD_MAX_FIELD  65535
+
 /* Topic names (on-wire strings). */
 #define FV_TOPIC_V            "V"
 #define FV_TOPIC_ALERTS       "alerts"
@@ -81,7 +90,8 @@ int fv_payload_encode_v(const struct fv_vrecord *r, struct fv_buf *out);
 /*
  * Checks a payload of a known topic and appends it to out with its vin replaced by vin
  * (the server's rule: identity comes from the certificate). Unknown topics are copied
- * unchanged. FV_EPROTO when a known topic's payload does not parse. When v is not NULL and
+ * unchanged. FV_EPROTO when a known topic's payload does not parse, or when a V record is
+ * beyond the limits above (FV_PAYLOAD_MAX_*). When v is not NULL and
  * the topic is V, *v receives the decoded record from the same parse (free it with
  * fv_vrecord_free; it is zeroed for other topics and on failure).
  */

@@ -1,5 +1,8 @@
 /* test_keys.c - master key files, AES-256-GCM sealing (any altered byte is detected), the
- * keystore: persistence, wrong master key refused, shredding (rule K1), re-wrapping. */
+ * keystore: persistence, wrong master key refused, shredding (rule K1), re-wrapping; and the
+ * catalog read and written as docs/formats.md ("Keys") describes it, with OpenSSL alone
+ * (issue 16 items 2 and 3: the pseudonym key's associated data, how a VIN becomes its
+ * pseudonym, the pseudonym as hex text in the data key's associated data). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +14,11 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
+#include <sqlite3.h>
 
 #include "crypto/keys.h"
 #include "util/err.h"
@@ -155,12 +163,187 @@ static void test_keystore(void **state)
     assert_int_not_equal(system(cmd), 0);
 }
 
+/* ---- the catalog as docs/formats.md describes it, without the keystore's code ---------- */
+
+#define DOC_KEK      "8d1f00112233445566778899aabbccddeeff00112233445566778899aabbcc0f"
+#define DOC_VIN      "5YJ3E1EA7KF000001"
+#define DOC_PKEY_AAD "fleetvault pseudonym key"
+
+/* seal(K, P, A) = nonce(12) || AES-256-GCM(K, P, A) || tag(16); open when enc == 0. Returns
+ * the output length, -1 if it does not open. */
+static int doc_gcm(int enc, const unsigned char key[32], const unsigned char *in, int n,
+                   const char *aad, unsigned char *out)
+{
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    int l = 0, l2 = 0, ok = c != NULL;
+    const unsigned char *iv = enc ? (const unsigned char *)"fixed-nonce!" : in;
+    if (!enc) n -= 28;
+    ok = ok && n >= 0 && EVP_CipherInit_ex(c, EVP_aes_256_gcm(), NULL, key, iv, enc) == 1;
+    ok = ok && EVP_CipherUpdate(c, NULL, &l, (const unsigned char *)aad, (int)strlen(aad)) == 1;
+    unsigned char *body = enc ? out + 12 : out;
+    ok = ok && EVP_CipherUpdate(c, body, &l, enc ? in : in + 12, n) == 1;
+    if (ok && !enc)
+        ok = EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16, (void *)(in + 12 + n)) == 1;
+    ok = ok && EVP_CipherFinal_ex(c, body + l, &l2) == 1;
+    if (ok && enc) {
+        memcpy(out, iv, 12);
+        ok = EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, out + 12 + n) == 1;
+    }
+    EVP_CIPHER_CTX_free(c);
+    return ok ? (enc ? n + 28 : n) : -1;
+}
+
+/* "the hex of the first 16 bytes of HMAC-SHA256(key = the 32 pseudonym key bytes,
+ * message = N)" */
+static void doc_pseudonym(const unsigned char pkey[32], const char *name, char out[33])
+{
+    unsigned char mac[32];
+    unsigned int n = 0;
+    HMAC(EVP_sha256(), pkey, 32, (const unsigned char *)name, strlen(name), mac, &n);
+    assert_int_equal(n, 32);
+    for (int i = 0; i < 16; i++)
+        snprintf(out + 2 * i, 3, "%02x", mac[i]);
+}
+
+static void doc_kek(unsigned char kek[32], char id[17])
+{
+    for (int i = 0; i < 32; i++) {
+        unsigned v;
+        sscanf(DOC_KEK + 2 * i, "%2x", &v);
+        kek[i] = (unsigned char)v;
+    }
+    unsigned char h[32];
+    SHA256(kek, 32, h);
+    for (int i = 0; i < 8; i++)
+        snprintf(id + 2 * i, 3, "%02x", h[i]);
+}
+
+static sqlite3 *open_sql(const char *db)
+{
+    sqlite3 *h = NULL;
+    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+    return h;
+}
+
+/* A blob column of the row that sql (with ?1 = key) selects; returns its length. */
+static int blob(sqlite3 *h, const char *sql, const char *key, unsigned char *out, int cap)
+{
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(h, sql, -1, &st, NULL), SQLITE_OK);
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int n = sqlite3_column_bytes(st, 0);
+    assert_true(n <= cap);
+    memcpy(out, sqlite3_column_blob(st, 0), (size_t)n);
+    sqlite3_finalize(st);
+    return n;
+}
+
+/* A catalog holding only meta('pseudonym_key', kek_id, v). */
+static void new_catalog(const char *db, const char *kek_id, const unsigned char *v, int n)
+{
+    sqlite3 *h = open_sql(db);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_exec(h, "CREATE TABLE meta(k TEXT PRIMARY KEY, kek_id TEXT, v BLOB)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(h, "INSERT INTO meta VALUES ('pseudonym_key', ?1, ?2)", -1, &st, NULL),
+        SQLITE_OK);
+    sqlite3_bind_text(st, 1, kek_id, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 2, v, n, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+}
+
+/* Known answer: a catalog whose pseudonym key (bytes 0..31) is wrapped as the doc says opens,
+ * and the VIN's pseudonym is the doc's worked example. */
+static void test_pseudonym_as_documented(void **state)
+{
+    (void)state;
+    char db[128], err[512], id[17], ps[FV_PSEUDONYM_LEN + 1], want[33];
+    path(db, sizeof db, "doc.db");
+    unsigned char kek[32], pkey[32], wrapped[128];
+    doc_kek(kek, id);
+    for (int i = 0; i < 32; i++)
+        pkey[i] = (unsigned char)i;
+    int wn = doc_gcm(1, kek, pkey, 32, DOC_PKEY_AAD, wrapped);
+    assert_int_equal(wn, 60);
+    new_catalog(db, id, wrapped, wn);
+
+    setenv("FV_MASTER_KEY", DOC_KEK, 1);
+    struct fv_kek k;
+    assert_int_equal(fv_kek_load(NULL, &k, err, sizeof err), FV_OK);
+    assert_string_equal(k.id, id);
+    struct fv_keystore *ks;
+    if (fv_keystore_open(db, &k, &ks, err, sizeof err) != FV_OK) fail_msg("%s", err);
+    assert_int_equal(fv_keystore_pseudonym(ks, DOC_VIN, ps), FV_OK);
+    assert_string_equal(ps, "83d9f03499ebc48fe6a933aac25f815f"); /* docs/formats.md */
+    doc_pseudonym(pkey, DOC_VIN, want);
+    assert_string_equal(ps, want);
+    assert_int_equal(fv_keystore_pseudonym(ks, DOC_VIN "#2", ps), FV_OK);
+    assert_string_equal(ps, "dcf094ea6950c96631ec39125545393d");
+
+    /* Item 3: the data key is wrapped, and the name sealed, with the pseudonym's 32 hex
+     * characters as associated data. */
+    const unsigned char *dek;
+    assert_int_equal(fv_keystore_dek(ks, DOC_VIN, 1, &dek, ps), FV_OK);
+    unsigned char b[256], plain[256], dk[32];
+    sqlite3 *h = open_sql(db);
+    int n = blob(h, "SELECT wrapped FROM subject_keys WHERE subject = ?1", want, b, sizeof b);
+    assert_int_equal(n, 60);
+    assert_int_equal(doc_gcm(0, kek, b, n, want, dk), 32);
+    assert_memory_equal(dk, dek, 32);
+    n = blob(h, "SELECT sealed_name FROM subject_keys WHERE subject = ?1", want, b, sizeof b);
+    assert_int_equal(doc_gcm(0, dk, b, n, want, plain), (int)strlen(DOC_VIN));
+    assert_memory_equal(plain, DOC_VIN, strlen(DOC_VIN));
+    sqlite3_close(h);
+    fv_keystore_close(ks);
+
+    /* A wrong associated data is refused: the catalog does not open. */
+    path(db, sizeof db, "doc-bad.db");
+    wn = doc_gcm(1, kek, pkey, 32, "fleetvault pseudonym", wrapped);
+    new_catalog(db, id, wrapped, wn);
+    assert_int_equal(fv_keystore_open(db, &k, &ks, err, sizeof err), FV_ECORRUPT);
+}
+
+/* The other way: a catalog the keystore made, read as the doc says. */
+static void test_catalog_readable_from_doc(void **state)
+{
+    (void)state;
+    char db[128], err[512], id[17], ps[FV_PSEUDONYM_LEN + 1], want[33];
+    path(db, sizeof db, "made.db");
+    unsigned char kek[32], b[256], pkey[32];
+    doc_kek(kek, id);
+    setenv("FV_MASTER_KEY", DOC_KEK, 1);
+    struct fv_kek k;
+    assert_int_equal(fv_kek_load(NULL, &k, err, sizeof err), FV_OK);
+    struct fv_keystore *ks;
+    assert_int_equal(fv_keystore_open(db, &k, &ks, err, sizeof err), FV_OK);
+    const unsigned char *dek;
+    assert_int_equal(fv_keystore_dek(ks, DOC_VIN "#2", 1, &dek, ps), FV_OK);
+    sqlite3 *h = open_sql(db);
+    int n = blob(h, "SELECT v FROM meta WHERE k = ?1", "pseudonym_key", b, sizeof b);
+    assert_int_equal(doc_gcm(0, kek, b, n, DOC_PKEY_AAD, pkey), 32);
+    doc_pseudonym(pkey, DOC_VIN "#2", want);
+    assert_string_equal(ps, want);
+    n = blob(h, "SELECT sealed_name FROM subject_keys WHERE subject = ?1", want, b, sizeof b);
+    unsigned char plain[256];
+    assert_int_equal(doc_gcm(0, dek, b, n, want, plain), (int)strlen(DOC_VIN "#2"));
+    assert_memory_equal(plain, DOC_VIN "#2", strlen(DOC_VIN "#2"));
+    sqlite3_close(h);
+    fv_keystore_close(ks);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kek_files),
         cmocka_unit_test(test_seal_detects_every_altered_byte),
         cmocka_unit_test(test_keystore),
+        cmocka_unit_test(test_pseudonym_as_documented),
+        cmocka_unit_test(test_catalog_readable_from_doc),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -57,19 +57,21 @@ def test_no_plaintext_and_tamper_detected():
         assert SECRET.encode() not in blob, "a payload value is on disk in plaintext"
         assert A.encode() not in blob, "the VIN is on disk in plaintext (WAL or catalog)"
         assert struct.pack("<d", 48.85661234) not in blob
-        # Flip one byte inside the sealed payload and fix the record's CRC, so only the
+        # Flip one byte inside the sealed payload and fix the record's CRCs (body, then the
+        # salted header CRC that covers it; WAL format 2, docs/formats.md), so only the
         # AES-GCM tag can notice: the server must refuse to start, naming file and offset.
         wal = sorted(glob.glob(os.path.join(srv.data, "wal", "*.log")))[0]
         img = bytearray(open(wal, "rb").read())
-        at = 16
+        at, salt = 28, img[12:16]
         while at < len(img):
             n = struct.unpack_from("<I", img, at)[0]
-            body = img[at + 8: at + 8 + n]
+            body = img[at + 20: at + 20 + n]
             if b"tx-1" in body:
-                img[at + 8 + n - 20] ^= 0x01  # inside the ciphertext
-                struct.pack_into("<I", img, at + 4, crc32c(img[at + 8: at + 8 + n]))
+                img[at + 20 + n - 20] ^= 0x01  # inside the ciphertext
+                struct.pack_into("<I", img, at + 4, crc32c(img[at + 20: at + 20 + n]))
+                struct.pack_into("<I", img, at + 16, crc32c(salt + img[at: at + 16]))
                 break
-            at += 8 + n
+            at += 20 + n
         open(wal, "wb").write(bytes(img))
         try:
             srv.start(timeout=10)

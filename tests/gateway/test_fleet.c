@@ -1,4 +1,5 @@
-/* test_fleet.c - the txid window (dedup), latest-state ordering, and token buckets. */
+/* test_fleet.c - the txid window (dedup), latest-state ordering (late and far-future values),
+ * many signals in one record, and token buckets. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -6,7 +7,9 @@
 
 #include <cmocka.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "gateway/fleet.h"
 #include "util/ratelimit.h"
@@ -56,7 +59,68 @@ static void test_latest_state(void **state)
     assert_int_equal(d->first_ms, 1000);
     assert_int_equal(d->last_ms, 2000);
     assert_int_equal(d->nsignals, 2);
-    assert_int_equal(d->signals[0].field, 4); /* sorted */
+    assert_int_equal(fv_device_signal(d, 4)->time_ms, 2000);
+    assert_null(fv_device_signal(d, 5));
+    fv_fleet_free(&f);
+}
+
+/* Issue 8: signals were kept in a sorted array with a memmove per new signal, so a record
+ * with many signals in descending order cost O(n^2) on the event loop (20 s for 300,000).
+ * Bounded: well under a second with a hashed index; the test allows 3 s of CPU. */
+static void test_many_signals_descending(void **state)
+{
+    (void)state;
+    struct fv_fleet f = {0};
+    struct fv_device *d = fv_fleet_device(&f, "DEV", "vehicle_device");
+    enum { N = 300000 };
+    struct fv_datum *a = calloc(N, sizeof *a);
+    assert_non_null(a);
+    for (uint32_t i = 0; i < N; i++)
+        a[i] = (struct fv_datum){N - i, {.kind = FV_VK_INT, .u.i = i}};
+    struct fv_vrecord r = {.n = N, .data = a};
+    clock_t c0 = clock();
+    assert_int_equal(fv_device_apply(d, 1000, 1000, &r), FV_OK);
+    double secs = (double)(clock() - c0) / CLOCKS_PER_SEC;
+    print_message("%d signals in descending order applied in %.3f s of CPU\n", N, secs);
+    assert_true(secs < 3.0);
+    assert_int_equal(d->nsignals, N);
+    for (uint32_t fld = 1; fld <= N; fld += 997)
+        assert_int_equal(fv_device_signal(d, fld)->value.u.i, N - fld);
+    fv_device_wipe(d);
+    assert_null(fv_device_signal(d, 7));
+    assert_int_equal(fv_device_apply(d, 2000, 2000, &r), FV_OK); /* usable after a wipe */
+    assert_int_equal(fv_device_signal(d, 7)->time_ms, 2000);
+    free(a);
+    fv_fleet_free(&f);
+}
+
+/* Issue 8 D: a value stamped far in the future (a device clock gone wrong) is not the
+ * latest state; later values with sane times still are. */
+static void test_future_time_does_not_freeze_latest(void **state)
+{
+    (void)state;
+    struct fv_fleet f = {0};
+    struct fv_device *d = fv_fleet_device(&f, "DEV", "vehicle_device");
+    uint64_t now = 1795000000000ULL;
+    struct fv_datum a[1] = {{4, {.kind = FV_VK_DOUBLE, .u.d = 1}}};
+    struct fv_vrecord r = {.n = 1, .data = a};
+    assert_int_equal(fv_device_apply(d, now, now, &r), FV_OK);
+    a[0].value.u.d = 999; /* the year 2100 */
+    assert_int_equal(fv_device_apply(d, 4102444800000ULL, now + 10, &r), FV_OK);
+    assert_true(fv_device_signal(d, 4)->value.u.d == 1);
+    a[0].value.u.d = 2;
+    assert_int_equal(fv_device_apply(d, now + 1000, now + 1000, &r), FV_OK);
+    assert_true(fv_device_signal(d, 4)->value.u.d == 2);
+    assert_int_equal(fv_device_signal(d, 4)->time_ms, now + 1000);
+    /* within the tolerance it is still the device's time that counts */
+    a[0].value.u.d = 3;
+    assert_int_equal(fv_device_apply(d, now + 2000 + FV_FLEET_FUTURE_MS, now + 2000, &r), FV_OK);
+    assert_true(fv_device_signal(d, 4)->value.u.d == 3);
+    /* received_ms 0 (rebuilt from the store): the server's clock decides */
+    a[0].value.u.d = 4;
+    assert_int_equal(fv_device_apply(d, 4102444800000ULL, 0, &r), FV_OK);
+    assert_true(fv_device_signal(d, 4)->value.u.d == 3);
+    assert_int_equal(d->records, 5);
     fv_fleet_free(&f);
 }
 
@@ -90,6 +154,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_txid_window),
         cmocka_unit_test(test_latest_state),
+        cmocka_unit_test(test_many_signals_descending),
+        cmocka_unit_test(test_future_time_does_not_freeze_latest),
         cmocka_unit_test(test_token_bucket),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

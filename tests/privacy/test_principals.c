@@ -173,6 +173,37 @@ static int stop(void *arg, const struct fv_principal *p)
     return 42;
 }
 
+/* Issue 8: "admin" is what the audit log calls the admin token; a principal of that name (or
+ * one that reads like it) would pass for it. */
+static void test_reserved_names(void **state)
+{
+    (void)state;
+    sqlite3 *db = open_db("r.db");
+    struct fv_policy *pol = policy();
+    char tok[FV_TOKEN_HEX_LEN + 1], err[512];
+    const char *reserved[] = {"admin",      "adm1n",       "ad-min",  "_admin_",
+                              "4dmin",      "admin.",      "admln",   "administrator",
+                              "fleetvault", "fleet-vault", "unknown", "unkn0wn"};
+    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++) {
+        strcpy(tok, "x");
+        if (fv_principal_create(db, pol, reserved[i], "support", NULL, tok, err, sizeof err) !=
+            FV_EINVAL)
+            fail_msg("principal '%s' was created", reserved[i]);
+        assert_non_null(strstr(err, "reserved"));
+        assert_string_equal(tok, "");
+        assert_int_equal(fv_principal_name_reserved(reserved[i]), 1);
+        assert_int_equal(fv_principal_name_valid(reserved[i]), 1); /* valid, only reserved */
+    }
+    const char *fine[] = {"admins", "admin2", "sysadmin", "alice-admin", "known", "vault", "ops"};
+    for (size_t i = 0; i < sizeof fine / sizeof fine[0]; i++) {
+        if (fv_principal_create(db, pol, fine[i], "support", NULL, tok, err, sizeof err) != FV_OK)
+            fail_msg("principal '%s' refused: %s", fine[i], err);
+        assert_int_equal(fv_principal_name_reserved(fine[i]), 0);
+    }
+    fv_policy_free(pol);
+    sqlite3_close(db);
+}
+
 static void test_revoke_and_list(void **state)
 {
     (void)state;
@@ -294,9 +325,8 @@ static void test_only_hashes_at_rest(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_create_authenticate),
-        cmocka_unit_test(test_names_and_roles),
-        cmocka_unit_test(test_revoke_and_list),
+        cmocka_unit_test(test_create_authenticate), cmocka_unit_test(test_names_and_roles),
+        cmocka_unit_test(test_reserved_names),      cmocka_unit_test(test_revoke_and_list),
         cmocka_unit_test(test_only_hashes_at_rest),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

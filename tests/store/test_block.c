@@ -3,8 +3,9 @@
  * numbers, sparse signals, a signal repeated in one frame (the last wins), keep() filtering,
  * events, selective decoding (a subset of fields, events skipped), equal timestamps, 1 and
  * 8192 frames; a property test against the input as the naive reference (random seeds,
- * printed; FV_BLOCK_SEED=N replays one); corruption: every truncation fails and byte flips
- * give FV_ECORRUPT or a consistent block, never a crash (run under ASan). */
+ * printed; FV_BLOCK_SEED=N replays one); the reader's limits obeyed by the writer (a property
+ * test around FV_BLOCK_MAX_COLS and FV_BLOCK_MAX_RAW); corruption: every truncation fails and byte
+ * flips give FV_ECORRUPT or a consistent block, never a crash (run under ASan). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -887,6 +888,126 @@ static void test_property(void **state)
     fv_buf_free(&enc);
 }
 
+/* ---- the reader's limits (issue 8 A2) ---- */
+
+/* The encoder never writes what the decoder refuses: for random inputs around the limits
+ * (kept signals per block near FV_BLOCK_MAX_COLS, event bytes near FV_BLOCK_MAX_RAW, frames
+ * sometimes out of time order), fv_block_encode either succeeds and the block round-trips,
+ * or refuses (FV_ELIMIT beyond a limit, FV_EINVAL out of order) leaving out unchanged. Before
+ * the fix a frame of 70,000 signals encoded "fine" into a block no reader opens. */
+static unsigned char MEGA[1000000];
+
+static void test_limits_property(void **state)
+{
+    (void)state;
+    uint64_t seed0 = base_seed();
+    enum { SEEDS = 16 };
+    struct fv_buf enc = {0}, again = {0};
+    int refused = 0, accepted = 0;
+    for (uint64_t k = 0; k < SEEDS; k++) {
+        struct rng g;
+        rng_seed(&g, seed0 + k);
+        int shape = (int)(k % 3); /* 0: wide frames, 1: big events, 2: order */
+        size_t ncols = shape == 0 ? 60000 + rnd_below(&g, 12000) : 1 + rnd_below(&g, 50);
+        size_t nfr = 1 + rnd_below(&g, 4);
+        size_t nev = shape == 1 ? 60 + rnd_below(&g, 15) : 0;
+        uint32_t stride = 1 + (uint32_t)rnd_below(&g, 3), base = (uint32_t)rnd_below(&g, 1000);
+        struct fv_block_frame *fr = xcalloc(nfr, sizeof *fr);
+        struct fv_datum *d = xcalloc(ncols * 2, sizeof *d);
+        struct fv_block_event *ev = xcalloc(nev, sizeof *ev);
+        /* Each signal goes to one frame, sometimes to a second one too. */
+        size_t *cnt = xcalloc(nfr, sizeof *cnt), nd = 0;
+        uint8_t *home = xcalloc(ncols, 1), *twice = xcalloc(ncols, 1);
+        for (size_t c = 0; c < ncols; c++) {
+            home[c] = (uint8_t)rnd_below(&g, nfr);
+            twice[c] = nfr > 1 && rnd_below(&g, 8) == 0;
+            cnt[home[c]]++;
+            if (twice[c]) cnt[(home[c] + 1) % nfr]++;
+        }
+        size_t *at = xcalloc(nfr, sizeof *at);
+        for (size_t i = 0, off = 0; i < nfr; i++) {
+            at[i] = off;
+            fr[i] = (struct fv_block_frame){1700000000000LL + (int64_t)i * 1000, 0, d + off, 1};
+            off += cnt[i];
+        }
+        for (size_t c = 0; c < ncols; c++)
+            for (int r = 0; r <= twice[c]; r++) {
+                size_t f = (home[c] + (size_t)r) % nfr;
+                d[at[f] + fr[f].n++] = (struct fv_datum){
+                    base + (uint32_t)c * stride, vint(FV_VK_INT, (int64_t)rnd(&g) >> 40, 0)};
+                nd++;
+            }
+        if (shape == 2 && nfr > 1 && rnd_below(&g, 2)) fr[nfr - 1].t = fr[0].t - 1;
+        for (size_t i = 0; i < nev; i++)
+            ev[i] = (struct fv_block_event){(int64_t)i, "alerts", 6, MEGA, sizeof MEGA};
+        uint32_t only = base;
+        int filtered = rnd_below(&g, 3) == 0;
+        struct fv_block_in in = {.nframes = nfr,
+                                 .frames = fr,
+                                 .nev = nev,
+                                 .ev = ev,
+                                 .keep = filtered ? keep_even : NULL,
+                                 .keep_arg = &only};
+        /* What the limits say, computed naively. */
+        int unordered = 0;
+        int64_t last = INT64_MIN;
+        for (size_t i = 0; i < nfr; i++) {
+            int has = 0;
+            for (uint32_t j = 0; j < fr[i].n; j++)
+                has |= !filtered || fr[i].d[j].field % 2 == 0;
+            if (!has) continue;
+            unordered |= fr[i].t < last;
+            last = fr[i].t;
+        }
+        size_t kept = 0;
+        for (size_t c = 0; c < ncols; c++)
+            kept += !filtered || (base + c * stride) % 2 == 0;
+        uint64_t evbytes = (uint64_t)nev * sizeof MEGA;
+        int over_cols = kept > FV_BLOCK_MAX_COLS;
+        int near_raw = evbytes + (1u << 20) > FV_BLOCK_MAX_RAW && evbytes < FV_BLOCK_MAX_RAW;
+        int over_raw = evbytes >= FV_BLOCK_MAX_RAW;
+        fv_buf_reset(&enc);
+        assert_int_equal(fv_buf_append(&enc, "prefix", 6), FV_OK);
+        struct fv_block_meta m;
+        int rc = fv_block_encode(&in, &enc, &m);
+        if (rc != FV_OK) {
+            refused++;
+            assert_int_equal(enc.len, 6); /* out unchanged */
+            if (unordered)
+                assert_int_equal(rc, FV_EINVAL);
+            else if (!near_raw) {
+                assert_int_equal(rc, FV_ELIMIT);
+                assert_true(over_cols || over_raw);
+            }
+        } else if (m.nrec + m.nev == 0) {
+            assert_int_equal(kept + nev, 0); /* nothing kept: nothing written */
+            assert_int_equal(enc.len, 6);
+        } else {
+            accepted++;
+            assert_false(unordered || over_cols || over_raw);
+            struct fv_block b;
+            char err[256] = "";
+            int drc = fv_block_decode(enc.data + 6, enc.len - 6, NULL, 0, 1, &b, err, sizeof err);
+            if (drc)
+                fail_msg("seed %" PRIu64 ": encoded %zu columns, %zu bytes; decode: %s", seed0 + k,
+                         kept, enc.len - 6, err);
+            assert_int_equal(b.ncols, kept);
+            fv_block_free(&b);
+            if (nev == 0) roundtrip(&in, &again);
+        }
+        free(fr);
+        free(d);
+        free(ev);
+        free(cnt);
+        free(home);
+        free(twice);
+        free(at);
+    }
+    printf("limits property: %d blocks accepted, %d refused\n", accepted, refused);
+    fv_buf_free(&enc);
+    fv_buf_free(&again);
+}
+
 /* ---- corruption ---- */
 
 /* A successfully decoded block must be internally consistent. */
@@ -1062,6 +1183,7 @@ int main(void)
         cmocka_unit_test(test_one_frame),
         cmocka_unit_test(test_8192_frames),
         cmocka_unit_test(test_property),
+        cmocka_unit_test(test_limits_property),
         cmocka_unit_test(test_every_truncation_fails),
         cmocka_unit_test(test_byte_flips_never_crash),
         cmocka_unit_test(test_malformed_blocks),

@@ -4,7 +4,7 @@
  * bound to another entry fail to open; tampering: any byte flipped in a block fails that
  * block's read, any byte flipped in the header, index or footer fails the open, every
  * truncation fails, each naming the file and the offset; an unfinished writer leaves no file;
- * writer limits; part names. */
+ * writer limits; part names; format version 1 still read (flags, rx_max of version 2). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,13 +20,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <errno.h>
+#include <zstd.h>
+
 #include "crypto/keys.h"
-#include "os/fsio.h"
 #include "store/block.h"
+#include "store/codec.h"
 #include "store/part.h"
 #include "util/buf.h"
 #include "util/clock.h"
+#include "util/crc32c.h"
 #include "util/err.h"
 #include "wire/payload.h"
 
@@ -655,40 +657,6 @@ static void test_unfinished_writer(void **state)
     free(fx);
 }
 
-/* A commit whose directory sync fails leaves no new part behind (the store writes the
- * blocks again under another name: both would be read after a restart); a retention rewrite
- * that replaced its part under the same name keeps the new file (the old one is gone). */
-static void test_commit_dirsync_fails(void **state)
-{
-    (void)state;
-    clear_dir();
-    struct fv_part_writer *w;
-    char err[512] = "", path[512];
-    fv_os_fault_clear();
-    assert_int_equal(fv_part_writer_open(dir, 5, 5, 0, &w, err, sizeof err), FV_OK);
-    assert_int_equal(fv_os_fault_set(FV_OS_DIRSYNC, fv_os_fault_calls(FV_OS_DIRSYNC) + 1, EIO, 0),
-                     FV_OK);
-    assert_int_equal(fv_part_writer_commit(w, 1, path, sizeof path, err, sizeof err), FV_EIO);
-    fv_part_writer_free(w);
-    assert_int_equal(count_files(), 0);
-
-    assert_int_equal(fv_part_writer_open(dir, 5, 5, 0, &w, err, sizeof err), FV_OK);
-    assert_int_equal(fv_part_writer_commit(w, 1, path, sizeof path, err, sizeof err), FV_OK);
-    fv_part_writer_free(w);
-    assert_int_equal(fv_part_writer_open(dir, 5, 5, 0, &w, err, sizeof err), FV_OK);
-    assert_int_equal(fv_os_fault_set(FV_OS_DIRSYNC, fv_os_fault_calls(FV_OS_DIRSYNC) + 1, EIO, 0),
-                     FV_OK);
-    assert_int_equal(fv_part_writer_commit(w, 2, path, sizeof path, err, sizeof err), FV_EIO);
-    fv_part_writer_free(w);
-    fv_os_fault_clear();
-    assert_int_equal(count_files(), 1);
-    struct fv_part *p;
-    assert_int_equal(fv_part_open(path, &p, err, sizeof err), FV_OK);
-    assert_int_equal(p->wal_file_hi, 2);
-    p->unlink_on_free = 1;
-    fv_part_unref(p);
-}
-
 static void test_writer_limits(void **state)
 {
     (void)state;
@@ -739,6 +707,117 @@ static void test_part_names(void **state)
     assert_int_equal(fv_part_name("", &lo, &hi), 0);
 }
 
+/* Format version 2 (issue 8): flags and rx_max round-trip; a version-1 part (no flags, 69-byte
+ * entries without rx_max), made here from a version-2 one by rewriting its index, header and
+ * footer, is still read: same entries, rx_max taken as its created_ms, every block opens. */
+static void test_version1_still_read(void **state)
+{
+    (void)state;
+    clear_dir();
+    struct fixture *fx = malloc(sizeof *fx);
+    fixture_init(fx);
+    struct fv_part_writer *w;
+    char err[512] = "", path[512];
+    assert_int_equal(fv_part_writer_open(dir, 3, 3, 0, &w, err, sizeof err), FV_OK);
+    for (int c = 0; c < 3; c++)
+        assert_int_equal(fv_part_writer_class(w, CLASSES[c]), c);
+    for (size_t i = 0; i < fx->nb; i++) {
+        struct fv_part_entry e;
+        entry_of(fx, &fx->b[i], fx->b[i].cls, &e);
+        e.rx_max = 1700000000000LL + (int64_t)i;
+        assert_int_equal(fv_part_writer_add(w, &e, fx->key[fx->b[i].subj], fx->b[i].raw.data,
+                                            fx->b[i].raw.len, 3, err, sizeof err),
+                         FV_OK);
+    }
+    fv_part_writer_set_flags(w, FV_PART_F_PROVISIONAL);
+    assert_int_equal(fv_part_writer_commit(w, 5, path, sizeof path, err, sizeof err), FV_OK);
+    fv_part_writer_free(w);
+    struct fv_part *p2;
+    assert_int_equal(fv_part_open(path, &p2, err, sizeof err), FV_OK);
+    assert_int_equal(p2->version, 2);
+    assert_int_equal(p2->flags, FV_PART_F_PROVISIONAL);
+    for (size_t i = 0; i < p2->n; i++)
+        assert_true(p2->e[i].rx_max >= 1700000000000LL &&
+                    p2->e[i].rx_max < 1700000000000LL + (int64_t)fx->nb);
+    check_part(fx, p2, fx->nb);
+
+    /* Rewrite as version 1. */
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    size_t len = (size_t)st.st_size;
+    unsigned char *img = malloc(len);
+    int fd = open(path, O_RDONLY);
+    assert_int_equal(pread(fd, img, len, 0), (ssize_t)len);
+    close(fd);
+    const unsigned char *f = img + len - FV_PART_FOOTER_LEN;
+    uint64_t ioff = fv_get_u64(f);
+    uint32_t ilen = fv_get_u32(f + 8), iraw = fv_get_u32(f + 12);
+    unsigned char *raw = malloc(iraw);
+    assert_int_equal(ZSTD_decompress(raw, iraw, img + ioff, ilen), iraw);
+    struct fv_rd r;
+    fv_rd_init(&r, raw, iraw);
+    uint64_t ncl, flags, nb, l;
+    const unsigned char *q;
+    assert_int_equal(fv_rd_uvarint(&r, &ncl), 0);
+    for (uint64_t c = 0; c < ncl; c++) {
+        assert_int_equal(fv_rd_uvarint(&r, &l), 0);
+        assert_int_equal(fv_rd_bytes(&r, (size_t)l, &q), 0);
+    }
+    size_t classes_end = r.off;
+    assert_int_equal(fv_rd_uvarint(&r, &flags), 0);
+    assert_int_equal(flags, FV_PART_F_PROVISIONAL);
+    assert_int_equal(fv_rd_uvarint(&r, &nb), 0);
+    assert_int_equal(nb * FV_PART_ENTRY_LEN, iraw - r.off);
+    struct fv_buf idx = {0};
+    assert_int_equal(fv_buf_append(&idx, raw, classes_end), FV_OK);
+    assert_int_equal(fv_put_uvarint(&idx, nb), FV_OK);
+    for (uint64_t i = 0; i < nb; i++)
+        assert_int_equal(
+            fv_buf_append(&idx, raw + r.off + i * FV_PART_ENTRY_LEN, FV_PART_ENTRY_LEN_V1), FV_OK);
+    size_t bound = ZSTD_compressBound(idx.len);
+    unsigned char *out = malloc(ioff + bound + FV_PART_FOOTER_LEN);
+    memcpy(out, img, ioff);
+    fv_put_u32(out + 8, 1);
+    fv_put_u32(out + 32, fv_crc32c(0, out, 32));
+    size_t zn = ZSTD_compress(out + ioff, bound, idx.data, idx.len, 3);
+    assert_false(ZSTD_isError(zn));
+    unsigned char *nf = out + ioff + zn;
+    memcpy(nf, f, FV_PART_FOOTER_LEN);
+    fv_put_u32(nf + 8, (uint32_t)zn);
+    fv_put_u32(nf + 12, (uint32_t)idx.len);
+    fv_put_u32(nf + 16, fv_crc32c(0, out + ioff, zn));
+    fv_put_u32(nf + 64, fv_crc32c(0, nf, 64));
+    char v1[600];
+    snprintf(v1, sizeof v1, "%s/part-0000000000000004-0000000000000004.fvp", dir);
+    fd = open(v1, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    size_t total = ioff + zn + FV_PART_FOOTER_LEN;
+    assert_int_equal(write(fd, out, total), (ssize_t)total);
+    close(fd);
+
+    struct fv_part *p1;
+    int rc = fv_part_open(v1, &p1, err, sizeof err);
+    if (rc) fail_msg("version 1: %s", err);
+    assert_int_equal(p1->version, 1);
+    assert_int_equal(p1->flags, 0);
+    assert_int_equal(p1->n, p2->n);
+    assert_int_equal(p1->wal_file_hi, 5);
+    for (size_t i = 0; i < p1->n; i++) {
+        assert_int_equal(p1->e[i].rx_max, (int64_t)p1->created_ms);
+        struct fv_part_entry a = p1->e[i], b = p2->e[i];
+        a.rx_max = b.rx_max = 0;
+        assert_memory_equal(&a, &b, sizeof a);
+    }
+    check_part(fx, p1, fx->nb);
+    fv_part_unref(p1);
+    fv_part_unref(p2);
+    fv_buf_free(&idx);
+    free(out);
+    free(raw);
+    free(img);
+    fixture_free(fx);
+    free(fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -749,9 +828,9 @@ int main(void)
         cmocka_unit_test(test_tamper_index_footer_header),
         cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_unfinished_writer),
-        cmocka_unit_test(test_commit_dirsync_fails),
         cmocka_unit_test(test_writer_limits),
         cmocka_unit_test(test_part_names),
+        cmocka_unit_test(test_version1_still_read),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

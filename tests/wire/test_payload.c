@@ -20,6 +20,62 @@ static const struct fv_value *find(const struct fv_vrecord *r, uint32_t field)
     return NULL;
 }
 
+/* A V record of n datums, signal numbers first, first+step, ...: normalise refuses it beyond
+ * the limits (payload.h), and accepts it at them (issue 8: one record of 70,000 signals made a
+ * store block no reader opens). */
+static int normalise_n(size_t n, long first, long step)
+{
+    struct fv_vrecord r = {.created_at_ms = 1795000000000ULL, .vin = (char *)"VIN", .n = n};
+    r.data = calloc(n, sizeof *r.data);
+    assert_non_null(r.data);
+    for (size_t i = 0; i < n; i++) {
+        r.data[i].field = (uint32_t)(first + (long)i * step);
+        r.data[i].value = (struct fv_value){.kind = FV_VK_DOUBLE, .u.d = (double)i};
+    }
+    struct fv_buf pl = {0}, out = {0};
+    assert_int_equal(fv_payload_encode_v(&r, &pl), FV_OK);
+    struct fv_vrecord v;
+    char err[256] = "";
+    int rc = fv_payload_normalise("V", 1, pl.data, pl.len, "DEV", &out, &v, err, sizeof err);
+    if (rc == FV_OK) {
+        assert_int_equal(v.n, n);
+    } else {
+        assert_int_equal(rc, FV_EPROTO);
+        assert_true(strstr(err, "V record") != NULL);
+        assert_int_equal(v.n, 0);
+    }
+    fv_vrecord_free(&v);
+    fv_buf_free(&pl);
+    fv_buf_free(&out);
+    free(r.data);
+    return rc;
+}
+
+static void test_v_limits(void **state)
+{
+    (void)state;
+    assert_int_equal(normalise_n(FV_PAYLOAD_MAX_DATUMS, 1, 1), FV_OK);
+    assert_int_equal(normalise_n(FV_PAYLOAD_MAX_DATUMS + 1, 1, 1), FV_EPROTO);
+    assert_int_equal(normalise_n(70000, 70000, -1), FV_EPROTO); /* the issue's record */
+    assert_int_equal(normalise_n(2, FV_PAYLOAD_MAX_FIELD - 1, 1), FV_OK);
+    assert_int_equal(normalise_n(2, FV_PAYLOAD_MAX_FIELD, 1), FV_EPROTO);
+    assert_int_equal(normalise_n(1, -5, 1), FV_EPROTO); /* negative int32 keys */
+    /* decoding (WAL replay) keeps whatever was stored */
+    struct fv_vrecord r = {.vin = (char *)"VIN", .n = FV_PAYLOAD_MAX_DATUMS + 1};
+    r.data = calloc(r.n, sizeof *r.data);
+    assert_non_null(r.data);
+    for (size_t i = 0; i < r.n; i++)
+        r.data[i] = (struct fv_datum){(uint32_t)i, {.kind = FV_VK_INT, .u.i = 1}};
+    struct fv_buf pl = {0};
+    assert_int_equal(fv_payload_encode_v(&r, &pl), FV_OK);
+    struct fv_vrecord v;
+    assert_int_equal(fv_payload_decode_v(pl.data, pl.len, &v, NULL, 0), FV_OK);
+    assert_int_equal(v.n, r.n);
+    fv_vrecord_free(&v);
+    fv_buf_free(&pl);
+    free(r.data);
+}
+
 static void test_basic(void **state)
 {
     (void)state;
@@ -195,6 +251,7 @@ int main(void)
         cmocka_unit_test(test_vin_rewrite_keeps_everything_else),
         cmocka_unit_test(test_encode_roundtrip),
         cmocka_unit_test(test_location_strings),
+        cmocka_unit_test(test_v_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
