@@ -6,7 +6,7 @@
 
 #include "cli/commands.h"
 #include "config/config.h"
-#include "gateway/server.h"
+#include "server/server.h"
 #include "util/err.h"
 #include "util/log.h"
 

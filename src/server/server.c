@@ -1,5 +1,5 @@
 /*
- * server.c - the server's composition root: start-up, the event loop, shutdown.
+ * server.c - the server's composition root: start-up, the event loop, shutdown (server.h).
  *
  * It opens, in order: the data directory's lock, the admin token, the master key and the
  * catalog (keys, subjects, zones), the erasure list (replayed before anything is decrypted,
@@ -38,7 +38,7 @@
 #include "gateway/fleet.h"
 #include "gateway/metrics.h"
 #include "gateway/recovery.h"
-#include "gateway/server.h"
+#include "server/server.h"
 #include "gateway/session.h"
 #include "os/fsio.h"
 #include "privacy/erasure.h"

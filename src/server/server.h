@@ -1,14 +1,16 @@
 /*
- * server.h - the ingestion gateway: fleet-telemetry WebSockets over mutual TLS on one
- * port, the HTTP API on another, one event-loop thread (libwebsockets) plus the WAL writer.
+ * server.h - the fleetvault server: fleet-telemetry WebSockets over mutual TLS on one port
+ * (gateway/session.h), the HTTP API on another (api/http.h), the store and privacy behind
+ * them. This is the composition root, the one module above both api/ and gateway/: it opens
+ * the state, wires the ingest/storage seam (wal/reclog.h) and runs the loop.
  *
  * Life of a record (docs/architecture.md): binary frame -> envelope decode -> identity
  * checks -> rate limit -> de-duplication -> payload normalised (vin := certificate id) ->
- * WAL append -> latest state updated -> ack queued; the ack is sent only once the WAL's
- * writer has fsync'd the batch holding the record.
+ * sealed -> logged -> store head -> latest state -> ack queued; the ack is sent only once
+ * the WAL's writer has fsync'd the batch holding the record.
  */
-#ifndef FV_GATEWAY_SERVER_H
-#define FV_GATEWAY_SERVER_H
+#ifndef FV_SERVER_SERVER_H
+#define FV_SERVER_SERVER_H
 
 #include <signal.h>
 #include <stddef.h>
