@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,164 @@
 #include "os/fsio.h"
 #include "util/err.h"
 
+/* ---- fault injection ----------------------------------------------------------------------
+ * Process-wide on purpose, like SQLite's table of system calls: every module's I/O goes
+ * through here without a context to carry. Rules are written only by fv_os_fault_set/clear
+ * (no other thread doing I/O, says the contract) and by the one-time read of FV_FAULT; calls
+ * read them with atomic loads. */
+
+#define MAX_RULES 16
+
+struct rule {
+    int op, err, sticky;
+    uint64_t nth;
+};
+
+static const char *const op_names[FV_OS_NOPS] = {"write",  "fsync", "dirsync", "rename",
+                                                 "unlink", "open",  "mkdir",   "truncate"};
+
+static struct rule rules[MAX_RULES];
+static int nrules;                 /* atomic */
+static uint64_t calls[FV_OS_NOPS]; /* atomic */
+static uint64_t injected;          /* atomic */
+static int log_mode;               /* 0 none, 1 injected faults, 2 every call */
+static pthread_once_t env_once = PTHREAD_ONCE_INIT;
+
+static const struct {
+    const char *name;
+    int value;
+} errnos[] = {{"ENOSPC", ENOSPC}, {"EIO", EIO},     {"EDQUOT", EDQUOT}, {"EROFS", EROFS},
+              {"EACCES", EACCES}, {"EPERM", EPERM}, {"EFBIG", EFBIG},   {"ENOMEM", ENOMEM},
+              {"EAGAIN", EAGAIN}, {"EINTR", EINTR}};
+
+static const char *errno_name(int e)
+{
+    for (size_t i = 0; i < sizeof errnos / sizeof errnos[0]; i++)
+        if (errnos[i].value == e) return errnos[i].name;
+    return "errno";
+}
+
+static void read_env(void)
+{
+    const char *l = getenv("FV_FAULT_LOG");
+    if (l && *l) log_mode = strcmp(l, "all") == 0 ? 2 : strcmp(l, "0") != 0;
+    const char *spec = getenv("FV_FAULT");
+    char err[256];
+    if (spec && *spec && fv_os_fault_parse(spec, err, sizeof err) != FV_OK) {
+        fprintf(stderr, "fv-fault: bad FV_FAULT: %s\n", err);
+        abort();
+    }
+}
+
+const char *fv_os_op_name(enum fv_os_op op)
+{
+    return (unsigned)op < FV_OS_NOPS ? op_names[op] : NULL;
+}
+
+static int add_rule(enum fv_os_op op, uint64_t nth, int errno_value, int sticky)
+{
+    int n = __atomic_load_n(&nrules, __ATOMIC_ACQUIRE);
+    if ((unsigned)op >= FV_OS_NOPS || nth == 0 || errno_value <= 0) return FV_EINVAL;
+    if (n == MAX_RULES) return FV_ELIMIT;
+    rules[n] = (struct rule){(int)op, errno_value, sticky, nth};
+    __atomic_store_n(&nrules, n + 1, __ATOMIC_RELEASE);
+    return FV_OK;
+}
+
+int fv_os_fault_set(enum fv_os_op op, uint64_t nth, int errno_value, int sticky)
+{
+    pthread_once(&env_once, read_env);
+    return add_rule(op, nth, errno_value, sticky);
+}
+
+void fv_os_fault_clear(void)
+{
+    pthread_once(&env_once, read_env);
+    __atomic_store_n(&nrules, 0, __ATOMIC_RELEASE);
+    for (int i = 0; i < FV_OS_NOPS; i++)
+        __atomic_store_n(&calls[i], 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&injected, 0, __ATOMIC_RELAXED);
+}
+
+uint64_t fv_os_fault_calls(enum fv_os_op op)
+{
+    return (unsigned)op < FV_OS_NOPS ? __atomic_load_n(&calls[op], __ATOMIC_RELAXED) : 0;
+}
+
+uint64_t fv_os_fault_injected(void)
+{
+    return __atomic_load_n(&injected, __ATOMIC_RELAXED);
+}
+
+int fv_os_fault_parse(const char *spec, char *err, size_t errlen)
+{
+    char buf[512];
+    if (snprintf(buf, sizeof buf, "%s", spec) >= (int)sizeof buf) {
+        fv_seterr(err, errlen, "fault spec too long");
+        return FV_EINVAL;
+    }
+    char *save = NULL;
+    for (char *item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+        char *c1 = strchr(item, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (c2 == NULL) {
+            fv_seterr(err, errlen, "\"%s\": want CLASS:N:ERRNO", item);
+            return FV_EINVAL;
+        }
+        *c1 = *c2 = '\0';
+        int op = -1;
+        for (int i = 0; i < FV_OS_NOPS; i++)
+            if (strcmp(item, op_names[i]) == 0) op = i;
+        char *end;
+        errno = 0;
+        unsigned long long nth = strtoull(c1 + 1, &end, 10);
+        int sticky = *end == '+';
+        if (sticky) end++;
+        int e = 0;
+        for (size_t i = 0; i < sizeof errnos / sizeof errnos[0]; i++)
+            if (strcmp(c2 + 1, errnos[i].name) == 0) e = errnos[i].value;
+        char *eend = NULL;
+        if (e == 0) e = (int)strtol(c2 + 1, &eend, 10);
+        if (op < 0 || errno || *end || nth == 0 || c1[1] == '-' || e <= 0 || (eend && *eend)) {
+            fv_seterr(err, errlen, "\"%s:%s:%s\": unknown class, bad N or unknown errno", item,
+                      c1 + 1, c2 + 1);
+            return FV_EINVAL;
+        }
+        int rc = add_rule((enum fv_os_op)op, nth, e, sticky);
+        if (rc) {
+            fv_seterr(err, errlen, "too many fault rules (at most %d)", MAX_RULES);
+            return rc;
+        }
+    }
+    return FV_OK;
+}
+
+/* Counts a call of op on path; returns the errno to fail it with, or 0 to make it. */
+static int fault(enum fv_os_op op, const char *path)
+{
+    pthread_once(&env_once, read_env);
+    uint64_t n = __atomic_add_fetch(&calls[op], 1, __ATOMIC_RELAXED);
+    int e = 0;
+    int nr = __atomic_load_n(&nrules, __ATOMIC_ACQUIRE);
+    for (int i = 0; i < nr && e == 0; i++)
+        if (rules[i].op == (int)op && (n == rules[i].nth || (rules[i].sticky && n > rules[i].nth)))
+            e = rules[i].err;
+    if (e) __atomic_add_fetch(&injected, 1, __ATOMIC_RELAXED);
+    if ((e && log_mode) || log_mode == 2) {
+        char line[PATH_MAX + 96];
+        int len = e ? snprintf(line, sizeof line, "fv-fault: inject %s #%llu %s %s\n", op_names[op],
+                               (unsigned long long)n, errno_name(e), path)
+                    : snprintf(line, sizeof line, "fv-fault: call %s #%llu %s\n", op_names[op],
+                               (unsigned long long)n, path);
+        if (len > (int)sizeof line) len = (int)sizeof line;
+        /* One write(2) per line: lines from several threads never interleave. */
+        if (len > 0 && write(STDERR_FILENO, line, (size_t)len) < 0) { /* nothing to do */
+        }
+    }
+    return e;
+}
+
+/* ---- calls --------------------------------------------------------------------------------- */
+
 static int fail(const char *call, const char *path, char *err, size_t errlen)
 {
     int e = errno;
@@ -20,30 +179,21 @@ static int fail(const char *call, const char *path, char *err, size_t errlen)
     return FV_EIO;
 }
 
-int fv_os_write_all(int fd, const void *buf, size_t len, const char *path, char *err, size_t errlen)
+/* Fails with injected errno e (after a torn write, for writes). */
+static int inject(int e, const char *call, const char *path, char *err, size_t errlen)
 {
-    const char *p = buf;
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return fail("write", path, err, errlen);
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return FV_OK;
+    errno = e;
+    return fail(call, path, err, errlen);
 }
 
-int fv_os_pwrite_all(int fd, const void *buf, size_t len, off_t off, const char *path, char *err,
-                     size_t errlen)
+static int write_loop(int fd, const char *p, size_t len, off_t off, int positional,
+                      const char *path, char *err, size_t errlen)
 {
-    const char *p = buf;
     while (len) {
-        ssize_t n = pwrite(fd, p, len, off);
+        ssize_t n = positional ? pwrite(fd, p, len, off) : write(fd, p, len);
         if (n < 0) {
             if (errno == EINTR) continue;
-            return fail("pwrite", path, err, errlen);
+            return fail(positional ? "pwrite" : "write", path, err, errlen);
         }
         p += n;
         off += n;
@@ -52,23 +202,84 @@ int fv_os_pwrite_all(int fd, const void *buf, size_t len, off_t off, const char 
     return FV_OK;
 }
 
+/* One counted write: an injected fault writes the first half for real, then fails. */
+static int counted_write(int fd, const void *buf, size_t len, off_t off, int positional,
+                         const char *path, char *err, size_t errlen)
+{
+    int e = fault(FV_OS_WRITE, path);
+    if (e == 0) return write_loop(fd, buf, len, off, positional, path, err, errlen);
+    write_loop(fd, buf, len / 2, off, positional, path, NULL, 0);
+    return inject(e, positional ? "pwrite" : "write", path, err, errlen);
+}
+
+int fv_os_write_all(int fd, const void *buf, size_t len, const char *path, char *err, size_t errlen)
+{
+    return counted_write(fd, buf, len, 0, 0, path, err, errlen);
+}
+
+int fv_os_pwrite_all(int fd, const void *buf, size_t len, off_t off, const char *path, char *err,
+                     size_t errlen)
+{
+    return counted_write(fd, buf, len, off, 1, path, err, errlen);
+}
+
 int fv_os_fsync(int fd, const char *path, char *err, size_t errlen)
 {
+    int e = fault(FV_OS_FSYNC, path);
+    if (e) return inject(e, "fsync", path, err, errlen);
     return fsync(fd) == 0 ? FV_OK : fail("fsync", path, err, errlen);
 }
 
 int fv_os_fdatasync(int fd, const char *path, char *err, size_t errlen)
 {
+    int e = fault(FV_OS_FSYNC, path);
+    if (e) return inject(e, "fdatasync", path, err, errlen);
     return fdatasync(fd) == 0 ? FV_OK : fail("fdatasync", path, err, errlen);
 }
 
 int fv_os_fsync_dir(const char *dir, char *err, size_t errlen)
 {
+    int e = fault(FV_OS_DIRSYNC, dir);
+    if (e) return inject(e, "fsync", dir, err, errlen);
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return fail("open", dir, err, errlen);
-    int rc = fv_os_fsync(fd, dir, err, errlen);
+    int rc = fsync(fd) == 0 ? FV_OK : fail("fsync", dir, err, errlen);
     close(fd);
     return rc;
+}
+
+int fv_os_open(const char *path, int flags, mode_t mode, int *fd, char *err, size_t errlen)
+{
+    *fd = -1;
+    int e = fault(FV_OS_OPEN, path);
+    if (e == 0) *fd = open(path, flags | O_CLOEXEC, mode);
+    if (e == 0 && *fd >= 0) return FV_OK;
+    int rc = e ? inject(e, "open", path, err, errlen) : fail("open", path, err, errlen);
+    if (errno == EEXIST) return FV_EEXIST;
+    return errno == ENOENT ? FV_ENOENT : rc;
+}
+
+int fv_os_rename(const char *from, const char *to, char *err, size_t errlen)
+{
+    int e = fault(FV_OS_RENAME, from);
+    if (e) return inject(e, "rename", from, err, errlen);
+    return rename(from, to) == 0 ? FV_OK : fail("rename", from, err, errlen);
+}
+
+int fv_os_unlink(const char *path, char *err, size_t errlen)
+{
+    int e = fault(FV_OS_UNLINK, path);
+    if (e) return inject(e, "unlink", path, err, errlen);
+    if (unlink(path) == 0) return FV_OK;
+    if (errno == ENOENT) return FV_ENOENT;
+    return fail("unlink", path, err, errlen);
+}
+
+int fv_os_ftruncate(int fd, off_t len, const char *path, char *err, size_t errlen)
+{
+    int e = fault(FV_OS_TRUNCATE, path);
+    if (e) return inject(e, "truncate", path, err, errlen);
+    return ftruncate(fd, len) == 0 ? FV_OK : fail("truncate", path, err, errlen);
 }
 
 int fv_os_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, char *err,
@@ -81,16 +292,18 @@ int fv_os_write_file_atomic(const char *path, const void *data, size_t len, mode
     }
     /* A leftover temp file may have a wider mode: remove it and create afresh (O_EXCL), so
      * secret bytes are never written into a file others can read. */
-    if (unlink(tmp) != 0 && errno != ENOENT) return fail("unlink", tmp, err, errlen);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-    if (fd < 0) return fail("open", tmp, err, errlen);
-    int rc = fv_os_write_all(fd, data, len, tmp, err, errlen);
+    int rc = fv_os_unlink(tmp, err, errlen);
+    if (rc != FV_OK && rc != FV_ENOENT) return rc;
+    int fd;
+    rc = fv_os_open(tmp, O_WRONLY | O_CREAT | O_EXCL, mode, &fd, err, errlen);
+    if (rc != FV_OK) return rc == FV_ENOENT ? FV_EIO : rc;
+    rc = fv_os_write_all(fd, data, len, tmp, err, errlen);
     if (rc == FV_OK && fchmod(fd, mode) != 0) rc = fail("fchmod", tmp, err, errlen);
     if (rc == FV_OK) rc = fv_os_fsync(fd, tmp, err, errlen);
     close(fd);
-    if (rc == FV_OK && rename(tmp, path) != 0) rc = fail("rename", tmp, err, errlen);
+    if (rc == FV_OK) rc = fv_os_rename(tmp, path, err, errlen);
     if (rc != FV_OK) {
-        unlink(tmp);
+        fv_os_unlink(tmp, NULL, 0); /* best effort: the next attempt removes a leftover */
         return rc;
     }
     snprintf(dcopy, sizeof dcopy, "%s", path);
@@ -108,6 +321,8 @@ int fv_os_mkdirs(const char *path, mode_t mode, char *err, size_t errlen)
         if (*p == '/' || *p == '\0') {
             char c = *p;
             *p = '\0';
+            int e = fault(FV_OS_MKDIR, buf);
+            if (e) return inject(e, "mkdir", buf, err, errlen);
             if (mkdir(buf, mode) == 0) {
                 /* A directory just made is durable only once its parent is synced. */
                 char *slash = strrchr(buf, '/');

@@ -268,10 +268,16 @@ int fv_audit_keygen(const char *priv_path, const char *pub_path, char *err, size
     char *p;
     long n = BIO_get_mem_data(priv, &p);
     rc = fv_os_write_file_atomic(priv_path, p, (size_t)n, 0600, err, errlen);
-    if (rc) goto out;
-    n = BIO_get_mem_data(pub, &p);
-    rc = fv_os_write_file_atomic(pub_path, p, (size_t)n, 0644, err, errlen);
-    if (rc) unlink(priv_path); /* no half pair */
+    if (rc == FV_OK) {
+        n = BIO_get_mem_data(pub, &p);
+        rc = fv_os_write_file_atomic(pub_path, p, (size_t)n, 0644, err, errlen);
+    }
+    if (rc) {
+        /* Neither existed before: leave no half pair, nor a file whose directory entry
+         * failed to sync (it would be refused as "already exists" at the next start). */
+        fv_os_unlink(priv_path, NULL, 0);
+        fv_os_unlink(pub_path, NULL, 0);
+    }
 out:
     BIO_free(priv);
     BIO_free(pub);
@@ -806,6 +812,12 @@ static int write_line(struct fv_audit *a, const struct fv_buf *b, uint64_t seq, 
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/%s", a->dir, a->name);
     int rc = fv_os_write_all(a->fd, b->data, b->len, path, a->errbuf, sizeof a->errbuf);
+    /* A full disk: cut the partial line and refuse this entry; the chain is unchanged and a
+     * later entry may fit. Nothing of it was synced, so nothing is lost (unlike a failed
+     * fsync); lines written before it are untouched. */
+    if (rc && (errno == ENOSPC || errno == EDQUOT) &&
+        fv_os_ftruncate(a->fd, (off_t)a->size, path, NULL, 0) == FV_OK)
+        return rc;
     if (rc == FV_OK && !a->group) rc = fv_os_fdatasync(a->fd, path, a->errbuf, sizeof a->errbuf);
     if (rc) return fail(a, rc); /* a partial line is a torn tail: open cuts it */
     pthread_mutex_lock(&a->mu);
@@ -889,18 +901,21 @@ static int start_file(struct fv_audit *a)
     lw_u64(&w, "last_checkpoint", a->last_cp_seq);
     int rc = lw_finish(&w, hash);
     if (rc) goto out;
-    int fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        fv_seterr(a->errbuf, sizeof a->errbuf, "open %s: %s", path, strerror(errno));
-        rc = fail(a, FV_EIO);
-        goto out;
+    int fd;
+    rc = fv_os_open(path, O_RDWR | O_APPEND | O_CREAT | O_EXCL, 0600, &fd, a->errbuf,
+                    sizeof a->errbuf);
+    if (rc == FV_OK) {
+        rc = fv_os_write_all(fd, b.data, b.len, path, a->errbuf, sizeof a->errbuf);
+        if (rc == FV_OK) rc = fv_os_fdatasync(fd, path, a->errbuf, sizeof a->errbuf);
+        if (rc == FV_OK) rc = fv_os_fsync_dir(a->dir, a->errbuf, sizeof a->errbuf);
     }
-    rc = fv_os_write_all(fd, b.data, b.len, path, a->errbuf, sizeof a->errbuf);
-    if (rc == FV_OK) rc = fv_os_fdatasync(fd, path, a->errbuf, sizeof a->errbuf);
-    if (rc == FV_OK) rc = fv_os_fsync_dir(a->dir, a->errbuf, sizeof a->errbuf);
     if (rc) {
-        close(fd);
-        rc = fail(a, rc);
+        /* A full disk: the new file never held an entry; remove it and go on in the current
+         * one (the next entry tries again). Anything else fails the log. */
+        int full = errno == ENOSPC || errno == EDQUOT;
+        if (fd >= 0) close(fd);
+        if (full && a->fd >= 0 && (fd < 0 || fv_os_unlink(path, NULL, 0) == FV_OK)) goto out;
+        rc = fail(a, FV_EIO);
         goto out;
     }
     if (a->fd >= 0 && (rc = sync_now(a)) != FV_OK) { /* A13: the old file ends durable */
@@ -1146,11 +1161,9 @@ static int recover_newest(struct fv_audit *a, struct flist *fl)
         struct recover r = {.name = name, .err = a->errbuf, .errlen = sizeof a->errbuf};
         int rc = each_line(path, recover_line, &r, a->errbuf, sizeof a->errbuf);
         if (rc) return rc;
-        int fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC);
-        if (fd < 0) {
-            fv_seterr(a->errbuf, sizeof a->errbuf, "open %s: %s", path, strerror(errno));
+        int fd;
+        if (fv_os_open(path, O_RDWR | O_APPEND, 0, &fd, a->errbuf, sizeof a->errbuf) != FV_OK)
             return FV_EIO;
-        }
         struct stat st;
         if (fstat(fd, &st) != 0) {
             fv_seterr(a->errbuf, sizeof a->errbuf, "stat %s: %s", path, strerror(errno));
@@ -1158,10 +1171,10 @@ static int recover_newest(struct fv_audit *a, struct flist *fl)
             return FV_EIO;
         }
         if ((uint64_t)st.st_size != r.good_end) {
-            if (ftruncate(fd, (off_t)r.good_end) != 0) {
-                fv_seterr(a->errbuf, sizeof a->errbuf, "ftruncate %s: %s", path, strerror(errno));
+            rc = fv_os_ftruncate(fd, (off_t)r.good_end, path, a->errbuf, sizeof a->errbuf);
+            if (rc) {
                 close(fd);
-                return FV_EIO;
+                return rc;
             }
             rc = fv_os_fsync(fd, path, a->errbuf, sizeof a->errbuf);
             if (rc) {
@@ -1171,10 +1184,8 @@ static int recover_newest(struct fv_audit *a, struct flist *fl)
         }
         if (r.lines == 0) { /* created, but its genesis never became durable */
             close(fd);
-            if (unlink(path) != 0) {
-                fv_seterr(a->errbuf, sizeof a->errbuf, "unlink %s: %s", path, strerror(errno));
-                return FV_EIO;
-            }
+            rc = fv_os_unlink(path, a->errbuf, sizeof a->errbuf);
+            if (rc) return FV_EIO;
             rc = fv_os_fsync_dir(a->dir, a->errbuf, sizeof a->errbuf);
             if (rc) return rc;
             fl->n--;
@@ -1199,11 +1210,9 @@ static int open_witness(struct fv_audit *a, const char *path)
         fv_seterr(a->errbuf, sizeof a->errbuf, "witness path too long");
         return FV_EINVAL;
     }
-    a->wfd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-    if (a->wfd < 0) {
-        fv_seterr(a->errbuf, sizeof a->errbuf, "open witness %s: %s", path, strerror(errno));
+    if (fv_os_open(path, O_RDWR | O_APPEND | O_CREAT, 0600, &a->wfd, a->errbuf, sizeof a->errbuf) !=
+        FV_OK)
         return FV_EIO;
-    }
     char rd[PATH_MAX], rw[PATH_MAX];
     if (realpath(a->dir, rd) != NULL && realpath(path, rw) != NULL) {
         size_t n = strlen(rd);
@@ -1282,9 +1291,8 @@ int fv_audit_open(const char *dir, const struct fv_audit_opts *opts, struct fv_a
     }
     rc = fv_os_mkdirs(dir, 0700, a->errbuf, sizeof a->errbuf);
     if (rc) goto out;
-    a->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (a->lock_fd < 0) {
-        fv_seterr(a->errbuf, sizeof a->errbuf, "open %s: %s", lock, strerror(errno));
+    rc = fv_os_open(lock, O_RDWR | O_CREAT, 0600, &a->lock_fd, a->errbuf, sizeof a->errbuf);
+    if (rc) {
         rc = FV_EIO;
         goto out;
     }
@@ -1401,8 +1409,8 @@ int fv_audit_apply_retention(struct fv_audit *a, uint64_t now_ms, uint64_t *dele
     for (size_t i = 0; rc == FV_OK && i < k; i++) {
         char path[PATH_MAX];
         snprintf(path, sizeof path, "%s/%s", a->dir, fl.names[i]);
-        if (unlink(path) != 0 && errno != ENOENT) {
-            fv_seterr(a->errbuf, sizeof a->errbuf, "unlink %s: %s", path, strerror(errno));
+        int u = fv_os_unlink(path, a->errbuf, sizeof a->errbuf);
+        if (u != FV_OK && u != FV_ENOENT) {
             rc = FV_EIO;
         } else if (deleted) {
             (*deleted)++;

@@ -52,11 +52,8 @@ static int cut_torn_tail(int fd, const char *path, char *err, size_t errlen)
         at -= (off_t)n;
     }
     if (at == st.st_size) return FV_OK;
-    if (ftruncate(fd, at) != 0) {
-        fv_seterr(err, errlen, "ftruncate %s: %s", path, strerror(errno));
-        return FV_EIO;
-    }
-    return fv_os_fsync(fd, path, err, errlen);
+    int rc = fv_os_ftruncate(fd, at, path, err, errlen);
+    return rc ? rc : fv_os_fsync(fd, path, err, errlen);
 }
 
 int fv_tombstone_append(const char *path, const char *pseudo, uint64_t at_ms, const char *by,
@@ -73,10 +70,10 @@ int fv_tombstone_append(const char *path, const char *pseudo, uint64_t at_ms, co
     if (line == NULL) return FV_ENOMEM;
     /* O_APPEND and the lock: concurrent appenders (threads or processes) never interleave
      * or cut each other's line. */
-    int fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-    int rc = FV_OK;
-    if (fd < 0 || flock(fd, LOCK_EX) != 0) {
-        fv_seterr(err, errlen, "%s %s: %s", fd < 0 ? "open" : "flock", path, strerror(errno));
+    int fd;
+    int rc = fv_os_open(path, O_RDWR | O_APPEND | O_CREAT, 0600, &fd, err, errlen) ? FV_EIO : FV_OK;
+    if (rc == FV_OK && flock(fd, LOCK_EX) != 0) {
+        fv_seterr(err, errlen, "flock %s: %s", path, strerror(errno));
         rc = FV_EIO;
     }
     size_t n = strlen(line);

@@ -265,7 +265,7 @@ void fv_part_unref(struct fv_part *p)
 {
     if (p == NULL || __atomic_sub_fetch(&p->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
     if (p->fd >= 0) close(p->fd);
-    if (p->unlink_on_free) unlink(p->path);
+    if (p->unlink_on_free) fv_os_unlink(p->path, NULL, 0); /* a leftover is dropped at open */
     free(p->e);
     free(p);
 }
@@ -399,9 +399,7 @@ int fv_part_writer_open(const char *dir, uint64_t gen_lo, uint64_t gen_hi, uint3
     w->gen_lo = gen_lo;
     w->gen_hi = gen_hi;
     w->level = level;
-    w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (w->fd < 0) {
-        fv_seterr(err, errlen, "create %s: %s", w->tmp, strerror(errno));
+    if (fv_os_open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600, &w->fd, err, errlen) != FV_OK) {
         ZSTD_freeCCtx(w->zc);
         free(w);
         return FV_EIO;
@@ -563,10 +561,7 @@ int fv_part_writer_commit(struct fv_part_writer *w, uint64_t wal_file_hi, char *
     }
     fv_buf_free(&idx);
     if (rc == FV_OK) rc = fv_os_fsync(w->fd, w->tmp, err, errlen);
-    if (rc == FV_OK && rename(w->tmp, w->final) != 0) {
-        fv_seterr(err, errlen, "rename %s: %s", w->tmp, strerror(errno));
-        rc = FV_EIO;
-    }
+    if (rc == FV_OK) rc = fv_os_rename(w->tmp, w->final, err, errlen);
     if (rc == FV_OK) {
         w->committed = 1;
         rc = fv_os_fsync_dir(w->dir, err, errlen);
@@ -579,7 +574,7 @@ void fv_part_writer_free(struct fv_part_writer *w)
 {
     if (w == NULL) return;
     if (w->fd >= 0) close(w->fd);
-    if (!w->committed) unlink(w->tmp);
+    if (!w->committed) fv_os_unlink(w->tmp, NULL, 0);
     free(w->e);
     fv_buf_free(&w->z);
     fv_buf_free(&w->sealed);

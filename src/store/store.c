@@ -1014,7 +1014,7 @@ int fv_store_open(const struct fv_store_config *cfg, int read_only, struct fv_st
         snprintf(path, sizeof path, "%s/%s", cfg->dir, de->d_name);
         size_t l = strlen(de->d_name);
         if (l > 4 && strcmp(de->d_name + l - 4, ".tmp") == 0) {
-            if (!read_only) unlink(path); /* an unfinished part: never committed */
+            if (!read_only) fv_os_unlink(path, NULL, 0); /* an unfinished part: never committed */
             continue;
         }
         uint64_t lo, hi;

@@ -27,7 +27,13 @@
  *     fdatasync, and before its records are published durable, a sync mark is written
  *     (D = the mark's own offset; it becomes durable with the next batch, or at close). So
  *     every acknowledged record is followed in its file by a record whose D lies past it,
- *     unless the power failed before that mark reached the disk.
+ *     unless the power failed before that mark reached the disk;
+ *  I7 a full disk (ENOSPC, EDQUOT from a write or a file creation) is not a failure: nothing
+ *     written since the last fsync is durable or acknowledged, so the writer cuts it back to
+ *     the last written size (or removes the new file) and writes the same bytes again every
+ *     FULL_RETRY_MS until they fit; meanwhile append refuses records (FV_EAGAIN). The batch
+ *     keeps its durable offsets (nothing more was synced). A failed fsync stays permanent:
+ *     its pages may be gone.
  *
  * Validity rules (format 2; format 1 lacks V5; docs/formats.md "Validity rules"):
  *  V1 the file header matches: magic, a version this build reads (1 or 2), header CRC;
@@ -94,6 +100,8 @@
 #define FV_WAL_COMMIT_DELAY_US 300
 /* A batch this large is synced without waiting further. */
 #define FV_WAL_BATCH_FULL (256u << 10)
+/* How often a writer stopped by a full disk tries again (I7). */
+#define FULL_RETRY_MS 250
 
 /* What the writer thread is waiting for (under mu): appends wake it only when it matters,
  * sparing a context switch per record. */
@@ -129,6 +137,7 @@ struct fv_wal {
     int waiting;               /* WAIT_*, under mu */
     uint64_t durable_seq;      /* atomic */
     int failed;                /* atomic */
+    int full;                  /* atomic: the disk is full, records are refused (I7) */
 
     struct fv_wal_stats st; /* under mu */
 
@@ -402,13 +411,59 @@ static void file_path(char *buf, size_t len, const char *dir, uint64_t no)
     snprintf(buf, len, "%s/wal-%016llx.log", dir, (unsigned long long)no);
 }
 
+/* After a write or file creation failed with errno e: on a full disk (I7) marks the WAL
+ * full, waits FULL_RETRY_MS and returns 1 (try again); otherwise, or when closing, 0. */
+static int wait_for_space(struct fv_wal *w, int e, const char *err)
+{
+    if (e != ENOSPC && e != EDQUOT) return 0;
+    if (!__atomic_exchange_n(&w->full, 1, __ATOMIC_ACQ_REL))
+        fv_error("wal: %s; records are refused until there is space again", err);
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until); /* the clock of cv (fv_wal_open) */
+    until.tv_nsec += FULL_RETRY_MS * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&w->mu);
+    if (!w->stop) pthread_cond_timedwait(&w->cv, &w->mu, &until);
+    int stop = w->stop;
+    pthread_mutex_unlock(&w->mu);
+    return !stop;
+}
+
+static void space_again(struct fv_wal *w)
+{
+    if (__atomic_exchange_n(&w->full, 0, __ATOMIC_ACQ_REL))
+        fv_info("wal: there is space again; records are accepted");
+}
+
+/* Writes len bytes at the end of the current file (cur_size), waiting out a full disk (I7):
+ * the unsynced bytes a failed write left are cut before the next try. */
+static int write_at_end(struct fv_wal *w, const unsigned char *p, size_t len, char *err,
+                        size_t errlen)
+{
+    for (;;) {
+        int rc = fv_os_write_all(w->fd, p, len, w->cur_path, err, errlen);
+        if (rc == FV_OK) {
+            space_again(w);
+            return FV_OK;
+        }
+        int e = errno;
+        if ((e != ENOSPC && e != EDQUOT) ||
+            fv_os_ftruncate(w->fd, (off_t)w->cur_size, w->cur_path, NULL, 0) != FV_OK ||
+            !wait_for_space(w, e, err))
+            return rc;
+    }
+}
+
 /* Appends a sync mark to the current file (I6): everything before it was fsync'd. */
 static int write_mark(struct fv_wal *w, char *err, size_t errlen)
 {
     unsigned char m[FV_WAL_REC_HEAD] = {0};
     fv_put_u64(m + 8, w->cur_size);
     fv_put_u32(m + 16, fv_wal_header_crc(w->salt, m));
-    int rc = fv_os_write_all(w->fd, m, sizeof m, w->cur_path, err, errlen);
+    int rc = write_at_end(w, m, sizeof m, err, errlen);
     w->cur_size += sizeof m;
     w->new_bytes += sizeof m;
     w->ends_with_mark = rc == FV_OK;
@@ -438,7 +493,7 @@ static int write_batch(struct fv_wal *w, unsigned char *p, size_t len, char *err
         if (rc) return rc;
     }
     fv_wal_finish_batch(p, len, w->salt, w->synced_size);
-    int rc = fv_os_write_all(w->fd, p, len, w->cur_path, err, errlen);
+    int rc = write_at_end(w, p, len, err, errlen);
     w->cur_size += len;
     w->new_bytes += len;
     w->ends_with_mark = 0;
@@ -470,11 +525,9 @@ static int create_file(struct fv_wal *w, uint64_t no, char *err, size_t errlen)
     if (rc) return rc;
     char path[PATH_MAX];
     file_path(path, sizeof path, w->dir, no);
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        fv_seterr(err, errlen, "create %s: %s", path, strerror(errno));
+    int fd;
+    if (fv_os_open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND, 0600, &fd, err, errlen))
         return FV_EIO;
-    }
     unsigned char h[FV_WAL_HEADER_LEN];
     uint32_t salt = new_salt();
     make_header(h, salt, w->fd >= 0 ? w->cur_size : w->replayed_len);
@@ -482,7 +535,10 @@ static int create_file(struct fv_wal *w, uint64_t no, char *err, size_t errlen)
     if (rc == FV_OK) rc = fv_os_fsync(fd, path, err, errlen);
     if (rc == FV_OK) rc = fv_os_fsync_dir(w->dir, err, errlen);
     if (rc != FV_OK) {
+        int e = errno;
         close(fd);
+        fv_os_unlink(path, NULL, 0); /* never used: the next attempt makes it afresh (I7) */
+        errno = e;
         return rc;
     }
     use_file(w, fd, path, salt, FV_WAL_HEADER_LEN, 0);
@@ -492,6 +548,16 @@ static int create_file(struct fv_wal *w, uint64_t no, char *err, size_t errlen)
     w->st.bytes_on_disk += FV_WAL_HEADER_LEN;
     pthread_mutex_unlock(&w->mu);
     return FV_OK;
+}
+
+/* Starts the next file, waiting out a full disk (I7). */
+static int create_next(struct fv_wal *w, char *err, size_t errlen)
+{
+    for (;;) {
+        int rc = create_file(w, w->cur_file_no + 1, err, errlen);
+        if (rc == FV_OK) space_again(w);
+        if (rc == FV_OK || !wait_for_space(w, errno, err)) return rc;
+    }
 }
 
 /* R2, R4, R5: cuts the torn tail of the newest file (or only reports it, read-only). A torn
@@ -511,22 +577,15 @@ static int cut_torn(struct fv_wal *w, int *fd, const char *path, uint64_t len, s
         *fd = -1;
         int rc = fv_os_write_file_atomic(path, h, sizeof h, 0600, err, errlen);
         if (rc) return rc;
-        *fd = open(path, O_RDWR | O_CLOEXEC);
-        if (*fd < 0) {
-            fv_seterr(err, errlen, "open %s: %s", path, strerror(errno));
-            return FV_EIO;
-        }
+        if (fv_os_open(path, O_RDWR, 0, fd, err, errlen)) return FV_EIO;
         si->version = FV_WAL_VERSION;
         si->valid_end = FV_WAL_HEADER_LEN;
         si->ends_with_mark = 0;
         fv_warn("wal: %s; it holds no record (a crash while it was created): header rewritten",
                 serr);
     } else {
-        if (ftruncate(*fd, (off_t)si->valid_end) != 0) {
-            fv_seterr(err, errlen, "truncate %s: %s", path, strerror(errno));
-            return FV_EIO;
-        }
-        int rc = fv_os_fsync(*fd, path, err, errlen);
+        int rc = fv_os_ftruncate(*fd, (off_t)si->valid_end, path, err, errlen);
+        if (rc == FV_OK) rc = fv_os_fsync(*fd, path, err, errlen);
         if (rc) return rc;
         fv_warn("wal: %s; cut the torn tail at offset %llu (%llu bytes of a batch that was "
                 "never acknowledged)",
@@ -578,11 +637,8 @@ static int replay_file(struct fv_wal *w, uint64_t no, int last, uint64_t expect_
 {
     char path[PATH_MAX];
     file_path(path, sizeof path, w->dir, no);
-    int fd = open(path, (w->opts.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-    if (fd < 0) {
-        fv_seterr(err, errlen, "open %s: %s", path, strerror(errno));
-        return FV_EIO;
-    }
+    int fd;
+    if (fv_os_open(path, w->opts.read_only ? O_RDONLY : O_RDWR, 0, &fd, err, errlen)) return FV_EIO;
     int rc = FV_EIO;
     struct stat st;
     unsigned char *img = NULL;
@@ -697,15 +753,14 @@ static void *writer_main(void *arg)
 
         int rc = FV_OK;
         if (w->cur_size >= w->opts.segment_bytes && rot_at > 0)
-            rc = create_file(w, w->cur_file_no + 1, err, sizeof err);
+            rc = create_next(w, err, sizeof err);
         uint64_t t0 = fv_mono_ns();
         if (rc == FV_OK && rot_at > 0) rc = write_batch(w, batch.data, rot_at, err, sizeof err);
         if (rc == FV_OK && rot) {
             /* I5: records <= rot_seq are in files <= rot_file (an empty current file holds
              * none, so it is kept and the cut falls before it). */
             rot_file = w->cur_file_no - (w->cur_size == FV_WAL_HEADER_LEN);
-            if (w->cur_size > FV_WAL_HEADER_LEN)
-                rc = create_file(w, w->cur_file_no + 1, err, sizeof err);
+            if (w->cur_size > FV_WAL_HEADER_LEN) rc = create_next(w, err, sizeof err);
         }
         if (rc == FV_OK && batch.len > rot_at)
             rc = write_batch(w, batch.data + rot_at, batch.len - rot_at, err, sizeof err);
@@ -804,6 +859,7 @@ fail:
 int64_t fv_wal_append(struct fv_wal *w, const struct fv_wal_record *rec)
 {
     if (__atomic_load_n(&w->failed, __ATOMIC_ACQUIRE)) return FV_EIO;
+    if (__atomic_load_n(&w->full, __ATOMIC_ACQUIRE)) return FV_EAGAIN; /* I7 */
     if (w->opts.read_only) return FV_ESTATE;
     pthread_mutex_lock(&w->mu);
     int rc = fv_wal_frame(rec, &w->pending);
@@ -912,11 +968,8 @@ int fv_wal_remove_upto(struct fv_wal *w, uint64_t file_no, char *err, size_t err
         file_path(path, sizeof path, w->dir, files[i]);
         struct stat st;
         uint64_t size = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
-        if (unlink(path) != 0) {
-            fv_seterr(err, errlen, "unlink %s: %s", path, strerror(errno));
-            rc = FV_EIO;
-            break;
-        }
+        rc = fv_os_unlink(path, err, errlen);
+        if (rc) break;
         removed++;
         pthread_mutex_lock(&w->mu);
         w->st.files--;

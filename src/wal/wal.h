@@ -17,6 +17,9 @@
  *  - fv_wal_durable_seq: every record with seq <= the returned value is on disk.
  *  - A write or fsync error is permanent (fv_wal_failed != 0): nothing more becomes durable;
  *    the server must stop acknowledging and exit. Retrying fsync after a failure is unsafe.
+ *  - Except a full disk (ENOSPC, EDQUOT from a write or a file creation): the writer cuts the
+ *    unsynced bytes and retries the batch until it fits; meanwhile append returns FV_EAGAIN
+ *    (invariant I7 in wal.c).
  * Thread-safety: append/stats from one thread; durable_seq/failed from any thread.
  */
 #ifndef FV_WAL_WAL_H
@@ -80,7 +83,8 @@ int fv_wal_open(const char *dir, const struct fv_wal_opts *opts, fv_wal_replay_f
                 struct fv_wal **out, char *err, size_t errlen);
 
 /* Returns the new record's sequence number (> 0), or a negative error (FV_ELIMIT if the
- * record is too large, FV_EIO if the WAL has failed, FV_ENOMEM). */
+ * record is too large, FV_EIO if the WAL has failed, FV_EAGAIN while the disk is full,
+ * FV_ENOMEM). */
 int64_t fv_wal_append(struct fv_wal *w, const struct fv_wal_record *rec);
 
 uint64_t fv_wal_durable_seq(struct fv_wal *w);

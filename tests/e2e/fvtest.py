@@ -108,6 +108,7 @@ class Server:
         with open(self.config, "w") as f:
             json.dump(config, f)
         self.tokens = {}
+        self.env = {}  # extra environment for the server process (FV_FAULT, ...)
         self.extra = list(extra)
         self.proc = None
         self.log_path = os.path.join(root, "server.log")
@@ -120,7 +121,8 @@ class Server:
             args += ["--config", self.config]
         args += self.extra
         self.logf = open(self.log_path, "a")
-        self.proc = subprocess.Popen(args, stdout=self.logf, stderr=self.logf)
+        self.proc = subprocess.Popen(args, stdout=self.logf, stderr=self.logf,
+                                     env={**os.environ, **self.env} if self.env else None)
         _servers.append(self)
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -136,6 +138,18 @@ class Server:
                 pass
             time.sleep(0.05)
         raise AssertionError("server did not start:\n" + self.log())
+
+    def try_start(self, timeout=20):
+        """start(), but a server that exits while starting returns False instead of raising
+        (a fault test expects that); one that neither starts nor exits still raises."""
+        try:
+            self.start(timeout)
+            return True
+        except AssertionError:
+            if self.proc and self.proc.poll() is not None:
+                self.logf.close()
+                return False
+            raise
 
     def log(self):
         with open(self.log_path) as f:
@@ -208,6 +222,96 @@ class Server:
             if len(parts) == 2 and parts[0] == name:
                 return float(parts[1])
         raise KeyError(name)
+
+
+# Signs of a crash rather than a clean error exit, in a server's log.
+CRASH_SIGNS = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "Assertion `",
+               "Segmentation fault", "core dumped", "double free", "stack smashing")
+
+
+def crash_signs(text):
+    """The first crash marker found in a log, or None."""
+    return next((m for m in CRASH_SIGNS if m in text), None)
+
+
+def fault_lines(text):
+    """The fault layer's lines in a log (FV_FAULT_LOG, src/os/fsio.h), as tuples
+    (what, op, n, rest): what is "inject" or "call"; rest is "ERRNO PATH" or "PATH"."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith("fv-fault: "):
+            p = line.split(" ", 4)
+            if len(p) == 5 and p[3].startswith("#"):
+                out.append((p[1], p[2], int(p[3][1:]), p[4]))
+            elif len(p) == 4 and p[3].startswith("#"):
+                out.append((p[1], p[2], int(p[3][1:]), ""))
+    return out
+
+
+class Device:
+    """A device that sends V records (Soc and Location at time T0 + i s, txid DEV-i) and
+    remembers which were acked and which refused; a dead server ends a batch quietly."""
+
+    def __init__(self, env, dev_id, t0):
+        self.env, self.id, self.t0 = env, dev_id, t0
+        self.cert = os.path.join(env.certs.dir, "devices", dev_id + ".crt")
+        if not os.path.exists(self.cert):
+            env.certs.device(dev_id)
+        self.acked, self.refused = set(), set()
+        self.errors = {}  # error reply text -> how many
+        self.payload = b""  # extra bytes per record (a VehicleName string) to fill a disk
+
+    def time(self, i):
+        return self.t0 + i * 1000
+
+    def send(self, srv, first, n, timeout=5):
+        """Sends records first..first+n-1 in one burst, then reads the replies. Returns the
+        number of replies read (acks and error replies)."""
+        got = 0
+        try:
+            ws = WS(srv.port, self.cert, self.cert[:-4] + ".key", self.env.certs.ca,
+                    timeout=timeout)
+        except (OSError, WSClosed):
+            return 0
+        try:
+            for i in range(first, first + n):
+                d = [(8, 50.0 + i * 0.01), (21, (48.1 + i * 1e-5, 11.5))]
+                if self.payload:
+                    d.append((64, self.payload.decode()))
+                ws.send(fb_envelope(f"{self.id}-{i}".encode(), b"V", v_payload(d, self.time(i))))
+            while got < n:
+                _, p = ws.recv(timeout=timeout)
+                e = fb_decode(p)
+                txid = (e["txid"] or b"").rstrip(b"\0").decode(errors="replace")
+                i = int(txid.rsplit("-", 1)[1]) if "-" in txid else -1
+                if e["message_type"] == 5:
+                    self.acked.add(self.time(i))
+                else:
+                    self.refused.add(self.time(i))
+                    text = (e.get("payload") or b"").rstrip(b"\0").decode(errors="replace")
+                    self.errors[text] = self.errors.get(text, 0) + 1
+                got += 1
+        except (OSError, WSClosed, ValueError):
+            pass
+        finally:
+            ws.close()
+        return got
+
+    def check_stored(self, srv):
+        """Every acked record is stored exactly once (by its time), through the query API.
+        Returns the stored times; a device the server does not know must have no acks."""
+        st, raw = srv.http(f"/api/v1/query?device={self.id}&signals=Soc")
+        if st == 404 and not self.acked:
+            return set()
+        assert st == 200, (self.id, st, raw[:300])
+        body = json.loads(raw)
+        stored = [r["t"] for r in body["rows"]]
+        dups = len(stored) - len(set(stored))
+        missing = self.acked - set(stored)
+        assert not missing, (f"{self.id}: {len(missing)} acked records lost, e.g. "
+                             f"{sorted(missing)[:3]}")
+        assert dups == 0, f"{self.id}: {dups} records stored twice"
+        return set(stored)
 
 
 # ---- WebSocket client (RFC 6455) ---------------------------------------------------------

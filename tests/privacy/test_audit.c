@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 #include <dirent.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 
 #include <openssl/sha.h>
 
+#include "os/fsio.h"
 #include "privacy/audit.h"
 #include "util/err.h"
 
@@ -1017,6 +1019,75 @@ static void test_checkpoints_by_count_and_time(void **state)
     free_lines(&ls);
 }
 
+/* A key pair whose writing fails at any step (the public key's directory sync included)
+ * leaves neither file: the next start makes a new pair instead of refusing to overwrite. */
+static void test_keygen_failure_leaves_nothing(void **state)
+{
+    (void)state;
+    char err[512], k1[160], k2[160];
+    snprintf(k1, sizeof k1, "%s/fail.pem", base);
+    snprintf(k2, sizeof k2, "%s/fail.pem.pub", base);
+    const enum fv_os_op ops[] = {FV_OS_WRITE, FV_OS_RENAME, FV_OS_DIRSYNC};
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+        for (uint64_t nth = 1; nth <= 2; nth++) { /* the private key's step, the public's */
+            fv_os_fault_clear();
+            assert_int_equal(fv_os_fault_set(ops[i], nth, ENOSPC, 0), FV_OK);
+            assert_int_not_equal(fv_audit_keygen(k1, k2, err, sizeof err), FV_OK);
+            fv_os_fault_clear();
+            assert_int_not_equal(access(k1, F_OK), 0);
+            assert_int_not_equal(access(k2, F_OK), 0);
+        }
+    assert_int_equal(fv_audit_keygen(k1, k2, err, sizeof err), FV_OK);
+    unlink(k1);
+    unlink(k2);
+}
+
+/* A full disk refuses the entry being written but does not fail the log: the partial line is
+ * cut, the next entry is appended, and the chain verifies; an I/O error still fails it. */
+static void test_full_disk_refuses_one_entry(void **state)
+{
+    (void)state;
+    struct clk c = {T0, 1000};
+    struct fv_audit_opts o = opts_for(&c);
+    o.checkpoint_every = 1000;
+    struct fv_audit *a;
+    char err[512];
+    assert_int_equal(fv_audit_open(adir, &o, &a, err, sizeof err), FV_OK);
+    append_event(a, 0, NULL);
+    struct fv_audit_event ev = {
+        .kind = "access", .action = "query", .principal = "alice", .result = "allow"};
+    uint64_t seq = 0;
+    fv_os_fault_clear();
+    assert_int_equal(fv_os_fault_set(FV_OS_WRITE, 1, ENOSPC, 0), FV_OK);
+    assert_int_not_equal(fv_audit_append(a, &ev, &seq), FV_OK);
+    assert_int_equal(fv_audit_append(a, &ev, &seq), FV_OK);
+    append_event(a, 2, NULL);
+    assert_int_equal(fv_os_fault_set(FV_OS_WRITE, fv_os_fault_calls(FV_OS_WRITE) + 1, EIO, 0),
+                     FV_OK);
+    assert_int_not_equal(fv_audit_append(a, &ev, &seq), FV_OK);
+    fv_os_fault_clear();
+    assert_int_not_equal(fv_audit_append(a, &ev, &seq), FV_OK); /* failed for good */
+    fv_audit_close(a);
+    assert_int_equal(fv_audit_open(adir, &o, &a, err, sizeof err), FV_OK); /* cuts the tail */
+    /* A new file cannot be made while the disk is full: entries are refused, the log goes
+     * on in the current file, and starts the new one once there is space. */
+    char names[64][40];
+    size_t nfiles = files_of(adir, names, 64);
+    assert_int_equal(fv_os_fault_set(FV_OS_OPEN, fv_os_fault_calls(FV_OS_OPEN) + 1, ENOSPC, 1),
+                     FV_OK);
+    int refused = 0;
+    for (int i = 0; i < 40; i++)
+        refused += fv_audit_append(a, &ev, &seq) != FV_OK;
+    assert_true(refused > 0);
+    assert_int_equal(files_of(adir, names, 64), nfiles);
+    fv_os_fault_clear();
+    for (int i = 0; i < 5; i++)
+        append_event(a, 10 + i, NULL);
+    assert_int_equal(files_of(adir, names, 64), nfiles + 1);
+    assert_int_equal(fv_audit_close(a), FV_OK);
+    expect(FV_OK, pub, wit, NULL, 0, NULL);
+}
+
 static void test_keys_and_witness_placement(void **state)
 {
     (void)state;
@@ -1169,6 +1240,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_query_stop_and_retention_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoints_by_count_and_time, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keygen_failure_leaves_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_disk_refuses_one_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keys_and_witness_placement, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parse_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli, setup, teardown),

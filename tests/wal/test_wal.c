@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <errno.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "os/fsio.h"
 #include "util/buf.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -436,6 +438,107 @@ static void test_corruption_mid_newest_file_is_an_error(void **state)
     char err[512] = "";
     assert_int_equal(fv_wal_open(d, NULL, NULL, NULL, &w, err, sizeof err), FV_ECORRUPT);
     assert_non_null(strstr(err, "checksum"));
+    rmrf(d);
+    free(d);
+}
+
+/* Appends records until the WAL refuses one with FV_EAGAIN (a full disk, I7); returns the
+ * last accepted seq. */
+static int64_t append_until_full(struct fv_wal *w, int *next)
+{
+    int64_t last = (int64_t)fv_wal_appended_seq(w);
+    for (int k = 0; k < 5000; k++) {
+        struct fv_wal_record r;
+        char tx[16];
+        make_rec(&r, tx, *next);
+        int64_t seq = fv_wal_append(w, &r);
+        if (seq == FV_EAGAIN) return last;
+        assert_true(seq > 0);
+        last = seq;
+        (*next)++;
+        usleep(1000);
+    }
+    fail_msg("the WAL never refused a record on a full disk");
+    return last;
+}
+
+static void wait_durable(struct fv_wal *w, int64_t seq)
+{
+    for (int i = 0; i < 5000 && fv_wal_durable_seq(w) < (uint64_t)seq; i++)
+        usleep(1000);
+    assert_int_equal(fv_wal_durable_seq(w), seq);
+}
+
+/* I7: a full disk (a write, then a file creation, failing with ENOSPC) stops acks and
+ * refuses records without failing the WAL; once there is space, every accepted record
+ * becomes durable, once, without a torn byte; an I/O error still fails it for good. */
+static void test_full_disk_waits_for_space(void **state)
+{
+    (void)state;
+    char *d = tmpdir();
+    struct fv_wal *w;
+    char err[512];
+    fv_os_fault_clear();
+    assert_int_equal(fv_wal_open(d, NULL, NULL, NULL, &w, err, sizeof err), FV_OK);
+    int next = 0;
+    for (; next < 10; next++) {
+        struct fv_wal_record r;
+        char tx[16];
+        make_rec(&r, tx, next);
+        assert_int_equal(fv_wal_append(w, &r), next + 1);
+    }
+    wait_durable(w, 10);
+    assert_int_equal(fv_os_fault_set(FV_OS_WRITE, fv_os_fault_calls(FV_OS_WRITE) + 1, ENOSPC, 1),
+                     FV_OK);
+    int64_t last = append_until_full(w, &next);
+    assert_true(last > 10);
+    usleep(300000);
+    assert_int_equal(fv_wal_durable_seq(w), 10);
+    assert_false(fv_wal_failed(w));
+    fv_os_fault_clear(); /* space again */
+    wait_durable(w, last);
+    fv_wal_close(w);
+
+    /* A file creation on a full disk: every batch starts a new file here. */
+    struct fv_wal_opts o = {.segment_bytes = 1};
+    struct seen *s = calloc(1, sizeof *s);
+    assert_int_equal(fv_wal_open(d, &o, on_rec, s, &w, err, sizeof err), FV_OK);
+    assert_int_equal(s->n, next);
+    struct fv_wal_stats st;
+    fv_wal_stats(w, &st);
+    assert_int_equal(st.torn_bytes_cut, 0);
+    assert_int_equal(fv_os_fault_set(FV_OS_OPEN, fv_os_fault_calls(FV_OS_OPEN) + 1, ENOSPC, 1),
+                     FV_OK);
+    int first = next;
+    last = append_until_full(w, &next);
+    assert_false(fv_wal_failed(w));
+    fv_os_fault_clear();
+    wait_durable(w, last);
+
+    /* An I/O error is permanent. */
+    assert_int_equal(fv_os_fault_set(FV_OS_WRITE, fv_os_fault_calls(FV_OS_WRITE) + 1, EIO, 0),
+                     FV_OK);
+    struct fv_wal_record r;
+    char tx[16];
+    make_rec(&r, tx, next);
+    assert_true(fv_wal_append(w, &r) > 0);
+    for (int i = 0; i < 5000 && !fv_wal_failed(w); i++)
+        usleep(1000);
+    assert_true(fv_wal_failed(w));
+    assert_int_equal(fv_wal_append(w, &r), FV_EIO);
+    fv_wal_close(w);
+    fv_os_fault_clear();
+
+    s->n = 0;
+    assert_int_equal(fv_wal_open(d, NULL, on_rec, s, &w, err, sizeof err), FV_OK);
+    assert_true(next > first);
+    assert_true(s->n == next || s->n == next + 1); /* the failed record may have reached disk */
+    for (int i = 0; i < next; i++) {
+        snprintf(tx, sizeof tx, "tx-%d", i);
+        assert_string_equal(s->txids[i], tx);
+    }
+    fv_wal_close(w);
+    free(s);
     rmrf(d);
     free(d);
 }
@@ -927,6 +1030,7 @@ int main(void)
         cmocka_unit_test(test_torn_tail_every_offset),
         cmocka_unit_test(test_corruption_in_old_file_is_an_error),
         cmocka_unit_test(test_corruption_mid_newest_file_is_an_error),
+        cmocka_unit_test(test_full_disk_waits_for_space),
         cmocka_unit_test(test_issue8_length_bit31_refuses),
         cmocka_unit_test(test_flip_every_byte),
         cmocka_unit_test(test_flip_every_byte_last_mark_lost),
