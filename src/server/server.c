@@ -283,8 +283,9 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
     if (rc) return rc;
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/LOCK", cfg->data_dir);
-    srv->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (srv->lock_fd < 0 || flock(srv->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    rc = fv_os_open(path, O_RDWR | O_CREAT, 0600, &srv->lock_fd, err, errlen);
+    if (rc) return rc;
+    if (flock(srv->lock_fd, LOCK_EX | LOCK_NB) != 0) {
         fv_seterr(err, errlen, "%s: %s", path,
                   errno == EWOULDBLOCK ? "another fleetvault server is using this data directory"
                                        : strerror(errno));

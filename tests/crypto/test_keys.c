@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@
 #include <sqlite3.h>
 
 #include "crypto/keys.h"
+#include "os/fsio.h"
 #include "util/err.h"
 
 static char dir[64];
@@ -259,6 +261,46 @@ static void new_catalog(const char *db, const char *kek_id, const unsigned char 
 
 /* Known answer: a catalog whose pseudonym key (bytes 0..31) is wrapped as the doc says opens,
  * and the VIN's pseudonym is the doc's worked example. */
+/* Deferred key durability (keys.h): a key made under defer_sync is durable only after
+ * fv_keystore_sync, which fdatasyncs the catalog's SQLite WAL once per batch of new keys, is
+ * a no-op when nothing is new, and tries again after a failure. Counted and failed through
+ * the os layer's fault injection. */
+static void test_deferred_key_sync(void **state)
+{
+    (void)state;
+    char k[128], db[128], err[512];
+    path(k, sizeof k, "md");
+    path(db, sizeof db, "deferred.db");
+    fv_kek_create(k, err, sizeof err);
+    struct fv_kek a;
+    assert_int_equal(fv_kek_load(k, &a, err, sizeof err), FV_OK);
+    struct fv_keystore *ks;
+    assert_int_equal(fv_keystore_open(db, &a, &ks, err, sizeof err), FV_OK);
+    const unsigned char *d;
+    char ps[FV_PSEUDONYM_LEN + 1];
+    fv_os_fault_clear();
+    assert_int_equal(fv_keystore_sync(ks, err, sizeof err), FV_OK); /* nothing new */
+    assert_int_equal(fv_os_fault_calls(FV_OS_FSYNC), 0);
+    fv_keystore_defer_sync(ks, 1);
+    assert_int_equal(fv_keystore_dek(ks, "DEF1", 1, &d, ps), FV_OK);
+    assert_int_equal(fv_keystore_dek(ks, "DEF2", 1, &d, ps), FV_OK);
+    /* the sync fails: reported, and the next call syncs again */
+    assert_int_equal(fv_os_fault_set(FV_OS_FSYNC, 1, EIO, 0), FV_OK);
+    assert_int_equal(fv_keystore_sync(ks, err, sizeof err), FV_EIO);
+    assert_int_equal(fv_keystore_sync(ks, err, sizeof err), FV_OK);
+    assert_int_equal(fv_os_fault_calls(FV_OS_FSYNC), 2); /* two keys, one sync each try */
+    assert_int_equal(fv_keystore_sync(ks, err, sizeof err), FV_OK); /* nothing new */
+    assert_int_equal(fv_os_fault_calls(FV_OS_FSYNC), 2);
+    fv_os_fault_clear();
+    fv_keystore_close(ks);
+    /* the deferred keys were committed: a new keystore reads them */
+    assert_int_equal(fv_keystore_open(db, &a, &ks, err, sizeof err), FV_OK);
+    assert_int_equal(fv_keystore_dek(ks, "DEF1", 0, &d, ps), FV_OK);
+    assert_int_equal(fv_keystore_dek(ks, "DEF2", 0, &d, ps), FV_OK);
+    fv_keystore_close(ks);
+    fv_kek_wipe(&a);
+}
+
 static void test_pseudonym_as_documented(void **state)
 {
     (void)state;
@@ -342,6 +384,7 @@ int main(void)
         cmocka_unit_test(test_kek_files),
         cmocka_unit_test(test_seal_detects_every_altered_byte),
         cmocka_unit_test(test_keystore),
+        cmocka_unit_test(test_deferred_key_sync),
         cmocka_unit_test(test_pseudonym_as_documented),
         cmocka_unit_test(test_catalog_readable_from_doc),
     };

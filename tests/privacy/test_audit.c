@@ -368,6 +368,32 @@ static void test_group_commit(void **state)
     assert_int_equal(r.witness_matched, r.checkpoints);
 }
 
+/* A13: when the syncer's fdatasync fails, nothing more becomes durable, the log reports
+ * failure (the server then answers 500 instead of releasing data) and appends fail. */
+static void test_group_commit_sync_failure(void **state)
+{
+    (void)state;
+    struct clk c = {T0, 1000};
+    struct fv_audit_opts o = opts_for(&c);
+    o.group_commit = 1;
+    struct fv_audit *a;
+    char err[512];
+    assert_int_equal(fv_audit_open(adir, &o, &a, err, sizeof err), FV_OK);
+    uint64_t before = fv_audit_durable_seq(a), seq = 0;
+    fv_os_fault_clear();
+    assert_int_equal(fv_os_fault_set(FV_OS_FSYNC, 1, EIO, 1), FV_OK);
+    append_event(a, 1, &seq);
+    for (int k = 0; k < 5000 && !fv_audit_failed(a); k++)
+        usleep(1000);
+    assert_true(fv_audit_failed(a));
+    assert_true(fv_audit_durable_seq(a) < seq);
+    assert_true(fv_audit_durable_seq(a) >= before);
+    struct fv_audit_event ev = {.kind = "access", .principal = "bob", .result = "allow"};
+    assert_int_equal(fv_audit_append(a, &ev, NULL), FV_EIO);
+    fv_os_fault_clear();
+    assert_int_equal(fv_audit_close(a), FV_EIO);
+}
+
 static void test_tamper(void **state)
 {
     (void)state;
@@ -1230,6 +1256,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_append_and_verify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_commit_sync_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tamper, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_tail_cut_on_open, setup, teardown),
