@@ -1,0 +1,177 @@
+/*
+ * store_int.h - internal to src/store; not a public contract (store.h is). The state the
+ * store's files share: struct fv_store, the head, the jobs handed to the worker, and the few
+ * functions one file calls in another (named fv_store__*; everything else stays static).
+ * Nothing outside src/store includes this file.
+ *
+ * The store engine is four files, cut along its thread roles (invariants T1-T8: store.h):
+ *   store.c         configuration, subjects, the head and its input, open/close, stats;
+ *   store_sched.c   maintenance on the event loop: the job state machine (tick), choosing
+ *                   flushes, merges, retention and purges, installing their results;
+ *   store_worker.c  the worker thread: a frozen head encoded into a part (flush), parts
+ *                   merged into one (compaction, retention, purge);
+ *   store_query.c   queries on the event loop: the block cache, snapshots, cursors, chunks.
+ *
+ * Threads: struct fv_store belongs to the event loop, except todo, done and stop (under mu,
+ * shared with the worker), and cfg and wake, which the worker only reads (nothing changes
+ * cfg after fv_store_open; the server calls fv_store_set_wake before its first tick). A job
+ * handed to the worker (s->job, state ST_RUNNING) is the worker's until done is set:
+ * meanwhile the loop does not touch the job and only reads the frozen head (queries;
+ * fv_store_forget leaves it alone), which the worker only reads too.
+ */
+#ifndef FV_STORE_STORE_INT_H
+#define FV_STORE_STORE_INT_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/part.h"
+#include "store/store.h"
+#include "util/buf.h"
+#include "util/map.h"
+#include "wire/payload.h"
+
+struct fv_wal;
+
+/* ---- head --------------------------------------------------------------------------------- */
+
+/* The head: records not yet in a part, per subject, as decoded values (store.c adds them). */
+
+struct hframe {
+    int64_t t;
+    uint32_t off, n; /* datums [off, off+n) */
+};
+struct hevent {
+    int64_t t;
+    uint32_t topic_off, topic_len, off, len; /* in evbytes */
+};
+struct hdev {
+    char pseudo[33];
+    unsigned char subject[FV_SUBJECT_LEN];
+    unsigned char dek[32];
+    struct hframe *fr;
+    size_t nfr, capfr;
+    struct fv_datum *d;
+    size_t nd, capd;
+    struct hevent *ev;
+    size_t nev, capev;
+    struct fv_buf evbytes;
+    int64_t rx_max; /* latest receive time of its records: every block flushed from it */
+};
+struct head {
+    struct fv_map devs; /* pseudo -> struct hdev* */
+    uint64_t datums, records;
+    uint64_t first_ms; /* when the first record arrived (0: empty) */
+};
+
+/* ---- the store and its jobs --------------------------------------------------------------- */
+
+enum { JOB_FLUSH = 1, JOB_MERGE = 2 };
+
+struct keyent {
+    unsigned char subject[FV_SUBJECT_LEN];
+    int state; /* FV_OK: key valid; FV_ESTATE: destroyed */
+    unsigned char key[32];
+};
+
+struct job {
+    int kind;
+    /* flush */
+    struct head *head;
+    /* merge */
+    struct fv_part **in;
+    size_t nin;
+    struct keyent *keys;
+    size_t nkeys;
+    int full; /* a requested full compaction */
+    /* both */
+    uint64_t gen_lo, gen_hi, wal_hi, now_ms;
+    uint32_t level;
+    int provisional; /* flush while the WAL is held (T5) */
+    /* result */
+    int rc;
+    char err[512];
+    int committed; /* the output was renamed into place (even if the job then failed) */
+    struct fv_part *out;
+    double ms;
+    uint64_t expired, purged;
+    /* input blocks that could not be read, kept as they were (copied) and reported */
+    struct fv_store_failure fails[FV_STORE_MAX_FAILURES];
+    size_t nfails;
+    uint64_t failures;
+};
+
+enum { ST_IDLE, ST_ROTATING, ST_RUNNING };
+
+struct cent; /* a cached block: store_query.c */
+
+struct fv_store {
+    struct fv_store_config cfg;
+    int read_only;
+    struct fv_part **parts; /* by gen_lo */
+    size_t nparts, capparts;
+    uint64_t next_gen, wal_hi;
+    struct head *head, *frozen;
+    uint64_t frozen_gen; /* the frozen head is written under this generation, every attempt */
+    int state;
+    uint64_t marker, marker_file;
+    struct job *job;
+    struct job *redo; /* a merge that failed after its rename: retried exactly as it was */
+    /* worker */
+    pthread_t thread;
+    int thread_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct job *todo; /* handed to the worker, under mu */
+    int done, stop;   /* under mu */
+    /* requests and bookkeeping */
+    int want_full, full_running;
+    int hold_wal;
+    unsigned char (*purge)[FV_SUBJECT_LEN]; /* erased subjects whose blocks are to go */
+    size_t npurge, cappurge;
+    void (*wake)(void *);
+    void *wake_arg;
+    uint64_t retry_after_ms, last_retention_ms;
+    uint32_t fail_streak, full_fails; /* consecutive failed jobs; failed full compactions */
+    struct fv_store_failure fails[FV_STORE_MAX_FAILURES]; /* newest last */
+    size_t nfails;
+    struct fv_store_stats st;
+    /* Block cache (event loop only): decrypted, decompressed blocks by (part id, index),
+     * least recently used first out. Plaintext in memory, like the head; dropped for a
+     * subject on fv_store_forget. */
+    struct fv_map cache;
+    struct cent *lru_head, *lru_tail; /* head = most recent */
+    uint64_t cache_used;
+};
+
+/* ---- functions shared between the store's files ------------------------------------------- */
+
+/* store.c (any thread: pure helpers) */
+/* Grows *p (of *cap elements of elem bytes) to hold need elements; FV_ENOMEM leaves it. */
+int fv_store__grow(void **p, size_t *cap, size_t need, size_t elem);
+/* qsort/bsearch comparators: subjects (FV_SUBJECT_LEN bytes at the start), uint32_t. */
+int fv_store__cmp_subject(const void *a, const void *b);
+int fv_store__cmp_u32(const void *a, const void *b);
+
+/* store.c (event loop) */
+/* Frees a head and its devices (keys cleansed); NULL is ignored. */
+void fv_store__head_free(struct head *hd);
+/* Adds an open part to the live list (taking its reference on success), in generation order;
+ * moves next_gen and, unless the part is provisional (T5), the WAL watermark. */
+int fv_store__add_part(struct fv_store *s, struct fv_part *p);
+
+/* store_sched.c (event loop) */
+/* Frees a job: its input parts' references, its key copies (cleansed), its output. */
+void fv_store__job_free(struct job *j);
+
+/* store_worker.c: the worker thread's body (started by fv_store_open; arg is the store). */
+void *fv_store__worker_main(void *arg);
+
+/* store_query.c (event loop) */
+/* Drops the cached blocks of one subject (fv_store_forget). */
+void fv_store__cache_forget(struct fv_store *s, const unsigned char subject[FV_SUBJECT_LEN]);
+/* Drops every cached block and the cache's index (fv_store_close). */
+void fv_store__cache_free(struct fv_store *s);
+
+#endif
