@@ -1,4 +1,11 @@
-/* query.c - see query.h. */
+/*
+ * query.c - the /api/v1/query endpoint (query.h): parsing its arguments and times, deciding
+ * the read (privacy/guard.h), streaming raw rows, and rendering values as JSON or CSV;
+ * trimming trip ends (G8) for it and the fleet view. Aggregation over buckets is in
+ * query_agg.c, the fleet view in fleetview.c, what they share in query_int.h.
+ *
+ * Threading: the event-loop thread only (query.h).
+ */
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -10,7 +17,7 @@
 
 #include <jansson.h>
 
-#include "api/query.h"
+#include "api/query_int.h"
 #include "util/urlquery.h"
 #include "crypto/keys.h"
 #include "privacy/guard.h"
@@ -24,10 +31,8 @@
 
 /* A response is produced this much at a time: answers up to this size go out whole (with
  * Content-Length, keeping the connection alive); larger ones stream in pieces of it. */
-#define CHUNK_BYTES   (1u << 20)
-#define MAX_FIELDS    256
-#define MAX_BUCKETS   10000000
-#define DEFAULT_LOOKB 3600000
+#define CHUNK_BYTES (1u << 20)
+#define MAX_BUCKETS 10000000
 
 /* ---- parsing ----------------------------------------------------------------------------- */
 
@@ -109,8 +114,7 @@ int fv_parse_span_ms(const char *s, int64_t *out)
     return FV_OK;
 }
 
-static int putf(struct fv_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int putf(struct fv_buf *b, const char *fmt, ...)
+int fv_query__putf(struct fv_buf *b, const char *fmt, ...)
 {
     char line[256];
     va_list ap;
@@ -121,7 +125,7 @@ static int putf(struct fv_buf *b, const char *fmt, ...)
     return fv_buf_append(b, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
 }
 
-static void json_error(struct fv_http_response *r, int status, const char *msg)
+void fv_query__json_error(struct fv_http_response *r, int status, const char *msg)
 {
     r->status = status;
     r->content_type = "application/json";
@@ -157,7 +161,7 @@ static int put_json_value(struct fv_buf *b, const struct fv_value *v)
         return fv_buf_put_double(b, v->u.d);
     case FV_VK_INT:
     case FV_VK_ENUM:
-        return putf(b, "%lld", (long long)v->u.i);
+        return fv_query__putf(b, "%lld", (long long)v->u.i);
     case FV_VK_BOOL:
         return v->u.i ? fv_buf_append(b, "true", 4) : fv_buf_append(b, "false", 5);
     case FV_VK_NONE:
@@ -184,7 +188,7 @@ static int put_csv_value(struct fv_buf *b, const struct fv_value *v)
     case FV_VK_INVALID:
         return fv_buf_append(b, "invalid", 7);
     case FV_VK_DOUBLE:
-        return isfinite(v->u.d) ? fv_buf_put_double(b, v->u.d) : putf(b, "%g", v->u.d);
+        return isfinite(v->u.d) ? fv_buf_put_double(b, v->u.d) : fv_query__putf(b, "%g", v->u.d);
     case FV_VK_INT:
     case FV_VK_ENUM:
     case FV_VK_BOOL:
@@ -205,37 +209,11 @@ static int put_csv_value(struct fv_buf *b, const struct fv_value *v)
     }
 }
 
-static int put_label(struct fv_buf *b, uint32_t field)
+int fv_query__put_label(struct fv_buf *b, uint32_t field)
 {
     char name[32];
     fv_signal_label(field, name, sizeof name);
     return fv_buf_append(b, name, strlen(name));
-}
-
-/* ---- aggregation ------------------------------------------------------------------------- */
-
-enum { AG_MIN = 1, AG_MAX = 2, AG_AVG = 4, AG_SUM = 8, AG_COUNT = 16, AG_FIRST = 32, AG_LAST = 64 };
-static const char *const ag_names[] = {"min", "max", "avg", "sum", "count", "first", "last"};
-
-struct agg {
-    uint64_t count, nnum;
-    double sum, min, max;
-    struct fv_value first, last; /* owned */
-};
-
-static int numeric(const struct fv_value *v, double *d)
-{
-    switch (v->kind) {
-    case FV_VK_DOUBLE:
-        *d = v->u.d;
-        return isfinite(v->u.d);
-    case FV_VK_INT:
-    case FV_VK_BOOL:
-        *d = (double)v->u.i;
-        return 1;
-    default:
-        return 0;
-    }
 }
 
 /* ---- trip trimming (privacy/guard.h G8) ---------------------------------------------------- */
@@ -279,8 +257,8 @@ static int end_trip(struct fv_guard_ctx *ctx, const struct trip_pt *p, size_t n,
 
 /* The withheld intervals of a subject's track around [from, to] (a trip may begin or end
  * just outside it). Fails closed: on an error every location is withheld. */
-static void load_trim(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *pseudo,
-                      const unsigned char *dek, int64_t from, int64_t to)
+void fv_query__load_trim(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *pseudo,
+                         const unsigned char *dek, int64_t from, int64_t to)
 {
     fv_guard_ctx_clear(ctx);
     if (!(ctx->d.obligations & FV_OBLIGE_LOCATION_PRIVACY) || v->guard->trim_m <= 0) return;
@@ -335,150 +313,6 @@ static void load_trim(const struct fv_api_view *v, struct fv_guard_ctx *ctx, con
 
 /* ---- the streaming query ----------------------------------------------------------------- */
 
-struct qctx {
-    struct fv_guard *guard;
-    struct fv_guard_ctx ctx; /* who reads, and the obligations */
-    uint64_t bytes;
-    struct fv_store_cursor *cur;
-    int csv;
-    unsigned aggs;
-    int64_t step, from, to;
-    uint32_t fields[MAX_FIELDS];
-    size_t nfields; /* 0: all (raw JSON only) */
-    uint64_t rows, limit;
-    int started, truncated;
-    char device[80];
-    /* aggregation */
-    struct agg ag[MAX_FIELDS];
-    int64_t bucket;
-    int open;
-};
-
-static void agg_reset(struct qctx *q)
-{
-    for (size_t j = 0; j < q->nfields; j++) {
-        fv_value_clear(&q->ag[j].first);
-        fv_value_clear(&q->ag[j].last);
-        memset(&q->ag[j], 0, sizeof q->ag[j]);
-    }
-    q->open = 0;
-}
-
-static int single_agg(unsigned a)
-{
-    return a && (a & (a - 1)) == 0;
-}
-
-static int put_agg(struct fv_buf *b, const struct fv_guard_ctx *ctx, const struct agg *g,
-                   unsigned which, int csv)
-{
-    switch (which) {
-    case AG_COUNT:
-        return putf(b, "%llu", (unsigned long long)g->count);
-    case AG_SUM:
-        return g->nnum ? fv_buf_put_double(b, g->sum) : (csv ? FV_OK : fv_buf_append(b, "null", 4));
-    case AG_AVG:
-        return g->nnum ? fv_buf_put_double(b, g->sum / (double)g->nnum)
-                       : (csv ? FV_OK : fv_buf_append(b, "null", 4));
-    case AG_MIN:
-        return g->nnum ? fv_buf_put_double(b, g->min) : (csv ? FV_OK : fv_buf_append(b, "null", 4));
-    case AG_MAX:
-        return g->nnum ? fv_buf_put_double(b, g->max) : (csv ? FV_OK : fv_buf_append(b, "null", 4));
-    case AG_FIRST:
-        return fv_put_value(b, ctx, &g->first, csv);
-    default:
-        return fv_put_value(b, ctx, &g->last, csv);
-    }
-}
-
-static int emit_bucket(struct qctx *q, struct fv_buf *b)
-{
-    if (!q->open) return FV_OK;
-    if (q->limit && q->rows >= q->limit) {
-        q->truncated = 1;
-        agg_reset(q);
-        return FV_OK;
-    }
-    int rc;
-    if (q->csv) {
-        rc = putf(b, "%lld", (long long)q->bucket);
-        for (size_t j = 0; rc == FV_OK && j < q->nfields; j++)
-            for (unsigned k = 0; rc == FV_OK && k < 7; k++)
-                if (q->aggs & (1u << k)) {
-                    rc = fv_buf_append(b, ",", 1);
-                    if (rc == FV_OK && q->ag[j].count)
-                        rc = put_agg(b, &q->ctx, &q->ag[j], 1u << k, 1);
-                }
-        if (rc == FV_OK) rc = fv_buf_append(b, "\n", 1);
-    } else {
-        rc = putf(b, "%s{\"t\":%lld", q->rows ? ",\n" : "", (long long)q->bucket);
-        for (size_t j = 0; rc == FV_OK && j < q->nfields; j++) {
-            if (q->ag[j].count == 0) continue;
-            rc = fv_buf_append(b, ",\"", 2);
-            if (rc == FV_OK) rc = put_label(b, q->fields[j]);
-            if (rc == FV_OK) rc = fv_buf_append(b, "\":", 2);
-            if (rc == FV_OK && single_agg(q->aggs)) {
-                rc = put_agg(b, &q->ctx, &q->ag[j], q->aggs, 0);
-                continue;
-            }
-            if (rc == FV_OK) rc = fv_buf_append(b, "{", 1);
-            int first = 1;
-            for (unsigned k = 0; rc == FV_OK && k < 7; k++)
-                if (q->aggs & (1u << k)) {
-                    rc = putf(b, "%s\"%s\":", first ? "" : ",", ag_names[k]);
-                    if (rc == FV_OK) rc = put_agg(b, &q->ctx, &q->ag[j], 1u << k, 0);
-                    first = 0;
-                }
-            if (rc == FV_OK) rc = fv_buf_append(b, "}", 1);
-        }
-        if (rc == FV_OK) rc = fv_buf_append(b, "}", 1);
-    }
-    q->rows++;
-    agg_reset(q);
-    return rc;
-}
-
-static int64_t bucket_of(const struct qctx *q, int64_t t)
-{
-    if (q->step == 0) return q->from;
-    int64_t r = t % q->step;
-    if (r < 0) r += q->step;
-    return t < INT64_MIN + r ? INT64_MIN : t - r; /* the first bucket would start before time */
-}
-
-static int add_to_buckets(struct qctx *q, const struct fv_store_chunk *ch, struct fv_buf *b)
-{
-    int rc = FV_OK;
-    for (size_t i = 0; i < ch->n && rc == FV_OK; i++) {
-        if (!fv_guard_in_consent(&q->ctx, ch->t[i])) continue; /* G4 */
-        int64_t bk = bucket_of(q, ch->t[i]);
-        if (q->open && bk != q->bucket) rc = emit_bucket(q, b);
-        if (rc) break;
-        q->bucket = bk;
-        q->open = 1;
-        for (size_t j = 0; j < ch->ncols && rc == FV_OK; j++) {
-            const struct fv_value *v = &ch->col[j][i];
-            if (v->kind == FV_VK_NONE) continue;
-            if (v->kind == FV_VK_LOCATION && fv_guard_trimmed(&q->ctx, ch->t[i])) continue;
-            struct agg *g = &q->ag[j];
-            double d;
-            if (numeric(v, &d)) {
-                if (g->nnum == 0 || d < g->min) g->min = d;
-                if (g->nnum == 0 || d > g->max) g->max = d;
-                g->sum += d;
-                g->nnum++;
-            }
-            if (g->count == 0 && (q->aggs & AG_FIRST)) rc = fv_value_copy(&g->first, v);
-            if (rc == FV_OK && (q->aggs & AG_LAST)) {
-                fv_value_clear(&g->last);
-                rc = fv_value_copy(&g->last, v);
-            }
-            g->count++;
-        }
-    }
-    return rc;
-}
-
 static int put_raw_rows(struct qctx *q, const struct fv_store_chunk *ch, struct fv_buf *b)
 {
     int rc = FV_OK;
@@ -489,7 +323,7 @@ static int put_raw_rows(struct qctx *q, const struct fv_store_chunk *ch, struct 
             break;
         }
         if (q->csv) {
-            rc = putf(b, "%lld", (long long)ch->t[i]);
+            rc = fv_query__putf(b, "%lld", (long long)ch->t[i]);
             for (size_t j = 0; rc == FV_OK && j < ch->ncols; j++) {
                 rc = fv_buf_append(b, ",", 1);
                 if (rc == FV_OK &&
@@ -498,18 +332,18 @@ static int put_raw_rows(struct qctx *q, const struct fv_store_chunk *ch, struct 
             }
             if (rc == FV_OK) rc = fv_buf_append(b, "\n", 1);
         } else {
-            rc = putf(b, "%s{\"t\":%lld", q->rows ? ",\n" : "", (long long)ch->t[i]);
+            rc = fv_query__putf(b, "%s{\"t\":%lld", q->rows ? ",\n" : "", (long long)ch->t[i]);
             for (size_t j = 0; rc == FV_OK && j < ch->ncols; j++) {
                 const struct fv_value *v = &ch->col[j][i];
                 if (v->kind == FV_VK_NONE) continue;
                 if (v->kind == FV_VK_LOCATION && fv_guard_trimmed(&q->ctx, ch->t[i])) {
                     rc = fv_buf_append(b, ",\"", 2); /* G8: withheld */
-                    if (rc == FV_OK) rc = put_label(b, ch->field[j]);
+                    if (rc == FV_OK) rc = fv_query__put_label(b, ch->field[j]);
                     if (rc == FV_OK) rc = fv_buf_append(b, "\":null", 6);
                     continue;
                 }
                 rc = fv_buf_append(b, ",\"", 2);
-                if (rc == FV_OK) rc = put_label(b, ch->field[j]);
+                if (rc == FV_OK) rc = fv_query__put_label(b, ch->field[j]);
                 if (rc == FV_OK) rc = fv_buf_append(b, "\":", 2);
                 if (rc == FV_OK) rc = fv_put_value(b, &q->ctx, v, 0);
             }
@@ -526,16 +360,16 @@ static int put_header(struct qctx *q, struct fv_buf *b)
     if (q->csv) {
         rc = fv_buf_append(b, q->aggs ? "bucket" : "t", q->aggs ? 6 : 1);
         for (size_t j = 0; rc == FV_OK && j < q->nfields; j++) {
-            if (!q->aggs || single_agg(q->aggs)) {
+            if (!q->aggs || fv_query__single_agg(q->aggs)) {
                 rc = fv_buf_append(b, ",", 1);
-                if (rc == FV_OK) rc = put_label(b, q->fields[j]);
+                if (rc == FV_OK) rc = fv_query__put_label(b, q->fields[j]);
                 continue;
             }
             for (unsigned k = 0; rc == FV_OK && k < 7; k++)
                 if (q->aggs & (1u << k)) {
                     rc = fv_buf_append(b, ",", 1);
-                    if (rc == FV_OK) rc = put_label(b, q->fields[j]);
-                    if (rc == FV_OK) rc = putf(b, "_%s", ag_names[k]);
+                    if (rc == FV_OK) rc = fv_query__put_label(b, q->fields[j]);
+                    if (rc == FV_OK) rc = fv_query__putf(b, "_%s", fv_query__ag_names[k]);
                 }
         }
         return rc ? rc : fv_buf_append(b, "\n", 1);
@@ -544,28 +378,29 @@ static int put_header(struct qctx *q, struct fv_buf *b)
     char *ds = dev ? json_dumps(dev, JSON_ENCODE_ANY) : NULL;
     json_decref(dev);
     if (ds == NULL) return FV_ENOMEM;
-    rc = putf(b, "{\"device\":%s", ds);
+    rc = fv_query__putf(b, "{\"device\":%s", ds);
     if (rc == FV_OK)
-        rc = q->from == INT64_MIN ? putf(b, ",\"from\":null")
-                                  : putf(b, ",\"from\":%lld", (long long)q->from);
+        rc = q->from == INT64_MIN ? fv_query__putf(b, ",\"from\":null")
+                                  : fv_query__putf(b, ",\"from\":%lld", (long long)q->from);
     if (rc == FV_OK)
-        rc = q->to == INT64_MAX ? putf(b, ",\"to\":null")
-                                : putf(b, ",\"to\":%lld", (long long)q->to);
+        rc = q->to == INT64_MAX ? fv_query__putf(b, ",\"to\":null")
+                                : fv_query__putf(b, ",\"to\":%lld", (long long)q->to);
     free(ds);
     if (rc == FV_OK && q->nfields) {
         rc = fv_buf_append(b, ",\"signals\":[", 12);
         for (size_t j = 0; rc == FV_OK && j < q->nfields; j++) {
             rc = fv_buf_append(b, j ? ",\"" : "\"", j ? 2 : 1);
-            if (rc == FV_OK) rc = put_label(b, q->fields[j]);
+            if (rc == FV_OK) rc = fv_query__put_label(b, q->fields[j]);
             if (rc == FV_OK) rc = fv_buf_append(b, "\"", 1);
         }
         if (rc == FV_OK) rc = fv_buf_append(b, "]", 1);
     }
     if (rc == FV_OK && q->aggs) {
-        if (q->step) rc = putf(b, ",\"step\":%lld", (long long)q->step);
+        if (q->step) rc = fv_query__putf(b, ",\"step\":%lld", (long long)q->step);
         for (unsigned k = 0, first = 1; rc == FV_OK && k < 7; k++)
             if (q->aggs & (1u << k)) {
-                rc = putf(b, "%s\"%s\"", first ? ",\"agg\":[" : ",", ag_names[k]);
+                rc = fv_query__putf(b, "%s\"%s\"", first ? ",\"agg\":[" : ",",
+                                    fv_query__ag_names[k]);
                 first = 0;
             }
         if (rc == FV_OK) rc = fv_buf_append(b, "]", 1);
@@ -600,22 +435,22 @@ static int q_more_inner(struct qctx *q, struct fv_buf *b)
         if (n < 0) {
             fv_error("query of device %s: %s", q->device, err);
             /* Headers may be gone: end the body with the reason so a reader sees it. */
-            putf(b, q->csv ? "# error: %s\n" : "],\"error\":\"%s\"}\n",
-                 n == FV_ECORRUPT ? "stored data failed verification" : fv_strerror(n));
+            fv_query__putf(b, q->csv ? "# error: %s\n" : "],\"error\":\"%s\"}\n",
+                           n == FV_ECORRUPT ? "stored data failed verification" : fv_strerror(n));
             return n;
         }
         if (n == 0) break;
-        rc = q->aggs ? add_to_buckets(q, &ch, b) : put_raw_rows(q, &ch, b);
+        rc = q->aggs ? fv_query__add_to_buckets(q, &ch, b) : put_raw_rows(q, &ch, b);
         if (rc) return rc;
     }
     if (b->len >= CHUNK_BYTES && !q->truncated) return 1;
     if (q->aggs) {
-        rc = emit_bucket(q, b);
+        rc = fv_query__emit_bucket(q, b);
         if (rc) return rc;
     }
     if (!q->csv)
-        rc = putf(b, "\n],\"count\":%llu%s}\n", (unsigned long long)q->rows,
-                  q->truncated ? ",\"truncated\":true" : "");
+        rc = fv_query__putf(b, "\n],\"count\":%llu%s}\n", (unsigned long long)q->rows,
+                            q->truncated ? ",\"truncated\":true" : "");
     return rc ? rc : 0;
 }
 
@@ -625,24 +460,9 @@ static void q_free(void *ctx)
     if (q == NULL) return;
     if (q->guard) fv_guard_done(q->guard, &q->ctx, q->rows, q->bytes);
     fv_guard_ctx_clear(&q->ctx);
-    agg_reset(q);
+    fv_query__agg_reset(q);
     fv_store_cursor_free(q->cur);
     free(q);
-}
-
-static int parse_aggs(const char *s, unsigned *out)
-{
-    *out = 0;
-    char buf[128];
-    snprintf(buf, sizeof buf, "%s", s);
-    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        unsigned k = 0;
-        while (k < 7 && strcmp(ag_names[k], t) != 0)
-            k++;
-        if (k == 7) return FV_EINVAL;
-        *out |= 1u << k;
-    }
-    return *out ? FV_OK : FV_EINVAL;
 }
 
 static int parse_fields(const char *s, uint32_t *f, size_t *n, char *bad, size_t badlen)
@@ -673,7 +493,7 @@ static int device_key(const struct fv_api_view *v, const char *id, const unsigne
     char msg[200];
     if (fv_fleet_find(v->fleet, id) == NULL) {
         snprintf(msg, sizeof msg, "unknown device '%.64s'", id);
-        json_error(out, 404, msg);
+        fv_query__json_error(out, 404, msg);
         return FV_ENOENT;
     }
     /* The device's current owner period (privacy/subjects.h): earlier owners' data is
@@ -684,10 +504,10 @@ static int device_key(const struct fv_api_view *v, const char *id, const unsigne
     int rc = fv_keystore_dek(v->keys, subject, 0, dek, pseudo);
     if (rc == FV_ESTATE) {
         snprintf(msg, sizeof msg, "device '%.64s': its data was erased", id);
-        json_error(out, 410, msg);
+        fv_query__json_error(out, 410, msg);
     } else if (rc) {
         snprintf(msg, sizeof msg, "device '%.64s': no data key (%s)", id, fv_strerror(rc));
-        json_error(out, rc == FV_ENOENT ? 404 : 500, msg);
+        fv_query__json_error(out, rc == FV_ENOENT ? 404 : 500, msg);
     }
     return rc;
 }
@@ -724,12 +544,12 @@ void fv_api_query(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
     char dev[128], sig[4096], from_s[64], to_s[64], step_s[32], agg_s[128], fmt[16], lim[32];
     char msg[300];
     if (!fv_query_param(v->query, "device", dev, sizeof dev) || dev[0] == '\0') {
-        json_error(out, 400, "missing device=ID");
+        fv_query__json_error(out, 400, "missing device=ID");
         return;
     }
     struct qctx *q = calloc(1, sizeof *q);
     if (q == NULL) {
-        json_error(out, 500, "out of memory");
+        fv_query__json_error(out, 500, "out of memory");
         return;
     }
     snprintf(q->device, sizeof q->device, "%s", dev);
@@ -769,7 +589,8 @@ void fv_api_query(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
             goto bad;
         }
     }
-    if (fv_query_param(v->query, "agg", agg_s, sizeof agg_s) && parse_aggs(agg_s, &q->aggs)) {
+    if (fv_query_param(v->query, "agg", agg_s, sizeof agg_s) &&
+        fv_query__parse_aggs(agg_s, &q->aggs)) {
         snprintf(msg, sizeof msg, "bad agg '%.60s': min, max, avg, sum, count, first, last", agg_s);
         goto bad;
     }
@@ -804,7 +625,7 @@ void fv_api_query(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
         int erased = fv_keystore_dek(v->keys, dev, 0, &dk, ps) == FV_ESTATE;
         snprintf(msg, sizeof msg,
                  erased ? "device '%.64s': its data was erased" : "unknown device '%.64s'", dev);
-        json_error(out, erased ? 410 : 404, msg);
+        fv_query__json_error(out, erased ? 410 : 404, msg);
         free(q);
         return;
     }
@@ -823,7 +644,7 @@ void fv_api_query(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
                                classes, subj, 1, q->aggs != 0, sn, q->nfields, q->from, q->to, msg,
                                sizeof msg);
         if (rc) {
-            json_error(out, rc == FV_EIO ? 503 : 403, msg);
+            fv_query__json_error(out, rc == FV_EIO ? 503 : 403, msg);
             free(q);
             return;
         }
@@ -839,11 +660,11 @@ void fv_api_query(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
         return;
     }
     char err[512];
-    load_trim(v, &q->ctx, pseudo, dek, q->from, q->to); /* G8 */
+    fv_query__load_trim(v, &q->ctx, pseudo, dek, q->from, q->to); /* G8 */
     if (q->nfields == 0 && (q->csv || q->aggs)) {
         int rc = discover_fields(v, pseudo, dek, q->from, q->to, q->fields, &q->nfields);
         if (rc) {
-            json_error(out, 500, "reading the store failed");
+            fv_query__json_error(out, 500, "reading the store failed");
             q_free(q);
             return;
         }
@@ -851,7 +672,7 @@ void fv_api_query(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
     int rc = fv_store_query(v->store, pseudo, dek, q->from, q->to, q->nfields ? q->fields : NULL,
                             q->nfields, 0, &q->cur, err, sizeof err);
     if (rc) {
-        json_error(out, 500, "reading the store failed");
+        fv_query__json_error(out, 500, "reading the store failed");
         q_free(q);
         return;
     }
@@ -862,123 +683,6 @@ void fv_api_query(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
     out->ctx = q;
     return;
 bad:
-    json_error(out, 400, msg);
+    fv_query__json_error(out, 400, msg);
     free(q);
-}
-
-/* ---- fleet view -------------------------------------------------------------------------- */
-
-void fv_api_fleet(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
-                  struct fv_http_response *out)
-{
-    char sig[80], at_s[64], lb_s[32], fmt[16], msg[200];
-    if (!fv_query_param(v->query, "signal", sig, sizeof sig) || sig[0] == '\0') {
-        json_error(out, 400, "missing signal=NAME");
-        return;
-    }
-    long field = fv_signal_lookup(sig);
-    if (field < 0) {
-        snprintf(msg, sizeof msg, "unknown signal '%.64s'", sig);
-        json_error(out, 400, msg);
-        return;
-    }
-    int64_t at = INT64_MAX, lookback = DEFAULT_LOOKB;
-    if (fv_query_param(v->query, "at", at_s, sizeof at_s) && fv_parse_time_ms(at_s, &at)) {
-        json_error(out, 400, "bad at: use epoch milliseconds or RFC 3339");
-        return;
-    }
-    if (fv_query_param(v->query, "lookback", lb_s, sizeof lb_s) &&
-        fv_parse_span_ms(lb_s, &lookback)) {
-        json_error(out, 400, "bad lookback: e.g. 10m, 1h, 1d");
-        return;
-    }
-    int csv = fv_query_param(v->query, "format", fmt, sizeof fmt) && strcmp(fmt, "csv") == 0;
-    if (v->guard) {
-        const char *sn[1] = {sig};
-        ctx->energy_sites = 1; /* energy-site roles: other devices are left out below */
-        int rc = fv_guard_read(v->guard, ctx, v->query, "fleet.at",
-                               fv_api_signal_class(v, (uint32_t)field), NULL,
-                               fv_fleet_count(v->fleet) ? fv_fleet_count(v->fleet) : 1, 0, sn, 1,
-                               INT64_MIN, at, msg, sizeof msg);
-        if (rc) {
-            json_error(out, rc == FV_EIO ? 503 : 403, msg);
-            return;
-        }
-    }
-    int64_t from = at == INT64_MAX ? INT64_MIN : (at > INT64_MIN + lookback ? at - lookback : at);
-    struct fv_buf *b = &out->body;
-    fv_buf_reset(b);
-    out->status = 200;
-    out->content_type = csv ? "text/csv" : "application/json";
-    char label[32];
-    fv_signal_label((unsigned)field, label, sizeof label);
-    if (csv)
-        putf(b, "device,t,%s\n", label);
-    else if (at == INT64_MAX)
-        putf(b, "{\"signal\":\"%s\",\"at\":null,\"vehicles\":[\n", label);
-    else
-        putf(b, "{\"signal\":\"%s\",\"at\":%lld,\"vehicles\":[\n", label, (long long)at);
-    uint64_t n = 0;
-    uint32_t f = (uint32_t)field;
-    for (size_t i = 0; i < v->fleet->devices.cap; i++) {
-        const struct fv_device *d = v->fleet->devices.slots[i].val;
-        if (!v->fleet->devices.slots[i].hash || d == NULL || !fv_api_in_scope(ctx, d)) continue;
-        const unsigned char *dek;
-        char pseudo[FV_PSEUDONYM_LEN + 1];
-        char subject[FV_SUBJECT_NAME_MAX + 1];
-        if (fv_subject_current(v->keys, d->id, subject, NULL) != FV_OK)
-            snprintf(subject, sizeof subject, "%s", d->id);
-        if (fv_keystore_dek(v->keys, subject, 0, &dek, pseudo) != FV_OK) continue;
-        struct fv_store_cursor *c;
-        char err[256];
-        if (fv_store_query(v->store, pseudo, dek, from, at, &f, 1, 0, &c, err, sizeof err))
-            continue;
-        struct fv_store_chunk ch;
-        struct fv_value last = {0};
-        int64_t lt = 0;
-        int have = 0;
-        while (fv_store_next(c, &ch, err, sizeof err) == 1)
-            if (ch.n && ch.col[0][ch.n - 1].kind != FV_VK_NONE) {
-                fv_value_clear(&last);
-                if (fv_value_copy(&last, &ch.col[0][ch.n - 1]) == FV_OK) {
-                    lt = ch.t[ch.n - 1];
-                    have = 1;
-                }
-            }
-        fv_store_cursor_free(c);
-        if (have && v->guard && !fv_guard_consented(v->guard, ctx, d->id, lt)) have = 0; /* G4 */
-        if (have && v->guard) fv_guard_load_zones(v->guard, ctx, d->id);                 /* G7 */
-        if (have && last.kind == FV_VK_LOCATION &&
-            (ctx->d.obligations & FV_OBLIGE_LOCATION_PRIVACY)) { /* G8 */
-            load_trim(v, ctx, pseudo, dek, lt, lt);
-            if (fv_guard_trimmed(ctx, lt)) last.kind = FV_VK_INVALID;
-            fv_guard_ctx_clear(ctx);
-        }
-        if (!have) continue;
-        char shown[65];
-        if (v->guard)
-            fv_guard_show_id(v->guard, ctx, d->id, shown);
-        else
-            snprintf(shown, sizeof shown, "%s", d->id);
-        json_t *id = json_string(shown);
-        char *ids = id ? json_dumps(id, JSON_ENCODE_ANY) : NULL;
-        json_decref(id);
-        if (ids) {
-            if (csv) {
-                putf(b, "%s,%lld,", shown, (long long)lt);
-                fv_put_value(b, ctx, &last, 1);
-                fv_buf_append(b, "\n", 1);
-            } else {
-                putf(b, "%s{\"device\":%s,\"t\":%lld,\"value\":", n ? ",\n" : "", ids,
-                     (long long)lt);
-                fv_put_value(b, ctx, &last, 0);
-                fv_buf_append(b, "}", 1);
-            }
-            n++;
-        }
-        free(ids);
-        fv_value_clear(&last);
-    }
-    if (!csv) putf(b, "\n],\"count\":%llu}\n", (unsigned long long)n);
-    if (v->guard) fv_guard_done(v->guard, ctx, n, b->len);
 }

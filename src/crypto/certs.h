@@ -1,5 +1,6 @@
 /*
- * certs.h - development PKI and device identity.
+ * certs.h - development PKI and device identity (certs.c: the PKI; identity.c: identity and
+ * client types; certcheck.c: the checks of TLS files).
  *
  * Files made by `fleetvault certs` in a directory DIR:
  *   DIR/ca.crt, DIR/ca.key            the development CA (key mode 0600)
