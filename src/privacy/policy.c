@@ -1,9 +1,15 @@
 /*
- * policy.c - see policy.h.
+ * policy.c - see policy.h. Decisions on a loaded policy (rules P1-P7 in policy.h) and the
+ * accessors behind them, action names, per-principal daily quotas, purpose-bound
+ * pseudonyms. The policy file - the built-in default, parsing and validation - is in
+ * policy_file.c; the two share the private policy_int.h.
  *
  * The policy is parsed once into fixed arrays (no pointers into the JSON), so a loaded
  * policy is a plain immutable value. Names are indices into those arrays: a request's
  * class mask has bit i for class i, a role's purposes likewise.
+ *
+ * Threads: a policy is immutable, so decisions and accessors may run on any thread; a
+ * struct fv_quota has one owner at a time; pseudonyms are reentrant.
  */
 #include <ctype.h>
 #include <stdarg.h>
@@ -11,156 +17,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
 
-#include "os/fsio.h"
 #include "privacy/policy.h"
+#include "privacy/policy_int.h"
 #include "util/err.h"
 #include "util/map.h"
 
-/* The text of docs/policy.example.json (tests/privacy/test_policy.c checks they agree). */
-static const char DEFAULT_POLICY[] =
-    "{\n"
-    "  \"version\": 1,\n"
-    "  \"comment\": \"fleetvault access policy: roles x purposes x data classes. Read by "
-    "fv_policy_load (src/privacy/policy.h); this is the built-in default. Limits are integers, or "
-    "null for none. Every role key is required; unknown keys are errors.\",\n"
-    "  \"purposes\": [\"service\", \"location_history\", \"clips\", \"model_training\", "
-    "\"energy_programs\"],\n"
-    "  \"classes\": [\"default\", \"location\", \"events\"],\n"
-    "  \"roles\": {\n"
-    "    \"admin\": {\n"
-    "      \"comment\": \"manages principals, configuration and keys; reads no personal data\",\n"
-    "      \"actions\": [\"admin\"],\n"
-    "      \"purposes\": {},\n"
-    "      \"requires_ticket\": true,\n"
-    "      \"max_subjects_per_request\": 1,\n"
-    "      \"bulk_subjects_threshold\": 0,\n"
-    "      \"aggregate_only\": false,\n"
-    "      \"pseudonymise\": true,\n"
-    "      \"consented_only\": false,\n"
-    "      \"location_privacy\": true,\n"
-    "      \"energy_sites_only\": false,\n"
-    "      \"approves_bulk\": false,\n"
-    "      \"quota\": {\"subjects_per_day\": 0, \"rows_per_day\": 0, \"bytes_per_day\": 0}\n"
-    "    },\n"
-    "    \"support\": {\n"
-    "      \"comment\": \"service technicians: one vehicle per request, for a ticket, real ids "
-    "and exact location\",\n"
-    "      \"actions\": [\"read\"],\n"
-    "      \"purposes\": {\"service\": [\"default\", \"location\", \"events\"]},\n"
-    "      \"requires_ticket\": true,\n"
-    "      \"max_subjects_per_request\": 1,\n"
-    "      \"bulk_subjects_threshold\": null,\n"
-    "      \"aggregate_only\": false,\n"
-    "      \"pseudonymise\": false,\n"
-    "      \"consented_only\": false,\n"
-    "      \"location_privacy\": false,\n"
-    "      \"energy_sites_only\": false,\n"
-    "      \"approves_bulk\": false,\n"
-    "      \"quota\": {\"subjects_per_day\": 20, \"rows_per_day\": 500000, \"bytes_per_day\": "
-    "536870912}\n"
-    "    },\n"
-    "    \"analyst\": {\n"
-    "      \"comment\": \"aggregates over pseudonymised data of subjects who consented to the "
-    "purpose\",\n"
-    "      \"actions\": [\"read\"],\n"
-    "      \"purposes\": {\n"
-    "        \"location_history\": [\"location\"],\n"
-    "        \"clips\": [\"events\", \"location\"],\n"
-    "        \"model_training\": [\"default\", \"location\", \"events\"],\n"
-    "        \"energy_programs\": [\"default\", \"events\"]\n"
-    "      },\n"
-    "      \"requires_ticket\": true,\n"
-    "      \"max_subjects_per_request\": null,\n"
-    "      \"bulk_subjects_threshold\": null,\n"
-    "      \"aggregate_only\": true,\n"
-    "      \"pseudonymise\": true,\n"
-    "      \"consented_only\": true,\n"
-    "      \"location_privacy\": true,\n"
-    "      \"energy_sites_only\": false,\n"
-    "      \"approves_bulk\": false,\n"
-    "      \"quota\": {\"subjects_per_day\": null, \"rows_per_day\": 1000000, \"bytes_per_day\": "
-    "268435456}\n"
-    "    },\n"
-    "    \"ml-pipeline\": {\n"
-    "      \"comment\": \"training jobs: pseudonymised rows of subjects who consented to model "
-    "training; more than 1000 subjects at once needs a privacy officer's approval\",\n"
-    "      \"actions\": [\"read\"],\n"
-    "      \"purposes\": {\"model_training\": [\"default\", \"location\", \"events\"]},\n"
-    "      \"requires_ticket\": false,\n"
-    "      \"max_subjects_per_request\": null,\n"
-    "      \"bulk_subjects_threshold\": 1000,\n"
-    "      \"aggregate_only\": false,\n"
-    "      \"pseudonymise\": true,\n"
-    "      \"consented_only\": true,\n"
-    "      \"location_privacy\": true,\n"
-    "      \"energy_sites_only\": false,\n"
-    "      \"approves_bulk\": false,\n"
-    "      \"quota\": {\"subjects_per_day\": 100000, \"rows_per_day\": 100000000, "
-    "\"bytes_per_day\": 68719476736}\n"
-    "    },\n"
-    "    \"privacy-officer\": {\n"
-    "      \"comment\": \"data subject export and erasure, one subject per ticket; reads the "
-    "access log; approves bulk reads; no bulk reads\",\n"
-    "      \"actions\": [\"export\", \"erase\", \"audit\"],\n"
-    "      \"purposes\": {},\n"
-    "      \"requires_ticket\": true,\n"
-    "      \"max_subjects_per_request\": 1,\n"
-    "      \"bulk_subjects_threshold\": null,\n"
-    "      \"aggregate_only\": false,\n"
-    "      \"pseudonymise\": false,\n"
-    "      \"consented_only\": false,\n"
-    "      \"location_privacy\": false,\n"
-    "      \"energy_sites_only\": false,\n"
-    "      \"approves_bulk\": true,\n"
-    "      \"quota\": {\"subjects_per_day\": 20, \"rows_per_day\": 50000000, \"bytes_per_day\": "
-    "17179869184}\n"
-    "    },\n"
-    "    \"energy-operator\": {\n"
-    "      \"comment\": \"energy programmes: pseudonymised energy sites enrolled in the programme "
-    "(consented), never vehicles, no location\",\n"
-    "      \"actions\": [\"read\"],\n"
-    "      \"purposes\": {\"energy_programs\": [\"default\", \"events\"]},\n"
-    "      \"requires_ticket\": false,\n"
-    "      \"max_subjects_per_request\": null,\n"
-    "      \"bulk_subjects_threshold\": 10000,\n"
-    "      \"aggregate_only\": false,\n"
-    "      \"pseudonymise\": true,\n"
-    "      \"consented_only\": true,\n"
-    "      \"location_privacy\": true,\n"
-    "      \"energy_sites_only\": true,\n"
-    "      \"approves_bulk\": false,\n"
-    "      \"quota\": {\"subjects_per_day\": 100000, \"rows_per_day\": 50000000, "
-    "\"bytes_per_day\": 8589934592}\n"
-    "    }\n"
-    "  }\n"
-    "}\n";
-
 #define DAY_MS 86400000ull
-
-struct role {
-    char name[FV_POLICY_NAME_MAX + 1];
-    unsigned actions;  /* bit per enum fv_action */
-    uint32_t purposes; /* bit per purpose */
-    uint32_t classes[FV_POLICY_MAX_PURPOSES];
-    bool requires_ticket, aggregate_only, pseudonymise, consented_only, location_privacy,
-        energy_sites_only, approves_bulk;
-    uint64_t max_subjects;   /* FV_UNLIMITED: no limit */
-    uint64_t bulk_threshold; /* FV_UNLIMITED: never needs approval */
-    struct fv_quota_limits quota;
-};
-
-struct fv_policy {
-    size_t npurposes, nclasses, nroles;
-    char purpose[FV_POLICY_MAX_PURPOSES][FV_POLICY_NAME_MAX + 1];
-    char class_name[FV_POLICY_MAX_CLASSES][FV_POLICY_NAME_MAX + 1];
-    struct role role[FV_POLICY_MAX_ROLES];
-};
 
 static const char *const ACTION_NAMES[FV_ACTION_COUNT] = {"read", "export", "erase", "audit",
                                                           "admin"};
@@ -180,51 +47,11 @@ int fv_action_parse(const char *name, enum fv_action *out)
     return FV_EINVAL;
 }
 
-const char *fv_policy_default_json(void)
-{
-    return DEFAULT_POLICY;
-}
-
-/* ---- parsing ------------------------------------------------------------------------ */
-
-struct ctx {
-    const char *source;
-    char *err;
-    size_t errlen;
-};
-
-/* "SOURCE: PATH: message"; returns FV_EINVAL. */
-static int bad(const struct ctx *c, const char *path, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int bad(const struct ctx *c, const char *path, const char *fmt, ...)
-{
-    if (c->err != NULL && c->errlen > 0) {
-        int n = snprintf(c->err, c->errlen, "%s: %s: ", c->source, path);
-        if (n >= 0 && (size_t)n < c->errlen) {
-            va_list ap;
-            va_start(ap, fmt);
-            vsnprintf(c->err + n, c->errlen - (size_t)n, fmt, ap);
-            va_end(ap);
-        }
-    }
-    return FV_EINVAL;
-}
-
-/* Role, purpose and class names: [a-z0-9._-]{1,31}. */
-static bool name_ok(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > FV_POLICY_NAME_MAX) return false;
-    for (size_t i = 0; i < n; i++)
-        if (!(islower((unsigned char)s[i]) || isdigit((unsigned char)s[i]) || s[i] == '.' ||
-              s[i] == '_' || s[i] == '-'))
-            return false;
-    return true;
-}
+/* ---- shared with policy_file.c ----------------------------------------------------- */
 
 /* Copies s for a message: at most 48 bytes, anything unprintable as '?', so neither a
  * policy file nor a request can put control characters into a log line. */
-static const char *printable(char out[52], const char *s)
+const char *fv_policy__printable(char out[52], const char *s)
 {
     size_t i = 0;
     if (s == NULL) s = "";
@@ -238,313 +65,11 @@ static const char *printable(char out[52], const char *s)
     return out;
 }
 
-static int find_name(const char (*names)[FV_POLICY_NAME_MAX + 1], size_t n, const char *name)
+int fv_policy__find_name(const char (*names)[FV_POLICY_NAME_MAX + 1], size_t n, const char *name)
 {
     for (size_t i = 0; name != NULL && i < n; i++)
         if (strcmp(names[i], name) == 0) return (int)i;
     return -1;
-}
-
-/* "a, b, c" for messages. */
-static void list_names(char *out, size_t outlen, const char (*names)[FV_POLICY_NAME_MAX + 1],
-                       size_t n)
-{
-    size_t used = 0;
-    out[0] = '\0';
-    for (size_t i = 0; i < n && used < outlen; i++) {
-        int k = snprintf(out + used, outlen - used, "%s%s", i ? ", " : "", names[i]);
-        if (k < 0) break;
-        used += (size_t)k;
-    }
-}
-
-/* A list of unique names: "purposes" or "classes". */
-static int parse_names(const struct ctx *c, json_t *v, const char *key,
-                       char (*names)[FV_POLICY_NAME_MAX + 1], size_t max, size_t *count)
-{
-    if (!json_is_array(v) || json_array_size(v) == 0)
-        return bad(c, key, "expected a non-empty list of names");
-    if (json_array_size(v) > max)
-        return bad(c, key, "%zu names; at most %zu", json_array_size(v), max);
-    size_t i;
-    json_t *e;
-    char p[64], shown[52];
-    json_array_foreach(v, i, e)
-    {
-        snprintf(p, sizeof p, "%s[%zu]", key, i);
-        if (!json_is_string(e)) return bad(c, p, "expected a name (a string)");
-        const char *s = json_string_value(e);
-        if (!name_ok(s))
-            return bad(c, p, "bad name \"%s\" (1 to %d of a-z 0-9 . _ -)", printable(shown, s),
-                       FV_POLICY_NAME_MAX);
-        if (find_name((const char(*)[FV_POLICY_NAME_MAX + 1]) names, i, s) >= 0)
-            return bad(c, p, "\"%s\" is listed twice", s);
-        memcpy(names[i], s, strlen(s) + 1);
-    }
-    *count = json_array_size(v);
-    return FV_OK;
-}
-
-static int parse_bool(const struct ctx *c, json_t *v, const char *path, bool *out)
-{
-    if (!json_is_boolean(v)) return bad(c, path, "expected true or false");
-    *out = json_is_true(v);
-    return FV_OK;
-}
-
-/* An integer >= min, or null (FV_UNLIMITED). */
-static int parse_limit(const struct ctx *c, json_t *v, const char *path, json_int_t min,
-                       uint64_t *out)
-{
-    if (json_is_null(v)) {
-        *out = FV_UNLIMITED;
-        return FV_OK;
-    }
-    if (!json_is_integer(v) || json_integer_value(v) < min)
-        return bad(c, path, "expected an integer >= %lld, or null for no limit", (long long)min);
-    *out = (uint64_t)json_integer_value(v);
-    return FV_OK;
-}
-
-static int parse_quota(const struct ctx *c, json_t *v, const char *path, struct fv_quota_limits *q)
-{
-    static const char *const keys[] = {"subjects_per_day", "rows_per_day", "bytes_per_day"};
-    uint64_t *fields[] = {&q->subjects_per_day, &q->rows_per_day, &q->bytes_per_day};
-    char p[128];
-    if (!json_is_object(v)) return bad(c, path, "expected an object");
-    const char *key;
-    json_t *val;
-    json_object_foreach(v, key, val)
-    {
-        bool known = strcmp(key, "comment") == 0;
-        for (size_t i = 0; i < 3; i++)
-            known = known || strcmp(key, keys[i]) == 0;
-        if (!known) {
-            char shown[52];
-            return bad(c, path, "unknown key \"%s\"", printable(shown, key));
-        }
-    }
-    for (size_t i = 0; i < 3; i++) {
-        snprintf(p, sizeof p, "%s.%s", path, keys[i]);
-        json_t *f = json_object_get(v, keys[i]);
-        if (f == NULL) return bad(c, path, "missing \"%s\"", keys[i]);
-        int rc = parse_limit(c, f, p, 0, fields[i]);
-        if (rc) return rc;
-    }
-    return FV_OK;
-}
-
-static int parse_actions(const struct ctx *c, json_t *v, const char *path, unsigned *out)
-{
-    if (!json_is_array(v)) return bad(c, path, "expected a list of actions");
-    size_t i;
-    json_t *e;
-    char p[128], shown[52];
-    *out = 0;
-    json_array_foreach(v, i, e)
-    {
-        snprintf(p, sizeof p, "%s[%zu]", path, i);
-        enum fv_action a;
-        if (!json_is_string(e) || fv_action_parse(json_string_value(e), &a) != FV_OK)
-            return bad(c, p, "unknown action \"%s\" (actions: read, export, erase, audit, admin)",
-                       printable(shown, json_is_string(e) ? json_string_value(e) : "?"));
-        if (*out & (1u << a)) return bad(c, p, "\"%s\" is listed twice", fv_action_name(a));
-        *out |= 1u << a;
-    }
-    return FV_OK;
-}
-
-/* "purposes": {purpose: [class, ...]} */
-static int parse_role_purposes(const struct ctx *c, const struct fv_policy *pol, json_t *v,
-                               const char *path, struct role *r)
-{
-    if (!json_is_object(v)) return bad(c, path, "expected an object {purpose: [classes]}");
-    const char *key;
-    json_t *list;
-    char p[160], shown[52], names[FV_POLICY_MAX_CLASSES * (FV_POLICY_NAME_MAX + 2) + 1];
-    json_object_foreach(v, key, list)
-    {
-        int pid = find_name(pol->purpose, pol->npurposes, key);
-        if (pid < 0) {
-            list_names(names, sizeof names, pol->purpose, pol->npurposes);
-            return bad(c, path, "unknown purpose \"%s\" (purposes: %s)", printable(shown, key),
-                       names);
-        }
-        snprintf(p, sizeof p, "%s.%s", path, key);
-        if (!json_is_array(list) || json_array_size(list) == 0)
-            return bad(c, p, "expected a non-empty list of classes");
-        size_t i;
-        json_t *e;
-        json_array_foreach(list, i, e)
-        {
-            snprintf(p, sizeof p, "%s.%s[%zu]", path, key, i);
-            int cid = json_is_string(e)
-                          ? find_name(pol->class_name, pol->nclasses, json_string_value(e))
-                          : -1;
-            if (cid < 0) {
-                list_names(names, sizeof names, pol->class_name, pol->nclasses);
-                return bad(c, p, "unknown class \"%s\" (classes: %s)",
-                           printable(shown, json_is_string(e) ? json_string_value(e) : "?"), names);
-            }
-            if (r->classes[pid] & (1u << cid))
-                return bad(c, p, "\"%s\" is listed twice", pol->class_name[cid]);
-            r->classes[pid] |= 1u << cid;
-        }
-        r->purposes |= 1u << pid;
-    }
-    return FV_OK;
-}
-
-static const char *const ROLE_KEYS[] = {"actions",
-                                        "purposes",
-                                        "requires_ticket",
-                                        "max_subjects_per_request",
-                                        "bulk_subjects_threshold",
-                                        "aggregate_only",
-                                        "pseudonymise",
-                                        "consented_only",
-                                        "location_privacy",
-                                        "energy_sites_only",
-                                        "approves_bulk",
-                                        "quota"};
-#define NROLE_KEYS (sizeof ROLE_KEYS / sizeof ROLE_KEYS[0])
-
-static int parse_role(const struct ctx *c, const struct fv_policy *pol, const char *name, json_t *v,
-                      struct role *r)
-{
-    char path[64], p[128], shown[52];
-    snprintf(path, sizeof path, "roles.%s", name);
-    if (!json_is_object(v)) return bad(c, path, "expected an object");
-    const char *key;
-    json_t *val;
-    json_object_foreach(v, key, val)
-    {
-        bool known = strcmp(key, "comment") == 0;
-        for (size_t i = 0; i < NROLE_KEYS; i++)
-            known = known || strcmp(key, ROLE_KEYS[i]) == 0;
-        if (!known) return bad(c, path, "unknown key \"%s\"", printable(shown, key));
-        if (strcmp(key, "comment") == 0 && !json_is_string(val))
-            return bad(c, path, "\"comment\" must be a string");
-    }
-    json_t *f[NROLE_KEYS];
-    for (size_t i = 0; i < NROLE_KEYS; i++) {
-        f[i] = json_object_get(v, ROLE_KEYS[i]);
-        if (f[i] == NULL) return bad(c, path, "missing \"%s\"", ROLE_KEYS[i]);
-    }
-    memcpy(r->name, name, strlen(name) + 1);
-#define SUB(k) (snprintf(p, sizeof p, "%s.%s", path, (k)), p)
-    int rc = parse_actions(c, f[0], SUB("actions"), &r->actions);
-    if (rc == FV_OK) rc = parse_role_purposes(c, pol, f[1], SUB("purposes"), r);
-    if (rc == FV_OK) rc = parse_bool(c, f[2], SUB("requires_ticket"), &r->requires_ticket);
-    if (rc == FV_OK)
-        rc = parse_limit(c, f[3], SUB("max_subjects_per_request"), 1, &r->max_subjects);
-    if (rc == FV_OK)
-        rc = parse_limit(c, f[4], SUB("bulk_subjects_threshold"), 0, &r->bulk_threshold);
-    if (rc == FV_OK) rc = parse_bool(c, f[5], SUB("aggregate_only"), &r->aggregate_only);
-    if (rc == FV_OK) rc = parse_bool(c, f[6], SUB("pseudonymise"), &r->pseudonymise);
-    if (rc == FV_OK) rc = parse_bool(c, f[7], SUB("consented_only"), &r->consented_only);
-    if (rc == FV_OK) rc = parse_bool(c, f[8], SUB("location_privacy"), &r->location_privacy);
-    if (rc == FV_OK) rc = parse_bool(c, f[9], SUB("energy_sites_only"), &r->energy_sites_only);
-    if (rc == FV_OK) rc = parse_bool(c, f[10], SUB("approves_bulk"), &r->approves_bulk);
-    if (rc == FV_OK) rc = parse_quota(c, f[11], SUB("quota"), &r->quota);
-#undef SUB
-    if (rc) return rc;
-    bool reads = (r->actions & (1u << FV_ACTION_READ)) != 0;
-    if (reads && r->purposes == 0)
-        return bad(c, path, "action \"read\" needs at least one purpose in \"purposes\"");
-    if (!reads && r->purposes != 0)
-        return bad(c, path, "\"purposes\" given, but \"read\" is not among the actions");
-    return FV_OK;
-}
-
-static int parse_policy(const struct ctx *c, json_t *root, struct fv_policy *pol)
-{
-    if (!json_is_object(root)) return bad(c, "(top)", "expected an object");
-    static const char *const keys[] = {"version", "comment", "purposes", "classes", "roles"};
-    const char *key;
-    json_t *val;
-    char shown[52];
-    json_object_foreach(root, key, val)
-    {
-        bool known = false;
-        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-            known = known || strcmp(key, keys[i]) == 0;
-        if (!known) return bad(c, "(top)", "unknown key \"%s\"", printable(shown, key));
-    }
-    json_t *version = json_object_get(root, "version");
-    if (version == NULL) return bad(c, "(top)", "missing \"version\"");
-    if (!json_is_integer(version) || json_integer_value(version) != FV_POLICY_VERSION)
-        return bad(c, "version", "this fleetvault reads policy version %d", FV_POLICY_VERSION);
-    json_t *comment = json_object_get(root, "comment");
-    if (comment != NULL && !json_is_string(comment)) return bad(c, "comment", "expected a string");
-    for (size_t i = 2; i < 5; i++)
-        if (json_object_get(root, keys[i]) == NULL)
-            return bad(c, "(top)", "missing \"%s\"", keys[i]);
-    int rc = parse_names(c, json_object_get(root, "purposes"), "purposes", pol->purpose,
-                         FV_POLICY_MAX_PURPOSES, &pol->npurposes);
-    if (rc) return rc;
-    rc = parse_names(c, json_object_get(root, "classes"), "classes", pol->class_name,
-                     FV_POLICY_MAX_CLASSES, &pol->nclasses);
-    if (rc) return rc;
-    json_t *roles = json_object_get(root, "roles");
-    if (!json_is_object(roles) || json_object_size(roles) == 0)
-        return bad(c, "roles", "expected an object {role: {...}} with at least one role");
-    if (json_object_size(roles) > FV_POLICY_MAX_ROLES)
-        return bad(c, "roles", "%zu roles; at most %d", json_object_size(roles),
-                   FV_POLICY_MAX_ROLES);
-    json_object_foreach(roles, key, val)
-    {
-        if (!name_ok(key))
-            return bad(c, "roles", "bad role name \"%s\" (1 to %d of a-z 0-9 . _ -)",
-                       printable(shown, key), FV_POLICY_NAME_MAX);
-        rc = parse_role(c, pol, key, val, &pol->role[pol->nroles]);
-        if (rc) return rc;
-        pol->nroles++;
-    }
-    return FV_OK;
-}
-
-int fv_policy_parse(const char *text, size_t len, const char *source, struct fv_policy **out,
-                    char *err, size_t errlen)
-{
-    *out = NULL;
-    struct ctx c = {source ? source : "policy", err, errlen};
-    json_error_t jerr;
-    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (root == NULL) {
-        fv_seterr(err, errlen, "%s: line %d column %d: %s", c.source, jerr.line, jerr.column,
-                  jerr.text);
-        return FV_EINVAL;
-    }
-    struct fv_policy *pol = calloc(1, sizeof *pol);
-    int rc = pol ? parse_policy(&c, root, pol) : FV_ENOMEM;
-    json_decref(root);
-    if (rc) {
-        free(pol);
-        return rc;
-    }
-    *out = pol;
-    return FV_OK;
-}
-
-int fv_policy_load(const char *path, struct fv_policy **out, char *err, size_t errlen)
-{
-    *out = NULL;
-    if (path == NULL)
-        return fv_policy_parse(DEFAULT_POLICY, sizeof DEFAULT_POLICY - 1, "built-in policy", out,
-                               err, errlen);
-    char *text = NULL;
-    size_t len = 0;
-    int rc = fv_os_read_file(path, FV_POLICY_FILE_MAX, &text, &len, err, errlen);
-    if (rc) return rc;
-    rc = fv_policy_parse(text, len, path, out, err, errlen);
-    free(text);
-    return rc;
-}
-
-void fv_policy_free(struct fv_policy *p)
-{
-    free(p);
 }
 
 /* ---- accessors ---------------------------------------------------------------------- */
@@ -564,12 +89,12 @@ int fv_policy_role_id(const struct fv_policy *p, const char *name)
 
 int fv_policy_purpose_id(const struct fv_policy *p, const char *name)
 {
-    return find_name(p->purpose, p->npurposes, name);
+    return fv_policy__find_name(p->purpose, p->npurposes, name);
 }
 
 int fv_policy_class_id(const struct fv_policy *p, const char *name)
 {
-    return find_name(p->class_name, p->nclasses, name);
+    return fv_policy__find_name(p->class_name, p->nclasses, name);
 }
 
 size_t fv_policy_nroles(const struct fv_policy *p)
@@ -667,7 +192,7 @@ void fv_policy_decide(const struct fv_policy *p, const struct fv_access_request 
     /* P1 */
     if (r == NULL) {
         say(out, false, empty(req->role) ? "no role" : "unknown role \"%s\"",
-            printable(role_s, req->role));
+            fv_policy__printable(role_s, req->role));
         return;
     }
     out->quota = r->quota;
@@ -694,7 +219,7 @@ void fv_policy_decide(const struct fv_policy *p, const struct fv_access_request 
         }
         pid = fv_policy_purpose_id(p, req->purpose);
         if (pid < 0) {
-            say(out, false, "unknown purpose \"%s\"", printable(x, req->purpose));
+            say(out, false, "unknown purpose \"%s\"", fv_policy__printable(x, req->purpose));
             return;
         }
         if (!(r->purposes & (1u << pid))) {
@@ -770,7 +295,8 @@ void fv_policy_decide(const struct fv_policy *p, const struct fv_access_request 
         const struct role *ar = role_by_name(p, req->approver_role);
         if (ar == NULL || !ar->approves_bulk) {
             say(out, false, "approver %s (role %s) may not approve bulk requests",
-                printable(x, req->approved_by), printable(role_s, req->approver_role));
+                fv_policy__printable(x, req->approved_by),
+                fv_policy__printable(role_s, req->approver_role));
             return;
         }
         out->bulk = true;
@@ -783,10 +309,10 @@ void fv_policy_decide(const struct fv_policy *p, const struct fv_access_request 
                            (r->energy_sites_only ? FV_OBLIGE_ENERGY_SITES_ONLY : 0);
         say(out, true, "role %s may read for purpose %s%s%s", role, p->purpose[pid],
             out->bulk ? ", bulk approved by " : "",
-            out->bulk ? printable(x, req->approved_by) : "");
+            out->bulk ? fv_policy__printable(x, req->approved_by) : "");
     } else {
         say(out, true, "role %s may %s%s%s", role, verb, out->bulk ? ", bulk approved by " : "",
-            out->bulk ? printable(x, req->approved_by) : "");
+            out->bulk ? fv_policy__printable(x, req->approved_by) : "");
     }
 }
 
@@ -851,7 +377,7 @@ int fv_quota_check(const struct fv_quota *q, const char *principal,
             fv_seterr(reason, reasonlen,
                       "daily quota of %s: %s_per_day %llu would be exceeded (used %llu today "
                       "UTC, this request %llu)",
-                      printable(shown, principal), what[i], (unsigned long long)limit[i],
+                      fv_policy__printable(shown, principal), what[i], (unsigned long long)limit[i],
                       (unsigned long long)used[i], (unsigned long long)want[i]);
             return FV_ELIMIT;
         }
