@@ -19,7 +19,7 @@
  *    the server must stop acknowledging and exit. Retrying fsync after a failure is unsafe.
  *  - Except a full disk (ENOSPC, EDQUOT from a write or a file creation): the writer cuts the
  *    unsynced bytes and retries the batch until it fits; meanwhile append returns FV_EAGAIN
- *    (invariant I7 in wal.c).
+ *    (invariant I7 in wal_writer.c).
  * Thread-safety: append/stats from one thread; durable_seq/failed from any thread.
  */
 #ifndef FV_WAL_WAL_H
@@ -94,7 +94,7 @@ int fv_wal_failed(struct fv_wal *w);
 void fv_wal_stats(struct fv_wal *w, struct fv_wal_stats *out);
 
 /*
- * Rotation (rule I5 in wal.c): asks the writer to start a new file after every record
+ * Rotation (rule I5 in wal_writer.c): asks the writer to start a new file after every record
  * appended so far; returns that last record's seq (the marker). Once the cut is made and
  * durable, fv_wal_rotation_done(marker) returns 1 with *last_file = the number of the last
  * file holding records <= marker (0: none). Event-loop thread; one rotation at a time.
