@@ -211,7 +211,7 @@ static void doc_kek(unsigned char kek[32], char id[17])
 {
     for (int i = 0; i < 32; i++) {
         unsigned v;
-        sscanf(DOC_KEK + 2 * i, "%2x", &v);
+        sscanf(&DOC_KEK[2 * i], "%2x", &v);
         kek[i] = (unsigned char)v;
     }
     unsigned char h[32];
