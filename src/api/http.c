@@ -182,7 +182,11 @@ static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         hc->metrics->http_requests++;
         char addr[64] = "";
         lws_get_peer_simple(wsi, addr, sizeof addr);
-        if (!auth_allowed(hc, addr)) {
+        /* H1: a throttled address is answered 429 unless its token is valid (checking
+         * costs a hash and a lookup; nothing is logged), so clients that share an address
+         * with a guesser - behind a NAT or a proxy - are still served. */
+        if (!auth_allowed(hc, addr) &&
+            !(v.guard && has_auth && fv_guard_token_valid(v.guard, auth))) {
             hc->metrics->http_auth_throttled++;
             a->resp.status = 429;
             a->resp.content_type = "application/json";

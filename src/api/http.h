@@ -33,8 +33,10 @@ struct fv_http_ctx {
 
 /* H1: failed authentications are limited per client address: a token bucket of
  * FV_HTTP_AUTH_FAIL_RATE per second, burst FV_HTTP_AUTH_FAIL_BURST, takes one token per 401;
- * while it is empty the address gets 429 before anything else is done (no token check, no
- * audit entry). At most FV_HTTP_AUTH_ADDRS addresses are tracked (then all are forgotten). */
+ * while it is empty the address gets 429 for any request without a valid token, before
+ * anything else is done (no audit entry, no sampling); requests with a valid token are
+ * served as usual. At most FV_HTTP_AUTH_ADDRS addresses are tracked (then all are
+ * forgotten). */
 #define FV_HTTP_AUTH_FAIL_RATE  5.0
 #define FV_HTTP_AUTH_FAIL_BURST 20.0
 #define FV_HTTP_AUTH_ADDRS      4096

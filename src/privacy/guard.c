@@ -95,6 +95,16 @@ void fv_guard_tick(struct fv_guard *g)
         unauth_sample(g);
 }
 
+int fv_guard_token_valid(struct fv_guard *g, const char *authorization)
+{
+    if (authorization == NULL || strncmp(authorization, "Bearer ", 7) != 0) return 0;
+    const char *tok = authorization + 7;
+    size_t n = g->admin_token ? strlen(g->admin_token) : 0;
+    if (n && strlen(tok) == n && CRYPTO_memcmp(tok, g->admin_token, n) == 0) return 1;
+    struct fv_principal p;
+    return g->db && fv_principal_authenticate(g->db, tok, &p) == FV_OK;
+}
+
 int fv_guard_auth(struct fv_guard *g, const char *authorization, struct fv_guard_ctx *ctx,
                   char *reason, size_t reasonlen)
 {

@@ -142,6 +142,9 @@ size_t fv_guard_load_consent(struct fv_guard *g, struct fv_guard_ctx *ctx, const
 /* G4, single-subject reads: is t inside what ctx may be served? */
 int fv_guard_in_consent(const struct fv_guard_ctx *ctx, int64_t t);
 
+/* Is "Bearer TOKEN" the admin token or an active principal's? Logs nothing (the HTTP
+ * transport's throttle, api/http.h H1). */
+int fv_guard_token_valid(struct fv_guard *g, const char *authorization);
 /* G1: authenticates "Bearer TOKEN". FV_OK, or FV_EPERM-like FV_EINVAL with a reason. */
 int fv_guard_auth(struct fv_guard *g, const char *authorization, struct fv_guard_ctx *ctx,
                   char *reason, size_t reasonlen);
