@@ -44,11 +44,11 @@ struct fv_config {
 /* Defaults: data ./data, certs ./certs, devices on 127.0.0.1:4443, API on 127.0.0.1:8080. */
 void fv_config_defaults(struct fv_config *c);
 
-/* Loads a JSON config file over c (keys: data, certs, key_file, listen, api, max_message, device_idle_timeout,
- * wal_segment_mb, rate_limits: {TOPIC: {per_second, burst}} or false, store: {flush_interval,
- * flush_datums, wal_keep, retention: {CLASS: "30d"}, classes: {CLASS: [SIGNAL, ...]}},
- * policy, audit_key, audit_witness: paths; audit_retention: a duration; location_privacy:
- * {trim_m, trip_gap, grid_m}). */
+/* Loads a JSON config file over c. Keys: data, certs, key_file, listen, api, max_message,
+ * device_idle_timeout, wal_segment_mb, rate_limits ({TOPIC: {per_second, burst}} or false),
+ * store ({flush_interval, flush_datums, head_max_datums, wal_keep, compact_fanin, retention:
+ * {CLASS: "30d"}, classes: {CLASS: [SIGNAL, ...]}}), policy, audit_key, audit_witness (paths),
+ * audit_retention (a duration), location_privacy ({trim_m, trip_gap, grid_m}). */
 int fv_config_load(struct fv_config *c, const char *path, char *err, size_t errlen);
 
 /* Parses "HOST:PORT" into host/port. */

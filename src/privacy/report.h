@@ -61,13 +61,13 @@ struct sqlite3;
 
 struct fv_report_input {
     const struct fv_config *config; /* required: the live configuration */
-    const char *config_file;               /* the file it was loaded from, or NULL */
-    struct sqlite3 *catalog;               /* DATA/catalog.db, or NULL (none yet) */
-    const char *const *contract;           /* purposes necessary for the contract,
-                                              NULL-terminated; NULL: FV_SUBJECT_CONTRACT, which
-                                              is what the server uses */
-    const char *version;                   /* the program's version; NULL: "unknown" */
-    int64_t now_ms;                        /* when the report is made */
+    const char *config_file;        /* the file it was loaded from, or NULL */
+    struct sqlite3 *catalog;        /* DATA/catalog.db, or NULL (none yet) */
+    const char *const *contract;    /* purposes necessary for the contract,
+                                       NULL-terminated; NULL: FV_SUBJECT_CONTRACT, which
+                                       is what the server uses */
+    const char *version;            /* the program's version; NULL: "unknown" */
+    int64_t now_ms;                 /* when the report is made */
 };
 
 /* Builds the report. Loads the policy that config->policy_file names (the built-in one when

@@ -62,9 +62,9 @@ struct fv_wal;
 #define FV_STORE_FIELD_TABLE 1024 /* fields >= this are in the default class */
 
 struct fv_store_config {
-    char dir[512];                    /* DATA/store */
-    uint64_t flush_interval_ms;       /* freeze the head at this age (default 60 s) */
-    uint64_t flush_datums;            /* or at this many datums (default 2,000,000) */
+    char dir[512];              /* DATA/store */
+    uint64_t flush_interval_ms; /* freeze the head at this age (default 60 s) */
+    uint64_t flush_datums;      /* or at this many datums (default 2,000,000) */
     /* The head's budget (live + frozen head, in datums; 0: 4 x flush_datums). Not enforced
      * by the store: over it, the server stops reading from devices (backpressure). */
     uint64_t head_max_datums;
