@@ -86,8 +86,11 @@ struct fv_server {
  * running server (one server per process). */
 static struct fv_server *running;
 
-static void wake_loop(struct fv_server *srv)
+/* Wakes the loop; any thread (the WAL writer, the store worker and the audit syncer are
+ * given it as their notify callback, arg being the server). */
+static void wake_loop(void *arg)
 {
+    struct fv_server *srv = arg;
     __atomic_add_fetch(&srv->wakers, 1, __ATOMIC_SEQ_CST);
     struct lws_context *ctx = __atomic_load_n(&srv->ctx, __ATOMIC_SEQ_CST);
     if (ctx) lws_cancel_service(ctx);
@@ -103,26 +106,11 @@ static struct lws_context *retire_ctx(struct fv_server *srv)
     return ctx;
 }
 
-static void wal_notify(void *arg)
-{
-    wake_loop(arg);
-}
-
 /* WAL writer thread: the data keys of a batch's records become durable first. */
 static int wal_before_sync(void *arg, char *err, size_t errlen)
 {
     struct fv_server *srv = arg;
     return fv_keystore_sync(srv->keys, err, errlen);
-}
-
-static void audit_notify(void *arg)
-{
-    wake_loop(arg);
-}
-
-static void store_wake(void *arg)
-{
-    wake_loop(arg);
 }
 
 /* ---- the storage side of the seam (wal/reclog.h K1, K2) ------------------------------------ */
@@ -310,7 +298,7 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
     if (rc == FV_OK)
         rc = fv_erasure_open(&srv->erasure, srv->keys, cfg->key_file, cfg->data_dir, err, errlen);
     if (rc == FV_OK)
-        rc = fv_guard_open(&srv->guard, cfg, srv->keys, srv->admin_token, audit_notify, srv, err,
+        rc = fv_guard_open(&srv->guard, cfg, srv->keys, srv->admin_token, wake_loop, srv, err,
                            errlen);
     if (rc == FV_OK) rc = fv_exports_new(&srv->exports);
     if (rc) return rc;
@@ -337,7 +325,7 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
 
     snprintf(path, sizeof path, "%s/wal", cfg->data_dir);
     struct fv_wal_opts wo = {.segment_bytes = cfg->wal_segment_bytes,
-                             .notify = wal_notify,
+                             .notify = wake_loop,
                              .notify_arg = srv,
                              .before_sync = wal_before_sync,
                              .before_sync_arg = srv};
@@ -517,7 +505,7 @@ int fv_server_run(const struct fv_config *cfg, volatile sig_atomic_t *stop, char
 
     uint64_t last_trim = fv_mono_ns();
     unsigned turns = 0;
-    fv_store_set_wake(srv->store, store_wake, srv);
+    fv_store_set_wake(srv->store, wake_loop, srv);
     struct ev_timer tick;
     ev_timer_init(&tick, tick_cb, 1.0, 1.0);
     ev_timer_start(loop, &tick);

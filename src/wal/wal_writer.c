@@ -68,6 +68,20 @@
 
 const double fv_wal_fsync_buckets_ms[11] = {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250};
 
+/* now + ns (< 1 s) on CLOCK_MONOTONIC, the clock of cv (fv_wal_open), for
+ * pthread_cond_timedwait. */
+static struct timespec deadline_ns(long ns)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    t.tv_nsec += ns;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
+}
+
 /* After a write or file creation failed with errno e: on a full disk (I7) marks the WAL
  * full, waits FULL_RETRY_MS and returns 1 (try again); otherwise, or when closing, 0. */
 static int wait_for_space(struct fv_wal *w, int e, const char *err)
@@ -75,13 +89,7 @@ static int wait_for_space(struct fv_wal *w, int e, const char *err)
     if (e != ENOSPC && e != EDQUOT) return 0;
     if (!__atomic_exchange_n(&w->full, 1, __ATOMIC_ACQ_REL))
         fv_error("wal: %s; records are refused until there is space again", err);
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until); /* the clock of cv (fv_wal_open) */
-    until.tv_nsec += FULL_RETRY_MS * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = deadline_ns((long)FULL_RETRY_MS * 1000000L);
     pthread_mutex_lock(&w->mu);
     if (!w->stop) pthread_cond_timedwait(&w->cv, &w->mu, &until);
     int stop = w->stop;
@@ -249,13 +257,7 @@ void *fv_wal__writer_main(void *arg)
         uint64_t now = fv_mono_ns();
         if (!w->stop && w->last_sync_end_ns && now - w->last_sync_end_ns < 2000000u &&
             w->pending.len < FV_WAL_BATCH_FULL) {
-            struct timespec until;
-            clock_gettime(CLOCK_MONOTONIC, &until); /* the clock of cv (fv_wal_open) */
-            until.tv_nsec += FV_WAL_COMMIT_DELAY_US * 1000L;
-            if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-            }
+            struct timespec until = deadline_ns(FV_WAL_COMMIT_DELAY_US * 1000L);
             w->waiting = WAIT_DELAY;
             while (!w->stop && w->pending.len < FV_WAL_BATCH_FULL &&
                    pthread_cond_timedwait(&w->cv, &w->mu, &until) == 0)

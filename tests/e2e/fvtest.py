@@ -195,6 +195,19 @@ class Server:
         assert st == 200, (path, st, body)
         return json.loads(body)
 
+    def compact(self, timeout=60):
+        """Flushes the head and merges every part into one (POST /api/v1/store/compact), then
+        waits until the store says it is done; returns GET /api/v1/store."""
+        st, body = self.http("/api/v1/store/compact", token="admin", method="POST")
+        assert st == 202, (st, body)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            s = self.json("/api/v1/store")
+            if not s["compacting"]:
+                return s
+            time.sleep(0.1)
+        raise AssertionError("compaction did not finish: " + json.dumps(self.json("/api/v1/store")))
+
     def stop(self, sig=signal.SIGTERM, timeout=20):
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)

@@ -168,18 +168,6 @@ def check_all(srv, fa, fb, where):
         assert got[dev] == (rows[-1][0], rows[-1][1][SOC]), (dev, got.get(dev), rows[-1])
 
 
-def wait_compacted(srv):
-    st, body = srv.http("/api/v1/store/compact", token="admin", method="POST")
-    assert st == 202, (st, body)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        s = srv.json("/api/v1/store")
-        if not s["compacting"]:
-            return s
-        time.sleep(0.1)
-    raise AssertionError("compaction did not finish")
-
-
 def test_exact_through_head_parts_compaction_restart():
     fa, fb = frames(1, 400), frames(2, 150)
     with t.Env() as env:
@@ -188,11 +176,11 @@ def test_exact_through_head_parts_compaction_restart():
         send_all(srv, env, A, fa[:200], "a1")
         send_all(srv, env, B, fb, "b")
         check_all(srv, fa[:200], fb, "head only")
-        s = wait_compacted(srv)  # flush + compact: everything in one part
+        s = srv.compact()  # flush + compact: everything in one part
         assert s["parts"] == 1 and s["head_records"] == 0, s
         send_all(srv, env, A, fa[200:], "a2")  # newer data in the head, older in a part
         check_all(srv, fa, fb, "part + head")
-        s = wait_compacted(srv)
+        s = srv.compact()
         assert s["parts"] == 1 and s["datums"] > 0, s
         check_all(srv, fa, fb, "after compaction")
         srv.stop()
@@ -226,7 +214,7 @@ def test_flushes_merge_and_resends_stay_single():
         srv.start()  # the kept WAL files rebuild the de-duplication window
         send_all(srv, env, A, fa[5:10], "m0")
         check_raw(srv, A, fa, [SPEED, SOC, ODO, LOC, NAME, LOCKED, GEAR])
-        s = wait_compacted(srv)
+        s = srv.compact()
         assert s["parts"] == 1, s
         check_raw(srv, A, fa, [SPEED, SOC, ODO, LOC, NAME, LOCKED, GEAR])
         srv.stop()
@@ -270,7 +258,7 @@ def test_large_range_streams():
     with t.Env() as env:
         srv = t.Server(env.root, env.certs, config=NOLIMIT).start()
         send_all(srv, env, A, fa, "big")
-        wait_compacted(srv)
+        srv.compact()
         st, body = query(srv, A)  # all signals, ~300 KB of JSON: sent in chunks
         assert st == 200
         got = json.loads(body)
@@ -285,7 +273,7 @@ def test_tampered_part_detected():
     with t.Env() as env:
         srv = t.Server(env.root, env.certs, config=NOLIMIT).start()
         send_all(srv, env, A, fa, "x")
-        wait_compacted(srv)
+        srv.compact()
         check_raw(srv, A, fa, [SOC])
         srv.stop()
         parts = glob.glob(os.path.join(srv.data, "store", "part-*.fvp"))

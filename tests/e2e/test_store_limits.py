@@ -32,18 +32,6 @@ def send_one(ws, txid, payload):
     return t.fb_decode(p)["message_type"]
 
 
-def wait_compacted(srv):
-    st, body = srv.http("/api/v1/store/compact", token="admin", method="POST")
-    assert st == 202, (st, body)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        s = srv.json("/api/v1/store")
-        if not s["compacting"]:
-            return s
-        time.sleep(0.1)
-    raise AssertionError("compaction did not finish: " + json.dumps(srv.json("/api/v1/store")))
-
-
 def test_oversized_record_refused():
     now = int(time.time() * 1000)
     with t.Env() as env:
@@ -59,7 +47,7 @@ def test_oversized_record_refused():
         assert send_one(ws, b"small", t.v_payload([(SPEED, 42.5)], now - 2000)) == 5
         ws.close()
         assert srv.metric('fleetvault_rejected_total{reason="payload"}') == 2
-        s = wait_compacted(srv)
+        s = srv.compact()
         assert s["datums"] == 4096 + 1, s
         assert s["records"] == 2 + 2, s  # and the connect and disconnect events
         assert s["compaction_failures"] == 0 and s["compaction_errors"] == [], s
@@ -111,7 +99,7 @@ def test_damaged_block_does_not_stop_compaction():
                 assert send_one(ws, f"{dev}-{i}".encode(),
                                 t.v_payload([(SPEED, float(i))], now - 60000 + i)) == 5
             ws.close()
-        wait_compacted(srv)
+        srv.compact()
         srv.stop()
         parts = glob.glob(os.path.join(srv.data, "store", "part-*.fvp"))
         assert len(parts) == 1, parts
@@ -121,7 +109,7 @@ def test_damaged_block_does_not_stop_compaction():
             f.seek(36 + 40)
             f.write(bytes([b[0] ^ 0x01]))
         srv.start()
-        s = wait_compacted(srv)
+        s = srv.compact()
         assert s["compaction_failures"] >= 1, s
         assert s["compaction_errors"][0]["part"] == os.path.basename(parts[0]), s
         assert "checksum mismatch" in s["compaction_errors"][0]["error"], s
