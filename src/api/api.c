@@ -184,7 +184,9 @@ static json_t *device_summary(const struct fv_device *d)
 static json_t *device_summary_as(const struct fv_api_view *v, const struct fv_guard_ctx *ctx,
                                  const struct fv_device *d)
 {
+    fv_fleet_lock(v->fleet); /* fleet.h F1 */
     json_t *j = device_summary(d);
+    fv_fleet_unlock(v->fleet);
     if (j && v->guard && ctx) {
         char shown[65];
         fv_guard_show_id(v->guard, ctx, d->id, shown);
@@ -196,22 +198,24 @@ static json_t *device_summary_as(const struct fv_api_view *v, const struct fv_gu
 static void get_vehicles(const struct fv_api_view *v, const struct fv_guard_ctx *ctx,
                          struct fv_http_response *r)
 {
-    json_t *arr = json_array();
-    for (size_t i = 0; arr && i < v->fleet->devices.cap; i++) {
-        const struct fv_device *d = v->fleet->devices.slots[i].val;
-        if (v->fleet->devices.slots[i].hash && d && fv_api_in_scope(ctx, d) &&
+    struct fv_device **all = NULL;
+    size_t n = 0;
+    json_t *arr = fv_fleet_list(v->fleet, &all, &n) == FV_OK ? json_array() : NULL;
+    for (size_t i = 0; arr && i < n; i++) {
+        const struct fv_device *d = all[i];
+        if (fv_api_in_scope(ctx, d) &&
             fv_guard_consented(v->guard, ctx, d->id, (int64_t)fv_now_ms()))
             json_array_append_new(arr, device_summary_as(v, ctx, d));
     }
-    respond_json(
-        r, 200,
-        json_pack("{s:I,s:o}", "count", (json_int_t)fv_fleet_count(v->fleet), "vehicles", arr));
+    free(all);
+    respond_json(r, 200, json_pack("{s:I,s:o}", "count", (json_int_t)n, "vehicles", arr));
 }
 
 static void get_state(const struct fv_api_view *v, const struct fv_guard_ctx *ctx,
                       const struct fv_device *d, struct fv_http_response *r)
 {
     json_t *sig = json_object();
+    fv_fleet_lock(v->fleet); /* F1: in-memory work only below */
     for (uint32_t i = 0; sig && i < d->nsignals; i++) {
         const struct fv_signal_state *s = &d->signals[i];
         if (!fv_guard_in_consent(ctx, (int64_t)s->time_ms)) continue; /* G4 */
@@ -225,6 +229,7 @@ static void get_state(const struct fv_api_view *v, const struct fv_guard_ctx *ct
                                       t, "time_ms", (json_int_t)s->time_ms, "kind",
                                       kind_name(s->value.kind)));
     }
+    fv_fleet_unlock(v->fleet);
     json_t *j = device_summary_as(v, ctx, d);
     if (j) json_object_set_new(j, "state", sig);
     respond_json(r, 200, j);
@@ -234,19 +239,30 @@ static void get_state(const struct fv_api_view *v, const struct fv_guard_ctx *ct
 static void get_signal_latest(const struct fv_api_view *v, struct fv_guard_ctx *ctx, long field,
                               struct fv_http_response *r)
 {
-    json_t *arr = json_array();
-    for (size_t i = 0; arr && i < v->fleet->devices.cap; i++) {
-        const struct fv_device *d = v->fleet->devices.slots[i].val;
-        if (!v->fleet->devices.slots[i].hash || d == NULL) continue;
-        const struct fv_signal_state *s = fv_device_signal(d, (uint32_t)field);
-        if (s == NULL || !fv_api_in_scope(ctx, d) ||
-            !fv_guard_consented(v->guard, ctx, d->id, (int64_t)s->time_ms))
+    struct fv_device **all = NULL;
+    size_t n = 0;
+    json_t *arr = fv_fleet_list(v->fleet, &all, &n) == FV_OK ? json_array() : NULL;
+    for (size_t i = 0; arr && i < n; i++) {
+        const struct fv_device *d = all[i];
+        if (!fv_api_in_scope(ctx, d)) continue;
+        /* F1: the value is copied under the fleet's lock, then checked and rendered. */
+        struct fv_signal_state s = {0};
+        fv_fleet_lock(v->fleet);
+        const struct fv_signal_state *cur = fv_device_signal(d, (uint32_t)field);
+        int have = cur && fv_value_copy(&s.value, &cur->value) == FV_OK;
+        if (have) s.time_ms = cur->time_ms;
+        fv_fleet_unlock(v->fleet);
+        if (!have) continue;
+        if (!fv_guard_consented(v->guard, ctx, d->id, (int64_t)s.time_ms)) {
+            fv_value_clear(&s.value);
             continue;
+        }
         char t[40];
-        fv_format_time_ms(s->time_ms, t, sizeof t);
+        fv_format_time_ms(s.time_ms, t, sizeof t);
         if (v->guard) fv_guard_load_zones(v->guard, ctx, d->id);
         struct fv_value tmp;
-        json_t *val = value_json(fv_api_oblige(ctx, &s->value, &tmp));
+        json_t *val = value_json(fv_api_oblige(ctx, &s.value, &tmp));
+        fv_value_clear(&s.value);
         char shown[65];
         if (v->guard)
             fv_guard_show_id(v->guard, ctx, d->id, shown);
@@ -254,8 +270,9 @@ static void get_signal_latest(const struct fv_api_view *v, struct fv_guard_ctx *
             snprintf(shown, sizeof shown, "%s", d->id);
         json_array_append_new(arr, json_pack("{s:s,s:o,s:s,s:I}", "id", shown, "value",
                                              val ? val : json_null(), "time", t, "time_ms",
-                                             (json_int_t)s->time_ms));
+                                             (json_int_t)s.time_ms));
     }
+    free(all);
     char label[32];
     fv_signal_label((unsigned)field, label, sizeof label);
     respond_json(r, 200,
@@ -268,8 +285,12 @@ static void get_store(const struct fv_api_view *v, struct fv_http_response *r)
     struct fv_store_stats st;
     fv_store_stats(v->store, &st);
     json_t *parts = json_array();
-    struct fv_part *const *pp;
-    size_t n = fv_store_parts(v->store, &pp);
+    struct fv_part **pp = NULL;
+    size_t n = 0;
+    if (fv_store_parts(v->store, &pp, &n) != FV_OK) {
+        json_decref(parts);
+        parts = NULL;
+    }
     for (size_t i = 0; parts && i < n; i++) {
         const char *base = strrchr(pp[i]->path, '/');
         json_array_append_new(
@@ -292,8 +313,9 @@ static void get_store(const struct fv_api_view *v, struct fv_http_response *r)
         (json_int_t)st.blocks_purged, "wal_file_watermark", (json_int_t)st.wal_hi, "last_flush_ms",
         st.last_flush_ms, "job_errors", (json_int_t)st.job_errors, "part_files", parts);
     json_t *fails = json_array();
-    const struct fv_store_failure *f;
-    size_t nf = fv_store_failures(v->store, &f);
+    fv_store_parts_free(pp, n);
+    struct fv_store_failure f[FV_STORE_MAX_FAILURES];
+    size_t nf = fv_store_failures(v->store, f);
     for (size_t i = 0; fails && i < nf; i++)
         json_array_append_new(fails, json_pack("{s:s,s:s,s:I}", "part", f[i].part, "error",
                                                f[i].error, "at_ms", (json_int_t)f[i].at_ms));
@@ -510,15 +532,17 @@ const struct fv_device *fv_api_find_device(const struct fv_api_view *v,
     char purpose[32] = "";
     fv_query_param(v->query, "purpose", purpose, sizeof purpose);
     if (purpose[0] == '\0') return NULL;
-    for (size_t i = 0; i < v->fleet->devices.cap; i++) {
-        const struct fv_device *x = v->fleet->devices.slots[i].val;
+    struct fv_device **all = NULL, *found = NULL;
+    size_t n = 0;
+    if (fv_fleet_list(v->fleet, &all, &n) != FV_OK) return NULL;
+    for (size_t i = 0; i < n && found == NULL; i++) {
         char ps[FV_PURPOSE_PSEUDONYM_LEN + 1];
-        if (!v->fleet->devices.slots[i].hash || x == NULL) continue;
-        if (fv_pseudonym_for_purpose(v->guard->pseudo_secret, purpose, x->id, ps) == FV_OK &&
+        if (fv_pseudonym_for_purpose(v->guard->pseudo_secret, purpose, all[i]->id, ps) == FV_OK &&
             strcmp(ps, name) == 0)
-            return x;
+            found = all[i];
     }
-    return NULL;
+    free(all);
+    return found;
 }
 
 /* Matches p against PREFIX x SUFFIX, x being 1..64 characters without '/'; copies x. */
@@ -682,7 +706,7 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
                           err[0] ? err : "consent not recorded");
             return;
         }
-        v->guard->registry_changed = 1;
+        __atomic_store_n(&v->guard->registry_changed, 1, __ATOMIC_RELEASE); /* read by the loop */
         respond_json(out, 200,
                      json_pack("{s:s,s:s,s:I}", "purpose", purpose, "change", change, "at_ms",
                                (json_int_t)at));
@@ -770,7 +794,10 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         }
         fv_guard_load_zones(v->guard, &ctx, d->id);
         get_state(v, &ctx, d, out);
-        fv_guard_done(v->guard, &ctx, d->nsignals, out->body.len);
+        fv_fleet_lock(v->fleet);
+        uint32_t nsig = d->nsignals;
+        fv_fleet_unlock(v->fleet);
+        fv_guard_done(v->guard, &ctx, nsig, out->body.len);
         return;
     }
     respond_error(out, 404, "no such endpoint");

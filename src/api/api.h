@@ -1,7 +1,8 @@
 /*
  * api.h - the HTTP API, independent of the transport: a request (method, path, query,
- * Authorization header) in, a response (status, content type, body) out. The gateway's
- * libwebsockets glue calls it on the event-loop thread, which owns the state it reads.
+ * Authorization header) in, a response (status, content type, body) out. The transport
+ * (api/http.h) calls it on the API thread (server/apiloop.h); what it reads of the ingest
+ * side is shared under that side's rules (gateway/fleet.h F1, store/store.h "Threads").
  *
  * Endpoints (docs/operations.md, "HTTP API"):
  *   GET /status                       liveness and summary (no token)

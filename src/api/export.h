@@ -18,7 +18,7 @@
  *                               "payload_base64"} (the device's protobuf as received)
  *   access-log.jsonl            every audit-log entry that names one of these subjects
  * Erased periods are listed in subject.json and have no files. The export itself is
- * audited (who, ticket, rows, bytes). Event-loop thread only.
+ * audited (who, ticket, rows, bytes). API thread only.
  */
 #ifndef FV_API_EXPORT_H
 #define FV_API_EXPORT_H

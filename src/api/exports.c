@@ -206,10 +206,12 @@ void fv_api_export_create(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
             x->devices[x->ndevices++] = strdup(d->id);
         }
     } else {
-        for (size_t i = 0; i < v->fleet->devices.cap && x->ndevices < cap; i++) {
-            const struct fv_device *d = v->fleet->devices.slots[i].val;
-            if (v->fleet->devices.slots[i].hash && d) x->devices[x->ndevices++] = strdup(d->id);
-        }
+        struct fv_device **all = NULL;
+        size_t n = 0;
+        if (fv_fleet_list(v->fleet, &all, &n) == FV_OK)
+            for (size_t i = 0; i < n && x->ndevices < cap; i++)
+                x->devices[x->ndevices++] = strdup(all[i]->id);
+        free(all);
     }
     for (size_t i = 0; i < x->ndevices; i++)
         if (x->devices[i] == NULL) {

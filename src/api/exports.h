@@ -18,7 +18,7 @@
  *
  * Alerts: when a principal's rows served today pass 80% of its daily quota, a warning is
  * logged and fleetvault_privacy_alerts_total counts it (also on every refused bulk export).
- * Event-loop thread only; exports live in memory (a restart cancels pending ones).
+ * API thread only; exports live in memory (a restart cancels pending ones).
  */
 #ifndef FV_API_EXPORTS_H
 #define FV_API_EXPORTS_H

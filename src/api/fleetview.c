@@ -7,7 +7,8 @@
  * at the value's time (G4), privacy zones (G7) and trip-end trimming (G8) for locations. A
  * device whose data cannot be read is left out, not reported as an error.
  *
- * Threading: the event-loop thread only (query.h).
+ * Threading: the API thread (query.h); the fleet's devices are listed under its lock, and
+ * everything else here reads the store and catalog, which lock themselves.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,9 +77,12 @@ void fv_api_fleet(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
         fv_query__putf(b, "{\"signal\":\"%s\",\"at\":%lld,\"vehicles\":[\n", label, (long long)at);
     uint64_t n = 0;
     uint32_t f = (uint32_t)field;
-    for (size_t i = 0; i < v->fleet->devices.cap; i++) {
-        const struct fv_device *d = v->fleet->devices.slots[i].val;
-        if (!v->fleet->devices.slots[i].hash || d == NULL || !fv_api_in_scope(ctx, d)) continue;
+    struct fv_device **all = NULL;
+    size_t ndev = 0;
+    if (fv_fleet_list(v->fleet, &all, &ndev) != FV_OK) ndev = 0;
+    for (size_t i = 0; i < ndev; i++) {
+        const struct fv_device *d = all[i];
+        if (!fv_api_in_scope(ctx, d)) continue;
         const unsigned char *dek;
         char pseudo[FV_PSEUDONYM_LEN + 1];
         char subject[FV_SUBJECT_NAME_MAX + 1];
@@ -135,6 +139,7 @@ void fv_api_fleet(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
         free(ids);
         fv_value_clear(&last);
     }
+    free(all);
     if (!csv) fv_query__putf(b, "\n],\"count\":%llu}\n", (unsigned long long)n);
     if (v->guard) fv_guard_done(v->guard, ctx, n, b->len);
 }

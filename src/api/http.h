@@ -4,8 +4,9 @@
  * large result never sits in memory whole: the producer runs again only once the previous
  * piece was written).
  *
- * Threads: the thread that services the lws context holding the API vhost. Today that is
- * the ingest loop (one context); the handlers then run there and own what they read.
+ * Threads: the thread that services the lws context holding the API vhost: the server's API
+ * thread (server/apiloop.h), never the ingest loop. Parked answers are woken by the audit
+ * syncer through that context (LWS_CALLBACK_EVENT_WAIT_CANCELLED).
  */
 #ifndef FV_API_HTTP_H
 #define FV_API_HTTP_H

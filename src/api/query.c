@@ -4,7 +4,7 @@
  * trimming trip ends (G8) for it and the fleet view. Aggregation over buckets is in
  * query_agg.c, the fleet view in fleetview.c, what they share in query_int.h.
  *
- * Threading: the event-loop thread only (query.h).
+ * Threading: the API thread only (query.h).
  */
 #include <ctype.h>
 #include <errno.h>

@@ -10,7 +10,7 @@
  *   GET /api/v1/fleet?signal=NAME&at=T[&lookback=D][&format=json|csv]
  *       every device's last value of one signal at or before T (within lookback, default 1 h).
  *
- * Parsing helpers are exposed for the CLI and the tests. Event-loop thread only.
+ * Parsing helpers are exposed for the CLI and the tests. API thread only (server/apiloop.h).
  */
 #ifndef FV_API_QUERY_H
 #define FV_API_QUERY_H

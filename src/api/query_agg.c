@@ -8,7 +8,7 @@
  * freed by fv_query__agg_reset. Consent (G4) and trip trimming (G8) apply before a value is
  * counted, as for raw rows.
  *
- * Threading: the event-loop thread only (query.h).
+ * Threading: the API thread only (query.h).
  */
 #include <math.h>
 #include <stdio.h>

@@ -7,7 +7,7 @@
  * buckets (query_agg.c): at most one bucket is open (q->open), and it is emitted when a row
  * of a later bucket arrives or the data ends.
  *
- * Threading: the event-loop thread only (query.h).
+ * Threading: the API thread only (query.h).
  */
 #ifndef FV_API_QUERY_INT_H
 #define FV_API_QUERY_INT_H

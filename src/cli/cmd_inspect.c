@@ -140,8 +140,13 @@ static json_t *inspect_store(const char *dir, struct fv_keystore *keys, int veri
         *bad = 1;
         return json_pack("{s:s}", "error", err);
     }
-    struct fv_part *const *parts;
-    size_t n = fv_store_parts(st, &parts);
+    struct fv_part **parts = NULL;
+    size_t n = 0;
+    if (fv_store_parts(st, &parts, &n) != FV_OK) {
+        fv_store_close(st);
+        *bad = 1;
+        return json_pack("{s:s}", "error", "out of memory");
+    }
     json_t *arr = json_array(), *errors = json_array();
     uint64_t bytes = 0, datums = 0, records = 0, blocks = 0, verified = 0, erased = 0;
     struct fv_buf raw = {0};
@@ -219,6 +224,7 @@ static json_t *inspect_store(const char *dir, struct fv_keystore *keys, int veri
     } else {
         json_decref(errors);
     }
+    fv_store_parts_free(parts, n);
     fv_store_close(st);
     return out;
 }

@@ -20,6 +20,7 @@ void fv_config_defaults(struct fv_config *c)
     c->api_port = 8080;
     c->max_message = 1000000;
     c->device_idle_ms = 180000;
+    c->api_nice = 10;
     c->wal_segment_bytes = 64ull << 20;
     fv_rate_defaults(&c->rates);
     c->rate_limit_enabled = 1;
@@ -186,6 +187,13 @@ int fv_config_load(struct fv_config *c, const char *path, char *err, size_t errl
                 fv_seterr(err, errlen, "%s: \"%s\": expected \"HOST:PORT\"", path, key);
                 goto done;
             }
+        } else if (strcmp(key, "api_nice") == 0) {
+            if (!json_is_integer(val) || json_integer_value(val) < 0 ||
+                json_integer_value(val) > 19) {
+                fv_seterr(err, errlen, "%s: api_nice: expected an integer from 0 to 19", path);
+                goto done;
+            }
+            c->api_nice = (int)json_integer_value(val);
         } else if (strcmp(key, "device_idle_timeout") == 0) {
             uint64_t ms;
             if (parse_duration_ms(val, &ms) != FV_OK || ms < 3000 || ms > 86400000) {

@@ -25,6 +25,7 @@ struct fv_config {
     int listen_port;
     char api_host[256];
     int api_port;
+    int api_nice; /* the API thread's nice value, 0-19 (default 10: devices first) */
     size_t max_message; /* bytes; default 1,000,000 (the protocol's limit) */
     /* A device connection silent this long is closed; it is pinged after a third of it
      * (default 3 minutes; a dead peer or a half-open TCP connection holds nothing longer). */
@@ -45,7 +46,7 @@ struct fv_config {
 void fv_config_defaults(struct fv_config *c);
 
 /* Loads a JSON config file over c. Keys: data, certs, key_file, listen, api, max_message,
- * device_idle_timeout, wal_segment_mb, rate_limits ({TOPIC: {per_second, burst}} or false),
+ * device_idle_timeout, api_nice, wal_segment_mb, rate_limits ({TOPIC: {per_second, burst}} or false),
  * store ({flush_interval, flush_datums, head_max_datums, wal_keep, compact_fanin, retention:
  * {CLASS: "30d"}, classes: {CLASS: [SIGNAL, ...]}}), policy, audit_key, audit_witness (paths),
  * audit_retention (a duration), location_privacy ({trim_m, trip_gap, grid_m}). */

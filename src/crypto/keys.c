@@ -291,6 +291,9 @@ int fv_keystore_open(const char *db_path, const struct fv_kek *kek, struct fv_ke
         goto fail;
     }
     chmod(db_path, 0600);
+    /* Other connections (the server's other keystore, the CLI) write too: a write meeting
+     * theirs waits for it (their transactions are short) rather than failing. */
+    sqlite3_busy_timeout(ks->db, FV_KEYSTORE_BUSY_MS);
     snprintf(ks->wal_path, sizeof ks->wal_path, "%s-wal", db_path);
     rc = fv_catalog_exec(
         ks->db,
@@ -559,12 +562,17 @@ done:
     return rc ? rc : FV_EIO;
 }
 
-void fv_keystore_close(struct fv_keystore *ks)
+void fv_keystore_forget(struct fv_keystore *ks)
 {
-    if (ks == NULL) return;
     for (size_t i = 0; i < ks->cache.cap; i++)
         if (ks->cache.slots[i].hash) free_entry(ks->cache.slots[i].val);
     fv_map_free(&ks->cache);
+}
+
+void fv_keystore_close(struct fv_keystore *ks)
+{
+    if (ks == NULL) return;
+    fv_keystore_forget(ks);
     sqlite3_close(ks->db);
     OPENSSL_cleanse(ks, sizeof *ks);
     free(ks);

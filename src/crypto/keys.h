@@ -12,7 +12,10 @@
  *
  * Sealed form: nonce (12 random bytes) || ciphertext || tag (16 bytes); the associated data
  * binds a ciphertext to where it belongs, so a moved or altered record fails to open.
- * A keystore is used from one thread at a time. Keys are wiped from memory when freed.
+ * A keystore is used from one thread at a time; threads that need the catalog at the same
+ * time open one keystore each (each its own SQLite connection and cache of keys: the server
+ * has one for the ingest loop, one for the API thread). A key destroyed through one is seen
+ * by another after fv_keystore_forget. Keys are wiped from memory when freed.
  */
 #ifndef FV_CRYPTO_KEYS_H
 #define FV_CRYPTO_KEYS_H
@@ -49,7 +52,9 @@ struct fv_keystore;
 #define FV_NAME_MAX      64 /* longest subject name (a device id) */
 
 /* Opens (creating) the catalog at db_path. Refuses, naming both ids, a KEK other than the
- * one that wrapped the stored keys. */
+ * one that wrapped the stored keys. A write that meets another connection's waits up to
+ * FV_KEYSTORE_BUSY_MS for it. */
+#define FV_KEYSTORE_BUSY_MS 2000
 int fv_keystore_open(const char *db_path, const struct fv_kek *kek, struct fv_keystore **out,
                      char *err, size_t errlen);
 /* The subject's pseudonym: the first 16 bytes of HMAC-SHA256(key = the 32-byte pseudonym
@@ -80,6 +85,9 @@ int fv_keystore_destroy_pseudo(struct fv_keystore *ks, const char *pseudo, char 
 int fv_keystore_rewrap(struct fv_keystore *ks, const struct fv_kek *new_kek, char *err,
                        size_t errlen);
 void fv_keystore_close(struct fv_keystore *ks);
+/* Drops every cached key (wiped): the next use of each reads the catalog again, so a key
+ * another keystore destroyed is seen as destroyed. Pointers returned before are invalid. */
+void fv_keystore_forget(struct fv_keystore *ks);
 /* The catalog's SQLite connection (registries beside the keys, e.g. principals); owned by
  * the keystore, same thread rules. */
 struct sqlite3 *fv_keystore_db(struct fv_keystore *ks);

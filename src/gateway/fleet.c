@@ -7,9 +7,29 @@
 #include "util/clock.h"
 #include "util/err.h"
 
+void fv_fleet_init(struct fv_fleet *f)
+{
+    memset(f, 0, sizeof *f);
+    pthread_mutex_init(&f->mu, NULL);
+}
+
+/* The lock is logically const-free: readers of a const fleet take it too. */
+void fv_fleet_lock(const struct fv_fleet *f)
+{
+    pthread_mutex_lock((pthread_mutex_t *)&f->mu);
+}
+
+void fv_fleet_unlock(const struct fv_fleet *f)
+{
+    pthread_mutex_unlock((pthread_mutex_t *)&f->mu);
+}
+
 struct fv_device *fv_fleet_find(const struct fv_fleet *f, const char *id)
 {
-    return fv_map_get(&f->devices, id, strlen(id));
+    fv_fleet_lock(f);
+    struct fv_device *d = fv_map_get(&f->devices, id, strlen(id));
+    fv_fleet_unlock(f);
+    return d;
 }
 
 struct fv_device *fv_fleet_device(struct fv_fleet *f, const char *id, const char *client_type)
@@ -21,7 +41,10 @@ struct fv_device *fv_fleet_device(struct fv_fleet *f, const char *id, const char
     if (d == NULL) return NULL;
     strcpy(d->id, id);
     snprintf(d->client_type, sizeof d->client_type, "%s", client_type ? client_type : "");
-    if (fv_map_put(&f->devices, id, strlen(id), d) != FV_OK) {
+    fv_fleet_lock(f);
+    int rc = fv_map_put(&f->devices, id, strlen(id), d);
+    fv_fleet_unlock(f);
+    if (rc != FV_OK) {
         free(d);
         return NULL;
     }
@@ -30,7 +53,23 @@ struct fv_device *fv_fleet_device(struct fv_fleet *f, const char *id, const char
 
 size_t fv_fleet_count(const struct fv_fleet *f)
 {
-    return f->devices.n;
+    fv_fleet_lock(f);
+    size_t n = f->devices.n;
+    fv_fleet_unlock(f);
+    return n;
+}
+
+int fv_fleet_list(const struct fv_fleet *f, struct fv_device ***out, size_t *n)
+{
+    fv_fleet_lock(f);
+    struct fv_device **arr = malloc((f->devices.n + 1) * sizeof *arr);
+    size_t k = 0;
+    for (size_t i = 0; arr && i < f->devices.cap; i++)
+        if (f->devices.slots[i].hash && f->devices.slots[i].val) arr[k++] = f->devices.slots[i].val;
+    fv_fleet_unlock(f);
+    *out = arr;
+    *n = k;
+    return arr ? FV_OK : FV_ENOMEM;
 }
 
 /* ---- txid window -------------------------------------------------------------------- */
@@ -185,6 +224,7 @@ void fv_fleet_free(struct fv_fleet *f)
         free(d);
     }
     fv_map_free(&f->devices);
+    pthread_mutex_destroy(&f->mu);
 }
 
 void fv_device_wipe(struct fv_device *d)

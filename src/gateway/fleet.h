@@ -3,8 +3,19 @@
  * signal, counters, the recent-txid window that de-duplicates resends, rate-limit buckets.
  *
  * It is derived state: rebuilt at start-up by replaying the WAL (fv_fleet_apply for every
- * stored record), then kept up to date as records are accepted. Owned and used by the event
- * loop thread only (the HTTP API runs on the same loop), so it needs no locks.
+ * stored record), then kept up to date as records are accepted.
+ *
+ * Threads (rule F1): the ingest loop is the only writer. The HTTP API reads it from its own
+ * thread, so:
+ *  - the device map is locked inside fv_fleet_device, fv_fleet_find, fv_fleet_count and
+ *    fv_fleet_list (do not call them holding fv_fleet_lock);
+ *  - a device, once created, lives until fv_fleet_free, and its id and client_type never
+ *    change: a pointer from fv_fleet_find or fv_fleet_list may be kept and those two fields
+ *    read without the lock;
+ *  - every other field another thread reads (signals, counters, times, sessions, subject) is
+ *    written under fv_fleet_lock and read by other threads only under it (the ingest loop
+ *    reads its own writes without it). Holders do no I/O and nothing slow: copy, unlock,
+ *    then render. The txid window and rate buckets are the ingest loop's alone.
  *
  * De-duplication window: the last FV_DEDUP_WINDOW txids of each device (a resend of anything
  * older is stored again). Devices resend within seconds to minutes; at 1 record/s the window
@@ -13,6 +24,7 @@
 #ifndef FV_GATEWAY_FLEET_H
 #define FV_GATEWAY_FLEET_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -61,13 +73,23 @@ struct fv_device {
 };
 
 struct fv_fleet {
-    struct fv_map devices; /* id -> struct fv_device* */
+    struct fv_map devices; /* id -> struct fv_device* (under mu) */
+    pthread_mutex_t mu;    /* F1 */
 };
+
+/* Initialises an empty fleet (a zeroed struct is one too, on glibc). */
+void fv_fleet_init(struct fv_fleet *f);
+/* F1: the lock for reading (other threads) or writing (ingest loop) devices' fields. */
+void fv_fleet_lock(const struct fv_fleet *f);
+void fv_fleet_unlock(const struct fv_fleet *f);
 
 /* Finds or creates a device; NULL on out-of-memory. */
 struct fv_device *fv_fleet_device(struct fv_fleet *f, const char *id, const char *client_type);
 struct fv_device *fv_fleet_find(const struct fv_fleet *f, const char *id);
 size_t fv_fleet_count(const struct fv_fleet *f);
+/* Every device now, in no particular order: *out is a malloc'd array (free it) of *n
+ * pointers. FV_OK or FV_ENOMEM. */
+int fv_fleet_list(const struct fv_fleet *f, struct fv_device ***out, size_t *n);
 
 /* Has this device stored a record with this txid recently? */
 int fv_device_has_txid(const struct fv_device *d, const void *txid, size_t len);
@@ -82,7 +104,7 @@ int fv_device_apply(struct fv_device *d, uint64_t record_ms, uint64_t received_m
                     const struct fv_vrecord *v);
 
 /* Erasure: drops the device's latest values and counters (its connections stay; what it
- * sends next is refused while its subject is erased). */
+ * sends next is refused while its subject is erased). Call holding fv_fleet_lock. */
 void fv_device_wipe(struct fv_device *d);
 
 const struct fv_signal_state *fv_device_signal(const struct fv_device *d, uint32_t field);

@@ -1,8 +1,11 @@
 /*
  * metrics.h - the gateway's counters, exported by the API as Prometheus text.
  *
- * Written by the event-loop thread only (the TLS verify counter is bumped from OpenSSL's
- * verify callback, which also runs on that thread). Read by the API on the same thread.
+ * Written by the ingest loop (the TLS verify counter is bumped from OpenSSL's verify
+ * callback, which also runs on that thread) and, for the http_* counters, by the API thread;
+ * read by the API thread. Each counter is atomic (fv_counter: ++ and += are atomic, a read
+ * is an atomic load), so no lock is needed and a reader never sees a torn value; counters
+ * are independent (a scrape is not a consistent snapshot of all of them).
  */
 #ifndef FV_GATEWAY_METRICS_H
 #define FV_GATEWAY_METRICS_H
@@ -26,25 +29,28 @@ extern const char *const fv_reject_names[FV_REJ_COUNT];
 
 #define FV_TOPIC_SLOTS 5 /* V, alerts, errors, connectivity, other */
 
+/* A counter any thread may bump and read. */
+typedef _Atomic uint64_t fv_counter;
+
 struct fv_metrics {
-    uint64_t connections_total, connections_open;
-    uint64_t connections_refused; /* over FV_SESSIONS_PER_DEVICE (gateway/session.h) */
-    uint64_t idle_closed;         /* connections closed: silent past device_idle_timeout */
-    uint64_t ingest_pauses;       /* times ingest stopped reading: the store's head was full */
-    uint64_t tls_rejected;        /* client certificate failed verification */
-    uint64_t identity_rejected;   /* verified, but no valid device identity */
-    uint64_t messages_total, bytes_received;
-    uint64_t records_stored[FV_TOPIC_SLOTS];
-    uint64_t datums_stored;
-    uint64_t datums_minimised; /* not stored: no purpose of their class had consent */
-    uint64_t acks_sent, errors_sent;
-    uint64_t rejected[FV_REJ_COUNT];
-    uint64_t duplicates;
-    uint64_t unknown_message_type;
-    uint64_t replayed_records;
-    uint64_t shredded_records; /* records whose data key was destroyed (erased) */
-    uint64_t http_requests, http_unauthorized;
-    uint64_t http_auth_throttled; /* 429: too many failed authentications (api/http.h H1) */
+    fv_counter connections_total, connections_open;
+    fv_counter connections_refused; /* over FV_SESSIONS_PER_DEVICE (gateway/session.h) */
+    fv_counter idle_closed;         /* connections closed: silent past device_idle_timeout */
+    fv_counter ingest_pauses;       /* times ingest stopped reading: the store's head was full */
+    fv_counter tls_rejected;        /* client certificate failed verification */
+    fv_counter identity_rejected;   /* verified, but no valid device identity */
+    fv_counter messages_total, bytes_received;
+    fv_counter records_stored[FV_TOPIC_SLOTS];
+    fv_counter datums_stored;
+    fv_counter datums_minimised; /* not stored: no purpose of their class had consent */
+    fv_counter acks_sent, errors_sent;
+    fv_counter rejected[FV_REJ_COUNT];
+    fv_counter duplicates;
+    fv_counter unknown_message_type;
+    fv_counter replayed_records;
+    fv_counter shredded_records; /* records whose data key was destroyed (erased) */
+    fv_counter http_requests, http_unauthorized;
+    fv_counter http_auth_throttled; /* 429: too many failed authentications (api/http.h H1) */
 };
 
 /* Slot of a topic in records_stored. */

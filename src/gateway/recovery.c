@@ -80,7 +80,7 @@ int fv_recovery_replay(void *arg, const struct fv_wal_record *r, const char *fil
         struct fv_device *d = fv_fleet_device(rv->fleet, dev_id, ct);
         if (d == NULL) rc = FV_ENOMEM;
         if (rc == FV_OK && r->txid_len) rc = fv_device_add_txid(d, r->txid, r->txid_len);
-        if (rc == FV_OK && strcmp(fv_device_subject(rv->keys, 0, d), id) == 0)
+        if (rc == FV_OK && strcmp(fv_device_subject(rv->keys, NULL, 0, d), id) == 0)
             rc = fv_device_apply(d, (uint64_t)t, r->received_ms, is_v ? &v : NULL);
     }
     fv_vrecord_free(&v);
@@ -108,7 +108,7 @@ static int rebuild_subject(void *arg, const struct fv_store_subject *su)
     if (fv_subject_parse(name, dev_id, &ep_) != FV_OK) snprintf(dev_id, sizeof dev_id, "%s", name);
     struct fv_device *d = fv_fleet_device(rv->fleet, dev_id, "");
     if (d == NULL) return FV_ENOMEM;
-    if (strcmp(fv_device_subject(rv->keys, 0, d), name) != 0) return FV_OK; /* an earlier owner's */
+    if (strcmp(fv_device_subject(rv->keys, NULL, 0, d), name) != 0) return FV_OK; /* an earlier owner's */
     struct fv_store_cursor *cur;
     char err[512];
     /* The latest value of most signals is in the newest day of frames. */

@@ -69,6 +69,7 @@ struct fv_ingest {
     uint64_t next_session_id;
     struct pending *pend_head, *pend_tail;
     uint64_t registry_gen; /* bumped when the subjects registry changed */
+    int keys_stale;        /* atomic: another keystore destroyed keys (fv_ingest_keys_changed) */
     /* Minimisation: per store class, the purposes that use it (from the policy); a class
      * that a contract purpose uses is always stored. */
     uint32_t consent_classes; /* store classes that need some consent to be stored */
@@ -225,7 +226,23 @@ void fv_ingest_registry_changed(struct fv_ingest *ing)
     ing->registry_gen++;
 }
 
-const char *fv_device_subject(struct fv_keystore *keys, uint64_t gen, struct fv_device *d)
+void fv_ingest_keys_changed(struct fv_ingest *ing)
+{
+    __atomic_store_n(&ing->keys_stale, 1, __ATOMIC_RELEASE);
+}
+
+void fv_ingest_refresh_keys(struct fv_ingest *ing)
+{
+    if (__atomic_exchange_n(&ing->keys_stale, 0, __ATOMIC_ACQ_REL)) {
+        /* Keys were destroyed through another keystore (an erasure on the API thread): read
+         * every key and subject from the catalog again, so none is used once destroyed. */
+        fv_keystore_forget(ing->d.keys);
+        ing->registry_gen++;
+    }
+}
+
+const char *fv_device_subject(struct fv_keystore *keys, const struct fv_fleet *fleet, uint64_t gen,
+                              struct fv_device *d)
 {
     if (d->subject[0] && d->subject_gen == gen) return d->subject;
     char name[FV_SUBJECT_NAME_MAX + 1];
@@ -233,7 +250,9 @@ const char *fv_device_subject(struct fv_keystore *keys, uint64_t gen, struct fv_
         snprintf(name, sizeof name, "%s", d->id);
     if (d->subject[0] && strcmp(d->subject, name) != 0) {
         fv_info("device %s: a new owner period began; its fleet state starts empty", d->id);
+        if (fleet) fv_fleet_lock(fleet);
         fv_device_wipe(d);
+        if (fleet) fv_fleet_unlock(fleet);
     }
     snprintf(d->subject, sizeof d->subject, "%s", name);
     d->subject_gen = gen;
@@ -242,7 +261,7 @@ const char *fv_device_subject(struct fv_keystore *keys, uint64_t gen, struct fv_
 
 const char *fv_ingest_subject(struct fv_ingest *ing, struct fv_device *d)
 {
-    return fv_device_subject(ing->d.keys, ing->registry_gen, d);
+    return fv_device_subject(ing->d.keys, ing->d.fleet, ing->registry_gen, d);
 }
 
 /* Seals the payload with the subject's data key and appends the record to the log, then
@@ -258,6 +277,7 @@ static int64_t log_put(struct fv_ingest *ing, const struct session *s, uint8_t f
 {
     const unsigned char *dek;
     char pseudo[FV_PSEUDONYM_LEN + 1];
+    fv_ingest_refresh_keys(ing);
     const char *subject = s->dev ? fv_ingest_subject(ing, s->dev) : s->ident.device_id;
     int rc = fv_keystore_dek(ing->d.keys, subject, 1, &dek, pseudo);
     if (rc) {
@@ -415,7 +435,9 @@ static void handle_message(struct session *s, const unsigned char *msg, size_t l
         int rule = fv_rate_rule_for(&cfg->rates, (const char *)env.topic.p, env.topic.len);
         if (rule >= 0 &&
             !fv_bucket_take(&dev->buckets[rule], &cfg->rates.rules[rule], fv_mono_ns())) {
+            fv_fleet_lock(ing->d.fleet);
             dev->rate_limited++;
+            fv_fleet_unlock(ing->d.fleet);
             send_error(s, FV_REJ_RATE, &env.txid, "rate limited");
             return;
         }
@@ -423,7 +445,9 @@ static void handle_message(struct session *s, const unsigned char *msg, size_t l
     if (env.txid.len && fv_device_has_txid(dev, env.txid.p, env.txid.len)) {
         /* Stored already: ack again once the original is durable (S2), store nothing. */
         m->duplicates++;
+        fv_fleet_lock(ing->d.fleet);
         dev->duplicates++;
+        fv_fleet_unlock(ing->d.fleet);
         queue_ack(s, ing->d.log.appended(ing->d.log.impl), &env.txid, &env.topic);
         return;
     }
@@ -460,7 +484,9 @@ static void handle_message(struct session *s, const unsigned char *msg, size_t l
         goto done;
     }
     if (env.txid.len) fv_device_add_txid(dev, env.txid.p, env.txid.len);
+    fv_fleet_lock(ing->d.fleet); /* F1 */
     fv_device_apply(dev, t, now, is_v ? &v : NULL);
+    fv_fleet_unlock(ing->d.fleet);
     m->records_stored[fv_metrics_topic_slot((const char *)env.topic.p, env.topic.len)]++;
     m->datums_stored += v.n;
     queue_ack(s, (uint64_t)seq, &env.txid, &env.topic);
@@ -556,8 +582,10 @@ static int session_established(struct fv_ingest *ing, struct session *s, struct 
         snprintf(s->conn_id, sizeof s->conn_id, "fv-%llu", (unsigned long long)s->id);
     s->established = 1;
     s->last_rx_ns = fv_mono_ns();
+    fv_fleet_lock(ing->d.fleet);
     s->dev->sessions++;
     s->dev->session_id = s->id;
+    fv_fleet_unlock(ing->d.fleet);
     ing->d.metrics->connections_total++;
     ing->d.metrics->connections_open++;
     if (ing->paused) {
@@ -610,8 +638,10 @@ static void session_closed(struct fv_ingest *ing, struct session *s)
     if (s->established) {
         record_connectivity(s, 2);
         fv_map_del_u64(&ing->sessions, s->id);
+        fv_fleet_lock(ing->d.fleet);
         s->dev->sessions--;
         if (s->dev->session_id == s->id) s->dev->session_id = 0;
+        fv_fleet_unlock(ing->d.fleet);
         ing->d.metrics->connections_open--;
         s->established = 0;
         fv_debug("device %s disconnected", s->ident.device_id);

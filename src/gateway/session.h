@@ -78,13 +78,22 @@ void fv_ingest_flush_durable(struct fv_ingest *ing);
 /* Tells the ingest that the subjects registry changed (an owner change, consent): every
  * device's subject and kept classes are looked up again on its next record. */
 void fv_ingest_registry_changed(struct fv_ingest *ing);
+/* Any thread: data keys were destroyed through another keystore (crypto/keys.h); before its
+ * next record the ingest drops its cached keys and subjects and reads them again. */
+void fv_ingest_keys_changed(struct fv_ingest *ing);
+/* Ingest loop: acts on fv_ingest_keys_changed now (the ingest does it before each record;
+ * the server also before the store's maintenance, which reads keys through the same
+ * keystore). The keystore's earlier key pointers are then invalid. */
+void fv_ingest_refresh_keys(struct fv_ingest *ing);
 
 /* The device's current subject (owner period, privacy/subjects.h), cached per device and
  * looked up again after fv_ingest_registry_changed. A new period wipes the device's state. */
 const char *fv_ingest_subject(struct fv_ingest *ing, struct fv_device *d);
 /* The same for a given registry generation (start-up recovery uses generation 0, which the
- * ingest starts at, so what recovery looked up stays cached). */
-const char *fv_device_subject(struct fv_keystore *keys, uint64_t gen, struct fv_device *d);
+ * ingest starts at, so what recovery looked up stays cached). fleet: the device's fleet, whose
+ * lock a wipe takes (fleet.h F1); NULL before other threads run. */
+const char *fv_device_subject(struct fv_keystore *keys, const struct fv_fleet *fleet, uint64_t gen,
+                              struct fv_device *d);
 
 /* Backpressure: re-evaluates storage_full and pauses or resumes reading from every session
  * (lws_rx_flow_control). Ingest loop; call on every loop turn. */

@@ -24,7 +24,7 @@
  *    that names one ("token", "key", "password", "secret", "*_token", "*_key", ...) are
  *    refused.
  *  - Verification and queries only read; they may run while a writer is open.
- * Thread-safety: a struct fv_audit is used by one thread (the server's event loop), but for
+ * Thread-safety: a struct fv_audit is used by one thread (the server's API thread), but for
  * fv_audit_durable_seq and fv_audit_failed (any thread) and its own syncer; at most
  * one process opens a directory for writing (DIR/LOCK, flock). Verify, query, parse, keygen
  * are thread-safe (no shared state).

@@ -34,7 +34,7 @@
  *     first in each 10 s window is an entry, and the failures after it are one more entry
  *     when the window ends (fv_guard_tick) or the server stops ("failures_sampled": how
  *     many this entry stands for), so token guessing cannot force a log sync per guess; the HTTP
- * transport also limits them per client address (api/http.h). Event-loop thread only.
+ * transport also limits them per client address (api/http.h). The server's API thread only.
  */
 #ifndef FV_PRIVACY_GUARD_H
 #define FV_PRIVACY_GUARD_H

@@ -4,21 +4,24 @@
  * It opens, in order: the data directory's lock, the admin token, the master key and the
  * catalog (keys, subjects, zones), the erasure list (replayed before anything is decrypted,
  * privacy/erasure.h), access control (privacy/guard.h), the store, recovery (the fleet state
- * from the parts, then the WAL replayed into the head: gateway/recovery.h), and then one
- * libwebsockets context with two vhosts: the devices' (gateway/session.h) and the API's
- * (api/http.h). It wires the two sides of the ingest/storage seam (wal/reclog.h): the WAL is
- * the record log; the sink below puts each logged record into the store's head.
+ * from the parts, then the WAL replayed into the head: gateway/recovery.h), then the ingest
+ * loop's libwebsockets context with the devices' vhost (gateway/session.h), and last the
+ * API's thread with its own loop and context (server/apiloop.h, api/http.h). It wires the
+ * two sides of the ingest/storage seam (wal/reclog.h): the WAL is the record log; the sink
+ * below puts each logged record into the store's head.
  *
- * Threads: the loop thread runs everything here. The WAL writer and the store worker only
- * wake it (wake_loop: lws_cancel_service), as does a signal handler (fv_server_wake). The
- * context they wake is published in srv->ctx and retired on shutdown only once no waker is
- * inside wake_loop (srv->wakers), so a late wake never touches a destroyed context.
+ * Threads: the ingest loop (the thread of fv_server_run) decodes, seals, appends and acks,
+ * and runs the store's maintenance. The API thread serves every request; it opens the
+ * catalog through a keystore of its own (api_keys; the loop's is keys) and reaches the
+ * ingest side only through the fleet's lock, the store's own locking, atomic counters and
+ * fv_ingest_keys_changed. The WAL writer and the store worker only wake the loop
+ * (wake_loop), as does a signal handler (fv_server_wake); the audit syncer wakes the API
+ * thread. A context is retired on shutdown only once no waker is inside it (fv_loopref).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <malloc.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +41,7 @@
 #include "gateway/fleet.h"
 #include "gateway/metrics.h"
 #include "gateway/recovery.h"
+#include "server/apiloop.h"
 #include "server/server.h"
 #include "gateway/session.h"
 #include "os/fsio.h"
@@ -59,8 +63,8 @@
 
 struct fv_server {
     const struct fv_config *cfg;
-    struct lws_context *ctx; /* published for wake_loop; see the top comment */
-    int wakers;              /* threads inside wake_loop */
+    struct fv_loopref ref; /* the ingest loop's context, for wake_loop */
+    struct fv_apiloop api; /* the API thread */
     struct fv_wal *wal;
     struct fv_fleet fleet;
     struct fv_metrics m;
@@ -68,7 +72,8 @@ struct fv_server {
     struct fv_http_ctx http;
     char admin_token[80];
     struct fv_kek kek;
-    struct fv_keystore *keys;
+    struct fv_keystore *keys;     /* the ingest loop's (and, before threads start, start-up's) */
+    struct fv_keystore *api_keys; /* the API thread's */
     struct fv_store_config store_cfg;
     struct fv_store *store;
     struct fv_guard guard;
@@ -86,24 +91,12 @@ struct fv_server {
  * running server (one server per process). */
 static struct fv_server *running;
 
-/* Wakes the loop; any thread (the WAL writer, the store worker and the audit syncer are
- * given it as their notify callback, arg being the server). */
+/* Wakes the ingest loop; any thread (the WAL writer and the store worker are given it as
+ * their notify callback, arg being the server). */
 static void wake_loop(void *arg)
 {
     struct fv_server *srv = arg;
-    __atomic_add_fetch(&srv->wakers, 1, __ATOMIC_SEQ_CST);
-    struct lws_context *ctx = __atomic_load_n(&srv->ctx, __ATOMIC_SEQ_CST);
-    if (ctx) lws_cancel_service(ctx);
-    __atomic_sub_fetch(&srv->wakers, 1, __ATOMIC_SEQ_CST);
-}
-
-/* Unpublishes the context, then waits until no waker can still be using it. */
-static struct lws_context *retire_ctx(struct fv_server *srv)
-{
-    struct lws_context *ctx = __atomic_exchange_n(&srv->ctx, NULL, __ATOMIC_SEQ_CST);
-    while (__atomic_load_n(&srv->wakers, __ATOMIC_SEQ_CST) != 0)
-        sched_yield();
-    return ctx;
+    fv_loopref_wake(&srv->ref);
 }
 
 /* WAL writer thread: the data keys of a batch's records become durable first. */
@@ -215,8 +208,8 @@ static void lws_log_emit(int level, const char *line)
 static void registry_poll(struct fv_server *srv)
 {
     static const char sql[] = "PRAGMA data_version";
-    if (srv->guard.registry_changed) { /* our own API changed it */
-        srv->guard.registry_changed = 0;
+    if (__atomic_exchange_n(&srv->guard.registry_changed, 0, __ATOMIC_ACQ_REL)) {
+        /* our own API changed it (its commits would also show in data_version below) */
         fv_ingest_registry_changed(srv->ing);
     }
     uint64_t now = fv_mono_ns();
@@ -249,6 +242,8 @@ static void raise_fd_limit(void)
     }
 }
 
+/* API thread: the erasure destroys keys through the API's keystore; the ingest drops its
+ * cached keys before its next record, and the device's state goes now. */
 static int erase_device(void *arg, const char *device, const struct fv_guard_ctx *ctx, char *err,
                         size_t errlen)
 {
@@ -256,8 +251,14 @@ static int erase_device(void *arg, const char *device, const struct fv_guard_ctx
     int rc = fv_erasure_erase(&srv->erasure, srv->store, device, ctx ? ctx->principal : NULL,
                               ctx ? ctx->ticket : NULL, err, errlen);
     if (rc) return rc;
+    fv_ingest_keys_changed(srv->ing);
+    wake_loop(srv);
     struct fv_device *d = fv_fleet_find(&srv->fleet, device);
-    if (d) fv_device_wipe(d);
+    if (d) {
+        fv_fleet_lock(&srv->fleet);
+        fv_device_wipe(d);
+        fv_fleet_unlock(&srv->fleet);
+    }
     return FV_OK;
 }
 
@@ -294,12 +295,15 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
     rc = fv_keystore_open(path, &srv->kek, &srv->keys, err, errlen);
     if (rc == FV_OK) rc = fv_subjects_init(srv->keys, err, errlen);
     if (rc == FV_OK) rc = fv_zones_init(srv->keys, err, errlen);
-    /* The erasure list is replayed before anything is decrypted (privacy/erasure.h). */
+    if (rc == FV_OK) rc = fv_keystore_open(path, &srv->kek, &srv->api_keys, err, errlen);
+    /* The erasure list is replayed before anything is decrypted (privacy/erasure.h). Erasure
+     * and access control belong to the API thread, and use its keystore. */
     if (rc == FV_OK)
-        rc = fv_erasure_open(&srv->erasure, srv->keys, cfg->key_file, cfg->data_dir, err, errlen);
+        rc = fv_erasure_open(&srv->erasure, srv->api_keys, cfg->key_file, cfg->data_dir, err,
+                             errlen);
     if (rc == FV_OK)
-        rc = fv_guard_open(&srv->guard, cfg, srv->keys, srv->admin_token, wake_loop, srv, err,
-                           errlen);
+        rc = fv_guard_open(&srv->guard, cfg, srv->api_keys, srv->admin_token, fv_loopref_wake,
+                           &srv->api.ref, err, errlen);
     if (rc == FV_OK) rc = fv_exports_new(&srv->exports);
     if (rc) return rc;
 
@@ -357,7 +361,7 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
                                               .admin_token = srv->admin_token,
                                               .start_ms = srv->start_ms,
                                               .store = srv->store,
-                                              .keys = srv->keys,
+                                              .keys = srv->api_keys,
                                               .guard = &srv->guard,
                                               .store_cfg = &srv->store_cfg,
                                               .erase = erase_device,
@@ -368,7 +372,7 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
     return FV_OK;
 }
 
-/* The lws context on the given libev loop: devices' and API vhosts. */
+/* The ingest loop's lws context on the given libev loop: the devices' vhost. */
 static int open_listeners(struct fv_server *srv, struct ev_loop *loop, char *err, size_t errlen)
 {
     const struct fv_config *cfg = srv->cfg;
@@ -384,7 +388,7 @@ static int open_listeners(struct fv_server *srv, struct ev_loop *loop, char *err
         fv_seterr(err, errlen, "cannot create the libwebsockets context");
         return FV_ENOMEM;
     }
-    __atomic_store_n(&srv->ctx, ctx, __ATOMIC_SEQ_CST);
+    fv_loopref_publish(&srv->ref, ctx);
 
     char cert[PATH_MAX], key[PATH_MAX], ca[PATH_MAX];
     snprintf(cert, sizeof cert, "%s/server.crt", cfg->certs_dir);
@@ -409,28 +413,19 @@ static int open_listeners(struct fv_server *srv, struct ev_loop *loop, char *err
                   cfg->listen_host, cfg->listen_port);
         return FV_EIO;
     }
-    memset(&vi, 0, sizeof vi);
-    vi.vhost_name = "api";
-    vi.iface = cfg->api_host;
-    vi.port = cfg->api_port;
-    vi.protocols = fv_http_protocols();
-    vi.user = &srv->http;
-    if (lws_create_vhost(ctx, &vi) == NULL) {
-        fv_seterr(err, errlen, "cannot listen for the API on %s:%d (in use?)", cfg->api_host,
-                  cfg->api_port);
-        return FV_EIO;
-    }
+    int rc = fv_apiloop_start(&srv->api, cfg, &srv->http, &srv->guard, srv->api_keys, err, errlen);
+    if (rc) return rc;
     fv_info("serving devices on wss://%s:%d (mutual TLS, CA %s), API on http://%s:%d",
             cfg->listen_host, cfg->listen_port, ca, cfg->api_host, cfg->api_port);
     return FV_OK;
 }
 
-/* One turn of housekeeping after each loop iteration. */
-static void housekeeping(struct fv_server *srv, uint64_t *last_trim, unsigned *turns)
+/* One turn of housekeeping after each loop iteration (the API thread has its own:
+ * server/apiloop.c). */
+static void housekeeping(struct fv_server *srv, uint64_t *last_trim)
 {
+    fv_ingest_refresh_keys(srv->ing); /* keys destroyed by the API: compaction purges them */
     fv_store_tick(srv->store, srv->wal, store_key, srv, fv_now_ms());
-    if (srv->guard.audit) fv_audit_tick(srv->guard.audit);
-    fv_guard_tick(&srv->guard);
     registry_poll(srv);
     fv_ingest_pace(srv->ing);
     fv_ingest_sweep(srv->ing);
@@ -440,25 +435,16 @@ static void housekeeping(struct fv_server *srv, uint64_t *last_trim, unsigned *t
     if (fv_mono_ns() - *last_trim <= 5000000000ull) return;
     malloc_trim(0);
     *last_trim = fv_mono_ns();
-    if (srv->guard.audit && srv->cfg->audit_retention_ms && *turns % 720 == 0) {
-        uint64_t gone = 0; /* hourly */
-        if (fv_audit_apply_retention(srv->guard.audit, fv_now_ms(), &gone) == FV_OK && gone)
-            fv_info("audit: retention removed %llu old files", (unsigned long long)gone);
-    }
-    /* New devices' keys grow the catalog's SQLite WAL (4 MiB before SQLite's own
-     * checkpoint); fold it back into catalog.db once a minute. */
-    if (++*turns % 12 == 0)
-        sqlite3_wal_checkpoint_v2(fv_keystore_db(srv->keys), NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL,
-                                  NULL);
 }
 
-/* Shutdown, in the reverse order of start-up: the context first (closing sessions writes
- * their connectivity records through the ingest into the WAL and the head), then the
- * ingest, the WAL (making everything appended durable), the store (waiting for a running
- * job; T1 holds whatever it was doing), access control, the catalog. */
+/* Shutdown, in the reverse order of start-up: the API thread, then the ingest loop's context
+ * (closing sessions writes their connectivity records through the ingest into the WAL and
+ * the head), the ingest, the WAL (making everything appended durable), the store (waiting
+ * for a running job; T1 holds whatever it was doing), access control, the catalog. */
 static void close_all(struct fv_server *srv, struct ev_loop *loop)
 {
-    struct lws_context *ctx = retire_ctx(srv);
+    fv_apiloop_stop(&srv->api);
+    struct lws_context *ctx = fv_loopref_retire(&srv->ref);
     if (ctx) lws_context_destroy(ctx);
     if (loop) ev_loop_destroy(loop);
     __atomic_store_n(&running, NULL, __ATOMIC_SEQ_CST);
@@ -470,6 +456,7 @@ static void close_all(struct fv_server *srv, struct ev_loop *loop)
     fv_exports_free(srv->exports);
     fv_erasure_close(&srv->erasure);
     fv_fleet_free(&srv->fleet);
+    fv_keystore_close(srv->api_keys);
     fv_keystore_close(srv->keys);
     fv_kek_wipe(&srv->kek);
     if (srv->lock_fd >= 0) close(srv->lock_fd);
@@ -482,6 +469,7 @@ int fv_server_run(const struct fv_config *cfg, volatile sig_atomic_t *stop, char
     if (srv == NULL) return FV_ENOMEM;
     struct ev_loop *loop = NULL;
     srv->cfg = cfg;
+    fv_fleet_init(&srv->fleet);
     srv->stop = stop;
     srv->lock_fd = -1;
     srv->start_ms = fv_now_ms();
@@ -504,14 +492,13 @@ int fv_server_run(const struct fv_config *cfg, volatile sig_atomic_t *stop, char
     if (rc) goto out;
 
     uint64_t last_trim = fv_mono_ns();
-    unsigned turns = 0;
     fv_store_set_wake(srv->store, wake_loop, srv);
     struct ev_timer tick;
     ev_timer_init(&tick, tick_cb, 1.0, 1.0);
     ev_timer_start(loop, &tick);
     while (!*stop && !fv_wal_failed(srv->wal)) {
         ev_run(loop, EVRUN_ONCE);
-        housekeeping(srv, &last_trim, &turns);
+        housekeeping(srv, &last_trim);
     }
     if (fv_wal_failed(srv->wal)) {
         fv_seterr(err, errlen, "the write-ahead log failed (see above); stopped");

@@ -251,6 +251,8 @@ int fv_store_open(const struct fv_store_config *cfg, int read_only, struct fv_st
     s->cfg = *cfg;
     s->read_only = read_only;
     s->next_gen = 1;
+    pthread_mutex_init(&s->lk, NULL);
+    pthread_mutex_init(&s->cache_mu, NULL);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     struct fv_part **all = NULL;
@@ -352,12 +354,28 @@ void fv_store_close(struct fv_store *s)
     free(s->purge);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->cache_mu);
+    pthread_mutex_destroy(&s->lk);
     free(s);
+}
+
+/* lk is state, not value: const readers take it too. */
+static void lock(const struct fv_store *s)
+{
+    pthread_mutex_lock((pthread_mutex_t *)&s->lk);
+}
+
+static void unlock(const struct fv_store *s)
+{
+    pthread_mutex_unlock((pthread_mutex_t *)&s->lk);
 }
 
 uint64_t fv_store_wal_hi(const struct fv_store *s)
 {
-    return s->wal_hi;
+    lock(s);
+    uint64_t hi = s->wal_hi;
+    unlock(s);
+    return hi;
 }
 
 /* ---- head input --------------------------------------------------------------------------- */
@@ -379,8 +397,8 @@ static int add_target(struct fv_store *s, const char *pseudo, const unsigned cha
     return FV_OK;
 }
 
-int fv_store_add_frame(struct fv_store *s, const char *pseudo, const unsigned char dek[32],
-                       int64_t t, uint64_t rx_ms, const struct fv_vrecord *v)
+static int add_frame(struct fv_store *s, const char *pseudo, const unsigned char dek[32],
+                     int64_t t, uint64_t rx_ms, const struct fv_vrecord *v)
 {
     struct hdev *h;
     int rc = add_target(s, pseudo, dek, rx_ms, &h);
@@ -407,9 +425,18 @@ int fv_store_add_frame(struct fv_store *s, const char *pseudo, const unsigned ch
     return FV_OK;
 }
 
-int fv_store_add_event(struct fv_store *s, const char *pseudo, const unsigned char dek[32],
-                       int64_t t, uint64_t rx_ms, const char *topic, size_t topic_len,
-                       const unsigned char *payload, size_t len)
+int fv_store_add_frame(struct fv_store *s, const char *pseudo, const unsigned char dek[32],
+                       int64_t t, uint64_t rx_ms, const struct fv_vrecord *v)
+{
+    lock(s);
+    int rc = add_frame(s, pseudo, dek, t, rx_ms, v);
+    unlock(s);
+    return rc;
+}
+
+static int add_event(struct fv_store *s, const char *pseudo, const unsigned char dek[32], int64_t t,
+                     uint64_t rx_ms, const char *topic, size_t topic_len,
+                     const unsigned char *payload, size_t len)
 {
     struct hdev *h;
     int rc = add_target(s, pseudo, dek, rx_ms, &h);
@@ -428,7 +455,17 @@ int fv_store_add_event(struct fv_store *s, const char *pseudo, const unsigned ch
     return FV_OK;
 }
 
-void fv_store_forget(struct fv_store *s, const char *pseudo)
+int fv_store_add_event(struct fv_store *s, const char *pseudo, const unsigned char dek[32],
+                       int64_t t, uint64_t rx_ms, const char *topic, size_t topic_len,
+                       const unsigned char *payload, size_t len)
+{
+    lock(s);
+    int rc = add_event(s, pseudo, dek, t, rx_ms, topic, topic_len, payload, len);
+    unlock(s);
+    return rc;
+}
+
+static void forget(struct fv_store *s, const char *pseudo)
 {
     unsigned char subject[FV_SUBJECT_LEN];
     if (fv_subject_from_hex(pseudo, subject) == FV_OK) fv_store__cache_forget(s, subject);
@@ -447,25 +484,39 @@ void fv_store_forget(struct fv_store *s, const char *pseudo)
     }
 }
 
+void fv_store_forget(struct fv_store *s, const char *pseudo)
+{
+    lock(s);
+    forget(s, pseudo);
+    unlock(s);
+}
+
 int fv_store_purge(struct fv_store *s, const char *pseudo)
 {
     unsigned char subject[FV_SUBJECT_LEN];
     if (fv_subject_from_hex(pseudo, subject) != FV_OK) return FV_EINVAL;
-    fv_store_forget(s, pseudo);
+    lock(s);
+    forget(s, pseudo);
     int rc = fv_store__grow((void **)&s->purge, &s->cappurge, s->npurge + 1, sizeof *s->purge);
-    if (rc) return rc;
-    memcpy(s->purge[s->npurge++], subject, FV_SUBJECT_LEN);
-    return FV_OK;
+    if (rc == FV_OK) memcpy(s->purge[s->npurge++], subject, FV_SUBJECT_LEN);
+    unlock(s);
+    return rc;
 }
 
 void fv_store_hold_wal(struct fv_store *s)
 {
+    lock(s);
     s->hold_wal = 1;
+    unlock(s);
 }
 
 void fv_store_stats(const struct fv_store *s, struct fv_store_stats *out)
 {
+    lock(s);
+    pthread_mutex_lock((pthread_mutex_t *)&s->cache_mu);
     *out = s->st;
+    out->cache_bytes = s->cache_used;
+    pthread_mutex_unlock((pthread_mutex_t *)&s->cache_mu);
     out->parts = s->nparts;
     out->blocks = out->bytes = out->datums = out->records = 0;
     for (size_t i = 0; i < s->nparts; i++) {
@@ -481,21 +532,39 @@ void fv_store_stats(const struct fv_store *s, struct fv_store_stats *out)
             out->head_records += hs[i]->records;
             out->head_subjects += hs[i]->devs.n;
         }
-    out->cache_bytes = s->cache_used;
     out->wal_hi = s->wal_hi;
     out->generation = s->next_gen - 1;
     out->compacting = s->want_full || s->full_running;
     out->wal_held = s->hold_wal;
+    unlock(s);
 }
 
-size_t fv_store_failures(const struct fv_store *s, const struct fv_store_failure **out)
+size_t fv_store_failures(const struct fv_store *s, struct fv_store_failure out[FV_STORE_MAX_FAILURES])
 {
-    *out = s->fails;
-    return s->nfails;
+    lock(s);
+    size_t n = s->nfails;
+    memcpy(out, s->fails, n * sizeof *out);
+    unlock(s);
+    return n;
 }
 
-size_t fv_store_parts(const struct fv_store *s, struct fv_part *const **out)
+int fv_store_parts(const struct fv_store *s, struct fv_part ***out, size_t *n)
 {
-    *out = s->parts;
-    return s->nparts;
+    lock(s);
+    struct fv_part **arr = malloc((s->nparts ? s->nparts : 1) * sizeof *arr);
+    for (size_t i = 0; arr && i < s->nparts; i++) {
+        arr[i] = s->parts[i];
+        fv_part_ref(arr[i]);
+    }
+    *n = arr ? s->nparts : 0;
+    unlock(s);
+    *out = arr;
+    return arr ? FV_OK : FV_ENOMEM;
+}
+
+void fv_store_parts_free(struct fv_part **parts, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        fv_part_unref(parts[i]);
+    free(parts);
 }

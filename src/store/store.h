@@ -42,9 +42,13 @@
  *     that fails otherwise (I/O) is retried after 10 s, doubling up to about 10 minutes; a
  *     requested full compaction is given up (and reported) after 3 failures in a row.
  *
- * Threads: everything is called from the event loop, except the worker, which owns only the
- * job it was handed (a frozen head or referenced input parts, plus copies of the keys it
- * needs) and never touches the keystore or the live part list.
+ * Threads: the head's input (fv_store_add_*, fv_store_hold_wal) and maintenance
+ * (fv_store_tick, fv_store_drain) are called from one thread, the event loop; queries, stats,
+ * parts, failures, purge, forget and fv_store_compact_all from any thread (the server's API
+ * thread): the store locks its state inside each call, for short copies only (a query's
+ * blocks are read and decrypted outside the lock). The worker owns only the job it was
+ * handed (a frozen head or referenced input parts, plus copies of the keys it needs) and
+ * never touches the keystore or the live part list. fv_store_subjects is for start-up.
  */
 #ifndef FV_STORE_STORE_H
 #define FV_STORE_STORE_H
@@ -166,11 +170,13 @@ struct fv_store_stats {
     uint64_t cache_hits, cache_misses, cache_bytes;
 };
 void fv_store_stats(const struct fv_store *s, struct fv_store_stats *out);
-/* The newest failures (at most FV_STORE_MAX_FAILURES, oldest first; valid until the next
- * tick). */
-size_t fv_store_failures(const struct fv_store *s, const struct fv_store_failure **out);
-/* The live parts, oldest first (valid until the next tick). */
-size_t fv_store_parts(const struct fv_store *s, struct fv_part *const **out);
+/* Copies the newest failures (at most FV_STORE_MAX_FAILURES, oldest first) into out; returns
+ * how many. */
+size_t fv_store_failures(const struct fv_store *s, struct fv_store_failure out[FV_STORE_MAX_FAILURES]);
+/* The live parts now, oldest first, each referenced: *out is a malloc'd array of *n parts,
+ * released with fv_store_parts_free. FV_OK or FV_ENOMEM. */
+int fv_store_parts(const struct fv_store *s, struct fv_part ***out, size_t *n);
+void fv_store_parts_free(struct fv_part **parts, size_t n);
 
 /* ---- queries ------------------------------------------------------------------------------ */
 

@@ -12,12 +12,18 @@
  *                   merged into one (compaction, retention, purge);
  *   store_query.c   queries on the event loop: the block cache, snapshots, cursors, chunks.
  *
- * Threads: struct fv_store belongs to the event loop, except todo, done and stop (under mu,
- * shared with the worker), and cfg and wake, which the worker only reads (nothing changes
- * cfg after fv_store_open; the server calls fv_store_set_wake before its first tick). A job
- * handed to the worker (s->job, state ST_RUNNING) is the worker's until done is set:
- * meanwhile the loop does not touch the job and only reads the frozen head (queries;
- * fv_store_forget leaves it alone), which the worker only reads too.
+ * Threads: struct fv_store is written by the event loop (ingest into the head, tick) and
+ * read by queries from another thread (the API's), so its state is under lk: the heads, the
+ * part list, jobs' installation, requests (purge, full compaction), failures and stats. Every
+ * public function takes lk for as long as it touches that state and no longer: a query copies
+ * its subject's head frames and references its parts under lk, then reads blocks without it.
+ * The block cache (cache, lru_*, cache_used, st.cache_hits/misses) is under cache_mu (lock
+ * order: lk, then cache_mu). todo, done and stop are under mu (shared with the worker); cfg
+ * and wake the worker only reads (nothing changes cfg after fv_store_open; the server calls
+ * fv_store_set_wake before its first tick). A job handed to the worker (s->job, state
+ * ST_RUNNING) is the worker's until done is set: meanwhile the loop does not touch the job
+ * and only reads the frozen head (queries; fv_store_forget leaves it alone), which the worker
+ * only reads too. Functions named fv_store__* expect lk held, unless they say otherwise.
  */
 #ifndef FV_STORE_STORE_INT_H
 #define FV_STORE_STORE_INT_H
@@ -121,6 +127,8 @@ struct fv_store {
     /* worker */
     pthread_t thread;
     int thread_started;
+    pthread_mutex_t lk; /* the store's state: see the top comment */
+    pthread_mutex_t cache_mu;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct job *todo; /* handed to the worker, under mu */
@@ -137,7 +145,7 @@ struct fv_store {
     struct fv_store_failure fails[FV_STORE_MAX_FAILURES]; /* newest last */
     size_t nfails;
     struct fv_store_stats st;
-    /* Block cache (event loop only): decrypted, decompressed blocks by (part id, index),
+    /* Block cache (under cache_mu): decrypted, decompressed blocks by (part id, index),
      * least recently used first out. Plaintext in memory, like the head; dropped for a
      * subject on fv_store_forget. */
     struct fv_map cache;
@@ -168,8 +176,8 @@ void fv_store__job_free(struct job *j);
 /* store_worker.c: the worker thread's body (started by fv_store_open; arg is the store). */
 void *fv_store__worker_main(void *arg);
 
-/* store_query.c (event loop) */
-/* Drops the cached blocks of one subject (fv_store_forget). */
+/* store_query.c */
+/* Drops the cached blocks of one subject (fv_store_forget; takes cache_mu). */
 void fv_store__cache_forget(struct fv_store *s, const unsigned char subject[FV_SUBJECT_LEN]);
 /* Drops every cached block and the cache's index (fv_store_close). */
 void fv_store__cache_free(struct fv_store *s);

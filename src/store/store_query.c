@@ -11,8 +11,10 @@
  * A cached block is served only for the key that opened it, and a subject's cached blocks
  * are dropped when it is forgotten (T4).
  *
- * Threads: event loop only (the cache and cursors are not locked; the worker never reads
- * them).
+ * Threads: any one thread per cursor (the server's API thread). fv_store_query takes the
+ * store's lock lk while it copies the heads' frames and references parts; blocks are read,
+ * checked and decrypted without it, and the cache is under cache_mu (held for lookups and
+ * inserts only). The worker never reads the cache or cursors.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,6 +71,7 @@ static int read_block(struct fv_store *s, const struct fv_part *p, size_t i,
     unsigned char key[16];
     fv_put_u64(key, p->id);
     fv_put_u64(key + 8, (uint64_t)i);
+    pthread_mutex_lock(&s->cache_mu);
     struct cent *e = s->cfg.cache_bytes ? fv_map_get(&s->cache, key, sizeof key) : NULL;
     if (e && CRYPTO_memcmp(e->dek, dek, sizeof e->dek) != 0) e = NULL; /* not its key: open */
     if (e) {
@@ -79,17 +82,28 @@ static int read_block(struct fv_store *s, const struct fv_part *p, size_t i,
         s->lru_head = e;
         if (s->lru_tail == NULL) s->lru_tail = e;
         fv_buf_reset(out);
-        return fv_buf_append(out, e->raw.data, e->raw.len);
+        int rc = fv_buf_append(out, e->raw.data, e->raw.len);
+        pthread_mutex_unlock(&s->cache_mu);
+        return rc;
     }
     s->st.cache_misses++;
+    pthread_mutex_unlock(&s->cache_mu);
     int rc = fv_part_open_block(p, i, dek, out, err, errlen);
     if (rc || s->cfg.cache_bytes == 0 || out->len > s->cfg.cache_bytes / 4) return rc;
     e = calloc(1, sizeof *e);
-    if (e == NULL || fv_buf_append(&e->raw, out->data, out->len) != FV_OK ||
-        fv_map_put(&s->cache, key, sizeof key, e) != FV_OK) {
+    if (e == NULL || fv_buf_append(&e->raw, out->data, out->len) != FV_OK) {
         if (e) fv_buf_free(&e->raw);
         free(e);
         return FV_OK; /* caching is optional */
+    }
+    pthread_mutex_lock(&s->cache_mu);
+    if (fv_map_get(&s->cache, key, sizeof key) != NULL ||
+        fv_map_put(&s->cache, key, sizeof key, e) != FV_OK) {
+        /* another reader cached it meanwhile, or no memory: caching is optional */
+        pthread_mutex_unlock(&s->cache_mu);
+        fv_buf_free(&e->raw);
+        free(e);
+        return FV_OK;
     }
     memcpy(e->key, key, sizeof key);
     memcpy(e->subject, p->e[i].subject, FV_SUBJECT_LEN);
@@ -101,16 +115,19 @@ static int read_block(struct fv_store *s, const struct fv_part *p, size_t i,
     s->cache_used += e->raw.len;
     while (s->cache_used > s->cfg.cache_bytes && s->lru_tail)
         cache_drop(s, s->lru_tail);
+    pthread_mutex_unlock(&s->cache_mu);
     return FV_OK;
 }
 
 /* Drops the cached blocks of one subject (fv_store_forget). */
 void fv_store__cache_forget(struct fv_store *s, const unsigned char subject[FV_SUBJECT_LEN])
 {
+    pthread_mutex_lock(&s->cache_mu);
     for (struct cent *e = s->lru_head, *n; e; e = n) {
         n = e->next;
         if (memcmp(e->subject, subject, FV_SUBJECT_LEN) == 0) cache_drop(s, e);
     }
+    pthread_mutex_unlock(&s->cache_mu);
 }
 
 /* Drops every cached block and the cache's index (fv_store_close). */
@@ -325,6 +342,7 @@ int fv_store_query(struct fv_store *s, const char *pseudo, const unsigned char d
         c->nfields = nfields;
     }
     size_t cap = 0;
+    pthread_mutex_lock(&s->lk); /* the snapshot: parts referenced, head frames copied */
     for (size_t k = 0; rc == FV_OK && k < s->nparts; k++) {
         struct fv_part *p = s->parts[k];
         for (size_t i = fv_part_find(p, subject);
@@ -372,6 +390,7 @@ int fv_store_query(struct fv_store *s, const char *pseudo, const unsigned char d
             c->src[i].evown = b;
             rc = own_events(&c->src[i], b);
         }
+    pthread_mutex_unlock(&s->lk);
     if (rc) {
         fv_store_cursor_free(c);
         return rc;
@@ -666,11 +685,15 @@ static int cmp_subj(const void *a, const void *b)
 int fv_store_subjects(const struct fv_store *s,
                       int (*fn)(void *arg, const struct fv_store_subject *), void *arg)
 {
+    pthread_mutex_lock((pthread_mutex_t *)&s->lk);
     size_t n = 0;
     for (size_t k = 0; k < s->nparts; k++)
         n += s->parts[k]->n;
     struct subj_row *r = malloc((n ? n : 1) * sizeof *r);
-    if (r == NULL) return FV_ENOMEM;
+    if (r == NULL) {
+        pthread_mutex_unlock((pthread_mutex_t *)&s->lk);
+        return FV_ENOMEM;
+    }
     size_t m = 0;
     for (size_t k = 0; k < s->nparts; k++)
         for (size_t i = 0; i < s->parts[k]->n; i++) {
@@ -683,6 +706,7 @@ int fv_store_subjects(const struct fv_store *s,
             r[m].max_frame_t = e->nrec ? e->max_t : INT64_MIN;
             m++;
         }
+    pthread_mutex_unlock((pthread_mutex_t *)&s->lk);
     qsort(r, m, sizeof *r, cmp_subj);
     int rc = FV_OK;
     for (size_t i = 0; i < m && rc == FV_OK;) {

@@ -18,7 +18,9 @@
  * failures in a row (T8); a merge gets copies of the keys it needs, so the worker never
  * touches the keystore (T4).
  *
- * Threads: event loop only (fv_store_drain waits on the worker's condition variable).
+ * Threads: event loop only; each tick holds the store's lock lk (store_int.h), so a query
+ * on another thread sees a part installed and its frozen head released at once (T3).
+ * fv_store_drain waits on the worker's condition variable without it.
  */
 #include <limits.h>
 #include <pthread.h>
@@ -366,8 +368,8 @@ static int start_flush(struct fv_store *s)
     return FV_OK;
 }
 
-int fv_store_tick(struct fv_store *s, struct fv_wal *wal, fv_store_key_fn keys, void *karg,
-                  uint64_t now_ms)
+static int tick(struct fv_store *s, struct fv_wal *wal, fv_store_key_fn keys, void *karg,
+                uint64_t now_ms)
 {
     if (s->read_only) return FV_OK;
     int rc = FV_OK;
@@ -427,10 +429,21 @@ int fv_store_tick(struct fv_store *s, struct fv_wal *wal, fv_store_key_fn keys, 
     return rc;
 }
 
+int fv_store_tick(struct fv_store *s, struct fv_wal *wal, fv_store_key_fn keys, void *karg,
+                  uint64_t now_ms)
+{
+    pthread_mutex_lock(&s->lk);
+    int rc = tick(s, wal, keys, karg, now_ms);
+    pthread_mutex_unlock(&s->lk);
+    return rc;
+}
+
 void fv_store_compact_all(struct fv_store *s)
 {
+    pthread_mutex_lock(&s->lk);
     s->want_full = 1;
     s->full_running = 1;
+    pthread_mutex_unlock(&s->lk);
 }
 
 int fv_store_drain(struct fv_store *s, struct fv_wal *wal, fv_store_key_fn keys, void *karg)
@@ -438,12 +451,14 @@ int fv_store_drain(struct fv_store *s, struct fv_wal *wal, fv_store_key_fn keys,
     int rc = FV_OK;
     for (int guard = 0; guard < 100000; guard++) {
         uint64_t now = fv_now_ms();
+        pthread_mutex_lock(&s->lk);
         s->retry_after_ms = 0;
-        rc = fv_store_tick(s, wal, keys, karg, now);
+        rc = tick(s, wal, keys, karg, now);
+        int idle = s->state == ST_IDLE && !s->want_full && !s->frozen && !s->redo &&
+                   !(s->head && s->head->records && s->full_running);
+        pthread_mutex_unlock(&s->lk);
         if (rc) return rc;
-        if (s->state == ST_IDLE && !s->want_full && !s->frozen && !s->redo &&
-            !(s->head && s->head->records && s->full_running))
-            break;
+        if (idle) break;
         if (s->state == ST_RUNNING) {
             pthread_mutex_lock(&s->mu);
             while (!s->done)
@@ -453,6 +468,8 @@ int fv_store_drain(struct fv_store *s, struct fv_wal *wal, fv_store_key_fn keys,
             usleep(1000);
         }
     }
+    pthread_mutex_lock(&s->lk);
     s->full_running = 0;
+    pthread_mutex_unlock(&s->lk);
     return rc;
 }

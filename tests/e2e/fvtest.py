@@ -236,6 +236,16 @@ class Server:
                 return float(parts[1])
         raise KeyError(name)
 
+    def wait_metric(self, name, want, timeout=5.0):
+        """Waits until a metric reads want (the API runs on its own thread, so a counter
+        the ingest loop bumps may be read a moment before it is bumped); returns it."""
+        deadline = time.time() + timeout
+        v = self.metric(name)
+        while v != want and time.time() < deadline:
+            time.sleep(0.02)
+            v = self.metric(name)
+        return v
+
 
 # Signs of a crash rather than a clean error exit, in a server's log.
 CRASH_SIGNS = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "Assertion `",

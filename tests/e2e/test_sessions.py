@@ -87,7 +87,7 @@ def test_silent_peer_closed():
         srv = t.Server(env.root, env.certs, config={"device_idle_timeout": "6s"}).start()
         ws = connect(env, srv)
         t0 = time.time()
-        assert srv.metric("fleetvault_connections") == 1
+        assert srv.wait_metric("fleetvault_connections", 1) == 1
         # Read raw bytes without ever answering a ping.
         ws.sock.settimeout(15)
         closed = False

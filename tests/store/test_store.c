@@ -39,6 +39,14 @@ struct rng {
     uint64_t s;
 };
 
+/* The live parts now (referenced; release with fv_store_parts_free). */
+static size_t parts_of(struct fv_store *s, struct fv_part ***out)
+{
+    size_t n = 0;
+    assert_int_equal(fv_store_parts(s, out, &n), FV_OK);
+    return n;
+}
+
 static uint64_t rnd(struct rng *g) /* xorshift64* */
 {
     g->s ^= g->s >> 12;
@@ -735,12 +743,13 @@ static void test_tiered_compaction(void **state)
             bits += b & 1;
         assert_int_equal(st.parts, (uint64_t)bits);
         assert_int_equal(st.flushes, (uint64_t)n);
-        struct fv_part *const *parts;
-        size_t np = fv_store_parts(s, &parts);
+        struct fv_part **parts;
+        size_t np = parts_of(s, &parts);
         for (size_t i = 1; i < np; i++) {
             assert_true(parts[i]->gen_lo == parts[i - 1]->gen_hi + 1);
             assert_true(parts[i]->level < parts[i - 1]->level);
         }
+        fv_store_parts_free(parts, np);
         for (int subj = 0; subj < 3; subj++)
             check_query(s, &k, &m, subj, INT64_MIN, INT64_MAX, NULL, 0, 1, 0, "tiered");
     }
@@ -748,10 +757,11 @@ static void test_tiered_compaction(void **state)
     assert_int_equal(st.parts, 1);
     assert_int_equal(st.compactions, 7);
     assert_int_equal(st.generation, 8); /* 8 flushes; merges take no generation */
-    struct fv_part *const *parts;
-    assert_int_equal(fv_store_parts(s, &parts), 1);
+    struct fv_part **parts;
+    assert_int_equal(parts_of(s, &parts), 1);
     assert_int_equal(parts[0]->level, 3);
     assert_int_equal(parts[0]->gen_lo, 1);
+    fv_store_parts_free(parts, 1);
     fv_store_close(s);
     model_free(&m);
 }
@@ -1233,20 +1243,22 @@ static void test_destroyed_subject_purged(void **state)
     /* Subject 1's blocks in the parts. */
     unsigned char subj1[FV_SUBJECT_LEN];
     assert_int_equal(fv_subject_from_hex(PSEUDO[1], subj1), FV_OK);
-    struct fv_part *const *parts;
-    size_t np = fv_store_parts(s, &parts), blocks1 = 0;
+    struct fv_part **parts;
+    size_t np = parts_of(s, &parts), blocks1 = 0;
     for (size_t i = 0; i < np; i++)
         for (size_t e = 0; e < parts[i]->n; e++)
             blocks1 += memcmp(parts[i]->e[e].subject, subj1, FV_SUBJECT_LEN) == 0;
     assert_true(blocks1 >= 4);
+    fv_store_parts_free(parts, np);
     k.destroyed[1] = 1;
     compact_all(s, &k);
     fv_store_stats(s, &st);
     assert_int_equal(st.blocks_purged, blocks1);
     assert_int_equal(st.parts, 1);
-    np = fv_store_parts(s, &parts);
+    np = parts_of(s, &parts);
     for (size_t e = 0; e < parts[0]->n; e++)
         assert_memory_not_equal(parts[0]->e[e].subject, subj1, FV_SUBJECT_LEN);
+    fv_store_parts_free(parts, np);
     /* Others unaffected; subject 1 has nothing. */
     check_query(s, &k, &m, 0, INT64_MIN, INT64_MAX, NULL, 0, 1, 0, "purge: subject 0");
     check_query(s, &k, &m, 2, INT64_MIN, INT64_MAX, NULL, 0, 1, 0, "purge: subject 2");
@@ -1505,11 +1517,12 @@ static void test_unreadable_block_does_not_stop_compaction(void **state)
                                                 &(struct fv_vrecord){.n = 1, .data = &b}),
                              FV_OK);
     drain(s, &k); /* part 2 */
-    struct fv_part *const *pp;
-    assert_int_equal(fv_store_parts(s, &pp), 2);
+    struct fv_part **pp;
+    assert_int_equal(parts_of(s, &pp), 2);
     damage_block(pp[0], 0);
     char bad[600];
     snprintf(bad, sizeof bad, "%s", strrchr(pp[0]->path, '/') + 1);
+    fv_store_parts_free(pp, 2);
     fv_store_close(s);
 
     cfg.retention_ms[loc_cls] = 1; /* every location block has expired */
@@ -1523,8 +1536,8 @@ static void test_unreadable_block_does_not_stop_compaction(void **state)
     assert_int_equal(st.parts, 1);
     assert_int_equal(st.blocks_expired, 2);
     assert_true(st.compaction_failures >= 1);
-    const struct fv_store_failure *f;
-    size_t nf = fv_store_failures(s, &f);
+    struct fv_store_failure f[FV_STORE_MAX_FAILURES];
+    size_t nf = fv_store_failures(s, f);
     assert_true(nf >= 1);
     assert_string_equal(f[0].part, bad);
     assert_non_null(strstr(f[0].error, "offset"));
