@@ -33,6 +33,8 @@
  * Content-Length, keeping the connection alive); larger ones stream in pieces of it. */
 #define CHUNK_BYTES (1u << 20)
 #define MAX_BUCKETS 10000000
+/* Samples of a track held to compute its withheld times (40 bytes each: 160 MiB). */
+#define TRACK_MAX_SAMPLES (4u << 20)
 
 /* ---- parsing ----------------------------------------------------------------------------- */
 
@@ -288,6 +290,14 @@ void fv_query__load_trim(const struct fv_api_view *v, struct fv_guard_ctx *ctx, 
                 }
             }
             if (!any) continue;
+            if (n == TRACK_MAX_SAMPLES) {
+                /* Bounded memory: a longer range fails closed (the caller pages by time). */
+                fv_warn("location privacy: a track of more than %u samples; its locations "
+                        "are withheld (ask for a shorter range)",
+                        TRACK_MAX_SAMPLES);
+                rc = FV_ELIMIT;
+                break;
+            }
             if (n == cap) {
                 size_t nc = cap ? cap * 2 : 256;
                 struct fv_loc_sample *m = realloc(sm, nc * sizeof *m);
