@@ -355,7 +355,8 @@ static int put_device(struct dctx *c, const char *device, struct fv_buf *b)
     if (fv_keystore_dek(v->keys, subject, 0, &dek, pseudo) != FV_OK) return FV_OK; /* erased */
     if (fv_guard_load_consent(v->guard, &c->ctx, device, x->from, x->to) == 0) return FV_OK;
     fv_guard_load_zones(v->guard, &c->ctx, device);
-    fv_api_load_withheld(v, &c->ctx, device, x->from, x->to); /* G8, as every output */
+    if (fv_api_any_place(x->fields, x->nfields)) /* G8, as every output */
+        fv_api_load_withheld(v, &c->ctx, device, x->from, x->to);
     fv_guard_show_id(v->guard, &c->ctx, device, shown);
     struct fv_store_cursor *cur;
     int rc = fv_store_query(v->store, pseudo, dek, x->from, x->to, x->fields, x->nfields, 0, &cur,

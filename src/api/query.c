@@ -27,6 +27,7 @@
 #include "util/err.h"
 #include "util/fmt.h"
 #include "util/log.h"
+#include "wire/places.h"
 #include "wire/signals.h"
 
 /* A response is produced this much at a time: answers up to this size go out whole (with
@@ -320,6 +321,13 @@ void fv_query__load_trim(const struct fv_api_view *v, struct fv_guard_ctx *ctx, 
         add_trim(ctx, INT64_MIN, INT64_MAX); /* fail closed */
     }
     ctx->trim_loaded = 1;
+}
+
+int fv_api_any_place(const uint32_t *fields, size_t n)
+{
+    for (size_t j = 0; j < n; j++)
+        if (fv_signal_place(fields[j]) != FV_PLACE_NONE) return 1;
+    return n == 0;
 }
 
 void fv_api_load_withheld(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *device,
@@ -687,7 +695,8 @@ void fv_api_query(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
         return;
     }
     char err[512];
-    fv_query__load_trim(v, &q->ctx, pseudo, dek, q->from, q->to); /* G8 */
+    if (fv_api_any_place(q->fields, q->nfields))
+        fv_query__load_trim(v, &q->ctx, pseudo, dek, q->from, q->to); /* G8 */
     if (q->nfields == 0 && (q->csv || q->aggs)) {
         int rc = discover_fields(v, pseudo, dek, q->from, q->to, q->fields, &q->nfields);
         if (rc) {

@@ -36,6 +36,9 @@ int fv_put_value(struct fv_buf *b, const struct fv_guard_ctx *ctx, uint32_t fiel
  * around [from, to] (nothing unless ctx's read is location-private); fails closed. */
 void fv_api_load_withheld(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *device,
                           int64_t from, int64_t to);
+/* Does a read of these signals (n = 0: all) touch a place (wire/places.h)? Only then are
+ * the withheld times worth loading. */
+int fv_api_any_place(const uint32_t *fields, size_t n);
 
 void fv_api_query(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
                   struct fv_http_response *out);
