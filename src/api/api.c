@@ -22,6 +22,7 @@
 #include "util/err.h"
 #include "util/urlquery.h"
 #include "util/fmt.h"
+#include "wire/places.h"
 #include "wire/signals.h"
 
 void fv_format_time_ms(uint64_t ms, char *buf, size_t len)
@@ -133,25 +134,6 @@ uint32_t fv_api_all_classes(const struct fv_api_view *v)
     return m ? m : 1;
 }
 
-const struct fv_value *fv_api_oblige(const struct fv_guard_ctx *ctx, const struct fv_value *v,
-                                     struct fv_value *tmp)
-{
-    if (ctx == NULL || v->kind != FV_VK_LOCATION ||
-        !(ctx->d.obligations & FV_OBLIGE_LOCATION_PRIVACY))
-        return v;
-    *tmp = *v;
-    /* G7: nothing inside a privacy zone (or when the zones cannot be read), the rest
-     * coarsened. */
-    int hide = ctx->zones_state < 0;
-    for (size_t z = 0; !hide && z < ctx->nzones; z++)
-        hide = fv_geo_distance_m(v->u.loc.lat, v->u.loc.lon, ctx->zones[z].lat,
-                                 ctx->zones[z].lon) <= ctx->zones[z].radius_m;
-    if (hide || (ctx->grid_m > 0 &&
-                 fv_loc_coarsen_point(ctx->grid_m, &tmp->u.loc.lat, &tmp->u.loc.lon) != FV_OK))
-        tmp->kind = FV_VK_INVALID; /* not served */
-    return tmp;
-}
-
 static json_t *device_summary_as(const struct fv_api_view *v, const struct fv_guard_ctx *ctx,
                                  const struct fv_device *d);
 
@@ -211,9 +193,21 @@ static void get_vehicles(const struct fv_api_view *v, const struct fv_guard_ctx 
     respond_json(r, 200, json_pack("{s:I,s:o}", "count", (json_int_t)n, "vehicles", arr));
 }
 
-static void get_state(const struct fv_api_view *v, const struct fv_guard_ctx *ctx,
+static void get_state(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
                       const struct fv_device *d, struct fv_http_response *r)
 {
+    /* G8: the withheld times around the place signals' times (one scan of the track). */
+    int64_t lo = INT64_MAX, hi = INT64_MIN;
+    fv_fleet_lock(v->fleet); /* F1 */
+    for (uint32_t i = 0; i < d->nsignals; i++)
+        if (fv_signal_place(d->signals[i].field) != FV_PLACE_NONE ||
+            d->signals[i].value.kind == FV_VK_LOCATION) {
+            int64_t t = (int64_t)d->signals[i].time_ms;
+            lo = t < lo ? t : lo;
+            hi = t > hi ? t : hi;
+        }
+    fv_fleet_unlock(v->fleet);
+    if (lo <= hi) fv_api_load_withheld(v, ctx, d->id, lo, hi);
     json_t *sig = json_object();
     fv_fleet_lock(v->fleet); /* F1: in-memory work only below */
     for (uint32_t i = 0; sig && i < d->nsignals; i++) {
@@ -223,7 +217,8 @@ static void get_state(const struct fv_api_view *v, const struct fv_guard_ctx *ct
         fv_signal_label(s->field, name, sizeof name);
         fv_format_time_ms(s->time_ms, t, sizeof t);
         struct fv_value tmp;
-        json_t *val = value_json(fv_api_oblige(ctx, &s->value, &tmp));
+        json_t *val =
+            value_json(fv_guard_oblige(ctx, s->field, (int64_t)s->time_ms, &s->value, &tmp));
         json_object_set_new(sig, name,
                             json_pack("{s:o,s:s,s:I,s:s}", "value", val ? val : json_null(), "time",
                                       t, "time_ms", (json_int_t)s->time_ms, "kind",
@@ -233,6 +228,7 @@ static void get_state(const struct fv_api_view *v, const struct fv_guard_ctx *ct
     json_t *j = device_summary_as(v, ctx, d);
     if (j) json_object_set_new(j, "state", sig);
     respond_json(r, 200, j);
+    fv_guard_ctx_clear(ctx);
 }
 
 /* The fleet view of one signal: every device's latest value and its time. */
@@ -260,8 +256,13 @@ static void get_signal_latest(const struct fv_api_view *v, struct fv_guard_ctx *
         char t[40];
         fv_format_time_ms(s.time_ms, t, sizeof t);
         if (v->guard) fv_guard_load_zones(v->guard, ctx, d->id);
+        /* G8: the same withheld times as every other output */
+        if (fv_signal_place((unsigned)field) != FV_PLACE_NONE || s.value.kind == FV_VK_LOCATION)
+            fv_api_load_withheld(v, ctx, d->id, (int64_t)s.time_ms, (int64_t)s.time_ms);
         struct fv_value tmp;
-        json_t *val = value_json(fv_api_oblige(ctx, &s.value, &tmp));
+        json_t *val =
+            value_json(fv_guard_oblige(ctx, (uint32_t)field, (int64_t)s.time_ms, &s.value, &tmp));
+        fv_guard_ctx_clear(ctx);
         fv_value_clear(&s.value);
         char shown[65];
         if (v->guard)

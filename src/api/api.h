@@ -75,10 +75,6 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
 /* The policy class bit of a signal (its store class), and of every signal class. */
 uint32_t fv_api_signal_class(const struct fv_api_view *v, uint32_t field);
 uint32_t fv_api_all_classes(const struct fv_api_view *v);
-/* Applies an allowed read's obligations to a value about to be served (coarsened
- * locations); returns v or a pointer to tmp. */
-const struct fv_value *fv_api_oblige(const struct fv_guard_ctx *ctx, const struct fv_value *v,
-                                     struct fv_value *tmp);
 
 /* The device a request names (id, or per-purpose pseudonym for pseudonymising roles). */
 const struct fv_device *fv_api_find_device(const struct fv_api_view *v,

@@ -19,6 +19,7 @@
 #include "util/err.h"
 #include "util/fmt.h"
 #include "util/log.h"
+#include "util/urlquery.h"
 #include "wire/signals.h"
 
 #define FILE_MAX     (8u << 20) /* telemetry files are split at this size */
@@ -27,12 +28,13 @@
 #define PROGRESS_LOG (64u << 20)
 
 static const char README[] =
-    "fleetvault export: everything held about one vehicle's data subjects\n"
-    "=================================================================\n\n"
+    "fleetvault export: everything held about one data subject\n"
+    "=========================================================\n\n"
     "A vehicle's history is split into owner periods: each period is its own data subject\n"
-    "(a new owner never sees the previous owner's data), with its own encryption key.\n\n"
+    "(a new owner never sees the previous owner's data), with its own encryption key. This\n"
+    "archive holds one period: the owner who asked for it (period N of the vehicle).\n\n"
     "subject.json\n"
-    "  device, export time, and per period: epoch, pseudonym (how fleetvault names the\n"
+    "  device, export time, and for the period: epoch, pseudonym (how fleetvault names the\n"
     "  subject internally and in its audit log), owner id, since/until (ms since\n"
     "  1970-01-01 UTC; null = open), erased (true: its data key was destroyed, nothing of\n"
     "  it can be read any more), and its consent history (purpose, given or withdrawn, at,\n"
@@ -40,7 +42,8 @@ static const char README[] =
     "  their signals and retention, and which roles may read which classes for which\n"
     "  purpose.\n\n"
     "period-N/telemetry-K.csv\n"
-    "  The records the vehicle sent during period N, oldest first, one row per record:\n"
+    "  The records the vehicle sent during period N (and nothing of other periods), oldest first, "
+    "one row per record:\n"
     "  column t is the record's time (ms since 1970-01-01 UTC, the vehicle's clock), then\n"
     "  one column per signal (names from Tesla's fleet-telemetry Field enum; units as the\n"
     "  vehicle reports them). An empty cell: the record has no value for that signal;\n"
@@ -52,14 +55,15 @@ static const char README[] =
     "  Other messages of the period: alerts, errors, connectivity (connect/disconnect):\n"
     "  {\"t\": ms, \"topic\": ..., \"payload_base64\": the message as received (protobuf)}.\n\n"
     "access-log.jsonl\n"
-    "  Every entry of fleetvault's tamper-evident audit log that names one of these\n"
-    "  subjects: who read or changed what, when, for which purpose and ticket, and the\n"
+    "  Every entry of fleetvault's tamper-evident audit log that names this subject: who read or "
+    "changed what, when, for which purpose and ticket, and the\n"
     "  decision. Format: docs/audit.md of fleetvault.\n";
 
 struct period {
     char name[FV_SUBJECT_NAME_MAX + 1];
     char pseudo[FV_PSEUDONYM_LEN + 1];
-    int epoch, erased;
+    int epoch, erased, current;
+    int64_t since, until; /* [since, until): the records of this owner */
 };
 
 struct xctx {
@@ -70,7 +74,8 @@ struct xctx {
     struct archive *a;
     struct fv_buf *out; /* where the archive's bytes go during one more() call */
     struct period p[MAX_PERIODS];
-    size_t np, k; /* periods, the one being written */
+    size_t np, k; /* periods (one: the subject exported), the one being written */
+    int want;     /* the epoch asked for (period=N), 0: the current one */
     int stage;    /* 0 start, 1 telemetry of period k, 2 access log, 3 close, 4 done */
     struct fv_store_cursor *cur;
     uint32_t fields[MAX_SIGNALS];
@@ -78,6 +83,7 @@ struct xctx {
     int part;
     struct fv_buf csv, jsonl, events;
     uint64_t rows, bytes, logged;
+    uint64_t total_rows; /* counted before serving (quota) */
     int failed;
 };
 
@@ -108,25 +114,32 @@ static int put_file(struct xctx *x, const char *name, const void *data, size_t l
     return rc;
 }
 
+/* Keeps the one period exported: epoch x->want, or the current one. */
 static int collect_period(void *arg, const struct fv_subject_period *p)
 {
     struct xctx *x = arg;
-    if (x->np == MAX_PERIODS) return FV_ELIMIT;
-    struct period *q = &x->p[x->np++];
+    if (x->want ? p->epoch != x->want : !p->current) return 0;
+    struct period *q = &x->p[0];
+    x->np = 1;
     snprintf(q->name, sizeof q->name, "%s", p->name);
     snprintf(q->pseudo, sizeof q->pseudo, "%s", p->pseudonym);
     q->epoch = p->epoch;
     q->erased = p->erased;
+    q->current = p->current;
+    q->since = p->since_ms;
+    q->until = p->until_ms;
     return 0;
 }
 
 struct period_json {
     json_t *periods;
+    int epoch; /* only this period: another owner's period is not this subject's data */
 };
 
 static int period_to_json(void *arg, const struct fv_subject_period *p)
 {
     struct period_json *pj = arg;
+    if (p->epoch != pj->epoch) return 0;
     json_t *o = json_pack("{s:i,s:s,s:s,s:b}", "epoch", p->epoch, "subject", p->name, "pseudonym",
                           p->pseudonym, "erased", p->erased);
     if (o == NULL) return FV_ENOMEM;
@@ -156,7 +169,7 @@ static json_t *subject_json(struct xctx *x)
     const struct fv_api_view *v = x->v;
     json_t *root =
         json_pack("{s:s,s:I}", "device", x->device, "exported_ms", (json_int_t)fv_now_ms());
-    struct period_json pj = {json_array()};
+    struct period_json pj = {json_array(), x->p[0].epoch};
     char err[256];
     if (root == NULL || pj.periods == NULL) goto fail;
     if (fv_subject_periods(v->keys, x->device, period_to_json, &pj, err, sizeof err) != FV_OK)
@@ -246,12 +259,17 @@ static int open_period(struct xctx *x)
     x->part = 0;
     x->nfields = 0;
     if (fv_keystore_dek(x->v->keys, p->name, 0, &dek, pseudo) != FV_OK) return FV_ENOENT;
+    /* The owner's period only: records of the device's subject outside it belong to no
+     * owner (privacy/subjects.h). */
+    int64_t to = p->until == FV_SUBJECT_FOREVER ? INT64_MAX : p->until - 1;
     struct fv_store_cursor *c;
-    int rc = fv_store_query(x->v->store, pseudo, dek, INT64_MIN, INT64_MAX, NULL, 0, 0, &c, err,
-                            sizeof err);
+    int rc =
+        fv_store_query(x->v->store, pseudo, dek, p->since, to, NULL, 0, 0, &c, err, sizeof err);
     struct fv_store_chunk ch;
+    x->total_rows = 0;
     while (rc == FV_OK && (rc = fv_store_next(c, &ch, err, sizeof err)) == 1) {
         rc = FV_OK;
+        x->total_rows += ch.n;
         for (size_t j = 0; j < ch.ncols; j++) {
             size_t at = 0;
             while (at < x->nfields && x->fields[at] < ch.field[j])
@@ -266,8 +284,8 @@ static int open_period(struct xctx *x)
     if (rc == 0 || rc == FV_OK) rc = FV_OK;
     if (rc == FV_OK) {
         fv_store_cursor_free(c);
-        rc = fv_store_query(x->v->store, pseudo, dek, INT64_MIN, INT64_MAX,
-                            x->nfields ? x->fields : NULL, x->nfields, 1, &x->cur, err, sizeof err);
+        rc = fv_store_query(x->v->store, pseudo, dek, p->since, to, x->nfields ? x->fields : NULL,
+                            x->nfields, 1, &x->cur, err, sizeof err);
     } else {
         fv_error("export of %s: %s", x->device, err);
         fv_store_cursor_free(c);
@@ -311,14 +329,14 @@ static int put_rows(struct xctx *x, const struct fv_store_chunk *ch)
         for (size_t j = 0; rc == FV_OK && j < ch->ncols; j++) {
             const struct fv_value *val = &ch->col[j][i];
             rc = fv_buf_append(&x->csv, ",", 1);
-            if (rc == FV_OK) rc = fv_put_value(&x->csv, NULL, val, 1);
+            if (rc == FV_OK) rc = fv_put_value(&x->csv, NULL, 0, 0, val, 1);
             if (rc || val->kind == FV_VK_NONE) continue;
             char nm[32];
             fv_signal_label(ch->field[j], nm, sizeof nm);
             rc = fv_buf_append(&x->jsonl, ",\"", 2);
             if (rc == FV_OK) rc = fv_buf_append(&x->jsonl, nm, strlen(nm));
             if (rc == FV_OK) rc = fv_buf_append(&x->jsonl, "\":", 2);
-            if (rc == FV_OK) rc = fv_put_value(&x->jsonl, NULL, val, 0);
+            if (rc == FV_OK) rc = fv_put_value(&x->jsonl, NULL, 0, 0, val, 0);
         }
         if (rc == FV_OK) rc = fv_buf_append(&x->csv, "\n", 1);
         if (rc == FV_OK) rc = fv_buf_append(&x->jsonl, "}\n", 2);
@@ -345,6 +363,14 @@ static int x_more(void *arg, struct fv_buf *b)
     x->out = b;
     int rc = FV_OK;
     char err[256];
+    if (x->guard && x->stage < 4 &&
+        fv_guard_quota_more(x->guard, &x->ctx, x->rows, x->bytes, 1, err, sizeof err) != FV_OK) {
+        /* G5: what this export served so far reached the daily quota: stop here. */
+        fv_warn("export: stopped at the daily quota of %s (%s)", x->ctx.principal, err);
+        x->out = NULL;
+        x->failed = 1;
+        return FV_ELIMIT;
+    }
     while (rc == FV_OK && b->len < FILE_MAX && x->stage < 4) {
         if (x->stage == 0) {
             json_t *sj = subject_json(x);
@@ -354,9 +380,8 @@ static int x_more(void *arg, struct fv_buf *b)
             if (rc == FV_OK) rc = put_file(x, "README.txt", README, strlen(README));
             if (rc == FV_OK) rc = put_file(x, "subject.json", s.data, s.len);
             fv_buf_free(&s);
-            x->stage = 1;
+            x->stage = 1; /* the period was opened before the answer began */
             x->k = 0;
-            x->cur = NULL;
             continue;
         }
         if (x->stage == 1) {
@@ -444,31 +469,79 @@ static void x_free(void *arg)
     free(x);
 }
 
+static void x_error(struct fv_http_response *out, int status, const char *msg)
+{
+    out->status = status;
+    out->content_type = "application/json";
+    json_t *j = json_pack("{s:s}", "error", msg);
+    char *t = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    fv_buf_reset(&out->body);
+    if (t) {
+        fv_buf_append(&out->body, t, strlen(t));
+        fv_buf_append(&out->body, "\n", 1);
+    }
+    free(t);
+    json_decref(j);
+}
+
 void fv_api_export(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *device,
                    struct fv_http_response *out)
 {
     struct xctx *x = calloc(1, sizeof *x);
-    char err[256];
+    char err[256], ps[16], msg[300];
     if (x == NULL) {
-        out->status = 500;
+        x_error(out, 500, "out of memory");
         return;
     }
     x->v = v;
     snprintf(x->device, sizeof x->device, "%s", device);
     snprintf(x->root, sizeof x->root, "fleetvault-export-%s", device);
-    if (fv_subject_periods(v->keys, device, collect_period, x, err, sizeof err) != FV_OK ||
-        x->np == 0) {
+    /* One data subject: the owner period asked for (period=N), else the current owner's. */
+    if (fv_query_param(v->query, "period", ps, sizeof ps)) {
+        char *e;
+        long n = strtol(ps, &e, 10);
+        if (*e || e == ps || n < 1 || n > 1000000) {
+            x_error(out, 400, "bad period: an owner period's number (1, 2, ...)");
+            goto fail;
+        }
+        x->want = (int)n;
+    }
+    if (fv_subject_periods(v->keys, device, collect_period, x, err, sizeof err) != FV_OK) {
+        fv_error("export of a device: %s", err);
+        x_error(out, 500, "the subject registry cannot be read");
+        goto fail;
+    }
+    if (x->np == 0 && x->want <= 1) { /* no owner recorded: the one implicit period */
         snprintf(x->p[0].name, sizeof x->p[0].name, "%s", device);
         fv_keystore_pseudonym(v->keys, device, x->p[0].pseudo);
         x->p[0].epoch = 1;
+        x->p[0].current = 1;
+        x->p[0].since = FV_SUBJECT_ORIGIN;
+        x->p[0].until = FV_SUBJECT_FOREVER;
         x->np = 1;
+    }
+    if (x->np == 0) {
+        snprintf(msg, sizeof msg, "device '%.64s' has no owner period %d", device, x->want);
+        x_error(out, 404, msg);
+        goto fail;
+    }
+    int rc = x->p[0].erased ? FV_ENOENT : open_period(x); /* also counts its rows */
+    if (rc) {
+        x_error(out, rc == FV_ENOENT ? 410 : 500,
+                rc == FV_ENOENT ? "this owner period was erased" : "reading the store failed");
+        goto fail;
+    }
+    /* G5: the export's rows against the daily quota, before anything is sent. */
+    if (v->guard &&
+        (rc = fv_guard_quota_more(v->guard, ctx, x->total_rows, 0, 1, msg, sizeof msg)) != FV_OK) {
+        x_error(out, rc == FV_EIO ? 503 : 403, rc == FV_EIO ? "the audit log failed" : msg);
+        goto fail;
     }
     x->a = archive_write_new();
     if (x->a == NULL || archive_write_set_format_pax_restricted(x->a) != ARCHIVE_OK ||
         archive_write_open(x->a, x, NULL, on_write, NULL) != ARCHIVE_OK) {
-        x_free(x);
-        out->status = 500;
-        return;
+        x_error(out, 500, "the archive cannot be made");
+        goto fail;
     }
     x->guard = v->guard;
     x->ctx = *ctx;
@@ -477,4 +550,7 @@ void fv_api_export(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const 
     out->more = x_more;
     out->free_ctx = x_free;
     out->ctx = x;
+    return;
+fail:
+    x_free(x);
 }

@@ -357,6 +357,8 @@ static int put_device(struct dctx *c, const char *device, struct fv_buf *b)
     if (fv_keystore_dek(v->keys, subject, 0, &dek, pseudo) != FV_OK) return FV_OK; /* erased */
     if (fv_guard_load_consent(v->guard, &c->ctx, device, x->from, x->to) == 0) return FV_OK;
     fv_guard_load_zones(v->guard, &c->ctx, device);
+    if (fv_api_any_place(x->fields, x->nfields)) /* G8, as every output */
+        fv_api_load_withheld(v, &c->ctx, device, x->from, x->to);
     fv_guard_show_id(v->guard, &c->ctx, device, shown);
     struct fv_store_cursor *cur;
     int rc = fv_store_query(v->store, pseudo, dek, x->from, x->to, x->fields, x->nfields, 0, &cur,
@@ -373,7 +375,8 @@ static int put_device(struct dctx *c, const char *device, struct fv_buf *b)
             if (rc == FV_OK) rc = fv_buf_append(b, t, (size_t)m);
             for (size_t j = 0; rc == FV_OK && j < ch.ncols; j++) {
                 rc = fv_buf_append(b, ",", 1);
-                if (rc == FV_OK) rc = fv_put_value(b, &c->ctx, &ch.col[j][i], 1);
+                if (rc == FV_OK)
+                    rc = fv_put_value(b, &c->ctx, ch.field[j], ch.t[i], &ch.col[j][i], 1);
             }
             if (rc == FV_OK) rc = fv_buf_append(b, "\n", 1);
             c->rows++;
@@ -385,6 +388,7 @@ static int put_device(struct dctx *c, const char *device, struct fv_buf *b)
         rc = n;
     }
     fv_store_cursor_free(cur);
+    fv_guard_ctx_clear(&c->ctx);
     return rc;
 }
 

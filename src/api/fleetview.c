@@ -4,7 +4,7 @@
  *
  * The read is decided and audited once for the whole fleet (fv_guard_read, "fleet.at");
  * then per device: only devices in the requester's scope, the current owner's data key, consent
- * at the value's time (G4), privacy zones (G7) and trip-end trimming (G8) for locations. A
+ * at the value's time (G4), and location privacy (G7, G8, G10: fv_guard_oblige). A
  * device whose data cannot be read is left out, not reported as an error.
  *
  * Threading: the API thread (query.h); the fleet's devices are listed under its lock, and
@@ -21,6 +21,7 @@
 #include "privacy/subjects.h"
 #include "util/err.h"
 #include "util/urlquery.h"
+#include "wire/places.h"
 #include "wire/signals.h"
 
 #define DEFAULT_LOOKB 3600000
@@ -108,12 +109,9 @@ void fv_api_fleet(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
         fv_store_cursor_free(c);
         if (have && v->guard && !fv_guard_consented(v->guard, ctx, d->id, lt)) have = 0; /* G4 */
         if (have && v->guard) fv_guard_load_zones(v->guard, ctx, d->id);                 /* G7 */
-        if (have && last.kind == FV_VK_LOCATION &&
-            (ctx->d.obligations & FV_OBLIGE_LOCATION_PRIVACY)) { /* G8 */
+        if (have && (ctx->d.obligations & FV_OBLIGE_LOCATION_PRIVACY) &&
+            (fv_signal_place(f) != FV_PLACE_NONE || last.kind == FV_VK_LOCATION)) /* G8 */
             fv_query__load_trim(v, ctx, pseudo, dek, lt, lt);
-            if (fv_guard_trimmed(ctx, lt)) last.kind = FV_VK_INVALID;
-            fv_guard_ctx_clear(ctx);
-        }
         if (!have) continue;
         char shown[65];
         if (v->guard)
@@ -126,18 +124,19 @@ void fv_api_fleet(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
         if (ids) {
             if (csv) {
                 fv_query__putf(b, "%s,%lld,", shown, (long long)lt);
-                fv_put_value(b, ctx, &last, 1);
+                fv_put_value(b, ctx, f, lt, &last, 1);
                 fv_buf_append(b, "\n", 1);
             } else {
                 fv_query__putf(b, "%s{\"device\":%s,\"t\":%lld,\"value\":", n ? ",\n" : "", ids,
                                (long long)lt);
-                fv_put_value(b, ctx, &last, 0);
+                fv_put_value(b, ctx, f, lt, &last, 0);
                 fv_buf_append(b, "}", 1);
             }
             n++;
         }
         free(ids);
         fv_value_clear(&last);
+        fv_guard_ctx_clear(ctx);
     }
     free(all);
     if (!csv) fv_query__putf(b, "\n],\"count\":%llu}\n", (unsigned long long)n);

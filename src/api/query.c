@@ -27,12 +27,15 @@
 #include "util/err.h"
 #include "util/fmt.h"
 #include "util/log.h"
+#include "wire/places.h"
 #include "wire/signals.h"
 
 /* A response is produced this much at a time: answers up to this size go out whole (with
  * Content-Length, keeping the connection alive); larger ones stream in pieces of it. */
 #define CHUNK_BYTES (1u << 20)
 #define MAX_BUCKETS 10000000
+/* Samples of a track held to compute its withheld times (40 bytes each: 160 MiB). */
+#define TRACK_MAX_SAMPLES (4u << 20)
 
 /* ---- parsing ----------------------------------------------------------------------------- */
 
@@ -146,11 +149,11 @@ static int put_json_value(struct fv_buf *b, const struct fv_value *v);
 static int put_csv_value(struct fv_buf *b, const struct fv_value *v);
 
 /* The value as this requester may see it (privacy/guard.h obligations). */
-int fv_put_value(struct fv_buf *b, const struct fv_guard_ctx *ctx, const struct fv_value *v,
-                 int csv)
+int fv_put_value(struct fv_buf *b, const struct fv_guard_ctx *ctx, uint32_t field, int64_t t,
+                 const struct fv_value *v, int csv)
 {
     struct fv_value tmp;
-    const struct fv_value *x = fv_api_oblige(ctx, v, &tmp);
+    const struct fv_value *x = fv_guard_oblige(ctx, field, t, v, &tmp);
     return csv ? put_csv_value(b, x) : put_json_value(b, x);
 }
 
@@ -216,15 +219,11 @@ int fv_query__put_label(struct fv_buf *b, uint32_t field)
     return fv_buf_append(b, name, strlen(name));
 }
 
-/* ---- trip trimming (privacy/guard.h G8) ---------------------------------------------------- */
+/* ---- withheld times (privacy/guard.h G8, privacy/location.h L5, L6) ---------------------- */
 
-struct trip_pt {
-    int64_t t;
-    double cum; /* metres along the track from the trip's first point */
-};
-
-static int add_trim(struct fv_guard_ctx *ctx, int64_t from, int64_t to)
+static int add_trim(void *arg, int64_t from, int64_t to)
 {
+    struct fv_guard_ctx *ctx = arg;
     if (ctx->ntrim && from <= ctx->trim[ctx->ntrim - 1].to) {
         if (to > ctx->trim[ctx->ntrim - 1].to) ctx->trim[ctx->ntrim - 1].to = to;
         return FV_OK;
@@ -240,75 +239,112 @@ static int add_trim(struct fv_guard_ctx *ctx, int64_t from, int64_t to)
     return FV_OK;
 }
 
-/* L3 of privacy/location.h on one trip: points within TRIM_M along the track of its first
- * or last point are withheld. */
-static int end_trip(struct fv_guard_ctx *ctx, const struct trip_pt *p, size_t n, double trim_m)
+/* Gear P: the ShiftState enum's P (2), or the value as a string ("P", "ShiftStateP"). */
+static int gear_park(const struct fv_value *x)
 {
-    if (n == 0 || trim_m <= 0) return FV_OK;
-    size_t k = 0;
-    while (k + 1 < n && p[k + 1].cum <= trim_m)
-        k++;
-    int rc = add_trim(ctx, p[0].t, p[k].t);
-    size_t m = n - 1;
-    while (m > 0 && p[n - 1].cum - p[m - 1].cum <= trim_m)
-        m--;
-    return rc ? rc : add_trim(ctx, p[m].t, p[n - 1].t);
+    if (x->kind == FV_VK_ENUM) return x->u.i == 2;
+    if (x->kind == FV_VK_STRING && x->u.s)
+        return strcmp(x->u.s, "P") == 0 || strcmp(x->u.s, "ShiftStateP") == 0;
+    return 0;
 }
 
-/* The withheld intervals of a subject's track around [from, to] (a trip may begin or end
- * just outside it). Fails closed: on an error every location is withheld. */
+/* The withheld times of a subject's track around [from, to] (a trip may begin or end, a
+ * stop last, beyond it), from its positions, speeds and gears. Fails closed: on an error
+ * every location is withheld. */
 void fv_query__load_trim(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *pseudo,
                          const unsigned char *dek, int64_t from, int64_t to)
 {
     fv_guard_ctx_clear(ctx);
-    if (!(ctx->d.obligations & FV_OBLIGE_LOCATION_PRIVACY) || v->guard->trim_m <= 0) return;
-    const double trim_m = v->guard->trim_m;
-    const int64_t gap = v->guard->trip_gap_ms > 0 ? v->guard->trip_gap_ms : 300000;
-    uint32_t f = (uint32_t)fv_signal_lookup("Location");
+    if (!(ctx->d.obligations & FV_OBLIGE_LOCATION_PRIVACY)) return;
+    struct fv_loc_params lp;
+    fv_guard_loc_params(v->guard, ctx, &lp);
+    /* Look far enough around the range to see where its trips begin and end. */
+    int64_t gap = lp.trip_gap_ms > lp.stop_ms ? lp.trip_gap_ms : lp.stop_ms;
+    uint32_t f[3] = {(uint32_t)fv_signal_lookup("VehicleSpeed"), (uint32_t)fv_signal_lookup("Gear"),
+                     (uint32_t)fv_signal_lookup("Location")};
     int64_t lo = from > INT64_MIN + gap ? from - gap : INT64_MIN;
     int64_t hi = to < INT64_MAX - gap ? to + gap : INT64_MAX;
     struct fv_store_cursor *c = NULL;
     char err[256];
-    struct trip_pt *pt = NULL;
+    struct fv_loc_sample *sm = NULL;
     size_t n = 0, cap = 0;
-    double plat = 0, plon = 0;
-    int rc = fv_store_query(v->store, pseudo, dek, lo, hi, &f, 1, 0, &c, err, sizeof err);
+    int rc = fv_store_query(v->store, pseudo, dek, lo, hi, f, 3, 0, &c, err, sizeof err);
     struct fv_store_chunk ch;
     int got = 0;
     while (rc == FV_OK && (got = fv_store_next(c, &ch, err, sizeof err)) == 1) {
         for (size_t i = 0; rc == FV_OK && i < ch.n; i++) {
-            const struct fv_value *x = &ch.col[0][i];
-            if (x->kind != FV_VK_LOCATION || !fv_geo_valid(x->u.loc.lat, x->u.loc.lon)) continue;
-            if (n && ch.t[i] - pt[n - 1].t > gap) {
-                rc = end_trip(ctx, pt, n, trim_m);
-                n = 0;
+            struct fv_loc_sample x = {ch.t[i], NAN, NAN, NAN, -1};
+            int any = 0;
+            for (size_t j = 0; j < ch.ncols; j++) {
+                const struct fv_value *val = &ch.col[j][i];
+                if (val->kind == FV_VK_NONE) continue;
+                any = 1;
+                if (ch.field[j] == f[2] && val->kind == FV_VK_LOCATION) {
+                    x.lat = val->u.loc.lat;
+                    x.lon = val->u.loc.lon;
+                } else if (ch.field[j] == f[1]) {
+                    x.park = (signed char)gear_park(val);
+                } else if (ch.field[j] == f[0]) {
+                    x.speed = val->kind == FV_VK_DOUBLE ? val->u.d
+                              : val->kind == FV_VK_INT  ? (double)val->u.i
+                                                        : NAN;
+                }
             }
-            if (rc == FV_OK && n == cap) {
+            if (!any) continue;
+            if (n == TRACK_MAX_SAMPLES) {
+                /* Bounded memory: a longer range fails closed (the caller pages by time). */
+                fv_warn("location privacy: a track of more than %u samples; its locations "
+                        "are withheld (ask for a shorter range)",
+                        TRACK_MAX_SAMPLES);
+                rc = FV_ELIMIT;
+                break;
+            }
+            if (n == cap) {
                 size_t nc = cap ? cap * 2 : 256;
-                struct trip_pt *m = realloc(pt, nc * sizeof *m);
+                struct fv_loc_sample *m = realloc(sm, nc * sizeof *m);
                 if (m == NULL) {
                     rc = FV_ENOMEM;
                     break;
                 }
-                pt = m;
+                sm = m;
                 cap = nc;
             }
-            if (rc) break;
-            double d = n ? fv_geo_distance_m(plat, plon, x->u.loc.lat, x->u.loc.lon) : 0;
-            pt[n] = (struct trip_pt){ch.t[i], n ? pt[n - 1].cum + d : 0};
-            n++;
-            plat = x->u.loc.lat;
-            plon = x->u.loc.lon;
+            sm[n++] = x;
         }
     }
     if (rc == FV_OK && got < 0) rc = got;
-    if (rc == FV_OK) rc = end_trip(ctx, pt, n, trim_m);
+    if (rc == FV_OK) rc = fv_loc_withheld(&lp, sm, n, add_trim, ctx);
     fv_store_cursor_free(c);
-    free(pt);
+    free(sm);
     if (rc) {
         fv_guard_ctx_clear(ctx);
         add_trim(ctx, INT64_MIN, INT64_MAX); /* fail closed */
     }
+    ctx->trim_loaded = 1;
+}
+
+int fv_api_any_place(const uint32_t *fields, size_t n)
+{
+    for (size_t j = 0; j < n; j++)
+        if (fv_signal_place(fields[j]) != FV_PLACE_NONE) return 1;
+    return n == 0;
+}
+
+void fv_api_load_withheld(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *device,
+                          int64_t from, int64_t to)
+{
+    fv_guard_ctx_clear(ctx);
+    if (v->guard == NULL || !(ctx->d.obligations & FV_OBLIGE_LOCATION_PRIVACY)) return;
+    char subject[FV_SUBJECT_NAME_MAX + 1], pseudo[FV_PSEUDONYM_LEN + 1];
+    const unsigned char *dek;
+    if (fv_subject_current(v->keys, device, subject, NULL) != FV_OK)
+        snprintf(subject, sizeof subject, "%s", device);
+    if (v->store == NULL || fv_keystore_dek(v->keys, subject, 0, &dek, pseudo) != FV_OK) {
+        add_trim(ctx, INT64_MIN, INT64_MAX); /* fail closed */
+        ctx->trim_loaded = 1;
+        return;
+    }
+    fv_query__load_trim(v, ctx, pseudo, dek, from, to);
 }
 
 /* ---- the streaming query ----------------------------------------------------------------- */
@@ -326,9 +362,8 @@ static int put_raw_rows(struct qctx *q, const struct fv_store_chunk *ch, struct 
             rc = fv_query__putf(b, "%lld", (long long)ch->t[i]);
             for (size_t j = 0; rc == FV_OK && j < ch->ncols; j++) {
                 rc = fv_buf_append(b, ",", 1);
-                if (rc == FV_OK &&
-                    !(ch->col[j][i].kind == FV_VK_LOCATION && fv_guard_trimmed(&q->ctx, ch->t[i])))
-                    rc = fv_put_value(b, &q->ctx, &ch->col[j][i], 1);
+                if (rc == FV_OK)
+                    rc = fv_put_value(b, &q->ctx, ch->field[j], ch->t[i], &ch->col[j][i], 1);
             }
             if (rc == FV_OK) rc = fv_buf_append(b, "\n", 1);
         } else {
@@ -336,16 +371,11 @@ static int put_raw_rows(struct qctx *q, const struct fv_store_chunk *ch, struct 
             for (size_t j = 0; rc == FV_OK && j < ch->ncols; j++) {
                 const struct fv_value *v = &ch->col[j][i];
                 if (v->kind == FV_VK_NONE) continue;
-                if (v->kind == FV_VK_LOCATION && fv_guard_trimmed(&q->ctx, ch->t[i])) {
-                    rc = fv_buf_append(b, ",\"", 2); /* G8: withheld */
-                    if (rc == FV_OK) rc = fv_query__put_label(b, ch->field[j]);
-                    if (rc == FV_OK) rc = fv_buf_append(b, "\":null", 6);
-                    continue;
-                }
                 rc = fv_buf_append(b, ",\"", 2);
                 if (rc == FV_OK) rc = fv_query__put_label(b, ch->field[j]);
                 if (rc == FV_OK) rc = fv_buf_append(b, "\":", 2);
-                if (rc == FV_OK) rc = fv_put_value(b, &q->ctx, v, 0);
+                /* G7, G8, G10: withheld values are null */
+                if (rc == FV_OK) rc = fv_put_value(b, &q->ctx, ch->field[j], ch->t[i], v, 0);
             }
             if (rc == FV_OK) rc = fv_buf_append(b, "}", 1);
         }
@@ -448,7 +478,11 @@ static int q_more_inner(struct qctx *q, struct fv_buf *b)
         rc = fv_query__emit_bucket(q, b);
         if (rc) return rc;
     }
-    if (!q->csv)
+    if (!q->csv && q->min_records)
+        rc = fv_query__putf(b, "\n],\"count\":%llu,\"suppressed\":%llu%s}\n",
+                            (unsigned long long)q->rows, (unsigned long long)q->suppressed,
+                            q->truncated ? ",\"truncated\":true" : "");
+    else if (!q->csv)
         rc = fv_query__putf(b, "\n],\"count\":%llu%s}\n", (unsigned long long)q->rows,
                             q->truncated ? ",\"truncated\":true" : "");
     return rc ? rc : 0;
@@ -632,6 +666,7 @@ void fv_api_query(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
     if (v->guard) {
         const char *subj[1] = {d->id};
         ctx->energy_sites = fv_api_is_energy_site(d);
+        fv_query__agg_limits(v, ctx, q); /* P8 */
         const char *sn[MAX_FIELDS];
         char names[MAX_FIELDS][32];
         uint32_t classes = q->nfields ? 0 : fv_api_all_classes(v);
@@ -660,7 +695,8 @@ void fv_api_query(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
         return;
     }
     char err[512];
-    fv_query__load_trim(v, &q->ctx, pseudo, dek, q->from, q->to); /* G8 */
+    if (fv_api_any_place(q->fields, q->nfields))
+        fv_query__load_trim(v, &q->ctx, pseudo, dek, q->from, q->to); /* G8 */
     if (q->nfields == 0 && (q->csv || q->aggs)) {
         int rc = discover_fields(v, pseudo, dek, q->from, q->to, q->fields, &q->nfields);
         if (rc) {

@@ -27,10 +27,18 @@ int fv_parse_span_ms(const char *s, int64_t *out);
 
 /* ctx: the authenticated requester (privacy/guard.h); the read is decided and audited here
  * once the request is understood. */
-/* Appends a value as JSON (csv = 0) or as a CSV cell, as ctx may see it (obligations of
- * privacy/guard.h; ctx NULL: as stored). Doubles print exactly (util/fmt.h). */
-int fv_put_value(struct fv_buf *b, const struct fv_guard_ctx *ctx, const struct fv_value *v,
-                 int csv);
+/* Appends a value of signal field at time t as JSON (csv = 0) or as a CSV cell, as ctx may
+ * see it (obligations of privacy/guard.h, fv_guard_oblige; ctx NULL: as stored). Doubles
+ * print exactly (util/fmt.h). */
+int fv_put_value(struct fv_buf *b, const struct fv_guard_ctx *ctx, uint32_t field, int64_t t,
+                 const struct fv_value *v, int csv);
+/* G8: loads into ctx the times at which device's current subject's location is withheld
+ * around [from, to] (nothing unless ctx's read is location-private); fails closed. */
+void fv_api_load_withheld(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *device,
+                          int64_t from, int64_t to);
+/* Does a read of these signals (n = 0: all) touch a place (wire/places.h)? Only then are
+ * the withheld times worth loading. */
+int fv_api_any_place(const uint32_t *fields, size_t n);
 
 void fv_api_query(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
                   struct fv_http_response *out);

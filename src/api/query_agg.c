@@ -5,8 +5,13 @@
  *
  * Invariants: rows arrive in time order, so a bucket is complete once a row of a later one
  * arrives; at most one bucket is open (q->open) and its first/last values are owned copies,
- * freed by fv_query__agg_reset. Consent (G4) and trip trimming (G8) apply before a value is
- * counted, as for raw rows.
+ * freed by fv_query__agg_reset. Consent (G4) and location privacy (G7, G8, G10:
+ * fv_guard_oblige) apply before a value is counted, as for raw rows: a withheld value is
+ * not counted, first/last hold the value as served.
+ *
+ * Aggregate-only roles (privacy/policy.h P8): buckets of at least the role's step, whole
+ * (the range is widened to bucket boundaries), no first/last/min/max, and a value of fewer
+ * than the role's minimum records is not served (counted in "suppressed").
  *
  * Threading: the API thread only (query.h).
  */
@@ -15,6 +20,7 @@
 #include <string.h>
 
 #include "api/query_int.h"
+#include "privacy/policy.h"
 #include "util/err.h"
 #include "util/fmt.h"
 
@@ -50,8 +56,7 @@ int fv_query__single_agg(unsigned a)
     return a && (a & (a - 1)) == 0;
 }
 
-static int put_agg(struct fv_buf *b, const struct fv_guard_ctx *ctx, const struct agg *g,
-                   unsigned which, int csv)
+static int put_agg(struct fv_buf *b, const struct agg *g, unsigned which, int csv)
 {
     switch (which) {
     case AG_COUNT:
@@ -65,16 +70,32 @@ static int put_agg(struct fv_buf *b, const struct fv_guard_ctx *ctx, const struc
         return g->nnum ? fv_buf_put_double(b, g->min) : (csv ? FV_OK : fv_buf_append(b, "null", 4));
     case AG_MAX:
         return g->nnum ? fv_buf_put_double(b, g->max) : (csv ? FV_OK : fv_buf_append(b, "null", 4));
-    case AG_FIRST:
-        return fv_put_value(b, ctx, &g->first, csv);
+    case AG_FIRST: /* obligations were applied as the value was taken */
+        return fv_put_value(b, NULL, 0, 0, &g->first, csv);
     default:
-        return fv_put_value(b, ctx, &g->last, csv);
+        return fv_put_value(b, NULL, 0, 0, &g->last, csv);
     }
 }
 
 int fv_query__emit_bucket(struct qctx *q, struct fv_buf *b)
 {
     if (!q->open) return FV_OK;
+    /* P8: a value of fewer records than the role's minimum is not served; a bucket left
+     * with none is not either. */
+    int any = 0;
+    for (size_t j = 0; j < q->nfields; j++) {
+        if (q->ag[j].count && q->ag[j].count < q->min_records) {
+            fv_value_clear(&q->ag[j].first);
+            fv_value_clear(&q->ag[j].last);
+            memset(&q->ag[j], 0, sizeof q->ag[j]);
+            q->suppressed++;
+        }
+        any |= q->ag[j].count != 0;
+    }
+    if (!any && q->min_records) {
+        fv_query__agg_reset(q);
+        return FV_OK;
+    }
     if (q->limit && q->rows >= q->limit) {
         q->truncated = 1;
         fv_query__agg_reset(q);
@@ -87,8 +108,7 @@ int fv_query__emit_bucket(struct qctx *q, struct fv_buf *b)
             for (unsigned k = 0; rc == FV_OK && k < 7; k++)
                 if (q->aggs & (1u << k)) {
                     rc = fv_buf_append(b, ",", 1);
-                    if (rc == FV_OK && q->ag[j].count)
-                        rc = put_agg(b, &q->ctx, &q->ag[j], 1u << k, 1);
+                    if (rc == FV_OK && q->ag[j].count) rc = put_agg(b, &q->ag[j], 1u << k, 1);
                 }
         if (rc == FV_OK) rc = fv_buf_append(b, "\n", 1);
     } else {
@@ -99,7 +119,7 @@ int fv_query__emit_bucket(struct qctx *q, struct fv_buf *b)
             if (rc == FV_OK) rc = fv_query__put_label(b, q->fields[j]);
             if (rc == FV_OK) rc = fv_buf_append(b, "\":", 2);
             if (rc == FV_OK && fv_query__single_agg(q->aggs)) {
-                rc = put_agg(b, &q->ctx, &q->ag[j], q->aggs, 0);
+                rc = put_agg(b, &q->ag[j], q->aggs, 0);
                 continue;
             }
             if (rc == FV_OK) rc = fv_buf_append(b, "{", 1);
@@ -107,7 +127,7 @@ int fv_query__emit_bucket(struct qctx *q, struct fv_buf *b)
             for (unsigned k = 0; rc == FV_OK && k < 7; k++)
                 if (q->aggs & (1u << k)) {
                     rc = fv_query__putf(b, "%s\"%s\":", first ? "" : ",", fv_query__ag_names[k]);
-                    if (rc == FV_OK) rc = put_agg(b, &q->ctx, &q->ag[j], 1u << k, 0);
+                    if (rc == FV_OK) rc = put_agg(b, &q->ag[j], 1u << k, 0);
                     first = 0;
                 }
             if (rc == FV_OK) rc = fv_buf_append(b, "}", 1);
@@ -138,9 +158,11 @@ int fv_query__add_to_buckets(struct qctx *q, const struct fv_store_chunk *ch, st
         q->bucket = bk;
         q->open = 1;
         for (size_t j = 0; j < ch->ncols && rc == FV_OK; j++) {
-            const struct fv_value *v = &ch->col[j][i];
+            struct fv_value tmp;
+            const struct fv_value *v =
+                fv_guard_oblige(&q->ctx, ch->field[j], ch->t[i], &ch->col[j][i], &tmp);
             if (v->kind == FV_VK_NONE) continue;
-            if (v->kind == FV_VK_LOCATION && fv_guard_trimmed(&q->ctx, ch->t[i])) continue;
+            if (v == &tmp && v->kind == FV_VK_INVALID) continue; /* withheld (G7, G8, G10) */
             struct agg *g = &q->ag[j];
             double d;
             if (numeric(v, &d)) {
@@ -158,6 +180,57 @@ int fv_query__add_to_buckets(struct qctx *q, const struct fv_store_chunk *ch, st
         }
     }
     return rc;
+}
+
+/* "1h", "15m", "90s" or "1500ms": the shortest exact form, for messages. */
+static void span_text(uint64_t ms, char *out, size_t len)
+{
+    if (ms % 3600000 == 0)
+        snprintf(out, len, "%lluh", (unsigned long long)(ms / 3600000));
+    else if (ms % 60000 == 0)
+        snprintf(out, len, "%llum", (unsigned long long)(ms / 60000));
+    else if (ms % 1000 == 0)
+        snprintf(out, len, "%llus", (unsigned long long)(ms / 1000));
+    else
+        snprintf(out, len, "%llums", (unsigned long long)ms);
+}
+
+void fv_query__agg_limits(const struct fv_api_view *v, struct fv_guard_ctx *ctx, struct qctx *q)
+{
+    uint64_t step, records;
+    if (v->guard == NULL || !q->aggs ||
+        !fv_policy_aggregate_limits(v->guard->policy, ctx->role, &step, &records))
+        return;
+    char st[32];
+    span_text(step, st, sizeof st);
+    if (q->aggs & (AG_FIRST | AG_LAST | AG_MIN | AG_MAX)) {
+        snprintf(ctx->refuse, sizeof ctx->refuse,
+                 "aggregate limit: role %s may not use first, last, min or max (each is one "
+                 "record of one subject); count, sum and avg over at least %llu records are "
+                 "served",
+                 ctx->role, (unsigned long long)records);
+        return;
+    }
+    if (q->step <= 0 || (uint64_t)q->step < step) {
+        snprintf(ctx->refuse, sizeof ctx->refuse,
+                 "aggregate limit: role %s needs step=%s or more (buckets of at least %s)",
+                 ctx->role, st, st);
+        return;
+    }
+    /* Whole buckets only: a range cut inside a bucket would let two requests that differ
+     * by one record tell its value (differencing). */
+    int64_t r;
+    if (q->from != INT64_MIN) {
+        r = q->from % q->step;
+        if (r < 0) r += q->step;
+        q->from = q->from >= INT64_MIN + r ? q->from - r : INT64_MIN;
+    }
+    if (q->to != INT64_MAX) {
+        r = q->to % q->step;
+        if (r < 0) r += q->step;
+        q->to = q->to - r <= INT64_MAX - q->step ? q->to - r + q->step - 1 : INT64_MAX;
+    }
+    q->min_records = records;
 }
 
 int fv_query__parse_aggs(const char *s, unsigned *out)

@@ -48,6 +48,8 @@ struct qctx {
     struct agg ag[MAX_FIELDS];
     int64_t bucket;
     int open;
+    uint64_t min_records; /* P8: a value of fewer records is not served (0: any) */
+    uint64_t suppressed;  /* values so withheld */
 };
 
 /* query.c */
@@ -63,6 +65,9 @@ void fv_query__load_trim(const struct fv_api_view *v, struct fv_guard_ctx *ctx, 
                          const unsigned char *dek, int64_t from, int64_t to);
 
 /* query_agg.c */
+/* P8 for an aggregate_only role: sets ctx->refuse when the request breaks the role's
+ * aggregate limits, else aligns q's range to whole buckets and sets q->min_records. */
+void fv_query__agg_limits(const struct fv_api_view *v, struct fv_guard_ctx *ctx, struct qctx *q);
 /* agg=F[,F...] as AG_* bits; FV_EINVAL for an unknown or empty list. */
 int fv_query__parse_aggs(const char *s, unsigned *out);
 /* Exactly one aggregate asked for (rendered bare rather than as an object). */

@@ -50,7 +50,9 @@ static void usage(FILE *f)
         "       fleetvault subject zone DEVICE remove LABEL [--epoch N] [options]\n"
         "       fleetvault subject zone DEVICE list [--epoch N] [options]\n"
         "       fleetvault subject erase DEVICE --ticket T --token-file F [--api URL]\n"
-        "       fleetvault subject export DEVICE --ticket T --token-file F [--out FILE]\n"
+        "       fleetvault subject export DEVICE --ticket T --token-file F [--period N]\n"
+        "                                 [--out FILE]   (one owner period: the current one, or "
+        "N)\n"
         "options: --data DIR (default ./data), --key-file FILE (default FV_MASTER_KEY),\n"
         "         --policy FILE (its purposes; default the built-in policy),\n"
         "         --contract P,Q (purposes necessary for the contract; default service)\n\n"
@@ -356,7 +358,7 @@ static int cmd_zone(struct fv_keystore *ks, const struct opts *o)
 
 /* The verbs that go through the running server's API: erase and export. */
 struct api_args {
-    const char *api, *token_file, *ticket, *dev, *out;
+    const char *api, *token_file, *ticket, *dev, *out, *period;
     char endpoint[256];
 };
 
@@ -376,6 +378,8 @@ static int api_args(int argc, char **argv, const char *verb, int out_ok, struct 
             slot = &a->ticket;
         else if (out_ok && strcmp(argv[i], "--out") == 0)
             slot = &a->out;
+        else if (out_ok && strcmp(argv[i], "--period") == 0)
+            slot = &a->period;
         if (slot && i + 1 < argc) {
             *slot = argv[++i];
         } else if (argv[i][0] != '-' && a->dev == NULL) {
@@ -407,8 +411,9 @@ static int subject_erase(int argc, char **argv)
     return rc;
 }
 
-/* `subject export DEVICE --ticket T --token-file F [--out FILE] [--api URL]`: the archive
- * of api/export.h, written to FILE (default DEVICE-export.tar), never to a terminal. */
+/* `subject export DEVICE --ticket T --token-file F [--period N] [--out FILE] [--api URL]`:
+ * the archive of api/export.h (one owner period: the current one, or N), written to FILE
+ * (default DEVICE-export.tar), never to a terminal. */
 static int subject_export(int argc, char **argv)
 {
     struct api_args a;
@@ -424,8 +429,9 @@ static int subject_export(int argc, char **argv)
         return 1;
     }
     close(fd);
-    const char *pn[] = {"ticket"}, *pv[] = {a.ticket};
-    int rc = fv_cli_api("subject export", "GET", a.api, a.endpoint, pn, pv, 1, a.token_file);
+    const char *pn[] = {"ticket", "period"}, *pv[] = {a.ticket, a.period};
+    int rc = fv_cli_api("subject export", "GET", a.api, a.endpoint, pn, pv, a.period ? 2 : 1,
+                        a.token_file);
     fflush(stdout);
     struct stat st;
     if (rc == 0 && stat(outp, &st) == 0)

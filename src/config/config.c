@@ -28,6 +28,7 @@ void fv_config_defaults(struct fv_config *c)
     c->loc_trim_m = 500;
     c->loc_grid_m = 1000;
     c->loc_trip_gap_ms = 300000;
+    c->loc_stop_ms = 180000;
 }
 
 /* "30d", "12h", "90m", "45s", a number of seconds, or 0 / "forever" (keep forever). */
@@ -222,15 +223,18 @@ int fv_config_load(struct fv_config *c, const char *path, char *err, size_t errl
         } else if (strcmp(key, "location_privacy") == 0 && json_is_object(val)) {
             json_t *tm = json_object_get(val, "trim_m"), *gm = json_object_get(val, "grid_m");
             json_t *gap = json_object_get(val, "trip_gap");
+            json_t *stop = json_object_get(val, "stop_after");
             if ((tm && (!json_is_number(tm) || json_number_value(tm) < 0 ||
                         json_number_value(tm) > 100000)) ||
                 (gm && (!json_is_number(gm) || json_number_value(gm) < 0 ||
                         json_number_value(gm) > 1000000)) ||
                 (gap && (parse_duration_ms(gap, &c->loc_trip_gap_ms) != FV_OK ||
-                         c->loc_trip_gap_ms == 0))) {
+                         c->loc_trip_gap_ms == 0)) ||
+                (stop && parse_duration_ms(stop, &c->loc_stop_ms) != FV_OK)) {
                 fv_seterr(err, errlen,
                           "%s: location_privacy: expected {\"trim_m\": 0..100000, "
-                          "\"trip_gap\": \"5m\", \"grid_m\": 0..1000000}",
+                          "\"trip_gap\": \"5m\", \"stop_after\": \"3m\", \"grid_m\": "
+                          "0..1000000}",
                           path);
                 goto done;
             }

@@ -40,6 +40,7 @@ struct fv_config {
     uint64_t audit_retention_ms;   /* delete audit files older than this (0: keep all) */
     double loc_trim_m, loc_grid_m; /* location privacy: trip trimming, coarsening (metres) */
     uint64_t loc_trip_gap_ms;
+    uint64_t loc_stop_ms; /* location privacy: stationary this long is a stop (L5) */
 };
 
 /* Defaults: data ./data, certs ./certs, devices on 127.0.0.1:4443, API on 127.0.0.1:8080. */
@@ -49,7 +50,7 @@ void fv_config_defaults(struct fv_config *c);
  * device_idle_timeout, api_nice, wal_segment_mb, rate_limits ({TOPIC: {per_second, burst}} or false),
  * store ({flush_interval, flush_datums, head_max_datums, wal_keep, compact_fanin, retention:
  * {CLASS: "30d"}, classes: {CLASS: [SIGNAL, ...]}}), policy, audit_key, audit_witness (paths),
- * audit_retention (a duration), location_privacy ({trim_m, trip_gap, grid_m}). */
+ * audit_retention (a duration), location_privacy ({trim_m, trip_gap, stop_after, grid_m}). */
 int fv_config_load(struct fv_config *c, const char *path, char *err, size_t errlen);
 
 /* Parses "HOST:PORT" into host/port. */

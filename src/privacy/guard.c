@@ -17,6 +17,7 @@
 #include "util/err.h"
 #include "util/log.h"
 #include "util/urlquery.h"
+#include "wire/places.h"
 
 static void audit_ev(struct fv_guard *g, const struct fv_guard_ctx *ctx, const char *kind,
                      const char *result, const char *reason, const char *const *subjects, size_t n,
@@ -182,6 +183,13 @@ int fv_guard_subject_action(struct fv_guard *g, struct fv_guard_ctx *ctx, const 
                                     .ticket = ctx->ticket,
                                     .subjects = 1};
     fv_policy_decide(g->policy, &req, &ctx->d);
+    char qr[160] = "";
+    if (ctx->d.allow && action == FV_ACTION_EXPORT && g->quota &&
+        fv_quota_check(g->quota, ctx->principal, &ctx->d.quota, fv_now_ms(), 1, 0, 0, qr,
+                       sizeof qr) != FV_OK) { /* G5: an export is a read of one subject */
+        ctx->d.allow = false;
+        snprintf(ctx->d.reason, sizeof ctx->d.reason, "quota: %s", qr);
+    }
     int failed = 0;
     const char *subj[1] = {subject};
     audit(g, ctx, action == FV_ACTION_ERASE ? "erasure" : "access", ctx->d.allow ? "allow" : "deny",
@@ -191,6 +199,8 @@ int fv_guard_subject_action(struct fv_guard *g, struct fv_guard_ctx *ctx, const 
         return FV_EIO;
     }
     snprintf(reason, reasonlen, "%s", ctx->d.reason);
+    if (ctx->d.allow && action == FV_ACTION_EXPORT && g->quota)
+        fv_quota_add(g->quota, ctx->principal, fv_now_ms(), 1, 0, 0);
     return ctx->d.allow ? FV_OK : FV_EINVAL;
 }
 
@@ -231,6 +241,10 @@ int fv_guard_read(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *quer
     if (allow && (ctx->d.obligations & FV_OBLIGE_AGGREGATE_ONLY) && !aggregated) {
         allow = 0;
         snprintf(why, sizeof why, "role %s may read aggregates only (use step/agg)", ctx->role);
+    }
+    if (allow && ctx->refuse[0]) { /* P8: the caller's limits */
+        allow = 0;
+        snprintf(why, sizeof why, "%s", ctx->refuse);
     }
     if (allow && g->quota) {
         char qr[160] = "";
@@ -355,11 +369,71 @@ void fv_guard_load_zones(struct fv_guard *g, struct fv_guard_ctx *ctx, const cha
     ctx->zones_state = 1;
 }
 
+const struct fv_value *fv_guard_oblige(const struct fv_guard_ctx *ctx, uint32_t field, int64_t t,
+                                       const struct fv_value *v, struct fv_value *tmp)
+{
+    if (ctx == NULL || !(ctx->d.obligations & FV_OBLIGE_LOCATION_PRIVACY) || v->kind == FV_VK_NONE)
+        return v;
+    enum fv_place_kind pk = fv_signal_place(field);
+    if (pk == FV_PLACE_NONE && v->kind != FV_VK_LOCATION) return v;
+    *tmp = *v;
+    tmp->kind = FV_VK_INVALID; /* withheld, unless a rule below serves it */
+    /* G10: a place named by itself has no coarse form; GpsHeading follows the position. */
+    if (pk == FV_PLACE_REVEALS || !ctx->trim_loaded || ctx->zones_state < 0 ||
+        fv_guard_trimmed(ctx, t))
+        return tmp;
+    if (pk == FV_PLACE_HEADING || v->kind != FV_VK_LOCATION) {
+        *tmp = *v;
+        return tmp;
+    }
+    /* G7: nothing inside a privacy zone, the rest coarsened. */
+    for (size_t z = 0; z < ctx->nzones; z++)
+        if (fv_geo_distance_m(v->u.loc.lat, v->u.loc.lon, ctx->zones[z].lat, ctx->zones[z].lon) <=
+            ctx->zones[z].radius_m)
+            return tmp;
+    tmp->u.loc = v->u.loc;
+    if (ctx->grid_m > 0 &&
+        fv_loc_coarsen_point(ctx->grid_m, &tmp->u.loc.lat, &tmp->u.loc.lon) != FV_OK)
+        return tmp;
+    tmp->kind = FV_VK_LOCATION;
+    return tmp;
+}
+
+void fv_guard_loc_params(const struct fv_guard *g, const struct fv_guard_ctx *ctx,
+                         struct fv_loc_params *p)
+{
+    fv_loc_params_default(p);
+    p->zones = ctx->nzones ? ctx->zones : NULL;
+    p->nzones = ctx->nzones;
+    p->trim_m = g->trim_m > 0 ? g->trim_m : 0;
+    if (g->trip_gap_ms > 0) p->trip_gap_ms = g->trip_gap_ms;
+    p->stop_ms = g->stop_ms >= 0 ? g->stop_ms : 0;
+    p->grid_m = g->grid_m;
+}
+
+int fv_guard_quota_more(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint64_t rows,
+                        uint64_t bytes, int audit_refusal, char *reason, size_t reasonlen)
+{
+    char qr[160] = "";
+    if (g->quota == NULL || fv_quota_check(g->quota, ctx->principal, &ctx->d.quota, fv_now_ms(), 0,
+                                           rows, bytes, qr, sizeof qr) == FV_OK)
+        return FV_OK;
+    snprintf(reason, reasonlen, "quota: %s", qr);
+    if (!audit_refusal) return FV_ELIMIT;
+    int failed = 0;
+    const char *s[1] = {ctx->subject};
+    audit(g, ctx, "access", "deny", reason, ctx->subject[0] ? s : NULL, 1, NULL, 0, 0, 0, 0, rows,
+          bytes, &failed);
+    g->denied++;
+    return failed ? FV_EIO : FV_ELIMIT;
+}
+
 void fv_guard_ctx_clear(struct fv_guard_ctx *ctx)
 {
     free(ctx->trim);
     ctx->trim = NULL;
     ctx->ntrim = ctx->captrim = 0;
+    ctx->trim_loaded = 0;
 }
 
 int fv_guard_trimmed(const struct fv_guard_ctx *ctx, int64_t t)
@@ -396,6 +470,7 @@ int fv_guard_open(struct fv_guard *g, const struct fv_config *cfg, struct fv_key
     g->trim_m = cfg->loc_trim_m;
     g->grid_m = cfg->loc_grid_m;
     g->trip_gap_ms = (int64_t)cfg->loc_trip_gap_ms;
+    g->stop_ms = (int64_t)cfg->loc_stop_ms;
     char key[PATH_MAX], pub[PATH_MAX + 8], dir[PATH_MAX];
     if (cfg->audit_key[0]) {
         snprintf(key, sizeof key, "%s", cfg->audit_key);

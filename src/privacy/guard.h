@@ -24,12 +24,19 @@
  *     zones (home, work: privacy/zones.h) is not served; the others are snapped to a 1 km
  *     grid; if the zones cannot be read, no location of that subject is served;
  *  G8 and trip trimming: locations within 500 m (along the track) of a trip's start or
- *     end - a trip being points less than 5 minutes apart - are withheld too (where a car
- *     is parked says where someone lives or works even without a zone);
+ *     end - a trip being points less than 5 minutes apart and not interrupted by a stop
+ *     (gear P, or speed 0 for 3 minutes: privacy/location.h L5) - are withheld too, and so
+ *     is every location while the vehicle is stopped (where a car is parked says where
+ *     someone lives or works even without a zone); privacy/location.h L6;
+ *  G10 signals that reveal a place (wire/places.h), under location privacy: GpsHeading is
+ *     withheld wherever the position is (G7, G8); origin, destination, route, "located at"
+ *     flags and the like are never served; the same rules in every output (fv_guard_oblige);
  *  G6 the audit log names subjects by their keyed pseudonym (crypto/keys.h), never by
  *     device id: the log is personal data's index, not a copy of it;
  *  G5 quotas: a request that would take the principal over its daily subjects is refused;
- *     rows and bytes are counted as served, and once over, further reads are refused;
+ *     rows and bytes are counted as served, and once over, further reads are refused; a
+ *     subject export counts as one subject, and its rows are checked before it starts
+ *     (fv_guard_quota_more) and its bytes as it streams;
  *  G9 unknown tokens are counted (unauth_failures) and sampled into the audit log: the
  *     first in each 10 s window is an entry, and the failures after it are one more entry
  *     when the window ends (fv_guard_tick) or the server stops ("failures_sampled": how
@@ -64,6 +71,7 @@ struct fv_guard {
     /* location privacy (G7, G8): config "location_privacy" */
     double trim_m;        /* trip start/end trimming, metres (0: none; default 500) */
     int64_t trip_gap_ms;  /* points further apart start a new trip (default 5 min) */
+    int64_t stop_ms;      /* stationary this long is a stop (default 3 min; gear P: at once) */
     double grid_m;        /* coarsening grid, metres (0: none; default 1000) */
     char audit_dir[4096]; /* DATA/audit */
     /* G9: unknown tokens, counted and sampled into the audit log */
@@ -107,6 +115,8 @@ struct fv_guard_ctx {
     double grid_m;    /* the coarsening grid for this read (from the guard) */
     int energy_sites; /* in: every subject the read touches is an energy site (or, for a
                          fleet read, the answer will be limited to energy sites) */
+    char refuse[200]; /* in: why the read breaks a limit only the caller can check (P8
+                         aggregate limits); refused with this reason if the policy allows */
     /* G4, single-subject reads under a consented-only role: what may be served */
     int consent_limited;
     size_t nconsent;
@@ -120,12 +130,29 @@ struct fv_guard_ctx {
     /* G8, trip trimming: times whose locations are withheld (near trip starts and ends) */
     size_t ntrim, captrim;
     struct fv_consent_range *trim; /* owned: free with fv_guard_ctx_clear */
+    int trim_loaded;               /* set once loaded: until then no location is served */
 };
 
-/* Frees what a ctx owns (trip-trimming intervals). */
+/* Frees what a ctx owns (trip-trimming intervals); they count as not loaded again. */
 void fv_guard_ctx_clear(struct fv_guard_ctx *ctx);
 /* G8: is a location at time t withheld by trip trimming? */
 int fv_guard_trimmed(const struct fv_guard_ctx *ctx, int64_t t);
+
+/* G7, G8, G10: the value of signal field at time t as ctx may see it: v itself, or tmp
+ * filled with a coarsened location or marked withheld (kind FV_VK_INVALID). Needs the
+ * zones (fv_guard_load_zones) and the withheld times (G8: the caller loads them, then sets
+ * trim_loaded) in ctx; fails closed: before they are loaded, no place is served. */
+const struct fv_value *fv_guard_oblige(const struct fv_guard_ctx *ctx, uint32_t field, int64_t t,
+                                       const struct fv_value *v, struct fv_value *tmp);
+/* The location parameters (L2-L6) of ctx's read: zones from ctx, the rest from g. */
+void fv_guard_loc_params(const struct fv_guard *g, const struct fv_guard_ctx *ctx,
+                         struct fv_loc_params *p);
+
+/* G5 for a streamed answer: may rows and bytes more be served to ctx today? FV_OK, or
+ * FV_ELIMIT with the reason ("quota: ...") and, when audit_refusal is set, a "deny" entry
+ * in the audit log (FV_EIO if that fails). */
+int fv_guard_quota_more(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint64_t rows,
+                        uint64_t bytes, int audit_refusal, char *reason, size_t reasonlen);
 
 /* G7: loads the privacy zones of device's current subject into ctx (for location-private
  * reads); on any error no location of that subject is served. */

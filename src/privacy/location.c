@@ -1,5 +1,6 @@
 /* location.c - see location.h (rules L1-L4). */
 #include <math.h>
+#include <stdlib.h>
 
 #include "privacy/location.h"
 #include "util/err.h"
@@ -16,6 +17,8 @@ void fv_loc_params_default(struct fv_loc_params *p)
     p->trim_m = FV_LOC_DEFAULT_TRIM_M;
     p->trip_gap_ms = FV_LOC_DEFAULT_TRIP_GAP_MS;
     p->grid_m = 0;
+    p->stop_ms = FV_LOC_DEFAULT_STOP_MS;
+    p->stop_speed = FV_LOC_DEFAULT_STOP_SPEED;
 }
 
 double fv_geo_distance_m(double lat1, double lon1, double lat2, double lon2)
@@ -130,6 +133,14 @@ int fv_loc_trim(size_t n, const int64_t *t_ms, const double *lat, const double *
     return FV_OK;
 }
 
+/* Index of the first sample at or after i with a valid position, or n. */
+static size_t next_valid_sample(const struct fv_loc_sample *s, size_t n, size_t i)
+{
+    while (i < n && !fv_geo_valid(s[i].lat, s[i].lon))
+        i++;
+    return i;
+}
+
 static int grid_ok(double grid_m)
 {
     return grid_m >= FV_LOC_MIN_GRID_M && isfinite(grid_m);
@@ -183,4 +194,122 @@ int fv_loc_apply(const struct fv_loc_params *p, size_t n, const int64_t *t_ms, d
     for (size_t i = 0; i < n; i++)
         if (!keep[i]) lat[i] = lon[i] = NAN;
     return FV_OK;
+}
+
+/* L5: marks in stop[] the samples that are part of a stop. */
+static void mark_stops(const struct fv_loc_params *p, const struct fv_loc_sample *s, size_t n,
+                       unsigned char *stop)
+{
+    double speed = NAN;
+    int park = -1, run_park = 0;
+    size_t a = SIZE_MAX;
+    for (size_t i = 0; i < n; i++) {
+        if (!isnan(s[i].speed)) speed = s[i].speed;
+        if (s[i].park >= 0) park = s[i].park;
+        int st = park == 1 || fabs(speed) < p->stop_speed; /* NaN: not stationary */
+        if (st) {
+            if (a == SIZE_MAX) {
+                a = i;
+                run_park = 0;
+            }
+            run_park |= park == 1;
+        }
+        if (a == SIZE_MAX || (st && i + 1 < n)) continue;
+        /* The run a..b ends: here (the last sample), or just before i (moving again). */
+        size_t b = st ? i : i - 1;
+        int64_t end = s[i].t;
+        int stopped = run_park || (p->stop_ms > 0 && end >= s[a].t &&
+                                   (uint64_t)end - (uint64_t)s[a].t >= (uint64_t)p->stop_ms);
+        for (size_t k = a; stopped && k <= b; k++)
+            stop[k] = 1;
+        a = SIZE_MAX;
+    }
+}
+
+struct withheld {
+    const struct fv_loc_params *p;
+    const struct fv_loc_sample *s;
+    int (*add)(void *, int64_t, int64_t);
+    void *arg;
+    int64_t from; /* withheld from here until the next kept span */
+    int open;     /* from is set (0: past INT64_MAX) */
+    double *cum;
+};
+
+static int in_zone(const struct fv_loc_params *p, double lat, double lon)
+{
+    for (size_t z = 0; z < p->nzones; z++)
+        if (fv_geo_distance_m(lat, lon, p->zones[z].lat, p->zones[z].lon) <= p->zones[z].radius_m)
+            return 1;
+    return 0;
+}
+
+/* L6 for one trip: the samples idx[0..m-1] (valid positions). */
+static int end_span(struct withheld *w, const size_t *idx, size_t m)
+{
+    if (m == 0) return 0;
+    const struct fv_loc_sample *s = w->s;
+    double trim = w->p->trim_m;
+    w->cum[0] = 0;
+    for (size_t q = 1; q < m; q++)
+        w->cum[q] = w->cum[q - 1] + fv_geo_distance_m(s[idx[q - 1]].lat, s[idx[q - 1]].lon,
+                                                      s[idx[q]].lat, s[idx[q]].lon);
+    size_t j = 0, e = m; /* the first and one past the last kept point */
+    while (j < m && w->cum[j] <= trim)
+        j++;
+    while (e > 0 && w->cum[m - 1] - w->cum[e - 1] <= trim)
+        e--;
+    if (j >= e) return 0; /* nothing kept: withheld from w->from on */
+    int64_t a = s[idx[j]].t, b = s[idx[e - 1]].t;
+    int rc = w->open && w->from < a ? w->add(w->arg, w->from, a - 1) : 0;
+    for (size_t q = j; rc == 0 && q < e; q++)
+        if (in_zone(w->p, s[idx[q]].lat, s[idx[q]].lon))
+            rc = w->add(w->arg, s[idx[q]].t, q + 1 < e ? s[idx[q + 1]].t - 1 : s[idx[q]].t);
+    w->open = b < INT64_MAX;
+    w->from = w->open ? b + 1 : b;
+    return rc;
+}
+
+int fv_loc_withheld(const struct fv_loc_params *p, const struct fv_loc_sample *s, size_t n,
+                    int (*add)(void *arg, int64_t from, int64_t to), void *arg)
+{
+    if (p == NULL || add == NULL || (n > 0 && s == NULL) || !zones_ok(p->zones, p->nzones) ||
+        !trim_ok(p->trim_m, p->trip_gap_ms) || p->stop_ms < 0 || !(p->stop_speed >= 0))
+        return FV_EINVAL;
+    if (p->trim_m == 0) { /* zones only: from a point inside one to the next point */
+        for (size_t i = 0; i < n; i++) {
+            if (!fv_geo_valid(s[i].lat, s[i].lon) || !in_zone(p, s[i].lat, s[i].lon)) continue;
+            size_t k = next_valid_sample(s, n, i + 1);
+            int rc = add(arg, s[i].t, k < n && s[k].t > s[i].t ? s[k].t - 1 : s[i].t);
+            if (rc) return rc;
+        }
+        return FV_OK;
+    }
+    unsigned char *stop = calloc(n ? n : 1, 1);
+    size_t *idx = malloc((n ? n : 1) * sizeof *idx);
+    double *cum = malloc((n ? n : 1) * sizeof *cum);
+    int rc = stop && idx && cum ? FV_OK : FV_ENOMEM;
+    struct withheld w = {p, s, add, arg, INT64_MIN, 1, cum};
+    size_t m = 0;
+    if (rc == FV_OK) mark_stops(p, s, n, stop);
+    for (size_t i = 0; rc == FV_OK && i < n; i++) {
+        if (stop[i]) { /* L5: a stop ends the trip; its positions are in none */
+            rc = end_span(&w, idx, m);
+            m = 0;
+            continue;
+        }
+        if (!fv_geo_valid(s[i].lat, s[i].lon)) continue;
+        if (m && (s[i].t < s[idx[m - 1]].t ||
+                  (uint64_t)s[i].t - (uint64_t)s[idx[m - 1]].t > (uint64_t)p->trip_gap_ms)) {
+            rc = end_span(&w, idx, m); /* L3: a gap */
+            m = 0;
+        }
+        idx[m++] = i;
+    }
+    if (rc == FV_OK) rc = end_span(&w, idx, m);
+    if (rc == FV_OK && w.open) rc = add(arg, w.from, INT64_MAX);
+    free(stop);
+    free(idx);
+    free(cum);
+    return rc;
 }

@@ -33,6 +33,20 @@
  *      The result depends only on (lat, lon, grid_m): the same place gives the same cell in
  *      every dataset and request, so coarse points do not average back to a precise one.
  *
+ *   L5 stops: speed and gear carry forward from the sample that last gave them; a sample is
+ *      stationary while the gear is P or |speed| < stop_speed. A run of stationary samples is
+ *      a stop if the gear is P anywhere in it (a car in park is parked), or it lasts at
+ *      least stop_ms (from its first sample to the first sample after it, or to its last
+ *      when none follows; stop_ms 0: gear P only). A stop ends a trip (L3) as a gap does,
+ *      and its positions belong to no trip: a car that goes on reporting while parked is
+ *      parked all the same.
+ *   L6 withheld times (fv_loc_withheld): a trip's kept span runs from its first to its last
+ *      point kept by L3. Withheld are every time outside all kept spans (stops, gaps,
+ *      trimmed ends, before the first trip and after the last; no trip at all: always), and
+ *      inside a span, from a point inside a zone (L2) to just before the next point. A
+ *      signal that follows the position (GpsHeading) is withheld at exactly these times, a
+ *      position too; trim_m 0 turns off the span part (zones only).
+ *
  * fv_loc_apply runs L1-L4 and also sets the coordinates of every dropped point to NaN, so a
  * caller that forgot the mask would still serve no location. The other functions only
  * clear keep[i] (never set it), so they compose in any order on one mask.
@@ -49,6 +63,8 @@
 #define FV_LOC_DEFAULT_TRIM_M      500.0
 #define FV_LOC_DEFAULT_TRIP_GAP_MS 300000 /* 300 s */
 #define FV_LOC_MIN_GRID_M          1.0
+#define FV_LOC_DEFAULT_STOP_MS     180000 /* 3 min at speed 0 (gear P: at once) */
+#define FV_LOC_DEFAULT_STOP_SPEED  1.0    /* below walking pace, km/h or mph alike */
 
 /* A privacy zone (home, work): a circle on the sphere. */
 struct fv_zone {
@@ -62,9 +78,19 @@ struct fv_loc_params {
     double trim_m;       /* L3: 0 = no trimming */
     int64_t trip_gap_ms; /* L3: > 0 */
     double grid_m;       /* L4: 0 = no coarsening, else >= FV_LOC_MIN_GRID_M */
+    int64_t stop_ms;     /* L5: >= 0 */
+    double stop_speed;   /* L5: >= 0 */
 };
 
-/* No zones, trim 500 m, gap 300 s, no coarsening. */
+/* One sample of a vehicle's track (L5, L6): a position, its motion, or both. */
+struct fv_loc_sample {
+    int64_t t;
+    double lat, lon;  /* an invalid point (L1, e.g. NaN): no position in this sample */
+    double speed;     /* NaN: no speed in this sample */
+    signed char park; /* 1: gear P, 0: another gear, -1: no gear in this sample */
+};
+
+/* No zones, trim 500 m, gap 300 s, no coarsening, stops after 180 s below 1 (or gear P). */
 void fv_loc_params_default(struct fv_loc_params *p);
 
 /* Great-circle distance in metres (haversine); NaN if an input is NaN. */
@@ -91,5 +117,13 @@ int fv_loc_coarsen(size_t n, double *lat, double *lon, double grid_m, const unsi
  * p->grid_m > 0, sets dropped points' lat and lon to NaN. t_ms, lat, lon, keep: n each. */
 int fv_loc_apply(const struct fv_loc_params *p, size_t n, const int64_t *t_ms, double *lat,
                  double *lon, unsigned char *keep);
+
+/* L5, L6: the withheld times of a track of n samples in time order (a sample out of order
+ * splits trips, as in L3), given to add(arg, from, to) as inclusive ranges in increasing
+ * order of from (they may touch or overlap); add's non-zero result stops and is returned.
+ * Uses p's zones, trim_m, trip_gap_ms, stop_ms and stop_speed. FV_EINVAL (bad parameters),
+ * FV_ENOMEM. */
+int fv_loc_withheld(const struct fv_loc_params *p, const struct fv_loc_sample *s, size_t n,
+                    int (*add)(void *arg, int64_t from, int64_t to), void *arg);
 
 #endif

@@ -134,6 +134,16 @@ uint32_t fv_policy_classes(const struct fv_policy *p, const char *role, const ch
     return r != NULL && pid >= 0 ? r->classes[pid] : 0;
 }
 
+int fv_policy_aggregate_limits(const struct fv_policy *p, const char *role, uint64_t *min_step_ms,
+                               uint64_t *min_records)
+{
+    const struct role *r = role_by_name(p, role);
+    if (r == NULL || !r->aggregate_only) return 0;
+    *min_step_ms = r->agg_min_step_ms;
+    *min_records = r->agg_min_records;
+    return 1;
+}
+
 int fv_policy_quota(const struct fv_policy *p, const char *role, struct fv_quota_limits *out)
 {
     const struct role *r = role_by_name(p, role);

@@ -23,7 +23,9 @@
  *        "energy_sites_only": false,        only energy sites, never vehicles
  *        "approves_bulk": false,            may be the second principal of a bulk read
  *        "quota": {"subjects_per_day": 20, "rows_per_day": 500000,
- *                  "bytes_per_day": 536870912}}}}   integers >= 0, or null (no limit)
+ *                  "bytes_per_day": 536870912},    integers >= 0, or null (no limit)
+ *        "aggregate_min_step_s": 3600,      optional, aggregate_only roles (P8): the
+ *        "aggregate_min_records": 10}}}     smallest bucket, the fewest records per value
  *
  * Every role key is required (an explicit policy is the readable one) and unknown keys are
  * errors (a misspelt "pseudonymize" must not silently read as false); duplicate keys are
@@ -45,6 +47,11 @@
  *      reads energy sites only (the caller vouches with req->energy_sites_only);
  *   P7 read, export, erase: above bulk_subjects_threshold, another principal (not the
  *      requester) whose role approves_bulk has approved.
+ *   P8 (applied by the reader, which knows the buckets: fv_policy_aggregate_limits) an
+ *      aggregate_only role's buckets are at least aggregate_min_step_s wide (default 1 h),
+ *      whole (aligned), and a value aggregates at least aggregate_min_records records
+ *      (default 10; fewer: not served); first, last, min and max are refused, since each
+ *      is one record of one subject, not an aggregate.
  * Purposes given with actions other than read are ignored: export / erasure / audit are
  * subject-rights and accountability duties with their own legal basis, not data purposes.
  * An allowed read carries obligations (FV_OBLIGE_*) that the caller must apply to what it
@@ -126,6 +133,12 @@ const char *fv_policy_purpose_name(const struct fv_policy *p, size_t i);
 const char *fv_policy_class_name(const struct fv_policy *p, size_t i);
 /* The class mask a role may read for a purpose (0 if none, or role / purpose unknown). */
 uint32_t fv_policy_classes(const struct fv_policy *p, const char *role, const char *purpose);
+/* P8: 1 if role is aggregate_only, with its smallest step (ms) and fewest records per
+ * served value; 0 otherwise (or unknown role; outputs untouched). */
+#define FV_POLICY_AGG_MIN_STEP_MS 3600000u
+#define FV_POLICY_AGG_MIN_RECORDS 10u
+int fv_policy_aggregate_limits(const struct fv_policy *p, const char *role, uint64_t *min_step_ms,
+                               uint64_t *min_records);
 /* The role's daily quota; FV_ENOENT for an unknown role. */
 int fv_policy_quota(const struct fv_policy *p, const char *role, struct fv_quota_limits *out);
 

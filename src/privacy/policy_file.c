@@ -360,7 +360,8 @@ static int parse_role(const struct ctx *c, const struct fv_policy *pol, const ch
     json_t *val;
     json_object_foreach(v, key, val)
     {
-        bool known = strcmp(key, "comment") == 0;
+        bool known = strcmp(key, "comment") == 0 || strcmp(key, "aggregate_min_step_s") == 0 ||
+                     strcmp(key, "aggregate_min_records") == 0; /* optional (P8) */
         for (size_t i = 0; i < NROLE_KEYS; i++)
             known = known || strcmp(key, ROLE_KEYS[i]) == 0;
         if (!known) return bad(c, path, "unknown key \"%s\"", fv_policy__printable(shown, key));
@@ -388,6 +389,24 @@ static int parse_role(const struct ctx *c, const struct fv_policy *pol, const ch
     if (rc == FV_OK) rc = parse_bool(c, f[9], SUB("energy_sites_only"), &r->energy_sites_only);
     if (rc == FV_OK) rc = parse_bool(c, f[10], SUB("approves_bulk"), &r->approves_bulk);
     if (rc == FV_OK) rc = parse_quota(c, f[11], SUB("quota"), &r->quota);
+    /* P8: optional; the defaults hold for every aggregate_only role that gives none */
+    json_t *ms = json_object_get(v, "aggregate_min_step_s"),
+           *mr = json_object_get(v, "aggregate_min_records");
+    r->agg_min_step_ms = FV_POLICY_AGG_MIN_STEP_MS;
+    r->agg_min_records = FV_POLICY_AGG_MIN_RECORDS;
+    if (rc == FV_OK && ms) {
+        if (!json_is_integer(ms) || json_integer_value(ms) < 1 ||
+            json_integer_value(ms) > 366 * 86400)
+            rc = bad(c, SUB("aggregate_min_step_s"), "expected seconds, an integer 1..31622400");
+        else
+            r->agg_min_step_ms = (uint64_t)json_integer_value(ms) * 1000u;
+    }
+    if (rc == FV_OK && mr) {
+        if (!json_is_integer(mr) || json_integer_value(mr) < 1 || json_integer_value(mr) > 1000000)
+            rc = bad(c, SUB("aggregate_min_records"), "expected an integer 1..1000000");
+        else
+            r->agg_min_records = (uint64_t)json_integer_value(mr);
+    }
 #undef SUB
     if (rc) return rc;
     bool reads = (r->actions & (1u << FV_ACTION_READ)) != 0;

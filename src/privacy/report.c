@@ -35,6 +35,7 @@
 #include "privacy/subjects.h"
 #include "util/err.h"
 #include "wire/payload.h"
+#include "wire/places.h"
 #include "wire/signals.h"
 
 static const char *purpose_description(const char *name)
@@ -310,13 +311,6 @@ static json_t *purposes_section(struct ctx *c)
     return out;
 }
 
-/* Signals that reveal where the subject is or goes without being a location value: the API
- * coarsens location values only (fv_api_oblige), so these reach location-private roles
- * as they are unless their class keeps them from such roles. */
-static const char *const place_signals[] = {
-    "OriginLocation",    "DestinationLocation", "GpsHeading", "LocatedAtHome", "LocatedAtWork",
-    "LocatedAtFavorite", "DestinationName",     "RouteLine",  "HomelinkNearby"};
-
 /* Warns of place-revealing signals outside the class that holds Location. */
 static void place_warnings(struct ctx *c)
 {
@@ -328,20 +322,21 @@ static void place_warnings(struct ctx *c)
         if (k == lc) continue;
         char list[512] = "";
         size_t used = 0;
-        for (size_t i = 0; i < sizeof place_signals / sizeof place_signals[0]; i++) {
-            long f = fv_signal_lookup(place_signals[i]);
-            if (f < 0 || f >= FV_STORE_FIELD_TABLE || s->class_of[f] != k) continue;
+        for (unsigned f = 0; f < fv_signal_count && f < FV_STORE_FIELD_TABLE; f++) {
+            /* wire/places.h: the signals that reveal where the subject is or goes */
+            if (fv_signal_place(f) == FV_PLACE_NONE || s->class_of[f] != k) continue;
+            char nm[32];
             int n = snprintf(list + used, sizeof list - used, "%s%s", used ? ", " : "",
-                             place_signals[i]);
+                             fv_signal_label(f, nm, sizeof nm));
             if (n > 0 && (size_t)n < sizeof list - used) used += (size_t)n;
         }
         if (used)
             warn(&c->b, c->warnings,
                  "data class %s holds signals that reveal places (%s) while Location is in class "
-                 "%s: location privacy coarsens location values only, so every role that may "
-                 "read class %s sees them as they are; consider moving them to class %s "
-                 "(store.classes)",
-                 s->class_name[k], list, s->class_name[lc], s->class_name[k], s->class_name[lc]);
+                 "%s: every role that may read class %s reads them, even one that may not read "
+                 "class %s; consider moving them to class %s (store.classes)",
+                 s->class_name[k], list, s->class_name[lc], s->class_name[k], s->class_name[lc],
+                 s->class_name[lc]);
     }
 }
 

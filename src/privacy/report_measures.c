@@ -15,13 +15,17 @@
 
 #include "privacy/report_int.h"
 
-/* What location privacy does today (api.c fv_api_oblige: COARSE_GRID_M). Privacy zones
- * (privacy/zones.h) are kept per owner; say so here once the API applies them. */
+/* What location privacy does today (privacy/guard.h G7, G8, G10: fv_guard_oblige, applied by
+ * every output of the API). */
 static const char LOCATION_PRIVACY_TEXT[] =
     "locations served to a location-private role are withheld inside the owner's privacy "
-    "zones (home, work: `fleetvault subject zone`), and elsewhere snapped to a 1 km grid (the "
-    "same place always gives the same cell, so coarse points do not average back to a "
-    "precise one); if the zones cannot be read, no location of that owner is served";
+    "zones (home, work: `fleetvault subject zone`), near the start and end of every trip and "
+    "while the vehicle is stopped (gear P, or speed 0 for some minutes), and elsewhere snapped "
+    "to a 1 km grid (the same place always gives the same cell, so coarse points do not "
+    "average back to a precise one); GpsHeading is withheld wherever the location is; "
+    "signals that name a place by themselves (origin, destination, route, located at home / "
+    "work / favourite) are never served to such roles; if the zones cannot be read, no "
+    "location of that owner is served";
 
 /* Descriptions of the built-in purposes (policy.h, subjects.h); others have none. */
 static int loopback(const char *host)

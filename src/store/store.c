@@ -34,6 +34,7 @@
 #include "util/err.h"
 #include "util/log.h"
 #include "util/map.h"
+#include "wire/places.h"
 #include "wire/signals.h"
 
 #define DAY_MS (86400000ull)
@@ -60,12 +61,9 @@ void fv_store_config_defaults(struct fv_store_config *c, const char *data_dir)
     c->retention_ms[1] = 30 * DAY_MS;
     c->retention_ms[2] = 730 * DAY_MS;
     c->events_class = 2;
-    static const char *const loc[] = {"Location", "OriginLocation", "DestinationLocation",
-                                      "GpsHeading"};
-    for (size_t i = 0; i < sizeof loc / sizeof loc[0]; i++) {
-        long f = fv_signal_lookup(loc[i]);
-        if (f >= 0 && f < FV_STORE_FIELD_TABLE) c->class_of[f] = 1;
-    }
+    /* Class "location": every signal that reveals a place (wire/places.h). */
+    for (unsigned f = 0; f < fv_signal_count && f < FV_STORE_FIELD_TABLE; f++)
+        if (fv_signal_place(f) != FV_PLACE_NONE) c->class_of[f] = 1;
 }
 
 int fv_store_class_id(const struct fv_store_config *c, const char *name)

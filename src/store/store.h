@@ -91,8 +91,9 @@ struct fv_store_config {
     void *fail_arg;
 };
 
-/* Defaults: classes default (730 days), location (Location, OriginLocation,
- * DestinationLocation, GpsHeading; 30 days), events (730 days). */
+/* Defaults: classes default (730 days), location (every signal that reveals a place,
+ * wire/places.h: Location, GpsHeading, OriginLocation, DestinationLocation, RouteLine,
+ * DestinationName, ...; 30 days), events (730 days). */
 void fv_store_config_defaults(struct fv_store_config *c, const char *data_dir);
 /* Class id by name, or -1. */
 int fv_store_class_id(const struct fv_store_config *c, const char *name);

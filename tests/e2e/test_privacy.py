@@ -322,9 +322,10 @@ def test_consent_and_owner_periods():
         time.sleep(1.3)  # the server notices the registry changed (at most a second)
         path = os.path.join(env.certs.dir, "devices", A + ".crt")
         ws = t.WS(srv.port, path, path[:-4] + ".key", env.certs.ca)
+        now = int(time.time() * 1000)  # created under the new owner
         for i in range(3):
             d = [(SOC, 90.0 + i)]
-            ws.send(t.fb_envelope(f"new-{i}".encode(), b"V", t.v_payload(d, T0 + 100000 + i)))
+            ws.send(t.fb_envelope(f"new-{i}".encode(), b"V", t.v_payload(d, now + i)))
             _, p = ws.recv()
             assert t.fb_decode(p)["message_type"] == 5
         ws.close()
@@ -332,7 +333,9 @@ def test_consent_and_owner_periods():
         assert [r["Soc"] for r in b["rows"]] == [90.0, 91.0, 92.0], b
         st = srv.json(f"/api/v1/vehicles/{A}/state")
         assert st["state"]["Soc"]["value"] == 92.0 and st["records"] == 3, st
-        # Art. 15/20: the export holds both periods, consents, events and the access log.
+        # Art. 15/20: an export serves one data subject: the current owner's period by
+        # default, the previous owner's with period=1 (issue 9 item 8); each holds its
+        # period's records, consents, events and access log, nothing of the other's.
         import io
         import tarfile
         st_, body = srv.http(f"/api/v1/subjects/{A}/export?ticket=DSAR-1", token=po,
@@ -340,17 +343,27 @@ def test_consent_and_owner_periods():
         assert st_ == 200, body
         tar = tarfile.open(fileobj=io.BytesIO(body))
         names = {m.name.split("/", 1)[1]: m for m in tar.getmembers()}
-        assert {"README.txt", "subject.json", "access-log.jsonl", "period-1/telemetry-1.csv",
-                "period-2/telemetry-1.csv", "period-1/events.jsonl"} <= set(names), names
+        assert {"README.txt", "subject.json", "access-log.jsonl",
+                "period-2/telemetry-1.csv"} <= set(names), names
+        assert not [n for n in names if n.startswith("period-1/")], names
         sj = json.load(tar.extractfile(names["subject.json"]))
-        assert [p["epoch"] for p in sj["periods"]] == [1, 2], sj
-        assert sj["periods"][1]["owner"] == "customer-2"
+        assert [p["epoch"] for p in sj["periods"]] == [2], sj
+        assert sj["periods"][0]["owner"] == "customer-2"
+        rows2 = tar.extractfile(names["period-2/telemetry-1.csv"]).read().decode().splitlines()
+        assert len(rows2) == 1 + 3 and rows2[1].split(",")[1] == "90", rows2
+        st_, body = srv.http(f"/api/v1/subjects/{A}/export?ticket=DSAR-1&period=1", token=po,
+                             purpose=None)
+        assert st_ == 200, body
+        tar = tarfile.open(fileobj=io.BytesIO(body))
+        names = {m.name.split("/", 1)[1]: m for m in tar.getmembers()}
+        assert {"period-1/telemetry-1.csv", "period-1/events.jsonl"} <= set(names), names
+        assert not [n for n in names if n.startswith("period-2/")], names
+        sj = json.load(tar.extractfile(names["subject.json"]))
+        assert [p["epoch"] for p in sj["periods"]] == [1], sj
         assert any(c["purpose"] == "model_training" and c["change"] == "withdrawn"
                    for c in sj["periods"][0]["consent"]), sj["periods"][0]
         rows1 = tar.extractfile(names["period-1/telemetry-1.csv"]).read().decode().splitlines()
         assert rows1[0].startswith("t,") and len(rows1) == 1 + 10, rows1[:3]
-        rows2 = tar.extractfile(names["period-2/telemetry-1.csv"]).read().decode().splitlines()
-        assert len(rows2) == 1 + 3 and rows2[1].split(",")[1] == "90", rows2
         # The same from the shell, into a 0600 file.
         tokf = os.path.join(env.root, "po.token")
         with open(tokf, "w") as f:

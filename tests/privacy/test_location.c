@@ -1,7 +1,8 @@
 /* test_location.c - location privacy (rules L1-L4 of location.h) with expectations worked
  * out by hand: along the equator 0.001 degree of longitude is 111.195 m (R = 6371008.8 m),
  * so a track of such steps has its along-track distances at multiples of 111.195 m.
- * Edge cases: empty, one point, all in a zone, the antimeridian, the poles, NaN. */
+ * Edge cases: empty, one point, all in a zone, the antimeridian, the poles, NaN. Withheld
+ * times (L5, L6): stops by gear P and by speed, kept spans, zones without trimming. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -369,12 +370,107 @@ static void test_apply(void **state)
     assert_float_equal(tr.lon[0], 0, 0);
 }
 
+/* ---- L5, L6: withheld times ---------------------------------------------------------- */
+
+struct spans {
+    size_t n;
+    int64_t from[MAXN], to[MAXN];
+};
+
+static int collect(void *arg, int64_t from, int64_t to)
+{
+    struct spans *w = arg;
+    assert_true(w->n < MAXN);
+    assert_true(from <= to);
+    if (w->n) assert_true(from >= w->from[w->n - 1]); /* in increasing order of from */
+    w->from[w->n] = from;
+    w->to[w->n++] = to;
+    return 0;
+}
+
+static int withheld_at(const struct spans *w, int64_t t)
+{
+    for (size_t i = 0; i < w->n; i++)
+        if (t >= w->from[i] && t <= w->to[i]) return 1;
+    return 0;
+}
+
+/* n moving samples east along the equator, 0.001 degree and 10 s apart, from sample k0. */
+static size_t drive(struct fv_loc_sample *s, size_t at, size_t n, double lon0, int64_t t0)
+{
+    for (size_t i = 0; i < n; i++)
+        s[at + i] =
+            (struct fv_loc_sample){t0 + (int64_t)i * 10000, 0, lon0 + 0.001 * (double)i, 10.0, 0};
+    return at + n;
+}
+
+static void test_withheld(void **state)
+{
+    (void)state;
+    struct fv_loc_params p;
+    fv_loc_params_default(&p);
+    p.trim_m = 300; /* 2.7 steps: the first and last 3 points of a trip go */
+    struct fv_loc_sample s[MAXN];
+    struct spans w = {0};
+    /* No samples: no trip, everything withheld. */
+    assert_int_equal(fv_loc_withheld(&p, s, 0, collect, &w), FV_OK);
+    assert_int_equal(w.n, 1);
+    assert_true(w.from[0] == INT64_MIN && w.to[0] == INT64_MAX);
+
+    /* One trip of 10 points: kept span from point 3 to point 6. */
+    size_t n = drive(s, 0, 10, 0, 0);
+    memset(&w, 0, sizeof w);
+    assert_int_equal(fv_loc_withheld(&p, s, n, collect, &w), FV_OK);
+    for (size_t i = 0; i < 10; i++)
+        assert_int_equal(withheld_at(&w, s[i].t), i < 3 || i > 6);
+    assert_true(withheld_at(&w, 35000) == 0 && withheld_at(&w, 60000) == 0);
+    assert_true(withheld_at(&w, 29999) && withheld_at(&w, 60001) && withheld_at(&w, INT64_MAX));
+
+    /* Parked in P between two trips (no gap): the stop and both trips' ends go. */
+    n = drive(s, 0, 10, 0, 0);
+    for (size_t i = 0; i < 5; i++) /* 5 samples in P at the last point, 60 s apart */
+        s[n++] = (struct fv_loc_sample){100000 + (int64_t)i * 60000, 0, 0.009, NAN, 1};
+    n = drive(s, n, 10, 0.010, 400000);
+    s[15].park = 0; /* drives off in D */
+    memset(&w, 0, sizeof w);
+    assert_int_equal(fv_loc_withheld(&p, s, n, collect, &w), FV_OK);
+    for (size_t i = 0; i < n; i++) {
+        int kept = (i >= 3 && i <= 6) || (i >= 18 && i <= 21);
+        assert_int_equal(withheld_at(&w, s[i].t), !kept);
+    }
+    /* Speed 0 for less than stop_ms does not stop a trip; for longer it does. */
+    for (int longer = 0; longer < 2; longer++) {
+        n = drive(s, 0, 10, 0, 0);
+        int64_t halt = longer ? 200000 : 100000;
+        s[n++] = (struct fv_loc_sample){95000, 0, 0.009, 0.0, -1};
+        n = drive(s, n, 10, 0.010, 95000 + halt);
+        memset(&w, 0, sizeof w);
+        assert_int_equal(fv_loc_withheld(&p, s, n, collect, &w), FV_OK);
+        assert_int_equal(withheld_at(&w, s[9].t), longer); /* the halt's neighbour */
+        assert_int_equal(withheld_at(&w, 95000), longer);  /* the halt itself */
+    }
+    /* trim 0: zones only, from a point inside one to just before the next point. */
+    struct fv_zone z = {0, 0.004, 10};
+    p.trim_m = 0;
+    p.zones = &z;
+    p.nzones = 1;
+    n = drive(s, 0, 10, 0, 0);
+    memset(&w, 0, sizeof w);
+    assert_int_equal(fv_loc_withheld(&p, s, n, collect, &w), FV_OK);
+    assert_int_equal(w.n, 1);
+    assert_true(w.from[0] == 40000 && w.to[0] == 49999);
+    /* Bad parameters. */
+    p.stop_speed = -1;
+    assert_int_equal(fv_loc_withheld(&p, s, n, collect, &w), FV_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_distance),       cmocka_unit_test(test_zones),
         cmocka_unit_test(test_trim),           cmocka_unit_test(test_coarsen),
         cmocka_unit_test(test_coarsen_random), cmocka_unit_test(test_apply),
+        cmocka_unit_test(test_withheld),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

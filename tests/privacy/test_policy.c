@@ -500,6 +500,15 @@ static void ok_comment_and_null(json_t *r)
     json_object_set_new(support(r), "max_subjects_per_request", json_null());
 }
 
+static void e_agg_step_zero(json_t *r)
+{
+    json_object_set_new(support(r), "aggregate_min_step_s", json_integer(0));
+}
+static void e_agg_records_text(json_t *r)
+{
+    json_object_set_new(support(r), "aggregate_min_records", json_string("ten"));
+}
+
 static void test_policy_file_errors(void **state)
 {
     (void)state;
@@ -530,6 +539,8 @@ static void test_policy_file_errors(void **state)
         {e_no_roles, "policy.json: roles: expected an object"},
         {e_quota_key, "roles.support.quota: unknown key \"exports_per_day\""},
         {e_duplicate_action, "roles.support.actions[1]: \"read\" is listed twice"},
+        {e_agg_step_zero, "roles.support.aggregate_min_step_s: expected seconds"},
+        {e_agg_records_text, "roles.support.aggregate_min_records: expected an integer"},
     };
     char err[512];
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -582,6 +593,35 @@ static int stop_at_first(void *arg, const char *principal, const struct fv_quota
     (void)principal;
     (void)u;
     return 7;
+}
+
+/* P8: an aggregate_only role's limits, built-in or from the policy; other roles have none. */
+static void test_aggregate_limits(void **state)
+{
+    (void)state;
+    json_error_t jerr;
+    json_t *root = json_loads(fv_policy_default_json(), 0, &jerr);
+    assert_non_null(root);
+    json_t *roles = json_object_get(root, "roles");
+    json_t *mini = json_deep_copy(json_object_get(roles, "analyst"));
+    json_object_set_new(mini, "aggregate_min_step_s", json_integer(60));
+    json_object_set_new(mini, "aggregate_min_records", json_integer(3));
+    json_object_set_new(roles, "minute", mini);
+    char *text = json_dumps(root, 0), err[256];
+    struct fv_policy *p;
+    assert_int_equal(fv_policy_parse(text, strlen(text), "p.json", &p, err, sizeof err), FV_OK);
+    uint64_t step = 0, records = 0;
+    assert_int_equal(fv_policy_aggregate_limits(p, "analyst", &step, &records), 1);
+    assert_int_equal(step, FV_POLICY_AGG_MIN_STEP_MS);
+    assert_int_equal(records, FV_POLICY_AGG_MIN_RECORDS);
+    assert_int_equal(fv_policy_aggregate_limits(p, "minute", &step, &records), 1);
+    assert_int_equal(step, 60000);
+    assert_int_equal(records, 3);
+    assert_int_equal(fv_policy_aggregate_limits(p, "support", &step, &records), 0);
+    assert_int_equal(fv_policy_aggregate_limits(p, "nobody", &step, &records), 0);
+    fv_policy_free(p);
+    free(text);
+    json_decref(root);
 }
 
 static void test_quotas(void **state)
@@ -704,6 +744,7 @@ int main(void)
         cmocka_unit_test(test_other_actions),
         cmocka_unit_test(test_bulk_approval),
         cmocka_unit_test(test_policy_file_errors),
+        cmocka_unit_test(test_aggregate_limits),
         cmocka_unit_test(test_quotas),
         cmocka_unit_test(test_pseudonyms),
     };

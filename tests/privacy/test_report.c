@@ -310,10 +310,8 @@ static void test_default_config(void **state)
     assert_false(any_contains(w, "without TLS"));
     assert_true(any_contains(w, "no audit witness"));
     assert_true(any_contains(w, "audit log has no retention"));
-    /* Place-revealing signals in the default class reach location-private roles as they are. */
-    assert_true(any_contains(w, "data class default holds signals that reveal places"));
-    assert_true(any_contains(w, "RouteLine"));
-    assert_false(any_contains(w, "data class location holds"));
+    /* Every place-revealing signal is in class location by default (wire/places.h). */
+    assert_false(any_contains(w, "holds signals that reveal places"));
 
     /* Markdown: the same facts. */
     char *md = markdown(r);
@@ -390,12 +388,20 @@ static void test_custom_policy_and_store(void **state)
     assert_true(odo > 0 && bl > 0);
     s->class_of[odo] = 3;
     s->class_of[bl] = 3;
+    /* A place-revealing signal configured into another class than Location's is named. */
+    long route = fv_signal_lookup("RouteLine");
+    assert_true(route > 0);
+    s->class_of[route] = 3;
     snprintf(cfg.api_host, sizeof cfg.api_host, "0.0.0.0");
     snprintf(cfg.audit_witness, sizeof cfg.audit_witness, "/mnt/witness/fleet.ckpt");
     cfg.audit_retention_ms = 180 * 86400000ull;
     json_t *r = build(&cfg, ks, NULL);
 
     assert_string_equal(gets(json_object_get(r, "system"), "policy"), cfg.policy_file);
+    const json_t *ws = json_object_get(r, "warnings");
+    assert_true(any_contains(ws, "data class diagnostics holds signals that reveal places"));
+    assert_true(any_contains(ws, "RouteLine"));
+    assert_false(any_contains(ws, "data class location holds"));
     const json_t *ps = json_object_get(r, "purposes");
     assert_int_equal(json_array_size(ps), 2);
     assert_null(find(ps, "name", "service"));

@@ -1,0 +1,395 @@
+"""End-to-end attacks on the privacy layer (issue 9), each performed over the real API or
+CLI; every test here failed on the code before its fix. Names say the item: test_aggregate_*
+(item 4: aggregate-only bypass), test_export_* (item 8: subject export), test_location_*
+(item 9: signals that reveal a place), test_trip_* (item 10: trip trimming in every output,
+stops by speed and gear)."""
+import csv
+import io
+import json
+import math
+import os
+import tarfile
+import time
+
+import fvtest as t
+
+A, B = "5YJ3E1EA7KF000901", "5YJ3E1EA7KF000902"
+T0 = 1795000000000  # not on an hour boundary: 400 s past one
+SPEED, SOC, GEAR, LOC, HEADING = 4, 8, 10, 21, 23
+ROUTE, MILES, DEST_LOC, DEST_NAME, HOMELINK, AT_HOME = 108, 109, 112, 163, 195, 229
+LAT, LON = 48.137154, 11.576124
+STEP = 0.0009  # degrees of latitude: 100.08 m
+
+
+def role(purposes, **kw):
+    r = {"comment": "e2e attacks", "actions": ["read"], "purposes": purposes,
+         "requires_ticket": False, "max_subjects_per_request": None,
+         "bulk_subjects_threshold": None, "aggregate_only": False, "pseudonymise": False,
+         "consented_only": False, "location_privacy": False, "energy_sites_only": False,
+         "approves_bulk": False,
+         "quota": {"subjects_per_day": None, "rows_per_day": None, "bytes_per_day": None}}
+    r.update(kw)
+    return r
+
+
+POLICY = t.test_policy({
+    # aggregate-only, built-in limits (step 1 h, 10 records per value)
+    "agg-only": role({"service": ["default"]}, aggregate_only=True),
+    # aggregate-only with its own limits from the policy
+    "agg-minute": role({"service": ["default"]}, aggregate_only=True,
+                       aggregate_min_step_s=60, aggregate_min_records=2),
+    # location-private rows, by VIN (no pseudonyms, to keep the tests short)
+    "mover": role({"location_history": ["default", "location"]}, location_privacy=True),
+    # may read the default class only, never the location class
+    "noloc": role({"service": ["default"]}),
+    # a privacy officer with a small daily quota
+    "po-small": role({}, actions=["export", "erase", "audit"], requires_ticket=True,
+                     max_subjects_per_request=1, approves_bulk=True,
+                     quota={"subjects_per_day": 5, "rows_per_day": 8,
+                            "bytes_per_day": None}),
+})
+
+
+def shift(n):
+    """A Gear value: the ShiftState enum member (2 = P, 5 = D)."""
+    return ("shift", n)
+
+
+def pb_value(v):
+    if isinstance(v, tuple) and v and v[0] == "shift":
+        return t.pb_field(9, 0, t.pb_varint(v[1]))
+    return t.pb_value(v)
+
+
+def payload(datums, created_ms):
+    out = b""
+    for field, value in datums:
+        out += t.pb_len(1, t.pb_field(1, 0, t.pb_varint(field)) + t.pb_len(2, pb_value(value)))
+    out += t.pb_len(2, t.pb_field(1, 0, t.pb_varint(created_ms // 1000)) +
+                    t.pb_field(2, 0, t.pb_varint((created_ms % 1000) * 1000000)))
+    return out
+
+
+def send(srv, env, dev, records):
+    """records: [(t_ms, [(field, value), ...]), ...], each acked."""
+    path = os.path.join(env.certs.dir, "devices", dev + ".crt")
+    if not os.path.exists(path):
+        env.certs.device(dev)
+    ws = t.WS(srv.port, path, path[:-4] + ".key", env.certs.ca)
+    for k, (tm, datums) in enumerate(records):
+        ws.send(t.fb_envelope(f"{dev}-{tm}-{k}".encode(), b"V", payload(datums, tm)))
+        _, p = ws.recv()
+        assert t.fb_decode(p)["message_type"] == 5
+    ws.close()
+
+
+def get(srv, path, token, purpose):
+    st, body = srv.http(path, token=token, purpose=purpose)
+    try:
+        return st, json.loads(body)
+    except ValueError:
+        return st, body
+
+
+def subject(srv, *args):
+    return t.run("subject", *args, "--data", srv.data, "--key-file", srv.key_file)
+
+
+def server(env, **config):
+    return t.Server(env.root, env.certs, config={"rate_limits": False, **config},
+                    policy=POLICY).start()
+
+
+# ---- item 4: aggregate-only roles ---------------------------------------------------------
+
+def test_aggregate_only_cannot_get_rows_back():
+    with t.Env() as env:
+        srv = server(env)
+        # 12 records in one hour, 3 in the next (T0 is 400 s past an hour boundary).
+        recs = [(T0 + i * 1000, [(SOC, 50.0 + i)]) for i in range(12)]
+        recs += [(T0 + 3600000 + i * 1000, [(SOC, 90.0 + i)]) for i in range(3)]
+        send(srv, env, A, recs)
+        agg = srv.principal("anna", "agg-only")
+        q = f"/api/v1/query?device={A}&signals=Soc"
+        # The attack: one bucket per record gives the raw rows back.
+        st, b = get(srv, q + "&step=1ms&agg=first", agg, "service")
+        assert st == 403, (st, b)
+        assert "aggregate limit" in b["error"] and "first" in b["error"], b
+        # first/last/min/max are one subject's own values, whatever the step.
+        for f in ("first", "last", "min", "max", "avg,max"):
+            st, b = get(srv, q + f"&step=1h&agg={f}", agg, "service")
+            assert st == 403 and "aggregate limit" in b["error"], (f, st, b)
+        # A step below the minimum (or none) is refused, naming the limit.
+        for s in ("&step=1ms", "&step=59m", ""):
+            st, b = get(srv, q + s + "&agg=avg", agg, "service")
+            assert st == 403 and "step=1h" in b["error"], (s, st, b)
+        # At the limits: one bucket of 12 records is served; the 3-record bucket is not.
+        st, b = get(srv, q + "&step=1h&agg=avg,count", agg, "service")
+        assert st == 200, (st, b)
+        assert b["count"] == 1 and b["suppressed"] == 1, b
+        assert b["rows"][0]["Soc"]["count"] == 12, b
+        assert abs(b["rows"][0]["Soc"]["avg"] - (50 + 5.5)) < 1e-9, b
+        # Whole buckets only: cutting the range inside a bucket changes nothing (a range
+        # that differs by one record cannot single that record out).
+        st, b2 = get(srv, q + f"&step=1h&agg=sum&from={T0 + 5000}&to={T0 + 5999}", agg,
+                     "service")
+        assert st == 200 and b2["count"] == 1 and b2["rows"][0]["Soc"] == sum(
+            50.0 + i for i in range(12)), b2
+        # Refusals are audited with the reason.
+        r = t.run("audit", "query", "--data", srv.data, "--principal", "anna", "--result",
+                  "deny")
+        assert "aggregate limit" in r.stdout, r.stdout[-2000:]
+        srv.stop()
+
+
+def test_aggregate_limits_from_the_policy():
+    with t.Env() as env:
+        srv = server(env)
+        send(srv, env, A, [(T0 + i * 10000, [(SOC, 10.0 + i)]) for i in range(20)])
+        agg = srv.principal("mina", "agg-minute")
+        q = f"/api/v1/query?device={A}&signals=Soc&agg=count"
+        st, b = get(srv, q + "&step=30s", agg, "service")
+        assert st == 403 and "step=1m" in b["error"], (st, b)
+        st, b = get(srv, q + "&step=1m", agg, "service")
+        assert st == 200, (st, b)
+        # 20 records 10 s apart from 400 s past the hour: buckets of 6 (one of 2), all >= 2
+        assert sum(r["Soc"] for r in b["rows"]) == 20 and b["suppressed"] == 0, b
+        srv.stop()
+
+
+# ---- item 8: subject export ---------------------------------------------------------------
+
+def tar_names(body):
+    tar = tarfile.open(fileobj=io.BytesIO(body))
+    return tar, {m.name.split("/", 1)[1]: m for m in tar.getmembers()}
+
+
+def test_export_serves_one_owner_period():
+    with t.Env() as env:
+        srv = server(env)
+        now = int(time.time() * 1000)
+        send(srv, env, A, [(now - 100000 + i * 1000, [(SOC, 10.0 + i)]) for i in range(5)])
+        subject(srv, "owner", A, "customer-one", "--current")
+        subject(srv, "owner", A, "customer-two")
+        time.sleep(1.3)  # the server notices the registry changed
+        now = int(time.time() * 1000)
+        send(srv, env, A, [(now + i, [(SOC, 90.0 + i)]) for i in range(3)])
+        po = srv.principal("paula", "privacy-officer")
+        # The current owner's request: their period only.
+        st, body = srv.http(f"/api/v1/subjects/{A}/export?ticket=DSAR-1", token=po, purpose=None)
+        assert st == 200, body
+        tar, names = tar_names(body)
+        assert not [n for n in names if n.startswith("period-1/")], sorted(names)
+        assert "period-2/telemetry-1.csv" in names, sorted(names)
+        rows = tar.extractfile(names["period-2/telemetry-1.csv"]).read().decode().splitlines()
+        assert len(rows) == 1 + 3, rows
+        sj = json.load(tar.extractfile(names["subject.json"]))
+        assert [p["epoch"] for p in sj["periods"]] == [2], sj["periods"]
+        blob = b"".join(tar.extractfile(m).read() for m in tar.getmembers() if m.isfile())
+        assert b"customer-one" not in blob, "the previous owner's id is in the new owner's export"
+        # The previous owner's request names their period: nothing of the new owner's.
+        st, body = srv.http(f"/api/v1/subjects/{A}/export?ticket=DSAR-2&period=1", token=po,
+                            purpose=None)
+        assert st == 200, body
+        tar, names = tar_names(body)
+        assert not [n for n in names if n.startswith("period-2/")], sorted(names)
+        rows = tar.extractfile(names["period-1/telemetry-1.csv"]).read().decode().splitlines()
+        assert len(rows) == 1 + 5, rows
+        blob = b"".join(tar.extractfile(m).read() for m in tar.getmembers() if m.isfile())
+        assert b"customer-two" not in blob
+        # No such period: refused.
+        st, body = srv.http(f"/api/v1/subjects/{A}/export?ticket=DSAR-3&period=7", token=po,
+                            purpose=None)
+        assert st == 404, (st, body)
+        srv.stop()
+
+
+def test_export_is_held_to_the_quota():
+    with t.Env() as env:
+        srv = server(env)
+        send(srv, env, A, [(T0 + i * 1000, [(SOC, 10.0 + i)]) for i in range(5)])
+        send(srv, env, B, [(T0 + i * 1000, [(SOC, 20.0 + i)]) for i in range(5)])
+        po = srv.principal("pete", "po-small")  # 8 rows a day
+        st, body = srv.http(f"/api/v1/subjects/{A}/export?ticket=DSAR-1", token=po, purpose=None)
+        assert st == 200, body
+        # 5 rows served; 5 more would pass 8: refused before anything is sent.
+        st, body = srv.http(f"/api/v1/subjects/{B}/export?ticket=DSAR-2", token=po, purpose=None)
+        assert st == 403 and b"quota" in body and b"rows_per_day" in body, (st, body[:300])
+        r = t.run("audit", "query", "--data", srv.data, "--principal", "pete", "--result",
+                  "deny")
+        assert "quota" in r.stdout, r.stdout
+        srv.stop()
+
+
+# ---- item 9: signals that reveal a place --------------------------------------------------
+
+PLACE_DATUMS = [(DEST_NAME, "Karlstrasse 7"), (AT_HOME, True), (ROUTE, "_p~iF~ps|U_ulLnnqC"),
+                (HOMELINK, True), (MILES, 3.25), (DEST_LOC, (LAT + 0.02, LON + 0.01))]
+
+
+def test_location_signals_need_the_location_class():
+    with t.Env() as env:
+        srv = server(env)
+        send(srv, env, A, [(T0 + i * 1000, [(SOC, 50.0)] + PLACE_DATUMS) for i in range(3)])
+        nl = srv.principal("nora", "noloc")  # may read the default class only
+        for name in ("DestinationName", "LocatedAtHome", "RouteLine", "HomelinkNearby",
+                     "MilesToArrival", "DestinationLocation"):
+            st, b = get(srv, f"/api/v1/query?device={A}&signals={name}", nl, "service")
+            assert st == 403 and "location" in json.dumps(b), (name, st, b)
+            st, b = get(srv, f"/api/v1/signals/{name}/latest", nl, "service")
+            assert st == 403, (name, st, b)
+        st, b = get(srv, f"/api/v1/query?device={A}&signals=Soc", nl, "service")
+        assert st == 200 and b["count"] == 3, b
+        # The class holds every one of them (what the store and the export say).
+        r = t.run("privacy", "report", "--config", srv.config, "--data", srv.data,
+                  "--key-file", srv.key_file, "--format", "json")
+        assert "holds signals that reveal places" not in r.stdout, r.stdout[-2000:]
+        srv.stop()
+
+
+def trip(t0, n, lat0=LAT, dt=10000, extra=()):
+    """n points 100 m apart northwards, dt apart, moving at 36 km/h in D."""
+    return [(t0 + i * dt, [(SPEED, 36.0), (GEAR, shift(5)), (LOC, (round(lat0 + i * STEP, 7), LON)),
+                           (HEADING, 0.0)] + list(extra)) for i in range(n)]
+
+
+def test_location_heading_and_places_withheld_with_location():
+    with t.Env() as env:
+        srv = server(env)
+        send(srv, env, A, trip(T0, 30, extra=PLACE_DATUMS))
+        mv = srv.principal("mo", "mover")
+        sigs = "Location,GpsHeading,DestinationName,LocatedAtHome,RouteLine,DestinationLocation"
+        st, b = get(srv, f"/api/v1/query?device={A}&signals={sigs}", mv, "location_history")
+        assert st == 200 and b["count"] == 30, b
+        hidden = [i for i, r in enumerate(b["rows"]) if r["Location"] is None]
+        assert hidden == [0, 1, 2, 3, 4, 25, 26, 27, 28, 29], hidden
+        for i, r in enumerate(b["rows"]):
+            # GpsHeading is withheld wherever Location is, served where it is
+            assert (r["GpsHeading"] is None) == (i in hidden), (i, r)
+            # a place named by itself is never served to a location-private role
+            for name in sigs.split(",")[2:]:
+                assert r[name] is None, (i, name, r)
+        # The same in CSV and in the aggregates.
+        st, body = srv.http(f"/api/v1/query?device={A}&signals=GpsHeading,LocatedAtHome"
+                            "&format=csv", token=mv, purpose="location_history")
+        rows = list(csv.reader(io.StringIO(body.decode())))[1:]
+        assert [r[1] not in ("0", "0.0") for r in rows] == [i in hidden for i in range(30)], rows
+        assert all(r[2] != "true" for r in rows), rows
+        st, b = get(srv, f"/api/v1/query?device={A}&signals=GpsHeading,LocatedAtHome&step=1h"
+                    "&agg=count", mv, "location_history")
+        assert st == 200 and b["rows"][0]["GpsHeading"] == 20, b
+        assert "LocatedAtHome" not in b["rows"][0], b
+        srv.stop()
+
+
+# ---- item 10: trip trimming in every output; stops by speed and gear ---------------------
+
+def test_trip_trimmed_in_latest_state_and_bulk_export():
+    with t.Env() as env:
+        srv = server(env)
+        send(srv, env, A, trip(T0, 30))  # the car ends its trip: its last points are home
+        mv = srv.principal("mo", "mover")
+        end = (round(LAT + 29 * STEP, 7), LON)
+        st, b = get(srv, "/api/v1/signals/Location/latest", mv, "location_history")
+        assert st == 200 and b["count"] == 1, b
+        assert b["vehicles"][0]["value"] is None, b  # the trip's end, even coarsened
+        st, b = get(srv, "/api/v1/signals/GpsHeading/latest", mv, "location_history")
+        assert b["vehicles"][0]["value"] is None, b
+        st, b = get(srv, f"/api/v1/vehicles/{A}/state", mv, "location_history")
+        assert st == 200, b
+        assert b["state"]["Location"]["value"] is None, b["state"]["Location"]
+        assert b["state"]["GpsHeading"]["value"] is None, b["state"]["GpsHeading"]
+        assert b["state"]["VehicleSpeed"]["value"] == 36.0
+        # The fleet view agrees (it did before).
+        st, b = get(srv, f"/api/v1/fleet?signal=Location&at={T0 + 290000}", mv,
+                    "location_history")
+        assert b["vehicles"][0]["value"] is None, b
+        # Service still sees the exact point.
+        st, b = get(srv, f"/api/v1/vehicles/{A}/state", "ops", "service")
+        assert b["state"]["Location"]["value"] == {"latitude": end[0], "longitude": end[1]}, b
+        # A bulk export: the same rows withheld as in the query API.
+        st, body = srv.http("/api/v1/exports?purpose=location_history&signals=Location,"
+                            "GpsHeading", token=mv, method="POST", purpose=None)
+        assert st == 201, body
+        xid = json.loads(body)["id"]
+        st, body = srv.http(f"/api/v1/exports/{xid}", token=mv, purpose=None)
+        assert st == 200, body
+        rows = [r for r in csv.reader(io.StringIO(body.decode())) if r[0] == A]
+        assert len(rows) == 30, rows
+        shown = [i for i, r in enumerate(rows) if "latitude" in r[2]]
+        assert shown == list(range(5, 25)), [r[2] for r in rows]
+        assert [i for i, r in enumerate(rows) if r[3] not in ("", "invalid")] == shown, rows
+        srv.stop()
+
+
+def test_trip_parked_car_that_keeps_reporting_is_trimmed():
+    with t.Env() as env:
+        srv = server(env)
+        # Drive 2 km north, park (gear P) for 20 minutes reporting every 30 s with GPS jitter,
+        # drive 2 km further: never a 5-minute gap, so gaps alone see one long trip.
+        recs = trip(T0, 20)
+        park_t0 = T0 + 20 * 10000
+        plat = round(LAT + 19 * STEP, 7)
+        park = [(park_t0 + i * 30000,
+                 [(SPEED, 0.0), (GEAR, shift(2)),
+                  (LOC, (round(plat + 0.00005 * math.sin(i), 7),
+                         round(LON + 0.00005 * math.cos(i), 7))), (HEADING, 0.0)])
+                for i in range(40)]
+        recs += park
+        recs += trip(park_t0 + 40 * 30000, 20, lat0=plat + STEP)
+        send(srv, env, A, recs)
+        mv = srv.principal("mo", "mover")
+        st, b = get(srv, f"/api/v1/query?device={A}&signals=Location,GpsHeading", mv,
+                    "location_history")
+        assert st == 200 and b["count"] == 80, b
+        loc = [r["Location"] for r in b["rows"]]
+        parked = range(20, 60)
+        assert all(loc[i] is None for i in parked), [i for i in parked if loc[i] is not None]
+        assert all(b["rows"][i]["GpsHeading"] is None for i in parked)
+        # Around the stop, the trips' ends are trimmed: 500 m before parking, after leaving.
+        assert all(loc[i] is None for i in range(15, 20)), loc[15:20]
+        assert all(loc[i] is None for i in range(60, 65)), loc[60:65]
+        assert all(loc[i] is not None for i in range(5, 15)), loc[5:15]
+        assert all(loc[i] is not None for i in range(65, 75)), loc[65:75]
+        srv.stop()
+
+
+def test_trip_stop_by_speed_without_gear():
+    with t.Env() as env:
+        srv = server(env)
+        # 30 points 100 m apart with speed only (no gear): the car halts 4 minutes at point
+        # 10 (a stop) and 60 s at point 20 (a red light, not a stop), reporting every 20 s.
+        recs, moving, halted, red, tm = [], {}, [], [], T0
+        for i in range(30):
+            p = (round(LAT + i * STEP, 7), LON)
+            recs.append((tm, [(SPEED, 36.0), (LOC, p)]))
+            moving[i] = tm
+            halt = 240000 if i == 10 else 60000 if i == 20 else 0
+            for k in range(halt // 20000):
+                ht = tm + 10000 + k * 20000
+                recs.append((ht, [(SPEED, 0.0), (LOC, p)]))
+                (halted if i == 10 else red).append(ht)
+            tm += 10000 + halt
+        send(srv, env, A, recs)
+        mv = srv.principal("mo", "mover")
+        st, b = get(srv, f"/api/v1/query?device={A}&signals=Location", mv, "location_history")
+        assert st == 200 and b["count"] == len(recs), b
+        served = {r["t"] for r in b["rows"] if r["Location"] is not None}
+        # The 4-minute halt is a stop: its points and 500 m either side are withheld.
+        assert not set(halted) & served, sorted(set(halted) & served)
+        assert not {moving[i] for i in range(6, 15)} & served, [
+            i for i in range(6, 15) if moving[i] in served]
+        # The red light is not: the trip goes on through it.
+        assert set(red) <= served and {moving[i] for i in range(17, 24)} <= served, [
+            i for i in range(17, 24) if moving[i] not in served]
+        srv.stop()
+
+
+if __name__ == "__main__":
+    t.main([test_aggregate_only_cannot_get_rows_back, test_aggregate_limits_from_the_policy,
+            test_export_serves_one_owner_period, test_export_is_held_to_the_quota,
+            test_location_signals_need_the_location_class,
+            test_location_heading_and_places_withheld_with_location,
+            test_trip_trimmed_in_latest_state_and_bulk_export,
+            test_trip_parked_car_that_keeps_reporting_is_trimmed,
+            test_trip_stop_by_speed_without_gear])
