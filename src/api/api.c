@@ -652,15 +652,9 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
             respond_error(out, 404, msg);
             return;
         }
-        int rc = fv_guard_subject_action(v->guard, &ctx, v->query, FV_ACTION_ERASE,
-                                         "subject.consent", name, why, sizeof why);
-        if (rc) {
-            respond_error(out, rc == FV_EIO ? 503 : 403, why);
-            return;
-        }
         char purpose[40] = "", change[16] = "", at_s[64] = "", by[80] = "owner";
-        char subject[FV_SUBJECT_NAME_MAX + 1], err[300] = "";
-        int64_t at = (int64_t)fv_now_ms();
+        char subject[FV_SUBJECT_NAME_MAX + 1], err[300] = "", extra[256] = "";
+        int64_t now = (int64_t)fv_now_ms(), at = now;
         fv_query_param(v->query, "purpose", purpose, sizeof purpose);
         fv_query_param(v->query, "change", change, sizeof change);
         fv_query_param(v->query, "by", by, sizeof by);
@@ -669,12 +663,27 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
             respond_error(out, 400, "purpose=P&change=give|withdraw[&at=T][&by=owner] expected");
             return;
         }
+        int give = strcmp(change, "give") == 0;
+        /* S7: a grant is not dated before it is recorded; S8: audited in full, first. */
+        int bad = fv_consent_check_time(give, at, now, err, sizeof err);
+        int rc = fv_consent_audit_extra(give, at, now, by, extra, sizeof extra);
+        if (rc) {
+            respond_error(out, 400, "'by' too long");
+            return;
+        }
+        rc = fv_guard_consent(v->guard, &ctx, v->query, name, purpose, extra, bad ? err : NULL, why,
+                              sizeof why);
+        if (rc) {
+            respond_error(out, rc == FV_EIO ? 503 : ctx.d.allow ? 400 : 403, why);
+            return;
+        }
         struct fv_purposes pp = {.policy = v->guard->policy};
         rc = fv_subject_current(v->keys, name, subject, NULL);
         if (rc == FV_OK)
-            rc = fv_consent_set(v->keys, &pp, subject, purpose, strcmp(change, "give") == 0, at, by,
-                                err, sizeof err);
+            rc = fv_consent_set(v->keys, &pp, subject, purpose, give, at, by, err, sizeof err);
         if (rc) {
+            fv_guard_consent_failed(v->guard, &ctx, name, extra,
+                                    err[0] ? err : "consent not recorded");
             respond_error(out,
                           rc == FV_EINVAL   ? 400
                           : rc == FV_ESTATE ? 410

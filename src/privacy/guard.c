@@ -194,6 +194,41 @@ int fv_guard_subject_action(struct fv_guard *g, struct fv_guard_ctx *ctx, const 
     return ctx->d.allow ? FV_OK : FV_EINVAL;
 }
 
+int fv_guard_consent(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *query,
+                     const char *subject, const char *purpose, const char *extra,
+                     const char *refused, char *reason, size_t reasonlen)
+{
+    snprintf(ctx->action, sizeof ctx->action, "subject.consent");
+    snprintf(ctx->purpose, sizeof ctx->purpose, "%s", purpose ? purpose : "");
+    fv_query_param(query, "ticket", ctx->ticket, sizeof ctx->ticket);
+    snprintf(ctx->subject, sizeof ctx->subject, "%s", subject);
+    struct fv_access_request req = {.principal = ctx->principal,
+                                    .role = ctx->role,
+                                    .action = FV_ACTION_ERASE,
+                                    .ticket = ctx->ticket,
+                                    .subjects = 1};
+    fv_policy_decide(g->policy, &req, &ctx->d);
+    int allow = ctx->d.allow && refused == NULL;
+    const char *why = ctx->d.allow && refused ? refused : ctx->d.reason;
+    int failed = 0;
+    const char *subj[1] = {subject};
+    audit_ev(g, ctx, "admin", allow ? "allow" : "deny", why, subj, 1, NULL, 0, 0, 0, 0, 0, 0, extra,
+             &failed);
+    if (failed) {
+        snprintf(reason, reasonlen, "the audit log cannot be written; refused");
+        return FV_EIO;
+    }
+    snprintf(reason, reasonlen, "%s", why);
+    return allow ? FV_OK : FV_EINVAL;
+}
+
+void fv_guard_consent_failed(struct fv_guard *g, const struct fv_guard_ctx *ctx,
+                             const char *subject, const char *extra, const char *why)
+{
+    const char *subj[1] = {subject};
+    audit_ev(g, ctx, "admin", "error", why, subj, 1, NULL, 0, 0, 0, 0, 0, 0, extra, NULL);
+}
+
 int fv_guard_read(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *query,
                   const char *action, uint32_t classes, const char *const *subjects, size_t n,
                   int aggregated, const char *const *signals, size_t nsignals, int64_t from,

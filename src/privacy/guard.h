@@ -173,6 +173,18 @@ int fv_guard_subject_action(struct fv_guard *g, struct fv_guard_ctx *ctx, const 
                             enum fv_action action, const char *action_name, const char *subject,
                             char *reason, size_t reasonlen);
 
+/* A consent change (subjects.h S7, S8) on subject, decided like a subject action (the role
+ * needs the erase action - whoever handles data subjects' rights - and, if human, a ticket)
+ * and audited with the consent's purpose and extra (fv_consent_audit_extra). refused: NULL,
+ * or why the change is refused whatever the policy (a backdated grant): audited as a
+ * denial. FV_OK, FV_EINVAL (refused, reason set), FV_EIO (audit failed). */
+int fv_guard_consent(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *query,
+                     const char *subject, const char *purpose, const char *extra,
+                     const char *refused, char *reason, size_t reasonlen);
+/* The outcome of an allowed consent change that could not be applied: audited as an error. */
+void fv_guard_consent_failed(struct fv_guard *g, const struct fv_guard_ctx *ctx,
+                             const char *subject, const char *extra, const char *why);
+
 /* G3, G5: what an allowed read sent. */
 void fv_guard_done(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint64_t rows,
                    uint64_t bytes);

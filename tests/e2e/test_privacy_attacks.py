@@ -208,9 +208,86 @@ def test_audit_tamper_matrix():
                 assert r.returncode == 1 and "BROKEN" in r.stdout, (kind, w, r.stdout)
 
 
+# ---- consent (issue 9 item 11) ----------------------------------------------------------
+
+
+def consent_entries(srv):
+    r = t.run("audit", "query", "--data", srv.data, "--action", "subject.consent")
+    return [json.loads(x) for x in r.stdout.splitlines() if x.strip()]
+
+
+def test_consent_backdated_grant_refused():
+    import time
+    with t.Env() as env:
+        srv = t.Server(env.root, env.certs, config={"rate_limits": False}).start()
+        t1 = int(time.time() * 1000) - 20000
+        send(srv, env, A, 5, t1)  # collected while no consent was given
+        po = srv.principal("paula", "privacy-officer")
+        ml = srv.principal("trainer", "ml-pipeline")
+        base = f"/api/v1/subjects/{A}/consent?purpose=model_training&change=give&ticket=DSR-9"
+        for at in ("0", str(t1 - 1000), str(int(time.time() * 1000) - 5000)):
+            st, b = srv.http(base + "&at=" + at, token=po, method="POST", purpose=None)
+            assert st == 400 and b"before it is recorded" in b, (at, st, b)
+        q = f"/api/v1/query?device={A}&signals=Soc&from={t1 - 1000}"
+        st, b = srv.http(q, token=ml, purpose="model_training")
+        assert st == 403 and A.encode() not in b, (st, b)
+        # The refused attempts are audited as denials, with purpose, change and time.
+        ents = consent_entries(srv)
+        denied = [e for e in ents if e["result"] == "deny"]
+        assert len(denied) == 3, ents
+        assert all(e["purpose"] == "model_training" and e["extra"]["change"] == "give"
+                   for e in denied), denied
+        assert denied[0]["extra"]["at_ms"] == 0, denied[0]
+        # A grant now is recorded, and audited in full; what was collected before it stays
+        # unserved.
+        st, b = srv.http(base, token=po, method="POST", purpose=None)
+        assert st == 200, b
+        at = json.loads(b)["at_ms"]
+        ok = [e for e in consent_entries(srv) if e["result"] == "allow"]
+        assert len(ok) == 1 and ok[0]["extra"]["at_ms"] == at and ok[0]["extra"]["recorded_ms"] \
+            >= at - 1000 and ok[0]["purpose"] == "model_training", ok
+        st, b = srv.http(q, token=ml, purpose="model_training")
+        assert st == 200 and json.loads(b)["count"] == 0, b
+        # A withdrawal stays possible (and may be dated back: it only narrows use).
+        st, b = srv.http(base.replace("change=give", "change=withdraw"), token=po,
+                         method="POST", purpose=None)
+        assert st == 200, b
+
+
+def test_consent_cli_change_audited():
+    import time
+    with t.Env() as env:
+        srv = t.Server(env.root, env.certs, config={"rate_limits": False}).start()
+        send(srv, env, A, 2)
+        args = ("subject", "consent", A, "model_training", "give", "--by", "owner", "--data",
+                srv.data, "--key-file", srv.key_file)
+        # While the server runs, the CLI cannot audit: it refuses and points at the API.
+        r = t.run(*args, check=False)
+        assert r.returncode != 0 and "API" in r.stderr, (r.returncode, r.stderr)
+        assert not consent_entries(srv)
+        shown = json.loads(t.run("subject", "show", A, "--data", srv.data, "--key-file",
+                                 srv.key_file).stdout)
+        assert "model_training" not in json.dumps(shown["periods"][0].get("consent", [])), shown
+        srv.stop()
+        # Server stopped: a backdated grant is refused, and the attempt audited.
+        r = t.run(*args, "--at", "0", check=False)
+        assert r.returncode == 1 and "before it is recorded" in r.stderr, r.stderr
+        r = t.run(*args)
+        ents = consent_entries(srv)
+        assert [e["result"] for e in ents] == ["deny", "allow"], ents
+        for e in ents:
+            assert e["principal"].startswith("os:") and e["purpose"] == "model_training", e
+            assert e["extra"]["change"] == "give" and e["extra"]["by"] == "owner", e
+            assert A not in json.dumps(e), e  # the subject by pseudonym only
+        assert ents[0]["extra"]["at_ms"] == 0
+        assert abs(ents[1]["extra"]["at_ms"] - time.time() * 1000) < 60000
+        assert "INTACT" in verify(srv).stdout
+
+
 TESTS = [test_audit_history_replaced, test_audit_history_replaced_and_signed,
          test_audit_tail_cut_after_kill9, test_audit_unwitnessed_tail_is_unverifiable,
-         test_audit_tamper_matrix]
+         test_audit_tamper_matrix, test_consent_backdated_grant_refused,
+         test_consent_cli_change_audited]
 
 if __name__ == "__main__":
     want = sys.argv[1:]
