@@ -167,6 +167,15 @@ int fv_api_in_scope(const struct fv_guard_ctx *ctx, const struct fv_device *d)
     return !ctx || !(ctx->d.obligations & FV_OBLIGE_ENERGY_SITES_ONLY) || fv_api_is_energy_site(d);
 }
 
+/* Art. 17: a device whose subjects were erased is not named, nor its state or times served,
+ * by any fleet answer (the fleet keeps its entry only for its rate limits and dedup). */
+static int erased(const struct fv_api_view *v, const struct fv_device *d)
+{
+    const unsigned char *dk;
+    char ps[FV_PSEUDONYM_LEN + 1];
+    return v->keys && fv_keystore_dek(v->keys, d->id, 0, &dk, ps) == FV_ESTATE;
+}
+
 static json_t *device_summary(const struct fv_device *d)
 {
     char first[40], last[40], recv[40];
@@ -199,7 +208,7 @@ static void get_vehicles(const struct fv_api_view *v, const struct fv_guard_ctx 
     json_t *arr = json_array();
     for (size_t i = 0; arr && i < v->fleet->devices.cap; i++) {
         const struct fv_device *d = v->fleet->devices.slots[i].val;
-        if (v->fleet->devices.slots[i].hash && d && fv_api_in_scope(ctx, d) &&
+        if (v->fleet->devices.slots[i].hash && d && fv_api_in_scope(ctx, d) && !erased(v, d) &&
             fv_guard_consented(v->guard, ctx, d->id, (int64_t)fv_now_ms()))
             json_array_append_new(arr, device_summary_as(v, ctx, d));
     }
@@ -239,7 +248,7 @@ static void get_signal_latest(const struct fv_api_view *v, struct fv_guard_ctx *
         const struct fv_device *d = v->fleet->devices.slots[i].val;
         if (!v->fleet->devices.slots[i].hash || d == NULL) continue;
         const struct fv_signal_state *s = fv_device_signal(d, (uint32_t)field);
-        if (s == NULL || !fv_api_in_scope(ctx, d) ||
+        if (s == NULL || !fv_api_in_scope(ctx, d) || erased(v, d) ||
             !fv_guard_consented(v->guard, ctx, d->id, (int64_t)s->time_ms))
             continue;
         char t[40];
@@ -514,8 +523,7 @@ const struct fv_device *fv_api_find_device(const struct fv_api_view *v,
         const struct fv_device *x = v->fleet->devices.slots[i].val;
         char ps[FV_PURPOSE_PSEUDONYM_LEN + 1];
         if (!v->fleet->devices.slots[i].hash || x == NULL) continue;
-        if (fv_pseudonym_for_purpose(v->guard->pseudo_secret, purpose, x->id, ps) == FV_OK &&
-            strcmp(ps, name) == 0)
+        if (fv_guard_pseudonym(v->guard, purpose, x->id, ps) == FV_OK && strcmp(ps, name) == 0)
             return x;
     }
     return NULL;
@@ -767,6 +775,12 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
             char msg[160];
             snprintf(msg, sizeof msg, "unknown vehicle '%.64s'", name);
             respond_error(out, 404, msg);
+            return;
+        }
+        if (erased(v, d)) { /* as a query answers (api/query.c): nothing of it is served */
+            char msg[160];
+            snprintf(msg, sizeof msg, "vehicle '%.64s': its data was erased", name);
+            respond_error(out, 410, msg);
             return;
         }
         const char *subj[1] = {d->id};

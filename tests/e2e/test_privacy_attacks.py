@@ -284,10 +284,161 @@ def test_consent_cli_change_audited():
         assert "INTACT" in verify(srv).stdout
 
 
+# ---- erasure (issue 9 item 13) ----------------------------------------------------------
+
+
+def erase(srv, dev, token):
+    return srv.http(f"/api/v1/subjects/{dev}/erase?ticket=GDPR-9", token=token, method="POST",
+                    purpose=None)
+
+
+def env_key_server(env, tomb_dir=None):
+    """A server whose master key comes from FV_MASTER_KEY (no key file; the same key for
+    every server of env)."""
+    srv = t.Server(env.root, env.certs, config={"rate_limits": False})
+    if not hasattr(env, "hexkey"):
+        with open(srv.key_file) as f:
+            env.hexkey = f.read().strip()
+    hexkey = env.hexkey
+    os.unlink(srv.key_file)  # nothing beside a key file: there is none
+    srv.key_file = ""
+    srv.env = {"FV_MASTER_KEY": hexkey}
+    if tomb_dir:
+        srv.env["FV_TOMBSTONE_DIR"] = tomb_dir
+    return srv
+
+
+def assert_backup_erased_again(srv, backup):
+    """DATA replaced by a backup taken before the erasure: the start erases it again."""
+    import shutil
+    shutil.rmtree(srv.data)
+    shutil.copytree(backup, srv.data)
+    srv.start()
+    st, b = srv.http(f"/api/v1/query?device={A}&signals=Soc")
+    assert st == 410, (st, b)
+
+
+def test_erasure_master_key_env_needs_tombstone_dir():
+    import shutil
+    with t.Env() as env:
+        srv = env_key_server(env).start()
+        send(srv, env, A, 3)
+        po = srv.principal("paula", "privacy-officer")
+        # No place outside DATA for the tombstone: the erasure is refused, nothing changes.
+        st, b = erase(srv, A, po)
+        assert st != 200 and b"FV_TOMBSTONE_DIR" in b, (st, b)
+        assert srv.json(f"/api/v1/query?device={A}&signals=Soc")["count"] == 3
+        srv.stop()
+        # FV_TOMBSTONE_DIR inside DATA is refused at start.
+        bad = env_key_server(env, os.path.join(srv.data, "tomb"))
+        bad.tokens = dict(srv.tokens)
+        os.makedirs(os.path.join(srv.data, "tomb"), exist_ok=True)
+        assert not bad.try_start() and "FV_TOMBSTONE_DIR" in bad.log()
+        # Outside DATA: erased, the tombstone there, and a restored backup is erased again.
+        tomb = os.path.join(env.root, "tombstones")
+        os.makedirs(tomb)
+        backup = os.path.join(env.root, "backup")
+        shutil.copytree(srv.data, backup)
+        good = env_key_server(env, tomb)
+        good.tokens = dict(srv.tokens)
+        good.start()
+        st, b = erase(good, A, po)
+        assert st == 200, b
+        assert os.path.getsize(os.path.join(tomb, "tombstones.jsonl")) > 0
+        good.stop()
+        assert_backup_erased_again(good, backup)
+
+
+def test_erasure_keys_shred_every_period_with_tombstones():
+    import shutil
+    import time
+    with t.Env() as env:
+        srv = t.Server(env.root, env.certs, config={"rate_limits": False}).start()
+        send(srv, env, A, 3)
+        t.run("subject", "owner", A, "customer-2", "--data", srv.data, "--key-file",
+              srv.key_file)
+        time.sleep(1.3)  # the server notices the new owner period
+        send(srv, env, A, 3, T0 + 3600000)
+        assert srv.json(f"/api/v1/query?device={A}&signals=Soc")["count"] == 3  # period 2
+        srv.stop()
+        backup = os.path.join(env.root, "backup")
+        shutil.copytree(srv.data, backup)
+        t.run("keys", "shred", "--data", srv.data, "--key-file", srv.key_file, A)
+        with open(srv.key_file + ".tombstones") as f:
+            stones = [json.loads(x) for x in f.read().splitlines() if x.strip()]
+        assert len({s["subject"] for s in stones}) == 2, stones  # both owner periods
+        assert A not in json.dumps(stones)
+        srv.start()
+        st, b = srv.http(f"/api/v1/query?device={A}&signals=Soc")
+        assert st == 410, (st, b)  # the current period too
+        srv.stop()
+        assert_backup_erased_again(srv, backup)  # a backup from before the shred
+
+
+def test_erasure_state_list_and_logs():
+    import io
+    import tarfile
+    with t.Env() as env:
+        srv = t.Server(env.root, env.certs, config={"rate_limits": False}).start()
+        send(srv, env, A, 3)
+        po = srv.principal("paula", "privacy-officer")
+        st, body = srv.http(f"/api/v1/subjects/{A}/export?ticket=DSAR-9", token=po,
+                            purpose=None)
+        assert st == 200 and tarfile.open(fileobj=io.BytesIO(body)).getmembers()
+        assert srv.json(f"/api/v1/vehicles/{A}/state")["state"]
+        st, b = erase(srv, A, po)
+        assert st == 200, b
+        # Nothing of the device is served any more: not its state, not its times.
+        st, b = srv.http(f"/api/v1/vehicles/{A}/state")
+        assert st != 200 and b"last_received" not in b, (st, b)
+        assert A not in [v["id"] for v in srv.json("/api/v1/vehicles")["vehicles"]]
+        # The device keeps sending: its records are refused, and no log line names it.
+        path = os.path.join(env.certs.dir, "devices", A + ".crt")
+        ws = t.WS(srv.port, path, path[:-4] + ".key", env.certs.ca)
+        for i in range(3):
+            ws.send(t.fb_envelope(f"late-{i}".encode(), b"V", t.v_payload([(SOC, 1.0)], T0)))
+            _, p = ws.recv()
+            assert t.fb_decode(p)["message_type"] == 4
+        ws.close()
+        srv.stop()
+        assert A not in srv.log(), [x for x in srv.log().splitlines() if A in x][:5]
+
+
+def test_erasure_pseudonyms_per_owner_period():
+    import time
+    pol = t.test_policy({"researcher": {
+        "comment": "e2e", "actions": ["read"], "purposes": {"location_history": ["default"]},
+        "requires_ticket": False, "max_subjects_per_request": None,
+        "bulk_subjects_threshold": None, "aggregate_only": False, "pseudonymise": True,
+        "consented_only": False, "location_privacy": False, "energy_sites_only": False,
+        "approves_bulk": False,
+        "quota": {"subjects_per_day": None, "rows_per_day": None, "bytes_per_day": None}}})
+    with t.Env() as env:
+        srv = t.Server(env.root, env.certs, config={"rate_limits": False}, policy=pol).start()
+        send(srv, env, A, 2)
+        res = srv.principal("rita", "researcher")
+
+        def shown():
+            st, b = srv.http("/api/v1/vehicles", token=res, purpose="location_history")
+            assert st == 200 and A.encode() not in b, (st, b)
+            return [v["id"] for v in json.loads(b)["vehicles"]]
+
+        p1 = shown()
+        assert len(p1) == 1 and len(p1[0]) == 32, p1
+        t.run("subject", "owner", A, "customer-2", "--data", srv.data, "--key-file",
+              srv.key_file)
+        time.sleep(1.3)
+        send(srv, env, A, 2, T0 + 3600000)
+        p2 = shown()
+        assert len(p2) == 1 and p2 != p1, (p1, p2)  # a new owner: unlinkable to the old one
+
+
 TESTS = [test_audit_history_replaced, test_audit_history_replaced_and_signed,
          test_audit_tail_cut_after_kill9, test_audit_unwitnessed_tail_is_unverifiable,
          test_audit_tamper_matrix, test_consent_backdated_grant_refused,
-         test_consent_cli_change_audited]
+         test_consent_cli_change_audited, test_erasure_master_key_env_needs_tombstone_dir,
+         test_erasure_keys_shred_every_period_with_tombstones, test_erasure_state_list_and_logs,
+         test_erasure_pseudonyms_per_owner_period]
 
 if __name__ == "__main__":
     want = sys.argv[1:]
