@@ -1,10 +1,10 @@
 /*
  * audit.c - see audit.h. The writer of the audit log: opening a directory (the newest file
- * recovered, its torn tail cut: A9, checked against the witness: A15), appending entries, the group-commit syncer thread
- * (A13), checkpoints and the witness (A8, A11, A12, A14), retention (A10, A16). A line's bytes are
- * made and parsed in audit_line.c, the log is verified and queried in audit_verify.c; the
- * three share the private audit_int.h. The format this file owns, which the other two
- * follow (also docs/audit.md):
+ * recovered, its torn tail cut: A9, checked against the witness: A15), appending entries, the
+ * group-commit syncer thread (A13), checkpoints and the witness (A8, A11, A12, A14), retention
+ * (A10, A16). A line's bytes are made and parsed in audit_line.c, the log is verified and queried
+ * in audit_verify.c; the three share the private audit_int.h. The format this file owns, which the
+ * other two follow (also docs/audit.md):
  *
  * DATA/audit/ holds audit-NNNNNNNNNNNNNNNN.jsonl files and LOCK (flock'd by the writer).
  * Each line is one entry: a UTF-8 JSON object written compact (no spaces), keys in this
@@ -317,6 +317,7 @@ static int start_file(struct fv_audit *a)
     a->written_ts = ts;
     memcpy(a->written_hash, hash, sizeof hash);
     pthread_mutex_unlock(&a->mu);
+    if (a->group && a->notify) a->notify(a->notify_arg); /* held answers may go */
     memcpy(a->name, name, sizeof name);
     a->size = b.len;
     a->lines = 1;
