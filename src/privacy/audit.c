@@ -415,6 +415,7 @@ int fv_audit_failed(struct fv_audit *a)
 static void *syncer_main(void *arg)
 {
     struct fv_audit *a = arg;
+    uint64_t headed = 0; /* the last seq whose head the witness has from here */
     pthread_mutex_lock(&a->mu);
     while (!a->stop) {
         if (a->sync_failed || a->written == a->durable) {
@@ -430,7 +431,10 @@ static void *syncer_main(void *arg)
         int rc = fd < 0 ? FV_EIO : fv_os_fdatasync(fd, a->dir, err, sizeof err);
         if (fd >= 0) close(fd);
         /* A14: what is published as durable has reached the witness too. */
-        if (rc == FV_OK) rc = witness_head(a, target, target_ts, target_hash, err, sizeof err);
+        if (rc == FV_OK && target != headed) {
+            rc = witness_head(a, target, target_ts, target_hash, err, sizeof err);
+            if (rc == FV_OK) headed = target;
+        }
         pthread_mutex_lock(&a->mu);
         if (rc) {
             a->sync_failed = 1;

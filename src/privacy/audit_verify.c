@@ -32,7 +32,6 @@
 #include "privacy/audit_int.h"
 #include "util/err.h"
 
-#define WITNESS_FILE_MAX (256u << 20)
 
 /* ---- verification ----------------------------------------------------------------------- */
 
@@ -318,61 +317,71 @@ static void add_warning(struct fv_audit_report *r, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Reads the witness file's checkpoints, sorted by seq. Two different checkpoints for one seq
- * mean the log was rewritten and witnessed again: broken. */
+struct wload {
+    struct verify *v;
+    size_t cap;
+    uint64_t bad;
+    struct wcp head; /* the newest head line (seq 0: none) */
+};
+
+static int wadd(struct wload *wl, const struct wcp *c)
+{
+    struct verify *v = wl->v;
+    if (v->wn == wl->cap) {
+        size_t nc = wl->cap ? wl->cap * 2 : 64;
+        void *p = realloc(v->w, nc * sizeof *v->w);
+        if (p == NULL) return FV_ENOMEM;
+        v->w = p;
+        wl->cap = nc;
+    }
+    v->w[v->wn++] = *c;
+    return FV_OK;
+}
+
+static int wload_line(void *arg, const char *line, size_t n, uint64_t lineno, int term,
+                      uint64_t end)
+{
+    (void)term;
+    (void)end;
+    struct wload *wl = arg;
+    struct verify *v = wl->v;
+    struct fv_audit_entry e;
+    char why[256];
+    struct wcp c = {0};
+    int head = 0;
+    if (n == 0) return 0; /* blank: a torn line closed on open */
+    if (witness_item(line, n, &c.seq, &c.ts, c.hash, &head) != 0 ||
+        (!head && v->pk.n &&
+         (fv_audit_parse_line(line, n, &e, why, sizeof why) != FV_OK ||
+          check_sig(&v->pk, &e) != 1))) {
+        if (wl->bad++ == 0)
+            add_warning(v->r,
+                        "witness line %" PRIu64 " ignored (not a head, nor a checkpoint with a "
+                        "good hash%s)",
+                        lineno, v->pk.n ? " and signature" : "");
+        return 0;
+    }
+    if (head) {
+        /* A14: the newest head pins the whole chain before it; older heads add nothing the
+         * checkpoints do not, so they are not kept (the witness grows by one per sync). */
+        v->r->witness_heads++;
+        if (c.seq >= wl->head.seq) wl->head = c;
+        return 0;
+    }
+    v->r->witness_checkpoints++;
+    c.cp = 1;
+    return wadd(wl, &c);
+}
+
+/* Reads the witness file's checkpoints and its newest head, sorted by seq. Two different
+ * entries for one seq mean the log was rewritten and witnessed again: broken. */
 static int load_witness(struct verify *v, const char *path, char *err, size_t errlen)
 {
-    char *text = NULL;
-    size_t len = 0;
-    int rc = fv_os_read_file(path, WITNESS_FILE_MAX, &text, &len, err, errlen);
+    struct wload wl = {.v = v};
+    int rc = fv_audit__each_line(path, wload_line, &wl, err, errlen);
+    if (rc == FV_OK && wl.head.seq) rc = wadd(&wl, &wl.head);
     if (rc) return rc;
-    size_t cap = 0;
-    uint64_t lineno = 0, bad = 0;
-    for (size_t at = 0; at < len;) {
-        const char *nl = memchr(text + at, '\n', len - at);
-        size_t n = nl ? (size_t)(nl - (text + at)) : len - at;
-        lineno++;
-        struct fv_audit_entry e;
-        char why[256], hash[FV_AUDIT_HASH_HEX + 1];
-        uint64_t seq = 0, ts = 0;
-        int head = 0;
-        if (n == 0) {
-            /* blank: a torn line closed on open */
-        } else if (witness_item(text + at, n, &seq, &ts, hash, &head) != 0 ||
-                   (!head && v->pk.n &&
-                    (fv_audit_parse_line(text + at, n, &e, why, sizeof why) != FV_OK ||
-                     check_sig(&v->pk, &e) != 1))) {
-            if (bad++ == 0)
-                add_warning(v->r,
-                            "witness line %" PRIu64 " ignored (not a head, nor a checkpoint "
-                            "with a good hash%s)",
-                            lineno, v->pk.n ? " and signature" : "");
-        } else {
-            if (v->wn == cap) {
-                size_t nc = cap ? cap * 2 : 64;
-                void *p = realloc(v->w, nc * sizeof *v->w);
-                if (p == NULL) {
-                    rc = FV_ENOMEM;
-                    break;
-                }
-                v->w = p;
-                cap = nc;
-            }
-            struct wcp *c = &v->w[v->wn++];
-            c->seq = seq;
-            c->ts = ts;
-            c->cp = !head;
-            memcpy(c->hash, hash, sizeof c->hash);
-            if (head)
-                v->r->witness_heads++;
-            else
-                v->r->witness_checkpoints++;
-        }
-        at += n + (nl != NULL);
-    }
-    free(text);
-    if (rc) return rc;
-    if (bad > 1) add_warning(v->r, "%" PRIu64 " witness lines ignored in all", bad);
+    if (wl.bad > 1) add_warning(v->r, "%" PRIu64 " witness lines ignored in all", wl.bad);
     if (v->wn) qsort(v->w, v->wn, sizeof *v->w, cmp_wcp);
     size_t k = 0;
     for (size_t i = 0; i < v->wn; i++) {
