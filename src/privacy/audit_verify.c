@@ -32,7 +32,6 @@
 #include "privacy/audit_int.h"
 #include "util/err.h"
 
-
 /* ---- verification ----------------------------------------------------------------------- */
 
 /* A witnessed entry: a checkpoint line, or a head line (A14). */
