@@ -149,6 +149,15 @@ int fv_api_in_scope(const struct fv_guard_ctx *ctx, const struct fv_device *d)
     return !ctx || !(ctx->d.obligations & FV_OBLIGE_ENERGY_SITES_ONLY) || fv_api_is_energy_site(d);
 }
 
+/* Art. 17: a device whose subjects were erased is not named, nor its state or times served,
+ * by any fleet answer (the fleet keeps its entry only for its rate limits and dedup). */
+static int erased(const struct fv_api_view *v, const struct fv_device *d)
+{
+    const unsigned char *dk;
+    char ps[FV_PSEUDONYM_LEN + 1];
+    return v->keys && fv_keystore_dek(v->keys, d->id, 0, &dk, ps) == FV_ESTATE;
+}
+
 static json_t *device_summary(const struct fv_device *d)
 {
     char first[40], last[40], recv[40];
@@ -185,7 +194,7 @@ static void get_vehicles(const struct fv_api_view *v, const struct fv_guard_ctx 
     json_t *arr = fv_fleet_list(v->fleet, &all, &n) == FV_OK ? json_array() : NULL;
     for (size_t i = 0; arr && i < n; i++) {
         const struct fv_device *d = all[i];
-        if (fv_api_in_scope(ctx, d) &&
+        if (fv_api_in_scope(ctx, d) && !erased(v, d) &&
             fv_guard_consented(v->guard, ctx, d->id, (int64_t)fv_now_ms()))
             json_array_append_new(arr, device_summary_as(v, ctx, d));
     }
@@ -240,7 +249,7 @@ static void get_signal_latest(const struct fv_api_view *v, struct fv_guard_ctx *
     json_t *arr = fv_fleet_list(v->fleet, &all, &n) == FV_OK ? json_array() : NULL;
     for (size_t i = 0; arr && i < n; i++) {
         const struct fv_device *d = all[i];
-        if (!fv_api_in_scope(ctx, d)) continue;
+        if (!fv_api_in_scope(ctx, d) || erased(v, d)) continue;
         /* F1: the value is copied under the fleet's lock, then checked and rendered. */
         struct fv_signal_state s = {0};
         fv_fleet_lock(v->fleet);
@@ -538,8 +547,7 @@ const struct fv_device *fv_api_find_device(const struct fv_api_view *v,
     if (fv_fleet_list(v->fleet, &all, &n) != FV_OK) return NULL;
     for (size_t i = 0; i < n && found == NULL; i++) {
         char ps[FV_PURPOSE_PSEUDONYM_LEN + 1];
-        if (fv_pseudonym_for_purpose(v->guard->pseudo_secret, purpose, all[i]->id, ps) == FV_OK &&
-            strcmp(ps, name) == 0)
+        if (fv_guard_pseudonym(v->guard, purpose, all[i]->id, ps) == FV_OK && strcmp(ps, name) == 0)
             found = all[i];
     }
     free(all);
@@ -677,15 +685,9 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
             respond_error(out, 404, msg);
             return;
         }
-        int rc = fv_guard_subject_action(v->guard, &ctx, v->query, FV_ACTION_ERASE,
-                                         "subject.consent", name, why, sizeof why);
-        if (rc) {
-            respond_error(out, rc == FV_EIO ? 503 : 403, why);
-            return;
-        }
         char purpose[40] = "", change[16] = "", at_s[64] = "", by[80] = "owner";
-        char subject[FV_SUBJECT_NAME_MAX + 1], err[300] = "";
-        int64_t at = (int64_t)fv_now_ms();
+        char subject[FV_SUBJECT_NAME_MAX + 1], err[300] = "", extra[256] = "";
+        int64_t now = (int64_t)fv_now_ms(), at = now;
         fv_query_param(v->query, "purpose", purpose, sizeof purpose);
         fv_query_param(v->query, "change", change, sizeof change);
         fv_query_param(v->query, "by", by, sizeof by);
@@ -694,12 +696,27 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
             respond_error(out, 400, "purpose=P&change=give|withdraw[&at=T][&by=owner] expected");
             return;
         }
+        int give = strcmp(change, "give") == 0;
+        /* S7: a grant is not dated before it is recorded; S8: audited in full, first. */
+        int bad = fv_consent_check_time(give, at, now, err, sizeof err);
+        int rc = fv_consent_audit_extra(give, at, now, by, extra, sizeof extra);
+        if (rc) {
+            respond_error(out, 400, "'by' too long");
+            return;
+        }
+        rc = fv_guard_consent(v->guard, &ctx, v->query, name, purpose, extra, bad ? err : NULL, why,
+                              sizeof why);
+        if (rc) {
+            respond_error(out, rc == FV_EIO ? 503 : ctx.d.allow ? 400 : 403, why);
+            return;
+        }
         struct fv_purposes pp = {.policy = v->guard->policy};
         rc = fv_subject_current(v->keys, name, subject, NULL);
         if (rc == FV_OK)
-            rc = fv_consent_set(v->keys, &pp, subject, purpose, strcmp(change, "give") == 0, at, by,
-                                err, sizeof err);
+            rc = fv_consent_set(v->keys, &pp, subject, purpose, give, at, by, err, sizeof err);
         if (rc) {
+            fv_guard_consent_failed(v->guard, &ctx, name, extra,
+                                    err[0] ? err : "consent not recorded");
             respond_error(out,
                           rc == FV_EINVAL   ? 400
                           : rc == FV_ESTATE ? 410
@@ -783,6 +800,12 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
             char msg[160];
             snprintf(msg, sizeof msg, "unknown vehicle '%.64s'", name);
             respond_error(out, 404, msg);
+            return;
+        }
+        if (erased(v, d)) { /* as a query answers (api/query.c): nothing of it is served */
+            char msg[160];
+            snprintf(msg, sizeof msg, "vehicle '%.64s': its data was erased", name);
+            respond_error(out, 410, msg);
             return;
         }
         const char *subj[1] = {d->id};

@@ -71,6 +71,7 @@ struct xctx {
     struct fv_guard *guard;
     struct fv_guard_ctx ctx;
     char device[80], root[128];
+    char log_id[FV_PSEUDONYM_LEN + 5]; /* what logs name the device: "dev-" + its pseudonym */
     struct archive *a;
     struct fv_buf *out; /* where the archive's bytes go during one more() call */
     struct period p[MAX_PERIODS];
@@ -110,7 +111,7 @@ static int put_file(struct xctx *x, const char *name, const void *data, size_t l
     int rc = archive_write_header(x->a, e) == ARCHIVE_OK ? FV_OK : FV_EIO;
     if (rc == FV_OK && len && archive_write_data(x->a, data, len) != (la_ssize_t)len) rc = FV_EIO;
     archive_entry_free(e);
-    if (rc) fv_error("export of %s: %s", x->device, archive_error_string(x->a));
+    if (rc) fv_error("export of %s: %s", x->log_id, archive_error_string(x->a));
     return rc;
 }
 
@@ -287,7 +288,7 @@ static int open_period(struct xctx *x)
         rc = fv_store_query(x->v->store, pseudo, dek, p->since, to, x->nfields ? x->fields : NULL,
                             x->nfields, 1, &x->cur, err, sizeof err);
     } else {
-        fv_error("export of %s: %s", x->device, err);
+        fv_error("export of %s: %s", x->log_id, err);
         fv_store_cursor_free(c);
     }
     if (rc == FV_OK) rc = csv_header(x);
@@ -404,7 +405,7 @@ static int x_more(void *arg, struct fv_buf *b)
             struct fv_store_chunk ch;
             int n = fv_store_next(x->cur, &ch, err, sizeof err);
             if (n < 0) {
-                fv_error("export of %s: %s", x->device, err);
+                fv_error("export of %s: %s", x->log_id, err);
                 rc = n;
                 break;
             }
@@ -442,7 +443,7 @@ static int x_more(void *arg, struct fv_buf *b)
     }
     if (x->bytes - x->logged >= PROGRESS_LOG) {
         x->logged = x->bytes;
-        fv_info("export of %s: %llu MB, %llu rows so far", x->device,
+        fv_info("export of %s: %llu MB, %llu rows so far", x->log_id,
                 (unsigned long long)(x->bytes >> 20), (unsigned long long)x->rows);
     }
     x->out = NULL;
@@ -459,7 +460,7 @@ static void x_free(void *arg)
     if (x == NULL) return;
     if (x->guard) fv_guard_done(x->guard, &x->ctx, x->rows, x->bytes);
     if (!x->failed && x->stage == 4)
-        fv_info("export of %s: done, %llu bytes, %llu rows", x->device,
+        fv_info("export of %s: done, %llu bytes, %llu rows", x->log_id,
                 (unsigned long long)x->bytes, (unsigned long long)x->rows);
     fv_store_cursor_free(x->cur);
     if (x->a) archive_write_free(x->a);
@@ -495,6 +496,9 @@ void fv_api_export(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const 
     }
     x->v = v;
     snprintf(x->device, sizeof x->device, "%s", device);
+    char ps[FV_PSEUDONYM_LEN + 1];
+    if (fv_keystore_pseudonym(v->keys, device, ps) != FV_OK) snprintf(ps, sizeof ps, "?");
+    snprintf(x->log_id, sizeof x->log_id, "dev-%s", ps); /* never the VIN in a log line */
     snprintf(x->root, sizeof x->root, "fleetvault-export-%s", device);
     /* One data subject: the owner period asked for (period=N), else the current owner's. */
     if (fv_query_param(v->query, "period", ps, sizeof ps)) {

@@ -463,7 +463,7 @@ static int q_more_inner(struct qctx *q, struct fv_buf *b)
         struct fv_store_chunk ch;
         int n = fv_store_next(q->cur, &ch, err, sizeof err);
         if (n < 0) {
-            fv_error("query of device %s: %s", q->device, err);
+            fv_error("query of subject %s: %s", q->pseudo, err);
             /* Headers may be gone: end the body with the reason so a reader sees it. */
             fv_query__putf(b, q->csv ? "# error: %s\n" : "],\"error\":\"%s\"}\n",
                            n == FV_ECORRUPT ? "stored data failed verification" : fv_strerror(n));
@@ -694,6 +694,7 @@ void fv_api_query(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
         q_free(q);
         return;
     }
+    snprintf(q->pseudo, sizeof q->pseudo, "%s", pseudo);
     char err[512];
     if (fv_api_any_place(q->fields, q->nfields))
         fv_query__load_trim(v, &q->ctx, pseudo, dek, q->from, q->to); /* G8 */

@@ -44,6 +44,7 @@ struct qctx {
     uint64_t rows, limit;
     int started, truncated;
     char device[80];
+    char pseudo[65]; /* the subject's keyed pseudonym: what logs name (never the VIN) */
     /* aggregation */
     struct agg ag[MAX_FIELDS];
     int64_t bucket;

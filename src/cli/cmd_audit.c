@@ -34,7 +34,8 @@ static void usage(FILE *f)
             "server; PUB for the witness and for verify; after a key rotation, PUB may hold\n"
             "the old and new public keys, concatenated). verify walks DIR/audit and exits 0\n"
             "if the chain is intact, 1 if not (naming the first broken entry); entries it cannot\n"
-            "prove against truncation are printed as a warning (--strict: exit 1 then too).\n"
+            "prove against truncation are printed as a warning, and entries after the last one\n"
+            "the witness holds as UNVERIFIABLE TAIL (--strict: exit 1 then too).\n"
             "query prints matching entries, oldest first, one JSON object per line; T is epoch\n"
             "milliseconds or RFC 3339 (2026-11-25T06:00:00Z), both ends inclusive.\n");
 }
@@ -90,13 +91,21 @@ static int cmd_verify(int argc, char **argv)
     struct fv_audit_report r;
     int rc = fv_audit_verify(path, pub, witness, &r, err, sizeof err);
     if (rc == FV_OK) {
-        /* "INTACT" only when nothing is left unproven; otherwise the chain is sound as far
-         * as it can be checked, and the warning says what is missing. */
-        printf("%s %s: %s\n", r.warning[0] ? "INTACT AS FAR AS PROVABLE" : "INTACT", path,
-               r.message);
+        /* "INTACT" only when nothing is left unproven; entries after the last witnessed
+         * one are "UNVERIFIABLE" (they could have been cut or added undetected); otherwise
+         * the chain is sound as far as it can be checked, and the warning says what is
+         * missing. */
+        if (witness && r.unproven)
+            printf("UNVERIFIABLE TAIL %s: seq %" PRIu64 "..%" PRIu64
+                   " are witnessed by nothing; before them: %s\n",
+                   path, r.last_seq - r.unproven + 1, r.last_seq, r.message);
+        else
+            printf("%s %s: %s\n", r.warning[0] ? "INTACT AS FAR AS PROVABLE" : "INTACT", path,
+                   r.message);
         if (witness)
-            printf("witness %s: %" PRIu64 " checkpoints, %" PRIu64 " found in the log\n", witness,
-                   r.witness_checkpoints, r.witness_matched);
+            printf("witness %s: %" PRIu64 " checkpoints and %" PRIu64 " heads, %" PRIu64
+                   " checkpoints found in the log\n",
+                   witness, r.witness_checkpoints, r.witness_heads, r.witness_matched);
         if (r.warning[0]) printf("WARNING: %s\n", r.warning);
         return strict && r.warning[0] ? 1 : 0;
     }

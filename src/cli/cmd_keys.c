@@ -1,11 +1,13 @@
 /* cmd_keys.c - `fleetvault keys`: the master key and per-device data keys.
  *   keys init FILE                                   make a master key (0600, never overwritten)
  *   keys rotate --data DIR --key-file OLD --new-key-file NEW   re-wrap data keys, data untouched
- *   keys shred --data DIR [--key-file F] DEVICE      destroy a device's data key (erasure)
+ *   keys shred --data DIR [--key-file F] [--ticket T] DEVICE   erase a device (every owner
+ *                                                    period's key, tombstones written)
  * rotate and shred need the server stopped (they take DIR/LOCK). */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
@@ -13,16 +15,22 @@
 
 #include "cli/commands.h"
 #include "crypto/keys.h"
+#include "privacy/erasure.h"
+#include "privacy/subjects.h"
+#include "privacy/zones.h"
 #include "util/err.h"
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: fleetvault keys init FILE\n"
                "       fleetvault keys rotate --data DIR --key-file OLD --new-key-file NEW\n"
-               "       fleetvault keys shred --data DIR [--key-file FILE] DEVICE\n\n"
+               "       fleetvault keys shred --data DIR [--key-file FILE] [--ticket T] DEVICE\n\n"
                "init makes a master key (keep it outside the data directory); rotate re-wraps\n"
-               "every data key under a new master key without rewriting data; shred destroys a\n"
-               "device's data key, making all its stored records unreadable at once.\n"
+               "every data key under a new master key without rewriting data; shred erases a\n"
+               "device as the API's erase does: the data key of every owner period destroyed,\n"
+               "each with a tombstone beside the master key (or in FV_TOMBSTONE_DIR, which is\n"
+               "required when the key comes from FV_MASTER_KEY) and in DATA, so a restored\n"
+               "backup is erased again; all its stored records are unreadable at once.\n"
                "--key-file defaults to the FV_MASTER_KEY environment variable.\n");
 }
 
@@ -72,7 +80,7 @@ int fv_cmd_keys(int argc, char **argv)
         fv_kek_wipe(&k);
         return 0;
     }
-    const char *data = NULL, *key = NULL, *newkey = NULL, *device = NULL;
+    const char *data = NULL, *key = NULL, *newkey = NULL, *device = NULL, *ticket = NULL;
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--data") == 0 && i + 1 < argc)
             data = argv[++i];
@@ -80,6 +88,8 @@ int fv_cmd_keys(int argc, char **argv)
             key = argv[++i];
         else if (strcmp(argv[i], "--new-key-file") == 0 && i + 1 < argc)
             newkey = argv[++i];
+        else if (strcmp(argv[i], "--ticket") == 0 && i + 1 < argc)
+            ticket = argv[++i];
         else if (argv[i][0] != '-' && device == NULL)
             device = argv[i];
         else {
@@ -109,9 +119,23 @@ int fv_cmd_keys(int argc, char **argv)
             printf("data keys re-wrapped from master key %s to %s; use %s from now on\n", kek.id,
                    nk.id, newkey);
     } else if (rc == FV_OK) {
-        rc = fv_keystore_destroy(ks, device, err, sizeof err);
+        /* Art. 17 as the API erases: every owner period's key, each with its tombstone
+         * outside DATA and in it (privacy/erasure.h); the next start purges the blocks. */
+        struct fv_erasure er;
+        char who[96];
+        struct passwd *pw = getpwuid(getuid());
+        snprintf(who, sizeof who, "os:%.80s", pw && pw->pw_name ? pw->pw_name : "unknown");
+        rc = fv_subjects_init(ks, err, sizeof err);
+        if (rc == FV_OK) rc = fv_zones_init(ks, err, sizeof err);
+        if (rc == FV_OK) {
+            rc = fv_erasure_open(&er, ks, key, data, err, sizeof err);
+            if (rc == FV_OK) rc = fv_erasure_erase(&er, NULL, device, who, ticket, err, sizeof err);
+            fv_erasure_close(&er);
+        }
         if (rc == FV_OK)
-            printf("destroyed the data key of %s: its stored records can no longer be read\n",
+            printf("destroyed the data keys of every owner period of %s and wrote their "
+                   "tombstones: its stored records can no longer be read (its blocks are "
+                   "purged at the next start)\n",
                    device);
     }
     if (rc) fprintf(stderr, "fleetvault keys %s: %s\n", argv[1], err);

@@ -8,14 +8,17 @@
  *   subject zone DEVICE remove LABEL [--epoch N]                 (privacy/zones.h)
  *   subject zone DEVICE list [--epoch N]
  * Works on DIR/catalog.db while the server runs or not (SQLite serialises the writes; a
- * busy catalog is waited for up to 5 s). Needs the master key, as owner ids are sealed
- * with each subject's data key: --key-file FILE or FV_MASTER_KEY. Prints owner ids and
- * zones (home locations): the output is personal data. */
+ * busy catalog is waited for up to 5 s), but for consent: a consent change is audited
+ * (subjects.h S8) in DIR/audit, which only one process writes, so while the server runs it
+ * goes through the server's API (POST /api/v1/subjects/DEVICE/consent). Needs the master key, as
+ * owner ids are sealed with each subject's data key: --key-file FILE or FV_MASTER_KEY. Prints owner
+ * ids and zones (home locations): the output is personal data. */
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <limits.h>
 #include <math.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +33,7 @@
 #include "api/query.h"
 #include "cli/commands.h"
 #include "crypto/keys.h"
+#include "privacy/audit.h"
 #include "privacy/policy.h"
 #include "privacy/subjects.h"
 #include "privacy/zones.h"
@@ -45,7 +49,8 @@ static void usage(FILE *f)
         "usage: fleetvault subject show DEVICE [options]\n"
         "       fleetvault subject owner DEVICE OWNER_ID [--at T | --current] [options]\n"
         "       fleetvault subject consent DEVICE PURPOSE give|withdraw [--at T] [--by NAME]\n"
-        "                                  [--epoch N] [options]\n"
+        "                                  [--epoch N] [--audit-key PEM] [--witness FILE]\n"
+        "                                  [options]\n"
         "       fleetvault subject zone DEVICE add LABEL LAT LON RADIUS_M [--epoch N] [options]\n"
         "       fleetvault subject zone DEVICE remove LABEL [--epoch N] [options]\n"
         "       fleetvault subject zone DEVICE list [--epoch N] [options]\n"
@@ -64,7 +69,10 @@ static void usage(FILE *f)
         "recorded (no new subject). An OWNER_ID of - is read from standard input. consent\n"
         "gives or withdraws consent to PURPOSE for the device's current owner (--epoch N:\n"
         "for the owner of period N, e.g. a previous owner withdrawing); --by names who\n"
-        "records it (a principal name, or owner; never the owner's id).\n"
+        "records it (a principal name, or owner; never the owner's id). A grant is dated\n"
+        "when it is recorded (--at may not be earlier). The change is audited in\n"
+        "DIR/audit first (signing key --audit-key, default KEYFILE.audit.pem; --witness as\n"
+        "the server's audit_witness); while the server runs, use its API instead.\n"
         "zone keeps the owner's privacy zones (home, work: a circle of RADIUS_M metres,\n"
         "%.0f to %.0f, around LAT LON in degrees; LABEL 1-%d of a-z 0-9 _ -): points inside\n"
         "one are dropped from every location served for a purpose other than service. Zones\n"
@@ -78,7 +86,7 @@ static void usage(FILE *f)
 }
 
 struct opts {
-    const char *data, *key_file, *policy_file, *contract, *at, *by, *epoch;
+    const char *data, *key_file, *policy_file, *contract, *at, *by, *epoch, *audit_key, *witness;
     int current;
     const char *pos[7];
     int npos;
@@ -260,6 +268,61 @@ static int subject_of(struct fv_keystore *ks, const char *verb, const char *devi
     return rc;
 }
 
+/* S8: the audit log of DATA, opened by this process (the server must not be running). */
+static int open_audit(const struct opts *o, struct fv_audit **out)
+{
+    char dir[PATH_MAX], key[PATH_MAX], err[1024] = "";
+    snprintf(dir, sizeof dir, "%s/audit", o->data);
+    if (o->audit_key)
+        snprintf(key, sizeof key, "%s", o->audit_key);
+    else if (o->key_file)
+        snprintf(key, sizeof key, "%s.audit.pem", o->key_file);
+    else {
+        fprintf(stderr, "fleetvault subject consent: --audit-key PEM is needed (the audit log's "
+                        "signing key) when the master key comes from FV_MASTER_KEY\n");
+        return 2;
+    }
+    struct fv_audit_opts ao = {.key_path = key, .witness_path = o->witness};
+    int rc = fv_audit_open(dir, &ao, out, err, sizeof err);
+    if (rc == FV_EAGAIN)
+        fprintf(stderr,
+                "fleetvault subject consent: the server is running (it holds %s): record the "
+                "change through its API, which audits it: POST "
+                "/api/v1/subjects/DEVICE/consent?purpose=P&change=give|withdraw&ticket=T with "
+                "a privacy officer's token\n",
+                dir);
+    else if (rc)
+        fprintf(stderr, "fleetvault subject consent: audit log: %s\n", err);
+    return rc ? 1 : 0;
+}
+
+/* S8: one audit entry of the change (result allow, deny or error), by the OS user. */
+static int audit_consent(struct fv_audit *au, struct fv_keystore *ks, const char *device,
+                         const char *purpose, const char *extra, const char *result,
+                         const char *reason)
+{
+    char who[96], ps[FV_PSEUDONYM_LEN + 1];
+    struct passwd *pw = getpwuid(getuid());
+    snprintf(who, sizeof who, "os:%.80s", pw && pw->pw_name ? pw->pw_name : "unknown");
+    const char *subj[1] = {ps};
+    int have = fv_keystore_pseudonym(ks, device, ps) == FV_OK;
+    struct fv_audit_event ev = {.kind = "admin",
+                                .action = "subject.consent",
+                                .principal = who,
+                                .role = "operator",
+                                .purpose = purpose,
+                                .subjects = have ? subj : NULL,
+                                .nsubjects = have ? 1 : 0,
+                                .result = result,
+                                .reason = reason,
+                                .extra_json = extra};
+    int rc = fv_audit_append(au, &ev, NULL);
+    if (rc)
+        fprintf(stderr, "fleetvault subject consent: audit log: %s; nothing changed\n",
+                fv_audit_last_error(au));
+    return rc;
+}
+
 static int cmd_consent(struct fv_keystore *ks, const struct fv_purposes *pp, const struct opts *o)
 {
     const char *device = o->pos[1], *purpose = o->pos[2], *verb = o->pos[3];
@@ -268,22 +331,43 @@ static int cmd_consent(struct fv_keystore *ks, const struct fv_purposes *pp, con
         usage(stderr);
         return 2;
     }
-    int64_t at = (int64_t)fv_now_ms();
+    int64_t now = (int64_t)fv_now_ms(), at = now;
     if (o->at && fv_parse_time_ms(o->at, &at) != FV_OK) {
         fprintf(stderr, "fleetvault subject consent: bad --at %s (epoch ms or RFC 3339)\n", o->at);
         return 2;
     }
-    char name[FV_SUBJECT_NAME_MAX + 1], err[512] = "";
+    char name[FV_SUBJECT_NAME_MAX + 1], err[512] = "", extra[256];
     int rc = subject_of(ks, "consent", device, o->epoch, name, NULL, err, sizeof err);
     if (rc == 2) return 2;
-    if (rc == FV_OK) rc = fv_consent_set(ks, pp, name, purpose, give, at, o->by, err, sizeof err);
+    if (rc == FV_OK && fv_consent_audit_extra(give, at, now, o->by, extra, sizeof extra)) {
+        fv_seterr(err, sizeof err, "--by too long");
+        rc = FV_EINVAL;
+    }
     if (rc) {
         fprintf(stderr, "fleetvault subject consent: %s\n", err[0] ? err : fv_strerror(rc));
         return 1;
     }
+    struct fv_audit *au = NULL;
+    int st = open_audit(o, &au);
+    if (st) return st;
+    /* S7: a backdated grant is refused, and the attempt audited. */
+    int bad = fv_consent_check_time(give, at, now, err, sizeof err);
+    rc = audit_consent(au, ks, device, purpose, extra, bad ? "deny" : "allow",
+                       bad ? err : "recorded from the command line");
+    if (rc == FV_OK && bad) rc = FV_EINVAL;
+    if (rc == FV_OK) {
+        rc = fv_consent_set(ks, pp, name, purpose, give, at, o->by, err, sizeof err);
+        if (rc) audit_consent(au, ks, device, purpose, extra, "error", err[0] ? err : "failed");
+    }
+    int crc = fv_audit_close(au);
+    if (rc) {
+        if (err[0]) fprintf(stderr, "fleetvault subject consent: %s\n", err);
+        return 1;
+    }
+    if (crc) fprintf(stderr, "fleetvault subject consent: audit log: closing failed\n");
     printf("%s: consent to %s %s at %lld ms (subject %s)\n", device, purpose,
            give ? "given" : "withdrawn", (long long)at, name);
-    return 0;
+    return crc ? 1 : 0;
 }
 
 /* A finite decimal number (degrees, metres); -1 if s is not one. */
@@ -467,6 +551,10 @@ int fv_cmd_subject(int argc, char **argv)
             o.by = argv[++i];
         } else if (strcmp(a, "--epoch") == 0 && more) {
             o.epoch = argv[++i];
+        } else if (strcmp(a, "--audit-key") == 0 && more) {
+            o.audit_key = argv[++i];
+        } else if (strcmp(a, "--witness") == 0 && more) {
+            o.witness = argv[++i];
         } else if (strcmp(a, "--current") == 0) {
             o.current = 1;
         } else if ((a[0] == '-' && strcmp(a, "-") != 0 &&

@@ -144,7 +144,7 @@ static int rebuild_subject(void *arg, const struct fv_store_subject *su)
     if (rc == FV_ECORRUPT) {
         /* One damaged block must not keep the fleet from being served: say where it is;
          * queries that touch it fail with the same message. */
-        fv_error("store: %s (device %s: latest state not rebuilt)", err, name);
+        fv_error("store: %s (subject %s: latest state not rebuilt)", err, su->pseudo);
         rc = FV_OK;
     } else if (rc < 0) {
         fv_error("store: %s", err);

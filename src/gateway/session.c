@@ -49,10 +49,18 @@ struct session {
     struct frame *out_head, *out_tail;
     size_t out_bytes;
     int established, closing, paused;
-    uint64_t last_rx_ns; /* the peer's last message or pong (S6: idle timeout) */
-    int pinged;          /* a ping is out since last_rx_ns */
-    int http_status;     /* GET /status on the device port */
+    uint64_t last_rx_ns;               /* the peer's last message or pong (S6: idle timeout) */
+    int pinged;                        /* a ping is out since last_rx_ns */
+    int http_status;                   /* GET /status on the device port */
+    char log_id[FV_PSEUDONYM_LEN + 5]; /* "dev-" + the device's keyed pseudonym: what logs name
+                                          (never the VIN, which is personal data) */
 };
+
+/* The name logs give s's device ("dev-?" until it is identified). */
+static const char *log_name(const struct session *s)
+{
+    return s->log_id[0] ? s->log_id : "dev-?";
+}
 
 struct pending {
     struct pending *next;
@@ -98,14 +106,14 @@ static int session_push_frame(struct session *s, const void *msg, size_t len, in
 {
     if (s->closing) return FV_ESTATE;
     if (s->out_bytes + len > FV_SESSION_OUT_MAX) {
-        fv_warn("device %s does not read its replies (%zu bytes queued); closing",
-                s->ident.device_id, s->out_bytes);
+        fv_warn("device %s does not read its replies (%zu bytes queued); closing", log_name(s),
+                s->out_bytes);
         session_close_soon(s);
         return FV_ELIMIT;
     }
     struct frame *f = malloc(sizeof *f + LWS_PRE + len);
     if (f == NULL) {
-        fv_error("out of memory queueing a reply; closing %s", s->ident.device_id);
+        fv_error("out of memory queueing a reply; closing %s", log_name(s));
         session_close_soon(s);
         return FV_ENOMEM;
     }
@@ -144,7 +152,7 @@ static void send_error(struct session *s, enum fv_reject why, const struct fv_by
 {
     struct fv_buf b = {0};
     s->ing->d.metrics->rejected[why]++;
-    fv_debug("device %s: refused (%s): %s", s->ident.device_id, fv_reject_names[why],
+    fv_debug("device %s: refused (%s): %s", log_name(s), fv_reject_names[why],
              detail ? detail : "");
     const char *text = why == FV_REJ_RATE      ? ERR_TEXT_RATE
                        : why == FV_REJ_STORAGE ? ERR_TEXT_STORE
@@ -249,7 +257,9 @@ const char *fv_device_subject(struct fv_keystore *keys, const struct fv_fleet *f
     if (fv_subject_current(keys, d->id, name, NULL) != FV_OK)
         snprintf(name, sizeof name, "%s", d->id);
     if (d->subject[0] && strcmp(d->subject, name) != 0) {
-        fv_info("device %s: a new owner period began; its fleet state starts empty", d->id);
+        char ps[FV_PSEUDONYM_LEN + 1];
+        if (fv_keystore_pseudonym(keys, d->id, ps) != FV_OK) snprintf(ps, sizeof ps, "?");
+        fv_info("device dev-%s: a new owner period began; its fleet state starts empty", ps);
         if (fleet) fv_fleet_lock(fleet);
         fv_device_wipe(d);
         if (fleet) fv_fleet_unlock(fleet);
@@ -281,7 +291,7 @@ static int64_t log_put(struct fv_ingest *ing, const struct session *s, uint8_t f
     const char *subject = s->dev ? fv_ingest_subject(ing, s->dev) : s->ident.device_id;
     int rc = fv_keystore_dek(ing->d.keys, subject, 1, &dek, pseudo);
     if (rc) {
-        fv_warn("device %s: no data key (%s); record refused", s->ident.device_id,
+        fv_warn("device %s: no data key (%s); record refused", log_name(s),
                 rc == FV_ESTATE ? "its data was erased" : fv_strerror(rc));
         return rc;
     }
@@ -566,16 +576,19 @@ static int session_established(struct fv_ingest *ing, struct session *s, struct 
     s->ing = ing;
     s->wsi = wsi;
     if (identify(s)) return -1;
+    char ps[FV_PSEUDONYM_LEN + 1];
+    if (fv_keystore_pseudonym(ing->d.keys, s->ident.device_id, ps) == FV_OK)
+        snprintf(s->log_id, sizeof s->log_id, "dev-%s", ps);
     s->dev = fv_fleet_device(ing->d.fleet, s->ident.device_id, s->ident.client_type);
     if (s->dev && s->dev->sessions >= FV_SESSIONS_PER_DEVICE) { /* S6 */
-        fv_warn("device %s already has %d connections open; refused another", s->ident.device_id,
+        fv_warn("device %s already has %d connections open; refused another", log_name(s),
                 s->dev->sessions);
         ing->d.metrics->connections_refused++;
         return -1;
     }
     s->id = ++ing->next_session_id;
     if (s->dev == NULL || fv_map_put_u64(&ing->sessions, s->id, s) != FV_OK) {
-        fv_error("out of memory accepting %s", s->ident.device_id);
+        fv_error("out of memory accepting %s", log_name(s));
         return -1;
     }
     if (s->conn_id[0] == '\0')
@@ -592,7 +605,7 @@ static int session_established(struct fv_ingest *ing, struct session *s, struct 
         lws_rx_flow_control(wsi, 0);
         s->paused = 1;
     }
-    fv_debug("device %s.%s connected (%s)", s->ident.client_type, s->ident.device_id,
+    fv_debug("device %s.%s connected (%s)", s->ident.client_type, log_name(s),
              s->netif[0] ? s->netif : "?");
     record_connectivity(s, 1);
     return 0;
@@ -610,7 +623,7 @@ static int session_receive(struct fv_ingest *ing, struct session *s, struct lws 
     if (s->text) {
         /* Only binary frames carry data; a text frame closes the socket. */
         ing->d.metrics->rejected[FV_REJ_TEXT_FRAME]++;
-        fv_debug("device %s sent a text frame; closing", s->ident.device_id);
+        fv_debug("device %s sent a text frame; closing", log_name(s));
         return -1;
     }
     if (!s->discarding) {
@@ -618,7 +631,7 @@ static int session_receive(struct fv_ingest *ing, struct session *s, struct lws 
             s->discarding = 1;
             fv_buf_free(&s->rx);
         } else if (fv_buf_append(&s->rx, in, len) != FV_OK) {
-            fv_error("out of memory receiving from %s; closing", s->ident.device_id);
+            fv_error("out of memory receiving from %s; closing", log_name(s));
             return -1;
         }
     }
@@ -644,7 +657,7 @@ static void session_closed(struct fv_ingest *ing, struct session *s)
         fv_fleet_unlock(ing->d.fleet);
         ing->d.metrics->connections_open--;
         s->established = 0;
-        fv_debug("device %s disconnected", s->ident.device_id);
+        fv_debug("device %s disconnected", log_name(s));
     }
     while (s->out_head) {
         struct frame *f = s->out_head;
@@ -667,11 +680,9 @@ static int dev_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         X509_STORE_CTX *xs = user;
         if (len == 0 && xs) { /* preverify failed */
             int e = X509_STORE_CTX_get_error(xs);
-            X509 *c = X509_STORE_CTX_get_current_cert(xs);
-            char subj[256] = "?";
-            if (c) X509_NAME_oneline(X509_get_subject_name(c), subj, sizeof subj);
-            fv_warn("client certificate rejected: %s (subject %s, depth %d)",
-                    X509_verify_cert_error_string(e), subj, X509_STORE_CTX_get_error_depth(xs));
+            /* Not the subject: its CN is the device's VIN (personal data, never logged). */
+            fv_warn("client certificate rejected: %s (depth %d)", X509_verify_cert_error_string(e),
+                    X509_STORE_CTX_get_error_depth(xs));
             if (ing) ing->d.metrics->tls_rejected++;
             /* lws turns this callback's 0 into "verified": a failure must return non-zero,
              * or any certificate would be accepted (tests/e2e/test_gateway.py checks). */
@@ -819,12 +830,12 @@ void fv_ingest_sweep(struct fv_ingest *ing)
         uint64_t quiet = now - s->last_rx_ns;
         if (quiet >= idle) {
             fv_info("device %s: nothing received for %llu s (not even a pong); closing",
-                    s->ident.device_id, (unsigned long long)(quiet / 1000000000ull));
+                    log_name(s), (unsigned long long)(quiet / 1000000000ull));
             ing->d.metrics->idle_closed++;
             session_close_soon(s);
         } else if (quiet >= idle / 3 && !s->pinged) {
             s->pinged = 1;
-            fv_debug("device %s: silent for %llu ms; ping", s->ident.device_id,
+            fv_debug("device %s: silent for %llu ms; ping", log_name(s),
                      (unsigned long long)(quiet / 1000000));
             session_push_frame(s, "fv", 2, 1);
         }

@@ -1,10 +1,10 @@
 /*
  * audit.c - see audit.h. The writer of the audit log: opening a directory (the newest file
- * recovered, its torn tail cut: A9), appending entries, the group-commit syncer thread
- * (A13), checkpoints and the witness (A8, A11, A12), retention (A10). A line's bytes are
- * made and parsed in audit_line.c, the log is verified and queried in audit_verify.c; the
- * three share the private audit_int.h. The format this file owns, which the other two
- * follow (also docs/audit.md):
+ * recovered, its torn tail cut: A9, checked against the witness: A15), appending entries, the
+ * group-commit syncer thread (A13), checkpoints and the witness (A8, A11, A12, A14), retention
+ * (A10, A16). A line's bytes are made and parsed in audit_line.c, the log is verified and queried
+ * in audit_verify.c; the three share the private audit_int.h. The format this file owns, which the
+ * other two follow (also docs/audit.md):
  *
  * DATA/audit/ holds audit-NNNNNNNNNNNNNNNN.jsonl files and LOCK (flock'd by the writer).
  * Each line is one entry: a UTF-8 JSON object written compact (no spaces), keys in this
@@ -49,6 +49,17 @@
  *      and made durable by the syncer thread, many entries per fdatasync; the caller holds
  *      back what the entry gates until fv_audit_durable_seq reaches its seq. Checkpoints,
  *      a new file's genesis and the previous file's end are still synced on the spot (A12).
+ *  A14 With a witness, every sync of the log is followed by a "head" line in the witness
+ *      ({"seq":S,"ts":T,"prev":<hash of entry S>,"kind":"head","hash":...}; the syncer's
+ *      batch, each entry in synchronous mode, a new file's genesis, the last entry at
+ *      open) or a checkpoint line, fsync'd; only then is S published as durable, so
+ *      nothing an entry gates is released before the witness knows the entry.
+ *  A15 Open, with a witness, refuses (FV_ECORRUPT) a log that does not hold the newest
+ *      entry the witness knows with the same hash, or does not chain on from it: nothing
+ *      is signed on top of a deleted, replaced, cut or rewritten log.
+ *  A16 A retention entry records extra.kept_prev, the hash the first kept entry chains
+ *      to; verify accepts a log starting after seq 1 only under a retention entry that a
+ *      signed checkpoint (and, with a witness, a witnessed entry) follows.
  *
  * Threading: a struct fv_audit belongs to one thread, but for its syncer thread (A13),
  * which shares fd, written, durable, stop and the sync error with it under mu (and
@@ -108,6 +119,9 @@ struct fv_audit {
     pthread_mutex_t mu; /* guards fd (as the syncer reads it), written, durable, stop */
     pthread_cond_t cv;
     uint64_t written, durable; /* seqs: the last entry written, and the last durable */
+    uint64_t written_ts;       /* and the ts and hash of the last written (for its head) */
+    char written_hash[FV_AUDIT_HASH_HEX + 1];
+    pthread_mutex_t wmu; /* serialises writes to the witness (loop thread and syncer) */
     int stop, sync_failed;
     char sync_err[256];
     void (*notify)(void *arg);
@@ -150,6 +164,8 @@ static int write_line(struct fv_audit *a, const struct fv_buf *b, uint64_t seq, 
     if (rc) return fail(a, rc); /* a partial line is a torn tail: open cuts it */
     pthread_mutex_lock(&a->mu);
     a->written = seq;
+    a->written_ts = ts;
+    memcpy(a->written_hash, hash, FV_AUDIT_HASH_HEX + 1);
     if (!a->group) a->durable = seq;
     pthread_cond_signal(&a->cv);
     pthread_mutex_unlock(&a->mu);
@@ -163,26 +179,71 @@ static int write_line(struct fv_audit *a, const struct fv_buf *b, uint64_t seq, 
 }
 
 /* A13: makes everything written to the newest file durable now (group commit only). */
-static int sync_now(struct fv_audit *a)
+static int sync_file(struct fv_audit *a)
 {
     if (!a->group || a->fd < 0) return FV_OK;
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/%s", a->dir, a->name);
     int rc = fv_os_fdatasync(a->fd, path, a->errbuf, sizeof a->errbuf);
-    if (rc) return fail(a, rc);
+    return rc ? fail(a, rc) : FV_OK;
+}
+
+/* A13, A14: publishes everything so far (a genesis or checkpoint too) as durable; the caller
+ * has synced it and, with a witness, had the witness record it. */
+static void publish_durable(struct fv_audit *a)
+{
+    if (!a->group) return;
     pthread_mutex_lock(&a->mu);
-    a->written = a->durable = a->seq; /* everything so far, a genesis or checkpoint too */
+    a->written = a->durable = a->seq;
     pthread_mutex_unlock(&a->mu);
     if (a->notify) a->notify(a->notify_arg);
-    return FV_OK;
+}
+
+static int sync_now(struct fv_audit *a)
+{
+    int rc = sync_file(a);
+    if (rc == FV_OK) publish_durable(a);
+    return rc;
+}
+
+/* Appends one line to the witness and fsyncs it (any thread: under wmu). */
+static int witness_write(struct fv_audit *a, const void *data, size_t len, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&a->wmu);
+    int rc = fv_os_write_all(a->wfd, data, len, a->witness, err, errlen);
+    if (rc == FV_OK) rc = fv_os_fsync(a->wfd, a->witness, err, errlen);
+    pthread_mutex_unlock(&a->wmu);
+    return rc;
 }
 
 static int witness_append(struct fv_audit *a, const struct fv_buf *b)
 {
     if (a->wfd < 0) return FV_OK;
-    int rc = fv_os_write_all(a->wfd, b->data, b->len, a->witness, a->errbuf, sizeof a->errbuf);
-    if (rc == FV_OK) rc = fv_os_fsync(a->wfd, a->witness, a->errbuf, sizeof a->errbuf);
+    int rc = witness_write(a, b->data, b->len, a->errbuf, sizeof a->errbuf);
     /* Fail closed: without its witness the log no longer meets its guarantee. */
+    return rc ? fail(a, rc) : FV_OK;
+}
+
+/* A14: tells the witness that entry seq (durable in the log) has hash, in a "head" line:
+ * {"seq":S,"ts":T,"prev":"<hash of entry S>","kind":"head","hash":"<of this line>"}. Any
+ * thread (the syncer calls it); the error goes to err only. */
+static int witness_head(struct fv_audit *a, uint64_t seq, uint64_t ts, const char *hash, char *err,
+                        size_t errlen)
+{
+    if (a->wfd < 0 || seq == 0) return FV_OK;
+    struct fv_buf b = {0};
+    char h[FV_AUDIT_HASH_HEX + 1];
+    struct fv_audit_event ev = {.kind = FV_AUDIT__HEAD_KIND};
+    int rc = fv_audit__event_line(&b, seq, ts, hash, &ev, h, err, errlen);
+    if (rc == FV_OK) rc = witness_write(a, b.data, b.len, err, errlen);
+    fv_buf_free(&b);
+    return rc;
+}
+
+/* witness_head for the last entry, from the owner's thread (fails the log on error). */
+static int witness_head_now(struct fv_audit *a)
+{
+    int rc = witness_head(a, a->seq, a->ts, a->hash, a->errbuf, sizeof a->errbuf);
     return rc ? fail(a, rc) : FV_OK;
 }
 
@@ -200,8 +261,9 @@ static int write_checkpoint(struct fv_audit *a)
     rc = fv_audit__checkpoint_line(&b, seq, ts, a->hash, seq - a->last_cp_seq - 1, a->key_id, sig,
                                    hash, a->errbuf, sizeof a->errbuf);
     if (rc == FV_OK) rc = write_line(a, &b, seq, ts, hash);
-    if (rc == FV_OK) rc = sync_now(a); /* A12: durable in the log before the witness has it */
+    if (rc == FV_OK) rc = sync_file(a); /* A12: durable in the log before the witness has it */
     if (rc == FV_OK) rc = witness_append(a, &b);
+    if (rc == FV_OK) publish_durable(a); /* A14: witnessed before anything it gates goes out */
     if (rc == FV_OK) a->last_cp_seq = seq;
 out:
     fv_buf_free(&b);
@@ -238,15 +300,24 @@ static int start_file(struct fv_audit *a)
         rc = fail(a, FV_EIO);
         goto out;
     }
-    if (a->fd >= 0 && (rc = sync_now(a)) != FV_OK) { /* A13: the old file ends durable */
+    if (a->fd >= 0 && (rc = sync_file(a)) != FV_OK) { /* A13: the old file ends durable */
         close(fd);
+        goto out;
+    }
+    /* A14: the witness learns the genesis (and so everything before it) first. */
+    if ((rc = witness_head(a, seq, ts, hash, a->errbuf, sizeof a->errbuf)) != FV_OK) {
+        close(fd);
+        rc = fail(a, rc);
         goto out;
     }
     pthread_mutex_lock(&a->mu);
     if (a->fd >= 0) close(a->fd);
     a->fd = fd;
     a->written = a->durable = seq; /* the genesis was synced above, the old file before it */
+    a->written_ts = ts;
+    memcpy(a->written_hash, hash, sizeof hash);
     pthread_mutex_unlock(&a->mu);
+    if (a->group && a->notify) a->notify(a->notify_arg); /* held answers may go */
     memcpy(a->name, name, sizeof name);
     a->size = b.len;
     a->lines = 1;
@@ -312,6 +383,7 @@ static int append_entry(struct fv_audit *a, const struct fv_audit_event *ev, int
     rc = fv_audit__event_line(&b, seq, ts, a->hash, ev, hash, a->errbuf, sizeof a->errbuf);
     if (rc == FV_OK) rc = write_line(a, &b, seq, ts, hash);
     fv_buf_free(&b);
+    if (rc == FV_OK && !a->group) rc = witness_head_now(a); /* A14 (group: the syncer) */
     if (rc) return rc;
     if (seq_out) *seq_out = seq;
     return checkpoint_due(a) ? write_checkpoint(a) : FV_OK;
@@ -343,18 +415,26 @@ int fv_audit_failed(struct fv_audit *a)
 static void *syncer_main(void *arg)
 {
     struct fv_audit *a = arg;
+    uint64_t headed = 0; /* the last seq whose head the witness has from here */
     pthread_mutex_lock(&a->mu);
     while (!a->stop) {
         if (a->sync_failed || a->written == a->durable) {
             pthread_cond_wait(&a->cv, &a->mu);
             continue;
         }
-        uint64_t target = a->written;
+        uint64_t target = a->written, target_ts = a->written_ts;
+        char target_hash[FV_AUDIT_HASH_HEX + 1];
+        memcpy(target_hash, a->written_hash, sizeof target_hash);
         int fd = dup(a->fd);
         pthread_mutex_unlock(&a->mu);
         char err[256] = "";
         int rc = fd < 0 ? FV_EIO : fv_os_fdatasync(fd, a->dir, err, sizeof err);
         if (fd >= 0) close(fd);
+        /* A14: what is published as durable has reached the witness too. */
+        if (rc == FV_OK && target != headed) {
+            rc = witness_head(a, target, target_ts, target_hash, err, sizeof err);
+            if (rc == FV_OK) headed = target;
+        }
         pthread_mutex_lock(&a->mu);
         if (rc) {
             a->sync_failed = 1;
@@ -555,6 +635,7 @@ static void free_audit(struct fv_audit *a)
     }
     pthread_cond_destroy(&a->cv);
     pthread_mutex_destroy(&a->mu);
+    pthread_mutex_destroy(&a->wmu);
     if (a->fd >= 0) close(a->fd);
     if (a->wfd >= 0) close(a->wfd);
     if (a->lock_fd >= 0) close(a->lock_fd);
@@ -574,6 +655,7 @@ int fv_audit_open(const char *dir, const struct fv_audit_opts *opts, struct fv_a
     if (a == NULL) return FV_ENOMEM;
     a->fd = a->wfd = a->lock_fd = -1;
     pthread_mutex_init(&a->mu, NULL);
+    pthread_mutex_init(&a->wmu, NULL);
     pthread_cond_init(&a->cv, NULL);
     a->every = opts->checkpoint_every ? opts->checkpoint_every : DEF_EVERY;
     a->interval_ms = opts->checkpoint_interval_ms ? opts->checkpoint_interval_ms : DEF_INTERVAL_MS;
@@ -612,6 +694,13 @@ int fv_audit_open(const char *dir, const struct fv_audit_opts *opts, struct fv_a
     rc = fv_audit__list_files(dir, &fl, a->errbuf, sizeof a->errbuf);
     if (rc) goto out;
     rc = recover_newest(a, &fl);
+    /* A15: nothing found here is signed or witnessed unless it holds, and chains on from,
+     * the newest entry the witness knows. */
+    if ((rc == FV_OK || rc == FV_ENOENT) && a->wfd >= 0) {
+        int wrc =
+            fv_audit__check_witnessed(dir, &fl, a->wfd, a->witness, a->errbuf, sizeof a->errbuf);
+        if (wrc) rc = wrc;
+    }
     if (rc == FV_ENOENT) {
         if (fl.n == 0) {
             rc = start_file(a);
@@ -621,7 +710,9 @@ int fv_audit_open(const char *dir, const struct fv_audit_opts *opts, struct fv_a
         }
     }
     if (rc) goto out;
+    uint64_t found = a->seq;
     rc = fv_audit_checkpoint(a);
+    if (rc == FV_OK && a->seq == found) rc = witness_head_now(a); /* A14: its last entry */
     if (rc == FV_OK) {
         pthread_mutex_lock(&a->mu);
         a->written = a->durable = a->seq; /* everything found at open is durable (synced) */
@@ -673,10 +764,12 @@ int fv_audit_apply_retention(struct fv_audit *a, uint64_t now_ms, uint64_t *dele
      * genesis is older than the cutoff. The newest file always stays. */
     size_t k = 0;
     uint64_t through = 0;
+    char kept_prev[FV_AUDIT_HASH_HEX + 1] = "";
     while (k + 1 < fl.n && strcmp(fl.names[k + 1], a->name) <= 0) {
         struct fv_audit_entry g;
         if (fv_audit__read_first(a->dir, fl.names[k + 1], &g) != 0 || g.ts >= cutoff) break;
         through = g.seq - 1;
+        memcpy(kept_prev, g.prev, sizeof kept_prev); /* A16: what the kept log chains to */
         k++;
     }
     if (k == 0) goto out;
@@ -686,9 +779,10 @@ int fv_audit_apply_retention(struct fv_audit *a, uint64_t now_ms, uint64_t *dele
             json_decref(files);
             files = NULL;
         }
-    json_t *x = files ? json_pack("{s:o,s:I,s:I}", "files", files, "through", (json_int_t)through,
-                                  "retention_ms", (json_int_t)a->retention_ms)
-                      : NULL;
+    json_t *x = files
+                    ? json_pack("{s:o,s:I,s:s,s:I}", "files", files, "through", (json_int_t)through,
+                                "kept_prev", kept_prev, "retention_ms", (json_int_t)a->retention_ms)
+                    : NULL;
     char *xs = x ? json_dumps(x, JSON_COMPACT) : NULL;
     json_decref(x);
     if (xs == NULL) {

@@ -2,7 +2,7 @@
  * audit.h - the tamper-evident audit log: every access decision and every admin action,
  * hash-chained, with checkpoints signed by an Ed25519 key that an outside witness keeps.
  *
- * On disk (full specification with numbered rules A1-A12 in docs/audit.md and atop
+ * On disk (full specification with numbered rules A1-A16 in docs/audit.md and atop
  * audit.c): DATA/audit/audit-NNNNNNNNNNNNNNNN.jsonl, NNNN = the first seq of the file in 16
  * lowercase hex digits. One JSON object per line, UTF-8, keys in a fixed order:
  *     {"seq":N,"ts":MS,"prev":"<64 hex>","kind":"...",...fields...,"hash":"<64 hex>"}
@@ -73,8 +73,9 @@ struct fv_audit_opts {
                                         arrive (0: 60000); checked on append and tick */
     uint64_t file_bytes;             /* start a new file past this size (0: 64 MiB) */
     uint64_t retention_ms;           /* fv_audit_apply_retention; 0 keeps everything */
-    const char *witness_path;        /* NULL, or a file outside DIR: every checkpoint line is
-                                        appended to it too and fsync'd */
+    const char *witness_path;        /* NULL, or a file outside DIR: every checkpoint line,
+                                        and a head line per sync (A14), is appended to it too
+                                        and fsync'd before the entries count as durable */
     uint64_t (*clock_ms)(void *arg); /* NULL: wall clock (tests inject time) */
     void *clock_arg;
     /* Group commit (A13): fv_audit_append only writes; a syncer thread makes entries durable,
@@ -92,7 +93,9 @@ int fv_audit_keygen(const char *priv_path, const char *pub_path, char *err, size
 
 /* Opens (creating DIR and its first file if needed) the log for appending. Scans the newest
  * file: a torn last line (crash mid-write) is cut; any other malformed line or chain break
- * in it fails with FV_ECORRUPT naming file:line. Writes a checkpoint if the last entry is
+ * in it fails with FV_ECORRUPT naming file:line. With a witness, a log that does not hold
+ * the newest entry the witness knows (same hash, chained on from) fails with FV_ECORRUPT
+ * (A15): it was deleted, replaced, cut or rewritten. Writes a checkpoint if the last entry is
  * not one. FV_EAGAIN if another process has DIR open. On success *out is owned by the
  * caller (fv_audit_close). */
 int fv_audit_open(const char *dir, const struct fv_audit_opts *opts, struct fv_audit **out,
@@ -136,8 +139,9 @@ struct fv_audit_report {
     uint64_t entries, files, first_seq, last_seq;
     uint64_t checkpoints, last_checkpoint_seq;
     uint64_t signatures_verified; /* 0 without a public key */
-    uint64_t witness_checkpoints; /* lines read from the witness */
+    uint64_t witness_checkpoints; /* checkpoint lines read from the witness */
     uint64_t witness_matched;     /* of those, found in the log with the same hash */
+    uint64_t witness_heads;       /* head lines read from the witness (A14) */
     uint64_t unproven;            /* entries after the last signed/witnessed point */
     char bad_file[64];            /* the first broken entry (ok == 0) */
     uint64_t bad_line, bad_seq;   /* 1-based line; seq as far as known (0 if not) */
@@ -145,10 +149,10 @@ struct fv_audit_report {
     char warning[768];            /* what could not be proven ("" if nothing) */
 };
 
-/* Walks every file of DIR in order and checks rules A1-A12 (docs/audit.md): each line parses
- * and its hash matches, seq increments by one across files, prev matches, every file starts
- * with a genesis naming its predecessor, ts never decreases, checkpoints are consistent and
- * (with pubkey_path) their signatures verify, removed leading files are accounted for by an
+/* Walks every file of DIR in order and checks rules A1-A16 (docs/audit.md; not A15, the writer's):
+ * each line parses and its hash matches, seq increments by one across files, prev matches, every
+ * file starts with a genesis naming its predecessor, ts never decreases, checkpoints are consistent
+ * and (with pubkey_path) their signatures verify, removed leading files are accounted for by an
  * "audit.retention" entry, and (with witness_path) every witnessed checkpoint is in the log
  * with the same hash (one past the log's end: truncated). pubkey_path is a PEM file of one
  * or more Ed25519 public keys (several after a key rotation); each checkpoint is checked
@@ -198,8 +202,10 @@ struct fv_audit_entry {
     /* "genesis" */
     char prev_file[32];
     uint64_t last_checkpoint;
-    /* admin "audit.retention": the last seq removed (0 otherwise) */
+    /* admin "audit.retention": the last seq removed (0 otherwise), and the hash of that
+     * entry, which the first entry kept has as prev ("" if not recorded: older logs) */
     uint64_t retention_through;
+    char retention_kept_prev[FV_AUDIT_HASH_HEX + 1];
 };
 
 /* Parses and checks one line (len bytes, no newline; need not be NUL-terminated): its

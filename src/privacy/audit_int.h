@@ -6,7 +6,7 @@
  * The audit log is three files:
  *   audit.c         the writer: opening (the newest file recovered, its torn tail cut),
  *                   appending, the group-commit syncer thread, checkpoints, the witness,
- *                   retention; the format and its rules A1-A13 are in its top comment;
+ *                   retention; the format and its rules A1-A16 are in its top comment;
  *   audit_line.c    a line's bytes: formatted (A2, A3, A7, A8) and parsed; file names (A1)
  *                   and a directory's files read line by line; the Ed25519 keys and
  *                   checkpoint signatures (A8), keygen;
@@ -28,6 +28,7 @@
 
 #define FV_AUDIT__NAME_LEN     28          /* audit- + 16 hex + .jsonl (A1) */
 #define FV_AUDIT__KEY_FILE_MAX (64u << 10) /* a PEM key file */
+#define FV_AUDIT__HEAD_KIND    "head"      /* a witness line naming a log entry's hash (A14) */
 #define FV_AUDIT__ZERO_HASH    "0000000000000000000000000000000000000000000000000000000000000000"
 
 /* ---- names (A1) and kinds ------------------------------------------------------------- */
@@ -90,5 +91,13 @@ int fv_audit__each_line(const char *path, fv_audit__line_fn fn, void *arg, char 
                         size_t errlen);
 /* The first entry of file name in dir, if it parses: 0, else -1. */
 int fv_audit__read_first(const char *dir, const char *name, struct fv_audit_entry *out);
+
+/* A15: checks that the log in dir (its files fl, the newest one's torn tail already cut)
+ * holds the newest entry the witness (open as wfd, at wpath) knows, with the same hash, and
+ * that every entry from there on chains on from it. FV_OK if so or if the witness is empty;
+ * FV_ECORRUPT (err says what, and to run verify) if not: the log was truncated, replaced or
+ * rewritten, and must not be signed or appended to. */
+int fv_audit__check_witnessed(const char *dir, const struct fv_audit__flist *fl, int wfd,
+                              const char *wpath, char *err, size_t errlen);
 
 #endif

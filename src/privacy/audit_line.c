@@ -629,6 +629,11 @@ int fv_audit_parse_line(const char *line, size_t len, struct fv_audit_entry *e, 
             (get_uint(json_object_get(o, "extra"), "through", 1, &e->retention_through) ||
              e->retention_through >= e->seq))
             bad = "extra.through";
+        else if (bad == NULL && e->retention_through &&
+                 json_object_get(json_object_get(o, "extra"), "kept_prev") &&
+                 get_hex(json_object_get(o, "extra"), "kept_prev", FV_AUDIT_HASH_HEX,
+                         e->retention_kept_prev))
+            bad = "extra.kept_prev";
     }
     if (bad) {
         fv_seterr(err, errlen, "%s entry: missing or malformed \"%s\"", e->kind, bad);

@@ -11,12 +11,15 @@
  *
  * Threads: reentrant, no shared state; any thread may call anything here.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <openssl/bio.h>
@@ -29,14 +32,31 @@
 #include "privacy/audit_int.h"
 #include "util/err.h"
 
-#define WITNESS_FILE_MAX (256u << 20)
-
 /* ---- verification ----------------------------------------------------------------------- */
 
+/* A witnessed entry: a checkpoint line, or a head line (A14). */
 struct wcp {
     uint64_t seq, ts;
-    char hash[FV_AUDIT_HASH_HEX + 1];
+    char hash[FV_AUDIT_HASH_HEX + 1]; /* the hash the log's entry seq must have */
+    int cp;                           /* a checkpoint line names it (not only a head) */
 };
+
+/* What a witness line says the log holds: entry seq with hash *hash. A checkpoint line is
+ * the log's own line (its hash); a head line (A14) names the entry's hash in its prev. 0 if
+ * the line is one of them, -1 if not. */
+static int witness_item(const char *line, size_t n, uint64_t *seq, uint64_t *ts,
+                        char hash[FV_AUDIT_HASH_HEX + 1], int *head)
+{
+    struct fv_audit_entry e;
+    char why[256];
+    if (fv_audit_parse_line(line, n, &e, why, sizeof why) != FV_OK) return -1;
+    *head = strcmp(e.kind, FV_AUDIT__HEAD_KIND) == 0;
+    if (!*head && strcmp(e.kind, "checkpoint") != 0) return -1;
+    *seq = e.seq;
+    *ts = e.ts;
+    memcpy(hash, *head ? e.prev : e.hash, FV_AUDIT_HASH_HEX + 1);
+    return 0;
+}
 
 #define MAX_PUBKEYS 16
 
@@ -118,6 +138,10 @@ struct verify {
     int cp_known;
     uint64_t last_cp;
     uint64_t retention_through;
+    /* A16: the first retention entry that accounts for the log's start, if any */
+    uint64_t cover_seq, cover_through;
+    char cover_kept_prev[FV_AUDIT_HASH_HEX + 1];
+    char first_prev[FV_AUDIT_HASH_HEX + 1];
     char first_file[FV_AUDIT__NAME_LEN + 1];
     struct wcp *w;
     size_t wn, wi;
@@ -178,6 +202,7 @@ static int verify_line(void *arg, const char *line, size_t len, uint64_t lineno,
         return broken(v, lineno, e.seq, "genesis entry inside a file (lines moved between files?)");
     if (!v->have_prev) {
         v->r->first_seq = e.seq;
+        memcpy(v->first_prev, e.prev, sizeof v->first_prev);
         snprintf(v->first_file, sizeof v->first_file, "%s", v->name);
         if (e.seq == 1 && (strcmp(e.prev, FV_AUDIT__ZERO_HASH) != 0 || e.prev_file[0]))
             return broken(v, lineno, e.seq,
@@ -240,16 +265,22 @@ static int verify_line(void *arg, const char *line, size_t len, uint64_t lineno,
         v->last_cp = e.seq;
     }
     if (e.retention_through > v->retention_through) v->retention_through = e.retention_through;
-    /* A11: witnessed checkpoints before the log's start were removed by retention (A10). */
+    if (v->cover_seq == 0 && e.retention_through && e.retention_through + 1 >= v->r->first_seq) {
+        v->cover_seq = e.seq;
+        v->cover_through = e.retention_through;
+        memcpy(v->cover_kept_prev, e.retention_kept_prev, sizeof v->cover_kept_prev);
+    }
+    /* A11: witnessed entries before the log's start were removed by a retention that the
+     * witness saw too (A16, checked at the end). */
     while (v->wi < v->wn && v->w[v->wi].seq < e.seq)
         v->wi++;
     if (v->wi < v->wn && v->w[v->wi].seq == e.seq) {
         if (strcmp(v->w[v->wi].hash, e.hash) != 0)
             return broken(v, lineno, e.seq,
-                          "differs from the witness's checkpoint for seq %" PRIu64
+                          "differs from the witness's %s for seq %" PRIu64
                           " (log rewritten after it was witnessed?)",
-                          e.seq);
-        v->r->witness_matched++;
+                          v->w[v->wi].cp ? "checkpoint" : "head", e.seq);
+        if (v->w[v->wi].cp) v->r->witness_matched++;
         v->witness_last = e.seq;
         v->wi++;
     }
@@ -285,53 +316,71 @@ static void add_warning(struct fv_audit_report *r, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Reads the witness file's checkpoints, sorted by seq. Two different checkpoints for one seq
- * mean the log was rewritten and witnessed again: broken. */
+struct wload {
+    struct verify *v;
+    size_t cap;
+    uint64_t bad;
+    struct wcp head; /* the newest head line (seq 0: none) */
+};
+
+static int wadd(struct wload *wl, const struct wcp *c)
+{
+    struct verify *v = wl->v;
+    if (v->wn == wl->cap) {
+        size_t nc = wl->cap ? wl->cap * 2 : 64;
+        void *p = realloc(v->w, nc * sizeof *v->w);
+        if (p == NULL) return FV_ENOMEM;
+        v->w = p;
+        wl->cap = nc;
+    }
+    v->w[v->wn++] = *c;
+    return FV_OK;
+}
+
+static int wload_line(void *arg, const char *line, size_t n, uint64_t lineno, int term,
+                      uint64_t end)
+{
+    (void)term;
+    (void)end;
+    struct wload *wl = arg;
+    struct verify *v = wl->v;
+    struct fv_audit_entry e;
+    char why[256];
+    struct wcp c = {0};
+    int head = 0;
+    if (n == 0) return 0; /* blank: a torn line closed on open */
+    if (witness_item(line, n, &c.seq, &c.ts, c.hash, &head) != 0 ||
+        (!head && v->pk.n &&
+         (fv_audit_parse_line(line, n, &e, why, sizeof why) != FV_OK ||
+          check_sig(&v->pk, &e) != 1))) {
+        if (wl->bad++ == 0)
+            add_warning(v->r,
+                        "witness line %" PRIu64 " ignored (not a head, nor a checkpoint with a "
+                        "good hash%s)",
+                        lineno, v->pk.n ? " and signature" : "");
+        return 0;
+    }
+    if (head) {
+        /* A14: the newest head pins the whole chain before it; older heads add nothing the
+         * checkpoints do not, so they are not kept (the witness grows by one per sync). */
+        v->r->witness_heads++;
+        if (c.seq >= wl->head.seq) wl->head = c;
+        return 0;
+    }
+    v->r->witness_checkpoints++;
+    c.cp = 1;
+    return wadd(wl, &c);
+}
+
+/* Reads the witness file's checkpoints and its newest head, sorted by seq. Two different
+ * entries for one seq mean the log was rewritten and witnessed again: broken. */
 static int load_witness(struct verify *v, const char *path, char *err, size_t errlen)
 {
-    char *text = NULL;
-    size_t len = 0;
-    int rc = fv_os_read_file(path, WITNESS_FILE_MAX, &text, &len, err, errlen);
+    struct wload wl = {.v = v};
+    int rc = fv_audit__each_line(path, wload_line, &wl, err, errlen);
+    if (rc == FV_OK && wl.head.seq) rc = wadd(&wl, &wl.head);
     if (rc) return rc;
-    size_t cap = 0;
-    uint64_t lineno = 0, bad = 0;
-    for (size_t at = 0; at < len;) {
-        const char *nl = memchr(text + at, '\n', len - at);
-        size_t n = nl ? (size_t)(nl - (text + at)) : len - at;
-        lineno++;
-        struct fv_audit_entry e;
-        char why[256];
-        if (n == 0) {
-            /* blank: a torn line closed on open */
-        } else if (fv_audit_parse_line(text + at, n, &e, why, sizeof why) != FV_OK ||
-                   strcmp(e.kind, "checkpoint") != 0 || (v->pk.n && check_sig(&v->pk, &e) != 1)) {
-            if (bad++ == 0)
-                add_warning(v->r,
-                            "witness line %" PRIu64 " ignored (not a checkpoint with a good "
-                            "hash%s)",
-                            lineno, v->pk.n ? " and signature" : "");
-        } else {
-            if (v->wn == cap) {
-                size_t nc = cap ? cap * 2 : 64;
-                void *p = realloc(v->w, nc * sizeof *v->w);
-                if (p == NULL) {
-                    rc = FV_ENOMEM;
-                    break;
-                }
-                v->w = p;
-                cap = nc;
-            }
-            struct wcp *c = &v->w[v->wn++];
-            c->seq = e.seq;
-            c->ts = e.ts;
-            memcpy(c->hash, e.hash, sizeof c->hash);
-        }
-        at += n + (nl != NULL);
-    }
-    free(text);
-    if (rc) return rc;
-    if (bad > 1) add_warning(v->r, "%" PRIu64 " witness lines ignored in all", bad);
-    v->r->witness_checkpoints = v->wn;
+    if (wl.bad > 1) add_warning(v->r, "%" PRIu64 " witness lines ignored in all", wl.bad);
     if (v->wn) qsort(v->w, v->wn, sizeof *v->w, cmp_wcp);
     size_t k = 0;
     for (size_t i = 0; i < v->wn; i++) {
@@ -339,15 +388,46 @@ static int load_witness(struct verify *v, const char *path, char *err, size_t er
             if (strcmp(v->w[k - 1].hash, v->w[i].hash) != 0) {
                 v->name = "(witness)";
                 return broken(v, 0, v->w[i].seq,
-                              "the witness holds two different checkpoints for seq %" PRIu64
+                              "the witness holds two different entries for seq %" PRIu64
                               " (log rewritten and witnessed again?)",
                               v->w[i].seq);
             }
+            v->w[k - 1].cp |= v->w[i].cp;
             continue;
         }
         v->w[k++] = v->w[i];
     }
     v->wn = k;
+    return FV_OK;
+}
+
+/* A16: a log that starts after seq 1 must say why, in an audit.retention entry that is
+ * itself signed (a checkpoint with a verified signature follows it) and, with a witness,
+ * witnessed; and its first entry must chain on from the hash that entry recorded. Else
+ * anyone could delete the log, start a fresh one and claim a retention. */
+static int check_cut(struct verify *v, int have_key, int have_witness)
+{
+    struct fv_audit_report *r = v->r;
+    v->name = v->first_file;
+    if (v->cover_seq == 0) return FV_OK; /* A10 reports it */
+    if (have_key && r->last_checkpoint_seq < v->cover_seq)
+        return broken(v, 1, r->first_seq,
+                      "the log starts at seq %" PRIu64 " and the audit.retention entry that "
+                      "accounts for it (seq %" PRIu64 ") is covered by no signed checkpoint "
+                      "(history replaced?)",
+                      r->first_seq, v->cover_seq);
+    if (have_witness && v->witness_last < v->cover_seq)
+        return broken(v, 1, r->first_seq,
+                      "the log starts at seq %" PRIu64 " and the witness never saw the "
+                      "audit.retention entry that accounts for it (seq %" PRIu64 "): %zu "
+                      "witnessed entries before the start are unexplained (history replaced?)",
+                      r->first_seq, v->cover_seq, v->wn);
+    if (v->cover_through + 1 == r->first_seq && v->cover_kept_prev[0] &&
+        strcmp(v->cover_kept_prev, v->first_prev) != 0)
+        return broken(v, 1, r->first_seq,
+                      "the first entry's prev differs from the hash the audit.retention entry "
+                      "at seq %" PRIu64 " recorded for seq %" PRIu64 " (history replaced?)",
+                      v->cover_seq, v->cover_through);
     return FV_OK;
 }
 
@@ -406,10 +486,14 @@ int fv_audit_verify(const char *dir, const char *pubkey_path, const char *witnes
                     report->first_seq, report->first_seq - 1);
         goto out;
     }
+    if (report->first_seq > 1) {
+        rc = check_cut(&v, pubkey_path != NULL, witness_path != NULL);
+        if (rc) goto out;
+    }
     if (v.wi < v.wn) {
         v.name = fl.names[fl.n - 1];
         rc = broken(&v, v.lines_in_file + 1, report->last_seq + 1,
-                    "log truncated: the witness holds checkpoint seq %" PRIu64 " (ts %" PRIu64
+                    "log truncated: the witness holds seq %" PRIu64 " (ts %" PRIu64
                     ") but the log ends at seq %" PRIu64,
                     v.w[v.wn - 1].seq, v.w[v.wn - 1].ts, report->last_seq);
         goto out;
@@ -456,6 +540,122 @@ out:
     free(fl.names);
     free(v.w);
     free_pubkeys(&v.pk);
+    return rc;
+}
+
+/* ---- the writer's start-up check (A15) --------------------------------------------------- */
+
+#define WITNESS_TAIL (64u << 10) /* the newest witness lines are in its last 64 KiB */
+
+struct wcheck {
+    uint64_t want;                         /* the witness's newest seq */
+    char want_hash[FV_AUDIT_HASH_HEX + 1]; /* and the hash it holds for it */
+    const char *name;
+    int have;
+    uint64_t seq;
+    char hash[FV_AUDIT_HASH_HEX + 1];
+    int found;
+    char *err;
+    size_t errlen;
+};
+
+static int wcheck_line(void *arg, const char *line, size_t len, uint64_t lineno, int term,
+                       uint64_t end)
+{
+    (void)end;
+    struct wcheck *c = arg;
+    struct fv_audit_entry e;
+    char why[256];
+    const char *bad = NULL;
+    if (!term) return 0; /* only the newest file's, and open cut it */
+    if (fv_audit_parse_line(line, len, &e, why, sizeof why) != FV_OK)
+        bad = why;
+    else if (c->have && (e.seq != c->seq + 1 || strcmp(e.prev, c->hash) != 0))
+        bad = "the chain breaks here";
+    else if (!c->have && e.seq > c->want)
+        bad = "the first entry read follows the witness's newest entry";
+    else if (e.seq == c->want && strcmp(e.hash, c->want_hash) != 0)
+        bad = "this entry differs from the one the witness holds";
+    if (bad) {
+        fv_seterr(c->err, c->errlen,
+                  "%s:%" PRIu64 ": %s (the witness holds seq %" PRIu64
+                  "): the log was rewritten, replaced or cut after it was witnessed; nothing "
+                  "is signed on top of it. Keep the directory as evidence, run 'fleetvault "
+                  "audit verify --witness', and start a fresh log elsewhere",
+                  c->name, lineno, bad, c->want);
+        return FV_ECORRUPT;
+    }
+    if (e.seq == c->want) c->found = 1;
+    c->have = 1;
+    c->seq = e.seq;
+    memcpy(c->hash, e.hash, sizeof c->hash);
+    return 0;
+}
+
+int fv_audit__check_witnessed(const char *dir, const struct fv_audit__flist *fl, int wfd,
+                              const char *wpath, char *err, size_t errlen)
+{
+    struct stat st;
+    if (fstat(wfd, &st) != 0) {
+        fv_seterr(err, errlen, "stat %s: %s", wpath, strerror(errno));
+        return FV_EIO;
+    }
+    size_t off = (uint64_t)st.st_size > WITNESS_TAIL ? (size_t)st.st_size - WITNESS_TAIL : 0;
+    size_t len = (size_t)st.st_size - off;
+    char *buf = malloc(len + 1);
+    if (buf == NULL) return FV_ENOMEM;
+    if (len && pread(wfd, buf, len, (off_t)off) != (ssize_t)len) {
+        fv_seterr(err, errlen, "read %s: %s", wpath, strerror(errno));
+        free(buf);
+        return FV_EIO;
+    }
+    struct wcheck c = {.name = "", .err = err, .errlen = errlen};
+    size_t at = 0;
+    if (off) { /* the first line read may be cut: skip it */
+        const char *nl = memchr(buf, '\n', len);
+        at = nl ? (size_t)(nl - buf) + 1 : len;
+    }
+    while (at < len) {
+        const char *nl = memchr(buf + at, '\n', len - at);
+        size_t n = nl ? (size_t)(nl - (buf + at)) : len - at;
+        uint64_t seq, ts;
+        int head;
+        char hash[FV_AUDIT_HASH_HEX + 1];
+        if (n && witness_item(buf + at, n, &seq, &ts, hash, &head) == 0 && seq > c.want) {
+            c.want = seq;
+            memcpy(c.want_hash, hash, sizeof hash);
+        }
+        at += n + (nl != NULL);
+    }
+    free(buf);
+    if (c.want == 0) return FV_OK; /* nothing witnessed yet */
+    if (fl->n == 0) {
+        fv_seterr(err, errlen,
+                  "%s: no audit file, but the witness %s holds seq %" PRIu64
+                  ": the log was deleted; nothing is signed on top of that. Run 'fleetvault "
+                  "audit verify --witness' on a backup, or start a fresh log with a new witness",
+                  dir, wpath, c.want);
+        return FV_ECORRUPT;
+    }
+    size_t i = fl->n;
+    while (i > 0 && fv_audit__name_seq(fl->names[i - 1]) > c.want)
+        i--;
+    if (i == 0) i = 1; /* the log starts after it: wcheck_line says so */
+    int rc = FV_OK;
+    for (i = i - 1; rc == FV_OK && i < fl->n; i++) {
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s/%s", dir, fl->names[i]);
+        c.name = fl->names[i];
+        rc = fv_audit__each_line(path, wcheck_line, &c, err, errlen);
+    }
+    if (rc == FV_OK && !c.found) {
+        fv_seterr(err, errlen,
+                  "%s: the log ends at seq %" PRIu64 " but the witness %s holds seq %" PRIu64
+                  ": the log was cut after it was witnessed; nothing is signed on top of it. "
+                  "Keep the directory as evidence and run 'fleetvault audit verify --witness'",
+                  dir, c.seq, wpath, c.want);
+        rc = FV_ECORRUPT;
+    }
     return rc;
 }
 

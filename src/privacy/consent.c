@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
 #include <sqlite3.h>
 
 #include "privacy/policy.h"
@@ -165,6 +166,43 @@ done:
     sqlite3_finalize(st);
     fv_subjects__periods_free(&p);
     return fv_subjects__commit(db, rc, err, errlen);
+}
+
+int fv_consent_check_time(int granted, int64_t at_ms, int64_t now_ms, char *err, size_t errlen)
+{
+    if (!granted) return FV_OK;
+    if (at_ms < now_ms) {
+        fv_seterr(err, errlen,
+                  "a grant may not be dated before it is recorded (at %lld ms, now %lld ms): "
+                  "consent is given from the moment it is recorded; leave 'at' out",
+                  (long long)at_ms, (long long)now_ms);
+        return FV_EINVAL;
+    }
+    if (at_ms - now_ms > FV_CONSENT_SKEW_MS) {
+        fv_seterr(err, errlen,
+                  "a grant may not be dated more than %d s ahead (at %lld ms, now %lld ms): "
+                  "record it when it is given",
+                  FV_CONSENT_SKEW_MS / 1000, (long long)at_ms, (long long)now_ms);
+        return FV_EINVAL;
+    }
+    return FV_OK;
+}
+
+int fv_consent_audit_extra(int granted, int64_t at_ms, int64_t now_ms, const char *by, char *out,
+                           size_t outlen)
+{
+    json_t *o = json_pack("{s:s,s:I,s:I}", "change", granted ? "give" : "withdraw", "at_ms",
+                          (json_int_t)at_ms, "recorded_ms", (json_int_t)now_ms);
+    if (o && by && json_object_set_new(o, "by", json_string(by)) != 0) {
+        json_decref(o);
+        o = NULL;
+    }
+    char *js = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (js == NULL) return FV_ENOMEM;
+    int rc = snprintf(out, outlen, "%s", js) < (int)outlen ? FV_OK : FV_ELIMIT;
+    free(js);
+    return rc;
 }
 
 /* Appends [lo, hi] clipped to [from, to] (when not empty) to out / *n. */

@@ -1,4 +1,5 @@
 /* erasure.c - Art. 17 erasure and the erasure list's replay (erasure.h). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,14 @@ static int collect_period(void *arg, const struct fv_subject_period *p)
 int fv_erasure_erase(struct fv_erasure *e, struct fv_store *store, const char *device,
                      const char *by, const char *ticket, char *err, size_t errlen)
 {
+    if (e->outside[0] == '\0') {
+        fv_seterr(err, errlen,
+                  "no erasure list outside the data directory: the master key comes from "
+                  "FV_MASTER_KEY, so set FV_TOMBSTONE_DIR to a directory outside DATA (backed up "
+                  "apart from it) and restart; nothing was erased (a restored backup would bring "
+                  "the data back)");
+        return FV_ESTATE;
+    }
     struct period_names *pn = calloc(1, sizeof *pn);
     if (pn == NULL) return FV_ENOMEM;
     /* Every owner period of the device is a subject of its own; all of them go. */
@@ -40,14 +49,13 @@ int fv_erasure_erase(struct fv_erasure *e, struct fv_store *store, const char *d
     for (size_t k = 0; rc == FV_OK && k < pn->n; k++) {
         char pseudo[FV_PSEUDONYM_LEN + 1];
         rc = fv_keystore_pseudonym(e->keys, pn->names[k], pseudo);
-        if (rc == FV_OK && e->outside[0])
-            rc = fv_tombstone_append(e->outside, pseudo, now, by, ticket, err, errlen);
+        if (rc == FV_OK) rc = fv_tombstone_append(e->outside, pseudo, now, by, ticket, err, errlen);
         if (rc == FV_OK) rc = fv_tombstone_append(e->inside, pseudo, now, by, ticket, err, errlen);
         if (rc == FV_OK) rc = fv_subjects_forget(e->keys, pn->names[k], err, errlen);
         if (rc == FV_OK) rc = fv_zones_forget(e->keys, pn->names[k], err, errlen);
         if (rc == FV_OK) rc = fv_keystore_destroy_pseudo(e->keys, pseudo, err, errlen);
         if (rc == FV_OK) {
-            fv_store_purge(store, pseudo);
+            if (store) fv_store_purge(store, pseudo);
             fv_info("erased subject %s (data key destroyed; its blocks are purged in the "
                     "background)",
                     pseudo);
@@ -83,10 +91,36 @@ int fv_erasure_open(struct fv_erasure *e, struct fv_keystore *keys, const char *
 {
     memset(e, 0, sizeof *e);
     e->keys = keys;
-    if (key_file && key_file[0]) snprintf(e->outside, sizeof e->outside, "%s.tombstones", key_file);
+    const char *tdir = getenv("FV_TOMBSTONE_DIR");
+    if (tdir && tdir[0]) {
+        char rt[PATH_MAX], rd[PATH_MAX];
+        if (realpath(tdir, rt) == NULL || realpath(data_dir, rd) == NULL) {
+            fv_seterr(err, errlen, "FV_TOMBSTONE_DIR %s: %s", tdir, strerror(errno));
+            return FV_EINVAL;
+        }
+        size_t n = strlen(rd);
+        if (strncmp(rt, rd, n) == 0 && (rt[n] == '/' || rt[n] == '\0')) {
+            fv_seterr(err, errlen,
+                      "FV_TOMBSTONE_DIR %s is inside the data directory: the erasure list must "
+                      "survive a restored backup of DATA; put it beside the master key",
+                      tdir);
+            return FV_EINVAL;
+        }
+        snprintf(e->outside, sizeof e->outside, "%s/tombstones.jsonl", tdir);
+        if (key_file && key_file[0])
+            snprintf(e->beside_key, sizeof e->beside_key, "%s.tombstones", key_file);
+    } else if (key_file && key_file[0]) {
+        snprintf(e->outside, sizeof e->outside, "%s.tombstones", key_file);
+    } else {
+        fv_warn("no erasure list outside the data directory (the master key comes from "
+                "FV_MASTER_KEY and FV_TOMBSTONE_DIR is not set): erasure is refused until it "
+                "is");
+    }
     snprintf(e->inside, sizeof e->inside, "%s/tombstones.jsonl", data_dir);
     int rc = FV_OK;
     if (e->outside[0]) rc = fv_tombstone_replay(e->outside, replay_tombstone, e, err, errlen);
+    if (rc == FV_OK && e->beside_key[0])
+        rc = fv_tombstone_replay(e->beside_key, replay_tombstone, e, err, errlen);
     if (rc == FV_OK) rc = fv_tombstone_replay(e->inside, replay_tombstone, e, err, errlen);
     return rc;
 }

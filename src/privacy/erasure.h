@@ -26,13 +26,18 @@ struct fv_store;
 
 struct fv_erasure {
     struct fv_keystore *keys;
-    char outside[PATH_MAX]; /* the erasure list beside the master key ("" if none) */
-    char inside[PATH_MAX];  /* its mirror in DATA */
-    struct fv_buf erased;   /* at start: the replayed pseudonyms, FV_PSEUDONYM_LEN each */
+    char outside[PATH_MAX];    /* the erasure list outside DATA ("" if none: erasure refused) */
+    char beside_key[PATH_MAX]; /* KEYFILE.tombstones when outside is elsewhere (replayed) */
+    char inside[PATH_MAX];     /* its mirror in DATA */
+    struct fv_buf erased;      /* at start: the replayed pseudonyms, FV_PSEUDONYM_LEN each */
 };
 
-/* Sets up e (paths from the master key file, which may be NULL or "", and DATA) and replays
- * both erasure lists into the catalog. FV_OK or an error with err set (a malformed list). */
+/* Sets up e and replays every erasure list into the catalog. The list outside DATA is
+ * $FV_TOMBSTONE_DIR/tombstones.jsonl when that variable is set (it must not be inside DATA:
+ * FV_EINVAL), else KEYFILE.tombstones beside the master key file (key_file may be NULL or ""
+ * when the key comes from FV_MASTER_KEY: then there is no outside list unless
+ * FV_TOMBSTONE_DIR is set, and fv_erasure_erase refuses). FV_OK or an error with err set (a
+ * malformed list, a misplaced FV_TOMBSTONE_DIR). */
 int fv_erasure_open(struct fv_erasure *e, struct fv_keystore *keys, const char *key_file,
                     const char *data_dir, char *err, size_t errlen);
 
@@ -40,7 +45,11 @@ int fv_erasure_open(struct fv_erasure *e, struct fv_keystore *keys, const char *
  * background by the store), then drops the list from memory. */
 int fv_erasure_purge_restored(struct fv_erasure *e, struct fv_store *store);
 
-/* Erases every subject of device (see above). by/ticket name who asked (may be NULL). */
+/* Erases every subject of device (see above). by/ticket name who asked (may be NULL).
+ * store may be NULL (the server is stopped, `keys shred`): the next start purges the blocks
+ * (fv_erasure_purge_restored replays the tombstones written here). FV_ESTATE, nothing
+ * erased, when there is no erasure list outside DATA (a restored backup would bring the
+ * data back). */
 int fv_erasure_erase(struct fv_erasure *e, struct fv_store *store, const char *device,
                      const char *by, const char *ticket, char *err, size_t errlen);
 

@@ -204,6 +204,41 @@ int fv_guard_subject_action(struct fv_guard *g, struct fv_guard_ctx *ctx, const 
     return ctx->d.allow ? FV_OK : FV_EINVAL;
 }
 
+int fv_guard_consent(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *query,
+                     const char *subject, const char *purpose, const char *extra,
+                     const char *refused, char *reason, size_t reasonlen)
+{
+    snprintf(ctx->action, sizeof ctx->action, "subject.consent");
+    snprintf(ctx->purpose, sizeof ctx->purpose, "%s", purpose ? purpose : "");
+    fv_query_param(query, "ticket", ctx->ticket, sizeof ctx->ticket);
+    snprintf(ctx->subject, sizeof ctx->subject, "%s", subject);
+    struct fv_access_request req = {.principal = ctx->principal,
+                                    .role = ctx->role,
+                                    .action = FV_ACTION_ERASE,
+                                    .ticket = ctx->ticket,
+                                    .subjects = 1};
+    fv_policy_decide(g->policy, &req, &ctx->d);
+    int allow = ctx->d.allow && refused == NULL;
+    const char *why = ctx->d.allow && refused ? refused : ctx->d.reason;
+    int failed = 0;
+    const char *subj[1] = {subject};
+    audit_ev(g, ctx, "admin", allow ? "allow" : "deny", why, subj, 1, NULL, 0, 0, 0, 0, 0, 0, extra,
+             &failed);
+    if (failed) {
+        snprintf(reason, reasonlen, "the audit log cannot be written; refused");
+        return FV_EIO;
+    }
+    snprintf(reason, reasonlen, "%s", why);
+    return allow ? FV_OK : FV_EINVAL;
+}
+
+void fv_guard_consent_failed(struct fv_guard *g, const struct fv_guard_ctx *ctx,
+                             const char *subject, const char *extra, const char *why)
+{
+    const char *subj[1] = {subject};
+    audit_ev(g, ctx, "admin", "error", why, subj, 1, NULL, 0, 0, 0, 0, 0, 0, extra, NULL);
+}
+
 int fv_guard_read(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *query,
                   const char *action, uint32_t classes, const char *const *subjects, size_t n,
                   int aggregated, const char *const *signals, size_t nsignals, int64_t from,
@@ -298,12 +333,42 @@ void fv_guard_done(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint64_t 
           rows, bytes, NULL);
 }
 
+int fv_guard_pseudonym(const struct fv_guard *g, const char *purpose, const char *device,
+                       char out[FV_PURPOSE_PSEUDONYM_LEN + 1])
+{
+    /* G10: of the device's current subject (owner period), keyed by that subject's data key:
+     * a new owner gets new pseudonyms, and once the key is destroyed (erasure) the old ones
+     * can neither be recomputed nor linked to whatever the device becomes. */
+    char subject[FV_SUBJECT_NAME_MAX + 1], ps[FV_PSEUDONYM_LEN + 1];
+    char hex[65], kid[FV_PURPOSE_PSEUDONYM_LEN + 1], material[FV_SUBJECT_NAME_MAX + 48];
+    const unsigned char *dek = NULL;
+    if (g->keys == NULL || fv_subject_current(g->keys, device, subject, NULL) != FV_OK)
+        snprintf(subject, sizeof subject, "%s", device);
+    int rc = g->keys ? fv_keystore_dek(g->keys, subject, 0, &dek, ps) : FV_ENOENT;
+    if (rc == FV_OK) {
+        for (size_t i = 0; i < 32; i++)
+            snprintf(hex + 2 * i, 3, "%02x", dek[i]);
+        rc = fv_pseudonym_for_purpose(g->pseudo_secret, "fleetvault subject key", hex, kid);
+        OPENSSL_cleanse(hex, sizeof hex);
+        if (rc) return rc;
+        snprintf(material, sizeof material, "%s|%s", subject, kid);
+    } else if (rc == FV_ESTATE) { /* erased: a pseudonym linked to nothing that was */
+        snprintf(material, sizeof material, "%s|erased", subject);
+    } else { /* no key yet (nothing stored): the subject alone, until its first record */
+        snprintf(material, sizeof material, "%s", subject);
+    }
+    return fv_pseudonym_for_purpose(g->pseudo_secret, purpose, material, out);
+}
+
 void fv_guard_show_id(const struct fv_guard *g, const struct fv_guard_ctx *ctx, const char *id,
                       char *out)
 {
-    if (ctx && (ctx->d.obligations & FV_OBLIGE_PSEUDONYMISE) &&
-        fv_pseudonym_for_purpose(g->pseudo_secret, ctx->purpose, id, out) == FV_OK)
+    if (ctx && (ctx->d.obligations & FV_OBLIGE_PSEUDONYMISE)) {
+        /* Never the id itself for a pseudonymising role, even if the pseudonym fails. */
+        if (fv_guard_pseudonym(g, ctx->purpose, id, out) != FV_OK)
+            snprintf(out, 65, "%s", "unavailable");
         return;
+    }
     snprintf(out, 65, "%s", id);
 }
 

@@ -41,7 +41,10 @@
  *     first in each 10 s window is an entry, and the failures after it are one more entry
  *     when the window ends (fv_guard_tick) or the server stops ("failures_sampled": how
  *     many this entry stands for), so token guessing cannot force a log sync per guess; the HTTP
- * transport also limits them per client address (api/http.h). The server's API thread only.
+ *     transport also limits them per client address (api/http.h);
+ *  G10 per-purpose pseudonyms derive from the device's current subject and its data key
+ *      (fv_guard_pseudonym), never from the device id alone.
+ * The server's API thread only.
  */
 #ifndef FV_PRIVACY_GUARD_H
 #define FV_PRIVACY_GUARD_H
@@ -200,12 +203,31 @@ int fv_guard_subject_action(struct fv_guard *g, struct fv_guard_ctx *ctx, const 
                             enum fv_action action, const char *action_name, const char *subject,
                             char *reason, size_t reasonlen);
 
+/* A consent change (subjects.h S7, S8) on subject, decided like a subject action (the role
+ * needs the erase action - whoever handles data subjects' rights - and, if human, a ticket)
+ * and audited with the consent's purpose and extra (fv_consent_audit_extra). refused: NULL,
+ * or why the change is refused whatever the policy (a backdated grant): audited as a
+ * denial. FV_OK, FV_EINVAL (refused, reason set), FV_EIO (audit failed). */
+int fv_guard_consent(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *query,
+                     const char *subject, const char *purpose, const char *extra,
+                     const char *refused, char *reason, size_t reasonlen);
+/* The outcome of an allowed consent change that could not be applied: audited as an error. */
+void fv_guard_consent_failed(struct fv_guard *g, const struct fv_guard_ctx *ctx,
+                             const char *subject, const char *extra, const char *why);
+
 /* G3, G5: what an allowed read sent. */
 void fv_guard_done(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint64_t rows,
                    uint64_t bytes);
 
-/* The id to show for a device under ctx's obligations: the per-purpose pseudonym when the
- * role pseudonymises, else the id itself. out must hold 65 bytes. */
+/* G10: the per-purpose pseudonym of device: HMAC of the purpose and its current subject
+ * (owner period) keyed by that subject's data key (policy.h fv_pseudonym_for_purpose), so
+ * it differs across owners and is unlinkable once the subject is erased. FV_OK or an
+ * error code. Loop thread (the keystore's). */
+int fv_guard_pseudonym(const struct fv_guard *g, const char *purpose, const char *device,
+                       char out[FV_PURPOSE_PSEUDONYM_LEN + 1]);
+
+/* The id to show for a device under ctx's obligations: the per-purpose pseudonym (G10) when
+ * the role pseudonymises, else the id itself. out must hold 65 bytes. */
 void fv_guard_show_id(const struct fv_guard *g, const struct fv_guard_ctx *ctx, const char *id,
                       char *out);
 

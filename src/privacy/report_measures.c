@@ -11,6 +11,7 @@
  * Threading: any thread; state only in the caller's struct ctx (report_int.h).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "privacy/report_int.h"
@@ -86,12 +87,19 @@ json_t *fv_report__security(struct ctx *c)
                      "of every sealed record: any altered byte is detected and reported with its "
                      "file and offset (fleetvault inspect DATA --verify)")));
     char tomb[2200];
-    if (cfg->key_file[0])
+    const char *tdir = getenv("FV_TOMBSTONE_DIR");
+    if (tdir && tdir[0])
+        snprintf(tomb, sizeof tomb,
+                 "%s/tombstones.jsonl (FV_TOMBSTONE_DIR) and to %s/tombstones.jsonl", tdir,
+                 cfg->data_dir);
+    else if (cfg->key_file[0])
         snprintf(tomb, sizeof tomb,
                  "%s.tombstones (beside the master key) and to %s/tombstones.jsonl", cfg->key_file,
                  cfg->data_dir);
     else
-        snprintf(tomb, sizeof tomb, "%s/tombstones.jsonl (and, with a key file, beside it)",
+        snprintf(tomb, sizeof tomb,
+                 "a list outside the data directory (FV_TOMBSTONE_DIR, or beside a key file: "
+                 "erasure is refused without one) and to %s/tombstones.jsonl",
                  cfg->data_dir);
     push(b, out,
          measure("erasure by crypto-shredding",
@@ -233,11 +241,13 @@ void fv_report__config_warnings(struct ctx *c)
              "no audit witness (audit_witness): checkpoints are kept only inside the data "
              "directory, so a rewrite of the whole log by someone holding the signing key "
              "would not be detected");
-    if (!cfg->key_file[0])
+    const char *tdir = getenv("FV_TOMBSTONE_DIR");
+    if (!cfg->key_file[0] && !(tdir && tdir[0]))
         warn(b, c->warnings,
-             "the master key comes from FV_MASTER_KEY, not a key file: the erasure list is kept "
-             "only inside the data directory, so restoring a backup of it taken before an "
-             "erasure would bring the erased subject's key back");
+             "the master key comes from FV_MASTER_KEY, not a key file, and FV_TOMBSTONE_DIR is "
+             "not set: there is no erasure list outside the data directory (a restored backup "
+             "would bring an erased subject's key back), so erasure is refused until "
+             "FV_TOMBSTONE_DIR names a directory outside DATA");
     if (!cfg->key_file[0] && !cfg->audit_key[0])
         warn(b, c->warnings,
              "no key file and no audit_key: the audit signing key is kept inside the data "

@@ -39,6 +39,11 @@
  *      backdated over a recorded change). Rows are deleted only by fv_subjects_forget.
  *   S5 consent holds from a grant at g to the next withdrawal at w: [g, w-1], inclusive.
  *      Nothing recorded means no consent (opt-in).
+ *   S7 a grant is never dated before the moment it is recorded (fv_consent_check_time, which
+ *      every writer - the API, the CLI - calls with its clock): consent cannot be backdated
+ *      over a time in which it had not been given, even where nothing was recorded yet.
+ *   S8 every consent change is audited by its writer with purpose, change, its time and the
+ *      time it was recorded (fv_consent_audit_extra), before it is applied.
  *   S6 purposes necessary for the contract (GDPR Art. 6(1)(b); by default "service") are
  *      always granted, for every subject and all time, and cannot be withdrawn; nothing is
  *      recorded for them.
@@ -175,6 +180,19 @@ int fv_subject_periods(struct fv_keystore *ks, const char *device,
 int fv_consent_set(struct fv_keystore *ks, const struct fv_purposes *pp, const char *subject,
                    const char *purpose, int granted, int64_t at_ms, const char *by, char *err,
                    size_t errlen);
+
+/* S7: a grant may not be dated before it is recorded: for granted = 1, at_ms must be in
+ * [now_ms, now_ms + FV_CONSENT_SKEW_MS] (a caller's clock slightly ahead); a withdrawal may
+ * be dated earlier (it only narrows what is served; S4 still orders it). FV_OK, or
+ * FV_EINVAL with err saying why. */
+#define FV_CONSENT_SKEW_MS 60000
+int fv_consent_check_time(int granted, int64_t at_ms, int64_t now_ms, char *err, size_t errlen);
+
+/* The audit entry's extra object of a consent change (S8), compact JSON into out (NUL
+ * terminated): {"change":"give"|"withdraw","at_ms":AT,"recorded_ms":NOW[,"by":BY]}. FV_OK,
+ * FV_ELIMIT if it does not fit, FV_ENOMEM. */
+int fv_consent_audit_extra(int granted, int64_t at_ms, int64_t now_ms, const char *by, char *out,
+                           size_t outlen);
 
 /* Whether subject's consent to purpose held at t, into *granted (0 on any error). FV_OK,
  * FV_EINVAL (unknown purpose or bad subject name), FV_EIO, FV_ECORRUPT. */

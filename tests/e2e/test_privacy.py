@@ -38,14 +38,15 @@ POLICY = t.test_policy({
 })
 
 
-def send(srv, env, dev, n):
+def send(srv, env, dev, n, t0=T0, first=0):
+    """n records of dev, the i-th (from first) at t0 + i s."""
     path = os.path.join(env.certs.dir, "devices", dev + ".crt")
     if not os.path.exists(path):
         env.certs.device(dev)
     ws = t.WS(srv.port, path, path[:-4] + ".key", env.certs.ca)
-    for i in range(n):
+    for i in range(first, first + n):
         d = [(SOC, 50.0 + i), (LOC, (LAT + i * 1e-5, LON))]
-        ws.send(t.fb_envelope(f"{dev}-{i}".encode(), b"V", t.v_payload(d, T0 + i * 1000)))
+        ws.send(t.fb_envelope(f"{dev}-{i}".encode(), b"V", t.v_payload(d, t0 + i * 1000)))
     for _ in range(n):
         _, p = ws.recv()
         assert t.fb_decode(p)["message_type"] == 5
@@ -286,23 +287,38 @@ def subject(srv, *args):
     return t.run("subject", *args, "--data", srv.data, "--key-file", srv.key_file)
 
 
+def consent(srv, dev, purpose, change, ticket="DSR-1"):
+    """A consent change through the running server's API (audited; a grant is dated when it
+    is recorded), by a privacy officer."""
+    if "po-consent" not in srv.tokens:
+        srv.principal("po-consent", "privacy-officer")
+    st, b = srv.http(f"/api/v1/subjects/{dev}/consent?purpose={purpose}&change={change}"
+                     f"&by=owner&ticket={ticket}", token="po-consent", method="POST",
+                     purpose=None)
+    assert st == 200, b
+    return json.loads(b)
+
+
 def test_consent_and_owner_periods():
     import time
     with t.Env() as env:
         srv = t.Server(env.root, env.certs, config={"rate_limits": False}, policy=POLICY).start()
-        send(srv, env, A, 10)  # T0 .. T0+9 s, the first owner's period
+        # The first owner's period: records 0-4 before consent is given, 5-9 after it (a
+        # grant is dated when it is recorded, so the records are timed around now).
+        t1 = int(time.time() * 1000) - 10000
+        send(srv, env, A, 5, t1)
         ml = srv.principal("trainer", "ml-pipeline")
-        q = f"/api/v1/query?device={A}&signals=Soc"
+        q = f"/api/v1/query?device={A}&signals=Soc&from={t1}"
         st, b = get(srv, q, ml, "model_training")
         assert st == 403 and "consented" in b["error"], b
-        # Consent given from T0+5 s: only what was collected since is served, under a
-        # pseudonym; before it, never.
-        subject(srv, "consent", A, "model_training", "give", "--at", str(T0 + 5000),
-                "--by", "owner")
+        # Consent given now: only what was collected since is served, under a pseudonym;
+        # before it, never.
+        consent(srv, A, "model_training", "give")
+        send(srv, env, A, 5, t1 + 20000, first=5)
         st, body = srv.http(q, token=ml, purpose="model_training")
         assert st == 200 and A.encode() not in body, body
         b = json.loads(body)
-        assert [r["t"] for r in b["rows"]] == [T0 + i * 1000 for i in range(5, 10)], b
+        assert [r["t"] for r in b["rows"]] == [t1 + 20000 + i * 1000 for i in range(5, 10)], b
         # Fleet reads leave out subjects without consent (B never gave any).
         send(srv, env, B, 3)
         st, b = get(srv, "/api/v1/fleet?signal=Soc", ml, "model_training")
@@ -329,7 +345,7 @@ def test_consent_and_owner_periods():
             _, p = ws.recv()
             assert t.fb_decode(p)["message_type"] == 5
         ws.close()
-        b = srv.json(q)
+        b = srv.json(f"/api/v1/query?device={A}&signals=Soc")
         assert [r["Soc"] for r in b["rows"]] == [90.0, 91.0, 92.0], b
         st = srv.json(f"/api/v1/vehicles/{A}/state")
         assert st["state"]["Soc"]["value"] == 92.0 and st["records"] == 3, st
@@ -454,7 +470,7 @@ def test_minimisation_by_consent():
         srv = t.Server(env.root, env.certs, config={"rate_limits": False}, policy=pol).start()
         send(srv, env, A, 3)  # Soc + Location, no consent yet: the locations are not stored
         assert srv.metric("fleetvault_datums_minimised_total") == 3
-        subject(srv, "consent", A, "location_history", "give", "--by", "owner")
+        consent(srv, A, "location_history", "give")
         time.sleep(1.3)
         path = os.path.join(env.certs.dir, "devices", A + ".crt")
         ws = t.WS(srv.port, path, path[:-4] + ".key", env.certs.ca)
@@ -474,17 +490,16 @@ def test_minimisation_by_consent():
 
 
 def test_energy_operator_sees_energy_sites_only():
+    import time
     with t.Env() as env:
         srv = t.Server(env.root, env.certs, config={"rate_limits": False}, policy=POLICY).start()
         send(srv, env, A, 3)  # a vehicle
         E = "ENERGY-SITE-0001"
         env.certs.device(E, typ="energy_device")
-        send(srv, env, E, 3)
-        # consent dated before the records: data collected without it is never served
-        subject(srv, "consent", E, "energy_programs", "give", "--by", "owner", "--at",
-                str(T0 - 1000))
-        subject(srv, "consent", A, "energy_programs", "give", "--by", "owner", "--at",
-                str(T0 - 1000))
+        send(srv, env, E, 3)  # before consent: never served for energy programs
+        consent(srv, E, "energy_programs", "give")
+        consent(srv, A, "energy_programs", "give")
+        send(srv, env, E, 3, int(time.time() * 1000) + 1000, first=3)
         op = srv.principal("otto", "energy-operator")
         st, body = srv.http("/api/v1/fleet?signal=Soc", token=op, purpose="energy_programs")
         assert st == 200, body

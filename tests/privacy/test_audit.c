@@ -645,6 +645,73 @@ static void test_truncation(void **state)
     expect(FV_ECORRUPT, pub, wit, names[n - 2], 0, "truncated");
 }
 
+/* A15, A16: a log the witness contradicts is never signed on top of; a retention claim that
+ * no signed, witnessed checkpoint covers explains nothing. */
+static void test_open_refuses_what_the_witness_contradicts(void **state)
+{
+    (void)state;
+    struct clk c = {T0, 1000};
+    make_log(30, &c);
+    save();
+    struct fv_audit_opts o = opts_for(&c);
+    struct fv_audit *a;
+    char err[512], name[40];
+    size_t lines;
+    /* cut: the witness holds the last entry */
+    cut_tail(2, name, &lines);
+    assert_int_equal(fv_audit_open(adir, &o, &a, err, sizeof err), FV_ECORRUPT);
+    assert_non_null(strstr(err, "cut after it was witnessed"));
+    o.witness_path = NULL; /* without the witness nothing can tell (and the log opens) */
+    assert_int_equal(fv_audit_open(adir, &o, &a, err, sizeof err), FV_OK);
+    assert_int_equal(fv_audit_close(a), FV_OK);
+    o.witness_path = wit;
+    /* deleted: nothing is started afresh under a witness that has seen entries */
+    restore();
+    char names[64][40], path[256];
+    size_t n = files_of(adir, names, 64);
+    for (size_t i = 0; i < n; i++) {
+        file_path(path, sizeof path, names[i]);
+        unlink(path);
+    }
+    assert_int_equal(fv_audit_open(adir, &o, &a, err, sizeof err), FV_ECORRUPT);
+    assert_non_null(strstr(err, "no audit file"));
+    /* replaced: a fresh genesis after the old last seq and an unsigned retention claim */
+    restore();
+    struct fv_audit_report r = expect(FV_OK, pub, wit, NULL, 0, NULL);
+    n = files_of(adir, names, 64);
+    for (size_t i = 0; i < n; i++) {
+        file_path(path, sizeof path, names[i]);
+        unlink(path);
+    }
+    char fname[40], g[512], ret[512], gh[65];
+    uint64_t s0 = r.last_seq + 1;
+    snprintf(fname, sizeof fname, "audit-%016llx.jsonl", (unsigned long long)s0);
+    file_path(path, sizeof path, fname);
+    snprintf(g, sizeof g,
+             "{\"seq\":%llu,\"ts\":%llu,\"prev\":\"%064d\",\"kind\":\"genesis\",\"prev_file\":"
+             "\"\",\"last_checkpoint\":0,\"hash\":\"%064d\"}",
+             (unsigned long long)s0, (unsigned long long)c.now, 0, 0);
+    rehash(g);
+    memcpy(gh, g + strlen(g) - 66, 64);
+    gh[64] = '\0';
+    snprintf(ret, sizeof ret,
+             "{\"seq\":%llu,\"ts\":%llu,\"prev\":\"%s\",\"kind\":\"admin\",\"action\":"
+             "\"audit.retention\",\"principal\":\"fleetvault\",\"result\":\"allow\",\"extra\":"
+             "{\"through\":%llu},\"hash\":\"%064d\"}",
+             (unsigned long long)s0 + 1, (unsigned long long)c.now, gh, (unsigned long long)s0 - 1,
+             0);
+    rehash(ret);
+    struct lines ls = {0};
+    ls.l[ls.n++] = strdup(g);
+    ls.l[ls.n++] = strdup(ret);
+    write_lines(path, &ls);
+    free_lines(&ls);
+    expect(FV_ECORRUPT, pub, NULL, fname, 1, "no signed checkpoint");
+    expect(FV_ECORRUPT, NULL, wit, fname, 1, "never saw");
+    assert_int_equal(fv_audit_open(adir, &o, &a, err, sizeof err), FV_ECORRUPT);
+    assert_non_null(strstr(err, "witness holds seq"));
+}
+
 static void test_torn_tail_cut_on_open(void **state)
 {
     (void)state;
@@ -772,7 +839,7 @@ static void test_reopen_continues(void **state)
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     r = expect(FV_OK, pub, wit, NULL, 0, NULL);
     assert_int_equal(r.last_seq, last + 3);
-    assert_int_equal(r.unproven, 3);
+    assert_int_equal(r.unproven, 0); /* each entry reached the witness as it was synced (A14) */
     assert_int_equal(fv_audit_open(adir, &o, &a, err, sizeof err), FV_OK);
     assert_int_equal(fv_audit_last_seq(a), last + 4); /* the checkpoint on open */
     /* a second writer is refused */
@@ -1036,12 +1103,17 @@ static void test_checkpoints_by_count_and_time(void **state)
     struct fv_audit_report r = expect(FV_OK, pub, wit, NULL, 0, "chain intact");
     assert_int_equal(r.checkpoints, 5);
     assert_int_equal(r.witness_matched, 5);
-    /* the witness holds exactly the checkpoint lines */
+    /* the witness holds the checkpoint lines, and a head line per other entry (A14) */
     struct lines ls;
     read_lines(wit, &ls);
-    assert_int_equal(ls.n, 5);
-    for (size_t i = 0; i < ls.n; i++)
-        assert_non_null(strstr(ls.l[i], "\"kind\":\"checkpoint\""));
+    size_t cps = 0;
+    for (size_t i = 0; i < ls.n; i++) {
+        cps += strstr(ls.l[i], "\"kind\":\"checkpoint\"") != NULL;
+        assert_true(strstr(ls.l[i], "\"kind\":\"checkpoint\"") ||
+                    strstr(ls.l[i], "\"kind\":\"head\""));
+    }
+    assert_int_equal(cps, 5);
+    assert_int_equal(r.witness_heads, ls.n - 5);
     free_lines(&ls);
 }
 
@@ -1270,6 +1342,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_keygen_failure_leaves_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_disk_refuses_one_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keys_and_witness_placement, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_refuses_what_the_witness_contradicts, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_parse_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli, setup, teardown),
     };

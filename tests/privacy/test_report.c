@@ -504,7 +504,7 @@ static void test_no_catalog_and_bad_policy(void **state)
     const json_t *w = json_object_get(r, "warnings");
     assert_true(any_contains(w, "no catalog"));
     /* FV_MASTER_KEY instead of a key file: the gaps that leaves. */
-    assert_true(any_contains(w, "erasure list is kept only inside the data directory"));
+    assert_true(any_contains(w, "erasure is refused until FV_TOMBSTONE_DIR"));
     assert_true(any_contains(w, "audit signing key is kept inside the data directory"));
     char want[200];
     snprintf(want, sizeof want, "%s/none/audit-signing.pem", dir);
