@@ -489,7 +489,7 @@ void fv_api_export(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const 
                    struct fv_http_response *out)
 {
     struct xctx *x = calloc(1, sizeof *x);
-    char err[256], ps[16], msg[300];
+    char err[256], per[16], msg[300];
     if (x == NULL) {
         x_error(out, 500, "out of memory");
         return;
@@ -501,10 +501,10 @@ void fv_api_export(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const 
     snprintf(x->log_id, sizeof x->log_id, "dev-%s", ps); /* never the VIN in a log line */
     snprintf(x->root, sizeof x->root, "fleetvault-export-%s", device);
     /* One data subject: the owner period asked for (period=N), else the current owner's. */
-    if (fv_query_param(v->query, "period", ps, sizeof ps)) {
+    if (fv_query_param(v->query, "period", per, sizeof per)) {
         char *e;
-        long n = strtol(ps, &e, 10);
-        if (*e || e == ps || n < 1 || n > 1000000) {
+        long n = strtol(per, &e, 10);
+        if (*e || e == per || n < 1 || n > 1000000) {
             x_error(out, 400, "bad period: an owner period's number (1, 2, ...)");
             goto fail;
         }
