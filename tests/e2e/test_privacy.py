@@ -38,15 +38,15 @@ POLICY = t.test_policy({
 })
 
 
-def send(srv, env, dev, n, t0=T0, first=0):
-    """n records of dev, the i-th (from first) at t0 + i s."""
+def send(srv, env, dev, n, t0=T0, first=0, step=1000):
+    """n records of dev, the i-th (from first) at t0 + i * step ms."""
     path = os.path.join(env.certs.dir, "devices", dev + ".crt")
     if not os.path.exists(path):
         env.certs.device(dev)
     ws = t.WS(srv.port, path, path[:-4] + ".key", env.certs.ca)
     for i in range(first, first + n):
         d = [(SOC, 50.0 + i), (LOC, (LAT + i * 1e-5, LON))]
-        ws.send(t.fb_envelope(f"{dev}-{i}".encode(), b"V", t.v_payload(d, t0 + i * 1000)))
+        ws.send(t.fb_envelope(f"{dev}-{i}".encode(), b"V", t.v_payload(d, t0 + i * step)))
     for _ in range(n):
         _, p = ws.recv()
         assert t.fb_decode(p)["message_type"] == 5
@@ -314,11 +314,14 @@ def test_consent_and_owner_periods():
         # Consent given now: only what was collected since is served, under a pseudonym;
         # before it, never.
         consent(srv, A, "model_training", "give")
-        send(srv, env, A, 5, t1 + 20000, first=5)
+        # created after the grant, and before the owner change below (an export serves the
+        # records created within its owner period)
+        t2 = int(time.time() * 1000) - 500
+        send(srv, env, A, 5, t2, first=5, step=100)
         st, body = srv.http(q, token=ml, purpose="model_training")
         assert st == 200 and A.encode() not in body, body
         b = json.loads(body)
-        assert [r["t"] for r in b["rows"]] == [t1 + 20000 + i * 1000 for i in range(5, 10)], b
+        assert [r["t"] for r in b["rows"]] == [t2 + i * 100 for i in range(5, 10)], b
         # Fleet reads leave out subjects without consent (B never gave any).
         send(srv, env, B, 3)
         st, b = get(srv, "/api/v1/fleet?signal=Soc", ml, "model_training")
@@ -334,6 +337,7 @@ def test_consent_and_owner_periods():
         assert "model_training" in json.dumps(shown), shown
 
         # A new owner: a new subject with its own key; service reads see only their period.
+        time.sleep(max(0.0, (t2 + 1000 - time.time() * 1000) / 1000))
         subject(srv, "owner", A, "customer-2")
         time.sleep(1.3)  # the server notices the registry changed (at most a second)
         path = os.path.join(env.certs.dir, "devices", A + ".crt")
