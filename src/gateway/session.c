@@ -24,6 +24,7 @@
 #include "wal/wal_format.h"
 #include "wire/envelope.h"
 #include "wire/payload.h"
+#include "wire/site.h"
 
 #define ERR_TEXT_FORMAT "incorrect message format"
 #define ERR_TEXT_RATE   "rate limit exceeded"
@@ -463,10 +464,20 @@ static void handle_message(struct session *s, const unsigned char *msg, size_t l
     }
     struct fv_buf norm = {0};
     struct fv_vrecord v = {0};
-    int is_v = bytes_eq(&env.topic, FV_TOPIC_V);
-    if (fv_payload_normalise((const char *)env.topic.p, env.topic.len, env.payload.p,
-                             env.payload.len, s->ident.device_id, &norm, &v, err,
-                             sizeof err) != FV_OK) {
+    /* A site sample (wire/site.h) is stored as the V record of its signals. */
+    int is_site = bytes_eq(&env.topic, FV_TOPIC_SITE);
+    if (is_site && s->ident.type_code != FV_CT_ENERGY_DEVICE) {
+        send_error(s, FV_REJ_TOPIC, &env.txid, "topic site is for energy devices");
+        return;
+    }
+    int is_v = is_site || bytes_eq(&env.topic, FV_TOPIC_V);
+    const char *topic = is_site ? FV_TOPIC_V : (const char *)env.topic.p;
+    size_t topic_len = is_site ? strlen(FV_TOPIC_V) : env.topic.len;
+    int rc = is_site ? fv_site_normalise(env.payload.p, env.payload.len, s->ident.device_id, &norm,
+                                         &v, err, sizeof err)
+                     : fv_payload_normalise(topic, topic_len, env.payload.p, env.payload.len,
+                                            s->ident.device_id, &norm, &v, err, sizeof err);
+    if (rc != FV_OK) {
         send_error(s, FV_REJ_PAYLOAD, &env.txid, err);
         goto done;
     }
@@ -486,9 +497,8 @@ static void handle_message(struct session *s, const unsigned char *msg, size_t l
     }
     uint64_t now = fv_now_ms();
     uint64_t t = (is_v && v.created_at_ms) ? v.created_at_ms : now;
-    int64_t seq =
-        log_put(ing, s, v.is_resend ? FV_WAL_F_RESEND : 0, (const char *)env.topic.p, env.topic.len,
-                env.txid.p, env.txid.len, &norm, is_v ? &v : NULL, (int64_t)t, now);
+    int64_t seq = log_put(ing, s, v.is_resend ? FV_WAL_F_RESEND : 0, topic, topic_len, env.txid.p,
+                          env.txid.len, &norm, is_v ? &v : NULL, (int64_t)t, now);
     if (seq < 0) {
         send_error(s, FV_REJ_STORAGE, &env.txid, fv_strerror((int)seq));
         goto done;
@@ -497,7 +507,7 @@ static void handle_message(struct session *s, const unsigned char *msg, size_t l
     fv_fleet_lock(ing->d.fleet); /* F1 */
     fv_device_apply(dev, t, now, is_v ? &v : NULL);
     fv_fleet_unlock(ing->d.fleet);
-    m->records_stored[fv_metrics_topic_slot((const char *)env.topic.p, env.topic.len)]++;
+    m->records_stored[fv_metrics_topic_slot(topic, topic_len)]++;
     m->datums_stored += v.n;
     queue_ack(s, (uint64_t)seq, &env.txid, &env.topic);
 done:

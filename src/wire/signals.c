@@ -4,10 +4,11 @@
 #include <string.h>
 
 #include "wire/signals.h"
+#include "wire/site.h"
 
 const char *fv_signal_name(unsigned n)
 {
-    return n < fv_signal_count ? fv_signal_names[n] : NULL;
+    return n < fv_signal_count ? fv_signal_names[n] : fv_site_signal_name(n);
 }
 
 long fv_signal_lookup(const char *name)
@@ -20,6 +21,8 @@ long fv_signal_lookup(const char *name)
     }
     for (unsigned i = 0; i < fv_signal_count; i++)
         if (strcmp(fv_signal_names[i], name) == 0) return (long)i;
+    for (unsigned n = FV_SIG_SITE_FIRST; n < FV_SIG_SITE_END; n++)
+        if (strcmp(fv_site_signal_name(n), name) == 0) return (long)n;
     return -1;
 }
 

@@ -3,7 +3,8 @@
  *
  * The tables are generated from the protocol notes by tools/gen_wire.py. Numbers beyond the
  * table are valid signals from newer firmware: they have no name here and are printed as
- * their number. All functions are pure and thread-safe.
+ * their number, except fleetvault's own site signals (wire/site.h, 60001 and up). All
+ * functions are pure and thread-safe.
  */
 #ifndef FV_WIRE_SIGNALS_H
 #define FV_WIRE_SIGNALS_H
