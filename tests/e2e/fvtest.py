@@ -530,6 +530,21 @@ def pb_value(v):
     raise TypeError(v)
 
 
+def site_payload(created_ms=None, battery_kw=2.0, energy_kwh=10.0, capacity_kwh=13.5,
+                 reserve_pct=20.0, solar_kw=3.0, load_kw=1.0, grid_kw=-4.0, mode=1,
+                 inverter_kw=5.0, export_limit_kw=4.0, site_id=""):
+    """A SiteTelemetry payload (src/wire/site.proto), encoded by hand."""
+    created_ms = int(time.time() * 1000) if created_ms is None else created_ms
+    d = lambda num, v: pb_field(num, 1, struct.pack("<d", v))
+    out = pb_len(1, site_id.encode()) if site_id else b""
+    out += pb_len(2, pb_field(1, 0, pb_varint(created_ms // 1000)) +
+                  pb_field(2, 0, pb_varint((created_ms % 1000) * 1000000)))
+    out += d(3, battery_kw) + d(4, energy_kwh) + d(5, capacity_kwh) + d(6, reserve_pct)
+    out += d(7, solar_kw) + d(8, load_kw) + d(9, grid_kw)
+    out += pb_field(10, 0, pb_varint(mode)) + d(11, inverter_kw) + d(12, export_limit_kw)
+    return out
+
+
 def v_payload(datums, created_ms=None, vin="", is_resend=False):
     created_ms = int(time.time() * 1000) if created_ms is None else created_ms
     out = b""
