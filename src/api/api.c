@@ -471,6 +471,11 @@ static void get_metrics(const struct fv_api_view *v, struct fv_http_response *r)
     COUNTER("fleetvault_http_auth_throttled_total",
             "API requests refused (429) from an address with too many failed authentications.",
             m->http_auth_throttled);
+    COUNTER("fleetvault_downlink_sent_total", "Messages to devices handed to their connection.",
+            m->downlink_sent);
+    COUNTER("fleetvault_downlink_dropped_total",
+            "Messages to devices dropped: the device was not connected (the sender resends).",
+            m->downlink_dropped);
 #undef COUNTER
 #undef GAUGE
 }

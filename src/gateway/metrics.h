@@ -51,6 +51,8 @@ struct fv_metrics {
     fv_counter shredded_records; /* records whose data key was destroyed (erased) */
     fv_counter http_requests, http_unauthorized;
     fv_counter http_auth_throttled; /* 429: too many failed authentications (api/http.h H1) */
+    fv_counter downlink_sent;       /* messages to devices handed to a session */
+    fv_counter downlink_dropped;    /* messages to devices not connected (wire/downlink.h D1) */
 };
 
 /* Slot of a topic in records_stored. */

@@ -86,6 +86,7 @@ struct fv_ingest {
     int nclass_purposes[FV_STORE_MAX_CLASSES];
     struct fv_buf seal_buf, aad_buf; /* scratch for sealing */
     int paused;                      /* backpressure: sockets are not read */
+    const struct fv_downlink_listener *listener; /* D2, or NULL */
     uint64_t paced_ns, swept_ns;
 };
 
@@ -331,6 +332,21 @@ static int64_t log_put(struct fv_ingest *ing, const struct session *s, uint8_t f
     return seq;
 }
 
+/* D2: an accepted message of a topic the capability listens to is handed to it too. */
+static void listener_message(struct fv_ingest *ing, const struct session *s,
+                             const struct fv_bytes *topic, const struct fv_bytes *payload)
+{
+    const struct fv_downlink_listener *l = ing->listener;
+    if (l == NULL || l->on_message == NULL) return;
+    for (int i = 0; i < FV_DOWNLINK_MAX_TOPICS && l->topics[i]; i++)
+        if (bytes_eq(topic, l->topics[i])) {
+            char t[65];
+            snprintf(t, sizeof t, "%.*s", (int)topic->len, (const char *)topic->p);
+            l->on_message(l->arg, s->ident.device_id, t, payload->p, payload->len);
+            return;
+        }
+}
+
 /* Minimisation (issue 4): which store classes need consent, and for which purposes. */
 static void minimisation_init(struct fv_ingest *ing)
 {
@@ -510,6 +526,7 @@ static void handle_message(struct session *s, const unsigned char *msg, size_t l
     m->records_stored[fv_metrics_topic_slot(topic, topic_len)]++;
     m->datums_stored += v.n;
     queue_ack(s, (uint64_t)seq, &env.txid, &env.topic);
+    listener_message(ing, s, &env.topic, &env.payload);
 done:
     fv_vrecord_free(&v);
     fv_buf_free(&norm);
@@ -618,6 +635,8 @@ static int session_established(struct fv_ingest *ing, struct session *s, struct 
     fv_debug("device %s.%s connected (%s)", s->ident.client_type, log_name(s),
              s->netif[0] ? s->netif : "?");
     record_connectivity(s, 1);
+    if (ing->listener && ing->listener->on_connect)
+        ing->listener->on_connect(ing->listener->arg, s->ident.device_id);
     return 0;
 }
 
@@ -850,6 +869,11 @@ void fv_ingest_sweep(struct fv_ingest *ing)
             session_push_frame(s, "fv", 2, 1);
         }
     }
+}
+
+void fv_ingest_set_listener(struct fv_ingest *ing, const struct fv_downlink_listener *l)
+{
+    ing->listener = l;
 }
 
 int fv_ingest_downlink(struct fv_ingest *ing, const char *device_id, const void *msg, size_t len)

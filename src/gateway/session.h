@@ -37,6 +37,7 @@
 #include "gateway/fleet.h"
 #include "gateway/metrics.h"
 #include "wal/reclog.h"
+#include "wire/downlink.h"
 
 struct fv_keystore;
 struct fv_policy;
@@ -107,5 +108,8 @@ void fv_ingest_sweep(struct fv_ingest *ing);
 /* Downlink: queues one binary frame to a connected device (its newest session).
  * FV_ENOENT if not connected, FV_ELIMIT if its reply queue is full. */
 int fv_ingest_downlink(struct fv_ingest *ing, const char *device_id, const void *msg, size_t len);
+/* Sets the capability that hears devices' replies and connections (wire/downlink.h D2); at
+ * most one, set before the loop runs; NULL: none. The listener must outlive the ingest. */
+void fv_ingest_set_listener(struct fv_ingest *ing, const struct fv_downlink_listener *l);
 
 #endif

@@ -38,6 +38,7 @@
 #include "api/http.h"
 #include "crypto/certs.h"
 #include "crypto/keys.h"
+#include "gateway/downlink.h"
 #include "gateway/fleet.h"
 #include "gateway/metrics.h"
 #include "gateway/recovery.h"
@@ -69,6 +70,7 @@ struct fv_server {
     struct fv_fleet fleet;
     struct fv_metrics m;
     struct fv_ingest *ing;
+    struct fv_gw_downlink *downlink; /* the downlink seam's in-process side (wire/downlink.h) */
     struct fv_http_ctx http;
     char admin_token[80];
     struct fv_kek kek;
@@ -354,6 +356,7 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
      * ingest loop; the WAL writer makes it durable before the device's first record. */
     fv_keystore_defer_sync(srv->keys, 1);
     rc = fv_ingest_new(&deps, &srv->ing);
+    if (rc == FV_OK) rc = fv_gw_downlink_new(srv->ing, &srv->m, wake_loop, srv, &srv->downlink);
     if (rc) return rc;
     srv->http = (struct fv_http_ctx){.view = {.fleet = &srv->fleet,
                                               .metrics = &srv->m,
@@ -425,6 +428,7 @@ static int open_listeners(struct fv_server *srv, struct ev_loop *loop, char *err
 static void housekeeping(struct fv_server *srv, uint64_t *last_trim)
 {
     fv_ingest_refresh_keys(srv->ing); /* keys destroyed by the API: compaction purges them */
+    fv_gw_downlink_drain(srv->downlink);
     fv_store_tick(srv->store, srv->wal, store_key, srv, fv_now_ms());
     registry_poll(srv);
     fv_ingest_pace(srv->ing);
@@ -448,6 +452,7 @@ static void close_all(struct fv_server *srv, struct ev_loop *loop)
     if (ctx) lws_context_destroy(ctx);
     if (loop) ev_loop_destroy(loop);
     __atomic_store_n(&running, NULL, __ATOMIC_SEQ_CST);
+    fv_gw_downlink_free(srv->downlink);
     fv_ingest_free(srv->ing);
     fv_http_ctx_free(&srv->http);
     if (srv->wal) fv_wal_close(srv->wal);

@@ -9,8 +9,8 @@
 #include "wire/site.h"
 
 static const char *const site_names[FV_SITE_SIGNALS] = {
-    "SiteBatteryPower", "SiteEnergy", "SiteCapacity",      "SiteReserve",      "SiteSolarPower",
-    "SiteLoadPower",    "SiteGridPower", "SiteMode", "SiteInverterLimit", "SiteExportLimit"};
+    "SiteBatteryPower", "SiteEnergy",    "SiteCapacity", "SiteReserve",       "SiteSolarPower",
+    "SiteLoadPower",    "SiteGridPower", "SiteMode",     "SiteInverterLimit", "SiteExportLimit"};
 
 const char *fv_site_signal_name(unsigned n)
 {
@@ -72,9 +72,9 @@ int fv_site_decode(const unsigned char *p, size_t len, struct fv_site_sample *ou
         return FV_EPROTO;
     }
     if (m->created_at && m->created_at->seconds > 0)
-        out->created_at_ms = (uint64_t)m->created_at->seconds * 1000u +
-                             (uint64_t)(m->created_at->nanos > 0 ? m->created_at->nanos : 0) /
-                                 1000000u;
+        out->created_at_ms =
+            (uint64_t)m->created_at->seconds * 1000u +
+            (uint64_t)(m->created_at->nanos > 0 ? m->created_at->nanos : 0) / 1000000u;
     out->is_resend = m->is_resend ? 1 : 0;
     out->battery_kw = m->battery_kw;
     out->energy_kwh = m->energy_kwh;
@@ -127,8 +127,8 @@ int fv_site_to_vrecord(const struct fv_site_sample *s, const char *id, struct fv
         fv_vrecord_free(out);
         return FV_ENOMEM;
     }
-    const double d[] = {s->battery_kw,  s->energy_kwh, s->capacity_kwh, s->reserve_pct,
-                        s->solar_kw,    s->load_kw,    s->grid_kw,      (double)s->mode,
+    const double d[] = {s->battery_kw,  s->energy_kwh,     s->capacity_kwh, s->reserve_pct,
+                        s->solar_kw,    s->load_kw,        s->grid_kw,      (double)s->mode,
                         s->inverter_kw, s->export_limit_kw};
     for (size_t i = 0; i < FV_SITE_SIGNALS; i++) {
         struct fv_datum *x = &out->data[out->n++];

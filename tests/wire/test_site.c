@@ -73,7 +73,7 @@ static void test_checks(void **state)
         stmt;                                                                                      \
         err[0] = '\0';                                                                             \
         assert_int_equal(fv_site_check(&s, err, sizeof err), FV_EPROTO);                           \
-        if (strstr(err, word) == NULL) fail_msg("'%s' does not name %s", err, word);              \
+        if (strstr(err, word) == NULL) fail_msg("'%s' does not name %s", err, word);               \
     } while (0)
     REFUSED(s.capacity_kwh = -1, "capacity_kwh");
     REFUSED(s.capacity_kwh = 0, "capacity_kwh");
