@@ -188,6 +188,16 @@ int fv_config_load(struct fv_config *c, const char *path, char *err, size_t errl
                 fv_seterr(err, errlen, "%s: \"%s\": expected \"HOST:PORT\"", path, key);
                 goto done;
             }
+        } else if (strcmp(key, "vpp") == 0) {
+            char *text = json_is_object(val) ? json_dumps(val, JSON_COMPACT) : NULL;
+            if (text == NULL || strlen(text) >= sizeof c->vpp_json) {
+                fv_seterr(err, errlen, "%s: vpp: expected an object of at most %d bytes", path,
+                          FV_CONFIG_VPP_MAX - 1);
+                free(text);
+                goto done;
+            }
+            snprintf(c->vpp_json, sizeof c->vpp_json, "%s", text);
+            free(text);
         } else if (strcmp(key, "api_nice") == 0) {
             if (!json_is_integer(val) || json_integer_value(val) < 0 ||
                 json_integer_value(val) > 19) {

@@ -17,6 +17,8 @@
 #include "store/store.h"
 #include "util/ratelimit.h"
 
+#define FV_CONFIG_VPP_MAX 16384 /* the "vpp" object's JSON text, at most */
+
 struct fv_config {
     char data_dir[1024];
     char certs_dir[1024];
@@ -35,6 +37,9 @@ struct fv_config {
     int rate_limit_enabled;
     struct fv_store_config store;  /* its dir is set to DATA/store at start */
     char policy_file[1024];        /* access policy (privacy/policy.h); empty: built-in */
+    /* The "vpp" object as JSON text ("": none), parsed by the energy side (energy/vpp.h): the
+     * configuration layer does not know programs. */
+    char vpp_json[FV_CONFIG_VPP_MAX];
     char audit_key[1024];          /* audit signing key; empty: beside the master key file */
     char audit_witness[1024];      /* optional file outside DATA receiving every checkpoint */
     uint64_t audit_retention_ms;   /* delete audit files older than this (0: keep all) */
@@ -50,7 +55,7 @@ void fv_config_defaults(struct fv_config *c);
  * device_idle_timeout, api_nice, wal_segment_mb, rate_limits ({TOPIC: {per_second, burst}} or false),
  * store ({flush_interval, flush_datums, head_max_datums, wal_keep, compact_fanin, retention:
  * {CLASS: "30d"}, classes: {CLASS: [SIGNAL, ...]}}), policy, audit_key, audit_witness (paths),
- * audit_retention (a duration), location_privacy ({trim_m, trip_gap, stop_after, grid_m}). */
+ * audit_retention (a duration), vpp ({programs: {NAME: {...}}}: energy/program.h), location_privacy ({trim_m, trip_gap, stop_after, grid_m}). */
 int fv_config_load(struct fv_config *c, const char *path, char *err, size_t errlen);
 
 /* Parses "HOST:PORT" into host/port. */

@@ -1,0 +1,81 @@
+/*
+ * vpp.h - the virtual power plant service: enrolled sites, events, dispatch over the
+ * downlink, command tracking and live status (issue 10; docs/operations.md "Virtual power
+ * plant"). Programs and their rules are energy/program.h, the solver energy/dispatch.h.
+ *
+ * Life of an event: created through the API (checked against its program: season, window,
+ * length, the yearly hours cap; refused with a reason otherwise) and stored in DATA/vpp.db;
+ * every enrolled site of the program gets an event notice at once; at the start the solver
+ * plans a setpoint per site from each site's latest sample, and each site is sent a dispatch
+ * command (SiteCommand, wire/site.h) through the downlink (wire/downlink.h). The service
+ * then, every second:
+ *  V1 resends a command not acked within FV_VPP_RESEND_MS, and a site's current command at
+ *     once when it reconnects (the downlink delivers at most once, D1);
+ *  V2 plans again when a planned site goes short: offline (no sample for
+ *     FV_VPP_OFFLINE_MS), opted out, or able to deliver less than its setpoint (a raised
+ *     reserve) - at most every FV_VPP_REPLAN_MS - so the others cover it;
+ *  V3 records the fleet's delivered kW (the sum of planned sites' battery discharge in their
+ *     latest samples) against the target, one point per FV_VPP_TRACK_MS;
+ *  V4 ends the event at its end time; a cancelled event sends every planned site a cancel.
+ * Sites are known from their `site` samples and enrolled per program (DATA/vpp.db); owners
+ * opt out per event, even mid-event (V2 re-plans without them).
+ *
+ * Threads: the service runs its own thread (a capability worker). fv_vpp_* calls from the
+ * API thread take the service's mutex for short, in-memory work plus one SQLite commit; the
+ * downlink listener (fv_vpp_listener) runs on the ingest loop and only appends to an inbox
+ * under its own mutex, so the ingest loop never waits for planning.
+ */
+#ifndef FV_ENERGY_VPP_H
+#define FV_ENERGY_VPP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "energy/program.h"
+#include "wire/downlink.h"
+
+#define FV_VPP_RESEND_MS  10000
+#define FV_VPP_OFFLINE_MS 30000
+#define FV_VPP_REPLAN_MS  5000
+#define FV_VPP_TRACK_MS   5000
+#define FV_VPP_ID_MAX     48
+
+struct fv_vpp;
+
+/* Opens the service: programs from vpp_json (the config's "vpp" object text; "" = the
+ * default ELRP A.4 program, named "elrp"), events and enrolments from db_path, and starts
+ * its thread. dl: how commands reach sites. FV_OK, FV_EINVAL (err names the bad key), FV_EIO. */
+int fv_vpp_open(const char *vpp_json, const char *db_path, struct fv_downlink dl,
+                struct fv_vpp **out, char *err, size_t errlen);
+/* Stops the thread and frees the service. NULL is ignored. */
+void fv_vpp_close(struct fv_vpp *v);
+/* The listener to give the ingest (gateway/session.h fv_ingest_set_listener): `site` samples,
+ * `site_command_ack` replies, connections. Valid until fv_vpp_close. */
+const struct fv_downlink_listener *fv_vpp_listener(struct fv_vpp *v);
+
+/* Enrols a site in a program (FV_ENOENT: no such program). */
+int fv_vpp_enroll(struct fv_vpp *v, const char *site, const char *program, char *err,
+                  size_t errlen);
+/* Creates an event: target_kw > 0, or max != 0 for every site at its maximum. FV_OK with its
+ * id; FV_EINVAL with the reason (unknown program, the program's rules, a bad target). */
+int fv_vpp_event_create(struct fv_vpp *v, const char *program, int64_t start_ms, int64_t end_ms,
+                        double target_kw, int max, char id[FV_VPP_ID_MAX], char *reason,
+                        size_t len);
+/* Cancels a scheduled or active event. FV_ENOENT, FV_ESTATE (over already), FV_OK. */
+int fv_vpp_event_cancel(struct fv_vpp *v, const char *id);
+/* The owner of site opts it out of event (at once, even mid-event). FV_ENOENT, FV_OK. */
+int fv_vpp_opt_out(struct fv_vpp *v, const char *site, const char *event, char *err,
+                   size_t errlen);
+
+/* JSON views (new references): every event; one event with its per-site status and its
+ * tracked delivery (NULL: no such event). Site ids are the devices' ids: the API replaces
+ * them as the caller's obligations say. */
+json_t *fv_vpp_events_json(struct fv_vpp *v);
+json_t *fv_vpp_event_json(struct fv_vpp *v, const char *id);
+
+/* Runs one turn of the service's work now (tests; the thread does it every second). */
+void fv_vpp_tick(struct fv_vpp *v, int64_t now_ms);
+
+#endif
