@@ -100,7 +100,7 @@ int fv_vpp_utc_of_local(const struct fv_vpp_program *p, int32_t date, int hour, 
                         int64_t *utc_ms)
 {
     int y = date / 10000, m = date / 100 % 100, d = date % 100;
-    if (date <= 0 || m < 1 || m > 12 || d < 1 || d > 31 || hour < 0 || hour > 24 || minute < 0 ||
+    if (date <= 0 || m < 1 || m > 12 || d < 1 || d > 31 || hour < 0 || hour > 23 || minute < 0 ||
         minute > 59)
         return FV_EINVAL;
     UCalendar *c = cal_open(p->tz);
@@ -109,10 +109,12 @@ int fv_vpp_utc_of_local(const struct fv_vpp_program *p, int32_t date, int hour, 
     ucal_setDateTime(c, y, m - 1, d, hour, minute, 0, &st);
     ucal_set(c, UCAL_MILLISECOND, 0);
     UDate t = ucal_getMillis(c, &st);
+    /* The lenient calendar would read 02-31 as 03-03: a date that does not read back is bad. */
+    struct fv_vpp_local l;
+    int rc = U_FAILURE(st) || cal_read(c, &l) != FV_OK || l.date != date ? FV_EINVAL : FV_OK;
     ucal_close(c);
-    if (U_FAILURE(st)) return FV_EINVAL;
-    *utc_ms = (int64_t)t;
-    return FV_OK;
+    if (rc == FV_OK) *utc_ms = (int64_t)t;
+    return rc;
 }
 
 int fv_vpp_days_back(const struct fv_vpp_program *p, int64_t utc_ms, int days_back, int64_t *out_ms,

@@ -245,6 +245,10 @@ static void test_local_time(void **state)
     assert_int_equal(fv_vpp_utc_of_local(&p, 20260307, 16, 30, &t), FV_OK);
     assert_true(t == utc(2026, 3, 8, 0, 30));
     assert_int_equal(fv_vpp_utc_of_local(&p, 20261399, 16, 0, &t), FV_EINVAL);
+    assert_int_equal(fv_vpp_utc_of_local(&p, 20260231, 16, 0, &t), FV_EINVAL);
+    /* 02:30 does not exist on 2026-03-08: read as 03:30 PDT (10:30Z). */
+    assert_int_equal(fv_vpp_utc_of_local(&p, 20260308, 2, 30, &t), FV_OK);
+    assert_true(t == utc(2026, 3, 8, 10, 30));
     /* The same wall-clock hour on prior days, across the change. */
     int32_t d;
     assert_int_equal(fv_vpp_days_back(&p, utc(2026, 3, 9, 23, 0), 1, &t, &d), FV_OK);
