@@ -184,6 +184,33 @@ int fv_vpp_baseline(const struct fv_vpp_baseline_plan *plan, const struct fv_vpp
     return FV_OK;
 }
 
+int fv_vpp_interval_energy(const int64_t *t_ms, const double *kw, size_t n, int64_t hold_ms,
+                           int positive_only, int64_t start_ms, size_t nint, double *kwh)
+{
+    if (start_ms % FV_VPP_INTERVAL_MS != 0 || hold_ms <= 0) return FV_EINVAL;
+    for (size_t i = 1; i < n; i++)
+        if (t_ms[i] < t_ms[i - 1]) return FV_EINVAL;
+    size_t j = 0; /* the last sample at or before the cursor, once one exists */
+    for (size_t k = 0; k < nint; k++) {
+        int64_t a = start_ms + (int64_t)k * FV_VPP_INTERVAL_MS, b = a + FV_VPP_INTERVAL_MS;
+        int64_t cur = a;
+        double kws = 0; /* kW x ms */
+        while (cur < b) {
+            while (j + 1 < n && t_ms[j + 1] <= cur)
+                j++;
+            if (j >= n || t_ms[j] > cur || isnan(kw[j])) break;
+            int64_t end = t_ms[j] + hold_ms < b ? t_ms[j] + hold_ms : b;
+            if (j + 1 < n && t_ms[j + 1] < end) end = t_ms[j + 1];
+            if (end <= cur) break; /* held too long ago: a gap */
+            double p = positive_only && !(kw[j] > 0) ? 0 : kw[j];
+            kws += p * (double)(end - cur);
+            cur = end;
+        }
+        kwh[k] = cur < b ? NAN : kws / 3600000.0;
+    }
+    return FV_OK;
+}
+
 int fv_vpp_outage_dates(const struct fv_vpp_program *p, int64_t start_ms, const double *kwh,
                         size_t n, int32_t *dates, size_t cap, size_t *ndates)
 {

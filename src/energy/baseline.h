@@ -2,7 +2,8 @@
  * baseline.h - interval energy and baselines: what a site would have done without the event,
  * and the incremental kWh it is paid for.
  *
- * Data: 5-minute interval energy (kWh per interval, NaN = missing). The event's start and
+ * Data: 5-minute interval energy (kWh per interval, NaN = missing), made from telemetry by
+ * fv_vpp_interval_energy. The event's start and
  * end fall on 5-minute boundaries. A baseline plan (one per event, built with the program's
  * time zone) names, for the event day (day 0) and each of the program's lookback_days prior
  * local days (day k = k calendar days back, newest first), one window of win_len intervals:
@@ -103,6 +104,16 @@ struct fv_vpp_baseline_result {
  * series. */
 int fv_vpp_baseline(const struct fv_vpp_baseline_plan *plan, const struct fv_vpp_site_series *s,
                     struct fv_vpp_baseline_result *r);
+
+/* Interval energy from telemetry: kWh per 5-minute interval for nint intervals from start_ms
+ * (5-minute aligned) out of power samples kw[i] at t_ms[i] (ascending; equal times: the last
+ * wins). Each sample's power holds until the next sample, for at most hold_ms; an interval
+ * not covered whole by held samples (a gap, before the first sample, a NaN power) is NaN,
+ * i.e. missing: it is never estimated. positive_only: only power > 0 counts (battery kW,
+ * + discharge, gives the discharge; grid kW, + import, as it is gives the net load). Pure;
+ * FV_OK, FV_EINVAL (unaligned start, hold_ms <= 0, times not ascending). */
+int fv_vpp_interval_energy(const int64_t *t_ms, const double *kw, size_t n, int64_t hold_ms,
+                           int positive_only, int64_t start_ms, size_t nint, double *kwh);
 
 /* Outage days of a contiguous series of n intervals from start_ms (5-minute aligned): the
  * local dates (program p's zone) on which more than p->outage_missing of the covered

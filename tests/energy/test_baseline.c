@@ -214,6 +214,44 @@ static void test_few_days(void **state)
     assert_int_equal(fv_vpp_baseline(&f.plan, NULL, &r), FV_EINVAL);
 }
 
+static void test_interval_energy(void **state)
+{
+    (void)state;
+    int64_t t0 = utc(2026, 8, 17, 23, 0), S = 1000;
+    const int64_t t[] = {t0, t0 + 60 * S, t0 + 240 * S, t0 + 300 * S, t0 + 330 * S, t0 + 400 * S};
+    const double kw[] = {2, 4, -1, 3, NAN, 1};
+    double e[4];
+    /* Held up to 5 min: [0, 300 s) is 2 kW x 60 s + 4 x 180 - 1 x 60 = 780 kWs; the next
+     * meets a NaN power at 330 s; the third a gap after 400 + 300 s; the last no sample. */
+    assert_int_equal(fv_vpp_interval_energy(t, kw, 6, 300 * S, 0, t0, 4, e), FV_OK);
+    CLOSE(e[0], 780.0 / 3600);
+    assert_true(isnan(e[1]) && isnan(e[2]) && isnan(e[3]));
+    /* Discharge only (battery kW, + discharge): the -1 kW minute counts 0. */
+    assert_int_equal(fv_vpp_interval_energy(t, kw, 6, 300 * S, 1, t0, 1, e), FV_OK);
+    CLOSE(e[0], 840.0 / 3600);
+    /* Held up to 2 min: 180-240 s is uncovered. Before the first sample: missing. */
+    assert_int_equal(fv_vpp_interval_energy(t, kw, 6, 120 * S, 0, t0, 1, e), FV_OK);
+    assert_true(isnan(e[0]));
+    assert_int_equal(fv_vpp_interval_energy(t, kw, 6, 300 * S, 0, t0 - 300 * S, 2, e), FV_OK);
+    assert_true(isnan(e[0]));
+    CLOSE(e[1], 780.0 / 3600);
+    assert_int_equal(fv_vpp_interval_energy(t, kw, 0, 300 * S, 0, t0, 1, e), FV_OK);
+    assert_true(isnan(e[0]));
+    /* 1 Hz at 6 kW for 10 minutes: 0.5 kWh an interval, exactly. */
+    int64_t tt[600];
+    double p[600];
+    for (int i = 0; i < 600; i++) {
+        tt[i] = t0 + i * S;
+        p[i] = 6;
+    }
+    assert_int_equal(fv_vpp_interval_energy(tt, p, 600, 2 * S, 1, t0, 2, e), FV_OK);
+    assert_true(e[0] == 0.5 && e[1] == 0.5);
+    assert_int_equal(fv_vpp_interval_energy(t, kw, 6, 300 * S, 0, t0 + 1, 1, e), FV_EINVAL);
+    assert_int_equal(fv_vpp_interval_energy(t, kw, 6, 0, 0, t0, 1, e), FV_EINVAL);
+    const int64_t back[] = {t0 + S, t0};
+    assert_int_equal(fv_vpp_interval_energy(back, kw, 2, 300 * S, 0, t0, 1, e), FV_EINVAL);
+}
+
 static void test_outage_dates(void **state)
 {
     (void)state;
@@ -252,7 +290,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plan_windows),       cmocka_unit_test(test_a4),
         cmocka_unit_test(test_group_a_adjustment), cmocka_unit_test(test_few_days),
-        cmocka_unit_test(test_outage_dates),
+        cmocka_unit_test(test_interval_energy),    cmocka_unit_test(test_outage_dates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
