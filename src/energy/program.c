@@ -314,8 +314,13 @@ int fv_vpp_programs_parse(const struct json_t *programs, struct fv_vpp_program *
     char want[256];
     json_object_foreach((json_t *)programs, name, prog)
     {
-        if (strlen(name) == 0 || strlen(name) >= FV_VPP_NAME_MAX) {
-            fv_seterr(err, errlen, "vpp.programs: a program's name must have 1 to %d characters",
+        /* Names travel in URLs, CSV and logs: a plain word. */
+        if (strlen(name) == 0 || strlen(name) >= FV_VPP_NAME_MAX ||
+            strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=
+                strlen(name)) {
+            fv_seterr(err, errlen,
+                      "vpp.programs: a program's name has 1 to %d letters, digits, '.', '_' or "
+                      "'-'",
                       FV_VPP_NAME_MAX - 1);
             goto fail;
         }

@@ -61,7 +61,8 @@ void fv_vpp_program_defaults(struct fv_vpp_program *p, const char *name);
  * "10-31"], window ["16:00", "21:00"], event_length ["1h", "5h"], yearly_hours_cap 60,
  * rate 2.00, currency "USD", baseline "group_a" | "a4_discharge", baseline_days 10,
  * min_eligible_days 10, baseline_lookback_days 45, adjustment_bounds [1.00, 1.40],
- * adjustment_hours 3, outage_missing_intervals 12. An unknown key, a bad value or an empty
+ * adjustment_hours 3, outage_missing_intervals 12. A name has 1-63 of [A-Za-z0-9._-]. An
+ * unknown key, a bad value or an empty
  * programs object fails with FV_EINVAL and a message in err naming the program and the key
  * ("vpp.programs.elrp.window: ..."); FV_ENOMEM. On success the caller frees *out with free().
  * programs is a jansson json_t *. */

@@ -97,6 +97,8 @@ static void test_parse_errors(void **state)
         {"{}", "vpp.programs: expected an object"},
         {"[]", "vpp.programs: expected an object"},
         {"{\"elrp\": 3}", "vpp.programs.elrp: expected an object"},
+        {"{\"a,b\": {}}", "vpp.programs: a program's name has 1 to 63"},
+        {"{\"\": {}}", "vpp.programs: a program's name has 1 to 63"},
         {"{\"elrp\": {\"windows\": [\"16:00\", \"21:00\"]}}",
          "vpp.programs.elrp.windows: unknown key"},
         {"{\"elrp\": {\"timezone\": \"America/Springfield\"}}",
