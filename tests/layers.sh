@@ -11,13 +11,14 @@ declare -A allowed=(
     [crypto]="util os"
     [wal]="util os crypto wire"
     [store]="util os crypto wire wal"
-    [config]="util wire store"
+    [energy]="util"
+    [config]="util wire store energy"
     [privacy]="util os crypto wire wal store config"
-    [gateway]="util os crypto wire wal store config privacy"
-    [api]="util os crypto wire wal store config privacy gateway"
-    [server]="util os crypto wire wal store config privacy gateway api"
+    [gateway]="util os crypto wire wal store config privacy energy"
+    [api]="util os crypto wire wal store config privacy gateway energy"
+    [server]="util os crypto wire wal store config privacy gateway api energy"
     [sim]="util os crypto wire"
-    [cli]="util os crypto wire wal store config privacy gateway api server sim"
+    [cli]="util os crypto wire wal store config privacy gateway api server sim energy"
 )
 bad=0
 for dir in */; do
