@@ -114,6 +114,11 @@ static void respond_error(struct fv_http_response *r, int status, const char *ms
     respond_json(r, status, json_pack("{s:s}", "error", msg));
 }
 
+void fv_api_respond(struct fv_http_response *r, int status, json_t *j)
+{
+    respond_json(r, status, j);
+}
+
 uint32_t fv_api_signal_class(const struct fv_api_view *v, uint32_t field)
 {
     if (v->store_cfg == NULL || v->guard == NULL) return 1;
@@ -582,14 +587,16 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
                   strcmp(path, "/api/v1/exports") == 0 || strcmp(path, "/api/v1/principals") == 0 ||
                   match_path(path, "/api/v1/principals/", "/revoke", idbuf) ||
                   match_path(path, "/api/v1/subjects/", "/consent", idbuf) ||
-                  match_path(path, "/api/v1/exports/", "/approve", idbuf);
+                  match_path(path, "/api/v1/exports/", "/approve", idbuf) ||
+                  strncmp(path, "/api/v1/vpp/", 12) == 0; /* vpp_api.c says which */
     if (strcmp(method, "GET") != 0 && !(post_ok && strcmp(method, "POST") == 0)) {
         respond_error(out, 405,
                       post_ok ? "method not allowed: use POST"
                               : "method not allowed: this endpoint is read-only (GET)");
         return;
     }
-    if (post_ok && strcmp(method, "POST") != 0 && strcmp(path, "/api/v1/principals") != 0) {
+    if (post_ok && strcmp(method, "POST") != 0 && strcmp(path, "/api/v1/principals") != 0 &&
+        strncmp(path, "/api/v1/vpp/", 12) != 0) {
         respond_error(out, 405, "method not allowed: use POST");
         return;
     }
@@ -733,6 +740,10 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         respond_json(out, 200,
                      json_pack("{s:s,s:s,s:I}", "purpose", purpose, "change", change, "at_ms",
                                (json_int_t)at));
+        return;
+    }
+    if (strncmp(p, "/v1/vpp/", 8) == 0 || strcmp(p, "/v1/vpp") == 0) {
+        fv_api_vpp(v, &ctx, method, p + 7, out);
         return;
     }
     if (match_path(p, "/v1/subjects/", "/export", name)) {

@@ -36,6 +36,8 @@ struct fv_guard;
 struct fv_guard_ctx;
 struct fv_store_config;
 struct fv_exports;
+struct fv_vpp;
+typedef struct json_t json_t;
 
 struct fv_api_view {
     const struct fv_fleet *fleet;
@@ -54,6 +56,7 @@ struct fv_api_view {
     void *erase_arg;
     const char *audit_dir;      /* DATA/audit (subject exports include their access log) */
     struct fv_exports *exports; /* bulk exports (api/exports.h) */
+    struct fv_vpp *vpp;         /* the virtual power plant (energy/vpp.h); NULL: none */
 };
 
 /* A response is either whole (body) or streamed: when more is set, the transport sends
@@ -71,6 +74,11 @@ struct fv_http_response {
 
 void fv_api_handle(const struct fv_api_view *v, const char *method, const char *path,
                    const char *authorization, struct fv_http_response *out);
+/* Answers with j as JSON (consumed; NULL: 500). */
+void fv_api_respond(struct fv_http_response *r, int status, json_t *j);
+/* /api/v1/vpp/... (api/vpp_api.c); sub is the path after "/v1/vpp". */
+void fv_api_vpp(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *method,
+                const char *sub, struct fv_http_response *out);
 
 /* The policy class bit of a signal (its store class), and of every signal class. */
 uint32_t fv_api_signal_class(const struct fv_api_view *v, uint32_t field);

@@ -66,8 +66,7 @@ int fv_vpp_event_create(struct fv_vpp *v, const char *program, int64_t start_ms,
 /* Cancels a scheduled or active event. FV_ENOENT, FV_ESTATE (over already), FV_OK. */
 int fv_vpp_event_cancel(struct fv_vpp *v, const char *id);
 /* The owner of site opts it out of event (at once, even mid-event). FV_ENOENT, FV_OK. */
-int fv_vpp_opt_out(struct fv_vpp *v, const char *site, const char *event, char *err,
-                   size_t errlen);
+int fv_vpp_opt_out(struct fv_vpp *v, const char *site, const char *event, char *err, size_t errlen);
 
 /* JSON views (new references): every event; one event with its per-site status and its
  * tracked delivery (NULL: no such event). Site ids are the devices' ids: the API replaces

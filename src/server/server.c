@@ -38,6 +38,7 @@
 #include "api/http.h"
 #include "crypto/certs.h"
 #include "crypto/keys.h"
+#include "energy/vpp.h"
 #include "gateway/downlink.h"
 #include "gateway/fleet.h"
 #include "gateway/metrics.h"
@@ -71,6 +72,7 @@ struct fv_server {
     struct fv_metrics m;
     struct fv_ingest *ing;
     struct fv_gw_downlink *downlink; /* the downlink seam's in-process side (wire/downlink.h) */
+    struct fv_vpp *vpp;              /* the virtual power plant (energy/vpp.h) */
     struct fv_http_ctx http;
     char admin_token[80];
     struct fv_kek kek;
@@ -358,6 +360,11 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
     rc = fv_ingest_new(&deps, &srv->ing);
     if (rc == FV_OK) rc = fv_gw_downlink_new(srv->ing, &srv->m, wake_loop, srv, &srv->downlink);
     if (rc) return rc;
+    snprintf(path, sizeof path, "%s/vpp.db", cfg->data_dir);
+    rc = fv_vpp_open(cfg->vpp_json, path, fv_gw_downlink_port(srv->downlink), &srv->vpp, err,
+                     errlen);
+    if (rc) return rc;
+    fv_ingest_set_listener(srv->ing, fv_vpp_listener(srv->vpp));
     srv->http = (struct fv_http_ctx){.view = {.fleet = &srv->fleet,
                                               .metrics = &srv->m,
                                               .wal = srv->wal,
@@ -370,7 +377,8 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
                                               .erase = erase_device,
                                               .erase_arg = srv,
                                               .audit_dir = srv->guard.audit_dir,
-                                              .exports = srv->exports},
+                                              .exports = srv->exports,
+                                              .vpp = srv->vpp},
                                      .metrics = &srv->m};
     return FV_OK;
 }
@@ -452,6 +460,7 @@ static void close_all(struct fv_server *srv, struct ev_loop *loop)
     if (ctx) lws_context_destroy(ctx);
     if (loop) ev_loop_destroy(loop);
     __atomic_store_n(&running, NULL, __ATOMIC_SEQ_CST);
+    fv_vpp_close(srv->vpp); /* after the ingest loop's context: the listener is its */
     fv_gw_downlink_free(srv->downlink);
     fv_ingest_free(srv->ing);
     fv_http_ctx_free(&srv->http);

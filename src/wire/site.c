@@ -157,3 +157,54 @@ int fv_site_normalise(const unsigned char *p, size_t len, const char *id, struct
     if (rc != FV_OK) fv_vrecord_free(v);
     return rc;
 }
+
+static void ms_to_ts(uint64_t ms, Fvpb__Timestamp *ts)
+{
+    ts->seconds = (int64_t)(ms / 1000u);
+    ts->nanos = (int32_t)(ms % 1000u) * 1000000;
+}
+
+int fv_site_command_encode(const struct fv_site_command *c, struct fv_buf *out)
+{
+    Fvpb__SiteCommand m = FVPB__SITE_COMMAND__INIT;
+    Fvpb__Timestamp a = FVPB__TIMESTAMP__INIT, b = FVPB__TIMESTAMP__INIT;
+    ms_to_ts(c->start_ms, &a);
+    ms_to_ts(c->end_ms, &b);
+    m.command_id = (char *)c->id;
+    m.kind = c->kind;
+    m.event_id = (char *)c->event_id;
+    m.target_kw = c->target_kw;
+    m.start = &a;
+    m.end = &b;
+    size_t n = fvpb__site_command__get_packed_size(&m);
+    int rc = fv_buf_reserve(out, n);
+    if (rc) return rc;
+    out->len += fvpb__site_command__pack(&m, out->data + out->len);
+    return FV_OK;
+}
+
+int fv_site_ack_decode(const unsigned char *p, size_t len, char *id, size_t idlen, int *status)
+{
+    Fvpb__SiteCommandAck *m = fvpb__site_command_ack__unpack(NULL, len, p);
+    if (m == NULL) return FV_EPROTO;
+    int ok = m->command_id && m->command_id[0] && strlen(m->command_id) < idlen;
+    if (ok) {
+        snprintf(id, idlen, "%s", m->command_id);
+        *status = m->status;
+    }
+    fvpb__site_command_ack__free_unpacked(m, NULL);
+    return ok ? FV_OK : FV_EPROTO;
+}
+
+int fv_site_ack_encode(const char *id, int status, const char *reason, struct fv_buf *out)
+{
+    Fvpb__SiteCommandAck m = FVPB__SITE_COMMAND_ACK__INIT;
+    m.command_id = (char *)id;
+    m.status = status;
+    m.reason = (char *)(reason ? reason : "");
+    size_t n = fvpb__site_command_ack__get_packed_size(&m);
+    int rc = fv_buf_reserve(out, n);
+    if (rc) return rc;
+    out->len += fvpb__site_command_ack__pack(&m, out->data + out->len);
+    return FV_OK;
+}

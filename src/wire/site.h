@@ -84,4 +84,19 @@ int fv_site_to_vrecord(const struct fv_site_sample *s, const char *id, struct fv
 int fv_site_normalise(const unsigned char *p, size_t len, const char *id, struct fv_buf *out,
                       struct fv_vrecord *v, char *err, size_t errlen);
 
+/* Commands (topic site_command) and their acks (site_command_ack). */
+enum fv_site_cmd_kind { FV_SITE_CMD_NOTICE = 1, FV_SITE_CMD_DISPATCH = 2, FV_SITE_CMD_CANCEL = 3 };
+struct fv_site_command {
+    const char *id, *event_id;
+    int kind;
+    double target_kw;
+    uint64_t start_ms, end_ms;
+};
+int fv_site_command_encode(const struct fv_site_command *c, struct fv_buf *out);
+/* Decodes a SiteCommandAck: its command id (copied into id, at most idlen - 1 bytes) and
+ * status (1 accepted, 2 refused). FV_OK or FV_EPROTO. */
+int fv_site_ack_decode(const unsigned char *p, size_t len, char *id, size_t idlen, int *status);
+/* Encodes a SiteCommandAck (the simulator's and the tests' side). */
+int fv_site_ack_encode(const char *id, int status, const char *reason, struct fv_buf *out);
+
 #endif

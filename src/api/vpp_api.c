@@ -1,0 +1,171 @@
+/*
+ * vpp_api.c - the virtual power plant's endpoints (api.h; energy/vpp.h does the work):
+ *
+ *   GET  /api/v1/vpp/events                     every event
+ *   POST /api/v1/vpp/events?program=P&start=T&end=T&target_kw=K | &max=true
+ *                                               201 {"id"}, or 422 with the reason
+ *   GET  /api/v1/vpp/events/ID                  status: per-site status, delivered vs target
+ *   POST /api/v1/vpp/events/ID/cancel
+ *   POST /api/v1/vpp/sites/ID/enroll?program=P
+ *   POST /api/v1/vpp/sites/ID/opt-out?event=E   the owner's opt-out, even mid-event
+ *
+ * Every call is a purpose-bound decision on energy sites (the guard, G2-G5: purpose
+ * energy_programs for the energy-operator role), audited before anything is answered; site
+ * ids in answers are shown as the caller's obligations say (pseudonyms for pseudonymising
+ * roles). Times are epoch ms or RFC 3339.
+ *
+ * Threading: the API thread.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "api/api.h"
+#include "api/query.h"
+#include "energy/vpp.h"
+#include "privacy/guard.h"
+#include "util/err.h"
+#include "util/urlquery.h"
+
+static void error(struct fv_http_response *out, int status, const char *msg)
+{
+    fv_api_respond(out, status, json_pack("{s:s}", "error", msg));
+}
+
+/* Shows every "site" of an event's status as the caller may see it. */
+static void show_sites(const struct fv_api_view *v, const struct fv_guard_ctx *ctx, json_t *ev)
+{
+    json_t *sites = json_object_get(ev, "sites");
+    size_t i;
+    json_t *s;
+    json_array_foreach(sites, i, s)
+    {
+        const char *id = json_string_value(json_object_get(s, "site"));
+        if (id == NULL || v->guard == NULL) continue;
+        char shown[65];
+        fv_guard_show_id(v->guard, ctx, id, shown);
+        json_object_set_new(s, "site", json_string(shown));
+    }
+}
+
+/* Copies the path segment after prefix up to '/' or the end into x; returns the rest. */
+static const char *segment(const char *p, const char *prefix, char x[65])
+{
+    size_t pl = strlen(prefix);
+    if (strncmp(p, prefix, pl) != 0) return NULL;
+    const char *s = p + pl, *e = strchr(s, '/');
+    size_t n = e ? (size_t)(e - s) : strlen(s);
+    if (n == 0 || n > 64) return NULL;
+    memcpy(x, s, n);
+    x[n] = '\0';
+    return s + n;
+}
+
+static void create_event(const struct fv_api_view *v, struct fv_http_response *out)
+{
+    char prog[80] = "", s_start[64] = "", s_end[64] = "", s_kw[32] = "", s_max[8] = "";
+    fv_query_param(v->query, "program", prog, sizeof prog);
+    int64_t start, end;
+    if (!fv_query_param(v->query, "start", s_start, sizeof s_start) ||
+        fv_parse_time_ms(s_start, &start) ||
+        !fv_query_param(v->query, "end", s_end, sizeof s_end) || fv_parse_time_ms(s_end, &end)) {
+        error(out, 422, "give start=T and end=T (epoch ms or RFC 3339)");
+        return;
+    }
+    int max = fv_query_param(v->query, "max", s_max, sizeof s_max) && strcmp(s_max, "true") == 0;
+    double kw = 0;
+    if (fv_query_param(v->query, "target_kw", s_kw, sizeof s_kw)) {
+        char *e;
+        kw = strtod(s_kw, &e);
+        if (*e || e == s_kw) {
+            error(out, 422, "bad target_kw: a number of kW");
+            return;
+        }
+    }
+    char id[FV_VPP_ID_MAX], why[300];
+    int rc = fv_vpp_event_create(v->vpp, prog, start, end, kw, max, id, why, sizeof why);
+    if (rc == FV_OK)
+        fv_api_respond(out, 201, json_pack("{s:s}", "id", id));
+    else
+        error(out, rc == FV_EINVAL ? 422 : 500, why);
+}
+
+void fv_api_vpp(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *method,
+                const char *sub, struct fv_http_response *out)
+{
+    if (v->vpp == NULL) {
+        error(out, 404, "the virtual power plant is not running");
+        return;
+    }
+    int post = strcmp(method, "POST") == 0;
+    char x[65], why[400];
+    const char *rest = NULL;
+    const char *action = NULL;
+    if (strcmp(sub, "/events") == 0)
+        action = post ? "vpp.event.create" : "vpp.events";
+    else if ((rest = segment(sub, "/events/", x)) != NULL)
+        action = strcmp(rest, "/cancel") == 0 && post ? "vpp.event.cancel"
+                 : *rest == '\0' && !post             ? "vpp.event.status"
+                                                      : NULL;
+    else if ((rest = segment(sub, "/sites/", x)) != NULL && post)
+        action = strcmp(rest, "/enroll") == 0    ? "vpp.site.enroll"
+                 : strcmp(rest, "/opt-out") == 0 ? "vpp.site.opt-out"
+                                                 : NULL;
+    if (action == NULL) {
+        error(out, 404, "no such endpoint");
+        return;
+    }
+    if (v->guard) {
+        ctx->energy_sites = 1; /* energy sites only: never vehicles */
+        int rc = fv_guard_read(v->guard, ctx, v->query, action, fv_api_all_classes(v), NULL, 1, 0,
+                               NULL, 0, INT64_MIN, INT64_MAX, why, sizeof why);
+        if (rc) {
+            error(out, rc == FV_EIO ? 503 : 403, why);
+            return;
+        }
+    }
+    char err[200] = "";
+    if (strcmp(action, "vpp.events") == 0) {
+        fv_api_respond(out, 200, fv_vpp_events_json(v->vpp));
+    } else if (strcmp(action, "vpp.event.create") == 0) {
+        create_event(v, out);
+    } else if (strcmp(action, "vpp.event.status") == 0) {
+        json_t *j = fv_vpp_event_json(v->vpp, x);
+        if (j == NULL) {
+            error(out, 404, "no such event");
+        } else {
+            show_sites(v, ctx, j);
+            fv_api_respond(out, 200, j);
+        }
+    } else if (strcmp(action, "vpp.event.cancel") == 0) {
+        int rc = fv_vpp_event_cancel(v->vpp, x);
+        if (rc == FV_OK)
+            fv_api_respond(out, 200, json_pack("{s:s,s:s}", "id", x, "state", "cancelled"));
+        else
+            error(out, rc == FV_ENOENT ? 404 : 409,
+                  rc == FV_ENOENT ? "no such event" : "the event is over already");
+    } else {
+        char arg[80] = "";
+        int enroll = strcmp(action, "vpp.site.enroll") == 0;
+        /* The site as the caller names it (its id, or its pseudonym for pseudonymising
+         * roles), looked up only after the decision above. */
+        const struct fv_device *d = fv_api_find_device(v, ctx, x);
+        if (d == NULL || !fv_api_is_energy_site(d)) {
+            error(out, 404, "unknown site");
+            if (v->guard) fv_guard_done(v->guard, ctx, 0, out->body.len);
+            return;
+        }
+        snprintf(x, sizeof x, "%s", d->id);
+        fv_query_param(v->query, enroll ? "program" : "event", arg, sizeof arg);
+        int rc = enroll ? fv_vpp_enroll(v->vpp, x, arg, err, sizeof err)
+                        : fv_vpp_opt_out(v->vpp, x, arg, err, sizeof err);
+        if (rc == FV_OK)
+            fv_api_respond(out, 200,
+                           json_pack("{s:s,s:s}", "site", x, enroll ? "program" : "event", arg));
+        else
+            error(out, rc == FV_ENOENT ? (enroll ? 422 : 404) : rc == FV_EINVAL ? 422 : 500, err);
+    }
+    if (v->guard) fv_guard_done(v->guard, ctx, 1, out->body.len);
+}

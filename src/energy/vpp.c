@@ -1,0 +1,818 @@
+/* vpp.c - the virtual power plant service (vpp.h). */
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+#include "energy/dispatch.h"
+#include "energy/vpp.h"
+#include "util/clock.h"
+#include "util/err.h"
+#include "util/log.h"
+#include "util/map.h"
+#include "wire/site.h"
+
+#define SITE_ID_MAX 65
+#define TRACK_MAX   4096 /* points kept per event (5 s each: more than 5 hours) */
+
+enum { EV_SCHEDULED, EV_ACTIVE, EV_COMPLETED, EV_CANCELLED };
+static const char *const ev_state_names[] = {"scheduled", "active", "completed", "cancelled"};
+
+struct vsite {
+    char id[SITE_ID_MAX];
+    int prog; /* enrolled in programs[prog]; -1: not enrolled */
+    struct fv_site_sample s;
+    int have;      /* s holds a sample */
+    int64_t rx_ms; /* when it arrived (server clock) */
+};
+
+struct vassign {
+    struct vsite *site;
+    double setpoint_kw;
+    char cmd[FV_VPP_ID_MAX];
+    int64_t sent_ms;
+    int acked, refused, resend;
+};
+
+struct vtrack {
+    int64_t t;
+    double target_kw, delivered_kw;
+};
+
+struct vevent {
+    char id[FV_VPP_ID_MAX];
+    int prog;
+    int64_t start_ms, end_ms;
+    double target_kw;
+    int max, state, notice_sent;
+    struct vassign *a;
+    size_t na;
+    char (*optout)[SITE_ID_MAX];
+    size_t nopt;
+    struct fv_vpp_plan plan;
+    int64_t last_plan_ms, last_track_ms;
+    struct vtrack *tr;
+    size_t ntr;
+    unsigned cmdseq;
+};
+
+struct inmsg {
+    struct inmsg *next;
+    int kind; /* 1 sample, 2 ack, 3 connect */
+    char site[SITE_ID_MAX];
+    struct fv_site_sample s;
+    char cmd[FV_VPP_ID_MAX];
+    int status;
+    int64_t rx_ms;
+};
+
+struct fv_vpp {
+    struct fv_vpp_program *progs;
+    size_t nprogs;
+    struct fv_downlink dl;
+    struct fv_downlink_listener listener;
+    sqlite3 *db;
+    pthread_mutex_t mu; /* everything below but the inbox */
+    pthread_cond_t cv;
+    int stop;
+    pthread_t thread;
+    int started;
+    struct fv_map sites; /* id -> struct vsite* */
+    struct vevent **ev;
+    size_t nev;
+    unsigned next_event;
+    pthread_mutex_t in_mu; /* the inbox: the ingest loop appends, the service drains */
+    struct inmsg *in_head, *in_tail;
+};
+
+/* ---- the inbox (ingest loop side, D2) -------------------------------------------------- */
+
+static void inbox_put(struct fv_vpp *v, struct inmsg *m)
+{
+    m->next = NULL;
+    m->rx_ms = (int64_t)fv_now_ms();
+    pthread_mutex_lock(&v->in_mu);
+    if (v->in_tail)
+        v->in_tail->next = m;
+    else
+        v->in_head = m;
+    v->in_tail = m;
+    pthread_mutex_unlock(&v->in_mu);
+}
+
+static void on_message(void *arg, const char *device, const char *topic,
+                       const unsigned char *payload, size_t len)
+{
+    struct fv_vpp *v = arg;
+    struct inmsg *m = calloc(1, sizeof *m);
+    if (m == NULL || strlen(device) >= SITE_ID_MAX) {
+        free(m);
+        return;
+    }
+    snprintf(m->site, sizeof m->site, "%s", device);
+    char err[160];
+    if (strcmp(topic, FV_TOPIC_SITE) == 0) {
+        m->kind = 1;
+        if (fv_site_decode(payload, len, &m->s, err, sizeof err) != FV_OK) m->kind = 0;
+    } else {
+        m->kind = 2;
+        if (fv_site_ack_decode(payload, len, m->cmd, sizeof m->cmd, &m->status) != FV_OK)
+            m->kind = 0;
+    }
+    if (m->kind == 0) {
+        free(m);
+        return;
+    }
+    inbox_put(v, m);
+}
+
+static void on_connect(void *arg, const char *device)
+{
+    struct fv_vpp *v = arg;
+    struct inmsg *m = calloc(1, sizeof *m);
+    if (m == NULL || strlen(device) >= SITE_ID_MAX) {
+        free(m);
+        return;
+    }
+    m->kind = 3;
+    snprintf(m->site, sizeof m->site, "%s", device);
+    inbox_put(v, m);
+    pthread_cond_signal(&v->cv); /* a reconnecting site gets its command at once (V1) */
+}
+
+/* ---- sites and events (under mu) ------------------------------------------------------- */
+
+static struct vsite *site_get(struct fv_vpp *v, const char *id, int create)
+{
+    struct vsite *s = fv_map_get(&v->sites, id, strlen(id));
+    if (s || !create || strlen(id) >= SITE_ID_MAX) return s;
+    s = calloc(1, sizeof *s);
+    if (s == NULL) return NULL;
+    snprintf(s->id, sizeof s->id, "%s", id);
+    s->prog = -1;
+    if (fv_map_put(&v->sites, id, strlen(id), s) != FV_OK) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static struct vevent *event_find(struct fv_vpp *v, const char *id)
+{
+    for (size_t i = 0; i < v->nev; i++)
+        if (strcmp(v->ev[i]->id, id) == 0) return v->ev[i];
+    return NULL;
+}
+
+static int opted_out(const struct vevent *e, const char *site)
+{
+    for (size_t i = 0; i < e->nopt; i++)
+        if (strcmp(e->optout[i], site) == 0) return 1;
+    return 0;
+}
+
+static int add_optout(struct vevent *e, const char *site)
+{
+    if (opted_out(e, site)) return FV_OK;
+    void *p = realloc(e->optout, (e->nopt + 1) * sizeof *e->optout);
+    if (p == NULL) return FV_ENOMEM;
+    e->optout = p;
+    snprintf(e->optout[e->nopt++], SITE_ID_MAX, "%s", site);
+    return FV_OK;
+}
+
+static void event_free(struct vevent *e)
+{
+    if (e == NULL) return;
+    free(e->a);
+    free(e->optout);
+    free(e->tr);
+    free(e);
+}
+
+static int db_exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK) return FV_OK;
+    fv_seterr(err, errlen, "vpp.db: %s", msg ? msg : sqlite3_errmsg(db));
+    sqlite3_free(msg);
+    return FV_EIO;
+}
+
+/* Runs one statement with text (t) and integer/real (i, d) arguments, in the order of fmt:
+ * 't', 'i' or 'd' per '?'. */
+static int db_run(sqlite3 *db, const char *sql, const char *fmt, ...)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return FV_EIO;
+    va_list ap;
+    va_start(ap, fmt);
+    for (int k = 0; fmt[k]; k++) {
+        if (fmt[k] == 't')
+            sqlite3_bind_text(st, k + 1, va_arg(ap, const char *), -1, SQLITE_TRANSIENT);
+        else if (fmt[k] == 'i')
+            sqlite3_bind_int64(st, k + 1, va_arg(ap, int64_t));
+        else
+            sqlite3_bind_double(st, k + 1, va_arg(ap, double));
+    }
+    va_end(ap);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? FV_OK : FV_EIO;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int prog_index(const struct fv_vpp *v, const char *name)
+{
+    for (size_t i = 0; i < v->nprogs; i++)
+        if (strcmp(v->progs[i].name, name) == 0) return (int)i;
+    return -1;
+}
+
+static int events_add(struct fv_vpp *v, struct vevent *e)
+{
+    void *p = realloc(v->ev, (v->nev + 1) * sizeof *v->ev);
+    if (p == NULL) return FV_ENOMEM;
+    v->ev = p;
+    v->ev[v->nev++] = e;
+    return FV_OK;
+}
+
+/* Loads enrolments, events and opt-outs (start-up, single-threaded). */
+static int load(struct fv_vpp *v, char *err, size_t errlen)
+{
+    static const char schema[] =
+        "PRAGMA journal_mode=WAL;"
+        "CREATE TABLE IF NOT EXISTS vpp_sites(site TEXT PRIMARY KEY, program TEXT NOT NULL,"
+        " enrolled_ms INTEGER NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS vpp_events(id TEXT PRIMARY KEY, program TEXT NOT NULL,"
+        " start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL, target_kw REAL, max INTEGER,"
+        " state INTEGER NOT NULL, created_ms INTEGER NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS vpp_optouts(site TEXT NOT NULL, event TEXT NOT NULL,"
+        " at_ms INTEGER NOT NULL, PRIMARY KEY(site, event));";
+    int rc = db_exec(v->db, schema, err, errlen);
+    sqlite3_stmt *st = NULL;
+    if (rc == FV_OK && sqlite3_prepare_v2(v->db, "SELECT site, program FROM vpp_sites", -1, &st,
+                                          NULL) == SQLITE_OK)
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            struct vsite *s = site_get(v, (const char *)sqlite3_column_text(st, 0), 1);
+            if (s) s->prog = prog_index(v, (const char *)sqlite3_column_text(st, 1));
+        }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc == FV_OK && sqlite3_prepare_v2(v->db,
+                                          "SELECT id, program, start_ms, end_ms, target_kw, max, "
+                                          "state FROM vpp_events ORDER BY created_ms",
+                                          -1, &st, NULL) == SQLITE_OK)
+        while (rc == FV_OK && sqlite3_step(st) == SQLITE_ROW) {
+            struct vevent *e = calloc(1, sizeof *e);
+            if (e == NULL) {
+                rc = FV_ENOMEM;
+                break;
+            }
+            snprintf(e->id, sizeof e->id, "%s", (const char *)sqlite3_column_text(st, 0));
+            e->prog = prog_index(v, (const char *)sqlite3_column_text(st, 1));
+            e->start_ms = sqlite3_column_int64(st, 2);
+            e->end_ms = sqlite3_column_int64(st, 3);
+            e->target_kw = sqlite3_column_double(st, 4);
+            e->max = sqlite3_column_int(st, 5);
+            e->state = sqlite3_column_int(st, 6);
+            e->notice_sent = 1; /* sent before the restart; reconnects resend commands */
+            if (e->prog < 0) e->state = EV_CANCELLED; /* its program left the configuration */
+            rc = events_add(v, e);
+            if (rc) event_free(e);
+            v->next_event++;
+        }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc == FV_OK && sqlite3_prepare_v2(v->db, "SELECT site, event FROM vpp_optouts", -1, &st,
+                                          NULL) == SQLITE_OK)
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            struct vevent *e = event_find(v, (const char *)sqlite3_column_text(st, 1));
+            if (e) add_optout(e, (const char *)sqlite3_column_text(st, 0));
+        }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* ---- commands and planning (under mu) -------------------------------------------------- */
+
+static void send_command(struct fv_vpp *v, struct vevent *e, struct vassign *a, int kind,
+                         int64_t now)
+{
+    if (a->cmd[0] == '\0' || kind != FV_SITE_CMD_DISPATCH || !a->resend)
+        snprintf(a->cmd, sizeof a->cmd, "%s.%u", e->id, ++e->cmdseq);
+    struct fv_site_command c = {.id = a->cmd,
+                                .event_id = e->id,
+                                .kind = kind,
+                                .target_kw = a->setpoint_kw,
+                                .start_ms = (uint64_t)e->start_ms,
+                                .end_ms = (uint64_t)e->end_ms};
+    struct fv_buf b = {0};
+    if (fv_site_command_encode(&c, &b) == FV_OK)
+        v->dl.send(v->dl.impl, a->site->id, FV_TOPIC_SITE_COMMAND, a->cmd, b.data, b.len);
+    fv_buf_free(&b);
+    a->sent_ms = now;
+    a->acked = a->refused = a->resend = 0;
+}
+
+static struct vassign *assign_of(struct vevent *e, const struct vsite *s)
+{
+    for (size_t i = 0; i < e->na; i++)
+        if (e->a[i].site == s) return &e->a[i];
+    return NULL;
+}
+
+static int site_online(const struct vsite *s, int64_t now)
+{
+    return s->have && now - s->rx_ms <= FV_VPP_OFFLINE_MS;
+}
+
+/* Plans the event over its program's enrolled sites and sends each site whose setpoint
+ * changed a dispatch command (V2). */
+static int plan(struct fv_vpp *v, struct vevent *e, int64_t now)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < v->sites.cap; i++) {
+        struct vsite *s = v->sites.slots[i].val;
+        if (v->sites.slots[i].hash && s && s->prog == e->prog) n++;
+    }
+    struct fv_vpp_site *in = calloc(n ? n : 1, sizeof *in);
+    struct vsite **who = calloc(n ? n : 1, sizeof *who);
+    double *sp = calloc(n ? n : 1, sizeof *sp);
+    struct vassign *na = calloc(n ? n : 1, sizeof *na);
+    int rc = in && who && sp && na ? FV_OK : FV_ENOMEM;
+    size_t k = 0;
+    for (size_t i = 0; rc == FV_OK && i < v->sites.cap; i++) {
+        struct vsite *s = v->sites.slots[i].val;
+        if (!v->sites.slots[i].hash || s == NULL || s->prog != e->prog) continue;
+        who[k] = s;
+        in[k] = (struct fv_vpp_site){.online = site_online(s, now),
+                                     .opted_out = opted_out(e, s->id),
+                                     .inverter_kw = s->s.inverter_kw,
+                                     .export_limit_kw = s->s.export_limit_kw,
+                                     .energy_kwh = s->s.energy_kwh,
+                                     .reserve_pct = s->s.reserve_pct,
+                                     .capacity_kwh = s->s.capacity_kwh};
+        k++;
+    }
+    double hours = (double)(e->end_ms - (now > e->start_ms ? now : e->start_ms)) / 3.6e6;
+    if (rc == FV_OK && hours > 0)
+        rc = fv_vpp_dispatch(in, n, hours, e->max ? FV_VPP_MAX : FV_VPP_TARGET,
+                             e->max ? 0 : e->target_kw, sp, &e->plan);
+    for (size_t i = 0; rc == FV_OK && hours > 0 && i < n; i++) {
+        struct vassign *old = assign_of(e, who[i]);
+        na[i] = old ? *old : (struct vassign){.site = who[i]};
+        double prev = old ? old->setpoint_kw : -1;
+        na[i].setpoint_kw = round(sp[i] * 1000) / 1000;
+        if (fabs(na[i].setpoint_kw - prev) >= 0.001 && (old || na[i].setpoint_kw > 0))
+            send_command(v, e, &na[i], FV_SITE_CMD_DISPATCH, now);
+    }
+    if (rc == FV_OK && hours > 0) {
+        free(e->a);
+        e->a = na;
+        e->na = n;
+        na = NULL;
+        e->last_plan_ms = now;
+    }
+    free(in);
+    free(who);
+    free(sp);
+    free(na);
+    return rc;
+}
+
+/* V2: is a planned site short (offline, opted out, or unable to deliver its setpoint)? */
+static int shortfall(const struct vevent *e, int64_t now)
+{
+    double hours = (double)(e->end_ms - now) / 3.6e6;
+    for (size_t i = 0; i < e->na; i++) {
+        const struct vassign *a = &e->a[i];
+        if (a->setpoint_kw <= 0) continue;
+        const struct vsite *s = a->site;
+        if (!site_online(s, now) || opted_out(e, s->id) || a->refused) return 1;
+        struct fv_vpp_site x = {.online = 1,
+                                .inverter_kw = s->s.inverter_kw,
+                                .export_limit_kw = s->s.export_limit_kw,
+                                .energy_kwh = s->s.energy_kwh,
+                                .reserve_pct = s->s.reserve_pct,
+                                .capacity_kwh = s->s.capacity_kwh};
+        if (hours > 0 && fv_vpp_deliverable_kw(&x, hours) < a->setpoint_kw * 0.95 - 0.01) return 1;
+    }
+    return 0;
+}
+
+static double delivered_kw(const struct vevent *e, int64_t now)
+{
+    double sum = 0;
+    for (size_t i = 0; i < e->na; i++) {
+        const struct vsite *s = e->a[i].site;
+        if (e->a[i].setpoint_kw > 0 && site_online(s, now) && s->s.battery_kw > 0)
+            sum += s->s.battery_kw;
+    }
+    return sum;
+}
+
+static void notify_enrolled(struct fv_vpp *v, struct vevent *e, int kind, int64_t now)
+{
+    for (size_t i = 0; i < v->sites.cap; i++) {
+        struct vsite *s = v->sites.slots[i].val;
+        if (!v->sites.slots[i].hash || s == NULL || s->prog != e->prog) continue;
+        struct vassign a = {.site = s};
+        send_command(v, e, &a, kind, now);
+    }
+}
+
+static void set_state(struct fv_vpp *v, struct vevent *e, int state)
+{
+    e->state = state;
+    if (db_run(v->db, "UPDATE vpp_events SET state = ? WHERE id = ?", "it", (int64_t)state,
+               e->id) != FV_OK)
+        fv_warn("vpp: cannot record event %s as %s", e->id, ev_state_names[state]);
+}
+
+static void drain_inbox(struct fv_vpp *v)
+{
+    pthread_mutex_lock(&v->in_mu);
+    struct inmsg *m = v->in_head;
+    v->in_head = v->in_tail = NULL;
+    pthread_mutex_unlock(&v->in_mu);
+    while (m) {
+        struct inmsg *next = m->next;
+        struct vsite *s = site_get(v, m->site, m->kind == 1);
+        if (s && m->kind == 1) {
+            s->s = m->s;
+            s->have = 1;
+            s->rx_ms = m->rx_ms;
+        }
+        for (size_t i = 0; s && i < v->nev; i++) {
+            struct vassign *a = assign_of(v->ev[i], s);
+            if (a == NULL) continue;
+            if (m->kind == 2 && strcmp(a->cmd, m->cmd) == 0) {
+                a->acked = m->status == 1;
+                a->refused = m->status != 1;
+            } else if (m->kind == 3 && v->ev[i]->state == EV_ACTIVE && a->setpoint_kw > 0) {
+                a->resend = 1; /* V1: its current command, as soon as it is back */
+                a->sent_ms = 0;
+            }
+        }
+        free(m);
+        m = next;
+    }
+}
+
+void fv_vpp_tick(struct fv_vpp *v, int64_t now)
+{
+    drain_inbox(v);
+    for (size_t i = 0; i < v->nev; i++) {
+        struct vevent *e = v->ev[i];
+        if (e->state == EV_SCHEDULED && !e->notice_sent) {
+            notify_enrolled(v, e, FV_SITE_CMD_NOTICE, now);
+            e->notice_sent = 1;
+        }
+        if (e->state == EV_SCHEDULED && now >= e->start_ms && now < e->end_ms) {
+            set_state(v, e, EV_ACTIVE);
+            if (plan(v, e, now) != FV_OK) fv_warn("vpp: event %s: planning failed", e->id);
+            fv_info("vpp: event %s started: %.1f kW planned of %.1f kW deliverable over %zu sites",
+                    e->id, e->plan.planned_kw, e->plan.deliverable_kw, e->na);
+        }
+        if ((e->state == EV_SCHEDULED || e->state == EV_ACTIVE) && now >= e->end_ms) {
+            set_state(v, e, EV_COMPLETED); /* V4: sites stop at the end they were sent */
+            continue;
+        }
+        if (e->state != EV_ACTIVE) continue;
+        if (now - e->last_plan_ms >= FV_VPP_REPLAN_MS && shortfall(e, now) &&
+            plan(v, e, now) == FV_OK)
+            fv_info("vpp: event %s re-planned: %.1f kW over %zu sites", e->id, e->plan.planned_kw,
+                    e->na);
+        for (size_t k = 0; k < e->na; k++) { /* V1 */
+            struct vassign *a = &e->a[k];
+            if (a->setpoint_kw > 0 && !a->acked && !a->refused &&
+                now - a->sent_ms >= FV_VPP_RESEND_MS &&
+                (a->resend || a->sent_ms == 0 || site_online(a->site, now))) {
+                a->resend = 1;
+                send_command(v, e, a, FV_SITE_CMD_DISPATCH, now);
+            }
+        }
+        if (now - e->last_track_ms >= FV_VPP_TRACK_MS && e->ntr < TRACK_MAX) { /* V3 */
+            if (e->tr == NULL) e->tr = calloc(TRACK_MAX, sizeof *e->tr);
+            if (e->tr)
+                e->tr[e->ntr++] = (struct vtrack){now, e->plan.target_kw, delivered_kw(e, now)};
+            e->last_track_ms = now;
+        }
+    }
+}
+
+static void *vpp_main(void *arg)
+{
+    struct fv_vpp *v = arg;
+    pthread_mutex_lock(&v->mu);
+    while (!v->stop) {
+        fv_vpp_tick(v, (int64_t)fv_now_ms());
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&v->cv, &v->mu, &ts);
+    }
+    pthread_mutex_unlock(&v->mu);
+    return NULL;
+}
+
+/* ---- the API's calls --------------------------------------------------------------------- */
+
+int fv_vpp_open(const char *vpp_json, const char *db_path, struct fv_downlink dl,
+                struct fv_vpp **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    struct fv_vpp *v = calloc(1, sizeof *v);
+    if (v == NULL) return FV_ENOMEM;
+    v->dl = dl;
+    pthread_mutex_init(&v->mu, NULL);
+    pthread_mutex_init(&v->in_mu, NULL);
+    pthread_cond_init(&v->cv, NULL);
+    int rc = FV_OK;
+    if (vpp_json && vpp_json[0]) {
+        json_error_t je;
+        json_t *root = json_loads(vpp_json, 0, &je);
+        json_t *progs = root ? json_object_get(root, "programs") : NULL;
+        if (progs == NULL) {
+            fv_seterr(err, errlen, "vpp: expected {\"programs\": {NAME: {...}}}");
+            rc = FV_EINVAL;
+        } else {
+            rc = fv_vpp_programs_parse(progs, &v->progs, &v->nprogs, err, errlen);
+        }
+        json_decref(root);
+    } else {
+        v->progs = calloc(1, sizeof *v->progs);
+        if (v->progs == NULL)
+            rc = FV_ENOMEM;
+        else {
+            fv_vpp_program_defaults(v->progs, "elrp");
+            v->nprogs = 1;
+        }
+    }
+    if (rc == FV_OK && sqlite3_open(db_path, &v->db) != SQLITE_OK) {
+        fv_seterr(err, errlen, "%s: %s", db_path, sqlite3_errmsg(v->db));
+        rc = FV_EIO;
+    }
+    if (rc == FV_OK) rc = load(v, err, errlen);
+    v->listener =
+        (struct fv_downlink_listener){.topics = {FV_TOPIC_SITE, FV_TOPIC_SITE_COMMAND_ACK},
+                                      .on_message = on_message,
+                                      .on_connect = on_connect,
+                                      .arg = v};
+    if (rc == FV_OK) {
+        if (pthread_create(&v->thread, NULL, vpp_main, v) != 0) {
+            fv_seterr(err, errlen, "cannot start the VPP thread");
+            rc = FV_ENOMEM;
+        } else {
+            v->started = 1;
+        }
+    }
+    if (rc) {
+        fv_vpp_close(v);
+        return rc;
+    }
+    *out = v;
+    return FV_OK;
+}
+
+void fv_vpp_close(struct fv_vpp *v)
+{
+    if (v == NULL) return;
+    if (v->started) {
+        pthread_mutex_lock(&v->mu);
+        v->stop = 1;
+        pthread_cond_signal(&v->cv);
+        pthread_mutex_unlock(&v->mu);
+        pthread_join(v->thread, NULL);
+    }
+    for (struct inmsg *m = v->in_head, *n; m; m = n) {
+        n = m->next;
+        free(m);
+    }
+    for (size_t i = 0; i < v->nev; i++)
+        event_free(v->ev[i]);
+    free(v->ev);
+    for (size_t i = 0; i < v->sites.cap; i++)
+        if (v->sites.slots[i].hash) free(v->sites.slots[i].val);
+    fv_map_free(&v->sites);
+    if (v->db) sqlite3_close(v->db);
+    free(v->progs);
+    pthread_cond_destroy(&v->cv);
+    pthread_mutex_destroy(&v->in_mu);
+    pthread_mutex_destroy(&v->mu);
+    free(v);
+}
+
+const struct fv_downlink_listener *fv_vpp_listener(struct fv_vpp *v)
+{
+    return &v->listener;
+}
+
+int fv_vpp_enroll(struct fv_vpp *v, const char *site, const char *program, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&v->mu);
+    int p = prog_index(v, program);
+    struct vsite *s = p >= 0 ? site_get(v, site, 1) : NULL;
+    int rc = p < 0 ? FV_ENOENT : s == NULL ? FV_EINVAL : FV_OK;
+    if (rc == FV_OK)
+        rc = db_run(v->db,
+                    "INSERT INTO vpp_sites(site, program, enrolled_ms) VALUES (?, ?, ?) "
+                    "ON CONFLICT(site) DO UPDATE SET program = excluded.program",
+                    "tti", site, program, (int64_t)fv_now_ms());
+    if (rc == FV_OK) s->prog = p;
+    pthread_mutex_unlock(&v->mu);
+    if (rc == FV_ENOENT) fv_seterr(err, errlen, "unknown program '%.64s'", program);
+    if (rc == FV_EINVAL) fv_seterr(err, errlen, "bad site id");
+    if (rc == FV_EIO) fv_seterr(err, errlen, "vpp.db cannot be written");
+    return rc;
+}
+
+/* Event hours a program has used in the local year of t (scheduled, active, completed). */
+static double hours_used(const struct fv_vpp *v, int prog, int64_t t)
+{
+    struct fv_vpp_local lt, le;
+    if (fv_vpp_local_time(&v->progs[prog], t, &lt) != FV_OK) return 0;
+    double h = 0;
+    for (size_t i = 0; i < v->nev; i++) {
+        const struct vevent *e = v->ev[i];
+        if (e->prog != prog || e->state == EV_CANCELLED) continue;
+        if (fv_vpp_local_time(&v->progs[prog], e->start_ms, &le) == FV_OK && le.year == lt.year)
+            h += (double)(e->end_ms - e->start_ms) / 3.6e6;
+    }
+    return h;
+}
+
+int fv_vpp_event_create(struct fv_vpp *v, const char *program, int64_t start_ms, int64_t end_ms,
+                        double target_kw, int max, char id[FV_VPP_ID_MAX], char *reason, size_t len)
+{
+    if (!max && !(isfinite(target_kw) && target_kw > 0)) {
+        fv_seterr(reason, len, "give target_kw > 0, or \"max\": true");
+        return FV_EINVAL;
+    }
+    pthread_mutex_lock(&v->mu);
+    int p = prog_index(v, program);
+    int rc = FV_OK;
+    if (p < 0) {
+        fv_seterr(reason, len, "unknown program '%.64s'", program);
+        rc = FV_EINVAL;
+    } else {
+        rc = fv_vpp_event_check(&v->progs[p], start_ms, end_ms, hours_used(v, p, start_ms), reason,
+                                len);
+    }
+    struct vevent *e = rc == FV_OK ? calloc(1, sizeof *e) : NULL;
+    if (rc == FV_OK && e == NULL) rc = FV_ENOMEM;
+    if (rc == FV_OK) {
+        snprintf(e->id, sizeof e->id, "evt-%lld-%u", (long long)(start_ms / 1000), ++v->next_event);
+        e->prog = p;
+        e->start_ms = start_ms;
+        e->end_ms = end_ms;
+        e->target_kw = max ? 0 : target_kw;
+        e->max = max != 0;
+        e->state = EV_SCHEDULED;
+        rc = db_run(v->db,
+                    "INSERT INTO vpp_events(id, program, start_ms, end_ms, target_kw, max, state,"
+                    " created_ms) VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
+                    "ttiidii", e->id, program, start_ms, end_ms, e->target_kw, (int64_t)e->max,
+                    (int64_t)fv_now_ms());
+        if (rc) fv_seterr(reason, len, "vpp.db cannot be written");
+        if (rc == FV_OK) rc = events_add(v, e);
+        if (rc == FV_OK) {
+            snprintf(id, FV_VPP_ID_MAX, "%s", e->id);
+            e = NULL;
+            pthread_cond_signal(&v->cv); /* notices go out now */
+        }
+    }
+    event_free(e);
+    pthread_mutex_unlock(&v->mu);
+    return rc;
+}
+
+int fv_vpp_event_cancel(struct fv_vpp *v, const char *id)
+{
+    pthread_mutex_lock(&v->mu);
+    struct vevent *e = event_find(v, id);
+    int rc = e == NULL                                                ? FV_ENOENT
+             : (e->state == EV_COMPLETED || e->state == EV_CANCELLED) ? FV_ESTATE
+                                                                      : FV_OK;
+    if (rc == FV_OK) {
+        int64_t now = (int64_t)fv_now_ms();
+        for (size_t i = 0; i < e->na; i++) /* V4 */
+            if (e->a[i].setpoint_kw > 0) send_command(v, e, &e->a[i], FV_SITE_CMD_CANCEL, now);
+        if (e->na == 0) notify_enrolled(v, e, FV_SITE_CMD_CANCEL, now);
+        set_state(v, e, EV_CANCELLED);
+    }
+    pthread_mutex_unlock(&v->mu);
+    return rc;
+}
+
+int fv_vpp_opt_out(struct fv_vpp *v, const char *site, const char *event, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&v->mu);
+    struct vevent *e = event_find(v, event);
+    struct vsite *s = site_get(v, site, 0);
+    int rc = e && s ? FV_OK : FV_ENOENT;
+    if (rc == FV_OK)
+        rc = db_run(v->db, "INSERT OR IGNORE INTO vpp_optouts(site, event, at_ms) VALUES (?, ?, ?)",
+                    "tti", site, event, (int64_t)fv_now_ms());
+    if (rc == FV_OK) rc = add_optout(e, site);
+    if (rc == FV_OK) {
+        e->last_plan_ms = 0; /* V2 at the next turn */
+        pthread_cond_signal(&v->cv);
+    }
+    pthread_mutex_unlock(&v->mu);
+    if (rc == FV_ENOENT) fv_seterr(err, errlen, e ? "unknown site" : "unknown event");
+    if (rc == FV_EIO) fv_seterr(err, errlen, "vpp.db cannot be written");
+    return rc;
+}
+
+/* ---- views ------------------------------------------------------------------------------- */
+
+static json_t *event_summary(const struct fv_vpp *v, const struct vevent *e)
+{
+    json_t *j =
+        json_pack("{s:s,s:s,s:I,s:I,s:b,s:s}", "id", e->id, "program",
+                  e->prog >= 0 ? v->progs[e->prog].name : "?", "start", (json_int_t)e->start_ms,
+                  "end", (json_int_t)e->end_ms, "max", e->max, "state", ev_state_names[e->state]);
+    if (j) json_object_set_new(j, "target_kw", e->max ? json_null() : json_real(e->target_kw));
+    return j;
+}
+
+json_t *fv_vpp_events_json(struct fv_vpp *v)
+{
+    pthread_mutex_lock(&v->mu);
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < v->nev; i++)
+        json_array_append_new(arr, event_summary(v, v->ev[i]));
+    pthread_mutex_unlock(&v->mu);
+    return json_pack("{s:o}", "events", arr ? arr : json_array());
+}
+
+/* A site's status in an event and why (vpp.h: commanded, delivering, short, offline, opted
+ * out, idle). */
+static const char *site_status(const struct vevent *e, const struct vassign *a, int64_t now,
+                               char *why, size_t len)
+{
+    why[0] = '\0';
+    if (opted_out(e, a->site->id)) {
+        snprintf(why, len, "the owner opted out");
+        return "opted_out";
+    }
+    if (!site_online(a->site, now)) {
+        snprintf(why, len, a->site->have ? "no sample for %lld s" : "never sent a sample",
+                 (long long)((now - a->site->rx_ms) / 1000));
+        return "offline";
+    }
+    if (a->setpoint_kw <= 0) {
+        snprintf(why, len, "nothing to deliver (its reserve or limits)");
+        return "idle";
+    }
+    if (a->refused) {
+        snprintf(why, len, "the site refused the command");
+        return "short";
+    }
+    if (!a->acked) return "commanded";
+    if (a->site->s.battery_kw + 0.05 >= a->setpoint_kw * 0.9) return "delivering";
+    snprintf(why, len, "delivering %.2f kW of %.2f kW", a->site->s.battery_kw, a->setpoint_kw);
+    return "short";
+}
+
+json_t *fv_vpp_event_json(struct fv_vpp *v, const char *id)
+{
+    pthread_mutex_lock(&v->mu);
+    struct vevent *e = event_find(v, id);
+    json_t *j = e ? event_summary(v, e) : NULL;
+    if (j) {
+        int64_t now = (int64_t)fv_now_ms();
+        json_t *sites = json_array(), *tr = json_array();
+        for (size_t i = 0; sites && i < e->na; i++) {
+            const struct vassign *a = &e->a[i];
+            char why[120];
+            const char *st = site_status(e, a, now, why, sizeof why);
+            json_t *s = json_pack("{s:s,s:f,s:s,s:b}", "site", a->site->id, "setpoint_kw",
+                                  a->setpoint_kw, "status", st, "acked", a->acked);
+            if (s && why[0]) json_object_set_new(s, "reason", json_string(why));
+            if (s && a->site->have)
+                json_object_set_new(s, "battery_kw", json_real(a->site->s.battery_kw));
+            json_array_append_new(sites, s);
+        }
+        for (size_t i = 0; tr && i < e->ntr; i++)
+            json_array_append_new(tr, json_pack("{s:I,s:f,s:f}", "t", (json_int_t)e->tr[i].t,
+                                                "target_kw", e->tr[i].target_kw, "delivered_kw",
+                                                e->tr[i].delivered_kw));
+        json_object_set_new(j, "planned_kw", json_real(e->plan.planned_kw));
+        json_object_set_new(j, "deliverable_kw", json_real(e->plan.deliverable_kw));
+        json_object_set_new(j, "feasible", json_boolean(e->plan.feasible));
+        json_object_set_new(j, "delivered_kw",
+                            json_real(e->state == EV_ACTIVE ? delivered_kw(e, now) : 0));
+        json_object_set_new(j, "sites", sites ? sites : json_array());
+        json_object_set_new(j, "tracking", tr ? tr : json_array());
+    }
+    pthread_mutex_unlock(&v->mu);
+    return j;
+}
