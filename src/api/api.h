@@ -76,6 +76,9 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
                    const char *authorization, struct fv_http_response *out);
 /* Answers with j as JSON (consumed; NULL: 500). */
 void fv_api_respond(struct fv_http_response *r, int status, json_t *j);
+/* GET /api/v1/vpp/events/ID/settlement (api/vpp_settle.c), after the caller's decision. */
+void fv_api_vpp_settlement(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *id,
+                           struct fv_http_response *out);
 /* /api/v1/vpp/... (api/vpp_api.c); sub is the path after "/v1/vpp". */
 void fv_api_vpp(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *method,
                 const char *sub, struct fv_http_response *out);

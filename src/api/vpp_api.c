@@ -6,6 +6,7 @@
  *                                               201 {"id"}, or 422 with the reason
  *   GET  /api/v1/vpp/events/ID                  status: per-site status, delivered vs target
  *   POST /api/v1/vpp/events/ID/cancel
+ *   GET  /api/v1/vpp/events/ID/settlement?format=csv|json   (vpp_settle.c)
  *   POST /api/v1/vpp/sites/ID/enroll?program=P
  *   POST /api/v1/vpp/sites/ID/opt-out?event=E   the owner's opt-out, even mid-event
  *
@@ -106,9 +107,10 @@ void fv_api_vpp(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const cha
     if (strcmp(sub, "/events") == 0)
         action = post ? "vpp.event.create" : "vpp.events";
     else if ((rest = segment(sub, "/events/", x)) != NULL)
-        action = strcmp(rest, "/cancel") == 0 && post ? "vpp.event.cancel"
-                 : *rest == '\0' && !post             ? "vpp.event.status"
-                                                      : NULL;
+        action = strcmp(rest, "/cancel") == 0 && post        ? "vpp.event.cancel"
+                 : strcmp(rest, "/settlement") == 0 && !post ? "vpp.settlement"
+                 : *rest == '\0' && !post                    ? "vpp.event.status"
+                                                             : NULL;
     else if ((rest = segment(sub, "/sites/", x)) != NULL && post)
         action = strcmp(rest, "/enroll") == 0    ? "vpp.site.enroll"
                  : strcmp(rest, "/opt-out") == 0 ? "vpp.site.opt-out"
@@ -139,6 +141,8 @@ void fv_api_vpp(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const cha
             show_sites(v, ctx, j);
             fv_api_respond(out, 200, j);
         }
+    } else if (strcmp(action, "vpp.settlement") == 0) {
+        fv_api_vpp_settlement(v, ctx, x, out);
     } else if (strcmp(action, "vpp.event.cancel") == 0) {
         int rc = fv_vpp_event_cancel(v->vpp, x);
         if (rc == FV_OK)

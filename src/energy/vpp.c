@@ -816,3 +816,45 @@ json_t *fv_vpp_event_json(struct fv_vpp *v, const char *id)
     pthread_mutex_unlock(&v->mu);
     return j;
 }
+
+int fv_vpp_event_info(struct fv_vpp *v, const char *id, struct fv_vpp_event_info *out)
+{
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&v->mu);
+    struct vevent *e = event_find(v, id);
+    int rc = e && e->prog >= 0 ? FV_OK : FV_ENOENT;
+    if (rc == FV_OK) {
+        snprintf(out->id, sizeof out->id, "%s", e->id);
+        out->program = v->progs[e->prog];
+        out->start_ms = e->start_ms;
+        out->end_ms = e->end_ms;
+        out->state = ev_state_names[e->state];
+        out->sites = calloc(v->sites.n + 1, sizeof *out->sites);
+        out->excluded = calloc(v->nev + 1, sizeof *out->excluded);
+        if (out->sites == NULL || out->excluded == NULL) rc = FV_ENOMEM;
+    }
+    for (size_t i = 0; rc == FV_OK && i < v->sites.cap; i++) {
+        const struct vsite *s = v->sites.slots[i].val;
+        if (v->sites.slots[i].hash && s && s->prog == e->prog && !opted_out(e, s->id))
+            snprintf(out->sites[out->nsites++], sizeof out->sites[0], "%s", s->id);
+    }
+    for (size_t i = 0; rc == FV_OK && i < v->nev; i++) {
+        const struct vevent *o = v->ev[i];
+        struct fv_vpp_local lt;
+        if (o != e && o->prog == e->prog && o->state != EV_CANCELLED &&
+            fv_vpp_local_time(&out->program, o->start_ms, &lt) == FV_OK)
+            out->excluded[out->nexcluded++] = lt.date;
+    }
+    pthread_mutex_unlock(&v->mu);
+    if (rc) fv_vpp_event_info_free(out);
+    return rc;
+}
+
+void fv_vpp_event_info_free(struct fv_vpp_event_info *info)
+{
+    free(info->sites);
+    free(info->excluded);
+    info->sites = NULL;
+    info->excluded = NULL;
+    info->nsites = info->nexcluded = 0;
+}

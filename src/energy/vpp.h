@@ -74,6 +74,22 @@ int fv_vpp_opt_out(struct fv_vpp *v, const char *site, const char *event, char *
 json_t *fv_vpp_events_json(struct fv_vpp *v);
 json_t *fv_vpp_event_json(struct fv_vpp *v, const char *id);
 
+/* What settling an event needs (fv_vpp_event_info): its program, window, state, the sites
+ * it settles (enrolled in its program, not opted out of it) and the fleet-wide excluded
+ * dates (the program's other event days, local). Free with fv_vpp_event_info_free. */
+struct fv_vpp_event_info {
+    char id[FV_VPP_ID_MAX];
+    struct fv_vpp_program program;
+    int64_t start_ms, end_ms;
+    const char *state;
+    char (*sites)[65];
+    size_t nsites;
+    int32_t *excluded;
+    size_t nexcluded;
+};
+int fv_vpp_event_info(struct fv_vpp *v, const char *id, struct fv_vpp_event_info *out);
+void fv_vpp_event_info_free(struct fv_vpp_event_info *info);
+
 /* Runs one turn of the service's work now (tests; the thread does it every second). */
 void fv_vpp_tick(struct fv_vpp *v, int64_t now_ms);
 

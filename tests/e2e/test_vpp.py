@@ -15,6 +15,9 @@ PROGRAMS = {"programs": {
              "event_length": ["1m", "5h"], "yearly_hours_cap": 60},
     "capped": {"timezone": "UTC", "season": ["01-01", "12-31"], "window": ["00:00", "24:00"],
                "event_length": ["1m", "5h"], "yearly_hours_cap": 0.1},
+    # settlement: the battery's own discharge against its prior 10 eligible days
+    "hist": {"timezone": "UTC", "season": ["01-01", "12-31"], "window": ["00:00", "24:00"],
+             "event_length": ["1m", "5h"], "baseline": "a4_discharge", "rate": 2.0},
     "elrp": {}}}
 
 
@@ -209,5 +212,77 @@ def test_dispatch_over_the_downlink_and_opt_out():
         srv.stop()
 
 
+DAY = 86400000
+
+
+def history_kw(site, k):
+    """Site site's discharge (kW) on day k before the event (0: the event day), 10:00-11:00."""
+    if site == 0:
+        return 4.0 if k == 0 else 1.0
+    if k == 3:
+        return 5.0  # the program's other event day: excluded from the baseline
+    return 3.0 if k == 0 else [0.0, 2.0, 0.5][k % 3]
+
+
+def test_settlement_from_stored_telemetry():
+    with t.Env() as env:
+        srv = t.Server(env.root, env.certs, config={"rate_limits": False, "vpp": PROGRAMS}).start()
+        now = int(time.time() * 1000)
+        d0 = (now // DAY - 2) * DAY + 10 * 3600000  # 10:00 UTC two days ago
+        sites = [Site(env, srv, s) for s in SITES[:2]]
+        for i, s in enumerate(sites):
+            for k in range(13, -1, -1):
+                for m in range(12):  # a sample every 5 minutes, 10:00-10:55
+                    kw = history_kw(i, k)
+                    s.sample(created_ms=d0 - k * DAY + m * 300000, battery_kw=kw,
+                             energy_kwh=12.0, capacity_kwh=13.5)
+            st, b = api(srv, "POST", f"/api/v1/vpp/sites/{s.id}/enroll?program=hist")
+            assert st == 200, b
+        for k in (3, 0):  # the other event first: its day is excluded
+            st, b = api(srv, "POST", f"/api/v1/vpp/events?program=hist&start={d0 - k * DAY}"
+                        f"&end={d0 - k * DAY + 3600000}&target_kw=5")
+            assert st == 201, (st, b)
+        ev = b["id"]
+        st, body = srv.http(f"/api/v1/vpp/events/{ev}/settlement?format=json", token="ops")
+        assert st == 200, body
+        res = json.loads(body)
+        rows = {r["site"]: r for r in res["rows"]}
+        assert set(rows) == set(SITES[:2]), rows
+        # the season total is the sum of its rows, exactly
+        tot = res["total"]
+        for key in ("baseline_kwh", "metered_kwh", "incremental_kwh", "payment"):
+            assert abs(sum(float(r[key] or 0) for r in res["rows"]) - float(tot[key])) < 1e-9, key
+        # by hand, from the raw telemetry read back through the query API
+        for i, sid in enumerate(SITES[:2]):
+            def day_kwh(k):
+                q = srv.json(f"/api/v1/query?device={sid}&signals=SiteBatteryPower"
+                             f"&from={d0 - k * DAY}&to={d0 - k * DAY + 3600000 - 1}")
+                return sum(max(0.0, r["SiteBatteryPower"]) * 5 / 60 for r in q["rows"])
+            prior = [k for k in range(1, 14) if k != 3][:10]
+            base = sum(day_kwh(k) for k in prior) / 10
+            metered = day_kwh(0)
+            inc = max(0.0, round(metered, 3) - round(base, 3))
+            r = rows[sid]
+            assert abs(float(r["metered_kwh"]) - metered) < 0.0005, (r, metered)
+            assert abs(float(r["baseline_kwh"]) - base) < 0.0005, (r, base)
+            assert abs(float(r["incremental_kwh"]) - inc) < 0.0005, (r, inc)
+            assert abs(float(r["payment"]) - round(inc * 2.0, 2)) < 0.005, r
+            days = [time.strftime("%Y-%m-%d", time.gmtime((d0 - k * DAY) / 1000)) for k in prior]
+            assert r["baseline_days"] == days, (r["baseline_days"], days)
+        # CSV: the documented columns, the same figures
+        st, body = srv.http(f"/api/v1/vpp/events/{ev}/settlement?format=csv", token="ops")
+        lines = body.decode().splitlines()
+        assert lines[0] == ("site,event,method,baseline_days,baseline_kwh,metered_kwh,"
+                            "incremental_kwh,rate,payment"), lines[0]
+        assert len(lines) == 3, lines
+        # bit for bit the same when asked again
+        st, again = srv.http(f"/api/v1/vpp/events/{ev}/settlement?format=csv", token="ops")
+        assert again == body
+        for s in sites:
+            s.ws.close()
+        srv.stop()
+
+
 if __name__ == "__main__":
-    t.main([test_events_refused_with_a_reason, test_dispatch_over_the_downlink_and_opt_out])
+    t.main([test_events_refused_with_a_reason, test_dispatch_over_the_downlink_and_opt_out,
+            test_settlement_from_stored_telemetry])
