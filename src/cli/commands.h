@@ -18,6 +18,7 @@ int fv_cmd_query(int argc, char **argv);     /* cli/cmd_query.c */
 int fv_cmd_principal(int argc, char **argv); /* cli/cmd_principal.c */
 int fv_cmd_subject(int argc, char **argv);   /* cli/cmd_subject.c */
 int fv_cmd_privacy(int argc, char **argv);   /* cli/cmd_privacy.c */
+int fv_cmd_vpp(int argc, char **argv);       /* cli/cmd_vpp.c */
 
 /* One request to the running server's HTTP API (cli/cmd_query.c): GET or POST endpoint with
  * the query parameters pn[i]=pv[i] (NULL values left out), the principal's token read from

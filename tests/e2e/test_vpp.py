@@ -3,6 +3,7 @@ mutual-TLS WebSocket, events created through the API (refusals as 422 with a rea
 notices and dispatch commands over the real downlink, acked by the sites, per-site status,
 and an opt-out mid-event re-planned so the others cover it."""
 import json
+import os
 import struct
 import time
 
@@ -142,6 +143,27 @@ def test_events_refused_with_a_reason():
         assert st == 422 and "target_kw" in b["error"], (st, b)
         st, b = api(srv, "GET", "/api/v1/vpp/events")
         assert len(b["events"]) == 2, b
+        # the same from the shell
+        tokf = os.path.join(env.root, "ops.token")
+        with open(tokf, "w") as f:
+            f.write(srv.tokens["ops"])
+        cli = ["--token-file", tokf, "--api", f"http://127.0.0.1:{srv.api_port}",
+               "--purpose", "service"]
+        r = t.run("vpp", "event", "create", "--program", "elrp", "--start",
+                  "2027-12-01T00:00:00Z", "--end", "2027-12-01T02:00:00Z", "--target-kw", "5",
+                  *cli, check=False)
+        assert r.returncode == 1 and "season" in r.stdout + r.stderr, r
+        r = t.run("vpp", "event", "create", "--program", "test", "--start", str(now + 60000),
+                  "--end", str(now + 360000), "--max", *cli)
+        ev = json.loads(r.stdout)["id"]
+        r = t.run("vpp", "event", "list", *cli)
+        assert len(json.loads(r.stdout)["events"]) == 3, r.stdout
+        r = t.run("vpp", "event", "cancel", ev, *cli)
+        assert json.loads(r.stdout)["state"] == "cancelled", r.stdout
+        r = t.run("vpp", "event", "status", ev, *cli)
+        assert json.loads(r.stdout)["state"] == "cancelled", r.stdout
+        assert t.run("vpp", "event", "create", "--program", "test", *cli,
+                     check=False).returncode == 2
         srv.stop()
 
 
