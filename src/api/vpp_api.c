@@ -7,6 +7,7 @@
  *   GET  /api/v1/vpp/events/ID                  status: per-site status, delivered vs target
  *   POST /api/v1/vpp/events/ID/cancel
  *   GET  /api/v1/vpp/events/ID/settlement?format=csv|json   (vpp_settle.c)
+ *   GET  /api/v1/vpp/capacity?program=P&from=T&to=T   the MW the sites can deliver (vpp_capacity.c)
  *   POST /api/v1/vpp/sites/ID/enroll?program=P
  *   POST /api/v1/vpp/sites/ID/opt-out?event=E   the owner's opt-out, even mid-event
  *
@@ -87,9 +88,16 @@ static void create_event(const struct fv_api_view *v, struct fv_http_response *o
     }
     char id[FV_VPP_ID_MAX], why[300];
     int rc = fv_vpp_event_create(v->vpp, prog, start, end, kw, max, id, why, sizeof why);
-    if (rc == FV_OK)
-        fv_api_respond(out, 201, json_pack("{s:s}", "id", id));
-    else
+    if (rc == FV_OK) {
+        /* the forecast for its window, kept beside what it will deliver */
+        json_t *fc = NULL;
+        double avg = 0;
+        char ferr[200];
+        if (fv_api_vpp_forecast(v, prog, start, end, &fc, &avg, ferr, sizeof ferr) == FV_OK)
+            fv_vpp_event_forecast(v->vpp, id, avg);
+        json_decref(fc);
+        fv_api_respond(out, 201, json_pack("{s:s,s:f}", "id", id, "forecast_kw", avg));
+    } else
         error(out, rc == FV_EINVAL ? 422 : 500, why);
 }
 
@@ -106,6 +114,8 @@ void fv_api_vpp(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const cha
     const char *action = NULL;
     if (strcmp(sub, "/events") == 0)
         action = post ? "vpp.event.create" : "vpp.events";
+    else if (strcmp(sub, "/capacity") == 0 && !post)
+        action = "vpp.capacity";
     else if ((rest = segment(sub, "/events/", x)) != NULL)
         action = strcmp(rest, "/cancel") == 0 && post        ? "vpp.event.cancel"
                  : strcmp(rest, "/settlement") == 0 && !post ? "vpp.settlement"
@@ -129,7 +139,9 @@ void fv_api_vpp(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const cha
         }
     }
     char err[200] = "";
-    if (strcmp(action, "vpp.events") == 0) {
+    if (strcmp(action, "vpp.capacity") == 0) {
+        fv_api_vpp_capacity(v, out);
+    } else if (strcmp(action, "vpp.events") == 0) {
         fv_api_respond(out, 200, fv_vpp_events_json(v->vpp));
     } else if (strcmp(action, "vpp.event.create") == 0) {
         create_event(v, out);

@@ -59,6 +59,7 @@ struct vevent {
     struct vtrack *tr;
     size_t ntr;
     unsigned cmdseq;
+    double forecast_kw; /* the capacity forecast when it was created (NaN: none) */
 };
 
 struct inmsg {
@@ -282,6 +283,7 @@ static int load(struct fv_vpp *v, char *err, size_t errlen)
             e->max = sqlite3_column_int(st, 5);
             e->state = sqlite3_column_int(st, 6);
             e->notice_sent = 1; /* sent before the restart; reconnects resend commands */
+            e->forecast_kw = NAN;
             if (e->prog < 0) e->state = EV_CANCELLED; /* its program left the configuration */
             rc = events_add(v, e);
             if (rc) event_free(e);
@@ -675,6 +677,7 @@ int fv_vpp_event_create(struct fv_vpp *v, const char *program, int64_t start_ms,
         e->target_kw = max ? 0 : target_kw;
         e->max = max != 0;
         e->state = EV_SCHEDULED;
+        e->forecast_kw = NAN;
         rc = db_run(v->db,
                     "INSERT INTO vpp_events(id, program, start_ms, end_ms, target_kw, max, state,"
                     " created_ms) VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
@@ -785,6 +788,7 @@ static const char *site_status(const struct vevent *e, const struct vassign *a, 
 json_t *fv_vpp_event_json(struct fv_vpp *v, const char *id)
 {
     pthread_mutex_lock(&v->mu);
+    drain_inbox(v); /* the newest samples and acks count */
     struct vevent *e = event_find(v, id);
     json_t *j = e ? event_summary(v, e) : NULL;
     if (j) {
@@ -810,6 +814,13 @@ json_t *fv_vpp_event_json(struct fv_vpp *v, const char *id)
         json_object_set_new(j, "feasible", json_boolean(e->plan.feasible));
         json_object_set_new(j, "delivered_kw",
                             json_real(e->state == EV_ACTIVE ? delivered_kw(e, now) : 0));
+        double sum = 0;
+        for (size_t i = 0; i < e->ntr; i++)
+            sum += e->tr[i].delivered_kw;
+        json_object_set_new(j, "forecast_kw",
+                            isnan(e->forecast_kw) ? json_null() : json_real(e->forecast_kw));
+        json_object_set_new(j, "delivered_avg_kw",
+                            e->ntr ? json_real(sum / (double)e->ntr) : json_null());
         json_object_set_new(j, "sites", sites ? sites : json_array());
         json_object_set_new(j, "tracking", tr ? tr : json_array());
     }
@@ -857,4 +868,41 @@ void fv_vpp_event_info_free(struct fv_vpp_event_info *info)
     info->sites = NULL;
     info->excluded = NULL;
     info->nsites = info->nexcluded = 0;
+}
+
+int fv_vpp_sites(struct fv_vpp *v, const char *program, struct fv_vpp_site_now **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    pthread_mutex_lock(&v->mu);
+    drain_inbox(v); /* the newest samples count */
+    int p = prog_index(v, program);
+    int rc = p < 0 ? FV_ENOENT : FV_OK;
+    struct fv_vpp_site_now *arr = rc == FV_OK ? calloc(v->sites.n + 1, sizeof *arr) : NULL;
+    if (rc == FV_OK && arr == NULL) rc = FV_ENOMEM;
+    for (size_t i = 0; rc == FV_OK && i < v->sites.cap; i++) {
+        const struct vsite *s = v->sites.slots[i].val;
+        if (!v->sites.slots[i].hash || s == NULL || s->prog != p) continue;
+        struct fv_vpp_site_now *x = &arr[(*n)++];
+        snprintf(x->id, sizeof x->id, "%s", s->id);
+        x->have = s->have;
+        x->s = s->s;
+        x->rx_ms = s->rx_ms;
+    }
+    pthread_mutex_unlock(&v->mu);
+    if (rc) {
+        free(arr);
+        *n = 0;
+        return rc;
+    }
+    *out = arr;
+    return FV_OK;
+}
+
+void fv_vpp_event_forecast(struct fv_vpp *v, const char *id, double kw)
+{
+    pthread_mutex_lock(&v->mu);
+    struct vevent *e = event_find(v, id);
+    if (e) e->forecast_kw = kw;
+    pthread_mutex_unlock(&v->mu);
 }

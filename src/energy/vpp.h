@@ -34,6 +34,7 @@
 #include <jansson.h>
 
 #include "energy/program.h"
+#include "wire/site.h"
 #include "wire/downlink.h"
 
 #define FV_VPP_RESEND_MS  10000
@@ -89,6 +90,19 @@ struct fv_vpp_event_info {
 };
 int fv_vpp_event_info(struct fv_vpp *v, const char *id, struct fv_vpp_event_info *out);
 void fv_vpp_event_info_free(struct fv_vpp_event_info *info);
+
+/* The sites enrolled in program now, each with its latest sample (have 0: none yet) and when
+ * it arrived. *out is malloc'd (free it). FV_ENOENT: no such program. */
+struct fv_vpp_site_now {
+    char id[65];
+    int have;
+    struct fv_site_sample s;
+    int64_t rx_ms;
+};
+int fv_vpp_sites(struct fv_vpp *v, const char *program, struct fv_vpp_site_now **out, size_t *n);
+/* Records the capacity forecast made for an event (shown in its status beside what it
+ * delivered). */
+void fv_vpp_event_forecast(struct fv_vpp *v, const char *id, double kw);
 
 /* Runs one turn of the service's work now (tests; the thread does it every second). */
 void fv_vpp_tick(struct fv_vpp *v, int64_t now_ms);

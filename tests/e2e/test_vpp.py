@@ -178,6 +178,16 @@ def test_dispatch_over_the_downlink_and_opt_out():
         st, b = api(srv, "POST", "/api/v1/vpp/sites/NOSUCHSITE/enroll?program=test")
         assert st == 404, (st, b)
         now = int(time.time() * 1000)
+        # the capacity forecast: per site min(inverter 5, export 4 + load 1 - solar 3,
+        # (10 - 20 % of 13.5) kWh / 2 h) = 2 kW, three sites
+        st, b = api(srv, "GET", f"/api/v1/vpp/capacity?program=test&from={now + 3600000}"
+                    f"&to={now + 3 * 3600000}")
+        assert st == 200 and b["sites_counted"] == 3, (st, b)
+        assert abs(b["avg_mw"] - 0.006) < 1e-9 and len(b["slots"]) == 2, b
+        assert abs(b["mwh"] - 0.012) < 1e-9, b
+        st, b = api(srv, "GET", f"/api/v1/vpp/capacity?program=test&from={now}"
+                    f"&to={now + 2 * 86400000}")
+        assert st == 422, (st, b)
         st, b = api(srv, "POST", f"/api/v1/vpp/events?program=test&start={now + 2000}"
                     f"&end={now + 600000}&target_kw=6")
         assert st == 201, (st, b)
@@ -206,6 +216,7 @@ def test_dispatch_over_the_downlink_and_opt_out():
                 break
             time.sleep(0.3)
         assert b["state"] == "active" and abs(b["planned_kw"] - 6.0) < 0.01, b
+        assert b["forecast_kw"] is not None and b["forecast_kw"] > 0, b  # kept for comparison
         assert all(x["status"] == "delivering" and x["acked"] for x in stat.values()), stat
         assert abs(b["delivered_kw"] - 6.0) < 0.01, b
         # the owner of site 0 opts out mid-event: the others are re-dispatched to cover it
