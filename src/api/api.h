@@ -79,6 +79,9 @@ void fv_api_respond(struct fv_http_response *r, int status, json_t *j);
 /* GET /api/v1/vpp/events/ID/settlement (api/vpp_settle.c), after the caller's decision. */
 void fv_api_vpp_settlement(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *id,
                            struct fv_http_response *out);
+/* GET /api/v1/vpp/settlement?program=P&season=YEAR: every completed event of the season. */
+void fv_api_vpp_season(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
+                       struct fv_http_response *out);
 /* The capacity forecast of a program's sites for [from, to) (api/vpp_capacity.c): a JSON
  * answer in *out and the window's average kW in *avg_kw. FV_OK, FV_EINVAL (err), FV_ENOMEM. */
 int fv_api_vpp_forecast(const struct fv_api_view *v, const char *program, int64_t from, int64_t to,

@@ -7,6 +7,7 @@
  *   GET  /api/v1/vpp/events/ID                  status: per-site status, delivered vs target
  *   POST /api/v1/vpp/events/ID/cancel
  *   GET  /api/v1/vpp/events/ID/settlement?format=csv|json   (vpp_settle.c)
+ *   GET  /api/v1/vpp/settlement?program=P&season=YEAR&format=csv|json   every completed event
  *   GET  /api/v1/vpp/capacity?program=P&from=T&to=T   the MW the sites can deliver (vpp_capacity.c)
  *   POST /api/v1/vpp/sites/ID/enroll?program=P
  *   POST /api/v1/vpp/sites/ID/opt-out?event=E   the owner's opt-out, even mid-event
@@ -116,6 +117,8 @@ void fv_api_vpp(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const cha
         action = post ? "vpp.event.create" : "vpp.events";
     else if (strcmp(sub, "/capacity") == 0 && !post)
         action = "vpp.capacity";
+    else if (strcmp(sub, "/settlement") == 0 && !post)
+        action = "vpp.season";
     else if ((rest = segment(sub, "/events/", x)) != NULL)
         action = strcmp(rest, "/cancel") == 0 && post        ? "vpp.event.cancel"
                  : strcmp(rest, "/settlement") == 0 && !post ? "vpp.settlement"
@@ -139,7 +142,9 @@ void fv_api_vpp(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const cha
         }
     }
     char err[200] = "";
-    if (strcmp(action, "vpp.capacity") == 0) {
+    if (strcmp(action, "vpp.season") == 0) {
+        fv_api_vpp_season(v, ctx, out);
+    } else if (strcmp(action, "vpp.capacity") == 0) {
         fv_api_vpp_capacity(v, out);
     } else if (strcmp(action, "vpp.events") == 0) {
         fv_api_respond(out, 200, fv_vpp_events_json(v->vpp));

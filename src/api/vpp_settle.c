@@ -112,52 +112,139 @@ static int site_row(const struct fv_api_view *v, const struct fv_vpp_event_info 
     return rc;
 }
 
-void fv_api_vpp_settlement(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *id,
-                           struct fv_http_response *out)
+/* Rows of several events; each row's site and event strings live here (re-pointed on
+ * growth). */
+struct settle_set {
+    struct fv_vpp_settle_row *rows;
+    char (*site)[65];
+    char (*event)[FV_VPP_ID_MAX];
+    size_t n, cap;
+};
+
+static int set_grow(struct settle_set *st, size_t need)
 {
-    char fmt[8] = "json", err[300];
-    fv_query_param(v->query, "format", fmt, sizeof fmt);
-    int csv = strcmp(fmt, "csv") == 0;
-    if (!csv && strcmp(fmt, "json") != 0) {
-        fv_api_respond(out, 400, json_pack("{s:s}", "error", "format: csv or json"));
-        return;
+    if (need <= st->cap) return FV_OK;
+    size_t cap = need > 2 * st->cap ? need : 2 * st->cap;
+    void *r = realloc(st->rows, cap * sizeof *st->rows);
+    if (r) st->rows = r;
+    void *a = r ? realloc(st->site, cap * sizeof *st->site) : NULL;
+    if (a) st->site = a;
+    void *b = a ? realloc(st->event, cap * sizeof *st->event) : NULL;
+    if (b == NULL) return FV_ENOMEM;
+    st->event = b;
+    st->cap = cap;
+    for (size_t i = 0; i < st->n; i++) {
+        st->rows[i].site = st->site[i];
+        st->rows[i].event = st->event[i];
     }
+    return FV_OK;
+}
+
+static void set_free(struct settle_set *st)
+{
+    free(st->rows);
+    free(st->site);
+    free(st->event);
+}
+
+/* Appends the rows of event id. FV_OK, FV_ENOENT (no such event), else err says why. */
+static int settle_event(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *id,
+                        struct settle_set *st, char *err, size_t errlen)
+{
     struct fv_vpp_event_info ev;
-    if (fv_vpp_event_info(v->vpp, id, &ev) != FV_OK) {
-        fv_api_respond(out, 404, json_pack("{s:s}", "error", "no such event"));
-        return;
-    }
+    if (fv_vpp_event_info(v->vpp, id, &ev) != FV_OK) return FV_ENOENT;
     struct fv_vpp_baseline_plan plan;
     int rc = fv_vpp_baseline_plan(&ev.program, ev.start_ms, ev.end_ms, ev.excluded, ev.nexcluded,
-                                  &plan, err, sizeof err);
-    struct fv_vpp_settle_row *rows = rc == FV_OK ? calloc(ev.nsites + 1, sizeof *rows) : NULL;
-    char(*shown)[65] = rc == FV_OK ? calloc(ev.nsites + 1, sizeof *shown) : NULL;
-    if (rc == FV_OK && (rows == NULL || shown == NULL)) {
+                                  &plan, err, errlen);
+    if (rc == FV_OK && set_grow(st, st->n + ev.nsites) != FV_OK) {
         rc = FV_ENOMEM;
-        snprintf(err, sizeof err, "out of memory");
+        snprintf(err, errlen, "out of memory");
     }
-    size_t n = 0;
     for (size_t i = 0; rc == FV_OK && i < ev.nsites; i++) {
+        size_t k = st->n;
         if (v->guard)
-            fv_guard_show_id(v->guard, ctx, ev.sites[i], shown[i]);
+            fv_guard_show_id(v->guard, ctx, ev.sites[i], st->site[k]);
         else
-            snprintf(shown[i], sizeof shown[i], "%s", ev.sites[i]);
-        rc = site_row(v, &ev, &plan, ev.sites[i], shown[i], &rows[n]);
-        if (rc == FV_OK)
-            n++;
-        else
-            snprintf(err, sizeof err, "a site's telemetry cannot be settled (%s)", fv_strerror(rc));
+            snprintf(st->site[k], sizeof st->site[k], "%s", ev.sites[i]);
+        snprintf(st->event[k], sizeof st->event[k], "%s", ev.id);
+        rc = site_row(v, &ev, &plan, ev.sites[i], st->site[k], &st->rows[k]);
+        if (rc == FV_OK) {
+            st->rows[k].event = st->event[k];
+            st->n++;
+        } else {
+            snprintf(err, errlen, "a site's telemetry cannot be settled (%s)", fv_strerror(rc));
+        }
     }
+    fv_vpp_event_info_free(&ev);
+    return rc;
+}
+
+/* format=csv|json from the query; -1 (answered 400) if neither. */
+static int want_csv(const struct fv_api_view *v, struct fv_http_response *out)
+{
+    char fmt[8] = "json";
+    fv_query_param(v->query, "format", fmt, sizeof fmt);
+    if (strcmp(fmt, "csv") == 0) return 1;
+    if (strcmp(fmt, "json") == 0) return 0;
+    fv_api_respond(out, 400, json_pack("{s:s}", "error", "format: csv or json"));
+    return -1;
+}
+
+static void answer(struct fv_http_response *out, int csv, const struct settle_set *st, int rc,
+                   const char *err)
+{
     if (rc == FV_OK) {
         out->status = 200;
         out->content_type = csv ? "text/csv" : "application/json";
         fv_buf_reset(&out->body);
-        rc = csv ? fv_vpp_settle_csv(&out->body, rows, n, 1)
-                 : fv_vpp_settle_json(&out->body, rows, n);
+        rc = csv ? fv_vpp_settle_csv(&out->body, st->rows, st->n, 1)
+                 : fv_vpp_settle_json(&out->body, st->rows, st->n);
     }
     if (rc != FV_OK)
-        fv_api_respond(out, rc == FV_EINVAL ? 422 : 500, json_pack("{s:s}", "error", err));
-    free(rows);
-    free(shown);
-    fv_vpp_event_info_free(&ev);
+        fv_api_respond(out, rc == FV_EINVAL ? 422 : 500,
+                       json_pack("{s:s}", "error", err[0] ? err : "out of memory"));
+}
+
+void fv_api_vpp_settlement(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *id,
+                           struct fv_http_response *out)
+{
+    int csv = want_csv(v, out);
+    if (csv < 0) return;
+    struct settle_set st = {0};
+    char err[300] = "";
+    int rc = settle_event(v, ctx, id, &st, err, sizeof err);
+    if (rc == FV_ENOENT)
+        fv_api_respond(out, 404, json_pack("{s:s}", "error", "no such event"));
+    else
+        answer(out, csv, &st, rc, err);
+    set_free(&st);
+}
+
+void fv_api_vpp_season(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
+                       struct fv_http_response *out)
+{
+    int csv = want_csv(v, out);
+    if (csv < 0) return;
+    char prog[80] = "", year[16] = "", err[300] = "";
+    fv_query_param(v->query, "program", prog, sizeof prog);
+    char *e = NULL;
+    long y = fv_query_param(v->query, "season", year, sizeof year) ? strtol(year, &e, 10) : 0;
+    if (e == NULL || *e || y < 1970 || y > 9999) {
+        fv_api_respond(out, 422, json_pack("{s:s}", "error", "give program=P and season=YEAR"));
+        return;
+    }
+    char(*ids)[FV_VPP_ID_MAX];
+    size_t n;
+    int rc = fv_vpp_season(v->vpp, prog, (int)y, &ids, &n);
+    if (rc) {
+        fv_api_respond(out, rc == FV_ENOENT ? 422 : 500,
+                       json_pack("{s:s}", "error", rc == FV_ENOENT ? "unknown program" : "error"));
+        return;
+    }
+    struct settle_set st = {0};
+    for (size_t i = 0; rc == FV_OK && i < n; i++)
+        rc = settle_event(v, ctx, ids[i], &st, err, sizeof err);
+    answer(out, csv, &st, rc == FV_ENOENT ? FV_OK : rc, err);
+    set_free(&st);
+    free(ids);
 }

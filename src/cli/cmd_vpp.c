@@ -9,7 +9,7 @@
  *   fleetvault vpp event cancel ID
  *   fleetvault vpp enroll SITE --program P
  *   fleetvault vpp opt-out SITE --event ID
- *   fleetvault vpp settle --event ID [--format csv|json]
+ *   fleetvault vpp settle (--event ID | --season YEAR --program P) [--format csv|json]
  *
  * Every verb takes --token-file F, [--api URL] (default http://127.0.0.1:8080) and
  * [--purpose P]. Answers are printed as the API gives them (JSON, or CSV for settle).
@@ -31,13 +31,15 @@ static void usage(FILE *f)
                "       fleetvault vpp event list | status ID [--watch] | cancel ID\n"
                "       fleetvault vpp enroll SITE --program P\n"
                "       fleetvault vpp opt-out SITE --event ID\n"
-               "       fleetvault vpp settle --event ID [--format csv|json]\n"
+               "       fleetvault vpp settle (--event ID | --season YEAR --program P) "
+               "[--format csv|json]\n"
                "  every verb: --token-file F [--api URL] [--purpose P (energy_programs)]\n"
                "  times: epoch ms or RFC 3339 (2027-07-01T23:00:00Z)\n");
 }
 
 struct vargs {
-    const char *api, *token_file, *purpose, *program, *start, *end, *target, *event, *format;
+    const char *api, *token_file, *purpose, *program, *start, *end, *target, *event, *format,
+        *season;
     int max, watch;
     const char *pos[3];
     int npos;
@@ -49,11 +51,11 @@ static int parse(int argc, char **argv, int from, struct vargs *a)
     a->api = "http://127.0.0.1:8080";
     a->purpose = "energy_programs";
     for (int i = from; i < argc; i++) {
-        static const char *const names[] = {"--api",       "--token-file", "--purpose",
-                                            "--program",   "--start",      "--end",
-                                            "--target-kw", "--event",      "--format"};
+        static const char *const names[] = {"--api",    "--token-file", "--purpose",   "--program",
+                                            "--start",  "--end",        "--target-kw", "--event",
+                                            "--format", "--season"};
         const char **slots[] = {&a->api, &a->token_file, &a->purpose, &a->program, &a->start,
-                                &a->end, &a->target,     &a->event,   &a->format};
+                                &a->end, &a->target,     &a->event,   &a->format,  &a->season};
         size_t k = 0;
         while (k < sizeof names / sizeof names[0] && strcmp(argv[i], names[k]) != 0)
             k++;
@@ -141,6 +143,10 @@ int fv_cmd_vpp(int argc, char **argv)
             const char *pv[] = {enroll ? a.program : a.event};
             rc = call(&a, "POST", ep, pn, pv, 1);
         }
+    } else if (strcmp(verb, "settle") == 0 && a.season && a.program) {
+        const char *pn[] = {"program", "season", "format"};
+        const char *pv[] = {a.program, a.season, a.format ? a.format : "csv"};
+        rc = call(&a, "GET", "/api/v1/vpp/settlement", pn, pv, 3);
     } else if (strcmp(verb, "settle") == 0 && a.event) {
         char *e = curl_easy_escape(NULL, a.event, 0);
         snprintf(ep, sizeof ep, "/api/v1/vpp/events/%s/settlement", e ? e : "");

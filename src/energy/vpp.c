@@ -906,3 +906,30 @@ void fv_vpp_event_forecast(struct fv_vpp *v, const char *id, double kw)
     if (e) e->forecast_kw = kw;
     pthread_mutex_unlock(&v->mu);
 }
+
+int fv_vpp_season(struct fv_vpp *v, const char *program, int year, char (**ids)[FV_VPP_ID_MAX],
+                  size_t *n)
+{
+    *ids = NULL;
+    *n = 0;
+    pthread_mutex_lock(&v->mu);
+    int p = prog_index(v, program);
+    int rc = p < 0 ? FV_ENOENT : FV_OK;
+    char(*arr)[FV_VPP_ID_MAX] = rc == FV_OK ? calloc(v->nev + 1, sizeof *arr) : NULL;
+    if (rc == FV_OK && arr == NULL) rc = FV_ENOMEM;
+    for (size_t i = 0; rc == FV_OK && i < v->nev; i++) {
+        const struct vevent *e = v->ev[i];
+        struct fv_vpp_local lt;
+        if (e->prog == p && e->state == EV_COMPLETED &&
+            fv_vpp_local_time(&v->progs[p], e->start_ms, &lt) == FV_OK && lt.year == year)
+            snprintf(arr[(*n)++], FV_VPP_ID_MAX, "%s", e->id);
+    }
+    pthread_mutex_unlock(&v->mu);
+    if (rc) {
+        free(arr);
+        *n = 0;
+        return rc;
+    }
+    *ids = arr;
+    return FV_OK;
+}

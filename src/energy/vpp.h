@@ -90,6 +90,10 @@ struct fv_vpp_event_info {
 };
 int fv_vpp_event_info(struct fv_vpp *v, const char *id, struct fv_vpp_event_info *out);
 void fv_vpp_event_info_free(struct fv_vpp_event_info *info);
+/* The completed events of program whose start falls in local year `year`, oldest first:
+ * *ids is malloc'd (free it). FV_ENOENT: no such program. */
+int fv_vpp_season(struct fv_vpp *v, const char *program, int year, char (**ids)[FV_VPP_ID_MAX],
+                  size_t *n);
 
 /* The sites enrolled in program now, each with its latest sample (have 0: none yet) and when
  * it arrived. *out is malloc'd (free it). FV_ENOENT: no such program. */

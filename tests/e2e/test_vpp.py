@@ -311,6 +311,29 @@ def test_settlement_from_stored_telemetry():
         # bit for bit the same when asked again
         st, again = srv.http(f"/api/v1/vpp/events/{ev}/settlement?format=csv", token="ops")
         assert again == body
+        # the season: both events (over, so completed within a second), four rows, and a
+        # total that is the sum of its rows
+        year = time.gmtime(d0 / 1000).tm_year
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            st, b = api(srv, "GET", "/api/v1/vpp/events")
+            if all(e["state"] == "completed" for e in b["events"]):
+                break
+            time.sleep(0.2)
+        st, body = srv.http(f"/api/v1/vpp/settlement?program=hist&season={year}&format=json",
+                            token="ops")
+        assert st == 200, body
+        season = json.loads(body)
+        assert len(season["rows"]) == 4, season
+        for key in ("metered_kwh", "incremental_kwh", "payment"):
+            assert abs(sum(float(r[key] or 0) for r in season["rows"]) -
+                       float(season["total"][key])) < 1e-9, key
+        tokf = os.path.join(env.root, "ops.token")
+        with open(tokf, "w") as f:
+            f.write(srv.tokens["ops"])
+        r = t.run("vpp", "settle", "--season", str(year), "--program", "hist", "--token-file",
+                  tokf, "--api", f"http://127.0.0.1:{srv.api_port}", "--purpose", "service")
+        assert len(r.stdout.splitlines()) == 5, r.stdout  # header + 4 rows
         for s in sites:
             s.ws.close()
         srv.stop()
