@@ -12,6 +12,7 @@
 #include "api/export.h"
 #include "api/query.h"
 #include "crypto/keys.h"
+#include "energy/vpp.h"
 #include "privacy/guard.h"
 #include "privacy/subjects.h"
 #include "store/store.h"
@@ -38,7 +39,8 @@ static const char README[] =
     "  subject internally and in its audit log), owner id, since/until (ms since\n"
     "  1970-01-01 UTC; null = open), erased (true: its data key was destroyed, nothing of\n"
     "  it can be read any more), and its consent history (purpose, given or withdrawn, at,\n"
-    "  by). Also the purposes this installation processes data for, the data classes with\n"
+    "  by). For a home-energy site: energy_programs, its program enrolment and opt-outs. Also\n"
+    "  the purposes this installation processes data for, the data classes with\n"
     "  their signals and retention, and which roles may read which classes for which\n"
     "  purpose.\n\n"
     "period-N/telemetry-K.csv\n"
@@ -183,6 +185,8 @@ static json_t *subject_json(struct xctx *x)
     }
     json_object_set_new(root, "periods", pj.periods);
     pj.periods = NULL;
+    json_t *vpp = v->vpp ? fv_vpp_site_json(v->vpp, x->device) : NULL;
+    if (vpp) json_object_set_new(root, "energy_programs", vpp); /* enrolment, opt-outs */
     json_t *purposes = json_array(), *classes = json_array();
     const struct fv_policy *pol = v->guard->policy;
     for (size_t i = 0; purposes && i < fv_policy_npurposes(pol); i++)

@@ -933,3 +933,52 @@ int fv_vpp_season(struct fv_vpp *v, const char *program, int year, char (**ids)[
     *ids = arr;
     return FV_OK;
 }
+
+json_t *fv_vpp_site_json(struct fv_vpp *v, const char *site)
+{
+    pthread_mutex_lock(&v->mu);
+    const struct vsite *s = site_get(v, site, 0);
+    json_t *opts = json_array(), *j = NULL;
+    sqlite3_stmt *st = NULL;
+    if (opts && sqlite3_prepare_v2(v->db,
+                                   "SELECT event, at_ms FROM vpp_optouts WHERE site = ? "
+                                   "ORDER BY at_ms",
+                                   -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, site, -1, SQLITE_TRANSIENT);
+        while (sqlite3_step(st) == SQLITE_ROW)
+            json_array_append_new(opts, json_pack("{s:s,s:I}", "event",
+                                                  (const char *)sqlite3_column_text(st, 0), "at_ms",
+                                                  (json_int_t)sqlite3_column_int64(st, 1)));
+    }
+    sqlite3_finalize(st);
+    if (opts && (s || json_array_size(opts)))
+        j = json_pack("{s:o,s:O}", "program",
+                      s && s->prog >= 0 ? json_string(v->progs[s->prog].name) : json_null(),
+                      "opt_outs", opts);
+    json_decref(opts);
+    pthread_mutex_unlock(&v->mu);
+    return j;
+}
+
+int fv_vpp_forget_site(struct fv_vpp *v, const char *site)
+{
+    pthread_mutex_lock(&v->mu);
+    drain_inbox(v);
+    struct vsite *s = site_get(v, site, 0);
+    for (size_t i = 0; s && i < v->nev; i++) { /* no event keeps a pointer to it */
+        struct vevent *e = v->ev[i];
+        size_t w = 0;
+        for (size_t k = 0; k < e->na; k++)
+            if (e->a[k].site != s) e->a[w++] = e->a[k];
+        e->na = w;
+        size_t o = 0;
+        for (size_t k = 0; k < e->nopt; k++)
+            if (strcmp(e->optout[k], site) != 0) memcpy(e->optout[o++], e->optout[k], SITE_ID_MAX);
+        e->nopt = o;
+    }
+    if (s) free(fv_map_del(&v->sites, site, strlen(site)));
+    int rc = db_run(v->db, "DELETE FROM vpp_sites WHERE site = ?", "t", site);
+    if (rc == FV_OK) rc = db_run(v->db, "DELETE FROM vpp_optouts WHERE site = ?", "t", site);
+    pthread_mutex_unlock(&v->mu);
+    return rc;
+}

@@ -108,6 +108,12 @@ int fv_vpp_sites(struct fv_vpp *v, const char *program, struct fv_vpp_site_now *
  * delivered). */
 void fv_vpp_event_forecast(struct fv_vpp *v, const char *id, double kw);
 
+/* A site's own VPP data (its owner's: GDPR export): its program enrolment and its opt-outs,
+ * as {"program": P | null, "opt_outs": [{"event", "at_ms"}]} (new reference; NULL: none). */
+json_t *fv_vpp_site_json(struct fv_vpp *v, const char *site);
+/* Erasure: forgets the site (enrolment, opt-outs, latest sample) in memory and in vpp.db. */
+int fv_vpp_forget_site(struct fv_vpp *v, const char *site);
+
 /* Runs one turn of the service's work now (tests; the thread does it every second). */
 void fv_vpp_tick(struct fv_vpp *v, int64_t now_ms);
 

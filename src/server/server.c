@@ -257,6 +257,8 @@ static int erase_device(void *arg, const char *device, const struct fv_guard_ctx
     if (rc) return rc;
     fv_ingest_keys_changed(srv->ing);
     wake_loop(srv);
+    if (srv->vpp && fv_vpp_forget_site(srv->vpp, device) != FV_OK)
+        fv_warn("erasure: the VPP's record of the site could not be deleted from vpp.db");
     struct fv_device *d = fv_fleet_find(&srv->fleet, device);
     if (d) {
         fv_fleet_lock(&srv->fleet);

@@ -245,6 +245,45 @@ def test_dispatch_over_the_downlink_and_opt_out():
         srv.stop()
 
 
+def test_site_owner_data_in_export_and_erasure():
+    """Opt-outs and enrolment are the owner's data: in the subject export, gone on erasure."""
+    import io
+    import tarfile
+    with t.Env() as env:
+        srv = t.Server(env.root, env.certs, config={"rate_limits": False, "vpp": PROGRAMS}).start()
+        site = Site(env, srv, SITES[0])
+        site.sample()
+        assert api(srv, "POST", f"/api/v1/vpp/sites/{site.id}/enroll?program=test")[0] == 200
+        now = int(time.time() * 1000)
+        st, b = api(srv, "POST", f"/api/v1/vpp/events?program=test&start={now + 600000}"
+                    f"&end={now + 1200000}&max=true")
+        assert st == 201, b
+        ev = b["id"]
+        assert api(srv, "POST", f"/api/v1/vpp/sites/{site.id}/opt-out?event={ev}")[0] == 200
+        po = srv.principal("paula", "privacy-officer")
+        st, body = srv.http(f"/api/v1/subjects/{site.id}/export?ticket=DSAR-7", token=po,
+                            purpose=None)
+        assert st == 200, body
+        tar = tarfile.open(fileobj=io.BytesIO(body))
+        names = {m.name.split("/", 1)[1]: m for m in tar.getmembers()}
+        sj = json.load(tar.extractfile(names["subject.json"]))
+        vpp = sj["energy_programs"]
+        assert vpp["program"] == "test" and [o["event"] for o in vpp["opt_outs"]] == [ev], vpp
+        st, body = srv.http(f"/api/v1/subjects/{site.id}/erase?ticket=GDPR-7", token=po,
+                            method="POST", purpose=None)
+        assert st == 200, body
+        st, b = api(srv, "GET", f"/api/v1/vpp/capacity?program=test&from={now + 600000}"
+                    f"&to={now + 1200000}")
+        assert b["sites_counted"] + b["sites_offline"] == 0, b  # no longer enrolled
+        import sqlite3
+        con = sqlite3.connect(os.path.join(srv.data, "vpp.db"))
+        assert con.execute("SELECT count(*) FROM vpp_sites").fetchone()[0] == 0
+        assert con.execute("SELECT count(*) FROM vpp_optouts").fetchone()[0] == 0
+        con.close()
+        site.ws.close()
+        srv.stop()
+
+
 DAY = 86400000
 
 
@@ -341,4 +380,4 @@ def test_settlement_from_stored_telemetry():
 
 if __name__ == "__main__":
     t.main([test_events_refused_with_a_reason, test_dispatch_over_the_downlink_and_opt_out,
-            test_settlement_from_stored_telemetry])
+            test_settlement_from_stored_telemetry, test_site_owner_data_in_export_and_erasure])
