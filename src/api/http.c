@@ -53,6 +53,10 @@ struct api_session {
     int chunked, done;   /* a streamed response; its producer has finished */
     uint64_t audit_need; /* H2: the response waits until this audit seq is durable */
     int parked;
+    /* the request, kept until its body is in */
+    char auth[256], args[4096], path[512], method[8];
+    struct fv_buf req_body;
+    int body_too_large, awaiting_body;
 };
 
 static struct fv_audit *audit_of(const struct fv_http_ctx *hc)
@@ -69,6 +73,7 @@ static const char *http_method(struct lws *wsi)
 
 static void api_session_end(struct api_session *a)
 {
+    fv_buf_free(&a->req_body);
     if (a->resp.free_ctx) a->resp.free_ctx(a->resp.ctx);
     a->resp.free_ctx = NULL;
     a->resp.ctx = NULL;
@@ -152,6 +157,78 @@ static int unpark(struct lws *wsi, struct fv_http_ctx *hc, struct api_session *a
     return send_headers(wsi, a);
 }
 
+/* Answers the request held in a (headers read; its body too, if it had one). */
+static int serve(struct lws *wsi, struct fv_http_ctx *hc, struct api_session *a)
+{
+    struct fv_api_view v = hc->view;
+    v.query = a->args[0] ? a->args : NULL;
+    v.body = a->req_body.data ? (const char *)a->req_body.data : NULL;
+    v.body_len = a->req_body.len;
+    struct fv_audit *audit = audit_of(hc);
+    uint64_t before = audit ? fv_audit_last_seq(audit) : 0;
+    hc->metrics->http_requests++;
+    char addr[64] = "";
+    lws_get_peer_simple(wsi, addr, sizeof addr);
+    /* H1: a throttled address is answered 429 unless its token is valid (checking
+     * costs a hash and a lookup; nothing is logged), so clients that share an address
+     * with a guesser - behind a NAT or a proxy - are still served. */
+    if (!auth_allowed(hc, addr) &&
+        !(v.guard && a->auth[0] && fv_guard_token_valid(v.guard, a->auth))) {
+        hc->metrics->http_auth_throttled++;
+        a->resp.status = 429;
+        a->resp.content_type = "application/json";
+        static const char m[] = "{\"error\":\"too many failed authentications from this "
+                                "address; try again in a few seconds\"}\n";
+        fv_buf_append(&a->resp.body, m, sizeof m - 1);
+    } else {
+        if (a->body_too_large) {
+            a->resp.status = 413;
+            a->resp.content_type = "application/json";
+            static const char m[] = "{\"error\":\"request body over 64 KiB\"}\n";
+            fv_buf_append(&a->resp.body, m, sizeof m - 1);
+        } else {
+            fv_api_handle(&v, a->method, a->path, a->auth[0] ? a->auth : NULL, &a->resp);
+        }
+        if (a->resp.status == 401) {
+            hc->metrics->http_unauthorized++;
+            auth_failed(hc, addr);
+        }
+    }
+    if (a->resp.more) {
+        /* The first piece: a small result is complete at once and goes out whole. */
+        int rc = a->resp.more(a->resp.ctx, &a->resp.body);
+        if (rc < 0) {
+            fv_buf_reset(&a->resp.body);
+            api_session_end(a);
+            a->resp.status = 500;
+            a->resp.content_type = "application/json";
+            const char *m = rc == FV_ECORRUPT
+                                ? "{\"error\":\"stored data failed verification (corrupt "
+                                  "or altered); the server log names the file and "
+                                  "offset\"}\n"
+                                : "{\"error\":\"query failed; see the server log\"}\n";
+            fv_buf_append(&a->resp.body, m, strlen(m));
+        } else if (rc <= 0) {
+            a->resp.free_ctx(a->resp.ctx);
+            a->resp.more = NULL;
+            a->resp.free_ctx = NULL;
+            a->resp.ctx = NULL;
+        } else {
+            a->chunked = 1;
+        }
+    }
+    uint64_t after = audit ? fv_audit_last_seq(audit) : 0;
+    if (after > before && fv_audit_durable_seq(audit) < after) {
+        /* H2: the request wrote audit entries; its answer waits until they are durable
+         * (the syncer wakes the loop; EVENT_WAIT_CANCELLED below). */
+        a->audit_need = after;
+        a->parked = 1;
+        hc->parked++;
+        return 0;
+    }
+    return send_headers(wsi, a);
+}
+
 static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                   size_t len)
 {
@@ -161,79 +238,49 @@ static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     (void)len;
     switch (reason) {
     case LWS_CALLBACK_HTTP: {
-        char auth[256], args[4096] = "";
-        int has_auth = lws_hdr_copy(wsi, auth, sizeof auth, WSI_TOKEN_HTTP_AUTHORIZATION) > 0;
+        if (hc == NULL) return -1;
+        memset(a, 0, sizeof *a);
+        char *args = a->args;
+        const size_t args_size = sizeof a->args;
+        lws_hdr_copy(wsi, a->auth, sizeof a->auth, WSI_TOKEN_HTTP_AUTHORIZATION);
+        snprintf(a->path, sizeof a->path, "%s", (const char *)in);
+        snprintf(a->method, sizeof a->method, "%s", http_method(wsi));
         /* lws keeps the query string as fragments (one per '&'), already URL-decoded. */
         size_t al = 0;
-        for (int i = 0; al + 1 < sizeof args; i++) {
-            int n = lws_hdr_copy_fragment(wsi, args + al + (al ? 1 : 0),
-                                          (int)(sizeof args - al - 1), WSI_TOKEN_HTTP_URI_ARGS, i);
+        for (int i = 0; al + 1 < args_size; i++) {
+            int n = lws_hdr_copy_fragment(wsi, args + al + (al ? 1 : 0), (int)(args_size - al - 1),
+                                          WSI_TOKEN_HTTP_URI_ARGS, i);
             if (n < 0) break;
             if (al) args[al] = '&';
             al += (size_t)n + (al ? 1 : 0);
         }
-        int has_args = al > 0;
-        if (hc == NULL) return -1;
-        struct fv_api_view v = hc->view;
-        v.query = has_args ? args : NULL;
-        memset(a, 0, sizeof *a);
-        struct fv_audit *audit = audit_of(hc);
-        uint64_t before = audit ? fv_audit_last_seq(audit) : 0;
-        hc->metrics->http_requests++;
-        char addr[64] = "";
-        lws_get_peer_simple(wsi, addr, sizeof addr);
-        /* H1: a throttled address is answered 429 unless its token is valid (checking
-         * costs a hash and a lookup; nothing is logged), so clients that share an address
-         * with a guesser - behind a NAT or a proxy - are still served. */
-        if (!auth_allowed(hc, addr) &&
-            !(v.guard && has_auth && fv_guard_token_valid(v.guard, auth))) {
-            hc->metrics->http_auth_throttled++;
-            a->resp.status = 429;
-            a->resp.content_type = "application/json";
-            static const char m[] = "{\"error\":\"too many failed authentications from this "
-                                    "address; try again in a few seconds\"}\n";
-            fv_buf_append(&a->resp.body, m, sizeof m - 1);
-        } else {
-            fv_api_handle(&v, http_method(wsi), (const char *)in, has_auth ? auth : NULL, &a->resp);
-            if (a->resp.status == 401) {
-                hc->metrics->http_unauthorized++;
-                auth_failed(hc, addr);
+        /* A POST with a body is answered once the body is in (HTTP_BODY_COMPLETION). */
+        if (strcmp(a->method, "POST") == 0 &&
+            lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0) {
+            char cl[24] = "";
+            lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+            if (strtoull(cl, NULL, 10) > 0) {
+                a->awaiting_body = 1;
+                return 0;
             }
         }
-        if (a->resp.more) {
-            /* The first piece: a small result is complete at once and goes out whole. */
-            int rc = a->resp.more(a->resp.ctx, &a->resp.body);
-            if (rc < 0) {
-                fv_buf_reset(&a->resp.body);
-                api_session_end(a);
-                a->resp.status = 500;
-                a->resp.content_type = "application/json";
-                const char *m = rc == FV_ECORRUPT
-                                    ? "{\"error\":\"stored data failed verification (corrupt "
-                                      "or altered); the server log names the file and "
-                                      "offset\"}\n"
-                                    : "{\"error\":\"query failed; see the server log\"}\n";
-                fv_buf_append(&a->resp.body, m, strlen(m));
-            } else if (rc <= 0) {
-                a->resp.free_ctx(a->resp.ctx);
-                a->resp.more = NULL;
-                a->resp.free_ctx = NULL;
-                a->resp.ctx = NULL;
-            } else {
-                a->chunked = 1;
-            }
-        }
-        uint64_t after = audit ? fv_audit_last_seq(audit) : 0;
-        if (after > before && fv_audit_durable_seq(audit) < after) {
-            /* H2: the request wrote audit entries; its answer waits until they are durable
-             * (the syncer wakes the loop; EVENT_WAIT_CANCELLED below). */
-            a->audit_need = after;
-            a->parked = 1;
-            hc->parked++;
-            return 0;
-        }
-        return send_headers(wsi, a);
+        return serve(wsi, hc, a);
     }
+    case LWS_CALLBACK_HTTP_BODY:
+        if (a == NULL) return -1;
+        if (!a->awaiting_body) return 0; /* answered already (lws may still pass a body) */
+        if (a->req_body.len + len > FV_HTTP_BODY_MAX)
+            a->body_too_large = 1;
+        else if (!a->body_too_large && fv_buf_append(&a->req_body, in, len) != FV_OK)
+            return -1;
+        return 0;
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        if (a == NULL || hc == NULL) return -1;
+        if (!a->awaiting_body) return 0; /* no body was awaited: answered at HTTP */
+        a->awaiting_body = 0;
+        if (fv_buf_append(&a->req_body, "", 1) != FV_OK) return -1; /* NUL-terminated */
+        a->req_body.len--;
+        return serve(wsi, hc, a);
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
         /* H2: audit entries may have become durable: let parked responses look. */
         if (hc && hc->parked)

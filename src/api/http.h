@@ -42,6 +42,10 @@ struct fv_http_ctx {
 #define FV_HTTP_AUTH_FAIL_BURST 20.0
 #define FV_HTTP_AUTH_ADDRS      4096
 
+/* A POST's body (read whole before the request is handled) may be at most this long; a
+ * longer one is answered 413. */
+#define FV_HTTP_BODY_MAX (64u << 10)
+
 /* Frees what the transport keeps in hc (not hc itself). */
 void fv_http_ctx_free(struct fv_http_ctx *hc);
 

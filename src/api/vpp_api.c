@@ -2,7 +2,8 @@
  * vpp_api.c - the virtual power plant's endpoints (api.h; energy/vpp.h does the work):
  *
  *   GET  /api/v1/vpp/events                     every event
- *   POST /api/v1/vpp/events?program=P&start=T&end=T&target_kw=K | &max=true
+ *   POST /api/v1/vpp/events  JSON {"program", "start", "end", "target_kw" | "max": true}
+ *                            (or the same as query parameters)
  *                                               201 {"id"}, or 422 with the reason
  *   GET  /api/v1/vpp/events/ID                  status: per-site status, delivered vs target
  *   POST /api/v1/vpp/events/ID/cancel
@@ -66,20 +67,66 @@ static const char *segment(const char *p, const char *prefix, char x[65])
     return s + n;
 }
 
+/* A JSON body's member as text into buf ("" when absent): strings as they are, numbers and
+ * booleans printed. */
+static void body_param(const json_t *body, const char *key, char *buf, size_t len)
+{
+    const json_t *x = json_object_get(body, key);
+    if (json_is_string(x))
+        snprintf(buf, len, "%s", json_string_value(x));
+    else if (json_is_integer(x))
+        snprintf(buf, len, "%lld", (long long)json_integer_value(x));
+    else if (json_is_real(x))
+        snprintf(buf, len, "%.17g", json_real_value(x));
+    else if (json_is_boolean(x))
+        snprintf(buf, len, "%s", json_is_true(x) ? "true" : "false");
+}
+
+/* The event's parameters: from the JSON body ({"program", "start", "end", "target_kw" |
+ * "max": true}) when there is one, else from the query string. 0, or -1 (answered). */
+static int event_params(const struct fv_api_view *v, char *prog, char *s_start, char *s_end,
+                        char *s_kw, char *s_max, struct fv_http_response *out)
+{
+    if (v->body && v->body_len) {
+        json_error_t je;
+        json_t *b = json_loadb(v->body, v->body_len, 0, &je);
+        if (!json_is_object(b)) {
+            char msg[200];
+            snprintf(msg, sizeof msg, "the body is not a JSON object (line %d: %s)", je.line,
+                     je.text);
+            json_decref(b);
+            error(out, 400, msg);
+            return -1;
+        }
+        body_param(b, "program", prog, 80);
+        body_param(b, "start", s_start, 64);
+        body_param(b, "end", s_end, 64);
+        body_param(b, "target_kw", s_kw, 32);
+        body_param(b, "max", s_max, 8);
+        json_decref(b);
+        return 0;
+    }
+    fv_query_param(v->query, "program", prog, 80);
+    fv_query_param(v->query, "start", s_start, 64);
+    fv_query_param(v->query, "end", s_end, 64);
+    fv_query_param(v->query, "target_kw", s_kw, 32);
+    fv_query_param(v->query, "max", s_max, 8);
+    return 0;
+}
+
 static void create_event(const struct fv_api_view *v, struct fv_http_response *out)
 {
     char prog[80] = "", s_start[64] = "", s_end[64] = "", s_kw[32] = "", s_max[8] = "";
-    fv_query_param(v->query, "program", prog, sizeof prog);
+    if (event_params(v, prog, s_start, s_end, s_kw, s_max, out)) return;
     int64_t start, end;
-    if (!fv_query_param(v->query, "start", s_start, sizeof s_start) ||
-        fv_parse_time_ms(s_start, &start) ||
-        !fv_query_param(v->query, "end", s_end, sizeof s_end) || fv_parse_time_ms(s_end, &end)) {
-        error(out, 422, "give start=T and end=T (epoch ms or RFC 3339)");
+    if (!s_start[0] || fv_parse_time_ms(s_start, &start) || !s_end[0] ||
+        fv_parse_time_ms(s_end, &end)) {
+        error(out, 422, "give start and end (epoch ms or RFC 3339)");
         return;
     }
-    int max = fv_query_param(v->query, "max", s_max, sizeof s_max) && strcmp(s_max, "true") == 0;
+    int max = strcmp(s_max, "true") == 0;
     double kw = 0;
-    if (fv_query_param(v->query, "target_kw", s_kw, sizeof s_kw)) {
+    if (s_kw[0]) {
         char *e;
         kw = strtod(s_kw, &e);
         if (*e || e == s_kw) {

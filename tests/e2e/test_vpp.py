@@ -141,8 +141,29 @@ def test_events_refused_with_a_reason():
         st, b = api(srv, "POST", f"/api/v1/vpp/events?program=test&start={now + 60000}"
                     f"&end={now + 360000}")
         assert st == 422 and "target_kw" in b["error"], (st, b)
+        # the same as a JSON body
+        import urllib.request
+        def post_json(obj, raw=None):
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{srv.api_port}/api/v1/vpp/events?purpose=service",
+                method="POST", data=raw if raw is not None else json.dumps(obj).encode(),
+                headers={"Authorization": "Bearer " + srv.tokens["ops"],
+                         "Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    return r.status, json.loads(r.read())
+            except urllib.error.HTTPError as e:
+                return e.code, json.loads(e.read())
+        st, b = post_json({"program": "elrp", "start": "2027-12-01T00:00:00Z",
+                           "end": "2027-12-01T02:00:00Z", "target_kw": 5})
+        assert st == 422 and "season" in b["error"], (st, b)
+        st, b = post_json(None, raw=b"{not json")
+        assert st == 400 and "JSON" in b["error"], (st, b)
+        st, b = post_json({"program": "elrp", "start": "2027-07-02T23:00:00Z",
+                           "end": "2027-07-03T00:00:00Z", "max": True})
+        assert st == 201, (st, b)
         st, b = api(srv, "GET", "/api/v1/vpp/events")
-        assert len(b["events"]) == 2, b
+        assert len(b["events"]) == 3, b
         # the same from the shell
         tokf = os.path.join(env.root, "ops.token")
         with open(tokf, "w") as f:
@@ -157,7 +178,7 @@ def test_events_refused_with_a_reason():
                   "--end", str(now + 360000), "--max", *cli)
         ev = json.loads(r.stdout)["id"]
         r = t.run("vpp", "event", "list", *cli)
-        assert len(json.loads(r.stdout)["events"]) == 3, r.stdout
+        assert len(json.loads(r.stdout)["events"]) == 4, r.stdout
         r = t.run("vpp", "event", "cancel", ev, *cli)
         assert json.loads(r.stdout)["state"] == "cancelled", r.stdout
         r = t.run("vpp", "event", "status", ev, *cli)
