@@ -750,7 +750,7 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
             return;
         }
         get_vehicles(v, &ctx, out);
-        fv_guard_done(v->guard, &ctx, nfleet, out->body.len);
+        fv_api_quota_send(v, &ctx, nfleet, out); /* G5: before it is sent */
         return;
     }
     if (match_path(p, "/v1/signals/", "/latest", name)) {
@@ -774,7 +774,7 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
             return;
         }
         get_signal_latest(v, &ctx, field, out);
-        fv_guard_done(v->guard, &ctx, nfleet, out->body.len);
+        fv_api_quota_send(v, &ctx, nfleet, out); /* G5: before it is sent */
         return;
     }
     if (match_path(p, "/v1/vehicles/", "/state", name)) {
@@ -798,7 +798,7 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         fv_fleet_lock(v->fleet);
         uint32_t nsig = d->nsignals;
         fv_fleet_unlock(v->fleet);
-        fv_guard_done(v->guard, &ctx, nsig, out->body.len);
+        fv_api_quota_send(v, &ctx, nsig, out); /* G5: before it is sent */
         return;
     }
     respond_error(out, 404, "no such endpoint");

@@ -1,0 +1,36 @@
+/*
+ * quota_store.h - the daily quota counters (policy.h, struct fv_quota) kept in the SQLite
+ * catalog, so that a restart does not give every principal a fresh day (rule G5).
+ *
+ * Table (fv_quota_store_init creates it if missing):
+ *   quota_usage(name TEXT PRIMARY KEY,   -- a principal name, or "role:NAME" (a role's budget)
+ *               day INTEGER NOT NULL,    -- UTC days since 1970-01-01
+ *               subjects INTEGER NOT NULL, rows INTEGER NOT NULL, bytes INTEGER NOT NULL,
+ *               bulk INTEGER NOT NULL)   -- P7: subjects of unapproved bulk requests
+ * One row per name: the day it was last counted. Rows of earlier days are worth nothing
+ * (a new day starts from zero) and are deleted when loaded. Counters are stored as SQLite
+ * integers (signed 64-bit): values above INT64_MAX are stored as INT64_MAX, which is over
+ * any limit a policy can set.
+ *
+ * Threading: the caller's catalog connection (in the server, the API thread's keystore).
+ */
+#ifndef FV_PRIVACY_QUOTA_STORE_H
+#define FV_PRIVACY_QUOTA_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "privacy/policy.h"
+
+struct sqlite3;
+
+/* Creates the table if missing. FV_OK or FV_EIO (err says why). */
+int fv_quota_store_init(struct sqlite3 *db, char *err, size_t errlen);
+/* Loads the counters of the day of now_ms into q (fv_quota_set) and deletes older rows.
+ * FV_OK, FV_EIO, FV_ENOMEM (err says why). */
+int fv_quota_store_load(struct sqlite3 *db, struct fv_quota *q, uint64_t now_ms, char *err,
+                        size_t errlen);
+/* Writes name's counters (one upsert, durable when it returns). FV_OK or FV_EIO. */
+int fv_quota_store_save(struct sqlite3 *db, const char *name, const struct fv_quota_usage *u);
+
+#endif
