@@ -2,7 +2,8 @@
 CLI; every test here failed on the code before its fix. Names say the item: test_aggregate_*
 (item 4: aggregate-only bypass), test_quota_* (item 7: quotas enforced before serving,
 persisted, per role, on approved bulk exports, bulk thresholds per day), test_export_* (item
-8: subject export), test_location_*
+8: subject export), test_owner_* (item 12: a change of owner takes effect at once, records go
+to the owner period of their creation time), test_location_*
 (item 9: signals that reveal a place), test_trip_* (item 10: trip trimming in every output,
 stops by speed and gear)."""
 import csv
@@ -182,10 +183,8 @@ def test_export_serves_one_owner_period():
     with t.Env() as env:
         srv = server(env)
         now = int(time.time() * 1000)
-        send(srv, env, A, [(now - 100000 + i * 1000, [(SOC, 10.0 + i)]) for i in range(5)])
-        subject(srv, "owner", A, "customer-one", "--current")
-        subject(srv, "owner", A, "customer-two")
-        time.sleep(1.3)  # the server notices the registry changed
+        sell(srv, env, now)
+        time.sleep(2.5)  # the server notices the registry changed (owners.h O2)
         now = int(time.time() * 1000)
         send(srv, env, A, [(now + i, [(SOC, 90.0 + i)]) for i in range(3)])
         po = srv.principal("paula", "privacy-officer")
@@ -350,6 +349,76 @@ def test_quota_bulk_threshold_counts_per_day():
         assert st == 202 and b["status"] == "pending", b
         st, b = export(srv, ex, A)
         assert st == 202 and b["status"] == "pending", b
+        srv.stop()
+
+
+# ---- item 12: a change of owner ------------------------------------------------------------
+
+def sell(srv, env, now):
+    """Car A drives for its first owner (Soc 10..14 up to a minute before now), then is sold."""
+    send(srv, env, A, [(now - 100000 + i * 1000, [(SOC, 10.0 + i)]) for i in range(5)])
+    st, b = get(srv, f"/api/v1/vehicles/{A}/state", "ops", "service")
+    assert st == 200 and b["state"]["Soc"]["value"] == 14.0, b
+    subject(srv, "owner", A, "customer-one", "--current")
+    subject(srv, "owner", A, "customer-two")
+
+
+def test_owner_change_wipes_state_at_once():
+    with t.Env() as env:
+        srv = server(env)
+        sell(srv, env, int(time.time() * 1000))
+        # The attack: the previous owner's latest state was served until the car sent again.
+        st, b = get(srv, f"/api/v1/vehicles/{A}/state", "ops", "service")
+        assert st == 200 and b["state"] == {} and b["records"] == 0, b
+        assert b["last_received"].startswith("1970-"), b
+        st, b = get(srv, "/api/v1/signals/Soc/latest", "ops", "service")
+        assert st == 200 and b["count"] == 0, b
+        st, b = get(srv, "/api/v1/vehicles", "ops", "service")
+        assert [v["records"] for v in b["vehicles"] if v["id"] == A] == [0], b
+        # The ingest wipes it (not just hides it) when it notices the change, within seconds.
+        deadline = time.time() + 5
+        while "a new owner period began" not in srv.log() and time.time() < deadline:
+            time.sleep(0.1)
+        assert "a new owner period began" in srv.log(), srv.log()[-2000:]
+        st, b = get(srv, f"/api/v1/vehicles/{A}/state", "ops", "service")
+        assert st == 200 and b["state"] == {} and b["records"] == 0, b
+        srv.stop()
+
+
+def test_owner_records_go_to_the_period_they_were_made_in():
+    with t.Env() as env:
+        srv = server(env)
+        now = int(time.time() * 1000)
+        sell(srv, env, now)
+        time.sleep(2.5)  # the server notices the registry changed (owners.h O2)
+        # The car made these before the sale and uploads them after it (it was offline).
+        send(srv, env, A, [(now - 50000 + i * 1000, [(SOC, 50.0 + i)]) for i in range(3)])
+        # The attack: they were sealed under the new owner and became their latest state.
+        st, b = get(srv, f"/api/v1/vehicles/{A}/state", "ops", "service")
+        assert st == 200 and b["state"] == {}, b
+        later = int(time.time() * 1000)
+        send(srv, env, A, [(later + i, [(SOC, 90.0 + i)]) for i in range(2)])
+        st, b = get(srv, f"/api/v1/vehicles/{A}/state", "ops", "service")
+        assert b["state"]["Soc"]["value"] == 91.0 and b["records"] == 2, b
+        po = srv.principal("paula", "privacy-officer")
+
+        def period_rows(n):
+            st, body = srv.http(f"/api/v1/subjects/{A}/export?ticket=DSAR-{n}&period={n}",
+                                token=po, purpose=None)
+            assert st == 200, body
+            tar, names = tar_names(body)
+            rows = tar.extractfile(names[f"period-{n}/telemetry-1.csv"]).read().decode()
+            return rows.splitlines()[1:]
+
+        one = period_rows(1)  # the previous owner's: all 8 records they made
+        assert len(one) == 8 and sum(",5" in r for r in one) == 3, one
+        two = period_rows(2)  # the new owner's: only what was made after the sale
+        assert len(two) == 2 and all(",9" in r for r in two), two
+        # A restart rebuilds the same state from the log.
+        srv.stop()
+        srv.start()
+        st, b = get(srv, f"/api/v1/vehicles/{A}/state", "ops", "service")
+        assert b["state"]["Soc"]["value"] == 91.0, b
         srv.stop()
 
 
@@ -523,6 +592,8 @@ if __name__ == "__main__":
             test_quota_rows_stop_before_serving, test_quota_survives_restart,
             test_quota_new_principal_shares_the_role_budget,
             test_quota_holds_for_approved_bulk_exports, test_quota_bulk_threshold_counts_per_day,
+            test_owner_change_wipes_state_at_once,
+            test_owner_records_go_to_the_period_they_were_made_in,
             test_location_signals_need_the_location_class,
             test_location_heading_and_places_withheld_with_location,
             test_trip_trimmed_in_latest_state_and_bulk_export,
