@@ -224,9 +224,11 @@ int fv_guard_read(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *quer
                                     .subjects = n,
                                     .aggregated = aggregated != 0,
                                     .energy_sites_only = ctx->energy_sites != 0};
-    /* P7 per principal per day: a bulk request (an export, or more than one subject) adds
-     * the subjects of the day's earlier unapproved ones. */
-    int bulk = n > 1 || strncmp(action, "export.", 7) == 0;
+    /* P7 per principal per day: a bulk export adds the subjects of the day's earlier
+     * unapproved ones. Fleet reads have no approval to wait for: above the threshold they are
+     * refused per request, and subjects_per_day bounds how many a day (re-reading the same
+     * fleet is not more subjects). */
+    int bulk = strncmp(action, "export.", 7) == 0;
     if (bulk) req.bulk_today = fv_guard__bulk_today(g, ctx);
     fv_policy_decide(g->policy, &req, &ctx->d);
     char why[FV_POLICY_REASON_MAX + 64];

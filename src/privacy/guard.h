@@ -42,8 +42,8 @@
  *     each chunk as it goes; an answer built in memory is checked
  *     whole before it is sent (fv_guard_quota_more); approved bulk exports are held to the
  *     same; a subject export counts as one subject, and its rows are checked before it
- *     starts and its bytes as it streams. The bulk threshold (policy.h P7) counts per
- *     principal per day: the subjects of its unapproved bulk requests today are added;
+ *     starts and its bytes as it streams. The bulk threshold (policy.h P7) of bulk exports
+ *     counts per principal per day: the subjects of its unapproved exports today are added;
  *  G9 unknown tokens are counted (unauth_failures) and sampled into the audit log: the
  *     first in each 10 s window is an entry, and the failures after it are one more entry
  *     when the window ends (fv_guard_tick) or the server stops ("failures_sampled": how

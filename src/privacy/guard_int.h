@@ -20,9 +20,9 @@ int fv_guard__quota_check(const struct fv_guard *g, const struct fv_guard_ctx *c
  * save: write both counters to the catalog now (else at most once a second). */
 void fv_guard__quota_count(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint64_t subjects,
                            uint64_t rows, uint64_t bytes, int save);
-/* P7: the subjects of the principal's unapproved bulk requests today. */
+/* P7: the subjects of the principal's unapproved bulk exports today. */
 uint64_t fv_guard__bulk_today(const struct fv_guard *g, const struct fv_guard_ctx *ctx);
-/* P7: counts an unapproved bulk request's subjects (saved at once). */
+/* P7: counts an unapproved bulk export's subjects (saved at once). */
 void fv_guard__count_bulk(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint64_t subjects);
 /* Opens the persisted counters (the catalog table, today's rows loaded); closes: saves all. */
 int fv_guard__quota_open(struct fv_guard *g, char *err, size_t errlen);

@@ -50,10 +50,10 @@
  *   P6 read: an aggregate_only role reads aggregated only; an energy_sites_only role
  *      reads energy sites only (the caller vouches with req->energy_sites_only);
  *   P7 read, export, erase: above bulk_subjects_threshold, another principal (not the
- *      requester) whose role approves_bulk has approved. The threshold counts per principal
- *      per UTC day: a bulk request (req->bulk_today given) needs approval when its subjects
- *      plus the day's earlier unapproved bulk subjects pass it, so many requests of just
- *      under the threshold are not each approved automatically.
+ *      requester) whose role approves_bulk has approved. For bulk exports the threshold
+ *      counts per principal per UTC day: one needs approval when its subjects plus those of
+ *      the day's earlier unapproved exports (req->bulk_today) pass it, so many exports of
+ *      just under the threshold are not each approved automatically.
  *   P8 (applied by the reader, which knows the buckets: fv_policy_aggregate_limits) an
  *      aggregate_only role's buckets are at least aggregate_min_step_s wide (default 1 h),
  *      whole (aligned), and a value aggregates at least aggregate_min_records records
@@ -166,10 +166,9 @@ struct fv_access_request {
     bool energy_sites_only;    /* the caller restricts the request to energy sites */
     const char *approved_by;   /* bulk: the approving principal (authenticated by the caller) */
     const char *approver_role; /* and its role */
-    uint64_t bulk_today;       /* P7: subjects of the principal's bulk requests (exports, reads
-                                  of more than one subject) today without approval; the caller
-                                  counts them (fv_quota_add_bulk) and passes 0 for a read of
-                                  one subject */
+    uint64_t bulk_today;       /* P7: subjects of the principal's bulk exports today without
+                                  approval; the caller counts them (fv_quota_add_bulk), and
+                                  passes 0 for other requests */
 };
 
 struct fv_decision {
@@ -197,7 +196,7 @@ void fv_policy_decide(const struct fv_policy *p, const struct fv_access_request 
  * limit is already reached; a streaming answer may check again before each chunk); after
  * serving, fv_quota_add counts what was actually served. Subjects are counted per request
  * (a subject read twice counts twice) unless the caller passes only the ones new today.
- * A fourth counter, bulk, holds the subjects of unapproved bulk requests today (P7).
+ * A fourth counter, bulk, holds the subjects of unapproved bulk exports today (P7).
  * Persistence is left to the caller (privacy/quota_store.h): fv_quota_foreach to save,
  * fv_quota_set to restore.
  * principal is a non-NULL name (the key of its counters). Not thread-safe: one owner at a
@@ -206,7 +205,7 @@ void fv_policy_decide(const struct fv_policy *p, const struct fv_access_request 
 struct fv_quota_usage {
     int64_t day; /* UTC days since 1970-01-01 */
     uint64_t subjects, rows, bytes;
-    uint64_t bulk; /* P7: subjects of unapproved bulk requests */
+    uint64_t bulk; /* P7: subjects of unapproved bulk exports */
 };
 
 struct fv_quota;
@@ -222,7 +221,7 @@ int fv_quota_check(const struct fv_quota *q, const char *principal,
 /* Counts what was served (saturating); FV_OK or FV_ENOMEM (nothing counted). */
 int fv_quota_add(struct fv_quota *q, const char *principal, uint64_t now_ms, uint64_t subjects,
                  uint64_t rows, uint64_t bytes);
-/* Counts subjects of an unapproved bulk request (P7); FV_OK or FV_ENOMEM. */
+/* Counts subjects of an unapproved bulk export (P7); FV_OK or FV_ENOMEM. */
 int fv_quota_add_bulk(struct fv_quota *q, const char *principal, uint64_t now_ms,
                       uint64_t subjects);
 /* The principal's usage on the day of now_ms (zeros if none). */

@@ -6,7 +6,7 @@
  *   quota_usage(name TEXT PRIMARY KEY,   -- a principal name, or "role:NAME" (a role's budget)
  *               day INTEGER NOT NULL,    -- UTC days since 1970-01-01
  *               subjects INTEGER NOT NULL, rows INTEGER NOT NULL, bytes INTEGER NOT NULL,
- *               bulk INTEGER NOT NULL)   -- P7: subjects of unapproved bulk requests
+ *               bulk INTEGER NOT NULL)   -- P7: subjects of unapproved bulk exports
  * One row per name: the day it was last counted. Rows of earlier days are worth nothing
  * (a new day starts from zero) and are deleted when loaded. Counters are stored as SQLite
  * integers (signed 64-bit): values above INT64_MAX are stored as INT64_MAX, which is over
