@@ -13,6 +13,7 @@
 
 #include "privacy/policy.h"
 #include "privacy/quota_store.h"
+#include "../support/testutil.h"
 #include "util/err.h"
 
 #define DAY 86400000ull
@@ -22,16 +23,13 @@ static char dir[64];
 static int setup(void **state)
 {
     (void)state;
-    snprintf(dir, sizeof dir, "/tmp/fv-quota-XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return fv_test_mkdtemp(dir, sizeof dir, "fv-quota");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd);
+    return fv_test_rmtree(dir);
 }
 
 static sqlite3 *open_db(void)
