@@ -450,7 +450,9 @@ int fv_guard_open(struct fv_guard *g, const struct fv_config *cfg, struct fv_key
     g->db = fv_keystore_db(keys);
     g->keys = keys;
     rc = fv_principals_init(g->db, err, errlen);
-    if (rc == FV_OK) rc = fv_guard__quota_open(g, err, errlen);
+    char qpath[PATH_MAX];
+    snprintf(qpath, sizeof qpath, "%s/quota.db", cfg->data_dir);
+    if (rc == FV_OK) rc = fv_guard__quota_open(g, qpath, err, errlen);
     if (rc == FV_OK)
         rc = fv_keystore_derive(keys, "fleetvault purpose pseudonyms v1", g->pseudo_secret);
     if (rc) return rc;

@@ -35,7 +35,7 @@
  *     device id: the log is personal data's index, not a copy of it;
  *  G5 quotas, per principal and per role (the policy's "role_quota": all the role's
  *     principals together, so a new principal brings no fresh quota), per UTC day, kept in
- *     the catalog (a restart resets nothing; guard_quota.c): a request that would take
+ *     DATA/quota.db (a restart resets nothing; guard_quota.c): a request that would take
  *     either over its daily subjects is refused; rows and bytes are enforced before they
  *     are served: a streamed answer asks what is left before each chunk
  *     (fv_guard_meter_*), stops at the limit with a marker the client sees, and counts
@@ -73,9 +73,10 @@ struct fv_guard {
     const char *admin_token;
     unsigned char pseudo_secret[32]; /* per-purpose pseudonyms */
     uint64_t denied, allowed;
-    uint64_t alerts;         /* unusual volume: a principal past 80% of a daily quota */
-    uint64_t quota_saved_ms; /* G5: when the counters last reached the catalog */
-    int registry_changed;    /* set when the API changed subjects/consent (caches refresh) */
+    uint64_t alerts;          /* unusual volume: a principal past 80% of a daily quota */
+    uint64_t quota_saved_ms;  /* G5: when the counters last reached DATA/quota.db */
+    struct sqlite3 *quota_db; /* G5: the counters on disk (privacy/quota_store.h) */
+    int registry_changed;     /* set when the API changed subjects/consent (caches refresh) */
     /* location privacy (G7, G8): config "location_privacy" */
     double trim_m;        /* trip start/end trimming, metres (0: none; default 500) */
     int64_t trip_gap_ms;  /* points further apart start a new trip (default 5 min) */

@@ -24,8 +24,8 @@ void fv_guard__quota_count(struct fv_guard *g, const struct fv_guard_ctx *ctx, u
 uint64_t fv_guard__bulk_today(const struct fv_guard *g, const struct fv_guard_ctx *ctx);
 /* P7: counts an unapproved bulk export's subjects (saved at once). */
 void fv_guard__count_bulk(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint64_t subjects);
-/* Opens the persisted counters (the catalog table, today's rows loaded); closes: saves all. */
-int fv_guard__quota_open(struct fv_guard *g, char *err, size_t errlen);
+/* Opens the persisted counters (path: DATA/quota.db; today's loaded); closes: saves all. */
+int fv_guard__quota_open(struct fv_guard *g, const char *path, char *err, size_t errlen);
 void fv_guard__quota_close(struct fv_guard *g);
 
 #endif

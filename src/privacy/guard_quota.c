@@ -1,7 +1,7 @@
 /*
  * guard_quota.c - the daily quotas of the access guard (guard.h rule G5): per principal and,
  * where the policy sets one, per role (all its principals together, so a new principal
- * brings no fresh quota); counted as served, checked before, kept in the catalog
+ * brings no fresh quota); counted as served, checked before, kept in DATA/quota.db
  * (privacy/quota_store.h) so a restart resets nothing. The keys of struct fv_quota are the
  * principal's name and "role:" plus the role's name (principal names hold no ':').
  *
@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <sqlite3.h>
+
 #include "crypto/keys.h"
 #include "privacy/guard_int.h"
 #include "privacy/quota_store.h"
@@ -17,7 +19,7 @@
 #include "util/err.h"
 #include "util/log.h"
 
-#define SAVE_EVERY_MS 1000 /* a long stream's counters reach the catalog this often */
+#define SAVE_EVERY_MS 1000 /* a long stream's counters reach the disk this often */
 
 static void role_key(const struct fv_guard_ctx *ctx, char out[48])
 {
@@ -44,10 +46,9 @@ static void save_key(struct fv_guard *g, const char *key)
 {
     struct fv_quota_usage u;
     fv_quota_get(g->quota, key, fv_now_ms(), &u);
-    if (g->db && fv_quota_store_save(g->db, key, &u) != FV_OK)
-        fv_warn("quota: the counters of %s could not be saved to the catalog; they hold until "
-                "a restart",
-                key);
+    if (g->quota_db && fv_quota_store_save(g->quota_db, key, &u) != FV_OK)
+        fv_warn("quota: the counters of %s could not be saved (%s); they hold until a restart", key,
+                sqlite3_errmsg(g->quota_db));
 }
 
 static void save(struct fv_guard *g, const struct fv_guard_ctx *ctx)
@@ -189,22 +190,24 @@ int fv_guard_quota_take(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint
 static int save_one(void *arg, const char *key, const struct fv_quota_usage *u)
 {
     struct fv_guard *g = arg;
-    if (fv_quota_store_save(g->db, key, u) != FV_OK)
-        fv_warn("quota: the counters of %s could not be saved to the catalog", key);
+    if (fv_quota_store_save(g->quota_db, key, u) != FV_OK)
+        fv_warn("quota: the counters of %s could not be saved", key);
     return 0;
 }
 
-int fv_guard__quota_open(struct fv_guard *g, char *err, size_t errlen)
+int fv_guard__quota_open(struct fv_guard *g, const char *path, char *err, size_t errlen)
 {
     int rc = fv_quota_new(&g->quota);
-    if (rc == FV_OK && g->db) rc = fv_quota_store_init(g->db, err, errlen);
-    if (rc == FV_OK && g->db) rc = fv_quota_store_load(g->db, g->quota, fv_now_ms(), err, errlen);
+    if (rc == FV_OK) rc = fv_quota_store_open(path, &g->quota_db, err, errlen);
+    if (rc == FV_OK) rc = fv_quota_store_load(g->quota_db, g->quota, fv_now_ms(), err, errlen);
     return rc;
 }
 
 void fv_guard__quota_close(struct fv_guard *g)
 {
-    if (g->quota && g->db) fv_quota_foreach(g->quota, save_one, g);
+    if (g->quota && g->quota_db) fv_quota_foreach(g->quota, save_one, g);
     if (g->quota) fv_quota_free(g->quota);
+    sqlite3_close(g->quota_db);
     g->quota = NULL;
+    g->quota_db = NULL;
 }

@@ -1,6 +1,10 @@
 /* quota_store.c - see quota_store.h. */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -10,14 +14,34 @@
 
 #define DAY_MS 86400000ull
 
-int fv_quota_store_init(struct sqlite3 *db, char *err, size_t errlen)
+int fv_quota_store_open(const char *path, struct sqlite3 **db, char *err, size_t errlen)
 {
-    return fv_catalog_exec(db,
-                           "CREATE TABLE IF NOT EXISTS quota_usage(name TEXT PRIMARY KEY,"
-                           " day INTEGER NOT NULL, subjects INTEGER NOT NULL,"
-                           " rows INTEGER NOT NULL, bytes INTEGER NOT NULL,"
-                           " bulk INTEGER NOT NULL)",
-                           err, errlen);
+    *db = NULL;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600); /* principals' names: 0600 */
+    if (fd < 0) {
+        fv_seterr(err, errlen, "%s: %s", path, strerror(errno));
+        return FV_EIO;
+    }
+    close(fd);
+    if (sqlite3_open_v2(path, db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+        fv_seterr(err, errlen, "%s: %s", path, *db ? sqlite3_errmsg(*db) : "cannot open");
+        sqlite3_close(*db);
+        *db = NULL;
+        return FV_EIO;
+    }
+    sqlite3_busy_timeout(*db, 1000);
+    int rc = fv_catalog_exec(*db,
+                             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                             "CREATE TABLE IF NOT EXISTS quota_usage(name TEXT PRIMARY KEY,"
+                             " day INTEGER NOT NULL, subjects INTEGER NOT NULL,"
+                             " rows INTEGER NOT NULL, bytes INTEGER NOT NULL,"
+                             " bulk INTEGER NOT NULL)",
+                             err, errlen);
+    if (rc) {
+        sqlite3_close(*db);
+        *db = NULL;
+    }
+    return rc;
 }
 
 static uint64_t col_u64(sqlite3_stmt *st, int i)
@@ -68,7 +92,7 @@ int fv_quota_store_load(struct sqlite3 *db, struct fv_quota *q, uint64_t now_ms,
     sqlite3_finalize(st);
     return rc;
 dberr:
-    fv_seterr(err, errlen, "catalog: quota_usage: %s", sqlite3_errmsg(db));
+    fv_seterr(err, errlen, "quota.db: quota_usage: %s", sqlite3_errmsg(db));
     sqlite3_finalize(st);
     return FV_EIO;
 }

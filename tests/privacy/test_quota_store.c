@@ -35,10 +35,9 @@ static int teardown(void **state)
 static sqlite3 *open_db(void)
 {
     char p[128], err[256];
-    snprintf(p, sizeof p, "%s/catalog.db", dir);
+    snprintf(p, sizeof p, "%s/quota.db", dir);
     sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
-    assert_int_equal(fv_quota_store_init(db, err, sizeof err), FV_OK);
+    assert_int_equal(fv_quota_store_open(p, &db, err, sizeof err), FV_OK);
     return db;
 }
 
