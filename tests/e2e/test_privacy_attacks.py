@@ -53,6 +53,9 @@ POLICY = t.test_policy({
     # item 7: ten rows a day
     "rows10": role({"service": ["default", "location", "events"]},
                    quota={"subjects_per_day": None, "rows_per_day": 10, "bytes_per_day": None}),
+    # 2,000 bytes a day
+    "bytes2k": role({"service": ["default"]},
+                    quota={"subjects_per_day": None, "rows_per_day": None, "bytes_per_day": 2000}),
     # ten rows a day each, fifteen for all its principals together
     "shared": role({"service": ["default"]},
                    quota={"subjects_per_day": None, "rows_per_day": 10, "bytes_per_day": None},
@@ -261,6 +264,11 @@ def test_quota_rows_stop_before_serving():
         assert st == 200, body
         assert len(data_rows(body)) == 10, body.decode()[-300:]
         assert body.decode().rstrip().splitlines()[-1].startswith("# quota:"), body[-200:]
+        # Bytes too: the answer stops before the row that would pass them (the marker after).
+        st, body = srv.http(q, token=srv.principal("bea", "bytes2k"), purpose="service")
+        b = json.loads(body)
+        assert st == 200 and 0 < b["count"] < 100 and "bytes_per_day" in b["stopped"], b
+        assert len(body) - len(body.split(b'],"count"')[1]) <= 2000, len(body)
         # An answer built whole (the state of 1 signal) is checked before it is sent.
         st, b = get(srv, f"/api/v1/vehicles/{A}/state", r2, "service")
         assert st == 403 and "quota" in b["error"], (st, b)
