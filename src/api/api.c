@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -140,7 +141,7 @@ uint32_t fv_api_all_classes(const struct fv_api_view *v)
 }
 
 static json_t *device_summary_as(const struct fv_api_view *v, const struct fv_guard_ctx *ctx,
-                                 const struct fv_device *d);
+                                 const struct fv_device *d, int current);
 
 /* Energy-site scoping: a device is an energy site when its certificate says so. */
 int fv_api_is_energy_site(const struct fv_device *d)
@@ -177,12 +178,38 @@ static json_t *device_summary(const struct fv_device *d)
                      (json_int_t)d->nsignals);
 }
 
-static json_t *device_summary_as(const struct fv_api_view *v, const struct fv_guard_ctx *ctx,
-                                 const struct fv_device *d)
+/* Owners O2 (gateway/owners.h): is the device's state the current owner period's? At a
+ * change of owner the ingest wipes it (within a second when another process made the
+ * change); until then the previous owner's state is not served. */
+static int state_is_current(const struct fv_api_view *v, const struct fv_device *d)
 {
-    fv_fleet_lock(v->fleet); /* fleet.h F1 */
-    json_t *j = device_summary(d);
+    char held[sizeof d->subject], cur[FV_SUBJECT_NAME_MAX + 1];
+    fv_fleet_lock(v->fleet); /* F1 */
+    memcpy(held, d->subject, sizeof held);
     fv_fleet_unlock(v->fleet);
+    if (held[0] == '\0' || v->keys == NULL) return 1; /* never looked up: no state yet */
+    if (fv_subject_current(v->keys, d->id, cur, NULL) != FV_OK) return 0; /* fail closed */
+    return strcmp(held, cur) == 0;
+}
+
+/* current 0: the state is an earlier owner's (state_is_current): only what names the device
+ * is shown, no counter or time of theirs. */
+static json_t *device_summary_as(const struct fv_api_view *v, const struct fv_guard_ctx *ctx,
+                                 const struct fv_device *d, int current)
+{
+    static const struct fv_device none; /* counters and times zero */
+    struct fv_device *shell = current ? NULL : malloc(sizeof *shell);
+    if (!current && shell == NULL) return NULL;
+    fv_fleet_lock(v->fleet); /* fleet.h F1 */
+    if (shell) {
+        *shell = none;
+        memcpy(shell->id, d->id, sizeof shell->id);
+        memcpy(shell->client_type, d->client_type, sizeof shell->client_type);
+        shell->sessions = d->sessions;
+    }
+    json_t *j = device_summary(shell ? shell : d);
+    fv_fleet_unlock(v->fleet);
+    free(shell);
     if (j && v->guard && ctx) {
         char shown[65];
         fv_guard_show_id(v->guard, ctx, d->id, shown);
@@ -201,7 +228,7 @@ static void get_vehicles(const struct fv_api_view *v, const struct fv_guard_ctx 
         const struct fv_device *d = all[i];
         if (fv_api_in_scope(ctx, d) && !erased(v, d) &&
             fv_guard_consented(v->guard, ctx, d->id, (int64_t)fv_now_ms()))
-            json_array_append_new(arr, device_summary_as(v, ctx, d));
+            json_array_append_new(arr, device_summary_as(v, ctx, d, state_is_current(v, d)));
     }
     free(all);
     respond_json(r, 200, json_pack("{s:I,s:o}", "count", (json_int_t)n, "vehicles", arr));
@@ -212,8 +239,11 @@ static void get_state(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
 {
     /* G8: the withheld times around the place signals' times (one scan of the track). */
     int64_t lo = INT64_MAX, hi = INT64_MIN;
+    int current = state_is_current(v, d); /* O2: not a previous owner's state */
+    uint32_t nsig = 0;
     fv_fleet_lock(v->fleet); /* F1 */
-    for (uint32_t i = 0; i < d->nsignals; i++)
+    if (current) nsig = d->nsignals;
+    for (uint32_t i = 0; i < nsig; i++)
         if (fv_signal_place(d->signals[i].field) != FV_PLACE_NONE ||
             d->signals[i].value.kind == FV_VK_LOCATION) {
             int64_t t = (int64_t)d->signals[i].time_ms;
@@ -224,7 +254,7 @@ static void get_state(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
     if (lo <= hi) fv_api_load_withheld(v, ctx, d->id, lo, hi);
     json_t *sig = json_object();
     fv_fleet_lock(v->fleet); /* F1: in-memory work only below */
-    for (uint32_t i = 0; sig && i < d->nsignals; i++) {
+    for (uint32_t i = 0; sig && current && i < d->nsignals; i++) {
         const struct fv_signal_state *s = &d->signals[i];
         if (!fv_guard_in_consent(ctx, (int64_t)s->time_ms)) continue; /* G4 */
         char name[32], t[40];
@@ -239,7 +269,7 @@ static void get_state(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
                                       kind_name(s->value.kind)));
     }
     fv_fleet_unlock(v->fleet);
-    json_t *j = device_summary_as(v, ctx, d);
+    json_t *j = device_summary_as(v, ctx, d, current);
     if (j) json_object_set_new(j, "state", sig);
     respond_json(r, 200, j);
     fv_guard_ctx_clear(ctx);
@@ -254,7 +284,7 @@ static void get_signal_latest(const struct fv_api_view *v, struct fv_guard_ctx *
     json_t *arr = fv_fleet_list(v->fleet, &all, &n) == FV_OK ? json_array() : NULL;
     for (size_t i = 0; arr && i < n; i++) {
         const struct fv_device *d = all[i];
-        if (!fv_api_in_scope(ctx, d) || erased(v, d)) continue;
+        if (!fv_api_in_scope(ctx, d) || erased(v, d) || !state_is_current(v, d)) continue; /* O2 */
         /* F1: the value is copied under the fleet's lock, then checked and rendered. */
         struct fv_signal_state s = {0};
         fv_fleet_lock(v->fleet);
@@ -783,7 +813,7 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
             return;
         }
         get_vehicles(v, &ctx, out);
-        fv_guard_done(v->guard, &ctx, nfleet, out->body.len);
+        fv_api_quota_send(v, &ctx, nfleet, out); /* G5: before it is sent */
         return;
     }
     if (match_path(p, "/v1/signals/", "/latest", name)) {
@@ -807,7 +837,7 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
             return;
         }
         get_signal_latest(v, &ctx, field, out);
-        fv_guard_done(v->guard, &ctx, nfleet, out->body.len);
+        fv_api_quota_send(v, &ctx, nfleet, out); /* G5: before it is sent */
         return;
     }
     if (match_path(p, "/v1/vehicles/", "/state", name)) {
@@ -837,7 +867,7 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         fv_fleet_lock(v->fleet);
         uint32_t nsig = d->nsignals;
         fv_fleet_unlock(v->fleet);
-        fv_guard_done(v->guard, &ctx, nsig, out->body.len);
+        fv_api_quota_send(v, &ctx, nsig, out); /* G5: before it is sent */
         return;
     }
     respond_error(out, 404, "no such endpoint");

@@ -319,7 +319,25 @@ struct dctx {
     int canaries_done[FV_EXPORT_CANARIES];
     int started;
     uint64_t rows, bytes;
+    struct fv_guard_meter meter; /* G5: the download stops at the daily quota */
 };
+
+/* G5: before a row, may it be served? After it, did it fit the bytes left (else it is cut
+ * off again)? */
+static int row_room(struct dctx *c)
+{
+    return fv_guard_meter_room(&c->meter);
+}
+
+static int row_done(struct dctx *c, struct fv_buf *b, size_t mark)
+{
+    if (!fv_guard_meter_row(&c->meter, b->len)) {
+        b->len = mark;
+        return 0;
+    }
+    c->rows++;
+    return 1;
+}
 
 static int put_canary(struct dctx *c, int i, struct fv_buf *b)
 {
@@ -329,7 +347,8 @@ static int put_canary(struct dctx *c, int i, struct fv_buf *b)
     fv_guard_show_id(c->v->guard, &c->ctx, id, shown);
     int64_t base = x->from != INT64_MIN ? x->from : (int64_t)x->created_ms - 3600000;
     int rc = FV_OK;
-    for (int r = 0; rc == FV_OK && r < 3; r++) {
+    for (int r = 0; rc == FV_OK && r < 3 && row_room(c); r++) {
+        size_t mark = b->len;
         char line[128];
         int n = snprintf(line, sizeof line, "%s,%lld", shown,
                          (long long)(base + 1000 * (x->secret[8 + i] + 97 * r)));
@@ -341,7 +360,7 @@ static int put_canary(struct dctx *c, int i, struct fv_buf *b)
             rc = fv_buf_append(b, line, (size_t)n);
         }
         if (rc == FV_OK) rc = fv_buf_append(b, "\n", 1);
-        c->rows++;
+        if (rc == FV_OK && !row_done(c, b, mark)) break;
     }
     return rc;
 }
@@ -369,6 +388,8 @@ static int put_device(struct dctx *c, const char *device, struct fv_buf *b)
     while ((n = fv_store_next(cur, &ch, err, sizeof err)) == 1) {
         for (size_t i = 0; rc == FV_OK && i < ch.n; i++) {
             if (!fv_guard_in_consent(&c->ctx, ch.t[i])) continue;
+            if (!row_room(c)) break;
+            size_t mark = b->len;
             char t[48];
             int m = snprintf(t, sizeof t, ",%lld", (long long)ch.t[i]);
             rc = fv_buf_append(b, shown, strlen(shown));
@@ -379,9 +400,9 @@ static int put_device(struct dctx *c, const char *device, struct fv_buf *b)
                     rc = fv_put_value(b, &c->ctx, ch.field[j], ch.t[i], &ch.col[j][i], 1);
             }
             if (rc == FV_OK) rc = fv_buf_append(b, "\n", 1);
-            c->rows++;
+            if (rc == FV_OK && !row_done(c, b, mark)) break;
         }
-        if (rc) break;
+        if (rc || c->meter.hit) break;
     }
     if (n < 0) {
         fv_error("export %s: %s", x->id, err);
@@ -398,6 +419,7 @@ static int d_more(void *arg, struct fv_buf *b)
     struct export *x = c->x;
     size_t before = b->len;
     int rc = FV_OK;
+    fv_guard_meter_start(c->v->guard, &c->ctx, &c->meter, before); /* G5 */
     if (!c->started) {
         c->started = 1;
         rc = fv_buf_append(b, "device,t", 8);
@@ -409,7 +431,7 @@ static int d_more(void *arg, struct fv_buf *b)
         }
         if (rc == FV_OK) rc = fv_buf_append(b, "\n", 1);
     }
-    while (rc == FV_OK && b->len < PIECE_BYTES && c->k <= x->ndevices) {
+    while (rc == FV_OK && b->len < PIECE_BYTES && c->k <= x->ndevices && !c->meter.hit) {
         for (int i = 0; rc == FV_OK && i < FV_EXPORT_CANARIES; i++)
             if (!c->canaries_done[i] && x->canary_at[i] == c->k) {
                 rc = put_canary(c, i, b);
@@ -418,9 +440,16 @@ static int d_more(void *arg, struct fv_buf *b)
         if (rc == FV_OK && c->k < x->ndevices) rc = put_device(c, x->devices[c->k], b);
         c->k++;
     }
+    const char *note = fv_guard_meter_note(&c->meter);
+    if (rc == FV_OK && note[0]) { /* G5: stopped at the quota, and the file says so */
+        rc = fv_buf_append(b, "# ", 2);
+        if (rc == FV_OK) rc = fv_buf_append(b, note, strlen(note));
+        if (rc == FV_OK) rc = fv_buf_append(b, "\n", 1);
+    }
     c->bytes += b->len - before;
+    fv_guard_meter_end(c->v->guard, &c->ctx, &c->meter, b->len);
     if (rc) return rc;
-    return c->k > x->ndevices ? 0 : 1;
+    return c->k > x->ndevices || c->meter.hit ? 0 : 1;
 }
 
 static void d_free(void *arg)
@@ -470,6 +499,12 @@ void fv_api_export_get(const struct fv_api_view *v, struct fv_guard_ctx *ctx, co
     snprintf(ctx->purpose, sizeof ctx->purpose, "%s", x->purpose);
     snprintf(ctx->ticket, sizeof ctx->ticket, "%s", x->ticket);
     snprintf(why, sizeof why, "%s", ctx->d.reason);
+    /* G5: an approved export is held to the quota like any read: its subjects now (an export
+     * approved automatically counted them when it was made), its rows and bytes as they are
+     * sent. An exhausted quota refuses it before anything is sent. */
+    if (ctx->d.allow && fv_guard_quota_take(v->guard, ctx, x->approver[0] ? req.subjects : 0, why,
+                                            sizeof why) != FV_OK)
+        ctx->d.allow = false;
     if (!ctx->d.allow) {
         audit_export(v, ctx, "export.download", x, "deny", why, 0, 0);
         error_reply(out, 403, why);

@@ -140,5 +140,5 @@ void fv_api_fleet(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
     }
     free(all);
     if (!csv) fv_query__putf(b, "\n],\"count\":%llu}\n", (unsigned long long)n);
-    if (v->guard) fv_guard_done(v->guard, ctx, n, b->len);
+    fv_api_quota_send(v, ctx, n, out); /* G5: before it is sent */
 }

@@ -347,17 +347,52 @@ void fv_api_load_withheld(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
     fv_query__load_trim(v, ctx, pseudo, dek, from, to);
 }
 
+void fv_api_quota_send(const struct fv_api_view *v, struct fv_guard_ctx *ctx, uint64_t rows,
+                       struct fv_http_response *out)
+{
+    if (v->guard == NULL) return;
+    char why[300];
+    int rc = fv_guard_quota_more(v->guard, ctx, rows, out->body.len, 1, why, sizeof why);
+    if (rc) {
+        fv_query__json_error(out, rc == FV_EIO ? 503 : 403, why);
+        return;
+    }
+    fv_guard_done(v->guard, ctx, rows, out->body.len);
+}
+
 /* ---- the streaming query ----------------------------------------------------------------- */
+
+int fv_query__row_room(struct qctx *q)
+{
+    if (q->limit && q->rows >= q->limit) {
+        q->truncated = 1;
+        return 0;
+    }
+    if (q->guard && !fv_guard_meter_room(&q->meter)) { /* G5: before, not after serving */
+        q->truncated = 1;
+        return 0;
+    }
+    return 1;
+}
+
+int fv_query__row_done(struct qctx *q, struct fv_buf *b, size_t mark)
+{
+    if (q->guard && !fv_guard_meter_row(&q->meter, b->len)) {
+        b->len = mark; /* G5: this row would pass the bytes left today */
+        q->truncated = 1;
+        return 0;
+    }
+    q->rows++;
+    return 1;
+}
 
 static int put_raw_rows(struct qctx *q, const struct fv_store_chunk *ch, struct fv_buf *b)
 {
     int rc = FV_OK;
     for (size_t i = 0; i < ch->n && rc == FV_OK; i++) {
         if (!fv_guard_in_consent(&q->ctx, ch->t[i])) continue; /* G4 */
-        if (q->limit && q->rows >= q->limit) {
-            q->truncated = 1;
-            break;
-        }
+        if (!fv_query__row_room(q)) break;
+        size_t mark = b->len;
         if (q->csv) {
             rc = fv_query__putf(b, "%lld", (long long)ch->t[i]);
             for (size_t j = 0; rc == FV_OK && j < ch->ncols; j++) {
@@ -379,7 +414,7 @@ static int put_raw_rows(struct qctx *q, const struct fv_store_chunk *ch, struct 
             }
             if (rc == FV_OK) rc = fv_buf_append(b, "}", 1);
         }
-        q->rows++;
+        if (rc == FV_OK && !fv_query__row_done(q, b, mark)) break;
     }
     return rc;
 }
@@ -445,8 +480,10 @@ static int q_more(void *ctx, struct fv_buf *b)
 {
     struct qctx *q = ctx;
     size_t before = b->len;
+    if (q->guard) fv_guard_meter_start(q->guard, &q->ctx, &q->meter, before); /* G5 */
     int rc = q_more_inner(q, b);
     q->bytes += b->len - before;
+    if (q->guard) fv_guard_meter_end(q->guard, &q->ctx, &q->meter, b->len);
     return rc;
 }
 
@@ -478,13 +515,19 @@ static int q_more_inner(struct qctx *q, struct fv_buf *b)
         rc = fv_query__emit_bucket(q, b);
         if (rc) return rc;
     }
-    if (!q->csv && q->min_records)
-        rc = fv_query__putf(b, "\n],\"count\":%llu,\"suppressed\":%llu%s}\n",
+    /* G5: a stream stopped at the quota says so where every client sees it */
+    const char *note = fv_guard_meter_note(&q->meter);
+    if (q->csv && note[0])
+        rc = fv_query__putf(b, "# %s\n", note);
+    else if (!q->csv && q->min_records)
+        rc = fv_query__putf(b, "\n],\"count\":%llu,\"suppressed\":%llu%s%s%s%s}\n",
                             (unsigned long long)q->rows, (unsigned long long)q->suppressed,
-                            q->truncated ? ",\"truncated\":true" : "");
+                            q->truncated ? ",\"truncated\":true" : "",
+                            note[0] ? ",\"stopped\":\"" : "", note, note[0] ? "\"" : "");
     else if (!q->csv)
-        rc = fv_query__putf(b, "\n],\"count\":%llu%s}\n", (unsigned long long)q->rows,
-                            q->truncated ? ",\"truncated\":true" : "");
+        rc = fv_query__putf(b, "\n],\"count\":%llu%s%s%s%s}\n", (unsigned long long)q->rows,
+                            q->truncated ? ",\"truncated\":true" : "",
+                            note[0] ? ",\"stopped\":\"" : "", note, note[0] ? "\"" : "");
     return rc ? rc : 0;
 }
 

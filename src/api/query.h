@@ -39,6 +39,11 @@ void fv_api_load_withheld(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
 /* Does a read of these signals (n = 0: all) touch a place (wire/places.h)? Only then are
  * the withheld times worth loading. */
 int fv_api_any_place(const uint32_t *fields, size_t n);
+/* G5 for an answer built whole in memory (out->body, rows of it): checked against what the
+ * quota leaves before it is sent; within it, counted (fv_guard_done), else replaced by a
+ * 403 naming the quota (audited). */
+void fv_api_quota_send(const struct fv_api_view *v, struct fv_guard_ctx *ctx, uint64_t rows,
+                       struct fv_http_response *out);
 
 void fv_api_query(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
                   struct fv_http_response *out);

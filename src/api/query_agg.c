@@ -96,11 +96,11 @@ int fv_query__emit_bucket(struct qctx *q, struct fv_buf *b)
         fv_query__agg_reset(q);
         return FV_OK;
     }
-    if (q->limit && q->rows >= q->limit) {
-        q->truncated = 1;
+    if (!fv_query__row_room(q)) {
         fv_query__agg_reset(q);
         return FV_OK;
     }
+    size_t mark = b->len;
     int rc;
     if (q->csv) {
         rc = fv_query__putf(b, "%lld", (long long)q->bucket);
@@ -134,7 +134,7 @@ int fv_query__emit_bucket(struct qctx *q, struct fv_buf *b)
         }
         if (rc == FV_OK) rc = fv_buf_append(b, "}", 1);
     }
-    q->rows++;
+    if (rc == FV_OK) fv_query__row_done(q, b, mark);
     fv_query__agg_reset(q);
     return rc;
 }

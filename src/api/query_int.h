@@ -49,8 +49,9 @@ struct qctx {
     struct agg ag[MAX_FIELDS];
     int64_t bucket;
     int open;
-    uint64_t min_records; /* P8: a value of fewer records is not served (0: any) */
-    uint64_t suppressed;  /* values so withheld */
+    uint64_t min_records;        /* P8: a value of fewer records is not served (0: any) */
+    uint64_t suppressed;         /* values so withheld */
+    struct fv_guard_meter meter; /* G5: what this chunk may still serve */
 };
 
 /* query.c */
@@ -64,6 +65,13 @@ int fv_query__put_label(struct fv_buf *b, uint32_t field);
  * closed: on an error every location is withheld. */
 void fv_query__load_trim(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *pseudo,
                          const unsigned char *dek, int64_t from, int64_t to);
+
+/* Before a row: may it be served (the request's limit, G5 the daily quota)? 0: no, and the
+ * answer is marked truncated - end it. */
+int fv_query__row_room(struct qctx *q);
+/* After a row appended to b from mark: counts it, or, when it passes the bytes the quota
+ * leaves (G5), cuts it off again and returns 0. */
+int fv_query__row_done(struct qctx *q, struct fv_buf *b, size_t mark);
 
 /* query_agg.c */
 /* P8 for an aggregate_only role: sets ctx->refuse when the request breaks the role's

@@ -56,10 +56,19 @@ struct fv_txwindow {
 struct fv_device {
     char id[65];
     char client_type[32];
-    char subject[72];      /* the current owner period's subject name ("" until looked up) */
-    uint64_t subject_gen;  /* the registry generation it was looked up at */
-    uint32_t keep_classes; /* store classes its consents let us store (minimisation) */
-    uint64_t keep_gen;     /* registry generation + 1 it was computed at (0: never) */
+    char subject[72];     /* the owner period the state belongs to: the current one's subject
+                             name ("" until looked up) */
+    uint64_t subject_gen; /* the registry generation it was looked up at */
+    /* The ingest loop's alone (gateway/owners.h): the current period's start, and the last
+     * earlier period a record fell in (records go to the period of their creation time). */
+    int64_t subject_since;
+    char past_subject[72];
+    int64_t past_since, past_until;
+    uint64_t past_gen;      /* registry generation + 1 it was looked up at (0: none) */
+    uint32_t past_keep;     /* minimisation: the classes that period's consents keep */
+    uint64_t past_keep_gen; /* registry generation + 1 past_keep was computed at */
+    uint32_t keep_classes;  /* store classes its consents let us store (minimisation) */
+    uint64_t keep_gen;      /* registry generation + 1 it was computed at (0: never) */
     uint64_t records, datums, duplicates, rate_limited;
     uint64_t first_ms, last_ms;      /* record times (device clock) */
     uint64_t last_received_ms;       /* server clock */

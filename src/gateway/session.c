@@ -14,6 +14,7 @@
 
 #include "crypto/certs.h"
 #include "crypto/keys.h"
+#include "gateway/owners.h"
 #include "gateway/session.h"
 #include "privacy/policy.h"
 #include "privacy/subjects.h"
@@ -78,14 +79,15 @@ struct fv_ingest {
     uint64_t next_session_id;
     struct pending *pend_head, *pend_tail;
     uint64_t registry_gen; /* bumped when the subjects registry changed */
+    int64_t period_cursor; /* owner periods seen so far (gateway/owners.h O2) */
     int keys_stale;        /* atomic: another keystore destroyed keys (fv_ingest_keys_changed) */
     /* Minimisation: per store class, the purposes that use it (from the policy); a class
      * that a contract purpose uses is always stored. */
     uint32_t consent_classes; /* store classes that need some consent to be stored */
     char class_purposes[FV_STORE_MAX_CLASSES][FV_POLICY_MAX_PURPOSES][FV_POLICY_NAME_MAX + 1];
     int nclass_purposes[FV_STORE_MAX_CLASSES];
-    struct fv_buf seal_buf, aad_buf; /* scratch for sealing */
-    int paused;                      /* backpressure: sockets are not read */
+    struct fv_buf seal_buf, aad_buf;             /* scratch for sealing */
+    int paused;                                  /* backpressure: sockets are not read */
     const struct fv_downlink_listener *listener; /* D2, or NULL */
     uint64_t paced_ns, swept_ns;
 };
@@ -234,6 +236,8 @@ static int sender_matches(const struct session *s, const struct fv_bytes *sender
 void fv_ingest_registry_changed(struct fv_ingest *ing)
 {
     ing->registry_gen++;
+    /* O2: a change of owner wipes the device's state now, not at its next record */
+    fv_owners_sweep(ing->d.keys, ing->d.fleet, ing->registry_gen, &ing->period_cursor);
 }
 
 void fv_ingest_keys_changed(struct fv_ingest *ing)
@@ -256,17 +260,25 @@ const char *fv_device_subject(struct fv_keystore *keys, const struct fv_fleet *f
 {
     if (d->subject[0] && d->subject_gen == gen) return d->subject;
     char name[FV_SUBJECT_NAME_MAX + 1];
-    if (fv_subject_current(keys, d->id, name, NULL) != FV_OK)
+    int64_t since, until;
+    if (fv_subject_period_at(keys, d->id, INT64_MAX, name, NULL, &since, &until) != FV_OK) {
         snprintf(name, sizeof name, "%s", d->id);
-    if (d->subject[0] && strcmp(d->subject, name) != 0) {
+        since = FV_SUBJECT_ORIGIN;
+    }
+    if (fleet) fv_fleet_lock(fleet); /* F1: the API reads subject with the state */
+    int changed = d->subject[0] && strcmp(d->subject, name) != 0;
+    if (changed) { /* the previous owner's state is theirs: none of it is served from now on */
+        fv_device_wipe(d);
+        d->last_received_ms = 0;
+    }
+    snprintf(d->subject, sizeof d->subject, "%s", name);
+    if (fleet) fv_fleet_unlock(fleet);
+    if (changed) {
         char ps[FV_PSEUDONYM_LEN + 1];
         if (fv_keystore_pseudonym(keys, d->id, ps) != FV_OK) snprintf(ps, sizeof ps, "?");
         fv_info("device dev-%s: a new owner period began; its fleet state starts empty", ps);
-        if (fleet) fv_fleet_lock(fleet);
-        fv_device_wipe(d);
-        if (fleet) fv_fleet_unlock(fleet);
     }
-    snprintf(d->subject, sizeof d->subject, "%s", name);
+    d->subject_since = since;
     d->subject_gen = gen;
     return d->subject;
 }
@@ -276,21 +288,19 @@ const char *fv_ingest_subject(struct fv_ingest *ing, struct fv_device *d)
     return fv_device_subject(ing->d.keys, ing->d.fleet, ing->registry_gen, d);
 }
 
-/* Seals the payload with the subject's data key and appends the record to the log, then
- * hands it to the storage sink (K1). received_ms is the record's receive time: the WAL keeps
- * it, and it is the time of an event (docs/formats.md: events are stored at receipt). Nothing
- * personal reaches the disk in plaintext: the key is created on a subject's first record. A subject
- * whose key was destroyed gets FV_ESTATE: it is erased, store nothing. Returns the log seq or a
- * negative error. */
-static int64_t log_put(struct fv_ingest *ing, const struct session *s, uint8_t flags,
-                       const char *topic, size_t topic_len, const void *txid, size_t txid_len,
-                       const struct fv_buf *payload, const struct fv_vrecord *v, int64_t t_ms,
-                       uint64_t received_ms)
+/* Seals the payload with the data key of subject (the owner period the record belongs to,
+ * owners.h O1) and appends the record to the log, then hands it to the storage sink (K1).
+ * received_ms is the record's receive time: the WAL keeps it, and it is the time of an event
+ * (docs/formats.md: events are stored at receipt). Nothing personal reaches the disk in plaintext:
+ * the key is created on a subject's first record. A subject whose key was destroyed gets FV_ESTATE:
+ * it is erased, store nothing. Returns the log seq or a negative error. */
+static int64_t log_put(struct fv_ingest *ing, const struct session *s, const char *subject,
+                       uint8_t flags, const char *topic, size_t topic_len, const void *txid,
+                       size_t txid_len, const struct fv_buf *payload, const struct fv_vrecord *v,
+                       int64_t t_ms, uint64_t received_ms)
 {
     const unsigned char *dek;
     char pseudo[FV_PSEUDONYM_LEN + 1];
-    fv_ingest_refresh_keys(ing);
-    const char *subject = s->dev ? fv_ingest_subject(ing, s->dev) : s->ident.device_id;
     int rc = fv_keystore_dek(ing->d.keys, subject, 1, &dek, pseudo);
     if (rc) {
         fv_warn("device %s: no data key (%s); record refused", log_name(s),
@@ -372,13 +382,16 @@ static void minimisation_init(struct fv_ingest *ing)
     }
 }
 
-/* The store classes this device's current subject lets us keep: classes needing consent
- * are kept only while some purpose that uses them has it (cached per registry change). */
-static uint32_t keep_classes(struct fv_ingest *ing, struct fv_device *d)
+/* The store classes subject (the device's current period, or the earlier one a record fell
+ * in: owners.h) lets us keep: classes needing consent are kept only while some purpose that
+ * uses them has it (cached per device and period, per registry change). */
+static uint32_t keep_classes(struct fv_ingest *ing, struct fv_device *d, const char *subject,
+                             int current)
 {
     if (ing->consent_classes == 0) return UINT32_MAX;
-    const char *subject = fv_ingest_subject(ing, d);
-    if (d->keep_gen == ing->registry_gen + 1) return d->keep_classes;
+    uint64_t *gen = current ? &d->keep_gen : &d->past_keep_gen;
+    uint32_t *cached = current ? &d->keep_classes : &d->past_keep;
+    if (*gen == ing->registry_gen + 1) return *cached;
     uint32_t keep = UINT32_MAX;
     struct fv_purposes pp = {.policy = ing->d.policy};
     for (uint32_t c = 0; c < ing->d.store_cfg->nclasses; c++) {
@@ -392,8 +405,8 @@ static uint32_t keep_classes(struct fv_ingest *ing, struct fv_device *d)
         }
         if (!any) keep &= ~(1u << c);
     }
-    d->keep_classes = keep;
-    d->keep_gen = ing->registry_gen + 1;
+    *cached = keep;
+    *gen = ing->registry_gen + 1;
     return keep;
 }
 
@@ -497,8 +510,19 @@ static void handle_message(struct session *s, const unsigned char *msg, size_t l
         send_error(s, FV_REJ_PAYLOAD, &env.txid, err);
         goto done;
     }
+    /* O1: the owner period of the record's creation time, not of its upload */
+    uint64_t now = fv_now_ms();
+    uint64_t t = (is_v && v.created_at_ms) ? v.created_at_ms : now;
+    int current = 1;
+    fv_ingest_refresh_keys(ing);
+    const char *subject = fv_device_record_subject(ing->d.keys, ing->d.fleet, ing->registry_gen,
+                                                   dev, (int64_t)t, &current);
+    if (subject == NULL) {
+        send_error(s, FV_REJ_STORAGE, &env.txid, "the owner registry cannot be read");
+        goto done;
+    }
     if (is_v) {
-        uint32_t keep = keep_classes(ing, dev);
+        uint32_t keep = keep_classes(ing, dev, subject, current);
         if (keep != UINT32_MAX) {
             size_t dropped = minimise(ing, &v, keep, &norm);
             m->datums_minimised += dropped;
@@ -511,18 +535,18 @@ static void handle_message(struct session *s, const unsigned char *msg, size_t l
             }
         }
     }
-    uint64_t now = fv_now_ms();
-    uint64_t t = (is_v && v.created_at_ms) ? v.created_at_ms : now;
-    int64_t seq = log_put(ing, s, v.is_resend ? FV_WAL_F_RESEND : 0, topic, topic_len, env.txid.p,
-                          env.txid.len, &norm, is_v ? &v : NULL, (int64_t)t, now);
+    int64_t seq = log_put(ing, s, subject, v.is_resend ? FV_WAL_F_RESEND : 0, topic, topic_len,
+                          env.txid.p, env.txid.len, &norm, is_v ? &v : NULL, (int64_t)t, now);
     if (seq < 0) {
         send_error(s, FV_REJ_STORAGE, &env.txid, fv_strerror((int)seq));
         goto done;
     }
     if (env.txid.len) fv_device_add_txid(dev, env.txid.p, env.txid.len);
-    fv_fleet_lock(ing->d.fleet); /* F1 */
-    fv_device_apply(dev, t, now, is_v ? &v : NULL);
-    fv_fleet_unlock(ing->d.fleet);
+    if (current) {                   /* O2: an earlier owner's record changes no state */
+        fv_fleet_lock(ing->d.fleet); /* F1 */
+        fv_device_apply(dev, t, now, is_v ? &v : NULL);
+        fv_fleet_unlock(ing->d.fleet);
+    }
     m->records_stored[fv_metrics_topic_slot(topic, topic_len)]++;
     m->datums_stored += v.n;
     queue_ack(s, (uint64_t)seq, &env.txid, &env.topic);
@@ -542,10 +566,12 @@ static void record_connectivity(struct session *s, int status)
     snprintf(txid, sizeof txid, "conn-%02x%02x%02x%02x%02x%02x%02x%02x-%d", rnd[0], rnd[1], rnd[2],
              rnd[3], rnd[4], rnd[5], rnd[6], rnd[7], status);
     uint64_t now = fv_now_ms();
+    fv_ingest_refresh_keys(s->ing); /* before the subject and its key are looked up */
     if (fv_payload_build_connectivity(s->ident.device_id, s->conn_id, status, now, s->netif, &pl) ==
             FV_OK &&
-        log_put(s->ing, s, FV_WAL_F_GENERATED, FV_TOPIC_CONNECTIVITY, strlen(FV_TOPIC_CONNECTIVITY),
-                txid, strlen(txid), &pl, NULL, (int64_t)now, now) > 0)
+        log_put(s->ing, s, s->dev ? fv_ingest_subject(s->ing, s->dev) : s->ident.device_id,
+                FV_WAL_F_GENERATED, FV_TOPIC_CONNECTIVITY, strlen(FV_TOPIC_CONNECTIVITY), txid,
+                strlen(txid), &pl, NULL, (int64_t)now, now) > 0)
         s->ing->d.metrics->records_stored[3]++;
     fv_buf_free(&pl);
 }
@@ -803,6 +829,8 @@ int fv_ingest_new(const struct fv_ingest_deps *deps, struct fv_ingest **out)
     if (ing == NULL) return FV_ENOMEM;
     ing->d = *deps;
     minimisation_init(ing);
+    ing->period_cursor = -1; /* O2: the periods recorded before the start are known */
+    fv_owners_sweep(ing->d.keys, ing->d.fleet, ing->registry_gen, &ing->period_cursor);
     *out = ing;
     return FV_OK;
 }

@@ -10,6 +10,7 @@
 #include "config/config.h"
 #include "crypto/keys.h"
 #include "privacy/guard.h"
+#include "privacy/guard_int.h"
 #include "privacy/principals.h"
 #include "privacy/subjects.h"
 #include "privacy/zones.h"
@@ -184,9 +185,9 @@ int fv_guard_subject_action(struct fv_guard *g, struct fv_guard_ctx *ctx, const 
                                     .subjects = 1};
     fv_policy_decide(g->policy, &req, &ctx->d);
     char qr[160] = "";
-    if (ctx->d.allow && action == FV_ACTION_EXPORT && g->quota &&
-        fv_quota_check(g->quota, ctx->principal, &ctx->d.quota, fv_now_ms(), 1, 0, 0, qr,
-                       sizeof qr) != FV_OK) { /* G5: an export is a read of one subject */
+    if (ctx->d.allow && action == FV_ACTION_EXPORT &&
+        fv_guard__quota_check(g, ctx, 1, 0, 0, qr, sizeof qr) != FV_OK) {
+        /* G5: an export is a read of one subject */
         ctx->d.allow = false;
         snprintf(ctx->d.reason, sizeof ctx->d.reason, "quota: %s", qr);
     }
@@ -199,8 +200,7 @@ int fv_guard_subject_action(struct fv_guard *g, struct fv_guard_ctx *ctx, const 
         return FV_EIO;
     }
     snprintf(reason, reasonlen, "%s", ctx->d.reason);
-    if (ctx->d.allow && action == FV_ACTION_EXPORT && g->quota)
-        fv_quota_add(g->quota, ctx->principal, fv_now_ms(), 1, 0, 0);
+    if (ctx->d.allow && action == FV_ACTION_EXPORT) fv_guard__quota_count(g, ctx, 1, 0, 0, 1);
     return ctx->d.allow ? FV_OK : FV_EINVAL;
 }
 
@@ -259,6 +259,12 @@ int fv_guard_read(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *quer
                                     .subjects = n,
                                     .aggregated = aggregated != 0,
                                     .energy_sites_only = ctx->energy_sites != 0};
+    /* P7 per principal per day: a bulk export adds the subjects of the day's earlier
+     * unapproved ones. Fleet reads have no approval to wait for: above the threshold they are
+     * refused per request, and subjects_per_day bounds how many a day (re-reading the same
+     * fleet is not more subjects). */
+    int bulk = strncmp(action, "export.", 7) == 0;
+    if (bulk) req.bulk_today = fv_guard__bulk_today(g, ctx);
     fv_policy_decide(g->policy, &req, &ctx->d);
     char why[FV_POLICY_REASON_MAX + 64];
     snprintf(why, sizeof why, "%s", ctx->d.reason);
@@ -281,10 +287,9 @@ int fv_guard_read(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *quer
         allow = 0;
         snprintf(why, sizeof why, "%s", ctx->refuse);
     }
-    if (allow && g->quota) {
+    if (allow) {
         char qr[160] = "";
-        if (fv_quota_check(g->quota, ctx->principal, &ctx->d.quota, fv_now_ms(), n, 0, 0, qr,
-                           sizeof qr) != FV_OK) {
+        if (fv_guard__quota_check(g, ctx, n, 0, 0, qr, sizeof qr) != FV_OK) {
             allow = 0; /* G5 */
             snprintf(why, sizeof why, "quota: %s", qr);
         }
@@ -303,31 +308,16 @@ int fv_guard_read(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *quer
         return FV_EINVAL;
     }
     g->allowed++;
-    if (g->quota) fv_quota_add(g->quota, ctx->principal, fv_now_ms(), n, 0, 0);
+    fv_guard__quota_count(g, ctx, n, 0, 0, 1);
+    if (bulk && !ctx->d.bulk) fv_guard__count_bulk(g, ctx, n);
     return FV_OK;
 }
 
 void fv_guard_done(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint64_t rows,
                    uint64_t bytes)
 {
-    if (g->quota) {
-        struct fv_quota_usage before, after;
-        fv_quota_get(g->quota, ctx->principal, fv_now_ms(), &before);
-        fv_quota_add(g->quota, ctx->principal, fv_now_ms(), 0, rows, bytes);
-        fv_quota_get(g->quota, ctx->principal, fv_now_ms(), &after);
-        /* Unusual volume: crossing 80% of a daily limit raises an alert (log + metric). */
-        const struct fv_quota_limits *l = &ctx->d.quota;
-        if ((l->rows_per_day != FV_UNLIMITED && l->rows_per_day &&
-             before.rows * 5 < l->rows_per_day * 4 && after.rows * 5 >= l->rows_per_day * 4) ||
-            (l->bytes_per_day != FV_UNLIMITED && l->bytes_per_day &&
-             before.bytes * 5 < l->bytes_per_day * 4 && after.bytes * 5 >= l->bytes_per_day * 4)) {
-            g->alerts++;
-            fv_warn("privacy alert: principal %s (role %s) has used 80%% of a daily quota "
-                    "(%llu rows, %llu bytes today)",
-                    ctx->principal, ctx->role, (unsigned long long)after.rows,
-                    (unsigned long long)after.bytes);
-        }
-    }
+    fv_guard__quota_count(g, ctx, 0, rows > ctx->counted_rows ? rows - ctx->counted_rows : 0,
+                          bytes > ctx->counted_bytes ? bytes - ctx->counted_bytes : 0, 1);
     const char *s[1] = {ctx->subject};
     audit(g, ctx, "access.result", "allow", NULL, ctx->subject[0] ? s : NULL, 1, NULL, 0, 0, 0, 0,
           rows, bytes, NULL);
@@ -480,9 +470,7 @@ int fv_guard_quota_more(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint
                         uint64_t bytes, int audit_refusal, char *reason, size_t reasonlen)
 {
     char qr[160] = "";
-    if (g->quota == NULL || fv_quota_check(g->quota, ctx->principal, &ctx->d.quota, fv_now_ms(), 0,
-                                           rows, bytes, qr, sizeof qr) == FV_OK)
-        return FV_OK;
+    if (fv_guard__quota_check(g, ctx, 0, rows, bytes, qr, sizeof qr) == FV_OK) return FV_OK;
     snprintf(reason, reasonlen, "quota: %s", qr);
     if (!audit_refusal) return FV_ELIMIT;
     int failed = 0;
@@ -527,7 +515,9 @@ int fv_guard_open(struct fv_guard *g, const struct fv_config *cfg, struct fv_key
     g->db = fv_keystore_db(keys);
     g->keys = keys;
     rc = fv_principals_init(g->db, err, errlen);
-    if (rc == FV_OK) rc = fv_quota_new(&g->quota);
+    char qpath[PATH_MAX];
+    snprintf(qpath, sizeof qpath, "%s/quota.db", cfg->data_dir);
+    if (rc == FV_OK) rc = fv_guard__quota_open(g, qpath, err, errlen);
     if (rc == FV_OK)
         rc = fv_keystore_derive(keys, "fleetvault purpose pseudonyms v1", g->pseudo_secret);
     if (rc) return rc;
@@ -570,7 +560,7 @@ void fv_guard_close(struct fv_guard *g)
     if (g->audit && fv_audit_close(g->audit) != FV_OK)
         fv_warn("audit: closing: the final checkpoint failed");
     g->audit = NULL;
-    if (g->quota) fv_quota_free(g->quota);
+    fv_guard__quota_close(g);
     if (g->policy) fv_policy_free(g->policy);
     OPENSSL_cleanse(g->pseudo_secret, sizeof g->pseudo_secret);
     memset(g, 0, sizeof *g);

@@ -33,10 +33,17 @@
  *     flags and the like are never served; the same rules in every output (fv_guard_oblige);
  *  G6 the audit log names subjects by their keyed pseudonym (crypto/keys.h), never by
  *     device id: the log is personal data's index, not a copy of it;
- *  G5 quotas: a request that would take the principal over its daily subjects is refused;
- *     rows and bytes are counted as served, and once over, further reads are refused; a
- *     subject export counts as one subject, and its rows are checked before it starts
- *     (fv_guard_quota_more) and its bytes as it streams;
+ *  G5 quotas, per principal and per role (the policy's "role_quota": all the role's
+ *     principals together, so a new principal brings no fresh quota), per UTC day, kept in
+ *     DATA/quota.db (a restart resets nothing; guard_quota.c): a request that would take
+ *     either over its daily subjects is refused; rows and bytes are enforced before they
+ *     are served: a streamed answer asks what is left before each chunk
+ *     (fv_guard_meter_*), stops at the limit with a marker the client sees, and counts
+ *     each chunk as it goes; an answer built in memory is checked
+ *     whole before it is sent (fv_guard_quota_more); approved bulk exports are held to the
+ *     same; a subject export counts as one subject, and its rows are checked before it
+ *     starts and its bytes as it streams. The bulk threshold (policy.h P7) of bulk exports
+ *     counts per principal per day: the subjects of its unapproved exports today are added;
  *  G9 unknown tokens are counted (unauth_failures) and sampled into the audit log: the
  *     first in each 10 s window is an entry, and the failures after it are one more entry
  *     when the window ends (fv_guard_tick) or the server stops ("failures_sampled": how
@@ -69,8 +76,10 @@ struct fv_guard {
     const char *admin_token;
     unsigned char pseudo_secret[32]; /* per-purpose pseudonyms */
     uint64_t denied, allowed;
-    uint64_t alerts;      /* unusual volume: a principal past 80% of a daily quota */
-    int registry_changed; /* set when the API changed subjects/consent (caches refresh) */
+    uint64_t alerts;          /* unusual volume: a principal past 80% of a daily quota */
+    uint64_t quota_saved_ms;  /* G5: when the counters last reached DATA/quota.db */
+    struct sqlite3 *quota_db; /* G5: the counters on disk (privacy/quota_store.h) */
+    int registry_changed;     /* set when the API changed subjects/consent (caches refresh) */
     /* location privacy (G7, G8): config "location_privacy" */
     double trim_m;        /* trip start/end trimming, metres (0: none; default 500) */
     int64_t trip_gap_ms;  /* points further apart start a new trip (default 5 min) */
@@ -134,6 +143,8 @@ struct fv_guard_ctx {
     size_t ntrim, captrim;
     struct fv_consent_range *trim; /* owned: free with fv_guard_ctx_clear */
     int trim_loaded;               /* set once loaded: until then no location is served */
+    /* G5: rows and bytes a stream counted already (fv_guard_meter_end) */
+    uint64_t counted_rows, counted_bytes;
 };
 
 /* Frees what a ctx owns (trip-trimming intervals); they count as not loaded again. */
@@ -156,6 +167,37 @@ void fv_guard_loc_params(const struct fv_guard *g, const struct fv_guard_ctx *ct
  * in the audit log (FV_EIO if that fails). */
 int fv_guard_quota_more(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint64_t rows,
                         uint64_t bytes, int audit_refusal, char *reason, size_t reasonlen);
+
+/* G5 before an answer that has no fv_guard_read of its own (a bulk export's download): are
+ * subjects more, and any row and byte, left to ctx today? FV_OK (the subjects are counted)
+ * or FV_ELIMIT with the reason ("quota: ..."). */
+int fv_guard_quota_take(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint64_t subjects,
+                        char *reason, size_t reasonlen);
+
+/* G5 for a streamed answer: a meter of what it may still serve, per chunk. Before each
+ * chunk fv_guard_meter_start (what the quota leaves now: another answer of the same
+ * principal or role may have used some), before each row fv_guard_meter_room, after it
+ * fv_guard_meter_row; at the chunk's end fv_guard_meter_end counts what it served (so
+ * fv_guard_done counts only the rest) and audits the stop once. Once a limit is hit the
+ * answer must end, with fv_guard_meter_note where the client sees it. */
+struct fv_guard_meter {
+    uint64_t rows_left, bytes_left; /* at the chunk's start (UINT64_MAX: no limit) */
+    uint64_t rows;                  /* rows this chunk served */
+    size_t mark;                    /* the output's length when the chunk began */
+    int hit;                        /* 1: the rows, 2: the bytes of the quota reached */
+    int audited;
+};
+void fv_guard_meter_start(const struct fv_guard *g, const struct fv_guard_ctx *ctx,
+                          struct fv_guard_meter *m, size_t mark);
+/* Before a row: 1 if one more may be served, else 0 (hit set). */
+int fv_guard_meter_room(struct fv_guard_meter *m);
+/* After a row, len being the output's length now: 1 (counted), or 0 when the row passes the
+ * bytes left (hit set; the caller cuts the row off again). */
+int fv_guard_meter_row(struct fv_guard_meter *m, size_t len);
+void fv_guard_meter_end(struct fv_guard *g, struct fv_guard_ctx *ctx, struct fv_guard_meter *m,
+                        size_t len);
+/* "quota: the daily rows_per_day is reached; the answer stops here", or "" (not hit). */
+const char *fv_guard_meter_note(const struct fv_guard_meter *m);
 
 /* G7: loads the privacy zones of device's current subject into ctx (for location-private
  * reads); on any error no location of that subject is served. */
@@ -215,7 +257,8 @@ int fv_guard_consent(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *q
 void fv_guard_consent_failed(struct fv_guard *g, const struct fv_guard_ctx *ctx,
                              const char *subject, const char *extra, const char *why);
 
-/* G3, G5: what an allowed read sent. */
+/* G3, G5: what an allowed read sent (rows and bytes in all; what fv_guard_meter_end
+ * counted already is not counted twice). */
 void fv_guard_done(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint64_t rows,
                    uint64_t bytes);
 

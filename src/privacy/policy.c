@@ -152,6 +152,14 @@ int fv_policy_quota(const struct fv_policy *p, const char *role, struct fv_quota
     return FV_OK;
 }
 
+int fv_policy_role_quota(const struct fv_policy *p, const char *role, struct fv_quota_limits *out)
+{
+    const struct role *r = role_by_name(p, role);
+    if (r == NULL) return FV_ENOENT;
+    *out = r->role_quota;
+    return FV_OK;
+}
+
 /* ---- decisions ---------------------------------------------------------------------- */
 
 static void say(struct fv_decision *d, bool allow, const char *fmt, ...)
@@ -206,6 +214,7 @@ void fv_policy_decide(const struct fv_policy *p, const struct fv_access_request 
         return;
     }
     out->quota = r->quota;
+    out->role_quota = r->role_quota;
     const char *role = r->name;
     enum fv_action a = req->action;
     if ((unsigned)a >= FV_ACTION_COUNT) {
@@ -288,14 +297,22 @@ void fv_policy_decide(const struct fv_policy *p, const struct fv_access_request 
         return;
     }
     /* P7 */
-    if (req->subjects > r->bulk_threshold) {
+    uint64_t today =
+        req->subjects > UINT64_MAX - req->bulk_today ? UINT64_MAX : req->subjects + req->bulk_today;
+    if (today > r->bulk_threshold) {
         if (empty(req->approved_by)) {
+            char earlier[96] = "";
+            if (req->bulk_today)
+                snprintf(earlier, sizeof earlier,
+                         " a day without approval; %llu were asked for earlier today",
+                         (unsigned long long)req->bulk_today);
             say(out, false,
-                "%s %llu subjects needs a second principal's approval (role %s: more than %llu)",
+                "%s %llu subjects needs a second principal's approval (role %s: more than %llu%s)",
                 a == FV_ACTION_READ     ? "reading"
                 : a == FV_ACTION_EXPORT ? "exporting"
                                         : "erasing",
-                (unsigned long long)req->subjects, role, (unsigned long long)r->bulk_threshold);
+                (unsigned long long)req->subjects, role, (unsigned long long)r->bulk_threshold,
+                earlier);
             return;
         }
         if (!empty(req->principal) && strcmp(req->approved_by, req->principal) == 0) {
@@ -420,6 +437,15 @@ int fv_quota_add(struct fv_quota *q, const char *principal, uint64_t now_ms, uin
     u->subjects = sat_add(u->subjects, subjects);
     u->rows = sat_add(u->rows, rows);
     u->bytes = sat_add(u->bytes, bytes);
+    return FV_OK;
+}
+
+int fv_quota_add_bulk(struct fv_quota *q, const char *principal, uint64_t now_ms, uint64_t subjects)
+{
+    int rc = fv_quota_add(q, principal, now_ms, 0, 0, 0);
+    if (rc) return rc;
+    struct fv_quota_usage *u = usage_of(q, principal);
+    u->bulk = sat_add(u->bulk, subjects);
     return FV_OK;
 }
 

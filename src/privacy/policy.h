@@ -24,6 +24,10 @@
  *        "approves_bulk": false,            may be the second principal of a bulk read
  *        "quota": {"subjects_per_day": 20, "rows_per_day": 500000,
  *                  "bytes_per_day": 536870912},    integers >= 0, or null (no limit)
+ *        "role_quota": {...},               optional, the same keys: a daily budget of all
+ *                                           the role's principals together (so a new
+ *                                           principal does not bring a fresh quota);
+ *                                           absent: none
  *        "aggregate_min_step_s": 3600,      optional, aggregate_only roles (P8): the
  *        "aggregate_min_records": 10}}}     smallest bucket, the fewest records per value
  *
@@ -46,7 +50,10 @@
  *   P6 read: an aggregate_only role reads aggregated only; an energy_sites_only role
  *      reads energy sites only (the caller vouches with req->energy_sites_only);
  *   P7 read, export, erase: above bulk_subjects_threshold, another principal (not the
- *      requester) whose role approves_bulk has approved.
+ *      requester) whose role approves_bulk has approved. For bulk exports the threshold
+ *      counts per principal per UTC day: one needs approval when its subjects plus those of
+ *      the day's earlier unapproved exports (req->bulk_today) pass it, so many exports of
+ *      just under the threshold are not each approved automatically.
  *   P8 (applied by the reader, which knows the buckets: fv_policy_aggregate_limits) an
  *      aggregate_only role's buckets are at least aggregate_min_step_s wide (default 1 h),
  *      whole (aligned), and a value aggregates at least aggregate_min_records records
@@ -139,8 +146,11 @@ uint32_t fv_policy_classes(const struct fv_policy *p, const char *role, const ch
 #define FV_POLICY_AGG_MIN_RECORDS 10u
 int fv_policy_aggregate_limits(const struct fv_policy *p, const char *role, uint64_t *min_step_ms,
                                uint64_t *min_records);
-/* The role's daily quota; FV_ENOENT for an unknown role. */
+/* The role's daily quota (per principal); FV_ENOENT for an unknown role. */
 int fv_policy_quota(const struct fv_policy *p, const char *role, struct fv_quota_limits *out);
+/* The role's daily budget over all its principals (FV_UNLIMITED each when none is set);
+ * FV_ENOENT for an unknown role. */
+int fv_policy_role_quota(const struct fv_policy *p, const char *role, struct fv_quota_limits *out);
 
 /* One request to act on personal data. Strings may be NULL (= empty); the struct is the
  * caller's and is only read. Zero-initialise it: every zero field is the cautious one. */
@@ -156,6 +166,9 @@ struct fv_access_request {
     bool energy_sites_only;    /* the caller restricts the request to energy sites */
     const char *approved_by;   /* bulk: the approving principal (authenticated by the caller) */
     const char *approver_role; /* and its role */
+    uint64_t bulk_today;       /* P7: subjects of the principal's bulk exports today without
+                                  approval; the caller counts them (fv_quota_add_bulk), and
+                                  passes 0 for other requests */
 };
 
 struct fv_decision {
@@ -164,6 +177,8 @@ struct fv_decision {
     unsigned obligations;              /* FV_OBLIGE_*, for an allowed read */
     uint32_t classes;                  /* read: the classes the role may read for the purpose */
     struct fv_quota_limits quota;      /* the role's quota (zeros when the role is unknown) */
+    struct fv_quota_limits role_quota; /* the budget of all the role's principals together
+                                          (FV_UNLIMITED each where the policy sets none) */
     char reason[FV_POLICY_REASON_MAX]; /* why, for the requester and the access log */
 };
 
@@ -174,19 +189,23 @@ void fv_policy_decide(const struct fv_policy *p, const struct fv_access_request 
 
 /* ---- quotas ------------------------------------------------------------------------- */
 /*
- * Per-principal daily counters of subjects, rows and bytes served, in memory; a UTC day
+ * Daily counters of subjects, rows and bytes served, per key (a principal name, or
+ * "role:NAME" for a role's budget), in memory; a UTC day
  * (floor(ms / 86400000)) starts from zero. Before serving, fv_quota_check says whether the
  * request would take the principal over a limit (pass estimates, or 0 to refuse only once a
  * limit is already reached; a streaming answer may check again before each chunk); after
  * serving, fv_quota_add counts what was actually served. Subjects are counted per request
  * (a subject read twice counts twice) unless the caller passes only the ones new today.
- * Persistence is left to the caller: fv_quota_foreach to save, fv_quota_set to restore.
+ * A fourth counter, bulk, holds the subjects of unapproved bulk exports today (P7).
+ * Persistence is left to the caller (privacy/quota_store.h): fv_quota_foreach to save,
+ * fv_quota_set to restore.
  * principal is a non-NULL name (the key of its counters). Not thread-safe: one owner at a
  * time.
  */
 struct fv_quota_usage {
     int64_t day; /* UTC days since 1970-01-01 */
     uint64_t subjects, rows, bytes;
+    uint64_t bulk; /* P7: subjects of unapproved bulk exports */
 };
 
 struct fv_quota;
@@ -202,6 +221,9 @@ int fv_quota_check(const struct fv_quota *q, const char *principal,
 /* Counts what was served (saturating); FV_OK or FV_ENOMEM (nothing counted). */
 int fv_quota_add(struct fv_quota *q, const char *principal, uint64_t now_ms, uint64_t subjects,
                  uint64_t rows, uint64_t bytes);
+/* Counts subjects of an unapproved bulk export (P7); FV_OK or FV_ENOMEM. */
+int fv_quota_add_bulk(struct fv_quota *q, const char *principal, uint64_t now_ms,
+                      uint64_t subjects);
 /* The principal's usage on the day of now_ms (zeros if none). */
 void fv_quota_get(const struct fv_quota *q, const char *principal, uint64_t now_ms,
                   struct fv_quota_usage *out);

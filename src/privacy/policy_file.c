@@ -64,7 +64,9 @@ static const char DEFAULT_POLICY[] =
     "      \"energy_sites_only\": false,\n"
     "      \"approves_bulk\": false,\n"
     "      \"quota\": {\"subjects_per_day\": 20, \"rows_per_day\": 500000, \"bytes_per_day\": "
-    "536870912}\n"
+    "536870912},\n"
+    "      \"role_quota\": {\"subjects_per_day\": 200, \"rows_per_day\": 5000000, "
+    "\"bytes_per_day\": 5368709120}\n"
     "    },\n"
     "    \"analyst\": {\n"
     "      \"comment\": \"aggregates over pseudonymised data of subjects who consented to the "
@@ -86,7 +88,9 @@ static const char DEFAULT_POLICY[] =
     "      \"energy_sites_only\": false,\n"
     "      \"approves_bulk\": false,\n"
     "      \"quota\": {\"subjects_per_day\": null, \"rows_per_day\": 1000000, \"bytes_per_day\": "
-    "268435456}\n"
+    "268435456},\n"
+    "      \"role_quota\": {\"subjects_per_day\": null, \"rows_per_day\": 10000000, "
+    "\"bytes_per_day\": 2684354560}\n"
     "    },\n"
     "    \"ml-pipeline\": {\n"
     "      \"comment\": \"training jobs: pseudonymised rows of subjects who consented to model "
@@ -103,7 +107,9 @@ static const char DEFAULT_POLICY[] =
     "      \"energy_sites_only\": false,\n"
     "      \"approves_bulk\": false,\n"
     "      \"quota\": {\"subjects_per_day\": 100000, \"rows_per_day\": 100000000, "
-    "\"bytes_per_day\": 68719476736}\n"
+    "\"bytes_per_day\": 68719476736},\n"
+    "      \"role_quota\": {\"subjects_per_day\": 200000, \"rows_per_day\": 200000000, "
+    "\"bytes_per_day\": 137438953472}\n"
     "    },\n"
     "    \"privacy-officer\": {\n"
     "      \"comment\": \"data subject export and erasure, one subject per ticket; reads the "
@@ -120,7 +126,9 @@ static const char DEFAULT_POLICY[] =
     "      \"energy_sites_only\": false,\n"
     "      \"approves_bulk\": true,\n"
     "      \"quota\": {\"subjects_per_day\": 20, \"rows_per_day\": 50000000, \"bytes_per_day\": "
-    "17179869184}\n"
+    "17179869184},\n"
+    "      \"role_quota\": {\"subjects_per_day\": 100, \"rows_per_day\": 250000000, "
+    "\"bytes_per_day\": 85899345920}\n"
     "    },\n"
     "    \"energy-operator\": {\n"
     "      \"comment\": \"energy programmes: pseudonymised energy sites enrolled in the programme "
@@ -137,7 +145,9 @@ static const char DEFAULT_POLICY[] =
     "      \"energy_sites_only\": true,\n"
     "      \"approves_bulk\": false,\n"
     "      \"quota\": {\"subjects_per_day\": 100000, \"rows_per_day\": 50000000, "
-    "\"bytes_per_day\": 8589934592}\n"
+    "\"bytes_per_day\": 8589934592},\n"
+    "      \"role_quota\": {\"subjects_per_day\": 200000, \"rows_per_day\": 100000000, "
+    "\"bytes_per_day\": 17179869184}\n"
     "    }\n"
     "  }\n"
     "}\n";
@@ -361,7 +371,8 @@ static int parse_role(const struct ctx *c, const struct fv_policy *pol, const ch
     json_object_foreach(v, key, val)
     {
         bool known = strcmp(key, "comment") == 0 || strcmp(key, "aggregate_min_step_s") == 0 ||
-                     strcmp(key, "aggregate_min_records") == 0; /* optional (P8) */
+                     strcmp(key, "aggregate_min_records") == 0 || /* optional (P8) */
+                     strcmp(key, "role_quota") == 0;              /* optional (G5) */
         for (size_t i = 0; i < NROLE_KEYS; i++)
             known = known || strcmp(key, ROLE_KEYS[i]) == 0;
         if (!known) return bad(c, path, "unknown key \"%s\"", fv_policy__printable(shown, key));
@@ -389,6 +400,10 @@ static int parse_role(const struct ctx *c, const struct fv_policy *pol, const ch
     if (rc == FV_OK) rc = parse_bool(c, f[9], SUB("energy_sites_only"), &r->energy_sites_only);
     if (rc == FV_OK) rc = parse_bool(c, f[10], SUB("approves_bulk"), &r->approves_bulk);
     if (rc == FV_OK) rc = parse_quota(c, f[11], SUB("quota"), &r->quota);
+    /* G5: optional; none means no budget over the role's principals together */
+    json_t *rq = json_object_get(v, "role_quota");
+    r->role_quota = (struct fv_quota_limits){FV_UNLIMITED, FV_UNLIMITED, FV_UNLIMITED};
+    if (rc == FV_OK && rq) rc = parse_quota(c, rq, SUB("role_quota"), &r->role_quota);
     /* P8: optional; the defaults hold for every aggregate_only role that gives none */
     json_t *ms = json_object_get(v, "aggregate_min_step_s"),
            *mr = json_object_get(v, "aggregate_min_records");

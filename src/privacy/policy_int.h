@@ -25,6 +25,7 @@ struct role {
     uint64_t max_subjects;   /* FV_UNLIMITED: no limit */
     uint64_t bulk_threshold; /* FV_UNLIMITED: never needs approval */
     struct fv_quota_limits quota;
+    struct fv_quota_limits role_quota;         /* all the role's principals together */
     uint64_t agg_min_step_ms, agg_min_records; /* aggregate_only: P8 */
 };
 

@@ -81,6 +81,14 @@ static json_t *limit_json(uint64_t v)
     return v == FV_UNLIMITED ? json_null() : json_integer((json_int_t)v);
 }
 
+/* {"subjects_per_day": n|null, "rows_per_day": ..., "bytes_per_day": ...} into o */
+static void quota_json(struct rb *b, json_t *o, const struct fv_quota_limits *q)
+{
+    set(b, o, "subjects_per_day", limit_json(q->subjects_per_day));
+    set(b, o, "rows_per_day", limit_json(q->rows_per_day));
+    set(b, o, "bytes_per_day", limit_json(q->bytes_per_day));
+}
+
 static int in_list(const char *const *list, const char *s)
 {
     for (size_t i = 0; list && list[i]; i++)
@@ -480,12 +488,10 @@ static json_t *roles_section(struct ctx *c)
             uint32_t m = fv_policy_classes(pol, role, pn);
             if (m) set(b, purposes, pn, class_names(b, pol, m));
         }
-        struct fv_quota_limits q;
-        if (fv_policy_quota(pol, role, &q) == FV_OK) {
-            set(b, quota, "subjects_per_day", limit_json(q.subjects_per_day));
-            set(b, quota, "rows_per_day", limit_json(q.rows_per_day));
-            set(b, quota, "bytes_per_day", limit_json(q.bytes_per_day));
-        }
+        struct fv_quota_limits q, rq;
+        json_t *role_quota = J(b, json_object());
+        if (fv_policy_quota(pol, role, &q) == FV_OK) quota_json(b, quota, &q);
+        if (fv_policy_role_quota(pol, role, &rq) == FV_OK) quota_json(b, role_quota, &rq);
         size_t i;
         json_t *pr;
         json_array_foreach(c->principals, i, pr)
@@ -509,6 +515,7 @@ static json_t *roles_section(struct ctx *c)
         set(b, o, "approves_bulk", json_boolean(role_flag(c, role, "approves_bulk")));
         set(b, o, "obligations", obligations_json(c, role));
         set(b, o, "quota", quota);
+        set(b, o, "role_quota", role_quota);
         set(b, o, "principals", names);
         push(b, out, o);
     }

@@ -30,7 +30,7 @@
  *                   "description", "actions", "purposes", "requires_ticket",
  *                   "max_subjects_per_request", "bulk_subjects_threshold", "approves_bulk",
  *                   "obligations": {"pseudonymise", "aggregate_only", "location_privacy",
- *                   "consented_only", "energy_sites_only"}, "quota": {...},
+ *                   "consented_only", "energy_sites_only"}, "quota": {...}, "role_quota": {...},
  *                   "principals": [active names]}], "third_parties"}
  *   "security_measures" [{"measure", "detail"}]
  *   "transfers"    {"third_countries": [], "detail"}

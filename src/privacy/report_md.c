@@ -97,6 +97,16 @@ static void limit_md(struct md *m, const json_t *v)
         PUTS(m, "no limit");
 }
 
+/* subjects / rows / bytes per day */
+static void quota_md(struct md *m, const json_t *q)
+{
+    limit_md(m, json_object_get(q, "subjects_per_day"));
+    PUTS(m, " / ");
+    limit_md(m, json_object_get(q, "rows_per_day"));
+    PUTS(m, " / ");
+    limit_md(m, json_object_get(q, "bytes_per_day"));
+}
+
 static void md_purposes(struct md *m, const json_t *ps)
 {
     mdf(m, "\n## 2. Purposes of the processing\n\n"
@@ -248,12 +258,16 @@ static void md_recipients(struct md *m, const json_t *rec)
         }
         if (first) PUTS(m, "none");
         PUTS(m, " | ");
-        const json_t *q = json_object_get(r, "quota");
-        limit_md(m, json_object_get(q, "subjects_per_day"));
-        PUTS(m, " / ");
-        limit_md(m, json_object_get(q, "rows_per_day"));
-        PUTS(m, " / ");
-        limit_md(m, json_object_get(q, "bytes_per_day"));
+        quota_md(m, json_object_get(r, "quota"));
+        const json_t *rq = json_object_get(r, "role_quota");
+        const char *rk;
+        json_t *rv;
+        int any = 0;
+        json_object_foreach((json_t *)rq, rk, rv) any |= json_is_integer(rv);
+        if (any) {
+            PUTS(m, "; all its principals together: ");
+            quota_md(m, rq);
+        }
         PUTS(m, " | ");
         join(m, json_object_get(r, "principals"));
         PUTS(m, " |\n");

@@ -256,18 +256,58 @@ int fv_subject_current(struct fv_keystore *ks, const char *device,
 int fv_subject_for_time(struct fv_keystore *ks, const char *device, int64_t t,
                         char name_out[FV_SUBJECT_NAME_MAX + 1], int *epoch)
 {
+    int64_t since, until;
+    return fv_subject_period_at(ks, device, t, name_out, epoch, &since, &until);
+}
+
+int fv_subject_period_at(struct fv_keystore *ks, const char *device, int64_t t,
+                         char name_out[FV_SUBJECT_NAME_MAX + 1], int *epoch, int64_t *since,
+                         int64_t *until)
+{
     name_out[0] = '\0';
     if (epoch) *epoch = 0;
+    *since = FV_SUBJECT_ORIGIN;
+    *until = FV_SUBJECT_FOREVER;
     struct periods p;
     int rc = fv_subjects__load_periods(ks, device, &p, NULL, 0);
     if (rc) return rc;
     /* S1: the periods cover all time, so exactly one holds t (INT64_MAX: the last). */
     int e = 1;
     for (size_t i = 0; i < p.n; i++)
-        if (p.v[i].since <= t) e = p.v[i].epoch;
+        if (p.v[i].since <= t) {
+            e = p.v[i].epoch;
+            *since = p.v[i].since;
+            *until = p.v[i].until;
+        }
     rc = fv_subject_name(device, e, name_out);
     if (rc == FV_OK && epoch) *epoch = e;
     fv_subjects__periods_free(&p);
+    return rc;
+}
+
+int fv_subjects_opened_since(struct fv_keystore *ks, int64_t *cursor,
+                             int (*fn)(void *arg, const char *device_pseudonym), void *arg)
+{
+    sqlite3 *db = fv_keystore_db(ks);
+    sqlite3_stmt *st = NULL;
+    int first = *cursor < 0, rc = FV_OK, step;
+    /* rowids only grow: period rows are inserted, never deleted (S1, fv_subjects_forget) */
+    if (sqlite3_prepare_v2(db,
+                           first ? "SELECT coalesce(max(rowid), 0), NULL FROM subject_periods"
+                                 : "SELECT rowid, device FROM subject_periods WHERE rowid > ?1"
+                                   " AND epoch > 1 ORDER BY rowid",
+                           -1, &st, NULL) != SQLITE_OK ||
+        (!first && sqlite3_bind_int64(st, 1, *cursor) != SQLITE_OK)) {
+        sqlite3_finalize(st);
+        return FV_EIO;
+    }
+    while (rc == FV_OK && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        *cursor = sqlite3_column_int64(st, 0);
+        const unsigned char *dev = sqlite3_column_text(st, 1);
+        if (!first && dev) rc = fn(arg, (const char *)dev);
+    }
+    if (rc == FV_OK && step != SQLITE_DONE) rc = FV_EIO;
+    sqlite3_finalize(st);
     return rc;
 }
 

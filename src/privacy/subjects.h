@@ -140,6 +140,22 @@ int fv_subject_current(struct fv_keystore *ks, const char *device,
 int fv_subject_for_time(struct fv_keystore *ks, const char *device, int64_t t,
                         char name_out[FV_SUBJECT_NAME_MAX + 1], int *epoch);
 
+/* The period of device that holds t (since <= t < until; INT64_MAX: the current one): its
+ * subject name, epoch (may be NULL) and bounds (*until FV_SUBJECT_FOREVER while open). A
+ * writer of records caches it per device, so that a record is assigned to the owner period
+ * of its creation time without a lookup per record. Errors as fv_subject_current. */
+int fv_subject_period_at(struct fv_keystore *ks, const char *device, int64_t t,
+                         char name_out[FV_SUBJECT_NAME_MAX + 1], int *epoch, int64_t *since,
+                         int64_t *until);
+
+/* Owner periods opened since *cursor (a position in the catalog; pass -1 first: it is set
+ * to now's end and nothing is reported): calls fn with the device pseudonym of each (in
+ * order), then moves *cursor past them. Lets a cache of current subjects (the ingest's
+ * fleet state) learn of a change of owner made by another connection or process without
+ * looking up every device. Stops at and returns fn's first non-zero result. FV_OK, FV_EIO. */
+int fv_subjects_opened_since(struct fv_keystore *ks, int64_t *cursor,
+                             int (*fn)(void *arg, const char *device_pseudonym), void *arg);
+
 /* A change of owner at at_ms: closes the current period at at_ms and opens epoch + 1 from
  * at_ms, a new subject whose data key is created here (committed before this returns) and
  * which holds owner_id sealed. at_ms must be >= the current period's start and inside

@@ -1,6 +1,9 @@
 """End-to-end attacks on the privacy layer (issue 9), each performed over the real API or
 CLI; every test here failed on the code before its fix. Names say the item: test_aggregate_*
-(item 4: aggregate-only bypass), test_export_* (item 8: subject export), test_location_*
+(item 4: aggregate-only bypass), test_quota_* (item 7: quotas enforced before serving,
+persisted, per role, on approved bulk exports, bulk thresholds per day), test_export_* (item
+8: subject export), test_owner_* (item 12: a change of owner takes effect at once, records go
+to the owner period of their creation time), test_location_*
 (item 9: signals that reveal a place), test_trip_* (item 10: trip trimming in every output,
 stops by speed and gear)."""
 import csv
@@ -46,6 +49,21 @@ POLICY = t.test_policy({
     "po-small": role({}, actions=["export", "erase", "audit"], requires_ticket=True,
                      max_subjects_per_request=1, approves_bulk=True,
                      quota={"subjects_per_day": 5, "rows_per_day": 8,
+                            "bytes_per_day": None}),
+    # item 7: ten rows a day
+    "rows10": role({"service": ["default", "location", "events"]},
+                   quota={"subjects_per_day": None, "rows_per_day": 10, "bytes_per_day": None}),
+    # 2,000 bytes a day
+    "bytes2k": role({"service": ["default"]},
+                    quota={"subjects_per_day": None, "rows_per_day": None, "bytes_per_day": 2000}),
+    # ten rows a day each, fifteen for all its principals together
+    "shared": role({"service": ["default"]},
+                   quota={"subjects_per_day": None, "rows_per_day": 10, "bytes_per_day": None},
+                   role_quota={"subjects_per_day": None, "rows_per_day": 15,
+                               "bytes_per_day": None}),
+    # bulk exports: more than 2 vehicles (a day) need approval; ten rows a day
+    "exporter": role({"service": ["default"]}, bulk_subjects_threshold=2,
+                     quota={"subjects_per_day": None, "rows_per_day": 10,
                             "bytes_per_day": None}),
 })
 
@@ -168,10 +186,8 @@ def test_export_serves_one_owner_period():
     with t.Env() as env:
         srv = server(env)
         now = int(time.time() * 1000)
-        send(srv, env, A, [(now - 100000 + i * 1000, [(SOC, 10.0 + i)]) for i in range(5)])
-        subject(srv, "owner", A, "customer-one", "--current")
-        subject(srv, "owner", A, "customer-two")
-        time.sleep(1.3)  # the server notices the registry changed
+        sell(srv, env, now)
+        time.sleep(2.5)  # the server notices the registry changed (owners.h O2)
         now = int(time.time() * 1000)
         send(srv, env, A, [(now + i, [(SOC, 90.0 + i)]) for i in range(3)])
         po = srv.principal("paula", "privacy-officer")
@@ -218,6 +234,199 @@ def test_export_is_held_to_the_quota():
         r = t.run("audit", "query", "--data", srv.data, "--principal", "pete", "--result",
                   "deny")
         assert "quota" in r.stdout, r.stdout
+        srv.stop()
+
+
+# ---- item 7: quotas -----------------------------------------------------------------------
+
+def data_rows(body):
+    """The data lines of a CSV answer: no header, no comment."""
+    lines = body.decode().splitlines()
+    return [ln for ln in lines[1:] if ln and not ln.startswith("#")]
+
+
+def test_quota_rows_stop_before_serving():
+    with t.Env() as env:
+        srv = server(env)
+        send(srv, env, A, [(T0 + i * 1000, [(SOC, 1.0 + i)]) for i in range(100)])
+        q = f"/api/v1/query?device={A}&signals=Soc"
+        # The attack: one query past a 10-row quota returned all 100 rows.
+        r1 = srv.principal("rita", "rows10")
+        st, b = get(srv, q, r1, "service")
+        assert st == 200, b
+        assert b["count"] == 10 and len(b["rows"]) == 10, (b["count"], len(b["rows"]))
+        assert b.get("truncated") is True and "quota" in b.get("stopped", ""), b
+        st, b = get(srv, q, r1, "service")  # nothing left today: refused
+        assert st == 403 and "quota" in b["error"] and "rows_per_day" in b["error"], (st, b)
+        # CSV stops the same way, with a line that says why.
+        r2 = srv.principal("rob", "rows10")
+        st, body = srv.http(q + "&format=csv", token=r2, purpose="service")
+        assert st == 200, body
+        assert len(data_rows(body)) == 10, body.decode()[-300:]
+        assert body.decode().rstrip().splitlines()[-1].startswith("# quota:"), body[-200:]
+        # Bytes too: the answer stops before the row that would pass them (the marker after).
+        st, body = srv.http(q, token=srv.principal("bea", "bytes2k"), purpose="service")
+        b = json.loads(body)
+        assert st == 200 and 0 < b["count"] < 100 and "bytes_per_day" in b["stopped"], b
+        assert len(body) - len(body.split(b'],"count"')[1]) <= 2000, len(body)
+        # An answer built whole (the state of 1 signal) is checked before it is sent.
+        st, b = get(srv, f"/api/v1/vehicles/{A}/state", r2, "service")
+        assert st == 403 and "quota" in b["error"], (st, b)
+        # The stop is audited.
+        r = t.run("audit", "query", "--data", srv.data, "--principal", "rita", "--result",
+                  "deny")
+        assert "rows_per_day" in r.stdout, r.stdout[-2000:]
+        srv.stop()
+
+
+def test_quota_survives_restart():
+    with t.Env() as env:
+        srv = server(env)
+        send(srv, env, A, [(T0 + i * 1000, [(SOC, 1.0 + i)]) for i in range(10)])
+        r1 = srv.principal("rita", "rows10")
+        q = f"/api/v1/query?device={A}&signals=Soc"
+        st, b = get(srv, q, r1, "service")
+        assert st == 200 and b["count"] == 10, b
+        # The attack: a restart gave every principal a fresh day.
+        srv.stop()
+        srv.start()
+        st, b = get(srv, q, r1, "service")
+        assert st == 403 and "quota" in b["error"], (st, b)
+        srv.kill9()  # counted before the answer ended: a crash resets nothing either
+        srv.start()
+        st, b = get(srv, q, r1, "service")
+        assert st == 403 and "quota" in b["error"], (st, b)
+        srv.stop()
+
+
+def test_quota_new_principal_shares_the_role_budget():
+    with t.Env() as env:
+        srv = server(env)
+        send(srv, env, A, [(T0 + i * 1000, [(SOC, 1.0 + i)]) for i in range(10)])
+        q = f"/api/v1/query?device={A}&signals=Soc"
+        s1 = srv.principal("sam", "shared")
+        st, b = get(srv, q, s1, "service")
+        assert st == 200 and b["count"] == 10, b
+        # The attack: a new principal of the same role started with a fresh quota.
+        s2 = srv.principal("sam2", "shared")
+        st, b = get(srv, q, s2, "service")
+        assert st == 200 and b["count"] == 5 and "quota" in b.get("stopped", ""), b
+        s3 = srv.principal("sam3", "shared")
+        st, b = get(srv, q, s3, "service")
+        assert st == 403 and "role:shared" in b["error"], (st, b)
+        srv.stop()
+
+
+def export(srv, token, devices):
+    st, body = srv.http(f"/api/v1/exports?purpose=service&signals=Soc&devices={devices}",
+                        token=token, method="POST", purpose=None)
+    return st, json.loads(body)
+
+
+def test_quota_holds_for_approved_bulk_exports():
+    with t.Env() as env:
+        srv = server(env)
+        C = "5YJ3E1EA7KF000903"
+        for dev in (A, B, C):
+            send(srv, env, dev, [(T0 + i * 1000, [(SOC, 1.0 + i)]) for i in range(30)])
+        ex = srv.principal("xena", "exporter")
+        po = srv.principal("paula", "privacy-officer")
+        st, b = export(srv, ex, f"{A},{B},{C}")  # 3 vehicles: over the threshold
+        assert st == 202, b
+        st, _ = srv.http(f"/api/v1/exports/{b['id']}/approve", token=po, method="POST",
+                         purpose=None)
+        assert st == 200
+        # The attack: an approved export skipped the quota (90 rows and 9 canary rows).
+        st, body = srv.http(f"/api/v1/exports/{b['id']}", token=ex, purpose=None)
+        assert st == 200, body
+        assert len(data_rows(body)) == 10, len(data_rows(body))
+        assert body.decode().rstrip().splitlines()[-1].startswith("# quota:"), body[-200:]
+        srv.stop()
+
+
+def test_quota_bulk_threshold_counts_per_day():
+    with t.Env() as env:
+        srv = server(env)
+        for dev in (A, B):
+            send(srv, env, dev, [(T0, [(SOC, 1.0)])])
+        ex = srv.principal("xena", "exporter")
+        st, b = export(srv, ex, f"{A},{B}")  # 2 vehicles: at the threshold
+        assert st == 201 and b["status"] == "approved", b
+        # The attack: every request of just under the threshold was approved automatically.
+        st, b = export(srv, ex, f"{A},{B}")
+        assert st == 202 and b["status"] == "pending", b
+        st, b = export(srv, ex, A)
+        assert st == 202 and b["status"] == "pending", b
+        srv.stop()
+
+
+# ---- item 12: a change of owner ------------------------------------------------------------
+
+def sell(srv, env, now):
+    """Car A drives for its first owner (Soc 10..14 up to a minute before now), then is sold."""
+    send(srv, env, A, [(now - 100000 + i * 1000, [(SOC, 10.0 + i)]) for i in range(5)])
+    st, b = get(srv, f"/api/v1/vehicles/{A}/state", "ops", "service")
+    assert st == 200 and b["state"]["Soc"]["value"] == 14.0, b
+    subject(srv, "owner", A, "customer-one", "--current")
+    subject(srv, "owner", A, "customer-two")
+
+
+def test_owner_change_wipes_state_at_once():
+    with t.Env() as env:
+        srv = server(env)
+        sell(srv, env, int(time.time() * 1000))
+        # The attack: the previous owner's latest state was served until the car sent again.
+        st, b = get(srv, f"/api/v1/vehicles/{A}/state", "ops", "service")
+        assert st == 200 and b["state"] == {} and b["records"] == 0, b
+        assert b["last_received"].startswith("1970-"), b
+        st, b = get(srv, "/api/v1/signals/Soc/latest", "ops", "service")
+        assert st == 200 and b["count"] == 0, b
+        st, b = get(srv, "/api/v1/vehicles", "ops", "service")
+        assert [v["records"] for v in b["vehicles"] if v["id"] == A] == [0], b
+        # The ingest wipes it (not just hides it) when it notices the change, within seconds.
+        deadline = time.time() + 5
+        while "a new owner period began" not in srv.log() and time.time() < deadline:
+            time.sleep(0.1)
+        assert "a new owner period began" in srv.log(), srv.log()[-2000:]
+        st, b = get(srv, f"/api/v1/vehicles/{A}/state", "ops", "service")
+        assert st == 200 and b["state"] == {} and b["records"] == 0, b
+        srv.stop()
+
+
+def test_owner_records_go_to_the_period_they_were_made_in():
+    with t.Env() as env:
+        srv = server(env)
+        now = int(time.time() * 1000)
+        sell(srv, env, now)
+        time.sleep(2.5)  # the server notices the registry changed (owners.h O2)
+        # The car made these before the sale and uploads them after it (it was offline).
+        send(srv, env, A, [(now - 50000 + i * 1000, [(SOC, 50.0 + i)]) for i in range(3)])
+        # The attack: they were sealed under the new owner and became their latest state.
+        st, b = get(srv, f"/api/v1/vehicles/{A}/state", "ops", "service")
+        assert st == 200 and b["state"] == {}, b
+        later = int(time.time() * 1000)
+        send(srv, env, A, [(later + i, [(SOC, 90.0 + i)]) for i in range(2)])
+        st, b = get(srv, f"/api/v1/vehicles/{A}/state", "ops", "service")
+        assert b["state"]["Soc"]["value"] == 91.0 and b["records"] == 2, b
+        po = srv.principal("paula", "privacy-officer")
+
+        def period_rows(n):
+            st, body = srv.http(f"/api/v1/subjects/{A}/export?ticket=DSAR-{n}&period={n}",
+                                token=po, purpose=None)
+            assert st == 200, body
+            tar, names = tar_names(body)
+            rows = tar.extractfile(names[f"period-{n}/telemetry-1.csv"]).read().decode()
+            return rows.splitlines()[1:]
+
+        one = period_rows(1)  # the previous owner's: all 8 records they made
+        assert len(one) == 8 and sum(",5" in r for r in one) == 3, one
+        two = period_rows(2)  # the new owner's: only what was made after the sale
+        assert len(two) == 2 and all(",9" in r for r in two), two
+        # A restart rebuilds the same state from the log.
+        srv.stop()
+        srv.start()
+        st, b = get(srv, f"/api/v1/vehicles/{A}/state", "ops", "service")
+        assert b["state"]["Soc"]["value"] == 91.0, b
         srv.stop()
 
 
@@ -388,6 +597,11 @@ def test_trip_stop_by_speed_without_gear():
 if __name__ == "__main__":
     t.main([test_aggregate_only_cannot_get_rows_back, test_aggregate_limits_from_the_policy,
             test_export_serves_one_owner_period, test_export_is_held_to_the_quota,
+            test_quota_rows_stop_before_serving, test_quota_survives_restart,
+            test_quota_new_principal_shares_the_role_budget,
+            test_quota_holds_for_approved_bulk_exports, test_quota_bulk_threshold_counts_per_day,
+            test_owner_change_wipes_state_at_once,
+            test_owner_records_go_to_the_period_they_were_made_in,
             test_location_signals_need_the_location_class,
             test_location_heading_and_places_withheld_with_location,
             test_trip_trimmed_in_latest_state_and_bulk_export,

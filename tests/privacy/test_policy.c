@@ -367,6 +367,16 @@ static void test_bulk_approval(void **state)
     decide(p, &r, 0,
            "reading 1001 subjects needs a second principal's approval (role ml-pipeline: more "
            "than 1000)");
+    /* P7 per principal per day: 600 now after 600 earlier today passes 1000 */
+    r.subjects = 600;
+    r.bulk_today = 600;
+    decide(p, &r, 0,
+           "reading 600 subjects needs a second principal's approval (role ml-pipeline: more "
+           "than 1000 a day without approval; 600 were asked for earlier today)");
+    r.bulk_today = 400;
+    decide(p, &r, 1, NULL); /* 1000 in the day: at the threshold */
+    r.bulk_today = 0;
+    r.subjects = 1001;
     r.approved_by = "trainer-1";
     r.approver_role = "privacy-officer";
     decide(p, &r, 0, "may not approve its own bulk request");

@@ -1,0 +1,213 @@
+/*
+ * guard_quota.c - the daily quotas of the access guard (guard.h rule G5): per principal and,
+ * where the policy sets one, per role (all its principals together, so a new principal
+ * brings no fresh quota); counted as served, checked before, kept in DATA/quota.db
+ * (privacy/quota_store.h) so a restart resets nothing. The keys of struct fv_quota are the
+ * principal's name and "role:" plus the role's name (principal names hold no ':').
+ *
+ * Threading: the guard's (the server's API thread).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "crypto/keys.h"
+#include "privacy/guard_int.h"
+#include "privacy/quota_store.h"
+#include "util/clock.h"
+#include "util/err.h"
+#include "util/log.h"
+
+#define SAVE_EVERY_MS 1000 /* a long stream's counters reach the disk this often */
+
+static void role_key(const struct fv_guard_ctx *ctx, char out[48])
+{
+    snprintf(out, 48, "role:%s", ctx->role);
+}
+
+int fv_guard__quota_check(const struct fv_guard *g, const struct fv_guard_ctx *ctx,
+                          uint64_t subjects, uint64_t rows, uint64_t bytes, char *reason,
+                          size_t reasonlen)
+{
+    if (g->quota == NULL) return FV_OK;
+    uint64_t now = fv_now_ms();
+    char rk[48];
+    role_key(ctx, rk);
+    if (fv_quota_check(g->quota, ctx->principal, &ctx->d.quota, now, subjects, rows, bytes, reason,
+                       reasonlen) != FV_OK ||
+        fv_quota_check(g->quota, rk, &ctx->d.role_quota, now, subjects, rows, bytes, reason,
+                       reasonlen) != FV_OK)
+        return FV_ELIMIT;
+    return FV_OK;
+}
+
+static void save_key(struct fv_guard *g, const char *key)
+{
+    struct fv_quota_usage u;
+    fv_quota_get(g->quota, key, fv_now_ms(), &u);
+    if (g->quota_db && fv_quota_store_save(g->quota_db, key, &u) != FV_OK)
+        fv_warn("quota: the counters of %s could not be saved (%s); they hold until a restart", key,
+                sqlite3_errmsg(g->quota_db));
+}
+
+static void save(struct fv_guard *g, const struct fv_guard_ctx *ctx)
+{
+    char rk[48];
+    role_key(ctx, rk);
+    save_key(g, ctx->principal);
+    save_key(g, rk);
+    g->quota_saved_ms = fv_now_ms();
+}
+
+/* Unusual volume: crossing 80% of a daily limit raises an alert (log + metric). */
+static int crossed_80(uint64_t before, uint64_t after, uint64_t lim)
+{
+    return lim != FV_UNLIMITED && lim && before * 5 < lim * 4 && after * 5 >= lim * 4;
+}
+
+void fv_guard__quota_count(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint64_t subjects,
+                           uint64_t rows, uint64_t bytes, int save_now)
+{
+    if (g->quota == NULL || ctx->principal[0] == '\0') return;
+    uint64_t now = fv_now_ms();
+    struct fv_quota_usage before, after;
+    char rk[48];
+    role_key(ctx, rk);
+    fv_quota_get(g->quota, ctx->principal, now, &before);
+    if (fv_quota_add(g->quota, ctx->principal, now, subjects, rows, bytes) != FV_OK ||
+        fv_quota_add(g->quota, rk, now, subjects, rows, bytes) != FV_OK)
+        fv_error("quota: out of memory counting %s", ctx->principal);
+    fv_quota_get(g->quota, ctx->principal, now, &after);
+    const struct fv_quota_limits *l = &ctx->d.quota;
+    if (crossed_80(before.rows, after.rows, l->rows_per_day) ||
+        crossed_80(before.bytes, after.bytes, l->bytes_per_day)) {
+        g->alerts++;
+        fv_warn("privacy alert: principal %s (role %s) has used 80%% of a daily quota "
+                "(%llu rows, %llu bytes today)",
+                ctx->principal, ctx->role, (unsigned long long)after.rows,
+                (unsigned long long)after.bytes);
+    }
+    if (save_now || now - g->quota_saved_ms >= SAVE_EVERY_MS) save(g, ctx);
+}
+
+uint64_t fv_guard__bulk_today(const struct fv_guard *g, const struct fv_guard_ctx *ctx)
+{
+    struct fv_quota_usage u;
+    if (g->quota == NULL) return 0;
+    fv_quota_get(g->quota, ctx->principal, fv_now_ms(), &u);
+    return u.bulk;
+}
+
+void fv_guard__count_bulk(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint64_t subjects)
+{
+    if (g->quota == NULL) return;
+    if (fv_quota_add_bulk(g->quota, ctx->principal, fv_now_ms(), subjects) != FV_OK)
+        fv_error("quota: out of memory counting %s", ctx->principal);
+    save_key(g, ctx->principal);
+}
+
+static uint64_t left(uint64_t used, uint64_t lim)
+{
+    return lim == FV_UNLIMITED ? UINT64_MAX : used >= lim ? 0 : lim - used;
+}
+
+static uint64_t min64(uint64_t a, uint64_t b)
+{
+    return a < b ? a : b;
+}
+
+void fv_guard_meter_start(const struct fv_guard *g, const struct fv_guard_ctx *ctx,
+                          struct fv_guard_meter *m, size_t mark)
+{
+    m->rows_left = m->bytes_left = UINT64_MAX;
+    m->rows = 0;
+    m->mark = mark;
+    if (g == NULL || g->quota == NULL) return;
+    uint64_t now = fv_now_ms();
+    struct fv_quota_usage p, r;
+    char rk[48];
+    role_key(ctx, rk);
+    fv_quota_get(g->quota, ctx->principal, now, &p);
+    fv_quota_get(g->quota, rk, now, &r);
+    m->rows_left = min64(left(p.rows, ctx->d.quota.rows_per_day),
+                         left(r.rows, ctx->d.role_quota.rows_per_day));
+    m->bytes_left = min64(left(p.bytes, ctx->d.quota.bytes_per_day),
+                          left(r.bytes, ctx->d.role_quota.bytes_per_day));
+}
+
+int fv_guard_meter_room(struct fv_guard_meter *m)
+{
+    if (m->hit) return 0;
+    if (m->rows >= m->rows_left) m->hit = 1;
+    return !m->hit;
+}
+
+int fv_guard_meter_row(struct fv_guard_meter *m, size_t len)
+{
+    if (len - m->mark > m->bytes_left) {
+        m->hit = 2;
+        return 0;
+    }
+    m->rows++;
+    return 1;
+}
+
+void fv_guard_meter_end(struct fv_guard *g, struct fv_guard_ctx *ctx, struct fv_guard_meter *m,
+                        size_t len)
+{
+    if (g == NULL) return;
+    uint64_t bytes = len - m->mark;
+    fv_guard__quota_count(g, ctx, 0, m->rows, bytes, 0);
+    ctx->counted_rows += m->rows;
+    ctx->counted_bytes += bytes;
+    if (m->hit && !m->audited) { /* the stop, audited once, with the quota's own reason */
+        char why[300];
+        m->audited = 1;
+        fv_guard_quota_more(g, ctx, m->hit == 1, m->hit == 2, 1, why, sizeof why);
+    }
+}
+
+const char *fv_guard_meter_note(const struct fv_guard_meter *m)
+{
+    return m->hit == 1   ? "quota: the daily rows_per_day is reached; the answer stops here"
+           : m->hit == 2 ? "quota: the daily bytes_per_day is reached; the answer stops here"
+                         : "";
+}
+
+int fv_guard_quota_take(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint64_t subjects,
+                        char *reason, size_t reasonlen)
+{
+    char qr[240] = "";
+    if (fv_guard__quota_check(g, ctx, subjects, 0, 0, qr, sizeof qr) != FV_OK) {
+        snprintf(reason, reasonlen, "quota: %s", qr);
+        return FV_ELIMIT;
+    }
+    if (subjects) fv_guard__quota_count(g, ctx, subjects, 0, 0, 1);
+    return FV_OK;
+}
+
+static int save_one(void *arg, const char *key, const struct fv_quota_usage *u)
+{
+    struct fv_guard *g = arg;
+    if (fv_quota_store_save(g->quota_db, key, u) != FV_OK)
+        fv_warn("quota: the counters of %s could not be saved", key);
+    return 0;
+}
+
+int fv_guard__quota_open(struct fv_guard *g, const char *path, char *err, size_t errlen)
+{
+    int rc = fv_quota_new(&g->quota);
+    if (rc == FV_OK) rc = fv_quota_store_open(path, &g->quota_db, err, errlen);
+    if (rc == FV_OK) rc = fv_quota_store_load(g->quota_db, g->quota, fv_now_ms(), err, errlen);
+    return rc;
+}
+
+void fv_guard__quota_close(struct fv_guard *g)
+{
+    if (g->quota && g->quota_db) fv_quota_foreach(g->quota, save_one, g);
+    if (g->quota) fv_quota_free(g->quota);
+    sqlite3_close(g->quota_db);
+    g->quota = NULL;
+    g->quota_db = NULL;
+}
