@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -13,6 +14,7 @@
 #include "api/export.h"
 #include "api/exports.h"
 #include "api/query.h"
+#include "crypto/keys.h"
 #include "privacy/guard.h"
 #include "privacy/principals.h"
 #include "privacy/subjects.h"
@@ -178,7 +180,7 @@ static json_t *device_summary_as(const struct fv_api_view *v, const struct fv_gu
 }
 
 static void get_vehicles(const struct fv_api_view *v, const struct fv_guard_ctx *ctx,
-                         struct fv_http_response *r)
+                         struct fv_guard_served *served, struct fv_http_response *r)
 {
     struct fv_device **all = NULL;
     size_t n = 0;
@@ -186,8 +188,10 @@ static void get_vehicles(const struct fv_api_view *v, const struct fv_guard_ctx 
     for (size_t i = 0; arr && i < n; i++) {
         const struct fv_device *d = all[i];
         if (fv_api_in_scope(ctx, d) &&
-            fv_guard_consented(v->guard, ctx, d->id, (int64_t)fv_now_ms()))
+            fv_guard_consented(v->guard, ctx, d->id, (int64_t)fv_now_ms())) {
             json_array_append_new(arr, device_summary_as(v, ctx, d));
+            fv_guard_served_add(v->guard, served, d->id); /* G12 */
+        }
     }
     free(all);
     respond_json(r, 200, json_pack("{s:I,s:o}", "count", (json_int_t)n, "vehicles", arr));
@@ -233,7 +237,7 @@ static void get_state(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
 
 /* The fleet view of one signal: every device's latest value and its time. */
 static void get_signal_latest(const struct fv_api_view *v, struct fv_guard_ctx *ctx, long field,
-                              struct fv_http_response *r)
+                              struct fv_guard_served *served, struct fv_http_response *r)
 {
     struct fv_device **all = NULL;
     size_t n = 0;
@@ -272,6 +276,7 @@ static void get_signal_latest(const struct fv_api_view *v, struct fv_guard_ctx *
         json_array_append_new(arr, json_pack("{s:s,s:o,s:s,s:I}", "id", shown, "value",
                                              val ? val : json_null(), "time", t, "time_ms",
                                              (json_int_t)s.time_ms));
+        if (v->guard) fv_guard_served_add(v->guard, served, d->id); /* G12 */
     }
     free(all);
     char label[32];
@@ -522,17 +527,17 @@ static void principals(const struct fv_api_view *v, struct fv_guard_ctx *ctx, co
     OPENSSL_cleanse(token, sizeof token);
 }
 
-/* The device a request names: its id, or (for a role that sees pseudonyms) its pseudonym
- * within the request's purpose. */
-const struct fv_device *fv_api_find_device(const struct fv_api_view *v,
-                                           const struct fv_guard_ctx *ctx, const char *name)
+void fv_api_unknown_device(struct fv_http_response *out, const char *name)
 {
-    const struct fv_device *d = fv_fleet_find(v->fleet, name);
-    if (d || v->guard == NULL || ctx == NULL || strlen(name) != FV_PURPOSE_PSEUDONYM_LEN) return d;
-    /* Pseudonyms are per purpose; the purpose is still to be checked, so try the named one. */
-    char purpose[32] = "";
-    fv_query_param(v->query, "purpose", purpose, sizeof purpose);
-    if (purpose[0] == '\0') return NULL;
+    (void)name; /* not echoed: the answer is the same whatever was named */
+    respond_error(out, 404, "unknown device: none of that name may be read by this request");
+}
+
+/* The device whose per-purpose pseudonym is name, or NULL. */
+static const struct fv_device *find_by_pseudonym(const struct fv_api_view *v, const char *purpose,
+                                                 const char *name)
+{
+    if (strlen(name) != FV_PURPOSE_PSEUDONYM_LEN || purpose[0] == '\0') return NULL;
     struct fv_device **all = NULL, *found = NULL;
     size_t n = 0;
     if (fv_fleet_list(v->fleet, &all, &n) != FV_OK) return NULL;
@@ -544,6 +549,36 @@ const struct fv_device *fv_api_find_device(const struct fv_api_view *v,
     }
     free(all);
     return found;
+}
+
+const struct fv_device *fv_api_find_device(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
+                                           const char *name)
+{
+    if (v->guard == NULL || ctx == NULL) return fv_fleet_find(v->fleet, name);
+    /* Decided on the role alone: how the role names devices cannot depend on the device. */
+    unsigned ob = fv_policy_role_obligations(v->guard->policy, ctx->role);
+    const struct fv_device *d;
+    if (ob & FV_OBLIGE_PSEUDONYMISE) {
+        char purpose[32] = "";
+        fv_query_param(v->query, "purpose", purpose, sizeof purpose);
+        d = find_by_pseudonym(v, purpose, name);
+    } else {
+        d = fv_fleet_find(v->fleet, name);
+    }
+    ctx->energy_sites = 1; /* scope is checked here, against the device, as unknown */
+    const char *why = NULL;
+    char subject[FV_SUBJECT_NAME_MAX + 1], ps[FV_PSEUDONYM_LEN + 1];
+    const unsigned char *dek;
+    if (d == NULL)
+        why = ob & FV_OBLIGE_PSEUDONYMISE ? "no device has this pseudonym in this purpose"
+                                          : "no such device";
+    else if ((ob & FV_OBLIGE_ENERGY_SITES_ONLY) && !fv_api_is_energy_site(d))
+        why = "not an energy site (the role reads energy sites only)";
+    else if (fv_subject_current(v->keys, d->id, subject, NULL) == FV_OK &&
+             fv_keystore_dek(v->keys, subject, 0, &dek, ps) == FV_ESTATE)
+        why = "the subject's data was erased";
+    if (why) snprintf(ctx->unknown, sizeof ctx->unknown, "%s", why);
+    return why ? NULL : d;
 }
 
 /* Matches p against PREFIX x SUFFIX, x being 1..64 characters without '/'; copies x. */
@@ -628,16 +663,14 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
     char name[65];
     if (match_path(p, "/v1/subjects/", "/erase", name)) {
         /* Art. 17: a privacy officer, for a ticket; the device id is the subject's. */
-        if (fv_fleet_find(v->fleet, name) == NULL) {
-            char msg[160];
-            snprintf(msg, sizeof msg, "unknown device '%.64s'", name);
-            respond_error(out, 404, msg);
-            return;
-        }
         int rc = fv_guard_subject_action(v->guard, &ctx, v->query, FV_ACTION_ERASE, "subject.erase",
                                          name, why, sizeof why);
         if (rc) {
             respond_error(out, rc == FV_EIO ? 503 : 403, why);
+            return;
+        }
+        if (fv_fleet_find(v->fleet, name) == NULL) { /* G11: looked up once decided */
+            fv_api_unknown_device(out, name);
             return;
         }
         char err[300] = "";
@@ -671,16 +704,14 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         /* Consent, given or withdrawn for the current owner: recorded by whoever handles
          * data subjects' rights (a role with the erase action: privacy-officer), for a
          * ticket, audited. purpose=P&change=give|withdraw[&at=T][&by=owner]. */
-        if (fv_fleet_find(v->fleet, name) == NULL) {
-            char msg[160];
-            snprintf(msg, sizeof msg, "unknown device '%.64s'", name);
-            respond_error(out, 404, msg);
-            return;
-        }
         int rc = fv_guard_subject_action(v->guard, &ctx, v->query, FV_ACTION_ERASE,
                                          "subject.consent", name, why, sizeof why);
         if (rc) {
             respond_error(out, rc == FV_EIO ? 503 : 403, why);
+            return;
+        }
+        if (fv_fleet_find(v->fleet, name) == NULL) { /* G11: looked up once decided */
+            fv_api_unknown_device(out, name);
             return;
         }
         char purpose[40] = "", change[16] = "", at_s[64] = "", by[80] = "owner";
@@ -715,16 +746,19 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
     }
     if (match_path(p, "/v1/subjects/", "/export", name)) {
         /* Art. 15/20: a privacy officer, for a ticket (the subject's request). */
-        if (fv_fleet_find(v->fleet, name) == NULL) {
-            char msg[160];
-            snprintf(msg, sizeof msg, "unknown device '%.64s'", name);
-            respond_error(out, 404, msg);
-            return;
-        }
+        /* G6: the decision names the period asked for (period=N), else the current one */
+        char subj[96], per[16];
+        snprintf(subj, sizeof subj, "%s", name);
+        if (fv_query_param(v->query, "period", per, sizeof per) && atoi(per) >= 1)
+            snprintf(subj, sizeof subj, "%.64s#%d", name, atoi(per));
         int rc = fv_guard_subject_action(v->guard, &ctx, v->query, FV_ACTION_EXPORT,
-                                         "subject.export", name, why, sizeof why);
+                                         "subject.export", subj, why, sizeof why);
         if (rc) {
             respond_error(out, rc == FV_EIO ? 503 : 403, why);
+            return;
+        }
+        if (fv_fleet_find(v->fleet, name) == NULL) { /* G11: looked up once decided */
+            fv_api_unknown_device(out, name);
             return;
         }
         fv_api_export(v, &ctx, name, out);
@@ -749,8 +783,10 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
             respond_error(out, rc == FV_EIO ? 503 : 403, why);
             return;
         }
-        get_vehicles(v, &ctx, out);
-        fv_guard_done(v->guard, &ctx, nfleet, out->body.len);
+        struct fv_guard_served served = {0};
+        get_vehicles(v, &ctx, &served, out);
+        fv_guard_done_served(v->guard, &ctx, &served, served.n, out->body.len);
+        fv_guard_served_free(&served);
         return;
     }
     if (match_path(p, "/v1/signals/", "/latest", name)) {
@@ -773,22 +809,22 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
             respond_error(out, rc == FV_EIO ? 503 : 403, why);
             return;
         }
-        get_signal_latest(v, &ctx, field, out);
-        fv_guard_done(v->guard, &ctx, nfleet, out->body.len);
+        struct fv_guard_served served = {0};
+        get_signal_latest(v, &ctx, field, &served, out);
+        fv_guard_done_served(v->guard, &ctx, &served, served.n, out->body.len);
+        fv_guard_served_free(&served);
         return;
     }
     if (match_path(p, "/v1/vehicles/", "/state", name)) {
+        /* G11: decided and audited whatever is named; one answer for what cannot be read */
         const struct fv_device *d = fv_api_find_device(v, &ctx, name);
-        if (d == NULL) {
-            char msg[160];
-            snprintf(msg, sizeof msg, "unknown vehicle '%.64s'", name);
-            respond_error(out, 404, msg);
-            return;
-        }
-        const char *subj[1] = {d->id};
-        ctx.energy_sites = fv_api_is_energy_site(d);
+        const char *subj[1] = {d ? d->id : name};
         int rc = fv_guard_read(v->guard, &ctx, v->query, "vehicle.state", fv_api_all_classes(v),
                                subj, 1, 0, NULL, 0, INT64_MIN, INT64_MAX, why, sizeof why);
+        if (rc == FV_ENOENT || (rc == FV_OK && d == NULL)) {
+            fv_api_unknown_device(out, name);
+            return;
+        }
         if (rc) {
             respond_error(out, rc == FV_EIO ? 503 : 403, why);
             return;

@@ -76,9 +76,16 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
 uint32_t fv_api_signal_class(const struct fv_api_view *v, uint32_t field);
 uint32_t fv_api_all_classes(const struct fv_api_view *v);
 
-/* The device a request names (id, or per-purpose pseudonym for pseudonymising roles). */
-const struct fv_device *fv_api_find_device(const struct fv_api_view *v,
-                                           const struct fv_guard_ctx *ctx, const char *name);
+/* G11 (privacy/guard.h): the device a read names, as ctx's role names devices: by its
+ * pseudonym within the request's purpose for a pseudonymising role, by its id for every
+ * other. Call before fv_guard_read, which refuses the read as unknown when this returns NULL:
+ * an unknown name, an erased subject, or a device outside the role's scope (ctx->unknown
+ * then says which, for the audit log only). */
+const struct fv_device *fv_api_find_device(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
+                                           const char *name);
+/* G11: the one answer for a device that cannot be read (unknown, erased, out of scope, not
+ * consented): 404 "unknown device: ...", the same text whatever NAME was. */
+void fv_api_unknown_device(struct fv_http_response *out, const char *name);
 
 /* Energy-site scoping (privacy/guard.h): is the device an energy site; may ctx see it. */
 int fv_api_is_energy_site(const struct fv_device *d);

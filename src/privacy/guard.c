@@ -19,6 +19,24 @@
 #include "util/urlquery.h"
 #include "wire/places.h"
 
+/* G6: the pseudonym of the subject whose data a read of name serves: a device id names its
+ * current owner period (reads serve that period only); "DEVICE#N" names period N ("#1" the
+ * first, whose subject is the device id); a name that is neither (an unknown device) is
+ * pseudonymised as given. */
+static int guard_pseudonym(struct fv_guard *g, const char *name, char out[FV_PSEUDONYM_LEN + 1])
+{
+    char subject[FV_SUBJECT_NAME_MAX + 1], device[FV_SUBJECT_NAME_MAX + 1];
+    int epoch = 0;
+    if (strchr(name, '#') != NULL) {
+        if (fv_subject_parse(name, device, &epoch) != FV_OK ||
+            fv_subject_name(device, epoch, subject) != FV_OK)
+            snprintf(subject, sizeof subject, "%s", name);
+    } else if (fv_subject_current(g->keys, name, subject, NULL) != FV_OK) {
+        snprintf(subject, sizeof subject, "%s", name);
+    }
+    return fv_keystore_pseudonym(g->keys, subject, out);
+}
+
 static void audit_ev(struct fv_guard *g, const struct fv_guard_ctx *ctx, const char *kind,
                      const char *result, const char *reason, const char *const *subjects, size_t n,
                      const char *const *signals, size_t nsignals, int has_range, int64_t from,
@@ -30,8 +48,7 @@ static void audit_ev(struct fv_guard *g, const struct fv_guard_ctx *ctx, const c
     const char *pp[64];
     size_t np = 0;
     for (size_t i = 0; subjects && i < n && np < 64; i++)
-        if (g->keys && fv_keystore_pseudonym(g->keys, subjects[i], ps[np]) == FV_OK)
-            pp[np] = ps[np], np++;
+        if (g->keys && guard_pseudonym(g, subjects[i], ps[np]) == FV_OK) pp[np] = ps[np], np++;
     subjects = np ? pp : NULL;
     n = np;
     struct fv_audit_event ev = {
@@ -227,17 +244,7 @@ int fv_guard_read(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *quer
     fv_policy_decide(g->policy, &req, &ctx->d);
     char why[FV_POLICY_REASON_MAX + 64];
     snprintf(why, sizeof why, "%s", ctx->d.reason);
-    int allow = ctx->d.allow;
-    if (allow && (ctx->d.obligations & FV_OBLIGE_CONSENTED_ONLY) && n == 1 && subjects) {
-        /* G4: the current owner period's consent, clipped to the range asked for. */
-        if (fv_guard_load_consent(g, ctx, subjects[0], from, to) == 0) {
-            allow = 0;
-            snprintf(why, sizeof why,
-                     "the subject has not consented to %s (role %s reads "
-                     "consented subjects only)",
-                     ctx->purpose, ctx->role);
-        }
-    }
+    int allow = ctx->d.allow, unknown = 0;
     if (allow && (ctx->d.obligations & FV_OBLIGE_AGGREGATE_ONLY) && !aggregated) {
         allow = 0;
         snprintf(why, sizeof why, "role %s may read aggregates only (use step/agg)", ctx->role);
@@ -254,6 +261,23 @@ int fv_guard_read(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *quer
             snprintf(why, sizeof why, "quota: %s", qr);
         }
     }
+    /* G11: what depends on the subject named comes last, so every refusal before it reads
+     * the same whatever was named; the requester gets one answer for all of these, the log
+     * the true reason. */
+    if (allow && ctx->unknown[0]) {
+        allow = 0, unknown = 1;
+        snprintf(why, sizeof why, "%s", ctx->unknown);
+    }
+    if (allow && (ctx->d.obligations & FV_OBLIGE_CONSENTED_ONLY) && n == 1 && subjects) {
+        /* G4: the current owner period's consent, clipped to the range asked for. */
+        if (fv_guard_load_consent(g, ctx, subjects[0], from, to) == 0) {
+            allow = 0, unknown = 1;
+            snprintf(why, sizeof why,
+                     "the subject has not consented to %s (role %s reads "
+                     "consented subjects only)",
+                     ctx->purpose, ctx->role);
+        }
+    }
     int failed = 0;
     int ranged = from != INT64_MIN || to != INT64_MAX;
     audit(g, ctx, "access", allow ? "allow" : "deny", why, subjects, n, signals, nsignals, ranged,
@@ -265,15 +289,16 @@ int fv_guard_read(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *quer
     snprintf(reason, reasonlen, "%s", why);
     if (!allow) {
         g->denied++;
-        return FV_EINVAL;
+        return unknown ? FV_ENOENT : FV_EINVAL;
     }
     g->allowed++;
     if (g->quota) fv_quota_add(g->quota, ctx->principal, fv_now_ms(), n, 0, 0);
     return FV_OK;
 }
 
-void fv_guard_done(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint64_t rows,
-                   uint64_t bytes)
+/* G5: counts what was served; crossing 80% of a daily limit raises an alert. */
+static void quota_count(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint64_t rows,
+                        uint64_t bytes)
 {
     if (g->quota) {
         struct fv_quota_usage before, after;
@@ -293,9 +318,88 @@ void fv_guard_done(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint64_t 
                     (unsigned long long)after.bytes);
         }
     }
+}
+
+void fv_guard_done(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint64_t rows,
+                   uint64_t bytes)
+{
+    quota_count(g, ctx, rows, bytes);
     const char *s[1] = {ctx->subject};
     audit(g, ctx, "access.result", "allow", NULL, ctx->subject[0] ? s : NULL, 1, NULL, 0, 0, 0, 0,
           rows, bytes, NULL);
+}
+
+void fv_guard_served_add_pseudonym(struct fv_guard_served *s, const char *pseudonym)
+{
+    if (s->n == s->cap) {
+        size_t nc = s->cap ? s->cap * 2 : 64;
+        char(*m)[33] = realloc(s->ps, nc * sizeof *m);
+        if (m == NULL) {
+            s->failed = 1;
+            return;
+        }
+        s->ps = m;
+        s->cap = nc;
+    }
+    snprintf(s->ps[s->n++], sizeof s->ps[0], "%s", pseudonym);
+}
+
+void fv_guard_served_add(struct fv_guard *g, struct fv_guard_served *s, const char *device)
+{
+    char ps[FV_PSEUDONYM_LEN + 1];
+    if (g->keys == NULL || guard_pseudonym(g, device, ps) != FV_OK) {
+        s->failed = 1;
+        return;
+    }
+    fv_guard_served_add_pseudonym(s, ps);
+}
+
+void fv_guard_served_free(struct fv_guard_served *s)
+{
+    free(s->ps);
+    memset(s, 0, sizeof *s);
+}
+
+void fv_guard_done_served(struct fv_guard *g, const struct fv_guard_ctx *ctx,
+                          const struct fv_guard_served *s, uint64_t rows, uint64_t bytes)
+{
+    quota_count(g, ctx, rows, bytes);
+    if (g->audit == NULL) return;
+    size_t per = FV_GUARD_SUBJECTS_PER_ENTRY;
+    size_t parts = s->n ? (s->n + per - 1) / per : 1;
+    const char *pp[FV_GUARD_SUBJECTS_PER_ENTRY];
+    uint64_t result_seq = 0;
+    for (size_t k = 0; k < parts; k++) {
+        size_t m = 0;
+        for (size_t i = k * per; i < s->n && m < per; i++)
+            pp[m++] = s->ps[i];
+        char extra[160];
+        if (k == 0)
+            snprintf(extra, sizeof extra, "{\"subjects\":%zu,\"parts\":%zu%s}", s->n, parts,
+                     s->failed ? ",\"incomplete\":true" : "");
+        else
+            snprintf(extra, sizeof extra, "{\"result_seq\":%llu,\"part\":%zu,\"parts\":%zu}",
+                     (unsigned long long)result_seq, k + 1, parts);
+        struct fv_audit_event ev = {
+            .kind = k == 0 ? "access.result" : "access.subjects",
+            .action = ctx->action[0] ? ctx->action : NULL,
+            .principal = ctx->principal[0] ? ctx->principal : "unknown",
+            .role = ctx->role[0] ? ctx->role : NULL,
+            .purpose = ctx->purpose[0] ? ctx->purpose : NULL,
+            .ticket = ctx->ticket[0] ? ctx->ticket : NULL,
+            .subjects = m ? pp : NULL,
+            .nsubjects = m,
+            .rows = k == 0 ? rows : 0,
+            .bytes = k == 0 ? bytes : 0,
+            .result = "allow",
+            .extra_json = extra,
+        };
+        if (fv_audit_append(g->audit, &ev, k == 0 ? &result_seq : NULL) != FV_OK) {
+            fv_error("audit: %s; personal data is not served while the audit log fails",
+                     fv_audit_last_error(g->audit));
+            return;
+        }
+    }
 }
 
 void fv_guard_show_id(const struct fv_guard *g, const struct fv_guard_ctx *ctx, const char *id,

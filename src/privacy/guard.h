@@ -37,6 +37,19 @@
  *     rows and bytes are counted as served, and once over, further reads are refused; a
  *     subject export counts as one subject, and its rows are checked before it starts
  *     (fv_guard_quota_more) and its bytes as it streams;
+ *  G11 no existence oracle: a single-subject read is decided on what does not depend on the
+ *     subject named (role, purpose, ticket, classes, limits, quota) first, and audited
+ *     whatever it names; only an allowed read looks further. A name that is unknown, a
+ *     subject erased, outside the role's scope (energy sites) or without consent (G4) is
+ *     then refused with one answer for all (FV_ENOENT: the API answers 404 "unknown
+ *     device"), the audit entry keeping the true reason. A pseudonymising role names
+ *     devices by their pseudonym within the request's purpose only, every other role by
+ *     id only: a VIN from a pseudonymising role is unknown (it cannot turn a VIN into a
+ *     pseudonym, nor link two purposes' pseudonyms);
+ *  G12 a fleet read (no subject named in the request) accounts for every subject whose data
+ *     it returned: its result entries list them (fv_guard_done_served), in bounded entries;
+ *     every entry names a subject by the pseudonym of the owner period whose data was
+ *     served (the current one), never the first owner's;
  *  G9 unknown tokens are counted (unauth_failures) and sampled into the audit log: the
  *     first in each 10 s window is an entry, and the failures after it are one more entry
  *     when the window ends (fv_guard_tick) or the server stops ("failures_sampled": how
@@ -117,6 +130,8 @@ struct fv_guard_ctx {
                          fleet read, the answer will be limited to energy sites) */
     char refuse[200]; /* in: why the read breaks a limit only the caller can check (P8
                          aggregate limits); refused with this reason if the policy allows */
+    char unknown[80]; /* in, G11: why the subject named cannot be served (unknown, erased,
+                         out of scope); refused as unknown (FV_ENOENT) if all else allows */
     /* G4, single-subject reads under a consented-only role: what may be served */
     int consent_limited;
     size_t nconsent;
@@ -186,7 +201,9 @@ int fv_guard_admin(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *act
  * approved_by are read from it). classes: the policy class bitmask read; subjects: the
  * subjects touched (ids as the API names them; count n, list may be NULL when many);
  * signals/nsignals, from/to: what is asked, for the log. FV_OK (allowed; ctx->d holds the
- * obligations), FV_EINVAL (refused, reason set), FV_EIO (the audit log failed: refuse).
+ * obligations), FV_EINVAL (refused, reason set), FV_ENOENT (G11: refused for the subject
+ * named, answer it as unknown; reason is the true one, for the log only), FV_EIO (the audit
+ * log failed: refuse).
  */
 int fv_guard_read(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *query,
                   const char *action, uint32_t classes, const char *const *subjects, size_t n,
@@ -203,6 +220,28 @@ int fv_guard_subject_action(struct fv_guard *g, struct fv_guard_ctx *ctx, const 
 /* G3, G5: what an allowed read sent. */
 void fv_guard_done(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint64_t rows,
                    uint64_t bytes);
+
+/* G12: the subjects a fleet read (vehicles, latest values, the fleet at an instant, a bulk
+ * export) returned data of, by the pseudonym of the owner period served; the caller's, and
+ * freed with fv_guard_served_free. Zero-initialise. */
+#define FV_GUARD_SUBJECTS_PER_ENTRY 1000 /* about 35 KB of an audit line */
+struct fv_guard_served {
+    char (*ps)[33]; /* FV_PSEUDONYM_LEN + 1 */
+    size_t n, cap;
+    int failed; /* out of memory: the result entry says the list is incomplete */
+};
+/* Adds the current owner period of device (or the subject named "DEVICE#n"). */
+void fv_guard_served_add(struct fv_guard *g, struct fv_guard_served *s, const char *device);
+/* Adds a subject by the pseudonym the keystore gave it (crypto/keys.h). */
+void fv_guard_served_add_pseudonym(struct fv_guard_served *s, const char *pseudonym);
+void fv_guard_served_free(struct fv_guard_served *s);
+/* G3, G5, G12: what an allowed fleet read sent, and to whom it belonged: the "access.result"
+ * entry names the first FV_GUARD_SUBJECTS_PER_ENTRY subjects, and each further such many
+ * are an "access.subjects" entry of the same principal, action and purpose, pointing at it
+ * ("extra": {"result_seq": N, "part": i, "parts": k}); every entry stays bounded, and
+ * `audit query --subject` and a subject's access log find each read that served it. */
+void fv_guard_done_served(struct fv_guard *g, const struct fv_guard_ctx *ctx,
+                          const struct fv_guard_served *s, uint64_t rows, uint64_t bytes);
 
 /* The id to show for a device under ctx's obligations: the per-purpose pseudonym when the
  * role pseudonymises, else the id itself. out must hold 65 bytes. */
