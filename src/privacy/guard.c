@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <openssl/crypto.h>
 
 #include "config/config.h"
@@ -111,6 +112,44 @@ void fv_guard_tick(struct fv_guard *g)
 {
     if (g->unauth_unlogged && fv_now_ms() - g->unauth_logged_ms >= FV_GUARD_UNAUTH_SAMPLE_MS)
         unauth_sample(g);
+    if (fv_now_ms() - g->events_ms >= 1000) fv_guard_principal_events(g);
+}
+
+int fv_guard_audit_principal(struct fv_guard *g, const struct fv_guard_ctx *ctx, const char *action,
+                             const char *result, const char *reason, const char *name,
+                             const char *role, const char *detail)
+{
+    json_t *o = json_pack("{s:s,s:s}", "name", name ? name : "", "role", role ? role : "");
+    if (o && detail && detail[0]) json_object_set_new(o, "detail", json_string(detail));
+    char *extra = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (extra == NULL) return FV_ENOMEM;
+    struct fv_guard_ctx c = *ctx;
+    snprintf(c.action, sizeof c.action, "%s", action);
+    int failed = 0;
+    audit_ev(g, &c, "admin", result, reason, NULL, 0, NULL, 0, 0, 0, 0, 0, 0, extra, &failed);
+    free(extra);
+    return failed ? FV_EIO : FV_OK;
+}
+
+/* A principal change made by the CLI, into the audit log as the local operator's. */
+static int principal_event(void *arg, const struct fv_principal_event *e)
+{
+    struct fv_guard *g = arg;
+    struct fv_guard_ctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    snprintf(ctx.principal, sizeof ctx.principal, "fleetvault");
+    char detail[200];
+    snprintf(detail, sizeof detail, "%s (at %lld)", e->detail, (long long)e->at_ms);
+    return fv_guard_audit_principal(g, &ctx, e->action, "allow", "made outside the server", e->name,
+                                    e->role, detail);
+}
+
+void fv_guard_principal_events(struct fv_guard *g)
+{
+    g->events_ms = fv_now_ms();
+    if (g->db && g->audit && fv_principal_events_drain(g->db, principal_event, g) != FV_OK)
+        fv_warn("audit: principal changes made outside the server could not be logged yet");
 }
 
 int fv_guard_token_valid(struct fv_guard *g, const char *authorization)
@@ -146,9 +185,11 @@ int fv_guard_auth(struct fv_guard *g, const char *authorization, struct fv_guard
         return FV_OK;
     }
     snprintf(reason, reasonlen, "%s",
-             rc == FV_ESTATE ? "this principal was revoked" : "invalid token");
+             rc == FV_ESTATE   ? "this principal was revoked"
+             : rc == FV_EAGAIN ? "this principal awaits a second principal's approval"
+                               : "invalid token");
     snprintf(ctx->action, sizeof ctx->action, "auth");
-    if (rc == FV_ESTATE) { /* a known principal: every attempt is an entry of its own */
+    if (rc == FV_ESTATE || rc == FV_EAGAIN) { /* a known principal: an entry per attempt */
         snprintf(ctx->principal, sizeof ctx->principal, "%s", p.name);
         audit(g, ctx, "access", "deny", reason, NULL, 0, NULL, 0, 0, 0, 0, 0, 0, NULL);
         return FV_EINVAL;
@@ -600,7 +641,9 @@ int fv_guard_open(struct fv_guard *g, const struct fv_config *cfg, struct fv_key
                                .group_commit = audit_notify != NULL,
                                .notify = audit_notify,
                                .notify_arg = notify_arg};
-    return fv_audit_open(dir, &ao, &g->audit, err, errlen);
+    rc = fv_audit_open(dir, &ao, &g->audit, err, errlen);
+    if (rc == FV_OK) fv_guard_principal_events(g); /* made while the server was stopped */
+    return rc;
 }
 
 void fv_guard_close(struct fv_guard *g)

@@ -50,6 +50,10 @@
  *     it returned: its result entries list them (fv_guard_done_served), in bounded entries;
  *     every entry names a subject by the pseudonym of the owner period whose data was
  *     served (the current one), never the first owner's;
+ *  G13 principals: creating one of a role that reaches personal data waits for a second
+ *     principal's approval (privacy/principals.h A1); a pending principal's token is refused
+ *     (401, audited under its name); every change (create, approve, revoke; API or CLI) is
+ *     audited with the principal's name and role;
  *  G9 unknown tokens are counted (unauth_failures) and sampled into the audit log: the
  *     first in each 10 s window is an entry, and the failures after it are one more entry
  *     when the window ends (fv_guard_tick) or the server stops ("failures_sampled": how
@@ -69,6 +73,7 @@
 struct sqlite3;
 
 struct fv_keystore;
+struct fv_guard_ctx;
 
 struct fv_guard {
     struct fv_keystore *keys; /* the audit log names subjects by pseudonym, never by id */
@@ -91,6 +96,7 @@ struct fv_guard {
     uint64_t unauth_failures;  /* all, since start */
     uint64_t unauth_unlogged;  /* since the last sampled entry */
     uint64_t unauth_logged_ms; /* time of the last sampled entry */
+    uint64_t events_ms;        /* when principal changes made outside were last logged */
 };
 
 #define FV_GUARD_UNAUTH_SAMPLE_MS 10000
@@ -111,6 +117,16 @@ int fv_guard_open(struct fv_guard *g, const struct fv_config *cfg, struct fv_key
 /* G9: logs the unknown-token failures counted since the last sampled entry, once its window
  * has passed. Call every loop turn (cheap). */
 void fv_guard_tick(struct fv_guard *g);
+/* G13: moves principal changes made outside the server (the CLI: principals.h) into the
+ * audit log, as the local operator's ("fleetvault"); at open, within a second on tick, and
+ * before an approval. */
+void fv_guard_principal_events(struct fv_guard *g);
+/* G13: audits a principal change: kind "admin", action ("principal.create", ".approve",
+ * ".revoke"), by ctx's principal, with extra {"name", "role", "detail"}. FV_OK, FV_EIO (the
+ * log failed), FV_ENOMEM. */
+int fv_guard_audit_principal(struct fv_guard *g, const struct fv_guard_ctx *ctx, const char *action,
+                             const char *result, const char *reason, const char *name,
+                             const char *role, const char *detail);
 /* Closes the audit log (the failures not logged yet, a final checkpoint) and frees
  * everything; g is zeroed. */
 void fv_guard_close(struct fv_guard *g);

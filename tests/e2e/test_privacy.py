@@ -164,8 +164,12 @@ def test_purpose_roles_pseudonyms_quota_audit():
         # Principals through the API (admin actions): create (token shown once), list, revoke.
         st, b = srv.http("/api/v1/principals?name=api-sup&role=support", token="admin",
                          method="POST", purpose=None)
-        assert st == 201, b
+        assert st == 202 and json.loads(b)["status"] == "pending", b  # issue 9 item 6
         tok = json.loads(b)["token"]
+        assert srv.http(q + "&ticket=T-9", token=tok, purpose="service")[0] == 401
+        st, b = srv.http("/api/v1/principals/api-sup/approve", token=t.APPROVER, method="POST",
+                         purpose=None)
+        assert st == 200, b
         assert get(srv, q + "&ticket=T-9", tok, "service")[0] == 200
         st, b = srv.http("/api/v1/principals", token="admin", purpose=None)
         assert "api-sup" in {p["name"] for p in json.loads(b)["principals"]}

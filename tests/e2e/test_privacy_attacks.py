@@ -47,6 +47,10 @@ POLICY = t.test_policy({
     # pseudonymised reads for two purposes, bulk exports without approval (items 3, 5)
     "pseudo": role({"service": ["default", "location", "events"], "clips": ["default"]},
                    pseudonymise=True),
+    # administers and approves (item 6: approves what others create, never its own)
+    "boss": role({}, actions=["admin"], approves_bulk=True),
+    # bulk reads above one vehicle need a second principal's approval (item 6)
+    "bulk": role({"service": ["default"]}, bulk_subjects_threshold=1),
     # a privacy officer with a small daily quota
     "po-small": role({}, actions=["export", "erase", "audit"], requires_ticket=True,
                      max_subjects_per_request=1, approves_bulk=True,
@@ -538,6 +542,121 @@ def test_oracle_unknown_erased_refused_answer_alike():
         srv.stop()
 
 
+# ---- item 6: the admin token cannot mint readers ------------------------------------------
+
+def admin_post(srv, path, token="admin"):
+    st, body = srv.http(path, token=token, method="POST", purpose=None)
+    try:
+        return st, json.loads(body)
+    except ValueError:
+        return st, body
+
+
+def changes(srv, action):
+    return [e for e in audit(srv, "--action", action) if "name" in e.get("extra", {})]
+
+
+def test_admin_token_cannot_mint_readers():
+    with t.Env() as env:
+        srv = server(env)
+        send(srv, env, A, [(T0 + i * 1000, [(LOC, (LAT, LON))]) for i in range(3)])
+        q = f"/api/v1/query?device={A}&signals=Location&ticket=T-1"
+        # The attack: the admin token makes a support principal and reads exact locations.
+        st, b = admin_post(srv, "/api/v1/principals?name=sam&role=support")
+        assert st == 202 and b["status"] == "pending", (st, b)
+        srv.tokens["sam"] = b["token"]
+        st, body = srv.http(q, token="sam", purpose="service")
+        assert st == 401 and b"approval" in body, (st, body)
+        # The admin cannot approve it: its role does not approve.
+        st, b = admin_post(srv, "/api/v1/principals/sam/approve")
+        assert st == 403, (st, b)
+        # Nor make a requester and an approver and approve its own bulk export: both wait.
+        for name, r in (("rex", "bulk"), ("olga", "privacy-officer")):
+            st, b = admin_post(srv, f"/api/v1/principals?name={name}&role={r}")
+            assert st == 202 and b["status"] == "pending", (name, st, b)
+            srv.tokens[name] = b["token"]
+        st, b = admin_post(srv, "/api/v1/exports?signals=Soc&purpose=service", token="rex")
+        assert st == 401, (st, b)
+        st, b = admin_post(srv, "/api/v1/principals/rex/approve", token="olga")
+        assert st == 401, (st, b)
+        # An admin-class principal that approves may not approve what it created itself.
+        st, b = admin_post(srv, "/api/v1/principals?name=bea&role=boss")
+        srv.tokens["bea"] = b["token"]
+        assert admin_post(srv, "/api/v1/principals/bea/approve", token=t.APPROVER)[0] == 200
+        st, b = admin_post(srv, "/api/v1/principals?name=sue&role=support", token="bea")
+        assert st == 202, (st, b)
+        srv.tokens["sue"] = b["token"]
+        st, b = admin_post(srv, "/api/v1/principals/sue/approve", token="bea")
+        assert st == 403 and "second principal" in b["error"], (st, b)
+        # A second principal's approval: then, and only then, it reads.
+        st, b = admin_post(srv, "/api/v1/principals/sam/approve", token="bea")
+        assert st == 200, (st, b)
+        st, body = srv.http(q, token="sam", purpose="service")
+        assert st == 200, (st, body)
+        # Every change is audited with name and role, the refused ones too.
+        made = {(e["extra"]["name"], e["extra"]["role"], e["result"])
+                for e in changes(srv, "principal.create")}
+        assert {("sam", "support", "allow"), ("rex", "bulk", "allow"),
+                ("olga", "privacy-officer", "allow"), ("sue", "support", "allow")} <= made, made
+        ok = {(e["principal"], e["extra"]["name"], e["extra"]["role"], e["result"])
+              for e in changes(srv, "principal.approve")}
+        assert {("bea", "sam", "support", "allow"), ("bea", "sue", "support", "deny"),
+                ("admin", "sam", "support", "deny")} <= ok, ok
+        st, b = admin_post(srv, "/api/v1/principals/rex/revoke")
+        assert st == 200, (st, b)
+        assert ("rex", "bulk") in {(e["extra"]["name"], e["extra"]["role"])
+                                   for e in changes(srv, "principal.revoke")}
+        srv.stop()
+
+
+def test_admin_cli_principal_changes_are_audited():
+    with t.Env() as env:
+        srv = server(env)
+        # While the server runs, the CLI makes and revokes principals: each is audited.
+        r = t.run("principal", "add", "tom", "--role", "support", "--data", srv.data,
+                  "--policy", srv.policy)
+        assert "pending" in r.stderr, r.stderr
+        tom = r.stdout.strip()
+        st, _ = srv.http(f"/api/v1/query?device={A}&signals=Soc&ticket=T", token=tom)
+        assert st == 401  # waits for approval, CLI or not
+        t.run("principal", "revoke", "tom", "--data", srv.data)
+        deadline = time.time() + 5
+        while time.time() < deadline and len(changes(srv, "principal.revoke")) < 1:
+            time.sleep(0.2)
+        made = [(e["principal"], e["extra"]["name"], e["extra"]["role"])
+                for e in changes(srv, "principal.create")]
+        gone = [(e["principal"], e["extra"]["name"], e["extra"]["role"])
+                for e in changes(srv, "principal.revoke")]
+        assert ("fleetvault", "tom", "support") in made, made
+        assert gone == [("fleetvault", "tom", "support")], gone
+        # Made while the server is stopped: logged at its next start.
+        srv.stop()
+        srv.principal("ann", "ops", approve=False)
+        srv.start()
+        made = [(e["extra"]["name"], e["extra"]["role"]) for e in changes(srv, "principal.create")]
+        assert ("ann", "ops") in made, made
+        srv.stop()
+
+
+def test_admin_token_lives_outside_data():
+    with t.Env() as env:
+        srv = server(env)
+        beside = srv.key_file + ".admin.token"
+        # A copy of DATA is not a live admin token.
+        assert not os.path.exists(os.path.join(srv.data, "admin.token"))
+        assert os.stat(beside).st_mode & 0o777 == 0o600
+        token = srv.token
+        assert srv.http("/api/v1/store", token="admin")[0] == 200
+        # An older version left it in DATA: moved beside the key at start, with a log line.
+        srv.stop()
+        os.rename(beside, os.path.join(srv.data, "admin.token"))
+        srv.start()
+        assert "moved the admin API token" in srv.log(), srv.log()[-2000:]
+        assert not os.path.exists(os.path.join(srv.data, "admin.token"))
+        assert srv.token == token and srv.http("/api/v1/store", token="admin")[0] == 200
+        srv.stop()
+
+
 if __name__ == "__main__":
     t.main([test_aggregate_only_cannot_get_rows_back, test_aggregate_limits_from_the_policy,
             test_export_serves_one_owner_period, test_export_is_held_to_the_quota,
@@ -548,4 +667,6 @@ if __name__ == "__main__":
             test_trip_stop_by_speed_without_gear,
             test_reads_fleet_reads_are_accounted_to_their_subjects,
             test_reads_large_fleet_read_is_bounded_entries,
-            test_oracle_unknown_erased_refused_answer_alike])
+            test_oracle_unknown_erased_refused_answer_alike,
+            test_admin_token_cannot_mint_readers, test_admin_cli_principal_changes_are_audited,
+            test_admin_token_lives_outside_data])
