@@ -327,7 +327,13 @@ int fv_principal_list(sqlite3 *db, int (*fn)(void *arg, const struct fv_principa
 {
     sqlite3_stmt *st = NULL;
     int rc = FV_OK;
-    if (sqlite3_prepare_v2(db, SELECT_COLS " ORDER BY name", -1, &st, NULL) != SQLITE_OK) {
+    /* A catalog from before approvals (read only, e.g. by the privacy report): its principals
+     * were active from creation (fv_principals_init migrates it so). */
+    if (sqlite3_prepare_v2(db, SELECT_COLS " ORDER BY name", -1, &st, NULL) != SQLITE_OK &&
+        sqlite3_prepare_v2(db,
+                           "SELECT name, role, created_ms, revoked_ms, created_by,"
+                           " COALESCE(created_ms, 1), NULL FROM principals ORDER BY name",
+                           -1, &st, NULL) != SQLITE_OK) {
         fv_seterr(err, errlen, "catalog: principals: %s", sqlite3_errmsg(db));
         return FV_EIO;
     }
