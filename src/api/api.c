@@ -8,7 +8,6 @@
 #include <time.h>
 
 #include <jansson.h>
-#include <sqlite3.h>
 #include <openssl/crypto.h>
 
 #include "api/api.h"
@@ -100,7 +99,7 @@ int fv_api_value_json(const struct fv_value *v, struct fv_buf *out)
     return dump_json(j ? j : json_null(), out);
 }
 
-static void respond_json(struct fv_http_response *r, int status, json_t *j)
+void fv_api_respond_json(struct fv_http_response *r, int status, json_t *j)
 {
     r->status = status;
     r->content_type = "application/json";
@@ -112,9 +111,9 @@ static void respond_json(struct fv_http_response *r, int status, json_t *j)
     fv_buf_append(&r->body, "\n", 1);
 }
 
-static void respond_error(struct fv_http_response *r, int status, const char *msg)
+void fv_api_respond_error(struct fv_http_response *r, int status, const char *msg)
 {
-    respond_json(r, status, json_pack("{s:s}", "error", msg));
+    fv_api_respond_json(r, status, json_pack("{s:s}", "error", msg));
 }
 
 uint32_t fv_api_signal_class(const struct fv_api_view *v, uint32_t field)
@@ -195,7 +194,7 @@ static void get_vehicles(const struct fv_api_view *v, const struct fv_guard_ctx 
         }
     }
     free(all);
-    respond_json(r, 200, json_pack("{s:I,s:o}", "count", (json_int_t)n, "vehicles", arr));
+    fv_api_respond_json(r, 200, json_pack("{s:I,s:o}", "count", (json_int_t)n, "vehicles", arr));
 }
 
 static void get_state(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
@@ -232,7 +231,7 @@ static void get_state(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
     fv_fleet_unlock(v->fleet);
     json_t *j = device_summary_as(v, ctx, d);
     if (j) json_object_set_new(j, "state", sig);
-    respond_json(r, 200, j);
+    fv_api_respond_json(r, 200, j);
     fv_guard_ctx_clear(ctx);
 }
 
@@ -282,9 +281,10 @@ static void get_signal_latest(const struct fv_api_view *v, struct fv_guard_ctx *
     free(all);
     char label[32];
     fv_signal_label((unsigned)field, label, sizeof label);
-    respond_json(r, 200,
-                 json_pack("{s:s,s:I,s:I,s:o}", "signal", label, "number", (json_int_t)field,
-                           "count", (json_int_t)(arr ? json_array_size(arr) : 0), "vehicles", arr));
+    fv_api_respond_json(r, 200,
+                        json_pack("{s:s,s:I,s:I,s:o}", "signal", label, "number", (json_int_t)field,
+                                  "count", (json_int_t)(arr ? json_array_size(arr) : 0), "vehicles",
+                                  arr));
 }
 
 static void get_store(const struct fv_api_view *v, struct fv_http_response *r)
@@ -337,22 +337,22 @@ static void get_store(const struct fv_api_view *v, struct fv_http_response *r)
     } else {
         json_decref(fails);
     }
-    respond_json(r, 200, j);
+    fv_api_respond_json(r, 200, j);
 }
 
 static void get_status(const struct fv_api_view *v, struct fv_http_response *r)
 {
     struct fv_wal_stats ws;
     fv_wal_stats(v->wal, &ws);
-    respond_json(r, 200,
-                 json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "status",
-                           fv_wal_failed(v->wal) ? "wal_failed" : "ok", "uptime_s",
-                           (json_int_t)((fv_now_ms() - v->start_ms) / 1000u), "connections",
-                           (json_int_t)v->metrics->connections_open, "devices",
-                           (json_int_t)fv_fleet_count(v->fleet), "wal_bytes",
-                           (json_int_t)ws.bytes_on_disk, "wal_appended_seq",
-                           (json_int_t)ws.appended_seq, "wal_durable_seq",
-                           (json_int_t)ws.durable_seq));
+    fv_api_respond_json(r, 200,
+                        json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "status",
+                                  fv_wal_failed(v->wal) ? "wal_failed" : "ok", "uptime_s",
+                                  (json_int_t)((fv_now_ms() - v->start_ms) / 1000u), "connections",
+                                  (json_int_t)v->metrics->connections_open, "devices",
+                                  (json_int_t)fv_fleet_count(v->fleet), "wal_bytes",
+                                  (json_int_t)ws.bytes_on_disk, "wal_appended_seq",
+                                  (json_int_t)ws.appended_seq, "wal_durable_seq",
+                                  (json_int_t)ws.durable_seq));
     if (fv_wal_failed(v->wal)) r->status = 503;
 }
 
@@ -472,152 +472,10 @@ static void get_metrics(const struct fv_api_view *v, struct fv_http_response *r)
 #undef GAUGE
 }
 
-static int principal_json(void *arg, const struct fv_principal *p)
-{
-    json_array_append_new(
-        arg, json_pack("{s:s,s:s,s:s,s:I,s:I,s:b,s:s}", "name", p->name, "role", p->role,
-                       "created_by", p->created_by, "created_ms", (json_int_t)p->created_ms,
-                       "revoked_ms", (json_int_t)p->revoked_ms, "pending",
-                       p->approved_ms == 0 && p->revoked_ms == 0, "approved_by", p->approved_by));
-    return 0;
-}
-
-/* G13: a principal change and its audit entry commit together, or neither does. */
-static int change_begin(const struct fv_api_view *v)
-{
-    return sqlite3_exec(v->guard->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK ? FV_OK
-                                                                                        : FV_EIO;
-}
-
-static int change_end(const struct fv_api_view *v, int rc, struct fv_guard_ctx *ctx,
-                      const char *action, const char *reason, const char *name, const char *role,
-                      const char *detail)
-{
-    int arc = fv_guard_audit_principal(v->guard, ctx, action, rc == FV_OK ? "allow" : "deny",
-                                       reason, name, role, detail);
-    int commit = rc == FV_OK && arc == FV_OK;
-    sqlite3_exec(v->guard->db, commit ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
-    return arc;
-}
-
-/* POST /api/v1/principals/{name}/approve (A1): by a principal whose role approves, never the
- * creator; audited with name and role. */
-static void principal_approve(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
-                              const char *name, struct fv_http_response *out)
-{
-    char err[300] = "", detail[160] = "";
-    fv_guard_principal_events(v->guard); /* a CLI creation is logged before its approval */
-    struct fv_principal p;
-    int rc = change_begin(v);
-    if (rc == FV_OK && fv_principal_get(v->guard->db, name, &p) == FV_OK)
-        snprintf(detail, sizeof detail, "created by %s", p.created_by[0] ? p.created_by : "cli");
-    else
-        memset(&p, 0, sizeof p);
-    if (rc == FV_OK)
-        rc = fv_principal_approve(v->guard->db, v->guard->policy, name, ctx->principal, ctx->role,
-                                  err, sizeof err);
-    else
-        snprintf(err, sizeof err, "the catalog is busy");
-    if (change_end(v, rc, ctx, "principal.approve", rc ? err : "approved", name, p.role, detail)) {
-        respond_error(out, 503, "the audit log cannot be written; nothing changed");
-        return;
-    }
-    if (rc) {
-        respond_error(out,
-                      rc == FV_ENOENT   ? 404
-                      : rc == FV_ESTATE ? 409
-                      : rc == FV_EINVAL ? 403
-                                        : 500,
-                      err);
-        return;
-    }
-    respond_json(
-        out, 200,
-        json_pack("{s:s,s:s,s:s}", "name", name, "role", p.role, "approved_by", ctx->principal));
-}
-
-/* Principals through the API (admin actions, audited with name and role, G13): GET lists,
- * POST ?name=N&role=R creates (the token is in the answer, once; a role that reaches personal
- * data waits for approval), POST /{name}/revoke revokes. */
-static void principals(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *method,
-                       const char *revoke, struct fv_http_response *out)
-{
-    char why[400], err[300] = "";
-    int post = strcmp(method, "POST") == 0;
-    const char *act = revoke ? "principal.revoke" : post ? "principal.create" : "principal.list";
-    int rc = fv_guard_admin(v->guard, ctx, act, why, sizeof why);
-    if (rc) {
-        respond_error(out, rc == FV_EIO ? 503 : 403, why);
-        return;
-    }
-    if (!post) {
-        json_t *arr = json_array();
-        rc = fv_principal_list(v->guard->db, principal_json, arr, err, sizeof err);
-        if (rc) {
-            json_decref(arr);
-            respond_error(out, 500, err);
-        } else {
-            respond_json(out, 200, json_pack("{s:o}", "principals", arr));
-        }
-        return;
-    }
-    char name[80] = "", role[40] = "", token[FV_TOKEN_HEX_LEN + 1] = "";
-    struct fv_principal p;
-    memset(&p, 0, sizeof p);
-    if (revoke) snprintf(name, sizeof name, "%s", revoke);
-    fv_query_param(v->query, "name", name, sizeof name);
-    fv_query_param(v->query, "role", role, sizeof role);
-    rc = change_begin(v);
-    if (rc == FV_OK && revoke) {
-        if (fv_principal_get(v->guard->db, revoke, &p) == FV_OK)
-            snprintf(role, sizeof role, "%s", p.role);
-        rc = fv_principal_revoke(v->guard->db, revoke, err, sizeof err);
-    } else if (rc == FV_OK) {
-        rc = fv_principal_create(v->guard->db, v->guard->policy, name, role, ctx->principal, token,
-                                 err, sizeof err);
-        if (rc == FV_OK) rc = fv_principal_get(v->guard->db, name, &p);
-    } else {
-        snprintf(err, sizeof err, "the catalog is busy");
-    }
-    int pending = !revoke && rc == FV_OK && p.approved_ms == 0;
-    if (change_end(v, rc, ctx, act,
-                   rc        ? err
-                   : pending ? "pending approval"
-                             : "done",
-                   name, role, pending ? "waits for a second principal's approval" : NULL)) {
-        OPENSSL_cleanse(token, sizeof token);
-        respond_error(out, 503, "the audit log cannot be written; nothing changed");
-        return;
-    }
-    if (rc) {
-        OPENSSL_cleanse(token, sizeof token);
-        respond_error(out,
-                      rc == FV_ENOENT   ? 404
-                      : rc == FV_ESTATE ? 409
-                      : rc == FV_EEXIST ? 409
-                      : rc == FV_EINVAL ? 400
-                                        : 500,
-                      err);
-        return;
-    }
-    if (revoke) {
-        respond_json(out, 200, json_pack("{s:s,s:b}", "name", revoke, "revoked", 1));
-        return;
-    }
-    respond_json(out, pending ? 202 : 201,
-                 json_pack("{s:s,s:s,s:s,s:s,s:s}", "name", name, "role", role, "token", token,
-                           "status", pending ? "pending" : "active", "note",
-                           pending ? "shown once: only its hash is stored; it works once a "
-                                     "second principal whose role approves (privacy-officer) "
-                                     "approves: POST /api/v1/principals/NAME/approve"
-                                   : "shown once: only its hash is stored"));
-    OPENSSL_cleanse(token, sizeof token);
-}
-
 void fv_api_unknown_device(struct fv_http_response *out, const char *name)
 {
     (void)name; /* not echoed: the answer is the same whatever was named */
-    respond_error(out, 404, "unknown device: none of that name may be read by this request");
+    fv_api_respond_error(out, 404, "unknown device: none of that name may be read by this request");
 }
 
 /* The device whose per-purpose pseudonym is name, or NULL. */
@@ -694,13 +552,13 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
                   match_path(path, "/api/v1/subjects/", "/consent", idbuf) ||
                   match_path(path, "/api/v1/exports/", "/approve", idbuf);
     if (strcmp(method, "GET") != 0 && !(post_ok && strcmp(method, "POST") == 0)) {
-        respond_error(out, 405,
-                      post_ok ? "method not allowed: use POST"
-                              : "method not allowed: this endpoint is read-only (GET)");
+        fv_api_respond_error(out, 405,
+                             post_ok ? "method not allowed: use POST"
+                                     : "method not allowed: this endpoint is read-only (GET)");
         return;
     }
     if (post_ok && strcmp(method, "POST") != 0 && strcmp(path, "/api/v1/principals") != 0) {
-        respond_error(out, 405, "method not allowed: use POST");
+        fv_api_respond_error(out, 405, "method not allowed: use POST");
         return;
     }
     if (strcmp(path, "/status") == 0) {
@@ -712,18 +570,18 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         return;
     }
     if (strncmp(path, "/api/", 5) != 0) {
-        respond_error(out, 404, "no such endpoint");
+        fv_api_respond_error(out, 404, "no such endpoint");
         return;
     }
     if (v->guard == NULL) {
-        respond_error(out, 503, "access control is not set up");
+        fv_api_respond_error(out, 503, "access control is not set up");
         return;
     }
     struct fv_guard_ctx ctx;
     char why[400];
     if (fv_guard_auth(v->guard, authorization, &ctx, why, sizeof why) != FV_OK) {
         out->www_authenticate = 1;
-        respond_error(out, 401, why);
+        fv_api_respond_error(out, 401, why);
         return;
     }
     const char *p = path + 4;
@@ -733,7 +591,7 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         int rc = fv_guard_admin(v->guard, &ctx, compact ? "store.compact" : "store.stats", why,
                                 sizeof why);
         if (rc) {
-            respond_error(out, rc == FV_EIO ? 503 : 403, why);
+            fv_api_respond_error(out, rc == FV_EIO ? 503 : 403, why);
             return;
         }
         if (!compact) {
@@ -743,9 +601,10 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         fv_store_compact_all(v->store);
         struct fv_store_stats st;
         fv_store_stats(v->store, &st);
-        respond_json(out, 202,
-                     json_pack("{s:b,s:I,s:s}", "compacting", 1, "parts", (json_int_t)st.parts,
-                               "poll", "GET /api/v1/store until compacting is false"));
+        fv_api_respond_json(out, 202,
+                            json_pack("{s:b,s:I,s:s}", "compacting", 1, "parts",
+                                      (json_int_t)st.parts, "poll",
+                                      "GET /api/v1/store until compacting is false"));
         return;
     }
     char name[65];
@@ -754,7 +613,7 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         int rc = fv_guard_subject_action(v->guard, &ctx, v->query, FV_ACTION_ERASE, "subject.erase",
                                          name, why, sizeof why);
         if (rc) {
-            respond_error(out, rc == FV_EIO ? 503 : 403, why);
+            fv_api_respond_error(out, rc == FV_EIO ? 503 : 403, why);
             return;
         }
         if (fv_fleet_find(v->fleet, name) == NULL) { /* G11: looked up once decided */
@@ -764,20 +623,21 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         char err[300] = "";
         rc = v->erase ? v->erase(v->erase_arg, name, &ctx, err, sizeof err) : FV_ESTATE;
         if (rc) {
-            respond_error(out, 500, err[0] ? err : "erasure failed");
+            fv_api_respond_error(out, 500, err[0] ? err : "erasure failed");
             return;
         }
-        respond_json(out, 200,
-                     json_pack("{s:b,s:s}", "erased", 1, "purge",
-                               "blocks are rewritten in the background (GET /api/v1/store)"));
+        fv_api_respond_json(
+            out, 200,
+            json_pack("{s:b,s:s}", "erased", 1, "purge",
+                      "blocks are rewritten in the background (GET /api/v1/store)"));
         return;
     }
     if (match_path(p, "/v1/principals/", "/approve", name)) {
-        principal_approve(v, &ctx, name, out);
+        fv_api_principal_approve(v, &ctx, name, out);
         return;
     }
     if (strcmp(p, "/v1/principals") == 0 || match_path(p, "/v1/principals/", "/revoke", name)) {
-        principals(v, &ctx, method, strcmp(p, "/v1/principals") == 0 ? NULL : name, out);
+        fv_api_principals(v, &ctx, method, strcmp(p, "/v1/principals") == 0 ? NULL : name, out);
         return;
     }
     if (strcmp(p, "/v1/exports") == 0) {
@@ -799,7 +659,7 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         int rc = fv_guard_subject_action(v->guard, &ctx, v->query, FV_ACTION_ERASE,
                                          "subject.consent", name, why, sizeof why);
         if (rc) {
-            respond_error(out, rc == FV_EIO ? 503 : 403, why);
+            fv_api_respond_error(out, rc == FV_EIO ? 503 : 403, why);
             return;
         }
         if (fv_fleet_find(v->fleet, name) == NULL) { /* G11: looked up once decided */
@@ -814,7 +674,8 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         fv_query_param(v->query, "by", by, sizeof by);
         if ((fv_query_param(v->query, "at", at_s, sizeof at_s) && fv_parse_time_ms(at_s, &at)) ||
             (strcmp(change, "give") != 0 && strcmp(change, "withdraw") != 0)) {
-            respond_error(out, 400, "purpose=P&change=give|withdraw[&at=T][&by=owner] expected");
+            fv_api_respond_error(out, 400,
+                                 "purpose=P&change=give|withdraw[&at=T][&by=owner] expected");
             return;
         }
         struct fv_purposes pp = {.policy = v->guard->policy};
@@ -823,17 +684,17 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
             rc = fv_consent_set(v->keys, &pp, subject, purpose, strcmp(change, "give") == 0, at, by,
                                 err, sizeof err);
         if (rc) {
-            respond_error(out,
-                          rc == FV_EINVAL   ? 400
-                          : rc == FV_ESTATE ? 410
-                                            : 500,
-                          err[0] ? err : "consent not recorded");
+            fv_api_respond_error(out,
+                                 rc == FV_EINVAL   ? 400
+                                 : rc == FV_ESTATE ? 410
+                                                   : 500,
+                                 err[0] ? err : "consent not recorded");
             return;
         }
         __atomic_store_n(&v->guard->registry_changed, 1, __ATOMIC_RELEASE); /* read by the loop */
-        respond_json(out, 200,
-                     json_pack("{s:s,s:s,s:I}", "purpose", purpose, "change", change, "at_ms",
-                               (json_int_t)at));
+        fv_api_respond_json(out, 200,
+                            json_pack("{s:s,s:s,s:I}", "purpose", purpose, "change", change,
+                                      "at_ms", (json_int_t)at));
         return;
     }
     if (match_path(p, "/v1/subjects/", "/export", name)) {
@@ -846,7 +707,7 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         int rc = fv_guard_subject_action(v->guard, &ctx, v->query, FV_ACTION_EXPORT,
                                          "subject.export", subj, why, sizeof why);
         if (rc) {
-            respond_error(out, rc == FV_EIO ? 503 : 403, why);
+            fv_api_respond_error(out, rc == FV_EIO ? 503 : 403, why);
             return;
         }
         if (fv_fleet_find(v->fleet, name) == NULL) { /* G11: looked up once decided */
@@ -872,7 +733,7 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         int rc = fv_guard_read(v->guard, &ctx, v->query, "vehicles.list", fv_api_signal_class(v, 0),
                                NULL, nfleet, 0, NULL, 0, INT64_MIN, INT64_MAX, why, sizeof why);
         if (rc) {
-            respond_error(out, rc == FV_EIO ? 503 : 403, why);
+            fv_api_respond_error(out, rc == FV_EIO ? 503 : 403, why);
             return;
         }
         struct fv_guard_served served = {0};
@@ -889,7 +750,7 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
                      "unknown signal '%.64s': use a name from the field table (e.g. Soc) or a "
                      "number",
                      name);
-            respond_error(out, 400, msg);
+            fv_api_respond_error(out, 400, msg);
             return;
         }
         const char *sigs[1] = {name};
@@ -898,7 +759,7 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
                                fv_api_signal_class(v, (uint32_t)field), NULL, nfleet, 0, sigs, 1,
                                INT64_MIN, INT64_MAX, why, sizeof why);
         if (rc) {
-            respond_error(out, rc == FV_EIO ? 503 : 403, why);
+            fv_api_respond_error(out, rc == FV_EIO ? 503 : 403, why);
             return;
         }
         struct fv_guard_served served = {0};
@@ -918,7 +779,7 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
             return;
         }
         if (rc) {
-            respond_error(out, rc == FV_EIO ? 503 : 403, why);
+            fv_api_respond_error(out, rc == FV_EIO ? 503 : 403, why);
             return;
         }
         fv_guard_load_zones(v->guard, &ctx, d->id);
@@ -929,5 +790,5 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         fv_guard_done(v->guard, &ctx, nsig, out->body.len);
         return;
     }
-    respond_error(out, 404, "no such endpoint");
+    fv_api_respond_error(out, 404, "no such endpoint");
 }

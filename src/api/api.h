@@ -83,6 +83,18 @@ uint32_t fv_api_all_classes(const struct fv_api_view *v);
  * then says which, for the audit log only). */
 const struct fv_device *fv_api_find_device(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
                                            const char *name);
+/* JSON answers: j (its reference taken) with status; {"error": msg}. */
+struct json_t;
+void fv_api_respond_json(struct fv_http_response *r, int status, struct json_t *j);
+void fv_api_respond_error(struct fv_http_response *r, int status, const char *msg);
+
+/* Principals (principals_http.c; G13): GET/POST /api/v1/principals, POST .../NAME/revoke
+ * (revoke: NAME, else NULL), POST .../NAME/approve. */
+void fv_api_principals(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *method,
+                       const char *revoke, struct fv_http_response *out);
+void fv_api_principal_approve(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
+                              const char *name, struct fv_http_response *out);
+
 /* G11: the one answer for a device that cannot be read (unknown, erased, out of scope, not
  * consented): 404 "unknown device: ...", the same text whatever NAME was. */
 void fv_api_unknown_device(struct fv_http_response *out, const char *name);
