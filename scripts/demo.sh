@@ -33,11 +33,20 @@ for _ in $(seq 100); do
     kill -0 "$SERVER" 2>/dev/null || { echo "server failed to start:"; cat "$LOG"; exit 1; }
     sleep 0.1
 done
-# A support technician to read with: reads name a purpose and, for support, a ticket.
+# A support technician to read with: reads name a purpose and, for support, a ticket. A
+# principal that reads personal data works once a second principal approves it: the
+# installation's first privacy officer (active at once) approves the technician.
 TOKEN_FILE=keys/demo-support.token
+OFFICER_FILE=keys/demo-officer.token
 if [ ! -s "$TOKEN_FILE" ]; then
+    if [ ! -s "$OFFICER_FILE" ]; then
+        $BIN principal add demo-officer --role privacy-officer --data data >"$OFFICER_FILE" 2>/dev/null || true
+        chmod 600 "$OFFICER_FILE"
+    fi
     $BIN principal add demo-support --role support --data data >"$TOKEN_FILE" 2>/dev/null || true
     chmod 600 "$TOKEN_FILE"
+    curl -sf -X POST -H "Authorization: Bearer $(cat "$OFFICER_FILE")" \
+        "http://127.0.0.1:$API/api/v1/principals/demo-support/approve" >/dev/null || true
 fi
 echo "fleetvault serving devices on wss://127.0.0.1:$PORT, API on http://127.0.0.1:$API"
 echo "try: curl -H \"Authorization: Bearer \$(cat $TOKEN_FILE)\" \\"

@@ -14,6 +14,7 @@
 #include "api/export.h"
 #include "api/exports.h"
 #include "api/query.h"
+#include "crypto/keys.h"
 #include "privacy/guard.h"
 #include "privacy/principals.h"
 #include "privacy/subjects.h"
@@ -98,7 +99,7 @@ int fv_api_value_json(const struct fv_value *v, struct fv_buf *out)
     return dump_json(j ? j : json_null(), out);
 }
 
-static void respond_json(struct fv_http_response *r, int status, json_t *j)
+void fv_api_respond_json(struct fv_http_response *r, int status, json_t *j)
 {
     r->status = status;
     r->content_type = "application/json";
@@ -110,14 +111,9 @@ static void respond_json(struct fv_http_response *r, int status, json_t *j)
     fv_buf_append(&r->body, "\n", 1);
 }
 
-static void respond_error(struct fv_http_response *r, int status, const char *msg)
+void fv_api_respond_error(struct fv_http_response *r, int status, const char *msg)
 {
-    respond_json(r, status, json_pack("{s:s}", "error", msg));
-}
-
-void fv_api_respond(struct fv_http_response *r, int status, json_t *j)
-{
-    respond_json(r, status, j);
+    fv_api_respond_json(r, status, json_pack("{s:s}", "error", msg));
 }
 
 uint32_t fv_api_signal_class(const struct fv_api_view *v, uint32_t field)
@@ -219,7 +215,7 @@ static json_t *device_summary_as(const struct fv_api_view *v, const struct fv_gu
 }
 
 static void get_vehicles(const struct fv_api_view *v, const struct fv_guard_ctx *ctx,
-                         struct fv_http_response *r)
+                         struct fv_guard_served *served, struct fv_http_response *r)
 {
     struct fv_device **all = NULL;
     size_t n = 0;
@@ -227,11 +223,13 @@ static void get_vehicles(const struct fv_api_view *v, const struct fv_guard_ctx 
     for (size_t i = 0; arr && i < n; i++) {
         const struct fv_device *d = all[i];
         if (fv_api_in_scope(ctx, d) && !erased(v, d) &&
-            fv_guard_consented(v->guard, ctx, d->id, (int64_t)fv_now_ms()))
+            fv_guard_consented(v->guard, ctx, d->id, (int64_t)fv_now_ms())) {
             json_array_append_new(arr, device_summary_as(v, ctx, d, state_is_current(v, d)));
+            fv_guard_served_add(v->guard, served, d->id); /* G12 */
+        }
     }
     free(all);
-    respond_json(r, 200, json_pack("{s:I,s:o}", "count", (json_int_t)n, "vehicles", arr));
+    fv_api_respond_json(r, 200, json_pack("{s:I,s:o}", "count", (json_int_t)n, "vehicles", arr));
 }
 
 static void get_state(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
@@ -271,13 +269,13 @@ static void get_state(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
     fv_fleet_unlock(v->fleet);
     json_t *j = device_summary_as(v, ctx, d, current);
     if (j) json_object_set_new(j, "state", sig);
-    respond_json(r, 200, j);
+    fv_api_respond_json(r, 200, j);
     fv_guard_ctx_clear(ctx);
 }
 
 /* The fleet view of one signal: every device's latest value and its time. */
 static void get_signal_latest(const struct fv_api_view *v, struct fv_guard_ctx *ctx, long field,
-                              struct fv_http_response *r)
+                              struct fv_guard_served *served, struct fv_http_response *r)
 {
     struct fv_device **all = NULL;
     size_t n = 0;
@@ -316,13 +314,15 @@ static void get_signal_latest(const struct fv_api_view *v, struct fv_guard_ctx *
         json_array_append_new(arr, json_pack("{s:s,s:o,s:s,s:I}", "id", shown, "value",
                                              val ? val : json_null(), "time", t, "time_ms",
                                              (json_int_t)s.time_ms));
+        if (v->guard) fv_guard_served_add(v->guard, served, d->id); /* G12 */
     }
     free(all);
     char label[32];
     fv_signal_label((unsigned)field, label, sizeof label);
-    respond_json(r, 200,
-                 json_pack("{s:s,s:I,s:I,s:o}", "signal", label, "number", (json_int_t)field,
-                           "count", (json_int_t)(arr ? json_array_size(arr) : 0), "vehicles", arr));
+    fv_api_respond_json(r, 200,
+                        json_pack("{s:s,s:I,s:I,s:o}", "signal", label, "number", (json_int_t)field,
+                                  "count", (json_int_t)(arr ? json_array_size(arr) : 0), "vehicles",
+                                  arr));
 }
 
 static void get_store(const struct fv_api_view *v, struct fv_http_response *r)
@@ -375,22 +375,22 @@ static void get_store(const struct fv_api_view *v, struct fv_http_response *r)
     } else {
         json_decref(fails);
     }
-    respond_json(r, 200, j);
+    fv_api_respond_json(r, 200, j);
 }
 
 static void get_status(const struct fv_api_view *v, struct fv_http_response *r)
 {
     struct fv_wal_stats ws;
     fv_wal_stats(v->wal, &ws);
-    respond_json(r, 200,
-                 json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "status",
-                           fv_wal_failed(v->wal) ? "wal_failed" : "ok", "uptime_s",
-                           (json_int_t)((fv_now_ms() - v->start_ms) / 1000u), "connections",
-                           (json_int_t)v->metrics->connections_open, "devices",
-                           (json_int_t)fv_fleet_count(v->fleet), "wal_bytes",
-                           (json_int_t)ws.bytes_on_disk, "wal_appended_seq",
-                           (json_int_t)ws.appended_seq, "wal_durable_seq",
-                           (json_int_t)ws.durable_seq));
+    fv_api_respond_json(r, 200,
+                        json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "status",
+                                  fv_wal_failed(v->wal) ? "wal_failed" : "ok", "uptime_s",
+                                  (json_int_t)((fv_now_ms() - v->start_ms) / 1000u), "connections",
+                                  (json_int_t)v->metrics->connections_open, "devices",
+                                  (json_int_t)fv_fleet_count(v->fleet), "wal_bytes",
+                                  (json_int_t)ws.bytes_on_disk, "wal_appended_seq",
+                                  (json_int_t)ws.appended_seq, "wal_durable_seq",
+                                  (json_int_t)ws.durable_seq));
     if (fv_wal_failed(v->wal)) r->status = 503;
 }
 
@@ -515,73 +515,17 @@ static void get_metrics(const struct fv_api_view *v, struct fv_http_response *r)
 #undef GAUGE
 }
 
-static int principal_json(void *arg, const struct fv_principal *p)
+void fv_api_unknown_device(struct fv_http_response *out, const char *name)
 {
-    json_array_append_new(arg, json_pack("{s:s,s:s,s:s,s:I,s:I}", "name", p->name, "role", p->role,
-                                         "created_by", p->created_by, "created_ms",
-                                         (json_int_t)p->created_ms, "revoked_ms",
-                                         (json_int_t)p->revoked_ms));
-    return 0;
+    (void)name; /* not echoed: the answer is the same whatever was named */
+    fv_api_respond_error(out, 404, "unknown device: none of that name may be read by this request");
 }
 
-/* Principals through the API (admin actions, audited): GET lists, POST ?name=N&role=R
- * creates (the token is in the answer, once), POST /{name}/revoke revokes. */
-static void principals(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *method,
-                       const char *revoke, struct fv_http_response *out)
+/* The device whose per-purpose pseudonym is name, or NULL. */
+static const struct fv_device *find_by_pseudonym(const struct fv_api_view *v, const char *purpose,
+                                                 const char *name)
 {
-    char why[400], err[300] = "";
-    int post = strcmp(method, "POST") == 0;
-    const char *act = revoke ? "principal.revoke" : post ? "principal.create" : "principal.list";
-    int rc = fv_guard_admin(v->guard, ctx, act, why, sizeof why);
-    if (rc) {
-        respond_error(out, rc == FV_EIO ? 503 : 403, why);
-        return;
-    }
-    if (revoke) {
-        rc = fv_principal_revoke(v->guard->db, revoke, err, sizeof err);
-        if (rc)
-            respond_error(out, rc == FV_ENOENT ? 404 : rc == FV_ESTATE ? 409 : 500, err);
-        else
-            respond_json(out, 200, json_pack("{s:s,s:b}", "name", revoke, "revoked", 1));
-        return;
-    }
-    if (!post) {
-        json_t *arr = json_array();
-        rc = fv_principal_list(v->guard->db, principal_json, arr, err, sizeof err);
-        if (rc) {
-            json_decref(arr);
-            respond_error(out, 500, err);
-        } else {
-            respond_json(out, 200, json_pack("{s:o}", "principals", arr));
-        }
-        return;
-    }
-    char name[80] = "", role[40] = "", token[FV_TOKEN_HEX_LEN + 1];
-    fv_query_param(v->query, "name", name, sizeof name);
-    fv_query_param(v->query, "role", role, sizeof role);
-    rc = fv_principal_create(v->guard->db, v->guard->policy, name, role, ctx->principal, token, err,
-                             sizeof err);
-    if (rc) {
-        respond_error(out, rc == FV_EEXIST ? 409 : rc == FV_EINVAL ? 400 : 500, err);
-        return;
-    }
-    respond_json(out, 201,
-                 json_pack("{s:s,s:s,s:s,s:s}", "name", name, "role", role, "token", token, "note",
-                           "shown once: only its hash is stored"));
-    OPENSSL_cleanse(token, sizeof token);
-}
-
-/* The device a request names: its id, or (for a role that sees pseudonyms) its pseudonym
- * within the request's purpose. */
-const struct fv_device *fv_api_find_device(const struct fv_api_view *v,
-                                           const struct fv_guard_ctx *ctx, const char *name)
-{
-    const struct fv_device *d = fv_fleet_find(v->fleet, name);
-    if (d || v->guard == NULL || ctx == NULL || strlen(name) != FV_PURPOSE_PSEUDONYM_LEN) return d;
-    /* Pseudonyms are per purpose; the purpose is still to be checked, so try the named one. */
-    char purpose[32] = "";
-    fv_query_param(v->query, "purpose", purpose, sizeof purpose);
-    if (purpose[0] == '\0') return NULL;
+    if (strlen(name) != FV_PURPOSE_PSEUDONYM_LEN || purpose[0] == '\0') return NULL;
     struct fv_device **all = NULL, *found = NULL;
     size_t n = 0;
     if (fv_fleet_list(v->fleet, &all, &n) != FV_OK) return NULL;
@@ -592,6 +536,36 @@ const struct fv_device *fv_api_find_device(const struct fv_api_view *v,
     }
     free(all);
     return found;
+}
+
+const struct fv_device *fv_api_find_device(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
+                                           const char *name)
+{
+    if (v->guard == NULL || ctx == NULL) return fv_fleet_find(v->fleet, name);
+    /* Decided on the role alone: how the role names devices cannot depend on the device. */
+    unsigned ob = fv_policy_role_obligations(v->guard->policy, ctx->role);
+    const struct fv_device *d;
+    if (ob & FV_OBLIGE_PSEUDONYMISE) {
+        char purpose[32] = "";
+        fv_query_param(v->query, "purpose", purpose, sizeof purpose);
+        d = find_by_pseudonym(v, purpose, name);
+    } else {
+        d = fv_fleet_find(v->fleet, name);
+    }
+    ctx->energy_sites = 1; /* scope is checked here, against the device, as unknown */
+    const char *why = NULL;
+    char subject[FV_SUBJECT_NAME_MAX + 1], ps[FV_PSEUDONYM_LEN + 1];
+    const unsigned char *dek;
+    if (d == NULL)
+        why = ob & FV_OBLIGE_PSEUDONYMISE ? "no device has this pseudonym in this purpose"
+                                          : "no such device";
+    else if ((ob & FV_OBLIGE_ENERGY_SITES_ONLY) && !fv_api_is_energy_site(d))
+        why = "not an energy site (the role reads energy sites only)";
+    else if (fv_subject_current(v->keys, d->id, subject, NULL) == FV_OK &&
+             fv_keystore_dek(v->keys, subject, 0, &dek, ps) == FV_ESTATE)
+        why = "the subject's data was erased";
+    if (why) snprintf(ctx->unknown, sizeof ctx->unknown, "%s", why);
+    return why ? NULL : d;
 }
 
 /* Matches p against PREFIX x SUFFIX, x being 1..64 characters without '/'; copies x. */
@@ -616,18 +590,19 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
                   match_path(path, "/api/v1/subjects/", "/erase", idbuf) ||
                   strcmp(path, "/api/v1/exports") == 0 || strcmp(path, "/api/v1/principals") == 0 ||
                   match_path(path, "/api/v1/principals/", "/revoke", idbuf) ||
+                  match_path(path, "/api/v1/principals/", "/approve", idbuf) ||
                   match_path(path, "/api/v1/subjects/", "/consent", idbuf) ||
                   match_path(path, "/api/v1/exports/", "/approve", idbuf) ||
                   strncmp(path, "/api/v1/vpp/", 12) == 0; /* vpp_api.c says which */
     if (strcmp(method, "GET") != 0 && !(post_ok && strcmp(method, "POST") == 0)) {
-        respond_error(out, 405,
-                      post_ok ? "method not allowed: use POST"
-                              : "method not allowed: this endpoint is read-only (GET)");
+        fv_api_respond_error(out, 405,
+                             post_ok ? "method not allowed: use POST"
+                                     : "method not allowed: this endpoint is read-only (GET)");
         return;
     }
     if (post_ok && strcmp(method, "POST") != 0 && strcmp(path, "/api/v1/principals") != 0 &&
         strncmp(path, "/api/v1/vpp/", 12) != 0) {
-        respond_error(out, 405, "method not allowed: use POST");
+        fv_api_respond_error(out, 405, "method not allowed: use POST");
         return;
     }
     if (strcmp(path, "/status") == 0) {
@@ -639,18 +614,18 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         return;
     }
     if (strncmp(path, "/api/", 5) != 0) {
-        respond_error(out, 404, "no such endpoint");
+        fv_api_respond_error(out, 404, "no such endpoint");
         return;
     }
     if (v->guard == NULL) {
-        respond_error(out, 503, "access control is not set up");
+        fv_api_respond_error(out, 503, "access control is not set up");
         return;
     }
     struct fv_guard_ctx ctx;
     char why[400];
     if (fv_guard_auth(v->guard, authorization, &ctx, why, sizeof why) != FV_OK) {
         out->www_authenticate = 1;
-        respond_error(out, 401, why);
+        fv_api_respond_error(out, 401, why);
         return;
     }
     const char *p = path + 4;
@@ -660,7 +635,7 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         int rc = fv_guard_admin(v->guard, &ctx, compact ? "store.compact" : "store.stats", why,
                                 sizeof why);
         if (rc) {
-            respond_error(out, rc == FV_EIO ? 503 : 403, why);
+            fv_api_respond_error(out, rc == FV_EIO ? 503 : 403, why);
             return;
         }
         if (!compact) {
@@ -670,39 +645,43 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         fv_store_compact_all(v->store);
         struct fv_store_stats st;
         fv_store_stats(v->store, &st);
-        respond_json(out, 202,
-                     json_pack("{s:b,s:I,s:s}", "compacting", 1, "parts", (json_int_t)st.parts,
-                               "poll", "GET /api/v1/store until compacting is false"));
+        fv_api_respond_json(out, 202,
+                            json_pack("{s:b,s:I,s:s}", "compacting", 1, "parts",
+                                      (json_int_t)st.parts, "poll",
+                                      "GET /api/v1/store until compacting is false"));
         return;
     }
     char name[65];
     if (match_path(p, "/v1/subjects/", "/erase", name)) {
         /* Art. 17: a privacy officer, for a ticket; the device id is the subject's. */
-        if (fv_fleet_find(v->fleet, name) == NULL) {
-            char msg[160];
-            snprintf(msg, sizeof msg, "unknown device '%.64s'", name);
-            respond_error(out, 404, msg);
-            return;
-        }
         int rc = fv_guard_subject_action(v->guard, &ctx, v->query, FV_ACTION_ERASE, "subject.erase",
                                          name, why, sizeof why);
         if (rc) {
-            respond_error(out, rc == FV_EIO ? 503 : 403, why);
+            fv_api_respond_error(out, rc == FV_EIO ? 503 : 403, why);
+            return;
+        }
+        if (fv_fleet_find(v->fleet, name) == NULL) { /* G11: looked up once decided */
+            fv_api_unknown_device(out, name);
             return;
         }
         char err[300] = "";
         rc = v->erase ? v->erase(v->erase_arg, name, &ctx, err, sizeof err) : FV_ESTATE;
         if (rc) {
-            respond_error(out, 500, err[0] ? err : "erasure failed");
+            fv_api_respond_error(out, 500, err[0] ? err : "erasure failed");
             return;
         }
-        respond_json(out, 200,
-                     json_pack("{s:b,s:s}", "erased", 1, "purge",
-                               "blocks are rewritten in the background (GET /api/v1/store)"));
+        fv_api_respond_json(
+            out, 200,
+            json_pack("{s:b,s:s}", "erased", 1, "purge",
+                      "blocks are rewritten in the background (GET /api/v1/store)"));
+        return;
+    }
+    if (match_path(p, "/v1/principals/", "/approve", name)) {
+        fv_api_principal_approve(v, &ctx, name, out);
         return;
     }
     if (strcmp(p, "/v1/principals") == 0 || match_path(p, "/v1/principals/", "/revoke", name)) {
-        principals(v, &ctx, method, strcmp(p, "/v1/principals") == 0 ? NULL : name, out);
+        fv_api_principals(v, &ctx, method, strcmp(p, "/v1/principals") == 0 ? NULL : name, out);
         return;
     }
     if (strcmp(p, "/v1/exports") == 0) {
@@ -721,12 +700,6 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         /* Consent, given or withdrawn for the current owner: recorded by whoever handles
          * data subjects' rights (a role with the erase action: privacy-officer), for a
          * ticket, audited. purpose=P&change=give|withdraw[&at=T][&by=owner]. */
-        if (fv_fleet_find(v->fleet, name) == NULL) {
-            char msg[160];
-            snprintf(msg, sizeof msg, "unknown device '%.64s'", name);
-            respond_error(out, 404, msg);
-            return;
-        }
         char purpose[40] = "", change[16] = "", at_s[64] = "", by[80] = "owner";
         char subject[FV_SUBJECT_NAME_MAX + 1], err[300] = "", extra[256] = "";
         int64_t now = (int64_t)fv_now_ms(), at = now;
@@ -735,21 +708,27 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         fv_query_param(v->query, "by", by, sizeof by);
         if ((fv_query_param(v->query, "at", at_s, sizeof at_s) && fv_parse_time_ms(at_s, &at)) ||
             (strcmp(change, "give") != 0 && strcmp(change, "withdraw") != 0)) {
-            respond_error(out, 400, "purpose=P&change=give|withdraw[&at=T][&by=owner] expected");
+            fv_api_respond_error(out, 400,
+                                 "purpose=P&change=give|withdraw[&at=T][&by=owner] expected");
             return;
         }
         int give = strcmp(change, "give") == 0;
-        /* S7: a grant is not dated before it is recorded; S8: audited in full, first. */
+        /* S7: a grant is not dated before it is recorded; S8: audited in full, first; G11:
+         * decided before the device is looked up. */
         int bad = fv_consent_check_time(give, at, now, err, sizeof err);
         int rc = fv_consent_audit_extra(give, at, now, by, extra, sizeof extra);
         if (rc) {
-            respond_error(out, 400, "'by' too long");
+            fv_api_respond_error(out, 400, "'by' too long");
             return;
         }
         rc = fv_guard_consent(v->guard, &ctx, v->query, name, purpose, extra, bad ? err : NULL, why,
                               sizeof why);
         if (rc) {
-            respond_error(out, rc == FV_EIO ? 503 : ctx.d.allow ? 400 : 403, why);
+            fv_api_respond_error(out, rc == FV_EIO ? 503 : ctx.d.allow ? 400 : 403, why);
+            return;
+        }
+        if (fv_fleet_find(v->fleet, name) == NULL) { /* G11: looked up once decided */
+            fv_api_unknown_device(out, name);
             return;
         }
         struct fv_purposes pp = {.policy = v->guard->policy};
@@ -759,17 +738,17 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         if (rc) {
             fv_guard_consent_failed(v->guard, &ctx, name, extra,
                                     err[0] ? err : "consent not recorded");
-            respond_error(out,
-                          rc == FV_EINVAL   ? 400
-                          : rc == FV_ESTATE ? 410
-                                            : 500,
-                          err[0] ? err : "consent not recorded");
+            fv_api_respond_error(out,
+                                 rc == FV_EINVAL   ? 400
+                                 : rc == FV_ESTATE ? 410
+                                                   : 500,
+                                 err[0] ? err : "consent not recorded");
             return;
         }
         __atomic_store_n(&v->guard->registry_changed, 1, __ATOMIC_RELEASE); /* read by the loop */
-        respond_json(out, 200,
-                     json_pack("{s:s,s:s,s:I}", "purpose", purpose, "change", change, "at_ms",
-                               (json_int_t)at));
+        fv_api_respond_json(out, 200,
+                            json_pack("{s:s,s:s,s:I}", "purpose", purpose, "change", change,
+                                      "at_ms", (json_int_t)at));
         return;
     }
     if (strncmp(p, "/v1/vpp/", 8) == 0 || strcmp(p, "/v1/vpp") == 0) {
@@ -778,16 +757,19 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
     }
     if (match_path(p, "/v1/subjects/", "/export", name)) {
         /* Art. 15/20: a privacy officer, for a ticket (the subject's request). */
-        if (fv_fleet_find(v->fleet, name) == NULL) {
-            char msg[160];
-            snprintf(msg, sizeof msg, "unknown device '%.64s'", name);
-            respond_error(out, 404, msg);
+        /* G6: the decision names the period asked for (period=N), else the current one */
+        char subj[96], per[16];
+        snprintf(subj, sizeof subj, "%s", name);
+        if (fv_query_param(v->query, "period", per, sizeof per) && atoi(per) >= 1)
+            snprintf(subj, sizeof subj, "%.64s#%d", name, atoi(per));
+        int rc = fv_guard_subject_action(v->guard, &ctx, v->query, FV_ACTION_EXPORT,
+                                         "subject.export", subj, why, sizeof why);
+        if (rc) {
+            fv_api_respond_error(out, rc == FV_EIO ? 503 : 403, why);
             return;
         }
-        int rc = fv_guard_subject_action(v->guard, &ctx, v->query, FV_ACTION_EXPORT,
-                                         "subject.export", name, why, sizeof why);
-        if (rc) {
-            respond_error(out, rc == FV_EIO ? 503 : 403, why);
+        if (fv_fleet_find(v->fleet, name) == NULL) { /* G11: looked up once decided */
+            fv_api_unknown_device(out, name);
             return;
         }
         fv_api_export(v, &ctx, name, out);
@@ -809,11 +791,13 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         int rc = fv_guard_read(v->guard, &ctx, v->query, "vehicles.list", fv_api_signal_class(v, 0),
                                NULL, nfleet, 0, NULL, 0, INT64_MIN, INT64_MAX, why, sizeof why);
         if (rc) {
-            respond_error(out, rc == FV_EIO ? 503 : 403, why);
+            fv_api_respond_error(out, rc == FV_EIO ? 503 : 403, why);
             return;
         }
-        get_vehicles(v, &ctx, out);
-        fv_api_quota_send(v, &ctx, nfleet, out); /* G5: before it is sent */
+        struct fv_guard_served served = {0};
+        get_vehicles(v, &ctx, &served, out);
+        fv_api_quota_send(v, &ctx, served.n, &served, out); /* G5 before it is sent; G12 */
+        fv_guard_served_free(&served);
         return;
     }
     if (match_path(p, "/v1/signals/", "/latest", name)) {
@@ -824,7 +808,7 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
                      "unknown signal '%.64s': use a name from the field table (e.g. Soc) or a "
                      "number",
                      name);
-            respond_error(out, 400, msg);
+            fv_api_respond_error(out, 400, msg);
             return;
         }
         const char *sigs[1] = {name};
@@ -833,33 +817,27 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
                                fv_api_signal_class(v, (uint32_t)field), NULL, nfleet, 0, sigs, 1,
                                INT64_MIN, INT64_MAX, why, sizeof why);
         if (rc) {
-            respond_error(out, rc == FV_EIO ? 503 : 403, why);
+            fv_api_respond_error(out, rc == FV_EIO ? 503 : 403, why);
             return;
         }
-        get_signal_latest(v, &ctx, field, out);
-        fv_api_quota_send(v, &ctx, nfleet, out); /* G5: before it is sent */
+        struct fv_guard_served served = {0};
+        get_signal_latest(v, &ctx, field, &served, out);
+        fv_api_quota_send(v, &ctx, served.n, &served, out); /* G5 before it is sent; G12 */
+        fv_guard_served_free(&served);
         return;
     }
     if (match_path(p, "/v1/vehicles/", "/state", name)) {
+        /* G11: decided and audited whatever is named; one answer for what cannot be read */
         const struct fv_device *d = fv_api_find_device(v, &ctx, name);
-        if (d == NULL) {
-            char msg[160];
-            snprintf(msg, sizeof msg, "unknown vehicle '%.64s'", name);
-            respond_error(out, 404, msg);
-            return;
-        }
-        if (erased(v, d)) { /* as a query answers (api/query.c): nothing of it is served */
-            char msg[160];
-            snprintf(msg, sizeof msg, "vehicle '%.64s': its data was erased", name);
-            respond_error(out, 410, msg);
-            return;
-        }
-        const char *subj[1] = {d->id};
-        ctx.energy_sites = fv_api_is_energy_site(d);
+        const char *subj[1] = {d ? d->id : name};
         int rc = fv_guard_read(v->guard, &ctx, v->query, "vehicle.state", fv_api_all_classes(v),
                                subj, 1, 0, NULL, 0, INT64_MIN, INT64_MAX, why, sizeof why);
+        if (rc == FV_ENOENT || (rc == FV_OK && d == NULL)) {
+            fv_api_unknown_device(out, name);
+            return;
+        }
         if (rc) {
-            respond_error(out, rc == FV_EIO ? 503 : 403, why);
+            fv_api_respond_error(out, rc == FV_EIO ? 503 : 403, why);
             return;
         }
         fv_guard_load_zones(v->guard, &ctx, d->id);
@@ -867,8 +845,8 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         fv_fleet_lock(v->fleet);
         uint32_t nsig = d->nsignals;
         fv_fleet_unlock(v->fleet);
-        fv_api_quota_send(v, &ctx, nsig, out); /* G5: before it is sent */
+        fv_api_quota_send(v, &ctx, nsig, NULL, out); /* G5: before it is sent */
         return;
     }
-    respond_error(out, 404, "no such endpoint");
+    fv_api_respond_error(out, 404, "no such endpoint");
 }

@@ -37,7 +37,7 @@ struct fv_guard_ctx;
 struct fv_store_config;
 struct fv_exports;
 struct fv_vpp;
-typedef struct json_t json_t;
+struct json_t;
 
 struct fv_api_view {
     const struct fv_fleet *fleet;
@@ -76,8 +76,6 @@ struct fv_http_response {
 
 void fv_api_handle(const struct fv_api_view *v, const char *method, const char *path,
                    const char *authorization, struct fv_http_response *out);
-/* Answers with j as JSON (consumed; NULL: 500). */
-void fv_api_respond(struct fv_http_response *r, int status, json_t *j);
 /* GET /api/v1/vpp/events/ID/settlement (api/vpp_settle.c), after the caller's decision. */
 void fv_api_vpp_settlement(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *id,
                            struct fv_http_response *out);
@@ -87,7 +85,7 @@ void fv_api_vpp_season(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
 /* The capacity forecast of a program's sites for [from, to) (api/vpp_capacity.c): a JSON
  * answer in *out and the window's average kW in *avg_kw. FV_OK, FV_EINVAL (err), FV_ENOMEM. */
 int fv_api_vpp_forecast(const struct fv_api_view *v, const char *program, int64_t from, int64_t to,
-                        json_t **out, double *avg_kw, char *err, size_t errlen);
+                        struct json_t **out, double *avg_kw, char *err, size_t errlen);
 /* GET /api/v1/vpp/capacity?program=P&from=T&to=T, after the caller's decision. */
 void fv_api_vpp_capacity(const struct fv_api_view *v, struct fv_http_response *out);
 /* /api/v1/vpp/... (api/vpp_api.c); sub is the path after "/v1/vpp". */
@@ -98,9 +96,27 @@ void fv_api_vpp(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const cha
 uint32_t fv_api_signal_class(const struct fv_api_view *v, uint32_t field);
 uint32_t fv_api_all_classes(const struct fv_api_view *v);
 
-/* The device a request names (id, or per-purpose pseudonym for pseudonymising roles). */
-const struct fv_device *fv_api_find_device(const struct fv_api_view *v,
-                                           const struct fv_guard_ctx *ctx, const char *name);
+/* G11 (privacy/guard.h): the device a read names, as ctx's role names devices: by its
+ * pseudonym within the request's purpose for a pseudonymising role, by its id for every
+ * other. Call before fv_guard_read, which refuses the read as unknown when this returns NULL:
+ * an unknown name, an erased subject, or a device outside the role's scope (ctx->unknown
+ * then says which, for the audit log only). */
+const struct fv_device *fv_api_find_device(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
+                                           const char *name);
+/* JSON answers: j (its reference taken) with status; {"error": msg}. */
+void fv_api_respond_json(struct fv_http_response *r, int status, struct json_t *j);
+void fv_api_respond_error(struct fv_http_response *r, int status, const char *msg);
+
+/* Principals (principals_http.c; G13): GET/POST /api/v1/principals, POST .../NAME/revoke
+ * (revoke: NAME, else NULL), POST .../NAME/approve. */
+void fv_api_principals(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *method,
+                       const char *revoke, struct fv_http_response *out);
+void fv_api_principal_approve(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
+                              const char *name, struct fv_http_response *out);
+
+/* G11: the one answer for a device that cannot be read (unknown, erased, out of scope, not
+ * consented): 404 "unknown device: ...", the same text whatever NAME was. */
+void fv_api_unknown_device(struct fv_http_response *out, const char *name);
 
 /* Energy-site scoping (privacy/guard.h): is the device an energy site; may ctx see it. */
 int fv_api_is_energy_site(const struct fv_device *d);

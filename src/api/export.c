@@ -533,6 +533,8 @@ void fv_api_export(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const 
         x_error(out, 404, msg);
         goto fail;
     }
+    /* G6: the audit entries name the period exported, not the current one */
+    snprintf(ctx->subject, sizeof ctx->subject, "%.64s#%d", device, x->p[0].epoch);
     int rc = x->p[0].erased ? FV_ENOENT : open_period(x); /* also counts its rows */
     if (rc) {
         x_error(out, rc == FV_ENOENT ? 410 : 500,

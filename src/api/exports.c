@@ -108,15 +108,28 @@ static void error_reply(struct fv_http_response *r, int status, const char *msg)
     json_reply(r, status, json_pack("{s:s}", "error", msg));
 }
 
+/* A canary's id as the export shows it: its per-purpose pseudonym for a pseudonymising
+ * requester (decided by the role alone, as the download will be). out: 65 bytes. */
+static void canary_shown(const struct fv_api_view *v, const struct export *x, int i, char *out)
+{
+    char id[18];
+    fv_export_canary_id(x->secret, i, id);
+    unsigned ob = fv_policy_role_obligations(v->guard->policy, x->role);
+    if (!(ob & FV_OBLIGE_PSEUDONYMISE) ||
+        fv_pseudonym_for_purpose(v->guard->pseudo_secret, x->purpose, id, out) != FV_OK)
+        snprintf(out, 65, "%s", id);
+}
+
 static void audit_export(const struct fv_api_view *v, const struct fv_guard_ctx *ctx,
                          const char *action, const struct export *x, const char *result,
                          const char *reason, uint64_t rows, uint64_t bytes)
 {
     if (v->guard == NULL || v->guard->audit == NULL) return;
-    char canaries[FV_EXPORT_CANARIES][18];
+    /* G12: the canaries as the file shows them, so a leaked file's ids find this entry */
+    char canaries[FV_EXPORT_CANARIES][65];
     const char *cp[FV_EXPORT_CANARIES];
     for (int i = 0; x && i < FV_EXPORT_CANARIES; i++) {
-        fv_export_canary_id(x->secret, i, canaries[i]);
+        canary_shown(v, x, i, canaries[i]);
         cp[i] = canaries[i];
     }
     char extra[400] = "";
@@ -192,19 +205,15 @@ void fv_api_export_create(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
         error_reply(out, 500, "out of memory");
         return;
     }
+    char unknown[80] = ""; /* G11: the first name that names no device this role may read */
     if (fv_query_param(v->query, "devices", devs, sizeof devs) && devs[0]) {
         for (char *save = NULL, *t = strtok_r(devs, ",", &save); t && x->ndevices < cap + 63;
              t = strtok_r(NULL, ",", &save)) {
             const struct fv_device *d = fv_api_find_device(v, ctx, t);
-            if (d == NULL) {
-                char msg[160];
-                snprintf(msg, sizeof msg, "unknown device '%.64s'", t);
-                export_free(x);
-                error_reply(out, 404, msg);
-                return;
-            }
-            x->devices[x->ndevices++] = strdup(d->id);
+            if (d == NULL && unknown[0] == '\0') snprintf(unknown, sizeof unknown, "%.64s", t);
+            x->devices[x->ndevices++] = strdup(d ? d->id : "");
         }
+        if (unknown[0] == '\0') ctx->unknown[0] = '\0';
     } else {
         struct fv_device **all = NULL;
         size_t n = 0;
@@ -225,6 +234,14 @@ void fv_api_export_create(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
     int rc =
         fv_guard_read(v->guard, ctx, v->query, "export.request", classes, NULL,
                       x->ndevices ? x->ndevices : 1, 0, NULL, 0, x->from, x->to, why, sizeof why);
+    /* G11: decided whatever the list names; then one answer for a name that cannot be read
+     * (an unknown name does not even make a pending export). */
+    if (rc == FV_ENOENT ||
+        (unknown[0] && (rc == FV_OK || strstr(why, "second principal's approval") != NULL))) {
+        export_free(x);
+        fv_api_unknown_device(out, unknown);
+        return;
+    }
     /* A refusal because only approval is missing makes a pending export. */
     int pending = 0;
     if (rc == FV_EINVAL && strstr(why, "second principal's approval") != NULL) pending = 1;
@@ -320,6 +337,7 @@ struct dctx {
     int started;
     uint64_t rows, bytes;
     struct fv_guard_meter meter; /* G5: the download stops at the daily quota */
+    struct fv_guard_served served; /* G12: the subjects whose rows were sent */
 };
 
 /* G5: before a row, may it be served? After it, did it fit the bytes left (else it is cut
@@ -342,9 +360,8 @@ static int row_done(struct dctx *c, struct fv_buf *b, size_t mark)
 static int put_canary(struct dctx *c, int i, struct fv_buf *b)
 {
     struct export *x = c->x;
-    char id[18], shown[65];
-    fv_export_canary_id(x->secret, i, id);
-    fv_guard_show_id(c->v->guard, &c->ctx, id, shown);
+    char shown[65];
+    canary_shown(c->v, x, i, shown); /* what audit_export logged */
     int64_t base = x->from != INT64_MIN ? x->from : (int64_t)x->created_ms - 3600000;
     int rc = FV_OK;
     for (int r = 0; rc == FV_OK && r < 3 && row_room(c); r++) {
@@ -385,6 +402,7 @@ static int put_device(struct dctx *c, const char *device, struct fv_buf *b)
     if (rc) return rc;
     struct fv_store_chunk ch;
     int n;
+    uint64_t rows0 = c->rows;
     while ((n = fv_store_next(cur, &ch, err, sizeof err)) == 1) {
         for (size_t i = 0; rc == FV_OK && i < ch.n; i++) {
             if (!fv_guard_in_consent(&c->ctx, ch.t[i])) continue;
@@ -410,6 +428,7 @@ static int put_device(struct dctx *c, const char *device, struct fv_buf *b)
     }
     fv_store_cursor_free(cur);
     fv_guard_ctx_clear(&c->ctx);
+    if (c->rows > rows0) fv_guard_served_add_pseudonym(&c->served, pseudo); /* the period read */
     return rc;
 }
 
@@ -457,7 +476,8 @@ static void d_free(void *arg)
     struct dctx *c = arg;
     if (c == NULL) return;
     audit_export(c->v, &c->ctx, "export.download", c->x, "allow", "done", c->rows, c->bytes);
-    if (c->v->guard) fv_guard_done(c->v->guard, &c->ctx, c->rows, c->bytes);
+    if (c->v->guard) fv_guard_done_served(c->v->guard, &c->ctx, &c->served, c->rows, c->bytes);
+    fv_guard_served_free(&c->served);
     export_free(c->x);
     free(c);
 }
@@ -521,6 +541,7 @@ void fv_api_export_get(const struct fv_api_view *v, struct fv_guard_ctx *ctx, co
     c->v = v;
     c->ctx = *ctx;
     c->ctx.grid_m = v->guard->grid_m;
+    snprintf(c->ctx.action, sizeof c->ctx.action, "export.download");
     c->x = x;
     out->status = 200;
     out->content_type = "text/csv";

@@ -78,6 +78,7 @@ void fv_api_fleet(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
         fv_query__putf(b, "{\"signal\":\"%s\",\"at\":%lld,\"vehicles\":[\n", label, (long long)at);
     uint64_t n = 0;
     uint32_t f = (uint32_t)field;
+    struct fv_guard_served served = {0}; /* G12 */
     struct fv_device **all = NULL;
     size_t ndev = 0;
     if (fv_fleet_list(v->fleet, &all, &ndev) != FV_OK) ndev = 0;
@@ -133,6 +134,7 @@ void fv_api_fleet(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
                 fv_buf_append(b, "}", 1);
             }
             n++;
+            fv_guard_served_add_pseudonym(&served, pseudo); /* the period served */
         }
         free(ids);
         fv_value_clear(&last);
@@ -140,5 +142,6 @@ void fv_api_fleet(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
     }
     free(all);
     if (!csv) fv_query__putf(b, "\n],\"count\":%llu}\n", (unsigned long long)n);
-    fv_api_quota_send(v, ctx, n, out); /* G5: before it is sent */
+    fv_api_quota_send(v, ctx, n, &served, out); /* G5 before it is sent; G12 */
+    fv_guard_served_free(&served);
 }

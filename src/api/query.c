@@ -348,7 +348,7 @@ void fv_api_load_withheld(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
 }
 
 void fv_api_quota_send(const struct fv_api_view *v, struct fv_guard_ctx *ctx, uint64_t rows,
-                       struct fv_http_response *out)
+                       const struct fv_guard_served *served, struct fv_http_response *out)
 {
     if (v->guard == NULL) return;
     char why[300];
@@ -357,7 +357,10 @@ void fv_api_quota_send(const struct fv_api_view *v, struct fv_guard_ctx *ctx, ui
         fv_query__json_error(out, rc == FV_EIO ? 503 : 403, why);
         return;
     }
-    fv_guard_done(v->guard, ctx, rows, out->body.len);
+    if (served)
+        fv_guard_done_served(v->guard, ctx, served, rows, out->body.len);
+    else
+        fv_guard_done(v->guard, ctx, rows, out->body.len);
 }
 
 /* ---- the streaming query ----------------------------------------------------------------- */
@@ -564,15 +567,11 @@ static int parse_fields(const char *s, uint32_t *f, size_t *n, char *bad, size_t
 }
 
 /* Looks the device up: its pseudonym and data key, or an error response. */
-static int device_key(const struct fv_api_view *v, const char *id, const unsigned char **dek,
-                      char pseudo[FV_PSEUDONYM_LEN + 1], struct fv_http_response *out)
+static int device_key(const struct fv_api_view *v, const char *id, const char *shown,
+                      const unsigned char **dek, char pseudo[FV_PSEUDONYM_LEN + 1],
+                      struct fv_http_response *out)
 {
     char msg[200];
-    if (fv_fleet_find(v->fleet, id) == NULL) {
-        snprintf(msg, sizeof msg, "unknown device '%.64s'", id);
-        fv_query__json_error(out, 404, msg);
-        return FV_ENOENT;
-    }
     /* The device's current owner period (privacy/subjects.h): earlier owners' data is
      * theirs, not served with the device's. */
     char subject[FV_SUBJECT_NAME_MAX + 1];
@@ -580,10 +579,9 @@ static int device_key(const struct fv_api_view *v, const char *id, const unsigne
         snprintf(subject, sizeof subject, "%s", id);
     int rc = fv_keystore_dek(v->keys, subject, 0, dek, pseudo);
     if (rc == FV_ESTATE) {
-        snprintf(msg, sizeof msg, "device '%.64s': its data was erased", id);
-        fv_query__json_error(out, 410, msg);
+        fv_api_unknown_device(out, shown); /* G11: erased since the decision */
     } else if (rc) {
-        snprintf(msg, sizeof msg, "device '%.64s': no data key (%s)", id, fv_strerror(rc));
+        snprintf(msg, sizeof msg, "device '%.64s': no data key (%s)", shown, fv_strerror(rc));
         fv_query__json_error(out, rc == FV_ENOENT ? 404 : 500, msg);
     }
     return rc;
@@ -695,20 +693,15 @@ void fv_api_query(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
         }
         q->limit = l;
     }
+    /* G11: decided and audited whatever dev names; one answer for what cannot be read */
     const struct fv_device *d = fv_api_find_device(v, ctx, dev);
-    if (d == NULL) {
-        const unsigned char *dk;
-        char ps[FV_PSEUDONYM_LEN + 1];
-        int erased = fv_keystore_dek(v->keys, dev, 0, &dk, ps) == FV_ESTATE;
-        snprintf(msg, sizeof msg,
-                 erased ? "device '%.64s': its data was erased" : "unknown device '%.64s'", dev);
-        fv_query__json_error(out, erased ? 410 : 404, msg);
+    if (d == NULL && v->guard == NULL) {
+        fv_api_unknown_device(out, dev);
         free(q);
         return;
     }
     if (v->guard) {
-        const char *subj[1] = {d->id};
-        ctx->energy_sites = fv_api_is_energy_site(d);
+        const char *subj[1] = {d ? d->id : dev};
         fv_query__agg_limits(v, ctx, q); /* P8 */
         const char *sn[MAX_FIELDS];
         char names[MAX_FIELDS][32];
@@ -721,6 +714,11 @@ void fv_api_query(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
         int rc = fv_guard_read(v->guard, ctx, v->query, q->aggs ? "query.aggregate" : "query.raw",
                                classes, subj, 1, q->aggs != 0, sn, q->nfields, q->from, q->to, msg,
                                sizeof msg);
+        if (rc == FV_ENOENT || (rc == FV_OK && d == NULL)) {
+            fv_api_unknown_device(out, dev);
+            free(q);
+            return;
+        }
         if (rc) {
             fv_query__json_error(out, rc == FV_EIO ? 503 : 403, msg);
             free(q);
@@ -733,7 +731,7 @@ void fv_api_query(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
     }
     const unsigned char *dek;
     char pseudo[FV_PSEUDONYM_LEN + 1];
-    if (device_key(v, d->id, &dek, pseudo, out)) {
+    if (device_key(v, d->id, dev, &dek, pseudo, out)) {
         q_free(q);
         return;
     }

@@ -42,8 +42,9 @@ int fv_api_any_place(const uint32_t *fields, size_t n);
 /* G5 for an answer built whole in memory (out->body, rows of it): checked against what the
  * quota leaves before it is sent; within it, counted (fv_guard_done), else replaced by a
  * 403 naming the quota (audited). */
+struct fv_guard_served;
 void fv_api_quota_send(const struct fv_api_view *v, struct fv_guard_ctx *ctx, uint64_t rows,
-                       struct fv_http_response *out);
+                       const struct fv_guard_served *served, struct fv_http_response *out);
 
 void fv_api_query(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
                   struct fv_http_response *out);

@@ -35,7 +35,7 @@
 
 static void error(struct fv_http_response *out, int status, const char *msg)
 {
-    fv_api_respond(out, status, json_pack("{s:s}", "error", msg));
+    fv_api_respond_json(out, status, json_pack("{s:s}", "error", msg));
 }
 
 /* Shows every "site" of an event's status as the caller may see it. */
@@ -144,7 +144,7 @@ static void create_event(const struct fv_api_view *v, struct fv_http_response *o
         if (fv_api_vpp_forecast(v, prog, start, end, &fc, &avg, ferr, sizeof ferr) == FV_OK)
             fv_vpp_event_forecast(v->vpp, id, avg);
         json_decref(fc);
-        fv_api_respond(out, 201, json_pack("{s:s,s:f}", "id", id, "forecast_kw", avg));
+        fv_api_respond_json(out, 201, json_pack("{s:s,s:f}", "id", id, "forecast_kw", avg));
     } else
         error(out, rc == FV_EINVAL ? 422 : 500, why);
 }
@@ -194,7 +194,7 @@ void fv_api_vpp(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const cha
     } else if (strcmp(action, "vpp.capacity") == 0) {
         fv_api_vpp_capacity(v, out);
     } else if (strcmp(action, "vpp.events") == 0) {
-        fv_api_respond(out, 200, fv_vpp_events_json(v->vpp));
+        fv_api_respond_json(out, 200, fv_vpp_events_json(v->vpp));
     } else if (strcmp(action, "vpp.event.create") == 0) {
         create_event(v, out);
     } else if (strcmp(action, "vpp.event.status") == 0) {
@@ -203,14 +203,14 @@ void fv_api_vpp(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const cha
             error(out, 404, "no such event");
         } else {
             show_sites(v, ctx, j);
-            fv_api_respond(out, 200, j);
+            fv_api_respond_json(out, 200, j);
         }
     } else if (strcmp(action, "vpp.settlement") == 0) {
         fv_api_vpp_settlement(v, ctx, x, out);
     } else if (strcmp(action, "vpp.event.cancel") == 0) {
         int rc = fv_vpp_event_cancel(v->vpp, x);
         if (rc == FV_OK)
-            fv_api_respond(out, 200, json_pack("{s:s,s:s}", "id", x, "state", "cancelled"));
+            fv_api_respond_json(out, 200, json_pack("{s:s,s:s}", "id", x, "state", "cancelled"));
         else
             error(out, rc == FV_ENOENT ? 404 : 409,
                   rc == FV_ENOENT ? "no such event" : "the event is over already");
@@ -230,7 +230,7 @@ void fv_api_vpp(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const cha
         int rc = enroll ? fv_vpp_enroll(v->vpp, x, arg, err, sizeof err)
                         : fv_vpp_opt_out(v->vpp, x, arg, err, sizeof err);
         if (rc == FV_OK)
-            fv_api_respond(out, 200,
+            fv_api_respond_json(out, 200,
                            json_pack("{s:s,s:s}", "site", x, enroll ? "program" : "event", arg));
         else
             error(out, rc == FV_ENOENT ? (enroll ? 422 : 404) : rc == FV_EINVAL ? 422 : 500, err);

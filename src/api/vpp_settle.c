@@ -186,7 +186,7 @@ static int want_csv(const struct fv_api_view *v, struct fv_http_response *out)
     fv_query_param(v->query, "format", fmt, sizeof fmt);
     if (strcmp(fmt, "csv") == 0) return 1;
     if (strcmp(fmt, "json") == 0) return 0;
-    fv_api_respond(out, 400, json_pack("{s:s}", "error", "format: csv or json"));
+    fv_api_respond_json(out, 400, json_pack("{s:s}", "error", "format: csv or json"));
     return -1;
 }
 
@@ -201,7 +201,7 @@ static void answer(struct fv_http_response *out, int csv, const struct settle_se
                  : fv_vpp_settle_json(&out->body, st->rows, st->n);
     }
     if (rc != FV_OK)
-        fv_api_respond(out, rc == FV_EINVAL ? 422 : 500,
+        fv_api_respond_json(out, rc == FV_EINVAL ? 422 : 500,
                        json_pack("{s:s}", "error", err[0] ? err : "out of memory"));
 }
 
@@ -214,7 +214,7 @@ void fv_api_vpp_settlement(const struct fv_api_view *v, struct fv_guard_ctx *ctx
     char err[300] = "";
     int rc = settle_event(v, ctx, id, &st, err, sizeof err);
     if (rc == FV_ENOENT)
-        fv_api_respond(out, 404, json_pack("{s:s}", "error", "no such event"));
+        fv_api_respond_json(out, 404, json_pack("{s:s}", "error", "no such event"));
     else
         answer(out, csv, &st, rc, err);
     set_free(&st);
@@ -230,14 +230,14 @@ void fv_api_vpp_season(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
     char *e = NULL;
     long y = fv_query_param(v->query, "season", year, sizeof year) ? strtol(year, &e, 10) : 0;
     if (e == NULL || *e || y < 1970 || y > 9999) {
-        fv_api_respond(out, 422, json_pack("{s:s}", "error", "give program=P and season=YEAR"));
+        fv_api_respond_json(out, 422, json_pack("{s:s}", "error", "give program=P and season=YEAR"));
         return;
     }
     char(*ids)[FV_VPP_ID_MAX];
     size_t n;
     int rc = fv_vpp_season(v->vpp, prog, (int)y, &ids, &n);
     if (rc) {
-        fv_api_respond(out, rc == FV_ENOENT ? 422 : 500,
+        fv_api_respond_json(out, rc == FV_ENOENT ? 422 : 500,
                        json_pack("{s:s}", "error", rc == FV_ENOENT ? "unknown program" : "error"));
         return;
     }

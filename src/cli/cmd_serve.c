@@ -21,18 +21,18 @@ static void on_signal(int sig)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: fleetvault serve [--config FILE] [--data DIR] [--certs DIR] [--key-file F]\n"
-            "                        [--listen HOST:PORT] [--api HOST:PORT]\n"
-            "                        [--no-rate-limit] [--log-level debug|info|warn|error]\n\n"
-            "Runs the ingestion gateway: devices stream over WebSocket with mutual TLS on\n"
-            "--listen (default 127.0.0.1:4443); the HTTP API listens on --api (default\n"
-            "127.0.0.1:8080). Records are acknowledged only after they are fsync'd to the\n"
-            "write-ahead log in DIR/wal. --certs holds ca.crt, server.crt and server.key\n"
-            "(make them with 'fleetvault certs init DIR'). The API token is in DIR/admin.token.\n"
-            "Payloads are encrypted at rest with a data key per device, wrapped by the master\n"
-            "key in --key-file (make it with 'fleetvault keys init FILE', outside DIR) or the\n"
-            "FV_MASTER_KEY environment variable (64 hex digits).\n");
+    fprintf(f, "usage: fleetvault serve [--config FILE] [--data DIR] [--certs DIR] [--key-file F]\n"
+               "                        [--listen HOST:PORT] [--api HOST:PORT]\n"
+               "                        [--no-rate-limit] [--log-level debug|info|warn|error]\n\n"
+               "Runs the ingestion gateway: devices stream over WebSocket with mutual TLS on\n"
+               "--listen (default 127.0.0.1:4443); the HTTP API listens on --api (default\n"
+               "127.0.0.1:8080). Records are acknowledged only after they are fsync'd to the\n"
+               "write-ahead log in DIR/wal. --certs holds ca.crt, server.crt and server.key\n"
+               "(make them with 'fleetvault certs init DIR'). The admin API token is in\n"
+               "KEYFILE.admin.token, beside the master key (DIR/admin.token without a key file).\n"
+               "Payloads are encrypted at rest with a data key per device, wrapped by the master\n"
+               "key in --key-file (make it with 'fleetvault keys init FILE', outside DIR) or the\n"
+               "FV_MASTER_KEY environment variable (64 hex digits).\n");
 }
 
 static int parse_level(const char *s, enum fv_log_level *out)

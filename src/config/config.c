@@ -281,3 +281,13 @@ done:
     json_decref(root);
     return rc;
 }
+
+int fv_config_admin_token_path(const struct fv_config *c, char *out, size_t len)
+{
+    if (c->key_file[0]) {
+        snprintf(out, len, "%s.admin.token", c->key_file);
+        return 1;
+    }
+    snprintf(out, len, "%s/admin.token", c->data_dir);
+    return 0;
+}

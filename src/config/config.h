@@ -27,7 +27,7 @@ struct fv_config {
     int listen_port;
     char api_host[256];
     int api_port;
-    int api_nice; /* the API thread's nice value, 0-19 (default 10: devices first) */
+    int api_nice;       /* the API thread's nice value, 0-19 (default 10: devices first) */
     size_t max_message; /* bytes; default 1,000,000 (the protocol's limit) */
     /* A device connection silent this long is closed; it is pinged after a third of it
      * (default 3 minutes; a dead peer or a half-open TCP connection holds nothing longer). */
@@ -52,13 +52,20 @@ struct fv_config {
 void fv_config_defaults(struct fv_config *c);
 
 /* Loads a JSON config file over c. Keys: data, certs, key_file, listen, api, max_message,
- * device_idle_timeout, api_nice, wal_segment_mb, rate_limits ({TOPIC: {per_second, burst}} or false),
- * store ({flush_interval, flush_datums, head_max_datums, wal_keep, compact_fanin, retention:
- * {CLASS: "30d"}, classes: {CLASS: [SIGNAL, ...]}}), policy, audit_key, audit_witness (paths),
- * audit_retention (a duration), vpp ({programs: {NAME: {...}}}: energy/program.h), location_privacy ({trim_m, trip_gap, stop_after, grid_m}). */
+ * device_idle_timeout, api_nice, wal_segment_mb, rate_limits ({TOPIC: {per_second, burst}} or
+ * false), store ({flush_interval, flush_datums, head_max_datums, wal_keep, compact_fanin,
+ * retention: {CLASS: "30d"}, classes: {CLASS: [SIGNAL, ...]}}), policy, audit_key, audit_witness
+ * (paths), audit_retention (a duration), vpp ({programs: {NAME: {...}}}:
+ * energy/program.h), location_privacy ({trim_m, trip_gap, stop_after, grid_m}).
+ */
 int fv_config_load(struct fv_config *c, const char *path, char *err, size_t errlen);
 
 /* Parses "HOST:PORT" into host/port. */
+/* The admin API token's file: beside the master key (KEYFILE.admin.token) when it is a file,
+ * so a copy of DATA is never a live admin token; DATA/admin.token only when the master key
+ * comes from the environment (FV_MASTER_KEY). Returns 1 when that file is outside DATA. */
+int fv_config_admin_token_path(const struct fv_config *c, char *out, size_t len);
+
 int fv_parse_hostport(const char *s, char *host, size_t hostlen, int *port);
 
 #endif

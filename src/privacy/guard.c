@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <openssl/crypto.h>
 
 #include "config/config.h"
@@ -20,6 +21,24 @@
 #include "util/urlquery.h"
 #include "wire/places.h"
 
+/* G6: the pseudonym of the subject whose data a read of name serves: a device id names its
+ * current owner period (reads serve that period only); "DEVICE#N" names period N ("#1" the
+ * first, whose subject is the device id); a name that is neither (an unknown device) is
+ * pseudonymised as given. */
+static int guard_pseudonym(struct fv_guard *g, const char *name, char out[FV_PSEUDONYM_LEN + 1])
+{
+    char subject[FV_SUBJECT_NAME_MAX + 1], device[FV_SUBJECT_NAME_MAX + 1];
+    int epoch = 0;
+    if (strchr(name, '#') != NULL) {
+        if (fv_subject_parse(name, device, &epoch) != FV_OK ||
+            fv_subject_name(device, epoch, subject) != FV_OK)
+            snprintf(subject, sizeof subject, "%s", name);
+    } else if (fv_subject_current(g->keys, name, subject, NULL) != FV_OK) {
+        snprintf(subject, sizeof subject, "%s", name);
+    }
+    return fv_keystore_pseudonym(g->keys, subject, out);
+}
+
 static void audit_ev(struct fv_guard *g, const struct fv_guard_ctx *ctx, const char *kind,
                      const char *result, const char *reason, const char *const *subjects, size_t n,
                      const char *const *signals, size_t nsignals, int has_range, int64_t from,
@@ -31,8 +50,7 @@ static void audit_ev(struct fv_guard *g, const struct fv_guard_ctx *ctx, const c
     const char *pp[64];
     size_t np = 0;
     for (size_t i = 0; subjects && i < n && np < 64; i++)
-        if (g->keys && fv_keystore_pseudonym(g->keys, subjects[i], ps[np]) == FV_OK)
-            pp[np] = ps[np], np++;
+        if (g->keys && guard_pseudonym(g, subjects[i], ps[np]) == FV_OK) pp[np] = ps[np], np++;
     subjects = np ? pp : NULL;
     n = np;
     struct fv_audit_event ev = {
@@ -95,6 +113,44 @@ void fv_guard_tick(struct fv_guard *g)
 {
     if (g->unauth_unlogged && fv_now_ms() - g->unauth_logged_ms >= FV_GUARD_UNAUTH_SAMPLE_MS)
         unauth_sample(g);
+    if (fv_now_ms() - g->events_ms >= 1000) fv_guard_principal_events(g);
+}
+
+int fv_guard_audit_principal(struct fv_guard *g, const struct fv_guard_ctx *ctx, const char *action,
+                             const char *result, const char *reason, const char *name,
+                             const char *role, const char *detail)
+{
+    json_t *o = json_pack("{s:s,s:s}", "name", name ? name : "", "role", role ? role : "");
+    if (o && detail && detail[0]) json_object_set_new(o, "detail", json_string(detail));
+    char *extra = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (extra == NULL) return FV_ENOMEM;
+    struct fv_guard_ctx c = *ctx;
+    snprintf(c.action, sizeof c.action, "%s", action);
+    int failed = 0;
+    audit_ev(g, &c, "admin", result, reason, NULL, 0, NULL, 0, 0, 0, 0, 0, 0, extra, &failed);
+    free(extra);
+    return failed ? FV_EIO : FV_OK;
+}
+
+/* A principal change made by the CLI, into the audit log as the local operator's. */
+static int principal_event(void *arg, const struct fv_principal_event *e)
+{
+    struct fv_guard *g = arg;
+    struct fv_guard_ctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    snprintf(ctx.principal, sizeof ctx.principal, "fleetvault");
+    char detail[200];
+    snprintf(detail, sizeof detail, "%s (at %lld)", e->detail, (long long)e->at_ms);
+    return fv_guard_audit_principal(g, &ctx, e->action, "allow", "made outside the server", e->name,
+                                    e->role, detail);
+}
+
+void fv_guard_principal_events(struct fv_guard *g)
+{
+    g->events_ms = fv_now_ms();
+    if (g->db && g->audit && fv_principal_events_drain(g->db, principal_event, g) != FV_OK)
+        fv_warn("audit: principal changes made outside the server could not be logged yet");
 }
 
 int fv_guard_token_valid(struct fv_guard *g, const char *authorization)
@@ -130,9 +186,11 @@ int fv_guard_auth(struct fv_guard *g, const char *authorization, struct fv_guard
         return FV_OK;
     }
     snprintf(reason, reasonlen, "%s",
-             rc == FV_ESTATE ? "this principal was revoked" : "invalid token");
+             rc == FV_ESTATE   ? "this principal was revoked"
+             : rc == FV_EAGAIN ? "this principal awaits a second principal's approval"
+                               : "invalid token");
     snprintf(ctx->action, sizeof ctx->action, "auth");
-    if (rc == FV_ESTATE) { /* a known principal: every attempt is an entry of its own */
+    if (rc == FV_ESTATE || rc == FV_EAGAIN) { /* a known principal: an entry per attempt */
         snprintf(ctx->principal, sizeof ctx->principal, "%s", p.name);
         audit(g, ctx, "access", "deny", reason, NULL, 0, NULL, 0, 0, 0, 0, 0, 0, NULL);
         return FV_EINVAL;
@@ -268,17 +326,7 @@ int fv_guard_read(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *quer
     fv_policy_decide(g->policy, &req, &ctx->d);
     char why[FV_POLICY_REASON_MAX + 64];
     snprintf(why, sizeof why, "%s", ctx->d.reason);
-    int allow = ctx->d.allow;
-    if (allow && (ctx->d.obligations & FV_OBLIGE_CONSENTED_ONLY) && n == 1 && subjects) {
-        /* G4: the current owner period's consent, clipped to the range asked for. */
-        if (fv_guard_load_consent(g, ctx, subjects[0], from, to) == 0) {
-            allow = 0;
-            snprintf(why, sizeof why,
-                     "the subject has not consented to %s (role %s reads "
-                     "consented subjects only)",
-                     ctx->purpose, ctx->role);
-        }
-    }
+    int allow = ctx->d.allow, unknown = 0;
     if (allow && (ctx->d.obligations & FV_OBLIGE_AGGREGATE_ONLY) && !aggregated) {
         allow = 0;
         snprintf(why, sizeof why, "role %s may read aggregates only (use step/agg)", ctx->role);
@@ -294,6 +342,23 @@ int fv_guard_read(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *quer
             snprintf(why, sizeof why, "quota: %s", qr);
         }
     }
+    /* G11: what depends on the subject named comes last, so every refusal before it reads
+     * the same whatever was named; the requester gets one answer for all of these, the log
+     * the true reason. */
+    if (allow && ctx->unknown[0]) {
+        allow = 0, unknown = 1;
+        snprintf(why, sizeof why, "%s", ctx->unknown);
+    }
+    if (allow && (ctx->d.obligations & FV_OBLIGE_CONSENTED_ONLY) && n == 1 && subjects) {
+        /* G4: the current owner period's consent, clipped to the range asked for. */
+        if (fv_guard_load_consent(g, ctx, subjects[0], from, to) == 0) {
+            allow = 0, unknown = 1;
+            snprintf(why, sizeof why,
+                     "the subject has not consented to %s (role %s reads "
+                     "consented subjects only)",
+                     ctx->purpose, ctx->role);
+        }
+    }
     int failed = 0;
     int ranged = from != INT64_MIN || to != INT64_MAX;
     audit(g, ctx, "access", allow ? "allow" : "deny", why, subjects, n, signals, nsignals, ranged,
@@ -305,7 +370,7 @@ int fv_guard_read(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *quer
     snprintf(reason, reasonlen, "%s", why);
     if (!allow) {
         g->denied++;
-        return FV_EINVAL;
+        return unknown ? FV_ENOENT : FV_EINVAL;
     }
     g->allowed++;
     fv_guard__quota_count(g, ctx, n, 0, 0, 1);
@@ -313,11 +378,18 @@ int fv_guard_read(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *quer
     return FV_OK;
 }
 
-void fv_guard_done(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint64_t rows,
-                   uint64_t bytes)
+/* G5: counts what was served; crossing 80% of a daily limit raises an alert. */
+static void quota_count(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint64_t rows,
+                        uint64_t bytes)
 {
     fv_guard__quota_count(g, ctx, 0, rows > ctx->counted_rows ? rows - ctx->counted_rows : 0,
                           bytes > ctx->counted_bytes ? bytes - ctx->counted_bytes : 0, 1);
+}
+
+void fv_guard_done(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint64_t rows,
+                   uint64_t bytes)
+{
+    quota_count(g, ctx, rows, bytes);
     const char *s[1] = {ctx->subject};
     audit(g, ctx, "access.result", "allow", NULL, ctx->subject[0] ? s : NULL, 1, NULL, 0, 0, 0, 0,
           rows, bytes, NULL);
@@ -348,6 +420,79 @@ int fv_guard_pseudonym(const struct fv_guard *g, const char *purpose, const char
         snprintf(material, sizeof material, "%s", subject);
     }
     return fv_pseudonym_for_purpose(g->pseudo_secret, purpose, material, out);
+}
+
+void fv_guard_served_add_pseudonym(struct fv_guard_served *s, const char *pseudonym)
+{
+    if (s->n == s->cap) {
+        size_t nc = s->cap ? s->cap * 2 : 64;
+        char(*m)[33] = realloc(s->ps, nc * sizeof *m);
+        if (m == NULL) {
+            s->failed = 1;
+            return;
+        }
+        s->ps = m;
+        s->cap = nc;
+    }
+    snprintf(s->ps[s->n++], sizeof s->ps[0], "%s", pseudonym);
+}
+
+void fv_guard_served_add(struct fv_guard *g, struct fv_guard_served *s, const char *device)
+{
+    char ps[FV_PSEUDONYM_LEN + 1];
+    if (g->keys == NULL || guard_pseudonym(g, device, ps) != FV_OK) {
+        s->failed = 1;
+        return;
+    }
+    fv_guard_served_add_pseudonym(s, ps);
+}
+
+void fv_guard_served_free(struct fv_guard_served *s)
+{
+    free(s->ps);
+    memset(s, 0, sizeof *s);
+}
+
+void fv_guard_done_served(struct fv_guard *g, const struct fv_guard_ctx *ctx,
+                          const struct fv_guard_served *s, uint64_t rows, uint64_t bytes)
+{
+    quota_count(g, ctx, rows, bytes);
+    if (g->audit == NULL) return;
+    size_t per = FV_GUARD_SUBJECTS_PER_ENTRY;
+    size_t parts = s->n ? (s->n + per - 1) / per : 1;
+    const char *pp[FV_GUARD_SUBJECTS_PER_ENTRY];
+    uint64_t result_seq = 0;
+    for (size_t k = 0; k < parts; k++) {
+        size_t m = 0;
+        for (size_t i = k * per; i < s->n && m < per; i++)
+            pp[m++] = s->ps[i];
+        char extra[160];
+        if (k == 0)
+            snprintf(extra, sizeof extra, "{\"subjects\":%zu,\"parts\":%zu%s}", s->n, parts,
+                     s->failed ? ",\"incomplete\":true" : "");
+        else
+            snprintf(extra, sizeof extra, "{\"result_seq\":%llu,\"part\":%zu,\"parts\":%zu}",
+                     (unsigned long long)result_seq, k + 1, parts);
+        struct fv_audit_event ev = {
+            .kind = k == 0 ? "access.result" : "access.subjects",
+            .action = ctx->action[0] ? ctx->action : NULL,
+            .principal = ctx->principal[0] ? ctx->principal : "unknown",
+            .role = ctx->role[0] ? ctx->role : NULL,
+            .purpose = ctx->purpose[0] ? ctx->purpose : NULL,
+            .ticket = ctx->ticket[0] ? ctx->ticket : NULL,
+            .subjects = m ? pp : NULL,
+            .nsubjects = m,
+            .rows = k == 0 ? rows : 0,
+            .bytes = k == 0 ? bytes : 0,
+            .result = "allow",
+            .extra_json = extra,
+        };
+        if (fv_audit_append(g->audit, &ev, k == 0 ? &result_seq : NULL) != FV_OK) {
+            fv_error("audit: %s; personal data is not served while the audit log fails",
+                     fv_audit_last_error(g->audit));
+            return;
+        }
+    }
 }
 
 void fv_guard_show_id(const struct fv_guard *g, const struct fv_guard_ctx *ctx, const char *id,
@@ -551,7 +696,9 @@ int fv_guard_open(struct fv_guard *g, const struct fv_config *cfg, struct fv_key
                                .group_commit = audit_notify != NULL,
                                .notify = audit_notify,
                                .notify_arg = notify_arg};
-    return fv_audit_open(dir, &ao, &g->audit, err, errlen);
+    rc = fv_audit_open(dir, &ao, &g->audit, err, errlen);
+    if (rc == FV_OK) fv_guard_principal_events(g); /* made while the server was stopped */
+    return rc;
 }
 
 void fv_guard_close(struct fv_guard *g)

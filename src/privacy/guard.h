@@ -44,6 +44,23 @@
  *     same; a subject export counts as one subject, and its rows are checked before it
  *     starts and its bytes as it streams. The bulk threshold (policy.h P7) of bulk exports
  *     counts per principal per day: the subjects of its unapproved exports today are added;
+ *  G11 no existence oracle: a single-subject read is decided on what does not depend on the
+ *     subject named (role, purpose, ticket, classes, limits, quota) first, and audited
+ *     whatever it names; only an allowed read looks further. A name that is unknown, a
+ *     subject erased, outside the role's scope (energy sites) or without consent (G4) is
+ *     then refused with one answer for all (FV_ENOENT: the API answers 404 "unknown
+ *     device"), the audit entry keeping the true reason. A pseudonymising role names
+ *     devices by their pseudonym within the request's purpose only, every other role by
+ *     id only: a VIN from a pseudonymising role is unknown (it cannot turn a VIN into a
+ *     pseudonym, nor link two purposes' pseudonyms);
+ *  G12 a fleet read (no subject named in the request) accounts for every subject whose data
+ *     it returned: its result entries list them (fv_guard_done_served), in bounded entries;
+ *     every entry names a subject by the pseudonym of the owner period whose data was
+ *     served (the current one), never the first owner's;
+ *  G13 principals: creating one of a role that reaches personal data waits for a second
+ *     principal's approval (privacy/principals.h A1); a pending principal's token is refused
+ *     (401, audited under its name); every change (create, approve, revoke; API or CLI) is
+ *     audited with the principal's name and role;
  *  G9 unknown tokens are counted (unauth_failures) and sampled into the audit log: the
  *     first in each 10 s window is an entry, and the failures after it are one more entry
  *     when the window ends (fv_guard_tick) or the server stops ("failures_sampled": how
@@ -66,6 +83,7 @@
 struct sqlite3;
 
 struct fv_keystore;
+struct fv_guard_ctx;
 
 struct fv_guard {
     struct fv_keystore *keys; /* the audit log names subjects by pseudonym, never by id */
@@ -90,6 +108,7 @@ struct fv_guard {
     uint64_t unauth_failures;  /* all, since start */
     uint64_t unauth_unlogged;  /* since the last sampled entry */
     uint64_t unauth_logged_ms; /* time of the last sampled entry */
+    uint64_t events_ms;        /* when principal changes made outside were last logged */
 };
 
 #define FV_GUARD_UNAUTH_SAMPLE_MS 10000
@@ -110,6 +129,16 @@ int fv_guard_open(struct fv_guard *g, const struct fv_config *cfg, struct fv_key
 /* G9: logs the unknown-token failures counted since the last sampled entry, once its window
  * has passed. Call every loop turn (cheap). */
 void fv_guard_tick(struct fv_guard *g);
+/* G13: moves principal changes made outside the server (the CLI: principals.h) into the
+ * audit log, as the local operator's ("fleetvault"); at open, within a second on tick, and
+ * before an approval. */
+void fv_guard_principal_events(struct fv_guard *g);
+/* G13: audits a principal change: kind "admin", action ("principal.create", ".approve",
+ * ".revoke"), by ctx's principal, with extra {"name", "role", "detail"}. FV_OK, FV_EIO (the
+ * log failed), FV_ENOMEM. */
+int fv_guard_audit_principal(struct fv_guard *g, const struct fv_guard_ctx *ctx, const char *action,
+                             const char *result, const char *reason, const char *name,
+                             const char *role, const char *detail);
 /* Closes the audit log (the failures not logged yet, a final checkpoint) and frees
  * everything; g is zeroed. */
 void fv_guard_close(struct fv_guard *g);
@@ -129,6 +158,8 @@ struct fv_guard_ctx {
                          fleet read, the answer will be limited to energy sites) */
     char refuse[200]; /* in: why the read breaks a limit only the caller can check (P8
                          aggregate limits); refused with this reason if the policy allows */
+    char unknown[80]; /* in, G11: why the subject named cannot be served (unknown, erased,
+                         out of scope); refused as unknown (FV_ENOENT) if all else allows */
     /* G4, single-subject reads under a consented-only role: what may be served */
     int consent_limited;
     size_t nconsent;
@@ -231,7 +262,9 @@ int fv_guard_admin(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *act
  * approved_by are read from it). classes: the policy class bitmask read; subjects: the
  * subjects touched (ids as the API names them; count n, list may be NULL when many);
  * signals/nsignals, from/to: what is asked, for the log. FV_OK (allowed; ctx->d holds the
- * obligations), FV_EINVAL (refused, reason set), FV_EIO (the audit log failed: refuse).
+ * obligations), FV_EINVAL (refused, reason set), FV_ENOENT (G11: refused for the subject
+ * named, answer it as unknown; reason is the true one, for the log only), FV_EIO (the audit
+ * log failed: refuse).
  */
 int fv_guard_read(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *query,
                   const char *action, uint32_t classes, const char *const *subjects, size_t n,
@@ -269,8 +302,30 @@ void fv_guard_done(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint64_t 
 int fv_guard_pseudonym(const struct fv_guard *g, const char *purpose, const char *device,
                        char out[FV_PURPOSE_PSEUDONYM_LEN + 1]);
 
-/* The id to show for a device under ctx's obligations: the per-purpose pseudonym (G10) when
- * the role pseudonymises, else the id itself. out must hold 65 bytes. */
+/* G12: the subjects a fleet read (vehicles, latest values, the fleet at an instant, a bulk
+ * export) returned data of, by the pseudonym of the owner period served; the caller's, and
+ * freed with fv_guard_served_free. Zero-initialise. */
+#define FV_GUARD_SUBJECTS_PER_ENTRY 1000 /* about 35 KB of an audit line */
+struct fv_guard_served {
+    char (*ps)[33]; /* FV_PSEUDONYM_LEN + 1 */
+    size_t n, cap;
+    int failed; /* out of memory: the result entry says the list is incomplete */
+};
+/* Adds the current owner period of device (or the subject named "DEVICE#n"). */
+void fv_guard_served_add(struct fv_guard *g, struct fv_guard_served *s, const char *device);
+/* Adds a subject by the pseudonym the keystore gave it (crypto/keys.h). */
+void fv_guard_served_add_pseudonym(struct fv_guard_served *s, const char *pseudonym);
+void fv_guard_served_free(struct fv_guard_served *s);
+/* G3, G5, G12: what an allowed fleet read sent, and to whom it belonged: the "access.result"
+ * entry names the first FV_GUARD_SUBJECTS_PER_ENTRY subjects, and each further such many
+ * are an "access.subjects" entry of the same principal, action and purpose, pointing at it
+ * ("extra": {"result_seq": N, "part": i, "parts": k}); every entry stays bounded, and
+ * `audit query --subject` and a subject's access log find each read that served it. */
+void fv_guard_done_served(struct fv_guard *g, const struct fv_guard_ctx *ctx,
+                          const struct fv_guard_served *s, uint64_t rows, uint64_t bytes);
+
+/* The id to show for a device under ctx's obligations: the per-purpose pseudonym (G10)
+ * when the role pseudonymises, else the id itself. out must hold 65 bytes. */
 void fv_guard_show_id(const struct fv_guard *g, const struct fv_guard_ctx *ctx, const char *id,
                       char *out);
 

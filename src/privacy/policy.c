@@ -144,6 +144,30 @@ int fv_policy_aggregate_limits(const struct fv_policy *p, const char *role, uint
     return 1;
 }
 
+unsigned fv_policy_role_obligations(const struct fv_policy *p, const char *role)
+{
+    const struct role *r = role_by_name(p, role);
+    if (r == NULL) return 0;
+    return (r->pseudonymise ? FV_OBLIGE_PSEUDONYMISE : 0) |
+           (r->aggregate_only ? FV_OBLIGE_AGGREGATE_ONLY : 0) |
+           (r->location_privacy ? FV_OBLIGE_LOCATION_PRIVACY : 0) |
+           (r->consented_only ? FV_OBLIGE_CONSENTED_ONLY : 0) |
+           (r->energy_sites_only ? FV_OBLIGE_ENERGY_SITES_ONLY : 0);
+}
+
+int fv_policy_role_reaches_data(const struct fv_policy *p, const char *role)
+{
+    const struct role *r = role_by_name(p, role);
+    if (r == NULL) return 1; /* unknown: the cautious answer */
+    return (r->actions & ~(1u << FV_ACTION_ADMIN)) != 0 || r->approves_bulk;
+}
+
+int fv_policy_role_approves(const struct fv_policy *p, const char *role)
+{
+    const struct role *r = role_by_name(p, role);
+    return r != NULL && r->approves_bulk;
+}
+
 int fv_policy_quota(const struct fv_policy *p, const char *role, struct fv_quota_limits *out)
 {
     const struct role *r = role_by_name(p, role);
@@ -329,11 +353,7 @@ void fv_policy_decide(const struct fv_policy *p, const struct fv_access_request 
         out->bulk = true;
     }
     if (a == FV_ACTION_READ) {
-        out->obligations = (r->pseudonymise ? FV_OBLIGE_PSEUDONYMISE : 0) |
-                           (r->aggregate_only ? FV_OBLIGE_AGGREGATE_ONLY : 0) |
-                           (r->location_privacy ? FV_OBLIGE_LOCATION_PRIVACY : 0) |
-                           (r->consented_only ? FV_OBLIGE_CONSENTED_ONLY : 0) |
-                           (r->energy_sites_only ? FV_OBLIGE_ENERGY_SITES_ONLY : 0);
+        out->obligations = fv_policy_role_obligations(p, role);
         say(out, true, "role %s may read for purpose %s%s%s", role, p->purpose[pid],
             out->bulk ? ", bulk approved by " : "",
             out->bulk ? fv_policy__printable(x, req->approved_by) : "");

@@ -146,6 +146,15 @@ uint32_t fv_policy_classes(const struct fv_policy *p, const char *role, const ch
 #define FV_POLICY_AGG_MIN_RECORDS 10u
 int fv_policy_aggregate_limits(const struct fv_policy *p, const char *role, uint64_t *min_step_ms,
                                uint64_t *min_records);
+/* The obligations (FV_OBLIGE_*) an allowed read of role carries; 0 for an unknown role. What
+ * a caller needs before the decision, e.g. how the role names devices (guard.h G11). */
+unsigned fv_policy_role_obligations(const struct fv_policy *p, const char *role);
+/* 1 if role reaches personal data or vouches for others: any action but admin, or
+ * approves_bulk (and for an unknown role); 0 for an admin-only role. Creating a principal
+ * of such a role needs a second principal's approval (principals.h R2). */
+int fv_policy_role_reaches_data(const struct fv_policy *p, const char *role);
+/* 1 if role may approve (approves_bulk): bulk reads, and new principals (principals.h R2). */
+int fv_policy_role_approves(const struct fv_policy *p, const char *role);
 /* The role's daily quota (per principal); FV_ENOENT for an unknown role. */
 int fv_policy_quota(const struct fv_policy *p, const char *role, struct fv_quota_limits *out);
 /* The role's daily budget over all its principals (FV_UNLIMITED each when none is set);

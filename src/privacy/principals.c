@@ -5,6 +5,8 @@
  *   R1 a token exists in plaintext only in the caller's token_out and, briefly, in this
  *      file's stack buffers (wiped before return); the catalog holds SHA-256 of it.
  *   R2 revoked_ms, once set, is never cleared, and a row is never deleted.
+ *   R3 approved_ms, once set, is never cleared; a principal without it (pending) never
+ *      authenticates. A pending row is approved only by another principal (principals.h A1).
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -18,22 +20,76 @@
 #include "util/clock.h"
 #include "util/err.h"
 
-#define SELECT_COLS "SELECT name, role, created_ms, revoked_ms, created_by FROM principals"
+#define SELECT_FIELDS                                                                              \
+    "SELECT name, role, created_ms, revoked_ms, created_by, approved_ms, approved_by"
+#define SELECT_COLS SELECT_FIELDS " FROM principals"
+
+static int exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK) return FV_OK;
+    fv_seterr(err, errlen, "catalog: principals: %s", msg ? msg : sqlite3_errmsg(db));
+    sqlite3_free(msg);
+    return FV_EIO;
+}
 
 int fv_principals_init(sqlite3 *db, char *err, size_t errlen)
 {
-    char *msg = NULL;
-    if (sqlite3_exec(db,
-                     "CREATE TABLE IF NOT EXISTS principals(name TEXT PRIMARY KEY,"
-                     " role TEXT NOT NULL, token_hash BLOB NOT NULL, created_ms INTEGER,"
-                     " revoked_ms INTEGER, created_by TEXT);"
-                     "CREATE UNIQUE INDEX IF NOT EXISTS principals_token_hash"
-                     " ON principals(token_hash);",
-                     NULL, NULL, &msg) != SQLITE_OK) {
-        fv_seterr(err, errlen, "catalog: principals: %s", msg ? msg : sqlite3_errmsg(db));
-        sqlite3_free(msg);
+    int rc = exec(db,
+                  "BEGIN IMMEDIATE;"
+                  "CREATE TABLE IF NOT EXISTS principals(name TEXT PRIMARY KEY,"
+                  " role TEXT NOT NULL, token_hash BLOB NOT NULL, created_ms INTEGER,"
+                  " revoked_ms INTEGER, created_by TEXT, approved_ms INTEGER, approved_by TEXT);"
+                  "CREATE UNIQUE INDEX IF NOT EXISTS principals_token_hash"
+                  " ON principals(token_hash);"
+                  "CREATE TABLE IF NOT EXISTS principal_events(id INTEGER PRIMARY KEY,"
+                  " at_ms INTEGER NOT NULL, action TEXT NOT NULL, name TEXT NOT NULL,"
+                  " role TEXT NOT NULL, detail TEXT NOT NULL);",
+                  err, errlen);
+    if (rc) return rc;
+    /* A catalog from before approvals: its principals were made under the old rules and stay
+     * active (approved at creation); from now on new ones follow A1. */
+    sqlite3_stmt *st = NULL;
+    int old = sqlite3_prepare_v2(db, "SELECT approved_ms FROM principals LIMIT 0", -1, &st, NULL) !=
+              SQLITE_OK;
+    sqlite3_finalize(st);
+    if (old)
+        rc = exec(db,
+                  "ALTER TABLE principals ADD COLUMN approved_ms INTEGER;"
+                  "ALTER TABLE principals ADD COLUMN approved_by TEXT;"
+                  "UPDATE principals SET approved_ms = COALESCE(created_ms, 1);",
+                  err, errlen);
+    if (rc) {
+        exec(db, "ROLLBACK", NULL, 0);
+        return rc;
+    }
+    return exec(db, "COMMIT", err, errlen);
+}
+
+/* A1: does a new principal of role wait for approval? Yes for a role that reaches personal
+ * data, except the installation's first approver (no principal of an approving role has
+ * ever existed, revoked ones included): someone has to approve the others. */
+static int needs_approval(sqlite3 *db, const struct fv_policy *policy, const char *role,
+                          int *pending, char *err, size_t errlen)
+{
+    *pending = fv_policy_role_reaches_data(policy, role);
+    if (!*pending || !fv_policy_role_approves(policy, role)) return FV_OK;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT DISTINCT role FROM principals", -1, &st, NULL) !=
+        SQLITE_OK) {
+        fv_seterr(err, errlen, "catalog: principals: %s", sqlite3_errmsg(db));
         return FV_EIO;
     }
+    int any = 0, step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW)
+        any |= fv_policy_role_approves(policy, (const char *)sqlite3_column_text(st, 0)) ||
+               fv_policy_role_id(policy, (const char *)sqlite3_column_text(st, 0)) < 0;
+    sqlite3_finalize(st);
+    if (step != SQLITE_DONE) {
+        fv_seterr(err, errlen, "catalog: principals: %s", sqlite3_errmsg(db));
+        return FV_EIO;
+    }
+    *pending = any; /* none yet: this one is the first approver */
     return FV_OK;
 }
 
@@ -134,10 +190,15 @@ int fv_principal_create(sqlite3 *db, const struct fv_policy *policy, const char 
     hash_token(token, hash);
     for (int i = 0; i < FV_TOKEN_BYTES; i++)
         snprintf(hex + 2 * i, 3, "%02x", token[i]);
+    int pending;
+    if ((rc = needs_approval(db, policy, role, &pending, err, errlen)) != FV_OK) goto done;
+    rc = FV_EIO;
     if (sqlite3_prepare_v2(db,
                            "INSERT INTO principals(name, role, token_hash, created_ms, revoked_ms,"
-                           " created_by) VALUES (?1, ?2, ?3, ?4, NULL, ?5)",
+                           " created_by, approved_ms) VALUES (?1, ?2, ?3, ?4, NULL, ?5,"
+                           " CASE WHEN ?6 THEN NULL ELSE ?4 END)",
                            -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_bind_int(st, 6, pending) != SQLITE_OK ||
         sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) != SQLITE_OK ||
         sqlite3_bind_text(st, 2, role, -1, SQLITE_STATIC) != SQLITE_OK ||
         sqlite3_bind_blob(st, 3, hash, sizeof hash, SQLITE_STATIC) != SQLITE_OK ||
@@ -188,9 +249,12 @@ static int read_row(sqlite3_stmt *st, struct fv_principal *out)
     int rc = text_col(st, 0, out->name, sizeof out->name, 0);
     if (rc == FV_OK) rc = text_col(st, 1, out->role, sizeof out->role, 0);
     if (rc == FV_OK) rc = text_col(st, 4, out->created_by, sizeof out->created_by, 1);
+    if (rc == FV_OK) rc = text_col(st, 6, out->approved_by, sizeof out->approved_by, 1);
     if (rc) return rc;
     out->created_ms = sqlite3_column_int64(st, 2);
     out->revoked_ms = sqlite3_column_int64(st, 3);
+    out->approved_ms = sqlite3_column_int64(st, 5);
+    if (sqlite3_column_type(st, 5) != SQLITE_NULL && out->approved_ms <= 0) out->approved_ms = 1;
     /* A revocation time of 0 would read as active: keep any revoked row revoked (R2). */
     if (sqlite3_column_type(st, 3) != SQLITE_NULL && out->revoked_ms <= 0) out->revoked_ms = 1;
     return FV_OK;
@@ -214,25 +278,35 @@ int fv_principal_get(sqlite3 *db, const char *name, struct fv_principal *out)
     return rc;
 }
 
+/* Runs an UPDATE of one principal's row: ?1 its name, ?2 now, ?3 by (if not NULL). FV_OK (one
+ * row changed), FV_ENOENT (none), FV_EIO with err set. */
+static int stamp(sqlite3 *db, const char *sql, const char *name, const char *by, char *err,
+                 size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = FV_EIO;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)fv_now_ms()) == SQLITE_OK &&
+        (by == NULL || sqlite3_bind_text(st, 3, by, -1, SQLITE_STATIC) == SQLITE_OK) &&
+        sqlite3_step(st) == SQLITE_DONE)
+        rc = sqlite3_changes(db) == 1 ? FV_OK : FV_ENOENT;
+    else
+        fv_seterr(err, errlen, "catalog: principals: %s", sqlite3_errmsg(db));
+    sqlite3_finalize(st);
+    return rc;
+}
+
 int fv_principal_revoke(sqlite3 *db, const char *name, char *err, size_t errlen)
 {
     if (!fv_principal_name_valid(name)) {
         fv_seterr(err, errlen, "bad principal name");
         return FV_EINVAL;
     }
-    sqlite3_stmt *st = NULL;
-    int rc = FV_EIO;
-    if (sqlite3_prepare_v2(db,
-                           "UPDATE principals SET revoked_ms = ?2"
-                           " WHERE name = ?1 AND revoked_ms IS NULL",
-                           -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) == SQLITE_OK &&
-        sqlite3_bind_int64(st, 2, (sqlite3_int64)fv_now_ms()) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_DONE)
-        rc = sqlite3_changes(db) == 1 ? FV_OK : FV_ENOENT;
-    else
-        fv_seterr(err, errlen, "catalog: principals: %s", sqlite3_errmsg(db));
-    sqlite3_finalize(st);
+    int rc = stamp(db,
+                   "UPDATE principals SET revoked_ms = ?2"
+                   " WHERE name = ?1 AND revoked_ms IS NULL",
+                   name, NULL, err, errlen);
     if (rc != FV_ENOENT) return rc;
     /* Nothing changed: no such principal, or already revoked. */
     struct fv_principal p;
@@ -253,7 +327,13 @@ int fv_principal_list(sqlite3 *db, int (*fn)(void *arg, const struct fv_principa
 {
     sqlite3_stmt *st = NULL;
     int rc = FV_OK;
-    if (sqlite3_prepare_v2(db, SELECT_COLS " ORDER BY name", -1, &st, NULL) != SQLITE_OK) {
+    /* A catalog from before approvals (read only, e.g. by the privacy report): its principals
+     * were active from creation (fv_principals_init migrates it so). */
+    if (sqlite3_prepare_v2(db, SELECT_COLS " ORDER BY name", -1, &st, NULL) != SQLITE_OK &&
+        sqlite3_prepare_v2(db,
+                           "SELECT name, role, created_ms, revoked_ms, created_by,"
+                           " COALESCE(created_ms, 1), NULL FROM principals ORDER BY name",
+                           -1, &st, NULL) != SQLITE_OK) {
         fv_seterr(err, errlen, "catalog: principals: %s", sqlite3_errmsg(db));
         return FV_EIO;
     }
@@ -304,25 +384,115 @@ int fv_principal_authenticate(sqlite3 *db, const char *bearer, struct fv_princip
     if (bad) return FV_EINVAL;
     sqlite3_stmt *st = NULL;
     int rc = FV_EIO;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT name, role, created_ms, revoked_ms, created_by, token_hash"
-                           " FROM principals WHERE token_hash = ?1",
+    if (sqlite3_prepare_v2(db, SELECT_FIELDS ", token_hash FROM principals WHERE token_hash = ?1",
                            -1, &st, NULL) == SQLITE_OK &&
         sqlite3_bind_blob(st, 1, hash, sizeof hash, SQLITE_STATIC) == SQLITE_OK) {
         int step = sqlite3_step(st);
         if (step == SQLITE_DONE) {
             rc = FV_ENOENT;
         } else if (step == SQLITE_ROW) {
-            const void *stored = sqlite3_column_blob(st, 5);
-            if (stored == NULL || sqlite3_column_bytes(st, 5) != SHA256_DIGEST_LENGTH ||
+            const void *stored = sqlite3_column_blob(st, 7);
+            if (stored == NULL || sqlite3_column_bytes(st, 7) != SHA256_DIGEST_LENGTH ||
                 CRYPTO_memcmp(stored, hash, sizeof hash) != 0)
                 rc = FV_ENOENT;
             else
                 rc = read_row(st, out);
             if (rc == FV_OK && out->revoked_ms != 0) rc = FV_ESTATE;
+            if (rc == FV_OK && out->approved_ms == 0) rc = FV_EAGAIN; /* R3 */
         }
     }
     sqlite3_finalize(st);
-    if (rc != FV_OK && rc != FV_ESTATE) memset(out, 0, sizeof *out);
+    if (rc != FV_OK && rc != FV_ESTATE && rc != FV_EAGAIN) memset(out, 0, sizeof *out);
+    return rc;
+}
+
+int fv_principal_approve(sqlite3 *db, const struct fv_policy *policy, const char *name,
+                         const char *approver, const char *approver_role, char *err, size_t errlen)
+{
+    struct fv_principal p;
+    int rc = fv_principal_name_valid(name) ? fv_principal_get(db, name, &p) : FV_ENOENT;
+    if (rc == FV_ENOENT) {
+        fv_seterr(err, errlen, "no principal %s", fv_principal_name_valid(name) ? name : "");
+        return rc;
+    }
+    if (rc) {
+        fv_seterr(err, errlen, "catalog: principals: %s", sqlite3_errmsg(db));
+        return rc;
+    }
+    if (p.revoked_ms || p.approved_ms) {
+        fv_seterr(err, errlen, "principal %s is not waiting for approval", name);
+        return FV_ESTATE;
+    }
+    if (approver == NULL || strcmp(approver, name) == 0 || strcmp(approver, p.created_by) == 0) {
+        fv_seterr(err, errlen, "%s created %s: a second principal approves it", p.created_by, name);
+        return FV_EINVAL;
+    }
+    if (!fv_policy_role_approves(policy, approver_role)) {
+        fv_seterr(err, errlen,
+                  "role %s may not approve principals (a role that approves_bulk does)",
+                  approver_role ? approver_role : "");
+        return FV_EINVAL;
+    }
+    rc = stamp(db,
+               "UPDATE principals SET approved_ms = ?2, approved_by = ?3"
+               " WHERE name = ?1 AND approved_ms IS NULL AND revoked_ms IS NULL",
+               name, approver, err, errlen);
+    if (rc == FV_ENOENT) { /* changed meanwhile */
+        fv_seterr(err, errlen, "principal %s is not waiting for approval", name);
+        rc = FV_ESTATE;
+    }
+    return rc;
+}
+
+int fv_principal_event_add(sqlite3 *db, const char *action, const char *name, const char *role,
+                           const char *detail, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = FV_EIO;
+    if (sqlite3_prepare_v2(db,
+                           "INSERT INTO principal_events(at_ms, action, name, role, detail)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5)",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)fv_now_ms()) == SQLITE_OK &&
+        sqlite3_bind_text(st, 2, action, -1, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_bind_text(st, 4, role ? role : "", -1, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_bind_text(st, 5, detail ? detail : "", -1, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_DONE)
+        rc = FV_OK;
+    else
+        fv_seterr(err, errlen, "catalog: principal events: %s", sqlite3_errmsg(db));
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int fv_principal_events_drain(sqlite3 *db, int (*fn)(void *arg, const struct fv_principal_event *e),
+                              void *arg)
+{
+    sqlite3_stmt *st = NULL, *del = NULL;
+    int rc = FV_OK;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT id, at_ms, action, name, role, detail FROM principal_events"
+                           " ORDER BY id LIMIT 64",
+                           -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "DELETE FROM principal_events WHERE id = ?1", -1, &del, NULL) !=
+            SQLITE_OK) {
+        sqlite3_finalize(st);
+        return FV_EIO;
+    }
+    int step;
+    while (rc == FV_OK && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        struct fv_principal_event e = {.at_ms = sqlite3_column_int64(st, 1)};
+        snprintf(e.action, sizeof e.action, "%s", (const char *)sqlite3_column_text(st, 2));
+        snprintf(e.name, sizeof e.name, "%s", (const char *)sqlite3_column_text(st, 3));
+        snprintf(e.role, sizeof e.role, "%s", (const char *)sqlite3_column_text(st, 4));
+        snprintf(e.detail, sizeof e.detail, "%s", (const char *)sqlite3_column_text(st, 5));
+        rc = fn(arg, &e); /* logged first, deleted after: a crash between logs it twice */
+        if (rc == FV_OK && (sqlite3_bind_int64(del, 1, sqlite3_column_int64(st, 0)) != SQLITE_OK ||
+                            sqlite3_step(del) != SQLITE_DONE || sqlite3_reset(del) != SQLITE_OK))
+            rc = FV_EIO;
+    }
+    sqlite3_finalize(st);
+    sqlite3_finalize(del);
     return rc;
 }

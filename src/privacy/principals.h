@@ -28,6 +28,20 @@
  * stays as a tombstone so access logs keep naming whom they name (a name is never reused; make a
  * new principal to replace a token). A revoked principal's token is refused.
  *
+ * Approval (A1, issue 9 item 6): a principal of a role that reaches personal data (any action
+ * but admin, or approves_bulk: fv_policy_role_reaches_data) is created pending: its token is
+ * shown once but authenticates only once another principal, of a role that approves
+ * (approves_bulk: privacy-officer), has approved it (fv_principal_approve); never its
+ * creator, never itself. So the admin token alone cannot mint a reader, nor a requester and
+ * the approver of its own bulk export. The one exception is the installation's first
+ * approver: while no principal of an approving role has ever existed (revoked ones count),
+ * one is created active, since someone has to approve the others. Principals of an
+ * admin-only role are active at once: they read nothing personal.
+ *
+ * Changes made outside the server (the CLI) are queued in principal_events(id, at_ms,
+ * action, name, role, detail) in the same transaction; the server moves them into its audit
+ * log (fv_principal_events_drain), at start and within a second while it runs.
+ *
  * Threading: whatever the caller's sqlite3 connection allows (one thread at a time).
  */
 #ifndef FV_PRIVACY_PRINCIPALS_H
@@ -49,7 +63,18 @@ struct fv_principal {
     char role[FV_POLICY_NAME_MAX + 1];
     char created_by[FV_PRINCIPAL_NAME_MAX + 1]; /* "" if none was recorded */
     int64_t created_ms;
-    int64_t revoked_ms; /* 0 while active */
+    int64_t revoked_ms;  /* 0 while active */
+    int64_t approved_ms; /* 0 while pending (A1) */
+    char approved_by[FV_PRINCIPAL_NAME_MAX + 1];
+};
+
+/* A principal change made outside the server, waiting to be audited. */
+struct fv_principal_event {
+    int64_t at_ms;
+    char action[32]; /* "principal.create", "principal.revoke" */
+    char name[FV_PRINCIPAL_NAME_MAX + 1];
+    char role[FV_POLICY_NAME_MAX + 1];
+    char detail[128]; /* who made it and how, e.g. "cli, user root, pending approval" */
 };
 
 /* Creates the table and index if missing. FV_OK or FV_EIO (message in err). */
@@ -64,12 +89,28 @@ int fv_principal_name_valid(const char *name);
 int fv_principal_name_reserved(const char *name);
 
 /* Creates principal name (valid, not reserved) with role (one of policy's roles), recording
- * created_by (a principal name, or NULL). Writes the token, 64 hex digits and a NUL, into
+ * created_by (a principal name, or NULL), pending or active as A1 says (fv_principal_get
+ * tells: approved_ms 0 is pending). Writes the token, 64 hex digits and a NUL, into
  * token_out: it is shown this once and never stored. FV_EINVAL (bad name, role or created_by),
  * FV_EEXIST (the name exists, revoked or not), FV_EIO; token_out is "" on error. */
 int fv_principal_create(sqlite3 *db, const struct fv_policy *policy, const char *name,
                         const char *role, const char *created_by,
                         char token_out[FV_TOKEN_HEX_LEN + 1], char *err, size_t errlen);
+
+/* A1: approves the pending principal name, by approver (an authenticated principal of
+ * approver_role). FV_OK; FV_ENOENT (no such principal), FV_ESTATE (not pending: active or
+ * revoked), FV_EINVAL (the approver is the creator or the principal itself, or its role does
+ * not approve), FV_EIO; err says why. */
+int fv_principal_approve(sqlite3 *db, const struct fv_policy *policy, const char *name,
+                         const char *approver, const char *approver_role, char *err, size_t errlen);
+
+/* Queues a change made outside the server for its audit log (see above). FV_OK, FV_EIO. */
+int fv_principal_event_add(sqlite3 *db, const char *action, const char *name, const char *role,
+                           const char *detail, char *err, size_t errlen);
+/* Calls fn for up to 64 queued events, oldest first, deleting each once fn returned FV_OK;
+ * stops at fn's first error and returns it. FV_EIO. */
+int fv_principal_events_drain(sqlite3 *db, int (*fn)(void *arg, const struct fv_principal_event *e),
+                              void *arg);
 
 /* Revokes name at the current time. FV_ENOENT (no such principal), FV_ESTATE (already
  * revoked), FV_EIO. */
@@ -87,8 +128,9 @@ int fv_principal_list(sqlite3 *db, int (*fn)(void *arg, const struct fv_principa
 
 /* Finds the principal whose token is bearer (64 hex digits). FV_OK with *out filled;
  * FV_EINVAL (not a token), FV_ENOENT (no such token), FV_ESTATE (revoked: *out names whom,
- * for the log, but the request must be refused), FV_EIO, FV_ECORRUPT. An HTTP caller
- * should answer every non-FV_OK alike (401). */
+ * for the log, but the request must be refused), FV_EAGAIN (pending approval, A1: *out
+ * names whom; refuse), FV_EIO, FV_ECORRUPT. An HTTP caller should answer every non-FV_OK
+ * alike (401). */
 int fv_principal_authenticate(sqlite3 *db, const char *bearer, struct fv_principal *out);
 
 #endif

@@ -591,13 +591,14 @@ int fv_report_build(const struct fv_report_input *in, json_t **out, char *err, s
     json_t *rec = J(b, json_object());
     if (rec) {
         char tok[1100];
-        snprintf(tok, sizeof tok, "%s/admin.token", cfg->data_dir);
+        fv_config_admin_token_path(cfg, tok, sizeof tok);
         set(b, rec, "principals", json_incref(c.principals));
         set(b, rec, "built_in",
             json_pack("[{s:s,s:s,s:o,s:s}]", "name", "admin", "role", "admin", "credential",
                       str(tok), "note",
-                      "made on the server's first start (mode 0600); runs the store and manages "
-                      "principals, reads no personal data"));
+                      "made on the server's first start (mode 0600), beside the master key; runs "
+                      "the store and manages principals (a principal that reaches personal data "
+                      "also needs a privacy officer's approval), reads no personal data"));
         set(b, rec, "roles", roles_section(&c));
         set(b, rec, "third_parties",
             str("none: fleetvault discloses data only to the principals above, through its "

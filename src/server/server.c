@@ -1,7 +1,8 @@
 /*
  * server.c - the server's composition root: start-up, the event loop, shutdown (server.h).
  *
- * It opens, in order: the data directory's lock, the admin token, the master key and the
+ * It opens, in order: the data directory's lock, the master key, the admin token (beside
+ * the key, KEYFILE.admin.token; moved there from DATA if an older version left it), and the
  * catalog (keys, subjects, zones), the erasure list (replayed before anything is decrypted,
  * privacy/erasure.h), access control (privacy/guard.h), the store, recovery (the fleet state
  * from the parts, then the WAL replayed into the head: gateway/recovery.h), then the ingest
@@ -31,6 +32,7 @@
 
 #include <ev.h>
 #include <libwebsockets.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <sqlite3.h>
 
@@ -164,10 +166,47 @@ static int path_inside(const char *path, const char *dir)
     return strncmp(rp, rd, n) == 0 && (rp[n] == '/' || rp[n] == '\0');
 }
 
+/* The admin token lives beside the master key, never in DATA (a stolen copy of DATA must not
+ * be a live admin token): a DATA/admin.token left by an older version is moved there (or,
+ * when one is there already, deleted), with a log line saying so. */
+static int migrate_admin_token(const struct fv_config *cfg, const char *path, char *err,
+                               size_t errlen)
+{
+    char old[PATH_MAX + 16];
+    snprintf(old, sizeof old, "%s/admin.token", cfg->data_dir);
+    if (access(old, F_OK) != 0) return FV_OK;
+    if (access(path, F_OK) != 0) {
+        char *text = NULL;
+        size_t len = 0;
+        int rc = fv_os_read_file(old, 4096, &text, &len, err, errlen);
+        if (rc == FV_OK) rc = fv_os_write_file_atomic(path, text, len, 0600, err, errlen);
+        if (text) OPENSSL_cleanse(text, len);
+        free(text);
+        if (rc) return rc;
+        fv_info("moved the admin API token from %s to %s, beside the master key: a copy of the "
+                "data directory no longer carries it (read it from there from now on)",
+                old, path);
+    } else {
+        fv_warn("%s: deleted; the admin API token is %s, beside the master key", old, path);
+    }
+    if (unlink(old) != 0) {
+        fv_seterr(err, errlen, "%s: cannot delete it: %s", old, strerror(errno));
+        return FV_EIO;
+    }
+    return FV_OK;
+}
+
 static int load_admin_token(struct fv_server *srv, char *err, size_t errlen)
 {
-    char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/admin.token", srv->cfg->data_dir);
+    char path[PATH_MAX + 16];
+    if (fv_config_admin_token_path(srv->cfg, path, sizeof path)) {
+        int mrc = migrate_admin_token(srv->cfg, path, err, errlen);
+        if (mrc) return mrc;
+    } else {
+        fv_warn("the admin API token is kept in the data directory (%s): give the master key "
+                "as a file to keep it beside the key, outside DATA",
+                path);
+    }
     char *text = NULL;
     size_t len = 0;
     int rc = fv_os_read_file(path, 4096, &text, &len, err, errlen);
@@ -286,8 +325,6 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
                                        : strerror(errno));
         return FV_EIO;
     }
-    rc = load_admin_token(srv, err, errlen);
-    if (rc) return rc;
     rc = fv_kek_load(cfg->key_file[0] ? cfg->key_file : NULL, &srv->kek, err, errlen);
     if (rc) return rc;
     if (cfg->key_file[0] && path_inside(cfg->key_file, cfg->data_dir)) {
@@ -297,6 +334,8 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
                   cfg->key_file, cfg->data_dir);
         return FV_EINVAL;
     }
+    rc = load_admin_token(srv, err, errlen); /* beside the key: checked above */
+    if (rc) return rc;
     snprintf(path, sizeof path, "%s/catalog.db", cfg->data_dir);
     rc = fv_keystore_open(path, &srv->kek, &srv->keys, err, errlen);
     if (rc == FV_OK) rc = fv_subjects_init(srv->keys, err, errlen);

@@ -205,12 +205,15 @@ def check_case(srv, devs, res):
         d.check_stored(srv)
     st, body = srv.http(f"/api/v1/query?device={d3.id}&signals=Soc")
     if res["erase"] == 200:
-        assert st == 410, f"an acknowledged erasure was undone: {st} {body[:200]}"
+        # erased: answered as unknown (issue 9 item 5)
+        assert st == 404, f"an acknowledged erasure was undone: {st} {body[:200]}"
     elif st == 200:
         d3.check_stored(srv)
     else:
-        assert st in (404, 410), (st, body[:200])
-        if st == 404:
+        assert st == 404, (st, body[:200])
+        # unknown and erased answer alike (issue 9 item 5): an erasure whose answer was lost
+        # left its tombstone beside the master key
+        if not os.path.exists(srv.key_file + ".tombstones"):
             assert not d3.acked, f"{d3.id}: unknown after restart, yet {len(d3.acked)} acked"
     # The server still works: one more record per device is acked.
     n = d1.send(srv, 100, 1, timeout=15)

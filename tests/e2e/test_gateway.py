@@ -158,7 +158,7 @@ def test_rate_limit():
 def test_api_token_and_state():
     with t.Env() as env:
         srv = Server(env).start()
-        mode = os.stat(os.path.join(srv.data, "admin.token")).st_mode & 0o777
+        mode = os.stat(srv.token_path).st_mode & 0o777
         assert mode == 0o600, oct(mode)
         for token in (None, "wrong-token-wrong-token"):
             st, body = srv.http("/api/v1/vehicles", token=token)

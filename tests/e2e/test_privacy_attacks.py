@@ -5,7 +5,9 @@ persisted, per role, on approved bulk exports, bulk thresholds per day), test_ex
 8: subject export), test_owner_* (item 12: a change of owner takes effect at once, records go
 to the owner period of their creation time), test_location_*
 (item 9: signals that reveal a place), test_trip_* (item 10: trip trimming in every output,
-stops by speed and gear)."""
+stops by speed and gear), test_reads_* (item 3: every read accounted to the subjects whose
+data it returned), test_oracle_* (item 5: no existence or pseudonym oracle), test_admin_*
+(item 6: the admin token cannot mint readers)."""
 import csv
 import io
 import json
@@ -45,6 +47,13 @@ POLICY = t.test_policy({
     "mover": role({"location_history": ["default", "location"]}, location_privacy=True),
     # may read the default class only, never the location class
     "noloc": role({"service": ["default"]}),
+    # pseudonymised reads for two purposes, bulk exports without approval (items 3, 5)
+    "pseudo": role({"service": ["default", "location", "events"], "clips": ["default"]},
+                   pseudonymise=True),
+    # administers and approves (item 6: approves what others create, never its own)
+    "boss": role({}, actions=["admin"], approves_bulk=True),
+    # bulk reads above one vehicle need a second principal's approval (item 6)
+    "bulk": role({"service": ["default"]}, bulk_subjects_threshold=1),
     # a privacy officer with a small daily quota
     "po-small": role({}, actions=["export", "erase", "audit"], requires_ticket=True,
                      max_subjects_per_request=1, approves_bulk=True,
@@ -180,6 +189,18 @@ def test_aggregate_limits_from_the_policy():
 def tar_names(body):
     tar = tarfile.open(fileobj=io.BytesIO(body))
     return tar, {m.name.split("/", 1)[1]: m for m in tar.getmembers()}
+
+
+def two_owners(srv, env, n):
+    """A: n records of customer-one's, then 3 of customer-two's; returns an officer's token."""
+    now = int(time.time() * 1000)
+    send(srv, env, A, [(now - 100000 + i * 1000, [(SOC, 10.0 + i)]) for i in range(n)])
+    subject(srv, "owner", A, "customer-one", "--current")
+    subject(srv, "owner", A, "customer-two")
+    time.sleep(2.5)  # the server notices the registry changed (owners.h O2)
+    now = int(time.time() * 1000)
+    send(srv, env, A, [(now + i, [(SOC, 90.0 + i)]) for i in range(3)])
+    return srv.principal("paula", "privacy-officer")
 
 
 def test_export_serves_one_owner_period():
@@ -594,6 +615,264 @@ def test_trip_stop_by_speed_without_gear():
         srv.stop()
 
 
+# ---- item 3: reads accounted to their subjects --------------------------------------------
+
+def audit(srv, *args):
+    r = t.run("audit", "query", "--data", srv.data, *args)
+    return [json.loads(x) for x in r.stdout.splitlines() if x.strip()]
+
+
+def export_of(srv, po, dev, ticket, period=None):
+    """A subject export: (subject.json's period pseudonym, the access log's entries)."""
+    q = f"/api/v1/subjects/{dev}/export?ticket={ticket}" + (f"&period={period}" if period else "")
+    st, body = srv.http(q, token=po, purpose=None)
+    assert st == 200, (st, body[:300])
+    tar, names = tar_names(body)
+    sj = json.load(tar.extractfile(names["subject.json"]))
+    log = [json.loads(x) for x in tar.extractfile(names["access-log.jsonl"]).read().splitlines()]
+    return sj["periods"][0]["pseudonym"], log
+
+
+def test_reads_fleet_reads_are_accounted_to_their_subjects():
+    with t.Env() as env:
+        srv = server(env)
+        now = int(time.time() * 1000)
+        send(srv, env, B, [(now - 100000 + i * 1000, [(SOC, 20.0 + i)]) for i in range(3)])
+        # A changes owner: reads of A from now on serve the second owner's period.
+        po = two_owners(srv, env, 3)
+        ps = srv.principal("pia", "pseudo")
+        # Fleet reads: the whole fleet, no subject named in the request.
+        for path in ("/api/v1/vehicles", "/api/v1/signals/Soc/latest",
+                     "/api/v1/fleet?signal=Soc"):
+            st, body = srv.http(path)
+            assert st == 200, (path, st, body)
+        st, body = srv.http(f"/api/v1/query?device={A}&signals=Soc")
+        assert st == 200, body
+        # A bulk export by a pseudonymising role: its file shows pseudonyms, canaries too.
+        st, body = srv.http("/api/v1/exports?signals=Soc", token=ps, method="POST")
+        assert st == 201, body
+        xid = json.loads(body)["id"]
+        st, body = srv.http(f"/api/v1/exports/{xid}", token=ps, purpose=None)
+        assert st == 200, body
+        shown = {r["device"] for r in csv.DictReader(io.StringIO(body.decode()))}
+        st, body = srv.http("/api/v1/vehicles", token=ps)
+        real = {v["id"] for v in json.loads(body)["vehicles"]}
+        canaries = shown - real
+        assert len(canaries) == 3 and real <= shown, (shown, real)
+
+        # The current owner's access log lists every read that returned their data ...
+        p2, log2 = export_of(srv, po, A, "DSAR-1")
+        acts = {e.get("action") for e in log2}
+        want = {"vehicles.list", "signals.latest", "fleet.at", "query.raw", "export.download"}
+        assert want <= acts, (want - acts, log2)
+        # ... and so does an audit query by their pseudonym.
+        found = {e.get("action") for e in audit(srv, "--subject", p2)}
+        assert want <= found, (want - found)
+        # The previous owner's log has none of these reads: they returned the new owner's data.
+        p1, log1 = export_of(srv, po, A, "DSAR-2", period=1)
+        assert p1 != p2
+        assert not want & {e.get("action") for e in log1}, log1
+        # B, never named in any request, is accounted too.
+        pb, logb = export_of(srv, po, B, "DSAR-3")
+        assert want - {"query.raw"} <= {e.get("action") for e in logb}, logb
+        # A leaked file's canary, as the file shows it, names the export and its requester.
+        for c in canaries:
+            hits = audit(srv, "--subject", c)
+            assert any(e.get("principal") == "pia" and e.get("action") == "export.create"
+                       for e in hits), (c, hits)
+        srv.stop()
+
+
+def test_reads_large_fleet_read_is_bounded_entries():
+    """A fleet read of many subjects: every subject listed, each entry bounded."""
+    with t.Env() as env:
+        srv = server(env)
+        now = int(time.time() * 1000)
+        devs = [f"5YJ3E1EA7KF{n:06d}" for n in range(300, 312)]
+        for d in devs:
+            send(srv, env, d, [(now - 1000, [(SOC, 42.0)])])
+        st, body = srv.http("/api/v1/signals/Soc/latest")
+        assert st == 200 and json.loads(body)["count"] == len(devs), body
+        res = [e for e in audit(srv, "--action", "signals.latest")
+               if e["kind"] in ("access.result", "access.subjects")]
+        listed = [s for e in res for s in e.get("subjects", [])]
+        assert len(listed) == len(devs) and len(set(listed)) == len(devs), res
+        assert res[0]["extra"]["subjects"] == len(devs), res[0]
+        srv.stop()
+
+
+# ---- item 5: no existence or pseudonym oracle ---------------------------------------------
+
+def same_answer(a, b, name_a, name_b):
+    """Two answers alike but for the name each request gave."""
+    (sa, ba), (sb, bb) = a, b
+    return sa == sb and json.dumps(ba).replace(name_a, "X") == json.dumps(bb).replace(name_b, "X")
+
+
+def test_oracle_unknown_erased_refused_answer_alike():
+    with t.Env() as env:
+        srv = server(env)
+        send(srv, env, A, [(T0 + i * 1000, [(SOC, 10.0 + i)]) for i in range(3)])
+        send(srv, env, B, [(T0 + i * 1000, [(SOC, 20.0 + i)]) for i in range(3)])
+        nl = srv.principal("nora", "noloc")
+        ps = srv.principal("pia", "pseudo")
+        po = srv.principal("paula", "privacy-officer")
+        U = "5YJ3E1EA7KF999999"  # no such vehicle
+        # A role refused a purpose: the same refusal for a known and an unknown VIN, and
+        # both attempts audited.
+        for path in ("/api/v1/query?signals=Soc&device=", "/api/v1/vehicles/"):
+            suffix = "" if "query" in path else "/state"
+            known = get(srv, path + A + suffix, nl, "location_history")
+            unknown = get(srv, path + U + suffix, nl, "location_history")
+            assert known[0] == 403 and same_answer(known, unknown, A, U), (known, unknown)
+        denied = audit(srv, "--principal", "nora", "--result", "deny")
+        assert len(denied) == 4, denied
+        # A pseudonymising role cannot turn a VIN into its pseudonym: a VIN is unknown to it.
+        for path in (f"/api/v1/query?signals=Soc&device={B}", f"/api/v1/vehicles/{B}/state"):
+            vin = get(srv, path, ps, "service")
+            unk = get(srv, path.replace(B, U), ps, "service")
+            assert vin[0] == 404 and same_answer(vin, unk, B, U), (vin, unk)
+        # ... nor link two purposes' pseudonyms: its pseudonym names B within its purpose only.
+        st, b = get(srv, "/api/v1/vehicles", ps, "service")
+        pb = [v["id"] for v in b["vehicles"]]
+        st, b = get(srv, f"/api/v1/query?signals=Soc&device={pb[0]}", ps, "service")
+        assert st == 200, b
+        other = get(srv, f"/api/v1/query?signals=Soc&device={pb[0]}", ps, "clips")
+        assert same_answer(other, get(srv, f"/api/v1/query?signals=Soc&device={U}", ps, "clips"),
+                           pb[0], U), other
+        # After an erasure: every token gets what an unknown vehicle gets, not "erased".
+        st, body = srv.http(f"/api/v1/subjects/{A}/erase?ticket=GDPR-1", token=po,
+                            method="POST", purpose=None)
+        assert st == 200, body
+        for tok, purpose in (("ops", "service"), (nl, "location_history")):
+            gone = get(srv, f"/api/v1/query?signals=Soc&device={A}", tok, purpose)
+            unk = get(srv, f"/api/v1/query?signals=Soc&device={U}", tok, purpose)
+            assert gone[0] in (403, 404) and same_answer(gone, unk, A, U), (gone, unk)
+            assert "erased" not in json.dumps(gone[1]), gone
+        # The subject actions of a role without them: refused alike, known or not.
+        known = srv.http(f"/api/v1/subjects/{B}/erase?ticket=X", token=nl, method="POST",
+                         purpose=None)
+        unknown = srv.http(f"/api/v1/subjects/{U}/erase?ticket=X", token=nl, method="POST",
+                           purpose=None)
+        assert known[0] == 403 and known == unknown, (known, unknown)
+        srv.stop()
+
+
+# ---- item 6: the admin token cannot mint readers ------------------------------------------
+
+def admin_post(srv, path, token="admin"):
+    st, body = srv.http(path, token=token, method="POST", purpose=None)
+    try:
+        return st, json.loads(body)
+    except ValueError:
+        return st, body
+
+
+def changes(srv, action):
+    return [e for e in audit(srv, "--action", action) if "name" in e.get("extra", {})]
+
+
+def test_admin_token_cannot_mint_readers():
+    with t.Env() as env:
+        srv = server(env)
+        send(srv, env, A, [(T0 + i * 1000, [(LOC, (LAT, LON))]) for i in range(3)])
+        q = f"/api/v1/query?device={A}&signals=Location&ticket=T-1"
+        # The attack: the admin token makes a support principal and reads exact locations.
+        st, b = admin_post(srv, "/api/v1/principals?name=sam&role=support")
+        assert st == 202 and b["status"] == "pending", (st, b)
+        srv.tokens["sam"] = b["token"]
+        st, body = srv.http(q, token="sam", purpose="service")
+        assert st == 401 and b"approval" in body, (st, body)
+        # The admin cannot approve it: its role does not approve.
+        st, b = admin_post(srv, "/api/v1/principals/sam/approve")
+        assert st == 403, (st, b)
+        # Nor make a requester and an approver and approve its own bulk export: both wait.
+        for name, r in (("rex", "bulk"), ("olga", "privacy-officer")):
+            st, b = admin_post(srv, f"/api/v1/principals?name={name}&role={r}")
+            assert st == 202 and b["status"] == "pending", (name, st, b)
+            srv.tokens[name] = b["token"]
+        st, b = admin_post(srv, "/api/v1/exports?signals=Soc&purpose=service", token="rex")
+        assert st == 401, (st, b)
+        st, b = admin_post(srv, "/api/v1/principals/rex/approve", token="olga")
+        assert st == 401, (st, b)
+        # An admin-class principal that approves may not approve what it created itself.
+        st, b = admin_post(srv, "/api/v1/principals?name=bea&role=boss")
+        srv.tokens["bea"] = b["token"]
+        assert admin_post(srv, "/api/v1/principals/bea/approve", token=t.APPROVER)[0] == 200
+        st, b = admin_post(srv, "/api/v1/principals?name=sue&role=support", token="bea")
+        assert st == 202, (st, b)
+        srv.tokens["sue"] = b["token"]
+        st, b = admin_post(srv, "/api/v1/principals/sue/approve", token="bea")
+        assert st == 403 and "second principal" in b["error"], (st, b)
+        # A second principal's approval: then, and only then, it reads.
+        st, b = admin_post(srv, "/api/v1/principals/sam/approve", token="bea")
+        assert st == 200, (st, b)
+        st, body = srv.http(q, token="sam", purpose="service")
+        assert st == 200, (st, body)
+        # Every change is audited with name and role, the refused ones too.
+        made = {(e["extra"]["name"], e["extra"]["role"], e["result"])
+                for e in changes(srv, "principal.create")}
+        assert {("sam", "support", "allow"), ("rex", "bulk", "allow"),
+                ("olga", "privacy-officer", "allow"), ("sue", "support", "allow")} <= made, made
+        ok = {(e["principal"], e["extra"]["name"], e["extra"]["role"], e["result"])
+              for e in changes(srv, "principal.approve")}
+        assert {("bea", "sam", "support", "allow"), ("bea", "sue", "support", "deny"),
+                ("admin", "sam", "support", "deny")} <= ok, ok
+        st, b = admin_post(srv, "/api/v1/principals/rex/revoke")
+        assert st == 200, (st, b)
+        assert ("rex", "bulk") in {(e["extra"]["name"], e["extra"]["role"])
+                                   for e in changes(srv, "principal.revoke")}
+        srv.stop()
+
+
+def test_admin_cli_principal_changes_are_audited():
+    with t.Env() as env:
+        srv = server(env)
+        # While the server runs, the CLI makes and revokes principals: each is audited.
+        r = t.run("principal", "add", "tom", "--role", "support", "--data", srv.data,
+                  "--policy", srv.policy)
+        assert "pending" in r.stderr, r.stderr
+        tom = r.stdout.strip()
+        st, _ = srv.http(f"/api/v1/query?device={A}&signals=Soc&ticket=T", token=tom)
+        assert st == 401  # waits for approval, CLI or not
+        t.run("principal", "revoke", "tom", "--data", srv.data)
+        deadline = time.time() + 5
+        while time.time() < deadline and len(changes(srv, "principal.revoke")) < 1:
+            time.sleep(0.2)
+        made = [(e["principal"], e["extra"]["name"], e["extra"]["role"])
+                for e in changes(srv, "principal.create")]
+        gone = [(e["principal"], e["extra"]["name"], e["extra"]["role"])
+                for e in changes(srv, "principal.revoke")]
+        assert ("fleetvault", "tom", "support") in made, made
+        assert gone == [("fleetvault", "tom", "support")], gone
+        # Made while the server is stopped: logged at its next start.
+        srv.stop()
+        srv.principal("ann", "ops", approve=False)
+        srv.start()
+        made = [(e["extra"]["name"], e["extra"]["role"]) for e in changes(srv, "principal.create")]
+        assert ("ann", "ops") in made, made
+        srv.stop()
+
+
+def test_admin_token_lives_outside_data():
+    with t.Env() as env:
+        srv = server(env)
+        beside = srv.key_file + ".admin.token"
+        # A copy of DATA is not a live admin token.
+        assert not os.path.exists(os.path.join(srv.data, "admin.token"))
+        assert os.stat(beside).st_mode & 0o777 == 0o600
+        token = srv.token
+        assert srv.http("/api/v1/store", token="admin")[0] == 200
+        # An older version left it in DATA: moved beside the key at start, with a log line.
+        srv.stop()
+        os.rename(beside, os.path.join(srv.data, "admin.token"))
+        srv.start()
+        assert "moved the admin API token" in srv.log(), srv.log()[-2000:]
+        assert not os.path.exists(os.path.join(srv.data, "admin.token"))
+        assert srv.token == token and srv.http("/api/v1/store", token="admin")[0] == 200
+        srv.stop()
+
+
 if __name__ == "__main__":
     t.main([test_aggregate_only_cannot_get_rows_back, test_aggregate_limits_from_the_policy,
             test_export_serves_one_owner_period, test_export_is_held_to_the_quota,
@@ -606,4 +885,9 @@ if __name__ == "__main__":
             test_location_heading_and_places_withheld_with_location,
             test_trip_trimmed_in_latest_state_and_bulk_export,
             test_trip_parked_car_that_keeps_reporting_is_trimmed,
-            test_trip_stop_by_speed_without_gear])
+            test_trip_stop_by_speed_without_gear,
+            test_reads_fleet_reads_are_accounted_to_their_subjects,
+            test_reads_large_fleet_read_is_bounded_entries,
+            test_oracle_unknown_erased_refused_answer_alike,
+            test_admin_token_cannot_mint_readers, test_admin_cli_principal_changes_are_audited,
+            test_admin_token_lives_outside_data])

@@ -69,7 +69,21 @@ static void test_create_authenticate(void **state)
         FV_OK);
     assert_string_not_equal(tok, tok2);
     struct fv_principal p;
+    /* A1: roles that read wait for a second principal's approval */
+    assert_int_equal(fv_principal_authenticate(db, tok, &p), FV_EAGAIN);
+    assert_string_equal(p.name, "alice");
+    char tok3[FV_TOKEN_HEX_LEN + 1];
+    assert_int_equal(
+        fv_principal_create(db, pol, "olga", "privacy-officer", "root.cli", tok3, err, sizeof err),
+        FV_OK); /* the first approver: active at once */
+    assert_int_equal(fv_principal_authenticate(db, tok3, &p), FV_OK);
+    assert_int_equal(
+        fv_principal_approve(db, pol, "alice", "olga", "privacy-officer", err, sizeof err), FV_OK);
+    assert_int_equal(
+        fv_principal_approve(db, pol, "trainer-1", "olga", "privacy-officer", err, sizeof err),
+        FV_OK);
     assert_int_equal(fv_principal_authenticate(db, tok, &p), FV_OK);
+    assert_string_equal(p.approved_by, "olga");
     assert_string_equal(p.name, "alice");
     assert_string_equal(p.role, "support");
     assert_string_equal(p.created_by, "root.cli");
@@ -204,6 +218,51 @@ static void test_reserved_names(void **state)
     sqlite3_close(db);
 }
 
+/* Issue 9 item 6 (A1): the admin cannot mint readers alone. */
+static void test_approval(void **state)
+{
+    (void)state;
+    sqlite3 *db = open_db("e.db");
+    struct fv_policy *pol = policy();
+    char t1[FV_TOKEN_HEX_LEN + 1], t2[FV_TOKEN_HEX_LEN + 1], t3[FV_TOKEN_HEX_LEN + 1], err[512];
+    struct fv_principal p;
+    /* an admin-only role reads nothing personal: active at once */
+    assert_int_equal(
+        fv_principal_create(db, pol, "ops-admin", "admin", "admin", t1, err, sizeof err), FV_OK);
+    assert_int_equal(fv_principal_authenticate(db, t1, &p), FV_OK);
+    /* the first approver is active; a second one waits like any reader */
+    assert_int_equal(
+        fv_principal_create(db, pol, "po1", "privacy-officer", "admin", t2, err, sizeof err),
+        FV_OK);
+    assert_int_equal(fv_principal_authenticate(db, t2, &p), FV_OK);
+    assert_int_equal(
+        fv_principal_create(db, pol, "po2", "privacy-officer", "admin", t3, err, sizeof err),
+        FV_OK);
+    assert_int_equal(fv_principal_authenticate(db, t3, &p), FV_EAGAIN);
+    assert_int_equal(fv_principal_create(db, pol, "sam", "support", "po1", t3, err, sizeof err),
+                     FV_OK);
+    /* never the creator, never itself, never a role that does not approve */
+    assert_int_equal(
+        fv_principal_approve(db, pol, "sam", "po1", "privacy-officer", err, sizeof err), FV_EINVAL);
+    assert_int_equal(
+        fv_principal_approve(db, pol, "po2", "po2", "privacy-officer", err, sizeof err), FV_EINVAL);
+    assert_int_equal(fv_principal_approve(db, pol, "sam", "ops-admin", "admin", err, sizeof err),
+                     FV_EINVAL);
+    assert_int_equal(
+        fv_principal_approve(db, pol, "po2", "po1", "privacy-officer", err, sizeof err), FV_OK);
+    assert_int_equal(
+        fv_principal_approve(db, pol, "sam", "po2", "privacy-officer", err, sizeof err), FV_OK);
+    assert_int_equal(fv_principal_authenticate(db, t3, &p), FV_OK);
+    /* approved once; a revoked principal is never approved */
+    assert_int_equal(
+        fv_principal_approve(db, pol, "sam", "po2", "privacy-officer", err, sizeof err), FV_ESTATE);
+    assert_int_equal(
+        fv_principal_approve(db, pol, "nobody", "po2", "privacy-officer", err, sizeof err),
+        FV_ENOENT);
+    fv_policy_free(pol);
+    sqlite3_close(db);
+}
+
 static void test_revoke_and_list(void **state)
 {
     (void)state;
@@ -217,6 +276,10 @@ static void test_revoke_and_list(void **state)
         FV_OK);
     assert_int_equal(fv_principal_create(db, pol, "amy", "support", NULL, ta, err, sizeof err),
                      FV_OK);
+    assert_int_equal(
+        fv_principal_approve(db, pol, "bob", "carol", "privacy-officer", err, sizeof err), FV_OK);
+    assert_int_equal(
+        fv_principal_approve(db, pol, "amy", "carol", "privacy-officer", err, sizeof err), FV_OK);
     assert_int_equal(fv_principal_revoke(db, "bob", err, sizeof err), FV_OK);
     struct fv_principal p;
     /* a revoked token is refused, naming whom for the log */
@@ -316,7 +379,7 @@ static void test_only_hashes_at_rest(void **state)
     /* and the token still works after reopening */
     db = open_db("rest.db");
     struct fv_principal pr;
-    assert_int_equal(fv_principal_authenticate(db, tok, &pr), FV_OK);
+    assert_int_equal(fv_principal_authenticate(db, tok, &pr), FV_EAGAIN); /* A1: pending */
     assert_string_equal(pr.name, "dana");
     sqlite3_close(db);
     fv_policy_free(pol);
@@ -327,7 +390,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_create_authenticate), cmocka_unit_test(test_names_and_roles),
         cmocka_unit_test(test_reserved_names),      cmocka_unit_test(test_revoke_and_list),
-        cmocka_unit_test(test_only_hashes_at_rest),
+        cmocka_unit_test(test_only_hashes_at_rest), cmocka_unit_test(test_approval),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
