@@ -9,87 +9,14 @@
 
 #include <sqlite3.h>
 
-#include "energy/dispatch.h"
-#include "energy/vpp.h"
+#include "energy/vpp_int.h"
 #include "util/clock.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "util/map.h"
 #include "wire/site.h"
 
-#define SITE_ID_MAX 65
-#define TRACK_MAX   4096 /* points kept per event (5 s each: more than 5 hours) */
-
-enum { EV_SCHEDULED, EV_ACTIVE, EV_COMPLETED, EV_CANCELLED };
-static const char *const ev_state_names[] = {"scheduled", "active", "completed", "cancelled"};
-
-struct vsite {
-    char id[SITE_ID_MAX];
-    int prog; /* enrolled in programs[prog]; -1: not enrolled */
-    struct fv_site_sample s;
-    int have;      /* s holds a sample */
-    int64_t rx_ms; /* when it arrived (server clock) */
-};
-
-struct vassign {
-    struct vsite *site;
-    double setpoint_kw;
-    char cmd[FV_VPP_ID_MAX];
-    int64_t sent_ms;
-    int acked, refused, resend;
-};
-
-struct vtrack {
-    int64_t t;
-    double target_kw, delivered_kw;
-};
-
-struct vevent {
-    char id[FV_VPP_ID_MAX];
-    int prog;
-    int64_t start_ms, end_ms;
-    double target_kw;
-    int max, state, notice_sent;
-    struct vassign *a;
-    size_t na;
-    char (*optout)[SITE_ID_MAX];
-    size_t nopt;
-    struct fv_vpp_plan plan;
-    int64_t last_plan_ms, last_track_ms;
-    struct vtrack *tr;
-    size_t ntr;
-    unsigned cmdseq;
-    double forecast_kw; /* the capacity forecast when it was created (NaN: none) */
-};
-
-struct inmsg {
-    struct inmsg *next;
-    int kind; /* 1 sample, 2 ack, 3 connect */
-    char site[SITE_ID_MAX];
-    struct fv_site_sample s;
-    char cmd[FV_VPP_ID_MAX];
-    int status;
-    int64_t rx_ms;
-};
-
-struct fv_vpp {
-    struct fv_vpp_program *progs;
-    size_t nprogs;
-    struct fv_downlink dl;
-    struct fv_downlink_listener listener;
-    sqlite3 *db;
-    pthread_mutex_t mu; /* everything below but the inbox */
-    pthread_cond_t cv;
-    int stop;
-    pthread_t thread;
-    int started;
-    struct fv_map sites; /* id -> struct vsite* */
-    struct vevent **ev;
-    size_t nev;
-    unsigned next_event;
-    pthread_mutex_t in_mu; /* the inbox: the ingest loop appends, the service drains */
-    struct inmsg *in_head, *in_tail;
-};
+const char *const fv_vpp__ev_state_names[4] = {"scheduled", "active", "completed", "cancelled"};
 
 /* ---- the inbox (ingest loop side, D2) -------------------------------------------------- */
 
@@ -148,7 +75,7 @@ static void on_connect(void *arg, const char *device)
 
 /* ---- sites and events (under mu) ------------------------------------------------------- */
 
-static struct vsite *site_get(struct fv_vpp *v, const char *id, int create)
+struct vsite *fv_vpp__site_get(struct fv_vpp *v, const char *id, int create)
 {
     struct vsite *s = fv_map_get(&v->sites, id, strlen(id));
     if (s || !create || strlen(id) >= SITE_ID_MAX) return s;
@@ -163,14 +90,14 @@ static struct vsite *site_get(struct fv_vpp *v, const char *id, int create)
     return s;
 }
 
-static struct vevent *event_find(struct fv_vpp *v, const char *id)
+struct vevent *fv_vpp__event_find(struct fv_vpp *v, const char *id)
 {
     for (size_t i = 0; i < v->nev; i++)
         if (strcmp(v->ev[i]->id, id) == 0) return v->ev[i];
     return NULL;
 }
 
-static int opted_out(const struct vevent *e, const char *site)
+int fv_vpp__opted_out(const struct vevent *e, const char *site)
 {
     for (size_t i = 0; i < e->nopt; i++)
         if (strcmp(e->optout[i], site) == 0) return 1;
@@ -179,7 +106,7 @@ static int opted_out(const struct vevent *e, const char *site)
 
 static int add_optout(struct vevent *e, const char *site)
 {
-    if (opted_out(e, site)) return FV_OK;
+    if (fv_vpp__opted_out(e, site)) return FV_OK;
     void *p = realloc(e->optout, (e->nopt + 1) * sizeof *e->optout);
     if (p == NULL) return FV_ENOMEM;
     e->optout = p;
@@ -207,7 +134,7 @@ static int db_exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
 
 /* Runs one statement with text (t) and integer/real (i, d) arguments, in the order of fmt:
  * 't', 'i' or 'd' per '?'. */
-static int db_run(sqlite3 *db, const char *sql, const char *fmt, ...)
+int fv_vpp__db_run(sqlite3 *db, const char *sql, const char *fmt, ...)
 {
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return FV_EIO;
@@ -227,7 +154,7 @@ static int db_run(sqlite3 *db, const char *sql, const char *fmt, ...)
     return rc;
 }
 
-static int prog_index(const struct fv_vpp *v, const char *name)
+int fv_vpp__prog_index(const struct fv_vpp *v, const char *name)
 {
     for (size_t i = 0; i < v->nprogs; i++)
         if (strcmp(v->progs[i].name, name) == 0) return (int)i;
@@ -260,8 +187,8 @@ static int load(struct fv_vpp *v, char *err, size_t errlen)
     if (rc == FV_OK && sqlite3_prepare_v2(v->db, "SELECT site, program FROM vpp_sites", -1, &st,
                                           NULL) == SQLITE_OK)
         while (sqlite3_step(st) == SQLITE_ROW) {
-            struct vsite *s = site_get(v, (const char *)sqlite3_column_text(st, 0), 1);
-            if (s) s->prog = prog_index(v, (const char *)sqlite3_column_text(st, 1));
+            struct vsite *s = fv_vpp__site_get(v, (const char *)sqlite3_column_text(st, 0), 1);
+            if (s) s->prog = fv_vpp__prog_index(v, (const char *)sqlite3_column_text(st, 1));
         }
     sqlite3_finalize(st);
     st = NULL;
@@ -276,7 +203,7 @@ static int load(struct fv_vpp *v, char *err, size_t errlen)
                 break;
             }
             snprintf(e->id, sizeof e->id, "%s", (const char *)sqlite3_column_text(st, 0));
-            e->prog = prog_index(v, (const char *)sqlite3_column_text(st, 1));
+            e->prog = fv_vpp__prog_index(v, (const char *)sqlite3_column_text(st, 1));
             e->start_ms = sqlite3_column_int64(st, 2);
             e->end_ms = sqlite3_column_int64(st, 3);
             e->target_kw = sqlite3_column_double(st, 4);
@@ -294,7 +221,7 @@ static int load(struct fv_vpp *v, char *err, size_t errlen)
     if (rc == FV_OK && sqlite3_prepare_v2(v->db, "SELECT site, event FROM vpp_optouts", -1, &st,
                                           NULL) == SQLITE_OK)
         while (sqlite3_step(st) == SQLITE_ROW) {
-            struct vevent *e = event_find(v, (const char *)sqlite3_column_text(st, 1));
+            struct vevent *e = fv_vpp__event_find(v, (const char *)sqlite3_column_text(st, 1));
             if (e) add_optout(e, (const char *)sqlite3_column_text(st, 0));
         }
     sqlite3_finalize(st);
@@ -329,7 +256,7 @@ static struct vassign *assign_of(struct vevent *e, const struct vsite *s)
     return NULL;
 }
 
-static int site_online(const struct vsite *s, int64_t now)
+int fv_vpp__site_online(const struct vsite *s, int64_t now)
 {
     return s->have && now - s->rx_ms <= FV_VPP_OFFLINE_MS;
 }
@@ -353,8 +280,8 @@ static int plan(struct fv_vpp *v, struct vevent *e, int64_t now)
         struct vsite *s = v->sites.slots[i].val;
         if (!v->sites.slots[i].hash || s == NULL || s->prog != e->prog) continue;
         who[k] = s;
-        in[k] = (struct fv_vpp_site){.online = site_online(s, now),
-                                     .opted_out = opted_out(e, s->id),
+        in[k] = (struct fv_vpp_site){.online = fv_vpp__site_online(s, now),
+                                     .opted_out = fv_vpp__opted_out(e, s->id),
                                      .inverter_kw = s->s.inverter_kw,
                                      .export_limit_kw = s->s.export_limit_kw,
                                      .energy_kwh = s->s.energy_kwh,
@@ -396,7 +323,7 @@ static int shortfall(const struct vevent *e, int64_t now)
         const struct vassign *a = &e->a[i];
         if (a->setpoint_kw <= 0) continue;
         const struct vsite *s = a->site;
-        if (!site_online(s, now) || opted_out(e, s->id) || a->refused) return 1;
+        if (!fv_vpp__site_online(s, now) || fv_vpp__opted_out(e, s->id) || a->refused) return 1;
         struct fv_vpp_site x = {.online = 1,
                                 .inverter_kw = s->s.inverter_kw,
                                 .export_limit_kw = s->s.export_limit_kw,
@@ -408,12 +335,12 @@ static int shortfall(const struct vevent *e, int64_t now)
     return 0;
 }
 
-static double delivered_kw(const struct vevent *e, int64_t now)
+double fv_vpp__delivered_kw(const struct vevent *e, int64_t now)
 {
     double sum = 0;
     for (size_t i = 0; i < e->na; i++) {
         const struct vsite *s = e->a[i].site;
-        if (e->a[i].setpoint_kw > 0 && site_online(s, now) && s->s.battery_kw > 0)
+        if (e->a[i].setpoint_kw > 0 && fv_vpp__site_online(s, now) && s->s.battery_kw > 0)
             sum += s->s.battery_kw;
     }
     return sum;
@@ -432,12 +359,12 @@ static void notify_enrolled(struct fv_vpp *v, struct vevent *e, int kind, int64_
 static void set_state(struct fv_vpp *v, struct vevent *e, int state)
 {
     e->state = state;
-    if (db_run(v->db, "UPDATE vpp_events SET state = ? WHERE id = ?", "it", (int64_t)state,
-               e->id) != FV_OK)
-        fv_warn("vpp: cannot record event %s as %s", e->id, ev_state_names[state]);
+    if (fv_vpp__db_run(v->db, "UPDATE vpp_events SET state = ? WHERE id = ?", "it", (int64_t)state,
+                       e->id) != FV_OK)
+        fv_warn("vpp: cannot record event %s as %s", e->id, fv_vpp__ev_state_names[state]);
 }
 
-static void drain_inbox(struct fv_vpp *v)
+void fv_vpp__drain_inbox(struct fv_vpp *v)
 {
     pthread_mutex_lock(&v->in_mu);
     struct inmsg *m = v->in_head;
@@ -445,7 +372,7 @@ static void drain_inbox(struct fv_vpp *v)
     pthread_mutex_unlock(&v->in_mu);
     while (m) {
         struct inmsg *next = m->next;
-        struct vsite *s = site_get(v, m->site, m->kind == 1);
+        struct vsite *s = fv_vpp__site_get(v, m->site, m->kind == 1);
         if (s && m->kind == 1) {
             s->s = m->s;
             s->have = 1;
@@ -469,7 +396,7 @@ static void drain_inbox(struct fv_vpp *v)
 
 void fv_vpp_tick(struct fv_vpp *v, int64_t now)
 {
-    drain_inbox(v);
+    fv_vpp__drain_inbox(v);
     for (size_t i = 0; i < v->nev; i++) {
         struct vevent *e = v->ev[i];
         if (e->state == EV_SCHEDULED && !e->notice_sent) {
@@ -495,7 +422,7 @@ void fv_vpp_tick(struct fv_vpp *v, int64_t now)
             struct vassign *a = &e->a[k];
             if (a->setpoint_kw > 0 && !a->acked && !a->refused &&
                 now - a->sent_ms >= FV_VPP_RESEND_MS &&
-                (a->resend || a->sent_ms == 0 || site_online(a->site, now))) {
+                (a->resend || a->sent_ms == 0 || fv_vpp__site_online(a->site, now))) {
                 a->resend = 1;
                 send_command(v, e, a, FV_SITE_CMD_DISPATCH, now);
             }
@@ -503,7 +430,8 @@ void fv_vpp_tick(struct fv_vpp *v, int64_t now)
         if (now - e->last_track_ms >= FV_VPP_TRACK_MS && e->ntr < TRACK_MAX) { /* V3 */
             if (e->tr == NULL) e->tr = calloc(TRACK_MAX, sizeof *e->tr);
             if (e->tr)
-                e->tr[e->ntr++] = (struct vtrack){now, e->plan.target_kw, delivered_kw(e, now)};
+                e->tr[e->ntr++] =
+                    (struct vtrack){now, e->plan.target_kw, fv_vpp__delivered_kw(e, now)};
             e->last_track_ms = now;
         }
     }
@@ -619,14 +547,14 @@ const struct fv_downlink_listener *fv_vpp_listener(struct fv_vpp *v)
 int fv_vpp_enroll(struct fv_vpp *v, const char *site, const char *program, char *err, size_t errlen)
 {
     pthread_mutex_lock(&v->mu);
-    int p = prog_index(v, program);
-    struct vsite *s = p >= 0 ? site_get(v, site, 1) : NULL;
+    int p = fv_vpp__prog_index(v, program);
+    struct vsite *s = p >= 0 ? fv_vpp__site_get(v, site, 1) : NULL;
     int rc = p < 0 ? FV_ENOENT : s == NULL ? FV_EINVAL : FV_OK;
     if (rc == FV_OK)
-        rc = db_run(v->db,
-                    "INSERT INTO vpp_sites(site, program, enrolled_ms) VALUES (?, ?, ?) "
-                    "ON CONFLICT(site) DO UPDATE SET program = excluded.program",
-                    "tti", site, program, (int64_t)fv_now_ms());
+        rc = fv_vpp__db_run(v->db,
+                            "INSERT INTO vpp_sites(site, program, enrolled_ms) VALUES (?, ?, ?) "
+                            "ON CONFLICT(site) DO UPDATE SET program = excluded.program",
+                            "tti", site, program, (int64_t)fv_now_ms());
     if (rc == FV_OK) s->prog = p;
     pthread_mutex_unlock(&v->mu);
     if (rc == FV_ENOENT) fv_seterr(err, errlen, "unknown program '%.64s'", program);
@@ -658,7 +586,7 @@ int fv_vpp_event_create(struct fv_vpp *v, const char *program, int64_t start_ms,
         return FV_EINVAL;
     }
     pthread_mutex_lock(&v->mu);
-    int p = prog_index(v, program);
+    int p = fv_vpp__prog_index(v, program);
     int rc = FV_OK;
     if (p < 0) {
         fv_seterr(reason, len, "unknown program '%.64s'", program);
@@ -678,11 +606,12 @@ int fv_vpp_event_create(struct fv_vpp *v, const char *program, int64_t start_ms,
         e->max = max != 0;
         e->state = EV_SCHEDULED;
         e->forecast_kw = NAN;
-        rc = db_run(v->db,
-                    "INSERT INTO vpp_events(id, program, start_ms, end_ms, target_kw, max, state,"
-                    " created_ms) VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
-                    "ttiidii", e->id, program, start_ms, end_ms, e->target_kw, (int64_t)e->max,
-                    (int64_t)fv_now_ms());
+        rc = fv_vpp__db_run(
+            v->db,
+            "INSERT INTO vpp_events(id, program, start_ms, end_ms, target_kw, max, state,"
+            " created_ms) VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
+            "ttiidii", e->id, program, start_ms, end_ms, e->target_kw, (int64_t)e->max,
+            (int64_t)fv_now_ms());
         if (rc) fv_seterr(reason, len, "vpp.db cannot be written");
         if (rc == FV_OK) rc = events_add(v, e);
         if (rc == FV_OK) {
@@ -699,7 +628,7 @@ int fv_vpp_event_create(struct fv_vpp *v, const char *program, int64_t start_ms,
 int fv_vpp_event_cancel(struct fv_vpp *v, const char *id)
 {
     pthread_mutex_lock(&v->mu);
-    struct vevent *e = event_find(v, id);
+    struct vevent *e = fv_vpp__event_find(v, id);
     int rc = e == NULL                                                ? FV_ENOENT
              : (e->state == EV_COMPLETED || e->state == EV_CANCELLED) ? FV_ESTATE
                                                                       : FV_OK;
@@ -717,12 +646,13 @@ int fv_vpp_event_cancel(struct fv_vpp *v, const char *id)
 int fv_vpp_opt_out(struct fv_vpp *v, const char *site, const char *event, char *err, size_t errlen)
 {
     pthread_mutex_lock(&v->mu);
-    struct vevent *e = event_find(v, event);
-    struct vsite *s = site_get(v, site, 0);
+    struct vevent *e = fv_vpp__event_find(v, event);
+    struct vsite *s = fv_vpp__site_get(v, site, 0);
     int rc = e && s ? FV_OK : FV_ENOENT;
     if (rc == FV_OK)
-        rc = db_run(v->db, "INSERT OR IGNORE INTO vpp_optouts(site, event, at_ms) VALUES (?, ?, ?)",
-                    "tti", site, event, (int64_t)fv_now_ms());
+        rc = fv_vpp__db_run(
+            v->db, "INSERT OR IGNORE INTO vpp_optouts(site, event, at_ms) VALUES (?, ?, ?)", "tti",
+            site, event, (int64_t)fv_now_ms());
     if (rc == FV_OK) rc = add_optout(e, site);
     if (rc == FV_OK) {
         e->last_plan_ms = 0; /* V2 at the next turn */
@@ -731,254 +661,5 @@ int fv_vpp_opt_out(struct fv_vpp *v, const char *site, const char *event, char *
     pthread_mutex_unlock(&v->mu);
     if (rc == FV_ENOENT) fv_seterr(err, errlen, e ? "unknown site" : "unknown event");
     if (rc == FV_EIO) fv_seterr(err, errlen, "vpp.db cannot be written");
-    return rc;
-}
-
-/* ---- views ------------------------------------------------------------------------------- */
-
-static json_t *event_summary(const struct fv_vpp *v, const struct vevent *e)
-{
-    json_t *j =
-        json_pack("{s:s,s:s,s:I,s:I,s:b,s:s}", "id", e->id, "program",
-                  e->prog >= 0 ? v->progs[e->prog].name : "?", "start", (json_int_t)e->start_ms,
-                  "end", (json_int_t)e->end_ms, "max", e->max, "state", ev_state_names[e->state]);
-    if (j) json_object_set_new(j, "target_kw", e->max ? json_null() : json_real(e->target_kw));
-    return j;
-}
-
-json_t *fv_vpp_events_json(struct fv_vpp *v)
-{
-    pthread_mutex_lock(&v->mu);
-    json_t *arr = json_array();
-    for (size_t i = 0; arr && i < v->nev; i++)
-        json_array_append_new(arr, event_summary(v, v->ev[i]));
-    pthread_mutex_unlock(&v->mu);
-    return json_pack("{s:o}", "events", arr ? arr : json_array());
-}
-
-/* A site's status in an event and why (vpp.h: commanded, delivering, short, offline, opted
- * out, idle). */
-static const char *site_status(const struct vevent *e, const struct vassign *a, int64_t now,
-                               char *why, size_t len)
-{
-    why[0] = '\0';
-    if (opted_out(e, a->site->id)) {
-        snprintf(why, len, "the owner opted out");
-        return "opted_out";
-    }
-    if (!site_online(a->site, now)) {
-        snprintf(why, len, a->site->have ? "no sample for %lld s" : "never sent a sample",
-                 (long long)((now - a->site->rx_ms) / 1000));
-        return "offline";
-    }
-    if (a->setpoint_kw <= 0) {
-        snprintf(why, len, "nothing to deliver (its reserve or limits)");
-        return "idle";
-    }
-    if (a->refused) {
-        snprintf(why, len, "the site refused the command");
-        return "short";
-    }
-    if (!a->acked) return "commanded";
-    if (a->site->s.battery_kw + 0.05 >= a->setpoint_kw * 0.9) return "delivering";
-    snprintf(why, len, "delivering %.2f kW of %.2f kW", a->site->s.battery_kw, a->setpoint_kw);
-    return "short";
-}
-
-json_t *fv_vpp_event_json(struct fv_vpp *v, const char *id)
-{
-    pthread_mutex_lock(&v->mu);
-    drain_inbox(v); /* the newest samples and acks count */
-    struct vevent *e = event_find(v, id);
-    json_t *j = e ? event_summary(v, e) : NULL;
-    if (j) {
-        int64_t now = (int64_t)fv_now_ms();
-        json_t *sites = json_array(), *tr = json_array();
-        for (size_t i = 0; sites && i < e->na; i++) {
-            const struct vassign *a = &e->a[i];
-            char why[120];
-            const char *st = site_status(e, a, now, why, sizeof why);
-            json_t *s = json_pack("{s:s,s:f,s:s,s:b}", "site", a->site->id, "setpoint_kw",
-                                  a->setpoint_kw, "status", st, "acked", a->acked);
-            if (s && why[0]) json_object_set_new(s, "reason", json_string(why));
-            if (s && a->site->have)
-                json_object_set_new(s, "battery_kw", json_real(a->site->s.battery_kw));
-            json_array_append_new(sites, s);
-        }
-        for (size_t i = 0; tr && i < e->ntr; i++)
-            json_array_append_new(tr, json_pack("{s:I,s:f,s:f}", "t", (json_int_t)e->tr[i].t,
-                                                "target_kw", e->tr[i].target_kw, "delivered_kw",
-                                                e->tr[i].delivered_kw));
-        json_object_set_new(j, "planned_kw", json_real(e->plan.planned_kw));
-        json_object_set_new(j, "deliverable_kw", json_real(e->plan.deliverable_kw));
-        json_object_set_new(j, "feasible", json_boolean(e->plan.feasible));
-        json_object_set_new(j, "delivered_kw",
-                            json_real(e->state == EV_ACTIVE ? delivered_kw(e, now) : 0));
-        double sum = 0;
-        for (size_t i = 0; i < e->ntr; i++)
-            sum += e->tr[i].delivered_kw;
-        json_object_set_new(j, "forecast_kw",
-                            isnan(e->forecast_kw) ? json_null() : json_real(e->forecast_kw));
-        json_object_set_new(j, "delivered_avg_kw",
-                            e->ntr ? json_real(sum / (double)e->ntr) : json_null());
-        json_object_set_new(j, "sites", sites ? sites : json_array());
-        json_object_set_new(j, "tracking", tr ? tr : json_array());
-    }
-    pthread_mutex_unlock(&v->mu);
-    return j;
-}
-
-int fv_vpp_event_info(struct fv_vpp *v, const char *id, struct fv_vpp_event_info *out)
-{
-    memset(out, 0, sizeof *out);
-    pthread_mutex_lock(&v->mu);
-    struct vevent *e = event_find(v, id);
-    int rc = e && e->prog >= 0 ? FV_OK : FV_ENOENT;
-    if (rc == FV_OK) {
-        snprintf(out->id, sizeof out->id, "%s", e->id);
-        out->program = v->progs[e->prog];
-        out->start_ms = e->start_ms;
-        out->end_ms = e->end_ms;
-        out->state = ev_state_names[e->state];
-        out->sites = calloc(v->sites.n + 1, sizeof *out->sites);
-        out->excluded = calloc(v->nev + 1, sizeof *out->excluded);
-        if (out->sites == NULL || out->excluded == NULL) rc = FV_ENOMEM;
-    }
-    for (size_t i = 0; rc == FV_OK && i < v->sites.cap; i++) {
-        const struct vsite *s = v->sites.slots[i].val;
-        if (v->sites.slots[i].hash && s && s->prog == e->prog && !opted_out(e, s->id))
-            snprintf(out->sites[out->nsites++], sizeof out->sites[0], "%s", s->id);
-    }
-    for (size_t i = 0; rc == FV_OK && i < v->nev; i++) {
-        const struct vevent *o = v->ev[i];
-        struct fv_vpp_local lt;
-        if (o != e && o->prog == e->prog && o->state != EV_CANCELLED &&
-            fv_vpp_local_time(&out->program, o->start_ms, &lt) == FV_OK)
-            out->excluded[out->nexcluded++] = lt.date;
-    }
-    pthread_mutex_unlock(&v->mu);
-    if (rc) fv_vpp_event_info_free(out);
-    return rc;
-}
-
-void fv_vpp_event_info_free(struct fv_vpp_event_info *info)
-{
-    free(info->sites);
-    free(info->excluded);
-    info->sites = NULL;
-    info->excluded = NULL;
-    info->nsites = info->nexcluded = 0;
-}
-
-int fv_vpp_sites(struct fv_vpp *v, const char *program, struct fv_vpp_site_now **out, size_t *n)
-{
-    *out = NULL;
-    *n = 0;
-    pthread_mutex_lock(&v->mu);
-    drain_inbox(v); /* the newest samples count */
-    int p = prog_index(v, program);
-    int rc = p < 0 ? FV_ENOENT : FV_OK;
-    struct fv_vpp_site_now *arr = rc == FV_OK ? calloc(v->sites.n + 1, sizeof *arr) : NULL;
-    if (rc == FV_OK && arr == NULL) rc = FV_ENOMEM;
-    for (size_t i = 0; rc == FV_OK && i < v->sites.cap; i++) {
-        const struct vsite *s = v->sites.slots[i].val;
-        if (!v->sites.slots[i].hash || s == NULL || s->prog != p) continue;
-        struct fv_vpp_site_now *x = &arr[(*n)++];
-        snprintf(x->id, sizeof x->id, "%s", s->id);
-        x->have = s->have;
-        x->s = s->s;
-        x->rx_ms = s->rx_ms;
-    }
-    pthread_mutex_unlock(&v->mu);
-    if (rc) {
-        free(arr);
-        *n = 0;
-        return rc;
-    }
-    *out = arr;
-    return FV_OK;
-}
-
-void fv_vpp_event_forecast(struct fv_vpp *v, const char *id, double kw)
-{
-    pthread_mutex_lock(&v->mu);
-    struct vevent *e = event_find(v, id);
-    if (e) e->forecast_kw = kw;
-    pthread_mutex_unlock(&v->mu);
-}
-
-int fv_vpp_season(struct fv_vpp *v, const char *program, int year, char (**ids)[FV_VPP_ID_MAX],
-                  size_t *n)
-{
-    *ids = NULL;
-    *n = 0;
-    pthread_mutex_lock(&v->mu);
-    int p = prog_index(v, program);
-    int rc = p < 0 ? FV_ENOENT : FV_OK;
-    char(*arr)[FV_VPP_ID_MAX] = rc == FV_OK ? calloc(v->nev + 1, sizeof *arr) : NULL;
-    if (rc == FV_OK && arr == NULL) rc = FV_ENOMEM;
-    for (size_t i = 0; rc == FV_OK && i < v->nev; i++) {
-        const struct vevent *e = v->ev[i];
-        struct fv_vpp_local lt;
-        if (e->prog == p && e->state == EV_COMPLETED &&
-            fv_vpp_local_time(&v->progs[p], e->start_ms, &lt) == FV_OK && lt.year == year)
-            snprintf(arr[(*n)++], FV_VPP_ID_MAX, "%s", e->id);
-    }
-    pthread_mutex_unlock(&v->mu);
-    if (rc) {
-        free(arr);
-        *n = 0;
-        return rc;
-    }
-    *ids = arr;
-    return FV_OK;
-}
-
-json_t *fv_vpp_site_json(struct fv_vpp *v, const char *site)
-{
-    pthread_mutex_lock(&v->mu);
-    const struct vsite *s = site_get(v, site, 0);
-    json_t *opts = json_array(), *j = NULL;
-    sqlite3_stmt *st = NULL;
-    if (opts && sqlite3_prepare_v2(v->db,
-                                   "SELECT event, at_ms FROM vpp_optouts WHERE site = ? "
-                                   "ORDER BY at_ms",
-                                   -1, &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, site, -1, SQLITE_TRANSIENT);
-        while (sqlite3_step(st) == SQLITE_ROW)
-            json_array_append_new(opts, json_pack("{s:s,s:I}", "event",
-                                                  (const char *)sqlite3_column_text(st, 0), "at_ms",
-                                                  (json_int_t)sqlite3_column_int64(st, 1)));
-    }
-    sqlite3_finalize(st);
-    if (opts && (s || json_array_size(opts)))
-        j = json_pack("{s:o,s:O}", "program",
-                      s && s->prog >= 0 ? json_string(v->progs[s->prog].name) : json_null(),
-                      "opt_outs", opts);
-    json_decref(opts);
-    pthread_mutex_unlock(&v->mu);
-    return j;
-}
-
-int fv_vpp_forget_site(struct fv_vpp *v, const char *site)
-{
-    pthread_mutex_lock(&v->mu);
-    drain_inbox(v);
-    struct vsite *s = site_get(v, site, 0);
-    for (size_t i = 0; s && i < v->nev; i++) { /* no event keeps a pointer to it */
-        struct vevent *e = v->ev[i];
-        size_t w = 0;
-        for (size_t k = 0; k < e->na; k++)
-            if (e->a[k].site != s) e->a[w++] = e->a[k];
-        e->na = w;
-        size_t o = 0;
-        for (size_t k = 0; k < e->nopt; k++)
-            if (strcmp(e->optout[k], site) != 0) memcpy(e->optout[o++], e->optout[k], SITE_ID_MAX);
-        e->nopt = o;
-    }
-    if (s) free(fv_map_del(&v->sites, site, strlen(site)));
-    int rc = db_run(v->db, "DELETE FROM vpp_sites WHERE site = ?", "t", site);
-    if (rc == FV_OK) rc = db_run(v->db, "DELETE FROM vpp_optouts WHERE site = ?", "t", site);
-    pthread_mutex_unlock(&v->mu);
     return rc;
 }

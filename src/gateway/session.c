@@ -255,34 +255,6 @@ void fv_ingest_refresh_keys(struct fv_ingest *ing)
     }
 }
 
-const char *fv_device_subject(struct fv_keystore *keys, const struct fv_fleet *fleet, uint64_t gen,
-                              struct fv_device *d)
-{
-    if (d->subject[0] && d->subject_gen == gen) return d->subject;
-    char name[FV_SUBJECT_NAME_MAX + 1];
-    int64_t since, until;
-    if (fv_subject_period_at(keys, d->id, INT64_MAX, name, NULL, &since, &until) != FV_OK) {
-        snprintf(name, sizeof name, "%s", d->id);
-        since = FV_SUBJECT_ORIGIN;
-    }
-    if (fleet) fv_fleet_lock(fleet); /* F1: the API reads subject with the state */
-    int changed = d->subject[0] && strcmp(d->subject, name) != 0;
-    if (changed) { /* the previous owner's state is theirs: none of it is served from now on */
-        fv_device_wipe(d);
-        d->last_received_ms = 0;
-    }
-    snprintf(d->subject, sizeof d->subject, "%s", name);
-    if (fleet) fv_fleet_unlock(fleet);
-    if (changed) {
-        char ps[FV_PSEUDONYM_LEN + 1];
-        if (fv_keystore_pseudonym(keys, d->id, ps) != FV_OK) snprintf(ps, sizeof ps, "?");
-        fv_info("device dev-%s: a new owner period began; its fleet state starts empty", ps);
-    }
-    d->subject_since = since;
-    d->subject_gen = gen;
-    return d->subject;
-}
-
 const char *fv_ingest_subject(struct fv_ingest *ing, struct fv_device *d)
 {
     return fv_device_subject(ing->d.keys, ing->d.fleet, ing->registry_gen, d);

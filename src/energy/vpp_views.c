@@ -1,0 +1,260 @@
+/* vpp_views.c - the VPP service's views for the API and a site's erasure (vpp.h; shared
+ * state in vpp_int.h). Every function takes the service's mutex. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "energy/vpp_int.h"
+#include "util/clock.h"
+#include "util/err.h"
+
+/* ---- views ------------------------------------------------------------------------------- */
+
+static json_t *event_summary(const struct fv_vpp *v, const struct vevent *e)
+{
+    json_t *j = json_pack("{s:s,s:s,s:I,s:I,s:b,s:s}", "id", e->id, "program",
+                          e->prog >= 0 ? v->progs[e->prog].name : "?", "start",
+                          (json_int_t)e->start_ms, "end", (json_int_t)e->end_ms, "max", e->max,
+                          "state", fv_vpp__ev_state_names[e->state]);
+    if (j) json_object_set_new(j, "target_kw", e->max ? json_null() : json_real(e->target_kw));
+    return j;
+}
+
+json_t *fv_vpp_events_json(struct fv_vpp *v)
+{
+    pthread_mutex_lock(&v->mu);
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < v->nev; i++)
+        json_array_append_new(arr, event_summary(v, v->ev[i]));
+    pthread_mutex_unlock(&v->mu);
+    return json_pack("{s:o}", "events", arr ? arr : json_array());
+}
+
+/* A site's status in an event and why (vpp.h: commanded, delivering, short, offline, opted
+ * out, idle). */
+static const char *site_status(const struct vevent *e, const struct vassign *a, int64_t now,
+                               char *why, size_t len)
+{
+    why[0] = '\0';
+    if (fv_vpp__opted_out(e, a->site->id)) {
+        snprintf(why, len, "the owner opted out");
+        return "opted_out";
+    }
+    if (!fv_vpp__site_online(a->site, now)) {
+        snprintf(why, len, a->site->have ? "no sample for %lld s" : "never sent a sample",
+                 (long long)((now - a->site->rx_ms) / 1000));
+        return "offline";
+    }
+    if (a->setpoint_kw <= 0) {
+        snprintf(why, len, "nothing to deliver (its reserve or limits)");
+        return "idle";
+    }
+    if (a->refused) {
+        snprintf(why, len, "the site refused the command");
+        return "short";
+    }
+    if (!a->acked) return "commanded";
+    if (a->site->s.battery_kw + 0.05 >= a->setpoint_kw * 0.9) return "delivering";
+    snprintf(why, len, "delivering %.2f kW of %.2f kW", a->site->s.battery_kw, a->setpoint_kw);
+    return "short";
+}
+
+json_t *fv_vpp_event_json(struct fv_vpp *v, const char *id)
+{
+    pthread_mutex_lock(&v->mu);
+    fv_vpp__drain_inbox(v); /* the newest samples and acks count */
+    struct vevent *e = fv_vpp__event_find(v, id);
+    json_t *j = e ? event_summary(v, e) : NULL;
+    if (j) {
+        int64_t now = (int64_t)fv_now_ms();
+        json_t *sites = json_array(), *tr = json_array();
+        for (size_t i = 0; sites && i < e->na; i++) {
+            const struct vassign *a = &e->a[i];
+            char why[120];
+            const char *st = site_status(e, a, now, why, sizeof why);
+            json_t *s = json_pack("{s:s,s:f,s:s,s:b}", "site", a->site->id, "setpoint_kw",
+                                  a->setpoint_kw, "status", st, "acked", a->acked);
+            if (s && why[0]) json_object_set_new(s, "reason", json_string(why));
+            if (s && a->site->have)
+                json_object_set_new(s, "battery_kw", json_real(a->site->s.battery_kw));
+            json_array_append_new(sites, s);
+        }
+        for (size_t i = 0; tr && i < e->ntr; i++)
+            json_array_append_new(tr, json_pack("{s:I,s:f,s:f}", "t", (json_int_t)e->tr[i].t,
+                                                "target_kw", e->tr[i].target_kw, "delivered_kw",
+                                                e->tr[i].delivered_kw));
+        json_object_set_new(j, "planned_kw", json_real(e->plan.planned_kw));
+        json_object_set_new(j, "deliverable_kw", json_real(e->plan.deliverable_kw));
+        json_object_set_new(j, "feasible", json_boolean(e->plan.feasible));
+        json_object_set_new(j, "delivered_kw",
+                            json_real(e->state == EV_ACTIVE ? fv_vpp__delivered_kw(e, now) : 0));
+        double sum = 0;
+        for (size_t i = 0; i < e->ntr; i++)
+            sum += e->tr[i].delivered_kw;
+        json_object_set_new(j, "forecast_kw",
+                            isnan(e->forecast_kw) ? json_null() : json_real(e->forecast_kw));
+        json_object_set_new(j, "delivered_avg_kw",
+                            e->ntr ? json_real(sum / (double)e->ntr) : json_null());
+        json_object_set_new(j, "sites", sites ? sites : json_array());
+        json_object_set_new(j, "tracking", tr ? tr : json_array());
+    }
+    pthread_mutex_unlock(&v->mu);
+    return j;
+}
+
+int fv_vpp_event_info(struct fv_vpp *v, const char *id, struct fv_vpp_event_info *out)
+{
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&v->mu);
+    struct vevent *e = fv_vpp__event_find(v, id);
+    int rc = e && e->prog >= 0 ? FV_OK : FV_ENOENT;
+    if (rc == FV_OK) {
+        snprintf(out->id, sizeof out->id, "%s", e->id);
+        out->program = v->progs[e->prog];
+        out->start_ms = e->start_ms;
+        out->end_ms = e->end_ms;
+        out->state = fv_vpp__ev_state_names[e->state];
+        out->sites = calloc(v->sites.n + 1, sizeof *out->sites);
+        out->excluded = calloc(v->nev + 1, sizeof *out->excluded);
+        if (out->sites == NULL || out->excluded == NULL) rc = FV_ENOMEM;
+    }
+    for (size_t i = 0; rc == FV_OK && i < v->sites.cap; i++) {
+        const struct vsite *s = v->sites.slots[i].val;
+        if (v->sites.slots[i].hash && s && s->prog == e->prog && !fv_vpp__opted_out(e, s->id))
+            snprintf(out->sites[out->nsites++], sizeof out->sites[0], "%s", s->id);
+    }
+    for (size_t i = 0; rc == FV_OK && i < v->nev; i++) {
+        const struct vevent *o = v->ev[i];
+        struct fv_vpp_local lt;
+        if (o != e && o->prog == e->prog && o->state != EV_CANCELLED &&
+            fv_vpp_local_time(&out->program, o->start_ms, &lt) == FV_OK)
+            out->excluded[out->nexcluded++] = lt.date;
+    }
+    pthread_mutex_unlock(&v->mu);
+    if (rc) fv_vpp_event_info_free(out);
+    return rc;
+}
+
+void fv_vpp_event_info_free(struct fv_vpp_event_info *info)
+{
+    free(info->sites);
+    free(info->excluded);
+    info->sites = NULL;
+    info->excluded = NULL;
+    info->nsites = info->nexcluded = 0;
+}
+
+int fv_vpp_sites(struct fv_vpp *v, const char *program, struct fv_vpp_site_now **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    pthread_mutex_lock(&v->mu);
+    fv_vpp__drain_inbox(v); /* the newest samples count */
+    int p = fv_vpp__prog_index(v, program);
+    int rc = p < 0 ? FV_ENOENT : FV_OK;
+    struct fv_vpp_site_now *arr = rc == FV_OK ? calloc(v->sites.n + 1, sizeof *arr) : NULL;
+    if (rc == FV_OK && arr == NULL) rc = FV_ENOMEM;
+    for (size_t i = 0; rc == FV_OK && i < v->sites.cap; i++) {
+        const struct vsite *s = v->sites.slots[i].val;
+        if (!v->sites.slots[i].hash || s == NULL || s->prog != p) continue;
+        struct fv_vpp_site_now *x = &arr[(*n)++];
+        snprintf(x->id, sizeof x->id, "%s", s->id);
+        x->have = s->have;
+        x->s = s->s;
+        x->rx_ms = s->rx_ms;
+    }
+    pthread_mutex_unlock(&v->mu);
+    if (rc) {
+        free(arr);
+        *n = 0;
+        return rc;
+    }
+    *out = arr;
+    return FV_OK;
+}
+
+void fv_vpp_event_forecast(struct fv_vpp *v, const char *id, double kw)
+{
+    pthread_mutex_lock(&v->mu);
+    struct vevent *e = fv_vpp__event_find(v, id);
+    if (e) e->forecast_kw = kw;
+    pthread_mutex_unlock(&v->mu);
+}
+
+int fv_vpp_season(struct fv_vpp *v, const char *program, int year, char (**ids)[FV_VPP_ID_MAX],
+                  size_t *n)
+{
+    *ids = NULL;
+    *n = 0;
+    pthread_mutex_lock(&v->mu);
+    int p = fv_vpp__prog_index(v, program);
+    int rc = p < 0 ? FV_ENOENT : FV_OK;
+    char(*arr)[FV_VPP_ID_MAX] = rc == FV_OK ? calloc(v->nev + 1, sizeof *arr) : NULL;
+    if (rc == FV_OK && arr == NULL) rc = FV_ENOMEM;
+    for (size_t i = 0; rc == FV_OK && i < v->nev; i++) {
+        const struct vevent *e = v->ev[i];
+        struct fv_vpp_local lt;
+        if (e->prog == p && e->state == EV_COMPLETED &&
+            fv_vpp_local_time(&v->progs[p], e->start_ms, &lt) == FV_OK && lt.year == year)
+            snprintf(arr[(*n)++], FV_VPP_ID_MAX, "%s", e->id);
+    }
+    pthread_mutex_unlock(&v->mu);
+    if (rc) {
+        free(arr);
+        *n = 0;
+        return rc;
+    }
+    *ids = arr;
+    return FV_OK;
+}
+
+json_t *fv_vpp_site_json(struct fv_vpp *v, const char *site)
+{
+    pthread_mutex_lock(&v->mu);
+    const struct vsite *s = fv_vpp__site_get(v, site, 0);
+    json_t *opts = json_array(), *j = NULL;
+    sqlite3_stmt *st = NULL;
+    if (opts && sqlite3_prepare_v2(v->db,
+                                   "SELECT event, at_ms FROM vpp_optouts WHERE site = ? "
+                                   "ORDER BY at_ms",
+                                   -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, site, -1, SQLITE_TRANSIENT);
+        while (sqlite3_step(st) == SQLITE_ROW)
+            json_array_append_new(opts, json_pack("{s:s,s:I}", "event",
+                                                  (const char *)sqlite3_column_text(st, 0), "at_ms",
+                                                  (json_int_t)sqlite3_column_int64(st, 1)));
+    }
+    sqlite3_finalize(st);
+    if (opts && (s || json_array_size(opts)))
+        j = json_pack("{s:o,s:O}", "program",
+                      s && s->prog >= 0 ? json_string(v->progs[s->prog].name) : json_null(),
+                      "opt_outs", opts);
+    json_decref(opts);
+    pthread_mutex_unlock(&v->mu);
+    return j;
+}
+
+int fv_vpp_forget_site(struct fv_vpp *v, const char *site)
+{
+    pthread_mutex_lock(&v->mu);
+    fv_vpp__drain_inbox(v);
+    struct vsite *s = fv_vpp__site_get(v, site, 0);
+    for (size_t i = 0; s && i < v->nev; i++) { /* no event keeps a pointer to it */
+        struct vevent *e = v->ev[i];
+        size_t w = 0;
+        for (size_t k = 0; k < e->na; k++)
+            if (e->a[k].site != s) e->a[w++] = e->a[k];
+        e->na = w;
+        size_t o = 0;
+        for (size_t k = 0; k < e->nopt; k++)
+            if (strcmp(e->optout[k], site) != 0) memcpy(e->optout[o++], e->optout[k], SITE_ID_MAX);
+        e->nopt = o;
+    }
+    if (s) free(fv_map_del(&v->sites, site, strlen(site)));
+    int rc = fv_vpp__db_run(v->db, "DELETE FROM vpp_sites WHERE site = ?", "t", site);
+    if (rc == FV_OK)
+        rc = fv_vpp__db_run(v->db, "DELETE FROM vpp_optouts WHERE site = ?", "t", site);
+    pthread_mutex_unlock(&v->mu);
+    return rc;
+}
