@@ -47,8 +47,8 @@ struct fv_api_view {
     uint64_t start_ms;
     struct fv_store *store;
     struct fv_keystore *keys;
-    const char *query;      /* the URL's query string (after '?'), or NULL */
-    const char *body;       /* a POST's body (NUL-terminated), or NULL */
+    const char *query; /* the URL's query string (after '?'), or NULL */
+    const char *body;  /* a POST's body (NUL-terminated), or NULL */
     size_t body_len;
     struct fv_guard *guard; /* purpose-bound access (privacy/guard.h); NULL: admin token only */
     const struct fv_store_config *store_cfg; /* signal classes */

@@ -336,7 +336,7 @@ struct dctx {
     int canaries_done[FV_EXPORT_CANARIES];
     int started;
     uint64_t rows, bytes;
-    struct fv_guard_meter meter; /* G5: the download stops at the daily quota */
+    struct fv_guard_meter meter;   /* G5: the download stops at the daily quota */
     struct fv_guard_served served; /* G12: the subjects whose rows were sent */
 };
 

@@ -230,8 +230,8 @@ void fv_api_vpp(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const cha
         int rc = enroll ? fv_vpp_enroll(v->vpp, x, arg, err, sizeof err)
                         : fv_vpp_opt_out(v->vpp, x, arg, err, sizeof err);
         if (rc == FV_OK)
-            fv_api_respond_json(out, 200,
-                           json_pack("{s:s,s:s}", "site", x, enroll ? "program" : "event", arg));
+            fv_api_respond_json(
+                out, 200, json_pack("{s:s,s:s}", "site", x, enroll ? "program" : "event", arg));
         else
             error(out, rc == FV_ENOENT ? (enroll ? 422 : 404) : rc == FV_EINVAL ? 422 : 500, err);
     }

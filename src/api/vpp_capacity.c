@@ -144,7 +144,8 @@ void fv_api_vpp_capacity(const struct fv_api_view *v, struct fv_http_response *o
     if (!fv_query_param(v->query, "from", s_from, sizeof s_from) ||
         fv_parse_time_ms(s_from, &from) || !fv_query_param(v->query, "to", s_to, sizeof s_to) ||
         fv_parse_time_ms(s_to, &to)) {
-        fv_api_respond_json(out, 422, json_pack("{s:s}", "error", "give program=P, from=T and to=T"));
+        fv_api_respond_json(out, 422,
+                            json_pack("{s:s}", "error", "give program=P, from=T and to=T"));
         return;
     }
     json_t *j;

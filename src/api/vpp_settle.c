@@ -202,7 +202,7 @@ static void answer(struct fv_http_response *out, int csv, const struct settle_se
     }
     if (rc != FV_OK)
         fv_api_respond_json(out, rc == FV_EINVAL ? 422 : 500,
-                       json_pack("{s:s}", "error", err[0] ? err : "out of memory"));
+                            json_pack("{s:s}", "error", err[0] ? err : "out of memory"));
 }
 
 void fv_api_vpp_settlement(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *id,
@@ -230,15 +230,17 @@ void fv_api_vpp_season(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
     char *e = NULL;
     long y = fv_query_param(v->query, "season", year, sizeof year) ? strtol(year, &e, 10) : 0;
     if (e == NULL || *e || y < 1970 || y > 9999) {
-        fv_api_respond_json(out, 422, json_pack("{s:s}", "error", "give program=P and season=YEAR"));
+        fv_api_respond_json(out, 422,
+                            json_pack("{s:s}", "error", "give program=P and season=YEAR"));
         return;
     }
     char(*ids)[FV_VPP_ID_MAX];
     size_t n;
     int rc = fv_vpp_season(v->vpp, prog, (int)y, &ids, &n);
     if (rc) {
-        fv_api_respond_json(out, rc == FV_ENOENT ? 422 : 500,
-                       json_pack("{s:s}", "error", rc == FV_ENOENT ? "unknown program" : "error"));
+        fv_api_respond_json(
+            out, rc == FV_ENOENT ? 422 : 500,
+            json_pack("{s:s}", "error", rc == FV_ENOENT ? "unknown program" : "error"));
         return;
     }
     struct settle_set st = {0};

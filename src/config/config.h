@@ -35,8 +35,8 @@ struct fv_config {
     uint64_t wal_segment_bytes;
     struct fv_rate_config rates;
     int rate_limit_enabled;
-    struct fv_store_config store;  /* its dir is set to DATA/store at start */
-    char policy_file[1024];        /* access policy (privacy/policy.h); empty: built-in */
+    struct fv_store_config store; /* its dir is set to DATA/store at start */
+    char policy_file[1024];       /* access policy (privacy/policy.h); empty: built-in */
     /* The "vpp" object as JSON text ("": none), parsed by the energy side (energy/vpp.h): the
      * configuration layer does not know programs. */
     char vpp_json[FV_CONFIG_VPP_MAX];

@@ -108,7 +108,8 @@ static int rebuild_subject(void *arg, const struct fv_store_subject *su)
     if (fv_subject_parse(name, dev_id, &ep_) != FV_OK) snprintf(dev_id, sizeof dev_id, "%s", name);
     struct fv_device *d = fv_fleet_device(rv->fleet, dev_id, "");
     if (d == NULL) return FV_ENOMEM;
-    if (strcmp(fv_device_subject(rv->keys, NULL, 0, d), name) != 0) return FV_OK; /* an earlier owner's */
+    if (strcmp(fv_device_subject(rv->keys, NULL, 0, d), name) != 0)
+        return FV_OK; /* an earlier owner's */
     struct fv_store_cursor *cur;
     char err[512];
     /* The latest value of most signals is in the newest day of frames. */

@@ -395,8 +395,8 @@ static int add_target(struct fv_store *s, const char *pseudo, const unsigned cha
     return FV_OK;
 }
 
-static int add_frame(struct fv_store *s, const char *pseudo, const unsigned char dek[32],
-                     int64_t t, uint64_t rx_ms, const struct fv_vrecord *v)
+static int add_frame(struct fv_store *s, const char *pseudo, const unsigned char dek[32], int64_t t,
+                     uint64_t rx_ms, const struct fv_vrecord *v)
 {
     struct hdev *h;
     int rc = add_target(s, pseudo, dek, rx_ms, &h);
@@ -537,7 +537,8 @@ void fv_store_stats(const struct fv_store *s, struct fv_store_stats *out)
     unlock(s);
 }
 
-size_t fv_store_failures(const struct fv_store *s, struct fv_store_failure out[FV_STORE_MAX_FAILURES])
+size_t fv_store_failures(const struct fv_store *s,
+                         struct fv_store_failure out[FV_STORE_MAX_FAILURES])
 {
     lock(s);
     size_t n = s->nfails;

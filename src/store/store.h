@@ -173,7 +173,8 @@ struct fv_store_stats {
 void fv_store_stats(const struct fv_store *s, struct fv_store_stats *out);
 /* Copies the newest failures (at most FV_STORE_MAX_FAILURES, oldest first) into out; returns
  * how many. */
-size_t fv_store_failures(const struct fv_store *s, struct fv_store_failure out[FV_STORE_MAX_FAILURES]);
+size_t fv_store_failures(const struct fv_store *s,
+                         struct fv_store_failure out[FV_STORE_MAX_FAILURES]);
 /* The live parts now, oldest first, each referenced: *out is a malloc'd array of *n parts,
  * released with fv_store_parts_free. FV_OK or FV_ENOMEM. */
 int fv_store_parts(const struct fv_store *s, struct fv_part ***out, size_t *n);
