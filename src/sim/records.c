@@ -3,6 +3,9 @@
  * generating them, queueing and resending them on its connection, and finishing them when
  * the server acks or refuses them (delivery contract in simulate.h).
  *
+ * Records carry a topic (enum rec_topic): a vehicle's V records, a site's samples and its
+ * command acks (sites.c adds the last two with fv_sim__push).
+ *
  * Invariants R1-R6 (simulate_int.h) hold between calls: generate appends at hi, finish
  * clears a slot and advances lo past finished ones, pump advances send_next, a new
  * connection (simulate.c on_open) resets send_next to lo.
@@ -117,12 +120,13 @@ int fv_sim__push(struct run *r, struct veh *v, const struct fv_buf *payload, uin
 void fv_sim__generate(struct run *r, struct veh *v)
 {
     const struct fv_sim_opts *o = r->o;
+    if (v->site && v->bf_next_ms < r->bf_end_ms) return; /* its history first */
     if (!o->no_server && fv_sim__window_full(r, v)) {
         r->st->paused++;
         return;
     }
     if (v->site) {
-        if (v->bf_next_ms >= r->bf_end_ms) fv_sim__site_sample(r, v, fv_now_ms());
+        fv_sim__site_sample(r, v, fv_now_ms());
         return;
     }
     fv_sim_vehicle_step(v->model, 1.0 / o->hz);

@@ -12,6 +12,10 @@
  * vehicle whose backoff expired joins a FIFO of connection requests served at
  * --connect-rate (a token bucket), so a server restart does not meet N handshakes at once.
  *
+ * Sites (sites.c) are devices of the same run after the vehicles: bf_generate makes their
+ * history while their windows have room, and GEN lasts until it is made as long as any
+ * connection is open (a server that cannot be reached does not keep the run going).
+ *
  * Phases: GEN (generate for S s) -> DRAIN (wait for outstanding, reconnecting as needed, up
  * to --drain s) -> CLOSE (send close frames, wait up to 1 s) -> done. A stop request (signal)
  * skips to done.
@@ -667,8 +671,9 @@ static void run_online(struct run *r)
             st->interrupted = 1;
             break;
         }
-        if (r->phase == PH_GEN && (o->virtual_time ? r->vt_k >= r->vt_total
-                                                   : now >= r->gen_end_ns && r->bf_pending == 0)) {
+        int history_done = r->bf_pending == 0 || r->connected == 0;
+        if (r->phase == PH_GEN &&
+            (o->virtual_time ? r->vt_k >= r->vt_total : now >= r->gen_end_ns && history_done)) {
             r->phase = PH_DRAIN;
             r->drain_end_ns = now + (uint64_t)(o->drain_s * (double)NS_PER_S);
             for (uint32_t i = 0; i < r->n; i++)
@@ -772,7 +777,7 @@ int fv_sim_run(const struct fv_sim_opts *o, struct fv_sim_stats *st, char *err, 
     }
     fv_sim__progress(r, fv_mono_ns());
     if (st->connected_peak == 0 && st->sent > 0 && r->last_err[0])
-        fv_error("simulate: no vehicle could connect; last error: %s", r->last_err);
+        fv_error("simulate: no device could connect; last error: %s", r->last_err);
     if (r->influx) {
         int bad = ferror(r->influx);
         int cerr = fclose(r->influx) != 0 ? errno : 0;

@@ -31,11 +31,11 @@
  * boundary before the start minus site_days days up to the start, stamped in that past and
  * made as fast as its window allows (as virtual time does for vehicles); then it samples
  * live at hz, stamped with the wall clock. GEN lasts S seconds and until every back-fill is
- * done. Site records (topic `site`, device type energy_device) follow the delivery contract
- * above, except that a refusal for the rate limit is not final: the record is sent again
- * after the resend timeout. Commands (topic site_command) are applied to the site's model
- * (site.h) and answered by a `site_command_ack` record that is itself resent until acked; a
- * site in an outage, or whose window is full, answers nothing (the server resends).
+ * done (while any connection is open). Site records (topic `site`, device type energy_device)
+ * follow the delivery contract above, except that a refusal for the rate limit is not final: the
+ * record is sent again after the resend timeout. Commands (topic site_command) are applied to the
+ * site's model (site.h) and answered by a `site_command_ack` record that is itself resent until
+ * acked; a site in an outage, or whose window is full, answers nothing (the server resends).
  *
  * Threading: fv_sim_run runs on the calling thread (one epoll loop, non-blocking sockets);
  * the only cross-context input is opts->stop, set from a signal handler. The process must
