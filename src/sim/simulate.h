@@ -29,7 +29,7 @@
  * vehicle n for n < vehicles, else site n - vehicles (id site_prefix + index). A site first
  * back-fills site_days days of history: one sample per 5 minutes from the last 5-minute
  * boundary before the start minus site_days days up to the start, stamped in that past and
- * made as fast as its window allows (as virtual time does for vehicles); then it samples
+ * made as fast as acks allow (64 in flight; as virtual time does for vehicles); then it samples
  * live at hz, stamped with the wall clock. GEN lasts S seconds and until every back-fill is
  * done (while any connection is open). Site records (topic `site`, device type energy_device)
  * follow the delivery contract above, except that a refusal for the rate limit is not final: the

@@ -16,6 +16,9 @@
 
 #define HISTORY_STEP_MS 300000ULL /* one history sample per 5 minutes */
 #define DAY_MS          86400000ULL
+/* History in flight per site: a whole window (--max-inflight) from every site at once
+ * would keep the server's acks slower than the resend timeout and send it all twice. */
+#define HISTORY_INFLIGHT 64
 
 static const char SITE_HEADERS[] = "X-Network-Interface: wifi\r\n"
                                    "User-Agent: fleetvault-sim-site/1 (energy_device)\r\n";
@@ -74,10 +77,11 @@ uint64_t fv_sim__sites_backfill(struct run *r, uint32_t max)
     for (uint32_t i = r->o->vehicles; i < r->n && r->bf_pending > 0 && !r->fatal; i++) {
         struct veh *v = &r->v[i];
         for (uint32_t k = 0; k < max && v->bf_next_ms < r->bf_end_ms; k++) {
-            if (fv_sim__window_full(r, v)) break;
+            if (fv_sim__window_full(r, v) || v->hi - v->lo >= HISTORY_INFLIGHT) break;
+            uint64_t before = r->st->site_samples;
             fv_sim__site_sample(r, v, v->bf_next_ms);
+            r->st->backfilled += r->st->site_samples - before; /* none in an outage */
             v->bf_next_ms += HISTORY_STEP_MS;
-            r->st->backfilled++;
             made++;
             if (v->bf_next_ms >= r->bf_end_ms) r->bf_pending--;
         }
