@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # make demo: the main job on the embedded default. Makes dev certificates (./certs) if
 # missing, starts `fleetvault serve` on ./data, streams a simulated fleet to it over mutual
-# TLS, and shows a live one-line summary until Ctrl-C.
-#   DEMO_VEHICLES (100), DEMO_HZ (1), DEMO_PORT (4443), DEMO_API_PORT (8080) override.
+# TLS, next to simulated home batteries (energy sites) that first back-fill two weeks of
+# history, and shows a live one-line summary until Ctrl-C. The server reads
+# scripts/demo-config.json: the sites' history arrives faster than the default rate limit,
+# and a "demo" VPP program allows an event at any hour (docs/operations.md).
+#   DEMO_VEHICLES (100), DEMO_SITES (20), DEMO_SITE_DAYS (14), DEMO_HZ (1), DEMO_PORT (4443),
+#   DEMO_API_PORT (8080) override.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=build/fleetvault
 VEHICLES=${DEMO_VEHICLES:-100}
+SITES=${DEMO_SITES:-20}
+SITE_DAYS=${DEMO_SITE_DAYS:-14}
 HZ=${DEMO_HZ:-1}
 PORT=${DEMO_PORT:-4443}
 API=${DEMO_API_PORT:-8080}
@@ -16,7 +22,7 @@ LOG=fleetvault-demo.log
 # The master key that wraps every device's data key: outside the data directory.
 [ -f keys/master.key ] || { mkdir -p -m 700 keys && $BIN keys init keys/master.key; }
 : > "$LOG"
-$BIN serve --data data --certs certs --key-file keys/master.key --listen 127.0.0.1:$PORT --api 127.0.0.1:$API >>"$LOG" 2>&1 &
+$BIN serve --config scripts/demo-config.json --data data --certs certs --key-file keys/master.key --listen 127.0.0.1:$PORT --api 127.0.0.1:$API >>"$LOG" 2>&1 &
 SERVER=$!
 SIM=
 cleanup() {
@@ -51,11 +57,15 @@ fi
 echo "fleetvault serving devices on wss://127.0.0.1:$PORT, API on http://127.0.0.1:$API"
 echo "try: curl -H \"Authorization: Bearer \$(cat $TOKEN_FILE)\" \\"
 echo "       'http://127.0.0.1:$API/api/v1/query?device=5YJSIM00000000001&signals=Soc,VehicleSpeed&step=1m&agg=avg&purpose=service&ticket=DEMO-1'"
+echo "     curl -H \"Authorization: Bearer \$(cat $TOKEN_FILE)\" \\"
+echo "       'http://127.0.0.1:$API/api/v1/query?device=SITESIM0000000000&signals=SiteBatteryPower,SiteSolarPower,SiteLoadPower&step=1h&agg=avg&purpose=service&ticket=DEMO-1'"
 echo "     $BIN audit query --data data --principal demo-support   # every access, logged"
-echo "streaming $VEHICLES simulated vehicles at $HZ Hz; Ctrl-C to stop"
+echo "streaming $VEHICLES simulated vehicles and $SITES home batteries ($SITE_DAYS days of history first) at $HZ Hz; Ctrl-C to stop"
+SITE_ARGS=()
+[ "$SITES" -gt 0 ] && SITE_ARGS=(--sites "$SITES" --days "$SITE_DAYS")
 
 $BIN simulate --server "wss://127.0.0.1:$PORT" --certs certs --vehicles "$VEHICLES" \
-    --seconds 86400 --hz "$HZ" >>"$LOG" 2>&1 &
+    "${SITE_ARGS[@]}" --seconds 86400 --hz "$HZ" >>"$LOG" 2>&1 &
 SIM=$!
 
 metric() { awk -v m="$1" '$1 == m {print $2}' <<<"$2"; }

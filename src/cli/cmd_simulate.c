@@ -35,6 +35,8 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: fleetvault simulate --server wss://HOST:PORT --certs DIR --vehicles N\n"
             "                           --seconds S --hz R [options]\n"
+            "       fleetvault simulate --server wss://HOST:PORT --certs DIR --sites N [--days D]\n"
+            "                           [--vehicles N] --seconds S --hz R [options]\n"
             "       fleetvault simulate --no-server --virtual-time START_MS --influx FILE\n"
             "                           --vehicles N --seconds S --hz R [options]\n\n"
             "Streams a simulated fleet to a server: each vehicle has its own TLS connection\n"
@@ -63,7 +65,16 @@ static void usage(FILE *f)
             "                      (ms timestamps, measurement 'telemetry', tag vin)\n"
             "  --no-server         with --virtual-time and --influx: only write FILE, with the\n"
             "                      same bytes a run against a server writes; --server and\n"
-            "                      --certs are not needed\n\n"
+            "                      --certs are not needed\n"
+            "energy sites (homes with a battery, solar and load; they obey VPP commands):\n"
+            "  --sites N           N homes on energy_device connections, ids SITESIM + index\n"
+            "  --days D            first back-fill D days of history per site (a sample every\n"
+            "                      5 minutes, stamped in the past), then sample live at R Hz;\n"
+            "                      S counts from the start, and lasts at least the back-fill\n"
+            "  --site-prefix P     site id prefix (default SITESIM)\n"
+            "  --opt-out-pct P     owners who refuse every event (default 5)\n"
+            "  --offline-pct P     days with one 30-180 min outage per site (default 3)\n"
+            "  --utc-offset H      the homes' local time is UTC + H hours (default -8)\n\n"
             "Prints one JSON line: {\"sent\":..,\"acked\":..,\"errors\":..,\"datums\":..,"
             "\"ack_p50_ms\":..,\"ack_p99_ms\":..,...}\n"
             "Exit status: 0 all records acked or refused, 1 some unacked or failure, 2 usage.\n",
@@ -171,6 +182,19 @@ int fv_cmd_simulate(int argc, char **argv)
         } else if (strcmp(a, "--jitter-ms") == 0) {
             bad = parse_u64(a, val, 0, 3600000, &u);
             o.jitter_ms = (uint32_t)u;
+        } else if (strcmp(a, "--sites") == 0) {
+            bad = parse_u64(a, val, 1, 1000000, &u);
+            o.sites = (uint32_t)u;
+        } else if (strcmp(a, "--days") == 0) {
+            bad = parse_double(a, val, 0, 3660, &o.site_days);
+        } else if (strcmp(a, "--site-prefix") == 0) {
+            o.site_prefix = val;
+        } else if (strcmp(a, "--opt-out-pct") == 0) {
+            bad = parse_double(a, val, 0, 100, &o.opt_out_pct);
+        } else if (strcmp(a, "--offline-pct") == 0) {
+            bad = parse_double(a, val, 0, 100, &o.offline_pct);
+        } else if (strcmp(a, "--utc-offset") == 0) {
+            bad = parse_double(a, val, -14, 14, &o.site_utc_offset_h);
         } else if (strcmp(a, "--influx") == 0) {
             o.influx_path = val;
         } else {
@@ -183,10 +207,10 @@ int fv_cmd_simulate(int argc, char **argv)
         fprintf(stderr, "fleetvault simulate: --no-server needs --virtual-time and --influx\n");
         return 2;
     }
-    if ((!o.no_server && (!o.server || !o.certs_dir)) || !have_vehicles || !have_seconds ||
-        !have_hz) {
-        fprintf(stderr, "fleetvault simulate: --server, --certs (unless --no-server), --vehicles, "
-                        "--seconds and --hz are required\n\n");
+    if ((!o.no_server && (!o.server || !o.certs_dir)) || (!have_vehicles && o.sites == 0) ||
+        !have_seconds || !have_hz) {
+        fprintf(stderr, "fleetvault simulate: --server, --certs (unless --no-server), --vehicles "
+                        "or --sites, --seconds and --hz are required\n\n");
         usage(stderr);
         return 2;
     }
@@ -199,8 +223,18 @@ int fv_cmd_simulate(int argc, char **argv)
         fprintf(stderr, "fleetvault simulate: %s\n", err);
         return 2;
     }
-    if (fv_sim_vin(o.id_prefix, o.vehicles - 1, vin, err, sizeof err) != FV_OK) {
+    if (o.sites > 0 && (o.no_server || o.virtual_time || o.influx_path)) {
+        fprintf(stderr, "fleetvault simulate: --sites runs in wall-clock time against a server "
+                        "(not with --no-server, --virtual-time or --influx)\n");
+        return 2;
+    }
+    if ((o.vehicles > 0 && fv_sim_vin(o.id_prefix, o.vehicles - 1, vin, err, sizeof err)) ||
+        (o.sites > 0 && fv_sim_vin(o.site_prefix, o.sites - 1, vin, err, sizeof err))) {
         fprintf(stderr, "fleetvault simulate: %s\n", err);
+        return 2;
+    }
+    if (o.vehicles > 0 && o.sites > 0 && strcmp(o.id_prefix, o.site_prefix) == 0) {
+        fprintf(stderr, "fleetvault simulate: --id-prefix and --site-prefix must differ\n");
         return 2;
     }
 

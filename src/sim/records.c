@@ -3,6 +3,9 @@
  * generating them, queueing and resending them on its connection, and finishing them when
  * the server acks or refuses them (delivery contract in simulate.h).
  *
+ * Records carry a topic (enum rec_topic): a vehicle's V records, a site's samples and its
+ * command acks (sites.c adds the last two with fv_sim__push).
+ *
  * Invariants R1-R6 (simulate_int.h) hold between calls: generate appends at hi, finish
  * clears a slot and advances lo past finished ones, pump advances send_next, a new
  * connection (simulate.c on_open) resets send_next to lo.
@@ -80,18 +83,50 @@ static int write_influx(struct run *r, struct veh *v, uint64_t created_ms)
     return rc;
 }
 
+int fv_sim__window_full(const struct run *r, const struct veh *v)
+{
+    return v->hi - v->lo >= r->o->max_inflight;
+}
+
+int fv_sim__push(struct run *r, struct veh *v, const struct fv_buf *payload, uint32_t ndatums,
+                 uint64_t created_ms, enum rec_topic topic)
+{
+    int rc = ring_grow(v);
+    unsigned char *copy = rc ? NULL : malloc(payload->len ? payload->len : 1);
+    if (copy == NULL) return FV_ENOMEM;
+    memcpy(copy, payload->data, payload->len);
+    struct rec *x = slot(v, v->hi);
+    memset(x, 0, sizeof *x);
+    x->payload = copy;
+    x->len = (uint32_t)payload->len;
+    x->ndatums = (uint16_t)ndatums;
+    x->created_ms = created_ms;
+    x->topic = (uint8_t)topic;
+    v->outstanding++;
+    r->outstanding++;
+    v->hi++;
+    r->st->sent++;
+    r->st->datums_sent += ndatums;
+    if (!v->full && fv_sim__window_full(r, v)) { /* R5 */
+        v->full = 1;
+        r->vt_full++;
+    }
+    return FV_OK;
+}
+
 /* Generates v's next record (k = hi - 1): steps the model 1/hz s, stamps the record, writes
- * it to the line-protocol file, and (with a server) keeps it in the ring until finished. */
+ * it to the line-protocol file, and (with a server) keeps it in the ring until finished.
+ * A site samples the wall clock instead (sites.c), once its history is made. */
 void fv_sim__generate(struct run *r, struct veh *v)
 {
     const struct fv_sim_opts *o = r->o;
-    if (!o->no_server && v->hi - v->lo >= o->max_inflight) {
+    if (v->site && v->bf_next_ms < r->bf_end_ms) return; /* its history first */
+    if (!o->no_server && fv_sim__window_full(r, v)) {
         r->st->paused++;
         return;
     }
-    int rc = o->no_server ? FV_OK : ring_grow(v);
-    if (rc) {
-        fv_sim__set_fatal(r, rc, "record buffer");
+    if (v->site) {
+        fv_sim__site_sample(r, v, fv_now_ms());
         return;
     }
     fv_sim_vehicle_step(v->model, 1.0 / o->hz);
@@ -102,53 +137,50 @@ void fv_sim__generate(struct run *r, struct veh *v)
             ? fv_sim_virtual_ms(o, idx, k)
             : fv_sim__add_offset(fv_now_ms(), fv_sim_jitter_ms(o->seed, idx, k, o->jitter_ms));
     size_t nd = o->signals < fv_sim_signal_count() ? o->signals : fv_sim_signal_count();
-    unsigned char *copy = NULL;
+    int rc;
     if (!o->no_server) {
         r->pl.len = 0;
-        rc = fv_sim_vehicle_encode(v->model, v->vin, o->signals, created_ms, &r->pl, &nd);
-        copy = rc ? NULL : malloc(r->pl.len ? r->pl.len : 1);
-        if (copy == NULL) {
-            fv_sim__set_fatal(r, rc ? rc : FV_ENOMEM, "encoding a record");
+        if ((rc = fv_sim_vehicle_encode(v->model, v->vin, o->signals, created_ms, &r->pl, &nd))) {
+            fv_sim__set_fatal(r, rc, "encoding a record");
             return;
         }
-        memcpy(copy, r->pl.data, r->pl.len);
     }
     if (r->influx && (rc = write_influx(r, v, created_ms))) {
-        free(copy);
         fv_sim__set_fatal(r, rc, "line protocol"); /* no-op when write_influx set a reason */
         return;
     }
-    if (copy) {
-        struct rec *x = slot(v, v->hi);
-        memset(x, 0, sizeof *x);
-        x->payload = copy;
-        x->len = (uint32_t)r->pl.len;
-        x->ndatums = (uint16_t)nd;
-        x->created_ms = created_ms;
-        v->outstanding++;
-        r->outstanding++;
+    if (!o->no_server) {
+        if ((rc = fv_sim__push(r, v, &r->pl, (uint32_t)nd, created_ms, REC_V)))
+            fv_sim__set_fatal(r, rc, "record buffer");
+        return;
     }
     v->hi++;
     r->st->sent++;
     r->st->datums_sent += nd;
-    if (!o->no_server && !v->full && v->hi - v->lo >= o->max_inflight) { /* R5 */
-        v->full = 1;
-        r->vt_full++;
-    }
 }
 
-/* Rewrites a record's payload with is_resend = true (once; later resends reuse it). */
-static int to_resend_form(struct run *r, struct rec *x)
+/* Rewrites a record's payload with is_resend = true (once; later resends reuse it). An ack
+ * has no such flag: its bytes stay. */
+static int to_resend_form(struct run *r, struct veh *v, struct rec *x)
 {
-    struct fv_vrecord vr;
-    char err[128];
-    int rc = fv_payload_decode_v(x->payload, x->len, &vr, err, sizeof err);
-    if (rc == FV_OK) {
-        vr.is_resend = 1;
-        r->pl.len = 0;
-        rc = fv_payload_encode_v(&vr, &r->pl);
+    if (x->topic == REC_ACK) {
+        x->resend_form = 1;
+        return FV_OK;
     }
-    fv_vrecord_free(&vr);
+    int rc;
+    if (x->topic == REC_SITE) {
+        rc = fv_sim__site_resend_form(r, v, x->payload, x->len);
+    } else {
+        struct fv_vrecord vr;
+        char err[128];
+        rc = fv_payload_decode_v(x->payload, x->len, &vr, err, sizeof err);
+        if (rc == FV_OK) {
+            vr.is_resend = 1;
+            r->pl.len = 0;
+            rc = fv_payload_encode_v(&vr, &r->pl);
+        }
+        fv_vrecord_free(&vr);
+    }
     if (rc) return rc;
     unsigned char *p = malloc(r->pl.len ? r->pl.len : 1);
     if (p == NULL) return FV_ENOMEM;
@@ -164,20 +196,22 @@ static int send_record(struct run *r, struct veh *v, uint64_t seq, struct rec *x
 {
     int resend = x->first_send_ns != 0;
     int rc;
-    if (resend && !x->resend_form && (rc = to_resend_form(r, x))) return rc;
+    if (resend && !x->resend_form && (rc = to_resend_form(r, v, x))) return rc;
     char txid[64];
     txid_of(r, v, seq, txid, sizeof txid);
     struct fv_stream_msg m;
     memset(&m, 0, sizeof m);
     m.txid = txid;
     m.txid_len = strlen(txid);
-    m.topic = FV_TOPIC_V;
-    m.topic_len = 1;
+    static const char *const topics[] = {FV_TOPIC_V, FV_TOPIC_SITE, FV_TOPIC_SITE_COMMAND_ACK};
+    const char *dt = v->site ? "energy_device" : "vehicle_device";
+    m.topic = topics[x->topic];
+    m.topic_len = strlen(topics[x->topic]);
     m.created_at = (uint32_t)(x->created_ms / 1000u);
     m.payload = x->payload;
     m.payload_len = x->len;
-    m.device_type = "vehicle_device";
-    m.device_type_len = strlen("vehicle_device");
+    m.device_type = dt;
+    m.device_type_len = strlen(dt);
     m.device_id = v->vin;
     m.device_id_len = strlen(v->vin);
     r->env.len = 0;
@@ -272,7 +306,18 @@ int fv_sim__on_message(void *ud, unsigned opcode, const unsigned char *p, size_t
     }
     int is_ack = env.message_type == FV_MSG_STREAM_ACK;
     int is_err = env.message_type == FV_MSG_STREAM;
+    static const char cmd_topic[] = FV_TOPIC_SITE_COMMAND;
+    if (is_err && v->site && env.topic.present && env.topic.len == sizeof cmd_topic - 1 &&
+        memcmp(env.topic.p, cmd_topic, sizeof cmd_topic - 1) == 0) {
+        fv_sim__site_command(r, v, env.payload.p, env.payload.present ? env.payload.len : 0);
+        return 0;
+    }
     uint64_t seq = seq_of(r, v, &env.txid);
+    if (is_err && v->site && seq >= v->lo && seq < v->hi && slot(v, seq)->payload &&
+        env.payload.present && memmem(env.payload.p, env.payload.len, "rate limit", 10)) {
+        r->st->rate_limited++; /* not final for a site: sent again after the resend timeout */
+        return 0;
+    }
     if (is_err && c->now - r->last_reply_err_ns >= ERR_LOG_EVERY_NS) {
         r->last_reply_err_ns = c->now;
         fv_warn("simulate: %s: server refused record %.*s: %.*s", v->vin, (int)env.txid.len,

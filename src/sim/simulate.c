@@ -12,6 +12,10 @@
  * vehicle whose backoff expired joins a FIFO of connection requests served at
  * --connect-rate (a token bucket), so a server restart does not meet N handshakes at once.
  *
+ * Sites (sites.c) are devices of the same run after the vehicles: bf_generate makes their
+ * history while their windows have room, and GEN lasts until it is made as long as any
+ * connection is open (a server that cannot be reached does not keep the run going).
+ *
  * Phases: GEN (generate for S s) -> DRAIN (wait for outstanding, reconnecting as needed, up
  * to --drain s) -> CLOSE (send close frames, wait up to 1 s) -> done. A stop request (signal)
  * skips to done.
@@ -60,6 +64,10 @@ void fv_sim_opts_default(struct fv_sim_opts *o)
     o->resend_after_s = 5;
     o->handshake_timeout_s = 10;
     o->progress = 1;
+    o->site_prefix = "SITESIM";
+    o->opt_out_pct = 5;
+    o->offline_pct = 3;
+    o->site_utc_offset_h = -8;
 }
 
 /* ---- small helpers ----------------------------------------------------------------------- */
@@ -213,15 +221,17 @@ static void start_connect(struct run *r, struct veh *v, uint64_t now)
 {
     char err[256];
     int rc;
-    if (v->cert == NULL && (rc = fv_ca_mint(r->ca, v->vin, FV_CT_VEHICLE_DEVICE, &v->cert, &v->key,
-                                            err, sizeof err))) {
+    int type = v->site ? FV_CT_ENERGY_DEVICE : FV_CT_VEHICLE_DEVICE;
+    if (v->cert == NULL &&
+        (rc = fv_ca_mint(r->ca, v->vin, type, &v->cert, &v->key, err, sizeof err))) {
         snprintf(r->fatal_msg, sizeof r->fatal_msg, "minting a certificate for %s: %s", v->vin,
                  err);
         r->fatal = rc;
         return;
     }
     if (v->attempts++ > 0) r->st->reconnects++;
-    rc = fv_sim_ws_connect(v->ws, r->ctx, &r->target, v->cert, v->key, err, sizeof err);
+    rc = fv_sim_ws_connect(v->ws, r->ctx, v->site ? &r->site_target : &r->target, v->cert, v->key,
+                           err, sizeof err);
     if (rc) {
         conn_lost(r, v, err, now);
         return;
@@ -327,6 +337,19 @@ static void vt_generate(struct run *r, uint64_t now)
         pump_and_flush(r, &r->v[i], now);
         reschedule(r, &r->v[i]);
     }
+}
+
+/* Sites: makes history samples while their windows have room (simulate.h "Sites"), then
+ * queues them on the open connections; returns how many were made. */
+static uint64_t bf_generate(struct run *r, uint64_t now)
+{
+    if (r->phase != PH_GEN || r->bf_pending == 0) return 0;
+    uint64_t made = fv_sim__sites_backfill(r, BF_PER_TURN);
+    for (uint32_t i = r->o->vehicles; made > 0 && i < r->n && !r->fatal; i++) {
+        pump_and_flush(r, &r->v[i], now);
+        reschedule(r, &r->v[i]);
+    }
+    return made;
 }
 
 /* Serves the connection FIFO at connect_rate. */
@@ -533,19 +556,19 @@ static int setup(struct run *r, char *err, size_t errlen)
     if (!o->no_server && getrlimit(RLIMIT_NOFILE, &rl) == 0) {
         rl.rlim_cur = rl.rlim_max;
         (void)setrlimit(RLIMIT_NOFILE, &rl);
-        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)o->vehicles + 64)
-            fv_warn("simulate: only %llu file descriptors allowed (ulimit -n) for %u vehicles: "
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)o->vehicles + o->sites + 64)
+            fv_warn("simulate: only %llu file descriptors allowed (ulimit -n) for %u devices: "
                     "some connections will fail",
-                    (unsigned long long)rl.rlim_cur, o->vehicles);
+                    (unsigned long long)rl.rlim_cur, o->vehicles + o->sites);
     }
 
-    r->n = o->vehicles;
+    r->n = o->vehicles + o->sites;
     r->v = calloc(r->n, sizeof *r->v);
     r->heap = calloc(r->n, sizeof *r->heap);
     r->cq = calloc(r->n, sizeof *r->cq);
     r->sample = calloc(fv_sim_signal_count(), sizeof *r->sample);
     if (r->v == NULL || r->heap == NULL || r->cq == NULL || r->sample == NULL) {
-        fv_seterr(err, errlen, "out of memory for %u vehicles", r->n);
+        fv_seterr(err, errlen, "out of memory for %u devices", r->n);
         return FV_ENOMEM;
     }
     if (!o->no_server && (r->ep = epoll_create1(EPOLL_CLOEXEC)) < 0) {
@@ -566,10 +589,10 @@ static int setup(struct run *r, char *err, size_t errlen)
     snprintf(r->runid, sizeof r->runid, "%" PRIx64, fv_now_ms());
     for (uint32_t i = 0; i < r->n; i++) {
         struct veh *v = &r->v[i];
-        if ((rc = fv_sim_vin(o->id_prefix, i, v->vin, err, errlen))) return rc;
-        if ((rc = fv_sim_vehicle_new(o->seed, i, &v->model)) ||
+        if (i < o->vehicles && (rc = fv_sim_vin(o->id_prefix, i, v->vin, err, errlen))) return rc;
+        if ((i < o->vehicles && (rc = fv_sim_vehicle_new(o->seed, i, &v->model))) ||
             (!o->no_server && (rc = fv_sim_ws_new(&v->ws)))) {
-            fv_seterr(err, errlen, "out of memory for %u vehicles", r->n);
+            fv_seterr(err, errlen, "out of memory for %u devices", r->n);
             return rc;
         }
         v->lo = v->hi = v->send_next = 1;
@@ -580,6 +603,7 @@ static int setup(struct run *r, char *err, size_t errlen)
         v->heap_pos = i;
         r->heap[i] = i;
     }
+    if (o->sites > 0 && (rc = fv_sim__sites_setup(r, err, errlen))) return rc;
     for (uint32_t i = 0; !o->no_server && i < r->n; i++)
         reschedule(r, &r->v[i]);
     return FV_OK;
@@ -591,6 +615,7 @@ static void teardown(struct run *r)
         struct veh *v = &r->v[i];
         fv_sim_ws_free(v->ws);
         fv_sim_vehicle_free(v->model);
+        free(v->site);
         X509_free(v->cert);
         EVP_PKEY_free(v->key);
         for (uint32_t k = 0; k < v->ring_cap; k++)
@@ -646,8 +671,9 @@ static void run_online(struct run *r)
             st->interrupted = 1;
             break;
         }
+        int history_done = r->bf_pending == 0 || r->connected == 0;
         if (r->phase == PH_GEN &&
-            (o->virtual_time ? r->vt_k >= r->vt_total : now >= r->gen_end_ns)) {
+            (o->virtual_time ? r->vt_k >= r->vt_total : now >= r->gen_end_ns && history_done)) {
             r->phase = PH_DRAIN;
             r->drain_end_ns = now + (uint64_t)(o->drain_s * (double)NS_PER_S);
             for (uint32_t i = 0; i < r->n; i++)
@@ -661,6 +687,7 @@ static void run_online(struct run *r)
         while (r->n > 0 && r->v[r->heap[0]].wake_ns <= now && !r->fatal)
             vehicle_wake(r, &r->v[r->heap[0]], now);
         if (r->phase == PH_GEN && o->virtual_time) vt_generate(r, now);
+        uint64_t backfilled = bf_generate(r, now);
         if (now >= next_progress) {
             fv_sim__progress(r, now);
             next_progress += NS_PER_S;
@@ -670,6 +697,8 @@ static void run_online(struct run *r)
         uint64_t until = min64(r->v[r->heap[0]].wake_ns, next_progress);
         if (r->phase == PH_GEN && o->virtual_time && (r->vt_k >= r->vt_total || r->vt_full == 0))
             until = now; /* more rounds to make now, or GEN is over */
+        else if (r->phase == PH_GEN && backfilled > 0)
+            until = now; /* more history to make while the windows have room */
         else if (r->phase == PH_GEN)
             until = min64(until, r->gen_end_ns);
         else if (r->phase == PH_DRAIN)
@@ -702,6 +731,7 @@ int fv_sim_run(const struct fv_sim_opts *o, struct fv_sim_stats *st, char *err, 
 {
     memset(st, 0, sizeof *st);
     st->vehicles = o->vehicles;
+    st->sites = o->sites;
     struct run *r = calloc(1, sizeof *r);
     if (r == NULL) {
         fv_seterr(err, errlen, "out of memory");
@@ -711,8 +741,21 @@ int fv_sim_run(const struct fv_sim_opts *o, struct fv_sim_stats *st, char *err, 
     r->st = st;
     r->ep = -1;
     int rc = FV_EINVAL;
-    if (o->vehicles == 0 || !(o->hz > 0) || o->signals == 0 || o->max_inflight == 0 ||
-        o->seconds < 0 || o->drain_s < 0) {
+    if (o->sites > 0 && (o->virtual_time || o->no_server || o->influx_path)) {
+        fv_seterr(err, errlen,
+                  "sites run in wall-clock time against a server only (no "
+                  "--virtual-time, --no-server or --influx with --sites)");
+        goto done;
+    }
+    if (o->sites > 0 &&
+        (!(o->site_days >= 0) || !(o->opt_out_pct >= 0) || !(o->opt_out_pct <= 100) ||
+         !(o->offline_pct >= 0) || !(o->offline_pct <= 100) || !(o->site_utc_offset_h >= -14) ||
+         !(o->site_utc_offset_h <= 14))) {
+        fv_seterr(err, errlen, "invalid site options");
+        goto done;
+    }
+    if (o->vehicles + (uint64_t)o->sites == 0 || !(o->hz > 0) || o->signals == 0 ||
+        o->max_inflight == 0 || o->seconds < 0 || o->drain_s < 0) {
         fv_seterr(err, errlen, "invalid simulation options");
         goto done;
     }
@@ -734,7 +777,7 @@ int fv_sim_run(const struct fv_sim_opts *o, struct fv_sim_stats *st, char *err, 
     }
     fv_sim__progress(r, fv_mono_ns());
     if (st->connected_peak == 0 && st->sent > 0 && r->last_err[0])
-        fv_error("simulate: no vehicle could connect; last error: %s", r->last_err);
+        fv_error("simulate: no device could connect; last error: %s", r->last_err);
     if (r->influx) {
         int bad = ferror(r->influx);
         int cerr = fclose(r->influx) != 0 ? errno : 0;

@@ -25,6 +25,18 @@
  * reply came within the resend timeout. Generation pauses for a vehicle while it holds
  * max_inflight unfinished records.
  *
+ * Sites (opts.sites > 0; wall-clock time only, no line protocol): device n of the run is
+ * vehicle n for n < vehicles, else site n - vehicles (id site_prefix + index). A site first
+ * back-fills site_days days of history: one sample per 5 minutes from the last 5-minute
+ * boundary before the start minus site_days days up to the start, stamped in that past and
+ * made as fast as acks allow (64 in flight; as virtual time does for vehicles); then it samples
+ * live at hz, stamped with the wall clock. GEN lasts S seconds and until every back-fill is
+ * done (while any connection is open). Site records (topic `site`, device type energy_device)
+ * follow the delivery contract above, except that a refusal for the rate limit is not final: the
+ * record is sent again after the resend timeout. Commands (topic site_command) are applied to the
+ * site's model (site.h) and answered by a `site_command_ack` record that is itself resent until
+ * acked; a site in an outage, or whose window is full, answers nothing (the server resends).
+ *
  * Threading: fv_sim_run runs on the calling thread (one epoll loop, non-blocking sockets);
  * the only cross-context input is opts->stop, set from a signal handler. The process must
  * ignore SIGPIPE (`fleetvault` does, in main): a write to a connection the server has just
@@ -63,10 +75,18 @@ struct fv_sim_opts {
     const char *influx_path;           /* write generated records as line protocol, or NULL */
     int no_server;                     /* virtual time only: write influx_path, connect nowhere */
     const volatile sig_atomic_t *stop; /* nonzero: stop generating, report, return */
+    /* Energy sites (site.h), beside the vehicles; wall-clock runs only (see below). */
+    uint32_t sites;           /* homes, each on its own energy_device connection */
+    double site_days;         /* back-fill this many days of history first (5-minute samples) */
+    const char *site_prefix;  /* site id prefix (default "SITESIM"), padded like a VIN */
+    double opt_out_pct;       /* owners who refuse every event (default 5) */
+    double offline_pct;       /* days with one outage of 30-180 min (default 3) */
+    double site_utc_offset_h; /* the homes' local time = UTC + this (default -8) */
 };
 
 /* Fills o with the defaults (K 20, drain 30 s, prefix "5YJSIM", seed 1, 1000 conn/s,
- * 1000 in flight, resend after 5 s, handshake timeout 10 s, progress on). */
+ * 1000 in flight, resend after 5 s, handshake timeout 10 s, progress on; no sites, site
+ * prefix "SITESIM", 5 % opting out, 3 % outage days, UTC-8). */
 void fv_sim_opts_default(struct fv_sim_opts *o);
 
 struct fv_sim_stats {
@@ -90,6 +110,12 @@ struct fv_sim_stats {
     double peak_rss_mb;
     int interrupted;
     uint64_t datums_sent; /* datums in generated records */
+    uint32_t sites;
+    uint64_t site_samples;     /* site samples generated (history and live) */
+    uint64_t backfilled;       /* of them, history */
+    uint64_t commands;         /* site commands received */
+    uint64_t commands_refused; /* of them, answered with status 2 */
+    uint64_t rate_limited;     /* site records refused for the rate limit, sent again */
 };
 
 /*

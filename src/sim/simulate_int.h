@@ -32,6 +32,7 @@
 
 #include "crypto/certs.h"
 #include "sim/simulate.h"
+#include "sim/site.h"
 #include "sim/vehicle.h"
 #include "sim/wsclient.h"
 #include "util/buf.h"
@@ -48,7 +49,8 @@
 #define NEVER              UINT64_MAX
 #define ERR_LOG_EVERY_NS   (5 * NS_PER_S)
 #define ERR_KINDS          16
-#define VT_ROUNDS_PER_TURN 8 /* virtual time: rounds made between two looks at the sockets */
+#define VT_ROUNDS_PER_TURN 8  /* virtual time: rounds made between two looks at the sockets */
+#define BF_PER_TURN        64 /* sites: history samples each between two looks */
 #define INFLUX_BUF         (1u << 20) /* line-protocol file written in blocks this large */
 
 /* Latency histogram: log-linear over microseconds, exact below 128 us, then 64 buckets per
@@ -67,11 +69,16 @@ struct rec {
     uint32_t len;
     uint16_t ndatums;
     uint8_t resend_form; /* payload already has is_resend = true */
+    uint8_t topic;       /* enum rec_topic */
 };
+
+enum rec_topic { REC_V = 0, REC_SITE, REC_ACK };
 
 struct veh {
     char vin[FV_SIM_VIN_LEN + 1];
-    struct fv_sim_vehicle *model;
+    struct fv_sim_vehicle *model; /* a vehicle, or NULL for a site */
+    struct fv_sim_site *site;     /* a site (site.h), or NULL for a vehicle */
+    uint64_t bf_next_ms;          /* a site's next history sample; >= bf_end_ms once done */
     struct fv_sim_ws *ws;
     X509 *cert;
     EVP_PKEY *key;
@@ -131,6 +138,9 @@ struct run {
     struct fv_datum *sample; /* fv_sim_signal_count() datums, for the line */
     uint64_t vt_total, vt_k; /* virtual time: rounds to make, rounds made (R6) */
     uint32_t vt_full;        /* R5 */
+    struct fv_sim_ws_target site_target; /* as target, with an energy device's headers */
+    uint64_t bf_end_ms;                  /* sites: history ends here (the run's start) */
+    uint32_t bf_pending;                 /* sites still back-filling */
 };
 
 /* What fv_sim__on_message is called with: the vehicle whose connection the reply came on. */
@@ -152,6 +162,24 @@ void fv_sim__pump(struct run *r, struct veh *v, uint64_t now);
 void fv_sim__resend_scan(struct run *r, struct veh *v, uint64_t now);
 /* fv_sim_ws_io's message callback; ud is a struct msg_ctx. Always 0. */
 int fv_sim__on_message(void *ud, unsigned opcode, const unsigned char *p, size_t len);
+/* Keeps a record (payload copied) at v's hi, unfinished until answered. FV_OK or FV_ENOMEM. */
+int fv_sim__push(struct run *r, struct veh *v, const struct fv_buf *payload, uint32_t ndatums,
+                 uint64_t created_ms, enum rec_topic topic);
+/* Whether v's window is full (hi - lo >= max_inflight). */
+int fv_sim__window_full(const struct run *r, const struct veh *v);
+
+/* sites.c: the run's energy sites (simulate.h "Sites"). */
+/* Sets up sites: models, ids, the history's span. FV_OK, or an error with a reason. */
+int fv_sim__sites_setup(struct run *r, char *err, size_t errlen);
+/* Steps site v's model to t_ms and, when it is online, keeps its sample as a record. */
+void fv_sim__site_sample(struct run *r, struct veh *v, uint64_t t_ms);
+/* Makes up to `max` history samples per back-filling site while its window has room;
+ * returns how many were made. */
+uint64_t fv_sim__sites_backfill(struct run *r, uint32_t max);
+/* A site_command for site v (a decoded envelope's payload): applied and acked. */
+void fv_sim__site_command(struct run *r, struct veh *v, const unsigned char *p, size_t len);
+/* Re-encodes a site sample payload with is_resend set into r->pl. */
+int fv_sim__site_resend_form(struct run *r, struct veh *v, const unsigned char *p, size_t len);
 
 /* stats.c: the ack-latency histogram, progress lines, resource use. */
 /* Counts one ack latency of us microseconds. */

@@ -183,6 +183,35 @@ int fv_site_command_encode(const struct fv_site_command *c, struct fv_buf *out)
     return FV_OK;
 }
 
+static uint64_t ts_to_ms(const Fvpb__Timestamp *ts)
+{
+    if (ts == NULL || ts->seconds <= 0) return 0;
+    return (uint64_t)ts->seconds * 1000u + (uint64_t)(ts->nanos > 0 ? ts->nanos : 0) / 1000000u;
+}
+
+int fv_site_command_decode(const unsigned char *p, size_t len, struct fv_site_command *out,
+                           char *id, size_t idlen, char *event, size_t evlen)
+{
+    memset(out, 0, sizeof *out);
+    Fvpb__SiteCommand *m = fvpb__site_command__unpack(NULL, len, p);
+    if (m == NULL) return FV_EPROTO;
+    const char *ev = m->event_id ? m->event_id : "";
+    int ok =
+        m->command_id && m->command_id[0] && strlen(m->command_id) < idlen && strlen(ev) < evlen;
+    if (ok) {
+        snprintf(id, idlen, "%s", m->command_id);
+        snprintf(event, evlen, "%s", ev);
+        out->id = id;
+        out->event_id = event;
+        out->kind = m->kind;
+        out->target_kw = m->target_kw;
+        out->start_ms = ts_to_ms(m->start);
+        out->end_ms = ts_to_ms(m->end);
+    }
+    fvpb__site_command__free_unpacked(m, NULL);
+    return ok ? FV_OK : FV_EPROTO;
+}
+
 int fv_site_ack_decode(const unsigned char *p, size_t len, char *id, size_t idlen, int *status)
 {
     Fvpb__SiteCommandAck *m = fvpb__site_command_ack__unpack(NULL, len, p);

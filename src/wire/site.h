@@ -93,6 +93,11 @@ struct fv_site_command {
     uint64_t start_ms, end_ms;
 };
 int fv_site_command_encode(const struct fv_site_command *c, struct fv_buf *out);
+/* Decodes a SiteCommand (the site's side): its ids are copied into id and event (at most
+ * idlen - 1 and evlen - 1 bytes; longer ones are refused) and out->id, out->event_id point
+ * at them. FV_OK, or FV_EPROTO (not protobuf, no command id, an id too long). */
+int fv_site_command_decode(const unsigned char *p, size_t len, struct fv_site_command *out,
+                           char *id, size_t idlen, char *event, size_t evlen);
 /* Decodes a SiteCommandAck: its command id (copied into id, at most idlen - 1 bytes) and
  * status (1 accepted, 2 refused). FV_OK or FV_EPROTO. */
 int fv_site_ack_decode(const unsigned char *p, size_t len, char *id, size_t idlen, int *status);
