@@ -176,10 +176,14 @@ def test_sigterm_under_load_stops_cleanly():
             except Exception:  # noqa: BLE001 - the server going away ends the stream
                 pass
 
+        for i in range(40):  # certificates first: under a sanitizer each takes a while
+            env.certs.device(f"5YJ3E1EA7KF{i:06d}")
         threads = [threading.Thread(target=stream, args=(i,), daemon=True) for i in range(40)]
         for th in threads:
             th.start()
-        time.sleep(3)
+        deadline = time.time() + 20  # under load: every device streaming, then SIGTERM
+        while acked[0] < 400 and time.time() < deadline:
+            time.sleep(0.1)
         rc = srv.stop()
         stop.set()
         for th in threads:
