@@ -6,6 +6,7 @@
 #   DURATION=10 PHASES="idle busy" bench/ingest/api_load.sh   # a quick run
 #   knobs: VEHICLES=200 HZ=2 DURATION=30 (s per phase) PHASES="idle busy unauth" ROUNDS=1
 #          API_RATE=0 (requests/s per API client, 0 = as fast as it can) BUILD=build
+#          API_NICE= (the server's api_nice, 0-19; empty: its default, 10)
 #          PREJOIN=0 (1: the vehicles join in an unmeasured 3 s stream first, so the measured
 #          stream has no joins: steady state only, for comparison)
 #
@@ -35,6 +36,7 @@ DURATION=${DURATION:-30}
 PHASES=${PHASES:-"idle busy unauth"}
 ROUNDS=${ROUNDS:-1}
 API_RATE=${API_RATE:-0}
+API_NICE=${API_NICE:-}
 PREJOIN=${PREJOIN:-0}
 
 log() { echo "bench/ingest/api_load: $*" >&2; }
@@ -65,7 +67,11 @@ $BIN keys init "$tmp/master.key" >/dev/null
 # (service purpose, fleet-wide, real ids, no ticket): the e2e tests' policy (fvtest.py).
 python3 -c 'import json, sys; sys.path.insert(0, sys.argv[1]); import fvtest
 json.dump(fvtest.test_policy(), open(sys.argv[2], "w"))' "$root/tests/e2e" "$tmp/policy.json"
-printf '{"policy": "%s"}\n' "$tmp/policy.json" >"$tmp/fv.json"
+if [ -n "$API_NICE" ]; then
+    printf '{"policy": "%s", "api_nice": %d}\n' "$tmp/policy.json" "$API_NICE" >"$tmp/fv.json"
+else
+    printf '{"policy": "%s"}\n' "$tmp/policy.json" >"$tmp/fv.json"
+fi
 
 # The API client: one keep-alive connection, requests in a loop for --seconds, then one
 # JSON line: per kind, requests, answers by status, requests/s, latency p50/p99/max (ms),
@@ -185,8 +191,16 @@ run_phase() { # $1 phase, $2 round
         sleep 0.05
     done
     [ $up = 1 ] || { tail -20 "$tmp/server.log" >&2; die "fleetvault did not start"; }
+    # A reading principal works once a second principal approves it (docs/privacy.md): the
+    # installation's first privacy officer (active at once) approves "bench".
+    $BIN principal add bench-officer --role privacy-officer --data "$data" \
+        --policy "$tmp/policy.json" >"$tmp/officer.token" 2>/dev/null ||
+        die "cannot create the approving officer"
     $BIN principal add bench --role ops --data "$data" --policy "$tmp/policy.json" \
-        >"$tmp/bench.token" || die "cannot create the bench principal"
+        >"$tmp/bench.token" 2>/dev/null || die "cannot create the bench principal"
+    curl -sf -X POST -H "Authorization: Bearer $(cat "$tmp/officer.token")" \
+        "http://127.0.0.1:$api/api/v1/principals/bench/approve" >/dev/null ||
+        die "cannot approve the bench principal"
     if [ "$PREJOIN" = 1 ]; then
         $BIN simulate --server "wss://127.0.0.1:$port" --certs "$tmp/certs" --quiet \
             --vehicles "$VEHICLES" --hz "$HZ" --seconds 3 --drain 30 >/dev/null 2>>"$tmp/sim.log" ||
