@@ -280,8 +280,10 @@ static int plan(struct fv_vpp *v, struct vevent *e, int64_t now)
         struct vsite *s = v->sites.slots[i].val;
         if (!v->sites.slots[i].hash || s == NULL || s->prog != e->prog) continue;
         who[k] = s;
+        const struct vassign *prev = assign_of(e, s);
         in[k] = (struct fv_vpp_site){.online = fv_vpp__site_online(s, now),
-                                     .opted_out = fv_vpp__opted_out(e, s->id),
+                                     .opted_out =
+                                         fv_vpp__opted_out(e, s->id) || (prev && prev->declined),
                                      .inverter_kw = s->s.inverter_kw,
                                      .export_limit_kw = s->s.export_limit_kw,
                                      .energy_kwh = s->s.energy_kwh,
@@ -384,6 +386,7 @@ void fv_vpp__drain_inbox(struct fv_vpp *v)
             if (m->kind == 2 && strcmp(a->cmd, m->cmd) == 0) {
                 a->acked = m->status == 1;
                 a->refused = m->status != 1;
+                if (a->refused && a->setpoint_kw > 0) a->declined = 1;
             } else if (m->kind == 3 && v->ev[i]->state == EV_ACTIVE && a->setpoint_kw > 0) {
                 a->resend = 1; /* V1: its current command, as soon as it is back */
                 a->sent_ms = 0;

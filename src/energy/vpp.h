@@ -12,8 +12,9 @@
  *  V1 resends a command not acked within FV_VPP_RESEND_MS, and a site's current command at
  *     once when it reconnects (the downlink delivers at most once, D1);
  *  V2 plans again when a planned site goes short: offline (no sample for
- *     FV_VPP_OFFLINE_MS), opted out, or able to deliver less than its setpoint (a raised
- *     reserve) - at most every FV_VPP_REPLAN_MS - so the others cover it;
+ *     FV_VPP_OFFLINE_MS), opted out, refusing its dispatch (it is then not planned again
+ *     for this event), or able to deliver less than its setpoint (a raised reserve) - at
+ *     most every FV_VPP_REPLAN_MS - so the others cover it;
  *  V3 records the fleet's delivered kW (the sum of planned sites' battery discharge in their
  *     latest samples) against the target, one point per FV_VPP_TRACK_MS;
  *  V4 ends the event at its end time; a cancelled event sends every planned site a cancel.

@@ -40,6 +40,7 @@ struct vassign {
     char cmd[FV_VPP_ID_MAX];
     int64_t sent_ms;
     int acked, refused, resend;
+    int declined; /* it refused a dispatch of this event: not planned again (V2) */
 };
 
 struct vtrack {

@@ -46,6 +46,10 @@ static const char *site_status(const struct vevent *e, const struct vassign *a, 
                  (long long)((now - a->site->rx_ms) / 1000));
         return "offline";
     }
+    if (a->declined) {
+        snprintf(why, len, "the site refused the command");
+        return "short";
+    }
     if (a->setpoint_kw <= 0) {
         snprintf(why, len, "nothing to deliver (its reserve or limits)");
         return "idle";
