@@ -567,13 +567,6 @@ out:
     return rc;
 }
 
-int fv_server_downlink(const char *device_id, const void *msg, size_t len)
-{
-    struct fv_server *srv = __atomic_load_n(&running, __ATOMIC_SEQ_CST);
-    if (srv == NULL || srv->ing == NULL) return FV_ESTATE;
-    return fv_ingest_downlink(srv->ing, device_id, msg, len);
-}
-
 void fv_server_wake(void)
 {
     struct fv_server *srv = __atomic_load_n(&running, __ATOMIC_SEQ_CST);

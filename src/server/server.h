@@ -22,10 +22,6 @@
  * fv_server_wake). Returns 0 on a clean stop, non-zero with err set on failure. */
 int fv_server_run(const struct fv_config *c, volatile sig_atomic_t *stop, char *err, size_t errlen);
 
-/* Downlink: queues one binary frame to a connected device (its newest session); it is
- * sent when the socket is writable. Event-loop thread only. FV_ENOENT if not connected. */
-int fv_server_downlink(const char *device_id, const void *msg, size_t len);
-
 /* Async-signal-safe: wakes the running server's event loop so it sees *stop. */
 void fv_server_wake(void);
 

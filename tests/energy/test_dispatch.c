@@ -14,6 +14,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "../support/testutil.h"
+
 #include "energy/dispatch.h"
 #include "util/err.h"
 
@@ -21,11 +23,7 @@ static uint64_t rng;
 
 static uint64_t next(void)
 {
-    /* xorshift64*: reproducible from the printed seed */
-    rng ^= rng >> 12;
-    rng ^= rng << 25;
-    rng ^= rng >> 27;
-    return rng * 2685821657736338717ull;
+    return fv_test_xorshift(&rng);
 }
 
 static double uni(double lo, double hi)

@@ -3,6 +3,7 @@
 #ifndef FV_TESTUTIL_H
 #define FV_TESTUTIL_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,15 @@ static inline unsigned char *fv_test_read_vector(const char *name, size_t *len)
     fclose(f);
     *len = (size_t)n;
     return buf;
+}
+
+/* xorshift64*: the tests' pseudo-random numbers, reproducible from the printed seed. */
+static inline uint64_t fv_test_xorshift(uint64_t *state)
+{
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    return *state * 2685821657736338717ull;
 }
 
 /* A fresh directory /tmp/PREFIX-XXXXXX in buf (>= 32 bytes); 0 or -1. */

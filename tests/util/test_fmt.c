@@ -18,6 +18,8 @@
 
 #include <jansson.h>
 
+#include "../support/testutil.h"
+
 #include "util/err.h"
 #include "util/fmt.h"
 
@@ -25,11 +27,7 @@ static uint64_t rng;
 
 static uint64_t next(void)
 {
-    /* xorshift64*: reproducible from the printed seed */
-    rng ^= rng >> 12;
-    rng ^= rng << 25;
-    rng ^= rng >> 27;
-    return rng * 2685821657736338717ull;
+    return fv_test_xorshift(&rng);
 }
 
 static double from_bits(uint64_t u)
