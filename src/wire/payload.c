@@ -18,6 +18,7 @@
 #include "telemetry.pb-c.h"
 #include "util/err.h"
 #include "wire/payload.h"
+#include "wire/pbtime.h"
 
 /* Signals whose value is a location (Location, OriginLocation, DestinationLocation). */
 static int is_location_signal(uint32_t f)
@@ -156,17 +157,11 @@ static int convert_value(uint32_t field, const Fvpb__Value *pv, struct fv_value 
     }
 }
 
-static uint64_t ts_to_ms(const Fvpb__Timestamp *ts)
-{
-    if (ts == NULL || ts->seconds < 0) return 0;
-    return (uint64_t)ts->seconds * 1000u + (uint64_t)(ts->nanos > 0 ? ts->nanos : 0) / 1000000u;
-}
-
 /* Converts an unpacked Payload into the value model (out owns its memory). */
 static int vrecord_from_pb(const Fvpb__Payload *pl, struct fv_vrecord *out)
 {
     memset(out, 0, sizeof *out);
-    out->created_at_ms = ts_to_ms(pl->created_at);
+    out->created_at_ms = fv_pbtime_ms(pl->created_at);
     out->is_resend = pl->is_resend ? 1 : 0;
     out->vin = strdup(pl->vin ? pl->vin : "");
     if (out->vin == NULL) goto oom;
@@ -225,8 +220,7 @@ int fv_payload_encode_v(const struct fv_vrecord *r, struct fv_buf *out)
     int rc = FV_ENOMEM;
     Fvpb__Payload pl = FVPB__PAYLOAD__INIT;
     Fvpb__Timestamp ts = FVPB__TIMESTAMP__INIT;
-    ts.seconds = (int64_t)(r->created_at_ms / 1000u);
-    ts.nanos = (int32_t)(r->created_at_ms % 1000u) * 1000000;
+    fv_pbtime_set(&ts, r->created_at_ms);
     pl.created_at = &ts;
     pl.vin = r->vin ? r->vin : (char *)"";
     pl.is_resend = r->is_resend;
@@ -382,8 +376,7 @@ int fv_payload_build_connectivity(const char *vin, const char *connection_id, in
 {
     Fvpb__VehicleConnectivity c = FVPB__VEHICLE_CONNECTIVITY__INIT;
     Fvpb__Timestamp ts = FVPB__TIMESTAMP__INIT;
-    ts.seconds = (int64_t)(at_ms / 1000u);
-    ts.nanos = (int32_t)(at_ms % 1000u) * 1000000;
+    fv_pbtime_set(&ts, at_ms);
     c.vin = (char *)vin;
     c.connection_id = (char *)(connection_id ? connection_id : "");
     c.status = status;

@@ -6,6 +6,7 @@
 
 #include "site.pb-c.h"
 #include "util/err.h"
+#include "wire/pbtime.h"
 #include "wire/site.h"
 
 static const char *const site_names[FV_SITE_SIGNALS] = {
@@ -72,9 +73,7 @@ int fv_site_decode(const unsigned char *p, size_t len, struct fv_site_sample *ou
         return FV_EPROTO;
     }
     if (m->created_at && m->created_at->seconds > 0)
-        out->created_at_ms =
-            (uint64_t)m->created_at->seconds * 1000u +
-            (uint64_t)(m->created_at->nanos > 0 ? m->created_at->nanos : 0) / 1000000u;
+        out->created_at_ms = fv_pbtime_ms(m->created_at);
     out->is_resend = m->is_resend ? 1 : 0;
     out->battery_kw = m->battery_kw;
     out->energy_kwh = m->energy_kwh;
@@ -94,8 +93,7 @@ int fv_site_encode(const struct fv_site_sample *s, const char *site_id, struct f
 {
     Fvpb__SiteTelemetry m = FVPB__SITE_TELEMETRY__INIT;
     Fvpb__Timestamp ts = FVPB__TIMESTAMP__INIT;
-    ts.seconds = (int64_t)(s->created_at_ms / 1000u);
-    ts.nanos = (int32_t)(s->created_at_ms % 1000u) * 1000000;
+    fv_pbtime_set(&ts, s->created_at_ms);
     m.site_id = (char *)(site_id ? site_id : "");
     m.created_at = &ts;
     m.battery_kw = s->battery_kw;
@@ -158,18 +156,12 @@ int fv_site_normalise(const unsigned char *p, size_t len, const char *id, struct
     return rc;
 }
 
-static void ms_to_ts(uint64_t ms, Fvpb__Timestamp *ts)
-{
-    ts->seconds = (int64_t)(ms / 1000u);
-    ts->nanos = (int32_t)(ms % 1000u) * 1000000;
-}
-
 int fv_site_command_encode(const struct fv_site_command *c, struct fv_buf *out)
 {
     Fvpb__SiteCommand m = FVPB__SITE_COMMAND__INIT;
     Fvpb__Timestamp a = FVPB__TIMESTAMP__INIT, b = FVPB__TIMESTAMP__INIT;
-    ms_to_ts(c->start_ms, &a);
-    ms_to_ts(c->end_ms, &b);
+    fv_pbtime_set(&a, c->start_ms);
+    fv_pbtime_set(&b, c->end_ms);
     m.command_id = (char *)c->id;
     m.kind = c->kind;
     m.event_id = (char *)c->event_id;
@@ -183,10 +175,10 @@ int fv_site_command_encode(const struct fv_site_command *c, struct fv_buf *out)
     return FV_OK;
 }
 
-static uint64_t ts_to_ms(const Fvpb__Timestamp *ts)
+/* A command's window: 0 for a time before 1970-01-01T00:00:01 (not a window). */
+static uint64_t window_ms(const Fvpb__Timestamp *ts)
 {
-    if (ts == NULL || ts->seconds <= 0) return 0;
-    return (uint64_t)ts->seconds * 1000u + (uint64_t)(ts->nanos > 0 ? ts->nanos : 0) / 1000000u;
+    return ts && ts->seconds > 0 ? fv_pbtime_ms(ts) : 0;
 }
 
 int fv_site_command_decode(const unsigned char *p, size_t len, struct fv_site_command *out,
@@ -205,8 +197,8 @@ int fv_site_command_decode(const unsigned char *p, size_t len, struct fv_site_co
         out->event_id = event;
         out->kind = m->kind;
         out->target_kw = m->target_kw;
-        out->start_ms = ts_to_ms(m->start);
-        out->end_ms = ts_to_ms(m->end);
+        out->start_ms = window_ms(m->start);
+        out->end_ms = window_ms(m->end);
     }
     fvpb__site_command__free_unpacked(m, NULL);
     return ok ? FV_OK : FV_EPROTO;
