@@ -15,10 +15,11 @@ declare -A allowed=(
     [config]="util wire store energy"
     [privacy]="util os crypto wire wal store config"
     [gateway]="util os crypto wire wal store config privacy"
-    [api]="util os crypto wire wal store config privacy gateway energy"
-    [server]="util os crypto wire wal store config privacy gateway api energy"
+    [openadr]="util os config energy"
+    [api]="util os crypto wire wal store config privacy gateway energy openadr"
+    [server]="util os crypto wire wal store config privacy gateway api energy openadr"
     [sim]="util os crypto wire"
-    [cli]="util os crypto wire wal store config privacy gateway api server sim energy"
+    [cli]="util os crypto wire wal store config privacy gateway api server sim energy openadr"
 )
 bad=0
 for dir in */; do

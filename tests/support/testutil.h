@@ -8,25 +8,34 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Reads tests/vectors/NAME into a malloc'd buffer; aborts the test run if missing. */
-static inline unsigned char *fv_test_read_vector(const char *name, size_t *len)
+/* Reads NAME in the directory the environment variable env names (default_dir when unset)
+ * into a malloc'd buffer with a NUL after its *len bytes; aborts the test run if missing. */
+static inline unsigned char *fv_test_read_file(const char *env, const char *default_dir,
+                                               const char *name, size_t *len)
 {
-    const char *dir = getenv("FV_VECTORS");
+    const char *dir = getenv(env);
     char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir ? dir : "tests/vectors", name);
+    snprintf(path, sizeof path, "%s/%s", dir ? dir : default_dir, name);
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
-        fprintf(stderr, "cannot open vector %s (set FV_VECTORS to tests/vectors)\n", path);
+        fprintf(stderr, "cannot open %s (set %s)\n", path, env);
         abort();
     }
     fseek(f, 0, SEEK_END);
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);
-    unsigned char *buf = malloc(n > 0 ? (size_t)n : 1);
+    unsigned char *buf = malloc(n > 0 ? (size_t)n + 1 : 1);
     if (buf == NULL || fread(buf, 1, (size_t)n, f) != (size_t)n) abort();
     fclose(f);
+    buf[n > 0 ? n : 0] = '\0';
     *len = (size_t)n;
     return buf;
+}
+
+/* Reads tests/vectors/NAME (located through FV_VECTORS). */
+static inline unsigned char *fv_test_read_vector(const char *name, size_t *len)
+{
+    return fv_test_read_file("FV_VECTORS", "tests/vectors", name, len);
 }
 
 /* xorshift64*: the tests' pseudo-random numbers, reproducible from the printed seed. */
