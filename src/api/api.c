@@ -15,6 +15,7 @@
 #include "api/exports.h"
 #include "api/query.h"
 #include "crypto/keys.h"
+#include "openadr/ven.h"
 #include "privacy/guard.h"
 #include "privacy/principals.h"
 #include "privacy/subjects.h"
@@ -461,6 +462,7 @@ static void get_metrics(const struct fv_api_view *v, struct fv_http_response *r)
     COUNTER("fleetvault_unknown_message_type_total",
             "Envelopes with an unknown union type (acked, not stored).", m->unknown_message_type);
     GAUGE("fleetvault_devices", "Devices known.", fv_fleet_count(v->fleet));
+    if (v->ven) fv_ven_metrics(v->ven, b); /* fleetvault_openadr_*: each VTN (N9) */
     GAUGE("fleetvault_erased_records", "Stored records whose data key was destroyed.",
           m->shredded_records);
     GAUGE("fleetvault_wal_bytes", "Bytes in the write-ahead log.", ws.bytes_on_disk);

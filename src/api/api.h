@@ -37,6 +37,7 @@ struct fv_guard_ctx;
 struct fv_store_config;
 struct fv_exports;
 struct fv_vpp;
+struct fv_ven;
 struct json_t;
 
 struct fv_api_view {
@@ -59,6 +60,7 @@ struct fv_api_view {
     const char *audit_dir;      /* DATA/audit (subject exports include their access log) */
     struct fv_exports *exports; /* bulk exports (api/exports.h) */
     struct fv_vpp *vpp;         /* the virtual power plant (energy/vpp.h); NULL: none */
+    struct fv_ven *ven;         /* the OpenADR VEN (openadr/ven.h); NULL: none */
 };
 
 /* A response is either whole (body) or streamed: when more is set, the transport sends
@@ -76,6 +78,10 @@ struct fv_http_response {
 
 void fv_api_handle(const struct fv_api_view *v, const char *method, const char *path,
                    const char *authorization, struct fv_http_response *out);
+/* /api/v1/vpp/openadr[/...] (api/openadr_api.c): the OpenADR VEN's status and opt schedules;
+ * sub is what follows "/openadr". Decides and audits the call itself. */
+void fv_api_openadr(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *method,
+                    const char *sub, struct fv_http_response *out);
 /* GET /api/v1/vpp/events/ID/settlement (api/vpp_settle.c), after the caller's decision. */
 void fv_api_vpp_settlement(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *id,
                            struct fv_http_response *out);

@@ -12,6 +12,7 @@
  *   GET  /api/v1/vpp/capacity?program=P&from=T&to=T   the MW the sites can deliver (vpp_capacity.c)
  *   POST /api/v1/vpp/sites/ID/enroll?program=P
  *   POST /api/v1/vpp/sites/ID/opt-out?event=E   the owner's opt-out, even mid-event
+ *   /api/v1/vpp/openadr[/...]                   the OpenADR VEN (api/openadr_api.c)
  *
  * Every call is a purpose-bound decision on energy sites (the guard, G2-G5: purpose
  * energy_programs for the energy-operator role), audited before anything is answered; site
@@ -154,6 +155,10 @@ void fv_api_vpp(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const cha
 {
     if (v->vpp == NULL) {
         error(out, 404, "the virtual power plant is not running");
+        return;
+    }
+    if (strcmp(sub, "/openadr") == 0 || strncmp(sub, "/openadr/", 9) == 0) {
+        fv_api_openadr(v, ctx, method, sub + 8, out); /* api/openadr_api.c */
         return;
     }
     int post = strcmp(method, "POST") == 0;

@@ -10,6 +10,7 @@
  *   fleetvault vpp enroll SITE --program P
  *   fleetvault vpp opt-out SITE --event ID
  *   fleetvault vpp settle (--event ID | --season YEAR --program P) [--format csv|json]
+ *   fleetvault vpp openadr ...   the OpenADR VEN (cli/cmd_openadr.c)
  *
  * Every verb takes --token-file F, [--api URL] (default http://127.0.0.1:8080) and
  * [--purpose P]. Answers are printed as the API gives them (JSON, or CSV for settle).
@@ -99,6 +100,7 @@ static void on_int(int sig)
 int fv_cmd_vpp(int argc, char **argv)
 {
     const char *verb = argc > 1 ? argv[1] : "";
+    if (strcmp(verb, "openadr") == 0) return fv_cmd_vpp_openadr(argc - 1, argv + 1);
     int ev = strcmp(verb, "event") == 0;
     const char *sub = ev && argc > 2 ? argv[2] : "";
     struct vargs a;

@@ -20,6 +20,9 @@ int fv_cmd_subject(int argc, char **argv);   /* cli/cmd_subject.c */
 int fv_cmd_privacy(int argc, char **argv);   /* cli/cmd_privacy.c */
 int fv_cmd_vpp(int argc, char **argv);       /* cli/cmd_vpp.c */
 
+/* `fleetvault vpp openadr ...` (cli/cmd_openadr.c); argv[0] is "openadr". */
+int fv_cmd_vpp_openadr(int argc, char **argv);
+
 /* One request to the running server's HTTP API (cli/cmd_query.c): GET or POST endpoint with
  * the query parameters pn[i]=pv[i] (NULL values left out), the principal's token read from
  * token_file; the answer is streamed to stdout. Returns the process exit code. */

@@ -198,6 +198,8 @@ int fv_config_load(struct fv_config *c, const char *path, char *err, size_t errl
             }
             snprintf(c->vpp_json, sizeof c->vpp_json, "%s", text);
             free(text);
+        } else if (strcmp(key, "openadr") == 0) {
+            if (fv_oadr_cfg_parse(&c->openadr, val, path, err, errlen) != FV_OK) goto done;
         } else if (strcmp(key, "api_nice") == 0) {
             if (!json_is_integer(val) || json_integer_value(val) < 0 ||
                 json_integer_value(val) > 19) {

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config/openadr_config.h"
 #include "store/store.h"
 #include "util/ratelimit.h"
 
@@ -40,6 +41,7 @@ struct fv_config {
     /* The "vpp" object as JSON text ("": none), parsed by the energy side (energy/vpp.h): the
      * configuration layer does not know programs. */
     char vpp_json[FV_CONFIG_VPP_MAX];
+    struct fv_oadr_cfg openadr;    /* the OpenADR VEN (openadr_config.h); enabled 0: none */
     char audit_key[1024];          /* audit signing key; empty: beside the master key file */
     char audit_witness[1024];      /* optional file outside DATA receiving every checkpoint */
     uint64_t audit_retention_ms;   /* delete audit files older than this (0: keep all) */
@@ -56,7 +58,8 @@ void fv_config_defaults(struct fv_config *c);
  * false), store ({flush_interval, flush_datums, head_max_datums, wal_keep, compact_fanin,
  * retention: {CLASS: "30d"}, classes: {CLASS: [SIGNAL, ...]}}), policy, audit_key, audit_witness
  * (paths), audit_retention (a duration), vpp ({programs: {NAME: {...}}}:
- * energy/program.h), location_privacy ({trim_m, trip_gap, stop_after, grid_m}).
+ * energy/program.h), openadr (config/openadr_config.h), location_privacy ({trim_m, trip_gap,
+ * stop_after, grid_m}).
  */
 int fv_config_load(struct fv_config *c, const char *path, char *err, size_t errlen);
 

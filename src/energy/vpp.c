@@ -317,6 +317,11 @@ static int plan(struct fv_vpp *v, struct vevent *e, int64_t now)
     return rc;
 }
 
+int fv_vpp__replan(struct fv_vpp *v, struct vevent *e, int64_t now)
+{
+    return plan(v, e, now);
+}
+
 /* V2: is a planned site short (offline, opted out, or unable to deliver its setpoint)? */
 static int shortfall(const struct vevent *e, int64_t now)
 {

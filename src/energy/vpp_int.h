@@ -4,7 +4,9 @@
  * service's mutex mu held:
  *   vpp.c        the inbox, events' lives, planning, commands, the thread, the API's calls;
  *   vpp_views.c  what the API reads (event and site views, settlement facts, the season,
- *                a site's own data) and a site's erasure.
+ *                a site's own data) and a site's erasure;
+ *   vpp_ext.c    events from outside (an update of an event), capacity and fleet aggregates
+ *                (vpp_ext.h).
  */
 #ifndef FV_ENERGY_VPP_INT_H
 #define FV_ENERGY_VPP_INT_H
@@ -105,5 +107,7 @@ double fv_vpp__delivered_kw(const struct vevent *e, int64_t now);
 /* Applies what the ingest loop queued (samples, acks, connections). */
 void fv_vpp__drain_inbox(struct fv_vpp *v);
 int fv_vpp__prog_index(const struct fv_vpp *v, const char *name);
+/* Plans an active event again now (V2), sending changed setpoints (vpp_ext.c X1). */
+int fv_vpp__replan(struct fv_vpp *v, struct vevent *e, int64_t now);
 
 #endif

@@ -13,6 +13,7 @@
 
 #include "api/http.h"
 #include "crypto/keys.h"
+#include "openadr/ven.h"
 #include "privacy/audit.h"
 #include "privacy/guard.h"
 #include "server/apiloop.h"
@@ -50,12 +51,37 @@ static void tick_cb(struct ev_loop *loop, struct ev_timer *w, int revents)
     (void)revents;
 }
 
+/* The OpenADR VEN's audit records (ven.h N8): the VEN's thread queues them, the audit log's
+ * owner writes them. A record that cannot be written stays queued. */
+static int ven_audit(void *arg, const char *action, const char *result, const char *reason,
+                     const char *extra_json)
+{
+    struct fv_audit *a = arg;
+    struct fv_audit_event ev = {.kind = "openadr",
+                                .action = action,
+                                .principal = "openadr-ven",
+                                .purpose = "energy_programs",
+                                .result = result,
+                                .reason = reason,
+                                .extra_json = extra_json};
+    if (fv_audit_append(a, &ev, NULL) == FV_OK) return 0;
+    fv_error("audit: %s", fv_audit_last_error(a));
+    return -1;
+}
+
+void fv_apiloop_audit_ven(struct fv_apiloop *al)
+{
+    if (al->guard && al->guard->audit && al->ven)
+        fv_ven_audit_drain(al->ven, ven_audit, al->guard->audit);
+}
+
 /* The guard's and the audit log's timed work: sampled failures (G9), checkpoints, and once
  * an hour the audit log's retention. */
 static void housekeeping(struct fv_apiloop *al, uint64_t *last_retention_ns)
 {
     struct fv_guard *g = al->guard;
     if (g == NULL) return;
+    fv_apiloop_audit_ven(al);
     if (g->audit) fv_audit_tick(g->audit);
     fv_guard_tick(g);
     uint64_t now = fv_mono_ns();

@@ -52,7 +52,8 @@ struct fv_apiloop {
     struct ev_loop *loop;
     pthread_t thread;
     int started;
-    int stop; /* atomic */
+    int stop;           /* atomic */
+    struct fv_ven *ven; /* the OpenADR VEN, or NULL: its audit records are written here */
 };
 
 /* Creates the loop and the context, listens on cfg's API address (an error names it) and
@@ -64,5 +65,9 @@ int fv_apiloop_start(struct fv_apiloop *al, const struct fv_config *cfg, struct 
 /* Stops the thread (answers in flight are dropped with their connections), destroys the
  * context and the loop. Safe on a loop that never started. */
 void fv_apiloop_stop(struct fv_apiloop *al);
+
+/* Writes the OpenADR VEN's queued audit records (openadr/ven.h N8) to the audit log: on the
+ * API thread each housekeeping turn, and by the server once more after fv_apiloop_stop. */
+void fv_apiloop_audit_ven(struct fv_apiloop *al);
 
 #endif

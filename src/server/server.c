@@ -45,6 +45,7 @@
 #include "gateway/fleet.h"
 #include "gateway/metrics.h"
 #include "gateway/recovery.h"
+#include "openadr/ven.h"
 #include "server/apiloop.h"
 #include "server/server.h"
 #include "gateway/session.h"
@@ -75,6 +76,7 @@ struct fv_server {
     struct fv_ingest *ing;
     struct fv_gw_downlink *downlink; /* the downlink seam's in-process side (wire/downlink.h) */
     struct fv_vpp *vpp;              /* the virtual power plant (energy/vpp.h) */
+    struct fv_ven *ven;              /* the OpenADR VEN (openadr/ven.h); NULL: not configured */
     struct fv_http_ctx http;
     char admin_token[80];
     struct fv_kek kek;
@@ -406,6 +408,11 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
                      errlen);
     if (rc) return rc;
     fv_ingest_set_listener(srv->ing, fv_vpp_listener(srv->vpp));
+    if (cfg->openadr.enabled) {
+        rc = fv_ven_open(&cfg->openadr, cfg->data_dir, srv->vpp, &srv->ven, err, errlen);
+        if (rc) return rc;
+        srv->api.ven = srv->ven; /* its audit records are written on the API thread (N8) */
+    }
     srv->http = (struct fv_http_ctx){.view = {.fleet = &srv->fleet,
                                               .metrics = &srv->m,
                                               .wal = srv->wal,
@@ -419,7 +426,8 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
                                               .erase_arg = srv,
                                               .audit_dir = srv->guard.audit_dir,
                                               .exports = srv->exports,
-                                              .vpp = srv->vpp},
+                                              .vpp = srv->vpp,
+                                              .ven = srv->ven},
                                      .metrics = &srv->m};
     return FV_OK;
 }
@@ -497,6 +505,8 @@ static void housekeeping(struct fv_server *srv, uint64_t *last_trim)
 static void close_all(struct fv_server *srv, struct ev_loop *loop)
 {
     fv_apiloop_stop(&srv->api);
+    fv_apiloop_audit_ven(&srv->api); /* the VEN's last audit records, then the VEN */
+    fv_ven_close(srv->ven);          /* before the VPP it drives */
     struct lws_context *ctx = fv_loopref_retire(&srv->ref);
     if (ctx) lws_context_destroy(ctx);
     if (loop) ev_loop_destroy(loop);

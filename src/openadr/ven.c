@@ -1,0 +1,786 @@
+/* ven.c - the VEN's thread, each VTN's turn, transport, saved state, opts, status, metrics
+ * and the audit queue (ven.h; shared state in ven_int.h). */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "openadr/ven_int.h"
+#include "os/fsio.h"
+#include "util/clock.h"
+#include "util/err.h"
+#include "util/log.h"
+
+/* ---- audit queue (N8) ------------------------------------------------------------------ */
+
+void fv_ven__audit(struct fv_ven *v, const char *action, const char *result, const char *reason,
+                   json_t *extra)
+{
+    struct auditrec *a = calloc(1, sizeof *a);
+    if (a && extra) a->extra = json_dumps(extra, JSON_COMPACT);
+    json_decref(extra);
+    if (a == NULL) return;
+    snprintf(a->action, sizeof a->action, "%s", action);
+    snprintf(a->result, sizeof a->result, "%s", result);
+    snprintf(a->reason, sizeof a->reason, "%s", reason ? reason : "");
+    if (v->a_count >= 100000) { /* the API thread is gone: keep the newest */
+        struct auditrec *old = v->a_head;
+        v->a_head = old->next;
+        free(old->extra);
+        free(old);
+        v->a_count--;
+        if (v->a_head == NULL) v->a_tail = NULL;
+    }
+    if (v->a_tail)
+        v->a_tail->next = a;
+    else
+        v->a_head = a;
+    v->a_tail = a;
+    v->a_count++;
+}
+
+size_t fv_ven_audit_drain(struct fv_ven *v, fv_ven_audit_fn fn, void *arg)
+{
+    pthread_mutex_lock(&v->mu);
+    struct auditrec *a = v->a_head;
+    v->a_head = v->a_tail = NULL;
+    v->a_count = 0;
+    pthread_mutex_unlock(&v->mu);
+    size_t n = 0;
+    struct auditrec *keep = NULL, *keep_tail = NULL;
+    while (a) {
+        struct auditrec *next = a->next;
+        if (keep == NULL &&
+            fn(arg, a->action, a->result, a->reason[0] ? a->reason : NULL, a->extra) == 0) {
+            free(a->extra);
+            free(a);
+            n++;
+        } else { /* keep it and everything after it, in order */
+            a->next = NULL;
+            if (keep_tail)
+                keep_tail->next = a;
+            else
+                keep = a;
+            keep_tail = a;
+        }
+        a = next;
+    }
+    if (keep) {
+        pthread_mutex_lock(&v->mu);
+        size_t k = 0;
+        for (struct auditrec *p = keep; p; p = p->next)
+            k++;
+        keep_tail->next = v->a_head;
+        if (v->a_head == NULL) v->a_tail = keep_tail;
+        v->a_head = keep;
+        v->a_count += k;
+        pthread_mutex_unlock(&v->mu);
+    }
+    return n;
+}
+
+/* ---- transport ----------------------------------------------------------------------------- */
+
+static size_t on_body(char *p, size_t size, size_t n, void *arg)
+{
+    struct fv_buf *b = arg;
+    size_t len = size * n;
+    if (b->len + len > FV_OADR_MAX_BYTES || fv_buf_append(b, p, len) != FV_OK) return 0;
+    return len;
+}
+
+void fv_ven__request_id(struct vtn *t, const char *what, char out[FV_OADR_ID_MAX])
+{
+    snprintf(out, FV_OADR_ID_MAX, "fv-%s-%" PRIu64 "-%u", what, fv_now_ms(), ++t->seq);
+}
+
+static void failed(struct vtn *t, const char *why, int64_t now)
+{
+    t->fails++;
+    t->failures++;
+    t->reachable = 0;
+    snprintf(t->last_error, sizeof t->last_error, "%s", why);
+    int64_t wait = VEN_BACKOFF0;
+    for (int i = 1; i < t->fails && wait < VEN_BACKOFF1; i++)
+        wait *= 2;
+    t->next_ms = now + (wait < VEN_BACKOFF1 ? wait : VEN_BACKOFF1);
+}
+
+int fv_ven__exchange(struct fv_ven *v, struct vtn *t, const char *service,
+                     const struct fv_buf *body, struct fv_oadr_msg *reply, char *err, size_t errlen)
+{
+    memset(reply, 0, sizeof *reply);
+    char url[1200];
+    snprintf(url, sizeof url, "%s/%s", t->cfg->url, service);
+    struct fv_buf resp = {0};
+    long status = 0;
+    char cerr[CURL_ERROR_SIZE] = "";
+    CURL *c = t->curl;
+    struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/xml");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, (const char *)body->data);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)body->len);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &resp);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
+    t->sent++;
+    pthread_mutex_unlock(&v->mu); /* no lock across the network */
+    CURLcode cc = curl_easy_perform(c);
+    pthread_mutex_lock(&v->mu);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
+    curl_slist_free_all(hdr);
+    int rc = FV_OK;
+    if (cc != CURLE_OK) {
+        fv_seterr(err, errlen, "%s: %s", service, cerr[0] ? cerr : curl_easy_strerror(cc));
+        rc = FV_EIO;
+    } else if (status != 200) {
+        fv_seterr(err, errlen, "%s: HTTP %ld", service, status);
+        rc = FV_EIO;
+    }
+    if (rc == FV_OK) {
+        t->reachable = 1;
+        t->fails = 0;
+        t->last_ok_ms = (int64_t)fv_now_ms();
+        t->received++;
+        char perr[FV_OADR_TEXT_MAX];
+        if (fv_oadr_parse(v->schema, (const char *)resp.data, resp.len, reply, NULL, perr,
+                          sizeof perr) != FV_OK) {
+            t->invalid++;
+            fv_seterr(err, errlen, "%s: the VTN's answer is not a valid 2.0b payload: %s", service,
+                      perr);
+            rc = FV_EPROTO;
+        }
+    }
+    fv_buf_free(&resp);
+    return rc;
+}
+
+int fv_ven__send(struct fv_ven *v, struct vtn *t, const char *service, const struct fv_buf *body,
+                 const char *what)
+{
+    struct fv_oadr_msg r;
+    char err[FV_OADR_TEXT_MAX];
+    int rc = fv_ven__exchange(v, t, service, body, &r, err, sizeof err);
+    if (rc == FV_EIO) failed(t, err, (int64_t)fv_now_ms());
+    if (rc == FV_OK && r.has_response && r.response_code != 200) {
+        snprintf(err, sizeof err, "%s: the VTN answered %d %s", what, r.response_code,
+                 r.response_desc);
+        rc = FV_EPROTO;
+    }
+    if (rc) fv_warn("openadr: %s: %s", t->cfg->name, err);
+    fv_oadr_msg_free(&r);
+    return rc;
+}
+
+/* ---- saved state: DATA/openadr/NAME.json ---------------------------------------------------- */
+
+static json_t *state_json(const struct vtn *t)
+{
+    json_t *evs = json_array(), *opts = json_array();
+    for (size_t i = 0; evs && i < t->nev; i++) {
+        const struct vev *e = &t->ev[i];
+        json_array_append_new(
+            evs, json_pack("{s:s,s:I,s:s,s:s,s:b,s:b,s:s,s:s,s:I,s:I,s:I,s:f,s:b}", "id", e->id,
+                           "mod", (json_int_t)e->mod, "market_context", e->mc, "state", e->state,
+                           "test", e->test, "opt_in", e->opt_in, "reason", e->reason, "vpp_event",
+                           e->vpp_id, "start_ms", (json_int_t)e->start_ms, "end_ms",
+                           (json_int_t)e->end_ms, "received_ms", (json_int_t)e->received_ms,
+                           "target_kw", e->target_kw, "max", e->max));
+    }
+    for (size_t i = 0; opts && i < t->nopt; i++) {
+        const struct vopt *o = &t->opt[i];
+        json_array_append_new(
+            opts, json_pack("{s:s,s:b,s:I,s:I,s:s,s:s,s:i,s:s}", "id", o->id, "opt_in", o->opt_in,
+                            "start_ms", (json_int_t)o->start_ms, "end_ms", (json_int_t)o->end_ms,
+                            "reason", o->reason, "market_context", o->mc, "state", o->state, "last",
+                            o->last));
+    }
+    return json_pack("{s:s,s:s,s:s,s:I,s:o,s:o}", "ven_id", t->ven_id, "registration_id",
+                     t->registration_id, "vtn_id", t->vtn_id, "poll_ms", (json_int_t)t->poll_ms,
+                     "events", evs ? evs : json_array(), "opts", opts ? opts : json_array());
+}
+
+static void str_of(json_t *o, const char *k, char *out, size_t cap)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    snprintf(out, cap, "%s", s ? s : "");
+}
+
+static int load_state(struct fv_ven *v, struct vtn *t, char *err, size_t errlen)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s.json", v->dir, t->cfg->name);
+    json_error_t je;
+    json_t *j = json_load_file(path, 0, &je);
+    if (j == NULL) {
+        if (access(path, F_OK) != 0) return FV_OK; /* never registered */
+        fv_seterr(err, errlen, "%s: %s", path, je.text);
+        return FV_ECORRUPT;
+    }
+    str_of(j, "ven_id", t->ven_id, sizeof t->ven_id);
+    str_of(j, "registration_id", t->registration_id, sizeof t->registration_id);
+    str_of(j, "vtn_id", t->vtn_id, sizeof t->vtn_id);
+    t->registered = t->registration_id[0] && t->ven_id[0];
+    json_int_t p = json_integer_value(json_object_get(j, "poll_ms"));
+    t->poll_ms = p >= 1000 && p <= 86400000 ? p : VEN_POLL_MS;
+    json_t *evs = json_object_get(j, "events"), *e;
+    size_t i;
+    int rc = FV_OK;
+    json_array_foreach(evs, i, e)
+    {
+        struct vev *q = realloc(t->ev, (t->nev + 1) * sizeof *q);
+        if (q == NULL) {
+            rc = FV_ENOMEM;
+            break;
+        }
+        t->ev = q;
+        struct vev *k = &q[t->nev++];
+        memset(k, 0, sizeof *k);
+        str_of(e, "id", k->id, sizeof k->id);
+        k->mod = (uint32_t)json_integer_value(json_object_get(e, "mod"));
+        str_of(e, "market_context", k->mc, sizeof k->mc);
+        str_of(e, "state", k->state, sizeof k->state);
+        k->test = json_is_true(json_object_get(e, "test"));
+        k->opt_in = json_is_true(json_object_get(e, "opt_in"));
+        str_of(e, "reason", k->reason, sizeof k->reason);
+        str_of(e, "vpp_event", k->vpp_id, sizeof k->vpp_id);
+        k->start_ms = json_integer_value(json_object_get(e, "start_ms"));
+        k->end_ms = json_integer_value(json_object_get(e, "end_ms"));
+        k->received_ms = json_integer_value(json_object_get(e, "received_ms"));
+        k->target_kw = json_number_value(json_object_get(e, "target_kw"));
+        k->max = json_is_true(json_object_get(e, "max"));
+    }
+    json_t *opts = json_object_get(j, "opts");
+    json_array_foreach(opts, i, e)
+    {
+        struct vopt *q = rc ? NULL : realloc(t->opt, (t->nopt + 1) * sizeof *q);
+        if (q == NULL) {
+            rc = FV_ENOMEM;
+            break;
+        }
+        t->opt = q;
+        struct vopt *o = &q[t->nopt++];
+        memset(o, 0, sizeof *o);
+        str_of(e, "id", o->id, sizeof o->id);
+        o->opt_in = json_is_true(json_object_get(e, "opt_in"));
+        o->start_ms = json_integer_value(json_object_get(e, "start_ms"));
+        o->end_ms = json_integer_value(json_object_get(e, "end_ms"));
+        str_of(e, "reason", o->reason, sizeof o->reason);
+        str_of(e, "market_context", o->mc, sizeof o->mc);
+        o->state = (int)json_integer_value(json_object_get(e, "state"));
+        str_of(e, "last", o->last, sizeof o->last);
+    }
+    json_decref(j);
+    return rc;
+}
+
+/* Writes a VTN's state if it changed; mu is released during the write (the text is a copy). */
+static void save_state(struct fv_ven *v, struct vtn *t)
+{
+    if (!t->dirty) return;
+    json_t *j = state_json(t);
+    char *text = j ? json_dumps(j, JSON_INDENT(1)) : NULL;
+    json_decref(j);
+    if (text == NULL) return;
+    t->dirty = 0;
+    char path[1200], err[256];
+    snprintf(path, sizeof path, "%s/%s.json", v->dir, t->cfg->name);
+    pthread_mutex_unlock(&v->mu);
+    int rc = fv_os_write_file_atomic(path, text, strlen(text), 0600, err, sizeof err);
+    pthread_mutex_lock(&v->mu);
+    if (rc != FV_OK) {
+        fv_warn("openadr: cannot save %s: %s", path, err);
+        t->dirty = 1;
+    }
+    free(text);
+}
+
+/* ---- registration ---------------------------------------------------------------------------- */
+
+static void forget_registration(struct vtn *t)
+{
+    t->registered = t->reports_registered = 0;
+    t->registration_id[0] = t->ven_id[0] = '\0';
+    free(t->rep);
+    t->rep = NULL;
+    t->nrep = 0;
+    t->dirty = 1;
+}
+
+static int do_register(struct fv_ven *v, struct vtn *t, int64_t now)
+{
+    char rid[FV_OADR_ID_MAX], err[FV_OADR_TEXT_MAX];
+    struct fv_buf b = {0};
+    struct fv_oadr_msg r;
+    fv_ven__request_id(t, "query", rid);
+    int rc = fv_oadr_build_query_registration(&b, rid);
+    if (rc == FV_OK) rc = fv_ven__exchange(v, t, "EiRegisterParty", &b, &r, err, sizeof err);
+    if (rc == FV_OK && r.kind == FV_OADR_CREATED_PARTY_REGISTRATION) {
+        snprintf(t->vtn_id, sizeof t->vtn_id, "%s", r.vtn_id);
+        if (r.poll_freq_ms >= 1000) t->poll_ms = r.poll_freq_ms;
+    }
+    fv_oadr_msg_free(&r);
+    fv_buf_reset(&b);
+    fv_ven__request_id(t, "register", rid);
+    if (rc == FV_OK)
+        rc = fv_oadr_build_create_party_registration(&b, rid, t->registration_id, t->ven_id,
+                                                     v->cfg->ven_name, NULL, 1);
+    if (rc == FV_OK) rc = fv_ven__exchange(v, t, "EiRegisterParty", &b, &r, err, sizeof err);
+    fv_buf_free(&b);
+    if (rc == FV_OK && (r.kind != FV_OADR_CREATED_PARTY_REGISTRATION || r.response_code != 200 ||
+                        !r.registration_id[0] || !r.ven_id[0])) {
+        snprintf(err, sizeof err, "registration refused: %s %d %s", r.name, r.response_code,
+                 r.response_desc);
+        rc = FV_EPROTO;
+    }
+    if (rc == FV_OK) {
+        snprintf(t->registration_id, sizeof t->registration_id, "%s", r.registration_id);
+        snprintf(t->ven_id, sizeof t->ven_id, "%s", r.ven_id);
+        if (r.vtn_id[0]) snprintf(t->vtn_id, sizeof t->vtn_id, "%s", r.vtn_id);
+        if (r.poll_freq_ms >= 1000) t->poll_ms = r.poll_freq_ms;
+        t->registered = 1;
+        t->reports_registered = 0;
+        t->dirty = 1;
+        t->next_ms = now;
+        fv_info("openadr: %s: registered as %s (registration %s), polling every %lld s",
+                t->cfg->name, t->ven_id, t->registration_id, (long long)(t->poll_ms / 1000));
+        fv_ven__audit(v, "openadr.registration", "allow", NULL,
+                      json_pack("{s:s,s:s,s:s,s:s}", "vtn", t->cfg->name, "ven_id", t->ven_id,
+                                "registration_id", t->registration_id, "vtn_id", t->vtn_id));
+    } else {
+        failed(t, err, now);
+        fv_warn("openadr: %s: %s", t->cfg->name, err);
+    }
+    fv_oadr_msg_free(&r);
+    return rc;
+}
+
+/* oadrCancelPartyRegistration (the VTN's): ours -> answered 200 and forgotten (registered
+ * again at the next turn); another registration -> 452, nothing changes. */
+static void cancel_registration(struct fv_ven *v, struct vtn *t, const struct fv_oadr_msg *m)
+{
+    int ours = strcmp(m->registration_id, t->registration_id) == 0;
+    struct fv_buf b = {0};
+    if (fv_oadr_build_canceled_party_registration(
+            &b, ours ? 200 : FV_OADR_INVALID_ID, ours ? NULL : "not this VEN's registrationID",
+            m->request_id, m->registration_id, t->ven_id) == FV_OK)
+        fv_ven__send(v, t, "EiRegisterParty", &b, "oadrCanceledPartyRegistration");
+    fv_buf_free(&b);
+    fv_ven__audit(
+        v, "openadr.registration", ours ? "allow" : "deny",
+        ours ? "cancelled by the VTN" : "a cancellation naming another registration",
+        json_pack("{s:s,s:s}", "vtn", t->cfg->name, "registration_id", m->registration_id));
+    if (ours) {
+        fv_info("openadr: %s: the VTN cancelled registration %s; registering again", t->cfg->name,
+                t->registration_id);
+        forget_registration(t);
+    }
+}
+
+/* N1: a message we cannot act on: the protocol's code, nothing changed. */
+static void refuse(struct fv_ven *v, struct vtn *t, int code, const char *request_id,
+                   const char *why)
+{
+    struct fv_buf b = {0};
+    if (fv_oadr_build_response(&b, code, why, request_id ? request_id : "", t->ven_id) == FV_OK)
+        fv_ven__send(v, t, "OadrPoll", &b, "oadrResponse");
+    fv_buf_free(&b);
+    fv_ven__audit(v, "openadr.error", "deny", why,
+                  json_pack("{s:s,s:i}", "vtn", t->cfg->name, "code", code));
+}
+
+/* What a poll returned. Returns 1 when the VTN had nothing more (an oadrResponse). */
+static int handle(struct fv_ven *v, struct vtn *t, const struct fv_oadr_msg *m, int64_t now)
+{
+    switch (m->kind) {
+    case FV_OADR_RESPONSE:
+        if (m->response_code == FV_OADR_NOT_REGISTERED) {
+            fv_warn("openadr: %s: the VTN does not know us (463); registering again", t->cfg->name);
+            forget_registration(t);
+        }
+        return 1;
+    case FV_OADR_DISTRIBUTE_EVENT:
+        fv_ven__distribute(v, t, m, now);
+        return 0;
+    case FV_OADR_CANCEL_PARTY_REGISTRATION:
+        cancel_registration(v, t, m);
+        return 1;
+    case FV_OADR_REQUEST_REREGISTRATION: {
+        struct fv_buf b = {0};
+        if (fv_oadr_build_response(&b, 200, NULL, m->request_id, t->ven_id) == FV_OK)
+            fv_ven__send(v, t, "OadrPoll", &b, "oadrResponse");
+        fv_buf_free(&b);
+        t->registered = 0; /* again, with the ids we have */
+        return 1;
+    }
+    case FV_OADR_CREATE_REPORT:
+        fv_ven__create_report(v, t, m, now);
+        return 0;
+    case FV_OADR_CANCEL_REPORT:
+        fv_ven__cancel_report(v, t, m);
+        return 0;
+    case FV_OADR_REGISTER_REPORT: {
+        struct fv_buf b = {0};
+        if (fv_oadr_build_registered_report(&b, 200, NULL, m->request_id, t->ven_id) == FV_OK)
+            fv_ven__send(v, t, "EiReport", &b, "oadrRegisteredReport");
+        fv_buf_free(&b);
+        return 0;
+    }
+    default: {
+        char why[160];
+        snprintf(why, sizeof why, "%s is not a message a VEN receives by polling", m->name);
+        refuse(v, t, FV_OADR_NOT_RECOGNIZED, m->request_id, why);
+        return 0;
+    }
+    }
+}
+
+/* N7: queued opt schedules go out. */
+static void send_opts(struct fv_ven *v, struct vtn *t, int64_t now)
+{
+    for (size_t i = 0; i < t->nopt && t->reachable; i++) {
+        struct vopt *o = &t->opt[i];
+        if (o->state != OPT_TO_SEND && o->state != OPT_TO_CANCEL) continue;
+        char rid[FV_OADR_ID_MAX];
+        fv_ven__request_id(t, "opt", rid);
+        struct fv_buf b = {0};
+        struct fv_oadr_period p = {o->start_ms, o->end_ms - o->start_ms};
+        int cancel = o->state == OPT_TO_CANCEL;
+        int rc = cancel ? fv_oadr_build_cancel_opt(&b, rid, o->id, t->ven_id)
+                        : fv_oadr_build_create_opt(&b, rid, o->id, o->opt_in, o->reason, o->mc,
+                                                   t->ven_id, &p, 1, NULL, 0, now);
+        struct fv_oadr_msg r;
+        char err[FV_OADR_TEXT_MAX];
+        if (rc == FV_OK) rc = fv_ven__exchange(v, t, "EiOpt", &b, &r, err, sizeof err);
+        fv_buf_free(&b);
+        if (rc == FV_EIO) {
+            failed(t, err, now);
+        } else if (rc == FV_OK) {
+            snprintf(o->last, sizeof o->last, "%s %d", r.name, r.response_code);
+            o->state = cancel ? OPT_CANCELLED : OPT_SENT;
+            t->dirty = 1;
+            fv_ven__audit(v, "openadr.opt", r.response_code == 200 ? "allow" : "deny",
+                          r.response_desc[0] ? r.response_desc : NULL,
+                          json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:i}", "vtn", t->cfg->name, "opt",
+                                    o->id, "message", cancel ? "oadrCancelOpt" : "oadrCreateOpt",
+                                    "opt_type", o->opt_in ? "optIn" : "optOut", "start_ms",
+                                    (json_int_t)o->start_ms, "end_ms", (json_int_t)o->end_ms,
+                                    "code", r.response_code));
+        }
+        fv_oadr_msg_free(&r);
+    }
+}
+
+/* One VTN's turn (mu held). */
+static void turn(struct fv_ven *v, struct vtn *t, int64_t now)
+{
+    if (now < t->next_ms) {
+        fv_ven__reports_tick(v, t, now); /* samples between polls */
+        return;
+    }
+    if (!t->registered && do_register(v, t, now) != FV_OK) return;
+    if (!t->reports_registered && fv_ven__register_reports(v, t, now) == FV_OK)
+        t->reports_registered = 1;
+    if (!t->reachable && t->fails) return;
+    for (int k = 0; k < VEN_BURST && t->registered; k++) {
+        struct fv_buf b = {0};
+        struct fv_oadr_msg m;
+        char err[FV_OADR_TEXT_MAX];
+        int rc = fv_oadr_build_poll(&b, t->ven_id);
+        t->polls++;
+        t->last_poll_ms = now;
+        if (rc == FV_OK) rc = fv_ven__exchange(v, t, "OadrPoll", &b, &m, err, sizeof err);
+        fv_buf_free(&b);
+        int done = 1;
+        if (rc == FV_EIO) {
+            failed(t, err, now);
+            fv_warn("openadr: %s: %s (retrying)", t->cfg->name, err);
+        } else if (rc == FV_EPROTO) {
+            refuse(v, t, FV_OADR_INVALID_DATA, NULL, err);
+        } else if (rc == FV_OK) {
+            done = handle(v, t, &m, now);
+        }
+        fv_oadr_msg_free(&m);
+        if (done || rc) break;
+    }
+    if (t->fails) return;
+    fv_ven__reports_tick(v, t, now);
+    send_opts(v, t, now);
+    if (t->fails == 0) t->next_ms = now + t->poll_ms;
+}
+
+static void *ven_main(void *arg)
+{
+    struct fv_ven *v = arg;
+    pthread_mutex_lock(&v->mu);
+    while (!v->stop) {
+        for (size_t i = 0; i < v->nvtn && !v->stop; i++) {
+            turn(v, &v->vtn[i], (int64_t)fv_now_ms());
+            save_state(v, &v->vtn[i]);
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&v->cv, &v->mu, &ts);
+    }
+    pthread_mutex_unlock(&v->mu);
+    return NULL;
+}
+
+/* ---- open, close ----------------------------------------------------------------------------- */
+
+int fv_ven_open(const struct fv_oadr_cfg *cfg, const char *data_dir, struct fv_vpp *vpp,
+                struct fv_ven **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    struct fv_ven *v = calloc(1, sizeof *v);
+    if (v == NULL) return FV_ENOMEM;
+    v->cfg = cfg;
+    v->vpp = vpp;
+    pthread_mutex_init(&v->mu, NULL);
+    pthread_cond_init(&v->cv, NULL);
+    snprintf(v->dir, sizeof v->dir, "%s/openadr", data_dir);
+    int rc = fv_oadr_schema_open(cfg->schema_dir, &v->schema, err, errlen);
+    if (rc == FV_OK) rc = fv_os_mkdirs(v->dir, 0700, err, errlen);
+    for (size_t i = 0; rc == FV_OK && i < cfg->nmcs; i++) {
+        struct fv_vpp_site_now *sites = NULL;
+        size_t n = 0;
+        if (fv_vpp_sites(vpp, cfg->mcs[i].program, &sites, &n) == FV_ENOENT) {
+            fv_seterr(err, errlen,
+                      "openadr.market_contexts.%s.program: no VPP program '%s' (vpp.programs)",
+                      cfg->mcs[i].context, cfg->mcs[i].program);
+            rc = FV_EINVAL;
+        }
+        free(sites);
+    }
+    for (size_t i = 0; rc == FV_OK && i < cfg->nvtns; i++) {
+        struct vtn *t = &v->vtn[v->nvtn++];
+        t->cfg = &cfg->vtns[i];
+        t->poll_ms = VEN_POLL_MS;
+        rc = load_state(v, t, err, errlen);
+        t->curl = rc == FV_OK ? curl_easy_init() : NULL;
+        if (rc == FV_OK && t->curl == NULL) rc = FV_ENOMEM;
+        if (rc == FV_OK) {
+            CURL *c = t->curl;
+            curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+            curl_easy_setopt(c, CURLOPT_SSLCERT, t->cfg->cert);
+            curl_easy_setopt(c, CURLOPT_SSLKEY, t->cfg->key);
+            curl_easy_setopt(c, CURLOPT_CAINFO, t->cfg->ca);
+            curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+            curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+            curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+            curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+            curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
+        }
+    }
+    if (rc == FV_OK && cfg->push)
+        fv_warn("openadr: push mode (openadr.push) is not built yet: the VEN polls only");
+    if (rc == FV_OK) {
+        if (pthread_create(&v->thread, NULL, ven_main, v) != 0) {
+            fv_seterr(err, errlen, "cannot start the OpenADR VEN's thread");
+            rc = FV_ENOMEM;
+        } else {
+            v->started = 1;
+        }
+    }
+    if (rc) {
+        fv_ven_close(v);
+        return rc;
+    }
+    *out = v;
+    return FV_OK;
+}
+
+void fv_ven_close(struct fv_ven *v)
+{
+    if (v == NULL) return;
+    if (v->started) {
+        pthread_mutex_lock(&v->mu);
+        v->stop = 1;
+        pthread_cond_signal(&v->cv);
+        pthread_mutex_unlock(&v->mu);
+        pthread_join(v->thread, NULL);
+    }
+    for (size_t i = 0; i < v->nvtn; i++) {
+        struct vtn *t = &v->vtn[i];
+        if (t->curl) curl_easy_cleanup(t->curl);
+        free(t->ev);
+        for (size_t k = 0; k < t->nrep; k++)
+            free(t->rep[k].s);
+        free(t->rep);
+        free(t->opt);
+    }
+    for (struct auditrec *a = v->a_head, *n; a; a = n) {
+        n = a->next;
+        free(a->extra);
+        free(a);
+    }
+    fv_oadr_schema_close(v->schema);
+    pthread_cond_destroy(&v->cv);
+    pthread_mutex_destroy(&v->mu);
+    free(v);
+}
+
+/* ---- opts (N7) ---------------------------------------------------------------------------------
+ */
+
+int fv_ven_opt_create(struct fv_ven *v, const char *vtn, int opt_in, int64_t start_ms,
+                      int64_t end_ms, const char *reason, const char *market_context, char id[64],
+                      char *err, size_t errlen)
+{
+    if (end_ms <= start_ms) {
+        fv_seterr(err, errlen, "the schedule must end after it starts");
+        return FV_EINVAL;
+    }
+    if (reason && (strlen(reason) == 0 || strlen(reason) >= 64)) {
+        fv_seterr(err, errlen, "reason: 1 to 63 bytes (an optReason: x-schedule, ...)");
+        return FV_EINVAL;
+    }
+    if (market_context && strlen(market_context) >= FV_OADR_TEXT_MAX) {
+        fv_seterr(err, errlen, "market_context too long");
+        return FV_EINVAL;
+    }
+    pthread_mutex_lock(&v->mu);
+    struct vtn *t = NULL;
+    for (size_t i = 0; i < v->nvtn; i++)
+        if (vtn == NULL || strcmp(v->vtn[i].cfg->name, vtn) == 0) {
+            t = &v->vtn[i];
+            break;
+        }
+    struct vopt *q = t ? realloc(t->opt, (t->nopt + 1) * sizeof *q) : NULL;
+    int rc = t == NULL ? FV_ENOENT : q == NULL ? FV_ENOMEM : FV_OK;
+    if (rc == FV_OK) {
+        t->opt = q;
+        struct vopt *o = &q[t->nopt++];
+        memset(o, 0, sizeof *o);
+        snprintf(o->id, sizeof o->id, "fv-opt-%" PRIu64 "-%u", fv_now_ms() / 1000, ++v->opt_seq);
+        o->opt_in = opt_in != 0;
+        o->start_ms = start_ms;
+        o->end_ms = end_ms;
+        snprintf(o->reason, sizeof o->reason, "%s",
+                 reason   ? reason
+                 : opt_in ? "participating"
+                          : "x-schedule");
+        snprintf(o->mc, sizeof o->mc, "%s", market_context ? market_context : "");
+        o->state = OPT_TO_SEND;
+        t->dirty = 1;
+        t->next_ms = 0; /* at the next turn */
+        snprintf(id, 64, "%s", o->id);
+        pthread_cond_signal(&v->cv);
+    }
+    pthread_mutex_unlock(&v->mu);
+    if (rc == FV_ENOENT) fv_seterr(err, errlen, "no VTN named '%s'", vtn ? vtn : "");
+    return rc;
+}
+
+int fv_ven_opt_cancel(struct fv_ven *v, const char *id)
+{
+    pthread_mutex_lock(&v->mu);
+    int rc = FV_ENOENT;
+    for (size_t i = 0; i < v->nvtn && rc; i++)
+        for (size_t k = 0; k < v->vtn[i].nopt && rc; k++) {
+            struct vopt *o = &v->vtn[i].opt[k];
+            if (strcmp(o->id, id) != 0 || o->state == OPT_CANCELLED) continue;
+            o->state = o->state == OPT_TO_SEND ? OPT_CANCELLED : OPT_TO_CANCEL;
+            v->vtn[i].dirty = 1;
+            v->vtn[i].next_ms = 0;
+            rc = FV_OK;
+        }
+    if (rc == FV_OK) pthread_cond_signal(&v->cv);
+    pthread_mutex_unlock(&v->mu);
+    return rc;
+}
+
+/* ---- status and metrics (N9) ------------------------------------------------------------------
+ */
+
+static const char *vtn_state(const struct vtn *t)
+{
+    return !t->reachable && t->fails ? "unreachable" : t->registered ? "registered" : "registering";
+}
+
+json_t *fv_ven_status_json(struct fv_ven *v)
+{
+    json_t *arr = json_array();
+    pthread_mutex_lock(&v->mu);
+    for (size_t i = 0; arr && i < v->nvtn; i++) {
+        const struct vtn *t = &v->vtn[i];
+        json_t *j = state_json(t);
+        json_t *reps = json_array();
+        for (size_t k = 0; reps && k < t->nrep; k++)
+            json_array_append_new(
+                reps, json_pack("{s:s,s:s,s:I,s:I,s:I}", "report_request_id", t->rep[k].request_id,
+                                "specifier_id", t->rep[k].specifier_id, "granularity_ms",
+                                (json_int_t)t->rep[k].granularity_ms, "report_back_ms",
+                                (json_int_t)t->rep[k].report_back_ms, "sent",
+                                (json_int_t)t->rep[k].sent));
+        if (j) {
+            json_object_set_new(j, "name", json_string(t->cfg->name));
+            json_object_set_new(j, "url", json_string(t->cfg->url));
+            json_object_set_new(j, "state", json_string(vtn_state(t)));
+            json_object_set_new(j, "reachable", json_boolean(t->reachable));
+            json_object_set_new(j, "poll_s", json_real((double)t->poll_ms / 1000));
+            json_object_set_new(j, "failures", json_integer((json_int_t)t->failures));
+            json_object_set_new(j, "consecutive_failures", json_integer(t->fails));
+            json_object_set_new(j, "last_error", json_string(t->last_error));
+            json_object_set_new(j, "last_poll_ms", json_integer(t->last_poll_ms));
+            json_object_set_new(j, "last_ok_ms", json_integer(t->last_ok_ms));
+            json_object_set_new(j, "next_attempt_ms", json_integer(t->next_ms));
+            json_object_set_new(j, "reports", reps ? reps : json_array());
+            json_array_append_new(arr, j);
+        } else {
+            json_decref(reps);
+        }
+    }
+    pthread_mutex_unlock(&v->mu);
+    return json_pack("{s:s,s:o}", "ven_name", v->cfg->ven_name, "vtns", arr ? arr : json_array());
+}
+
+int fv_ven_metrics(struct fv_ven *v, struct fv_buf *out)
+{
+    static const char *const help =
+        "# HELP fleetvault_openadr_vtn_up 1 when the VTN answered the last exchange\n"
+        "# TYPE fleetvault_openadr_vtn_up gauge\n"
+        "# HELP fleetvault_openadr_registered 1 when registered with the VTN\n"
+        "# TYPE fleetvault_openadr_registered gauge\n"
+        "# TYPE fleetvault_openadr_polls_total counter\n"
+        "# TYPE fleetvault_openadr_failures_total counter\n"
+        "# TYPE fleetvault_openadr_messages_sent_total counter\n"
+        "# TYPE fleetvault_openadr_messages_received_total counter\n"
+        "# TYPE fleetvault_openadr_messages_invalid_total counter\n"
+        "# TYPE fleetvault_openadr_events_total counter\n"
+        "# TYPE fleetvault_openadr_reports_total counter\n"
+        "# HELP fleetvault_openadr_retry_seconds seconds until the next attempt after failures\n"
+        "# TYPE fleetvault_openadr_retry_seconds gauge\n";
+    int rc = fv_buf_append(out, help, strlen(help));
+    pthread_mutex_lock(&v->mu);
+    int64_t now = (int64_t)fv_now_ms();
+    for (size_t i = 0; rc == FV_OK && i < v->nvtn; i++) {
+        const struct vtn *t = &v->vtn[i];
+        char line[1600];
+        const char *n = t->cfg->name;
+        int len = snprintf(line, sizeof line,
+                           "fleetvault_openadr_vtn_up{vtn=\"%s\"} %d\n"
+                           "fleetvault_openadr_registered{vtn=\"%s\"} %d\n"
+                           "fleetvault_openadr_polls_total{vtn=\"%s\"} %" PRIu64 "\n"
+                           "fleetvault_openadr_failures_total{vtn=\"%s\"} %" PRIu64 "\n"
+                           "fleetvault_openadr_messages_sent_total{vtn=\"%s\"} %" PRIu64 "\n"
+                           "fleetvault_openadr_messages_received_total{vtn=\"%s\"} %" PRIu64 "\n"
+                           "fleetvault_openadr_messages_invalid_total{vtn=\"%s\"} %" PRIu64 "\n"
+                           "fleetvault_openadr_events_total{vtn=\"%s\"} %" PRIu64 "\n"
+                           "fleetvault_openadr_reports_total{vtn=\"%s\"} %" PRIu64 "\n"
+                           "fleetvault_openadr_retry_seconds{vtn=\"%s\"} %.1f\n",
+                           n, t->reachable, n, t->registered, n, t->polls, n, t->failures, n,
+                           t->sent, n, t->received, n, t->invalid, n, t->events, n, t->reports, n,
+                           t->fails && t->next_ms > now ? (double)(t->next_ms - now) / 1000 : 0.0);
+        rc = len > 0 && (size_t)len < sizeof line ? fv_buf_append(out, line, (size_t)len) : FV_OK;
+    }
+    pthread_mutex_unlock(&v->mu);
+    return rc;
+}

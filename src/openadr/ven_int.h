@@ -1,0 +1,138 @@
+/*
+ * ven_int.h - internal to src/openadr/ven*.c; not a contract (ven.h is). The VEN's state and
+ * the functions its files share (named fv_ven__*):
+ *   ven.c          the thread, each VTN's turn (registration, poll, dispatch of what the poll
+ *                  returns), the transport (libcurl), saved state, opts, status, metrics, audit;
+ *   ven_events.c   oadrDistributeEvent -> VPP events and the oadrCreatedEvent answer (N2-N5);
+ *   ven_reports.c  report metadata, report requests and update reports (N6).
+ * Locking: the VEN's thread holds mu while it works, releasing it only around network I/O
+ * (fv_ven__exchange) and the write of the saved state; other threads take mu for copies.
+ */
+#ifndef FV_OPENADR_VEN_INT_H
+#define FV_OPENADR_VEN_INT_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <curl/curl.h>
+
+#include "energy/vpp.h"
+#include "openadr/oadr.h"
+#include "openadr/ven.h"
+
+#define VEN_BURST    16    /* messages taken from one VTN per turn */
+#define VEN_BACKOFF0 1000  /* first retry after a failure (ms), doubling */
+#define VEN_BACKOFF1 60000 /* longest wait between retries (ms) */
+#define VEN_POLL_MS  10000 /* poll period when the VTN asks none */
+#define VEN_EVENTS   256   /* events remembered per VTN (the oldest finished ones go first) */
+#define VEN_SAMPLES  720   /* report samples kept per request between two updates */
+
+/* An event as the VEN knows it (saved in DATA/openadr/NAME.json). */
+struct vev {
+    fv_oadr_id id;
+    uint32_t mod;
+    char mc[FV_OADR_TEXT_MAX];
+    char state[16]; /* the VTN's eventStatus, or "removed" */
+    int test, opt_in, seen;
+    char reason[FV_OADR_TEXT_MAX];
+    char vpp_id[FV_VPP_ID_MAX]; /* "" none (test, level 0, refused) */
+    int64_t start_ms, end_ms, received_ms;
+    double target_kw; /* what was asked of the VPP (0 with max) */
+    int max;
+};
+
+struct vsample {
+    int64_t t;
+    double v[5]; /* by rID index (ven_reports.c) */
+};
+
+/* A report the VTN asked for (oadrCreateReport). */
+struct vrep {
+    fv_oadr_id request_id, specifier_id;
+    int rids; /* bit mask over the rIDs of the specifier */
+    int64_t granularity_ms, report_back_ms, start_ms, end_ms; /* end 0: until cancelled */
+    int64_t next_sample_ms, next_send_ms;
+    struct vsample *s;
+    size_t ns;
+    unsigned sent;
+};
+
+/* An opt schedule (EiOpt). */
+struct vopt {
+    char id[64];
+    int opt_in;
+    int64_t start_ms, end_ms;
+    char reason[64];
+    char mc[FV_OADR_TEXT_MAX];
+    int state;     /* OPT_* */
+    char last[96]; /* the VTN's last answer */
+};
+enum { OPT_TO_SEND, OPT_SENT, OPT_TO_CANCEL, OPT_CANCELLED };
+
+struct vtn {
+    const struct fv_oadr_cfg_vtn *cfg;
+    int registered, reports_registered, dirty;
+    fv_oadr_id ven_id, registration_id, vtn_id;
+    int64_t poll_ms, next_ms, last_poll_ms, last_ok_ms;
+    int fails, reachable;
+    char last_error[FV_OADR_TEXT_MAX];
+    uint64_t polls, sent, received, invalid, failures, events, reports;
+    struct vev *ev;
+    size_t nev;
+    struct vrep *rep;
+    size_t nrep;
+    struct vopt *opt;
+    size_t nopt;
+    CURL *curl;
+    unsigned seq;
+};
+
+struct auditrec {
+    struct auditrec *next;
+    char action[32], result[8];
+    char reason[FV_OADR_TEXT_MAX];
+    char *extra;
+};
+
+struct fv_ven {
+    const struct fv_oadr_cfg *cfg;
+    char dir[1024]; /* DATA/openadr */
+    struct fv_vpp *vpp;
+    struct fv_oadr_schema *schema;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stop, started;
+    pthread_t thread;
+    struct vtn vtn[FV_OADR_CFG_VTNS];
+    size_t nvtn;
+    struct auditrec *a_head, *a_tail;
+    size_t a_count;
+    unsigned opt_seq;
+};
+
+/* POSTs body to the VTN's service and parses the answer into *reply (free it always).
+ * Releases mu during the request. FV_OK: a valid payload; FV_EPROTO: the answer is not a
+ * valid payload (err says why; the VTN is reachable); FV_EIO: transport failure (err). */
+int fv_ven__exchange(struct fv_ven *v, struct vtn *t, const char *service,
+                     const struct fv_buf *body, struct fv_oadr_msg *reply, char *err,
+                     size_t errlen);
+/* Sends a message whose answer carries only a response code (oadrResponse and the like);
+ * FV_OK when the VTN answered 200. */
+int fv_ven__send(struct fv_ven *v, struct vtn *t, const char *service, const struct fv_buf *body,
+                 const char *what);
+/* Queues an audit record (N8): extra is a new jansson object (stolen) or NULL. */
+void fv_ven__audit(struct fv_ven *v, const char *action, const char *result, const char *reason,
+                   json_t *extra);
+/* A request id unique to this VTN ("fv-NAME-N"). */
+void fv_ven__request_id(struct vtn *t, const char *what, char out[FV_OADR_ID_MAX]);
+
+void fv_ven__distribute(struct fv_ven *v, struct vtn *t, const struct fv_oadr_msg *m, int64_t now);
+
+int fv_ven__register_reports(struct fv_ven *v, struct vtn *t, int64_t now);
+void fv_ven__create_report(struct fv_ven *v, struct vtn *t, const struct fv_oadr_msg *m,
+                           int64_t now);
+void fv_ven__cancel_report(struct fv_ven *v, struct vtn *t, const struct fv_oadr_msg *m);
+void fv_ven__reports_tick(struct fv_ven *v, struct vtn *t, int64_t now);
+
+#endif
