@@ -70,7 +70,14 @@ when the body is not an oadrPayload), `xml` the text, valid/errors from xmllint 
 share/openadr-2.0b/oadr_20b.xsd. A test can assert `all(m.valid for m in vtn.received)`.
 
 Times: start_s (queue_event, request_report) is a Unix time; a value below 10**9 is taken as
-an offset from now (start_s=30 means "in 30 s").
+an offset from now (start_s=30 means "in 30 s", start_s=-3600 "an hour ago").
+
+Beyond the contract's API (docs of each method below): status="auto", targets=, comment= on
+queue_event; remove_event(); register_report(); next_payload() and distribute_event_payload()
+for push; wait_for(..., after=t); the state a test can read: vtn.opts, vtn.ven_reports,
+vtn.report_requests, vtn.report_updates, vtn.opt_schedules, vtn.registration, vtn.refused.
+oadr_xml's readers are re-exported: opt_of, event_responses, report_values, report_intervals,
+report_metadata, opt_schedule.
 
 Threads: the HTTPS server runs on its own threads (one per connection); every public method
 may be called from any thread (one lock guards the state; wait_for sleeps on its condition).
@@ -321,7 +328,9 @@ class TestVTN:
         both. intervals: [(duration_s, value), ...] for the signal (a dict {signal: [...]} when
         there are two); by default one interval of the whole event with level / kw. targets:
         extra eiTarget entries {"groupID": [...], "resourceID": [...], ...}; the eiTarget always
-        names the registered venID."""
+        names the registered venID. status: the eventStatus sent (none, far, near, active,
+        completed, cancelled) or "auto" (from the clock each time the event is sent). Queuing
+        an event_id again replaces the event as given (mod included)."""
         ev = {"event_id": event_id, "market_context": market_context, "duration_s": duration_s,
               "signal": signal, "level": level, "kw": kw, "mod": mod, "status": status,
               "test": test, "response_required": response_required, "priority": priority,
@@ -354,6 +363,13 @@ class TestVTN:
     def cancel_event(self, event_id):
         """eventStatus cancelled, modificationNumber + 1, queued again."""
         return self.modify_event(event_id, status="cancelled")
+
+    def remove_event(self, event_id):
+        """Drops an event from the VTN and queues an oadrDistributeEvent without it (for 2.0b an
+        event missing from oadrDistributeEvent is cancelled)."""
+        with self._cond:
+            del self.events[event_id]
+            self._queue_distribute()
 
     def request_report(self, report_request_id, report_specifier_id, r_ids, granularity_s,
                        report_back_s, start_s=None, duration_s=None):
@@ -398,8 +414,12 @@ class TestVTN:
         ...) over mutual TLS (the VTN's certificate by default; the VEN's server certificate is
         verified against vtn.ca). Records both messages and processes the VEN's answer (e.g. the
         opts of an oadrCreatedEvent). Returns the response bytes; the HTTP status is in
-        vtn.last_push_status."""
-        _, _, name = message(xml_bytes)
+        vtn.last_push_status. ven_base_url None: the oadrTransportAddress the VEN registered."""
+        ven_base_url = ven_base_url or self.registration.get("address")
+        try:
+            name = message(xml_bytes)[2]
+        except ET.ParseError:
+            name = None
         service = PUSH_SERVICE.get(name, "EiEvent")
         self._record(self.sent, service, xml_bytes)
         status, body = post(ven_base_url.rstrip("/") + "/" + service, xml_bytes, self.ca,
@@ -560,8 +580,21 @@ class TestVTN:
             out.append((n, typ, list(iv) if iv else [(ev["duration_s"], value)], item))
         return out
 
+    @staticmethod
+    def _status(ev, now):
+        """eventStatus: as given, or for status="auto" from the clock (near = within the
+        notification period before the start)."""
+        if ev["status"] != "auto":
+            return ev["status"]
+        start, dur = ev["start"], ev["duration_s"]
+        if dur and now >= start + dur:
+            return "completed"
+        if now >= start:
+            return "active"
+        return "near" if ev["notification_s"] and now >= start - ev["notification_s"] else "far"
+
     def _event(self, ev, now):
-        start = ev["start"]
+        start, status = ev["start"], self._status(ev, now)
         d = ev["notification_s"], ev["ramp_s"], ev["recovery_s"]
         props = E("xcal:properties", dtstart(start), duration_prop("xcal:duration", ev["duration_s"]),
                   duration_prop("ei:x-eiNotification", d[0]) if d[0] else None,
@@ -572,7 +605,7 @@ class TestVTN:
             current, t = 0.0, start
             xml_ivs = []
             for i, (dur, value) in enumerate(ivs):
-                if t <= now < t + dur and ev["status"] != "cancelled":
+                if t <= now < t + dur and status != "cancelled":
                     current = float(value)
                 t += dur
                 xml_ivs.append(E("ei:interval", duration_prop("xcal:duration", dur),
@@ -596,7 +629,7 @@ class TestVTN:
                  E("ei:modificationDateTime", fmt_dt(ev["modified"])) if ev["modified"] else None,
                  E("ei:priority", ev["priority"]),
                  E("ei:eiMarketContext", E("emix:marketContext", ev["market_context"])),
-                 E("ei:createdDateTime", fmt_dt(ev["created"])), E("ei:eventStatus", ev["status"]),
+                 E("ei:createdDateTime", fmt_dt(ev["created"])), E("ei:eventStatus", status),
                  E("ei:testEvent", bool(ev["test"])),
                  E("ei:vtnComment", ev["comment"]) if ev["comment"] else None)
         return E("oadr:oadrEvent",
