@@ -73,7 +73,7 @@ Times: start_s (queue_event, request_report) is a Unix time; a value below 10**9
 an offset from now (start_s=30 means "in 30 s", start_s=-3600 "an hour ago").
 
 Beyond the contract's API (docs of each method below): status="auto", targets=, comment= on
-queue_event; remove_event(); register_report(); next_payload() and distribute_event_payload()
+queue_event; remove_event(); register_report(); ven_config(); next_payload() and distribute_event_payload()
 for push; wait_for(..., after=t); the state a test can read: vtn.opts, vtn.ven_reports,
 vtn.report_requests, vtn.report_updates, vtn.opt_schedules, vtn.registration, vtn.refused.
 oadr_xml's readers are re-exported: opt_of, event_responses, report_values, report_intervals,
@@ -318,6 +318,16 @@ class TestVTN:
     def url(self):
         return "https://127.0.0.1:%d%s" % (self.port, BASE_PATH)
 
+    def ven_config(self, market_contexts=None, name="utility", **extra):
+        """The "openadr" section of a fleetvault config for a VEN talking to this VTN (the
+        contract's format); extra keys (push, schema_dir, report_interval_s, ...) are added."""
+        cfg = {"ven_name": "fleetvault-ven",
+               "vtns": [{"name": name, "url": self.url, "cert": self.ven_cert,
+                         "key": self.ven_key, "ca": self.ca}],
+               "market_contexts": market_contexts or {}}
+        cfg.update(extra)
+        return cfg
+
     # -- what a test does
     def queue_event(self, event_id, market_context, start_s, duration_s, signal="SIMPLE", level=1,
                     kw=None, mod=0, status="far", test=False, response_required="always",
@@ -455,13 +465,16 @@ class TestVTN:
     def _req(self):
         return "vtn-req-%d" % next(self._ids)
 
-    def _record(self, lst, service, data):
+    def _check(self, service, data):  # without the lock: runs the validator
         try:
-            _, _, name = message(data)
+            name = message(data)[2]
         except ET.ParseError:
             name = None
         valid, errors = validate(data, self.schema)
-        m = Msg(service, name, data.decode("utf-8", "replace"), valid, errors, time.time())
+        return Msg(service, name, data.decode("utf-8", "replace"), valid, errors, time.time())
+
+    def _record(self, lst, service, data):
+        m = self._check(service, data)
         with self._cond:
             lst.append(m)
             self._cond.notify_all()
@@ -474,15 +487,21 @@ class TestVTN:
 
     def _serve(self, service, body, pushed=False):
         """One message from the VEN -> (HTTP status, response bytes). Validates, records,
-        dispatches; the response is validated and recorded too."""
+        dispatches; the response is validated and recorded too. The message is recorded and
+        acted on under one hold of the lock, so that when wait_for returns it, the state (opts,
+        reports, ...) already reflects it."""
+        m = self._check(service, body)
         try:
             _, el, name = message(body)
         except ET.ParseError:
-            self._record(self.received, service, body)
+            with self._cond:
+                self.received.append(m)
+                self._cond.notify_all()
             return 400, b""
-        m = self._record(self.received, service, body)
         req_id = text(el, ".//pyld:requestID", "") if el is not None else ""
         with self._cond:
+            self.received.append(m)
+            self._cond.notify_all()  # waiters wake once the lock is released, after the handler
             try:
                 if not m.valid or el is None:
                     raise VtnError(INVALID_DATA, "payload does not validate against the 2.0b "
