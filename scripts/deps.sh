@@ -7,6 +7,7 @@ pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev
       libjansson-dev libsqlite3-dev libzstd-dev libcmocka-dev libcurl4-openssl-dev libarchive-dev libicu-dev
       libxml2-dev
       python3 curl openssl procps)
+pkgs+=(libxml2-utils)  # xmllint: the OpenADR tests validate every message against the 2.0b schema
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
