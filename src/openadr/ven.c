@@ -485,9 +485,15 @@ static void turn(struct fv_ven *v, struct vtn *t, int64_t now)
         return;
     }
     if (!t->registered && do_register(v, t, now) != FV_OK) return;
-    if (!t->reports_registered && fv_ven__register_reports(v, t, now) == FV_OK)
-        t->reports_registered = 1;
-    if (!t->reachable && t->fails) return;
+    if (!t->reports_registered) {
+        char err[FV_OADR_TEXT_MAX];
+        int rc = fv_ven__register_reports(v, t, now, err, sizeof err);
+        if (rc == FV_EIO) {
+            failed(t, err, now);
+            return;
+        }
+        t->reports_registered = rc == FV_OK;
+    }
     for (int k = 0; k < VEN_BURST && t->registered; k++) {
         struct fv_buf b = {0};
         struct fv_oadr_msg m;

@@ -129,7 +129,9 @@ void fv_ven__request_id(struct vtn *t, const char *what, char out[FV_OADR_ID_MAX
 
 void fv_ven__distribute(struct fv_ven *v, struct vtn *t, const struct fv_oadr_msg *m, int64_t now);
 
-int fv_ven__register_reports(struct fv_ven *v, struct vtn *t, int64_t now);
+/* oadrRegisterReport; FV_EIO (err) when the VTN cannot be reached. */
+int fv_ven__register_reports(struct fv_ven *v, struct vtn *t, int64_t now, char *err,
+                             size_t errlen);
 void fv_ven__create_report(struct fv_ven *v, struct vtn *t, const struct fv_oadr_msg *m,
                            int64_t now);
 void fv_ven__cancel_report(struct fv_ven *v, struct vtn *t, const struct fv_oadr_msg *m);

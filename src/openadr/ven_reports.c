@@ -29,7 +29,8 @@ static const char *const rid_names[NRID] = {"delivered_kw", "stored_kwh", "avail
 #define USAGE_RIDS  0x0f
 #define STATUS_RIDS 0x10
 
-int fv_ven__register_reports(struct fv_ven *v, struct vtn *t, int64_t now)
+int fv_ven__register_reports(struct fv_ven *v, struct vtn *t, int64_t now, char *err,
+                             size_t errlen)
 {
     int64_t min = (int64_t)v->cfg->report_interval_s * 1000, max = 3600000;
     const char *mc = v->cfg->nmcs ? v->cfg->mcs[0].context : NULL;
@@ -44,12 +45,12 @@ int fv_ven__register_reports(struct fv_ven *v, struct vtn *t, int64_t now)
         {"fleetvault-usage", "METADATA_TELEMETRY_USAGE", 0, d, 4},
         {"fleetvault-status", "METADATA_TELEMETRY_STATUS", 0, d + 4, 1},
     };
-    char rid[FV_OADR_ID_MAX], err[FV_OADR_TEXT_MAX];
+    char rid[FV_OADR_ID_MAX];
     fv_ven__request_id(t, "metadata", rid);
     struct fv_buf b = {0};
     struct fv_oadr_msg r;
     int rc = fv_oadr_build_register_report(&b, rid, t->ven_id, meta, 2, now);
-    if (rc == FV_OK) rc = fv_ven__exchange(v, t, "EiReport", &b, &r, err, sizeof err);
+    if (rc == FV_OK) rc = fv_ven__exchange(v, t, "EiReport", &b, &r, err, errlen);
     fv_buf_free(&b);
     if (rc == FV_OK) {
         fv_ven__audit(v, "openadr.report", "allow", NULL,

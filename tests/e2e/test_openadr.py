@@ -1,0 +1,248 @@
+"""End-to-end test of fleetvault's OpenADR 2.0b VEN (issue 11) against the test VTN
+(oadr_vtn.py: HTTPS with client certificates, schema validation of every message): the
+issue's acceptance run as far as it is built.
+
+One server with five simulated home batteries (`fleetvault simulate --sites 5`) enrolled in a
+program, and the VEN configured for the VTN:
+  registration (query, create; the registration report's metadata), then
+  a SIMPLE level-1 event polled -> optIn -> a VPP event that dispatches the simulated sites,
+    which ack and deliver; a report request -> oadrUpdateReport with the delivered kW the VPP
+    tracks; a modification (level 2) -> the VPP event's target raised; a lower
+    modificationNumber -> 450, nothing changes; a test event -> optIn, never dispatched; an
+    event marked responseRequired=never -> recorded, not answered; an event over the yearly
+    cap -> optOut with the program's reason; an opt schedule (API) -> oadrCreateOpt, an event
+    in its window -> optOut naming it, its cancellation -> oadrCancelOpt; the cancellation of
+    the first event -> its VPP event cancelled;
+  the VTN cancels the registration -> answered, registered again;
+  the VTN goes away -> retried with backoff, shown in /metrics and `fleetvault vpp openadr
+    status`; back -> registered and polling again;
+  every message the VEN sent validates against the 2.0b schema (xmllint, in the VTN), and the
+  audit log holds the events, answers and reports."""
+import json
+import os
+import subprocess
+import time
+
+import fvtest as t
+from oadr_vtn import TestVTN, event_responses, opt_of, report_values
+
+SITES = ["SITESIM%010d" % i for i in range(5)]  # the simulator's names
+MC = "http://elrp.example/a4"
+MC_CAP = "http://elrp.example/capped"
+PROGRAMS = {"programs": {
+    # every day, all day (UTC), short events allowed: the test runs its events now
+    "test": {"timezone": "UTC", "season": ["01-01", "12-31"], "window": ["00:00", "24:00"],
+             "event_length": ["1m", "5h"], "yearly_hours_cap": 60},
+    "capped": {"timezone": "UTC", "season": ["01-01", "12-31"], "window": ["00:00", "24:00"],
+               "event_length": ["1m", "5h"], "yearly_hours_cap": 0.1}}}
+
+
+def api(srv, method, path):
+    st, body = srv.http(path, token="ops", method=method, purpose="service")
+    return st, json.loads(body) if body else None
+
+
+def wait(what, fn, timeout=20, step=0.25):
+    deadline = time.time() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.time() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(step)
+
+
+def answer(vtn, event_id, mod, after=None, timeout=20):
+    """The VEN's eventResponse for (event_id, mod) in an oadrCreatedEvent."""
+    def find(m):
+        return any(r["event_id"] == event_id and r["mod"] == mod for r in event_responses(m))
+    m = vtn.wait_for("oadrCreatedEvent", find, timeout=timeout, after=after)
+    return [r for r in event_responses(m) if r["event_id"] == event_id and r["mod"] == mod][0]
+
+
+def ven_event(srv, event_id):
+    st, b = api(srv, "GET", "/api/v1/vpp/openadr")
+    assert st == 200, (st, b)
+    for e in b["vtns"][0]["events"]:
+        if e["id"] == event_id:
+            return e
+    return None
+
+
+def local_noon_offset():
+    h = time.gmtime().tm_hour
+    off = 12 - h
+    return off - 24 if off > 12 else off
+
+
+def test_ven_against_the_test_vtn():
+    with t.Env() as env, TestVTN(env.root, poll_s=1) as vtn:
+        ocfg = vtn.ven_config({MC: {"program": "test",
+                                    "simple_levels": {"1": 0.3, "2": 0.6, "3": 1.0}},
+                               MC_CAP: {"program": "capped"}}, report_interval_s=1)
+        srv = t.Server(env.root, env.certs, config={"rate_limits": False, "vpp": PROGRAMS,
+                                                    "openadr": ocfg}).start()
+        slog = open(os.path.join(env.root, "sim.log"), "a")
+        sim = subprocess.Popen(
+            [t.BIN, "simulate", "--server", f"wss://127.0.0.1:{srv.port}", "--certs",
+             env.certs.dir, "--sites", str(len(SITES)), "--seconds", "75", "--hz", "1",
+             "--drain", "5", "--seed", "5", "--offline-pct", "0", "--opt-out-pct", "0", "--quiet",
+             "--utc-offset", str(local_noon_offset())],
+            stdout=subprocess.PIPE, stderr=slog, text=True)
+        t0 = time.time()
+        try:
+            run(env, srv, vtn)
+        finally:
+            t.log(f"the run: {time.time() - t0:.1f} s")
+            sim.send_signal(2)
+            sim.communicate(timeout=60)
+            slog.close()
+        bad = [(m.service, m.name, m.errors) for m in vtn.received if not m.valid]
+        assert not bad, bad
+        t.log(f"{len(vtn.received)} messages from the VEN, every one valid against the schema")
+
+
+def run(env, srv, vtn):
+    began = time.time()
+    # -- registration, and the fleet's report metadata
+    wait("registration", lambda: vtn.registration_id)
+    assert vtn.registration["ven_name"] == "fleetvault-ven" and vtn.registration["pull"]
+    wait("oadrRegisterReport", lambda: "fleetvault-usage" in vtn.ven_reports)
+    st, b = api(srv, "GET", "/api/v1/vpp/openadr")
+    assert st == 200 and b["vtns"][0]["state"] == "registered", b
+    assert b["vtns"][0]["ven_id"] == vtn.ven_id, b
+    # the simulated homes enrol and report
+    def enrolled():
+        st, _ = api(srv, "POST", f"/api/v1/vpp/sites/{SITES[-1]}/enroll?program=test")
+        return st == 200
+    wait("the sites' first samples", enrolled, timeout=20)
+    for sid in SITES:
+        st, b = api(srv, "POST", f"/api/v1/vpp/sites/{sid}/enroll?program=test")
+        assert st == 200, (sid, st, b)
+    time.sleep(1.5)  # a sample of each after enrolment
+
+    # -- a SIMPLE event -> optIn -> a VPP event dispatching the sites
+    vtn.queue_event("ev1", MC, start_s=2, duration_s=600, level=1)
+    r = answer(vtn, "ev1", 0)
+    assert (r["opt"], r["code"]) == ("optIn", "200"), r
+    ve = ven_event(srv, "ev1")
+    assert ve and ve["vpp_event"] and ve["target_kw"] > 0, ve
+    vpp_id, target1 = ve["vpp_event"], ve["target_kw"]
+
+    def delivering():
+        st, b = api(srv, "GET", f"/api/v1/vpp/events/{vpp_id}")
+        planned = [x for x in b.get("sites", []) if x["setpoint_kw"] > 0]
+        ok = b["state"] == "active" and planned and all(x["acked"] for x in planned) and \
+            b["delivered_kw"] > 0
+        return b if ok else None
+    ev = wait("the sites delivering", delivering, timeout=20)
+    assert abs(ev["target_kw"] - target1) < 0.01, (ev["target_kw"], target1)
+    t.log(f"ev1 -> {vpp_id}: target {target1} kW, delivered {ev['delivered_kw']} kW")
+
+    # -- reports: the delivered kW the VPP tracks
+    vtn.request_report("rr1", "fleetvault-usage", ["delivered_kw", "stored_kwh"], 1, 2)
+    m = vtn.wait_for("oadrUpdateReport",
+                     lambda m: any(v > 0 for v in report_values(m).get("delivered_kw", [])))
+    vals = report_values(m)
+    st, now = api(srv, "GET", f"/api/v1/vpp/events/{vpp_id}")
+    assert abs(max(vals["delivered_kw"]) - now["delivered_kw"]) < 0.5 * now["target_kw"] + 1, \
+        (vals, now["delivered_kw"])
+    assert all(v > 0 for v in vals["stored_kwh"]), vals
+
+    # -- a modification raises the target; a lower modificationNumber changes nothing
+    t0 = time.time()
+    vtn.modify_event("ev1", level=2)
+    r = answer(vtn, "ev1", 1, after=t0)
+    assert r["opt"] == "optIn", r
+    target2 = wait("a higher target", lambda: (lambda e: e["target_kw"] > target1 and
+                                               e["target_kw"])(api(srv, "GET", f"/api/v1/vpp/events/{vpp_id}")[1]))
+    t.log(f"ev1 modified: target {target1} -> {target2} kW")
+    t0 = time.time()
+    vtn.modify_event("ev1", level=3, mod=0)
+    r = answer(vtn, "ev1", 0, after=t0)
+    assert r["code"] == "450", r
+    assert ven_event(srv, "ev1")["mod"] == 1
+    assert api(srv, "GET", f"/api/v1/vpp/events/{vpp_id}")[1]["target_kw"] == target2
+    vtn.modify_event("ev1", level=2, mod=1)  # the VTN back in step: equal, not answered
+
+    # -- a test event: answered, recorded, never dispatched
+    nvpp = len(api(srv, "GET", "/api/v1/vpp/events")[1]["events"])
+    vtn.queue_event("ev-test", MC, start_s=2, duration_s=300, level=3, test=True)
+    r = answer(vtn, "ev-test", 0)
+    assert r["opt"] == "optIn", r
+    assert ven_event(srv, "ev-test")["vpp_event"] == ""
+    # -- responseRequired=never: recorded, not answered
+    t0 = time.time()
+    vtn.queue_event("ev-quiet", MC, start_s=2, duration_s=300, level=1, test=True,
+                    response_required="never")
+    wait("ev-quiet recorded", lambda: ven_event(srv, "ev-quiet"))
+    # -- over the program's yearly cap: optOut with the program's reason
+    vtn.queue_event("ev-cap", MC_CAP, start_s=2, duration_s=900, signal="LOAD_DISPATCH", kw=5)
+    r = answer(vtn, "ev-cap", 0)
+    assert r["opt"] == "optOut" and "yearly cap" in (r["description"] or ""), r
+    assert not any(x["event_id"] == "ev-quiet" for m in vtn.received
+                   if m.name == "oadrCreatedEvent" for x in event_responses(m))
+    assert len(api(srv, "GET", "/api/v1/vpp/events")[1]["events"]) == nvpp
+
+    # -- an opt schedule from the API: oadrCreateOpt; an event in its window is refused
+    start = int(time.time() * 1000) + 60000
+    st, b = api(srv, "POST", f"/api/v1/vpp/openadr/opts?start={start}&end={start + 3600000}"
+                             f"&reason=x-schedule&market_context={MC}")
+    assert st == 201, (st, b)
+    opt_id = b["id"]
+    wait("oadrCreateOpt", lambda: opt_id in vtn.opt_schedules)
+    vtn.queue_event("ev-busy", MC, start_s=120, duration_s=600, level=1)
+    r = answer(vtn, "ev-busy", 0)
+    assert r["opt"] == "optOut" and opt_id in (r["description"] or ""), r
+    st, b = api(srv, "POST", f"/api/v1/vpp/openadr/opts/{opt_id}/cancel")
+    assert st == 200, (st, b)
+    wait("oadrCancelOpt", lambda: opt_id not in vtn.opt_schedules)
+
+    # -- the VTN cancels ev1: its VPP event is cancelled
+    t0 = time.time()
+    vtn.cancel_event("ev1")
+    r = answer(vtn, "ev1", 2, after=t0)
+    assert r["opt"] == "optIn", r
+    wait("the VPP event cancelled",
+         lambda: api(srv, "GET", f"/api/v1/vpp/events/{vpp_id}")[1]["state"] == "cancelled")
+
+    # -- the VTN cancels the registration: answered, then registered again
+    old = vtn.registration_id
+    t0 = time.time()
+    vtn.cancel_registration()
+    vtn.wait_for("oadrCanceledPartyRegistration", after=t0)
+    vtn.wait_for("oadrCreatePartyRegistration", after=t0)
+    wait("a new registration", lambda: vtn.registration_id and vtn.registration_id != old)
+
+    t.log(f"events, reports, opts and re-registration: {time.time() - began:.1f} s")
+    # -- the VTN goes away: retried with backoff, in /metrics and the CLI; then back
+    vtn.stop()
+    wait("vtn_up 0", lambda: srv.metric('fleetvault_openadr_vtn_up{vtn="utility"}') == 0)
+    tok = os.path.join(env.root, "ops.token")
+    with open(tok, "w") as f:
+        f.write(srv.tokens["ops"])
+    out = t.run("vpp", "openadr", "status", "--token-file", tok, "--purpose", "service", "--api",
+                f"http://127.0.0.1:{srv.api_port}").stdout
+    st = json.loads(out)["vtns"][0]
+    assert st["state"] == "unreachable" and st["consecutive_failures"] >= 1, st
+    assert st["last_error"], st
+    t.log(f"unreachable: {st['last_error']}")
+    t0 = time.time()
+    vtn.start()
+    vtn.wait_for("oadrPoll", after=t0, timeout=30)
+    wait("vtn_up 1", lambda: srv.metric('fleetvault_openadr_vtn_up{vtn="utility"}') == 1)
+
+    t.log(f"unreachable and back: {time.time() - began:.1f} s")
+    # -- the audit log: events received, answers sent, reports written
+    srv.stop()
+    out = t.run("audit", "query", "--data", srv.data).stdout
+    kinds = [json.loads(x).get("action") for x in out.splitlines()
+             if json.loads(x).get("kind") == "openadr"]
+    for a in ("openadr.registration", "openadr.event", "openadr.answer", "openadr.report",
+              "openadr.opt"):
+        assert a in kinds, (a, sorted(set(kinds)))
+
+
+if __name__ == "__main__":
+    t.main([test_ven_against_the_test_vtn])
