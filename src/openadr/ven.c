@@ -27,6 +27,7 @@ void fv_ven__audit(struct fv_ven *v, const char *action, const char *result, con
     snprintf(a->action, sizeof a->action, "%s", action);
     snprintf(a->result, sizeof a->result, "%s", result);
     snprintf(a->reason, sizeof a->reason, "%s", reason ? reason : "");
+    pthread_mutex_lock(&v->pub);
     if (v->a_count >= 100000) { /* the API thread is gone: keep the newest */
         struct auditrec *old = v->a_head;
         v->a_head = old->next;
@@ -41,15 +42,16 @@ void fv_ven__audit(struct fv_ven *v, const char *action, const char *result, con
         v->a_head = a;
     v->a_tail = a;
     v->a_count++;
+    pthread_mutex_unlock(&v->pub);
 }
 
 size_t fv_ven_audit_drain(struct fv_ven *v, fv_ven_audit_fn fn, void *arg)
 {
-    pthread_mutex_lock(&v->mu);
+    pthread_mutex_lock(&v->pub);
     struct auditrec *a = v->a_head;
     v->a_head = v->a_tail = NULL;
     v->a_count = 0;
-    pthread_mutex_unlock(&v->mu);
+    pthread_mutex_unlock(&v->pub);
     size_t n = 0;
     struct auditrec *keep = NULL, *keep_tail = NULL;
     while (a) {
@@ -70,7 +72,7 @@ size_t fv_ven_audit_drain(struct fv_ven *v, fv_ven_audit_fn fn, void *arg)
         a = next;
     }
     if (keep) {
-        pthread_mutex_lock(&v->mu);
+        pthread_mutex_lock(&v->pub);
         size_t k = 0;
         for (struct auditrec *p = keep; p; p = p->next)
             k++;
@@ -78,10 +80,12 @@ size_t fv_ven_audit_drain(struct fv_ven *v, fv_ven_audit_fn fn, void *arg)
         if (v->a_head == NULL) v->a_tail = keep_tail;
         v->a_head = keep;
         v->a_count += k;
-        pthread_mutex_unlock(&v->mu);
+        pthread_mutex_unlock(&v->pub);
     }
     return n;
 }
+
+static void publish(struct fv_ven *v);
 
 /* ---- transport ----------------------------------------------------------------------------- */
 
@@ -129,6 +133,7 @@ int fv_ven__exchange(struct fv_ven *v, struct vtn *t, const char *service,
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &resp);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
     t->sent++;
+    publish(v);                   /* what others read is current while we wait for the VTN */
     pthread_mutex_unlock(&v->mu); /* no lock across the network */
     CURLcode cc = curl_easy_perform(c);
     pthread_mutex_lock(&v->mu);
@@ -521,13 +526,18 @@ static void turn(struct fv_ven *v, struct vtn *t, int64_t now)
     if (t->fails == 0) t->next_ms = now + t->poll_ms;
 }
 
+static void take_opt_requests(struct fv_ven *v);
+
 static void *ven_main(void *arg)
 {
     struct fv_ven *v = arg;
     pthread_mutex_lock(&v->mu);
+    publish(v);
     while (!v->stop) {
+        take_opt_requests(v);
         for (size_t i = 0; i < v->nvtn && !v->stop; i++) {
             turn(v, &v->vtn[i], (int64_t)fv_now_ms());
+            publish(v);
             save_state(v, &v->vtn[i]);
         }
         struct timespec ts;
@@ -550,6 +560,7 @@ int fv_ven_open(const struct fv_oadr_cfg *cfg, const char *data_dir, struct fv_v
     v->cfg = cfg;
     v->vpp = vpp;
     pthread_mutex_init(&v->mu, NULL);
+    pthread_mutex_init(&v->pub, NULL);
     pthread_cond_init(&v->cv, NULL);
     snprintf(v->dir, sizeof v->dir, "%s/openadr", data_dir);
     int rc = fv_oadr_schema_open(cfg->schema_dir, &v->schema, err, errlen);
@@ -627,14 +638,32 @@ void fv_ven_close(struct fv_ven *v)
         free(a->extra);
         free(a);
     }
+    for (struct optreq *r = v->oq_head, *n; r; r = n) {
+        n = r->next;
+        free(r);
+    }
+    free(v->status_text);
+    fv_buf_free(&v->metrics_text);
+    free(v->opt_ids);
     fv_oadr_schema_close(v->schema);
     pthread_cond_destroy(&v->cv);
+    pthread_mutex_destroy(&v->pub);
     pthread_mutex_destroy(&v->mu);
     free(v);
 }
 
 /* ---- opts (N7) ---------------------------------------------------------------------------------
  */
+
+/* Appends an opt request for the VEN's thread (pub held). */
+static void queue_request(struct fv_ven *v, struct optreq *r)
+{
+    if (v->oq_tail)
+        v->oq_tail->next = r;
+    else
+        v->oq_head = r;
+    v->oq_tail = r;
+}
 
 int fv_ven_opt_create(struct fv_ven *v, const char *vtn, int opt_in, int64_t start_ms,
                       int64_t end_ms, const char *reason, const char *market_context, char id[64],
@@ -652,55 +681,89 @@ int fv_ven_opt_create(struct fv_ven *v, const char *vtn, int opt_in, int64_t sta
         fv_seterr(err, errlen, "market_context too long");
         return FV_EINVAL;
     }
-    pthread_mutex_lock(&v->mu);
-    struct vtn *t = NULL;
-    for (size_t i = 0; i < v->nvtn; i++)
-        if (vtn == NULL || strcmp(v->vtn[i].cfg->name, vtn) == 0) {
-            t = &v->vtn[i];
-            break;
-        }
-    struct vopt *q = t ? realloc(t->opt, (t->nopt + 1) * sizeof *q) : NULL;
-    int rc = t == NULL ? FV_ENOENT : q == NULL ? FV_ENOMEM : FV_OK;
-    if (rc == FV_OK) {
-        t->opt = q;
-        struct vopt *o = &q[t->nopt++];
-        memset(o, 0, sizeof *o);
-        snprintf(o->id, sizeof o->id, "fv-opt-%" PRIu64 "-%u", fv_now_ms() / 1000, ++v->opt_seq);
-        o->opt_in = opt_in != 0;
-        o->start_ms = start_ms;
-        o->end_ms = end_ms;
-        snprintf(o->reason, sizeof o->reason, "%s",
-                 reason   ? reason
-                 : opt_in ? "participating"
-                          : "x-schedule");
-        snprintf(o->mc, sizeof o->mc, "%s", market_context ? market_context : "");
-        o->state = OPT_TO_SEND;
-        t->dirty = 1;
-        t->next_ms = 0; /* at the next turn */
-        snprintf(id, 64, "%s", o->id);
-        pthread_cond_signal(&v->cv);
+    size_t k = 0; /* the configuration is read-only: no lock */
+    while (k < v->nvtn && vtn && strcmp(v->vtn[k].cfg->name, vtn) != 0)
+        k++;
+    if (k == v->nvtn) {
+        fv_seterr(err, errlen, "no VTN named '%s'", vtn ? vtn : "");
+        return FV_ENOENT;
     }
-    pthread_mutex_unlock(&v->mu);
-    if (rc == FV_ENOENT) fv_seterr(err, errlen, "no VTN named '%s'", vtn ? vtn : "");
-    return rc;
+    struct optreq *r = calloc(1, sizeof *r);
+    if (r == NULL) return FV_ENOMEM;
+    r->vtn = k;
+    struct vopt *o = &r->o;
+    o->opt_in = opt_in != 0;
+    o->start_ms = start_ms;
+    o->end_ms = end_ms;
+    snprintf(o->reason, sizeof o->reason, "%s",
+             reason   ? reason
+             : opt_in ? "participating"
+                      : "x-schedule");
+    snprintf(o->mc, sizeof o->mc, "%s", market_context ? market_context : "");
+    o->state = OPT_TO_SEND;
+    pthread_mutex_lock(&v->pub);
+    snprintf(o->id, sizeof o->id, "fv-opt-%" PRIu64 "-%u", fv_now_ms() / 1000, ++v->opt_seq);
+    snprintf(id, 64, "%s", o->id);
+    queue_request(v, r);
+    pthread_mutex_unlock(&v->pub);
+    pthread_cond_signal(&v->cv);
+    return FV_OK;
 }
 
 int fv_ven_opt_cancel(struct fv_ven *v, const char *id)
 {
-    pthread_mutex_lock(&v->mu);
-    int rc = FV_ENOENT;
-    for (size_t i = 0; i < v->nvtn && rc; i++)
-        for (size_t k = 0; k < v->vtn[i].nopt && rc; k++) {
-            struct vopt *o = &v->vtn[i].opt[k];
-            if (strcmp(o->id, id) != 0 || o->state == OPT_CANCELLED) continue;
-            o->state = o->state == OPT_TO_SEND ? OPT_CANCELLED : OPT_TO_CANCEL;
-            v->vtn[i].dirty = 1;
-            v->vtn[i].next_ms = 0;
-            rc = FV_OK;
+    if (strlen(id) >= 64) return FV_ENOENT;
+    struct optreq *r = calloc(1, sizeof *r);
+    if (r == NULL) return FV_ENOMEM;
+    r->cancel = 1;
+    snprintf(r->o.id, sizeof r->o.id, "%s", id);
+    pthread_mutex_lock(&v->pub);
+    int known = 0;
+    for (size_t i = 0; i < v->nopt_ids && !known; i++)
+        known = strcmp(v->opt_ids[i], id) == 0;
+    for (struct optreq *q = v->oq_head; q && !known; q = q->next)
+        known = strcmp(q->o.id, id) == 0 && !q->cancel;
+    if (known) queue_request(v, r);
+    pthread_mutex_unlock(&v->pub);
+    if (!known) {
+        free(r);
+        return FV_ENOENT;
+    }
+    pthread_cond_signal(&v->cv);
+    return FV_OK;
+}
+
+/* The API's opt requests become the VTNs' opt schedules (the VEN's thread, mu held). */
+static void take_opt_requests(struct fv_ven *v)
+{
+    pthread_mutex_lock(&v->pub);
+    struct optreq *r = v->oq_head;
+    v->oq_head = v->oq_tail = NULL;
+    pthread_mutex_unlock(&v->pub);
+    while (r) {
+        struct optreq *next = r->next;
+        struct vtn *t = &v->vtn[r->vtn];
+        if (r->cancel) {
+            for (size_t i = 0; i < v->nvtn; i++)
+                for (size_t k = 0; k < v->vtn[i].nopt; k++) {
+                    struct vopt *o = &v->vtn[i].opt[k];
+                    if (strcmp(o->id, r->o.id) != 0 || o->state == OPT_CANCELLED) continue;
+                    o->state = o->state == OPT_TO_SEND ? OPT_CANCELLED : OPT_TO_CANCEL;
+                    v->vtn[i].dirty = 1;
+                    v->vtn[i].next_ms = 0;
+                }
+        } else {
+            struct vopt *q = realloc(t->opt, (t->nopt + 1) * sizeof *q);
+            if (q) {
+                t->opt = q;
+                q[t->nopt++] = r->o;
+                t->dirty = 1;
+                t->next_ms = 0; /* sent at this turn */
+            }
         }
-    if (rc == FV_OK) pthread_cond_signal(&v->cv);
-    pthread_mutex_unlock(&v->mu);
-    return rc;
+        free(r);
+        r = next;
+    }
 }
 
 /* ---- status and metrics (N9) ------------------------------------------------------------------
@@ -711,10 +774,9 @@ static const char *vtn_state(const struct vtn *t)
     return !t->reachable && t->fails ? "unreachable" : t->registered ? "registered" : "registering";
 }
 
-json_t *fv_ven_status_json(struct fv_ven *v)
+static json_t *status_build(struct fv_ven *v)
 {
     json_t *arr = json_array();
-    pthread_mutex_lock(&v->mu);
     for (size_t i = 0; arr && i < v->nvtn; i++) {
         const struct vtn *t = &v->vtn[i];
         json_t *j = state_json(t);
@@ -744,28 +806,27 @@ json_t *fv_ven_status_json(struct fv_ven *v)
             json_decref(reps);
         }
     }
-    pthread_mutex_unlock(&v->mu);
     return json_pack("{s:s,s:o}", "ven_name", v->cfg->ven_name, "vtns", arr ? arr : json_array());
 }
 
-int fv_ven_metrics(struct fv_ven *v, struct fv_buf *out)
+static const char metrics_help[] =
+    "# HELP fleetvault_openadr_vtn_up 1 when the VTN answered the last exchange\n"
+    "# TYPE fleetvault_openadr_vtn_up gauge\n"
+    "# HELP fleetvault_openadr_registered 1 when registered with the VTN\n"
+    "# TYPE fleetvault_openadr_registered gauge\n"
+    "# TYPE fleetvault_openadr_polls_total counter\n"
+    "# TYPE fleetvault_openadr_failures_total counter\n"
+    "# TYPE fleetvault_openadr_messages_sent_total counter\n"
+    "# TYPE fleetvault_openadr_messages_received_total counter\n"
+    "# TYPE fleetvault_openadr_messages_invalid_total counter\n"
+    "# TYPE fleetvault_openadr_events_total counter\n"
+    "# TYPE fleetvault_openadr_reports_total counter\n"
+    "# HELP fleetvault_openadr_retry_seconds seconds until the next attempt after failures\n"
+    "# TYPE fleetvault_openadr_retry_seconds gauge\n";
+
+static int metrics_build(struct fv_ven *v, struct fv_buf *out)
 {
-    static const char *const help =
-        "# HELP fleetvault_openadr_vtn_up 1 when the VTN answered the last exchange\n"
-        "# TYPE fleetvault_openadr_vtn_up gauge\n"
-        "# HELP fleetvault_openadr_registered 1 when registered with the VTN\n"
-        "# TYPE fleetvault_openadr_registered gauge\n"
-        "# TYPE fleetvault_openadr_polls_total counter\n"
-        "# TYPE fleetvault_openadr_failures_total counter\n"
-        "# TYPE fleetvault_openadr_messages_sent_total counter\n"
-        "# TYPE fleetvault_openadr_messages_received_total counter\n"
-        "# TYPE fleetvault_openadr_messages_invalid_total counter\n"
-        "# TYPE fleetvault_openadr_events_total counter\n"
-        "# TYPE fleetvault_openadr_reports_total counter\n"
-        "# HELP fleetvault_openadr_retry_seconds seconds until the next attempt after failures\n"
-        "# TYPE fleetvault_openadr_retry_seconds gauge\n";
-    int rc = fv_buf_append(out, help, strlen(help));
-    pthread_mutex_lock(&v->mu);
+    int rc = FV_OK;
     int64_t now = (int64_t)fv_now_ms();
     for (size_t i = 0; rc == FV_OK && i < v->nvtn; i++) {
         const struct vtn *t = &v->vtn[i];
@@ -787,6 +848,64 @@ int fv_ven_metrics(struct fv_ven *v, struct fv_buf *out)
                            t->fails && t->next_ms > now ? (double)(t->next_ms - now) / 1000 : 0.0);
         rc = len > 0 && (size_t)len < sizeof line ? fv_buf_append(out, line, (size_t)len) : FV_OK;
     }
-    pthread_mutex_unlock(&v->mu);
+    return rc;
+}
+
+/* After each turn (the VEN's thread, mu held): what other threads read, and the opt ids. */
+static void publish(struct fv_ven *v)
+{
+    json_t *j = status_build(v);
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    struct fv_buf m = {0};
+    if (metrics_build(v, &m) != FV_OK) fv_buf_free(&m);
+    size_t n = 0;
+    for (size_t i = 0; i < v->nvtn; i++)
+        n += v->vtn[i].nopt;
+    char(*ids)[64] = calloc(n ? n : 1, sizeof *ids);
+    size_t k = 0;
+    for (size_t i = 0; ids && i < v->nvtn; i++)
+        for (size_t x = 0; x < v->vtn[i].nopt; x++)
+            if (v->vtn[i].opt[x].state != OPT_CANCELLED)
+                snprintf(ids[k++], 64, "%s", v->vtn[i].opt[x].id);
+    pthread_mutex_lock(&v->pub);
+    if (text) {
+        free(v->status_text);
+        v->status_text = text;
+        text = NULL;
+    }
+    if (m.data) {
+        fv_buf_free(&v->metrics_text);
+        v->metrics_text = m;
+        m = (struct fv_buf){0};
+    }
+    if (ids) {
+        free(v->opt_ids);
+        v->opt_ids = ids;
+        v->nopt_ids = k;
+    }
+    pthread_mutex_unlock(&v->pub);
+    free(text);
+    fv_buf_free(&m);
+}
+
+json_t *fv_ven_status_json(struct fv_ven *v)
+{
+    char *text = NULL;
+    pthread_mutex_lock(&v->pub);
+    if (v->status_text) text = strdup(v->status_text);
+    pthread_mutex_unlock(&v->pub);
+    json_t *j = text ? json_loads(text, 0, NULL) : NULL;
+    free(text);
+    return j ? j : json_pack("{s:s,s:[]}", "ven_name", v->cfg->ven_name, "vtns");
+}
+
+int fv_ven_metrics(struct fv_ven *v, struct fv_buf *out)
+{
+    int rc = fv_buf_append(out, metrics_help, sizeof metrics_help - 1);
+    pthread_mutex_lock(&v->pub);
+    if (rc == FV_OK && v->metrics_text.len)
+        rc = fv_buf_append(out, v->metrics_text.data, v->metrics_text.len);
+    pthread_mutex_unlock(&v->pub);
     return rc;
 }

@@ -47,7 +47,9 @@
  *
  * Threads: the VEN runs its own thread (all network I/O there). fv_ven_status_json,
  * fv_ven_metrics, fv_ven_opt_* and fv_ven_audit_drain may be called from any thread (the API
- * thread): they take the VEN's mutex for copies only. The VPP is called only from the VEN's
+ * thread) and never wait for the VEN's thread: they read what it published (after each turn
+ * and before each request to a VTN, so at most one exchange old) and hand over requests under
+ * a short-held mutex of their own. The VPP is called only from the VEN's
  * thread, through vpp.h / vpp_ext.h (which take the VPP's own mutex).
  */
 #ifndef FV_OPENADR_VEN_H

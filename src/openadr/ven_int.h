@@ -6,7 +6,8 @@
  *   ven_events.c   oadrDistributeEvent -> VPP events and the oadrCreatedEvent answer (N2-N5);
  *   ven_reports.c  report metadata, report requests and update reports (N6).
  * Locking: the VEN's thread holds mu while it works, releasing it only around network I/O
- * (fv_ven__exchange) and the write of the saved state; other threads take mu for copies.
+ * (fv_ven__exchange) and the write of the saved state; other threads never take mu: they
+ * read what the thread publishes after each turn and hand over requests under pub.
  */
 #ifndef FV_OPENADR_VEN_INT_H
 #define FV_OPENADR_VEN_INT_H
@@ -95,6 +96,14 @@ struct auditrec {
     char *extra;
 };
 
+/* An opt schedule asked for by the API, applied by the VEN's thread at its next turn. */
+struct optreq {
+    struct optreq *next;
+    size_t vtn;
+    int cancel;
+    struct vopt o;
+};
+
 struct fv_ven {
     const struct fv_oadr_cfg *cfg;
     char dir[1024]; /* DATA/openadr */
@@ -106,8 +115,17 @@ struct fv_ven {
     pthread_t thread;
     struct vtn vtn[FV_OADR_CFG_VTNS];
     size_t nvtn;
+    /* pub: what other threads read or hand over, so that they never wait for the VEN's
+     * thread (which holds mu across calls into the VPP): the audit queue, the published
+     * status and metrics, opt requests and the ids of the opt schedules. Order: mu, pub. */
+    pthread_mutex_t pub;
     struct auditrec *a_head, *a_tail;
     size_t a_count;
+    char *status_text;
+    struct fv_buf metrics_text;
+    struct optreq *oq_head, *oq_tail;
+    char (*opt_ids)[64];
+    size_t nopt_ids;
     unsigned opt_seq;
 };
 

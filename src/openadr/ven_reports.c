@@ -29,8 +29,7 @@ static const char *const rid_names[NRID] = {"delivered_kw", "stored_kwh", "avail
 #define USAGE_RIDS  0x0f
 #define STATUS_RIDS 0x10
 
-int fv_ven__register_reports(struct fv_ven *v, struct vtn *t, int64_t now, char *err,
-                             size_t errlen)
+int fv_ven__register_reports(struct fv_ven *v, struct vtn *t, int64_t now, char *err, size_t errlen)
 {
     int64_t min = (int64_t)v->cfg->report_interval_s * 1000, max = 3600000;
     const char *mc = v->cfg->nmcs ? v->cfg->mcs[0].context : NULL;

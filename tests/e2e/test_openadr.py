@@ -109,8 +109,9 @@ def run(env, srv, vtn):
     wait("registration", lambda: vtn.registration_id)
     assert vtn.registration["ven_name"] == "fleetvault-ven" and vtn.registration["pull"]
     wait("oadrRegisterReport", lambda: "fleetvault-usage" in vtn.ven_reports)
-    st, b = api(srv, "GET", "/api/v1/vpp/openadr")
-    assert st == 200 and b["vtns"][0]["state"] == "registered", b
+    b = wait("the VEN's status: registered", lambda: (lambda r: r[0] == 200 and r[1]["vtns"][0]
+                                                      ["state"] == "registered" and r[1])(
+        api(srv, "GET", "/api/v1/vpp/openadr")))
     assert b["vtns"][0]["ven_id"] == vtn.ven_id, b
     # the simulated homes enrol and report
     def enrolled():
