@@ -10,12 +10,12 @@ program, and the VEN configured for the VTN:
     tracks; a modification (level 2) -> the VPP event's target raised; a lower
     modificationNumber -> 450, nothing changes; a test event -> optIn, never dispatched; an
     event marked responseRequired=never -> recorded, not answered; an event over the yearly
-    cap -> optOut with the program's reason; an opt schedule (API) -> oadrCreateOpt, an event
-    in its window -> optOut naming it, its cancellation -> oadrCancelOpt; the cancellation of
+    cap -> optOut with the program's reason; an opt schedule (CLI) -> oadrCreateOpt, an event
+    in its window -> optOut naming it, its cancellation (API) -> oadrCancelOpt; the cancellation of
     the first event -> its VPP event cancelled;
   the VTN cancels the registration -> answered, registered again;
   the VTN goes away -> retried with backoff, shown in /metrics and `fleetvault vpp openadr
-    status`; back -> registered and polling again;
+    status`; back -> registered and polling again; a restart keeps the registration;
   every message the VEN sent validates against the 2.0b schema (xmllint, in the VTN), and the
   audit log holds the events, answers and reports."""
 import json
@@ -186,12 +186,15 @@ def run(env, srv, vtn):
                    if m.name == "oadrCreatedEvent" for x in event_responses(m))
     assert len(api(srv, "GET", "/api/v1/vpp/events")[1]["events"]) == nvpp
 
-    # -- an opt schedule from the API: oadrCreateOpt; an event in its window is refused
+    # -- an opt schedule from the CLI: oadrCreateOpt; an event in its window is refused
+    tok = os.path.join(env.root, "ops.token")
+    with open(tok, "w") as f:
+        f.write(srv.tokens["ops"])
+    cli = ["--token-file", tok, "--purpose", "service", "--api", f"http://127.0.0.1:{srv.api_port}"]
     start = int(time.time() * 1000) + 60000
-    st, b = api(srv, "POST", f"/api/v1/vpp/openadr/opts?start={start}&end={start + 3600000}"
-                             f"&reason=x-schedule&market_context={MC}")
-    assert st == 201, (st, b)
-    opt_id = b["id"]
+    out = t.run("vpp", "openadr", "opt", "create", "--start", str(start), "--end",
+                str(start + 3600000), "--reason", "x-schedule", "--market-context", MC, *cli).stdout
+    opt_id = json.loads(out)["id"]
     wait("oadrCreateOpt", lambda: opt_id in vtn.opt_schedules)
     vtn.queue_event("ev-busy", MC, start_s=120, duration_s=600, level=1)
     r = answer(vtn, "ev-busy", 0)
@@ -220,11 +223,7 @@ def run(env, srv, vtn):
     # -- the VTN goes away: retried with backoff, in /metrics and the CLI; then back
     vtn.stop()
     wait("vtn_up 0", lambda: srv.metric('fleetvault_openadr_vtn_up{vtn="utility"}') == 0)
-    tok = os.path.join(env.root, "ops.token")
-    with open(tok, "w") as f:
-        f.write(srv.tokens["ops"])
-    out = t.run("vpp", "openadr", "status", "--token-file", tok, "--purpose", "service", "--api",
-                f"http://127.0.0.1:{srv.api_port}").stdout
+    out = t.run("vpp", "openadr", "status", *cli).stdout
     st = json.loads(out)["vtns"][0]
     assert st["state"] == "unreachable" and st["consecutive_failures"] >= 1, st
     assert st["last_error"], st
@@ -235,6 +234,15 @@ def run(env, srv, vtn):
     wait("vtn_up 1", lambda: srv.metric('fleetvault_openadr_vtn_up{vtn="utility"}') == 1)
 
     t.log(f"unreachable and back: {time.time() - began:.1f} s")
+    # -- a restart keeps the registration: the VEN polls with it, registers nothing again
+    reg = vtn.registration_id
+    srv.stop()
+    t0 = time.time()
+    srv.start()
+    vtn.wait_for("oadrPoll", after=t0, timeout=30)
+    assert vtn.registration_id == reg
+    assert not [m for m in vtn.received if m.t >= t0 and m.name == "oadrCreatePartyRegistration"]
+
     # -- the audit log: events received, answers sent, reports written
     srv.stop()
     out = t.run("audit", "query", "--data", srv.data).stdout
