@@ -67,11 +67,10 @@ $BIN keys init "$tmp/master.key" >/dev/null
 # (service purpose, fleet-wide, real ids, no ticket): the e2e tests' policy (fvtest.py).
 python3 -c 'import json, sys; sys.path.insert(0, sys.argv[1]); import fvtest
 json.dump(fvtest.test_policy(), open(sys.argv[2], "w"))' "$root/tests/e2e" "$tmp/policy.json"
-if [ -n "$API_NICE" ]; then
-    printf '{"policy": "%s", "api_nice": %d}\n' "$tmp/policy.json" "$API_NICE" >"$tmp/fv.json"
-else
-    printf '{"policy": "%s"}\n' "$tmp/policy.json" >"$tmp/fv.json"
-fi
+python3 -c 'import json, sys
+c = {"policy": sys.argv[2]}
+if sys.argv[3]: c["api_nice"] = int(sys.argv[3])
+json.dump(c, open(sys.argv[1], "w"))' "$tmp/fv.json" "$tmp/policy.json" "$API_NICE"
 
 # The API client: one keep-alive connection, requests in a loop for --seconds, then one
 # JSON line: per kind, requests, answers by status, requests/s, latency p50/p99/max (ms),
@@ -233,7 +232,11 @@ run_phase() { # $1 phase, $2 round
     metrics=$(curl -sf "http://127.0.0.1:$api/metrics" | awk '
         $1 == "fleetvault_http_requests_total" {r = $2}
         $1 == "fleetvault_http_unauthorized_total" {u = $2}
-        END {print r + 0, u + 0}') || metrics="n/a n/a"
+        $1 ~ /^fleetvault_wal_fsync_seconds_bucket/ {
+            b = $1; sub(/.*le="/, "", b); sub(/".*/, "", b); f = f (f ? "," : "") b ":" $2}
+        $1 ~ /^fleetvault_ack_seconds_bucket/ {
+            b = $1; sub(/.*le="/, "", b); sub(/".*/, "", b); a = a (a ? "," : "") b ":" $2}
+        END {print r + 0, u + 0, (f ? f : "-"), (a ? a : "-")}') || metrics="n/a n/a - -"
     stop "$srv"
     [ -n "$out" ] || { tail -5 "$tmp/sim.log" >&2; die "the simulator printed no summary"; }
     python3 - "$phase" "$round" "$out" "$(( c1 - c0 ))" "$hz" "$la0" "$la1" "$metrics" \
@@ -331,6 +334,38 @@ for r in rows:
             per = x["rows_per_200"] if x["status"].get("200") else "-"
             print(f"| {name} | {names[k]} | {x['requests']} | {per} | {x['p50_ms']:.2f} | "
                   f"{x['p99_ms']:.2f} | {x['max_ms']:.2f} | {c['cpu_s']:.2f} |")
+print()
+print("The server's own view over each phase, from its /metrics histograms (bounds are the "
+      "buckets, so a percentile reads 'at most'): fleetvault_ack_seconds, from a record's first "
+      "bytes read to its ack handed to the socket (durable by then); fleetvault_wal_fsync_seconds, "
+      "the WAL's fdatasync that every ack waits for. What the simulator measures beyond the "
+      "server's ack time is the client's and the network stack's share.")
+print()
+print("| phase | server acks | ack p50 <= ms | ack p99 <= ms | acks over 10 ms | fdatasyncs | "
+      "fdatasync p50 <= ms | fdatasync p99 <= ms | fdatasyncs over 10 ms |")
+print("|---|---|---|---|---|---|---|---|---|")
+def hist(r, field):
+    parts = r["server_http"].split()
+    f = parts[field] if len(parts) > field else "-"
+    if f == "-":
+        return None
+    b = [(float("inf") if k == "+Inf" else float(k) * 1000, int(v))
+         for k, v in (x.split(":") for x in f.split(","))]
+    n = b[-1][1]
+    if not n:
+        return None
+    def pct(q):
+        return next(le for le, c in b if c >= q * n)
+    def over(ms):
+        return n - next(c for le, c in b if le >= ms)
+    return n, pct(0.5), pct(0.99), over(10)
+def cells(x):
+    if not x:
+        return "- | - | - | -"
+    return f"{x[0]} | {x[1]:g} | {x[2]:g} | {x[3]} ({100 * x[3] / x[0]:.2f}%)"
+for r in rows:
+    name = r["phase"] + (f" #{r['round']}" if len(set(y["round"] for y in rows)) > 1 else "")
+    print(f"| {name} | {cells(hist(r, 3))} | {cells(hist(r, 2))} |")
 print()
 print("The server's own count over each phase (fleetvault_http_requests_total, of which "
       "fleetvault_http_unauthorized_total, from /metrics; includes the start-up /status polls): "
