@@ -443,13 +443,13 @@ class TestVTN:
         """The first received message called `name` for which pred(msg) is true (only those
         received at or after time `after`, when given); raises AssertionError after `timeout`
         seconds, listing what was received."""
-        deadline = time.time() + timeout
+        deadline = time.monotonic() + timeout  # immune to wall-clock steps
         with self._cond:
             while True:
                 for m in self.received:
                     if m.name == name and (after is None or m.t >= after) and (pred is None or pred(m)):
                         return m
-                left = deadline - time.time()
+                left = deadline - time.monotonic()
                 if left <= 0:
                     seen = ["%s/%s%s" % (m.service, m.name, "" if m.valid else " (invalid)")
                             for m in self.received]

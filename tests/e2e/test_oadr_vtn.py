@@ -174,13 +174,14 @@ def test_registration_events_reports_opts():
         # Events: SIMPLE level 2; LOAD_DISPATCH 500 kW test event; one never to answer.
         start = time.time() + 120
         vtn.queue_event("ev1", MC, start, 3600, level=2, notification_s=600, ramp_s=60)
-        vtn.queue_event("ev2", MC, 300, 1800, signal="LOAD_DISPATCH", kw=500, test=True)
+        vtn.queue_event("ev2", MC, 300, 1800, signal="LOAD_DISPATCH", test=True, recovery_s=300,
+                        intervals=[(900, 500), (900, 250)], targets={"groupID": ["fleet-a"]})
         vtn.queue_event("ev3", MC, 600, 900, level=1, response_required="never")
         st, el, name = ven.poll()
         assert name == "oadrDistributeEvent", name
         evs = events_of(el)
         assert evs["ev1"] == (0, "far", "false", "always", [("SIMPLE", [2.0])]), evs["ev1"]
-        assert evs["ev2"] == (0, "far", "true", "always", [("LOAD_DISPATCH", [500.0])]), evs["ev2"]
+        assert evs["ev2"] == (0, "far", "true", "always", [("LOAD_DISPATCH", [500.0, 250.0])]), evs["ev2"]
         assert evs["ev3"][3] == "never"
         assert text(el, "oadr:oadrEvent/ei:eiEvent/ei:eiTarget/ei:venID") == ven.ven_id
         req = text(el, "pyld:requestID")
@@ -255,6 +256,16 @@ def test_registration_events_reports_opts():
             assert (name, ven.code(el)) == ("oadrUpdatedReport", code), (rr, spec, ven.code(el))
         assert len(vtn.report_updates) == 1
 
+        # The VTN registers its own (empty) report set; the VEN acknowledges.
+        vtn.register_report()
+        st, el, name = ven.poll()
+        assert name == "oadrRegisterReport" and el.find("oadr:oadrReport", NS) is None
+        st, el, name = ven.post("EiReport", E(
+            "oadr:oadrRegisteredReport", E("ei:eiResponse", E("ei:responseCode", "200"),
+                                           E("pyld:requestID", text(el, "pyld:requestID"))),
+            E("ei:venID", ven.ven_id), attrs=V))
+        assert (name, ven.code(el)) == ("oadrResponse", "200")
+
         # Opt schedule: create, cancel, cancel again (452).
         t0 = int(time.time()) + 3600
         st, el, name = ven.post("EiOpt", E(
@@ -314,8 +325,8 @@ def test_tls_client_certificate_required():
             except (ssl.SSLError, ConnectionError, OSError) as e:
                 if isinstance(e, AssertionError):
                     raise
-            deadline = time.time() + 5
-            while len(vtn.refused) == n and time.time() < deadline:
+            deadline = time.monotonic() + 5
+            while len(vtn.refused) == n and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert len(vtn.refused) == n + 1, vtn.refused
         assert not vtn.received
