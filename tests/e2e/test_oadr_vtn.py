@@ -237,6 +237,19 @@ def test_registration_events_reports_opts():
         assert ven.code(el) == "200"
         assert (vtn.opts["ev1"]["mod"], vtn.opts["ev1"]["opt"]) == (1, "optIn")  # not replaced
 
+        # status="auto" follows the clock; a removed event disappears from the distribution.
+        vtn.queue_event("ev4", MC, -10, 3600, level=1, status="auto")
+        vtn.queue_event("ev5", MC, 100, 60, level=1, status="auto", notification_s=300)
+        vtn.queue_event("ev6", MC, -120, 60, level=1, status="auto")
+        vtn.remove_event("ev3")
+        st, el, name = ven.poll()
+        evs = events_of(el)
+        assert [evs[e][1] for e in ("ev4", "ev5", "ev6")] == ["active", "near", "completed"], evs
+        assert "ev3" not in evs and evs["ev1"][1] == "cancelled", evs
+        cur = el.find("oadr:oadrEvent[3]/ei:eiEvent/ei:eiEventSignals/ei:eiEventSignal/"
+                      "ei:currentValue/ei:payloadFloat/ei:value", NS)
+        assert float(cur.text) == 1.0  # ev4 is the third event, and under way
+
         # Reports: request, an update before the acknowledgement (450), acknowledge, update.
         vtn.request_report("rr1", "TELEMETRY_USAGE", ["delivered_kw", "available_kw"], 60, 60)
         st, el, name = ven.poll()
@@ -325,6 +338,9 @@ def test_registration_events_reports_opts():
         bad_sent = [(m.name, m.errors) for m in vtn.sent if not m.valid]
         assert vtn.sent and not bad_sent, bad_sent
         assert not vtn.refused, vtn.refused
+        cfg = vtn.ven_config({MC: {"program": "elrp"}}, report_interval_s=60)
+        assert cfg["vtns"][0]["url"] == vtn.url and cfg["report_interval_s"] == 60
+        assert all(os.path.exists(cfg["vtns"][0][k]) for k in ("cert", "key", "ca"))
 
 
 def test_tls_client_certificate_required():
