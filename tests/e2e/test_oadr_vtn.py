@@ -81,14 +81,16 @@ class Ven:
         return self.post("OadrPoll",
                          E("oadr:oadrPoll", E("ei:venID", ven_id or self.ven_id), attrs=V))
 
-    def register(self, reg_id=None):
+    def register(self, reg_id=None, push_url=None):
         return self.post("EiRegisterParty", E(
             "oadr:oadrCreatePartyRegistration", E("pyld:requestID", self.req()),
             E("ei:registrationID", reg_id) if reg_id else None,
             E("ei:venID", self.ven_id) if self.ven_id else None,
             E("oadr:oadrProfileName", "2.0b"), E("oadr:oadrTransportName", "simpleHttp"),
+            E("oadr:oadrTransportAddress", push_url) if push_url else None,
             E("oadr:oadrReportOnly", False), E("oadr:oadrXmlSignature", False),
-            E("oadr:oadrVenName", "fleetvault-ven"), E("oadr:oadrHttpPullModel", True), attrs=V))
+            E("oadr:oadrVenName", "fleetvault-ven"),
+            E("oadr:oadrHttpPullModel", push_url is None), attrs=V))
 
     def created_event(self, answers, ven_id=None, req="vtn-req"):
         return self.post("EiEvent", created_event(answers, ven_id or self.ven_id, req))
@@ -169,6 +171,11 @@ def test_registration_events_reports_opts():
         # A poll with another venID -> 452.
         st, el, name = ven.poll("ven-other")
         assert (name, ven.code(el)) == ("oadrResponse", "452")
+
+        # A query once registered names the registration.
+        st, el, name = ven.post("EiRegisterParty", E("oadr:oadrQueryRegistration",
+                                                     E("pyld:requestID", "q2"), attrs=V))
+        assert (text(el, "ei:registrationID"), text(el, "ei:venID")) == (reg, ven.ven_id)
 
         # Report registration.
         st, el, name = ven.register_report()
@@ -311,6 +318,12 @@ def test_registration_events_reports_opts():
         st, el, name = ven.post("EiOpt", cancel)
         assert (name, ven.code(el)) == ("oadrCanceledOpt", "452")
 
+        # oadrRequestEvent: every event, with an eiResponse.
+        st, el, name = ven.post("EiEvent", E("oadr:oadrRequestEvent", E(
+            "pyld:eiRequestEvent", E("pyld:requestID", "re1"), E("ei:venID", ven.ven_id)), attrs=V))
+        assert name == "oadrDistributeEvent" and ven.code(el) == "200"
+        assert set(events_of(el)) == {"ev1", "ev2", "ev4", "ev5", "ev6"}
+
         # The VTN cancels the registration; the VEN acknowledges, polls (463), registers again.
         vtn.cancel_registration()
         st, el, name = ven.poll()
@@ -330,6 +343,14 @@ def test_registration_events_reports_opts():
         assert text(el, "ei:venID") == ven.ven_id
         st, el, name = ven.poll()
         assert (name, ven.code(el)) == ("oadrResponse", "200")
+        # The VEN cancels its registration (a wrong registrationID first: 452).
+        reg2 = vtn.registration_id
+        for rid, code in (("reg-bogus", "452"), (reg2, "200")):
+            st, el, name = ven.post("EiRegisterParty", E(
+                "oadr:oadrCancelPartyRegistration", E("pyld:requestID", "c"),
+                E("ei:registrationID", rid), E("ei:venID", ven.ven_id), attrs=V))
+            assert (name, ven.code(el)) == ("oadrCanceledPartyRegistration", code)
+        assert vtn.registration_id is None and ven.code(ven.poll()[1]) == "463"
 
         # Every message: the deliberately invalid two were the only invalid ones received,
         # and everything the VTN sent validates.
@@ -380,8 +401,7 @@ def test_push():
     """vtn.push delivers to a VEN's push endpoint over mutual TLS and processes its answer."""
     with running_vtn() as vtn:
         ven = Ven(vtn)
-        st, el, _ = ven.register()
-        ven.ven_id = text(el, "ei:venID")
+        ven.ven_id = vtn.ven_id
         seen = []
 
         class H(http.server.BaseHTTPRequestHandler):
@@ -407,10 +427,20 @@ def test_push():
         srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
         th = threading.Thread(target=srv.serve_forever, daemon=True)
         th.start()
+        push_url = "https://127.0.0.1:%d/OpenADR2/Simple/2.0b" % srv.server_address[1]
+        # Push mode needs a transport address (454 without one), then registers with it.
+        st, el, _ = ven.post("EiRegisterParty", E(
+            "oadr:oadrCreatePartyRegistration", E("pyld:requestID", "r"),
+            E("oadr:oadrProfileName", "2.0b"), E("oadr:oadrTransportName", "simpleHttp"),
+            E("oadr:oadrReportOnly", False), E("oadr:oadrXmlSignature", False),
+            E("oadr:oadrHttpPullModel", False), attrs=V))
+        assert ven.code(el) == "454" and vtn.registration_id is None
+        st, el, _ = ven.register(push_url=push_url)
+        assert ven.code(el) == "200" and vtn.registration["address"] == push_url
+        assert vtn.registration["pull"] is False
         try:
             vtn.queue_event("p1", MC, 60, 600, level=3)
-            body = vtn.push("https://127.0.0.1:%d/OpenADR2/Simple/2.0b" % srv.server_address[1],
-                            vtn.next_payload())
+            body = vtn.push(None, vtn.next_payload())  # None: the registered address
             assert vtn.last_push_status == 200 and message(body)[2] == "oadrCreatedEvent"
             assert seen[0][:2] == ("/OpenADR2/Simple/2.0b/EiEvent", "oadrDistributeEvent"), seen
             assert vtn.opts["p1"]["opt"] == "optIn"
