@@ -32,7 +32,7 @@ json_t *fv_vpp_events_json(struct fv_vpp *v)
 }
 
 /* A site's status in an event and why (vpp.h: commanded, delivering, short, offline, opted
- * out, idle). */
+ * out, refused, idle). */
 static const char *site_status(const struct vevent *e, const struct vassign *a, int64_t now,
                                char *why, size_t len)
 {
@@ -48,7 +48,7 @@ static const char *site_status(const struct vevent *e, const struct vassign *a, 
     }
     if (a->declined) {
         snprintf(why, len, "the site refused the command");
-        return "short";
+        return "refused";
     }
     if (a->setpoint_kw <= 0) {
         snprintf(why, len, "nothing to deliver (its reserve or limits)");
@@ -56,7 +56,7 @@ static const char *site_status(const struct vevent *e, const struct vassign *a, 
     }
     if (a->refused) {
         snprintf(why, len, "the site refused the command");
-        return "short";
+        return "refused";
     }
     if (!a->acked) return "commanded";
     if (a->site->s.battery_kw + 0.05 >= a->setpoint_kw * 0.9) return "delivering";
