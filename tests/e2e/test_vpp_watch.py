@@ -2,7 +2,8 @@
 dispatched over the real downlink, two delivering their setpoint and one short; the watch
 prints one plain line per refresh when its output is not a terminal (no ANSI), with the
 figures the API gives, and ends by itself when the event is cancelled; on a terminal (a
-pty) it redraws in place, the short site first in the site table; Ctrl-C ends it cleanly."""
+pty) it redraws in place, the short site first in the site table; Ctrl-C ends it cleanly.
+An event's capacity forecast and its average delivered kW are kept after it and a restart."""
 import fcntl
 import json
 import os
@@ -96,6 +97,17 @@ def test_watch_lines_when_not_a_terminal():
         m = LINE.match(last)
         assert m and m.group(2) == "cancelled" and m.group(3) == "over", last
         assert "\033" not in out and err == "", (out, err)
+        # item 5: the forecast beside what was delivered, kept after the event and a restart
+        before = api(srv, "GET", f"/api/v1/vpp/events/{ev}")[1]
+        assert before["forecast_kw"] > 0 and before["delivered_avg_kw"] is not None, before
+        for s in sites:
+            s.ws.close()
+        srv.stop()
+        srv.start()
+        after = api(srv, "GET", f"/api/v1/vpp/events/{ev}")[1]
+        assert after["state"] == "cancelled" and after["tracking"] == [], after
+        for key in ("forecast_kw", "delivered_avg_kw"):
+            assert abs(after[key] - before[key]) < 1e-9, (key, before[key], after[key])
         # Ctrl-C ends it cleanly (a scheduled event: it would not end by itself)
         now = int(time.time() * 1000)
         st, b = api(srv, "POST", f"/api/v1/vpp/events?program=test&start={now + 600000}"
@@ -111,8 +123,6 @@ def test_watch_lines_when_not_a_terminal():
         # a bad event id: the error, exit 1
         r = t.run(*watch_cmd(srv, tokf, "evt-nope")[1:], check=False)
         assert r.returncode == 1 and "no such event" in r.stderr, r
-        for s in sites:
-            s.ws.close()
         srv.stop()
 
 
