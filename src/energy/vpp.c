@@ -314,6 +314,7 @@ static int plan(struct fv_vpp *v, struct vevent *e, int64_t now)
         na[i] = old ? *old : (struct vassign){.site = who[i]};
         double prev = old ? old->setpoint_kw : -1;
         na[i].setpoint_kw = round(sp[i] * 1000) / 1000;
+        na[i].offline_at_plan = !in[i].online;
         if (fabs(na[i].setpoint_kw - prev) >= 0.001 && (old || na[i].setpoint_kw > 0))
             send_command(v, e, &na[i], FV_SITE_CMD_DISPATCH, now);
     }
@@ -331,12 +332,16 @@ static int plan(struct fv_vpp *v, struct vevent *e, int64_t now)
     return rc;
 }
 
-/* V2: is a planned site short (offline, opted out, or unable to deliver its setpoint)? */
+/* V2: is a planned site short (offline, opted out, or unable to deliver its setpoint), or
+ * one that was offline when planned back (it can take its share)? */
 static int shortfall(const struct vevent *e, int64_t now)
 {
     double hours = (double)(e->end_ms - now) / 3.6e6;
     for (size_t i = 0; i < e->na; i++) {
         const struct vassign *a = &e->a[i];
+        if (a->offline_at_plan && !a->declined && fv_vpp__site_online(a->site, now) &&
+            !fv_vpp__opted_out(e, a->site->id))
+            return 1;
         if (a->setpoint_kw <= 0) continue;
         const struct vsite *s = a->site;
         if (!fv_vpp__site_online(s, now) || fv_vpp__opted_out(e, s->id) || a->refused) return 1;
@@ -426,6 +431,10 @@ void fv_vpp_tick(struct fv_vpp *v, int64_t now)
             fv_info("vpp: event %s started: %.1f kW planned of %.1f kW deliverable over %zu sites",
                     e->id, e->plan.planned_kw, e->plan.deliverable_kw, e->na);
         }
+        if (e->state == EV_ACTIVE && e->last_plan_ms == 0 && now < e->end_ms &&
+            plan(v, e, now) == FV_OK) /* active when the service started: planned again */
+            fv_info("vpp: event %s resumed: %.1f kW planned over %zu sites", e->id,
+                    e->plan.planned_kw, e->na);
         if ((e->state == EV_SCHEDULED || e->state == EV_ACTIVE) && now >= e->end_ms) {
             set_state(v, e, EV_COMPLETED); /* V4: sites stop at the end they were sent */
             fv_vpp__keep_result(v, e);

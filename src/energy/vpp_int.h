@@ -41,7 +41,8 @@ struct vassign {
     char cmd[FV_VPP_ID_MAX];
     int64_t sent_ms;
     int acked, refused, resend;
-    int declined; /* it refused a dispatch of this event: not planned again (V2) */
+    int declined;        /* it refused a dispatch of this event: not planned again (V2) */
+    int offline_at_plan; /* offline when last planned: planned again once it is back (V2) */
 };
 
 struct vtrack {

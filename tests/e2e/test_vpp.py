@@ -306,6 +306,46 @@ def test_site_owner_data_in_export_and_erasure():
         srv.stop()
 
 
+def test_restart_mid_event_plans_again():
+    """A server restarted mid-event plans the event again once its sites are back: before,
+    the event stayed active with no site planned and no dispatch sent until its end."""
+    with t.Env() as env:
+        srv = t.Server(env.root, env.certs, config={"rate_limits": False, "vpp": PROGRAMS}).start()
+        sites = [Site(env, srv, s) for s in SITES[:2]]
+        for s in sites:
+            s.sample(energy_kwh=10.0, capacity_kwh=13.5, reserve_pct=20.0, battery_kw=0.0)
+            assert api(srv, "POST", f"/api/v1/vpp/sites/{s.id}/enroll?program=test")[0] == 200
+        now = int(time.time() * 1000)
+        st, b = api(srv, "POST", f"/api/v1/vpp/events?program=test&start={now + 1500}"
+                    f"&end={now + 900000}&target_kw=4")
+        assert st == 201, b
+        ev = b["id"]
+        for s in sites:
+            assert s.read_commands(1) and s.read_commands(2), f"{s.id}: no dispatch"
+            s.ws.close()
+        srv.stop()
+        srv.start()
+        for s in sites:  # back: reconnected and sending
+            path = os.path.join(env.certs.dir, "devices", s.id)
+            s.ws, s.commands = t.WS(srv.port, path + ".crt", path + ".key", env.certs.ca), []
+            s.sample(energy_kwh=9.9, capacity_kwh=13.5, reserve_pct=20.0, battery_kw=2.0)
+        deadline = time.time() + 20  # re-planned as each comes back (every 5 s at most)
+        while True:
+            st, b = api(srv, "GET", f"/api/v1/vpp/events/{ev}")
+            sp = {x["site"]: x["setpoint_kw"] for x in b["sites"]}
+            if (sorted(sp) == SITES[:2] and all(abs(v - 2.0) < 0.01 for v in sp.values())) or \
+                    time.time() > deadline:
+                break
+            time.sleep(0.3)
+        assert b["state"] == "active" and abs(b["planned_kw"] - 4.0) < 0.01, b
+        assert sorted(sp) == SITES[:2] and all(abs(v - 2.0) < 0.01 for v in sp.values()), b
+        for s in sites:
+            assert s.read_commands(2, timeout=5), f"{s.id}: no dispatch after the restart"
+        for s in sites:
+            s.ws.close()
+        srv.stop()
+
+
 DAY = 86400000
 
 
@@ -406,4 +446,5 @@ def test_settlement_from_stored_telemetry():
 
 if __name__ == "__main__":
     t.main([test_events_refused_with_a_reason, test_dispatch_over_the_downlink_and_opt_out,
-            test_settlement_from_stored_telemetry, test_site_owner_data_in_export_and_erasure])
+            test_settlement_from_stored_telemetry, test_site_owner_data_in_export_and_erasure,
+            test_restart_mid_event_plans_again])
