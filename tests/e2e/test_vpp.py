@@ -306,20 +306,26 @@ def test_site_owner_data_in_export_and_erasure():
         srv.stop()
 
 
+def enrolled_event(env, srv, ids, target_kw):
+    """Sites ids connected, each with a sample (10 kWh of 13.5, 20 % reserve) and enrolled in
+    program test, and an event starting in 1.5 s for 15 minutes; returns (sites, event id)."""
+    sites = [Site(env, srv, s) for s in ids]
+    for s in sites:
+        s.sample(energy_kwh=10.0, capacity_kwh=13.5, reserve_pct=20.0, battery_kw=0.0)
+        assert api(srv, "POST", f"/api/v1/vpp/sites/{s.id}/enroll?program=test")[0] == 200
+    now = int(time.time() * 1000)
+    st, b = api(srv, "POST", f"/api/v1/vpp/events?program=test&start={now + 1500}"
+                f"&end={now + 900000}&target_kw={target_kw}")
+    assert st == 201, (st, b)
+    return sites, b["id"]
+
+
 def test_restart_mid_event_plans_again():
     """A server restarted mid-event plans the event again once its sites are back: before,
     the event stayed active with no site planned and no dispatch sent until its end."""
     with t.Env() as env:
         srv = t.Server(env.root, env.certs, config={"rate_limits": False, "vpp": PROGRAMS}).start()
-        sites = [Site(env, srv, s) for s in SITES[:2]]
-        for s in sites:
-            s.sample(energy_kwh=10.0, capacity_kwh=13.5, reserve_pct=20.0, battery_kw=0.0)
-            assert api(srv, "POST", f"/api/v1/vpp/sites/{s.id}/enroll?program=test")[0] == 200
-        now = int(time.time() * 1000)
-        st, b = api(srv, "POST", f"/api/v1/vpp/events?program=test&start={now + 1500}"
-                    f"&end={now + 900000}&target_kw=4")
-        assert st == 201, b
-        ev = b["id"]
+        sites, ev = enrolled_event(env, srv, SITES[:2], 4)
         for s in sites:
             assert s.read_commands(1) and s.read_commands(2), f"{s.id}: no dispatch"
             s.ws.close()

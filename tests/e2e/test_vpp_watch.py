@@ -17,7 +17,7 @@ import termios
 import time
 
 import fvtest as t
-from test_vpp import PROGRAMS, Site, api
+from test_vpp import PROGRAMS, api, enrolled_event
 
 SITES = ["SITEWATCH000000%02d" % i for i in range(3)]
 LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ (evt-\S+) (active|cancelled) "
@@ -32,15 +32,7 @@ def watch_cmd(srv, tokf, ev, *extra):
 
 def start_event(env, srv):
     """Three enrolled sites dispatched to 6 kW: 0 and 1 deliver, 2 delivers a quarter."""
-    sites = [Site(env, srv, s) for s in SITES]
-    for s in sites:
-        s.sample(energy_kwh=10.0, capacity_kwh=13.5, reserve_pct=20.0, battery_kw=0.0)
-        assert api(srv, "POST", f"/api/v1/vpp/sites/{s.id}/enroll?program=test")[0] == 200
-    now = int(time.time() * 1000)
-    st, b = api(srv, "POST", f"/api/v1/vpp/events?program=test&start={now + 1500}"
-                f"&end={now + 900000}&target_kw=6")
-    assert st == 201, (st, b)
-    ev = b["id"]
+    sites, ev = enrolled_event(env, srv, SITES, 6)
     setpoints = {}
     for s in sites:
         assert s.read_commands(1), f"{s.id}: no notice"
