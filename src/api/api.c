@@ -406,6 +406,24 @@ static void prom(struct fv_buf *b, const char *fmt, ...)
     if (n > 0) fv_buf_append(b, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
 }
 
+/* A Prometheus histogram from per-bucket counts: counts[0..nb] (the last is over the last
+ * bound), bounds in ms, the sum in seconds. */
+static void prom_histogram(struct fv_buf *b, const char *name, const char *help,
+                           const double *bounds_ms, int nb, const uint64_t *counts, double sum_s)
+{
+    prom(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    uint64_t cum = 0;
+    for (int i = 0; i < nb; i++) {
+        cum += counts[i];
+        prom(b, "%s_bucket{le=\"%g\"} %llu\n", name, bounds_ms[i] / 1000.0,
+             (unsigned long long)cum);
+    }
+    cum += counts[nb];
+    prom(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+    prom(b, "%s_sum %.6f\n", name, sum_s);
+    prom(b, "%s_count %llu\n", name, (unsigned long long)cum);
+}
+
 static void get_metrics(const struct fv_api_view *v, struct fv_http_response *r)
 {
     const struct fv_metrics *m = v->metrics;
@@ -478,18 +496,18 @@ static void get_metrics(const struct fv_api_view *v, struct fv_http_response *r)
     }
     COUNTER("fleetvault_wal_torn_bytes_cut_total", "Bytes of torn tail cut at start-up.",
             ws.torn_bytes_cut);
-    prom(b, "# HELP fleetvault_wal_fsync_seconds WAL fsync latency.\n"
-            "# TYPE fleetvault_wal_fsync_seconds histogram\n");
-    uint64_t cum = 0;
-    for (int i = 0; i < 11; i++) {
-        cum += ws.fsync_hist[i];
-        prom(b, "fleetvault_wal_fsync_seconds_bucket{le=\"%g\"} %llu\n",
-             fv_wal_fsync_buckets_ms[i] / 1000.0, (unsigned long long)cum);
+    prom_histogram(b, "fleetvault_wal_fsync_seconds", "WAL fsync latency.", fv_wal_fsync_buckets_ms,
+                   11, ws.fsync_hist, ws.fsync_seconds_sum);
+    {
+        uint64_t acks[FV_LATENCY_BOUNDS + 1];
+        for (int i = 0; i <= FV_LATENCY_BOUNDS; i++)
+            acks[i] = m->ack_latency.n[i];
+        prom_histogram(b, "fleetvault_ack_seconds",
+                       "Server-side ack latency: from a record's first bytes read to its ack "
+                       "handed to the socket, once the record is durable.",
+                       fv_latency_bounds_ms, FV_LATENCY_BOUNDS, acks,
+                       (double)m->ack_latency.sum_ns / 1e9);
     }
-    cum += ws.fsync_hist[11];
-    prom(b, "fleetvault_wal_fsync_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
-    prom(b, "fleetvault_wal_fsync_seconds_sum %.6f\n", ws.fsync_seconds_sum);
-    prom(b, "fleetvault_wal_fsync_seconds_count %llu\n", (unsigned long long)cum);
     COUNTER("fleetvault_http_requests_total", "API requests.", m->http_requests);
     if (v->guard) {
         COUNTER("fleetvault_privacy_denied_total", "Reads of personal data refused.",

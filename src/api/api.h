@@ -82,12 +82,21 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
  * sub is what follows "/openadr". Decides and audits the call itself. */
 void fv_api_openadr(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *method,
                     const char *sub, struct fv_http_response *out);
-/* GET /api/v1/vpp/events/ID/settlement (api/vpp_settle.c), after the caller's decision. */
+/* The purpose whose settlement rows name the payee by its id (vpp_api.c E1, E2). */
+#define FV_API_VPP_BILLING "billing"
+struct fv_guard_served;
+/* GET /api/v1/vpp/events/ID/settlement (api/vpp_settle.c), after the caller's decision: rows
+ * of the sites ctx may see (E3), named as E1 says; the sites answered are added to served
+ * (E4). */
 void fv_api_vpp_settlement(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *id,
-                           struct fv_http_response *out);
+                           struct fv_guard_served *served, struct fv_http_response *out);
 /* GET /api/v1/vpp/settlement?program=P&season=YEAR: every completed event of the season. */
 void fv_api_vpp_season(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
-                       struct fv_http_response *out);
+                       struct fv_guard_served *served, struct fv_http_response *out);
+/* A site's payments, its owner's data (the subject export): its settlement row in every
+ * completed event it is settled in, named by its id, as {"rows": [...], "total": {...}}
+ * (settle.h's JSON; a new reference), NULL when there is none or on error. */
+struct json_t *fv_api_vpp_site_payments(const struct fv_api_view *v, const char *site);
 /* The capacity forecast of a program's sites for [from, to) (api/vpp_capacity.c): a JSON
  * answer in *out and the window's average kW in *avg_kw. FV_OK, FV_EINVAL (err), FV_ENOMEM. */
 int fv_api_vpp_forecast(const struct fv_api_view *v, const char *program, int64_t from, int64_t to,

@@ -39,7 +39,9 @@ static const char README[] =
     "  subject internally and in its audit log), owner id, since/until (ms since\n"
     "  1970-01-01 UTC; null = open), erased (true: its data key was destroyed, nothing of\n"
     "  it can be read any more), and its consent history (purpose, given or withdrawn, at,\n"
-    "  by). For a home-energy site: energy_programs, its program enrolment and opt-outs. Also\n"
+    "  by). For a home-energy site (the current owner's): energy_programs, its program\n"
+    "  enrolment, opt-outs and payments (its settlement row of every completed event, with\n"
+    "  the baseline days and kWh they were computed from). Also\n"
     "  the purposes this installation processes data for, the data classes with\n"
     "  their signals and retention, and which roles may read which classes for which\n"
     "  purpose.\n\n"
@@ -185,8 +187,17 @@ static json_t *subject_json(struct xctx *x)
     }
     json_object_set_new(root, "periods", pj.periods);
     pj.periods = NULL;
-    json_t *vpp = v->vpp ? fv_vpp_site_json(v->vpp, x->device) : NULL;
-    if (vpp) json_object_set_new(root, "energy_programs", vpp); /* enrolment, opt-outs */
+    /* A site's enrolment, opt-outs and payments: the registry keeps them per site, not per
+     * owner period, and payments are read with the current owner's key, so they are the
+     * current owner's data only (another owner's are not this subject's, Art. 15(4)). */
+    json_t *vpp = v->vpp && x->p[0].current ? fv_vpp_site_json(v->vpp, x->device) : NULL;
+    json_t *pay = v->vpp && x->p[0].current ? fv_api_vpp_site_payments(v, x->device) : NULL;
+    if (vpp == NULL && pay) vpp = json_pack("{s:n,s:[]}", "program", "opt_outs");
+    if (vpp)
+        json_object_set_new(vpp, "payments", pay ? pay : json_null());
+    else
+        json_decref(pay);
+    if (vpp) json_object_set_new(root, "energy_programs", vpp); /* enrolment, opt-outs, pay */
     json_t *purposes = json_array(), *classes = json_array();
     const struct fv_policy *pol = v->guard->policy;
     for (size_t i = 0; purposes && i < fv_policy_npurposes(pol); i++)

@@ -10,7 +10,11 @@
  * FV_VPP_SAMPLE_HOLD_MS (energy/baseline.h: an interval not covered is missing, never
  * estimated); the baseline over the prior eligible days (the program's other event days
  * excluded); a row by the settlement rounding rule (energy/settle.h). The caller decides and
- * is audited first (vpp_api.c); sites are named as its obligations say.
+ * is audited first (vpp_api.c); a row names its site by the site's id only for purpose
+ * billing (the payee), else by its pseudonym in the request's purpose, whatever the role
+ * (vpp_api.c E1); a consented-only role gets rows of consenting sites only (E3); the sites
+ * answered go into the read's result entry (E4). A site's own payments (its owner's data)
+ * are its rows named by its id, for the subject export (fv_api_vpp_site_payments).
  *
  * Threading: the API thread.
  */
@@ -147,9 +151,27 @@ static void set_free(struct settle_set *st)
     free(st->event);
 }
 
-/* Appends the rows of event id. FV_OK, FV_ENOENT (no such event), else err says why. */
+/* E1: how row names site for ctx: its id for purpose billing (or without access control),
+ * else its pseudonym in the request's purpose. 0, or -1: it cannot be named (no row). */
+static int row_name(const struct fv_api_view *v, const struct fv_guard_ctx *ctx, const char *site,
+                    char out[65])
+{
+    if (ctx == NULL || v->guard == NULL || strcmp(ctx->purpose, FV_API_VPP_BILLING) == 0) {
+        snprintf(out, 65, "%s", site);
+        return 0;
+    }
+    char ps[FV_PURPOSE_PSEUDONYM_LEN + 1];
+    if (fv_guard_pseudonym(v->guard, ctx->purpose, site, ps) != FV_OK) return -1;
+    snprintf(out, 65, "%s", ps);
+    return 0;
+}
+
+/* Appends the rows of event id: every site it settles that ctx may see (E3), or, with only
+ * set, that site alone, named by its id (its owner's export; ctx NULL). FV_OK, FV_ENOENT (no
+ * such event), else err says why. */
 static int settle_event(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *id,
-                        struct settle_set *st, char *err, size_t errlen)
+                        const char *only, struct settle_set *st, struct fv_guard_served *served,
+                        char *err, size_t errlen)
 {
     struct fv_vpp_event_info ev;
     if (fv_vpp_event_info(v->vpp, id, &ev) != FV_OK) return FV_ENOENT;
@@ -162,15 +184,17 @@ static int settle_event(const struct fv_api_view *v, struct fv_guard_ctx *ctx, c
     }
     for (size_t i = 0; rc == FV_OK && i < ev.nsites; i++) {
         size_t k = st->n;
-        if (v->guard)
-            fv_guard_show_id(v->guard, ctx, ev.sites[i], st->site[k]);
-        else
-            snprintf(st->site[k], sizeof st->site[k], "%s", ev.sites[i]);
+        if (only && strcmp(ev.sites[i], only) != 0) continue;
+        /* E3: the row's metered figure is the event's: consent held at its start, holds now */
+        if (ctx && v->guard && !fv_guard_consented(v->guard, ctx, ev.sites[i], ev.start_ms))
+            continue;
+        if (row_name(v, ctx, ev.sites[i], st->site[k]) != 0) continue; /* erased meanwhile */
         snprintf(st->event[k], sizeof st->event[k], "%s", ev.id);
         rc = site_row(v, &ev, &plan, ev.sites[i], st->site[k], &st->rows[k]);
         if (rc == FV_OK) {
             st->rows[k].event = st->event[k];
             st->n++;
+            if (served && v->guard) fv_guard_served_add(v->guard, served, ev.sites[i]); /* E4 */
         } else {
             snprintf(err, errlen, "a site's telemetry cannot be settled (%s)", fv_strerror(rc));
         }
@@ -206,13 +230,13 @@ static void answer(struct fv_http_response *out, int csv, const struct settle_se
 }
 
 void fv_api_vpp_settlement(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *id,
-                           struct fv_http_response *out)
+                           struct fv_guard_served *served, struct fv_http_response *out)
 {
     int csv = want_csv(v, out);
     if (csv < 0) return;
     struct settle_set st = {0};
     char err[300] = "";
-    int rc = settle_event(v, ctx, id, &st, err, sizeof err);
+    int rc = settle_event(v, ctx, id, NULL, &st, served, err, sizeof err);
     if (rc == FV_ENOENT)
         fv_api_respond_json(out, 404, json_pack("{s:s}", "error", "no such event"));
     else
@@ -221,7 +245,7 @@ void fv_api_vpp_settlement(const struct fv_api_view *v, struct fv_guard_ctx *ctx
 }
 
 void fv_api_vpp_season(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
-                       struct fv_http_response *out)
+                       struct fv_guard_served *served, struct fv_http_response *out)
 {
     int csv = want_csv(v, out);
     if (csv < 0) return;
@@ -245,8 +269,35 @@ void fv_api_vpp_season(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
     }
     struct settle_set st = {0};
     for (size_t i = 0; rc == FV_OK && i < n; i++)
-        rc = settle_event(v, ctx, ids[i], &st, err, sizeof err);
+        rc = settle_event(v, ctx, ids[i], NULL, &st, served, err, sizeof err);
     answer(out, csv, &st, rc == FV_ENOENT ? FV_OK : rc, err);
     set_free(&st);
     free(ids);
+}
+
+json_t *fv_api_vpp_site_payments(const struct fv_api_view *v, const char *site)
+{
+    if (v->vpp == NULL) return NULL;
+    json_t *evs = fv_vpp_events_json(v->vpp), *e, *out = NULL;
+    struct settle_set st = {0};
+    char err[300] = "";
+    size_t i;
+    int rc = evs ? FV_OK : FV_ENOMEM;
+    json_array_foreach(json_object_get(evs, "events"), i, e)
+    {
+        const char *id = json_string_value(json_object_get(e, "id"));
+        const char *state = json_string_value(json_object_get(e, "state"));
+        if (rc == FV_OK && id && state && strcmp(state, "completed") == 0) {
+            rc = settle_event(v, NULL, id, site, &st, NULL, err, sizeof err);
+            if (rc == FV_ENOENT) rc = FV_OK; /* gone meanwhile */
+        }
+    }
+    json_decref(evs);
+    struct fv_buf b = {0};
+    if (rc == FV_OK && st.n) rc = fv_vpp_settle_json(&b, st.rows, st.n);
+    if (rc == FV_OK && st.n) out = json_loadb((const char *)b.data, b.len, 0, NULL);
+    if (rc != FV_OK) fv_warn("vpp: a site's payments cannot be computed: %s", err);
+    fv_buf_free(&b);
+    set_free(&st);
+    return out;
 }

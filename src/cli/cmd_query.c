@@ -34,6 +34,7 @@ struct sink {
     long status;
     struct fv_buf errbody; /* the body of an error reply, to print its message */
     size_t bytes;
+    struct fv_buf *into; /* where a successful answer goes; NULL: standard output */
 };
 
 static size_t on_data(char *p, size_t size, size_t n, void *arg)
@@ -46,6 +47,7 @@ static size_t on_data(char *p, size_t size, size_t n, void *arg)
         if (s->errbody.len < 65536) fv_buf_append(&s->errbody, p, len);
         return len;
     }
+    if (s->into) return fv_buf_append(s->into, p, len) == FV_OK ? len : 0;
     return fwrite(p, 1, len, stdout) == len ? len : 0;
 }
 
@@ -120,32 +122,33 @@ int fv_cmd_query(int argc, char **argv)
                       sizeof pn / sizeof pn[0], token_file);
 }
 
-/* Sends one request to the running server's API and streams the answer to standard
- * output; an error reply's message goes to standard error. Exit code 0, 1 or 2. */
-int fv_cli_api(const char *prog, const char *method, const char *api, const char *endpoint,
-               const char *const *pn, const char *const *pv, size_t np, const char *token_file)
+int fv_cli_api_fetch(const char *method, const char *api, const char *endpoint,
+                     const char *const *pn, const char *const *pv, size_t np,
+                     const char *token_file, struct fv_buf *into, long *status, char *err,
+                     size_t errlen)
 {
-    char err[512];
+    *status = 0;
+    err[0] = '\0';
     if (token_file == NULL) {
-        fprintf(stderr, "fleetvault %s: --token-file FILE is required (a principal's token)\n",
-                prog);
+        snprintf(err, errlen, "--token-file FILE is required (a principal's token)");
         return 2;
     }
-    char *tok = NULL;
+    char *tok = NULL, ferr[512];
     size_t toklen = 0;
-    if (fv_os_read_file(token_file, 4096, &tok, &toklen, err, sizeof err) != FV_OK) {
-        fprintf(stderr, "fleetvault %s: cannot read the API token: %s\n", prog, err);
+    if (fv_os_read_file(token_file, 4096, &tok, &toklen, ferr, sizeof ferr) != FV_OK) {
+        snprintf(err, errlen, "cannot read the API token: %s", ferr);
         return 1;
     }
     while (toklen && (tok[toklen - 1] == '\n' || tok[toklen - 1] == '\r'))
         tok[--toklen] = '\0';
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         free(tok);
+        snprintf(err, errlen, "cannot start libcurl");
         return 1;
     }
     CURL *c = curl_easy_init();
     struct fv_buf url = {0}, auth = {0};
-    struct sink sink = {0};
+    struct sink sink = {.into = into};
     int rc = c ? FV_OK : FV_ENOMEM;
     if (rc == FV_OK) rc = fv_buf_append(&url, api, strlen(api));
     if (rc == FV_OK) rc = fv_buf_append(&url, endpoint, strlen(endpoint));
@@ -171,21 +174,20 @@ int fv_cli_api(const char *prog, const char *method, const char *api, const char
     }
     int exit_code = 0;
     if (rc != FV_OK) {
-        fprintf(stderr, "fleetvault %s: %s\n", prog, fv_strerror(rc));
+        snprintf(err, errlen, "%s", fv_strerror(rc));
         exit_code = 1;
     } else if (cc != CURLE_OK) {
-        fprintf(stderr, "fleetvault %s: %s: %s (is the server running? --api URL)\n", prog, api,
-                curl_easy_strerror(cc));
+        snprintf(err, errlen, "%s: %s (is the server running? --api URL)", api,
+                 curl_easy_strerror(cc));
         exit_code = 1;
     } else if (sink.status >= 400) {
         json_t *j = json_loadb((const char *)sink.errbody.data, sink.errbody.len, 0, NULL);
         const char *m = json_string_value(json_object_get(j, "error"));
-        fprintf(stderr, "fleetvault %s: %ld: %s\n", prog, sink.status,
-                m ? m : "the server refused the request");
+        snprintf(err, errlen, "%ld: %s", sink.status, m ? m : "the server refused the request");
         json_decref(j);
         exit_code = 1;
     }
-    fflush(stdout);
+    *status = sink.status;
     curl_slist_free_all(hdrs);
     fv_buf_free(&url);
     fv_buf_free(&auth);
@@ -193,4 +195,18 @@ int fv_cli_api(const char *prog, const char *method, const char *api, const char
     if (c) curl_easy_cleanup(c);
     curl_global_cleanup();
     return exit_code;
+}
+
+/* Sends one request to the running server's API and streams the answer to standard
+ * output; an error reply's message goes to standard error. Exit code 0, 1 or 2. */
+int fv_cli_api(const char *prog, const char *method, const char *api, const char *endpoint,
+               const char *const *pn, const char *const *pv, size_t np, const char *token_file)
+{
+    char err[600];
+    long status;
+    int rc = fv_cli_api_fetch(method, api, endpoint, pn, pv, np, token_file, NULL, &status, err,
+                              sizeof err);
+    fflush(stdout);
+    if (rc) fprintf(stderr, "fleetvault %s: %s\n", prog, err);
+    return rc;
 }

@@ -28,6 +28,14 @@ int fv_cmd_vpp_openadr(int argc, char **argv);
  * token_file; the answer is streamed to stdout. Returns the process exit code. */
 int fv_cli_api(const char *prog, const char *method, const char *api, const char *endpoint,
                const char *const *pn, const char *const *pv, size_t np, const char *token_file);
+/* The same request, its answer appended to into (NULL: standard output) and nothing printed:
+ * *status is the HTTP status (0: no answer), err says what failed. Returns 0, 1 (failed) or 2
+ * (no token file). */
+struct fv_buf;
+int fv_cli_api_fetch(const char *method, const char *api, const char *endpoint,
+                     const char *const *pn, const char *const *pv, size_t np,
+                     const char *token_file, struct fv_buf *into, long *status, char *err,
+                     size_t errlen);
 int fv_cmd_audit(int argc, char **argv); /* cli/cmd_audit.c */
 
 #endif

@@ -21,7 +21,6 @@ void fv_config_defaults(struct fv_config *c)
     c->max_message = 1000000;
     c->device_idle_ms = 180000;
     c->api_nice = 10;
-    c->ingest_slice_us = 300;
     c->wal_segment_bytes = 64ull << 20;
     fv_rate_defaults(&c->rates);
     c->rate_limit_enabled = 1;
@@ -208,16 +207,6 @@ int fv_config_load(struct fv_config *c, const char *path, char *err, size_t errl
                 goto done;
             }
             c->api_nice = (int)json_integer_value(val);
-        } else if (strcmp(key, "ingest_slice_us") == 0) {
-            if (!json_is_integer(val) || json_integer_value(val) < 0 ||
-                json_integer_value(val) > 100000) {
-                fv_seterr(err, errlen,
-                          "%s: ingest_slice_us: expected an integer from 0 to 100000 (0: the "
-                          "kernel's default)",
-                          path);
-                goto done;
-            }
-            c->ingest_slice_us = (unsigned)json_integer_value(val);
         } else if (strcmp(key, "device_idle_timeout") == 0) {
             uint64_t ms;
             if (parse_duration_ms(val, &ms) != FV_OK || ms < 3000 || ms > 86400000) {

@@ -29,9 +29,6 @@ struct fv_config {
     char api_host[256];
     int api_port;
     int api_nice;       /* the API thread's nice value, 0-19 (default 10: devices first) */
-    /* The scheduler slice the ingest loop and the WAL writer ask for, in microseconds
-     * (os/sched.h; 0: the kernel's default; default 300: acks first on busy cores). */
-    unsigned ingest_slice_us;
     size_t max_message; /* bytes; default 1,000,000 (the protocol's limit) */
     /* A device connection silent this long is closed; it is pinged after a third of it
      * (default 3 minutes; a dead peer or a half-open TCP connection holds nothing longer). */
@@ -57,7 +54,7 @@ struct fv_config {
 void fv_config_defaults(struct fv_config *c);
 
 /* Loads a JSON config file over c. Keys: data, certs, key_file, listen, api, max_message,
- * device_idle_timeout, api_nice, ingest_slice_us, wal_segment_mb, rate_limits ({TOPIC: {per_second, burst}} or
+ * device_idle_timeout, api_nice, wal_segment_mb, rate_limits ({TOPIC: {per_second, burst}} or
  * false), store ({flush_interval, flush_datums, head_max_datums, wal_keep, compact_fanin,
  * retention: {CLASS: "30d"}, classes: {CLASS: [SIGNAL, ...]}}), policy, audit_key, audit_witness
  * (paths), audit_retention (a duration), vpp ({programs: {NAME: {...}}}:

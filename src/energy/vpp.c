@@ -181,7 +181,9 @@ static int load(struct fv_vpp *v, char *err, size_t errlen)
         " start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL, target_kw REAL, max INTEGER,"
         " state INTEGER NOT NULL, created_ms INTEGER NOT NULL);"
         "CREATE TABLE IF NOT EXISTS vpp_optouts(site TEXT NOT NULL, event TEXT NOT NULL,"
-        " at_ms INTEGER NOT NULL, PRIMARY KEY(site, event));";
+        " at_ms INTEGER NOT NULL, PRIMARY KEY(site, event));"
+        "CREATE TABLE IF NOT EXISTS vpp_event_results(event TEXT PRIMARY KEY, forecast_kw REAL,"
+        " delivered_avg_kw REAL);";
     int rc = db_exec(v->db, schema, err, errlen);
     sqlite3_stmt *st = NULL;
     if (rc == FV_OK && sqlite3_prepare_v2(v->db, "SELECT site, program FROM vpp_sites", -1, &st,
@@ -210,7 +212,7 @@ static int load(struct fv_vpp *v, char *err, size_t errlen)
             e->max = sqlite3_column_int(st, 5);
             e->state = sqlite3_column_int(st, 6);
             e->notice_sent = 1; /* sent before the restart; reconnects resend commands */
-            e->forecast_kw = NAN;
+            e->forecast_kw = e->delivered_avg_kw = NAN;
             if (e->prog < 0) e->state = EV_CANCELLED; /* its program left the configuration */
             rc = events_add(v, e);
             if (rc) event_free(e);
@@ -223,6 +225,18 @@ static int load(struct fv_vpp *v, char *err, size_t errlen)
         while (sqlite3_step(st) == SQLITE_ROW) {
             struct vevent *e = fv_vpp__event_find(v, (const char *)sqlite3_column_text(st, 1));
             if (e) add_optout(e, (const char *)sqlite3_column_text(st, 0));
+        }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc == FV_OK &&
+        sqlite3_prepare_v2(v->db,
+                           "SELECT event, forecast_kw, delivered_avg_kw FROM vpp_event_results", -1,
+                           &st, NULL) == SQLITE_OK)
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            struct vevent *e = fv_vpp__event_find(v, (const char *)sqlite3_column_text(st, 0));
+            for (int c = 1; e && c <= 2; c++) /* NULL (NaN was stored): none */
+                *(c == 1 ? &e->forecast_kw : &e->delivered_avg_kw) =
+                    sqlite3_column_type(st, c) == SQLITE_NULL ? NAN : sqlite3_column_double(st, c);
         }
     sqlite3_finalize(st);
     return rc;
@@ -300,6 +314,7 @@ static int plan(struct fv_vpp *v, struct vevent *e, int64_t now)
         na[i] = old ? *old : (struct vassign){.site = who[i]};
         double prev = old ? old->setpoint_kw : -1;
         na[i].setpoint_kw = round(sp[i] * 1000) / 1000;
+        na[i].offline_at_plan = !in[i].online;
         if (fabs(na[i].setpoint_kw - prev) >= 0.001 && (old || na[i].setpoint_kw > 0))
             send_command(v, e, &na[i], FV_SITE_CMD_DISPATCH, now);
     }
@@ -322,12 +337,16 @@ int fv_vpp__replan(struct fv_vpp *v, struct vevent *e, int64_t now)
     return plan(v, e, now);
 }
 
-/* V2: is a planned site short (offline, opted out, or unable to deliver its setpoint)? */
+/* V2: is a planned site short (offline, opted out, or unable to deliver its setpoint), or
+ * one that was offline when planned back (it can take its share)? */
 static int shortfall(const struct vevent *e, int64_t now)
 {
     double hours = (double)(e->end_ms - now) / 3.6e6;
     for (size_t i = 0; i < e->na; i++) {
         const struct vassign *a = &e->a[i];
+        if (a->offline_at_plan && !a->declined && fv_vpp__site_online(a->site, now) &&
+            !fv_vpp__opted_out(e, a->site->id))
+            return 1;
         if (a->setpoint_kw <= 0) continue;
         const struct vsite *s = a->site;
         if (!fv_vpp__site_online(s, now) || fv_vpp__opted_out(e, s->id) || a->refused) return 1;
@@ -417,8 +436,13 @@ void fv_vpp_tick(struct fv_vpp *v, int64_t now)
             fv_info("vpp: event %s started: %.1f kW planned of %.1f kW deliverable over %zu sites",
                     e->id, e->plan.planned_kw, e->plan.deliverable_kw, e->na);
         }
+        if (e->state == EV_ACTIVE && e->last_plan_ms == 0 && now < e->end_ms &&
+            plan(v, e, now) == FV_OK) /* active when the service started: planned again */
+            fv_info("vpp: event %s resumed: %.1f kW planned over %zu sites", e->id,
+                    e->plan.planned_kw, e->na);
         if ((e->state == EV_SCHEDULED || e->state == EV_ACTIVE) && now >= e->end_ms) {
             set_state(v, e, EV_COMPLETED); /* V4: sites stop at the end they were sent */
+            fv_vpp__keep_result(v, e);
             continue;
         }
         if (e->state != EV_ACTIVE) continue;
@@ -613,7 +637,7 @@ int fv_vpp_event_create(struct fv_vpp *v, const char *program, int64_t start_ms,
         e->target_kw = max ? 0 : target_kw;
         e->max = max != 0;
         e->state = EV_SCHEDULED;
-        e->forecast_kw = NAN;
+        e->forecast_kw = e->delivered_avg_kw = NAN;
         rc = fv_vpp__db_run(
             v->db,
             "INSERT INTO vpp_events(id, program, start_ms, end_ms, target_kw, max, state,"
@@ -646,6 +670,7 @@ int fv_vpp_event_cancel(struct fv_vpp *v, const char *id)
             if (e->a[i].setpoint_kw > 0) send_command(v, e, &e->a[i], FV_SITE_CMD_CANCEL, now);
         if (e->na == 0) notify_enrolled(v, e, FV_SITE_CMD_CANCEL, now);
         set_state(v, e, EV_CANCELLED);
+        fv_vpp__keep_result(v, e);
     }
     pthread_mutex_unlock(&v->mu);
     return rc;

@@ -14,7 +14,9 @@
  *  V2 plans again when a planned site goes short: offline (no sample for
  *     FV_VPP_OFFLINE_MS), opted out, refusing its dispatch (it is then not planned again
  *     for this event), or able to deliver less than its setpoint (a raised reserve) - at
- *     most every FV_VPP_REPLAN_MS - so the others cover it;
+ *     most every FV_VPP_REPLAN_MS - so the others cover it; and when a site that was
+ *     offline when planned is back, so it takes its share. An event active when the
+ *     service starts (a restart mid-event) is planned again at its first turn;
  *  V3 records the fleet's delivered kW (the sum of planned sites' battery discharge in their
  *     latest samples) against the target, one point per FV_VPP_TRACK_MS;
  *  V4 ends the event at its end time; a cancelled event sends every planned site a cancel.

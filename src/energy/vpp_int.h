@@ -4,7 +4,8 @@
  * service's mutex mu held:
  *   vpp.c        the inbox, events' lives, planning, commands, the thread, the API's calls;
  *   vpp_views.c  what the API reads (event and site views, settlement facts, the season,
- *                a site's own data) and a site's erasure;
+ *                a site's own data), an event's kept forecast and delivery, and a site's
+ *                erasure;
  *   vpp_ext.c    events from outside (an update of an event), capacity and fleet aggregates
  *                (vpp_ext.h).
  */
@@ -42,7 +43,8 @@ struct vassign {
     char cmd[FV_VPP_ID_MAX];
     int64_t sent_ms;
     int acked, refused, resend;
-    int declined; /* it refused a dispatch of this event: not planned again (V2) */
+    int declined;        /* it refused a dispatch of this event: not planned again (V2) */
+    int offline_at_plan; /* offline when last planned: planned again once it is back (V2) */
 };
 
 struct vtrack {
@@ -65,7 +67,8 @@ struct vevent {
     struct vtrack *tr;
     size_t ntr;
     unsigned cmdseq;
-    double forecast_kw; /* the capacity forecast when it was created (NaN: none) */
+    double forecast_kw;      /* the capacity forecast when it was created (NaN: none) */
+    double delivered_avg_kw; /* kept when it ended (vpp_event_results), for after a restart */
 };
 
 struct inmsg {
@@ -104,6 +107,11 @@ int fv_vpp__opted_out(const struct vevent *e, const char *site);
 int fv_vpp__db_run(sqlite3 *db, const char *sql, const char *fmt, ...);
 int fv_vpp__site_online(const struct vsite *s, int64_t now);
 double fv_vpp__delivered_kw(const struct vevent *e, int64_t now);
+/* The event's average delivered kW: over its tracked points, else as kept (NaN: none). */
+double fv_vpp__delivered_avg(const struct vevent *e);
+/* Keeps the event's forecast and average delivered kW in vpp.db (vpp_event_results), so its
+ * status shows both after a restart; called when it is forecast and when it ends. */
+void fv_vpp__keep_result(struct fv_vpp *v, const struct vevent *e);
 /* Applies what the ingest loop queued (samples, acks, connections). */
 void fv_vpp__drain_inbox(struct fv_vpp *v);
 int fv_vpp__prog_index(const struct fv_vpp *v, const char *name);

@@ -8,6 +8,7 @@
 #include "energy/vpp_int.h"
 #include "util/clock.h"
 #include "util/err.h"
+#include "util/log.h"
 
 /* ---- views ------------------------------------------------------------------------------- */
 
@@ -32,7 +33,7 @@ json_t *fv_vpp_events_json(struct fv_vpp *v)
 }
 
 /* A site's status in an event and why (vpp.h: commanded, delivering, short, offline, opted
- * out, idle). */
+ * out, refused, idle). */
 static const char *site_status(const struct vevent *e, const struct vassign *a, int64_t now,
                                char *why, size_t len)
 {
@@ -48,7 +49,7 @@ static const char *site_status(const struct vevent *e, const struct vassign *a, 
     }
     if (a->declined) {
         snprintf(why, len, "the site refused the command");
-        return "short";
+        return "refused";
     }
     if (a->setpoint_kw <= 0) {
         snprintf(why, len, "nothing to deliver (its reserve or limits)");
@@ -56,7 +57,7 @@ static const char *site_status(const struct vevent *e, const struct vassign *a, 
     }
     if (a->refused) {
         snprintf(why, len, "the site refused the command");
-        return "short";
+        return "refused";
     }
     if (!a->acked) return "commanded";
     if (a->site->s.battery_kw + 0.05 >= a->setpoint_kw * 0.9) return "delivering";
@@ -93,13 +94,10 @@ json_t *fv_vpp_event_json(struct fv_vpp *v, const char *id)
         json_object_set_new(j, "feasible", json_boolean(e->plan.feasible));
         json_object_set_new(j, "delivered_kw",
                             json_real(e->state == EV_ACTIVE ? fv_vpp__delivered_kw(e, now) : 0));
-        double sum = 0;
-        for (size_t i = 0; i < e->ntr; i++)
-            sum += e->tr[i].delivered_kw;
+        double avg = fv_vpp__delivered_avg(e);
         json_object_set_new(j, "forecast_kw",
                             isnan(e->forecast_kw) ? json_null() : json_real(e->forecast_kw));
-        json_object_set_new(j, "delivered_avg_kw",
-                            e->ntr ? json_real(sum / (double)e->ntr) : json_null());
+        json_object_set_new(j, "delivered_avg_kw", isnan(avg) ? json_null() : json_real(avg));
         json_object_set_new(j, "sites", sites ? sites : json_array());
         json_object_set_new(j, "tracking", tr ? tr : json_array());
     }
@@ -178,11 +176,34 @@ int fv_vpp_sites(struct fv_vpp *v, const char *program, struct fv_vpp_site_now *
     return FV_OK;
 }
 
+double fv_vpp__delivered_avg(const struct vevent *e)
+{
+    if (e->ntr == 0) return e->delivered_avg_kw;
+    double sum = 0;
+    for (size_t i = 0; i < e->ntr; i++)
+        sum += e->tr[i].delivered_kw;
+    return sum / (double)e->ntr;
+}
+
+void fv_vpp__keep_result(struct fv_vpp *v, const struct vevent *e)
+{
+    if (fv_vpp__db_run(v->db,
+                       "INSERT INTO vpp_event_results(event, forecast_kw, delivered_avg_kw) "
+                       "VALUES (?, ?, ?) ON CONFLICT(event) DO UPDATE SET "
+                       "forecast_kw = excluded.forecast_kw, "
+                       "delivered_avg_kw = excluded.delivered_avg_kw",
+                       "tdd", e->id, e->forecast_kw, fv_vpp__delivered_avg(e)) != FV_OK)
+        fv_warn("vpp: cannot keep the forecast and delivery of event %s", e->id);
+}
+
 void fv_vpp_event_forecast(struct fv_vpp *v, const char *id, double kw)
 {
     pthread_mutex_lock(&v->mu);
     struct vevent *e = fv_vpp__event_find(v, id);
-    if (e) e->forecast_kw = kw;
+    if (e) {
+        e->forecast_kw = kw;
+        fv_vpp__keep_result(v, e);
+    }
     pthread_mutex_unlock(&v->mu);
 }
 

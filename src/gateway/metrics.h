@@ -32,6 +32,16 @@ extern const char *const fv_reject_names[FV_REJ_COUNT];
 /* A counter any thread may bump and read. */
 typedef _Atomic uint64_t fv_counter;
 
+/* A latency histogram any thread may add to and read (Prometheus buckets: upper bounds in
+ * ms, fv_latency_bounds_ms; the last slot counts what is over the last bound). */
+#define FV_LATENCY_BOUNDS 12
+extern const double fv_latency_bounds_ms[FV_LATENCY_BOUNDS];
+struct fv_latency {
+    fv_counter n[FV_LATENCY_BOUNDS + 1];
+    fv_counter sum_ns;
+};
+void fv_latency_add(struct fv_latency *h, uint64_t ns);
+
 struct fv_metrics {
     fv_counter connections_total, connections_open;
     fv_counter connections_refused; /* over FV_SESSIONS_PER_DEVICE (gateway/session.h) */
@@ -53,6 +63,9 @@ struct fv_metrics {
     fv_counter http_auth_throttled; /* 429: too many failed authentications (api/http.h H1) */
     fv_counter downlink_sent;       /* messages to devices handed to a session */
     fv_counter downlink_dropped;    /* messages to devices not connected (wire/downlink.h D1) */
+    /* Server-side ack latency: from the first bytes of a record read from its connection to
+     * its ack handed to the socket (after the record is durable, S1). */
+    struct fv_latency ack_latency;
 };
 
 /* Slot of a topic in records_stored. */

@@ -35,6 +35,7 @@ struct frame {
     struct frame *next;
     size_t len;
     int ping;             /* a WebSocket ping (idle check), else a binary message */
+    uint64_t rx_ns;       /* an ack: when its record's first bytes were read (0: other) */
     unsigned char data[]; /* LWS_PRE bytes of headroom, then len bytes */
 };
 
@@ -48,6 +49,7 @@ struct session {
     char netif[16];
     struct fv_buf rx;
     int in_msg, discarding, text;
+    uint64_t msg_rx_ns; /* when the message being received began to arrive */
     struct frame *out_head, *out_tail;
     size_t out_bytes;
     int established, closing, paused;
@@ -67,6 +69,7 @@ static const char *log_name(const struct session *s)
 struct pending {
     struct pending *next;
     uint64_t seq;
+    uint64_t rx_ns; /* when the record's first bytes were read */
     uint64_t session_id;
     uint16_t txid_len;
     uint8_t topic_len;
@@ -106,7 +109,8 @@ static void session_close_soon(struct session *s)
 
 /* Queues a reply; a device whose queue passes FV_SESSION_OUT_MAX bytes does not read its
  * replies and is closed (S6). */
-static int session_push_frame(struct session *s, const void *msg, size_t len, int ping)
+static int session_push_frame(struct session *s, const void *msg, size_t len, int ping,
+                              uint64_t rx_ns)
 {
     if (s->closing) return FV_ESTATE;
     if (s->out_bytes + len > FV_SESSION_OUT_MAX) {
@@ -124,6 +128,7 @@ static int session_push_frame(struct session *s, const void *msg, size_t len, in
     f->next = NULL;
     f->len = len;
     f->ping = ping;
+    f->rx_ns = rx_ns;
     memcpy(f->data + LWS_PRE, msg, len);
     if (s->out_tail)
         s->out_tail->next = f;
@@ -137,15 +142,16 @@ static int session_push_frame(struct session *s, const void *msg, size_t len, in
 
 static int session_push(struct session *s, const void *msg, size_t len)
 {
-    return session_push_frame(s, msg, len, 0);
+    return session_push_frame(s, msg, len, 0, 0);
 }
 
+/* rx_ns: when the acked record's first bytes were read (0: not timed). */
 static void send_ack(struct session *s, const void *txid, size_t txid_len, const void *topic,
-                     size_t topic_len)
+                     size_t topic_len, uint64_t rx_ns)
 {
     struct fv_buf b = {0};
     if (fv_envelope_build_ack(&b, txid, txid_len, topic, topic_len) == FV_OK &&
-        session_push(s, b.data, b.len) == FV_OK)
+        session_push_frame(s, b.data, b.len, 0, rx_ns) == FV_OK)
         s->ing->d.metrics->acks_sent++;
     fv_buf_free(&b);
 }
@@ -175,7 +181,7 @@ static void queue_ack(struct session *s, uint64_t seq, const struct fv_bytes *tx
 {
     struct fv_ingest *ing = s->ing;
     if (seq <= ing->d.log.durable(ing->d.log.impl)) {
-        send_ack(s, txid->p, txid->len, topic->p, topic->len);
+        send_ack(s, txid->p, txid->len, topic->p, topic->len, s->msg_rx_ns);
         return;
     }
     struct pending *p = malloc(sizeof *p + txid->len + topic->len);
@@ -185,6 +191,7 @@ static void queue_ack(struct session *s, uint64_t seq, const struct fv_bytes *tx
     }
     p->next = NULL;
     p->seq = seq;
+    p->rx_ns = s->msg_rx_ns;
     p->session_id = s->id;
     p->txid_len = (uint16_t)txid->len;
     p->topic_len = (uint8_t)topic->len;
@@ -206,7 +213,7 @@ void fv_ingest_flush_durable(struct fv_ingest *ing)
         if (ing->pend_head == NULL) ing->pend_tail = NULL;
         struct session *s = fv_map_get_u64(&ing->sessions, p->session_id);
         if (s) /* S5 */
-            send_ack(s, p->data, p->txid_len, p->data + p->txid_len, p->topic_len);
+            send_ack(s, p->data, p->txid_len, p->data + p->txid_len, p->topic_len, p->rx_ns);
         free(p);
     }
 }
@@ -430,7 +437,8 @@ static void handle_message(struct session *s, const unsigned char *msg, size_t l
     if (env.message_type != FV_MSG_STREAM) {
         /* The reference acks unknown union types so the device does not resend. */
         m->unknown_message_type++;
-        send_ack(s, env.txid.p, env.txid.len, env.topic.p, env.topic.len > 64 ? 0 : env.topic.len);
+        send_ack(s, env.txid.p, env.txid.len, env.topic.p, env.topic.len > 64 ? 0 : env.topic.len,
+                 s->msg_rx_ns);
         return;
     }
     if (!sender_matches(s, &env.sender_id)) {
@@ -643,6 +651,7 @@ static int session_receive(struct fv_ingest *ing, struct session *s, struct lws 
 {
     if (!s->in_msg) {
         s->in_msg = 1;
+        s->msg_rx_ns = fv_mono_ns();
         s->discarding = 0;
         s->text = !lws_frame_is_binary(wsi);
         fv_buf_reset(&s->rx);
@@ -768,6 +777,8 @@ static int dev_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         s->out_bytes -= f->len;
         int n =
             lws_write(wsi, f->data + LWS_PRE, f->len, f->ping ? LWS_WRITE_PING : LWS_WRITE_BINARY);
+        if (n >= 0 && f->rx_ns)
+            fv_latency_add(&s->ing->d.metrics->ack_latency, fv_mono_ns() - f->rx_ns);
         free(f);
         if (n < 0) return -1;
         if (s->out_head) lws_callback_on_writable(wsi);
@@ -866,7 +877,7 @@ void fv_ingest_sweep(struct fv_ingest *ing)
             s->pinged = 1;
             fv_debug("device %s: silent for %llu ms; ping", log_name(s),
                      (unsigned long long)(quiet / 1000000));
-            session_push_frame(s, "fv", 2, 1);
+            session_push_frame(s, "fv", 2, 1, 0);
         }
     }
 }

@@ -47,6 +47,8 @@ static const char *purpose_description(const char *name)
         {"clips", "camera clips and the events around them"},
         {"model_training", "training and evaluating models on fleet data"},
         {"energy_programs", "energy programmes (grid services) of enrolled energy sites"},
+        {"billing", "paying energy-site owners for what their sites delivered in an energy "
+                    "programme (settlement)"},
     };
     for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
         if (strcmp(d[i][0], name) == 0) return d[i][1];

@@ -50,7 +50,6 @@
 #include "server/server.h"
 #include "gateway/session.h"
 #include "os/fsio.h"
-#include "os/sched.h"
 #include "privacy/erasure.h"
 #include "privacy/guard.h"
 #include "privacy/subjects.h"
@@ -380,8 +379,7 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
                              .notify = wake_loop,
                              .notify_arg = srv,
                              .before_sync = wal_before_sync,
-                             .before_sync_arg = srv,
-                             .sched_slice_us = cfg->ingest_slice_us};
+                             .before_sync_arg = srv};
     t0 = fv_mono_ns();
     rc = fv_wal_open(path, &wo, fv_recovery_replay, &rec, &srv->wal, err, errlen);
     if (rc) return rc;
@@ -560,13 +558,6 @@ int fv_server_run(const struct fv_config *cfg, volatile sig_atomic_t *stop, char
 
     uint64_t last_trim = fv_mono_ns();
     fv_store_set_wake(srv->store, wake_loop, srv);
-    /* The loop decodes, seals, appends and acks, a little work per wake-up: ask to run
-     * promptly when it wakes on busy cores (os/sched.h). */
-    {
-        char why[256];
-        if (fv_os_sched_slice(srv->cfg->ingest_slice_us, why, sizeof why) != FV_OK)
-            fv_warn("ingest: %s", why);
-    }
     struct ev_timer tick;
     ev_timer_init(&tick, tick_cb, 1.0, 1.0);
     ev_timer_start(loop, &tick);

@@ -64,9 +64,6 @@ struct fv_wal_opts {
      * non-zero return fails the WAL (err says why). NULL: none. */
     int (*before_sync)(void *arg, char *err, size_t errlen);
     void *before_sync_arg;
-    /* The scheduler slice the writer thread asks for (os/sched.h), microseconds; 0: the
-     * kernel's default. */
-    unsigned sched_slice_us;
 };
 
 struct fv_wal_stats {

@@ -51,7 +51,6 @@
 #include <unistd.h>
 
 #include "os/fsio.h"
-#include "os/sched.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/err.h"
@@ -244,9 +243,6 @@ void *fv_wal__writer_main(void *arg)
     struct fv_wal *w = arg;
     struct fv_buf batch = {0};
     char err[512];
-    /* One fdatasync per wake-up, and every ack waits for it: run promptly (os/sched.h). */
-    if (fv_os_sched_slice(w->opts.sched_slice_us, err, sizeof err) != FV_OK)
-        fv_warn("wal: %s", err);
     pthread_mutex_lock(&w->mu);
     for (;;) {
         while (w->pending.len == 0 && !w->stop && !w->rotate_req) {

@@ -70,12 +70,13 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 def test_policy(extra_roles=None):
     """The built-in policy plus role "ops": service purpose, every class, any number of
-    vehicles, no ticket - what the store and gateway tests read with."""
+    vehicles, no ticket - what the store and gateway tests read with - and purpose billing
+    (VPP settlements naming sites by id)."""
     with open(os.path.join(REPO, "docs", "policy.example.json")) as f:
         pol = json.load(f)
     pol["roles"]["ops"] = {
         "comment": "e2e tests: fleet-wide service reads", "actions": ["read"],
-        "purposes": {"service": ["default", "location", "events"]},
+        "purposes": {"service": ["default", "location", "events"], "billing": ["default"]},
         "requires_ticket": False, "max_subjects_per_request": None,
         "bulk_subjects_threshold": None, "aggregate_only": False, "pseudonymise": False,
         "consented_only": False, "location_privacy": False, "energy_sites_only": False,

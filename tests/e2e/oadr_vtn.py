@@ -1,6 +1,6 @@
 """oadr_vtn - a test VTN (the utility's server) speaking OpenADR 2.0b simpleHttp, for the
 end-to-end tests of fleetvault's VEN (issue 11). Python standard library only, plus the
-`openssl` CLI (its PKI) and `xmllint` from libxml2-utils (schema validation).
+`openssl` CLI (its PKI) and libxml2 / `xmllint` from libxml2-utils (schema validation).
 
     with TestVTN(workdir, poll_s=1) as vtn:        # CA, VTN server cert, VEN client cert
         cfg = {"url": vtn.url, "cert": vtn.ven_cert, "key": vtn.ven_key, "ca": vtn.ca}
@@ -21,8 +21,9 @@ What it implements (the VTN side of the 2.0b profile; one VEN per TestVTN):
   EiRegisterParty  oadrQueryRegistration -> oadrCreatedPartyRegistration (vtnID, profiles 2.0b
                    simpleHttp, oadrRequestedOadrPollFreq; registrationID/venID if registered);
                    oadrCreatePartyRegistration -> oadrCreatedPartyRegistration with a new
-                   registrationID (the venID stays the same for the life of the TestVTN: a VTN
-                   knows a VEN by its certificate); oadrCancelPartyRegistration ->
+                   registrationID, or the same one when the VEN re-registers with it (the
+                   venID stays the same for the life of the TestVTN: a VTN knows a VEN by its
+                   certificate); oadrCancelPartyRegistration ->
                    oadrCanceledPartyRegistration; oadrCanceledPartyRegistration (the VEN's
                    answer to cancel_registration()) -> oadrResponse.
   OadrPoll         oadrPoll -> the next queued message, else oadrResponse 200. Queued:
@@ -45,10 +46,12 @@ STATUS_CODES): 200 OK; 400 bad request; 450 OUT_OF_SEQUENCE; 451 NOT_ALLOWED; 45
 453 NOT_RECOGNIZED; 454 INVALID_DATA; 459 COMPLIANCE_ERROR; 460 SIGNAL_NOT_SUPPORTED;
 461 REPORT_NOT_SUPPORTED; 462 TARGET_MISMATCH; 463 NOT_REGISTERED_OR_AUTHORIZED;
 469 DEPLOYMENT_ERROR_OR_OTHER_ERROR. This VTN answers:
-  454  the payload does not validate against oadr_20b.xsd; or a registration for a profile
-       other than 2.0b, a transport other than simpleHttp, or push without a transport address
-  463  any message but oadrQueryRegistration / oadrCreatePartyRegistration while the VEN is
-       not registered (before registering, or after a cancellation)
+  454  the payload does not validate against oadr_20b.xsd; a registration for a profile
+       other than 2.0b, a transport other than simpleHttp, or push without a transport
+       address; an oadrUpdateReport with a data point (rID) the request did not ask for
+  463  any message but oadrQueryRegistration / oadrCreatePartyRegistration (and the
+       oadrCanceledPartyRegistration acknowledging a cancellation) while the VEN is not
+       registered (before registering, or after a cancellation)
   452  a venID other than the registered VEN's; an unknown registrationID, eventID,
        reportRequestID or optID; an oadrUpdateReport whose reportSpecifierID is not the
        request's
@@ -56,7 +59,6 @@ STATUS_CODES): 200 OK; 400 bad request; 450 OUT_OF_SEQUENCE; 451 NOT_ALLOWED; 45
        event's); an oadrUpdateReport before the VEN acknowledged the request
        (oadrCreatedReport)
   451  an answer (oadrCreatedEvent) to an event sent with oadrResponseRequired=never
-  454  also: an oadrUpdateReport with a data point (rID) the request did not ask for
   453  a message the VTN does not take on that service (e.g. oadrPoll posted to EiEvent, or a
        VTN-to-VEN message such as oadrDistributeEvent)
 The error goes in the response that matches the request (oadrCreatedPartyRegistration,
@@ -66,16 +68,19 @@ erroneous message changes nothing in the VTN's state.
 
 Records: vtn.received / vtn.sent are lists of Msg(service, name, xml, valid, errors, t): every
 message in both directions (polled, pushed and answered), `name` its message element (None
-when the body is not an oadrPayload), `xml` the text, valid/errors from xmllint --schema
-share/openadr-2.0b/oadr_20b.xsd. A test can assert `all(m.valid for m in vtn.received)`.
+when the body is not an oadrPayload), `xml` the text, valid/errors from validation against
+share/openadr-2.0b/oadr_20b.xsd (libxml2's validator in-process, the schema parsed once;
+xmllint --schema's messages for an invalid one: oadr_xml.validate). A test can assert
+`all(m.valid for m in vtn.received)`.
 
 Times: start_s (queue_event, request_report) is a Unix time; a value below 10**9 is taken as
 an offset from now (start_s=30 means "in 30 s", start_s=-3600 "an hour ago").
 
 Beyond the contract's API (docs of each method below): status="auto", targets=, comment= on
-queue_event; remove_event(); register_report(); ven_config(); next_payload() and distribute_event_payload()
-for push; wait_for(..., after=t); the state a test can read: vtn.opts, vtn.ven_reports,
-vtn.report_requests, vtn.report_updates, vtn.opt_schedules, vtn.registration, vtn.refused.
+queue_event; remove_event(); register_report(); ven_config(); next_payload() and
+distribute_event_payload() for push; wait_for(..., after=t); the state a test can read:
+vtn.opts, vtn.ven_reports, vtn.report_requests, vtn.report_updates, vtn.opt_schedules,
+vtn.registration, vtn.refused.
 oadr_xml's readers are re-exported: opt_of, event_responses, report_values, report_intervals,
 report_metadata, opt_schedule.
 
@@ -94,16 +99,17 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 
-from oadr_xml import (E, NS, SCHEMA, dtstart, duration_prop, ei_response, event_responses,  # noqa: F401
-                      fmt_dt, message, opt_of, opt_schedule, payload, power_real_kw, q,
-                      report_intervals, report_metadata, report_values, text, validate)
+from oadr_xml import (E, NS, SCHEMA, dtstart, duration_prop, ei_response,  # noqa: F401
+                      event_responses, fmt_dt, message, opt_of, opt_schedule, payload,
+                      power_real_kw, report_intervals, report_metadata, report_values, text,
+                      validate)
 
 BASE_PATH = "/OpenADR2/Simple/2.0b"
 SERVICES = ("EiRegisterParty", "OadrPoll", "EiEvent", "EiReport", "EiOpt")
 MAX_BODY = 4 << 20
 
-OK, OUT_OF_SEQUENCE, NOT_ALLOWED, INVALID_ID, NOT_RECOGNIZED, INVALID_DATA = 200, 450, 451, 452, 453, 454
-NOT_REGISTERED = 463
+OK, OUT_OF_SEQUENCE, NOT_ALLOWED, INVALID_ID = 200, 450, 451, 452
+NOT_RECOGNIZED, INVALID_DATA, NOT_REGISTERED = 453, 454, 463
 
 Msg = collections.namedtuple("Msg", "service name xml valid errors t")
 
@@ -269,7 +275,8 @@ class TestVTN:
         self.registration = {}          # what the VEN registered with (name, pull, address)
         self.cancelled_registration_id = None
         self.events = collections.OrderedDict()   # event_id -> dict (see queue_event)
-        self.opts = {}                  # event_id -> {"opt", "reason", "mod", "t"}: latest answer
+        self.opts = {}                  # event_id -> {"opt", "reason", "mod", "t"}: the answer to
+        #                                 the highest modificationNumber answered
         self.ven_reports = {}           # reportSpecifierID -> report_metadata() entry
         self.report_requests = {}       # reportRequestID -> dict (see request_report)
         self.report_updates = []        # (reportRequestID, report_intervals() of one oadrReport)
@@ -409,7 +416,8 @@ class TestVTN:
 
     def next_payload(self):
         """Takes the next queued message off the queue and returns its payload bytes (what the
-        next poll would have returned), or None; for push mode: vtn.push(url, vtn.next_payload())."""
+        next poll would have returned), or None. For push mode:
+        vtn.push(url, vtn.next_payload())."""
         with self._cond:
             el = self._dequeue()
         return None if el is None else payload(el)
@@ -443,13 +451,14 @@ class TestVTN:
         """The first received message called `name` for which pred(msg) is true (only those
         received at or after time `after`, when given); raises AssertionError after `timeout`
         seconds, listing what was received."""
-        deadline = time.time() + timeout
+        deadline = time.monotonic() + timeout  # immune to wall-clock steps
         with self._cond:
             while True:
                 for m in self.received:
-                    if m.name == name and (after is None or m.t >= after) and (pred is None or pred(m)):
+                    if m.name == name and (after is None or m.t >= after) and \
+                            (pred is None or pred(m)):
                         return m
-                left = deadline - time.time()
+                left = deadline - time.monotonic()
                 if left <= 0:
                     seen = ["%s/%s%s" % (m.service, m.name, "" if m.valid else " (invalid)")
                             for m in self.received]
@@ -615,7 +624,8 @@ class TestVTN:
     def _event(self, ev, now):
         start, status = ev["start"], self._status(ev, now)
         d = ev["notification_s"], ev["ramp_s"], ev["recovery_s"]
-        props = E("xcal:properties", dtstart(start), duration_prop("xcal:duration", ev["duration_s"]),
+        props = E("xcal:properties", dtstart(start),
+                  duration_prop("xcal:duration", ev["duration_s"]),
                   duration_prop("ei:x-eiNotification", d[0]) if d[0] else None,
                   duration_prop("ei:x-eiRampUp", d[1]) if d[1] else None,
                   duration_prop("ei:x-eiRecovery", d[2]) if d[2] else None)
@@ -667,8 +677,9 @@ class TestVTN:
     def _report_request(self, rr):
         interval = None
         if rr["start"] is not None:
-            interval = E("ei:reportInterval", E("xcal:properties", dtstart(rr["start"]),
-                                                duration_prop("xcal:duration", rr["duration_s"] or 0)))
+            interval = E("ei:reportInterval",
+                         E("xcal:properties", dtstart(rr["start"]),
+                           duration_prop("xcal:duration", rr["duration_s"] or 0)))
         return E("oadr:oadrReportRequest", E("ei:reportRequestID", rr["id"]),
                  E("ei:reportSpecifier", E("ei:reportSpecifierID", rr["specifier"]),
                    duration_prop("xcal:granularity", rr["granularity_s"]),
@@ -682,7 +693,8 @@ class TestVTN:
         reg = self.registration_id
         return E("oadr:oadrCreatedPartyRegistration",
                  ei_response(OK, "OK", text(el, "pyld:requestID", "")),
-                 E("ei:registrationID", reg) if reg else None, E("ei:venID", self.ven_id) if reg else None,
+                 E("ei:registrationID", reg) if reg else None,
+                 E("ei:venID", self.ven_id) if reg else None,
                  E("ei:vtnID", self.vtn_id), self._profiles(),
                  duration_prop("oadr:oadrRequestedOadrPollFreq", self.poll_s),
                  attrs={"ei:schemaVersion": "2.0b"})
@@ -701,13 +713,13 @@ class TestVTN:
         pull = text(el, "oadr:oadrHttpPullModel", "true") == "true"
         address = text(el, "oadr:oadrTransportAddress")
         if not pull and not address:
-            raise VtnError(INVALID_DATA, "push (oadrHttpPullModel false) needs oadrTransportAddress")
+            raise VtnError(INVALID_DATA,
+                           "push (oadrHttpPullModel false) needs oadrTransportAddress")
         self.registration_id = reg or "reg-" + os.urandom(4).hex()
         self.registration = {"ven_name": text(el, "oadr:oadrVenName"), "pull": pull,
                              "address": address, "report_only": text(el, "oadr:oadrReportOnly"),
                              "xml_signature": text(el, "oadr:oadrXmlSignature"), "t": time.time()}
-        reply = self._on_oadrQueryRegistration(el)
-        return reply
+        return self._on_oadrQueryRegistration(el)
     _on_oadrCreatePartyRegistration.services = ("EiRegisterParty",)
 
     def _on_oadrCancelPartyRegistration(self, el):
@@ -758,9 +770,11 @@ class TestVTN:
                 raise VtnError(NOT_ALLOWED, "event %s was sent with oadrResponseRequired never"
                                % a["event_id"])
         now = time.time()
-        for a in answers:
-            self.opts[a["event_id"]] = {"opt": a["opt"], "reason": a["description"],
-                                        "mod": a["mod"], "t": now}
+        for a in answers:  # a late answer to an older modification does not replace a newer one
+            prev = self.opts.get(a["event_id"])
+            if prev is None or a["mod"] >= prev["mod"]:
+                self.opts[a["event_id"]] = {"opt": a["opt"], "reason": a["description"],
+                                            "mod": a["mod"], "t": now}
         return self._response(OK, "OK", text(ce, "ei:eiResponse/pyld:requestID", ""))
     _on_oadrCreatedEvent.services = ("EiEvent",)
 

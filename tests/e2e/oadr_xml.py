@@ -71,7 +71,8 @@ def E(tag, *content, attrs=None):
 
 def payload(msg):
     """Wraps one message element in oadrPayload/oadrSignedObject; returns UTF-8 bytes."""
-    root = E("oadr:oadrPayload", E("oadr:oadrSignedObject", msg, attrs={"oadr:Id": "oadrSignedObject"}))
+    root = E("oadr:oadrPayload",
+             E("oadr:oadrSignedObject", msg, attrs={"oadr:Id": "oadrSignedObject"}))
     return ET.tostring(root, encoding="UTF-8", xml_declaration=True)
 
 
@@ -161,13 +162,14 @@ class _Libxml2:
 
     def __init__(self, schema):
         lib = ctypes.CDLL(ctypes.util.find_library("xml2") or "libxml2.so.2")
+        vp, err = ctypes.c_void_p, self._ERR
         for name, res, args in (
                 ("xmlSchemaNewParserCtxt", ctypes.c_void_p, [ctypes.c_char_p]),
-                ("xmlSchemaSetParserStructuredErrors", None, [ctypes.c_void_p, self._ERR, ctypes.c_void_p]),
+                ("xmlSchemaSetParserStructuredErrors", None, [vp, err, vp]),
                 ("xmlSchemaParse", ctypes.c_void_p, [ctypes.c_void_p]),
                 ("xmlSchemaFreeParserCtxt", None, [ctypes.c_void_p]),
                 ("xmlSchemaNewValidCtxt", ctypes.c_void_p, [ctypes.c_void_p]),
-                ("xmlSchemaSetValidStructuredErrors", None, [ctypes.c_void_p, self._ERR, ctypes.c_void_p]),
+                ("xmlSchemaSetValidStructuredErrors", None, [vp, err, vp]),
                 ("xmlSchemaFreeValidCtxt", None, [ctypes.c_void_p]),
                 ("xmlReadMemory", ctypes.c_void_p,
                  [ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int]),

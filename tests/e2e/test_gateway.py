@@ -50,6 +50,15 @@ def test_vectors_acks_and_errors():
             assert rep["txid"] == txid and rep["topic"] == b"", rep
             assert rep["payload"] == b"incorrect message format", rep
         ws.close()
+        # The server's own ack latency: one observation per ack (4), none for the 2 error
+        # replies; cumulative buckets ending in +Inf = count.
+        assert srv.wait_metric("fleetvault_ack_seconds_count", 4) == 4
+        assert srv.metric("fleetvault_acks_total") == 4
+        st, body = srv.http("/metrics", token=None)
+        buckets = [float(line.rsplit(" ", 1)[1]) for line in body.decode().splitlines()
+                   if line.startswith("fleetvault_ack_seconds_bucket{")]
+        assert len(buckets) == 13 and buckets == sorted(buckets) and buckets[-1] == 4, buckets
+        assert 0 < srv.metric("fleetvault_ack_seconds_sum") < 60
         state = srv.json(f"/api/v1/vehicles/{VIN}/state")
         s = state["state"]
         assert s["Location"]["value"] == {"latitude": 37.4, "longitude": -122.1}, s["Location"]

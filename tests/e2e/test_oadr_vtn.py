@@ -18,7 +18,8 @@ import http.server
 
 import fvtest as t
 from oadr_vtn import TestVTN, make_pki, opt_of, post, report_values
-from oadr_xml import E, NS, dtstart, duration_prop, fmt_dt, message, payload, text, validate, xmllint
+from oadr_xml import (E, NS, dtstart, duration_prop, fmt_dt, message, payload, text, validate,
+                      xmllint)
 
 MC = "http://elrp.example/a4"
 V = {"ei:schemaVersion": "2.0b"}
@@ -77,16 +78,19 @@ class Ven:
         return text(el, path + "/ei:responseCode")
 
     def poll(self, ven_id=None):
-        return self.post("OadrPoll", E("oadr:oadrPoll", E("ei:venID", ven_id or self.ven_id), attrs=V))
+        return self.post("OadrPoll",
+                         E("oadr:oadrPoll", E("ei:venID", ven_id or self.ven_id), attrs=V))
 
-    def register(self, reg_id=None):
+    def register(self, reg_id=None, push_url=None):
         return self.post("EiRegisterParty", E(
             "oadr:oadrCreatePartyRegistration", E("pyld:requestID", self.req()),
             E("ei:registrationID", reg_id) if reg_id else None,
             E("ei:venID", self.ven_id) if self.ven_id else None,
             E("oadr:oadrProfileName", "2.0b"), E("oadr:oadrTransportName", "simpleHttp"),
+            E("oadr:oadrTransportAddress", push_url) if push_url else None,
             E("oadr:oadrReportOnly", False), E("oadr:oadrXmlSignature", False),
-            E("oadr:oadrVenName", "fleetvault-ven"), E("oadr:oadrHttpPullModel", True), attrs=V))
+            E("oadr:oadrVenName", "fleetvault-ven"),
+            E("oadr:oadrHttpPullModel", push_url is None), attrs=V))
 
     def created_event(self, answers, ven_id=None, req="vtn-req"):
         return self.post("EiEvent", created_event(answers, ven_id or self.ven_id, req))
@@ -121,13 +125,15 @@ class Ven:
         report = E("oadr:oadrReport", dtstart(t0), duration_prop("xcal:duration", 60),
                    E("strm:intervals", ivs), E("ei:eiReportID", "rep-1"),
                    E("ei:reportRequestID", rr_id), E("ei:reportSpecifierID", spec),
-                   E("ei:reportName", "TELEMETRY_USAGE"), E("ei:createdDateTime", fmt_dt(time.time())))
+                   E("ei:reportName", "TELEMETRY_USAGE"),
+                   E("ei:createdDateTime", fmt_dt(time.time())))
         return self.post("EiReport", E("oadr:oadrUpdateReport", E("pyld:requestID", self.req()),
                                        report, E("ei:venID", self.ven_id), attrs=V))
 
 
 def events_of(el):
-    """{eventID: (mod, status, test, responseRequired, [(signalName, [values])])} of a distribute."""
+    """{eventID: (mod, status, test, responseRequired, [(signalName, [values])])} of an
+    oadrDistributeEvent."""
     out = {}
     for ev in el.iterfind("oadr:oadrEvent", NS):
         d = ev.find("ei:eiEvent/ei:eventDescriptor", NS)
@@ -135,9 +141,9 @@ def events_of(el):
                  [float(v.text) for v in s.iterfind("strm:intervals/ei:interval/ei:signalPayload/"
                                                     "ei:payloadFloat/ei:value", NS)])
                 for s in ev.iterfind("ei:eiEvent/ei:eiEventSignals/ei:eiEventSignal", NS)]
-        out[text(d, "ei:eventID")] = (int(text(d, "ei:modificationNumber")), text(d, "ei:eventStatus"),
-                                      text(d, "ei:testEvent"), text(ev, "oadr:oadrResponseRequired"),
-                                      sigs)
+        out[text(d, "ei:eventID")] = (int(text(d, "ei:modificationNumber")),
+                                      text(d, "ei:eventStatus"), text(d, "ei:testEvent"),
+                                      text(ev, "oadr:oadrResponseRequired"), sigs)
     return out
 
 
@@ -166,6 +172,11 @@ def test_registration_events_reports_opts():
         st, el, name = ven.poll("ven-other")
         assert (name, ven.code(el)) == ("oadrResponse", "452")
 
+        # A query once registered names the registration.
+        st, el, name = ven.post("EiRegisterParty", E("oadr:oadrQueryRegistration",
+                                                     E("pyld:requestID", "q2"), attrs=V))
+        assert (text(el, "ei:registrationID"), text(el, "ei:venID")) == (reg, ven.ven_id)
+
         # Report registration.
         st, el, name = ven.register_report()
         assert (name, ven.code(el)) == ("oadrRegisteredReport", "200")
@@ -174,13 +185,15 @@ def test_registration_events_reports_opts():
         # Events: SIMPLE level 2; LOAD_DISPATCH 500 kW test event; one never to answer.
         start = time.time() + 120
         vtn.queue_event("ev1", MC, start, 3600, level=2, notification_s=600, ramp_s=60)
-        vtn.queue_event("ev2", MC, 300, 1800, signal="LOAD_DISPATCH", kw=500, test=True)
+        vtn.queue_event("ev2", MC, 300, 1800, signal="LOAD_DISPATCH", test=True, recovery_s=300,
+                        intervals=[(900, 500), (900, 250)], targets={"groupID": ["fleet-a"]})
         vtn.queue_event("ev3", MC, 600, 900, level=1, response_required="never")
         st, el, name = ven.poll()
         assert name == "oadrDistributeEvent", name
         evs = events_of(el)
         assert evs["ev1"] == (0, "far", "false", "always", [("SIMPLE", [2.0])]), evs["ev1"]
-        assert evs["ev2"] == (0, "far", "true", "always", [("LOAD_DISPATCH", [500.0])]), evs["ev2"]
+        assert evs["ev2"] == (0, "far", "true", "always",
+                              [("LOAD_DISPATCH", [500.0, 250.0])]), evs["ev2"]
         assert evs["ev3"][3] == "never"
         assert text(el, "oadr:oadrEvent/ei:eiEvent/ei:eiTarget/ei:venID") == ven.ven_id
         req = text(el, "pyld:requestID")
@@ -190,8 +203,9 @@ def test_registration_events_reports_opts():
                                           ("ev2", 0, "optOut", "over the yearly cap")], req=req)
         assert (name, ven.code(el)) == ("oadrResponse", "200")
         m = vtn.wait_for("oadrCreatedEvent", timeout=5)
-        assert opt_of(m, "ev1") == ("optIn", None) and opt_of(m, "ev2") == ("optOut", "over the yearly cap")
-        assert vtn.opts["ev2"]["opt"] == "optOut" and vtn.opts["ev2"]["reason"] == "over the yearly cap"
+        cap = "over the yearly cap"
+        assert opt_of(m, "ev1") == ("optIn", None) and opt_of(m, "ev2") == ("optOut", cap)
+        assert (vtn.opts["ev2"]["opt"], vtn.opts["ev2"]["reason"]) == ("optOut", cap)
 
         # Errors: each answered with its code, none changes the recorded opts.
         before = dict(vtn.opts)
@@ -219,21 +233,39 @@ def test_registration_events_reports_opts():
         # Modification then cancellation.
         vtn.modify_event("ev1", level=3)
         st, el, name = ven.poll()
-        assert events_of(el)["ev1"][:2] == (1, "far") and events_of(el)["ev1"][4] == [("SIMPLE", [3.0])]
+        ev1 = events_of(el)["ev1"]
+        assert ev1[:2] == (1, "far") and ev1[4] == [("SIMPLE", [3.0])], ev1
         st, el, name = ven.created_event([("ev1", 1, "optIn", None)])
         assert ven.code(el) == "200" and vtn.opts["ev1"]["mod"] == 1
         vtn.cancel_event("ev1")
         st, el, name = ven.poll()
         assert events_of(el)["ev1"][:2] == (2, "cancelled")
-        st, el, name = ven.created_event([("ev1", 1, "optIn", None)])  # a late answer is fine
+        st, el, name = ven.created_event([("ev1", 0, "optOut", None)])  # a late answer is fine
         assert ven.code(el) == "200"
+        assert (vtn.opts["ev1"]["mod"], vtn.opts["ev1"]["opt"]) == (1, "optIn")  # not replaced
+
+        # status="auto" follows the clock; a removed event disappears from the distribution.
+        vtn.queue_event("ev4", MC, -10, 3600, level=1, status="auto")
+        vtn.queue_event("ev5", MC, 100, 60, level=1, status="auto", notification_s=300)
+        vtn.queue_event("ev6", MC, -120, 60, level=1, status="auto")
+        vtn.remove_event("ev3")
+        st, el, name = ven.poll()
+        evs = events_of(el)
+        assert [evs[e][1] for e in ("ev4", "ev5", "ev6")] == ["active", "near", "completed"], evs
+        assert "ev3" not in evs and evs["ev1"][1] == "cancelled", evs
+        cur = el.find("oadr:oadrEvent[3]/ei:eiEvent/ei:eiEventSignals/ei:eiEventSignal/"
+                      "ei:currentValue/ei:payloadFloat/ei:value", NS)
+        assert float(cur.text) == 1.0  # ev4 is the third event, and under way
 
         # Reports: request, an update before the acknowledgement (450), acknowledge, update.
         vtn.request_report("rr1", "TELEMETRY_USAGE", ["delivered_kw", "available_kw"], 60, 60)
         st, el, name = ven.poll()
         assert name == "oadrCreateReport"
         assert text(el, "oadr:oadrReportRequest/ei:reportRequestID") == "rr1"
-        assert text(el, "oadr:oadrReportRequest/ei:reportSpecifier/xcal:granularity/xcal:duration") == "PT1M"
+        spec = el.find("oadr:oadrReportRequest/ei:reportSpecifier", NS)
+        assert text(spec, "xcal:granularity/xcal:duration") == "PT1M"
+        assert [r.text for r in spec.iterfind("ei:specifierPayload/ei:rID", NS)] == \
+            ["delivered_kw", "available_kw"]
         st, el, name = ven.update_report("rr1", "TELEMETRY_USAGE", [("delivered_kw", 120.5)])
         assert (name, ven.code(el)) == ("oadrUpdatedReport", "450")
         st, el, name = ven.post("EiReport", E(
@@ -245,7 +277,8 @@ def test_registration_events_reports_opts():
         st, el, name = ven.update_report("rr1", "TELEMETRY_USAGE",
                                          [("delivered_kw", 120.5), ("available_kw", 300.0)])
         assert (name, ven.code(el)) == ("oadrUpdatedReport", "200")
-        m = vtn.wait_for("oadrUpdateReport", lambda m: report_values(m).get("available_kw"), timeout=5)
+        m = vtn.wait_for("oadrUpdateReport", lambda m: report_values(m).get("available_kw"),
+                         timeout=5)
         assert report_values(m) == {"delivered_kw": [120.5], "available_kw": [300.0]}
         assert len(vtn.report_updates) == 1
         for rr, spec, points, code in (("nope", "TELEMETRY_USAGE", [("delivered_kw", 1.0)], "452"),
@@ -254,6 +287,16 @@ def test_registration_events_reports_opts():
             st, el, name = ven.update_report(rr, spec, points)
             assert (name, ven.code(el)) == ("oadrUpdatedReport", code), (rr, spec, ven.code(el))
         assert len(vtn.report_updates) == 1
+
+        # The VTN registers its own (empty) report set; the VEN acknowledges.
+        vtn.register_report()
+        st, el, name = ven.poll()
+        assert name == "oadrRegisterReport" and el.find("oadr:oadrReport", NS) is None
+        st, el, name = ven.post("EiReport", E(
+            "oadr:oadrRegisteredReport", E("ei:eiResponse", E("ei:responseCode", "200"),
+                                           E("pyld:requestID", text(el, "pyld:requestID"))),
+            E("ei:venID", ven.ven_id), attrs=V))
+        assert (name, ven.code(el)) == ("oadrResponse", "200")
 
         # Opt schedule: create, cancel, cancel again (452).
         t0 = int(time.time()) + 3600
@@ -275,14 +318,21 @@ def test_registration_events_reports_opts():
         st, el, name = ven.post("EiOpt", cancel)
         assert (name, ven.code(el)) == ("oadrCanceledOpt", "452")
 
+        # oadrRequestEvent: every event, with an eiResponse.
+        st, el, name = ven.post("EiEvent", E("oadr:oadrRequestEvent", E(
+            "pyld:eiRequestEvent", E("pyld:requestID", "re1"), E("ei:venID", ven.ven_id)), attrs=V))
+        assert name == "oadrDistributeEvent" and ven.code(el) == "200"
+        assert set(events_of(el)) == {"ev1", "ev2", "ev4", "ev5", "ev6"}
+
         # The VTN cancels the registration; the VEN acknowledges, polls (463), registers again.
         vtn.cancel_registration()
         st, el, name = ven.poll()
         assert name == "oadrCancelPartyRegistration" and text(el, "ei:registrationID") == reg
+        ack = E("ei:eiResponse", E("ei:responseCode", "200"),
+                E("pyld:requestID", text(el, "pyld:requestID")))
         st, el, name = ven.post("EiRegisterParty", E(
-            "oadr:oadrCanceledPartyRegistration", E("ei:eiResponse", E("ei:responseCode", "200"),
-                                                    E("pyld:requestID", text(el, "pyld:requestID"))),
-            E("ei:registrationID", reg), E("ei:venID", ven.ven_id), attrs=V))
+            "oadr:oadrCanceledPartyRegistration", ack, E("ei:registrationID", reg),
+            E("ei:venID", ven.ven_id), attrs=V))
         assert (name, ven.code(el)) == ("oadrResponse", "200")
         st, el, name = ven.poll()
         assert ven.code(el) == "463"
@@ -293,20 +343,33 @@ def test_registration_events_reports_opts():
         assert text(el, "ei:venID") == ven.ven_id
         st, el, name = ven.poll()
         assert (name, ven.code(el)) == ("oadrResponse", "200")
+        # The VEN cancels its registration (a wrong registrationID first: 452).
+        reg2 = vtn.registration_id
+        for rid, code in (("reg-bogus", "452"), (reg2, "200")):
+            st, el, name = ven.post("EiRegisterParty", E(
+                "oadr:oadrCancelPartyRegistration", E("pyld:requestID", "c"),
+                E("ei:registrationID", rid), E("ei:venID", ven.ven_id), attrs=V))
+            assert (name, ven.code(el)) == ("oadrCanceledPartyRegistration", code)
+        assert vtn.registration_id is None and ven.code(ven.poll()[1]) == "463"
 
         # Every message: the deliberately invalid two were the only invalid ones received,
         # and everything the VTN sent validates.
         bad_recv = [m for m in vtn.received if not m.valid]
         assert len(bad_recv) == 2, [(m.name, m.errors) for m in bad_recv]
-        assert vtn.sent and all(m.valid for m in vtn.sent), [(m.name, m.errors) for m in vtn.sent if not m.valid]
+        bad_sent = [(m.name, m.errors) for m in vtn.sent if not m.valid]
+        assert vtn.sent and not bad_sent, bad_sent
         assert not vtn.refused, vtn.refused
+        cfg = vtn.ven_config({MC: {"program": "elrp"}}, report_interval_s=60)
+        assert cfg["vtns"][0]["url"] == vtn.url and cfg["report_interval_s"] == 60
+        assert all(os.path.exists(cfg["vtns"][0][k]) for k in ("cert", "key", "ca"))
 
 
 def test_tls_client_certificate_required():
     with running_vtn() as vtn:
         poll = payload(E("oadr:oadrPoll", E("ei:venID", "x"), attrs=V))
         rogue = make_pki(os.path.join(vtn.dir, "rogue"), names=("ven",), ca_name="rogue CA")
-        for cert, key in ((None, None), (os.path.join(rogue, "ven.crt"), os.path.join(rogue, "ven.key"))):
+        for cert, key in ((None, None),
+                          (os.path.join(rogue, "ven.crt"), os.path.join(rogue, "ven.key"))):
             n = len(vtn.refused)
             try:
                 st, body = post(vtn.url + "/OadrPoll", poll, vtn.ca, cert, key, timeout=5)
@@ -314,8 +377,8 @@ def test_tls_client_certificate_required():
             except (ssl.SSLError, ConnectionError, OSError) as e:
                 if isinstance(e, AssertionError):
                     raise
-            deadline = time.time() + 5
-            while len(vtn.refused) == n and time.time() < deadline:
+            deadline = time.monotonic() + 5
+            while len(vtn.refused) == n and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert len(vtn.refused) == n + 1, vtn.refused
         assert not vtn.received
@@ -338,8 +401,7 @@ def test_push():
     """vtn.push delivers to a VEN's push endpoint over mutual TLS and processes its answer."""
     with running_vtn() as vtn:
         ven = Ven(vtn)
-        st, el, _ = ven.register()
-        ven.ven_id = text(el, "ei:venID")
+        ven.ven_id = vtn.ven_id
         seen = []
 
         class H(http.server.BaseHTTPRequestHandler):
@@ -365,10 +427,20 @@ def test_push():
         srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
         th = threading.Thread(target=srv.serve_forever, daemon=True)
         th.start()
+        push_url = "https://127.0.0.1:%d/OpenADR2/Simple/2.0b" % srv.server_address[1]
+        # Push mode needs a transport address (454 without one), then registers with it.
+        st, el, _ = ven.post("EiRegisterParty", E(
+            "oadr:oadrCreatePartyRegistration", E("pyld:requestID", "r"),
+            E("oadr:oadrProfileName", "2.0b"), E("oadr:oadrTransportName", "simpleHttp"),
+            E("oadr:oadrReportOnly", False), E("oadr:oadrXmlSignature", False),
+            E("oadr:oadrHttpPullModel", False), attrs=V))
+        assert ven.code(el) == "454" and vtn.registration_id is None
+        st, el, _ = ven.register(push_url=push_url)
+        assert ven.code(el) == "200" and vtn.registration["address"] == push_url
+        assert vtn.registration["pull"] is False
         try:
             vtn.queue_event("p1", MC, 60, 600, level=3)
-            body = vtn.push("https://127.0.0.1:%d/OpenADR2/Simple/2.0b" % srv.server_address[1],
-                            vtn.next_payload())
+            body = vtn.push(None, vtn.next_payload())  # None: the registered address
             assert vtn.last_push_status == 200 and message(body)[2] == "oadrCreatedEvent"
             assert seen[0][:2] == ("/OpenADR2/Simple/2.0b/EiEvent", "oadrDistributeEvent"), seen
             assert vtn.opts["p1"]["opt"] == "optIn"

@@ -173,7 +173,7 @@ def test_rate_limited_history_and_owners_who_opt_out():
                     break
                 time.sleep(0.5)
             t.log(f"event status: {json.dumps(b)}")
-            assert len(refused) == 2 and all(x["status"] == "short" and not x["acked"]
+            assert len(refused) == 2 and all(x["status"] == "refused" and not x["acked"]
                                              for x in refused), b
         finally:
             final = stop_sim(sim, sim_log)

@@ -306,6 +306,52 @@ def test_site_owner_data_in_export_and_erasure():
         srv.stop()
 
 
+def enrolled_event(env, srv, ids, target_kw):
+    """Sites ids connected, each with a sample (10 kWh of 13.5, 20 % reserve) and enrolled in
+    program test, and an event starting in 1.5 s for 15 minutes; returns (sites, event id)."""
+    sites = [Site(env, srv, s) for s in ids]
+    for s in sites:
+        s.sample(energy_kwh=10.0, capacity_kwh=13.5, reserve_pct=20.0, battery_kw=0.0)
+        assert api(srv, "POST", f"/api/v1/vpp/sites/{s.id}/enroll?program=test")[0] == 200
+    now = int(time.time() * 1000)
+    st, b = api(srv, "POST", f"/api/v1/vpp/events?program=test&start={now + 1500}"
+                f"&end={now + 900000}&target_kw={target_kw}")
+    assert st == 201, (st, b)
+    return sites, b["id"]
+
+
+def test_restart_mid_event_plans_again():
+    """A server restarted mid-event plans the event again once its sites are back: before,
+    the event stayed active with no site planned and no dispatch sent until its end."""
+    with t.Env() as env:
+        srv = t.Server(env.root, env.certs, config={"rate_limits": False, "vpp": PROGRAMS}).start()
+        sites, ev = enrolled_event(env, srv, SITES[:2], 4)
+        for s in sites:
+            assert s.read_commands(1) and s.read_commands(2), f"{s.id}: no dispatch"
+            s.ws.close()
+        srv.stop()
+        srv.start()
+        for s in sites:  # back: reconnected and sending
+            path = os.path.join(env.certs.dir, "devices", s.id)
+            s.ws, s.commands = t.WS(srv.port, path + ".crt", path + ".key", env.certs.ca), []
+            s.sample(energy_kwh=9.9, capacity_kwh=13.5, reserve_pct=20.0, battery_kw=2.0)
+        deadline = time.time() + 20  # re-planned as each comes back (every 5 s at most)
+        while True:
+            st, b = api(srv, "GET", f"/api/v1/vpp/events/{ev}")
+            sp = {x["site"]: x["setpoint_kw"] for x in b["sites"]}
+            if (sorted(sp) == SITES[:2] and all(abs(v - 2.0) < 0.01 for v in sp.values())) or \
+                    time.time() > deadline:
+                break
+            time.sleep(0.3)
+        assert b["state"] == "active" and abs(b["planned_kw"] - 4.0) < 0.01, b
+        assert sorted(sp) == SITES[:2] and all(abs(v - 2.0) < 0.01 for v in sp.values()), b
+        for s in sites:
+            assert s.read_commands(2, timeout=5), f"{s.id}: no dispatch after the restart"
+        for s in sites:
+            s.ws.close()
+        srv.stop()
+
+
 DAY = 86400000
 
 
@@ -337,7 +383,9 @@ def test_settlement_from_stored_telemetry():
                         f"&end={d0 - k * DAY + 3600000}&target_kw=5")
             assert st == 201, (st, b)
         ev = b["id"]
-        st, body = srv.http(f"/api/v1/vpp/events/{ev}/settlement?format=json", token="ops")
+        # purpose billing: rows name the payee by id (any other purpose: by pseudonym)
+        st, body = srv.http(f"/api/v1/vpp/events/{ev}/settlement?format=json", token="ops",
+                            purpose="billing")
         assert st == 200, body
         res = json.loads(body)
         rows = {r["site"]: r for r in res["rows"]}
@@ -364,13 +412,15 @@ def test_settlement_from_stored_telemetry():
             days = [time.strftime("%Y-%m-%d", time.gmtime((d0 - k * DAY) / 1000)) for k in prior]
             assert r["baseline_days"] == days, (r["baseline_days"], days)
         # CSV: the documented columns, the same figures
-        st, body = srv.http(f"/api/v1/vpp/events/{ev}/settlement?format=csv", token="ops")
+        st, body = srv.http(f"/api/v1/vpp/events/{ev}/settlement?format=csv", token="ops",
+                            purpose="billing")
         lines = body.decode().splitlines()
         assert lines[0] == ("site,event,method,baseline_days,baseline_kwh,metered_kwh,"
                             "incremental_kwh,rate,payment"), lines[0]
         assert len(lines) == 3, lines
         # bit for bit the same when asked again
-        st, again = srv.http(f"/api/v1/vpp/events/{ev}/settlement?format=csv", token="ops")
+        st, again = srv.http(f"/api/v1/vpp/events/{ev}/settlement?format=csv", token="ops",
+                            purpose="billing")
         assert again == body
         # the season: both events (over, so completed within a second), four rows, and a
         # total that is the sum of its rows
@@ -382,7 +432,7 @@ def test_settlement_from_stored_telemetry():
                 break
             time.sleep(0.2)
         st, body = srv.http(f"/api/v1/vpp/settlement?program=hist&season={year}&format=json",
-                            token="ops")
+                            token="ops", purpose="billing")
         assert st == 200, body
         season = json.loads(body)
         assert len(season["rows"]) == 4, season
@@ -402,4 +452,5 @@ def test_settlement_from_stored_telemetry():
 
 if __name__ == "__main__":
     t.main([test_events_refused_with_a_reason, test_dispatch_over_the_downlink_and_opt_out,
-            test_settlement_from_stored_telemetry, test_site_owner_data_in_export_and_erasure])
+            test_settlement_from_stored_telemetry, test_site_owner_data_in_export_and_erasure,
+            test_restart_mid_event_plans_again])

@@ -59,12 +59,12 @@ static void test_default_is_the_example_file(void **state)
     assert_string_equal(text, fv_policy_default_json());
     struct fv_policy *p = NULL;
     assert_int_equal(fv_policy_load(path, &p, err, sizeof err), FV_OK);
-    assert_int_equal(fv_policy_nroles(p), 6);
-    assert_int_equal(fv_policy_npurposes(p), 5);
+    assert_int_equal(fv_policy_nroles(p), 7);
+    assert_int_equal(fv_policy_npurposes(p), 6);
     assert_int_equal(fv_policy_nclasses(p), 3);
-    const char *roles[] = {"admin",       "support",         "analyst",
-                           "ml-pipeline", "privacy-officer", "energy-operator"};
-    for (size_t i = 0; i < 6; i++)
+    const char *roles[] = {"admin",           "support",         "analyst",       "ml-pipeline",
+                           "privacy-officer", "energy-operator", "energy-billing"};
+    for (size_t i = 0; i < 7; i++)
         assert_int_equal(fv_policy_role_id(p, roles[i]), (int)i);
     assert_string_equal(fv_policy_purpose_name(p, 3), "model_training");
     assert_string_equal(fv_policy_class_name(p, 1), "location");
@@ -113,6 +113,9 @@ static const struct expect EXPECT[] = {
     {"energy-operator", 1, "energy_programs ", 0, 0, 0,
      FV_OBLIGE_PSEUDONYMISE | FV_OBLIGE_LOCATION_PRIVACY | FV_OBLIGE_CONSENTED_ONLY |
          FV_OBLIGE_ENERGY_SITES_ONLY},
+    {"energy-billing", 1, "billing ", 1, 0, 0,
+     FV_OBLIGE_PSEUDONYMISE | FV_OBLIGE_LOCATION_PRIVACY | FV_OBLIGE_CONSENTED_ONLY |
+         FV_OBLIGE_ENERGY_SITES_ONLY},
 };
 
 static int allowed_purpose(const struct expect *e, const char *purpose)
@@ -127,9 +130,9 @@ static void test_read_matrix(void **state)
 {
     (void)state;
     struct fv_policy *p = load_default();
-    const char *purposes[] = {"",         "service",        "location_history",
-                              "clips",    "model_training", "energy_programs",
-                              "marketing"};
+    const char *purposes[] = {"",        "service",        "location_history",
+                              "clips",   "model_training", "energy_programs",
+                              "billing", "marketing"};
     const char *tickets[] = {NULL, "SUP-1234"};
     int cases = 0, allows = 0;
     for (size_t r = 0; r < sizeof EXPECT / sizeof EXPECT[0]; r++)
@@ -164,7 +167,7 @@ static void test_read_matrix(void **state)
                             why = buf;
                         } else if (*purposes[u] == '\0') {
                             why = "purpose required";
-                        } else if (u == 6) {
+                        } else if (u == 7) {
                             why = "unknown purpose \"marketing\"";
                         } else if (!ok_purpose) {
                             snprintf(buf, sizeof buf, "role %s may not use purpose %s", e->role,
@@ -199,10 +202,11 @@ static void test_read_matrix(void **state)
                         }
                         cases++;
                     }
-    assert_int_equal(cases, 6 * 7 * 2 * 2 * 2);
+    assert_int_equal(cases, 7 * 8 * 2 * 2 * 2);
     /* support 1 (service, ticket, 1 subject, either aggregation: 2), analyst 4 purposes x
-     * ticket x 2 subjects x aggregated (8), ml-pipeline 1 x 2 x 2 x 2 (8), energy 8 */
-    assert_int_equal(allows, 2 + 8 + 8 + 8);
+     * ticket x 2 subjects x aggregated (8), ml-pipeline 1 x 2 x 2 x 2 (8), energy 8, billing
+     * (ticket, 2 x 2: 4) */
+    assert_int_equal(allows, 2 + 8 + 8 + 8 + 4);
     fv_policy_free(p);
 }
 
@@ -298,13 +302,13 @@ static void test_other_actions(void **state)
 {
     (void)state;
     struct fv_policy *p = load_default();
-    const char *roles[] = {"admin",       "support",         "analyst",
-                           "ml-pipeline", "privacy-officer", "energy-operator"};
+    const char *roles[] = {"admin",           "support",         "analyst",       "ml-pipeline",
+                           "privacy-officer", "energy-operator", "energy-billing"};
     /* which role may do which action (read is the matrix above) */
     const char *may[FV_ACTION_COUNT] = {NULL, "privacy-officer", "privacy-officer",
                                         "privacy-officer", "admin"};
     for (int a = FV_ACTION_EXPORT; a < FV_ACTION_COUNT; a++)
-        for (size_t r = 0; r < 6; r++) {
+        for (size_t r = 0; r < 7; r++) {
             struct fv_access_request req = {
                 .role = roles[r], .action = (enum fv_action)a, .ticket = "DSR-42", .subjects = 1};
             struct fv_decision d;
@@ -532,7 +536,7 @@ static void test_policy_file_errors(void **state)
                           "\"locaton\" (classes: default, location, events)"},
         {e_unknown_purpose, "roles.support.purposes: unknown purpose \"marketing\" (purposes: "
                             "service, location_history, clips, model_training, "
-                            "energy_programs)"},
+                            "energy_programs, billing)"},
         {e_bad_bool, "roles.support.pseudonymise: expected true or false"},
         {e_zero_max, "roles.support.max_subjects_per_request: expected an integer >= 1, or null"},
         {e_negative_quota, "roles.support.quota.rows_per_day: expected an integer >= 0"},
