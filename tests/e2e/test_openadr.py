@@ -42,7 +42,7 @@ def api(srv, method, path):
     return st, json.loads(body) if body else None
 
 
-def wait(what, fn, timeout=20, step=0.25):
+def wait(what, fn, timeout=40, step=0.25):
     deadline = time.time() + timeout
     while True:
         v = fn()
@@ -53,7 +53,7 @@ def wait(what, fn, timeout=20, step=0.25):
         time.sleep(step)
 
 
-def answer(vtn, event_id, mod, after=None, timeout=20):
+def answer(vtn, event_id, mod, after=None, timeout=40):
     """The VEN's eventResponse for (event_id, mod) in an oadrCreatedEvent."""
     def find(m):
         return any(r["event_id"] == event_id and r["mod"] == mod for r in event_responses(m))
