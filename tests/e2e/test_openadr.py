@@ -109,9 +109,10 @@ def run(env, srv, vtn):
     wait("registration", lambda: vtn.registration_id)
     assert vtn.registration["ven_name"] == "fleetvault-ven" and vtn.registration["pull"]
     wait("oadrRegisterReport", lambda: "fleetvault-usage" in vtn.ven_reports)
-    b = wait("the VEN's status: registered", lambda: (lambda r: r[0] == 200 and r[1]["vtns"][0]
-                                                      ["state"] == "registered" and r[1])(
-        api(srv, "GET", "/api/v1/vpp/openadr")))
+    def registered():
+        st, b = api(srv, "GET", "/api/v1/vpp/openadr")
+        return st == 200 and b["vtns"][0]["state"] == "registered" and b
+    b = wait("the VEN's status: registered", registered)
     assert b["vtns"][0]["ven_id"] == vtn.ven_id, b
     # the simulated homes enrol and report
     def enrolled():
@@ -156,8 +157,10 @@ def run(env, srv, vtn):
     vtn.modify_event("ev1", level=2)
     r = answer(vtn, "ev1", 1, after=t0)
     assert r["opt"] == "optIn", r
-    target2 = wait("a higher target", lambda: (lambda e: e["target_kw"] > target1 and
-                                               e["target_kw"])(api(srv, "GET", f"/api/v1/vpp/events/{vpp_id}")[1]))
+    def raised():
+        kw = api(srv, "GET", f"/api/v1/vpp/events/{vpp_id}")[1]["target_kw"]
+        return kw > target1 and kw
+    target2 = wait("a higher target", raised)
     t.log(f"ev1 modified: target {target1} -> {target2} kW")
     t0 = time.time()
     vtn.modify_event("ev1", level=3, mod=0)
