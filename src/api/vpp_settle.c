@@ -6,8 +6,8 @@
  * Per site: its samples of the method's signal (a4_discharge: SiteBatteryPower, discharge
  * only; group_a: SiteGridPower, the net load) from the oldest baseline window to the event's
  * end, read through the store's query interface with the site's current owner period's
- * key; 5-minute interval energy, each sample holding until the next for at most
- * FV_VPP_SAMPLE_HOLD_MS (energy/baseline.h: an interval not covered is missing, never
+ * key; interval energy (the program's interval_minutes), each sample holding until the next for at
+ * most FV_VPP_SAMPLE_HOLD_MS (energy/baseline.h: an interval not covered is missing, never
  * estimated); the baseline over the prior eligible days (the program's other event days
  * excluded); a row by the settlement rounding rule (energy/settle.h). The caller decides and
  * is audited first (vpp_api.c); sites are named as its obligations say.
@@ -100,7 +100,7 @@ static int site_row(const struct fv_api_view *v, const struct fv_vpp_event_info 
             continue;
         }
         rc = fv_vpp_interval_energy(s.t, s.kw, s.n, FV_VPP_SAMPLE_HOLD_MS, a4,
-                                    plan->win_start_ms[k], plan->win_len, w);
+                                    plan->win_start_ms[k], plan->interval_ms, plan->win_len, w);
     }
     struct fv_vpp_baseline_result r;
     struct fv_vpp_site_series ss = {.kwh = kwh};

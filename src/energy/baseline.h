@@ -2,9 +2,11 @@
  * baseline.h - interval energy and baselines: what a site would have done without the event,
  * and the incremental kWh it is paid for.
  *
- * Data: 5-minute interval energy (kWh per interval, NaN = missing), made from telemetry by
- * fv_vpp_interval_energy. The event's start and
- * end fall on 5-minute boundaries. A baseline plan (one per event, built with the program's
+ * Data: interval energy (kWh per interval, NaN = missing), made from telemetry by
+ * fv_vpp_interval_energy. Intervals last the program's interval_minutes (5 by default, a
+ * divisor of 60) and are aligned to the clock (UTC ms a multiple of their length; a whole
+ * hour holds a whole number of them); the event's start and end fall on interval
+ * boundaries. A baseline plan (one per event, built with the program's
  * time zone) names, for the event day (day 0) and each of the program's lookback_days prior
  * local days (day k = k calendar days back, newest first), one window of win_len intervals:
  * the adj_hours before the event plus the event, at the same wall-clock time as on the event
@@ -44,14 +46,14 @@
 
 #include "energy/program.h"
 
-#define FV_VPP_INTERVAL_MS 300000 /* 5 minutes */
-
 struct fv_vpp_baseline_plan {
     enum fv_vpp_method method;
+    int64_t interval_ms; /* the program's interval_minutes */
+    size_t slot_len;     /* intervals in an hour */
     int baseline_days, min_eligible_days;
     double adj_min, adj_max;
     int64_t start_ms, end_ms;
-    size_t adj_len;   /* intervals before the event in each window (adj_hours * 12) */
+    size_t adj_len;   /* intervals before the event in each window (adj_hours * slot_len) */
     size_t event_len; /* intervals of the event */
     size_t win_len;   /* adj_len + event_len */
     int nslots;       /* hour slots of the event */
@@ -64,8 +66,8 @@ struct fv_vpp_baseline_plan {
 
 /* Builds the plan of an event [start_ms, end_ms) under program p; excluded (fleet-wide dates,
  * any order, kept by pointer: it must outlive the plan) may be NULL. FV_OK, or FV_EINVAL with
- * err for an event not on 5-minute boundaries, longer than FV_VPP_MAX_EVENT_HOURS, or an
- * unknown zone. */
+ * err for an event not on the program's interval boundaries, longer than
+ * FV_VPP_MAX_EVENT_HOURS, or an unknown zone. */
 int fv_vpp_baseline_plan(const struct fv_vpp_program *p, int64_t start_ms, int64_t end_ms,
                          const int32_t *excluded, size_t nexcluded,
                          struct fv_vpp_baseline_plan *plan, char *err, size_t errlen);
@@ -105,17 +107,19 @@ struct fv_vpp_baseline_result {
 int fv_vpp_baseline(const struct fv_vpp_baseline_plan *plan, const struct fv_vpp_site_series *s,
                     struct fv_vpp_baseline_result *r);
 
-/* Interval energy from telemetry: kWh per 5-minute interval for nint intervals from start_ms
- * (5-minute aligned) out of power samples kw[i] at t_ms[i] (ascending; equal times: the last
- * wins). Each sample's power holds until the next sample, for at most hold_ms; an interval
- * not covered whole by held samples (a gap, before the first sample, a NaN power) is NaN,
+/* Interval energy from telemetry: kWh per interval of interval_ms (> 0) for nint intervals
+ * from start_ms (a multiple of interval_ms) out of power samples kw[i] at t_ms[i] (ascending; equal
+ * times: the last wins). Each sample's power holds until the next sample, for at most hold_ms; an
+ * interval not covered whole by held samples (a gap, before the first sample, a NaN power) is NaN,
  * i.e. missing: it is never estimated. positive_only: only power > 0 counts (battery kW,
  * + discharge, gives the discharge; grid kW, + import, as it is gives the net load). Pure;
- * FV_OK, FV_EINVAL (unaligned start, hold_ms <= 0, times not ascending). */
+ * FV_OK, FV_EINVAL (unaligned start, interval_ms or hold_ms <= 0, times not ascending). */
 int fv_vpp_interval_energy(const int64_t *t_ms, const double *kw, size_t n, int64_t hold_ms,
-                           int positive_only, int64_t start_ms, size_t nint, double *kwh);
+                           int positive_only, int64_t start_ms, int64_t interval_ms, size_t nint,
+                           double *kwh);
 
-/* Outage days of a contiguous series of n intervals from start_ms (5-minute aligned): the
+/* Outage days of a contiguous series of n intervals of the program's length from start_ms
+ * (aligned to them): the
  * local dates (program p's zone) on which more than p->outage_missing of the covered
  * intervals are missing (NaN), ascending, into dates[0..cap) and their count in *ndates
  * (FV_ELIMIT when more than cap; the first cap are written). FV_EINVAL for a bad zone or an
