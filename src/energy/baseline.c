@@ -1,6 +1,7 @@
 /* baseline.c - baselines and incremental kWh per site and event (baseline.h). */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "energy/baseline.h"
@@ -52,6 +53,13 @@ int fv_vpp_baseline_plan(const struct fv_vpp_program *p, int64_t start_ms, int64
         }
         plan->win_start_ms[k] = at - adj_ms;
     }
+    if (fv_vpp_utc_of_local(p, plan->date[plan->ndays], 0, 0, &plan->days_from_ms) != FV_OK ||
+        fv_vpp_utc_of_local(p, plan->date[0], 0, 0, &plan->days_to_ms) != FV_OK) {
+        fv_seterr(err, errlen, "the program's time zone %s is unknown", p->tz);
+        return FV_EINVAL;
+    }
+    /* Intervals are aligned to the clock; a zone's midnight need not be (UTC+05:45). */
+    plan->days_from_ms -= ((plan->days_from_ms % iv) + iv) % iv;
     return FV_OK;
 }
 
@@ -249,5 +257,23 @@ int fv_vpp_outage_dates(const struct fv_vpp_program *p, int64_t start_ms, const 
             if (rc == FV_OK) (*ndates)++;
         }
     }
+    return rc;
+}
+
+int fv_vpp_site_outages(const struct fv_vpp_program *p, const struct fv_vpp_baseline_plan *plan,
+                        const int64_t *t_ms, const double *kw, size_t n, int64_t hold_ms,
+                        int32_t *out, size_t *nout)
+{
+    *nout = 0;
+    const int64_t iv = plan->interval_ms;
+    if (iv <= 0 || plan->days_to_ms <= plan->days_from_ms) return FV_EINVAL;
+    size_t nint = (size_t)((plan->days_to_ms - plan->days_from_ms + iv - 1) / iv);
+    double *kwh = malloc(nint * sizeof *kwh);
+    if (kwh == NULL) return FV_ENOMEM;
+    int rc = fv_vpp_interval_energy(t_ms, kw, n, hold_ms, 0, plan->days_from_ms, iv, nint, kwh);
+    if (rc == FV_OK)
+        rc = fv_vpp_outage_dates(p, plan->days_from_ms, kwh, nint, out, (size_t)plan->ndays + 1,
+                                 nout);
+    free(kwh);
     return rc;
 }

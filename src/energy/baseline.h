@@ -60,7 +60,9 @@ struct fv_vpp_baseline_plan {
     int ndays;        /* prior days (lookback_days); windows: ndays + 1 */
     int32_t date[FV_VPP_MAX_LOOKBACK + 1];         /* local date of day k (0: the event's) */
     int64_t win_start_ms[FV_VPP_MAX_LOOKBACK + 1]; /* UTC ms of day k's window */
-    const int32_t *excluded; /* fleet-wide excluded dates (yyyymmdd), caller-owned */
+    int64_t days_from_ms, days_to_ms; /* the prior days whole: local midnight of day ndays
+                                       * (down to an interval boundary) to day 0's */
+    const int32_t *excluded;          /* fleet-wide excluded dates (yyyymmdd), caller-owned */
     size_t nexcluded;
 };
 
@@ -126,5 +128,14 @@ int fv_vpp_interval_energy(const int64_t *t_ms, const double *kw, size_t n, int6
  * unaligned start. */
 int fv_vpp_outage_dates(const struct fv_vpp_program *p, int64_t start_ms, const double *kwh,
                         size_t n, int32_t *dates, size_t cap, size_t *ndates);
+
+/* A site's outage days among a plan's prior days, from its power samples (t_ms ascending):
+ * its interval energy (fv_vpp_interval_energy, hold_ms) over [days_from_ms, days_to_ms), then
+ * fv_vpp_outage_dates with program p (the plan's). out must hold plan->ndays + 1 dates; their
+ * count in *nout. A site's own excluded dates, with its DR days (fv_vpp_site_series). FV_OK,
+ * FV_ENOMEM, FV_EINVAL. */
+int fv_vpp_site_outages(const struct fv_vpp_program *p, const struct fv_vpp_baseline_plan *plan,
+                        const int64_t *t_ms, const double *kw, size_t n, int64_t hold_ms,
+                        int32_t *out, size_t *nout);
 
 #endif

@@ -4,7 +4,8 @@
  * service's mutex mu held:
  *   vpp.c        the inbox, events' lives, planning, commands, the thread, the API's calls;
  *   vpp_views.c  what the API reads (event and site views, settlement facts, the season,
- *                a site's own data) and a site's erasure.
+ *                a site's own data) and a site's erasure;
+ *   vpp_drdays.c other demand-response days an operator declares.
  */
 #ifndef FV_ENERGY_VPP_INT_H
 #define FV_ENERGY_VPP_INT_H
@@ -66,6 +67,11 @@ struct vevent {
     double forecast_kw; /* the capacity forecast when it was created (NaN: none) */
 };
 
+struct vdrday {
+    char site[SITE_ID_MAX]; /* "": every site */
+    int32_t date;           /* yyyymmdd */
+};
+
 struct inmsg {
     struct inmsg *next;
     int kind; /* 1 sample, 2 ack, 3 connect */
@@ -91,6 +97,8 @@ struct fv_vpp {
     struct vevent **ev;
     size_t nev;
     unsigned next_event;
+    struct vdrday *dr; /* declared DR days (vpp_drdays.c) */
+    size_t ndr, drcap;
     pthread_mutex_t in_mu; /* the inbox: the ingest loop appends, the service drains */
     struct inmsg *in_head, *in_tail;
 };
@@ -105,5 +113,10 @@ double fv_vpp__delivered_kw(const struct vevent *e, int64_t now);
 /* Applies what the ingest loop queued (samples, acks, connections). */
 void fv_vpp__drain_inbox(struct fv_vpp *v);
 int fv_vpp__prog_index(const struct fv_vpp *v, const char *name);
+/* DR days: creates their table and loads them (start-up, no mutex); site's as a JSON array
+ * (NULL site: all; new reference); forgets site's (memory and vpp.db). */
+int fv_vpp__dr_load(struct fv_vpp *v, char *err, size_t errlen);
+json_t *fv_vpp__dr_json(const struct fv_vpp *v, const char *site);
+int fv_vpp__dr_forget(struct fv_vpp *v, const char *site);
 
 #endif

@@ -393,13 +393,56 @@ static void test_one_minute_intervals(void **state)
     free(day);
 }
 
+/* A site's outage days among a plan's prior days, from its samples over the days whole. */
+static void test_site_outages(void **state)
+{
+    (void)state;
+    struct fv_vpp_program p;
+    fv_vpp_program_defaults(&p, "t");
+    p.lookback_days = 3;
+    struct fv_vpp_baseline_plan plan;
+    char err[256];
+    /* 2026-08-17 16:00-17:00 PDT; prior days 08-16, 08-15, 08-14 from 08-14 00:00 PDT. */
+    assert_int_equal(fv_vpp_baseline_plan(&p, utc(2026, 8, 17, 23, 0), utc(2026, 8, 18, 0, 0), NULL,
+                                          0, &plan, err, sizeof err),
+                     FV_OK);
+    assert_true(plan.days_from_ms == utc(2026, 8, 14, 7, 0));
+    assert_true(plan.days_to_ms == utc(2026, 8, 17, 7, 0));
+    /* A sample every 5 minutes, but none for 2 h on 08-15 (an outage: 23 intervals missing
+     * with a 10-minute hold) and none for 30 minutes on 08-16 (5 missing: not one). */
+    int64_t t0 = plan.days_from_ms, M = 60000;
+    size_t cap = 4 * 288, n = 0;
+    int64_t *t = malloc(cap * sizeof *t);
+    double *kw = malloc(cap * sizeof *kw);
+    assert_true(t && kw);
+    for (int64_t x = t0; x < plan.end_ms; x += 5 * M) {
+        if ((x >= utc(2026, 8, 15, 19, 0) && x < utc(2026, 8, 15, 21, 0)) ||
+            (x > utc(2026, 8, 16, 19, 0) && x < utc(2026, 8, 16, 19, 35)))
+            continue;
+        t[n] = x;
+        kw[n++] = 1;
+    }
+    int32_t out[4];
+    size_t nout;
+    assert_int_equal(fv_vpp_site_outages(&p, &plan, t, kw, n, 10 * M, out, &nout), FV_OK);
+    assert_int_equal(nout, 1);
+    assert_int_equal(out[0], 20260815);
+    /* No sample at all: every prior day is an outage day. */
+    assert_int_equal(fv_vpp_site_outages(&p, &plan, t, kw, 0, 10 * M, out, &nout), FV_OK);
+    assert_int_equal(nout, 3);
+    assert_int_equal(out[0], 20260814);
+    assert_int_equal(out[2], 20260816);
+    free(t);
+    free(kw);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plan_windows),         cmocka_unit_test(test_a4),
         cmocka_unit_test(test_group_a_adjustment),   cmocka_unit_test(test_few_days),
         cmocka_unit_test(test_interval_energy),      cmocka_unit_test(test_outage_dates),
-        cmocka_unit_test(test_one_minute_intervals),
+        cmocka_unit_test(test_one_minute_intervals), cmocka_unit_test(test_site_outages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
