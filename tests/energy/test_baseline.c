@@ -409,7 +409,9 @@ static void test_site_outages(void **state)
     assert_true(plan.days_from_ms == utc(2026, 8, 14, 7, 0));
     assert_true(plan.days_to_ms == utc(2026, 8, 17, 7, 0));
     /* A sample every 5 minutes, but none for 2 h on 08-15 (an outage: 23 intervals missing
-     * with a 10-minute hold) and none for 30 minutes on 08-16 (5 missing: not one). */
+     * with a 10-minute hold), none from 19:05 to 20:10 on 08-16 (the 19:00 sample holds to
+     * 19:10: 13 missing, one over the threshold; a 20-minute hold would leave 11) and none for
+     * 30 minutes on 08-14 (5 missing: not an outage). */
     int64_t t0 = plan.days_from_ms, M = 60000;
     size_t cap = 4 * 288, n = 0;
     int64_t *t = malloc(cap * sizeof *t);
@@ -417,7 +419,8 @@ static void test_site_outages(void **state)
     assert_true(t && kw);
     for (int64_t x = t0; x < plan.end_ms; x += 5 * M) {
         if ((x >= utc(2026, 8, 15, 19, 0) && x < utc(2026, 8, 15, 21, 0)) ||
-            (x > utc(2026, 8, 16, 19, 0) && x < utc(2026, 8, 16, 19, 35)))
+            (x > utc(2026, 8, 16, 19, 0) && x < utc(2026, 8, 16, 20, 15)) ||
+            (x > utc(2026, 8, 14, 19, 0) && x < utc(2026, 8, 14, 19, 35)))
             continue;
         t[n] = x;
         kw[n++] = 1;
@@ -425,8 +428,9 @@ static void test_site_outages(void **state)
     int32_t out[4];
     size_t nout;
     assert_int_equal(fv_vpp_site_outages(&p, &plan, t, kw, n, 10 * M, out, &nout), FV_OK);
-    assert_int_equal(nout, 1);
+    assert_int_equal(nout, 2);
     assert_int_equal(out[0], 20260815);
+    assert_int_equal(out[1], 20260816);
     /* No sample at all: every prior day is an outage day. */
     assert_int_equal(fv_vpp_site_outages(&p, &plan, t, kw, 0, 10 * M, out, &nout), FV_OK);
     assert_int_equal(nout, 3);
