@@ -14,6 +14,9 @@
  *   POST /api/v1/vpp/sites/ID/enroll?program=P
  *   POST /api/v1/vpp/sites/ID/opt-out?event=E   the owner's opt-out, even mid-event
  *   /api/v1/vpp/openadr[/...]                   the OpenADR VEN (api/openadr_api.c)
+ *   POST /api/v1/vpp/dr-days?date=YYYY-MM-DD    another demand-response day of every site
+ *   POST /api/v1/vpp/sites/ID/dr-day?date=YYYY-MM-DD   ... of one site
+ *   GET  /api/v1/vpp/dr-days                    the DR days declared (baselines leave them out)
  *
  * Every call is a purpose-bound decision on energy sites (the guard, G2-G5: purpose
  * energy_programs for the energy-operator role), on the data classes of the sites' signals,
@@ -258,6 +261,8 @@ void fv_api_vpp(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const cha
         action = "vpp.capacity";
     else if (strcmp(sub, "/settlement") == 0 && !post)
         action = "vpp.season";
+    else if (strcmp(sub, "/dr-days") == 0)
+        action = post ? "vpp.dr-day.add" : "vpp.dr-days";
     else if ((rest = segment(sub, "/events/", x)) != NULL)
         action = strcmp(rest, "/cancel") == 0 && post        ? "vpp.event.cancel"
                  : strcmp(rest, "/settlement") == 0 && !post ? "vpp.settlement"
@@ -268,6 +273,7 @@ void fv_api_vpp(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const cha
     else if ((rest = segment(sub, "/sites/", x)) != NULL && post)
         action = strcmp(rest, "/enroll") == 0    ? "vpp.site.enroll"
                  : strcmp(rest, "/opt-out") == 0 ? "vpp.site.opt-out"
+                 : strcmp(rest, "/dr-day") == 0  ? "vpp.site.dr-day"
                                                  : NULL;
     if (action == NULL) {
         error(out, 404, "no such endpoint");
@@ -295,6 +301,30 @@ void fv_api_vpp(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const cha
         fv_api_vpp_season(v, ctx, &served, out);
     } else if (strcmp(action, "vpp.sites") == 0) {
         list_sites(v, ctx, &served, out);
+    } else if (strcmp(action, "vpp.dr-days") == 0) {
+        json_t *j = fv_vpp_dr_days_json(v->vpp);
+        json_t *arr = json_object_get(j, "dr_days"), *d;
+        size_t i;
+        json_array_foreach(arr, i, d)
+        {
+            const char *id = json_string_value(json_object_get(d, "site"));
+            char shown[65];
+            if (id == NULL || v->guard == NULL) continue;
+            fv_guard_served_add(v->guard, &served, id); /* E4 */
+            fv_guard_show_id(v->guard, ctx, id, shown);
+            json_object_set_new(d, "site", json_string(shown));
+        }
+        if (j)
+            fv_api_respond_json(out, 200, j);
+        else
+            error(out, 500, "out of memory");
+    } else if (strcmp(action, "vpp.dr-day.add") == 0) {
+        char date[16] = "";
+        fv_query_param(v->query, "date", date, sizeof date);
+        if (fv_vpp_dr_day_add(v->vpp, NULL, date, err, sizeof err) == FV_OK)
+            fv_api_respond_json(out, 200, json_pack("{s:s,s:n}", "date", date, "site"));
+        else
+            error(out, 422, err);
     } else if (strcmp(action, "vpp.capacity") == 0) {
         fv_api_vpp_capacity(v, out);
     } else if (strcmp(action, "vpp.events") == 0) {
@@ -322,6 +352,7 @@ void fv_api_vpp(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const cha
         names_sites = 0;
         char arg[80] = "";
         int enroll = strcmp(action, "vpp.site.enroll") == 0;
+        int drday = strcmp(action, "vpp.site.dr-day") == 0;
         /* The site as the caller names it (its id, or its pseudonym for pseudonymising
          * roles), looked up only after the decision above. */
         const struct fv_device *d = fv_api_find_device(v, ctx, x);
@@ -330,13 +361,17 @@ void fv_api_vpp(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const cha
             if (v->guard) fv_guard_done(v->guard, ctx, 0, out->body.len);
             return;
         }
+        char named[sizeof x]; /* answered as the caller named it: never the id to a
+                               * pseudonymising role */
+        snprintf(named, sizeof named, "%s", x);
         snprintf(x, sizeof x, "%s", d->id);
-        fv_query_param(v->query, enroll ? "program" : "event", arg, sizeof arg);
-        int rc = enroll ? fv_vpp_enroll(v->vpp, x, arg, err, sizeof err)
-                        : fv_vpp_opt_out(v->vpp, x, arg, err, sizeof err);
+        const char *key = enroll ? "program" : drday ? "date" : "event";
+        fv_query_param(v->query, key, arg, sizeof arg);
+        int rc = enroll  ? fv_vpp_enroll(v->vpp, x, arg, err, sizeof err)
+                 : drday ? fv_vpp_dr_day_add(v->vpp, x, arg, err, sizeof err)
+                         : fv_vpp_opt_out(v->vpp, x, arg, err, sizeof err);
         if (rc == FV_OK)
-            fv_api_respond_json(
-                out, 200, json_pack("{s:s,s:s}", "site", x, enroll ? "program" : "event", arg));
+            fv_api_respond_json(out, 200, json_pack("{s:s,s:s}", "site", named, key, arg));
         else
             error(out, rc == FV_ENOENT ? (enroll ? 422 : 404) : rc == FV_EINVAL ? 422 : 500, err);
     }

@@ -6,15 +6,17 @@
  * Per site: its samples of the method's signal (a4_discharge: SiteBatteryPower, discharge
  * only; group_a: SiteGridPower, the net load) from the oldest baseline window to the event's
  * end, read through the store's query interface with the site's current owner period's
- * key; 5-minute interval energy, each sample holding until the next for at most
- * FV_VPP_SAMPLE_HOLD_MS (energy/baseline.h: an interval not covered is missing, never
- * estimated); the baseline over the prior eligible days (the program's other event days
- * excluded); a row by the settlement rounding rule (energy/settle.h). The caller decides and
- * is audited first (vpp_api.c); a row names its site by the site's id only for purpose
- * billing (the payee), else by its pseudonym in the request's purpose, whatever the role
- * (vpp_api.c E1); a consented-only role gets rows of consenting sites only (E3); the sites
- * answered go into the read's result entry (E4). A site's own payments (its owner's data)
- * are its rows named by its id, for the subject export (fv_api_vpp_site_payments).
+ * key; interval energy (the program's interval_minutes), each sample holding until the next
+ * for at most FV_VPP_SAMPLE_HOLD_MS (energy/baseline.h: an interval not covered is missing,
+ * never estimated); the baseline over the prior eligible days (left out: other events' days
+ * of every program and the DR days declared, fleet-wide or the site's, from
+ * fv_vpp_event_info; the site's outage days, from the same samples over the prior days whole,
+ * fv_vpp_site_outages); a row by the settlement rounding rule (energy/settle.h). The caller
+ * decides and is audited first (vpp_api.c); a row names its site by the site's id only for
+ * purpose billing (the payee), else by its pseudonym in the request's purpose, whatever the
+ * role (vpp_api.c E1); a consented-only role gets rows of consenting sites only (E3); the
+ * sites answered go into the read's result entry (E4). A site's own payments (its owner's
+ * data) are its rows named by its id, for the subject export (fv_api_vpp_site_payments).
  *
  * Threading: the API thread.
  */
@@ -90,11 +92,24 @@ static int site_row(const struct fv_api_view *v, const struct fv_vpp_event_info 
 {
     int a4 = ev->program.method == FV_VPP_A4_DISCHARGE;
     uint32_t field = a4 ? FV_SIG_SITE_BATTERY_KW : FV_SIG_SITE_GRID_KW;
-    int64_t from = plan->win_start_ms[plan->ndays] - FV_VPP_SAMPLE_HOLD_MS;
+    int64_t from = plan->days_from_ms < plan->win_start_ms[plan->ndays]
+                       ? plan->days_from_ms
+                       : plan->win_start_ms[plan->ndays];
     struct series s = {0};
-    size_t nval = (size_t)(plan->ndays + 1) * plan->win_len;
+    size_t nval = (size_t)(plan->ndays + 1) * plan->win_len, nexcl = 0;
     double *kwh = malloc((nval ? nval : 1) * sizeof *kwh);
-    int rc = kwh ? read_samples(v, site, field, from, ev->end_ms, &s) : FV_ENOMEM;
+    /* The site's own excluded days: its DR days, then its outage days. */
+    int32_t *excl = malloc((ev->nsite_days + (size_t)plan->ndays + 1) * sizeof *excl);
+    int rc = kwh && excl
+                 ? read_samples(v, site, field, from - FV_VPP_SAMPLE_HOLD_MS, ev->end_ms, &s)
+                 : FV_ENOMEM;
+    for (size_t i = 0; rc == FV_OK && i < ev->nsite_days; i++)
+        if (strcmp(ev->site_days[i].site, site) == 0) excl[nexcl++] = ev->site_days[i].date;
+    size_t nout = 0;
+    if (rc == FV_OK)
+        rc = fv_vpp_site_outages(&ev->program, plan, s.t, s.kw, s.n, FV_VPP_SAMPLE_HOLD_MS,
+                                 excl + nexcl, &nout);
+    nexcl += nout;
     /* the samples are in time order; one series per day's window */
     for (int k = 0; rc == FV_OK && k <= plan->ndays; k++) {
         double *w = kwh + (size_t)k * plan->win_len;
@@ -104,13 +119,14 @@ static int site_row(const struct fv_api_view *v, const struct fv_vpp_event_info 
             continue;
         }
         rc = fv_vpp_interval_energy(s.t, s.kw, s.n, FV_VPP_SAMPLE_HOLD_MS, a4,
-                                    plan->win_start_ms[k], plan->win_len, w);
+                                    plan->win_start_ms[k], plan->interval_ms, plan->win_len, w);
     }
     struct fv_vpp_baseline_result r;
-    struct fv_vpp_site_series ss = {.kwh = kwh};
+    struct fv_vpp_site_series ss = {.kwh = kwh, .excluded = excl, .nexcluded = nexcl};
     if (rc == FV_OK) rc = fv_vpp_baseline(plan, &ss, &r);
     if (rc == FV_OK) rc = fv_vpp_settle_row(row, shown, ev->id, &ev->program, &r);
     free(kwh);
+    free(excl);
     free(s.t);
     free(s.kw);
     return rc;

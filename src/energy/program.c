@@ -32,6 +32,7 @@ void fv_vpp_program_defaults(struct fv_vpp_program *p, const char *name)
     p->adj_min = 1.00;
     p->adj_max = 1.40;
     p->adj_hours = 3;
+    p->interval_min = 5;
     p->outage_missing = 12;
 }
 
@@ -283,14 +284,19 @@ static int parse_key(struct fv_vpp_program *p, const char *key, const json_t *v,
     } else if (strcmp(key, "adjustment_hours") == 0) {
         if (get_int(v, 0, FV_VPP_MAX_ADJ_HOURS, &p->adj_hours) != FV_OK)
             return WANT("expected a whole number of hours from 0 to %d", FV_VPP_MAX_ADJ_HOURS);
+    } else if (strcmp(key, "interval_minutes") == 0) {
+        if (get_int(v, 1, 60, &p->interval_min) != FV_OK || 60 % p->interval_min != 0)
+            return WANT("expected the metering interval in minutes, a divisor of 60 (1, 2, 3, "
+                        "4, 5, 6, 10, 12, 15, 20, 30, 60)");
     } else if (strcmp(key, "outage_missing_intervals") == 0) {
-        if (get_int(v, 0, 288, &p->outage_missing) != FV_OK)
-            return WANT("expected a whole number of 5-minute intervals from 0 to 288");
+        /* Checked against the day's intervals once interval_minutes is known. */
+        if (get_int(v, 0, 1440, &p->outage_missing) != FV_OK)
+            return WANT("expected a whole number of intervals from 0 to a day's");
     } else {
         return WANT("unknown key (known: timezone, season, window, event_length, "
                     "yearly_hours_cap, rate, currency, baseline, baseline_days, "
                     "min_eligible_days, baseline_lookback_days, adjustment_bounds, "
-                    "adjustment_hours, outage_missing_intervals)");
+                    "adjustment_hours, interval_minutes, outage_missing_intervals)");
     }
 #undef WANT
     return FV_OK;
@@ -344,6 +350,13 @@ int fv_vpp_programs_parse(const struct json_t *programs, struct fv_vpp_program *
                       "vpp.programs.%s.min_eligible_days: need min_eligible_days (%d) <= "
                       "baseline_days (%d) <= baseline_lookback_days (%d)",
                       name, p->min_eligible_days, p->baseline_days, p->lookback_days);
+            goto fail;
+        }
+        if (p->outage_missing > 1440 / p->interval_min) {
+            fv_seterr(err, errlen,
+                      "vpp.programs.%s.outage_missing_intervals: %d is more than the %d "
+                      "intervals of %d minutes in a day",
+                      name, p->outage_missing, 1440 / p->interval_min, p->interval_min);
             goto fail;
         }
         if (p->max_len_ms > (int64_t)(p->window_to_min - p->window_from_min) * 60000) {

@@ -7,8 +7,9 @@
  * America/Los_Angeles, season 05-01..10-31, window 16:00-21:00 local, events of 1 h to 5 h, at
  * most 60 event hours a year, 2.00 USD per incremental kWh, baseline "a4_discharge" over the
  * 10 prior eligible days (at least 10 needed, looked for in the 45 days before the event),
- * day-of adjustment (Group A) over the 3 hours before the event bounded to [1.00, 1.40], a
- * day with more than 12 missing 5-minute intervals an outage day.
+ * day-of adjustment (Group A) over the 3 hours before the event bounded to [1.00, 1.40],
+ * metering in 5-minute intervals aligned to the clock, a day with more than 12 missing
+ * intervals an outage day.
  *
  * Local time comes from ICU's time-zone data (ucal_*), so the window and the season follow
  * the program's zone through daylight-saving changes; event lengths are real elapsed time.
@@ -49,6 +50,7 @@ struct fv_vpp_program {
     int lookback_days;       /* how far back eligible days are looked for (45) */
     double adj_min, adj_max; /* day-of adjustment bounds (1.00, 1.40) */
     int adj_hours;           /* hours before the event the adjustment reads (3) */
+    int interval_min;        /* metering interval, minutes, a divisor of 60 (5) */
     int outage_missing;      /* a day missing more intervals than this: outage (12) */
 };
 
@@ -61,8 +63,9 @@ void fv_vpp_program_defaults(struct fv_vpp_program *p, const char *name);
  * "10-31"], window ["16:00", "21:00"], event_length ["1h", "5h"], yearly_hours_cap 60,
  * rate 2.00, currency "USD", baseline "group_a" | "a4_discharge", baseline_days 10,
  * min_eligible_days 10, baseline_lookback_days 45, adjustment_bounds [1.00, 1.40],
- * adjustment_hours 3, outage_missing_intervals 12. A name has 1-63 of [A-Za-z0-9._-]. An
- * unknown key, a bad value or an empty
+ * adjustment_hours 3, interval_minutes 5 (a divisor of 60), outage_missing_intervals 12 (at
+ * most the intervals of a day). A name has 1-63 of [A-Za-z0-9._-]. An unknown key, a bad
+ * value or an empty
  * programs object fails with FV_EINVAL and a message in err naming the program and the key
  * ("vpp.programs.elrp.window: ..."); FV_ENOMEM. On success the caller frees *out with free().
  * programs is a jansson json_t *. */

@@ -522,6 +522,7 @@ int fv_vpp_open(const char *vpp_json, const char *db_path, struct fv_downlink dl
         rc = FV_EIO;
     }
     if (rc == FV_OK) rc = load(v, err, errlen);
+    if (rc == FV_OK) rc = fv_vpp__dr_load(v, err, errlen);
     v->listener =
         (struct fv_downlink_listener){.topics = {FV_TOPIC_SITE, FV_TOPIC_SITE_COMMAND_ACK},
                                       .on_message = on_message,
@@ -565,6 +566,7 @@ void fv_vpp_close(struct fv_vpp *v)
     fv_map_free(&v->sites);
     if (v->db) sqlite3_close(v->db);
     free(v->progs);
+    free(v->dr);
     pthread_cond_destroy(&v->cv);
     pthread_mutex_destroy(&v->in_mu);
     pthread_mutex_destroy(&v->mu);

@@ -78,9 +78,28 @@ int fv_vpp_opt_out(struct fv_vpp *v, const char *site, const char *event, char *
 json_t *fv_vpp_events_json(struct fv_vpp *v);
 json_t *fv_vpp_event_json(struct fv_vpp *v, const char *id);
 
+/* Other demand-response days, declared by an operator (days of programs fleetvault does not
+ * run): date "YYYY-MM-DD" (local, in each program's zone) of site, or of every site when site
+ * is NULL. Every baseline leaves them out (fv_vpp_event_info). Declaring a day twice changes
+ * nothing. FV_OK; FV_EINVAL (err: a bad date or site id, nothing stored); FV_EIO. */
+int fv_vpp_dr_day_add(struct fv_vpp *v, const char *site, const char *date, char *err,
+                      size_t errlen);
+/* {"dr_days": [{"date": "2026-08-10", "site": ID | null (every site)}...]}, ordered by date
+ * as loaded then as declared (new reference; NULL: out of memory). */
+json_t *fv_vpp_dr_days_json(struct fv_vpp *v);
+
+/* A date a site's baselines leave out. */
+struct fv_vpp_site_day {
+    char site[65];
+    int32_t date; /* yyyymmdd */
+};
+
 /* What settling an event needs (fv_vpp_event_info): its program, window, state, the sites
- * it settles (enrolled in its program, not opted out of it) and the fleet-wide excluded
- * dates (the program's other event days, local). Free with fv_vpp_event_info_free. */
+ * it settles (enrolled in its program, not opted out of it), the fleet-wide excluded dates
+ * (local, in the event's program's zone: the days of every other event of any program that
+ * was not cancelled, and the DR days declared for every site) and each site's own DR days
+ * (site_days). Outage days are the settlement's to find, from each site's telemetry. Free
+ * with fv_vpp_event_info_free. */
 struct fv_vpp_event_info {
     char id[FV_VPP_ID_MAX];
     struct fv_vpp_program program;
@@ -90,6 +109,8 @@ struct fv_vpp_event_info {
     size_t nsites;
     int32_t *excluded;
     size_t nexcluded;
+    struct fv_vpp_site_day *site_days;
+    size_t nsite_days;
 };
 int fv_vpp_event_info(struct fv_vpp *v, const char *id, struct fv_vpp_event_info *out);
 void fv_vpp_event_info_free(struct fv_vpp_event_info *info);
@@ -111,10 +132,12 @@ int fv_vpp_sites(struct fv_vpp *v, const char *program, struct fv_vpp_site_now *
  * delivered). */
 void fv_vpp_event_forecast(struct fv_vpp *v, const char *id, double kw);
 
-/* A site's own VPP data (its owner's: GDPR export): its program enrolment and its opt-outs,
- * as {"program": P | null, "opt_outs": [{"event", "at_ms"}]} (new reference; NULL: none). */
+/* A site's own VPP data (its owner's: GDPR export): its program enrolment, its opt-outs and
+ * the DR days declared for it, as {"program": P | null, "opt_outs": [{"event", "at_ms"}],
+ * "dr_days": [{"date", "site"}]} (new reference; NULL: none). */
 json_t *fv_vpp_site_json(struct fv_vpp *v, const char *site);
-/* Erasure: forgets the site (enrolment, opt-outs, latest sample) in memory and in vpp.db. */
+/* Erasure: forgets the site (enrolment, opt-outs, its DR days, latest sample) in memory and
+ * in vpp.db. */
 int fv_vpp_forget_site(struct fv_vpp *v, const char *site);
 
 /* Runs one turn of the service's work now (tests; the thread does it every second). */

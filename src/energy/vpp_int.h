@@ -7,7 +7,8 @@
  *                a site's own data), an event's kept forecast and delivery, and a site's
  *                erasure;
  *   vpp_ext.c    events from outside (an update of an event), capacity and fleet aggregates
- *                (vpp_ext.h).
+ *                (vpp_ext.h);
+ *   vpp_drdays.c other demand-response days an operator declares.
  */
 #ifndef FV_ENERGY_VPP_INT_H
 #define FV_ENERGY_VPP_INT_H
@@ -71,6 +72,11 @@ struct vevent {
     double delivered_avg_kw; /* kept when it ended (vpp_event_results), for after a restart */
 };
 
+struct vdrday {
+    char site[SITE_ID_MAX]; /* "": every site */
+    int32_t date;           /* yyyymmdd */
+};
+
 struct inmsg {
     struct inmsg *next;
     int kind; /* 1 sample, 2 ack, 3 connect */
@@ -96,6 +102,8 @@ struct fv_vpp {
     struct vevent **ev;
     size_t nev;
     unsigned next_event;
+    struct vdrday *dr; /* declared DR days (vpp_drdays.c) */
+    size_t ndr, drcap;
     pthread_mutex_t in_mu; /* the inbox: the ingest loop appends, the service drains */
     struct inmsg *in_head, *in_tail;
 };
@@ -117,5 +125,10 @@ void fv_vpp__drain_inbox(struct fv_vpp *v);
 int fv_vpp__prog_index(const struct fv_vpp *v, const char *name);
 /* Plans an active event again now (V2), sending changed setpoints (vpp_ext.c X1). */
 int fv_vpp__replan(struct fv_vpp *v, struct vevent *e, int64_t now);
+/* DR days: creates their table and loads them (start-up, no mutex); site's as a JSON array
+ * (NULL site: all; new reference); forgets site's (memory and vpp.db). */
+int fv_vpp__dr_load(struct fv_vpp *v, char *err, size_t errlen);
+json_t *fv_vpp__dr_json(const struct fv_vpp *v, const char *site);
+int fv_vpp__dr_forget(struct fv_vpp *v, const char *site);
 
 #endif

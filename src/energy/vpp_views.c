@@ -118,20 +118,32 @@ int fv_vpp_event_info(struct fv_vpp *v, const char *id, struct fv_vpp_event_info
         out->end_ms = e->end_ms;
         out->state = fv_vpp__ev_state_names[e->state];
         out->sites = calloc(v->sites.n + 1, sizeof *out->sites);
-        out->excluded = calloc(v->nev + 1, sizeof *out->excluded);
-        if (out->sites == NULL || out->excluded == NULL) rc = FV_ENOMEM;
+        out->excluded = calloc(v->nev + v->ndr + 1, sizeof *out->excluded);
+        out->site_days = calloc(v->ndr + 1, sizeof *out->site_days);
+        if (out->sites == NULL || out->excluded == NULL || out->site_days == NULL) rc = FV_ENOMEM;
     }
     for (size_t i = 0; rc == FV_OK && i < v->sites.cap; i++) {
         const struct vsite *s = v->sites.slots[i].val;
         if (v->sites.slots[i].hash && s && s->prog == e->prog && !fv_vpp__opted_out(e, s->id))
             snprintf(out->sites[out->nsites++], sizeof out->sites[0], "%s", s->id);
     }
+    /* Other events' days, of every program: a site's baseline never reads a day the fleet
+     * was dispatched (issue 10 item 7: event days and other DR days left out). */
     for (size_t i = 0; rc == FV_OK && i < v->nev; i++) {
         const struct vevent *o = v->ev[i];
         struct fv_vpp_local lt;
-        if (o != e && o->prog == e->prog && o->state != EV_CANCELLED &&
+        if (o != e && o->state != EV_CANCELLED &&
             fv_vpp_local_time(&out->program, o->start_ms, &lt) == FV_OK)
             out->excluded[out->nexcluded++] = lt.date;
+    }
+    for (size_t i = 0; rc == FV_OK && i < v->ndr; i++) {
+        if (v->dr[i].site[0] == '\0') {
+            out->excluded[out->nexcluded++] = v->dr[i].date;
+        } else {
+            struct fv_vpp_site_day *d = &out->site_days[out->nsite_days++];
+            snprintf(d->site, sizeof d->site, "%s", v->dr[i].site);
+            d->date = v->dr[i].date;
+        }
     }
     pthread_mutex_unlock(&v->mu);
     if (rc) fv_vpp_event_info_free(out);
@@ -142,9 +154,11 @@ void fv_vpp_event_info_free(struct fv_vpp_event_info *info)
 {
     free(info->sites);
     free(info->excluded);
+    free(info->site_days);
     info->sites = NULL;
     info->excluded = NULL;
-    info->nsites = info->nexcluded = 0;
+    info->site_days = NULL;
+    info->nsites = info->nexcluded = info->nsite_days = 0;
 }
 
 int fv_vpp_sites(struct fv_vpp *v, const char *program, struct fv_vpp_site_now **out, size_t *n)
@@ -251,11 +265,13 @@ json_t *fv_vpp_site_json(struct fv_vpp *v, const char *site)
                                                   (json_int_t)sqlite3_column_int64(st, 1)));
     }
     sqlite3_finalize(st);
-    if (opts && (s || json_array_size(opts)))
-        j = json_pack("{s:o,s:O}", "program",
+    json_t *dr = fv_vpp__dr_json(v, site);
+    if (opts && dr && (s || json_array_size(opts) || json_array_size(dr)))
+        j = json_pack("{s:o,s:O,s:O}", "program",
                       s && s->prog >= 0 ? json_string(v->progs[s->prog].name) : json_null(),
-                      "opt_outs", opts);
+                      "opt_outs", opts, "dr_days", dr);
     json_decref(opts);
+    json_decref(dr);
     pthread_mutex_unlock(&v->mu);
     return j;
 }
@@ -280,6 +296,7 @@ int fv_vpp_forget_site(struct fv_vpp *v, const char *site)
     int rc = fv_vpp__db_run(v->db, "DELETE FROM vpp_sites WHERE site = ?", "t", site);
     if (rc == FV_OK)
         rc = fv_vpp__db_run(v->db, "DELETE FROM vpp_optouts WHERE site = ?", "t", site);
+    if (rc == FV_OK) rc = fv_vpp__dr_forget(v, site);
     pthread_mutex_unlock(&v->mu);
     return rc;
 }

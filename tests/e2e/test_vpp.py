@@ -17,8 +17,10 @@ PROGRAMS = {"programs": {
     "capped": {"timezone": "UTC", "season": ["01-01", "12-31"], "window": ["00:00", "24:00"],
                "event_length": ["1m", "5h"], "yearly_hours_cap": 0.1},
     # settlement: the battery's own discharge against its prior 10 eligible days
+    # (its sites sample an hour a day only: no day counts as an outage day here)
     "hist": {"timezone": "UTC", "season": ["01-01", "12-31"], "window": ["00:00", "24:00"],
-             "event_length": ["1m", "5h"], "baseline": "a4_discharge", "rate": 2.0},
+             "event_length": ["1m", "5h"], "baseline": "a4_discharge", "rate": 2.0,
+             "outage_missing_intervals": 288},
     "elrp": {}}}
 
 
@@ -268,7 +270,8 @@ def test_dispatch_over_the_downlink_and_opt_out():
 
 
 def test_site_owner_data_in_export_and_erasure():
-    """Opt-outs and enrolment are the owner's data: in the subject export, gone on erasure."""
+    """Opt-outs, enrolment and the site's DR days are the owner's data: in the subject export,
+    gone on erasure (a DR day of every site stays)."""
     import io
     import tarfile
     with t.Env() as env:
@@ -282,6 +285,14 @@ def test_site_owner_data_in_export_and_erasure():
         assert st == 201, b
         ev = b["id"]
         assert api(srv, "POST", f"/api/v1/vpp/sites/{site.id}/opt-out?event={ev}")[0] == 200
+        assert api(srv, "POST", f"/api/v1/vpp/sites/{site.id}/dr-day?date=2026-07-04")[0] == 200
+        assert api(srv, "POST", "/api/v1/vpp/dr-days?date=2026-07-05")[0] == 200
+        for bad in ("2026-13-01", "2026-02-29", "07/04/2026", ""):
+            st, b = api(srv, "POST", f"/api/v1/vpp/dr-days?date={bad}")
+            assert st == 422 and "YYYY-MM-DD" in b["error"], (bad, st, b)
+        st, b = api(srv, "GET", "/api/v1/vpp/dr-days")
+        assert b["dr_days"] == [{"date": "2026-07-04", "site": site.id},
+                                {"date": "2026-07-05", "site": None}], b
         po = srv.principal("paula", "privacy-officer")
         st, body = srv.http(f"/api/v1/subjects/{site.id}/export?ticket=DSAR-7", token=po,
                             purpose=None)
@@ -291,6 +302,7 @@ def test_site_owner_data_in_export_and_erasure():
         sj = json.load(tar.extractfile(names["subject.json"]))
         vpp = sj["energy_programs"]
         assert vpp["program"] == "test" and [o["event"] for o in vpp["opt_outs"]] == [ev], vpp
+        assert vpp["dr_days"] == [{"date": "2026-07-04", "site": site.id}], vpp
         st, body = srv.http(f"/api/v1/subjects/{site.id}/erase?ticket=GDPR-7", token=po,
                             method="POST", purpose=None)
         assert st == 200, body
@@ -301,6 +313,9 @@ def test_site_owner_data_in_export_and_erasure():
         con = sqlite3.connect(os.path.join(srv.data, "vpp.db"))
         assert con.execute("SELECT count(*) FROM vpp_sites").fetchone()[0] == 0
         assert con.execute("SELECT count(*) FROM vpp_optouts").fetchone()[0] == 0
+        assert con.execute("SELECT site, date FROM vpp_dr_days").fetchall() == [("", 20260705)]
+        st, b = api(srv, "GET", "/api/v1/vpp/dr-days")
+        assert b["dr_days"] == [{"date": "2026-07-05", "site": None}], b
         con.close()
         site.ws.close()
         srv.stop()

@@ -23,7 +23,9 @@ PROGRAMS = {"programs": {
     # every day, all day (UTC); baselines from the 2 prior days, so a test needs 3 of history
     "short": {"timezone": "UTC", "season": ["01-01", "12-31"], "window": ["00:00", "24:00"],
               "event_length": ["1m", "5h"], "baseline": "a4_discharge", "baseline_days": 2,
-              "min_eligible_days": 2, "baseline_lookback_days": 5, "rate": 2.0}}}
+              "min_eligible_days": 2, "baseline_lookback_days": 5, "rate": 2.0,
+              # the history below is an hour of samples a day: no day is an outage day
+              "outage_missing_intervals": 288}}}
 
 
 def event_start():

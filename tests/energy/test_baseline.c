@@ -77,7 +77,8 @@ static void test_plan_windows(void **state)
     assert_int_equal(fv_vpp_baseline_plan(&f.p, utc(2026, 8, 17, 23, 1), utc(2026, 8, 18, 0, 0),
                                           NULL, 0, &plan, err, sizeof err),
                      FV_EINVAL);
-    assert_string_equal(err, "an event to settle starts and ends on 5-minute boundaries");
+    assert_string_equal(err, "an event to settle starts and ends on its program's 5-minute "
+                             "boundaries");
 }
 
 static void test_a4(void **state)
@@ -217,25 +218,25 @@ static void test_few_days(void **state)
 static void test_interval_energy(void **state)
 {
     (void)state;
-    int64_t t0 = utc(2026, 8, 17, 23, 0), S = 1000;
+    int64_t t0 = utc(2026, 8, 17, 23, 0), S = 1000, IV = 300 * S;
     const int64_t t[] = {t0, t0 + 60 * S, t0 + 240 * S, t0 + 300 * S, t0 + 330 * S, t0 + 400 * S};
     const double kw[] = {2, 4, -1, 3, NAN, 1};
     double e[4];
     /* Held up to 5 min: [0, 300 s) is 2 kW x 60 s + 4 x 180 - 1 x 60 = 780 kWs; the next
      * meets a NaN power at 330 s; the third a gap after 400 + 300 s; the last no sample. */
-    assert_int_equal(fv_vpp_interval_energy(t, kw, 6, 300 * S, 0, t0, 4, e), FV_OK);
+    assert_int_equal(fv_vpp_interval_energy(t, kw, 6, 300 * S, 0, t0, IV, 4, e), FV_OK);
     CLOSE(e[0], 780.0 / 3600);
     assert_true(isnan(e[1]) && isnan(e[2]) && isnan(e[3]));
     /* Discharge only (battery kW, + discharge): the -1 kW minute counts 0. */
-    assert_int_equal(fv_vpp_interval_energy(t, kw, 6, 300 * S, 1, t0, 1, e), FV_OK);
+    assert_int_equal(fv_vpp_interval_energy(t, kw, 6, 300 * S, 1, t0, IV, 1, e), FV_OK);
     CLOSE(e[0], 840.0 / 3600);
     /* Held up to 2 min: 180-240 s is uncovered. Before the first sample: missing. */
-    assert_int_equal(fv_vpp_interval_energy(t, kw, 6, 120 * S, 0, t0, 1, e), FV_OK);
+    assert_int_equal(fv_vpp_interval_energy(t, kw, 6, 120 * S, 0, t0, IV, 1, e), FV_OK);
     assert_true(isnan(e[0]));
-    assert_int_equal(fv_vpp_interval_energy(t, kw, 6, 300 * S, 0, t0 - 300 * S, 2, e), FV_OK);
+    assert_int_equal(fv_vpp_interval_energy(t, kw, 6, 300 * S, 0, t0 - 300 * S, IV, 2, e), FV_OK);
     assert_true(isnan(e[0]));
     CLOSE(e[1], 780.0 / 3600);
-    assert_int_equal(fv_vpp_interval_energy(t, kw, 0, 300 * S, 0, t0, 1, e), FV_OK);
+    assert_int_equal(fv_vpp_interval_energy(t, kw, 0, 300 * S, 0, t0, IV, 1, e), FV_OK);
     assert_true(isnan(e[0]));
     /* 1 Hz at 6 kW for 10 minutes: 0.5 kWh an interval, exactly. */
     int64_t tt[600];
@@ -244,12 +245,12 @@ static void test_interval_energy(void **state)
         tt[i] = t0 + i * S;
         p[i] = 6;
     }
-    assert_int_equal(fv_vpp_interval_energy(tt, p, 600, 2 * S, 1, t0, 2, e), FV_OK);
+    assert_int_equal(fv_vpp_interval_energy(tt, p, 600, 2 * S, 1, t0, IV, 2, e), FV_OK);
     assert_true(e[0] == 0.5 && e[1] == 0.5);
-    assert_int_equal(fv_vpp_interval_energy(t, kw, 6, 300 * S, 0, t0 + 1, 1, e), FV_EINVAL);
-    assert_int_equal(fv_vpp_interval_energy(t, kw, 6, 0, 0, t0, 1, e), FV_EINVAL);
+    assert_int_equal(fv_vpp_interval_energy(t, kw, 6, 300 * S, 0, t0 + 1, IV, 1, e), FV_EINVAL);
+    assert_int_equal(fv_vpp_interval_energy(t, kw, 6, 0, 0, t0, IV, 1, e), FV_EINVAL);
     const int64_t back[] = {t0 + S, t0};
-    assert_int_equal(fv_vpp_interval_energy(back, kw, 2, 300 * S, 0, t0, 1, e), FV_EINVAL);
+    assert_int_equal(fv_vpp_interval_energy(back, kw, 2, 300 * S, 0, t0, IV, 1, e), FV_EINVAL);
 }
 
 static void test_outage_dates(void **state)
@@ -285,12 +286,167 @@ static void test_outage_dates(void **state)
     free(v);
 }
 
+/* The program's interval_minutes: 1-minute intervals, an hour slot of 60 of them. */
+static void test_one_minute_intervals(void **state)
+{
+    (void)state;
+    struct fv_vpp_program p;
+    fv_vpp_program_defaults(&p, "t");
+    p.interval_min = 1;
+    p.adj_hours = 1;
+    p.lookback_days = 12;
+    struct fv_vpp_baseline_plan plan;
+    char err[256];
+    /* A4, 2026-08-17 23:00-23:03Z: 60 + 3 intervals a window, one (short) slot. */
+    int64_t t0 = utc(2026, 8, 17, 23, 0);
+    assert_int_equal(
+        fv_vpp_baseline_plan(&p, t0 + 60000, t0 + 240000, NULL, 0, &plan, err, sizeof err), FV_OK);
+    assert_int_equal(
+        fv_vpp_baseline_plan(&p, t0 + 30000, t0 + 240000, NULL, 0, &plan, err, sizeof err),
+        FV_EINVAL);
+    assert_string_equal(err, "an event to settle starts and ends on its program's 1-minute "
+                             "boundaries");
+    int32_t fleet[] = {20260815}, site[] = {20260813};
+    assert_int_equal(fv_vpp_baseline_plan(&p, t0, t0 + 180000, fleet, 1, &plan, err, sizeof err),
+                     FV_OK);
+    assert_true(plan.interval_ms == 60000);
+    assert_int_equal(plan.slot_len, 60);
+    assert_int_equal(plan.adj_len, 60);
+    assert_int_equal(plan.event_len, 3);
+    assert_int_equal(plan.win_len, 63);
+    assert_int_equal(plan.nslots, 1);
+    assert_true(plan.win_start_ms[1] == utc(2026, 8, 16, 22, 0));
+    double kwh[13 * 63];
+    for (int k = 0; k <= 12; k++)
+        for (int i = 0; i < 63; i++)
+            kwh[k * 63 + i] = i < 60 ? 0.5 : (k ? 0.01 * k : 0.1);
+    struct fv_vpp_site_series s = {kwh, site, 1};
+    struct fv_vpp_baseline_result r;
+    assert_int_equal(fv_vpp_baseline(&plan, &s, &r), FV_OK);
+    assert_int_equal(r.status, FV_VPP_BL_OK);
+    assert_int_equal(r.skipped_excluded, 2);
+    assert_int_equal(r.ndays, 10);
+    assert_int_equal(r.days[1], 20260814); /* k 3: k 2 (fleet) and k 4 (site) left out */
+    assert_int_equal(r.days[2], 20260812);
+    /* k 1, 3, 5..12: sum 72, so 0.072 kWh an interval on average, 0.216 over 3; metered
+     * 0.3. */
+    CLOSE(r.baseline_kwh, 0.216);
+    CLOSE(r.metered_kwh, 0.3);
+    CLOSE(r.incremental_kwh, 0.084);
+
+    /* Group A, 23:00-00:30Z: slots of 60 and 30 intervals; adjustment over the hour before. */
+    p.method = FV_VPP_GROUP_A;
+    p.lookback_days = 10;
+    struct fv_vpp_baseline_plan ga;
+    assert_int_equal(fv_vpp_baseline_plan(&p, t0, t0 + 90 * 60000, NULL, 0, &ga, err, sizeof err),
+                     FV_OK);
+    assert_int_equal(ga.nslots, 2);
+    assert_int_equal(ga.win_len, 150);
+    double *v = malloc(11 * 150 * sizeof *v);
+    assert_non_null(v);
+    for (int k = 0; k <= 10; k++)
+        for (int i = 0; i < 150; i++)
+            v[k * 150 + i] = k == 0    ? (i < 60 ? 0.025 : -0.01)
+                             : i < 60  ? 0.02
+                             : i < 120 ? 0.03
+                                       : 0.01;
+    s = (struct fv_vpp_site_series){v, NULL, 0};
+    assert_int_equal(fv_vpp_baseline(&ga, &s, &r), FV_OK);
+    /* adj 0.025 / 0.02 = 1.25; slots 60 x 0.03 x 1.25 = 2.25 and 30 x 0.01 x 1.25 = 0.375;
+     * metered -0.9; incremental 2.625 + 0.9. */
+    CLOSE(r.adj, 1.25);
+    CLOSE(r.slot_baseline_kwh[0], 2.25);
+    CLOSE(r.slot_baseline_kwh[1], 0.375);
+    CLOSE(r.metered_kwh, -0.9);
+    CLOSE(r.incremental_kwh, 3.525);
+    free(v);
+
+    /* Interval energy by the minute: 3 kW sampled every 2 s is 0.05 kWh a minute. */
+    int64_t tt[90];
+    double kw[90], e[3];
+    for (int i = 0; i < 90; i++) {
+        tt[i] = t0 + i * 2000;
+        kw[i] = 3;
+    }
+    assert_int_equal(fv_vpp_interval_energy(tt, kw, 90, 4000, 1, t0, 60000, 3, e), FV_OK);
+    CLOSE(e[0], 0.05);
+    CLOSE(e[2], 0.05);
+    assert_int_equal(fv_vpp_interval_energy(tt, kw, 90, 4000, 1, t0 + 30000, 60000, 1, e),
+                     FV_EINVAL);
+    assert_int_equal(fv_vpp_interval_energy(tt, kw, 90, 4000, 1, t0, 0, 1, e), FV_EINVAL);
+
+    /* Outage days count 1-minute intervals: 1440 a day (08-17 PDT from 07:00Z). */
+    double *day = calloc(2 * 1440, sizeof *day);
+    assert_non_null(day);
+    for (int i = 1440 + 100; i < 1440 + 113; i++)
+        day[i] = NAN; /* 13 minutes missing on 08-18 */
+    int32_t dates[2];
+    size_t nd;
+    assert_int_equal(fv_vpp_outage_dates(&p, utc(2026, 8, 17, 7, 0), day, 2 * 1440, dates, 2, &nd),
+                     FV_OK);
+    assert_int_equal(nd, 1);
+    assert_int_equal(dates[0], 20260818);
+    p.outage_missing = 13;
+    assert_int_equal(fv_vpp_outage_dates(&p, utc(2026, 8, 17, 7, 0), day, 2 * 1440, dates, 2, &nd),
+                     FV_OK);
+    assert_int_equal(nd, 0);
+    free(day);
+}
+
+/* A site's outage days among a plan's prior days, from its samples over the days whole. */
+static void test_site_outages(void **state)
+{
+    (void)state;
+    struct fv_vpp_program p;
+    fv_vpp_program_defaults(&p, "t");
+    p.lookback_days = 3;
+    struct fv_vpp_baseline_plan plan;
+    char err[256];
+    /* 2026-08-17 16:00-17:00 PDT; prior days 08-16, 08-15, 08-14 from 08-14 00:00 PDT. */
+    assert_int_equal(fv_vpp_baseline_plan(&p, utc(2026, 8, 17, 23, 0), utc(2026, 8, 18, 0, 0), NULL,
+                                          0, &plan, err, sizeof err),
+                     FV_OK);
+    assert_true(plan.days_from_ms == utc(2026, 8, 14, 7, 0));
+    assert_true(plan.days_to_ms == utc(2026, 8, 17, 7, 0));
+    /* A sample every 5 minutes, but none for 2 h on 08-15 (an outage: 23 intervals missing
+     * with a 10-minute hold), none from 19:05 to 20:10 on 08-16 (the 19:00 sample holds to
+     * 19:10: 13 missing, one over the threshold; a 20-minute hold would leave 11) and none for
+     * 30 minutes on 08-14 (5 missing: not an outage). */
+    int64_t t0 = plan.days_from_ms, M = 60000;
+    size_t cap = 4 * 288, n = 0;
+    int64_t *t = malloc(cap * sizeof *t);
+    double *kw = malloc(cap * sizeof *kw);
+    assert_true(t && kw);
+    for (int64_t x = t0; x < plan.end_ms; x += 5 * M) {
+        if ((x >= utc(2026, 8, 15, 19, 0) && x < utc(2026, 8, 15, 21, 0)) ||
+            (x > utc(2026, 8, 16, 19, 0) && x < utc(2026, 8, 16, 20, 15)) ||
+            (x > utc(2026, 8, 14, 19, 0) && x < utc(2026, 8, 14, 19, 35)))
+            continue;
+        t[n] = x;
+        kw[n++] = 1;
+    }
+    int32_t out[4];
+    size_t nout;
+    assert_int_equal(fv_vpp_site_outages(&p, &plan, t, kw, n, 10 * M, out, &nout), FV_OK);
+    assert_int_equal(nout, 2);
+    assert_int_equal(out[0], 20260815);
+    assert_int_equal(out[1], 20260816);
+    /* No sample at all: every prior day is an outage day. */
+    assert_int_equal(fv_vpp_site_outages(&p, &plan, t, kw, 0, 10 * M, out, &nout), FV_OK);
+    assert_int_equal(nout, 3);
+    assert_int_equal(out[0], 20260814);
+    assert_int_equal(out[2], 20260816);
+    free(t);
+    free(kw);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_plan_windows),       cmocka_unit_test(test_a4),
-        cmocka_unit_test(test_group_a_adjustment), cmocka_unit_test(test_few_days),
-        cmocka_unit_test(test_interval_energy),    cmocka_unit_test(test_outage_dates),
+        cmocka_unit_test(test_plan_windows),         cmocka_unit_test(test_a4),
+        cmocka_unit_test(test_group_a_adjustment),   cmocka_unit_test(test_few_days),
+        cmocka_unit_test(test_interval_energy),      cmocka_unit_test(test_outage_dates),
+        cmocka_unit_test(test_one_minute_intervals), cmocka_unit_test(test_site_outages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

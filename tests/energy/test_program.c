@@ -55,6 +55,7 @@ static void test_defaults_and_keys(void **state)
     assert_int_equal(p[0].baseline_days, 10);
     assert_int_equal(p[0].min_eligible_days, 10);
     assert_true(p[0].adj_min == 1.0 && p[0].adj_max == 1.4);
+    assert_int_equal(p[0].interval_min, 5);
     free(p);
 
     assert_int_equal(parse("{\"a\": {\"timezone\": \"Europe/Berlin\", \"season\": [\"11-01\", "
@@ -63,7 +64,9 @@ static void test_defaults_and_keys(void **state)
                            "\"currency\": \"EUR\", \"baseline\": \"group_a\", \"baseline_days\": "
                            "5, \"min_eligible_days\": 3, \"baseline_lookback_days\": 20, "
                            "\"adjustment_bounds\": [0.8, 1.2], \"adjustment_hours\": 2, "
-                           "\"outage_missing_intervals\": 0}, \"b\": {}}",
+                           "\"outage_missing_intervals\": 0, \"interval_minutes\": 1}, "
+                           "\"b\": {\"outage_missing_intervals\": 200, \"interval_minutes\": "
+                           "6}}",
                            &p, &n, err, sizeof err),
                      FV_OK);
     assert_int_equal(n, 2);
@@ -83,6 +86,9 @@ static void test_defaults_and_keys(void **state)
     assert_true(p[0].adj_min == 0.8 && p[0].adj_max == 1.2);
     assert_int_equal(p[0].adj_hours, 2);
     assert_int_equal(p[0].outage_missing, 0);
+    assert_int_equal(p[0].interval_min, 1);
+    assert_int_equal(p[1].interval_min, 6);
+    assert_int_equal(p[1].outage_missing, 200);
     assert_ptr_equal(fv_vpp_program_find(p, n, "b"), &p[1]);
     assert_null(fv_vpp_program_find(p, n, "c"));
     free(p);
@@ -127,6 +133,16 @@ static void test_parse_errors(void **state)
          "vpp.programs.elrp.adjustment_bounds: expected"},
         {"{\"elrp\": {\"adjustment_hours\": 13}}", "vpp.programs.elrp.adjustment_hours: expected"},
         {"{\"ok\": {}, \"bad\": {\"rate\": null}}", "vpp.programs.bad.rate: expected"},
+        {"{\"elrp\": {\"interval_minutes\": 7}}",
+         "vpp.programs.elrp.interval_minutes: expected the metering interval in minutes"},
+        {"{\"elrp\": {\"interval_minutes\": 0}}", "vpp.programs.elrp.interval_minutes: expected"},
+        {"{\"elrp\": {\"interval_minutes\": 2.5}}", "vpp.programs.elrp.interval_minutes: expected"},
+        /* 15-minute intervals: 96 a day, whatever the order of the keys */
+        {"{\"elrp\": {\"outage_missing_intervals\": 97, \"interval_minutes\": 15}}",
+         "vpp.programs.elrp.outage_missing_intervals: 97 is more than the 96 intervals of 15 "
+         "minutes in a day"},
+        {"{\"elrp\": {\"outage_missing_intervals\": 289}}",
+         "vpp.programs.elrp.outage_missing_intervals: 289 is more than the 288"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct fv_vpp_program *p = (void *)1;
