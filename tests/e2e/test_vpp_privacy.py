@@ -120,6 +120,11 @@ def test_energy_operator_and_billing():
         some = sorted(pseudo)[0]
         st, q = get(srv, f"/api/v1/query?device={some}&signals=SiteBatteryPower", op, ep)
         assert st == 200 and q["count"] > 0, (st, q)
+        # a change the operator makes by pseudonym is answered by pseudonym, never the id
+        st, b = get(srv, f"/api/v1/vpp/sites/{some}/dr-day?date=2026-01-05", op, ep, method="POST")
+        assert st == 200 and b["site"] == some, (st, b)
+        st, b = get(srv, "/api/v1/vpp/dr-days", op, ep)
+        assert st == 200 and [d["site"] for d in b["dr_days"]] == [some], (st, b)
 
         # ... and gets no vehicle anywhere
         st, b = get(srv, f"/api/v1/vehicles/{VIN}/state", op, ep)  # (asks every class)
