@@ -183,7 +183,11 @@ static int load(struct fv_vpp *v, char *err, size_t errlen)
         "CREATE TABLE IF NOT EXISTS vpp_optouts(site TEXT NOT NULL, event TEXT NOT NULL,"
         " at_ms INTEGER NOT NULL, PRIMARY KEY(site, event));"
         "CREATE TABLE IF NOT EXISTS vpp_event_results(event TEXT PRIMARY KEY, forecast_kw REAL,"
-        " delivered_avg_kw REAL);";
+        " delivered_avg_kw REAL);"
+        /* V5: an event's roster, the sites enrolled in its program when it started (a row
+         * with site '' marks it taken); its settlement reads these, not today's enrolment */
+        "CREATE TABLE IF NOT EXISTS vpp_event_sites(event TEXT NOT NULL, site TEXT NOT NULL,"
+        " PRIMARY KEY(event, site));";
     int rc = db_exec(v->db, schema, err, errlen);
     sqlite3_stmt *st = NULL;
     if (rc == FV_OK && sqlite3_prepare_v2(v->db, "SELECT site, program FROM vpp_sites", -1, &st,
@@ -382,6 +386,20 @@ static void notify_enrolled(struct fv_vpp *v, struct vevent *e, int kind, int64_
     }
 }
 
+/* V5: the sites enrolled in e's program now become its roster, for its settlement. */
+static void take_roster(struct fv_vpp *v, const struct vevent *e)
+{
+    /* one statement: the roster and its marker are written together or not at all */
+    if (fv_vpp__db_run(v->db,
+                       "INSERT OR IGNORE INTO vpp_event_sites(event, site) SELECT ?, site "
+                       "FROM vpp_sites WHERE program = ? UNION ALL SELECT ?, ''",
+                       "ttt", e->id, v->progs[e->prog].name, e->id) != FV_OK) {
+        fv_warn("vpp: cannot record the sites of event %s; its settlement will use the "
+                "enrolment of the day",
+                e->id);
+    }
+}
+
 static void set_state(struct fv_vpp *v, struct vevent *e, int state)
 {
     e->state = state;
@@ -432,6 +450,7 @@ void fv_vpp_tick(struct fv_vpp *v, int64_t now)
         }
         if (e->state == EV_SCHEDULED && now >= e->start_ms && now < e->end_ms) {
             set_state(v, e, EV_ACTIVE);
+            take_roster(v, e);
             if (plan(v, e, now) != FV_OK) fv_warn("vpp: event %s: planning failed", e->id);
             fv_info("vpp: event %s started: %.1f kW planned of %.1f kW deliverable over %zu sites",
                     e->id, e->plan.planned_kw, e->plan.deliverable_kw, e->na);
@@ -441,6 +460,7 @@ void fv_vpp_tick(struct fv_vpp *v, int64_t now)
             fv_info("vpp: event %s resumed: %.1f kW planned over %zu sites", e->id,
                     e->plan.planned_kw, e->na);
         if ((e->state == EV_SCHEDULED || e->state == EV_ACTIVE) && now >= e->end_ms) {
+            if (e->state == EV_SCHEDULED) take_roster(v, e); /* it never ran (in the past) */
             set_state(v, e, EV_COMPLETED); /* V4: sites stop at the end they were sent */
             fv_vpp__keep_result(v, e);
             continue;

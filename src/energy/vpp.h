@@ -20,6 +20,9 @@
  *  V3 records the fleet's delivered kW (the sum of planned sites' battery discharge in their
  *     latest samples) against the target, one point per FV_VPP_TRACK_MS;
  *  V4 ends the event at its end time; a cancelled event sends every planned site a cancel.
+ *  V5 keeps the event's roster when it starts (or ends, if it never ran): the sites enrolled
+ *     in its program then (vpp_event_sites); its settlement reads the roster, so enrolling or
+ *     leaving later never changes a past event's rows (an erasure removes the site).
  * Sites are known from their `site` samples and enrolled per program (DATA/vpp.db); owners
  * opt out per event, even mid-event (V2 re-plans without them).
  *

@@ -105,6 +105,43 @@ json_t *fv_vpp_event_json(struct fv_vpp *v, const char *id)
     return j;
 }
 
+/* V5: e's roster from vpp.db into out->sites (grown as needed), opted-out sites left out;
+ * *found: whether e has a roster. Under v->mu. */
+static int roster_sites(struct fv_vpp *v, const struct vevent *e, struct fv_vpp_event_info *out,
+                        int *found)
+{
+    *found = 0;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(v->db, "SELECT site FROM vpp_event_sites WHERE event = ? ORDER BY site",
+                           -1, &st, NULL) != SQLITE_OK)
+        return FV_EIO;
+    sqlite3_bind_text(st, 1, e->id, -1, SQLITE_TRANSIENT);
+    int rc = FV_OK, step;
+    size_t cap = v->sites.n + 1;
+    while (rc == FV_OK && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *site = (const char *)sqlite3_column_text(st, 0);
+        if (site == NULL || site[0] == '\0') {
+            *found = 1; /* the marker */
+            continue;
+        }
+        if (fv_vpp__opted_out(e, site)) continue;
+        if (out->nsites + 1 >= cap) {
+            void *p = realloc(out->sites, 2 * cap * sizeof *out->sites);
+            if (p == NULL) {
+                rc = FV_ENOMEM;
+                break;
+            }
+            out->sites = p;
+            cap *= 2;
+        }
+        snprintf(out->sites[out->nsites++], sizeof out->sites[0], "%s", site);
+    }
+    if (rc == FV_OK && step != SQLITE_DONE) rc = FV_EIO;
+    sqlite3_finalize(st);
+    if (rc == FV_OK && !*found) out->nsites = 0; /* no roster: rows without marker ignored */
+    return rc;
+}
+
 int fv_vpp_event_info(struct fv_vpp *v, const char *id, struct fv_vpp_event_info *out)
 {
     memset(out, 0, sizeof *out);
@@ -122,7 +159,12 @@ int fv_vpp_event_info(struct fv_vpp *v, const char *id, struct fv_vpp_event_info
         out->site_days = calloc(v->ndr + 1, sizeof *out->site_days);
         if (out->sites == NULL || out->excluded == NULL || out->site_days == NULL) rc = FV_ENOMEM;
     }
-    for (size_t i = 0; rc == FV_OK && i < v->sites.cap; i++) {
+    /* V5: a started event settles its roster (the sites enrolled when it started, minus
+     * those that opted out of it); one not started yet, or started before rosters were
+     * kept, the sites enrolled now. */
+    int roster = 0;
+    if (rc == FV_OK) rc = roster_sites(v, e, out, &roster);
+    for (size_t i = 0; rc == FV_OK && !roster && i < v->sites.cap; i++) {
         const struct vsite *s = v->sites.slots[i].val;
         if (v->sites.slots[i].hash && s && s->prog == e->prog && !fv_vpp__opted_out(e, s->id))
             snprintf(out->sites[out->nsites++], sizeof out->sites[0], "%s", s->id);
@@ -296,6 +338,8 @@ int fv_vpp_forget_site(struct fv_vpp *v, const char *site)
     int rc = fv_vpp__db_run(v->db, "DELETE FROM vpp_sites WHERE site = ?", "t", site);
     if (rc == FV_OK)
         rc = fv_vpp__db_run(v->db, "DELETE FROM vpp_optouts WHERE site = ?", "t", site);
+    if (rc == FV_OK)
+        rc = fv_vpp__db_run(v->db, "DELETE FROM vpp_event_sites WHERE site = ?", "t", site);
     if (rc == FV_OK) rc = fv_vpp__dr_forget(v, site);
     pthread_mutex_unlock(&v->mu);
     return rc;

@@ -437,6 +437,7 @@ def test_settlement_from_stored_telemetry():
         st, again = srv.http(f"/api/v1/vpp/events/{ev}/settlement?format=csv", token="ops",
                             purpose="billing")
         assert again == body
+        event_csv = body
         # the season: both events (over, so completed within a second), four rows, and a
         # total that is the sum of its rows
         year = time.gmtime(d0 / 1000).tm_year
@@ -460,6 +461,13 @@ def test_settlement_from_stored_telemetry():
         r = t.run("vpp", "settle", "--season", str(year), "--program", "hist", "--token-file",
                   tokf, "--api", f"http://127.0.0.1:{srv.api_port}", "--purpose", "service")
         assert len(r.stdout.splitlines()) == 5, r.stdout  # header + 4 rows
+        # a site that moves to another program after the event is still settled for it: the
+        # event's sites are those enrolled when it ran (V5), so the figures never change
+        st, b = api(srv, "POST", f"/api/v1/vpp/sites/{SITES[1]}/enroll?program=elrp")
+        assert st == 200, b
+        st, again = srv.http(f"/api/v1/vpp/events/{ev}/settlement?format=csv", token="ops",
+                             purpose="billing")
+        assert st == 200 and again == event_csv, (again, event_csv)
         for s in sites:
             s.ws.close()
         srv.stop()

@@ -236,12 +236,12 @@ def test_fleet_of_200_sites_dispatched_and_covering_a_dropout():
 
 def settle(env, srv, ev, start, end, planned, excl):
     fleet_dr, lone_dr, other = excl
-    st, body = srv.http(f"/api/v1/vpp/events/{ev}/settlement?format=json")
+    st, body = srv.http(f"/api/v1/vpp/events/{ev}/settlement?format=json", purpose="billing")
     assert st == 200, body
     res = json.loads(body)
     rows = {r["site"]: r for r in res["rows"]}
     assert len(rows) == N, len(rows)
-    st, csv = srv.http(f"/api/v1/vpp/events/{ev}/settlement?format=csv")
+    st, csv = srv.http(f"/api/v1/vpp/events/{ev}/settlement?format=csv", purpose="billing")
     assert st == 200, csv
     lines = csv.decode().splitlines()
     assert lines[0] == ("site,event,method,baseline_days,baseline_kwh,metered_kwh,"
@@ -249,7 +249,8 @@ def settle(env, srv, ev, start, end, planned, excl):
     assert len(lines) == N + 1, len(lines)
     # the season: the test program's one completed event, through the API and the CLI
     year = time.gmtime(start / 1000).tm_year
-    st, body = srv.http(f"/api/v1/vpp/settlement?program=test&season={year}&format=json")
+    st, body = srv.http(f"/api/v1/vpp/settlement?program=test&season={year}&format=json",
+                        purpose="billing")
     assert st == 200, body
     season = json.loads(body)
     assert len(season["rows"]) == N, len(season["rows"])
@@ -266,8 +267,9 @@ def settle(env, srv, ev, start, end, planned, excl):
     with open(tokf, "w") as f:
         f.write(srv.tokens["ops"])
     r = t.run("vpp", "settle", "--season", str(year), "--program", "test", "--token-file", tokf,
-              "--api", f"http://127.0.0.1:{srv.api_port}", "--purpose", "service")
-    st, season_csv = srv.http(f"/api/v1/vpp/settlement?program=test&season={year}&format=csv")
+              "--api", f"http://127.0.0.1:{srv.api_port}", "--purpose", "billing")
+    st, season_csv = srv.http(f"/api/v1/vpp/settlement?program=test&season={year}&format=csv",
+                              purpose="billing")
     assert r.stdout.encode() == season_csv, (r.stdout[:300], season_csv[:300])
     assert season_csv == csv  # one event in the season: the same rows, the same bytes
     # two sites by hand: the one that dropped out and the other one planned highest
