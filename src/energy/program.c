@@ -9,6 +9,7 @@
 #include <unicode/ustring.h>
 
 #include "energy/program.h"
+#include "wire/site.h"
 #include "util/err.h"
 
 void fv_vpp_program_defaults(struct fv_vpp_program *p, const char *name)
@@ -288,6 +289,27 @@ static int parse_key(struct fv_vpp_program *p, const char *key, const json_t *v,
         if (get_int(v, 1, 60, &p->interval_min) != FV_OK || 60 % p->interval_min != 0)
             return WANT("expected the metering interval in minutes, a divisor of 60 (1, 2, 3, "
                         "4, 5, 6, 10, 12, 15, 20, 30, 60)");
+    } else if (strcmp(key, "eligibility") == 0) {
+        const char *k;
+        const json_t *x;
+        if (!json_is_object(v))
+            return WANT("expected an object: {\"export_permit\": true, \"min_capacity_kwh\": N, "
+                        "\"min_inverter_kw\": N}");
+        json_object_foreach((json_t *)v, k, x)
+        {
+            if (strcmp(k, "export_permit") == 0 && json_is_boolean(x))
+                p->elig_export_permit = json_is_true(x);
+            else if (strcmp(k, "min_capacity_kwh") == 0 &&
+                     get_num(x, 0, 10000, &p->elig_min_capacity_kwh) == FV_OK)
+                ;
+            else if (strcmp(k, "min_inverter_kw") == 0 &&
+                     get_num(x, 0, 10000, &p->elig_min_inverter_kw) == FV_OK)
+                ;
+            else
+                return WANT("%.32s: expected export_permit (true or false), min_capacity_kwh or "
+                            "min_inverter_kw (a number from 0 to 10000)",
+                            k);
+        }
     } else if (strcmp(key, "outage_missing_intervals") == 0) {
         /* Checked against the day's intervals once interval_minutes is known. */
         if (get_int(v, 0, 1440, &p->outage_missing) != FV_OK)
@@ -296,7 +318,8 @@ static int parse_key(struct fv_vpp_program *p, const char *key, const json_t *v,
         return WANT("unknown key (known: timezone, season, window, event_length, "
                     "yearly_hours_cap, rate, currency, baseline, baseline_days, "
                     "min_eligible_days, baseline_lookback_days, adjustment_bounds, "
-                    "adjustment_hours, interval_minutes, outage_missing_intervals)");
+                    "adjustment_hours, interval_minutes, outage_missing_intervals, "
+                    "eligibility)");
     }
 #undef WANT
     return FV_OK;
@@ -466,6 +489,36 @@ int fv_vpp_event_check(const struct fv_vpp_program *p, int64_t start_ms, int64_t
     if (!(hours_used_this_year >= 0) || hours_used_this_year + hours > p->yearly_cap_h + 1e-9) {
         fv_seterr(reason, len, "over the yearly cap: %.1f h used + %.1f h > %g h",
                   hours_used_this_year, hours, p->yearly_cap_h);
+        return FV_EINVAL;
+    }
+    return FV_OK;
+}
+
+int fv_vpp_site_eligible(const struct fv_vpp_program *p, const struct fv_site_sample *s, char *why,
+                         size_t whylen)
+{
+    if (!p->elig_export_permit && p->elig_min_capacity_kwh <= 0 && p->elig_min_inverter_kw <= 0)
+        return FV_OK;
+    if (s == NULL) {
+        fv_seterr(why, whylen,
+                  "no sample from the site yet: program %s's eligibility (export permit, "
+                  "capacity, inverter) cannot be checked",
+                  p->name);
+        return FV_EINVAL;
+    }
+    if (p->elig_export_permit && !(s->export_limit_kw > 0)) {
+        fv_seterr(why, whylen, "no export permit: the site's export limit is 0 kW (program %s)",
+                  p->name);
+        return FV_EINVAL;
+    }
+    if (s->capacity_kwh < p->elig_min_capacity_kwh) {
+        fv_seterr(why, whylen, "battery capacity %.1f kWh below program %s's minimum %.1f kWh",
+                  s->capacity_kwh, p->name, p->elig_min_capacity_kwh);
+        return FV_EINVAL;
+    }
+    if (s->inverter_kw < p->elig_min_inverter_kw) {
+        fv_seterr(why, whylen, "inverter %.1f kW below program %s's minimum %.1f kW",
+                  s->inverter_kw, p->name, p->elig_min_inverter_kw);
         return FV_EINVAL;
     }
     return FV_OK;

@@ -52,6 +52,10 @@ struct fv_vpp_program {
     int adj_hours;           /* hours before the event the adjustment reads (3) */
     int interval_min;        /* metering interval, minutes, a divisor of 60 (5) */
     int outage_missing;      /* a day missing more intervals than this: outage (12) */
+    /* Eligibility of a site to enrol (none by default): an export permit (its export limit
+     * above 0 kW), at least this much battery capacity and inverter power (0: any). */
+    int elig_export_permit;
+    double elig_min_capacity_kwh, elig_min_inverter_kw;
 };
 
 /* The ELRP A.4 defaults above, under the given name (truncated to FV_VPP_NAME_MAX - 1). */
@@ -64,9 +68,10 @@ void fv_vpp_program_defaults(struct fv_vpp_program *p, const char *name);
  * rate 2.00, currency "USD", baseline "group_a" | "a4_discharge", baseline_days 10,
  * min_eligible_days 10, baseline_lookback_days 45, adjustment_bounds [1.00, 1.40],
  * adjustment_hours 3, interval_minutes 5 (a divisor of 60), outage_missing_intervals 12 (at
- * most the intervals of a day). A name has 1-63 of [A-Za-z0-9._-]. An unknown key, a bad
- * value or an empty
- * programs object fails with FV_EINVAL and a message in err naming the program and the key
+ * most the intervals of a day), eligibility {"export_permit": true, "min_capacity_kwh": N,
+ * "min_inverter_kw": N} (each optional; none by default). A name has 1-63 of [A-Za-z0-9._-].
+ * An unknown key, a bad value or an empty programs object fails with FV_EINVAL and a message in err
+ * naming the program and the key
  * ("vpp.programs.elrp.window: ..."); FV_ENOMEM. On success the caller frees *out with free().
  * programs is a jansson json_t *. */
 struct json_t;
@@ -74,6 +79,13 @@ int fv_vpp_programs_parse(const struct json_t *programs, struct fv_vpp_program *
                           char *err, size_t errlen);
 
 /* The program named name in progs[0..n), or NULL. */
+/* Whether a site may enrol in p, judged from its latest sample (NULL: none yet): FV_OK, or
+ * FV_EINVAL with the reason in why ("no export permit: the site's export limit is 0 kW").
+ * A program without eligibility rules takes every site. */
+struct fv_site_sample;
+int fv_vpp_site_eligible(const struct fv_vpp_program *p, const struct fv_site_sample *s, char *why,
+                         size_t whylen);
+
 const struct fv_vpp_program *fv_vpp_program_find(const struct fv_vpp_program *progs, size_t n,
                                                  const char *name);
 

@@ -601,9 +601,14 @@ const struct fv_downlink_listener *fv_vpp_listener(struct fv_vpp *v)
 int fv_vpp_enroll(struct fv_vpp *v, const char *site, const char *program, char *err, size_t errlen)
 {
     pthread_mutex_lock(&v->mu);
+    fv_vpp__drain_inbox(v); /* the site's latest sample, for its eligibility */
     int p = fv_vpp__prog_index(v, program);
     struct vsite *s = p >= 0 ? fv_vpp__site_get(v, site, 1) : NULL;
     int rc = p < 0 ? FV_ENOENT : s == NULL ? FV_EINVAL : FV_OK;
+    char why[200] = "";
+    if (rc == FV_OK &&
+        fv_vpp_site_eligible(&v->progs[p], s->have ? &s->s : NULL, why, sizeof why) != FV_OK)
+        rc = FV_ESTATE; /* not eligible: nothing recorded */
     if (rc == FV_OK)
         rc = fv_vpp__db_run(v->db,
                             "INSERT INTO vpp_sites(site, program, enrolled_ms) VALUES (?, ?, ?) "
@@ -613,6 +618,10 @@ int fv_vpp_enroll(struct fv_vpp *v, const char *site, const char *program, char 
     pthread_mutex_unlock(&v->mu);
     if (rc == FV_ENOENT) fv_seterr(err, errlen, "unknown program '%.64s'", program);
     if (rc == FV_EINVAL) fv_seterr(err, errlen, "bad site id");
+    if (rc == FV_ESTATE) {
+        fv_seterr(err, errlen, "not eligible: %s", why);
+        rc = FV_EINVAL;
+    }
     if (rc == FV_EIO) fv_seterr(err, errlen, "vpp.db cannot be written");
     return rc;
 }

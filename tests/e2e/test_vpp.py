@@ -21,7 +21,9 @@ PROGRAMS = {"programs": {
     "hist": {"timezone": "UTC", "season": ["01-01", "12-31"], "window": ["00:00", "24:00"],
              "event_length": ["1m", "5h"], "baseline": "a4_discharge", "rate": 2.0,
              "outage_missing_intervals": 288},
-    "elrp": {}}}
+    "elrp": {},
+    # only sites with an export permit and 10 kWh of battery may enrol
+    "permit": {"eligibility": {"export_permit": True, "min_capacity_kwh": 10}}}}
 
 
 def pb_fields(b):
@@ -200,6 +202,19 @@ def test_dispatch_over_the_downlink_and_opt_out():
             assert st == 200, (st, b)
         st, b = api(srv, "POST", "/api/v1/vpp/sites/NOSUCHSITE/enroll?program=test")
         assert st == 404, (st, b)
+        # eligibility: a site without an export permit is refused with the reason, and stays
+        # where it was; with one (its next sample), it may enrol
+        sites[0].sample(energy_kwh=10.0, capacity_kwh=13.5, reserve_pct=20.0, battery_kw=0.0,
+                        export_limit_kw=0.0)
+        st, b = api(srv, "POST", f"/api/v1/vpp/sites/{sites[0].id}/enroll?program=permit")
+        assert st == 422 and "not eligible: no export permit" in b["error"], (st, b)
+        st, b = api(srv, "GET", "/api/v1/vpp/sites?program=test")
+        assert st == 200 and b["count"] == 3, (st, b)
+        sites[0].sample(energy_kwh=10.0, capacity_kwh=13.5, reserve_pct=20.0, battery_kw=0.0)
+        st, b = api(srv, "POST", f"/api/v1/vpp/sites/{sites[0].id}/enroll?program=permit")
+        assert st == 200, (st, b)
+        st, b = api(srv, "POST", f"/api/v1/vpp/sites/{sites[0].id}/enroll?program=test")
+        assert st == 200, (st, b)
         now = int(time.time() * 1000)
         # the capacity forecast: per site min(inverter 5, export 4 + load 1 - solar 3,
         # (10 - 20 % of 13.5) kWh / 2 h) = 2 kW, three sites

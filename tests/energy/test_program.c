@@ -15,6 +15,7 @@
 
 #include "energy/program.h"
 #include "util/err.h"
+#include "wire/site.h"
 
 static int64_t utc(int y, int mo, int d, int h, int mi)
 {
@@ -248,6 +249,48 @@ static void test_dst_days(void **state)
     check(&n, s, e, 57, "over the yearly cap: 57.0 h used + 4.0 h > 60 h");
 }
 
+/* Eligibility: none by default; an export permit, a capacity and an inverter minimum, each
+ * with its reason; no sample: unknown; bad keys refused naming the key. */
+static void test_eligibility(void **state)
+{
+    (void)state;
+    struct fv_vpp_program *p = NULL;
+    size_t n = 0;
+    char err[300], why[200];
+    assert_int_equal(parse("{\"a\": {}, \"b\": {\"eligibility\": {\"export_permit\": true, "
+                           "\"min_capacity_kwh\": 10, \"min_inverter_kw\": 4.5}}}",
+                           &p, &n, err, sizeof err),
+                     FV_OK);
+    struct fv_site_sample s = {.capacity_kwh = 13.5, .inverter_kw = 5, .export_limit_kw = 4};
+    assert_int_equal(fv_vpp_site_eligible(&p[0], NULL, why, sizeof why), FV_OK);
+    assert_int_equal(fv_vpp_site_eligible(&p[1], &s, why, sizeof why), FV_OK);
+    assert_int_equal(fv_vpp_site_eligible(&p[1], NULL, why, sizeof why), FV_EINVAL);
+    assert_non_null(strstr(why, "no sample"));
+    s.export_limit_kw = 0;
+    assert_int_equal(fv_vpp_site_eligible(&p[0], &s, why, sizeof why), FV_OK);
+    assert_int_equal(fv_vpp_site_eligible(&p[1], &s, why, sizeof why), FV_EINVAL);
+    assert_non_null(strstr(why, "export permit"));
+    s.export_limit_kw = 4;
+    s.capacity_kwh = 9.9;
+    assert_int_equal(fv_vpp_site_eligible(&p[1], &s, why, sizeof why), FV_EINVAL);
+    assert_non_null(strstr(why, "capacity 9.9 kWh below"));
+    s.capacity_kwh = 10;
+    s.inverter_kw = 4.4;
+    assert_int_equal(fv_vpp_site_eligible(&p[1], &s, why, sizeof why), FV_EINVAL);
+    assert_non_null(strstr(why, "inverter 4.4 kW below"));
+    free(p);
+    const char *bad[] = {"{\"a\": {\"eligibility\": true}}",
+                         "{\"a\": {\"eligibility\": {\"export_permit\": 1}}}",
+                         "{\"a\": {\"eligibility\": {\"min_capacity_kwh\": -1}}}",
+                         "{\"a\": {\"eligibility\": {\"permit\": true}}}"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        p = NULL;
+        assert_int_equal(parse(bad[i], &p, &n, err, sizeof err), FV_EINVAL);
+        assert_non_null(strstr(err, "vpp.programs.a.eligibility"));
+        assert_null(p);
+    }
+}
+
 static void test_local_time(void **state)
 {
     (void)state;
@@ -289,7 +332,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_and_keys), cmocka_unit_test(test_parse_errors),
         cmocka_unit_test(test_event_refusals),    cmocka_unit_test(test_dst_days),
-        cmocka_unit_test(test_local_time),
+        cmocka_unit_test(test_local_time),        cmocka_unit_test(test_eligibility),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
