@@ -398,12 +398,10 @@ static void get_status(const struct fv_api_view *v, struct fv_http_response *r)
 static void prom(struct fv_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void prom(struct fv_buf *b, const char *fmt, ...)
 {
-    char line[512];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof line, fmt, ap);
+    fv_buf_vappendf(b, fmt, ap); /* out of memory: the scrape is cut short */
     va_end(ap);
-    if (n > 0) fv_buf_append(b, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
 }
 
 /* A Prometheus histogram from per-bucket counts: counts[0..nb] (the last is over the last

@@ -40,14 +40,14 @@ struct emit {
 static void emit(struct emit *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void emit(struct emit *e, const char *fmt, ...)
 {
-    char line[1024];
+    if (e->rc != FV_OK) return;
+    size_t at = e->out->len;
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof line, fmt, ap);
+    e->rc = fv_buf_vappendf(e->out, fmt, ap);
     va_end(ap);
-    size_t len = n < 0 ? 0 : (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
-    if (e->cols > 0 && len > (size_t)e->cols) len = (size_t)e->cols;
-    if (e->rc == FV_OK) e->rc = fv_buf_append(e->out, line, len);
+    if (e->rc == FV_OK && e->cols > 0 && e->out->len - at > (size_t)e->cols)
+        e->out->len = at + (size_t)e->cols; /* cut to the terminal's width */
     if (e->rc == FV_OK && e->ansi) e->rc = fv_buf_append(e->out, "\033[K", 3);
     if (e->rc == FV_OK) e->rc = fv_buf_append(e->out, "\n", 1);
 }

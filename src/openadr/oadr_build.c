@@ -36,16 +36,11 @@ static void raw(struct w *w, const char *s)
 static void rawf(struct w *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void rawf(struct w *w, const char *fmt, ...)
 {
-    char tmp[256];
+    if (w->rc != FV_OK) return;
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    w->rc = fv_buf_vappendf(w->b, fmt, ap);
     va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof tmp) {
-        if (w->rc == FV_OK) w->rc = FV_EINVAL;
-        return;
-    }
-    raw(w, tmp);
 }
 
 static void esc(struct w *w, const char *s)

@@ -32,29 +32,11 @@ static void put(struct md *m, const char *s, size_t n)
 static void mdf(struct md *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void mdf(struct md *m, const char *fmt, ...)
 {
-    char small[1024];
+    if (m->oom) return;
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof small, fmt, ap);
+    if (fv_buf_vappendf(m->out, fmt, ap) != FV_OK) m->oom = 1;
     va_end(ap);
-    if (n < 0) {
-        m->oom = 1;
-        return;
-    }
-    if ((size_t)n < sizeof small) {
-        put(m, small, (size_t)n);
-        return;
-    }
-    char *big = malloc((size_t)n + 1);
-    if (big == NULL) {
-        m->oom = 1;
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    put(m, big, (size_t)n);
-    free(big);
 }
 
 /* Text for a table cell: '|' escaped, line breaks as spaces. */

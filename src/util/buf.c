@@ -1,6 +1,8 @@
 /* buf.c - see buf.h. Growth doubles capacity, so appends are amortised O(1). */
 #include <stdlib.h>
 
+#include <stdio.h>
+
 #include "util/buf.h"
 #include "util/err.h"
 
@@ -39,4 +41,27 @@ void fv_buf_free(struct fv_buf *b)
     free(b->data);
     b->data = NULL;
     b->len = b->cap = 0;
+}
+
+int fv_buf_vappendf(struct fv_buf *b, const char *fmt, va_list ap)
+{
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
+    if (n < 0) return FV_EINVAL;
+    int rc = fv_buf_reserve(b, (size_t)n + 1); /* vsnprintf writes its NUL too */
+    if (rc) return rc;
+    vsnprintf((char *)b->data + b->len, (size_t)n + 1, fmt, ap);
+    b->len += (size_t)n;
+    return FV_OK;
+}
+
+int fv_buf_appendf(struct fv_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = fv_buf_vappendf(b, fmt, ap);
+    va_end(ap);
+    return rc;
 }

@@ -8,6 +8,7 @@
 #ifndef FV_UTIL_BUF_H
 #define FV_UTIL_BUF_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -22,6 +23,10 @@ struct fv_buf {
 int fv_buf_reserve(struct fv_buf *b, size_t extra);
 /* Appends len bytes; FV_OK or FV_ENOMEM. */
 int fv_buf_append(struct fv_buf *b, const void *p, size_t len);
+/* Appends printf-style text, whole however long (no NUL kept); FV_OK, FV_ENOMEM, FV_EINVAL
+ * (a format vsnprintf refuses); the buffer is unchanged on failure. */
+int fv_buf_appendf(struct fv_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int fv_buf_vappendf(struct fv_buf *b, const char *fmt, va_list ap);
 void fv_buf_reset(struct fv_buf *b);
 void fv_buf_free(struct fv_buf *b);
 

@@ -83,12 +83,33 @@ static void test_buf_and_le(void **state)
     assert_string_equal(fv_strerror(-999), "unknown error");
 }
 
+/* fv_buf_appendf: text appended whole, however long (no cut at any stack buffer), after what
+ * was there, no NUL kept in len. */
+static void test_buf_appendf(void **state)
+{
+    (void)state;
+    struct fv_buf b = {0};
+    assert_int_equal(fv_buf_append(&b, "x=", 2), FV_OK);
+    assert_int_equal(fv_buf_appendf(&b, "%d,%s", 42, "ok"), FV_OK);
+    assert_int_equal(b.len, 7);
+    assert_memory_equal(b.data, "x=42,ok", 7);
+    char big[5000];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    assert_int_equal(fv_buf_appendf(&b, "[%s]", big), FV_OK);
+    assert_int_equal(b.len, 7 + 2 + sizeof big - 1);
+    assert_int_equal(b.data[b.len - 1], ']');
+    assert_int_equal(b.data[9], 'a');
+    fv_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crc32c),
         cmocka_unit_test(test_map_vs_reference),
         cmocka_unit_test(test_buf_and_le),
+        cmocka_unit_test(test_buf_appendf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
