@@ -1,5 +1,5 @@
-/* ven.c - the VEN's thread, each VTN's turn, transport, saved state, opts, status, metrics
- * and the audit queue (ven.h; shared state in ven_int.h). */
+/* ven.c - the VEN's thread, each VTN's turn, transport, saved state, opts and the audit
+ * queue (ven.h; shared state in ven_int.h; status and metrics in ven_status.c). */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -85,8 +85,6 @@ size_t fv_ven_audit_drain(struct fv_ven *v, fv_ven_audit_fn fn, void *arg)
     return n;
 }
 
-static void publish(struct fv_ven *v);
-
 /* ---- transport ----------------------------------------------------------------------------- */
 
 static size_t on_body(char *p, size_t size, size_t n, void *arg)
@@ -133,7 +131,7 @@ int fv_ven__exchange(struct fv_ven *v, struct vtn *t, const char *service,
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &resp);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
     t->sent++;
-    publish(v);                   /* what others read is current while we wait for the VTN */
+    fv_ven__publish(v);           /* what others read is current while we wait for the VTN */
     pthread_mutex_unlock(&v->mu); /* no lock across the network */
     CURLcode cc = curl_easy_perform(c);
     pthread_mutex_lock(&v->mu);
@@ -185,7 +183,7 @@ int fv_ven__send(struct fv_ven *v, struct vtn *t, const char *service, const str
 
 /* ---- saved state: DATA/openadr/NAME.json ---------------------------------------------------- */
 
-static json_t *state_json(const struct vtn *t)
+json_t *fv_ven__state_json(const struct vtn *t)
 {
     json_t *evs = json_array(), *opts = json_array();
     for (size_t i = 0; evs && i < t->nev; i++) {
@@ -289,7 +287,7 @@ static int load_state(struct fv_ven *v, struct vtn *t, char *err, size_t errlen)
 static void save_state(struct fv_ven *v, struct vtn *t)
 {
     if (!t->dirty) return;
-    json_t *j = state_json(t);
+    json_t *j = fv_ven__state_json(t);
     char *text = j ? json_dumps(j, JSON_INDENT(1)) : NULL;
     json_decref(j);
     if (text == NULL) return;
@@ -532,12 +530,12 @@ static void *ven_main(void *arg)
 {
     struct fv_ven *v = arg;
     pthread_mutex_lock(&v->mu);
-    publish(v);
+    fv_ven__publish(v);
     while (!v->stop) {
         take_opt_requests(v);
         for (size_t i = 0; i < v->nvtn && !v->stop; i++) {
             turn(v, &v->vtn[i], (int64_t)fv_now_ms());
-            publish(v);
+            fv_ven__publish(v);
             save_state(v, &v->vtn[i]);
         }
         struct timespec ts;
@@ -764,148 +762,4 @@ static void take_opt_requests(struct fv_ven *v)
         free(r);
         r = next;
     }
-}
-
-/* ---- status and metrics (N9) ------------------------------------------------------------------
- */
-
-static const char *vtn_state(const struct vtn *t)
-{
-    return !t->reachable && t->fails ? "unreachable" : t->registered ? "registered" : "registering";
-}
-
-static json_t *status_build(struct fv_ven *v)
-{
-    json_t *arr = json_array();
-    for (size_t i = 0; arr && i < v->nvtn; i++) {
-        const struct vtn *t = &v->vtn[i];
-        json_t *j = state_json(t);
-        json_t *reps = json_array();
-        for (size_t k = 0; reps && k < t->nrep; k++)
-            json_array_append_new(
-                reps, json_pack("{s:s,s:s,s:I,s:I,s:I}", "report_request_id", t->rep[k].request_id,
-                                "specifier_id", t->rep[k].specifier_id, "granularity_ms",
-                                (json_int_t)t->rep[k].granularity_ms, "report_back_ms",
-                                (json_int_t)t->rep[k].report_back_ms, "sent",
-                                (json_int_t)t->rep[k].sent));
-        if (j) {
-            json_object_set_new(j, "name", json_string(t->cfg->name));
-            json_object_set_new(j, "url", json_string(t->cfg->url));
-            json_object_set_new(j, "state", json_string(vtn_state(t)));
-            json_object_set_new(j, "reachable", json_boolean(t->reachable));
-            json_object_set_new(j, "poll_s", json_real((double)t->poll_ms / 1000));
-            json_object_set_new(j, "failures", json_integer((json_int_t)t->failures));
-            json_object_set_new(j, "consecutive_failures", json_integer(t->fails));
-            json_object_set_new(j, "last_error", json_string(t->last_error));
-            json_object_set_new(j, "last_poll_ms", json_integer(t->last_poll_ms));
-            json_object_set_new(j, "last_ok_ms", json_integer(t->last_ok_ms));
-            json_object_set_new(j, "next_attempt_ms", json_integer(t->next_ms));
-            json_object_set_new(j, "reports", reps ? reps : json_array());
-            json_array_append_new(arr, j);
-        } else {
-            json_decref(reps);
-        }
-    }
-    return json_pack("{s:s,s:o}", "ven_name", v->cfg->ven_name, "vtns", arr ? arr : json_array());
-}
-
-static const char metrics_help[] =
-    "# HELP fleetvault_openadr_vtn_up 1 when the VTN answered the last exchange\n"
-    "# TYPE fleetvault_openadr_vtn_up gauge\n"
-    "# HELP fleetvault_openadr_registered 1 when registered with the VTN\n"
-    "# TYPE fleetvault_openadr_registered gauge\n"
-    "# TYPE fleetvault_openadr_polls_total counter\n"
-    "# TYPE fleetvault_openadr_failures_total counter\n"
-    "# TYPE fleetvault_openadr_messages_sent_total counter\n"
-    "# TYPE fleetvault_openadr_messages_received_total counter\n"
-    "# TYPE fleetvault_openadr_messages_invalid_total counter\n"
-    "# TYPE fleetvault_openadr_events_total counter\n"
-    "# TYPE fleetvault_openadr_reports_total counter\n"
-    "# HELP fleetvault_openadr_retry_seconds seconds until the next attempt after failures\n"
-    "# TYPE fleetvault_openadr_retry_seconds gauge\n";
-
-static int metrics_build(struct fv_ven *v, struct fv_buf *out)
-{
-    int rc = FV_OK;
-    int64_t now = (int64_t)fv_now_ms();
-    for (size_t i = 0; rc == FV_OK && i < v->nvtn; i++) {
-        const struct vtn *t = &v->vtn[i];
-        char line[1600];
-        const char *n = t->cfg->name;
-        int len = snprintf(line, sizeof line,
-                           "fleetvault_openadr_vtn_up{vtn=\"%s\"} %d\n"
-                           "fleetvault_openadr_registered{vtn=\"%s\"} %d\n"
-                           "fleetvault_openadr_polls_total{vtn=\"%s\"} %" PRIu64 "\n"
-                           "fleetvault_openadr_failures_total{vtn=\"%s\"} %" PRIu64 "\n"
-                           "fleetvault_openadr_messages_sent_total{vtn=\"%s\"} %" PRIu64 "\n"
-                           "fleetvault_openadr_messages_received_total{vtn=\"%s\"} %" PRIu64 "\n"
-                           "fleetvault_openadr_messages_invalid_total{vtn=\"%s\"} %" PRIu64 "\n"
-                           "fleetvault_openadr_events_total{vtn=\"%s\"} %" PRIu64 "\n"
-                           "fleetvault_openadr_reports_total{vtn=\"%s\"} %" PRIu64 "\n"
-                           "fleetvault_openadr_retry_seconds{vtn=\"%s\"} %.1f\n",
-                           n, t->reachable, n, t->registered, n, t->polls, n, t->failures, n,
-                           t->sent, n, t->received, n, t->invalid, n, t->events, n, t->reports, n,
-                           t->fails && t->next_ms > now ? (double)(t->next_ms - now) / 1000 : 0.0);
-        rc = len > 0 && (size_t)len < sizeof line ? fv_buf_append(out, line, (size_t)len) : FV_OK;
-    }
-    return rc;
-}
-
-/* After each turn (the VEN's thread, mu held): what other threads read, and the opt ids. */
-static void publish(struct fv_ven *v)
-{
-    json_t *j = status_build(v);
-    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    struct fv_buf m = {0};
-    if (metrics_build(v, &m) != FV_OK) fv_buf_free(&m);
-    size_t n = 0;
-    for (size_t i = 0; i < v->nvtn; i++)
-        n += v->vtn[i].nopt;
-    char(*ids)[64] = calloc(n ? n : 1, sizeof *ids);
-    size_t k = 0;
-    for (size_t i = 0; ids && i < v->nvtn; i++)
-        for (size_t x = 0; x < v->vtn[i].nopt; x++)
-            if (v->vtn[i].opt[x].state != OPT_CANCELLED)
-                snprintf(ids[k++], 64, "%s", v->vtn[i].opt[x].id);
-    pthread_mutex_lock(&v->pub);
-    if (text) {
-        free(v->status_text);
-        v->status_text = text;
-        text = NULL;
-    }
-    if (m.data) {
-        fv_buf_free(&v->metrics_text);
-        v->metrics_text = m;
-        m = (struct fv_buf){0};
-    }
-    if (ids) {
-        free(v->opt_ids);
-        v->opt_ids = ids;
-        v->nopt_ids = k;
-    }
-    pthread_mutex_unlock(&v->pub);
-    free(text);
-    fv_buf_free(&m);
-}
-
-json_t *fv_ven_status_json(struct fv_ven *v)
-{
-    char *text = NULL;
-    pthread_mutex_lock(&v->pub);
-    if (v->status_text) text = strdup(v->status_text);
-    pthread_mutex_unlock(&v->pub);
-    json_t *j = text ? json_loads(text, 0, NULL) : NULL;
-    free(text);
-    return j ? j : json_pack("{s:s,s:[]}", "ven_name", v->cfg->ven_name, "vtns");
-}
-
-int fv_ven_metrics(struct fv_ven *v, struct fv_buf *out)
-{
-    int rc = fv_buf_append(out, metrics_help, sizeof metrics_help - 1);
-    pthread_mutex_lock(&v->pub);
-    if (rc == FV_OK && v->metrics_text.len)
-        rc = fv_buf_append(out, v->metrics_text.data, v->metrics_text.len);
-    pthread_mutex_unlock(&v->pub);
-    return rc;
 }

@@ -142,6 +142,12 @@ int fv_ven__send(struct fv_ven *v, struct vtn *t, const char *service, const str
 /* Queues an audit record (N8): extra is a new jansson object (stolen) or NULL. */
 void fv_ven__audit(struct fv_ven *v, const char *action, const char *result, const char *reason,
                    json_t *extra);
+/* Publishes the status and metrics other threads read (ven_status.c, N9): the VEN's thread,
+ * holding mu. */
+void fv_ven__publish(struct fv_ven *v);
+/* A VTN's saved state (registration, events, opt schedules) as a new JSON object: what
+ * DATA/openadr/NAME.json keeps and the status shows. */
+json_t *fv_ven__state_json(const struct vtn *t);
 /* A request id unique to this VTN ("fv-NAME-N"). */
 void fv_ven__request_id(struct vtn *t, const char *what, char out[FV_OADR_ID_MAX]);
 
