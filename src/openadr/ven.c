@@ -310,6 +310,8 @@ static void forget_registration(struct vtn *t)
 {
     t->registered = t->reports_registered = 0;
     t->registration_id[0] = t->ven_id[0] = '\0';
+    for (size_t k = 0; k < t->nrep; k++)
+        free(t->rep[k].s); /* each report's samples, then the reports */
     free(t->rep);
     t->rep = NULL;
     t->nrep = 0;
