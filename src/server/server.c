@@ -58,6 +58,7 @@
 #include "util/clock.h"
 #include "util/err.h"
 #include "util/log.h"
+#include "util/prio.h"
 #include "wal/reclog.h"
 #include "wal/wal.h"
 
@@ -379,7 +380,8 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
                              .notify = wake_loop,
                              .notify_arg = srv,
                              .before_sync = wal_before_sync,
-                             .before_sync_arg = srv};
+                             .before_sync_arg = srv,
+                             .writer_nice = cfg->ingest_nice};
     t0 = fv_mono_ns();
     rc = fv_wal_open(path, &wo, fv_recovery_replay, &rec, &srv->wal, err, errlen);
     if (rc) return rc;
@@ -561,6 +563,12 @@ int fv_server_run(const struct fv_config *cfg, volatile sig_atomic_t *stop, char
     struct ev_timer tick;
     ev_timer_init(&tick, tick_cb, 1.0, 1.0);
     ev_timer_start(loop, &tick);
+    /* Set here, after every other thread started, so that none inherits it. */
+    int e = cfg->ingest_nice ? fv_thread_set_nice(cfg->ingest_nice) : 0;
+    if (e)
+        fv_warn("ingest: the loop keeps its priority: ingest_nice %d refused (%s; it needs "
+                "CAP_SYS_NICE or RLIMIT_NICE)",
+                cfg->ingest_nice, strerror(e));
     while (!*stop && !fv_wal_failed(srv->wal)) {
         ev_run(loop, EVRUN_ONCE);
         housekeeping(srv, &last_trim);
