@@ -51,6 +51,7 @@ struct fv_api_view {
     const char *query; /* the URL's query string (after '?'), or NULL */
     const char *body;  /* a POST's body (NUL-terminated), or NULL */
     size_t body_len;
+    const char *range;      /* the request's Range header, or NULL */
     struct fv_guard *guard; /* purpose-bound access (privacy/guard.h); NULL: admin token only */
     const struct fv_store_config *store_cfg; /* signal classes */
     /* Erasure of a device's subjects (the server does it: keys, tombstones, store, state). */
@@ -65,11 +66,18 @@ struct fv_api_view {
 
 /* A response is either whole (body) or streamed: when more is set, the transport sends
  * body, then calls more(ctx, buf) for each next piece until it returns 0 (done) or a
- * negative error (the connection is closed), and finally free_ctx(ctx). */
+ * negative error (the connection is closed), and finally free_ctx(ctx). A streamed response
+ * is sent with chunked encoding, unless length_known: then with Content-Length: length, and
+ * body plus every piece must add up to exactly length bytes (else the connection is closed
+ * when the producer ends: the client sees a short body, never a wrong one). */
 struct fv_http_response {
     int status;
     const char *content_type;
     int www_authenticate; /* add WWW-Authenticate: Bearer */
+    int length_known;
+    uint64_t length;
+    int accept_ranges;      /* add Accept-Ranges: bytes */
+    char content_range[96]; /* "bytes A-B/N" (206) or "bytes * /N" (416); "": none */
     struct fv_buf body;
     int (*more)(void *ctx, struct fv_buf *out);
     void (*free_ctx)(void *ctx);
