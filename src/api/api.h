@@ -59,6 +59,7 @@ struct fv_api_view {
                  size_t errlen);
     void *erase_arg;
     const char *audit_dir;      /* DATA/audit (subject exports include their access log) */
+    const char *datasets_dir;   /* DATA/datasets (data/dataset.h); NULL: none */
     struct fv_exports *exports; /* bulk exports (api/exports.h) */
     struct fv_vpp *vpp;         /* the virtual power plant (energy/vpp.h); NULL: none */
     struct fv_ven *ven;         /* the OpenADR VEN (openadr/ven.h); NULL: none */
@@ -90,6 +91,10 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
  * sub is what follows "/openadr". Decides and audits the call itself. */
 void fv_api_openadr(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *method,
                     const char *sub, struct fv_http_response *out);
+/* /api/v1/datasets[/...] (api/dataset_api.c): training datasets, their manifests and shards;
+ * sub is what follows "/datasets". Decides and audits the call itself. */
+void fv_api_datasets(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *sub,
+                     struct fv_http_response *out);
 /* The purpose whose settlement rows name the payee by its id (vpp_api.c E1, E2). */
 #define FV_API_VPP_BILLING "billing"
 struct fv_guard_served;

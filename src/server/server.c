@@ -78,6 +78,7 @@ struct fv_server {
     struct fv_gw_downlink *downlink; /* the downlink seam's in-process side (wire/downlink.h) */
     struct fv_vpp *vpp;              /* the virtual power plant (energy/vpp.h) */
     struct fv_ven *ven;              /* the OpenADR VEN (openadr/ven.h); NULL: not configured */
+    char datasets_dir[1100];         /* DATA/datasets (data/dataset.h) */
     struct fv_http_ctx http;
     char admin_token[80];
     struct fv_kek kek;
@@ -415,6 +416,7 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
         if (rc) return rc;
         srv->api.ven = srv->ven; /* its audit records are written on the API thread (N8) */
     }
+    snprintf(srv->datasets_dir, sizeof srv->datasets_dir, "%s/datasets", cfg->data_dir);
     srv->http = (struct fv_http_ctx){.view = {.fleet = &srv->fleet,
                                               .metrics = &srv->m,
                                               .wal = srv->wal,
@@ -427,6 +429,7 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
                                               .erase = erase_device,
                                               .erase_arg = srv,
                                               .audit_dir = srv->guard.audit_dir,
+                                              .datasets_dir = srv->datasets_dir,
                                               .exports = srv->exports,
                                               .vpp = srv->vpp,
                                               .ven = srv->ven},
