@@ -167,6 +167,15 @@ int fv_ven__exchange(struct fv_ven *v, struct vtn *t, const char *service,
 int fv_ven__send(struct fv_ven *v, struct vtn *t, const char *service, const struct fv_buf *body,
                  const char *what)
 {
+    if (t->push_reply) { /* N10: the answer to a pushed message goes in the HTTP response */
+        if (t->push_reply->len) {
+            fv_warn("openadr: %s: %s: a second answer to one pushed message dropped", t->cfg->name,
+                    what);
+            return FV_EINVAL;
+        }
+        t->sent++;
+        return fv_buf_append(t->push_reply, body->data, body->len);
+    }
     struct fv_oadr_msg r;
     char err[FV_OADR_TEXT_MAX];
     int rc = fv_ven__exchange(v, t, service, body, &r, err, sizeof err);
@@ -334,8 +343,9 @@ static int do_register(struct fv_ven *v, struct vtn *t, int64_t now)
     fv_buf_reset(&b);
     fv_ven__request_id(t, "register", rid);
     if (rc == FV_OK)
-        rc = fv_oadr_build_create_party_registration(&b, rid, t->registration_id, t->ven_id,
-                                                     v->cfg->ven_name, NULL, 1);
+        rc = fv_oadr_build_create_party_registration(
+            &b, rid, t->registration_id, t->ven_id, v->cfg->ven_name,
+            v->cfg->push ? v->cfg->push_address : NULL, !v->cfg->push);
     if (rc == FV_OK) rc = fv_ven__exchange(v, t, "EiRegisterParty", &b, &r, err, sizeof err);
     fv_buf_free(&b);
     if (rc == FV_OK && (r.kind != FV_OADR_CREATED_PARTY_REGISTRATION || r.response_code != 200 ||
@@ -439,10 +449,102 @@ static int handle(struct fv_ven *v, struct vtn *t, const struct fv_oadr_msg *m, 
     }
     default: {
         char why[160];
-        snprintf(why, sizeof why, "%s is not a message a VEN receives by polling", m->name);
+        snprintf(why, sizeof why, "%s is not a message a VEN receives", m->name);
         refuse(v, t, FV_OADR_NOT_RECOGNIZED, m->request_id, why);
         return 0;
     }
+    }
+}
+
+/* ---- push mode (N10) --------------------------------------------------------------------------
+ */
+
+/* The service each message a VTN pushes is posted to. */
+static const char *push_service(enum fv_oadr_kind k)
+{
+    switch (k) {
+    case FV_OADR_DISTRIBUTE_EVENT:
+        return "EiEvent";
+    case FV_OADR_CREATE_REPORT:
+    case FV_OADR_REGISTER_REPORT:
+    case FV_OADR_CANCEL_REPORT:
+        return "EiReport";
+    case FV_OADR_CANCEL_PARTY_REGISTRATION:
+    case FV_OADR_REQUEST_REREGISTRATION:
+        return "EiRegisterParty";
+    default:
+        return NULL;
+    }
+}
+
+/* The VTN a pushed message is from: the only one, or the one whose vtnID (or our venID with
+ * it) the message names. NULL: none. */
+static struct vtn *push_vtn(struct fv_ven *v, const struct fv_oadr_msg *m)
+{
+    if (v->nvtn == 1) return &v->vtn[0];
+    for (size_t i = 0; i < v->nvtn; i++)
+        if ((m->vtn_id[0] && strcmp(m->vtn_id, v->vtn[i].vtn_id) == 0) ||
+            (!m->vtn_id[0] && m->ven_id[0] && strcmp(m->ven_id, v->vtn[i].ven_id) == 0))
+            return &v->vtn[i];
+    return NULL;
+}
+
+/* One pushed message: validated (N1), then handled as a polled one would be, every answer
+ * written into the job's reply instead of posted. */
+static void push_one(struct fv_ven *v, struct pushjob *j)
+{
+    struct fv_oadr_msg m;
+    char err[FV_OADR_TEXT_MAX];
+    int64_t now = (int64_t)fv_now_ms();
+    int rc = fv_oadr_parse(v->schema, j->body, j->len, &m, NULL, err, sizeof err);
+    struct vtn *t = rc == FV_OK ? push_vtn(v, &m) : NULL;
+    struct vtn *to = t ? t : &v->vtn[0]; /* who answers a message we cannot place */
+    const char *svc = rc == FV_OK ? push_service(m.kind) : NULL;
+    to->received++;
+    to->push_reply = j->reply;
+    if (rc != FV_OK) {
+        to->invalid++;
+        refuse(v, to, rc == FV_EPROTO ? FV_OADR_INVALID_DATA : FV_OADR_OTHER_ERROR, NULL, err);
+    } else if (t == NULL) {
+        snprintf(err, sizeof err, "pushed %s names no VTN of ours (vtnID %.60s)", m.name, m.vtn_id);
+        refuse(v, to, FV_OADR_INVALID_ID, m.request_id, err);
+    } else if (svc == NULL || strcmp(svc, j->service) != 0) {
+        snprintf(err, sizeof err, "%s is not a message a VEN takes on %s", m.name, j->service);
+        refuse(v, t, FV_OADR_NOT_RECOGNIZED, m.request_id, err);
+    } else if (!t->registered) {
+        refuse(v, t, FV_OADR_NOT_REGISTERED, m.request_id, "this VEN is not registered");
+    } else {
+        handle(v, t, &m, now);
+        if (!t->registered) t->next_ms = 0; /* registered again at once */
+    }
+    if (j->reply->len == 0) { /* nothing to answer (e.g. responseRequired never): OK */
+        struct fv_buf b = {0};
+        if (fv_oadr_build_response(&b, 200, NULL, rc == FV_OK ? m.request_id : "", to->ven_id) ==
+            FV_OK)
+            fv_ven__send(v, to, "EiEvent", &b, "oadrResponse");
+        fv_buf_free(&b);
+    }
+    to->push_reply = NULL;
+    fv_oadr_msg_free(&m);
+}
+
+void fv_ven__push_take(struct fv_ven *v)
+{
+    for (;;) {
+        pthread_mutex_lock(&v->pub);
+        struct pushjob *j = v->pj_head;
+        if (j) {
+            v->pj_head = j->next;
+            if (v->pj_head == NULL) v->pj_tail = NULL;
+        }
+        pthread_mutex_unlock(&v->pub);
+        if (j == NULL) return;
+        push_one(v, j);
+        fv_ven__publish(v);
+        pthread_mutex_lock(&v->pub);
+        j->done = 1;
+        pthread_cond_broadcast(&v->done_cv);
+        pthread_mutex_unlock(&v->pub);
     }
 }
 
@@ -499,7 +601,8 @@ static void turn(struct fv_ven *v, struct vtn *t, int64_t now)
         }
         t->reports_registered = rc == FV_OK;
     }
-    for (int k = 0; k < VEN_BURST && t->registered; k++) {
+    /* N10: in push mode the VTN posts its messages; the VEN does not poll. */
+    for (int k = 0; k < VEN_BURST && t->registered && !v->cfg->push; k++) {
         struct fv_buf b = {0};
         struct fv_oadr_msg m;
         char err[FV_OADR_TEXT_MAX];
@@ -535,7 +638,9 @@ static void *ven_main(void *arg)
     fv_ven__publish(v);
     while (!v->stop) {
         take_opt_requests(v);
+        fv_ven__push_take(v);
         for (size_t i = 0; i < v->nvtn && !v->stop; i++) {
+            fv_ven__push_take(v);
             turn(v, &v->vtn[i], (int64_t)fv_now_ms());
             fv_ven__publish(v);
             save_state(v, &v->vtn[i]);
@@ -543,7 +648,10 @@ static void *ven_main(void *arg)
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_sec += 1;
-        pthread_cond_timedwait(&v->cv, &v->mu, &ts);
+        pthread_mutex_lock(&v->pub);
+        int pushed = v->pj_head != NULL;
+        pthread_mutex_unlock(&v->pub);
+        if (!pushed) pthread_cond_timedwait(&v->cv, &v->mu, &ts);
     }
     pthread_mutex_unlock(&v->mu);
     return NULL;
@@ -562,6 +670,7 @@ int fv_ven_open(const struct fv_oadr_cfg *cfg, const char *data_dir, struct fv_v
     pthread_mutex_init(&v->mu, NULL);
     pthread_mutex_init(&v->pub, NULL);
     pthread_cond_init(&v->cv, NULL);
+    pthread_cond_init(&v->done_cv, NULL);
     snprintf(v->dir, sizeof v->dir, "%s/openadr", data_dir);
     int rc = fv_oadr_schema_open(cfg->schema_dir, &v->schema, err, errlen);
     if (rc == FV_OK) rc = fv_os_mkdirs(v->dir, 0700, err, errlen);
@@ -596,8 +705,6 @@ int fv_ven_open(const struct fv_oadr_cfg *cfg, const char *data_dir, struct fv_v
             curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
         }
     }
-    if (rc == FV_OK && cfg->push)
-        fv_warn("openadr: push mode (openadr.push) is not built yet: the VEN polls only");
     if (rc == FV_OK) {
         if (pthread_create(&v->thread, NULL, ven_main, v) != 0) {
             fv_seterr(err, errlen, "cannot start the OpenADR VEN's thread");
@@ -606,6 +713,7 @@ int fv_ven_open(const struct fv_oadr_cfg *cfg, const char *data_dir, struct fv_v
             v->started = 1;
         }
     }
+    if (rc == FV_OK && cfg->push) rc = fv_ven__push_start(v, err, errlen);
     if (rc) {
         fv_ven_close(v);
         return rc;
@@ -617,6 +725,7 @@ int fv_ven_open(const struct fv_oadr_cfg *cfg, const char *data_dir, struct fv_v
 void fv_ven_close(struct fv_ven *v)
 {
     if (v == NULL) return;
+    fv_ven__push_stop(v); /* first: a message it handed over is finished by the VEN's thread */
     if (v->started) {
         pthread_mutex_lock(&v->mu);
         v->stop = 1;
@@ -647,6 +756,7 @@ void fv_ven_close(struct fv_ven *v)
     free(v->opt_ids);
     fv_oadr_schema_close(v->schema);
     pthread_cond_destroy(&v->cv);
+    pthread_cond_destroy(&v->done_cv);
     pthread_mutex_destroy(&v->pub);
     pthread_mutex_destroy(&v->mu);
     free(v);

@@ -44,13 +44,19 @@
  *     calls; the VEN's thread never writes the audit log itself.
  *  N9 An unreachable VTN (connection, TLS, HTTP status) is retried with backoff (1 s doubling
  *     to 60 s); its state, failures and last error are in fv_ven_status_json and /metrics.
+ *  N10 Push mode (config openadr.push): a listener on its own thread (ven_push.c) takes the
+ *     VTN's POSTs over mutual TLS (client certificate verified against push.ca, none
+ *     refused); each body is handled by the VEN's thread exactly as a polled message (N1-N6)
+ *     and the answer is the HTTP response's body (oadrResponse 200 when nothing else is
+ *     due). Registration offers httpPullModel false and push.address; the VEN does not poll.
  *
- * Threads: the VEN runs its own thread (all network I/O there). fv_ven_status_json,
- * fv_ven_metrics, fv_ven_opt_* and fv_ven_audit_drain may be called from any thread (the API
- * thread) and never wait for the VEN's thread: they read what it published (after each turn
- * and before each request to a VTN, so at most one exchange old) and hand over requests under
- * a short-held mutex of their own. The VPP is called only from the VEN's
- * thread, through vpp.h / vpp_ext.h (which take the VPP's own mutex).
+ * Threads: the VEN runs its own thread (all requests to VTNs there; in push mode a second
+ * thread of its own serves the push listener and waits for the VEN's thread to handle each POST).
+ * fv_ven_status_json, fv_ven_metrics, fv_ven_opt_* and fv_ven_audit_drain may be called from any
+ * thread (the API thread) and never wait for the VEN's thread: they read what it published (after
+ * each turn and before each request to a VTN, so at most one exchange old) and hand over requests
+ * under a short-held mutex of their own. The VPP is called only from the VEN's thread, through
+ * vpp.h / vpp_ext.h (which take the VPP's own mutex).
  */
 #ifndef FV_OPENADR_VEN_H
 #define FV_OPENADR_VEN_H
