@@ -762,6 +762,13 @@ void fv_ven_close(struct fv_ven *v)
     free(v);
 }
 
+void fv_ven_set_store_ops(struct fv_ven *v, const struct fv_ven_store_ops *ops)
+{
+    pthread_mutex_lock(&v->mu);
+    v->store = *ops;
+    pthread_mutex_unlock(&v->mu);
+}
+
 /* ---- opts (N7) ---------------------------------------------------------------------------------
  */
 

@@ -36,7 +36,9 @@
  *  N6 Reports: oadrCreateReport for our rIDs -> oadrCreatedReport, then an oadrUpdateReport
  *     every reportBackDuration with one interval per granularity: delivered kW (what the VPP
  *     tracks for the VTN's active events, else the fleet's discharge), stored and available
- *     energy, online share. Fleet aggregates only, never a site. Unknown rIDs: 461.
+ *     energy, online share. Fleet aggregates only, never a site. Unknown rIDs: 461. A
+ *     request whose reportInterval is wholly past is a history report: one oadrUpdateReport
+ *     (HISTORY_USAGE) from the store (N11), then the request is dropped.
  *  N7 Opt schedules (EiOpt): fv_ven_opt_create/cancel queue oadrCreateOpt/oadrCancelOpt; an
  *     event overlapping an optOut schedule is answered optOut with the schedule's reason.
  *  N8 Every event received, answer sent and report sent is written to the audit log (kind
@@ -96,9 +98,34 @@ int fv_ven_opt_create(struct fv_ven *v, const char *vtn, int opt_in, int64_t sta
 /* Cancels an opt schedule (oadrCancelOpt). FV_OK; FV_ENOENT. */
 int fv_ven_opt_cancel(struct fv_ven *v, const char *id);
 
+/* N11: what the VEN reads from stored telemetry, through the layer that owns the store and
+ * a keystore for the VEN's thread (api/oadr_store.h); called on the VEN's thread only.
+ *   history: the fleet (every enrolled site) per interval [start + i*step, start + (i+1)*step),
+ *     i < n: delivered kW (the mean battery discharge of each site's samples in the
+ *     interval, summed), stored and available kWh and deliverable kW for an hour (at each
+ *     site's last sample in the interval, summed), online (any site had a sample); *nsites:
+ *     the sites read. Aggregates only. FV_OK or an error with err.
+ *   forecast: the VPP's capacity forecast (api/vpp_capacity.c) of program over [start,
+ *     end): its average kW. FV_OK; FV_EINVAL (window too long) with err.
+ * Either may be NULL (not offered). */
+struct fv_ven_hist {
+    double delivered_kw, stored_kwh, available_kwh, deliverable_kw;
+    int online;
+};
+struct fv_ven_store_ops {
+    void *arg;
+    int (*history)(void *arg, int64_t start_ms, int64_t step_ms, size_t n, struct fv_ven_hist *out,
+                   size_t *nsites, char *err, size_t errlen);
+    int (*forecast)(void *arg, const char *program, int64_t start_ms, int64_t end_ms, double *kw,
+                    char *err, size_t errlen);
+};
+/* Gives the VEN its store ops (copied; ops->arg must outlive the VEN). Any thread. */
+void fv_ven_set_store_ops(struct fv_ven *v, const struct fv_ven_store_ops *ops);
+
 /* N8: calls fn for each queued audit record, oldest first, and forgets those fn returned 0
  * for (a record whose fn fails stays queued, with the rest). action: "openadr.event",
- * "openadr.answer", "openadr.report", "openadr.registration", "openadr.opt", "openadr.error";
+ * "openadr.answer", "openadr.report", "openadr.registration", "openadr.opt", "openadr.error",
+ * "openadr.history";
  * extra_json: a JSON object with the message's facts (ids, codes, fleet aggregates). */
 typedef int (*fv_ven_audit_fn)(void *arg, const char *action, const char *result,
                                const char *reason, const char *extra_json);

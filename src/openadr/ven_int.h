@@ -61,6 +61,7 @@ struct vrep {
     struct vsample *s;
     size_t ns;
     unsigned sent;
+    int history; /* N11: a past window, answered once from the store, then dropped */
 };
 
 /* An opt schedule (EiOpt). */
@@ -151,6 +152,7 @@ struct fv_ven {
     pthread_t push_thread;
     int push_started, push_stop;
     uint64_t push_refused, push_received;
+    struct fv_ven_store_ops store; /* N11 (under mu) */
 };
 
 /* POSTs body to the VTN's service and parses the answer into *reply (free it always).
