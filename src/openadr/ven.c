@@ -213,9 +213,21 @@ json_t *fv_ven__state_json(const struct vtn *t)
                             "reason", o->reason, "market_context", o->mc, "state", o->state, "last",
                             o->last));
     }
-    return json_pack("{s:s,s:s,s:s,s:I,s:o,s:o}", "ven_id", t->ven_id, "registration_id",
+    json_t *reps = json_array(); /* the VTN's report requests (their samples are not kept) */
+    for (size_t i = 0; reps && i < t->nrep; i++) {
+        const struct vrep *r = &t->rep[i];
+        json_array_append_new(reps,
+                              json_pack("{s:s,s:s,s:i,s:I,s:I,s:I,s:I,s:b,s:I}", "request_id",
+                                        r->request_id, "specifier_id", r->specifier_id, "rids",
+                                        r->rids, "granularity_ms", (json_int_t)r->granularity_ms,
+                                        "report_back_ms", (json_int_t)r->report_back_ms, "start_ms",
+                                        (json_int_t)r->start_ms, "end_ms", (json_int_t)r->end_ms,
+                                        "history", r->history, "sent", (json_int_t)r->sent));
+    }
+    return json_pack("{s:s,s:s,s:s,s:I,s:o,s:o,s:o}", "ven_id", t->ven_id, "registration_id",
                      t->registration_id, "vtn_id", t->vtn_id, "poll_ms", (json_int_t)t->poll_ms,
-                     "events", evs ? evs : json_array(), "opts", opts ? opts : json_array());
+                     "events", evs ? evs : json_array(), "opts", opts ? opts : json_array(),
+                     "report_requests", reps ? reps : json_array());
 }
 
 static void str_of(json_t *o, const char *k, char *out, size_t cap)
@@ -287,6 +299,35 @@ static int load_state(struct fv_ven *v, struct vtn *t, char *err, size_t errlen)
         str_of(e, "market_context", o->mc, sizeof o->mc);
         o->state = (int)json_integer_value(json_object_get(e, "state"));
         str_of(e, "last", o->last, sizeof o->last);
+    }
+    /* Report requests resume (N6): sampling from now, the first update one period on. */
+    json_t *reps = json_object_get(j, "report_requests");
+    int64_t now = (int64_t)fv_now_ms();
+    json_array_foreach(reps, i, e)
+    {
+        struct vrep *q = rc ? NULL : realloc(t->rep, (t->nrep + 1) * sizeof *q);
+        if (q == NULL) {
+            rc = FV_ENOMEM;
+            break;
+        }
+        t->rep = q;
+        struct vrep *r = &q[t->nrep];
+        memset(r, 0, sizeof *r);
+        str_of(e, "request_id", r->request_id, sizeof r->request_id);
+        str_of(e, "specifier_id", r->specifier_id, sizeof r->specifier_id);
+        r->rids = (int)json_integer_value(json_object_get(e, "rids"));
+        r->granularity_ms = json_integer_value(json_object_get(e, "granularity_ms"));
+        r->report_back_ms = json_integer_value(json_object_get(e, "report_back_ms"));
+        r->start_ms = json_integer_value(json_object_get(e, "start_ms"));
+        r->end_ms = json_integer_value(json_object_get(e, "end_ms"));
+        r->history = json_is_true(json_object_get(e, "history"));
+        r->sent = (unsigned)json_integer_value(json_object_get(e, "sent"));
+        if (!r->request_id[0] || r->granularity_ms < 1000 || r->report_back_ms < 1000 ||
+            (r->end_ms && !r->history && r->end_ms <= now))
+            continue; /* malformed, or over while we were down */
+        r->next_sample_ms = r->history ? INT64_MAX : r->start_ms > now ? r->start_ms : now;
+        r->next_send_ms = r->history ? now : r->next_sample_ms + r->report_back_ms;
+        t->nrep++;
     }
     json_decref(j);
     return rc;

@@ -6,7 +6,8 @@
  *
  * Per VTN, the VEN's life:
  *   unregistered --oadrQueryRegistration, oadrCreatePartyRegistration--> registered
- *     (registrationID and venID kept in DATA/openadr/NAME.json across restarts; then
+ *     (registrationID and venID kept in DATA/openadr/NAME.json across restarts, with the
+ *      events, opt schedules and the VTN's report requests, which resume after a restart; then
  *      oadrRegisterReport: the fleet's TELEMETRY_USAGE and TELEMETRY_STATUS metadata)
  *   registered: oadrPoll every oadrRequestedOadrPollFreq (default 10 s), and each message the
  *     poll returns is handled and answered (N1-N8); the poll repeats at once while the VTN

@@ -143,6 +143,7 @@ void fv_ven__create_report(struct fv_ven *v, struct vtn *t, const struct fv_oadr
                 r->request_id, r->specifier_id, (long long)(r->report_back_ms / 1000),
                 (long long)(r->granularity_ms / 1000));
     }
+    t->dirty = 1;
     const char **pending = calloc(t->nrep ? t->nrep : 1, sizeof *pending);
     for (size_t k = 0; pending && k < t->nrep; k++)
         pending[k] = t->rep[k].request_id;
@@ -159,6 +160,7 @@ void fv_ven__create_report(struct fv_ven *v, struct vtn *t, const struct fv_oadr
 
 static void drop_report(struct vtn *t, size_t i)
 {
+    t->dirty = 1; /* the saved state keeps the report requests */
     free(t->rep[i].s);
     memmove(&t->rep[i], &t->rep[i + 1], (t->nrep - i - 1) * sizeof *t->rep);
     t->nrep--;

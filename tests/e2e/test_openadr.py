@@ -292,7 +292,14 @@ def run(env, srv, vtn):
     wait("vtn_up 1", lambda: srv.metric('fleetvault_openadr_vtn_up{vtn="utility"}') == 1)
 
     t.log(f"unreachable and back: {time.time() - began:.1f} s")
-    # -- a restart keeps the registration: the VEN polls with it, registers nothing again
+    # -- a restart keeps the registration: the VEN polls with it, registers nothing again;
+    # and the report requests: their updates resume without the VTN asking again
+    t0 = time.time()
+    vtn.request_report("rr-status", "fleetvault-status", ["online"], 1, 1)
+    vtn.wait_for("oadrCreatedReport", after=t0)
+    def rr_update(m):
+        return any(p["report_request_id"] == "rr-status" for p in report_intervals(m))
+    vtn.wait_for("oadrUpdateReport", rr_update, after=t0)
     reg = vtn.registration_id
     srv.stop()
     t0 = time.time()
@@ -300,6 +307,8 @@ def run(env, srv, vtn):
     vtn.wait_for("oadrPoll", after=t0, timeout=30)
     assert vtn.registration_id == reg
     assert not [m for m in vtn.received if m.t >= t0 and m.name == "oadrCreatePartyRegistration"]
+    vtn.wait_for("oadrUpdateReport", rr_update, after=t0, timeout=15)
+    assert not [m for m in vtn.sent if m.t >= t0 and m.name == "oadrCreateReport"]
 
     # -- the audit log: events received, answers sent, reports written
     srv.stop()
