@@ -198,12 +198,14 @@ json_t *fv_ven__state_json(const struct vtn *t)
     for (size_t i = 0; evs && i < t->nev; i++) {
         const struct vev *e = &t->ev[i];
         json_array_append_new(
-            evs, json_pack("{s:s,s:I,s:s,s:s,s:b,s:b,s:s,s:s,s:I,s:I,s:I,s:f,s:b}", "id", e->id,
-                           "mod", (json_int_t)e->mod, "market_context", e->mc, "state", e->state,
-                           "test", e->test, "opt_in", e->opt_in, "reason", e->reason, "vpp_event",
-                           e->vpp_id, "start_ms", (json_int_t)e->start_ms, "end_ms",
+            evs, json_pack("{s:s,s:I,s:s,s:s,s:b,s:b,s:s,s:s,s:I,s:I,s:I,s:f,s:b,s:I,s:I,s:s}",
+                           "id", e->id, "mod", (json_int_t)e->mod, "market_context", e->mc, "state",
+                           e->state, "test", e->test, "opt_in", e->opt_in, "reason", e->reason,
+                           "vpp_event", e->vpp_id, "start_ms", (json_int_t)e->start_ms, "end_ms",
                            (json_int_t)e->end_ms, "received_ms", (json_int_t)e->received_ms,
-                           "target_kw", e->target_kw, "max", e->max));
+                           "target_kw", e->target_kw, "max", e->max, "ramp_up_ms",
+                           (json_int_t)e->rampup_ms, "recovery_ms", (json_int_t)e->recovery_ms,
+                           "capacity_from", e->capacity_from));
     }
     for (size_t i = 0; opts && i < t->nopt; i++) {
         const struct vopt *o = &t->opt[i];
@@ -279,6 +281,9 @@ static int load_state(struct fv_ven *v, struct vtn *t, char *err, size_t errlen)
         k->received_ms = json_integer_value(json_object_get(e, "received_ms"));
         k->target_kw = json_number_value(json_object_get(e, "target_kw"));
         k->max = json_is_true(json_object_get(e, "max"));
+        k->rampup_ms = json_integer_value(json_object_get(e, "ramp_up_ms"));
+        k->recovery_ms = json_integer_value(json_object_get(e, "recovery_ms"));
+        str_of(e, "capacity_from", k->capacity_from, sizeof k->capacity_from);
     }
     json_t *opts = json_object_get(j, "opts");
     json_array_foreach(opts, i, e)

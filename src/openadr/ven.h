@@ -26,24 +26,24 @@
  *     event cancels its VPP event; an event the VTN no longer lists is cancelled too.
  *  N3 Mapping: the event's marketContext names a VPP program (config market_contexts);
  *     SIMPLE level L -> target = simple_levels[L] x the fleet's capacity for the window
- *     (fv_vpp_capacity_now; a fraction of 1.0 = every site at its maximum; level 0 = no
- *     dispatch); LOAD_DISPATCH setpoint (kW, or W/MW by its itemBase) -> target kW. Several
- *     intervals: the highest value. The VPP event spans [dtstart, dtstart + duration).
- *     A modification updates the VPP event (vpp_ext.h X1); a refusal (the program's rules,
- *     e.g. over the yearly cap, an unknown market context, an unsupported signal, an opt-out
- *     schedule covering it) is an optOut whose reason is the refusal's text.
- *  N4 Test events (testEvent not "false") are recorded and answered optIn, never dispatched.
- *  N5 responseRequired = never: nothing is sent for that event.
- *  N6 Reports: oadrCreateReport for our rIDs -> oadrCreatedReport, then an oadrUpdateReport
- *     every reportBackDuration with one interval per granularity: delivered kW (what the VPP
- *     tracks for the VTN's active events, else the fleet's discharge), stored and available
- *     energy, online share. Fleet aggregates only, never a site. Unknown rIDs: 461. A
- *     request whose reportInterval is wholly past is a history report: one oadrUpdateReport
- *     (HISTORY_USAGE) from the store (N11), then the request is dropped.
- *  N7 Opt schedules (EiOpt): fv_ven_opt_create/cancel queue oadrCreateOpt/oadrCancelOpt; an
- *     event overlapping an optOut schedule is answered optOut with the schedule's reason.
- *  N8 Every event received, answer sent and report sent is written to the audit log (kind
- *     "openadr") through fv_ven_audit_drain, which the API thread (the audit log's owner)
+ *     (the VPP's capacity forecast, N11; without one fv_vpp_capacity_now; a fraction of 1.0 =
+ *     every site at its maximum; level 0 = no dispatch); LOAD_DISPATCH setpoint (kW, or W/MW
+ *     by its itemBase) -> target kW. Several intervals: the highest value. The VPP event spans
+ * [dtstart - rampUp, dtstart + duration), created when the event is received (notification:
+ * scheduled ahead); recovery is recorded, not dispatched. A modification updates the VPP event
+ * (vpp_ext.h X1); a refusal (the program's rules, e.g. over the yearly cap, an unknown market
+ * context, an unsupported signal, an opt-out schedule covering it) is an optOut whose reason is the
+ * refusal's text. N4 Test events (testEvent not "false") are recorded and answered optIn, never
+ * dispatched. N5 responseRequired = never: nothing is sent for that event. N6 Reports:
+ * oadrCreateReport for our rIDs -> oadrCreatedReport, then an oadrUpdateReport every
+ * reportBackDuration with one interval per granularity: delivered kW (what the VPP tracks for the
+ * VTN's active events, else the fleet's discharge), stored and available energy, online share.
+ * Fleet aggregates only, never a site. Unknown rIDs: 461. A request whose reportInterval is wholly
+ * past is a history report: one oadrUpdateReport (HISTORY_USAGE) from the store (N11), then the
+ * request is dropped. N7 Opt schedules (EiOpt): fv_ven_opt_create/cancel queue
+ * oadrCreateOpt/oadrCancelOpt; an event overlapping an optOut schedule is answered optOut with the
+ * schedule's reason. N8 Every event received, answer sent and report sent is written to the audit
+ * log (kind "openadr") through fv_ven_audit_drain, which the API thread (the audit log's owner)
  *     calls; the VEN's thread never writes the audit log itself.
  *  N9 An unreachable VTN (connection, TLS, HTTP status) is retried with backoff (1 s doubling
  *     to 60 s); its state, failures and last error are in fv_ven_status_json and /metrics.

@@ -45,6 +45,9 @@ struct vev {
     int64_t start_ms, end_ms, received_ms;
     double target_kw; /* what was asked of the VPP (0 with max) */
     int max;
+    int64_t rampup_ms, recovery_ms; /* x-eiRampUp (the VPP event starts that much earlier) and
+                                     * x-eiRecovery (recorded, not dispatched) */
+    char capacity_from[16];         /* SIMPLE: "forecast" or "latest" (the samples now); "" */
 };
 
 struct vsample {

@@ -183,6 +183,12 @@ def run(env, srv, vtn):
     ve = ven_event(srv, "ev1")
     assert ve and ve["vpp_event"] and ve["target_kw"] > 0, ve
     vpp_id, target1 = ve["vpp_event"], ve["target_kw"]
+    # SIMPLE level 1 = 0.3 x the VPP's capacity forecast for the window (not latest samples)
+    assert ve["capacity_from"] == "forecast", ve
+    st, fc = api(srv, "GET", f"/api/v1/vpp/capacity?program=test&from={ve['start_ms']}"
+                 f"&to={ve['end_ms']}")
+    assert st == 200, (st, fc)
+    assert abs(target1 - 0.3 * fc["avg_mw"] * 1000) <= 0.1 * target1 + 0.01, (target1, fc)
 
     def delivering():
         st, b = api(srv, "GET", f"/api/v1/vpp/events/{vpp_id}")

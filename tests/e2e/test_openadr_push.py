@@ -5,7 +5,8 @@ VEN's EiEvent / EiReport / EiRegisterParty endpoints over mutual TLS.
   registration: httpPullModel false and the push address as oadrTransportAddress; the VEN
     does not poll;
   an event pushed (oadrDistributeEvent to BASE/EiEvent) -> the HTTP response is the
-    oadrCreatedEvent (optIn) and the event is a VPP event;
+    oadrCreatedEvent (optIn) and the event is a VPP event, scheduled ahead of its start, from
+    dtstart - rampUp to dtstart + duration;
   a report request pushed (oadrCreateReport) -> oadrCreatedReport in the response, then the
     VEN's oadrUpdateReports posted to the VTN;
   a client certificate from another CA, and none at all: the handshake is refused, nothing
@@ -60,7 +61,8 @@ def test_push_mode():
              == "registered")
 
         # -- an event pushed: the answer is the HTTP response; a VPP event exists
-        vtn.queue_event("ev1", MC, start_s=60, duration_s=600, signal="LOAD_DISPATCH", kw=5)
+        qe = vtn.queue_event("ev1", MC, start_s=60, duration_s=600, signal="LOAD_DISPATCH", kw=5,
+                             notification_s=60, ramp_s=30, recovery_s=120)
         reply = vtn.push(None, vtn.next_payload())
         assert vtn.last_push_status == 200
         name, _ = code_of(reply)
@@ -71,6 +73,13 @@ def test_push_mode():
         assert ev["vpp_event"] and abs(ev["target_kw"] - 5) < 1e-9, ev
         st, vpp = api(srv, "GET", f"/api/v1/vpp/events/{ev['vpp_event']}")
         assert st == 200 and abs(vpp["target_kw"] - 5) < 1e-9, (st, vpp)
+        # the active period: known ahead (notification), the VPP event is scheduled now;
+        # dispatch begins rampUp before dtstart, ends at dtstart + duration (recovery: recorded)
+        dtstart = qe["start"] * 1000
+        assert vpp["state"] == "scheduled", vpp
+        assert abs(vpp["start"] - (dtstart - 30000)) < 1000, (vpp["start"], dtstart)
+        assert abs(vpp["end"] - (dtstart + 600000)) < 1000, (vpp["end"], dtstart)
+        assert (ev["ramp_up_ms"], ev["recovery_ms"]) == (30000, 120000), ev
         nvpp = len(api(srv, "GET", "/api/v1/vpp/events")[1]["events"])
 
         # -- a report request pushed: oadrCreatedReport answers; updates are posted
