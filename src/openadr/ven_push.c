@@ -34,6 +34,8 @@ static void psess_end(struct psess *s)
 {
     fv_buf_free(&s->body);
     fv_buf_free(&s->reply);
+    s->status = 0; /* answered: a later WRITEABLE writes nothing */
+    s->sent = 0;
 }
 
 /* Hands the body to the VEN's thread and waits for its answer (the push thread). A message
