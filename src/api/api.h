@@ -31,6 +31,7 @@
 #include "wal/wal.h"
 
 struct fv_store;
+struct fv_store_cursor;
 struct fv_keystore;
 struct fv_guard;
 struct fv_guard_ctx;
@@ -110,6 +111,12 @@ void fv_api_vpp_season(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
  * completed event it is settled in, named by its id, as {"rows": [...], "total": {...}}
  * (settle.h's JSON; a new reference), NULL when there is none or on error. */
 struct json_t *fv_api_vpp_site_payments(const struct fv_api_view *v, const char *site);
+/* Opens a query of a site's samples of fields with from <= t <= to (store.h), with the data
+ * key of the site's current subject (its owner period's, privacy/subjects.h). FV_ENOENT: the
+ * site never sent anything (no key). The caller decides and audits the read. */
+int fv_api_site_query(const struct fv_api_view *v, const char *site, int64_t from, int64_t to,
+                      const uint32_t *fields, size_t nfields, struct fv_store_cursor **out,
+                      char *err, size_t errlen);
 /* The capacity forecast of a program's sites for [from, to) (api/vpp_capacity.c): a JSON
  * answer in *out and the window's average kW in *avg_kw. FV_OK, FV_EINVAL (err), FV_ENOMEM. */
 int fv_api_vpp_forecast(const struct fv_api_view *v, const char *program, int64_t from, int64_t to,

@@ -47,16 +47,12 @@ static void typical(const struct fv_api_view *v, const char *site, int64_t from,
                     struct slots *sl)
 {
     memset(sl, 0, sizeof *sl);
-    char subject[FV_SUBJECT_NAME_MAX + 1], pseudo[FV_PSEUDONYM_LEN + 1], err[256];
-    if (fv_subject_current(v->keys, site, subject, NULL) != FV_OK)
-        snprintf(subject, sizeof subject, "%s", site);
-    const unsigned char *dek;
-    if (fv_keystore_dek(v->keys, subject, 0, &dek, pseudo) != FV_OK) return;
+    char err[256];
     int64_t now = (int64_t)fv_now_ms();
     uint32_t f[2] = {FV_SIG_SITE_SOLAR_KW, FV_SIG_SITE_LOAD_KW};
     struct fv_store_cursor *c;
-    if (fv_store_query(v->store, pseudo, dek, now - FV_VPP_HISTORY_DAYS * DAY_MS, now, f, 2, 0, &c,
-                       err, sizeof err))
+    if (fv_api_site_query(v, site, now - FV_VPP_HISTORY_DAYS * DAY_MS, now, f, 2, &c, err,
+                          sizeof err))
         return;
     struct fv_store_chunk ch;
     while (fv_store_next(c, &ch, err, sizeof err) == 1)

@@ -45,19 +45,27 @@ struct series {
     size_t n, cap;
 };
 
-/* Appends the site's samples of field in [from, to] to s. */
-static int read_samples(const struct fv_api_view *v, const char *site, uint32_t field, int64_t from,
-                        int64_t to, struct series *s)
+int fv_api_site_query(const struct fv_api_view *v, const char *site, int64_t from, int64_t to,
+                      const uint32_t *fields, size_t nfields, struct fv_store_cursor **out,
+                      char *err, size_t errlen)
 {
-    char subject[FV_SUBJECT_NAME_MAX + 1], pseudo[FV_PSEUDONYM_LEN + 1], err[256];
+    char subject[FV_SUBJECT_NAME_MAX + 1], pseudo[FV_PSEUDONYM_LEN + 1];
     if (fv_subject_current(v->keys, site, subject, NULL) != FV_OK)
         snprintf(subject, sizeof subject, "%s", site);
     const unsigned char *dek;
     int rc = fv_keystore_dek(v->keys, subject, 0, &dek, pseudo);
-    if (rc) return rc == FV_ENOENT ? FV_OK : rc; /* never sent anything: no samples */
-    struct fv_store_cursor *c;
-    rc = fv_store_query(v->store, pseudo, dek, from, to, &field, 1, 0, &c, err, sizeof err);
     if (rc) return rc;
+    return fv_store_query(v->store, pseudo, dek, from, to, fields, nfields, 0, out, err, errlen);
+}
+
+/* Appends the site's samples of field in [from, to] to s. */
+static int read_samples(const struct fv_api_view *v, const char *site, uint32_t field, int64_t from,
+                        int64_t to, struct series *s)
+{
+    char err[256];
+    struct fv_store_cursor *c;
+    int rc = fv_api_site_query(v, site, from, to, &field, 1, &c, err, sizeof err);
+    if (rc) return rc == FV_ENOENT ? FV_OK : rc; /* never sent anything: no samples */
     struct fv_store_chunk ch;
     while ((rc = fv_store_next(c, &ch, err, sizeof err)) == 1) {
         for (size_t i = 0; i < ch.n; i++) {

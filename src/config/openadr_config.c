@@ -180,7 +180,7 @@ int fv_oadr_cfg_parse(struct fv_oadr_cfg *c, const json_t *val, const char *path
     }
     json_t *push = json_object_get(val, "push");
     if (rc == FV_OK && push) {
-        static const char *const pknown[] = {"listen", "cert", "key", "ca", NULL};
+        static const char *const pknown[] = {"listen", "cert", "key", "ca", "address", NULL};
         char listen[300] = "";
         rc =
             json_is_object(push) ? keys_known(push, pknown, path, "push.", err, errlen) : FV_EINVAL;
@@ -193,6 +193,16 @@ int fv_oadr_cfg_parse(struct fv_oadr_cfg *c, const json_t *val, const char *path
         }
         if (rc == FV_OK)
             rc = tls_files(push, c->push_cert, c->push_key, c->push_ca, path, "push.", err, errlen);
+        if (rc == FV_OK)
+            rc = str(push, "address", c->push_address, sizeof c->push_address, 0, path, "push.",
+                     err, errlen);
+        if (rc == FV_OK && c->push_address[0] == '\0')
+            snprintf(c->push_address, sizeof c->push_address, "https://%s:%d/OpenADR2/Simple/2.0b",
+                     c->push_host, c->push_port);
+        if (rc == FV_OK && strncmp(c->push_address, "https://", 8) != 0) {
+            fv_seterr(err, errlen, "%s: openadr.push.address: expected https://...", path);
+            rc = FV_EINVAL;
+        }
         if (rc == FV_EINVAL && !json_is_object(push))
             fv_seterr(err, errlen, "%s: openadr.push: expected an object", path);
         c->push = rc == FV_OK;

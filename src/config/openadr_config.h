@@ -6,7 +6,8 @@
  *     "ven_name": "fleetvault-ven",
  *     "vtns": [{"name": "utility", "url": "https://HOST:PORT/OpenADR2/Simple/2.0b",
  *               "cert": "ven.crt", "key": "ven.key", "ca": "ca.crt"}],
- *     "push": {"listen": "127.0.0.1:PORT", "cert": "...", "key": "...", "ca": "..."},
+ *     "push": {"listen": "127.0.0.1:PORT", "cert": "...", "key": "...", "ca": "...",
+ *              "address": "https://HOST:PORT/OpenADR2/Simple/2.0b"},
  *     "market_contexts": {"http://elrp.example/a4": {"program": "elrp",
  *                          "simple_levels": {"1": 0.33, "2": 0.66, "3": 1.0}}},
  *     "schema_dir": "share/openadr-2.0b",
@@ -15,6 +16,9 @@
  * ven_name, vtns (1 to FV_OADR_CFG_VTNS, url https://) and market_contexts are required; push,
  * schema_dir (default: the source tree's share/openadr-2.0b) and report_interval_s (1-3600,
  * default 60) are optional. Paths are read as given (relative to the working directory).
+ * push: the VEN listens on push.listen (HTTPS; the VTN's client certificate is checked against
+ * push.ca, a VTN without one is refused) and registers push.address (default
+ * https://LISTEN/OpenADR2/Simple/2.0b) as its oadrTransportAddress, with httpPullModel false.
  * simple_levels: fractions of the fleet's capacity for SIMPLE levels 1-3, each in [0, 1]
  * (default 0.33, 0.66, 1.0); level 0 never dispatches. An unknown key or a bad value fails
  * the load naming "openadr.KEY". Whether the program exists is the VPP's to check (at start).
@@ -50,6 +54,7 @@ struct fv_oadr_cfg {
     char push_host[256];
     int push_port;
     char push_cert[1024], push_key[1024], push_ca[1024];
+    char push_address[1024]; /* the oadrTransportAddress we register (default from listen) */
     struct fv_oadr_cfg_mc mcs[FV_OADR_CFG_MCS];
     size_t nmcs;
     char schema_dir[1024];

@@ -122,8 +122,9 @@ void fv_vpp_event_info_free(struct fv_vpp_event_info *info);
 int fv_vpp_season(struct fv_vpp *v, const char *program, int year, char (**ids)[FV_VPP_ID_MAX],
                   size_t *n);
 
-/* The sites enrolled in program now, each with its latest sample (have 0: none yet) and when
- * it arrived. *out is malloc'd (free it). FV_ENOENT: no such program. */
+/* The sites enrolled in program now (program NULL: in any program), each with its latest
+ * sample (have 0: none yet) and when it arrived. *out is malloc'd (free it). FV_ENOENT: no
+ * such program. */
 struct fv_vpp_site_now {
     char id[65];
     int have;

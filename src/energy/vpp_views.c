@@ -209,13 +209,14 @@ int fv_vpp_sites(struct fv_vpp *v, const char *program, struct fv_vpp_site_now *
     *n = 0;
     pthread_mutex_lock(&v->mu);
     fv_vpp__drain_inbox(v); /* the newest samples count */
-    int p = fv_vpp__prog_index(v, program);
-    int rc = p < 0 ? FV_ENOENT : FV_OK;
+    int p = program ? fv_vpp__prog_index(v, program) : -1;
+    int rc = program && p < 0 ? FV_ENOENT : FV_OK;
     struct fv_vpp_site_now *arr = rc == FV_OK ? calloc(v->sites.n + 1, sizeof *arr) : NULL;
     if (rc == FV_OK && arr == NULL) rc = FV_ENOMEM;
     for (size_t i = 0; rc == FV_OK && i < v->sites.cap; i++) {
         const struct vsite *s = v->sites.slots[i].val;
-        if (!v->sites.slots[i].hash || s == NULL || s->prog != p) continue;
+        if (!v->sites.slots[i].hash || s == NULL || s->prog < 0 || (program && s->prog != p))
+            continue;
         struct fv_vpp_site_now *x = &arr[(*n)++];
         snprintf(x->id, sizeof x->id, "%s", s->id);
         x->have = s->have;

@@ -167,6 +167,15 @@ int fv_ven__exchange(struct fv_ven *v, struct vtn *t, const char *service,
 int fv_ven__send(struct fv_ven *v, struct vtn *t, const char *service, const struct fv_buf *body,
                  const char *what)
 {
+    if (t->push_reply) { /* N10: the answer to a pushed message goes in the HTTP response */
+        if (t->push_reply->len) {
+            fv_warn("openadr: %s: %s: a second answer to one pushed message dropped", t->cfg->name,
+                    what);
+            return FV_EINVAL;
+        }
+        t->sent++;
+        return fv_buf_append(t->push_reply, body->data, body->len);
+    }
     struct fv_oadr_msg r;
     char err[FV_OADR_TEXT_MAX];
     int rc = fv_ven__exchange(v, t, service, body, &r, err, sizeof err);
@@ -189,12 +198,14 @@ json_t *fv_ven__state_json(const struct vtn *t)
     for (size_t i = 0; evs && i < t->nev; i++) {
         const struct vev *e = &t->ev[i];
         json_array_append_new(
-            evs, json_pack("{s:s,s:I,s:s,s:s,s:b,s:b,s:s,s:s,s:I,s:I,s:I,s:f,s:b}", "id", e->id,
-                           "mod", (json_int_t)e->mod, "market_context", e->mc, "state", e->state,
-                           "test", e->test, "opt_in", e->opt_in, "reason", e->reason, "vpp_event",
-                           e->vpp_id, "start_ms", (json_int_t)e->start_ms, "end_ms",
+            evs, json_pack("{s:s,s:I,s:s,s:s,s:b,s:b,s:s,s:s,s:I,s:I,s:I,s:f,s:b,s:I,s:I,s:s}",
+                           "id", e->id, "mod", (json_int_t)e->mod, "market_context", e->mc, "state",
+                           e->state, "test", e->test, "opt_in", e->opt_in, "reason", e->reason,
+                           "vpp_event", e->vpp_id, "start_ms", (json_int_t)e->start_ms, "end_ms",
                            (json_int_t)e->end_ms, "received_ms", (json_int_t)e->received_ms,
-                           "target_kw", e->target_kw, "max", e->max));
+                           "target_kw", e->target_kw, "max", e->max, "ramp_up_ms",
+                           (json_int_t)e->rampup_ms, "recovery_ms", (json_int_t)e->recovery_ms,
+                           "capacity_from", e->capacity_from));
     }
     for (size_t i = 0; opts && i < t->nopt; i++) {
         const struct vopt *o = &t->opt[i];
@@ -204,9 +215,21 @@ json_t *fv_ven__state_json(const struct vtn *t)
                             "reason", o->reason, "market_context", o->mc, "state", o->state, "last",
                             o->last));
     }
-    return json_pack("{s:s,s:s,s:s,s:I,s:o,s:o}", "ven_id", t->ven_id, "registration_id",
+    json_t *reps = json_array(); /* the VTN's report requests (their samples are not kept) */
+    for (size_t i = 0; reps && i < t->nrep; i++) {
+        const struct vrep *r = &t->rep[i];
+        json_array_append_new(reps,
+                              json_pack("{s:s,s:s,s:i,s:I,s:I,s:I,s:I,s:b,s:I}", "request_id",
+                                        r->request_id, "specifier_id", r->specifier_id, "rids",
+                                        r->rids, "granularity_ms", (json_int_t)r->granularity_ms,
+                                        "report_back_ms", (json_int_t)r->report_back_ms, "start_ms",
+                                        (json_int_t)r->start_ms, "end_ms", (json_int_t)r->end_ms,
+                                        "history", r->history, "sent", (json_int_t)r->sent));
+    }
+    return json_pack("{s:s,s:s,s:s,s:I,s:o,s:o,s:o}", "ven_id", t->ven_id, "registration_id",
                      t->registration_id, "vtn_id", t->vtn_id, "poll_ms", (json_int_t)t->poll_ms,
-                     "events", evs ? evs : json_array(), "opts", opts ? opts : json_array());
+                     "events", evs ? evs : json_array(), "opts", opts ? opts : json_array(),
+                     "report_requests", reps ? reps : json_array());
 }
 
 static void str_of(json_t *o, const char *k, char *out, size_t cap)
@@ -258,6 +281,9 @@ static int load_state(struct fv_ven *v, struct vtn *t, char *err, size_t errlen)
         k->received_ms = json_integer_value(json_object_get(e, "received_ms"));
         k->target_kw = json_number_value(json_object_get(e, "target_kw"));
         k->max = json_is_true(json_object_get(e, "max"));
+        k->rampup_ms = json_integer_value(json_object_get(e, "ramp_up_ms"));
+        k->recovery_ms = json_integer_value(json_object_get(e, "recovery_ms"));
+        str_of(e, "capacity_from", k->capacity_from, sizeof k->capacity_from);
     }
     json_t *opts = json_object_get(j, "opts");
     json_array_foreach(opts, i, e)
@@ -278,6 +304,35 @@ static int load_state(struct fv_ven *v, struct vtn *t, char *err, size_t errlen)
         str_of(e, "market_context", o->mc, sizeof o->mc);
         o->state = (int)json_integer_value(json_object_get(e, "state"));
         str_of(e, "last", o->last, sizeof o->last);
+    }
+    /* Report requests resume (N6): sampling from now, the first update one period on. */
+    json_t *reps = json_object_get(j, "report_requests");
+    int64_t now = (int64_t)fv_now_ms();
+    json_array_foreach(reps, i, e)
+    {
+        struct vrep *q = rc ? NULL : realloc(t->rep, (t->nrep + 1) * sizeof *q);
+        if (q == NULL) {
+            rc = FV_ENOMEM;
+            break;
+        }
+        t->rep = q;
+        struct vrep *r = &q[t->nrep];
+        memset(r, 0, sizeof *r);
+        str_of(e, "request_id", r->request_id, sizeof r->request_id);
+        str_of(e, "specifier_id", r->specifier_id, sizeof r->specifier_id);
+        r->rids = (int)json_integer_value(json_object_get(e, "rids"));
+        r->granularity_ms = json_integer_value(json_object_get(e, "granularity_ms"));
+        r->report_back_ms = json_integer_value(json_object_get(e, "report_back_ms"));
+        r->start_ms = json_integer_value(json_object_get(e, "start_ms"));
+        r->end_ms = json_integer_value(json_object_get(e, "end_ms"));
+        r->history = json_is_true(json_object_get(e, "history"));
+        r->sent = (unsigned)json_integer_value(json_object_get(e, "sent"));
+        if (!r->request_id[0] || r->granularity_ms < 1000 || r->report_back_ms < 1000 ||
+            (r->end_ms && !r->history && r->end_ms <= now))
+            continue; /* malformed, or over while we were down */
+        r->next_sample_ms = r->history ? INT64_MAX : r->start_ms > now ? r->start_ms : now;
+        r->next_send_ms = r->history ? now : r->next_sample_ms + r->report_back_ms;
+        t->nrep++;
     }
     json_decref(j);
     return rc;
@@ -334,8 +389,9 @@ static int do_register(struct fv_ven *v, struct vtn *t, int64_t now)
     fv_buf_reset(&b);
     fv_ven__request_id(t, "register", rid);
     if (rc == FV_OK)
-        rc = fv_oadr_build_create_party_registration(&b, rid, t->registration_id, t->ven_id,
-                                                     v->cfg->ven_name, NULL, 1);
+        rc = fv_oadr_build_create_party_registration(
+            &b, rid, t->registration_id, t->ven_id, v->cfg->ven_name,
+            v->cfg->push ? v->cfg->push_address : NULL, !v->cfg->push);
     if (rc == FV_OK) rc = fv_ven__exchange(v, t, "EiRegisterParty", &b, &r, err, sizeof err);
     fv_buf_free(&b);
     if (rc == FV_OK && (r.kind != FV_OADR_CREATED_PARTY_REGISTRATION || r.response_code != 200 ||
@@ -439,10 +495,102 @@ static int handle(struct fv_ven *v, struct vtn *t, const struct fv_oadr_msg *m, 
     }
     default: {
         char why[160];
-        snprintf(why, sizeof why, "%s is not a message a VEN receives by polling", m->name);
+        snprintf(why, sizeof why, "%s is not a message a VEN receives", m->name);
         refuse(v, t, FV_OADR_NOT_RECOGNIZED, m->request_id, why);
         return 0;
     }
+    }
+}
+
+/* ---- push mode (N10) --------------------------------------------------------------------------
+ */
+
+/* The service each message a VTN pushes is posted to. */
+static const char *push_service(enum fv_oadr_kind k)
+{
+    switch (k) {
+    case FV_OADR_DISTRIBUTE_EVENT:
+        return "EiEvent";
+    case FV_OADR_CREATE_REPORT:
+    case FV_OADR_REGISTER_REPORT:
+    case FV_OADR_CANCEL_REPORT:
+        return "EiReport";
+    case FV_OADR_CANCEL_PARTY_REGISTRATION:
+    case FV_OADR_REQUEST_REREGISTRATION:
+        return "EiRegisterParty";
+    default:
+        return NULL;
+    }
+}
+
+/* The VTN a pushed message is from: the only one, or the one whose vtnID (or our venID with
+ * it) the message names. NULL: none. */
+static struct vtn *push_vtn(struct fv_ven *v, const struct fv_oadr_msg *m)
+{
+    if (v->nvtn == 1) return &v->vtn[0];
+    for (size_t i = 0; i < v->nvtn; i++)
+        if ((m->vtn_id[0] && strcmp(m->vtn_id, v->vtn[i].vtn_id) == 0) ||
+            (!m->vtn_id[0] && m->ven_id[0] && strcmp(m->ven_id, v->vtn[i].ven_id) == 0))
+            return &v->vtn[i];
+    return NULL;
+}
+
+/* One pushed message: validated (N1), then handled as a polled one would be, every answer
+ * written into the job's reply instead of posted. */
+static void push_one(struct fv_ven *v, struct pushjob *j)
+{
+    struct fv_oadr_msg m;
+    char err[FV_OADR_TEXT_MAX];
+    int64_t now = (int64_t)fv_now_ms();
+    int rc = fv_oadr_parse(v->schema, j->body, j->len, &m, NULL, err, sizeof err);
+    struct vtn *t = rc == FV_OK ? push_vtn(v, &m) : NULL;
+    struct vtn *to = t ? t : &v->vtn[0]; /* who answers a message we cannot place */
+    const char *svc = rc == FV_OK ? push_service(m.kind) : NULL;
+    to->received++;
+    to->push_reply = j->reply;
+    if (rc != FV_OK) {
+        to->invalid++;
+        refuse(v, to, rc == FV_EPROTO ? FV_OADR_INVALID_DATA : FV_OADR_OTHER_ERROR, NULL, err);
+    } else if (t == NULL) {
+        snprintf(err, sizeof err, "pushed %s names no VTN of ours (vtnID %.60s)", m.name, m.vtn_id);
+        refuse(v, to, FV_OADR_INVALID_ID, m.request_id, err);
+    } else if (svc == NULL || strcmp(svc, j->service) != 0) {
+        snprintf(err, sizeof err, "%s is not a message a VEN takes on %s", m.name, j->service);
+        refuse(v, t, FV_OADR_NOT_RECOGNIZED, m.request_id, err);
+    } else if (!t->registered) {
+        refuse(v, t, FV_OADR_NOT_REGISTERED, m.request_id, "this VEN is not registered");
+    } else {
+        handle(v, t, &m, now);
+        if (!t->registered) t->next_ms = 0; /* registered again at once */
+    }
+    if (j->reply->len == 0) { /* nothing to answer (e.g. responseRequired never): OK */
+        struct fv_buf b = {0};
+        if (fv_oadr_build_response(&b, 200, NULL, rc == FV_OK ? m.request_id : "", to->ven_id) ==
+            FV_OK)
+            fv_ven__send(v, to, "EiEvent", &b, "oadrResponse");
+        fv_buf_free(&b);
+    }
+    to->push_reply = NULL;
+    fv_oadr_msg_free(&m);
+}
+
+void fv_ven__push_take(struct fv_ven *v)
+{
+    for (;;) {
+        pthread_mutex_lock(&v->pub);
+        struct pushjob *j = v->pj_head;
+        if (j) {
+            v->pj_head = j->next;
+            if (v->pj_head == NULL) v->pj_tail = NULL;
+        }
+        pthread_mutex_unlock(&v->pub);
+        if (j == NULL) return;
+        push_one(v, j);
+        fv_ven__publish(v);
+        pthread_mutex_lock(&v->pub);
+        j->done = 1;
+        pthread_cond_broadcast(&v->done_cv);
+        pthread_mutex_unlock(&v->pub);
     }
 }
 
@@ -499,7 +647,8 @@ static void turn(struct fv_ven *v, struct vtn *t, int64_t now)
         }
         t->reports_registered = rc == FV_OK;
     }
-    for (int k = 0; k < VEN_BURST && t->registered; k++) {
+    /* N10: in push mode the VTN posts its messages; the VEN does not poll. */
+    for (int k = 0; k < VEN_BURST && t->registered && !v->cfg->push; k++) {
         struct fv_buf b = {0};
         struct fv_oadr_msg m;
         char err[FV_OADR_TEXT_MAX];
@@ -535,7 +684,9 @@ static void *ven_main(void *arg)
     fv_ven__publish(v);
     while (!v->stop) {
         take_opt_requests(v);
+        fv_ven__push_take(v);
         for (size_t i = 0; i < v->nvtn && !v->stop; i++) {
+            fv_ven__push_take(v);
             turn(v, &v->vtn[i], (int64_t)fv_now_ms());
             fv_ven__publish(v);
             save_state(v, &v->vtn[i]);
@@ -543,7 +694,10 @@ static void *ven_main(void *arg)
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_sec += 1;
-        pthread_cond_timedwait(&v->cv, &v->mu, &ts);
+        pthread_mutex_lock(&v->pub);
+        int pushed = v->pj_head != NULL;
+        pthread_mutex_unlock(&v->pub);
+        if (!pushed) pthread_cond_timedwait(&v->cv, &v->mu, &ts);
     }
     pthread_mutex_unlock(&v->mu);
     return NULL;
@@ -562,6 +716,7 @@ int fv_ven_open(const struct fv_oadr_cfg *cfg, const char *data_dir, struct fv_v
     pthread_mutex_init(&v->mu, NULL);
     pthread_mutex_init(&v->pub, NULL);
     pthread_cond_init(&v->cv, NULL);
+    pthread_cond_init(&v->done_cv, NULL);
     snprintf(v->dir, sizeof v->dir, "%s/openadr", data_dir);
     int rc = fv_oadr_schema_open(cfg->schema_dir, &v->schema, err, errlen);
     if (rc == FV_OK) rc = fv_os_mkdirs(v->dir, 0700, err, errlen);
@@ -596,8 +751,6 @@ int fv_ven_open(const struct fv_oadr_cfg *cfg, const char *data_dir, struct fv_v
             curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
         }
     }
-    if (rc == FV_OK && cfg->push)
-        fv_warn("openadr: push mode (openadr.push) is not built yet: the VEN polls only");
     if (rc == FV_OK) {
         if (pthread_create(&v->thread, NULL, ven_main, v) != 0) {
             fv_seterr(err, errlen, "cannot start the OpenADR VEN's thread");
@@ -606,6 +759,7 @@ int fv_ven_open(const struct fv_oadr_cfg *cfg, const char *data_dir, struct fv_v
             v->started = 1;
         }
     }
+    if (rc == FV_OK && cfg->push) rc = fv_ven__push_start(v, err, errlen);
     if (rc) {
         fv_ven_close(v);
         return rc;
@@ -617,6 +771,7 @@ int fv_ven_open(const struct fv_oadr_cfg *cfg, const char *data_dir, struct fv_v
 void fv_ven_close(struct fv_ven *v)
 {
     if (v == NULL) return;
+    fv_ven__push_stop(v); /* first: a message it handed over is finished by the VEN's thread */
     if (v->started) {
         pthread_mutex_lock(&v->mu);
         v->stop = 1;
@@ -647,9 +802,17 @@ void fv_ven_close(struct fv_ven *v)
     free(v->opt_ids);
     fv_oadr_schema_close(v->schema);
     pthread_cond_destroy(&v->cv);
+    pthread_cond_destroy(&v->done_cv);
     pthread_mutex_destroy(&v->pub);
     pthread_mutex_destroy(&v->mu);
     free(v);
+}
+
+void fv_ven_set_store_ops(struct fv_ven *v, const struct fv_ven_store_ops *ops)
+{
+    pthread_mutex_lock(&v->mu);
+    v->store = *ops;
+    pthread_mutex_unlock(&v->mu);
 }
 
 /* ---- opts (N7) ---------------------------------------------------------------------------------

@@ -111,6 +111,23 @@ static int targeted(const struct vtn *t, const struct fv_oadr_event *e)
     return 0;
 }
 
+/* SIMPLE: the program's capacity for the event's window: the VPP's forecast (typical solar
+ * and load at that time of day, ven.h N11) when it offers one, else what the sites could
+ * deliver from their latest samples. k->capacity_from says which. */
+static double fleet_capacity(struct fv_ven *v, const char *program, struct vev *k)
+{
+    double kw = 0;
+    char err[FV_OADR_TEXT_MAX];
+    if (v->store.forecast && v->store.forecast(v->store.arg, program, k->start_ms, k->end_ms, &kw,
+                                               err, sizeof err) == FV_OK) {
+        snprintf(k->capacity_from, sizeof k->capacity_from, "forecast");
+        return kw;
+    }
+    fv_vpp_capacity_now(v->vpp, program, k->start_ms, k->end_ms, &kw);
+    snprintf(k->capacity_from, sizeof k->capacity_from, "latest");
+    return kw;
+}
+
 /* N3/N4: maps a new or modified event to the VPP. FV_OK: optIn (k->reason says what was
  * done); otherwise optOut with k->reason, *code the response code. */
 static int map_event(struct fv_ven *v, struct vtn *t, const struct fv_oadr_event *e, struct vev *k,
@@ -118,14 +135,19 @@ static int map_event(struct fv_ven *v, struct vtn *t, const struct fv_oadr_event
 {
     *code = FV_OADR_OK;
     k->reason[0] = '\0';
-    k->start_ms = e->start_ms;
+    k->capacity_from[0] = '\0';
+    /* Active period: dispatch begins rampUp before dtstart, so the fleet delivers at dtstart;
+     * the recovery period after the end is the sites' own (recorded, not dispatched). */
+    k->rampup_ms = e->rampup_ms > 0 ? e->rampup_ms : 0;
+    k->recovery_ms = e->recovery_ms > 0 ? e->recovery_ms : 0;
+    k->start_ms = e->start_ms - k->rampup_ms;
     int64_t dur = e->dur_ms;
     int simple = 0;
     const struct fv_oadr_signal *s = signal_of(e, &simple);
     if (dur <= 0 && s)
         for (size_t i = 0; i < s->niv; i++)
             dur += s->iv[i].dur_ms;
-    k->end_ms = e->start_ms + dur;
+    k->end_ms = e->start_ms + dur; /* dtstart + duration */
     const struct fv_oadr_cfg_mc *mc = market(v->cfg, e->market_context);
     const struct vopt *o = opted_out(t, e->market_context, k->start_ms, k->end_ms);
     int rc = FV_EINVAL;
@@ -161,8 +183,7 @@ static int map_event(struct fv_ven *v, struct vtn *t, const struct fv_oadr_event
         if (frac >= 1.0) {
             k->max = 1;
         } else if (frac > 0) {
-            double cap = 0;
-            fv_vpp_capacity_now(v->vpp, mc->program, k->start_ms, k->end_ms, &cap);
+            double cap = fleet_capacity(v, mc->program, k);
             k->target_kw = round(frac * cap * 1000) / 1000;
             if (k->target_kw <= 0) {
                 snprintf(k->reason, sizeof k->reason,

@@ -4,7 +4,9 @@
  *   ven.c          the thread, each VTN's turn (registration, poll, dispatch of what the poll
  *                  returns), the transport (libcurl), saved state, opts, status, metrics, audit;
  *   ven_events.c   oadrDistributeEvent -> VPP events and the oadrCreatedEvent answer (N2-N5);
- *   ven_reports.c  report metadata, report requests and update reports (N6).
+ *   ven_reports.c  report metadata, report requests and update reports (N6);
+ *   ven_push.c     push mode's listener (N10): its own thread and lws context; each POST is
+ *                  handed to the VEN's thread as a pushjob and answered with what it built.
  * Locking: the VEN's thread holds mu while it works, releasing it only around network I/O
  * (fv_ven__exchange) and the write of the saved state; other threads never take mu: they
  * read what the thread publishes after each turn and hand over requests under pub.
@@ -17,6 +19,8 @@
 #include <stdint.h>
 
 #include <curl/curl.h>
+
+struct lws_context;
 
 #include "energy/vpp.h"
 #include "openadr/oadr.h"
@@ -41,6 +45,9 @@ struct vev {
     int64_t start_ms, end_ms, received_ms;
     double target_kw; /* what was asked of the VPP (0 with max) */
     int max;
+    int64_t rampup_ms, recovery_ms; /* x-eiRampUp (the VPP event starts that much earlier) and
+                                     * x-eiRecovery (recorded, not dispatched) */
+    char capacity_from[16];         /* SIMPLE: "forecast" or "latest" (the samples now); "" */
 };
 
 struct vsample {
@@ -57,6 +64,7 @@ struct vrep {
     struct vsample *s;
     size_t ns;
     unsigned sent;
+    int history; /* N11: a past window, answered once from the store, then dropped */
 };
 
 /* An opt schedule (EiOpt). */
@@ -87,6 +95,19 @@ struct vtn {
     size_t nopt;
     CURL *curl;
     unsigned seq;
+    struct fv_buf *push_reply; /* non-NULL while a pushed message is handled: the answer */
+};
+
+/* A message the VTN pushed (N10), handed by the push thread to the VEN's thread, which
+ * handles it at the top of its loop (no pointer into the VTNs' state held) and writes the
+ * answer into reply. Owned by the push thread, which waits for done. */
+struct pushjob {
+    struct pushjob *next;
+    char service[32];
+    const char *body;
+    size_t len;
+    struct fv_buf *reply;
+    int done;
 };
 
 struct auditrec {
@@ -127,6 +148,14 @@ struct fv_ven {
     char (*opt_ids)[64];
     size_t nopt_ids;
     unsigned opt_seq;
+    /* push mode (N10): jobs queued under pub; done_cv (with pub) wakes the push thread. */
+    struct pushjob *pj_head, *pj_tail;
+    pthread_cond_t done_cv;
+    struct lws_context *push_ctx;
+    pthread_t push_thread;
+    int push_started, push_stop;
+    uint64_t push_refused, push_received;
+    struct fv_ven_store_ops store; /* N11 (under mu) */
 };
 
 /* POSTs body to the VTN's service and parses the answer into *reply (free it always).
@@ -150,6 +179,13 @@ void fv_ven__publish(struct fv_ven *v);
 json_t *fv_ven__state_json(const struct vtn *t);
 /* A request id unique to this VTN ("fv-NAME-N"). */
 void fv_ven__request_id(struct vtn *t, const char *what, char out[FV_OADR_ID_MAX]);
+
+/* N10: starts / stops the push listener (ven_push.c). */
+int fv_ven__push_start(struct fv_ven *v, char *err, size_t errlen);
+void fv_ven__push_stop(struct fv_ven *v);
+/* The VEN's thread (mu held): handles the queued pushed messages, each answered into its
+ * job's reply (ven.c). */
+void fv_ven__push_take(struct fv_ven *v);
 
 void fv_ven__distribute(struct fv_ven *v, struct vtn *t, const struct fv_oadr_msg *m, int64_t now);
 

@@ -1,6 +1,7 @@
 /* ven_reports.c - the fleet's reports (ven.h N6; shared state in ven_int.h): metadata
  * (oadrRegisterReport), the VTN's requests (oadrCreateReport, oadrCancelReport) and the
- * periodic oadrUpdateReport. Fleet aggregates only (vpp_ext.h X2). Runs on the VEN's thread
+ * periodic oadrUpdateReport, and history reports of a past window from the store (ven.h N11).
+ * Fleet aggregates only (vpp_ext.h X2). Runs on the VEN's thread
  * with mu held.
  *
  * Our reports and their rIDs:
@@ -26,6 +27,7 @@
 #define NRID 5
 static const char *const rid_names[NRID] = {"delivered_kw", "stored_kwh", "available_kwh",
                                             "deliverable_kw", "online"};
+#define HIST_MAX    1440 /* intervals in one history report (a coarser granularity beyond) */
 #define USAGE_RIDS  0x0f
 #define STATUS_RIDS 0x10
 
@@ -89,6 +91,13 @@ void fv_ven__create_report(struct fv_ven *v, struct vtn *t, const struct fv_oadr
             else
                 mask |= 1 << x;
         }
+        int history = q->has_interval && q->dur_ms > 0 && q->start_ms + q->dur_ms <= now;
+        if (history && v->store.history == NULL) {
+            code = FV_OADR_REPORT_NOT_SUPPORTED;
+            snprintf(desc, sizeof desc, "report request %.60s: no history reports here",
+                     q->request_id);
+            continue;
+        }
         if (bad || mask == 0) {
             code = FV_OADR_REPORT_NOT_SUPPORTED;
             snprintf(desc, sizeof desc,
@@ -121,10 +130,20 @@ void fv_ven__create_report(struct fv_ven *v, struct vtn *t, const struct fv_oadr
         r->end_ms = q->has_interval && q->dur_ms > 0 ? q->start_ms + q->dur_ms : 0;
         r->next_sample_ms = r->start_ms;
         r->next_send_ms = r->start_ms + r->report_back_ms;
+        if (history) { /* N11: one oadrUpdateReport from the store, after our answer */
+            r->history = 1;
+            r->start_ms = q->start_ms;
+            if ((q->dur_ms + r->granularity_ms - 1) / r->granularity_ms > HIST_MAX)
+                r->granularity_ms = (q->dur_ms + HIST_MAX - 1) / HIST_MAX;
+            r->next_sample_ms = INT64_MAX;
+            /* pushed: our oadrCreatedReport is the HTTP answer, still on its way */
+            r->next_send_ms = now + (v->cfg->push ? 1000 : 0);
+        }
         fv_info("openadr: %s: report %s (%s) every %lld s, sampled every %lld s", t->cfg->name,
                 r->request_id, r->specifier_id, (long long)(r->report_back_ms / 1000),
                 (long long)(r->granularity_ms / 1000));
     }
+    t->dirty = 1;
     const char **pending = calloc(t->nrep ? t->nrep : 1, sizeof *pending);
     for (size_t k = 0; pending && k < t->nrep; k++)
         pending[k] = t->rep[k].request_id;
@@ -141,6 +160,7 @@ void fv_ven__create_report(struct fv_ven *v, struct vtn *t, const struct fv_oadr
 
 static void drop_report(struct vtn *t, size_t i)
 {
+    t->dirty = 1; /* the saved state keeps the report requests */
     free(t->rep[i].s);
     memmove(&t->rep[i], &t->rep[i + 1], (t->nrep - i - 1) * sizeof *t->rep);
     t->nrep--;
@@ -209,7 +229,9 @@ static void send_update(struct fv_ven *v, struct vtn *t, struct vrep *r, int64_t
     char rid[FV_OADR_ID_MAX], rep_id[FV_OADR_ID_MAX];
     fv_ven__request_id(t, "update", rid);
     snprintf(rep_id, sizeof rep_id, "%s-%u", r->request_id, ++r->sent);
-    const char *name = r->rids & STATUS_RIDS ? "TELEMETRY_STATUS" : "TELEMETRY_USAGE";
+    const char *name = r->rids & STATUS_RIDS ? "TELEMETRY_STATUS"
+                       : r->history          ? "HISTORY_USAGE"
+                                             : "TELEMETRY_USAGE";
     int64_t start = r->ns ? r->s[0].t : now;
     struct fv_buf b = {0};
     int rc = fv_oadr_build_update_report(&b, rid, t->ven_id, rep_id, r->request_id, r->specifier_id,
@@ -230,10 +252,50 @@ static void send_update(struct fv_ven *v, struct vtn *t, struct vrep *r, int64_t
     free(iv);
 }
 
+/* N11: a history report: the window's intervals from the store, sent once. The read of the
+ * sites' samples is audited (openadr.history: the window, the number of sites). */
+static void send_history(struct fv_ven *v, struct vtn *t, struct vrep *r, int64_t now)
+{
+    size_t n = (size_t)((r->end_ms - r->start_ms + r->granularity_ms - 1) / r->granularity_ms);
+    struct fv_ven_hist *h = calloc(n ? n : 1, sizeof *h);
+    struct vsample *s = calloc(n ? n : 1, sizeof *s);
+    char err[FV_OADR_TEXT_MAX] = "out of memory";
+    size_t nsites = 0;
+    int rc = h && s ? v->store.history(v->store.arg, r->start_ms, r->granularity_ms, n, h, &nsites,
+                                       err, sizeof err)
+                    : FV_ENOMEM;
+    fv_ven__audit(v, "openadr.history", rc == FV_OK ? "allow" : "error", rc ? err : NULL,
+                  json_pack("{s:s,s:s,s:I,s:I,s:I,s:I}", "vtn", t->cfg->name, "report_request_id",
+                            r->request_id, "from_ms", (json_int_t)r->start_ms, "to_ms",
+                            (json_int_t)r->end_ms, "granularity_ms", (json_int_t)r->granularity_ms,
+                            "sites", (json_int_t)nsites));
+    if (rc == FV_OK) {
+        for (size_t i = 0; i < n; i++)
+            s[i] = (struct vsample){r->start_ms + (int64_t)i * r->granularity_ms,
+                                    {h[i].delivered_kw, h[i].stored_kwh, h[i].available_kwh,
+                                     h[i].deliverable_kw, h[i].online}};
+        free(r->s);
+        r->s = s;
+        r->ns = n;
+        s = NULL;
+        send_update(v, t, r, now);
+    } else {
+        fv_warn("openadr: %s: history report %s: %s", t->cfg->name, r->request_id, err);
+    }
+    free(s);
+    free(h);
+}
+
 void fv_ven__reports_tick(struct fv_ven *v, struct vtn *t, int64_t now)
 {
     for (size_t i = 0; i < t->nrep; i++) {
         struct vrep *r = &t->rep[i];
+        if (r->history) {
+            if (now < r->next_send_ms || !t->registered || (!t->reachable && t->fails)) continue;
+            send_history(v, t, r, now);
+            drop_report(t, i--);
+            continue;
+        }
         if (now >= r->next_sample_ms && (r->end_ms == 0 || r->next_sample_ms < r->end_ms)) {
             if (r->ns == VEN_SAMPLES) memmove(r->s, r->s + 1, --r->ns * sizeof *r->s);
             struct vsample *p = r->s ? r->s : calloc(VEN_SAMPLES, sizeof *p);

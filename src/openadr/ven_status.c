@@ -51,7 +51,15 @@ static json_t *status_build(struct fv_ven *v)
             json_decref(reps);
         }
     }
-    return json_pack("{s:s,s:o}", "ven_name", v->cfg->ven_name, "vtns", arr ? arr : json_array());
+    json_t *j =
+        json_pack("{s:s,s:o}", "ven_name", v->cfg->ven_name, "vtns", arr ? arr : json_array());
+    if (j && v->cfg->push)
+        json_object_set_new(
+            j, "push",
+            json_pack("{s:s,s:s,s:I,s:I}", "mode", "push", "address", v->cfg->push_address,
+                      "received", (json_int_t)__atomic_load_n(&v->push_received, __ATOMIC_RELAXED),
+                      "refused", (json_int_t)__atomic_load_n(&v->push_refused, __ATOMIC_RELAXED)));
+    return j;
 }
 
 static const char metrics_help[] =
@@ -67,7 +75,12 @@ static const char metrics_help[] =
     "# TYPE fleetvault_openadr_events_total counter\n"
     "# TYPE fleetvault_openadr_reports_total counter\n"
     "# HELP fleetvault_openadr_retry_seconds seconds until the next attempt after failures\n"
-    "# TYPE fleetvault_openadr_retry_seconds gauge\n";
+    "# TYPE fleetvault_openadr_retry_seconds gauge\n"
+    "# HELP fleetvault_openadr_push_received_total POSTs the push listener handed to the VEN\n"
+    "# TYPE fleetvault_openadr_push_received_total counter\n"
+    "# HELP fleetvault_openadr_push_refused_total VTN client certificates the push listener "
+    "refused\n"
+    "# TYPE fleetvault_openadr_push_refused_total counter\n";
 
 static int metrics_build(struct fv_ven *v, struct fv_buf *out)
 {
@@ -93,6 +106,12 @@ static int metrics_build(struct fv_ven *v, struct fv_buf *out)
                            t->fails && t->next_ms > now ? (double)(t->next_ms - now) / 1000 : 0.0);
         rc = len > 0 && (size_t)len < sizeof line ? fv_buf_append(out, line, (size_t)len) : FV_OK;
     }
+    if (rc == FV_OK && v->cfg->push)
+        rc = fv_buf_appendf(out,
+                            "fleetvault_openadr_push_received_total %" PRIu64 "\n"
+                            "fleetvault_openadr_push_refused_total %" PRIu64 "\n",
+                            __atomic_load_n(&v->push_received, __ATOMIC_RELAXED),
+                            __atomic_load_n(&v->push_refused, __ATOMIC_RELAXED));
     return rc;
 }
 

@@ -38,6 +38,7 @@
 
 #include "api/exports.h"
 #include "api/http.h"
+#include "api/oadr_store.h"
 #include "crypto/certs.h"
 #include "crypto/keys.h"
 #include "energy/vpp.h"
@@ -78,6 +79,8 @@ struct fv_server {
     struct fv_gw_downlink *downlink; /* the downlink seam's in-process side (wire/downlink.h) */
     struct fv_vpp *vpp;              /* the virtual power plant (energy/vpp.h) */
     struct fv_ven *ven;              /* the OpenADR VEN (openadr/ven.h); NULL: not configured */
+    struct fv_keystore *ven_keys;    /* the VEN's thread's (its history reports, forecasts) */
+    struct fv_oadr_store *ven_store; /* what the VEN reads from the store (api/oadr_store.h) */
     char datasets_dir[1100];         /* DATA/datasets (data/dataset.h) */
     struct fv_http_ctx http;
     char admin_token[80];
@@ -414,6 +417,14 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
     if (cfg->openadr.enabled) {
         rc = fv_ven_open(&cfg->openadr, cfg->data_dir, srv->vpp, &srv->ven, err, errlen);
         if (rc) return rc;
+        /* Its reads of stored telemetry run on its thread, with a keystore of its own. */
+        snprintf(path, sizeof path, "%s/catalog.db", cfg->data_dir);
+        rc = fv_keystore_open(path, &srv->kek, &srv->ven_keys, err, errlen);
+        if (rc == FV_OK)
+            rc = fv_oadr_store_new(srv->store, srv->ven_keys, srv->vpp, &srv->ven_store);
+        if (rc) return rc;
+        struct fv_ven_store_ops ops = fv_oadr_store_ops(srv->ven_store);
+        fv_ven_set_store_ops(srv->ven, &ops);
         srv->api.ven = srv->ven; /* its audit records are written on the API thread (N8) */
     }
     snprintf(srv->datasets_dir, sizeof srv->datasets_dir, "%s/datasets", cfg->data_dir);
@@ -511,7 +522,9 @@ static void close_all(struct fv_server *srv, struct ev_loop *loop)
 {
     fv_apiloop_stop(&srv->api);
     fv_apiloop_audit_ven(&srv->api); /* the VEN's last audit records, then the VEN */
-    fv_ven_close(srv->ven);          /* before the VPP it drives */
+    fv_ven_close(srv->ven);          /* before the VPP it drives and the store it reads */
+    fv_oadr_store_free(srv->ven_store);
+    fv_keystore_close(srv->ven_keys);
     struct lws_context *ctx = fv_loopref_retire(&srv->ref);
     if (ctx) lws_context_destroy(ctx);
     if (loop) ev_loop_destroy(loop);

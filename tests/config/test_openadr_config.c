@@ -52,6 +52,7 @@ static void contract_example(void **state)
     assert_int_equal(c.push, 1);
     assert_string_equal(c.push_host, "127.0.0.1");
     assert_int_equal(c.push_port, 8443);
+    assert_string_equal(c.push_address, "https://127.0.0.1:8443/OpenADR2/Simple/2.0b");
     assert_int_equal(c.nmcs, 2);
     assert_string_equal(c.mcs[0].program, "elrp");
     assert_true(c.mcs[0].levels[1] == 0.25 && c.mcs[0].levels[2] == 0.66 &&
@@ -110,6 +111,10 @@ static void refusals(void **state)
          "\"p\"}}, \"push\": {\"listen\": \"nowhere\", \"cert\": \"a\", \"key\": \"b\", \"ca\": "
          "\"c\"}}",
          "openadr.push.listen"},
+        {"{\"ven_name\": \"v\", \"vtns\": [" VTN "], \"market_contexts\": {\"m\": {\"program\": "
+         "\"p\"}}, \"push\": {\"listen\": \"127.0.0.1:1\", \"cert\": \"a\", \"key\": \"b\", "
+         "\"ca\": \"c\", \"address\": \"http://plain\"}}",
+         "openadr.push.address"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct fv_oadr_cfg c;

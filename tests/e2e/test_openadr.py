@@ -24,7 +24,7 @@ import subprocess
 import time
 
 import fvtest as t
-from oadr_vtn import TestVTN, event_responses, opt_of, report_values
+from oadr_vtn import TestVTN, event_responses, opt_of, report_intervals, report_values
 
 SITES = ["SITESIM%010d" % i for i in range(5)]  # the simulator's names
 MC = "http://elrp.example/a4"
@@ -70,6 +70,58 @@ def ven_event(srv, event_id):
     return None
 
 
+def expected_history(srv, start_ms, step_ms, n):
+    """What the VEN's history report must say (openadr/ven.h N11), from each site's raw samples
+    read through the query API: per interval, the sum over the sites of the mean battery
+    discharge of their samples in it, and of stored / available energy at their last one."""
+    out = [{"delivered_kw": 0.0, "stored_kwh": 0.0, "available_kwh": 0.0} for _ in range(n)]
+    for sid in SITES:
+        q = srv.json(f"/api/v1/query?device={sid}&signals=SiteBatteryPower,SiteEnergy,"
+                     f"SiteCapacity,SiteReserve&from={start_ms}&to={start_ms + n * step_ms - 1}")
+        per = {}
+        for r in q["rows"]:
+            k = (r["t"] - start_ms) // step_ms
+            if 0 <= k < n and r.get("SiteBatteryPower") is not None:
+                per.setdefault(k, []).append(r)
+        for k, rows in per.items():
+            out[k]["delivered_kw"] += sum(max(0.0, r["SiteBatteryPower"]) for r in rows) / len(rows)
+            last = rows[-1]
+            out[k]["stored_kwh"] += last["SiteEnergy"]
+            out[k]["available_kwh"] += max(0.0, last["SiteEnergy"] -
+                                           last["SiteReserve"] / 100 * last["SiteCapacity"])
+    return out
+
+
+def history_report(srv, vtn, began):
+    step, n = 900000, 4
+    start = (int(began * 1000) - 2 * 3600000) // step * step  # inside the simulator's backfill
+    def backfilled():
+        return all(srv.json(f"/api/v1/query?device={sid}&signals=SiteEnergy&from={start}"
+                            f"&to={start + n * step - 1}")["rows"] for sid in SITES)
+    wait("the sites' history stored", backfilled, timeout=30)
+    rids = ["delivered_kw", "stored_kwh", "available_kwh"]
+    vtn.request_report("rr-hist", "fleetvault-usage", rids, step // 1000, 3600,
+                       start_s=start / 1000, duration_s=n * step / 1000)
+    m = vtn.wait_for("oadrUpdateReport", lambda m: any(
+        p["report_request_id"] == "rr-hist" for p in report_intervals(m)), timeout=20)
+    pts = [p for p in report_intervals(m) if p["report_request_id"] == "rr-hist"]
+    assert {p["report_name"] for p in pts} == {"HISTORY_USAGE"}, pts[:1]
+    want = expected_history(srv, start, step, n)
+    assert sum(w["stored_kwh"] > 0 for w in want) == n, want  # the test has data to check
+    got = [{} for _ in range(n)]
+    for p in pts:
+        k = int(round((p["dtstart"] * 1000 - start) / step))
+        assert 0 <= k < n and abs(p["duration"] * 1000 - step) < 1, p
+        got[k][p["rid"]] = p["value"]
+    for k in range(n):
+        for rid in rids:
+            assert abs(got[k][rid] - want[k][rid]) < 1e-6, (k, rid, got[k], want[k])
+    wait("the history request done", lambda: not [  # answered once, then dropped
+        r for r in api(srv, "GET", "/api/v1/vpp/openadr")[1]["vtns"][0]["reports"]
+        if r["report_request_id"] == "rr-hist"], timeout=5)
+    t.log(f"history report of {n} intervals matches the raw samples: {want}")
+
+
 def local_noon_offset():
     h = time.gmtime().tm_hour
     off = 12 - h
@@ -86,7 +138,7 @@ def test_ven_against_the_test_vtn():
         slog = open(os.path.join(env.root, "sim.log"), "a")
         sim = subprocess.Popen(
             [t.BIN, "simulate", "--server", f"wss://127.0.0.1:{srv.port}", "--certs",
-             env.certs.dir, "--sites", str(len(SITES)), "--seconds", "75", "--hz", "1",
+             env.certs.dir, "--sites", str(len(SITES)), "--days", "1", "--seconds", "75", "--hz", "1",
              "--drain", "5", "--seed", "5", "--offline-pct", "0", "--opt-out-pct", "0", "--quiet",
              "--utc-offset", str(local_noon_offset())],
             stdout=subprocess.PIPE, stderr=slog, text=True)
@@ -131,6 +183,12 @@ def run(env, srv, vtn):
     ve = ven_event(srv, "ev1")
     assert ve and ve["vpp_event"] and ve["target_kw"] > 0, ve
     vpp_id, target1 = ve["vpp_event"], ve["target_kw"]
+    # SIMPLE level 1 = 0.3 x the VPP's capacity forecast for the window (not latest samples)
+    assert ve["capacity_from"] == "forecast", ve
+    st, fc = api(srv, "GET", f"/api/v1/vpp/capacity?program=test&from={ve['start_ms']}"
+                 f"&to={ve['end_ms']}")
+    assert st == 200, (st, fc)
+    assert abs(target1 - 0.3 * fc["avg_mw"] * 1000) <= 0.1 * target1 + 0.01, (target1, fc)
 
     def delivering():
         st, b = api(srv, "GET", f"/api/v1/vpp/events/{vpp_id}")
@@ -151,6 +209,9 @@ def run(env, srv, vtn):
     assert abs(max(vals["delivered_kw"]) - now["delivered_kw"]) < 0.5 * now["target_kw"] + 1, \
         (vals, now["delivered_kw"])
     assert all(v > 0 for v in vals["stored_kwh"]), vals
+
+    # -- a history report: a past hour from the store, against the raw samples (query API)
+    history_report(srv, vtn, began)
 
     # -- a modification raises the target; a lower modificationNumber changes nothing
     t0 = time.time()
@@ -237,7 +298,14 @@ def run(env, srv, vtn):
     wait("vtn_up 1", lambda: srv.metric('fleetvault_openadr_vtn_up{vtn="utility"}') == 1)
 
     t.log(f"unreachable and back: {time.time() - began:.1f} s")
-    # -- a restart keeps the registration: the VEN polls with it, registers nothing again
+    # -- a restart keeps the registration: the VEN polls with it, registers nothing again;
+    # and the report requests: their updates resume without the VTN asking again
+    t0 = time.time()
+    vtn.request_report("rr-status", "fleetvault-status", ["online"], 1, 1)
+    vtn.wait_for("oadrCreatedReport", after=t0)
+    def rr_update(m):
+        return any(p["report_request_id"] == "rr-status" for p in report_intervals(m))
+    vtn.wait_for("oadrUpdateReport", rr_update, after=t0)
     reg = vtn.registration_id
     srv.stop()
     t0 = time.time()
@@ -245,6 +313,8 @@ def run(env, srv, vtn):
     vtn.wait_for("oadrPoll", after=t0, timeout=30)
     assert vtn.registration_id == reg
     assert not [m for m in vtn.received if m.t >= t0 and m.name == "oadrCreatePartyRegistration"]
+    vtn.wait_for("oadrUpdateReport", rr_update, after=t0, timeout=15)
+    assert not [m for m in vtn.sent if m.t >= t0 and m.name == "oadrCreateReport"]
 
     # -- the audit log: events received, answers sent, reports written
     srv.stop()
@@ -252,7 +322,7 @@ def run(env, srv, vtn):
     kinds = [json.loads(x).get("action") for x in out.splitlines()
              if json.loads(x).get("kind") == "openadr"]
     for a in ("openadr.registration", "openadr.event", "openadr.answer", "openadr.report",
-              "openadr.opt"):
+              "openadr.opt", "openadr.history"):
         assert a in kinds, (a, sorted(set(kinds)))
 
 
