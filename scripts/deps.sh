@@ -5,7 +5,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev
       libssl-dev libwebsockets-dev libwebsockets-evlib-ev libev-dev libprotobuf-c-dev protobuf-c-compiler
       libjansson-dev libsqlite3-dev libzstd-dev libcmocka-dev libcurl4-openssl-dev libarchive-dev libicu-dev
-      libxml2-dev
+      libxml2-dev zlib1g-dev
       python3 curl openssl procps)
 pkgs+=(libxml2-utils)  # xmllint: the OpenADR tests validate every message against the 2.0b schema
 missing=()

@@ -19,7 +19,8 @@ declare -A allowed=(
     [api]="util os crypto wire wal store config privacy gateway energy openadr"
     [server]="util os crypto wire wal store config privacy gateway api energy openadr"
     [sim]="util os crypto wire"
-    [cli]="util os crypto wire wal store config privacy gateway api server sim energy openadr"
+    [data]="util os"
+    [cli]="util os crypto wire wal store config privacy gateway api server sim energy openadr data"
 )
 bad=0
 for dir in */; do
