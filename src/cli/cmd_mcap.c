@@ -128,6 +128,18 @@ static int scan_or_fail(struct opened *o, const struct fv_mcap_filter *f, fv_mca
     return rc;
 }
 
+/* A Map<u16, u64> as a JSON object {"id": "value"} (NULL when out of memory). */
+static json_t *map16(const uint16_t *ids, const uint64_t *vals, size_t n)
+{
+    json_t *o = json_object();
+    for (size_t k = 0; o && k < n; k++) {
+        char key[8];
+        snprintf(key, sizeof key, "%u", (unsigned)ids[k]);
+        json_object_set_new(o, key, u64s(vals[k]));
+    }
+    return o;
+}
+
 static json_t *info_json(const struct fv_mcap_reader *r)
 {
     json_t *j = json_object(), *schemas = json_array(), *chans = json_array(),
@@ -156,12 +168,7 @@ static json_t *info_json(const struct fv_mcap_reader *r)
     }
     for (size_t i = 0; i < fv_mcap_chunk_count(r); i++) {
         const struct fv_mcap_chunk_index *ci = fv_mcap_chunk_at(r, i);
-        json_t *offs = json_object();
-        for (size_t k = 0; offs && k < ci->nindex; k++) {
-            char key[8];
-            snprintf(key, sizeof key, "%u", (unsigned)ci->index_channels[k]);
-            json_object_set_new(offs, key, u64s(ci->index_offsets[k]));
-        }
+        json_t *offs = map16(ci->index_channels, ci->index_offsets, ci->nindex);
         json_array_append_new(
             chunks,
             json_pack("{s:o, s:o, s:o, s:o, s:o*, s:o, s:o, s:o, s:o}", "message_start_time",
@@ -176,12 +183,7 @@ static json_t *info_json(const struct fv_mcap_reader *r)
     json_object_set_new(j, "chunk_indexes", chunks);
     const struct fv_mcap_stats *st = fv_mcap_statistics(r);
     if (st) {
-        json_t *counts = json_object();
-        for (size_t k = 0; counts && k < st->ncounts; k++) {
-            char key[8];
-            snprintf(key, sizeof key, "%u", (unsigned)st->count_channels[k]);
-            json_object_set_new(counts, key, u64s(st->counts[k]));
-        }
+        json_t *counts = map16(st->count_channels, st->counts, st->ncounts);
         json_object_set_new(
             j, "statistics",
             json_pack("{s:o, s:i, s:I, s:I, s:I, s:I, s:o, s:o, s:o*}", "message_count",
