@@ -220,7 +220,8 @@ static int on_msg_index(struct scan *s, struct fv_mcap_cur *c, size_t at, struct
     }
     for (uint32_t i = 0; i < n / 16; i++) {
         uint64_t t = fv_get_u64(e + 16 * i), off = fv_get_u64(e + 16 * i + 8);
-        const struct msgpos *m = bsearch(&off, s->msgs, s->nmsgs, sizeof *s->msgs, cmp_msgpos);
+        const struct msgpos *m =
+            s->nmsgs ? bsearch(&off, s->msgs, s->nmsgs, sizeof *s->msgs, cmp_msgpos) : NULL;
         if (m == NULL || m->ch != ch || m->t != t)
             return fv_mcap_corrupt(b, arr_at + 16 * i,
                                    "message index entry (time %llu, chunk byte %llu) names no "
