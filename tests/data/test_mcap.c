@@ -4,7 +4,9 @@
  * empty files and files without messages, the writer's refusals, and damage: a small file cut
  * at every offset and with every byte flipped is refused (FV_ECORRUPT naming a byte offset) by
  * open or by the scan, and damage in a chunk is refused by an indexed read naming an offset
- * inside that chunk (rules M1-M12 of src/data/mcap_format.h). */
+ * inside that chunk (rules M1-M12 of src/data/mcap_format.h); with the CRCs set to 0 (which
+ * MCAP allows), statistics, message indexes and chunk indexes that do not match the data are
+ * still refused (M12, M10, M8), each naming its offset. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -597,6 +599,62 @@ static void test_damage_named(void **state)
     fv_buf_free(&f);
 }
 
+/* ---- rules past the CRCs: a file with its CRCs at 0 ("not available") ---- */
+
+/* Sets the chunk CRCs, the Data End CRC and the summary CRC of f to 0; returns the offsets of
+ * the first Message Index, of the Statistics and of the first Chunk Index records. */
+static void zero_crcs(struct fv_buf *f, size_t *msg_index, size_t *stats, size_t *chunk_index)
+{
+    size_t pos = 8, end = f->len - 37;
+    *msg_index = *stats = *chunk_index = 0;
+    while (pos + 9 <= end) {
+        unsigned op = f->data[pos];
+        uint64_t n = fv_get_u64(f->data + pos + 1);
+        if (op == 0x06) fv_put_u32(f->data + pos + 9 + 24, 0);
+        if (op == 0x0F) fv_put_u32(f->data + pos + 9, 0);
+        if (op == 0x07 && *msg_index == 0) *msg_index = pos;
+        if (op == 0x0B) *stats = pos;
+        if (op == 0x08 && *chunk_index == 0) *chunk_index = pos;
+        pos += 9 + (size_t)n;
+    }
+    fv_put_u32(f->data + f->len - 8 - 4, 0);
+}
+
+static void test_rules_without_crcs(void **state)
+{
+    (void)state;
+    struct fv_buf f = {0};
+    small_file(&f, FV_MCAP_ZSTD, 0);
+    size_t mi, st, ci;
+    zero_crcs(&f, &mi, &st, &ci);
+    assert_true(mi && st && ci);
+    char err[256];
+    assert_int_equal(open_and_scan(f.data, f.len, err, sizeof err), FV_OK);
+    unsigned char *d = malloc(f.len);
+    assert_non_null(d);
+    /* M12: statistics that do not match the data. */
+    memcpy(d, f.data, f.len);
+    d[st + 9] ^= 1; /* message count */
+    assert_int_equal(open_and_scan(d, f.len, err, sizeof err), FV_ECORRUPT);
+    assert_non_null(strstr(err, "statistics"));
+    /* M10: a message index entry naming no message. */
+    memcpy(d, f.data, f.len);
+    d[mi + 9 + 2 + 4 + 8] ^= 1; /* the first entry's offset */
+    assert_int_equal(open_and_scan(d, f.len, err, sizeof err), FV_ECORRUPT);
+    assert_non_null(strstr(err, "message index entry"));
+    assert_int_equal(err_offset(err), mi + 9 + 2 + 4);
+    /* M8: a chunk index whose length is not its chunk's. */
+    memcpy(d, f.data, f.len);
+    uint64_t coff = fv_get_u64(d + ci + 9 + 16);
+    fv_put_u64(d + ci + 9 + 24, fv_get_u64(d + ci + 9 + 24) - 1);
+    struct fv_mcap_reader *r = open_mem(d, f.len);
+    assert_int_equal(fv_mcap_read(r, NULL, NULL, NULL, err, sizeof err), FV_ECORRUPT);
+    assert_int_equal(err_offset(err), coff);
+    fv_mcap_reader_free(r);
+    free(d);
+    fv_buf_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -605,6 +663,7 @@ int main(void)
         cmocka_unit_test(test_no_summary),         cmocka_unit_test(test_empty_and_no_messages),
         cmocka_unit_test(test_writer_refusals),    cmocka_unit_test(test_truncated_at_every_offset),
         cmocka_unit_test(test_every_byte_flipped), cmocka_unit_test(test_damage_named),
+        cmocka_unit_test(test_rules_without_crcs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
