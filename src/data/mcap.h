@@ -28,9 +28,10 @@
 #include "util/buf.h"
 
 /* Limits (the writer refuses past them with FV_ELIMIT, the reader refuses files past them). */
-#define FV_MCAP_MAX_RECORD    (256u << 20) /* a message's data, a schema's data, a record */
+#define FV_MCAP_MAX_RECORD    (256u << 20) /* a schema's data, a record outside chunks */
 #define FV_MCAP_MAX_CHUNK     (256u << 20) /* a chunk's uncompressed records */
-#define FV_MCAP_MAX_SUMMARY   (256u << 20) /* summary + summary offsets + footer */
+#define FV_MCAP_MAX_MESSAGE   (FV_MCAP_MAX_CHUNK - 31u) /* a message's data: its record fits */
+#define FV_MCAP_MAX_SUMMARY   (256u << 20)              /* summary + summary offsets + footer */
 #define FV_MCAP_MAX_IDS       65535u       /* schemas (ids 1..65535) and channels (ids 0..65535) */
 #define FV_MCAP_DEFAULT_CHUNK (768u << 10) /* as the reference writer */
 
@@ -191,7 +192,9 @@ const struct fv_mcap_stats *fv_mcap_statistics(const struct fv_mcap_reader *r);
  * time range meets the window and whose message indexes name a wanted channel are read,
  * checked (the Chunk record against its index, the CRC) and decompressed. Messages come in
  * chunk order, each chunk's in the order written. A file without chunk indexes is scanned
- * (fv_mcap_scan). Returns FV_OK, an error, or the callback's non-zero value. */
+ * (fv_mcap_scan); in a file with them, messages outside chunks have no index and are not
+ * read (as in the reference readers; the scan reads them). Returns FV_OK, an error, or the
+ * callback's non-zero value. */
 int fv_mcap_read(struct fv_mcap_reader *r, const struct fv_mcap_filter *f, fv_mcap_msg_fn fn,
                  void *ctx, char *err, size_t errlen);
 

@@ -432,9 +432,10 @@ int fv_mcap_add_message(struct fv_mcap_writer *w, uint16_t channel_id, uint32_t 
         fv_seterr(err, errlen, "mcap: no channel %u", (unsigned)channel_id);
         return FV_EINVAL;
     }
-    if (len > FV_MCAP_MAX_RECORD) {
+    /* Its record must fit in a chunk the reader accepts. */
+    if (len > FV_MCAP_MAX_MESSAGE) {
         fv_seterr(err, errlen, "mcap: message of %zu bytes over the limit of %u", len,
-                  FV_MCAP_MAX_RECORD);
+                  FV_MCAP_MAX_MESSAGE);
         return FV_ELIMIT;
     }
     if (w->chunk.len > 0 &&

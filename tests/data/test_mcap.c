@@ -448,6 +448,11 @@ static void test_writer_refusals(void **state)
     assert_int_equal(fv_mcap_add_channel(w, 0, "/x", "raw", NULL, NULL, 0, &id, err, sizeof err),
                      FV_OK);
     assert_int_equal(fv_mcap_add_message(w, id, 0, 5, 5, "x", 1, err, sizeof err), FV_OK);
+    /* A message whose record would not fit in a chunk the reader accepts (refused before its
+     * data is read). */
+    assert_int_equal(
+        fv_mcap_add_message(w, id, 0, 5, 5, "x", FV_MCAP_MAX_MESSAGE + 1, err, sizeof err),
+        FV_ELIMIT);
     assert_int_equal(fv_mcap_writer_close(w, err, sizeof err), FV_OK);
     fv_mcap_reader_free(open_mem(f.data, f.len));
     fv_buf_free(&f);
