@@ -64,9 +64,10 @@
  *      Message record of that channel and that log time in the chunk.
  *  M11 Data End, if not 0, matches the CRC-32 of every byte before it; after it only the
  *      summary and summary offset sections and the footer.
- *  M12 When the file has Statistics and is scanned, its counts (messages, schemas,
- *      channels, chunks, per channel), and its time range match the data; every chunk has
- *      a chunk index when the summary has any.
+ *  M12 When the file has Statistics and is scanned, its counts (messages, chunks, per
+ *      channel) and its time range match the data, and its schema and channel counts are
+ *      at least those in the data section (writers differ on counting ones registered but
+ *      never written); every chunk has a chunk index when the summary has any.
  */
 #ifndef FV_DATA_MCAP_FORMAT_H
 #define FV_DATA_MCAP_FORMAT_H

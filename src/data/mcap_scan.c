@@ -37,7 +37,7 @@ struct scan {
     uint8_t schema_seen[8192], channel_seen[8192];
     uint64_t *counts; /* messages per channel id, 65536 */
     uint64_t messages, start, end;
-    uint32_t chunks;
+    uint32_t chunks, data_schemas, data_channels; /* distinct ids in the data section */
     /* The last chunk, while Message Index records follow it. */
     int after_chunk;
     const struct fv_mcap_chunk_index *ci;
@@ -50,9 +50,12 @@ static int seen(const uint8_t *bits, uint16_t id)
 {
     return bits[id >> 3] & (1u << (id & 7));
 }
-static void mark(uint8_t *bits, uint16_t id)
+/* Marks id seen; returns 1 the first time. */
+static int mark(uint8_t *bits, uint16_t id)
 {
+    int first = !seen(bits, id);
     bits[id >> 3] |= (uint8_t)(1u << (id & 7));
+    return first;
 }
 
 static struct fv_mcap_cur cur(struct scan *s, const unsigned char *p, size_t len, uint64_t base)
@@ -124,14 +127,14 @@ static int on_def_or_message(struct scan *s, struct fv_mcap_cur *c, unsigned op,
     switch (op) {
     case FV_MCAP_OP_SCHEMA:
         if ((rc = fv_mcap_def_schema(s->r, body))) return rc;
-        mark(s->schema_seen, fv_get_u16(body->p));
+        s->data_schemas += (uint32_t)mark(s->schema_seen, fv_get_u16(body->p));
         return FV_OK;
     case FV_MCAP_OP_CHANNEL: {
         uint16_t sid = body->len >= 4 ? fv_get_u16(body->p + 2) : 0;
         if (sid && !seen(s->schema_seen, sid))
             return fv_mcap_corrupt(c, at, "channel names schema %u, not defined before it", sid);
         if ((rc = fv_mcap_def_channel(s->r, body))) return rc;
-        mark(s->channel_seen, fv_get_u16(body->p));
+        s->data_channels += (uint32_t)mark(s->channel_seen, fv_get_u16(body->p));
         return FV_OK;
     }
     case FV_MCAP_OP_MESSAGE:
@@ -238,15 +241,17 @@ static int check_stats(struct scan *s)
     if (!r->has_stats) return FV_OK;
     const struct fv_mcap_stats *st = &r->stats;
     struct fv_mcap_cur sum = cur(s, NULL, 0, r->summary_start);
+    /* Schemas and channels: writers differ on counting those registered but never written,
+     * so the counts must cover the ones in the data section. */
     if (st->message_count != s->messages || st->chunk_count != s->chunks ||
-        st->schema_count != r->nschemas || st->channel_count != r->nchannels ||
+        st->schema_count < s->data_schemas || st->channel_count < s->data_channels ||
         st->start != (s->messages ? s->start : 0) || st->end != (s->messages ? s->end : 0))
         return fv_mcap_corrupt(&sum, 0,
                                "statistics (%llu messages, %u chunks, %u schemas, %u channels) "
-                               "differ from the data (%llu, %u, %zu, %zu) or its times",
+                               "differ from the data (%llu, %u, %u, %u) or its times",
                                (unsigned long long)st->message_count, st->chunk_count,
                                st->schema_count, st->channel_count, (unsigned long long)s->messages,
-                               s->chunks, r->nschemas, r->nchannels);
+                               s->chunks, s->data_schemas, s->data_channels);
     if (st->ncounts == 0) return FV_OK;
     uint64_t total = 0;
     for (size_t i = 0; i < st->ncounts; i++) {
