@@ -1,6 +1,7 @@
 /* test_mcap.c - the MCAP writer and reader (src/data/mcap.h): round trips (zstd and
  * uncompressed chunks, to memory and to a file), reads of one channel and of a time window that
- * read only the chunks they need (bytes counted through the source), files without a summary,
+ * read only the chunks they need (bytes counted through the source), a failed write (injected),
+ * files without a summary,
  * empty files and files without messages, the writer's refusals, and damage: a small file cut
  * at every offset and with every byte flipped is refused (FV_ECORRUPT naming a byte offset) by
  * open or by the scan, and damage in a chunk is refused by an indexed read naming an offset
@@ -13,6 +14,7 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -21,6 +23,7 @@
 #include <unistd.h>
 
 #include "data/mcap.h"
+#include "os/fsio.h"
 #include "util/buf.h"
 #include "util/err.h"
 
@@ -265,6 +268,34 @@ static void test_file_round_trip(void **state)
     expect(&c, NULL, &g);
     fv_mcap_reader_free(r);
     free(g.m);
+    free(c.m);
+    close(fd);
+    unlink(path);
+}
+
+/* A write that fails (the disk full at the first write, injected through os/fsio.h) fails the
+ * close with the call named; the partial file is refused by the reader. */
+static void test_write_fails(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/fv-mcap-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    char err[256];
+    struct fv_mcap_writer *w;
+    assert_int_equal(fv_mcap_writer_open_fd(fd, path, NULL, &w, err, sizeof err), FV_OK);
+    struct clip c;
+    write_clip(w, 100, &c);
+    fv_os_fault_clear();
+    assert_int_equal(fv_os_fault_set(FV_OS_WRITE, 1, ENOSPC, 1), FV_OK);
+    assert_int_equal(fv_mcap_writer_close(w, err, sizeof err), FV_EIO);
+    fv_os_fault_clear();
+    assert_non_null(strstr(err, path));
+    struct fv_mcap_file mf = {fd, path};
+    struct fv_mcap_source src;
+    assert_int_equal(fv_mcap_source_file(&src, &mf, err, sizeof err), FV_OK);
+    struct fv_mcap_reader *r;
+    assert_int_equal(fv_mcap_reader_open(&src, &r, err, sizeof err), FV_ECORRUPT);
     free(c.m);
     close(fd);
     unlink(path);
@@ -663,11 +694,17 @@ static void test_rules_without_crcs(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip_zstd),    cmocka_unit_test(test_round_trip_none),
-        cmocka_unit_test(test_file_round_trip),    cmocka_unit_test(test_seek_window_and_channel),
-        cmocka_unit_test(test_no_summary),         cmocka_unit_test(test_empty_and_no_messages),
-        cmocka_unit_test(test_writer_refusals),    cmocka_unit_test(test_truncated_at_every_offset),
-        cmocka_unit_test(test_every_byte_flipped), cmocka_unit_test(test_damage_named),
+        cmocka_unit_test(test_round_trip_zstd),
+        cmocka_unit_test(test_round_trip_none),
+        cmocka_unit_test(test_file_round_trip),
+        cmocka_unit_test(test_write_fails),
+        cmocka_unit_test(test_seek_window_and_channel),
+        cmocka_unit_test(test_no_summary),
+        cmocka_unit_test(test_empty_and_no_messages),
+        cmocka_unit_test(test_writer_refusals),
+        cmocka_unit_test(test_truncated_at_every_offset),
+        cmocka_unit_test(test_every_byte_flipped),
+        cmocka_unit_test(test_damage_named),
         cmocka_unit_test(test_rules_without_crcs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
