@@ -1,8 +1,8 @@
 /* test_mcap.c - the MCAP writer and reader (src/data/mcap.h): round trips (zstd and
  * uncompressed chunks, to memory and to a file), reads of one channel and of a time window that
  * read only the chunks they need (bytes counted through the source), a failed write (injected),
- * files without a summary,
- * empty files and files without messages, the writer's refusals, and damage: a small file cut
+ * files without a summary, empty files and files without messages, the writer's refusals, and
+ * damage: a small file cut
  * at every offset and with every byte flipped is refused (FV_ECORRUPT naming a byte offset) by
  * open or by the scan, and damage in a chunk is refused by an indexed read naming an offset
  * inside that chunk (rules M1-M12 of src/data/mcap_format.h); with the CRCs set to 0 (which
