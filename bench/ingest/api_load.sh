@@ -7,6 +7,8 @@
 #   knobs: VEHICLES=200 HZ=2 DURATION=30 (s per phase) PHASES="idle busy unauth" ROUNDS=1
 #          API_RATE=0 (requests/s per API client, 0 = as fast as it can) BUILD=build
 #          API_NICE= (the server's api_nice, 0-19; empty: its default, 10)
+#          INGEST_NICE= (the server's ingest_nice, -20-0; empty: its default, 0; below 0
+#          needs root or CAP_SYS_NICE, else the server warns and runs at 0)
 #          PREJOIN=0 (1: the vehicles join in an unmeasured 3 s stream first, so the measured
 #          stream has no joins: steady state only, for comparison)
 #
@@ -37,6 +39,7 @@ PHASES=${PHASES:-"idle busy unauth"}
 ROUNDS=${ROUNDS:-1}
 API_RATE=${API_RATE:-0}
 API_NICE=${API_NICE:-}
+INGEST_NICE=${INGEST_NICE:-}
 PREJOIN=${PREJOIN:-0}
 
 log() { echo "bench/ingest/api_load: $*" >&2; }
@@ -54,6 +57,10 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# The ingest loop (the server's main thread) in the scheduler's accounts: ns on a CPU, ns
+# runnable but waiting for one, times run (/proc/PID/schedstat; zeros where the kernel keeps
+# none).
+sched_of() { cat "/proc/$1/schedstat" 2>/dev/null || echo 0 0 0; }
 hz=$(getconf CLK_TCK)
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 free_port() {
@@ -70,7 +77,8 @@ json.dump(fvtest.test_policy(), open(sys.argv[2], "w"))' "$root/tests/e2e" "$tmp
 python3 -c 'import json, sys
 c = {"policy": sys.argv[2]}
 if sys.argv[3]: c["api_nice"] = int(sys.argv[3])
-json.dump(c, open(sys.argv[1], "w"))' "$tmp/fv.json" "$tmp/policy.json" "$API_NICE"
+if sys.argv[4]: c["ingest_nice"] = int(sys.argv[4])
+json.dump(c, open(sys.argv[1], "w"))' "$tmp/fv.json" "$tmp/policy.json" "$API_NICE" "$INGEST_NICE"
 
 # The API client: one keep-alive connection, requests in a loop for --seconds, then one
 # JSON line: per kind, requests, answers by status, requests/s, latency p50/p99/max (ms),
@@ -211,6 +219,8 @@ run_phase() { # $1 phase, $2 round
     la0=$(loadavg)
     log "phase $phase (round $round): $VEHICLES vehicles x $HZ Hz for $DURATION s$([ "$PREJOIN" = 1 ] || echo ", all joining"); load average $la0"
     c0=$(cpu_ticks "$srv")
+    local s0 s1
+    s0=$(sched_of "$srv")
     if [ "$phase" = busy ]; then
         python3 "$tmp/api_client.py" --port "$api" --mode read --token-file "$tmp/bench.token" \
             --vin $vin --seconds "$DURATION" --rate "$API_RATE" >"$tmp/read.json" &
@@ -227,6 +237,7 @@ run_phase() { # $1 phase, $2 round
         2>"$tmp/sim.log" | tail -1) || true
     for c in "${clients[@]}"; do wait "$c" || log "warning: an API client failed"; done
     c1=$(cpu_ticks "$srv")
+    s1=$(sched_of "$srv")
     la1=$(loadavg)
     local metrics
     metrics=$(curl -sf "http://127.0.0.1:$api/metrics" | awk '
@@ -241,13 +252,16 @@ run_phase() { # $1 phase, $2 round
     [ -n "$out" ] || { tail -5 "$tmp/sim.log" >&2; die "the simulator printed no summary"; }
     python3 - "$phase" "$round" "$out" "$(( c1 - c0 ))" "$hz" "$la0" "$la1" "$metrics" \
         "$([ -s "$tmp/read.json" ] && cat "$tmp/read.json" || echo null)" \
-        "$([ -s "$tmp/unauth.json" ] && cat "$tmp/unauth.json" || echo null)" >>"$res" <<'PY'
+        "$([ -s "$tmp/unauth.json" ] && cat "$tmp/unauth.json" || echo null)" \
+        "$s0" "$s1" >>"$res" <<'PY'
 import json, sys
-phase, rnd, sim, ticks, hz, la0, la1, metrics, rd, ua = sys.argv[1:11]
+phase, rnd, sim, ticks, hz, la0, la1, metrics, rd, ua, s0, s1 = sys.argv[1:13]
+d = [int(b) - int(a) for a, b in zip(s0.split(), s1.split())]
 print(json.dumps({"phase": phase, "round": int(rnd), "sim": json.loads(sim),
                   "server_http": metrics,
                   "cpu_s": int(ticks) / int(hz), "load_before": la0, "load_after": la1,
-                  "read": json.loads(rd), "unauth": json.loads(ua)}))
+                  "read": json.loads(rd), "unauth": json.loads(ua),
+                  "loop_sched": {"run_s": d[0] / 1e9, "wait_s": d[1] / 1e9, "runs": d[2]}}))
 PY
     rm -f "$tmp/read.json" "$tmp/unauth.json"
     rm -rf "$data"
@@ -260,6 +274,8 @@ done
 la_end=$(loadavg)
 
 echo "## bench/ingest/api_load.sh $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(uname -r)"
+echo
+echo "Server settings: api_nice ${API_NICE:-10 (default)}, ingest_nice ${INGEST_NICE:-0 (default)}."
 echo
 python3 - "$res" "$VEHICLES" "$HZ" "$DURATION" "$API_RATE" "$la_start" "$la_end" "$(nproc)" "$PREJOIN" <<'PY'
 import json, sys
@@ -371,6 +387,18 @@ print("The server's own count over each phase (fleetvault_http_requests_total, o
       "fleetvault_http_unauthorized_total, from /metrics; includes the start-up /status polls): "
       + "; ".join(f"{r['phase']} {r['server_http'].split()[0]} ({r['server_http'].split()[1]} 401)"
                   for r in rows) + ".")
+print()
+print("The ingest loop thread in the kernel's scheduler accounts over each phase "
+      "(/proc/PID/schedstat): time on a CPU, time runnable but waiting for a CPU (every ack "
+      "waits behind it), and the mean wait per time it was run.")
+print()
+print("| phase | loop on CPU s | loop waiting for a CPU s | times run | mean wait per run ms |")
+print("|---|---|---|---|---|")
+for r in rows:
+    name = r["phase"] + (f" #{r['round']}" if len(set(y["round"] for y in rows)) > 1 else "")
+    ls = r["loop_sched"]
+    mean = f"{1000 * ls['wait_s'] / ls['runs']:.3f}" if ls["runs"] else "-"
+    print(f"| {name} | {ls['run_s']:.2f} | {ls['wait_s']:.2f} | {ls['runs']} | {mean} |")
 print()
 print(f"Load average (1, 5, 15 min) at the start: {la0}; at the end: {la1} "
       f"(above about 1 the machine was busy with other work; the figures are then noisier).")

@@ -694,6 +694,10 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
                       "blocks are rewritten in the background (GET /api/v1/store)"));
         return;
     }
+    if (strcmp(p, "/v1/datasets") == 0 || strncmp(p, "/v1/datasets/", 13) == 0) {
+        fv_api_datasets(v, &ctx, p + 12, out);
+        return;
+    }
     if (match_path(p, "/v1/principals/", "/approve", name)) {
         fv_api_principal_approve(v, &ctx, name, out);
         return;

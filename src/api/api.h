@@ -51,6 +51,7 @@ struct fv_api_view {
     const char *query; /* the URL's query string (after '?'), or NULL */
     const char *body;  /* a POST's body (NUL-terminated), or NULL */
     size_t body_len;
+    const char *range;      /* the request's Range header, or NULL */
     struct fv_guard *guard; /* purpose-bound access (privacy/guard.h); NULL: admin token only */
     const struct fv_store_config *store_cfg; /* signal classes */
     /* Erasure of a device's subjects (the server does it: keys, tombstones, store, state). */
@@ -58,6 +59,7 @@ struct fv_api_view {
                  size_t errlen);
     void *erase_arg;
     const char *audit_dir;      /* DATA/audit (subject exports include their access log) */
+    const char *datasets_dir;   /* DATA/datasets (data/dataset.h); NULL: none */
     struct fv_exports *exports; /* bulk exports (api/exports.h) */
     struct fv_vpp *vpp;         /* the virtual power plant (energy/vpp.h); NULL: none */
     struct fv_ven *ven;         /* the OpenADR VEN (openadr/ven.h); NULL: none */
@@ -65,11 +67,18 @@ struct fv_api_view {
 
 /* A response is either whole (body) or streamed: when more is set, the transport sends
  * body, then calls more(ctx, buf) for each next piece until it returns 0 (done) or a
- * negative error (the connection is closed), and finally free_ctx(ctx). */
+ * negative error (the connection is closed), and finally free_ctx(ctx). A streamed response
+ * is sent with chunked encoding, unless length_known: then with Content-Length: length, and
+ * body plus every piece must add up to exactly length bytes (else the connection is closed
+ * when the producer ends: the client sees a short body, never a wrong one). */
 struct fv_http_response {
     int status;
     const char *content_type;
     int www_authenticate; /* add WWW-Authenticate: Bearer */
+    int length_known;
+    uint64_t length;
+    int accept_ranges;      /* add Accept-Ranges: bytes */
+    char content_range[96]; /* "bytes A-B/N" (206) or "bytes * /N" (416); "": none */
     struct fv_buf body;
     int (*more)(void *ctx, struct fv_buf *out);
     void (*free_ctx)(void *ctx);
@@ -82,6 +91,10 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
  * sub is what follows "/openadr". Decides and audits the call itself. */
 void fv_api_openadr(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *method,
                     const char *sub, struct fv_http_response *out);
+/* /api/v1/datasets[/...] (api/dataset_api.c): training datasets, their manifests and shards;
+ * sub is what follows "/datasets". Decides and audits the call itself. */
+void fv_api_datasets(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *sub,
+                     struct fv_http_response *out);
 /* The purpose whose settlement rows name the payee by its id (vpp_api.c E1, E2). */
 #define FV_API_VPP_BILLING "billing"
 struct fv_guard_served;

@@ -50,11 +50,13 @@ static void auth_failed(struct fv_http_ctx *hc, const char *addr)
 struct api_session {
     struct fv_http_response resp;
     size_t sent;
-    int chunked, done;   /* a streamed response; its producer has finished */
+    int streamed, done;  /* a streamed response (more); its producer has finished */
+    int chunked;         /* streamed without a known length: chunked encoding */
+    uint64_t sent_total; /* body bytes written (checked against a known length) */
     uint64_t audit_need; /* H2: the response waits until this audit seq is durable */
     int parked;
     /* the request, kept until its body is in */
-    char auth[256], args[4096], path[512], method[8];
+    char auth[256], args[4096], path[512], method[8], range[128];
     struct fv_buf req_body;
     int body_too_large, awaiting_body;
 };
@@ -89,7 +91,13 @@ static int api_write_piece(struct lws *wsi, struct api_session *a)
     unsigned char buf[LWS_PRE + 16 + 16384 + 16];
     size_t left = a->resp.body.len - a->sent;
     size_t n = left < 16384 ? left : 16384;
-    int last_piece = n == left && (!a->chunked || a->done);
+    int last_piece = n == left && (!a->streamed || a->done);
+    if (last_piece && a->resp.length_known && a->sent_total + n != a->resp.length) {
+        fv_warn("api: a response of %llu bytes ended after %llu; closing it",
+                (unsigned long long)a->resp.length, (unsigned long long)(a->sent_total + n));
+        api_session_end(a);
+        return -1;
+    }
     unsigned char *p = buf + LWS_PRE;
     size_t len = 0;
     if (a->chunked && n) len += (size_t)snprintf((char *)p, 16, "%zx\r\n", n);
@@ -106,6 +114,7 @@ static int api_write_piece(struct lws *wsi, struct api_session *a)
     if (lws_write(wsi, p, len, last_piece ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) != (int)len)
         return -1;
     a->sent += n;
+    a->sent_total += n;
     if (!last_piece) {
         lws_callback_on_writable(wsi);
         return 0;
@@ -119,9 +128,20 @@ static int send_headers(struct lws *wsi, struct api_session *a)
 {
     unsigned char buf[LWS_PRE + 512], *start = buf + LWS_PRE, *p = start,
                                       *end = buf + sizeof buf - 1;
-    if (lws_add_http_common_headers(wsi, (unsigned)a->resp.status, a->resp.content_type,
-                                    a->chunked ? LWS_ILLEGAL_HTTP_CONTENT_LEN : a->resp.body.len,
-                                    &p, end))
+    lws_filepos_t clen = a->resp.length_known ? a->resp.length
+                         : a->chunked         ? LWS_ILLEGAL_HTTP_CONTENT_LEN
+                                              : a->resp.body.len;
+    if (lws_add_http_common_headers(wsi, (unsigned)a->resp.status, a->resp.content_type, clen, &p,
+                                    end))
+        return 1;
+    if (a->resp.accept_ranges &&
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"Accept-Ranges:",
+                                    (const unsigned char *)"bytes", 5, &p, end))
+        return 1;
+    if (a->resp.content_range[0] &&
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"Content-Range:",
+                                    (const unsigned char *)a->resp.content_range,
+                                    (int)strlen(a->resp.content_range), &p, end))
         return 1;
     if (a->chunked && lws_add_http_header_by_name(wsi, (const unsigned char *)"Transfer-Encoding:",
                                                   (const unsigned char *)"chunked", 7, &p, end))
@@ -146,8 +166,10 @@ static int unpark(struct lws *wsi, struct fv_http_ctx *hc, struct api_session *a
     hc->parked--;
     if (failed) {
         api_session_end(a);
-        a->chunked = a->done = 0;
+        a->streamed = a->chunked = a->done = 0;
         a->sent = 0;
+        a->resp.length_known = a->resp.accept_ranges = 0;
+        a->resp.content_range[0] = '\0';
         a->resp.status = 500;
         a->resp.content_type = "application/json";
         a->resp.www_authenticate = 0;
@@ -164,6 +186,7 @@ static int serve(struct lws *wsi, struct fv_http_ctx *hc, struct api_session *a)
     v.query = a->args[0] ? a->args : NULL;
     v.body = a->req_body.data ? (const char *)a->req_body.data : NULL;
     v.body_len = a->req_body.len;
+    v.range = a->range[0] ? a->range : NULL;
     struct fv_audit *audit = audit_of(hc);
     uint64_t before = audit ? fv_audit_last_seq(audit) : 0;
     hc->metrics->http_requests++;
@@ -200,6 +223,8 @@ static int serve(struct lws *wsi, struct fv_http_ctx *hc, struct api_session *a)
         if (rc < 0) {
             fv_buf_reset(&a->resp.body);
             api_session_end(a);
+            a->resp.length_known = a->resp.accept_ranges = 0;
+            a->resp.content_range[0] = '\0';
             a->resp.status = 500;
             a->resp.content_type = "application/json";
             const char *m = rc == FV_ECORRUPT
@@ -214,7 +239,8 @@ static int serve(struct lws *wsi, struct fv_http_ctx *hc, struct api_session *a)
             a->resp.free_ctx = NULL;
             a->resp.ctx = NULL;
         } else {
-            a->chunked = 1;
+            a->streamed = 1;
+            a->chunked = !a->resp.length_known;
         }
     }
     uint64_t after = audit ? fv_audit_last_seq(audit) : 0;
@@ -243,6 +269,7 @@ static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         char *args = a->args;
         const size_t args_size = sizeof a->args;
         lws_hdr_copy(wsi, a->auth, sizeof a->auth, WSI_TOKEN_HTTP_AUTHORIZATION);
+        lws_hdr_copy(wsi, a->range, sizeof a->range, WSI_TOKEN_HTTP_RANGE);
         snprintf(a->path, sizeof a->path, "%s", (const char *)in);
         snprintf(a->method, sizeof a->method, "%s", http_method(wsi));
         /* lws keeps the query string as fragments (one per '&'), already URL-decoded. */
@@ -289,7 +316,7 @@ static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     case LWS_CALLBACK_HTTP_WRITEABLE: {
         if (a == NULL) return -1;
         if (a->parked) return unpark(wsi, hc, a);
-        if (a->chunked && !a->done && a->sent == a->resp.body.len) {
+        if (a->streamed && !a->done && a->sent == a->resp.body.len) {
             fv_buf_reset(&a->resp.body);
             a->sent = 0;
             int rc = a->resp.more(a->resp.ctx, &a->resp.body);

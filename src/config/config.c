@@ -207,6 +207,13 @@ int fv_config_load(struct fv_config *c, const char *path, char *err, size_t errl
                 goto done;
             }
             c->api_nice = (int)json_integer_value(val);
+        } else if (strcmp(key, "ingest_nice") == 0) {
+            if (!json_is_integer(val) || json_integer_value(val) < -20 ||
+                json_integer_value(val) > 0) {
+                fv_seterr(err, errlen, "%s: ingest_nice: expected an integer from -20 to 0", path);
+                goto done;
+            }
+            c->ingest_nice = (int)json_integer_value(val);
         } else if (strcmp(key, "device_idle_timeout") == 0) {
             uint64_t ms;
             if (parse_duration_ms(val, &ms) != FV_OK || ms < 3000 || ms > 86400000) {

@@ -28,7 +28,11 @@ struct fv_config {
     int listen_port;
     char api_host[256];
     int api_port;
-    int api_nice;       /* the API thread's nice value, 0-19 (default 10: devices first) */
+    int api_nice; /* the API thread's nice value, 0-19 (default 10: devices first) */
+    /* The nice value of the ingest loop and the WAL writer, -20-0 (default 0). Below 0 the
+     * scheduler serves device acks before other processes' work; it needs CAP_SYS_NICE (or
+     * RLIMIT_NICE), and without it the server says so once and runs at 0. */
+    int ingest_nice;
     size_t max_message; /* bytes; default 1,000,000 (the protocol's limit) */
     /* A device connection silent this long is closed; it is pinged after a third of it
      * (default 3 minutes; a dead peer or a half-open TCP connection holds nothing longer). */
@@ -54,10 +58,10 @@ struct fv_config {
 void fv_config_defaults(struct fv_config *c);
 
 /* Loads a JSON config file over c. Keys: data, certs, key_file, listen, api, max_message,
- * device_idle_timeout, api_nice, wal_segment_mb, rate_limits ({TOPIC: {per_second, burst}} or
- * false), store ({flush_interval, flush_datums, head_max_datums, wal_keep, compact_fanin,
- * retention: {CLASS: "30d"}, classes: {CLASS: [SIGNAL, ...]}}), policy, audit_key, audit_witness
- * (paths), audit_retention (a duration), vpp ({programs: {NAME: {...}}}:
+ * device_idle_timeout, api_nice, ingest_nice, wal_segment_mb, rate_limits ({TOPIC: {per_second,
+ * burst}} or false), store ({flush_interval, flush_datums, head_max_datums, wal_keep,
+ * compact_fanin, retention: {CLASS: "30d"}, classes: {CLASS: [SIGNAL, ...]}}), policy, audit_key,
+ * audit_witness (paths), audit_retention (a duration), vpp ({programs: {NAME: {...}}}:
  * energy/program.h), openadr (config/openadr_config.h), location_privacy ({trim_m, trip_gap,
  * stop_after, grid_m}).
  */

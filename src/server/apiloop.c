@@ -1,8 +1,6 @@
 /* apiloop.c - the HTTP API's own thread (apiloop.h). */
 #include <errno.h>
 #include <sched.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,6 +18,7 @@
 #include "util/clock.h"
 #include "util/err.h"
 #include "util/log.h"
+#include "util/prio.h"
 
 void fv_loopref_publish(struct fv_loopref *r, struct lws_context *ctx)
 {
@@ -107,9 +106,8 @@ static void *api_main(void *arg)
     /* Devices first: when the cores are all busy, the scheduler gives the ingest loop the
      * larger share (a thread's nice value is its own on Linux; raising it needs no
      * privilege). The API is served with what is left, which an idle ingest leaves whole. */
-    if (al->cfg->api_nice > 0 &&
-        setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), al->cfg->api_nice) != 0)
-        fv_warn("api: cannot lower the API thread's priority (%s)", strerror(errno));
+    int e = al->cfg->api_nice > 0 ? fv_thread_set_nice(al->cfg->api_nice) : 0;
+    if (e) fv_warn("api: cannot lower the API thread's priority (%s)", strerror(e));
     struct ev_timer tick;
     ev_timer_init(&tick, tick_cb, 1.0, 1.0);
     ev_timer_start(al->loop, &tick);

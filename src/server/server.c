@@ -58,6 +58,7 @@
 #include "util/clock.h"
 #include "util/err.h"
 #include "util/log.h"
+#include "util/prio.h"
 #include "wal/reclog.h"
 #include "wal/wal.h"
 
@@ -77,6 +78,7 @@ struct fv_server {
     struct fv_gw_downlink *downlink; /* the downlink seam's in-process side (wire/downlink.h) */
     struct fv_vpp *vpp;              /* the virtual power plant (energy/vpp.h) */
     struct fv_ven *ven;              /* the OpenADR VEN (openadr/ven.h); NULL: not configured */
+    char datasets_dir[1100];         /* DATA/datasets (data/dataset.h) */
     struct fv_http_ctx http;
     char admin_token[80];
     struct fv_kek kek;
@@ -379,7 +381,8 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
                              .notify = wake_loop,
                              .notify_arg = srv,
                              .before_sync = wal_before_sync,
-                             .before_sync_arg = srv};
+                             .before_sync_arg = srv,
+                             .writer_nice = cfg->ingest_nice};
     t0 = fv_mono_ns();
     rc = fv_wal_open(path, &wo, fv_recovery_replay, &rec, &srv->wal, err, errlen);
     if (rc) return rc;
@@ -413,6 +416,7 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
         if (rc) return rc;
         srv->api.ven = srv->ven; /* its audit records are written on the API thread (N8) */
     }
+    snprintf(srv->datasets_dir, sizeof srv->datasets_dir, "%s/datasets", cfg->data_dir);
     srv->http = (struct fv_http_ctx){.view = {.fleet = &srv->fleet,
                                               .metrics = &srv->m,
                                               .wal = srv->wal,
@@ -425,6 +429,7 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
                                               .erase = erase_device,
                                               .erase_arg = srv,
                                               .audit_dir = srv->guard.audit_dir,
+                                              .datasets_dir = srv->datasets_dir,
                                               .exports = srv->exports,
                                               .vpp = srv->vpp,
                                               .ven = srv->ven},
@@ -561,6 +566,12 @@ int fv_server_run(const struct fv_config *cfg, volatile sig_atomic_t *stop, char
     struct ev_timer tick;
     ev_timer_init(&tick, tick_cb, 1.0, 1.0);
     ev_timer_start(loop, &tick);
+    /* Set here, after every other thread started, so that none inherits it. */
+    int e = cfg->ingest_nice ? fv_thread_set_nice(cfg->ingest_nice) : 0;
+    if (e)
+        fv_warn("ingest: the loop keeps its priority: ingest_nice %d refused (%s; it needs "
+                "CAP_SYS_NICE or RLIMIT_NICE)",
+                cfg->ingest_nice, strerror(e));
     while (!*stop && !fv_wal_failed(srv->wal)) {
         ev_run(loop, EVRUN_ONCE);
         housekeeping(srv, &last_trim);

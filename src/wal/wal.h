@@ -64,6 +64,9 @@ struct fv_wal_opts {
      * non-zero return fails the WAL (err says why). NULL: none. */
     int (*before_sync)(void *arg, char *err, size_t errlen);
     void *before_sync_arg;
+    /* The writer thread's nice value (0: inherited). A value the process may not take is
+     * reported once (fv_warn) and the thread runs on as it was. */
+    int writer_nice;
 };
 
 struct fv_wal_stats {

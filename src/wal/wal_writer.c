@@ -55,6 +55,7 @@
 #include "util/clock.h"
 #include "util/err.h"
 #include "util/log.h"
+#include "util/prio.h"
 #include "wal/wal.h"
 #include "wal/wal_format.h"
 #include "wal/wal_int.h"
@@ -243,6 +244,10 @@ void *fv_wal__writer_main(void *arg)
     struct fv_wal *w = arg;
     struct fv_buf batch = {0};
     char err[512];
+    int e = w->opts.writer_nice ? fv_thread_set_nice(w->opts.writer_nice) : 0;
+    if (e)
+        fv_warn("wal: the writer thread keeps its priority: nice %d refused (%s)",
+                w->opts.writer_nice, strerror(e));
     pthread_mutex_lock(&w->mu);
     for (;;) {
         while (w->pending.len == 0 && !w->stop && !w->rotate_req) {
