@@ -19,6 +19,7 @@ int fv_cmd_principal(int argc, char **argv); /* cli/cmd_principal.c */
 int fv_cmd_subject(int argc, char **argv);   /* cli/cmd_subject.c */
 int fv_cmd_privacy(int argc, char **argv);   /* cli/cmd_privacy.c */
 int fv_cmd_vpp(int argc, char **argv);       /* cli/cmd_vpp.c */
+int fv_cmd_mcap(int argc, char **argv);      /* cli/cmd_mcap.c */
 
 /* `fleetvault vpp openadr ...` (cli/cmd_openadr.c); argv[0] is "openadr". */
 int fv_cmd_vpp_openadr(int argc, char **argv);
