@@ -22,6 +22,7 @@ static void usage(FILE *f)
             "  subject    owners, consent per purpose, zones, export, erasure (GDPR)\n"
             "  privacy    records of processing (GDPR Art. 30) from the live configuration\n"
             "  vpp        virtual power plant: events, enrolment, opt-outs, settlement\n"
+            "  campaign   data-collection campaigns: create, list, status, stop\n"
             "  audit      verify and search the tamper-evident audit log\n"
             "  version    print the version\n\n"
             "Run 'fleetvault COMMAND --help' for a command's options.\n",
@@ -44,11 +45,13 @@ int main(int argc, char **argv)
     static const struct {
         const char *name;
         int (*fn)(int, char **);
-    } cmds[] = {
-        {"serve", fv_cmd_serve},     {"certs", fv_cmd_certs},         {"simulate", fv_cmd_simulate},
-        {"inspect", fv_cmd_inspect}, {"send", fv_cmd_send},           {"keys", fv_cmd_keys},
-        {"query", fv_cmd_query},     {"principal", fv_cmd_principal}, {"audit", fv_cmd_audit},
-        {"subject", fv_cmd_subject}, {"privacy", fv_cmd_privacy},     {"vpp", fv_cmd_vpp}};
+    } cmds[] = {{"serve", fv_cmd_serve},       {"certs", fv_cmd_certs},
+                {"simulate", fv_cmd_simulate}, {"inspect", fv_cmd_inspect},
+                {"send", fv_cmd_send},         {"keys", fv_cmd_keys},
+                {"query", fv_cmd_query},       {"principal", fv_cmd_principal},
+                {"audit", fv_cmd_audit},       {"subject", fv_cmd_subject},
+                {"privacy", fv_cmd_privacy},   {"vpp", fv_cmd_vpp},
+                {"campaign", fv_cmd_campaign}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(cmd, cmds[i].name) == 0) return cmds[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "fleetvault: unknown command '%s'\n\n", cmd);

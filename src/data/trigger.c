@@ -599,6 +599,28 @@ void fv_trigger_set_none(struct fv_trigger_state *s, int slot)
     if (x) x->cur.type = V_NONE;
 }
 
+void fv_trigger_set_value(struct fv_trigger_state *s, int slot, const struct fv_value *v)
+{
+    switch (v ? v->kind : FV_VK_NONE) {
+    case FV_VK_INT:
+    case FV_VK_ENUM:
+        fv_trigger_set_num(s, slot, (double)v->u.i);
+        break;
+    case FV_VK_BOOL:
+        fv_trigger_set_num(s, slot, v->u.i != 0);
+        break;
+    case FV_VK_DOUBLE:
+        fv_trigger_set_num(s, slot, v->u.d);
+        break;
+    case FV_VK_STRING:
+        fv_trigger_set_str(s, slot, v->u.s);
+        break;
+    default:
+        fv_trigger_set_none(s, slot);
+        break;
+    }
+}
+
 static int truth(const struct sval *v)
 {
     return v->type == V_NUM ? v->num != 0 : v->type == V_STR ? v->str[0] != '\0' : 0;

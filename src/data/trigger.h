@@ -43,6 +43,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "wire/payload.h"
+
 #define FV_TRIGGER_MAX_LEN     1024
 #define FV_TRIGGER_MAX_DEPTH   32
 #define FV_TRIGGER_MAX_OPS     256
@@ -81,6 +83,9 @@ void fv_trigger_state_free(struct fv_trigger_state *s);
 void fv_trigger_set_num(struct fv_trigger_state *s, int slot, double v);
 void fv_trigger_set_str(struct fv_trigger_state *s, int slot, const char *v);
 void fv_trigger_set_none(struct fv_trigger_state *s, int slot);
+/* A value of the wire's value model: numbers, enums (their number) and booleans (1, 0) as
+ * numbers, strings as strings, anything else (a location, invalid) as no value. */
+void fv_trigger_set_value(struct fv_trigger_state *s, int slot, const struct fv_value *v);
 
 /* Evaluates at t_ms (non-decreasing across calls): 1 when the trigger fires (T4), else 0.
  * *level (if not NULL) receives the condition's value now. */

@@ -596,6 +596,17 @@ def vector(name):
         return f.read()
 
 
+def stop_sim(sim, log_file):
+    """Stops a `fleetvault simulate` started with stdout=PIPE (SIGINT), closes its log and
+    returns its final JSON line (the run's counters)."""
+    sim.send_signal(2)
+    out, _ = sim.communicate(timeout=60)
+    log_file.close()
+    final = json.loads(out.strip().splitlines()[-1])
+    log(f"simulator: {final}")
+    return final
+
+
 class Env:
     """A temporary directory with certs, removed at the end unless FV_KEEP is set."""
 
