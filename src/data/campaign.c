@@ -477,7 +477,9 @@ int fv_campaign_create(struct fv_campaign *c, const struct fv_campaign_spec *s,
     char *spec = sj ? json_dumps(sj, JSON_COMPACT) : NULL;
     json_decref(sj);
     pthread_mutex_lock(&c->mu);
-    snprintf(k->id, sizeof k->id, "c%llx-%u", (unsigned long long)now, ++c->seq);
+    do /* unique among the campaigns loaded too (seq restarts with the service) */
+        snprintf(k->id, sizeof k->id, "c%llx-%u", (unsigned long long)now, ++c->seq);
+    while (find(c, k->id) != NULL);
     k->start_msg = fv_campaign_start_msg(k->id, s);
     int rc = spec && k->start_msg ? FV_OK : FV_ENOMEM;
     if (rc == FV_OK) rc = db_exec(c, "BEGIN");
