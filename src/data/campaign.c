@@ -9,7 +9,7 @@
  *   campaign_targets(campaign, device, acked (0 no, 1 yes, 2 refused), stop_acked, hits,
  *             day (UTC days since 1970 of day_hits), day_hits, PRIMARY KEY(campaign, device))
  *
- * Threads: the service thread runs fv_campaign_tick every second (and when a device
+ * Threads: the service thread runs a turn (tick) every second (and when a device
  * connects) under mu; the API thread's calls take mu; the ingest loop's listener takes only
  * in_mu (an inbox of copies).
  */
@@ -360,7 +360,8 @@ static void drain_inbox(struct fv_campaign *c, int64_t now)
     }
 }
 
-void fv_campaign_tick(struct fv_campaign *c, int64_t now)
+/* One turn (mu held). */
+static void tick(struct fv_campaign *c, int64_t now)
 {
     drain_inbox(c, now);
     for (size_t i = 0; i < c->nc; i++) {
@@ -376,12 +377,19 @@ void fv_campaign_tick(struct fv_campaign *c, int64_t now)
     }
 }
 
+void fv_campaign_tick(struct fv_campaign *c, int64_t now)
+{
+    pthread_mutex_lock(&c->mu);
+    tick(c, now);
+    pthread_mutex_unlock(&c->mu);
+}
+
 static void *campaign_main(void *arg)
 {
     struct fv_campaign *c = arg;
     pthread_mutex_lock(&c->mu);
     while (!c->stop) {
-        fv_campaign_tick(c, (int64_t)fv_now_ms());
+        tick(c, (int64_t)fv_now_ms());
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_sec += 1;
@@ -550,7 +558,7 @@ json_t *fv_campaign_list_json(struct fv_campaign *c)
 json_t *fv_campaign_json(struct fv_campaign *c, const char *id)
 {
     pthread_mutex_lock(&c->mu);
-    fv_campaign_tick(c, (int64_t)fv_now_ms()); /* acks and hits that arrived since the turn */
+    tick(c, (int64_t)fv_now_ms()); /* acks and hits that arrived since the turn */
     struct camp *k = find(c, id);
     json_t *o = k ? camp_json(k, 1) : NULL;
     pthread_mutex_unlock(&c->mu);

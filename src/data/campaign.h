@@ -117,7 +117,8 @@ void fv_campaign_clip_stored(struct fv_campaign *c, const char *id, const char *
 /* Erasure: forgets device in every campaign (its counts stay in the totals). */
 int fv_campaign_forget_device(struct fv_campaign *c, const char *device);
 
-/* One turn of the service's work now (tests; the thread does it every second). */
+/* One turn of the service's work now, under the service's mutex (tests; the thread does it
+ * every second). */
 void fv_campaign_tick(struct fv_campaign *c, int64_t now_ms);
 
 #endif

@@ -149,7 +149,7 @@ static void test_service(void **state)
     assert_int_equal(fv_campaign_open(path, dl, &c, err, sizeof err), FV_OK);
     struct fv_campaign_spec s;
     assert_int_equal(fv_campaign_spec_parse(GOOD, strlen(GOOD), NOW, &s, err, sizeof err), FV_OK);
-    s.start_ms = NOW - 1000;  /* the service's clock is the caller's here (tick) */
+    s.start_ms = NOW - 1000;          /* the service's clock is the caller's here (tick) */
     s.end_ms = NOW + 30 * 86400000LL; /* never ends during the test */
     const char *targets[] = {"VA", "VB"};
     assert_int_equal(fv_campaign_create(c, &s, targets, 2, NOW, id, err, sizeof err), FV_OK);
@@ -226,6 +226,23 @@ static void test_service(void **state)
     assert_string_equal(json_string_value(json_object_get(j, "state")), "finished");
     assert_int_equal(json_integer_value(json_object_get(j, "bytes")), 1100);
     assert_int_equal(json_integer_value(json_object_get(j, "clips_uploaded")), 2);
+    json_decref(j);
+    /* C4: scheduled until its start, nothing sent before */
+    char id3[FV_CAMPAIGN_ID_MAX];
+    struct fv_campaign_spec later = s;
+    later.start_ms = NOW + 5000;
+    const char *vc[] = {"VC"};
+    assert_int_equal(fv_campaign_create(c, &later, vc, 1, NOW, id3, err, sizeof err), FV_OK);
+    mark = log_mark();
+    fv_campaign_tick(c, NOW + 4999);
+    assert_int_equal(count_sent("VC", "start", mark), 0);
+    j = fv_campaign_json(c, id3);
+    assert_string_equal(json_string_value(json_object_get(j, "state")), "scheduled");
+    json_decref(j);
+    fv_campaign_tick(c, NOW + 5000);
+    assert_int_equal(count_sent("VC", "start", mark), 1);
+    j = fv_campaign_json(c, id3);
+    assert_string_equal(json_string_value(json_object_get(j, "state")), "active");
     json_decref(j);
     assert_int_equal(fv_campaign_forget_device(c, "VA"), FV_OK);
     assert_int_equal(stat_of(c, id2, "targeted"), 0);
