@@ -596,6 +596,28 @@ void fv_campaign_clip_stored(struct fv_campaign *c, const char *id, const char *
     pthread_mutex_unlock(&c->mu);
 }
 
+json_t *fv_campaign_device_json(struct fv_campaign *c, const char *device)
+{
+    static const char *const acked[] = {"no", "yes", "refused"};
+    json_t *a = json_array();
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = 0; a && i < c->nc; i++) {
+        const struct camp *k = c->c[i];
+        const struct target *t = find_target(c->c[i], device);
+        if (t)
+            json_array_append_new(a, json_pack("{s:s,s:s,s:s,s:s,s:b,s:I}", "id", k->id, "name",
+                                               k->spec.name, "state", st_names[k->state], "acked",
+                                               acked[t->acked % 3], "stop_acked", t->stop_acked,
+                                               "hits", (json_int_t)t->hits));
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (a == NULL || json_array_size(a) == 0) {
+        json_decref(a);
+        return NULL;
+    }
+    return json_pack("{s:o}", "campaigns", a);
+}
+
 int fv_campaign_forget_device(struct fv_campaign *c, const char *device)
 {
     pthread_mutex_lock(&c->mu);

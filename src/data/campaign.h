@@ -114,6 +114,10 @@ json_t *fv_campaign_json(struct fv_campaign *c, const char *id);
 int fv_campaign_may_upload(struct fv_campaign *c, const char *id, const char *device);
 void fv_campaign_clip_stored(struct fv_campaign *c, const char *id, const char *device,
                              uint64_t bytes);
+/* A device's own campaign data (its owner's: GDPR export): {"campaigns": [{"id", "name",
+ * "state", "acked", "stop_acked", "hits"}...]} of every campaign that targeted it (new
+ * reference; NULL: none). */
+json_t *fv_campaign_device_json(struct fv_campaign *c, const char *device);
 /* Erasure: forgets device in every campaign (its counts stay in the totals). */
 int fv_campaign_forget_device(struct fv_campaign *c, const char *device);
 

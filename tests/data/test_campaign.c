@@ -244,7 +244,12 @@ static void test_service(void **state)
     j = fv_campaign_json(c, id3);
     assert_string_equal(json_string_value(json_object_get(j, "state")), "active");
     json_decref(j);
+    json_t *dj = fv_campaign_device_json(c, "VA");
+    assert_int_equal(json_array_size(json_object_get(dj, "campaigns")), 2);
+    json_decref(dj);
+    assert_null(fv_campaign_device_json(c, "VZ"));
     assert_int_equal(fv_campaign_forget_device(c, "VA"), FV_OK);
+    assert_null(fv_campaign_device_json(c, "VA"));
     assert_int_equal(stat_of(c, id2, "targeted"), 0);
     fv_campaign_close(c);
     unlink(path);

@@ -6,8 +6,10 @@ campaign message), ack it, evaluate its trigger on their own signals and report 
 the status counts; stop sends a stop that the vehicles ack. Second: bad input (a malformed
 trigger answered with its column, an unknown signal, budgets <= 0, unknown members, another
 purpose) is refused with a clear error and nothing is stored; the CLI drives the same API."""
+import io
 import json
 import os
+import tarfile
 import subprocess
 import time
 import urllib.request
@@ -117,6 +119,22 @@ def test_campaign_to_targeted_vehicles_hits_and_stop():
             assert st == 409, (st, x)
             st, lst = call(srv, "GET", "/api/v1/campaigns", "dee")
             assert st == 200 and [k["id"] for k in lst["campaigns"]] == [cid], lst
+            # the owner's export (Art. 15) shows the campaign that targeted the vehicle;
+            # after an erasure the campaign no longer holds the vehicle
+            st, body = srv.http(f"/api/v1/subjects/{A[0]}/export?ticket=DSAR-1", token=po,
+                                purpose=None)
+            assert st == 200, body
+            tar = tarfile.open(fileobj=io.BytesIO(body))
+            sj = next(json.load(tar.extractfile(m)) for m in tar.getmembers()
+                      if m.name.endswith("/subject.json"))
+            assert sj["data_campaigns"]["campaigns"] == [
+                {"id": cid, "name": "hard-braking", "state": "stopped", "acked": "yes",
+                 "stop_acked": True, "hits": 1}], sj.get("data_campaigns")
+            st, body = srv.http(f"/api/v1/subjects/{A[0]}/erase?ticket=GDPR-1", token=po,
+                                method="POST", purpose=None)
+            assert st == 200, body
+            s = status()
+            assert s["targeted"] == 1 and s["hits"] == 2, s  # the totals stay
         finally:
             fa = stop_sim(sim_a, log_a)
             fb = stop_sim(sim_b, log_b)
