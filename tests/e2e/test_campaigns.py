@@ -6,10 +6,8 @@ campaign message), ack it, evaluate its trigger on their own signals and report 
 the status counts; stop sends a stop that the vehicles ack. Second: bad input (a malformed
 trigger answered with its column, an unknown signal, budgets <= 0, unknown members, another
 purpose) is refused with a clear error and nothing is stored; the CLI drives the same API."""
-import io
 import json
 import os
-import tarfile
 import subprocess
 import time
 import urllib.request
@@ -121,12 +119,7 @@ def test_campaign_to_targeted_vehicles_hits_and_stop():
             assert st == 200 and [k["id"] for k in lst["campaigns"]] == [cid], lst
             # the owner's export (Art. 15) shows the campaign that targeted the vehicle;
             # after an erasure the campaign no longer holds the vehicle
-            st, body = srv.http(f"/api/v1/subjects/{A[0]}/export?ticket=DSAR-1", token=po,
-                                purpose=None)
-            assert st == 200, body
-            tar = tarfile.open(fileobj=io.BytesIO(body))
-            sj = next(json.load(tar.extractfile(m)) for m in tar.getmembers()
-                      if m.name.endswith("/subject.json"))
+            sj = t.subject_json(srv, A[0], po, "DSAR-1")
             assert sj["data_campaigns"]["campaigns"] == [
                 {"id": cid, "name": "hard-braking", "state": "stopped", "acked": "yes",
                  "stop_acked": True, "hits": 1}], sj.get("data_campaigns")
