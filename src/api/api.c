@@ -14,6 +14,7 @@
 #include "api/export.h"
 #include "api/exports.h"
 #include "api/query.h"
+#include "data/campaign.h"
 #include "crypto/keys.h"
 #include "openadr/ven.h"
 #include "privacy/guard.h"
@@ -766,6 +767,8 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
             return;
         }
         __atomic_store_n(&v->guard->registry_changed, 1, __ATOMIC_RELEASE); /* read by the loop */
+        if (!give && v->campaigns && strcmp(purpose, "clips") == 0)
+            fv_campaign_withdraw(v->campaigns, name); /* data/campaign.h C6 */
         fv_api_respond_json(out, 200,
                             json_pack("{s:s,s:s,s:I}", "purpose", purpose, "change", change,
                                       "at_ms", (json_int_t)at));

@@ -7,7 +7,8 @@
  *   campaigns(id TEXT PRIMARY KEY, spec TEXT (campaign.h JSON), state INTEGER (ST_*),
  *             created_ms, stopped_ms, hits, hits_refused, clips, bytes)
  *   campaign_targets(campaign, device, acked (0 no, 1 yes, 2 refused), stop_acked, hits,
- *             day (UTC days since 1970 of day_hits), day_hits, PRIMARY KEY(campaign, device))
+ *             day (UTC days since 1970 of day_hits), day_hits, withdrawn (C6),
+ *             PRIMARY KEY(campaign, device))
  *
  * Threads: the service thread runs a turn (tick) every second (and when a device
  * connects) under mu; the API thread's calls take mu; the ingest loop's listener takes only
@@ -38,6 +39,7 @@ struct target {
     char dev[DEV_MAX];
     int acked; /* 0 not yet, 1 acked, 2 refused by the vehicle */
     int stop_acked;
+    int withdrawn;   /* its owner withdrew consent to clips (C6) */
     int64_t sent_ms; /* last start or stop sent (0: never) */
     int64_t hits, day, day_hits;
 };
@@ -106,9 +108,9 @@ static void save_target(struct fv_campaign *c, const struct camp *k, const struc
 {
     db_exec(c,
             "UPDATE campaign_targets SET acked=%d, stop_acked=%d, hits=%lld, day=%lld, "
-            "day_hits=%lld WHERE campaign=%Q AND device=%Q",
+            "day_hits=%lld, withdrawn=%d WHERE campaign=%Q AND device=%Q",
             t->acked, t->stop_acked, (long long)t->hits, (long long)t->day, (long long)t->day_hits,
-            k->id, t->dev);
+            t->withdrawn, k->id, t->dev);
 }
 
 static void camp_free(struct camp *k)
@@ -135,7 +137,7 @@ static int load(struct fv_campaign *c, char *err, size_t errlen)
                    "hits_refused INTEGER, clips INTEGER, bytes INTEGER);"
                    "CREATE TABLE IF NOT EXISTS campaign_targets(campaign TEXT NOT NULL, device "
                    "TEXT NOT NULL, acked INTEGER, stop_acked INTEGER, hits INTEGER, day INTEGER, "
-                   "day_hits INTEGER, PRIMARY KEY(campaign, device));")) {
+                   "day_hits INTEGER, withdrawn INTEGER, PRIMARY KEY(campaign, device));")) {
         fv_seterr(err, errlen, "campaigns.db: %s", sqlite3_errmsg(c->db));
         return FV_EIO;
     }
@@ -146,7 +148,7 @@ static int load(struct fv_campaign *c, char *err, size_t errlen)
                            "clips, bytes FROM campaigns ORDER BY created_ms, id",
                            -1, &st, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(c->db,
-                           "SELECT device, acked, stop_acked, hits, day, day_hits FROM "
+                           "SELECT device, acked, stop_acked, hits, day, day_hits, withdrawn FROM "
                            "campaign_targets WHERE campaign=? ORDER BY device",
                            -1, &tt, NULL) != SQLITE_OK) {
         fv_seterr(err, errlen, "campaigns.db: %s", sqlite3_errmsg(c->db));
@@ -190,6 +192,7 @@ static int load(struct fv_campaign *c, char *err, size_t errlen)
             t->hits = sqlite3_column_int64(tt, 3);
             t->day = sqlite3_column_int64(tt, 4);
             t->day_hits = sqlite3_column_int64(tt, 5);
+            t->withdrawn = sqlite3_column_int(tt, 6);
         }
         if (k->start_msg == NULL || add_camp(c, k)) {
             camp_free(k);
@@ -289,12 +292,12 @@ static void send_owed(struct fv_campaign *c, struct camp *k, struct target *t, i
 {
     if (!force && t->sent_ms && now - t->sent_ms < FV_CAMPAIGN_RESEND_MS) return;
     char msg_id[FV_CAMPAIGN_ID_MAX + 8], stop[FV_CAMPAIGN_ID_MAX + 40];
-    if (k->state == ST_ACTIVE && t->acked == 0) {
+    if (k->state == ST_ACTIVE && t->acked == 0 && !t->withdrawn) {
         snprintf(msg_id, sizeof msg_id, "%s:start", k->id);
         c->dl.send(c->dl.impl, t->dev, FV_TOPIC_CAMPAIGN, msg_id, k->start_msg,
                    strlen(k->start_msg));
         t->sent_ms = now;
-    } else if (k->state >= ST_STOPPED && t->acked == 1 && !t->stop_acked) {
+    } else if ((k->state >= ST_STOPPED || t->withdrawn) && t->acked == 1 && !t->stop_acked) {
         snprintf(msg_id, sizeof msg_id, "%s:stop", k->id);
         snprintf(stop, sizeof stop, "{\"v\":1,\"op\":\"stop\",\"id\":\"%s\"}", k->id);
         c->dl.send(c->dl.impl, t->dev, FV_TOPIC_CAMPAIGN, msg_id, stop, strlen(stop));
@@ -311,8 +314,8 @@ static void on_hit(struct fv_campaign *c, struct camp *k, struct target *t, int6
         t->day = day;
         t->day_hits = 0;
     }
-    if (t == NULL || t->acked != 1 || !live || t->day_hits >= k->spec.clips_per_day ||
-        k->hits >= k->spec.total_clips) {
+    if (t == NULL || t->acked != 1 || t->withdrawn || !live ||
+        t->day_hits >= k->spec.clips_per_day || k->hits >= k->spec.total_clips) {
         k->hits_refused++;
         save_camp(c, k);
         return;
@@ -351,8 +354,8 @@ static void drain_inbox(struct fv_campaign *c, int64_t now)
             } else if (t && t->acked == 0) {
                 t->acked = m->ok ? 1 : 2;
                 save_target(c, k, t);
-                /* acked after it ended: it is owed a stop now (C2) */
-                if (k->state >= ST_STOPPED) t->sent_ms = 0;
+                /* acked after it ended: it is owed a stop now (C2, C6) */
+                if (k->state >= ST_STOPPED || t->withdrawn) t->sent_ms = 0;
             }
         }
         free(m);
@@ -495,7 +498,7 @@ int fv_campaign_create(struct fv_campaign *c, const struct fv_campaign_spec *s,
         rc = db_exec(c, "INSERT INTO campaigns VALUES(%Q, %Q, %d, %lld, 0, 0, 0, 0, 0)", k->id,
                      spec, k->state, (long long)now);
     for (size_t i = 0; rc == FV_OK && i < k->nt; i++)
-        rc = db_exec(c, "INSERT INTO campaign_targets VALUES(%Q, %Q, 0, 0, 0, 0, 0)", k->id,
+        rc = db_exec(c, "INSERT INTO campaign_targets VALUES(%Q, %Q, 0, 0, 0, 0, 0, 0)", k->id,
                      k->t[i].dev);
     if (rc == FV_OK) rc = db_exec(c, "COMMIT");
     if (rc == FV_OK) rc = add_camp(c, k);
@@ -527,11 +530,12 @@ int fv_campaign_stop(struct fv_campaign *c, const char *id, int64_t now)
 
 static json_t *camp_json(const struct camp *k, int full)
 {
-    size_t delivered = 0, refused = 0, stop_acked = 0;
+    size_t delivered = 0, refused = 0, stop_acked = 0, withdrawn = 0;
     for (size_t i = 0; i < k->nt; i++) {
         delivered += k->t[i].acked == 1;
         refused += k->t[i].acked == 2;
         stop_acked += k->t[i].stop_acked != 0;
+        withdrawn += k->t[i].withdrawn != 0;
     }
     json_t *o = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "id", k->id, "name",
                           k->spec.name, "state", st_names[k->state], "created_ms",
@@ -540,6 +544,7 @@ static json_t *camp_json(const struct camp *k, int full)
                           (json_int_t)k->hits, "hits_refused", (json_int_t)k->hits_refused,
                           "clips_uploaded", (json_int_t)k->clips, "bytes", (json_int_t)k->bytes,
                           "stop_acked", (json_int_t)stop_acked);
+    if (o) json_object_set_new(o, "consent_withdrawn", json_integer((json_int_t)withdrawn));
     if (o && k->stopped_ms) json_object_set_new(o, "stopped_ms", json_integer(k->stopped_ms));
     if (o && full) json_object_set_new(o, "spec", fv_campaign_spec_json(&k->spec));
     return o;
@@ -571,7 +576,7 @@ int fv_campaign_may_upload(struct fv_campaign *c, const char *id, const char *de
     pthread_mutex_lock(&c->mu);
     struct camp *k = find(c, id);
     struct target *t = k ? find_target(k, device) : NULL;
-    int ok = t && t->acked == 1 && t->hits > 0 && k->clips < k->spec.total_clips &&
+    int ok = t && t->acked == 1 && !t->withdrawn && t->hits > 0 && k->clips < k->spec.total_clips &&
              k->bytes < k->spec.total_bytes &&
              (k->state == ST_ACTIVE || now - k->stopped_ms < FV_CAMPAIGN_GRACE_MS);
     pthread_mutex_unlock(&c->mu);
@@ -605,10 +610,11 @@ json_t *fv_campaign_device_json(struct fv_campaign *c, const char *device)
         const struct camp *k = c->c[i];
         const struct target *t = find_target(c->c[i], device);
         if (t)
-            json_array_append_new(a, json_pack("{s:s,s:s,s:s,s:s,s:b,s:I}", "id", k->id, "name",
+            json_array_append_new(a, json_pack("{s:s,s:s,s:s,s:s,s:b,s:I,s:b}", "id", k->id, "name",
                                                k->spec.name, "state", st_names[k->state], "acked",
                                                acked[t->acked % 3], "stop_acked", t->stop_acked,
-                                               "hits", (json_int_t)t->hits));
+                                               "hits", (json_int_t)t->hits, "consent_withdrawn",
+                                               t->withdrawn));
     }
     pthread_mutex_unlock(&c->mu);
     if (a == NULL || json_array_size(a) == 0) {
@@ -616,6 +622,21 @@ json_t *fv_campaign_device_json(struct fv_campaign *c, const char *device)
         return NULL;
     }
     return json_pack("{s:o}", "campaigns", a);
+}
+
+int fv_campaign_withdraw(struct fv_campaign *c, const char *device)
+{
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = 0; i < c->nc; i++) {
+        struct target *t = find_target(c->c[i], device);
+        if (t == NULL || t->withdrawn) continue;
+        t->withdrawn = 1;
+        t->sent_ms = 0; /* its stop goes out at the next turn */
+        save_target(c, c->c[i], t);
+    }
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    return FV_OK;
 }
 
 int fv_campaign_forget_device(struct fv_campaign *c, const char *device)

@@ -32,7 +32,9 @@
  *     total_bytes, or the end time, finishes the campaign (C2);
  *  C4 a campaign whose start is in the future is "scheduled" and sends nothing until then;
  *  C5 the campaign's state and counts are in the campaigns database (DATA/campaigns.db):
- *     a restart resends what was not acked.
+ *     a restart resends what was not acked;
+ *  C6 a target whose owner withdraws consent to clips (through the API) is treated as if its
+ *     campaigns had stopped: no start, a stop until acked, no hit counted, no clip taken.
  * Device ids stay inside the service: the views (fv_campaign_json) hold counts only.
  *
  * Threads: the service runs its own thread. fv_campaign_* calls from the API thread take the
@@ -118,6 +120,10 @@ void fv_campaign_clip_stored(struct fv_campaign *c, const char *id, const char *
  * "state", "acked", "stop_acked", "hits"}...]} of every campaign that targeted it (new
  * reference; NULL: none). */
 json_t *fv_campaign_device_json(struct fv_campaign *c, const char *device);
+/* The device's owner withdrew consent to clips (C6): every campaign that targets it sends
+ * it no start again and a stop until acked (if it acked the start), counts no more hits from
+ * it and takes no clip of it. FV_OK (a failed write is logged; the state in memory holds). */
+int fv_campaign_withdraw(struct fv_campaign *c, const char *device);
 /* Erasure: forgets device in every campaign (its counts stay in the totals). */
 int fv_campaign_forget_device(struct fv_campaign *c, const char *device);
 

@@ -244,6 +244,32 @@ static void test_service(void **state)
     j = fv_campaign_json(c, id3);
     assert_string_equal(json_string_value(json_object_get(j, "state")), "active");
     json_decref(j);
+    /* C6: consent withdrawn: a stop until acked, no start, no hit, no clip */
+    char id4[FV_CAMPAIGN_ID_MAX];
+    const char *vde[] = {"VD", "VE"};
+    assert_int_equal(fv_campaign_create(c, &s, vde, 2, NOW, id4, err, sizeof err), FV_OK);
+    snprintf(msg, sizeof msg, "{\"id\":\"%s\",\"op\":\"start\",\"status\":\"ok\"}", id4);
+    uplink(c, "VD", FV_TOPIC_CAMPAIGN_ACK, msg);
+    fv_campaign_tick(c, NOW + 1);
+    assert_int_equal(fv_campaign_withdraw(c, "VD"), FV_OK);
+    assert_int_equal(fv_campaign_withdraw(c, "VE"), FV_OK); /* never acked: nothing to stop */
+    mark = log_mark();
+    fv_campaign_tick(c, NOW + 2);
+    assert_int_equal(count_sent("VD", "stop", mark), 1);
+    assert_int_equal(count_sent("VE", "stop", mark), 0);
+    fv_campaign_tick(c, NOW + 2 + FV_CAMPAIGN_RESEND_MS);
+    assert_int_equal(count_sent("VD", "stop", mark), 2); /* until acked */
+    assert_int_equal(count_sent("VE", "start", mark), 0);
+    snprintf(msg, sizeof msg, "{\"id\":\"%s\",\"trigger_ms\":1,\"clip\":\"k\"}", id4);
+    uplink(c, "VD", FV_TOPIC_CAMPAIGN_HIT, msg);
+    assert_int_equal(stat_of(c, id4, "hits"), 0);
+    assert_int_equal(stat_of(c, id4, "consent_withdrawn"), 2);
+    assert_int_equal(fv_campaign_may_upload(c, id4, "VD"), 0);
+    snprintf(msg, sizeof msg, "{\"id\":\"%s\",\"op\":\"stop\",\"status\":\"ok\"}", id4);
+    uplink(c, "VD", FV_TOPIC_CAMPAIGN_ACK, msg);
+    mark = log_mark();
+    fv_campaign_tick(c, NOW + 2 + 3 * FV_CAMPAIGN_RESEND_MS);
+    assert_int_equal(count_sent("VD", "stop", mark), 0);
     json_t *dj = fv_campaign_device_json(c, "VA");
     assert_int_equal(json_array_size(json_object_get(dj, "campaigns")), 2);
     json_decref(dj);

@@ -3,7 +3,9 @@ data engineer creates a campaign through the API, targeted by a signal value (Od
 consent to purpose clips; simulated vehicles receive it over the downlink (only the targeted
 ones: a vehicle whose owner did not consent, run in a simulator of its own, never gets a
 campaign message), ack it, evaluate its trigger on their own signals and report hits, which
-the status counts; stop sends a stop that the vehicles ack. Second: bad input (a malformed
+the status counts; a withdrawal of consent sends that vehicle a stop; stop sends a stop that
+the vehicles ack; the owner's export lists the campaign, an erasure removes the vehicle from
+it. Second: bad input (a malformed
 trigger answered with its column, an unknown signal, budgets <= 0, unknown members, another
 purpose) is refused with a clear error and nothing is stored; the CLI drives the same API."""
 import json
@@ -108,6 +110,13 @@ def test_campaign_to_targeted_vehicles_hits_and_stop():
             # the trigger keeps firing
             time.sleep(2)
             assert status()["hits"] == 2
+            # A[1]'s owner withdraws consent to clips: the vehicle is sent a stop at once
+            st, b = srv.http(f"/api/v1/subjects/{A[1]}/consent?purpose=clips&change=withdraw"
+                             f"&ticket=DSR-2", token=po, method="POST", purpose=None)
+            assert st == 200, (st, b)
+            s = wait("the withdrawn vehicle's stop ack", lambda: (
+                lambda s: s if s["stop_acked"] == 1 else None)(status()))
+            assert s["consent_withdrawn"] == 1 and s["state"] == "active", s
             st, x = call(srv, "POST", f"/api/v1/campaigns/{cid}/stop", "dee")
             assert st == 200 and x["state"] == "stopped", (st, x)
             s = wait("stop acks", lambda: (lambda s: s if s["stop_acked"] == 2 else None)(
@@ -122,7 +131,8 @@ def test_campaign_to_targeted_vehicles_hits_and_stop():
             sj = t.subject_json(srv, A[0], po, "DSAR-1")
             assert sj["data_campaigns"]["campaigns"] == [
                 {"id": cid, "name": "hard-braking", "state": "stopped", "acked": "yes",
-                 "stop_acked": True, "hits": 1}], sj.get("data_campaigns")
+                 "stop_acked": True, "hits": 1, "consent_withdrawn": False}], sj
+
             st, body = srv.http(f"/api/v1/subjects/{A[0]}/erase?ticket=GDPR-1", token=po,
                                 method="POST", purpose=None)
             assert st == 200, body
@@ -203,4 +213,5 @@ def test_bad_input_refused_nothing_stored():
 
 
 if __name__ == "__main__":
-    t.main([test_campaign_to_targeted_vehicles_hits_and_stop, test_bad_input_refused_nothing_stored])
+    t.main([test_campaign_to_targeted_vehicles_hits_and_stop,
+            test_bad_input_refused_nothing_stored])
