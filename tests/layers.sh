@@ -19,7 +19,7 @@ declare -A allowed=(
     [api]="util os crypto wire wal store config privacy gateway energy openadr data"
     [server]="util os crypto wire wal store config privacy gateway api energy openadr data"
     [data]="util os crypto wire store config privacy"
-    [sim]="util os crypto wire"
+    [sim]="util os crypto wire data"
     [cli]="util os crypto wire wal store config privacy gateway api server sim energy openadr data"
 )
 bad=0

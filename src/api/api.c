@@ -14,6 +14,7 @@
 #include "api/export.h"
 #include "api/exports.h"
 #include "api/query.h"
+#include "data/campaign.h"
 #include "crypto/keys.h"
 #include "openadr/ven.h"
 #include "privacy/guard.h"
@@ -611,7 +612,9 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
                   match_path(path, "/api/v1/principals/", "/approve", idbuf) ||
                   match_path(path, "/api/v1/subjects/", "/consent", idbuf) ||
                   match_path(path, "/api/v1/exports/", "/approve", idbuf) ||
-                  strncmp(path, "/api/v1/vpp/", 12) == 0; /* vpp_api.c says which */
+                  strncmp(path, "/api/v1/vpp/", 12) == 0 || /* vpp_api.c says which */
+                  strcmp(path, "/api/v1/campaigns") == 0 ||
+                  strncmp(path, "/api/v1/campaigns/", 18) == 0; /* campaign_api.c says which */
     if (strcmp(method, "GET") != 0 && !(post_ok && strcmp(method, "POST") == 0)) {
         fv_api_respond_error(out, 405,
                              post_ok ? "method not allowed: use POST"
@@ -619,7 +622,7 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         return;
     }
     if (post_ok && strcmp(method, "POST") != 0 && strcmp(path, "/api/v1/principals") != 0 &&
-        strncmp(path, "/api/v1/vpp/", 12) != 0) {
+        strncmp(path, "/api/v1/vpp/", 12) != 0 && strncmp(path, "/api/v1/campaigns", 17) != 0) {
         fv_api_respond_error(out, 405, "method not allowed: use POST");
         return;
     }
@@ -768,9 +771,15 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
             return;
         }
         __atomic_store_n(&v->guard->registry_changed, 1, __ATOMIC_RELEASE); /* read by the loop */
+        if (!give && v->campaigns && strcmp(purpose, "clips") == 0)
+            fv_campaign_withdraw(v->campaigns, name); /* data/campaign.h C6 */
         fv_api_respond_json(out, 200,
                             json_pack("{s:s,s:s,s:I}", "purpose", purpose, "change", change,
                                       "at_ms", (json_int_t)at));
+        return;
+    }
+    if (strncmp(p, "/v1/campaigns/", 14) == 0 || strcmp(p, "/v1/campaigns") == 0) {
+        fv_api_campaigns(v, &ctx, method, p + 13, out);
         return;
     }
     if (strncmp(p, "/v1/vpp/", 8) == 0 || strcmp(p, "/v1/vpp") == 0) {

@@ -39,6 +39,7 @@ struct fv_store_config;
 struct fv_exports;
 struct fv_vpp;
 struct fv_ven;
+struct fv_campaign;
 struct json_t;
 
 struct fv_api_view {
@@ -59,11 +60,12 @@ struct fv_api_view {
     int (*erase)(void *arg, const char *device, const struct fv_guard_ctx *ctx, char *err,
                  size_t errlen);
     void *erase_arg;
-    const char *audit_dir;      /* DATA/audit (subject exports include their access log) */
-    const char *datasets_dir;   /* DATA/datasets (data/dataset.h); NULL: none */
-    struct fv_exports *exports; /* bulk exports (api/exports.h) */
-    struct fv_vpp *vpp;         /* the virtual power plant (energy/vpp.h); NULL: none */
-    struct fv_ven *ven;         /* the OpenADR VEN (openadr/ven.h); NULL: none */
+    const char *audit_dir;         /* DATA/audit (subject exports include their access log) */
+    const char *datasets_dir;      /* DATA/datasets (data/dataset.h); NULL: none */
+    struct fv_exports *exports;    /* bulk exports (api/exports.h) */
+    struct fv_vpp *vpp;            /* the virtual power plant (energy/vpp.h); NULL: none */
+    struct fv_ven *ven;            /* the OpenADR VEN (openadr/ven.h); NULL: none */
+    struct fv_campaign *campaigns; /* data-collection campaigns (data/campaign.h); NULL: none */
 };
 
 /* A response is either whole (body) or streamed: when more is set, the transport sends
@@ -123,6 +125,9 @@ int fv_api_vpp_forecast(const struct fv_api_view *v, const char *program, int64_
                         struct json_t **out, double *avg_kw, char *err, size_t errlen);
 /* GET /api/v1/vpp/capacity?program=P&from=T&to=T, after the caller's decision. */
 void fv_api_vpp_capacity(const struct fv_api_view *v, struct fv_http_response *out);
+/* /api/v1/campaigns[/ID[/stop]] (api/campaign_api.c); sub is the path after "/v1/campaigns". */
+void fv_api_campaigns(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *method,
+                      const char *sub, struct fv_http_response *out);
 /* /api/v1/vpp/... (api/vpp_api.c); sub is the path after "/v1/vpp". */
 void fv_api_vpp(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *method,
                 const char *sub, struct fv_http_response *out);

@@ -12,6 +12,7 @@
 #include "api/export.h"
 #include "api/query.h"
 #include "crypto/keys.h"
+#include "data/campaign.h"
 #include "energy/vpp.h"
 #include "privacy/guard.h"
 #include "privacy/subjects.h"
@@ -198,6 +199,11 @@ static json_t *subject_json(struct xctx *x)
     else
         json_decref(pay);
     if (vpp) json_object_set_new(root, "energy_programs", vpp); /* enrolment, opt-outs, pay */
+    /* The campaigns that targeted the vehicle: kept per device like the VPP's registry, so
+     * the current owner's data only. */
+    json_t *camps =
+        v->campaigns && x->p[0].current ? fv_campaign_device_json(v->campaigns, x->device) : NULL;
+    if (camps) json_object_set_new(root, "data_campaigns", camps);
     json_t *purposes = json_array(), *classes = json_array();
     const struct fv_policy *pol = v->guard->policy;
     for (size_t i = 0; purposes && i < fv_policy_npurposes(pol); i++)

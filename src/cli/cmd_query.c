@@ -122,10 +122,11 @@ int fv_cmd_query(int argc, char **argv)
                       sizeof pn / sizeof pn[0], token_file);
 }
 
-int fv_cli_api_fetch(const char *method, const char *api, const char *endpoint,
+/* fv_cli_api_fetch with a JSON body for a POST (NULL: none). */
+static int api_fetch(const char *method, const char *api, const char *endpoint,
                      const char *const *pn, const char *const *pv, size_t np,
-                     const char *token_file, struct fv_buf *into, long *status, char *err,
-                     size_t errlen)
+                     const char *token_file, const char *body, struct fv_buf *into, long *status,
+                     char *err, size_t errlen)
 {
     *status = 0;
     err[0] = '\0';
@@ -169,7 +170,8 @@ int fv_cli_api_fetch(const char *method, const char *api, const char *endpoint,
         curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
         curl_easy_setopt(c, CURLOPT_HEADERDATA, &sink);
         curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-        if (strcmp(method, "POST") == 0) curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+        if (body) hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+        if (strcmp(method, "POST") == 0) curl_easy_setopt(c, CURLOPT_POSTFIELDS, body ? body : "");
         cc = curl_easy_perform(c);
     }
     int exit_code = 0;
@@ -195,6 +197,28 @@ int fv_cli_api_fetch(const char *method, const char *api, const char *endpoint,
     if (c) curl_easy_cleanup(c);
     curl_global_cleanup();
     return exit_code;
+}
+
+int fv_cli_api_fetch(const char *method, const char *api, const char *endpoint,
+                     const char *const *pn, const char *const *pv, size_t np,
+                     const char *token_file, struct fv_buf *into, long *status, char *err,
+                     size_t errlen)
+{
+    return api_fetch(method, api, endpoint, pn, pv, np, token_file, NULL, into, status, err,
+                     errlen);
+}
+
+int fv_cli_api_post_json(const char *prog, const char *api, const char *endpoint,
+                         const char *const *pn, const char *const *pv, size_t np,
+                         const char *token_file, const char *body)
+{
+    char err[600];
+    long status;
+    int rc = api_fetch("POST", api, endpoint, pn, pv, np, token_file, body, NULL, &status, err,
+                       sizeof err);
+    fflush(stdout);
+    if (rc) fprintf(stderr, "fleetvault %s: %s\n", prog, err);
+    return rc;
 }
 
 /* Sends one request to the running server's API and streams the answer to standard

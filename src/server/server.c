@@ -41,6 +41,7 @@
 #include "api/oadr_store.h"
 #include "crypto/certs.h"
 #include "crypto/keys.h"
+#include "data/campaign.h"
 #include "energy/vpp.h"
 #include "gateway/downlink.h"
 #include "gateway/fleet.h"
@@ -76,12 +77,14 @@ struct fv_server {
     struct fv_fleet fleet;
     struct fv_metrics m;
     struct fv_ingest *ing;
-    struct fv_gw_downlink *downlink; /* the downlink seam's in-process side (wire/downlink.h) */
-    struct fv_vpp *vpp;              /* the virtual power plant (energy/vpp.h) */
-    struct fv_ven *ven;              /* the OpenADR VEN (openadr/ven.h); NULL: not configured */
-    struct fv_keystore *ven_keys;    /* the VEN's thread's (its history reports, forecasts) */
-    struct fv_oadr_store *ven_store; /* what the VEN reads from the store (api/oadr_store.h) */
-    char datasets_dir[1100];         /* DATA/datasets (data/dataset.h) */
+    struct fv_gw_downlink *downlink;    /* the downlink seam's in-process side (wire/downlink.h) */
+    struct fv_vpp *vpp;                 /* the virtual power plant (energy/vpp.h) */
+    struct fv_ven *ven;                 /* the OpenADR VEN (openadr/ven.h); NULL: not configured */
+    struct fv_keystore *ven_keys;       /* the VEN's thread's (its history reports, forecasts) */
+    struct fv_oadr_store *ven_store;    /* what the VEN reads from the store (api/oadr_store.h) */
+    char datasets_dir[1100];            /* DATA/datasets (data/dataset.h) */
+    struct fv_campaign *campaigns;      /* data-collection campaigns (data/campaign.h) */
+    struct fv_downlink_listener listen; /* the ingest's one listener: both capabilities' */
     struct fv_http_ctx http;
     char admin_token[80];
     struct fv_kek kek;
@@ -292,6 +295,45 @@ static void raise_fd_limit(void)
     }
 }
 
+/* The ingest takes one downlink listener (gateway/session.h): this one hands each uplink
+ * topic to the capability that named it, and every connection to both (ingest loop, D2). */
+static void listen_message(void *arg, const char *device, const char *topic,
+                           const unsigned char *payload, size_t len)
+{
+    struct fv_server *srv = arg;
+    const struct fv_downlink_listener *ls[2] = {fv_vpp_listener(srv->vpp),
+                                                fv_campaign_listener(srv->campaigns)};
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < FV_DOWNLINK_MAX_TOPICS && ls[k]->topics[i]; i++)
+            if (strcmp(ls[k]->topics[i], topic) == 0) {
+                ls[k]->on_message(ls[k]->arg, device, topic, payload, len);
+                return;
+            }
+}
+
+static void listen_connect(void *arg, const char *device)
+{
+    struct fv_server *srv = arg;
+    const struct fv_downlink_listener *ls[2] = {fv_vpp_listener(srv->vpp),
+                                                fv_campaign_listener(srv->campaigns)};
+    for (int k = 0; k < 2; k++)
+        if (ls[k]->on_connect) ls[k]->on_connect(ls[k]->arg, device);
+}
+
+static const struct fv_downlink_listener *listen_both(struct fv_server *srv)
+{
+    const struct fv_downlink_listener *ls[2] = {fv_vpp_listener(srv->vpp),
+                                                fv_campaign_listener(srv->campaigns)};
+    int n = 0;
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < FV_DOWNLINK_MAX_TOPICS && ls[k]->topics[i]; i++)
+            if (n < FV_DOWNLINK_MAX_TOPICS) srv->listen.topics[n++] = ls[k]->topics[i];
+    srv->listen.on_message = listen_message;
+    srv->listen.on_connect = listen_connect;
+    srv->listen.arg = srv;
+    return &srv->listen;
+}
+
 /* API thread: the erasure destroys keys through the API's keystore; the ingest drops its
  * cached keys before its next record, and the device's state goes now. */
 static int erase_device(void *arg, const char *device, const struct fv_guard_ctx *ctx, char *err,
@@ -305,6 +347,8 @@ static int erase_device(void *arg, const char *device, const struct fv_guard_ctx
     wake_loop(srv);
     if (srv->vpp && fv_vpp_forget_site(srv->vpp, device) != FV_OK)
         fv_warn("erasure: the VPP's record of the site could not be deleted from vpp.db");
+    if (srv->campaigns && fv_campaign_forget_device(srv->campaigns, device) != FV_OK)
+        fv_warn("erasure: the device's campaign targets could not be deleted from campaigns.db");
     struct fv_device *d = fv_fleet_find(&srv->fleet, device);
     if (d) {
         fv_fleet_lock(&srv->fleet);
@@ -413,7 +457,10 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
     rc = fv_vpp_open(cfg->vpp_json, path, fv_gw_downlink_port(srv->downlink), &srv->vpp, err,
                      errlen);
     if (rc) return rc;
-    fv_ingest_set_listener(srv->ing, fv_vpp_listener(srv->vpp));
+    snprintf(path, sizeof path, "%s/campaigns.db", cfg->data_dir);
+    rc = fv_campaign_open(path, fv_gw_downlink_port(srv->downlink), &srv->campaigns, err, errlen);
+    if (rc) return rc;
+    fv_ingest_set_listener(srv->ing, listen_both(srv));
     if (cfg->openadr.enabled) {
         rc = fv_ven_open(&cfg->openadr, cfg->data_dir, srv->vpp, &srv->ven, err, errlen);
         if (rc) return rc;
@@ -443,7 +490,8 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
                                               .datasets_dir = srv->datasets_dir,
                                               .exports = srv->exports,
                                               .vpp = srv->vpp,
-                                              .ven = srv->ven},
+                                              .ven = srv->ven,
+                                              .campaigns = srv->campaigns},
                                      .metrics = &srv->m};
     return FV_OK;
 }
@@ -530,6 +578,7 @@ static void close_all(struct fv_server *srv, struct ev_loop *loop)
     if (loop) ev_loop_destroy(loop);
     __atomic_store_n(&running, NULL, __ATOMIC_SEQ_CST);
     fv_vpp_close(srv->vpp); /* after the ingest loop's context: the listener is its */
+    fv_campaign_close(srv->campaigns);
     fv_gw_downlink_free(srv->downlink);
     fv_ingest_free(srv->ing);
     fv_http_ctx_free(&srv->http);

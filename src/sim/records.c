@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/campaign.h"
 #include "sim/simulate_int.h"
 #include "util/clock.h"
 #include "util/err.h"
@@ -152,6 +153,8 @@ void fv_sim__generate(struct run *r, struct veh *v)
     if (!o->no_server) {
         if ((rc = fv_sim__push(r, v, &r->pl, (uint32_t)nd, created_ms, REC_V)))
             fv_sim__set_fatal(r, rc, "record buffer");
+        else if (v->camp)
+            fv_sim__campaign_sample(r, v, created_ms);
         return;
     }
     v->hi++;
@@ -163,7 +166,7 @@ void fv_sim__generate(struct run *r, struct veh *v)
  * has no such flag: its bytes stay. */
 static int to_resend_form(struct run *r, struct veh *v, struct rec *x)
 {
-    if (x->topic == REC_ACK) {
+    if (x->topic >= REC_ACK) { /* acks and campaign messages: no resend flag */
         x->resend_form = 1;
         return FV_OK;
     }
@@ -203,7 +206,8 @@ static int send_record(struct run *r, struct veh *v, uint64_t seq, struct rec *x
     memset(&m, 0, sizeof m);
     m.txid = txid;
     m.txid_len = strlen(txid);
-    static const char *const topics[] = {FV_TOPIC_V, FV_TOPIC_SITE, FV_TOPIC_SITE_COMMAND_ACK};
+    static const char *const topics[] = {FV_TOPIC_V, FV_TOPIC_SITE, FV_TOPIC_SITE_COMMAND_ACK,
+                                         FV_TOPIC_CAMPAIGN_ACK, FV_TOPIC_CAMPAIGN_HIT};
     const char *dt = v->site ? "energy_device" : "vehicle_device";
     m.topic = topics[x->topic];
     m.topic_len = strlen(topics[x->topic]);
@@ -310,6 +314,12 @@ int fv_sim__on_message(void *ud, unsigned opcode, const unsigned char *p, size_t
     if (is_err && v->site && env.topic.present && env.topic.len == sizeof cmd_topic - 1 &&
         memcmp(env.topic.p, cmd_topic, sizeof cmd_topic - 1) == 0) {
         fv_sim__site_command(r, v, env.payload.p, env.payload.present ? env.payload.len : 0);
+        return 0;
+    }
+    static const char camp_topic[] = FV_TOPIC_CAMPAIGN;
+    if (is_err && v->model && env.topic.present && env.topic.len == sizeof camp_topic - 1 &&
+        memcmp(env.topic.p, camp_topic, sizeof camp_topic - 1) == 0) {
+        fv_sim__campaign_message(r, v, env.payload.p, env.payload.present ? env.payload.len : 0);
         return 0;
     }
     uint64_t seq = seq_of(r, v, &env.txid);

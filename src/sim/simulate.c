@@ -583,6 +583,9 @@ static int setup(struct run *r, char *err, size_t errlen)
     r->vt_total = (uint64_t)llround(o->seconds * o->hz);
     r->tokens_ns = now;
     r->tokens = 1;
+    /* The clip hook of campaign hits (campaign.h VC4): wire the clip uploader in here. */
+    r->clip_upload = fv_sim_clip_upload_stub;
+    r->clip_upload_arg = r;
     r->scan_ns = (uint64_t)(o->resend_after_s * (double)NS_PER_S);
     if (r->scan_ns > SCAN_EVERY_NS || r->scan_ns == 0) r->scan_ns = SCAN_EVERY_NS;
     r->rng = o->seed ^ now;
@@ -615,6 +618,7 @@ static void teardown(struct run *r)
         struct veh *v = &r->v[i];
         fv_sim_ws_free(v->ws);
         fv_sim_vehicle_free(v->model);
+        fv_sim_campaigns_free(v->camp);
         free(v->site);
         X509_free(v->cert);
         EVP_PKEY_free(v->key);
@@ -630,6 +634,8 @@ static void teardown(struct run *r)
     if (r->influx) fclose(r->influx); /* only after a failure: fv_sim_run closes it */
     free(r->influx_buf);
     fv_buf_free(&r->line);
+    for (size_t i = 0; i < CAMPAIGN_HITS_MAX; i++)
+        fv_buf_free(&r->hits[i]);
     free(r->sample);
     SSL_CTX_free(r->ctx);
     fv_ca_free(r->ca);

@@ -116,6 +116,9 @@ struct fv_sim_stats {
     uint64_t commands;         /* site commands received */
     uint64_t commands_refused; /* of them, answered with status 2 */
     uint64_t rate_limited;     /* site records refused for the rate limit, sent again */
+    uint64_t campaigns;        /* campaign messages received (start and stop) */
+    uint64_t campaign_hits;    /* trigger hits reported */
+    uint64_t clip_failures;    /* hits whose clip the clip hook did not take */
 };
 
 /*

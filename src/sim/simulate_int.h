@@ -31,6 +31,7 @@
 #include <sys/socket.h>
 
 #include "crypto/certs.h"
+#include "sim/campaign.h"
 #include "sim/simulate.h"
 #include "sim/site.h"
 #include "sim/vehicle.h"
@@ -72,13 +73,15 @@ struct rec {
     uint8_t topic;       /* enum rec_topic */
 };
 
-enum rec_topic { REC_V = 0, REC_SITE, REC_ACK };
+enum rec_topic { REC_V = 0, REC_SITE, REC_ACK, REC_CAMPAIGN_ACK, REC_CAMPAIGN_HIT };
+#define CAMPAIGN_HITS_MAX FV_SIM_CAMPAIGNS_MAX /* hits one sample may report */
 
 struct veh {
     char vin[FV_SIM_VIN_LEN + 1];
-    struct fv_sim_vehicle *model; /* a vehicle, or NULL for a site */
-    struct fv_sim_site *site;     /* a site (site.h), or NULL for a vehicle */
-    uint64_t bf_next_ms;          /* a site's next history sample; >= bf_end_ms once done */
+    struct fv_sim_vehicle *model;  /* a vehicle, or NULL for a site */
+    struct fv_sim_site *site;      /* a site (site.h), or NULL for a vehicle */
+    struct fv_sim_campaigns *camp; /* a vehicle's campaigns (campaign.h); NULL: none yet */
+    uint64_t bf_next_ms;           /* a site's next history sample; >= bf_end_ms once done */
     struct fv_sim_ws *ws;
     X509 *cert;
     EVP_PKEY *key;
@@ -141,6 +144,11 @@ struct run {
     struct fv_sim_ws_target site_target; /* as target, with an energy device's headers */
     uint64_t bf_end_ms;                  /* sites: history ends here (the run's start) */
     uint32_t bf_pending;                 /* sites still back-filling */
+    /* Campaigns (campaign.h VC4): the clip hook a hit calls. fv_sim_clip_upload_stub until
+     * the clip uploader is wired in (simulate.c setup). */
+    fv_sim_clip_upload_fn clip_upload;
+    void *clip_upload_arg;
+    struct fv_buf hits[CAMPAIGN_HITS_MAX]; /* a sample's campaign_hit payloads */
 };
 
 /* What fv_sim__on_message is called with: the vehicle whose connection the reply came on. */
@@ -178,6 +186,10 @@ void fv_sim__site_sample(struct run *r, struct veh *v, uint64_t t_ms);
 uint64_t fv_sim__sites_backfill(struct run *r, uint32_t max);
 /* A site_command for site v (a decoded envelope's payload): applied and acked. */
 void fv_sim__site_command(struct run *r, struct veh *v, const unsigned char *p, size_t len);
+/* campaigns.c: a vehicle's `campaign` message (acked), and its sample fed to its campaigns
+ * (hits reported). */
+void fv_sim__campaign_message(struct run *r, struct veh *v, const unsigned char *p, size_t len);
+void fv_sim__campaign_sample(struct run *r, struct veh *v, uint64_t t_ms);
 /* Re-encodes a site sample payload with is_resend set into r->pl. */
 int fv_sim__site_resend_form(struct run *r, struct veh *v, const unsigned char *p, size_t len);
 

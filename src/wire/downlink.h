@@ -27,7 +27,7 @@ struct fv_downlink {
     void *impl;
 };
 
-#define FV_DOWNLINK_MAX_TOPICS 4
+#define FV_DOWNLINK_MAX_TOPICS 8
 
 struct fv_downlink_listener {
     const char *topics[FV_DOWNLINK_MAX_TOPICS]; /* uplink topics it wants (NULL-padded) */

@@ -596,6 +596,30 @@ def vector(name):
         return f.read()
 
 
+def subject_json(srv, device, token, ticket):
+    """The subject.json of device's export (Art. 15), asked for by token (a privacy
+    officer's) with ticket."""
+    import io
+    import tarfile
+    st, body = srv.http(f"/api/v1/subjects/{device}/export?ticket={ticket}", token=token,
+                        purpose=None)
+    assert st == 200, body
+    tar = tarfile.open(fileobj=io.BytesIO(body))
+    return next(json.load(tar.extractfile(m)) for m in tar.getmembers()
+                if m.name.endswith("/subject.json"))
+
+
+def stop_sim(sim, log_file):
+    """Stops a `fleetvault simulate` started with stdout=PIPE (SIGINT), closes its log and
+    returns its final JSON line (the run's counters)."""
+    sim.send_signal(2)
+    out, _ = sim.communicate(timeout=60)
+    log_file.close()
+    final = json.loads(out.strip().splitlines()[-1])
+    log(f"simulator: {final}")
+    return final
+
+
 class Env:
     """A temporary directory with certs, removed at the end unless FV_KEEP is set."""
 

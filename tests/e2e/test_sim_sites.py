@@ -42,13 +42,7 @@ def start_sim(env, srv, *args):
     return sim, log
 
 
-def stop_sim(sim, log):
-    sim.send_signal(2)
-    out, _ = sim.communicate(timeout=60)
-    log.close()
-    final = json.loads(out.strip().splitlines()[-1])
-    t.log(f"simulator: {final}")
-    return final
+stop_sim = t.stop_sim
 
 
 def test_sites_backfill_then_obey_a_dispatch():

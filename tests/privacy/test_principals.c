@@ -150,7 +150,8 @@ static void test_names_and_roles(void **state)
     assert_int_equal(fv_principal_create(db, pol, "eve", "superuser", NULL, tok, err, sizeof err),
                      FV_EINVAL);
     assert_non_null(strstr(err, "unknown role (roles: admin, support, analyst, ml-pipeline, "
-                                "privacy-officer, energy-operator, energy-billing)"));
+                                "privacy-officer, energy-operator, energy-billing, "
+                                "data-engineer)"));
     assert_int_equal(fv_principal_create(db, pol, "eve", NULL, NULL, tok, err, sizeof err),
                      FV_EINVAL);
     assert_int_equal(fv_principal_create(db, pol, "eve", "support", "Root!", tok, err, sizeof err),
