@@ -15,11 +15,12 @@ declare -A allowed=(
     [config]="util wire store energy"
     [privacy]="util os crypto wire wal store config"
     [gateway]="util os crypto wire wal store config privacy"
+    [data]="util os crypto wire wal store config privacy"
     [openadr]="util os config energy"
-    [api]="util os crypto wire wal store config privacy gateway energy openadr"
-    [server]="util os crypto wire wal store config privacy gateway api energy openadr"
-    [sim]="util os crypto wire"
-    [cli]="util os crypto wire wal store config privacy gateway api server sim energy openadr"
+    [api]="util os crypto wire wal store config privacy gateway energy openadr data"
+    [server]="util os crypto wire wal store config privacy gateway api energy openadr data"
+    [sim]="util os crypto wire data"
+    [cli]="util os crypto wire wal store config privacy gateway api server sim energy openadr data"
 )
 bad=0
 for dir in */; do
