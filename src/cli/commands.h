@@ -11,6 +11,7 @@
 int fv_cmd_serve(int argc, char **argv);     /* cli/cmd_serve.c */
 int fv_cmd_certs(int argc, char **argv);     /* cli/cmd_certs.c */
 int fv_cmd_simulate(int argc, char **argv);  /* cli/cmd_simulate.c */
+int fv_cmd_simulate_clips(int argc, char **argv); /* cli/cmd_simclips.c: simulate --clips */
 int fv_cmd_inspect(int argc, char **argv);   /* cli/cmd_inspect.c */
 int fv_cmd_send(int argc, char **argv);      /* cli/cmd_send.c */
 int fv_cmd_keys(int argc, char **argv);      /* cli/cmd_keys.c */

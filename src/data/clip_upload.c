@@ -207,6 +207,7 @@ static void answer_upload(struct fv_clip_answer *a, int status, const struct upl
     a->status = status;
     a->why[0] = '\0';
     snprintf(a->upload_id, sizeof a->upload_id, "%s", up->m.upload_id);
+    snprintf(a->clip_id, sizeof a->clip_id, "%s", up->m.clip_id);
     a->offset = up->offset;
     a->size = up->m.size;
 }
@@ -683,7 +684,13 @@ void fv_clip_up_finish(struct fv_clip_up *u, const char *device, const char *upl
         return;
     }
     char why[256] = "";
-    if (u->hooks->store(u->hooks->arg, &up->m, p, why, sizeof why) != FV_OK) {
+    int rc = u->hooks->store(u->hooks->arg, &up->m, p, why, sizeof why);
+    if (rc == FV_EINVAL) {
+        answer(a, 422, "%s; the upload is discarded, nothing stored", why);
+        discard(u, at);
+        return;
+    }
+    if (rc != FV_OK) {
         answer(a, 500, "the clip could not be stored (%s); try finish again later", why);
         return;
     }

@@ -102,7 +102,9 @@ struct fv_clip_up_hooks {
     /* The bytes of the device's stored clips; 1 in *exists if clip_id is stored. */
     int (*stored)(void *arg, const char *device, const char *clip_id, uint64_t *bytes,
                   int *exists);
-    /* Seals and stores the verified clip at path (durably, before it returns FV_OK). */
+    /* Seals and stores the verified clip at path (durably, before it returns FV_OK);
+     * FV_EINVAL: refused (why says why; the upload is discarded, 422), other errors: the
+     * upload stays and finish may be retried (500). */
     int (*store)(void *arg, const struct fv_clip_meta *m, const char *path, char *why, size_t n);
     void *arg; /* for consent_ok, stored, store */
 };
@@ -121,6 +123,7 @@ struct fv_clip_answer {
     int status;
     char why[256];
     char upload_id[FV_CLIP_UPLOAD_LEN + 1];
+    char clip_id[FV_CLIP_ID_MAX + 1];
     uint64_t offset, size;
 };
 
@@ -135,8 +138,8 @@ void fv_clip_up_chunk(struct fv_clip_up *u, const char *device, const char *uplo
 /* The committed offset and size: 200 or 404. */
 void fv_clip_up_status(struct fv_clip_up *u, const char *device, const char *upload_id,
                        struct fv_clip_answer *a);
-/* Verifies and stores the clip: 201, 404, 409 (not all bytes in), 422 (wrong hash, not MCAP;
- * the upload is discarded), 500 (the store failed; the upload stays, finish may be retried). */
+/* Verifies and stores the clip: 201, 404, 409 (not all bytes in), 422 (wrong hash, not MCAP,
+ * refused by the store hook; the upload is discarded), 500 (the store failed; the upload stays, finish may be retried). */
 void fv_clip_up_finish(struct fv_clip_up *u, const char *device, const char *upload_id,
                        struct fv_clip_answer *a);
 /* Discards uploads idle for longer than expire_ms; returns how many. */

@@ -40,6 +40,9 @@
 #include "api/http.h"
 #include "crypto/certs.h"
 #include "crypto/keys.h"
+#include "data/clip_deid.h"
+#include "data/clip_server.h"
+#include "data/clip_store.h"
 #include "energy/vpp.h"
 #include "gateway/downlink.h"
 #include "gateway/fleet.h"
@@ -87,6 +90,10 @@ struct fv_server {
     struct fv_guard guard;
     struct fv_exports *exports;
     struct fv_erasure erasure;
+    struct fv_clips_config clips;       /* the "clips" object (data/clip_upload.h) */
+    char clips_dir[PATH_MAX];           /* DATA/clips */
+    struct fv_clip_server *clip_server; /* the clip upload endpoint's thread, or NULL */
+    struct fv_clip_deid *clip_deid;     /* the de-identification worker, or NULL */
     uint64_t registry_checked_ns;
     int64_t data_version;
     int store_degraded; /* a record reached the WAL but not the head: keep the WAL */
@@ -309,6 +316,58 @@ static int erase_device(void *arg, const char *device, const struct fv_guard_ctx
     return FV_OK;
 }
 
+/* Erasure's purge hook (privacy/erasure.h): the subject's clips, on the API thread (or at
+ * start, before the threads) with the API's keystore. */
+static int purge_clips(void *arg, const char *pseudo, char *err, size_t errlen)
+{
+    struct fv_server *srv = arg;
+    return fv_clip_store_purge(srv->api_keys, srv->clips_dir, pseudo, err, errlen);
+}
+
+/* The clip endpoint's place hook (its thread): the device's latest position, copied under
+ * the fleet's lock (F1). */
+static int device_position(void *arg, const char *device, double *lat, double *lon)
+{
+    struct fv_server *srv = arg;
+    struct fv_device *d = fv_fleet_find(&srv->fleet, device);
+    if (d == NULL) return 0;
+    int found = 0;
+    uint64_t best = 0;
+    fv_fleet_lock(&srv->fleet);
+    for (uint32_t i = 0; i < d->nsignals; i++) {
+        const struct fv_signal_state *ss = &d->signals[i];
+        if (ss->value.kind != FV_VK_LOCATION || ss->time_ms < best) continue;
+        *lat = ss->value.u.loc.lat;
+        *lon = ss->value.u.loc.lon;
+        best = ss->time_ms;
+        found = 1;
+    }
+    fv_fleet_unlock(&srv->fleet);
+    return found;
+}
+
+/* The clip endpoint and the de-identification worker, when clips.listen is set. */
+static int open_clips(struct fv_server *srv, char *err, size_t errlen)
+{
+    if (!srv->clips.enabled) return FV_OK;
+    int rc = fv_clip_deid_start(&srv->clip_deid, &srv->clips, srv->cfg->data_dir, &srv->kek, err,
+                                errlen);
+    if (rc) return rc;
+    /* LEAD-WIRE(campaigns): campaign_ok = the campaign side's check (was this vehicle sent
+     * the campaign); until then the ids listed in clips.campaigns are accepted. */
+    struct fv_clip_server_cfg cc = {.certs_dir = srv->cfg->certs_dir,
+                                    .data_dir = srv->cfg->data_dir,
+                                    .clips = &srv->clips,
+                                    .kek = &srv->kek,
+                                    .campaign_ok = NULL,
+                                    .place = device_position,
+                                    .place_arg = srv,
+                                    .grid_m = srv->guard.grid_m,
+                                    .stored = fv_clip_deid_wake,
+                                    .stored_arg = srv->clip_deid};
+    return fv_clip_server_start(&srv->clip_server, &cc, err, errlen);
+}
+
 /* Opens everything the loop serves from, in the order of the top comment. */
 static int open_state(struct fv_server *srv, char *err, size_t errlen)
 {
@@ -348,6 +407,11 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
     if (rc == FV_OK)
         rc = fv_erasure_open(&srv->erasure, srv->api_keys, cfg->key_file, cfg->data_dir, err,
                              errlen);
+    snprintf(srv->clips_dir, sizeof srv->clips_dir, "%s/clips", cfg->data_dir);
+    if (rc == FV_OK) rc = fv_clips_config_parse(&srv->clips, cfg->clips_json, err, errlen);
+    if (rc == FV_OK) rc = fv_clip_store_init(srv->api_keys, err, errlen);
+    srv->erasure.purge = purge_clips;
+    srv->erasure.purge_arg = srv;
     if (rc == FV_OK)
         rc = fv_guard_open(&srv->guard, cfg, srv->api_keys, srv->admin_token, fv_loopref_wake,
                            &srv->api.ref, err, errlen);
@@ -424,6 +488,7 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
                                               .store_cfg = &srv->store_cfg,
                                               .erase = erase_device,
                                               .erase_arg = srv,
+                                              .clips_dir = srv->clips_dir,
                                               .audit_dir = srv->guard.audit_dir,
                                               .exports = srv->exports,
                                               .vpp = srv->vpp,
@@ -474,6 +539,7 @@ static int open_listeners(struct fv_server *srv, struct ev_loop *loop, char *err
         return FV_EIO;
     }
     int rc = fv_apiloop_start(&srv->api, cfg, &srv->http, &srv->guard, srv->api_keys, err, errlen);
+    if (rc == FV_OK) rc = open_clips(srv, err, errlen);
     if (rc) return rc;
     fv_info("serving devices on wss://%s:%d (mutual TLS, CA %s), API on http://%s:%d",
             cfg->listen_host, cfg->listen_port, ca, cfg->api_host, cfg->api_port);
@@ -504,6 +570,8 @@ static void housekeeping(struct fv_server *srv, uint64_t *last_trim)
  * for a running job; T1 holds whatever it was doing), access control, the catalog. */
 static void close_all(struct fv_server *srv, struct ev_loop *loop)
 {
+    fv_clip_server_stop(srv->clip_server); /* before the worker it wakes */
+    fv_clip_deid_stop(srv->clip_deid);
     fv_apiloop_stop(&srv->api);
     fv_apiloop_audit_ven(&srv->api); /* the VEN's last audit records, then the VEN */
     fv_ven_close(srv->ven);          /* before the VPP it drives */
