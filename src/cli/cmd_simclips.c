@@ -115,7 +115,7 @@ int fv_cmd_simulate_clips(int argc, char **argv)
         vin_of(prefix, (int)(k % vehicles), vin, sizeof vin);
         snprintf(clip_id, sizeof clip_id, "clip-%lld-%ld", (long long)now, k);
         struct fv_sim_clip c = {.seed = (uint64_t)(seed + k),
-                                .trigger_ms = now - 2000,
+                                .trigger_ms = now, /* the window ends a second after it */
                                 .frames = (size_t)frames,
                                 .frame_bytes = (size_t)frame_kb * 1024};
         struct fv_buf clip = {0};

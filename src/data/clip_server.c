@@ -49,16 +49,22 @@ struct clip_req {
 
 /* ---- the hooks --------------------------------------------------------------------------- */
 
-static int consent_ok(void *arg, const char *device, char *why, size_t n)
+static int consent_ok(void *arg, const char *device, int64_t trigger_ms, char *why, size_t n)
 {
     struct fv_clip_server *s = arg;
     char subject[FV_SUBJECT_NAME_MAX + 1];
-    int granted = 0;
+    int then = 0, now = 0;
+    /* S5: collected only where consent held when it was recorded, and still holds. */
     if (fv_subject_current(s->ks, device, subject, NULL) != FV_OK ||
-        fv_consent_at(s->ks, NULL, subject, "clips", fv_now_ms(), &granted) != FV_OK)
-        granted = 0;
-    if (!granted) snprintf(why, n, "the vehicle's owner has not consented to purpose clips");
-    return granted;
+        fv_consent_at(s->ks, NULL, subject, "clips", trigger_ms, &then) != FV_OK ||
+        fv_consent_at(s->ks, NULL, subject, "clips", fv_now_ms(), &now) != FV_OK)
+        then = now = 0;
+    if (!now)
+        snprintf(why, n, "the vehicle's owner has not consented to purpose clips");
+    else if (!then)
+        snprintf(why, n, "the vehicle's owner had not consented to purpose clips at the "
+                         "trigger time");
+    return then && now;
 }
 
 static int stored_bytes(void *arg, const char *device, const char *clip_id, uint64_t *bytes,
@@ -79,7 +85,7 @@ static int store_clip(void *arg, const struct fv_clip_meta *m, const char *path,
         return rc;
     }
     /* Consent may have been withdrawn while the clip was uploading. */
-    if (!consent_ok(s, m->device, why, n)) return FV_EINVAL;
+    if (!consent_ok(s, m->device, m->trigger_ms, why, n)) return FV_EINVAL;
     struct fv_clip_place place = {0};
     if (s->c.place && s->c.place(s->c.place_arg, m->device, &place.lat, &place.lon) == 1)
         place.have = fv_loc_coarsen_point(s->c.grid_m > 0 ? s->c.grid_m : 1000.0, &place.lat,
@@ -261,7 +267,7 @@ static int clip_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user
         if (lws_hdr_custom_copy(wsi, r->chunk_sha, sizeof r->chunk_sha, "x-chunk-sha256:", 15) <
             0)
             r->chunk_sha[0] = '\0';
-        const char *off = lws_get_urlarg_by_name(wsi, "offset", r->offset, sizeof r->offset);
+        const char *off = lws_get_urlarg_by_name(wsi, "offset=", r->offset, sizeof r->offset);
         if (off == NULL)
             r->offset[0] = '\0';
         else

@@ -212,6 +212,14 @@ static void answer_upload(struct fv_clip_answer *a, int status, const struct upl
     a->size = up->m.size;
 }
 
+/* An error answer that still tells the client where its upload stands (U3). */
+static void at_upload(struct fv_clip_answer *a, const struct upload *up)
+{
+    snprintf(a->upload_id, sizeof a->upload_id, "%s", up->m.upload_id);
+    a->offset = up->offset;
+    a->size = up->m.size;
+}
+
 static void hex(const unsigned char *in, size_t n, char *out)
 {
     static const char d[] = "0123456789abcdef";
@@ -436,7 +444,7 @@ void fv_clip_up_create(struct fv_clip_up *u, const char *device, const char *jso
         nopen++;
     }
     /* U2's refusals: consent and campaign (item 2 of issue 12). */
-    if (!u->hooks->consent_ok(u->hooks->arg, device, why, sizeof why)) {
+    if (!u->hooks->consent_ok(u->hooks->arg, device, m.trigger_ms, why, sizeof why)) {
         answer(a, 422, "%s", why);
         goto done;
     }
@@ -541,7 +549,7 @@ void fv_clip_up_chunk(struct fv_clip_up *u, const char *device, const char *uplo
         answer(a, 422, "chunk at offset %llu: SHA-256 mismatch (got %s); nothing written, the "
                "committed offset stays %llu", (unsigned long long)offset, got,
                (unsigned long long)up->offset);
-        a->offset = up->offset;
+        at_upload(a, up);
         return;
     }
     if (offset < up->offset && offset + len <= up->offset) { /* U3: a resend */
@@ -552,9 +560,7 @@ void fv_clip_up_chunk(struct fv_clip_up *u, const char *device, const char *uplo
     if (offset != up->offset) {
         answer(a, 409, "chunk at offset %llu, but the committed offset is %llu",
                (unsigned long long)offset, (unsigned long long)up->offset);
-        a->offset = up->offset;
-        snprintf(a->upload_id, sizeof a->upload_id, "%s", up->m.upload_id);
-        a->size = up->m.size;
+        at_upload(a, up);
         return;
     }
     if (offset + len > up->m.size) {
@@ -574,7 +580,7 @@ void fv_clip_up_chunk(struct fv_clip_up *u, const char *device, const char *uplo
     if (rc != FV_OK) {
         fv_error("clips: %s", err);
         answer(a, 500, "the chunk could not be written (storage); resend it later");
-        a->offset = up->offset;
+        at_upload(a, up);
         return;
     }
     up->offset += len;
@@ -660,7 +666,7 @@ void fv_clip_up_finish(struct fv_clip_up *u, const char *device, const char *upl
     if (up->offset != up->m.size) {
         answer(a, 409, "%llu of %llu bytes are in; send the rest first",
                (unsigned long long)up->offset, (unsigned long long)up->m.size);
-        a->offset = up->offset;
+        at_upload(a, up);
         return;
     }
     char p[PATH_MAX + 80], got[65], err[256];

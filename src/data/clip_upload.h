@@ -97,8 +97,9 @@ struct fv_clip_meta {
 struct fv_clip_up_hooks {
     fv_clip_campaign_fn campaign_ok;
     void *campaign_arg;
-    /* 1 if the device's current subject consents to purpose "clips" now, 0 (why set). */
-    int (*consent_ok)(void *arg, const char *device, char *why, size_t n);
+    /* 1 if the device's current subject consented to purpose "clips" at the trigger time
+     * and still does now, else 0 (why set). */
+    int (*consent_ok)(void *arg, const char *device, int64_t trigger_ms, char *why, size_t n);
     /* The bytes of the device's stored clips; 1 in *exists if clip_id is stored. */
     int (*stored)(void *arg, const char *device, const char *clip_id, uint64_t *bytes,
                   int *exists);

@@ -167,6 +167,8 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *arg)
     size_t n = size * nmemb, room = sizeof b->text - 1 - b->n;
     memcpy(b->text + b->n, p, n < room ? n : room);
     b->n += n < room ? n : room;
+    while (b->n && (b->text[b->n - 1] == '\n' || b->text[b->n - 1] == '\r'))
+        b->n--; /* one line in messages */
     b->text[b->n] = '\0';
     return n;
 }
