@@ -63,8 +63,8 @@ static int place_servable(struct list_ctx *lc, const char *device, const struct 
     if (ctx->zones_state != 1) return 0;
     double grid = ctx->grid_m > 0 ? ctx->grid_m : 1000.0;
     for (size_t i = 0; i < ctx->nzones; i++) {
-        double d = fv_geo_distance_m(r->place.lat, r->place.lon, ctx->zones[i].lat,
-                                     ctx->zones[i].lon);
+        double d =
+            fv_geo_distance_m(r->place.lat, r->place.lon, ctx->zones[i].lat, ctx->zones[i].lon);
         if (!(d > ctx->zones[i].radius_m + grid * M_SQRT1_2)) return 0;
     }
     return 1;
@@ -83,15 +83,15 @@ static int add_row(void *arg, const struct fv_clip_row *r)
     fv_guard_show_id(lc->v->guard, lc->ctx, device, shown);
     fv_format_time_ms((uint64_t)r->trigger_ms, t, sizeof t);
     fv_format_time_ms((uint64_t)r->received_ms, rx, sizeof rx);
-    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:s,s:{s:s,s:i,s:s}}", "clip",
-                          r->id, "vehicle", shown, "clip_id", r->clip_id, "campaign",
-                          r->campaign, "trigger", r->trigger, "trigger_time", t, "received",
-                          rx, "size", (json_int_t)r->size, "sha256", r->sha256, "deid",
-                          "status", r->deid, "exit", r->deid_exit, "summary", r->deid_summary);
+    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:s,s:{s:s,s:i,s:s}}", "clip", r->id,
+                          "vehicle", shown, "clip_id", r->clip_id, "campaign", r->campaign,
+                          "trigger", r->trigger, "trigger_time", t, "received", rx, "size",
+                          (json_int_t)r->size, "sha256", r->sha256, "deid", "status", r->deid,
+                          "exit", r->deid_exit, "summary", r->deid_summary);
     if (o == NULL) return FV_ENOMEM;
     if (place_servable(lc, device, r))
-        json_object_set_new(o, "place", json_pack("{s:f,s:f}", "lat", r->place.lat, "lon",
-                                                  r->place.lon));
+        json_object_set_new(o, "place",
+                            json_pack("{s:f,s:f}", "lat", r->place.lat, "lon", r->place.lon));
     json_array_append_new(lc->arr, o);
     fv_guard_served_add_pseudonym(lc->served, r->subject); /* G12 */
     return 0;
@@ -153,14 +153,17 @@ void fv_api_clips(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const c
         json_t *o;
         json_array_foreach(lc.arr, i, o)
         {
-            const char *st = json_string_value(json_object_get(json_object_get(o, "deid"), "status"));
+            const char *st =
+                json_string_value(json_object_get(json_object_get(o, "deid"), "status"));
             json_int_t c = json_integer_value(json_object_get(by, st));
             json_object_set_new(by, st, json_integer(c + 1));
         }
         json_decref(lc.arr);
-        fv_api_respond_json(out, 200, json_pack("{s:I,s:o}", "count", (json_int_t)n, "by_deid", by));
+        fv_api_respond_json(out, 200,
+                            json_pack("{s:I,s:o}", "count", (json_int_t)n, "by_deid", by));
     } else {
-        fv_api_respond_json(out, 200, json_pack("{s:I,s:o}", "count", (json_int_t)n, "clips", lc.arr));
+        fv_api_respond_json(out, 200,
+                            json_pack("{s:I,s:o}", "count", (json_int_t)n, "clips", lc.arr));
     }
     fv_api_quota_send(v, ctx, n, &served, out);
     fv_guard_served_free(&served);

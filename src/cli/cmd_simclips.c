@@ -84,8 +84,10 @@ int fv_cmd_simulate_clips(int argc, char **argv)
         else if (strcmp(a, "--trigger") == 0)
             trigger = v;
         else {
-            fprintf(stderr, "fleetvault simulate: unknown option '%s' with --clips (see --clips "
-                            "--help)\n", a);
+            fprintf(stderr,
+                    "fleetvault simulate: unknown option '%s' with --clips (see --clips "
+                    "--help)\n",
+                    a);
             return 2;
         }
         if (num) {

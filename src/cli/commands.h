@@ -11,7 +11,6 @@
 int fv_cmd_serve(int argc, char **argv);     /* cli/cmd_serve.c */
 int fv_cmd_certs(int argc, char **argv);     /* cli/cmd_certs.c */
 int fv_cmd_simulate(int argc, char **argv);  /* cli/cmd_simulate.c */
-int fv_cmd_simulate_clips(int argc, char **argv); /* cli/cmd_simclips.c: simulate --clips */
 int fv_cmd_inspect(int argc, char **argv);   /* cli/cmd_inspect.c */
 int fv_cmd_send(int argc, char **argv);      /* cli/cmd_send.c */
 int fv_cmd_keys(int argc, char **argv);      /* cli/cmd_keys.c */
@@ -20,6 +19,9 @@ int fv_cmd_principal(int argc, char **argv); /* cli/cmd_principal.c */
 int fv_cmd_subject(int argc, char **argv);   /* cli/cmd_subject.c */
 int fv_cmd_privacy(int argc, char **argv);   /* cli/cmd_privacy.c */
 int fv_cmd_vpp(int argc, char **argv);       /* cli/cmd_vpp.c */
+
+/* `fleetvault simulate --clips N ...` (cli/cmd_simclips.c): clip uploads. */
+int fv_cmd_simulate_clips(int argc, char **argv);
 
 /* `fleetvault vpp openadr ...` (cli/cmd_openadr.c); argv[0] is "openadr". */
 int fv_cmd_vpp_openadr(int argc, char **argv);

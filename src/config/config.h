@@ -62,8 +62,8 @@ void fv_config_defaults(struct fv_config *c);
  * false), store ({flush_interval, flush_datums, head_max_datums, wal_keep, compact_fanin,
  * retention: {CLASS: "30d"}, classes: {CLASS: [SIGNAL, ...]}}), policy, audit_key, audit_witness
  * (paths), audit_retention (a duration), vpp ({programs: {NAME: {...}}}:
- * energy/program.h), clips (data/clip_upload.h), openadr (config/openadr_config.h), location_privacy ({trim_m, trip_gap,
- * stop_after, grid_m}).
+ * energy/program.h), clips (data/clip_upload.h), openadr (config/openadr_config.h),
+ * location_privacy ({trim_m, trip_gap, stop_after, grid_m}).
  */
 int fv_config_load(struct fv_config *c, const char *path, char *err, size_t errlen);
 

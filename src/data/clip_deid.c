@@ -295,8 +295,7 @@ static void process(struct fv_clip_deid *w, const struct fv_clip_row *row)
         free(data);
         if (vr != FV_OK) {
             snprintf(r.status, sizeof r.status, "failed");
-            snprintf(r.summary, sizeof r.summary, "its output could not replace the clip: %s",
-                     err);
+            snprintf(r.summary, sizeof r.summary, "its output could not replace the clip: %s", err);
         }
     }
     remove_workdir(wd);

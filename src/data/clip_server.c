@@ -62,8 +62,9 @@ static int consent_ok(void *arg, const char *device, int64_t trigger_ms, char *w
     if (!now)
         snprintf(why, n, "the vehicle's owner has not consented to purpose clips");
     else if (!then)
-        snprintf(why, n, "the vehicle's owner had not consented to purpose clips at the "
-                         "trigger time");
+        snprintf(why, n,
+                 "the vehicle's owner had not consented to purpose clips at the "
+                 "trigger time");
     return then && now;
 }
 
@@ -113,8 +114,8 @@ static void respond(struct clip_req *r, const struct fv_clip_answer *a, const ch
             json_object_set_new(j, "offset", json_integer((json_int_t)a->offset));
         }
     } else {
-        j = json_pack("{s:s,s:I,s:I}", "upload_id", a->upload_id, "offset",
-                      (json_int_t)a->offset, "size", (json_int_t)a->size);
+        j = json_pack("{s:s,s:I,s:I}", "upload_id", a->upload_id, "offset", (json_int_t)a->offset,
+                      "size", (json_int_t)a->size);
         if (j && clip_id) {
             json_object_set_new(j, "clip_id", json_string(clip_id));
             json_object_set_new(j, "deid", json_string("pending"));
@@ -264,8 +265,7 @@ static int clip_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user
         if (identify(wsi, r) != 0) return -1;
         snprintf(r->path, sizeof r->path, "%s", (const char *)in);
         snprintf(r->method, sizeof r->method, "%s", method_of(wsi));
-        if (lws_hdr_custom_copy(wsi, r->chunk_sha, sizeof r->chunk_sha, "x-chunk-sha256:", 15) <
-            0)
+        if (lws_hdr_custom_copy(wsi, r->chunk_sha, sizeof r->chunk_sha, "x-chunk-sha256:", 15) < 0)
             r->chunk_sha[0] = '\0';
         const char *off = lws_get_urlarg_by_name(wsi, "offset=", r->offset, sizeof r->offset);
         if (off == NULL)
@@ -354,8 +354,8 @@ static void server_free(struct fv_clip_server *s)
     free(s);
 }
 
-int fv_clip_server_start(struct fv_clip_server **out, const struct fv_clip_server_cfg *c,
-                         char *err, size_t errlen)
+int fv_clip_server_start(struct fv_clip_server **out, const struct fv_clip_server_cfg *c, char *err,
+                         size_t errlen)
 {
     *out = NULL;
     struct fv_clip_server *s = calloc(1, sizeof *s);
@@ -392,10 +392,8 @@ int fv_clip_server_start(struct fv_clip_server **out, const struct fv_clip_serve
         fv_seterr(err, errlen, "cannot create the clip endpoint's libwebsockets context");
         return FV_ENOMEM;
     }
-    char cert[PATH_MAX], key[PATH_MAX], ca[PATH_MAX];
-    snprintf(cert, sizeof cert, "%s/server.crt", c->certs_dir);
-    snprintf(key, sizeof key, "%s/server.key", c->certs_dir);
-    snprintf(ca, sizeof ca, "%s/ca.crt", c->certs_dir);
+    struct fv_server_files tls;
+    fv_certs_server_files(c->certs_dir, &tls);
     struct lws_context_creation_info vi;
     memset(&vi, 0, sizeof vi);
     vi.vhost_name = "clips";
@@ -403,9 +401,9 @@ int fv_clip_server_start(struct fv_clip_server **out, const struct fv_clip_serve
     vi.port = c->clips->port;
     vi.protocols = clip_protocols;
     vi.user = s;
-    vi.ssl_cert_filepath = cert;
-    vi.ssl_private_key_filepath = key;
-    vi.ssl_ca_filepath = ca;
+    vi.ssl_cert_filepath = tls.cert;
+    vi.ssl_private_key_filepath = tls.key;
+    vi.ssl_ca_filepath = tls.ca;
     vi.alpn = "http/1.1";
     vi.options =
         LWS_SERVER_OPTION_REQUIRE_VALID_OPENSSL_CLIENT_CERT | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
@@ -423,7 +421,7 @@ int fv_clip_server_start(struct fv_clip_server **out, const struct fv_clip_serve
     }
     s->started = 1;
     fv_info("clip uploads on https://%s:%d (mutual TLS, CA %s)", c->clips->host, c->clips->port,
-            ca);
+            tls.ca);
     *out = s;
     return FV_OK;
 }

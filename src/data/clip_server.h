@@ -35,7 +35,7 @@ struct fv_clip_server_cfg {
     const char *certs_dir; /* server.crt, server.key, ca.crt (the devices' CA) */
     const char *data_dir;  /* clips under DATA/clips, metadata in DATA/catalog.db */
     const struct fv_clips_config *clips;
-    const struct fv_kek *kek; /* the clip thread opens a keystore of its own */
+    const struct fv_kek *kek;        /* the clip thread opens a keystore of its own */
     fv_clip_campaign_fn campaign_ok; /* NULL: fv_clips_campaign_listed over clips */
     void *campaign_arg;
     /* The device's latest position (1) or none (0); coarsened here to grid_m. */
@@ -50,8 +50,8 @@ struct fv_clip_server;
 
 /* Opens the keystore, reloads partial uploads, listens (an error names the address) and
  * starts the thread. */
-int fv_clip_server_start(struct fv_clip_server **out, const struct fv_clip_server_cfg *c,
-                         char *err, size_t errlen);
+int fv_clip_server_start(struct fv_clip_server **out, const struct fv_clip_server_cfg *c, char *err,
+                         size_t errlen);
 /* Stops the thread, closes connections, frees everything. NULL is a no-op. */
 void fv_clip_server_stop(struct fv_clip_server *s);
 

@@ -15,6 +15,7 @@
 #include "data/clip_store.h"
 #include "os/fsio.h"
 #include "util/err.h"
+#include "util/hex.h"
 #include "util/log.h"
 
 int fv_clip_store_init(struct fv_keystore *ks, char *err, size_t errlen)
@@ -151,7 +152,7 @@ static void col_text(sqlite3_stmt *st, int i, char *out, size_t n)
 }
 
 #define ROW_COLUMNS                                                                                \
-    "id, subject, clip_id, campaign, trigger, trigger_ms, received_ms, lat, lon, size, sha256,"   \
+    "id, subject, clip_id, campaign, trigger, trigger_ms, received_ms, lat, lon, size, sha256,"    \
     " deid, coalesce(deid_exit, -1), coalesce(deid_summary, '')"
 
 static void row_read(sqlite3_stmt *st, struct fv_clip_row *r)
@@ -232,8 +233,8 @@ static int clip_subject(struct fv_keystore *ks, const char *id, char pseudo[FV_P
     return rc;
 }
 
-int fv_clip_store_read(struct fv_keystore *ks, const char *dir, const char *id,
-                       struct fv_buf *out, char *err, size_t errlen)
+int fv_clip_store_read(struct fv_keystore *ks, const char *dir, const char *id, struct fv_buf *out,
+                       char *err, size_t errlen)
 {
     char pseudo[FV_PSEUDONYM_LEN + 1], path[PATH_MAX + 64], aad[128];
     int rc = clip_subject(ks, id, pseudo);
@@ -260,8 +261,8 @@ int fv_clip_store_read(struct fv_keystore *ks, const char *dir, const char *id,
     return rc;
 }
 
-int fv_clip_store_replace(struct fv_keystore *ks, const char *dir, const char *id,
-                          const void *data, size_t len, char *err, size_t errlen)
+int fv_clip_store_replace(struct fv_keystore *ks, const char *dir, const char *id, const void *data,
+                          size_t len, char *err, size_t errlen)
 {
     char pseudo[FV_PSEUDONYM_LEN + 1];
     int rc = clip_subject(ks, id, pseudo);
@@ -278,8 +279,7 @@ int fv_clip_store_replace(struct fv_keystore *ks, const char *dir, const char *i
     unsigned int mdlen = 0;
     char hex[65];
     if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1) return FV_EIO;
-    for (size_t i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    fv_hex(md, sizeof md, hex);
     sqlite3_stmt *st = NULL;
     rc = FV_EIO;
     if (sqlite3_prepare_v2(fv_keystore_db(ks), "UPDATE clips SET size = ?, sha256 = ? WHERE id = ?",
@@ -317,8 +317,8 @@ int fv_clip_store_passed(struct fv_keystore *ks, const char *id)
 {
     sqlite3_stmt *st = NULL;
     int ok = 0;
-    if (sqlite3_prepare_v2(fv_keystore_db(ks), "SELECT deid = 'passed' FROM clips WHERE id = ?",
-                           -1, &st, NULL) == SQLITE_OK) {
+    if (sqlite3_prepare_v2(fv_keystore_db(ks), "SELECT deid = 'passed' FROM clips WHERE id = ?", -1,
+                           &st, NULL) == SQLITE_OK) {
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
         ok = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 1;
     }

@@ -58,9 +58,8 @@ struct fv_clip_place {
 /* C1: seals the file at path with subject's data key and records it (deid "pending").
  * subject: the keystore name of the owner period the clip belongs to. */
 int fv_clip_store_put(struct fv_keystore *ks, const char *dir, const char *subject,
-                      const struct fv_clip_meta *m,
-                      const char *path, const struct fv_clip_place *place, int64_t now_ms,
-                      char *err, size_t errlen);
+                      const struct fv_clip_meta *m, const char *path,
+                      const struct fv_clip_place *place, int64_t now_ms, char *err, size_t errlen);
 
 /* The bytes of the device's stored clips, and whether clip_id is one of them. */
 int fv_clip_store_device(struct fv_keystore *ks, const char *device, const char *clip_id,
@@ -69,7 +68,7 @@ int fv_clip_store_device(struct fv_keystore *ks, const char *device, const char 
 /* One stored clip's row. */
 struct fv_clip_row {
     char id[FV_CLIP_UPLOAD_LEN + 1];
-    char subject[33];   /* keystore pseudonym of the subject */
+    char subject[33];      /* keystore pseudonym of the subject */
     char subject_name[65]; /* its keystore name ("" when its key is destroyed) */
     char clip_id[FV_CLIP_ID_MAX + 1], campaign[FV_CLIP_ID_MAX + 1], trigger[FV_CLIP_ID_MAX + 1];
     int64_t trigger_ms, received_ms;
@@ -88,12 +87,12 @@ int fv_clip_store_list(struct fv_keystore *ks, const char *deid,
 
 /* Opens a stored clip into out (its subject's key). FV_ENOENT (no such clip), FV_ESTATE
  * (its subject was erased), FV_ECORRUPT (altered), FV_EIO. */
-int fv_clip_store_read(struct fv_keystore *ks, const char *dir, const char *id,
-                       struct fv_buf *out, char *err, size_t errlen);
+int fv_clip_store_read(struct fv_keystore *ks, const char *dir, const char *id, struct fv_buf *out,
+                       char *err, size_t errlen);
 /* Replaces a stored clip's content (the de-identified version), sealed again, with its new
  * size and SHA-256. */
-int fv_clip_store_replace(struct fv_keystore *ks, const char *dir, const char *id,
-                          const void *data, size_t len, char *err, size_t errlen);
+int fv_clip_store_replace(struct fv_keystore *ks, const char *dir, const char *id, const void *data,
+                          size_t len, char *err, size_t errlen);
 /* Records the de-identification outcome: status "passed", "failed" or "timeout". */
 int fv_clip_store_set_deid(struct fv_keystore *ks, const char *id, const char *status,
                            int exit_code, const char *summary, int64_t now_ms);

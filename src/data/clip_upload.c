@@ -18,6 +18,7 @@
 #include "data/clip_upload.h"
 #include "os/fsio.h"
 #include "util/err.h"
+#include "util/hex.h"
 #include "util/log.h"
 
 #define MAX_UPLOADS 1024 /* open uploads, all devices */
@@ -76,10 +77,17 @@ static int pos_int(json_t *o, const char *key, uint64_t mult, uint64_t *out, cha
     return FV_OK;
 }
 
-static const char *const known_keys[] = {
-    "listen",       "max_clip_mb",    "max_device_mb",  "max_concurrent", "max_chunk_mb",
-    "expire_after_s", "deid_command", "deid_timeout_s", "deid_mem_mb",    "campaigns",
-    NULL};
+static const char *const known_keys[] = {"listen",
+                                         "max_clip_mb",
+                                         "max_device_mb",
+                                         "max_concurrent",
+                                         "max_chunk_mb",
+                                         "expire_after_s",
+                                         "deid_command",
+                                         "deid_timeout_s",
+                                         "deid_mem_mb",
+                                         "campaigns",
+                                         NULL};
 
 int fv_clips_config_parse(struct fv_clips_config *c, const char *json, char *err, size_t errlen)
 {
@@ -145,8 +153,10 @@ int fv_clips_config_parse(struct fv_clips_config *c, const char *json, char *err
         for (size_t i = 0; i < n; i++) {
             const char *s = json_string_value(json_array_get(cmd, i));
             if (s == NULL || s[0] == '\0' || strlen(s) >= sizeof c->deid_argv[0]) {
-                fv_seterr(err, errlen, "clips.deid_command[%zu]: expected a string of 1 to %zu "
-                          "bytes", i, sizeof c->deid_argv[0] - 1);
+                fv_seterr(err, errlen,
+                          "clips.deid_command[%zu]: expected a string of 1 to %zu "
+                          "bytes",
+                          i, sizeof c->deid_argv[0] - 1);
                 goto done;
             }
             snprintf(c->deid_argv[i], sizeof c->deid_argv[i], "%s", s);
@@ -164,8 +174,10 @@ int fv_clips_config_parse(struct fv_clips_config *c, const char *json, char *err
         for (size_t i = 0; i < n; i++) {
             const char *s = json_string_value(json_array_get(camps, i));
             if (s == NULL || !valid_id(s)) {
-                fv_seterr(err, errlen, "clips.campaigns[%zu]: expected an id ([A-Za-z0-9_.:-], "
-                          "1 to %d characters)", i, FV_CLIP_ID_MAX);
+                fv_seterr(err, errlen,
+                          "clips.campaigns[%zu]: expected an id ([A-Za-z0-9_.:-], "
+                          "1 to %d characters)",
+                          i, FV_CLIP_ID_MAX);
                 goto done;
             }
             snprintf(c->campaigns[i], sizeof c->campaigns[i], "%s", s);
@@ -220,16 +232,6 @@ static void at_upload(struct fv_clip_answer *a, const struct upload *up)
     a->size = up->m.size;
 }
 
-static void hex(const unsigned char *in, size_t n, char *out)
-{
-    static const char d[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = d[in[i] >> 4];
-        out[2 * i + 1] = d[in[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 static int valid_sha_hex(const char *s)
 {
     if (s == NULL || strlen(s) != 64) return 0;
@@ -269,9 +271,9 @@ static void discard(struct fv_clip_up *u, size_t at)
 
 static json_t *meta_json(const struct fv_clip_meta *m)
 {
-    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:s,s:I}", "upload_id", m->upload_id,
-                     "device", m->device, "clip_id", m->clip_id, "campaign_id", m->campaign,
-                     "trigger", m->trigger, "trigger_ms", (json_int_t)m->trigger_ms, "size",
+    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:s,s:I}", "upload_id", m->upload_id, "device",
+                     m->device, "clip_id", m->clip_id, "campaign_id", m->campaign, "trigger",
+                     m->trigger, "trigger_ms", (json_int_t)m->trigger_ms, "size",
                      (json_int_t)m->size, "sha256", m->sha256, "created_ms",
                      (json_int_t)m->created_ms);
 }
@@ -294,7 +296,8 @@ static int meta_read(json_t *o, struct fv_clip_meta *m, int saved, char *why, si
                  FV_CLIP_ID_MAX);
         return FV_EINVAL;
     }
-    if (trig && (!json_is_string(trig) || (json_string_length(trig) && !valid_id(json_string_value(trig))))) {
+    if (trig && (!json_is_string(trig) ||
+                 (json_string_length(trig) && !valid_id(json_string_value(trig))))) {
         snprintf(why, n, "trigger: expected an id ([A-Za-z0-9_.:-], at most %d characters)",
                  FV_CLIP_ID_MAX);
         return FV_EINVAL;
@@ -351,7 +354,7 @@ static void reload(struct fv_clip_up *u)
             strncmp(up->m.upload_id, e->d_name, FV_CLIP_UPLOAD_LEN) == 0) {
             path_of(u, up->m.upload_id, "data", p, sizeof p);
             up->offset = stat(p, &st) == 0 ? (uint64_t)st.st_size : 0; /* U2 */
-            if (up->offset > up->m.size) up->offset = 0; /* cannot be: restart it */
+            if (up->offset > up->m.size) up->offset = 0;               /* cannot be: restart it */
             up->active_ms = up->m.created_ms;
             u->ups[u->n++] = up;
             up = NULL;
@@ -409,7 +412,8 @@ void fv_clip_up_create(struct fv_clip_up *u, const char *device, const char *jso
     memset(&m, 0, sizeof m);
     char why[256];
     if (!json_is_object(o)) {
-        answer(a, 400, "expected a JSON object {clip_id, campaign_id, trigger, trigger_ms, size, "
+        answer(a, 400,
+               "expected a JSON object {clip_id, campaign_id, trigger, trigger_ms, size, "
                "sha256}");
         goto done;
     }
@@ -436,8 +440,10 @@ void fv_clip_up_create(struct fv_clip_up *u, const char *device, const char *jso
                 answer_upload(a, 200, up);
                 goto done;
             }
-            answer(a, 409, "clip %s is being uploaded with another size, hash or campaign "
-                   "(upload %s)", m.clip_id, up->m.upload_id);
+            answer(a, 409,
+                   "clip %s is being uploaded with another size, hash or campaign "
+                   "(upload %s)",
+                   m.clip_id, up->m.upload_id);
             goto done;
         }
         open_bytes += up->m.size;
@@ -463,8 +469,10 @@ void fv_clip_up_create(struct fv_clip_up *u, const char *device, const char *jso
         goto done;
     }
     if (nopen >= c->max_concurrent) {
-        answer(a, 409, "%d uploads are open for this device (the limit); finish or let one "
-               "expire first", nopen);
+        answer(a, 409,
+               "%d uploads are open for this device (the limit); finish or let one "
+               "expire first",
+               nopen);
         goto done;
     }
     if (stored + open_bytes + m.size > c->max_device_bytes) {
@@ -482,7 +490,7 @@ void fv_clip_up_create(struct fv_clip_up *u, const char *device, const char *jso
         answer(a, 500, "no random upload id");
         goto done;
     }
-    hex(rnd, sizeof rnd, m.upload_id);
+    fv_hex(rnd, sizeof rnd, m.upload_id);
     m.created_ms = now_ms;
     /* The data file first (empty), then the metadata that makes the upload exist. */
     char p[PATH_MAX + 80], err[256];
@@ -544,11 +552,12 @@ void fv_clip_up_chunk(struct fv_clip_up *u, const char *device, const char *uplo
         answer(a, 500, "SHA-256 failed");
         return;
     }
-    hex(md, sizeof md, got);
+    fv_hex(md, sizeof md, got);
     if (strcmp(got, sha256_hex) != 0) {
-        answer(a, 422, "chunk at offset %llu: SHA-256 mismatch (got %s); nothing written, the "
-               "committed offset stays %llu", (unsigned long long)offset, got,
-               (unsigned long long)up->offset);
+        answer(a, 422,
+               "chunk at offset %llu: SHA-256 mismatch (got %s); nothing written, the "
+               "committed offset stays %llu",
+               (unsigned long long)offset, got, (unsigned long long)up->offset);
         at_upload(a, up);
         return;
     }
@@ -615,7 +624,7 @@ static int file_sha256(const char *path, char out[65])
     EVP_MD_CTX_free(c);
     fclose(f);
     if (!ok) return FV_EIO;
-    hex(md, sizeof md, out);
+    fv_hex(md, sizeof md, out);
     return FV_OK;
 }
 
@@ -676,8 +685,10 @@ void fv_clip_up_finish(struct fv_clip_up *u, const char *device, const char *upl
         return;
     }
     if (strcmp(got, up->m.sha256) != 0) {
-        answer(a, 422, "the clip's SHA-256 is %s, not the %s declared; the upload is discarded, "
-               "nothing stored", got, up->m.sha256);
+        answer(a, 422,
+               "the clip's SHA-256 is %s, not the %s declared; the upload is discarded, "
+               "nothing stored",
+               got, up->m.sha256);
         discard(u, at);
         return;
     }

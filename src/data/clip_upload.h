@@ -53,8 +53,8 @@ typedef int (*fv_clip_campaign_fn)(void *arg, const char *device, const char *ca
 
 /* The config file's "clips" object (config/config.h clips_json). */
 struct fv_clips_config {
-    int enabled;     /* "listen" given */
-    char host[256];  /* "listen": "HOST:PORT" (mutual TLS, the devices' CA) */
+    int enabled;    /* "listen" given */
+    char host[256]; /* "listen": "HOST:PORT" (mutual TLS, the devices' CA) */
     int port;
     uint64_t max_clip_bytes;   /* "max_clip_mb", default 256 */
     uint64_t max_device_bytes; /* "max_device_mb", default 2048 (stored + open uploads) */
@@ -101,8 +101,7 @@ struct fv_clip_up_hooks {
      * and still does now, else 0 (why set). */
     int (*consent_ok)(void *arg, const char *device, int64_t trigger_ms, char *why, size_t n);
     /* The bytes of the device's stored clips; 1 in *exists if clip_id is stored. */
-    int (*stored)(void *arg, const char *device, const char *clip_id, uint64_t *bytes,
-                  int *exists);
+    int (*stored)(void *arg, const char *device, const char *clip_id, uint64_t *bytes, int *exists);
     /* Seals and stores the verified clip at path (durably, before it returns FV_OK);
      * FV_EINVAL: refused (why says why; the upload is discarded, 422), other errors: the
      * upload stays and finish may be retried (500). */
@@ -140,7 +139,8 @@ void fv_clip_up_chunk(struct fv_clip_up *u, const char *device, const char *uplo
 void fv_clip_up_status(struct fv_clip_up *u, const char *device, const char *upload_id,
                        struct fv_clip_answer *a);
 /* Verifies and stores the clip: 201, 404, 409 (not all bytes in), 422 (wrong hash, not MCAP,
- * refused by the store hook; the upload is discarded), 500 (the store failed; the upload stays, finish may be retried). */
+ * refused by the store hook; the upload is discarded), 500 (the store failed; the upload stays,
+ * finish may be retried). */
 void fv_clip_up_finish(struct fv_clip_up *u, const char *device, const char *upload_id,
                        struct fv_clip_answer *a);
 /* Discards uploads idle for longer than expire_ms; returns how many. */

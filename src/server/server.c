@@ -515,10 +515,8 @@ static int open_listeners(struct fv_server *srv, struct ev_loop *loop, char *err
     }
     fv_loopref_publish(&srv->ref, ctx);
 
-    char cert[PATH_MAX], key[PATH_MAX], ca[PATH_MAX];
-    snprintf(cert, sizeof cert, "%s/server.crt", cfg->certs_dir);
-    snprintf(key, sizeof key, "%s/server.key", cfg->certs_dir);
-    snprintf(ca, sizeof ca, "%s/ca.crt", cfg->certs_dir);
+    struct fv_server_files tls;
+    fv_certs_server_files(cfg->certs_dir, &tls);
     struct lws_context_creation_info vi;
     memset(&vi, 0, sizeof vi);
     vi.vhost_name = "devices";
@@ -526,9 +524,9 @@ static int open_listeners(struct fv_server *srv, struct ev_loop *loop, char *err
     vi.port = cfg->listen_port;
     vi.protocols = fv_ingest_protocols();
     vi.user = srv->ing;
-    vi.ssl_cert_filepath = cert;
-    vi.ssl_private_key_filepath = key;
-    vi.ssl_ca_filepath = ca;
+    vi.ssl_cert_filepath = tls.cert;
+    vi.ssl_private_key_filepath = tls.key;
+    vi.ssl_ca_filepath = tls.ca;
     vi.alpn = "http/1.1";
     vi.options =
         LWS_SERVER_OPTION_REQUIRE_VALID_OPENSSL_CLIENT_CERT | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
@@ -542,7 +540,7 @@ static int open_listeners(struct fv_server *srv, struct ev_loop *loop, char *err
     if (rc == FV_OK) rc = open_clips(srv, err, errlen);
     if (rc) return rc;
     fv_info("serving devices on wss://%s:%d (mutual TLS, CA %s), API on http://%s:%d",
-            cfg->listen_host, cfg->listen_port, ca, cfg->api_host, cfg->api_port);
+            cfg->listen_host, cfg->listen_port, tls.ca, cfg->api_host, cfg->api_port);
     return FV_OK;
 }
 

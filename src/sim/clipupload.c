@@ -10,6 +10,7 @@
 
 #include "sim/clipupload.h"
 #include "util/err.h"
+#include "util/hex.h"
 
 /* ---- the clip ---------------------------------------------------------------------------- */
 
@@ -242,8 +243,7 @@ static void sha256_hex(const void *p, size_t n, char out[65])
     unsigned char md[32];
     unsigned int mdlen = 0;
     EVP_Digest(p, n, md, &mdlen, EVP_sha256(), NULL);
-    for (size_t i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    fv_hex(md, sizeof md, out);
 }
 
 static uint64_t answer_offset(const struct body *b)

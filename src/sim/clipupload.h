@@ -41,7 +41,7 @@ struct fv_sim_upload {
 };
 
 struct fv_sim_upload_result {
-    int status;          /* the last HTTP status (201: stored) */
+    int status; /* the last HTTP status (201: stored) */
     char upload_id[33];
     int resumed;         /* an interruption happened and the upload resumed after it */
     uint64_t resumed_at; /* the committed offset the server reported */

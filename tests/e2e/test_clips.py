@@ -197,13 +197,18 @@ def test_upload_resume_refusals_deid_erasure():
         assert c0["vehicle"] != A and len(c0["vehicle"]) >= 16, c0  # a pseudonym
         assert c0["campaign"] == CAMPAIGN and c0["trigger"] == "hard_brake", c0
         assert c0["size"] > 5 * 96 * 1024, c0
+        # the coarse place: the latest position (48.10002, 11.5) snapped to the 1 km grid
+        lat, lon = c0["place"]["lat"], c0["place"]["lon"]
+        assert abs(lat - 48.1) < 0.01 and abs(lon - 11.5) < 0.02, c0
+        assert (lat, lon) != (48.10002, 11.5), c0
         files = stored_files(srv)
         assert len(files) == 1, files
         assert A not in files[0]
         sealed = open(files[0], "rb").read()
         assert MAGIC not in sealed and b"VehicleSpeed" not in sealed  # encrypted at rest
         assert partial_files(srv) == []
-        assert wait_deid(srv, c0["clip"], "passed")["exit"] == 0
+        d = wait_deid(srv, c0["clip"], "passed")
+        assert d["exit"] == 0 and "blurred 0 faces" in d["summary"], d
 
         # 2. refusals: a clear JSON error, nothing stored, the committed offset unchanged
         data = big_mcap(700000)
