@@ -29,6 +29,13 @@ struct fv_clip_server {
     struct fv_clip_up_hooks hooks;
     struct lws_context *ctx;
     lws_sorted_usec_list_t sul; /* the expiry tick */
+    /* The request being handled: the device id from its certificate (the state machine
+     * names devices by keystore pseudonym; the hooks need the id). */
+    const char *req_device;
+    /* Erasures to apply to the open uploads (fv_clip_server_forget, any thread). */
+    pthread_mutex_t mu;
+    char forget[16][FV_DEVICE_ID_MAX + 1];
+    size_t nforget;
     pthread_t thread;
     int started;
     int stop; /* atomic */
@@ -49,9 +56,11 @@ struct clip_req {
 
 /* ---- the hooks --------------------------------------------------------------------------- */
 
-static int consent_ok(void *arg, const char *device, int64_t trigger_ms, char *why, size_t n)
+static int consent_ok(void *arg, const char *device_pseudo, int64_t trigger_ms, char *why, size_t n)
 {
     struct fv_clip_server *s = arg;
+    const char *device = s->req_device;
+    (void)device_pseudo;
     char subject[FV_SUBJECT_NAME_MAX + 1];
     int then = 0, now = 0;
     /* S5: collected only where consent held when it was recorded, and still holds. */
@@ -80,7 +89,7 @@ static int store_clip(void *arg, const struct fv_clip_meta *m, const char *path,
 {
     struct fv_clip_server *s = arg;
     char subject[FV_SUBJECT_NAME_MAX + 1];
-    int rc = fv_subject_current(s->ks, m->device, subject, NULL);
+    int rc = fv_subject_current(s->ks, s->req_device, subject, NULL);
     if (rc) {
         snprintf(why, n, "the vehicle's subject cannot be read");
         return rc;
@@ -88,7 +97,7 @@ static int store_clip(void *arg, const struct fv_clip_meta *m, const char *path,
     /* Consent may have been withdrawn while the clip was uploading. */
     if (!consent_ok(s, m->device, m->trigger_ms, why, n)) return FV_EINVAL;
     struct fv_clip_place place = {0};
-    if (s->c.place && s->c.place(s->c.place_arg, m->device, &place.lat, &place.lon) == 1)
+    if (s->c.place && s->c.place(s->c.place_arg, s->req_device, &place.lat, &place.lon) == 1)
         place.have = fv_loc_coarsen_point(s->c.grid_m > 0 ? s->c.grid_m : 1000.0, &place.lat,
                                           &place.lon) == FV_OK;
     char err[256] = "";
@@ -100,6 +109,30 @@ static int store_clip(void *arg, const struct fv_clip_meta *m, const char *path,
     }
     if (s->c.stored) s->c.stored(s->c.stored_arg);
     return FV_OK;
+}
+
+/* The campaign side's check, with the device's id. */
+static int campaign_ok(void *arg, const char *device_pseudo, const char *campaign_id, char *why,
+                       size_t n)
+{
+    struct fv_clip_server *s = arg;
+    (void)device_pseudo;
+    return s->c.campaign_ok(s->c.campaign_arg, s->req_device, campaign_id, why, n);
+}
+
+/* Erasures queued by fv_clip_server_forget: the devices' open uploads are discarded. */
+static void drain_forget(struct fv_clip_server *s)
+{
+    char ids[16][FV_DEVICE_ID_MAX + 1];
+    pthread_mutex_lock(&s->mu);
+    size_t n = s->nforget;
+    memcpy(ids, s->forget, n * sizeof ids[0]);
+    s->nforget = 0;
+    pthread_mutex_unlock(&s->mu);
+    for (size_t i = 0; i < n; i++) {
+        char pseudo[FV_PSEUDONYM_LEN + 1];
+        if (fv_keystore_pseudonym(s->ks, ids[i], pseudo) == FV_OK) fv_clip_up_forget(s->up, pseudo);
+    }
 }
 
 /* ---- HTTP -------------------------------------------------------------------------------- */
@@ -158,7 +191,13 @@ static int split_path(const char *path, char id[FV_CLIP_UPLOAD_LEN + 1], const c
 static void handle(struct fv_clip_server *s, struct clip_req *r)
 {
     struct fv_clip_answer a;
-    const char *dev = r->ident.device_id;
+    char dev[FV_PSEUDONYM_LEN + 1];
+    if (fv_keystore_pseudonym(s->ks, r->ident.device_id, dev) != FV_OK) {
+        respond_error(r, 500, "the catalog cannot be read; try again later");
+        return;
+    }
+    s->req_device = r->ident.device_id;
+    drain_forget(s);
     char id[FV_CLIP_UPLOAD_LEN + 1];
     const char *rest = "";
     int64_t now = fv_now_ms();
@@ -319,6 +358,9 @@ static int clip_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user
     case LWS_CALLBACK_CLOSED_HTTP:
         if (r) req_end(r);
         return 0;
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        if (s) drain_forget(s);
+        return 0;
     default:
         return 0;
     }
@@ -332,6 +374,7 @@ static const struct lws_protocols clip_protocols[] = {
 static void tick(lws_sorted_usec_list_t *sul)
 {
     struct fv_clip_server *s = lws_container_of(sul, struct fv_clip_server, sul);
+    drain_forget(s);
     size_t gone = fv_clip_up_expire(s->up, fv_now_ms());
     if (gone) fv_info("clips: %zu partial uploads expired and were removed", gone);
     lws_sul_schedule(s->ctx, 0, &s->sul, tick, 10 * LWS_US_PER_SEC);
@@ -349,6 +392,7 @@ static void *clip_main(void *arg)
 static void server_free(struct fv_clip_server *s)
 {
     if (s->ctx) lws_context_destroy(s->ctx);
+    pthread_mutex_destroy(&s->mu);
     fv_clip_up_close(s->up);
     if (s->ks) fv_keystore_close(s->ks);
     free(s);
@@ -361,6 +405,7 @@ int fv_clip_server_start(struct fv_clip_server **out, const struct fv_clip_serve
     struct fv_clip_server *s = calloc(1, sizeof *s);
     if (s == NULL) return FV_ENOMEM;
     s->c = *c;
+    pthread_mutex_init(&s->mu, NULL);
     if (s->c.campaign_ok == NULL) {
         s->c.campaign_ok = fv_clips_campaign_listed;
         s->c.campaign_arg = (void *)c->clips;
@@ -371,8 +416,8 @@ int fv_clip_server_start(struct fv_clip_server **out, const struct fv_clip_serve
     int rc = fv_keystore_open(path, c->kek, &s->ks, err, errlen);
     if (rc == FV_OK) rc = fv_subjects_init(s->ks, err, errlen);
     if (rc == FV_OK) rc = fv_clip_store_init(s->ks, err, errlen);
-    s->hooks = (struct fv_clip_up_hooks){.campaign_ok = s->c.campaign_ok,
-                                         .campaign_arg = s->c.campaign_arg,
+    s->hooks = (struct fv_clip_up_hooks){.campaign_ok = campaign_ok,
+                                         .campaign_arg = s,
                                          .consent_ok = consent_ok,
                                          .stored = stored_bytes,
                                          .store = store_clip,
@@ -424,6 +469,15 @@ int fv_clip_server_start(struct fv_clip_server **out, const struct fv_clip_serve
             tls.ca);
     *out = s;
     return FV_OK;
+}
+
+void fv_clip_server_forget(struct fv_clip_server *s, const char *device)
+{
+    if (s == NULL) return;
+    pthread_mutex_lock(&s->mu);
+    if (s->nforget < 16) snprintf(s->forget[s->nforget++], sizeof s->forget[0], "%s", device);
+    pthread_mutex_unlock(&s->mu);
+    lws_cancel_service(s->ctx);
 }
 
 void fv_clip_server_stop(struct fv_clip_server *s)

@@ -52,6 +52,10 @@ struct fv_clip_server;
  * starts the thread. */
 int fv_clip_server_start(struct fv_clip_server **out, const struct fv_clip_server_cfg *c, char *err,
                          size_t errlen);
+/* Any thread (erasure): the device's open uploads are discarded, their files removed, before
+ * the clip thread serves its next request. s NULL is a no-op. (More than 16 erasures at once
+ * between two turns of the clip thread: the rest expire instead.) */
+void fv_clip_server_forget(struct fv_clip_server *s, const char *device);
 /* Stops the thread, closes connections, frees everything. NULL is a no-op. */
 void fv_clip_server_stop(struct fv_clip_server *s);
 

@@ -66,14 +66,13 @@ int fv_clip_store_put(struct fv_keystore *ks, const char *dir, const char *subje
                       const struct fv_clip_place *place, int64_t now_ms, char *err, size_t errlen)
 {
     const unsigned char *dek = NULL;
-    char pseudo[FV_PSEUDONYM_LEN + 1], dev[FV_PSEUDONYM_LEN + 1];
+    char pseudo[FV_PSEUDONYM_LEN + 1];
+    const char *dev = m->device;
     int rc = fv_keystore_dek(ks, subject, 1, &dek, pseudo);
     if (rc) {
         fv_seterr(err, errlen, "no data key for the clip's subject (%s)", fv_strerror(rc));
         return rc;
     }
-    rc = fv_keystore_pseudonym(ks, m->device, dev);
-    if (rc) return rc;
     char *data = NULL;
     size_t len = 0;
     rc = fv_os_read_file(path, m->size + 1, &data, &len, err, errlen);
@@ -120,12 +119,11 @@ int fv_clip_store_put(struct fv_keystore *ks, const char *dir, const char *subje
     return rc;
 }
 
-int fv_clip_store_device(struct fv_keystore *ks, const char *device, const char *clip_id,
+int fv_clip_store_device(struct fv_keystore *ks, const char *device_pseudo, const char *clip_id,
                          uint64_t *bytes, int *exists)
 {
-    char dev[FV_PSEUDONYM_LEN + 1];
-    int rc = fv_keystore_pseudonym(ks, device, dev);
-    if (rc) return rc;
+    const char *dev = device_pseudo;
+    int rc;
     sqlite3 *db = fv_keystore_db(ks);
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db,

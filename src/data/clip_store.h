@@ -56,13 +56,15 @@ struct fv_clip_place {
 };
 
 /* C1: seals the file at path with subject's data key and records it (deid "pending").
- * subject: the keystore name of the owner period the clip belongs to. */
+ * subject: the keystore name of the owner period the clip belongs to; m->device: the
+ * device's keystore pseudonym. */
 int fv_clip_store_put(struct fv_keystore *ks, const char *dir, const char *subject,
                       const struct fv_clip_meta *m, const char *path,
                       const struct fv_clip_place *place, int64_t now_ms, char *err, size_t errlen);
 
-/* The bytes of the device's stored clips, and whether clip_id is one of them. */
-int fv_clip_store_device(struct fv_keystore *ks, const char *device, const char *clip_id,
+/* The bytes of the device's stored clips, and whether clip_id is one of them (device: its
+ * keystore pseudonym). */
+int fv_clip_store_device(struct fv_keystore *ks, const char *device_pseudo, const char *clip_id,
                          uint64_t *bytes, int *exists);
 
 /* One stored clip's row. */

@@ -715,6 +715,20 @@ void fv_clip_up_finish(struct fv_clip_up *u, const char *device, const char *upl
     discard(u, at);
 }
 
+size_t fv_clip_up_forget(struct fv_clip_up *u, const char *device)
+{
+    size_t gone = 0;
+    for (size_t i = 0; i < u->n;) {
+        if (strcmp(u->ups[i]->m.device, device) == 0) {
+            discard(u, i);
+            gone++;
+        } else {
+            i++;
+        }
+    }
+    return gone;
+}
+
 size_t fv_clip_up_expire(struct fv_clip_up *u, int64_t now_ms)
 {
     size_t gone = 0;

@@ -31,6 +31,10 @@
  *  U6 a clip id already stored for the device is 409; a create for a clip that is being
  *     uploaded with the same size and hash returns that upload (the client lost its id).
  *
+ * Devices are named here by their keystore pseudonym (crypto/keys.h K2: no device id on
+ * disk, so none in the partial uploads' metadata); the caller passes the same name for a
+ * device every time, and the hooks receive it.
+ *
  * Results are HTTP statuses (200, 201, 400, 404, 409, 413, 422, 500) with a reason.
  * Files: DIR/partial/UPLOAD.json (the upload's metadata), DIR/partial/UPLOAD.data (the bytes
  * committed). Threads: one thread at a time (the clip server's).
@@ -82,7 +86,7 @@ int fv_clips_campaign_listed(void *arg, const char *device, const char *campaign
 /* What a create names, and what the store receives. */
 struct fv_clip_meta {
     char upload_id[FV_CLIP_UPLOAD_LEN + 1];
-    char device[65];
+    char device[65]; /* the device's keystore pseudonym */
     char clip_id[FV_CLIP_ID_MAX + 1];
     char campaign[FV_CLIP_ID_MAX + 1];
     char trigger[FV_CLIP_ID_MAX + 1]; /* the trigger's name ("" if none) */
@@ -145,6 +149,8 @@ void fv_clip_up_finish(struct fv_clip_up *u, const char *device, const char *upl
                        struct fv_clip_answer *a);
 /* Discards uploads idle for longer than expire_ms; returns how many. */
 size_t fv_clip_up_expire(struct fv_clip_up *u, int64_t now_ms);
+/* Discards every upload of device (its erasure); returns how many. */
+size_t fv_clip_up_forget(struct fv_clip_up *u, const char *device);
 /* Open uploads (all devices). */
 size_t fv_clip_up_count(const struct fv_clip_up *u);
 

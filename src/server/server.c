@@ -303,6 +303,7 @@ static int erase_device(void *arg, const char *device, const struct fv_guard_ctx
     int rc = fv_erasure_erase(&srv->erasure, srv->store, device, ctx ? ctx->principal : NULL,
                               ctx ? ctx->ticket : NULL, err, errlen);
     if (rc) return rc;
+    fv_clip_server_forget(srv->clip_server, device); /* its uploads in progress */
     fv_ingest_keys_changed(srv->ing);
     wake_loop(srv);
     if (srv->vpp && fv_vpp_forget_site(srv->vpp, device) != FV_OK)
@@ -536,8 +537,10 @@ static int open_listeners(struct fv_server *srv, struct ev_loop *loop, char *err
                   cfg->listen_host, cfg->listen_port);
         return FV_EIO;
     }
-    int rc = fv_apiloop_start(&srv->api, cfg, &srv->http, &srv->guard, srv->api_keys, err, errlen);
-    if (rc == FV_OK) rc = open_clips(srv, err, errlen);
+    /* The clip endpoint before the API thread, which reads srv->clip_server (erasure). */
+    int rc = open_clips(srv, err, errlen);
+    if (rc == FV_OK)
+        rc = fv_apiloop_start(&srv->api, cfg, &srv->http, &srv->guard, srv->api_keys, err, errlen);
     if (rc) return rc;
     fv_info("serving devices on wss://%s:%d (mutual TLS, CA %s), API on http://%s:%d",
             cfg->listen_host, cfg->listen_port, tls.ca, cfg->api_host, cfg->api_port);

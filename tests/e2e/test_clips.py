@@ -295,9 +295,45 @@ def test_upload_resume_refusals_deid_erasure():
         assert st == 200, (st, b)
         assert stored_files(srv) == [], stored_files(srv)
         assert clips(srv)["count"] == 0
+        deadline = time.time() + 5  # its upload in progress too (the clip thread's next turn)
+        while partial_files(srv) and time.time() < deadline:
+            time.sleep(0.05)
+        assert partial_files(srv) == [], partial_files(srv)
+        for p in glob.glob(os.path.join(srv.data, "clips", "**"), recursive=True):
+            assert A not in p
         srv.stop()
         assert A not in srv.log()  # VINs never in logs
 
 
+def test_erasure_reaches_restored_clips():
+    """A backup taken before an erasure and restored after it brings the clips' files and rows
+    back: the start replays the erasure list and purges them again (their key is gone)."""
+    import shutil
+    with t.Env() as env:
+        env.certs.device(A)
+        srv = start(env)
+        t.Device(env, A, int(time.time() * 1000) - 60000).send(srv, 0, 2)
+        consent(srv, A, "give")
+        t.run("simulate", "--clips", "2", "--clip-server", f"https://127.0.0.1:{srv.clip_port}",
+              "--certs", env.certs.dir, "--campaign", CAMPAIGN, "--id-prefix", "5YJSIMCLIP",
+              "--frames", "2", "--frame-kb", "8")
+        assert clips(srv)["count"] == 2 and len(stored_files(srv)) == 2
+        srv.stop()
+        backup = os.path.join(env.root, "backup")
+        shutil.copytree(srv.data, backup)
+        srv.start()
+        st, b = srv.http(f"/api/v1/subjects/{A}/erase?ticket=GDPR-8", token="po", method="POST",
+                         purpose=None)
+        assert st == 200, (st, b)
+        assert stored_files(srv) == []
+        srv.stop()
+        shutil.rmtree(srv.data)
+        shutil.copytree(backup, srv.data)
+        assert len(stored_files(srv)) == 2  # the restored backup has them
+        srv.start()
+        assert stored_files(srv) == [], stored_files(srv)
+        assert clips(srv)["count"] == 0
+
+
 if __name__ == "__main__":
-    t.main([test_upload_resume_refusals_deid_erasure])
+    t.main([test_upload_resume_refusals_deid_erasure, test_erasure_reaches_restored_clips])
