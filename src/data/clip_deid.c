@@ -351,6 +351,23 @@ static void *deid_main(void *arg)
     return NULL;
 }
 
+/* D1: runs a crash interrupted left their clear copies behind; they go before anything runs. */
+static void remove_stale_workdirs(const char *clips_dir)
+{
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s/tmp", clips_dir);
+    DIR *d = opendir(tmp);
+    if (d == NULL) return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, "deid-", 5) != 0) continue;
+        char wd[PATH_MAX + 300];
+        snprintf(wd, sizeof wd, "%s/%s", tmp, e->d_name);
+        remove_workdir(wd);
+    }
+    closedir(d);
+}
+
 int fv_clip_deid_start(struct fv_clip_deid **out, const struct fv_clips_config *c,
                        const char *data_dir, const struct fv_kek *kek, char *err, size_t errlen)
 {
@@ -359,6 +376,7 @@ int fv_clip_deid_start(struct fv_clip_deid **out, const struct fv_clips_config *
     if (w == NULL) return FV_ENOMEM;
     w->c = c;
     snprintf(w->dir, sizeof w->dir, "%s/clips", data_dir);
+    remove_stale_workdirs(w->dir);
     char path[PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/catalog.db", data_dir);
     int rc = fv_keystore_open(path, kek, &w->ks, err, errlen);

@@ -14,8 +14,9 @@
  * process group is killed (SIGKILL) and the clip's status is "timeout".
  *
  * Sandbox (D1-D5):
- *  D1 a private temporary directory (0700, under DATA/clips/tmp, removed after the run) is
- *     the child's working directory and HOME and holds the only copy of the clip in clear;
+ *  D1 a private temporary directory (0700, under DATA/clips/tmp, removed after the run, and
+ *     at start when a crash left one) is the child's working directory and HOME and holds
+ *     the only copy of the clip in clear;
  *  D2 no network: the child enters new user and network namespaces (unshare); where the
  *     kernel refuses (unprivileged user namespaces disabled, a container without
  *     CAP_SYS_ADMIN) the run goes ahead with the host network, and the summary says

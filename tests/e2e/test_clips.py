@@ -218,6 +218,7 @@ def test_upload_resume_refusals_deid_erasure():
         st, b = a.chunk(uid, 0, data[:300000], sha="0" * 64)
         assert st == 422 and "SHA-256" in b["error"] and b["offset"] == 0, (st, b)
         assert a.status(uid) == (200, {"upload_id": uid, "offset": 0, "size": len(data)})
+        assert a.req("HEAD", f"/clips/v1/uploads/{uid}")[0] == 200
         st, b = a.chunk(uid, 0, data[:300000])
         assert st == 200 and b["offset"] == 300000, (st, b)
         st, b = a.chunk(uid, 600000, data[600000:])  # a gap
