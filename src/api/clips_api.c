@@ -14,7 +14,9 @@
  *  - the subjects answered are in the result entry (G12) and the rows count against the
  *    quota before the answer is sent (G5).
  * Clips of an erased subject are gone (data/clip_store.h C3); a row whose subject's key is
- * destroyed but not yet purged is left out. Query: purpose (required), deid=STATUS,
+ * destroyed but not yet purged is left out, and so are a previous owner's clips (their
+ * pseudonym would be the current owner's: not served, as the API serves no previous
+ * owner's state). Query: purpose (required), deid=STATUS,
  * campaign=ID. The API thread only.
  */
 #include <math.h>
@@ -77,6 +79,12 @@ static int add_row(void *arg, const struct fv_clip_row *r)
     int epoch = 0;
     if (r->subject_name[0] == '\0' || fv_subject_parse(r->subject_name, device, &epoch) != FV_OK)
         return 0; /* erased, purge pending */
+    /* A previous owner's clips are not shown under the current owner's pseudonym (G12),
+     * and never linked to it. */
+    char current[FV_SUBJECT_NAME_MAX + 1];
+    if (fv_subject_current(lc->v->keys, device, current, NULL) != FV_OK ||
+        strcmp(current, r->subject_name) != 0)
+        return 0;
     if (lc->deid && strcmp(lc->deid, r->deid) != 0) return 0;
     if (lc->campaign && strcmp(lc->campaign, r->campaign) != 0) return 0;
     if (!fv_guard_consented(lc->v->guard, lc->ctx, device, r->trigger_ms)) return 0; /* G4 */

@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
@@ -232,21 +233,22 @@ int fv_clip_deid_run(const struct fv_clips_config *c, const char *workdir, const
     return run(c, workdir, in_path, NULL, r);
 }
 
-/* Removes the files of a run's directory, then the directory. */
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)ftw;
+    if (flag == FTW_DP)
+        rmdir(path);
+    else
+        unlink(path);
+    return 0;
+}
+
+/* Removes a run's directory and everything the command left in it (depth first, links not
+ * followed). */
 static void remove_workdir(const char *wd)
 {
-    DIR *d = opendir(wd);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-            char p[PATH_MAX + 300];
-            snprintf(p, sizeof p, "%s/%s", wd, e->d_name);
-            if (unlink(p) != 0 && errno == EISDIR) rmdir(p);
-        }
-        closedir(d);
-    }
-    rmdir(wd);
+    nftw(wd, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* One clip: decrypted into a private directory, the command run, the outcome recorded. */

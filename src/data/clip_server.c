@@ -264,6 +264,12 @@ static const char *method_of(struct lws *wsi)
     return "OTHER";
 }
 
+static void req_end(struct clip_req *r)
+{
+    fv_buf_free(&r->body);
+    fv_buf_free(&r->resp);
+}
+
 static int send_answer(struct lws *wsi, struct clip_req *r)
 {
     unsigned char buf[LWS_PRE + 512], *start = buf + LWS_PRE, *p = start,
@@ -275,15 +281,12 @@ static int send_answer(struct lws *wsi, struct clip_req *r)
         return -1;
     if (lws_finalize_write_http_header(wsi, start, &p, end)) return -1;
     r->sent = 0;
-    if (r->resp.len == 0) return lws_http_transaction_completed(wsi) ? -1 : 0;
+    if (r->resp.len == 0) {
+        req_end(r);
+        return lws_http_transaction_completed(wsi) ? -1 : 0;
+    }
     lws_callback_on_writable(wsi);
     return 0;
-}
-
-static void req_end(struct clip_req *r)
-{
-    fv_buf_free(&r->body);
-    fv_buf_free(&r->resp);
 }
 
 static int clip_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -324,6 +327,7 @@ static int clip_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user
             }
         }
         handle(s, r);
+        fv_buf_free(&r->body);
         return send_answer(wsi, r);
     }
     case LWS_CALLBACK_HTTP_BODY:
@@ -337,6 +341,7 @@ static int clip_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user
         if (r == NULL || s == NULL || !r->awaiting) return 0;
         r->awaiting = 0;
         handle(s, r);
+        fv_buf_free(&r->body); /* the answer is all that is left of the request */
         return send_answer(wsi, r);
     case LWS_CALLBACK_HTTP_WRITEABLE: {
         if (r == NULL || r->sent >= r->resp.len) return 0;
@@ -353,9 +358,11 @@ static int clip_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user
             lws_callback_on_writable(wsi);
             return 0;
         }
+        req_end(r); /* nothing of the request outlives its answer */
         return lws_http_transaction_completed(wsi) ? -1 : 0;
     }
     case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
         if (r) req_end(r);
         return 0;
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
