@@ -201,6 +201,16 @@ def test_upload_resume_refusals_deid_erasure():
         lat, lon = c0["place"]["lat"], c0["place"]["lon"]
         assert abs(lat - 48.1) < 0.01 and abs(lon - 11.5) < 0.02, c0
         assert (lat, lon) != (48.10002, 11.5), c0
+        # purpose-bound: a role without the purpose is refused (and audited)
+        st, b = srv.http("/api/v1/clips?purpose=clips", token="ops", purpose=None)
+        assert st == 403, (st, b)
+        st, b = srv.http("/api/v1/clips", token="engine", purpose=None)
+        assert st == 403 and b"purpose" in b, (st, b)
+        r = t.run("audit", "query", "--data", srv.data, "--action", "clips.list")
+        entries = [json.loads(x) for x in r.stdout.splitlines() if x.strip()]
+        by = {(e.get("principal"), e.get("result")) for e in entries}
+        assert ("engine", "allow") in by and ("ops", "deny") in by, entries
+        assert A not in r.stdout  # subjects by pseudonym in the audit log
         files = stored_files(srv)
         assert len(files) == 1, files
         assert A not in files[0]
