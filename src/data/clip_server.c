@@ -64,7 +64,7 @@ static int consent_ok(void *arg, const char *device_pseudo, int64_t trigger_ms, 
     char subject[FV_SUBJECT_NAME_MAX + 1];
     int then = 0, now = 0;
     /* S5: collected only where consent held when it was recorded, and still holds. */
-    if (fv_subject_current(s->ks, device, subject, NULL) != FV_OK ||
+    if (fv_subject_for_time(s->ks, device, trigger_ms, subject, NULL) != FV_OK ||
         fv_consent_at(s->ks, NULL, subject, "clips", trigger_ms, &then) != FV_OK ||
         fv_consent_at(s->ks, NULL, subject, "clips", fv_now_ms(), &now) != FV_OK)
         then = now = 0;
@@ -89,7 +89,8 @@ static int store_clip(void *arg, const struct fv_clip_meta *m, const char *path,
 {
     struct fv_clip_server *s = arg;
     char subject[FV_SUBJECT_NAME_MAX + 1];
-    int rc = fv_subject_current(s->ks, s->req_device, subject, NULL);
+    /* The clip belongs to the owner period of its trigger time, like a record of its time. */
+    int rc = fv_subject_for_time(s->ks, s->req_device, m->trigger_ms, subject, NULL);
     if (rc) {
         snprintf(why, n, "the vehicle's subject cannot be read");
         return rc;

@@ -15,8 +15,9 @@
  * The state machine and its rules are data/clip_upload.h (U1-U6); a create is refused (422)
  * for a subject without consent to purpose "clips" (privacy/subjects.h) or a campaign the
  * vehicle was not sent (the campaign check given here); a finished clip goes into the clip
- * store (data/clip_store.h) under the device's current subject, with the coarse place of
- * its latest position.
+ * store (data/clip_store.h) under the subject (owner period) of its trigger time, which must
+ * have consented to purpose "clips" then and still now, with the coarse place of the
+ * vehicle's latest position.
  *
  * Threads: start and stop from the server's thread; the hooks given here are called on the
  * clip thread (campaign_ok, place: they must lock what they share), and stored() after each

@@ -422,6 +422,11 @@ void fv_clip_up_create(struct fv_clip_up *u, const char *device, const char *jso
         goto done;
     }
     snprintf(m.device, sizeof m.device, "%s", device);
+    if (m.trigger_ms > now_ms + FV_CLIP_FUTURE_MS) {
+        answer(a, 400, "trigger_ms: %lld ms ahead of the server's clock (at most %d)",
+               (long long)(m.trigger_ms - now_ms), FV_CLIP_FUTURE_MS);
+        goto done;
+    }
     const struct fv_clips_config *c = u->cfg;
     if (m.size > c->max_clip_bytes) {
         answer(a, 413, "clip of %llu bytes is over the limit of %llu bytes per clip",

@@ -49,6 +49,7 @@
 #define FV_CLIP_UPLOAD_LEN 32 /* upload ids: 32 hex digits (random) */
 #define FV_CLIPS_DEID_ARGS 16
 #define FV_CLIPS_CAMPAIGNS 64
+#define FV_CLIP_FUTURE_MS  300000 /* a trigger at most this far ahead of the server's clock */
 
 /* The campaign check (owned by the campaign side): may device upload for campaign_id (was
  * it sent the campaign)? 1 yes, 0 no (why set). */

@@ -143,7 +143,7 @@ static void create(struct fv_clip_up *u, const char *dev, const char *clip, cons
     char body[512];
     snprintf(body, sizeof body,
              "{\"clip_id\":\"%s\",\"campaign_id\":\"%s\",\"trigger\":\"hard_brake\","
-             "\"trigger_ms\":1760000000000,\"size\":%zu,\"sha256\":\"%s\"}",
+             "\"trigger_ms\":900,\"size\":%zu,\"sha256\":\"%s\"}",
              clip, camp, size, sha);
     fv_clip_up_create(u, dev, body, strlen(body), 1000, a);
 }
@@ -183,6 +183,14 @@ static void test_state_machine(void **state)
     assert_int_equal(a.status, 400);
     fv_clip_up_create(u, "VIN1", "[1,2]", 5, 1000, &a);
     assert_int_equal(a.status, 400);
+    char future[512];
+    snprintf(future, sizeof future,
+             "{\"clip_id\":\"c1\",\"campaign_id\":\"camp\",\"trigger_ms\":%lld,"
+             "\"size\":%zu,\"sha256\":\"%s\"}",
+             1000LL + FV_CLIP_FUTURE_MS + 1, n, sha);
+    fv_clip_up_create(u, "VIN1", future, strlen(future), 1000, &a);
+    assert_int_equal(a.status, 400);
+    assert_non_null(strstr(a.why, "ahead"));
     f.consent = 0;
     create(u, "VIN1", "c1", "camp", n, sha, &a);
     assert_int_equal(a.status, 422);
