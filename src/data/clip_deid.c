@@ -38,7 +38,49 @@ struct fv_clip_deid {
     pthread_cond_t cv;
     int woken, stop; /* under mu; stop also read atomically by a run */
     int started;
+    struct fv_deid_audit audit[FV_DEID_AUDIT_QUEUE]; /* D6, under mu */
+    size_t naudit;
 };
+
+/* D6: queues a record, first waiting (up to the stop) for room. 0, or -1 when stopping. */
+static int audit_push(struct fv_clip_deid *w, const char *action, const struct fv_clip_row *row,
+                      const char *result, const char *reason)
+{
+    pthread_mutex_lock(&w->mu);
+    while (w->naudit == FV_DEID_AUDIT_QUEUE && !w->stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+    }
+    int rc = -1;
+    if (w->naudit < FV_DEID_AUDIT_QUEUE) {
+        struct fv_deid_audit *a = &w->audit[w->naudit++];
+        snprintf(a->action, sizeof a->action, "%s", action);
+        snprintf(a->clip, sizeof a->clip, "%s", row->id);
+        snprintf(a->subject, sizeof a->subject, "%s", row->subject);
+        snprintf(a->result, sizeof a->result, "%s", result);
+        snprintf(a->reason, sizeof a->reason, "%s", reason);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
+size_t fv_clip_deid_audit_drain(struct fv_clip_deid *w,
+                                int (*fn)(void *arg, const struct fv_deid_audit *r), void *arg)
+{
+    if (w == NULL) return 0;
+    size_t done = 0;
+    pthread_mutex_lock(&w->mu);
+    while (done < w->naudit && fn(arg, &w->audit[done]) == 0)
+        done++;
+    memmove(w->audit, w->audit + done, (w->naudit - done) * sizeof w->audit[0]);
+    w->naudit -= done;
+    if (done) pthread_cond_broadcast(&w->cv); /* room for a waiting worker */
+    pthread_mutex_unlock(&w->mu);
+    return done;
+}
 
 /* The program's path: argv[0] itself when it names a path, else found on PATH (before the
  * fork: the child only makes system calls). */
@@ -260,6 +302,7 @@ static void process(struct fv_clip_deid *w, const struct fv_clip_row *row)
     struct fv_deid_result r;
     memset(&r, 0, sizeof r);
     struct fv_buf clip = {0};
+    if (audit_push(w, "clips.deid", row, "allow", "de-identification run") != 0) return;
     int rc = fv_os_mkdirs(tmp, 0700, err, sizeof err);
     if (rc == FV_OK && mkdtemp(wd) == NULL) {
         fv_seterr(err, sizeof err, "mkdtemp %s: %s", wd, strerror(errno));
@@ -301,6 +344,10 @@ static void process(struct fv_clip_deid *w, const struct fv_clip_row *row)
         }
     }
     remove_workdir(wd);
+    char reason[64];
+    snprintf(reason, sizeof reason, "%s (exit %d)", r.status, r.exit_code);
+    audit_push(w, "clips.deid.result", row, strcmp(r.status, "passed") == 0 ? "allow" : "error",
+               reason);
     if (fv_clip_store_set_deid(w->ks, row->id, r.status, r.exit_code, r.summary, fv_now_ms()) !=
         FV_OK)
         fv_error("clips: the de-identification of clip %s could not be recorded", row->id);
@@ -421,6 +468,13 @@ void fv_clip_deid_stop(struct fv_clip_deid *w)
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
     if (w->started) pthread_join(w->thread, NULL);
+    w->started = 0;
+}
+
+void fv_clip_deid_free(struct fv_clip_deid *w)
+{
+    if (w == NULL) return;
+    fv_clip_deid_stop(w);
     fv_keystore_close(w->ks);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);

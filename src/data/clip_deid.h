@@ -25,10 +25,17 @@
  *     (twice clips.max_clip_mb), 64 descriptors, no core dumps; no new privileges; killed if
  *     the server dies (PR_SET_DEATHSIG);
  *  D4 an environment of its own: PATH=/usr/bin:/bin, HOME, FV_CLIP_IN, FV_CLIP_OUT only;
- *  D5 descriptors other than 0, 1, 2 are closed; the child is its own process group.
+ *  D5 descriptors other than 0, 1, 2 are closed; the child is its own process group;
+ *  D6 every run is in the audit log (kind "clips", principal "clips-deid", purpose "clips",
+ *     the subject by pseudonym): action "clips.deid" is queued before the clip is decrypted
+ *     and "clips.deid.result" (result allow for passed, error otherwise) after; the API
+ *     thread, the audit log's owner, writes them (fv_clip_deid_audit_drain). The worker
+ *     waits while FV_DEID_AUDIT_QUEUE records are queued, so nothing is read unaudited for
+ *     long.
  *
- * Threads: start and stop from the server's thread; fv_clip_deid_wake from any. The worker
- * uses a keystore of its own.
+ * Threads: start and stop from the server's thread; fv_clip_deid_wake and
+ * fv_clip_deid_audit_drain from any (a short-held mutex). The worker uses a keystore of its
+ * own.
  */
 #ifndef FV_DATA_CLIP_DEID_H
 #define FV_DATA_CLIP_DEID_H
@@ -48,6 +55,20 @@ struct fv_deid_result {
     int replaced; /* {out} was written */
 };
 
+/* D6: one audit record of the worker. */
+#define FV_DEID_AUDIT_QUEUE 256
+struct fv_deid_audit {
+    char action[24];  /* "clips.deid", "clips.deid.result" */
+    char clip[33];    /* the stored clip's id */
+    char subject[33]; /* its subject's keystore pseudonym */
+    char result[8];   /* "allow", "error" */
+    char reason[96];  /* "passed", "failed (exit 3)", "timeout", ... */
+};
+/* Calls fn for each queued record, oldest first; a record fn fails (non-zero) stays queued
+ * with those after it. Returns how many were written. w NULL: 0. */
+size_t fv_clip_deid_audit_drain(struct fv_clip_deid *w,
+                                int (*fn)(void *arg, const struct fv_deid_audit *r), void *arg);
+
 /* Runs the command on the clip in in_path within workdir (which must exist, 0700); {out} is
  * workdir/out.mcap. Blocks until the child ends or is killed. FV_OK (r filled) or an error
  * before the child ran (r->status "failed", the summary says why). */
@@ -60,7 +81,10 @@ int fv_clip_deid_start(struct fv_clip_deid **out, const struct fv_clips_config *
                        const char *data_dir, const struct fv_kek *kek, char *err, size_t errlen);
 /* Any thread: look for pending clips now. arg: the struct fv_clip_deid. */
 void fv_clip_deid_wake(void *arg);
-/* Stops the worker (a running command is killed), frees it. NULL is a no-op. */
+/* Stops the worker (a running command is killed; its clip stays pending and runs again at
+ * the next start). Its queued audit records can still be drained. NULL is a no-op. */
 void fv_clip_deid_stop(struct fv_clip_deid *w);
+/* Frees a stopped worker. NULL is a no-op. */
+void fv_clip_deid_free(struct fv_clip_deid *w);
 
 #endif

@@ -366,6 +366,7 @@ static int open_clips(struct fv_server *srv, char *err, size_t errlen)
                                     .grid_m = srv->guard.grid_m,
                                     .stored = fv_clip_deid_wake,
                                     .stored_arg = srv->clip_deid};
+    srv->api.deid = srv->clip_deid; /* its audit records are written on the API thread (D6) */
     return fv_clip_server_start(&srv->clip_server, &cc, err, errlen);
 }
 
@@ -572,10 +573,14 @@ static void housekeeping(struct fv_server *srv, uint64_t *last_trim)
 static void close_all(struct fv_server *srv, struct ev_loop *loop)
 {
     fv_clip_server_stop(srv->clip_server); /* before the worker it wakes */
-    fv_clip_deid_stop(srv->clip_deid);
     fv_apiloop_stop(&srv->api);
-    fv_apiloop_audit_ven(&srv->api); /* the VEN's last audit records, then the VEN */
-    fv_ven_close(srv->ven);          /* before the VPP it drives */
+    fv_apiloop_audit_ven(&srv->api);   /* the VEN's last audit records, then the VEN */
+    fv_clip_deid_stop(srv->clip_deid); /* the worker's last records, then the worker */
+    fv_apiloop_audit_clips(&srv->api);
+    srv->api.deid = NULL;
+    fv_clip_deid_free(srv->clip_deid);
+    srv->clip_deid = NULL;
+    fv_ven_close(srv->ven); /* before the VPP it drives */
     struct lws_context *ctx = fv_loopref_retire(&srv->ref);
     if (ctx) lws_context_destroy(ctx);
     if (loop) ev_loop_destroy(loop);

@@ -299,6 +299,15 @@ def test_upload_resume_refusals_deid_erasure():
         assert time.time() - t0 < 10 and "killed after the timeout" in d["summary"], d
         passed = clips(srv, "&deid=passed")
         assert passed["count"] == 2, passed
+        # every run is audited (D6): before the clip is read, and its outcome
+        time.sleep(1.5)  # the API thread writes the worker's records each turn
+        r = t.run("audit", "query", "--data", srv.data, "--principal", "clips-deid")
+        runs = [json.loads(x) for x in r.stdout.splitlines() if x.strip()]
+        acts = sorted((e["action"], e.get("result")) for e in runs)
+        assert acts.count(("clips.deid", "allow")) == 4, acts
+        assert acts.count(("clips.deid.result", "allow")) == 2, acts
+        assert acts.count(("clips.deid.result", "error")) == 2, acts
+        assert A not in r.stdout
 
         # 4. erasure removes the clips (files and rows); B's nothing is untouched
         st, b = srv.http(f"/api/v1/subjects/{A}/erase?ticket=GDPR-7", token="po", method="POST",
