@@ -51,17 +51,6 @@ def rec(op, content):
     return bytes([op]) + struct.pack("<Q", len(content)) + content
 
 
-def mcap(payload=b""):
-    """A minimal valid MCAP file: header, a metadata-free body, data end, footer."""
-    s = lambda x: struct.pack("<I", len(x)) + x  # noqa: E731
-    return (MAGIC + rec(0x01, s(b"") + s(b"e2e")) + rec(0x0F, struct.pack("<I", 0)) +
-            payload[:0] + rec(0x02, struct.pack("<QQI", 0, 0, 0)) + MAGIC) if not payload else (
-        MAGIC + rec(0x01, s(b"") + s(b"e2e")) +
-        rec(0x0C, s(b"blob") + struct.pack("<I", 0) + payload[:0]) +  # metadata record
-        rec(0x0F, struct.pack("<I", 0)) + rec(0x02, struct.pack("<QQI", 0, 0, 0)) + MAGIC +
-        b"")
-
-
 def big_mcap(n):
     """An MCAP file of about n bytes: the padding inside a metadata record's value."""
     s = lambda x: struct.pack("<I", len(x)) + x  # noqa: E731
