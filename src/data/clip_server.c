@@ -130,6 +130,7 @@ static void drain_forget(struct fv_clip_server *s)
     memcpy(ids, s->forget, n * sizeof ids[0]);
     s->nforget = 0;
     pthread_mutex_unlock(&s->mu);
+    if (n) fv_keystore_forget(s->ks); /* keys the erasure destroyed are seen as destroyed */
     for (size_t i = 0; i < n; i++) {
         char pseudo[FV_PSEUDONYM_LEN + 1];
         if (fv_keystore_pseudonym(s->ks, ids[i], pseudo) == FV_OK) fv_clip_up_forget(s->up, pseudo);
