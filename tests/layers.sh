@@ -15,10 +15,10 @@ declare -A allowed=(
     [config]="util wire store energy"
     [privacy]="util os crypto wire wal store config"
     [gateway]="util os crypto wire wal store config privacy"
+    [data]="util os crypto wire wal store config privacy"
     [openadr]="util os config energy"
     [api]="util os crypto wire wal store config privacy gateway energy openadr data"
     [server]="util os crypto wire wal store config privacy gateway api energy openadr data"
-    [data]="util os crypto wire store config privacy"
     [sim]="util os crypto wire data"
     [cli]="util os crypto wire wal store config privacy gateway api server sim energy openadr data"
 )

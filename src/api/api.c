@@ -807,6 +807,10 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         return;
     }
     /* Everything else reads personal data: purpose-bound (privacy/guard.h). */
+    if (strcmp(p, "/v1/clips") == 0) {
+        fv_api_clips(v, &ctx, method, out);
+        return;
+    }
     if (strcmp(p, "/v1/query") == 0 && v->store) {
         fv_api_query(v, &ctx, out);
         return;

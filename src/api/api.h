@@ -15,6 +15,7 @@
  *   POST /api/v1/store/compact        flush the head and compact everything  (Bearer token)
  *   POST /api/v1/subjects/{id}/erase  erase a device's data (privacy-officer, ticket)
  *   GET /api/v1/subjects/{id}/export  everything held about it, a tar (api/export.h)
+ *   GET /api/v1/clips                 stored clips' metadata, pseudonymised (api/clips_api.c)
  *   POST /api/v1/exports, POST /api/v1/exports/{id}/approve, GET /api/v1/exports/{id}
  *                                     bulk exports with approval and watermark (exports.h)
  * Reads of personal data need a purpose (privacy/guard.h): 403 with the policy's reason.
@@ -66,6 +67,7 @@ struct fv_api_view {
     struct fv_vpp *vpp;            /* the virtual power plant (energy/vpp.h); NULL: none */
     struct fv_ven *ven;            /* the OpenADR VEN (openadr/ven.h); NULL: none */
     struct fv_campaign *campaigns; /* data-collection campaigns (data/campaign.h); NULL: none */
+    const char *clips_dir;         /* DATA/clips (data/clip_store.h); NULL: no clips */
 };
 
 /* A response is either whole (body) or streamed: when more is set, the transport sends
@@ -158,6 +160,9 @@ void fv_api_principal_approve(const struct fv_api_view *v, struct fv_guard_ctx *
  * consented): 404 "unknown device: ...", the same text whatever NAME was. */
 void fv_api_unknown_device(struct fv_http_response *out, const char *name);
 
+/* GET /api/v1/clips (api/clips_api.c): decides and audits the read itself. */
+void fv_api_clips(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *method,
+                  struct fv_http_response *out);
 /* Energy-site scoping (privacy/guard.h): is the device an energy site; may ctx see it. */
 int fv_api_is_energy_site(const struct fv_device *d);
 int fv_api_in_scope(const struct fv_guard_ctx *ctx, const struct fv_device *d);

@@ -74,7 +74,8 @@ static void usage(FILE *f)
             "  --site-prefix P     site id prefix (default SITESIM)\n"
             "  --opt-out-pct P     owners who refuse every event (default 5)\n"
             "  --offline-pct P     days with one 30-180 min outage per site (default 3)\n"
-            "  --utc-offset H      the homes' local time is UTC + H hours (default -8)\n\n"
+            "  --utc-offset H      the homes' local time is UTC + H hours (default -8)\n"
+            "  --clips N           upload N synthetic clips instead (see --clips 0 --help)\n\n"
             "Prints one JSON line: {\"sent\":..,\"acked\":..,\"errors\":..,\"datums\":..,"
             "\"ack_p50_ms\":..,\"ack_p99_ms\":..,...}\n"
             "Exit status: 0 all records acked or refused, 1 some unacked or failure, 2 usage.\n",
@@ -115,6 +116,8 @@ static int parse_u64(const char *opt, const char *s, uint64_t lo, uint64_t hi, u
 
 int fv_cmd_simulate(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++) /* clip uploads are a mode of their own */
+        if (strcmp(argv[i], "--clips") == 0) return fv_cmd_simulate_clips(argc, argv);
     struct fv_sim_opts o;
     fv_sim_opts_default(&o);
     int have_vehicles = 0, have_seconds = 0, have_hz = 0;

@@ -21,6 +21,9 @@ int fv_cmd_privacy(int argc, char **argv);   /* cli/cmd_privacy.c */
 int fv_cmd_vpp(int argc, char **argv);       /* cli/cmd_vpp.c */
 int fv_cmd_mcap(int argc, char **argv);      /* cli/cmd_mcap.c */
 
+/* `fleetvault simulate --clips N ...` (cli/cmd_simclips.c): clip uploads. */
+int fv_cmd_simulate_clips(int argc, char **argv);
+
 /* `fleetvault vpp openadr ...` (cli/cmd_openadr.c); argv[0] is "openadr". */
 int fv_cmd_vpp_openadr(int argc, char **argv);
 

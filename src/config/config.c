@@ -158,6 +158,22 @@ int fv_parse_hostport(const char *s, char *host, size_t hostlen, int *port)
     return FV_OK;
 }
 
+/* An object kept as compact JSON text for the layer that reads it (vpp, clips). */
+static int object_text(json_t *val, const char *path, const char *key, char *out, size_t cap,
+                       char *err, size_t errlen)
+{
+    char *text = json_is_object(val) ? json_dumps(val, JSON_COMPACT) : NULL;
+    if (text == NULL || strlen(text) >= cap) {
+        fv_seterr(err, errlen, "%s: %s: expected an object of at most %zu bytes", path, key,
+                  cap - 1);
+        free(text);
+        return FV_EINVAL;
+    }
+    snprintf(out, cap, "%s", text);
+    free(text);
+    return FV_OK;
+}
+
 int fv_config_load(struct fv_config *c, const char *path, char *err, size_t errlen)
 {
     json_error_t je;
@@ -189,15 +205,11 @@ int fv_config_load(struct fv_config *c, const char *path, char *err, size_t errl
                 goto done;
             }
         } else if (strcmp(key, "vpp") == 0) {
-            char *text = json_is_object(val) ? json_dumps(val, JSON_COMPACT) : NULL;
-            if (text == NULL || strlen(text) >= sizeof c->vpp_json) {
-                fv_seterr(err, errlen, "%s: vpp: expected an object of at most %d bytes", path,
-                          FV_CONFIG_VPP_MAX - 1);
-                free(text);
+            if (object_text(val, path, key, c->vpp_json, sizeof c->vpp_json, err, errlen))
                 goto done;
-            }
-            snprintf(c->vpp_json, sizeof c->vpp_json, "%s", text);
-            free(text);
+        } else if (strcmp(key, "clips") == 0) {
+            if (object_text(val, path, key, c->clips_json, sizeof c->clips_json, err, errlen))
+                goto done;
         } else if (strcmp(key, "openadr") == 0) {
             if (fv_oadr_cfg_parse(&c->openadr, val, path, err, errlen) != FV_OK) goto done;
         } else if (strcmp(key, "api_nice") == 0) {

@@ -18,7 +18,8 @@
 #include "store/store.h"
 #include "util/ratelimit.h"
 
-#define FV_CONFIG_VPP_MAX 16384 /* the "vpp" object's JSON text, at most */
+#define FV_CONFIG_VPP_MAX   16384 /* the "vpp" object's JSON text, at most */
+#define FV_CONFIG_CLIPS_MAX 4096  /* the "clips" object's JSON text, at most */
 
 struct fv_config {
     char data_dir[1024];
@@ -45,6 +46,9 @@ struct fv_config {
     /* The "vpp" object as JSON text ("": none), parsed by the energy side (energy/vpp.h): the
      * configuration layer does not know programs. */
     char vpp_json[FV_CONFIG_VPP_MAX];
+    /* The "clips" object as JSON text ("": clip upload off), parsed by the data engine
+     * (data/clip_upload.h fv_clips_config_parse). */
+    char clips_json[FV_CONFIG_CLIPS_MAX];
     struct fv_oadr_cfg openadr;    /* the OpenADR VEN (openadr_config.h); enabled 0: none */
     char audit_key[1024];          /* audit signing key; empty: beside the master key file */
     char audit_witness[1024];      /* optional file outside DATA receiving every checkpoint */
@@ -62,8 +66,8 @@ void fv_config_defaults(struct fv_config *c);
  * burst}} or false), store ({flush_interval, flush_datums, head_max_datums, wal_keep,
  * compact_fanin, retention: {CLASS: "30d"}, classes: {CLASS: [SIGNAL, ...]}}), policy, audit_key,
  * audit_witness (paths), audit_retention (a duration), vpp ({programs: {NAME: {...}}}:
- * energy/program.h), openadr (config/openadr_config.h), location_privacy ({trim_m, trip_gap,
- * stop_after, grid_m}).
+ * energy/program.h), clips (data/clip_upload.h), openadr (config/openadr_config.h),
+ * location_privacy ({trim_m, trip_gap, stop_after, grid_m}).
  */
 int fv_config_load(struct fv_config *c, const char *path, char *err, size_t errlen);
 

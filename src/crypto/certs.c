@@ -358,3 +358,10 @@ done:
     fv_ca_free(ca);
     return rc;
 }
+
+void fv_certs_server_files(const char *dir, struct fv_server_files *out)
+{
+    snprintf(out->cert, sizeof out->cert, "%s/server.crt", dir);
+    snprintf(out->key, sizeof out->key, "%s/server.key", dir);
+    snprintf(out->ca, sizeof out->ca, "%s/ca.crt", dir);
+}

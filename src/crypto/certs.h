@@ -43,6 +43,13 @@ struct fv_identity {
     int production;                       /* 1 for ...2.5.T, 0 for ...2.4.T (engineering) */
 };
 
+/* The server's TLS files in a certs directory DIR: DIR/server.crt, DIR/server.key and the
+ * CA that signs devices, DIR/ca.crt (every mutual-TLS listener: devices, clip uploads). */
+struct fv_server_files {
+    char cert[4096], key[4096], ca[4096];
+};
+void fv_certs_server_files(const char *dir, struct fv_server_files *out);
+
 /* Name of client type code T ("vehicle_device"), or NULL if unknown. */
 const char *fv_client_type_name(int type_code);
 /* Code of a client type name, or -1 if unknown. */

@@ -35,22 +35,13 @@
 #include "crypto/certs.h"
 #include "privacy/audit.h"
 #include "privacy/audit_int.h"
+#include "util/hex.h"
 #include "util/buf.h"
 #include "util/err.h"
 
 #define SUFFIX_LEN 75 /* ,"hash":" + 64 hex + "} */
 
 /* ---- small helpers ---------------------------------------------------------------------- */
-
-static void to_hex(const unsigned char *p, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[p[i] >> 4];
-        out[2 * i + 1] = digits[p[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
 
 static int is_lower_hex(const char *s, size_t n)
 {
@@ -75,7 +66,7 @@ static void sha256_hex(const void *p, size_t n, char out[FV_AUDIT_HASH_HEX + 1])
 {
     unsigned char h[SHA256_DIGEST_LENGTH];
     SHA256(p, n, h);
-    to_hex(h, sizeof h, out);
+    fv_hex(h, sizeof h, out);
 }
 
 int fv_audit__valid_kind(const char *k)
@@ -113,7 +104,7 @@ int fv_audit__key_id(EVP_PKEY *k, char out[17])
     size_t n = sizeof raw;
     if (EVP_PKEY_get_raw_public_key(k, raw, &n) != 1 || n != sizeof raw) return FV_EINVAL;
     SHA256(raw, n, h);
-    to_hex(h, 8, out);
+    fv_hex(h, 8, out);
     return FV_OK;
 }
 
@@ -223,7 +214,7 @@ int fv_audit__sign_checkpoint(EVP_PKEY *k, uint64_t seq, const char *chain_hash,
              siglen == sizeof sig;
     EVP_MD_CTX_free(ctx);
     if (!ok) return FV_EIO;
-    to_hex(sig, sizeof sig, out);
+    fv_hex(sig, sizeof sig, out);
     return FV_OK;
 }
 

@@ -54,6 +54,7 @@ int fv_erasure_erase(struct fv_erasure *e, struct fv_store *store, const char *d
         if (rc == FV_OK) rc = fv_subjects_forget(e->keys, pn->names[k], err, errlen);
         if (rc == FV_OK) rc = fv_zones_forget(e->keys, pn->names[k], err, errlen);
         if (rc == FV_OK) rc = fv_keystore_destroy_pseudo(e->keys, pseudo, err, errlen);
+        if (rc == FV_OK && e->purge) rc = e->purge(e->purge_arg, pseudo, err, errlen);
         if (rc == FV_OK) {
             if (store) fv_store_purge(store, pseudo);
             fv_info("erased subject %s (data key destroyed; its blocks are purged in the "
@@ -134,6 +135,9 @@ int fv_erasure_purge_restored(struct fv_erasure *e, struct fv_store *store)
         memcpy(pseudo, e->erased.data + at, FV_PSEUDONYM_LEN);
         pseudo[FV_PSEUDONYM_LEN] = '\0';
         rc = fv_store_purge(store, pseudo);
+        char err[256];
+        if (rc == FV_OK && e->purge && (rc = e->purge(e->purge_arg, pseudo, err, sizeof err)))
+            fv_error("erasure list: %s", err);
     }
     fv_buf_free(&e->erased);
     return rc;

@@ -5,7 +5,9 @@
  * Erasing a device erases every subject (owner period, subjects.h) it ever had, each in this
  * order: its tombstone goes to the erasure list (tombstones.h: beside the master key first,
  * then DATA), then its periods, consents and zones are forgotten, its data key destroyed,
- * and the store forgets its head records and purges its blocks in the background. A crash
+ * the store forgets its head records and purges its blocks in the background, and the
+ * other holders of sealed data (the clip store, data/clip_store.h C3) remove theirs through
+ * the purge hook - at erasure and again for every replayed tombstone at start. A crash
  * in between is finished at the next start by fv_erasure_open, which replays the erasure list
  * into the catalog before anything is decrypted (destroying any key a restored backup brought
  * back), and fv_erasure_purge_restored, which purges the blocks of erased subjects that parts
@@ -30,6 +32,11 @@ struct fv_erasure {
     char beside_key[PATH_MAX]; /* KEYFILE.tombstones when outside is elsewhere (replayed) */
     char inside[PATH_MAX];     /* its mirror in DATA */
     struct fv_buf erased;      /* at start: the replayed pseudonyms, FV_PSEUDONYM_LEN each */
+    /* Optional, set after fv_erasure_open: removes what else is sealed with the subject's
+     * key (the clips), by its keystore pseudonym, using e->keys' thread. An error fails the
+     * erasure (the key is destroyed already: retrying finishes it). */
+    int (*purge)(void *arg, const char *pseudo, char *err, size_t errlen);
+    void *purge_arg;
 };
 
 /* Sets up e and replays every erasure list into the catalog. The list outside DATA is

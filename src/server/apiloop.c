@@ -11,6 +11,7 @@
 
 #include "api/http.h"
 #include "crypto/keys.h"
+#include "data/clip_deid.h"
 #include "openadr/ven.h"
 #include "privacy/audit.h"
 #include "privacy/guard.h"
@@ -74,6 +75,33 @@ void fv_apiloop_audit_ven(struct fv_apiloop *al)
         fv_ven_audit_drain(al->ven, ven_audit, al->guard->audit);
 }
 
+/* The de-identification worker's records (clip_deid.h D6), its subject by pseudonym. */
+static int deid_audit(void *arg, const struct fv_deid_audit *r)
+{
+    struct fv_audit *a = arg;
+    char extra[64];
+    snprintf(extra, sizeof extra, "{\"clip\":\"%s\"}", r->clip);
+    const char *subjects[1] = {r->subject};
+    struct fv_audit_event ev = {.kind = "clips",
+                                .action = r->action,
+                                .principal = "clips-deid",
+                                .purpose = "clips",
+                                .subjects = subjects,
+                                .nsubjects = 1,
+                                .result = r->result,
+                                .reason = r->reason,
+                                .extra_json = extra};
+    if (fv_audit_append(a, &ev, NULL) == FV_OK) return 0;
+    fv_error("audit: %s", fv_audit_last_error(a));
+    return -1;
+}
+
+void fv_apiloop_audit_clips(struct fv_apiloop *al)
+{
+    if (al->guard && al->guard->audit && al->deid)
+        fv_clip_deid_audit_drain(al->deid, deid_audit, al->guard->audit);
+}
+
 /* The guard's and the audit log's timed work: sampled failures (G9), checkpoints, and once
  * an hour the audit log's retention. */
 static void housekeeping(struct fv_apiloop *al, uint64_t *last_retention_ns)
@@ -81,6 +109,7 @@ static void housekeeping(struct fv_apiloop *al, uint64_t *last_retention_ns)
     struct fv_guard *g = al->guard;
     if (g == NULL) return;
     fv_apiloop_audit_ven(al);
+    fv_apiloop_audit_clips(al);
     if (g->audit) fv_audit_tick(g->audit);
     fv_guard_tick(g);
     uint64_t now = fv_mono_ns();

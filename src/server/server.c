@@ -42,6 +42,9 @@
 #include "crypto/certs.h"
 #include "crypto/keys.h"
 #include "data/campaign.h"
+#include "data/clip_deid.h"
+#include "data/clip_server.h"
+#include "data/clip_store.h"
 #include "energy/vpp.h"
 #include "gateway/downlink.h"
 #include "gateway/fleet.h"
@@ -95,6 +98,10 @@ struct fv_server {
     struct fv_guard guard;
     struct fv_exports *exports;
     struct fv_erasure erasure;
+    struct fv_clips_config clips;       /* the "clips" object (data/clip_upload.h) */
+    char clips_dir[PATH_MAX];           /* DATA/clips */
+    struct fv_clip_server *clip_server; /* the clip upload endpoint's thread, or NULL */
+    struct fv_clip_deid *clip_deid;     /* the de-identification worker, or NULL */
     uint64_t registry_checked_ns;
     int64_t data_version;
     int store_degraded; /* a record reached the WAL but not the head: keep the WAL */
@@ -343,6 +350,7 @@ static int erase_device(void *arg, const char *device, const struct fv_guard_ctx
     int rc = fv_erasure_erase(&srv->erasure, srv->store, device, ctx ? ctx->principal : NULL,
                               ctx ? ctx->ticket : NULL, err, errlen);
     if (rc) return rc;
+    fv_clip_server_forget(srv->clip_server, device); /* its uploads in progress */
     fv_ingest_keys_changed(srv->ing);
     wake_loop(srv);
     if (srv->vpp && fv_vpp_forget_site(srv->vpp, device) != FV_OK)
@@ -356,6 +364,59 @@ static int erase_device(void *arg, const char *device, const struct fv_guard_ctx
         fv_fleet_unlock(&srv->fleet);
     }
     return FV_OK;
+}
+
+/* Erasure's purge hook (privacy/erasure.h): the subject's clips, on the API thread (or at
+ * start, before the threads) with the API's keystore. */
+static int purge_clips(void *arg, const char *pseudo, char *err, size_t errlen)
+{
+    struct fv_server *srv = arg;
+    return fv_clip_store_purge(srv->api_keys, srv->clips_dir, pseudo, err, errlen);
+}
+
+/* The clip endpoint's place hook (its thread): the device's latest position, copied under
+ * the fleet's lock (F1). */
+static int device_position(void *arg, const char *device, double *lat, double *lon)
+{
+    struct fv_server *srv = arg;
+    struct fv_device *d = fv_fleet_find(&srv->fleet, device);
+    if (d == NULL) return 0;
+    int found = 0;
+    uint64_t best = 0;
+    fv_fleet_lock(&srv->fleet);
+    for (uint32_t i = 0; i < d->nsignals; i++) {
+        const struct fv_signal_state *ss = &d->signals[i];
+        if (ss->value.kind != FV_VK_LOCATION || ss->time_ms < best) continue;
+        *lat = ss->value.u.loc.lat;
+        *lon = ss->value.u.loc.lon;
+        best = ss->time_ms;
+        found = 1;
+    }
+    fv_fleet_unlock(&srv->fleet);
+    return found;
+}
+
+/* The clip endpoint and the de-identification worker, when clips.listen is set. */
+static int open_clips(struct fv_server *srv, char *err, size_t errlen)
+{
+    if (!srv->clips.enabled) return FV_OK;
+    int rc = fv_clip_deid_start(&srv->clip_deid, &srv->clips, srv->cfg->data_dir, &srv->kek, err,
+                                errlen);
+    if (rc) return rc;
+    /* LEAD-WIRE(campaigns): campaign_ok = the campaign side's check (was this vehicle sent
+     * the campaign); until then the ids listed in clips.campaigns are accepted. */
+    struct fv_clip_server_cfg cc = {.certs_dir = srv->cfg->certs_dir,
+                                    .data_dir = srv->cfg->data_dir,
+                                    .clips = &srv->clips,
+                                    .kek = &srv->kek,
+                                    .campaign_ok = NULL,
+                                    .place = device_position,
+                                    .place_arg = srv,
+                                    .grid_m = srv->guard.grid_m,
+                                    .stored = fv_clip_deid_wake,
+                                    .stored_arg = srv->clip_deid};
+    srv->api.deid = srv->clip_deid; /* its audit records are written on the API thread (D6) */
+    return fv_clip_server_start(&srv->clip_server, &cc, err, errlen);
 }
 
 /* Opens everything the loop serves from, in the order of the top comment. */
@@ -397,6 +458,11 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
     if (rc == FV_OK)
         rc = fv_erasure_open(&srv->erasure, srv->api_keys, cfg->key_file, cfg->data_dir, err,
                              errlen);
+    snprintf(srv->clips_dir, sizeof srv->clips_dir, "%s/clips", cfg->data_dir);
+    if (rc == FV_OK) rc = fv_clips_config_parse(&srv->clips, cfg->clips_json, err, errlen);
+    if (rc == FV_OK) rc = fv_clip_store_init(srv->api_keys, err, errlen);
+    srv->erasure.purge = purge_clips;
+    srv->erasure.purge_arg = srv;
     if (rc == FV_OK)
         rc = fv_guard_open(&srv->guard, cfg, srv->api_keys, srv->admin_token, fv_loopref_wake,
                            &srv->api.ref, err, errlen);
@@ -486,6 +552,7 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
                                               .store_cfg = &srv->store_cfg,
                                               .erase = erase_device,
                                               .erase_arg = srv,
+                                              .clips_dir = srv->clips_dir,
                                               .audit_dir = srv->guard.audit_dir,
                                               .datasets_dir = srv->datasets_dir,
                                               .exports = srv->exports,
@@ -514,10 +581,8 @@ static int open_listeners(struct fv_server *srv, struct ev_loop *loop, char *err
     }
     fv_loopref_publish(&srv->ref, ctx);
 
-    char cert[PATH_MAX], key[PATH_MAX], ca[PATH_MAX];
-    snprintf(cert, sizeof cert, "%s/server.crt", cfg->certs_dir);
-    snprintf(key, sizeof key, "%s/server.key", cfg->certs_dir);
-    snprintf(ca, sizeof ca, "%s/ca.crt", cfg->certs_dir);
+    struct fv_server_files tls;
+    fv_certs_server_files(cfg->certs_dir, &tls);
     struct lws_context_creation_info vi;
     memset(&vi, 0, sizeof vi);
     vi.vhost_name = "devices";
@@ -525,9 +590,9 @@ static int open_listeners(struct fv_server *srv, struct ev_loop *loop, char *err
     vi.port = cfg->listen_port;
     vi.protocols = fv_ingest_protocols();
     vi.user = srv->ing;
-    vi.ssl_cert_filepath = cert;
-    vi.ssl_private_key_filepath = key;
-    vi.ssl_ca_filepath = ca;
+    vi.ssl_cert_filepath = tls.cert;
+    vi.ssl_private_key_filepath = tls.key;
+    vi.ssl_ca_filepath = tls.ca;
     vi.alpn = "http/1.1";
     vi.options =
         LWS_SERVER_OPTION_REQUIRE_VALID_OPENSSL_CLIENT_CERT | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
@@ -537,10 +602,13 @@ static int open_listeners(struct fv_server *srv, struct ev_loop *loop, char *err
                   cfg->listen_host, cfg->listen_port);
         return FV_EIO;
     }
-    int rc = fv_apiloop_start(&srv->api, cfg, &srv->http, &srv->guard, srv->api_keys, err, errlen);
+    /* The clip endpoint before the API thread, which reads srv->clip_server (erasure). */
+    int rc = open_clips(srv, err, errlen);
+    if (rc == FV_OK)
+        rc = fv_apiloop_start(&srv->api, cfg, &srv->http, &srv->guard, srv->api_keys, err, errlen);
     if (rc) return rc;
     fv_info("serving devices on wss://%s:%d (mutual TLS, CA %s), API on http://%s:%d",
-            cfg->listen_host, cfg->listen_port, ca, cfg->api_host, cfg->api_port);
+            cfg->listen_host, cfg->listen_port, tls.ca, cfg->api_host, cfg->api_port);
     return FV_OK;
 }
 
@@ -568,9 +636,15 @@ static void housekeeping(struct fv_server *srv, uint64_t *last_trim)
  * for a running job; T1 holds whatever it was doing), access control, the catalog. */
 static void close_all(struct fv_server *srv, struct ev_loop *loop)
 {
+    fv_clip_server_stop(srv->clip_server); /* before the worker it wakes */
     fv_apiloop_stop(&srv->api);
-    fv_apiloop_audit_ven(&srv->api); /* the VEN's last audit records, then the VEN */
-    fv_ven_close(srv->ven);          /* before the VPP it drives and the store it reads */
+    fv_apiloop_audit_ven(&srv->api);   /* the VEN's last audit records, then the VEN */
+    fv_clip_deid_stop(srv->clip_deid); /* the worker's last records, then the worker */
+    fv_apiloop_audit_clips(&srv->api);
+    srv->api.deid = NULL;
+    fv_clip_deid_free(srv->clip_deid);
+    srv->clip_deid = NULL;
+    fv_ven_close(srv->ven); /* before the VPP it drives and the store it reads */
     fv_oadr_store_free(srv->ven_store);
     fv_keystore_close(srv->ven_keys);
     struct lws_context *ctx = fv_loopref_retire(&srv->ref);
