@@ -357,7 +357,10 @@ static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 }
 
 static const struct lws_protocols api_protocols[] = {
-    {"http", api_cb, sizeof(struct api_session), 0, 0, NULL, 0}, {NULL, NULL, 0, 0, 0, NULL, 0}};
+    /* tx_packet_size: lws sends at most this much per write (its default, 4 KiB, made a
+     * dataset shard one send() and one loop turn per 4 KiB) */
+    {"http", api_cb, sizeof(struct api_session), 0, 0, NULL, WRITE_BIG},
+    {NULL, NULL, 0, 0, 0, NULL, 0}};
 
 const struct lws_protocols *fv_http_protocols(void)
 {
