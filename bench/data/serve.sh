@@ -27,7 +27,10 @@ command -v curl >/dev/null || die "curl is needed"
 
 tmp=$(mktemp -d)
 srv=
-cleanup() { [ -n "$srv" ] && kill -9 "$srv" 2>/dev/null; rm -rf "$tmp"; }
+cleanup() {
+    [ -n "$srv" ] && { kill "$srv" 2>/dev/null; wait "$srv" 2>/dev/null || true; }
+    rm -rf "$tmp"
+}
 trap cleanup EXIT
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
