@@ -21,13 +21,13 @@ build: deps
 test: test-fast test-asan test-fuzz
 
 test-fast: build
-	cd build && ctest --output-on-failure -j 1
+	cd build && ctest --output-on-failure -j 2
 
 test-asan: deps
 	@cmake -S . -B build-asan -DFV_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
 	@cmake --build build-asan -j $(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-		FV_ASAN=1 ctest --output-on-failure -j 1 -E 'crash|fuzz/'
+		FV_ASAN=1 ctest --output-on-failure -j 2 -E 'crash|fuzz/'
 
 fuzz: deps
 	@CC=clang cmake -S . -B build-fuzz -DFV_FUZZ=ON -DFV_SANITIZE=ON >/dev/null
