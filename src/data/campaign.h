@@ -111,9 +111,14 @@ int fv_campaign_stop(struct fv_campaign *c, const char *id, int64_t now_ms);
 json_t *fv_campaign_list_json(struct fv_campaign *c);
 json_t *fv_campaign_json(struct fv_campaign *c, const char *id);
 
-/* For the clip upload: may device upload a clip of campaign id (it was sent the campaign and
- * the campaign takes clips)? 1 yes, 0 no. A clip stored: counted (C3: total_bytes). */
-int fv_campaign_may_upload(struct fv_campaign *c, const char *id, const char *device);
+/* For the clip upload (clip thread): may device upload a clip of campaign id - it was sent
+ * the campaign and acked it, its owner did not withdraw (C6), it reported a hit, the
+ * campaign is active (or in its grace, C3) and its total_clips and total_bytes are not used
+ * up? 1 yes, 0 no with why (NULL allowed) saying which. A clip stored: counted (C3). */
+int fv_campaign_may_upload(struct fv_campaign *c, const char *id, const char *device, char *why,
+                           size_t n);
+/* 1 if campaign id exists (any state), else 0. */
+int fv_campaign_exists(struct fv_campaign *c, const char *id);
 void fv_campaign_clip_stored(struct fv_campaign *c, const char *id, const char *device,
                              uint64_t bytes);
 /* A device's own campaign data (its owner's: GDPR export): {"campaigns": [{"id", "name",

@@ -8,6 +8,7 @@ the vehicles ack; the owner's export lists the campaign, an erasure removes the 
 it. Second: bad input (a malformed
 trigger answered with its column, an unknown signal, budgets <= 0, unknown members, another
 purpose) is refused with a clear error and nothing is stored; the CLI drives the same API."""
+import glob
 import json
 import os
 import subprocess
@@ -212,6 +213,92 @@ def test_bad_input_refused_nothing_stored():
         srv.stop()
 
 
+C = ["5YJCLPA%010d" % i for i in range(2)]  # sent the campaign, consent to clips
+D = "5YJCLPD0000000000"  # consents, connects after the campaign was created: not sent it
+
+
+def clip_upload(env, srv, prefix, cid, *extra):
+    return t.run("simulate", "--clips", "1", "--clip-server",
+                 f"https://127.0.0.1:{srv.clip_port}", "--certs", env.certs.dir, "--campaign",
+                 cid, "--id-prefix", prefix, "--chunk-kb", "128", *extra, check=False)
+
+
+def test_clips_checked_and_counted_by_campaign():
+    """The clip endpoint asks the campaign service: a vehicle sent the campaign that hit its
+    trigger uploads (interrupted and resumed), the status counts the clip and its bytes; a
+    vehicle not sent it is refused with nothing stored, and so is any upload once the
+    campaign's total_clips is used up."""
+    with t.Env() as env:
+        port = t.free_port()
+        srv = t.Server(env.root, env.certs, config={
+            "rate_limits": False, "clips": {"listen": f"127.0.0.1:{port}"}}).start()
+        srv.clip_port = port
+        srv.principal("dee", "data-engineer")
+        po = srv.principal("paula", "privacy-officer")
+        for d in C + [D]:
+            env.certs.device(d)
+        sim, log = start_sim(env, srv, "5YJCLPA", 2, 30)
+        try:
+            wait("the vehicles' data", lambda: all(
+                d in {v["device"] for v in srv.json("/api/v1/fleet?signal=Odometer")[
+                    "vehicles"]} for d in C))
+
+            def give(d):
+                st, b = srv.http(f"/api/v1/subjects/{d}/consent?purpose=clips&change=give"
+                                 f"&ticket=DSR-1", token=po, method="POST", purpose=None)
+                assert st == 200, (st, b)
+            for d in C:
+                give(d)
+            st, c = call(srv, "POST", "/api/v1/campaigns", "dee", spec(
+                budgets={"clips_per_vehicle_per_day": 1, "total_clips": 2,
+                         "total_bytes": 1 << 30}))
+            assert st == 201 and c["targeted"] == 2, (st, c)
+            cid = c["id"]
+
+            def status():
+                st, s = call(srv, "GET", f"/api/v1/campaigns/{cid}", "dee")
+                assert st == 200, (st, s)
+                return s
+            wait("delivery and hits", lambda: (lambda s: s if s["delivered"] == 2 and
+                                                s["hits"] == 2 else None)(status()))
+            # a vehicle that was not sent the campaign (not a target when it was created)
+            dev = t.Device(env, D, int(time.time() * 1000) - 60000)
+            dev.send(srv, 0, 3)
+            give(D)
+            r = clip_upload(env, srv, "5YJCLPD", cid)
+            assert r.returncode == 1 and " 422 " in r.stdout and \
+                "was not sent to this vehicle" in r.stdout, (r.stdout, r.stderr)
+            r = clip_upload(env, srv, "5YJCLPD", "no-such-campaign")
+            assert r.returncode == 1 and " 422 " in r.stdout, (r.stdout, r.stderr)
+            s = status()
+            assert s["clips_uploaded"] == 0 and s["bytes"] == 0, s
+            # C[0]: sent, acked, hit: stored, interrupted and resumed on the way
+            r = clip_upload(env, srv, "5YJCLPA", cid, "--interrupt")
+            assert r.returncode == 0 and " 201 " in r.stdout and "resumed at" in r.stdout, (
+                r.stdout, r.stderr)
+            s = status()
+            assert s["clips_uploaded"] == 1 and s["bytes"] > 5 * 96 * 1024, s
+            size1 = s["bytes"]
+            # a second clip (C[0]) uses up total_clips (2): the campaign finishes, and C[1]'s
+            # clip after it is refused
+            r = clip_upload(env, srv, "5YJCLPA", cid, "--vehicles", "2", "--clips", "2",
+                            "--seed", "5")
+            lines = r.stdout.splitlines()
+            assert r.returncode == 1 and len(lines) == 2, (r.stdout, r.stderr)
+            assert lines[0].startswith(C[0]) and " 201 " in lines[0], lines
+            assert lines[1].startswith(C[1]) and " 422 " in lines[1] and "budget" in lines[1], \
+                lines
+            s = status()
+            assert s["clips_uploaded"] == 2 and s["bytes"] > size1, s
+            assert s["state"] == "finished", s
+            stored = glob.glob(os.path.join(srv.data, "clips", "store", "*", "*.clip"))
+            assert len(stored) == 2, stored
+        finally:
+            stop_sim(sim, log)
+        srv.stop()
+
+
 if __name__ == "__main__":
     t.main([test_campaign_to_targeted_vehicles_hits_and_stop,
-            test_bad_input_refused_nothing_stored])
+            test_bad_input_refused_nothing_stored,
+            test_clips_checked_and_counted_by_campaign])
