@@ -580,6 +580,7 @@ int fv_campaign_may_upload(struct fv_campaign *c, const char *id, const char *de
     }
     int64_t now = (int64_t)fv_now_ms();
     pthread_mutex_lock(&c->mu);
+    tick(c, now); /* acks and hits that arrived since the turn */
     struct camp *k = find(c, id);
     struct target *t = k ? find_target(k, device) : NULL;
     int ok = 0;

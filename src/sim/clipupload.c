@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 
+#include "data/campaign.h"
 #include "data/mcap.h"
 #include "sim/clipupload.h"
 #include "util/err.h"
@@ -33,6 +34,22 @@ static const char can_schema[] =
     "{\"type\":\"object\",\"properties\":{\"VehicleSpeed\":{\"type\":\"number\"},"
     "\"BrakePedal\":{\"type\":\"integer\"},\"Gear\":{\"type\":\"string\"}}}";
 
+/* Does the clip record sensor (clipupload.h: the campaign's channels)? */
+static int wants(const struct fv_sim_clip *c, const char *sensor)
+{
+    if (c->nchannels == 0) return 1;
+    static const char *const sensors[] = {FV_CAMPAIGN_SENSORS};
+    for (size_t i = 0; i < c->nchannels; i++) {
+        if (strcmp(c->channels[i], sensor) == 0) return 1;
+        if (strcmp(sensor, "can") != 0) continue;
+        int is_sensor = 0; /* a signal: recorded on the CAN-like channel */
+        for (size_t k = 0; k < sizeof sensors / sizeof sensors[0]; k++)
+            is_sensor |= strcmp(c->channels[i], sensors[k]) == 0;
+        if (!is_sensor) return 1;
+    }
+    return 0;
+}
+
 /* The clip's channels and messages on w. */
 static int clip_messages(const struct fv_sim_clip *c, struct fv_mcap_writer *w, char *err,
                          size_t errlen)
@@ -53,17 +70,18 @@ static int clip_messages(const struct fv_sim_clip *c, struct fv_mcap_writer *w, 
     if (rc == FV_OK)
         rc = fv_mcap_add_schema(w, "fleetvault.Can", "jsonschema", can_schema,
                                 sizeof can_schema - 1, &s_can, err, errlen);
-    if (rc == FV_OK)
+    int want_cam = wants(c, "camera_front"), want_imu = wants(c, "imu"), want_can = wants(c, "can");
+    if (rc == FV_OK && want_cam)
         rc = fv_mcap_add_channel(w, 0, "/camera/front", "x-fleetvault-raw", cam_k, cam_v, 2, &cam,
                                  err, errlen);
-    if (rc == FV_OK)
+    if (rc == FV_OK && want_imu)
         rc = fv_mcap_add_channel(w, s_imu, "/imu", "json", imu_k, imu_v, 2, &imu, err, errlen);
-    if (rc == FV_OK)
+    if (rc == FV_OK && want_can)
         rc = fv_mcap_add_channel(w, s_can, "/can", "json", can_k, can_v, 2, &can, err, errlen);
     if (rc) return rc;
     unsigned char *frame = malloc(fbytes);
     if (frame == NULL) return FV_ENOMEM;
-    for (size_t f = 0; rc == FV_OK && f < frames; f++) {
+    for (size_t f = 0; rc == FV_OK && want_cam && f < frames; f++) {
         for (size_t i = 0; i + 8 <= fbytes; i += 8) {
             uint64_t v = rnd(&s);
             memcpy(frame + i, &v, 8);
@@ -73,7 +91,7 @@ static int clip_messages(const struct fv_sim_clip *c, struct fv_mcap_writer *w, 
     }
     free(frame);
     size_t nimu = (size_t)((pre + post) * 100); /* 100 Hz */
-    for (size_t i = 0; rc == FV_OK && i < nimu; i++) {
+    for (size_t i = 0; rc == FV_OK && want_imu && i < nimu; i++) {
         char j[160];
         double t = (double)i / 100.0;
         int n = snprintf(j, sizeof j, "{\"ax\":%.4f,\"ay\":%.4f,\"az\":%.4f,\"gz\":%.5f}",
@@ -83,7 +101,7 @@ static int clip_messages(const struct fv_sim_clip *c, struct fv_mcap_writer *w, 
         rc = fv_mcap_add_message(w, imu, (uint32_t)i, ts, ts, j, (size_t)n, err, errlen);
     }
     size_t ncan = (size_t)((pre + post) * 20); /* 20 Hz */
-    for (size_t i = 0; rc == FV_OK && i < ncan; i++) {
+    for (size_t i = 0; rc == FV_OK && want_can && i < ncan; i++) {
         char j[160];
         int n = snprintf(j, sizeof j, "{\"VehicleSpeed\":%.1f,\"BrakePedal\":%d,\"Gear\":\"D\"}",
                          60.0 - (double)i * 0.5, i * 50 >= pre * 1000 ? 1 : 0);

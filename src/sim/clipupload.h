@@ -25,6 +25,10 @@ struct fv_sim_clip {
     double pre_s, post_s; /* the window around the trigger (default 1 s each) */
     size_t frames;        /* camera frames (default 5) */
     size_t frame_bytes;   /* each (default 96 KiB) */
+    /* The campaign's channels: /camera/front if camera_front is listed, /imu if imu is, /can
+     * if can or any signal is; nchannels 0: all three. */
+    const char *const *channels;
+    size_t nchannels;
 };
 
 /* Builds the clip into out (appended). FV_OK, FV_ENOMEM (or another error of the writer). */

@@ -35,12 +35,12 @@ def call(srv, method, path, token, body=None, purpose="clips"):
         return e.code, json.loads(e.read() or b"{}")
 
 
-def start_sim(env, srv, prefix, n, seconds):
+def start_sim(env, srv, prefix, n, seconds, *extra):
     log = open(os.path.join(env.root, f"sim-{prefix}.log"), "a")
     sim = subprocess.Popen(
         [t.BIN, "simulate", "--server", f"wss://127.0.0.1:{srv.port}", "--certs", env.certs.dir,
          "--vehicles", str(n), "--id-prefix", prefix, "--hz", "2", "--seconds", str(seconds),
-         "--drain", "5", "--seed", "7", "--quiet"],
+         "--drain", "5", "--seed", "7", "--quiet", *extra],
         stdout=subprocess.PIPE, stderr=log, text=True)
     return sim, log
 
@@ -224,10 +224,11 @@ def clip_upload(env, srv, prefix, cid, *extra):
 
 
 def test_clips_checked_and_counted_by_campaign():
-    """The clip endpoint asks the campaign service: a vehicle sent the campaign that hit its
-    trigger uploads (interrupted and resumed), the status counts the clip and its bytes; a
-    vehicle not sent it is refused with nothing stored, and so is any upload once the
-    campaign's total_clips is used up."""
+    """Campaign hits upload clips: the simulated vehicles sent the campaign upload their
+    trigger's clip through the clip endpoint (the simulator's clip worker), the endpoint asks
+    the campaign service, and the status counts clips and bytes; a vehicle not sent the
+    campaign is refused with nothing stored; an upload interrupted and resumed is stored; once
+    the campaign's total_clips is used up, an upload is refused."""
     with t.Env() as env:
         port = t.free_port()
         srv = t.Server(env.root, env.certs, config={
@@ -237,7 +238,8 @@ def test_clips_checked_and_counted_by_campaign():
         po = srv.principal("paula", "privacy-officer")
         for d in C + [D]:
             env.certs.device(d)
-        sim, log = start_sim(env, srv, "5YJCLPA", 2, 30)
+        sim, log = start_sim(env, srv, "5YJCLPA", 2, 30, "--clip-server",
+                             f"https://127.0.0.1:{port}")
         try:
             wait("the vehicles' data", lambda: all(
                 d in {v["device"] for v in srv.json("/api/v1/fleet?signal=Odometer")[
@@ -250,7 +252,7 @@ def test_clips_checked_and_counted_by_campaign():
             for d in C:
                 give(d)
             st, c = call(srv, "POST", "/api/v1/campaigns", "dee", spec(
-                budgets={"clips_per_vehicle_per_day": 1, "total_clips": 2,
+                budgets={"clips_per_vehicle_per_day": 1, "total_clips": 3,
                          "total_bytes": 1 << 30}))
             assert st == 201 and c["targeted"] == 2, (st, c)
             cid = c["id"]
@@ -259,8 +261,12 @@ def test_clips_checked_and_counted_by_campaign():
                 st, s = call(srv, "GET", f"/api/v1/campaigns/{cid}", "dee")
                 assert st == 200, (st, s)
                 return s
-            wait("delivery and hits", lambda: (lambda s: s if s["delivered"] == 2 and
-                                                s["hits"] == 2 else None)(status()))
+            # each vehicle's hit uploads its clip (camera frames, IMU, CAN: over 5 * 96 KiB)
+            s = wait("delivery, hits and the hits' clips", lambda: (
+                lambda s: s if s["delivered"] == 2 and s["hits"] == 2 and
+                s["clips_uploaded"] == 2 else None)(status()))
+            assert s["bytes"] > 2 * 5 * 96 * 1024, s
+            size2 = s["bytes"]
             # a vehicle that was not sent the campaign (not a target when it was created)
             dev = t.Device(env, D, int(time.time() * 1000) - 60000)
             dev.send(srv, 0, 3)
@@ -270,33 +276,25 @@ def test_clips_checked_and_counted_by_campaign():
                 "was not sent to this vehicle" in r.stdout, (r.stdout, r.stderr)
             r = clip_upload(env, srv, "5YJCLPD", "no-such-campaign")
             assert r.returncode == 1 and " 422 " in r.stdout, (r.stdout, r.stderr)
-            s = status()
-            assert s["clips_uploaded"] == 0 and s["bytes"] == 0, s
-            # C[0]: sent, acked, hit: stored, interrupted and resumed on the way
+            assert status()["clips_uploaded"] == 2
+            # C[0] again: interrupted and resumed, stored; it uses up total_clips (3)
             r = clip_upload(env, srv, "5YJCLPA", cid, "--interrupt")
             assert r.returncode == 0 and " 201 " in r.stdout and "resumed at" in r.stdout, (
                 r.stdout, r.stderr)
             s = status()
-            assert s["clips_uploaded"] == 1 and s["bytes"] > 5 * 96 * 1024, s
-            size1 = s["bytes"]
-            # a second clip (C[0]) uses up total_clips (2): the campaign finishes, and C[1]'s
-            # clip after it is refused
-            r = clip_upload(env, srv, "5YJCLPA", cid, "--vehicles", "2", "--clips", "2",
-                            "--seed", "5")
-            lines = r.stdout.splitlines()
-            assert r.returncode == 1 and len(lines) == 2, (r.stdout, r.stderr)
-            assert lines[0].startswith(C[0]) and " 201 " in lines[0], lines
-            assert lines[1].startswith(C[1]) and " 422 " in lines[1] and "budget" in lines[1], \
-                lines
-            s = status()
-            assert s["clips_uploaded"] == 2 and s["bytes"] > size1, s
+            assert s["clips_uploaded"] == 3 and s["bytes"] > size2, s
             assert s["state"] == "finished", s
+            r = clip_upload(env, srv, "5YJCLPA", cid, "--seed", "5")
+            assert r.returncode == 1 and " 422 " in r.stdout and "budget" in r.stdout, (
+                r.stdout, r.stderr)
+            assert status()["clips_uploaded"] == 3
             stored = glob.glob(os.path.join(srv.data, "clips", "store", "*", "*.clip"))
-            assert len(stored) == 2, stored
+            assert len(stored) == 3, stored
         finally:
-            stop_sim(sim, log)
+            fa = stop_sim(sim, log)
+        assert fa["campaign_hits"] == 2 and fa["clips_uploaded"] == 2, fa
+        assert fa["clip_failures"] == 0, fa
         srv.stop()
-
 
 if __name__ == "__main__":
     t.main([test_campaign_to_targeted_vehicles_hits_and_stop,
