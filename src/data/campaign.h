@@ -37,8 +37,10 @@
  *     campaigns had stopped: no start, a stop until acked, no hit counted, no clip taken.
  * Device ids stay inside the service: the views (fv_campaign_json) hold counts only.
  *
- * Threads: the service runs its own thread. fv_campaign_* calls from the API thread take the
- * service's mutex for in-memory work plus one SQLite commit; the listener runs on the ingest
+ * Threads: the service runs its own thread. fv_campaign_* calls from the API thread (and
+ * fv_campaign_may_upload, fv_campaign_exists, fv_campaign_clip_stored from the clip server's
+ * thread) take the service's mutex for in-memory work plus SQLite commits (a turn's acks and
+ * hits first, as the thread's turn would); the listener runs on the ingest
  * loop and only appends to an inbox under its own mutex (no SQL on the ingest loop).
  */
 #ifndef FV_DATA_CAMPAIGN_H

@@ -410,6 +410,28 @@ static void test_mcap_check_and_sim_clip(void **state)
     assert_int_equal(fv_sim_clip_build(&c, &b2), FV_OK);
     assert_int_equal(b.len, b2.len);
     assert_memory_equal(b.data, b2.data, b.len);
+    /* the campaign's channels select the sensors (a signal: the CAN-like channel) */
+    const char *only[] = {"imu", "VehicleSpeed"};
+    struct fv_sim_clip c2 = c;
+    c2.channels = only;
+    c2.nchannels = 2;
+    struct fv_buf b3 = {0};
+    assert_int_equal(fv_sim_clip_build(&c2, &b3), FV_OK);
+    struct fv_mcap_source src;
+    fv_mcap_source_mem(&src, b3.data, b3.len);
+    struct fv_mcap_reader *r = NULL;
+    assert_int_equal(fv_mcap_reader_open(&src, &r, err, sizeof err), FV_OK);
+    assert_true(fv_mcap_indexed(r));
+    assert_int_equal(fv_mcap_channel_count(r), 2);
+    assert_string_equal(fv_mcap_channel_at(r, 0)->topic.p, "/imu");
+    assert_string_equal(fv_mcap_channel_at(r, 1)->topic.p, "/can");
+    const struct fv_mcap_stats *stats = fv_mcap_statistics(r);
+    assert_non_null(stats);
+    assert_int_equal(stats->message_count, 200 + 40); /* 2 s: IMU at 100 Hz, CAN at 20 Hz */
+    assert_non_null(fv_mcap_chunk_count(r) ? fv_mcap_chunk_at(r, 0) : NULL);
+    assert_string_equal(fv_mcap_chunk_at(r, 0)->compression.p, "zstd");
+    fv_mcap_reader_free(r);
+    fv_buf_free(&b3);
     /* damaged: each refused with the offset */
     b.data[0] ^= 1;
     write_file(p, b.data, b.len);
