@@ -75,6 +75,7 @@ static void usage(FILE *f)
             "  --opt-out-pct P     owners who refuse every event (default 5)\n"
             "  --offline-pct P     days with one 30-180 min outage per site (default 3)\n"
             "  --utc-offset H      the homes' local time is UTC + H hours (default -8)\n"
+            "  --clip-server URL   upload each campaign hit's clip to https://HOST:PORT\n"
             "  --clips N           upload N synthetic clips instead (see --clips 0 --help)\n\n"
             "Prints one JSON line: {\"sent\":..,\"acked\":..,\"errors\":..,\"datums\":..,"
             "\"ack_p50_ms\":..,\"ack_p99_ms\":..,...}\n"
@@ -170,6 +171,8 @@ int fv_cmd_simulate(int argc, char **argv)
             bad = parse_u64(a, val, 0, UINT64_MAX, &o.seed);
         } else if (strcmp(a, "--id-prefix") == 0) {
             o.id_prefix = val;
+        } else if (strcmp(a, "--clip-server") == 0) {
+            o.clip_server = val;
         } else if (strcmp(a, "--connect-rate") == 0) {
             bad = parse_double(a, val, 0, 1e7, &o.connect_rate);
         } else if (strcmp(a, "--max-inflight") == 0) {

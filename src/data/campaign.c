@@ -570,17 +570,42 @@ json_t *fv_campaign_json(struct fv_campaign *c, const char *id)
     return o;
 }
 
-int fv_campaign_may_upload(struct fv_campaign *c, const char *id, const char *device)
+int fv_campaign_may_upload(struct fv_campaign *c, const char *id, const char *device, char *why,
+                           size_t n)
 {
+    char tmp[8];
+    if (why == NULL || n == 0) {
+        why = tmp;
+        n = sizeof tmp;
+    }
     int64_t now = (int64_t)fv_now_ms();
     pthread_mutex_lock(&c->mu);
+    tick(c, now); /* acks and hits that arrived since the turn */
     struct camp *k = find(c, id);
     struct target *t = k ? find_target(k, device) : NULL;
-    int ok = t && t->acked == 1 && !t->withdrawn && t->hits > 0 && k->clips < k->spec.total_clips &&
-             k->bytes < k->spec.total_bytes &&
-             (k->state == ST_ACTIVE || now - k->stopped_ms < FV_CAMPAIGN_GRACE_MS);
+    int ok = 0;
+    if (t == NULL || t->acked != 1)
+        snprintf(why, n, "campaign %s was not sent to this vehicle", id);
+    else if (t->withdrawn)
+        snprintf(why, n, "the vehicle's owner withdrew consent to clips for campaign %s", id);
+    else if (t->hits == 0)
+        snprintf(why, n, "campaign %s has no trigger hit from this vehicle", id);
+    else if (k->clips >= k->spec.total_clips || k->bytes >= k->spec.total_bytes)
+        snprintf(why, n, "campaign %s: its budget (total_clips, total_bytes) is used up", id);
+    else if (k->state != ST_ACTIVE && now - k->stopped_ms >= FV_CAMPAIGN_GRACE_MS)
+        snprintf(why, n, "campaign %s is %s", id, st_names[k->state]);
+    else
+        ok = 1;
     pthread_mutex_unlock(&c->mu);
     return ok;
+}
+
+int fv_campaign_exists(struct fv_campaign *c, const char *id)
+{
+    pthread_mutex_lock(&c->mu);
+    int found = find(c, id) != NULL;
+    pthread_mutex_unlock(&c->mu);
+    return found;
 }
 
 void fv_campaign_clip_stored(struct fv_campaign *c, const char *id, const char *device,

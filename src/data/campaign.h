@@ -37,8 +37,10 @@
  *     campaigns had stopped: no start, a stop until acked, no hit counted, no clip taken.
  * Device ids stay inside the service: the views (fv_campaign_json) hold counts only.
  *
- * Threads: the service runs its own thread. fv_campaign_* calls from the API thread take the
- * service's mutex for in-memory work plus one SQLite commit; the listener runs on the ingest
+ * Threads: the service runs its own thread. fv_campaign_* calls from the API thread (and
+ * fv_campaign_may_upload, fv_campaign_exists, fv_campaign_clip_stored from the clip server's
+ * thread) take the service's mutex for in-memory work plus SQLite commits (a turn's acks and
+ * hits first, as the thread's turn would); the listener runs on the ingest
  * loop and only appends to an inbox under its own mutex (no SQL on the ingest loop).
  */
 #ifndef FV_DATA_CAMPAIGN_H
@@ -111,9 +113,14 @@ int fv_campaign_stop(struct fv_campaign *c, const char *id, int64_t now_ms);
 json_t *fv_campaign_list_json(struct fv_campaign *c);
 json_t *fv_campaign_json(struct fv_campaign *c, const char *id);
 
-/* For the clip upload: may device upload a clip of campaign id (it was sent the campaign and
- * the campaign takes clips)? 1 yes, 0 no. A clip stored: counted (C3: total_bytes). */
-int fv_campaign_may_upload(struct fv_campaign *c, const char *id, const char *device);
+/* For the clip upload (clip thread): may device upload a clip of campaign id - it was sent
+ * the campaign and acked it, its owner did not withdraw (C6), it reported a hit, the
+ * campaign is active (or in its grace, C3) and its total_clips and total_bytes are not used
+ * up? 1 yes, 0 no with why (NULL allowed) saying which. A clip stored: counted (C3). */
+int fv_campaign_may_upload(struct fv_campaign *c, const char *id, const char *device, char *why,
+                           size_t n);
+/* 1 if campaign id exists (any state), else 0. */
+int fv_campaign_exists(struct fv_campaign *c, const char *id);
 void fv_campaign_clip_stored(struct fv_campaign *c, const char *id, const char *device,
                              uint64_t bytes);
 /* A device's own campaign data (its owner's: GDPR export): {"campaigns": [{"id", "name",

@@ -108,6 +108,7 @@ static int store_clip(void *arg, const struct fv_clip_meta *m, const char *path,
         snprintf(why, n, "storage");
         return rc;
     }
+    if (s->c.clip_stored) s->c.clip_stored(s->c.campaign_arg, s->req_device, m->campaign, m->size);
     if (s->c.stored) s->c.stored(s->c.stored_arg);
     return FV_OK;
 }

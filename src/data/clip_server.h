@@ -20,13 +20,15 @@
  * vehicle's latest position.
  *
  * Threads: start and stop from the server's thread; the hooks given here are called on the
- * clip thread (campaign_ok, place: they must lock what they share), and stored() after each
- * clip is stored (the de-identification worker's wake).
+ * clip thread (campaign_ok, place: they must lock what they share), and after each clip is
+ * stored clip_stored() (the campaign's counts) and stored() (the de-identification worker's
+ * wake).
  */
 #ifndef FV_DATA_CLIP_SERVER_H
 #define FV_DATA_CLIP_SERVER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "data/clip_upload.h"
 
@@ -45,6 +47,9 @@ struct fv_clip_server_cfg {
     double grid_m; /* privacy/location.h L4 (the guard's grid; 0: 1000 m) */
     void (*stored)(void *arg);
     void *stored_arg;
+    /* A clip of campaign (bytes, sealed size before sealing) was stored for device (its id);
+     * NULL: not reported. Its arg is campaign_arg. */
+    void (*clip_stored)(void *arg, const char *device, const char *campaign, uint64_t bytes);
 };
 
 struct fv_clip_server;

@@ -155,9 +155,10 @@ size_t fv_clip_up_forget(struct fv_clip_up *u, const char *device);
 /* Open uploads (all devices). */
 size_t fv_clip_up_count(const struct fv_clip_up *u);
 
-/* MCAP's outer shape (until the full reader is wired, data/mcap.h): the magic at both ends
- * and a footer record (opcode 0x02, length 20) before the closing magic. FV_OK or
- * FV_ECORRUPT with the offset in err. */
+/* Validates the MCAP file at path fully with the reader (data/mcap.h: fv_mcap_reader_open,
+ * then fv_mcap_scan over every record, chunk, index and the summary). FV_OK; FV_ECORRUPT
+ * (also a file over the reader's limits) with "not MCAP (mcap: byte N: what)" in err;
+ * FV_EIO; FV_ENOMEM. */
 int fv_clip_check_mcap(const char *path, char *err, size_t errlen);
 
 #endif

@@ -396,6 +396,25 @@ static int device_position(void *arg, const char *device, double *lat, double *l
     return found;
 }
 
+/* The clip endpoint's campaign check (its thread; the campaign service locks its own state):
+ * the campaign service decides for the campaigns it knows; an id it does not know is accepted
+ * only if clips.campaigns lists it (uploads outside any campaign: docs/data-engine.md). */
+static int clip_campaign_ok(void *arg, const char *device, const char *campaign_id, char *why,
+                            size_t n)
+{
+    struct fv_server *srv = arg;
+    if (fv_campaign_may_upload(srv->campaigns, campaign_id, device, why, n)) return 1;
+    if (fv_campaign_exists(srv->campaigns, campaign_id)) return 0;
+    return fv_clips_campaign_listed((void *)&srv->clips, device, campaign_id, why, n);
+}
+
+/* A stored clip counts in its campaign's status (clips_uploaded, bytes; C3's budgets). */
+static void clip_counted(void *arg, const char *device, const char *campaign, uint64_t bytes)
+{
+    struct fv_server *srv = arg;
+    fv_campaign_clip_stored(srv->campaigns, campaign, device, bytes);
+}
+
 /* The clip endpoint and the de-identification worker, when clips.listen is set. */
 static int open_clips(struct fv_server *srv, char *err, size_t errlen)
 {
@@ -403,13 +422,13 @@ static int open_clips(struct fv_server *srv, char *err, size_t errlen)
     int rc = fv_clip_deid_start(&srv->clip_deid, &srv->clips, srv->cfg->data_dir, &srv->kek, err,
                                 errlen);
     if (rc) return rc;
-    /* LEAD-WIRE(campaigns): campaign_ok = the campaign side's check (was this vehicle sent
-     * the campaign); until then the ids listed in clips.campaigns are accepted. */
     struct fv_clip_server_cfg cc = {.certs_dir = srv->cfg->certs_dir,
                                     .data_dir = srv->cfg->data_dir,
                                     .clips = &srv->clips,
                                     .kek = &srv->kek,
-                                    .campaign_ok = NULL,
+                                    .campaign_ok = clip_campaign_ok,
+                                    .campaign_arg = srv,
+                                    .clip_stored = clip_counted,
                                     .place = device_position,
                                     .place_arg = srv,
                                     .grid_m = srv->guard.grid_m,

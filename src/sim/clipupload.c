@@ -8,87 +8,13 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 
+#include "data/campaign.h"
+#include "data/mcap.h"
 #include "sim/clipupload.h"
 #include "util/err.h"
 #include "util/hex.h"
 
 /* ---- the clip ---------------------------------------------------------------------------- */
-
-static const unsigned char mcap_magic[8] = {0x89, 'M', 'C', 'A', 'P', '0', '\r', '\n'};
-
-/* MCAP records: opcode, u64 length, content (little-endian; strings u32 length + bytes). */
-struct rec {
-    struct fv_buf *out;
-    size_t at; /* where the length goes */
-    int rc;
-};
-
-static void put(struct rec *r, const void *p, size_t n)
-{
-    if (r->rc == FV_OK) r->rc = fv_buf_append(r->out, p, n);
-}
-
-static void put_u16(struct rec *r, uint16_t v)
-{
-    unsigned char b[2];
-    fv_put_u16(b, v);
-    put(r, b, 2);
-}
-
-static void put_u32(struct rec *r, uint32_t v)
-{
-    unsigned char b[4];
-    fv_put_u32(b, v);
-    put(r, b, 4);
-}
-
-static void put_u64(struct rec *r, uint64_t v)
-{
-    unsigned char b[8];
-    fv_put_u64(b, v);
-    put(r, b, 8);
-}
-
-static void put_str(struct rec *r, const char *s)
-{
-    put_u32(r, (uint32_t)strlen(s));
-    put(r, s, strlen(s));
-}
-
-static void rec_begin(struct rec *r, unsigned char op)
-{
-    put(r, &op, 1);
-    r->at = r->out->len;
-    put_u64(r, 0);
-}
-
-static void rec_end(struct rec *r)
-{
-    if (r->rc == FV_OK) fv_put_u64(r->out->data + r->at, (uint64_t)(r->out->len - r->at - 8));
-}
-
-static void channel(struct rec *r, uint16_t id, const char *topic, const char *encoding)
-{
-    rec_begin(r, 0x04);
-    put_u16(r, id);
-    put_u16(r, 0); /* schemaless */
-    put_str(r, topic);
-    put_str(r, encoding);
-    put_u32(r, 0); /* metadata: empty map */
-    rec_end(r);
-}
-
-static void message(struct rec *r, uint16_t ch, uint32_t seq, uint64_t t_ns, const void *data,
-                    size_t n)
-{
-    rec_begin(r, 0x05);
-    put_u16(r, ch);
-    put_u32(r, seq);
-    put_u64(r, t_ns);
-    put_u64(r, t_ns);
-    put(r, data, n);
-    rec_end(r);
-}
 
 /* xorshift64*: deterministic from the seed */
 static uint64_t rnd(uint64_t *s)
@@ -99,60 +25,105 @@ static uint64_t rnd(uint64_t *s)
     return *s * 2685821657736338717ull;
 }
 
-int fv_sim_clip_build(const struct fv_sim_clip *c, struct fv_buf *out)
+/* JSON schemas of the sensor channels (docs/data-engine.md "Clip channels"). */
+static const char imu_schema[] =
+    "{\"type\":\"object\",\"properties\":{\"ax\":{\"type\":\"number\"},"
+    "\"ay\":{\"type\":\"number\"},\"az\":{\"type\":\"number\"},"
+    "\"gz\":{\"type\":\"number\"}}}";
+static const char can_schema[] =
+    "{\"type\":\"object\",\"properties\":{\"VehicleSpeed\":{\"type\":\"number\"},"
+    "\"BrakePedal\":{\"type\":\"integer\"},\"Gear\":{\"type\":\"string\"}}}";
+
+/* Does the clip record sensor (clipupload.h: the campaign's channels)? */
+static int wants(const struct fv_sim_clip *c, const char *sensor)
 {
-    /* LEAD-WIRE(mcap): build with the MCAP writer (data/mcap.h: schemas, chunks, indexes,
-     * summary) instead of these bare records. */
-    struct rec r = {.out = out, .rc = FV_OK};
+    if (c->nchannels == 0) return 1;
+    static const char *const sensors[] = {FV_CAMPAIGN_SENSORS};
+    for (size_t i = 0; i < c->nchannels; i++) {
+        if (strcmp(c->channels[i], sensor) == 0) return 1;
+        if (strcmp(sensor, "can") != 0) continue;
+        int is_sensor = 0; /* a signal: recorded on the CAN-like channel */
+        for (size_t k = 0; k < sizeof sensors / sizeof sensors[0]; k++)
+            is_sensor |= strcmp(c->channels[i], sensors[k]) == 0;
+        if (!is_sensor) return 1;
+    }
+    return 0;
+}
+
+/* The clip's channels and messages on w. */
+static int clip_messages(const struct fv_sim_clip *c, struct fv_mcap_writer *w, char *err,
+                         size_t errlen)
+{
     uint64_t s = c->seed * 0x9e3779b97f4a7c15ull + 1;
     double pre = c->pre_s > 0 ? c->pre_s : 1.0, post = c->post_s > 0 ? c->post_s : 1.0;
     size_t frames = c->frames ? c->frames : 5, fbytes = c->frame_bytes ? c->frame_bytes : 98304;
     uint64_t t0 = (uint64_t)(c->trigger_ms - (int64_t)(pre * 1000)) * 1000000ull;
     uint64_t span = (uint64_t)((pre + post) * 1e9);
-    put(&r, mcap_magic, 8);
-    rec_begin(&r, 0x01); /* Header */
-    put_str(&r, "");
-    put_str(&r, "fleetvault-sim");
-    rec_end(&r);
-    channel(&r, 1, "/camera/front", "x-fleetvault-raw");
-    channel(&r, 2, "/imu", "json");
-    channel(&r, 3, "/can", "json");
+    char fb[32];
+    snprintf(fb, sizeof fb, "%zu", fbytes);
+    const char *cam_k[] = {"sensor", "frame_bytes"}, *cam_v[] = {"camera_front", fb};
+    const char *imu_k[] = {"sensor", "rate_hz"}, *imu_v[] = {"imu", "100"};
+    const char *can_k[] = {"sensor", "rate_hz"}, *can_v[] = {"can", "20"};
+    uint16_t s_imu = 0, s_can = 0, cam = 0, imu = 0, can = 0;
+    int rc = fv_mcap_add_schema(w, "fleetvault.Imu", "jsonschema", imu_schema,
+                                sizeof imu_schema - 1, &s_imu, err, errlen);
+    if (rc == FV_OK)
+        rc = fv_mcap_add_schema(w, "fleetvault.Can", "jsonschema", can_schema,
+                                sizeof can_schema - 1, &s_can, err, errlen);
+    int want_cam = wants(c, "camera_front"), want_imu = wants(c, "imu"), want_can = wants(c, "can");
+    if (rc == FV_OK && want_cam)
+        rc = fv_mcap_add_channel(w, 0, "/camera/front", "x-fleetvault-raw", cam_k, cam_v, 2, &cam,
+                                 err, errlen);
+    if (rc == FV_OK && want_imu)
+        rc = fv_mcap_add_channel(w, s_imu, "/imu", "json", imu_k, imu_v, 2, &imu, err, errlen);
+    if (rc == FV_OK && want_can)
+        rc = fv_mcap_add_channel(w, s_can, "/can", "json", can_k, can_v, 2, &can, err, errlen);
+    if (rc) return rc;
     unsigned char *frame = malloc(fbytes);
     if (frame == NULL) return FV_ENOMEM;
-    for (size_t f = 0; f < frames; f++) {
+    for (size_t f = 0; rc == FV_OK && want_cam && f < frames; f++) {
         for (size_t i = 0; i + 8 <= fbytes; i += 8) {
             uint64_t v = rnd(&s);
             memcpy(frame + i, &v, 8);
         }
-        message(&r, 1, (uint32_t)f, t0 + span * f / frames, frame, fbytes);
+        uint64_t t = t0 + span * f / frames;
+        rc = fv_mcap_add_message(w, cam, (uint32_t)f, t, t, frame, fbytes, err, errlen);
     }
     free(frame);
-    size_t imu = (size_t)((pre + post) * 100); /* 100 Hz */
-    for (size_t i = 0; i < imu; i++) {
+    size_t nimu = (size_t)((pre + post) * 100); /* 100 Hz */
+    for (size_t i = 0; rc == FV_OK && want_imu && i < nimu; i++) {
         char j[160];
         double t = (double)i / 100.0;
         int n = snprintf(j, sizeof j, "{\"ax\":%.4f,\"ay\":%.4f,\"az\":%.4f,\"gz\":%.5f}",
                          0.3 * sin(t * 3.1), 0.1 * cos(t * 1.7), 9.81 + 0.02 * sin(t * 9.0),
                          0.01 * sin(t));
-        message(&r, 2, (uint32_t)i, t0 + i * 10000000ull, j, (size_t)n);
+        uint64_t ts = t0 + i * 10000000ull;
+        rc = fv_mcap_add_message(w, imu, (uint32_t)i, ts, ts, j, (size_t)n, err, errlen);
     }
-    size_t can = (size_t)((pre + post) * 20); /* 20 Hz */
-    for (size_t i = 0; i < can; i++) {
+    size_t ncan = (size_t)((pre + post) * 20); /* 20 Hz */
+    for (size_t i = 0; rc == FV_OK && want_can && i < ncan; i++) {
         char j[160];
         int n = snprintf(j, sizeof j, "{\"VehicleSpeed\":%.1f,\"BrakePedal\":%d,\"Gear\":\"D\"}",
                          60.0 - (double)i * 0.5, i * 50 >= pre * 1000 ? 1 : 0);
-        message(&r, 3, (uint32_t)i, t0 + i * 50000000ull, j, (size_t)n);
+        uint64_t ts = t0 + i * 50000000ull;
+        rc = fv_mcap_add_message(w, can, (uint32_t)i, ts, ts, j, (size_t)n, err, errlen);
     }
-    rec_begin(&r, 0x0F); /* DataEnd: no CRC */
-    put_u32(&r, 0);
-    rec_end(&r);
-    rec_begin(&r, 0x02); /* Footer: no summary */
-    put_u64(&r, 0);
-    put_u64(&r, 0);
-    put_u32(&r, 0);
-    rec_end(&r);
-    put(&r, mcap_magic, 8);
-    return r.rc;
+    return rc;
+}
+
+int fv_sim_clip_build(const struct fv_sim_clip *c, struct fv_buf *out)
+{
+    struct fv_mcap_write_opts o = {.compression = FV_MCAP_ZSTD, .library = "fleetvault-sim"};
+    struct fv_mcap_writer *w = NULL;
+    char err[256];
+    int rc = fv_mcap_writer_open_mem(out, &o, &w, err, sizeof err);
+    if (rc) return rc;
+    rc = clip_messages(c, w, err, sizeof err);
+    if (rc) {
+        fv_mcap_writer_free(w);
+        return rc;
+    }
+    return fv_mcap_writer_close(w, err, sizeof err);
 }
 
 /* ---- the upload -------------------------------------------------------------------------- */

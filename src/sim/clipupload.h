@@ -5,9 +5,9 @@
  * vehicle's certificate, optionally interrupted mid-chunk and resumed from the committed
  * offset the server reports.
  *
- * The clip is MCAP: until the MCAP writer is wired (data/mcap.h, LEAD-WIRE(mcap) in
- * clipupload.c) fv_sim_clip_build writes the minimal valid file itself - magic, header,
- * channels (schemaless), messages, data end, footer, magic - with no chunks or summary.
+ * The clip is MCAP written with the MCAP writer (data/mcap.h): zstd chunks, message and chunk
+ * indexes, statistics and summary; one channel per sensor (docs/data-engine.md "Clip
+ * channels"): /camera/front (raw frames), /imu (JSON at 100 Hz), /can (JSON at 20 Hz).
  *
  * Threads: any; no shared state (libcurl's global init is the caller's, once).
  */
@@ -25,9 +25,13 @@ struct fv_sim_clip {
     double pre_s, post_s; /* the window around the trigger (default 1 s each) */
     size_t frames;        /* camera frames (default 5) */
     size_t frame_bytes;   /* each (default 96 KiB) */
+    /* The campaign's channels: /camera/front if camera_front is listed, /imu if imu is, /can
+     * if can or any signal is; nchannels 0: all three. */
+    const char *const *channels;
+    size_t nchannels;
 };
 
-/* Builds the clip into out (appended). FV_OK, FV_ENOMEM. */
+/* Builds the clip into out (appended). FV_OK, FV_ENOMEM (or another error of the writer). */
 int fv_sim_clip_build(const struct fv_sim_clip *c, struct fv_buf *out);
 
 struct fv_sim_upload {

@@ -82,6 +82,9 @@ struct fv_sim_opts {
     double opt_out_pct;       /* owners who refuse every event (default 5) */
     double offline_pct;       /* days with one outage of 30-180 min (default 3) */
     double site_utc_offset_h; /* the homes' local time = UTC + this (default -8) */
+    /* https://HOST:PORT of the clip endpoint: each campaign hit's clip is built and uploaded
+     * there by a worker thread (clipworker.h); NULL: hits' clips count as clip_failures. */
+    const char *clip_server;
 };
 
 /* Fills o with the defaults (K 20, drain 30 s, prefix "5YJSIM", seed 1, 1000 conn/s,
@@ -118,7 +121,8 @@ struct fv_sim_stats {
     uint64_t rate_limited;     /* site records refused for the rate limit, sent again */
     uint64_t campaigns;        /* campaign messages received (start and stop) */
     uint64_t campaign_hits;    /* trigger hits reported */
-    uint64_t clip_failures;    /* hits whose clip the clip hook did not take */
+    uint64_t clip_failures;    /* hits whose clip was not stored (no clip server, refused) */
+    uint64_t clips_uploaded;   /* hits whose clip the clip server stored (201) */
 };
 
 /*

@@ -144,10 +144,11 @@ struct run {
     struct fv_sim_ws_target site_target; /* as target, with an energy device's headers */
     uint64_t bf_end_ms;                  /* sites: history ends here (the run's start) */
     uint32_t bf_pending;                 /* sites still back-filling */
-    /* Campaigns (campaign.h VC4): the clip hook a hit calls. fv_sim_clip_upload_stub until
-     * the clip uploader is wired in (simulate.c setup). */
+    /* Campaigns (campaign.h VC4): the clip hook a hit calls: the clip worker's
+     * (clipworker.h) with opts.clip_server, else fv_sim_clip_upload_stub (simulate.c setup). */
     fv_sim_clip_upload_fn clip_upload;
     void *clip_upload_arg;
+    struct fv_sim_clipworker *clipw;       /* NULL: no clip server */
     struct fv_buf hits[CAMPAIGN_HITS_MAX]; /* a sample's campaign_hit payloads */
 };
 

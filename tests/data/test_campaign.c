@@ -184,9 +184,9 @@ static void test_service(void **state)
     uplink(c, "VA", FV_TOPIC_CAMPAIGN_HIT, "not json");
     assert_int_equal(stat_of(c, id, "hits"), 2);
     assert_int_equal(stat_of(c, id, "hits_refused"), 3);
-    assert_int_equal(fv_campaign_may_upload(c, id, "VA"), 1);
-    assert_int_equal(fv_campaign_may_upload(c, id, "VB"), 0);
-    assert_int_equal(fv_campaign_may_upload(c, "nope", "VA"), 0);
+    assert_int_equal(fv_campaign_may_upload(c, id, "VA", NULL, 0), 1);
+    assert_int_equal(fv_campaign_may_upload(c, id, "VB", NULL, 0), 0);
+    assert_int_equal(fv_campaign_may_upload(c, "nope", "VA", NULL, 0), 0);
     /* C5: a restart keeps state and counts */
     fv_campaign_close(c);
     nlog = 0;
@@ -264,7 +264,7 @@ static void test_service(void **state)
     uplink(c, "VD", FV_TOPIC_CAMPAIGN_HIT, msg);
     assert_int_equal(stat_of(c, id4, "hits"), 0);
     assert_int_equal(stat_of(c, id4, "consent_withdrawn"), 2);
-    assert_int_equal(fv_campaign_may_upload(c, id4, "VD"), 0);
+    assert_int_equal(fv_campaign_may_upload(c, id4, "VD", NULL, 0), 0);
     snprintf(msg, sizeof msg, "{\"id\":\"%s\",\"op\":\"stop\",\"status\":\"ok\"}", id4);
     uplink(c, "VD", FV_TOPIC_CAMPAIGN_ACK, msg);
     mark = log_mark();

@@ -23,6 +23,7 @@
 #include "data/clip_deid.h"
 #include "data/clip_store.h"
 #include "data/clip_upload.h"
+#include "data/mcap.h"
 #include "os/fsio.h"
 #include "privacy/subjects.h"
 #include "sim/clipupload.h"
@@ -85,22 +86,28 @@ static int f_store(void *arg, const struct fv_clip_meta *m, const char *path, ch
     return FV_OK;
 }
 
-static const char mcap_magic[] = "\x89MCAP0\r\n";
-
-/* A minimal MCAP file around body (magic, body, footer record, magic). */
+/* A small valid MCAP file (the writer's, uncompressed: body stays readable in it) with body as
+ * the one message of one channel; out holds FV_TEST_MCAP_MAX bytes. */
+#define FV_TEST_MCAP_MAX 2048
 static size_t mini_mcap(const char *body, unsigned char *out)
 {
-    size_t n = 0;
-    memcpy(out, mcap_magic, 8);
-    n += 8;
-    memcpy(out + n, body, strlen(body));
-    n += strlen(body);
-    out[n++] = 0x02;
-    memset(out + n, 0, 28);
-    out[n] = 20;
-    n += 28;
-    memcpy(out + n, mcap_magic, 8);
-    return n + 8;
+    struct fv_buf b = {0};
+    struct fv_mcap_writer *w = NULL;
+    struct fv_mcap_write_opts o = {.compression = FV_MCAP_NONE};
+    char err[256];
+    uint16_t ch = 0;
+    assert_int_equal(fv_mcap_writer_open_mem(&b, &o, &w, err, sizeof err), FV_OK);
+    assert_int_equal(
+        fv_mcap_add_channel(w, 0, "/camera/front", "x-raw", NULL, NULL, 0, &ch, err, sizeof err),
+        FV_OK);
+    assert_int_equal(fv_mcap_add_message(w, ch, 0, 1000, 1000, body, strlen(body), err, sizeof err),
+                     FV_OK);
+    assert_int_equal(fv_mcap_writer_close(w, err, sizeof err), FV_OK);
+    assert_true(b.len <= FV_TEST_MCAP_MAX);
+    memcpy(out, b.data, b.len);
+    size_t n = b.len;
+    fv_buf_free(&b);
+    return n;
 }
 
 static void sha_hex(const void *p, size_t n, char out[65])
@@ -153,10 +160,10 @@ static void test_state_machine(void **state)
     (void)state;
     struct fv_clips_config cfg;
     fv_clips_config_defaults(&cfg);
-    cfg.max_clip_bytes = 1000;
-    cfg.max_device_bytes = 1500;
+    cfg.max_clip_bytes = 10000; /* a small MCAP (mini_mcap) is a few hundred bytes */
+    cfg.max_device_bytes = 15000;
     cfg.max_concurrent = 2;
-    cfg.max_chunk_bytes = 100;
+    cfg.max_chunk_bytes = 1000;
     cfg.expire_ms = 5000;
     struct fake f = {.consent = 1, .campaign = 1};
     struct fv_clip_up_hooks h = {.campaign_ok = f_campaign,
@@ -168,13 +175,14 @@ static void test_state_machine(void **state)
     struct fv_clip_up *u = NULL;
     char err[256], sha[65];
     assert_int_equal(fv_clip_up_open(dir, &cfg, &h, &u, err, sizeof err), FV_OK);
-    unsigned char clip[256];
+    unsigned char clip[FV_TEST_MCAP_MAX];
     size_t n = mini_mcap("hello clip body, some bytes of frames and IMU", clip);
+    assert_true(n <= 1000); /* one chunk */
     sha_hex(clip, n, sha);
     struct fv_clip_answer a;
 
     /* U1: refusals leave nothing */
-    create(u, "VIN1", "c1", "camp", 2000, sha, &a);
+    create(u, "VIN1", "c1", "camp", 20000, sha, &a);
     assert_int_equal(a.status, 413);
     create(u, "VIN1", "bad id", "camp", n, sha, &a);
     assert_int_equal(a.status, 400);
@@ -204,7 +212,7 @@ static void test_state_machine(void **state)
     create(u, "VIN1", "c1", "camp", n, sha, &a);
     assert_int_equal(a.status, 409);
     f.exists = 0;
-    f.stored_bytes = 1490; /* U4: stored + this > the device's limit */
+    f.stored_bytes = 14990; /* U4: stored + this > the device's limit */
     create(u, "VIN1", "c1", "camp", n, sha, &a);
     assert_int_equal(a.status, 413);
     f.stored_bytes = 0;
@@ -234,7 +242,7 @@ static void test_state_machine(void **state)
     fv_clip_up_chunk(u, "VIN1", id, 10, clip, 40, csha, 1001, &a);
     assert_int_equal(a.status, 409);
     assert_int_equal(a.offset, 0);
-    unsigned char big[101] = {0};
+    unsigned char big[1001] = {0};
     char bsha[65];
     sha_hex(big, sizeof big, bsha);
     fv_clip_up_chunk(u, "VIN1", id, 0, big, sizeof big, bsha, 1001, &a);
@@ -259,7 +267,7 @@ static void test_state_machine(void **state)
     assert_int_equal(a.size, n);
 
     /* past the size */
-    unsigned char tail[100];
+    unsigned char tail[FV_TEST_MCAP_MAX + 1];
     memcpy(tail, clip + 40, n - 40);
     tail[n - 40] = 0;
     sha_hex(tail, n - 40 + 1, bsha);
@@ -402,16 +410,38 @@ static void test_mcap_check_and_sim_clip(void **state)
     assert_int_equal(fv_sim_clip_build(&c, &b2), FV_OK);
     assert_int_equal(b.len, b2.len);
     assert_memory_equal(b.data, b2.data, b.len);
+    /* the campaign's channels select the sensors (a signal: the CAN-like channel) */
+    const char *only[] = {"imu", "VehicleSpeed"};
+    struct fv_sim_clip c2 = c;
+    c2.channels = only;
+    c2.nchannels = 2;
+    struct fv_buf b3 = {0};
+    assert_int_equal(fv_sim_clip_build(&c2, &b3), FV_OK);
+    struct fv_mcap_source src;
+    fv_mcap_source_mem(&src, b3.data, b3.len);
+    struct fv_mcap_reader *r = NULL;
+    assert_int_equal(fv_mcap_reader_open(&src, &r, err, sizeof err), FV_OK);
+    assert_true(fv_mcap_indexed(r));
+    assert_int_equal(fv_mcap_channel_count(r), 2);
+    assert_string_equal(fv_mcap_channel_at(r, 0)->topic.p, "/imu");
+    assert_string_equal(fv_mcap_channel_at(r, 1)->topic.p, "/can");
+    const struct fv_mcap_stats *stats = fv_mcap_statistics(r);
+    assert_non_null(stats);
+    assert_int_equal(stats->message_count, 200 + 40); /* 2 s: IMU at 100 Hz, CAN at 20 Hz */
+    assert_non_null(fv_mcap_chunk_count(r) ? fv_mcap_chunk_at(r, 0) : NULL);
+    assert_string_equal(fv_mcap_chunk_at(r, 0)->compression.p, "zstd");
+    fv_mcap_reader_free(r);
+    fv_buf_free(&b3);
     /* damaged: each refused with the offset */
     b.data[0] ^= 1;
     write_file(p, b.data, b.len);
     assert_int_equal(fv_clip_check_mcap(p, err, sizeof err), FV_ECORRUPT);
-    assert_non_null(strstr(err, "offset 0"));
+    assert_non_null(strstr(err, "byte 0"));
     b.data[0] ^= 1;
     b.data[b.len - 37] = 0x03;
     write_file(p, b.data, b.len);
     assert_int_equal(fv_clip_check_mcap(p, err, sizeof err), FV_ECORRUPT);
-    assert_non_null(strstr(err, "footer"));
+    assert_non_null(strstr(err, "Footer"));
     write_file(p, b.data, b.len - 1);
     assert_int_equal(fv_clip_check_mcap(p, err, sizeof err), FV_ECORRUPT);
     write_file(p, b.data, 20);
@@ -446,7 +476,7 @@ static void test_store(void **state)
     fv_kek_wipe(&kek);
     assert_int_equal(fv_subjects_init(ks, err, sizeof err), FV_OK);
     assert_int_equal(fv_clip_store_init(ks, err, sizeof err), FV_OK);
-    unsigned char clip[256];
+    unsigned char clip[FV_TEST_MCAP_MAX];
     size_t n = mini_mcap("secret frames of a street", clip);
     char in[128];
     snprintf(in, sizeof in, "%s/in.mcap", dir);
@@ -504,7 +534,7 @@ static void test_store(void **state)
     assert_int_equal(fv_clip_store_passed(ks, m.upload_id), 1);
     assert_int_equal(fv_clip_store_passed(ks, "nope"), 0);
     /* replaced (de-identified), read back */
-    unsigned char blurred[256];
+    unsigned char blurred[FV_TEST_MCAP_MAX];
     size_t bn = mini_mcap("blurred", blurred);
     assert_int_equal(fv_clip_store_replace(ks, cdir, m.upload_id, blurred, bn, err, sizeof err),
                      FV_OK);
@@ -539,7 +569,7 @@ static void test_deid_runs(void **state)
     snprintf(wd, sizeof wd, "%s/wd", dir);
     mkdir(wd, 0700);
     snprintf(in, sizeof in, "%s/in.mcap", wd);
-    unsigned char clip[256];
+    unsigned char clip[FV_TEST_MCAP_MAX];
     size_t n = mini_mcap("frames", clip);
     write_file(in, clip, n);
     struct fv_deid_result r;

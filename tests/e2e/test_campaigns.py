@@ -8,6 +8,7 @@ the vehicles ack; the owner's export lists the campaign, an erasure removes the 
 it. Second: bad input (a malformed
 trigger answered with its column, an unknown signal, budgets <= 0, unknown members, another
 purpose) is refused with a clear error and nothing is stored; the CLI drives the same API."""
+import glob
 import json
 import os
 import subprocess
@@ -34,12 +35,12 @@ def call(srv, method, path, token, body=None, purpose="clips"):
         return e.code, json.loads(e.read() or b"{}")
 
 
-def start_sim(env, srv, prefix, n, seconds):
+def start_sim(env, srv, prefix, n, seconds, *extra):
     log = open(os.path.join(env.root, f"sim-{prefix}.log"), "a")
     sim = subprocess.Popen(
         [t.BIN, "simulate", "--server", f"wss://127.0.0.1:{srv.port}", "--certs", env.certs.dir,
          "--vehicles", str(n), "--id-prefix", prefix, "--hz", "2", "--seconds", str(seconds),
-         "--drain", "5", "--seed", "7", "--quiet"],
+         "--drain", "5", "--seed", "7", "--quiet", *extra],
         stdout=subprocess.PIPE, stderr=log, text=True)
     return sim, log
 
@@ -141,8 +142,8 @@ def test_campaign_to_targeted_vehicles_hits_and_stop():
         finally:
             fa = stop_sim(sim_a, log_a)
             fb = stop_sim(sim_b, log_b)
-        # A: two vehicles got the start and the stop; each reported one hit, whose clip the
-        # clip hook could not take yet (not built)
+        # A: two vehicles got the start and the stop; each reported one hit, whose clip counts
+        # as a failure (this run has no --clip-server; see the test below)
         assert fa["campaigns"] >= 4 and fa["campaign_hits"] == 2, fa
         assert fa["clip_failures"] == 2, fa
         assert fb["campaigns"] == 0 and fb["campaign_hits"] == 0, fb  # never sent to B
@@ -212,6 +213,90 @@ def test_bad_input_refused_nothing_stored():
         srv.stop()
 
 
+C = ["5YJCLPA%010d" % i for i in range(2)]  # sent the campaign, consent to clips
+D = "5YJCLPD0000000000"  # consents, connects after the campaign was created: not sent it
+
+
+def clip_upload(env, srv, prefix, cid, *extra):
+    return t.run("simulate", "--clips", "1", "--clip-server",
+                 f"https://127.0.0.1:{srv.clip_port}", "--certs", env.certs.dir, "--campaign",
+                 cid, "--id-prefix", prefix, "--chunk-kb", "128", *extra, check=False)
+
+
+def test_clips_checked_and_counted_by_campaign():
+    """Campaign hits upload clips: the simulated vehicles sent the campaign upload their
+    trigger's clip through the clip endpoint (the simulator's clip worker), the endpoint asks
+    the campaign service, and the status counts clips and bytes; a vehicle not sent the
+    campaign is refused with nothing stored; an upload interrupted and resumed is stored; once
+    the campaign's total_clips is used up, an upload is refused."""
+    with t.Env() as env:
+        port = t.free_port()
+        srv = t.Server(env.root, env.certs, config={
+            "rate_limits": False, "clips": {"listen": f"127.0.0.1:{port}"}}).start()
+        srv.clip_port = port
+        srv.principal("dee", "data-engineer")
+        po = srv.principal("paula", "privacy-officer")
+        for d in C + [D]:
+            env.certs.device(d)
+        sim, log = start_sim(env, srv, "5YJCLPA", 2, 30, "--clip-server",
+                             f"https://127.0.0.1:{port}")
+        try:
+            wait("the vehicles' data", lambda: all(
+                d in {v["device"] for v in srv.json("/api/v1/fleet?signal=Odometer")[
+                    "vehicles"]} for d in C))
+
+            def give(d):
+                st, b = srv.http(f"/api/v1/subjects/{d}/consent?purpose=clips&change=give"
+                                 f"&ticket=DSR-1", token=po, method="POST", purpose=None)
+                assert st == 200, (st, b)
+            for d in C:
+                give(d)
+            st, c = call(srv, "POST", "/api/v1/campaigns", "dee", spec(
+                budgets={"clips_per_vehicle_per_day": 1, "total_clips": 3,
+                         "total_bytes": 1 << 30}))
+            assert st == 201 and c["targeted"] == 2, (st, c)
+            cid = c["id"]
+
+            def status():
+                st, s = call(srv, "GET", f"/api/v1/campaigns/{cid}", "dee")
+                assert st == 200, (st, s)
+                return s
+            # each vehicle's hit uploads its clip (camera frames, IMU, CAN: over 5 * 96 KiB)
+            s = wait("delivery, hits and the hits' clips", lambda: (
+                lambda s: s if s["delivered"] == 2 and s["hits"] == 2 and
+                s["clips_uploaded"] == 2 else None)(status()))
+            assert s["bytes"] > 2 * 5 * 96 * 1024, s
+            size2 = s["bytes"]
+            # a vehicle that was not sent the campaign (not a target when it was created)
+            dev = t.Device(env, D, int(time.time() * 1000) - 60000)
+            dev.send(srv, 0, 3)
+            give(D)
+            r = clip_upload(env, srv, "5YJCLPD", cid)
+            assert r.returncode == 1 and " 422 " in r.stdout and \
+                "was not sent to this vehicle" in r.stdout, (r.stdout, r.stderr)
+            r = clip_upload(env, srv, "5YJCLPD", "no-such-campaign")
+            assert r.returncode == 1 and " 422 " in r.stdout, (r.stdout, r.stderr)
+            assert status()["clips_uploaded"] == 2
+            # C[0] again: interrupted and resumed, stored; it uses up total_clips (3)
+            r = clip_upload(env, srv, "5YJCLPA", cid, "--interrupt")
+            assert r.returncode == 0 and " 201 " in r.stdout and "resumed at" in r.stdout, (
+                r.stdout, r.stderr)
+            s = status()
+            assert s["clips_uploaded"] == 3 and s["bytes"] > size2, s
+            assert s["state"] == "finished", s
+            r = clip_upload(env, srv, "5YJCLPA", cid, "--seed", "5")
+            assert r.returncode == 1 and " 422 " in r.stdout and "budget" in r.stdout, (
+                r.stdout, r.stderr)
+            assert status()["clips_uploaded"] == 3
+            stored = glob.glob(os.path.join(srv.data, "clips", "store", "*", "*.clip"))
+            assert len(stored) == 3, stored
+        finally:
+            fa = stop_sim(sim, log)
+        assert fa["campaign_hits"] == 2 and fa["clips_uploaded"] == 2, fa
+        assert fa["clip_failures"] == 0, fa
+        srv.stop()
+
 if __name__ == "__main__":
     t.main([test_campaign_to_targeted_vehicles_hits_and_stop,
-            test_bad_input_refused_nothing_stored])
+            test_bad_input_refused_nothing_stored,
+            test_clips_checked_and_counted_by_campaign])

@@ -243,6 +243,15 @@ def test_upload_resume_refusals_deid_erasure():
         junk = os.urandom(4000)
         uid, (st, b) = a.upload("clip-junk", junk)
         assert st == 422 and "not MCAP" in b["error"], (st, b)
+        # a damaged MCAP (its shape - magics, footer - intact): the record at byte 28 turned
+        # into a message of a channel never defined; refused with that offset, nothing stored
+        bad = bytearray(big_mcap(3000))
+        assert bad[28] == 0x0C
+        bad[28] = 0x05
+        n = len(stored_files(srv))
+        uid, (st, b) = a.upload("clip-damaged", bytes(bad))
+        assert st == 422 and "byte 28" in b["error"] and "nothing stored" in b["error"], (st, b)
+        assert a.status(uid)[0] == 404 and len(stored_files(srv)) == n
         # over the size limit (2 MiB per clip)
         st, b = a.create("clip-big", b"", sha=hashlib.sha256(b"").hexdigest(), size=3 << 20)
         assert st == 413 and "limit" in b["error"], (st, b)
