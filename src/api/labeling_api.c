@@ -25,8 +25,9 @@
  *  Q5 answers name the vehicle by the purpose's pseudonym only: no VIN, no place, no keystore
  *     pseudonym; claim, serve, labels and release are each audited (kind admin, action
  *     labeling.claimed / .served / .labeled / .released, the clip's id and the subject's
- *     purpose pseudonym), and each claim and serve counts against the role's quota (G5) with
- *     the subject named in the result entry (G12).
+ *     purpose pseudonym; labeling.refused for a clip the caller does not hold, .revoked for
+ *     one whose consent or row went away while held), and each claim and serve counts against the
+ * role's quota (G5) with the subject named in the result entry (G12).
  *
  * Threading: the API thread (it owns the lease table, v->labeling).
  */
@@ -201,6 +202,9 @@ static int held_clip(const struct fv_api_view *v, struct fv_guard_ctx *ctx, cons
     char holder[FV_LABEL_NAME_MAX + 1];
     if (strlen(id) > FV_LABEL_NAME_MAX || !fv_label_holder(v->labeling, id, now, holder) ||
         strcmp(holder, ctx->principal) != 0) {
+        /* audited too: the decision allowed the call, not this clip */
+        fv_guard_audit_principal(v->guard, ctx, "labeling.refused", "deny",
+                                 "not held by the caller", id, NULL, NULL);
         fv_api_respond_error(out, 403,
                              "you do not hold this clip (claim one with POST "
                              "/api/v1/labeling/next)");

@@ -127,6 +127,8 @@ def test_labeling_queue():
                     {"labels": {"x": 1}})
         assert st == 403, (st, b)
         assert api(srv, "POST", f"/api/v1/labeling/clips/{ids['a']}/release", "lab2")[0] == 403
+        refused = audit(srv, "labeling.refused")
+        assert len([e for e in refused if e.get("principal") == "lab2"]) == 3, refused
 
         # lab1's clip, watermarked; the serve id is the audit entry's
         out = os.path.join(env.root, "served.mcap")
