@@ -183,8 +183,9 @@ static void claim_next(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
         return;
     }
     json_t *j = clip_json(v, ctx, &p, until);
+    const char *shown = json_string_value(json_object_get(j, "vehicle"));
     char detail[160];
-    snprintf(detail, sizeof detail, "vehicle %s", json_string_value(json_object_get(j, "vehicle")));
+    snprintf(detail, sizeof detail, "vehicle %s", shown ? shown : "?");
     if (j == NULL || audit(v, ctx, "labeling.claimed", p.row.id, detail, out)) {
         fv_label_release(v->labeling, ctx->principal, p.row.id, now);
         if (j == NULL) fv_api_respond_error(out, 500, "out of memory");
@@ -317,13 +318,15 @@ static void finish(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const 
         free(text);
         return;
     }
-    if (label && fv_clip_labels_put(v->keys, id, p.row.subject, ctx->principal, text, now, why,
-                                    sizeof why) != FV_OK) {
-        free(text);
-        fv_api_respond_error(out, 500, "the labels could not be stored");
+    int rc = label ? fv_clip_labels_put(v->keys, id, p.row.subject, ctx->principal, text, now, why,
+                                        sizeof why)
+                   : FV_OK;
+    free(text);
+    if (rc) { /* still held: nothing changed */
+        fv_api_respond_error(out, rc == FV_ELIMIT ? 400 : 500,
+                             rc == FV_ELIMIT ? why : "the labels could not be stored");
         return;
     }
-    free(text);
     fv_label_release(v->labeling, ctx->principal, id, now);
     char shown[65];
     fv_guard_show_id(v->guard, ctx, p.device, shown);

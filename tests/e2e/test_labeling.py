@@ -2,7 +2,7 @@
 of role labeler claim one clip each, a second claim answers 409 naming the clip held, another
 labeler's clip is refused (403), the served MCAP carries a watermark channel whose serve id is
 the one in the audit log, labels are stored (and in the subject's export) and release the
-clip, a released clip is offered again, a lease expires (lease_s 3 from the config), a clip
+clip, a released clip is offered again, an erasure removes the labels, a lease expires (lease_s 3 from the config), a clip
 that failed de-identification is never offered, a subject whose consent to model_training was
 withdrawn is never served, no VIN in any answer or in the served file."""
 import io
@@ -201,6 +201,18 @@ def test_labeling_queue():
         assert len(got) == 1 and got[0]["clip"] == ids["a"], got
         assert got[0]["labels"] == {"labels": {"boxes": 2, "pedestrian": True},
                                     "tags": ["night", "rain"]}, got
+
+        # erasing A removes its labels with its clip (b's subject keeps nothing labeled)
+        import sqlite3
+        con = sqlite3.connect(os.path.join(srv.data, "catalog.db"))
+        assert con.execute("SELECT count(*) FROM clip_labels").fetchone()[0] == 1
+        st, b = srv.http(f"/api/v1/subjects/{VINS[0]}/erase?ticket=GDPR-8", token="po",
+                         method="POST", purpose=None)
+        assert st == 200, (st, b)
+        assert con.execute("SELECT count(*) FROM clip_labels").fetchone()[0] == 0
+        assert con.execute("SELECT count(*) FROM clips WHERE id = ?",
+                           (ids["a"],)).fetchone()[0] == 0
+        con.close()
         srv.stop()
 
 
