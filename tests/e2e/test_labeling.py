@@ -187,6 +187,11 @@ def test_labeling_queue():
         assert st == 403 and b"consent" in b, (st, b)
         st, b = api(srv, "POST", "/api/v1/labeling/next", "lab1")
         assert st == 404 and b"nothing" in b, (st, b)  # c (failed) never offered
+        out2 = os.path.join(env.root, "refused.mcap")  # the CLI: a clear error, no file
+        r = t.run("label", "get", ids["d"], "--out", out2, "--token-file", tok1,
+                  "--api", f"http://127.0.0.1:{srv.api_port}", check=False)
+        assert r.returncode == 1 and "403" in r.stderr, (r.returncode, r.stderr)
+        assert not os.path.exists(out2)
 
         # lab2's lease expires: lab1 may take b, lab2 may no longer fetch it
         time.sleep(max(0.0, tb + LEASE_S + 0.5 - time.time()))
