@@ -614,7 +614,8 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
                   match_path(path, "/api/v1/exports/", "/approve", idbuf) ||
                   strncmp(path, "/api/v1/vpp/", 12) == 0 || /* vpp_api.c says which */
                   strcmp(path, "/api/v1/campaigns") == 0 ||
-                  strncmp(path, "/api/v1/campaigns/", 18) == 0; /* campaign_api.c says which */
+                  strncmp(path, "/api/v1/campaigns/", 18) == 0 || /* campaign_api.c says which */
+                  strncmp(path, "/api/v1/labeling/", 17) == 0;    /* labeling_api.c says which */
     if (strcmp(method, "GET") != 0 && !(post_ok && strcmp(method, "POST") == 0)) {
         fv_api_respond_error(out, 405,
                              post_ok ? "method not allowed: use POST"
@@ -622,7 +623,8 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         return;
     }
     if (post_ok && strcmp(method, "POST") != 0 && strcmp(path, "/api/v1/principals") != 0 &&
-        strncmp(path, "/api/v1/vpp/", 12) != 0 && strncmp(path, "/api/v1/campaigns", 17) != 0) {
+        strncmp(path, "/api/v1/vpp/", 12) != 0 && strncmp(path, "/api/v1/campaigns", 17) != 0 &&
+        strncmp(path, "/api/v1/labeling/", 17) != 0) {
         fv_api_respond_error(out, 405, "method not allowed: use POST");
         return;
     }
@@ -809,6 +811,10 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
     /* Everything else reads personal data: purpose-bound (privacy/guard.h). */
     if (strcmp(p, "/v1/clips") == 0) {
         fv_api_clips(v, &ctx, method, out);
+        return;
+    }
+    if (strncmp(p, "/v1/labeling/", 13) == 0) {
+        fv_api_labeling(v, &ctx, method, p + 12, out);
         return;
     }
     if (strcmp(p, "/v1/query") == 0 && v->store) {

@@ -43,6 +43,8 @@ struct fv_ven;
 struct fv_campaign;
 struct json_t;
 
+struct fv_label_queue;
+
 struct fv_api_view {
     const struct fv_fleet *fleet;
     const struct fv_metrics *metrics;
@@ -61,13 +63,15 @@ struct fv_api_view {
     int (*erase)(void *arg, const char *device, const struct fv_guard_ctx *ctx, char *err,
                  size_t errlen);
     void *erase_arg;
-    const char *audit_dir;         /* DATA/audit (subject exports include their access log) */
-    const char *datasets_dir;      /* DATA/datasets (data/dataset.h); NULL: none */
-    struct fv_exports *exports;    /* bulk exports (api/exports.h) */
-    struct fv_vpp *vpp;            /* the virtual power plant (energy/vpp.h); NULL: none */
-    struct fv_ven *ven;            /* the OpenADR VEN (openadr/ven.h); NULL: none */
-    struct fv_campaign *campaigns; /* data-collection campaigns (data/campaign.h); NULL: none */
-    const char *clips_dir;         /* DATA/clips (data/clip_store.h); NULL: no clips */
+    const char *audit_dir;           /* DATA/audit (subject exports include their access log) */
+    const char *datasets_dir;        /* DATA/datasets (data/dataset.h); NULL: none */
+    struct fv_exports *exports;      /* bulk exports (api/exports.h) */
+    struct fv_vpp *vpp;              /* the virtual power plant (energy/vpp.h); NULL: none */
+    struct fv_ven *ven;              /* the OpenADR VEN (openadr/ven.h); NULL: none */
+    struct fv_campaign *campaigns;   /* data-collection campaigns (data/campaign.h); NULL: none */
+    const char *clips_dir;           /* DATA/clips (data/clip_store.h); NULL: no clips */
+    struct fv_label_queue *labeling; /* the labelers' leases (data/label_queue.h), owned by
+                                        the API thread; NULL: no labeling queue */
 };
 
 /* A response is either whole (body) or streamed: when more is set, the transport sends
@@ -163,6 +167,12 @@ void fv_api_unknown_device(struct fv_http_response *out, const char *name);
 /* GET /api/v1/clips (api/clips_api.c): decides and audits the read itself. */
 void fv_api_clips(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *method,
                   struct fv_http_response *out);
+/* The role whose principals use the labeling queue (api/labeling_api.c Q1). */
+#define FV_LABELING_ROLE "labeler"
+/* /api/v1/labeling/... (api/labeling_api.c); sub is the path after "/v1/labeling". Decides
+ * and audits each call itself. */
+void fv_api_labeling(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *method,
+                     const char *sub, struct fv_http_response *out);
 /* Energy-site scoping (privacy/guard.h): is the device an energy site; may ctx see it. */
 int fv_api_is_energy_site(const struct fv_device *d);
 int fv_api_in_scope(const struct fv_guard_ctx *ctx, const struct fv_device *d);

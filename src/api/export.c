@@ -10,6 +10,7 @@
 #include <openssl/evp.h>
 
 #include "api/export.h"
+#include "data/clip_labels.h"
 #include "api/query.h"
 #include "crypto/keys.h"
 #include "data/campaign.h"
@@ -170,6 +171,16 @@ static int consent_to_json(void *arg, const struct fv_consent_change *c)
     return 0;
 }
 
+static int label_to_json(void *arg, const char *clip, const char *labeler, const char *json,
+                         int64_t labeled_ms)
+{
+    json_t *o = json_loads(json, 0, NULL);
+    if (o == NULL) o = json_string(json);
+    json_array_append_new(arg, json_pack("{s:s,s:s,s:I,s:o}", "clip", clip, "labeler", labeler,
+                                         "labeled_ms", (json_int_t)labeled_ms, "labels", o));
+    return 0;
+}
+
 static json_t *subject_json(struct xctx *x)
 {
     const struct fv_api_view *v = x->v;
@@ -185,6 +196,13 @@ static json_t *subject_json(struct xctx *x)
         const char *name = json_string_value(json_object_get(o, "subject"));
         fv_consent_history(v->keys, name, consent_to_json, json_object_get(o, "consent"), err,
                            sizeof err);
+        /* the labels given to the exported period's clips (data/clip_labels.h B2) */
+        json_t *labels = json_array();
+        if (labels && json_integer_value(json_object_get(o, "epoch")) == x->p[0].epoch &&
+            fv_clip_labels_of_subject(v->keys, x->p[0].pseudo, label_to_json, labels) == FV_OK)
+            json_object_set_new(o, "clip_labels", labels);
+        else
+            json_decref(labels);
     }
     json_object_set_new(root, "periods", pj.periods);
     pj.periods = NULL;

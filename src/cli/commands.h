@@ -46,5 +46,6 @@ int fv_cli_api_post_json(const char *prog, const char *api, const char *endpoint
                          const char *token_file, const char *body);
 int fv_cmd_audit(int argc, char **argv);    /* cli/cmd_audit.c */
 int fv_cmd_campaign(int argc, char **argv); /* cli/cmd_campaign.c */
+int fv_cmd_label(int argc, char **argv);    /* cli/cmd_label.c */
 
 #endif

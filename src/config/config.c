@@ -22,6 +22,7 @@ void fv_config_defaults(struct fv_config *c)
     c->device_idle_ms = 180000;
     c->api_nice = 10;
     c->wal_segment_bytes = 64ull << 20;
+    c->label_lease_ms = 30 * 60 * 1000;
     fv_rate_defaults(&c->rates);
     c->rate_limit_enabled = 1;
     fv_store_config_defaults(&c->store, c->data_dir);
@@ -210,6 +211,15 @@ int fv_config_load(struct fv_config *c, const char *path, char *err, size_t errl
         } else if (strcmp(key, "clips") == 0) {
             if (object_text(val, path, key, c->clips_json, sizeof c->clips_json, err, errlen))
                 goto done;
+        } else if (strcmp(key, "labeling") == 0) {
+            json_t *l = json_object_get(val, "lease_s");
+            if (!json_is_object(val) || json_object_size(val) != 1 || !json_is_integer(l) ||
+                json_integer_value(l) < 1 || json_integer_value(l) > 86400) {
+                fv_seterr(err, errlen, "%s: labeling: expected {\"lease_s\": 1 to 86400 (seconds)}",
+                          path);
+                goto done;
+            }
+            c->label_lease_ms = (uint64_t)json_integer_value(l) * 1000;
         } else if (strcmp(key, "openadr") == 0) {
             if (fv_oadr_cfg_parse(&c->openadr, val, path, err, errlen) != FV_OK) goto done;
         } else if (strcmp(key, "api_nice") == 0) {

@@ -49,6 +49,7 @@ struct fv_config {
     /* The "clips" object as JSON text ("": clip upload off), parsed by the data engine
      * (data/clip_upload.h fv_clips_config_parse). */
     char clips_json[FV_CONFIG_CLIPS_MAX];
+    uint64_t label_lease_ms;       /* "labeling": {"lease_s"}: a labeler's lease (30 min) */
     struct fv_oadr_cfg openadr;    /* the OpenADR VEN (openadr_config.h); enabled 0: none */
     char audit_key[1024];          /* audit signing key; empty: beside the master key file */
     char audit_witness[1024];      /* optional file outside DATA receiving every checkpoint */
@@ -66,8 +67,8 @@ void fv_config_defaults(struct fv_config *c);
  * burst}} or false), store ({flush_interval, flush_datums, head_max_datums, wal_keep,
  * compact_fanin, retention: {CLASS: "30d"}, classes: {CLASS: [SIGNAL, ...]}}), policy, audit_key,
  * audit_witness (paths), audit_retention (a duration), vpp ({programs: {NAME: {...}}}:
- * energy/program.h), clips (data/clip_upload.h), openadr (config/openadr_config.h),
- * location_privacy ({trim_m, trip_gap, stop_after, grid_m}).
+ * energy/program.h), clips (data/clip_upload.h), labeling ({lease_s}), openadr
+ * (config/openadr_config.h), location_privacy ({trim_m, trip_gap, stop_after, grid_m}).
  */
 int fv_config_load(struct fv_config *c, const char *path, char *err, size_t errlen);
 

@@ -12,6 +12,7 @@
 #include <sqlite3.h>
 
 #include "crypto/keys.h"
+#include "data/clip_labels.h"
 #include "data/clip_store.h"
 #include "os/fsio.h"
 #include "util/err.h"
@@ -20,16 +21,17 @@
 
 int fv_clip_store_init(struct fv_keystore *ks, char *err, size_t errlen)
 {
-    return fv_catalog_exec(fv_keystore_db(ks),
-                           "CREATE TABLE IF NOT EXISTS clips(id TEXT PRIMARY KEY,"
-                           " subject TEXT NOT NULL, device TEXT NOT NULL, clip_id TEXT NOT NULL,"
-                           " campaign TEXT NOT NULL, trigger TEXT NOT NULL,"
-                           " trigger_ms INTEGER NOT NULL, received_ms INTEGER NOT NULL,"
-                           " lat REAL, lon REAL, size INTEGER NOT NULL, sha256 TEXT NOT NULL,"
-                           " deid TEXT NOT NULL, deid_exit INTEGER, deid_summary TEXT,"
-                           " deid_ms INTEGER, UNIQUE(device, clip_id));"
-                           "CREATE INDEX IF NOT EXISTS clips_subject ON clips(subject);",
-                           err, errlen);
+    int rc = fv_catalog_exec(fv_keystore_db(ks),
+                             "CREATE TABLE IF NOT EXISTS clips(id TEXT PRIMARY KEY,"
+                             " subject TEXT NOT NULL, device TEXT NOT NULL, clip_id TEXT NOT NULL,"
+                             " campaign TEXT NOT NULL, trigger TEXT NOT NULL,"
+                             " trigger_ms INTEGER NOT NULL, received_ms INTEGER NOT NULL,"
+                             " lat REAL, lon REAL, size INTEGER NOT NULL, sha256 TEXT NOT NULL,"
+                             " deid TEXT NOT NULL, deid_exit INTEGER, deid_summary TEXT,"
+                             " deid_ms INTEGER, UNIQUE(device, clip_id));"
+                             "CREATE INDEX IF NOT EXISTS clips_subject ON clips(subject);",
+                             err, errlen);
+    return rc ? rc : fv_clip_labels_init(ks, err, errlen);
 }
 
 static void clip_path(const char *dir, const char *subject, const char *id, char *out, size_t n)
@@ -358,6 +360,7 @@ int fv_clip_store_purge(struct fv_keystore *ks, const char *dir, const char *sub
             sqlite3_bind_text(st, 1, subject_pseudo, -1, SQLITE_STATIC);
             if (sqlite3_step(st) == SQLITE_DONE) rc = FV_OK;
         }
+        if (rc == FV_OK) rc = fv_clip_labels_purge(ks, subject_pseudo); /* clip_labels.h B2 */
         if (rc) fv_seterr(err, errlen, "catalog: %s", sqlite3_errmsg(fv_keystore_db(ks)));
         sqlite3_finalize(st);
     }

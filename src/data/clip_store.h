@@ -28,7 +28,8 @@
  *  C2 only a clip whose de-identification passed may reach a labeler or a dataset:
  *     fv_clip_store_passed is the one gate for them;
  *  C3 erasure of a subject (privacy/erasure.h) destroys its data key (the files become
- *     unreadable at once) and fv_clip_store_purge removes its files and rows; a restored
+ *     unreadable at once) and fv_clip_store_purge removes its files and rows (and their
+ *     labels, clip_labels.h B2); a restored
  *     backup's clips of an erased subject are purged again at start.
  *
  * Threads: the functions take the calling thread's keystore (crypto/keys.h: one per thread);

@@ -45,6 +45,7 @@
 #include "data/clip_deid.h"
 #include "data/clip_server.h"
 #include "data/clip_store.h"
+#include "data/label_queue.h"
 #include "energy/vpp.h"
 #include "gateway/downlink.h"
 #include "gateway/fleet.h"
@@ -102,6 +103,7 @@ struct fv_server {
     char clips_dir[PATH_MAX];           /* DATA/clips */
     struct fv_clip_server *clip_server; /* the clip upload endpoint's thread, or NULL */
     struct fv_clip_deid *clip_deid;     /* the de-identification worker, or NULL */
+    struct fv_label_queue *labeling;    /* the labelers' leases (the API thread's) */
     uint64_t registry_checked_ns;
     int64_t data_version;
     int store_degraded; /* a record reached the WAL but not the head: keep the WAL */
@@ -486,6 +488,7 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
         rc = fv_guard_open(&srv->guard, cfg, srv->api_keys, srv->admin_token, fv_loopref_wake,
                            &srv->api.ref, err, errlen);
     if (rc == FV_OK) rc = fv_exports_new(&srv->exports);
+    if (rc == FV_OK) rc = fv_label_queue_new((int64_t)cfg->label_lease_ms, &srv->labeling);
     if (rc) return rc;
 
     srv->store_cfg = cfg->store;
@@ -577,7 +580,8 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
                                               .exports = srv->exports,
                                               .vpp = srv->vpp,
                                               .ven = srv->ven,
-                                              .campaigns = srv->campaigns},
+                                              .campaigns = srv->campaigns,
+                                              .labeling = srv->labeling},
                                      .metrics = &srv->m};
     return FV_OK;
 }
@@ -679,6 +683,7 @@ static void close_all(struct fv_server *srv, struct ev_loop *loop)
     fv_store_close(srv->store);
     fv_guard_close(&srv->guard);
     fv_exports_free(srv->exports);
+    fv_label_queue_free(srv->labeling);
     fv_erasure_close(&srv->erasure);
     fv_fleet_free(&srv->fleet);
     fv_keystore_close(srv->api_keys);

@@ -1,6 +1,6 @@
-/* test_config.c - config/config.h: the scheduling keys (api_nice, ingest_nice) as the contract
- * gives them: defaults, accepted ranges, and every refusal naming the key with nothing
- * changed. */
+/* test_config.c - config/config.h: the scheduling keys (api_nice, ingest_nice) and the
+ * labelers' lease (labeling.lease_s) as the contract gives them: defaults, accepted ranges,
+ * and every refusal naming the key with nothing changed. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -38,6 +38,7 @@ static void defaults(void **state)
     assert_int_equal(load("{}", &c, err, sizeof err), FV_OK);
     assert_int_equal(c.api_nice, 10);
     assert_int_equal(c.ingest_nice, 0);
+    assert_true(c.label_lease_ms == 30 * 60 * 1000);
 }
 
 static void accepted(void **state)
@@ -50,19 +51,31 @@ static void accepted(void **state)
     assert_int_equal(c.api_nice, 19);
     assert_int_equal(load("{\"ingest_nice\": -20}", &c, err, sizeof err), FV_OK);
     assert_int_equal(c.ingest_nice, -20);
+    assert_int_equal(load("{\"labeling\": {\"lease_s\": 3}}", &c, err, sizeof err), FV_OK);
+    assert_true(c.label_lease_ms == 3000);
 }
 
 static void refused(void **state)
 {
     (void)state;
-    static const char *bad[] = {"{\"ingest_nice\": 1}",      "{\"ingest_nice\": -21}",
-                                "{\"ingest_nice\": \"-5\"}", "{\"ingest_nice\": -2.5}",
-                                "{\"api_nice\": -1}",        "{\"api_nice\": 20}"};
+    static const char *bad[] = {"{\"ingest_nice\": 1}",
+                                "{\"ingest_nice\": -21}",
+                                "{\"ingest_nice\": \"-5\"}",
+                                "{\"ingest_nice\": -2.5}",
+                                "{\"api_nice\": -1}",
+                                "{\"api_nice\": 20}",
+                                "{\"labeling\": {\"lease_s\": 0}}",
+                                "{\"labeling\": {\"lease_s\": 86401}}",
+                                "{\"labeling\": {\"lease_s\": 60, \"x\": 1}}",
+                                "{\"labeling\": 60}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct fv_config c;
         char err[256];
         assert_int_not_equal(load(bad[i], &c, err, sizeof err), FV_OK);
-        const char *key = strstr(bad[i], "ingest") ? "ingest_nice" : "api_nice";
+        assert_true(c.label_lease_ms == 30 * 60 * 1000); /* nothing changed */
+        const char *key = strstr(bad[i], "ingest")     ? "ingest_nice"
+                          : strstr(bad[i], "labeling") ? "labeling"
+                                                       : "api_nice";
         if (strstr(err, key) == NULL) fail_msg("%s: error does not name %s: %s", bad[i], key, err);
     }
 }

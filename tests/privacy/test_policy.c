@@ -59,12 +59,13 @@ static void test_default_is_the_example_file(void **state)
     assert_string_equal(text, fv_policy_default_json());
     struct fv_policy *p = NULL;
     assert_int_equal(fv_policy_load(path, &p, err, sizeof err), FV_OK);
-    assert_int_equal(fv_policy_nroles(p), 8);
+    assert_int_equal(fv_policy_nroles(p), 9);
     assert_int_equal(fv_policy_npurposes(p), 6);
     assert_int_equal(fv_policy_nclasses(p), 3);
-    const char *roles[] = {"admin",           "support",         "analyst",        "ml-pipeline",
-                           "privacy-officer", "energy-operator", "energy-billing", "data-engineer"};
-    for (size_t i = 0; i < 8; i++)
+    const char *roles[] = {"admin",          "support",         "analyst",
+                           "ml-pipeline",    "privacy-officer", "energy-operator",
+                           "energy-billing", "data-engineer",   "labeler"};
+    for (size_t i = 0; i < 9; i++)
         assert_int_equal(fv_policy_role_id(p, roles[i]), (int)i);
     assert_string_equal(fv_policy_purpose_name(p, 3), "model_training");
     assert_string_equal(fv_policy_class_name(p, 1), "location");
@@ -119,6 +120,8 @@ static const struct expect EXPECT[] = {
     {"data-engineer", 1, "clips ", 0, 0, 1,
      FV_OBLIGE_PSEUDONYMISE | FV_OBLIGE_AGGREGATE_ONLY | FV_OBLIGE_LOCATION_PRIVACY |
          FV_OBLIGE_CONSENTED_ONLY},
+    {"labeler", 1, "model_training ", 0, 1, 0,
+     FV_OBLIGE_PSEUDONYMISE | FV_OBLIGE_LOCATION_PRIVACY | FV_OBLIGE_CONSENTED_ONLY},
 };
 
 static int allowed_purpose(const struct expect *e, const char *purpose)
@@ -205,11 +208,12 @@ static void test_read_matrix(void **state)
                         }
                         cases++;
                     }
-    assert_int_equal(cases, 8 * 8 * 2 * 2 * 2);
+    assert_int_equal(cases, 9 * 8 * 2 * 2 * 2);
     /* support 1 (service, ticket, 1 subject, either aggregation: 2), analyst 4 purposes x
      * ticket x 2 subjects x aggregated (8), ml-pipeline 1 x 2 x 2 x 2 (8), energy 8, billing
-     * (ticket, 2 x 2: 4), data-engineer (clips, 2 tickets x 2 subjects, aggregated: 4) */
-    assert_int_equal(allows, 2 + 8 + 8 + 8 + 4 + 4);
+     * (ticket, 2 x 2: 4), data-engineer (clips, 2 tickets x 2 subjects, aggregated: 4),
+     * labeler (model_training, 2 tickets x 1 subject x either aggregation: 4) */
+    assert_int_equal(allows, 2 + 8 + 8 + 8 + 4 + 4 + 4);
     fv_policy_free(p);
 }
 
@@ -305,13 +309,14 @@ static void test_other_actions(void **state)
 {
     (void)state;
     struct fv_policy *p = load_default();
-    const char *roles[] = {"admin",           "support",         "analyst",        "ml-pipeline",
-                           "privacy-officer", "energy-operator", "energy-billing", "data-engineer"};
+    const char *roles[] = {"admin",          "support",         "analyst",
+                           "ml-pipeline",    "privacy-officer", "energy-operator",
+                           "energy-billing", "data-engineer",   "labeler"};
     /* which role may do which action (read is the matrix above) */
     const char *may[FV_ACTION_COUNT] = {NULL, "privacy-officer", "privacy-officer",
                                         "privacy-officer", "admin"};
     for (int a = FV_ACTION_EXPORT; a < FV_ACTION_COUNT; a++)
-        for (size_t r = 0; r < 8; r++) {
+        for (size_t r = 0; r < 9; r++) {
             struct fv_access_request req = {
                 .role = roles[r], .action = (enum fv_action)a, .ticket = "DSR-42", .subjects = 1};
             struct fv_decision d;

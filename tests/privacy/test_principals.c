@@ -151,7 +151,7 @@ static void test_names_and_roles(void **state)
                      FV_EINVAL);
     assert_non_null(strstr(err, "unknown role (roles: admin, support, analyst, ml-pipeline, "
                                 "privacy-officer, energy-operator, energy-billing, "
-                                "data-engineer)"));
+                                "data-engineer, labeler)"));
     assert_int_equal(fv_principal_create(db, pol, "eve", NULL, NULL, tok, err, sizeof err),
                      FV_EINVAL);
     assert_int_equal(fv_principal_create(db, pol, "eve", "support", "Root!", tok, err, sizeof err),
