@@ -773,6 +773,8 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         __atomic_store_n(&v->guard->registry_changed, 1, __ATOMIC_RELEASE); /* read by the loop */
         if (!give && v->campaigns && strcmp(purpose, "clips") == 0)
             fv_campaign_withdraw(v->campaigns, name); /* data/campaign.h C6 */
+        if (!give && (strcmp(purpose, "clips") == 0 || strcmp(purpose, "model_training") == 0))
+            fv_api_datasets_withdrawn(v, subject); /* data/dataset.h D7 */
         fv_api_respond_json(out, 200,
                             json_pack("{s:s,s:s,s:I}", "purpose", purpose, "change", change,
                                       "at_ms", (json_int_t)at));

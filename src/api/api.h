@@ -100,6 +100,11 @@ void fv_api_openadr(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const
  * sub is what follows "/datasets". Decides and audits the call itself. */
 void fv_api_datasets(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *sub,
                      struct fv_http_response *out);
+/* After a withdrawal of consent to "clips" or "model_training" by subject (a keystore
+ * name): marks every dataset version that holds it (data/dataset.h D7; its identifier is
+ * data/ds_clips.h S4). A failure is logged (the withdrawal stands; serving still finds
+ * the version through the next mark). API thread. */
+void fv_api_datasets_withdrawn(const struct fv_api_view *v, const char *subject);
 /* The purpose whose settlement rows name the payee by its id (vpp_api.c E1, E2). */
 #define FV_API_VPP_BILLING "billing"
 struct fv_guard_served;

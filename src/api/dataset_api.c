@@ -29,9 +29,13 @@
 #include "api/api.h"
 #include "api/filesend.h"
 #include "util/urlquery.h"
+#include "crypto/keys.h"
 #include "data/dataset.h"
+#include "data/ds_clips.h"
 #include "privacy/guard.h"
+#include "util/clock.h"
 #include "util/err.h"
+#include "util/log.h"
 
 #define FV_DATASET_PURPOSE "model_training"
 #define ACTION_LIST        "dataset.list"
@@ -284,4 +288,20 @@ void fv_api_datasets(const struct fv_api_view *v, struct fv_guard_ctx *ctx, cons
     fv_guard_done(v->guard, ctx, out->status < 300 ? nsub : 0,
                   out->length_known ? out->length : out->body.len);
     fv_guard_ctx_clear(ctx);
+}
+
+void fv_api_datasets_withdrawn(const struct fv_api_view *v, const char *subject)
+{
+    if (v->datasets_dir == NULL || v->keys == NULL) return;
+    char pseudo[FV_PSEUDONYM_LEN + 1], sid[33], err[256] = "";
+    size_t n = 0;
+    int rc = fv_keystore_pseudonym(v->keys, subject, pseudo);
+    if (rc == FV_OK) rc = fv_ds_clips_subject(v->keys, pseudo, sid);
+    if (rc == FV_OK)
+        rc = fv_ds_mark_withdrawn(v->datasets_dir, sid, (int64_t)fv_now_ms(), &n, err, sizeof err);
+    if (rc)
+        fv_warn("consent withdrawal: dataset versions not marked: %s",
+                err[0] ? err : fv_strerror(rc));
+    else if (n)
+        fv_info("consent withdrawal: %zu dataset version(s) marked", n);
 }

@@ -45,6 +45,8 @@
 #include "data/clip_deid.h"
 #include "data/clip_server.h"
 #include "data/clip_store.h"
+#include "data/dataset.h"
+#include "data/ds_clips.h"
 #include "energy/vpp.h"
 #include "gateway/downlink.h"
 #include "gateway/fleet.h"
@@ -366,11 +368,23 @@ static int erase_device(void *arg, const char *device, const struct fv_guard_ctx
     return FV_OK;
 }
 
-/* Erasure's purge hook (privacy/erasure.h): the subject's clips, on the API thread (or at
- * start, before the threads) with the API's keystore. */
+/* Erasure's purge hook (privacy/erasure.h): the subject's clips, and the shards of every
+ * dataset version that holds the subject (data/dataset.h D8: they hold its decrypted clips;
+ * the subject's dataset identifier, data/ds_clips.h S4, needs only the pseudonym), on the
+ * API thread (or at start, before the threads) with the API's keystore. */
 static int purge_clips(void *arg, const char *pseudo, char *err, size_t errlen)
 {
     struct fv_server *srv = arg;
+    char sid[33];
+    size_t n = 0;
+    int rc = fv_ds_clips_subject(srv->api_keys, pseudo, sid);
+    if (rc == FV_OK)
+        rc = fv_ds_erase_subject(srv->datasets_dir, sid, (int64_t)fv_now_ms(), &n, err, errlen);
+    else
+        fv_seterr(err, errlen, "the subject's dataset identifier: %s", fv_strerror(rc));
+    if (rc == FV_OK && n)
+        fv_info("erasure: %zu dataset version(s) held the subject: shards deleted", n);
+    if (rc) return rc;
     return fv_clip_store_purge(srv->api_keys, srv->clips_dir, pseudo, err, errlen);
 }
 
@@ -459,6 +473,7 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
         rc = fv_erasure_open(&srv->erasure, srv->api_keys, cfg->key_file, cfg->data_dir, err,
                              errlen);
     snprintf(srv->clips_dir, sizeof srv->clips_dir, "%s/clips", cfg->data_dir);
+    snprintf(srv->datasets_dir, sizeof srv->datasets_dir, "%s/datasets", cfg->data_dir);
     if (rc == FV_OK) rc = fv_clips_config_parse(&srv->clips, cfg->clips_json, err, errlen);
     if (rc == FV_OK) rc = fv_clip_store_init(srv->api_keys, err, errlen);
     srv->erasure.purge = purge_clips;
@@ -540,7 +555,6 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
         fv_ven_set_store_ops(srv->ven, &ops);
         srv->api.ven = srv->ven; /* its audit records are written on the API thread (N8) */
     }
-    snprintf(srv->datasets_dir, sizeof srv->datasets_dir, "%s/datasets", cfg->data_dir);
     srv->http = (struct fv_http_ctx){.view = {.fleet = &srv->fleet,
                                               .metrics = &srv->m,
                                               .wal = srv->wal,
