@@ -698,7 +698,7 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         return;
     }
     if (strcmp(p, "/v1/datasets") == 0 || strncmp(p, "/v1/datasets/", 13) == 0) {
-        fv_api_datasets(v, &ctx, p + 12, out);
+        fv_api_datasets(v, &ctx, method, p + 12, out);
         return;
     }
     if (match_path(p, "/v1/principals/", "/approve", name)) {

@@ -41,6 +41,7 @@ struct fv_exports;
 struct fv_vpp;
 struct fv_ven;
 struct fv_campaign;
+struct fv_ds_builds;
 struct json_t;
 
 struct fv_api_view {
@@ -61,13 +62,14 @@ struct fv_api_view {
     int (*erase)(void *arg, const char *device, const struct fv_guard_ctx *ctx, char *err,
                  size_t errlen);
     void *erase_arg;
-    const char *audit_dir;         /* DATA/audit (subject exports include their access log) */
-    const char *datasets_dir;      /* DATA/datasets (data/dataset.h); NULL: none */
-    struct fv_exports *exports;    /* bulk exports (api/exports.h) */
-    struct fv_vpp *vpp;            /* the virtual power plant (energy/vpp.h); NULL: none */
-    struct fv_ven *ven;            /* the OpenADR VEN (openadr/ven.h); NULL: none */
-    struct fv_campaign *campaigns; /* data-collection campaigns (data/campaign.h); NULL: none */
-    const char *clips_dir;         /* DATA/clips (data/clip_store.h); NULL: no clips */
+    const char *audit_dir;          /* DATA/audit (subject exports include their access log) */
+    const char *datasets_dir;       /* DATA/datasets (data/dataset.h); NULL: none */
+    struct fv_exports *exports;     /* bulk exports (api/exports.h) */
+    struct fv_vpp *vpp;             /* the virtual power plant (energy/vpp.h); NULL: none */
+    struct fv_ven *ven;             /* the OpenADR VEN (openadr/ven.h); NULL: none */
+    struct fv_campaign *campaigns;  /* data-collection campaigns (data/campaign.h); NULL: none */
+    const char *clips_dir;          /* DATA/clips (data/clip_store.h); NULL: no clips */
+    struct fv_ds_builds *ds_builds; /* dataset builds (data/ds_builds.h); NULL: none */
 };
 
 /* A response is either whole (body) or streamed: when more is set, the transport sends
@@ -98,8 +100,8 @@ void fv_api_openadr(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const
                     const char *sub, struct fv_http_response *out);
 /* /api/v1/datasets[/...] (api/dataset_api.c): training datasets, their manifests and shards;
  * sub is what follows "/datasets". Decides and audits the call itself. */
-void fv_api_datasets(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *sub,
-                     struct fv_http_response *out);
+void fv_api_datasets(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *method,
+                     const char *sub, struct fv_http_response *out);
 /* After a withdrawal of consent to "clips" or "model_training" by subject (a keystore
  * name): marks every dataset version that holds it (data/dataset.h D7; its identifier is
  * data/ds_clips.h S4). A failure is logged (the withdrawal stands; serving still finds

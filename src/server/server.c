@@ -46,6 +46,7 @@
 #include "data/clip_server.h"
 #include "data/clip_store.h"
 #include "data/dataset.h"
+#include "data/ds_builds.h"
 #include "data/ds_clips.h"
 #include "energy/vpp.h"
 #include "gateway/downlink.h"
@@ -104,6 +105,7 @@ struct fv_server {
     char clips_dir[PATH_MAX];           /* DATA/clips */
     struct fv_clip_server *clip_server; /* the clip upload endpoint's thread, or NULL */
     struct fv_clip_deid *clip_deid;     /* the de-identification worker, or NULL */
+    struct fv_ds_builds *ds_builds;     /* the dataset build worker (data/ds_builds.h) */
     uint64_t registry_checked_ns;
     int64_t data_version;
     int store_degraded; /* a record reached the WAL but not the head: keep the WAL */
@@ -482,6 +484,9 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
         rc = fv_guard_open(&srv->guard, cfg, srv->api_keys, srv->admin_token, fv_loopref_wake,
                            &srv->api.ref, err, errlen);
     if (rc == FV_OK) rc = fv_exports_new(&srv->exports);
+    if (rc == FV_OK) /* its own thread and keystore; pseudonyms as the guard's (G10) */
+        rc = fv_ds_builds_start(&srv->ds_builds, cfg->data_dir, &srv->kek, srv->guard.pseudo_secret,
+                                err, errlen);
     if (rc) return rc;
 
     srv->store_cfg = cfg->store;
@@ -567,6 +572,7 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
                                               .erase = erase_device,
                                               .erase_arg = srv,
                                               .clips_dir = srv->clips_dir,
+                                              .ds_builds = srv->ds_builds,
                                               .audit_dir = srv->guard.audit_dir,
                                               .datasets_dir = srv->datasets_dir,
                                               .exports = srv->exports,
@@ -658,6 +664,8 @@ static void close_all(struct fv_server *srv, struct ev_loop *loop)
     srv->api.deid = NULL;
     fv_clip_deid_free(srv->clip_deid);
     srv->clip_deid = NULL;
+    fv_ds_builds_stop(srv->ds_builds); /* after the API thread that submits to it */
+    srv->ds_builds = NULL;
     fv_ven_close(srv->ven); /* before the VPP it drives and the store it reads */
     fv_oadr_store_free(srv->ven_store);
     fv_keystore_close(srv->ven_keys);
