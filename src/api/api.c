@@ -614,7 +614,9 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
                   match_path(path, "/api/v1/exports/", "/approve", idbuf) ||
                   strncmp(path, "/api/v1/vpp/", 12) == 0 || /* vpp_api.c says which */
                   strcmp(path, "/api/v1/campaigns") == 0 ||
-                  strncmp(path, "/api/v1/campaigns/", 18) == 0; /* campaign_api.c says which */
+                  strncmp(path, "/api/v1/campaigns/", 18) == 0 || /* campaign_api.c says which */
+                  strcmp(path, "/api/v1/datasets") == 0 ||
+                  strncmp(path, "/api/v1/datasets/", 17) == 0; /* dataset_api.c says which */
     if (strcmp(method, "GET") != 0 && !(post_ok && strcmp(method, "POST") == 0)) {
         fv_api_respond_error(out, 405,
                              post_ok ? "method not allowed: use POST"
@@ -622,7 +624,8 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         return;
     }
     if (post_ok && strcmp(method, "POST") != 0 && strcmp(path, "/api/v1/principals") != 0 &&
-        strncmp(path, "/api/v1/vpp/", 12) != 0 && strncmp(path, "/api/v1/campaigns", 17) != 0) {
+        strncmp(path, "/api/v1/vpp/", 12) != 0 && strncmp(path, "/api/v1/campaigns", 17) != 0 &&
+        strncmp(path, "/api/v1/datasets", 16) != 0) {
         fv_api_respond_error(out, 405, "method not allowed: use POST");
         return;
     }
