@@ -17,6 +17,7 @@ import time
 
 import fvtest as t
 import test_clips as tc
+import test_datasets as td
 
 PREFIX = "5YJSIMDSET"
 VINS = [f"{PREFIX}{i:07d}" for i in range(4)]  # VINS[3]: no consent to model_training
@@ -132,8 +133,8 @@ def test_build_withdraw_rebuild_split_stability():
         assert len(split_of) == 3
         # served with a Range request
         sh = man["shards"][0]
-        st, h, b = tc_get(srv, f"/api/v1/datasets/drives/v1/shards/{sh['file']}",
-                          {"Range": "bytes=0-511"})
+        st, h, b = td.get(srv, f"/api/v1/datasets/drives/v1/shards/{sh['file']}", "trainer",
+                          headers={"Range": "bytes=0-511"})
         assert st == 206 and len(b) == 512 and h.get("Content-Range").endswith(
             f"/{sh['bytes']}"), (st, h)
         # a bad request: a clear error, nothing queued
@@ -155,11 +156,11 @@ def test_build_withdraw_rebuild_split_stability():
         # holds none of its clips
         before = {s["subject"] for s in man2["samples"]}
         consent(srv, VINS[0], "model_training", "withdraw")
-        ds = json.loads(tc_get(srv, "/api/v1/datasets")[2])["datasets"][0]["versions"]
+        ds = json.loads(td.get(srv, "/api/v1/datasets", "trainer")[2])["datasets"][0]["versions"]
         marked = {v["version"] for v in ds if v["withdrawn_subjects"]}
         assert marked == {1, 2}, ds  # VINS[0] has clips in both
         for v in (1, 2):
-            st, _, b = tc_get(srv, f"/api/v1/datasets/drives/v{v}")
+            st, _, b = td.get(srv, f"/api/v1/datasets/drives/v{v}", "trainer")
             assert st == 410 and b"rebuild" in b, (st, b)
         r = cli(srv, tok, "rebuild", "--name", "drives", "--wait")
         assert json.loads(r.stdout)["result"]["version"] == 3, r.stdout
@@ -169,7 +170,7 @@ def test_build_withdraw_rebuild_split_stability():
         gone = (before - after).pop()
         w = json.load(open(os.path.join(srv.data, "datasets", "drives", "v1.withdrawn")))
         assert [x["subject"] for x in w["withdrawn"]] == [gone], w
-        st, _, _ = tc_get(srv, "/api/v1/datasets/drives/v3")
+        st, _, _ = td.get(srv, "/api/v1/datasets/drives/v3", "trainer")
         assert st == 200
 
         # erasure of VINS[1]: the shards of every version holding it are deleted, the
@@ -182,26 +183,11 @@ def test_build_withdraw_rebuild_split_stability():
         assert os.path.exists(os.path.join(d3, "manifest.json"))
         w = json.load(open(os.path.join(srv.data, "datasets", "drives", "v3.withdrawn")))
         assert w["shards_deleted_ms"] > 0 and w["withdrawn"][0]["erased"] is True, w
-        st, _, _ = tc_get(srv, "/api/v1/datasets/drives/v3")
+        st, _, _ = td.get(srv, "/api/v1/datasets/drives/v3", "trainer")
         assert st == 410
         r = cli(srv, tok, "list")
         assert json.loads(r.stdout)["datasets"][0]["name"] == "drives"
         srv.stop()
-
-
-def tc_get(srv, path, headers=None):
-    import urllib.error
-    import urllib.request
-    path += ("&" if "?" in path else "?") + "purpose=model_training"
-    req = urllib.request.Request(f"http://127.0.0.1:{srv.api_port}{path}")
-    req.add_header("Authorization", "Bearer " + srv.tokens["trainer"])
-    for k, v in (headers or {}).items():
-        req.add_header(k, v)
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, r.headers, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers, e.read()
 
 
 if __name__ == "__main__":
