@@ -33,17 +33,7 @@ n, nv = int(os.environ["CLIPS"]), int(os.environ["VEHICLES"])
 rounds = int(os.environ["ROUNDS"])
 with t.Env() as env:
     vins = [f"{tb.PREFIX}{i:07d}" for i in range(nv)]
-    for v in vins:
-        env.certs.device(v)
-    srv = tc.start(env)
-    tok = os.path.join(env.root, "trainer.token")
-    with open(tok, "w") as f:
-        f.write(srv.principal("trainer", "ml-pipeline"))
-    now = int(time.time() * 1000) - 60000
-    for v in vins:
-        t.Device(env, v, now).send(srv, 0, 1)
-        tb.consent(srv, v, "clips", "give")
-        tb.consent(srv, v, "model_training", "give")
+    srv, tok = tb.start_fleet(env, vins, vins)
     r = t.run("simulate", "--clips", str(n), "--vehicles", str(nv), "--clip-server",
               f"https://127.0.0.1:{srv.clip_port}", "--certs", env.certs.dir, "--campaign",
               tc.CAMPAIGN, "--id-prefix", tb.PREFIX, "--frames", os.environ["FRAMES"],

@@ -81,20 +81,27 @@ def read_version(srv, name, ver):
     return man, members
 
 
+def start_fleet(env, vins, training):
+    """A clip server, an ml-pipeline principal (its token file returned), vins connected and
+    consenting to clips, those in training to model_training as well."""
+    for v in vins:
+        env.certs.device(v)
+    srv = tc.start(env)
+    tok = os.path.join(env.root, "trainer.token")
+    with open(tok, "w") as f:
+        f.write(srv.principal("trainer", "ml-pipeline"))
+    now = int(time.time() * 1000) - 60000
+    for v in vins:
+        t.Device(env, v, now).send(srv, 0, 2)
+        consent(srv, v, "clips", "give")
+        if v in training:
+            consent(srv, v, "model_training", "give")
+    return srv, tok
+
+
 def test_build_withdraw_rebuild_split_stability():
     with t.Env() as env:
-        for v in VINS:
-            env.certs.device(v)
-        srv = tc.start(env)
-        tok = os.path.join(env.root, "trainer.token")
-        with open(tok, "w") as f:
-            f.write(srv.principal("trainer", "ml-pipeline"))
-        now = int(time.time() * 1000) - 60000
-        for v in VINS:
-            t.Device(env, v, now).send(srv, 0, 2)
-            consent(srv, v, "clips", "give")
-            if v != VINS[3]:
-                consent(srv, v, "model_training", "give")
+        srv, tok = start_fleet(env, VINS, VINS[:3])
         # 4 vehicles, 8 clips, the first upload interrupted and resumed
         lines = simulate(env, srv, 8, 4, 1, ("--interrupt", "--chunk-kb", "16"))
         assert len(lines) == 8 and "resumed at" in lines[0], lines
