@@ -82,6 +82,7 @@ static int run(struct fv_ds_builds *b, struct build *bd, const struct fv_ds_buil
 {
     unsigned char split_key[32];
     struct fv_purposes pp = {0};
+    fv_keystore_forget(b->ks); /* a key another thread destroyed (erasure) is seen as such */
     struct fv_ds_clips c = {.ks = b->ks,
                             .clips_dir = b->clips_dir,
                             .purposes = &pp,

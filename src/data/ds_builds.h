@@ -8,7 +8,8 @@
  *  B1 builds run one at a time, in the order submitted, on the worker thread - never on the
  *     API thread or the ingest loop; at most FV_DS_BUILDS_MAX are kept (the oldest finished
  *     one is forgotten first; a full queue of unfinished ones refuses: FV_ELIMIT).
- *  B2 the worker has its own keystore (crypto/keys.h: one per thread) on the catalog; the
+ *  B2 the worker has its own keystore (crypto/keys.h: one per thread) on the catalog, its
+ *     cached keys dropped before each build (an erasure since is seen); the
  *     per-purpose pseudonyms are privacy/guard.h G10's (fv_guard_pseudonym over the worker's
  *     keystore and the guard's pseudonym secret, copied at start).
  *  B3 the split key is fv_keystore_derive(catalog, "fleetvault dataset split"): one per
