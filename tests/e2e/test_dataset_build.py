@@ -147,6 +147,16 @@ def test_build_withdraw_rebuild_split_stability():
         # a bad request: a clear error, nothing queued
         r = cli(srv, tok, "build", "--name", "drives", "--query", "vin=X", check=False)
         assert r.returncode != 0 and "unknown key 'vin'" in r.stderr, r.stderr
+        # purpose-bound and audited: a role that may not read for model_training is refused
+        st, b = srv.http("/api/v1/datasets?purpose=model_training", token="ops", method="POST",
+                         purpose=None)
+        assert st == 403, (st, b)
+        st, b = srv.http("/api/v1/datasets?purpose=clips", token="trainer", method="POST",
+                         purpose=None)
+        assert st == 403, (st, b)
+        acts = {(e.get("principal"), e.get("result")) for e in td.audit(srv, "dataset.build")}
+        assert ("trainer", "allow") in acts and ("ops", "deny") in acts, acts
+        assert not os.path.exists(os.path.join(srv.data, "datasets", "drives", "v2"))
 
         # split stability: more clips, a rebuild: the same vehicles in the same splits
         tc.set_mode(env, "pass")
