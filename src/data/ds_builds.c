@@ -197,6 +197,10 @@ int fv_ds_builds_submit(struct fv_ds_builds *b, const struct fv_ds_build_req *r,
         fv_ds_query_parse(r->query, &q, why, whylen) != FV_OK ||
         fv_split_parse(r->split, sp, &nsp, why, whylen) != FV_OK)
         return FV_EINVAL;
+    if (strcmp(r->name, "builds") == 0) { /* GET /api/v1/datasets/builds/ID is the builds' */
+        fv_seterr(why, whylen, "the dataset name 'builds' is reserved");
+        return FV_EINVAL;
+    }
     unsigned char rnd[8];
     if (RAND_bytes(rnd, sizeof rnd) != 1) return FV_EIO;
     fv_hex(rnd, sizeof rnd, id);

@@ -14,7 +14,8 @@
  *     keystore and the guard's pseudonym secret, copied at start).
  *  B3 the split key is fv_keystore_derive(catalog, "fleetvault dataset split"): one per
  *     installation, never stored, never in a manifest, so splits are stable across builds.
- *  B4 a request is checked before it is queued (name, query, split spec: FV_EINVAL with why);
+ *  B4 a request is checked before it is queued (name - "builds" is reserved for the API's
+ *     status path -, query, split spec: FV_EINVAL with why);
  *     the consent state at build is the source's (ds_clips.h) and goes into the manifest.
  *  B5 the state of a build: queued, running (done/total samples), done (version, counts) or
  *     failed (the error). The build id is 16 random hex digits.

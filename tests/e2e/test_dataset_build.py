@@ -147,6 +147,8 @@ def test_build_withdraw_rebuild_split_stability():
         # a bad request: a clear error, nothing queued
         r = cli(srv, tok, "build", "--name", "drives", "--query", "vin=X", check=False)
         assert r.returncode != 0 and "unknown key 'vin'" in r.stderr, r.stderr
+        r = cli(srv, tok, "build", "--name", "builds", check=False)
+        assert r.returncode != 0 and "reserved" in r.stderr, r.stderr
         # purpose-bound and audited: a role that may not read for model_training is refused
         st, b = srv.http("/api/v1/datasets?purpose=model_training", token="ops", method="POST",
                          purpose=None)
