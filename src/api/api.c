@@ -615,7 +615,9 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
                   strncmp(path, "/api/v1/vpp/", 12) == 0 || /* vpp_api.c says which */
                   strcmp(path, "/api/v1/campaigns") == 0 ||
                   strncmp(path, "/api/v1/campaigns/", 18) == 0 || /* campaign_api.c says which */
-                  strncmp(path, "/api/v1/labeling/", 17) == 0;    /* labeling_api.c says which */
+                  strncmp(path, "/api/v1/labeling/", 17) == 0 ||  /* labeling_api.c says which */
+                  strcmp(path, "/api/v1/datasets") == 0 ||
+                  strncmp(path, "/api/v1/datasets/", 17) == 0; /* dataset_api.c says which */
     if (strcmp(method, "GET") != 0 && !(post_ok && strcmp(method, "POST") == 0)) {
         fv_api_respond_error(out, 405,
                              post_ok ? "method not allowed: use POST"
@@ -624,7 +626,7 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
     }
     if (post_ok && strcmp(method, "POST") != 0 && strcmp(path, "/api/v1/principals") != 0 &&
         strncmp(path, "/api/v1/vpp/", 12) != 0 && strncmp(path, "/api/v1/campaigns", 17) != 0 &&
-        strncmp(path, "/api/v1/labeling/", 17) != 0) {
+        strncmp(path, "/api/v1/labeling/", 17) != 0 && strncmp(path, "/api/v1/datasets", 16) != 0) {
         fv_api_respond_error(out, 405, "method not allowed: use POST");
         return;
     }
@@ -700,7 +702,7 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         return;
     }
     if (strcmp(p, "/v1/datasets") == 0 || strncmp(p, "/v1/datasets/", 13) == 0) {
-        fv_api_datasets(v, &ctx, p + 12, out);
+        fv_api_datasets(v, &ctx, method, p + 12, out);
         return;
     }
     if (match_path(p, "/v1/principals/", "/approve", name)) {
@@ -775,6 +777,8 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         __atomic_store_n(&v->guard->registry_changed, 1, __ATOMIC_RELEASE); /* read by the loop */
         if (!give && v->campaigns && strcmp(purpose, "clips") == 0)
             fv_campaign_withdraw(v->campaigns, name); /* data/campaign.h C6 */
+        if (!give && (strcmp(purpose, "clips") == 0 || strcmp(purpose, "model_training") == 0))
+            fv_api_datasets_withdrawn(v, subject); /* data/dataset.h D7 */
         fv_api_respond_json(out, 200,
                             json_pack("{s:s,s:s,s:I}", "purpose", purpose, "change", change,
                                       "at_ms", (json_int_t)at));

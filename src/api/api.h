@@ -41,6 +41,7 @@ struct fv_exports;
 struct fv_vpp;
 struct fv_ven;
 struct fv_campaign;
+struct fv_ds_builds;
 struct json_t;
 
 struct fv_label_queue;
@@ -72,6 +73,7 @@ struct fv_api_view {
     const char *clips_dir;           /* DATA/clips (data/clip_store.h); NULL: no clips */
     struct fv_label_queue *labeling; /* the labelers' leases (data/label_queue.h), owned by
                                         the API thread; NULL: no labeling queue */
+    struct fv_ds_builds *ds_builds;  /* dataset builds (data/ds_builds.h); NULL: none */
 };
 
 /* A response is either whole (body) or streamed: when more is set, the transport sends
@@ -102,8 +104,13 @@ void fv_api_openadr(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const
                     const char *sub, struct fv_http_response *out);
 /* /api/v1/datasets[/...] (api/dataset_api.c): training datasets, their manifests and shards;
  * sub is what follows "/datasets". Decides and audits the call itself. */
-void fv_api_datasets(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *sub,
-                     struct fv_http_response *out);
+void fv_api_datasets(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *method,
+                     const char *sub, struct fv_http_response *out);
+/* After a withdrawal of consent to "clips" or "model_training" by subject (a keystore
+ * name): marks every dataset version that holds it (data/dataset.h D7; its identifier is
+ * data/ds_clips.h S4). A failure is logged (the withdrawal stands; serving still finds
+ * the version through the next mark). API thread. */
+void fv_api_datasets_withdrawn(const struct fv_api_view *v, const char *subject);
 /* The purpose whose settlement rows name the payee by its id (vpp_api.c E1, E2). */
 #define FV_API_VPP_BILLING "billing"
 struct fv_guard_served;

@@ -6,6 +6,16 @@
  *   GET /api/v1/datasets/NAME/vN                  the version's manifest (JSON)
  *   GET /api/v1/datasets/NAME/vN/shards/FILE      one shard, whole or a byte range (Range:
  *                                                 api/filesend.h F1-F3), for training jobs
+ *   POST /api/v1/datasets                         a build: {name, query, split, balance,
+ *                                                 per_tag} -> 202 {build}; run on the build
+ *                                                 worker (data/ds_builds.h), never here
+ *   POST /api/v1/datasets/NAME/rebuild            a build with the newest version's query,
+ *                                                 split, balance and per_tag -> 202 {build}
+ *   GET /api/v1/datasets/builds/ID                a build's state, progress and result
+ *
+ * A build reads the subjects' clips for purpose model_training: it is decided by the guard
+ * as such a read (the policy says which roles may: ml-pipeline and whoever else it lets
+ * read for model_training) and audited with the dataset's name, before it is queued.
  *
  * Decided by the guard like any read of personal data (the samples are the subjects' clips
  * and signals): purpose model_training only (any other is refused, whatever the role), the
@@ -29,14 +39,21 @@
 #include "api/api.h"
 #include "api/filesend.h"
 #include "util/urlquery.h"
+#include "crypto/keys.h"
 #include "data/dataset.h"
+#include "data/ds_builds.h"
+#include "data/ds_clips.h"
 #include "privacy/guard.h"
+#include "util/clock.h"
 #include "util/err.h"
+#include "util/log.h"
 
 #define FV_DATASET_PURPOSE "model_training"
 #define ACTION_LIST        "dataset.list"
 #define ACTION_MANIFEST    "dataset.manifest"
 #define ACTION_SHARD       "dataset.shard"
+#define ACTION_BUILD       "dataset.build"
+#define ACTION_BUILD_STATE "dataset.build_status"
 
 static void error(struct fv_http_response *out, int status, const char *msg)
 {
@@ -170,13 +187,183 @@ static void gone(const char *root, const char *name, int ver, struct fv_http_res
                   "versions_without_withdrawals", ok));
 }
 
-void fv_api_datasets(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *sub,
-                     struct fv_http_response *out)
+/* The classes a dataset holds: signals (default) and coarse places. */
+static uint32_t dataset_classes(const struct fv_api_view *v)
+{
+    uint32_t classes = 0;
+    static const char *const cls[] = {"default", "location"};
+    for (size_t i = 0; i < 2; i++) {
+        int id = fv_policy_class_id(v->guard->policy, cls[i]);
+        if (id >= 0) classes |= 1u << id;
+    }
+    return classes;
+}
+
+/* Decides (purpose model_training only) and audits an action naming what; FV_OK or
+ * answered. */
+static int decide(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *action,
+                  const char *what, size_t nsub, struct fv_http_response *out)
+{
+    char purpose[32] = "", why[400];
+    fv_query_param(v->query, "purpose", purpose, sizeof purpose);
+    if (purpose[0] && strcmp(purpose, FV_DATASET_PURPOSE) != 0)
+        snprintf(ctx->refuse, sizeof ctx->refuse, "datasets are read for purpose %s only",
+                 FV_DATASET_PURPOSE);
+    const char *signals[1] = {what};
+    int rc = fv_guard_read(v->guard, ctx, v->query, action, dataset_classes(v), NULL,
+                           nsub ? nsub : 1, 0, signals, 1, INT64_MIN, INT64_MAX, why, sizeof why);
+    if (rc) error(out, rc == FV_EIO ? 503 : 403, why);
+    return rc;
+}
+
+static int newest_version(const char *root, const char *name);
+
+/* The request of a build from a POST body, or (rebuild) from the newest manifest of name. */
+static int build_request(const struct fv_api_view *v, const char *rebuild,
+                         struct fv_ds_build_req *r, char *why, size_t n)
+{
+    memset(r, 0, sizeof *r);
+    json_t *src = NULL;
+    const char *name = rebuild;
+    if (rebuild) {
+        int ver = newest_version(v->datasets_dir, rebuild);
+        src = ver ? load_manifest(v->datasets_dir, rebuild, ver) : NULL;
+        if (src == NULL) {
+            snprintf(why, n, "no version of dataset '%s' to rebuild", rebuild);
+            return FV_ENOENT;
+        }
+        /* the split spec back from the manifest's list */
+        size_t i, k = 0;
+        json_t *sp;
+        json_array_foreach(json_object_get(src, "splits"), i, sp)
+        {
+            int w = snprintf(r->split + k, sizeof r->split - k, "%s%s=%.17g", i ? "," : "",
+                             json_string_value(json_object_get(sp, "name")) ?: "",
+                             json_number_value(json_object_get(sp, "fraction")));
+            if (w < 0 || (size_t)w >= sizeof r->split - k) break;
+            k += (size_t)w;
+        }
+        r->balance = json_is_true(json_object_get(src, "balanced"));
+    } else {
+        json_error_t je;
+        src = v->body ? json_loadb(v->body, v->body_len, 0, &je) : NULL;
+        if (!json_is_object(src)) {
+            json_decref(src);
+            snprintf(why, n,
+                     "the body must be a JSON object {name, query, split, balance, "
+                     "per_tag}");
+            return FV_EINVAL;
+        }
+        name = json_string_value(json_object_get(src, "name"));
+        const char *split = json_string_value(json_object_get(src, "split"));
+        snprintf(r->split, sizeof r->split, "%s", split ? split : "train=0.8,val=0.1,test=0.1");
+        json_t *b = json_object_get(src, "balance");
+        if (b && !json_is_boolean(b)) {
+            json_decref(src);
+            snprintf(why, n, "'balance' must be true or false");
+            return FV_EINVAL;
+        }
+        r->balance = json_is_true(b);
+    }
+    json_t *q = json_object_get(src, "query"), *pt = json_object_get(src, "per_tag");
+    int rc = FV_OK;
+    if (name == NULL || strlen(name) >= sizeof r->name) {
+        snprintf(why, n, "'name' is missing or too long");
+        rc = FV_EINVAL;
+    } else if (q && (!json_is_string(q) || strlen(json_string_value(q)) >= sizeof r->query)) {
+        snprintf(why, n, "'query' must be a string under %zu bytes", sizeof r->query);
+        rc = FV_EINVAL;
+    } else if (pt && (!json_is_integer(pt) || json_integer_value(pt) < 0)) {
+        snprintf(why, n, "'per_tag' must be a non-negative integer");
+        rc = FV_EINVAL;
+    } else {
+        snprintf(r->name, sizeof r->name, "%s", name);
+        snprintf(r->query, sizeof r->query, "%s", q ? json_string_value(q) : "");
+        r->per_tag = pt ? (size_t)json_integer_value(pt) : 0;
+    }
+    json_decref(src);
+    return rc;
+}
+
+static void builds(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *method,
+                   const char *sub, struct fv_http_response *out)
+{
+    char why[400], what[200];
+    if (v->ds_builds == NULL) {
+        error(out, 404, "dataset builds are not set up on this server");
+        return;
+    }
+    if (strncmp(sub, "/builds/", 8) == 0) {
+        if (strcmp(method, "GET") != 0) {
+            error(out, 405, "GET /api/v1/datasets/builds/ID");
+            return;
+        }
+        snprintf(what, sizeof what, "%s %.40s", ACTION_BUILD_STATE, sub + 8);
+        if (decide(v, ctx, ACTION_BUILD_STATE, what, 1, out)) return;
+        json_t *j = fv_ds_builds_get(v->ds_builds, sub + 8);
+        if (j)
+            fv_api_respond_json(out, 200, j);
+        else
+            error(out, 404, "no such build");
+    } else {
+        char name[FV_DS_NAME_MAX] = "";
+        const char *rb = NULL;
+        if (*sub) { /* "/NAME/rebuild" */
+            size_t nl = strlen(sub + 1) - strlen("/rebuild");
+            if (nl == 0 || nl >= sizeof name) {
+                error(out, 404, "no such endpoint: POST /api/v1/datasets/NAME/rebuild");
+                return;
+            }
+            memcpy(name, sub + 1, nl);
+            rb = name;
+        }
+        struct fv_ds_build_req r;
+        int rc = build_request(v, rb, &r, why, sizeof why);
+        snprintf(what, sizeof what, "%s %s", ACTION_BUILD, rc == FV_OK ? r.name : "(bad request)");
+        if (decide(v, ctx, ACTION_BUILD, what, 1, out)) return;
+        char id[17];
+        if (rc == FV_OK) rc = fv_ds_builds_submit(v->ds_builds, &r, id, why, sizeof why);
+        if (rc)
+            error(out, rc == FV_ENOENT ? 404 : rc == FV_ELIMIT ? 503 : 400, why);
+        else {
+            char st[64];
+            snprintf(st, sizeof st, "/api/v1/datasets/builds/%s", id);
+            fv_api_respond_json(
+                out, 202, json_pack("{s:s,s:s,s:s}", "build", id, "name", r.name, "status", st));
+        }
+    }
+    fv_guard_done(v->guard, ctx, out->status < 300 ? 1 : 0, out->body.len);
+    fv_guard_ctx_clear(ctx);
+}
+
+static int newest_version(const char *root, const char *name)
+{
+    int vs[256];
+    size_t nv = versions(root, name, vs, 256);
+    return nv ? vs[nv - 1] : 0;
+}
+
+void fv_api_datasets(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *method,
+                     const char *sub, struct fv_http_response *out)
 {
     char why[400];
     const char *root = v->datasets_dir;
     if (root == NULL) {
         error(out, 404, "datasets are not set up on this server");
+        return;
+    }
+    size_t sl = strlen(sub);
+    if (strcmp(method, "POST") == 0 || strncmp(sub, "/builds/", 8) == 0) {
+        if (strcmp(method, "POST") == 0 && *sub &&
+            (sl <= 8 || strcmp(sub + sl - 8, "/rebuild") != 0)) {
+            error(out, 405, "POST /api/v1/datasets or /api/v1/datasets/NAME/rebuild");
+            return;
+        }
+        builds(v, ctx, method, sub, out);
+        return;
+    }
+    if (strcmp(method, "GET") != 0) {
+        error(out, 405, "GET or POST");
         return;
     }
     /* sub: "" | "/NAME/vN" | "/NAME/vN/shards/FILE" */
@@ -233,13 +420,7 @@ void fv_api_datasets(const struct fv_api_view *v, struct fv_guard_ctx *ctx, cons
         snprintf(what + l, sizeof what - l, " range %.60s", v->range);
     }
     const char *signals[1] = {what};
-    /* samples hold signals and coarse places: classes default and location */
-    uint32_t classes = 0;
-    static const char *const cls[] = {"default", "location"};
-    for (size_t i = 0; i < 2; i++) {
-        int id = fv_policy_class_id(v->guard->policy, cls[i]);
-        if (id >= 0) classes |= 1u << id;
-    }
+    uint32_t classes = dataset_classes(v); /* samples hold signals and coarse places */
     /* Datasets are built for training: no other purpose reads them, whatever the role. */
     char purpose[32] = "";
     fv_query_param(v->query, "purpose", purpose, sizeof purpose);
@@ -284,4 +465,20 @@ void fv_api_datasets(const struct fv_api_view *v, struct fv_guard_ctx *ctx, cons
     fv_guard_done(v->guard, ctx, out->status < 300 ? nsub : 0,
                   out->length_known ? out->length : out->body.len);
     fv_guard_ctx_clear(ctx);
+}
+
+void fv_api_datasets_withdrawn(const struct fv_api_view *v, const char *subject)
+{
+    if (v->datasets_dir == NULL || v->keys == NULL) return;
+    char pseudo[FV_PSEUDONYM_LEN + 1], sid[33], err[256] = "";
+    size_t n = 0;
+    int rc = fv_keystore_pseudonym(v->keys, subject, pseudo);
+    if (rc == FV_OK) rc = fv_ds_clips_subject(v->keys, pseudo, sid);
+    if (rc == FV_OK)
+        rc = fv_ds_mark_withdrawn(v->datasets_dir, sid, (int64_t)fv_now_ms(), &n, err, sizeof err);
+    if (rc)
+        fv_warn("consent withdrawal: dataset versions not marked: %s",
+                err[0] ? err : fv_strerror(rc));
+    else if (n)
+        fv_info("consent withdrawal: %zu dataset version(s) marked", n);
 }

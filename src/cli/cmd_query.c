@@ -208,6 +208,15 @@ int fv_cli_api_fetch(const char *method, const char *api, const char *endpoint,
                      errlen);
 }
 
+int fv_cli_api_post_fetch(const char *api, const char *endpoint, const char *const *pn,
+                          const char *const *pv, size_t np, const char *token_file,
+                          const char *body, struct fv_buf *into, long *status, char *err,
+                          size_t errlen)
+{
+    return api_fetch("POST", api, endpoint, pn, pv, np, token_file, body, into, status, err,
+                     errlen);
+}
+
 int fv_cli_api_post_json(const char *prog, const char *api, const char *endpoint,
                          const char *const *pn, const char *const *pv, size_t np,
                          const char *token_file, const char *body)

@@ -44,7 +44,13 @@ int fv_cli_api_fetch(const char *method, const char *api, const char *endpoint,
 int fv_cli_api_post_json(const char *prog, const char *api, const char *endpoint,
                          const char *const *pn, const char *const *pv, size_t np,
                          const char *token_file, const char *body);
+/* fv_cli_api_fetch as a POST whose body is the JSON text body. */
+int fv_cli_api_post_fetch(const char *api, const char *endpoint, const char *const *pn,
+                          const char *const *pv, size_t np, const char *token_file,
+                          const char *body, struct fv_buf *into, long *status, char *err,
+                          size_t errlen);
 int fv_cmd_audit(int argc, char **argv);    /* cli/cmd_audit.c */
+int fv_cmd_dataset(int argc, char **argv);  /* cli/cmd_dataset.c */
 int fv_cmd_campaign(int argc, char **argv); /* cli/cmd_campaign.c */
 int fv_cmd_label(int argc, char **argv);    /* cli/cmd_label.c */
 

@@ -216,6 +216,24 @@ int fv_clip_store_list(struct fv_keystore *ks, const char *deid,
     return rc;
 }
 
+int fv_clip_store_get(struct fv_keystore *ks, const char *id, struct fv_clip_row *r)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(fv_keystore_db(ks), "SELECT " ROW_COLUMNS " FROM clips WHERE id = ?", -1,
+                           &st, NULL) != SQLITE_OK)
+        return FV_EIO;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int s = sqlite3_step(st), rc = s == SQLITE_ROW ? FV_OK : s == SQLITE_DONE ? FV_ENOENT : FV_EIO;
+    if (rc == FV_OK) row_read(st, r);
+    sqlite3_finalize(st);
+    if (rc) return rc;
+    const unsigned char *dek;
+    const char *name = NULL;
+    if (fv_keystore_subject(ks, r->subject, &dek, &name) == FV_OK && name)
+        snprintf(r->subject_name, sizeof r->subject_name, "%s", name);
+    return FV_OK;
+}
+
 /* The subject pseudonym of a stored clip. */
 static int clip_subject(struct fv_keystore *ks, const char *id, char pseudo[FV_PSEUDONYM_LEN + 1])
 {

@@ -88,6 +88,10 @@ struct fv_clip_row {
 int fv_clip_store_list(struct fv_keystore *ks, const char *deid,
                        int (*fn)(void *arg, const struct fv_clip_row *r), void *arg);
 
+/* One stored clip's row by upload id (subject_name as fv_clip_store_list). FV_OK,
+ * FV_ENOENT, FV_EIO. */
+int fv_clip_store_get(struct fv_keystore *ks, const char *id, struct fv_clip_row *r);
+
 /* Opens a stored clip into out (its subject's key). FV_ENOENT (no such clip), FV_ESTATE
  * (its subject was erased), FV_ECORRUPT (altered), FV_EIO. */
 int fv_clip_store_read(struct fv_keystore *ks, const char *dir, const char *id, struct fv_buf *out,

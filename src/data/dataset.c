@@ -457,8 +457,31 @@ out:
 }
 
 /* D7 for one version directory: appends subject to vN.withdrawn when its manifest holds it. */
+/* D8: removes the shards the manifest m lists in namedir/ver (already gone: fine). */
+static int delete_shards(const char *namedir, const char *ver, const json_t *m, char *err,
+                         size_t errlen)
+{
+    size_t i;
+    json_t *sh;
+    int rc = FV_OK;
+    json_array_foreach(json_object_get(m, "shards"), i, sh)
+    {
+        const char *f = json_string_value(json_object_get(sh, "file"));
+        char why[128], path[2400];
+        if (f == NULL || fv_tar_check_name(f, why, sizeof why) != FV_OK || strchr(f, '/')) continue;
+        snprintf(path, sizeof path, "%s/%s/%s", namedir, ver, f);
+        int u = fv_os_unlink(path, err, errlen);
+        if (u != FV_OK && u != FV_ENOENT) rc = u;
+    }
+    char vdir[2400];
+    snprintf(vdir, sizeof vdir, "%s/%s", namedir, ver);
+    if (rc == FV_OK) rc = fv_os_fsync_dir(vdir, err, errlen);
+    return rc;
+}
+
+/* D7 (and D8 when erase) for one version. */
 static int mark_version(const char *namedir, const char *ver, const char *subject, int64_t now_ms,
-                        size_t *marked, char *err, size_t errlen)
+                        int erase, size_t *marked, char *err, size_t errlen)
 {
     char path[2400];
     snprintf(path, sizeof path, "%s/%s/manifest.json", namedir, ver);
@@ -477,38 +500,58 @@ static int mark_version(const char *namedir, const char *ver, const char *subjec
             break;
         }
     }
-    json_decref(m);
-    if (!holds) return FV_OK;
+    if (!holds) {
+        json_decref(m);
+        return FV_OK;
+    }
     snprintf(path, sizeof path, "%s/%s.withdrawn", namedir, ver);
     json_t *w = json_load_file(path, 0, &je);
     if (w == NULL) w = json_pack("{s:[]}", "withdrawn");
     json_t *arr = w ? json_object_get(w, "withdrawn") : NULL;
     if (arr == NULL || !json_is_array(arr)) {
         json_decref(w);
+        json_decref(m);
         fv_seterr(err, errlen, "%s: not a withdrawal list", path);
         return FV_EINVAL;
     }
+    json_t *entry = NULL;
     json_array_foreach(arr, i, s)
     {
         if (strcmp(json_string_value(json_object_get(s, "subject")) ?: "", subject) == 0) {
-            json_decref(w);
-            (*marked)++;
-            return FV_OK; /* already marked */
+            entry = s;
+            break;
         }
     }
-    json_array_append_new(arr,
-                          json_pack("{s:s, s:I}", "subject", subject, "at_ms", (json_int_t)now_ms));
-    char *text = json_dumps(w, JSON_INDENT(1));
+    int rc = FV_OK, changed = 0;
+    if (entry == NULL) {
+        entry = json_pack("{s:s, s:I}", "subject", subject, "at_ms", (json_int_t)now_ms);
+        if (entry == NULL || json_array_append_new(arr, entry) != 0) rc = FV_ENOMEM;
+        changed = 1;
+    }
+    /* D8: the tombstone note first (durable), then the shards go */
+    if (rc == FV_OK && erase && json_object_get(w, "shards_deleted_ms") == NULL) {
+        json_object_set_new(entry, "erased", json_true());
+        json_object_set_new(w, "shards_deleted_ms", json_integer((json_int_t)now_ms));
+        json_object_set_new(w, "note",
+                            json_string("a subject of this version was erased: its shards were "
+                                        "deleted; the manifest is kept as a record"));
+        changed = 1;
+    }
+    if (rc == FV_OK && changed) {
+        char *text = json_dumps(w, JSON_INDENT(1));
+        rc =
+            text ? fv_os_write_file_atomic(path, text, strlen(text), 0640, err, errlen) : FV_ENOMEM;
+        free(text);
+    }
+    if (rc == FV_OK && erase) rc = delete_shards(namedir, ver, m, err, errlen);
     json_decref(w);
-    if (text == NULL) return FV_ENOMEM;
-    int rc = fv_os_write_file_atomic(path, text, strlen(text), 0640, err, errlen);
-    free(text);
+    json_decref(m);
     if (rc == FV_OK) (*marked)++;
     return rc;
 }
 
-int fv_ds_mark_withdrawn(const char *root, const char *subject, int64_t now_ms, size_t *marked,
-                         char *err, size_t errlen)
+static int mark_all(const char *root, const char *subject, int64_t now_ms, int erase,
+                    size_t *marked, char *err, size_t errlen)
 {
     *marked = 0;
     DIR *d = opendir(root);
@@ -526,10 +569,22 @@ int fv_ds_mark_withdrawn(const char *root, const char *subject, int64_t now_ms, 
             int ver;
             char tail;
             if (sscanf(v->d_name, "v%d%c", &ver, &tail) != 1) continue;
-            rc = mark_version(namedir, v->d_name, subject, now_ms, marked, err, errlen);
+            rc = mark_version(namedir, v->d_name, subject, now_ms, erase, marked, err, errlen);
         }
         closedir(n);
     }
     closedir(d);
     return rc;
+}
+
+int fv_ds_mark_withdrawn(const char *root, const char *subject, int64_t now_ms, size_t *marked,
+                         char *err, size_t errlen)
+{
+    return mark_all(root, subject, now_ms, 0, marked, err, errlen);
+}
+
+int fv_ds_erase_subject(const char *root, const char *subject, int64_t now_ms, size_t *erased,
+                        char *err, size_t errlen)
+{
+    return mark_all(root, subject, now_ms, 1, erased, err, errlen);
 }

@@ -31,6 +31,12 @@
  *     withdrawn since, appended) beside each version whose manifest holds the subject; the
  *     version itself is not changed. A rebuild makes a new version from the source, which
  *     no longer lists the subject.
+ *  D8 erasure: fv_ds_erase_subject marks as D7 (the entry with "erased": true) and, since
+ *     the shards hold the subject's decrypted clips, records "shards_deleted_ms" and a note
+ *     in vN.withdrawn (durably, first) and then deletes every shard of each version that
+ *     holds the subject; the manifest stays as the record of what was built (it names the
+ *     subject only by its dataset identifier). Idempotent: a replayed erasure finishes a
+ *     deletion a crash cut short.
  *
  * Threads: a build runs on the caller's thread (a CLI process or a worker, never the
  * ingest loop); builds of different names may run at once, two of the same name must not
@@ -115,6 +121,11 @@ int fv_ds_check_name(const char *name, char *why, size_t n);
  * *marked receives how many. */
 int fv_ds_mark_withdrawn(const char *root, const char *subject, int64_t now_ms, size_t *marked,
                          char *err, size_t errlen);
+
+/* D8: marks and deletes the shards of every version that holds subject; *erased receives
+ * how many versions. */
+int fv_ds_erase_subject(const char *root, const char *subject, int64_t now_ms, size_t *erased,
+                        char *err, size_t errlen);
 
 /* Frees the buffers of files. */
 void fv_ds_files_free(struct fv_ds_files *f);

@@ -46,6 +46,9 @@
 #include "data/clip_server.h"
 #include "data/clip_store.h"
 #include "data/label_queue.h"
+#include "data/dataset.h"
+#include "data/ds_builds.h"
+#include "data/ds_clips.h"
 #include "energy/vpp.h"
 #include "gateway/downlink.h"
 #include "gateway/fleet.h"
@@ -104,6 +107,7 @@ struct fv_server {
     struct fv_clip_server *clip_server; /* the clip upload endpoint's thread, or NULL */
     struct fv_clip_deid *clip_deid;     /* the de-identification worker, or NULL */
     struct fv_label_queue *labeling;    /* the labelers' leases (the API thread's) */
+    struct fv_ds_builds *ds_builds;     /* the dataset build worker (data/ds_builds.h) */
     uint64_t registry_checked_ns;
     int64_t data_version;
     int store_degraded; /* a record reached the WAL but not the head: keep the WAL */
@@ -368,11 +372,23 @@ static int erase_device(void *arg, const char *device, const struct fv_guard_ctx
     return FV_OK;
 }
 
-/* Erasure's purge hook (privacy/erasure.h): the subject's clips, on the API thread (or at
- * start, before the threads) with the API's keystore. */
+/* Erasure's purge hook (privacy/erasure.h): the subject's clips, and the shards of every
+ * dataset version that holds the subject (data/dataset.h D8: they hold its decrypted clips;
+ * the subject's dataset identifier, data/ds_clips.h S4, needs only the pseudonym), on the
+ * API thread (or at start, before the threads) with the API's keystore. */
 static int purge_clips(void *arg, const char *pseudo, char *err, size_t errlen)
 {
     struct fv_server *srv = arg;
+    char sid[33];
+    size_t n = 0;
+    int rc = fv_ds_clips_subject(srv->api_keys, pseudo, sid);
+    if (rc == FV_OK)
+        rc = fv_ds_erase_subject(srv->datasets_dir, sid, (int64_t)fv_now_ms(), &n, err, errlen);
+    else
+        fv_seterr(err, errlen, "the subject's dataset identifier: %s", fv_strerror(rc));
+    if (rc == FV_OK && n)
+        fv_info("erasure: %zu dataset version(s) held the subject: shards deleted", n);
+    if (rc) return rc;
     return fv_clip_store_purge(srv->api_keys, srv->clips_dir, pseudo, err, errlen);
 }
 
@@ -480,6 +496,7 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
         rc = fv_erasure_open(&srv->erasure, srv->api_keys, cfg->key_file, cfg->data_dir, err,
                              errlen);
     snprintf(srv->clips_dir, sizeof srv->clips_dir, "%s/clips", cfg->data_dir);
+    snprintf(srv->datasets_dir, sizeof srv->datasets_dir, "%s/datasets", cfg->data_dir);
     if (rc == FV_OK) rc = fv_clips_config_parse(&srv->clips, cfg->clips_json, err, errlen);
     if (rc == FV_OK) rc = fv_clip_store_init(srv->api_keys, err, errlen);
     srv->erasure.purge = purge_clips;
@@ -489,6 +506,9 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
                            &srv->api.ref, err, errlen);
     if (rc == FV_OK) rc = fv_exports_new(&srv->exports);
     if (rc == FV_OK) rc = fv_label_queue_new((int64_t)cfg->label_lease_ms, &srv->labeling);
+    if (rc == FV_OK) /* its own thread and keystore; pseudonyms as the guard's (G10) */
+        rc = fv_ds_builds_start(&srv->ds_builds, cfg->data_dir, &srv->kek, srv->guard.pseudo_secret,
+                                err, errlen);
     if (rc) return rc;
 
     srv->store_cfg = cfg->store;
@@ -562,7 +582,6 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
         fv_ven_set_store_ops(srv->ven, &ops);
         srv->api.ven = srv->ven; /* its audit records are written on the API thread (N8) */
     }
-    snprintf(srv->datasets_dir, sizeof srv->datasets_dir, "%s/datasets", cfg->data_dir);
     srv->http = (struct fv_http_ctx){.view = {.fleet = &srv->fleet,
                                               .metrics = &srv->m,
                                               .wal = srv->wal,
@@ -575,6 +594,7 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
                                               .erase = erase_device,
                                               .erase_arg = srv,
                                               .clips_dir = srv->clips_dir,
+                                              .ds_builds = srv->ds_builds,
                                               .audit_dir = srv->guard.audit_dir,
                                               .datasets_dir = srv->datasets_dir,
                                               .exports = srv->exports,
@@ -667,6 +687,8 @@ static void close_all(struct fv_server *srv, struct ev_loop *loop)
     srv->api.deid = NULL;
     fv_clip_deid_free(srv->clip_deid);
     srv->clip_deid = NULL;
+    fv_ds_builds_stop(srv->ds_builds); /* after the API thread that submits to it */
+    srv->ds_builds = NULL;
     fv_ven_close(srv->ven); /* before the VPP it drives and the store it reads */
     fv_oadr_store_free(srv->ven_store);
     fv_keystore_close(srv->ven_keys);

@@ -243,6 +243,39 @@ static void build_and_grow(void **state)
     assert_int_equal(marked, 2); /* v1 and v2 again (already marked), not v3 */
     snprintf(p, sizeof p, "%s/drives/v3.withdrawn", root);
     assert_int_not_equal(access(p, F_OK), 0);
+
+    /* D8: erasure of subj-3 (in v1 and v2, not v3): marks and deletes the shards of v1, v2 */
+    json_t *m1 = manifest(r.dir);
+    const char *shard0 = json_string_value(
+        json_object_get(json_array_get(json_object_get(m1, "shards"), 0), "file"));
+    char sp[1400];
+    snprintf(sp, sizeof sp, "%s/%s", r.dir, shard0);
+    assert_int_equal(access(sp, F_OK), 0);
+    assert_int_equal(fv_ds_erase_subject(root, "subj-3", 1700000003000, &marked, err, sizeof err),
+                     FV_OK);
+    assert_int_equal(marked, 2);
+    assert_int_not_equal(access(sp, F_OK), 0); /* the shards are gone */
+    json_t *m1b = manifest(r.dir);             /* the manifest stays */
+    assert_non_null(m1b);
+    json_decref(m1b);
+    snprintf(p, sizeof p, "%s/drives/v1.withdrawn", root);
+    json_t *w = json_load_file(p, 0, NULL);
+    assert_non_null(w);
+    assert_int_equal(json_integer_value(json_object_get(w, "shards_deleted_ms")), 1700000003000);
+    assert_true(json_is_true(
+        json_object_get(json_array_get(json_object_get(w, "withdrawn"), 0), "erased")));
+    json_decref(w);
+    /* v3 (without the subject) keeps its shards; a replay is harmless */
+    json_t *m3 = manifest(r3.dir);
+    snprintf(sp, sizeof sp, "%s/%s", r3.dir,
+             json_string_value(
+                 json_object_get(json_array_get(json_object_get(m3, "shards"), 0), "file")));
+    assert_int_equal(access(sp, F_OK), 0);
+    json_decref(m3);
+    assert_int_equal(fv_ds_erase_subject(root, "subj-3", 1700000004000, &marked, err, sizeof err),
+                     FV_OK);
+    assert_int_equal(marked, 2);
+    json_decref(m1);
 }
 
 static void balanced(void **state)
