@@ -128,20 +128,8 @@ int fv_cmd_campaign(int argc, char **argv)
     const char *a[A_N] = {0}, *pos = NULL;
     a[A_API] = "http://127.0.0.1:8080";
     a[A_PURPOSE] = "clips";
-    for (int i = 2; i < argc; i++) {
-        int k = 0;
-        while (k < A_N && strcmp(argv[i], names[k]) != 0)
-            k++;
-        if (k < A_N && i + 1 < argc) {
-            a[k] = argv[++i];
-        } else if (argv[i][0] != '-' && pos == NULL) {
-            pos = argv[i];
-        } else {
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (a[A_TOKEN] == NULL) {
+    if (fv_cli_parse_opts(argc, argv, 2, names, A_N, a, NULL, 0, NULL, &pos) != 0 ||
+        a[A_TOKEN] == NULL) {
         usage(stderr);
         return 2;
     }

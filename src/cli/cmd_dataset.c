@@ -97,30 +97,16 @@ int fv_cmd_dataset(int argc, char **argv)
 {
     const char *verb = argc > 1 ? argv[1] : "";
     const char *a[A_N] = {0}, *pos = NULL;
-    int balance = 0, wait = 0;
     a[A_API] = "http://127.0.0.1:8080";
     if (strcmp(verb, "--help") == 0) {
         usage(stdout);
         return 0;
     }
-    for (int i = 2; i < argc; i++) {
-        int k = 0;
-        while (k < A_N && strcmp(argv[i], names[k]) != 0)
-            k++;
-        if (k < A_N && i + 1 < argc) {
-            a[k] = argv[++i];
-        } else if (strcmp(argv[i], "--balance") == 0) {
-            balance = 1;
-        } else if (strcmp(argv[i], "--wait") == 0) {
-            wait = 1;
-        } else if (argv[i][0] != '-' && pos == NULL) {
-            pos = argv[i];
-        } else {
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (a[A_TOKEN] == NULL) {
+    enum { F_BALANCE, F_WAIT, F_N };
+    static const char *const flags[F_N] = {"--balance", "--wait"};
+    int set[F_N] = {0};
+    if (fv_cli_parse_opts(argc, argv, 2, names, A_N, a, flags, F_N, set, &pos) != 0 ||
+        a[A_TOKEN] == NULL) {
         usage(stderr);
         return 2;
     }
@@ -137,17 +123,17 @@ int fv_cmd_dataset(int argc, char **argv)
         json_t *o = json_pack("{s:s,s:s,s:s,s:b,s:I}", "name", a[A_NAME], "query",
                               a[A_QUERY] ? a[A_QUERY] : "", "split",
                               a[A_SPLIT] ? a[A_SPLIT] : "train=0.8,val=0.1,test=0.1", "balance",
-                              balance, "per_tag", (json_int_t)per);
+                              set[F_BALANCE], "per_tag", (json_int_t)per);
         char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
         json_decref(o);
-        rc = body ? submit(a, pn, pv, "/api/v1/datasets", body, wait) : 1;
+        rc = body ? submit(a, pn, pv, "/api/v1/datasets", body, set[F_WAIT]) : 1;
         free(body);
     } else if (strcmp(verb, "rebuild") == 0 && a[A_NAME]) {
         char *name = curl_easy_escape(NULL, a[A_NAME], 0);
         if (name == NULL) return 1;
         snprintf(ep, sizeof ep, "/api/v1/datasets/%s/rebuild", name);
         curl_free(name);
-        rc = submit(a, pn, pv, ep, "{}", wait);
+        rc = submit(a, pn, pv, ep, "{}", set[F_WAIT]);
     } else if (strcmp(verb, "list") == 0) {
         rc = fv_cli_api("dataset", "GET", a[A_API], "/api/v1/datasets", pn, pv, 2, a[A_TOKEN]);
     } else if (strcmp(verb, "status") == 0 && pos) {

@@ -217,6 +217,31 @@ int fv_cli_api_post_fetch(const char *api, const char *endpoint, const char *con
                      errlen);
 }
 
+int fv_cli_parse_opts(int argc, char **argv, int start, const char *const *names, size_t n,
+                      const char **vals, const char *const *flags, size_t nflags, int *set,
+                      const char **pos)
+{
+    int have_pos = 0;
+    for (int i = start; i < argc; i++) {
+        size_t k = 0, f = 0;
+        while (k < n && strcmp(argv[i], names[k]) != 0)
+            k++;
+        while (f < nflags && strcmp(argv[i], flags[f]) != 0)
+            f++;
+        if (k < n && i + 1 < argc) {
+            vals[k] = argv[++i];
+        } else if (f < nflags) {
+            set[f] = 1;
+        } else if (argv[i][0] != '-' && !have_pos) {
+            *pos = argv[i];
+            have_pos = 1;
+        } else {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int fv_cli_api_post_json(const char *prog, const char *api, const char *endpoint,
                          const char *const *pn, const char *const *pv, size_t np,
                          const char *token_file, const char *body)

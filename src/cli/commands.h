@@ -49,6 +49,13 @@ int fv_cli_api_post_fetch(const char *api, const char *endpoint, const char *con
                           const char *const *pv, size_t np, const char *token_file,
                           const char *body, struct fv_buf *into, long *status, char *err,
                           size_t errlen);
+/* The options of an API client command (cli/cmd_query.c): argv[start..] as "NAME VALUE" for
+ * each names[i] (vals[i] = VALUE), flags[i] alone (set[i] = 1), and at most one positional
+ * argument (*pos, which is left as it was when none). Returns 0, or -1 for anything else (an
+ * unknown option, a name without its value, a second positional argument). */
+int fv_cli_parse_opts(int argc, char **argv, int start, const char *const *names, size_t n,
+                      const char **vals, const char *const *flags, size_t nflags, int *set,
+                      const char **pos);
 int fv_cmd_audit(int argc, char **argv);    /* cli/cmd_audit.c */
 int fv_cmd_dataset(int argc, char **argv);  /* cli/cmd_dataset.c */
 int fv_cmd_campaign(int argc, char **argv); /* cli/cmd_campaign.c */
