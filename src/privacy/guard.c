@@ -391,8 +391,18 @@ void fv_guard_done(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint64_t 
 {
     quota_count(g, ctx, rows, bytes);
     const char *s[1] = {ctx->subject};
+    uint64_t before = g->audit ? fv_audit_last_seq(g->audit) : 0;
     audit(g, ctx, "access.result", "allow", NULL, ctx->subject[0] ? s : NULL, 1, NULL, 0, 0, 0, 0,
           rows, bytes, NULL);
+    uint64_t after = g->audit ? fv_audit_last_seq(g->audit) : 0;
+    g->ungated_lo = after > before ? before + 1 : 0;
+    g->ungated_hi = after > before ? after : 0;
+}
+
+uint64_t fv_guard_gate_seq(const struct fv_guard *g, uint64_t before, uint64_t after)
+{
+    if (g->ungated_hi == after && g->ungated_lo > before) return g->ungated_lo - 1;
+    return after;
 }
 
 int fv_guard_pseudonym(const struct fv_guard *g, const char *purpose, const char *device,
