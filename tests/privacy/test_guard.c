@@ -133,24 +133,28 @@ static void test_gate_seq(void **state)
     snprintf(ctx.role, sizeof ctx.role, "ops");
     snprintf(ctx.subject, sizeof ctx.subject, "%032x", 7);
     struct fv_audit_event dec = {.kind = "access", .principal = "ops", .result = "allow"};
+    /* without a keystore the guard names no subjects: the results name none */
 
-    /* a one-subject read: decision, then its result; the answer waits for the decision only */
+    /* a one-subject read: decision, then its result; the answer waits for the decision only
+     * (the decision recorded as the guard's own decisions record it) */
     uint64_t before = fv_audit_last_seq(g.audit), dseq = 0;
     assert_int_equal(fv_audit_append(g.audit, &dec, &dseq), FV_OK);
+    g.decided_seq = dseq;
     fv_guard_done(&g, &ctx, 10, 100);
     uint64_t after = fv_audit_last_seq(g.audit);
     assert_int_equal(after, dseq + 1);
     assert_int_equal(fv_guard_gate_seq(&g, before, after), dseq);
 
-    /* a streamed read's result written in a later callback: nothing of this request gates */
+    /* a result with no decision of its own request before it gates its answer */
     before = fv_audit_last_seq(g.audit);
     fv_guard_done(&g, &ctx, 10, 100);
     after = fv_audit_last_seq(g.audit);
-    assert_true(fv_guard_gate_seq(&g, before, after) <= before);
+    assert_int_equal(fv_guard_gate_seq(&g, before, after), after);
 
     /* an entry after the result (another decision): everything gates */
     before = fv_audit_last_seq(g.audit);
     assert_int_equal(fv_audit_append(g.audit, &dec, &dseq), FV_OK);
+    g.decided_seq = dseq;
     fv_guard_done(&g, &ctx, 10, 100);
     assert_int_equal(fv_audit_append(g.audit, &dec, NULL), FV_OK);
     after = fv_audit_last_seq(g.audit);
@@ -159,6 +163,7 @@ static void test_gate_seq(void **state)
     /* a fleet read: its result names the subjects served (G12) and gates the answer */
     before = fv_audit_last_seq(g.audit);
     assert_int_equal(fv_audit_append(g.audit, &dec, &dseq), FV_OK);
+    g.decided_seq = dseq;
     struct fv_guard_served s = {0};
     fv_guard_served_add_pseudonym(&s, ctx.subject);
     fv_guard_done_served(&g, &ctx, &s, 1, 100);
