@@ -255,9 +255,19 @@ PY
         sleep 0.05
     done
     [ $up = 1 ] || { tail -20 "$tmp/server.log" >&2; die "fleetvault did not start"; }
-    local token=$data/admin.token reader=$tmp/bench.token
-    $BIN principal add bench --role ops --data "$data" --policy "$tmp/policy.json" >"$reader" ||
-        die "cannot create the bench principal"
+    # The admin token is kept beside the master key (DATA/admin.token before issue 9); a
+    # principal that reads personal data waits for a privacy officer's approval (issue 9):
+    # the installation's first privacy officer, active at once, approves "bench".
+    local token=$tmp/master.key.admin.token reader=$tmp/bench.token officer=$tmp/officer.token
+    [ -e "$token" ] || token=$data/admin.token
+    $BIN principal add bench-officer --role privacy-officer --data "$data" \
+        --policy "$tmp/policy.json" >"$officer" 2>/dev/null ||
+        die "cannot create the bench's privacy officer"
+    $BIN principal add bench --role ops --data "$data" --policy "$tmp/policy.json" \
+        >"$reader" 2>/dev/null || die "cannot create the bench principal"
+    curl -sf -o /dev/null -X POST -H "Authorization: Bearer $(cat "$officer")" \
+        "http://127.0.0.1:$api/api/v1/principals/bench/approve" ||
+        die "the privacy officer could not approve the bench principal"
     log "fleetvault (jitter $j ms): streaming $VEHICLES vehicles x $DUR virtual s over mutual TLS"
     local c0 c1 c2 t0 t1 out
     c0=$(cpu_ticks "$pid")

@@ -259,9 +259,11 @@ static int serve(struct lws *wsi, struct fv_http_ctx *hc, struct api_session *a)
         }
     }
     uint64_t after = audit ? fv_audit_last_seq(audit) : 0;
+    if (after > before) after = fv_guard_gate_seq(hc->view.guard, before, after);
     if (after > before && fv_audit_durable_seq(audit) < after) {
-        /* H2: the request wrote audit entries; its answer waits until they are durable
-         * (the syncer wakes the loop; EVENT_WAIT_CANCELLED below). */
+        /* H2: the request wrote audit entries; its answer waits until those that gate it
+         * are durable (the syncer wakes the loop; EVENT_WAIT_CANCELLED below). The decision
+         * entry was written before the query ran, so its sync overlapped the query. */
         a->audit_need = after;
         a->parked = 1;
         hc->parked++;

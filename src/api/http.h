@@ -30,7 +30,10 @@ struct fv_http_ctx {
  * held, headers and all, until those entries are durable (privacy/audit.h A13: the log syncs
  * many entries at once on its own thread, and wakes the loop); if the log fails meanwhile,
  * the answer is a 500 instead. So an access is on disk before its data is released, and no
- * request makes the loop wait for a disk. */
+ * request makes the loop wait for a disk. The decision is written before the query runs, so
+ * its sync overlaps the query; a one-subject read's access.result (rows and bytes only, after
+ * the query) does not hold the answer (fv_guard_gate_seq), a fleet read's (the subjects
+ * served, G12) does. */
 
 /* H1: failed authentications are limited per client address: a token bucket of
  * FV_HTTP_AUTH_FAIL_RATE per second, burst FV_HTTP_AUTH_FAIL_BURST, takes one token per 401;

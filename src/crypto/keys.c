@@ -199,6 +199,7 @@ struct fv_keystore {
     char wal_path[4096];            /* the catalog's SQLite WAL file (DB-wal) */
     int defer_sync;                 /* new keys committed without fsync (fv_keystore_sync) */
     int unsynced;                   /* atomic: a key was committed since the last sync */
+    sqlite3_stmt *stmts[FV_KEYSTORE_STMTS]; /* fv_keystore_stmt */
 };
 
 static const char PKEY_AAD[] = "fleetvault pseudonym key";
@@ -573,6 +574,8 @@ void fv_keystore_close(struct fv_keystore *ks)
 {
     if (ks == NULL) return;
     fv_keystore_forget(ks);
+    for (size_t i = 0; i < FV_KEYSTORE_STMTS; i++)
+        sqlite3_finalize(ks->stmts[i]);
     sqlite3_close(ks->db);
     OPENSSL_cleanse(ks, sizeof *ks);
     free(ks);
@@ -581,6 +584,17 @@ void fv_keystore_close(struct fv_keystore *ks)
 struct sqlite3 *fv_keystore_db(struct fv_keystore *ks)
 {
     return ks->db;
+}
+
+sqlite3_stmt *fv_keystore_stmt(struct fv_keystore *ks, unsigned slot, const char *sql)
+{
+    if (slot >= FV_KEYSTORE_STMTS) return NULL;
+    if (ks->stmts[slot] == NULL && sqlite3_prepare_v3(ks->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+                                                      &ks->stmts[slot], NULL) != SQLITE_OK) {
+        sqlite3_finalize(ks->stmts[slot]);
+        ks->stmts[slot] = NULL;
+    }
+    return ks->stmts[slot];
 }
 
 int fv_keystore_derive(struct fv_keystore *ks, const char *label, unsigned char out[32])

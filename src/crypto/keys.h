@@ -91,6 +91,13 @@ void fv_keystore_forget(struct fv_keystore *ks);
 /* The catalog's SQLite connection (registries beside the keys, e.g. principals); owned by
  * the keystore, same thread rules. */
 struct sqlite3 *fv_keystore_db(struct fv_keystore *ks);
+/* A statement of the catalog prepared once and kept for the keystore's life (same thread
+ * rules), for lookups made per device on hot paths: slot names it (one of the constants
+ * below), sql is its text (the same for a slot at every call). Returned reset, with no
+ * bindings; the caller sqlite3_reset()s and sqlite3_clear_bindings() it when done and never
+ * finalizes it. NULL if it cannot be prepared (sqlite3_errmsg(fv_keystore_db(ks)) says why). */
+enum { FV_KEYSTORE_STMT_PERIODS, FV_KEYSTORE_STMTS };
+struct sqlite3_stmt *fv_keystore_stmt(struct fv_keystore *ks, unsigned slot, const char *sql);
 
 /* Deferred key durability (the server turns it on): a new data key is committed without
  * fsync, so creating a device's key never waits for a disk on the ingest loop; the key

@@ -73,10 +73,17 @@ static void audit_ev(struct fv_guard *g, const struct fv_guard_ctx *ctx, const c
         .reason = reason,
         .extra_json = extra,
     };
-    if (fv_audit_append(g->audit, &ev, NULL) != FV_OK) {
+    uint64_t seq = 0;
+    snprintf(g->last_ps, sizeof g->last_ps, "%s", n == 1 ? subjects[0] : "");
+    if (fv_audit_append(g->audit, &ev, &seq) != FV_OK) {
         fv_error("audit: %s; personal data is not served while the audit log fails",
                  fv_audit_last_error(g->audit));
         if (failed) *failed = 1;
+        return;
+    }
+    if (strcmp(kind, "access") == 0) { /* H2: fv_guard_done, fv_guard_gate_seq */
+        g->decided_seq = seq;
+        snprintf(g->decided_ps, sizeof g->decided_ps, "%s", g->last_ps);
     }
 }
 
@@ -391,8 +398,24 @@ void fv_guard_done(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint64_t 
 {
     quota_count(g, ctx, rows, bytes);
     const char *s[1] = {ctx->subject};
+    uint64_t before = g->audit ? fv_audit_last_seq(g->audit) : 0;
     audit(g, ctx, "access.result", "allow", NULL, ctx->subject[0] ? s : NULL, 1, NULL, 0, 0, 0, 0,
           rows, bytes, NULL);
+    uint64_t after = g->audit ? fv_audit_last_seq(g->audit) : 0;
+    /* H2: a result naming another subject than its decision (a subject export names the
+     * period exported, G6) still gates its answer */
+    int same = g->last_ps[0] == '\0' || strcmp(g->last_ps, g->decided_ps) == 0;
+    g->ungated_lo = after > before && same ? before + 1 : 0;
+    g->ungated_hi = after > before && same ? after : 0;
+}
+
+uint64_t fv_guard_gate_seq(const struct fv_guard *g, uint64_t before, uint64_t after)
+{
+    /* only behind a decision of the same request, which then gates the answer */
+    if (g->ungated_hi == after && g->ungated_lo > before && g->decided_seq > before &&
+        g->decided_seq < g->ungated_lo)
+        return g->ungated_lo - 1;
+    return after;
 }
 
 int fv_guard_pseudonym(const struct fv_guard *g, const char *purpose, const char *device,

@@ -109,6 +109,13 @@ struct fv_guard {
     uint64_t unauth_unlogged;  /* since the last sampled entry */
     uint64_t unauth_logged_ms; /* time of the last sampled entry */
     uint64_t events_ms;        /* when principal changes made outside were last logged */
+    /* H2: the seqs of the entries the last fv_guard_done wrote (its access.result, and a
+     * checkpoint if one was due) when that result names no subject or the one its decision
+     * named: they gate no answer (fv_guard_gate_seq); 0, 0: none. */
+    uint64_t ungated_lo, ungated_hi;
+    uint64_t decided_seq; /* the last "access" decision entry */
+    char decided_ps[33];  /* the one subject it named (pseudonym), "" if not one */
+    char last_ps[33];     /* the one subject the last entry named, "" if not one */
 };
 
 #define FV_GUARD_UNAUTH_SAMPLE_MS 10000
@@ -294,6 +301,14 @@ void fv_guard_consent_failed(struct fv_guard *g, const struct fv_guard_ctx *ctx,
  * counted already is not counted twice). */
 void fv_guard_done(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint64_t rows,
                    uint64_t bytes);
+/* H2 (api/http.h): the audit seq an answer must wait for, given the log's last seq before its
+ * request (before) and after it (after): after, or the seq before the entries of the last
+ * fv_guard_done when those are the last written, an "access" decision of the same request
+ * precedes them, and its result names no subject or the one that decision named. Such an
+ * access.result only adds rows and bytes to the decision, so it may become durable after the
+ * answer left, as a streamed answer's always did; a fleet read's result (fv_guard_done_served,
+ * the subjects served, G12) and a subject export's naming another period (G6) still gate. */
+uint64_t fv_guard_gate_seq(const struct fv_guard *g, uint64_t before, uint64_t after);
 
 /* G10: the per-purpose pseudonym of device: HMAC of the purpose and its current subject
  * (owner period) keyed by that subject's data key (policy.h fv_pseudonym_for_purpose), so

@@ -131,6 +131,14 @@ static int corrupt(const struct periods *p, int epoch, const char *what, char *e
 
 /* Reads device's periods, oldest first, checking S1 and every row's subject pseudonym.
  * On success the caller frees *out with periods_free. */
+/* Done with a statement of fv_keystore_stmt (NULL: nothing to do). */
+static void release_stmt(sqlite3_stmt *st)
+{
+    if (st == NULL) return;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
 int fv_subjects__load_periods(struct fv_keystore *ks, const char *device, struct periods *out,
                               char *err, size_t errlen)
 {
@@ -148,10 +156,10 @@ int fv_subjects__load_periods(struct fv_keystore *ks, const char *device, struct
     sqlite3_stmt *st = NULL;
     size_t cap = 0;
     int rc = FV_EIO, step;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT epoch, subject, owner, since_ms, until_ms, forgotten_ms"
-                           " FROM subject_periods WHERE device = ?1 ORDER BY epoch",
-                           -1, &st, NULL) != SQLITE_OK ||
+    /* prepared once per keystore: this runs per device on every fleet read */
+    if ((st = fv_keystore_stmt(ks, FV_KEYSTORE_STMT_PERIODS,
+                               "SELECT epoch, subject, owner, since_ms, until_ms, forgotten_ms"
+                               " FROM subject_periods WHERE device = ?1 ORDER BY epoch")) == NULL ||
         sqlite3_bind_text(st, 1, out->dpseudo, -1, SQLITE_STATIC) != SQLITE_OK)
         goto dberr;
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
@@ -227,13 +235,13 @@ int fv_subjects__load_periods(struct fv_keystore *ks, const char *device, struct
         rc = corrupt(out, out->v[out->n - 1].epoch, "the last period is closed", err, errlen);
         goto fail;
     }
-    sqlite3_finalize(st);
+    release_stmt(st);
     return FV_OK;
 dberr:
     fv_seterr(err, errlen, "catalog: subject_periods: %s", sqlite3_errmsg(db));
     rc = FV_EIO;
 fail:
-    sqlite3_finalize(st);
+    release_stmt(st);
     fv_subjects__periods_free(out);
     return rc;
 }

@@ -723,6 +723,27 @@ static void test_uninitialised(void **state)
     fv_keystore_close(ks);
 }
 
+/* The periods' lookup is a statement the keystore prepares once (fv_keystore_stmt): another
+ * keystore's owner change is seen at the next lookup, a failed lookup leaves the statement
+ * usable, and a keystore closes cleanly with it cached. */
+static void test_cached_lookup_sees_changes(void **state)
+{
+    (void)state;
+    struct fv_keystore *ks = open_ks("c.db", 1), *other = open_ks("c.db", 0);
+    char err[512], cur[FV_SUBJECT_NAME_MAX + 1];
+    check_current(ks, DEV, DEV, 1);
+    assert_int_equal(fv_subject_change_owner(other, DEV, "owner-a", 1000, err, sizeof err), FV_OK);
+    check_current(ks, DEV, DEV "#2", 2);
+    assert_int_equal(fv_subject_current(ks, "bad.id", cur, NULL), FV_EINVAL);
+    for (int i = 0; i < 3; i++)
+        check_current(ks, DEV, DEV "#2", 2);
+    assert_int_equal(fv_subject_change_owner(other, DEV, "owner-b", 2000, err, sizeof err), FV_OK);
+    check_current(ks, DEV, DEV "#3", 3);
+    check_current(ks, "OTHER-1", "OTHER-1", 1);
+    fv_keystore_close(other);
+    fv_keystore_close(ks);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -738,6 +759,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_uninitialised, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cached_lookup_sees_changes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
