@@ -67,6 +67,33 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 stop() { kill -TERM "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+# The server's counters and histograms (requests, 401s, WAL fdatasync and ack buckets) as one
+# line; delta() subtracts a scrape taken before the measured stream from one taken after, so
+# the server's figures cover that stream only (not the start-up, nor a pre-join stream).
+scrape() {
+    curl -sf "http://127.0.0.1:$1/metrics" | awk '
+        $1 == "fleetvault_http_requests_total" {r = $2}
+        $1 == "fleetvault_http_unauthorized_total" {u = $2}
+        $1 ~ /^fleetvault_wal_fsync_seconds_bucket/ {
+            b = $1; sub(/.*le="/, "", b); sub(/".*/, "", b); f = f (f ? "," : "") b ":" $2}
+        $1 ~ /^fleetvault_ack_seconds_bucket/ {
+            b = $1; sub(/.*le="/, "", b); sub(/".*/, "", b); a = a (a ? "," : "") b ":" $2}
+        END {print r + 0, u + 0, (f ? f : "-"), (a ? a : "-")}' || echo "n/a n/a - -"
+}
+delta() {
+    python3 -c 'import sys
+a, b = sys.argv[1].split(), sys.argv[2].split()
+if len(a) < 4 or len(b) < 4 or "n/a" in a + b:
+    print("n/a n/a - -"); sys.exit()
+def hist(x, y):
+    if x == "-" or y == "-":
+        return y
+    xs = dict(p.split(":") for p in x.split(","))
+    return ",".join(k + ":" + str(int(float(v)) - int(float(xs.get(k, 0))))
+                    for k, v in (p.split(":") for p in y.split(",")))
+print(int(float(b[0])) - int(float(a[0])), int(float(b[1])) - int(float(a[1])),
+      hist(a[2], b[2]), hist(a[3], b[3]))' "$1" "$2"
+}
 
 $BIN certs init "$tmp/certs" >/dev/null
 $BIN keys init "$tmp/master.key" >/dev/null
@@ -219,6 +246,8 @@ run_phase() { # $1 phase, $2 round
     la0=$(loadavg)
     log "phase $phase (round $round): $VEHICLES vehicles x $HZ Hz for $DURATION s$([ "$PREJOIN" = 1 ] || echo ", all joining"); load average $la0"
     c0=$(cpu_ticks "$srv")
+    local m0 metrics
+    m0=$(scrape "$api")
     local s0 s1
     s0=$(sched_of "$srv")
     if [ "$phase" = busy ]; then
@@ -239,15 +268,7 @@ run_phase() { # $1 phase, $2 round
     c1=$(cpu_ticks "$srv")
     s1=$(sched_of "$srv")
     la1=$(loadavg)
-    local metrics
-    metrics=$(curl -sf "http://127.0.0.1:$api/metrics" | awk '
-        $1 == "fleetvault_http_requests_total" {r = $2}
-        $1 == "fleetvault_http_unauthorized_total" {u = $2}
-        $1 ~ /^fleetvault_wal_fsync_seconds_bucket/ {
-            b = $1; sub(/.*le="/, "", b); sub(/".*/, "", b); f = f (f ? "," : "") b ":" $2}
-        $1 ~ /^fleetvault_ack_seconds_bucket/ {
-            b = $1; sub(/.*le="/, "", b); sub(/".*/, "", b); a = a (a ? "," : "") b ":" $2}
-        END {print r + 0, u + 0, (f ? f : "-"), (a ? a : "-")}') || metrics="n/a n/a - -"
+    metrics=$(delta "$m0" "$(scrape "$api")")
     stop "$srv"
     [ -n "$out" ] || { tail -5 "$tmp/sim.log" >&2; die "the simulator printed no summary"; }
     python3 - "$phase" "$round" "$out" "$(( c1 - c0 ))" "$hz" "$la0" "$la1" "$metrics" \
@@ -351,8 +372,9 @@ for r in rows:
             print(f"| {name} | {names[k]} | {x['requests']} | {per} | {x['p50_ms']:.2f} | "
                   f"{x['p99_ms']:.2f} | {x['max_ms']:.2f} | {c['cpu_s']:.2f} |")
 print()
-print("The server's own view over each phase, from its /metrics histograms (bounds are the "
-      "buckets, so a percentile reads 'at most'): fleetvault_ack_seconds, from a record's first "
+print("The server's own view over each phase's measured stream (its /metrics histograms "
+      "scraped before and after the stream; bounds are the buckets, so a percentile reads "
+      "'at most'): fleetvault_ack_seconds, from a record's first "
       "bytes read to its ack handed to the socket (durable by then); fleetvault_wal_fsync_seconds, "
       "the WAL's fdatasync that every ack waits for. What the simulator measures beyond the "
       "server's ack time is the client's and the network stack's share.")
@@ -383,8 +405,8 @@ for r in rows:
     name = r["phase"] + (f" #{r['round']}" if len(set(y["round"] for y in rows)) > 1 else "")
     print(f"| {name} | {cells(hist(r, 3))} | {cells(hist(r, 2))} |")
 print()
-print("The server's own count over each phase (fleetvault_http_requests_total, of which "
-      "fleetvault_http_unauthorized_total, from /metrics; includes the start-up /status polls): "
+print("The server's own count over each phase's stream (fleetvault_http_requests_total, of "
+      "which fleetvault_http_unauthorized_total, from /metrics): "
       + "; ".join(f"{r['phase']} {r['server_http'].split()[0]} ({r['server_http'].split()[1]} 401)"
                   for r in rows) + ".")
 print()
