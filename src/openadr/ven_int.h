@@ -169,6 +169,10 @@ int fv_ven__exchange(struct fv_ven *v, struct vtn *t, const char *service,
 int fv_ven__send(struct fv_ven *v, struct vtn *t, const char *service, const struct fv_buf *body,
                  const char *what);
 /* Queues an audit record (N8): extra is a new jansson object (stolen) or NULL. */
+/* ven_state.c: the saved state of t (registration, VEN id, report requests), loaded at open
+ * (FV_OK when there is none) and saved after each change of it. */
+int fv_ven__load_state(struct fv_ven *v, struct vtn *t, char *err, size_t errlen);
+void fv_ven__save_state(struct fv_ven *v, struct vtn *t);
 void fv_ven__audit(struct fv_ven *v, const char *action, const char *result, const char *reason,
                    json_t *extra);
 /* Publishes the status and metrics other threads read (ven_status.c, N9): the VEN's thread,
