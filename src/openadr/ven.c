@@ -590,13 +590,18 @@ int fv_ven_open(const struct fv_oadr_cfg *cfg, const char *data_dir, struct fv_v
             v->started = 1;
         }
     }
-    if (rc == FV_OK && cfg->push) rc = fv_ven__push_start(v, err, errlen);
     if (rc) {
         fv_ven_close(v);
         return rc;
     }
     *out = v;
     return FV_OK;
+}
+
+int fv_ven_listen(struct fv_ven *v, char *err, size_t errlen)
+{
+    if (v == NULL || !v->cfg->push || v->push_started) return FV_OK;
+    return fv_ven__push_start(v, err, errlen);
 }
 
 void fv_ven_close(struct fv_ven *v)

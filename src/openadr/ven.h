@@ -80,6 +80,9 @@ struct fv_vpp;
  * FV_ENOENT / FV_EIO with err. cfg and vpp must outlive the VEN. */
 int fv_ven_open(const struct fv_oadr_cfg *cfg, const char *data_dir, struct fv_vpp *vpp,
                 struct fv_ven **out, char *err, size_t errlen);
+/* Opens the push listener (openadr.push; nothing without it) on its own thread. Called once
+ * the server's other listeners exist. FV_OK, or FV_EIO / FV_ENOMEM with err. v may be NULL. */
+int fv_ven_listen(struct fv_ven *v, char *err, size_t errlen);
 /* Stops the thread (a request under way finishes or times out, at most 10 s) and frees. */
 void fv_ven_close(struct fv_ven *v);
 

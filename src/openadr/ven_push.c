@@ -205,28 +205,45 @@ static void *push_main(void *arg)
     struct fv_ven *v = arg;
     while (!__atomic_load_n(&v->push_stop, __ATOMIC_ACQUIRE))
         if (lws_service(v->push_ctx, 0) < 0) break;
+    /* Destroyed on the thread that ran it (as the API loop does). */
+    lws_context_destroy(v->push_ctx);
     return NULL;
 }
 
 int fv_ven__push_start(struct fv_ven *v, char *err, size_t errlen)
 {
     const struct fv_oadr_cfg *c = v->cfg;
+    /* No LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT on this context: libwebsockets 4.1 keeps its
+     * SSL_CTX ex_data index in a global that each context's global init allocates anew, and
+     * a vhost made before a later init cannot find its client SSL_CTX's record when it is
+     * destroyed (leaked; seen with ASan). The devices' context does the global init, first
+     * (fv_ven_listen runs after the server's listeners), as the clip endpoint relies on. */
     struct lws_context_creation_info ci;
     memset(&ci, 0, sizeof ci);
-    ci.vhost_name = "openadr-push";
-    ci.iface = c->push_host;
-    ci.port = c->push_port;
-    ci.protocols = push_protocols;
+    ci.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+    ci.port = CONTEXT_PORT_NO_LISTEN;
     ci.user = v;
-    ci.ssl_cert_filepath = c->push_cert;
-    ci.ssl_private_key_filepath = c->push_key;
-    ci.ssl_ca_filepath = c->push_ca;
-    ci.alpn = "http/1.1";
-    ci.timeout_secs = 20;
-    ci.options =
-        LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT | LWS_SERVER_OPTION_REQUIRE_VALID_OPENSSL_CLIENT_CERT;
     v->push_ctx = lws_create_context(&ci);
     if (v->push_ctx == NULL) {
+        fv_seterr(err, errlen, "openadr.push: cannot create its libwebsockets context");
+        return FV_ENOMEM;
+    }
+    struct lws_context_creation_info vi;
+    memset(&vi, 0, sizeof vi);
+    vi.vhost_name = "openadr-push";
+    vi.iface = c->push_host;
+    vi.port = c->push_port;
+    vi.protocols = push_protocols;
+    vi.ssl_cert_filepath = c->push_cert;
+    vi.ssl_private_key_filepath = c->push_key;
+    vi.ssl_ca_filepath = c->push_ca;
+    vi.alpn = "http/1.1";
+    vi.timeout_secs = 20;
+    vi.options =
+        LWS_SERVER_OPTION_REQUIRE_VALID_OPENSSL_CLIENT_CERT | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    if (lws_create_vhost(v->push_ctx, &vi) == NULL) {
+        lws_context_destroy(v->push_ctx);
+        v->push_ctx = NULL;
         fv_seterr(err, errlen,
                   "openadr.push: cannot listen on %s:%d (in use, or its TLS files bad: cert %s, "
                   "key %s, ca %s)",
@@ -256,6 +273,7 @@ void fv_ven__push_stop(struct fv_ven *v)
         lws_cancel_service(v->push_ctx);
         pthread_join(v->push_thread, NULL);
         v->push_started = 0;
+        v->push_ctx = NULL; /* destroyed by the push thread */
     }
     if (v->push_ctx) lws_context_destroy(v->push_ctx);
     v->push_ctx = NULL;

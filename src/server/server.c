@@ -741,6 +741,7 @@ int fv_server_run(const struct fv_config *cfg, volatile sig_atomic_t *stop, char
         goto out;
     }
     rc = open_listeners(srv, loop, err, errlen);
+    if (rc == FV_OK) rc = fv_ven_listen(srv->ven, err, errlen);
     if (rc) goto out;
 
     uint64_t last_trim = fv_mono_ns();
