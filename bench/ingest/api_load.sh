@@ -9,6 +9,9 @@
 #          API_NICE= (the server's api_nice, 0-19; empty: its default, 10)
 #          INGEST_NICE= (the server's ingest_nice, -20-0; empty: its default, 0; below 0
 #          needs root or CAP_SYS_NICE, else the server warns and runs at 0)
+#          LOADGEN_NICE=0 (nice of the two API load generators, 0-19: on this one machine they
+#          compete for the cores with the simulator that measures the acks; in production
+#          neither runs beside the server)
 #          PREJOIN=0 (1: the vehicles join in an unmeasured 3 s stream first, so the measured
 #          stream has no joins: steady state only, for comparison)
 #
@@ -41,6 +44,7 @@ API_RATE=${API_RATE:-0}
 API_NICE=${API_NICE:-}
 INGEST_NICE=${INGEST_NICE:-}
 PREJOIN=${PREJOIN:-0}
+LOADGEN_NICE=${LOADGEN_NICE:-0}
 
 log() { echo "bench/ingest/api_load: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -251,12 +255,12 @@ run_phase() { # $1 phase, $2 round
     local s0 s1
     s0=$(sched_of "$srv")
     if [ "$phase" = busy ]; then
-        python3 "$tmp/api_client.py" --port "$api" --mode read --token-file "$tmp/bench.token" \
+        nice -n "$LOADGEN_NICE" python3 "$tmp/api_client.py" --port "$api" --mode read --token-file "$tmp/bench.token" \
             --vin $vin --seconds "$DURATION" --rate "$API_RATE" >"$tmp/read.json" &
         clients+=($!)
     fi
     if [ "$phase" = busy ] || [ "$phase" = unauth ]; then
-        python3 "$tmp/api_client.py" --port "$api" --mode unauth --seconds "$DURATION" \
+        nice -n "$LOADGEN_NICE" python3 "$tmp/api_client.py" --port "$api" --mode unauth --seconds "$DURATION" \
             --rate "$API_RATE" >"$tmp/unauth.json" &
         clients+=($!)
     fi
@@ -296,7 +300,7 @@ la_end=$(loadavg)
 
 echo "## bench/ingest/api_load.sh $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(uname -r)"
 echo
-echo "Server settings: api_nice ${API_NICE:-10 (default)}, ingest_nice ${INGEST_NICE:-0 (default)}."
+echo "Server settings: api_nice ${API_NICE:-10 (default)}, ingest_nice ${INGEST_NICE:-0 (default)}; API load generators at nice $LOADGEN_NICE."
 echo
 python3 - "$res" "$VEHICLES" "$HZ" "$DURATION" "$API_RATE" "$la_start" "$la_end" "$(nproc)" "$PREJOIN" <<'PY'
 import json, sys
