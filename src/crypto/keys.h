@@ -10,7 +10,8 @@
  * environment variable FV_MASTER_KEY. Destroying a subject's data key (crypto-shredding)
  * makes every record sealed with it unreadable at once, whatever its size.
  *
- * Sealed form: nonce (12 random bytes) || ciphertext || tag (16 bytes); the associated data
+ * Sealed form: nonce (12 bytes: a random 8-byte prefix per thread, then a 4-byte counter)
+ * || ciphertext || tag (16 bytes); the associated data
  * binds a ciphertext to where it belongs, so a moved or altered record fails to open.
  * A keystore is used from one thread at a time; threads that need the catalog at the same
  * time open one keystore each (each its own SQLite connection and cache of keys: the server
@@ -42,6 +43,8 @@ void fv_kek_wipe(struct fv_kek *k);
 /* Appends nonce || AES-256-GCM(key, pt, aad) || tag to out. */
 int fv_seal(const unsigned char key[FV_KEY_LEN], const void *aad, size_t aadlen, const void *pt,
             size_t n, struct fv_buf *out);
+/* The next nonce of the calling thread (what fv_seal uses; exposed for tests). */
+int fv__nonce(unsigned char out[12]);
 /* Opens what fv_seal made; FV_ECORRUPT if anything was altered (or the key is wrong). */
 int fv_open(const unsigned char key[FV_KEY_LEN], const void *aad, size_t aadlen,
             const unsigned char *in, size_t n, struct fv_buf *out);

@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,6 +101,75 @@ static void test_seal_detects_every_altered_byte(void **state)
     assert_int_equal(fv_open(key, "aad", 3, s.data, 27, &o), FV_ECORRUPT);
     fv_buf_free(&s);
     fv_buf_free(&o);
+}
+
+/* Nonces (keys.h): per thread an 8-byte prefix and a counter, never repeated; each thread
+ * its own prefix; a thread's reused cipher context keeps working after failed opens and
+ * across keys, and what one thread seals another opens. */
+struct nonce_run {
+    unsigned char first[12], last[12];
+    unsigned char key[FV_KEY_LEN];
+    struct fv_buf sealed;
+    int ok;
+};
+
+static void *nonce_thread(void *arg)
+{
+    struct nonce_run *r = arg;
+    r->ok = fv__nonce(r->first) == FV_OK;
+    for (int i = 0; i < 99999 && r->ok; i++)
+        r->ok = fv__nonce(r->last) == FV_OK;
+    if (r->ok) r->ok = fv_seal(r->key, "t", 1, "from a thread", 13, &r->sealed) == FV_OK;
+    return NULL;
+}
+
+static void test_nonces_and_reused_cipher(void **state)
+{
+    (void)state;
+    struct nonce_run a = {.key = {7}}, b = {.key = {8}};
+    pthread_t ta, tb;
+    assert_int_equal(pthread_create(&ta, NULL, nonce_thread, &a), 0);
+    assert_int_equal(pthread_create(&tb, NULL, nonce_thread, &b), 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    assert_true(a.ok && b.ok);
+    /* the counter: 99,999 nonces after the first, same prefix */
+    assert_memory_equal(a.first, a.last, 8);
+    uint32_t c0 = (uint32_t)a.first[8] << 24 | (uint32_t)a.first[9] << 16 |
+                  (uint32_t)a.first[10] << 8 | a.first[11];
+    uint32_t c1 = (uint32_t)a.last[8] << 24 | (uint32_t)a.last[9] << 16 |
+                  (uint32_t)a.last[10] << 8 | a.last[11];
+    assert_int_equal(c1 - c0, 99999);
+    assert_memory_not_equal(a.first, b.first, 8); /* two threads, two prefixes */
+    /* the next seal's nonce on a thread is the one after its last */
+    unsigned char n1[12], n2[12];
+    assert_int_equal(fv__nonce(n1), FV_OK);
+    struct fv_buf s = {0}, o = {0};
+    unsigned char k1[FV_KEY_LEN] = {1}, k2[FV_KEY_LEN] = {2};
+    assert_int_equal(fv_seal(k1, "x", 1, "one", 3, &s), FV_OK);
+    memcpy(n2, s.data, 12);
+    assert_memory_equal(n1, n2, 8);
+    assert_int_equal(n2[11], (unsigned char)(n1[11] + 1));
+    /* the main thread opens what the others sealed; a failed open leaves the context usable */
+    assert_int_equal(fv_open(a.key, "t", 1, a.sealed.data, a.sealed.len, &o), FV_OK);
+    assert_memory_equal(o.data, "from a thread", 13);
+    fv_buf_reset(&o);
+    assert_int_equal(fv_open(b.key, "t", 1, a.sealed.data, a.sealed.len, &o), FV_ECORRUPT);
+    fv_buf_reset(&o);
+    assert_int_equal(fv_open(b.key, "t", 1, b.sealed.data, b.sealed.len, &o), FV_OK);
+    /* alternating keys on the reused context */
+    assert_int_equal(fv_seal(k2, "y", 1, "two", 3, &s), FV_OK);
+    fv_buf_reset(&o);
+    assert_int_equal(fv_open(k1, "x", 1, s.data, 3 + FV_SEAL_OVERHEAD, &o), FV_OK);
+    assert_memory_equal(o.data, "one", 3);
+    fv_buf_reset(&o);
+    assert_int_equal(fv_open(k2, "y", 1, s.data + 3 + FV_SEAL_OVERHEAD, 3 + FV_SEAL_OVERHEAD, &o),
+                     FV_OK);
+    assert_memory_equal(o.data, "two", 3);
+    fv_buf_free(&s);
+    fv_buf_free(&o);
+    fv_buf_free(&a.sealed);
+    fv_buf_free(&b.sealed);
 }
 
 static void test_keystore(void **state)
@@ -383,6 +453,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kek_files),
         cmocka_unit_test(test_seal_detects_every_altered_byte),
+        cmocka_unit_test(test_nonces_and_reused_cipher),
         cmocka_unit_test(test_keystore),
         cmocka_unit_test(test_deferred_key_sync),
         cmocka_unit_test(test_pseudonym_as_documented),
