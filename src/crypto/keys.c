@@ -166,9 +166,18 @@ static void aead_tls_free(void *p)
     free(t);
 }
 
+/* A forked child (only the forking thread goes on in it) draws a new prefix before its first
+ * nonce, so a child that sealed could never repeat its parent's nonces. */
+static void aead_atfork_child(void)
+{
+    struct aead_tls *t = aead_key_ok ? pthread_getspecific(aead_key) : NULL;
+    if (t) t->have_prefix = 0;
+}
+
 static void aead_init_once(void)
 {
-    aead_key_ok = pthread_key_create(&aead_key, aead_tls_free) == 0;
+    aead_key_ok = pthread_key_create(&aead_key, aead_tls_free) == 0 &&
+                  pthread_atfork(NULL, NULL, aead_atfork_child) == 0;
 }
 
 static struct aead_tls *aead_tls(void)
