@@ -1,4 +1,4 @@
-/* ds_clips.c - the dataset source over the clip store (ds_clips.h, rules S1-S6). */
+/* ds_clips.c - the dataset source over the clip store (ds_clips.h, rules S1-S7). */
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
