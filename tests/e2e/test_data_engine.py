@@ -121,6 +121,7 @@ def test_campaign_to_dataset_chain():
             assert meta["campaign"] == cid and meta["deid"]["status"] == "passed", meta
             tdb.check_npy(members[s["key"] + ".VehicleSpeed.npy"])
             if s["key"] == claimed["clip"]:  # the labels, the labeler by a pseudonym
+                assert s["vehicle"] == claimed["vehicle"], (s, claimed)  # one pseudonym
                 assert meta["labels"] == [{"name": "boxes", "value": 2},
                                           {"name": "pedestrian", "value": True}], meta
                 assert meta["tags"] == ["campaign", "night", "rain"], meta
