@@ -76,6 +76,8 @@ static void usage(FILE *f)
             "  --offline-pct P     days with one 30-180 min outage per site (default 3)\n"
             "  --utc-offset H      the homes' local time is UTC + H hours (default -8)\n"
             "  --clip-server URL   upload each campaign hit's clip to https://HOST:PORT\n"
+            "  --clip-interrupt N  cut the first N of those uploads halfway through their\n"
+            "                      second chunk and resume them (counted in clips_resumed)\n"
             "  --clips N           upload N synthetic clips instead (see --clips 0 --help)\n\n"
             "Prints one JSON line: {\"sent\":..,\"acked\":..,\"errors\":..,\"datums\":..,"
             "\"ack_p50_ms\":..,\"ack_p99_ms\":..,...}\n"
@@ -173,6 +175,8 @@ int fv_cmd_simulate(int argc, char **argv)
             o.id_prefix = val;
         } else if (strcmp(a, "--clip-server") == 0) {
             o.clip_server = val;
+        } else if (strcmp(a, "--clip-interrupt") == 0) {
+            bad = parse_u64(a, val, 0, 1000000, &o.clip_interrupt);
         } else if (strcmp(a, "--connect-rate") == 0) {
             bad = parse_double(a, val, 0, 1e7, &o.connect_rate);
         } else if (strcmp(a, "--max-inflight") == 0) {

@@ -1,6 +1,7 @@
 /* clip_labels.c - the labels of clips in the catalog (clip_labels.h, rules B1-B3). */
 #include "data/clip_labels.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include <sqlite3.h>
@@ -58,6 +59,35 @@ int fv_clip_labels_has(struct fv_keystore *ks, const char *clip)
     }
     sqlite3_finalize(st);
     return has;
+}
+
+int fv_clip_labels_get(struct fv_keystore *ks, const char *clip, char **json, char **labeler,
+                       int64_t *labeled_ms)
+{
+    *json = *labeler = NULL;
+    *labeled_ms = 0;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(fv_keystore_db(ks),
+                           "SELECT labels, labeler, labeled_ms FROM clip_labels WHERE clip = ?", -1,
+                           &st, NULL) != SQLITE_OK)
+        return FV_EIO;
+    sqlite3_bind_text(st, 1, clip, -1, SQLITE_STATIC);
+    int s = sqlite3_step(st), rc = s == SQLITE_DONE ? FV_ENOENT : FV_EIO;
+    if (s == SQLITE_ROW) {
+        const char *j = (const char *)sqlite3_column_text(st, 0);
+        const char *l = (const char *)sqlite3_column_text(st, 1);
+        *json = j ? strdup(j) : NULL;
+        *labeler = l ? strdup(l) : NULL;
+        *labeled_ms = sqlite3_column_int64(st, 2);
+        rc = *json && *labeler ? FV_OK : FV_ENOMEM;
+        if (rc) {
+            free(*json);
+            free(*labeler);
+            *json = *labeler = NULL;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
 }
 
 int fv_clip_labels_of_subject(struct fv_keystore *ks, const char *subject,

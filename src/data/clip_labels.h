@@ -14,6 +14,7 @@
  *  B2 labels are the subject's data: listed in the subject's export (api/export.c) and
  *     removed with its clips by fv_clip_store_purge (clip_store.h C3);
  *  B3 a labeled clip is not offered again by the work queue (api/labeling_api.c).
+ *  B4 a dataset build reads them (fv_clip_labels_get) into its samples (data/ds_clips.h S7).
  *
  * Threads: the calling thread's keystore (crypto/keys.h: one per thread).
  */
@@ -36,6 +37,11 @@ int fv_clip_labels_put(struct fv_keystore *ks, const char *clip, const char *sub
                        size_t errlen);
 /* 1 if clip has labels, 0 if not (or the catalog fails: the caller then offers nothing). */
 int fv_clip_labels_has(struct fv_keystore *ks, const char *clip);
+/* B4: the labels of clip: *json (its JSON text) and *labeler receive copies (the caller frees
+ * them), *labeled_ms the time. FV_OK, FV_ENOENT (no labels: *json and *labeler NULL),
+ * FV_ENOMEM, FV_EIO. */
+int fv_clip_labels_get(struct fv_keystore *ks, const char *clip, char **json, char **labeler,
+                       int64_t *labeled_ms);
 /* Calls fn for each labeled clip of subject (clip order); stops at fn's first non-zero
  * result and returns it; FV_EIO if the catalog fails. */
 int fv_clip_labels_of_subject(struct fv_keystore *ks, const char *subject,

@@ -1,4 +1,4 @@
-/* ds_clips.c - the dataset source over the clip store (ds_clips.h, rules S1-S6). */
+/* ds_clips.c - the dataset source over the clip store (ds_clips.h, rules S1-S7). */
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -12,6 +12,7 @@
 #include <openssl/hmac.h>
 
 #include "crypto/keys.h"
+#include "data/clip_labels.h"
 #include "data/ds_clips.h"
 #include "data/mcap.h"
 #include "data/wds.h"
@@ -112,43 +113,119 @@ int fv_ds_query_parse(const char *text, struct fv_ds_query *q, char *why, size_t
     return FV_OK;
 }
 
-static int query_match(const struct fv_ds_query *q, const struct fv_clip_row *r)
-{
-    if (q->campaign[0] && strcmp(q->campaign, r->campaign) != 0) return 0;
-    if (r->trigger_ms < q->from_ms || r->trigger_ms > q->to_ms) return 0;
-    for (size_t i = 0; i < q->ntags; i++) /* S5: a clip's tags are its trigger */
-        if (strcmp(q->tags[i], r->trigger) != 0) return 0;
-    return 1;
-}
+/* ---- the subject and labeler identifiers (S4, S7) --------------------------------------- */
 
-/* ---- the subject identifier (S4) ----------------------------------------------------- */
-
-static int subject_id(const unsigned char key[32], const char *pseudo, char out[33])
+static int keyed_id(const unsigned char key[32], const char *text, char out[33])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
-    if (HMAC(EVP_sha256(), key, 32, (const unsigned char *)pseudo, strlen(pseudo), md, &mdlen) ==
-        NULL)
+    if (HMAC(EVP_sha256(), key, 32, (const unsigned char *)text, strlen(text), md, &mdlen) == NULL)
         return FV_EIO;
     fv_hex(md, 16, out);
     return FV_OK;
 }
 
-int fv_ds_clips_subject(struct fv_keystore *ks, const char *subject_pseudo, char out[33])
+static int derived_id(struct fv_keystore *ks, const char *label, const char *text, char out[33])
 {
     unsigned char key[32];
-    int rc = fv_keystore_derive(ks, "fleetvault dataset subject", key);
-    if (rc == FV_OK) rc = subject_id(key, subject_pseudo, out);
+    int rc = fv_keystore_derive(ks, label, key);
+    if (rc == FV_OK) rc = keyed_id(key, text, out);
     OPENSSL_cleanse(key, sizeof key);
     return rc;
+}
+
+int fv_ds_clips_subject(struct fv_keystore *ks, const char *subject_pseudo, char out[33])
+{
+    return derived_id(ks, "fleetvault dataset subject", subject_pseudo, out);
+}
+
+int fv_ds_clips_labeler(struct fv_keystore *ks, const char *principal, char out[33])
+{
+    return derived_id(ks, "fleetvault dataset labeler", principal, out);
+}
+
+/* ---- a clip's labels (S7) --------------------------------------------------------------- */
+
+struct row_labels {
+    json_t *labels; /* the object of name -> value; NULL: not labeled */
+    json_t *tags;   /* the label tags (an array of strings); NULL: not labeled */
+    char labeler[33];
+    int64_t labeled_ms;
+};
+
+static void labels_free(struct row_labels *l)
+{
+    json_decref(l->labels);
+    json_decref(l->tags);
+    memset(l, 0, sizeof *l);
+}
+
+/* Reads the labels of the clip with upload id `upload` into l (empty when it has none). */
+static int labels_load(struct fv_ds_clips *c, const char *upload, struct row_labels *l)
+{
+    memset(l, 0, sizeof *l);
+    char *text = NULL, *labeler = NULL;
+    int rc = fv_clip_labels_get(c->ks, upload, &text, &labeler, &l->labeled_ms);
+    if (rc == FV_ENOENT) return FV_OK;
+    json_t *j = rc == FV_OK ? json_loads(text, 0, NULL) : NULL;
+    json_t *labels = json_object_get(j, "labels"), *tags = json_object_get(j, "tags");
+    if (rc == FV_OK && (!json_is_object(labels) || (tags && !json_is_array(tags))))
+        rc = FV_EIO; /* the labeling API stores only {"labels": {...}, "tags": [...]} */
+    for (size_t i = 0; rc == FV_OK && i < json_array_size(tags); i++)
+        if (!json_is_string(json_array_get(tags, i))) rc = FV_EIO;
+    if (rc == FV_OK) {
+        l->labels = json_incref(labels);
+        l->tags = tags ? json_incref(tags) : json_array();
+        rc = l->tags ? keyed_id(c->labeler_key, labeler, l->labeler) : FV_ENOMEM;
+    }
+    json_decref(j);
+    free(text);
+    free(labeler);
+    if (rc) labels_free(l);
+    return rc;
+}
+
+static int has_tag(const struct fv_clip_row *r, const struct row_labels *l, const char *tag)
+{
+    if (strcmp(tag, r->trigger) == 0) return 1;
+    for (size_t i = 0; i < json_array_size(l->tags); i++)
+        if (strcmp(json_string_value(json_array_get(l->tags, i)), tag) == 0) return 1;
+    return 0;
+}
+
+/* The item's comma-separated tags: the trigger, then the label tags without a comma that
+ * fit in n - 1 bytes. */
+static void tags_line(const struct fv_clip_row *r, const struct row_labels *l, char *out, size_t n)
+{
+    size_t len = (size_t)snprintf(out, n, "%s", r->trigger);
+    if (len >= n) len = n - 1;
+    for (size_t i = 0; i < json_array_size(l->tags); i++) {
+        const char *t = json_string_value(json_array_get(l->tags, i));
+        size_t k = strlen(t);
+        if (strchr(t, ',') || len + 1 + k >= n) continue;
+        out[len++] = ',';
+        memcpy(out + len, t, k + 1);
+        len += k;
+    }
+}
+
+static int query_match(const struct fv_ds_query *q, const struct fv_clip_row *r,
+                       const struct row_labels *l)
+{
+    if (q->campaign[0] && strcmp(q->campaign, r->campaign) != 0) return 0;
+    if (r->trigger_ms < q->from_ms || r->trigger_ms > q->to_ms) return 0;
+    for (size_t i = 0; i < q->ntags; i++) /* S5, S7: the trigger and the label tags */
+        if (!has_tag(r, l, q->tags[i])) return 0;
+    return 1;
 }
 
 /* ---- the rules of a candidate (S1, S2, S4) -------------------------------------------- */
 
 enum { OK = 0, LEFT_DEID, LEFT_OWNER, LEFT_CONSENT, LEFT_QUERY };
 
-/* Whether r is a candidate now; device and vehicle receive its device and pseudonym. */
-static int eligible(struct fv_ds_clips *c, const struct fv_clip_row *r,
+/* Whether r (labels l) is a candidate now; device and vehicle receive its device and
+ * pseudonym. */
+static int eligible(struct fv_ds_clips *c, const struct fv_clip_row *r, const struct row_labels *l,
                     char device[FV_SUBJECT_NAME_MAX + 1], char vehicle[80])
 {
     if (strcmp(r->deid, "passed") != 0 || !fv_clip_store_passed(c->ks, r->id)) return LEFT_DEID;
@@ -158,7 +235,7 @@ static int eligible(struct fv_ds_clips *c, const struct fv_clip_row *r,
         fv_subject_current(c->ks, device, current, NULL) != FV_OK ||
         strcmp(current, r->subject_name) != 0)
         return LEFT_OWNER;
-    if (!query_match(&c->query, r)) return LEFT_QUERY;
+    if (!query_match(&c->query, r, l)) return LEFT_QUERY;
     int at_capture = 0, now = 0;
     if (fv_consent_at(c->ks, c->purposes, r->subject_name, PURPOSE_CLIPS, r->trigger_ms,
                       &at_capture) != FV_OK ||
@@ -194,8 +271,14 @@ static int list_row(void *arg, const struct fv_clip_row *r)
     char device[FV_SUBJECT_NAME_MAX + 1];
     struct fv_ds_item it;
     memset(&it, 0, sizeof it);
+    struct row_labels l;
+    int rc = labels_load(c, r->id, &l);
+    if (rc) return rc;
     c->listed++;
-    switch (eligible(c, r, device, it.vehicle)) {
+    int why = eligible(c, r, &l, device, it.vehicle);
+    if (why == OK) tags_line(r, &l, it.tags, sizeof it.tags);
+    labels_free(&l);
+    switch (why) {
     case LEFT_DEID:
         c->left_deid++;
         return 0;
@@ -212,9 +295,8 @@ static int list_row(void *arg, const struct fv_clip_row *r)
         break;
     }
     snprintf(it.key, sizeof it.key, "%s", r->id);
-    if (subject_id(c->subject_key, r->subject, it.subject) != FV_OK) return FV_EIO;
+    if (keyed_id(c->subject_key, r->subject, it.subject) != FV_OK) return FV_EIO;
     snprintf(it.content_sha256, sizeof it.content_sha256, "%s", r->sha256);
-    snprintf(it.tags, sizeof it.tags, "%s", r->trigger);
     it.lineage = lineage_of(r);
     if (it.lineage == NULL) return FV_ENOMEM;
     return lc->emit(lc->ctx, &it); /* the builder takes the lineage over */
@@ -341,20 +423,68 @@ static int add_signals(const struct fv_buf *clip, int64_t trigger_ms, struct fv_
     return rc;
 }
 
-static json_t *meta_of(struct fv_ds_clips *c, const struct fv_ds_item *it,
-                       const struct fv_clip_row *r, const char *device)
+/* ms since the epoch as ISO 8601 UTC with milliseconds ("" if out of range). */
+static void iso_ms(int64_t ms, char out[32])
 {
-    char when[32] = "";
-    time_t secs = (time_t)(r->trigger_ms / 1000);
+    out[0] = '\0';
+    time_t secs = (time_t)(ms / 1000);
     struct tm tm;
     if (gmtime_r(&secs, &tm))
-        snprintf(when + strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm), 10, ".%03dZ",
-                 (int)(r->trigger_ms % 1000 + 1000) % 1000);
-    json_t *j =
-        json_pack("{s:s,s:s,s:s,s:I,s:s,s:s,s:{s:s,s:i,s:s},s:[]}", "key", it->key, "vehicle",
-                  it->vehicle, "time", when, "trigger_ms", (json_int_t)r->trigger_ms, "campaign",
-                  r->campaign, "trigger", r->trigger, "deid", "status", r->deid, "exit",
-                  r->deid_exit, "summary", r->deid_summary, "labels");
+        snprintf(out + strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm), 10, ".%03dZ",
+                 (int)(ms % 1000 + 1000) % 1000);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* S7: "labels" [{"name", "value"}, ...] by name, "tags", "labeling" into j. */
+static int meta_labels(json_t *j, const struct fv_clip_row *r, const struct row_labels *l)
+{
+    size_t n = json_object_size(l->labels), k = 0;
+    const char **names = n ? malloc(n * sizeof *names) : NULL;
+    json_t *labels = json_array(), *tags = json_pack("[s]", r->trigger), *labeling = json_null();
+    int rc = (n && names == NULL) || labels == NULL || tags == NULL ? FV_ENOMEM : FV_OK;
+    const char *name;
+    json_t *v;
+    json_object_foreach(rc == FV_OK ? l->labels : NULL, name, v) names[k++] = name;
+    if (k) qsort(names, k, sizeof *names, cmp_str);
+    for (size_t i = 0; rc == FV_OK && i < k; i++)
+        if (json_array_append_new(labels, json_pack("{s:s,s:O}", "name", names[i], "value",
+                                                    json_object_get(l->labels, names[i]))))
+            rc = FV_ENOMEM;
+    if (rc == FV_OK && l->tags && json_array_extend(tags, l->tags) != 0) rc = FV_ENOMEM;
+    if (rc == FV_OK && l->labels) {
+        char when[32];
+        iso_ms(l->labeled_ms, when);
+        labeling = json_pack("{s:s,s:I,s:s}", "labeler", l->labeler, "labeled_ms",
+                             (json_int_t)l->labeled_ms, "time", when);
+        if (labeling == NULL) rc = FV_ENOMEM;
+    }
+    free(names);
+    if (rc == FV_OK && (json_object_set(j, "labels", labels) || json_object_set(j, "tags", tags) ||
+                        json_object_set(j, "labeling", labeling)))
+        rc = FV_ENOMEM;
+    json_decref(labels);
+    json_decref(tags);
+    json_decref(labeling);
+    return rc;
+}
+
+static json_t *meta_of(struct fv_ds_clips *c, const struct fv_ds_item *it,
+                       const struct fv_clip_row *r, const struct row_labels *l, const char *device)
+{
+    char when[32];
+    iso_ms(r->trigger_ms, when);
+    json_t *j = json_pack("{s:s,s:s,s:s,s:I,s:s,s:s,s:{s:s,s:i,s:s}}", "key", it->key, "vehicle",
+                          it->vehicle, "time", when, "trigger_ms", (json_int_t)r->trigger_ms,
+                          "campaign", r->campaign, "trigger", r->trigger, "deid", "status", r->deid,
+                          "exit", r->deid_exit, "summary", r->deid_summary);
+    if (j && meta_labels(j, r, l) != FV_OK) {
+        json_decref(j);
+        return NULL;
+    }
     if (j && r->place.have && c->place_ok && c->place_ok(c->cb_arg, device, &r->place))
         json_object_set_new(j, "place",
                             json_pack("{s:f,s:f}", "lat", r->place.lat, "lon", r->place.lon));
@@ -376,14 +506,17 @@ static int src_load(void *arg, const struct fv_ds_item *it, struct fv_ds_files *
 {
     struct fv_ds_clips *c = arg;
     struct fv_clip_row r;
+    struct row_labels l;
     char device[FV_SUBJECT_NAME_MAX + 1], vehicle[80];
     out->n = 0;
     int rc = fv_clip_store_get(c->ks, it->key, &r);
+    if (rc == FV_OK) rc = labels_load(c, it->key, &l);
     if (rc) {
         fv_seterr(err, errlen, "clip %s: %s", it->key, fv_strerror(rc));
         return rc;
     }
-    if (eligible(c, &r, device, vehicle) != OK || strcmp(vehicle, it->vehicle) != 0) {
+    if (eligible(c, &r, &l, device, vehicle) != OK || strcmp(vehicle, it->vehicle) != 0) {
+        labels_free(&l);
         fv_seterr(err, errlen,
                   "clip %s: no longer a candidate (consent or de-identification "
                   "changed during the build)",
@@ -393,7 +526,8 @@ static int src_load(void *arg, const struct fv_ds_item *it, struct fv_ds_files *
     struct fv_buf clip = {0};
     rc = fv_clip_store_read(c->ks, c->clips_dir, it->key, &clip, err, errlen);
     if (rc == FV_OK) rc = add_file(out, "mcap", clip.data, clip.len);
-    json_t *meta = rc == FV_OK ? meta_of(c, it, &r, device) : NULL;
+    json_t *meta = rc == FV_OK ? meta_of(c, it, &r, &l, device) : NULL;
+    labels_free(&l);
     if (rc == FV_OK && meta == NULL) rc = FV_ENOMEM;
     const char *note = NULL;
     size_t json_at = out->n;
@@ -414,7 +548,8 @@ static int src_load(void *arg, const struct fv_ds_item *it, struct fv_ds_files *
 
 int fv_ds_clips_source(struct fv_ds_clips *c, struct fv_ds_source *src)
 {
-    if (fv_keystore_derive(c->ks, "fleetvault dataset subject", c->subject_key) != FV_OK)
+    if (fv_keystore_derive(c->ks, "fleetvault dataset subject", c->subject_key) != FV_OK ||
+        fv_keystore_derive(c->ks, "fleetvault dataset labeler", c->labeler_key) != FV_OK)
         return FV_EIO;
     src->list = src_list;
     src->load = src_load;

@@ -32,8 +32,9 @@ struct fv_sim_clipworker {
     pthread_cond_t cv;
     struct job *q; /* ring of FV_SIM_CLIP_QUEUE_MAX */
     size_t head, n;
-    int stopping; /* 1: finish the queue; 2: drop it */
-    uint64_t uploaded, failed;
+    int stopping;       /* 1: finish the queue; 2: drop it */
+    uint64_t interrupt; /* uploads still to interrupt (worker thread only) */
+    struct fv_sim_clip_counts n_done;
 };
 
 static void upload_one(struct fv_sim_clipworker *w, const struct job *j)
@@ -49,6 +50,7 @@ static void upload_one(struct fv_sim_clipworker *w, const struct job *j)
                             .nchannels = j->nchannels};
     struct fv_buf clip = {0};
     char err[512] = "";
+    int resumed = 0;
     int rc = fv_sim_clip_build(&c, &clip);
     if (rc == FV_OK) {
         struct fv_sim_upload u = {.url = w->url,
@@ -57,9 +59,12 @@ static void upload_one(struct fv_sim_clipworker *w, const struct job *j)
                                   .clip_id = j->clip_id,
                                   .campaign = j->campaign,
                                   .trigger = "campaign",
-                                  .trigger_ms = j->trigger_ms};
+                                  .trigger_ms = j->trigger_ms,
+                                  .interrupt = w->interrupt > 0};
+        if (w->interrupt > 0) w->interrupt--;
         struct fv_sim_upload_result r;
         rc = fv_sim_clip_upload(&u, clip.data, clip.len, &r, err, sizeof err);
+        resumed = rc == FV_OK && r.resumed;
     } else {
         snprintf(err, sizeof err, "building the clip: %s", fv_strerror(rc));
     }
@@ -67,9 +72,10 @@ static void upload_one(struct fv_sim_clipworker *w, const struct job *j)
     if (rc != FV_OK) fv_warn("simulate: clip %s of %s: %s", j->clip_id, j->vin, err);
     pthread_mutex_lock(&w->mu);
     if (rc == FV_OK)
-        w->uploaded++;
+        w->n_done.uploaded++;
     else
-        w->failed++;
+        w->n_done.failed++;
+    if (rc == FV_OK && resumed) w->n_done.resumed++;
     pthread_mutex_unlock(&w->mu);
 }
 
@@ -101,7 +107,7 @@ static void *worker(void *arg)
         upload_one(w, &j);
         pthread_mutex_lock(&w->mu);
     }
-    w->failed += w->n; /* dropped at the stop */
+    w->n_done.failed += w->n; /* dropped at the stop */
     w->n = 0;
     pthread_mutex_unlock(&w->mu);
     return NULL;
@@ -117,8 +123,8 @@ static void worker_free(struct fv_sim_clipworker *w)
     free(w);
 }
 
-int fv_sim_clipworker_start(const char *url, const char *certs_dir, struct fv_sim_clipworker **out,
-                            char *err, size_t errlen)
+int fv_sim_clipworker_start(const char *url, const char *certs_dir, uint64_t interrupt,
+                            struct fv_sim_clipworker **out, char *err, size_t errlen)
 {
     *out = NULL;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
@@ -132,6 +138,7 @@ int fv_sim_clipworker_start(const char *url, const char *certs_dir, struct fv_si
     }
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
+    w->interrupt = interrupt;
     w->url = strdup(url);
     w->certs_dir = strdup(certs_dir);
     w->q = calloc(FV_SIM_CLIP_QUEUE_MAX, sizeof *w->q);
@@ -173,8 +180,8 @@ int fv_sim_clipworker_hook(void *arg, const struct fv_sim_clip_req *req, char *e
     return rc;
 }
 
-void fv_sim_clipworker_stop(struct fv_sim_clipworker *w, double wait_s, uint64_t *uploaded,
-                            uint64_t *failed)
+void fv_sim_clipworker_stop(struct fv_sim_clipworker *w, double wait_s,
+                            struct fv_sim_clip_counts *c)
 {
     if (w == NULL) return;
     struct timespec until;
@@ -189,8 +196,9 @@ void fv_sim_clipworker_stop(struct fv_sim_clipworker *w, double wait_s, uint64_t
     pthread_cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);
     pthread_join(w->th, NULL);
-    *uploaded += w->uploaded;
-    *failed += w->failed;
+    c->uploaded += w->n_done.uploaded;
+    c->failed += w->n_done.failed;
+    c->resumed += w->n_done.resumed;
     worker_free(w);
     curl_global_cleanup();
 }

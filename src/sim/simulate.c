@@ -589,7 +589,8 @@ static int setup(struct run *r, char *err, size_t errlen)
     r->clip_upload = fv_sim_clip_upload_stub;
     r->clip_upload_arg = r;
     if (o->clip_server && !o->no_server) {
-        if ((rc = fv_sim_clipworker_start(o->clip_server, o->certs_dir, &r->clipw, err, errlen)))
+        if ((rc = fv_sim_clipworker_start(o->clip_server, o->certs_dir, o->clip_interrupt,
+                                          &r->clipw, err, errlen)))
             return rc;
         r->clip_upload = fv_sim_clipworker_hook;
         r->clip_upload_arg = r->clipw;
@@ -620,10 +621,20 @@ static int setup(struct run *r, char *err, size_t errlen)
     return FV_OK;
 }
 
+/* Stops the clip worker (after at most wait_s for its queue) and counts its clips. */
+static void stop_clips(struct run *r, double wait_s)
+{
+    struct fv_sim_clip_counts c = {0};
+    fv_sim_clipworker_stop(r->clipw, wait_s, &c);
+    r->clipw = NULL;
+    r->st->clips_uploaded += c.uploaded;
+    r->st->clip_failures += c.failed;
+    r->st->clips_resumed += c.resumed;
+}
+
 static void teardown(struct run *r)
 {
-    fv_sim_clipworker_stop(r->clipw, 0, &r->st->clips_uploaded, &r->st->clip_failures);
-    r->clipw = NULL;
+    stop_clips(r, 0);
     for (uint32_t i = 0; r->v && i < r->n; i++) {
         struct veh *v = &r->v[i];
         fv_sim_ws_free(v->ws);
@@ -786,8 +797,7 @@ int fv_sim_run(const struct fv_sim_opts *o, struct fv_sim_stats *st, char *err, 
     else
         run_online(r);
     /* the clips of the last hits: as long as the drain */
-    fv_sim_clipworker_stop(r->clipw, o->drain_s, &st->clips_uploaded, &st->clip_failures);
-    r->clipw = NULL;
+    stop_clips(r, o->drain_s);
     if (r->fatal) {
         fv_seterr(err, errlen, "%s", r->fatal_msg);
         rc = r->fatal;

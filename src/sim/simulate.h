@@ -85,6 +85,7 @@ struct fv_sim_opts {
     /* https://HOST:PORT of the clip endpoint: each campaign hit's clip is built and uploaded
      * there by a worker thread (clipworker.h); NULL: hits' clips count as clip_failures. */
     const char *clip_server;
+    uint64_t clip_interrupt; /* the first N of those uploads are cut and resumed (clipworker.h) */
 };
 
 /* Fills o with the defaults (K 20, drain 30 s, prefix "5YJSIM", seed 1, 1000 conn/s,
@@ -123,6 +124,7 @@ struct fv_sim_stats {
     uint64_t campaign_hits;    /* trigger hits reported */
     uint64_t clip_failures;    /* hits whose clip was not stored (no clip server, refused) */
     uint64_t clips_uploaded;   /* hits whose clip the clip server stored (201) */
+    uint64_t clips_resumed;    /* of them, stored after an interruption (clip_interrupt) */
 };
 
 /*

@@ -86,13 +86,14 @@ void fv_sim_stats_print_json(const struct fv_sim_stats *st, FILE *f)
             ",\"interrupted\":%s,\"datums_sent\":%" PRIu64 ",\"sites\":%u,\"site_samples\":%" PRIu64
             ",\"backfilled\":%" PRIu64 ",\"commands\":%" PRIu64 ",\"commands_refused\":%" PRIu64
             ",\"rate_limited\":%" PRIu64 ",\"campaigns\":%" PRIu64 ",\"campaign_hits\":%" PRIu64
-            ",\"clip_failures\":%" PRIu64 ",\"clips_uploaded\":%" PRIu64 "}\n",
+            ",\"clip_failures\":%" PRIu64 ",\"clips_uploaded\":%" PRIu64
+            ",\"clips_resumed\":%" PRIu64 "}\n",
             st->sent, st->acked, st->errors, st->datums, st->ack_p50_ms, st->ack_p99_ms,
             st->ack_max_ms, st->unacked, st->resent, st->reconnects, st->conn_failures, st->paused,
             st->lagged, st->dup_acks, st->bad_replies, st->vehicles, st->connected_peak,
             st->elapsed_s, st->peak_rss_mb, st->interrupted ? "true" : "false", st->datums_sent,
             st->sites, st->site_samples, st->backfilled, st->commands, st->commands_refused,
             st->rate_limited, st->campaigns, st->campaign_hits, st->clip_failures,
-            st->clips_uploaded);
+            st->clips_uploaded, st->clips_resumed);
     fflush(f);
 }

@@ -4,7 +4,8 @@
  * KEY.mcap (the decrypted clip), KEY.json and KEY.SIGNAL.npy read from the MCAP (S6); vehicle
  * is the model_training pseudonym, subject the identifier computable from the keystore
  * pseudonym (S4); a withdrawal between listing and loading leaves the clip out; the
- * manifest records the consent state. */
+ * manifest records the consent state. A labeled clip's labels, tags and the labeler's
+ * pseudonymous id are in its KEY.json and its tags, an unlabeled one's labels are [] (S7). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +21,7 @@
 #include <openssl/evp.h>
 
 #include "crypto/keys.h"
+#include "data/clip_labels.h"
 #include "data/clip_store.h"
 #include "data/dataset.h"
 #include "data/ds_clips.h"
@@ -140,7 +142,7 @@ static void consent(struct fv_keystore *ks, const char *subject, const char *pur
 
 struct keys {
     size_t n;
-    char key[8][64], vehicle[8][80], subject[8][80];
+    char key[8][64], vehicle[8][80], subject[8][80], tags[8][256];
 };
 
 static int collect(void *ctx, struct fv_ds_item *it)
@@ -150,6 +152,7 @@ static int collect(void *ctx, struct fv_ds_item *it)
     snprintf(k->key[k->n], 64, "%s", it->key);
     snprintf(k->vehicle[k->n], 80, "%s", it->vehicle);
     snprintf(k->subject[k->n], 80, "%s", it->subject);
+    snprintf(k->tags[k->n], 256, "%s", it->tags);
     k->n++;
     json_decref(it->lineage);
     it->lineage = NULL;
@@ -163,12 +166,12 @@ static const struct fv_buf *file_of(const struct fv_ds_files *f, const char *ext
     return NULL;
 }
 
-static void test_source(void **state)
+/* A keystore with subjects and the clip store in the test's directory; cdir: its clips. */
+static struct fv_keystore *open_store(char cdir[128])
 {
-    (void)state;
-    char p[128], err[256] = "", cdir[128];
+    char p[128], err[256] = "";
     snprintf(p, sizeof p, "%s/catalog.db", dir);
-    snprintf(cdir, sizeof cdir, "%s/clips", dir);
+    snprintf(cdir, 128, "%s/clips", dir);
     struct fv_kek kek;
     struct fv_keystore *ks = NULL;
     assert_int_equal(fv_kek_load(NULL, &kek, err, sizeof err), FV_OK);
@@ -176,6 +179,46 @@ static void test_source(void **state)
     fv_kek_wipe(&kek);
     assert_int_equal(fv_subjects_init(ks, err, sizeof err), FV_OK);
     assert_int_equal(fv_clip_store_init(ks, err, sizeof err), FV_OK);
+    return ks;
+}
+
+/* The source over the store at build time T0 + 10 s, every clip, the place withheld. */
+static void make_source(struct fv_keystore *ks, const char *cdir, const struct fv_purposes *pp,
+                        struct fv_ds_clips *c, struct fv_ds_source *src)
+{
+    char err[256] = "";
+    *c = (struct fv_ds_clips){.ks = ks,
+                              .clips_dir = cdir,
+                              .purposes = pp,
+                              .now_ms = T0 + 10000,
+                              .pseudonym = fake_pseudo,
+                              .place_ok = place_never};
+    assert_int_equal(fv_ds_query_parse("", &c->query, err, sizeof err), FV_OK);
+    assert_int_equal(fv_ds_clips_source(c, src), FV_OK);
+}
+
+/* The KEY.json of sample key (vehicle) loaded from src. */
+static json_t *load_meta(const struct fv_ds_source *src, const char *key, const char *vehicle)
+{
+    struct fv_ds_item it = {0};
+    snprintf(it.key, sizeof it.key, "%s", key);
+    snprintf(it.vehicle, sizeof it.vehicle, "%s", vehicle);
+    struct fv_ds_files files = {0};
+    char err[256] = "";
+    assert_int_equal(src->load(src->arg, &it, &files, err, sizeof err), FV_OK);
+    const struct fv_buf *meta = file_of(&files, "json");
+    assert_non_null(meta);
+    json_t *j = json_loadb((const char *)meta->data, meta->len, 0, NULL);
+    assert_non_null(j);
+    fv_ds_files_free(&files);
+    return j;
+}
+
+static void test_source(void **state)
+{
+    (void)state;
+    char err[256] = "", cdir[128];
+    struct fv_keystore *ks = open_store(cdir);
     /* VINA: both purposes; VINB: clips only; VINC: both, its clip failed de-identification;
      * VIND: both, a clip pending. VINA has a second clip in another campaign. */
     const char *both[] = {"VINA", "VINC", "VIND"};
@@ -191,15 +234,9 @@ static void test_source(void **state)
     put_clip(ks, cdir, "VIND", 5, "brake", "hard_brake", "pending");
 
     struct fv_purposes pp = {0};
-    struct fv_ds_clips c = {.ks = ks,
-                            .clips_dir = cdir,
-                            .purposes = &pp,
-                            .now_ms = T0 + 10000,
-                            .pseudonym = fake_pseudo,
-                            .place_ok = place_never};
-    assert_int_equal(fv_ds_query_parse("", &c.query, err, sizeof err), FV_OK);
+    struct fv_ds_clips c;
     struct fv_ds_source src;
-    assert_int_equal(fv_ds_clips_source(&c, &src), FV_OK);
+    make_source(ks, cdir, &pp, &c, &src);
     struct keys k = {0};
     assert_int_equal(src.list(src.arg, collect, &k, err, sizeof err), FV_OK);
     /* S1, S2: only VINA's two clips */
@@ -334,11 +371,81 @@ static void test_source(void **state)
     fv_keystore_close(ks);
 }
 
+/* S7: the labels a labeler submitted are in the sample */
+static void test_labels(void **state)
+{
+    (void)state;
+    char err[256] = "", cdir[128];
+    struct fv_keystore *ks = open_store(cdir);
+    consent(ks, "VINA", "clips", 1, T0 - 1000);
+    consent(ks, "VINA", "model_training", 1, T0 - 1000);
+    put_clip(ks, cdir, "VINA", 1, "brake", "hard_brake", "passed");
+    put_clip(ks, cdir, "VINA", 2, "brake", "hard_brake", "passed");
+    const char *one = "00000000000000000000000000000001", *two = "00000000000000000000000000000002";
+    char pseudo[FV_PSEUDONYM_LEN + 1];
+    assert_int_equal(fv_keystore_pseudonym(ks, "VINA", pseudo), FV_OK);
+    assert_int_equal(
+        fv_clip_labels_put(ks, one, pseudo, "ann.smith",
+                           "{\"labels\":{\"pedestrian\":true,\"count\":2,\"box\":[1,2]},"
+                           "\"tags\":[\"night\",\"rain,heavy\",\"wet\"]}",
+                           T0 + 3000, err, sizeof err),
+        FV_OK);
+
+    struct fv_purposes pp = {0};
+    struct fv_ds_clips c;
+    struct fv_ds_source src;
+    make_source(ks, cdir, &pp, &c, &src);
+    struct keys k = {0};
+    assert_int_equal(src.list(src.arg, collect, &k, err, sizeof err), FV_OK);
+    assert_int_equal(k.n, 2);
+    /* the item's tags: the trigger first (balancing), then the label tags without a comma */
+    assert_string_equal(k.tags[0], "hard_brake,night,wet");
+    assert_string_equal(k.tags[1], "hard_brake");
+
+    json_t *j = load_meta(&src, one, k.vehicle[0]);
+    char *text = json_dumps(json_object_get(j, "labels"), JSON_COMPACT);
+    assert_string_equal(text, "[{\"name\":\"box\",\"value\":[1,2]},{\"name\":\"count\","
+                              "\"value\":2},{\"name\":\"pedestrian\",\"value\":true}]");
+    free(text);
+    text = json_dumps(json_object_get(j, "tags"), JSON_COMPACT);
+    assert_string_equal(text, "[\"hard_brake\",\"night\",\"rain,heavy\",\"wet\"]");
+    free(text);
+    json_t *lab = json_object_get(j, "labeling");
+    char want[33];
+    assert_int_equal(fv_ds_clips_labeler(ks, "ann.smith", want), FV_OK);
+    assert_string_equal(json_string_value(json_object_get(lab, "labeler")), want);
+    assert_int_equal(json_integer_value(json_object_get(lab, "labeled_ms")), T0 + 3000);
+    assert_string_equal(json_string_value(json_object_get(lab, "time")),
+                        "2025-10-09T08:53:23.000Z");
+    text = json_dumps(j, 0);
+    assert_null(strstr(text, "ann")); /* no labeler's name */
+    free(text);
+    json_decref(j);
+
+    /* an unlabeled clip: labels [], tags its trigger, labeling null */
+    j = load_meta(&src, two, k.vehicle[1]);
+    assert_int_equal(json_array_size(json_object_get(j, "labels")), 0);
+    assert_true(json_is_array(json_object_get(j, "labels")));
+    assert_int_equal(json_array_size(json_object_get(j, "tags")), 1);
+    assert_true(json_is_null(json_object_get(j, "labeling")));
+    json_decref(j);
+
+    /* the query's tag= matches label tags too */
+    assert_int_equal(fv_ds_query_parse("tag=night", &c.query, err, sizeof err), FV_OK);
+    k.n = 0;
+    assert_int_equal(src.list(src.arg, collect, &k, err, sizeof err), FV_OK);
+    assert_int_equal(k.n, 1);
+    assert_string_equal(k.key[0], one);
+    assert_int_equal(c.left_query, 1);
+    fv_keystore_close(ks);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_query),
         cmocka_unit_test_setup_teardown(test_source, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_labels, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
