@@ -18,7 +18,8 @@ declare -A allowed=(
     [data]="util os crypto wire wal store config privacy"
     [openadr]="util os config energy"
     [api]="util os crypto wire wal store config privacy gateway energy openadr data"
-    [server]="util os crypto wire wal store config privacy gateway api energy openadr data"
+    [mqtt]="util os crypto wire wal store config privacy gateway"
+    [server]="util os crypto wire wal store config privacy gateway api energy openadr data mqtt"
     [sim]="util os crypto wire data"
     [cli]="util os crypto wire wal store config privacy gateway api server sim energy openadr data"
 )

@@ -530,6 +530,16 @@ static void get_metrics(const struct fv_api_view *v, struct fv_http_response *r)
     COUNTER("fleetvault_downlink_dropped_total",
             "Messages to devices dropped: the device was not connected (the sender resends).",
             m->downlink_dropped);
+    GAUGE("fleetvault_mqtt_connected", "Connected to the MQTT broker now (1), or not (0).",
+          m->mqtt_connected);
+    GAUGE("fleetvault_mqtt_subjects", "Subjects whose live values are published over MQTT now.",
+          m->mqtt_subjects);
+    COUNTER("fleetvault_mqtt_published_total",
+            "MQTT messages handed to the broker: values, discovery, cleared topics.",
+            m->mqtt_published);
+    COUNTER("fleetvault_mqtt_errors_total",
+            "MQTT publishes that failed and connections to the broker lost or refused.",
+            m->mqtt_errors);
 #undef COUNTER
 #undef GAUGE
 }

@@ -32,8 +32,7 @@ void fv_config_defaults(struct fv_config *c)
     c->loc_stop_ms = 180000;
 }
 
-/* "30d", "12h", "90m", "45s", a number of seconds, or 0 / "forever" (keep forever). */
-static int parse_duration_ms(json_t *v, uint64_t *out)
+int fv_config_duration_ms(json_t *v, uint64_t *out)
 {
     if (json_is_integer(v) && json_integer_value(v) >= 0) {
         *out = (uint64_t)json_integer_value(v) * 1000u;
@@ -75,9 +74,9 @@ static int load_store_config(struct fv_store_config *c, json_t *o, const char *p
     json_object_foreach(o, key, val)
     {
         uint64_t ms;
-        if (strcmp(key, "flush_interval") == 0 && parse_duration_ms(val, &ms) == FV_OK && ms) {
+        if (strcmp(key, "flush_interval") == 0 && fv_config_duration_ms(val, &ms) == FV_OK && ms) {
             c->flush_interval_ms = ms;
-        } else if (strcmp(key, "wal_keep") == 0 && parse_duration_ms(val, &ms) == FV_OK) {
+        } else if (strcmp(key, "wal_keep") == 0 && fv_config_duration_ms(val, &ms) == FV_OK) {
             c->wal_keep_ms = ms;
         } else if (strcmp(key, "compact_fanin") == 0 && json_is_integer(val) &&
                    json_integer_value(val) >= 2 && json_integer_value(val) <= 64) {
@@ -129,7 +128,7 @@ static int load_store_config(struct fv_store_config *c, json_t *o, const char *p
             json_object_foreach(val, cname, d)
             {
                 int id = fv_store_class_id(c, cname);
-                if (id < 0 || parse_duration_ms(d, &ms) != FV_OK) {
+                if (id < 0 || fv_config_duration_ms(d, &ms) != FV_OK) {
                     fv_seterr(err, errlen,
                               "%s: store.retention.%s: unknown class or bad duration (e.g. "
                               "\"30d\", \"12h\", \"forever\")",
@@ -220,6 +219,8 @@ int fv_config_load(struct fv_config *c, const char *path, char *err, size_t errl
                 goto done;
             }
             c->label_lease_ms = (uint64_t)json_integer_value(l) * 1000;
+        } else if (strcmp(key, "mqtt") == 0) {
+            if (fv_mqtt_cfg_parse(&c->mqtt, val, path, err, errlen) != FV_OK) goto done;
         } else if (strcmp(key, "openadr") == 0) {
             if (fv_oadr_cfg_parse(&c->openadr, val, path, err, errlen) != FV_OK) goto done;
         } else if (strcmp(key, "api_nice") == 0) {
@@ -238,7 +239,7 @@ int fv_config_load(struct fv_config *c, const char *path, char *err, size_t errl
             c->ingest_nice = (int)json_integer_value(val);
         } else if (strcmp(key, "device_idle_timeout") == 0) {
             uint64_t ms;
-            if (parse_duration_ms(val, &ms) != FV_OK || ms < 3000 || ms > 86400000) {
+            if (fv_config_duration_ms(val, &ms) != FV_OK || ms < 3000 || ms > 86400000) {
                 fv_seterr(err, errlen,
                           "%s: device_idle_timeout: expected a duration from \"3s\" to \"1d\"",
                           path);
@@ -259,7 +260,7 @@ int fv_config_load(struct fv_config *c, const char *path, char *err, size_t errl
                                         : c->audit_witness;
             snprintf(dst, sizeof c->policy_file, "%s", json_string_value(val));
         } else if (strcmp(key, "audit_retention") == 0 &&
-                   parse_duration_ms(val, &c->audit_retention_ms) == FV_OK) {
+                   fv_config_duration_ms(val, &c->audit_retention_ms) == FV_OK) {
             /* the audit log's own retention (GDPR: as long as needed for accountability) */
         } else if (strcmp(key, "location_privacy") == 0 && json_is_object(val)) {
             json_t *tm = json_object_get(val, "trim_m"), *gm = json_object_get(val, "grid_m");
@@ -269,9 +270,9 @@ int fv_config_load(struct fv_config *c, const char *path, char *err, size_t errl
                         json_number_value(tm) > 100000)) ||
                 (gm && (!json_is_number(gm) || json_number_value(gm) < 0 ||
                         json_number_value(gm) > 1000000)) ||
-                (gap && (parse_duration_ms(gap, &c->loc_trip_gap_ms) != FV_OK ||
+                (gap && (fv_config_duration_ms(gap, &c->loc_trip_gap_ms) != FV_OK ||
                          c->loc_trip_gap_ms == 0)) ||
-                (stop && parse_duration_ms(stop, &c->loc_stop_ms) != FV_OK)) {
+                (stop && fv_config_duration_ms(stop, &c->loc_stop_ms) != FV_OK)) {
                 fv_seterr(err, errlen,
                           "%s: location_privacy: expected {\"trim_m\": 0..100000, "
                           "\"trip_gap\": \"5m\", \"stop_after\": \"3m\", \"grid_m\": "

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config/mqtt_config.h"
 #include "config/openadr_config.h"
 #include "store/store.h"
 #include "util/ratelimit.h"
@@ -51,6 +52,7 @@ struct fv_config {
     char clips_json[FV_CONFIG_CLIPS_MAX];
     uint64_t label_lease_ms;       /* "labeling": {"lease_s"}: a labeler's lease (30 min) */
     struct fv_oadr_cfg openadr;    /* the OpenADR VEN (openadr_config.h); enabled 0: none */
+    struct fv_mqtt_cfg mqtt;       /* live values over MQTT (mqtt_config.h); enabled 0: none */
     char audit_key[1024];          /* audit signing key; empty: beside the master key file */
     char audit_witness[1024];      /* optional file outside DATA receiving every checkpoint */
     uint64_t audit_retention_ms;   /* delete audit files older than this (0: keep all) */
@@ -68,16 +70,22 @@ void fv_config_defaults(struct fv_config *c);
  * compact_fanin, retention: {CLASS: "30d"}, classes: {CLASS: [SIGNAL, ...]}}), policy, audit_key,
  * audit_witness (paths), audit_retention (a duration), vpp ({programs: {NAME: {...}}}:
  * energy/program.h), clips (data/clip_upload.h), labeling ({lease_s}), openadr
- * (config/openadr_config.h), location_privacy ({trim_m, trip_gap, stop_after, grid_m}).
+ * (config/openadr_config.h), mqtt (config/mqtt_config.h), location_privacy ({trim_m, trip_gap,
+ * stop_after, grid_m}).
  */
 int fv_config_load(struct fv_config *c, const char *path, char *err, size_t errlen);
 
-/* Parses "HOST:PORT" into host/port. */
 /* The admin API token's file: beside the master key (KEYFILE.admin.token) when it is a file,
  * so a copy of DATA is never a live admin token; DATA/admin.token only when the master key
  * comes from the environment (FV_MASTER_KEY). Returns 1 when that file is outside DATA. */
 int fv_config_admin_token_path(const struct fv_config *c, char *out, size_t len);
 
+/* Parses "HOST:PORT" into host/port. */
 int fv_parse_hostport(const char *s, char *host, size_t hostlen, int *port);
+
+/* A duration: "30d", "12h", "90m", "45s", a number of seconds, or 0 / "forever" (0: keep
+ * forever). FV_OK or FV_EINVAL. */
+struct json_t;
+int fv_config_duration_ms(struct json_t *v, uint64_t *out);
 
 #endif

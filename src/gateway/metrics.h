@@ -63,6 +63,9 @@ struct fv_metrics {
     fv_counter http_auth_throttled; /* 429: too many failed authentications (api/http.h H1) */
     fv_counter downlink_sent;       /* messages to devices handed to a session */
     fv_counter downlink_dropped;    /* messages to devices not connected (wire/downlink.h D1) */
+    /* The MQTT publisher (mqtt/mqtt.h), bumped from its thread: connected to the broker now
+     * (0/1), subjects being published now, messages handed to the broker, failures. */
+    fv_counter mqtt_connected, mqtt_subjects, mqtt_published, mqtt_errors;
     /* Server-side ack latency: from the first bytes of a record read from its connection to
      * its ack handed to the socket (after the record is durable, S1). */
     struct fv_latency ack_latency;

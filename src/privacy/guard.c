@@ -421,19 +421,26 @@ uint64_t fv_guard_gate_seq(const struct fv_guard *g, uint64_t before, uint64_t a
 int fv_guard_pseudonym(const struct fv_guard *g, const char *purpose, const char *device,
                        char out[FV_PURPOSE_PSEUDONYM_LEN + 1])
 {
+    return fv_pseudonym_of_device(g->keys, g->pseudo_secret, purpose, device, out);
+}
+
+int fv_pseudonym_of_device(struct fv_keystore *ks, const unsigned char secret[32],
+                           const char *purpose, const char *device,
+                           char out[FV_PURPOSE_PSEUDONYM_LEN + 1])
+{
     /* G10: of the device's current subject (owner period), keyed by that subject's data key:
      * a new owner gets new pseudonyms, and once the key is destroyed (erasure) the old ones
      * can neither be recomputed nor linked to whatever the device becomes. */
     char subject[FV_SUBJECT_NAME_MAX + 1], ps[FV_PSEUDONYM_LEN + 1];
     char hex[65], kid[FV_PURPOSE_PSEUDONYM_LEN + 1], material[FV_SUBJECT_NAME_MAX + 48];
     const unsigned char *dek = NULL;
-    if (g->keys == NULL || fv_subject_current(g->keys, device, subject, NULL) != FV_OK)
+    if (ks == NULL || fv_subject_current(ks, device, subject, NULL) != FV_OK)
         snprintf(subject, sizeof subject, "%s", device);
-    int rc = g->keys ? fv_keystore_dek(g->keys, subject, 0, &dek, ps) : FV_ENOENT;
+    int rc = ks ? fv_keystore_dek(ks, subject, 0, &dek, ps) : FV_ENOENT;
     if (rc == FV_OK) {
         for (size_t i = 0; i < 32; i++)
             snprintf(hex + 2 * i, 3, "%02x", dek[i]);
-        rc = fv_pseudonym_for_purpose(g->pseudo_secret, "fleetvault subject key", hex, kid);
+        rc = fv_pseudonym_for_purpose(secret, "fleetvault subject key", hex, kid);
         OPENSSL_cleanse(hex, sizeof hex);
         if (rc) return rc;
         snprintf(material, sizeof material, "%s|%s", subject, kid);
@@ -442,7 +449,7 @@ int fv_guard_pseudonym(const struct fv_guard *g, const char *purpose, const char
     } else { /* no key yet (nothing stored): the subject alone, until its first record */
         snprintf(material, sizeof material, "%s", subject);
     }
-    return fv_pseudonym_for_purpose(g->pseudo_secret, purpose, material, out);
+    return fv_pseudonym_for_purpose(secret, purpose, material, out);
 }
 
 void fv_guard_served_add_pseudonym(struct fv_guard_served *s, const char *pseudonym)

@@ -316,6 +316,11 @@ uint64_t fv_guard_gate_seq(const struct fv_guard *g, uint64_t before, uint64_t a
  * error code. Loop thread (the keystore's). */
 int fv_guard_pseudonym(const struct fv_guard *g, const char *purpose, const char *device,
                        char out[FV_PURPOSE_PSEUDONYM_LEN + 1]);
+/* The same with the caller's keystore and the guard's pseudo_secret (copied): for threads
+ * with a keystore of their own (mqtt/mqtt.h). The keystore's thread. */
+int fv_pseudonym_of_device(struct fv_keystore *ks, const unsigned char secret[32],
+                           const char *purpose, const char *device,
+                           char out[FV_PURPOSE_PSEUDONYM_LEN + 1]);
 
 /* G12: the subjects a fleet read (vehicles, latest values, the fleet at an instant, a bulk
  * export) returned data of, by the pseudonym of the owner period served; the caller's, and

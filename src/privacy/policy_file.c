@@ -31,7 +31,7 @@ static const char DEFAULT_POLICY[] =
     "fv_policy_load (src/privacy/policy.h); this is the built-in default. Limits are integers, or "
     "null for none. Every role key is required; unknown keys are errors.\",\n"
     "  \"purposes\": [\"service\", \"location_history\", \"clips\", \"model_training\", "
-    "\"energy_programs\", \"billing\"],\n"
+    "\"energy_programs\", \"billing\", \"home_automation\"],\n"
     "  \"classes\": [\"default\", \"location\", \"events\"],\n"
     "  \"roles\": {\n"
     "    \"admin\": {\n"

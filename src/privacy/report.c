@@ -49,6 +49,8 @@ static const char *purpose_description(const char *name)
         {"energy_programs", "energy programmes (grid services) of enrolled energy sites"},
         {"billing", "paying energy-site owners for what their sites delivered in an energy "
                     "programme (settlement)"},
+        {"home_automation", "the owner's own home automation: live values of the owner's "
+                            "vehicle or site published to an MQTT broker (docs/mqtt.md)"},
     };
     for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
         if (strcmp(d[i][0], name) == 0) return d[i][1];

@@ -78,7 +78,7 @@
 
 /* The built-in purposes and the one necessary for the contract. */
 #define FV_SUBJECT_PURPOSES                                                                        \
-    "service", "location_history", "clips", "model_training", "energy_programs"
+    "service", "location_history", "clips", "model_training", "energy_programs", "home_automation"
 #define FV_SUBJECT_CONTRACT "service"
 
 /* Which purposes consent may name, and which are necessary for the contract (S6). A NULL

@@ -12,6 +12,7 @@
 #include "api/http.h"
 #include "crypto/keys.h"
 #include "data/clip_deid.h"
+#include "mqtt/mqtt.h"
 #include "openadr/ven.h"
 #include "privacy/audit.h"
 #include "privacy/guard.h"
@@ -102,6 +103,32 @@ void fv_apiloop_audit_clips(struct fv_apiloop *al)
         fv_clip_deid_audit_drain(al->deid, deid_audit, al->guard->audit);
 }
 
+/* The MQTT publisher's records (mqtt.h Q3): its subject by pseudonym, purpose
+ * home_automation. A record that cannot be written stays queued, and the publisher waits. */
+static int mqtt_audit(void *arg, const struct fv_mqtt_audit *r)
+{
+    struct fv_audit *a = arg;
+    const char *subjects[1] = {r->subject};
+    struct fv_audit_event ev = {.kind = "mqtt",
+                                .action = r->action,
+                                .principal = "mqtt-publisher",
+                                .purpose = FV_MQTT_PURPOSE,
+                                .subjects = subjects,
+                                .nsubjects = 1,
+                                .result = "allow",
+                                .reason = r->reason,
+                                .extra_json = r->extra_json};
+    if (fv_audit_append(a, &ev, NULL) == FV_OK) return 0;
+    fv_error("audit: %s", fv_audit_last_error(a));
+    return -1;
+}
+
+void fv_apiloop_audit_mqtt(struct fv_apiloop *al)
+{
+    if (al->guard && al->guard->audit && al->mqtt)
+        fv_mqtt_audit_drain(al->mqtt, mqtt_audit, al->guard->audit);
+}
+
 /* The guard's and the audit log's timed work: sampled failures (G9), checkpoints, and once
  * an hour the audit log's retention. */
 static void housekeeping(struct fv_apiloop *al, uint64_t *last_retention_ns)
@@ -110,6 +137,7 @@ static void housekeeping(struct fv_apiloop *al, uint64_t *last_retention_ns)
     if (g == NULL) return;
     fv_apiloop_audit_ven(al);
     fv_apiloop_audit_clips(al);
+    fv_apiloop_audit_mqtt(al);
     if (g->audit) fv_audit_tick(g->audit);
     fv_guard_tick(g);
     uint64_t now = fv_mono_ns();

@@ -55,6 +55,7 @@ struct fv_apiloop {
     int stop;                  /* atomic */
     struct fv_ven *ven;        /* the OpenADR VEN, or NULL: its audit records are written here */
     struct fv_clip_deid *deid; /* the clips' de-identification worker, or NULL: likewise */
+    struct fv_mqtt *mqtt;      /* the MQTT publisher, or NULL: likewise (mqtt/mqtt.h Q3) */
 };
 
 /* Creates the loop and the context, listens on cfg's API address (an error names it) and
@@ -72,5 +73,7 @@ void fv_apiloop_stop(struct fv_apiloop *al);
 void fv_apiloop_audit_ven(struct fv_apiloop *al);
 /* The same for the de-identification worker's records (data/clip_deid.h D6). */
 void fv_apiloop_audit_clips(struct fv_apiloop *al);
+/* The same for the MQTT publisher's records (mqtt/mqtt.h Q3). */
+void fv_apiloop_audit_mqtt(struct fv_apiloop *al);
 
 #endif

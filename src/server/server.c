@@ -58,6 +58,7 @@
 #include "server/apiloop.h"
 #include "server/server.h"
 #include "gateway/session.h"
+#include "mqtt/mqtt.h"
 #include "os/fsio.h"
 #include "privacy/erasure.h"
 #include "privacy/guard.h"
@@ -108,6 +109,7 @@ struct fv_server {
     struct fv_clip_deid *clip_deid;     /* the de-identification worker, or NULL */
     struct fv_label_queue *labeling;    /* the labelers' leases (the API thread's) */
     struct fv_ds_builds *ds_builds;     /* the dataset build worker (data/ds_builds.h) */
+    struct fv_mqtt *mqtt;               /* the MQTT publisher (mqtt/mqtt.h), or NULL */
     uint64_t registry_checked_ns;
     int64_t data_version;
     int store_degraded; /* a record reached the WAL but not the head: keep the WAL */
@@ -606,6 +608,27 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
     return FV_OK;
 }
 
+/* The MQTT publisher (mqtt/mqtt.h), when the config has an "mqtt" object: its own thread
+ * and keystore; its audit records are written by the API thread, which it wakes. */
+static int open_mqtt(struct fv_server *srv, char *err, size_t errlen)
+{
+    if (!srv->cfg->mqtt.enabled) return FV_OK;
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/catalog.db", srv->cfg->data_dir);
+    struct fv_mqtt_deps d = {.cfg = &srv->cfg->mqtt,
+                             .fleet = &srv->fleet,
+                             .metrics = &srv->m,
+                             .catalog_path = path,
+                             .kek = &srv->kek,
+                             .pseudo_secret = srv->guard.pseudo_secret,
+                             .policy = srv->guard.policy,
+                             .wake_audit = fv_loopref_wake,
+                             .wake_arg = &srv->api.ref};
+    int rc = fv_mqtt_start(&d, &srv->mqtt, err, errlen);
+    srv->api.mqtt = srv->mqtt;
+    return rc;
+}
+
 /* The ingest loop's lws context on the given libev loop: the devices' vhost. */
 static int open_listeners(struct fv_server *srv, struct ev_loop *loop, char *err, size_t errlen)
 {
@@ -645,8 +668,10 @@ static int open_listeners(struct fv_server *srv, struct ev_loop *loop, char *err
                   cfg->listen_host, cfg->listen_port);
         return FV_EIO;
     }
-    /* The clip endpoint before the API thread, which reads srv->clip_server (erasure). */
+    /* The clip endpoint and the MQTT publisher before the API thread, which reads
+     * srv->clip_server (erasure) and drains the publisher's audit records. */
     int rc = open_clips(srv, err, errlen);
+    if (rc == FV_OK) rc = open_mqtt(srv, err, errlen);
     if (rc == FV_OK)
         rc = fv_apiloop_start(&srv->api, cfg, &srv->http, &srv->guard, srv->api_keys, err, errlen);
     if (rc) return rc;
@@ -680,7 +705,12 @@ static void housekeeping(struct fv_server *srv, uint64_t *last_trim)
 static void close_all(struct fv_server *srv, struct ev_loop *loop)
 {
     fv_clip_server_stop(srv->clip_server); /* before the worker it wakes */
+    fv_mqtt_stop(srv->mqtt);               /* its last records, drained below */
     fv_apiloop_stop(&srv->api);
+    fv_apiloop_audit_mqtt(&srv->api);
+    srv->api.mqtt = NULL;
+    fv_mqtt_free(srv->mqtt);
+    srv->mqtt = NULL;
     fv_apiloop_audit_ven(&srv->api);   /* the VEN's last audit records, then the VEN */
     fv_clip_deid_stop(srv->clip_deid); /* the worker's last records, then the worker */
     fv_apiloop_audit_clips(&srv->api);
