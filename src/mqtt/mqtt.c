@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <mosquitto.h>
 #include <openssl/crypto.h>
@@ -40,7 +41,7 @@
 #define KEEPALIVE_S    30
 #define BACKOFF_MIN_S  1
 #define BACKOFF_MAX_S  60
-#define UNREACHABLE_MS 10000 /* not connected this long: say so in the log (once) */
+#define UNREACHABLE_MS 5000 /* not connected this long: say so in the log (once) */
 #define CONSENT_RANGES 16
 
 enum { D_IDLE = 0, D_STARTING, D_ON, D_CLEARING };
@@ -90,7 +91,9 @@ struct fv_mqtt {
     struct fv_keystore *ks; /* the publisher thread's */
     unsigned char secret[32];
     struct mosquitto *mosq;
-    int loop_started;
+    pthread_t net; /* the network thread (net_main) */
+    int net_started;
+    int net_stop; /* atomic */
     pthread_t thread;
     int thread_started;
     pthread_mutex_t mu; /* stop and cv */
@@ -473,6 +476,34 @@ static int read_password(const char *path, char **out, char *err, size_t errlen)
     return FV_OK;
 }
 
+/* The network thread: libmosquitto's loop, and reconnection with exponential backoff
+ * (BACKOFF_MIN_S doubling to BACKOFF_MAX_S, reset by a connection). Ours rather than
+ * mosquitto_loop_start: libmosquitto 2.0.11's thread gives up for good when the first
+ * connection fails (a broker down when the server starts was never reached). An unreachable
+ * broker is not an error: the publisher says so in the log. */
+static void *net_main(void *arg)
+{
+    struct fv_mqtt *m = arg;
+    const struct fv_mqtt_cfg *c = m->cfg;
+    unsigned delay_s = BACKOFF_MIN_S;
+    int rc = mosquitto_connect_async(m->mosq, c->host, c->port, KEEPALIVE_S);
+    while (!__atomic_load_n(&m->net_stop, __ATOMIC_ACQUIRE)) {
+        if (rc == MOSQ_ERR_SUCCESS) {
+            rc = mosquitto_loop(m->mosq, 500, 1);
+            if (connected(m)) delay_s = BACKOFF_MIN_S;
+            continue;
+        }
+        fv_debug("mqtt: no connection to %s:%d (%s); next try in %u s", c->host, c->port,
+                 rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc), delay_s);
+        for (unsigned i = 0; i < delay_s * 10 && !__atomic_load_n(&m->net_stop, __ATOMIC_ACQUIRE);
+             i++)
+            usleep(100000);
+        delay_s = delay_s * 2 > BACKOFF_MAX_S ? BACKOFF_MAX_S : delay_s * 2;
+        rc = mosquitto_reconnect_async(m->mosq);
+    }
+    return NULL;
+}
+
 static int client_new(struct fv_mqtt *m, char *err, size_t errlen)
 {
     const struct fv_mqtt_cfg *c = m->cfg;
@@ -485,9 +516,10 @@ static int client_new(struct fv_mqtt *m, char *err, size_t errlen)
     mosquitto_int_option(m->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
     mosquitto_connect_callback_set(m->mosq, on_connect);
     mosquitto_disconnect_callback_set(m->mosq, on_disconnect);
-    int rc = mosquitto_reconnect_delay_set(m->mosq, BACKOFF_MIN_S, BACKOFF_MAX_S, true);
+    mosquitto_threaded_set(m->mosq, true); /* published from the publisher thread */
+    int rc = MOSQ_ERR_SUCCESS;
     char *pw = NULL;
-    if (rc == MOSQ_ERR_SUCCESS && c->username[0]) {
+    if (c->username[0]) {
         int prc = read_password(c->password_file, &pw, err, errlen);
         if (prc) return prc;
         rc = mosquitto_username_pw_set(m->mosq, c->username, pw);
@@ -502,18 +534,11 @@ static int client_new(struct fv_mqtt *m, char *err, size_t errlen)
                   mosquitto_strerror(rc));
         return FV_EINVAL;
     }
-    /* An unreachable broker is not an error: the network thread retries with backoff, and
-     * the publisher says so in the log. */
-    rc = mosquitto_connect_async(m->mosq, c->host, c->port, KEEPALIVE_S);
-    if (rc != MOSQ_ERR_SUCCESS)
-        fv_debug("mqtt: first connection to %s:%d failed: %s", c->host, c->port,
-                 rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
-    rc = mosquitto_loop_start(m->mosq);
-    if (rc != MOSQ_ERR_SUCCESS) {
-        fv_seterr(err, errlen, "mqtt: cannot start the network thread: %s", mosquitto_strerror(rc));
-        return FV_EIO;
+    if (pthread_create(&m->net, NULL, net_main, m) != 0) {
+        fv_seterr(err, errlen, "mqtt: cannot start the network thread");
+        return FV_ENOMEM;
     }
-    m->loop_started = 1;
+    m->net_started = 1;
     return FV_OK;
 }
 
@@ -575,10 +600,11 @@ void fv_mqtt_stop(struct fv_mqtt *m)
         pthread_join(m->thread, NULL);
         m->thread_started = 0;
     }
-    if (m->loop_started) {
-        mosquitto_disconnect(m->mosq);
-        mosquitto_loop_stop(m->mosq, false);
-        m->loop_started = 0;
+    if (m->net_started) {
+        mosquitto_disconnect(m->mosq); /* a clean DISCONNECT: no error logged */
+        __atomic_store_n(&m->net_stop, 1, __ATOMIC_RELEASE);
+        pthread_join(m->net, NULL);
+        m->net_started = 0;
     }
     m->m->mqtt_connected = 0;
 }

@@ -60,7 +60,7 @@ static void test_default_is_the_example_file(void **state)
     struct fv_policy *p = NULL;
     assert_int_equal(fv_policy_load(path, &p, err, sizeof err), FV_OK);
     assert_int_equal(fv_policy_nroles(p), 9);
-    assert_int_equal(fv_policy_npurposes(p), 6);
+    assert_int_equal(fv_policy_npurposes(p), 7);
     assert_int_equal(fv_policy_nclasses(p), 3);
     const char *roles[] = {"admin",          "support",         "analyst",
                            "ml-pipeline",    "privacy-officer", "energy-operator",
@@ -544,7 +544,7 @@ static void test_policy_file_errors(void **state)
                           "\"locaton\" (classes: default, location, events)"},
         {e_unknown_purpose, "roles.support.purposes: unknown purpose \"marketing\" (purposes: "
                             "service, location_history, clips, model_training, "
-                            "energy_programs, billing)"},
+                            "energy_programs, billing, home_automation)"},
         {e_bad_bool, "roles.support.pseudonymise: expected true or false"},
         {e_zero_max, "roles.support.max_subjects_per_request: expected an integer >= 1, or null"},
         {e_negative_quota, "roles.support.quota.rows_per_day: expected an integer >= 0"},

@@ -1,0 +1,241 @@
+"""Live values over MQTT for Home Assistant (issue 14 item 4; docs/mqtt.md, src/mqtt/mqtt.h).
+
+A real Mosquitto broker on 127.0.0.1 (a config file in the test directory), the real server
+with an "mqtt" section, `fleetvault simulate` with three vehicles, and `mosquitto_sub` as the
+subscriber. Only the vehicle whose owner consents to home_automation is published: discovery
+and state messages, retained, named by its per-purpose pseudonym; the others publish nothing;
+a withdrawal stops it and empties its retained topics; every start, stop and summary is in the
+audit log. Then an unreachable broker: a clear log line without the password, and the
+connection made once the broker comes up. Skipped, saying so, only if Mosquitto is not
+installed (scripts/deps.sh installs it)."""
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import fvtest as t
+
+VINS = ["5YJMQTT%010d" % i for i in range(3)]  # the owner of VINS[0] opts in
+SECRET = "hunter2-not-in-any-log"
+
+
+def broker(env, port, name="mosquitto"):
+    conf = os.path.join(env.root, name + ".conf")
+    with open(conf, "w") as f:
+        f.write(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    logf = open(os.path.join(env.root, name + ".log"), "a")
+    p = subprocess.Popen(["mosquitto", "-c", conf], stdout=logf, stderr=logf)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        r = subprocess.run(["mosquitto_sub", "-p", str(port), "-h", "127.0.0.1", "-t", "x/y", "-W",
+                            "1"], capture_output=True, text=True)
+        if "refused" not in r.stderr.lower() and "error" not in r.stderr.lower():
+            return p
+        time.sleep(0.1)
+    p.kill()
+    raise AssertionError("mosquitto did not start")
+
+
+class Sub:
+    """mosquitto_sub on fleetvault/# and homeassistant/#: (retained, topic, payload) lines."""
+
+    def __init__(self, env, port):
+        self.path = os.path.join(env.root, "sub.out")
+        self.f = open(self.path, "w")
+        self.p = subprocess.Popen(
+            ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-q", "1", "-t", "fleetvault/#",
+             "-t", "homeassistant/#", "-F", "%r|%t|%p"], stdout=self.f, stderr=subprocess.STDOUT)
+
+    def messages(self):
+        with open(self.path) as f:
+            out = []
+            for line in f.read().splitlines():
+                parts = line.split("|", 2)
+                if len(parts) == 3:
+                    out.append((parts[0] == "1", parts[1], parts[2]))
+            return out
+
+    def stop(self):
+        self.p.terminate()
+        self.p.wait(timeout=5)
+        self.f.close()
+
+
+def retained(port):
+    """Every retained message on the broker now: {topic: payload}."""
+    r = subprocess.run(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-t", "fleetvault/#",
+                        "-t", "homeassistant/#", "--retained-only", "-F", "%t|%p", "-W", "2"],
+                       capture_output=True, text=True)
+    return dict(line.split("|", 1) for line in r.stdout.splitlines() if "|" in line)
+
+
+def wait(what, fn, timeout=20):
+    deadline = time.time() + timeout
+    while True:
+        v = fn()
+        if v or time.time() > deadline:
+            assert v, "timed out waiting for " + what
+            return v
+        time.sleep(0.2)
+
+
+def audit(srv):
+    out = []
+    for path in sorted(glob.glob(os.path.join(srv.data, "audit", "audit-*.jsonl"))):
+        with open(path) as f:
+            out += [json.loads(x) for x in f if x.strip()]
+    return out
+
+
+def consent(srv, vin, change):
+    if "po" not in srv.tokens:
+        srv.principal("po", "privacy-officer")
+    st, b = srv.http(f"/api/v1/subjects/{vin}/consent?purpose=home_automation&change={change}"
+                     "&by=owner&ticket=HA-1", token="po", method="POST", purpose=None)
+    assert st == 200, b
+
+
+def devices(msgs):
+    return {topic.split("/")[1] for _, topic, payload in msgs
+            if topic.startswith("fleetvault/") and payload}
+
+
+def test_consenting_owner_published_with_discovery_withdrawal_clears():
+    with t.Env() as env:
+        port = t.free_port()
+        mq = broker(env, port)
+        sub = None
+        sim = None
+        try:
+            srv = t.Server(env.root, env.certs, config={
+                "rate_limits": False,
+                "mqtt": {"broker": f"127.0.0.1:{port}", "interval": "1s",
+                         "audit_summary": "10s"}}).start()
+            sub = Sub(env, port)
+            simlog = open(os.path.join(env.root, "sim.log"), "a")
+            sim = subprocess.Popen(
+                [t.BIN, "simulate", "--server", f"wss://127.0.0.1:{srv.port}", "--certs",
+                 env.certs.dir, "--vehicles", "3", "--id-prefix", "5YJMQTT", "--hz", "2",
+                 "--seconds", "60", "--drain", "2", "--seed", "5", "--quiet"],
+                stdout=subprocess.PIPE, stderr=simlog, text=True)
+            wait("3 vehicles", lambda: len(srv.json("/api/v1/vehicles")["vehicles"]) == 3)
+            time.sleep(2.5)  # two publish cycles: nobody consents yet, nothing is published
+            assert sub.messages() == [], sub.messages()
+            assert srv.metric("fleetvault_mqtt_connected") == 1
+
+            consent(srv, VINS[0], "give")
+            wait("a state message", lambda: any(tp.startswith("fleetvault/") and pl
+                                                for _, tp, pl in sub.messages()))
+            time.sleep(2.5)  # more cycles: values change, the others still publish nothing
+            msgs = sub.messages()
+            devs = devices(msgs)
+            assert len(devs) == 1, devs  # only the consenting owner's vehicle
+            dev = next(iter(devs))
+            assert len(dev) == 32 and dev not in VINS[0], dev  # the per-purpose pseudonym (Q2)
+            assert not any(v in m[1] + m[2] for v in VINS for m in msgs), "a VIN on MQTT"
+            disc = {tp: json.loads(pl) for _, tp, pl in msgs
+                    if tp.startswith("homeassistant/") and pl}
+            soc = disc.get(f"homeassistant/sensor/fleetvault_{dev}_Soc/config")
+            assert soc, sorted(disc)
+            assert soc["state_topic"] == f"fleetvault/{dev}/Soc", soc
+            assert soc["unique_id"] == f"fleetvault_{dev}_Soc"
+            assert soc["unit_of_measurement"] == "%" and soc["device_class"] == "battery", soc
+            assert soc["device"]["identifiers"] == [f"fleetvault_{dev}"], soc
+            speed = disc[f"homeassistant/sensor/fleetvault_{dev}_VehicleSpeed/config"]
+            assert speed["device_class"] == "speed", speed
+            assert all(d["state_topic"].startswith(f"fleetvault/{dev}/") for d in disc.values())
+            states = [(tp, pl) for _, tp, pl in msgs if tp == f"fleetvault/{dev}/Soc"]
+            assert states and 0 <= float(states[-1][1]) <= 100, states
+            assert not any("Location" in tp or "Heading" in tp for _, tp, _ in msgs)
+            # retained on the broker: a Home Assistant that connects later sees them at once
+            kept = retained(port)
+            assert f"fleetvault/{dev}/Soc" in kept and \
+                f"homeassistant/sensor/fleetvault_{dev}_Soc/config" in kept, sorted(kept)
+            assert srv.metric("fleetvault_mqtt_subjects") == 1
+            assert srv.metric("fleetvault_mqtt_published_total") >= len(disc) + len(states)
+
+            # the audit log: the start, under the same subject as the owner's consent
+            ents = audit(srv)
+            given = [e for e in ents if e.get("action") == "subject.consent" and
+                     e.get("purpose") == "home_automation"]
+            starts = [e for e in ents if e.get("action") == "mqtt.start"]
+            assert len(given) == 1 and len(starts) == 1, (given, starts)
+            assert starts[0]["subjects"] == given[0]["subjects"], (starts, given)
+            assert starts[0]["purpose"] == "home_automation" and starts[0]["kind"] == "mqtt"
+            assert starts[0]["extra"]["device"] == dev, starts[0]
+
+            consent(srv, VINS[0], "withdraw")
+            topics = {tp for _, tp, pl in msgs if pl}
+            wait("every retained topic emptied",
+                 lambda: topics <= {tp for _, tp, pl in sub.messages() if not pl})
+            n = len(sub.messages())
+            time.sleep(2.5)
+            assert not [m for m in sub.messages()[n:] if m[2]], sub.messages()[n:]
+            assert retained(port) == {}, retained(port)
+            assert srv.metric("fleetvault_mqtt_subjects") == 0
+            ents = audit(srv)
+            stops = [e for e in ents if e.get("action") == "mqtt.stop"]
+            sums = [e for e in ents if e.get("action") == "mqtt.publish"]
+            assert len(stops) == 1 and stops[0]["subjects"] == given[0]["subjects"], stops
+            assert sums and sum(e["extra"]["values"] for e in sums) >= len(states), sums
+            assert all(e["subjects"] == given[0]["subjects"] for e in sums), sums
+            t.stop_sim(sim, simlog)
+            sim = None
+            srv.stop()
+        finally:
+            if sim:
+                sim.kill()
+            if sub:
+                sub.stop()
+            mq.kill()
+            mq.wait()
+
+
+def test_unreachable_broker_logged_without_secret_then_connects():
+    with t.Env() as env:
+        port = t.free_port()
+        pw = os.path.join(env.root, "mqtt.pass")
+        with open(pw, "w") as f:
+            f.write(SECRET + "\n")
+        srv = t.Server(env.root, env.certs, config={
+            "mqtt": {"broker": f"127.0.0.1:{port}", "interval": "1s", "username": "fv",
+                     "password_file": pw}}).start()
+        wait("the unreachable line", lambda: "is unreachable" in srv.log(), timeout=15)
+        assert srv.metric("fleetvault_mqtt_connected") == 0
+        assert srv.metric("fleetvault_mqtt_errors_total") >= 1
+        mq = broker(env, port)
+        try:
+            wait("the connection", lambda: srv.metric("fleetvault_mqtt_connected") == 1,
+                 timeout=40)
+            srv.stop()
+        finally:
+            mq.kill()
+            mq.wait()
+        text = srv.log()
+        assert f"127.0.0.1:{port} is unreachable" in text and "connected to the broker" in text
+        assert SECRET not in text
+
+
+def test_config_refuses_location_and_bad_values():
+    with t.Env() as env:
+        for bad, key in (({"broker": "127.0.0.1:1883", "signals": ["Soc", "Location"]},
+                          "mqtt.signals"),
+                         ({"signals": ["Soc"]}, "mqtt.broker"),
+                         ({"broker": "127.0.0.1:1883", "topic_prefix": "a/#"}, "mqtt.topic_prefix"),
+                         ({"broker": "127.0.0.1:1883", "interval": "0s"}, "mqtt.interval")):
+            srv = t.Server(env.root, env.certs, config={"mqtt": bad})
+            assert not srv.try_start(), bad
+            assert key in srv.log(), (key, srv.log()[-500:])
+
+
+if __name__ == "__main__":
+    if shutil.which("mosquitto") is None or shutil.which("mosquitto_sub") is None:
+        print("SKIP: mosquitto / mosquitto_sub not installed (scripts/deps.sh installs them)",
+              flush=True)
+        sys.exit(0)
+    t.main([test_config_refuses_location_and_bad_values,
+            test_consenting_owner_published_with_discovery_withdrawal_clears,
+            test_unreachable_broker_logged_without_secret_then_connects])
