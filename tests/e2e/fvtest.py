@@ -609,6 +609,18 @@ def subject_json(srv, device, token, ticket):
                 if m.name.endswith("/subject.json"))
 
 
+def wait_until(what, fn, timeout=20, step=0.2):
+    """Polls fn until it returns something true (returned) or timeout seconds pass (fails
+    naming what)."""
+    deadline = time.time() + timeout
+    while True:
+        v = fn()
+        if v or time.time() > deadline:
+            assert v, "timed out waiting for " + what
+            return v
+        time.sleep(step)
+
+
 def stop_sim(sim, log_file):
     """Stops a `fleetvault simulate` started with stdout=PIPE (SIGINT), closes its log and
     returns its final JSON line (the run's counters)."""

@@ -49,13 +49,7 @@ stop_sim = t.stop_sim
 
 
 def wait(what, fn, timeout=25):
-    deadline = time.time() + timeout
-    while True:
-        v = fn()
-        if v or time.time() > deadline:
-            assert v, "timed out waiting for " + what
-            return v
-        time.sleep(0.3)
+    return t.wait_until(what, fn, timeout, step=0.3)
 
 
 def spec(**kw):

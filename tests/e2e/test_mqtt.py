@@ -72,14 +72,7 @@ def retained(port):
     return dict(line.split("|", 1) for line in r.stdout.splitlines() if "|" in line)
 
 
-def wait(what, fn, timeout=20):
-    deadline = time.time() + timeout
-    while True:
-        v = fn()
-        if v or time.time() > deadline:
-            assert v, "timed out waiting for " + what
-            return v
-        time.sleep(0.2)
+wait = t.wait_until
 
 
 def audit(srv):
