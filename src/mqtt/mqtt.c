@@ -37,12 +37,14 @@
 #include "util/log.h"
 #include "util/map.h"
 
-#define QOS            1
-#define KEEPALIVE_S    30
-#define BACKOFF_MIN_S  1
-#define BACKOFF_MAX_S  60
-#define UNREACHABLE_MS 5000 /* not connected this long: say so in the log (once) */
-#define CONSENT_RANGES 16
+#define QOS                 1
+#define KEEPALIVE_S         30
+#define BACKOFF_MIN_S       1
+#define BACKOFF_MAX_S       60
+#define UNREACHABLE_MS      5000 /* not connected this long: say so in the log (once) */
+#define CONSENT_RANGES      16
+#define ORPHAN_WINDOW_MS    10000 /* after a connection: retained topics of ours are looked for */
+#define FV_MQTT_ORPHANS_MAX 1000000
 
 enum { D_IDLE = 0, D_STARTING, D_ON, D_CLEARING };
 
@@ -107,6 +109,11 @@ struct fv_mqtt {
     int connected;       /* atomic, set by the network thread */
     int resync;          /* atomic: a connection was made, send everything again (Q5) */
     struct fv_map devs;  /* fleet device pointer -> struct pdev * (the publisher's) */
+    struct fv_map names; /* topic name -> struct pdev *, STARTING to CLEARING (the publisher's) */
+    pthread_mutex_t omu; /* the retained topics seen (Q7), from the network thread */
+    char **orphans;
+    size_t norphans;
+    uint64_t subscribed_ms; /* when the subscription of Q7 began (0: none) */
     uint64_t started_ms, last_summary_ms, down_since_ms;
     int warned_down, warned_queue, warned_purpose;
 };
@@ -179,6 +186,63 @@ static void queue_summary(struct fv_mqtt *m, struct pdev *p, uint64_t now)
 
 /* ---- the client --------------------------------------------------------------------------- */
 
+/* Q7: the device name in one of our topics (PREFIX/NAME/SIGNAL or
+ * DISCOVERY/COMPONENT/fleetvault_NAME_SIGNAL/config) into name, or -1. */
+static int topic_name(const struct fv_mqtt_cfg *c, const char *topic,
+                      char name[FV_PURPOSE_PSEUDONYM_LEN + 1])
+{
+    size_t tp = strlen(c->topic_prefix), dp = strlen(c->discovery_prefix);
+    const char *at = NULL;
+    if (strncmp(topic, c->topic_prefix, tp) == 0 && topic[tp] == '/') {
+        at = topic + tp + 1;
+    } else if (strncmp(topic, c->discovery_prefix, dp) == 0 && topic[dp] == '/') {
+        at = strchr(topic + dp + 1, '/');
+        if (at == NULL || strncmp(at + 1, "fleetvault_", 11) != 0) return -1;
+        at += 12;
+    } else {
+        return -1;
+    }
+    size_t n = strspn(at, "0123456789abcdef");
+    if (n != FV_PURPOSE_PSEUDONYM_LEN || (at[n] != '/' && at[n] != '_')) return -1;
+    memcpy(name, at, n);
+    name[n] = '\0';
+    return 0;
+}
+
+/* Network thread: a retained message of ours from before (Q7), kept for the publisher. */
+static void on_message(struct mosquitto *mosq, void *arg, const struct mosquitto_message *msg)
+{
+    (void)mosq;
+    struct fv_mqtt *m = arg;
+    char name[FV_PURPOSE_PSEUDONYM_LEN + 1];
+    if (msg->payloadlen == 0 || !msg->retain || topic_name(m->cfg, msg->topic, name) != 0) return;
+    char *t = strdup(msg->topic);
+    pthread_mutex_lock(&m->omu);
+    char **grown = t && m->norphans < FV_MQTT_ORPHANS_MAX
+                       ? realloc(m->orphans, (m->norphans + 1) * sizeof *grown)
+                       : NULL;
+    if (grown) {
+        m->orphans = grown;
+        m->orphans[m->norphans++] = t;
+        t = NULL;
+    }
+    pthread_mutex_unlock(&m->omu);
+    free(t);
+}
+
+static void subscribe_ours(struct fv_mqtt *m, int on)
+{
+    char t[3][160];
+    snprintf(t[0], sizeof t[0], "%s/+/+", m->cfg->topic_prefix);
+    snprintf(t[1], sizeof t[1], "%s/sensor/+/config", m->cfg->discovery_prefix);
+    snprintf(t[2], sizeof t[2], "%s/binary_sensor/+/config", m->cfg->discovery_prefix);
+    for (int i = 0; i < 3; i++) {
+        int rc = on ? mosquitto_subscribe(m->mosq, NULL, t[i], QOS)
+                    : mosquitto_unsubscribe(m->mosq, NULL, t[i]);
+        if (rc != MOSQ_ERR_SUCCESS) m->m->mqtt_errors++;
+    }
+}
+
 /* Network thread. */
 static void on_connect(struct mosquitto *mosq, void *arg, int rc)
 {
@@ -190,6 +254,7 @@ static void on_connect(struct mosquitto *mosq, void *arg, int rc)
                 mosquitto_connack_string(rc));
         return;
     }
+    subscribe_ours(m, 1); /* the broker sends what it retains of ours (Q7) */
     __atomic_store_n(&m->resync, 1, __ATOMIC_RELEASE);
     __atomic_store_n(&m->connected, 1, __ATOMIC_RELEASE);
     m->m->mqtt_connected = 1;
@@ -272,6 +337,7 @@ static void clear_pass(struct fv_mqtt *m, struct pdev *p)
     if (left) return;
     memset(p->slot, 0, sizeof p->slot);
     p->state = D_IDLE;
+    fv_map_del(&m->names, p->name, strlen(p->name));
     p->name[0] = '\0';
 }
 
@@ -358,7 +424,8 @@ static int step(struct fv_mqtt *m, struct pdev *p, struct fv_purposes *pp, uint6
             return 0;
         snprintf(extra, sizeof extra, "{\"device\":\"%s\"}", p->name);
         p->start_rec = queue(m, "mqtt.start", p, "consent to home_automation", extra);
-        if (p->start_rec == 0) return 0;
+        if (p->start_rec == 0 || fv_map_put(&m->names, p->name, strlen(p->name), p) != FV_OK)
+            return 0; /* a start queued without its names entry is written again: harmless */
         p->state = D_STARTING;
     }
     if (p->state == D_STARTING) {
@@ -378,6 +445,31 @@ static int step(struct fv_mqtt *m, struct pdev *p, struct fv_purposes *pp, uint6
     return 0;
 }
 
+/* Q7: empties each retained topic of ours the broker holds for a device not published now
+ * (its owner withdrew, was replaced or erased while the server was stopped or the broker
+ * unreachable). After a whole cycle, so every consenting device has its name. */
+static void clear_orphans(struct fv_mqtt *m)
+{
+    pthread_mutex_lock(&m->omu);
+    char **o = m->orphans;
+    size_t n = m->norphans;
+    m->orphans = NULL;
+    m->norphans = 0;
+    pthread_mutex_unlock(&m->omu);
+    size_t cleared = 0;
+    for (size_t i = 0; i < n; i++) {
+        char name[FV_PURPOSE_PSEUDONYM_LEN + 1];
+        if (topic_name(m->cfg, o[i], name) == 0 &&
+            fv_map_get(&m->names, name, strlen(name)) == NULL && connected(m) &&
+            publish(m, o[i], NULL) == 0)
+            cleared++;
+        free(o[i]);
+    }
+    free(o);
+    if (cleared)
+        fv_info("mqtt: cleared %zu retained topics of devices no longer published", cleared);
+}
+
 /* One cycle over the fleet. Returns 1 while a start waits for its audit entry. */
 static int cycle(struct fv_mqtt *m)
 {
@@ -394,15 +486,20 @@ static int cycle(struct fv_mqtt *m)
                 "apart)",
                 m->cfg->host, m->cfg->port, BACKOFF_MAX_S);
     }
-    if (__atomic_exchange_n(&m->resync, 0, __ATOMIC_ACQ_REL))
-        for (size_t i = 0; i < m->devs.cap; i++)
-            if (m->devs.slots[i].hash) {
-                struct pdev *p = m->devs.slots[i].val;
-                for (size_t k = 0; k < FV_MQTT_CFG_SIGNALS; k++) {
-                    p->slot[k].last[0] = '\0';
-                    p->slot[k].disc_sent = 0;
-                }
+    int resync = __atomic_exchange_n(&m->resync, 0, __ATOMIC_ACQ_REL);
+    if (resync) m->subscribed_ms = now;
+    if (m->subscribed_ms && now - m->subscribed_ms >= ORPHAN_WINDOW_MS) {
+        subscribe_ours(m, 0); /* the retained ones came at once (Q7) */
+        m->subscribed_ms = 0;
+    }
+    for (size_t i = 0; resync && i < m->devs.cap; i++)
+        if (m->devs.slots[i].hash) {
+            struct pdev *p = m->devs.slots[i].val;
+            for (size_t k = 0; k < FV_MQTT_CFG_SIGNALS; k++) {
+                p->slot[k].last[0] = '\0';
+                p->slot[k].disc_sent = 0;
             }
+        }
     struct fv_device **all = NULL;
     size_t n = 0;
     if (fv_fleet_list(m->fleet, &all, &n) != FV_OK) return 0;
@@ -423,6 +520,7 @@ static int cycle(struct fv_mqtt *m)
     }
     if (summary) m->last_summary_ms = now;
     free(all);
+    clear_orphans(m);
     return waiting;
 }
 
@@ -516,6 +614,7 @@ static int client_new(struct fv_mqtt *m, char *err, size_t errlen)
     mosquitto_int_option(m->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
     mosquitto_connect_callback_set(m->mosq, on_connect);
     mosquitto_disconnect_callback_set(m->mosq, on_disconnect);
+    mosquitto_message_callback_set(m->mosq, on_message);
     mosquitto_threaded_set(m->mosq, true); /* published from the publisher thread */
     int rc = MOSQ_ERR_SUCCESS;
     char *pw = NULL;
@@ -563,6 +662,7 @@ int fv_mqtt_start(const struct fv_mqtt_deps *d, struct fv_mqtt **out, char *err,
     pthread_mutex_init(&m->mu, NULL);
     pthread_cond_init(&m->cv, NULL);
     pthread_mutex_init(&m->qmu, NULL);
+    pthread_mutex_init(&m->omu, NULL);
     m->started_ms = m->last_summary_ms = fv_now_ms();
     int rc = fv_keystore_open(d->catalog_path, d->kek, &m->ks, err, errlen);
     if (rc == FV_OK) {
@@ -620,11 +720,16 @@ void fv_mqtt_free(struct fv_mqtt *m)
     for (size_t i = 0; i < m->devs.cap; i++)
         if (m->devs.slots[i].hash) free(m->devs.slots[i].val);
     fv_map_free(&m->devs);
+    fv_map_free(&m->names);
+    for (size_t i = 0; i < m->norphans; i++)
+        free(m->orphans[i]);
+    free(m->orphans);
     fv_keystore_close(m->ks);
     OPENSSL_cleanse(m->secret, sizeof m->secret);
     pthread_mutex_destroy(&m->mu);
     pthread_cond_destroy(&m->cv);
     pthread_mutex_destroy(&m->qmu);
+    pthread_mutex_destroy(&m->omu);
     free(m->q);
     free(m);
 }

@@ -23,6 +23,10 @@
  *     broker everything is sent again (a broker without persistence lost it).
  *  Q6 no place: signals that reveal one (wire/places.h) are refused by the configuration and
  *     never published.
+ *  Q7 after each connection the publisher reads what the broker retains under its prefixes
+ *     (for ORPHAN_WINDOW_MS) and empties the topics of every device it does not publish now:
+ *     an owner who withdrew, changed or was erased while the server was stopped or the
+ *     broker unreachable leaves nothing behind. One server per topic and discovery prefix.
  *
  * Threads: fv_mqtt_start, fv_mqtt_stop and fv_mqtt_free on the server's thread. The publisher
  * runs on a thread of its own with a keystore of its own (crypto/keys.h: one per thread); it

@@ -18,7 +18,7 @@ import time
 
 import fvtest as t
 
-VINS = ["5YJMQTT%010d" % i for i in range(3)]  # the owner of VINS[0] opts in
+VINS = ["5YJMQTT%010d" % i for i in range(3)]  # the owners of 0 and 1 opt in, not 2
 SECRET = "hunter2-not-in-any-log"
 
 
@@ -96,7 +96,7 @@ def devices(msgs):
             if topic.startswith("fleetvault/") and payload}
 
 
-def test_consenting_owner_published_with_discovery_withdrawal_clears():
+def test_consenting_owners_published_withdrawals_clear():
     with t.Env() as env:
         port = t.free_port()
         mq = broker(env, port)
@@ -120,64 +120,91 @@ def test_consenting_owner_published_with_discovery_withdrawal_clears():
             assert srv.metric("fleetvault_mqtt_connected") == 1
 
             consent(srv, VINS[0], "give")
-            wait("a state message", lambda: any(tp.startswith("fleetvault/") and pl
-                                                for _, tp, pl in sub.messages()))
-            time.sleep(2.5)  # more cycles: values change, the others still publish nothing
+            consent(srv, VINS[1], "give")
+            wait("two devices", lambda: len(devices(sub.messages())) == 2)
+            time.sleep(2.5)  # more cycles: values change, the third still publishes nothing
             msgs = sub.messages()
             devs = devices(msgs)
-            assert len(devs) == 1, devs  # only the consenting owner's vehicle
-            dev = next(iter(devs))
-            assert len(dev) == 32 and dev not in VINS[0], dev  # the per-purpose pseudonym (Q2)
+            assert len(devs) == 2, devs  # only the consenting owners' vehicles
             assert not any(v in m[1] + m[2] for v in VINS for m in msgs), "a VIN on MQTT"
-            disc = {tp: json.loads(pl) for _, tp, pl in msgs
-                    if tp.startswith("homeassistant/") and pl}
-            soc = disc.get(f"homeassistant/sensor/fleetvault_{dev}_Soc/config")
-            assert soc, sorted(disc)
-            assert soc["state_topic"] == f"fleetvault/{dev}/Soc", soc
-            assert soc["unique_id"] == f"fleetvault_{dev}_Soc"
-            assert soc["unit_of_measurement"] == "%" and soc["device_class"] == "battery", soc
-            assert soc["device"]["identifiers"] == [f"fleetvault_{dev}"], soc
-            speed = disc[f"homeassistant/sensor/fleetvault_{dev}_VehicleSpeed/config"]
-            assert speed["device_class"] == "speed", speed
-            assert all(d["state_topic"].startswith(f"fleetvault/{dev}/") for d in disc.values())
-            states = [(tp, pl) for _, tp, pl in msgs if tp == f"fleetvault/{dev}/Soc"]
-            assert states and 0 <= float(states[-1][1]) <= 100, states
             assert not any("Location" in tp or "Heading" in tp for _, tp, _ in msgs)
-            # retained on the broker: a Home Assistant that connects later sees them at once
-            kept = retained(port)
-            assert f"fleetvault/{dev}/Soc" in kept and \
-                f"homeassistant/sensor/fleetvault_{dev}_Soc/config" in kept, sorted(kept)
-            assert srv.metric("fleetvault_mqtt_subjects") == 1
-            assert srv.metric("fleetvault_mqtt_published_total") >= len(disc) + len(states)
-
-            # the audit log: the start, under the same subject as the owner's consent
+            # which is which: the audit log's mqtt.start names the subject that consented
             ents = audit(srv)
             given = [e for e in ents if e.get("action") == "subject.consent" and
                      e.get("purpose") == "home_automation"]
             starts = [e for e in ents if e.get("action") == "mqtt.start"]
-            assert len(given) == 1 and len(starts) == 1, (given, starts)
-            assert starts[0]["subjects"] == given[0]["subjects"], (starts, given)
-            assert starts[0]["purpose"] == "home_automation" and starts[0]["kind"] == "mqtt"
-            assert starts[0]["extra"]["device"] == dev, starts[0]
+            assert len(given) == 2 and len(starts) == 2, (given, starts)
+            assert all(e["purpose"] == "home_automation" and e["kind"] == "mqtt" for e in starts)
+            name = {e["extra"]["device"]: e["subjects"] for e in starts}
+            assert set(name) == devs, (name, devs)
+            dev0 = next(d for d, subj in name.items() if subj == given[0]["subjects"])
+            dev1 = next(d for d, subj in name.items() if subj == given[1]["subjects"])
+            assert len(dev0) == 32 and dev0 != dev1, (dev0, dev1)  # per-purpose pseudonyms (Q2)
 
-            consent(srv, VINS[0], "withdraw")
-            topics = {tp for _, tp, pl in msgs if pl}
-            wait("every retained topic emptied",
-                 lambda: topics <= {tp for _, tp, pl in sub.messages() if not pl})
+            disc = {tp: json.loads(pl) for _, tp, pl in msgs
+                    if tp.startswith("homeassistant/") and pl}
+            soc = disc.get(f"homeassistant/sensor/fleetvault_{dev0}_Soc/config")
+            assert soc, sorted(disc)
+            assert soc["state_topic"] == f"fleetvault/{dev0}/Soc", soc
+            assert soc["unique_id"] == f"fleetvault_{dev0}_Soc"
+            assert soc["unit_of_measurement"] == "%" and soc["device_class"] == "battery", soc
+            assert soc["device"]["identifiers"] == [f"fleetvault_{dev0}"], soc
+            speed = disc[f"homeassistant/sensor/fleetvault_{dev0}_VehicleSpeed/config"]
+            assert speed["device_class"] == "speed", speed
+            assert all(d["state_topic"].split("/")[1] in devs for d in disc.values())
+            states = [pl for _, tp, pl in msgs if tp == f"fleetvault/{dev0}/Soc"]
+            assert states and 0 <= float(states[-1]) <= 100, states
+            by_topic = {}
+            for _, tp, pl in msgs:
+                if tp.startswith("fleetvault/"):
+                    by_topic.setdefault(tp, []).append(pl)
+            for tp, pls in by_topic.items():  # only changed values are sent (Q5)
+                assert all(a != b for a, b in zip(pls, pls[1:])), (tp, pls)
+            # retained on the broker: a Home Assistant that connects later sees them at once
+            kept = retained(port)
+            for d in (dev0, dev1):
+                assert f"fleetvault/{d}/Soc" in kept and \
+                    f"homeassistant/sensor/fleetvault_{d}_Soc/config" in kept, sorted(kept)
+            assert srv.metric("fleetvault_mqtt_subjects") == 2
+            assert srv.metric("fleetvault_mqtt_published_total") >= len(msgs)
+
+            # a withdrawal while the server runs: its topics emptied within a cycle (Q4)
+            consent(srv, VINS[1], "withdraw")
+            topics1 = {tp for _, tp, pl in msgs if pl and dev1 in tp}
+            wait("every retained topic of the withdrawn owner emptied",
+                 lambda: topics1 <= {tp for _, tp, pl in sub.messages() if not pl})
             n = len(sub.messages())
             time.sleep(2.5)
-            assert not [m for m in sub.messages()[n:] if m[2]], sub.messages()[n:]
-            assert retained(port) == {}, retained(port)
-            assert srv.metric("fleetvault_mqtt_subjects") == 0
+            later = sub.messages()[n:]
+            assert not [m for m in later if m[2] and dev1 in m[1]], later
+            assert [m for m in later if m[2] and dev0 in m[1]], "the other owner goes on"
+            kept = retained(port)
+            assert not [tp for tp in kept if dev1 in tp], sorted(kept)
+            assert srv.metric("fleetvault_mqtt_subjects") == 1
             ents = audit(srv)
             stops = [e for e in ents if e.get("action") == "mqtt.stop"]
-            sums = [e for e in ents if e.get("action") == "mqtt.publish"]
-            assert len(stops) == 1 and stops[0]["subjects"] == given[0]["subjects"], stops
-            assert sums and sum(e["extra"]["values"] for e in sums) >= len(states), sums
-            assert all(e["subjects"] == given[0]["subjects"] for e in sums), sums
+            sums = [e for e in ents if e.get("action") == "mqtt.publish" and
+                    e["subjects"] == given[1]["subjects"]]
+            assert len(stops) == 1 and stops[0]["subjects"] == given[1]["subjects"], stops
+            assert stops[0]["reason"] == "no consent to home_automation now", stops
+            sent1 = sum(len(v) for tp, v in by_topic.items() if dev1 in tp)
+            assert sums and sum(e["extra"]["values"] for e in sums) >= sent1, (sums, sent1)
+
+            # a withdrawal while the server is stopped: cleared at the next start (Q7)
             t.stop_sim(sim, simlog)
             sim = None
             srv.stop()
+            assert [tp for tp in retained(port) if dev0 in tp], "last values kept on stop"
+            t.run("subject", "consent", VINS[0], "home_automation", "withdraw", "--by", "owner",
+                  "--data", srv.data, "--key-file", srv.key_file, "--policy", srv.policy)
+            srv.start()
+            wait("the stopped owner's topics emptied", lambda: retained(port) == {}, timeout=15)
+            assert "cleared" in srv.log()
+            assert srv.metric("fleetvault_mqtt_subjects") == 0
+            srv.stop()
+            ents = audit(srv)
+            assert [e for e in ents if e.get("action") == "mqtt.stop" and
+                    e["subjects"] == given[0]["subjects"] and e["reason"] == "the server stops"]
         finally:
             if sim:
                 sim.kill()
@@ -230,5 +257,5 @@ if __name__ == "__main__":
               flush=True)
         sys.exit(0)
     t.main([test_config_refuses_location_and_bad_values,
-            test_consenting_owner_published_with_discovery_withdrawal_clears,
+            test_consenting_owners_published_withdrawals_clear,
             test_unreachable_broker_logged_without_secret_then_connects])
