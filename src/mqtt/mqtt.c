@@ -550,7 +550,7 @@ static void *publisher_main(void *arg)
     for (size_t i = 0; i < m->devs.cap; i++)
         if (m->devs.slots[i].hash) {
             struct pdev *p = m->devs.slots[i].val;
-            if (p->state != D_ON) continue;
+            if (p->state != D_ON && p->state != D_STARTING) continue;
             queue_summary(m, p, now);
             char extra[96];
             snprintf(extra, sizeof extra, "{\"device\":\"%s\"}", p->name);

@@ -604,17 +604,31 @@ int fv_report_build(const struct fv_report_input *in, json_t **out, char *err, s
                       "the store and manages principals (a principal that reaches personal data "
                       "also needs a privacy officer's approval), reads no personal data"));
         set(b, rec, "roles", roles_section(&c));
-        set(b, rec, "third_parties",
-            str("none: fleetvault discloses data only to the principals above, through its "
-                "API; what a principal does with what it reads is outside the system and is "
-                "traced by the audit log (who, purpose, ticket, subjects, rows, bytes)"));
+        if (cfg->mqtt.enabled)
+            set(b, rec, "third_parties",
+                json_sprintf("the MQTT broker at %s:%d (config \"mqtt\", docs/mqtt.md): the live "
+                             "values of the devices whose owner consents to home_automation, "
+                             "under a per-purpose pseudonym, no location, cleared on withdrawal, "
+                             "audited (mqtt.start, mqtt.publish, mqtt.stop); otherwise fleetvault "
+                             "discloses data only to the principals above, through its API",
+                             cfg->mqtt.host, cfg->mqtt.port));
+        else
+            set(b, rec, "third_parties",
+                str("none: fleetvault discloses data only to the principals above, through its "
+                    "API; what a principal does with what it reads is outside the system and is "
+                    "traced by the audit log (who, purpose, ticket, subjects, rows, bytes)"));
         set(b, r, "recipients", rec);
     }
     set(b, r, "security_measures", fv_report__security(&c));
     set(b, r, "transfers",
         json_pack("{s:[],s:s}", "third_countries", "detail",
-                  "none: one node; the data stays in the data directory on this machine and no "
-                  "part of fleetvault sends it elsewhere"));
+                  cfg->mqtt.enabled
+                      ? "none by fleetvault: one node; the data stays in the data directory on "
+                        "this machine, except the consenting owners' live values published to "
+                        "the MQTT broker named under recipients (where it runs is the "
+                        "controller's to record)"
+                      : "none: one node; the data stays in the data directory on this machine "
+                        "and no part of fleetvault sends it elsewhere"));
     set(b, r, "retention", fv_report__retention(&c));
     set(b, r, "audit_log", fv_report__audit_log(&c));
     if (in->catalog == NULL)

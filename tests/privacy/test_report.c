@@ -509,7 +509,22 @@ static void test_no_catalog_and_bad_policy(void **state)
     char want[200];
     snprintf(want, sizeof want, "%s/none/audit-signing.pem", dir);
     assert_string_equal(gets(json_object_get(r, "audit_log"), "signing_key"), want);
+    /* Live values over MQTT: the broker is a recipient, and the transfers say so. */
+    assert_non_null(strstr(gets(json_object_get(r, "recipients"), "third_parties"), "none"));
     json_decref(r);
+    cfg.mqtt.enabled = 1;
+    snprintf(cfg.mqtt.host, sizeof cfg.mqtt.host, "mq.example");
+    cfg.mqtt.port = 8883;
+    r = build(&cfg, NULL, NULL);
+    const char *tp = gets(json_object_get(r, "recipients"), "third_parties");
+    assert_non_null(strstr(tp, "MQTT broker at mq.example:8883"));
+    assert_non_null(strstr(tp, "home_automation"));
+    assert_non_null(strstr(gets(json_object_get(r, "transfers"), "detail"), "MQTT broker"));
+    char *md = markdown(r);
+    assert_non_null(strstr(md, "MQTT broker at mq.example:8883"));
+    free(md);
+    json_decref(r);
+    cfg.mqtt.enabled = 0;
 
     /* A catalog without the principals table (never served): no principals, no error. */
     char p[128];
