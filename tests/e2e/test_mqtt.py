@@ -6,12 +6,14 @@ subscriber. Only the vehicle whose owner consents to home_automation is publishe
 and state messages, retained, named by its per-purpose pseudonym; the others publish nothing;
 a withdrawal stops it and empties its retained topics; every start, stop and summary is in the
 audit log. Then an unreachable broker: a clear log line without the password, and the
-connection made once the broker comes up. Skipped, saying so, only if Mosquitto is not
+connection made once the broker comes up; and mutual TLS to a broker that requires a client
+certificate. Skipped, saying so, only if Mosquitto is not
 installed (scripts/deps.sh installs it)."""
 import glob
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -22,19 +24,25 @@ VINS = ["5YJMQTT%010d" % i for i in range(3)]  # the owners of 0 and 1 opt in, n
 SECRET = "hunter2-not-in-any-log"
 
 
-def broker(env, port, name="mosquitto"):
+def broker(env, port, name="mosquitto", tls=""):
+    """A mosquitto on 127.0.0.1:port (tls: extra config lines for a TLS listener)."""
     conf = os.path.join(env.root, name + ".conf")
     with open(conf, "w") as f:
-        f.write(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        # user root: started as root, mosquitto would drop to its own user, who cannot read
+        # the test's 0600 key files
+        f.write(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                f"user {os.environ.get('USER') or 'root'}\n{tls}")
     logf = open(os.path.join(env.root, name + ".log"), "a")
     p = subprocess.Popen(["mosquitto", "-c", conf], stdout=logf, stderr=logf)
     deadline = time.time() + 10
     while time.time() < deadline:
-        r = subprocess.run(["mosquitto_sub", "-p", str(port), "-h", "127.0.0.1", "-t", "x/y", "-W",
-                            "1"], capture_output=True, text=True)
-        if "refused" not in r.stderr.lower() and "error" not in r.stderr.lower():
+        if p.poll() is not None:
+            raise AssertionError("mosquitto exited: " + open(logf.name).read())
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return p
-        time.sleep(0.1)
+        except OSError:
+            time.sleep(0.1)
     p.kill()
     raise AssertionError("mosquitto did not start")
 
@@ -239,6 +247,26 @@ def test_unreachable_broker_logged_without_secret_then_connects():
         assert SECRET not in text
 
 
+def test_mutual_tls_to_the_broker():
+    with t.Env() as env:
+        port = t.free_port()
+        ca, d = env.certs.ca, env.certs.dir
+        mq = broker(env, port, tls=f"cafile {ca}\ncertfile {d}/server.crt\nkeyfile {d}/server.key\n"
+                    "require_certificate true\n")
+        try:
+            cert, key = env.certs.device("fleetvault-mqtt")
+            srv = t.Server(env.root, env.certs, config={"mqtt": {
+                "broker": f"127.0.0.1:{port}", "interval": "1s",
+                "tls": {"ca": ca, "cert": cert, "key": key}}}).start()
+            # the broker requires a client certificate: connected means ours was presented
+            wait("the TLS connection", lambda: srv.metric("fleetvault_mqtt_connected") == 1)
+            srv.stop()
+            assert f"connected to the broker at 127.0.0.1:{port} (TLS)" in srv.log()
+        finally:
+            mq.kill()
+            mq.wait()
+
+
 def test_config_refuses_location_and_bad_values():
     with t.Env() as env:
         for bad, key in (({"broker": "127.0.0.1:1883", "signals": ["Soc", "Location"]},
@@ -258,4 +286,5 @@ if __name__ == "__main__":
         sys.exit(0)
     t.main([test_config_refuses_location_and_bad_values,
             test_consenting_owners_published_withdrawals_clear,
-            test_unreachable_broker_logged_without_secret_then_connects])
+            test_unreachable_broker_logged_without_secret_then_connects,
+            test_mutual_tls_to_the_broker])
