@@ -21,6 +21,7 @@ import time
 import fvtest as t
 
 VINS = ["5YJMQTT%010d" % i for i in range(3)]  # the owners of 0 and 1 opt in, not 2
+SITE = "SITEMQTT%09d" % 0  # a home battery whose owner opts in
 SECRET = "hunter2-not-in-any-log"
 
 
@@ -119,34 +120,38 @@ def test_consenting_owners_published_withdrawals_clear():
             simlog = open(os.path.join(env.root, "sim.log"), "a")
             sim = subprocess.Popen(
                 [t.BIN, "simulate", "--server", f"wss://127.0.0.1:{srv.port}", "--certs",
-                 env.certs.dir, "--vehicles", "3", "--id-prefix", "5YJMQTT", "--hz", "2",
+                 env.certs.dir, "--vehicles", "3", "--id-prefix", "5YJMQTT", "--sites", "1",
+                 "--site-prefix", "SITEMQTT", "--hz", "2",
                  "--seconds", "60", "--drain", "2", "--seed", "5", "--quiet"],
                 stdout=subprocess.PIPE, stderr=simlog, text=True)
-            wait("3 vehicles", lambda: len(srv.json("/api/v1/vehicles")["vehicles"]) == 3)
+            wait("3 vehicles and a site",
+                 lambda: len(srv.json("/api/v1/vehicles")["vehicles"]) == 4)
             time.sleep(2.5)  # two publish cycles: nobody consents yet, nothing is published
             assert sub.messages() == [], sub.messages()
             assert srv.metric("fleetvault_mqtt_connected") == 1
 
             consent(srv, VINS[0], "give")
             consent(srv, VINS[1], "give")
-            wait("two devices", lambda: len(devices(sub.messages())) == 2)
+            consent(srv, SITE, "give")
+            wait("three devices", lambda: len(devices(sub.messages())) == 3)
             time.sleep(2.5)  # more cycles: values change, the third still publishes nothing
             msgs = sub.messages()
             devs = devices(msgs)
-            assert len(devs) == 2, devs  # only the consenting owners' vehicles
-            assert not any(v in m[1] + m[2] for v in VINS for m in msgs), "a VIN on MQTT"
+            assert len(devs) == 3, devs  # only the consenting owners' devices
+            assert not any(v in m[1] + m[2] for v in VINS + [SITE] for m in msgs), "an id on MQTT"
             assert not any("Location" in tp or "Heading" in tp for _, tp, _ in msgs)
             # which is which: the audit log's mqtt.start names the subject that consented
             ents = audit(srv)
             given = [e for e in ents if e.get("action") == "subject.consent" and
                      e.get("purpose") == "home_automation"]
             starts = [e for e in ents if e.get("action") == "mqtt.start"]
-            assert len(given) == 2 and len(starts) == 2, (given, starts)
+            assert len(given) == 3 and len(starts) == 3, (given, starts)
             assert all(e["purpose"] == "home_automation" and e["kind"] == "mqtt" for e in starts)
             name = {e["extra"]["device"]: e["subjects"] for e in starts}
             assert set(name) == devs, (name, devs)
             dev0 = next(d for d, subj in name.items() if subj == given[0]["subjects"])
             dev1 = next(d for d, subj in name.items() if subj == given[1]["subjects"])
+            dev2 = next(d for d, subj in name.items() if subj == given[2]["subjects"])
             assert len(dev0) == 32 and dev0 != dev1, (dev0, dev1)  # per-purpose pseudonyms (Q2)
 
             disc = {tp: json.loads(pl) for _, tp, pl in msgs
@@ -159,6 +164,10 @@ def test_consenting_owners_published_withdrawals_clear():
             assert soc["device"]["identifiers"] == [f"fleetvault_{dev0}"], soc
             speed = disc[f"homeassistant/sensor/fleetvault_{dev0}_VehicleSpeed/config"]
             assert speed["device_class"] == "speed", speed
+            bat = disc[f"homeassistant/sensor/fleetvault_{dev2}_SiteBatteryPower/config"]
+            assert bat["device"]["model"] == "energy site" and bat["device_class"] == "power", bat
+            assert bat["unit_of_measurement"] == "kW", bat
+            assert [pl for _, tp, pl in msgs if tp == f"fleetvault/{dev2}/SiteEnergy" and pl]
             assert all(d["state_topic"].split("/")[1] in devs for d in disc.values())
             states = [pl for _, tp, pl in msgs if tp == f"fleetvault/{dev0}/Soc"]
             assert states and 0 <= float(states[-1]) <= 100, states
@@ -173,7 +182,7 @@ def test_consenting_owners_published_withdrawals_clear():
             for d in (dev0, dev1):
                 assert f"fleetvault/{d}/Soc" in kept and \
                     f"homeassistant/sensor/fleetvault_{d}_Soc/config" in kept, sorted(kept)
-            assert srv.metric("fleetvault_mqtt_subjects") == 2
+            assert srv.metric("fleetvault_mqtt_subjects") == 3
             assert srv.metric("fleetvault_mqtt_published_total") >= len(msgs)
 
             # a withdrawal while the server runs: its topics emptied within a cycle (Q4)
@@ -185,10 +194,11 @@ def test_consenting_owners_published_withdrawals_clear():
             time.sleep(2.5)
             later = sub.messages()[n:]
             assert not [m for m in later if m[2] and dev1 in m[1]], later
-            assert [m for m in later if m[2] and dev0 in m[1]], "the other owner goes on"
+            assert [m for m in later if m[2] and (dev0 in m[1] or dev2 in m[1])], \
+                "the other owners go on"
             kept = retained(port)
             assert not [tp for tp in kept if dev1 in tp], sorted(kept)
-            assert srv.metric("fleetvault_mqtt_subjects") == 1
+            assert srv.metric("fleetvault_mqtt_subjects") == 2
             ents = audit(srv)
             stops = [e for e in ents if e.get("action") == "mqtt.stop"]
             sums = [e for e in ents if e.get("action") == "mqtt.publish" and
@@ -203,8 +213,9 @@ def test_consenting_owners_published_withdrawals_clear():
             sim = None
             srv.stop()
             assert [tp for tp in retained(port) if dev0 in tp], "last values kept on stop"
-            t.run("subject", "consent", VINS[0], "home_automation", "withdraw", "--by", "owner",
-                  "--data", srv.data, "--key-file", srv.key_file, "--policy", srv.policy)
+            for dev in (VINS[0], SITE):
+                t.run("subject", "consent", dev, "home_automation", "withdraw", "--by", "owner",
+                      "--data", srv.data, "--key-file", srv.key_file, "--policy", srv.policy)
             srv.start()
             wait("the stopped owner's topics emptied", lambda: retained(port) == {}, timeout=15)
             assert "cleared" in srv.log()
