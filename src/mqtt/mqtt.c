@@ -13,8 +13,10 @@
  * fleet is listed, each device's configured signals are copied under the fleet's lock as
  * value texts with their times, the lock released, then consent is looked up through the
  * publisher's own keystore and the values that changed are published (QoS 1, retained).
- * The network thread only sets the connected flag (and asks for a resync after each
- * connection, Q5); it touches no device state.
+ * The network thread (net_main: libmosquitto's loop, reconnection with backoff) only sets
+ * the connected flag, asks for a resync after each connection (Q5) and hands over the
+ * retained topics of ours the broker sends after it (Q7, under omu); it touches no device
+ * state.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -114,8 +116,8 @@ struct fv_mqtt {
     char **orphans;
     size_t norphans;
     uint64_t subscribed_ms; /* when the subscription of Q7 began (0: none) */
-    uint64_t started_ms, last_summary_ms, down_since_ms;
-    int warned_down, warned_queue, warned_purpose;
+    uint64_t last_summary_ms, down_since_ms;
+    int warned_down, warned_queue;
 };
 
 /* ---- the audit queue (Q3) ----------------------------------------------------------------- */
@@ -663,7 +665,7 @@ int fv_mqtt_start(const struct fv_mqtt_deps *d, struct fv_mqtt **out, char *err,
     pthread_cond_init(&m->cv, NULL);
     pthread_mutex_init(&m->qmu, NULL);
     pthread_mutex_init(&m->omu, NULL);
-    m->started_ms = m->last_summary_ms = fv_now_ms();
+    m->last_summary_ms = fv_now_ms();
     int rc = fv_keystore_open(d->catalog_path, d->kek, &m->ks, err, errlen);
     if (rc == FV_OK) {
         if (d->policy && fv_policy_purpose_id(d->policy, FV_MQTT_PURPOSE) < 0)

@@ -67,7 +67,8 @@ int fv_mqtt__value_text(const struct fv_value *v, char out[FV_MQTT_VALUE_MAX])
         snprintf(out, FV_MQTT_VALUE_MAX, "%s", v->u.i ? "ON" : "OFF");
         return 0;
     case FV_VK_STRING:
-        if (v->u.s == NULL || strlen(v->u.s) >= FV_MQTT_VALUE_MAX) return -1;
+        /* an empty retained payload deletes the topic (Q4): never a value */
+        if (v->u.s == NULL || v->u.s[0] == '\0' || strlen(v->u.s) >= FV_MQTT_VALUE_MAX) return -1;
         snprintf(out, FV_MQTT_VALUE_MAX, "%s", v->u.s);
         return 0;
     default: /* FV_VK_LOCATION above all (Q6), and what has no single text */

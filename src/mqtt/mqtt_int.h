@@ -11,7 +11,7 @@
 
 /* A value as its MQTT payload text: numbers shortest-exact, booleans ON/OFF, enums their
  * number, strings as they are. 0, or -1 when the value is not published (a place, no value,
- * too long). */
+ * an empty or too long string). */
 int fv_mqtt__value_text(const struct fv_value *v, char out[FV_MQTT_VALUE_MAX]);
 
 /* The Home Assistant discovery message of one signal of one device: its topic into topic and

@@ -41,6 +41,8 @@ static void value_texts(void **state)
     assert_string_equal(out, "ON");
     v = (struct fv_value){.kind = FV_VK_LOCATION, .u.loc = {52.5, 13.4}};
     assert_int_equal(fv_mqtt__value_text(&v, out), -1); /* Q6 */
+    v = (struct fv_value){.kind = FV_VK_STRING, .u.s = ""};
+    assert_int_equal(fv_mqtt__value_text(&v, out), -1); /* would delete the topic */
     v = (struct fv_value){.kind = FV_VK_INVALID};
     assert_int_equal(fv_mqtt__value_text(&v, out), -1);
 }
