@@ -467,6 +467,14 @@ static void get_metrics(const struct fv_api_view *v, struct fv_http_response *r)
             m->datums_minimised);
     COUNTER("fleetvault_acks_total", "Acks sent (each after fsync).", m->acks_sent);
     COUNTER("fleetvault_error_replies_total", "Error replies sent.", m->errors_sent);
+    COUNTER("fleetvault_reply_frames_total",
+            "WebSocket messages sent to devices (acks, errors, "
+            "commands, pings).",
+            m->reply_frames);
+    COUNTER("fleetvault_reply_writes_total",
+            "Writes that sent them: replies queued together "
+            "leave in one.",
+            m->reply_writes);
     prom(b, "# HELP fleetvault_rejected_total Messages refused, by reason.\n"
             "# TYPE fleetvault_rejected_total counter\n");
     for (int i = 0; i < FV_REJ_COUNT; i++)

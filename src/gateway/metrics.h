@@ -54,6 +54,8 @@ struct fv_metrics {
     fv_counter datums_stored;
     fv_counter datums_minimised; /* not stored: no purpose of their class had consent */
     fv_counter acks_sent, errors_sent;
+    fv_counter reply_frames, reply_writes; /* replies to devices, and the writes that sent
+                                              them (several per write when queued together) */
     fv_counter rejected[FV_REJ_COUNT];
     fv_counter duplicates;
     fv_counter unknown_message_type;
