@@ -153,7 +153,7 @@ static int push_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user
         }
         const char *svc = strncmp(path, PUSH_BASE, strlen(PUSH_BASE)) == 0
                               ? path + strlen(PUSH_BASE)
-                              : (strncmp(path, PUSH_BASE + 1, strlen(PUSH_BASE) - 1) == 0
+                              : (strncmp(path, &PUSH_BASE[1], strlen(PUSH_BASE) - 1) == 0
                                      ? path + strlen(PUSH_BASE) - 1
                                      : "");
         if (strcmp(svc, "EiEvent") != 0 && strcmp(svc, "EiReport") != 0 &&
