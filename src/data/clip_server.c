@@ -300,9 +300,7 @@ static int clip_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user
     struct fv_clip_server *s = vh ? lws_vhost_user(vh) : NULL;
     switch (reason) {
     case LWS_CALLBACK_OPENSSL_PERFORM_CLIENT_CERT_VERIFICATION:
-        /* lws takes this callback's 0 as "verified": a failed preverify must return non-zero
-         * (as in gateway/session.c). */
-        return (len == 0 && user) ? 1 : 0;
+        return fv_tls_client_refused(user, len, NULL, 0, NULL);
     case LWS_CALLBACK_HTTP: {
         if (s == NULL || r == NULL) return -1;
         req_end(r);

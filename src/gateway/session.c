@@ -754,18 +754,13 @@ static int dev_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     struct fv_ingest *ing = vh ? lws_vhost_user(vh) : NULL;
     switch (reason) {
     case LWS_CALLBACK_OPENSSL_PERFORM_CLIENT_CERT_VERIFICATION: {
-        X509_STORE_CTX *xs = user;
-        if (len == 0 && xs) { /* preverify failed */
-            int e = X509_STORE_CTX_get_error(xs);
-            /* Not the subject: its CN is the device's VIN (personal data, never logged). */
-            fv_warn("client certificate rejected: %s (depth %d)", X509_verify_cert_error_string(e),
-                    X509_STORE_CTX_get_error_depth(xs));
-            if (ing) ing->d.metrics->tls_rejected++;
-            /* lws turns this callback's 0 into "verified": a failure must return non-zero,
-             * or any certificate would be accepted (tests/e2e/test_gateway.py checks). */
-            return 1;
-        }
-        return 0;
+        char why[160];
+        int depth;
+        if (!fv_tls_client_refused(user, len, why, sizeof why, &depth)) return 0;
+        /* Not the subject: its CN is the device's VIN (personal data, never logged). */
+        fv_warn("client certificate rejected: %s (depth %d)", why, depth);
+        if (ing) ing->d.metrics->tls_rejected++;
+        return 1; /* tests/e2e/test_gateway.py checks that a bad certificate is refused */
     }
     case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS:
         /* user is the vhost's SSL_CTX: idle connections give their TLS buffers back
