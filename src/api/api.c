@@ -503,8 +503,8 @@ static void get_metrics(const struct fv_api_view *v, struct fv_http_response *r)
     }
     COUNTER("fleetvault_wal_torn_bytes_cut_total", "Bytes of torn tail cut at start-up.",
             ws.torn_bytes_cut);
-    prom_histogram(b, "fleetvault_wal_fsync_seconds", "WAL fsync latency.", fv_wal_fsync_buckets_ms,
-                   11, ws.fsync_hist, ws.fsync_seconds_sum);
+    prom_histogram(b, "fleetvault_wal_fsync_seconds", "WAL fsync latency.", fv_latency_bounds_ms,
+                   FV_LATENCY_BOUNDS, ws.fsync_hist, ws.fsync_seconds_sum);
     {
         uint64_t acks[FV_LATENCY_BOUNDS + 1];
         for (int i = 0; i <= FV_LATENCY_BOUNDS; i++)

@@ -12,6 +12,8 @@
 
 #include <stdint.h>
 
+#include "util/latency.h"
+
 /* Why a message got the error reply (or the socket closed). On-the-wire text is the same
  * for all of them (the reference's "incorrect message format") except rate limiting. */
 enum fv_reject {
@@ -31,16 +33,6 @@ extern const char *const fv_reject_names[FV_REJ_COUNT];
 
 /* A counter any thread may bump and read. */
 typedef _Atomic uint64_t fv_counter;
-
-/* A latency histogram any thread may add to and read (Prometheus buckets: upper bounds in
- * ms, fv_latency_bounds_ms; the last slot counts what is over the last bound). */
-#define FV_LATENCY_BOUNDS 12
-extern const double fv_latency_bounds_ms[FV_LATENCY_BOUNDS];
-struct fv_latency {
-    fv_counter n[FV_LATENCY_BOUNDS + 1];
-    fv_counter sum_ns;
-};
-void fv_latency_add(struct fv_latency *h, uint64_t ns);
 
 struct fv_metrics {
     fv_counter connections_total, connections_open;
