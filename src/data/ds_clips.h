@@ -26,7 +26,9 @@
  *     trigger_ms, campaign, trigger, deid, labels, place when the caller's place_ok allows
  *     it - else withheld, failing closed), and one KEY.SIGNAL.npy per numeric field of the
  *     clip's "json" channels read with the MCAP reader (data/mcap.h): a 2-D "<f8" array of
- *     rows [seconds from the trigger, value]; SIGNAL is the field name reduced to
+ *     rows [seconds from the trigger, value] in time order (a field found in several channels,
+ *     e.g. the clip's CAN channel and the store's signal channel of data/clip_signals.h, is
+ *     one array of all their rows); SIGNAL is the field name reduced to
  *     [A-Za-z0-9_]; at most FV_DS_FILES_MAX - 2 signals (the first found, in channel
  *     order); a clip the reader refuses is loaded without signals (noted in KEY.json).
  *
