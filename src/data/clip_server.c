@@ -151,10 +151,11 @@ static void add_signals(struct fv_clip_server *s, const char *subject, const str
     struct fv_clip_signals *sig = NULL;
     int rc = fv_keystore_dek(s->ks, subject, 0, &dek, a.subject);
     if (rc == FV_OK) rc = fv_clip_signals_new(&sig);
-    if (rc == FV_OK)
+    int read = rc == FV_OK;
+    if (read)
         rc = fv_clip_signals_read(sig, s->c.store, a.subject, dek, a.from_ms, a.to_ms, err,
                                   sizeof err);
-    if (a.subject[0]) { /* the store was (or may have been) read: X3's record */
+    if (read) { /* the store was read (or a read began): X3's record */
         a.signals = sig && rc == FV_OK ? fv_clip_signals_count(sig) : 0;
         a.samples = sig && rc == FV_OK ? fv_clip_signals_samples(sig) : 0;
         if (rc != FV_OK) snprintf(a.result, sizeof a.result, "error");
