@@ -108,8 +108,9 @@ static int signals_audit(void *arg, const struct fv_clip_audit *r)
              r->clip, (long long)r->from_ms, (long long)r->to_ms, (unsigned long long)r->signals,
              (unsigned long long)r->samples);
     snprintf(reason, sizeof reason, "%s",
-             strcmp(r->result, "allow") == 0 ? "signals around the trigger added to the clip"
-                                             : "the store could not be read");
+             strcmp(r->result, "allow") != 0 ? "the store could not be read"
+             : r->signals                    ? "signals around the trigger added to the clip"
+                                             : "no signal samples around the trigger");
     const char *subjects[1] = {r->subject};
     struct fv_audit_event ev = {.kind = "clips",
                                 .action = "clips.signals",
