@@ -296,7 +296,7 @@ int fv_clip_signals_write(struct fv_clip_signals *s, const char *in_path, const 
         rc =
             fv_os_open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600, &out, err, errlen);
     if (rc == FV_OK) rc = fv_mcap_writer_open_fd(out, out_path, NULL, &w, err, errlen);
-    if (rc == FV_OK) rc = fv_mcap_copy(r, w, NULL, NULL, err, errlen);
+    if (rc == FV_OK) rc = fv_mcap_copy(r, w, NULL, NULL, NULL, NULL, err, errlen);
     if (rc == FV_OK && fv_mcap_extras(r) > 0) { /* G4: the copy would not be whole */
         fv_seterr(err, errlen, "the clip has %llu attachment or metadata records",
                   (unsigned long long)fv_mcap_extras(r));

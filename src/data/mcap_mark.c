@@ -12,7 +12,8 @@
 #include "util/err.h"
 
 int fv_mcap_mark(const void *in, size_t len, const char *const *keys, const char *const *vals,
-                 size_t n, struct fv_buf *out, char *err, size_t errlen)
+                 size_t n, fv_mcap_keep_fn keep, void *keep_arg, struct fv_buf *out, char *err,
+                 size_t errlen)
 {
     struct fv_mcap_source src;
     struct fv_mcap_reader *r = NULL;
@@ -24,7 +25,7 @@ int fv_mcap_mark(const void *in, size_t len, const char *const *keys, const char
     fv_mcap_source_mem(&src, in, len);
     if (rc == FV_OK) rc = fv_mcap_reader_open(&src, &r, err, errlen);
     if (rc == FV_OK) rc = fv_mcap_writer_open_mem(out, NULL, &w, err, errlen);
-    if (rc == FV_OK) rc = fv_mcap_copy(r, w, &first, NULL, err, errlen);
+    if (rc == FV_OK) rc = fv_mcap_copy(r, w, keep, keep_arg, &first, NULL, err, errlen);
     uint16_t mark = 0;
     if (rc == FV_OK)
         rc = fv_mcap_add_channel(w, 0, FV_MCAP_MARK_TOPIC, "json", (const char *const *)keys,

@@ -373,7 +373,8 @@ def test_signal_channels():
     channels (docs/data-engine.md "Signal channels"): one per signal, JSON messages at the
     samples' times, the location signal left out, samples outside the window left out; one
     audit record per clip; a clip with a metadata record is stored as uploaded; each outcome
-    counted. Read back as a labeler gets the clip."""
+    counted. Read back as a labeler is served the clip: without the signals for the default
+    labeler (class events only), with them for a labeler role given class default."""
     with t.Env() as env:
         env.certs.device(A)
         srv = start(env)
@@ -401,20 +402,39 @@ def test_signal_channels():
         assert srv.metric('fleetvault_clip_signals_total{outcome="failed"}') == 1
         assert srv.metric('fleetvault_clip_signals_total{outcome="none"}') == 0
 
-        # read back as a labeler is served it (de-identification passed, model_training)
+        # read back as a labeler is served it (de-identification passed, model_training).
+        # The default policy's labeler reads class events only: the signals (class default)
+        # are not in the copy it is served (labeling_api.c Q4).
         wait_deid(srv, uid, "passed")
         srv.principal("lab", "labeler")
-        st, b = srv.http("/api/v1/labeling/next?purpose=model_training", token="lab",
-                         method="POST", purpose=None)
-        assert st == 200 and json.loads(b)["clip"] == uid, (st, b)
-        st, served = srv.http(f"/api/v1/labeling/clips/{uid}?purpose=model_training",
-                              token="lab", purpose=None)
-        assert st == 200 and served[:8] == MAGIC, (st, served[:40])
         out = os.path.join(env.root, "served.mcap")
-        with open(out, "wb") as f:
-            f.write(served)
-        t.run("mcap", "verify", out)
-        info = json.loads(t.run("mcap", "info", out).stdout)
+
+        def serve():
+            st, b = srv.http("/api/v1/labeling/next?purpose=model_training", token="lab",
+                             method="POST", purpose=None)
+            assert st == 200 and json.loads(b)["clip"] == uid, (st, b)
+            st, served = srv.http(f"/api/v1/labeling/clips/{uid}?purpose=model_training",
+                                  token="lab", purpose=None)
+            assert st == 200 and served[:8] == MAGIC, (st, served[:40])
+            with open(out, "wb") as f:
+                f.write(served)
+            t.run("mcap", "verify", out)
+            assert A.encode() not in served and b"48.1" not in served  # no VIN, no location
+            return json.loads(t.run("mcap", "info", out).stdout)
+        info = serve()
+        assert [c["topic"] for c in info["channels"]] == ["/imu", "/fleetvault/watermark"], info
+        assert not [x for x in info["schemas"] if "signals" in x["name"]], info["schemas"]
+        st, b = srv.http(f"/api/v1/labeling/clips/{uid}/release?purpose=model_training",
+                         token="lab", method="POST", purpose=None)
+        assert st == 200, (st, b)
+        # a labeler role given class default for model_training is served them
+        srv.stop()
+        pol = t.test_policy({"engine": ENGINE})
+        pol["roles"]["labeler"]["purposes"]["model_training"] = ["default", "events"]
+        with open(srv.policy, "w") as f:
+            json.dump(pol, f)
+        srv.start()
+        info = serve()
         topics = [c["topic"] for c in info["channels"]]
         assert topics == ["/imu", "/fleetvault/signals/Soc", "/fleetvault/watermark"], topics
         soc = info["channels"][1]
@@ -433,7 +453,6 @@ def test_signal_channels():
         assert all(abs(x[1]["Soc"] - (50.0 + i * 0.01)) < 1e-9 for i, x in enumerate(got)), got
         imu = t.run("mcap", "cat", out, "--topic", "/imu").stdout.splitlines()
         assert len(imu) == 3, imu  # the original's messages kept
-        assert A.encode() not in served and b"48.1" not in served  # no VIN, no location
 
         # one audit record per clip read (both clips), the subject by pseudonym
         deadline = time.time() + 5
