@@ -297,6 +297,10 @@ def test_upload_resume_refusals_deid_erasure():
         assert time.time() - t0 < 10 and "killed after the timeout" in d["summary"], d
         passed = clips(srv, "&deid=passed")
         assert passed["count"] == 2, passed
+        # the vehicle's samples are a minute old: no signal in any clip's window, each clip
+        # stored as uploaded (no empty channels) and counted
+        assert srv.metric('fleetvault_clip_signals_total{outcome="none"}') == 4
+        assert srv.metric('fleetvault_clip_signals_total{outcome="added"}') == 0
         # every run is audited (D6): before the clip is read, and its outcome
         time.sleep(1.5)  # the API thread writes the worker's records each turn
         r = t.run("audit", "query", "--data", srv.data, "--principal", "clips-deid")
