@@ -16,11 +16,11 @@
 #include "data/clip_server.h"
 #include "data/clip_signals.h"
 #include "data/clip_store.h"
+#include "os/fsio.h"
 #include "privacy/location.h"
 #include "privacy/subjects.h"
 #include "util/clock.h"
 #include "util/err.h"
-#include "os/fsio.h"
 #include "util/log.h"
 
 #define SMALL_BODY_MAX 65536 /* a create's JSON */
@@ -150,6 +150,10 @@ static void add_signals(struct fv_clip_server *s, const char *subject, const str
     char err[384] = "";
     struct fv_clip_signals *sig = NULL;
     int rc = fv_keystore_dek(s->ks, subject, 0, &dek, a.subject);
+    if (rc == FV_ENOENT) { /* no data key: the subject never sent anything */
+        count_outcome(s, FV_CLIP_SIGNALS_NONE);
+        return;
+    }
     if (rc == FV_OK) rc = fv_clip_signals_new(&sig);
     int read = rc == FV_OK;
     if (read)

@@ -2,6 +2,7 @@
  * G1-G5). */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include "os/fsio.h"
 #include "store/store.h"
 #include "util/err.h"
+#include "util/fmt.h"
 #include "wire/places.h"
 #include "wire/signals.h"
 
@@ -76,7 +78,7 @@ static unsigned type_of(const struct fv_value *v)
 {
     switch (v->kind) {
     case FV_VK_DOUBLE:
-        return T_NUMBER;
+        return isfinite(v->u.d) ? T_NUMBER : 0; /* JSON has no NaN, inf */
     case FV_VK_INT:
     case FV_VK_ENUM:
     case FV_VK_DOORS:
@@ -250,6 +252,7 @@ static int add_messages(struct fv_clip_signals *s, struct fv_mcap_writer *w, cha
 {
     qsort(s->smp, s->n, sizeof *s->smp, by_time);
     uint32_t *seq = calloc(s->nsigs ? s->nsigs : 1, sizeof *seq);
+    struct fv_buf text = {0};
     int rc = seq ? FV_OK : FV_ENOMEM;
     for (size_t i = 0; rc == FV_OK && i < s->n; i++) {
         const struct sample *x = &s->smp[i];
@@ -257,22 +260,22 @@ static int add_messages(struct fv_clip_signals *s, struct fv_mcap_writer *w, cha
         fv_signal_label(s->sigs[x->sig].field, name, sizeof name);
         json_t *o = json_object();
         json_t *v = json_of(&x->v);
-        char *text = NULL;
-        if (o && v && json_object_set_new(o, name, v) == 0) {
-            v = NULL;
-            text = json_dumps(o, JSON_COMPACT);
-        }
+        fv_buf_reset(&text);
+        int ok = o && v && json_object_set_new(o, name, v) == 0;
+        if (ok) v = NULL;
+        /* doubles as the API prints them: the fewest digits that read back (util/fmt.h) */
+        if (ok) ok = fv_json_append(&text, o, 0) == FV_OK;
         json_decref(v);
         json_decref(o);
-        if (text == NULL) {
+        if (!ok) {
             rc = FV_ENOMEM;
             break;
         }
         uint64_t ns = x->t > 0 ? (uint64_t)x->t * 1000000u : 0;
-        rc = fv_mcap_add_message(w, s->sigs[x->sig].channel, seq[x->sig]++, ns, ns, text,
-                                 strlen(text), err, errlen);
-        free(text);
+        rc = fv_mcap_add_message(w, s->sigs[x->sig].channel, seq[x->sig]++, ns, ns, text.data,
+                                 text.len, err, errlen);
     }
+    fv_buf_free(&text);
     if (rc == FV_ENOMEM) fv_seterr(err, errlen, "out of memory");
     free(seq);
     return rc;

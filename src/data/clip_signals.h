@@ -12,9 +12,10 @@
  *     source=fleetvault-store, signal=NAME, field=its number; channels in field order;
  *  G2 one message per sample, {"NAME": value}, log and publish time the sample's time (ms
  *     since the epoch, in ns), sequence its index in the channel; messages in time order.
- *     Values: double a number; int, enum, doors and tires bits an integer; bool true/false;
- *     string a string; time "HH:MM:SS"; a datum without a value (none, invalid, a member this
- *     build does not know) is no sample;
+ *     Values: double a number (the fewest digits that read back, util/fmt.h); int, enum,
+ *     doors and tires bits an integer; bool true/false; string a string; time "HH:MM:SS"; a
+ *     datum without a value (none, invalid, a member this build does not know, a double that
+ *     is not finite) is no sample;
  *  G3 location: no signal that reveals a place (wire/places.h: fv_signal_place not
  *     FV_PLACE_NONE) and no value of kind location is ever a sample - the query API serves
  *     those only through the location rules (zones, withheld, coarse) of the reading role,

@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -58,7 +59,7 @@ static uint32_t sig(const char *name)
 struct seen {
     struct fv_mcap_reader *r;
     int imu, soc, gear, locked, name;
-    char soc_json[64], name_json[64];
+    char soc_json[64], soc_last[64], name_json[64];
     uint64_t soc_t[4];
 };
 
@@ -80,6 +81,7 @@ static int on_msg(void *arg, const struct fv_mcap_msg *m)
         assert_true(m->log_time == m->publish_time);
         s->soc_t[s->soc] = m->log_time;
         if (s->soc == 0) snprintf(s->soc_json, sizeof s->soc_json, "%.*s", (int)m->len, m->data);
+        if (s->soc == 2) snprintf(s->soc_last, sizeof s->soc_last, "%.*s", (int)m->len, m->data);
         s->soc++;
     } else if (strcmp(topic, FV_CLIP_SIGNALS_TOPIC "Gear") == 0) {
         assert_int_equal(m->len, strlen("{\"Gear\":3}"));
@@ -113,7 +115,7 @@ static void test_add_signals(void **state)
     assert_int_equal(fv_clip_signals_add(s, sig("Soc"), 1500, &d), 1);
     d.u.d = 49.5;
     assert_int_equal(fv_clip_signals_add(s, sig("Soc"), 500, &d), 1);
-    d.u.d = 51;
+    d.u.d = 50.01; /* printed "50.01", not %.17g's 50.009999999999998 */
     assert_int_equal(fv_clip_signals_add(s, sig("Soc"), 2500, &d), 1);
     struct fv_value e = {.kind = FV_VK_ENUM, .u.i = 3}, b = {.kind = FV_VK_BOOL, .u.i = 1};
     assert_int_equal(fv_clip_signals_add(s, sig("Gear"), 1000, &e), 1);
@@ -132,6 +134,8 @@ static void test_add_signals(void **state)
     struct fv_value inv = {.kind = FV_VK_INVALID}, none = {.kind = FV_VK_NONE};
     assert_int_equal(fv_clip_signals_add(s, sig("Odometer"), 1000, &inv), 0);
     assert_int_equal(fv_clip_signals_add(s, sig("Odometer"), 1000, &none), 0);
+    struct fv_value nan = {.kind = FV_VK_DOUBLE, .u.d = NAN};
+    assert_int_equal(fv_clip_signals_add(s, sig("Odometer"), 1000, &nan), 0);
     assert_int_equal(fv_clip_signals_count(s), 4);
     assert_int_equal(fv_clip_signals_samples(s), 6);
     assert_int_equal(fv_clip_signals_dropped(s), 0);
@@ -196,6 +200,7 @@ static void test_add_signals(void **state)
     assert_true(seen.soc_t[0] == 500000000ull && seen.soc_t[1] == 1500000000ull &&
                 seen.soc_t[2] == 2500000000ull); /* G2: time order, ms in ns */
     assert_string_equal(seen.soc_json, "{\"Soc\":49.5}");
+    assert_string_equal(seen.soc_last, "{\"Soc\":50.01}");
     assert_string_equal(seen.name_json, "{\"VehicleName\":\"Red \\\"car\\\"\"}");
     const struct fv_mcap_stats *st = fv_mcap_statistics(r);
     assert_non_null(st);
