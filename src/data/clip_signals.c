@@ -214,7 +214,7 @@ static json_t *json_of(const struct fv_value *v)
 static int add_channel(struct fv_mcap_writer *w, struct signal *g, char *err, size_t errlen)
 {
     static const char *const type_names[] = {"number", "integer", "boolean", "string"};
-    char name[32], schema_name[64], topic[64], field[16];
+    char name[80], schema_name[112], topic[112], field[16];
     fv_signal_label(g->field, name, sizeof name);
     snprintf(schema_name, sizeof schema_name, "fleetvault.signals.%s", name);
     snprintf(topic, sizeof topic, "%s%s", FV_CLIP_SIGNALS_TOPIC, name);
@@ -256,7 +256,7 @@ static int add_messages(struct fv_clip_signals *s, struct fv_mcap_writer *w, cha
     int rc = seq ? FV_OK : FV_ENOMEM;
     for (size_t i = 0; rc == FV_OK && i < s->n; i++) {
         const struct sample *x = &s->smp[i];
-        char name[32];
+        char name[80];
         fv_signal_label(s->sigs[x->sig].field, name, sizeof name);
         json_t *o = json_object();
         json_t *v = json_of(&x->v);

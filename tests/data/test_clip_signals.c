@@ -58,7 +58,7 @@ static uint32_t sig(const char *name)
 
 struct seen {
     struct fv_mcap_reader *r;
-    int imu, soc, gear, locked, name;
+    int imu, soc, gear, locked, name, pct;
     char soc_json[64], soc_last[64], name_json[64];
     uint64_t soc_t[4];
 };
@@ -90,6 +90,10 @@ static int on_msg(void *arg, const struct fv_mcap_msg *m)
     } else if (strcmp(topic, FV_CLIP_SIGNALS_TOPIC "Locked") == 0) {
         assert_memory_equal(m->data, "{\"Locked\":true}", m->len);
         s->locked++;
+    } else if (strcmp(topic, FV_CLIP_SIGNALS_TOPIC "SoftwareUpdateInstallationPercentComplete") ==
+               0) {
+        assert_memory_equal(m->data, "{\"SoftwareUpdateInstallationPercentComplete\":42}", m->len);
+        s->pct++;
     } else if (strcmp(topic, FV_CLIP_SIGNALS_TOPIC "VehicleName") == 0) {
         snprintf(s->name_json, sizeof s->name_json, "%.*s", (int)m->len, m->data);
         s->name++;
@@ -136,8 +140,12 @@ static void test_add_signals(void **state)
     assert_int_equal(fv_clip_signals_add(s, sig("Odometer"), 1000, &none), 0);
     struct fv_value nan = {.kind = FV_VK_DOUBLE, .u.d = NAN};
     assert_int_equal(fv_clip_signals_add(s, sig("Odometer"), 1000, &nan), 0);
-    assert_int_equal(fv_clip_signals_count(s), 4);
-    assert_int_equal(fv_clip_signals_samples(s), 6);
+    /* the longest name in the table (41 characters), whole in topic, schema and message */
+    struct fv_value pct = {.kind = FV_VK_INT, .u.i = 42};
+    assert_int_equal(
+        fv_clip_signals_add(s, sig("SoftwareUpdateInstallationPercentComplete"), 1300, &pct), 1);
+    assert_int_equal(fv_clip_signals_count(s), 5);
+    assert_int_equal(fv_clip_signals_samples(s), 7);
     assert_int_equal(fv_clip_signals_dropped(s), 0);
 
     assert_int_equal(fv_clip_signals_write(s, in, out, err, sizeof err), FV_OK);
@@ -152,11 +160,11 @@ static void test_add_signals(void **state)
     assert_true(fv_mcap_indexed(r)); /* G4: chunks, indexes, summary */
     assert_int_equal(fv_mcap_scan(r, NULL, NULL, NULL, err, sizeof err), FV_OK);
     /* G1: the original's channel first, then the signals in field order */
-    assert_int_equal(fv_mcap_channel_count(r), 5);
+    assert_int_equal(fv_mcap_channel_count(r), 6);
     assert_string_equal(fv_mcap_channel_at(r, 0)->topic.p, "/imu");
     assert_string_equal(fv_mcap_channel_at(r, 0)->vals[0].p, "imu");
     uint32_t prev = 0;
-    for (size_t i = 1; i < 5; i++) {
+    for (size_t i = 1; i < 6; i++) {
         const struct fv_mcap_channel *ch = fv_mcap_channel_at(r, i);
         assert_string_equal(ch->message_encoding.p, "json");
         assert_int_equal(strncmp(ch->topic.p, FV_CLIP_SIGNALS_TOPIC, strlen(FV_CLIP_SIGNALS_TOPIC)),
@@ -182,7 +190,7 @@ static void test_add_signals(void **state)
             if (fv_mcap_schema_at(r, j)->id == ch->schema_id) sc = fv_mcap_schema_at(r, j);
         assert_non_null(sc);
         assert_string_equal(sc->encoding.p, "jsonschema");
-        char want[64];
+        char want[96];
         snprintf(want, sizeof want, "fleetvault.signals.%s", signal);
         assert_string_equal(sc->name.p, want);
         if (strcmp(signal, "Soc") == 0)
@@ -197,6 +205,7 @@ static void test_add_signals(void **state)
     assert_int_equal(seen.gear, 1);
     assert_int_equal(seen.locked, 1);
     assert_int_equal(seen.name, 1);
+    assert_int_equal(seen.pct, 1);
     assert_true(seen.soc_t[0] == 500000000ull && seen.soc_t[1] == 1500000000ull &&
                 seen.soc_t[2] == 2500000000ull); /* G2: time order, ms in ns */
     assert_string_equal(seen.soc_json, "{\"Soc\":49.5}");
@@ -204,7 +213,7 @@ static void test_add_signals(void **state)
     assert_string_equal(seen.name_json, "{\"VehicleName\":\"Red \\\"car\\\"\"}");
     const struct fv_mcap_stats *st = fv_mcap_statistics(r);
     assert_non_null(st);
-    assert_true(st->message_count == 10);
+    assert_true(st->message_count == 11);
     fv_mcap_reader_free(r);
     close(fd);
 
