@@ -538,6 +538,13 @@ static void get_metrics(const struct fv_api_view *v, struct fv_http_response *r)
     COUNTER("fleetvault_downlink_dropped_total",
             "Messages to devices dropped: the device was not connected (the sender resends).",
             m->downlink_dropped);
+    prom(b, "# HELP fleetvault_clip_signals_total Clips stored, by whether the store's signals "
+            "around the trigger were added (none: no sample in the window; failed: stored as "
+            "uploaded).\n# TYPE fleetvault_clip_signals_total counter\n");
+    static const char *const outcomes[3] = {"added", "none", "failed"};
+    for (int i = 0; i < 3; i++)
+        prom(b, "fleetvault_clip_signals_total{outcome=\"%s\"} %llu\n", outcomes[i],
+             (unsigned long long)m->clip_signals[i]);
 #undef COUNTER
 #undef GAUGE
 }

@@ -57,6 +57,9 @@ struct fv_metrics {
     fv_counter http_auth_throttled; /* 429: too many failed authentications (api/http.h H1) */
     fv_counter downlink_sent;       /* messages to devices handed to a session */
     fv_counter downlink_dropped;    /* messages to devices not connected (wire/downlink.h D1) */
+    /* Clips stored with the store's signals added, without (none in the window), as uploaded
+     * after a failure (data/clip_server.h X4; bumped by the clip thread). */
+    fv_counter clip_signals[3];
     /* Server-side ack latency: from the first bytes of a record read from its connection to
      * its ack handed to the socket (after the record is durable, S1). */
     struct fv_latency ack_latency;
