@@ -467,6 +467,14 @@ static void get_metrics(const struct fv_api_view *v, struct fv_http_response *r)
             m->datums_minimised);
     COUNTER("fleetvault_acks_total", "Acks sent (each after fsync).", m->acks_sent);
     COUNTER("fleetvault_error_replies_total", "Error replies sent.", m->errors_sent);
+    COUNTER("fleetvault_reply_frames_total",
+            "WebSocket messages sent to devices (acks, errors, "
+            "commands, pings).",
+            m->reply_frames);
+    COUNTER("fleetvault_reply_writes_total",
+            "Writes that sent them: replies queued together "
+            "leave in one.",
+            m->reply_writes);
     prom(b, "# HELP fleetvault_rejected_total Messages refused, by reason.\n"
             "# TYPE fleetvault_rejected_total counter\n");
     for (int i = 0; i < FV_REJ_COUNT; i++)
@@ -495,8 +503,8 @@ static void get_metrics(const struct fv_api_view *v, struct fv_http_response *r)
     }
     COUNTER("fleetvault_wal_torn_bytes_cut_total", "Bytes of torn tail cut at start-up.",
             ws.torn_bytes_cut);
-    prom_histogram(b, "fleetvault_wal_fsync_seconds", "WAL fsync latency.", fv_wal_fsync_buckets_ms,
-                   11, ws.fsync_hist, ws.fsync_seconds_sum);
+    prom_histogram(b, "fleetvault_wal_fsync_seconds", "WAL fsync latency.", fv_latency_bounds_ms,
+                   FV_LATENCY_BOUNDS, ws.fsync_hist, ws.fsync_seconds_sum);
     {
         uint64_t acks[FV_LATENCY_BOUNDS + 1];
         for (int i = 0; i <= FV_LATENCY_BOUNDS; i++)
@@ -530,6 +538,13 @@ static void get_metrics(const struct fv_api_view *v, struct fv_http_response *r)
     COUNTER("fleetvault_downlink_dropped_total",
             "Messages to devices dropped: the device was not connected (the sender resends).",
             m->downlink_dropped);
+    prom(b, "# HELP fleetvault_clip_signals_total Clips stored, by whether the store's signals "
+            "around the trigger were added (none: no sample in the window; failed: stored as "
+            "uploaded).\n# TYPE fleetvault_clip_signals_total counter\n");
+    static const char *const outcomes[3] = {"added", "none", "failed"};
+    for (int i = 0; i < 3; i++)
+        prom(b, "fleetvault_clip_signals_total{outcome=\"%s\"} %llu\n", outcomes[i],
+             (unsigned long long)m->clip_signals[i]);
     GAUGE("fleetvault_mqtt_connected", "Connected to the MQTT broker now (1), or not (0).",
           m->mqtt_connected);
     GAUGE("fleetvault_mqtt_subjects", "Subjects whose live values are published over MQTT now.",

@@ -21,7 +21,10 @@
  *     is checked again at serve and at labeling: a withdrawn subject's clip is never served
  *     (403 "consent withdrawn", the lease ended);
  *  Q4 a served clip is a watermarked copy (data/mcap_mark.h): labeler, time, clip and a
- *     random serve id, which the audit entry labeling.served names too;
+ *     random serve id, which the audit entry labeling.served names too; the store's signal
+ *     channels added at upload (data/clip_signals.h) are in it only for the signals whose
+ *     data class the role's policy gives the request's purpose (the default policy's
+ *     labeler has class events only: none);
  *  Q5 answers name the vehicle by the purpose's pseudonym only: no VIN, no place, no keystore
  *     pseudonym; claim, serve, labels and release are each audited (kind admin, action
  *     labeling.claimed / .served / .labeled / .released, the clip's id and the subject's
@@ -41,6 +44,7 @@
 #include "api/api.h"
 #include "api/query.h"
 #include "data/clip_labels.h"
+#include "data/clip_signals.h"
 #include "data/clip_store.h"
 #include "data/label_queue.h"
 #include "data/mcap_mark.h"
@@ -227,6 +231,28 @@ static int held_clip(const struct fv_api_view *v, struct fv_guard_ctx *ctx, cons
     return 0;
 }
 
+/* Q4: the channels a served clip keeps: the clip's own, and the store's signals of the classes
+ * the role may read for the purpose. */
+struct keep_ctx {
+    const struct fv_api_view *v;
+    uint32_t classes;
+};
+
+static int keep_channel(void *arg, const struct fv_mcap_channel *ch)
+{
+    const struct keep_ctx *k = arg;
+    size_t plen = strlen(FV_CLIP_SIGNALS_TOPIC);
+    if (ch->topic.len < plen || memcmp(ch->topic.p, FV_CLIP_SIGNALS_TOPIC, plen) != 0) return 1;
+    for (size_t i = 0; i < ch->nmeta; i++) {
+        if (strcmp(ch->keys[i].p, "field") != 0) continue;
+        char *end = NULL;
+        unsigned long f = strtoul(ch->vals[i].p, &end, 10);
+        if (end == ch->vals[i].p || *end || f > 65535) return 0;
+        return (k->classes & fv_api_signal_class(k->v, (uint32_t)f)) != 0;
+    }
+    return 0; /* a signal channel without its number: left out */
+}
+
 static void serve(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *id,
                   struct fv_http_response *out)
 {
@@ -247,8 +273,10 @@ static void serve(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const c
     const char *keys[] = {"labeler", "served_at", "serve_id", "clip", "vehicle", "purpose"};
     const char *vals[] = {ctx->principal, when, sid, p.row.id, shown, ctx->purpose};
     int rc = fv_clip_store_read(v->keys, v->clips_dir, id, &clip, err, sizeof err);
+    struct keep_ctx kc = {v, fv_policy_classes(v->guard->policy, ctx->role, ctx->purpose)};
     if (rc == FV_OK)
-        rc = fv_mcap_mark(clip.data, clip.len, keys, vals, 6, &marked, err, sizeof err);
+        rc = fv_mcap_mark(clip.data, clip.len, keys, vals, 6, keep_channel, &kc, &marked, err,
+                          sizeof err);
     fv_buf_free(&clip);
     if (rc) {
         fv_buf_free(&marked);

@@ -10,6 +10,9 @@
  *                          {"schema":{"name","encoding","data_hex"}}   (ids 1, 2, ... in order)
  *                          {"channel":{"topic","message_encoding","schema_id","metadata":{}}}
  *                          {"message":{"channel","sequence","log_time","publish_time","data_hex"}}
+ *   signals IN OUT         IN with the signals of JSON lines on standard input added as channels
+ *                          the way the clip endpoint adds the store's (data/clip_signals.h),
+ *                          each {"signal": NAME or number, "t_ms": MS, "value": V}
  *
  * Times and 64-bit counts are printed as JSON strings of decimal nanoseconds (they do not fit
  * a double); write accepts strings or integers. Runs on the main thread only. */
@@ -24,10 +27,12 @@
 #include <jansson.h>
 
 #include "cli/commands.h"
+#include "data/clip_signals.h"
 #include "data/mcap.h"
 #include "os/fsio.h"
 #include "util/buf.h"
 #include "util/err.h"
+#include "wire/signals.h"
 
 static void usage(FILE *f)
 {
@@ -36,7 +41,8 @@ static void usage(FILE *f)
                "[--end NS] [--scan]\n"
                "       fleetvault mcap verify FILE\n"
                "       fleetvault mcap write OUT [--compression zstd|none] [--chunk-size BYTES] "
-               "[--no-summary] [--profile P] < messages.jsonl\n");
+               "[--no-summary] [--profile P] < messages.jsonl\n"
+               "       fleetvault mcap signals IN OUT < samples.jsonl\n");
 }
 
 static json_t *u64s(uint64_t v)
@@ -459,6 +465,78 @@ bad:
     return 2;
 }
 
+/* One {"signal", "t_ms", "value"} line into s: 1 added, 0 left out, FV_EINVAL (why set). */
+static int signal_line(struct fv_clip_signals *s, json_t *j, char *why, size_t n)
+{
+    json_t *sg = json_object_get(j, "signal"), *t = json_object_get(j, "t_ms");
+    json_t *v = json_object_get(j, "value");
+    long field = json_is_string(sg)    ? fv_signal_lookup(json_string_value(sg))
+                 : json_is_integer(sg) ? (long)json_integer_value(sg)
+                                       : -1;
+    if (field < 0 || field > 65535 || !json_is_integer(t)) {
+        snprintf(why, n, "expected {\"signal\": NAME or number, \"t_ms\": MS, \"value\": V}");
+        return FV_EINVAL;
+    }
+    struct fv_value x = {0};
+    if (json_is_real(v)) {
+        x.kind = FV_VK_DOUBLE;
+        x.u.d = json_real_value(v);
+    } else if (json_is_integer(v)) {
+        x.kind = FV_VK_INT;
+        x.u.i = json_integer_value(v);
+    } else if (json_is_boolean(v)) {
+        x.kind = FV_VK_BOOL;
+        x.u.i = json_is_true(v);
+    } else if (json_is_string(v)) {
+        x.kind = FV_VK_STRING;
+        x.u.s = (char *)json_string_value(v);
+    } else {
+        snprintf(why, n, "value: expected a number, a boolean or a string");
+        return FV_EINVAL;
+    }
+    int rc = fv_clip_signals_add(s, (uint32_t)field, json_integer_value(t), &x);
+    if (rc < 0) snprintf(why, n, "out of memory");
+    return rc;
+}
+
+static int cmd_signals(int argc, char **argv)
+{
+    if (argc != 3) {
+        usage(stderr);
+        return 2;
+    }
+    struct fv_clip_signals *s = NULL;
+    char *line = NULL, err[512] = "";
+    size_t cap = 0, left = 0;
+    long lineno = 0;
+    int rc = fv_clip_signals_new(&s);
+    while (rc == FV_OK && getline(&line, &cap, stdin) >= 0) {
+        lineno++;
+        if (line[strspn(line, " \t\r\n")] == '\0') continue;
+        json_t *j = json_loads(line, 0, NULL);
+        char why[160] = "not a JSON object";
+        int a = json_is_object(j) ? signal_line(s, j, why, sizeof why) : FV_EINVAL;
+        json_decref(j);
+        if (a < 0) {
+            fprintf(stderr, "fleetvault mcap signals: stdin line %ld: %s; nothing written\n",
+                    lineno, why);
+            rc = a;
+        }
+        left += a == 0;
+    }
+    free(line);
+    if (rc == FV_OK) {
+        rc = fv_clip_signals_write(s, argv[1], argv[2], err, sizeof err);
+        if (rc)
+            fprintf(stderr, "fleetvault mcap signals: %s\n", err);
+        else
+            printf("%s: %zu signals, %zu samples added (%zu left out: location or no value)\n",
+                   argv[2], fv_clip_signals_count(s), fv_clip_signals_samples(s), left);
+    }
+    fv_clip_signals_free(s);
+    return rc == FV_OK ? 0 : rc == FV_EINVAL ? 2 : 1;
+}
+
 int fv_cmd_mcap(int argc, char **argv)
 {
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
@@ -473,6 +551,7 @@ int fv_cmd_mcap(int argc, char **argv)
     if (strcmp(argv[1], "cat") == 0) return cmd_cat(argc - 1, argv + 1);
     if (strcmp(argv[1], "verify") == 0) return cmd_verify(argc - 1, argv + 1);
     if (strcmp(argv[1], "write") == 0) return cmd_write(argc - 1, argv + 1);
+    if (strcmp(argv[1], "signals") == 0) return cmd_signals(argc - 1, argv + 1);
     usage(stderr);
     return 2;
 }

@@ -83,7 +83,7 @@ static void print_reply(const struct reply *r)
 {
     struct fv_envelope env;
     char err[128];
-    if (r->opcode != FV_SIM_WS_BINARY ||
+    if (r->opcode != FV_WS_BINARY ||
         fv_envelope_decode(r->data.data, r->data.len, &env, err, sizeof err) != FV_OK) {
         printf("{\"reply_hex\":\"");
         for (size_t i = 0; i < r->data.len; i++)
@@ -272,7 +272,7 @@ int fv_cmd_send(int argc, char **argv)
             goto out;
         }
         rep.have = 0;
-        if (fv_sim_ws_send(ws, text ? FV_SIM_WS_TEXT : FV_SIM_WS_BINARY, body.data, body.len)) {
+        if (fv_sim_ws_send(ws, text ? FV_WS_TEXT : FV_WS_BINARY, body.data, body.len)) {
             fprintf(stderr, "fleetvault send: out of memory\n");
             goto out;
         }

@@ -98,4 +98,12 @@ void fv_ca_free(struct fv_ca *ca);
 /* An OpenSSL PEM passphrase callback that never prompts (encrypted keys are refused). */
 int fv_pem_no_passphrase(char *buf, int size, int rwflag, void *u);
 
+/* The answer to libwebsockets' LWS_CALLBACK_OPENSSL_PERFORM_CLIENT_CERT_VERIFICATION (user:
+ * the X509_STORE_CTX, len: OpenSSL's preverify result): lws takes the callback's 0 as
+ * "verified", so a failed verification must be answered non-zero, or any certificate would
+ * be accepted. Returns 1 (refuse) with OpenSSL's reason in why and the failing certificate's
+ * depth in *depth (may be NULL), or 0 (verified). Every mutual-TLS listener answers with it. */
+int fv_tls_client_refused(void *store_ctx, size_t preverify_ok, char *why, size_t whylen,
+                          int *depth);
+
 #endif

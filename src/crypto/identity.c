@@ -200,3 +200,15 @@ done:
     ERR_clear_error();
     return rc;
 }
+
+int fv_tls_client_refused(void *store_ctx, size_t preverify_ok, char *why, size_t whylen,
+                          int *depth)
+{
+    if (depth) *depth = -1;
+    if (preverify_ok) return 0;
+    X509_STORE_CTX *xs = store_ctx;
+    int e = xs ? X509_STORE_CTX_get_error(xs) : X509_V_ERR_UNSPECIFIED;
+    if (why && whylen) snprintf(why, whylen, "%s", X509_verify_cert_error_string(e));
+    if (depth && xs) *depth = X509_STORE_CTX_get_error_depth(xs);
+    return 1;
+}

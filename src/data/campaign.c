@@ -608,6 +608,18 @@ int fv_campaign_exists(struct fv_campaign *c, const char *id)
     return found;
 }
 
+int fv_campaign_window(struct fv_campaign *c, const char *id, int64_t *pre_ms, int64_t *post_ms)
+{
+    pthread_mutex_lock(&c->mu);
+    const struct camp *k = find(c, id);
+    if (k) {
+        *pre_ms = (int64_t)k->spec.pre_s * 1000;
+        *post_ms = (int64_t)k->spec.post_s * 1000;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return k != NULL;
+}
+
 void fv_campaign_clip_stored(struct fv_campaign *c, const char *id, const char *device,
                              uint64_t bytes)
 {

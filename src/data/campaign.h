@@ -121,6 +121,9 @@ int fv_campaign_may_upload(struct fv_campaign *c, const char *id, const char *de
                            size_t n);
 /* 1 if campaign id exists (any state), else 0. */
 int fv_campaign_exists(struct fv_campaign *c, const char *id);
+/* Any thread: campaign id's recording window (its pre_s and post_s, in ms) and 1, or 0 when
+ * no campaign has that id. */
+int fv_campaign_window(struct fv_campaign *c, const char *id, int64_t *pre_ms, int64_t *post_ms);
 void fv_campaign_clip_stored(struct fv_campaign *c, const char *id, const char *device,
                              uint64_t bytes);
 /* A device's own campaign data (its owner's: GDPR export): {"campaigns": [{"id", "name",

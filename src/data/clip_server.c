@@ -1,9 +1,11 @@
 /* clip_server.c - the clip upload endpoint on its own thread (clip_server.h). */
+#include <dirent.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <jansson.h>
 #include <libwebsockets.h>
@@ -12,7 +14,9 @@
 #include "crypto/certs.h"
 #include "crypto/keys.h"
 #include "data/clip_server.h"
+#include "data/clip_signals.h"
 #include "data/clip_store.h"
+#include "os/fsio.h"
 #include "privacy/location.h"
 #include "privacy/subjects.h"
 #include "util/clock.h"
@@ -36,9 +40,12 @@ struct fv_clip_server {
     pthread_mutex_t mu;
     char forget[16][FV_DEVICE_ID_MAX + 1];
     size_t nforget;
+    struct fv_clip_audit audit[FV_CLIP_AUDIT_QUEUE]; /* X3, under mu */
+    size_t naudit;
     pthread_t thread;
     int started;
-    int stop; /* atomic */
+    int stop;    /* atomic */
+    int stopped; /* under mu: fv_clip_server_stop ran (no context any more) */
 };
 
 /* One request on a connection. */
@@ -84,6 +91,106 @@ static int stored_bytes(void *arg, const char *device, const char *clip_id, uint
     return fv_clip_store_device(s->ks, device, clip_id, bytes, exists);
 }
 
+/* X3: 1 if the queue has room for a record (only the clip thread queues, so it still has
+ * after the read). */
+static int audit_room(struct fv_clip_server *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int room = s->naudit < FV_CLIP_AUDIT_QUEUE;
+    pthread_mutex_unlock(&s->mu);
+    return room;
+}
+
+static void audit_push(struct fv_clip_server *s, const struct fv_clip_audit *a)
+{
+    pthread_mutex_lock(&s->mu);
+    if (s->naudit < FV_CLIP_AUDIT_QUEUE) s->audit[s->naudit++] = *a;
+    pthread_mutex_unlock(&s->mu);
+}
+
+size_t fv_clip_server_audit_drain(struct fv_clip_server *s,
+                                  int (*fn)(void *arg, const struct fv_clip_audit *r), void *arg)
+{
+    if (s == NULL) return 0;
+    size_t done = 0;
+    pthread_mutex_lock(&s->mu);
+    while (done < s->naudit && fn(arg, &s->audit[done]) == 0)
+        done++;
+    memmove(s->audit, s->audit + done, (s->naudit - done) * sizeof s->audit[0]);
+    s->naudit -= done;
+    pthread_mutex_unlock(&s->mu);
+    return done;
+}
+
+static void count_outcome(struct fv_clip_server *s, int outcome)
+{
+    if (s->c.signal_counts) s->c.signal_counts[outcome]++;
+}
+
+/* X1-X4: the subject's stored signals around the trigger added to the clip at path, written
+ * to out (the path to store then, *wm its metadata with the new size and SHA-256); *use_out
+ * 0: store the clip as uploaded. */
+static void add_signals(struct fv_clip_server *s, const char *subject, const struct fv_clip_meta *m,
+                        const char *path, const char *out, struct fv_clip_meta *wm, int *use_out)
+{
+    *use_out = 0;
+    *wm = *m;
+    if (s->c.store == NULL) return;
+    int64_t pre = s->c.clips->signals_pre_ms, post = s->c.clips->signals_post_ms;
+    if (s->c.window) s->c.window(s->c.campaign_arg, m->campaign, &pre, &post);
+    struct fv_clip_audit a = {.from_ms = m->trigger_ms - pre, .to_ms = m->trigger_ms + post};
+    snprintf(a.clip, sizeof a.clip, "%s", m->upload_id);
+    snprintf(a.result, sizeof a.result, "allow");
+    if (!audit_room(s)) { /* X3: nothing read unaudited */
+        fv_warn("clips: audit queue full: upload %s stored without signals", m->upload_id);
+        count_outcome(s, FV_CLIP_SIGNALS_FAILED);
+        return;
+    }
+    const unsigned char *dek = NULL;
+    char err[384] = "";
+    struct fv_clip_signals *sig = NULL;
+    int rc = fv_keystore_dek(s->ks, subject, 0, &dek, a.subject);
+    if (rc == FV_ENOENT) { /* no data key: the subject never sent anything */
+        count_outcome(s, FV_CLIP_SIGNALS_NONE);
+        return;
+    }
+    if (rc == FV_OK) rc = fv_clip_signals_new(&sig);
+    int read = rc == FV_OK;
+    if (read)
+        rc = fv_clip_signals_read(sig, s->c.store, a.subject, dek, a.from_ms, a.to_ms, err,
+                                  sizeof err);
+    if (read) { /* the store was read (or a read began): X3's record */
+        a.signals = sig && rc == FV_OK ? fv_clip_signals_count(sig) : 0;
+        a.samples = sig && rc == FV_OK ? fv_clip_signals_samples(sig) : 0;
+        if (rc != FV_OK) snprintf(a.result, sizeof a.result, "error");
+        audit_push(s, &a);
+    }
+    if (rc == FV_OK && fv_clip_signals_count(sig) == 0) {
+        count_outcome(s, FV_CLIP_SIGNALS_NONE);
+    } else {
+        struct stat st;
+        if (rc == FV_OK) rc = fv_clip_signals_write(sig, path, out, err, sizeof err);
+        if (rc == FV_OK && (stat(out, &st) != 0 || fv_clip_file_sha256(out, wm->sha256) != FV_OK)) {
+            fv_seterr(err, sizeof err, "%s cannot be read back", out);
+            fv_os_unlink(out, NULL, 0);
+            rc = FV_EIO;
+        }
+        if (rc == FV_OK) {
+            wm->size = (uint64_t)st.st_size;
+            *use_out = 1;
+            count_outcome(s, FV_CLIP_SIGNALS_ADDED);
+            if (fv_clip_signals_dropped(sig))
+                fv_warn("clips: upload %s: %zu signal samples over the limit left out",
+                        m->upload_id, fv_clip_signals_dropped(sig));
+        } else {
+            fv_warn("clips: upload %s stored without signals: %s", m->upload_id,
+                    err[0] ? err : fv_strerror(rc));
+            count_outcome(s, FV_CLIP_SIGNALS_FAILED);
+        }
+    }
+    fv_clip_signals_free(sig);
+}
+
 static int store_clip(void *arg, const struct fv_clip_meta *m, const char *path, char *why,
                       size_t n)
 {
@@ -101,8 +208,14 @@ static int store_clip(void *arg, const struct fv_clip_meta *m, const char *path,
     if (s->c.place && s->c.place(s->c.place_arg, s->req_device, &place.lat, &place.lon) == 1)
         place.have = fv_loc_coarsen_point(s->c.grid_m > 0 ? s->c.grid_m : 1000.0, &place.lat,
                                           &place.lon) == FV_OK;
-    char err[256] = "";
-    rc = fv_clip_store_put(s->ks, s->dir, subject, m, path, &place, fv_now_ms(), err, sizeof err);
+    char err[256] = "", with[PATH_MAX + 80];
+    struct fv_clip_meta wm;
+    int use = 0;
+    snprintf(with, sizeof with, "%s/tmp/signals-%s.mcap", s->dir, m->upload_id);
+    add_signals(s, subject, m, path, with, &wm, &use);
+    rc = fv_clip_store_put(s->ks, s->dir, subject, use ? &wm : m, use ? with : path, &place,
+                           fv_now_ms(), err, sizeof err);
+    if (use) fv_os_unlink(with, NULL, 0);
     if (rc) {
         fv_error("clips: storing upload %s failed: %s", m->upload_id, err);
         snprintf(why, n, "storage");
@@ -300,9 +413,7 @@ static int clip_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user
     struct fv_clip_server *s = vh ? lws_vhost_user(vh) : NULL;
     switch (reason) {
     case LWS_CALLBACK_OPENSSL_PERFORM_CLIENT_CERT_VERIFICATION:
-        /* lws takes this callback's 0 as "verified": a failed preverify must return non-zero
-         * (as in gateway/session.c). */
-        return (len == 0 && user) ? 1 : 0;
+        return fv_tls_client_refused(user, len, NULL, 0, NULL);
     case LWS_CALLBACK_HTTP: {
         if (s == NULL || r == NULL) return -1;
         req_end(r);
@@ -408,6 +519,25 @@ static void server_free(struct fv_clip_server *s)
     free(s);
 }
 
+/* DATA/clips/tmp for the clips with signals (X1-X4) while they are sealed, created; the
+ * clear copies a crash left there are removed. */
+static int signals_tmp(struct fv_clip_server *s, char *err, size_t errlen)
+{
+    char tmp[PATH_MAX + 8];
+    snprintf(tmp, sizeof tmp, "%s/tmp", s->dir);
+    int rc = fv_os_mkdirs(tmp, 0700, err, errlen);
+    DIR *d = rc == FV_OK ? opendir(tmp) : NULL;
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, "signals-", 8) != 0) continue;
+        char p[PATH_MAX + 300];
+        snprintf(p, sizeof p, "%s/%s", tmp, e->d_name);
+        fv_os_unlink(p, NULL, 0);
+    }
+    if (d) closedir(d);
+    return rc;
+}
+
 int fv_clip_server_start(struct fv_clip_server **out, const struct fv_clip_server_cfg *c, char *err,
                          size_t errlen)
 {
@@ -433,6 +563,7 @@ int fv_clip_server_start(struct fv_clip_server **out, const struct fv_clip_serve
                                          .store = store_clip,
                                          .arg = s};
     if (rc == FV_OK) rc = fv_clip_up_open(s->dir, c->clips, &s->hooks, &s->up, err, errlen);
+    if (rc == FV_OK) rc = signals_tmp(s, err, errlen);
     if (rc) {
         server_free(s);
         return rc;
@@ -486,17 +617,30 @@ void fv_clip_server_forget(struct fv_clip_server *s, const char *device)
     if (s == NULL) return;
     pthread_mutex_lock(&s->mu);
     if (s->nforget < 16) snprintf(s->forget[s->nforget++], sizeof s->forget[0], "%s", device);
+    if (!s->stopped) lws_cancel_service(s->ctx);
     pthread_mutex_unlock(&s->mu);
-    lws_cancel_service(s->ctx);
 }
 
 void fv_clip_server_stop(struct fv_clip_server *s)
 {
     if (s == NULL) return;
+    pthread_mutex_lock(&s->mu);
+    int was = s->stopped;
+    s->stopped = 1;
+    pthread_mutex_unlock(&s->mu);
+    if (was) return;
     if (s->started) {
         __atomic_store_n(&s->stop, 1, __ATOMIC_RELEASE);
         lws_cancel_service(s->ctx);
         pthread_join(s->thread, NULL);
     }
+    lws_context_destroy(s->ctx);
+    s->ctx = NULL;
+}
+
+void fv_clip_server_free(struct fv_clip_server *s)
+{
+    if (s == NULL) return;
+    fv_clip_server_stop(s);
     server_free(s);
 }

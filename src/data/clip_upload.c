@@ -50,6 +50,8 @@ void fv_clips_config_defaults(struct fv_clips_config *c)
     c->expire_ms = 86400000;
     c->deid_timeout_ms = 60000;
     c->deid_mem_bytes = 2048ull << 20;
+    c->signals_pre_ms = 10000;
+    c->signals_post_ms = 10000;
 }
 
 static int valid_id(const char *s)
@@ -88,6 +90,8 @@ static const char *const known_keys[] = {"listen",
                                          "deid_timeout_s",
                                          "deid_mem_mb",
                                          "campaigns",
+                                         "signals_pre_s",
+                                         "signals_post_s",
                                          NULL};
 
 int fv_clips_config_parse(struct fv_clips_config *c, const char *json, char *err, size_t errlen)
@@ -129,18 +133,27 @@ int fv_clips_config_parse(struct fv_clips_config *c, const char *json, char *err
         c->enabled = 1;
     }
     uint64_t conc = (uint64_t)c->max_concurrent, tmo = c->deid_timeout_ms / 1000;
+    uint64_t pre = (uint64_t)c->signals_pre_ms / 1000, post = (uint64_t)c->signals_post_ms / 1000;
     if (pos_int(o, "max_clip_mb", 1ull << 20, &c->max_clip_bytes, err, errlen) ||
         pos_int(o, "max_device_mb", 1ull << 20, &c->max_device_bytes, err, errlen) ||
         pos_int(o, "max_chunk_mb", 1ull << 20, &c->max_chunk_bytes, err, errlen) ||
         pos_int(o, "deid_mem_mb", 1ull << 20, &c->deid_mem_bytes, err, errlen) ||
         pos_int(o, "max_concurrent", 1, &conc, err, errlen) ||
         pos_int(o, "expire_after_s", 1000, &c->expire_ms, err, errlen) ||
-        pos_int(o, "deid_timeout_s", 1, &tmo, err, errlen))
+        pos_int(o, "deid_timeout_s", 1, &tmo, err, errlen) ||
+        pos_int(o, "signals_pre_s", 1, &pre, err, errlen) ||
+        pos_int(o, "signals_post_s", 1, &post, err, errlen))
         goto done;
     if (conc > 1000 || tmo > 86400) {
         fv_seterr(err, errlen, "clips: max_concurrent at most 1000, deid_timeout_s at most 86400");
         goto done;
     }
+    if (pre > 3600 || post > 3600) {
+        fv_seterr(err, errlen, "clips: signals_pre_s and signals_post_s at most 3600");
+        goto done;
+    }
+    c->signals_pre_ms = (int64_t)pre * 1000;
+    c->signals_post_ms = (int64_t)post * 1000;
     c->max_concurrent = (int)conc;
     c->deid_timeout_ms = tmo * 1000;
     json_t *cmd = json_object_get(o, "deid_command");
@@ -614,7 +627,7 @@ void fv_clip_up_status(struct fv_clip_up *u, const char *device, const char *upl
         answer_upload(a, 200, up);
 }
 
-static int file_sha256(const char *path, char out[65])
+int fv_clip_file_sha256(const char *path, char out[65])
 {
     FILE *f = fopen(path, "rb");
     if (f == NULL) return FV_EIO;
@@ -674,7 +687,7 @@ void fv_clip_up_finish(struct fv_clip_up *u, const char *device, const char *upl
     }
     char p[PATH_MAX + 80], got[65], err[256];
     path_of(u, up->m.upload_id, "data", p, sizeof p);
-    if (file_sha256(p, got) != FV_OK) {
+    if (fv_clip_file_sha256(p, got) != FV_OK) {
         answer(a, 500, "the upload cannot be read back (storage); try finish again later");
         return;
     }
@@ -687,8 +700,8 @@ void fv_clip_up_finish(struct fv_clip_up *u, const char *device, const char *upl
         return;
     }
     /* The whole file is read and checked (data/mcap.h fv_mcap_scan): a damaged one is refused
-     * with the offset of the damage. LEAD-WIRE(mcap): the store's signals around trigger_ms
-     * are not yet added as channels before sealing. */
+     * with the offset of the damage. The store hook adds the store's signals around
+     * trigger_ms as channels before sealing (data/clip_server.h X1-X4). */
     if (fv_clip_check_mcap(p, err, sizeof err) != FV_OK) {
         answer(a, 422, "%s; the upload is discarded, nothing stored", err);
         discard(u, at);

@@ -74,6 +74,9 @@ struct fv_clips_config {
      * campaign side's check is wired (fv_clip_campaign_fn). */
     char campaigns[FV_CLIPS_CAMPAIGNS][FV_CLIP_ID_MAX + 1];
     size_t ncampaigns;
+    /* "signals_pre_s", "signals_post_s": the window of stored signals added to a clip
+     * outside any campaign the service knows (data/clip_server.h X1), default 10 each. */
+    int64_t signals_pre_ms, signals_post_ms;
 };
 
 void fv_clips_config_defaults(struct fv_clips_config *c);
@@ -160,5 +163,7 @@ size_t fv_clip_up_count(const struct fv_clip_up *u);
  * (also a file over the reader's limits) with "not MCAP (mcap: byte N: what)" in err;
  * FV_EIO; FV_ENOMEM. */
 int fv_clip_check_mcap(const char *path, char *err, size_t errlen);
+/* The SHA-256 of the file at path in lower-case hex. FV_OK or FV_EIO. */
+int fv_clip_file_sha256(const char *path, char out[65]);
 
 #endif

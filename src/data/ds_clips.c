@@ -389,6 +389,14 @@ static int on_msg(void *arg, const struct fv_mcap_msg *m)
     return 0;
 }
 
+/* Rows [t, value] by time (a signal may come from several channels: the clip's own and the
+ * store's, clip_signals.h). */
+static int by_row_time(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 /* The signals of the clip into out (KEY.SIGNAL.npy); *note gets why none, if so. */
 static int add_signals(const struct fv_buf *clip, int64_t trigger_ms, struct fv_ds_files *out,
                        const char **note)
@@ -412,6 +420,7 @@ static int add_signals(const struct fv_buf *clip, int64_t trigger_ms, struct fv_
     }
     for (size_t i = 0; rc == FV_OK && i < s.n && out->n < FV_DS_FILES_MAX; i++) {
         if (s.sig[i].rows == 0) continue;
+        qsort(s.sig[i].v, s.sig[i].rows, 2 * sizeof *s.sig[i].v, by_row_time);
         snprintf(out->ext[out->n], FV_DS_EXT_MAX, "%s.npy", s.sig[i].name);
         fv_buf_reset(&out->data[out->n]);
         rc = fv_npy_append(&out->data[out->n], "<f8", s.sig[i].v, s.sig[i].rows, 2);

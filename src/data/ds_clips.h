@@ -20,20 +20,24 @@
  *     erasure both find the versions that hold the subject (dataset.h D7).
  *  S5 key = the upload id (random); content_sha256 = the stored (de-identified) clip's
  *     SHA-256; tags = the trigger name, then the clip's label tags (S7); lineage = {clip_id,
- * upload, campaign, trigger, trigger_ms, sha256, deid: {status, exit, summary}}. S6 files of a
- * sample: KEY.mcap (the decrypted clip), KEY.json (key, vehicle, time, trigger_ms, campaign,
- * trigger, deid, labels, place when the caller's place_ok allows it - else withheld, failing
- * closed), and one KEY.SIGNAL.npy per numeric field of the clip's "json" channels read with the
- * MCAP reader (data/mcap.h): a 2-D "<f8" array of rows [seconds from the trigger, value]; SIGNAL is
- * the field name reduced to [A-Za-z0-9_]; at most FV_DS_FILES_MAX - 2 signals (the first found, in
- * channel order); a clip the reader refuses is loaded without signals (noted in KEY.json). S7
- * labels (data/clip_labels.h B4), read with the row when listed and when loaded: a clip's tags are
- * its trigger, then its label tags in the labeler's order - all of them in KEY.json "tags"; in the
- * item's comma-separated tags (the manifest, dataset.h D4: the first is the trigger, so balancing
- * is by trigger) those without a comma that fit; the query's tag=T matches any of them. KEY.json
- * "labels" is [{"name", "value"}, ...] by name ([] for an unlabeled clip) and "labeling"
- * {"labeler", "labeled_ms", "time"} (null when unlabeled), labeler being fv_ds_clips_labeler of the
- * principal: no name of a labeler leaves the catalog.
+ *     upload, campaign, trigger, trigger_ms, sha256, deid: {status, exit, summary}}.
+ *  S6 files of a sample: KEY.mcap (the decrypted clip), KEY.json (key, vehicle, time,
+ *     trigger_ms, campaign, trigger, deid, labels, place when the caller's place_ok allows
+ *     it - else withheld, failing closed), and one KEY.SIGNAL.npy per numeric field of the
+ *     clip's "json" channels read with the MCAP reader (data/mcap.h): a 2-D "<f8" array of
+ *     rows [seconds from the trigger, value] in time order (a field found in several channels,
+ *     e.g. the clip's CAN channel and the store's signal channel of data/clip_signals.h, is
+ *     one array of all their rows); SIGNAL is the field name reduced to
+ *     [A-Za-z0-9_]; at most FV_DS_FILES_MAX - 2 signals (the first found, in channel
+ *     order); a clip the reader refuses is loaded without signals (noted in KEY.json).
+ *  S7 labels (data/clip_labels.h B4), read with the row when listed and when loaded: a clip's
+ *     tags are its trigger, then its label tags in the labeler's order - all of them in
+ *     KEY.json "tags"; in the item's comma-separated tags (the manifest, dataset.h D4: the
+ *     first is the trigger, so balancing is by trigger) those without a comma that fit; the
+ *     query's tag=T matches any of them. KEY.json "labels" is [{"name", "value"}, ...] by name
+ *     ([] for an unlabeled clip) and "labeling" {"labeler", "labeled_ms", "time"} (null when
+ *     unlabeled), labeler being fv_ds_clips_labeler of the principal: no name of a labeler
+ *     leaves the catalog.
  *
  * Query grammar (whitespace-separated terms, all must hold):
  *   campaign=ID     the clip's campaign (once)

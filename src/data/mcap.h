@@ -208,4 +208,23 @@ int fv_mcap_read(struct fv_mcap_reader *r, const struct fv_mcap_filter *f, fv_mc
 int fv_mcap_scan(struct fv_mcap_reader *r, const struct fv_mcap_filter *f, fv_mcap_msg_fn fn,
                  void *ctx, char *err, size_t errlen);
 
+/* ---- copying ------------------------------------------------------------------------- */
+
+/* Which channels a copy keeps: 1 keep, 0 leave out (with its messages). */
+typedef int (*fv_mcap_keep_fn)(void *arg, const struct fv_mcap_channel *ch);
+
+/* Copies every schema, channel (with its metadata) and message of the file r reads into w,
+ * ids renumbered in the order they are defined, messages in file order - those outside chunks
+ * too: r is scanned twice (fv_mcap_scan: first for the definitions, then the messages), so
+ * the file is checked whole on the way. keep (NULL: all) chooses the channels; with it, only
+ * the schemas of kept channels are copied. Attachments and metadata records are not copied:
+ * fv_mcap_extras says afterwards how many the file had. *first and *last (NULL: not wanted)
+ * get the copied messages' least and greatest log time (both 0 when none). FV_OK, or the
+ * reader's or the writer's error. */
+int fv_mcap_copy(struct fv_mcap_reader *r, struct fv_mcap_writer *w, fv_mcap_keep_fn keep,
+                 void *keep_arg, uint64_t *first, uint64_t *last, char *err, size_t errlen);
+/* Attachments and metadata records in the data section, as the last fv_mcap_scan (or
+ * fv_mcap_copy) met them; 0 before any scan. */
+uint64_t fv_mcap_extras(const struct fv_mcap_reader *r);
+
 #endif

@@ -85,6 +85,7 @@ struct fv_mcap_reader {
     int has_stats;
     uint16_t *stats_ids;
     uint64_t *stats_counts;
+    uint64_t scan_extras; /* attachments and metadata records the last scan met */
 
     unsigned char *chunkbuf, *rawbuf; /* a chunk record as read, its records decompressed */
     size_t chunkcap, rawcap;

@@ -271,6 +271,7 @@ static int scan_data(struct scan *s)
     struct fv_mcap_reader *r = s->r;
     int rc = skip(s, r->header_end); /* magic and Header, checked by open (M1) */
     if (rc) return rc;
+    r->scan_extras = 0;
     for (;;) {
         struct fv_mcap_cur here = cur(s, NULL, 0, s->pos);
         if (r->data_end - s->pos < FV_MCAP_REC_HDR)
@@ -330,6 +331,7 @@ static int scan_data(struct scan *s)
             continue;
         }
         if (op == FV_MCAP_OP_ATTACHMENT || op == FV_MCAP_OP_METADATA || op >= FV_MCAP_OP_PRIVATE) {
+            if (op == FV_MCAP_OP_ATTACHMENT || op == FV_MCAP_OP_METADATA) r->scan_extras++;
             if ((rc = skip(s, len))) return rc;
             continue;
         }

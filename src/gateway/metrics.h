@@ -12,6 +12,8 @@
 
 #include <stdint.h>
 
+#include "util/latency.h"
+
 /* Why a message got the error reply (or the socket closed). On-the-wire text is the same
  * for all of them (the reference's "incorrect message format") except rate limiting. */
 enum fv_reject {
@@ -32,16 +34,6 @@ extern const char *const fv_reject_names[FV_REJ_COUNT];
 /* A counter any thread may bump and read. */
 typedef _Atomic uint64_t fv_counter;
 
-/* A latency histogram any thread may add to and read (Prometheus buckets: upper bounds in
- * ms, fv_latency_bounds_ms; the last slot counts what is over the last bound). */
-#define FV_LATENCY_BOUNDS 12
-extern const double fv_latency_bounds_ms[FV_LATENCY_BOUNDS];
-struct fv_latency {
-    fv_counter n[FV_LATENCY_BOUNDS + 1];
-    fv_counter sum_ns;
-};
-void fv_latency_add(struct fv_latency *h, uint64_t ns);
-
 struct fv_metrics {
     fv_counter connections_total, connections_open;
     fv_counter connections_refused; /* over FV_SESSIONS_PER_DEVICE (gateway/session.h) */
@@ -54,6 +46,8 @@ struct fv_metrics {
     fv_counter datums_stored;
     fv_counter datums_minimised; /* not stored: no purpose of their class had consent */
     fv_counter acks_sent, errors_sent;
+    fv_counter reply_frames, reply_writes; /* replies to devices, and the writes that sent
+                                              them (several per write when queued together) */
     fv_counter rejected[FV_REJ_COUNT];
     fv_counter duplicates;
     fv_counter unknown_message_type;
@@ -63,6 +57,9 @@ struct fv_metrics {
     fv_counter http_auth_throttled; /* 429: too many failed authentications (api/http.h H1) */
     fv_counter downlink_sent;       /* messages to devices handed to a session */
     fv_counter downlink_dropped;    /* messages to devices not connected (wire/downlink.h D1) */
+    /* Clips stored with the store's signals added, without (none in the window), as uploaded
+     * after a failure (data/clip_server.h X4; bumped by the clip thread). */
+    fv_counter clip_signals[3];
     /* The MQTT publisher (mqtt/mqtt.h), bumped from its thread: connected to the broker now
      * (0/1), subjects being published now, messages handed to the broker, failures. */
     fv_counter mqtt_connected, mqtt_subjects, mqtt_published, mqtt_errors;

@@ -14,8 +14,8 @@
 #include <time.h>
 
 #include <libwebsockets.h>
-#include <openssl/x509.h>
 
+#include "crypto/certs.h"
 #include "openadr/ven_int.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -133,15 +133,11 @@ static int push_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user
     struct fv_ven *v = ctx ? lws_context_user(ctx) : NULL;
     switch (reason) {
     case LWS_CALLBACK_OPENSSL_PERFORM_CLIENT_CERT_VERIFICATION: {
-        X509_STORE_CTX *xs = user;
-        if (len == 0) { /* preverify failed; lws reads 0 as "verified": refuse with non-zero */
-            int e = xs ? X509_STORE_CTX_get_error(xs) : 0;
-            fv_warn("openadr: push: a VTN's client certificate refused: %s",
-                    X509_verify_cert_error_string(e));
-            if (v) __atomic_add_fetch(&v->push_refused, 1, __ATOMIC_RELAXED);
-            return 1;
-        }
-        return 0;
+        char why[160];
+        if (!fv_tls_client_refused(user, len, why, sizeof why, NULL)) return 0;
+        fv_warn("openadr: push: a VTN's client certificate refused: %s", why);
+        if (v) __atomic_add_fetch(&v->push_refused, 1, __ATOMIC_RELAXED);
+        return 1;
     }
     case LWS_CALLBACK_HTTP: {
         if (v == NULL || s == NULL) return -1;
@@ -153,7 +149,7 @@ static int push_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user
         }
         const char *svc = strncmp(path, PUSH_BASE, strlen(PUSH_BASE)) == 0
                               ? path + strlen(PUSH_BASE)
-                              : (strncmp(path, PUSH_BASE + 1, strlen(PUSH_BASE) - 1) == 0
+                              : (strncmp(path, &PUSH_BASE[1], strlen(PUSH_BASE) - 1) == 0
                                      ? path + strlen(PUSH_BASE) - 1
                                      : "");
         if (strcmp(svc, "EiEvent") != 0 && strcmp(svc, "EiReport") != 0 &&

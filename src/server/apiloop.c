@@ -12,6 +12,7 @@
 #include "api/http.h"
 #include "crypto/keys.h"
 #include "data/clip_deid.h"
+#include "data/clip_server.h"
 #include "mqtt/mqtt.h"
 #include "openadr/ven.h"
 #include "privacy/audit.h"
@@ -97,10 +98,41 @@ static int deid_audit(void *arg, const struct fv_deid_audit *r)
     return -1;
 }
 
+/* The clip endpoint's signal reads (clip_server.h X3), the subject by pseudonym. */
+static int signals_audit(void *arg, const struct fv_clip_audit *r)
+{
+    struct fv_audit *a = arg;
+    char extra[192], reason[64];
+    snprintf(extra, sizeof extra,
+             "{\"clip\":\"%s\",\"from_ms\":%lld,\"to_ms\":%lld,\"signals\":%llu,"
+             "\"samples\":%llu}",
+             r->clip, (long long)r->from_ms, (long long)r->to_ms, (unsigned long long)r->signals,
+             (unsigned long long)r->samples);
+    snprintf(reason, sizeof reason, "%s",
+             strcmp(r->result, "allow") != 0 ? "the store could not be read"
+             : r->signals                    ? "signals around the trigger added to the clip"
+                                             : "no signal samples around the trigger");
+    const char *subjects[1] = {r->subject};
+    struct fv_audit_event ev = {.kind = "clips",
+                                .action = "clips.signals",
+                                .principal = "clips-server",
+                                .purpose = "clips",
+                                .subjects = subjects,
+                                .nsubjects = 1,
+                                .result = r->result,
+                                .reason = reason,
+                                .extra_json = extra};
+    if (fv_audit_append(a, &ev, NULL) == FV_OK) return 0;
+    fv_error("audit: %s", fv_audit_last_error(a));
+    return -1;
+}
+
 void fv_apiloop_audit_clips(struct fv_apiloop *al)
 {
     if (al->guard && al->guard->audit && al->deid)
         fv_clip_deid_audit_drain(al->deid, deid_audit, al->guard->audit);
+    if (al->guard && al->guard->audit && al->clips)
+        fv_clip_server_audit_drain(al->clips, signals_audit, al->guard->audit);
 }
 
 /* The MQTT publisher's records (mqtt.h Q3): its subject by pseudonym, purpose

@@ -52,10 +52,11 @@ struct fv_apiloop {
     struct ev_loop *loop;
     pthread_t thread;
     int started;
-    int stop;                  /* atomic */
-    struct fv_ven *ven;        /* the OpenADR VEN, or NULL: its audit records are written here */
-    struct fv_clip_deid *deid; /* the clips' de-identification worker, or NULL: likewise */
-    struct fv_mqtt *mqtt;      /* the MQTT publisher, or NULL: likewise (mqtt/mqtt.h Q3) */
+    int stop;                     /* atomic */
+    struct fv_ven *ven;           /* the OpenADR VEN, or NULL: its audit records are written here */
+    struct fv_clip_deid *deid;    /* the clips' de-identification worker, or NULL: likewise */
+    struct fv_clip_server *clips; /* the clip endpoint (its signal reads), or NULL: likewise */
+    struct fv_mqtt *mqtt;         /* the MQTT publisher, or NULL: likewise (mqtt/mqtt.h Q3) */
 };
 
 /* Creates the loop and the context, listens on cfg's API address (an error names it) and
@@ -71,7 +72,8 @@ void fv_apiloop_stop(struct fv_apiloop *al);
 /* Writes the OpenADR VEN's queued audit records (openadr/ven.h N8) to the audit log: on the
  * API thread each housekeeping turn, and by the server once more after fv_apiloop_stop. */
 void fv_apiloop_audit_ven(struct fv_apiloop *al);
-/* The same for the de-identification worker's records (data/clip_deid.h D6). */
+/* The same for the de-identification worker's records (data/clip_deid.h D6) and the clip
+ * endpoint's signal reads (data/clip_server.h X3). */
 void fv_apiloop_audit_clips(struct fv_apiloop *al);
 /* The same for the MQTT publisher's records (mqtt/mqtt.h Q3). */
 void fv_apiloop_audit_mqtt(struct fv_apiloop *al);

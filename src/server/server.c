@@ -435,6 +435,14 @@ static void clip_counted(void *arg, const char *device, const char *campaign, ui
     fv_campaign_clip_stored(srv->campaigns, campaign, device, bytes);
 }
 
+/* The clip endpoint's signal window (its thread): the campaign's, when the service knows it
+ * (clip_server.h X1). */
+static int clip_window(void *arg, const char *campaign, int64_t *pre_ms, int64_t *post_ms)
+{
+    struct fv_server *srv = arg;
+    return fv_campaign_window(srv->campaigns, campaign, pre_ms, post_ms);
+}
+
 /* The clip endpoint and the de-identification worker, when clips.listen is set. */
 static int open_clips(struct fv_server *srv, char *err, size_t errlen)
 {
@@ -453,9 +461,14 @@ static int open_clips(struct fv_server *srv, char *err, size_t errlen)
                                     .place_arg = srv,
                                     .grid_m = srv->guard.grid_m,
                                     .stored = fv_clip_deid_wake,
-                                    .stored_arg = srv->clip_deid};
+                                    .stored_arg = srv->clip_deid,
+                                    .store = srv->store,
+                                    .window = clip_window,
+                                    .signal_counts = srv->m.clip_signals};
     srv->api.deid = srv->clip_deid; /* its audit records are written on the API thread (D6) */
-    return fv_clip_server_start(&srv->clip_server, &cc, err, errlen);
+    rc = fv_clip_server_start(&srv->clip_server, &cc, err, errlen);
+    srv->api.clips = srv->clip_server; /* likewise (clip_server.h X3) */
+    return rc;
 }
 
 /* Opens everything the loop serves from, in the order of the top comment. */
@@ -713,8 +726,11 @@ static void close_all(struct fv_server *srv, struct ev_loop *loop)
     srv->mqtt = NULL;
     fv_apiloop_audit_ven(&srv->api);   /* the VEN's last audit records, then the VEN */
     fv_clip_deid_stop(srv->clip_deid); /* the worker's last records, then the worker */
-    fv_apiloop_audit_clips(&srv->api);
+    fv_apiloop_audit_clips(&srv->api); /* and the clip endpoint's, then the endpoint */
     srv->api.deid = NULL;
+    srv->api.clips = NULL;
+    fv_clip_server_free(srv->clip_server);
+    srv->clip_server = NULL;
     fv_clip_deid_free(srv->clip_deid);
     srv->clip_deid = NULL;
     fv_ds_builds_stop(srv->ds_builds); /* after the API thread that submits to it */

@@ -220,7 +220,7 @@ static int send_record(struct run *r, struct veh *v, uint64_t seq, struct rec *x
     m.device_id_len = strlen(v->vin);
     r->env.len = 0;
     if ((rc = fv_envelope_build_stream(&r->env, &m)) ||
-        (rc = fv_sim_ws_send(v->ws, FV_SIM_WS_BINARY, r->env.data, r->env.len)))
+        (rc = fv_sim_ws_send(v->ws, FV_WS_BINARY, r->env.data, r->env.len)))
         return rc;
     if (resend)
         r->st->resent++;
@@ -301,11 +301,11 @@ int fv_sim__on_message(void *ud, unsigned opcode, const unsigned char *p, size_t
     struct veh *v = c->v;
     struct fv_envelope env;
     char err[160];
-    if (opcode != FV_SIM_WS_BINARY || fv_envelope_decode(p, len, &env, err, sizeof err)) {
+    if (opcode != FV_WS_BINARY || fv_envelope_decode(p, len, &env, err, sizeof err)) {
         r->st->bad_replies++;
         if (r->st->bad_replies == 1)
             fv_warn("simulate: %s: unexpected %s reply from the server (not an envelope)", v->vin,
-                    opcode == FV_SIM_WS_BINARY ? "binary" : "text");
+                    opcode == FV_WS_BINARY ? "binary" : "text");
         return 0;
     }
     int is_ack = env.message_type == FV_MSG_STREAM_ACK;

@@ -65,109 +65,6 @@ struct fv_sim_ws {
     char accept[29];
 };
 
-/* ---- frame codec ------------------------------------------------------------------------- */
-
-int fv_sim_ws_frame_encode(struct fv_buf *out, unsigned opcode, int fin, const void *payload,
-                           size_t len, const unsigned char *mask)
-{
-    unsigned char hdr[14];
-    size_t n = 0;
-    unsigned char maskbit = mask ? 0x80 : 0;
-    hdr[n++] = (unsigned char)((fin ? 0x80 : 0) | (opcode & 0x0f));
-    if (len < 126) {
-        hdr[n++] = (unsigned char)(maskbit | len);
-    } else if (len <= 0xffff) {
-        hdr[n++] = (unsigned char)(maskbit | 126);
-        hdr[n++] = (unsigned char)(len >> 8);
-        hdr[n++] = (unsigned char)len;
-    } else {
-        hdr[n++] = (unsigned char)(maskbit | 127);
-        for (int i = 7; i >= 0; i--)
-            hdr[n++] = (unsigned char)((uint64_t)len >> (8 * i));
-    }
-    if (mask) {
-        memcpy(hdr + n, mask, 4);
-        n += 4;
-    }
-    int rc = fv_buf_reserve(out, n + len);
-    if (rc) return rc;
-    memcpy(out->data + out->len, hdr, n);
-    out->len += n;
-    if (len) {
-        memcpy(out->data + out->len, payload, len);
-        if (mask) fv_sim_ws_mask(out->data + out->len, len, mask, 0);
-        out->len += len;
-    }
-    return FV_OK;
-}
-
-int fv_sim_ws_frame_parse(const unsigned char *p, size_t avail, uint64_t max_payload,
-                          struct fv_sim_ws_frame *f, char *err, size_t errlen)
-{
-    if (avail < 2) return FV_EAGAIN;
-    memset(f, 0, sizeof *f);
-    if (p[0] & 0x70) {
-        fv_seterr(err, errlen, "WebSocket frame with reserved bits set (0x%02x)", p[0]);
-        return FV_EPROTO;
-    }
-    f->fin = (p[0] & 0x80) != 0;
-    f->opcode = p[0] & 0x0f;
-    if (!(f->opcode <= FV_SIM_WS_BINARY ||
-          (f->opcode >= FV_SIM_WS_CLOSE && f->opcode <= FV_SIM_WS_PONG))) {
-        fv_seterr(err, errlen, "WebSocket frame with reserved opcode 0x%x", f->opcode);
-        return FV_EPROTO;
-    }
-    f->masked = (p[1] & 0x80) != 0;
-    uint64_t len = p[1] & 0x7f;
-    size_t hl = 2;
-    if (len == 126) {
-        if (avail < 4) return FV_EAGAIN;
-        len = ((uint64_t)p[2] << 8) | p[3];
-        hl = 4;
-    } else if (len == 127) {
-        if (avail < 10) return FV_EAGAIN;
-        len = 0;
-        for (int i = 0; i < 8; i++)
-            len = (len << 8) | p[2 + i];
-        if (len >> 63) {
-            fv_seterr(err, errlen, "WebSocket frame length has its top bit set");
-            return FV_EPROTO;
-        }
-        hl = 10;
-    }
-    if (f->opcode >= FV_SIM_WS_CLOSE) {
-        if (!f->fin) {
-            fv_seterr(err, errlen, "fragmented WebSocket control frame");
-            return FV_EPROTO;
-        }
-        if (len > 125) {
-            fv_seterr(err, errlen, "WebSocket control frame of %llu bytes (max 125)",
-                      (unsigned long long)len);
-            return FV_EPROTO;
-        }
-    }
-    if (len > max_payload) {
-        fv_seterr(err, errlen, "WebSocket frame of %llu bytes exceeds the %llu-byte limit",
-                  (unsigned long long)len, (unsigned long long)max_payload);
-        return FV_EPROTO;
-    }
-    if (f->masked) {
-        if (avail < hl + 4) return FV_EAGAIN;
-        memcpy(f->mask, p + hl, 4);
-        hl += 4;
-    }
-    if (avail - hl < len) return FV_EAGAIN;
-    f->len = len;
-    f->header_len = hl;
-    return FV_OK;
-}
-
-void fv_sim_ws_mask(unsigned char *p, size_t len, const unsigned char mask[4], size_t offset)
-{
-    for (size_t i = 0; i < len; i++)
-        p[i] ^= mask[(i + offset) & 3];
-}
-
 int fv_sim_ws_accept_key(const char *key, char out[29])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
@@ -323,7 +220,7 @@ static int queue_frame(struct fv_sim_ws *ws, unsigned opcode, const void *p, siz
 {
     unsigned char mask[4];
     next_mask(ws, mask);
-    return fv_sim_ws_frame_encode(&ws->out, opcode, 1, p, len, mask);
+    return fv_ws_frame_encode(&ws->out, opcode, 1, p, len, mask);
 }
 
 int fv_sim_ws_connect(struct fv_sim_ws *ws, SSL_CTX *ctx, const struct fv_sim_ws_target *t,
@@ -619,7 +516,7 @@ static int handle_close_frame(struct fv_sim_ws *ws, const unsigned char *p, size
     if (ws->state == FV_SIM_WS_OPEN) {
         unsigned char echo[2] = {(unsigned char)(code >> 8), (unsigned char)code};
         /* Answer, then try once to get it out; the owner closes the socket next. */
-        if (queue_frame(ws, FV_SIM_WS_CLOSE, echo, len >= 2 ? 2 : 0) == FV_OK) {
+        if (queue_frame(ws, FV_WS_CLOSE, echo, len >= 2 ? 2 : 0) == FV_OK) {
             char ignore[8];
             (void)flush_out(ws, ignore, sizeof ignore);
         }
@@ -638,9 +535,9 @@ static int parse_frames(struct fv_sim_ws *ws, fv_sim_ws_msg_cb cb, void *ud, cha
     int rc = FV_OK;
     size_t off = 0;
     for (;;) {
-        struct fv_sim_ws_frame f;
-        rc = fv_sim_ws_frame_parse(ws->in.data + off, ws->in.len - off, FV_SIM_WS_MAX_MSG, &f, err,
-                                   errlen);
+        struct fv_ws_frame f;
+        rc = fv_ws_frame_parse(ws->in.data + off, ws->in.len - off, FV_SIM_WS_MAX_MSG, &f, err,
+                               errlen);
         if (rc == FV_EAGAIN) {
             rc = FV_OK;
             break;
@@ -655,17 +552,17 @@ static int parse_frames(struct fv_sim_ws *ws, fv_sim_ws_msg_cb cb, void *ud, cha
         }
         off += f.header_len + len;
         switch (f.opcode) {
-        case FV_SIM_WS_PING:
-            if (ws->state == FV_SIM_WS_OPEN && (rc = queue_frame(ws, FV_SIM_WS_PONG, pl, len)))
+        case FV_WS_PING:
+            if (ws->state == FV_SIM_WS_OPEN && (rc = queue_frame(ws, FV_WS_PONG, pl, len)))
                 fv_seterr(err, errlen, "out of memory");
             break;
-        case FV_SIM_WS_PONG:
+        case FV_WS_PONG:
             break;
-        case FV_SIM_WS_CLOSE:
+        case FV_WS_CLOSE:
             rc = handle_close_frame(ws, pl, len, err, errlen);
             break;
-        case FV_SIM_WS_TEXT:
-        case FV_SIM_WS_BINARY:
+        case FV_WS_TEXT:
+        case FV_WS_BINARY:
             if (ws->in_msg) {
                 fv_seterr(err, errlen, "new WebSocket message inside a fragmented one");
                 rc = FV_EPROTO;
@@ -679,7 +576,7 @@ static int parse_frames(struct fv_sim_ws *ws, fv_sim_ws_msg_cb cb, void *ud, cha
                     fv_seterr(err, errlen, "out of memory");
             }
             break;
-        case FV_SIM_WS_CONT:
+        case FV_WS_CONT:
         default:
             if (!ws->in_msg) {
                 fv_seterr(err, errlen, "WebSocket continuation frame without a message");
@@ -766,7 +663,7 @@ int fv_sim_ws_start_close(struct fv_sim_ws *ws, unsigned code)
 {
     if (ws->state != FV_SIM_WS_OPEN) return FV_ESTATE;
     unsigned char c[2] = {(unsigned char)(code >> 8), (unsigned char)code};
-    int rc = queue_frame(ws, FV_SIM_WS_CLOSE, c, 2);
+    int rc = queue_frame(ws, FV_WS_CLOSE, c, 2);
     if (rc == FV_OK) ws->state = FV_SIM_WS_CLOSING;
     return rc;
 }

@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "util/buf.h"
+#include "util/latency.h"
 
 struct fv_wal;
 
@@ -76,11 +77,10 @@ struct fv_wal_stats {
     uint64_t fsyncs;
     uint64_t records_replayed;
     uint64_t torn_bytes_cut;
-    /* fsync latency histogram, buckets <= 0.1,0.25,0.5,1,2.5,5,10,25,50,100,250 ms, +Inf */
-    uint64_t fsync_hist[12];
+    /* fsync latency histogram: util/latency.h's buckets (fv_latency_bucket) */
+    uint64_t fsync_hist[FV_LATENCY_BOUNDS + 1];
     double fsync_seconds_sum;
 };
-extern const double fv_wal_fsync_buckets_ms[11];
 
 int fv_wal_open(const char *dir, const struct fv_wal_opts *opts, fv_wal_replay_fn replay, void *arg,
                 struct fv_wal **out, char *err, size_t errlen);

@@ -67,8 +67,6 @@
 /* How often a writer stopped by a full disk tries again (I7). */
 #define FULL_RETRY_MS 250
 
-const double fv_wal_fsync_buckets_ms[11] = {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250};
-
 /* now + ns (< 1 s) on CLOCK_MONOTONIC, the clock of cv (fv_wal_open), for
  * pthread_cond_timedwait. */
 static struct timespec deadline_ns(long ns)
@@ -230,12 +228,8 @@ static int create_next(struct fv_wal *w, char *err, size_t errlen)
 
 static void record_fsync(struct fv_wal *w, uint64_t ns)
 {
-    double ms = (double)ns / 1e6;
-    int b = 0;
-    while (b < 11 && ms > fv_wal_fsync_buckets_ms[b])
-        b++;
-    w->st.fsync_hist[b]++;
-    w->st.fsync_seconds_sum += ms / 1000.0;
+    w->st.fsync_hist[fv_latency_bucket(ns)]++;
+    w->st.fsync_seconds_sum += (double)ns / 1e9;
     w->st.fsyncs++;
 }
 

@@ -360,10 +360,12 @@ static void test_config(void **state)
     assert_int_equal(fv_clips_config_parse(&c, "", err, sizeof err), FV_OK);
     assert_int_equal(c.enabled, 0);
     assert_int_equal(c.max_concurrent, 2);
+    assert_true(c.signals_pre_ms == 10000 && c.signals_post_ms == 10000);
     assert_int_equal(fv_clips_config_parse(&c,
                                            "{\"listen\":\"127.0.0.1:4444\",\"max_clip_mb\":3,"
                                            "\"deid_command\":[\"blur\",\"{in}\"],"
-                                           "\"campaigns\":[\"a\",\"b\"],\"deid_timeout_s\":5}",
+                                           "\"campaigns\":[\"a\",\"b\"],\"deid_timeout_s\":5,"
+                                           "\"signals_pre_s\":30,\"signals_post_s\":2}",
                                            err, sizeof err),
                      FV_OK);
     assert_int_equal(c.enabled, 1);
@@ -372,12 +374,15 @@ static void test_config(void **state)
     assert_int_equal(c.max_clip_bytes, 3u << 20);
     assert_int_equal(c.deid_argc, 2);
     assert_int_equal(c.deid_timeout_ms, 5000);
+    assert_int_equal(c.signals_pre_ms, 30000);
+    assert_int_equal(c.signals_post_ms, 2000);
     char why[128];
     assert_int_equal(fv_clips_campaign_listed(&c, "V", "b", why, sizeof why), 1);
     assert_int_equal(fv_clips_campaign_listed(&c, "V", "z", why, sizeof why), 0);
     assert_non_null(strstr(why, "z"));
     const char *bad[] = {"{\"listen\":\"nope\"}", "{\"max_clip_mb\":0}",       "{\"typo\":1}",
-                         "{\"deid_command\":[]}", "{\"campaigns\":[\"a b\"]}", "[1]"};
+                         "{\"deid_command\":[]}", "{\"campaigns\":[\"a b\"]}", "[1]",
+                         "{\"signals_pre_s\":0}", "{\"signals_post_s\":3601}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = '\0';
         assert_int_equal(fv_clips_config_parse(&c, bad[i], err, sizeof err), FV_EINVAL);

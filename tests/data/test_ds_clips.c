@@ -22,6 +22,7 @@
 
 #include "crypto/keys.h"
 #include "data/clip_labels.h"
+#include "data/clip_signals.h"
 #include "data/clip_store.h"
 #include "data/dataset.h"
 #include "data/ds_clips.h"
@@ -30,6 +31,7 @@
 #include "sim/clipupload.h"
 #include "util/err.h"
 #include "util/hex.h"
+#include "wire/signals.h"
 
 static char dir[64];
 
@@ -113,6 +115,31 @@ static void put_clip(struct fv_keystore *ks, const char *cdir, const char *devic
     assert_non_null(f);
     assert_int_equal(fwrite(b.data, 1, b.len, f), b.len);
     fclose(f);
+    /* the store's signals added as the clip endpoint does (clip_signals.h): Soc 0.5 s after
+     * the trigger, then 0.5 s before it (rows in time order in Soc.npy) */
+    struct fv_clip_signals *sig;
+    assert_int_equal(fv_clip_signals_new(&sig), FV_OK);
+    struct fv_value soc = {.kind = FV_VK_DOUBLE, .u.d = 81.5};
+    assert_int_equal(fv_clip_signals_add(sig, 8, T0 + n + 500, &soc), 1);
+    soc.u.d = 80.25;
+    assert_int_equal(fv_clip_signals_add(sig, 8, T0 + n - 500, &soc), 1);
+    /* and a VehicleSpeed sample before the simulator's /can rows of the same field (its
+     * channel comes first in the file: VehicleSpeed.npy must still be in time order) */
+    struct fv_value speed = {.kind = FV_VK_DOUBLE, .u.d = 42};
+    assert_int_equal(
+        fv_clip_signals_add(sig, (uint32_t)fv_signal_lookup("VehicleSpeed"), T0 + n - 1500, &speed),
+        1);
+    char with[160];
+    snprintf(with, sizeof with, "%s/in-%d.sig.mcap", dir, n);
+    assert_int_equal(fv_clip_signals_write(sig, in, with, err, sizeof err), FV_OK);
+    snprintf(in, sizeof in, "%s", with);
+    fv_clip_signals_free(sig);
+    fv_buf_free(&b);
+    char *data = NULL;
+    size_t len = 0;
+    assert_int_equal(fv_os_read_file(in, 1 << 24, &data, &len, err, sizeof err), FV_OK);
+    assert_int_equal(fv_buf_append(&b, data, len), FV_OK);
+    free(data);
     struct fv_clip_meta m = {.trigger_ms = T0 + n, .size = b.len};
     snprintf(m.upload_id, sizeof m.upload_id, "%032d", n);
     snprintf(m.device, sizeof m.device, "%s", device);
@@ -295,20 +322,32 @@ static void test_source(void **state)
     assert_null(json_object_get(j, "signals_note"));
     json_decref(j);
     assert_null(memmem(meta->data, meta->len, "VINA", 4));
-    /* the simulator's CAN channel at 20 Hz for 2 s: 40 rows [t, value], "<f8" */
+    /* the simulator's CAN channel at 20 Hz for 2 s: 40 rows [t, value], "<f8", and the
+     * store's sample 1.5 s before the trigger first */
     const struct fv_buf *speed = file_of(&files, "VehicleSpeed.npy");
     assert_non_null(speed);
     assert_non_null(file_of(&files, "ax.npy"));
     assert_null(file_of(&files, "Gear.npy")); /* a string: not a signal */
+    /* the store's signal channel (clip_signals.h): rows [s from the trigger, value] */
+    const struct fv_buf *soc = file_of(&files, "Soc.npy");
+    assert_non_null(soc);
+    size_t sl = soc->data[8] | (size_t)soc->data[9] << 8;
+    assert_non_null(memmem(soc->data, 10 + sl, "'shape': (2, 2)", 15));
+    double rows[4];
+    assert_int_equal(soc->len, 10 + sl + sizeof rows);
+    memcpy(rows, soc->data + 10 + sl, sizeof rows);
+    assert_true(rows[0] > -0.5001 && rows[0] < -0.4999 && rows[1] == 80.25);
+    assert_true(rows[2] > 0.4999 && rows[2] < 0.5001 && rows[3] == 81.5);
     assert_true(speed->len > 10 && memcmp(speed->data, "\x93NUMPY\x01\x00", 8) == 0);
     size_t hl = speed->data[8] | (size_t)speed->data[9] << 8;
     assert_int_equal((10 + hl) % 64, 0);
-    assert_non_null(memmem(speed->data, 10 + hl, "'shape': (40, 2)", 16));
-    assert_int_equal(speed->len, 10 + hl + 40 * 2 * 8);
-    double row0[2];
+    assert_non_null(memmem(speed->data, 10 + hl, "'shape': (41, 2)", 16));
+    assert_int_equal(speed->len, 10 + hl + 41 * 2 * 8);
+    double row0[4];
     memcpy(row0, speed->data + 10 + hl, sizeof row0);
-    assert_true(row0[0] > -1.0001 && row0[0] < -0.9999); /* 1 s before the trigger */
-    assert_true(row0[1] > 59.99 && row0[1] < 60.01);
+    assert_true(row0[0] > -1.5001 && row0[0] < -1.4999 && row0[1] == 42); /* the store's */
+    assert_true(row0[2] > -1.0001 && row0[2] < -0.9999); /* 1 s before the trigger: /can */
+    assert_true(row0[3] > 59.99 && row0[3] < 60.01);
     fv_ds_files_free(&files);
 
     /* a whole build: the manifest records the consent state; the failed clip is absent */

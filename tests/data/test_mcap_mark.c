@@ -70,7 +70,8 @@ static void test_mark(void **state)
     char err[256] = "";
     make(&in);
     const char *k[] = {"labeler", "serve_id"}, *v[] = {"ann", "0123abcd"};
-    assert_int_equal(fv_mcap_mark(in.data, in.len, k, v, 2, &out, err, sizeof err), FV_OK);
+    assert_int_equal(fv_mcap_mark(in.data, in.len, k, v, 2, NULL, NULL, &out, err, sizeof err),
+                     FV_OK);
     struct fv_mcap_source src;
     struct fv_mcap_reader *r;
     fv_mcap_source_mem(&src, out.data, out.len);
@@ -101,15 +102,63 @@ static void test_mark(void **state)
     fv_buf_reset(&out);
     in.data[in.len - 3] ^= 0xff; /* the trailing magic */
     err[0] = '\0';
-    assert_int_equal(fv_mcap_mark(in.data, in.len, k, v, 2, &out, err, sizeof err), FV_ECORRUPT);
+    assert_int_equal(fv_mcap_mark(in.data, in.len, k, v, 2, NULL, NULL, &out, err, sizeof err),
+                     FV_ECORRUPT);
     assert_non_null(strstr(err, "byte"));
-    assert_int_equal(fv_mcap_mark("nope", 4, k, v, 2, &out, err, sizeof err), FV_ECORRUPT);
+    assert_int_equal(fv_mcap_mark("nope", 4, k, v, 2, NULL, NULL, &out, err, sizeof err),
+                     FV_ECORRUPT);
+    fv_buf_free(&in);
+    fv_buf_free(&out);
+}
+
+static int keep_imu(void *arg, const struct fv_mcap_channel *ch)
+{
+    (*(int *)arg)++;
+    return strcmp(ch->topic.p, "/imu") == 0;
+}
+
+static int count_msgs(void *arg, const struct fv_mcap_msg *m)
+{
+    (void)m;
+    (*(int *)arg)++;
+    return 0;
+}
+
+/* A copy that keeps some channels: the others, their messages and the schemas only they used
+ * are left out. */
+static void test_mark_keep(void **state)
+{
+    (void)state;
+    struct fv_buf in = {0}, out = {0};
+    char err[256] = "";
+    make(&in);
+    const char *k[] = {"labeler"}, *v[] = {"ann"};
+    int asked = 0;
+    assert_int_equal(
+        fv_mcap_mark(in.data, in.len, k, v, 1, keep_imu, &asked, &out, err, sizeof err), FV_OK);
+    assert_int_equal(asked, 2);
+    struct fv_mcap_source src;
+    struct fv_mcap_reader *r;
+    fv_mcap_source_mem(&src, out.data, out.len);
+    assert_int_equal(fv_mcap_reader_open(&src, &r, err, sizeof err), FV_OK);
+    assert_int_equal(fv_mcap_scan(r, NULL, NULL, NULL, err, sizeof err), FV_OK);
+    assert_int_equal(fv_mcap_schema_count(r), 1); /* "a" was nobody's */
+    assert_string_equal(fv_mcap_schema_at(r, 0)->name.p, "b");
+    assert_int_equal(fv_mcap_channel_count(r), 2);
+    assert_string_equal(fv_mcap_channel_at(r, 0)->topic.p, "/imu");
+    assert_int_equal(fv_mcap_channel_at(r, 0)->schema_id, 1);
+    assert_string_equal(fv_mcap_channel_at(r, 1)->topic.p, FV_MCAP_MARK_TOPIC);
+    int n = 0;
+    assert_int_equal(fv_mcap_read(r, NULL, count_msgs, &n, err, sizeof err), FV_OK);
+    assert_int_equal(n, 5 + 1); /* /imu's 5, the watermark */
+    fv_mcap_reader_free(r);
     fv_buf_free(&in);
     fv_buf_free(&out);
 }
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_mark)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_mark),
+                                       cmocka_unit_test(test_mark_keep)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

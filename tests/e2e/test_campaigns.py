@@ -261,6 +261,17 @@ def test_clips_checked_and_counted_by_campaign():
                 s["clips_uploaded"] == 2 else None)(status()))
             assert s["bytes"] > 2 * 5 * 96 * 1024, s
             size2 = s["bytes"]
+            # the store's signals around each trigger were added over the campaign's window
+            # (pre_s 10 + post_s 5; docs/data-engine.md "Signal channels"), each read audited
+            recs = wait("the signal reads' audit records", lambda: (lambda r: r if len(r) >= 2
+                        else None)([json.loads(x) for x in t.run(
+                            "audit", "query", "--data", srv.data, "--action",
+                            "clips.signals").stdout.splitlines() if x.strip()]))
+            for rec in recs:
+                ex = rec.get("extra") or rec
+                assert ex["to_ms"] - ex["from_ms"] == 15000 and ex["signals"] >= 1, rec
+                assert rec["purpose"] == "clips" and rec["result"] == "allow", rec
+            assert srv.metric('fleetvault_clip_signals_total{outcome="added"}') == 2
             # a vehicle that was not sent the campaign (not a target when it was created)
             dev = t.Device(env, D, int(time.time() * 1000) - 60000)
             dev.send(srv, 0, 3)

@@ -297,6 +297,10 @@ def test_upload_resume_refusals_deid_erasure():
         assert time.time() - t0 < 10 and "killed after the timeout" in d["summary"], d
         passed = clips(srv, "&deid=passed")
         assert passed["count"] == 2, passed
+        # the vehicle's samples are a minute old: no signal in any clip's window, each clip
+        # stored as uploaded (no empty channels) and counted
+        assert srv.metric('fleetvault_clip_signals_total{outcome="none"}') == 4
+        assert srv.metric('fleetvault_clip_signals_total{outcome="added"}') == 0
         # every run is audited (D6): before the clip is read, and its outcome
         time.sleep(1.5)  # the API thread writes the worker's records each turn
         r = t.run("audit", "query", "--data", srv.data, "--principal", "clips-deid")
@@ -353,5 +357,125 @@ def test_erasure_reaches_restored_clips():
         assert clips(srv)["count"] == 0
 
 
+def small_mcap(root):
+    """A small clip (one /imu channel, three messages) written by `fleetvault mcap write`."""
+    out = os.path.join(root, "small.mcap")
+    lines = [{"schema": {"name": "imu", "encoding": "jsonschema", "data_hex": "7b7d"}},
+             {"channel": {"topic": "/imu", "message_encoding": "json", "schema_id": 1,
+                          "metadata": {"sensor": "imu"}}}]
+    for i in range(3):
+        lines.append({"message": {"channel": 1, "sequence": i, "log_time": str(1000 + i),
+                                  "publish_time": str(1000 + i),
+                                  "data_hex": json.dumps({"ax": i}).encode().hex()}})
+    t.run("mcap", "write", out, input="\n".join(json.dumps(x) for x in lines))
+    with open(out, "rb") as f:
+        return f.read()
+
+
+def test_signal_channels():
+    """Issue 12 item 3: the store's signals around the trigger are added to the stored clip as
+    channels (docs/data-engine.md "Signal channels"): one per signal, JSON messages at the
+    samples' times, the location signal left out, samples outside the window left out; one
+    audit record per clip; a clip with a metadata record is stored as uploaded; each outcome
+    counted. Read back as a labeler is served the clip: without the signals for the default
+    labeler (class events only), with them for a labeler role given class default."""
+    with t.Env() as env:
+        env.certs.device(A)
+        srv = start(env)
+        now = int(time.time() * 1000)
+        # Soc 50.00 .. 50.04 and Location at now-5 s .. now-1 s; Soc 51.00 at now-60 s (outside)
+        t.Device(env, A, now - 5000).send(srv, 0, 5)
+        t.Device(env, A, now - 160000).send(srv, 100, 1)
+        consent(srv, A, "give")
+        st, b = srv.http(f"/api/v1/subjects/{A}/consent?purpose=model_training&change=give"
+                         f"&by=owner&ticket=DSR-2", token="po", method="POST", purpose=None)
+        assert st == 200, (st, b)  # for the labeler below
+        a = Clip(env, srv.clip_port, A)
+        data = small_mcap(env.root)
+        uid, (st, b) = a.upload("clip-sig", data)  # trigger: now (+ the time the sends took)
+        assert st == 201, (st, b)
+        row = [c for c in clips(srv)["clips"] if c["clip"] == uid][0]
+        assert row["size"] > len(data), row  # the stored clip is the rewritten one
+        # a clip with a metadata record (the copy would drop it): stored as uploaded
+        big = big_mcap(2000)
+        uid2, (st, b) = a.upload("clip-meta", big)
+        assert st == 201, (st, b)
+        row2 = [c for c in clips(srv)["clips"] if c["clip"] == uid2][0]
+        assert row2["size"] == len(big), row2
+        assert srv.metric('fleetvault_clip_signals_total{outcome="added"}') == 1
+        assert srv.metric('fleetvault_clip_signals_total{outcome="failed"}') == 1
+        assert srv.metric('fleetvault_clip_signals_total{outcome="none"}') == 0
+
+        # read back as a labeler is served it (de-identification passed, model_training).
+        # The default policy's labeler reads class events only: the signals (class default)
+        # are not in the copy it is served (labeling_api.c Q4).
+        wait_deid(srv, uid, "passed")
+        srv.principal("lab", "labeler")
+        out = os.path.join(env.root, "served.mcap")
+
+        def serve():
+            st, b = srv.http("/api/v1/labeling/next?purpose=model_training", token="lab",
+                             method="POST", purpose=None)
+            assert st == 200 and json.loads(b)["clip"] == uid, (st, b)
+            st, served = srv.http(f"/api/v1/labeling/clips/{uid}?purpose=model_training",
+                                  token="lab", purpose=None)
+            assert st == 200 and served[:8] == MAGIC, (st, served[:40])
+            with open(out, "wb") as f:
+                f.write(served)
+            t.run("mcap", "verify", out)
+            assert A.encode() not in served and b"48.1" not in served  # no VIN, no location
+            return json.loads(t.run("mcap", "info", out).stdout)
+        info = serve()
+        assert [c["topic"] for c in info["channels"]] == ["/imu", "/fleetvault/watermark"], info
+        assert not [x for x in info["schemas"] if "signals" in x["name"]], info["schemas"]
+        st, b = srv.http(f"/api/v1/labeling/clips/{uid}/release?purpose=model_training",
+                         token="lab", method="POST", purpose=None)
+        assert st == 200, (st, b)
+        # a labeler role given class default for model_training is served them
+        srv.stop()
+        pol = t.test_policy({"engine": ENGINE})
+        pol["roles"]["labeler"]["purposes"]["model_training"] = ["default", "events"]
+        with open(srv.policy, "w") as f:
+            json.dump(pol, f)
+        srv.start()
+        info = serve()
+        topics = [c["topic"] for c in info["channels"]]
+        assert topics == ["/imu", "/fleetvault/signals/Soc", "/fleetvault/watermark"], topics
+        soc = info["channels"][1]
+        assert soc["message_encoding"] == "json", soc
+        assert soc["metadata"] == {"source": "fleetvault-store", "signal": "Soc",
+                                   "field": "8"}, soc
+        schema = [x for x in info["schemas"] if x["id"] == soc["schema_id"]][0]
+        assert schema["name"] == "fleetvault.signals.Soc" and schema["encoding"] == "jsonschema"
+        assert json.loads(bytes.fromhex(schema["data_hex"]))["properties"] == {
+            "Soc": {"type": "number"}}, schema
+        msgs = [json.loads(x) for x in t.run("mcap", "cat", out, "--topic",
+                                             "/fleetvault/signals/Soc").stdout.splitlines()]
+        got = [(int(m["log_time"]), json.loads(bytes.fromhex(m["data_hex"]))) for m in msgs]
+        assert [x[0] for x in got] == [(now - 5000 + i * 1000) * 1000000 for i in range(5)], got
+        assert [list(x[1]) for x in got] == [["Soc"]] * 5, got
+        assert all(abs(x[1]["Soc"] - (50.0 + i * 0.01)) < 1e-9 for i, x in enumerate(got)), got
+        imu = t.run("mcap", "cat", out, "--topic", "/imu").stdout.splitlines()
+        assert len(imu) == 3, imu  # the original's messages kept
+
+        # one audit record per clip read (both clips), the subject by pseudonym
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            r = t.run("audit", "query", "--data", srv.data, "--action", "clips.signals")
+            recs = [json.loads(x) for x in r.stdout.splitlines() if x.strip()]
+            if len(recs) >= 2:
+                break
+            time.sleep(0.2)
+        assert len(recs) == 2, recs
+        assert A not in r.stdout, r.stdout
+        rec = [x for x in recs if uid in json.dumps(x)][0]
+        assert rec["principal"] == "clips-server" and rec["purpose"] == "clips", rec
+        assert rec["result"] == "allow", rec
+        assert '"signals": 1' in json.dumps(rec) and '"samples": 5' in json.dumps(rec), rec
+        srv.stop()
+        assert A not in srv.log()
+
+
 if __name__ == "__main__":
-    t.main([test_upload_resume_refusals_deid_erasure, test_erasure_reaches_restored_clips])
+    t.main([test_upload_resume_refusals_deid_erasure, test_erasure_reaches_restored_clips,
+            test_signal_channels])

@@ -256,8 +256,44 @@ def test_status_on_device_port_and_unknown_message_type():
         assert inspect(srv)["totals"]["records"] == 0
 
 
+def test_pipelined_replies_leave_together():
+    """Replies queued together leave in one write (gateway/session.c write_batch: framed as
+    WebSocket messages, one TLS record): 300 records sent in one burst, every fifth one
+    malformed, each answered once with a well-formed frame, in fewer writes than replies."""
+    with t.Env() as env:
+        srv = Server(env, config={"rate_limits": False}).start()
+        ws = connect(srv, env)
+        long_text = "x" * 300  # a VehicleName long enough that no reply frame is tiny
+        for i in range(300):
+            if i % 5 == 4:
+                pl = b"\xff\xff\xff"  # not protobuf: an error reply
+            else:
+                pl = t.v_payload([(8, 50.0 + i * 0.01), (64, long_text)], 1795000001000 + i * 1000,
+                                 VIN)
+            ws.send(t.fb_envelope(f"tx-{i}".encode(), b"V", pl))
+        seen = []
+        for _ in range(300):
+            op, payload = ws.recv()
+            assert op == 2, op
+            rep = t.fb_decode(payload)
+            seen.append((rep["txid"].rstrip(b"\0").decode(), rep["message_type"]))
+        ws.close()
+        # (error replies leave at once, acks after their records are durable: the order of
+        # the two kinds may differ from the records')
+        kinds = dict(seen)
+        assert len(seen) == 300 and sorted(kinds) == sorted(f"tx-{i}" for i in range(300)), seen
+        assert all((kinds[f"tx-{i}"] == 5) == (i % 5 != 4) for i in range(300)), seen[:10]
+        frames = srv.metric("fleetvault_reply_frames_total")
+        writes = srv.metric("fleetvault_reply_writes_total")
+        t.log(f"300 replies: {frames} frames in {writes} writes")
+        assert frames >= 300 and writes < frames, (frames, writes)
+        srv.stop()
+        assert inspect(srv)["totals"]["records"] == 240
+
+
 if __name__ == "__main__":
     t.main([test_vectors_acks_and_errors, test_identity_from_certificate,
             test_foreign_ca_and_no_certificate_refused, test_deduplication, test_rate_limit,
             test_api_token_and_state, test_bad_input_never_stored,
-            test_status_on_device_port_and_unknown_message_type])
+            test_status_on_device_port_and_unknown_message_type,
+            test_pipelined_replies_leave_together])

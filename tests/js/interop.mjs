@@ -6,6 +6,9 @@
 //     fleetvault's reader reports; every message, and one channel in a time window, which the
 //     library finds through our chunk and message indexes) and with its stream reader (every
 //     record, CRCs checked);
+//   fleetvault adds signal channels to a clip (`mcap signals`, data/clip_signals.h, as the clip
+//     endpoint adds the store's) -> @mcap/core's indexed reader: the original's channels and
+//     messages unchanged, the signals' channels, schemas and messages, indexes and statistics;
 //   @mcap/core writes (zstd chunks with indexes, zstd chunks without any index or summary
 //     extras, uncompressed chunks, no chunks) -> `fleetvault mcap verify` (the linear scan,
 //     rules M1-M12), `info` (compared with the library's own view), `cat` (every message, and
@@ -239,6 +242,58 @@ for (const [name, args] of [
                                               endTime: WIN.end }))
     some.push({ ...m, topic: "/can" });
   assert.deepEqual(rows(some), expectedRows(inWindow), `${what}: /can in a window`);
+  check(`${what}: indexed reader, statistics and chunk indexes`);
+}
+
+// ---- 1b. the clip with stored signals added (`mcap signals`, as the clip endpoint adds the
+// store's: data/clip_signals.h) -> @mcap/core: the original's channels and messages unchanged,
+// one JSON channel per signal, the location left out; summary, indexes and statistics agree.
+{
+  const orig = path.join(dir, "fv-orig.mcap"), file = path.join(dir, "fv-signals.mcap");
+  run(["mcap", "write", orig], input);
+  const T0MS = T0 / MS;
+  const samples = [];
+  for (let i = 0; i < 50; i++) // values never integral: JSON has no 50.0 for a double
+    samples.push({ signal: "Soc", t_ms: Number(T0MS) + i * 200, value: 50.0625 + i / 8 });
+  samples.push({ signal: "Gear", t_ms: Number(T0MS) + 1000, value: 4 });
+  samples.push({ signal: "Locked", t_ms: Number(T0MS) + 1500, value: true });
+  samples.push({ signal: "Location", t_ms: Number(T0MS) + 1500, value: "(48.1 N, 11.5 E)" });
+  const out = run(["mcap", "signals", orig, file],
+                  samples.map((x) => JSON.stringify(x)).join("\n") + "\n");
+  assert.match(out, /3 signals, 52 samples added \(1 left out/);
+  const what = "fleetvault with signal channels -> @mcap/core";
+  const reader = await McapIndexedReader.Initialize({
+    readable: new TempBuffer(fs.readFileSync(file)), decompressHandlers });
+  const sigTopics = ["Gear", "Locked", "Soc"].map((n) => `/fleetvault/signals/${n}`);
+  const topics = [...reader.channelsById.values()].map((c) => c.topic);
+  assert.deepEqual(topics.slice(0, 3), clip.channels.map((c) => c.topic), `${what}: channels`);
+  assert.deepEqual(topics.slice(3).sort(), sigTopics, `${what}: signal channels`);
+  const soc = [...reader.channelsById.values()].find((c) => c.topic === sigTopics[2]);
+  assert.equal(soc.messageEncoding, "json");
+  assert.equal(soc.metadata.get("signal"), "Soc");
+  const schema = reader.schemasById.get(soc.schemaId);
+  assert.equal(schema.encoding, "jsonschema");
+  assert.deepEqual(JSON.parse(new TextDecoder().decode(schema.data)).properties,
+                   { Soc: { type: "number" } }, `${what}: schema`);
+  compareIndexes(reader, JSON.parse(run(["mcap", "info", file])), what);
+  assert.equal(reader.statistics.messageCount, BigInt(clip.messages.length + 52));
+  const orig_ = [], sig = [];
+  for await (const m of reader.readMessages()) {
+    const topic = reader.channelsById.get(m.channelId).topic;
+    (topic.startsWith("/fleetvault/") ? sig : orig_).push({ ...m, topic });
+  }
+  assert.deepEqual(rows(orig_), expectedRows(), `${what}: the original's messages`);
+  const socs = sig.filter((m) => m.topic === sigTopics[2]);
+  assert.equal(socs.length, 50);
+  socs.forEach((m, i) => {
+    assert.equal(m.logTime, T0 + BigInt(i) * 200n * MS);
+    assert.deepEqual(JSON.parse(new TextDecoder().decode(m.data)), { Soc: 50.0625 + i / 8 });
+  });
+  const win = [];
+  for await (const m of reader.readMessages({ topics: [sigTopics[2]], startTime: T0 + 1000n * MS,
+                                              endTime: T0 + 2000n * MS }))
+    win.push(m);
+  assert.equal(win.length, 6, `${what}: Soc in a window`);
   check(`${what}: indexed reader, statistics and chunk indexes`);
 }
 

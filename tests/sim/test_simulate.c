@@ -115,7 +115,7 @@ static int write_all(SSL *ssl, const void *p, size_t len)
 static int send_frame(SSL *ssl, unsigned opcode, const void *p, size_t len)
 {
     struct fv_buf f = {0};
-    int rc = fv_sim_ws_frame_encode(&f, opcode, 1, p, len, NULL);
+    int rc = fv_ws_frame_encode(&f, opcode, 1, p, len, NULL);
     if (rc == 0) rc = write_all(ssl, f.data, f.len);
     fv_buf_free(&f);
     return rc;
@@ -180,7 +180,7 @@ static int handle_record(struct server *s, SSL *ssl, const char *cn, const unsig
         rc = fv_envelope_build_ack(&out, env.txid.p, env.txid.len, "V", 1);
     else if (action == 1)
         rc = fv_envelope_build_error(&out, env.txid.p, env.txid.len, "incorrect message format");
-    if (rc == 0 && out.len) rc = send_frame(ssl, FV_SIM_WS_BINARY, out.data, out.len);
+    if (rc == 0 && out.len) rc = send_frame(ssl, FV_WS_BINARY, out.data, out.len);
     fv_buf_free(&out);
     return action == 3 ? -1 : rc;
 }
@@ -234,10 +234,9 @@ static void *conn_main(void *arg)
         size_t off = 0;
         int quit = 0;
         for (;;) {
-            struct fv_sim_ws_frame f;
+            struct fv_ws_frame f;
             char err[128];
-            int rc =
-                fv_sim_ws_frame_parse(in.data + off, in.len - off, 1u << 20, &f, err, sizeof err);
+            int rc = fv_ws_frame_parse(in.data + off, in.len - off, 1u << 20, &f, err, sizeof err);
             if (rc == FV_EAGAIN) break;
             if (rc) {
                 quit = 1;
@@ -251,13 +250,13 @@ static void *conn_main(void *arg)
                 s->unmasked++;
                 pthread_mutex_unlock(&s->mu);
             }
-            fv_sim_ws_mask(pl, len, f.mask, 0);
-            if (f.opcode == FV_SIM_WS_CLOSE) {
-                send_frame(ssl, FV_SIM_WS_CLOSE, pl, len < 2 ? len : 2);
+            fv_ws_mask(pl, len, f.mask, 0);
+            if (f.opcode == FV_WS_CLOSE) {
+                send_frame(ssl, FV_WS_CLOSE, pl, len < 2 ? len : 2);
                 quit = 1;
                 break;
             }
-            if (f.opcode == FV_SIM_WS_BINARY && handle_record(s, ssl, cn, pl, len) < 0) {
+            if (f.opcode == FV_WS_BINARY && handle_record(s, ssl, cn, pl, len) < 0) {
                 quit = 1;
                 break;
             }

@@ -34,9 +34,8 @@ static void roundtrip(size_t len, int masked, size_t want_header)
         payload[i] = (unsigned char)(i * 31 + 7);
     static const unsigned char mask[4] = {0x37, 0xfa, 0x21, 0x3d};
     struct fv_buf out = {0};
-    assert_int_equal(
-        fv_sim_ws_frame_encode(&out, FV_SIM_WS_BINARY, 1, payload, len, masked ? mask : NULL),
-        FV_OK);
+    assert_int_equal(fv_ws_frame_encode(&out, FV_WS_BINARY, 1, payload, len, masked ? mask : NULL),
+                     FV_OK);
     assert_int_equal(out.len, want_header + len);
     assert_int_equal(out.data[0], 0x82);
     assert_int_equal(out.data[1] & 0x80, masked ? 0x80 : 0);
@@ -47,12 +46,11 @@ static void roundtrip(size_t len, int masked, size_t want_header)
     else
         assert_int_equal(out.data[1] & 0x7f, 127);
 
-    struct fv_sim_ws_frame f;
+    struct fv_ws_frame f;
     char err[128];
-    assert_int_equal(fv_sim_ws_frame_parse(out.data, out.len, UINT64_MAX, &f, err, sizeof err),
-                     FV_OK);
+    assert_int_equal(fv_ws_frame_parse(out.data, out.len, UINT64_MAX, &f, err, sizeof err), FV_OK);
     assert_true(f.fin);
-    assert_int_equal(f.opcode, FV_SIM_WS_BINARY);
+    assert_int_equal(f.opcode, FV_WS_BINARY);
     assert_int_equal(f.masked, masked);
     assert_int_equal(f.len, len);
     assert_int_equal(f.header_len, want_header);
@@ -62,15 +60,15 @@ static void roundtrip(size_t len, int masked, size_t want_header)
         if (len > 4) assert_memory_not_equal(body, payload, len);
         /* Unmask in two pieces to exercise the offset argument. */
         size_t half = len / 2;
-        fv_sim_ws_mask(body, half, f.mask, 0);
-        fv_sim_ws_mask(body + half, len - half, f.mask, half);
+        fv_ws_mask(body, half, f.mask, 0);
+        fv_ws_mask(body + half, len - half, f.mask, half);
     }
     if (len) assert_memory_equal(body, payload, len);
 
     /* Every strict prefix asks for more bytes. */
     size_t step = out.len > 4096 ? 997 : 1;
     for (size_t cut = 0; cut < out.len; cut += step)
-        assert_int_equal(fv_sim_ws_frame_parse(out.data, cut, UINT64_MAX, &f, err, sizeof err),
+        assert_int_equal(fv_ws_frame_parse(out.data, cut, UINT64_MAX, &f, err, sizeof err),
                          FV_EAGAIN);
     fv_buf_free(&out);
     free(payload);
@@ -99,20 +97,20 @@ static void test_frame_exact_bytes(void **state)
                                          0x7f, 0x9f, 0x4d, 0x51, 0x58};
     static const unsigned char mask[4] = {0x37, 0xfa, 0x21, 0x3d};
     struct fv_buf out = {0};
-    assert_int_equal(fv_sim_ws_frame_encode(&out, FV_SIM_WS_TEXT, 1, "Hello", 5, mask), FV_OK);
+    assert_int_equal(fv_ws_frame_encode(&out, FV_WS_TEXT, 1, "Hello", 5, mask), FV_OK);
     assert_int_equal(out.len, sizeof want);
     assert_memory_equal(out.data, want, sizeof want);
     fv_buf_free(&out);
     /* And the unmasked 256-byte binary header: 0x82 0x7E 0x0100. */
     unsigned char big[256] = {0};
-    assert_int_equal(fv_sim_ws_frame_encode(&out, FV_SIM_WS_BINARY, 1, big, 256, NULL), FV_OK);
+    assert_int_equal(fv_ws_frame_encode(&out, FV_WS_BINARY, 1, big, 256, NULL), FV_OK);
     static const unsigned char hdr[] = {0x82, 0x7e, 0x01, 0x00};
     assert_memory_equal(out.data, hdr, 4);
     fv_buf_free(&out);
     /* 64 KiB: 0x82 0x7F 0x0000000000010000. */
     unsigned char *huge = calloc(1, 65536);
     assert_non_null(huge);
-    assert_int_equal(fv_sim_ws_frame_encode(&out, FV_SIM_WS_BINARY, 1, huge, 65536, NULL), FV_OK);
+    assert_int_equal(fv_ws_frame_encode(&out, FV_WS_BINARY, 1, huge, 65536, NULL), FV_OK);
     static const unsigned char hdr64[] = {0x82, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0};
     assert_memory_equal(out.data, hdr64, sizeof hdr64);
     fv_buf_free(&out);
@@ -121,9 +119,9 @@ static void test_frame_exact_bytes(void **state)
 
 static int parse_bytes(const unsigned char *p, size_t n, uint64_t max)
 {
-    struct fv_sim_ws_frame f;
+    struct fv_ws_frame f;
     char err[128];
-    return fv_sim_ws_frame_parse(p, n, max, &f, err, sizeof err);
+    return fv_ws_frame_parse(p, n, max, &f, err, sizeof err);
 }
 
 static void test_frame_rules(void **state)
@@ -150,15 +148,15 @@ static void test_frame_rules(void **state)
     assert_int_equal(parse_bytes(big, sizeof big, FV_SIM_WS_MAX_MSG), FV_EPROTO);
     /* Close frame with code 1000 and a continuation frame parse fine. */
     static const unsigned char close[] = {0x88, 0x02, 0x03, 0xe8};
-    struct fv_sim_ws_frame f;
+    struct fv_ws_frame f;
     char err[128];
-    assert_int_equal(fv_sim_ws_frame_parse(close, sizeof close, 1000, &f, err, sizeof err), FV_OK);
-    assert_int_equal(f.opcode, FV_SIM_WS_CLOSE);
+    assert_int_equal(fv_ws_frame_parse(close, sizeof close, 1000, &f, err, sizeof err), FV_OK);
+    assert_int_equal(f.opcode, FV_WS_CLOSE);
     assert_int_equal(f.len, 2);
     static const unsigned char cont[] = {0x00, 0x01, 'x'};
-    assert_int_equal(fv_sim_ws_frame_parse(cont, sizeof cont, 1000, &f, err, sizeof err), FV_OK);
+    assert_int_equal(fv_ws_frame_parse(cont, sizeof cont, 1000, &f, err, sizeof err), FV_OK);
     assert_false(f.fin);
-    assert_int_equal(f.opcode, FV_SIM_WS_CONT);
+    assert_int_equal(f.opcode, FV_WS_CONT);
 }
 
 /* Two frames back to back parse one after the other. */
@@ -166,16 +164,16 @@ static void test_frame_stream(void **state)
 {
     (void)state;
     struct fv_buf out = {0};
-    assert_int_equal(fv_sim_ws_frame_encode(&out, FV_SIM_WS_PING, 1, "ab", 2, NULL), FV_OK);
-    assert_int_equal(fv_sim_ws_frame_encode(&out, FV_SIM_WS_BINARY, 0, "cde", 3, NULL), FV_OK);
-    struct fv_sim_ws_frame f;
+    assert_int_equal(fv_ws_frame_encode(&out, FV_WS_PING, 1, "ab", 2, NULL), FV_OK);
+    assert_int_equal(fv_ws_frame_encode(&out, FV_WS_BINARY, 0, "cde", 3, NULL), FV_OK);
+    struct fv_ws_frame f;
     char err[128];
-    assert_int_equal(fv_sim_ws_frame_parse(out.data, out.len, 100, &f, err, sizeof err), FV_OK);
-    assert_int_equal(f.opcode, FV_SIM_WS_PING);
+    assert_int_equal(fv_ws_frame_parse(out.data, out.len, 100, &f, err, sizeof err), FV_OK);
+    assert_int_equal(f.opcode, FV_WS_PING);
     size_t off = f.header_len + (size_t)f.len;
-    assert_int_equal(fv_sim_ws_frame_parse(out.data + off, out.len - off, 100, &f, err, sizeof err),
+    assert_int_equal(fv_ws_frame_parse(out.data + off, out.len - off, 100, &f, err, sizeof err),
                      FV_OK);
-    assert_int_equal(f.opcode, FV_SIM_WS_BINARY);
+    assert_int_equal(f.opcode, FV_WS_BINARY);
     assert_false(f.fin);
     assert_memory_equal(out.data + off + f.header_len, "cde", 3);
     fv_buf_free(&out);
@@ -221,7 +219,7 @@ static void test_closed_connection(void **state)
     assert_int_equal(fv_sim_ws_state(ws), FV_SIM_WS_CLOSED);
     assert_int_equal(fv_sim_ws_fd(ws), -1);
     assert_int_equal(fv_sim_ws_events(ws), 0);
-    assert_int_equal(fv_sim_ws_send(ws, FV_SIM_WS_BINARY, "x", 1), FV_ESTATE);
+    assert_int_equal(fv_sim_ws_send(ws, FV_WS_BINARY, "x", 1), FV_ESTATE);
     char err[64];
     assert_int_equal(fv_sim_ws_io(ws, NULL, NULL, err, sizeof err), FV_OK);
     fv_sim_ws_close(ws);

@@ -12,6 +12,7 @@
 
 #include "util/arena.h"
 #include "util/buf.h"
+#include "util/latency.h"
 #include "util/crc32c.h"
 #include "util/err.h"
 #include "util/map.h"
@@ -138,12 +139,30 @@ static void test_arena(void **state)
     fv_arena_release(&none);
 }
 
+/* The shared histogram buckets: a bound is inclusive, the last slot is over 1 s. */
+static void test_latency_buckets(void **state)
+{
+    (void)state;
+    assert_int_equal(fv_latency_bucket(0), 0);
+    assert_int_equal(fv_latency_bucket(100000), 0); /* 0.1 ms: the first bound */
+    assert_int_equal(fv_latency_bucket(100001), 1);
+    assert_int_equal(fv_latency_bucket(10000000), 6); /* 10 ms */
+    assert_int_equal(fv_latency_bucket(1000000000), FV_LATENCY_BOUNDS - 1);
+    assert_int_equal(fv_latency_bucket(1000000001), FV_LATENCY_BOUNDS);
+    struct fv_latency h = {0};
+    fv_latency_add(&h, 3000000);
+    fv_latency_add(&h, 3000000000ull);
+    assert_int_equal(h.n[5], 1);
+    assert_int_equal(h.n[FV_LATENCY_BOUNDS], 1);
+    assert_int_equal(h.sum_ns, 3003000000ull);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crc32c),     cmocka_unit_test(test_map_vs_reference),
         cmocka_unit_test(test_buf_and_le), cmocka_unit_test(test_buf_appendf),
-        cmocka_unit_test(test_arena),
+        cmocka_unit_test(test_arena),      cmocka_unit_test(test_latency_buckets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
