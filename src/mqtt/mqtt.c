@@ -406,11 +406,14 @@ static int step(struct fv_mqtt *m, struct pdev *p, struct fv_purposes *pp, uint6
 {
     char subject[FV_SUBJECT_NAME_MAX + 1];
     int granted = 0;
-    if (fv_subject_current(m->ks, p->d->id, subject, NULL) == FV_OK &&
+    int known = fv_subject_current(m->ks, p->d->id, subject, NULL) == FV_OK;
+    if (known &&
         fv_consent_at(m->ks, pp, subject, FV_MQTT_PURPOSE, (int64_t)now, &granted) != FV_OK)
         granted = 0;
-    if ((p->state == D_STARTING || p->state == D_ON) && (!granted || strcmp(subject, p->subject)))
-        begin_stop(m, p, granted ? "a new owner period began" : "no consent to home_automation now",
+    /* a new owner is a new subject: the one published has ended, whatever the new one says */
+    int moved = known && strcmp(subject, p->subject) != 0;
+    if ((p->state == D_STARTING || p->state == D_ON) && (!granted || moved))
+        begin_stop(m, p, moved ? "a new owner period began" : "no consent to home_automation now",
                    now);
     if (p->state == D_CLEARING) clear_pass(m, p);
     if (p->state == D_IDLE && granted) {

@@ -208,14 +208,23 @@ def test_consenting_owners_published_withdrawals_clear():
             sent1 = sum(len(v) for tp, v in by_topic.items() if dev1 in tp)
             assert sums and sum(e["extra"]["values"] for e in sums) >= sent1, (sums, sent1)
 
+            # a new owner of the site: a new subject without consent, the old one's topics go
+            t.run("subject", "owner", SITE, "owner-2", "--data", srv.data, "--key-file",
+                  srv.key_file)
+            wait("the site's topics emptied",
+                 lambda: not [tp for tp in retained(port) if dev2 in tp], timeout=15)
+            stops = [e for e in audit(srv) if e.get("action") == "mqtt.stop" and
+                     e["subjects"] == given[2]["subjects"]]
+            assert stops and stops[0]["reason"] == "a new owner period began", stops
+            assert srv.metric("fleetvault_mqtt_subjects") == 1
+
             # a withdrawal while the server is stopped: cleared at the next start (Q7)
             t.stop_sim(sim, simlog)
             sim = None
             srv.stop()
             assert [tp for tp in retained(port) if dev0 in tp], "last values kept on stop"
-            for dev in (VINS[0], SITE):
-                t.run("subject", "consent", dev, "home_automation", "withdraw", "--by", "owner",
-                      "--data", srv.data, "--key-file", srv.key_file, "--policy", srv.policy)
+            t.run("subject", "consent", VINS[0], "home_automation", "withdraw", "--by", "owner",
+                  "--data", srv.data, "--key-file", srv.key_file, "--policy", srv.policy)
             srv.start()
             wait("the stopped owner's topics emptied", lambda: retained(port) == {}, timeout=15)
             assert "cleared" in srv.log()
