@@ -6,8 +6,9 @@
  * catalog (keys, subjects, zones), the erasure list (replayed before anything is decrypted,
  * privacy/erasure.h), access control (privacy/guard.h), the store, recovery (the fleet state
  * from the parts, then the WAL replayed into the head: gateway/recovery.h), then the ingest
- * loop's libwebsockets context with the devices' vhost (gateway/session.h), and last the
- * API's thread with its own loop and context (server/apiloop.h, api/http.h). It wires the
+ * loop's libwebsockets context with the devices' vhost (gateway/session.h), the MQTT
+ * publisher when configured (mqtt/mqtt.h), and last the API's thread with its own loop and
+ * context (server/apiloop.h, api/http.h). It wires the
  * two sides of the ingest/storage seam (wal/reclog.h): the WAL is the record log; the sink
  * below puts each logged record into the store's head.
  *
@@ -17,7 +18,9 @@
  * ingest side only through the fleet's lock, the store's own locking, atomic counters and
  * fv_ingest_keys_changed. The WAL writer and the store worker only wake the loop
  * (wake_loop), as does a signal handler (fv_server_wake); the audit syncer wakes the API
- * thread. A context is retired on shutdown only once no waker is inside it (fv_loopref).
+ * thread, as does the MQTT publisher (its thread and keystore of its own; the fleet read
+ * under F1; its audit records written by the API thread). A context is retired on shutdown
+ * only once no waker is inside it (fv_loopref).
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -12,6 +12,7 @@ installed (scripts/deps.sh installs it)."""
 import glob
 import json
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -29,10 +30,10 @@ def broker(env, port, name="mosquitto", tls=""):
     """A mosquitto on 127.0.0.1:port (tls: extra config lines for a TLS listener)."""
     conf = os.path.join(env.root, name + ".conf")
     with open(conf, "w") as f:
-        # user root: started as root, mosquitto would drop to its own user, who cannot read
-        # the test's 0600 key files
+        # started as root, mosquitto drops to its own user, who cannot read the test's 0600
+        # key files: it stays whoever runs the test
         f.write(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                f"user {os.environ.get('USER') or 'root'}\n{tls}")
+                f"user {pwd.getpwuid(os.getuid()).pw_name}\n{tls}")
     logf = open(os.path.join(env.root, name + ".log"), "a")
     p = subprocess.Popen(["mosquitto", "-c", conf], stdout=logf, stderr=logf)
     deadline = time.time() + 10
