@@ -466,7 +466,10 @@ int fv_store_add_event(struct fv_store *s, const char *pseudo, const unsigned ch
 static void forget(struct fv_store *s, const char *pseudo)
 {
     unsigned char subject[FV_SUBJECT_LEN];
-    if (fv_subject_from_hex(pseudo, subject) == FV_OK) fv_store__cache_forget(s, subject);
+    if (fv_subject_from_hex(pseudo, subject) == FV_OK) {
+        fv_store__cache_forget(s, subject);
+        fv_store__lastvals_forget(s, subject);
+    }
     struct head *heads[2] = {s->head, s->frozen};
     for (int i = 0; i < 2; i++) {
         /* The frozen head may be in the worker's hands; it is only dropped from the active

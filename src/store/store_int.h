@@ -10,7 +10,9 @@
  *                   flushes, merges, retention and purges, installing their results;
  *   store_worker.c  the worker thread: a frozen head encoded into a part (flush), parts
  *                   merged into one (compaction, retention, purge);
- *   store_query.c   queries on the event loop: the block cache, snapshots, cursors, chunks.
+ *   store_query.c   queries on the event loop: the block cache, snapshots, cursors, chunks;
+ *   store_last.c    the fleet view's one value per subject, from the parts' last values
+ *                   (lastvals.h) and the heads when they can say, else through a query.
  *
  * Threads: struct fv_store is written by the event loop (ingest into the head, tick) and
  * read by queries from another thread (the API's), so its state is under lk: the heads, the
@@ -181,5 +183,9 @@ void *fv_store__worker_main(void *arg);
 void fv_store__cache_forget(struct fv_store *s, const unsigned char subject[FV_SUBJECT_LEN]);
 /* Drops every cached block and the cache's index (fv_store_close). */
 void fv_store__cache_free(struct fv_store *s);
+
+/* store_last.c */
+/* Drops the decoded last values of one subject kept with the live parts (takes cache_mu). */
+void fv_store__lastvals_forget(struct fv_store *s, const unsigned char subject[FV_SUBJECT_LEN]);
 
 #endif
