@@ -9,8 +9,8 @@
 #include "util/err.h"
 
 /* Folds one entry (a sample, or another record's entry) into lv; v is copied unless amb. */
-static int put_entry(struct fv_lastvals *lv, uint32_t field, int64_t first_t, int64_t last_t,
-                     int amb, const struct fv_value *v)
+static int put_entry(struct fv_lastvals *lv, uint32_t field, int64_t last_t, int amb,
+                     const struct fv_value *v)
 {
     uintptr_t at = (uintptr_t)fv_map_get_u64(&lv->idx, field);
     if (at == 0) {
@@ -24,7 +24,6 @@ static int put_entry(struct fv_lastvals *lv, uint32_t field, int64_t first_t, in
         struct fv_lastval *e = &lv->e[lv->n];
         memset(e, 0, sizeof *e);
         e->field = field;
-        e->first_t = first_t;
         e->last_t = last_t;
         e->amb = (uint8_t)(amb != 0);
         if (!amb && fv_value_copy(&e->v, v) != FV_OK) return FV_ENOMEM;
@@ -36,7 +35,6 @@ static int put_entry(struct fv_lastvals *lv, uint32_t field, int64_t first_t, in
         return FV_OK;
     }
     struct fv_lastval *e = &lv->e[at - 1];
-    if (first_t < e->first_t) e->first_t = first_t;
     if (last_t < e->last_t) return FV_OK;
     if (last_t == e->last_t) {
         /* two samples at the last time: which one a reader sees depends on its order */
@@ -56,7 +54,7 @@ static int put_entry(struct fv_lastvals *lv, uint32_t field, int64_t first_t, in
 
 int fv_lastvals_add(struct fv_lastvals *lv, int64_t t, uint32_t field, const struct fv_value *v)
 {
-    return put_entry(lv, field, t, t, v->kind == FV_VK_NONE, v);
+    return put_entry(lv, field, t, v->kind == FV_VK_NONE, v);
 }
 
 int fv_lastvals_merge(struct fv_lastvals *dst, const struct fv_lastvals *src)
@@ -64,7 +62,7 @@ int fv_lastvals_merge(struct fv_lastvals *dst, const struct fv_lastvals *src)
     int rc = FV_OK;
     for (size_t i = 0; rc == FV_OK && i < src->n; i++) {
         const struct fv_lastval *e = &src->e[i];
-        rc = put_entry(dst, e->field, e->first_t, e->last_t, e->amb, &e->v);
+        rc = put_entry(dst, e->field, e->last_t, e->amb, &e->v);
     }
     return rc;
 }
@@ -123,20 +121,19 @@ static int encode_chunk(const struct fv_lastval **by, size_t n, struct fv_datum 
 int fv_lastvals_encode(struct fv_lastvals *lv, struct fv_buf *out)
 {
     reindex(lv);
-    size_t start = out->len;
+    size_t start = out->len, namb = 0, nv = 0;
+    for (size_t i = 0; i < lv->n; i++)
+        namb += lv->e[i].amb;
+    nv = lv->n - namb;
     unsigned char ver = FV_LASTVALS_VERSION;
     int rc = fv_buf_append(out, &ver, 1);
-    if (rc == FV_OK) rc = fv_put_uvarint(out, lv->n);
-    size_t nv = 0;
-    for (size_t i = 0; rc == FV_OK && i < lv->n; i++) {
-        const struct fv_lastval *e = &lv->e[i];
-        unsigned char fl = e->amb ? 1 : 0;
-        rc = fv_put_uvarint(out, e->field);
-        if (rc == FV_OK) rc = fv_put_uvarint(out, fv_zigzag((uint64_t)e->first_t));
-        if (rc == FV_OK) rc = fv_put_uvarint(out, (uint64_t)e->last_t - (uint64_t)e->first_t);
-        if (rc == FV_OK) rc = fv_buf_append(out, &fl, 1);
-        nv += !e->amb;
-    }
+    if (rc == FV_OK) rc = fv_put_uvarint(out, namb);
+    for (size_t i = 0; rc == FV_OK && i < lv->n; i++)
+        if (lv->e[i].amb) {
+            rc = fv_put_uvarint(out, lv->e[i].field);
+            if (rc == FV_OK) rc = fv_put_uvarint(out, fv_zigzag((uint64_t)lv->e[i].last_t));
+        }
+    if (rc == FV_OK) rc = fv_put_uvarint(out, nv);
     const struct fv_lastval **by = malloc((nv ? nv : 1) * sizeof *by);
     struct fv_datum *d = malloc((nv ? nv : 1) * sizeof *d);
     struct fv_block_frame *fr = malloc((nv ? nv : 1) * sizeof *fr);
@@ -165,12 +162,31 @@ int fv_lastvals_encode(struct fv_lastvals *lv, struct fv_buf *out)
     return rc;
 }
 
+/* Appends a decoded entry (taking its value). */
+static int push(struct fv_lastvals *lv, const struct fv_lastval *e)
+{
+    if (lv->n == lv->cap) {
+        size_t nc = lv->cap ? lv->cap * 2 : 32;
+        struct fv_lastval *m = realloc(lv->e, nc * sizeof *m);
+        if (m == NULL) return FV_ENOMEM;
+        lv->e = m;
+        lv->cap = nc;
+    }
+    lv->e[lv->n++] = *e;
+    return FV_OK;
+}
+
 #define BAD(...)                                                                                   \
     do {                                                                                           \
         fv_seterr(err, errlen, __VA_ARGS__);                                                       \
         rc = FV_ECORRUPT;                                                                          \
         goto out;                                                                                  \
     } while (0)
+
+static int cmp_field_key(const void *a, const void *b)
+{
+    return cmp_field(a, b);
+}
 
 int fv_lastvals_decode(const unsigned char *p, size_t n, struct fv_lastvals *out, char *err,
                        size_t errlen)
@@ -179,52 +195,48 @@ int fv_lastvals_decode(const unsigned char *p, size_t n, struct fv_lastvals *out
     fv_rd_init(&r, p, n);
     struct fv_block b = {0};
     uint8_t ver;
-    uint64_t cnt;
+    uint64_t namb, nval;
     int rc = FV_OK;
-    size_t nv = 0, got = 0;
     if (fv_rd_u8(&r, &ver) || ver != FV_LASTVALS_VERSION) BAD("last values: version");
-    if (fv_rd_uvarint(&r, &cnt) || cnt > FV_LASTVALS_MAX || cnt > n) BAD("last values: count");
-    out->e = calloc(cnt ? cnt : 1, sizeof *out->e);
-    if (out->e == NULL) return FV_ENOMEM;
-    out->cap = cnt ? cnt : 1;
-    for (uint64_t i = 0; i < cnt; i++) {
-        uint64_t f, zf, span;
-        uint8_t fl;
-        if (fv_rd_uvarint(&r, &f) || fv_rd_uvarint(&r, &zf) || fv_rd_uvarint(&r, &span) ||
-            fv_rd_u8(&r, &fl))
-            BAD("last values: entry %llu cut", (unsigned long long)i);
-        struct fv_lastval *e = &out->e[out->n];
-        e->first_t = (int64_t)fv_unzigzag(zf);
-        e->last_t = (int64_t)((uint64_t)e->first_t + span);
-        if (f > UINT32_MAX || (fl & ~1u) || e->last_t < e->first_t ||
+    if (fv_rd_uvarint(&r, &namb) || namb > FV_LASTVALS_MAX || namb > n) BAD("last values: count");
+    for (uint64_t i = 0; i < namb; i++) {
+        uint64_t f, zt;
+        if (fv_rd_uvarint(&r, &f) || fv_rd_uvarint(&r, &zt) || f > UINT32_MAX ||
             (out->n && out->e[out->n - 1].field >= f))
-            BAD("last values: entry %llu invalid", (unsigned long long)i);
-        e->field = (uint32_t)f;
-        e->amb = fl & 1;
-        nv += !e->amb;
-        out->n++;
+            BAD("last values: ambiguous entry %llu invalid", (unsigned long long)i);
+        struct fv_lastval e = {.field = (uint32_t)f, .amb = 1, .last_t = (int64_t)fv_unzigzag(zt)};
+        rc = push(out, &e);
+        if (rc) goto out;
     }
+    if (fv_rd_uvarint(&r, &nval) || nval > FV_LASTVALS_MAX) BAD("last values: value count");
     while (r.off < r.n) {
         uint64_t len;
         const unsigned char *q;
         if (fv_rd_uvarint(&r, &len) || len > r.n - r.off || fv_rd_bytes(&r, (size_t)len, &q))
             BAD("last values: block cut");
         fv_block_free(&b);
-        memset(&b, 0, sizeof b);
         rc = fv_block_decode(q, (size_t)len, NULL, 0, 0, &b, err, errlen);
         if (rc) goto out;
+        if (out->n + b.ncols > FV_LASTVALS_MAX) BAD("last values: too many");
         for (size_t c = 0; c < b.ncols; c++) {
             const struct fv_block_col *col = &b.cols[c];
-            struct fv_lastval *e = (struct fv_lastval *)fv_lastvals_find(out, col->field);
-            if (e == NULL || e->amb || e->v.kind != FV_VK_NONE || col->n != 1 ||
-                b.t[col->row[0]] != e->last_t || col->v[0].kind == FV_VK_NONE)
-                BAD("last values: value of field %u does not match its entry", col->field);
-            rc = fv_value_copy(&e->v, &col->v[0]);
-            if (rc) goto out;
-            got++;
+            if (col->n != 1 || col->v[0].kind == FV_VK_NONE)
+                BAD("last values: field %u has %zu values", col->field, col->n);
+            struct fv_lastval e = {.field = col->field, .last_t = b.t[col->row[0]]};
+            rc = fv_value_copy(&e.v, &col->v[0]);
+            if (rc == FV_OK) rc = push(out, &e);
+            if (rc) {
+                fv_value_clear(&e.v);
+                goto out;
+            }
         }
     }
-    if (got != nv) BAD("last values: %zu of %zu values present", got, nv);
+    if (out->n != namb + nval)
+        BAD("last values: %zu of %llu values", out->n - (size_t)namb, (unsigned long long)nval);
+    if (out->n) qsort(out->e, out->n, sizeof *out->e, cmp_field_key);
+    for (size_t i = 1; i < out->n; i++)
+        if (out->e[i - 1].field == out->e[i].field)
+            BAD("last values: field %u twice", out->e[i].field);
 out:
     fv_block_free(&b);
     return rc;

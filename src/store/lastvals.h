@@ -1,30 +1,30 @@
 /*
  * lastvals.h - one subject's "last values" in one part: for every signal it has there, the
- * time of its first and last sample and the value of the last one. The fleet view
- * (store.h, fv_store_last) answers from these, in memory, instead of decoding blocks.
+ * time and value of its last sample. The fleet view (store.h, fv_store_last) answers from
+ * these, in memory, instead of decoding blocks.
  *
- * A part keeps one such record per subject (part.h, version 3), sealed with the subject's
- * data key like its blocks. The worker builds it while it writes the part: from the frames
- * it encodes (flush), or by combining its inputs' records (compaction), or from the kept
- * blocks when blocks went (retention) or an input has none (older parts).
+ * A part keeps one such record per subject (part.h, version 3), compressed and sealed with
+ * the subject's data key like its blocks. The worker builds it while it writes the part:
+ * from the frames it encodes (flush), or by combining its inputs' records (compaction), or
+ * from the kept blocks when blocks went (retention) or an input has none (older parts).
  *
  * Ambiguity: when several samples of a signal share its last time (a resend, a duplicated
  * signal in one frame, or equal times in two parts), which one a query shows depends on the
  * order blocks are read in; the entry is then marked ambiguous, carries no value, and the
  * reader falls back to decoding (the answer stays exactly the decoding path's).
  *
- * Plaintext format (varints LEB128, times zigzag-encoded):
+ * Plaintext format (varints LEB128), as small as it can be (a part holds one per subject;
+ * the time a signal was last seen is mostly its frame's, stored once):
  *   u8     version = 1
- *   varint n                            entries, ascending field, each field once
- *   per entry: varint field | varint zigzag(first_t) | varint (last_t - first_t) | u8 flags
- *              (bit 0: ambiguous; other bits zero)
+ *   varint namb                         ambiguous entries, ascending field
+ *   per ambiguous entry: varint field | varint zigzag(last_t)
+ *   varint nval                         entries with a value
  *   then, up to the end, blocks, each: varint len | a block plaintext (block.h) of len
- *   bytes. Together they hold, for every entry not ambiguous, its value as the one datum of
- *   its field in the frame at its last_t (frames grouped by time); a block holds the values
- *   of a run of consecutive fields (at most 4096, fewer if a block would break block.h's
- *   limits). No blocks when every entry is ambiguous.
- * Decoding rejects anything inconsistent (an entry without its value, a value at another
- * time, a value for an unknown or ambiguous field) with FV_ECORRUPT.
+ *   bytes. Together they hold every other entry: its value as the one datum of its field in
+ *   the frame at its last_t (frames grouped by time); a block holds the values of a run of
+ *   consecutive fields (at most 4096, fewer if a block would break block.h's limits).
+ * Decoding rejects anything inconsistent (a field twice, a value of kind NONE, other than
+ * nval values) with FV_ECORRUPT.
  *
  * Threads: no shared state; a struct fv_lastvals has one owner at a time.
  */
@@ -44,7 +44,7 @@
 struct fv_lastval {
     uint32_t field;
     uint8_t amb; /* several samples at last_t: no value (see above) */
-    int64_t first_t, last_t;
+    int64_t last_t;
     struct fv_value v; /* the sample at last_t (strings owned); kind NONE when amb */
 };
 

@@ -435,7 +435,7 @@ int fv_part_open_last(const struct fv_part *p, size_t i, const unsigned char dek
                       struct fv_buf *plain, char *err, size_t errlen)
 {
     const struct fv_part_last *l = &p->last[i];
-    struct fv_buf sealed = {0};
+    struct fv_buf sealed = {0}, z = {0};
     int rc = fv_buf_reserve(&sealed, l->len);
     if (rc) return rc;
     ssize_t n = pread(p->fd, sealed.data, l->len, (off_t)l->off);
@@ -450,14 +450,34 @@ int fv_part_open_last(const struct fv_part *p, size_t i, const unsigned char dek
     } else {
         unsigned char aad[FV_PART_LAST_AAD];
         last_aad(p, l->subject, aad);
-        fv_buf_reset(plain);
-        rc = fv_open(dek, aad, sizeof aad, sealed.data, (size_t)n, plain);
+        rc = fv_open(dek, aad, sizeof aad, sealed.data, (size_t)n, &z);
         if (rc == FV_ECORRUPT)
             fv_seterr(err, errlen,
                       "%s: offset %llu: last values fail authentication (altered, or not this "
                       "subject's)",
                       p->path, (unsigned long long)l->off);
     }
+    if (rc == FV_OK) {
+        unsigned long long raw = ZSTD_getFrameContentSize(z.data, z.len);
+        fv_buf_reset(plain);
+        if (raw == ZSTD_CONTENTSIZE_UNKNOWN || raw == ZSTD_CONTENTSIZE_ERROR ||
+            raw > FV_BLOCK_MAX_RAW)
+            rc = FV_ECORRUPT;
+        else
+            rc = fv_buf_reserve(plain, raw ? (size_t)raw : 1);
+        if (rc == FV_OK) {
+            size_t got = ZSTD_decompress(plain->data, (size_t)raw, z.data, z.len);
+            if (ZSTD_isError(got) || got != raw)
+                rc = FV_ECORRUPT;
+            else
+                plain->len = got;
+        }
+        if (rc == FV_ECORRUPT)
+            fv_seterr(err, errlen, "%s: offset %llu: last values do not decompress", p->path,
+                      (unsigned long long)l->off);
+    }
+    if (z.data) OPENSSL_cleanse(z.data, z.len);
+    fv_buf_free(&z);
     fv_buf_free(&sealed);
     return rc;
 }
@@ -610,8 +630,19 @@ int fv_part_writer_add_last(struct fv_part_writer *w, const unsigned char subjec
     struct fv_part p = {.gen_lo = w->gen_lo, .gen_hi = w->gen_hi};
     unsigned char aad[FV_PART_LAST_AAD];
     last_aad(&p, subject, aad);
+    if (len == 0 || len > FV_BLOCK_MAX_RAW) return FV_EINVAL;
+    size_t bound = ZSTD_compressBound(len);
+    fv_buf_reset(&w->z);
+    int rc = fv_buf_reserve(&w->z, bound);
+    if (rc) return rc;
+    size_t zn = ZSTD_compressCCtx(w->zc, w->z.data, bound, plain, len, 3);
+    if (ZSTD_isError(zn)) {
+        fv_seterr(err, errlen, "zstd: %s", ZSTD_getErrorName(zn));
+        return FV_EIO;
+    }
+    w->z.len = zn;
     fv_buf_reset(&w->sealed);
-    int rc = fv_seal(dek, aad, sizeof aad, plain, len, &w->sealed);
+    rc = fv_seal(dek, aad, sizeof aad, w->z.data, w->z.len, &w->sealed);
     if (rc == FV_OK && w->sealed.len > UINT32_MAX) rc = FV_ELIMIT;
     if (rc == FV_OK)
         rc = fv_os_write_all(w->fd, w->sealed.data, w->sealed.len, w->tmp, err, errlen);

@@ -14,10 +14,11 @@
  *                     u64 gen_hi | u32 CRC-32C of bytes 0..31
  *   blocks, back to back: nonce(12) || AES-256-GCM(DEK, zstd(block plaintext), aad) || tag;
  *   among them (version 3), at most one last-values record per subject:
- *       nonce(12) || AES-256-GCM(DEK, last-values plaintext (store/lastvals.h), aad) || tag
+ *       nonce(12) || AES-256-GCM(DEK, zstd(last-values plaintext: store/lastvals.h), aad)
+ *       || tag (the zstd frame states its content size, at most 64 MiB)
  *     with aad "fvlast1" (7 bytes) || subject[16] || u64 gen_lo || u64 gen_hi: a record
  *     moved to another subject or part fails to open. It sums up the subject's frames in
- *     this part (each signal's first and last time, the last value) for the fleet view.
+ *     this part (each signal's last time and value) for the fleet view.
  *   index, zstd-compressed; plaintext:
  *       varint nclasses, then per class: varint len, name bytes
  *       varint flags (FV_PART_F_*)

@@ -5,8 +5,9 @@
  *
  * Invariants: the answer is the decoding path's, exactly: memory answers only when exactly
  * one sample holds the newest time in range across the heads and the parts, and a part
- * answers only when the range's end is at or after its newest sample of the signal (or
- * before its first); anything else decodes. A decoded last-values record is kept only with
+ * answers only when the range's end is at or after its newest sample of the signal (a
+ * part whose blocks of the subject, by their index times, hold no frame in range says
+ * nothing); anything else decodes. A decoded last-values record is kept only with
  * the key that opened it, and a subject's records are dropped when it is forgotten (T4).
  *
  * Threads: any thread (the server's API thread), like fv_store_query. The heads' frames of
@@ -68,7 +69,7 @@ static int head_last(const struct head *hd, const char *pseudo, uint32_t field, 
 static int entry_last(const struct fv_lastval *e, int64_t from, int64_t to, struct cand *c,
                       int *unknown)
 {
-    if (e == NULL || e->first_t > to || e->last_t < from) return FV_OK;
+    if (e == NULL || e->last_t < from) return FV_OK;
     if (e->last_t > to) {
         *unknown = 1;
         return FV_OK;
