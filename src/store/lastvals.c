@@ -8,30 +8,34 @@
 #include "store/lastvals.h"
 #include "util/err.h"
 
+/* Appends an entry (taking its value). */
+static int push(struct fv_lastvals *lv, const struct fv_lastval *e)
+{
+    if (lv->n == lv->cap) {
+        size_t nc = lv->cap ? lv->cap * 2 : 32;
+        struct fv_lastval *m = realloc(lv->e, nc * sizeof *m);
+        if (m == NULL) return FV_ENOMEM;
+        lv->e = m;
+        lv->cap = nc;
+    }
+    lv->e[lv->n++] = *e;
+    return FV_OK;
+}
+
 /* Folds one entry (a sample, or another record's entry) into lv; v is copied unless amb. */
 static int put_entry(struct fv_lastvals *lv, uint32_t field, int64_t last_t, int amb,
                      const struct fv_value *v)
 {
     uintptr_t at = (uintptr_t)fv_map_get_u64(&lv->idx, field);
     if (at == 0) {
-        if (lv->n == lv->cap) {
-            size_t nc = lv->cap ? lv->cap * 2 : 32;
-            struct fv_lastval *m = realloc(lv->e, nc * sizeof *m);
-            if (m == NULL) return FV_ENOMEM;
-            lv->e = m;
-            lv->cap = nc;
-        }
-        struct fv_lastval *e = &lv->e[lv->n];
-        memset(e, 0, sizeof *e);
-        e->field = field;
-        e->last_t = last_t;
-        e->amb = (uint8_t)(amb != 0);
-        if (!amb && fv_value_copy(&e->v, v) != FV_OK) return FV_ENOMEM;
-        if (fv_map_put_u64(&lv->idx, field, (void *)(uintptr_t)(lv->n + 1)) != FV_OK) {
-            fv_value_clear(&e->v);
+        struct fv_lastval e = {.field = field, .amb = (uint8_t)(amb != 0), .last_t = last_t};
+        if (!amb && fv_value_copy(&e.v, v) != FV_OK) return FV_ENOMEM;
+        if (fv_map_put_u64(&lv->idx, field, (void *)(uintptr_t)(lv->n + 1)) != FV_OK ||
+            push(lv, &e) != FV_OK) {
+            fv_map_del_u64(&lv->idx, field);
+            fv_value_clear(&e.v);
             return FV_ENOMEM;
         }
-        lv->n++;
         return FV_OK;
     }
     struct fv_lastval *e = &lv->e[at - 1];
@@ -160,20 +164,6 @@ int fv_lastvals_encode(struct fv_lastvals *lv, struct fv_buf *out)
     free(fr);
     if (rc) out->len = start;
     return rc;
-}
-
-/* Appends a decoded entry (taking its value). */
-static int push(struct fv_lastvals *lv, const struct fv_lastval *e)
-{
-    if (lv->n == lv->cap) {
-        size_t nc = lv->cap ? lv->cap * 2 : 32;
-        struct fv_lastval *m = realloc(lv->e, nc * sizeof *m);
-        if (m == NULL) return FV_ENOMEM;
-        lv->e = m;
-        lv->cap = nc;
-    }
-    lv->e[lv->n++] = *e;
-    return FV_OK;
 }
 
 #define BAD(...)                                                                                   \
