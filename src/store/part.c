@@ -431,11 +431,11 @@ static void last_aad(const struct fv_part *p, const unsigned char subject[FV_SUB
     fv_put_u64(aad + 15 + FV_SUBJECT_LEN, p->gen_hi);
 }
 
-int fv_part_open_last(const struct fv_part *p, size_t i, const unsigned char dek[32],
-                      struct fv_buf *plain, char *err, size_t errlen)
+int fv_part_read_last(const struct fv_part *p, size_t i, const unsigned char dek[32],
+                      struct fv_buf *z, char *err, size_t errlen)
 {
     const struct fv_part_last *l = &p->last[i];
-    struct fv_buf sealed = {0}, z = {0};
+    struct fv_buf sealed = {0};
     int rc = fv_buf_reserve(&sealed, l->len);
     if (rc) return rc;
     ssize_t n = pread(p->fd, sealed.data, l->len, (off_t)l->off);
@@ -450,35 +450,51 @@ int fv_part_open_last(const struct fv_part *p, size_t i, const unsigned char dek
     } else {
         unsigned char aad[FV_PART_LAST_AAD];
         last_aad(p, l->subject, aad);
-        rc = fv_open(dek, aad, sizeof aad, sealed.data, (size_t)n, &z);
+        fv_buf_reset(z);
+        rc = fv_open(dek, aad, sizeof aad, sealed.data, (size_t)n, z);
         if (rc == FV_ECORRUPT)
             fv_seterr(err, errlen,
                       "%s: offset %llu: last values fail authentication (altered, or not this "
                       "subject's)",
                       p->path, (unsigned long long)l->off);
     }
+    fv_buf_free(&sealed);
+    return rc;
+}
+
+int fv_part_inflate_last(const struct fv_part *p, size_t i, ZSTD_DCtx *zd, const unsigned char *z,
+                         size_t zlen, struct fv_buf *plain, char *err, size_t errlen)
+{
+    unsigned long long raw = ZSTD_getFrameContentSize(z, zlen);
+    int rc = FV_OK;
+    fv_buf_reset(plain);
+    if (raw == ZSTD_CONTENTSIZE_UNKNOWN || raw == ZSTD_CONTENTSIZE_ERROR || raw == 0 ||
+        raw > FV_BLOCK_MAX_RAW)
+        rc = FV_ECORRUPT;
+    else
+        rc = fv_buf_reserve(plain, (size_t)raw);
     if (rc == FV_OK) {
-        unsigned long long raw = ZSTD_getFrameContentSize(z.data, z.len);
-        fv_buf_reset(plain);
-        if (raw == ZSTD_CONTENTSIZE_UNKNOWN || raw == ZSTD_CONTENTSIZE_ERROR ||
-            raw > FV_BLOCK_MAX_RAW)
+        size_t got = zd ? ZSTD_decompressDCtx(zd, plain->data, (size_t)raw, z, zlen)
+                        : ZSTD_decompress(plain->data, (size_t)raw, z, zlen);
+        if (ZSTD_isError(got) || got != raw)
             rc = FV_ECORRUPT;
         else
-            rc = fv_buf_reserve(plain, raw ? (size_t)raw : 1);
-        if (rc == FV_OK) {
-            size_t got = ZSTD_decompress(plain->data, (size_t)raw, z.data, z.len);
-            if (ZSTD_isError(got) || got != raw)
-                rc = FV_ECORRUPT;
-            else
-                plain->len = got;
-        }
-        if (rc == FV_ECORRUPT)
-            fv_seterr(err, errlen, "%s: offset %llu: last values do not decompress", p->path,
-                      (unsigned long long)l->off);
+            plain->len = got;
     }
+    if (rc == FV_ECORRUPT)
+        fv_seterr(err, errlen, "%s: offset %llu: last values do not decompress", p->path,
+                  (unsigned long long)p->last[i].off);
+    return rc;
+}
+
+int fv_part_open_last(const struct fv_part *p, size_t i, const unsigned char dek[32], ZSTD_DCtx *zd,
+                      struct fv_buf *plain, char *err, size_t errlen)
+{
+    struct fv_buf z = {0};
+    int rc = fv_part_read_last(p, i, dek, &z, err, errlen);
+    if (rc == FV_OK) rc = fv_part_inflate_last(p, i, zd, z.data, z.len, plain, err, errlen);
     if (z.data) OPENSSL_cleanse(z.data, z.len);
     fv_buf_free(&z);
-    fv_buf_free(&sealed);
     return rc;
 }
 

@@ -80,6 +80,7 @@
 #define FV_PART_LAST_AAD     (7 + FV_SUBJECT_LEN + 16) /* its sealed record's aad */
 
 struct fv_lastvals;
+typedef struct ZSTD_DCtx_s ZSTD_DCtx; /* zstd.h */
 
 struct fv_part_entry {
     unsigned char subject[FV_SUBJECT_LEN];
@@ -150,9 +151,17 @@ int fv_part_open_block(const struct fv_part *p, size_t i, const unsigned char de
 
 /* Index of subject's last-values record, or p->nlast when it has none. */
 size_t fv_part_find_last(const struct fv_part *p, const unsigned char subject[FV_SUBJECT_LEN]);
-/* Reads, checks and decrypts last-values record i into plain (FV_ECORRUPT names the file and
- * offset). */
-int fv_part_open_last(const struct fv_part *p, size_t i, const unsigned char dek[32],
+/* Reads, checks and decrypts last-values record i into z (still compressed; FV_ECORRUPT
+ * names the file and offset). */
+int fv_part_read_last(const struct fv_part *p, size_t i, const unsigned char dek[32],
+                      struct fv_buf *z, char *err, size_t errlen);
+/* Decompresses what fv_part_read_last gave into plain, with zd (a zstd decompression
+ * context the caller owns and does not share meanwhile; NULL: a new one, which costs more
+ * than decompressing a record). */
+int fv_part_inflate_last(const struct fv_part *p, size_t i, ZSTD_DCtx *zd, const unsigned char *z,
+                         size_t zlen, struct fv_buf *plain, char *err, size_t errlen);
+/* Both: record i's plaintext. */
+int fv_part_open_last(const struct fv_part *p, size_t i, const unsigned char dek[32], ZSTD_DCtx *zd,
                       struct fv_buf *plain, char *err, size_t errlen);
 
 /* Writer. */

@@ -43,7 +43,8 @@
  *     requested full compaction is given up (and reported) after 3 failures in a row.
  *
  * Threads: the head's input (fv_store_add_*, fv_store_hold_wal) and maintenance
- * (fv_store_tick, fv_store_drain) are called from one thread, the event loop; queries, stats,
+ * (fv_store_tick, fv_store_drain) are called from one thread, the event loop; queries
+ * (fv_store_query, fv_store_last), stats,
  * parts, failures, purge, forget and fv_store_compact_all from any thread (the server's API
  * thread): the store locks its state inside each call, for short copies only (a query's
  * blocks are read and decrypted outside the lock). The worker owns only the job it was

@@ -19,7 +19,8 @@
  * part list, jobs' installation, requests (purge, full compaction), failures and stats. Every
  * public function takes lk for as long as it touches that state and no longer: a query copies
  * its subject's head frames and references its parts under lk, then reads blocks without it.
- * The block cache (cache, lru_*, cache_used, st.cache_hits/misses) is under cache_mu (lock
+ * The block cache (cache, lru_*, cache_used, st.cache_hits/misses), the parts' decoded
+ * last values (fv_part.lvc), zd and st.last_indexed/last_decoded are under cache_mu (lock
  * order: lk, then cache_mu). todo, done and stop are under mu (shared with the worker); cfg
  * and wake the worker only reads (nothing changes cfg after fv_store_open; the server calls
  * fv_store_set_wake before its first tick). A job handed to the worker (s->job, state
@@ -153,6 +154,7 @@ struct fv_store {
     struct fv_map cache;
     struct cent *lru_head, *lru_tail; /* head = most recent */
     uint64_t cache_used;
+    ZSTD_DCtx *zd; /* under cache_mu: decompresses last-values records (store_last.c) */
 };
 
 /* ---- functions shared between the store's files ------------------------------------------- */

@@ -90,10 +90,18 @@ static int part_last(struct fv_store *s, struct fv_part *p, size_t li, const uns
         return rc;
     }
     pthread_mutex_unlock(&s->cache_mu);
-    struct fv_buf plain = {0};
-    struct fv_lastvals *lv = calloc(1, sizeof *lv);
+    struct fv_buf z = {0}, plain = {0};
     char err[256];
-    int rc = lv ? fv_part_open_last(p, li, dek, &plain, err, sizeof err) : FV_ENOMEM;
+    int rc = fv_part_read_last(p, li, dek, &z, err, sizeof err); /* I/O: no lock */
+    if (rc == FV_OK) {
+        pthread_mutex_lock(&s->cache_mu); /* the store's decompression context: short */
+        rc = fv_part_inflate_last(p, li, s->zd, z.data, z.len, &plain, err, sizeof err);
+        pthread_mutex_unlock(&s->cache_mu);
+    }
+    if (z.data) OPENSSL_cleanse(z.data, z.len);
+    fv_buf_free(&z);
+    struct fv_lastvals *lv = calloc(1, sizeof *lv);
+    if (rc == FV_OK && lv == NULL) rc = FV_ENOMEM;
     if (rc == FV_OK) rc = fv_lastvals_decode(plain.data, plain.len, lv, err, sizeof err);
     if (plain.data) OPENSSL_cleanse(plain.data, plain.len);
     fv_buf_free(&plain);

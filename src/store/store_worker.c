@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
+#include <zstd.h>
 
 #include "store/block.h"
 #include "store/lastvals.h"
@@ -519,6 +520,7 @@ struct msubj {
     struct gent *kept;        /* its input blocks that go to the output */
     size_t nkept, capkept;
     size_t expired; /* its blocks retention dropped */
+    ZSTD_DCtx *zd;  /* the merge's, for its inputs' last values (NULL: one-shot) */
 };
 
 /* Adds the frames of the subject's kept blocks to lv; FV_ECORRUPT if one cannot be read. */
@@ -562,7 +564,7 @@ static int lastvals_from_inputs(const struct job *j, const struct msubj *m, stru
         }
         char why[256];
         struct fv_lastvals one = {0};
-        rc = fv_part_open_last(p, li, m->key->key, &plain, why, sizeof why);
+        rc = fv_part_open_last(p, li, m->key->key, m->zd, &plain, why, sizeof why);
         if (rc == FV_OK) rc = fv_lastvals_decode(plain.data, plain.len, &one, why, sizeof why);
         if (rc == FV_OK) rc = fv_lastvals_merge(lv, &one);
         fv_lastvals_clear(&one);
@@ -608,7 +610,7 @@ static int run_merge(const struct fv_store_config *cfg, struct job *j)
     struct gent *g = NULL;
     size_t capg = 0;
     struct fv_buf raw = {0}, sealed = {0};
-    struct msubj ms = {0};
+    struct msubj ms = {.zd = ZSTD_createDCtx()};
     int have_subject = 0;
     if (mc == NULL) rc = FV_ENOMEM;
     for (size_t k = 0; k < j->nin && mc; k++)
@@ -686,6 +688,7 @@ static int run_merge(const struct fv_store_config *cfg, struct job *j)
     }
     if (rc == FV_OK && have_subject) rc = finish_subject(j, w, &ms);
     free(ms.kept);
+    ZSTD_freeDCtx(ms.zd);
     free(mc);
     free(g);
     fv_buf_free(&raw);
