@@ -102,7 +102,10 @@ void fv_api_fleet(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
         if (have && (ctx->d.obligations & FV_OBLIGE_LOCATION_PRIVACY) &&
             (fv_signal_place(f) != FV_PLACE_NONE || last.kind == FV_VK_LOCATION)) /* G8 */
             fv_query__load_trim(v, ctx, pseudo, dek, lt, lt);
-        if (!have) continue;
+        if (!have) {
+            fv_value_clear(&last); /* found, but not to be shown */
+            continue;
+        }
         char shown[65];
         if (v->guard)
             fv_guard_show_id(v->guard, ctx, d->id, shown);
