@@ -194,7 +194,9 @@ static int put_frames(struct put *P, const struct fv_block_frame *fr, size_t nfr
         size_t ne = nev - eat < step ? nev - eat : step;
         int rc;
         for (;;) {
-            rc = put_block(P, fr + at, n, at, ev + eat, ne, P->ka ? keep_class : NULL, P->ka, 1);
+            /* (no pointer arithmetic on an absent list: undefined, clang's UBSan says) */
+            rc = put_block(P, fr ? fr + at : NULL, n, at, ev ? ev + eat : NULL, ne,
+                           P->ka ? keep_class : NULL, P->ka, 1);
             if (rc != FV_ELIMIT || n + ne <= 1) break;
             if (n > 1 && n >= ne)
                 n = (n + 1) / 2;
