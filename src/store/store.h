@@ -20,7 +20,9 @@
  *  T3 readers see each record once: a frozen head is released in the same event-loop step
  *     that installs the part written from it;
  *  T4 blocks are sealed with their subject's data key; a subject whose key is gone
- *     (destroyed) is dropped by the next compaction of each part that holds it.
+ *     (destroyed) is dropped by the next compaction of each part that holds it. So are a
+ *     part's last values of the subject (lastvals.h: sealed the same way; their decoded
+ *     copies in memory are dropped at once by fv_store_forget and fv_store_purge).
  *  T5 a record in the WAL but not in the head (adding it failed: fv_store_hold_wal) is
  *     replayed at the next start, exactly once: from the hold on, no WAL file is deleted,
  *     and flushes write provisional parts (part.h, FV_PART_F_PROVISIONAL) that claim no WAL

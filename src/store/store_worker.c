@@ -10,7 +10,10 @@
  * are sealed with their subject's key, and a subject whose key is gone is dropped (T4); a
  * block goes to retention only when both its newest record time and its newest receive time
  * are past the class's retention (T6); an input block that cannot be read is copied as it
- * is, with its CRC, and reported, never stopping the merge (T8).
+ * is, with its CRC, and reported, never stopping the merge (T8). Every part written gets
+ * each subject's last values (lastvals.h): a flush from the frames it encodes, a merge by
+ * combining its inputs' (or from the blocks it keeps, when retention dropped some or an
+ * input has none); a subject that cannot be summed up gets none, and readers decode.
  *
  * Threads: the worker thread only. It owns the job it was handed (a frozen head, which it
  * only reads since queries on the loop read it too, or referenced input parts and copies of
