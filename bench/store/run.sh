@@ -24,8 +24,10 @@
 # 202 and is then polled on GET /api/v1/store until "compacting" is false); bytes on disk
 # (du -sb); query latency, median and p99 of QUERIES
 # requests on one keep-alive connection (query_lat.py) for one signal of one vehicle over the
-# whole time range, all signals of that vehicle, and one signal of every vehicle at one
-# instant. A datum is one signal value as the simulator counts it (a location is one datum,
+# whole time range, all signals of that vehicle, one signal of every vehicle at one
+# instant in the middle of the data, and the same at the data's end ("now": the fleet view's
+# common case, which fleetvault answers from the parts' last values, docs/storage.md; in
+# the middle it decodes). A datum is one signal value as the simulator counts it (a location is one datum,
 # though VictoriaMetrics stores it as two samples). Tables go to stdout, progress to stderr.
 set -euo pipefail
 # SECONDS is bash's own clock, imported from the environment when set there: read it first.
@@ -94,6 +96,7 @@ vin=$(printf '5YJSIM%011d' $((VEHICLES / 2)))
 from=$T0                                  # the first record's time, less the jitter below
 to=$((T0 + DUR * 1000))                   # past the last record's time (jitter < 1000 ms)
 at=$((T0 + DUR * 1000 / 2 + 500))         # an instant between two records
+now=$to                                   # after the last record: the fleet now
 months=$(for t in $T0 $to; do date -u -d "@$((t / 1000))" +%Y_%m; done | sort -u)
 
 $BIN certs init "$tmp/certs" >/dev/null
@@ -195,6 +198,7 @@ run_vm() { # $1 jitter, $2 line-protocol file, $3 datums
     query vm.q1 "$base/api/v1/export?match%5B%5D=$(urlenc "telemetry_VehicleSpeed{vin=\"$vin\"}")&start=$s&end=$e" "" $lo $to
     query vm.q2 "$base/api/v1/export?match%5B%5D=$(urlenc "{vin=\"$vin\"}")&start=$s&end=$e" "" $lo $to
     query vm.q3 "$base/api/v1/query?query=telemetry_Soc&time=$(secs $at)&nocache=1" "" $((at - 300000)) $at
+    query vm.q4 "$base/api/v1/query?query=telemetry_Soc&time=$(secs $now)&nocache=1" "" $((now - 300000)) $now
     stop "$pid"
     rm -rf "$data"
 }
@@ -334,6 +338,7 @@ PY
     query fv.q1 "$base/api/v1/query?device=$vin&signals=VehicleSpeed&from=$lo&to=$to&purpose=service" "$reader" $lo $to
     query fv.q2 "$base/api/v1/query?device=$vin&from=$lo&to=$to&purpose=service" "$reader" $lo $to
     query fv.q3 "$base/api/v1/fleet?signal=Soc&at=$at&purpose=service" "$reader" $((at - 300000)) $at
+    query fv.q4 "$base/api/v1/fleet?signal=Soc&at=$now&purpose=service" "$reader" $((now - 300000)) $now
     stop "$pid"
     # Erasure: destroy one vehicle's data key (server stopped, as `keys shred` requires);
     # every block and WAL record of it is unreadable from then on, whatever their size.
@@ -400,7 +405,8 @@ rows = [
 ]
 for q, what in (("q1", "1 signal of 1 vehicle, whole range"),
                 ("q2", "all signals of 1 vehicle, whole range"),
-                ("q3", "1 signal of every vehicle at one instant")):
+                ("q3", "1 signal of every vehicle at one instant"),
+                ("q4", "1 signal of every vehicle at the data's end")):
     rows += [(f"{what}: p50 ms", f"{q}.p50"), (f"{what}: p99 ms", f"{q}.p99"),
              (f"{what}: timestamps in answer (fleetvault: records, VM: samples)", f"{q}.rows")]
 print(f"Jitter {sys.argv[2]} ms:")

@@ -91,29 +91,21 @@ void fv_api_fleet(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
         if (fv_subject_current(v->keys, d->id, subject, NULL) != FV_OK)
             snprintf(subject, sizeof subject, "%s", d->id);
         if (fv_keystore_dek(v->keys, subject, 0, &dek, pseudo) != FV_OK) continue;
-        struct fv_store_cursor *c;
-        char err[256];
-        if (fv_store_query(v->store, pseudo, dek, from, at, &f, 1, 0, &c, err, sizeof err))
-            continue;
-        struct fv_store_chunk ch;
         struct fv_value last = {0};
         int64_t lt = 0;
         int have = 0;
-        while (fv_store_next(c, &ch, err, sizeof err) == 1)
-            if (ch.n && ch.col[0][ch.n - 1].kind != FV_VK_NONE) {
-                fv_value_clear(&last);
-                if (fv_value_copy(&last, &ch.col[0][ch.n - 1]) == FV_OK) {
-                    lt = ch.t[ch.n - 1];
-                    have = 1;
-                }
-            }
-        fv_store_cursor_free(c);
+        /* From the store's last values in memory when they can say, else decoded (store.h) */
+        if (fv_store_last(v->store, pseudo, dek, f, from, at, 0, &have, &lt, &last) != FV_OK)
+            continue;
         if (have && v->guard && !fv_guard_consented(v->guard, ctx, d->id, lt)) have = 0; /* G4 */
         if (have && v->guard) fv_guard_load_zones(v->guard, ctx, d->id);                 /* G7 */
         if (have && (ctx->d.obligations & FV_OBLIGE_LOCATION_PRIVACY) &&
             (fv_signal_place(f) != FV_PLACE_NONE || last.kind == FV_VK_LOCATION)) /* G8 */
             fv_query__load_trim(v, ctx, pseudo, dek, lt, lt);
-        if (!have) continue;
+        if (!have) {
+            fv_value_clear(&last); /* found, but not to be shown */
+            continue;
+        }
         char shown[65];
         if (v->guard)
             fv_guard_show_id(v->guard, ctx, d->id, shown);

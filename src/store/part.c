@@ -8,11 +8,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <zstd.h>
 
 #include "crypto/keys.h"
 #include "os/fsio.h"
 #include "store/codec.h"
+#include "store/lastvals.h"
 #include "store/part.h"
 #include "util/clock.h"
 #include "util/crc32c.h"
@@ -20,7 +22,8 @@
 
 static const unsigned char HEAD_MAGIC[8] = {'F', 'V', 'P', 'A', 'R', 'T', '\r', '\n'};
 static const unsigned char FOOT_MAGIC[8] = {'F', 'V', 'P', 'E', 'N', 'D', '\r', '\n'};
-#define PART_VERSION  2 /* written; version 1 (no rx_max, no flags) is still read */
+#define PART_VERSION                                                                               \
+    3 /* written; versions 1 (no rx_max, no flags) and 2 (no last values) are still read */
 #define MAX_INDEX_RAW (256u << 20)
 
 int fv_part_name(const char *name, uint64_t *lo, uint64_t *hi)
@@ -49,11 +52,21 @@ static int cmp_entry_q(const void *a, const void *b)
     return cmp_entry(a, b);
 }
 
+/* A sealed stretch of the blocks area (a block or a last-values record). */
+struct span {
+    uint64_t off;
+    uint32_t len;
+};
+
 static int cmp_off(const void *a, const void *b)
 {
-    const struct fv_part_entry *x = *(const struct fv_part_entry *const *)a;
-    const struct fv_part_entry *y = *(const struct fv_part_entry *const *)b;
+    const struct span *x = a, *y = b;
     return x->off < y->off ? -1 : x->off > y->off;
+}
+
+static int cmp_last(const void *a, const void *b)
+{
+    return memcmp(a, b, FV_SUBJECT_LEN);
 }
 
 #define BAD(off, ...)                                                                              \
@@ -73,7 +86,7 @@ static int parse(const unsigned char *img, const unsigned char *tail, uint64_t t
     *out = NULL;
     int rc = FV_OK;
     unsigned char *raw = NULL;
-    struct fv_part_entry **byoff = NULL;
+    struct span *byoff = NULL;
     struct fv_part *p = calloc(1, sizeof *p);
     if (p == NULL) return FV_ENOMEM;
     p->refs = 1;
@@ -82,8 +95,8 @@ static int parse(const unsigned char *img, const unsigned char *tail, uint64_t t
     if (len < FV_PART_HEADER_LEN + FV_PART_FOOTER_LEN) BAD(0, "file too short for a part");
     if (memcmp(img, HEAD_MAGIC, 8) != 0) BAD(0, "not a fleetvault part (bad magic)");
     p->version = fv_get_u32(img + 8);
-    if (p->version != 1 && p->version != PART_VERSION)
-        BAD(8, "part format version %u, this build reads 1 and %u", p->version, PART_VERSION);
+    if (p->version < 1 || p->version > PART_VERSION)
+        BAD(8, "part format version %u, this build reads 1 to %u", p->version, PART_VERSION);
     size_t elen = p->version == 1 ? FV_PART_ENTRY_LEN_V1 : FV_PART_ENTRY_LEN;
     if (fv_crc32c(0, img, 32) != fv_get_u32(img + 32)) BAD(32, "header checksum mismatch");
     p->level = fv_get_u32(img + 12);
@@ -132,11 +145,39 @@ static int parse(const unsigned char *img, const unsigned char *tail, uint64_t t
     }
     if (p->version >= 2 && fv_rd_uvarint(&r, &p->flags)) BAD(ioff, "index: flags");
     if (p->flags & ~(uint64_t)FV_PART_F_PROVISIONAL) BAD(ioff, "index: unknown flags");
-    if (fv_rd_uvarint(&r, &nb) || nb != nblocks || nb * elen != r.n - r.off)
+    if (fv_rd_uvarint(&r, &nb) || nb != nblocks || nb * elen > r.n - r.off ||
+        (p->version < 3 && nb * elen != r.n - r.off))
         BAD(ioff, "index: block count");
     p->n = (size_t)nb;
     p->e = calloc(p->n ? p->n : 1, sizeof *p->e);
-    byoff = malloc((p->n ? p->n : 1) * sizeof *byoff);
+    uint64_t nl = 0;
+    if (p->version >= 3) {
+        struct fv_rd lr;
+        fv_rd_init(&lr, raw + r.off + nb * elen, r.n - r.off - nb * elen);
+        if (fv_rd_uvarint(&lr, &nl) || nl * FV_PART_LAST_LEN != lr.n - lr.off)
+            BAD(ioff, "index: last-values count");
+        p->nlast = (size_t)nl;
+        p->last = calloc(p->nlast ? p->nlast : 1, sizeof *p->last);
+        if (p->last == NULL) {
+            rc = FV_ENOMEM;
+            goto fail;
+        }
+        for (size_t i = 0; i < p->nlast; i++) {
+            const unsigned char *q = lr.p + lr.off + i * FV_PART_LAST_LEN;
+            struct fv_part_last *l = &p->last[i];
+            memcpy(l->subject, q, FV_SUBJECT_LEN);
+            l->off = fv_get_u64(q + 16);
+            l->len = fv_get_u32(q + 24);
+            l->crc = fv_get_u32(q + 28);
+            if (l->off < FV_PART_HEADER_LEN || l->len < 28 || l->off > ioff ||
+                ioff - l->off < l->len)
+                BAD(ioff, "last values %zu: at %llu+%u outside the blocks area", i,
+                    (unsigned long long)l->off, l->len);
+            if (i && memcmp(p->last[i - 1].subject, l->subject, FV_SUBJECT_LEN) >= 0)
+                BAD(ioff, "last values %zu: out of order", i);
+        }
+    }
+    byoff = malloc((p->n + p->nlast ? p->n + p->nlast : 1) * sizeof *byoff);
     if (p->e == NULL || byoff == NULL) {
         rc = FV_ENOMEM;
         goto fail;
@@ -168,12 +209,13 @@ static int parse(const unsigned char *img, const unsigned char *tail, uint64_t t
             BAD(ioff, "index entry %zu: block at %llu+%u outside the blocks area", i,
                 (unsigned long long)e->off, e->len);
         if (i && cmp_entry(&p->e[i - 1], e) > 0) BAD(ioff, "index entry %zu: out of order", i);
-        byoff[i] = e;
+        byoff[i] = (struct span){e->off, e->len};
     }
-    qsort(byoff, p->n, sizeof *byoff, cmp_off);
-    for (size_t i = 1; i < p->n; i++)
-        if (byoff[i - 1]->off + byoff[i - 1]->len > byoff[i]->off)
-            BAD(byoff[i]->off, "blocks overlap");
+    for (size_t i = 0; i < p->nlast; i++)
+        byoff[p->n + i] = (struct span){p->last[i].off, p->last[i].len};
+    qsort(byoff, p->n + p->nlast, sizeof *byoff, cmp_off);
+    for (size_t i = 1; i < p->n + p->nlast; i++)
+        if (byoff[i - 1].off + byoff[i - 1].len > byoff[i].off) BAD(byoff[i].off, "blocks overlap");
     free(byoff);
     free(raw);
     p->size = len;
@@ -183,6 +225,7 @@ fail:
     free(byoff);
     free(raw);
     free(p->e);
+    free(p->last);
     free(p);
     return rc;
 }
@@ -266,6 +309,15 @@ void fv_part_unref(struct fv_part *p)
     if (p == NULL || __atomic_sub_fetch(&p->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
     if (p->fd >= 0) close(p->fd);
     if (p->unlink_on_free) fv_os_unlink(p->path, NULL, 0); /* a leftover is dropped at open */
+    for (size_t i = 0; p->lvc && i < p->nlast; i++)
+        if (p->lvc[i]) {
+            fv_lastvals_clear(p->lvc[i]);
+            free(p->lvc[i]);
+        }
+    free(p->lvc);
+    if (p->lvdek) OPENSSL_cleanse(p->lvdek, p->nlast * sizeof *p->lvdek);
+    free(p->lvdek);
+    free(p->last);
     free(p->e);
     free(p);
 }
@@ -363,6 +415,89 @@ int fv_part_open_block(const struct fv_part *p, size_t i, const unsigned char de
     return rc;
 }
 
+size_t fv_part_find_last(const struct fv_part *p, const unsigned char subject[FV_SUBJECT_LEN])
+{
+    const struct fv_part_last *l =
+        p->nlast ? bsearch(subject, p->last, p->nlast, sizeof *p->last, cmp_last) : NULL;
+    return l ? (size_t)(l - p->last) : p->nlast;
+}
+
+static void last_aad(const struct fv_part *p, const unsigned char subject[FV_SUBJECT_LEN],
+                     unsigned char aad[FV_PART_LAST_AAD])
+{
+    memcpy(aad, "fvlast1", 7);
+    memcpy(aad + 7, subject, FV_SUBJECT_LEN);
+    fv_put_u64(aad + 7 + FV_SUBJECT_LEN, p->gen_lo);
+    fv_put_u64(aad + 15 + FV_SUBJECT_LEN, p->gen_hi);
+}
+
+int fv_part_read_last(const struct fv_part *p, size_t i, const unsigned char dek[32],
+                      struct fv_buf *z, char *err, size_t errlen)
+{
+    const struct fv_part_last *l = &p->last[i];
+    struct fv_buf sealed = {0};
+    int rc = fv_buf_reserve(&sealed, l->len);
+    if (rc) return rc;
+    ssize_t n = pread(p->fd, sealed.data, l->len, (off_t)l->off);
+    if (n != (ssize_t)l->len) {
+        fv_seterr(err, errlen, "read %s at offset %llu: %s", p->path, (unsigned long long)l->off,
+                  n < 0 ? strerror(errno) : "short read");
+        rc = FV_EIO;
+    } else if (fv_crc32c(0, sealed.data, l->len) != l->crc) {
+        fv_seterr(err, errlen, "%s: offset %llu: last values checksum mismatch", p->path,
+                  (unsigned long long)l->off);
+        rc = FV_ECORRUPT;
+    } else {
+        unsigned char aad[FV_PART_LAST_AAD];
+        last_aad(p, l->subject, aad);
+        fv_buf_reset(z);
+        rc = fv_open(dek, aad, sizeof aad, sealed.data, (size_t)n, z);
+        if (rc == FV_ECORRUPT)
+            fv_seterr(err, errlen,
+                      "%s: offset %llu: last values fail authentication (altered, or not this "
+                      "subject's)",
+                      p->path, (unsigned long long)l->off);
+    }
+    fv_buf_free(&sealed);
+    return rc;
+}
+
+int fv_part_inflate_last(const struct fv_part *p, size_t i, ZSTD_DCtx *zd, const unsigned char *z,
+                         size_t zlen, struct fv_buf *plain, char *err, size_t errlen)
+{
+    unsigned long long raw = ZSTD_getFrameContentSize(z, zlen);
+    int rc = FV_OK;
+    fv_buf_reset(plain);
+    if (raw == ZSTD_CONTENTSIZE_UNKNOWN || raw == ZSTD_CONTENTSIZE_ERROR || raw == 0 ||
+        raw > FV_BLOCK_MAX_RAW)
+        rc = FV_ECORRUPT;
+    else
+        rc = fv_buf_reserve(plain, (size_t)raw);
+    if (rc == FV_OK) {
+        size_t got = zd ? ZSTD_decompressDCtx(zd, plain->data, (size_t)raw, z, zlen)
+                        : ZSTD_decompress(plain->data, (size_t)raw, z, zlen);
+        if (ZSTD_isError(got) || got != raw)
+            rc = FV_ECORRUPT;
+        else
+            plain->len = got;
+    }
+    if (rc == FV_ECORRUPT)
+        fv_seterr(err, errlen, "%s: offset %llu: last values do not decompress", p->path,
+                  (unsigned long long)p->last[i].off);
+    return rc;
+}
+
+int fv_part_open_last(const struct fv_part *p, size_t i, const unsigned char dek[32], ZSTD_DCtx *zd,
+                      struct fv_buf *plain, char *err, size_t errlen)
+{
+    struct fv_buf z = {0};
+    int rc = fv_part_read_last(p, i, dek, &z, err, errlen);
+    if (rc == FV_OK) rc = fv_part_inflate_last(p, i, zd, z.data, z.len, plain, err, errlen);
+    if (z.data) OPENSSL_cleanse(z.data, z.len);
+    fv_buf_free(&z);
+    return rc;
+}
+
 /* ---- writer ------------------------------------------------------------------------------ */
 
 struct fv_part_writer {
@@ -375,6 +510,8 @@ struct fv_part_writer {
     char classes[FV_PART_MAX_CLASSES][FV_CLASS_NAME_MAX + 1];
     struct fv_part_entry *e;
     size_t n, cap;
+    struct fv_part_last *last;
+    size_t nlast, caplast;
     uint64_t datums, records, flags;
     struct fv_buf z, sealed, aad;
     ZSTD_CCtx *zc;
@@ -495,6 +632,46 @@ int fv_part_writer_copy(struct fv_part_writer *w, const struct fv_part_entry *sr
     return rc;
 }
 
+int fv_part_writer_add_last(struct fv_part_writer *w, const unsigned char subject[FV_SUBJECT_LEN],
+                            const unsigned char dek[32], const unsigned char *plain, size_t len,
+                            char *err, size_t errlen)
+{
+    if (w->nlast == w->caplast) {
+        size_t nc = w->caplast ? w->caplast * 2 : 256;
+        struct fv_part_last *m = realloc(w->last, nc * sizeof *m);
+        if (m == NULL) return FV_ENOMEM;
+        w->last = m;
+        w->caplast = nc;
+    }
+    struct fv_part p = {.gen_lo = w->gen_lo, .gen_hi = w->gen_hi};
+    unsigned char aad[FV_PART_LAST_AAD];
+    last_aad(&p, subject, aad);
+    if (len == 0 || len > FV_BLOCK_MAX_RAW) return FV_EINVAL;
+    size_t bound = ZSTD_compressBound(len);
+    fv_buf_reset(&w->z);
+    int rc = fv_buf_reserve(&w->z, bound);
+    if (rc) return rc;
+    size_t zn = ZSTD_compressCCtx(w->zc, w->z.data, bound, plain, len, 3);
+    if (ZSTD_isError(zn)) {
+        fv_seterr(err, errlen, "zstd: %s", ZSTD_getErrorName(zn));
+        return FV_EIO;
+    }
+    w->z.len = zn;
+    fv_buf_reset(&w->sealed);
+    rc = fv_seal(dek, aad, sizeof aad, w->z.data, w->z.len, &w->sealed);
+    if (rc == FV_OK && w->sealed.len > UINT32_MAX) rc = FV_ELIMIT;
+    if (rc == FV_OK)
+        rc = fv_os_write_all(w->fd, w->sealed.data, w->sealed.len, w->tmp, err, errlen);
+    if (rc) return rc;
+    struct fv_part_last *l = &w->last[w->nlast++];
+    memcpy(l->subject, subject, FV_SUBJECT_LEN);
+    l->off = w->off;
+    l->len = (uint32_t)w->sealed.len;
+    l->crc = fv_crc32c(0, w->sealed.data, w->sealed.len);
+    w->off += w->sealed.len;
+    return FV_OK;
+}
+
 void fv_part_writer_set_flags(struct fv_part_writer *w, uint64_t flags)
 {
     w->flags = flags;
@@ -534,6 +711,19 @@ int fv_part_writer_commit(struct fv_part_writer *w, uint64_t wal_file_hi, char *
         fv_put_u64(q + 57, e->off);
         fv_put_u32(q + 65, e->nfirst);
         fv_put_u64(q + 69, (uint64_t)e->rx_max);
+        rc = fv_buf_append(&idx, q, sizeof q);
+    }
+    if (w->nlast) qsort(w->last, w->nlast, sizeof *w->last, cmp_last);
+    for (size_t i = 1; rc == FV_OK && i < w->nlast; i++)
+        if (memcmp(w->last[i - 1].subject, w->last[i].subject, FV_SUBJECT_LEN) == 0)
+            rc = FV_EINVAL; /* one record per subject: the writer's caller broke its contract */
+    if (rc == FV_OK) rc = fv_put_uvarint(&idx, w->nlast);
+    for (size_t i = 0; rc == FV_OK && i < w->nlast; i++) {
+        unsigned char q[FV_PART_LAST_LEN];
+        memcpy(q, w->last[i].subject, FV_SUBJECT_LEN);
+        fv_put_u64(q + 16, w->last[i].off);
+        fv_put_u32(q + 24, w->last[i].len);
+        fv_put_u32(q + 28, w->last[i].crc);
         rc = fv_buf_append(&idx, q, sizeof q);
     }
     size_t bound = ZSTD_compressBound(idx.len);
@@ -576,6 +766,7 @@ void fv_part_writer_free(struct fv_part_writer *w)
     if (w->fd >= 0) close(w->fd);
     if (!w->committed) fv_os_unlink(w->tmp, NULL, 0);
     free(w->e);
+    free(w->last);
     fv_buf_free(&w->z);
     fv_buf_free(&w->sealed);
     fv_buf_free(&w->aad);

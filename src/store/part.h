@@ -10,9 +10,15 @@
  *
  * File "part-LLLLLLLLLLLLLLLL-HHHHHHHHHHHHHHHH.fvp" (generations lo..hi, 16 hex digits):
  *
- *   header, 36 bytes: magic "FVPART\r\n" | u32 version 2 | u32 level | u64 gen_lo |
+ *   header, 36 bytes: magic "FVPART\r\n" | u32 version 3 | u32 level | u64 gen_lo |
  *                     u64 gen_hi | u32 CRC-32C of bytes 0..31
- *   blocks, back to back: nonce(12) || AES-256-GCM(DEK, zstd(block plaintext), aad) || tag
+ *   blocks, back to back: nonce(12) || AES-256-GCM(DEK, zstd(block plaintext), aad) || tag;
+ *   among them (version 3), at most one last-values record per subject:
+ *       nonce(12) || AES-256-GCM(DEK, zstd(last-values plaintext: store/lastvals.h), aad)
+ *       || tag (the zstd frame states its content size, at most 64 MiB)
+ *     with aad "fvlast1" (7 bytes) || subject[16] || u64 gen_lo || u64 gen_hi: a record
+ *     moved to another subject or part fails to open. It sums up the subject's frames in
+ *     this part (each signal's last time and value) for the fleet view.
  *   index, zstd-compressed; plaintext:
  *       varint nclasses, then per class: varint len, name bytes
  *       varint flags (FV_PART_F_*)
@@ -25,6 +31,11 @@
  *       (events count once each), so a subject's record count is the sum of nfirst.
  *       rx_max: the latest time (server clock) any of its records was received; retention
  *       drops a block only when both max_t and rx_max are past (store.h, T6).
+ *       (version 3) varint nlast, then per last-values record (sorted by subject, each
+ *       subject once), 32 bytes: subject[16] | u64 offset | u32 len | u32 crc32c(sealed)
+ *       A subject with frames but no record (a version 1 or 2 part, or a merge that could
+ *       not sum it up) is read by decoding its blocks.
+ *   Version 2 (still read): no last-values records, the index ends after the blocks.
  *   Version 1 (still read): no flags varint, 69-byte entries without rx_max (taken to be
  *   the footer's created_ms: every record of a part was received before it was written).
  *   footer, 68 bytes: u64 index_off | u32 index_len | u32 index_raw_len | u32 index_crc |
@@ -45,8 +56,9 @@
  *
  * Validity rules (fv_part_parse): header exact; footer magic and CRC; index inside the file
  * and its CRC; every block inside the blocks area, in file order without overlap, class
- * known, min_t <= max_t, raw_len <= 64 MiB; index sorted. A block's CRC is checked when it
- * is read (fv_part_read_block). Every failure names the file and offset.
+ * known, min_t <= max_t, raw_len <= 64 MiB; index sorted; last-values records inside the
+ * blocks area, overlapping nothing, sorted by subject without repeats. A block's CRC is checked
+ * when it is read (fv_part_read_block). Every failure names the file and offset.
  */
 #ifndef FV_STORE_PART_H
 #define FV_STORE_PART_H
@@ -64,6 +76,11 @@
 #define FV_SUBJECT_LEN       16 /* binary pseudonym */
 #define FV_CLASS_NAME_MAX    31
 #define FV_PART_MAX_CLASSES  32
+#define FV_PART_LAST_LEN     32                        /* a last-values index entry */
+#define FV_PART_LAST_AAD     (7 + FV_SUBJECT_LEN + 16) /* its sealed record's aad */
+
+struct fv_lastvals;
+typedef struct ZSTD_DCtx_s ZSTD_DCtx; /* zstd.h */
 
 struct fv_part_entry {
     unsigned char subject[FV_SUBJECT_LEN];
@@ -72,6 +89,13 @@ struct fv_part_entry {
     int64_t min_t, max_t;
     uint64_t off;
     int64_t rx_max; /* latest receive time (server clock, ms) of the block's records */
+};
+
+/* Where one subject's sealed last-values record is (version 3). */
+struct fv_part_last {
+    unsigned char subject[FV_SUBJECT_LEN];
+    uint64_t off;
+    uint32_t len, crc;
 };
 
 /* Part flags (index, version 2). PROVISIONAL: written while the WAL is held (store.h T5):
@@ -93,6 +117,13 @@ struct fv_part {
     char classes[FV_PART_MAX_CLASSES][FV_CLASS_NAME_MAX + 1];
     size_t n;
     struct fv_part_entry *e;
+    size_t nlast;
+    struct fv_part_last *last; /* sorted by subject */
+    /* Decoded last-values records, filled on first use by the store's reads (store_last.c,
+     * under the store's cache_mu, with the key that opened each in lvdek); part.c only frees
+     * them with the part. NULL until then. */
+    struct fv_lastvals **lvc;
+    unsigned char (*lvdek)[32];
 };
 
 /* Parses a part image in memory (the index only; blocks are not read). name is used in
@@ -118,6 +149,21 @@ int fv_part_block_aad(const struct fv_part_entry *e, const char *class_name, str
 int fv_part_open_block(const struct fv_part *p, size_t i, const unsigned char dek[32],
                        struct fv_buf *raw, char *err, size_t errlen);
 
+/* Index of subject's last-values record, or p->nlast when it has none. */
+size_t fv_part_find_last(const struct fv_part *p, const unsigned char subject[FV_SUBJECT_LEN]);
+/* Reads, checks and decrypts last-values record i into z (still compressed; FV_ECORRUPT
+ * names the file and offset). */
+int fv_part_read_last(const struct fv_part *p, size_t i, const unsigned char dek[32],
+                      struct fv_buf *z, char *err, size_t errlen);
+/* Decompresses what fv_part_read_last gave into plain, with zd (a zstd decompression
+ * context the caller owns and does not share meanwhile; NULL: a new one, which costs more
+ * than decompressing a record). */
+int fv_part_inflate_last(const struct fv_part *p, size_t i, ZSTD_DCtx *zd, const unsigned char *z,
+                         size_t zlen, struct fv_buf *plain, char *err, size_t errlen);
+/* Both: record i's plaintext. */
+int fv_part_open_last(const struct fv_part *p, size_t i, const unsigned char dek[32], ZSTD_DCtx *zd,
+                      struct fv_buf *plain, char *err, size_t errlen);
+
 /* Writer. */
 struct fv_part_writer;
 int fv_part_writer_open(const char *dir, uint64_t gen_lo, uint64_t gen_hi, uint32_t level,
@@ -134,6 +180,11 @@ int fv_part_writer_add(struct fv_part_writer *w, struct fv_part_entry *e,
 int fv_part_writer_copy(struct fv_part_writer *w, const struct fv_part_entry *e,
                         const char *class_name, const unsigned char *sealed, size_t len, char *err,
                         size_t errlen);
+/* Seals a subject's last-values plaintext with dek and appends it (at most once per
+ * subject: commit fails with FV_EINVAL otherwise). */
+int fv_part_writer_add_last(struct fv_part_writer *w, const unsigned char subject[FV_SUBJECT_LEN],
+                            const unsigned char dek[32], const unsigned char *plain, size_t len,
+                            char *err, size_t errlen);
 /* Sets the part's flags (FV_PART_F_*, default 0) before commit. */
 void fv_part_writer_set_flags(struct fv_part_writer *w, uint64_t flags);
 /* Writes the index and footer, fsyncs, renames into place, fsyncs the directory; *path_out

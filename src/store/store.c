@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+#include <zstd.h>
 
 #include "os/fsio.h"
 #include "store/store.h"
@@ -253,6 +254,7 @@ int fv_store_open(const struct fv_store_config *cfg, int read_only, struct fv_st
     pthread_mutex_init(&s->cache_mu, NULL);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
+    s->zd = ZSTD_createDCtx(); /* NULL: records decompress one-shot (store_last.c) */
     struct fv_part **all = NULL;
     size_t nall = 0, capall = 0;
     int rc = FV_OK;
@@ -349,6 +351,7 @@ void fv_store_close(struct fv_store *s)
     fv_store__head_free(s->head);
     fv_store__head_free(s->frozen);
     fv_store__cache_free(s);
+    ZSTD_freeDCtx(s->zd);
     free(s->purge);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
@@ -466,7 +469,10 @@ int fv_store_add_event(struct fv_store *s, const char *pseudo, const unsigned ch
 static void forget(struct fv_store *s, const char *pseudo)
 {
     unsigned char subject[FV_SUBJECT_LEN];
-    if (fv_subject_from_hex(pseudo, subject) == FV_OK) fv_store__cache_forget(s, subject);
+    if (fv_subject_from_hex(pseudo, subject) == FV_OK) {
+        fv_store__cache_forget(s, subject);
+        fv_store__lastvals_forget(s, subject);
+    }
     struct head *heads[2] = {s->head, s->frozen};
     for (int i = 0; i < 2; i++) {
         /* The frozen head may be in the worker's hands; it is only dropped from the active

@@ -20,7 +20,9 @@
  *  T3 readers see each record once: a frozen head is released in the same event-loop step
  *     that installs the part written from it;
  *  T4 blocks are sealed with their subject's data key; a subject whose key is gone
- *     (destroyed) is dropped by the next compaction of each part that holds it.
+ *     (destroyed) is dropped by the next compaction of each part that holds it. So are a
+ *     part's last values of the subject (lastvals.h: sealed the same way; their decoded
+ *     copies in memory are dropped at once by fv_store_forget and fv_store_purge).
  *  T5 a record in the WAL but not in the head (adding it failed: fv_store_hold_wal) is
  *     replayed at the next start, exactly once: from the hold on, no WAL file is deleted,
  *     and flushes write provisional parts (part.h, FV_PART_F_PROVISIONAL) that claim no WAL
@@ -43,7 +45,8 @@
  *     requested full compaction is given up (and reported) after 3 failures in a row.
  *
  * Threads: the head's input (fv_store_add_*, fv_store_hold_wal) and maintenance
- * (fv_store_tick, fv_store_drain) are called from one thread, the event loop; queries, stats,
+ * (fv_store_tick, fv_store_drain) are called from one thread, the event loop; queries
+ * (fv_store_query, fv_store_last), stats,
  * parts, failures, purge, forget and fv_store_compact_all from any thread (the server's API
  * thread): the store locks its state inside each call, for short copies only (a query's
  * blocks are read and decrypted outside the lock). The worker owns only the job it was
@@ -169,6 +172,8 @@ struct fv_store_stats {
     uint64_t compaction_failures; /* unreadable input blocks met by merges (T8), ever */
     int wal_held;                 /* fv_store_hold_wal was called (T5) */
     uint64_t cache_hits, cache_misses, cache_bytes;
+    /* fv_store_last: answered from the last values in memory, or by decoding blocks */
+    uint64_t last_indexed, last_decoded;
 };
 void fv_store_stats(const struct fv_store *s, struct fv_store_stats *out);
 /* Copies the newest failures (at most FV_STORE_MAX_FAILURES, oldest first) into out; returns
@@ -207,6 +212,23 @@ int fv_store_query(struct fv_store *s, const char *pseudo, const unsigned char d
 /* 1: *out holds the next chunk; 0: no more; negative: error (err says which file/offset). */
 int fv_store_next(struct fv_store_cursor *c, struct fv_store_chunk *out, char *err, size_t errlen);
 void fv_store_cursor_free(struct fv_store_cursor *c);
+
+/*
+ * The last sample of one signal of one subject with from <= t <= to (the fleet view): what
+ * the newest row carrying the signal in fv_store_query(pseudo, dek, from, to, &field, 1, 0)
+ * would show, exactly. It is answered from memory when it can be: from the heads, and from
+ * each part's last values of the subject (lastvals.h; decrypted with dek on first use and
+ * kept decoded with the part). It decodes blocks like fv_store_query when a part cannot say
+ * (to falls between the signal's first and last time there, the part has no last values of
+ * the subject, or several samples share the newest time: lastvals.h, "Ambiguity"), and
+ * always with FV_STORE_LAST_DECODE. *found 0: no such sample (or the blocks that hold it do
+ * not read, as with a cursor that stops at an error). *v is owned by the caller
+ * (fv_value_clear). Returns FV_OK, FV_EINVAL (bad pseudonym) or FV_ENOMEM.
+ */
+#define FV_STORE_LAST_DECODE 1
+int fv_store_last(struct fv_store *s, const char *pseudo, const unsigned char dek[32],
+                  uint32_t field, int64_t from, int64_t to, int flags, int *found, int64_t *t,
+                  struct fv_value *v);
 
 /* What the parts know of one subject without decrypting anything. */
 struct fv_store_subject {

@@ -10,14 +10,17 @@
  *                   flushes, merges, retention and purges, installing their results;
  *   store_worker.c  the worker thread: a frozen head encoded into a part (flush), parts
  *                   merged into one (compaction, retention, purge);
- *   store_query.c   queries on the event loop: the block cache, snapshots, cursors, chunks.
+ *   store_query.c   queries on the event loop: the block cache, snapshots, cursors, chunks;
+ *   store_last.c    the fleet view's one value per subject, from the parts' last values
+ *                   (lastvals.h) and the heads when they can say, else through a query.
  *
  * Threads: struct fv_store is written by the event loop (ingest into the head, tick) and
  * read by queries from another thread (the API's), so its state is under lk: the heads, the
  * part list, jobs' installation, requests (purge, full compaction), failures and stats. Every
  * public function takes lk for as long as it touches that state and no longer: a query copies
  * its subject's head frames and references its parts under lk, then reads blocks without it.
- * The block cache (cache, lru_*, cache_used, st.cache_hits/misses) is under cache_mu (lock
+ * The block cache (cache, lru_*, cache_used, st.cache_hits/misses), the parts' decoded
+ * last values (fv_part.lvc), zd and st.last_indexed/last_decoded are under cache_mu (lock
  * order: lk, then cache_mu). todo, done and stop are under mu (shared with the worker); cfg
  * and wake the worker only reads (nothing changes cfg after fv_store_open; the server calls
  * fv_store_set_wake before its first tick). A job handed to the worker (s->job, state
@@ -151,6 +154,7 @@ struct fv_store {
     struct fv_map cache;
     struct cent *lru_head, *lru_tail; /* head = most recent */
     uint64_t cache_used;
+    ZSTD_DCtx *zd; /* under cache_mu: decompresses last-values records (store_last.c) */
 };
 
 /* ---- functions shared between the store's files ------------------------------------------- */
@@ -181,5 +185,9 @@ void *fv_store__worker_main(void *arg);
 void fv_store__cache_forget(struct fv_store *s, const unsigned char subject[FV_SUBJECT_LEN]);
 /* Drops every cached block and the cache's index (fv_store_close). */
 void fv_store__cache_free(struct fv_store *s);
+
+/* store_last.c */
+/* Drops the decoded last values of one subject kept with the live parts (takes cache_mu). */
+void fv_store__lastvals_forget(struct fv_store *s, const unsigned char subject[FV_SUBJECT_LEN]);
 
 #endif

@@ -10,7 +10,10 @@
  * are sealed with their subject's key, and a subject whose key is gone is dropped (T4); a
  * block goes to retention only when both its newest record time and its newest receive time
  * are past the class's retention (T6); an input block that cannot be read is copied as it
- * is, with its CRC, and reported, never stopping the merge (T8).
+ * is, with its CRC, and reported, never stopping the merge (T8). Every part written gets
+ * each subject's last values (lastvals.h): a flush from the frames it encodes, a merge by
+ * combining its inputs' (or from the blocks it keeps, when retention dropped some or an
+ * input has none); a subject that cannot be summed up gets none, and readers decode.
  *
  * Threads: the worker thread only. It owns the job it was handed (a frozen head, which it
  * only reads since queries on the loop read it too, or referenced input parts and copies of
@@ -23,7 +26,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+#include <zstd.h>
+
 #include "store/block.h"
+#include "store/lastvals.h"
 #include "store/store.h"
 #include "store/store_int.h"
 #include "util/clock.h"
@@ -72,6 +79,7 @@ struct put {
     const uint8_t *first_cls; /* flush: per frame, the first class its record has */
     uint64_t *carry;          /* merge: records the inputs stand for, yet to place */
     int64_t rx_max;           /* the blocks' latest receive time (part.h) */
+    struct fv_lastvals *lv;   /* flush: the subject's last values, fed by every block */
     struct fv_buf *raw;
     char *err;
     size_t errlen;
@@ -126,8 +134,30 @@ static int put_block(struct put *P, const struct fv_block_frame *fr, size_t n, s
                               .nfirst = (uint32_t)nfirst,
                               .rx_max = P->rx_max};
     memcpy(e.subject, P->subject, FV_SUBJECT_LEN);
-    return fv_part_writer_add(P->w, &e, P->dek, P->raw->data, P->raw->len, P->zlevel, P->err,
-                              P->errlen);
+    rc = fv_part_writer_add(P->w, &e, P->dek, P->raw->data, P->raw->len, P->zlevel, P->err,
+                            P->errlen);
+    /* What was written, the last values see too (a refused try is retried smaller). */
+    for (size_t k = 0; rc == FV_OK && P->lv && k < n; k++)
+        for (uint32_t q = 0; rc == FV_OK && q < fr[k].n; q++)
+            if (keep == NULL || keep(karg, fr[k].d[q].field))
+                rc = fv_lastvals_add(P->lv, fr[k].t, fr[k].d[q].field, &fr[k].d[q].value);
+    return rc;
+}
+
+/* Seals the subject's last values into the part (nothing when it has no frames). */
+static int put_last(struct fv_part_writer *w, const unsigned char *subject,
+                    const unsigned char *dek, struct fv_lastvals *lv, char *err, size_t errlen)
+{
+    if (lv->n == 0) return FV_OK;
+    struct fv_buf plain = {0};
+    int rc = fv_lastvals_encode(lv, &plain);
+    if (rc == FV_ELIMIT)
+        rc = FV_OK; /* cannot happen (values came from blocks): none then */
+    else if (rc == FV_OK)
+        rc = fv_part_writer_add_last(w, subject, dek, plain.data, plain.len, err, errlen);
+    if (plain.data) OPENSSL_cleanse(plain.data, plain.len);
+    fv_buf_free(&plain);
+    return rc;
 }
 
 /* One frame with more kept signals than a block holds (only records stored before the
@@ -167,7 +197,9 @@ static int put_frames(struct put *P, const struct fv_block_frame *fr, size_t nfr
         size_t ne = nev - eat < step ? nev - eat : step;
         int rc;
         for (;;) {
-            rc = put_block(P, fr + at, n, at, ev + eat, ne, P->ka ? keep_class : NULL, P->ka, 1);
+            /* (no pointer arithmetic on an absent list: undefined, clang's UBSan says) */
+            rc = put_block(P, fr ? fr + at : NULL, n, at, ev ? ev + eat : NULL, ne,
+                           P->ka ? keep_class : NULL, P->ka, 1);
             if (rc != FV_ELIMIT || n + ne <= 1) break;
             if (n > 1 && n >= ne)
                 n = (n + 1) / 2;
@@ -211,6 +243,7 @@ static int flush_dev(const struct fv_store_config *cfg, struct fv_part_writer *w
     struct fv_block_frame *fr = malloc((h->nfr ? h->nfr : 1) * sizeof *fr);
     struct fv_block_event *ev = malloc((h->nev ? h->nev : 1) * sizeof *ev);
     uint8_t *first = malloc(h->nfr ? h->nfr : 1);
+    struct fv_lastvals lv = {0};
     int rc = FV_OK;
     if (fr == NULL || ev == NULL || first == NULL) {
         rc = FV_ENOMEM;
@@ -246,6 +279,7 @@ static int flush_dev(const struct fv_store_config *cfg, struct fv_part_writer *w
                         .cname = cfg->class_name[c],
                         .zlevel = cfg->zlevel_flush,
                         .rx_max = h->rx_max,
+                        .lv = &lv,
                         .raw = raw,
                         .err = err,
                         .errlen = errlen};
@@ -257,7 +291,9 @@ static int flush_dev(const struct fv_store_config *cfg, struct fv_part_writer *w
             rc = put_frames(&P, fr, h->nfr, NULL, 0);
         }
     }
+    if (rc == FV_OK) rc = put_last(w, h->subject, h->dek, &lv, err, errlen);
 out:
+    fv_lastvals_clear(&lv);
     free(first);
     free(fr);
     free(ev);
@@ -482,6 +518,93 @@ struct mcursor {
     size_t i;
 };
 
+/* One subject of a merge, across its classes: what its last values are made from. */
+struct msubj {
+    unsigned char subject[FV_SUBJECT_LEN];
+    const struct keyent *key; /* NULL: none, or no subject yet */
+    struct gent *kept;        /* its input blocks that go to the output */
+    size_t nkept, capkept;
+    size_t expired; /* its blocks retention dropped */
+    ZSTD_DCtx *zd;  /* the merge's, for its inputs' last values (NULL: one-shot) */
+};
+
+/* Adds the frames of the subject's kept blocks to lv; FV_ECORRUPT if one cannot be read. */
+static int lastvals_from_blocks(const struct msubj *m, struct fv_lastvals *lv)
+{
+    struct fv_buf raw = {0};
+    int rc = FV_OK;
+    for (size_t k = 0; rc == FV_OK && k < m->nkept; k++) {
+        const struct gent *g = &m->kept[k];
+        if (g->p->e[g->i].nrec == 0) continue;
+        char why[256];
+        struct fv_block b = {0};
+        rc = fv_part_open_block(g->p, g->i, m->key->key, &raw, why, sizeof why);
+        if (rc == FV_OK) rc = fv_block_decode(raw.data, raw.len, NULL, 0, 0, &b, why, sizeof why);
+        for (size_t c = 0; rc == FV_OK && c < b.ncols; c++)
+            for (size_t r = 0; rc == FV_OK && r < b.cols[c].n; r++)
+                rc = fv_lastvals_add(lv, b.t[b.cols[c].row[r]], b.cols[c].field, &b.cols[c].v[r]);
+        fv_block_free(&b);
+    }
+    if (raw.data) OPENSSL_cleanse(raw.data, raw.len);
+    fv_buf_free(&raw);
+    return rc;
+}
+
+/* Folds the inputs' last-values records of the subject into lv; FV_ENOENT when an input
+ * with its frames has none (an older part), FV_ECORRUPT when one does not open. */
+static int lastvals_from_inputs(const struct job *j, const struct msubj *m, struct fv_lastvals *lv)
+{
+    struct fv_buf plain = {0};
+    int rc = FV_OK;
+    for (size_t k = 0; rc == FV_OK && k < j->nin; k++) {
+        const struct fv_part *p = j->in[k];
+        int frames = 0;
+        for (size_t q = 0; q < m->nkept; q++)
+            frames |= m->kept[q].p == p && p->e[m->kept[q].i].nrec;
+        if (!frames) continue;
+        size_t li = fv_part_find_last(p, m->subject);
+        if (li == p->nlast) {
+            rc = FV_ENOENT;
+            break;
+        }
+        char why[256];
+        struct fv_lastvals one = {0};
+        rc = fv_part_open_last(p, li, m->key->key, m->zd, &plain, why, sizeof why);
+        if (rc == FV_OK) rc = fv_lastvals_decode(plain.data, plain.len, &one, why, sizeof why);
+        if (rc == FV_OK) rc = fv_lastvals_merge(lv, &one);
+        fv_lastvals_clear(&one);
+    }
+    if (plain.data) OPENSSL_cleanse(plain.data, plain.len);
+    fv_buf_free(&plain);
+    return rc;
+}
+
+/* Writes the last values of the merge's current subject: its inputs' records combined when
+ * all its blocks go on, else summed up again from the blocks kept (retention dropped some,
+ * or an input is older than last values). A subject that cannot be summed up (a block that
+ * does not open) gets none: readers decode its blocks. */
+static int finish_subject(struct job *j, struct fv_part_writer *w, struct msubj *m)
+{
+    int rc = FV_OK;
+    if (m->key && m->nkept) {
+        struct fv_lastvals lv = {0};
+        rc = m->expired ? FV_ENOENT : lastvals_from_inputs(j, m, &lv);
+        if (rc != FV_OK && rc != FV_ENOMEM) {
+            fv_lastvals_clear(&lv);
+            rc = lastvals_from_blocks(m, &lv);
+        }
+        if (rc == FV_OK)
+            rc = put_last(w, m->subject, m->key->key, &lv, j->err, sizeof j->err);
+        else if (rc != FV_ENOMEM && rc != FV_EIO)
+            rc = FV_OK; /* unreadable: no record, the merge goes on (T8) */
+        fv_lastvals_clear(&lv);
+    }
+    m->key = NULL;
+    m->nkept = 0;
+    m->expired = 0;
+    return rc;
+}
+
 static int run_merge(const struct fv_store_config *cfg, struct job *j)
 {
     struct fv_part_writer *w;
@@ -492,6 +615,8 @@ static int run_merge(const struct fv_store_config *cfg, struct job *j)
     struct gent *g = NULL;
     size_t capg = 0;
     struct fv_buf raw = {0}, sealed = {0};
+    struct msubj ms = {.zd = ZSTD_createDCtx()};
+    int have_subject = 0;
     if (mc == NULL) rc = FV_ENOMEM;
     for (size_t k = 0; k < j->nin && mc; k++)
         mc[k].p = j->in[k];
@@ -512,6 +637,9 @@ static int run_merge(const struct fv_store_config *cfg, struct job *j)
             }
         }
         if (best == NULL) break;
+        if (have_subject && memcmp(best->subject, ms.subject, FV_SUBJECT_LEN) != 0 &&
+            (rc = finish_subject(j, w, &ms)) != FV_OK)
+            break;
         unsigned char subject[FV_SUBJECT_LEN];
         char cname[FV_CLASS_NAME_MAX + 1];
         memcpy(subject, best->subject, sizeof subject);
@@ -531,6 +659,8 @@ static int run_merge(const struct fv_store_config *cfg, struct job *j)
             }
         if (rc) break;
         const struct keyent *ke = find_key(j, subject);
+        memcpy(ms.subject, subject, FV_SUBJECT_LEN);
+        have_subject = 1;
         if (ke == NULL || ke->state != FV_OK) {
             j->purged += ng; /* T4: the subject's key is gone; so are its blocks */
             continue;
@@ -545,8 +675,13 @@ static int run_merge(const struct fv_store_config *cfg, struct job *j)
             const struct fv_part_entry *e = &g[k].p->e[g[k].i];
             if (e->max_t < cutoff && e->rx_max < cutoff) { /* T6 */
                 j->expired++;
+                ms.expired++;
                 continue;
             }
+            ms.key = ke;
+            rc = fv_store__grow((void **)&ms.kept, &ms.capkept, ms.nkept + 1, sizeof *ms.kept);
+            if (rc) break;
+            ms.kept[ms.nkept++] = g[k];
             if (e->nrec + e->nev >= step / 2 || (ng == 1 && !j->full)) {
                 rc = keep_as_is(j, w, &g[k], cname, &sealed, 1);
                 continue;
@@ -556,6 +691,9 @@ static int run_merge(const struct fv_store_config *cfg, struct job *j)
         if (rc == FV_OK && nsmall)
             rc = merge_group(cfg, j, w, subject, ke->key, cname, g, nsmall, &raw, &sealed);
     }
+    if (rc == FV_OK && have_subject) rc = finish_subject(j, w, &ms);
+    free(ms.kept);
+    ZSTD_freeDCtx(ms.zd);
     free(mc);
     free(g);
     fv_buf_free(&raw);

@@ -224,6 +224,12 @@ def erase(srv, dev, token, ticket=None):
     return srv.http(f"/api/v1/subjects/{dev}/erase{q}", token=token, method="POST", purpose=None)
 
 
+def fleet_soc(srv):
+    """The fleet view of Soc now: device -> (t, value)."""
+    fl = srv.json("/api/v1/fleet?signal=Soc")
+    return {v["device"]: (v["t"], v["value"]) for v in fl["vehicles"]}
+
+
 def test_erasure_reaches_backups():
     import shutil
     import time
@@ -237,6 +243,8 @@ def test_erasure_reaches_backups():
             time.sleep(0.05)
         po = srv.principal("paula", "privacy-officer")
         sup = srv.principal("sam", "support")
+        before = fleet_soc(srv)  # from the part's last values in memory (store.h fv_store_last)
+        assert set(before) == {A, B}, before
         srv.stop()
         backup = os.path.join(env.root, "backup")
         shutil.copytree(srv.data, backup)  # a backup taken before the erasure
@@ -257,16 +265,21 @@ def test_erasure_reaches_backups():
         assert st == 404 and b"unknown device" in b, (st, b)
         b = srv.json(f"/api/v1/query?device={B}&signals=Soc")
         assert [r["Soc"] for r in b["rows"]] == [50.0 + i for i in range(20)], b
+        assert fleet_soc(srv) == {B: before[B]}  # the fleet view: A gone at once
         # Its blocks are purged in the background.
         deadline = time.time() + 20
         while srv.json("/api/v1/store")["blocks_purged"] == 0 and time.time() < deadline:
             time.sleep(0.1)
         assert srv.json("/api/v1/store")["blocks_purged"] > 0
+        assert fleet_soc(srv) == {B: before[B]}  # and after the purge rewrote the part
         er = audit_lines(srv, "--principal", "paula", "--result", "allow")
         assert any(e.get("kind") == "erasure" and e.get("ticket") == "GDPR-1" for e in er), er
         srv.stop()
         ins = srv.inspect("--verify")
         assert ins["store"]["errors"] == [] and ins["store"]["blocks_erased"] == 0, ins["store"]
+        srv.start()  # after a restart too
+        assert fleet_soc(srv) == {B: before[B]}
+        srv.stop()
 
         # Restore the old backup: the erasure list beside the master key erases A again
         # before anything is decrypted; B is intact.
@@ -280,6 +293,7 @@ def test_erasure_reaches_backups():
         assert st == 404 and b"unknown device" in b, (st, b)
         b = old.json(f"/api/v1/query?device={B}&signals=Soc")
         assert b["count"] == 20
+        assert fleet_soc(old) == {B: before[B]}
         # ... and the restored copy's blocks of A are purged in the background too.
         deadline = time.time() + 20
         while old.json("/api/v1/store")["blocks_purged"] == 0 and time.time() < deadline:

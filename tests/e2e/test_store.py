@@ -166,6 +166,24 @@ def check_all(srv, fa, fb, where):
     for dev, fr in ((A, fa), (B, fb)):
         rows = expected_rows(fr, {SOC}, None, at)
         assert got[dev] == (rows[-1][0], rows[-1][1][SOC]), (dev, got.get(dev), rows[-1])
+    # ... now, and at an instant after the data (from memory: the parts' last values), of
+    # a signal only some frames carry, and with a lookback that leaves devices out.
+    last = max(fa[-1][0], fb[-1][0])
+    mem = srv.json("/api/v1/store")["last_indexed"]
+    for sig, field in (("Soc", SOC), ("Location", LOC), ("Gear", GEAR)):
+        for q, hi, lb in ((f"signal={sig}", None, None),
+                          (f"signal={sig}&at={last + 5000}", last + 5000, 3600000),
+                          (f"signal={sig}&at={last + 5000}&lookback=8s", last + 5000, 8000)):
+            fl = srv.json("/api/v1/fleet?" + q)
+            got = {v["device"]: (v["t"], v["value"]) for v in fl["vehicles"]}
+            want = {}
+            for dev, fr in ((A, fa), (B, fb)):
+                rows = expected_rows(fr, {field}, None if lb is None else hi - lb, hi)
+                if rows:
+                    want[dev] = (rows[-1][0], as_json_value(rows[-1][1][field]))
+            assert got == want, (q, where, got, want)
+    # after the data, nothing needs decoding (frames of one time are unique here)
+    assert srv.json("/api/v1/store")["last_indexed"] - mem == 2 * 9, where
 
 
 def test_exact_through_head_parts_compaction_restart():

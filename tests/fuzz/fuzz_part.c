@@ -6,10 +6,14 @@
  *           mutations reach the footer and index checks instead of stopping at a CRC;
  *   mode 2: u32 blocks_len, u32 nblocks, u32 level, blocks_len bytes of blocks area, then the
  *           index PLAINTEXT: the target builds a valid header, compresses the index (zstd) and
- *           writes a valid footer around it, so that mutations reach the index decoder.
+ *           writes a valid footer around it, so that mutations reach the index decoder. The
+ *           header's version is 1 + (level >> 16) % 3 (1: older corpus files stay version 1;
+ *           3: the last-values entries after the blocks').
  * fv_part_parse must return FV_OK or FV_ECORRUPT (or FV_ENOMEM) and never read outside the
  * image (an exact-size copy for ASan). On success every entry must lie inside the blocks
- * area, blocks must not overlap, classes must be known, and the index must be sorted. */
+ * area, blocks must not overlap, classes must be known, and the index must be sorted; so must
+ * the last-values records (inside the blocks area, overlapping nothing, sorted by subject,
+ * found by fv_part_find_last). */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -61,7 +65,7 @@ static unsigned char *build(const uint8_t *data, size_t size, size_t *len_out)
     unsigned char *img = malloc(cap);
     if (img == NULL) return NULL;
     memcpy(img, "FVPART\r\n", 8);
-    fv_put_u32(img + 8, 1);
+    fv_put_u32(img + 8, 1 + (level >> 16) % 3);
     fv_put_u32(img + 12, level);
     fv_put_u64(img + 16, 3);
     fv_put_u64(img + 24, 9);
@@ -159,6 +163,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             for (size_t i = 1; i < p->n; i++)
                 check(by[i - 1]->off + by[i - 1]->len <= by[i]->off);
             free(by);
+        }
+        check(p->version == 3 || p->nlast == 0);
+        for (size_t i = 0; i < p->nlast; i++) {
+            const struct fv_part_last *l = &p->last[i];
+            check(l->off >= FV_PART_HEADER_LEN && l->len >= 28 && l->off + l->len <= ioff);
+            if (i) check(memcmp(p->last[i - 1].subject, l->subject, FV_SUBJECT_LEN) < 0);
+            check(fv_part_find_last(p, l->subject) == i);
+            for (size_t k = 0; k < p->n; k++) /* overlaps no block */
+                check(l->off + l->len <= p->e[k].off || p->e[k].off + p->e[k].len <= l->off);
+            for (size_t k = 0; k < i; k++)
+                check(l->off >= p->last[k].off + p->last[k].len ||
+                      p->last[k].off >= l->off + l->len);
         }
         for (size_t i = 0; i < p->n; i++) {
             size_t at = fv_part_find(p, p->e[i].subject);

@@ -1,0 +1,245 @@
+/*
+ * store_last.c - fv_store_last (store.h): one signal's last sample of one subject (the fleet
+ * view), from memory when the heads and the parts' last values (lastvals.h) can say it, else
+ * by decoding blocks as fv_store_query does.
+ *
+ * Invariants: the answer is the decoding path's, exactly: memory answers only when exactly
+ * one sample holds the newest time in range across the heads and the parts, and a part
+ * answers only when the range's end is at or after its newest sample of the signal (a
+ * part whose blocks of the subject, by their index times, hold no frame in range says
+ * nothing); anything else decodes. A decoded last-values record is kept only with
+ * the key that opened it, and a subject's records are dropped when it is forgotten (T4).
+ *
+ * Threads: any thread (the server's API thread), like fv_store_query. The heads' frames of
+ * the subject are scanned and the parts referenced under lk (no I/O); a part's record is
+ * read and decrypted without a lock, and its decoded form is kept with the part
+ * (fv_part.lvc and lvdek, under cache_mu: lock order lk, then cache_mu). The worker never
+ * touches lvc.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "store/lastvals.h"
+#include "store/store.h"
+#include "store/store_int.h"
+#include "util/err.h"
+
+/* The newest sample seen so far. */
+struct cand {
+    int have, amb; /* amb: more than one sample at t (or one without a value) */
+    int64_t t;
+    struct fv_value v;
+};
+
+static int consider(struct cand *c, int64_t t, int amb, const struct fv_value *v)
+{
+    if (c->have && t < c->t) return FV_OK;
+    if (c->have && t == c->t) {
+        c->amb = 1;
+        return FV_OK;
+    }
+    fv_value_clear(&c->v);
+    c->have = 1;
+    c->t = t;
+    c->amb = amb;
+    return amb ? FV_OK : fv_value_copy(&c->v, v);
+}
+
+/* A head's samples of field in [from, to] (lk held). */
+static int head_last(const struct head *hd, const char *pseudo, uint32_t field, int64_t from,
+                     int64_t to, struct cand *c)
+{
+    const struct hdev *h = hd ? fv_map_get(&hd->devs, pseudo, strlen(pseudo)) : NULL;
+    int rc = FV_OK;
+    for (size_t i = 0; h && rc == FV_OK && i < h->nfr; i++) {
+        const struct hframe *f = &h->fr[i];
+        if (f->t < from || f->t > to || (c->have && f->t < c->t)) continue;
+        for (uint32_t k = 0; rc == FV_OK && k < f->n; k++) {
+            const struct fv_datum *d = &h->d[f->off + k];
+            if (d->field == field) rc = consider(c, f->t, d->value.kind == FV_VK_NONE, &d->value);
+        }
+    }
+    return rc;
+}
+
+/* What a part's entry of the signal says about [from, to]: nothing, a sample, or that it
+ * cannot tell (*unknown). cache_mu held (e lives in the part's decoded record). */
+static int entry_last(const struct fv_lastval *e, int64_t from, int64_t to, struct cand *c,
+                      int *unknown)
+{
+    if (e == NULL || e->last_t < from) return FV_OK;
+    if (e->last_t > to) {
+        *unknown = 1;
+        return FV_OK;
+    }
+    return consider(c, e->last_t, e->amb, &e->v);
+}
+
+/* Part p's say on field for the subject of its last-values record li, read and decoded with
+ * dek unless kept already. A record that does not read (I/O, checksum, authentication,
+ * format) cannot tell: the blocks are decoded instead, and report what is wrong. */
+static int part_last(struct fv_store *s, struct fv_part *p, size_t li, const unsigned char dek[32],
+                     uint32_t field, int64_t from, int64_t to, struct cand *c, int *unknown)
+{
+    pthread_mutex_lock(&s->cache_mu);
+    if (p->lvc && p->lvc[li] && CRYPTO_memcmp(p->lvdek[li], dek, 32) == 0) {
+        int rc = entry_last(fv_lastvals_find(p->lvc[li], field), from, to, c, unknown);
+        pthread_mutex_unlock(&s->cache_mu);
+        return rc;
+    }
+    pthread_mutex_unlock(&s->cache_mu);
+    struct fv_buf z = {0}, plain = {0};
+    char err[256];
+    int rc = fv_part_read_last(p, li, dek, &z, err, sizeof err); /* I/O: no lock */
+    if (rc == FV_OK) {
+        pthread_mutex_lock(&s->cache_mu); /* the store's decompression context: short */
+        rc = fv_part_inflate_last(p, li, s->zd, z.data, z.len, &plain, err, sizeof err);
+        pthread_mutex_unlock(&s->cache_mu);
+    }
+    if (z.data) OPENSSL_cleanse(z.data, z.len);
+    fv_buf_free(&z);
+    struct fv_lastvals *lv = calloc(1, sizeof *lv);
+    if (rc == FV_OK && lv == NULL) rc = FV_ENOMEM;
+    if (rc == FV_OK) rc = fv_lastvals_decode(plain.data, plain.len, lv, err, sizeof err);
+    if (plain.data) OPENSSL_cleanse(plain.data, plain.len);
+    fv_buf_free(&plain);
+    if (rc) {
+        if (lv) fv_lastvals_clear(lv);
+        free(lv);
+        *unknown = 1;
+        return rc == FV_ENOMEM ? rc : FV_OK;
+    }
+    pthread_mutex_lock(&s->cache_mu);
+    if (p->lvc == NULL) {
+        p->lvc = calloc(p->nlast, sizeof *p->lvc);
+        p->lvdek = calloc(p->nlast, sizeof *p->lvdek);
+        if (p->lvc == NULL || p->lvdek == NULL) {
+            free(p->lvc);
+            free(p->lvdek);
+            p->lvc = NULL;
+            p->lvdek = NULL;
+        }
+    }
+    rc = entry_last(fv_lastvals_find(lv, field), from, to, c, unknown);
+    if (p->lvc) { /* keep it (another reader's, or another key's, is replaced) */
+        if (p->lvc[li]) {
+            fv_lastvals_clear(p->lvc[li]);
+            free(p->lvc[li]);
+        }
+        p->lvc[li] = lv;
+        memcpy(p->lvdek[li], dek, 32);
+        lv = NULL;
+    }
+    pthread_mutex_unlock(&s->cache_mu);
+    if (lv) {
+        fv_lastvals_clear(lv); /* keeping it is optional */
+        free(lv);
+    }
+    return rc;
+}
+
+/* The decoding path: what the newest row of a one-signal query shows. */
+static int decode_last(struct fv_store *s, const char *pseudo, const unsigned char dek[32],
+                       uint32_t field, int64_t from, int64_t to, struct cand *c)
+{
+    struct fv_store_cursor *cur;
+    char err[256];
+    int rc = fv_store_query(s, pseudo, dek, from, to, &field, 1, 0, &cur, err, sizeof err);
+    if (rc) return rc;
+    struct fv_store_chunk ch;
+    while (rc == FV_OK && fv_store_next(cur, &ch, err, sizeof err) == 1)
+        if (ch.n && ch.col[0][ch.n - 1].kind != FV_VK_NONE) {
+            fv_value_clear(&c->v);
+            c->have = 0;
+            rc = fv_value_copy(&c->v, &ch.col[0][ch.n - 1]);
+            if (rc == FV_OK) {
+                c->t = ch.t[ch.n - 1];
+                c->have = 1;
+            }
+        }
+    fv_store_cursor_free(cur);
+    return rc;
+}
+
+int fv_store_last(struct fv_store *s, const char *pseudo, const unsigned char dek[32],
+                  uint32_t field, int64_t from, int64_t to, int flags, int *found, int64_t *t,
+                  struct fv_value *v)
+{
+    *found = 0;
+    memset(v, 0, sizeof *v);
+    unsigned char subject[FV_SUBJECT_LEN];
+    if (fv_subject_from_hex(pseudo, subject) != FV_OK) return FV_EINVAL;
+    struct cand c = {0};
+    int unknown = (flags & FV_STORE_LAST_DECODE) != 0;
+    struct fv_part **refs = NULL;
+    size_t *li = NULL, nref = 0;
+    int rc = FV_OK;
+    pthread_mutex_lock(&s->lk);
+    if (!unknown) {
+        refs = malloc((s->nparts ? s->nparts : 1) * sizeof *refs);
+        li = malloc((s->nparts ? s->nparts : 1) * sizeof *li);
+        if (refs == NULL || li == NULL) rc = FV_ENOMEM;
+    }
+    for (size_t k = 0; rc == FV_OK && !unknown && k < s->nparts; k++) {
+        struct fv_part *p = s->parts[k];
+        size_t i = fv_part_find(p, subject);
+        int frames = 0; /* in range: a part without them has nothing to say */
+        for (; i < p->n && memcmp(p->e[i].subject, subject, FV_SUBJECT_LEN) == 0; i++)
+            frames |= p->e[i].nrec && p->e[i].min_t <= to && p->e[i].max_t >= from;
+        if (!frames) continue;
+        li[nref] = fv_part_find_last(p, subject);
+        if (li[nref] == p->nlast) {
+            unknown = 1; /* an older part, or one whose merge could not sum the subject up */
+            break;
+        }
+        fv_part_ref(p);
+        refs[nref++] = p;
+    }
+    if (rc == FV_OK && !unknown) rc = head_last(s->frozen, pseudo, field, from, to, &c);
+    if (rc == FV_OK && !unknown) rc = head_last(s->head, pseudo, field, from, to, &c);
+    pthread_mutex_unlock(&s->lk);
+    for (size_t k = 0; k < nref; k++) {
+        if (rc == FV_OK && !unknown)
+            rc = part_last(s, refs[k], li[k], dek, field, from, to, &c, &unknown);
+        fv_part_unref(refs[k]);
+    }
+    free(refs);
+    free(li);
+    if (rc == FV_OK && (unknown || c.amb)) {
+        fv_value_clear(&c.v);
+        memset(&c, 0, sizeof c);
+        rc = decode_last(s, pseudo, dek, field, from, to, &c);
+        unknown = 1;
+    }
+    pthread_mutex_lock(&s->cache_mu);
+    if (unknown)
+        s->st.last_decoded++;
+    else
+        s->st.last_indexed++;
+    pthread_mutex_unlock(&s->cache_mu);
+    if (rc || !c.have) {
+        fv_value_clear(&c.v);
+        return rc;
+    }
+    *found = 1;
+    *t = c.t;
+    *v = c.v; /* the caller owns it now */
+    return FV_OK;
+}
+
+void fv_store__lastvals_forget(struct fv_store *s, const unsigned char subject[FV_SUBJECT_LEN])
+{
+    pthread_mutex_lock(&s->cache_mu);
+    for (size_t k = 0; k < s->nparts; k++) {
+        struct fv_part *p = s->parts[k];
+        size_t i = fv_part_find_last(p, subject);
+        if (p->lvc == NULL || i == p->nlast || p->lvc[i] == NULL) continue;
+        fv_lastvals_clear(p->lvc[i]);
+        free(p->lvc[i]);
+        p->lvc[i] = NULL;
+        OPENSSL_cleanse(p->lvdek[i], 32);
+    }
+    pthread_mutex_unlock(&s->cache_mu);
+}
