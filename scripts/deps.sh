@@ -8,6 +8,7 @@ pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev
       libxml2-dev zlib1g-dev
       python3 curl openssl procps)
 pkgs+=(libxml2-utils)  # xmllint: the OpenADR tests validate every message against the 2.0b schema
+pkgs+=(prometheus)     # promtool: tests/e2e/test_prometheus.py queries the Prometheus API with it
 # node and npm: the MCAP interop test and benchmark run the official TypeScript library
 # (tests/js). A node already installed (with its own npm) is kept.
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs)

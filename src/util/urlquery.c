@@ -11,7 +11,8 @@ static int hexd(char c)
     return -1;
 }
 
-int fv_query_param(const char *qs, const char *name, char *out, size_t outlen)
+/* form: '+' is a space (application/x-www-form-urlencoded); returns -1 when cut. */
+static int param(const char *qs, const char *name, char *out, size_t outlen, int form)
 {
     if (qs == NULL || outlen == 0) return 0;
     size_t nl = strlen(name);
@@ -19,9 +20,10 @@ int fv_query_param(const char *qs, const char *name, char *out, size_t outlen)
         const char *amp = strchr(p, '&');
         size_t len = amp ? (size_t)(amp - p) : strlen(p);
         if (len > nl && strncmp(p, name, nl) == 0 && p[nl] == '=') {
-            size_t o = 0;
-            for (size_t i = nl + 1; i < len && o + 1 < outlen; i++) {
-                char c = p[i]; /* '+' stays '+': RFC 3339 offsets use it */
+            size_t o = 0, i;
+            for (i = nl + 1; i < len && o + 1 < outlen; i++) {
+                char c = p[i]; /* '+' stays '+' unless form: RFC 3339 offsets use it */
+                if (form && c == '+') c = ' ';
                 if (c == '%' && i + 2 < len && hexd(p[i + 1]) >= 0 && hexd(p[i + 2]) >= 0) {
                     c = (char)(hexd(p[i + 1]) << 4 | hexd(p[i + 2]));
                     i += 2;
@@ -29,7 +31,7 @@ int fv_query_param(const char *qs, const char *name, char *out, size_t outlen)
                 out[o++] = c;
             }
             out[o] = '\0';
-            return 1;
+            return i < len && form ? -1 : 1;
         }
         if (len == nl && strncmp(p, name, nl) == 0) {
             out[0] = '\0';
@@ -38,4 +40,14 @@ int fv_query_param(const char *qs, const char *name, char *out, size_t outlen)
         p += len + (amp != NULL);
     }
     return 0;
+}
+
+int fv_query_param(const char *qs, const char *name, char *out, size_t outlen)
+{
+    return param(qs, name, out, outlen, 0);
+}
+
+int fv_form_param(const char *qs, const char *name, char *out, size_t outlen)
+{
+    return param(qs, name, out, outlen, 1);
 }

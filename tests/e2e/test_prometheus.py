@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""The Prometheus-compatible query API (issue 14 item 3, docs/prometheus.md) with a real
+client: Debian's promtool (`promtool query range|instant`) against a real server fed by
+`fleetvault simulate --virtual-time`. Acceptance: promtool's values equal /api/v1/query's raw
+rows for the same range; a refused purpose is refused there too, and audited."""
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.parse
+
+import fvtest as t
+import test_privacy as tp
+
+PREFIX = "5YJPROM"
+VINS = [f"{PREFIX}{i:010d}" for i in range(3)]
+HZ = 1
+SECONDS = 240
+
+
+def promtool(srv, *args, purpose="service", token="ops", check=True):
+    """promtool query ... against /prometheus, the token as a Bearer header (Debian 12's
+    promtool 2.42 has --header, not yet --http.config.file), purpose as a query parameter of
+    the server URL (Grafana's custom query parameters)."""
+    url = f"http://127.0.0.1:{srv.api_port}/prometheus?purpose={purpose}"
+    cmd = ["promtool", "query", *args[:1], "-o", "json",
+           f"--header=Authorization=Bearer {srv.tokens[token]}", url, *args[1:]]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    if check:
+        assert r.returncode == 0, (cmd, r.stdout, r.stderr)
+        return json.loads(r.stdout)
+    return r
+
+
+def prom_get(srv, path, **params):
+    q = urllib.parse.urlencode(params)
+    st, body = srv.http(f"/prometheus/api/v1/{path}?{q}", purpose=None)
+    return st, json.loads(body)
+
+
+def instant(srv, expr, at):
+    st, body = prom_get(srv, "query", query=expr, time=at / 1000, purpose="service")
+    assert st == 200 and body["data"]["resultType"] == "vector", (expr, st, body)
+    return body["data"]["result"]
+
+
+def raw_rows(srv, vin, frm, to, signal="Soc"):
+    j = srv.json(f"/api/v1/query?device={vin}&signals={signal}&from={frm}&to={to}")
+    return [(r["t"], r[signal]) for r in j["rows"] if r.get(signal) is not None]
+
+
+def feed(env, srv, start_ms):
+    r = subprocess.run(
+        [t.BIN, "simulate", "--server", f"wss://127.0.0.1:{srv.port}", "--certs", env.certs.dir,
+         "--vehicles", str(len(VINS)), "--id-prefix", PREFIX, "--hz", str(HZ), "--seconds",
+         str(SECONDS), "--virtual-time", str(start_ms), "--drain", "10", "--seed", "3",
+         "--quiet"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+
+
+def test_promtool_matches_query_api():
+    assert shutil.which("promtool"), "promtool missing: scripts/deps.sh installs prometheus"
+    with t.Env() as env:
+        for v in VINS:
+            env.certs.device(v)
+        srv = t.Server(env.root, env.certs, config={"rate_limits": False}).start()
+        start = (int(time.time()) - 3600) * 1000  # whole seconds: samples fall on the steps
+        feed(env, srv, start)
+        frm, to = start + 30000, start + 150000
+        vin = VINS[1]
+        raw = raw_rows(srv, vin, frm, to)
+        assert len(raw) > 100, raw[:5]
+
+        # range: every raw row is the value at its step (1 s steps, 1 Hz samples)
+        out = promtool(srv, "range", f'Soc{{device="{vin}"}}', "--start", str(frm / 1000),
+                       "--end", str(to / 1000), "--step", "1s")
+        assert len(out) == 1, out
+        assert out[0]["metric"] == {"__name__": "Soc", "signal": "Soc", "device": vin}, out[0]
+        got = {round(float(ts) * 1000): float(v) for ts, v in out[0]["values"]}
+        for ts, v in raw:
+            assert got.get(ts) == v, (ts, v, got.get(ts))
+
+        # a regular expression over devices: one series each, the same values
+        out = promtool(srv, "range", f'{{__name__="Soc", device=~"{PREFIX}.*"}}', "--start",
+                       str(frm / 1000), "--end", str(to / 1000), "--step", "1s")
+        assert sorted(s["metric"]["device"] for s in out) == VINS, out
+        for s in out:
+            want = dict(raw_rows(srv, s["metric"]["device"], frm, to))
+            vals = {round(float(ts) * 1000): float(v) for ts, v in s["values"]}
+            assert all(vals.get(ts) == v for ts, v in want.items()), s["metric"]
+
+        # range functions and aggregations, against the raw rows (instant queries over HTTP as
+        # Grafana sends them: Debian 12's promtool sends no header on `query instant`)
+        at = start + 120000
+        out = instant(srv, f'max_over_time(Soc{{device="{vin}"}}[1m])', at)
+        window = [v for ts, v in raw_rows(srv, vin, at - 60000 + 1, at)]
+        assert float(out[0]["value"][1]) == max(window), (out, window)
+        assert "__name__" not in out[0]["metric"], out
+        out = instant(srv, f'count_over_time(Soc{{device="{vin}"}}[1m])', at)
+        assert float(out[0]["value"][1]) == len(window), (out, len(window))
+        lasts = [raw_rows(srv, v, at - 300000 + 1, at)[-1][1] for v in VINS]
+        out = instant(srv, f'sum(Soc{{device=~"{PREFIX}.*"}}) * 2', at)
+        assert out[0]["metric"] == {} and abs(float(out[0]["value"][1]) - 2 * sum(lasts)) < 1e-6
+        out = instant(srv, f'count by (signal) (Soc{{device=~"{PREFIX}.*"}})', at)
+        assert out == [{"metric": {"signal": "Soc"}, "value": out[0]["value"]}], out
+        assert out[0]["value"][1] == "3", out
+
+        # a refused purpose: refused on the Prometheus path too, and audited as denied
+        r = promtool(srv, "range", f'Soc{{device="{vin}"}}', "--start", str(frm / 1000),
+                     "--end", str(to / 1000), "--step", "10s", purpose="marketing", check=False)
+        assert r.returncode != 0 and "marketing" in (r.stderr + r.stdout), (r.stdout, r.stderr)
+        st, body = prom_get(srv, "query", query="Soc", purpose="marketing")
+        assert st == 403 and body["status"] == "error", (st, body)
+        srv.stop()
+        denied = [e for e in tp.audit_lines(srv, "--principal", "ops", "--result", "deny")
+                  if e.get("action") == "prom.query"]
+        assert len(denied) >= 2, denied
+        allowed = [e for e in tp.audit_lines(srv, "--principal", "ops", "--result", "allow")
+                   if e.get("action") == "prom.query"]
+        assert allowed and all(e.get("purpose") == "service" for e in allowed), allowed[:3]
+
+
+def test_errors_and_metadata():
+    with t.Env() as env:
+        srv = t.Server(env.root, env.certs, config={"rate_limits": False}).start()
+        st, body = prom_get(srv, "query", query="sum(Soc", purpose="service")
+        assert st == 400 and body["errorType"] == "bad_data", body
+        assert body["error"].startswith("1:8: parse error"), body
+        st, body = prom_get(srv, "query", query="Location", purpose="service")
+        assert st == 400 and "location" in body["error"], body
+        st, body = prom_get(srv, "query_range", query="Soc", start=0, end=100000, step=1,
+                            purpose="service")
+        assert st == 400 and "11,000 points" in body["error"], body
+        st, body = prom_get(srv, "status/buildinfo")
+        assert st == 200 and body["data"]["version"], body
+        st, body = prom_get(srv, "labels")
+        assert body["data"] == ["__name__", "device", "signal"], body
+        st, body = prom_get(srv, "label/__name__/values")
+        assert "Soc" in body["data"] and "Location" not in body["data"], body
+        st, body = srv.http("/prometheus/api/v1/query?query=Soc&purpose=service", token=None)
+        assert st == 401 and json.loads(body)["status"] == "error", body
+
+
+if __name__ == "__main__":
+    t.main([test_promtool_matches_query_api, test_errors_and_metadata])
