@@ -388,6 +388,44 @@ static json_t *render(const struct fv_pe_query *q, struct fv_pe_result *r, int i
     return json_pack("{s:s,s:o}", "resultType", instant ? "vector" : "matrix", "result", res);
 }
 
+/* The decision: what /api/v1/query (one device) or /api/v1/fleet would decide. FV_OK, or
+ * an error answered in out. */
+static int decide(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const struct plan *p,
+                  struct reader *rd, const char *action, int64_t from, int64_t to,
+                  struct fv_http_response *out)
+{
+    const char *sn[MAX_SIGNALS];
+    char names[MAX_SIGNALS][32], msg[400];
+    uint32_t classes = 0;
+    for (size_t j = 0; j < p->nsig; j++) {
+        fv_signal_label(p->sig[j], names[j], sizeof names[j]);
+        sn[j] = names[j];
+        classes |= fv_api_signal_class(v, p->sig[j]);
+    }
+    if (classes == 0) classes = fv_api_signal_class(v, 0);
+    const char *dev = p->all_one ? p->device : NULL;
+    int rc;
+    if (dev) {
+        rd->one = fv_api_find_device(v, ctx, dev); /* G11: decided whatever dev names */
+        const char *subj[1] = {rd->one ? rd->one->id : dev};
+        rc = fv_guard_read(v->guard, ctx, v->query, action, classes, subj, 1, 0, sn, p->nsig, from,
+                           to, msg, sizeof msg);
+        if (rc == FV_OK && rd->one == NULL) rc = FV_ENOENT;
+    } else {
+        size_t nfleet = fv_fleet_count(v->fleet);
+        ctx->energy_sites = 1; /* energy-site roles: other devices are left out */
+        rc = fv_guard_read(v->guard, ctx, v->query, action, classes, NULL, nfleet ? nfleet : 1, 0,
+                           sn, p->nsig, from, to, msg, sizeof msg);
+    }
+    if (rc == FV_ENOENT) {
+        snprintf(msg, sizeof msg, "unknown device '%.64s'", dev);
+        prom_error(out, 404, "not_found", msg);
+    } else if (rc) {
+        prom_error(out, rc == FV_EIO ? 503 : 403, rc == FV_EIO ? "unavailable" : "forbidden", msg);
+    }
+    return rc;
+}
+
 /* ---- query and query_range -------------------------------------------------------------- */
 
 static void query(const struct fv_api_view *v, struct fv_guard_ctx *ctx, int instant,
@@ -452,39 +490,9 @@ static void query(const struct fv_api_view *v, struct fv_guard_ctx *ctx, int ins
         goto done;
     }
     rd.plan = p;
-    /* the decision: what /api/v1/query (one device) or /api/v1/fleet would decide */
-    const char *sn[MAX_SIGNALS];
-    char names[MAX_SIGNALS][32];
-    uint32_t classes = 0;
-    for (size_t j = 0; j < p->nsig; j++) {
-        fv_signal_label(p->sig[j], names[j], sizeof names[j]);
-        sn[j] = names[j];
-        classes |= fv_api_signal_class(v, p->sig[j]);
-    }
-    if (classes == 0) classes = fv_api_signal_class(v, 0);
     int64_t from = q.start > INT64_MIN + p->window ? q.start - p->window : INT64_MIN;
-    const char *dev = p->all_one ? p->device : NULL;
-    if (dev) {
-        rd.one = fv_api_find_device(v, ctx, dev); /* G11: decided whatever dev names */
-        const char *subj[1] = {rd.one ? rd.one->id : dev};
-        rc = fv_guard_read(v->guard, ctx, v->query, "prom.query", classes, subj, 1, 0, sn, p->nsig,
-                           from, q.end, msg, sizeof msg);
-        if (rc == FV_OK && rd.one == NULL) rc = FV_ENOENT;
-    } else {
-        size_t nfleet = fv_fleet_count(v->fleet);
-        ctx->energy_sites = 1; /* energy-site roles: other devices are left out */
-        rc = fv_guard_read(v->guard, ctx, v->query, "prom.query", classes, NULL,
-                           nfleet ? nfleet : 1, 0, sn, p->nsig, from, q.end, msg, sizeof msg);
-    }
-    if (rc == FV_ENOENT) {
-        snprintf(msg, sizeof msg, "unknown device '%.64s'", dev);
-        prom_error(out, 404, "not_found", msg);
-        goto done;
-    }
-    if (rc) {
-        prom_error(out, rc == FV_EIO ? 503 : 403, rc == FV_EIO ? "unavailable" : "forbidden", msg);
-        goto done;
-    }
+    rc = decide(v, ctx, p, &rd, "prom.query", from, q.end, out);
+    if (rc) goto done;
     q.arg = &rd;
     rc = fv_pe_eval(&q, e, &res, msg, sizeof msg);
     if (rc) {
@@ -504,6 +512,75 @@ static void query(const struct fv_api_view *v, struct fv_guard_ctx *ctx, int ins
     }
 done:
     fv_pe_free(&res);
+    fv_guard_served_free(&rd.served);
+    free(p);
+    fv_pq_free(e);
+}
+
+/* ---- series ---------------------------------------------------------------------------- */
+
+static void series(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
+                   struct fv_http_response *out)
+{
+    char text[4096], a[64];
+    int have = fv_form_param(v->query, "match[]", text, sizeof text);
+    if (have == 0) have = fv_form_param(v->query, "match%5B%5D", text, sizeof text);
+    if (have != 1 || text[0] == '\0') {
+        prom_error(out, 400, "bad_data", "invalid parameter \"match[]\": missing or too long");
+        return;
+    }
+    int64_t end = (int64_t)fv_now_ms(), start;
+    if (fv_form_param(v->query, "end", a, sizeof a) == 1 && parse_time(a, &end)) {
+        prom_error(out, 400, "bad_data", "invalid parameter \"end\": not a time");
+        return;
+    }
+    start = end - 3600000; /* Prometheus's default is all time: here the last hour */
+    if (fv_form_param(v->query, "start", a, sizeof a) == 1 && parse_time(a, &start)) {
+        prom_error(out, 400, "bad_data", "invalid parameter \"start\": not a time");
+        return;
+    }
+    struct fv_pq_node *e = NULL;
+    size_t pos = 0;
+    char perr[200], msg[300];
+    int rc = fv_pq_parse(text, &e, &pos, perr, sizeof perr);
+    if (rc == FV_OK && (e->kind != FV_PQ_SEL || e->range_ms)) {
+        snprintf(perr, sizeof perr, "match[] must be a series selector");
+        pos = 0;
+        rc = FV_EINVAL;
+    }
+    if (rc) {
+        snprintf(msg, sizeof msg, "1:%zu: parse error: %s", pos + 1, perr);
+        prom_error(out, 400, "bad_data", msg);
+        fv_pq_free(e);
+        return;
+    }
+    struct plan *p = calloc(1, sizeof *p);
+    struct reader rd = {.v = v, .ctx = ctx, .plan = p};
+    struct fv_pe_raw *raw = NULL;
+    size_t n = 0;
+    if (p == NULL) {
+        prom_error(out, 500, "internal", "out of memory");
+    } else if (plan_walk(p, e)) {
+        prom_error(out, 400, "bad_data", p->err);
+    } else if (decide(v, ctx, p, &rd, "prom.series", start, end, out) == FV_OK) {
+        rc = fetch(&rd, e, start, end, &raw, &n, msg, sizeof msg);
+        json_t *arr = rc ? NULL : json_array();
+        for (size_t i = 0; arr && i < n; i++)
+            json_array_append_new(arr, jlabels(&raw[i].l));
+        if (rc == FV_ELIMIT)
+            prom_error(out, 422, "execution", msg);
+        else
+            prom_data(out, arr);
+        if (out->status == 200)
+            fv_api_quota_send(v, ctx, n, &rd.served, out); /* G5, G12 */
+        else
+            fv_guard_done_served(v->guard, ctx, &rd.served, 0, 0);
+    }
+    for (size_t i = 0; i < n; i++) {
+        free(raw[i].t);
+        free(raw[i].v);
+    }
+    free(raw);
     fv_guard_served_free(&rd.served);
     free(p);
     fv_pq_free(e);
@@ -601,6 +678,8 @@ void fv_api_prometheus(const struct fv_api_view *v0, const char *method, const c
         query(v, &ctx, 1, out);
     } else if (strcmp(path, "/api/v1/query_range") == 0 && v->store) {
         query(v, &ctx, 0, out);
+    } else if (strcmp(path, "/api/v1/series") == 0 && v->store) {
+        series(v, &ctx, out);
     } else if (strcmp(path, "/api/v1/labels") == 0) {
         prom_data(out, json_pack("[s,s,s]", "__name__", "device", "signal"));
     } else if (strcmp(path, "/api/v1/label/__name__/values") == 0 ||

@@ -106,6 +106,15 @@ def test_promtool_matches_query_api():
         assert out == [{"metric": {"signal": "Soc"}, "value": out[0]["value"]}], out
         assert out[0]["value"][1] == "3", out
 
+        # series and device names, as Grafana's variables ask for them
+        st, body = prom_get(srv, "series", **{"match[]": f'Soc{{device=~"{PREFIX}.*"}}',
+                                              "start": frm / 1000, "end": to / 1000,
+                                              "purpose": "service"})
+        assert st == 200 and sorted(s["device"] for s in body["data"]) == VINS, body
+        assert all(s["__name__"] == "Soc" for s in body["data"]), body
+        st, body = prom_get(srv, "label/device/values", purpose="service")
+        assert st == 200 and set(VINS) <= set(body["data"]), body
+
         # a refused purpose: refused on the Prometheus path too, and audited as denied
         r = promtool(srv, "range", f'Soc{{device="{vin}"}}', "--start", str(frm / 1000),
                      "--end", str(to / 1000), "--step", "10s", purpose="marketing", check=False)
