@@ -115,6 +115,19 @@ def test_promtool_matches_query_api():
         st, body = prom_get(srv, "label/device/values", purpose="service")
         assert st == 200 and set(VINS) <= set(body["data"]), body
 
+        # the shipped dashboards use only what the server answers
+        for name in ("fleet.json", "vehicle.json"):
+            with open(os.path.join(t.REPO, "docs", "grafana", name)) as f:
+                dash = json.load(f)
+            exprs = [tg["expr"] for p in dash["panels"] for tg in p["targets"]]
+            assert exprs, name
+            for e in exprs:
+                e = e.replace("$device", vin)
+                st, body = prom_get(srv, "query_range", query=e, start=start / 1000,
+                                    end=(start + SECONDS * 1000) / 1000, step=60,
+                                    purpose="service")
+                assert st == 200 and body["data"]["result"], (name, e, st, body)
+
         # a refused purpose: refused on the Prometheus path too, and audited as denied
         r = promtool(srv, "range", f'Soc{{device="{vin}"}}', "--start", str(frm / 1000),
                      "--end", str(to / 1000), "--step", "10s", purpose="marketing", check=False)
