@@ -143,6 +143,67 @@ def test_promtool_matches_query_api():
         assert allowed and all(e.get("purpose") == "service" for e in allowed), allowed[:3]
 
 
+def test_roles():
+    """The privacy rules of /api/v1/query on the Prometheus path: a one-vehicle role (support)
+    reads one device with its ticket and nothing fleet-wide; a consented-only pseudonymising
+    role (ml-pipeline) gets only consented samples, its devices named by pseudonym; an
+    aggregate-only role (analyst) is refused."""
+    with t.Env() as env:
+        for v in VINS:
+            env.certs.device(v)
+        srv = t.Server(env.root, env.certs, config={"rate_limits": False}).start()
+        srv.principal("alice", "support")
+        srv.principal("trainer", "ml-pipeline")
+        srv.principal("rita", "analyst")
+        past = (int(time.time()) - 3600) * 1000
+        feed(env, srv, past)  # the vehicles exist; no consent to model_training yet
+        st, body = srv.http(f"/api/v1/subjects/{VINS[0]}/consent?purpose=model_training"
+                            "&change=give&ticket=T-7", token=t.APPROVER, method="POST",
+                            purpose=None)
+        assert st == 200, body
+        start = (int(time.time()) + 2) * 1000  # after the consent: collected under it
+        feed(env, srv, start)
+        frm, to = start, start + 120000
+        sel = f'Soc{{device="{VINS[0]}"}}'
+        rng = {"start": frm / 1000, "end": to / 1000, "step": 1}
+        st, ops = prom_get(srv, "query_range", query=sel, purpose="service", **rng)
+        assert st == 200 and len(ops["data"]["result"]) == 1, ops
+
+        def get(token, **kw):
+            q = urllib.parse.urlencode({**rng, **kw} if "start" not in kw else kw)
+            st, body = srv.http(f"/prometheus/api/v1/query_range?{q}", token=token,
+                                purpose=None)
+            return st, json.loads(body)
+
+        st, body = get("alice", query=sel, purpose="service", ticket="T-1")
+        assert st == 200 and body["data"] == ops["data"], body
+        st, body = get("alice", query=sel, purpose="service")
+        assert st == 403 and "ticket" in body["error"], body
+        st, body = get("alice", query=f'Soc{{device=~"{PREFIX}.*"}}', purpose="service",
+                       ticket="T-1")
+        assert st == 403 and body["errorType"] == "forbidden", body
+        st, body = get("alice", query='Soc{device="NOSUCHDEVICE00000"}', purpose="service",
+                       ticket="T-1")
+        assert st == 404, body
+
+        st, body = get("trainer", query=f'Soc{{device=~".*"}}', purpose="model_training")
+        assert st == 200, body
+        res = body["data"]["result"]
+        assert len(res) == 1 and res[0]["metric"]["device"] not in VINS, res
+        assert res[0]["values"] == ops["data"]["result"][0]["values"], res
+        assert not any(v in json.dumps(body) for v in VINS), body
+
+        # collected before the consent: not served for model_training, served for service
+        old = {"start": (past + 60000) / 1000, "end": (past + 120000) / 1000, "step": 10}
+        st, body = get("trainer", query="Soc", purpose="model_training", **old)
+        assert st == 200 and body["data"]["result"] == [], body
+        st, body = get("ops", query="Soc", purpose="service", **old)
+        assert st == 200 and len(body["data"]["result"]) == 3, body
+
+        st, body = get("rita", query="avg(Soc)", purpose="model_training", ticket="T-2")
+        assert st == 403, body
+
+
 def test_errors_and_metadata():
     with t.Env() as env:
         srv = t.Server(env.root, env.certs, config={"rate_limits": False}).start()
@@ -165,4 +226,4 @@ def test_errors_and_metadata():
 
 
 if __name__ == "__main__":
-    t.main([test_promtool_matches_query_api, test_errors_and_metadata])
+    t.main([test_promtool_matches_query_api, test_roles, test_errors_and_metadata])
