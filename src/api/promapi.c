@@ -436,7 +436,8 @@ static void query(const struct fv_api_view *v, struct fv_guard_ctx *ctx, int ins
         prom_error(out, 400, "bad_data", "invalid parameter \"query\": missing or too long");
         return;
     }
-    struct fv_pe_query q = {.fetch = fetch, .max_series = FV_PROM_MAX_SERIES};
+    struct fv_pe_query q = {
+        .fetch = fetch, .max_series = FV_PROM_MAX_SERIES, .max_points = FV_PROM_MAX_POINTS_HELD};
     if (instant) {
         q.start = (int64_t)fv_now_ms();
         if (fv_form_param(v->query, "time", a, sizeof a) == 1 && a[0] && parse_time(a, &q.start)) {

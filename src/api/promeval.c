@@ -142,6 +142,14 @@ static int eval_sel(const struct fv_pe_query *q, const struct fv_pq_node *sel, i
         return FV_ELIMIT;
     }
     size_t ns = fv_pe_steps(q);
+    if (q->max_points && nraw > q->max_points / ns) {
+        snprintf(err, errlen,
+                 "the query would hold %zu series of %zu points, more than the limit of %zu "
+                 "points; use a larger step or fewer series",
+                 nraw, ns, q->max_points);
+        free_raws(raw, nraw);
+        return FV_ELIMIT;
+    }
     r->s = nraw ? calloc(nraw, sizeof *r->s) : NULL;
     if (nraw && r->s == NULL) {
         free_raws(raw, nraw);

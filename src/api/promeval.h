@@ -58,13 +58,14 @@ struct fv_pe_result {
 
 struct fv_pe_query {
     int64_t start, end, step; /* ms; step > 0; start <= end */
-    size_t max_series;        /* 0: no limit */
+    size_t max_series;        /* per selector; 0: no limit */
+    size_t max_points;        /* series x steps held per selector; 0: no limit */
     fv_pe_fetch fetch;
     void *arg;
 };
 
 /* Evaluates e at start, start + step, ... <= end. FV_OK and *res (free with fv_pe_free),
- * FV_ELIMIT (too many series, err says), FV_ENOMEM, or the fetch's error. */
+ * FV_ELIMIT (too many series or points, err says), FV_ENOMEM, or the fetch's error. */
 int fv_pe_eval(const struct fv_pe_query *q, const struct fv_pq_node *e, struct fv_pe_result *res,
                char *err, size_t errlen);
 void fv_pe_free(struct fv_pe_result *res);

@@ -245,6 +245,16 @@ static void series_limit(void **state)
     char err[200] = "";
     assert_int_equal(fv_pe_eval(&q, e, &r, err, sizeof err), FV_ELIMIT);
     assert_non_null(strstr(err, "limit of 3"));
+    /* series x steps held */
+    q.max_series = 0;
+    q.end = 99000; /* 100 steps, 4 series */
+    q.max_points = 399;
+    assert_int_equal(fv_pe_eval(&q, e, &r, err, sizeof err), FV_ELIMIT);
+    assert_non_null(strstr(err, "limit of 399 points"));
+    q.max_points = 400;
+    assert_int_equal(fv_pe_eval(&q, e, &r, err, sizeof err), FV_OK);
+    assert_int_equal(r.nseries, 4);
+    fv_pe_free(&r);
     fv_pq_free(e);
 }
 

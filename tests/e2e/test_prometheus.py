@@ -202,6 +202,7 @@ def test_roles():
 
         st, body = get("rita", query="avg(Soc)", purpose="model_training", ticket="T-2")
         assert st == 403, body
+        srv.stop()  # exit 0: under ASan, no leak
 
 
 def test_errors_and_metadata():
@@ -223,6 +224,7 @@ def test_errors_and_metadata():
         assert "Soc" in body["data"] and "Location" not in body["data"], body
         st, body = srv.http("/prometheus/api/v1/query?query=Soc&purpose=service", token=None)
         assert st == 401 and json.loads(body)["status"] == "error", body
+        srv.stop()
 
 
 if __name__ == "__main__":
