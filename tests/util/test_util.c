@@ -16,6 +16,7 @@
 #include "util/crc32c.h"
 #include "util/err.h"
 #include "util/map.h"
+#include "util/urlquery.h"
 
 static void test_crc32c(void **state)
 {
@@ -140,6 +141,26 @@ static void test_arena(void **state)
 }
 
 /* The shared histogram buckets: a bound is inclusive, the last slot is over 1 s. */
+/* fv_query_param keeps '+' (RFC 3339 offsets); fv_form_param reads it as a space, as
+ * Prometheus clients encode a form, and says when a value is cut. */
+static void test_url_params(void **state)
+{
+    (void)state;
+    const char *qs = "query=sum+by+%28device%29+%28Soc%29+%2B+1&t=2026-01-01T00:00:00+01:00&e";
+    char out[64];
+    assert_int_equal(fv_form_param(qs, "query", out, sizeof out), 1);
+    assert_string_equal(out, "sum by (device) (Soc) + 1");
+    assert_int_equal(fv_query_param(qs, "t", out, sizeof out), 1);
+    assert_string_equal(out, "2026-01-01T00:00:00+01:00");
+    assert_int_equal(fv_form_param(qs, "e", out, sizeof out), 1);
+    assert_string_equal(out, "");
+    assert_int_equal(fv_form_param(qs, "missing", out, sizeof out), 0);
+    char small[8];
+    assert_int_equal(fv_form_param(qs, "query", small, sizeof small), -1);
+    assert_string_equal(small, "sum by ");
+    assert_int_equal(fv_query_param(qs, "query", small, sizeof small), 1); /* cut, as before */
+}
+
 static void test_latency_buckets(void **state)
 {
     (void)state;
@@ -163,6 +184,7 @@ int main(void)
         cmocka_unit_test(test_crc32c),     cmocka_unit_test(test_map_vs_reference),
         cmocka_unit_test(test_buf_and_le), cmocka_unit_test(test_buf_appendf),
         cmocka_unit_test(test_arena),      cmocka_unit_test(test_latency_buckets),
+        cmocka_unit_test(test_url_params),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
