@@ -209,6 +209,44 @@ static int string_lit(struct ps *ps, char *buf, size_t len)
     return 1;
 }
 
+/* What regcomp may take from a request: glibc's compile time and memory grow with nested
+ * and counted repetitions ("a++++", "(a{99}){99}"), so neither is accepted (RE2, which
+ * Prometheus uses, refuses nested repetition too). NULL if fine, else why not. */
+static const char *regex_unsafe(const char *re)
+{
+    int prev_quant = 0;
+    for (const char *p = re; *p; p++) {
+        if (*p == '\\') {
+            if (p[1]) p++;
+            prev_quant = 0;
+        } else if (*p == '[') { /* a bracket expression: no operators inside */
+            const char *q = p + 1;
+            if (*q == '^') q++;
+            if (*q == ']') q++;
+            while (*q && *q != ']') {
+                if (*q == '[' && (q[1] == ':' || q[1] == '.' || q[1] == '=')) {
+                    const char *end = strchr(q + 2, q[1]);
+                    if (end == NULL || end[1] != ']') return "an unterminated bracket expression";
+                    q = end + 2;
+                    continue;
+                }
+                q++;
+            }
+            if (*q == '\0') return "an unterminated bracket expression";
+            p = q;
+            prev_quant = 0;
+        } else if (*p == '{') {
+            return "counted repetitions ({n,m}) are not supported";
+        } else if (*p == '*' || *p == '+' || *p == '?') {
+            if (prev_quant) return "nested repetition operators are not supported";
+            prev_quant = 1;
+        } else {
+            prev_quant = 0;
+        }
+    }
+    return NULL;
+}
+
 static int add_matcher(struct ps *ps, struct fv_pq_node *sel, enum fv_pq_label l, enum fv_pq_mop op,
                        const char *value, size_t at)
 {
@@ -221,6 +259,11 @@ static int add_matcher(struct ps *ps, struct fv_pq_node *sel, enum fv_pq_label l
     m->op = op;
     snprintf(m->value, sizeof m->value, "%s", value);
     if (op == FV_PQ_RE || op == FV_PQ_NRE) {
+        const char *unsafe = regex_unsafe(value);
+        if (unsafe) {
+            fail(ps, at, "bad regular expression \"%.60s\": %s", value, unsafe);
+            return 0;
+        }
         char anchored[FV_PQ_VALUE_MAX + 8];
         snprintf(anchored, sizeof anchored, "^(%s)$", value);
         int rc = regcomp(&m->re, anchored, REG_EXTENDED | REG_NOSUB);
