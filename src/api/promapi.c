@@ -432,7 +432,8 @@ static void query(const struct fv_api_view *v, struct fv_guard_ctx *ctx, int ins
                   struct fv_http_response *out)
 {
     char text[4096], a[64], msg[400];
-    if (fv_form_param(v->query, "query", text, sizeof text) != 1 || text[0] == '\0') {
+    if (!fv_query_param(v->query, "query", text, sizeof text) || text[0] == '\0' ||
+        strlen(text) == sizeof text - 1) {
         prom_error(out, 400, "bad_data", "invalid parameter \"query\": missing or too long");
         return;
     }
@@ -440,7 +441,7 @@ static void query(const struct fv_api_view *v, struct fv_guard_ctx *ctx, int ins
         .fetch = fetch, .max_series = FV_PROM_MAX_SERIES, .max_points = FV_PROM_MAX_POINTS_HELD};
     if (instant) {
         q.start = (int64_t)fv_now_ms();
-        if (fv_form_param(v->query, "time", a, sizeof a) == 1 && a[0] && parse_time(a, &q.start)) {
+        if (fv_query_param(v->query, "time", a, sizeof a) && a[0] && parse_time(a, &q.start)) {
             prom_error(out, 400, "bad_data", "invalid parameter \"time\": not a time");
             return;
         }
@@ -450,7 +451,7 @@ static void query(const struct fv_api_view *v, struct fv_guard_ctx *ctx, int ins
         static const char *const names[3] = {"start", "end", "step"};
         int64_t *dst[3] = {&q.start, &q.end, &q.step};
         for (int i = 0; i < 3; i++)
-            if (fv_form_param(v->query, names[i], a, sizeof a) != 1 ||
+            if (!fv_query_param(v->query, names[i], a, sizeof a) ||
                 (i < 2 ? parse_time(a, dst[i]) : parse_step(a, dst[i]))) {
                 snprintf(msg, sizeof msg, "invalid parameter \"%s\": missing or not a %s", names[i],
                          i < 2 ? "time" : "duration");
@@ -492,7 +493,9 @@ static void query(const struct fv_api_view *v, struct fv_guard_ctx *ctx, int ins
     }
     rd.plan = p;
     int64_t from = q.start > INT64_MIN + p->window ? q.start - p->window : INT64_MIN;
-    rc = decide(v, ctx, p, &rd, "prom.query", from, q.end, out);
+    /* Numbers alone ("1+1": Grafana's connection test) read nothing: no decision needed. */
+    int reads = p->nsel > 0;
+    rc = reads ? decide(v, ctx, p, &rd, "prom.query", from, q.end, out) : FV_OK;
     if (rc) goto done;
     q.arg = &rd;
     rc = fv_pe_eval(&q, e, &res, msg, sizeof msg);
@@ -503,10 +506,12 @@ static void query(const struct fv_api_view *v, struct fv_guard_ctx *ctx, int ins
             prom_error(out, 500, "internal", "out of memory");
         else
             prom_error(out, 500, "internal", msg[0] ? msg : "the query failed");
-        fv_guard_done_served(v->guard, ctx, &rd.served, 0, 0); /* nothing served */
+        if (reads) fv_guard_done_served(v->guard, ctx, &rd.served, 0, 0); /* nothing served */
     } else {
         prom_data(out, render(&q, &res, instant));
-        if (out->status == 200)
+        if (!reads)
+            ;
+        else if (out->status == 200)
             fv_api_quota_send(v, ctx, rd.rows, &rd.served, out); /* G5 before sending; G12 */
         else
             fv_guard_done_served(v->guard, ctx, &rd.served, 0, 0);
@@ -524,19 +529,18 @@ static void series(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
                    struct fv_http_response *out)
 {
     char text[4096], a[64];
-    int have = fv_form_param(v->query, "match[]", text, sizeof text);
-    if (have == 0) have = fv_form_param(v->query, "match%5B%5D", text, sizeof text);
-    if (have != 1 || text[0] == '\0') {
+    if (!fv_query_param(v->query, "match[]", text, sizeof text) || text[0] == '\0' ||
+        strlen(text) == sizeof text - 1) {
         prom_error(out, 400, "bad_data", "invalid parameter \"match[]\": missing or too long");
         return;
     }
     int64_t end = (int64_t)fv_now_ms(), start;
-    if (fv_form_param(v->query, "end", a, sizeof a) == 1 && parse_time(a, &end)) {
+    if (fv_query_param(v->query, "end", a, sizeof a) && parse_time(a, &end)) {
         prom_error(out, 400, "bad_data", "invalid parameter \"end\": not a time");
         return;
     }
     start = end - 3600000; /* Prometheus's default is all time: here the last hour */
-    if (fv_form_param(v->query, "start", a, sizeof a) == 1 && parse_time(a, &start)) {
+    if (fv_query_param(v->query, "start", a, sizeof a) && parse_time(a, &start)) {
         prom_error(out, 400, "bad_data", "invalid parameter \"start\": not a time");
         return;
     }
@@ -657,7 +661,8 @@ void fv_api_prometheus(const struct fv_api_view *v0, const char *method, const c
         prom_error(out, 401, "unauthorized", why);
         return;
     }
-    /* A POST's form body holds parameters too (Grafana and promtool POST by default). */
+    /* A POST's form body holds parameters too (Grafana and promtool POST by default): decoded
+     * as the URL's are, and read after them. */
     struct fv_api_view view = *v0;
     const struct fv_api_view *v = &view;
     char *qs = NULL;
@@ -672,7 +677,8 @@ void fv_api_prometheus(const struct fv_api_view *v0, const char *method, const c
         memcpy(qs, v0->query ? v0->query : "", ql);
         qs[ql] = '&';
         memcpy(qs + ql + 1, v0->body, bl);
-        qs[ql + 1 + bl] = '\0';
+        size_t n = fv_form_decode(qs + ql + 1, bl);
+        qs[ql + 1 + n] = '\0';
         view.query = qs;
     }
     if (strcmp(path, "/api/v1/query") == 0 && v->store) {

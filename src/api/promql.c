@@ -217,6 +217,7 @@ static const char *regex_unsafe(const char *re)
     int prev_quant = 0;
     for (const char *p = re; *p; p++) {
         if (*p == '\\') {
+            if (p[1] >= '1' && p[1] <= '9') return "back-references are not supported";
             if (p[1]) p++;
             prev_quant = 0;
         } else if (*p == '[') { /* a bracket expression: no operators inside */

@@ -11,8 +11,7 @@ static int hexd(char c)
     return -1;
 }
 
-/* form: '+' is a space (application/x-www-form-urlencoded); returns -1 when cut. */
-static int param(const char *qs, const char *name, char *out, size_t outlen, int form)
+int fv_query_param(const char *qs, const char *name, char *out, size_t outlen)
 {
     if (qs == NULL || outlen == 0) return 0;
     size_t nl = strlen(name);
@@ -20,10 +19,9 @@ static int param(const char *qs, const char *name, char *out, size_t outlen, int
         const char *amp = strchr(p, '&');
         size_t len = amp ? (size_t)(amp - p) : strlen(p);
         if (len > nl && strncmp(p, name, nl) == 0 && p[nl] == '=') {
-            size_t o = 0, i;
-            for (i = nl + 1; i < len && o + 1 < outlen; i++) {
-                char c = p[i]; /* '+' stays '+' unless form: RFC 3339 offsets use it */
-                if (form && c == '+') c = ' ';
+            size_t o = 0;
+            for (size_t i = nl + 1; i < len && o + 1 < outlen; i++) {
+                char c = p[i]; /* '+' stays '+': RFC 3339 offsets use it */
                 if (c == '%' && i + 2 < len && hexd(p[i + 1]) >= 0 && hexd(p[i + 2]) >= 0) {
                     c = (char)(hexd(p[i + 1]) << 4 | hexd(p[i + 2]));
                     i += 2;
@@ -31,7 +29,7 @@ static int param(const char *qs, const char *name, char *out, size_t outlen, int
                 out[o++] = c;
             }
             out[o] = '\0';
-            return i < len && form ? -1 : 1;
+            return 1;
         }
         if (len == nl && strncmp(p, name, nl) == 0) {
             out[0] = '\0';
@@ -42,12 +40,19 @@ static int param(const char *qs, const char *name, char *out, size_t outlen, int
     return 0;
 }
 
-int fv_query_param(const char *qs, const char *name, char *out, size_t outlen)
+size_t fv_form_decode(char *s, size_t len)
 {
-    return param(qs, name, out, outlen, 0);
-}
-
-int fv_form_param(const char *qs, const char *name, char *out, size_t outlen)
-{
-    return param(qs, name, out, outlen, 1);
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (c == '+') {
+            c = ' ';
+        } else if (c == '%' && i + 2 < len && hexd(s[i + 1]) >= 0 && hexd(s[i + 2]) >= 0) {
+            c = (char)(hexd(s[i + 1]) << 4 | hexd(s[i + 2]));
+            i += 2;
+        }
+        s[o++] = c;
+    }
+    if (o < len) s[o] = '\0';
+    return o;
 }

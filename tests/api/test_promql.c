@@ -90,6 +90,7 @@ static void errors(void **state)
         {"Soc{device=~\"a++++\"}", 12, "nested repetition"},
         {"Soc{device=~\"(a{99}){99}\"}", 12, "counted repetitions"},
         {"Soc{device=~\"[a-z\"}", 12, "unterminated bracket"},
+        {"Soc{device=~\"(a*)*\\\\1\"}", 12, "back-references"},
         {"Soc )", 4, "unexpected"},
         {"", 0, "unexpected end"},
         {"{}", 0, "at least one"},

@@ -216,6 +216,10 @@ def test_errors_and_metadata():
         st, body = prom_get(srv, "query_range", query="Soc", start=0, end=100000, step=1,
                             purpose="service")
         assert st == 400 and "11,000 points" in body["error"], body
+        # numbers alone read nothing: any principal's connection test works, no decision
+        srv.principal("alice", "support")
+        st, body = srv.http("/prometheus/api/v1/query?query=1%2B1", token="alice", purpose=None)
+        assert st == 200 and json.loads(body)["data"]["result"][1] == "2", body
         st, body = prom_get(srv, "status/buildinfo")
         assert st == 200 and body["data"]["version"], body
         st, body = prom_get(srv, "labels")
