@@ -52,6 +52,21 @@ static void prom_data(struct fv_http_response *out, json_t *data)
     fv_api_respond_json(out, 200, json_pack("{s:s,s:o}", "status", "success", "data", data));
 }
 
+/* G5: the whole answer checked against the quota before it is sent (api/query.h); a refusal
+ * in Prometheus's shape. */
+static void quota_send(const struct fv_api_view *v, struct fv_guard_ctx *ctx, uint64_t rows,
+                       const struct fv_guard_served *served, struct fv_http_response *out)
+{
+    fv_api_quota_send(v, ctx, rows, served, out);
+    if (out->status == 200) return;
+    json_t *j = json_loadb((const char *)out->body.data, out->body.len, 0, NULL);
+    const char *why = j ? json_string_value(json_object_get(j, "error")) : NULL;
+    char msg[300];
+    snprintf(msg, sizeof msg, "%s", why ? why : "quota");
+    json_decref(j);
+    prom_error(out, out->status, out->status == 503 ? "unavailable" : "forbidden", msg);
+}
+
 /* ---- times ------------------------------------------------------------------------------ */
 
 /* Unix seconds (with a fraction) or RFC 3339, as Prometheus takes them. */
@@ -512,7 +527,7 @@ static void query(const struct fv_api_view *v, struct fv_guard_ctx *ctx, int ins
         if (!reads)
             ;
         else if (out->status == 200)
-            fv_api_quota_send(v, ctx, rd.rows, &rd.served, out); /* G5 before sending; G12 */
+            quota_send(v, ctx, rd.rows, &rd.served, out); /* G5 before sending; G12 */
         else
             fv_guard_done_served(v->guard, ctx, &rd.served, 0, 0);
     }
@@ -577,7 +592,7 @@ static void series(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
         else
             prom_data(out, arr);
         if (out->status == 200)
-            fv_api_quota_send(v, ctx, n, &rd.served, out); /* G5, G12 */
+            quota_send(v, ctx, n, &rd.served, out); /* G5, G12 */
         else
             fv_guard_done_served(v->guard, ctx, &rd.served, 0, 0);
     }
@@ -636,7 +651,7 @@ static void device_names(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
     }
     free(all);
     prom_data(out, a);
-    if (out->status == 200) fv_api_quota_send(v, ctx, served.n, &served, out);
+    if (out->status == 200) quota_send(v, ctx, served.n, &served, out);
     fv_guard_served_free(&served);
 }
 

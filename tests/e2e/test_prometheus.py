@@ -147,11 +147,17 @@ def test_roles():
     """The privacy rules of /api/v1/query on the Prometheus path: a one-vehicle role (support)
     reads one device with its ticket and nothing fleet-wide; a consented-only pseudonymising
     role (ml-pipeline) gets only consented samples, its devices named by pseudonym; an
-    aggregate-only role (analyst) is refused."""
+    aggregate-only role (analyst) is refused; a daily quota of rows is checked before an answer
+    is sent."""
+    pol = t.test_policy()
+    metered = dict(pol["roles"]["ops"], quota={"subjects_per_day": None, "rows_per_day": 30,
+                                               "bytes_per_day": None})
+    pol = t.test_policy(extra_roles={"metered": metered})
     with t.Env() as env:
         for v in VINS:
             env.certs.device(v)
-        srv = t.Server(env.root, env.certs, config={"rate_limits": False}).start()
+        srv = t.Server(env.root, env.certs, config={"rate_limits": False}, policy=pol).start()
+        srv.principal("meter", "metered")
         srv.principal("alice", "support")
         srv.principal("trainer", "ml-pipeline")
         srv.principal("rita", "analyst")
@@ -202,6 +208,13 @@ def test_roles():
 
         st, body = get("rita", query="avg(Soc)", purpose="model_training", ticket="T-2")
         assert st == 403, body
+
+        # G5: 121 rows pass a quota of 30 a day: refused whole, before anything is sent
+        st, body = get("meter", query=sel, purpose="service")
+        assert st == 403 and body["errorType"] == "forbidden" and "quota" in body["error"], body
+        st, body = get("meter", query=sel, purpose="service", start=frm / 1000,
+                       end=(frm + 10000) / 1000, step=1)
+        assert st == 200 and len(body["data"]["result"][0]["values"]) == 11, body
         srv.stop()  # exit 0: under ASan, no leak
 
 
