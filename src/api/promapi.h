@@ -24,8 +24,9 @@
 /* Points per series at most (as Prometheus), series per answer at most. */
 #define FV_PROM_MAX_POINTS 11000
 #define FV_PROM_MAX_SERIES 10000
-/* Series x steps one selector's result may hold (8 bytes each: 160 MB). */
-#define FV_PROM_MAX_POINTS_HELD 20000000
+/* Series x steps one selector's result may hold (the JSON answer is built in memory: a
+ * point costs about 150 bytes there). */
+#define FV_PROM_MAX_POINTS_HELD 2000000
 /* Samples read from the store for one query at most. */
 #define FV_PROM_MAX_SAMPLES 20000000
 
