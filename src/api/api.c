@@ -13,6 +13,7 @@
 #include "api/api.h"
 #include "api/export.h"
 #include "api/exports.h"
+#include "api/promapi.h"
 #include "api/query.h"
 #include "data/campaign.h"
 #include "crypto/keys.h"
@@ -631,6 +632,10 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
                    const char *authorization, struct fv_http_response *out)
 {
     out->www_authenticate = 0;
+    if (strncmp(path, "/prometheus/", 12) == 0) { /* api/promapi.h: its own answers' shapes */
+        fv_api_prometheus(v, method, path + 11, authorization, out);
+        return;
+    }
     char idbuf[65];
     int post_ok = strcmp(path, "/api/v1/store/compact") == 0 ||
                   match_path(path, "/api/v1/subjects/", "/erase", idbuf) ||

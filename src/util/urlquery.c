@@ -39,3 +39,20 @@ int fv_query_param(const char *qs, const char *name, char *out, size_t outlen)
     }
     return 0;
 }
+
+size_t fv_form_decode(char *s, size_t len)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (c == '+') {
+            c = ' ';
+        } else if (c == '%' && i + 2 < len && hexd(s[i + 1]) >= 0 && hexd(s[i + 2]) >= 0) {
+            c = (char)(hexd(s[i + 1]) << 4 | hexd(s[i + 2]));
+            i += 2;
+        }
+        s[o++] = c;
+    }
+    if (o < len) s[o] = '\0';
+    return o;
+}

@@ -16,6 +16,7 @@
 #include "util/crc32c.h"
 #include "util/err.h"
 #include "util/map.h"
+#include "util/urlquery.h"
 
 static void test_crc32c(void **state)
 {
@@ -140,6 +141,21 @@ static void test_arena(void **state)
 }
 
 /* The shared histogram buckets: a bound is inclusive, the last slot is over 1 s. */
+/* A POST's form body decodes as the HTTP layer decodes a URL's query: '+' a space, %XX. */
+static void test_form_decode(void **state)
+{
+    (void)state;
+    char body[] = "query=sum+by+%28device%29+%28Soc%29+%2B+1&start=1.5&x=%4";
+    size_t n = fv_form_decode(body, strlen(body));
+    assert_int_equal(n, strlen(body));
+    assert_string_equal(body, "query=sum by (device) (Soc) + 1&start=1.5&x=%4");
+    char out[64];
+    assert_int_equal(fv_query_param(body, "query", out, sizeof out), 1);
+    assert_string_equal(out, "sum by (device) (Soc) + 1");
+    assert_int_equal(fv_query_param(body, "start", out, sizeof out), 1);
+    assert_string_equal(out, "1.5");
+}
+
 static void test_latency_buckets(void **state)
 {
     (void)state;
@@ -160,9 +176,10 @@ static void test_latency_buckets(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_crc32c),     cmocka_unit_test(test_map_vs_reference),
-        cmocka_unit_test(test_buf_and_le), cmocka_unit_test(test_buf_appendf),
-        cmocka_unit_test(test_arena),      cmocka_unit_test(test_latency_buckets),
+        cmocka_unit_test(test_crc32c),      cmocka_unit_test(test_map_vs_reference),
+        cmocka_unit_test(test_buf_and_le),  cmocka_unit_test(test_buf_appendf),
+        cmocka_unit_test(test_arena),       cmocka_unit_test(test_latency_buckets),
+        cmocka_unit_test(test_form_decode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
