@@ -1,6 +1,7 @@
 /* part.c - see part.h for the format and its validity rules. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,42 @@
 #include "util/clock.h"
 #include "util/crc32c.h"
 #include "util/err.h"
+
+/* One zstd decompression context per thread, kept for the thread's life: ZSTD_decompress
+ * makes (and frees) one per call, ~40 us for a small block, paid by every block a query,
+ * flush or merge reads (issue 13). Freed at thread exit (a pthread key). */
+static pthread_key_t dctx_key;
+static pthread_once_t dctx_once = PTHREAD_ONCE_INIT;
+static int dctx_key_ok;
+
+static void dctx_free(void *p)
+{
+    ZSTD_freeDCtx(p);
+}
+
+static void dctx_init_once(void)
+{
+    dctx_key_ok = pthread_key_create(&dctx_key, dctx_free) == 0;
+}
+
+/* The calling thread's context, or NULL (then one-shot decompression). */
+static ZSTD_DCtx *thread_dctx(void)
+{
+    pthread_once(&dctx_once, dctx_init_once);
+    if (!dctx_key_ok) return NULL;
+    ZSTD_DCtx *d = pthread_getspecific(dctx_key);
+    if (d == NULL && (d = ZSTD_createDCtx()) != NULL && pthread_setspecific(dctx_key, d) != 0) {
+        ZSTD_freeDCtx(d);
+        d = NULL;
+    }
+    return d;
+}
+
+static size_t decompress(void *dst, size_t cap, const void *src, size_t n)
+{
+    ZSTD_DCtx *d = thread_dctx();
+    return d ? ZSTD_decompressDCtx(d, dst, cap, src, n) : ZSTD_decompress(dst, cap, src, n);
+}
 
 static const unsigned char HEAD_MAGIC[8] = {'F', 'V', 'P', 'A', 'R', 'T', '\r', '\n'};
 static const unsigned char FOOT_MAGIC[8] = {'F', 'V', 'P', 'E', 'N', 'D', '\r', '\n'};
@@ -127,7 +164,7 @@ static int parse(const unsigned char *img, const unsigned char *tail, uint64_t t
         rc = FV_ENOMEM;
         goto fail;
     }
-    size_t got = ZSTD_decompress(raw, iraw, iimg, ilen);
+    size_t got = decompress(raw, iraw, iimg, ilen);
     if (ZSTD_isError(got) || got != iraw) BAD(ioff, "index does not decompress");
     struct fv_rd r;
     fv_rd_init(&r, raw, iraw);
@@ -400,7 +437,7 @@ int fv_part_open_block(const struct fv_part *p, size_t i, const unsigned char de
         rc = fv_buf_reserve(raw, e->raw_len);
     }
     if (rc == FV_OK) {
-        size_t got = ZSTD_decompress(raw->data, e->raw_len, z.data, z.len);
+        size_t got = decompress(raw->data, e->raw_len, z.data, z.len);
         if (ZSTD_isError(got) || got != e->raw_len) {
             fv_seterr(err, errlen, "%s: offset %llu: block does not decompress", p->path,
                       (unsigned long long)e->off);
@@ -475,7 +512,7 @@ int fv_part_inflate_last(const struct fv_part *p, size_t i, ZSTD_DCtx *zd, const
         rc = fv_buf_reserve(plain, (size_t)raw);
     if (rc == FV_OK) {
         size_t got = zd ? ZSTD_decompressDCtx(zd, plain->data, (size_t)raw, z, zlen)
-                        : ZSTD_decompress(plain->data, (size_t)raw, z, zlen);
+                        : decompress(plain->data, (size_t)raw, z, zlen);
         if (ZSTD_isError(got) || got != raw)
             rc = FV_ECORRUPT;
         else
