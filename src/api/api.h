@@ -184,6 +184,9 @@ void fv_api_labeling(const struct fv_api_view *v, struct fv_guard_ctx *ctx, cons
 int fv_api_is_energy_site(const struct fv_device *d);
 int fv_api_in_scope(const struct fv_guard_ctx *ctx, const struct fv_device *d);
 
+/* GET /metrics (api/metrics_api.c): the Prometheus text format. */
+void fv_api_metrics(const struct fv_api_view *v, struct fv_http_response *r);
+
 /* Renders a value as JSON text appended to out (used by the API and inspect). */
 int fv_api_value_json(const struct fv_value *v, struct fv_buf *out);
 

@@ -14,6 +14,7 @@
 
 #include "crypto/certs.h"
 #include "crypto/keys.h"
+#include "gateway/minimise.h"
 #include "gateway/owners.h"
 #include "gateway/session.h"
 #include "privacy/policy.h"
@@ -82,14 +83,10 @@ struct fv_ingest {
     struct fv_map sessions; /* id -> struct session* */
     uint64_t next_session_id;
     struct pending *pend_head, *pend_tail;
-    uint64_t registry_gen; /* bumped when the subjects registry changed */
-    int64_t period_cursor; /* owner periods seen so far (gateway/owners.h O2) */
-    int keys_stale;        /* atomic: another keystore destroyed keys (fv_ingest_keys_changed) */
-    /* Minimisation: per store class, the purposes that use it (from the policy); a class
-     * that a contract purpose uses is always stored. */
-    uint32_t consent_classes; /* store classes that need some consent to be stored */
-    char class_purposes[FV_STORE_MAX_CLASSES][FV_POLICY_MAX_PURPOSES][FV_POLICY_NAME_MAX + 1];
-    int nclass_purposes[FV_STORE_MAX_CLASSES];
+    uint64_t registry_gen;  /* bumped when the subjects registry changed */
+    int64_t period_cursor;  /* owner periods seen so far (gateway/owners.h O2) */
+    int keys_stale;         /* atomic: another keystore destroyed keys (fv_ingest_keys_changed) */
+    struct fv_minimiser mz; /* minimisation (gateway/minimise.h) */
     struct fv_buf seal_buf, aad_buf;             /* scratch for sealing */
     struct fv_buf tx_buf;                        /* scratch for batched replies */
     int paused;                                  /* backpressure: sockets are not read */
@@ -377,88 +374,6 @@ static void listener_message(struct fv_ingest *ing, const struct session *s,
         }
 }
 
-/* Minimisation (issue 4): which store classes need consent, and for which purposes. */
-static void minimisation_init(struct fv_ingest *ing)
-{
-    const struct fv_policy *pol = ing->d.policy;
-    const struct fv_store_config *sc = ing->d.store_cfg;
-    for (uint32_t c = 0; pol && c < sc->nclasses; c++) {
-        if (c == sc->events_class) continue;
-        int bit = fv_policy_class_id(pol, sc->class_name[c]);
-        if (bit < 0) continue; /* a class the policy does not name: nobody reads it; kept */
-        int contract = 0;
-        for (size_t pi = 0; pi < fv_policy_npurposes(pol); pi++) {
-            const char *purpose = fv_policy_purpose_name(pol, pi);
-            int used = 0;
-            for (size_t r = 0; r < fv_policy_nroles(pol) && !used; r++)
-                used = (fv_policy_classes(pol, fv_policy_role_name(pol, r), purpose) >> bit) & 1;
-            if (!used) continue;
-            if (strcmp(purpose, FV_SUBJECT_CONTRACT) == 0) contract = 1;
-            if (ing->nclass_purposes[c] < FV_POLICY_MAX_PURPOSES)
-                snprintf(ing->class_purposes[c][ing->nclass_purposes[c]++],
-                         sizeof ing->class_purposes[0][0], "%s", purpose);
-        }
-        if (!contract) ing->consent_classes |= 1u << c;
-    }
-}
-
-/* The store classes subject (the device's current period, or the earlier one a record fell
- * in: owners.h) lets us keep: classes needing consent are kept only while some purpose that
- * uses them has it (cached per device and period, per registry change). */
-static uint32_t keep_classes(struct fv_ingest *ing, struct fv_device *d, const char *subject,
-                             int current)
-{
-    if (ing->consent_classes == 0) return UINT32_MAX;
-    uint64_t *gen = current ? &d->keep_gen : &d->past_keep_gen;
-    uint32_t *cached = current ? &d->keep_classes : &d->past_keep;
-    if (*gen == ing->registry_gen + 1) return *cached;
-    uint32_t keep = UINT32_MAX;
-    struct fv_purposes pp = {.policy = ing->d.policy};
-    for (uint32_t c = 0; c < ing->d.store_cfg->nclasses; c++) {
-        if (!(ing->consent_classes >> c & 1)) continue;
-        int any = 0;
-        for (int k = 0; k < ing->nclass_purposes[c] && !any; k++) {
-            int granted = 0;
-            if (fv_consent_at(ing->d.keys, &pp, subject, ing->class_purposes[c][k],
-                              (int64_t)fv_now_ms(), &granted) == FV_OK)
-                any = granted;
-        }
-        if (!any) keep &= ~(1u << c);
-    }
-    *cached = keep;
-    *gen = ing->registry_gen + 1;
-    return keep;
-}
-
-/* Drops the datums of classes not kept from v and re-encodes the payload into norm. Returns
- * the number dropped. */
-static size_t minimise(struct fv_ingest *ing, struct fv_vrecord *v, uint32_t keep,
-                       struct fv_buf *norm)
-{
-    size_t w = 0, dropped = 0;
-    for (size_t i = 0; i < v->n; i++) {
-        uint32_t f = v->data[i].field;
-        uint8_t c = f < FV_STORE_FIELD_TABLE ? ing->d.store_cfg->class_of[f] : 0;
-        if (keep >> c & 1) {
-            v->data[w++] = v->data[i];
-        } else {
-            fv_value_clear(&v->data[i].value);
-            dropped++;
-        }
-    }
-    v->n = w;
-    if (dropped) {
-        struct fv_buf b = {0};
-        if (fv_payload_encode_v(v, &b) == FV_OK) {
-            fv_buf_free(norm);
-            *norm = b;
-        } else {
-            fv_buf_free(&b);
-        }
-    }
-    return dropped;
-}
-
 static void handle_message(struct session *s, const unsigned char *msg, size_t len)
 {
     struct fv_ingest *ing = s->ing;
@@ -543,9 +458,9 @@ static void handle_message(struct session *s, const unsigned char *msg, size_t l
         goto done;
     }
     if (is_v) {
-        uint32_t keep = keep_classes(ing, dev, subject, current);
+        uint32_t keep = fv_minimiser_keep(&ing->mz, dev, subject, current, ing->registry_gen);
         if (keep != UINT32_MAX) {
-            size_t dropped = minimise(ing, &v, keep, &norm);
+            size_t dropped = fv_minimise(&ing->mz, &v, keep, &norm);
             m->datums_minimised += dropped;
             if (dropped && v.n == 0) {
                 /* Nothing left to keep: acknowledged (the device must not resend it), not
@@ -838,7 +753,7 @@ int fv_ingest_new(const struct fv_ingest_deps *deps, struct fv_ingest **out)
     struct fv_ingest *ing = calloc(1, sizeof *ing);
     if (ing == NULL) return FV_ENOMEM;
     ing->d = *deps;
-    minimisation_init(ing);
+    fv_minimiser_init(&ing->mz, ing->d.policy, ing->d.store_cfg, ing->d.keys);
     ing->period_cursor = -1; /* O2: the periods recorded before the start are known */
     fv_owners_sweep(ing->d.keys, ing->d.fleet, ing->registry_gen, &ing->period_cursor);
     *out = ing;
