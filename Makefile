@@ -37,7 +37,7 @@ fuzz: deps
 	@cmake --build build-fuzz -j $(JOBS)
 
 test-fuzz: fuzz
-	cd build-fuzz && ctest --output-on-failure -j 1 -R 'fuzz/'
+	cd build-fuzz && ctest --output-on-failure -j 2 -R 'fuzz/'
 
 demo: build
 	@scripts/demo.sh
