@@ -6,6 +6,7 @@
 
 #include "cli/commands.h"
 #include "config/config.h"
+#include "os/heap.h"
 #include "server/server.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -105,6 +106,8 @@ int fv_cmd_serve(int argc, char **argv)
             return 2;
         }
     }
+    /* Before any thread: the next store head reuses the last one's pages (os/heap.h). */
+    if (fv_heap_tune() != 0) fv_debug("serve: the allocator kept its default thresholds");
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
