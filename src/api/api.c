@@ -15,6 +15,8 @@
 #include "api/exports.h"
 #include "api/promapi.h"
 #include "api/query.h"
+#include "api/static_ui.h"
+#include "api/stats_hist.h"
 #include "data/campaign.h"
 #include "crypto/keys.h"
 #include "openadr/ven.h"
@@ -636,6 +638,10 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         fv_api_prometheus(v, method, path + 11, authorization, out);
         return;
     }
+    if (strcmp(path, "/ui") == 0 || strncmp(path, "/ui/", 4) == 0) { /* no token: no data */
+        fv_api_static_ui(v->ui_dir, method, path, out);
+        return;
+    }
     char idbuf[65];
     int post_ok = strcmp(path, "/api/v1/store/compact") == 0 ||
                   match_path(path, "/api/v1/subjects/", "/erase", idbuf) ||
@@ -686,6 +692,16 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         return;
     }
     const char *p = path + 4;
+    if (strcmp(p, "/v1/stats/history") == 0) { /* server counters: no personal data */
+        char since[24] = "";
+        fv_query_param(v->query, "since", since, sizeof since);
+        json_t *j = v->stats ? fv_stats_hist_json(v->stats, strtoull(since, NULL, 10)) : NULL;
+        if (j == NULL)
+            fv_api_respond_error(out, v->stats ? 500 : 404, "no counter history");
+        else
+            fv_api_respond_json(out, 200, j);
+        return;
+    }
     /* Store maintenance: admin actions, no personal data. */
     if ((strcmp(p, "/v1/store") == 0 || strcmp(p, "/v1/store/compact") == 0) && v->store) {
         int compact = strcmp(p, "/v1/store/compact") == 0;
