@@ -62,6 +62,64 @@ export default async function checks({ sc, base, page, ctx, check, assert, shot,
     await page.getByLabel('Purpose').fill('service');
   });
 
+  await check('vehicle: signals plotted, downsampled by the store', async () => {
+    await page.getByRole('link', { name: 'Vehicle' }).click();
+    await page.getByRole('heading', { name: 'Vehicle', level: 2 }).waitFor();
+    await page.getByLabel('Vehicle (id or pseudonym)').fill(sc.devices.find(d => d !== sc.track));
+    await page.getByLabel('Range (until now)').selectOption({ label: '1 hour' });
+    await page.getByRole('button', { name: 'Show' }).click();
+    const cap = page.locator('#vehicle-plot figcaption');
+    await cap.waitFor();
+    const m = /\(average per (\d+) s, (\d+) buckets\)/.exec(await cap.textContent());
+    assert(m, `caption: ${await cap.textContent()}`);
+    // an hour of 1 Hz history in 6 s buckets: about 600 of them, not 3600 raw rows
+    assert(Number(m[1]) === 6 && Number(m[2]) >= 500 && Number(m[2]) <= 601, `buckets: ${m[0]}`);
+    assert(await page.locator('#vehicle-plot canvas').count() >= 1, 'no plot');
+    const served = Number(await page.locator('#trip-served').textContent());
+    assert(served >= 3000, `positions served to ops: ${served}`);
+    await shot(page, 'vehicle');
+  });
+
+  await check('vehicle: service reads see the whole track (nothing withheld)', async () => {
+    await page.getByLabel('Vehicle (id or pseudonym)').fill(sc.track);
+    await page.getByRole('button', { name: 'Show' }).click();
+    await page.locator('#trip-served').filter({ hasText: '30' }).waitFor({ timeout: 10000 });
+    const w = await page.locator('#trip-withheld').textContent();
+    assert(w === '0', `withheld for ops: ${w}`);
+  });
+
+  await check('vehicle: a role that needs a ticket is refused without one, verbatim', async () => {
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await signIn(page, sc.tokens.viewer, 'service', '');
+    await page.goto(`${base}/ui/#vehicle`);
+    await page.getByLabel('Vehicle (id or pseudonym)').fill(sc.track);
+    await page.getByRole('button', { name: 'Show' }).click();
+    const t = await alertText(page);
+    assert(t.includes(sc.refusals.query_no_ticket), `alert "${t}" lacks "${sc.refusals.query_no_ticket}"`);
+    assert(await page.locator('#vehicle-plot canvas').count() === 0, 'a plot despite the refusal');
+  });
+
+  await check('vehicle: the privacy zone and trip ends are shown as withheld', async () => {
+    await page.getByLabel(/^Ticket/).fill('T-1');
+    await page.getByRole('button', { name: 'Show' }).click();
+    const w = page.locator('#trip-withheld');
+    await w.filter({ hasText: String(sc.track_withheld) }).waitFor({ timeout: 10000 });
+    const served = Number(await page.locator('#trip-served').textContent());
+    assert(served === 30 - sc.track_withheld, `served ${served}`);
+    assert((await page.locator('#alert').textContent()).trim() === '', 'an alert after a good read');
+    // the canvas has the withheld (red, dashed) stretch drawn
+    const red = await page.locator('#trips').evaluate(c => {
+      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      let n = 0;
+      for (let i = 0; i < d.length; i += 4) if (d[i] > 150 && d[i + 1] < 60 && d[i + 2] < 80) n++;
+      return n;
+    });
+    assert(red > 20, `withheld stretch not drawn (${red} red pixels)`);
+    await shot(page, 'vehicle-withheld');
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await signIn(page, sc.tokens.ops, 'service');
+  });
+
   // PAGES
 
   await check('sign-out clears the token', async () => {

@@ -25,6 +25,7 @@ async function check(name, fn) {
   } catch (e) {
     failed++;
     console.log(`FAIL ${name}: ${e && e.message ? e.message.split('\n')[0] : e}`);
+    await page.screenshot({ path: path.join(sc.out, `FAILED-${failed}.png`), fullPage: true }).catch(() => {});
   }
 }
 function assert(cond, msg) { if (!cond) throw new Error(msg); }
