@@ -21,19 +21,8 @@ TRACK = "5YJ3E1EA7KF000314"  # a drive of 30 points, 100 m apart, through a priv
 LAT, LON = 59.91, 10.75
 
 
-def role(purposes, **kw):
-    r = {"comment": "browser test", "actions": ["read"], "purposes": purposes,
-         "requires_ticket": False, "max_subjects_per_request": None,
-         "bulk_subjects_threshold": None, "aggregate_only": False, "pseudonymise": False,
-         "consented_only": False, "location_privacy": False, "energy_sites_only": False,
-         "approves_bulk": False,
-         "quota": {"subjects_per_day": None, "rows_per_day": None, "bytes_per_day": None}}
-    r.update(kw)
-    return r
-
-
 # "viewer": service reads with a ticket, locations with the location-privacy obligations
-POLICY = t.test_policy({"viewer": role({"service": ["default", "location"]},
+POLICY = t.test_policy({"viewer": t.role({"service": ["default", "location"]},
                                        requires_ticket=True, location_privacy=True)})
 
 
