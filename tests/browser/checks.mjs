@@ -120,6 +120,55 @@ export default async function checks({ sc, base, page, ctx, check, assert, shot,
     await signIn(page, sc.tokens.ops, 'service');
   });
 
+  await check('energy: events, sites, and the live event delivered vs target', async () => {
+    const en = sc.energy;
+    await page.getByRole('link', { name: 'Energy' }).click();
+    await page.getByRole('heading', { name: 'Energy', level: 2 }).waitFor();
+    await page.getByLabel('Program').fill('test');
+    await page.getByRole('button', { name: 'Load' }).click();
+    const ev = page.locator('#events-table');
+    await ev.waitFor();
+    for (const id of [en.done, en.live])
+      assert(await ev.getByText(id, { exact: true }).count() === 1, `event ${id} not listed`);
+    const sites = page.locator('#sites-table');
+    await sites.waitFor();
+    for (const id of en.sites)
+      assert(await sites.getByText(id, { exact: true }).count() === 1, `site ${id} not listed`);
+    await page.getByRole('button', { name: `Status of ${en.live}` }).click();
+    await page.locator('#ev-target').waitFor();
+    assert(await page.locator('#ev-target').textContent() === '6', 'target');
+    const d = Number(await page.locator('#ev-delivered').textContent());
+    assert(d > 0, `delivered ${d}`);
+    const rows = await page.locator('#event-sites tbody tr').count();
+    assert(rows === en.sites.length, `sites in the event: ${rows}`);
+    await shot(page, 'energy');
+  });
+
+  await check('energy: the settlement table and its CSV, as the API gives them', async () => {
+    const en = sc.energy;
+    await page.getByRole('button', { name: `Settlement of ${en.done}` }).click();
+    const tb = page.locator('#settlement-table');
+    await tb.waitFor();
+    assert(await tb.locator('tbody tr').count() === en.sites.length + 1, 'rows + total');
+    const total = tb.locator('tbody tr').last();
+    const cells = await total.locator('td').allTextContents();
+    const want = (v) => (Number.isInteger(Number(v)) ? String(Number(v)) : Number(v).toFixed(2));
+    assert(cells[0] === 'total' && cells[6] === want(en.total.payment), `total row ${cells} vs ${JSON.stringify(en.total)}`);
+    const [dl] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download CSV' }).click()]);
+    const fs = await import('node:fs');
+    const got = fs.readFileSync(await dl.path(), 'utf8');
+    assert(got === en.csv, `CSV differs: ${got.slice(0, 120)}`);
+    await shot(page, 'energy-settlement');
+  });
+
+  await check('energy: purpose billing is refused an event\'s status, verbatim', async () => {
+    await page.getByLabel('Purpose').fill('billing');
+    await page.getByRole('button', { name: `Status of ${sc.energy.live}` }).click();
+    const t = await alertText(page);
+    assert(t.includes(sc.energy.refusal_billing), `alert "${t}" lacks "${sc.energy.refusal_billing}"`);
+    await page.getByLabel('Purpose').fill('service');
+  });
+
   // PAGES
 
   await check('sign-out clears the token', async () => {

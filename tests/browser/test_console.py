@@ -17,6 +17,11 @@ import fvtest as t  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.environ.get("FV_BROWSER_OUT", os.path.join(t.REPO, "build", "Testing", "browser"))
 VEHICLES = 3
+SITES = ["SITESIM%010d" % i for i in range(3)]
+DAY = 86400000
+PROGRAMS = {"programs": {  # every day, all day (UTC), short events: one can run now
+    "test": {"timezone": "UTC", "season": ["01-01", "12-31"], "window": ["00:00", "24:00"],
+             "event_length": ["1m", "5h"], "yearly_hours_cap": 60}}}
 TRACK = "5YJ3E1EA7KF000314"  # a drive of 30 points, 100 m apart, through a privacy zone
 LAT, LON = 59.91, 10.75
 
@@ -41,6 +46,41 @@ def drive(env, srv, now):
           "150", "--data", srv.data, "--key-file", srv.key_file)
 
 
+def api(srv, method, path, purpose="service"):
+    st, body = srv.http(path, token="ops", method=method, purpose=purpose)
+    return st, body if path.endswith("csv") else json.loads(body)
+
+
+def vpp(srv, now):
+    """The sites' history in, they are enrolled; an event yesterday (completed: settled) and
+    one running now. Returns what the energy page must show."""
+    t.wait_until("the sites' history", lambda: len(srv.json(
+        f"/api/v1/query?device={SITES[-1]}&signals=SiteEnergy&from={now - 2 * DAY}"
+        f"&to={now}")["rows"]) >= 2 * 288 - 2, timeout=60)
+    for sid in SITES:
+        st, b = api(srv, "POST", f"/api/v1/vpp/sites/{sid}/enroll?program=test")
+        assert st == 200, (sid, st, b)
+    past = (now - DAY - 2 * 3600000) // 300000 * 300000
+    st, b = api(srv, "POST", f"/api/v1/vpp/events?program=test&start={past}"
+                f"&end={past + 3600000}&target_kw=4")
+    assert st == 201, (st, b)
+    done = b["id"]
+    st, b = api(srv, "POST", f"/api/v1/vpp/events?program=test&start={now + 1000}"
+                f"&end={now + 600000}&target_kw=6")
+    assert st == 201, (st, b)
+    live = b["id"]
+    t.wait_until("the live event delivering", lambda: api(
+        srv, "GET", f"/api/v1/vpp/events/{live}")[1]["delivered_kw"] > 0, timeout=30)
+    st, settled = api(srv, "GET", f"/api/v1/vpp/events/{done}/settlement?format=json")
+    assert st == 200 and len(settled["rows"]) == len(SITES), (st, settled)
+    st, csv = api(srv, "GET", f"/api/v1/vpp/events/{done}/settlement?format=csv")
+    assert st == 200, csv
+    st, b = api(srv, "GET", f"/api/v1/vpp/events/{live}", purpose="billing")
+    assert st == 403, (st, b)
+    return {"sites": SITES, "done": done, "live": live, "total": settled["total"],
+            "csv": csv.decode(), "refusal_billing": b["error"]}
+
+
 def start_sim(env, srv, *args):
     log = open(os.path.join(env.root, "sim.log"), "a")
     return subprocess.Popen(
@@ -53,7 +93,7 @@ def test_console():
     if not os.path.exists("/usr/bin/chromium"):
         raise AssertionError("/usr/bin/chromium is missing: run scripts/deps.sh")
     with t.Env() as env:
-        srv = t.Server(env.root, env.certs, config={"rate_limits": False},
+        srv = t.Server(env.root, env.certs, config={"rate_limits": False, "vpp": PROGRAMS},
                        policy=POLICY).start()
         now = int(time.time() * 1000)
         srv.principal("viewer", "viewer")
@@ -65,14 +105,20 @@ def test_console():
         hist_log.close()
         final = json.loads(out.strip().splitlines()[-1])
         assert final["acked"] == VEHICLES * 3600, final
-        # then live: the same vehicles connected, sending at 2 Hz
+        # then live: the same vehicles connected, sending at 2 Hz, and home batteries with two
+        # days of history, at about noon local time (energy to deliver)
+        h = time.gmtime().tm_hour
+        noon = 12 - h if 12 - h <= 12 else -12 - h
         live, live_log = start_sim(env, srv, "--vehicles", str(VEHICLES), "--seconds", "600",
-                                   "--hz", "2")
+                                   "--hz", "2", "--sites", str(len(SITES)), "--days", "2",
+                                   "--opt-out-pct", "0", "--offline-pct", "0",
+                                   "--utc-offset", str(noon))
         try:
             t.wait_until("the live vehicles connected",
                          lambda: srv.metric("fleetvault_connections")
                          >= VEHICLES, timeout=20)
-            time.sleep(5)  # a few samples of the counters (api/stats_hist.h: every 2 s)
+            energy = vpp(srv, now)
+            time.sleep(3)  # a few samples of the counters (api/stats_hist.h: every 2 s)
             st, body = srv.http("/api/v1/vehicles", purpose="model_training")
             assert st == 403, (st, body)
             refused_purpose = json.loads(body)["error"]
@@ -89,7 +135,7 @@ def test_console():
             sc = {"api_port": srv.api_port, "out": OUT, "tokens": dict(srv.tokens),
                   "devices": devices, "connected_min": VEHICLES,
                   "records_min": VEHICLES * 3600,
-                  "track": TRACK, "track_withheld": withheld, "vehicles": VEHICLES,
+                  "energy": energy, "track": TRACK, "track_withheld": withheld, "vehicles": VEHICLES,
                   "refusals": {"vehicles_model_training": refused_purpose,
                                "query_no_ticket": no_ticket}}
             path = os.path.join(env.root, "scenario.json")
