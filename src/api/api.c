@@ -749,6 +749,10 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
                       "blocks are rewritten in the background (GET /api/v1/store)"));
         return;
     }
+    if (strcmp(p, "/v1/audit") == 0) {
+        fv_api_audit_search(v, &ctx, out);
+        return;
+    }
     if (strcmp(p, "/v1/datasets") == 0 || strncmp(p, "/v1/datasets/", 13) == 0) {
         fv_api_datasets(v, &ctx, method, p + 12, out);
         return;

@@ -8,6 +8,7 @@
  *   GET /status                       liveness and summary (no token)
  *   GET /metrics                      Prometheus text (no token; holds no personal data)
  *   GET /ui/...                       the web console's files (no token; api/static_ui.h)
+ *   GET /api/v1/audit                 the access log searched (privacy officer; audit_api.c)
  *   GET /api/v1/stats/history         counters over time (Bearer token; api/stats_hist.h)
  *   GET /api/v1/vehicles              known devices            (Bearer token)
  *   GET /api/v1/vehicles/{id}/state   latest value and time of every signal (Bearer token)
@@ -113,6 +114,9 @@ void fv_api_openadr(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const
  * sub is what follows "/datasets". Decides and audits the call itself. */
 void fv_api_datasets(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *method,
                      const char *sub, struct fv_http_response *out);
+/* GET /api/v1/audit (api/audit_api.c): the access log searched, for privacy officers. */
+void fv_api_audit_search(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
+                         struct fv_http_response *out);
 /* After a withdrawal of consent to "clips" or "model_training" by subject (a keystore
  * name): marks every dataset version that holds it (data/dataset.h D7; its identifier is
  * data/ds_clips.h S4). A failure is logged (the withdrawal stands; serving still finds

@@ -169,6 +169,66 @@ export default async function checks({ sc, base, page, ctx, check, assert, shot,
     await page.getByLabel('Purpose').fill('service');
   });
 
+  await check('privacy: an officer without a ticket is refused the audit search, verbatim', async () => {
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await signIn(page, sc.tokens[sc.officer], '', '');
+    await page.goto(`${base}/ui/#privacy`);
+    await page.getByRole('heading', { name: 'Privacy', level: 2 }).waitFor();
+    await page.getByLabel('Principal').fill('ops');
+    await page.getByRole('button', { name: 'Search' }).click();
+    const t = await alertText(page);
+    assert(t.includes(sc.privacy.no_ticket), `alert "${t}" lacks "${sc.privacy.no_ticket}"`);
+  });
+
+  await check('privacy: the audit log shows the viewer\'s refused and allowed reads', async () => {
+    await page.getByLabel(/^Ticket/).fill('DPO-7');
+    await page.getByLabel('Principal').fill('viewer');
+    await page.getByRole('button', { name: 'Search' }).click();
+    const tb = page.locator('#audit-table');
+    await tb.waitFor();
+    const rows = await tb.locator('tbody tr').evaluateAll(trs => trs.map(tr => [...tr.cells].map(c => c.textContent)));
+    assert(rows.length >= 2, `entries: ${rows.length}`);
+    assert(rows.every(r => r[1] === 'viewer'), 'an entry of another principal');
+    assert(rows.some(r => r[6] === 'deny' && r[8].includes(sc.refusals.query_no_ticket)), 'the refusal without a ticket is not shown');
+    assert(rows.some(r => r[6] === 'allow' && r[5] === 'T-1'), 'the read with ticket T-1 is not shown');
+    await shot(page, 'privacy-audit');
+  });
+
+  await check('privacy: a bulk export approved by the second person', async () => {
+    await page.getByRole('button', { name: 'Show pending requests' }).click();
+    const req = page.locator('#audit-table tbody tr').filter({ hasText: sc.privacy.pending });
+    await req.first().waitFor();
+    assert((await req.first().textContent()).includes('pending approval'), 'the request is not shown as pending');
+    await page.getByLabel('Export id').fill(sc.privacy.pending);
+    await page.getByRole('button', { name: 'Approve export' }).click();
+    await page.locator('#export-result').filter({ hasText: 'approved' }).waitFor({ timeout: 10000 });
+    const r = await page.request.get(`${base}/api/v1/exports/${sc.privacy.pending}?purpose=service`,
+      { headers: { Authorization: `Bearer ${sc.tokens.exporter}` } });
+    assert(r.status() === 200, `the requester's download after approval: ${r.status()}`);
+    await page.getByRole('button', { name: 'Approve export' }).click(); // again: refused
+    const t = await alertText(page);
+    assert(/^Refused or failed\. 4\d\d: /.test(t), t);
+  });
+
+  await check('privacy: a subject export downloaded, then the subject erased', async () => {
+    await page.getByLabel('Device id', { exact: true }).fill(sc.track);
+    const [dl] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export subject data' }).click()]);
+    const fs = await import('node:fs');
+    const tar = fs.readFileSync(await dl.path());
+    assert(tar.length > 1024 && tar.subarray(257, 262).toString() === 'ustar', `not a tar (${tar.length} bytes)`);
+    await page.getByRole('button', { name: 'Erase subject' }).click();
+    assert((await alertText(page)).includes('confirm'), 'erased without the confirmation');
+    await page.getByLabel('I confirm the erasure').check();
+    await page.getByRole('button', { name: 'Erase subject' }).click();
+    await page.locator('#subject-result').filter({ hasText: 'erased' }).waitFor({ timeout: 10000 });
+    const r = await page.request.get(`${base}/api/v1/query?device=${sc.track}&signals=Soc&purpose=service`,
+      { headers: { Authorization: `Bearer ${sc.tokens.ops}` } });
+    assert(r.status() === 404 || r.status() === 410, `read after erasure: ${r.status()}`);
+    await shot(page, 'privacy');
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await signIn(page, sc.tokens.ops, 'service');
+  });
+
   // PAGES
 
   await check('sign-out clears the token', async () => {

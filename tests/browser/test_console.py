@@ -28,7 +28,10 @@ LAT, LON = 59.91, 10.75
 
 # "viewer": service reads with a ticket, locations with the location-privacy obligations
 POLICY = t.test_policy({"viewer": t.role({"service": ["default", "location"]},
-                                       requires_ticket=True, location_privacy=True)})
+                                         requires_ticket=True, location_privacy=True),
+                        # "exporter": bulk exports of more than one vehicle need approval
+                        "exporter": t.role({"service": ["default"]},
+                                           bulk_subjects_threshold=1)})
 
 
 def drive(env, srv, now):
@@ -97,6 +100,7 @@ def test_console():
                        policy=POLICY).start()
         now = int(time.time() * 1000)
         srv.principal("viewer", "viewer")
+        srv.principal("exporter", "exporter")
         drive(env, srv, now)
         # an hour of history of the fleet, stamped in the past, sent as fast as acked
         hist, hist_log = start_sim(env, srv, "--vehicles", str(VEHICLES), "--seconds", "3600",
@@ -132,10 +136,16 @@ def test_console():
             rows = json.loads(body)["rows"]
             withheld = sum(1 for r in rows if r["Location"] is None)
             assert len(rows) == 30 and 5 <= withheld < 30, rows
+            st, body = srv.http("/api/v1/exports?signals=Soc", token="exporter", method="POST")
+            pend = json.loads(body)
+            assert st in (200, 201, 202) and pend["status"] == "pending", (st, body)
+            st, body = srv.http("/api/v1/audit?principal=ops", token=t.APPROVER, purpose=None)
+            assert st == 403, (st, body)
             sc = {"api_port": srv.api_port, "out": OUT, "tokens": dict(srv.tokens),
                   "devices": devices, "connected_min": VEHICLES,
                   "records_min": VEHICLES * 3600,
-                  "energy": energy, "track": TRACK, "track_withheld": withheld, "vehicles": VEHICLES,
+                  "energy": energy, "track": TRACK, "officer": t.APPROVER,
+                  "privacy": {"pending": pend["id"], "no_ticket": json.loads(body)["error"]}, "track_withheld": withheld, "vehicles": VEHICLES,
                   "refusals": {"vehicles_model_training": refused_purpose,
                                "query_no_ticket": no_ticket}}
             path = os.path.join(env.root, "scenario.json")

@@ -1,7 +1,8 @@
 """The web console's files (/ui/, api/static_ui.h U1-U3) and the fleet page's counters over
 time (GET /api/v1/stats/history, api/stats_hist.h): only regular files under the console's
 directory are served - no "..", no symbolic link (out of the directory or not), no absolute
-path - with the console's headers, no token needed; the history needs a token."""
+path - with the console's headers, no token needed; the history needs a token; the access log
+over HTTP (GET /api/v1/audit) is for privacy officers only."""
 import json
 import os
 import socket
@@ -96,6 +97,17 @@ def test_counters_over_time():
         assert [x["t"] for x in json.loads(body)["samples"]] == [x["t"] for x in s[-1:]] or \
             json.loads(body)["samples"][0]["t"] > since, body
         ws.close()
+        # the access log over HTTP (api/audit_api.c A1): privacy officers with a ticket only
+        st, body = srv.http("/api/v1/audit?ticket=X-1", purpose=None)
+        assert st == 403, (st, body)  # ops: no audit action
+        st, body = srv.http("/api/v1/audit?principal=ops&ticket=X-1", token=t.APPROVER,
+                            purpose=None)
+        assert st == 200, (st, body)
+        a = json.loads(body)
+        assert a["count"] >= 1 and all(e["principal"] == "ops" for e in a["entries"]), a
+        assert any(e["action"] == "audit.query" and e["result"] == "deny" for e in a["entries"]), a
+        st, body = srv.http("/api/v1/audit?limit=0&ticket=X-1", token=t.APPROVER, purpose=None)
+        assert st == 400, (st, body)
         srv.stop()
 
 
