@@ -229,7 +229,60 @@ export default async function checks({ sc, base, page, ctx, check, assert, shot,
     await signIn(page, sc.tokens.ops, 'service');
   });
 
-  // PAGES
+  await check('campaigns: the list and a campaign\'s status, for purpose clips', async () => {
+    const c = sc.catalog;
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await signIn(page, sc.tokens.dee, 'clips');
+    await page.getByRole('link', { name: 'Campaigns and datasets' }).click();
+    await page.getByRole('heading', { name: 'Campaigns and datasets', level: 2 }).waitFor();
+    await page.getByRole('button', { name: 'List campaigns' }).click();
+    const row = page.locator('#campaigns-table tbody tr').filter({ hasText: c.id });
+    await row.waitFor();
+    const cells = await row.locator('td').allTextContents();
+    assert(cells[1] === 'hard-braking' && cells[2] === c.status.state, `row ${cells}`);
+    assert(cells[4] === String(c.status.targeted), `targeted ${cells[4]} vs ${c.status.targeted}`);
+    await page.getByRole('button', { name: `Status of ${c.id}` }).click();
+    await page.locator('#campaign-figures').waitFor();
+    const t = await page.locator('#campaign-figures dd[data-key="targeted"]').textContent();
+    assert(t === String(c.status.targeted), `targeted in the status: ${t}`);
+    assert((await page.locator('#campaign-spec').textContent()).includes('VehicleSpeed > 200'), 'the spec');
+    await shot(page, 'campaigns');
+  });
+
+  await check('datasets: refused for a role without model_training, verbatim; listed for one', async () => {
+    await page.getByLabel('Purpose').fill('model_training');
+    await page.getByRole('button', { name: 'List datasets' }).click();
+    const t = await alertText(page);
+    assert(t.includes(sc.catalog.refusal_datasets), `alert "${t}" lacks "${sc.catalog.refusal_datasets}"`);
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await signIn(page, sc.tokens.trainer, 'model_training');
+    await page.goto(`${base}/ui/#catalog`);
+    await page.getByRole('button', { name: 'List datasets' }).click();
+    const cap = page.locator('#datasets-table caption');
+    await cap.waitFor();
+    assert((await cap.textContent()) === '0 datasets, 0 versions', await cap.textContent());
+    await shot(page, 'datasets');
+  });
+
+  await check('keyboard: the pages are reached with Tab and Enter, focus visible', async () => {
+    await page.goto(`${base}/ui/#fleet`);
+    await page.getByRole('heading', { name: 'Fleet', level: 2 }).waitFor();
+    await page.locator('body').focus();
+    let found = false;
+    for (let i = 0; i < 12 && !found; i++) {
+      await page.keyboard.press('Tab');
+      found = await page.evaluate(() => document.activeElement?.textContent === 'Energy');
+    }
+    assert(found, 'Tab never reached the Energy link');
+    const outline = await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
+    assert(outline !== 'none', 'no visible focus');
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: 'Energy', level: 2 }).waitFor();
+    const unlabelled = await page.evaluate(() => [...document.querySelectorAll('input, select')]
+      .filter(e => e.type !== 'hidden' && !(e.labels && e.labels.length)).map(e => e.outerHTML));
+    assert(unlabelled.length === 0, `unlabelled controls: ${unlabelled}`);
+  });
+
 
   await check('sign-out clears the token', async () => {
     await page.getByRole('button', { name: 'Sign out' }).click();

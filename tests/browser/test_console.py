@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
 import fvtest as t  # noqa: E402
@@ -84,6 +85,26 @@ def vpp(srv, now):
             "csv": csv.decode(), "refusal_billing": b["error"]}
 
 
+def campaign(srv):
+    """A campaign made by a data engineer (purpose clips); what the catalog page must show."""
+    spec = {"name": "hard-braking", "trigger": "VehicleSpeed > 200 for 2s", "pre_s": 10,
+            "post_s": 5, "channels": ["VehicleSpeed", "camera_front"],
+            "budgets": {"clips_per_vehicle_per_day": 1, "total_clips": 100,
+                        "total_bytes": 1 << 30}}
+    port = srv.api_port
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/campaigns?purpose=clips",
+                                 method="POST", data=json.dumps(spec).encode())
+    req.add_header("Authorization", "Bearer " + srv.tokens["dee"])
+    with urllib.request.urlopen(req, timeout=10) as r:
+        cid = json.loads(r.read())["id"]
+    st, body = srv.http(f"/api/v1/campaigns/{cid}", token="dee", purpose="clips")
+    assert st == 200, (st, body)
+    status = json.loads(body)
+    st, body = srv.http("/api/v1/datasets", token="dee", purpose="model_training")
+    assert st == 403, (st, body)
+    return {"id": cid, "status": status, "refusal_datasets": json.loads(body)["error"]}
+
+
 def start_sim(env, srv, *args):
     log = open(os.path.join(env.root, "sim.log"), "a")
     return subprocess.Popen(
@@ -101,6 +122,8 @@ def test_console():
         now = int(time.time() * 1000)
         srv.principal("viewer", "viewer")
         srv.principal("exporter", "exporter")
+        srv.principal("dee", "data-engineer")
+        srv.principal("trainer", "ml-pipeline")
         drive(env, srv, now)
         # an hour of history of the fleet, stamped in the past, sent as fast as acked
         hist, hist_log = start_sim(env, srv, "--vehicles", str(VEHICLES), "--seconds", "3600",
@@ -141,10 +164,11 @@ def test_console():
             assert st in (200, 201, 202) and pend["status"] == "pending", (st, body)
             st, body = srv.http("/api/v1/audit?principal=ops", token=t.APPROVER, purpose=None)
             assert st == 403, (st, body)
+            catalog = campaign(srv)
             sc = {"api_port": srv.api_port, "out": OUT, "tokens": dict(srv.tokens),
                   "devices": devices, "connected_min": VEHICLES,
                   "records_min": VEHICLES * 3600,
-                  "energy": energy, "track": TRACK, "officer": t.APPROVER,
+                  "energy": energy, "catalog": catalog, "track": TRACK, "officer": t.APPROVER,
                   "privacy": {"pending": pend["id"], "no_ticket": json.loads(body)["error"]}, "track_withheld": withheld, "vehicles": VEHICLES,
                   "refusals": {"vehicles_model_training": refused_purpose,
                                "query_no_ticket": no_ticket}}
