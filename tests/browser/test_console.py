@@ -85,8 +85,13 @@ def vpp(srv, now):
             "csv": csv.decode(), "refusal_billing": b["error"]}
 
 
-def campaign(srv):
-    """A campaign made by a data engineer (purpose clips); what the catalog page must show."""
+def campaign(srv, devices):
+    """A campaign made by a data engineer (purpose clips), targeting the two vehicles whose
+    owners consent to clips; what the catalog page must show."""
+    for dev in devices[:2]:
+        st, body = srv.http(f"/api/v1/subjects/{dev}/consent?purpose=clips&change=give"
+                            f"&ticket=DSR-1", token=t.APPROVER, method="POST", purpose=None)
+        assert st == 200, (dev, st, body)
     spec = {"name": "hard-braking", "trigger": "VehicleSpeed > 200 for 2s", "pre_s": 10,
             "post_s": 5, "channels": ["VehicleSpeed", "camera_front"],
             "budgets": {"clips_per_vehicle_per_day": 1, "total_clips": 100,
@@ -100,6 +105,7 @@ def campaign(srv):
     st, body = srv.http(f"/api/v1/campaigns/{cid}", token="dee", purpose="clips")
     assert st == 200, (st, body)
     status = json.loads(body)
+    assert status["targeted"] == 2, status
     st, body = srv.http("/api/v1/datasets", token="dee", purpose="model_training")
     assert st == 403, (st, body)
     return {"id": cid, "status": status, "refusal_datasets": json.loads(body)["error"]}
@@ -164,7 +170,7 @@ def test_console():
             assert st in (200, 201, 202) and pend["status"] == "pending", (st, body)
             st, body = srv.http("/api/v1/audit?principal=ops", token=t.APPROVER, purpose=None)
             assert st == 403, (st, body)
-            catalog = campaign(srv)
+            catalog = campaign(srv, [d for d in devices if d != TRACK])
             sc = {"api_port": srv.api_port, "out": OUT, "tokens": dict(srv.tokens),
                   "devices": devices, "connected_min": VEHICLES,
                   "records_min": VEHICLES * 3600,
