@@ -693,13 +693,7 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
     }
     const char *p = path + 4;
     if (strcmp(p, "/v1/stats/history") == 0) { /* server counters: no personal data */
-        char since[24] = "";
-        fv_query_param(v->query, "since", since, sizeof since);
-        json_t *j = v->stats ? fv_stats_hist_json(v->stats, strtoull(since, NULL, 10)) : NULL;
-        if (j == NULL)
-            fv_api_respond_error(out, v->stats ? 500 : 404, "no counter history");
-        else
-            fv_api_respond_json(out, 200, j);
+        fv_api_stats_history(v, out);
         return;
     }
     /* Store maintenance: admin actions, no personal data. */

@@ -1,7 +1,11 @@
 /* stats_hist.c - the server's own counters over time (stats_hist.h). */
+#include <stdlib.h>
+
 #include <jansson.h>
 
+#include "api/api.h"
 #include "api/stats_hist.h"
+#include "util/urlquery.h"
 
 void fv_stats_hist_tick(struct fv_stats_hist *h, const struct fv_metrics *m,
                         const struct fv_fleet *fleet, uint64_t now_ms)
@@ -49,4 +53,15 @@ json_t *fv_stats_hist_json(const struct fv_stats_hist *h, uint64_t since_ms)
         }
     }
     return root;
+}
+
+void fv_api_stats_history(const struct fv_api_view *v, struct fv_http_response *out)
+{
+    char since[24] = "";
+    fv_query_param(v->query, "since", since, sizeof since);
+    json_t *j = v->stats ? fv_stats_hist_json(v->stats, strtoull(since, NULL, 10)) : NULL;
+    if (j == NULL)
+        fv_api_respond_error(out, v->stats ? 500 : 404, "no counter history");
+    else
+        fv_api_respond_json(out, 200, j);
 }

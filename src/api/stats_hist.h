@@ -41,4 +41,10 @@ struct json_t;
  * those taken after since_ms; NULL when out of memory. */
 struct json_t *fv_stats_hist_json(const struct fv_stats_hist *h, uint64_t since_ms);
 
+struct fv_api_view;
+struct fv_http_response;
+/* GET /api/v1/stats/history[?since=MS] (the caller authenticated the token): v->stats as
+ * JSON; 404 without a history, 500 out of memory. */
+void fv_api_stats_history(const struct fv_api_view *v, struct fv_http_response *out);
+
 #endif

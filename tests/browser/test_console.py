@@ -188,6 +188,7 @@ def test_console():
             assert r.returncode == 0, "browser checks failed:\n" + r.stdout + r.stderr
         finally:
             t.stop_sim(live, live_log)
+        srv.stop()  # a clean exit (under ASan: no leak)
 
 
 if __name__ == "__main__":
