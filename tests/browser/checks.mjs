@@ -153,7 +153,10 @@ export default async function checks({ sc, base, page, ctx, check, assert, shot,
     const total = tb.locator('tbody tr').last();
     const cells = await total.locator('td').allTextContents();
     const want = (v) => (Number.isInteger(Number(v)) ? String(Number(v)) : Number(v).toFixed(2));
-    assert(cells[0] === 'total' && cells[6] === want(en.total.payment), `total row ${cells} vs ${JSON.stringify(en.total)}`);
+    assert(cells[0] === 'total' && cells[3] === want(en.total.metered_kwh) && cells[6] === want(en.total.payment),
+      `total row ${cells} vs ${JSON.stringify(en.total)}`);
+    const notes = await tb.locator('tbody tr td:nth-child(8)').allTextContents();
+    assert(notes.slice(0, -1).every((n, i) => n === (en.notes[i] ?? '—')), `notes ${notes} vs ${en.notes}`);
     const [dl] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download CSV' }).click()]);
     const fs = await import('node:fs');
     const got = fs.readFileSync(await dl.path(), 'utf8');

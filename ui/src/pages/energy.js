@@ -74,7 +74,7 @@ export default function energy(root) {
   async function settlement(id) {
     const r = await guarded(() => call(`/vpp/events/${encodeURIComponent(id)}/settlement`, { params: { format: 'json' } }));
     if (!r) { settle.replaceChildren(); return; }
-    const cols = ['site', 'method', 'baseline_kwh', 'metered_kwh', 'incremental_kwh', 'rate', 'payment'];
+    const cols = ['site', 'method', 'baseline_kwh', 'metered_kwh', 'incremental_kwh', 'rate', 'payment', 'note'];
     settle.replaceChildren(
       table(`Settlement of event ${id}: ${r.rows.length} sites`, cols.map(c => [c.replace(/_/g, ' '), x => x[c]]),
         [...r.rows, { site: 'total', ...r.total }], { id: 'settlement-table' }),
