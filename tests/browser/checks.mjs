@@ -37,6 +37,8 @@ export default async function checks({ sc, base, page, ctx, check, assert, shot,
     const acks = Number(await page.locator('#stat-acks').textContent());
     assert(acks >= sc.records_min, `acks shown: ${acks}`);
     assert(await page.locator('#fleet-charts figure canvas').count() === 3, 'three plots');
+    const before = await conn.elementHandle(); // refreshed by itself every 5 s
+    await page.waitForFunction(e => !e.isConnected, before, { timeout: 10000 });
     // the token is in sessionStorage, never in the URL or localStorage
     assert(!page.url().includes(sc.tokens.ops), 'token in the URL');
     const ls = await page.evaluate(() => JSON.stringify(localStorage));
@@ -141,6 +143,9 @@ export default async function checks({ sc, base, page, ctx, check, assert, shot,
     assert(d > 0, `delivered ${d}`);
     const rows = await page.locator('#event-sites tbody tr').count();
     assert(rows === en.sites.length, `sites in the event: ${rows}`);
+    // live: the status is drawn again by itself (every 3 s) while the event runs
+    const before = await page.locator('#ev-delivered').elementHandle();
+    await page.waitForFunction(e => !e.isConnected, before, { timeout: 8000 });
     await shot(page, 'energy');
   });
 
