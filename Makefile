@@ -23,6 +23,7 @@ test: test-fast test-asan test-fuzz
 test-fast: build
 	cd build && ctest --output-on-failure -j 2
 
+# The browser tests (browser/: the web console in chromium) run in the release build only.
 # Under ASan the fault matrices (tests/e2e/test_faults.py) get 80 s instead of 195 s: the
 # release run has the full budget, and CI's time is bounded.
 test-asan: deps
@@ -30,7 +31,7 @@ test-asan: deps
 	@cmake --build build-asan -j $(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		FV_ASAN=1 FV_FAULT_BUDGET=60 FV_FAULT_RECOVERY_BUDGET=20 \
-		ctest --output-on-failure -j 2 -E 'crash|fuzz/'
+		ctest --output-on-failure -j 2 -E 'crash|fuzz/|browser/'
 
 fuzz: deps
 	@CC=clang cmake -S . -B build-fuzz -DFV_FUZZ=ON -DFV_SANITIZE=ON >/dev/null

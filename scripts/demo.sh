@@ -60,6 +60,8 @@ echo "       'http://127.0.0.1:$API/api/v1/query?device=5YJSIM00000000001&signal
 echo "     curl -H \"Authorization: Bearer \$(cat $TOKEN_FILE)\" \\"
 echo "       'http://127.0.0.1:$API/api/v1/query?device=SITESIM0000000000&signals=SiteBatteryPower,SiteSolarPower,SiteLoadPower&step=1h&agg=avg&purpose=service&ticket=DEMO-1'"
 echo "     $BIN audit query --data data --principal demo-support   # every access, logged"
+echo "web console: http://127.0.0.1:$API/ui/ - sign in with the token in $TOKEN_FILE, purpose"
+echo "     service, ticket DEMO-1 (the officer's, $OFFICER_FILE, for the privacy page)"
 echo "streaming $VEHICLES simulated vehicles and $SITES home batteries ($SITE_DAYS days of history first) at $HZ Hz; Ctrl-C to stop"
 SITE_ARGS=()
 [ "$SITES" -gt 0 ] && SITE_ARGS=(--sites "$SITES" --days "$SITE_DAYS")

@@ -10,6 +10,7 @@ pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev
 pkgs+=(libxml2-utils)  # xmllint: the OpenADR tests validate every message against the 2.0b schema
 # MQTT (src/mqtt, docs/mqtt.md): the client library; the broker and mosquitto_sub for its test
 pkgs+=(libmosquitto-dev mosquitto mosquitto-clients)
+pkgs+=(chromium)       # the web console's browser tests (tests/browser) drive it headless
 pkgs+=(prometheus)     # promtool: tests/e2e/test_prometheus.py queries the Prometheus API with it
 # node and npm: the MCAP interop test and benchmark run the official TypeScript library
 # (tests/js). A node already installed (with its own npm) is kept.
@@ -27,10 +28,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     $SUDO apt-get update -qq
     $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-# The npm packages of tests/js, as locked; again only when the lock file changed.
-js="$(dirname "$0")/../tests/js"
-if [ ! -f "$js/node_modules/.package-lock.json" ] ||
-   [ "$js/package-lock.json" -nt "$js/node_modules/.package-lock.json" ]; then
-    echo "deps: npm ci in tests/js" >&2
-    (cd "$js" && npm ci --no-audit --no-fund --loglevel=error)
-fi
+# The npm packages of tests/js (MCAP interop) and ui/ (the web console: uPlot; playwright-core
+# for its browser tests), as locked; again only when a lock file changed.
+for js in "$(dirname "$0")/../tests/js" "$(dirname "$0")/../ui"; do
+    if [ ! -f "$js/node_modules/.package-lock.json" ] ||
+       [ "$js/package-lock.json" -nt "$js/node_modules/.package-lock.json" ]; then
+        echo "deps: npm ci in ${js#*/../}" >&2
+        (cd "$js" && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+done

@@ -15,6 +15,8 @@
 #include "api/exports.h"
 #include "api/promapi.h"
 #include "api/query.h"
+#include "api/static_ui.h"
+#include "api/stats_hist.h"
 #include "data/campaign.h"
 #include "crypto/keys.h"
 #include "openadr/ven.h"
@@ -473,6 +475,10 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         fv_api_prometheus(v, method, path + 11, authorization, out);
         return;
     }
+    if (strcmp(path, "/ui") == 0 || strncmp(path, "/ui/", 4) == 0) { /* no token: no data */
+        fv_api_static_ui(v->ui_dir, method, path, out);
+        return;
+    }
     char idbuf[65];
     int post_ok = strcmp(path, "/api/v1/store/compact") == 0 ||
                   match_path(path, "/api/v1/subjects/", "/erase", idbuf) ||
@@ -523,6 +529,10 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         return;
     }
     const char *p = path + 4;
+    if (strcmp(p, "/v1/stats/history") == 0) { /* server counters: no personal data */
+        fv_api_stats_history(v, out);
+        return;
+    }
     /* Store maintenance: admin actions, no personal data. */
     if ((strcmp(p, "/v1/store") == 0 || strcmp(p, "/v1/store/compact") == 0) && v->store) {
         int compact = strcmp(p, "/v1/store/compact") == 0;
@@ -568,6 +578,10 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
             out, 200,
             json_pack("{s:b,s:s}", "erased", 1, "purge",
                       "blocks are rewritten in the background (GET /api/v1/store)"));
+        return;
+    }
+    if (strcmp(p, "/v1/audit") == 0) {
+        fv_api_audit_search(v, &ctx, out);
         return;
     }
     if (strcmp(p, "/v1/datasets") == 0 || strncmp(p, "/v1/datasets/", 13) == 0) {

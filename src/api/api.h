@@ -7,6 +7,9 @@
  * Endpoints (docs/operations.md, "HTTP API"):
  *   GET /status                       liveness and summary (no token)
  *   GET /metrics                      Prometheus text (no token; holds no personal data)
+ *   GET /ui/...                       the web console's files (no token; api/static_ui.h)
+ *   GET /api/v1/audit                 the access log searched (privacy officer; audit_api.c)
+ *   GET /api/v1/stats/history         counters over time (Bearer token; api/stats_hist.h)
  *   GET /api/v1/vehicles              known devices            (Bearer token)
  *   GET /api/v1/vehicles/{id}/state   latest value and time of every signal (Bearer token)
  *   GET /api/v1/signals/{name}/latest one signal's latest value on every vehicle (Bearer token)
@@ -45,6 +48,7 @@ struct fv_ds_builds;
 struct json_t;
 
 struct fv_label_queue;
+struct fv_stats_hist;
 
 struct fv_api_view {
     const struct fv_fleet *fleet;
@@ -64,16 +68,18 @@ struct fv_api_view {
     int (*erase)(void *arg, const char *device, const struct fv_guard_ctx *ctx, char *err,
                  size_t errlen);
     void *erase_arg;
-    const char *audit_dir;           /* DATA/audit (subject exports include their access log) */
-    const char *datasets_dir;        /* DATA/datasets (data/dataset.h); NULL: none */
-    struct fv_exports *exports;      /* bulk exports (api/exports.h) */
-    struct fv_vpp *vpp;              /* the virtual power plant (energy/vpp.h); NULL: none */
-    struct fv_ven *ven;              /* the OpenADR VEN (openadr/ven.h); NULL: none */
-    struct fv_campaign *campaigns;   /* data-collection campaigns (data/campaign.h); NULL: none */
-    const char *clips_dir;           /* DATA/clips (data/clip_store.h); NULL: no clips */
-    struct fv_label_queue *labeling; /* the labelers' leases (data/label_queue.h), owned by
-                                        the API thread; NULL: no labeling queue */
-    struct fv_ds_builds *ds_builds;  /* dataset builds (data/ds_builds.h); NULL: none */
+    const char *audit_dir;             /* DATA/audit (subject exports include their access log) */
+    const char *datasets_dir;          /* DATA/datasets (data/dataset.h); NULL: none */
+    struct fv_exports *exports;        /* bulk exports (api/exports.h) */
+    struct fv_vpp *vpp;                /* the virtual power plant (energy/vpp.h); NULL: none */
+    struct fv_ven *ven;                /* the OpenADR VEN (openadr/ven.h); NULL: none */
+    struct fv_campaign *campaigns;     /* data-collection campaigns (data/campaign.h); NULL: none */
+    const char *clips_dir;             /* DATA/clips (data/clip_store.h); NULL: no clips */
+    struct fv_label_queue *labeling;   /* the labelers' leases (data/label_queue.h), owned by
+                                          the API thread; NULL: no labeling queue */
+    struct fv_ds_builds *ds_builds;    /* dataset builds (data/ds_builds.h); NULL: none */
+    const char *ui_dir;                /* the web console's files (static_ui.h); NULL: none */
+    const struct fv_stats_hist *stats; /* counters over time (stats_hist.h); NULL: none */
 };
 
 /* A response is either whole (body) or streamed: when more is set, the transport sends
@@ -90,6 +96,8 @@ struct fv_http_response {
     uint64_t length;
     int accept_ranges;      /* add Accept-Ranges: bytes */
     char content_range[96]; /* "bytes A-B/N" (206) or "bytes * /N" (416); "": none */
+    int ui_headers;         /* the console's headers (static_ui.h U2) */
+    const char *location;   /* a redirect's Location, or NULL */
     struct fv_buf body;
     int (*more)(void *ctx, struct fv_buf *out);
     void (*free_ctx)(void *ctx);
@@ -106,6 +114,9 @@ void fv_api_openadr(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const
  * sub is what follows "/datasets". Decides and audits the call itself. */
 void fv_api_datasets(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *method,
                      const char *sub, struct fv_http_response *out);
+/* GET /api/v1/audit (api/audit_api.c): the access log searched, for privacy officers. */
+void fv_api_audit_search(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
+                         struct fv_http_response *out);
 /* After a withdrawal of consent to "clips" or "model_training" by subject (a keystore
  * name): marks every dataset version that holds it (data/dataset.h D7; its identifier is
  * data/ds_clips.h S4). A failure is logged (the withdrawal stands; serving still finds

@@ -138,11 +138,28 @@ static int api_write_piece(struct lws *wsi, struct api_session *a)
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
+/* The console's headers (api/static_ui.h U2). */
+static int add_ui_headers(struct lws *wsi, unsigned char **p, unsigned char *end)
+{
+    static const char *const h[][2] = {
+        {"Content-Security-Policy:", "default-src 'self'; img-src 'self' data: blob:; "
+                                     "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"},
+        {"X-Content-Type-Options:", "nosniff"},
+        {"Cache-Control:", "no-cache"},
+        {"Referrer-Policy:", "no-referrer"}};
+    for (size_t i = 0; i < sizeof h / sizeof h[0]; i++)
+        if (lws_add_http_header_by_name(wsi, (const unsigned char *)h[i][0],
+                                        (const unsigned char *)h[i][1], (int)strlen(h[i][1]), p,
+                                        end))
+            return 1;
+    return 0;
+}
+
 /* Writes the response's status and headers, then asks to write its body. */
 static int send_headers(struct lws *wsi, struct api_session *a)
 {
-    unsigned char buf[LWS_PRE + 512], *start = buf + LWS_PRE, *p = start,
-                                      *end = buf + sizeof buf - 1;
+    unsigned char buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *p = start,
+                                       *end = buf + sizeof buf - 1;
     lws_filepos_t clen = a->resp.length_known ? a->resp.length
                          : a->chunked         ? LWS_ILLEGAL_HTTP_CONTENT_LEN
                                               : a->resp.body.len;
@@ -165,6 +182,11 @@ static int send_headers(struct lws *wsi, struct api_session *a)
         lws_add_http_header_by_name(wsi, (const unsigned char *)"WWW-Authenticate:",
                                     (const unsigned char *)"Bearer", 6, &p, end))
         return 1;
+    if (a->resp.location && lws_add_http_header_by_name(wsi, (const unsigned char *)"Location:",
+                                                        (const unsigned char *)a->resp.location,
+                                                        (int)strlen(a->resp.location), &p, end))
+        return 1;
+    if (a->resp.ui_headers && add_ui_headers(wsi, &p, end)) return 1;
     if (lws_finalize_write_http_header(wsi, start, &p, end)) return 1;
     lws_callback_on_writable(wsi);
     return 0;
@@ -187,7 +209,8 @@ static int unpark(struct lws *wsi, struct fv_http_ctx *hc, struct api_session *a
         a->resp.content_range[0] = '\0';
         a->resp.status = 500;
         a->resp.content_type = "application/json";
-        a->resp.www_authenticate = 0;
+        a->resp.www_authenticate = a->resp.ui_headers = 0;
+        a->resp.location = NULL;
         static const char m[] = "{\"error\":\"the audit log cannot be written; refused\"}\n";
         fv_buf_append(&a->resp.body, m, sizeof m - 1);
     }
@@ -198,6 +221,7 @@ static int unpark(struct lws *wsi, struct fv_http_ctx *hc, struct api_session *a
 static int serve(struct lws *wsi, struct fv_http_ctx *hc, struct api_session *a)
 {
     struct fv_api_view v = hc->view;
+    v.stats = &hc->stats;
     v.query = a->args[0] ? a->args : NULL;
     v.body = a->req_body.data ? (const char *)a->req_body.data : NULL;
     v.body_len = a->req_body.len;

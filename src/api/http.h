@@ -14,6 +14,7 @@
 #include <libwebsockets.h>
 
 #include "api/api.h"
+#include "api/stats_hist.h"
 #include "gateway/metrics.h"
 #include "util/map.h"
 
@@ -24,6 +25,7 @@ struct fv_http_ctx {
     struct fv_metrics *metrics;  /* http_requests, http_unauthorized, http_auth_throttled */
     struct fv_map auth_failures; /* client address -> struct fv_bucket* (H1) */
     unsigned parked;             /* responses waiting for their audit entries (H2) */
+    struct fv_stats_hist stats;  /* counters over time (stats_hist.h), sampled by the loop */
 };
 
 /* H2: a response whose request wrote audit entries (the guard's decision, admin actions) is

@@ -252,6 +252,8 @@ int fv_config_load(struct fv_config *c, const char *path, char *err, size_t errl
         } else if (strcmp(key, "wal_segment_mb") == 0 && json_is_integer(val) &&
                    json_integer_value(val) >= 1 && json_integer_value(val) <= 4096) {
             c->wal_segment_bytes = (uint64_t)json_integer_value(val) << 20;
+        } else if (strcmp(key, "ui_dir") == 0 && json_is_string(val)) {
+            snprintf(c->ui_dir, sizeof c->ui_dir, "%s", json_string_value(val));
         } else if ((strcmp(key, "policy") == 0 || strcmp(key, "audit_key") == 0 ||
                     strcmp(key, "audit_witness") == 0) &&
                    json_is_string(val)) {

@@ -44,6 +44,7 @@ struct fv_config {
     int rate_limit_enabled;
     struct fv_store_config store; /* its dir is set to DATA/store at start */
     char policy_file[1024];       /* access policy (privacy/policy.h); empty: built-in */
+    char ui_dir[1024]; /* the web console's files (api/static_ui.h); empty: ui beside the binary */
     /* The "vpp" object as JSON text ("": none), parsed by the energy side (energy/vpp.h): the
      * configuration layer does not know programs. */
     char vpp_json[FV_CONFIG_VPP_MAX];
@@ -68,7 +69,7 @@ void fv_config_defaults(struct fv_config *c);
  * device_idle_timeout, api_nice, ingest_nice, wal_segment_mb, rate_limits ({TOPIC: {per_second,
  * burst}} or false), store ({flush_interval, flush_datums, head_max_datums, wal_keep,
  * compact_fanin, retention: {CLASS: "30d"}, classes: {CLASS: [SIGNAL, ...]}}), policy, audit_key,
- * audit_witness (paths), audit_retention (a duration), vpp ({programs: {NAME: {...}}}:
+ * audit_witness, ui_dir (paths), audit_retention (a duration), vpp ({programs: {NAME: {...}}}:
  * energy/program.h), clips (data/clip_upload.h), labeling ({lease_s}), openadr
  * (config/openadr_config.h), mqtt (config/mqtt_config.h), location_privacy ({trim_m, trip_gap,
  * stop_after, grid_m}).

@@ -166,6 +166,8 @@ void fv_apiloop_audit_mqtt(struct fv_apiloop *al)
 static void housekeeping(struct fv_apiloop *al, uint64_t *last_retention_ns)
 {
     struct fv_guard *g = al->guard;
+    /* the fleet page's counters over time (api/stats_hist.h) */
+    fv_stats_hist_tick(&al->http->stats, al->http->view.metrics, al->http->view.fleet, fv_now_ms());
     if (g == NULL) return;
     fv_apiloop_audit_ven(al);
     fv_apiloop_audit_clips(al);

@@ -41,6 +41,7 @@
 
 #include "api/exports.h"
 #include "api/http.h"
+#include "api/static_ui.h"
 #include "api/oadr_store.h"
 #include "crypto/certs.h"
 #include "crypto/keys.h"
@@ -94,6 +95,7 @@ struct fv_server {
     struct fv_keystore *ven_keys;       /* the VEN's thread's (its history reports, forecasts) */
     struct fv_oadr_store *ven_store;    /* what the VEN reads from the store (api/oadr_store.h) */
     char datasets_dir[1100];            /* DATA/datasets (data/dataset.h) */
+    char ui_dir[PATH_MAX];              /* the web console's files (api/static_ui.h) */
     struct fv_campaign *campaigns;      /* data-collection campaigns (data/campaign.h) */
     struct fv_downlink_listener listen; /* the ingest's one listener: both capabilities' */
     struct fv_http_ctx http;
@@ -515,6 +517,10 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
                              errlen);
     snprintf(srv->clips_dir, sizeof srv->clips_dir, "%s/clips", cfg->data_dir);
     snprintf(srv->datasets_dir, sizeof srv->datasets_dir, "%s/datasets", cfg->data_dir);
+    if (cfg->ui_dir[0])
+        snprintf(srv->ui_dir, sizeof srv->ui_dir, "%s", cfg->ui_dir);
+    else if (fv_ui_default_dir(srv->ui_dir, sizeof srv->ui_dir) != FV_OK)
+        fv_warn("api: cannot find the executable's directory; the console (/ui/) is off");
     if (rc == FV_OK) rc = fv_clips_config_parse(&srv->clips, cfg->clips_json, err, errlen);
     if (rc == FV_OK) rc = fv_clip_store_init(srv->api_keys, err, errlen);
     srv->erasure.purge = purge_clips;
@@ -619,7 +625,8 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
                                               .vpp = srv->vpp,
                                               .ven = srv->ven,
                                               .campaigns = srv->campaigns,
-                                              .labeling = srv->labeling},
+                                              .labeling = srv->labeling,
+                                              .ui_dir = srv->ui_dir},
                                      .metrics = &srv->m};
     return FV_OK;
 }

@@ -87,6 +87,19 @@ def test_policy(extra_roles=None):
     return pol
 
 
+def role(purposes, **kw):
+    """A policy role for test_policy(extra_roles): reads for purposes ({purpose: [classes]}),
+    no ticket, no limit and no obligation unless kw sets them."""
+    r = {"comment": "e2e tests", "actions": ["read"], "purposes": purposes,
+         "requires_ticket": False, "max_subjects_per_request": None,
+         "bulk_subjects_threshold": None, "aggregate_only": False, "pseudonymise": False,
+         "consented_only": False, "location_privacy": False, "energy_sites_only": False,
+         "approves_bulk": False,
+         "quota": {"subjects_per_day": None, "rows_per_day": None, "bytes_per_day": None}}
+    r.update(kw)
+    return r
+
+
 APPROVER = "fv-approver"  # the privacy officer that approves the tests' principals
 
 

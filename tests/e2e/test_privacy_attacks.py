@@ -24,18 +24,7 @@ SPEED, SOC, GEAR, LOC, HEADING = 4, 8, 10, 21, 23
 ROUTE, MILES, DEST_LOC, DEST_NAME, HOMELINK, AT_HOME = 108, 109, 112, 163, 195, 229
 LAT, LON = 48.137154, 11.576124
 STEP = 0.0009  # degrees of latitude: 100.08 m
-
-
-def role(purposes, **kw):
-    r = {"comment": "e2e attacks", "actions": ["read"], "purposes": purposes,
-         "requires_ticket": False, "max_subjects_per_request": None,
-         "bulk_subjects_threshold": None, "aggregate_only": False, "pseudonymise": False,
-         "consented_only": False, "location_privacy": False, "energy_sites_only": False,
-         "approves_bulk": False,
-         "quota": {"subjects_per_day": None, "rows_per_day": None, "bytes_per_day": None}}
-    r.update(kw)
-    return r
-
+role = t.role
 
 POLICY = t.test_policy({
     # aggregate-only, built-in limits (step 1 h, 10 records per value)
