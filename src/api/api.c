@@ -500,6 +500,7 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         return;
     }
     if (post_ok && strcmp(method, "POST") != 0 && strcmp(path, "/api/v1/principals") != 0 &&
+        strcmp(path, "/api/v1/exports") != 0 && /* GET: the pending ones (exports.h) */
         strncmp(path, "/api/v1/vpp/", 12) != 0 && strncmp(path, "/api/v1/campaigns", 17) != 0 &&
         strncmp(path, "/api/v1/labeling/", 17) != 0 && strncmp(path, "/api/v1/datasets", 16) != 0) {
         fv_api_respond_error(out, 405, "method not allowed: use POST");
@@ -597,7 +598,10 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         return;
     }
     if (strcmp(p, "/v1/exports") == 0) {
-        fv_api_export_create(v, &ctx, out);
+        if (strcmp(method, "POST") == 0)
+            fv_api_export_create(v, &ctx, out);
+        else
+            fv_api_export_list(v, &ctx, out);
         return;
     }
     if (match_path(p, "/v1/exports/", "/approve", name)) {

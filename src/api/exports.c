@@ -326,6 +326,72 @@ void fv_api_export_approve(const struct fv_api_view *v, struct fv_guard_ctx *ctx
         json_pack("{s:s,s:s,s:s}", "id", x->id, "status", "approved", "approved_by", x->approver));
 }
 
+/* GET /api/v1/exports: the exports waiting for a second principal, for a role that may approve
+ * them (their requesters, purposes, tickets and sizes: no data of any vehicle), oldest first;
+ * audited as export.list with how many were shown. */
+void fv_api_export_list(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
+                        struct fv_http_response *out)
+{
+    if (v->exports == NULL || v->guard == NULL) {
+        error_reply(out, 503, "exports are not set up");
+        return;
+    }
+    if (!fv_policy_role_approves(v->guard->policy, ctx->role)) {
+        audit_export(v, ctx, "export.list", NULL, "deny", "the role does not approve exports", 0,
+                     0);
+        error_reply(out, 403, "only a role that approves bulk exports lists the pending ones");
+        return;
+    }
+    json_t *arr = json_array();
+    size_t n = 0;
+    /* oldest first: collected, then sorted by creation time */
+    const struct fv_map *m = &v->exports->byid;
+    struct export **xs = NULL;
+    size_t nx = 0, cap = 0;
+    for (size_t i = 0; arr && i < m->cap; i++) {
+        struct export *x = m->slots[i].hash ? m->slots[i].val : NULL;
+        if (x == NULL || x->status != EX_PENDING) continue;
+        if (nx == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            struct export **g = realloc(xs, nc * sizeof *g);
+            if (g == NULL) break;
+            xs = g;
+            cap = nc;
+        }
+        xs[nx++] = x;
+    }
+    for (size_t i = 1; i < nx; i++) /* insertion sort: pending exports are few */
+        for (size_t j = i; j > 0 && xs[j - 1]->created_ms > xs[j]->created_ms; j--) {
+            struct export *t = xs[j];
+            xs[j] = xs[j - 1];
+            xs[j - 1] = t;
+        }
+    for (size_t i = 0; arr && i < nx; i++) {
+        const struct export *x = xs[i];
+        json_t *sigs = json_array();
+        for (size_t j = 0; sigs && j < x->nfields; j++) {
+            char label[32];
+            fv_signal_label(x->fields[j], label, sizeof label);
+            json_array_append_new(sigs, json_string(label));
+        }
+        json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s?,s:I,s:I,s:o}", "id", x->id, "requester",
+                              x->principal, "role", x->role, "purpose", x->purpose, "ticket",
+                              x->ticket[0] ? x->ticket : NULL, "vehicles", (json_int_t)x->ndevices,
+                              "created_ms", (json_int_t)x->created_ms, "signals",
+                              sigs ? sigs : json_array());
+        if (o) {
+            if (x->from != INT64_MIN) json_object_set_new(o, "from", json_integer(x->from));
+            if (x->to != INT64_MAX) json_object_set_new(o, "to", json_integer(x->to));
+            json_array_append_new(arr, o);
+            n++;
+        }
+    }
+    free(xs);
+    audit_export(v, ctx, "export.list", NULL, "allow", "pending exports listed", n, 0);
+    json_reply(out, 200,
+               json_pack("{s:o,s:I}", "exports", arr ? arr : json_array(), "count", (json_int_t)n));
+}
+
 /* ---- the download ---------------------------------------------------------------------- */
 
 struct dctx {

@@ -6,6 +6,9 @@
  *        any read; above the role's bulk threshold it is created "pending" and needs
  *        POST /api/v1/exports/{id}/approve by a second, different principal whose role may
  *        approve bulk exports (privacy-officer). Answers {"id", "status", "subjects"}.
+ *   GET  /api/v1/exports  the exports waiting for approval, for a role that approves them
+ *        (requester, role, purpose, ticket, vehicles, signals, range: no vehicle's data),
+ *        audited as export.list.
  *   GET  /api/v1/exports/{id}  the requester downloads an approved export: CSV
  *        "device,t,Signal,..." streamed vehicle by vehicle, obligations applied
  *        (pseudonyms per purpose, coarsened locations, consent).
@@ -38,6 +41,8 @@ uint64_t fv_exports_alerts(const struct fv_exports *e);
 /* The three endpoints; ctx is the authenticated requester. */
 void fv_api_export_create(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
                           struct fv_http_response *out);
+void fv_api_export_list(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
+                        struct fv_http_response *out);
 void fv_api_export_approve(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *id,
                            struct fv_http_response *out);
 void fv_api_export_get(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *id,

@@ -204,12 +204,15 @@ export default async function checks({ sc, base, page, ctx, check, assert, shot,
 
   await check('privacy: a bulk export approved by the second person', async () => {
     await page.getByRole('button', { name: 'Show pending requests' }).click();
-    const req = page.locator('#audit-table tbody tr').filter({ hasText: sc.privacy.pending });
+    const req = page.locator('#pending-table tbody tr').filter({ hasText: sc.privacy.pending });
     await req.first().waitFor();
-    assert((await req.first().textContent()).includes('pending approval'), 'the request is not shown as pending');
-    await page.getByLabel('Export id').fill(sc.privacy.pending);
-    await page.getByRole('button', { name: 'Approve export' }).click();
+    const cells = await req.first().locator('td').allTextContents();
+    assert(cells[1] === 'exporter' && cells[3] === 'service' && cells[6] === 'Soc',
+      `the pending request as listed: ${cells}`);
+    await page.getByRole('button', { name: `Approve export ${sc.privacy.pending}` }).click();
     await page.locator('#export-result').filter({ hasText: 'approved' }).waitFor({ timeout: 10000 });
+    await page.locator('#pending-table tbody tr').filter({ hasText: sc.privacy.pending }).waitFor({ state: 'detached', timeout: 10000 });
+    await page.getByLabel('Export id').fill(sc.privacy.pending);
     const r = await page.request.get(`${base}/api/v1/exports/${sc.privacy.pending}?purpose=service`,
       { headers: { Authorization: `Bearer ${sc.tokens.exporter}` } });
     assert(r.status() === 200, `the requester's download after approval: ${r.status()}`);

@@ -454,6 +454,17 @@ def test_bulk_export_approval_watermark_alert():
         assert json.loads(b)["status"] == "pending"
         st, b = srv.http(f"/api/v1/exports/{xid}", token=ex, purpose=None)
         assert st == 403 and b"approval" in b, b  # refused without approval
+        # The approver finds what waits for them (GET lists, never creates); others may not.
+        st, b = srv.http("/api/v1/exports", token=po, purpose=None)
+        assert st == 200, b
+        pend = json.loads(b)
+        assert pend["count"] == 1 and pend["exports"][0]["id"] == xid, pend
+        assert pend["exports"][0]["requester"] == "eve" and pend["exports"][0]["vehicles"] == 2
+        assert pend["exports"][0]["ticket"] == "EXP-1" and pend["exports"][0]["signals"] == ["Soc"]
+        st, b = srv.http("/api/v1/exports?purpose=service&signals=Soc", token=ex, purpose=None)
+        assert st == 403, b  # a GET by the requester neither lists nor creates
+        st, b = srv.http("/api/v1/exports", token=po, purpose=None)
+        assert json.loads(b)["count"] == 1, b
         assert post(f"/api/v1/exports/{xid}/approve", ex)[0] == 403  # not by themselves
         assert post(f"/api/v1/exports/{xid}/approve", sup)[0] == 403  # not by any role
         st, b = post(f"/api/v1/exports/{xid}/approve", po)

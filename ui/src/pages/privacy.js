@@ -41,6 +41,7 @@ export default function privacy(root) {
   const subjectOut = el('p', { id: 'subject-result', 'aria-live': 'polite' });
   const exp = input({ size: 34 });
   const expOut = el('p', { id: 'export-result', 'aria-live': 'polite' });
+  const pendingOut = el('div', { id: 'pending-exports' });
 
   root.append(
     el('h2', { id: 'page-title' }, 'Privacy'),
@@ -59,11 +60,12 @@ export default function privacy(root) {
       el('button', { type: 'button', onclick: () => erase() }, 'Erase subject')),
     subjectOut,
     el('h3', {}, 'Bulk export approvals'),
-    el('p', { class: 'note' }, 'A bulk export above its role\'s threshold waits for a second principal: enter the id its requester was given. Requests are in the audit log (action export.create, reason "pending approval").'),
+    el('p', { class: 'note' }, 'A bulk export above its role\'s threshold waits for a second principal of a role that approves exports (never its requester). The pending ones are listed with who asked, for which purpose and ticket, and how many vehicles; the listing is audited (export.list).'),
     el('form', { class: 'row', onsubmit: (e) => { e.preventDefault(); approve(); } },
       field('export-id', 'Export id', exp),
       el('button', { type: 'button', class: 'secondary', onclick: () => pending() }, 'Show pending requests'),
       el('button', { type: 'submit' }, 'Approve export')),
+    pendingOut,
     expOut);
 
   async function search(extra = {}) {
@@ -78,11 +80,15 @@ export default function privacy(root) {
   }
 
   async function pending() {
-    f.principal.value = '';
-    f.subject.value = '';
-    f.action.value = 'export.create';
-    f.result.value = '';
-    await search();
+    const r = await guarded(() => call('/exports', { purpose: false }));
+    if (!r) { pendingOut.replaceChildren(); return; }
+    pendingOut.replaceChildren(table(`${r.count} exports waiting for approval`, [
+      ['Export', x => x.id], ['Requester', x => x.requester], ['Role', x => x.role],
+      ['Purpose', x => x.purpose], ['Ticket', x => x.ticket || '—'], ['Vehicles', x => x.vehicles],
+      ['Signals', x => x.signals.join(', ')], ['Asked', x => iso(x.created_ms)],
+      ['', x => el('button', { type: 'button', class: 'secondary', 'aria-label': `Approve export ${x.id}`,
+        onclick: () => { exp.value = x.id; approve(); } }, 'Approve')]],
+    r.exports, { id: 'pending-table' }));
   }
 
   async function exportSubject() {
@@ -109,6 +115,7 @@ export default function privacy(root) {
     if (!id) return;
     const r = await guarded(() => call(`/exports/${encodeURIComponent(id)}/approve`, { method: 'POST', purpose: false, params: { ticket: document.getElementById('ctx-ticket').value.trim() } }));
     expOut.textContent = r ? `Export ${r.id}: ${r.status}${r.approved_by ? ` by ${r.approved_by}` : ''}.` : '';
+    if (r && pendingOut.firstChild) await pending(); // the list without it
   }
   clearError();
 }
