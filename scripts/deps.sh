@@ -10,6 +10,9 @@ pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev
 pkgs+=(libxml2-utils)  # xmllint: the OpenADR tests validate every message against the 2.0b schema
 # MQTT (src/mqtt, docs/mqtt.md): the client library; the broker and mosquitto_sub for its test
 pkgs+=(libmosquitto-dev mosquitto mosquitto-clients)
+# NATS JetStream (src/cluster, docs/cluster.md): the client library to build, the server for
+# tests/e2e/test_cluster.py
+pkgs+=(libnats-dev nats-server)
 pkgs+=(prometheus)     # promtool: tests/e2e/test_prometheus.py queries the Prometheus API with it
 # node and npm: the MCAP interop test and benchmark run the official TypeScript library
 # (tests/js). A node already installed (with its own npm) is kept.
