@@ -12,6 +12,12 @@
  * two sides of the ingest/storage seam (wal/reclog.h): the WAL is the record log; the sink
  * below puts each logged record into the store's head.
  *
+ * Roles (docs/cluster.md): "all" is the above. "gateway" opens no store, WAL or API: its
+ * record log is the JetStream stream (cluster/jsreclog.h), its sink does nothing, and the
+ * loop runs the devices only. "storage" opens everything but the devices' vhost; its WAL's
+ * replay also reads the shards' cursors, and instead of device events the loop fetches the
+ * stream (cluster/jsconsume.h) and hands each record to the store through fv_recovery_take.
+ *
  * Threads: the ingest loop (the thread of fv_server_run) decodes, seals, appends and acks,
  * and runs the store's maintenance. The API thread serves every request; it opens the
  * catalog through a keystore of its own (api_keys; the loop's is keys) and reaches the
