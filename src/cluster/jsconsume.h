@@ -4,23 +4,30 @@
  * message's record logged to the node's local WAL and handed to the store (take), and the
  * stream acked once the local WAL holds it durably.
  *
- *  C1 exactly once: after each fetched batch of a shard the node appends a cursor record to
- *     its WAL (device FV_CURSOR_DEVICE, topic FV_CURSOR_TOPIC, unsealed, payload u32 shard | u64
- * stream sequence, little endian) after the batch's records; at start the WAL's replay
- * (fv_jsconsume_replay, wrapping the store's replay) sets each shard's cursor to the highest it
- * holds, and a message redelivered at or below its shard's cursor (it reached the WAL, its ack was
- *     lost) is acked and skipped. Cursor records are kept as long as their WAL files
- *     (store.h T1: at least wal_keep_ms after their records reached a committed part); a
- *     record's ack follows its durability by milliseconds, so a redelivery after that is no
- *     concern. A crash that tears a batch between its records and its cursor (two writes of
- *     the WAL writer) would replay those records and take them again: a window this slice
- *     leaves open (docs/cluster.md, "Next").
+ *  C1 exactly once: before each record the node logs to its WAL it appends a cursor record
+ *     (device FV_CURSOR_DEVICE, topic FV_CURSOR_TOPIC, unsealed, payload u32 shard | u64
+ *     stream sequence, little endian) naming the stream message the record came from. At
+ *     start the WAL's replay (fv_jsconsume_replay, wrapping the store's replay) moves a
+ *     shard's cursor only when the announced record itself replayed, so a torn tail leaves
+ *     no record in the head that its cursor does not cover. A message redelivered at or
+ *     below its shard's cursor (it reached the WAL, its ack was lost) is skipped. Cursor
+ *     records live as long as their WAL files (store.h T1); older positions come from the
+ *     consumer's ack floor (C4).
  *  C2 acks: the last message of a batch (ack "all" covers the batch) once the local WAL's
- *     durable sequence reaches the batch's cursor record.
+ *     durable sequence reaches the batch's last record.
  *  C3 a record the node cannot take (no key in its catalog, a payload that does not open,
  *     the store refusing it) stops consuming with an error (the server stops; the message
  *     stays unacked and is redelivered after a restart) - except an erased subject's, which
  *     is skipped and counted (as in replay).
+ *  C4 in order: a message fetched but not yet in the WAL when the node died would come back
+ *     only after the ack wait, behind newer ones whose cursor (and ack "all") would cover it.
+ *     So at start each shard's durable consumer is deleted and made again, delivering from
+ *     one past the higher of the WAL's cursor and the old consumer's ack floor (what was
+ *     acked was in the WAL): one owner per shard, as this slice configures it.
+ *  C5 at run time the same order is kept: a consumer's delivery sequence that jumps (a
+ *     delivery lost, e.g. one that reached nats.c after its fetch had expired) makes the
+ *     node wait until its WAL holds everything taken durably, ack it, and make the shard's
+ *     consumer again from the cursor (as C4).
  *
  * Threads: everything on the storage node's loop thread (nats.c's own threads deliver into
  * the fetch call).

@@ -130,82 +130,112 @@ def acked_records(path):
     return acked
 
 
+def run_cluster(env, disturb):
+    """nats-server, a storage node and a gateway; simulated vehicles stream through the
+    gateway while disturb(storage) runs; then every acked record must be on the storage node
+    exactly once: queryable through its API, once in its WAL."""
+    nats = Nats(env.root).start()
+    try:
+        st_root = os.path.join(env.root, "storage")
+        os.makedirs(st_root)
+        # The storage node's catalog is the one every node opens in this slice
+        # (docs/cluster.md, "Keys"); the flush interval makes parts during the run.
+        storage = t.Server(st_root, env.certs, config={
+            "cluster": cluster_cfg(nats), "store": {"flush_interval": "2s"}},
+            extra=["--role", "storage", "--no-rate-limit"]).start()
+        gw = Gateway(os.path.join(env.root, "gateway"), env.certs, storage.key_file,
+                     {"cluster": cluster_cfg(nats, catalog=os.path.join(
+                         storage.data, "catalog.db"))}).start()
+        acked_log = os.path.join(env.root, "acked.log")
+        sim_log = open(os.path.join(env.root, "sim.log"), "w")
+        sim = subprocess.Popen(
+            [t.BIN, "simulate", "--server", f"wss://127.0.0.1:{gw.port}", "--certs",
+             env.certs.dir, "--vehicles", str(VEHICLES), "--seconds", str(SECONDS),
+             "--hz", "5", "--drain", "60", "--acked-log", acked_log, "--quiet", "--seed",
+             str(random.randrange(1 << 30))],
+            stdout=subprocess.PIPE, stderr=sim_log, text=True)
+        disturb(storage)
+        out, _ = sim.communicate(timeout=SECONDS + 120)
+        sim_log.close()
+        final = json.loads(out.strip().splitlines()[-1])
+        t.log(f"simulator: {final}")
+        assert sim.returncode == 0, f"simulator left records unacked: {final}"
+        assert final["acked"] > 0 and final["acked"] + final["errors"] == final["sent"], final
+        acked = acked_records(acked_log)
+        assert len(acked) == final["acked"], (len(acked), final["acked"])
+
+        # The storage node catches up: every shard's consumer delivered and acked all.
+        def caught_up():
+            cs = nats.consumers()
+            return len(cs) == SHARDS and all(p == (0, 0) for p in cs.values())
+        t.wait_until("the storage node to consume the stream", caught_up, timeout=30)
+
+        # Queryable on the storage node, once each: every acked record's time appears in its
+        # vehicle's rows (head and parts, through the query API), no time twice.
+        times = {}
+        for (vin, _), ms in acked.items():
+            times.setdefault(vin, []).append(ms)
+        st = storage.json("/api/v1/store")
+        t.log(f"storage node's store: {st['parts']} parts, {st['flushes']} flushes")
+        for vin, want in times.items():
+            rows = [r["t"] for r in storage.json(
+                f"/api/v1/query?device={vin}&signals=Soc")["rows"]]
+            assert len(rows) == len(set(rows)), f"{vin}: records stored twice"
+            missing = set(want) - set(rows)
+            assert not missing, f"{vin}: {len(missing)} acked records not queryable"
+
+        gw.stop()
+        storage.stop()
+        stored = {}
+        r = t.run("inspect", storage.data, "--txids", "--key-file", storage.key_file)
+        for line in r.stdout.splitlines():
+            dev, txid = line.split(" ", 1)
+            if txid:
+                stored[(dev, txid)] = stored.get((dev, txid), 0) + 1
+        missing = set(acked) - set(stored)
+        assert not missing, f"{len(missing)} acked records lost, e.g. {sorted(missing)[:5]}"
+        twice = [k for k, n in stored.items() if n > 1]
+        assert not twice, f"{len(twice)} records stored twice, e.g. {twice[:5]}"
+        ins = storage.inspect()
+        assert ins["totals"]["duplicate_txids"] == 0, ins["totals"]
+        t.log(f"{len(acked)} acked records on the storage node exactly once "
+              f"({ins['totals']['records']} records in its WAL)")
+    finally:
+        nats.stop()
+
+
 def test_stream_kill9_storage_exactly_once():
+    """The storage node killed with SIGKILL twice mid-stream and restarted."""
+    def disturb(storage):
+        for _ in range(2):
+            time.sleep(random.uniform(SECONDS / 5, SECONDS / 3))
+            storage.kill9()
+            time.sleep(random.uniform(0.2, 1.0))
+            storage.start()
     with t.Env() as env:
-        nats = Nats(env.root).start()
-        try:
-            st_root = os.path.join(env.root, "storage")
-            os.makedirs(st_root)
-            # The storage node's catalog is the one every node opens in this slice
-            # (docs/cluster.md, "Keys"); the flush interval makes parts during the run.
-            storage = t.Server(st_root, env.certs, config={
-                "cluster": cluster_cfg(nats), "store": {"flush_interval": "2s"}},
-                extra=["--role", "storage", "--no-rate-limit"]).start()
-            gw = Gateway(os.path.join(env.root, "gateway"), env.certs, storage.key_file,
-                         {"cluster": cluster_cfg(nats, catalog=os.path.join(
-                             storage.data, "catalog.db"))}).start()
-            acked_log = os.path.join(env.root, "acked.log")
-            sim_log = open(os.path.join(env.root, "sim.log"), "w")
-            sim = subprocess.Popen(
-                [t.BIN, "simulate", "--server", f"wss://127.0.0.1:{gw.port}", "--certs",
-                 env.certs.dir, "--vehicles", str(VEHICLES), "--seconds", str(SECONDS),
-                 "--hz", "5", "--drain", "60", "--acked-log", acked_log, "--quiet", "--seed",
-                 str(random.randrange(1 << 30))],
-                stdout=subprocess.PIPE, stderr=sim_log, text=True)
-            kills = 0
-            for _ in range(2):
-                time.sleep(random.uniform(SECONDS / 5, SECONDS / 3))
-                storage.kill9()
-                kills += 1
-                time.sleep(random.uniform(0.2, 1.0))
-                storage.start()
-            out, _ = sim.communicate(timeout=SECONDS + 120)
-            sim_log.close()
-            final = json.loads(out.strip().splitlines()[-1])
-            t.log(f"storage node killed {kills} times; simulator: {final}")
-            assert sim.returncode == 0, f"simulator left records unacked: {final}"
-            assert final["acked"] > 0 and final["acked"] + final["errors"] == final["sent"], final
-            acked = acked_records(acked_log)
-            assert len(acked) == final["acked"], (len(acked), final["acked"])
+        run_cluster(env, disturb)
 
-            # The storage node catches up: every shard's consumer delivered and acked all.
-            def caught_up():
-                cs = nats.consumers()
-                return len(cs) == SHARDS and all(p == (0, 0) for p in cs.values())
-            t.wait_until("the storage node to consume the stream", caught_up, timeout=30)
 
-            # Queryable on the storage node, once each: every acked record's time appears in
-            # its vehicle's rows (head and parts, through the query API), no time twice.
-            times = {}
-            for (vin, _), ms in acked.items():
-                times.setdefault(vin, []).append(ms)
-            st = storage.json("/api/v1/store")
-            t.log(f"storage node's store: {st['parts']} parts, {st['flushes']} flushes")
-            for vin, want in times.items():
-                rows = [r["t"] for r in storage.json(
-                    f"/api/v1/query?device={vin}&signals=Soc")["rows"]]
-                assert len(rows) == len(set(rows)), f"{vin}: records stored twice"
-                missing = set(want) - set(rows)
-                assert not missing, f"{vin}: {len(missing)} acked records not queryable"
-
-            gw.stop()
-            storage.stop()
-            stored = {}
-            r = t.run("inspect", storage.data, "--txids", "--key-file", storage.key_file)
-            for line in r.stdout.splitlines():
-                dev, txid = line.split(" ", 1)
-                if txid:
-                    stored[(dev, txid)] = stored.get((dev, txid), 0) + 1
-            missing = set(acked) - set(stored)
-            assert not missing, f"{len(missing)} acked records lost, e.g. {sorted(missing)[:5]}"
-            twice = [k for k, n in stored.items() if n > 1]
-            assert not twice, f"{len(twice)} records stored twice, e.g. {twice[:5]}"
-            ins = storage.inspect()
-            assert ins["totals"]["duplicate_txids"] == 0, ins["totals"]
-            t.log(f"{len(acked)} acked records on the storage node exactly once "
-                  f"({ins['totals']['records']} records in its WAL)")
-        finally:
-            nats.stop()
+def test_storage_stops_with_records_fetched_not_logged():
+    """The storage node's WAL fails (every write from the 6th of a restart on): it stops with
+    records fetched from the stream but in no file, never acked. Restarted, it must take those
+    before newer ones (cluster/jsconsume.h C4): a cursor or an ack "all" past them would lose
+    them for good."""
+    def disturb(storage):
+        time.sleep(SECONDS / 5)
+        storage.kill9()
+        storage.env = {"FV_FAULT": "write:6+:EIO", "FV_FAULT_LOG": "1"}
+        if storage.try_start():  # it may fail while catching up, before it answers
+            t.wait_until("the storage node to stop on the failed WAL",
+                         lambda: storage.proc.poll() is not None, timeout=SECONDS)
+            storage.logf.close()
+        assert "fv-fault: inject write" in storage.log(), storage.log()[-2000:]
+        assert storage.proc.returncode != 0
+        time.sleep(1.0)  # newer records reach the stream meanwhile
+        storage.env = {}
+        storage.start()
+    with t.Env() as env:
+        run_cluster(env, disturb)
 
 
 def serve_fails(env, config, *args):
@@ -245,4 +275,5 @@ def test_role_and_config_errors():
 
 
 if __name__ == "__main__":
-    t.main([test_role_and_config_errors, test_stream_kill9_storage_exactly_once])
+    t.main([test_role_and_config_errors, test_stream_kill9_storage_exactly_once,
+            test_storage_stops_with_records_fetched_not_logged])
