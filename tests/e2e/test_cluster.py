@@ -1,7 +1,7 @@
 """Cluster on NATS JetStream (docs/cluster.md, issue 15): a real `nats-server -js` on
-127.0.0.1, one gateway (--role gateway: records published to the stream, devices acked on
+127.0.0.1, gateways (--role gateway: records published to the stream, devices acked on
 the PubAck) and one storage node (--role storage: durable pull consumers per shard into its
-store). Simulated vehicles stream through the gateway; the storage node is killed with
+store). Simulated vehicles stream through two gateways; the storage node is killed with
 SIGKILL mid-stream and restarted. Afterwards every record the simulator saw acked is on the
 storage node exactly once (its WAL, read by `inspect --txids`, and its query API), and the
 stream's consumers have nothing left to deliver. Also: the role and "cluster" config errors.
@@ -130,8 +130,8 @@ def acked_records(path):
     return acked
 
 
-def run_cluster(env, disturb):
-    """nats-server, a storage node and a gateway; simulated vehicles stream through the
+def run_cluster(env, disturb, gateways=1):
+    """nats-server, a storage node and gateways; simulated vehicles stream through each
     gateway while disturb(storage) runs; then every acked record must be on the storage node
     exactly once: queryable through its API, once in its WAL."""
     nats = Nats(env.root).start()
@@ -143,26 +143,32 @@ def run_cluster(env, disturb):
         storage = t.Server(st_root, env.certs, config={
             "cluster": cluster_cfg(nats), "store": {"flush_interval": "2s"}},
             extra=["--role", "storage", "--no-rate-limit"]).start()
-        gw = Gateway(os.path.join(env.root, "gateway"), env.certs, storage.key_file,
-                     {"cluster": cluster_cfg(nats, catalog=os.path.join(
-                         storage.data, "catalog.db"))}).start()
-        acked_log = os.path.join(env.root, "acked.log")
-        sim_log = open(os.path.join(env.root, "sim.log"), "w")
-        sim = subprocess.Popen(
-            [t.BIN, "simulate", "--server", f"wss://127.0.0.1:{gw.port}", "--certs",
-             env.certs.dir, "--vehicles", str(VEHICLES), "--seconds", str(SECONDS),
-             "--hz", "5", "--drain", "60", "--acked-log", acked_log, "--quiet", "--seed",
-             str(random.randrange(1 << 30))],
-            stdout=subprocess.PIPE, stderr=sim_log, text=True)
+        gws = [Gateway(os.path.join(env.root, f"gateway{k}"), env.certs, storage.key_file,
+                       {"cluster": cluster_cfg(nats, catalog=os.path.join(
+                           storage.data, "catalog.db"))}).start() for k in range(gateways)]
+        sims = []
+        for k, gw in enumerate(gws):  # each gateway its own vehicles
+            acked_log = os.path.join(env.root, f"acked{k}.log")
+            sim_log = open(os.path.join(env.root, f"sim{k}.log"), "w")
+            sims.append((subprocess.Popen(
+                [t.BIN, "simulate", "--server", f"wss://127.0.0.1:{gw.port}", "--certs",
+                 env.certs.dir, "--vehicles", str(VEHICLES // gateways), "--seconds",
+                 str(SECONDS), "--hz", "5", "--drain", "60", "--acked-log", acked_log,
+                 "--quiet", "--id-prefix", f"5YJGW{k}", "--seed",
+                 str(random.randrange(1 << 30))],
+                stdout=subprocess.PIPE, stderr=sim_log, text=True), sim_log, acked_log))
         disturb(storage)
-        out, _ = sim.communicate(timeout=SECONDS + 120)
-        sim_log.close()
-        final = json.loads(out.strip().splitlines()[-1])
-        t.log(f"simulator: {final}")
-        assert sim.returncode == 0, f"simulator left records unacked: {final}"
-        assert final["acked"] > 0 and final["acked"] + final["errors"] == final["sent"], final
-        acked = acked_records(acked_log)
-        assert len(acked) == final["acked"], (len(acked), final["acked"])
+        acked = {}
+        for sim, sim_log, acked_log in sims:
+            out, _ = sim.communicate(timeout=SECONDS + 120)
+            sim_log.close()
+            final = json.loads(out.strip().splitlines()[-1])
+            t.log(f"simulator: {final}")
+            assert sim.returncode == 0, f"simulator left records unacked: {final}"
+            assert final["acked"] > 0 and final["acked"] + final["errors"] == final["sent"], final
+            mine = acked_records(acked_log)
+            assert len(mine) == final["acked"], (len(mine), final["acked"])
+            acked.update(mine)
 
         # The storage node catches up: every shard's consumer delivered and acked all.
         def caught_up():
@@ -184,7 +190,8 @@ def run_cluster(env, disturb):
             missing = set(want) - set(rows)
             assert not missing, f"{vin}: {len(missing)} acked records not queryable"
 
-        gw.stop()
+        for gw in gws:
+            gw.stop()
         storage.stop()
         stored = {}
         r = t.run("inspect", storage.data, "--txids", "--key-file", storage.key_file)
@@ -205,7 +212,7 @@ def run_cluster(env, disturb):
 
 
 def test_stream_kill9_storage_exactly_once():
-    """The storage node killed with SIGKILL twice mid-stream and restarted."""
+    """Two gateways; the storage node killed with SIGKILL twice mid-stream and restarted."""
     def disturb(storage):
         for _ in range(2):
             time.sleep(random.uniform(SECONDS / 5, SECONDS / 3))
@@ -213,7 +220,7 @@ def test_stream_kill9_storage_exactly_once():
             time.sleep(random.uniform(0.2, 1.0))
             storage.start()
     with t.Env() as env:
-        run_cluster(env, disturb)
+        run_cluster(env, disturb, gateways=2)
 
 
 def test_storage_stops_with_records_fetched_not_logged():
