@@ -160,6 +160,11 @@ int fv_jsconsume_start(struct fv_jsconsume *c, struct fv_wal *wal, char *err, si
         struct shard *s = &c->shards[c->nshards++];
         s->no = i;
         rc = bind_shard(c, s, c->cursor[i], err, errlen);
+        for (int k = 0; rc == FV_EIO && k < FV_NATS_START_TRIES; k++) {
+            fv_warn("%s; trying again", err);
+            usleep(500000);
+            rc = bind_shard(c, s, c->cursor[i], err, errlen);
+        }
         if (rc) return rc;
     }
     fv_info("cluster: consuming %zu of %u shards of stream %s", c->nshards, c->cfg->shards,
@@ -266,7 +271,7 @@ static int fetch_shard(struct fv_jsconsume *c, struct shard *s, char *err, size_
     jsFetchRequest_Init(&fr);
     fr.Batch = BATCH;
     fr.NoWait = true;
-    fr.Expires = 5000000ll; /* 5 ms: an idle shard must not hold the round up */
+    fr.Expires = 50000000ll; /* 50 ms: an idle shard must not hold the round up */
     natsStatus st = natsSubscription_FetchRequest(&list, s->sub, &fr);
     if (st == NATS_TIMEOUT || st == NATS_NOT_FOUND || list.Count == 0) {
         natsMsgList_Destroy(&list);

@@ -4,10 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cluster/jsreclog.h"
 #include "cluster/natsconn.h"
 #include "crypto/keys.h"
+#include "util/clock.h"
 #include "util/err.h"
 #include "util/hex.h"
 #include "util/log.h"
@@ -25,6 +27,9 @@ struct fv_jsreclog {
     uint8_t *acked;     /* FV_JSLOG_WINDOW flags: seq % window got its PubAck */
     uint64_t durable;   /* atomic reads; written under mu */
     int failed;         /* atomic */
+    int closing;        /* atomic: no more retries */
+    uint64_t retries;   /* atomic: publishes sent again (J3) */
+    uint64_t paused_ms; /* atomic: when the last retry pause ended (monotonic ms) */
 };
 
 static void set_failed(struct fv_jsreclog *l, const char *why, const char *detail)
@@ -36,14 +41,50 @@ static void set_failed(struct fv_jsreclog *l, const char *why, const char *detai
     if (l->notify) l->notify(l->notify_arg);
 }
 
+/* nats.c's thread: J3's retry. A publish that timed out or found no server is sent again
+ * (same message, same message id: the stream stores it once) after a short pause, until
+ * FV_JSLOG_RETRY_MS after its first attempt (header Fv-First, the monotonic clock in ms).
+ * 1: sent again (nats.c owns msg again); 0: give up. */
+static int retry(struct fv_jsreclog *l, jsCtx *js, natsMsg **msg, const jsPubAckErr *pae)
+{
+    if (pae->ErrCode != 0 || __atomic_load_n(&l->closing, __ATOMIC_ACQUIRE))
+        return 0; /* the stream refused it: sending it again cannot help */
+    uint64_t now = fv_mono_ns() / 1000000, first = now;
+    const char *v = NULL;
+    if (natsMsgHeader_Get(*msg, "Fv-First", &v) == NATS_OK && v) first = strtoull(v, NULL, 10);
+    if (now - first > FV_JSLOG_RETRY_MS) return 0;
+    char txt[24], id[FV_PSEUDONYM_LEN + 2 + 2 * 256 + 1] = "";
+    snprintf(txt, sizeof txt, "%" PRIu64, first);
+    if (natsMsgHeader_Get(*msg, "Nats-Msg-Id", &v) == NATS_OK && v)
+        snprintf(id, sizeof id, "%s", v);
+    if (natsMsgHeader_Set(*msg, "Fv-First", txt) != NATS_OK) return 0;
+    __atomic_fetch_add(&l->retries, 1, __ATOMIC_RELAXED);
+    /* A leader election or a reconnect is under way: one pause per FV_JSLOG_RETRY_PAUSE_MS
+     * for all the publishes failing together, not one each (they come one after another on
+     * this thread). */
+    uint64_t last = __atomic_load_n(&l->paused_ms, __ATOMIC_RELAXED);
+    if (now - last >= FV_JSLOG_RETRY_PAUSE_MS) {
+        usleep(FV_JSLOG_RETRY_PAUSE_MS * 1000);
+        __atomic_store_n(&l->paused_ms, fv_mono_ns() / 1000000, __ATOMIC_RELAXED);
+    }
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = FV_JSLOG_ACK_WAIT_MS;
+    if (id[0]) po.MsgId = id;
+    return js_PublishMsgAsync(js, msg, &po) == NATS_OK;
+}
+
 /* nats.c's thread: one publish's outcome (J1, J3). */
 static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *arg)
 {
-    (void)js;
     struct fv_jsreclog *l = arg;
     const char *v = NULL;
     uint64_t seq = 0;
     if (natsMsgHeader_Get(msg, "Fv-Seq", &v) == NATS_OK && v) seq = strtoull(v, NULL, 10);
+    if (pae && seq && retry(l, js, &msg, pae)) {
+        natsMsg_Destroy(msg); /* NULL now: nats.c owns it again */
+        return;
+    }
     if (pae || pa == NULL || seq == 0) {
         set_failed(l, pae ? natsStatus_GetText(pae->Err) : "no PubAck",
                    pae && pae->ErrText ? pae->ErrText : NULL);
@@ -181,6 +222,7 @@ void fv_jsreclog_close(struct fv_jsreclog *l, int timeout_ms)
 {
     if (l == NULL) return;
     if (l->conn.js) {
+        __atomic_store_n(&l->closing, 1, __ATOMIC_RELEASE);
         jsPubOptions po;
         jsPubOptions_Init(&po);
         po.MaxWait = timeout_ms;
@@ -188,6 +230,8 @@ void fv_jsreclog_close(struct fv_jsreclog *l, int timeout_ms)
             fv_warn("cluster: closing with records not yet acknowledged by the stream (their "
                     "devices were not acked and resend them)");
     }
+    uint64_t n = __atomic_load_n(&l->retries, __ATOMIC_RELAXED);
+    if (n) fv_info("cluster: %llu publishes were sent again (J3)", (unsigned long long)n);
     fv_natsconn_close(&l->conn);
     pthread_mutex_destroy(&l->mu);
     free(l->acked);

@@ -13,14 +13,20 @@
  *  J2 append() refuses (FV_EAGAIN: the gateway answers with the storage error, the device
  *     resends) while FV_JSLOG_WINDOW records are unacknowledged; fv_jsreclog_full() says when
  *     more than half are, and the server stops reading from devices then (backpressure).
- *  J3 a publish that fails (the stream refused it, or no PubAck within FV_JSLOG_ACK_WAIT_MS,
- *     e.g. every server down) is not retried: failed() becomes 1 and stays (L5), the gateway
- *     stops, its devices reconnect elsewhere and resend what was never acked. A connection
- *     closed for good does the same. Retrying in place is the next slice.
+ *  J3 a publish without a PubAck within FV_JSLOG_ACK_WAIT_MS, or that found no server (a
+ *     NATS server lost, a leader election, a reconnect), is sent again from the ack handler
+ *     - the same message with the same message id, so the stream keeps it once - after a
+ *     pause of FV_JSLOG_RETRY_PAUSE_MS (one for the publishes failing together), until
+ *     FV_JSLOG_RETRY_MS after its first attempt; acks wait
+ *     meanwhile (the watermark cannot pass it). A publish the stream refuses (a JetStream
+ *     error: no such stream, too large, ...) or one still unacked after FV_JSLOG_RETRY_MS
+ *     makes failed() 1 for good (L5): the gateway stops, its devices reconnect elsewhere and
+ *     resend what was never acked. A connection nats.c closes for good does the same.
  *  J4 the notify function (L4) is called from nats.c's thread each time durable() advances.
  *
  * Threads: append/appended and fv_jsreclog_full on the ingest loop; durable/failed from any
- * thread; the ack handler on nats.c's thread (under the log's mutex, short).
+ * thread; the ack handler on nats.c's thread (under the log's mutex, short; a retry pauses
+ * that thread FV_JSLOG_RETRY_PAUSE_MS, outside the mutex).
  */
 #ifndef FV_CLUSTER_JSRECLOG_H
 #define FV_CLUSTER_JSRECLOG_H
@@ -30,8 +36,10 @@
 #include "config/cluster_config.h"
 #include "wal/reclog.h"
 
-#define FV_JSLOG_WINDOW      65536 /* unacknowledged records at most */
-#define FV_JSLOG_ACK_WAIT_MS 10000
+#define FV_JSLOG_WINDOW         65536 /* unacknowledged records at most */
+#define FV_JSLOG_ACK_WAIT_MS    2000
+#define FV_JSLOG_RETRY_PAUSE_MS 100
+#define FV_JSLOG_RETRY_MS       30000
 
 struct fv_jsreclog;
 

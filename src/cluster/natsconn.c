@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cluster/natsconn.h"
 #include "util/err.h"
@@ -141,7 +142,13 @@ int fv_natsconn_open(struct fv_natsconn *c, const struct fv_cluster_cfg *cfg, co
         fv_natsconn_close(c);
         return nats_fail(s, "JetStream context", err, errlen);
     }
+    /* A cluster that just lost a server may need a while to elect leaders again. */
     int rc = ensure_stream(c, cfg, err, errlen);
+    for (int i = 0; rc == FV_EIO && i < FV_NATS_START_TRIES; i++) {
+        fv_warn("%s; trying again", err);
+        usleep(500000);
+        rc = ensure_stream(c, cfg, err, errlen);
+    }
     if (rc) fv_natsconn_close(c);
     return rc;
 }

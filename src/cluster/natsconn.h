@@ -23,6 +23,9 @@
 
 #define FV_STREAM_MAX_AGE_MS    (7ull * 86400 * 1000)
 #define FV_STREAM_DUP_WINDOW_MS (2ull * 60 * 1000)
+/* Start-up: JetStream requests that time out are tried again this many times, 0.5 s apart
+ * (a cluster electing leaders after losing a server). */
+#define FV_NATS_START_TRIES 60
 
 struct fv_natsconn {
     natsConnection *nc;
@@ -32,7 +35,8 @@ struct fv_natsconn {
 
 /* Connects (waiting for the first server up to a few seconds), makes the JetStream context
  * with the given publish-async handlers (NULL: none) and makes the stream or checks that it
- * has the subjects it needs. FV_OK, or FV_EIO with err naming what failed. */
+ * has the subjects it needs (a request that fails is tried again: FV_NATS_START_TRIES). FV_OK, or
+ * FV_EIO with err naming what failed. */
 struct fv_js_handlers {
     jsPubAckHandler ack; /* every async publish's outcome, on nats.c's thread */
     void *arg;

@@ -114,7 +114,8 @@ class Gateway:
 
 
 def cluster_cfg(nats, **extra):
-    c = {"nats": [f"nats://127.0.0.1:{nats.port}"], "replicas": 1, "shards": SHARDS}
+    urls = nats.urls() if hasattr(nats, "urls") else [f"nats://127.0.0.1:{nats.port}"]
+    c = {"nats": urls, "replicas": 1, "shards": SHARDS}
     c.update(extra)
     return c
 
@@ -130,21 +131,23 @@ def acked_records(path):
     return acked
 
 
-def run_cluster(env, disturb, gateways=1):
+def run_cluster(env, disturb, gateways=1, nats=None, replicas=1):
     """nats-server, a storage node and gateways; simulated vehicles stream through each
     gateway while disturb(storage) runs; then every acked record must be on the storage node
     exactly once: queryable through its API, once in its WAL."""
-    nats = Nats(env.root).start()
+    own = nats is None
+    if own:
+        nats = Nats(env.root).start()
     try:
         st_root = os.path.join(env.root, "storage")
         os.makedirs(st_root)
         # The storage node's catalog is the one every node opens in this slice
         # (docs/cluster.md, "Keys"); the flush interval makes parts during the run.
         storage = t.Server(st_root, env.certs, config={
-            "cluster": cluster_cfg(nats), "store": {"flush_interval": "2s"}},
+            "cluster": cluster_cfg(nats, replicas=replicas), "store": {"flush_interval": "2s"}},
             extra=["--role", "storage", "--no-rate-limit"]).start()
         gws = [Gateway(os.path.join(env.root, f"gateway{k}"), env.certs, storage.key_file,
-                       {"cluster": cluster_cfg(nats, catalog=os.path.join(
+                       {"cluster": cluster_cfg(nats, replicas=replicas, catalog=os.path.join(
                            storage.data, "catalog.db"))}).start() for k in range(gateways)]
         sims = []
         for k, gw in enumerate(gws):  # each gateway its own vehicles
@@ -208,7 +211,8 @@ def run_cluster(env, disturb, gateways=1):
         t.log(f"{len(acked)} acked records on the storage node exactly once "
               f"({ins['totals']['records']} records in its WAL)")
     finally:
-        nats.stop()
+        if own:
+            nats.stop()
 
 
 def test_stream_kill9_storage_exactly_once():
