@@ -9,6 +9,7 @@
 #include "cluster/jsconsume.h"
 #include "cluster/natsconn.h"
 #include "util/buf.h"
+#include "util/clock.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "wal/wal_format.h"
@@ -23,9 +24,10 @@ struct pending_ack {
 struct shard {
     uint32_t no;
     natsSubscription *sub;
-    uint64_t cursor; /* highest stream sequence in the local WAL */
-    uint64_t dseq;   /* the consumer's delivery sequence last seen (C5) */
-    uint64_t gaps;   /* deliveries lost and the consumer made again */
+    uint64_t cursor;  /* highest stream sequence in the local WAL */
+    uint64_t dseq;    /* the consumer's delivery sequence last seen (C5) */
+    uint64_t gaps;    /* deliveries lost and the consumer made again */
+    uint64_t idle_ms; /* C6: since when fetches found nothing (monotonic ms; 0: they did) */
 };
 
 struct fv_jsconsume {
@@ -192,10 +194,10 @@ static void send_acks(struct fv_jsconsume *c, int all)
 static int rebind_after_gap(struct fv_jsconsume *c, struct shard *s, uint64_t dseq, char *err,
                             size_t errlen)
 {
-    fv_warn("cluster: shard %u: delivery %llu after %llu, some never arrived; making the "
-            "consumer again from stream sequence %llu",
-            s->no, (unsigned long long)dseq, (unsigned long long)s->dseq,
-            (unsigned long long)s->cursor + 1);
+    fv_warn("cluster: shard %u: consumer made again from stream sequence %llu (delivery %llu, "
+            "last seen %llu)",
+            s->no, (unsigned long long)s->cursor + 1, (unsigned long long)dseq,
+            (unsigned long long)s->dseq);
     s->gaps++;
     uint64_t want = fv_wal_appended_seq(c->wal);
     for (int i = 0; i < 5000 && fv_wal_durable_seq(c->wal) < want; i++) {
@@ -264,8 +266,41 @@ static int take_msg(struct fv_jsconsume *c, struct shard *s, natsMsg *m, uint64_
     return 1;
 }
 
+/* C6: a shard whose fetches found nothing for FV_CONSUMER_CHECK_MS has its consumer checked
+ * (at most that often); one that is gone (its server lost) or does not answer is made again
+ * from the cursor, as after a gap. 0, or a negative FV_E* (the node stops). */
+static int check_idle(struct fv_jsconsume *c, struct shard *s, char *err, size_t errlen)
+{
+    uint64_t now = fv_mono_ns() / 1000000;
+    if (s->idle_ms == 0) s->idle_ms = now;
+    if (now - s->idle_ms < FV_CONSUMER_CHECK_MS) return 0;
+    s->idle_ms = now;
+    char durable[32];
+    snprintf(durable, sizeof durable, "fv-shard-%u", s->no);
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = 2000;
+    natsStatus st = NATS_ERR;
+    if (s->sub) { /* NULL: an earlier attempt to make it again failed */
+        st = js_GetConsumerInfo(&ci, c->conn.js, c->cfg->stream, durable, &jo, &jerr);
+        jsConsumerInfo_Destroy(ci);
+        if (st == NATS_OK) return 0;
+    }
+    fv_warn("cluster: shard %u: consumer %s: %s (JetStream error %d): making it again", s->no,
+            durable, natsStatus_GetText(st), (int)jerr);
+    int rc = rebind_after_gap(c, s, s->dseq, err, errlen);
+    if (rc && !fv_wal_failed(c->wal) && fv_wal_durable_seq(c->wal) >= fv_wal_appended_seq(c->wal)) {
+        fv_warn("%s; trying again in %d s", err, FV_CONSUMER_CHECK_MS / 1000);
+        return 0; /* NATS did not answer: the shard waits, the others go on */
+    }
+    return rc;
+}
+
 static int fetch_shard(struct fv_jsconsume *c, struct shard *s, char *err, size_t errlen)
 {
+    if (s->sub == NULL) return check_idle(c, s, err, errlen);
     natsMsgList list = {0};
     jsFetchRequest fr;
     jsFetchRequest_Init(&fr);
@@ -273,15 +308,13 @@ static int fetch_shard(struct fv_jsconsume *c, struct shard *s, char *err, size_
     fr.NoWait = true;
     fr.Expires = 50000000ll; /* 50 ms: an idle shard must not hold the round up */
     natsStatus st = natsSubscription_FetchRequest(&list, s->sub, &fr);
-    if (st == NATS_TIMEOUT || st == NATS_NOT_FOUND || list.Count == 0) {
+    if (st != NATS_OK || list.Count == 0) {
         natsMsgList_Destroy(&list);
-        return 0;
+        if (st != NATS_OK && st != NATS_TIMEOUT && st != NATS_NOT_FOUND)
+            fv_warn("cluster: fetching shard %u: %s", s->no, natsStatus_GetText(st));
+        return check_idle(c, s, err, errlen); /* nats.c reconnects; C6 for the rest */
     }
-    if (st != NATS_OK) {
-        natsMsgList_Destroy(&list);
-        fv_warn("cluster: fetching shard %u: %s", s->no, natsStatus_GetText(st));
-        return 0; /* nats.c reconnects; the next round tries again */
-    }
+    s->idle_ms = 0;
     int n = 0, rc = 0, last = -1, gap = 0;
     for (int i = 0; i < list.Count && rc >= 0 && !gap; i++) {
         jsMsgMetaData *meta = NULL;

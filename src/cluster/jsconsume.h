@@ -28,6 +28,10 @@
  *     delivery lost, e.g. one that reached nats.c after its fetch had expired) makes the
  *     node wait until its WAL holds everything taken durably, ack it, and make the shard's
  *     consumer again from the cursor (as C4).
+ *  C6 a shard whose fetches found nothing for FV_CONSUMER_CHECK_MS has its consumer looked
+ *     up; one gone or not answering is made again from the shard's cursor (in memory: what
+ *     this node took), as after a gap (C5); if NATS does not answer, that shard tries again
+ *     later and the others go on.
  *
  * Threads: everything on the storage node's loop thread (nats.c's own threads deliver into
  * the fetch call).
@@ -40,6 +44,8 @@
 
 #include "config/cluster_config.h"
 #include "wal/wal.h"
+
+#define FV_CONSUMER_CHECK_MS 3000
 
 #define FV_CURSOR_DEVICE "-" /* never a pseudonym (32 hex digits) */
 #define FV_CURSOR_TOPIC  "fv.cursor"

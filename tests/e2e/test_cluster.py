@@ -21,6 +21,7 @@ import fvtest as t
 VEHICLES = int(os.environ.get("FV_CLUSTER_VEHICLES", "12"))
 SECONDS = int(os.environ.get("FV_CLUSTER_SECONDS", "12"))
 SHARDS = 4
+CATCHUP = float(os.environ.get("FV_CLUSTER_CATCHUP", "30"))  # seconds
 
 
 class Nats:
@@ -177,7 +178,7 @@ def run_cluster(env, disturb, gateways=1, nats=None, replicas=1):
         def caught_up():
             cs = nats.consumers()
             return len(cs) == SHARDS and all(p == (0, 0) for p in cs.values())
-        t.wait_until("the storage node to consume the stream", caught_up, timeout=30)
+        t.wait_until("the storage node to consume the stream", caught_up, timeout=CATCHUP)
 
         # Queryable on the storage node, once each: every acked record's time appears in its
         # vehicle's rows (head and parts, through the query API), no time twice.
@@ -249,6 +250,40 @@ def test_storage_stops_with_records_fetched_not_logged():
         run_cluster(env, disturb)
 
 
+def js_request(port, subject):
+    """Publishes an empty JetStream API request over NATS's text protocol (no reply read)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.recv(4096)  # INFO
+        s.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\n')
+        s.sendall(f"PUB {subject} _INBOX.fvtest 0\r\n\r\nPING\r\n".encode())
+        buf = b""
+        while b"PONG" not in buf:
+            chunk = s.recv(4096)
+            assert chunk, "NATS closed the connection"
+            buf += chunk
+
+
+def test_consumers_deleted_midstream():
+    """Every shard's consumer deleted under the running storage node (an operator's mistake,
+    or a consumer lost with its server): the node notices (cluster/jsconsume.h C6), makes them
+    again from its cursors, and still has every acked record exactly once."""
+    nats_box = []
+
+    def disturb(storage):
+        time.sleep(SECONDS / 3)
+        for k in range(SHARDS):
+            js_request(nats_box[0].port, f"$JS.API.CONSUMER.DELETE.FLEETVAULT.fv-shard-{k}")
+        t.wait_until("the storage node to make its consumers again",
+                     lambda: "consumer made again" in storage.log(), timeout=15)
+    with t.Env() as env:
+        nats = Nats(env.root).start()
+        nats_box.append(nats)
+        try:
+            run_cluster(env, disturb, nats=nats)
+        finally:
+            nats.stop()
+
+
 def serve_fails(env, config, *args):
     path = os.path.join(env.root, "bad.json")
     with open(path, "w") as f:
@@ -287,4 +322,4 @@ def test_role_and_config_errors():
 
 if __name__ == "__main__":
     t.main([test_role_and_config_errors, test_stream_kill9_storage_exactly_once,
-            test_storage_stops_with_records_fetched_not_logged])
+            test_storage_stops_with_records_fetched_not_logged, test_consumers_deleted_midstream])
