@@ -88,9 +88,9 @@ int fv_jsconsume_replay(void *arg, const struct fv_wal_record *r, const char *fi
     return rc;
 }
 
-/* C4: the shard's durable consumer from a previous run is deleted; *from becomes the higher
- * of the WAL's cursor and the consumer's ack floor (every message at or below it was acked,
- * hence in this node's WAL when it was acked). */
+/* C4: the shard's durable consumer from a previous run is deleted; *from is the WAL's cursor,
+ * or without one (its cursor records trimmed away with their WAL files) the consumer's ack
+ * floor (every message at or below it was acked, hence in this node's WAL when it was). */
 static int reset_consumer(struct fv_jsconsume *c, const char *durable, uint64_t *from, char *err,
                           size_t errlen)
 {
@@ -103,7 +103,7 @@ static int reset_consumer(struct fv_jsconsume *c, const char *durable, uint64_t 
                   natsStatus_GetText(st), (int)jerr);
         return FV_EIO;
     }
-    if (ci->AckFloor.Stream > *from) *from = ci->AckFloor.Stream;
+    if (*from == 0) *from = ci->AckFloor.Stream; /* the WAL's cursor wins when it has one */
     jsConsumerInfo_Destroy(ci);
     st = js_DeleteConsumer(c->conn.js, c->cfg->stream, durable, NULL, &jerr);
     if (st != NATS_OK && st != NATS_NOT_FOUND) {

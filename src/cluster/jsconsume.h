@@ -22,8 +22,10 @@
  *  C4 in order: a message fetched but not yet in the WAL when the node died would come back
  *     only after the ack wait, behind newer ones whose cursor (and ack "all") would cover it.
  *     So at start each shard's durable consumer is deleted and made again, delivering from
- *     one past the higher of the WAL's cursor and the old consumer's ack floor (what was
- *     acked was in the WAL): one owner per shard, as this slice configures it.
+ *     one past the WAL's cursor, or, when the WAL has none for the shard (trimmed away), the
+ *     old consumer's ack floor (what was acked was in the WAL). The cursor is exact; the
+ *     floor is the server's word, taken only when there is nothing better. One owner per
+ *     shard, as this slice configures it.
  *  C5 at run time the same order is kept: a consumer's delivery sequence that jumps (a
  *     delivery lost, e.g. one that reached nats.c after its fetch had expired) makes the
  *     node wait until its WAL holds everything taken durably, ack it, and make the shard's
