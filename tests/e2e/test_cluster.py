@@ -69,6 +69,17 @@ class Nats:
         self.logf.close()
 
 
+_gateways = []  # every Gateway started: killed when a test ends, whatever happened
+
+
+def kill_gateways():
+    for g in _gateways:
+        if g.proc and g.proc.poll() is None:
+            g.proc.kill()
+            g.proc.wait()
+    _gateways.clear()
+
+
 class Gateway:
     """fleetvault serve --role gateway: no API, no store; ready when it accepts TCP."""
 
@@ -86,6 +97,7 @@ class Gateway:
 
     def start(self):
         self.logf = open(self.log_path, "a")
+        _gateways.append(self)
         self.proc = subprocess.Popen(
             [t.BIN, "serve", "--role", "gateway", "--config", self.config, "--data",
              os.path.join(self.root, "data"), "--certs", self.certs.dir, "--key-file",
@@ -212,6 +224,7 @@ def run_cluster(env, disturb, gateways=1, nats=None, replicas=1):
         t.log(f"{len(acked)} acked records on the storage node exactly once "
               f"({ins['totals']['records']} records in its WAL)")
     finally:
+        kill_gateways()
         if own:
             nats.stop()
 
