@@ -11,6 +11,9 @@ pkgs+=(libxml2-utils)  # xmllint: the OpenADR tests validate every message again
 # MQTT (src/mqtt, docs/mqtt.md): the client library; the broker and mosquitto_sub for its test
 pkgs+=(libmosquitto-dev mosquitto mosquitto-clients)
 pkgs+=(chromium)       # the web console's browser tests (tests/browser) drive it headless
+# NATS JetStream (src/cluster, docs/cluster.md): the client library to build, the server for
+# tests/e2e/test_cluster.py
+pkgs+=(libnats-dev nats-server)
 pkgs+=(prometheus)     # promtool: tests/e2e/test_prometheus.py queries the Prometheus API with it
 # node and npm: the MCAP interop test and benchmark run the official TypeScript library
 # (tests/js). A node already installed (with its own npm) is kept.

@@ -19,9 +19,10 @@ declare -A allowed=(
     [openadr]="util os crypto config energy"
     [api]="util os crypto wire wal store config privacy gateway energy openadr data"
     [mqtt]="util os crypto wire wal store config privacy gateway"
-    [server]="util os crypto wire wal store config privacy gateway api energy openadr data mqtt"
+    [cluster]="util os crypto wire wal store config privacy gateway"
+    [server]="util os crypto wire wal store config privacy gateway api energy openadr data mqtt cluster"
     [sim]="util os crypto wire data"
-    [cli]="util os crypto wire wal store config privacy gateway api server sim energy openadr data"
+    [cli]="util os crypto wire wal store config privacy gateway api server sim energy openadr data cluster"
 )
 bad=0
 for dir in */; do

@@ -14,6 +14,7 @@
 
 #include "api/api.h"
 #include "cli/commands.h"
+#include "cluster/jsconsume.h"
 #include "util/err.h"
 #include "util/map.h"
 #include "crypto/keys.h"
@@ -43,6 +44,7 @@ static int on_record(void *arg, const struct fv_wal_record *r, const char *file,
     (void)file;
     (void)off;
     struct inspect *in = arg;
+    if (fv_jsconsume_is_cursor(r)) return FV_OK; /* a storage node's stream position */
     /* Devices are named by pseudonym in the WAL; with the master key, by their id. */
     char name[256];
     snprintf(name, sizeof name, "%.*s", (int)r->device_id_len, r->device_id);

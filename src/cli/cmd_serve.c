@@ -24,6 +24,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: fleetvault serve [--config FILE] [--data DIR] [--certs DIR] [--key-file F]\n"
                "                        [--listen HOST:PORT] [--api HOST:PORT]\n"
+               "                        [--role all|gateway|storage]\n"
                "                        [--no-rate-limit] [--log-level debug|info|warn|error]\n\n"
                "Runs the ingestion gateway: devices stream over WebSocket with mutual TLS on\n"
                "--listen (default 127.0.0.1:4443); the HTTP API listens on --api (default\n"
@@ -33,7 +34,10 @@ static void usage(FILE *f)
                "KEYFILE.admin.token, beside the master key (DIR/admin.token without a key file).\n"
                "Payloads are encrypted at rest with a data key per device, wrapped by the master\n"
                "key in --key-file (make it with 'fleetvault keys init FILE', outside DIR) or the\n"
-               "FV_MASTER_KEY environment variable (64 hex digits).\n");
+               "FV_MASTER_KEY environment variable (64 hex digits).\n"
+               "--role gateway|storage runs one role of a cluster on NATS JetStream, configured\n"
+               "by the config's \"cluster\" object (docs/cluster.md); all (the default) is the\n"
+               "single node.\n");
 }
 
 static int parse_level(const char *s, enum fv_log_level *out)
@@ -90,6 +94,11 @@ int fv_cmd_serve(int argc, char **argv)
             if (fv_parse_hostport(v, l ? cfg.listen_host : cfg.api_host, sizeof cfg.listen_host,
                                   l ? &cfg.listen_port : &cfg.api_port) != FV_OK) {
                 fprintf(stderr, "fleetvault serve: %s '%s': expected HOST:PORT\n", a, v);
+                return 2;
+            }
+        } else if (strcmp(a, "--role") == 0) {
+            if (fv_role_parse(v, &cfg.role) != FV_OK) {
+                fprintf(stderr, "fleetvault serve: --role '%s': use all|gateway|storage\n", v);
                 return 2;
             }
         } else if (strcmp(a, "--log-level") == 0) {

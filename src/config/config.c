@@ -32,6 +32,31 @@ void fv_config_defaults(struct fv_config *c)
     c->loc_stop_ms = 180000;
 }
 
+int fv_config_copy_str(json_t *v, char *dst, size_t cap)
+{
+    if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) >= cap)
+        return FV_EINVAL;
+    snprintf(dst, cap, "%s", json_string_value(v));
+    return FV_OK;
+}
+
+int fv_config_tls(json_t *o, char *ca, char *cert, char *key, size_t cap)
+{
+    const char *k;
+    json_t *val;
+    if (!json_is_object(o)) return FV_EINVAL;
+    json_object_foreach(o, k, val)
+    {
+        char *dst = strcmp(k, "ca") == 0     ? ca
+                    : strcmp(k, "cert") == 0 ? cert
+                    : strcmp(k, "key") == 0  ? key
+                                             : NULL;
+        if (dst == NULL || fv_config_copy_str(val, dst, cap) != FV_OK) return FV_EINVAL;
+    }
+    if (ca[0] == '\0' || (cert[0] == '\0') != (key[0] == '\0')) return FV_EINVAL;
+    return FV_OK;
+}
+
 int fv_config_duration_ms(json_t *v, uint64_t *out)
 {
     if (json_is_integer(v) && json_integer_value(v) >= 0) {
@@ -221,6 +246,14 @@ int fv_config_load(struct fv_config *c, const char *path, char *err, size_t errl
             c->label_lease_ms = (uint64_t)json_integer_value(l) * 1000;
         } else if (strcmp(key, "mqtt") == 0) {
             if (fv_mqtt_cfg_parse(&c->mqtt, val, path, err, errlen) != FV_OK) goto done;
+        } else if (strcmp(key, "cluster") == 0) {
+            if (fv_cluster_cfg_parse(&c->cluster, val, path, err, errlen) != FV_OK) goto done;
+        } else if (strcmp(key, "role") == 0) {
+            if (!json_is_string(val) || fv_role_parse(json_string_value(val), &c->role)) {
+                fv_seterr(err, errlen, "%s: role: expected \"all\", \"gateway\" or \"storage\"",
+                          path);
+                goto done;
+            }
         } else if (strcmp(key, "openadr") == 0) {
             if (fv_oadr_cfg_parse(&c->openadr, val, path, err, errlen) != FV_OK) goto done;
         } else if (strcmp(key, "api_nice") == 0) {

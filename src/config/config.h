@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config/cluster_config.h"
 #include "config/mqtt_config.h"
 #include "config/openadr_config.h"
 #include "store/store.h"
@@ -54,6 +55,8 @@ struct fv_config {
     uint64_t label_lease_ms;       /* "labeling": {"lease_s"}: a labeler's lease (30 min) */
     struct fv_oadr_cfg openadr;    /* the OpenADR VEN (openadr_config.h); enabled 0: none */
     struct fv_mqtt_cfg mqtt;       /* live values over MQTT (mqtt_config.h); enabled 0: none */
+    struct fv_cluster_cfg cluster; /* NATS JetStream (cluster_config.h); enabled 0: none */
+    enum fv_role role;             /* serve --role (default all: the single node) */
     char audit_key[1024];          /* audit signing key; empty: beside the master key file */
     char audit_witness[1024];      /* optional file outside DATA receiving every checkpoint */
     uint64_t audit_retention_ms;   /* delete audit files older than this (0: keep all) */
@@ -71,7 +74,8 @@ void fv_config_defaults(struct fv_config *c);
  * compact_fanin, retention: {CLASS: "30d"}, classes: {CLASS: [SIGNAL, ...]}}), policy, audit_key,
  * audit_witness, ui_dir (paths), audit_retention (a duration), vpp ({programs: {NAME: {...}}}:
  * energy/program.h), clips (data/clip_upload.h), labeling ({lease_s}), openadr
- * (config/openadr_config.h), mqtt (config/mqtt_config.h), location_privacy ({trim_m, trip_gap,
+ * (config/openadr_config.h), mqtt (config/mqtt_config.h), cluster (config/cluster_config.h),
+ * role ("all", "gateway", "storage"), location_privacy ({trim_m, trip_gap,
  * stop_after, grid_m}).
  */
 int fv_config_load(struct fv_config *c, const char *path, char *err, size_t errlen);
@@ -88,5 +92,10 @@ int fv_parse_hostport(const char *s, char *host, size_t hostlen, int *port);
  * forever). FV_OK or FV_EINVAL. */
 struct json_t;
 int fv_config_duration_ms(struct json_t *v, uint64_t *out);
+/* A JSON string of 1 to cap-1 bytes copied into dst; FV_EINVAL otherwise. */
+int fv_config_copy_str(struct json_t *v, char *dst, size_t cap);
+/* A "tls" object {"ca": FILE[, "cert": FILE, "key": FILE]} into ca, cert, key (each cap
+ * bytes): ca required, cert and key together or neither; FV_EINVAL otherwise. */
+int fv_config_tls(struct json_t *o, char *ca, char *cert, char *key, size_t cap);
 
 #endif

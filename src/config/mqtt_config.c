@@ -39,31 +39,6 @@ static int add_signal(struct fv_mqtt_cfg *c, const char *name)
     return FV_OK;
 }
 
-static int copy_str(json_t *v, char *dst, size_t cap)
-{
-    if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) >= cap)
-        return FV_EINVAL;
-    snprintf(dst, cap, "%s", json_string_value(v));
-    return FV_OK;
-}
-
-static int parse_tls(struct fv_mqtt_cfg *c, json_t *o)
-{
-    const char *key;
-    json_t *val;
-    if (!json_is_object(o)) return FV_EINVAL;
-    json_object_foreach(o, key, val)
-    {
-        char *dst = strcmp(key, "ca") == 0     ? c->ca
-                    : strcmp(key, "cert") == 0 ? c->cert
-                    : strcmp(key, "key") == 0  ? c->key
-                                               : NULL;
-        if (dst == NULL || copy_str(val, dst, sizeof c->ca) != FV_OK) return FV_EINVAL;
-    }
-    if (c->ca[0] == '\0' || (c->cert[0] == '\0') != (c->key[0] == '\0')) return FV_EINVAL;
-    return FV_OK;
-}
-
 int fv_mqtt_cfg_parse(struct fv_mqtt_cfg *c, json_t *o, const char *path, char *err, size_t errlen)
 {
     memset(c, 0, sizeof *c);
@@ -90,20 +65,20 @@ int fv_mqtt_cfg_parse(struct fv_mqtt_cfg *c, json_t *o, const char *path, char *
             if (rc == FV_OK && c->port == 0) rc = FV_EINVAL;
         } else if (strcmp(key, "tls") == 0) {
             want = "{\"ca\": FILE[, \"cert\": FILE, \"key\": FILE]}";
-            rc = parse_tls(c, val);
+            rc = fv_config_tls(val, c->ca, c->cert, c->key, sizeof c->ca);
         } else if (strcmp(key, "username") == 0) {
             want = "a string of 1 to 127 bytes";
-            rc = copy_str(val, c->username, sizeof c->username);
+            rc = fv_config_copy_str(val, c->username, sizeof c->username);
         } else if (strcmp(key, "password_file") == 0) {
             want = "a file name";
-            rc = copy_str(val, c->password_file, sizeof c->password_file);
+            rc = fv_config_copy_str(val, c->password_file, sizeof c->password_file);
         } else if (strcmp(key, "client_id") == 0) {
             want = "a string of 1 to 63 bytes";
-            rc = copy_str(val, c->client_id, sizeof c->client_id);
+            rc = fv_config_copy_str(val, c->client_id, sizeof c->client_id);
         } else if (strcmp(key, "topic_prefix") == 0 || strcmp(key, "discovery_prefix") == 0) {
             want = "1 to 64 of A-Z a-z 0-9 _ - /, no '/' at either end";
             char *dst = key[0] == 't' ? c->topic_prefix : c->discovery_prefix;
-            rc = copy_str(val, dst, sizeof c->topic_prefix);
+            rc = fv_config_copy_str(val, dst, sizeof c->topic_prefix);
             if (rc == FV_OK && !prefix_ok(dst)) rc = FV_EINVAL;
         } else if (strcmp(key, "signals") == 0) {
             want = "a list of signal names; none that reveals a place (no location is published)";

@@ -16,45 +16,11 @@
 #include "wal/wal_format.h"
 #include "wire/payload.h"
 
-int fv_recovery_replay(void *arg, const struct fv_wal_record *r, const char *file, uint64_t off)
+/* A record not yet in the store: into the head and the fleet state. */
+static int take(struct fv_recovery *rv, const struct fv_wal_record *r, const char *pseudo,
+                const char *ct, const unsigned char *dek)
 {
-    (void)off;
-    struct fv_recovery *rv = arg;
-    rv->metrics->replayed_records++;
-    char pseudo[FV_DEVICE_ID_MAX + 1], ct[32];
-    snprintf(pseudo, sizeof pseudo, "%.*s", (int)r->device_id_len, r->device_id);
-    snprintf(ct, sizeof ct, "%.*s", (int)r->client_type_len, r->client_type);
-    const unsigned char *dek;
-    const char *name;
-    int rc = (r->flags & FV_WAL_F_SEALED) ? fv_keystore_subject(rv->keys, pseudo, &dek, &name)
-                                          : FV_EPROTO;
-    if (rc == FV_ESTATE) {
-        rv->metrics->shredded_records++; /* erased: its key is gone, so is the record */
-        return FV_OK;
-    }
-    if (rc == FV_ENOENT) {
-        /* Never erased, yet no key: the catalog was lost or replaced. Starting would hide
-         * the device's data as if erased, so refuse. */
-        fv_error("no data key for device %s in the catalog (DATA/catalog.db lost or replaced?)",
-                 pseudo);
-        return rc;
-    }
-    if (rc == FV_EPROTO) return FV_OK; /* written before sealing existed: not served */
-    if (rc) return rc;
-    int in_store = fv_wal_file_no(file) <= rv->store_wal_hi;
-    if (in_store) {
-        /* Already in the store (and in the fleet state rebuilt from it): this file is kept
-         * only so that late resends of its records are recognised. */
-        char dev_id[FV_SUBJECT_NAME_MAX + 1];
-        int ep_;
-        if (fv_subject_parse(name, dev_id, &ep_) != FV_OK)
-            snprintf(dev_id, sizeof dev_id, "%s", name);
-        if (r->txid_len && !(r->flags & FV_WAL_F_GENERATED)) {
-            struct fv_device *d = fv_fleet_device(rv->fleet, dev_id, ct);
-            if (d == NULL || fv_device_add_txid(d, r->txid, r->txid_len) != FV_OK) return FV_ENOMEM;
-        }
-        return FV_OK;
-    }
+    int rc;
     struct fv_buf plain = {0};
     char id[FV_DEVICE_ID_MAX + 1];
     rc = fv_wal_open_payload(rv->keys, r, &plain, id, sizeof id);
@@ -80,11 +46,75 @@ int fv_recovery_replay(void *arg, const struct fv_wal_record *r, const char *fil
         struct fv_device *d = fv_fleet_device(rv->fleet, dev_id, ct);
         if (d == NULL) rc = FV_ENOMEM;
         if (rc == FV_OK && r->txid_len) rc = fv_device_add_txid(d, r->txid, r->txid_len);
-        if (rc == FV_OK && strcmp(fv_device_subject(rv->keys, NULL, 0, d), id) == 0)
+        const struct fv_fleet *fl = rv->live ? rv->fleet : NULL;
+        if (rc == FV_OK && strcmp(fv_device_subject(rv->keys, fl, 0, d), id) == 0) {
+            if (fl) fv_fleet_lock(fl); /* F1: the API thread reads it */
             rc = fv_device_apply(d, (uint64_t)t, r->received_ms, is_v ? &v : NULL);
+            if (fl) fv_fleet_unlock(fl);
+        }
     }
     fv_vrecord_free(&v);
     return rc;
+}
+
+/* The record's subject and data key: FV_OK, FV_ESTATE (erased: counted), FV_EPROTO (written
+ * before sealing existed: not served), FV_ENOENT (no key). */
+static int lookup(struct fv_recovery *rv, const struct fv_wal_record *r,
+                  char pseudo[FV_DEVICE_ID_MAX + 1], char ct[32], const unsigned char **dek,
+                  const char **name)
+{
+    snprintf(pseudo, FV_DEVICE_ID_MAX + 1, "%.*s", (int)r->device_id_len, r->device_id);
+    snprintf(ct, 32, "%.*s", (int)r->client_type_len, r->client_type);
+    int rc =
+        (r->flags & FV_WAL_F_SEALED) ? fv_keystore_subject(rv->keys, pseudo, dek, name) : FV_EPROTO;
+    if (rc == FV_ESTATE) rv->metrics->shredded_records++; /* its key is gone, so is the record */
+    return rc;
+}
+
+int fv_recovery_take(struct fv_recovery *rv, const struct fv_wal_record *r)
+{
+    char pseudo[FV_DEVICE_ID_MAX + 1], ct[32];
+    const unsigned char *dek;
+    const char *name;
+    int rc = lookup(rv, r, pseudo, ct, &dek, &name);
+    if (rc == FV_ESTATE || rc == FV_EPROTO) return FV_OK;
+    return rc ? rc : take(rv, r, pseudo, ct, dek);
+}
+
+int fv_recovery_replay(void *arg, const struct fv_wal_record *r, const char *file, uint64_t off)
+{
+    (void)off;
+    struct fv_recovery *rv = arg;
+    rv->metrics->replayed_records++;
+    char pseudo[FV_DEVICE_ID_MAX + 1], ct[32];
+    const unsigned char *dek;
+    const char *name;
+    int rc = lookup(rv, r, pseudo, ct, &dek, &name);
+    if (rc == FV_ESTATE) return FV_OK; /* erased */
+    if (rc == FV_ENOENT) {
+        /* Never erased, yet no key: the catalog was lost or replaced. Starting would hide
+         * the device's data as if erased, so refuse. */
+        fv_error("no data key for device %s in the catalog (DATA/catalog.db lost or replaced?)",
+                 pseudo);
+        return rc;
+    }
+    if (rc == FV_EPROTO) return FV_OK; /* written before sealing existed: not served */
+    if (rc) return rc;
+    int in_store = fv_wal_file_no(file) <= rv->store_wal_hi;
+    if (in_store) {
+        /* Already in the store (and in the fleet state rebuilt from it): this file is kept
+         * only so that late resends of its records are recognised. */
+        char dev_id[FV_SUBJECT_NAME_MAX + 1];
+        int ep_;
+        if (fv_subject_parse(name, dev_id, &ep_) != FV_OK)
+            snprintf(dev_id, sizeof dev_id, "%s", name);
+        if (r->txid_len && !(r->flags & FV_WAL_F_GENERATED)) {
+            struct fv_device *d = fv_fleet_device(rv->fleet, dev_id, ct);
+            if (d == NULL || fv_device_add_txid(d, r->txid, r->txid_len) != FV_OK) return FV_ENOMEM;
+        }
+        return FV_OK;
+    }
+    return take(rv, r, pseudo, ct, dek);
 }
 
 /* Rebuilds the fleet state of every device held in the store's parts: counters from the part

@@ -9,7 +9,8 @@
  * cover only refill the de-duplication windows, the others go into the store's head and the
  * fleet state. Records of erased subjects (key destroyed) are skipped and counted.
  *
- * Threads: the starting thread, before the loop runs.
+ * Threads: the starting thread, before the loop runs; fv_recovery_take on a storage node's
+ * loop (with live set: the API thread runs).
  */
 #ifndef FV_GATEWAY_RECOVERY_H
 #define FV_GATEWAY_RECOVERY_H
@@ -29,11 +30,18 @@ struct fv_recovery {
     struct fv_fleet *fleet;
     struct fv_metrics *metrics; /* replayed_records, shredded_records */
     uint64_t store_wal_hi;      /* WAL files <= this are already in the parts */
+    int live;                   /* other threads run (fv_recovery_take on a storage node):
+                                   the fleet is written under F1 */
 };
 
 /* The fleet state of every subject held in the store's parts. FV_OK or an error (a lost
  * catalog: FV_ENOENT); a damaged block is logged and skipped. */
 int fv_recovery_rebuild(struct fv_recovery *r);
+
+/* A storage node's record taken from the stream (docs/cluster.md): into the head and the fleet
+ * state as a replayed record in no part; an erased subject's is skipped and counted. FV_OK,
+ * FV_ENOENT (no key: not in this node's catalog), FV_ECORRUPT or what the store returned. */
+int fv_recovery_take(struct fv_recovery *r, const struct fv_wal_record *rec);
 
 /* The WAL's replay function (wal.h fv_wal_replay_fn); arg is a struct fv_recovery. */
 int fv_recovery_replay(void *arg, const struct fv_wal_record *r, const char *file, uint64_t off);

@@ -12,6 +12,12 @@
  * two sides of the ingest/storage seam (wal/reclog.h): the WAL is the record log; the sink
  * below puts each logged record into the store's head.
  *
+ * Roles (docs/cluster.md): "all" is the above. "gateway" opens no store, WAL or API: its
+ * record log is the JetStream stream (cluster/jsreclog.h), its sink does nothing, and the
+ * loop runs the devices only. "storage" opens everything but the devices' vhost; its WAL's
+ * replay also reads the shards' cursors, and instead of device events the loop fetches the
+ * stream (cluster/jsconsume.h) and hands each record to the store through fv_recovery_take.
+ *
  * Threads: the ingest loop (the thread of fv_server_run) decodes, seals, appends and acks,
  * and runs the store's maintenance. The API thread serves every request; it opens the
  * catalog through a keystore of its own (api_keys; the loop's is keys) and reaches the
@@ -43,6 +49,8 @@
 #include "api/http.h"
 #include "api/static_ui.h"
 #include "api/oadr_store.h"
+#include "cluster/jsconsume.h"
+#include "cluster/jsreclog.h"
 #include "crypto/certs.h"
 #include "crypto/keys.h"
 #include "data/campaign.h"
@@ -59,6 +67,7 @@
 #include "gateway/metrics.h"
 #include "gateway/recovery.h"
 #include "openadr/ven.h"
+#include "server/admintoken.h"
 #include "server/apiloop.h"
 #include "server/server.h"
 #include "gateway/session.h"
@@ -83,9 +92,13 @@
 
 struct fv_server {
     const struct fv_config *cfg;
-    struct fv_loopref ref; /* the ingest loop's context, for wake_loop */
-    struct fv_apiloop api; /* the API thread */
-    struct fv_wal *wal;
+    struct fv_loopref ref;         /* the ingest loop's context, for wake_loop */
+    struct fv_apiloop api;         /* the API thread */
+    struct fv_wal *wal;            /* NULL on a gateway */
+    struct fv_reclog log;          /* the gateway's record log: the WAL, or the stream */
+    struct fv_jsreclog *jslog;     /* role gateway: the stream (cluster/jsreclog.h) */
+    struct fv_jsconsume *consumer; /* role storage: the shards (cluster/jsconsume.h) */
+    struct fv_recovery rec;        /* role storage: what takes the stream's records */
     struct fv_fleet fleet;
     struct fv_metrics m;
     struct fv_ingest *ing;
@@ -164,6 +177,26 @@ static void sink_put(void *arg, const struct fv_logged *lr)
     }
 }
 
+/* A gateway's sink: the storage nodes take the records from the stream. */
+static void sink_none(void *arg, const struct fv_logged *lr)
+{
+    (void)arg;
+    (void)lr;
+}
+
+/* A storage node: a record from the stream, logged to the local WAL, into the head (K2 as
+ * sink_put: a record the head cannot take holds the WAL). */
+static int storage_take(void *arg, const struct fv_wal_record *r)
+{
+    struct fv_server *srv = arg;
+    int rc = fv_recovery_take(&srv->rec, r);
+    if (rc && rc != FV_ENOENT && rc != FV_ECORRUPT && !srv->store_degraded) {
+        srv->store_degraded = 1;
+        fv_store_hold_wal(srv->store);
+    }
+    return rc;
+}
+
 static int storage_full(void *arg)
 {
     struct fv_server *srv = arg;
@@ -184,86 +217,6 @@ static int store_key(void *arg, const char *pseudo, unsigned char key[32])
     const char *name;
     int rc = fv_keystore_subject(srv->keys, pseudo, &dek, &name);
     if (rc == FV_OK) memcpy(key, dek, 32);
-    return rc;
-}
-
-/* Is path inside dir (after resolving both)? A path that does not resolve counts as not. */
-static int path_inside(const char *path, const char *dir)
-{
-    char rp[PATH_MAX], rd[PATH_MAX];
-    if (realpath(path, rp) == NULL || realpath(dir, rd) == NULL) return 0;
-    size_t n = strlen(rd);
-    return strncmp(rp, rd, n) == 0 && (rp[n] == '/' || rp[n] == '\0');
-}
-
-/* The admin token lives beside the master key, never in DATA (a stolen copy of DATA must not
- * be a live admin token): a DATA/admin.token left by an older version is moved there (or,
- * when one is there already, deleted), with a log line saying so. */
-static int migrate_admin_token(const struct fv_config *cfg, const char *path, char *err,
-                               size_t errlen)
-{
-    char old[PATH_MAX + 16];
-    snprintf(old, sizeof old, "%s/admin.token", cfg->data_dir);
-    if (access(old, F_OK) != 0) return FV_OK;
-    if (access(path, F_OK) != 0) {
-        char *text = NULL;
-        size_t len = 0;
-        int rc = fv_os_read_file(old, 4096, &text, &len, err, errlen);
-        if (rc == FV_OK) rc = fv_os_write_file_atomic(path, text, len, 0600, err, errlen);
-        if (text) OPENSSL_cleanse(text, len);
-        free(text);
-        if (rc) return rc;
-        fv_info("moved the admin API token from %s to %s, beside the master key: a copy of the "
-                "data directory no longer carries it (read it from there from now on)",
-                old, path);
-    } else {
-        fv_warn("%s: deleted; the admin API token is %s, beside the master key", old, path);
-    }
-    if (unlink(old) != 0) {
-        fv_seterr(err, errlen, "%s: cannot delete it: %s", old, strerror(errno));
-        return FV_EIO;
-    }
-    return FV_OK;
-}
-
-static int load_admin_token(struct fv_server *srv, char *err, size_t errlen)
-{
-    char path[PATH_MAX + 16];
-    if (fv_config_admin_token_path(srv->cfg, path, sizeof path)) {
-        int mrc = migrate_admin_token(srv->cfg, path, err, errlen);
-        if (mrc) return mrc;
-    } else {
-        fv_warn("the admin API token is kept in the data directory (%s): give the master key "
-                "as a file to keep it beside the key, outside DATA",
-                path);
-    }
-    char *text = NULL;
-    size_t len = 0;
-    int rc = fv_os_read_file(path, 4096, &text, &len, err, errlen);
-    if (rc == FV_OK) {
-        while (len && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' '))
-            text[--len] = '\0';
-        if (len < 16 || len >= sizeof srv->admin_token) {
-            fv_seterr(err, errlen, "%s: token must be 16..79 characters", path);
-            free(text);
-            return FV_EINVAL;
-        }
-        memcpy(srv->admin_token, text, len + 1);
-        free(text);
-        return FV_OK;
-    }
-    if (rc != FV_ENOENT) return rc;
-    unsigned char rnd[32];
-    if (RAND_bytes(rnd, sizeof rnd) != 1) {
-        fv_seterr(err, errlen, "no randomness for the admin token");
-        return FV_EIO;
-    }
-    for (int i = 0; i < 32; i++)
-        snprintf(srv->admin_token + 2 * i, 3, "%02x", rnd[i]);
-    char line[80];
-    snprintf(line, sizeof line, "%s\n", srv->admin_token);
-    rc = fv_os_write_file_atomic(path, line, strlen(line), 0600, err, errlen);
-    if (rc == FV_OK) fv_info("created the admin API token in %s (mode 0600)", path);
     return rc;
 }
 
@@ -476,6 +429,42 @@ static int open_clips(struct fv_server *srv, char *err, size_t errlen)
     return rc;
 }
 
+static int open_services(struct fv_server *srv, char *err, size_t errlen);
+
+/* The ingest on srv->log, with the given sink and backpressure, and its downlink. */
+static int open_ingest(struct fv_server *srv, void (*put)(void *, const struct fv_logged *),
+                       int (*full)(void *), void *full_arg)
+{
+    struct fv_ingest_deps deps = {.cfg = srv->cfg,
+                                  .fleet = &srv->fleet,
+                                  .metrics = &srv->m,
+                                  .log = srv->log,
+                                  .sink = {srv, put},
+                                  .keys = srv->keys,
+                                  .store_cfg = &srv->store_cfg,
+                                  .policy = srv->guard.policy,
+                                  .storage_full = full,
+                                  .storage_full_arg = full_arg};
+    int rc = fv_ingest_new(&deps, &srv->ing);
+    if (rc == FV_OK) rc = fv_gw_downlink_new(srv->ing, &srv->m, wake_loop, srv, &srv->downlink);
+    return rc;
+}
+
+/* Role gateway: no store, no WAL; records go to the stream (cluster/jsreclog.h). A new
+ * device's key is committed before its first record is published (no deferred sync). */
+static int open_gateway(struct fv_server *srv, char *err, size_t errlen)
+{
+    const struct fv_config *cfg = srv->cfg;
+    int rc = fv_jsreclog_open(&cfg->cluster, wake_loop, srv, &srv->jslog, err, errlen);
+    if (rc) return rc;
+    srv->log = fv_jsreclog_log(srv->jslog);
+    rc = open_ingest(srv, sink_none, fv_jsreclog_full, srv->jslog);
+    if (rc) return rc;
+    fv_info("gateway: records go to stream %s (%s.SHARD, %u shards)", cfg->cluster.stream,
+            cfg->cluster.subject_prefix, cfg->cluster.shards);
+    return open_services(srv, err, errlen);
+}
+
 /* Opens everything the loop serves from, in the order of the top comment. */
 static int open_state(struct fv_server *srv, char *err, size_t errlen)
 {
@@ -496,16 +485,19 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
     }
     rc = fv_kek_load(cfg->key_file[0] ? cfg->key_file : NULL, &srv->kek, err, errlen);
     if (rc) return rc;
-    if (cfg->key_file[0] && path_inside(cfg->key_file, cfg->data_dir)) {
+    if (cfg->key_file[0] && fv_path_inside(cfg->key_file, cfg->data_dir)) {
         fv_seterr(err, errlen,
                   "%s: the master key must be kept outside the data directory %s "
                   "(a copy of the data must not carry its key)",
                   cfg->key_file, cfg->data_dir);
         return FV_EINVAL;
     }
-    rc = load_admin_token(srv, err, errlen); /* beside the key: checked above */
+    rc = fv_admin_token_load(cfg, srv->admin_token, sizeof srv->admin_token, err, errlen);
     if (rc) return rc;
-    snprintf(path, sizeof path, "%s/catalog.db", cfg->data_dir);
+    if (cfg->cluster.catalog[0]) /* this slice's shared catalog (docs/cluster.md, "Keys") */
+        snprintf(path, sizeof path, "%s", cfg->cluster.catalog);
+    else
+        snprintf(path, sizeof path, "%s/catalog.db", cfg->data_dir);
     rc = fv_keystore_open(path, &srv->kek, &srv->keys, err, errlen);
     if (rc == FV_OK) rc = fv_subjects_init(srv->keys, err, errlen);
     if (rc == FV_OK) rc = fv_zones_init(srv->keys, err, errlen);
@@ -537,16 +529,17 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
 
     srv->store_cfg = cfg->store;
     snprintf(srv->store_cfg.dir, sizeof srv->store_cfg.dir, "%s/store", cfg->data_dir);
+    if (cfg->role == FV_ROLE_GATEWAY) return open_gateway(srv, err, errlen);
     rc = fv_store_open(&srv->store_cfg, 0, &srv->store, err, errlen);
     if (rc == FV_OK) rc = fv_erasure_purge_restored(&srv->erasure, srv->store);
     if (rc) return rc;
-    struct fv_recovery rec = {.keys = srv->keys,
-                              .store = srv->store,
-                              .fleet = &srv->fleet,
-                              .metrics = &srv->m,
-                              .store_wal_hi = fv_store_wal_hi(srv->store)};
+    srv->rec = (struct fv_recovery){.keys = srv->keys,
+                                    .store = srv->store,
+                                    .fleet = &srv->fleet,
+                                    .metrics = &srv->m,
+                                    .store_wal_hi = fv_store_wal_hi(srv->store)};
     uint64_t t0 = fv_mono_ns();
-    rc = fv_recovery_rebuild(&rec);
+    rc = fv_recovery_rebuild(&srv->rec);
     if (rc) {
         fv_seterr(err, errlen, "rebuilding the fleet state from the store failed: %s",
                   fv_strerror(rc));
@@ -563,28 +556,37 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
                              .before_sync_arg = srv,
                              .writer_nice = cfg->ingest_nice};
     t0 = fv_mono_ns();
-    rc = fv_wal_open(path, &wo, fv_recovery_replay, &rec, &srv->wal, err, errlen);
+    if (cfg->role == FV_ROLE_STORAGE) {
+        /* The local WAL also holds the shards' cursors (cluster/jsconsume.h C1). */
+        rc = fv_jsconsume_new(&cfg->cluster, storage_take, srv, fv_recovery_replay, &srv->rec,
+                              &srv->consumer);
+        if (rc == FV_OK)
+            rc = fv_wal_open(path, &wo, fv_jsconsume_replay, srv->consumer, &srv->wal, err, errlen);
+        srv->rec.live = 1;
+        if (rc == FV_OK) rc = fv_jsconsume_start(srv->consumer, srv->wal, err, errlen);
+    } else {
+        rc = fv_wal_open(path, &wo, fv_recovery_replay, &srv->rec, &srv->wal, err, errlen);
+    }
     if (rc) return rc;
     fv_info("replayed %llu records of %zu devices from %s in %.1f ms",
             (unsigned long long)srv->m.replayed_records, fv_fleet_count(&srv->fleet), path,
             (double)(fv_mono_ns() - t0) / 1e6);
 
-    struct fv_ingest_deps deps = {.cfg = cfg,
-                                  .fleet = &srv->fleet,
-                                  .metrics = &srv->m,
-                                  .log = fv_wal_reclog(srv->wal),
-                                  .sink = {srv, sink_put},
-                                  .keys = srv->keys,
-                                  .store_cfg = &srv->store_cfg,
-                                  .policy = srv->guard.policy,
-                                  .storage_full = storage_full,
-                                  .storage_full_arg = srv};
+    srv->log = fv_wal_reclog(srv->wal);
     /* From here on, a new device's key is committed without waiting for the disk on the
      * ingest loop; the WAL writer makes it durable before the device's first record. */
     fv_keystore_defer_sync(srv->keys, 1);
-    rc = fv_ingest_new(&deps, &srv->ing);
-    if (rc == FV_OK) rc = fv_gw_downlink_new(srv->ing, &srv->m, wake_loop, srv, &srv->downlink);
+    rc = open_ingest(srv, sink_put, storage_full, srv);
     if (rc) return rc;
+    return open_services(srv, err, errlen);
+}
+
+/* The ingest, its downlink, the VPP, the campaigns, the VEN and the API's view: every role. */
+static int open_services(struct fv_server *srv, char *err, size_t errlen)
+{
+    const struct fv_config *cfg = srv->cfg;
+    char path[PATH_MAX];
+    int rc;
     snprintf(path, sizeof path, "%s/vpp.db", cfg->data_dir);
     rc = fv_vpp_open(cfg->vpp_json, path, fv_gw_downlink_port(srv->downlink), &srv->vpp, err,
                      errlen);
@@ -593,7 +595,9 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
     rc = fv_campaign_open(path, fv_gw_downlink_port(srv->downlink), &srv->campaigns, err, errlen);
     if (rc) return rc;
     fv_ingest_set_listener(srv->ing, listen_both(srv));
-    if (cfg->openadr.enabled) {
+    if (cfg->openadr.enabled && cfg->role == FV_ROLE_GATEWAY) {
+        fv_warn("openadr: the VEN runs on a storage node (it reads stored telemetry), not here");
+    } else if (cfg->openadr.enabled) {
         rc = fv_ven_open(&cfg->openadr, cfg->data_dir, srv->vpp, &srv->ven, err, errlen);
         if (rc) return rc;
         /* Its reads of stored telemetry run on its thread, with a keystore of its own. */
@@ -669,6 +673,12 @@ static int open_listeners(struct fv_server *srv, struct ev_loop *loop, char *err
         return FV_ENOMEM;
     }
     fv_loopref_publish(&srv->ref, ctx);
+    if (cfg->role == FV_ROLE_STORAGE) { /* no devices here: the stream feeds the store */
+        int rc =
+            fv_apiloop_start(&srv->api, cfg, &srv->http, &srv->guard, srv->api_keys, err, errlen);
+        if (rc == FV_OK) fv_info("storage node: API on http://%s:%d", cfg->api_host, cfg->api_port);
+        return rc;
+    }
 
     struct fv_server_files tls;
     fv_certs_server_files(cfg->certs_dir, &tls);
@@ -691,6 +701,11 @@ static int open_listeners(struct fv_server *srv, struct ev_loop *loop, char *err
                   cfg->listen_host, cfg->listen_port);
         return FV_EIO;
     }
+    if (cfg->role == FV_ROLE_GATEWAY) { /* no store: the API is the storage nodes' */
+        fv_info("gateway: serving devices on wss://%s:%d (mutual TLS, CA %s)", cfg->listen_host,
+                cfg->listen_port, tls.ca);
+        return FV_OK;
+    }
     /* The clip endpoint and the MQTT publisher before the API thread, which reads
      * srv->clip_server (erasure) and drains the publisher's audit records. */
     int rc = open_clips(srv, err, errlen);
@@ -709,7 +724,7 @@ static void housekeeping(struct fv_server *srv, uint64_t *last_trim)
 {
     fv_ingest_refresh_keys(srv->ing); /* keys destroyed by the API: compaction purges them */
     fv_gw_downlink_drain(srv->downlink);
-    fv_store_tick(srv->store, srv->wal, store_key, srv, fv_now_ms());
+    if (srv->store) fv_store_tick(srv->store, srv->wal, store_key, srv, fv_now_ms());
     registry_poll(srv);
     fv_ingest_pace(srv->ing);
     fv_ingest_sweep(srv->ing);
@@ -757,6 +772,8 @@ static void close_all(struct fv_server *srv, struct ev_loop *loop)
     fv_gw_downlink_free(srv->downlink);
     fv_ingest_free(srv->ing);
     fv_http_ctx_free(&srv->http);
+    fv_jsreclog_close(srv->jslog, 5000); /* after the sessions' last records */
+    fv_jsconsume_free(srv->consumer);    /* acks what the WAL holds durably */
     if (srv->wal) fv_wal_close(srv->wal);
     fv_store_close(srv->store);
     fv_guard_close(&srv->guard);
@@ -784,7 +801,8 @@ int fv_server_run(const struct fv_config *cfg, volatile sig_atomic_t *stop, char
     raise_fd_limit();
     lws_set_log_level(LLL_ERR | (fv_log_get_level() == FV_LOG_DEBUG ? LLL_WARN : 0), lws_log_emit);
 
-    int rc = open_state(srv, err, errlen);
+    int rc = fv_cluster_cfg_check(&cfg->cluster, cfg->role, err, errlen);
+    if (rc == FV_OK) rc = open_state(srv, err, errlen);
     if (rc) goto out;
     __atomic_store_n(&running, srv, __ATOMIC_SEQ_CST);
     /* libev (epoll) rather than lws's default poll(): poll() costs O(connections) per
@@ -801,7 +819,7 @@ int fv_server_run(const struct fv_config *cfg, volatile sig_atomic_t *stop, char
     if (rc) goto out;
 
     uint64_t last_trim = fv_mono_ns();
-    fv_store_set_wake(srv->store, wake_loop, srv);
+    if (srv->store) fv_store_set_wake(srv->store, wake_loop, srv);
     struct ev_timer tick;
     ev_timer_init(&tick, tick_cb, 1.0, 1.0);
     ev_timer_start(loop, &tick);
@@ -811,12 +829,25 @@ int fv_server_run(const struct fv_config *cfg, volatile sig_atomic_t *stop, char
         fv_warn("ingest: the loop keeps its priority: ingest_nice %d refused (%s; it needs "
                 "CAP_SYS_NICE or RLIMIT_NICE)",
                 cfg->ingest_nice, strerror(e));
-    while (!*stop && !fv_wal_failed(srv->wal)) {
-        ev_run(loop, EVRUN_ONCE);
+    while (!*stop && !srv->log.failed(srv->log.impl)) {
+        if (srv->consumer) { /* storage node: the stream instead of devices */
+            ev_run(loop, EVRUN_NOWAIT);
+            int n = storage_full(srv) ? 0 : fv_jsconsume_step(srv->consumer, 20, err, errlen);
+            if (n < 0) {
+                rc = n;
+                break;
+            }
+        } else {
+            ev_run(loop, EVRUN_ONCE);
+        }
         housekeeping(srv, &last_trim);
     }
-    if (fv_wal_failed(srv->wal)) {
-        fv_seterr(err, errlen, "the write-ahead log failed (see above); stopped");
+    if (rc) {
+        fv_error("%s; stopped (the record stays in the stream, taken again at the next start)",
+                 err);
+    } else if (srv->log.failed(srv->log.impl)) {
+        fv_seterr(err, errlen, "the %s failed (see above); stopped",
+                  srv->jslog ? "record stream" : "write-ahead log");
         rc = FV_EIO;
     } else {
         fv_info("stopping");

@@ -1,0 +1,369 @@
+/* jsconsume.c - a storage node's durable pull consumers (jsconsume.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <nats/nats.h>
+
+#include "cluster/jsconsume.h"
+#include "cluster/natsconn.h"
+#include "util/buf.h"
+#include "util/clock.h"
+#include "util/err.h"
+#include "util/log.h"
+#include "wal/wal_format.h"
+
+#define BATCH 256
+
+struct pending_ack {
+    uint64_t wal_seq; /* the batch's last record */
+    natsMsg *msg;     /* the batch's last message */
+};
+
+struct shard {
+    uint32_t no;
+    natsSubscription *sub;
+    uint64_t cursor;  /* highest stream sequence in the local WAL */
+    uint64_t dseq;    /* the consumer's delivery sequence last seen (C5) */
+    uint64_t gaps;    /* deliveries lost and the consumer made again */
+    uint64_t idle_ms; /* C6: since when fetches found nothing (monotonic ms; 0: they did) */
+};
+
+struct fv_jsconsume {
+    const struct fv_cluster_cfg *cfg;
+    fv_take_fn take;
+    void *take_arg;
+    fv_wal_replay_fn replay;
+    void *replay_arg;
+    struct fv_natsconn conn;
+    struct fv_wal *wal;
+    uint64_t cursor[FV_CLUSTER_MAX_SHARDS]; /* from replay, then the shards' */
+    struct shard *shards;
+    size_t nshards;
+    struct pending_ack *acks; /* in WAL order */
+    size_t nacks, acks_cap;
+    uint64_t skipped;
+    uint32_t next_shard; /* replay: the last cursor record's, until its record follows */
+    uint64_t next_seq;
+};
+
+int fv_jsconsume_new(const struct fv_cluster_cfg *cfg, fv_take_fn take, void *take_arg,
+                     fv_wal_replay_fn replay, void *replay_arg, struct fv_jsconsume **out)
+{
+    struct fv_jsconsume *c = calloc(1, sizeof *c);
+    if (c == NULL) return FV_ENOMEM;
+    c->cfg = cfg;
+    c->take = take;
+    c->take_arg = take_arg;
+    c->replay = replay;
+    c->replay_arg = replay_arg;
+    *out = c;
+    return FV_OK;
+}
+
+int fv_jsconsume_is_cursor(const struct fv_wal_record *r)
+{
+    return r->device_id_len == sizeof FV_CURSOR_DEVICE - 1 &&
+           memcmp(r->device_id, FV_CURSOR_DEVICE, r->device_id_len) == 0 &&
+           r->topic_len == sizeof FV_CURSOR_TOPIC - 1 &&
+           memcmp(r->topic, FV_CURSOR_TOPIC, r->topic_len) == 0;
+}
+
+int fv_jsconsume_replay(void *arg, const struct fv_wal_record *r, const char *file, uint64_t off)
+{
+    struct fv_jsconsume *c = arg;
+    if (fv_jsconsume_is_cursor(r)) {
+        if (r->payload_len != 12) return FV_ECORRUPT;
+        c->next_shard = fv_get_u32(r->payload);
+        c->next_seq = fv_get_u64(r->payload + 4);
+        return FV_OK;
+    }
+    int rc = c->replay(c->replay_arg, r, file, off);
+    /* C1: the record its cursor record announced is back: the shard's cursor moves to it */
+    if (rc == FV_OK && c->next_seq && c->next_shard < FV_CLUSTER_MAX_SHARDS &&
+        c->next_seq > c->cursor[c->next_shard])
+        c->cursor[c->next_shard] = c->next_seq;
+    c->next_seq = 0;
+    return rc;
+}
+
+/* C4: the shard's durable consumer from a previous run is deleted; *from is the WAL's cursor,
+ * or without one (its cursor records trimmed away with their WAL files) the consumer's ack
+ * floor (every message at or below it was acked, hence in this node's WAL when it was). */
+static int reset_consumer(struct fv_jsconsume *c, const char *durable, uint64_t *from, char *err,
+                          size_t errlen)
+{
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    natsStatus st = js_GetConsumerInfo(&ci, c->conn.js, c->cfg->stream, durable, NULL, &jerr);
+    if (st == NATS_NOT_FOUND) return FV_OK;
+    if (st != NATS_OK) {
+        fv_seterr(err, errlen, "cluster: consumer %s: %s (JetStream error %d)", durable,
+                  natsStatus_GetText(st), (int)jerr);
+        return FV_EIO;
+    }
+    if (*from == 0) *from = ci->AckFloor.Stream; /* the WAL's cursor wins when it has one */
+    jsConsumerInfo_Destroy(ci);
+    st = js_DeleteConsumer(c->conn.js, c->cfg->stream, durable, NULL, &jerr);
+    if (st != NATS_OK && st != NATS_NOT_FOUND) {
+        fv_seterr(err, errlen, "cluster: deleting consumer %s to restart it: %s", durable,
+                  natsStatus_GetText(st));
+        return FV_EIO;
+    }
+    return FV_OK;
+}
+
+/* (Re)binds shard s's durable consumer, delivering from one past max(from, its ack floor)
+ * in order (C4, C5). */
+static int bind_shard(struct fv_jsconsume *c, struct shard *s, uint64_t from, char *err,
+                      size_t errlen)
+{
+    char subj[96], durable[32];
+    fv_cluster_subject(c->cfg, s->no, subj, sizeof subj);
+    snprintf(durable, sizeof durable, "fv-shard-%u", s->no);
+    if (s->sub) {
+        natsSubscription_Unsubscribe(s->sub);
+        natsSubscription_Destroy(s->sub);
+        s->sub = NULL;
+    }
+    int rc = reset_consumer(c, durable, &from, err, errlen);
+    if (rc) return rc;
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = c->cfg->stream;
+    so.Config.AckPolicy = js_AckAll;
+    so.Config.DeliverPolicy = from ? js_DeliverByStartSequence : js_DeliverAll;
+    so.Config.OptStartSeq = from ? from + 1 : 0;
+    so.Config.AckWait = 30ll * 1000000000; /* redelivered after 30 s unacked (C1 skips) */
+    so.Config.MaxAckPending = 65536;
+    so.ManualAck = true;
+    jsErrCode jerr = 0;
+    natsStatus st = js_PullSubscribe(&s->sub, c->conn.js, subj, durable, NULL, &so, &jerr);
+    if (st != NATS_OK) {
+        fv_seterr(err, errlen, "cluster: consumer %s on %s: %s (JetStream error %d)", durable, subj,
+                  natsStatus_GetText(st), (int)jerr);
+        return FV_EIO;
+    }
+    s->cursor = from;
+    s->dseq = 0;
+    return FV_OK;
+}
+
+int fv_jsconsume_start(struct fv_jsconsume *c, struct fv_wal *wal, char *err, size_t errlen)
+{
+    c->wal = wal;
+    int rc = fv_natsconn_open(&c->conn, c->cfg, "fleetvault-storage", NULL, err, errlen);
+    if (rc) return rc;
+    c->shards = calloc(c->cfg->shards, sizeof *c->shards);
+    if (c->shards == NULL) return FV_ENOMEM;
+    for (uint32_t i = 0; i < c->cfg->shards; i++) {
+        if (!c->cfg->owned[i]) continue;
+        struct shard *s = &c->shards[c->nshards++];
+        s->no = i;
+        rc = bind_shard(c, s, c->cursor[i], err, errlen);
+        for (int k = 0; rc == FV_EIO && k < FV_NATS_START_TRIES; k++) {
+            fv_warn("%s; trying again", err);
+            usleep(500000);
+            rc = bind_shard(c, s, c->cursor[i], err, errlen);
+        }
+        if (rc) return rc;
+    }
+    fv_info("cluster: consuming %zu of %u shards of stream %s", c->nshards, c->cfg->shards,
+            c->cfg->stream);
+    return FV_OK;
+}
+
+/* Acks what the WAL holds durably (C2); all: drops the rest too (closing). */
+static void send_acks(struct fv_jsconsume *c, int all)
+{
+    uint64_t durable = c->wal ? fv_wal_durable_seq(c->wal) : 0;
+    size_t k = 0;
+    while (k < c->nacks && (all || c->acks[k].wal_seq <= durable)) {
+        if (c->acks[k].wal_seq <= durable) natsMsg_Ack(c->acks[k].msg, NULL);
+        natsMsg_Destroy(c->acks[k].msg);
+        k++;
+    }
+    memmove(c->acks, c->acks + k, (c->nacks - k) * sizeof *c->acks);
+    c->nacks -= k;
+}
+
+/* C5: a delivery of shard s was lost (its delivery sequence jumped). Everything taken is
+ * made durable and acked first (up to 5 s; else the node stops and C4 resumes at the next
+ * start), then the consumer is made again from the shard's cursor. */
+static int rebind_after_gap(struct fv_jsconsume *c, struct shard *s, uint64_t dseq, char *err,
+                            size_t errlen)
+{
+    fv_warn("cluster: shard %u: consumer made again from stream sequence %llu (delivery %llu, "
+            "last seen %llu)",
+            s->no, (unsigned long long)s->cursor + 1, (unsigned long long)dseq,
+            (unsigned long long)s->dseq);
+    s->gaps++;
+    uint64_t want = fv_wal_appended_seq(c->wal);
+    for (int i = 0; i < 5000 && fv_wal_durable_seq(c->wal) < want; i++) {
+        if (fv_wal_failed(c->wal)) break;
+        usleep(1000);
+    }
+    if (fv_wal_durable_seq(c->wal) < want) {
+        fv_seterr(err, errlen, "cluster: shard %u: the local WAL did not become durable", s->no);
+        return FV_EIO;
+    }
+    send_acks(c, 0);
+    return bind_shard(c, s, s->cursor, err, errlen);
+}
+
+static int push_ack(struct fv_jsconsume *c, uint64_t wal_seq, natsMsg *m)
+{
+    if (c->nacks == c->acks_cap) {
+        size_t cap = c->acks_cap ? 2 * c->acks_cap : 64;
+        struct pending_ack *a = realloc(c->acks, cap * sizeof *a);
+        if (a == NULL) return FV_ENOMEM;
+        c->acks = a;
+        c->acks_cap = cap;
+    }
+    c->acks[c->nacks++] = (struct pending_ack){wal_seq, m};
+    return FV_OK;
+}
+
+/* The cursor record announcing the stream message shard:seq (C1). */
+static int append_cursor(struct fv_jsconsume *c, uint32_t shard, uint64_t seq)
+{
+    unsigned char pl[12];
+    fv_put_u32(pl, shard);
+    fv_put_u64(pl + 4, seq);
+    struct fv_wal_record cr = {.type = FV_WAL_REC_DATA,
+                               .device_id = FV_CURSOR_DEVICE,
+                               .device_id_len = sizeof FV_CURSOR_DEVICE - 1,
+                               .topic = FV_CURSOR_TOPIC,
+                               .topic_len = sizeof FV_CURSOR_TOPIC - 1,
+                               .payload = pl,
+                               .payload_len = sizeof pl};
+    int64_t ws = fv_wal_append(c->wal, &cr);
+    return ws < 0 ? (int)ws : FV_OK;
+}
+
+/* One message: its cursor record and its record logged, the record taken - unless at or
+ * below the shard's cursor (C1). 1: taken; 0: skipped; negative: C3. */
+static int take_msg(struct fv_jsconsume *c, struct shard *s, natsMsg *m, uint64_t seq, char *err,
+                    size_t errlen)
+{
+    if (seq <= s->cursor) {
+        c->skipped++;
+        return 0;
+    }
+    struct fv_wal_record r;
+    const unsigned char *p = (const unsigned char *)natsMsg_GetData(m);
+    int rc = fv_wal_decode_body(p, (size_t)natsMsg_GetDataLength(m), &r);
+    if (rc == FV_OK) rc = append_cursor(c, s->no, seq);
+    if (rc == FV_OK && fv_wal_append(c->wal, &r) < 0) rc = FV_EIO;
+    if (rc == FV_OK) rc = c->take(c->take_arg, &r);
+    if (rc) {
+        fv_seterr(err, errlen, "cluster: stream %s sequence %llu (shard %u): %s", c->cfg->stream,
+                  (unsigned long long)seq, s->no, fv_strerror(rc));
+        return rc;
+    }
+    s->cursor = seq;
+    return 1;
+}
+
+/* C6: a shard whose fetches found nothing for FV_CONSUMER_CHECK_MS has its consumer checked
+ * (at most that often); one that is gone (its server lost) or does not answer is made again
+ * from the cursor, as after a gap. 0, or a negative FV_E* (the node stops). */
+static int check_idle(struct fv_jsconsume *c, struct shard *s, char *err, size_t errlen)
+{
+    uint64_t now = fv_mono_ns() / 1000000;
+    if (s->idle_ms == 0) s->idle_ms = now;
+    if (now - s->idle_ms < FV_CONSUMER_CHECK_MS) return 0;
+    s->idle_ms = now;
+    char durable[32];
+    snprintf(durable, sizeof durable, "fv-shard-%u", s->no);
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = 2000;
+    natsStatus st = NATS_ERR;
+    if (s->sub) { /* NULL: an earlier attempt to make it again failed */
+        st = js_GetConsumerInfo(&ci, c->conn.js, c->cfg->stream, durable, &jo, &jerr);
+        jsConsumerInfo_Destroy(ci);
+        if (st == NATS_OK) return 0;
+    }
+    fv_warn("cluster: shard %u: consumer %s: %s (JetStream error %d): making it again", s->no,
+            durable, natsStatus_GetText(st), (int)jerr);
+    int rc = rebind_after_gap(c, s, s->dseq, err, errlen);
+    if (rc && !fv_wal_failed(c->wal) && fv_wal_durable_seq(c->wal) >= fv_wal_appended_seq(c->wal)) {
+        fv_warn("%s; trying again in %d s", err, FV_CONSUMER_CHECK_MS / 1000);
+        return 0; /* NATS did not answer: the shard waits, the others go on */
+    }
+    return rc;
+}
+
+static int fetch_shard(struct fv_jsconsume *c, struct shard *s, char *err, size_t errlen)
+{
+    if (s->sub == NULL) return check_idle(c, s, err, errlen);
+    natsMsgList list = {0};
+    jsFetchRequest fr;
+    jsFetchRequest_Init(&fr);
+    fr.Batch = BATCH;
+    fr.NoWait = true;
+    fr.Expires = 50000000ll; /* 50 ms: an idle shard must not hold the round up */
+    natsStatus st = natsSubscription_FetchRequest(&list, s->sub, &fr);
+    if (st != NATS_OK || list.Count == 0) {
+        natsMsgList_Destroy(&list);
+        if (st != NATS_OK && st != NATS_TIMEOUT && st != NATS_NOT_FOUND)
+            fv_warn("cluster: fetching shard %u: %s", s->no, natsStatus_GetText(st));
+        return check_idle(c, s, err, errlen); /* nats.c reconnects; C6 for the rest */
+    }
+    s->idle_ms = 0;
+    int n = 0, rc = 0, last = -1, gap = 0;
+    for (int i = 0; i < list.Count && rc >= 0 && !gap; i++) {
+        jsMsgMetaData *meta = NULL;
+        if (natsMsg_GetMetaData(&meta, list.Msgs[i]) != NATS_OK) {
+            gap = 1; /* not a JetStream message: as if lost */
+            break;
+        }
+        uint64_t dseq = meta->Sequence.Consumer, sseq = meta->Sequence.Stream;
+        jsMsgMetaData_Destroy(meta);
+        if (dseq > s->dseq + 1) {
+            gap = 1;
+            rc = rebind_after_gap(c, s, dseq, err, errlen);
+            break;
+        }
+        if (dseq > s->dseq) s->dseq = dseq;
+        rc = take_msg(c, s, list.Msgs[i], sseq, err, errlen);
+        if (rc > 0) n++;
+        last = i;
+    }
+    /* C2: the batch's last message taken acked once the WAL holds the batch durably */
+    if (rc >= 0 && !gap && last >= 0 &&
+        (rc = push_ack(c, fv_wal_appended_seq(c->wal), list.Msgs[last])) == FV_OK)
+        list.Msgs[last] = NULL; /* kept until acked */
+    natsMsgList_Destroy(&list);
+    return rc < 0 ? rc : n;
+}
+
+int fv_jsconsume_step(struct fv_jsconsume *c, int wait_ms, char *err, size_t errlen)
+{
+    send_acks(c, 0);
+    int total = 0;
+    for (size_t i = 0; i < c->nshards; i++) {
+        int n = fetch_shard(c, &c->shards[i], err, errlen);
+        if (n < 0) return n;
+        total += n;
+    }
+    if (total == 0 && wait_ms > 0) usleep((useconds_t)wait_ms * 1000);
+    send_acks(c, 0);
+    return total;
+}
+
+void fv_jsconsume_free(struct fv_jsconsume *c)
+{
+    if (c == NULL) return;
+    send_acks(c, 1);
+    free(c->acks);
+    for (size_t i = 0; i < c->nshards; i++)
+        natsSubscription_Destroy(c->shards[i].sub);
+    free(c->shards);
+    fv_natsconn_close(&c->conn);
+    free(c);
+}

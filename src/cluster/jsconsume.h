@@ -1,0 +1,77 @@
+/*
+ * jsconsume.h - a storage node's side of the stream (docs/cluster.md): a durable pull
+ * consumer per owned shard (name fv-shard-N, filter PREFIX.N, ack policy "all"), each
+ * message's record logged to the node's local WAL and handed to the store (take), and the
+ * stream acked once the local WAL holds it durably.
+ *
+ *  C1 exactly once: before each record the node logs to its WAL it appends a cursor record
+ *     (device FV_CURSOR_DEVICE, topic FV_CURSOR_TOPIC, unsealed, payload u32 shard | u64
+ *     stream sequence, little endian) naming the stream message the record came from. At
+ *     start the WAL's replay (fv_jsconsume_replay, wrapping the store's replay) moves a
+ *     shard's cursor only when the announced record itself replayed, so a torn tail leaves
+ *     no record in the head that its cursor does not cover. A message redelivered at or
+ *     below its shard's cursor (it reached the WAL, its ack was lost) is skipped. Cursor
+ *     records live as long as their WAL files (store.h T1); older positions come from the
+ *     consumer's ack floor (C4).
+ *  C2 acks: the last message of a batch (ack "all" covers the batch) once the local WAL's
+ *     durable sequence reaches the batch's last record.
+ *  C3 a record the node cannot take (no key in its catalog, a payload that does not open,
+ *     the store refusing it) stops consuming with an error (the server stops; the message
+ *     stays unacked and is redelivered after a restart) - except an erased subject's, which
+ *     is skipped and counted (as in replay).
+ *  C4 in order: a message fetched but not yet in the WAL when the node died would come back
+ *     only after the ack wait, behind newer ones whose cursor (and ack "all") would cover it.
+ *     So at start each shard's durable consumer is deleted and made again, delivering from
+ *     one past the WAL's cursor, or, when the WAL has none for the shard (trimmed away), the
+ *     old consumer's ack floor (what was acked was in the WAL). The cursor is exact; the
+ *     floor is the server's word, taken only when there is nothing better. One owner per
+ *     shard, as this slice configures it.
+ *  C5 at run time the same order is kept: a consumer's delivery sequence that jumps (a
+ *     delivery lost, e.g. one that reached nats.c after its fetch had expired) makes the
+ *     node wait until its WAL holds everything taken durably, ack it, and make the shard's
+ *     consumer again from the cursor (as C4).
+ *  C6 a shard whose fetches found nothing for FV_CONSUMER_CHECK_MS has its consumer looked
+ *     up; one gone or not answering is made again from the shard's cursor (in memory: what
+ *     this node took), as after a gap (C5); if NATS does not answer, that shard tries again
+ *     later and the others go on.
+ *
+ * Threads: everything on the storage node's loop thread (nats.c's own threads deliver into
+ * the fetch call).
+ */
+#ifndef FV_CLUSTER_JSCONSUME_H
+#define FV_CLUSTER_JSCONSUME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/cluster_config.h"
+#include "wal/wal.h"
+
+#define FV_CONSUMER_CHECK_MS 3000
+
+#define FV_CURSOR_DEVICE "-" /* never a pseudonym (32 hex digits) */
+#define FV_CURSOR_TOPIC  "fv.cursor"
+
+struct fv_jsconsume;
+
+/* take(arg, rec): the record into the store (gateway/recovery.h fv_recovery_take). */
+typedef int (*fv_take_fn)(void *arg, const struct fv_wal_record *rec);
+
+/* Makes the consumer's state (no connection yet): replay below fills its cursors. */
+int fv_jsconsume_new(const struct fv_cluster_cfg *cfg, fv_take_fn take, void *take_arg,
+                     fv_wal_replay_fn replay, void *replay_arg, struct fv_jsconsume **out);
+/* The WAL replay function for fv_wal_open (arg: the consumer): cursor records set the
+ * cursors, the others go to the replay function given to fv_jsconsume_new. */
+int fv_jsconsume_replay(void *arg, const struct fv_wal_record *r, const char *file, uint64_t off);
+/* Is r a cursor record (C1)? (inspect skips them.) */
+int fv_jsconsume_is_cursor(const struct fv_wal_record *r);
+/* Connects and binds the durable consumers of the owned shards; wal: the node's WAL. */
+int fv_jsconsume_start(struct fv_jsconsume *c, struct fv_wal *wal, char *err, size_t errlen);
+/* One round: fetches what is waiting on each owned shard (up to a batch each, waiting at most
+ * wait_ms in all when nothing is), logs and takes it, and sends the acks now due (C2).
+ * Returns the number of records taken, or a negative FV_E* (C3; err says which). */
+int fv_jsconsume_step(struct fv_jsconsume *c, int wait_ms, char *err, size_t errlen);
+/* Sends the acks due, then closes the connection and frees. */
+void fv_jsconsume_free(struct fv_jsconsume *c);
+
+#endif

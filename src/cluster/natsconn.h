@@ -1,0 +1,55 @@
+/*
+ * natsconn.h - a node's connection to NATS JetStream (docs/cluster.md): the connection from
+ * the config's "cluster" object (URLs, credentials, TLS; reconnecting without end), the
+ * record stream made or checked, and the map of subjects to shards.
+ *
+ * The stream: name cluster.stream, subjects PREFIX.> (a record on PREFIX.SHARD), file
+ * storage, cluster.replicas, limits retention (a storage node acks what its committed parts
+ * hold; the stream keeps messages up to FV_STREAM_MAX_AGE_MS, so a node rebuilt from nothing
+ * can read them again), a de-duplication window of FV_STREAM_DUP_WINDOW_MS.
+ *
+ * Threads: fv_natsconn_open/close on one thread (start-up, shutdown); the connection itself
+ * is nats.c's and thread-safe; the closed handler runs on nats.c's thread.
+ */
+#ifndef FV_CLUSTER_NATSCONN_H
+#define FV_CLUSTER_NATSCONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <nats/nats.h>
+
+#include "config/cluster_config.h"
+
+#define FV_STREAM_MAX_AGE_MS    (7ull * 86400 * 1000)
+#define FV_STREAM_DUP_WINDOW_MS (2ull * 60 * 1000)
+/* Start-up: JetStream requests that time out are tried again this many times, 0.5 s apart
+ * (a cluster electing leaders after losing a server). */
+#define FV_NATS_START_TRIES 60
+
+struct fv_natsconn {
+    natsConnection *nc;
+    jsCtx *js;
+    int closed; /* atomic: the connection is closed for good (nats.c gave up) */
+};
+
+/* Connects (waiting for the first server up to a few seconds), makes the JetStream context
+ * with the given publish-async handlers (NULL: none) and makes the stream or checks that it
+ * has the subjects it needs (a request that fails is tried again: FV_NATS_START_TRIES). FV_OK, or
+ * FV_EIO with err naming what failed. */
+struct fv_js_handlers {
+    jsPubAckHandler ack; /* every async publish's outcome, on nats.c's thread */
+    void *arg;
+    int64_t max_pending;
+};
+int fv_natsconn_open(struct fv_natsconn *c, const struct fv_cluster_cfg *cfg, const char *name,
+                     const struct fv_js_handlers *h, char *err, size_t errlen);
+void fv_natsconn_close(struct fv_natsconn *c);
+
+/* The shard of a subject: its pseudonym's first 8 hex digits modulo shards (the pseudonym is
+ * an HMAC: uniform). Pure. */
+uint32_t fv_cluster_shard(const char *pseudo, uint32_t shards);
+/* PREFIX.SHARD into out. */
+void fv_cluster_subject(const struct fv_cluster_cfg *cfg, uint32_t shard, char *out, size_t cap);
+
+#endif

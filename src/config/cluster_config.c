@@ -1,0 +1,184 @@
+/* cluster_config.c - the config file's "cluster" object and the role (cluster_config.h). */
+#include <stdio.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "config/cluster_config.h"
+#include "config/config.h"
+#include "util/err.h"
+
+static const char *const role_names[] = {"all", "gateway", "storage"};
+
+int fv_role_parse(const char *s, enum fv_role *out)
+{
+    for (int i = 0; i < 3; i++)
+        if (strcmp(s, role_names[i]) == 0) {
+            *out = (enum fv_role)i;
+            return FV_OK;
+        }
+    return FV_EINVAL;
+}
+
+const char *fv_role_name(enum fv_role r)
+{
+    return (unsigned)r < 3 ? role_names[r] : "?";
+}
+
+/* A name of 1 to cap-1 characters of [A-Za-z0-9_-] (dots too when dots: subject tokens,
+ * never empty, never at either end). */
+static int name_ok(const char *s, size_t cap, int dots)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n >= cap || s[0] == '.' || s[n - 1] == '.' || strstr(s, "..")) return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '_' || ch == '-' || (dots && ch == '.')))
+            return 0;
+    }
+    return 1;
+}
+
+static int add_url(struct fv_cluster_cfg *c, json_t *v)
+{
+    if (c->nurls == FV_CLUSTER_MAX_URLS || fv_config_copy_str(v, c->urls[c->nurls], 256) != FV_OK)
+        return FV_EINVAL;
+    const char *u = c->urls[c->nurls];
+    if (strncmp(u, "nats://", 7) != 0 && strncmp(u, "tls://", 6) != 0) return FV_EINVAL;
+    c->nurls++;
+    return FV_OK;
+}
+
+static int parse_urls(struct fv_cluster_cfg *c, json_t *v)
+{
+    if (json_is_string(v)) return add_url(c, v);
+    if (!json_is_array(v) || json_array_size(v) == 0) return FV_EINVAL;
+    size_t i;
+    json_t *u;
+    json_array_foreach(v, i, u)
+    {
+        if (add_url(c, u) != FV_OK) return FV_EINVAL;
+    }
+    return FV_OK;
+}
+
+static int parse_int(json_t *v, long lo, long hi, long *out)
+{
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+        return FV_EINVAL;
+    *out = (long)json_integer_value(v);
+    return FV_OK;
+}
+
+/* owned_shards: checked against shards after the whole object is read. */
+static int parse_owned(struct fv_cluster_cfg *c, json_t *v, int *given)
+{
+    if (!json_is_array(v) || json_array_size(v) == 0) return FV_EINVAL;
+    size_t i;
+    json_t *s;
+    json_array_foreach(v, i, s)
+    {
+        long n;
+        if (parse_int(s, 0, FV_CLUSTER_MAX_SHARDS - 1, &n) != FV_OK) return FV_EINVAL;
+        c->owned[n] = 1;
+    }
+    *given = 1;
+    return FV_OK;
+}
+
+int fv_cluster_cfg_parse(struct fv_cluster_cfg *c, json_t *o, const char *path, char *err,
+                         size_t errlen)
+{
+    memset(c, 0, sizeof *c);
+    snprintf(c->stream, sizeof c->stream, "FLEETVAULT");
+    snprintf(c->subject_prefix, sizeof c->subject_prefix, "fv.rec");
+    c->replicas = 3;
+    c->shards = 16;
+    if (!json_is_object(o)) {
+        fv_seterr(err, errlen, "%s: cluster: expected an object", path);
+        return FV_EINVAL;
+    }
+    const char *key;
+    json_t *val;
+    int owned_given = 0;
+    json_object_foreach(o, key, val)
+    {
+        int rc = FV_EINVAL;
+        const char *want = "";
+        long n = 0;
+        if (strcmp(key, "nats") == 0) {
+            want = "1 to 8 URLs \"nats://HOST:PORT\" or \"tls://HOST:PORT\"";
+            rc = parse_urls(c, val);
+        } else if (strcmp(key, "credentials") == 0) {
+            want = "a file name";
+            rc = fv_config_copy_str(val, c->credentials, sizeof c->credentials);
+        } else if (strcmp(key, "tls") == 0) {
+            want = "{\"ca\": FILE[, \"cert\": FILE, \"key\": FILE]}";
+            rc = fv_config_tls(val, c->ca, c->cert, c->key, sizeof c->ca);
+        } else if (strcmp(key, "stream") == 0) {
+            want = "1 to 32 of A-Z a-z 0-9 _ -";
+            rc = fv_config_copy_str(val, c->stream, sizeof c->stream);
+            if (rc == FV_OK && !name_ok(c->stream, sizeof c->stream, 0)) rc = FV_EINVAL;
+        } else if (strcmp(key, "subject_prefix") == 0) {
+            want = "1 to 64 of A-Z a-z 0-9 _ - and dots between tokens";
+            rc = fv_config_copy_str(val, c->subject_prefix, sizeof c->subject_prefix);
+            if (rc == FV_OK && !name_ok(c->subject_prefix, sizeof c->subject_prefix, 1))
+                rc = FV_EINVAL;
+        } else if (strcmp(key, "replicas") == 0) {
+            want = "an integer from 1 to 5";
+            rc = parse_int(val, 1, 5, &n);
+            c->replicas = (int)n;
+        } else if (strcmp(key, "shards") == 0) {
+            want = "an integer from 1 to 1024";
+            rc = parse_int(val, 1, FV_CLUSTER_MAX_SHARDS, &n);
+            c->shards = (uint32_t)n;
+        } else if (strcmp(key, "owned_shards") == 0) {
+            want = "a list of shard numbers (0 to shards-1)";
+            rc = parse_owned(c, val, &owned_given);
+        } else if (strcmp(key, "catalog") == 0) {
+            want = "a file name";
+            rc = fv_config_copy_str(val, c->catalog, sizeof c->catalog);
+        } else {
+            fv_seterr(err, errlen, "%s: cluster: unknown key \"%s\"", path, key);
+            return FV_EINVAL;
+        }
+        if (rc != FV_OK) {
+            fv_seterr(err, errlen, "%s: cluster.%s: expected %s", path, key, want);
+            return FV_EINVAL;
+        }
+    }
+    if (c->nurls == 0) {
+        fv_seterr(err, errlen, "%s: cluster.nats: required (a list of \"nats://HOST:PORT\")", path);
+        return FV_EINVAL;
+    }
+    for (uint32_t i = 0; i < FV_CLUSTER_MAX_SHARDS; i++) {
+        if (owned_given && c->owned[i] && i >= c->shards) {
+            fv_seterr(err, errlen, "%s: cluster.owned_shards: shard %u, but there are %u (0 to %u)",
+                      path, i, c->shards, c->shards - 1);
+            return FV_EINVAL;
+        }
+        if (!owned_given && i < c->shards) c->owned[i] = 1;
+    }
+    c->enabled = 1;
+    return FV_OK;
+}
+
+int fv_cluster_cfg_check(const struct fv_cluster_cfg *c, enum fv_role role, char *err,
+                         size_t errlen)
+{
+    if (role != FV_ROLE_ALL && !c->enabled) {
+        fv_seterr(err, errlen,
+                  "role %s needs a \"cluster\" object in the config (NATS URLs, stream; "
+                  "docs/cluster.md)",
+                  fv_role_name(role));
+        return FV_EINVAL;
+    }
+    if (role == FV_ROLE_ALL && c->enabled) {
+        fv_seterr(err, errlen,
+                  "the config has a \"cluster\" object: run each node with --role gateway or "
+                  "--role storage (role all is the single node, without one)");
+        return FV_EINVAL;
+    }
+    return FV_OK;
+}

@@ -1,0 +1,65 @@
+/*
+ * cluster_config.h - the config file's "cluster" object and the server's role
+ * (docs/cluster.md): gateways publish sealed records to a NATS JetStream stream, storage nodes
+ * consume their shards of it (src/cluster/).
+ *
+ *   "cluster": {
+ *     "nats": ["nats://10.0.0.1:4222", ...], required: 1 to 8 server URLs (or one string)
+ *     "credentials": "/etc/fleetvault/nats.creds",  optional: a NATS credentials file
+ *     "tls": {"ca": FILE[, "cert": FILE, "key": FILE]},  optional: cert and key together
+ *     "stream": "FLEETVAULT",             the stream's name (A-Z a-z 0-9 _ -, 1 to 32)
+ *     "subject_prefix": "fv.rec",         records go to PREFIX.SHARD (tokens of A-Z a-z 0-9 _ -)
+ *     "replicas": 3,                      the stream's replicas (1 to 5)
+ *     "shards": 16,                       subjects are mapped to shards by pseudonym (1 to 1024)
+ *     "owned_shards": [0, 1, ...],        a storage node's shards (default: all of them)
+ *     "catalog": "/shared/catalog.db"     the catalog every node opens (this slice: see
+ *                                         docs/cluster.md, "Keys"); default DATA/catalog.db
+ *   }
+ * Roles: "all" (default) is the single node; "gateway" and "storage" need a "cluster" object,
+ * and "all" with one is refused (this slice runs the roles as separate processes). An unknown
+ * key or a bad value fails the load naming "cluster.KEY".
+ *
+ * Thread-safety: plain data, read-only once loaded.
+ */
+#ifndef FV_CONFIG_CLUSTER_CONFIG_H
+#define FV_CONFIG_CLUSTER_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct json_t;
+
+enum fv_role { FV_ROLE_ALL = 0, FV_ROLE_GATEWAY, FV_ROLE_STORAGE };
+
+#define FV_CLUSTER_MAX_URLS   8
+#define FV_CLUSTER_MAX_SHARDS 1024
+
+struct fv_cluster_cfg {
+    int enabled; /* the object was given */
+    char urls[FV_CLUSTER_MAX_URLS][256];
+    size_t nurls;
+    char credentials[1024];
+    char ca[1024], cert[1024], key[1024]; /* TLS: ca set = TLS on */
+    char stream[33];
+    char subject_prefix[65];
+    int replicas;
+    uint32_t shards;
+    /* owned[i] != 0: this storage node consumes shard i */
+    uint8_t owned[FV_CLUSTER_MAX_SHARDS];
+    char catalog[1024]; /* "" : DATA/catalog.db */
+};
+
+/* "all", "gateway", "storage" -> *out; FV_EINVAL otherwise. */
+int fv_role_parse(const char *s, enum fv_role *out);
+const char *fv_role_name(enum fv_role r);
+
+/* Parses the "cluster" object o over c (defaults first). FV_OK, or FV_EINVAL with err naming
+ * path and cluster.KEY. */
+int fv_cluster_cfg_parse(struct fv_cluster_cfg *c, struct json_t *o, const char *path, char *err,
+                         size_t errlen);
+
+/* The role against the cluster object: FV_OK, or FV_EINVAL with err saying what is missing. */
+int fv_cluster_cfg_check(const struct fv_cluster_cfg *c, enum fv_role role, char *err,
+                         size_t errlen);
+
+#endif

@@ -1,0 +1,146 @@
+/* test_cluster_config.c - config/cluster_config.h: the "cluster" object's defaults, every key,
+ * the refusals naming the key, and the role checked against the object. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "config/cluster_config.h"
+#include "util/err.h"
+
+static int parse(const char *text, struct fv_cluster_cfg *c, char *err, size_t errlen)
+{
+    json_error_t je;
+    json_t *j = json_loads(text, 0, &je);
+    assert_non_null(j);
+    err[0] = '\0';
+    int rc = fv_cluster_cfg_parse(c, j, "fv.json", err, errlen);
+    json_decref(j);
+    return rc;
+}
+
+static void defaults(void **state)
+{
+    (void)state;
+    struct fv_cluster_cfg c;
+    char err[256];
+    assert_int_equal(parse("{\"nats\": \"nats://127.0.0.1:4222\"}", &c, err, sizeof err), FV_OK);
+    assert_int_equal(c.enabled, 1);
+    assert_int_equal(c.nurls, 1);
+    assert_string_equal(c.urls[0], "nats://127.0.0.1:4222");
+    assert_string_equal(c.stream, "FLEETVAULT");
+    assert_string_equal(c.subject_prefix, "fv.rec");
+    assert_int_equal(c.replicas, 3);
+    assert_int_equal(c.shards, 16);
+    for (uint32_t i = 0; i < FV_CLUSTER_MAX_SHARDS; i++)
+        assert_int_equal(c.owned[i], i < 16);
+    assert_int_equal(c.ca[0], '\0');
+    assert_int_equal(c.catalog[0], '\0');
+}
+
+static void everything(void **state)
+{
+    (void)state;
+    struct fv_cluster_cfg c;
+    char err[256];
+    assert_int_equal(
+        parse("{\"nats\": [\"nats://a:1\", \"tls://b:2\"], \"credentials\": \"n.creds\","
+              " \"tls\": {\"ca\": \"ca.crt\", \"cert\": \"c.crt\", \"key\": \"c.key\"},"
+              " \"stream\": \"FV_2\", \"subject_prefix\": \"x.y-z\", \"replicas\": 1,"
+              " \"shards\": 8, \"owned_shards\": [7, 0, 3], \"catalog\": \"/s/c.db\"}",
+              &c, err, sizeof err),
+        FV_OK);
+    assert_int_equal(c.nurls, 2);
+    assert_string_equal(c.urls[1], "tls://b:2");
+    assert_string_equal(c.credentials, "n.creds");
+    assert_string_equal(c.ca, "ca.crt");
+    assert_string_equal(c.key, "c.key");
+    assert_string_equal(c.stream, "FV_2");
+    assert_string_equal(c.subject_prefix, "x.y-z");
+    assert_int_equal(c.replicas, 1);
+    assert_int_equal(c.shards, 8);
+    for (uint32_t i = 0; i < FV_CLUSTER_MAX_SHARDS; i++)
+        assert_int_equal(c.owned[i], i == 0 || i == 3 || i == 7);
+    assert_string_equal(c.catalog, "/s/c.db");
+}
+
+static void refusals(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *json, *says;
+    } bad[] = {
+        {"[]", "cluster: expected an object"},
+        {"{}", "cluster.nats: required"},
+        {"{\"nats\": []}", "cluster.nats: expected"},
+        {"{\"nats\": \"http://a:1\"}", "cluster.nats: expected"},
+        {"{\"nats\": [\"nats://1\",\"nats://2\",\"nats://3\",\"nats://4\",\"nats://5\","
+         "\"nats://6\",\"nats://7\",\"nats://8\",\"nats://9\"]}",
+         "cluster.nats: expected 1 to 8"},
+        {"{\"nats\": \"nats://a:1\", \"tls\": {\"cert\": \"c\", \"key\": \"k\"}}", "cluster.tls"},
+        {"{\"nats\": \"nats://a:1\", \"tls\": {\"ca\": \"a\", \"cert\": \"c\"}}", "cluster.tls"},
+        {"{\"nats\": \"nats://a:1\", \"stream\": \"a.b\"}", "cluster.stream"},
+        {"{\"nats\": \"nats://a:1\", \"stream\": \"\"}", "cluster.stream"},
+        {"{\"nats\": \"nats://a:1\", \"subject_prefix\": \"a..b\"}", "cluster.subject_prefix"},
+        {"{\"nats\": \"nats://a:1\", \"subject_prefix\": \"a.*\"}", "cluster.subject_prefix"},
+        {"{\"nats\": \"nats://a:1\", \"subject_prefix\": \".a\"}", "cluster.subject_prefix"},
+        {"{\"nats\": \"nats://a:1\", \"replicas\": 0}", "cluster.replicas"},
+        {"{\"nats\": \"nats://a:1\", \"replicas\": 6}", "cluster.replicas"},
+        {"{\"nats\": \"nats://a:1\", \"shards\": 0}", "cluster.shards"},
+        {"{\"nats\": \"nats://a:1\", \"shards\": 1025}", "cluster.shards"},
+        {"{\"nats\": \"nats://a:1\", \"owned_shards\": []}", "cluster.owned_shards"},
+        {"{\"nats\": \"nats://a:1\", \"owned_shards\": [-1]}", "cluster.owned_shards"},
+        {"{\"nats\": \"nats://a:1\", \"shards\": 2, \"owned_shards\": [2]}",
+         "cluster.owned_shards: shard 2, but there are 2 (0 to 1)"},
+        {"{\"nats\": \"nats://a:1\", \"catalog\": 1}", "cluster.catalog"},
+        {"{\"nats\": \"nats://a:1\", \"colour\": 1}", "cluster: unknown key \"colour\""},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct fv_cluster_cfg c;
+        char err[256];
+        assert_int_equal(parse(bad[i].json, &c, err, sizeof err), FV_EINVAL);
+        if (strstr(err, bad[i].says) == NULL) fail_msg("%s: got \"%s\"", bad[i].json, err);
+        assert_int_equal(c.enabled, 0);
+    }
+}
+
+static void roles(void **state)
+{
+    (void)state;
+    enum fv_role r;
+    assert_int_equal(fv_role_parse("all", &r), FV_OK);
+    assert_int_equal(r, FV_ROLE_ALL);
+    assert_int_equal(fv_role_parse("gateway", &r), FV_OK);
+    assert_int_equal(r, FV_ROLE_GATEWAY);
+    assert_int_equal(fv_role_parse("storage", &r), FV_OK);
+    assert_int_equal(r, FV_ROLE_STORAGE);
+    assert_int_equal(fv_role_parse("api", &r), FV_EINVAL);
+    assert_string_equal(fv_role_name(FV_ROLE_STORAGE), "storage");
+    struct fv_cluster_cfg none = {0}, some;
+    char err[256];
+    assert_int_equal(parse("{\"nats\": \"nats://a:1\"}", &some, err, sizeof err), FV_OK);
+    assert_int_equal(fv_cluster_cfg_check(&none, FV_ROLE_ALL, err, sizeof err), FV_OK);
+    assert_int_equal(fv_cluster_cfg_check(&some, FV_ROLE_GATEWAY, err, sizeof err), FV_OK);
+    assert_int_equal(fv_cluster_cfg_check(&some, FV_ROLE_STORAGE, err, sizeof err), FV_OK);
+    assert_int_equal(fv_cluster_cfg_check(&none, FV_ROLE_GATEWAY, err, sizeof err), FV_EINVAL);
+    assert_non_null(strstr(err, "role gateway needs a \"cluster\" object"));
+    assert_int_equal(fv_cluster_cfg_check(&some, FV_ROLE_ALL, err, sizeof err), FV_EINVAL);
+    assert_non_null(strstr(err, "--role gateway or --role storage"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(defaults),
+        cmocka_unit_test(everything),
+        cmocka_unit_test(refusals),
+        cmocka_unit_test(roles),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

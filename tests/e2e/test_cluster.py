@@ -1,0 +1,338 @@
+"""Cluster on NATS JetStream (docs/cluster.md, issue 15): a real `nats-server -js` on
+127.0.0.1, gateways (--role gateway: records published to the stream, devices acked on
+the PubAck) and one storage node (--role storage: durable pull consumers per shard into its
+store). Simulated vehicles stream through two gateways; the storage node is killed with
+SIGKILL mid-stream and restarted. Afterwards every record the simulator saw acked is on the
+storage node exactly once (its WAL, read by `inspect --txids`, and its query API), and the
+stream's consumers have nothing left to deliver. Also: the role and "cluster" config errors.
+FV_CLUSTER_VEHICLES (default 12) and FV_CLUSTER_SECONDS (default 12) scale it."""
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+
+import fvtest as t
+
+VEHICLES = int(os.environ.get("FV_CLUSTER_VEHICLES", "12"))
+SECONDS = int(os.environ.get("FV_CLUSTER_SECONDS", "12"))
+SHARDS = 4
+CATCHUP = float(os.environ.get("FV_CLUSTER_CATCHUP", "30"))  # seconds
+
+
+class Nats:
+    """One nats-server with JetStream, its own store directory, random ports."""
+
+    def __init__(self, root):
+        self.bin = shutil.which("nats-server") or "/usr/sbin/nats-server"
+        assert os.path.exists(self.bin), "nats-server is not installed (scripts/deps.sh)"
+        self.dir = os.path.join(root, "nats")
+        self.port = t.free_port()
+        self.mon = t.free_port()
+        self.log_path = os.path.join(root, "nats.log")
+        self.proc = None
+
+    def start(self):
+        self.logf = open(self.log_path, "a")
+        self.proc = subprocess.Popen(
+            [self.bin, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-m", str(self.mon),
+             "-sd", self.dir], stdout=self.logf, stderr=self.logf)
+        t.wait_until("nats-server", lambda: self.jsz() is not None, timeout=15, step=0.1)
+        return self
+
+    def jsz(self):
+        try:
+            with urllib.request.urlopen(
+                    f"http://127.0.0.1:{self.mon}/jsz?consumers=true", timeout=2) as r:
+                return json.load(r)
+        except OSError:
+            return None
+
+    def consumers(self):
+        """{name: (num_pending, num_ack_pending)} of the stream FLEETVAULT."""
+        out = {}
+        for a in (self.jsz() or {}).get("account_details", []):
+            for s in a.get("stream_detail", []):
+                if s["name"] == "FLEETVAULT":
+                    for c in s.get("consumer_detail", []):
+                        out[c["name"]] = (c["num_pending"], c["num_ack_pending"])
+        return out
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.logf.close()
+
+
+_gateways = []  # every Gateway started: killed when a test ends, whatever happened
+
+
+def kill_gateways():
+    for g in _gateways:
+        if g.proc and g.proc.poll() is None:
+            g.proc.kill()
+            g.proc.wait()
+    _gateways.clear()
+
+
+class Gateway:
+    """fleetvault serve --role gateway: no API, no store; ready when it accepts TCP."""
+
+    def __init__(self, root, certs, key_file, config):
+        self.root = root
+        os.makedirs(root, exist_ok=True)
+        self.certs = certs
+        self.key_file = key_file
+        self.port = t.free_port()
+        self.config = os.path.join(root, "config.json")
+        with open(self.config, "w") as f:
+            json.dump(config, f)
+        self.log_path = os.path.join(root, "gateway.log")
+        self.proc = None
+
+    def start(self):
+        self.logf = open(self.log_path, "a")
+        _gateways.append(self)
+        self.proc = subprocess.Popen(
+            [t.BIN, "serve", "--role", "gateway", "--config", self.config, "--data",
+             os.path.join(self.root, "data"), "--certs", self.certs.dir, "--key-file",
+             self.key_file, "--listen", f"127.0.0.1:{self.port}", "--api",
+             f"127.0.0.1:{t.free_port()}", "--no-rate-limit"],
+            stdout=self.logf, stderr=self.logf)
+
+        def up():
+            assert self.proc.poll() is None, "gateway exited:\n" + self.log()
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+        t.wait_until("the gateway's device port", up, timeout=20, step=0.1)
+        return self
+
+    def log(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=20)
+        self.logf.close()
+
+
+def cluster_cfg(nats, **extra):
+    urls = nats.urls() if hasattr(nats, "urls") else [f"nats://127.0.0.1:{nats.port}"]
+    c = {"nats": urls, "replicas": 1, "shards": SHARDS}
+    c.update(extra)
+    return c
+
+
+def acked_records(path):
+    """{(VIN, TXID): CREATED_MS} of the simulator's acked log (refused records left out)."""
+    acked = {}
+    with open(path) as f:
+        for line in f:
+            parts = line.split()  # VIN TXID CREATED_MS, or VIN TXID E when refused
+            if len(parts) == 3 and parts[2] != "E":
+                acked[(parts[0], parts[1])] = int(parts[2])
+    return acked
+
+
+def run_cluster(env, disturb, gateways=1, nats=None, replicas=1):
+    """nats-server, a storage node and gateways; simulated vehicles stream through each
+    gateway while disturb(storage) runs; then every acked record must be on the storage node
+    exactly once: queryable through its API, once in its WAL."""
+    own = nats is None
+    if own:
+        nats = Nats(env.root).start()
+    try:
+        st_root = os.path.join(env.root, "storage")
+        os.makedirs(st_root)
+        # The storage node's catalog is the one every node opens in this slice
+        # (docs/cluster.md, "Keys"); the flush interval makes parts during the run.
+        storage = t.Server(st_root, env.certs, config={
+            "cluster": cluster_cfg(nats, replicas=replicas), "store": {"flush_interval": "2s"}},
+            extra=["--role", "storage", "--no-rate-limit"]).start()
+        gws = [Gateway(os.path.join(env.root, f"gateway{k}"), env.certs, storage.key_file,
+                       {"cluster": cluster_cfg(nats, replicas=replicas, catalog=os.path.join(
+                           storage.data, "catalog.db"))}).start() for k in range(gateways)]
+        sims = []
+        for k, gw in enumerate(gws):  # each gateway its own vehicles
+            acked_log = os.path.join(env.root, f"acked{k}.log")
+            sim_log = open(os.path.join(env.root, f"sim{k}.log"), "w")
+            sims.append((subprocess.Popen(
+                [t.BIN, "simulate", "--server", f"wss://127.0.0.1:{gw.port}", "--certs",
+                 env.certs.dir, "--vehicles", str(VEHICLES // gateways), "--seconds",
+                 str(SECONDS), "--hz", "5", "--drain", "60", "--acked-log", acked_log,
+                 "--quiet", "--id-prefix", f"5YJGW{k}", "--seed",
+                 str(random.randrange(1 << 30))],
+                stdout=subprocess.PIPE, stderr=sim_log, text=True), sim_log, acked_log))
+        disturb(storage)
+        acked = {}
+        for sim, sim_log, acked_log in sims:
+            out, _ = sim.communicate(timeout=SECONDS + 120)
+            sim_log.close()
+            final = json.loads(out.strip().splitlines()[-1])
+            t.log(f"simulator: {final}")
+            assert sim.returncode == 0, f"simulator left records unacked: {final}"
+            assert final["acked"] > 0 and final["acked"] + final["errors"] == final["sent"], final
+            mine = acked_records(acked_log)
+            assert len(mine) == final["acked"], (len(mine), final["acked"])
+            acked.update(mine)
+
+        # The storage node catches up: every shard's consumer delivered and acked all.
+        def caught_up():
+            cs = nats.consumers()
+            return len(cs) == SHARDS and all(p == (0, 0) for p in cs.values())
+        t.wait_until("the storage node to consume the stream", caught_up, timeout=CATCHUP)
+
+        # Queryable on the storage node, once each: every acked record's time appears in its
+        # vehicle's rows (head and parts, through the query API), no time twice.
+        times = {}
+        for (vin, _), ms in acked.items():
+            times.setdefault(vin, []).append(ms)
+        st = storage.json("/api/v1/store")
+        t.log(f"storage node's store: {st['parts']} parts, {st['flushes']} flushes")
+        for vin, want in times.items():
+            rows = [r["t"] for r in storage.json(
+                f"/api/v1/query?device={vin}&signals=Soc")["rows"]]
+            assert len(rows) == len(set(rows)), f"{vin}: records stored twice"
+            missing = set(want) - set(rows)
+            assert not missing, f"{vin}: {len(missing)} acked records not queryable"
+
+        for gw in gws:
+            gw.stop()
+        storage.stop()
+        stored = {}
+        r = t.run("inspect", storage.data, "--txids", "--key-file", storage.key_file)
+        for line in r.stdout.splitlines():
+            dev, txid = line.split(" ", 1)
+            if txid:
+                stored[(dev, txid)] = stored.get((dev, txid), 0) + 1
+        missing = set(acked) - set(stored)
+        assert not missing, f"{len(missing)} acked records lost, e.g. {sorted(missing)[:5]}"
+        twice = [k for k, n in stored.items() if n > 1]
+        assert not twice, f"{len(twice)} records stored twice, e.g. {twice[:5]}"
+        ins = storage.inspect()
+        assert ins["totals"]["duplicate_txids"] == 0, ins["totals"]
+        t.log(f"{len(acked)} acked records on the storage node exactly once "
+              f"({ins['totals']['records']} records in its WAL)")
+    finally:
+        kill_gateways()
+        if own:
+            nats.stop()
+
+
+def test_stream_kill9_storage_exactly_once():
+    """Two gateways; the storage node killed with SIGKILL twice mid-stream and restarted."""
+    def disturb(storage):
+        for _ in range(2):
+            time.sleep(random.uniform(SECONDS / 5, SECONDS / 3))
+            storage.kill9()
+            time.sleep(random.uniform(0.2, 1.0))
+            storage.start()
+    with t.Env() as env:
+        run_cluster(env, disturb, gateways=2)
+
+
+def test_storage_stops_with_records_fetched_not_logged():
+    """The storage node's WAL fails (every write from the 6th of a restart on): it stops with
+    records fetched from the stream but in no file, never acked. Restarted, it must take those
+    before newer ones (cluster/jsconsume.h C4): a cursor or an ack "all" past them would lose
+    them for good."""
+    def disturb(storage):
+        time.sleep(SECONDS / 5)
+        storage.kill9()
+        storage.env = {"FV_FAULT": "write:6+:EIO", "FV_FAULT_LOG": "1"}
+        if storage.try_start():  # it may fail while catching up, before it answers
+            t.wait_until("the storage node to stop on the failed WAL",
+                         lambda: storage.proc.poll() is not None, timeout=SECONDS)
+            storage.logf.close()
+        assert "fv-fault: inject write" in storage.log(), storage.log()[-2000:]
+        assert storage.proc.returncode != 0
+        time.sleep(1.0)  # newer records reach the stream meanwhile
+        storage.env = {}
+        storage.start()
+    with t.Env() as env:
+        run_cluster(env, disturb)
+
+
+def js_request(port, subject):
+    """Publishes an empty JetStream API request over NATS's text protocol (no reply read)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.recv(4096)  # INFO
+        s.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\n')
+        s.sendall(f"PUB {subject} _INBOX.fvtest 0\r\n\r\nPING\r\n".encode())
+        buf = b""
+        while b"PONG" not in buf:
+            chunk = s.recv(4096)
+            assert chunk, "NATS closed the connection"
+            buf += chunk
+
+
+def test_consumers_deleted_midstream():
+    """Every shard's consumer deleted under the running storage node (an operator's mistake,
+    or a consumer lost with its server): the node notices (cluster/jsconsume.h C6), makes them
+    again from its cursors, and still has every acked record exactly once."""
+    nats_box = []
+
+    def disturb(storage):
+        time.sleep(SECONDS / 3)
+        for k in range(SHARDS):
+            js_request(nats_box[0].port, f"$JS.API.CONSUMER.DELETE.FLEETVAULT.fv-shard-{k}")
+        t.wait_until("the storage node to make its consumers again",
+                     lambda: "consumer made again" in storage.log(), timeout=15)
+    with t.Env() as env:
+        nats = Nats(env.root).start()
+        nats_box.append(nats)
+        try:
+            run_cluster(env, disturb, nats=nats)
+        finally:
+            nats.stop()
+
+
+def serve_fails(env, config, *args):
+    path = os.path.join(env.root, "bad.json")
+    with open(path, "w") as f:
+        json.dump(config, f)
+    r = t.run("serve", "--config", path, "--data", os.path.join(env.root, "bad"), "--certs",
+              env.certs.dir, *args, check=False, timeout=20)
+    assert r.returncode != 0, r
+    return r.stderr
+
+
+def test_role_and_config_errors():
+    with t.Env() as env:
+        e = serve_fails(env, {}, "--role", "gateway")
+        assert 'needs a "cluster" object' in e, e
+        e = serve_fails(env, {}, "--role", "router")
+        assert "--role 'router': use all|gateway|storage" in e, e
+        e = serve_fails(env, {"cluster": {"nats": ["nats://127.0.0.1:1"]}})
+        assert "run each node with --role gateway or --role storage" in e, e
+        e = serve_fails(env, {"cluster": {"replicas": 3}}, "--role", "storage")
+        assert "cluster.nats: required" in e, e
+        e = serve_fails(env, {"cluster": {"nats": "http://x:1"}}, "--role", "storage")
+        assert "cluster.nats: expected" in e, e
+        e = serve_fails(env, {"cluster": {"nats": "nats://x:1", "replicas": 7}}, "--role",
+                        "storage")
+        assert "cluster.replicas: expected an integer from 1 to 5" in e, e
+        e = serve_fails(env, {"cluster": {"nats": "nats://x:1", "shards": 4,
+                                          "owned_shards": [1, 4]}}, "--role", "storage")
+        assert "cluster.owned_shards: shard 4, but there are 4" in e, e
+        e = serve_fails(env, {"cluster": {"nats": "nats://x:1", "stream": "a.b"}}, "--role",
+                        "gateway")
+        assert "cluster.stream: expected" in e, e
+        e = serve_fails(env, {"cluster": {"nats": "nats://x:1", "colour": 1}}, "--role",
+                        "gateway")
+        assert 'cluster: unknown key "colour"' in e, e
+
+
+if __name__ == "__main__":
+    t.main([test_role_and_config_errors, test_stream_kill9_storage_exactly_once,
+            test_storage_stops_with_records_fetched_not_logged, test_consumers_deleted_midstream])
