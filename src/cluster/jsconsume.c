@@ -184,6 +184,7 @@ static void send_acks(struct fv_jsconsume *c, int all)
         natsMsg_Destroy(c->acks[k].msg);
         k++;
     }
+    if (k == 0) return; /* (acks may still be NULL: memmove takes no NULL) */
     memmove(c->acks, c->acks + k, (c->nacks - k) * sizeof *c->acks);
     c->nacks -= k;
 }

@@ -112,7 +112,7 @@ static int64_t js_append(void *impl, const struct fv_wal_record *rec)
 {
     struct fv_jsreclog *l = impl;
     if (__atomic_load_n(&l->failed, __ATOMIC_ACQUIRE)) return FV_EIO;
-    if (__atomic_load_n(&l->conn.closed, __ATOMIC_ACQUIRE)) {
+    if (fv_natsconn_closed(&l->conn)) {
         set_failed(l, "the NATS connection is closed", NULL);
         return FV_EIO;
     }
@@ -178,8 +178,7 @@ static uint64_t js_appended(void *impl)
 static int js_failed(void *impl)
 {
     struct fv_jsreclog *l = impl;
-    return __atomic_load_n(&l->failed, __ATOMIC_ACQUIRE) ||
-           __atomic_load_n(&l->conn.closed, __ATOMIC_ACQUIRE);
+    return __atomic_load_n(&l->failed, __ATOMIC_ACQUIRE) || fv_natsconn_closed(&l->conn);
 }
 
 int fv_jsreclog_full(void *impl)

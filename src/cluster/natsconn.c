@@ -8,14 +8,6 @@
 #include "util/err.h"
 #include "util/log.h"
 
-/* nats.c's thread: the connection will not come back. */
-static void on_closed(natsConnection *nc, void *arg)
-{
-    (void)nc;
-    struct fv_natsconn *c = arg;
-    __atomic_store_n(&c->closed, 1, __ATOMIC_RELEASE);
-}
-
 static void on_disconnected(natsConnection *nc, void *arg)
 {
     (void)nc;
@@ -48,7 +40,6 @@ static natsStatus make_options(const struct fv_cluster_cfg *cfg, const char *nam
     if (s == NATS_OK) s = natsOptions_SetName(o, name);
     if (s == NATS_OK) s = natsOptions_SetMaxReconnect(o, -1); /* forever */
     if (s == NATS_OK) s = natsOptions_SetReconnectWait(o, 250);
-    if (s == NATS_OK) s = natsOptions_SetClosedCB(o, on_closed, c);
     if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(o, on_disconnected, c);
     if (s == NATS_OK) s = natsOptions_SetReconnectedCB(o, on_reconnected, c);
     if (s == NATS_OK && cfg->credentials[0])
@@ -151,6 +142,13 @@ int fv_natsconn_open(struct fv_natsconn *c, const struct fv_cluster_cfg *cfg, co
     }
     if (rc) fv_natsconn_close(c);
     return rc;
+}
+
+int fv_natsconn_closed(const struct fv_natsconn *c)
+{
+    /* Asked of the connection, not told by its closed handler: that handler runs on nats.c's
+     * thread after natsConnection_Close returns, when c may be gone already. */
+    return c->nc == NULL || natsConnection_Status(c->nc) == NATS_CONN_STATUS_CLOSED;
 }
 
 void fv_natsconn_close(struct fv_natsconn *c)

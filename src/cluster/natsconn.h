@@ -9,7 +9,7 @@
  * can read them again), a de-duplication window of FV_STREAM_DUP_WINDOW_MS.
  *
  * Threads: fv_natsconn_open/close on one thread (start-up, shutdown); the connection itself
- * is nats.c's and thread-safe; the closed handler runs on nats.c's thread.
+ * is nats.c's and thread-safe (fv_natsconn_closed from any thread until close).
  */
 #ifndef FV_CLUSTER_NATSCONN_H
 #define FV_CLUSTER_NATSCONN_H
@@ -30,7 +30,6 @@
 struct fv_natsconn {
     natsConnection *nc;
     jsCtx *js;
-    int closed; /* atomic: the connection is closed for good (nats.c gave up) */
 };
 
 /* Connects (waiting for the first server up to a few seconds), makes the JetStream context
@@ -45,6 +44,8 @@ struct fv_js_handlers {
 int fv_natsconn_open(struct fv_natsconn *c, const struct fv_cluster_cfg *cfg, const char *name,
                      const struct fv_js_handlers *h, char *err, size_t errlen);
 void fv_natsconn_close(struct fv_natsconn *c);
+/* 1 when the connection is closed for good (nats.c gave up, or it was never opened). */
+int fv_natsconn_closed(const struct fv_natsconn *c);
 
 /* The shard of a subject: its pseudonym's first 8 hex digits modulo shards (the pseudonym is
  * an HMAC: uniform). Pure. */

@@ -27,17 +27,18 @@ int fv_wal_encode_body(const struct fv_wal_record *r, unsigned char *out, size_t
     fv_put_u64(p, r->received_ms);
     p += 8;
     *p++ = r->device_id_len;
-    memcpy(p, r->device_id, r->device_id_len);
+    /* An absent field may be NULL with length 0: memcpy takes no NULL. */
+    if (r->device_id_len) memcpy(p, r->device_id, r->device_id_len);
     p += r->device_id_len;
     *p++ = r->client_type_len;
-    memcpy(p, r->client_type, r->client_type_len);
+    if (r->client_type_len) memcpy(p, r->client_type, r->client_type_len);
     p += r->client_type_len;
     *p++ = r->topic_len;
-    memcpy(p, r->topic, r->topic_len);
+    if (r->topic_len) memcpy(p, r->topic, r->topic_len);
     p += r->topic_len;
     fv_put_u16(p, r->txid_len);
     p += 2;
-    memcpy(p, r->txid, r->txid_len);
+    if (r->txid_len) memcpy(p, r->txid, r->txid_len);
     p += r->txid_len;
     fv_put_u32(p, r->payload_len);
     p += 4;
