@@ -3,8 +3,9 @@
  * time and value of its last sample. The fleet view (store.h, fv_store_last) answers from
  * these, in memory, instead of decoding blocks.
  *
- * A part keeps one such record per subject (part.h, version 3), compressed and sealed with
- * the subject's data key like its blocks. The worker builds it while it writes the part:
+ * A part keeps one such record per subject (part.h, versions 3 and 4), compressed (in
+ * version 4 only when that makes it smaller) and sealed with the subject's data key like its
+ * blocks. The worker builds it while it writes the part:
  * from the frames it encodes (flush), or by combining its inputs' records (compaction), or
  * from the kept blocks when blocks went (retention) or an input has none (older parts).
  *
