@@ -25,7 +25,7 @@
 #include "util/err.h"
 
 #define FRAME      128 /* values per bit-packing frame */
-#define N_I64      6   /* integer schemes */
+#define N_I64      7   /* integer schemes */
 #define PLANES_MIN 64  /* values a column needs before PLANES is considered */
 /* What a plane is estimated to cost beyond its entropy (zstd's Huffman table and headers);
  * PLANES is written when its estimate plus an eighth is below every other scheme's size
@@ -243,16 +243,24 @@ static inline size_t packer_end(const struct packer *k)
 struct i64_stats {
     int64_t min, max;
     size_t size[N_I64]; /* total bytes of each scheme, scheme byte included */
-    unsigned planes_w;  /* PLANES: bytes per delta */
-    size_t planes_est;  /* PLANES: estimated bytes once compressed by the block's zstd */
+    unsigned planes_w;  /* PLANES, DPLANES: bytes per difference (of the cheaper one) */
+    unsigned planes_s;  /* which of the two: FV_CODEC_I64_PLANES or _DPLANES */
+    size_t planes_est;  /* its estimated bytes once compressed by the block's zstd */
 };
 
-/* Bytes of zz(delta) needed for every delta of v. */
-static unsigned planes_width(const int64_t *v, size_t n)
+/* zz of v's order-th difference at i >= order (order 1: delta, 2: delta of deltas). */
+static inline uint64_t zz_diff(const int64_t *v, size_t i, unsigned order)
+{
+    uint64_t d = (uint64_t)v[i] - (uint64_t)v[i - 1];
+    return fv_zigzag(order == 1 ? d : d - ((uint64_t)v[i - 1] - (uint64_t)v[i - 2]));
+}
+
+/* Bytes of zz(difference) needed for every difference of the order. */
+static unsigned planes_width(const int64_t *v, size_t n, unsigned order)
 {
     uint64_t or_all = 0;
-    for (size_t i = 1; i < n; i++)
-        or_all |= fv_zigzag((uint64_t)v[i] - (uint64_t)v[i - 1]);
+    for (size_t i = order; i < n; i++)
+        or_all |= zz_diff(v, i, order);
     unsigned w = (bit_width(or_all) + 7) / 8;
     return w ? w : 1;
 }
@@ -262,21 +270,30 @@ static unsigned planes_width(const int64_t *v, size_t n)
  * bit-packed schemes are taken to stay as they are (zstd finds little in packed bits). */
 static void planes_estimate(const int64_t *v, size_t n, size_t first, struct i64_stats *st)
 {
-    unsigned w = planes_width(v, n);
-    uint32_t hist[8][256];
-    memset(hist, 0, sizeof hist[0] * w);
-    for (size_t i = 1; i < n; i++) {
-        uint64_t z = fv_zigzag((uint64_t)v[i] - (uint64_t)v[i - 1]);
+    for (unsigned order = 1; order <= 2; order++) {
+        unsigned w = planes_width(v, n, order);
+        uint32_t hist[8][256];
+        memset(hist, 0, sizeof hist[0] * w);
+        for (size_t i = order; i < n; i++) {
+            uint64_t z = zz_diff(v, i, order);
+            for (unsigned j = 0; j < w; j++)
+                hist[j][(z >> (8 * j)) & 0xff]++;
+        }
+        double bits = 0, m = (double)(n - order);
         for (unsigned j = 0; j < w; j++)
-            hist[j][(z >> (8 * j)) & 0xff]++;
+            for (unsigned c = 0; c < 256; c++)
+                if (hist[j][c]) bits += (double)hist[j][c] * log2(m / (double)hist[j][c]);
+        /* DPLANES also has d1 as a varint */
+        size_t head = 1 + first + 1 + (order == 2 ? uvarint_len(zz_diff(v, 1, 1)) : 0);
+        unsigned s = order == 1 ? FV_CODEC_I64_PLANES : FV_CODEC_I64_DPLANES;
+        size_t est = head + (size_t)(bits / 8) + PLANE_OVERHEAD * w;
+        st->size[s] = head + w * (n - order);
+        if (est < st->planes_est) {
+            st->planes_est = est;
+            st->planes_w = w;
+            st->planes_s = s;
+        }
     }
-    double bits = 0, m = (double)(n - 1);
-    for (unsigned j = 0; j < w; j++)
-        for (unsigned c = 0; c < 256; c++)
-            if (hist[j][c]) bits += (double)hist[j][c] * log2(m / (double)hist[j][c]);
-    st->planes_w = w;
-    st->size[FV_CODEC_I64_PLANES] = 1 + first + 1 + w * (n - 1);
-    st->planes_est = 1 + first + 1 + (size_t)(bits / 8) + PLANE_OVERHEAD * w;
 }
 
 /* Size of FOR given the minimum: one pass over per-frame maxima. */
@@ -328,8 +345,9 @@ static void i64_sizes(const int64_t *v, size_t n, struct i64_stats *st)
         1 + first + (n >= 2 ? uvarint_len(fv_zigzag((uint64_t)v[1] - (uint64_t)v[0])) : 0) +
         packer_end(&ddk);
     st->size[FV_CODEC_I64_RLE] = 1 + uvarint_len(runs) + rle;
-    st->size[FV_CODEC_I64_PLANES] = SIZE_MAX;
+    st->size[FV_CODEC_I64_PLANES] = st->size[FV_CODEC_I64_DPLANES] = SIZE_MAX;
     st->planes_w = 0;
+    st->planes_s = FV_CODEC_I64_PLANES;
     st->planes_est = SIZE_MAX;
     if (n >= PLANES_MIN) planes_estimate(v, n, first, st);
 }
@@ -343,7 +361,7 @@ static unsigned i64_pick(const struct i64_stats *st)
     /* PLANES pays off on noisy deltas of a few bytes; bounded so that a column's raw size
      * (what the double codec weighs against XOR) never grows much */
     if (st->planes_w <= PLANES_MAX_W && st->planes_est + st->planes_est / 8 < st->size[best])
-        best = FV_CODEC_I64_PLANES;
+        best = st->planes_s;
     return best;
 }
 
@@ -399,16 +417,19 @@ static unsigned char *write_rle(unsigned char *p, const int64_t *v, size_t n)
     return p;
 }
 
-/* zz(delta) byte by byte: plane j holds byte j of every delta (n >= 2). */
-static unsigned char *write_planes(unsigned char *p, const int64_t *v, size_t n, unsigned w)
+/* zz(difference) byte by byte: plane j holds byte j of every difference of the order, for
+ * i = order..n-1 (n > order). */
+static unsigned char *write_planes(unsigned char *p, const int64_t *v, size_t n, unsigned w,
+                                   unsigned order)
 {
+    size_t m = n - order;
     *p++ = (unsigned char)w;
-    for (size_t i = 1; i < n; i++) {
-        uint64_t z = fv_zigzag((uint64_t)v[i] - (uint64_t)v[i - 1]);
+    for (size_t i = order; i < n; i++) {
+        uint64_t z = zz_diff(v, i, order);
         for (unsigned j = 0; j < w; j++)
-            p[j * (n - 1) + i - 1] = (unsigned char)(z >> (8 * j));
+            p[j * m + i - order] = (unsigned char)(z >> (8 * j));
     }
-    return p + w * (n - 1);
+    return p + w * m;
 }
 
 static unsigned char *write_i64(unsigned char *p, const int64_t *v, size_t n, unsigned scheme,
@@ -421,9 +442,11 @@ static unsigned char *write_i64(unsigned char *p, const int64_t *v, size_t n, un
     p = put_uvarint_raw(p, zz_i64(v[0]));
     if (scheme == FV_CODEC_I64_CONST || n == 1) return p;
     if (scheme == FV_CODEC_I64_DELTA) return write_diffs(p, v, n, 1);
-    if (scheme == FV_CODEC_I64_PLANES) return write_planes(p, v, n, st->planes_w);
+    if (scheme == FV_CODEC_I64_PLANES) return write_planes(p, v, n, st->planes_w, 1);
     p = put_uvarint_raw(p, fv_zigzag((uint64_t)v[1] - (uint64_t)v[0]));
-    return n == 2 ? p : write_diffs(p, v, n, 2);
+    if (n == 2) return p;
+    if (scheme == FV_CODEC_I64_DPLANES) return write_planes(p, v, n, st->planes_w, 2);
+    return write_diffs(p, v, n, 2);
 }
 
 int fv_enc_i64(struct fv_buf *out, const int64_t *v, size_t n)
@@ -462,14 +485,20 @@ static int dec_init_planes(struct i64_dec *d, size_t n)
     if (rc) return rc;
     d->frame[0] = d->prev;
     d->fcnt = 1;
-    d->packed_left = n - 1;
-    if (n == 1) return FV_OK;
+    if (d->scheme == FV_CODEC_I64_DPLANES && n >= 2) {
+        if ((rc = rd_zz(d->r, &d->delta))) return rc;
+        d->prev += d->delta;
+        d->frame[1] = d->prev;
+        d->fcnt = 2;
+    }
+    d->packed_left = n - d->fcnt;
+    if (d->packed_left == 0) return FV_OK;
     uint8_t w;
     if ((rc = fv_rd_u8(d->r, &w))) return rc;
-    if (w < 1 || w > 8 || n - 1 > SIZE_MAX / 8) return FV_ECORRUPT; /* D4 */
+    if (w < 1 || w > 8 || d->packed_left > SIZE_MAX / 8) return FV_ECORRUPT; /* D4 */
     d->w = w;
-    d->stride = n - 1;
-    return fv_rd_bytes(d->r, w * (n - 1), &d->planes);
+    d->stride = d->packed_left;
+    return fv_rd_bytes(d->r, w * d->stride, &d->planes);
 }
 
 static int dec_init_diffs(struct i64_dec *d, size_t n)
@@ -505,6 +534,7 @@ static int dec_init(struct i64_dec *d, struct fv_rd *r, size_t n)
     case FV_CODEC_I64_DOD:
         return dec_init_diffs(d, n);
     case FV_CODEC_I64_PLANES:
+    case FV_CODEC_I64_DPLANES:
         return dec_init_planes(d, n);
     case FV_CODEC_I64_RLE:
         if ((rc = fv_rd_uvarint(r, &d->runs_left))) return rc;
@@ -521,13 +551,15 @@ static int dec_load_frame(struct i64_dec *d)
     uint8_t w;
     const unsigned char *p;
     if (cnt == 0) return FV_ECORRUPT; /* not reached: left > 0 implies packed values left */
-    if (d->scheme == FV_CODEC_I64_PLANES) {
+    if (d->scheme == FV_CODEC_I64_PLANES || d->scheme == FV_CODEC_I64_DPLANES) {
         const unsigned char *q = d->planes + d->ppos;
+        int dod = d->scheme == FV_CODEC_I64_DPLANES;
         for (size_t i = 0; i < cnt; i++) {
             uint64_t z = q[i];
             for (unsigned j = 1; j < d->w; j++)
                 z |= (uint64_t)q[j * d->stride + i] << (8 * j);
-            d->frame[i] = d->prev += fv_unzigzag(z);
+            if (dod) d->delta += fv_unzigzag(z);
+            d->frame[i] = d->prev += dod ? d->delta : fv_unzigzag(z);
         }
         d->ppos += cnt;
         d->packed_left -= cnt;

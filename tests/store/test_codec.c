@@ -487,6 +487,28 @@ static void test_i64_planes(void **state)
     rt_free(&t);
     rt_free(&packed);
     rt_free(&shifted);
+    /* DPLANES by hand: first 10 (zz 20), d1 = 5 (zz 10), w = 1, dods +1 -2 -> zz 2 3 */
+    expect_i64((const unsigned char *)"\x06\x14\x0a\x01\x02\x03", 6,
+               (int64_t[]){10, 15, 21, 25}, 4);
+    expect_i64((const unsigned char *)"\x06\x14\x0a", 3, (int64_t[]){10, 15}, 2);
+    expect_i64((const unsigned char *)"\x06\x14", 2, (int64_t[]){10}, 1);
+    assert_int_equal(decode_copy(K_I64, (const unsigned char *)"\x06\x14\x0a\x00", 4, 3),
+                     FV_ECORRUPT); /* width 0 */
+    /* chosen for a smooth noisy track (a position integrating a noisy speed, whose rare
+     * jolts widen every packed frame) */
+    int64_t speed = 300;
+    v[0] = 37400000;
+    for (size_t i = 1; i < N; i++) {
+        int64_t acc = (int64_t)rnd_below(&g, 7) - 3; /* mostly gentle, now and then not */
+        if (rnd_below(&g, 8) == 0) acc *= 20;
+        speed += acc;
+        v[i] = v[i - 1] + speed;
+    }
+    t = rt_i64(v, N);
+    assert_int_equal(t.scheme, FV_CODEC_I64_DPLANES);
+    for (size_t cut = 0; cut < t.len; cut++)
+        assert_int_not_equal(decode_copy(K_I64, t.buf.data + 1, cut, N), FV_OK);
+    rt_free(&t);
     /* never for columns under 64 values, nor for regular or constant ones */
     for (size_t i = 0; i < N; i++)
         v[i] = 1700000000000 + (int64_t)i * 1000;
@@ -900,7 +922,7 @@ static void test_malformed(void **state)
 {
     (void)state;
     /* D3: unknown schemes */
-    assert_int_equal(dec(K_I64, "\x06\x00", 2, 1), FV_ECORRUPT);
+    assert_int_equal(dec(K_I64, "\x07\x00", 2, 1), FV_ECORRUPT);
     assert_int_equal(dec(K_I64, "\xff\x00", 2, 1), FV_ECORRUPT);
     assert_int_equal(dec(K_F64, "\x02\x00", 2, 1), FV_ECORRUPT);
     /* D4: width 65 */
