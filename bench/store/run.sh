@@ -7,6 +7,8 @@
 #   VEHICLES=50 SECONDS=60 bench/store/run.sh # a quick run
 #   knobs: JITTERS="0 20" (ms) SEED=1 T0=<epoch ms> MAX_INFLIGHT=64 QUERIES=200 WAL_KEEP=0 (s)
 #          CHUNK_LINES=20000 BUILD=build (the build folder holding fleetvault)
+#          KEEP_STORE=DIR (copy fleetvault's compacted store to DIR/j<jitter>, for
+#          `build/store_colbytes --part DIR/j0/*`)
 #
 # The data: `fleetvault simulate --virtual-time T0` makes every vehicle's record k at
 # T0 + k*1000 ms (+ a pseudo-random offset in [-JITTER, +JITTER] ms), values a function of
@@ -333,6 +335,9 @@ PY
     put fv.bytes_store "$(dusb "$data/store")"
     put fv.bytes_dir "$(dusb "$data")"
     log "fleetvault (jitter $j ms): store $(dusb "$data/store") bytes, data dir $(dusb "$data") bytes; querying"
+    if [ -n "${KEEP_STORE:-}" ]; then
+        mkdir -p "$KEEP_STORE/j$j" && cp -r "$data/store/." "$KEEP_STORE/j$j/"
+    fi
 
     local base="http://127.0.0.1:$api" lo=$((from - j))
     query fv.q1 "$base/api/v1/query?device=$vin&signals=VehicleSpeed&from=$lo&to=$to&purpose=service" "$reader" $lo $to

@@ -30,11 +30,23 @@
  *            packed(zz(d[i] - d[i-1]), i = 2..n-1) where d[i] = v[i] - v[i-1]
  *   4 RLE    runs varint (1..n), then per run: zz(value - previous run's value) varint (the
  *            first run's previous value is 0), length varint (>= 1); lengths sum to n.
+ *   5 PLANES zz(v[0]) varint, [n >= 2: w (1 byte, 1..8), then w planes of n - 1 bytes:
+ *            plane j holds byte j (least significant first) of zz(v[i] - v[i-1]) for
+ *            i = 1..n-1]. (Part format 4 on; older parts never hold it.)
+ *   6 DPLANES zz(v[0]) varint, [n >= 2: zz(d1) varint, d1 = v[1] - v[0]], [n >= 3: w (1..8),
+ *            then w planes of n - 2 bytes of zz(d[i] - d[i-1]), i = 2..n-1, d as for DOD].
+ *            (Part format 4 on.)
  *   packed(x[0..m-1]): ceil(m / 128) frames of 128 values (the last may be shorter); a frame
  *   of c values is 1 byte w (0..64) then ceil(w * c / 8) bytes holding the c values as w-bit
  *   fields, LSB first: value j occupies bits [j*w, (j+1)*w) of the little-endian bit string.
  *   Example: w = 3, values 5, 1, 7: 5 | 1 << 3 | 7 << 6 = 0x1cd -> bytes 0xcd 0x01.
- *   The encoder computes the size of every scheme and writes the smallest (ties: lowest id).
+ *   The encoder computes the size of every scheme 0..4 and takes the smallest (ties: lowest
+ *   id); bit-packed bytes are taken to stay that size under the block's zstd. For n >= 64
+ *   it also estimates what zstd makes of PLANES and DPLANES (the planes' order-0 entropy
+ *   plus 32 bytes a plane), takes the smaller estimate, and writes that scheme instead when
+ *   the estimate plus an eighth is smaller and the differences need at most 4 bytes: noisy
+ *   values, whose packed differences zstd cannot compress, cost less as bytes that zstd's
+ *   Huffman coding can.
  *
  * Double column (fv_enc_f64), n >= 1, lossless bit for bit: one scheme byte, then
  *   0 DECIMAL  e (1 byte, 0..18); an integer column of n mantissas m[i]; exceptions: count
@@ -57,8 +69,8 @@
  * Validity rules (a decoder returns FV_ECORRUPT when one is broken):
  *   D1 every field lies inside the reader's buffer;
  *   D2 varints have at most 10 bytes and fit 64 bits;
- *   D3 scheme bytes are known: 0..4 for integers, 0..1 for doubles;
- *   D4 frame widths are 0..64;
+ *   D3 scheme bytes are known: 0..6 for integers, 0..1 for doubles;
+ *   D4 frame widths are 0..64; PLANES widths 1..8;
  *   D5 RLE: 1 <= runs <= n, every length >= 1, lengths sum to exactly n, all runs used;
  *   D6 DECIMAL: e <= 18; exception count <= n; indices strictly increase and are < n;
  *   D7 strings: 1 <= D <= n, D <= bytes left; lengths <= 2^32 - 1;
@@ -79,6 +91,8 @@
 #define FV_CODEC_I64_DELTA   2
 #define FV_CODEC_I64_DOD     3
 #define FV_CODEC_I64_RLE     4
+#define FV_CODEC_I64_PLANES  5 /* part format 4 on */
+#define FV_CODEC_I64_DPLANES 6 /* part format 4 on */
 #define FV_CODEC_F64_DECIMAL 0
 #define FV_CODEC_F64_XOR     1
 /* Largest DECIMAL exponent: 10^18 is the largest power of ten below 2^63 (all are exact). */

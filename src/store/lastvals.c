@@ -8,6 +8,12 @@
 #include "store/lastvals.h"
 #include "util/err.h"
 
+/* Version 2 entry flags (low bits of the entry's head varint) and escapes. */
+#define V2_AMB       1u
+#define V2_SAME_KIND 2u
+#define V2_DT_ESCAPE (UINT64_MAX >> 2) /* the time difference follows as its own varint */
+#define V2_RAW_F64   31u               /* a double's 8 bytes follow */
+
 /* Appends an entry (taking its value). */
 static int push(struct fv_lastvals *lv, const struct fv_lastval *e)
 {
@@ -122,14 +128,14 @@ static int encode_chunk(const struct fv_lastval **by, size_t n, struct fv_datum 
     return rc;
 }
 
-int fv_lastvals_encode(struct fv_lastvals *lv, struct fv_buf *out)
+int fv_lastvals_encode_v1(struct fv_lastvals *lv, struct fv_buf *out)
 {
     reindex(lv);
     size_t start = out->len, namb = 0, nv = 0;
     for (size_t i = 0; i < lv->n; i++)
         namb += lv->e[i].amb;
     nv = lv->n - namb;
-    unsigned char ver = FV_LASTVALS_VERSION;
+    unsigned char ver = 1;
     int rc = fv_buf_append(out, &ver, 1);
     if (rc == FV_OK) rc = fv_put_uvarint(out, namb);
     for (size_t i = 0; rc == FV_OK && i < lv->n; i++)
@@ -166,6 +172,110 @@ int fv_lastvals_encode(struct fv_lastvals *lv, struct fv_buf *out)
     return rc;
 }
 
+/* ---- version 2 ---- */
+
+static const double p10[FV_CODEC_F64_MAX_EXP + 1] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,
+                                                     1e7,  1e8,  1e9,  1e10, 1e11, 1e12, 1e13,
+                                                     1e14, 1e15, 1e16, 1e17, 1e18};
+
+static uint64_t dbits(double d)
+{
+    uint64_t u;
+    memcpy(&u, &d, sizeof u);
+    return u;
+}
+
+/* A double as varint((zz(m) << 5) | e) with v == m / 10^e bit for bit, or varint(31) and its
+ * 8 bytes (NaN, infinities, -0.0, too many digits). */
+static int put_f64(struct fv_buf *out, double v)
+{
+    for (unsigned e = 0; e <= FV_CODEC_F64_MAX_EXP; e++) {
+        double x = v * p10[e];
+        if (!(x > -9007199254740992.0 && x < 9007199254740992.0)) break; /* |m| < 2^53 */
+        if (x != (double)(int64_t)x) continue;
+        int64_t m = (int64_t)x;
+        if (dbits((double)m / p10[e]) != dbits(v)) continue;
+        return fv_put_uvarint(out, fv_zigzag((uint64_t)m) << 5 | e);
+    }
+    unsigned char raw[9] = {V2_RAW_F64};
+    uint64_t u = dbits(v);
+    for (int i = 0; i < 8; i++)
+        raw[1 + i] = (unsigned char)(u >> (8 * i));
+    return fv_buf_append(out, raw, sizeof raw);
+}
+
+static int put_zz(struct fv_buf *out, int64_t x)
+{
+    return fv_put_uvarint(out, fv_zigzag((uint64_t)x));
+}
+
+static int put_value_v2(struct fv_buf *out, const struct fv_value *v)
+{
+    int rc = FV_OK;
+    switch (v->kind) {
+    case FV_VK_DOUBLE:
+        return put_f64(out, v->u.d);
+    case FV_VK_LOCATION:
+        rc = put_f64(out, v->u.loc.lat);
+        return rc ? rc : put_f64(out, v->u.loc.lon);
+    case FV_VK_INT:
+    case FV_VK_ENUM:
+    case FV_VK_BOOL:
+        return put_zz(out, v->u.i);
+    case FV_VK_DOORS:
+    case FV_VK_TIRES:
+        return fv_put_uvarint(out, v->u.bits);
+    case FV_VK_TIME:
+        rc = put_zz(out, v->u.time.h);
+        if (rc == FV_OK) rc = put_zz(out, v->u.time.m);
+        return rc ? rc : put_zz(out, v->u.time.s);
+    case FV_VK_STRING: {
+        size_t len = v->u.s ? strlen(v->u.s) : 0;
+        rc = fv_put_uvarint(out, len);
+        return rc ? rc : fv_buf_append(out, v->u.s, len);
+    }
+    default: /* INVALID, OTHER: the kind says it all */
+        return FV_OK;
+    }
+}
+
+int fv_lastvals_encode(struct fv_lastvals *lv, struct fv_buf *out)
+{
+    reindex(lv);
+    size_t start = out->len;
+    int64_t tref = 0;
+    for (size_t i = 0; i < lv->n; i++)
+        if (i == 0 || lv->e[i].last_t > tref) tref = lv->e[i].last_t;
+    unsigned char ver = FV_LASTVALS_VERSION;
+    int rc = fv_buf_append(out, &ver, 1);
+    if (rc == FV_OK) rc = put_zz(out, tref);
+    if (rc == FV_OK) rc = fv_put_uvarint(out, lv->n);
+    uint32_t prev_field = 0;
+    const struct fv_value *prev = NULL;
+    for (size_t i = 0; rc == FV_OK && i < lv->n; i++) {
+        const struct fv_lastval *e = &lv->e[i];
+        uint64_t dt = (uint64_t)tref - (uint64_t)e->last_t; /* >= 0: tref is the latest */
+        int same = !e->amb && prev && prev->kind == e->v.kind && prev->member == e->v.member;
+        uint64_t flags = (e->amb ? V2_AMB : 0) | (same ? V2_SAME_KIND : 0);
+        rc = fv_put_uvarint(out, e->field - prev_field);
+        if (rc == FV_OK && dt < V2_DT_ESCAPE)
+            rc = fv_put_uvarint(out, dt << 2 | flags);
+        else if (rc == FV_OK) {
+            rc = fv_put_uvarint(out, V2_DT_ESCAPE << 2 | flags);
+            if (rc == FV_OK) rc = fv_put_uvarint(out, dt);
+        }
+        if (rc == FV_OK && !e->amb && !same) {
+            unsigned char km[2] = {e->v.kind, e->v.member};
+            rc = fv_buf_append(out, km, 2);
+        }
+        if (rc == FV_OK && !e->amb) rc = put_value_v2(out, &e->v);
+        if (!e->amb) prev = &e->v;
+        prev_field = e->field;
+    }
+    if (rc) out->len = start;
+    return rc;
+}
+
 #define BAD(...)                                                                                   \
     do {                                                                                           \
         fv_seterr(err, errlen, __VA_ARGS__);                                                       \
@@ -178,16 +288,153 @@ static int cmp_field_key(const void *a, const void *b)
     return cmp_field(a, b);
 }
 
+static int rd_f64(struct fv_rd *r, double *v)
+{
+    uint64_t h;
+    if (fv_rd_uvarint(r, &h)) return FV_ECORRUPT;
+    if (h == V2_RAW_F64) {
+        const unsigned char *q;
+        if (fv_rd_bytes(r, 8, &q)) return FV_ECORRUPT;
+        uint64_t u = 0;
+        for (int i = 0; i < 8; i++)
+            u |= (uint64_t)q[i] << (8 * i);
+        memcpy(v, &u, sizeof *v);
+        return FV_OK;
+    }
+    unsigned e = (unsigned)(h & 31);
+    if (e > FV_CODEC_F64_MAX_EXP) return FV_ECORRUPT;
+    uint64_t zz = h >> 5;
+    if (zz >= (uint64_t)1 << 54) return FV_ECORRUPT; /* |m| < 2^53, as written */
+    *v = (double)(int64_t)fv_unzigzag(zz) / p10[e];
+    return FV_OK;
+}
+
+static int rd_zz32(struct fv_rd *r, int32_t *v)
+{
+    uint64_t u;
+    if (fv_rd_uvarint(r, &u)) return FV_ECORRUPT;
+    int64_t x = (int64_t)fv_unzigzag(u);
+    if (x < INT32_MIN || x > INT32_MAX) return FV_ECORRUPT;
+    *v = (int32_t)x;
+    return FV_OK;
+}
+
+static int rd_value_v2(struct fv_rd *r, struct fv_value *v)
+{
+    uint64_t u;
+    switch (v->kind) {
+    case FV_VK_DOUBLE:
+        return rd_f64(r, &v->u.d);
+    case FV_VK_LOCATION:
+        return rd_f64(r, &v->u.loc.lat) ? FV_ECORRUPT : rd_f64(r, &v->u.loc.lon);
+    case FV_VK_INT:
+    case FV_VK_ENUM:
+    case FV_VK_BOOL:
+        if (fv_rd_uvarint(r, &u)) return FV_ECORRUPT;
+        v->u.i = (int64_t)fv_unzigzag(u);
+        return FV_OK;
+    case FV_VK_DOORS:
+    case FV_VK_TIRES:
+        if (fv_rd_uvarint(r, &u) || u > UINT32_MAX) return FV_ECORRUPT;
+        v->u.bits = (uint32_t)u;
+        return FV_OK;
+    case FV_VK_TIME:
+        if (rd_zz32(r, &v->u.time.h) || rd_zz32(r, &v->u.time.m) || rd_zz32(r, &v->u.time.s))
+            return FV_ECORRUPT;
+        return FV_OK;
+    case FV_VK_STRING: {
+        const unsigned char *q;
+        if (fv_rd_uvarint(r, &u) || u > r->n - r->off || fv_rd_bytes(r, (size_t)u, &q) ||
+            memchr(q, 0, (size_t)u) != NULL)
+            return FV_ECORRUPT;
+        char *s = malloc((size_t)u + 1);
+        if (s == NULL) return FV_ENOMEM;
+        memcpy(s, q, (size_t)u);
+        s[u] = '\0';
+        v->u.s = s;
+        return FV_OK;
+    }
+    case FV_VK_INVALID:
+    case FV_VK_OTHER:
+        return FV_OK;
+    default: /* NONE is never a value; unknown kinds are refused */
+        return FV_ECORRUPT;
+    }
+}
+
+static int decode_v2(struct fv_rd *r, struct fv_lastvals *out, char *err, size_t errlen)
+{
+    uint64_t ztref, n;
+    int rc = FV_OK;
+    if (fv_rd_uvarint(r, &ztref) || fv_rd_uvarint(r, &n) || n > FV_LASTVALS_MAX ||
+        n > r->n - r->off)
+        BAD("last values: header");
+    int64_t tref = (int64_t)fv_unzigzag(ztref);
+    uint64_t field = 0;
+    int have_prev = 0;
+    uint8_t prev_kind = 0, prev_member = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t df, h, dt;
+        if (fv_rd_uvarint(r, &df) || fv_rd_uvarint(r, &h) || (i && df == 0) ||
+            df > UINT32_MAX - field)
+            BAD("last values: entry %llu: field", (unsigned long long)i);
+        field += df;
+        dt = h >> 2;
+        if (dt == V2_DT_ESCAPE && (fv_rd_uvarint(r, &dt) || dt < V2_DT_ESCAPE))
+            BAD("last values: entry %llu: time", (unsigned long long)i);
+        int amb = (h & V2_AMB) != 0, same = (h & V2_SAME_KIND) != 0;
+        if (amb && same) BAD("last values: entry %llu: flags", (unsigned long long)i);
+        struct fv_lastval e = {.field = (uint32_t)field,
+                               .amb = (uint8_t)amb,
+                               .last_t = (int64_t)((uint64_t)tref - dt)};
+        if (!amb) {
+            const unsigned char *km;
+            if (same && !have_prev) BAD("last values: entry %llu: no kind", (unsigned long long)i);
+            if (same) {
+                e.v.kind = prev_kind;
+                e.v.member = prev_member;
+            } else if (fv_rd_bytes(r, 2, &km)) {
+                BAD("last values: entry %llu: cut", (unsigned long long)i);
+            } else {
+                e.v.kind = km[0];
+                e.v.member = km[1];
+            }
+            rc = rd_value_v2(r, &e.v);
+            if (rc == FV_ECORRUPT)
+                BAD("last values: entry %llu: value (kind %u)", (unsigned long long)i, e.v.kind);
+            if (rc) goto out;
+        }
+        rc = push(out, &e);
+        if (rc) {
+            fv_value_clear(&e.v);
+            goto out;
+        }
+        if (!amb) {
+            have_prev = 1;
+            prev_kind = e.v.kind;
+            prev_member = e.v.member;
+        }
+    }
+    if (r->off != r->n) BAD("last values: %zu trailing bytes", r->n - r->off);
+out:
+    return rc;
+}
+
 int fv_lastvals_decode(const unsigned char *p, size_t n, struct fv_lastvals *out, char *err,
                        size_t errlen)
 {
+    if (n > 0 && p[0] == 2) {
+        struct fv_rd r2;
+        fv_rd_init(&r2, p + 1, n - 1);
+        return decode_v2(&r2, out, err, errlen);
+    }
     struct fv_rd r;
     fv_rd_init(&r, p, n);
     struct fv_block b = {0};
     uint8_t ver;
     uint64_t namb, nval;
     int rc = FV_OK;
-    if (fv_rd_u8(&r, &ver) || ver != FV_LASTVALS_VERSION) BAD("last values: version");
+    if (fv_rd_u8(&r, &ver) || ver != 1) BAD("last values: version");
     if (fv_rd_uvarint(&r, &namb) || namb > FV_LASTVALS_MAX || namb > n) BAD("last values: count");
     for (uint64_t i = 0; i < namb; i++) {
         uint64_t f, zt;

@@ -3,8 +3,9 @@
  * time and value of its last sample. The fleet view (store.h, fv_store_last) answers from
  * these, in memory, instead of decoding blocks.
  *
- * A part keeps one such record per subject (part.h, version 3), compressed and sealed with
- * the subject's data key like its blocks. The worker builds it while it writes the part:
+ * A part keeps one such record per subject (part.h, versions 3 and 4), compressed (in
+ * version 4 only when that makes it smaller) and sealed with the subject's data key like its
+ * blocks. The worker builds it while it writes the part:
  * from the frames it encodes (flush), or by combining its inputs' records (compaction), or
  * from the kept blocks when blocks went (retention) or an input has none (older parts).
  *
@@ -13,8 +14,23 @@
  * order blocks are read in; the entry is then marked ambiguous, carries no value, and the
  * reader falls back to decoding (the answer stays exactly the decoding path's).
  *
- * Plaintext format (varints LEB128), as small as it can be (a part holds one per subject;
- * the time a signal was last seen is mostly its frame's, stored once):
+ * Plaintext format, version 2 (written; varints LEB128; zz = zigzag), about 5 bytes a
+ * signal: a part holds one per subject, and most signals were last seen at the same time:
+ *   u8     version = 2
+ *   varint zz(tref)                     the latest last_t of the entries (0 if none)
+ *   varint n                            entries, then each, ascending field:
+ *     varint field - previous field     (the first: the field; later ones > 0)
+ *     varint dt << 2 | same << 1 | amb  dt = tref - last_t (mod 2^64); dt >= 2^62 - 1 is
+ *                                       written as 2^62 - 1 and followed by varint dt
+ *     unless amb: [unless same: u8 kind, u8 member] and the value by kind:
+ *       DOUBLE: varint zz(m) << 5 | e, v == m / 10^e bit for bit (e <= 18, |m| < 2^53), or
+ *               varint 31 then the 8 bytes of its IEEE-754 bits, little-endian;
+ *       LOCATION: two such doubles (lat, lon); INT, ENUM, BOOL: varint zz(v);
+ *       DOORS, TIRES: varint bits (< 2^32); TIME: varint zz(h), zz(m), zz(s) (int32 each);
+ *       STRING: varint len, the bytes (no NUL); INVALID, OTHER: nothing; others refused.
+ *     same = this entry's kind and member are the previous valued entry's (amb entries
+ *     have no value and never set it). Nothing may follow the last entry.
+ * Version 1 (parts of format 3; still read), one entry list then a block of the values:
  *   u8     version = 1
  *   varint namb                         ambiguous entries, ascending field
  *   per ambiguous entry: varint field | varint zigzag(last_t)
@@ -38,7 +54,7 @@
 #include "util/map.h"
 #include "wire/payload.h"
 
-#define FV_LASTVALS_VERSION 1
+#define FV_LASTVALS_VERSION 2          /* written; version 1 is still read */
 #define FV_LASTVALS_MAX     (1u << 20) /* entries a reader accepts */
 
 struct fv_lastval {
@@ -61,7 +77,9 @@ int fv_lastvals_add(struct fv_lastvals *lv, int64_t t, uint32_t field, const str
 int fv_lastvals_merge(struct fv_lastvals *dst, const struct fv_lastvals *src);
 /* Sorts lv by field and appends its encoding to out. */
 int fv_lastvals_encode(struct fv_lastvals *lv, struct fv_buf *out);
-/* Decodes a plaintext into out (empty on entry); out is always safe to clear. */
+/* The version 1 encoding (what parts of format 3 hold), kept so tests can make old records. */
+int fv_lastvals_encode_v1(struct fv_lastvals *lv, struct fv_buf *out);
+/* Decodes a plaintext (version 1 or 2) into out (empty on entry); out is always safe to clear. */
 int fv_lastvals_decode(const unsigned char *p, size_t n, struct fv_lastvals *out, char *err,
                        size_t errlen);
 /* The entry of field in a sorted (encoded or decoded) lv, or NULL. */

@@ -60,7 +60,9 @@ static size_t decompress(void *dst, size_t cap, const void *src, size_t n)
 static const unsigned char HEAD_MAGIC[8] = {'F', 'V', 'P', 'A', 'R', 'T', '\r', '\n'};
 static const unsigned char FOOT_MAGIC[8] = {'F', 'V', 'P', 'E', 'N', 'D', '\r', '\n'};
 #define PART_VERSION                                                                               \
-    3 /* written; versions 1 (no rx_max, no flags) and 2 (no last values) are still read */
+    4 /* written; versions 1 (no rx_max, no flags), 2 (no last values) and 3 (last values          \
+         always zstd-compressed) are still read */
+#define ZSTD_MAGIC0   0x28 /* first byte of a zstd frame (magic 0xFD2FB528, little-endian) */
 #define MAX_INDEX_RAW (256u << 20)
 
 int fv_part_name(const char *name, uint64_t *lo, uint64_t *hi)
@@ -502,9 +504,18 @@ int fv_part_read_last(const struct fv_part *p, size_t i, const unsigned char dek
 int fv_part_inflate_last(const struct fv_part *p, size_t i, ZSTD_DCtx *zd, const unsigned char *z,
                          size_t zlen, struct fv_buf *plain, char *err, size_t errlen)
 {
-    unsigned long long raw = ZSTD_getFrameContentSize(z, zlen);
     int rc = FV_OK;
     fv_buf_reset(plain);
+    if (p->version >= 4 && zlen > 0 && z[0] != ZSTD_MAGIC0) {
+        /* stored as it is (zstd would not have made it smaller) */
+        if (zlen > FV_BLOCK_MAX_RAW) {
+            fv_seterr(err, errlen, "%s: offset %llu: last values too large", p->path,
+                      (unsigned long long)p->last[i].off);
+            return FV_ECORRUPT;
+        }
+        return fv_buf_append(plain, z, zlen);
+    }
+    unsigned long long raw = ZSTD_getFrameContentSize(z, zlen);
     if (raw == ZSTD_CONTENTSIZE_UNKNOWN || raw == ZSTD_CONTENTSIZE_ERROR || raw == 0 ||
         raw > FV_BLOCK_MAX_RAW)
         rc = FV_ECORRUPT;
@@ -694,6 +705,11 @@ int fv_part_writer_add_last(struct fv_part_writer *w, const unsigned char subjec
         return FV_EIO;
     }
     w->z.len = zn;
+    if (zn >= len && plain[0] != ZSTD_MAGIC0) { /* kept as it is: readers tell by byte 0 */
+        fv_buf_reset(&w->z);
+        rc = fv_buf_append(&w->z, plain, len);
+        if (rc) return rc;
+    }
     fv_buf_reset(&w->sealed);
     rc = fv_seal(dek, aad, sizeof aad, w->z.data, w->z.len, &w->sealed);
     if (rc == FV_OK && w->sealed.len > UINT32_MAX) rc = FV_ELIMIT;

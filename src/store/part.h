@@ -10,12 +10,14 @@
  *
  * File "part-LLLLLLLLLLLLLLLL-HHHHHHHHHHHHHHHH.fvp" (generations lo..hi, 16 hex digits):
  *
- *   header, 36 bytes: magic "FVPART\r\n" | u32 version 3 | u32 level | u64 gen_lo |
+ *   header, 36 bytes: magic "FVPART\r\n" | u32 version 4 | u32 level | u64 gen_lo |
  *                     u64 gen_hi | u32 CRC-32C of bytes 0..31
  *   blocks, back to back: nonce(12) || AES-256-GCM(DEK, zstd(block plaintext), aad) || tag;
- *   among them (version 3), at most one last-values record per subject:
+ *   among them (version 3 and 4), at most one last-values record per subject:
  *       nonce(12) || AES-256-GCM(DEK, zstd(last-values plaintext: store/lastvals.h), aad)
- *       || tag (the zstd frame states its content size, at most 64 MiB)
+ *       || tag (the zstd frame states its content size, at most 64 MiB); version 4 keeps
+ *       the plaintext itself instead when zstd does not make it smaller (a reader tells by
+ *       the first byte: 0x28 begins a zstd frame, a plaintext begins with its version 1 or 2)
  *     with aad "fvlast1" (7 bytes) || subject[16] || u64 gen_lo || u64 gen_hi: a record
  *     moved to another subject or part fails to open. It sums up the subject's frames in
  *     this part (each signal's last time and value) for the fleet view.
@@ -31,10 +33,11 @@
  *       (events count once each), so a subject's record count is the sum of nfirst.
  *       rx_max: the latest time (server clock) any of its records was received; retention
  *       drops a block only when both max_t and rx_max are past (store.h, T6).
- *       (version 3) varint nlast, then per last-values record (sorted by subject, each
+ *       (version 3, 4) varint nlast, then per last-values record (sorted by subject, each
  *       subject once), 32 bytes: subject[16] | u64 offset | u32 len | u32 crc32c(sealed)
  *       A subject with frames but no record (a version 1 or 2 part, or a merge that could
  *       not sum it up) is read by decoding its blocks.
+ *   Version 3 (still read): records always zstd-compressed (and of plaintext version 1).
  *   Version 2 (still read): no last-values records, the index ends after the blocks.
  *   Version 1 (still read): no flags varint, 69-byte entries without rx_max (taken to be
  *   the footer's created_ms: every record of a part was received before it was written).
@@ -91,7 +94,7 @@ struct fv_part_entry {
     int64_t rx_max; /* latest receive time (server clock, ms) of the block's records */
 };
 
-/* Where one subject's sealed last-values record is (version 3). */
+/* Where one subject's sealed last-values record is (version 3, 4). */
 struct fv_part_last {
     unsigned char subject[FV_SUBJECT_LEN];
     uint64_t off;

@@ -7,8 +7,8 @@
  *   mode 2: u32 blocks_len, u32 nblocks, u32 level, blocks_len bytes of blocks area, then the
  *           index PLAINTEXT: the target builds a valid header, compresses the index (zstd) and
  *           writes a valid footer around it, so that mutations reach the index decoder. The
- *           header's version is 1 + (level >> 16) % 3 (1: older corpus files stay version 1;
- *           3: the last-values entries after the blocks').
+ *           header's version is 1 + (level >> 16) % 4 (1: older corpus files stay version 1;
+ *           3 and 4: the last-values entries after the blocks').
  * fv_part_parse must return FV_OK or FV_ECORRUPT (or FV_ENOMEM) and never read outside the
  * image (an exact-size copy for ASan). On success every entry must lie inside the blocks
  * area, blocks must not overlap, classes must be known, and the index must be sorted; so must
@@ -65,7 +65,7 @@ static unsigned char *build(const uint8_t *data, size_t size, size_t *len_out)
     unsigned char *img = malloc(cap);
     if (img == NULL) return NULL;
     memcpy(img, "FVPART\r\n", 8);
-    fv_put_u32(img + 8, 1 + (level >> 16) % 3);
+    fv_put_u32(img + 8, 1 + (level >> 16) % 4);
     fv_put_u32(img + 12, level);
     fv_put_u64(img + 16, 3);
     fv_put_u64(img + 24, 9);

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <zstd.h>
 
 #include "store/codec.h"
 #include "util/buf.h"
@@ -90,6 +91,17 @@ static struct rt rt_i64(const int64_t *v, size_t n)
     if (n) assert_memory_equal(got, v, n * sizeof *v);
     free(got);
     return t;
+}
+
+/* What the block's zstd makes of an encoded column (blocks are compressed whole). */
+static size_t zlen(const struct rt *t)
+{
+    size_t bound = ZSTD_compressBound(t->len);
+    void *z = xmalloc(bound);
+    size_t r = ZSTD_compress(z, bound, t->buf.data + 1, t->len, 3);
+    assert_false(ZSTD_isError(r));
+    free(z);
+    return r;
 }
 
 static struct rt rt_f64(const double *v, size_t n)
@@ -398,9 +410,11 @@ static void test_i64_timestamps_dod(void **state)
     int64_t *v = xmalloc(N * sizeof *v);
     gen_timestamps(&g, v, N);
     struct rt t = rt_i64(v, N);
-    assert_int_equal(t.scheme, FV_CODEC_I64_DOD);
-    printf("timestamps 1 Hz +-20 ms: %.3f bytes/value\n", (double)t.len / N);
-    assert_true(t.len <= N); /* dod in -40..40 -> 7 bits */
+    /* dod in -40..40 -> 7 bits; or the deltas' bytes, which zstd brings to about as much */
+    assert_true(t.scheme == FV_CODEC_I64_DOD || t.scheme == FV_CODEC_I64_PLANES);
+    printf("timestamps 1 Hz +-20 ms: %.3f bytes/value, %.3f after zstd\n", (double)t.len / N,
+           (double)zlen(&t) / N);
+    assert_true(zlen(&t) <= N);
     rt_free(&t);
     /* exactly regular: every frame has width 0 */
     for (size_t i = 0; i < N; i++)
@@ -408,6 +422,98 @@ static void test_i64_timestamps_dod(void **state)
     t = rt_i64(v, N);
     assert_int_equal(t.scheme, FV_CODEC_I64_DOD);
     assert_true(t.len <= 10 + N / 128 + 1);
+    rt_free(&t);
+    free(v);
+}
+
+/* PLANES: the zigzag deltas byte by byte, for noisy columns that zstd compresses better so
+ * than packed bits. */
+static void test_i64_planes(void **state)
+{
+    (void)state;
+    /* by hand: first 10 (zz 20), w = 2, deltas +1, -300, +2 -> zz 2, 599 (0x257), 4 */
+    expect_i64((const unsigned char *)"\x05\x14\x02\x02\x57\x04\x00\x02\x00", 9,
+               (int64_t[]){10, 11, -289, -287}, 4);
+    expect_i64((const unsigned char *)"\x05\x14", 2, (int64_t[]){10}, 1); /* one value */
+    /* w = 8: the widest deltas (INT64_MIN next to INT64_MAX) read back */
+    unsigned char wide[3 + 8] = {5, 0, 8};
+    memset(wide + 3, 0xff, 8); /* zz = 2^64 - 1: delta INT64_MIN */
+    expect_i64(wide, sizeof wide, (int64_t[]){0, INT64_MIN}, 2);
+    /* refused: width 0 or 9, planes cut short */
+    assert_int_equal(decode_copy(K_I64, (const unsigned char *)"\x05\x00\x00", 3, 2), FV_ECORRUPT);
+    assert_int_equal(decode_copy(K_I64,
+                                 (const unsigned char *)"\x05\x00\x09"
+                                                        "012345678",
+                                 12, 2),
+                     FV_ECORRUPT);
+    assert_int_equal(decode_copy(K_I64, (const unsigned char *)"\x05\x00\x02\x01\x02\x03", 6, 3),
+                     FV_ECORRUPT);
+    /* chosen for a noisy walk (pack voltage at 0.01 V: deltas of a few hundred), and
+     * smaller than the packed bits once compressed; every cut refused */
+    struct rng g;
+    rng_seed(&g, 7);
+    enum { N = 500 };
+    int64_t *v = xmalloc(N * sizeof *v);
+    v[0] = 37745;
+    for (size_t i = 1; i < N; i++) {
+        int64_t step = (int64_t)rnd_below(&g, 61) - 30;
+        if (rnd_below(&g, 4) == 0) step *= (int64_t)rnd_below(&g, 12) + 1;
+        v[i] = v[i - 1] + step;
+    }
+    struct rt t = rt_i64(v, N);
+    assert_int_equal(t.scheme, FV_CODEC_I64_PLANES);
+    for (size_t cut = 0; cut < t.len; cut++)
+        assert_int_not_equal(decode_copy(K_I64, t.buf.data + 1, cut, N), FV_OK);
+    size_t planes_z = zlen(&t);
+    /* the same values with the packed deltas (PLANES only from 64 values: encode in
+     * pieces of 63 to get DELTA) */
+    struct rt packed = {0};
+    packed.len = 0;
+    for (size_t at = 0; at < N; at += 63) {
+        size_t k = N - at < 63 ? N - at : 63;
+        struct fv_buf b = {0};
+        assert_int_equal(fv_enc_i64(&b, v + at, k), FV_OK);
+        assert_int_not_equal(b.data[0], FV_CODEC_I64_PLANES);
+        assert_int_equal(fv_buf_append(&packed.buf, b.data, b.len), FV_OK);
+        fv_buf_free(&b);
+    }
+    assert_int_equal(fv_buf_append(&packed.buf, "", 0), FV_OK);
+    struct rt shifted = {.len = packed.buf.len};
+    assert_int_equal(fv_buf_append(&shifted.buf, "\xaa", 1), FV_OK);
+    assert_int_equal(fv_buf_append(&shifted.buf, packed.buf.data, packed.buf.len), FV_OK);
+    printf("noisy walk: planes %zu bytes, %zu after zstd; packed %zu, %zu after zstd\n", t.len,
+           planes_z, shifted.len, zlen(&shifted));
+    assert_true(planes_z < zlen(&shifted));
+    rt_free(&t);
+    rt_free(&packed);
+    rt_free(&shifted);
+    /* DPLANES by hand: first 10 (zz 20), d1 = 5 (zz 10), w = 1, dods +1 -2 -> zz 2 3 */
+    expect_i64((const unsigned char *)"\x06\x14\x0a\x01\x02\x03", 6,
+               (int64_t[]){10, 15, 21, 25}, 4);
+    expect_i64((const unsigned char *)"\x06\x14\x0a", 3, (int64_t[]){10, 15}, 2);
+    expect_i64((const unsigned char *)"\x06\x14", 2, (int64_t[]){10}, 1);
+    assert_int_equal(decode_copy(K_I64, (const unsigned char *)"\x06\x14\x0a\x00", 4, 3),
+                     FV_ECORRUPT); /* width 0 */
+    /* chosen for a smooth noisy track (a position integrating a noisy speed, whose rare
+     * jolts widen every packed frame) */
+    int64_t speed = 300;
+    v[0] = 37400000;
+    for (size_t i = 1; i < N; i++) {
+        int64_t acc = (int64_t)rnd_below(&g, 7) - 3; /* mostly gentle, now and then not */
+        if (rnd_below(&g, 8) == 0) acc *= 20;
+        speed += acc;
+        v[i] = v[i - 1] + speed;
+    }
+    t = rt_i64(v, N);
+    assert_int_equal(t.scheme, FV_CODEC_I64_DPLANES);
+    for (size_t cut = 0; cut < t.len; cut++)
+        assert_int_not_equal(decode_copy(K_I64, t.buf.data + 1, cut, N), FV_OK);
+    rt_free(&t);
+    /* never for columns under 64 values, nor for regular or constant ones */
+    for (size_t i = 0; i < N; i++)
+        v[i] = 1700000000000 + (int64_t)i * 1000;
+    t = rt_i64(v, N);
+    assert_int_equal(t.scheme, FV_CODEC_I64_DOD);
     rt_free(&t);
     free(v);
 }
@@ -554,14 +660,16 @@ static void test_f64_telemetry_sizes(void **state)
     gen_speed(&g, v, N);
     struct rt t = rt_f64(v, N);
     assert_int_equal(t.scheme, FV_CODEC_F64_DECIMAL);
-    printf("speed walk 0.1: %.3f bytes/value\n", (double)t.len / N);
-    assert_true(t.len <= N);
+    printf("speed walk 0.1: %.3f bytes/value, %.3f after zstd\n", (double)t.len / N,
+           (double)zlen(&t) / N);
+    assert_true(zlen(&t) <= N);
     rt_free(&t);
     gen_soc(&g, v, N);
     t = rt_f64(v, N);
     assert_int_equal(t.scheme, FV_CODEC_F64_DECIMAL);
-    printf("soc 0.01: %.3f bytes/value\n", (double)t.len / N);
-    assert_true(t.len * 4 <= N);
+    printf("soc 0.01: %.3f bytes/value, %.3f after zstd\n", (double)t.len / N,
+           (double)zlen(&t) / N);
+    assert_true(zlen(&t) * 4 <= N);
     rt_free(&t);
     free(v);
 }
@@ -814,7 +922,7 @@ static void test_malformed(void **state)
 {
     (void)state;
     /* D3: unknown schemes */
-    assert_int_equal(dec(K_I64, "\x05\x00", 2, 1), FV_ECORRUPT);
+    assert_int_equal(dec(K_I64, "\x07\x00", 2, 1), FV_ECORRUPT);
     assert_int_equal(dec(K_I64, "\xff\x00", 2, 1), FV_ECORRUPT);
     assert_int_equal(dec(K_F64, "\x02\x00", 2, 1), FV_ECORRUPT);
     /* D4: width 65 */
@@ -909,6 +1017,7 @@ int main(void)
         cmocka_unit_test(test_format_by_hand),
         cmocka_unit_test(test_i64_edges),
         cmocka_unit_test(test_i64_timestamps_dod),
+        cmocka_unit_test(test_i64_planes),
         cmocka_unit_test(test_f64_specials),
         cmocka_unit_test(test_f64_decimal_chosen),
         cmocka_unit_test(test_f64_random_is_xor),

@@ -100,9 +100,24 @@ static struct fv_datum rand_datum(struct rng *g, int i)
     struct fv_datum d = {FIELDS[i], {0}};
     d.value.kind = (uint8_t)(below(g, 12) ? KIND[i] : FV_VK_INVALID);
     d.value.member = (uint8_t)(i + 1);
+    static const double odd[] = {0.0,
+                                 -0.0,
+                                 1e300,
+                                 -1e-300,
+                                 4.9e-324,
+                                 0.1 + 0.2,
+                                 1.0 / 3,
+                                 9007199254740993.0,
+                                 123456789012345678.0};
     switch (d.value.kind) {
     case FV_VK_DOUBLE:
         d.value.u.d = (double)((int64_t)below(g, 200000) - 100000) / 100.0;
+        if (below(g, 8) == 0) d.value.u.d = odd[below(g, sizeof odd / sizeof odd[0])];
+        if (below(g, 40) == 0) {
+            uint64_t nan = 0x7ff8000000000000ULL | below(g, 1000), inf = 0x7ff0000000000000ULL;
+            uint64_t bits = below(g, 2) ? nan : inf | (below(g, 2) << 63);
+            memcpy(&d.value.u.d, &bits, sizeof bits);
+        }
         break;
     case FV_VK_LOCATION:
         d.value.u.loc.lat = (double)below(g, 180000) / 1000.0 - 90;
@@ -111,6 +126,7 @@ static struct fv_datum rand_datum(struct rng *g, int i)
     case FV_VK_INT:
     case FV_VK_ENUM:
         d.value.u.i = (int64_t)below(g, 1000000);
+        if (below(g, 8) == 0) d.value.u.i = below(g, 2) ? INT64_MIN : INT64_MAX;
         break;
     case FV_VK_DOORS:
         d.value.u.bits = (uint32_t)below(g, 64);
@@ -133,9 +149,9 @@ struct ref {
     struct fv_value v;
 };
 
-static void test_encoding_vs_reference(void **state)
+/* Both encodings: version 2 (written) and version 1 (parts of format 3, still read). */
+static void encoding_vs_reference(int (*encode)(struct fv_lastvals *, struct fv_buf *))
 {
-    (void)state;
     init_fields();
     struct rng g = {seed_of(fv_now_ms()) | 1};
     for (int round = 0; round < 200; round++) {
@@ -145,6 +161,7 @@ static void test_encoding_vs_reference(void **state)
         for (size_t k = 0; k < n; k++) {
             int i = (int)below(&g, NF);
             int64_t t = (int64_t)below(&g, 40) - 20; /* negative times, many ties */
+            if (below(&g, 50) == 0) t = below(&g, 2) ? INT64_MIN : INT64_MAX; /* far apart */
             struct fv_datum d = rand_datum(&g, i);
             /* half the samples into a, half into b: merging must give the same */
             assert_int_equal(fv_lastvals_add(k & 1 ? &b : &a, t, d.field, &d.value), FV_OK);
@@ -160,7 +177,7 @@ static void test_encoding_vs_reference(void **state)
         }
         assert_int_equal(fv_lastvals_merge(&a, &b), FV_OK);
         struct fv_buf enc = {0};
-        assert_int_equal(fv_lastvals_encode(&a, &enc), FV_OK);
+        assert_int_equal(encode(&a, &enc), FV_OK);
         struct fv_lastvals d = {0};
         char err[256] = "";
         int rc = fv_lastvals_decode(enc.data, enc.len, &d, err, sizeof err);
@@ -190,6 +207,101 @@ static void test_encoding_vs_reference(void **state)
         fv_lastvals_clear(&b);
         fv_lastvals_clear(&d);
     }
+}
+
+static void test_encoding_vs_reference(void **state)
+{
+    (void)state;
+    encoding_vs_reference(fv_lastvals_encode);
+}
+
+static void test_encoding_v1_still_read(void **state)
+{
+    (void)state;
+    encoding_vs_reference(fv_lastvals_encode_v1);
+}
+
+/* Version 2 on edge records: empty, one value, every kind; its size on a vehicle's record. */
+static void test_encoding_v2_edges(void **state)
+{
+    (void)state;
+    char err[256] = "";
+    struct fv_buf enc = {0};
+    struct fv_lastvals a = {0}, d = {0};
+    assert_int_equal(fv_lastvals_encode(&a, &enc), FV_OK); /* empty */
+    assert_int_equal(enc.len, 3);                          /* version, tref 0, n 0 */
+    assert_int_equal(enc.data[0], 2);
+    assert_int_equal(fv_lastvals_decode(enc.data, enc.len, &d, err, sizeof err), FV_OK);
+    assert_int_equal(d.n, 0);
+    struct fv_value v[12] = {{0}};
+    uint64_t nanbits = 0x7ff800000000abcdULL;
+    v[0] = (struct fv_value){.kind = FV_VK_DOUBLE, .member = 5, .u.d = -0.0};
+    v[1] = (struct fv_value){.kind = FV_VK_DOUBLE, .member = 4};
+    memcpy(&v[1].u.d, &nanbits, sizeof nanbits);
+    v[2] = (struct fv_value){.kind = FV_VK_INT, .member = 3, .u.i = INT64_MIN};
+    v[3] = (struct fv_value){.kind = FV_VK_BOOL, .member = 6, .u.i = 1};
+    v[4] = (struct fv_value){.kind = FV_VK_LOCATION, .member = 7, .u.loc = {37.4, -122.1}};
+    v[5] = (struct fv_value){.kind = FV_VK_ENUM, .member = 9, .u.i = 3};
+    v[6] = (struct fv_value){.kind = FV_VK_INVALID, .member = 10};
+    v[7] = (struct fv_value){.kind = FV_VK_DOORS, .member = 21, .u.bits = 0xffffffffu};
+    v[8] = (struct fv_value){.kind = FV_VK_TIME, .member = 31, .u.time = {INT32_MIN, 59, -1}};
+    v[9] = (struct fv_value){.kind = FV_VK_TIRES, .member = 39, .u.bits = 5};
+    v[10] = (struct fv_value){.kind = FV_VK_OTHER, .member = 200};
+    v[11] = (struct fv_value){.kind = FV_VK_STRING, .member = 1, .u.s = (char *)""};
+    for (uint32_t i = 0; i < 12; i++)
+        assert_int_equal(fv_lastvals_add(&a, i == 2 ? INT64_MIN : 1000 - i, i * 7, &v[i]), FV_OK);
+    fv_buf_reset(&enc);
+    assert_int_equal(fv_lastvals_encode(&a, &enc), FV_OK);
+    assert_int_equal(fv_lastvals_decode(enc.data, enc.len, &d, err, sizeof err), FV_OK);
+    assert_int_equal(d.n, 12);
+    for (uint32_t i = 0; i < 12; i++) {
+        const struct fv_lastval *e = fv_lastvals_find(&d, i * 7);
+        assert_non_null(e);
+        assert_int_equal(e->last_t, i == 2 ? INT64_MIN : 1000 - (int64_t)i);
+        assert_false(e->amb);
+        assert_true(fv_value_equal(&e->v, &v[i]));
+    }
+    for (size_t cut = 0; cut < enc.len; cut++) {
+        struct fv_lastvals x = {0};
+        assert_int_not_equal(fv_lastvals_decode(enc.data, cut, &x, err, sizeof err), FV_OK);
+        fv_lastvals_clear(&x);
+    }
+    /* Bytes the decoder refuses: a trailing byte, kind NONE, a field repeated. */
+    assert_int_equal(fv_buf_append(&enc, "", 1), FV_OK);
+    struct fv_lastvals x = {0};
+    assert_int_equal(fv_lastvals_decode(enc.data, enc.len, &x, err, sizeof err), FV_ECORRUPT);
+    fv_lastvals_clear(&x);
+    const unsigned char none[] = {2, 0, 1, 0, 0, 0, 5}, twice[] = {2, 0, 2, 3, 1, 0, 1};
+    assert_int_equal(fv_lastvals_decode(none, sizeof none, &x, err, sizeof err), FV_ECORRUPT);
+    fv_lastvals_clear(&x);
+    assert_int_equal(fv_lastvals_decode(twice, sizeof twice, &x, err, sizeof err), FV_ECORRUPT);
+    fv_lastvals_clear(&x);
+    /* One value. */
+    fv_lastvals_clear(&a);
+    fv_lastvals_clear(&d);
+    assert_int_equal(fv_lastvals_add(&a, 1796169600000LL, 4, &v[0]), FV_OK);
+    fv_buf_reset(&enc);
+    assert_int_equal(fv_lastvals_encode(&a, &enc), FV_OK);
+    assert_int_equal(fv_lastvals_decode(enc.data, enc.len, &d, err, sizeof err), FV_OK);
+    assert_int_equal(d.n, 1);
+    assert_true(fv_value_equal(&d.e[0].v, &v[0]));
+    /* A vehicle of 20 signals at one time, values of 2 decimals: about 6 bytes each. */
+    fv_lastvals_clear(&a);
+    fv_lastvals_clear(&d);
+    for (uint32_t f = 1; f <= 20; f++) {
+        struct fv_value x2 = {.kind = FV_VK_DOUBLE, .member = 5, .u.d = 300.0 + f * 1.37};
+        assert_int_equal(fv_lastvals_add(&a, 1796169600000LL, f, &x2), FV_OK);
+    }
+    fv_buf_reset(&enc);
+    assert_int_equal(fv_lastvals_encode(&a, &enc), FV_OK);
+    struct fv_buf v1 = {0};
+    assert_int_equal(fv_lastvals_encode_v1(&a, &v1), FV_OK);
+    print_message("20 doubles: version 2 %zu bytes, version 1 %zu bytes\n", enc.len, v1.len);
+    assert_true(enc.len <= 20 * 6 + 10 && enc.len * 2 < v1.len);
+    fv_buf_free(&v1);
+    fv_buf_free(&enc);
+    fv_lastvals_clear(&a);
+    fv_lastvals_clear(&d);
 }
 
 /* ---- the store ---- */
@@ -332,7 +444,7 @@ static void to_version2(const char *path)
     int fd = open(path, O_RDONLY);
     assert_int_equal(pread(fd, img, len, 0), (ssize_t)len);
     close(fd);
-    assert_int_equal(fv_get_u32(img + 8), 3);
+    assert_int_equal(fv_get_u32(img + 8), 4);
     const unsigned char *f = img + len - FV_PART_FOOTER_LEN;
     uint64_t ioff = fv_get_u64(f);
     uint32_t ilen = fv_get_u32(f + 8), iraw = fv_get_u32(f + 12);
@@ -613,6 +725,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_encoding_vs_reference),
+        cmocka_unit_test(test_encoding_v1_still_read),
+        cmocka_unit_test(test_encoding_v2_edges),
         cmocka_unit_test(test_store_memory_equals_decoding),
         cmocka_unit_test(test_retention_drops_last_values),
         cmocka_unit_test(test_erasure_drops_last_values),

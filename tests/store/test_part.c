@@ -26,6 +26,7 @@
 #include "crypto/keys.h"
 #include "store/block.h"
 #include "store/codec.h"
+#include "store/lastvals.h"
 #include "store/part.h"
 #include "util/buf.h"
 #include "util/clock.h"
@@ -735,7 +736,7 @@ static void test_version1_still_read(void **state)
     fv_part_writer_free(w);
     struct fv_part *p2;
     assert_int_equal(fv_part_open(path, &p2, err, sizeof err), FV_OK);
-    assert_int_equal(p2->version, 3);
+    assert_int_equal(p2->version, 4);
     assert_int_equal(p2->nlast, 0);
     assert_int_equal(p2->flags, FV_PART_F_PROVISIONAL);
     for (size_t i = 0; i < p2->n; i++)
@@ -820,6 +821,69 @@ static void test_version1_still_read(void **state)
     free(fx);
 }
 
+/* Last-values records: version 4 keeps a record as it is when zstd does not shrink it (the
+ * dense plaintext version 2) and zstd-compresses the others; a version 3 part (records
+ * always compressed) still reads, and there a record not compressed is refused. */
+static void test_last_values_stored_raw_or_compressed(void **state)
+{
+    (void)state;
+    clear_dir();
+    unsigned char dek[32], s1[FV_SUBJECT_LEN] = {1}, s2[FV_SUBJECT_LEN] = {2};
+    memset(dek, 7, sizeof dek);
+    struct fv_lastvals lv = {0};
+    for (uint32_t f = 1; f <= 20; f++) {
+        struct fv_value v = {.kind = FV_VK_DOUBLE, .member = 5, .u.d = 300.0 + f * 1.37};
+        assert_int_equal(fv_lastvals_add(&lv, 1796169600000LL, f, &v), FV_OK);
+    }
+    struct fv_buf dense = {0}, old = {0}, plain = {0};
+    assert_int_equal(fv_lastvals_encode(&lv, &dense), FV_OK);
+    assert_int_equal(fv_lastvals_encode_v1(&lv, &old), FV_OK);
+    struct fv_part_writer *w;
+    char err[512] = "", path[512];
+    assert_int_equal(fv_part_writer_open(dir, 9, 9, 0, &w, err, sizeof err), FV_OK);
+    assert_int_equal(fv_part_writer_add_last(w, s1, dek, old.data, old.len, err, sizeof err),
+                     FV_OK);
+    assert_int_equal(fv_part_writer_add_last(w, s2, dek, dense.data, dense.len, err, sizeof err),
+                     FV_OK);
+    assert_int_equal(fv_part_writer_commit(w, 0, path, sizeof path, err, sizeof err), FV_OK);
+    fv_part_writer_free(w);
+    struct fv_part *p;
+    assert_int_equal(fv_part_open(path, &p, err, sizeof err), FV_OK);
+    assert_int_equal(p->version, 4);
+    assert_int_equal(p->nlast, 2);
+    assert_true(p->last[0].len < 28 + old.len);       /* compressed */
+    assert_int_equal(p->last[1].len, 28 + dense.len); /* as it is */
+    const struct fv_buf *want[2] = {&old, &dense};
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(fv_part_open_last(p, i, dek, NULL, &plain, err, sizeof err), FV_OK);
+        assert_int_equal(plain.len, want[i]->len);
+        assert_memory_equal(plain.data, want[i]->data, plain.len);
+        struct fv_lastvals d = {0};
+        assert_int_equal(fv_lastvals_decode(plain.data, plain.len, &d, err, sizeof err), FV_OK);
+        assert_int_equal(d.n, 20);
+        fv_lastvals_clear(&d);
+    }
+    fv_part_unref(p);
+    /* The same file as version 3: the compressed record reads, the other is refused. */
+    int fd = open(path, O_RDWR);
+    unsigned char h[36];
+    assert_int_equal(pread(fd, h, sizeof h, 0), (ssize_t)sizeof h);
+    fv_put_u32(h + 8, 3);
+    fv_put_u32(h + 32, fv_crc32c(0, h, 32));
+    assert_int_equal(pwrite(fd, h, sizeof h, 0), (ssize_t)sizeof h);
+    close(fd);
+    assert_int_equal(fv_part_open(path, &p, err, sizeof err), FV_OK);
+    assert_int_equal(p->version, 3);
+    assert_int_equal(fv_part_open_last(p, 0, dek, NULL, &plain, err, sizeof err), FV_OK);
+    assert_memory_equal(plain.data, old.data, old.len);
+    assert_int_equal(fv_part_open_last(p, 1, dek, NULL, &plain, err, sizeof err), FV_ECORRUPT);
+    fv_part_unref(p);
+    fv_buf_free(&dense);
+    fv_buf_free(&old);
+    fv_buf_free(&plain);
+    fv_lastvals_clear(&lv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -833,6 +897,7 @@ int main(void)
         cmocka_unit_test(test_writer_limits),
         cmocka_unit_test(test_part_names),
         cmocka_unit_test(test_version1_still_read),
+        cmocka_unit_test(test_last_values_stored_raw_or_compressed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
