@@ -65,8 +65,8 @@ static void cache_drop(struct fv_store *s, struct cent *e)
 
 /* The plaintext of block i of part p, from the cache or read, checked, decrypted and
  * decompressed (then cached). The result is copied into out. */
-static int read_block(struct fv_store *s, const struct fv_part *p, size_t i,
-                      const unsigned char dek[32], struct fv_buf *out, char *err, size_t errlen)
+int fv_store__read_block(struct fv_store *s, const struct fv_part *p, size_t i,
+                         const unsigned char dek[32], struct fv_buf *out, char *err, size_t errlen)
 {
     unsigned char key[16];
     fv_put_u64(key, p->id);
@@ -486,7 +486,7 @@ int fv_store_next(struct fv_store_cursor *c, struct fv_store_chunk *out, char *e
             bl[k] = &sr->mem;
             continue;
         }
-        rc = read_block(c->store, sr->p, sr->i, c->dek, &c->raw[k], err, errlen);
+        rc = fv_store__read_block(c->store, sr->p, sr->i, c->dek, &c->raw[k], err, errlen);
         if (rc == FV_OK) {
             char sub[256] = "";
             rc = fv_block_decode(c->raw[k].data, c->raw[k].len, c->fields, c->nfields,
