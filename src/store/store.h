@@ -222,7 +222,8 @@ void fv_store_cursor_free(struct fv_store_cursor *c);
  * kept decoded with the part). A part that cannot say so (to falls between the signal's
  * first and last time there, or it has no last values of the subject) is asked through its
  * blocks of the subject that hold frames in range: the signal's column alone decoded, the
- * sample found by binary search in the time column. It decodes like fv_store_query when
+ * sample found by binary search in the time column (the column is kept decoded with the
+ * block in the block cache, for the key that opened it). It decodes like fv_store_query when
  * several samples share the newest time (lastvals.h, "Ambiguity") or a block does not read,
  * and always with FV_STORE_LAST_DECODE. *found 0: no such sample (or the blocks that hold it do
  * not read, as with a cursor that stops at an error). *v is owned by the caller

@@ -187,6 +187,15 @@ void fv_store__cache_forget(struct fv_store *s, const unsigned char subject[FV_S
 void fv_store__cache_free(struct fv_store *s);
 /* The plaintext of block i of part p (a reference held), from the block cache or opened with
  * dek (then cached), copied into out. No lock held (takes cache_mu). */
+/* The newest sample of field in block i of part p with from <= t <= to (*found), from the
+ * block's column kept decoded in the block cache (kept there on first use, with the key that
+ * opened the block; dropped with the block). *amb: two samples at that time, or one without
+ * a value (then *v is not set). *v is the caller's (fv_value_clear). No lock held (takes
+ * cache_mu). FV_OK, FV_ENOMEM, or the error of reading or decoding the block. */
+int fv_store__block_last(struct fv_store *s, const struct fv_part *p, size_t i,
+                         const unsigned char dek[32], uint32_t field, int64_t from, int64_t to,
+                         int *found, int64_t *t, int *amb, struct fv_value *v, char *err,
+                         size_t errlen);
 int fv_store__read_block(struct fv_store *s, const struct fv_part *p, size_t i,
                          const unsigned char dek[32], struct fv_buf *out, char *err, size_t errlen);
 

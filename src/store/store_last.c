@@ -152,7 +152,6 @@ static int blocks_last(struct fv_store *s, struct fv_part *p,
                        const unsigned char subject[FV_SUBJECT_LEN], const unsigned char dek[32],
                        uint32_t field, int64_t from, int64_t to, struct cand *c, int *unknown)
 {
-    struct fv_buf raw = {0};
     char err[256];
     int rc = FV_OK;
     for (size_t i = fv_part_find(p, subject); rc == FV_OK && !*unknown && i < p->n &&
@@ -160,31 +159,18 @@ static int blocks_last(struct fv_store *s, struct fv_part *p,
          i++) {
         const struct fv_part_entry *e = &p->e[i];
         if (!e->nrec || e->max_t < from || e->min_t > to || (c->have && e->max_t < c->t)) continue;
-        rc = fv_store__read_block(s, p, i, dek, &raw, err, sizeof err);
-        struct fv_block b = {0};
-        if (rc == FV_OK) rc = fv_block_decode(raw.data, raw.len, &field, 1, 0, &b, err, sizeof err);
-        const struct fv_block_col *col = rc == FV_OK ? fv_block_col(&b, field) : NULL;
-        size_t lo = 0, hi = col ? col->n : 0; /* the first sample after to */
-        while (lo < hi) {
-            size_t mid = lo + (hi - lo) / 2;
-            if (b.t[col->row[mid]] <= to)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        if (lo > 0 && b.t[col->row[lo - 1]] >= from) {
-            int64_t t = b.t[col->row[lo - 1]];
-            int amb = col->v[lo - 1].kind == FV_VK_NONE || (lo > 1 && b.t[col->row[lo - 2]] == t);
-            rc = consider(c, t, amb, &col->v[lo - 1]);
-        }
-        fv_block_free(&b);
+        int found = 0, amb = 0;
+        int64_t t = 0;
+        struct fv_value v = {0};
+        rc = fv_store__block_last(s, p, i, dek, field, from, to, &found, &t, &amb, &v, err,
+                                  sizeof err);
+        if (rc == FV_OK && found) rc = consider(c, t, amb, &v);
+        fv_value_clear(&v);
         if (rc != FV_OK && rc != FV_ENOMEM) {
             *unknown = 1;
             rc = FV_OK;
         }
     }
-    if (raw.data) OPENSSL_cleanse(raw.data, raw.cap);
-    fv_buf_free(&raw);
     return rc;
 }
 
