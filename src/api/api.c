@@ -378,6 +378,7 @@ static void get_store(const struct fv_api_view *v, struct fv_http_response *r)
         json_object_set_new(j, "cache_misses", json_integer((json_int_t)st.cache_misses));
         json_object_set_new(j, "cache_bytes", json_integer((json_int_t)st.cache_bytes));
         json_object_set_new(j, "last_indexed", json_integer((json_int_t)st.last_indexed));
+        json_object_set_new(j, "last_scanned", json_integer((json_int_t)st.last_scanned));
         json_object_set_new(j, "last_decoded", json_integer((json_int_t)st.last_decoded));
     } else {
         json_decref(fails);

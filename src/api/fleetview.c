@@ -7,6 +7,10 @@
  * at the value's time (G4), and location privacy (G7, G8, G10: fv_guard_oblige). A
  * device whose data cannot be read is left out, not reported as an error.
  *
+ * The per-device catalog lookups (owner period, data key, consent, zones) run in one read
+ * snapshot of the API thread's catalog connection (keys.h fv_keystore_read_begin), ended
+ * before the answer is audited: the next request sees any change made meanwhile.
+ *
  * Threading: the API thread (query.h); the fleet's devices are listed under its lock, and
  * everything else here reads the store and catalog, which lock themselves.
  */
@@ -82,6 +86,9 @@ void fv_api_fleet(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
     struct fv_device **all = NULL;
     size_t ndev = 0;
     if (fv_fleet_list(v->fleet, &all, &ndev) != FV_OK) ndev = 0;
+    /* One catalog snapshot for the per-device lookups below (owner period, data key,
+     * consent, zones), not a lock and WAL check per statement (keys.h) */
+    int snap = fv_keystore_read_begin(v->keys) == FV_OK;
     for (size_t i = 0; i < ndev; i++) {
         const struct fv_device *d = all[i];
         if (!fv_api_in_scope(ctx, d)) continue;
@@ -132,6 +139,7 @@ void fv_api_fleet(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
         fv_value_clear(&last);
         fv_guard_ctx_clear(ctx);
     }
+    if (snap) fv_keystore_read_end(v->keys);
     free(all);
     if (!csv) fv_query__putf(b, "\n],\"count\":%llu}\n", (unsigned long long)n);
     fv_api_quota_send(v, ctx, n, &served, out); /* G5 before it is sent; G12 */

@@ -687,6 +687,18 @@ struct sqlite3 *fv_keystore_db(struct fv_keystore *ks)
     return ks->db;
 }
 
+int fv_keystore_read_begin(struct fv_keystore *ks)
+{
+    if (!sqlite3_get_autocommit(ks->db)) return FV_ESTATE;
+    return sqlite3_exec(ks->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK ? FV_OK : FV_EIO;
+}
+
+void fv_keystore_read_end(struct fv_keystore *ks)
+{
+    if (sqlite3_exec(ks->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        sqlite3_exec(ks->db, "ROLLBACK", NULL, NULL, NULL); /* a read: nothing to lose */
+}
+
 sqlite3_stmt *fv_keystore_stmt(struct fv_keystore *ks, unsigned slot, const char *sql)
 {
     if (slot >= FV_KEYSTORE_STMTS) return NULL;

@@ -94,6 +94,14 @@ void fv_keystore_forget(struct fv_keystore *ks);
 /* The catalog's SQLite connection (registries beside the keys, e.g. principals); owned by
  * the keystore, same thread rules. */
 struct sqlite3 *fv_keystore_db(struct fv_keystore *ks);
+/* A read snapshot over a run of catalog lookups (a fleet read: several per device): one
+ * deferred BEGIN, so SQLite takes its read lock and checks its WAL once for the run instead
+ * of once per statement; every lookup in between sees the catalog as of the run's first
+ * read. Only reads in between (this thread's; other connections go on writing). FV_OK: call
+ * fv_keystore_read_end; anything else (already in a transaction, or BEGIN failed): the
+ * lookups run as before, and there is nothing to end. */
+int fv_keystore_read_begin(struct fv_keystore *ks);
+void fv_keystore_read_end(struct fv_keystore *ks);
 /* A statement of the catalog prepared once and kept for the keystore's life (same thread
  * rules), for lookups made per device on hot paths: slot names it (one of the constants
  * below), sql is its text (the same for a slot at every call). Returned reset, with no

@@ -94,10 +94,11 @@ struct fv_guard {
     const char *admin_token;
     unsigned char pseudo_secret[32]; /* per-purpose pseudonyms */
     uint64_t denied, allowed;
-    uint64_t alerts;          /* unusual volume: a principal past 80% of a daily quota */
-    uint64_t quota_saved_ms;  /* G5: when the counters last reached DATA/quota.db */
-    struct sqlite3 *quota_db; /* G5: the counters on disk (privacy/quota_store.h) */
-    int registry_changed;     /* set when the API changed subjects/consent (caches refresh) */
+    uint64_t alerts;                 /* unusual volume: a principal past 80% of a daily quota */
+    uint64_t quota_saved_ms;         /* G5: when the counters last reached DATA/quota.db */
+    struct sqlite3 *quota_db;        /* G5: the counters on disk (privacy/quota_store.h) */
+    struct sqlite3_stmt *quota_save; /* its upsert, prepared once */
+    int registry_changed; /* set when the API changed subjects/consent (caches refresh) */
     /* location privacy (G7, G8): config "location_privacy" */
     double trim_m;        /* trip start/end trimming, metres (0: none; default 500) */
     int64_t trip_gap_ms;  /* points further apart start a new trip (default 5 min) */

@@ -46,7 +46,7 @@ static void save_key(struct fv_guard *g, const char *key)
 {
     struct fv_quota_usage u;
     fv_quota_get(g->quota, key, fv_now_ms(), &u);
-    if (g->quota_db && fv_quota_store_save(g->quota_db, key, &u) != FV_OK)
+    if (g->quota_db && fv_quota_store_save(g->quota_db, &g->quota_save, key, &u) != FV_OK)
         fv_warn("quota: the counters of %s could not be saved (%s); they hold until a restart", key,
                 sqlite3_errmsg(g->quota_db));
 }
@@ -190,7 +190,7 @@ int fv_guard_quota_take(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint
 static int save_one(void *arg, const char *key, const struct fv_quota_usage *u)
 {
     struct fv_guard *g = arg;
-    if (fv_quota_store_save(g->quota_db, key, u) != FV_OK)
+    if (fv_quota_store_save(g->quota_db, &g->quota_save, key, u) != FV_OK)
         fv_warn("quota: the counters of %s could not be saved", key);
     return 0;
 }
@@ -207,6 +207,8 @@ void fv_guard__quota_close(struct fv_guard *g)
 {
     if (g->quota && g->quota_db) fv_quota_foreach(g->quota, save_one, g);
     if (g->quota) fv_quota_free(g->quota);
+    sqlite3_finalize(g->quota_save);
+    g->quota_save = NULL;
     sqlite3_close(g->quota_db);
     g->quota = NULL;
     g->quota_db = NULL;

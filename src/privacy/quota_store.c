@@ -97,21 +97,31 @@ dberr:
     return FV_EIO;
 }
 
-int fv_quota_store_save(struct sqlite3 *db, const char *name, const struct fv_quota_usage *u)
+int fv_quota_store_save(struct sqlite3 *db, struct sqlite3_stmt **keep, const char *name,
+                        const struct fv_quota_usage *u)
 {
-    sqlite3_stmt *st = NULL;
-    int ok = sqlite3_prepare_v2(db,
-                                "INSERT INTO quota_usage(name, day, subjects, rows, bytes, bulk)"
-                                " VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(name) DO UPDATE SET"
-                                " day = ?2, subjects = ?3, rows = ?4, bytes = ?5, bulk = ?6",
-                                -1, &st, NULL) == SQLITE_OK &&
-             sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) == SQLITE_OK &&
+    static const char sql[] = "INSERT INTO quota_usage(name, day, subjects, rows, bytes, bulk)"
+                              " VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(name) DO UPDATE SET"
+                              " day = ?2, subjects = ?3, rows = ?4, bytes = ?5, bulk = ?6";
+    sqlite3_stmt *st = keep ? *keep : NULL;
+    if (st == NULL && sqlite3_prepare_v3(db, sql, -1, keep ? SQLITE_PREPARE_PERSISTENT : 0, &st,
+                                         NULL) != SQLITE_OK) {
+        sqlite3_finalize(st);
+        return FV_EIO;
+    }
+    if (keep) *keep = st;
+    int ok = sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) == SQLITE_OK &&
              sqlite3_bind_int64(st, 2, u->day) == SQLITE_OK &&
              sqlite3_bind_int64(st, 3, to_i64(u->subjects)) == SQLITE_OK &&
              sqlite3_bind_int64(st, 4, to_i64(u->rows)) == SQLITE_OK &&
              sqlite3_bind_int64(st, 5, to_i64(u->bytes)) == SQLITE_OK &&
              sqlite3_bind_int64(st, 6, to_i64(u->bulk)) == SQLITE_OK &&
              sqlite3_step(st) == SQLITE_DONE;
-    sqlite3_finalize(st);
+    if (keep) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st); /* name is the caller's */
+    } else {
+        sqlite3_finalize(st);
+    }
     return ok ? FV_OK : FV_EIO;
 }

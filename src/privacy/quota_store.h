@@ -28,6 +28,7 @@
 #include "privacy/policy.h"
 
 struct sqlite3;
+struct sqlite3_stmt;
 
 /* Opens (creating if missing, mode 0600) the counters' database at path into *db. FV_OK, or
  * FV_EIO with err set (*db NULL). Close with sqlite3_close. */
@@ -36,7 +37,10 @@ int fv_quota_store_open(const char *path, struct sqlite3 **db, char *err, size_t
  * FV_OK, FV_EIO, FV_ENOMEM (err says why). */
 int fv_quota_store_load(struct sqlite3 *db, struct fv_quota *q, uint64_t now_ms, char *err,
                         size_t errlen);
-/* Writes name's counters (one upsert, durable when it returns). FV_OK or FV_EIO. */
-int fv_quota_store_save(struct sqlite3 *db, const char *name, const struct fv_quota_usage *u);
+/* Writes name's counters (one upsert, durable when it returns). FV_OK or FV_EIO. keep: NULL,
+ * or where the prepared statement is kept between calls on the same db (it runs on every
+ * read; start with NULL, sqlite3_finalize it before closing db). */
+int fv_quota_store_save(struct sqlite3 *db, struct sqlite3_stmt **keep, const char *name,
+                        const struct fv_quota_usage *u);
 
 #endif

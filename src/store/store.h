@@ -172,8 +172,9 @@ struct fv_store_stats {
     uint64_t compaction_failures; /* unreadable input blocks met by merges (T8), ever */
     int wal_held;                 /* fv_store_hold_wal was called (T5) */
     uint64_t cache_hits, cache_misses, cache_bytes;
-    /* fv_store_last: answered from the last values in memory, or by decoding blocks */
-    uint64_t last_indexed, last_decoded;
+    /* fv_store_last: answered from the last values in memory, from one column of the blocks
+     * that hold the instant (binary search by time), or by decoding as a query does */
+    uint64_t last_indexed, last_scanned, last_decoded;
 };
 void fv_store_stats(const struct fv_store *s, struct fv_store_stats *out);
 /* Copies the newest failures (at most FV_STORE_MAX_FAILURES, oldest first) into out; returns
@@ -218,10 +219,13 @@ void fv_store_cursor_free(struct fv_store_cursor *c);
  * the newest row carrying the signal in fv_store_query(pseudo, dek, from, to, &field, 1, 0)
  * would show, exactly. It is answered from memory when it can be: from the heads, and from
  * each part's last values of the subject (lastvals.h; decrypted with dek on first use and
- * kept decoded with the part). It decodes blocks like fv_store_query when a part cannot say
- * (to falls between the signal's first and last time there, the part has no last values of
- * the subject, or several samples share the newest time: lastvals.h, "Ambiguity"), and
- * always with FV_STORE_LAST_DECODE. *found 0: no such sample (or the blocks that hold it do
+ * kept decoded with the part). A part that cannot say so (to falls between the signal's
+ * first and last time there, or it has no last values of the subject) is asked through its
+ * blocks of the subject that hold frames in range: the signal's column alone decoded, the
+ * sample found by binary search in the time column (the column is kept decoded with the
+ * block in the block cache, for the key that opened it). It decodes like fv_store_query when
+ * several samples share the newest time (lastvals.h, "Ambiguity") or a block does not read,
+ * and always with FV_STORE_LAST_DECODE. *found 0: no such sample (or the blocks that hold it do
  * not read, as with a cursor that stops at an error). *v is owned by the caller
  * (fv_value_clear). Returns FV_OK, FV_EINVAL (bad pseudonym) or FV_ENOMEM.
  */

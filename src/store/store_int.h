@@ -20,10 +20,10 @@
  * public function takes lk for as long as it touches that state and no longer: a query copies
  * its subject's head frames and references its parts under lk, then reads blocks without it.
  * The block cache (cache, lru_*, cache_used, st.cache_hits/misses), the parts' decoded
- * last values (fv_part.lvc), zd and st.last_indexed/last_decoded are under cache_mu (lock
- * order: lk, then cache_mu). todo, done and stop are under mu (shared with the worker); cfg
- * and wake the worker only reads (nothing changes cfg after fv_store_open; the server calls
- * fv_store_set_wake before its first tick). A job handed to the worker (s->job, state
+ * last values (fv_part.lvc), zd and st.last_indexed/last_scanned/last_decoded are under
+ * cache_mu (lock order: lk, then cache_mu). todo, done and stop are under mu (shared with the
+ * worker); cfg and wake the worker only reads (nothing changes cfg after fv_store_open; the server
+ * calls fv_store_set_wake before its first tick). A job handed to the worker (s->job, state
  * ST_RUNNING) is the worker's until done is set: meanwhile the loop does not touch the job
  * and only reads the frozen head (queries; fv_store_forget leaves it alone), which the worker
  * only reads too. Functions named fv_store__* expect lk held, unless they say otherwise.
@@ -185,6 +185,19 @@ void *fv_store__worker_main(void *arg);
 void fv_store__cache_forget(struct fv_store *s, const unsigned char subject[FV_SUBJECT_LEN]);
 /* Drops every cached block and the cache's index (fv_store_close). */
 void fv_store__cache_free(struct fv_store *s);
+/* The plaintext of block i of part p (a reference held), from the block cache or opened with
+ * dek (then cached), copied into out. No lock held (takes cache_mu). */
+/* The newest sample of field in block i of part p with from <= t <= to (*found), from the
+ * block's column kept decoded in the block cache (kept there on first use, with the key that
+ * opened the block; dropped with the block). *amb: two samples at that time, or one without
+ * a value (then *v is not set). *v is the caller's (fv_value_clear). No lock held (takes
+ * cache_mu). FV_OK, FV_ENOMEM, or the error of reading or decoding the block. */
+int fv_store__block_last(struct fv_store *s, const struct fv_part *p, size_t i,
+                         const unsigned char dek[32], uint32_t field, int64_t from, int64_t to,
+                         int *found, int64_t *t, int *amb, struct fv_value *v, char *err,
+                         size_t errlen);
+int fv_store__read_block(struct fv_store *s, const struct fv_part *p, size_t i,
+                         const unsigned char dek[32], struct fv_buf *out, char *err, size_t errlen);
 
 /* store_last.c */
 /* Drops the decoded last values of one subject kept with the live parts (takes cache_mu). */

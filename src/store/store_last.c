@@ -1,14 +1,17 @@
 /*
  * store_last.c - fv_store_last (store.h): one signal's last sample of one subject (the fleet
  * view), from memory when the heads and the parts' last values (lastvals.h) can say it, else
- * by decoding blocks as fv_store_query does.
+ * from the one column of the blocks that hold the instant, else by decoding blocks as
+ * fv_store_query does.
  *
  * Invariants: the answer is the decoding path's, exactly: memory answers only when exactly
  * one sample holds the newest time in range across the heads and the parts, and a part
  * answers only when the range's end is at or after its newest sample of the signal (a
  * part whose blocks of the subject, by their index times, hold no frame in range says
- * nothing); anything else decodes. A decoded last-values record is kept only with
- * the key that opened it, and a subject's records are dropped when it is forgotten (T4).
+ * nothing); a part that cannot say is asked through its blocks' column of the signal, whose
+ * rows are exactly the frames a one-signal cursor shows; anything else decodes. A decoded
+ * last-values record is kept only with the key that opened it, and a subject's records are dropped
+ * when it is forgotten (T4).
  *
  * Threads: any thread (the server's API thread), like fv_store_query. The heads' frames of
  * the subject are scanned and the parts referenced under lk (no I/O); a part's record is
@@ -140,6 +143,37 @@ static int part_last(struct fv_store *s, struct fv_part *p, size_t li, const uns
     return rc;
 }
 
+/* Part p's blocks of the subject that hold frames in [from, to], one column decoded each:
+ * the newest sample of field at or before to, found by binary search in the time column (a
+ * one-signal cursor's rows are exactly the frames carrying the signal, in time order). Two
+ * samples at that time, or one without a value, are ambiguous (the cursor decides). A
+ * block that does not read cannot tell (*unknown): the cursor reports what is wrong. */
+static int blocks_last(struct fv_store *s, struct fv_part *p,
+                       const unsigned char subject[FV_SUBJECT_LEN], const unsigned char dek[32],
+                       uint32_t field, int64_t from, int64_t to, struct cand *c, int *unknown)
+{
+    char err[256];
+    int rc = FV_OK;
+    for (size_t i = fv_part_find(p, subject); rc == FV_OK && !*unknown && i < p->n &&
+                                              memcmp(p->e[i].subject, subject, FV_SUBJECT_LEN) == 0;
+         i++) {
+        const struct fv_part_entry *e = &p->e[i];
+        if (!e->nrec || e->max_t < from || e->min_t > to || (c->have && e->max_t < c->t)) continue;
+        int found = 0, amb = 0;
+        int64_t t = 0;
+        struct fv_value v = {0};
+        rc = fv_store__block_last(s, p, i, dek, field, from, to, &found, &t, &amb, &v, err,
+                                  sizeof err);
+        if (rc == FV_OK && found) rc = consider(c, t, amb, &v);
+        fv_value_clear(&v);
+        if (rc != FV_OK && rc != FV_ENOMEM) {
+            *unknown = 1;
+            rc = FV_OK;
+        }
+    }
+    return rc;
+}
+
 /* The decoding path: what the newest row of a one-signal query shows. */
 static int decode_last(struct fv_store *s, const char *pseudo, const unsigned char dek[32],
                        uint32_t field, int64_t from, int64_t to, struct cand *c)
@@ -175,7 +209,7 @@ int fv_store_last(struct fv_store *s, const char *pseudo, const unsigned char de
     int unknown = (flags & FV_STORE_LAST_DECODE) != 0;
     struct fv_part **refs = NULL;
     size_t *li = NULL, nref = 0;
-    int rc = FV_OK;
+    int rc = FV_OK, scanned = 0;
     pthread_mutex_lock(&s->lk);
     if (!unknown) {
         refs = malloc((s->nparts ? s->nparts : 1) * sizeof *refs);
@@ -189,11 +223,8 @@ int fv_store_last(struct fv_store *s, const char *pseudo, const unsigned char de
         for (; i < p->n && memcmp(p->e[i].subject, subject, FV_SUBJECT_LEN) == 0; i++)
             frames |= p->e[i].nrec && p->e[i].min_t <= to && p->e[i].max_t >= from;
         if (!frames) continue;
-        li[nref] = fv_part_find_last(p, subject);
-        if (li[nref] == p->nlast) {
-            unknown = 1; /* an older part, or one whose merge could not sum the subject up */
-            break;
-        }
+        li[nref] = fv_part_find_last(p, subject); /* nlast: none (an older part, or a merge
+                                                     that could not sum the subject up) */
         fv_part_ref(p);
         refs[nref++] = p;
     }
@@ -201,8 +232,13 @@ int fv_store_last(struct fv_store *s, const char *pseudo, const unsigned char de
     if (rc == FV_OK && !unknown) rc = head_last(s->head, pseudo, field, from, to, &c);
     pthread_mutex_unlock(&s->lk);
     for (size_t k = 0; k < nref; k++) {
-        if (rc == FV_OK && !unknown)
-            rc = part_last(s, refs[k], li[k], dek, field, from, to, &c, &unknown);
+        int scan = li[k] == refs[k]->nlast; /* the part's last values cannot say: its blocks */
+        if (rc == FV_OK && !unknown && !scan)
+            rc = part_last(s, refs[k], li[k], dek, field, from, to, &c, &scan);
+        if (rc == FV_OK && !unknown && scan) {
+            scanned = 1;
+            rc = blocks_last(s, refs[k], subject, dek, field, from, to, &c, &unknown);
+        }
         fv_part_unref(refs[k]);
     }
     free(refs);
@@ -216,6 +252,8 @@ int fv_store_last(struct fv_store *s, const char *pseudo, const unsigned char de
     pthread_mutex_lock(&s->cache_mu);
     if (unknown)
         s->st.last_decoded++;
+    else if (scanned)
+        s->st.last_scanned++;
     else
         s->st.last_indexed++;
     pthread_mutex_unlock(&s->cache_mu);

@@ -8,8 +8,9 @@
  * events, so flushes and compactions after fv_store_query do not change what it returns;
  * since the frozen head is released in the same step that installs its part (T3), each
  * record is in the snapshot once. Rows are selected and ordered by the device's time (T6).
- * A cached block is served only for the key that opened it, and a subject's cached blocks
- * are dropped when it is forgotten (T4).
+ * A cached block, and the columns of it kept decoded for fv_store_last
+ * (fv_store__block_last), are served only for the key that opened it, and a subject's cached
+ * blocks are dropped with their columns when it is forgotten (T4).
  *
  * Threads: any one thread per cursor (the server's API thread). fv_store_query takes the
  * store's lock lk while it copies the heads' frames and references parts; blocks are read,
@@ -31,13 +32,38 @@
 
 /* ---- block cache -------------------------------------------------------------------------- */
 
+/* One signal's column of a cached block, decoded (fv_store__block_last): the times of the
+ * frames that carry it and their values, in row order. */
+struct colmemo {
+    uint32_t field;
+    size_t n, bytes;
+    int64_t *t;
+    struct fv_value *v;
+    struct colmemo *next;
+};
+
 struct cent {
     unsigned char key[16]; /* part id, index */
     unsigned char subject[FV_SUBJECT_LEN];
     unsigned char dek[32]; /* the key that opened it: a hit needs the same key */
     struct cent *prev, *next;
     struct fv_buf raw;
+    struct colmemo *memo; /* counted in cache_used with raw */
 };
+
+static void memo_free(struct colmemo *m)
+{
+    for (struct colmemo *n; m; m = n) {
+        n = m->next;
+        for (size_t i = 0; i < m->n; i++)
+            fv_value_clear(&m->v[i]);
+        if (m->v) OPENSSL_cleanse(m->v, m->n * sizeof *m->v);
+        if (m->t) OPENSSL_cleanse(m->t, m->n * sizeof *m->t);
+        free(m->v);
+        free(m->t);
+        free(m);
+    }
+}
 
 static void cache_unlink(struct fv_store *s, struct cent *e)
 {
@@ -57,6 +83,9 @@ static void cache_drop(struct fv_store *s, struct cent *e)
     cache_unlink(s, e);
     fv_map_del(&s->cache, e->key, sizeof e->key);
     s->cache_used -= e->raw.len;
+    for (struct colmemo *m = e->memo; m; m = m->next)
+        s->cache_used -= m->bytes;
+    memo_free(e->memo);
     OPENSSL_cleanse(e->dek, sizeof e->dek);
     OPENSSL_cleanse(e->raw.data, e->raw.len);
     fv_buf_free(&e->raw);
@@ -65,8 +94,8 @@ static void cache_drop(struct fv_store *s, struct cent *e)
 
 /* The plaintext of block i of part p, from the cache or read, checked, decrypted and
  * decompressed (then cached). The result is copied into out. */
-static int read_block(struct fv_store *s, const struct fv_part *p, size_t i,
-                      const unsigned char dek[32], struct fv_buf *out, char *err, size_t errlen)
+int fv_store__read_block(struct fv_store *s, const struct fv_part *p, size_t i,
+                         const unsigned char dek[32], struct fv_buf *out, char *err, size_t errlen)
 {
     unsigned char key[16];
     fv_put_u64(key, p->id);
@@ -117,6 +146,103 @@ static int read_block(struct fv_store *s, const struct fv_part *p, size_t i,
         cache_drop(s, s->lru_tail);
     pthread_mutex_unlock(&s->cache_mu);
     return FV_OK;
+}
+
+/* The newest sample of m at or before to and at or after from: its index + 1, or 0. */
+static size_t memo_find(const struct colmemo *m, int64_t from, int64_t to)
+{
+    size_t lo = 0, hi = m->n; /* the first sample after to */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (m->t[mid] <= to)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo > 0 && m->t[lo - 1] >= from ? lo : 0;
+}
+
+/* *found, *t, *amb, *v (copied) from sample k - 1 of m (k from memo_find). */
+static int memo_take(const struct colmemo *m, size_t k, int *found, int64_t *t, int *amb,
+                     struct fv_value *v)
+{
+    if (k == 0) return FV_OK;
+    *found = 1;
+    *t = m->t[k - 1];
+    *amb = m->v[k - 1].kind == FV_VK_NONE || (k > 1 && m->t[k - 2] == *t);
+    return *amb ? FV_OK : fv_value_copy(v, &m->v[k - 1]);
+}
+
+int fv_store__block_last(struct fv_store *s, const struct fv_part *p, size_t i,
+                         const unsigned char dek[32], uint32_t field, int64_t from, int64_t to,
+                         int *found, int64_t *t, int *amb, struct fv_value *v, char *err,
+                         size_t errlen)
+{
+    *found = *amb = 0;
+    unsigned char key[16];
+    fv_put_u64(key, p->id);
+    fv_put_u64(key + 8, (uint64_t)i);
+    pthread_mutex_lock(&s->cache_mu);
+    struct cent *e = s->cfg.cache_bytes ? fv_map_get(&s->cache, key, sizeof key) : NULL;
+    if (e && CRYPTO_memcmp(e->dek, dek, sizeof e->dek) != 0) e = NULL; /* not its key */
+    for (struct colmemo *m = e ? e->memo : NULL; m; m = m->next)
+        if (m->field == field) {
+            s->st.cache_hits++;
+            int rc = memo_take(m, memo_find(m, from, to), found, t, amb, v);
+            pthread_mutex_unlock(&s->cache_mu);
+            return rc;
+        }
+    pthread_mutex_unlock(&s->cache_mu);
+    struct fv_buf raw = {0};
+    struct fv_block b = {0};
+    int rc = fv_store__read_block(s, p, i, dek, &raw, err, errlen);
+    if (rc == FV_OK) rc = fv_block_decode(raw.data, raw.len, &field, 1, 0, &b, err, errlen);
+    if (raw.data) OPENSSL_cleanse(raw.data, raw.cap);
+    fv_buf_free(&raw);
+    struct colmemo *m = rc == FV_OK ? calloc(1, sizeof *m) : NULL;
+    if (rc == FV_OK && m == NULL) rc = FV_ENOMEM;
+    const struct fv_block_col *col = rc == FV_OK ? fv_block_col(&b, field) : NULL;
+    if (m && col && col->n) { /* the column's values move into the memo */
+        m->t = malloc(col->n * sizeof *m->t);
+        if (m->t == NULL) rc = FV_ENOMEM;
+        for (size_t k = 0; rc == FV_OK && k < col->n; k++)
+            m->t[k] = b.t[col->row[k]];
+        if (rc == FV_OK) {
+            m->v = col->v;
+            m->n = col->n;
+            for (size_t q = 0; q < b.ncols; q++)
+                if (&b.cols[q] == col) {
+                    b.cols[q].v = NULL;
+                    b.cols[q].n = 0;
+                }
+        }
+    }
+    fv_block_free(&b);
+    if (rc) {
+        memo_free(m);
+        return rc;
+    }
+    m->field = field;
+    m->bytes = sizeof *m + m->n * (sizeof *m->t + sizeof *m->v);
+    rc = memo_take(m, memo_find(m, from, to), found, t, amb, v);
+    pthread_mutex_lock(&s->cache_mu); /* keep it with its block, if that is still cached */
+    e = s->cfg.cache_bytes ? fv_map_get(&s->cache, key, sizeof key) : NULL;
+    if (e && CRYPTO_memcmp(e->dek, dek, sizeof e->dek) == 0) {
+        struct colmemo *o = e->memo;
+        while (o && o->field != field)
+            o = o->next;
+        if (o == NULL && m->bytes <= s->cfg.cache_bytes / 4) {
+            m->next = e->memo;
+            e->memo = m;
+            s->cache_used += m->bytes;
+            m = NULL;
+            while (s->cache_used > s->cfg.cache_bytes && s->lru_tail)
+                cache_drop(s, s->lru_tail);
+        }
+    }
+    pthread_mutex_unlock(&s->cache_mu);
+    memo_free(m); /* keeping it is optional */
+    return rc;
 }
 
 /* Drops the cached blocks of one subject (fv_store_forget). */
@@ -486,7 +612,7 @@ int fv_store_next(struct fv_store_cursor *c, struct fv_store_chunk *out, char *e
             bl[k] = &sr->mem;
             continue;
         }
-        rc = read_block(c->store, sr->p, sr->i, c->dek, &c->raw[k], err, errlen);
+        rc = fv_store__read_block(c->store, sr->p, sr->i, c->dek, &c->raw[k], err, errlen);
         if (rc == FV_OK) {
             char sub[256] = "";
             rc = fv_block_decode(c->raw[k].data, c->raw[k].len, c->fields, c->nfields,

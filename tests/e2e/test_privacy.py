@@ -555,7 +555,48 @@ def test_energy_operator_sees_energy_sites_only():
         srv.stop()
 
 
+def test_fleet_view_follows_catalog_changes():
+    """The fleet view reads each device's owner period, data key and consent in one catalog
+    snapshot per request (crypto/keys.h fv_keystore_read_begin): a change made between two
+    reads, by the server or by another process, is seen by the next read."""
+    import time
+    with t.Env() as env:
+        srv = t.Server(env.root, env.certs, config={"rate_limits": False}, policy=POLICY).start()
+        send(srv, env, B, 3)
+        send(srv, env, A, 3, int(time.time() * 1000) - 10000)  # before consent: never served
+        ml = srv.principal("trainer", "ml-pipeline")  # consented only, pseudonymised
+        st, b = get(srv, "/api/v1/fleet?signal=Soc", ml, "model_training")
+        assert st == 200 and b["count"] == 0, b
+        consent(srv, A, "model_training", "give")
+        send(srv, env, A, 3, int(time.time() * 1000), first=3)  # created after the grant
+        st, b = get(srv, "/api/v1/fleet?signal=Soc", ml, "model_training")
+        assert st == 200 and b["count"] == 1 and A not in json.dumps(b), b
+        for _ in range(2):  # each read ends its snapshot: a withdrawal, then a grant, seen
+            consent(srv, A, "model_training", "withdraw", ticket="DSR-2")
+            st, b = get(srv, "/api/v1/fleet?signal=Soc", ml, "model_training")
+            assert st == 200 and b["count"] == 0, b
+            consent(srv, A, "model_training", "give", ticket="DSR-3")
+            send(srv, env, A, 1, int(time.time() * 1000), first=7)
+            st, b = get(srv, "/api/v1/fleet?signal=Soc", ml, "model_training")
+            assert st == 200 and b["count"] == 1, b
+        assert fleet_soc(srv)[A][1] == 57.0 and fleet_soc(srv)[B][1] == 52.0
+        # A new owner, recorded by another process: the old owner's values are not the new
+        # owner's (the service read sees only the current period), until it sends its own.
+        subject(srv, "owner", A, "customer-2")
+        time.sleep(1.3)  # the server notices the registry changed (at most a second)
+        assert A not in fleet_soc(srv) and fleet_soc(srv)[B][1] == 52.0
+        send(srv, env, A, 1, int(time.time() * 1000), first=40)
+        assert fleet_soc(srv)[A][1] == 90.0
+        # Erasure: left out at once.
+        po = srv.principal("paula", "privacy-officer")
+        st_, body = erase(srv, B, po, "GDPR-1")
+        assert st_ == 200, body
+        assert B not in fleet_soc(srv) and A in fleet_soc(srv)
+        srv.stop()
+
+
 if __name__ == "__main__":
     t.main([test_purpose_roles_pseudonyms_quota_audit, test_erasure_reaches_backups,
             test_consent_and_owner_periods, test_bulk_export_approval_watermark_alert,
-            test_minimisation_by_consent, test_energy_operator_sees_energy_sites_only])
+            test_minimisation_by_consent, test_energy_operator_sees_energy_sites_only,
+            test_fleet_view_follows_catalog_changes])

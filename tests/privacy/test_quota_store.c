@@ -57,10 +57,13 @@ static void test_saved_and_loaded(void **state)
     struct fv_quota_usage a = {.day = 20400, .subjects = 3, .rows = 10, .bytes = 999, .bulk = 7};
     struct fv_quota_usage r = {.day = 20400, .rows = UINT64_MAX}; /* saturated */
     struct fv_quota_usage old = {.day = 20399, .rows = 5};
-    assert_int_equal(fv_quota_store_save(db, "alice", &old), FV_OK);
-    assert_int_equal(fv_quota_store_save(db, "alice", &a), FV_OK); /* replaces */
-    assert_int_equal(fv_quota_store_save(db, "role:analyst", &r), FV_OK);
-    assert_int_equal(fv_quota_store_save(db, "bob", &old), FV_OK); /* yesterday's */
+    sqlite3_stmt *keep = NULL; /* one statement for all (the guard's way), then none */
+    assert_int_equal(fv_quota_store_save(db, &keep, "alice", &old), FV_OK);
+    assert_non_null(keep);
+    assert_int_equal(fv_quota_store_save(db, &keep, "alice", &a), FV_OK); /* replaces */
+    assert_int_equal(fv_quota_store_save(db, &keep, "role:analyst", &r), FV_OK);
+    assert_int_equal(fv_quota_store_save(db, NULL, "bob", &old), FV_OK); /* yesterday's */
+    sqlite3_finalize(keep);
     sqlite3_close(db);
 
     db = open_db();
