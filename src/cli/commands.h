@@ -60,5 +60,6 @@ int fv_cmd_audit(int argc, char **argv);    /* cli/cmd_audit.c */
 int fv_cmd_dataset(int argc, char **argv);  /* cli/cmd_dataset.c */
 int fv_cmd_campaign(int argc, char **argv); /* cli/cmd_campaign.c */
 int fv_cmd_label(int argc, char **argv);    /* cli/cmd_label.c */
+int fv_cmd_cluster(int argc, char **argv);  /* cli/cmd_cluster.c */
 
 #endif

@@ -25,6 +25,7 @@ static void usage(FILE *f)
             "  campaign   data-collection campaigns: create, list, status, stop\n"
             "  label      the labelers' work queue: next, get, submit, release\n"
             "  dataset    training datasets from the clips: build, rebuild, list, status\n"
+            "  cluster    a NATS JetStream cluster's state: stream, shards' consumers, lag\n"
             "  audit      verify and search the tamper-evident audit log\n"
             "  mcap       MCAP clip files: info, cat, verify, write\n"
             "  version    print the version\n\n"
@@ -54,7 +55,7 @@ int main(int argc, char **argv)
         {"query", fv_cmd_query},     {"principal", fv_cmd_principal}, {"audit", fv_cmd_audit},
         {"subject", fv_cmd_subject}, {"privacy", fv_cmd_privacy},     {"vpp", fv_cmd_vpp},
         {"mcap", fv_cmd_mcap},       {"campaign", fv_cmd_campaign},   {"label", fv_cmd_label},
-        {"dataset", fv_cmd_dataset}};
+        {"dataset", fv_cmd_dataset}, {"cluster", fv_cmd_cluster}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(cmd, cmds[i].name) == 0) return cmds[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "fleetvault: unknown command '%s'\n\n", cmd);

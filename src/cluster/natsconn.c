@@ -28,7 +28,7 @@ static int nats_fail(natsStatus s, const char *what, char *err, size_t errlen)
     return FV_EIO;
 }
 
-static natsStatus make_options(const struct fv_cluster_cfg *cfg, const char *name,
+static natsStatus make_options(const struct fv_cluster_cfg *cfg, const char *name, int quiet,
                                struct fv_natsconn *c, natsOptions **out)
 {
     const char *urls[FV_CLUSTER_MAX_URLS];
@@ -40,8 +40,8 @@ static natsStatus make_options(const struct fv_cluster_cfg *cfg, const char *nam
     if (s == NATS_OK) s = natsOptions_SetName(o, name);
     if (s == NATS_OK) s = natsOptions_SetMaxReconnect(o, -1); /* forever */
     if (s == NATS_OK) s = natsOptions_SetReconnectWait(o, 250);
-    if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(o, on_disconnected, c);
-    if (s == NATS_OK) s = natsOptions_SetReconnectedCB(o, on_reconnected, c);
+    if (s == NATS_OK && !quiet) s = natsOptions_SetDisconnectedCB(o, on_disconnected, c);
+    if (s == NATS_OK && !quiet) s = natsOptions_SetReconnectedCB(o, on_reconnected, c);
     if (s == NATS_OK && cfg->credentials[0])
         s = natsOptions_SetUserCredentialsFromFiles(o, cfg->credentials, NULL);
     if (s == NATS_OK && cfg->ca[0]) {
@@ -105,12 +105,13 @@ static int ensure_stream(struct fv_natsconn *c, const struct fv_cluster_cfg *cfg
     return FV_OK;
 }
 
-int fv_natsconn_open(struct fv_natsconn *c, const struct fv_cluster_cfg *cfg, const char *name,
-                     const struct fv_js_handlers *h, char *err, size_t errlen)
+int fv_natsconn_connect(struct fv_natsconn *c, const struct fv_cluster_cfg *cfg, const char *name,
+                        const struct fv_js_handlers *h, int64_t wait_ms, int quiet, char *err,
+                        size_t errlen)
 {
     memset(c, 0, sizeof *c);
     natsOptions *o = NULL;
-    natsStatus s = make_options(cfg, name, c, &o);
+    natsStatus s = make_options(cfg, name, quiet, c, &o);
     if (s != NATS_OK)
         return nats_fail(s, "connection options (credentials, TLS files?)", err, errlen);
     s = natsConnection_Connect(&c->nc, o);
@@ -122,7 +123,7 @@ int fv_natsconn_open(struct fv_natsconn *c, const struct fv_cluster_cfg *cfg, co
     }
     jsOptions jo;
     jsOptions_Init(&jo);
-    jo.Wait = 10000;
+    jo.Wait = wait_ms;
     if (h) {
         jo.PublishAsync.AckHandler = h->ack;
         jo.PublishAsync.AckHandlerClosure = h->arg;
@@ -133,8 +134,16 @@ int fv_natsconn_open(struct fv_natsconn *c, const struct fv_cluster_cfg *cfg, co
         fv_natsconn_close(c);
         return nats_fail(s, "JetStream context", err, errlen);
     }
+    return FV_OK;
+}
+
+int fv_natsconn_open(struct fv_natsconn *c, const struct fv_cluster_cfg *cfg, const char *name,
+                     const struct fv_js_handlers *h, char *err, size_t errlen)
+{
+    int rc = fv_natsconn_connect(c, cfg, name, h, 10000, 0, err, errlen);
+    if (rc) return rc;
     /* A cluster that just lost a server may need a while to elect leaders again. */
-    int rc = ensure_stream(c, cfg, err, errlen);
+    rc = ensure_stream(c, cfg, err, errlen);
     for (int i = 0; rc == FV_EIO && i < FV_NATS_START_TRIES; i++) {
         fv_warn("%s; trying again", err);
         usleep(500000);

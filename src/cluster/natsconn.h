@@ -43,6 +43,12 @@ struct fv_js_handlers {
 };
 int fv_natsconn_open(struct fv_natsconn *c, const struct fv_cluster_cfg *cfg, const char *name,
                      const struct fv_js_handlers *h, char *err, size_t errlen);
+/* The connection and JetStream context only (JetStream requests wait up to wait_ms; quiet: no
+ * log line on disconnecting or reconnecting): no stream is made or checked - what `fleetvault
+ * cluster status` uses, which changes nothing. FV_OK, or FV_EIO with err naming what failed. */
+int fv_natsconn_connect(struct fv_natsconn *c, const struct fv_cluster_cfg *cfg, const char *name,
+                        const struct fv_js_handlers *h, int64_t wait_ms, int quiet, char *err,
+                        size_t errlen);
 void fv_natsconn_close(struct fv_natsconn *c);
 /* 1 when the connection is closed for good (nats.c gave up, or it was never opened). */
 int fv_natsconn_closed(const struct fv_natsconn *c);

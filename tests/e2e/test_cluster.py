@@ -4,7 +4,9 @@ the PubAck) and one storage node (--role storage: durable pull consumers per sha
 store). Simulated vehicles stream through two gateways; the storage node is killed with
 SIGKILL mid-stream and restarted. Afterwards every record the simulator saw acked is on the
 storage node exactly once (its WAL, read by `inspect --txids`, and its query API), and the
-stream's consumers have nothing left to deliver. Also: the role and "cluster" config errors.
+stream's consumers have nothing left to deliver, which `fleetvault cluster status` reports
+too (and lag while the storage node is down, an unowned shard, NATS down, no stream). Also:
+the role and "cluster" config errors.
 FV_CLUSTER_VEHICLES (default 12) and FV_CLUSTER_SECONDS (default 12) scale it."""
 import json
 import os
@@ -133,6 +135,20 @@ def cluster_cfg(nats, **extra):
     return c
 
 
+def cluster_status(root, cluster, name="status.json"):
+    """`fleetvault cluster status --json` with a config holding cluster: (exit status, the
+    parsed JSON or None, stderr)."""
+    path = os.path.join(root, name)
+    with open(path, "w") as f:
+        json.dump({"cluster": cluster}, f)
+    r = t.run("cluster", "status", "--config", path, "--json", check=False, timeout=30)
+    return r.returncode, json.loads(r.stdout) if r.stdout.strip() else None, r.stderr
+
+
+def total_lag(st):
+    return sum(c["pending"] for s in st["shards"] for c in s["consumers"])
+
+
 def acked_records(path):
     """{(VIN, TXID): CREATED_MS} of the simulator's acked log (refused records left out)."""
     acked = {}
@@ -192,6 +208,28 @@ def run_cluster(env, disturb, gateways=1, nats=None, replicas=1):
             return len(cs) == SHARDS and all(p == (0, 0) for p in cs.values())
         t.wait_until("the storage node to consume the stream", caught_up, timeout=CATCHUP)
 
+        # `cluster status` says the same: every shard owned, nothing left to deliver.
+        rc, st, err = cluster_status(env.root, cluster_cfg(nats, replicas=replicas))
+        assert rc == 0 and st, (rc, err)
+        s = st["stream"]
+        assert st["health"] == "ok" and s["name"] == "FLEETVAULT", st
+        assert s["subjects"] == ["fv.rec.>"] and s["replicas"] == replicas, s
+        assert s["messages"] >= len(acked) and s["last_seq"] >= s["messages"], (s, len(acked))
+        assert st["shards_unowned"] == 0 and len(st["shards"]) == SHARDS, st
+        for sh in st["shards"]:
+            assert sh["owned"] and [c["name"] for c in sh["consumers"]] == [
+                f"fv-shard-{sh['shard']}"], sh
+            c = sh["consumers"][0]
+            assert c["pending"] == 0 and c["ack_pending"] == 0, sh
+            # stream sequences: the last acked of the shard's (0 for a consumer made again past
+            # everything, test_consumers_deleted_midstream), the last the server looked at
+            assert c["ack_floor_seq"] <= c["delivered_seq"] <= s["last_seq"], (sh, s)
+        # One shard more than the storage node consumes: unowned, degraded (exit 1).
+        rc, st, err = cluster_status(env.root, cluster_cfg(nats, replicas=replicas,
+                                                           shards=SHARDS + 1))
+        assert rc == 1 and st["health"] == "degraded" and st["shards_unowned"] == 1, (rc, st)
+        assert not st["shards"][SHARDS]["owned"] and not st["shards"][SHARDS]["consumers"], st
+
         # Queryable on the storage node, once each: every acked record's time appears in its
         # vehicle's rows (head and parts, through the query API), no time twice.
         times = {}
@@ -230,11 +268,25 @@ def run_cluster(env, disturb, gateways=1, nats=None, replicas=1):
 
 
 def test_stream_kill9_storage_exactly_once():
-    """Two gateways; the storage node killed with SIGKILL twice mid-stream and restarted."""
+    """Two gateways; the storage node killed with SIGKILL twice mid-stream and restarted.
+    While it is down, `cluster status` shows its consumers' lag growing."""
     def disturb(storage):
-        for _ in range(2):
+        for k in range(2):
             time.sleep(random.uniform(SECONDS / 5, SECONDS / 3))
             storage.kill9()
+            if k == 0:
+                root = os.path.dirname(storage.root)
+                cfg = json.load(open(storage.config))["cluster"]
+                lagging = []
+
+                def lag():
+                    rc, st, err = cluster_status(root, cfg)
+                    assert rc == 0, (rc, err)  # the durable consumers outlive the node
+                    lagging[:] = [total_lag(st)]
+                    return lagging[0] > 0
+                t.wait_until("cluster status to show the dead node's lag", lag, timeout=5,
+                             step=0.1)
+                t.log(f"cluster status: lag {lagging[0]} with the storage node down")
             time.sleep(random.uniform(0.2, 1.0))
             storage.start()
     with t.Env() as env:
@@ -292,6 +344,12 @@ def test_consumers_deleted_midstream():
         nats = Nats(env.root).start()
         nats_box.append(nats)
         try:
+            # No node has made the stream yet: `cluster status` says so (exit 2) and, being
+            # read-only, does not make it.
+            rc, st, err = cluster_status(env.root, cluster_cfg(nats))
+            assert rc == 2 and st is None, (rc, st, err)
+            assert "no stream FLEETVAULT on NATS at nats://127.0.0.1:" in err, err
+            assert nats.jsz()["streams"] == 0, nats.jsz()
             run_cluster(env, disturb, nats=nats)
         finally:
             nats.stop()
@@ -331,6 +389,22 @@ def test_role_and_config_errors():
         e = serve_fails(env, {"cluster": {"nats": "nats://x:1", "colour": 1}}, "--role",
                         "gateway")
         assert 'cluster: unknown key "colour"' in e, e
+
+        # cluster status: NATS not reachable, a config without "cluster", bad usage.
+        rc, st, err = cluster_status(env.root, {"nats": f"nats://127.0.0.1:{t.free_port()}"})
+        assert rc == 2 and st is None, (rc, st, err)
+        assert "fleetvault cluster status: cluster: cannot connect to NATS at nats://127.0.0.1:" \
+            in err, err
+        path = os.path.join(env.root, "single.json")
+        with open(path, "w") as f:
+            json.dump({"store": {"flush_interval": "2s"}}, f)
+        r = t.run("cluster", "status", "--config", path, check=False)
+        assert r.returncode == 2 and 'single.json has no "cluster" object' in r.stderr, r
+        r = t.run("cluster", "status", check=False)
+        assert r.returncode == 2 and "--config FILE is required" in r.stderr, r
+        r = t.run("cluster", "--help")
+        assert "fleetvault cluster status --config FILE [--json]" in r.stdout, r
+        assert "cluster " in t.run("--help").stdout
 
 
 if __name__ == "__main__":

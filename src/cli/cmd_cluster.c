@@ -1,0 +1,182 @@
+/*
+ * cmd_cluster.c - `fleetvault cluster ...`: operating a cluster on NATS JetStream
+ * (docs/cluster.md, "Status").
+ *
+ *   fleetvault cluster status --config FILE [--json]
+ *
+ * Connects to the NATS servers of the config's "cluster" object and prints the record stream
+ * and each shard's durable consumers (cluster/jsstatus.h), read-only. Exit status: 0 healthy,
+ * 1 degraded (a shard without a consumer, a stream replica offline or lagging), 2 no status
+ * (bad usage or config, NATS not reachable, no stream: the reason on standard error).
+ */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "cli/commands.h"
+#include "cluster/jsstatus.h"
+#include "config/config.h"
+#include "util/err.h"
+
+#define STATUS_WAIT_MS 5000 /* each JetStream request */
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: fleetvault cluster status --config FILE [--json]\n"
+               "  the stream and each shard's consumers (owner, lag) from the config's\n"
+               "  \"cluster\" NATS servers; read-only. Exit: 0 healthy, 1 degraded (a shard\n"
+               "  without a consumer, a replica offline or lagging), 2 no status (NATS not\n"
+               "  reachable, no stream, bad config).\n");
+}
+
+static json_int_t jint(const json_t *o, const char *k)
+{
+    return json_integer_value(json_object_get(o, k));
+}
+
+static const char *jstr(const json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s ? s : "";
+}
+
+/* "12s ago" for a time in ms since the epoch, "never" for 0. */
+static void ago(json_int_t ms, char *out, size_t cap)
+{
+    if (ms <= 0) {
+        snprintf(out, cap, "never");
+        return;
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    long long d = ((long long)now.tv_sec * 1000 + now.tv_nsec / 1000000 - ms) / 1000;
+    snprintf(out, cap, "%llds ago", d < 0 ? 0 : d);
+}
+
+static void print_cluster(const json_t *cl)
+{
+    if (!json_is_object(cl)) {
+        printf("  cluster: none (a single NATS server)\n");
+        return;
+    }
+    printf("  cluster %s, leader %s\n", jstr(cl, "name"), jstr(cl, "leader"));
+    size_t i;
+    json_t *r;
+    json_array_foreach(json_object_get(cl, "replicas"), i, r)
+    {
+        printf("    replica %-20s %s, lag %lld\n", jstr(r, "name"),
+               json_is_true(json_object_get(r, "offline"))   ? "OFFLINE"
+               : json_is_true(json_object_get(r, "current")) ? "current"
+                                                             : "NOT CURRENT",
+               (long long)jint(r, "lag"));
+    }
+}
+
+static void print_consumer_row(json_int_t shard, const json_t *c)
+{
+    char last[32];
+    ago(jint(c, "last_active_ms"), last, sizeof last);
+    printf("%5lld  %-14s %10lld %10lld %8lld %8lld %6lld %5lld  %s\n", (long long)shard,
+           jstr(c, "name"), (long long)jint(c, "delivered_seq"),
+           (long long)jint(c, "ack_floor_seq"), (long long)jint(c, "pending"),
+           (long long)jint(c, "ack_pending"), (long long)jint(c, "redelivered"),
+           (long long)jint(c, "waiting"), last);
+}
+
+static void print_human(const json_t *st)
+{
+    const json_t *s = json_object_get(st, "stream");
+    printf("health: %s\n\nstream %s (", jstr(st, "health"), jstr(s, "name"));
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(s, "subjects"), i, v)
+        printf("%s%s", i ? ", " : "", json_string_value(v));
+    printf("), replicas %lld\n  %lld messages, %lld bytes, sequence %lld to %lld\n",
+           (long long)jint(s, "replicas"), (long long)jint(s, "messages"),
+           (long long)jint(s, "bytes"), (long long)jint(s, "first_seq"),
+           (long long)jint(s, "last_seq"));
+    print_cluster(json_object_get(s, "cluster"));
+    printf("\nshards: %lld, unowned %lld\n", (long long)jint(st, "shards_total"),
+           (long long)jint(st, "shards_unowned"));
+    printf("%5s  %-14s %10s %10s %8s %8s %6s %5s  %s\n", "shard", "consumer", "delivered",
+           "ack floor", "lag", "ack pend", "redel", "wait", "last active");
+    json_array_foreach(json_object_get(st, "shards"), i, v)
+    {
+        const json_t *cons = json_object_get(v, "consumers");
+        if (json_array_size(cons) == 0)
+            printf("%5lld  UNOWNED (no consumer)\n", (long long)jint(v, "shard"));
+        size_t k;
+        json_t *c;
+        json_array_foreach(cons, k, c) print_consumer_row(jint(v, "shard"), c);
+    }
+    json_array_foreach(json_object_get(st, "other_consumers"), i, v)
+        printf("other consumer %s (not on a shard's subject): lag %lld\n", jstr(v, "name"),
+               (long long)jint(v, "pending"));
+}
+
+static int cluster_status(int argc, char **argv)
+{
+    const char *config = NULL;
+    int as_json = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+            config = argv[++i];
+        } else if (strcmp(argv[i], "--json") == 0) {
+            as_json = 1;
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "fleetvault cluster status: unknown option '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (config == NULL) {
+        fprintf(stderr, "fleetvault cluster status: --config FILE is required\n");
+        usage(stderr);
+        return 2;
+    }
+    static struct fv_config cfg; /* large: not on the stack */
+    char err[1024] = "";
+    fv_config_defaults(&cfg);
+    if (fv_config_load(&cfg, config, err, sizeof err) != FV_OK) {
+        fprintf(stderr, "fleetvault cluster status: %s\n", err);
+        return 2;
+    }
+    if (!cfg.cluster.enabled) {
+        fprintf(stderr,
+                "fleetvault cluster status: %s has no \"cluster\" object (a single node; see "
+                "docs/cluster.md)\n",
+                config);
+        return 2;
+    }
+    json_t *st = NULL;
+    enum fv_health h = fv_cluster_status(&cfg.cluster, STATUS_WAIT_MS, &st, err, sizeof err);
+    if (h == FV_HEALTH_DOWN) {
+        fprintf(stderr, "fleetvault cluster status: %s\n", err);
+        return 2;
+    }
+    if (as_json) {
+        json_dumpf(st, stdout, JSON_INDENT(2));
+        printf("\n");
+    } else {
+        print_human(st);
+    }
+    json_decref(st);
+    return h == FV_HEALTH_OK ? 0 : 1;
+}
+
+int fv_cmd_cluster(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "status") == 0) return cluster_status(argc - 1, argv + 1);
+    fprintf(stderr, "fleetvault cluster: unknown verb '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
