@@ -314,7 +314,7 @@ static int parse_primary(struct parser *p, enum ty *ty)
         if (tk.kind == TK_NUM && (tk.unit[0] || tk.unit_bad))
             return fail(p, tk.col,
                         "unexpected letters after a number (a duration goes after 'for')", NULL);
-        double v;
+        double v = 0; /* set by number_arg when it succeeds (-O3 cannot tell) */
         if (number_arg(p, &v)) return p->rc;
         *ty = TY_NUM;
         return emit(p, tk.col, OP_NUM, 0, v);
