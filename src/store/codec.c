@@ -1,18 +1,16 @@
 /*
- * codec.c - value codecs of the time-series store. The byte format and the decoders' validity
- * rules (D1-D8) are documented in codec.h, which this file implements.
+ * codec.c - value codecs of the time-series store: the bounded reader, varints and the integer
+ * column (its encoder and its streaming decoder, shared through codec_int.h); the double and
+ * string columns, built on it, are in codec_cols.c. The byte format and the decoders' validity
+ * rules (D1-D8) are documented in codec.h.
  *
  * Encoding an integer column takes two cheap passes and one write: i64_sizes() computes the
  * exact size of every scheme in one pass (per 128-value frame: the OR of the values, whose bit
  * width is the frame's width) plus a pass for FOR's per-frame maxima once the minimum is known;
  * then only the winner is written, into space reserved once. Decoding is a small state
- * machine (struct i64_dec) that yields values in chunks, so the double and string decoders
+ * machine (struct fv_i64_dec) that yields values in chunks, so the double and string decoders
  * can consume mantissas and indices 128 at a time from a stack buffer instead of allocating.
  *
- * The string decoder needs the dictionary while it maps indices, but may not allocate: it
- * keeps entry k as a pointer to its length varint in s[k] and the indices in len[], then fills
- * the outputs from the last to the first. First-seen order (D8) guarantees index(i) <= i, so
- * s[index(i)] has not been overwritten yet when position i is filled.
  *
  * Invariants: all arithmetic on values is done on uint64_t (wraps, no undefined behaviour);
  * conversions back to int64_t go through to_i64(); a reader's off never exceeds its n.
@@ -22,19 +20,17 @@
 #include <string.h>
 
 #include "store/codec.h"
+#include "store/codec_int.h"
 #include "util/err.h"
 
-#define FRAME      128 /* values per bit-packing frame */
-#define N_I64      7   /* integer schemes */
-#define PLANES_MIN 64  /* values a column needs before PLANES is considered */
+#define N_I64      7  /* integer schemes */
+#define PLANES_MIN 64 /* values a column needs before PLANES is considered */
 /* What a plane is estimated to cost beyond its entropy (zstd's Huffman table and headers);
  * PLANES is written when its estimate plus an eighth is below every other scheme's size
  * (both tuned on bench/store's data with build/store_colbytes: 200 vehicles x 500 s, blocks
  * -4.3% on exact timestamps, -2.8% with 20 ms jitter). */
 #define PLANE_OVERHEAD 32
-#define PLANES_MAX_W   4   /* widest deltas (bytes) PLANES is written for */
-#define SAMPLE         256 /* values tried per exponent when choosing e */
-#define MAX_VINT       10  /* bytes of the longest varint */
+#define PLANES_MAX_W   4 /* widest deltas (bytes) PLANES is written for */
 
 /* ---- small helpers ---- */
 
@@ -63,36 +59,6 @@ static inline int64_t to_i64(uint64_t u)
 static inline uint64_t zz_i64(int64_t v)
 {
     return fv_zigzag((uint64_t)v);
-}
-
-static inline uint64_t dbl_bits(double d)
-{
-    uint64_t u;
-    memcpy(&u, &d, sizeof u);
-    return u;
-}
-
-static inline double bits_dbl(uint64_t u)
-{
-    double d;
-    memcpy(&d, &u, sizeof d);
-    return d;
-}
-
-static inline size_t min_size(size_t a, size_t b)
-{
-    return a < b ? a : b;
-}
-
-/* Writes a varint at p (room for MAX_VINT bytes reserved by the caller); returns the end. */
-static inline unsigned char *put_uvarint_raw(unsigned char *p, uint64_t v)
-{
-    while (v >= 0x80) {
-        *p++ = (unsigned char)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (unsigned char)v;
-    return p;
 }
 
 /* ---- bounded reader ---- */
@@ -464,22 +430,7 @@ int fv_enc_i64(struct fv_buf *out, const int64_t *v, size_t n)
 
 /* ---- integer column: decoding ---- */
 
-struct i64_dec {
-    struct fv_rd *r;
-    unsigned scheme;
-    size_t left;        /* values still to yield */
-    size_t packed_left; /* packed values not yet loaded into frame */
-    uint64_t base;      /* CONST value, FOR minimum */
-    uint64_t prev, delta;
-    uint64_t runs_left, run_left, run_val;
-    size_t fpos, fcnt;
-    const unsigned char *planes; /* PLANES: w planes of stride bytes; ppos: next delta */
-    size_t stride, ppos;
-    unsigned w;
-    uint64_t frame[FRAME]; /* decoded values waiting to be yielded */
-};
-
-static int dec_init_planes(struct i64_dec *d, size_t n)
+static int dec_init_planes(struct fv_i64_dec *d, size_t n)
 {
     int rc = rd_zz(d->r, &d->prev);
     if (rc) return rc;
@@ -501,7 +452,7 @@ static int dec_init_planes(struct i64_dec *d, size_t n)
     return fv_rd_bytes(d->r, w * d->stride, &d->planes);
 }
 
-static int dec_init_diffs(struct i64_dec *d, size_t n)
+static int dec_init_diffs(struct fv_i64_dec *d, size_t n)
 {
     int rc = rd_zz(d->r, &d->prev);
     if (rc) return rc;
@@ -518,12 +469,12 @@ static int dec_init_diffs(struct i64_dec *d, size_t n)
 }
 
 /* Reads the scheme byte and header of a column of n >= 1 values. */
-static int dec_init(struct i64_dec *d, struct fv_rd *r, size_t n)
+int fv_codec__dec_init(struct fv_i64_dec *d, struct fv_rd *r, size_t n)
 {
     uint8_t s;
     int rc = fv_rd_u8(r, &s);
     if (rc) return rc;
-    *d = (struct i64_dec){.r = r, .scheme = s, .left = n};
+    *d = (struct fv_i64_dec){.r = r, .scheme = s, .left = n};
     switch (s) {
     case FV_CODEC_I64_CONST:
         return rd_zz(r, &d->base);
@@ -545,7 +496,7 @@ static int dec_init(struct i64_dec *d, struct fv_rd *r, size_t n)
 }
 
 /* Loads and reconstructs the next frame of a FOR, DELTA or DOD column. */
-static int dec_load_frame(struct i64_dec *d)
+static int dec_load_frame(struct fv_i64_dec *d)
 {
     size_t cnt = min_size(FRAME, d->packed_left);
     uint8_t w;
@@ -591,7 +542,7 @@ static int dec_load_frame(struct i64_dec *d)
     return FV_OK;
 }
 
-static int dec_next_run(struct i64_dec *d)
+static int dec_next_run(struct fv_i64_dec *d)
 {
     uint64_t dv, len;
     int rc;
@@ -612,7 +563,7 @@ static void fill(int64_t *out, size_t cnt, uint64_t v)
 }
 
 /* Yields the next cnt (<= d->left) values into out. */
-static int dec_next(struct i64_dec *d, int64_t *out, size_t cnt)
+int fv_codec__dec_next(struct fv_i64_dec *d, int64_t *out, size_t cnt)
 {
     int rc;
     while (cnt > 0) {
@@ -640,7 +591,7 @@ static int dec_next(struct i64_dec *d, int64_t *out, size_t cnt)
 }
 
 /* After all values were yielded: every declared run must have been used (D5). */
-static int dec_finish(const struct i64_dec *d)
+int fv_codec__dec_finish(const struct fv_i64_dec *d)
 {
     return d->scheme == FV_CODEC_I64_RLE && d->runs_left != 0 ? FV_ECORRUPT : FV_OK;
 }
@@ -648,358 +599,8 @@ static int dec_finish(const struct i64_dec *d)
 int fv_dec_i64(struct fv_rd *r, int64_t *v, size_t n)
 {
     if (n == 0) return FV_OK;
-    struct i64_dec d;
-    int rc = dec_init(&d, r, n);
-    if (rc == FV_OK) rc = dec_next(&d, v, n);
-    return rc ? rc : dec_finish(&d);
-}
-
-/* ---- double column ---- */
-
-static const double pow10_tab[FV_CODEC_F64_MAX_EXP + 1] = {
-    1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,
-    1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18,
-};
-
-/* Finds m with (double)m / p == x bit for bit; 0 when there is none (an exception). */
-static inline int to_mantissa(double x, double p, int64_t *m)
-{
-    double y = x * p;
-    if (!(fabs(y) < 0x1p62)) return 0; /* also rejects NaN and infinities */
-    /* round half away from zero; |y| < 2^62 keeps the conversion defined. A value that a
-     * different rounding would have caught is merely an exception. */
-    int64_t k = y >= 0 ? (int64_t)(y + 0.5) : -(int64_t)(0.5 - y);
-    if (dbl_bits((double)k / p) != dbl_bits(x)) return 0;
-    *m = k;
-    return 1;
-}
-
-/* Picks up to SAMPLE positions, one per stratum of step values, at an offset that varies from
- * stratum to stratum so that periodic columns (every 4th value missing) are not aliased. */
-static size_t sample(const double *v, size_t n, double *s)
-{
-    size_t step = (n + SAMPLE - 1) / SAMPLE, cnt = 0;
-    for (size_t at = 0; at < n; at += step, cnt++) {
-        size_t i = at + (cnt * 7919u) % step; /* 7919 prime: all residues when step < 7919 */
-        s[cnt] = v[i < n ? i : n - 1];
-    }
-    return cnt;
-}
-
-/* The smallest exponent that makes the most values of a sample round-trip. */
-static unsigned choose_exp(const double *v, size_t n)
-{
-    double s[SAMPLE];
-    size_t cnt = sample(v, n, s), best = 0;
-    unsigned best_e = 0;
-    for (unsigned e = 0; e <= FV_CODEC_F64_MAX_EXP && best < cnt; e++) {
-        size_t ok = 0;
-        int64_t m;
-        for (size_t i = 0; i < cnt; i++)
-            ok += (size_t)to_mantissa(s[i], pow10_tab[e], &m);
-        if (ok > best) {
-            best = ok;
-            best_e = e;
-        }
-    }
-    return best_e;
-}
-
-static int write_xor(struct fv_buf *out, const double *v, size_t n)
-{
-    if (n > (SIZE_MAX - 1) / 8) return FV_ENOMEM;
-    int rc = fv_buf_reserve(out, 1 + 8 * n);
-    if (rc) return rc;
-    unsigned char *p = out->data + out->len;
-    *p++ = FV_CODEC_F64_XOR;
-    uint64_t prev = 0;
-    for (size_t i = 0; i < n; i++, p += 8) {
-        uint64_t b = dbl_bits(v[i]);
-        fv_put_u64(p, b ^ prev);
-        prev = b;
-    }
-    out->len = (size_t)(p - out->data);
-    return FV_OK;
-}
-
-/* Fills m[] at exponent e and lists the exceptions in exc[] (room for max_exc). Returns the
- * number of exceptions, or max_exc + 1 as soon as there are more than max_exc. */
-static size_t mantissas(const double *v, size_t n, unsigned e, int64_t *m, size_t *exc,
-                        size_t max_exc)
-{
-    const double p = pow10_tab[e];
-    size_t nexc = 0;
-    int64_t prev = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (to_mantissa(v[i], p, &m[i])) {
-            prev = m[i];
-            continue;
-        }
-        if (nexc == max_exc) return max_exc + 1;
-        exc[nexc++] = i;
-        m[i] = prev;
-    }
-    return nexc;
-}
-
-static int write_exceptions(struct fv_buf *out, const double *v, const size_t *exc, size_t nexc)
-{
-    if (nexc > (SIZE_MAX - MAX_VINT) / (MAX_VINT + 8)) return FV_ENOMEM;
-    int rc = fv_buf_reserve(out, MAX_VINT + nexc * (MAX_VINT + 8));
-    if (rc) return rc;
-    unsigned char *p = put_uvarint_raw(out->data + out->len, nexc);
-    size_t prev = 0;
-    for (size_t k = 0; k < nexc; k++) {
-        p = put_uvarint_raw(p, exc[k] - prev);
-        prev = exc[k];
-        fv_put_u64(p, dbl_bits(v[exc[k]]));
-        p += 8;
-    }
-    out->len = (size_t)(p - out->data);
-    return FV_OK;
-}
-
-/* Writes DECIMAL; *fits = 0 (nothing written) when XOR should be used instead. */
-static int write_decimal(struct fv_buf *out, const double *v, size_t n, int *fits)
-{
-    size_t start = out->len, max_exc = n / 4;
-    *fits = 0;
-    if (n > SIZE_MAX / (sizeof(int64_t) + sizeof(size_t))) return FV_ENOMEM;
-    int64_t *m = malloc(n * sizeof *m + (max_exc + 1) * sizeof(size_t));
-    if (m == NULL) return FV_ENOMEM;
-    size_t *exc = (size_t *)(m + n);
-    unsigned e = choose_exp(v, n);
-    size_t nexc = mantissas(v, n, e, m, exc, max_exc);
-    int rc = FV_OK;
-    if (nexc <= max_exc) {
-        unsigned char head[2] = {FV_CODEC_F64_DECIMAL, (unsigned char)e};
-        rc = fv_buf_append(out, head, sizeof head);
-        if (rc == FV_OK) rc = fv_enc_i64(out, m, n);
-        if (rc == FV_OK) rc = write_exceptions(out, v, exc, nexc);
-        *fits = rc == FV_OK && out->len - start <= 1 + 8 * n;
-        if (!*fits) out->len = start;
-    }
-    free(m);
-    return rc;
-}
-
-int fv_enc_f64(struct fv_buf *out, const double *v, size_t n)
-{
-    if (n == 0) return FV_OK;
-    int fits;
-    int rc = write_decimal(out, v, n, &fits);
-    if (rc || fits) return rc;
-    return write_xor(out, v, n);
-}
-
-static int dec_xor(struct fv_rd *r, double *v, size_t n)
-{
-    const unsigned char *p;
-    if (n > (r->n - r->off) / 8) return FV_ECORRUPT;
-    int rc = fv_rd_bytes(r, 8 * n, &p);
-    if (rc) return rc;
-    uint64_t prev = 0;
-    for (size_t i = 0; i < n; i++) {
-        prev ^= fv_get_u64(p + 8 * i);
-        v[i] = bits_dbl(prev);
-    }
-    return FV_OK;
-}
-
-static int dec_exceptions(struct fv_rd *r, double *v, size_t n)
-{
-    uint64_t cnt, delta;
-    int rc = fv_rd_uvarint(r, &cnt);
-    if (rc) return rc;
-    if (cnt > n) return FV_ECORRUPT;
-    uint64_t idx = 0;
-    for (uint64_t k = 0; k < cnt; k++) {
-        const unsigned char *p;
-        if ((rc = fv_rd_uvarint(r, &delta))) return rc;
-        if ((k > 0 && delta == 0) || delta >= n - idx) return FV_ECORRUPT; /* D6 */
-        idx += delta;
-        if ((rc = fv_rd_bytes(r, 8, &p))) return rc;
-        v[idx] = bits_dbl(fv_get_u64(p));
-    }
-    return FV_OK;
-}
-
-static int dec_decimal(struct fv_rd *r, double *v, size_t n)
-{
-    uint8_t e;
-    int64_t m[FRAME];
-    struct i64_dec d;
-    int rc = fv_rd_u8(r, &e);
-    if (rc) return rc;
-    if (e > FV_CODEC_F64_MAX_EXP) return FV_ECORRUPT;
-    const double p = pow10_tab[e];
-    if ((rc = dec_init(&d, r, n))) return rc;
-    for (size_t at = 0; at < n; at += FRAME) {
-        size_t cnt = min_size(FRAME, n - at);
-        if ((rc = dec_next(&d, m, cnt))) return rc;
-        for (size_t i = 0; i < cnt; i++)
-            v[at + i] = (double)m[i] / p;
-    }
-    if ((rc = dec_finish(&d))) return rc;
-    return dec_exceptions(r, v, n);
-}
-
-int fv_dec_f64(struct fv_rd *r, double *v, size_t n)
-{
-    if (n == 0) return FV_OK;
-    uint8_t s;
-    int rc = fv_rd_u8(r, &s);
-    if (rc) return rc;
-    if (s == FV_CODEC_F64_DECIMAL) return dec_decimal(r, v, n);
-    if (s == FV_CODEC_F64_XOR) return dec_xor(r, v, n);
-    return FV_ECORRUPT;
-}
-
-/* ---- string column ---- */
-
-static uint64_t str_hash(const unsigned char *s, uint32_t len)
-{
-    uint64_t h = 0xcbf29ce484222325u; /* FNV-1a */
-    for (uint32_t i = 0; i < len; i++)
-        h = (h ^ s[i]) * 0x100000001b3u;
-    return h ^ (h >> 29);
-}
-
-static int str_eq(const unsigned char *a, uint32_t alen, const unsigned char *b, uint32_t blen)
-{
-    return alen == blen && (alen == 0 || a == b || memcmp(a, b, alen) == 0);
-}
-
-/* Scratch of the string encoder: idx[n] for the indices, first[n] for the position of each
- * dictionary entry's first occurrence, slot[cap] an open-addressing table of entry + 1. */
-struct dict {
-    int64_t *idx;
-    size_t *first;
-    size_t *slot;
-    size_t mask;
-    size_t size;
-};
-
-static int dict_init(struct dict *d, size_t n)
-{
-    size_t cap = 16;
-    if (n > SIZE_MAX / 64) return FV_ENOMEM; /* keeps cap < 4n and the sum below in range */
-    while (cap < 2 * n)
-        cap *= 2;
-    d->idx = malloc(n * sizeof(int64_t) + (n + cap) * sizeof(size_t));
-    if (d->idx == NULL) return FV_ENOMEM;
-    d->first = (size_t *)(d->idx + n);
-    d->slot = d->first + n;
-    memset(d->slot, 0, cap * sizeof(size_t));
-    d->mask = cap - 1;
-    d->size = 0;
-    return FV_OK;
-}
-
-/* Returns the dictionary entry of string i, adding it when new. */
-static size_t dict_lookup(struct dict *d, const unsigned char *const *s, const uint32_t *len,
-                          size_t i)
-{
-    size_t j = (size_t)str_hash(s[i], len[i]) & d->mask;
-    for (; d->slot[j] != 0; j = (j + 1) & d->mask) {
-        size_t f = d->first[d->slot[j] - 1];
-        if (str_eq(s[f], len[f], s[i], len[i])) return d->slot[j] - 1;
-    }
-    d->first[d->size] = i;
-    d->slot[j] = ++d->size;
-    return d->size - 1;
-}
-
-static int write_dict(struct fv_buf *out, const struct dict *d, const unsigned char *const *s,
-                      const uint32_t *len)
-{
-    int rc = fv_put_uvarint(out, d->size);
-    for (size_t k = 0; k < d->size && rc == FV_OK; k++) {
-        size_t f = d->first[k];
-        rc = fv_put_uvarint(out, len[f]);
-        if (rc == FV_OK) rc = fv_buf_append(out, s[f], len[f]);
-    }
-    return rc;
-}
-
-int fv_enc_str(struct fv_buf *out, const unsigned char *const *s, const uint32_t *len, size_t n)
-{
-    if (n == 0) return FV_OK;
-    struct dict d;
-    size_t start = out->len;
-    int rc = dict_init(&d, n);
-    if (rc) return rc;
-    for (size_t i = 0; i < n; i++) {
-        /* repeated strings are the common case: skip the hash when equal to the previous */
-        if (i > 0 && str_eq(s[i], len[i], s[i - 1], len[i - 1]))
-            d.idx[i] = d.idx[i - 1];
-        else
-            d.idx[i] = (int64_t)dict_lookup(&d, s, len, i);
-    }
-    rc = write_dict(out, &d, s, len);
-    if (rc == FV_OK) rc = fv_enc_i64(out, d.idx, n);
-    if (rc) out->len = start;
-    free(d.idx);
-    return rc;
-}
-
-/* Reads the dictionary, leaving in s[k] a pointer to entry k's length varint (D7). */
-static int dec_dict(struct fv_rd *r, size_t n, const unsigned char **s, uint64_t *size)
-{
-    uint64_t dsize, len;
-    const unsigned char *p;
-    int rc = fv_rd_uvarint(r, &dsize);
-    if (rc) return rc;
-    if (dsize == 0 || dsize > n || dsize > r->n - r->off) return FV_ECORRUPT;
-    for (uint64_t k = 0; k < dsize; k++) {
-        s[k] = r->p + r->off;
-        if ((rc = fv_rd_uvarint(r, &len))) return rc;
-        if (len > UINT32_MAX) return FV_ECORRUPT;
-        if ((rc = fv_rd_bytes(r, (size_t)len, &p))) return rc;
-    }
-    *size = dsize;
-    return FV_OK;
-}
-
-/* Reads the indices into idx[] (D8): each < dsize, new entries in first-seen order. */
-static int dec_indices(struct fv_rd *r, size_t n, uint64_t dsize, uint32_t *idx)
-{
-    int64_t chunk[FRAME];
-    struct i64_dec d;
-    uint64_t seen = 0;
-    int rc = dec_init(&d, r, n);
-    if (rc) return rc;
-    for (size_t at = 0; at < n; at += FRAME) {
-        size_t cnt = min_size(FRAME, n - at);
-        if ((rc = dec_next(&d, chunk, cnt))) return rc;
-        for (size_t i = 0; i < cnt; i++) {
-            uint64_t k = (uint64_t)chunk[i];
-            if (k > seen || k >= dsize) return FV_ECORRUPT;
-            seen += k == seen;
-            idx[at + i] = (uint32_t)k;
-        }
-    }
-    if ((rc = dec_finish(&d))) return rc;
-    return seen == dsize ? FV_OK : FV_ECORRUPT;
-}
-
-int fv_dec_str(struct fv_rd *r, size_t n, const unsigned char **s, uint32_t *len)
-{
-    if (n == 0) return FV_OK;
-    if (n > UINT32_MAX) return FV_EINVAL; /* the indices are kept in len[] */
-    uint64_t dsize;
-    int rc = dec_dict(r, n, s, &dsize);
-    if (rc == FV_OK) rc = dec_indices(r, n, dsize, len);
-    if (rc) return rc;
-    const unsigned char *end = r->p + r->n;
-    for (size_t i = n; i-- > 0;) {
-        /* index(i) <= i (first-seen order), so s[index(i)] still holds the entry */
-        struct fv_rd e;
-        uint64_t l;
-        fv_rd_init(&e, s[len[i]], (size_t)(end - s[len[i]]));
-        if (fv_rd_uvarint(&e, &l)) return FV_ECORRUPT; /* validated by dec_dict already */
-        s[i] = e.p + e.off;
-        len[i] = (uint32_t)l;
-    }
-    return FV_OK;
+    struct fv_i64_dec d;
+    int rc = fv_codec__dec_init(&d, r, n);
+    if (rc == FV_OK) rc = fv_codec__dec_next(&d, v, n);
+    return rc ? rc : fv_codec__dec_finish(&d);
 }
