@@ -354,7 +354,12 @@ void fv_api_export_list(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
         if (nx == cap) {
             size_t nc = cap ? cap * 2 : 16;
             struct export **g = realloc(xs, nc * sizeof *g);
-            if (g == NULL) break;
+            if (g == NULL) { /* a short list would hide a request: none at all */
+                free(xs);
+                json_decref(arr);
+                error_reply(out, 500, "out of memory");
+                return;
+            }
             xs = g;
             cap = nc;
         }

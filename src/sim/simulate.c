@@ -525,7 +525,8 @@ static int setup_network(struct run *r, char *err, size_t errlen)
 static int mint_all(struct run *r, char *err, size_t errlen)
 {
     uint64_t t0 = fv_mono_ns();
-    for (uint32_t i = 0; i < r->n; i++) {
+    uint32_t i = 0;
+    for (; i < r->n; i++) {
         struct veh *v = &r->v[i];
         int type = v->site ? FV_CT_ENERGY_DEVICE : FV_CT_VEHICLE_DEVICE;
         char e[256];
@@ -534,9 +535,12 @@ static int mint_all(struct run *r, char *err, size_t errlen)
             fv_seterr(err, errlen, "minting a certificate for %s: %s", v->vin, e);
             return rc;
         }
-        if (r->o->stop && *r->o->stop) break; /* start_connect mints the rest, if it runs */
+        if (r->o->stop && *r->o->stop) { /* start_connect mints the rest, if it runs */
+            i++;
+            break;
+        }
     }
-    fv_info("simulate: %u device certificates minted in %.2f s", r->n,
+    fv_info("simulate: %u device certificates minted in %.2f s", i,
             (double)(fv_mono_ns() - t0) / 1e9);
     return FV_OK;
 }
