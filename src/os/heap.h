@@ -10,8 +10,10 @@
  * pages of the last one. Measured on a 300-vehicle x 1,000 s virtual-time feed (6 M datums),
  * four alternating pairs of runs: 8% less server CPU with it, lower in every pair.
  *
- * What it costs: up to 256 MiB of freed memory stays in the process between flushes, which is
- * what two heads at the default flush size (2M datums) occupy anyway.
+ * What it costs: freed memory stays in the process between flushes, up to 256 MiB; a head at
+ * the default flush size (2M datums of 32 bytes) is about 64 MiB, and a flush holds two. The
+ * memory per connected vehicle (bench/ingest/run.sh, 10,000 connections) measured the same
+ * with and without it: 34.3 KB.
  *
  * Threads: call once, from the main thread, before other threads start.
  */
