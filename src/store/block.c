@@ -89,8 +89,10 @@ static int cmp_col(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Encodes the values of kind k (in row order) of column c. */
-static int enc_kind(struct fv_buf *out, const struct colb *c, int k, size_t cnt, void *scratch)
+/* Encodes the values of kind k (in row order) of column c; a column of doubles in every
+ * frame (cnt == nrec) goes through the block's links. */
+static int enc_kind(struct fv_buf *out, const struct colb *c, int k, size_t cnt, size_t nrec,
+                    void *scratch, struct fv_f64_links *lk)
 {
     int64_t *iv = scratch;
     double *dv = scratch;
@@ -100,7 +102,8 @@ static int enc_kind(struct fv_buf *out, const struct colb *c, int k, size_t cnt,
     case FV_VK_DOUBLE:
         for (size_t i = 0; i < c->n; i++)
             if (c->v[i]->kind == k) dv[j++] = c->v[i]->u.d;
-        return fv_enc_f64(out, dv, cnt);
+        return cnt == nrec && lk ? fv_enc_f64_linked(out, dv, c->field, lk)
+                                 : fv_enc_f64(out, dv, cnt);
     case FV_VK_INT:
     case FV_VK_ENUM:
     case FV_VK_BOOL:
@@ -157,7 +160,8 @@ static int enc_kind(struct fv_buf *out, const struct colb *c, int k, size_t cnt,
 
 #define NKINDS (FV_VK_OTHER + 1)
 
-static int enc_col(struct fv_buf *out, const struct colb *c, size_t nrec, int64_t *scratch)
+static int enc_col(struct fv_buf *out, const struct colb *c, size_t nrec, int64_t *scratch,
+                   struct fv_f64_links *lk)
 {
     int rc;
     struct fv_buf body = {0};
@@ -177,7 +181,7 @@ static int enc_col(struct fv_buf *out, const struct colb *c, size_t nrec, int64_
         rc = fv_enc_i64(&body, scratch, c->n);
     }
     for (int k = 0; rc == FV_OK && k < NKINDS; k++)
-        if (kcount[k]) rc = enc_kind(&body, c, k, kcount[k], scratch);
+        if (kcount[k]) rc = enc_kind(&body, c, k, kcount[k], nrec, scratch, lk);
     if (rc == FV_OK) rc = fv_put_uvarint(out, c->field);
     if (rc == FV_OK) rc = fv_put_uvarint(out, body.len);
     if (rc == FV_OK) rc = fv_buf_append(out, body.data, body.len);
@@ -270,8 +274,11 @@ int fv_block_encode(const struct fv_block_in *in, struct fv_buf *out, struct fv_
     if (rc == FV_OK && e.nrec) rc = fv_enc_i64(out, e.groups, e.nrec);
     if (e.ncols) qsort(e.cols, e.ncols, sizeof *e.cols, cmp_col);
     if (rc == FV_OK) rc = fv_put_uvarint(out, e.ncols);
+    /* NULL (out of memory): no column is LINKED, nothing else lost */
+    struct fv_f64_links *lk = e.nrec ? fv_f64_links_new(e.nrec) : NULL;
     for (size_t i = 0; rc == FV_OK && i < e.ncols; i++)
-        rc = enc_col(out, &e.cols[i], e.nrec, scratch);
+        rc = enc_col(out, &e.cols[i], e.nrec, scratch, lk);
+    fv_f64_links_free(lk);
     if (rc == FV_OK) rc = enc_events(out, in);
     free(scratch);
     if (rc == FV_OK && out->len - start > FV_BLOCK_MAX_RAW) rc = FV_ELIMIT;
@@ -336,15 +343,60 @@ const struct fv_block_col *fv_block_col(const struct fv_block *b, uint32_t field
         return FV_ECORRUPT;                                                                        \
     } while (0)
 
+/* What a LINKED column's reference is resolved from: the block's column headers, scanned
+ * again from cols_off (each column before the current one was checked by the main scan). */
+struct linkctx {
+    const unsigned char *p;
+    size_t n, cols_off, nrec;
+    uint64_t ncols;
+    uint32_t cur; /* the field being decoded: a reference must come before it */
+    int64_t *buf; /* 3 * nrec, allocated at the first reference */
+};
+
+/* fv_f64_ref_fn: the mantissas of column id, which must hold n doubles and nothing else,
+ * written DECIMAL (codec.h D9). */
+static int link_resolve(void *arg, uint32_t id, size_t n, const int64_t **m)
+{
+    struct linkctx *x = arg;
+    if (id >= x->cur || n == 0 || n > x->nrec) return FV_ECORRUPT;
+    if (x->buf == NULL && (x->buf = malloc(3 * x->nrec * sizeof *x->buf)) == NULL) return FV_ENOMEM;
+    struct fv_rd r;
+    fv_rd_init(&r, x->p, x->n);
+    r.off = x->cols_off;
+    for (uint64_t i = 0; i < x->ncols; i++) {
+        uint64_t field, nbytes, np;
+        const unsigned char *body;
+        if (fv_rd_uvarint(&r, &field) || fv_rd_uvarint(&r, &nbytes) ||
+            fv_rd_bytes(&r, (size_t)nbytes, &body) || field >= x->cur)
+            return FV_ECORRUPT;
+        if (field != id) continue;
+        struct fv_rd cr;
+        fv_rd_init(&cr, body, (size_t)nbytes);
+        if (fv_rd_uvarint(&cr, &np) || np != n) return FV_ECORRUPT;
+        if (np < x->nrec && fv_dec_i64(&cr, x->buf, n)) return FV_ECORRUPT; /* rows */
+        if (fv_dec_i64(&cr, x->buf, n)) return FV_ECORRUPT;                 /* kinds */
+        for (size_t j = 0; j < n; j++)
+            if ((x->buf[j] & 0xff) != FV_VK_DOUBLE) return FV_ECORRUPT;
+        int decimal = 0;
+        if (fv_dec_f64_ex(&cr, (double *)(void *)(x->buf + n), n, x->buf + 2 * n, &decimal, NULL,
+                          NULL) ||
+            !decimal)
+            return FV_ECORRUPT;
+        *m = x->buf + 2 * n;
+        return FV_OK;
+    }
+    return FV_ECORRUPT;
+}
+
 static int dec_kind_values(struct fv_rd *r, struct fv_block_col *c, int k, size_t cnt, int64_t *iv,
-                           char *err, size_t errlen)
+                           struct linkctx *lk, char *err, size_t errlen)
 {
     double *dv = (double *)iv;
     int64_t *iv2 = iv + cnt, *iv3 = iv + 2 * cnt;
     size_t j = 0;
     switch (k) {
     case FV_VK_DOUBLE:
-        if (fv_dec_f64(r, dv, cnt)) CORRUPT("double values");
+        if (fv_dec_f64_ex(r, dv, cnt, NULL, NULL, link_resolve, lk)) CORRUPT("double values");
         for (size_t i = 0; i < c->n; i++)
             if (c->v[i].kind == k) c->v[i].u.d = dv[j++];
         return FV_OK;
@@ -414,7 +466,7 @@ static int dec_kind_values(struct fv_rd *r, struct fv_block_col *c, int k, size_
 }
 
 static int dec_col(struct fv_rd *r, size_t nrec, struct fv_block_col *c, int64_t *scratch,
-                   char *err, size_t errlen)
+                   struct linkctx *lk, char *err, size_t errlen)
 {
     uint64_t np;
     if (fv_rd_uvarint(r, &np) || np == 0 || np > nrec) CORRUPT("column %u: row count", c->field);
@@ -445,7 +497,7 @@ static int dec_col(struct fv_rd *r, size_t nrec, struct fv_block_col *c, int64_t
     }
     for (int k = 0; k < NKINDS; k++) {
         if (!kcount[k]) continue;
-        int rc = dec_kind_values(r, c, k, kcount[k], scratch, err, errlen);
+        int rc = dec_kind_values(r, c, k, kcount[k], scratch, lk, err, errlen);
         if (rc) {
             if (rc == FV_ECORRUPT) {
                 char sub[128];
@@ -518,6 +570,7 @@ int fv_block_decode(const unsigned char *p, size_t n, const uint32_t *fields, si
                     int want_events, struct fv_block *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
+    struct linkctx lk = {.buf = NULL};
     struct fv_rd r;
     fv_rd_init(&r, p, n);
     uint8_t ver;
@@ -576,6 +629,7 @@ int fv_block_decode(const unsigned char *p, size_t n, const uint32_t *fields, si
         rc = FV_ENOMEM;
         goto fail;
     }
+    lk = (struct linkctx){.p = p, .n = n, .cols_off = r.off, .nrec = out->nrec, .ncols = ncols};
     uint64_t prev = 0;
     for (uint64_t i = 0; i < ncols; i++) {
         uint64_t field, nbytes;
@@ -593,7 +647,8 @@ int fv_block_decode(const unsigned char *p, size_t n, const uint32_t *fields, si
         c->field = (uint32_t)field;
         struct fv_rd cr;
         fv_rd_init(&cr, body, (size_t)nbytes);
-        rc = dec_col(&cr, out->nrec, c, scratch, err, errlen);
+        lk.cur = c->field;
+        rc = dec_col(&cr, out->nrec, c, scratch, &lk, err, errlen);
         if (rc) goto fail;
     }
     if (want_events) {
@@ -606,9 +661,11 @@ int fv_block_decode(const unsigned char *p, size_t n, const uint32_t *fields, si
         }
     }
     free(scratch);
+    free(lk.buf);
     return FV_OK;
 fail:
     free(scratch);
+    free(lk.buf);
     fv_block_free(out);
     return rc;
 }

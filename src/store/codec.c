@@ -428,6 +428,15 @@ int fv_enc_i64(struct fv_buf *out, const int64_t *v, size_t n)
     return FV_OK;
 }
 
+size_t fv_codec__i64_cost(const int64_t *v, size_t n)
+{
+    if (n == 0) return 0;
+    struct i64_stats st;
+    i64_sizes(v, n, &st);
+    unsigned scheme = i64_pick(&st);
+    return scheme == st.planes_s && st.planes_est != SIZE_MAX ? st.planes_est : st.size[scheme];
+}
+
 /* ---- integer column: decoding ---- */
 
 static int dec_init_planes(struct fv_i64_dec *d, size_t n)

@@ -56,9 +56,22 @@
  *              listed indices. An exception's mantissa is the previous value's (0 at index 0)
  *              so that deltas stay small.
  *   1 XOR      n times 8 bytes LE: bits(v[i]) ^ bits(v[i-1]), bits(v[-1]) = 0.
+ *   2 LINKED   (part format 5 on) e (1 byte, 0..18); ref varint (the id, in the caller's
+ *              numbering, of another column of n values written DECIMAL: the reference);
+ *              zz(kq) varint (kq != 0, |kq| <= 2^24: a slope in units of 2^-16); an integer
+ *              column of n values c[i]; exceptions as DECIMAL. With a[] the reference's
+ *              mantissas: m[i] = c[i] + P[i], P[0] = 0, P[i] = P[i-1] + pred(a[i] - a[i-1]),
+ *              pred(d) = floor((kq * d + 2^15) / 2^16) for |d| < 2^38, else 0; all sums wrap
+ *              modulo 2^64. Then v[i] = m[i] / 10^e as for DECIMAL. A column whose steps
+ *              follow another's (a pack's voltage sagging with its current, ranges with the
+ *              state of charge, power with amps) costs only what the prediction misses.
  *   The encoder picks e as the smallest exponent that makes the most values round-trip on a
  *   sample of up to 256 values; it writes XOR when more than n/4 values would be exceptions
- *   or when DECIMAL would be larger than XOR.
+ *   or when DECIMAL would be larger than XOR. Given references (fv_enc_f64_ex) and n >= 16,
+ *   it fits each reference's steps to the column's by least squares (skipping those whose
+ *   squared correlation is under 1/4) and writes LINKED against the one whose residual
+ *   column the integer codec estimates cheapest, when that beats DECIMAL by a sixteenth
+ *   plus 20 bytes. A reference is never itself LINKED (one level).
  *
  * String column (fv_enc_str), n >= 1: dictionary size D varint (1..n); D entries, each the
  *   length varint (<= 2^32 - 1) then the bytes, distinct, in first-seen order; then an integer
@@ -69,12 +82,14 @@
  * Validity rules (a decoder returns FV_ECORRUPT when one is broken):
  *   D1 every field lies inside the reader's buffer;
  *   D2 varints have at most 10 bytes and fit 64 bits;
- *   D3 scheme bytes are known: 0..6 for integers, 0..1 for doubles;
+ *   D3 scheme bytes are known: 0..6 for integers, 0..2 for doubles;
  *   D4 frame widths are 0..64; PLANES widths 1..8;
  *   D5 RLE: 1 <= runs <= n, every length >= 1, lengths sum to exactly n, all runs used;
  *   D6 DECIMAL: e <= 18; exception count <= n; indices strictly increase and are < n;
  *   D7 strings: 1 <= D <= n, D <= bytes left; lengths <= 2^32 - 1;
  *   D8 strings: every index < D, in first-seen order, every entry used.
+ *   D9 LINKED: kq != 0 and |kq| <= 2^24; the caller resolves ref to a DECIMAL column of
+ *      exactly n values (fv_f64_ref_fn), else the column is corrupt.
  * fv_dec_str also needs n <= 2^32 - 1 (else FV_EINVAL): it keeps the indices in len[].
  */
 #ifndef FV_STORE_CODEC_H
@@ -95,6 +110,9 @@
 #define FV_CODEC_I64_DPLANES 6 /* part format 4 on */
 #define FV_CODEC_F64_DECIMAL 0
 #define FV_CODEC_F64_XOR     1
+#define FV_CODEC_F64_LINKED  2 /* part format 5 on */
+/* References fv_enc_f64_ex weighs for one column at most (the first ones given). */
+#define FV_CODEC_F64_MAX_REFS 64
 /* Largest DECIMAL exponent: 10^18 is the largest power of ten below 2^63 (all are exact). */
 #define FV_CODEC_F64_MAX_EXP 18
 
@@ -140,8 +158,28 @@ int fv_dec_i64(struct fv_rd *r, int64_t *v, size_t n);
 /* Appends the double column v[0..n-1] (bit for bit: NaN payloads, -0.0, infinities,
  * subnormals); FV_OK or FV_ENOMEM. */
 int fv_enc_f64(struct fv_buf *out, const double *v, size_t n);
-/* Decodes a double column of n values into v[0..n-1]; FV_OK or FV_ECORRUPT. */
+/* Decodes a double column of n values into v[0..n-1]; FV_OK or FV_ECORRUPT (also for a
+ * LINKED column: it needs fv_dec_f64_ex's resolver). */
 int fv_dec_f64(struct fv_rd *r, double *v, size_t n);
+
+/* The columns a block's later double columns may be predicted from (LINKED): DECIMAL
+ * columns of n values, up to FV_CODEC_F64_MAX_REFS of them and 4 MiB. One encoder's. */
+struct fv_f64_links;
+/* For columns of n values; NULL when out of memory. */
+struct fv_f64_links *fv_f64_links_new(size_t n);
+void fv_f64_links_free(struct fv_f64_links *lk);
+/* fv_enc_f64 of lk's n values, weighing LINKED against lk's columns; a column written DECIMAL
+ * joins lk as id (ids: the caller's numbering, above every id lk holds). FV_OK or
+ * FV_ENOMEM. */
+int fv_enc_f64_linked(struct fv_buf *out, const double *v, uint32_t id, struct fv_f64_links *lk);
+/* Resolves a LINKED column's reference id to the mantissas of a DECIMAL column of exactly n
+ * values (*m, valid until the decoder returns); FV_OK, or anything else when there is none. */
+typedef int (*fv_f64_ref_fn)(void *arg, uint32_t id, size_t n, const int64_t **m);
+/* fv_dec_f64, resolving LINKED references through ref(arg, ...) (ref NULL: a LINKED column is
+ * corrupt). A DECIMAL column's mantissas go to m_out when not NULL (room for n) with
+ * *decimal = 1; otherwise *decimal = 0. decimal may be NULL. */
+int fv_dec_f64_ex(struct fv_rd *r, double *v, size_t n, int64_t *m_out, int *decimal,
+                  fv_f64_ref_fn ref, void *arg);
 
 /* Appends the string column: string i is the len[i] bytes at s[i] (any bytes, NULs included;
  * s[i] may be NULL when len[i] == 0); FV_OK or FV_ENOMEM. */

@@ -20,6 +20,20 @@
 #include "util/err.h"
 
 #define SAMPLE 256 /* values tried per exponent when choosing e */
+/* LINKED (codec.h): fixed-point slope bits, bounds, and when a prediction is tried */
+#define LINK_SHIFT    16
+#define LINK_MAX_KQ   ((int64_t)1 << 24)
+#define LINK_MAX_STEP ((int64_t)1 << 38)
+#define LINK_MIN_N    16   /* values a column needs before LINKED is tried */
+#define LINK_MIN_R2   0.25 /* squared correlation of the steps below which a ref is not tried */
+#define LINK_GAIN     8    /* LINKED when its steps take under 1 - 1/8 of the bits */
+#define LINK_MEM_MAX  (4u << 20) /* bytes a block's references take at most */
+
+/* Two's-complement reinterpretation without implementation-defined conversions. */
+static inline int64_t to_signed(uint64_t u)
+{
+    return u <= (uint64_t)INT64_MAX ? (int64_t)u : -(int64_t)~u - 1;
+}
 
 static inline uint64_t dbl_bits(double d)
 {
@@ -140,35 +154,208 @@ static int write_exceptions(struct fv_buf *out, const double *v, const size_t *e
     return FV_OK;
 }
 
-/* Writes DECIMAL; *fits = 0 (nothing written) when XOR should be used instead. */
-static int write_decimal(struct fv_buf *out, const double *v, size_t n, int *fits)
+/* ---- LINKED: mantissas predicted from another column's (codec.h) ---- */
+
+/* The prediction of one step from the reference's step d: round(kq * d / 2^16), 0 for steps
+ * too large to multiply without overflow (|kq| <= 2^24, |d| < 2^38: the product < 2^62). */
+static inline uint64_t link_pred(int64_t kq, uint64_t step)
+{
+    int64_t d = to_signed(step);
+    if (d <= -LINK_MAX_STEP || d >= LINK_MAX_STEP) return 0;
+    int64_t x = kq * d + (1 << (LINK_SHIFT - 1));
+    /* floor division by 2^16 without shifting a negative number */
+    int64_t q = x >= 0 ? x >> LINK_SHIFT : -((-x + ((1 << LINK_SHIFT) - 1)) >> LINK_SHIFT);
+    return (uint64_t)q;
+}
+
+/* c[i] = m[i] - P[i] in place on x, where P[0] = 0 and P[i] = P[i-1] + pred(a[i] - a[i-1]),
+ * modulo 2^64 (the decoder adds P back: dec_mantissas). */
+static void link_apply(int64_t *x, const int64_t *a, size_t n, int64_t kq)
+{
+    uint64_t p = 0;
+    for (size_t i = 1; i < n; i++) {
+        p += link_pred(kq, (uint64_t)a[i] - (uint64_t)a[i - 1]);
+        x[i] = to_signed((uint64_t)x[i] - p);
+    }
+}
+
+/* The references of a block (codec.h): DECIMAL columns of n values, their mantissas and
+ * their steps as doubles with the steps' sum of squares, so that weighing a reference for a
+ * column costs one dot product. */
+struct fv_f64_links {
+    size_t n, count;
+    uint32_t id[FV_CODEC_F64_MAX_REFS];
+    int64_t *m[FV_CODEC_F64_MAX_REFS];
+    double *d[FV_CODEC_F64_MAX_REFS];
+    double sxx[FV_CODEC_F64_MAX_REFS];
+};
+
+struct fv_f64_links *fv_f64_links_new(size_t n)
+{
+    struct fv_f64_links *lk = calloc(1, sizeof *lk);
+    if (lk) lk->n = n;
+    return lk;
+}
+
+void fv_f64_links_free(struct fv_f64_links *lk)
+{
+    if (lk == NULL) return;
+    for (size_t i = 0; i < lk->count; i++) {
+        free(lk->m[i]);
+        free(lk->d[i]);
+    }
+    free(lk);
+}
+
+/* m's steps as doubles into d[0..n-2]; returns their sum of squares. */
+static double link_steps(const int64_t *m, size_t n, double *d)
+{
+    double s = 0;
+    for (size_t i = 1; i < n; i++) {
+        d[i - 1] = (double)to_signed((uint64_t)m[i] - (uint64_t)m[i - 1]);
+        s += d[i - 1] * d[i - 1];
+    }
+    return s;
+}
+
+/* The dot product of a[0..n-1] and b[0..n-1], four sums at a time (a chain of dependent
+ * additions would wait on each; this is every column pair's cost). */
+static double link_dot(const double *a, const double *b, size_t n)
+{
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += a[i] * b[i];
+        s1 += a[i + 1] * b[i + 1];
+        s2 += a[i + 2] * b[i + 2];
+        s3 += a[i + 3] * b[i + 3];
+    }
+    for (; i < n; i++)
+        s0 += a[i] * b[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
+/* Offers a DECIMAL column's mantissas as a reference; quietly not when lk is full. */
+static void link_offer(struct fv_f64_links *lk, uint32_t id, const int64_t *m)
+{
+    size_t n = lk->n;
+    if (lk->count == FV_CODEC_F64_MAX_REFS ||
+        (lk->count + 1) * n * (sizeof(int64_t) + sizeof(double)) > LINK_MEM_MAX)
+        return;
+    int64_t *mc = malloc(n * sizeof *mc);
+    double *d = malloc(n * sizeof *d);
+    if (mc == NULL || d == NULL) { /* not offered: nothing else lost */
+        free(mc);
+        free(d);
+        return;
+    }
+    memcpy(mc, m, n * sizeof *mc);
+    lk->sxx[lk->count] = link_steps(m, n, d);
+    lk->id[lk->count] = id;
+    lk->m[lk->count] = mc;
+    lk->d[lk->count++] = d;
+}
+
+/* A cheap stand-in for what a column's steps cost: the sum of their zigzag bit widths (the
+ * integer codec's exact sizing is a few passes and a histogram; this is one pass). With
+ * kq != 0 the steps are those left after predicting from a. */
+static uint64_t link_bits(const int64_t *m, const int64_t *a, size_t n, int64_t kq)
+{
+    uint64_t bits = 0;
+    for (size_t i = 1; i < n; i++) {
+        uint64_t d = (uint64_t)m[i] - (uint64_t)m[i - 1];
+        if (kq) d -= link_pred(kq, (uint64_t)a[i] - (uint64_t)a[i - 1]);
+        uint64_t z = fv_zigzag(d);
+        bits += z ? 64u - (unsigned)__builtin_clzll(z) : 0u;
+    }
+    return bits;
+}
+
+/* Of lk's references, the one whose prediction leaves m's steps cheapest (link_bits), if it
+ * saves at least 1/LINK_GAIN of them: its index, with its kq and the predicted column in c;
+ * -1 when none does. A reference is weighed only when its steps correlate with m's
+ * (r^2 >= LINK_MIN_R2); the slope is the least-squares one, in units of 2^-16. dm: room for
+ * n doubles. */
+static long link_choose(const int64_t *m, size_t n, const struct fv_f64_links *lk, double *dm,
+                        int64_t *c, int64_t *best_kq)
+{
+    double syy = link_steps(m, n, dm);
+    if (!(syy > 0)) return -1;
+    uint64_t base = link_bits(m, NULL, n, 0), best_bits = base - base / LINK_GAIN;
+    long best = -1;
+    for (size_t k = 0; k < lk->count; k++) {
+        double sxy = link_dot(lk->d[k], dm, n - 1), sxx = lk->sxx[k];
+        if (!(sxx > 0) || sxy * sxy < LINK_MIN_R2 * sxx * syy) continue;
+        double kd = sxy / sxx * (double)(1 << LINK_SHIFT);
+        if (!(fabs(kd) <= (double)LINK_MAX_KQ)) continue;
+        int64_t kq = (int64_t)llround(kd);
+        if (kq == 0) continue;
+        uint64_t bits = link_bits(m, lk->m[k], n, kq);
+        if (bits < best_bits) {
+            best_bits = bits;
+            best = (long)k;
+            *best_kq = kq;
+        }
+    }
+    if (best >= 0) {
+        memcpy(c, m, n * sizeof *c);
+        link_apply(c, lk->m[best], n, *best_kq);
+    }
+    return best;
+}
+
+/* Writes DECIMAL, or LINKED against one of lk's columns when that is cheaper (lk may be
+ * NULL); *fits = 0 (nothing written) when XOR should be used instead. A column written
+ * DECIMAL joins lk under id. */
+static int write_decimal(struct fv_buf *out, const double *v, size_t n, uint32_t id,
+                         struct fv_f64_links *lk, int *fits)
 {
     size_t start = out->len, max_exc = n / 4;
     *fits = 0;
-    if (n > SIZE_MAX / (sizeof(int64_t) + sizeof(size_t))) return FV_ENOMEM;
-    int64_t *m = malloc(n * sizeof *m + (max_exc + 1) * sizeof(size_t));
+    int linkable = lk && lk->count > 0 && n >= LINK_MIN_N;
+    size_t words = linkable ? 3 : 1; /* m, then c and the steps dm */
+    if (n > SIZE_MAX / (words * sizeof(int64_t) + sizeof(size_t))) return FV_ENOMEM;
+    int64_t *m = malloc(words * n * sizeof *m + (max_exc + 1) * sizeof(size_t));
     if (m == NULL) return FV_ENOMEM;
-    size_t *exc = (size_t *)(m + n);
+    int64_t *c = m + n;
+    double *dm = (double *)(void *)(m + 2 * n);
+    size_t *exc = (size_t *)(m + words * n);
     unsigned e = choose_exp(v, n);
     size_t nexc = mantissas(v, n, e, m, exc, max_exc);
     int rc = FV_OK;
     if (nexc <= max_exc) {
-        unsigned char head[2] = {FV_CODEC_F64_DECIMAL, (unsigned char)e};
+        int64_t kq = 0;
+        long ref = linkable ? link_choose(m, n, lk, dm, c, &kq) : -1;
+        unsigned char head[2] = {ref >= 0 ? FV_CODEC_F64_LINKED : FV_CODEC_F64_DECIMAL,
+                                 (unsigned char)e};
         rc = fv_buf_append(out, head, sizeof head);
-        if (rc == FV_OK) rc = fv_enc_i64(out, m, n);
+        if (rc == FV_OK && ref >= 0) rc = fv_put_uvarint(out, lk->id[ref]);
+        if (rc == FV_OK && ref >= 0) rc = fv_put_uvarint(out, fv_zigzag((uint64_t)kq));
+        if (rc == FV_OK) rc = fv_enc_i64(out, ref >= 0 ? c : m, n);
         if (rc == FV_OK) rc = write_exceptions(out, v, exc, nexc);
         *fits = rc == FV_OK && out->len - start <= 1 + 8 * n;
         if (!*fits) out->len = start;
+        if (*fits && ref < 0 && lk && n >= LINK_MIN_N) link_offer(lk, id, m);
     }
     free(m);
     return rc;
 }
 
+int fv_enc_f64_linked(struct fv_buf *out, const double *v, uint32_t id, struct fv_f64_links *lk)
+{
+    int fits;
+    size_t n = lk->n;
+    if (n == 0) return FV_OK;
+    int rc = write_decimal(out, v, n, id, lk, &fits);
+    if (rc || fits) return rc;
+    return write_xor(out, v, n);
+}
+
 int fv_enc_f64(struct fv_buf *out, const double *v, size_t n)
 {
-    if (n == 0) return FV_OK;
     int fits;
-    int rc = write_decimal(out, v, n, &fits);
+    if (n == 0) return FV_OK;
+    int rc = write_decimal(out, v, n, 0, NULL, &fits);
     if (rc || fits) return rc;
     return write_xor(out, v, n);
 }
@@ -205,35 +392,87 @@ static int dec_exceptions(struct fv_rd *r, double *v, size_t n)
     return FV_OK;
 }
 
-static int dec_decimal(struct fv_rd *r, double *v, size_t n)
+/* DECIMAL (ref == NULL) or LINKED after its reference was resolved to a[0..n-1] (kq). The
+ * mantissas go to m_out when not NULL (room for n), else through a stack frame. */
+static int dec_mantissas(struct fv_rd *r, double *v, size_t n, const int64_t *a, int64_t kq,
+                         int64_t *m_out)
 {
     uint8_t e;
-    int64_t m[FRAME];
+    int64_t frame[FRAME];
     struct fv_i64_dec d;
     int rc = fv_rd_u8(r, &e);
     if (rc) return rc;
     if (e > FV_CODEC_F64_MAX_EXP) return FV_ECORRUPT;
     const double p = pow10_tab[e];
+    if (a) {
+        uint64_t id, zk;
+        if ((rc = fv_rd_uvarint(r, &id)) || (rc = fv_rd_uvarint(r, &zk))) return rc;
+        (void)id; /* read by fv_dec_f64_ex */
+        (void)zk;
+    }
     if ((rc = fv_codec__dec_init(&d, r, n))) return rc;
+    uint64_t pred = 0;
     for (size_t at = 0; at < n; at += FRAME) {
         size_t cnt = min_size(FRAME, n - at);
+        int64_t *m = m_out ? m_out + at : frame;
         if ((rc = fv_codec__dec_next(&d, m, cnt))) return rc;
-        for (size_t i = 0; i < cnt; i++)
+        for (size_t i = 0; i < cnt; i++) {
+            if (a && at + i > 0) {
+                pred += link_pred(kq, (uint64_t)a[at + i] - (uint64_t)a[at + i - 1]);
+                m[i] = to_signed((uint64_t)m[i] + pred);
+            }
             v[at + i] = (double)m[i] / p;
+        }
     }
     if ((rc = fv_codec__dec_finish(&d))) return rc;
     return dec_exceptions(r, v, n);
 }
 
-int fv_dec_f64(struct fv_rd *r, double *v, size_t n)
+/* A LINKED column's header: the reference's id and kq (D9), then its resolution. */
+static int dec_link_head(struct fv_rd *r, size_t n, fv_f64_ref_fn ref, void *arg, const int64_t **a,
+                         int64_t *kq)
 {
+    struct fv_rd peek = *r;
+    uint8_t e;
+    uint64_t id, zk;
+    int rc;
+    if ((rc = fv_rd_u8(&peek, &e)) || (rc = fv_rd_uvarint(&peek, &id)) ||
+        (rc = fv_rd_uvarint(&peek, &zk)))
+        return rc;
+    int64_t k = to_signed(fv_unzigzag(zk));
+    if (ref == NULL || id > UINT32_MAX || k == 0 || k > LINK_MAX_KQ || k < -LINK_MAX_KQ)
+        return FV_ECORRUPT;
+    *kq = k;
+    if (ref(arg, (uint32_t)id, n, a) != FV_OK || *a == NULL) return FV_ECORRUPT;
+    return FV_OK;
+}
+
+int fv_dec_f64_ex(struct fv_rd *r, double *v, size_t n, int64_t *m_out, int *decimal,
+                  fv_f64_ref_fn ref, void *arg)
+{
+    if (decimal) *decimal = 0;
     if (n == 0) return FV_OK;
     uint8_t s;
     int rc = fv_rd_u8(r, &s);
     if (rc) return rc;
-    if (s == FV_CODEC_F64_DECIMAL) return dec_decimal(r, v, n);
+    if (s == FV_CODEC_F64_DECIMAL) {
+        rc = dec_mantissas(r, v, n, NULL, 0, m_out);
+        if (rc == FV_OK && decimal) *decimal = m_out != NULL;
+        return rc;
+    }
+    if (s == FV_CODEC_F64_LINKED) {
+        const int64_t *a = NULL;
+        int64_t kq = 0;
+        if ((rc = dec_link_head(r, n, ref, arg, &a, &kq))) return rc;
+        return dec_mantissas(r, v, n, a, kq, NULL);
+    }
     if (s == FV_CODEC_F64_XOR) return dec_xor(r, v, n);
     return FV_ECORRUPT;
+}
+
+int fv_dec_f64(struct fv_rd *r, double *v, size_t n)
+{
+    return fv_dec_f64_ex(r, v, n, NULL, NULL, NULL, NULL);
 }
 
 /* ---- string column ---- */

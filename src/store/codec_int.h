@@ -34,6 +34,10 @@ static inline unsigned char *put_uvarint_raw(unsigned char *p, uint64_t v)
     return p;
 }
 
+/* What fv_enc_i64 would write for v[0..n-1], in bytes once the block's zstd has run: the
+ * chosen scheme's size, or for PLANES and DPLANES the estimate it was chosen by. */
+size_t fv_codec__i64_cost(const int64_t *v, size_t n);
+
 /* The integer column's decoder (codec.c): yields a column of n values in chunks. */
 struct fv_i64_dec {
     struct fv_rd *r;

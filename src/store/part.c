@@ -60,8 +60,8 @@ static size_t decompress(void *dst, size_t cap, const void *src, size_t n)
 static const unsigned char HEAD_MAGIC[8] = {'F', 'V', 'P', 'A', 'R', 'T', '\r', '\n'};
 static const unsigned char FOOT_MAGIC[8] = {'F', 'V', 'P', 'E', 'N', 'D', '\r', '\n'};
 #define PART_VERSION                                                                               \
-    4 /* written; versions 1 (no rx_max, no flags), 2 (no last values) and 3 (last values          \
-         always zstd-compressed) are still read */
+    5 /* written; versions 1 (no rx_max, no flags), 2 (no last values), 3 (last values            \
+         always zstd-compressed) and 4 (no LINKED double columns) are still read */
 #define ZSTD_MAGIC0   0x28 /* first byte of a zstd frame (magic 0xFD2FB528, little-endian) */
 #define MAX_INDEX_RAW (256u << 20)
 

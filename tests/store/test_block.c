@@ -5,7 +5,8 @@
  * 8192 frames; a property test against the input as the naive reference (random seeds,
  * printed; FV_BLOCK_SEED=N replays one); the reader's limits obeyed by the writer (a property
  * test around FV_BLOCK_MAX_COLS and FV_BLOCK_MAX_RAW); corruption: every truncation fails and byte
- * flips give FV_ECORRUPT or a consistent block, never a crash (run under ASan). */
+ * flips give FV_ECORRUPT or a consistent block, never a crash (run under ASan); correlated
+ * double columns predicted one from another (LINKED). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1131,6 +1132,103 @@ static void test_byte_flips_never_crash(void **state)
     fv_buf_free(&enc);
 }
 
+/* Correlated double columns (codec.h, LINKED): a pack's voltage that sags with its current,
+ * an AC power that is amps times a constant, next to an uncorrelated column. The block holds
+ * them in much less than the columns' blocks apart (the old encoder, which predicted no
+ * column from another, wrote the sum); every value comes back bit for bit, also when only a
+ * predicted column is asked for (its reference is decoded on the side, never returned); and
+ * damage to such a block is refused or decodes consistently, never crashes. */
+enum { L_N = 400, L_CUR = 6, L_VOLT = 7, L_AMPS = 9, L_KW = 10, L_NOISE = 11, L_F = 5 };
+static void linked_input(struct fv_datum *d, struct fv_block_frame *fr)
+{
+    struct rng g;
+    rng_seed(&g, 4242);
+    double cur = 20, amps = 16;
+    for (int i = 0; i < L_N; i++) {
+        cur += (double)((int)rnd_below(&g, 61) - 30) / 10.0; /* A, steps of 0.1 */
+        if (rnd_below(&g, 10) == 0) amps = (double)rnd_below(&g, 48);
+        double ocv = 396.0 - i * 0.01;
+        struct fv_datum *f = d + i * L_F;
+        f[0] = (struct fv_datum){.field = L_CUR, .value = vdbl(round(cur * 10) / 10, 5)};
+        f[1] = (struct fv_datum){.field = L_VOLT,
+                                 .value = vdbl(round((ocv - cur * 0.085) * 100) / 100, 5)};
+        f[2] = (struct fv_datum){.field = L_AMPS, .value = vdbl(amps, 5)};
+        f[3] = (struct fv_datum){.field = L_KW, .value = vdbl(round(amps * 24.0) / 100, 5)};
+        f[4] = (struct fv_datum){.field = L_NOISE,
+                                 .value = vdbl((double)rnd_below(&g, 100000) / 100, 5)};
+        fr[i] = (struct fv_block_frame){1795000000000LL + i * 1000, L_F, f, 1};
+    }
+}
+
+static uint32_t linked_only; /* keep_linked's field */
+static int keep_linked(void *arg, uint32_t field)
+{
+    (void)arg;
+    return field == linked_only;
+}
+
+static void test_linked_columns(void **state)
+{
+    (void)state;
+    struct fv_datum *d = xcalloc(L_N * L_F, sizeof *d);
+    struct fv_block_frame *fr = xcalloc(L_N, sizeof *fr);
+    linked_input(d, fr);
+    struct fv_block_in in = {.nframes = L_N, .frames = fr};
+    struct fv_buf enc = {0}, one = {0};
+    struct fv_block_meta m;
+    assert_int_equal(fv_block_encode(&in, &enc, &m), FV_OK);
+    const uint32_t fields[] = {L_CUR, L_VOLT, L_AMPS, L_KW, L_NOISE};
+    size_t alone[5];
+    for (size_t k = 0; k < 5; k++) {
+        struct fv_block_in in1 = {.nframes = L_N, .frames = fr, .keep = keep_linked};
+        linked_only = fields[k];
+        fv_buf_reset(&one);
+        assert_int_equal(fv_block_encode(&in1, &one, &m), FV_OK);
+        alone[k] = one.len;
+    }
+    printf("linked block %zu bytes; alone: current %zu, voltage %zu, amps %zu, kW %zu, "
+           "noise %zu\n",
+           enc.len, alone[0], alone[1], alone[2], alone[3], alone[4]);
+    /* what LINKED saves on these columns is checked in test_codec; here: less than apart */
+    assert_true(enc.len < alone[0] + alone[1] + alone[2] + alone[3] + alone[4]);
+    struct expect x;
+    expect_build(&in, &x);
+    char err[256];
+    struct fv_block b;
+    const uint32_t *sets[] = {NULL, (const uint32_t[]){L_VOLT}, (const uint32_t[]){L_KW},
+                              (const uint32_t[]){L_VOLT, L_NOISE}};
+    const size_t nset[] = {0, 1, 1, 2};
+    for (size_t s = 0; s < 4; s++) {
+        assert_int_equal(
+            fv_block_decode(enc.data, enc.len, sets[s], nset[s], 0, &b, err, sizeof err), FV_OK);
+        assert_true(block_matches(&b, &x, sets[s], nset[s]));
+        fv_block_free(&b);
+    }
+    /* damage: truncations and byte flips */
+    unsigned char *p = malloc(enc.len);
+    assert_non_null(p);
+    for (size_t pos = 0; pos < enc.len; pos++)
+        for (int mask = 1; mask < 256; mask <<= 3) {
+            memcpy(p, enc.data, enc.len);
+            p[pos] ^= (unsigned char)mask;
+            for (size_t s = 0; s < 4; s++) {
+                int rc = fv_block_decode(p, enc.len, sets[s], nset[s], 1, &b, err, sizeof err);
+                assert_true(rc == FV_OK || rc == FV_ECORRUPT);
+                if (rc == FV_OK) check_consistent(&b, p, enc.len);
+                fv_block_free(&b);
+            }
+            int rc = fv_block_decode(p, pos, NULL, 0, 1, &b, err, sizeof err);
+            assert_int_equal(rc, FV_ECORRUPT);
+            fv_block_free(&b);
+        }
+    free(p);
+    expect_free(&x);
+    fv_buf_free(&enc);
+    fv_buf_free(&one);
+    free(d);
+    free(fr);
+}
+
 /* Hand-made malformed blocks (one validity rule each). */
 static void test_malformed_blocks(void **state)
 {
@@ -1187,6 +1285,7 @@ int main(void)
         cmocka_unit_test(test_every_truncation_fails),
         cmocka_unit_test(test_byte_flips_never_crash),
         cmocka_unit_test(test_malformed_blocks),
+        cmocka_unit_test(test_linked_columns),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

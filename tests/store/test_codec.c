@@ -488,8 +488,8 @@ static void test_i64_planes(void **state)
     rt_free(&packed);
     rt_free(&shifted);
     /* DPLANES by hand: first 10 (zz 20), d1 = 5 (zz 10), w = 1, dods +1 -2 -> zz 2 3 */
-    expect_i64((const unsigned char *)"\x06\x14\x0a\x01\x02\x03", 6,
-               (int64_t[]){10, 15, 21, 25}, 4);
+    expect_i64((const unsigned char *)"\x06\x14\x0a\x01\x02\x03", 6, (int64_t[]){10, 15, 21, 25},
+               4);
     expect_i64((const unsigned char *)"\x06\x14\x0a", 3, (int64_t[]){10, 15}, 2);
     expect_i64((const unsigned char *)"\x06\x14", 2, (int64_t[]){10}, 1);
     assert_int_equal(decode_copy(K_I64, (const unsigned char *)"\x06\x14\x0a\x00", 4, 3),
@@ -1008,6 +1008,95 @@ static void test_garbage(void **state)
     }
 }
 
+/* LINKED (codec.h): a voltage that sags with a current is written against the current's
+ * mantissas, at under half the bytes DECIMAL takes after zstd, and decodes bit for bit through
+ * the resolver; a power that is amps times 24 costs a constant column. Without a resolver, or
+ * with one that answers another length, or with kq 0, the column is corrupt; a column written
+ * LINKED does not become a reference itself (one level). */
+struct ref_of {
+    uint32_t id;
+    const int64_t *m;
+    size_t n;
+};
+static int resolve_test(void *arg, uint32_t id, size_t n, const int64_t **m)
+{
+    const struct ref_of *r = arg;
+    if (id != r->id || n != r->n) return FV_ECORRUPT;
+    *m = r->m;
+    return FV_OK;
+}
+
+static void test_f64_linked(void **state)
+{
+    (void)state;
+    enum { N = 500 };
+    double cur[N], volt[N], amps[N], kw[N];
+    uint64_t g = 77;
+    double c = 20, a = 16;
+    for (int i = 0; i < N; i++) {
+        g = g * 6364136223846793005ULL + 1442695040888963407ULL;
+        c += (double)((int)((g >> 33) % 61) - 30) / 10.0;
+        if ((g >> 20) % 10 == 0) a = (double)((g >> 40) % 48);
+        cur[i] = round(c * 10) / 10;
+        volt[i] = round((396.0 - i * 0.01 - c * 0.085) * 100) / 100;
+        amps[i] = a;
+        kw[i] = round(a * 24.0) / 100;
+    }
+    struct fv_f64_links *lk = fv_f64_links_new(N);
+    assert_non_null(lk);
+    struct fv_buf bc = {0}, bv = {0}, ba = {0}, bk = {0};
+    assert_int_equal(fv_enc_f64_linked(&bc, cur, 6, lk), FV_OK);
+    assert_int_equal(bc.data[0], FV_CODEC_F64_DECIMAL);
+    assert_int_equal(fv_enc_f64_linked(&bv, volt, 7, lk), FV_OK);
+    assert_int_equal(bv.data[0], FV_CODEC_F64_LINKED);
+    assert_int_equal(fv_enc_f64_linked(&ba, amps, 9, lk), FV_OK);
+    assert_int_equal(fv_enc_f64_linked(&bk, kw, 10, lk), FV_OK);
+    assert_int_equal(bk.data[0], FV_CODEC_F64_LINKED);
+    fv_f64_links_free(lk);
+    /* sizes after zstd against DECIMAL alone */
+    struct rt alone = rt_f64(volt, N);
+    assert_int_equal(alone.scheme, FV_CODEC_F64_DECIMAL);
+    size_t zl = ZSTD_compressBound(bv.len);
+    void *z = xmalloc(zl);
+    size_t linked = ZSTD_compress(z, zl, bv.data, bv.len, 3);
+    assert_false(ZSTD_isError(linked));
+    free(z);
+    printf("voltage: DECIMAL %zu bytes after zstd, LINKED %zu\n", zlen(&alone), linked);
+    assert_true(2 * linked < zlen(&alone));
+    rt_free(&alone);
+    /* decoding: the current's mantissas (e = 1) as the reference */
+    int64_t mc[N], mv[N];
+    double got[N];
+    int decimal = 0;
+    struct fv_rd r;
+    fv_rd_init(&r, bc.data, bc.len);
+    assert_int_equal(fv_dec_f64_ex(&r, got, N, mc, &decimal, NULL, NULL), FV_OK);
+    assert_int_equal(decimal, 1);
+    assert_memory_equal(got, cur, sizeof cur);
+    struct ref_of ref = {6, mc, N};
+    fv_rd_init(&r, bv.data, bv.len);
+    decimal = 1;
+    assert_int_equal(fv_dec_f64_ex(&r, got, N, mv, &decimal, resolve_test, &ref), FV_OK);
+    assert_int_equal(r.off, bv.len);
+    assert_int_equal(decimal, 0); /* not a reference */
+    assert_memory_equal(got, volt, sizeof volt);
+    /* refused: no resolver, wrong length, unknown id, kq 0 */
+    fv_rd_init(&r, bv.data, bv.len);
+    assert_int_equal(fv_dec_f64(&r, got, N), FV_ECORRUPT);
+    struct ref_of shorter = {6, mc, N - 1}, other = {5, mc, N};
+    fv_rd_init(&r, bv.data, bv.len);
+    assert_int_equal(fv_dec_f64_ex(&r, got, N, NULL, NULL, resolve_test, &shorter), FV_ECORRUPT);
+    fv_rd_init(&r, bv.data, bv.len);
+    assert_int_equal(fv_dec_f64_ex(&r, got, N, NULL, NULL, resolve_test, &other), FV_ECORRUPT);
+    unsigned char zero_kq[] = {FV_CODEC_F64_LINKED, 2, 6, 0, FV_CODEC_I64_CONST, 0, 0};
+    fv_rd_init(&r, zero_kq, sizeof zero_kq);
+    assert_int_equal(fv_dec_f64_ex(&r, got, N, NULL, NULL, resolve_test, &ref), FV_ECORRUPT);
+    fv_buf_free(&bc);
+    fv_buf_free(&bv);
+    fv_buf_free(&ba);
+    fv_buf_free(&bk);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1022,6 +1111,7 @@ int main(void)
         cmocka_unit_test(test_f64_decimal_chosen),
         cmocka_unit_test(test_f64_random_is_xor),
         cmocka_unit_test(test_f64_telemetry_sizes),
+        cmocka_unit_test(test_f64_linked),
         cmocka_unit_test(test_str_edges),
         cmocka_unit_test(test_property),
         cmocka_unit_test(test_truncation_every_offset),

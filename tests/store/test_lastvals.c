@@ -444,7 +444,7 @@ static void to_version2(const char *path)
     int fd = open(path, O_RDONLY);
     assert_int_equal(pread(fd, img, len, 0), (ssize_t)len);
     close(fd);
-    assert_int_equal(fv_get_u32(img + 8), 4);
+    assert_int_equal(fv_get_u32(img + 8), 5);
     const unsigned char *f = img + len - FV_PART_FOOTER_LEN;
     uint64_t ioff = fv_get_u64(f);
     uint32_t ilen = fv_get_u32(f + 8), iraw = fv_get_u32(f + 12);

@@ -736,7 +736,7 @@ static void test_version1_still_read(void **state)
     fv_part_writer_free(w);
     struct fv_part *p2;
     assert_int_equal(fv_part_open(path, &p2, err, sizeof err), FV_OK);
-    assert_int_equal(p2->version, 4);
+    assert_int_equal(p2->version, 5);
     assert_int_equal(p2->nlast, 0);
     assert_int_equal(p2->flags, FV_PART_F_PROVISIONAL);
     for (size_t i = 0; i < p2->n; i++)
@@ -849,7 +849,7 @@ static void test_last_values_stored_raw_or_compressed(void **state)
     fv_part_writer_free(w);
     struct fv_part *p;
     assert_int_equal(fv_part_open(path, &p, err, sizeof err), FV_OK);
-    assert_int_equal(p->version, 4);
+    assert_int_equal(p->version, 5);
     assert_int_equal(p->nlast, 2);
     assert_true(p->last[0].len < 28 + old.len);       /* compressed */
     assert_int_equal(p->last[1].len, 28 + dense.len); /* as it is */
