@@ -392,6 +392,12 @@ static void follow_leases(struct fv_jsconsume *c)
     }
 }
 
+void fv_jsconsume_keep_leases(struct fv_jsconsume *c)
+{
+    send_acks(c, 0);
+    follow_leases(c);
+}
+
 int fv_jsconsume_step(struct fv_jsconsume *c, int wait_ms, char *err, size_t errlen)
 {
     send_acks(c, 0);

@@ -81,6 +81,9 @@ int fv_jsconsume_start(struct fv_jsconsume *c, struct fv_wal *wal, char *err, si
  * wait_ms in all when nothing is), logs and takes it, and sends the acks now due (C2).
  * Returns the number of records taken, or a negative FV_E* (C3; err says which). */
 int fv_jsconsume_step(struct fv_jsconsume *c, int wait_ms, char *err, size_t errlen);
+/* The leases' round without fetching (C7), for a loop that does not step (its store's head
+ * full): leases are renewed, lost ones dropped, acks due sent. */
+void fv_jsconsume_keep_leases(struct fv_jsconsume *c);
 /* The node's leases (jslease.h: fv_jslease_holds from any thread), NULL before start. */
 struct fv_jslease *fv_jsconsume_leases(const struct fv_jsconsume *c);
 /* Sends the acks due, releases the leases (jslease.h E6), then closes the connection and frees. */

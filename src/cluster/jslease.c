@@ -304,8 +304,8 @@ void fv_jslease_close(struct fv_jslease *l)
         snprintf(key, sizeof key, "node.%s", l->node);
         kvStore_Delete(l->kv, key);
     }
-    kvStore_Destroy(l->kv);
-    jsCtx_Destroy(l->js);
+    if (l->kv) kvStore_Destroy(l->kv);
+    if (l->js) jsCtx_Destroy(l->js);
     free(l);
 }
 

@@ -16,7 +16,9 @@
  * record log is the JetStream stream (cluster/jsreclog.h), its sink does nothing, and the
  * loop runs the devices only. "storage" opens everything but the devices' vhost; its WAL's
  * replay also reads the shards' cursors, and instead of device events the loop fetches the
- * stream (cluster/jsconsume.h) and hands each record to the store through fv_recovery_take.
+ * stream (cluster/jsconsume.h) of the shards whose leases it holds (cluster/jslease.h) and
+ * hands each record to the store through fv_recovery_take; the store's reads find only the
+ * subjects of those shards (storage_visible: the API thread reads the leases' atomics).
  *
  * Threads: the ingest loop (the thread of fv_server_run) decodes, seals, appends and acks,
  * and runs the store's maintenance. The API thread serves every request; it opens the
@@ -847,7 +849,11 @@ int fv_server_run(const struct fv_config *cfg, volatile sig_atomic_t *stop, char
     while (!*stop && !srv->log.failed(srv->log.impl)) {
         if (srv->consumer) { /* storage node: the stream instead of devices */
             ev_run(loop, EVRUN_NOWAIT);
-            int n = storage_full(srv) ? 0 : fv_jsconsume_step(srv->consumer, 20, err, errlen);
+            int n = 0;
+            if (storage_full(srv))
+                fv_jsconsume_keep_leases(srv->consumer); /* renewed while the head drains */
+            else
+                n = fv_jsconsume_step(srv->consumer, 20, err, errlen);
             uint32_t held;
             uint64_t takeovers;
             fv_jslease_counts(fv_jsconsume_leases(srv->consumer), &held, &takeovers);
