@@ -1091,17 +1091,24 @@ static void test_query_during_flush(void **state)
 
 /* fv_store_forget drops a subject's records from the head (its key is being destroyed): the
  * head's counts follow, and the other subjects are untouched. */
+/* A fresh store with add_basic's 20 frames of subjects 0..2 in its head, an hour ago. */
+static struct fv_store *basic_head(struct keys *k, struct model *m)
+{
+    struct fv_store_config cfg;
+    fresh_config(&cfg);
+    keys_init(k);
+    T0 = (int64_t)fv_now_ms() - 3600000;
+    struct fv_store *s = open_store(&cfg, 0);
+    add_basic(s, k, m, 20);
+    return s;
+}
+
 static void test_forget(void **state)
 {
     (void)state;
-    struct fv_store_config cfg;
-    fresh_config(&cfg);
     struct keys k;
-    keys_init(&k);
     struct model m = {0}, none = {0};
-    T0 = (int64_t)fv_now_ms() - 3600000;
-    struct fv_store *s = open_store(&cfg, 0);
-    add_basic(s, &k, &m, 20); /* subjects 0..2 */
+    struct fv_store *s = basic_head(&k, &m); /* subjects 0..2 */
     fv_store_forget(s, PSEUDO[1]);
     struct fv_store_stats st;
     fv_store_stats(s, &st);
@@ -1142,14 +1149,9 @@ static int visible_fn(void *arg, const char *pseudo)
 static void test_visible(void **state)
 {
     (void)state;
-    struct fv_store_config cfg;
-    fresh_config(&cfg);
     struct keys k;
-    keys_init(&k);
     struct model m = {0}, none = {0};
-    T0 = (int64_t)fv_now_ms() - 3600000;
-    struct fv_store *s = open_store(&cfg, 0);
-    add_basic(s, &k, &m, 20);
+    struct fv_store *s = basic_head(&k, &m);
     fv_store_set_visible(s, visible_fn, NULL);
     hide_one = 1;
     check_query(s, &k, &none, 1, INT64_MIN, INT64_MAX, NULL, 0, 1, 1, "hidden");
