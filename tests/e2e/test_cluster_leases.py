@@ -108,6 +108,9 @@ def run(env, nats):
     assert names == sorted(["st-a", b_name]) and all(n["shards"] == 4 for n in st["nodes"]), st
     assert all(n["last_seen_ms"] > 0 for n in st["nodes"]), st
     b_before = held(st)[b_name]
+    human = t.run("cluster", "status", "--config", os.path.join(env.root, "status.json")).stdout
+    assert "storage nodes (lease bucket fv-leases):" in human and "lease: st-a" in human, human
+    assert f"fv-{b_name}-shard-" in human, human
     t.log(f"leases: st-a {sorted(held(st)['st-a'])}, {b_name} {sorted(b_before)}")
     assert a.wait_metric("fleetvault_cluster_shards_owned", 4) == 4
     assert b.wait_metric("fleetvault_cluster_shards_owned", 4) == 4
