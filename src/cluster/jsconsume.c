@@ -202,6 +202,21 @@ static void send_acks(struct fv_jsconsume *c, int all)
     c->nacks -= k;
 }
 
+/* Everything taken made durable (waiting up to 5 s) and acked: before a subscription is
+ * destroyed, since the acks pending (their messages) need it. FV_OK, or FV_EIO (the WAL did
+ * not become durable: nothing is destroyed then). */
+static int ack_all_taken(struct fv_jsconsume *c)
+{
+    uint64_t want = fv_wal_appended_seq(c->wal);
+    for (int i = 0; i < 5000 && fv_wal_durable_seq(c->wal) < want; i++) {
+        if (fv_wal_failed(c->wal)) break;
+        usleep(1000);
+    }
+    if (fv_wal_durable_seq(c->wal) < want) return FV_EIO;
+    send_acks(c, 0);
+    return FV_OK;
+}
+
 /* C5: a delivery of shard s was lost (its delivery sequence jumped). Everything taken is
  * made durable and acked first (up to 5 s; else the node stops and C4 resumes at the next
  * start), then the consumer is made again from the shard's cursor. */
@@ -213,16 +228,10 @@ static int rebind_after_gap(struct fv_jsconsume *c, struct shard *s, uint64_t ds
             s->no, (unsigned long long)s->cursor + 1, (unsigned long long)dseq,
             (unsigned long long)s->dseq);
     s->gaps++;
-    uint64_t want = fv_wal_appended_seq(c->wal);
-    for (int i = 0; i < 5000 && fv_wal_durable_seq(c->wal) < want; i++) {
-        if (fv_wal_failed(c->wal)) break;
-        usleep(1000);
-    }
-    if (fv_wal_durable_seq(c->wal) < want) {
+    if (ack_all_taken(c) != FV_OK) {
         fv_seterr(err, errlen, "cluster: shard %u: the local WAL did not become durable", s->no);
         return FV_EIO;
     }
-    send_acks(c, 0);
     return bind_shard(c, s, s->cursor, err, errlen);
 }
 
@@ -367,7 +376,9 @@ static void follow_leases(struct fv_jsconsume *c)
         struct shard *s = &c->shards[i];
         int held = fv_jslease_holds(c->lease, s->no, now);
         if (!held && s->active) {
-            if (s->sub) {
+            /* its messages' acks need the subscription: sent first (else it stays, unfetched,
+             * until the shard comes back or the node stops) */
+            if (s->sub && ack_all_taken(c) == FV_OK) {
                 natsSubscription_Unsubscribe(s->sub);
                 natsSubscription_Destroy(s->sub);
                 s->sub = NULL;
@@ -378,7 +389,11 @@ static void follow_leases(struct fv_jsconsume *c)
         } else if (held && !s->active && now >= s->retry_ns) {
             uint64_t from = s->cursor > c->cursor[s->no] ? s->cursor : c->cursor[s->no];
             char err[512];
-            if (bind_shard(c, s, from, err, sizeof err) != FV_OK) {
+            int rc = s->sub ? ack_all_taken(c) : FV_OK; /* one kept above: acks first */
+            if (rc != FV_OK)
+                snprintf(err, sizeof err, "cluster: shard %u: the local WAL did not become durable",
+                         s->no);
+            if (rc != FV_OK || bind_shard(c, s, from, err, sizeof err) != FV_OK) {
                 fv_warn("%s; trying again", err);
                 s->retry_ns = now + (uint64_t)c->cfg->lease_renew_ms * 1000000;
                 continue;

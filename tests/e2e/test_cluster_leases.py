@@ -1,17 +1,20 @@
 """Shard leases and takeover (docs/cluster.md, "Leases"; issue 15 item 3): one nats-server,
 one gateway and TWO storage nodes without owned_shards. They split the shards by lease
 (`cluster status`, both receive data); a simulated fleet streams through the gateway; one
-storage node is killed with SIGKILL mid-stream and the other takes all its shards over
-within a few lease TTLs, rebuilding them from the stream: every acked record is then
-queryable exactly once from the survivor. The killed node restarts (restricted by
+storage node is frozen (SIGSTOP) past its leases' deadline: the other takes its shards, and
+the woken node drops its leases at once, then gets its share back. Then it is killed with
+SIGKILL mid-stream and the other takes all its shards over within a few lease TTLs,
+rebuilding them from the stream: every acked record is then queryable exactly once from the
+survivor. The killed node restarts (restricted by
 owned_shards to shards it did not hold before, so that what it may answer for changes): it
 takes them from the survivor, which stops answering for them, and it does not answer for
 the shards it held before its death though its store still has their records. Across the
 two nodes' APIs every acked record is then found exactly once.
-FV_LEASE_VEHICLES (default 16) and FV_LEASE_SECONDS (default 14) scale it."""
+FV_LEASE_VEHICLES (default 16) and FV_LEASE_SECONDS (default 18) scale it."""
 import json
 import os
 import random
+import signal
 import subprocess
 import time
 
@@ -19,7 +22,7 @@ import fvtest as t
 from test_cluster import Gateway, Nats, acked_records, cluster_status, kill_gateways
 
 VEHICLES = int(os.environ.get("FV_LEASE_VEHICLES", "16"))
-SECONDS = int(os.environ.get("FV_LEASE_SECONDS", "14"))
+SECONDS = int(os.environ.get("FV_LEASE_SECONDS", "18"))
 SHARDS = 8
 RENEW_MS, TTL_MS = 500, 2500  # short, so that takeover happens within seconds
 
@@ -131,18 +134,36 @@ def run(env, nats):
         return all(s.json("/api/v1/store")["head_records"] + s.json("/api/v1/store")["records"]
                    > 0 for s in (a, b))
     t.wait_until("both storage nodes to take records", both_take, timeout=SECONDS / 2)
-    time.sleep(random.uniform(1.0, 2.0))
+
+    def a_all():
+        rc, st = status(env, nats)
+        return rc == 0 and set(owners(st).values()) == {"st-a"}
+
+    # A node frozen past its leases' deadline (a long pause: SIGSTOP) loses them: st-a takes
+    # its shards; woken, it stops at once (it does not renew what another node holds now),
+    # then gets its fair share back from st-a.
+    b.proc.send_signal(signal.SIGSTOP)
+    try:
+        t.wait_until("st-a to take the frozen node's shards", a_all, timeout=4 * TTL_MS / 1000,
+                     step=0.1)
+    finally:
+        b.proc.send_signal(signal.SIGCONT)
+    t.wait_until("the woken node to drop its leases",
+                 lambda: "lease not renewed before its deadline; no longer taking" in b.log(),
+                 timeout=5)
+    t.wait_until("the woken node to get its share back", split, timeout=20, step=0.2)
+    t.log(f"after the pause: {sorted(held(status(env, nats)[1]).items())}")
+    b_before = held(status(env, nats)[1])[b_name]
+
+    time.sleep(random.uniform(0.5, 1.5))
     b.kill9()
     killed = time.time()
 
     # Within a few lease TTLs the survivor holds every shard (and is the only node left).
-    def a_all():
-        rc, st = status(env, nats)
-        return rc == 0 and set(owners(st).values()) == {"st-a"}
     t.wait_until("st-a to take every shard over", a_all, timeout=4 * TTL_MS / 1000, step=0.1)
     t.log(f"st-a holds all {SHARDS} shards {time.time() - killed:.1f} s after the kill")
     assert a.wait_metric("fleetvault_cluster_shards_owned", SHARDS) == SHARDS
-    assert a.metric("fleetvault_cluster_takeovers_total") >= SHARDS  # its 4, then 4 more
+    assert a.metric("fleetvault_cluster_takeovers_total") >= SHARDS + 4  # 4, +4, +4
 
     out, _ = sim.communicate(timeout=SECONDS + 120)
     sim_log.close()
