@@ -38,8 +38,8 @@
  *     node took before, in memory or from its WAL, C4), or, new to the node, from the
  *     stream's first message of the shard: the new owner rebuilds the shard's whole history
  *     in its own store, and C1 keeps it exactly once. A shard lost or released stops being
- *     taken at once; its consumer stays (unfetched) for C4's ack floor should the shard come
- *     back. Durable consumers are named per node, fv-NODE-shard-N, so two nodes never share
+ *     taken at once; its subscription goes once the acks of what it took are sent (they need
+ *     it), and its consumer stays (unfetched) for C4's ack floor should the shard come back. Durable consumers are named per node, fv-NODE-shard-N, so two nodes never share
  *     one (each has its own store, hence its own position).
  *
  * Threads: everything (but fv_jsconsume_leases's holds) on the storage node's loop thread (nats.c's
