@@ -226,7 +226,7 @@ static struct fv_lease_node *hungry_for(struct fv_lease_view *v, const char *sel
 }
 
 /* E4 on a view of the bucket. */
-static void balance(struct fv_jslease *l, struct fv_lease_view *v, uint64_t now)
+static void balance(struct fv_jslease *l, struct fv_lease_view *v)
 {
     const struct fv_cluster_cfg *cfg = l->cfg;
     size_t k = v->nnodes ? v->nnodes : 1;
@@ -262,7 +262,6 @@ static void balance(struct fv_jslease *l, struct fv_lease_view *v, uint64_t now)
         fv_info("cluster: shard %u: lease acquired%s (%u held, share %u of %u shards, %zu nodes)",
                 s, taken ? " again" : "", held, share, cfg->shards, k);
     }
-    (void)now;
     free(pledged);
 }
 
@@ -286,7 +285,7 @@ void fv_jslease_tick(struct fv_jslease *l, uint64_t now)
         fv_warn("%s (leases renewed, none taken or released this round)", err);
         return;
     }
-    if (find_node(&v, l->node)) balance(l, &v, fv_mono_ns());
+    if (find_node(&v, l->node)) balance(l, &v);
     fv_lease_view_free(&v);
 }
 
