@@ -164,6 +164,11 @@ void fv_api_metrics(const struct fv_api_view *v, struct fv_http_response *r)
     for (int i = 0; i < 3; i++)
         prom(b, "fleetvault_clip_signals_total{outcome=\"%s\"} %llu\n", outcomes[i],
              (unsigned long long)m->clip_signals[i]);
+    GAUGE("fleetvault_cluster_shards_owned",
+          "Shard leases this storage node holds now (0 on other roles).", m->cluster_shards_owned);
+    COUNTER("fleetvault_cluster_takeovers_total",
+            "Shard leases this storage node acquired (each a shard it did not hold before).",
+            m->cluster_takeovers);
     GAUGE("fleetvault_mqtt_connected", "Connected to the MQTT broker now (1), or not (0).",
           m->mqtt_connected);
     GAUGE("fleetvault_mqtt_subjects", "Subjects whose live values are published over MQTT now.",

@@ -4,9 +4,10 @@
  *
  *   fleetvault cluster status --config FILE [--json]
  *
- * Connects to the NATS servers of the config's "cluster" object and prints the record stream
- * and each shard's durable consumers (cluster/jsstatus.h), read-only. Exit status: 0 healthy,
- * 1 degraded (a shard without a consumer, a stream replica offline or lagging), 2 no status
+ * Connects to the NATS servers of the config's "cluster" object and prints the record stream,
+ * the storage nodes, each shard's lease owner and durable consumers (cluster/jsstatus.h),
+ * read-only. Exit status: 0 healthy, 1 degraded (a shard without a live lease, a stream
+ * replica offline or lagging), 2 no status
  * (bad usage or config, NATS not reachable, no stream: the reason on standard error).
  */
 #include <stdio.h>
@@ -25,9 +26,10 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: fleetvault cluster status --config FILE [--json]\n"
-               "  the stream and each shard's consumers (owner, lag) from the config's\n"
-               "  \"cluster\" NATS servers; read-only. Exit: 0 healthy, 1 degraded (a shard\n"
-               "  without a consumer, a replica offline or lagging), 2 no status (NATS not\n"
+               "  the stream, the storage nodes and each shard's lease owner and consumers\n"
+               "  (lag) from the config's \"cluster\" NATS servers; read-only. Exit: 0\n"
+               "  healthy, 1 degraded (a shard without a live lease, a replica offline or\n"
+               "  lagging), 2 no status (NATS not\n"
                "  reachable, no stream, bad config).\n");
 }
 
@@ -98,6 +100,15 @@ static void print_human(const json_t *st)
            (long long)jint(s, "bytes"), (long long)jint(s, "first_seq"),
            (long long)jint(s, "last_seq"));
     print_cluster(json_object_get(s, "cluster"));
+    printf("\nstorage nodes (lease bucket %s%s):\n", jstr(st, "lease_bucket"),
+           json_is_true(json_object_get(st, "lease_bucket_exists")) ? "" : ", not made yet");
+    json_array_foreach(json_object_get(st, "nodes"), i, v)
+    {
+        char seen[32];
+        ago(jint(v, "last_seen_ms"), seen, sizeof seen);
+        printf("  %-40s %4lld shards, last seen %s\n", jstr(v, "name"),
+               (long long)jint(v, "shards"), seen);
+    }
     printf("\nshards: %lld, unowned %lld\n", (long long)jint(st, "shards_total"),
            (long long)jint(st, "shards_unowned"));
     printf("%5s  %-14s %10s %10s %8s %8s %6s %5s  %s\n", "shard", "consumer", "delivered",
@@ -105,8 +116,10 @@ static void print_human(const json_t *st)
     json_array_foreach(json_object_get(st, "shards"), i, v)
     {
         const json_t *cons = json_object_get(v, "consumers");
-        if (json_array_size(cons) == 0)
-            printf("%5lld  UNOWNED (no consumer)\n", (long long)jint(v, "shard"));
+        if (json_is_true(json_object_get(v, "owned")))
+            printf("%5lld  lease: %s\n", (long long)jint(v, "shard"), jstr(v, "owner"));
+        else
+            printf("%5lld  UNOWNED (no live lease)\n", (long long)jint(v, "shard"));
         size_t k;
         json_t *c;
         json_array_foreach(cons, k, c) print_consumer_row(jint(v, "shard"), c);

@@ -7,6 +7,7 @@
 #include <nats/nats.h>
 
 #include "cluster/jsconsume.h"
+#include "cluster/jslease.h"
 #include "cluster/natsconn.h"
 #include "util/buf.h"
 #include "util/clock.h"
@@ -24,10 +25,12 @@ struct pending_ack {
 struct shard {
     uint32_t no;
     natsSubscription *sub;
-    uint64_t cursor;  /* highest stream sequence in the local WAL */
-    uint64_t dseq;    /* the consumer's delivery sequence last seen (C5) */
-    uint64_t gaps;    /* deliveries lost and the consumer made again */
-    uint64_t idle_ms; /* C6: since when fetches found nothing (monotonic ms; 0: they did) */
+    uint64_t cursor;   /* highest stream sequence in the local WAL */
+    uint64_t dseq;     /* the consumer's delivery sequence last seen (C5) */
+    uint64_t gaps;     /* deliveries lost and the consumer made again */
+    uint64_t idle_ms;  /* C6: since when fetches found nothing (monotonic ms; 0: they did) */
+    int active;        /* C7: its lease is held and its consumer bound (or being made again) */
+    uint64_t retry_ns; /* C7: a bind that failed is tried again from then on */
 };
 
 struct fv_jsconsume {
@@ -37,6 +40,8 @@ struct fv_jsconsume {
     fv_wal_replay_fn replay;
     void *replay_arg;
     struct fv_natsconn conn;
+    char node[65];
+    struct fv_jslease *lease; /* C7 */
     struct fv_wal *wal;
     uint64_t cursor[FV_CLUSTER_MAX_SHARDS]; /* from replay, then the shards' */
     struct shard *shards;
@@ -48,12 +53,14 @@ struct fv_jsconsume {
     uint64_t next_seq;
 };
 
-int fv_jsconsume_new(const struct fv_cluster_cfg *cfg, fv_take_fn take, void *take_arg,
-                     fv_wal_replay_fn replay, void *replay_arg, struct fv_jsconsume **out)
+int fv_jsconsume_new(const struct fv_cluster_cfg *cfg, const char *node, fv_take_fn take,
+                     void *take_arg, fv_wal_replay_fn replay, void *replay_arg,
+                     struct fv_jsconsume **out)
 {
     struct fv_jsconsume *c = calloc(1, sizeof *c);
     if (c == NULL) return FV_ENOMEM;
     c->cfg = cfg;
+    snprintf(c->node, sizeof c->node, "%s", node);
     c->take = take;
     c->take_arg = take_arg;
     c->replay = replay;
@@ -88,6 +95,12 @@ int fv_jsconsume_replay(void *arg, const struct fv_wal_record *r, const char *fi
     return rc;
 }
 
+/* The durable consumer's name: one per node and shard (C7). */
+static void durable_name(const struct fv_jsconsume *c, uint32_t shard, char *out, size_t cap)
+{
+    snprintf(out, cap, "fv-%s-shard-%u", c->node, shard);
+}
+
 /* C4: the shard's durable consumer from a previous run is deleted; *from is the WAL's cursor,
  * or without one (its cursor records trimmed away with their WAL files) the consumer's ack
  * floor (every message at or below it was acked, hence in this node's WAL when it was). */
@@ -119,9 +132,9 @@ static int reset_consumer(struct fv_jsconsume *c, const char *durable, uint64_t 
 static int bind_shard(struct fv_jsconsume *c, struct shard *s, uint64_t from, char *err,
                       size_t errlen)
 {
-    char subj[96], durable[32];
+    char subj[96], durable[96];
     fv_cluster_subject(c->cfg, s->no, subj, sizeof subj);
-    snprintf(durable, sizeof durable, "fv-shard-%u", s->no);
+    durable_name(c, s->no, durable, sizeof durable);
     if (s->sub) {
         natsSubscription_Unsubscribe(s->sub);
         natsSubscription_Destroy(s->sub);
@@ -157,21 +170,21 @@ int fv_jsconsume_start(struct fv_jsconsume *c, struct fv_wal *wal, char *err, si
     if (rc) return rc;
     c->shards = calloc(c->cfg->shards, sizeof *c->shards);
     if (c->shards == NULL) return FV_ENOMEM;
-    for (uint32_t i = 0; i < c->cfg->shards; i++) {
-        if (!c->cfg->owned[i]) continue;
-        struct shard *s = &c->shards[c->nshards++];
-        s->no = i;
-        rc = bind_shard(c, s, c->cursor[i], err, errlen);
-        for (int k = 0; rc == FV_EIO && k < FV_NATS_START_TRIES; k++) {
-            fv_warn("%s; trying again", err);
-            usleep(500000);
-            rc = bind_shard(c, s, c->cursor[i], err, errlen);
-        }
-        if (rc) return rc;
+    c->nshards = c->cfg->shards;
+    for (uint32_t i = 0; i < c->cfg->shards; i++)
+        c->shards[i].no = i;
+    rc = fv_jslease_open(c->cfg, c->node, c->conn.nc, &c->lease, err, errlen);
+    for (int k = 0; rc == FV_EIO && k < FV_NATS_START_TRIES; k++) {
+        fv_warn("%s; trying again", err);
+        usleep(500000);
+        rc = fv_jslease_open(c->cfg, c->node, c->conn.nc, &c->lease, err, errlen);
     }
-    fv_info("cluster: consuming %zu of %u shards of stream %s", c->nshards, c->cfg->shards,
-            c->cfg->stream);
-    return FV_OK;
+    return rc;
+}
+
+struct fv_jslease *fv_jsconsume_leases(const struct fv_jsconsume *c)
+{
+    return c ? c->lease : NULL;
 }
 
 /* Acks what the WAL holds durably (C2); all: drops the rest too (closing). */
@@ -189,6 +202,21 @@ static void send_acks(struct fv_jsconsume *c, int all)
     c->nacks -= k;
 }
 
+/* Everything taken made durable (waiting up to 5 s) and acked: before a subscription is
+ * destroyed, since the acks pending (their messages) need it. FV_OK, or FV_EIO (the WAL did
+ * not become durable: nothing is destroyed then). */
+static int ack_all_taken(struct fv_jsconsume *c)
+{
+    uint64_t want = fv_wal_appended_seq(c->wal);
+    for (int i = 0; i < 5000 && fv_wal_durable_seq(c->wal) < want; i++) {
+        if (fv_wal_failed(c->wal)) break;
+        usleep(1000);
+    }
+    if (fv_wal_durable_seq(c->wal) < want) return FV_EIO;
+    send_acks(c, 0);
+    return FV_OK;
+}
+
 /* C5: a delivery of shard s was lost (its delivery sequence jumped). Everything taken is
  * made durable and acked first (up to 5 s; else the node stops and C4 resumes at the next
  * start), then the consumer is made again from the shard's cursor. */
@@ -200,16 +228,10 @@ static int rebind_after_gap(struct fv_jsconsume *c, struct shard *s, uint64_t ds
             s->no, (unsigned long long)s->cursor + 1, (unsigned long long)dseq,
             (unsigned long long)s->dseq);
     s->gaps++;
-    uint64_t want = fv_wal_appended_seq(c->wal);
-    for (int i = 0; i < 5000 && fv_wal_durable_seq(c->wal) < want; i++) {
-        if (fv_wal_failed(c->wal)) break;
-        usleep(1000);
-    }
-    if (fv_wal_durable_seq(c->wal) < want) {
+    if (ack_all_taken(c) != FV_OK) {
         fv_seterr(err, errlen, "cluster: shard %u: the local WAL did not become durable", s->no);
         return FV_EIO;
     }
-    send_acks(c, 0);
     return bind_shard(c, s, s->cursor, err, errlen);
 }
 
@@ -276,8 +298,8 @@ static int check_idle(struct fv_jsconsume *c, struct shard *s, char *err, size_t
     if (s->idle_ms == 0) s->idle_ms = now;
     if (now - s->idle_ms < FV_CONSUMER_CHECK_MS) return 0;
     s->idle_ms = now;
-    char durable[32];
-    snprintf(durable, sizeof durable, "fv-shard-%u", s->no);
+    char durable[96];
+    durable_name(c, s->no, durable, sizeof durable);
     jsConsumerInfo *ci = NULL;
     jsErrCode jerr = 0;
     jsOptions jo;
@@ -318,6 +340,7 @@ static int fetch_shard(struct fv_jsconsume *c, struct shard *s, char *err, size_
     s->idle_ms = 0;
     int n = 0, rc = 0, last = -1, gap = 0;
     for (int i = 0; i < list.Count && rc >= 0 && !gap; i++) {
+        if (!fv_jslease_holds(c->lease, s->no, fv_mono_ns())) break; /* C7: not one more */
         jsMsgMetaData *meta = NULL;
         if (natsMsg_GetMetaData(&meta, list.Msgs[i]) != NATS_OK) {
             gap = 1; /* not a JetStream message: as if lost */
@@ -343,11 +366,60 @@ static int fetch_shard(struct fv_jsconsume *c, struct shard *s, char *err, size_
     return rc < 0 ? rc : n;
 }
 
+/* C7: a shard whose lease this node no longer holds stops being taken; one it acquired is
+ * bound from its cursor (a shard new to this node: from the stream's first message). */
+static void follow_leases(struct fv_jsconsume *c)
+{
+    uint64_t now = fv_mono_ns();
+    fv_jslease_tick(c->lease, now);
+    for (size_t i = 0; i < c->nshards; i++) {
+        struct shard *s = &c->shards[i];
+        int held = fv_jslease_holds(c->lease, s->no, now);
+        if (!held && s->active) {
+            /* its messages' acks need the subscription: sent first (else it stays, unfetched,
+             * until the shard comes back or the node stops) */
+            if (s->sub && ack_all_taken(c) == FV_OK) {
+                natsSubscription_Unsubscribe(s->sub);
+                natsSubscription_Destroy(s->sub);
+                s->sub = NULL;
+            }
+            s->active = 0;
+            fv_info("cluster: shard %u: stopped taking it (stream sequence %llu taken)", s->no,
+                    (unsigned long long)s->cursor);
+        } else if (held && !s->active && now >= s->retry_ns) {
+            uint64_t from = s->cursor > c->cursor[s->no] ? s->cursor : c->cursor[s->no];
+            char err[512];
+            int rc = s->sub ? ack_all_taken(c) : FV_OK; /* one kept above: acks first */
+            if (rc != FV_OK)
+                snprintf(err, sizeof err, "cluster: shard %u: the local WAL did not become durable",
+                         s->no);
+            if (rc != FV_OK || bind_shard(c, s, from, err, sizeof err) != FV_OK) {
+                fv_warn("%s; trying again", err);
+                s->retry_ns = now + (uint64_t)c->cfg->lease_renew_ms * 1000000;
+                continue;
+            }
+            s->active = 1;
+            s->idle_ms = 0;
+            fv_info("cluster: shard %u: taking it from stream sequence %llu%s", s->no,
+                    (unsigned long long)s->cursor + 1,
+                    s->cursor ? "" : " (its whole history in the stream)");
+        }
+    }
+}
+
+void fv_jsconsume_keep_leases(struct fv_jsconsume *c)
+{
+    send_acks(c, 0);
+    follow_leases(c);
+}
+
 int fv_jsconsume_step(struct fv_jsconsume *c, int wait_ms, char *err, size_t errlen)
 {
     send_acks(c, 0);
+    follow_leases(c);
     int total = 0;
     for (size_t i = 0; i < c->nshards; i++) {
+        if (!c->shards[i].active) continue;
         int n = fetch_shard(c, &c->shards[i], err, errlen);
         if (n < 0) return n;
         total += n;
@@ -365,6 +437,7 @@ void fv_jsconsume_free(struct fv_jsconsume *c)
     for (size_t i = 0; i < c->nshards; i++)
         natsSubscription_Destroy(c->shards[i].sub);
     free(c->shards);
+    fv_jslease_close(c->lease); /* after the acks: the next owner starts past them */
     fv_natsconn_close(&c->conn);
     free(c);
 }

@@ -24,8 +24,7 @@
  *     So at start each shard's durable consumer is deleted and made again, delivering from
  *     one past the WAL's cursor, or, when the WAL has none for the shard (trimmed away), the
  *     old consumer's ack floor (what was acked was in the WAL). The cursor is exact; the
- *     floor is the server's word, taken only when there is nothing better. One owner per
- *     shard, as this slice configures it.
+ *     floor is the server's word, taken only when there is nothing better.
  *  C5 at run time the same order is kept: a consumer's delivery sequence that jumps (a
  *     delivery lost, e.g. one that reached nats.c after its fetch had expired) makes the
  *     node wait until its WAL holds everything taken durably, ack it, and make the shard's
@@ -34,9 +33,17 @@
  *     up; one gone or not answering is made again from the shard's cursor (in memory: what
  *     this node took), as after a gap (C5); if NATS does not answer, that shard tries again
  *     later and the others go on.
+ *  C7 leases (jslease.h): the node takes a shard only while it holds the shard's lease, checked
+ *     before each message. A shard acquired is bound from the node's cursor for it (what this
+ *     node took before, in memory or from its WAL, C4), or, new to the node, from the
+ *     stream's first message of the shard: the new owner rebuilds the shard's whole history
+ *     in its own store, and C1 keeps it exactly once. A shard lost or released stops being
+ *     taken at once; its subscription goes once the acks of what it took are sent (they need
+ *     it), and its consumer stays (unfetched) for C4's ack floor should the shard come back. Durable consumers are named per node, fv-NODE-shard-N, so two nodes never share
+ *     one (each has its own store, hence its own position).
  *
- * Threads: everything on the storage node's loop thread (nats.c's own threads deliver into
- * the fetch call).
+ * Threads: everything (but fv_jsconsume_leases's holds) on the storage node's loop thread (nats.c's
+ * own threads deliver into the fetch call).
  */
 #ifndef FV_CLUSTER_JSCONSUME_H
 #define FV_CLUSTER_JSCONSUME_H
@@ -57,21 +64,29 @@ struct fv_jsconsume;
 /* take(arg, rec): the record into the store (gateway/recovery.h fv_recovery_take). */
 typedef int (*fv_take_fn)(void *arg, const struct fv_wal_record *rec);
 
-/* Makes the consumer's state (no connection yet): replay below fills its cursors. */
-int fv_jsconsume_new(const struct fv_cluster_cfg *cfg, fv_take_fn take, void *take_arg,
-                     fv_wal_replay_fn replay, void *replay_arg, struct fv_jsconsume **out);
+/* Makes the consumer's state (no connection yet): replay below fills its cursors. node: this
+ * node's name (its leases and consumers). */
+int fv_jsconsume_new(const struct fv_cluster_cfg *cfg, const char *node, fv_take_fn take,
+                     void *take_arg, fv_wal_replay_fn replay, void *replay_arg,
+                     struct fv_jsconsume **out);
 /* The WAL replay function for fv_wal_open (arg: the consumer): cursor records set the
  * cursors, the others go to the replay function given to fv_jsconsume_new. */
 int fv_jsconsume_replay(void *arg, const struct fv_wal_record *r, const char *file, uint64_t off);
 /* Is r a cursor record (C1)? (inspect skips them.) */
 int fv_jsconsume_is_cursor(const struct fv_wal_record *r);
-/* Connects and binds the durable consumers of the owned shards; wal: the node's WAL. */
+/* Connects and opens the leases (C7; shards are bound as their leases are acquired, from the
+ * first step on); wal: the node's WAL. */
 int fv_jsconsume_start(struct fv_jsconsume *c, struct fv_wal *wal, char *err, size_t errlen);
 /* One round: fetches what is waiting on each owned shard (up to a batch each, waiting at most
  * wait_ms in all when nothing is), logs and takes it, and sends the acks now due (C2).
  * Returns the number of records taken, or a negative FV_E* (C3; err says which). */
 int fv_jsconsume_step(struct fv_jsconsume *c, int wait_ms, char *err, size_t errlen);
-/* Sends the acks due, then closes the connection and frees. */
+/* The leases' round without fetching (C7), for a loop that does not step (its store's head
+ * full): leases are renewed, lost ones dropped, acks due sent. */
+void fv_jsconsume_keep_leases(struct fv_jsconsume *c);
+/* The node's leases (jslease.h: fv_jslease_holds from any thread), NULL before start. */
+struct fv_jslease *fv_jsconsume_leases(const struct fv_jsconsume *c);
+/* Sends the acks due, releases the leases (jslease.h E6), then closes the connection and frees. */
 void fv_jsconsume_free(struct fv_jsconsume *c);
 
 #endif

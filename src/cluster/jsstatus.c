@@ -5,6 +5,7 @@
 
 #include <jansson.h>
 
+#include "cluster/jslease.h"
 #include "cluster/jsstatus.h"
 #include "cluster/natsconn.h"
 #include "util/err.h"
@@ -99,8 +100,14 @@ enum fv_health fv_cluster_status(const struct fv_cluster_cfg *cfg, int wait_ms, 
                   cfg->stream, natsStatus_GetText(s), (int)jerr);
         goto done;
     }
+    struct fv_lease_view lv;
+    if (fv_lease_read(cfg, c.js, wait_ms, &lv, err, errlen) != FV_OK) goto done;
     int bad = 0;
-    json_t *shards = json_array(), *other = json_array();
+    json_t *shards = json_array(), *other = json_array(), *nodes = json_array();
+    for (size_t i = 0; i < lv.nnodes; i++)
+        json_array_append_new(nodes, json_pack("{s:s, s:I, s:I}", "name", lv.node[i].name,
+                                               "last_seen_ms", ns_to_ms(lv.node[i].seen_ns),
+                                               "shards", (json_int_t)lv.node[i].held));
     int unowned = 0;
     for (uint32_t k = 0; k < cfg->shards; k++) {
         json_t *cons = json_array();
@@ -109,21 +116,25 @@ enum fv_health fv_cluster_status(const struct fv_cluster_cfg *cfg, int wait_ms, 
                 json_array_append_new(cons, consumer_json(cl->List[i]));
         char subj[96];
         fv_cluster_subject(cfg, k, subj, sizeof subj);
-        int owned = json_array_size(cons) > 0;
+        int owned = lv.owner[k][0] != '\0'; /* a live lease (jslease.h) */
         unowned += !owned;
-        json_array_append_new(shards,
-                              json_pack("{s:I, s:s, s:b, s:o}", "shard", (json_int_t)k, "subject",
-                                        subj, "owned", owned, "consumers", cons));
+        json_array_append_new(
+            shards,
+            json_pack("{s:I, s:s, s:b, s:o, s:I, s:o}", "shard", (json_int_t)k, "subject", subj,
+                      "owned", owned, "owner", owned ? json_string(lv.owner[k]) : json_null(),
+                      "lease_written_ms", owned ? ns_to_ms(lv.shard_ns[k]) : 0, "consumers", cons));
     }
     for (int i = 0; cl && i < cl->Count; i++)
         if (consumer_shard(cfg, cl->List[i]) < 0)
             json_array_append_new(other, consumer_json(cl->List[i]));
     json_t *stream = stream_json(si, &bad);
     h = bad || unowned ? FV_HEALTH_DEGRADED : FV_HEALTH_OK;
-    *out =
-        json_pack("{s:s, s:o, s:I, s:I, s:o, s:o}", "health", h == FV_HEALTH_OK ? "ok" : "degraded",
-                  "stream", stream, "shards_total", (json_int_t)cfg->shards, "shards_unowned",
-                  (json_int_t)unowned, "shards", shards, "other_consumers", other);
+    *out = json_pack("{s:s, s:o, s:s, s:b, s:o, s:I, s:I, s:o, s:o}", "health",
+                     h == FV_HEALTH_OK ? "ok" : "degraded", "stream", stream, "lease_bucket",
+                     cfg->lease_bucket, "lease_bucket_exists", lv.bucket, "nodes", nodes,
+                     "shards_total", (json_int_t)cfg->shards, "shards_unowned", (json_int_t)unowned,
+                     "shards", shards, "other_consumers", other);
+    fv_lease_view_free(&lv);
     if (*out == NULL) {
         fv_seterr(err, errlen, "cluster: out of memory building the status");
         h = FV_HEALTH_DOWN;

@@ -1,13 +1,15 @@
 /*
  * jsstatus.h - the cluster's state as NATS JetStream reports it, for `fleetvault cluster
  * status` (docs/cluster.md, "Status"): the record stream (state, its cluster leader and
- * replicas) and per shard the durable consumers reading PREFIX.SHARD (jsconsume.h: fv-shard-N)
- * with their positions and lag.
+ * replicas), the storage nodes and the shards' leases (jslease.h: the live node.* keys, each
+ * shard's owner) and per shard the durable consumers reading PREFIX.SHARD (jsconsume.h:
+ * fv-NODE-shard-N) with their positions and lag.
  *
  * Read-only: it connects with fv_natsconn_connect and asks info calls only (stream info, the
- * stream's consumers); it never makes or changes a stream or a consumer.
+ * stream's consumers) and reads the lease bucket; it never makes or changes a stream, a
+ * consumer, the bucket or a key.
  *
- * Health: FV_HEALTH_OK; FV_HEALTH_DEGRADED when a shard has no consumer or a stream replica is
+ * Health: FV_HEALTH_OK; FV_HEALTH_DEGRADED when a shard has no live lease or a stream replica is
  * offline, not current or lagging; FV_HEALTH_DOWN when NATS cannot be reached or the stream is
  * missing (err says which).
  *

@@ -90,7 +90,8 @@ static int ensure_stream(struct fv_natsconn *c, const struct fv_cluster_cfg *cfg
     sc.Storage = js_FileStorage;
     sc.Retention = js_LimitsPolicy;
     sc.Replicas = cfg->replicas;
-    sc.MaxAge = (int64_t)FV_STREAM_MAX_AGE_MS * 1000000;
+    int days = cfg->stream_max_age_days > 0 ? cfg->stream_max_age_days : FV_STREAM_MAX_AGE_DAYS;
+    sc.MaxAge = (int64_t)days * 86400 * 1000000000;
     sc.Duplicates = (int64_t)FV_STREAM_DUP_WINDOW_MS * 1000000;
     s = js_AddStream(&si, c->js, &sc, NULL, &jerr);
     if (s != NATS_OK && jerr != JSStreamNameExistErr) {

@@ -5,8 +5,8 @@
  *
  * The stream: name cluster.stream, subjects PREFIX.> (a record on PREFIX.SHARD), file
  * storage, cluster.replicas, limits retention (a storage node acks what its committed parts
- * hold; the stream keeps messages up to FV_STREAM_MAX_AGE_MS, so a node rebuilt from nothing
- * can read them again), a de-duplication window of FV_STREAM_DUP_WINDOW_MS.
+ * hold; the stream keeps messages up to cluster.stream_max_age_days, so a node that takes a
+ * shard over, or is rebuilt from nothing, can read them again: jslease.h), a de-duplication window of FV_STREAM_DUP_WINDOW_MS.
  *
  * Threads: fv_natsconn_open/close on one thread (start-up, shutdown); the connection itself
  * is nats.c's and thread-safe (fv_natsconn_closed from any thread until close).
@@ -21,7 +21,7 @@
 
 #include "config/cluster_config.h"
 
-#define FV_STREAM_MAX_AGE_MS    (7ull * 86400 * 1000)
+#define FV_STREAM_MAX_AGE_DAYS  7 /* when the config does not say */
 #define FV_STREAM_DUP_WINDOW_MS (2ull * 60 * 1000)
 /* Start-up: JetStream requests that time out are tried again this many times, 0.5 s apart
  * (a cluster electing leaders after losing a server). */

@@ -1,6 +1,10 @@
 /* cluster_config.c - the config file's "cluster" object and the role (cluster_config.h). */
+#include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -95,13 +99,17 @@ int fv_cluster_cfg_parse(struct fv_cluster_cfg *c, json_t *o, const char *path, 
     snprintf(c->subject_prefix, sizeof c->subject_prefix, "fv.rec");
     c->replicas = 3;
     c->shards = 16;
+    snprintf(c->lease_bucket, sizeof c->lease_bucket, "fv-leases");
+    c->lease_renew_ms = 2000;
+    c->lease_ttl_ms = 10000;
+    c->stream_max_age_days = 7;
     if (!json_is_object(o)) {
         fv_seterr(err, errlen, "%s: cluster: expected an object", path);
         return FV_EINVAL;
     }
     const char *key;
     json_t *val;
-    int owned_given = 0;
+    int owned_given = 0, ttl_given = 0;
     json_object_foreach(o, key, val)
     {
         int rc = FV_EINVAL;
@@ -136,6 +144,24 @@ int fv_cluster_cfg_parse(struct fv_cluster_cfg *c, json_t *o, const char *path, 
         } else if (strcmp(key, "owned_shards") == 0) {
             want = "a list of shard numbers (0 to shards-1)";
             rc = parse_owned(c, val, &owned_given);
+        } else if (strcmp(key, "node") == 0 || strcmp(key, "lease_bucket") == 0) {
+            want = "1 to 64 of A-Z a-z 0-9 _ -";
+            char *dst = key[0] == 'n' ? c->node : c->lease_bucket;
+            rc = fv_config_copy_str(val, dst, sizeof c->node);
+            if (rc == FV_OK && !name_ok(dst, sizeof c->node, 0)) rc = FV_EINVAL;
+        } else if (strcmp(key, "lease_renew_ms") == 0) {
+            want = "an integer from 100 to 60000 (milliseconds)";
+            rc = parse_int(val, 100, 60000, &n);
+            c->lease_renew_ms = (int)n;
+        } else if (strcmp(key, "lease_ttl_ms") == 0) {
+            want = "an integer from 300 to 600000 (milliseconds)";
+            rc = parse_int(val, 300, 600000, &n);
+            c->lease_ttl_ms = (int)n;
+            ttl_given = 1;
+        } else if (strcmp(key, "stream_max_age_days") == 0) {
+            want = "an integer from 1 to 3650";
+            rc = parse_int(val, 1, 3650, &n);
+            c->stream_max_age_days = (int)n;
         } else if (strcmp(key, "catalog") == 0) {
             want = "a file name";
             rc = fv_config_copy_str(val, c->catalog, sizeof c->catalog);
@@ -160,8 +186,36 @@ int fv_cluster_cfg_parse(struct fv_cluster_cfg *c, json_t *o, const char *path, 
         }
         if (!owned_given && i < c->shards) c->owned[i] = 1;
     }
+    if (!ttl_given && c->lease_ttl_ms < 5 * c->lease_renew_ms)
+        c->lease_ttl_ms = 5 * c->lease_renew_ms; /* the default: 5 renewals */
+    if (c->lease_ttl_ms < 3 * c->lease_renew_ms) {
+        fv_seterr(err, errlen,
+                  "%s: cluster.lease_ttl_ms: %d, but it must be at least 3 times "
+                  "cluster.lease_renew_ms (%d)",
+                  path, c->lease_ttl_ms, c->lease_renew_ms);
+        return FV_EINVAL;
+    }
+    c->owned_given = owned_given;
     c->enabled = 1;
     return FV_OK;
+}
+
+void fv_cluster_node_default(const char *data_dir, char *out, size_t cap)
+{
+    char host[256] = "";
+    if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0')
+        snprintf(host, sizeof host, "node");
+    host[40] = '\0';
+    for (char *p = host; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '_' || *p == '-'))
+            *p = '-';
+    char real[PATH_MAX];
+    const char *d = realpath(data_dir, real) ? real : data_dir;
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)d; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    snprintf(out, cap, "%s-%08x", host, h);
 }
 
 int fv_cluster_cfg_check(const struct fv_cluster_cfg *c, enum fv_role role, char *err,

@@ -11,7 +11,14 @@
  *     "subject_prefix": "fv.rec",         records go to PREFIX.SHARD (tokens of A-Z a-z 0-9 _ -)
  *     "replicas": 3,                      the stream's replicas (1 to 5)
  *     "shards": 16,                       subjects are mapped to shards by pseudonym (1 to 1024)
- *     "owned_shards": [0, 1, ...],        a storage node's shards (default: all of them)
+ *     "owned_shards": [0, 1, ...],        the shards a storage node may lease (default: all)
+ *     "node": "st1",                      a storage node's name in the leases (A-Z a-z 0-9 _ -,
+ *                                         1 to 64; default HOST-HASH of the data directory)
+ *     "lease_bucket": "fv-leases",        the KV bucket of leases (A-Z a-z 0-9 _ -, 1 to 64)
+ *     "lease_renew_ms": 2000,             a lease is renewed this often (100 to 60000)
+ *     "lease_ttl_ms": 10000,              and expires this long after its last renewal (at
+ *                                         least 3 renewals, at most 600000)
+ *     "stream_max_age_days": 7,           the stream's max age when a node makes it (1 to 3650)
  *     "catalog": "/shared/catalog.db"     the catalog every node opens (this slice: see
  *                                         docs/cluster.md, "Keys"); default DATA/catalog.db
  *   }
@@ -44,8 +51,14 @@ struct fv_cluster_cfg {
     char subject_prefix[65];
     int replicas;
     uint32_t shards;
-    /* owned[i] != 0: this storage node consumes shard i */
+    /* owned[i] != 0: this storage node may lease shard i (jslease.h); owned_given: the
+     * config restricted it (owned_shards), else every shard is allowed */
     uint8_t owned[FV_CLUSTER_MAX_SHARDS];
+    int owned_given;
+    char node[65];         /* "": the server fills in fv_cluster_node_default's */
+    char lease_bucket[65]; /* the leases' KV bucket */
+    int lease_renew_ms, lease_ttl_ms;
+    int stream_max_age_days;
     char catalog[1024]; /* "" : DATA/catalog.db */
 };
 
@@ -57,6 +70,11 @@ const char *fv_role_name(enum fv_role r);
  * path and cluster.KEY. */
 int fv_cluster_cfg_parse(struct fv_cluster_cfg *c, struct json_t *o, const char *path, char *err,
                          size_t errlen);
+
+/* The default node name: the host name (characters other than A-Z a-z 0-9 _ - made '-', at most
+ * 40) and '-' and 8 hex digits of a hash of the data directory's real path: stable across
+ * restarts of the same node, different for two nodes on one host. */
+void fv_cluster_node_default(const char *data_dir, char *out, size_t cap);
 
 /* The role against the cluster object: FV_OK, or FV_EINVAL with err saying what is missing. */
 int fv_cluster_cfg_check(const struct fv_cluster_cfg *c, enum fv_role role, char *err,

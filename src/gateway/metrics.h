@@ -63,6 +63,8 @@ struct fv_metrics {
     /* The MQTT publisher (mqtt/mqtt.h), bumped from its thread: connected to the broker now
      * (0/1), subjects being published now, messages handed to the broker, failures. */
     fv_counter mqtt_connected, mqtt_subjects, mqtt_published, mqtt_errors;
+    /* A storage node (cluster/jslease.h): shard leases held now; shards acquired (ever). */
+    fv_counter cluster_shards_owned, cluster_takeovers;
     /* Server-side ack latency: from the first bytes of a record read from its connection to
      * its ack handed to the socket (after the record is durable, S1). */
     struct fv_latency ack_latency;

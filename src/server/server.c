@@ -16,7 +16,9 @@
  * record log is the JetStream stream (cluster/jsreclog.h), its sink does nothing, and the
  * loop runs the devices only. "storage" opens everything but the devices' vhost; its WAL's
  * replay also reads the shards' cursors, and instead of device events the loop fetches the
- * stream (cluster/jsconsume.h) and hands each record to the store through fv_recovery_take.
+ * stream (cluster/jsconsume.h) of the shards whose leases it holds (cluster/jslease.h) and
+ * hands each record to the store through fv_recovery_take; the store's reads find only the
+ * subjects of those shards (storage_visible: the API thread reads the leases' atomics).
  *
  * Threads: the ingest loop (the thread of fv_server_run) decodes, seals, appends and acks,
  * and runs the store's maintenance. The API thread serves every request; it opens the
@@ -50,6 +52,8 @@
 #include "api/static_ui.h"
 #include "api/oadr_store.h"
 #include "cluster/jsconsume.h"
+#include "cluster/jslease.h"
+#include "cluster/natsconn.h"
 #include "cluster/jsreclog.h"
 #include "crypto/certs.h"
 #include "crypto/keys.h"
@@ -195,6 +199,15 @@ static int storage_take(void *arg, const struct fv_wal_record *r)
         fv_store_hold_wal(srv->store);
     }
     return rc;
+}
+
+/* A storage node answers for a subject only while it holds its shard's lease (jslease.h E2):
+ * the store's reads of the other subjects find nothing (store.h fv_store_set_visible). */
+static int storage_visible(void *arg, const char *pseudo)
+{
+    struct fv_server *srv = arg;
+    uint32_t shard = fv_cluster_shard(pseudo, srv->cfg->cluster.shards);
+    return fv_jslease_holds(fv_jsconsume_leases(srv->consumer), shard, fv_mono_ns());
 }
 
 static int storage_full(void *arg)
@@ -558,12 +571,16 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
     t0 = fv_mono_ns();
     if (cfg->role == FV_ROLE_STORAGE) {
         /* The local WAL also holds the shards' cursors (cluster/jsconsume.h C1). */
-        rc = fv_jsconsume_new(&cfg->cluster, storage_take, srv, fv_recovery_replay, &srv->rec,
+        char node[65];
+        snprintf(node, sizeof node, "%s", cfg->cluster.node);
+        if (node[0] == '\0') fv_cluster_node_default(cfg->data_dir, node, sizeof node);
+        rc = fv_jsconsume_new(&cfg->cluster, node, storage_take, srv, fv_recovery_replay, &srv->rec,
                               &srv->consumer);
         if (rc == FV_OK)
             rc = fv_wal_open(path, &wo, fv_jsconsume_replay, srv->consumer, &srv->wal, err, errlen);
         srv->rec.live = 1;
         if (rc == FV_OK) rc = fv_jsconsume_start(srv->consumer, srv->wal, err, errlen);
+        if (rc == FV_OK) fv_store_set_visible(srv->store, storage_visible, srv);
     } else {
         rc = fv_wal_open(path, &wo, fv_recovery_replay, &srv->rec, &srv->wal, err, errlen);
     }
@@ -832,7 +849,16 @@ int fv_server_run(const struct fv_config *cfg, volatile sig_atomic_t *stop, char
     while (!*stop && !srv->log.failed(srv->log.impl)) {
         if (srv->consumer) { /* storage node: the stream instead of devices */
             ev_run(loop, EVRUN_NOWAIT);
-            int n = storage_full(srv) ? 0 : fv_jsconsume_step(srv->consumer, 20, err, errlen);
+            int n = 0;
+            if (storage_full(srv))
+                fv_jsconsume_keep_leases(srv->consumer); /* renewed while the head drains */
+            else
+                n = fv_jsconsume_step(srv->consumer, 20, err, errlen);
+            uint32_t held;
+            uint64_t takeovers;
+            fv_jslease_counts(fv_jsconsume_leases(srv->consumer), &held, &takeovers);
+            srv->m.cluster_shards_owned = held;
+            srv->m.cluster_takeovers = takeovers;
             if (n < 0) {
                 rc = n;
                 break;

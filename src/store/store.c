@@ -195,6 +195,12 @@ void fv_store_set_wake(struct fv_store *s, void (*fn)(void *), void *arg)
     s->wake_arg = arg;
 }
 
+void fv_store_set_visible(struct fv_store *s, int (*fn)(void *arg, const char *pseudo), void *arg)
+{
+    s->visible = fn;
+    s->visible_arg = arg;
+}
+
 static int cmp_span_desc(const void *a, const void *b)
 {
     const struct fv_part *x = *(struct fv_part *const *)a, *y = *(struct fv_part *const *)b;

@@ -115,6 +115,11 @@ void fv_store_close(struct fv_store *s);
 /* fn(arg) is called from the worker thread when a job ends (it must only wake the loop). */
 void fv_store_set_wake(struct fv_store *s, void (*fn)(void *), void *arg);
 
+/* fn(arg, pseudo) 0: queries of that subject find nothing (fv_store_query's cursor is empty,
+ * fv_store_last finds no sample) - a storage node's subjects of shards it does not hold
+ * (cluster/jslease.h). Called from the querying thread; set before any query. */
+void fv_store_set_visible(struct fv_store *s, int (*fn)(void *arg, const char *pseudo), void *arg);
+
 /* WAL files numbered <= this are wholly in committed parts (0: none). */
 uint64_t fv_store_wal_hi(const struct fv_store *s);
 

@@ -142,6 +142,8 @@ struct fv_store {
     unsigned char (*purge)[FV_SUBJECT_LEN]; /* erased subjects whose blocks are to go */
     size_t npurge, cappurge;
     void (*wake)(void *);
+    int (*visible)(void *arg, const char *pseudo); /* fv_store_set_visible; NULL: all */
+    void *visible_arg;
     void *wake_arg;
     uint64_t retry_after_ms, last_retention_ms;
     uint32_t fail_streak, full_fails; /* consecutive failed jobs; failed full compactions */

@@ -205,6 +205,7 @@ int fv_store_last(struct fv_store *s, const char *pseudo, const unsigned char de
     memset(v, 0, sizeof *v);
     unsigned char subject[FV_SUBJECT_LEN];
     if (fv_subject_from_hex(pseudo, subject) != FV_OK) return FV_EINVAL;
+    if (s->visible && !s->visible(s->visible_arg, pseudo)) return FV_OK;
     struct cand c = {0};
     int unknown = (flags & FV_STORE_LAST_DECODE) != 0;
     struct fv_part **refs = NULL;

@@ -468,8 +468,9 @@ int fv_store_query(struct fv_store *s, const char *pseudo, const unsigned char d
         c->nfields = nfields;
     }
     size_t cap = 0;
+    int hidden = s->visible && !s->visible(s->visible_arg, pseudo);
     pthread_mutex_lock(&s->lk); /* the snapshot: parts referenced, head frames copied */
-    for (size_t k = 0; rc == FV_OK && k < s->nparts; k++) {
+    for (size_t k = 0; rc == FV_OK && !hidden && k < s->nparts; k++) {
         struct fv_part *p = s->parts[k];
         for (size_t i = fv_part_find(p, subject);
              i < p->n && memcmp(p->e[i].subject, subject, FV_SUBJECT_LEN) == 0; i++) {
@@ -490,7 +491,7 @@ int fv_store_query(struct fv_store *s, const char *pseudo, const unsigned char d
         }
     }
     const struct head *heads[2] = {s->frozen, s->head};
-    for (int h = 0; rc == FV_OK && h < 2; h++) {
+    for (int h = 0; rc == FV_OK && !hidden && h < 2; h++) {
         struct src tmp;
         int found;
         rc = head_block(heads[h], pseudo, c, &tmp, &found);

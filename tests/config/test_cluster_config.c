@@ -42,6 +42,24 @@ static void defaults(void **state)
         assert_int_equal(c.owned[i], i < 16);
     assert_int_equal(c.ca[0], '\0');
     assert_int_equal(c.catalog[0], '\0');
+    assert_int_equal(c.owned_given, 0);
+    assert_int_equal(c.node[0], '\0');
+    assert_string_equal(c.lease_bucket, "fv-leases");
+    assert_int_equal(c.lease_renew_ms, 2000);
+    assert_int_equal(c.lease_ttl_ms, 10000);
+    assert_int_equal(c.stream_max_age_days, 7);
+    /* the TTL follows a renewal period given alone: 5 renewals */
+    assert_int_equal(
+        parse("{\"nats\": \"nats://a:1\", \"lease_renew_ms\": 3000}", &c, err, sizeof err), FV_OK);
+    assert_int_equal(c.lease_ttl_ms, 15000);
+    char a[80], b[80], again[80];
+    fv_cluster_node_default("/tmp/a", a, sizeof a);
+    fv_cluster_node_default("/tmp/b", b, sizeof b);
+    fv_cluster_node_default("/tmp/a", again, sizeof again);
+    assert_string_equal(a, again); /* stable */
+    assert_string_not_equal(a, b); /* two data directories, two names */
+    assert_int_equal(strspn(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"),
+                     strlen(a));
 }
 
 static void everything(void **state)
@@ -53,7 +71,9 @@ static void everything(void **state)
         parse("{\"nats\": [\"nats://a:1\", \"tls://b:2\"], \"credentials\": \"n.creds\","
               " \"tls\": {\"ca\": \"ca.crt\", \"cert\": \"c.crt\", \"key\": \"c.key\"},"
               " \"stream\": \"FV_2\", \"subject_prefix\": \"x.y-z\", \"replicas\": 1,"
-              " \"shards\": 8, \"owned_shards\": [7, 0, 3], \"catalog\": \"/s/c.db\"}",
+              " \"shards\": 8, \"owned_shards\": [7, 0, 3], \"catalog\": \"/s/c.db\","
+              " \"node\": \"st_1\", \"lease_bucket\": \"L\", \"lease_renew_ms\": 100,"
+              " \"lease_ttl_ms\": 300, \"stream_max_age_days\": 30}",
               &c, err, sizeof err),
         FV_OK);
     assert_int_equal(c.nurls, 2);
@@ -68,6 +88,12 @@ static void everything(void **state)
     for (uint32_t i = 0; i < FV_CLUSTER_MAX_SHARDS; i++)
         assert_int_equal(c.owned[i], i == 0 || i == 3 || i == 7);
     assert_string_equal(c.catalog, "/s/c.db");
+    assert_int_equal(c.owned_given, 1);
+    assert_string_equal(c.node, "st_1");
+    assert_string_equal(c.lease_bucket, "L");
+    assert_int_equal(c.lease_renew_ms, 100);
+    assert_int_equal(c.lease_ttl_ms, 300);
+    assert_int_equal(c.stream_max_age_days, 30);
 }
 
 static void refusals(void **state)
@@ -100,6 +126,18 @@ static void refusals(void **state)
          "cluster.owned_shards: shard 2, but there are 2 (0 to 1)"},
         {"{\"nats\": \"nats://a:1\", \"catalog\": 1}", "cluster.catalog"},
         {"{\"nats\": \"nats://a:1\", \"colour\": 1}", "cluster: unknown key \"colour\""},
+        {"{\"nats\": \"nats://a:1\", \"node\": \"a.b\"}", "cluster.node: expected 1 to 64"},
+        {"{\"nats\": \"nats://a:1\", \"node\": \"\"}", "cluster.node"},
+        {"{\"nats\": \"nats://a:1\", \"lease_bucket\": \"a b\"}", "cluster.lease_bucket"},
+        {"{\"nats\": \"nats://a:1\", \"lease_renew_ms\": 99}", "cluster.lease_renew_ms"},
+        {"{\"nats\": \"nats://a:1\", \"lease_renew_ms\": 60001}", "cluster.lease_renew_ms"},
+        {"{\"nats\": \"nats://a:1\", \"lease_ttl_ms\": 600001}", "cluster.lease_ttl_ms"},
+        {"{\"nats\": \"nats://a:1\", \"lease_renew_ms\": 1000, \"lease_ttl_ms\": 2999}",
+         "cluster.lease_ttl_ms: 2999, but it must be at least 3 times cluster.lease_renew_ms "
+         "(1000)"},
+        {"{\"nats\": \"nats://a:1\", \"stream_max_age_days\": 0}", "cluster.stream_max_age_days"},
+        {"{\"nats\": \"nats://a:1\", \"stream_max_age_days\": 3651}",
+         "cluster.stream_max_age_days"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct fv_cluster_cfg c;

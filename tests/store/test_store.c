@@ -1091,17 +1091,24 @@ static void test_query_during_flush(void **state)
 
 /* fv_store_forget drops a subject's records from the head (its key is being destroyed): the
  * head's counts follow, and the other subjects are untouched. */
+/* A fresh store with add_basic's 20 frames of subjects 0..2 in its head, an hour ago. */
+static struct fv_store *basic_head(struct keys *k, struct model *m)
+{
+    struct fv_store_config cfg;
+    fresh_config(&cfg);
+    keys_init(k);
+    T0 = (int64_t)fv_now_ms() - 3600000;
+    struct fv_store *s = open_store(&cfg, 0);
+    add_basic(s, k, m, 20);
+    return s;
+}
+
 static void test_forget(void **state)
 {
     (void)state;
-    struct fv_store_config cfg;
-    fresh_config(&cfg);
     struct keys k;
-    keys_init(&k);
     struct model m = {0}, none = {0};
-    T0 = (int64_t)fv_now_ms() - 3600000;
-    struct fv_store *s = open_store(&cfg, 0);
-    add_basic(s, &k, &m, 20); /* subjects 0..2 */
+    struct fv_store *s = basic_head(&k, &m); /* subjects 0..2 */
     fv_store_forget(s, PSEUDO[1]);
     struct fv_store_stats st;
     fv_store_stats(s, &st);
@@ -1125,6 +1132,43 @@ static void test_forget(void **state)
     assert_int_equal(st.head_subjects, 0);
     assert_int_equal(st.head_datums, 0);
     assert_int_equal(st.head_records, 0);
+    fv_store_close(s);
+    model_free(&m);
+}
+
+/* fv_store_set_visible: a subject it hides is found by neither a query nor fv_store_last
+ * (a storage node's subjects of shards it holds no lease for, cluster/jslease.h); the others
+ * as before, and the hidden one again once the function shows it. */
+static int hide_one;
+static int visible_fn(void *arg, const char *pseudo)
+{
+    (void)arg;
+    return !hide_one || strcmp(pseudo, PSEUDO[1]) != 0;
+}
+
+static void test_visible(void **state)
+{
+    (void)state;
+    struct keys k;
+    struct model m = {0}, none = {0};
+    struct fv_store *s = basic_head(&k, &m);
+    fv_store_set_visible(s, visible_fn, NULL);
+    hide_one = 1;
+    check_query(s, &k, &none, 1, INT64_MIN, INT64_MAX, NULL, 0, 1, 1, "hidden");
+    check_query(s, &k, &m, 0, INT64_MIN, INT64_MAX, NULL, 0, 1, 1, "shown");
+    uint32_t speed = (uint32_t)sig("VehicleSpeed");
+    for (int subj = 0; subj < 2; subj++) {
+        int found = -1;
+        int64_t t = 0;
+        struct fv_value v;
+        assert_int_equal(fv_store_last(s, PSEUDO[subj], k.key[subj], speed, INT64_MIN, INT64_MAX, 0,
+                                       &found, &t, &v),
+                         FV_OK);
+        assert_int_equal(found, subj == 0);
+        fv_value_clear(&v);
+    }
+    hide_one = 0;
+    check_query(s, &k, &m, 1, INT64_MIN, INT64_MAX, NULL, 0, 1, 1, "shown again");
     fv_store_close(s);
     model_free(&m);
 }
@@ -1783,6 +1827,7 @@ int main(void)
         cmocka_unit_test(test_property_mixed_classes),
         cmocka_unit_test(test_query_during_flush),
         cmocka_unit_test(test_forget),
+        cmocka_unit_test(test_visible),
         cmocka_unit_test(test_query_wrong_key),
         cmocka_unit_test(test_retention),
         cmocka_unit_test(test_destroyed_subject_purged),
