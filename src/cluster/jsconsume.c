@@ -28,12 +28,15 @@ struct shard {
     uint64_t dseq;    /* the consumer's delivery sequence last seen (C5) */
     uint64_t gaps;    /* deliveries lost and the consumer made again */
     uint64_t idle_ms; /* C6: since when fetches found nothing (monotonic ms; 0: they did) */
+    uint64_t wait_ms; /* C7: not fetched before (monotonic ms) */
 };
 
 struct fv_jsconsume {
     const struct fv_cluster_cfg *cfg;
     fv_take_fn take;
     void *take_arg;
+    fv_take_fn ready; /* C7 */
+    void *ready_arg;
     fv_wal_replay_fn replay;
     void *replay_arg;
     struct fv_natsconn conn;
@@ -60,6 +63,12 @@ int fv_jsconsume_new(const struct fv_cluster_cfg *cfg, fv_take_fn take, void *ta
     c->replay_arg = replay_arg;
     *out = c;
     return FV_OK;
+}
+
+void fv_jsconsume_set_ready(struct fv_jsconsume *c, fv_take_fn ready, void *arg)
+{
+    c->ready = ready;
+    c->ready_arg = arg;
 }
 
 int fv_jsconsume_is_cursor(const struct fv_wal_record *r)
@@ -189,6 +198,8 @@ static void send_acks(struct fv_jsconsume *c, int all)
     c->nacks -= k;
 }
 
+static int rebind_from_cursor(struct fv_jsconsume *c, struct shard *s, char *err, size_t errlen);
+
 /* C5: a delivery of shard s was lost (its delivery sequence jumped). Everything taken is
  * made durable and acked first (up to 5 s; else the node stops and C4 resumes at the next
  * start), then the consumer is made again from the shard's cursor. */
@@ -200,6 +211,13 @@ static int rebind_after_gap(struct fv_jsconsume *c, struct shard *s, uint64_t ds
             s->no, (unsigned long long)s->cursor + 1, (unsigned long long)dseq,
             (unsigned long long)s->dseq);
     s->gaps++;
+    return rebind_from_cursor(c, s, err, errlen);
+}
+
+/* Everything taken made durable and acked (up to 5 s), then shard s's consumer made again
+ * from its cursor (C5, C7). */
+static int rebind_from_cursor(struct fv_jsconsume *c, struct shard *s, char *err, size_t errlen)
+{
     uint64_t want = fv_wal_appended_seq(c->wal);
     for (int i = 0; i < 5000 && fv_wal_durable_seq(c->wal) < want; i++) {
         if (fv_wal_failed(c->wal)) break;
@@ -255,6 +273,7 @@ static int take_msg(struct fv_jsconsume *c, struct shard *s, natsMsg *m, uint64_
     struct fv_wal_record r;
     const unsigned char *p = (const unsigned char *)natsMsg_GetData(m);
     int rc = fv_wal_decode_body(p, (size_t)natsMsg_GetDataLength(m), &r);
+    if (rc == FV_OK && c->ready && c->ready(c->ready_arg, &r) == FV_EAGAIN) return FV_EAGAIN;
     if (rc == FV_OK) rc = append_cursor(c, s->no, seq);
     if (rc == FV_OK && fv_wal_append(c->wal, &r) < 0) rc = FV_EIO;
     if (rc == FV_OK) rc = c->take(c->take_arg, &r);
@@ -299,8 +318,26 @@ static int check_idle(struct fv_jsconsume *c, struct shard *s, char *err, size_t
     return rc;
 }
 
+/* C7: the shard's record at stream sequence seq has no key yet: the shard waits. */
+static int wait_key(struct fv_jsconsume *c, struct shard *s, uint64_t seq, char *err,
+                    size_t errlen)
+{
+    fv_warn("cluster: shard %u: stream sequence %llu: its subject's key is in no KV entry yet "
+            "(or KV does not answer); left unacked, tried again in %d ms",
+            s->no, (unsigned long long)seq, FV_KEY_WAIT_MS);
+    s->wait_ms = fv_mono_ns() / 1000000 + FV_KEY_WAIT_MS;
+    int rc = rebind_from_cursor(c, s, err, errlen);
+    if (rc && !fv_wal_failed(c->wal) && fv_wal_durable_seq(c->wal) >= fv_wal_appended_seq(c->wal)) {
+        fv_warn("%s; trying again", err);
+        return 0; /* NATS did not answer: C6 makes it again later */
+    }
+    return rc;
+}
+
 static int fetch_shard(struct fv_jsconsume *c, struct shard *s, char *err, size_t errlen)
 {
+    if (s->wait_ms && fv_mono_ns() / 1000000 < s->wait_ms) return 0; /* C7 */
+    s->wait_ms = 0;
     if (s->sub == NULL) return check_idle(c, s, err, errlen);
     natsMsgList list = {0};
     jsFetchRequest fr;
@@ -317,6 +354,7 @@ static int fetch_shard(struct fv_jsconsume *c, struct shard *s, char *err, size_
     }
     s->idle_ms = 0;
     int n = 0, rc = 0, last = -1, gap = 0;
+    uint64_t waiting = 0; /* C7: the stream sequence whose key is missing */
     for (int i = 0; i < list.Count && rc >= 0 && !gap; i++) {
         jsMsgMetaData *meta = NULL;
         if (natsMsg_GetMetaData(&meta, list.Msgs[i]) != NATS_OK) {
@@ -332,6 +370,11 @@ static int fetch_shard(struct fv_jsconsume *c, struct shard *s, char *err, size_
         }
         if (dseq > s->dseq) s->dseq = dseq;
         rc = take_msg(c, s, list.Msgs[i], sseq, err, errlen);
+        if (rc == FV_EAGAIN) {
+            waiting = sseq;
+            rc = 0;
+            break;
+        }
         if (rc > 0) n++;
         last = i;
     }
@@ -340,6 +383,7 @@ static int fetch_shard(struct fv_jsconsume *c, struct shard *s, char *err, size_
         (rc = push_ack(c, fv_wal_appended_seq(c->wal), list.Msgs[last])) == FV_OK)
         list.Msgs[last] = NULL; /* kept until acked */
     natsMsgList_Destroy(&list);
+    if (rc >= 0 && waiting) rc = wait_key(c, s, waiting, err, errlen);
     return rc < 0 ? rc : n;
 }
 

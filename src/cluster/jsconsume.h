@@ -34,6 +34,11 @@
  *     up; one gone or not answering is made again from the shard's cursor (in memory: what
  *     this node took), as after a gap (C5); if NATS does not answer, that shard tries again
  *     later and the others go on.
+ *  C7 a record whose key the node cannot get yet (ready() says FV_EAGAIN: in no KV entry,
+ *     cluster/jskeys.h, or KV unreachable) is neither logged nor acked: what its shard took
+ *     before it is acked as usual (C2), the shard's consumer is made again from the cursor
+ *     (so the record and those after it come again, in order) and the shard pauses
+ *     FV_KEY_WAIT_MS before it is fetched again. The other shards go on.
  *
  * Threads: everything on the storage node's loop thread (nats.c's own threads deliver into
  * the fetch call).
@@ -48,6 +53,7 @@
 #include "wal/wal.h"
 
 #define FV_CONSUMER_CHECK_MS 3000
+#define FV_KEY_WAIT_MS       1000
 
 #define FV_CURSOR_DEVICE "-" /* never a pseudonym (32 hex digits) */
 #define FV_CURSOR_TOPIC  "fv.cursor"
@@ -60,6 +66,8 @@ typedef int (*fv_take_fn)(void *arg, const struct fv_wal_record *rec);
 /* Makes the consumer's state (no connection yet): replay below fills its cursors. */
 int fv_jsconsume_new(const struct fv_cluster_cfg *cfg, fv_take_fn take, void *take_arg,
                      fv_wal_replay_fn replay, void *replay_arg, struct fv_jsconsume **out);
+/* C7: ready(arg, rec) before each record is logged: FV_OK, or FV_EAGAIN to wait. */
+void fv_jsconsume_set_ready(struct fv_jsconsume *c, fv_take_fn ready, void *arg);
 /* The WAL replay function for fv_wal_open (arg: the consumer): cursor records set the
  * cursors, the others go to the replay function given to fv_jsconsume_new. */
 int fv_jsconsume_replay(void *arg, const struct fv_wal_record *r, const char *file, uint64_t off);

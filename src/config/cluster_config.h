@@ -12,9 +12,11 @@
  *     "replicas": 3,                      the stream's replicas (1 to 5)
  *     "shards": 16,                       subjects are mapped to shards by pseudonym (1 to 1024)
  *     "owned_shards": [0, 1, ...],        a storage node's shards (default: all of them)
- *     "catalog": "/shared/catalog.db"     the catalog every node opens (this slice: see
- *                                         docs/cluster.md, "Keys"); default DATA/catalog.db
+ *     "keys_bucket": "fv-keys"            the KV bucket of the shared keys (cluster/jskeys.h;
+ *                                         A-Z a-z 0-9 _ -, 1 to 32)
  *   }
+ * "catalog" (the first slice's shared catalog) is refused with a message saying why: each
+ * node keeps its own DATA/catalog.db.
  * Roles: "all" (default) is the single node; "gateway" and "storage" need a "cluster" object,
  * and "all" with one is refused (this slice runs the roles as separate processes). An unknown
  * key or a bad value fails the load naming "cluster.KEY".
@@ -46,7 +48,7 @@ struct fv_cluster_cfg {
     uint32_t shards;
     /* owned[i] != 0: this storage node consumes shard i */
     uint8_t owned[FV_CLUSTER_MAX_SHARDS];
-    char catalog[1024]; /* "" : DATA/catalog.db */
+    char keys_bucket[33]; /* the KV bucket of the shared keys (cluster/jskeys.h) */
 };
 
 /* "all", "gateway", "storage" -> *out; FV_EINVAL otherwise. */

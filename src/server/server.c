@@ -50,6 +50,7 @@
 #include "api/static_ui.h"
 #include "api/oadr_store.h"
 #include "cluster/jsconsume.h"
+#include "cluster/jskeys.h"
 #include "cluster/jsreclog.h"
 #include "crypto/certs.h"
 #include "crypto/keys.h"
@@ -84,6 +85,7 @@
 #include "util/prio.h"
 #include "wal/reclog.h"
 #include "wal/wal.h"
+#include "wal/wal_format.h"
 
 /* Backpressure: ingest stops reading from devices while the store's head (the live head and
  * the one being flushed) holds more than store.head_max_datums (default this many flushes'
@@ -99,6 +101,8 @@ struct fv_server {
     struct fv_jsreclog *jslog;     /* role gateway: the stream (cluster/jsreclog.h) */
     struct fv_jsconsume *consumer; /* role storage: the shards (cluster/jsconsume.h) */
     struct fv_recovery rec;        /* role storage: what takes the stream's records */
+    struct fv_jskeys *jskeys;      /* gateway, storage: the shared keys (cluster/jskeys.h) */
+    struct fv_keystore *watch_keys; /* the KV watcher thread's (erasures on other nodes) */
     struct fv_fleet fleet;
     struct fv_metrics m;
     struct fv_ingest *ing;
@@ -194,6 +198,53 @@ static int storage_take(void *arg, const struct fv_wal_record *r)
         srv->store_degraded = 1;
         fv_store_hold_wal(srv->store);
     }
+    return rc;
+}
+
+/* A storage node, before logging a stream record (cluster/jsconsume.h C7): its key, from
+ * the catalog or the KV bucket. None yet (or KV unreachable): the record waits, unacked. */
+static int storage_ready(void *arg, const struct fv_wal_record *r)
+{
+    struct fv_server *srv = arg;
+    if (!(r->flags & FV_WAL_F_SEALED) || r->device_id_len != FV_PSEUDONYM_LEN) return FV_OK;
+    char pseudo[FV_PSEUDONYM_LEN + 1];
+    snprintf(pseudo, sizeof pseudo, "%.*s", (int)r->device_id_len, r->device_id);
+    const unsigned char *dek;
+    const char *name;
+    int rc = fv_keystore_subject(srv->keys, pseudo, &dek, &name);
+    if (rc != FV_ENOENT && rc != FV_EIO) return FV_OK; /* the take decides (C3) */
+    srv->m.key_waits++;
+    return FV_EAGAIN;
+}
+
+/* The KV watcher's thread (cluster/jskeys.h J3): a subject erased on another node (or while
+ * this one was down) gets its tombstone in this node's catalog; the ingest loop drops its
+ * cached keys before its next record, so nothing is sealed or opened with it again. */
+static void kv_erased(void *arg, const char *pseudo)
+{
+    struct fv_server *srv = arg;
+    const unsigned char *dek;
+    const char *name;
+    if (fv_keystore_subject(srv->watch_keys, pseudo, &dek, &name) == FV_ESTATE) return;
+    char err[256];
+    if (fv_keystore_destroy_pseudo(srv->watch_keys, pseudo, err, sizeof err) != FV_OK)
+        fv_error("cluster: subject %s erased in the cluster, but not in this catalog: %s", pseudo,
+                 err);
+    else
+        fv_info("cluster: subject %s erased in the cluster: its key here destroyed", pseudo);
+    fv_keystore_forget(srv->watch_keys);
+    fv_ingest_keys_changed(srv->ing);
+    wake_loop(srv);
+}
+
+/* Gateway, storage: the watcher of the shared keys, with a keystore of its own. */
+static int open_keywatch(struct fv_server *srv, char *err, size_t errlen)
+{
+    if (srv->jskeys == NULL) return FV_OK;
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/catalog.db", srv->cfg->data_dir);
+    int rc = fv_keystore_open(path, &srv->kek, &srv->watch_keys, err, errlen);
+    if (rc == FV_OK) rc = fv_jskeys_watch(srv->jskeys, kv_erased, srv, err, errlen);
     return rc;
 }
 
@@ -348,8 +399,10 @@ static int purge_clips(void *arg, const char *pseudo, char *err, size_t errlen)
         fv_seterr(err, errlen, "the subject's dataset identifier: %s", fv_strerror(rc));
     if (rc == FV_OK && n)
         fv_info("erasure: %zu dataset version(s) held the subject: shards deleted", n);
-    if (rc) return rc;
-    return fv_clip_store_purge(srv->api_keys, srv->clips_dir, pseudo, err, errlen);
+    if (rc == FV_OK) rc = fv_clip_store_purge(srv->api_keys, srv->clips_dir, pseudo, err, errlen);
+    /* Cluster: the key leaves the KV bucket once this node's erasure is durable (jskeys.h J2) */
+    if (rc == FV_OK && srv->jskeys) rc = fv_jskeys_purge(srv->jskeys, pseudo, err, errlen);
+    return rc;
 }
 
 /* The clip endpoint's place hook (its thread): the device's latest position, copied under
@@ -494,11 +547,16 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
     }
     rc = fv_admin_token_load(cfg, srv->admin_token, sizeof srv->admin_token, err, errlen);
     if (rc) return rc;
-    if (cfg->cluster.catalog[0]) /* this slice's shared catalog (docs/cluster.md, "Keys") */
-        snprintf(path, sizeof path, "%s", cfg->cluster.catalog);
-    else
-        snprintf(path, sizeof path, "%s/catalog.db", cfg->data_dir);
-    rc = fv_keystore_open(path, &srv->kek, &srv->keys, err, errlen);
+    snprintf(path, sizeof path, "%s/catalog.db", cfg->data_dir);
+    if (cfg->role == FV_ROLE_ALL) {
+        rc = fv_keystore_open(path, &srv->kek, &srv->keys, err, errlen);
+    } else { /* the catalog caches the cluster's keys (docs/cluster.md, "Keys") */
+        rc = fv_jskeys_open(&cfg->cluster, &srv->kek, &srv->jskeys, err, errlen);
+        struct fv_keysource src = srv->jskeys ? fv_jskeys_source(srv->jskeys)
+                                              : (struct fv_keysource){0};
+        if (rc == FV_OK)
+            rc = fv_keystore_open_shared(path, &srv->kek, &src, &srv->keys, err, errlen);
+    }
     if (rc == FV_OK) rc = fv_subjects_init(srv->keys, err, errlen);
     if (rc == FV_OK) rc = fv_zones_init(srv->keys, err, errlen);
     if (rc == FV_OK) rc = fv_keystore_open(path, &srv->kek, &srv->api_keys, err, errlen);
@@ -560,6 +618,7 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
         /* The local WAL also holds the shards' cursors (cluster/jsconsume.h C1). */
         rc = fv_jsconsume_new(&cfg->cluster, storage_take, srv, fv_recovery_replay, &srv->rec,
                               &srv->consumer);
+        if (rc == FV_OK) fv_jsconsume_set_ready(srv->consumer, storage_ready, srv);
         if (rc == FV_OK)
             rc = fv_wal_open(path, &wo, fv_jsconsume_replay, srv->consumer, &srv->wal, err, errlen);
         srv->rec.live = 1;
@@ -595,6 +654,8 @@ static int open_services(struct fv_server *srv, char *err, size_t errlen)
     rc = fv_campaign_open(path, fv_gw_downlink_port(srv->downlink), &srv->campaigns, err, errlen);
     if (rc) return rc;
     fv_ingest_set_listener(srv->ing, listen_both(srv));
+    rc = open_keywatch(srv, err, errlen);
+    if (rc) return rc;
     if (cfg->openadr.enabled && cfg->role == FV_ROLE_GATEWAY) {
         fv_warn("openadr: the VEN runs on a storage node (it reads stored telemetry), not here");
     } else if (cfg->openadr.enabled) {
@@ -770,6 +831,8 @@ static void close_all(struct fv_server *srv, struct ev_loop *loop)
     fv_vpp_close(srv->vpp); /* after the ingest loop's context: the listener is its */
     fv_campaign_close(srv->campaigns);
     fv_gw_downlink_free(srv->downlink);
+    fv_jskeys_unwatch(srv->jskeys); /* its thread wakes the ingest */
+    fv_keystore_close(srv->watch_keys);
     fv_ingest_free(srv->ing);
     fv_http_ctx_free(&srv->http);
     fv_jsreclog_close(srv->jslog, 5000); /* after the sessions' last records */
@@ -783,6 +846,7 @@ static void close_all(struct fv_server *srv, struct ev_loop *loop)
     fv_fleet_free(&srv->fleet);
     fv_keystore_close(srv->api_keys);
     fv_keystore_close(srv->keys);
+    fv_jskeys_close(srv->jskeys); /* after the keystore it serves */
     fv_kek_wipe(&srv->kek);
     if (srv->lock_fd >= 0) close(srv->lock_fd);
 }

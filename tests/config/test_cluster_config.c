@@ -41,7 +41,7 @@ static void defaults(void **state)
     for (uint32_t i = 0; i < FV_CLUSTER_MAX_SHARDS; i++)
         assert_int_equal(c.owned[i], i < 16);
     assert_int_equal(c.ca[0], '\0');
-    assert_int_equal(c.catalog[0], '\0');
+    assert_string_equal(c.keys_bucket, "fv-keys");
 }
 
 static void everything(void **state)
@@ -53,7 +53,7 @@ static void everything(void **state)
         parse("{\"nats\": [\"nats://a:1\", \"tls://b:2\"], \"credentials\": \"n.creds\","
               " \"tls\": {\"ca\": \"ca.crt\", \"cert\": \"c.crt\", \"key\": \"c.key\"},"
               " \"stream\": \"FV_2\", \"subject_prefix\": \"x.y-z\", \"replicas\": 1,"
-              " \"shards\": 8, \"owned_shards\": [7, 0, 3], \"catalog\": \"/s/c.db\"}",
+              " \"shards\": 8, \"owned_shards\": [7, 0, 3], \"keys_bucket\": \"K_1-x\"}",
               &c, err, sizeof err),
         FV_OK);
     assert_int_equal(c.nurls, 2);
@@ -67,7 +67,7 @@ static void everything(void **state)
     assert_int_equal(c.shards, 8);
     for (uint32_t i = 0; i < FV_CLUSTER_MAX_SHARDS; i++)
         assert_int_equal(c.owned[i], i == 0 || i == 3 || i == 7);
-    assert_string_equal(c.catalog, "/s/c.db");
+    assert_string_equal(c.keys_bucket, "K_1-x");
 }
 
 static void refusals(void **state)
@@ -98,7 +98,10 @@ static void refusals(void **state)
         {"{\"nats\": \"nats://a:1\", \"owned_shards\": [-1]}", "cluster.owned_shards"},
         {"{\"nats\": \"nats://a:1\", \"shards\": 2, \"owned_shards\": [2]}",
          "cluster.owned_shards: shard 2, but there are 2 (0 to 1)"},
-        {"{\"nats\": \"nats://a:1\", \"catalog\": 1}", "cluster.catalog"},
+        {"{\"nats\": \"nats://a:1\", \"catalog\": \"/s/c.db\"}",
+         "cluster.catalog: no longer used"},
+        {"{\"nats\": \"nats://a:1\", \"keys_bucket\": \"a.b\"}", "cluster.keys_bucket"},
+        {"{\"nats\": \"nats://a:1\", \"keys_bucket\": \"\"}", "cluster.keys_bucket"},
         {"{\"nats\": \"nats://a:1\", \"colour\": 1}", "cluster: unknown key \"colour\""},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
