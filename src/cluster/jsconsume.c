@@ -319,8 +319,7 @@ static int check_idle(struct fv_jsconsume *c, struct shard *s, char *err, size_t
 }
 
 /* C7: the shard's record at stream sequence seq has no key yet: the shard waits. */
-static int wait_key(struct fv_jsconsume *c, struct shard *s, uint64_t seq, char *err,
-                    size_t errlen)
+static int wait_key(struct fv_jsconsume *c, struct shard *s, uint64_t seq, char *err, size_t errlen)
 {
     fv_warn("cluster: shard %u: stream sequence %llu: its subject's key is in no KV entry yet "
             "(or KV does not answer); left unacked, tried again in %d ms",

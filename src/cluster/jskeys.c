@@ -101,11 +101,12 @@ int fv_jskeys_unwrap(const struct fv_kek *kek, const char *key, char kind, const
     unsigned char aad[FV_JSKEYS_HEAD + 128];
     size_t an;
     int rc = aad_of(v, key, aad, sizeof aad, &an);
-    if (rc == FV_OK)
-        rc = fv_open(kek->key, aad, an, v + FV_JSKEYS_HEAD, n - FV_JSKEYS_HEAD, out);
+    if (rc == FV_OK) rc = fv_open(kek->key, aad, an, v + FV_JSKEYS_HEAD, n - FV_JSKEYS_HEAD, out);
     if (rc) {
-        fv_seterr(err, errlen, "KV entry %s: the value does not open (altered, or moved from "
-                  "another entry)", key);
+        fv_seterr(err, errlen,
+                  "KV entry %s: the value does not open (altered, or moved from "
+                  "another entry)",
+                  key);
         return FV_ECORRUPT;
     }
     return FV_OK;
@@ -142,8 +143,10 @@ int fv_jskeys_decode_subject(const struct fv_kek *kek, const char *pseudo, const
     int rc = fv_jskeys_unwrap(kek, key, FV_JSKEYS_KIND_SUBJ, v, n, &pt, err, errlen);
     if (rc == FV_OK && (pt.len <= FV_KEY_LEN || pt.len > FV_KEY_LEN + FV_NAME_MAX ||
                         memchr(pt.data + FV_KEY_LEN, 0, pt.len - FV_KEY_LEN))) {
-        fv_seterr(err, errlen, "KV entry %s: a subject value of %zu bytes (a key and a name "
-                  "expected)", key, pt.len);
+        fv_seterr(err, errlen,
+                  "KV entry %s: a subject value of %zu bytes (a key and a name "
+                  "expected)",
+                  key, pt.len);
         rc = FV_ECORRUPT;
     }
     if (rc == FV_OK) {
@@ -243,8 +246,8 @@ static int src_pseudonym_key(void *arg, const unsigned char proposed[FV_KEY_LEN]
         }
         if (rc != FV_ENOENT) break;
         struct fv_buf v = {0};
-        rc = fv_jskeys_wrap(&k->kek, FV_JSKEYS_PKEY_NAME, FV_JSKEYS_KIND_PKEY, proposed,
-                            FV_KEY_LEN, &v);
+        rc = fv_jskeys_wrap(&k->kek, FV_JSKEYS_PKEY_NAME, FV_JSKEYS_KIND_PKEY, proposed, FV_KEY_LEN,
+                            &v);
         if (rc == FV_OK) rc = create_entry(k, FV_JSKEYS_PKEY_NAME, &v);
         fv_buf_free(&v);
         if (rc == FV_OK) {
@@ -270,9 +273,9 @@ static int src_subject(void *arg, const char *pseudo, int create, unsigned char 
         natsMsg *m = NULL;
         int rc = read_entry(k, key, &m);
         if (rc == FV_OK) {
-            rc = fv_jskeys_decode_subject(&k->kek, pseudo, (const unsigned char *)natsMsg_GetData(m),
-                                          (size_t)natsMsg_GetDataLength(m), dek, name, err,
-                                          sizeof err);
+            rc = fv_jskeys_decode_subject(
+                &k->kek, pseudo, (const unsigned char *)natsMsg_GetData(m),
+                (size_t)natsMsg_GetDataLength(m), dek, name, err, sizeof err);
             natsMsg_Destroy(m);
             if (rc) fv_error("cluster: %s", err); /* names the pseudonym only */
             if (rc == FV_OK) count(&k->stats.fetched);
@@ -355,8 +358,10 @@ int fv_jskeys_purge(struct fv_jskeys *k, const char *pseudo, char *err, size_t e
     po.Timeout = FV_JSKEYS_WAIT_MS;
     natsStatus st = kvStore_Purge(k->kv, key, &po);
     if (st != NATS_OK) {
-        fv_seterr(err, errlen, "cluster: purging KV entry %s: %s (the erasure is done here; "
-                  "erase again to purge it from the cluster)", key, natsStatus_GetText(st));
+        fv_seterr(err, errlen,
+                  "cluster: purging KV entry %s: %s (the erasure is done here; "
+                  "erase again to purge it from the cluster)",
+                  key, natsStatus_GetText(st));
         return FV_EIO;
     }
     fv_info("cluster: KV entry %s purged (every node drops the key)", key);

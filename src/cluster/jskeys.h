@@ -42,12 +42,12 @@
 
 /* ---- value encoding (pure) ---------------------------------------------------------------- */
 
-#define FV_JSKEYS_MAGIC     "FVKV"
-#define FV_JSKEYS_VERSION   1
-#define FV_JSKEYS_KIND_PKEY 'P'
-#define FV_JSKEYS_KIND_SUBJ 'S'
-#define FV_JSKEYS_HEAD      22 /* magic 4, version 1, kind 1, master key id 16 */
-#define FV_JSKEYS_PKEY_NAME "pseudonym-key"
+#define FV_JSKEYS_MAGIC       "FVKV"
+#define FV_JSKEYS_VERSION     1
+#define FV_JSKEYS_KIND_PKEY   'P'
+#define FV_JSKEYS_KIND_SUBJ   'S'
+#define FV_JSKEYS_HEAD        22 /* magic 4, version 1, kind 1, master key id 16 */
+#define FV_JSKEYS_PKEY_NAME   "pseudonym-key"
 #define FV_JSKEYS_SUBJ_PREFIX "subject."
 
 /* Appends the value of entry key (its KV key, bound by the seal) of this kind with this

@@ -94,14 +94,14 @@
 
 struct fv_server {
     const struct fv_config *cfg;
-    struct fv_loopref ref;         /* the ingest loop's context, for wake_loop */
-    struct fv_apiloop api;         /* the API thread */
-    struct fv_wal *wal;            /* NULL on a gateway */
-    struct fv_reclog log;          /* the gateway's record log: the WAL, or the stream */
-    struct fv_jsreclog *jslog;     /* role gateway: the stream (cluster/jsreclog.h) */
-    struct fv_jsconsume *consumer; /* role storage: the shards (cluster/jsconsume.h) */
-    struct fv_recovery rec;        /* role storage: what takes the stream's records */
-    struct fv_jskeys *jskeys;      /* gateway, storage: the shared keys (cluster/jskeys.h) */
+    struct fv_loopref ref;          /* the ingest loop's context, for wake_loop */
+    struct fv_apiloop api;          /* the API thread */
+    struct fv_wal *wal;             /* NULL on a gateway */
+    struct fv_reclog log;           /* the gateway's record log: the WAL, or the stream */
+    struct fv_jsreclog *jslog;      /* role gateway: the stream (cluster/jsreclog.h) */
+    struct fv_jsconsume *consumer;  /* role storage: the shards (cluster/jsconsume.h) */
+    struct fv_recovery rec;         /* role storage: what takes the stream's records */
+    struct fv_jskeys *jskeys;       /* gateway, storage: the shared keys (cluster/jskeys.h) */
     struct fv_keystore *watch_keys; /* the KV watcher thread's (erasures on other nodes) */
     struct fv_fleet fleet;
     struct fv_metrics m;
@@ -552,8 +552,8 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
         rc = fv_keystore_open(path, &srv->kek, &srv->keys, err, errlen);
     } else { /* the catalog caches the cluster's keys (docs/cluster.md, "Keys") */
         rc = fv_jskeys_open(&cfg->cluster, &srv->kek, &srv->jskeys, err, errlen);
-        struct fv_keysource src = srv->jskeys ? fv_jskeys_source(srv->jskeys)
-                                              : (struct fv_keysource){0};
+        struct fv_keysource src =
+            srv->jskeys ? fv_jskeys_source(srv->jskeys) : (struct fv_keysource){0};
         if (rc == FV_OK)
             rc = fv_keystore_open_shared(path, &srv->kek, &src, &srv->keys, err, errlen);
     }
