@@ -32,9 +32,10 @@ struct fv_jskeys {
     kvWatcher *watcher;
     pthread_t thread;
     int thread_started;
-    int stop; /* atomic */
-    void (*erased)(void *arg, const char *pseudo);
-    void *erased_arg;
+    int stop;                       /* atomic */
+    struct fv_keystore *watch_keys; /* the watcher thread's */
+    void (*changed)(void *arg);
+    void *changed_arg;
     struct fv_jskeys_stats stats; /* atomic fields */
 };
 
@@ -376,6 +377,23 @@ static int is_pseudonym(const char *s)
     return n == FV_PSEUDONYM_LEN;
 }
 
+/* J3 on the watcher's thread: subject pseudo was erased in the cluster. */
+static void erased(struct fv_jskeys *k, const char *pseudo)
+{
+    const unsigned char *dek;
+    const char *name;
+    count(&k->stats.erased_seen);
+    if (fv_keystore_subject(k->watch_keys, pseudo, &dek, &name) == FV_ESTATE) return; /* known */
+    char err[256];
+    if (fv_keystore_destroy_pseudo(k->watch_keys, pseudo, err, sizeof err) != FV_OK)
+        fv_error("cluster: subject %s erased in the cluster, but not in this catalog: %s", pseudo,
+                 err);
+    else
+        fv_info("cluster: subject %s erased in the cluster: its key here destroyed", pseudo);
+    fv_keystore_forget(k->watch_keys);
+    k->changed(k->changed_arg);
+}
+
 static void *watch_main(void *arg)
 {
     struct fv_jskeys *k = arg;
@@ -396,17 +414,18 @@ static void *watch_main(void *arg)
         const char *key = kvEntry_Key(e);
         if ((op == kvOp_Delete || op == kvOp_Purge) && key &&
             strncmp(key, FV_JSKEYS_SUBJ_PREFIX, plen) == 0 && is_pseudonym(key + plen)) {
-            count(&k->stats.erased_seen);
-            k->erased(k->erased_arg, key + plen);
+            erased(k, key + plen);
         }
         kvEntry_Destroy(e);
     }
     return NULL;
 }
 
-int fv_jskeys_watch(struct fv_jskeys *k, void (*erased)(void *arg, const char *pseudo), void *arg,
-                    char *err, size_t errlen)
+int fv_jskeys_watch(struct fv_jskeys *k, const char *catalog_path, void (*changed)(void *arg),
+                    void *arg, char *err, size_t errlen)
 {
+    int rc = fv_keystore_open(catalog_path, &k->kek, &k->watch_keys, err, errlen);
+    if (rc) return rc;
     kvWatchOptions wo;
     kvWatchOptions_Init(&wo);
     wo.MetaOnly = true; /* the markers are what matters; values are not needed */
@@ -417,8 +436,8 @@ int fv_jskeys_watch(struct fv_jskeys *k, void (*erased)(void *arg, const char *p
                   natsStatus_GetText(st));
         return FV_EIO;
     }
-    k->erased = erased;
-    k->erased_arg = arg;
+    k->changed = changed;
+    k->changed_arg = arg;
     if (pthread_create(&k->thread, NULL, watch_main, k) != 0) {
         fv_seterr(err, errlen, "cluster: cannot start the KV watcher's thread");
         return FV_ENOMEM;
@@ -444,6 +463,8 @@ void fv_jskeys_unwatch(struct fv_jskeys *k)
     k->thread_started = 0;
     kvWatcher_Destroy(k->watcher);
     k->watcher = NULL;
+    fv_keystore_close(k->watch_keys);
+    k->watch_keys = NULL;
 }
 
 void fv_jskeys_close(struct fv_jskeys *k)

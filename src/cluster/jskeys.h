@@ -26,7 +26,7 @@
  *
  * Threads: the source's functions (fv_jskeys_source) on the thread of the keystore they serve;
  * fv_jskeys_purge from any thread (nats.c's connection is thread-safe); the watcher on a
- * thread of its own, which calls erased() there. open/close on one thread (start, shutdown).
+ * thread of its own, which calls changed() there. open/close on one thread (start, shutdown).
  */
 #ifndef FV_CLUSTER_JSKEYS_H
 #define FV_CLUSTER_JSKEYS_H
@@ -78,10 +78,12 @@ int fv_jskeys_open(const struct fv_cluster_cfg *cfg, const struct fv_kek *kek,
 struct fv_keysource fv_jskeys_source(struct fv_jskeys *k);
 /* J2: purges subject pseudo's entry. FV_OK, or FV_EIO with err set (the caller retries). */
 int fv_jskeys_purge(struct fv_jskeys *k, const char *pseudo, char *err, size_t errlen);
-/* J3: starts the watcher thread; erased(arg, pseudo) on it for each subject deleted or
- * purged. */
-int fv_jskeys_watch(struct fv_jskeys *k, void (*erased)(void *arg, const char *pseudo), void *arg,
-                    char *err, size_t errlen);
+/* J3: starts the watcher thread, with a keystore of its own on catalog_path (the node's
+ * catalog): each subject deleted or purged in the bucket that the catalog does not know as
+ * destroyed is destroyed there (a tombstone: keys.h K1), then changed(arg) is called on that
+ * thread (the node drops its cached keys: session.h fv_ingest_keys_changed). */
+int fv_jskeys_watch(struct fv_jskeys *k, const char *catalog_path, void (*changed)(void *arg),
+                    void *arg, char *err, size_t errlen);
 /* Stops the watcher thread (before whatever erased() touches goes); the bucket stays usable
  * until fv_jskeys_close. */
 void fv_jskeys_unwatch(struct fv_jskeys *k);

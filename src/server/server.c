@@ -85,7 +85,6 @@
 #include "util/prio.h"
 #include "wal/reclog.h"
 #include "wal/wal.h"
-#include "wal/wal_format.h"
 
 /* Backpressure: ingest stops reading from devices while the store's head (the live head and
  * the one being flushed) holds more than store.head_max_datums (default this many flushes'
@@ -94,15 +93,14 @@
 
 struct fv_server {
     const struct fv_config *cfg;
-    struct fv_loopref ref;          /* the ingest loop's context, for wake_loop */
-    struct fv_apiloop api;          /* the API thread */
-    struct fv_wal *wal;             /* NULL on a gateway */
-    struct fv_reclog log;           /* the gateway's record log: the WAL, or the stream */
-    struct fv_jsreclog *jslog;      /* role gateway: the stream (cluster/jsreclog.h) */
-    struct fv_jsconsume *consumer;  /* role storage: the shards (cluster/jsconsume.h) */
-    struct fv_recovery rec;         /* role storage: what takes the stream's records */
-    struct fv_jskeys *jskeys;       /* gateway, storage: the shared keys (cluster/jskeys.h) */
-    struct fv_keystore *watch_keys; /* the KV watcher thread's (erasures on other nodes) */
+    struct fv_loopref ref;         /* the ingest loop's context, for wake_loop */
+    struct fv_apiloop api;         /* the API thread */
+    struct fv_wal *wal;            /* NULL on a gateway */
+    struct fv_reclog log;          /* the gateway's record log: the WAL, or the stream */
+    struct fv_jsreclog *jslog;     /* role gateway: the stream (cluster/jsreclog.h) */
+    struct fv_jsconsume *consumer; /* role storage: the shards (cluster/jsconsume.h) */
+    struct fv_recovery rec;        /* role storage: what takes the stream's records */
+    struct fv_jskeys *jskeys;      /* gateway, storage: the shared keys (cluster/jskeys.h) */
     struct fv_fleet fleet;
     struct fv_metrics m;
     struct fv_ingest *ing;
@@ -201,51 +199,14 @@ static int storage_take(void *arg, const struct fv_wal_record *r)
     return rc;
 }
 
-/* A storage node, before logging a stream record (cluster/jsconsume.h C7): its key, from
- * the catalog or the KV bucket. None yet (or KV unreachable): the record waits, unacked. */
-static int storage_ready(void *arg, const struct fv_wal_record *r)
+/* The KV watcher's thread (cluster/jskeys.h J3): a subject erased in the cluster is
+ * destroyed in this node's catalog; the ingest loop drops its cached keys before its next
+ * record, so nothing is sealed or opened with it again. */
+static void kv_erased(void *arg)
 {
     struct fv_server *srv = arg;
-    if (!(r->flags & FV_WAL_F_SEALED) || r->device_id_len != FV_PSEUDONYM_LEN) return FV_OK;
-    char pseudo[FV_PSEUDONYM_LEN + 1];
-    snprintf(pseudo, sizeof pseudo, "%.*s", (int)r->device_id_len, r->device_id);
-    const unsigned char *dek;
-    const char *name;
-    int rc = fv_keystore_subject(srv->keys, pseudo, &dek, &name);
-    if (rc != FV_ENOENT && rc != FV_EIO) return FV_OK; /* the take decides (C3) */
-    srv->m.key_waits++;
-    return FV_EAGAIN;
-}
-
-/* The KV watcher's thread (cluster/jskeys.h J3): a subject erased on another node (or while
- * this one was down) gets its tombstone in this node's catalog; the ingest loop drops its
- * cached keys before its next record, so nothing is sealed or opened with it again. */
-static void kv_erased(void *arg, const char *pseudo)
-{
-    struct fv_server *srv = arg;
-    const unsigned char *dek;
-    const char *name;
-    if (fv_keystore_subject(srv->watch_keys, pseudo, &dek, &name) == FV_ESTATE) return;
-    char err[256];
-    if (fv_keystore_destroy_pseudo(srv->watch_keys, pseudo, err, sizeof err) != FV_OK)
-        fv_error("cluster: subject %s erased in the cluster, but not in this catalog: %s", pseudo,
-                 err);
-    else
-        fv_info("cluster: subject %s erased in the cluster: its key here destroyed", pseudo);
-    fv_keystore_forget(srv->watch_keys);
     fv_ingest_keys_changed(srv->ing);
     wake_loop(srv);
-}
-
-/* Gateway, storage: the watcher of the shared keys, with a keystore of its own. */
-static int open_keywatch(struct fv_server *srv, char *err, size_t errlen)
-{
-    if (srv->jskeys == NULL) return FV_OK;
-    char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/catalog.db", srv->cfg->data_dir);
-    int rc = fv_keystore_open(path, &srv->kek, &srv->watch_keys, err, errlen);
-    if (rc == FV_OK) rc = fv_jskeys_watch(srv->jskeys, kv_erased, srv, err, errlen);
-    return rc;
 }
 
 static int storage_full(void *arg)
@@ -618,7 +579,7 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
         /* The local WAL also holds the shards' cursors (cluster/jsconsume.h C1). */
         rc = fv_jsconsume_new(&cfg->cluster, storage_take, srv, fv_recovery_replay, &srv->rec,
                               &srv->consumer);
-        if (rc == FV_OK) fv_jsconsume_set_ready(srv->consumer, storage_ready, srv);
+        if (rc == FV_OK) fv_jsconsume_set_ready(srv->consumer, fv_recovery_ready, &srv->rec);
         if (rc == FV_OK)
             rc = fv_wal_open(path, &wo, fv_jsconsume_replay, srv->consumer, &srv->wal, err, errlen);
         srv->rec.live = 1;
@@ -654,7 +615,8 @@ static int open_services(struct fv_server *srv, char *err, size_t errlen)
     rc = fv_campaign_open(path, fv_gw_downlink_port(srv->downlink), &srv->campaigns, err, errlen);
     if (rc) return rc;
     fv_ingest_set_listener(srv->ing, listen_both(srv));
-    rc = open_keywatch(srv, err, errlen);
+    snprintf(path, sizeof path, "%s/catalog.db", cfg->data_dir);
+    if (srv->jskeys) rc = fv_jskeys_watch(srv->jskeys, path, kv_erased, srv, err, errlen);
     if (rc) return rc;
     if (cfg->openadr.enabled && cfg->role == FV_ROLE_GATEWAY) {
         fv_warn("openadr: the VEN runs on a storage node (it reads stored telemetry), not here");
@@ -832,7 +794,6 @@ static void close_all(struct fv_server *srv, struct ev_loop *loop)
     fv_campaign_close(srv->campaigns);
     fv_gw_downlink_free(srv->downlink);
     fv_jskeys_unwatch(srv->jskeys); /* its thread wakes the ingest */
-    fv_keystore_close(srv->watch_keys);
     fv_ingest_free(srv->ing);
     fv_http_ctx_free(&srv->http);
     fv_jsreclog_close(srv->jslog, 5000); /* after the sessions' last records */
