@@ -13,6 +13,7 @@ NATS's own text protocol (no NATS client in Debian's Python).
 import base64
 import json
 import os
+import shutil
 import socket
 import threading
 import time
@@ -100,6 +101,17 @@ def subject_keys(nc):
     return {k for k in kv_subjects(nc) if k.startswith("subject.")}
 
 
+def gateway(env, storage, nats, name):
+    """A gateway with a copy of the master key of its own: nothing shared on disk with the
+    storage node (the erasure list beside a key file would be, on one machine)."""
+    root = os.path.join(env.root, name)
+    os.makedirs(root)
+    key = os.path.join(root, "master.key")
+    shutil.copy(storage.key_file, key)
+    os.chmod(key, 0o600)
+    return Gateway(root, env.certs, key, {"cluster": cluster_cfg(nats)}).start()
+
+
 def stored(storage, d):
     """d's acked records all on the storage node (once each); False while it has none."""
     st, raw = storage.http(f"/api/v1/query?device={d.id}&signals=Soc")
@@ -123,8 +135,7 @@ def test_keys_shared_erasure_and_missing_key():
             storage = t.Server(os.path.join(env.root, "storage"), env.certs, config={
                 "cluster": cluster_cfg(nats), "store": {"flush_interval": "2s"}},
                 extra=["--role", "storage", "--no-rate-limit"]).start()
-            gws = [Gateway(os.path.join(env.root, f"gw{k}"), env.certs, storage.key_file,
-                           {"cluster": cluster_cfg(nats)}).start() for k in range(2)]
+            gws = [gateway(env, storage, nats, f"gw{k}") for k in range(2)]
             nc = NatsClient(nats.port)
             subjects = kv_subjects(nc)
             assert list(subjects) == ["pseudonym-key"], subjects  # one, whoever made it
@@ -211,8 +222,10 @@ def test_keys_shared_erasure_and_missing_key():
             assert st == 404 or json.loads(raw)["rows"] == [], (st, raw[:200])
             assert db.check_stored(storage) == db.acked
             # A gateway started after the erasure never had A's key: KV's marker refuses it.
-            g3 = Gateway(os.path.join(env.root, "gw3"), env.certs, storage.key_file,
-                         {"cluster": cluster_cfg(nats)}).start()
+            g3 = gateway(env, storage, nats, "gw3")
+            t.wait_until("the new gateway to find the purge marker",
+                         lambda: f"subject {erased[0]} erased in the cluster" in g3.log(),
+                         timeout=10)
             assert da.send(g3, 200, 2) == 2 and len(da.acked) == 10
             assert db.send(g3, 200, 2) == 2 and len(db.acked) == 12
             for g in gws + [g3]:
