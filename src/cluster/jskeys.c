@@ -36,7 +36,9 @@ struct fv_jskeys {
     struct fv_keystore *watch_keys; /* the watcher thread's */
     void (*changed)(void *arg);
     void *changed_arg;
-    struct fv_jskeys_stats stats; /* atomic fields */
+    struct fv_jskeys_stats stats;  /* atomic fields */
+    void (*before_create)(void *); /* tests: fv__jskeys_before_create */
+    void *before_create_arg;
 };
 
 /* ---- value encoding ------------------------------------------------------------------------ */
@@ -284,6 +286,7 @@ static int src_subject(void *arg, const char *pseudo, int create, unsigned char 
             return rc;
         }
         if (rc != FV_ENOENT || !create) return rc;
+        if (k->before_create) k->before_create(k->before_create_arg);
         struct fv_buf v = {0};
         rc = fv_jskeys_encode_subject(&k->kek, pseudo, dek, name, &v);
         if (rc == FV_OK) rc = create_entry(k, key, &v);
@@ -452,6 +455,12 @@ void fv_jskeys_stats(struct fv_jskeys *k, struct fv_jskeys_stats *out)
     out->created = __atomic_load_n(&k->stats.created, __ATOMIC_RELAXED);
     out->lost_races = __atomic_load_n(&k->stats.lost_races, __ATOMIC_RELAXED);
     out->erased_seen = __atomic_load_n(&k->stats.erased_seen, __ATOMIC_RELAXED);
+}
+
+void fv__jskeys_before_create(struct fv_jskeys *k, void (*fn)(void *), void *arg)
+{
+    k->before_create = fn;
+    k->before_create_arg = arg;
 }
 
 void fv_jskeys_unwatch(struct fv_jskeys *k)

@@ -92,6 +92,9 @@ struct fv_jskeys_stats {
     uint64_t fetched, created, lost_races, erased_seen;
 };
 void fv_jskeys_stats(struct fv_jskeys *k, struct fv_jskeys_stats *out);
+/* Tests only: fn(arg) runs inside a create-if-absent, after its read found nothing and before
+ * its create, so that a test can make another node win the race there. */
+void fv__jskeys_before_create(struct fv_jskeys *k, void (*fn)(void *), void *arg);
 /* Stops the watcher, closes the connection, wipes and frees. NULL: nothing. */
 void fv_jskeys_close(struct fv_jskeys *k);
 
