@@ -15,10 +15,10 @@
  *     consumer's ack floor (C4).
  *  C2 acks: the last message of a batch (ack "all" covers the batch) once the local WAL's
  *     durable sequence reaches the batch's last record.
- *  C3 a record the node cannot take (no key in its catalog, a payload that does not open,
- *     the store refusing it) stops consuming with an error (the server stops; the message
- *     stays unacked and is redelivered after a restart) - except an erased subject's, which
- *     is skipped and counted (as in replay).
+ *  C3 a record the node cannot take (a payload or a KV value that does not open, the
+ *     store refusing it; a key not there yet is C7's) stops consuming with an error (the
+ *     server stops; the message stays unacked and is redelivered after a restart) - except
+ *     an erased subject's, which is skipped and counted (as in replay).
  *  C4 in order: a message fetched but not yet in the WAL when the node died would come back
  *     only after the ack wait, behind newer ones whose cursor (and ack "all") would cover it.
  *     So at start each shard's durable consumer is deleted and made again, delivering from

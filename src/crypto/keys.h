@@ -80,7 +80,7 @@ struct fv_keysource {
 };
 /* fv_keystore_open with a shared source (src is copied; its arg must outlive the keystore):
  * the pseudonym key is the source's (a catalog that holds another is refused: FV_ESTATE,
- * naming both ids); a subject the catalog lacks is fetched from the source and cached in
+ * err says why); a subject the catalog lacks is fetched from the source and cached in
  * the catalog; a new subject's key is made through the source (create-if-absent); a subject
  * the source says was erased gets a tombstone here too (K1). */
 int fv_keystore_open_shared(const char *db_path, const struct fv_kek *kek,
