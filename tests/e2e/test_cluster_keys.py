@@ -8,8 +8,9 @@ NATS's own text protocol (no NATS client in Debian's Python).
 - A record whose key is in no KV entry (its entry removed behind the cluster's back) stays
   unacked on the storage node, counted, and is taken once the entry is back.
 - Erasure through the storage node's API: its KV entry is purged, both gateways drop the key
-  (their logs say so) and refuse the device's next record as a single node does, and nothing
-  of it is queryable."""
+  (their logs say so) and refuse the device's next record as a single node does, a gateway
+  started afterwards too, and nothing of it is queryable. An erasure done with `keys shred`
+  while the storage node is stopped reaches KV at its next start."""
 import base64
 import json
 import os
@@ -233,6 +234,17 @@ def test_keys_shared_erasure_and_missing_key():
             storage.stop()
             for g in gws + [g3]:
                 assert A not in g.log() and B not in g.log()
+
+            # B erased with the storage node stopped (`keys shred`): its next start purges
+            # the KV entry too (the erasure list replayed through the same hook).
+            t.run("keys", "shred", "--data", storage.data, "--key-file", storage.key_file, B)
+            storage.start()
+            markers = {k for k in keys | {ke} if "KV-Operation: PURGE" in kv_last(nc, k)[0]}
+            assert len(markers) == 2 and ka in markers, (markers, ka)
+            st, raw = storage.http(f"/api/v1/query?device={B}&signals=Soc")
+            assert st == 404 or json.loads(raw)["rows"] == [], (st, raw[:200])
+            assert stored(storage, dc)
+            storage.stop()
         finally:
             if nc:
                 nc.close()
