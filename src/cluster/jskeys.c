@@ -397,30 +397,52 @@ static void erased(struct fv_jskeys *k, const char *pseudo)
     k->changed(k->changed_arg);
 }
 
+/* A watcher from the bucket's current state on (J3). */
+static natsStatus start_watcher(struct fv_jskeys *k)
+{
+    kvWatchOptions wo;
+    kvWatchOptions_Init(&wo);
+    wo.MetaOnly = true; /* the markers are what matters; values are not needed */
+    wo.Timeout = FV_JSKEYS_WAIT_MS;
+    return kvStore_WatchAll(&k->watcher, k->kv, &wo);
+}
+
+/* J3, the watcher's thread. nats.c keeps the watcher's ordered consumer across reconnects
+ * (it makes it again from the last message seen); a watcher that fails all the same is made
+ * again from the bucket's state, which holds every marker, so nothing purged meanwhile is
+ * missed. */
 static void *watch_main(void *arg)
 {
     struct fv_jskeys *k = arg;
     size_t plen = strlen(FV_JSKEYS_SUBJ_PREFIX);
     while (!__atomic_load_n(&k->stop, __ATOMIC_ACQUIRE)) {
+        natsStatus st = NATS_OK;
+        if (k->watcher == NULL && (st = start_watcher(k)) != NATS_OK) {
+            fv_warn("cluster: watching KV bucket %s again: %s; trying again", k->cfg->keys_bucket,
+                    natsStatus_GetText(st));
+            usleep(500000);
+            continue;
+        }
         kvEntry *e = NULL;
-        natsStatus st = kvWatcher_Next(&e, k->watcher, 500);
+        st = kvWatcher_Next(&e, k->watcher, 500);
         if (st == NATS_TIMEOUT) continue;
-        if (st != NATS_OK) { /* stopped, or the connection closed for good */
-            if (!__atomic_load_n(&k->stop, __ATOMIC_ACQUIRE))
-                fv_error("cluster: watching KV bucket %s: %s; erasures on other nodes are no "
-                         "longer seen here",
-                         k->cfg->keys_bucket, natsStatus_GetText(st));
-            break;
+        if (st != NATS_OK) {
+            fv_warn("cluster: watching KV bucket %s: %s; watching it again", k->cfg->keys_bucket,
+                    natsStatus_GetText(st));
+            kvWatcher_Destroy(k->watcher);
+            k->watcher = NULL;
+            continue;
         }
         if (e == NULL) continue; /* the end of the bucket's current state */
         kvOperation op = kvEntry_Operation(e);
         const char *key = kvEntry_Key(e);
         if ((op == kvOp_Delete || op == kvOp_Purge) && key &&
-            strncmp(key, FV_JSKEYS_SUBJ_PREFIX, plen) == 0 && is_pseudonym(key + plen)) {
+            strncmp(key, FV_JSKEYS_SUBJ_PREFIX, plen) == 0 && is_pseudonym(key + plen))
             erased(k, key + plen);
-        }
         kvEntry_Destroy(e);
     }
+    kvWatcher_Destroy(k->watcher);
+    k->watcher = NULL;
     return NULL;
 }
 
@@ -429,11 +451,7 @@ int fv_jskeys_watch(struct fv_jskeys *k, const char *catalog_path, void (*change
 {
     int rc = fv_keystore_open(catalog_path, &k->kek, &k->watch_keys, err, errlen);
     if (rc) return rc;
-    kvWatchOptions wo;
-    kvWatchOptions_Init(&wo);
-    wo.MetaOnly = true; /* the markers are what matters; values are not needed */
-    wo.Timeout = FV_JSKEYS_WAIT_MS;
-    natsStatus st = kvStore_WatchAll(&k->watcher, k->kv, &wo);
+    natsStatus st = start_watcher(k);
     if (st != NATS_OK) {
         fv_seterr(err, errlen, "cluster: watching KV bucket %s: %s", k->cfg->keys_bucket,
                   natsStatus_GetText(st));
@@ -466,11 +484,12 @@ void fv__jskeys_before_create(struct fv_jskeys *k, void (*fn)(void *), void *arg
 void fv_jskeys_unwatch(struct fv_jskeys *k)
 {
     if (k == NULL) return;
+    /* The thread sees stop within one wait of kvWatcher_Next (500 ms) and destroys its
+     * watcher itself: no other thread touches it. */
     __atomic_store_n(&k->stop, 1, __ATOMIC_RELEASE);
-    if (k->watcher) kvWatcher_Stop(k->watcher);
     if (k->thread_started) pthread_join(k->thread, NULL);
     k->thread_started = 0;
-    kvWatcher_Destroy(k->watcher);
+    kvWatcher_Destroy(k->watcher); /* started, but no thread (pthread_create failed) */
     k->watcher = NULL;
     fv_keystore_close(k->watch_keys);
     k->watch_keys = NULL;

@@ -20,7 +20,9 @@
  *     durable. Nothing here ever removes markers (no kvStore_PurgeDeletes).
  *  J3 the watcher (fv_jskeys_watch) reports every subject entry deleted or purged - those of
  *     the bucket's current state first (erased while this node was down), then as they
- *     happen - so that each node drops its cached copy.
+ *     happen - so that each node drops its cached copy. Across reconnects nats.c keeps the
+ *     watcher going (its ordered consumer made again); one that fails is made again from the
+ *     bucket's state, so nothing purged meanwhile is missed.
  *  J4 a value that is short, of another format or version, wrapped by another master key,
  *     moved to another entry or altered is refused (FV_ECORRUPT, err says which); never used.
  *

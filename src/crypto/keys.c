@@ -568,8 +568,10 @@ static int from_source(struct fv_keystore *ks, const char *pseudo, const char *n
     }
     int rc = ks->src.subject(ks->src.arg, pseudo, create, e->dek, e->name);
     e->name[FV_NAME_MAX] = '\0';
-    if (rc == FV_OK && (e->name[0] == '\0' || (name && strcmp(e->name, name) != 0)))
-        rc = FV_ECORRUPT; /* the pseudonym is the name's: another name under it is not ours */
+    char check[FV_PSEUDONYM_LEN + 1];
+    if (rc == FV_OK && (e->name[0] == '\0' || fv_keystore_pseudonym(ks, e->name, check) != FV_OK ||
+                        strcmp(check, pseudo) != 0))
+        rc = FV_ECORRUPT; /* the pseudonym is its name's: a name that does not give it is wrong */
     char err[256];
     if (rc == FV_ESTATE) /* failing, the next lookup asks the source again: still erased */
         (void)fv_keystore_destroy_pseudo(ks, pseudo, err, sizeof err);

@@ -2,8 +2,9 @@
  * port, JetStream in a temporary directory): two "nodes" share the pseudonym key and data
  * keys (J1, the race played out deterministically: the other node creates between this
  * one's read and its create), an erased entry can never be made again (J2), the watcher
- * reports erasures, those of the bucket's current state included, and destroys them in the
- * node's catalog (J3), and a bad value in the bucket is refused (J4). */
+ * reports erasures, those of the bucket's current state included and after the server
+ * restarted, and destroys them in the node's catalog (J3), and a bad value in the bucket is refused
+ * (J4). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -52,38 +53,54 @@ static int port_open(int port)
     return ok;
 }
 
+static const char *bin;
+static int port;
+
+static int start_server(void)
+{
+    char ports[16], sd[96];
+    snprintf(ports, sizeof ports, "%d", port);
+    snprintf(sd, sizeof sd, "%s/nats", dir);
+    server = fork();
+    if (server == 0) {
+        if (freopen("/dev/null", "w", stdout) == NULL || freopen("/dev/null", "w", stderr) == NULL)
+            _exit(126);
+        execl(bin, bin, "-js", "-a", "127.0.0.1", "-p", ports, "-sd", sd, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 150 && !port_open(port); i++)
+        usleep(100000);
+    return port_open(port) ? 0 : -1;
+}
+
+static void restart_server(void)
+{
+    kill(server, SIGTERM);
+    waitpid(server, NULL, 0);
+    assert_int_equal(start_server(), 0);
+}
+
 static int setup(void **state)
 {
     (void)state;
-    const char *bin = access("/usr/sbin/nats-server", X_OK) == 0  ? "/usr/sbin/nats-server"
-                      : access("/usr/bin/nats-server", X_OK) == 0 ? "/usr/bin/nats-server"
-                                                                  : NULL;
+    bin = access("/usr/sbin/nats-server", X_OK) == 0  ? "/usr/sbin/nats-server"
+          : access("/usr/bin/nats-server", X_OK) == 0 ? "/usr/bin/nats-server"
+                                                      : NULL;
     if (bin == NULL) {
         fprintf(stderr, "nats-server is not installed (scripts/deps.sh installs it)\n");
         return -1;
     }
     snprintf(dir, sizeof dir, "/tmp/fv-jskeys-XXXXXX");
     if (mkdtemp(dir) == NULL) return -1;
-    int port = free_port();
-    char ports[16], sd[96];
-    snprintf(ports, sizeof ports, "%d", port);
-    snprintf(sd, sizeof sd, "%s/nats", dir);
-    server = fork();
-    if (server == 0) {
-        freopen("/dev/null", "w", stdout);
-        freopen("/dev/null", "w", stderr);
-        execl(bin, bin, "-js", "-a", "127.0.0.1", "-p", ports, "-sd", sd, (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 150 && !port_open(port); i++)
-        usleep(100000);
+    port = free_port();
+    if (start_server() != 0) return -1;
     memset(&cfg, 0, sizeof cfg);
     cfg.enabled = 1;
     snprintf(cfg.urls[0], sizeof cfg.urls[0], "nats://127.0.0.1:%d", port);
     cfg.nurls = 1;
     cfg.replicas = 1;
     snprintf(cfg.keys_bucket, sizeof cfg.keys_bucket, "fv-keys-test");
-    return port_open(port) ? 0 : -1;
+    return 0;
 }
 
 static int teardown(void **state)
@@ -109,6 +126,7 @@ static const char P1[] = "11111111111111111111111111111111";
 static const char P2[] = "22222222222222222222222222222222";
 static const char P3[] = "33333333333333333333333333333333";
 static const char P4[] = "44444444444444444444444444444444";
+static const char P5[] = "55555555555555555555555555555555";
 
 struct race {
     struct fv_jskeys *other;
@@ -215,6 +233,21 @@ static void two_nodes(void **state)
     for (int i = 0; i < 100 && __atomic_load_n(&changes, __ATOMIC_SEQ_CST) < 3; i++)
         usleep(50000);
     assert_int_equal(__atomic_load_n(&changes, __ATOMIC_SEQ_CST), 3);
+    /* the server restarted (the watcher's consumer gone with it): a purge afterwards is
+     * still seen, the watcher made again from the bucket's state after the reconnect */
+    restart_server();
+    unsigned char d5[FV_KEY_LEN] = {5};
+    char n5[FV_NAME_MAX + 1] = "VIN5";
+    int rc = FV_EIO;
+    for (int i = 0; i < 100 && rc != FV_OK; i++) { /* nats.c reconnecting */
+        rc = s2.subject(s2.arg, P5, 1, d5, n5);
+        if (rc != FV_OK) usleep(100000);
+    }
+    assert_int_equal(rc, FV_OK);
+    assert_int_equal(fv_jskeys_purge(n2, P5, err, sizeof err), FV_OK);
+    for (int i = 0; i < 200 && __atomic_load_n(&changes, __ATOMIC_SEQ_CST) < 4; i++)
+        usleep(50000);
+    assert_int_equal(__atomic_load_n(&changes, __ATOMIC_SEQ_CST), 4);
     fv_jskeys_unwatch(n1);
     struct fv_keystore *ks;
     assert_int_equal(fv_keystore_open(db, &kek, &ks, err, sizeof err), FV_OK);
@@ -224,6 +257,7 @@ static void two_nodes(void **state)
     assert_int_equal(fv_keystore_subject(ks, P2, &dk, &nm), FV_ESTATE);
     assert_int_equal(fv_keystore_subject(ks, P3, &dk, &nm), FV_ESTATE);
     assert_int_equal(fv_keystore_subject(ks, P4, &dk, &nm), FV_ENOENT);
+    assert_int_equal(fv_keystore_subject(ks, P5, &dk, &nm), FV_ESTATE);
     fv_keystore_close(ks);
 
     jsCtx_Destroy(js);

@@ -576,6 +576,16 @@ static void test_shared_source(void **state)
     fv_keystore_close(plain);
     f.down = 0;
 
+    /* a source entry whose name does not give its pseudonym is refused, not cached */
+    assert_int_equal(fv_keystore_open_shared(db3, &kek, &src, &n1, err, sizeof err), FV_OK);
+    assert_int_equal(fv_keystore_pseudonym(n1, "VIN7", p1), FV_OK);
+    snprintf(f.e[f.n].pseudo, sizeof f.e[0].pseudo, "%s", p1);
+    snprintf(f.e[f.n].name, sizeof f.e[0].name, "VIN8");
+    f.n++;
+    assert_int_equal(fv_keystore_subject(n1, p1, &d1, &name), FV_ECORRUPT);
+    assert_int_equal(fv_keystore_dek(n1, "VIN7", 1, &d1, p1), FV_ECORRUPT);
+    fv_keystore_close(n1);
+
     /* a catalog made with a pseudonym key of its own is refused in the cluster */
     char db4[128];
     path(db4, sizeof db4, "alone.db");
