@@ -218,6 +218,9 @@ def test_keys_shared_erasure_and_missing_key():
                 assert len(da.refused) == before + 3, (k, da.errors)
                 assert "its data was erased" in g.log()
             assert len(da.acked) == 10
+            # the single node's answer to an erased device's record (the same code, session.c
+            # log_put: FV_ESTATE, answered with the storage error), nothing else
+            assert set(da.errors) == {"storage unavailable"}, da.errors
             # Nothing of A is queryable; the others are.
             st, raw = storage.http(f"/api/v1/query?device={A}&signals=Soc")
             assert st == 404 or json.loads(raw)["rows"] == [], (st, raw[:200])
