@@ -109,6 +109,9 @@ void fv_api_metrics(const struct fv_api_view *v, struct fv_http_response *r)
     if (v->ven) fv_ven_metrics(v->ven, b); /* fleetvault_openadr_*: each VTN (N9) */
     GAUGE("fleetvault_erased_records", "Stored records whose data key was destroyed.",
           m->shredded_records);
+    COUNTER("fleetvault_cluster_key_waits_total",
+            "Stream records a storage node left unacked for now: their key was in no KV entry.",
+            m->key_waits);
     GAUGE("fleetvault_wal_bytes", "Bytes in the write-ahead log.", ws.bytes_on_disk);
     GAUGE("fleetvault_wal_files", "Files in the write-ahead log.", ws.files);
     COUNTER("fleetvault_wal_fsyncs_total", "WAL fsyncs (group commits).", ws.fsyncs);

@@ -31,12 +31,15 @@ struct shard {
     uint64_t idle_ms;  /* C6: since when fetches found nothing (monotonic ms; 0: they did) */
     int active;        /* C7: its lease is held and its consumer bound (or being made again) */
     uint64_t retry_ns; /* C7: a bind that failed is tried again from then on */
+    uint64_t wait_ms;  /* C8: not fetched before (monotonic ms) */
 };
 
 struct fv_jsconsume {
     const struct fv_cluster_cfg *cfg;
     fv_take_fn take;
     void *take_arg;
+    fv_take_fn ready; /* C8 */
+    void *ready_arg;
     fv_wal_replay_fn replay;
     void *replay_arg;
     struct fv_natsconn conn;
@@ -67,6 +70,12 @@ int fv_jsconsume_new(const struct fv_cluster_cfg *cfg, const char *node, fv_take
     c->replay_arg = replay_arg;
     *out = c;
     return FV_OK;
+}
+
+void fv_jsconsume_set_ready(struct fv_jsconsume *c, fv_take_fn ready, void *arg)
+{
+    c->ready = ready;
+    c->ready_arg = arg;
 }
 
 int fv_jsconsume_is_cursor(const struct fv_wal_record *r)
@@ -217,6 +226,8 @@ static int ack_all_taken(struct fv_jsconsume *c)
     return FV_OK;
 }
 
+static int rebind_from_cursor(struct fv_jsconsume *c, struct shard *s, char *err, size_t errlen);
+
 /* C5: a delivery of shard s was lost (its delivery sequence jumped). Everything taken is
  * made durable and acked first (up to 5 s; else the node stops and C4 resumes at the next
  * start), then the consumer is made again from the shard's cursor. */
@@ -228,6 +239,13 @@ static int rebind_after_gap(struct fv_jsconsume *c, struct shard *s, uint64_t ds
             s->no, (unsigned long long)s->cursor + 1, (unsigned long long)dseq,
             (unsigned long long)s->dseq);
     s->gaps++;
+    return rebind_from_cursor(c, s, err, errlen);
+}
+
+/* Everything taken made durable and acked (up to 5 s), then shard s's consumer made again
+ * from its cursor (C5, C8). */
+static int rebind_from_cursor(struct fv_jsconsume *c, struct shard *s, char *err, size_t errlen)
+{
     if (ack_all_taken(c) != FV_OK) {
         fv_seterr(err, errlen, "cluster: shard %u: the local WAL did not become durable", s->no);
         return FV_EIO;
@@ -277,6 +295,7 @@ static int take_msg(struct fv_jsconsume *c, struct shard *s, natsMsg *m, uint64_
     struct fv_wal_record r;
     const unsigned char *p = (const unsigned char *)natsMsg_GetData(m);
     int rc = fv_wal_decode_body(p, (size_t)natsMsg_GetDataLength(m), &r);
+    if (rc == FV_OK && c->ready && c->ready(c->ready_arg, &r) == FV_EAGAIN) return FV_EAGAIN;
     if (rc == FV_OK) rc = append_cursor(c, s->no, seq);
     if (rc == FV_OK && fv_wal_append(c->wal, &r) < 0) rc = FV_EIO;
     if (rc == FV_OK) rc = c->take(c->take_arg, &r);
@@ -321,8 +340,25 @@ static int check_idle(struct fv_jsconsume *c, struct shard *s, char *err, size_t
     return rc;
 }
 
+/* C8: the shard's record at stream sequence seq has no key yet: the shard waits. */
+static int wait_key(struct fv_jsconsume *c, struct shard *s, uint64_t seq, char *err, size_t errlen)
+{
+    fv_warn("cluster: shard %u: stream sequence %llu: its subject's key is in no KV entry yet "
+            "(or KV does not answer); left unacked, tried again in %d ms",
+            s->no, (unsigned long long)seq, FV_KEY_WAIT_MS);
+    s->wait_ms = fv_mono_ns() / 1000000 + FV_KEY_WAIT_MS;
+    int rc = rebind_from_cursor(c, s, err, errlen);
+    if (rc && !fv_wal_failed(c->wal) && fv_wal_durable_seq(c->wal) >= fv_wal_appended_seq(c->wal)) {
+        fv_warn("%s; trying again", err);
+        return 0; /* NATS did not answer: C6 makes it again later */
+    }
+    return rc;
+}
+
 static int fetch_shard(struct fv_jsconsume *c, struct shard *s, char *err, size_t errlen)
 {
+    if (s->wait_ms && fv_mono_ns() / 1000000 < s->wait_ms) return 0; /* C8 */
+    s->wait_ms = 0;
     if (s->sub == NULL) return check_idle(c, s, err, errlen);
     natsMsgList list = {0};
     jsFetchRequest fr;
@@ -339,6 +375,7 @@ static int fetch_shard(struct fv_jsconsume *c, struct shard *s, char *err, size_
     }
     s->idle_ms = 0;
     int n = 0, rc = 0, last = -1, gap = 0;
+    uint64_t waiting = 0; /* C8: the stream sequence whose key is missing */
     for (int i = 0; i < list.Count && rc >= 0 && !gap; i++) {
         if (!fv_jslease_holds(c->lease, s->no, fv_mono_ns())) break; /* C7: not one more */
         jsMsgMetaData *meta = NULL;
@@ -355,6 +392,11 @@ static int fetch_shard(struct fv_jsconsume *c, struct shard *s, char *err, size_
         }
         if (dseq > s->dseq) s->dseq = dseq;
         rc = take_msg(c, s, list.Msgs[i], sseq, err, errlen);
+        if (rc == FV_EAGAIN) {
+            waiting = sseq;
+            rc = 0;
+            break;
+        }
         if (rc > 0) n++;
         last = i;
     }
@@ -363,6 +405,7 @@ static int fetch_shard(struct fv_jsconsume *c, struct shard *s, char *err, size_
         (rc = push_ack(c, fv_wal_appended_seq(c->wal), list.Msgs[last])) == FV_OK)
         list.Msgs[last] = NULL; /* kept until acked */
     natsMsgList_Destroy(&list);
+    if (rc >= 0 && waiting) rc = wait_key(c, s, waiting, err, errlen);
     return rc < 0 ? rc : n;
 }
 

@@ -15,10 +15,10 @@
  *     consumer's ack floor (C4).
  *  C2 acks: the last message of a batch (ack "all" covers the batch) once the local WAL's
  *     durable sequence reaches the batch's last record.
- *  C3 a record the node cannot take (no key in its catalog, a payload that does not open,
- *     the store refusing it) stops consuming with an error (the server stops; the message
- *     stays unacked and is redelivered after a restart) - except an erased subject's, which
- *     is skipped and counted (as in replay).
+ *  C3 a record the node cannot take (a payload or a KV value that does not open, the
+ *     store refusing it; a key not there yet is C7's) stops consuming with an error (the
+ *     server stops; the message stays unacked and is redelivered after a restart) - except
+ *     an erased subject's, which is skipped and counted (as in replay).
  *  C4 in order: a message fetched but not yet in the WAL when the node died would come back
  *     only after the ack wait, behind newer ones whose cursor (and ack "all") would cover it.
  *     So at start each shard's durable consumer is deleted and made again, delivering from
@@ -41,6 +41,11 @@
  *     taken at once; its subscription goes once the acks of what it took are sent (they need
  *     it), and its consumer stays (unfetched) for C4's ack floor should the shard come back. Durable consumers are named per node, fv-NODE-shard-N, so two nodes never share
  *     one (each has its own store, hence its own position).
+ *  C8 a record whose key the node cannot get yet (ready() says FV_EAGAIN: in no KV entry,
+ *     cluster/jskeys.h, or KV unreachable) is neither logged nor acked: what its shard took
+ *     before it is acked as usual (C2), the shard's consumer is made again from the cursor
+ *     (so the record and those after it come again, in order) and the shard pauses
+ *     FV_KEY_WAIT_MS before it is fetched again. The other shards go on.
  *
  * Threads: everything (but fv_jsconsume_leases's holds) on the storage node's loop thread (nats.c's
  * own threads deliver into the fetch call).
@@ -55,6 +60,7 @@
 #include "wal/wal.h"
 
 #define FV_CONSUMER_CHECK_MS 3000
+#define FV_KEY_WAIT_MS       1000
 
 #define FV_CURSOR_DEVICE "-" /* never a pseudonym (32 hex digits) */
 #define FV_CURSOR_TOPIC  "fv.cursor"
@@ -69,6 +75,8 @@ typedef int (*fv_take_fn)(void *arg, const struct fv_wal_record *rec);
 int fv_jsconsume_new(const struct fv_cluster_cfg *cfg, const char *node, fv_take_fn take,
                      void *take_arg, fv_wal_replay_fn replay, void *replay_arg,
                      struct fv_jsconsume **out);
+/* C8: ready(arg, rec) before each record is logged: FV_OK, or FV_EAGAIN to wait. */
+void fv_jsconsume_set_ready(struct fv_jsconsume *c, fv_take_fn ready, void *arg);
 /* The WAL replay function for fv_wal_open (arg: the consumer): cursor records set the
  * cursors, the others go to the replay function given to fv_jsconsume_new. */
 int fv_jsconsume_replay(void *arg, const struct fv_wal_record *r, const char *file, uint64_t off);

@@ -97,6 +97,7 @@ int fv_cluster_cfg_parse(struct fv_cluster_cfg *c, json_t *o, const char *path, 
     memset(c, 0, sizeof *c);
     snprintf(c->stream, sizeof c->stream, "FLEETVAULT");
     snprintf(c->subject_prefix, sizeof c->subject_prefix, "fv.rec");
+    snprintf(c->keys_bucket, sizeof c->keys_bucket, "fv-keys");
     c->replicas = 3;
     c->shards = 16;
     snprintf(c->lease_bucket, sizeof c->lease_bucket, "fv-leases");
@@ -162,9 +163,17 @@ int fv_cluster_cfg_parse(struct fv_cluster_cfg *c, json_t *o, const char *path, 
             want = "an integer from 1 to 3650";
             rc = parse_int(val, 1, 3650, &n);
             c->stream_max_age_days = (int)n;
+        } else if (strcmp(key, "keys_bucket") == 0) {
+            want = "1 to 32 of A-Z a-z 0-9 _ -";
+            rc = fv_config_copy_str(val, c->keys_bucket, sizeof c->keys_bucket);
+            if (rc == FV_OK && !name_ok(c->keys_bucket, sizeof c->keys_bucket, 0)) rc = FV_EINVAL;
         } else if (strcmp(key, "catalog") == 0) {
-            want = "a file name";
-            rc = fv_config_copy_str(val, c->catalog, sizeof c->catalog);
+            fv_seterr(err, errlen,
+                      "%s: cluster.catalog: no longer used: each node keeps its own "
+                      "DATA/catalog.db and shares keys through the KV bucket cluster.keys_bucket "
+                      "(docs/cluster.md, \"Keys\"); remove it",
+                      path);
+            return FV_EINVAL;
         } else {
             fv_seterr(err, errlen, "%s: cluster: unknown key \"%s\"", path, key);
             return FV_EINVAL;

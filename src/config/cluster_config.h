@@ -19,9 +19,11 @@
  *     "lease_ttl_ms": 10000,              and expires this long after its last renewal (at
  *                                         least 3 renewals, at most 600000)
  *     "stream_max_age_days": 7,           the stream's max age when a node makes it (1 to 3650)
- *     "catalog": "/shared/catalog.db"     the catalog every node opens (this slice: see
- *                                         docs/cluster.md, "Keys"); default DATA/catalog.db
+ *     "keys_bucket": "fv-keys"            the KV bucket of the shared keys (cluster/jskeys.h;
+ *                                         A-Z a-z 0-9 _ -, 1 to 32)
  *   }
+ * "catalog" (the first slice's shared catalog) is refused with a message saying why: each
+ * node keeps its own DATA/catalog.db.
  * Roles: "all" (default) is the single node; "gateway" and "storage" need a "cluster" object,
  * and "all" with one is refused (this slice runs the roles as separate processes). An unknown
  * key or a bad value fails the load naming "cluster.KEY".
@@ -59,7 +61,7 @@ struct fv_cluster_cfg {
     char lease_bucket[65]; /* the leases' KV bucket */
     int lease_renew_ms, lease_ttl_ms;
     int stream_max_age_days;
-    char catalog[1024]; /* "" : DATA/catalog.db */
+    char keys_bucket[33]; /* the KV bucket of the shared keys (cluster/jskeys.h) */
 };
 
 /* "all", "gateway", "storage" -> *out; FV_EINVAL otherwise. */

@@ -280,6 +280,7 @@ struct fv_keystore {
     int defer_sync;                 /* new keys committed without fsync (fv_keystore_sync) */
     int unsynced;                   /* atomic: a key was committed since the last sync */
     sqlite3_stmt *stmts[FV_KEYSTORE_STMTS]; /* fv_keystore_stmt */
+    struct fv_keysource src;                /* cluster mode: the shared source (src.subject) */
 };
 
 static const char PKEY_AAD[] = "fleetvault pseudonym key";
@@ -301,7 +302,28 @@ static void free_entry(struct subject_entry *e)
     free(e);
 }
 
-/* Loads the pseudonym key, or makes and stores one in a new catalog. */
+/* With a shared source: its pseudonym key, offering ours (have: the catalog's) or a new one. */
+static int shared_pseudonym_key(struct fv_keystore *ks, int have, const char *db_path, char *err,
+                                size_t errlen)
+{
+    if (ks->src.pseudonym_key == NULL) return FV_OK;
+    unsigned char won[FV_KEY_LEN];
+    int rc = ks->src.pseudonym_key(ks->src.arg, ks->pkey, won, err, errlen);
+    if (rc == FV_OK && have && CRYPTO_memcmp(won, ks->pkey, FV_KEY_LEN) != 0) {
+        fv_seterr(err, errlen,
+                  "%s: this catalog's pseudonym key is not the cluster's (a catalog made by "
+                  "another cluster, or before this node joined it: start the node with a new "
+                  "data directory)",
+                  db_path);
+        rc = FV_ESTATE;
+    }
+    if (rc == FV_OK) memcpy(ks->pkey, won, FV_KEY_LEN);
+    OPENSSL_cleanse(won, sizeof won);
+    return rc;
+}
+
+/* Loads the pseudonym key, or makes and stores one in a new catalog (with a shared source:
+ * the source's). */
 static int load_pseudonym_key(struct fv_keystore *ks, const char *db_path, char *err, size_t errlen)
 {
     sqlite3_stmt *st = NULL;
@@ -331,14 +353,19 @@ static int load_pseudonym_key(struct fv_keystore *ks, const char *db_path, char 
         if (plain.data) OPENSSL_cleanse(plain.data, plain.cap);
         fv_buf_free(&plain);
         sqlite3_finalize(st);
-        return rc == FV_OK ? FV_OK : FV_ECORRUPT;
+        return rc == FV_OK ? shared_pseudonym_key(ks, 1, db_path, err, errlen) : FV_ECORRUPT;
     }
     sqlite3_finalize(st);
     st = NULL;
     if (step != SQLITE_DONE) goto db;
+    if (RAND_bytes(ks->pkey, FV_KEY_LEN) != 1) {
+        fv_seterr(err, errlen, "cannot make the pseudonym key");
+        return FV_EIO;
+    }
+    if ((rc = shared_pseudonym_key(ks, 0, db_path, err, errlen)) != FV_OK) return rc;
+    rc = FV_EIO;
     struct fv_buf wrapped = {0};
-    if (RAND_bytes(ks->pkey, FV_KEY_LEN) != 1 ||
-        fv_seal(ks->kek.key, PKEY_AAD, sizeof PKEY_AAD - 1, ks->pkey, FV_KEY_LEN, &wrapped)) {
+    if (fv_seal(ks->kek.key, PKEY_AAD, sizeof PKEY_AAD - 1, ks->pkey, FV_KEY_LEN, &wrapped)) {
         fv_buf_free(&wrapped);
         fv_seterr(err, errlen, "cannot make the pseudonym key");
         return FV_EIO;
@@ -361,10 +388,18 @@ db:
 int fv_keystore_open(const char *db_path, const struct fv_kek *kek, struct fv_keystore **out,
                      char *err, size_t errlen)
 {
+    return fv_keystore_open_shared(db_path, kek, NULL, out, err, errlen);
+}
+
+int fv_keystore_open_shared(const char *db_path, const struct fv_kek *kek,
+                            const struct fv_keysource *src, struct fv_keystore **out, char *err,
+                            size_t errlen)
+{
     *out = NULL;
     struct fv_keystore *ks = calloc(1, sizeof *ks);
     if (ks == NULL) return FV_ENOMEM;
     ks->kek = *kek;
+    if (src) ks->src = *src;
     int rc = FV_EIO;
     if (sqlite3_open_v2(db_path, &ks->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
         SQLITE_OK) {
@@ -429,7 +464,7 @@ int fv_keystore_pseudonym(struct fv_keystore *ks, const char *name, char out[FV_
 }
 
 /* Finds the subject's entry (cache, then catalog). FV_ENOENT none, FV_ESTATE destroyed. */
-static int lookup(struct fv_keystore *ks, const char *pseudo, struct subject_entry **out)
+static int lookup_local(struct fv_keystore *ks, const char *pseudo, struct subject_entry **out)
 {
     *out = fv_map_get(&ks->cache, pseudo, strlen(pseudo));
     if (*out) return FV_OK;
@@ -476,17 +511,14 @@ static int lookup(struct fv_keystore *ks, const char *pseudo, struct subject_ent
     return rc;
 }
 
-static int create(struct fv_keystore *ks, const char *pseudo, const char *name,
-                  struct subject_entry **out)
+/* Stores e (its key and name set) in the catalog and the cache; e is the cache's on FV_OK,
+ * freed otherwise. */
+static int store_subject(struct fv_keystore *ks, const char *pseudo, struct subject_entry *e)
 {
-    struct subject_entry *e = calloc(1, sizeof *e);
-    if (e == NULL) return FV_ENOMEM;
-    snprintf(e->name, sizeof e->name, "%s", name);
+    const char *name = e->name;
     struct fv_buf wrapped = {0}, sname = {0};
     sqlite3_stmt *st = NULL;
-    int rc = RAND_bytes(e->dek, FV_KEY_LEN) == 1 ? FV_OK : FV_EIO;
-    if (rc == FV_OK)
-        rc = fv_seal(ks->kek.key, pseudo, strlen(pseudo), e->dek, FV_KEY_LEN, &wrapped);
+    int rc = fv_seal(ks->kek.key, pseudo, strlen(pseudo), e->dek, FV_KEY_LEN, &wrapped);
     if (rc == FV_OK) rc = fv_seal(e->dek, pseudo, strlen(pseudo), name, strlen(name), &sname);
     if (rc == FV_OK) {
         rc = FV_EIO;
@@ -514,10 +546,63 @@ static int create(struct fv_keystore *ks, const char *pseudo, const char *name,
     }
     fv_buf_free(&wrapped);
     fv_buf_free(&sname);
-    if (rc == FV_OK)
-        *out = e;
-    else
+    if (rc) free_entry(e);
+    return rc;
+}
+
+/* The subject the catalog lacks, from the shared source (create: ours offered, the winner's
+ * kept); FV_ENOENT without a source. A subject the source says was erased gets its tombstone
+ * here (K1). */
+static int from_source(struct fv_keystore *ks, const char *pseudo, const char *name, int create,
+                       struct subject_entry **out)
+{
+    if (ks->src.subject == NULL) return FV_ENOENT;
+    struct subject_entry *e = calloc(1, sizeof *e);
+    if (e == NULL) return FV_ENOMEM;
+    if (create) {
+        snprintf(e->name, sizeof e->name, "%s", name);
+        if (RAND_bytes(e->dek, FV_KEY_LEN) != 1) {
+            free_entry(e);
+            return FV_EIO;
+        }
+    }
+    int rc = ks->src.subject(ks->src.arg, pseudo, create, e->dek, e->name);
+    e->name[FV_NAME_MAX] = '\0';
+    char check[FV_PSEUDONYM_LEN + 1];
+    if (rc == FV_OK && (e->name[0] == '\0' || fv_keystore_pseudonym(ks, e->name, check) != FV_OK ||
+                        strcmp(check, pseudo) != 0))
+        rc = FV_ECORRUPT; /* the pseudonym is its name's: a name that does not give it is wrong */
+    char err[256];
+    if (rc == FV_ESTATE) /* failing, the next lookup asks the source again: still erased */
+        (void)fv_keystore_destroy_pseudo(ks, pseudo, err, sizeof err);
+    if (rc) {
         free_entry(e);
+        return rc;
+    }
+    rc = store_subject(ks, pseudo, e);
+    if (rc == FV_OK) *out = e;
+    return rc;
+}
+
+static int lookup(struct fv_keystore *ks, const char *pseudo, struct subject_entry **out)
+{
+    int rc = lookup_local(ks, pseudo, out);
+    return rc == FV_ENOENT ? from_source(ks, pseudo, NULL, 0, out) : rc;
+}
+
+static int create(struct fv_keystore *ks, const char *pseudo, const char *name,
+                  struct subject_entry **out)
+{
+    if (ks->src.subject) return from_source(ks, pseudo, name, 1, out);
+    struct subject_entry *e = calloc(1, sizeof *e);
+    if (e == NULL) return FV_ENOMEM;
+    snprintf(e->name, sizeof e->name, "%s", name);
+    if (RAND_bytes(e->dek, FV_KEY_LEN) != 1) {
+        free_entry(e);
+        return FV_EIO;
+    }
+    int rc = store_subject(ks, pseudo, e);
+    if (rc == FV_OK) *out = e;
     return rc;
 }
 

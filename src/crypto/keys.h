@@ -60,6 +60,32 @@ struct fv_keystore;
 #define FV_KEYSTORE_BUSY_MS 2000
 int fv_keystore_open(const char *db_path, const struct fv_kek *kek, struct fv_keystore **out,
                      char *err, size_t errlen);
+/* A shared source of keys (cluster mode, cluster/jskeys.h): what the keystore does not hold
+ * it asks for there, and what it makes it offers there first, so that every node of a cluster
+ * uses the same pseudonym key and the same data key per subject. The keystore's catalog is
+ * then a cache of the source (keys are stored there wrapped by the KEK as always).
+ *  - pseudonym_key: proposed is offered (kept if the source has none: create-if-absent); out
+ *    receives the source's, the one every node uses. FV_OK, or an error with err set.
+ *  - subject: the data key and name of the subject with this pseudonym. create 0: fetch only;
+ *    create 1: dek and name are offered (create-if-absent) and replaced by the source's when
+ *    another node's won. FV_OK (dek, name filled), FV_ENOENT (never made), FV_ESTATE (erased:
+ *    the source keeps that it was), FV_EIO (the source cannot be reached), FV_ECORRUPT.
+ * Both are called on the keystore's thread, and may block on the network. */
+struct fv_keysource {
+    void *arg;
+    int (*pseudonym_key)(void *arg, const unsigned char proposed[FV_KEY_LEN],
+                         unsigned char out[FV_KEY_LEN], char *err, size_t errlen);
+    int (*subject)(void *arg, const char *pseudo, int create, unsigned char dek[FV_KEY_LEN],
+                   char name[FV_NAME_MAX + 1]);
+};
+/* fv_keystore_open with a shared source (src is copied; its arg must outlive the keystore):
+ * the pseudonym key is the source's (a catalog that holds another is refused: FV_ESTATE,
+ * err says why); a subject the catalog lacks is fetched from the source and cached in
+ * the catalog; a new subject's key is made through the source (create-if-absent); a subject
+ * the source says was erased gets a tombstone here too (K1). */
+int fv_keystore_open_shared(const char *db_path, const struct fv_kek *kek,
+                            const struct fv_keysource *src, struct fv_keystore **out, char *err,
+                            size_t errlen);
 /* The subject's pseudonym: the first 16 bytes of HMAC-SHA256(key = the 32-byte pseudonym
  * key, message = name's bytes, no NUL), in lower-case hex. The pseudonym key is random per
  * catalog and stored in meta('pseudonym_key') as nonce(12) || AES-256-GCM(KEK, key, AAD =

@@ -53,6 +53,7 @@ struct fv_metrics {
     fv_counter unknown_message_type;
     fv_counter replayed_records;
     fv_counter shredded_records; /* records whose data key was destroyed (erased) */
+    fv_counter key_waits; /* storage node: stream records left unacked, their key in no KV entry */
     fv_counter http_requests, http_unauthorized;
     fv_counter http_auth_throttled; /* 429: too many failed authentications (api/http.h H1) */
     fv_counter downlink_sent;       /* messages to devices handed to a session */

@@ -71,6 +71,20 @@ static int lookup(struct fv_recovery *rv, const struct fv_wal_record *r,
     return rc;
 }
 
+int fv_recovery_ready(void *arg, const struct fv_wal_record *r)
+{
+    struct fv_recovery *rv = arg;
+    if (!(r->flags & FV_WAL_F_SEALED) || r->device_id_len != FV_PSEUDONYM_LEN) return FV_OK;
+    char pseudo[FV_PSEUDONYM_LEN + 1];
+    snprintf(pseudo, sizeof pseudo, "%.*s", (int)r->device_id_len, r->device_id);
+    const unsigned char *dek;
+    const char *name;
+    int rc = fv_keystore_subject(rv->keys, pseudo, &dek, &name);
+    if (rc != FV_ENOENT && rc != FV_EIO) return FV_OK;
+    rv->metrics->key_waits++;
+    return FV_EAGAIN;
+}
+
 int fv_recovery_take(struct fv_recovery *rv, const struct fv_wal_record *r)
 {
     char pseudo[FV_DEVICE_ID_MAX + 1], ct[32];

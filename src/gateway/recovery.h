@@ -28,7 +28,7 @@ struct fv_recovery {
     struct fv_keystore *keys;
     struct fv_store *store;
     struct fv_fleet *fleet;
-    struct fv_metrics *metrics; /* replayed_records, shredded_records */
+    struct fv_metrics *metrics; /* replayed_records, shredded_records, key_waits */
     uint64_t store_wal_hi;      /* WAL files <= this are already in the parts */
     int live;                   /* other threads run (fv_recovery_take on a storage node):
                                    the fleet is written under F1 */
@@ -42,6 +42,12 @@ int fv_recovery_rebuild(struct fv_recovery *r);
  * state as a replayed record in no part; an erased subject's is skipped and counted. FV_OK,
  * FV_ENOENT (no key: not in this node's catalog), FV_ECORRUPT or what the store returned. */
 int fv_recovery_take(struct fv_recovery *r, const struct fv_wal_record *rec);
+
+/* A storage node, before logging a stream record (cluster/jsconsume.h C8; arg a struct
+ * fv_recovery): FV_EAGAIN, counted in key_waits, when the record's subject has no key here yet
+ * (none in the catalog nor, in a cluster, in the KV bucket, or KV not answering): it waits,
+ * unacked. FV_OK otherwise (fv_recovery_take decides). */
+int fv_recovery_ready(void *arg, const struct fv_wal_record *rec);
 
 /* The WAL's replay function (wal.h fv_wal_replay_fn); arg is a struct fv_recovery. */
 int fv_recovery_replay(void *arg, const struct fv_wal_record *r, const char *file, uint64_t off);

@@ -52,6 +52,7 @@
 #include "api/static_ui.h"
 #include "api/oadr_store.h"
 #include "cluster/jsconsume.h"
+#include "cluster/jskeys.h"
 #include "cluster/jslease.h"
 #include "cluster/natsconn.h"
 #include "cluster/jsreclog.h"
@@ -103,6 +104,7 @@ struct fv_server {
     struct fv_jsreclog *jslog;     /* role gateway: the stream (cluster/jsreclog.h) */
     struct fv_jsconsume *consumer; /* role storage: the shards (cluster/jsconsume.h) */
     struct fv_recovery rec;        /* role storage: what takes the stream's records */
+    struct fv_jskeys *jskeys;      /* gateway, storage: the shared keys (cluster/jskeys.h) */
     struct fv_fleet fleet;
     struct fv_metrics m;
     struct fv_ingest *ing;
@@ -208,6 +210,16 @@ static int storage_visible(void *arg, const char *pseudo)
     struct fv_server *srv = arg;
     uint32_t shard = fv_cluster_shard(pseudo, srv->cfg->cluster.shards);
     return fv_jslease_holds(fv_jsconsume_leases(srv->consumer), shard, fv_mono_ns());
+}
+
+/* The KV watcher's thread (cluster/jskeys.h J3): a subject erased in the cluster is
+ * destroyed in this node's catalog; the ingest loop drops its cached keys before its next
+ * record, so nothing is sealed or opened with it again. */
+static void kv_erased(void *arg)
+{
+    struct fv_server *srv = arg;
+    fv_ingest_keys_changed(srv->ing);
+    wake_loop(srv);
 }
 
 static int storage_full(void *arg)
@@ -361,8 +373,10 @@ static int purge_clips(void *arg, const char *pseudo, char *err, size_t errlen)
         fv_seterr(err, errlen, "the subject's dataset identifier: %s", fv_strerror(rc));
     if (rc == FV_OK && n)
         fv_info("erasure: %zu dataset version(s) held the subject: shards deleted", n);
-    if (rc) return rc;
-    return fv_clip_store_purge(srv->api_keys, srv->clips_dir, pseudo, err, errlen);
+    if (rc == FV_OK) rc = fv_clip_store_purge(srv->api_keys, srv->clips_dir, pseudo, err, errlen);
+    /* Cluster: the key leaves the KV bucket once this node's erasure is durable (jskeys.h J2) */
+    if (rc == FV_OK && srv->jskeys) rc = fv_jskeys_purge(srv->jskeys, pseudo, err, errlen);
+    return rc;
 }
 
 /* The clip endpoint's place hook (its thread): the device's latest position, copied under
@@ -507,11 +521,16 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
     }
     rc = fv_admin_token_load(cfg, srv->admin_token, sizeof srv->admin_token, err, errlen);
     if (rc) return rc;
-    if (cfg->cluster.catalog[0]) /* this slice's shared catalog (docs/cluster.md, "Keys") */
-        snprintf(path, sizeof path, "%s", cfg->cluster.catalog);
-    else
-        snprintf(path, sizeof path, "%s/catalog.db", cfg->data_dir);
-    rc = fv_keystore_open(path, &srv->kek, &srv->keys, err, errlen);
+    snprintf(path, sizeof path, "%s/catalog.db", cfg->data_dir);
+    if (cfg->role == FV_ROLE_ALL) {
+        rc = fv_keystore_open(path, &srv->kek, &srv->keys, err, errlen);
+    } else { /* the catalog caches the cluster's keys (docs/cluster.md, "Keys") */
+        rc = fv_jskeys_open(&cfg->cluster, &srv->kek, &srv->jskeys, err, errlen);
+        struct fv_keysource src =
+            srv->jskeys ? fv_jskeys_source(srv->jskeys) : (struct fv_keysource){0};
+        if (rc == FV_OK)
+            rc = fv_keystore_open_shared(path, &srv->kek, &src, &srv->keys, err, errlen);
+    }
     if (rc == FV_OK) rc = fv_subjects_init(srv->keys, err, errlen);
     if (rc == FV_OK) rc = fv_zones_init(srv->keys, err, errlen);
     if (rc == FV_OK) rc = fv_keystore_open(path, &srv->kek, &srv->api_keys, err, errlen);
@@ -576,6 +595,7 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
         if (node[0] == '\0') fv_cluster_node_default(cfg->data_dir, node, sizeof node);
         rc = fv_jsconsume_new(&cfg->cluster, node, storage_take, srv, fv_recovery_replay, &srv->rec,
                               &srv->consumer);
+        if (rc == FV_OK) fv_jsconsume_set_ready(srv->consumer, fv_recovery_ready, &srv->rec);
         if (rc == FV_OK)
             rc = fv_wal_open(path, &wo, fv_jsconsume_replay, srv->consumer, &srv->wal, err, errlen);
         srv->rec.live = 1;
@@ -612,6 +632,9 @@ static int open_services(struct fv_server *srv, char *err, size_t errlen)
     rc = fv_campaign_open(path, fv_gw_downlink_port(srv->downlink), &srv->campaigns, err, errlen);
     if (rc) return rc;
     fv_ingest_set_listener(srv->ing, listen_both(srv));
+    snprintf(path, sizeof path, "%s/catalog.db", cfg->data_dir);
+    if (srv->jskeys) rc = fv_jskeys_watch(srv->jskeys, path, kv_erased, srv, err, errlen);
+    if (rc) return rc;
     if (cfg->openadr.enabled && cfg->role == FV_ROLE_GATEWAY) {
         fv_warn("openadr: the VEN runs on a storage node (it reads stored telemetry), not here");
     } else if (cfg->openadr.enabled) {
@@ -787,6 +810,7 @@ static void close_all(struct fv_server *srv, struct ev_loop *loop)
     fv_vpp_close(srv->vpp); /* after the ingest loop's context: the listener is its */
     fv_campaign_close(srv->campaigns);
     fv_gw_downlink_free(srv->downlink);
+    fv_jskeys_unwatch(srv->jskeys); /* its thread wakes the ingest */
     fv_ingest_free(srv->ing);
     fv_http_ctx_free(&srv->http);
     fv_jsreclog_close(srv->jslog, 5000); /* after the sessions' last records */
@@ -800,6 +824,7 @@ static void close_all(struct fv_server *srv, struct ev_loop *loop)
     fv_fleet_free(&srv->fleet);
     fv_keystore_close(srv->api_keys);
     fv_keystore_close(srv->keys);
+    fv_jskeys_close(srv->jskeys); /* after the keystore it serves */
     fv_kek_wipe(&srv->kek);
     if (srv->lock_fd >= 0) close(srv->lock_fd);
 }

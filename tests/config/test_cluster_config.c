@@ -41,7 +41,6 @@ static void defaults(void **state)
     for (uint32_t i = 0; i < FV_CLUSTER_MAX_SHARDS; i++)
         assert_int_equal(c.owned[i], i < 16);
     assert_int_equal(c.ca[0], '\0');
-    assert_int_equal(c.catalog[0], '\0');
     assert_int_equal(c.owned_given, 0);
     assert_int_equal(c.node[0], '\0');
     assert_string_equal(c.lease_bucket, "fv-leases");
@@ -60,6 +59,7 @@ static void defaults(void **state)
     assert_string_not_equal(a, b); /* two data directories, two names */
     assert_int_equal(strspn(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"),
                      strlen(a));
+    assert_string_equal(c.keys_bucket, "fv-keys");
 }
 
 static void everything(void **state)
@@ -71,7 +71,7 @@ static void everything(void **state)
         parse("{\"nats\": [\"nats://a:1\", \"tls://b:2\"], \"credentials\": \"n.creds\","
               " \"tls\": {\"ca\": \"ca.crt\", \"cert\": \"c.crt\", \"key\": \"c.key\"},"
               " \"stream\": \"FV_2\", \"subject_prefix\": \"x.y-z\", \"replicas\": 1,"
-              " \"shards\": 8, \"owned_shards\": [7, 0, 3], \"catalog\": \"/s/c.db\","
+              " \"shards\": 8, \"owned_shards\": [7, 0, 3], \"keys_bucket\": \"K_1-x\","
               " \"node\": \"st_1\", \"lease_bucket\": \"L\", \"lease_renew_ms\": 100,"
               " \"lease_ttl_ms\": 300, \"stream_max_age_days\": 30}",
               &c, err, sizeof err),
@@ -87,13 +87,13 @@ static void everything(void **state)
     assert_int_equal(c.shards, 8);
     for (uint32_t i = 0; i < FV_CLUSTER_MAX_SHARDS; i++)
         assert_int_equal(c.owned[i], i == 0 || i == 3 || i == 7);
-    assert_string_equal(c.catalog, "/s/c.db");
     assert_int_equal(c.owned_given, 1);
     assert_string_equal(c.node, "st_1");
     assert_string_equal(c.lease_bucket, "L");
     assert_int_equal(c.lease_renew_ms, 100);
     assert_int_equal(c.lease_ttl_ms, 300);
     assert_int_equal(c.stream_max_age_days, 30);
+    assert_string_equal(c.keys_bucket, "K_1-x");
 }
 
 static void refusals(void **state)
@@ -124,7 +124,9 @@ static void refusals(void **state)
         {"{\"nats\": \"nats://a:1\", \"owned_shards\": [-1]}", "cluster.owned_shards"},
         {"{\"nats\": \"nats://a:1\", \"shards\": 2, \"owned_shards\": [2]}",
          "cluster.owned_shards: shard 2, but there are 2 (0 to 1)"},
-        {"{\"nats\": \"nats://a:1\", \"catalog\": 1}", "cluster.catalog"},
+        {"{\"nats\": \"nats://a:1\", \"catalog\": \"/s/c.db\"}", "cluster.catalog: no longer used"},
+        {"{\"nats\": \"nats://a:1\", \"keys_bucket\": \"a.b\"}", "cluster.keys_bucket"},
+        {"{\"nats\": \"nats://a:1\", \"keys_bucket\": \"\"}", "cluster.keys_bucket"},
         {"{\"nats\": \"nats://a:1\", \"colour\": 1}", "cluster: unknown key \"colour\""},
         {"{\"nats\": \"nats://a:1\", \"node\": \"a.b\"}", "cluster.node: expected 1 to 64"},
         {"{\"nats\": \"nats://a:1\", \"node\": \"\"}", "cluster.node"},

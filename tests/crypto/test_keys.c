@@ -448,6 +448,157 @@ static void test_catalog_readable_from_doc(void **state)
     fv_keystore_close(ks);
 }
 
+/* ---- a shared source (cluster mode, keys.h fv_keysource) ------------------------------- */
+
+/* What a KV bucket would hold, in memory: create-if-absent, erasure markers; preempt makes
+ * the next create lose to a key "another node" wrote just before it (the race, played out
+ * deterministically); down makes every call fail as an unreachable NATS would. */
+struct fake_source {
+    int has_pkey;
+    unsigned char pkey[FV_KEY_LEN];
+    struct {
+        char pseudo[FV_PSEUDONYM_LEN + 1], name[FV_NAME_MAX + 1];
+        unsigned char dek[FV_KEY_LEN];
+        int erased;
+    } e[8];
+    int n, preempt, down, creates;
+};
+
+static int fake_pkey(void *arg, const unsigned char proposed[FV_KEY_LEN],
+                     unsigned char out[FV_KEY_LEN], char *err, size_t errlen)
+{
+    struct fake_source *f = arg;
+    (void)err;
+    (void)errlen;
+    if (f->down) return FV_EIO;
+    if (!f->has_pkey) memcpy(f->pkey, proposed, FV_KEY_LEN);
+    f->has_pkey = 1;
+    memcpy(out, f->pkey, FV_KEY_LEN);
+    return FV_OK;
+}
+
+static int fake_subject(void *arg, const char *pseudo, int create, unsigned char dek[FV_KEY_LEN],
+                        char name[FV_NAME_MAX + 1])
+{
+    struct fake_source *f = arg;
+    if (f->down) return FV_EIO;
+    for (int i = 0; i < f->n; i++)
+        if (strcmp(f->e[i].pseudo, pseudo) == 0) {
+            if (f->e[i].erased) return FV_ESTATE;
+            memcpy(dek, f->e[i].dek, FV_KEY_LEN);
+            strcpy(name, f->e[i].name);
+            return FV_OK;
+        }
+    if (!create) return FV_ENOENT;
+    f->creates++;
+    snprintf(f->e[f->n].pseudo, sizeof f->e[0].pseudo, "%s", pseudo);
+    snprintf(f->e[f->n].name, sizeof f->e[0].name, "%s", name);
+    if (f->preempt) { /* another node's key won: ours is replaced by it */
+        memset(f->e[f->n].dek, 0xA5, FV_KEY_LEN);
+        memcpy(dek, f->e[f->n].dek, FV_KEY_LEN);
+        f->preempt = 0;
+    } else {
+        memcpy(f->e[f->n].dek, dek, FV_KEY_LEN);
+    }
+    f->n++;
+    return FV_OK;
+}
+
+static void test_shared_source(void **state)
+{
+    (void)state;
+    char k[128], db1[128], db2[128], db3[128], err[512];
+    path(k, sizeof k, "shared.key");
+    path(db1, sizeof db1, "node1.db");
+    path(db2, sizeof db2, "node2.db");
+    path(db3, sizeof db3, "node3.db");
+    struct fv_kek kek;
+    assert_int_equal(fv_kek_create(k, err, sizeof err), FV_OK);
+    assert_int_equal(fv_kek_load(k, &kek, err, sizeof err), FV_OK);
+    struct fake_source f = {0};
+    struct fv_keysource src = {.arg = &f, .pseudonym_key = fake_pkey, .subject = fake_subject};
+    struct fv_keystore *n1, *n2, *plain;
+    assert_int_equal(fv_keystore_open_shared(db1, &kek, &src, &n1, err, sizeof err), FV_OK);
+    assert_int_equal(fv_keystore_open_shared(db2, &kek, &src, &n2, err, sizeof err), FV_OK);
+    /* one pseudonym key for both nodes: the same names, the same pseudonyms */
+    char p1[FV_PSEUDONYM_LEN + 1], p2[FV_PSEUDONYM_LEN + 1];
+    assert_int_equal(fv_keystore_pseudonym(n1, "VIN1", p1), FV_OK);
+    assert_int_equal(fv_keystore_pseudonym(n2, "VIN1", p2), FV_OK);
+    assert_string_equal(p1, p2);
+
+    /* node 1 makes VIN1's key; node 2 lacks it and fetches the same one */
+    const unsigned char *d1, *d2;
+    const char *name;
+    assert_int_equal(fv_keystore_dek(n1, "VIN1", 1, &d1, p1), FV_OK);
+    assert_int_equal(fv_keystore_subject(n2, p1, &d2, &name), FV_OK);
+    assert_memory_equal(d1, d2, FV_KEY_LEN);
+    assert_string_equal(name, "VIN1");
+    assert_int_equal(fv_keystore_dek(n2, "VIN1", 1, &d2, p2), FV_OK); /* no second create */
+    assert_int_equal(f.creates, 1);
+
+    /* the race: node 2 offers its new key, another node's wins; node 2 uses and keeps that */
+    f.preempt = 1;
+    assert_int_equal(fv_keystore_dek(n2, "VIN2", 1, &d2, p2), FV_OK);
+    unsigned char won[FV_KEY_LEN];
+    memset(won, 0xA5, sizeof won);
+    assert_memory_equal(d2, won, FV_KEY_LEN);
+    assert_int_equal(fv_keystore_dek(n1, "VIN2", 1, &d1, p1), FV_OK);
+    assert_memory_equal(d1, won, FV_KEY_LEN);
+    fv_keystore_close(n2);
+    assert_int_equal(fv_keystore_open(db2, &kek, &plain, err, sizeof err), FV_OK);
+    assert_int_equal(fv_keystore_dek(plain, "VIN2", 0, &d2, p2), FV_OK); /* cached in the catalog */
+    assert_memory_equal(d2, won, FV_KEY_LEN);
+    assert_int_equal(fv_keystore_dek(plain, "VIN3", 0, &d2, p2), FV_ENOENT);
+    fv_keystore_close(plain);
+
+    /* not in the source: FV_ENOENT (a storage node waits); source down: FV_EIO, nothing made */
+    assert_int_equal(fv_keystore_pseudonym(n1, "VIN9", p1), FV_OK);
+    assert_int_equal(fv_keystore_subject(n1, p1, &d1, &name), FV_ENOENT);
+    f.down = 1;
+    assert_int_equal(fv_keystore_dek(n1, "VIN9", 1, &d1, p1), FV_EIO);
+    f.down = 0;
+    assert_int_equal(fv_keystore_subject(n1, p1, &d1, &name), FV_ENOENT);
+
+    /* erased in the source: refused, never re-created (K1), the tombstone kept here too */
+    assert_int_equal(fv_keystore_dek(n1, "VIN4", 1, &d1, p1), FV_OK);
+    f.e[f.n - 1].erased = 1;
+    fv_keystore_forget(n1);
+    fv_keystore_close(n1);
+    assert_int_equal(fv_keystore_open(db1, &kek, &plain, err, sizeof err), FV_OK);
+    assert_int_equal(fv_keystore_dek(plain, "VIN4", 0, &d1, p1), FV_OK); /* still cached */
+    fv_keystore_close(plain);
+    assert_int_equal(fv_keystore_open_shared(db3, &kek, &src, &n1, err, sizeof err), FV_OK);
+    assert_int_equal(fv_keystore_dek(n1, "VIN4", 1, &d1, p1), FV_ESTATE);
+    fv_keystore_close(n1);
+    f.down = 1; /* the tombstone is this catalog's: no source needed to refuse */
+    assert_int_equal(fv_keystore_open(db3, &kek, &plain, err, sizeof err), FV_OK);
+    assert_int_equal(fv_keystore_dek(plain, "VIN4", 1, &d1, p1), FV_ESTATE);
+    fv_keystore_close(plain);
+    f.down = 0;
+
+    /* a source entry whose name does not give its pseudonym is refused, not cached */
+    assert_int_equal(fv_keystore_open_shared(db3, &kek, &src, &n1, err, sizeof err), FV_OK);
+    assert_int_equal(fv_keystore_pseudonym(n1, "VIN7", p1), FV_OK);
+    snprintf(f.e[f.n].pseudo, sizeof f.e[0].pseudo, "%s", p1);
+    snprintf(f.e[f.n].name, sizeof f.e[0].name, "VIN8");
+    f.n++;
+    assert_int_equal(fv_keystore_subject(n1, p1, &d1, &name), FV_ECORRUPT);
+    assert_int_equal(fv_keystore_dek(n1, "VIN7", 1, &d1, p1), FV_ECORRUPT);
+    fv_keystore_close(n1);
+
+    /* a catalog made with a pseudonym key of its own is refused in the cluster */
+    char db4[128];
+    path(db4, sizeof db4, "alone.db");
+    assert_int_equal(fv_keystore_open(db4, &kek, &plain, err, sizeof err), FV_OK);
+    fv_keystore_close(plain);
+    assert_int_equal(fv_keystore_open_shared(db4, &kek, &src, &n1, err, sizeof err), FV_ESTATE);
+    assert_non_null(strstr(err, "not the cluster's"));
+    /* the source down at start: the node does not start */
+    f.down = 1;
+    path(db4, sizeof db4, "new.db");
+    assert_int_not_equal(fv_keystore_open_shared(db4, &kek, &src, &n1, err, sizeof err), FV_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -458,6 +609,7 @@ int main(void)
         cmocka_unit_test(test_deferred_key_sync),
         cmocka_unit_test(test_pseudonym_as_documented),
         cmocka_unit_test(test_catalog_readable_from_doc),
+        cmocka_unit_test(test_shared_source),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -171,7 +171,7 @@ def run_cluster(env, disturb, gateways=1, nats=None, replicas=1):
     try:
         st_root = os.path.join(env.root, "storage")
         os.makedirs(st_root)
-        # The storage node's catalog is the one every node opens in this slice
+        # Every node its own catalog: the keys they share are in the KV bucket
         # (docs/cluster.md, "Keys"); the flush interval makes parts during the run.
         # Its leases (jslease.h) renewed every second and expiring after 5 s: a node restarted
         # after SIGKILL waits for its previous run's node key to expire (E5).
@@ -181,8 +181,10 @@ def run_cluster(env, disturb, gateways=1, nats=None, replicas=1):
             "store": {"flush_interval": "2s"}},
             extra=["--role", "storage", "--no-rate-limit"]).start()
         gws = [Gateway(os.path.join(env.root, f"gateway{k}"), env.certs, storage.key_file,
-                       {"cluster": cluster_cfg(nats, replicas=replicas, catalog=os.path.join(
-                           storage.data, "catalog.db"))}).start() for k in range(gateways)]
+                       {"cluster": cluster_cfg(nats, replicas=replicas)}).start()
+               for k in range(gateways)]
+        for gw in gws:  # no shared file: each its own DATA/catalog.db
+            assert os.path.exists(os.path.join(gw.root, "data", "catalog.db"))
         sims = []
         for k, gw in enumerate(gws):  # each gateway its own vehicles
             acked_log = os.path.join(env.root, f"acked{k}.log")
