@@ -35,18 +35,16 @@ def cfg(nats, **extra):
 
 
 def storage_node(env, name, nats, first=None, **extra):
-    """A storage node; the second one shares the first's catalog and master key (this
-    slice's shared catalog, docs/cluster.md "Keys"), hence its principals' tokens too."""
+    """A storage node with its own catalog (its principals made after it started, once it has
+    the cluster's pseudonym key from KV); the second one is given the first's master key, as
+    every node of a cluster is (docs/cluster.md, "Keys")."""
     root = os.path.join(env.root, name)
     os.makedirs(root)
-    if first is not None:
-        extra["catalog"] = os.path.join(first.data, "catalog.db")
     srv = t.Server(root, env.certs, config={"cluster": cfg(nats, **extra),
                                             "store": {"flush_interval": "2s"}},
                    extra=["--role", "storage", "--no-rate-limit"])
     if first is not None:
         srv.key_file = first.key_file
-        srv.tokens = dict(first.tokens)
     return srv
 
 
@@ -119,7 +117,7 @@ def run(env, nats):
     assert b.wait_metric("fleetvault_cluster_shards_owned", 4) == 4
 
     gw = Gateway(os.path.join(env.root, "gateway"), env.certs, a.key_file,
-                 {"cluster": cfg(nats, catalog=os.path.join(a.data, "catalog.db"))}).start()
+                 {"cluster": cfg(nats)}).start()
     acked_log = os.path.join(env.root, "acked.log")
     sim_log = open(os.path.join(env.root, "sim.log"), "w")
     sim = subprocess.Popen(
