@@ -121,6 +121,7 @@ void fv_guard_tick(struct fv_guard *g)
     if (g->unauth_unlogged && fv_now_ms() - g->unauth_logged_ms >= FV_GUARD_UNAUTH_SAMPLE_MS)
         unauth_sample(g);
     if (fv_now_ms() - g->events_ms >= 1000) fv_guard_principal_events(g);
+    fv_guard__quota_tick(g);
 }
 
 int fv_guard_audit_principal(struct fv_guard *g, const struct fv_guard_ctx *ctx, const char *action,
@@ -380,7 +381,7 @@ int fv_guard_read(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *quer
         return unknown ? FV_ENOENT : FV_EINVAL;
     }
     g->allowed++;
-    fv_guard__quota_count(g, ctx, n, 0, 0, 1);
+    fv_guard__quota_count(g, ctx, n, 0, 0, 0);
     if (bulk && !ctx->d.bulk) fv_guard__count_bulk(g, ctx, n);
     return FV_OK;
 }
@@ -390,7 +391,7 @@ static void quota_count(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint
                         uint64_t bytes)
 {
     fv_guard__quota_count(g, ctx, 0, rows > ctx->counted_rows ? rows - ctx->counted_rows : 0,
-                          bytes > ctx->counted_bytes ? bytes - ctx->counted_bytes : 0, 1);
+                          bytes > ctx->counted_bytes ? bytes - ctx->counted_bytes : 0, 0);
 }
 
 void fv_guard_done(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint64_t rows,

@@ -35,7 +35,8 @@
  *     device id: the log is personal data's index, not a copy of it;
  *  G5 quotas, per principal and per role (the policy's "role_quota": all the role's
  *     principals together, so a new principal brings no fresh quota), per UTC day, kept in
- *     DATA/quota.db (a restart resets nothing; guard_quota.c): a request that would take
+ *     DATA/quota.db (a restart resets nothing; a crash may give back at most the last
+ *     second's counts, none past 80% of a limit: guard_quota.c): a request that would take
  *     either over its daily subjects is refused; rows and bytes are enforced before they
  *     are served: a streamed answer asks what is left before each chunk
  *     (fv_guard_meter_*), stops at the limit with a marker the client sees, and counts
@@ -95,7 +96,8 @@ struct fv_guard {
     unsigned char pseudo_secret[32]; /* per-purpose pseudonyms */
     uint64_t denied, allowed;
     uint64_t alerts;                 /* unusual volume: a principal past 80% of a daily quota */
-    uint64_t quota_saved_ms;         /* G5: when the counters last reached DATA/quota.db */
+    uint64_t quota_saved_ms;         /* G5: when the last batch of counters was saved */
+    int quota_dirty;                 /* G5: counted since (guard_quota.c) */
     struct sqlite3 *quota_db;        /* G5: the counters on disk (privacy/quota_store.h) */
     struct sqlite3_stmt *quota_save; /* its upsert, prepared once */
     int registry_changed; /* set when the API changed subjects/consent (caches refresh) */

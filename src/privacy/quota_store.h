@@ -42,5 +42,10 @@ int fv_quota_store_load(struct sqlite3 *db, struct fv_quota *q, uint64_t now_ms,
  * read; start with NULL, sqlite3_finalize it before closing db). */
 int fv_quota_store_save(struct sqlite3 *db, struct sqlite3_stmt **keep, const char *name,
                         const struct fv_quota_usage *u);
+/* Writes every counter of q in one transaction (all or none; durable when it returns):
+ * the batched save of a server that counts in memory (privacy/guard_quota.c). keep as for
+ * fv_quota_store_save. FV_OK or FV_EIO. */
+int fv_quota_store_save_all(struct sqlite3 *db, struct sqlite3_stmt **keep,
+                            const struct fv_quota *q);
 
 #endif
