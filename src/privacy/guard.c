@@ -7,6 +7,7 @@
 
 #include <jansson.h>
 #include <openssl/crypto.h>
+#include <sqlite3.h>
 
 #include "config/config.h"
 #include "crypto/keys.h"
@@ -161,6 +162,59 @@ void fv_guard_principal_events(struct fv_guard *g)
         fv_warn("audit: principal changes made outside the server could not be logged yet");
 }
 
+/* The catalog's version as g->db sees it: data_version (other connections' commits) and its
+ * own changes. FV_OK or FV_EIO. */
+static int catalog_version(struct fv_guard *g, int64_t *version, int64_t *changes)
+{
+    if (g->version_stmt == NULL &&
+        sqlite3_prepare_v3(g->db, "PRAGMA data_version", -1, SQLITE_PREPARE_PERSISTENT,
+                           &g->version_stmt, NULL) != SQLITE_OK) {
+        sqlite3_finalize(g->version_stmt);
+        g->version_stmt = NULL;
+        return FV_EIO;
+    }
+    int rc = sqlite3_step(g->version_stmt) == SQLITE_ROW ? FV_OK : FV_EIO;
+    *version = sqlite3_column_int64(g->version_stmt, 0);
+    sqlite3_reset(g->version_stmt);
+    *changes = sqlite3_total_changes64(g->db);
+    return rc;
+}
+
+/* G1: the principal of token tok, from the token cache while the catalog is unchanged (only
+ * name and role are filled then), else from the catalog (fv_principal_authenticate's
+ * results); an active principal's token is cached by its hash. */
+static int authenticate(struct fv_guard *g, const char *tok, struct fv_principal *p)
+{
+    memset(p, 0, sizeof *p);
+    unsigned char h[32];
+    if (g->db == NULL) return FV_ENOENT;
+    if (fv_principal_token_hash(tok, h) != FV_OK) return FV_EINVAL;
+    int64_t version = 0, changes = 0;
+    int known = catalog_version(g, &version, &changes) == FV_OK;
+    if (!known || version != g->tokens_version || changes != g->tokens_changes) {
+        OPENSSL_cleanse(g->tokens, sizeof g->tokens);
+        g->ntokens = g->next_token = 0;
+        g->tokens_version = known ? version : -1;
+        g->tokens_changes = known ? changes : -1;
+    }
+    for (size_t i = 0; known && i < g->ntokens; i++)
+        if (CRYPTO_memcmp(h, g->tokens[i].hash, sizeof h) == 0) {
+            snprintf(p->name, sizeof p->name, "%s", g->tokens[i].name);
+            snprintf(p->role, sizeof p->role, "%s", g->tokens[i].role);
+            return FV_OK;
+        }
+    int rc = fv_principal_authenticate_hash(g->db, h, p);
+    if (rc == FV_OK && known) {
+        struct fv_guard_token *e = &g->tokens[g->next_token];
+        memcpy(e->hash, h, sizeof h);
+        snprintf(e->name, sizeof e->name, "%s", p->name);
+        snprintf(e->role, sizeof e->role, "%s", p->role);
+        g->next_token = (g->next_token + 1) % (sizeof g->tokens / sizeof g->tokens[0]);
+        if (g->ntokens < sizeof g->tokens / sizeof g->tokens[0]) g->ntokens++;
+    }
+    return rc;
+}
+
 int fv_guard_token_valid(struct fv_guard *g, const char *authorization)
 {
     if (authorization == NULL || strncmp(authorization, "Bearer ", 7) != 0) return 0;
@@ -168,7 +222,7 @@ int fv_guard_token_valid(struct fv_guard *g, const char *authorization)
     size_t n = g->admin_token ? strlen(g->admin_token) : 0;
     if (n && strlen(tok) == n && CRYPTO_memcmp(tok, g->admin_token, n) == 0) return 1;
     struct fv_principal p;
-    return g->db && fv_principal_authenticate(g->db, tok, &p) == FV_OK;
+    return authenticate(g, tok, &p) == FV_OK;
 }
 
 int fv_guard_auth(struct fv_guard *g, const char *authorization, struct fv_guard_ctx *ctx,
@@ -187,7 +241,7 @@ int fv_guard_auth(struct fv_guard *g, const char *authorization, struct fv_guard
         return FV_OK;
     }
     struct fv_principal p;
-    int rc = g->db ? fv_principal_authenticate(g->db, tok, &p) : FV_ENOENT;
+    int rc = authenticate(g, tok, &p);
     if (rc == FV_OK) {
         snprintf(ctx->principal, sizeof ctx->principal, "%s", p.name);
         snprintf(ctx->role, sizeof ctx->role, "%s", p.role);
@@ -739,6 +793,7 @@ void fv_guard_close(struct fv_guard *g)
         fv_warn("audit: closing: the final checkpoint failed");
     g->audit = NULL;
     fv_guard__quota_close(g);
+    sqlite3_finalize(g->version_stmt);
     if (g->policy) fv_policy_free(g->policy);
     OPENSSL_cleanse(g->pseudo_secret, sizeof g->pseudo_secret);
     memset(g, 0, sizeof *g);

@@ -116,9 +116,20 @@ struct fv_guard {
      * checkpoint if one was due) when that result names no subject or the one its decision
      * named: they gate no answer (fv_guard_gate_seq); 0, 0: none. */
     uint64_t ungated_lo, ungated_hi;
-    uint64_t decided_seq; /* the last "access" decision entry */
-    char decided_ps[33];  /* the one subject it named (pseudonym), "" if not one */
-    char last_ps[33];     /* the one subject the last entry named, "" if not one */
+    /* G1: tokens that authenticated an active principal, by their SHA-256 (never the token
+     * itself), valid while the catalog is unchanged: SQLite's data_version of g->db (commits
+     * of other connections: the CLI, the ingest) and g->db's own total changes (the API's
+     * principal changes) as they were when filled; any change empties it (guard.c). */
+    struct fv_guard_token {
+        unsigned char hash[32];
+        char name[65], role[32];
+    } tokens[16];
+    size_t ntokens, next_token;
+    int64_t tokens_version, tokens_changes;
+    struct sqlite3_stmt *version_stmt; /* PRAGMA data_version, prepared once */
+    uint64_t decided_seq;              /* the last "access" decision entry */
+    char decided_ps[33];               /* the one subject it named (pseudonym), "" if not one */
+    char last_ps[33];                  /* the one subject the last entry named, "" if not one */
 };
 
 #define FV_GUARD_UNAUTH_SAMPLE_MS 10000

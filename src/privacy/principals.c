@@ -366,12 +366,11 @@ static int hexval(unsigned char c)
     return -1;
 }
 
-int fv_principal_authenticate(sqlite3 *db, const char *bearer, struct fv_principal *out)
+int fv_principal_token_hash(const char *bearer, unsigned char hash[32])
 {
-    memset(out, 0, sizeof *out);
     if (bearer == NULL || strnlen(bearer, FV_TOKEN_HEX_LEN + 1) != FV_TOKEN_HEX_LEN)
         return FV_EINVAL;
-    unsigned char token[FV_TOKEN_BYTES], hash[SHA256_DIGEST_LENGTH];
+    unsigned char token[FV_TOKEN_BYTES];
     int bad = 0;
     for (int i = 0; i < FV_TOKEN_BYTES; i++) {
         int hi = hexval((unsigned char)bearer[2 * i]),
@@ -381,19 +380,25 @@ int fv_principal_authenticate(sqlite3 *db, const char *bearer, struct fv_princip
     }
     hash_token(token, hash);
     OPENSSL_cleanse(token, sizeof token);
-    if (bad) return FV_EINVAL;
+    return bad ? FV_EINVAL : FV_OK;
+}
+
+int fv_principal_authenticate_hash(sqlite3 *db, const unsigned char hash[32],
+                                   struct fv_principal *out)
+{
+    memset(out, 0, sizeof *out);
     sqlite3_stmt *st = NULL;
     int rc = FV_EIO;
-    if (sqlite3_prepare_v2(db, SELECT_FIELDS ", token_hash FROM principals WHERE token_hash = ?1",
-                           -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_bind_blob(st, 1, hash, sizeof hash, SQLITE_STATIC) == SQLITE_OK) {
+    if (sqlite3_prepare_v3(db, SELECT_FIELDS ", token_hash FROM principals WHERE token_hash = ?1",
+                           -1, 0, &st, NULL) == SQLITE_OK &&
+        sqlite3_bind_blob(st, 1, hash, SHA256_DIGEST_LENGTH, SQLITE_STATIC) == SQLITE_OK) {
         int step = sqlite3_step(st);
         if (step == SQLITE_DONE) {
             rc = FV_ENOENT;
         } else if (step == SQLITE_ROW) {
             const void *stored = sqlite3_column_blob(st, 7);
             if (stored == NULL || sqlite3_column_bytes(st, 7) != SHA256_DIGEST_LENGTH ||
-                CRYPTO_memcmp(stored, hash, sizeof hash) != 0)
+                CRYPTO_memcmp(stored, hash, SHA256_DIGEST_LENGTH) != 0)
                 rc = FV_ENOENT;
             else
                 rc = read_row(st, out);
@@ -404,6 +409,14 @@ int fv_principal_authenticate(sqlite3 *db, const char *bearer, struct fv_princip
     sqlite3_finalize(st);
     if (rc != FV_OK && rc != FV_ESTATE && rc != FV_EAGAIN) memset(out, 0, sizeof *out);
     return rc;
+}
+
+int fv_principal_authenticate(sqlite3 *db, const char *bearer, struct fv_principal *out)
+{
+    unsigned char hash[SHA256_DIGEST_LENGTH];
+    memset(out, 0, sizeof *out);
+    if (fv_principal_token_hash(bearer, hash) != FV_OK) return FV_EINVAL;
+    return fv_principal_authenticate_hash(db, hash, out);
 }
 
 int fv_principal_approve(sqlite3 *db, const struct fv_policy *policy, const char *name,
