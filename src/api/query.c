@@ -164,7 +164,7 @@ static int put_json_value(struct fv_buf *b, const struct fv_value *v)
         return fv_buf_put_double(b, v->u.d);
     case FV_VK_INT:
     case FV_VK_ENUM:
-        return fv_query__putf(b, "%lld", (long long)v->u.i);
+        return fv_buf_put_i64(b, v->u.i);
     case FV_VK_BOOL:
         return v->u.i ? fv_buf_append(b, "true", 4) : fv_buf_append(b, "false", 5);
     case FV_VK_NONE:
@@ -397,7 +397,7 @@ static int put_raw_rows(struct qctx *q, const struct fv_store_chunk *ch, struct 
         if (!fv_query__row_room(q)) break;
         size_t mark = b->len;
         if (q->csv) {
-            rc = fv_query__putf(b, "%lld", (long long)ch->t[i]);
+            rc = fv_buf_put_i64(b, ch->t[i]);
             for (size_t j = 0; rc == FV_OK && j < ch->ncols; j++) {
                 rc = fv_buf_append(b, ",", 1);
                 if (rc == FV_OK)
@@ -405,7 +405,8 @@ static int put_raw_rows(struct qctx *q, const struct fv_store_chunk *ch, struct 
             }
             if (rc == FV_OK) rc = fv_buf_append(b, "\n", 1);
         } else {
-            rc = fv_query__putf(b, "%s{\"t\":%lld", q->rows ? ",\n" : "", (long long)ch->t[i]);
+            rc = q->rows ? fv_buf_append(b, ",\n{\"t\":", 7) : fv_buf_append(b, "{\"t\":", 5);
+            if (rc == FV_OK) rc = fv_buf_put_i64(b, ch->t[i]);
             for (size_t j = 0; rc == FV_OK && j < ch->ncols; j++) {
                 const struct fv_value *v = &ch->col[j][i];
                 if (v->kind == FV_VK_NONE) continue;
