@@ -392,6 +392,11 @@ int fv_query__row_done(struct qctx *q, struct fv_buf *b, size_t mark)
 static int put_raw_rows(struct qctx *q, const struct fv_store_chunk *ch, struct fv_buf *b)
 {
     int rc = FV_OK;
+    /* the columns' JSON keys, looked up once a chunk rather than once a value */
+    char label[64][32];
+    size_t nlabel = q->csv ? 0 : ch->ncols < 64 ? ch->ncols : 64;
+    for (size_t j = 0; j < nlabel; j++)
+        fv_signal_label(ch->field[j], label[j], sizeof label[j]);
     for (size_t i = 0; i < ch->n && rc == FV_OK; i++) {
         if (!fv_guard_in_consent(&q->ctx, ch->t[i])) continue; /* G4 */
         if (!fv_query__row_room(q)) break;
@@ -411,7 +416,9 @@ static int put_raw_rows(struct qctx *q, const struct fv_store_chunk *ch, struct 
                 const struct fv_value *v = &ch->col[j][i];
                 if (v->kind == FV_VK_NONE) continue;
                 rc = fv_buf_append(b, ",\"", 2);
-                if (rc == FV_OK) rc = fv_query__put_label(b, ch->field[j]);
+                if (rc == FV_OK)
+                    rc = j < nlabel ? fv_buf_append(b, label[j], strlen(label[j]))
+                                    : fv_query__put_label(b, ch->field[j]);
                 if (rc == FV_OK) rc = fv_buf_append(b, "\":", 2);
                 /* G7, G8, G10: withheld values are null */
                 if (rc == FV_OK) rc = fv_put_value(b, &q->ctx, ch->field[j], ch->t[i], v, 0);
