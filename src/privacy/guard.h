@@ -11,7 +11,10 @@
  *
  * Rules:
  *  G1 no token, or an unknown or revoked one: 401; a revoked principal's attempt is audited
- *     under its name; unknown tokens are sampled (G9);
+ *     under its name; unknown tokens are sampled (G9); an active principal's token is
+ *     remembered by its hash only while the catalog is unchanged (any commit to it, by the
+ *     CLI, the ingest or the API, forgets them all), so a revocation holds from the next
+ *     request;
  *  G2 a read without a purpose, or one the policy refuses: 403 with the policy's reason,
  *     audited with result "deny";
  *  G3 an allowed read is audited with result "allow" before the first byte is sent; when
