@@ -7,6 +7,7 @@
 
 #include <jansson.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <sqlite3.h>
 
 #include "config/config.h"
@@ -170,6 +171,7 @@ static int catalog_version(struct fv_guard *g, int64_t *version, int64_t *change
         sqlite3_prepare_v3(g->db, "PRAGMA data_version", -1, SQLITE_PREPARE_PERSISTENT,
                            &g->version_stmt, NULL) != SQLITE_OK) {
         sqlite3_finalize(g->version_stmt);
+        EVP_MD_free(g->sha256);
         g->version_stmt = NULL;
         return FV_EIO;
     }
@@ -188,7 +190,8 @@ static int authenticate(struct fv_guard *g, const char *tok, struct fv_principal
     memset(p, 0, sizeof *p);
     unsigned char h[32];
     if (g->db == NULL) return FV_ENOENT;
-    if (fv_principal_token_hash(tok, h) != FV_OK) return FV_EINVAL;
+    int hrc = fv_principal_token_hash(tok, g->sha256, h);
+    if (hrc != FV_OK) return hrc == FV_EINVAL ? FV_EINVAL : FV_ENOENT;
     int64_t version = 0, changes = 0;
     int known = catalog_version(g, &version, &changes) == FV_OK;
     if (!known || version != g->tokens_version || changes != g->tokens_changes) {
@@ -752,6 +755,7 @@ int fv_guard_open(struct fv_guard *g, const struct fv_config *cfg, struct fv_key
         rc = fv_keystore_derive(keys, "fleetvault purpose pseudonyms v1", g->pseudo_secret);
     if (rc) return rc;
     g->admin_token = admin_token;
+    g->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL); /* NULL: SHA256() at each request */
     g->trim_m = cfg->loc_trim_m;
     g->grid_m = cfg->loc_grid_m;
     g->trip_gap_ms = (int64_t)cfg->loc_trip_gap_ms;
@@ -794,6 +798,7 @@ void fv_guard_close(struct fv_guard *g)
     g->audit = NULL;
     fv_guard__quota_close(g);
     sqlite3_finalize(g->version_stmt);
+    EVP_MD_free(g->sha256);
     if (g->policy) fv_policy_free(g->policy);
     OPENSSL_cleanse(g->pseudo_secret, sizeof g->pseudo_secret);
     memset(g, 0, sizeof *g);

@@ -85,6 +85,7 @@
 #include "privacy/policy.h"
 
 struct sqlite3;
+struct evp_md_st;
 
 struct fv_keystore;
 struct fv_guard_ctx;
@@ -130,6 +131,7 @@ struct fv_guard {
     size_t ntokens, next_token;
     int64_t tokens_version, tokens_changes;
     struct sqlite3_stmt *version_stmt; /* PRAGMA data_version, prepared once */
+    struct evp_md_st *sha256;          /* fetched once: tokens are hashed per request */
     uint64_t decided_seq;              /* the last "access" decision entry */
     char decided_ps[33];               /* the one subject it named (pseudonym), "" if not one */
     char last_ps[33];                  /* the one subject the last entry named, "" if not one */

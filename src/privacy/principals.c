@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
@@ -366,7 +367,7 @@ static int hexval(unsigned char c)
     return -1;
 }
 
-int fv_principal_token_hash(const char *bearer, unsigned char hash[32])
+int fv_principal_token_hash(const char *bearer, struct evp_md_st *sha256, unsigned char hash[32])
 {
     if (bearer == NULL || strnlen(bearer, FV_TOKEN_HEX_LEN + 1) != FV_TOKEN_HEX_LEN)
         return FV_EINVAL;
@@ -378,9 +379,13 @@ int fv_principal_token_hash(const char *bearer, unsigned char hash[32])
         bad |= (hi < 0) | (lo < 0);
         token[i] = (unsigned char)(((hi & 15) << 4) | (lo & 15));
     }
-    hash_token(token, hash);
+    int ok = 1;
+    if (sha256 == NULL)
+        hash_token(token, hash);
+    else
+        ok = EVP_Digest(token, sizeof token, hash, NULL, sha256, NULL) == 1;
     OPENSSL_cleanse(token, sizeof token);
-    return bad ? FV_EINVAL : FV_OK;
+    return bad ? FV_EINVAL : ok ? FV_OK : FV_EIO;
 }
 
 int fv_principal_authenticate_hash(sqlite3 *db, const unsigned char hash[32],
@@ -415,7 +420,7 @@ int fv_principal_authenticate(sqlite3 *db, const char *bearer, struct fv_princip
 {
     unsigned char hash[SHA256_DIGEST_LENGTH];
     memset(out, 0, sizeof *out);
-    if (fv_principal_token_hash(bearer, hash) != FV_OK) return FV_EINVAL;
+    if (fv_principal_token_hash(bearer, NULL, hash) != FV_OK) return FV_EINVAL;
     return fv_principal_authenticate_hash(db, hash, out);
 }
 
