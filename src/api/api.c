@@ -468,6 +468,9 @@ static int match_path(const char *p, const char *prefix, const char *suffix, cha
     return 1;
 }
 
+static void api_route(const struct fv_api_view *v, const char *method, const char *path,
+                      const char *authorization, struct fv_http_response *out);
+
 void fv_api_handle(const struct fv_api_view *v, const char *method, const char *path,
                    const char *authorization, struct fv_http_response *out)
 {
@@ -523,6 +526,20 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         fv_api_respond_error(out, 503, "access control is not set up");
         return;
     }
+    /* A query's catalog lookups (its token, the subject's periods and key, consent) share one
+     * read snapshot: SQLite takes its locks and checks its WAL once, not per lookup (keys.h
+     * fv_keystore_read_begin). It begins with the request, so it sees every change made
+     * before it (a revoked principal, a withdrawn consent). */
+    int snap = strcmp(method, "GET") == 0 && strcmp(path, "/api/v1/query") == 0 && v->keys &&
+               fv_keystore_read_begin(v->keys) == FV_OK;
+    api_route(v, method, path, authorization, out);
+    if (snap) fv_keystore_read_end(v->keys);
+}
+
+/* fv_api_handle once the request may name personal data: authenticated, then routed. */
+static void api_route(const struct fv_api_view *v, const char *method, const char *path,
+                      const char *authorization, struct fv_http_response *out)
+{
     struct fv_guard_ctx ctx;
     char why[400];
     if (fv_guard_auth(v->guard, authorization, &ctx, why, sizeof why) != FV_OK) {

@@ -164,7 +164,7 @@ static int put_json_value(struct fv_buf *b, const struct fv_value *v)
         return fv_buf_put_double(b, v->u.d);
     case FV_VK_INT:
     case FV_VK_ENUM:
-        return fv_query__putf(b, "%lld", (long long)v->u.i);
+        return fv_buf_put_i64(b, v->u.i);
     case FV_VK_BOOL:
         return v->u.i ? fv_buf_append(b, "true", 4) : fv_buf_append(b, "false", 5);
     case FV_VK_NONE:
@@ -392,12 +392,17 @@ int fv_query__row_done(struct qctx *q, struct fv_buf *b, size_t mark)
 static int put_raw_rows(struct qctx *q, const struct fv_store_chunk *ch, struct fv_buf *b)
 {
     int rc = FV_OK;
+    /* the columns' JSON keys, looked up once a chunk rather than once a value */
+    char label[64][32];
+    size_t nlabel = q->csv ? 0 : ch->ncols < 64 ? ch->ncols : 64;
+    for (size_t j = 0; j < nlabel; j++)
+        fv_signal_label(ch->field[j], label[j], sizeof label[j]);
     for (size_t i = 0; i < ch->n && rc == FV_OK; i++) {
         if (!fv_guard_in_consent(&q->ctx, ch->t[i])) continue; /* G4 */
         if (!fv_query__row_room(q)) break;
         size_t mark = b->len;
         if (q->csv) {
-            rc = fv_query__putf(b, "%lld", (long long)ch->t[i]);
+            rc = fv_buf_put_i64(b, ch->t[i]);
             for (size_t j = 0; rc == FV_OK && j < ch->ncols; j++) {
                 rc = fv_buf_append(b, ",", 1);
                 if (rc == FV_OK)
@@ -405,12 +410,15 @@ static int put_raw_rows(struct qctx *q, const struct fv_store_chunk *ch, struct 
             }
             if (rc == FV_OK) rc = fv_buf_append(b, "\n", 1);
         } else {
-            rc = fv_query__putf(b, "%s{\"t\":%lld", q->rows ? ",\n" : "", (long long)ch->t[i]);
+            rc = q->rows ? fv_buf_append(b, ",\n{\"t\":", 7) : fv_buf_append(b, "{\"t\":", 5);
+            if (rc == FV_OK) rc = fv_buf_put_i64(b, ch->t[i]);
             for (size_t j = 0; rc == FV_OK && j < ch->ncols; j++) {
                 const struct fv_value *v = &ch->col[j][i];
                 if (v->kind == FV_VK_NONE) continue;
                 rc = fv_buf_append(b, ",\"", 2);
-                if (rc == FV_OK) rc = fv_query__put_label(b, ch->field[j]);
+                if (rc == FV_OK)
+                    rc = j < nlabel ? fv_buf_append(b, label[j], strlen(label[j]))
+                                    : fv_query__put_label(b, ch->field[j]);
                 if (rc == FV_OK) rc = fv_buf_append(b, "\":", 2);
                 /* G7, G8, G10: withheld values are null */
                 if (rc == FV_OK) rc = fv_put_value(b, &q->ctx, ch->field[j], ch->t[i], v, 0);

@@ -38,6 +38,7 @@
 #include "util/hex.h"
 #include "util/buf.h"
 #include "util/err.h"
+#include "util/fmt.h"
 
 #define SUFFIX_LEN 75 /* ,"hash":" + 64 hex + "} */
 
@@ -251,15 +252,34 @@ static void lw_raw(struct lw *w, const char *s, size_t n)
 
 static void lw_key(struct lw *w, const char *key)
 {
-    char tmp[64];
-    int n = snprintf(tmp, sizeof tmp, "%s\"%s\":", w->n++ ? "," : "{", key);
-    lw_raw(w, tmp, (size_t)n);
+    lw_raw(w, w->n++ ? ",\"" : "{\"", 2);
+    lw_raw(w, key, strlen(key));
+    lw_raw(w, "\":", 2);
 }
 
-/* A JSON string escaped by jansson; refuses text that is not UTF-8. */
+/* Printable ASCII but '"' and '\\': JSON text as it is (what jansson prints for it). */
+static int plain(const char *s, size_t *len)
+{
+    size_t i = 0;
+    for (; s[i]; i++)
+        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e || s[i] == '"' || s[i] == '\\')
+            return 0;
+    *len = i;
+    return 1;
+}
+
+/* A JSON string escaped by jansson (plain text quoted as it is: the same bytes); refuses
+ * text that is not UTF-8. */
 static void lw_jstr(struct lw *w, const char *field, const char *val)
 {
     if (w->rc) return;
+    size_t len;
+    if (plain(val, &len)) {
+        lw_raw(w, "\"", 1);
+        lw_raw(w, val, len);
+        lw_raw(w, "\"", 1);
+        return;
+    }
     json_t *s = json_string(val);
     if (s == NULL) {
         fv_seterr(w->err, w->errlen, "%s is not valid UTF-8", field);
@@ -285,7 +305,7 @@ static void lw_str(struct lw *w, const char *key, const char *val)
 
 static void lw_u64(struct lw *w, const char *key, uint64_t v)
 {
-    char tmp[32];
+    char tmp[FV_FMT_INT_MAX];
     if (v > INT64_MAX) {
         if (w->rc == FV_OK) {
             fv_seterr(w->err, w->errlen, "%s %" PRIu64 " is out of range", key, v);
@@ -293,17 +313,17 @@ static void lw_u64(struct lw *w, const char *key, uint64_t v)
         }
         return;
     }
-    int n = snprintf(tmp, sizeof tmp, "%" PRIu64, v);
+    size_t n = fv_fmt_u64(tmp, v);
     lw_key(w, key);
-    lw_raw(w, tmp, (size_t)n);
+    lw_raw(w, tmp, n);
 }
 
 static void lw_i64(struct lw *w, const char *key, int64_t v)
 {
-    char tmp[32];
-    int n = snprintf(tmp, sizeof tmp, "%" PRId64, v);
+    char tmp[FV_FMT_INT_MAX];
+    size_t n = fv_fmt_i64(tmp, v);
     lw_key(w, key);
-    lw_raw(w, tmp, (size_t)n);
+    lw_raw(w, tmp, n);
 }
 
 static void lw_strs(struct lw *w, const char *key, const char *const *v, size_t n)

@@ -11,7 +11,10 @@
  *
  * Rules:
  *  G1 no token, or an unknown or revoked one: 401; a revoked principal's attempt is audited
- *     under its name; unknown tokens are sampled (G9);
+ *     under its name; unknown tokens are sampled (G9); an active principal's token is
+ *     remembered by its hash only while the catalog is unchanged (any commit to it, by the
+ *     CLI, the ingest or the API, forgets them all), so a revocation holds from the next
+ *     request;
  *  G2 a read without a purpose, or one the policy refuses: 403 with the policy's reason,
  *     audited with result "deny";
  *  G3 an allowed read is audited with result "allow" before the first byte is sent; when
@@ -35,7 +38,8 @@
  *     device id: the log is personal data's index, not a copy of it;
  *  G5 quotas, per principal and per role (the policy's "role_quota": all the role's
  *     principals together, so a new principal brings no fresh quota), per UTC day, kept in
- *     DATA/quota.db (a restart resets nothing; guard_quota.c): a request that would take
+ *     DATA/quota.db (a restart resets nothing; a crash may give back at most the last
+ *     second's counts, none past 80% of a limit: guard_quota.c): a request that would take
  *     either over its daily subjects is refused; rows and bytes are enforced before they
  *     are served: a streamed answer asks what is left before each chunk
  *     (fv_guard_meter_*), stops at the limit with a marker the client sees, and counts
@@ -81,6 +85,7 @@
 #include "privacy/policy.h"
 
 struct sqlite3;
+struct evp_md_st;
 
 struct fv_keystore;
 struct fv_guard_ctx;
@@ -95,7 +100,8 @@ struct fv_guard {
     unsigned char pseudo_secret[32]; /* per-purpose pseudonyms */
     uint64_t denied, allowed;
     uint64_t alerts;                 /* unusual volume: a principal past 80% of a daily quota */
-    uint64_t quota_saved_ms;         /* G5: when the counters last reached DATA/quota.db */
+    uint64_t quota_saved_ms;         /* G5: when the last batch of counters was saved */
+    int quota_dirty;                 /* G5: counted since (guard_quota.c) */
     struct sqlite3 *quota_db;        /* G5: the counters on disk (privacy/quota_store.h) */
     struct sqlite3_stmt *quota_save; /* its upsert, prepared once */
     int registry_changed; /* set when the API changed subjects/consent (caches refresh) */
@@ -114,9 +120,21 @@ struct fv_guard {
      * checkpoint if one was due) when that result names no subject or the one its decision
      * named: they gate no answer (fv_guard_gate_seq); 0, 0: none. */
     uint64_t ungated_lo, ungated_hi;
-    uint64_t decided_seq; /* the last "access" decision entry */
-    char decided_ps[33];  /* the one subject it named (pseudonym), "" if not one */
-    char last_ps[33];     /* the one subject the last entry named, "" if not one */
+    /* G1: tokens that authenticated an active principal, by their SHA-256 (never the token
+     * itself), valid while the catalog is unchanged: SQLite's data_version of g->db (commits
+     * of other connections: the CLI, the ingest) and g->db's own total changes (the API's
+     * principal changes) as they were when filled; any change empties it (guard.c). */
+    struct fv_guard_token {
+        unsigned char hash[32];
+        char name[65], role[32];
+    } tokens[16];
+    size_t ntokens, next_token;
+    int64_t tokens_version, tokens_changes;
+    struct sqlite3_stmt *version_stmt; /* PRAGMA data_version, prepared once */
+    struct evp_md_st *sha256;          /* fetched once: tokens are hashed per request */
+    uint64_t decided_seq;              /* the last "access" decision entry */
+    char decided_ps[33];               /* the one subject it named (pseudonym), "" if not one */
+    char last_ps[33];                  /* the one subject the last entry named, "" if not one */
 };
 
 #define FV_GUARD_UNAUTH_SAMPLE_MS 10000

@@ -17,9 +17,12 @@ int fv_guard__quota_check(const struct fv_guard *g, const struct fv_guard_ctx *c
                           uint64_t subjects, uint64_t rows, uint64_t bytes, char *reason,
                           size_t reasonlen);
 /* G5: counts what was served against the principal and its role (and raises the 80% alert);
- * save: write both counters to the catalog now (else at most once a second). */
+ * save: write both counters to DATA/quota.db now (else only when near a limit, and in the
+ * batch within a second: guard_quota.c). */
 void fv_guard__quota_count(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint64_t subjects,
                            uint64_t rows, uint64_t bytes, int save);
+/* G5: writes the batch of counters when one is due. Every loop turn (fv_guard_tick). */
+void fv_guard__quota_tick(struct fv_guard *g);
 /* P7: the subjects of the principal's unapproved bulk exports today. */
 uint64_t fv_guard__bulk_today(const struct fv_guard *g, const struct fv_guard_ctx *ctx);
 /* P7: counts an unapproved bulk export's subjects (saved at once). */

@@ -5,6 +5,14 @@
  * (privacy/quota_store.h) so a restart resets nothing. The keys of struct fv_quota are the
  * principal's name and "role:" plus the role's name (principal names hold no ':').
  *
+ * Counting is in memory; the counters reach DATA/quota.db in batches: all of them in one
+ * transaction at most SAVE_EVERY_MS after a count (on the next count or loop turn,
+ * fv_guard__quota_tick) and when the guard closes. A count that leaves the principal or
+ * its role within the last fifth of a daily limit (near) is written, with the whole batch,
+ * before the answer goes out. So a crash (a clean stop saves everything) errs towards
+ * granting, by at most one batch: the counts of the last second before it, and never one
+ * that reached the last fifth of a limit - a restart cannot hand that out again.
+ *
  * Threading: the guard's (the server's API thread).
  */
 #include <stdio.h>
@@ -19,7 +27,7 @@
 #include "util/err.h"
 #include "util/log.h"
 
-#define SAVE_EVERY_MS 1000 /* a long stream's counters reach the disk this often */
+#define SAVE_EVERY_MS 1000 /* the counters reach the disk at least this often */
 
 static void role_key(const struct fv_guard_ctx *ctx, char out[48])
 {
@@ -51,13 +59,34 @@ static void save_key(struct fv_guard *g, const char *key)
                 sqlite3_errmsg(g->quota_db));
 }
 
-static void save(struct fv_guard *g, const struct fv_guard_ctx *ctx)
+/* The batch: every counter, in one transaction. */
+static void save_all(struct fv_guard *g)
 {
-    char rk[48];
-    role_key(ctx, rk);
-    save_key(g, ctx->principal);
-    save_key(g, rk);
     g->quota_saved_ms = fv_now_ms();
+    if (g->quota == NULL || g->quota_db == NULL) return;
+    if (fv_quota_store_save_all(g->quota_db, &g->quota_save, g->quota) != FV_OK) {
+        fv_warn("quota: the counters could not be saved (%s); retrying in a second",
+                sqlite3_errmsg(g->quota_db));
+        return;
+    }
+    g->quota_dirty = 0;
+}
+
+void fv_guard__quota_tick(struct fv_guard *g)
+{
+    if (g->quota_dirty && fv_now_ms() - g->quota_saved_ms >= SAVE_EVERY_MS) save_all(g);
+}
+
+/* Within the last fifth (rounded down) of a finite limit: at or above 80% of it. */
+static int near(uint64_t used, uint64_t lim)
+{
+    return lim != FV_UNLIMITED && used >= lim - lim / 5;
+}
+
+static int near_any(const struct fv_quota_usage *u, const struct fv_quota_limits *l)
+{
+    return near(u->subjects, l->subjects_per_day) || near(u->rows, l->rows_per_day) ||
+           near(u->bytes, l->bytes_per_day);
 }
 
 /* Unusual volume: crossing 80% of a daily limit raises an alert (log + metric). */
@@ -79,6 +108,8 @@ void fv_guard__quota_count(struct fv_guard *g, const struct fv_guard_ctx *ctx, u
         fv_quota_add(g->quota, rk, now, subjects, rows, bytes) != FV_OK)
         fv_error("quota: out of memory counting %s", ctx->principal);
     fv_quota_get(g->quota, ctx->principal, now, &after);
+    struct fv_quota_usage role_after;
+    fv_quota_get(g->quota, rk, now, &role_after);
     const struct fv_quota_limits *l = &ctx->d.quota;
     if (crossed_80(before.rows, after.rows, l->rows_per_day) ||
         crossed_80(before.bytes, after.bytes, l->bytes_per_day)) {
@@ -88,7 +119,11 @@ void fv_guard__quota_count(struct fv_guard *g, const struct fv_guard_ctx *ctx, u
                 ctx->principal, ctx->role, (unsigned long long)after.rows,
                 (unsigned long long)after.bytes);
     }
-    if (save_now || now - g->quota_saved_ms >= SAVE_EVERY_MS) save(g, ctx);
+    g->quota_dirty = 1;
+    /* near a limit: saved before the answer, a crash must not give this back */
+    if (save_now || near_any(&after, l) || near_any(&role_after, &ctx->d.role_quota) ||
+        now - g->quota_saved_ms >= SAVE_EVERY_MS)
+        save_all(g);
 }
 
 uint64_t fv_guard__bulk_today(const struct fv_guard *g, const struct fv_guard_ctx *ctx)
@@ -187,14 +222,6 @@ int fv_guard_quota_take(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint
     return FV_OK;
 }
 
-static int save_one(void *arg, const char *key, const struct fv_quota_usage *u)
-{
-    struct fv_guard *g = arg;
-    if (fv_quota_store_save(g->quota_db, &g->quota_save, key, u) != FV_OK)
-        fv_warn("quota: the counters of %s could not be saved", key);
-    return 0;
-}
-
 int fv_guard__quota_open(struct fv_guard *g, const char *path, char *err, size_t errlen)
 {
     int rc = fv_quota_new(&g->quota);
@@ -205,7 +232,7 @@ int fv_guard__quota_open(struct fv_guard *g, const char *path, char *err, size_t
 
 void fv_guard__quota_close(struct fv_guard *g)
 {
-    if (g->quota && g->quota_db) fv_quota_foreach(g->quota, save_one, g);
+    if (g->quota && g->quota_db && g->quota_dirty) save_all(g);
     if (g->quota) fv_quota_free(g->quota);
     sqlite3_finalize(g->quota_save);
     g->quota_save = NULL;

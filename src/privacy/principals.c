@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
@@ -366,12 +367,11 @@ static int hexval(unsigned char c)
     return -1;
 }
 
-int fv_principal_authenticate(sqlite3 *db, const char *bearer, struct fv_principal *out)
+int fv_principal_token_hash(const char *bearer, struct evp_md_st *sha256, unsigned char hash[32])
 {
-    memset(out, 0, sizeof *out);
     if (bearer == NULL || strnlen(bearer, FV_TOKEN_HEX_LEN + 1) != FV_TOKEN_HEX_LEN)
         return FV_EINVAL;
-    unsigned char token[FV_TOKEN_BYTES], hash[SHA256_DIGEST_LENGTH];
+    unsigned char token[FV_TOKEN_BYTES];
     int bad = 0;
     for (int i = 0; i < FV_TOKEN_BYTES; i++) {
         int hi = hexval((unsigned char)bearer[2 * i]),
@@ -379,21 +379,31 @@ int fv_principal_authenticate(sqlite3 *db, const char *bearer, struct fv_princip
         bad |= (hi < 0) | (lo < 0);
         token[i] = (unsigned char)(((hi & 15) << 4) | (lo & 15));
     }
-    hash_token(token, hash);
+    int ok = 1;
+    if (sha256 == NULL)
+        hash_token(token, hash);
+    else
+        ok = EVP_Digest(token, sizeof token, hash, NULL, sha256, NULL) == 1;
     OPENSSL_cleanse(token, sizeof token);
-    if (bad) return FV_EINVAL;
+    return bad ? FV_EINVAL : ok ? FV_OK : FV_EIO;
+}
+
+int fv_principal_authenticate_hash(sqlite3 *db, const unsigned char hash[32],
+                                   struct fv_principal *out)
+{
+    memset(out, 0, sizeof *out);
     sqlite3_stmt *st = NULL;
     int rc = FV_EIO;
-    if (sqlite3_prepare_v2(db, SELECT_FIELDS ", token_hash FROM principals WHERE token_hash = ?1",
-                           -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_bind_blob(st, 1, hash, sizeof hash, SQLITE_STATIC) == SQLITE_OK) {
+    if (sqlite3_prepare_v3(db, SELECT_FIELDS ", token_hash FROM principals WHERE token_hash = ?1",
+                           -1, 0, &st, NULL) == SQLITE_OK &&
+        sqlite3_bind_blob(st, 1, hash, SHA256_DIGEST_LENGTH, SQLITE_STATIC) == SQLITE_OK) {
         int step = sqlite3_step(st);
         if (step == SQLITE_DONE) {
             rc = FV_ENOENT;
         } else if (step == SQLITE_ROW) {
             const void *stored = sqlite3_column_blob(st, 7);
             if (stored == NULL || sqlite3_column_bytes(st, 7) != SHA256_DIGEST_LENGTH ||
-                CRYPTO_memcmp(stored, hash, sizeof hash) != 0)
+                CRYPTO_memcmp(stored, hash, SHA256_DIGEST_LENGTH) != 0)
                 rc = FV_ENOENT;
             else
                 rc = read_row(st, out);
@@ -404,6 +414,14 @@ int fv_principal_authenticate(sqlite3 *db, const char *bearer, struct fv_princip
     sqlite3_finalize(st);
     if (rc != FV_OK && rc != FV_ESTATE && rc != FV_EAGAIN) memset(out, 0, sizeof *out);
     return rc;
+}
+
+int fv_principal_authenticate(sqlite3 *db, const char *bearer, struct fv_principal *out)
+{
+    unsigned char hash[SHA256_DIGEST_LENGTH];
+    memset(out, 0, sizeof *out);
+    if (fv_principal_token_hash(bearer, NULL, hash) != FV_OK) return FV_EINVAL;
+    return fv_principal_authenticate_hash(db, hash, out);
 }
 
 int fv_principal_approve(sqlite3 *db, const struct fv_policy *policy, const char *name,

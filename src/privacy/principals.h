@@ -132,5 +132,14 @@ int fv_principal_list(sqlite3 *db, int (*fn)(void *arg, const struct fv_principa
  * names whom; refuse), FV_EIO, FV_ECORRUPT. An HTTP caller should answer every non-FV_OK
  * alike (401). */
 int fv_principal_authenticate(sqlite3 *db, const char *bearer, struct fv_principal *out);
+/* The same in two steps, for a caller that keeps what a hash authenticated (the guard's
+ * token cache, guard.h): the SHA-256 of bearer's 32 bytes as stored (FV_OK, or FV_EINVAL:
+ * not a token), then the principal of that hash (the same results as above). sha256: NULL,
+ * or the caller's SHA-256 fetched once (EVP_MD_fetch; OpenSSL's one-shot SHA256() looks
+ * the algorithm up at every call). */
+struct evp_md_st;
+int fv_principal_token_hash(const char *bearer, struct evp_md_st *sha256, unsigned char hash[32]);
+int fv_principal_authenticate_hash(sqlite3 *db, const unsigned char hash[32],
+                                   struct fv_principal *out);
 
 #endif

@@ -125,3 +125,25 @@ int fv_quota_store_save(struct sqlite3 *db, struct sqlite3_stmt **keep, const ch
     }
     return ok ? FV_OK : FV_EIO;
 }
+
+struct save_all {
+    struct sqlite3 *db;
+    struct sqlite3_stmt **keep;
+};
+
+static int save_all_one(void *arg, const char *name, const struct fv_quota_usage *u)
+{
+    struct save_all *a = arg;
+    return fv_quota_store_save(a->db, a->keep, name, u);
+}
+
+int fv_quota_store_save_all(struct sqlite3 *db, struct sqlite3_stmt **keep,
+                            const struct fv_quota *q)
+{
+    struct save_all a = {db, keep};
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) return FV_EIO;
+    int rc = fv_quota_foreach(q, save_all_one, &a);
+    if (rc == FV_OK && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK) return FV_OK;
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return FV_EIO;
+}

@@ -38,9 +38,14 @@ int fv_quota_store_open(const char *path, struct sqlite3 **db, char *err, size_t
 int fv_quota_store_load(struct sqlite3 *db, struct fv_quota *q, uint64_t now_ms, char *err,
                         size_t errlen);
 /* Writes name's counters (one upsert, durable when it returns). FV_OK or FV_EIO. keep: NULL,
- * or where the prepared statement is kept between calls on the same db (it runs on every
- * read; start with NULL, sqlite3_finalize it before closing db). */
+ * or where the prepared statement is kept between calls on the same db (the server saves
+ * often; start with NULL, sqlite3_finalize it before closing db). */
 int fv_quota_store_save(struct sqlite3 *db, struct sqlite3_stmt **keep, const char *name,
                         const struct fv_quota_usage *u);
+/* Writes every counter of q in one transaction (all or none; durable when it returns):
+ * the batched save of a server that counts in memory (privacy/guard_quota.c). keep as for
+ * fv_quota_store_save. FV_OK or FV_EIO. */
+int fv_quota_store_save_all(struct sqlite3 *db, struct sqlite3_stmt **keep,
+                            const struct fv_quota *q);
 
 #endif

@@ -78,6 +78,38 @@ int fv_buf_put_double(struct fv_buf *out, double d)
     return fv_buf_append(out, b, n);
 }
 
+/* v's decimal digits (at most 20) into out; returns how many. */
+static size_t put_digits(char *out, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+size_t fv_fmt_u64(char out[FV_FMT_INT_MAX], uint64_t v)
+{
+    return put_digits(out, v);
+}
+
+size_t fv_fmt_i64(char out[FV_FMT_INT_MAX], int64_t v)
+{
+    if (v >= 0) return put_digits(out, (uint64_t)v);
+    out[0] = '-';
+    return 1 + put_digits(out + 1, 0 - (uint64_t)v); /* INT64_MIN too */
+}
+
+int fv_buf_put_i64(struct fv_buf *out, int64_t v)
+{
+    char b[FV_FMT_INT_MAX];
+    return fv_buf_append(out, b, fv_fmt_i64(b, v));
+}
+
 /* ---- JSON -------------------------------------------------------------------------------- */
 
 /* A JSON string, escaped as jansson does by default (UTF-8 kept, control characters, '"'

@@ -17,6 +17,7 @@
 #define FV_UTIL_FMT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "util/buf.h"
 
@@ -28,6 +29,15 @@ size_t fv_fmt_double(char out[FV_FMT_DOUBLE_MAX], double d);
 
 /* Appends d as JSON: fv_fmt_double's text, or null when d is not finite. FV_OK, FV_ENOMEM. */
 int fv_buf_put_double(struct fv_buf *out, double d);
+
+#define FV_FMT_INT_MAX 21 /* longest text of a 64-bit integer ("-9223372036854775808") */
+
+/* An integer in decimal, as printf's "%" PRIu64 / "%" PRId64 print it (no NUL written);
+ * returns its length. Without printf's parsing of a format: for hot paths. */
+size_t fv_fmt_u64(char out[FV_FMT_INT_MAX], uint64_t v);
+size_t fv_fmt_i64(char out[FV_FMT_INT_MAX], int64_t v);
+/* Appends v in decimal. FV_OK, FV_ENOMEM. */
+int fv_buf_put_i64(struct fv_buf *out, int64_t v);
 
 struct json_t;
 /* Appends the JSON text of j (any jansson value) to out, reals as fv_buf_put_double prints

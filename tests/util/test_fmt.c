@@ -9,6 +9,7 @@
 #include <cmocka.h>
 #include <ctype.h>
 #include <float.h>
+#include <inttypes.h>
 #include <math.h>
 #include <regex.h>
 #include <stdio.h>
@@ -199,6 +200,50 @@ static void test_json_dump(void **state)
     assert_int_equal(fv_json_append(&b, NULL, 0), FV_ENOMEM);
 }
 
+/* Integers: exactly what printf prints, at the edges and at random. */
+static void test_integers(void **state)
+{
+    (void)state;
+    char got[FV_FMT_INT_MAX], want[32];
+    const int64_t edges[] = {0,
+                             1,
+                             -1,
+                             9,
+                             10,
+                             -10,
+                             99,
+                             100,
+                             INT64_MAX,
+                             INT64_MIN,
+                             INT64_MIN + 1,
+                             1795000000000,
+                             -1795000000000};
+    uint64_t x = 88172645463325252ull; /* xorshift64 */
+    for (size_t i = 0; i < 10000 + sizeof edges / sizeof *edges; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        int64_t v = i < sizeof edges / sizeof *edges ? edges[i] : (int64_t)(x >> (x % 64));
+        size_t n = fv_fmt_i64(got, i % 2 ? -v : v);
+        snprintf(want, sizeof want, "%" PRId64, i % 2 ? -v : v);
+        if (v == INT64_MIN) { /* -v overflows: printed as is */
+            n = fv_fmt_i64(got, v);
+            snprintf(want, sizeof want, "%" PRId64, v);
+        }
+        assert_int_equal(n, strlen(want));
+        assert_memory_equal(got, want, n);
+        n = fv_fmt_u64(got, x);
+        snprintf(want, sizeof want, "%" PRIu64, x);
+        assert_int_equal(n, strlen(want));
+        assert_memory_equal(got, want, n);
+    }
+    assert_int_equal(fv_fmt_u64(got, UINT64_MAX), 20);
+    assert_memory_equal(got, "18446744073709551615", 20);
+    struct fv_buf b = {0};
+    assert_int_equal(fv_buf_put_i64(&b, -42), FV_OK);
+    assert_int_equal(b.len, 3);
+    assert_memory_equal(b.data, "-42", 3);
+    fv_buf_free(&b);
+}
+
 int main(void)
 {
     if (regcomp(&json_number, "^-?(0|[1-9][0-9]*)(\\.[0-9]+)?([eE][+-]?[0-9]+)?$",
@@ -208,6 +253,7 @@ int main(void)
         cmocka_unit_test(test_known_values),
         cmocka_unit_test(test_random_doubles),
         cmocka_unit_test(test_json_dump),
+        cmocka_unit_test(test_integers),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     regfree(&json_number);
