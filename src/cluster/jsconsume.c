@@ -1,4 +1,5 @@
 /* jsconsume.c - a storage node's durable pull consumers (jsconsume.h). */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +8,7 @@
 #include <nats/nats.h>
 
 #include "cluster/jsconsume.h"
+#include "cluster/jscursor.h"
 #include "cluster/jslease.h"
 #include "cluster/natsconn.h"
 #include "util/buf.h"
@@ -31,14 +33,14 @@ struct shard {
     uint64_t idle_ms;  /* C6: since when fetches found nothing (monotonic ms; 0: they did) */
     int active;        /* C7: its lease is held and its consumer bound (or being made again) */
     uint64_t retry_ns; /* C7: a bind that failed is tried again from then on */
-    uint64_t wait_ms;  /* C8: not fetched before (monotonic ms) */
+    uint64_t wait_ms;  /* C9: not fetched before (monotonic ms) */
 };
 
 struct fv_jsconsume {
     const struct fv_cluster_cfg *cfg;
     fv_take_fn take;
     void *take_arg;
-    fv_take_fn ready; /* C8 */
+    fv_take_fn ready; /* C9 */
     void *ready_arg;
     fv_wal_replay_fn replay;
     void *replay_arg;
@@ -46,7 +48,9 @@ struct fv_jsconsume {
     char node[65];
     struct fv_jslease *lease; /* C7 */
     struct fv_wal *wal;
-    uint64_t cursor[FV_CLUSTER_MAX_SHARDS]; /* from replay, then the shards' */
+    uint64_t cursor[FV_CLUSTER_MAX_SHARDS]; /* from the cursors file and replay (C8, C1) */
+    char cursor_path[PATH_MAX];             /* C8 */
+    uint64_t saved[FV_CLUSTER_MAX_SHARDS];  /* C8: what the cursors file holds */
     struct shard *shards;
     size_t nshards;
     struct pending_ack *acks; /* in WAL order */
@@ -56,18 +60,32 @@ struct fv_jsconsume {
     uint64_t next_seq;
 };
 
-int fv_jsconsume_new(const struct fv_cluster_cfg *cfg, const char *node, fv_take_fn take,
-                     void *take_arg, fv_wal_replay_fn replay, void *replay_arg,
-                     struct fv_jsconsume **out)
+int fv_jsconsume_new(const struct fv_cluster_cfg *cfg, const char *node, const char *data_dir,
+                     fv_take_fn take, void *take_arg, fv_wal_replay_fn replay, void *replay_arg,
+                     struct fv_jsconsume **out, char *err, size_t errlen)
 {
+    *out = NULL;
     struct fv_jsconsume *c = calloc(1, sizeof *c);
     if (c == NULL) return FV_ENOMEM;
     c->cfg = cfg;
     snprintf(c->node, sizeof c->node, "%s", node);
+    if ((size_t)snprintf(c->cursor_path, sizeof c->cursor_path, "%s/%s", data_dir,
+                         FV_JSCURSOR_FILE) >= sizeof c->cursor_path) {
+        fv_seterr(err, errlen, "cluster: data directory path too long");
+        free(c);
+        return FV_EINVAL;
+    }
     c->take = take;
     c->take_arg = take_arg;
     c->replay = replay;
     c->replay_arg = replay_arg;
+    /* C8: the positions of WAL files deleted; the WAL's replay raises them (C1) */
+    int rc = fv_jscursor_load(c->cursor_path, c->cursor, cfg->shards, err, errlen);
+    if (rc) {
+        free(c);
+        return rc;
+    }
+    memcpy(c->saved, c->cursor, sizeof c->saved);
     *out = c;
     return FV_OK;
 }
@@ -110,34 +128,23 @@ static void durable_name(const struct fv_jsconsume *c, uint32_t shard, char *out
     snprintf(out, cap, "fv-%s-shard-%u", c->node, shard);
 }
 
-/* C4: the shard's durable consumer from a previous run is deleted; *from is the WAL's cursor,
- * or without one (its cursor records trimmed away with their WAL files) the consumer's ack
- * floor (every message at or below it was acked, hence in this node's WAL when it was). */
-static int reset_consumer(struct fv_jsconsume *c, const char *durable, uint64_t *from, char *err,
-                          size_t errlen)
+/* C4: the shard's durable consumer from before (a previous run's, or one a gap left) is
+ * deleted, whatever its position: the node's own cursor (C1, C8) says where to resume. */
+static int delete_consumer(struct fv_jsconsume *c, const char *durable, char *err, size_t errlen)
 {
-    jsConsumerInfo *ci = NULL;
     jsErrCode jerr = 0;
-    natsStatus st = js_GetConsumerInfo(&ci, c->conn.js, c->cfg->stream, durable, NULL, &jerr);
-    if (st == NATS_NOT_FOUND) return FV_OK;
-    if (st != NATS_OK) {
-        fv_seterr(err, errlen, "cluster: consumer %s: %s (JetStream error %d)", durable,
-                  natsStatus_GetText(st), (int)jerr);
-        return FV_EIO;
-    }
-    if (*from == 0) *from = ci->AckFloor.Stream; /* the WAL's cursor wins when it has one */
-    jsConsumerInfo_Destroy(ci);
-    st = js_DeleteConsumer(c->conn.js, c->cfg->stream, durable, NULL, &jerr);
+    natsStatus st = js_DeleteConsumer(c->conn.js, c->cfg->stream, durable, NULL, &jerr);
     if (st != NATS_OK && st != NATS_NOT_FOUND) {
-        fv_seterr(err, errlen, "cluster: deleting consumer %s to restart it: %s", durable,
-                  natsStatus_GetText(st));
+        fv_seterr(err, errlen,
+                  "cluster: deleting consumer %s to restart it: %s (JetStream error %d)", durable,
+                  natsStatus_GetText(st), (int)jerr);
         return FV_EIO;
     }
     return FV_OK;
 }
 
-/* (Re)binds shard s's durable consumer, delivering from one past max(from, its ack floor)
- * in order (C4, C5). */
+/* (Re)binds shard s's durable consumer, delivering from one past from, the shard's cursor,
+ * in order (C4, C5); from 0: the shard's first message in the stream. */
 static int bind_shard(struct fv_jsconsume *c, struct shard *s, uint64_t from, char *err,
                       size_t errlen)
 {
@@ -149,7 +156,7 @@ static int bind_shard(struct fv_jsconsume *c, struct shard *s, uint64_t from, ch
         natsSubscription_Destroy(s->sub);
         s->sub = NULL;
     }
-    int rc = reset_consumer(c, durable, &from, err, errlen);
+    int rc = delete_consumer(c, durable, err, errlen);
     if (rc) return rc;
     jsSubOptions so;
     jsSubOptions_Init(&so);
@@ -211,22 +218,48 @@ static void send_acks(struct fv_jsconsume *c, int all)
     c->nacks -= k;
 }
 
-/* Everything taken made durable (waiting up to 5 s) and acked: before a subscription is
- * destroyed, since the acks pending (their messages) need it. FV_OK, or FV_EIO (the WAL did
- * not become durable: nothing is destroyed then). */
-static int ack_all_taken(struct fv_jsconsume *c)
+/* Waits (up to 5 s) until everything appended to the WAL so far is durable. FV_OK or FV_EIO. */
+static int wal_all_durable(struct fv_jsconsume *c)
 {
     uint64_t want = fv_wal_appended_seq(c->wal);
     for (int i = 0; i < 5000 && fv_wal_durable_seq(c->wal) < want; i++) {
         if (fv_wal_failed(c->wal)) break;
         usleep(1000);
     }
-    if (fv_wal_durable_seq(c->wal) < want) return FV_EIO;
+    return fv_wal_durable_seq(c->wal) < want ? FV_EIO : FV_OK;
+}
+
+/* Everything taken made durable (waiting up to 5 s) and acked: before a subscription is
+ * destroyed, since the acks pending (their messages) need it. FV_OK, or FV_EIO (the WAL did
+ * not become durable: nothing is destroyed then). */
+static int ack_all_taken(struct fv_jsconsume *c)
+{
+    if (wal_all_durable(c) != FV_OK) return FV_EIO;
     send_acks(c, 0);
     return FV_OK;
 }
 
 static int rebind_from_cursor(struct fv_jsconsume *c, struct shard *s, char *err, size_t errlen);
+
+int fv_jsconsume_before_wal_remove(void *arg, char *err, size_t errlen)
+{
+    struct fv_jsconsume *c = arg;
+    uint64_t cur[FV_CLUSTER_MAX_SHARDS];
+    memcpy(cur, c->cursor, sizeof cur);
+    for (size_t i = 0; i < c->nshards; i++)
+        if (c->shards[i].cursor > cur[i]) cur[i] = c->shards[i].cursor;
+    if (memcmp(cur, c->saved, sizeof cur) == 0) return FV_OK; /* nothing new since */
+    /* the records the cursors name durable first (the loop thread appends: none meanwhile) */
+    if (c->wal && wal_all_durable(c) != FV_OK) {
+        fv_seterr(err, errlen,
+                  "cluster: shard cursors not saved: the local WAL did not become "
+                  "durable");
+        return FV_EIO;
+    }
+    int rc = fv_jscursor_save(c->cursor_path, cur, c->cfg->shards, err, errlen);
+    if (rc == FV_OK) memcpy(c->saved, cur, sizeof cur);
+    return rc;
+}
 
 /* C5: a delivery of shard s was lost (its delivery sequence jumped). Everything taken is
  * made durable and acked first (up to 5 s; else the node stops and C4 resumes at the next
@@ -243,7 +276,7 @@ static int rebind_after_gap(struct fv_jsconsume *c, struct shard *s, uint64_t ds
 }
 
 /* Everything taken made durable and acked (up to 5 s), then shard s's consumer made again
- * from its cursor (C5, C8). */
+ * from its cursor (C5, C9). */
 static int rebind_from_cursor(struct fv_jsconsume *c, struct shard *s, char *err, size_t errlen)
 {
     if (ack_all_taken(c) != FV_OK) {
@@ -340,7 +373,7 @@ static int check_idle(struct fv_jsconsume *c, struct shard *s, char *err, size_t
     return rc;
 }
 
-/* C8: the shard's record at stream sequence seq has no key yet: the shard waits. */
+/* C9: the shard's record at stream sequence seq has no key yet: the shard waits. */
 static int wait_key(struct fv_jsconsume *c, struct shard *s, uint64_t seq, char *err, size_t errlen)
 {
     fv_warn("cluster: shard %u: stream sequence %llu: its subject's key is in no KV entry yet "
@@ -357,7 +390,7 @@ static int wait_key(struct fv_jsconsume *c, struct shard *s, uint64_t seq, char 
 
 static int fetch_shard(struct fv_jsconsume *c, struct shard *s, char *err, size_t errlen)
 {
-    if (s->wait_ms && fv_mono_ns() / 1000000 < s->wait_ms) return 0; /* C8 */
+    if (s->wait_ms && fv_mono_ns() / 1000000 < s->wait_ms) return 0; /* C9 */
     s->wait_ms = 0;
     if (s->sub == NULL) return check_idle(c, s, err, errlen);
     natsMsgList list = {0};
@@ -375,7 +408,7 @@ static int fetch_shard(struct fv_jsconsume *c, struct shard *s, char *err, size_
     }
     s->idle_ms = 0;
     int n = 0, rc = 0, last = -1, gap = 0;
-    uint64_t waiting = 0; /* C8: the stream sequence whose key is missing */
+    uint64_t waiting = 0; /* C9: the stream sequence whose key is missing */
     for (int i = 0; i < list.Count && rc >= 0 && !gap; i++) {
         if (!fv_jslease_holds(c->lease, s->no, fv_mono_ns())) break; /* C7: not one more */
         jsMsgMetaData *meta = NULL;

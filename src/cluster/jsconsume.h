@@ -1,6 +1,6 @@
 /*
  * jsconsume.h - a storage node's side of the stream (docs/cluster.md): a durable pull
- * consumer per owned shard (name fv-shard-N, filter PREFIX.N, ack policy "all"), each
+ * consumer per owned shard (name fv-NODE-shard-N, filter PREFIX.N, ack policy "all"), each
  * message's record logged to the node's local WAL and handed to the store (take), and the
  * stream acked once the local WAL holds it durably.
  *
@@ -12,7 +12,7 @@
  *     no record in the head that its cursor does not cover. A message redelivered at or
  *     below its shard's cursor (it reached the WAL, its ack was lost) is skipped. Cursor
  *     records live as long as their WAL files (store.h T1); older positions come from the
- *     consumer's ack floor (C4).
+ *     shard cursors file (C8).
  *  C2 acks: the last message of a batch (ack "all" covers the batch) once the local WAL's
  *     durable sequence reaches the batch's last record.
  *  C3 a record the node cannot take (a payload or a KV value that does not open, the
@@ -21,10 +21,11 @@
  *     an erased subject's, which is skipped and counted (as in replay).
  *  C4 in order: a message fetched but not yet in the WAL when the node died would come back
  *     only after the ack wait, behind newer ones whose cursor (and ack "all") would cover it.
- *     So at start each shard's durable consumer is deleted and made again, delivering from
- *     one past the WAL's cursor, or, when the WAL has none for the shard (trimmed away), the
- *     old consumer's ack floor (what was acked was in the WAL). The cursor is exact; the
- *     floor is the server's word, taken only when there is nothing better.
+ *     So when a shard is bound its durable consumer is deleted and made again, delivering from
+ *     one past the node's cursor for the shard (C1, C8), or from the shard's first message
+ *     when the node never stored one of it. The consumer's ack floor is never used: it may
+ *     lag what the node stored (acks not sent before a crash, a consumer deleted or lost
+ *     with its server), and reading from it would store those records twice.
  *  C5 at run time the same order is kept: a consumer's delivery sequence that jumps (a
  *     delivery lost, e.g. one that reached nats.c after its fetch had expired) makes the
  *     node wait until its WAL holds everything taken durably, ack it, and make the shard's
@@ -39,9 +40,18 @@
  *     stream's first message of the shard: the new owner rebuilds the shard's whole history
  *     in its own store, and C1 keeps it exactly once. A shard lost or released stops being
  *     taken at once; its subscription goes once the acks of what it took are sent (they need
- *     it), and its consumer stays (unfetched) for C4's ack floor should the shard come back. Durable consumers are named per node, fv-NODE-shard-N, so two nodes never share
- *     one (each has its own store, hence its own position).
- *  C8 a record whose key the node cannot get yet (ready() says FV_EAGAIN: in no KV entry,
+ *     it); its consumer stays on the server, unfetched (harmless: C4 deletes it should the
+ *     shard come back). Durable consumers are named per node, fv-NODE-shard-N, so two nodes
+ *     never share one (each has its own store, hence its own position).
+ *  C8 the cursors outlive the WAL: before the WAL deletes files (the store's parts cover
+ *     them, store.h T1), fv_jsconsume_before_wal_remove (the WAL's before_remove option)
+ *     makes everything appended durable, then saves every shard's cursor to DATA/shard-cursors
+ *     (jscursor.h, fsync'd, replaced atomically); fv_jsconsume_new loads it and the WAL's
+ *     replay raises it (C1). So the cursor is the highest stream sequence the node stored of
+ *     the shard, whatever was deleted: what the deleted files held is at or below the file's
+ *     values, what remains is replayed. A cursor saved is at most what is durable, never
+ *     past it (nothing is lost), and at least what was deleted (nothing is stored twice).
+ *  C9 a record whose key the node cannot get yet (ready() says FV_EAGAIN: in no KV entry,
  *     cluster/jskeys.h, or KV unreachable) is neither logged nor acked: what its shard took
  *     before it is acked as usual (C2), the shard's consumer is made again from the cursor
  *     (so the record and those after it come again, in order) and the shard pauses
@@ -70,16 +80,20 @@ struct fv_jsconsume;
 /* take(arg, rec): the record into the store (gateway/recovery.h fv_recovery_take). */
 typedef int (*fv_take_fn)(void *arg, const struct fv_wal_record *rec);
 
-/* Makes the consumer's state (no connection yet): replay below fills its cursors. node: this
- * node's name (its leases and consumers). */
-int fv_jsconsume_new(const struct fv_cluster_cfg *cfg, const char *node, fv_take_fn take,
-                     void *take_arg, fv_wal_replay_fn replay, void *replay_arg,
-                     struct fv_jsconsume **out);
-/* C8: ready(arg, rec) before each record is logged: FV_OK, or FV_EAGAIN to wait. */
+/* Makes the consumer's state (no connection yet) with the cursors saved in data_dir (C8);
+ * replay below raises them. node: this node's name (its leases and consumers). FV_OK, or an
+ * FV_E* with err (FV_ECORRUPT: a damaged cursors file, jscursor.h K1). */
+int fv_jsconsume_new(const struct fv_cluster_cfg *cfg, const char *node, const char *data_dir,
+                     fv_take_fn take, void *take_arg, fv_wal_replay_fn replay, void *replay_arg,
+                     struct fv_jsconsume **out, char *err, size_t errlen);
+/* C9: ready(arg, rec) before each record is logged: FV_OK, or FV_EAGAIN to wait. */
 void fv_jsconsume_set_ready(struct fv_jsconsume *c, fv_take_fn ready, void *arg);
 /* The WAL replay function for fv_wal_open (arg: the consumer): cursor records set the
  * cursors, the others go to the replay function given to fv_jsconsume_new. */
 int fv_jsconsume_replay(void *arg, const struct fv_wal_record *r, const char *file, uint64_t off);
+/* C8, the WAL's before_remove option (arg: the consumer): saves the cursors once what they
+ * name is durable. FV_OK, or FV_EIO with err (the WAL deletes nothing then). Loop thread. */
+int fv_jsconsume_before_wal_remove(void *arg, char *err, size_t errlen);
 /* Is r a cursor record (C1)? (inspect skips them.) */
 int fv_jsconsume_is_cursor(const struct fv_wal_record *r);
 /* Connects and opens the leases (C7; shards are bound as their leases are acquired, from the

@@ -43,7 +43,7 @@ int fv_recovery_rebuild(struct fv_recovery *r);
  * FV_ENOENT (no key: not in this node's catalog), FV_ECORRUPT or what the store returned. */
 int fv_recovery_take(struct fv_recovery *r, const struct fv_wal_record *rec);
 
-/* A storage node, before logging a stream record (cluster/jsconsume.h C8; arg a struct
+/* A storage node, before logging a stream record (cluster/jsconsume.h C9; arg a struct
  * fv_recovery): FV_EAGAIN, counted in key_waits, when the record's subject has no key here yet
  * (none in the catalog nor, in a cluster, in the KV bucket, or KV not answering): it waits,
  * unacked. FV_OK otherwise (fv_recovery_take decides). */

@@ -589,13 +589,16 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
                              .writer_nice = cfg->ingest_nice};
     t0 = fv_mono_ns();
     if (cfg->role == FV_ROLE_STORAGE) {
-        /* The local WAL also holds the shards' cursors (cluster/jsconsume.h C1). */
+        /* The local WAL also holds the shards' cursors (cluster/jsconsume.h C1), and
+         * DATA/shard-cursors those of the WAL files deleted (C8). */
         char node[65];
         snprintf(node, sizeof node, "%s", cfg->cluster.node);
         if (node[0] == '\0') fv_cluster_node_default(cfg->data_dir, node, sizeof node);
-        rc = fv_jsconsume_new(&cfg->cluster, node, storage_take, srv, fv_recovery_replay, &srv->rec,
-                              &srv->consumer);
+        rc = fv_jsconsume_new(&cfg->cluster, node, cfg->data_dir, storage_take, srv,
+                              fv_recovery_replay, &srv->rec, &srv->consumer, err, errlen);
         if (rc == FV_OK) fv_jsconsume_set_ready(srv->consumer, fv_recovery_ready, &srv->rec);
+        wo.before_remove = fv_jsconsume_before_wal_remove; /* C8: cursors outlive the files */
+        wo.before_remove_arg = srv->consumer;
         if (rc == FV_OK)
             rc = fv_wal_open(path, &wo, fv_jsconsume_replay, srv->consumer, &srv->wal, err, errlen);
         srv->rec.live = 1;

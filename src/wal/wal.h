@@ -65,6 +65,11 @@ struct fv_wal_opts {
      * non-zero return fails the WAL (err says why). NULL: none. */
     int (*before_sync)(void *arg, char *err, size_t errlen);
     void *before_sync_arg;
+    /* Called by fv_wal_remove_upto (on its caller's thread) before it deletes any file:
+     * what it makes durable (e.g. positions the deleted records held) then outlives them.
+     * A non-zero return deletes nothing (fv_wal_remove_upto returns it). NULL: none. */
+    int (*before_remove)(void *arg, char *err, size_t errlen);
+    void *before_remove_arg;
     /* The writer thread's nice value (0: inherited). A value the process may not take is
      * reported once (fv_warn) and the thread runs on as it was. */
     int writer_nice;
@@ -105,7 +110,8 @@ void fv_wal_stats(struct fv_wal *w, struct fv_wal_stats *out);
 uint64_t fv_wal_rotate(struct fv_wal *w);
 int fv_wal_rotation_done(struct fv_wal *w, uint64_t marker, uint64_t *last_file);
 /* Deletes the WAL files numbered <= file_no (never the current one) and fsyncs the
- * directory: for records that are durable elsewhere. */
+ * directory: for records that are durable elsewhere. The before_remove option runs first
+ * when there is a file to delete. */
 int fv_wal_remove_upto(struct fv_wal *w, uint64_t file_no, char *err, size_t errlen);
 /* The number in a WAL file's path ("DIR/wal-000000000000002a.log" -> 42); 0 if none. */
 uint64_t fv_wal_file_no(const char *path);

@@ -66,6 +66,7 @@ struct fv_wal {
     /* Rotation (I5), under mu: a request cuts the pending batch at rotate_at; the writer
      * publishes the marker seq and the last file holding records <= it once durable. */
     int rotate_req;
+    int rotating; /* taken by the writer, (S, F) not published yet: not done (I5) */
     size_t rotate_at;
     uint64_t rotate_seq;
     uint64_t rotated_seq, rotated_file;

@@ -26,6 +26,10 @@
  *  I5 a rotation requested after record S puts every record <= S in files <= F and every
  *     later record in files > F; (S, F) is published only once records <= S are durable,
  *     so files <= F may be deleted once their records are safely elsewhere (the store);
+ *     the rotation is done only once its own (S, F) is published (rotating), never on the
+ *     previous rotation's, whose S equals it when nothing was appended in between (the
+ *     first rotation after replay: the head then holds only replayed records, and a part
+ *     claiming a stale F would leave its WAL files to be replayed into the store again);
  *  I6 the durable offset D written in a record is true: the file was fsync'd up to D (at
  *     start, the newest file is fsync'd before anything is appended). After each batch's
  *     fdatasync, and before its records are published durable, a sync mark is written
@@ -272,6 +276,7 @@ void *fv_wal__writer_main(void *arg)
         size_t rot_at = rot ? w->rotate_at : batch.len;
         uint64_t rot_seq = w->rotate_seq, rot_file = 0;
         w->rotate_req = 0;
+        w->rotating = rot; /* until (S, F) is published below: rotated_* are stale (I5) */
         pthread_mutex_unlock(&w->mu);
 
         int rc = FV_OK;
@@ -299,6 +304,7 @@ void *fv_wal__writer_main(void *arg)
         if (rot) {
             w->rotated_seq = rot_seq;
             w->rotated_file = rot_file;
+            w->rotating = 0;
         }
         record_fsync(w, dt);
         w->last_sync_end_ns = fv_mono_ns();
@@ -401,7 +407,10 @@ uint64_t fv_wal_rotate(struct fv_wal *w)
 int fv_wal_rotation_done(struct fv_wal *w, uint64_t marker, uint64_t *last_file)
 {
     pthread_mutex_lock(&w->mu);
-    int done = w->rotated_seq == marker && !w->rotate_req && fv_wal_durable_seq(w) >= marker;
+    /* rotating: the previous rotation's (S, F) may equal the marker (nothing appended
+     * since, e.g. a head holding only replayed records) while its F is stale */
+    int done = w->rotated_seq == marker && !w->rotate_req && !w->rotating &&
+               fv_wal_durable_seq(w) >= marker;
     if (done) *last_file = w->rotated_file;
     pthread_mutex_unlock(&w->mu);
     return done;
@@ -416,6 +425,8 @@ int fv_wal_remove_upto(struct fv_wal *w, uint64_t file_no, char *err, size_t err
     pthread_mutex_lock(&w->mu);
     uint64_t cur = w->cur_file_no;
     pthread_mutex_unlock(&w->mu);
+    if (n > 0 && files[0] <= file_no && files[0] < cur && w->opts.before_remove)
+        rc = w->opts.before_remove(w->opts.before_remove_arg, err, errlen);
     int removed = 0;
     for (size_t i = 0; i < n && rc == FV_OK; i++) {
         if (files[i] > file_no || files[i] >= cur) break;

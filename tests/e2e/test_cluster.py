@@ -161,10 +161,12 @@ def acked_records(path):
     return acked
 
 
-def run_cluster(env, disturb, gateways=1, nats=None, replicas=1):
+def run_cluster(env, disturb, gateways=1, nats=None, replicas=1, store=None, after=None):
     """nats-server, a storage node and gateways; simulated vehicles stream through each
-    gateway while disturb(storage) runs; then every acked record must be on the storage node
-    exactly once: queryable through its API, once in its WAL."""
+    gateway while disturb(storage) runs, then after(storage, nats) (when given) once they
+    are done; then every acked record must be on the storage node exactly once: queryable
+    through its API, once in its WAL (or its parts, when store deletes WAL files).
+    store: more of the storage node's "store" config."""
     own = nats is None
     if own:
         nats = Nats(env.root).start()
@@ -178,7 +180,7 @@ def run_cluster(env, disturb, gateways=1, nats=None, replicas=1):
         storage = t.Server(st_root, env.certs, config={
             "cluster": cluster_cfg(nats, replicas=replicas, node=NODE, lease_renew_ms=1000,
                                    lease_ttl_ms=5000),
-            "store": {"flush_interval": "2s"}},
+            "store": {"flush_interval": "2s", **(store or {})}},
             extra=["--role", "storage", "--no-rate-limit"]).start()
         gws = [Gateway(os.path.join(env.root, f"gateway{k}"), env.certs, storage.key_file,
                        {"cluster": cluster_cfg(nats, replicas=replicas)}).start()
@@ -208,6 +210,8 @@ def run_cluster(env, disturb, gateways=1, nats=None, replicas=1):
             mine = acked_records(acked_log)
             assert len(mine) == final["acked"], (len(mine), final["acked"])
             acked.update(mine)
+        if after:
+            after(storage, nats)
 
         # The storage node catches up: every shard's consumer delivered and acked all.
         def caught_up():
@@ -255,6 +259,8 @@ def run_cluster(env, disturb, gateways=1, nats=None, replicas=1):
         for gw in gws:
             gw.stop()
         storage.stop()
+        if store and "wal_keep" in store:
+            return  # the WAL no longer holds every record: the query API checked them
         stored = {}
         r = t.run("inspect", storage.data, "--txids", "--key-file", storage.key_file)
         for line in r.stdout.splitlines():
@@ -323,6 +329,38 @@ def test_storage_stops_with_records_fetched_not_logged():
         storage.start()
     with t.Env() as env:
         run_cluster(env, disturb)
+
+
+def test_restart_after_wal_trimmed_exactly_once():
+    """The storage node's WAL files deleted as soon as parts cover them (wal_keep 0), so its
+    cursor records go with them (cluster/jsconsume.h C8). Once it has taken everything and
+    flushed, it is killed with SIGKILL and its consumers are deleted (lost with their server,
+    or an operator's mistake): the consumers' ack floors are gone, and the WAL names no
+    position. Restarted, the node must resume from the position it stored (DATA/shard-cursors)
+    and not take the stream's records again: each acked record once in its store."""
+    def disturb(storage):
+        time.sleep(SECONDS / 3)
+        storage.kill9()  # mid-stream too: some of the WAL's files held a dead run's records
+        storage.start()
+
+    def after(storage, nats):
+        def trimmed():
+            cs = nats.consumers()
+            st = storage.json("/api/v1/store")
+            return (len(cs) == SHARDS and all(p == (0, 0) for p in cs.values()) and
+                    st["head_records"] == 0 and storage.metric("fleetvault_wal_files") == 1)
+        t.wait_until("the storage node to flush everything and delete its WAL files", trimmed,
+                     timeout=CATCHUP)
+        storage.kill9()
+        for k in range(SHARDS):
+            js_request(nats.port, f"$JS.API.CONSUMER.DELETE.FLEETVAULT.fv-{NODE}-shard-{k}")
+        t.wait_until("the consumers to be deleted", lambda: not nats.consumers(), timeout=10)
+        storage.start()
+        t.wait_until("the storage node to take its shards again",
+                     lambda: storage.metric("fleetvault_cluster_shards_owned") == SHARDS,
+                     timeout=CATCHUP)
+    with t.Env() as env:
+        run_cluster(env, disturb, store={"wal_keep": "0s"}, after=after)
 
 
 def js_request(port, subject):
@@ -433,4 +471,5 @@ def test_role_and_config_errors():
 
 if __name__ == "__main__":
     t.main([test_role_and_config_errors, test_stream_kill9_storage_exactly_once,
-            test_storage_stops_with_records_fetched_not_logged, test_consumers_deleted_midstream])
+            test_storage_stops_with_records_fetched_not_logged, test_consumers_deleted_midstream,
+            test_restart_after_wal_trimmed_exactly_once])

@@ -356,6 +356,94 @@ static void test_before_sync_precedes_durability(void **state)
     free(d);
 }
 
+/* I5: the first rotation after a restart that appended nothing (a head holding only replayed
+ * records, e.g. a storage node waiting for its leases) must report the replayed file, never
+ * the previous rotation's stale (S, F) = (0, 0) while the writer is still making the new
+ * file. With the stale one the store's part claimed no WAL file, the next restart replayed
+ * the file into the store again (records stored twice: issue 15, test_cluster). Polled
+ * without pause, many times: the writer's window (creating and fsyncing the new file) is
+ * short but always there. */
+static void test_rotation_after_replay_only(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 40; round++) {
+        char *d = tmpdir();
+        write_n(d, 3, 64u << 20); /* file 1 holds records 1..3 */
+        struct fv_wal *w;
+        char err[512];
+        assert_int_equal(fv_wal_open(d, NULL, NULL, NULL, &w, err, sizeof err), FV_OK);
+        uint64_t marker = fv_wal_rotate(w), last = 99;
+        assert_int_equal(marker, 0); /* nothing appended in this run */
+        for (long k = 0; k < 100000000 && !fv_wal_rotation_done(w, marker, &last); k++)
+            ;
+        assert_int_equal(last, 1); /* the replayed file: a part made now covers it */
+        fv_wal_close(w);
+        rmrf(d);
+        free(d);
+    }
+}
+
+struct remove_probe {
+    int calls, fail;
+    char dir[64];
+    int files_at_call; /* WAL files present when the hook ran */
+};
+
+static int count_files(const char *d)
+{
+    DIR *dir = opendir(d);
+    if (dir == NULL) return -1;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(dir)) != NULL;)
+        n += strncmp(e->d_name, "wal-", 4) == 0;
+    closedir(dir);
+    return n;
+}
+
+static int probe_before_remove(void *arg, char *err, size_t errlen)
+{
+    struct remove_probe *p = arg;
+    p->calls++;
+    p->files_at_call = count_files(p->dir);
+    if (p->fail) {
+        snprintf(err, errlen, "probe: refused");
+        return FV_EIO;
+    }
+    return FV_OK;
+}
+
+/* The before_remove option runs before any file is deleted, only when one is; its failure
+ * deletes nothing (cluster/jsconsume.h C8 saves the shard cursors there). */
+static void test_before_remove_precedes_deletion(void **state)
+{
+    (void)state;
+    char *d = tmpdir();
+    write_n(d, 40, 256); /* several files */
+    struct remove_probe p = {0};
+    snprintf(p.dir, sizeof p.dir, "%s", d);
+    struct fv_wal_opts o = {.before_remove = probe_before_remove, .before_remove_arg = &p};
+    struct fv_wal *w;
+    char err[512];
+    assert_int_equal(fv_wal_open(d, &o, NULL, NULL, &w, err, sizeof err), FV_OK);
+    int before = count_files(d);
+    assert_true(before >= 3);
+    assert_int_equal(fv_wal_remove_upto(w, 0, err, sizeof err), FV_OK); /* nothing to delete */
+    assert_int_equal(p.calls, 0);
+    p.fail = 1;
+    assert_int_equal(fv_wal_remove_upto(w, 2, err, sizeof err), FV_EIO);
+    assert_string_equal(err, "probe: refused");
+    assert_int_equal(p.calls, 1);
+    assert_int_equal(count_files(d), before); /* nothing deleted */
+    p.fail = 0;
+    assert_int_equal(fv_wal_remove_upto(w, 2, err, sizeof err), FV_OK);
+    assert_int_equal(p.calls, 2);
+    assert_int_equal(p.files_at_call, before); /* the hook ran first */
+    assert_int_equal(count_files(d), before - 2);
+    fv_wal_close(w);
+    rmrf(d);
+    free(d);
+}
+
 /* (b) Cut the single file at every offset: replay keeps exactly the whole records before the
  * cut, never reports an error (every cut is crash-shaped: R2, or R4 inside the header), and
  * leaves a file that accepts appends. */
@@ -1041,6 +1129,8 @@ int main(void)
         cmocka_unit_test(test_format1_still_read),
         cmocka_unit_test(test_body_codec_limits),
         cmocka_unit_test(test_before_sync_precedes_durability),
+        cmocka_unit_test(test_rotation_after_replay_only),
+        cmocka_unit_test(test_before_remove_precedes_deletion),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
