@@ -409,8 +409,12 @@ static void handle_message(struct session *s, const unsigned char *msg, size_t l
     const struct fv_config *cfg = ing->d.cfg;
     if (cfg->rate_limit_enabled) {
         int rule = fv_rate_rule_for(&cfg->rates, (const char *)env.topic.p, env.topic.len);
-        if (rule >= 0 &&
-            !fv_bucket_take(&dev->buckets[rule], &cfg->rates.rules[rule], fv_mono_ns())) {
+        struct fv_bucket *b = rule >= 0 ? fv_device_bucket(dev, rule, cfg->rates.n) : NULL;
+        if (rule >= 0 && b == NULL) {
+            send_error(s, FV_REJ_STORAGE, &env.txid, "out of memory");
+            return;
+        }
+        if (b && !fv_bucket_take(b, &cfg->rates.rules[rule], fv_mono_ns())) {
             fv_fleet_lock(ing->d.fleet);
             dev->rate_limited++;
             fv_fleet_unlock(ing->d.fleet);
