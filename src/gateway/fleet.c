@@ -87,32 +87,28 @@ struct fv_bucket *fv_device_bucket(struct fv_device *d, int rule, int nrules)
 
 /* ---- txid window -------------------------------------------------------------------- */
 
+/* The set slot holding h, or the empty slot where it would go. */
+static uint32_t set_slot(const struct fv_txwindow *w, uint64_t h)
+{
+    uint32_t mask = w->set_cap - 1;
+    uint32_t i = (uint32_t)h & mask;
+    while (w->set[i] && w->ring[w->set[i] - 1] != h)
+        i = (i + 1) & mask;
+    return i;
+}
+
 static int set_has(const struct fv_txwindow *w, uint64_t h)
 {
-    if (w->set_cap == 0) return 0;
-    for (uint32_t i = (uint32_t)h & (w->set_cap - 1);; i = (i + 1) & (w->set_cap - 1)) {
-        if (w->set[i] == 0) return 0;
-        if (w->set[i] == h) return 1;
-    }
+    return w->set_cap && w->set[set_slot(w, h)] != 0;
 }
 
-static void set_insert(uint64_t *set, uint32_t cap, uint64_t h)
-{
-    uint32_t i = (uint32_t)h & (cap - 1);
-    while (set[i] && set[i] != h)
-        i = (i + 1) & (cap - 1);
-    set[i] = h;
-}
-
+/* Removes h (backward-shift deletion: no tombstones); its ring entry is still in place. */
 static void set_remove(struct fv_txwindow *w, uint64_t h)
 {
-    uint32_t mask = w->set_cap - 1, i = (uint32_t)h & mask;
-    while (w->set[i] != h) {
-        if (w->set[i] == 0) return;
-        i = (i + 1) & mask;
-    }
+    uint32_t mask = w->set_cap - 1, i = set_slot(w, h);
+    if (w->set[i] == 0) return;
     for (uint32_t j = (i + 1) & mask; w->set[j]; j = (j + 1) & mask) {
-        uint32_t home = (uint32_t)w->set[j] & mask;
+        uint32_t home = (uint32_t)w->ring[w->set[j] - 1] & mask;
         if (((j - home) & mask) >= ((j - i) & mask)) {
             w->set[i] = w->set[j];
             i = j;
@@ -126,21 +122,19 @@ int fv_device_has_txid(const struct fv_device *d, const void *txid, size_t len)
     return set_has(&d->recent, fv_hash64(txid, len));
 }
 
-/* Grows ring and set together, doubling, up to the window. */
+/* Grows ring and set together, doubling, up to the window; the ring is laid out from 0. */
 static int window_grow(struct fv_txwindow *w)
 {
     uint32_t ncap = w->ring_cap ? w->ring_cap * 2 : 8;
     uint64_t *ring = malloc(ncap * sizeof *ring);
-    uint64_t *set = calloc(ncap * 2, sizeof *set);
+    uint16_t *set = calloc(ncap * 2, sizeof *set);
     if (ring == NULL || set == NULL) {
         free(ring);
         free(set);
         return FV_ENOMEM;
     }
-    for (uint32_t k = 0; k < w->ring_n; k++) {
+    for (uint32_t k = 0; k < w->ring_n; k++)
         ring[k] = w->ring[(w->ring_head + k) % w->ring_cap];
-        set_insert(set, ncap * 2, ring[k]);
-    }
     free(w->ring);
     free(w->set);
     w->ring = ring;
@@ -148,6 +142,8 @@ static int window_grow(struct fv_txwindow *w)
     w->ring_cap = ncap;
     w->set_cap = ncap * 2;
     w->ring_head = 0;
+    for (uint32_t k = 0; k < w->ring_n; k++)
+        w->set[set_slot(w, ring[k])] = (uint16_t)(k + 1);
     return FV_OK;
 }
 
@@ -165,9 +161,10 @@ int fv_device_add_txid(struct fv_device *d, const void *txid, size_t len)
             w->ring_n--;
         }
     }
-    w->ring[(w->ring_head + w->ring_n) % w->ring_cap] = h;
+    uint32_t at = (w->ring_head + w->ring_n) % w->ring_cap;
+    w->ring[at] = h;
     w->ring_n++;
-    set_insert(w->set, w->set_cap, h);
+    w->set[set_slot(w, h)] = (uint16_t)(at + 1);
     return FV_OK;
 }
 

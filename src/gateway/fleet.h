@@ -32,7 +32,7 @@
 #include "util/map.h"
 #include "wire/payload.h"
 
-#define FV_DEDUP_WINDOW 1024
+#define FV_DEDUP_WINDOW 1024 /* at most 65535: the set holds ring positions in 16 bits */
 
 /* Latest state follows the device's clock, within reason: a value stamped more than this far
  * ahead of the server's clock (at receipt) is stored and queryable but never becomes a
@@ -46,10 +46,13 @@ struct fv_signal_state {
     struct fv_value value;
 };
 
+/* The ring holds the txid hashes in insertion order (for eviction); the set indexes it by
+ * hash: open addressing of 1 + a ring position, 0 = empty (2 bytes a slot, not a hash's 8: a
+ * full window is 8 KB + 4 KB, it was 8 + 16). */
 struct fv_txwindow {
-    uint64_t *set; /* open addressing of txid hashes, 0 = empty */
+    uint16_t *set;
     uint32_t set_cap;
-    uint64_t *ring; /* insertion order, for eviction */
+    uint64_t *ring;
     uint32_t ring_cap, ring_head, ring_n;
 };
 

@@ -159,6 +159,37 @@ static void test_device_memory_by_need(void **state)
     fv_fleet_free(&f);
 }
 
+/* A full txid window (FV_DEDUP_WINDOW ids: a vehicle connected for 2.8 hours at 0.1 Hz) held
+ * 24 KB per device, 8 in the ring of hashes and 16 in a set of hashes; the set holds 2-byte
+ * ring positions now: 12 KB. Every id in the window is still found, none before it. */
+static void test_txid_window_memory(void **state)
+{
+    (void)state;
+    enum { DEVICES = 40, IDS = FV_DEDUP_WINDOW + 77 };
+    struct fv_fleet f;
+    fv_fleet_init(&f);
+    char tx[48];
+    size_t before = mallinfo2().uordblks;
+    for (int k = 0; k < DEVICES; k++) {
+        snprintf(tx, sizeof tx, "DEV%d", k);
+        struct fv_device *d = fv_fleet_device(&f, tx, "vehicle_device");
+        assert_non_null(d);
+        for (int i = 0; i < IDS; i++) {
+            snprintf(tx, sizeof tx, "%d-tx-%d", k, i);
+            assert_int_equal(fv_device_add_txid(d, tx, strlen(tx)), FV_OK);
+        }
+    }
+    double per = (double)(mallinfo2().uordblks - before) / DEVICES;
+    print_message("a device with a full txid window holds %.0f heap bytes\n", per);
+    assert_true(per <= 14000);
+    struct fv_device *d = fv_fleet_find(&f, "DEV7");
+    for (int i = 0; i < IDS; i++) {
+        snprintf(tx, sizeof tx, "7-tx-%d", i);
+        assert_int_equal(fv_device_has_txid(d, tx, strlen(tx)), i >= IDS - FV_DEDUP_WINDOW);
+    }
+    fv_fleet_free(&f);
+}
+
 /* A device's rate buckets exist once it is limited, one per configured rule, full at first. */
 static void test_device_buckets_on_first_use(void **state)
 {
@@ -218,6 +249,7 @@ int main(void)
         cmocka_unit_test(test_token_bucket),
         cmocka_unit_test(test_device_memory_by_need),
         cmocka_unit_test(test_device_buckets_on_first_use),
+        cmocka_unit_test(test_txid_window_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
