@@ -72,34 +72,43 @@ int fv_fleet_list(const struct fv_fleet *f, struct fv_device ***out, size_t *n)
     return arr ? FV_OK : FV_ENOMEM;
 }
 
+struct fv_bucket *fv_device_bucket(struct fv_device *d, int rule, int nrules)
+{
+    if (rule < 0 || rule >= nrules || nrules > FV_RATE_MAX_RULES) return NULL;
+    if ((uint32_t)nrules > d->nbuckets) {
+        struct fv_bucket *b = realloc(d->buckets, (size_t)nrules * sizeof *b);
+        if (b == NULL) return NULL;
+        memset(b + d->nbuckets, 0, (nrules - d->nbuckets) * sizeof *b); /* full (last_ns 0) */
+        d->buckets = b;
+        d->nbuckets = (uint32_t)nrules;
+    }
+    return &d->buckets[rule];
+}
+
 /* ---- txid window -------------------------------------------------------------------- */
+
+/* The set slot holding h, or the empty slot where it would go. */
+static uint32_t set_slot(const struct fv_txwindow *w, uint64_t h)
+{
+    uint32_t mask = w->set_cap - 1;
+    uint32_t i = (uint32_t)h & mask;
+    while (w->set[i] && w->ring[w->set[i] - 1] != h)
+        i = (i + 1) & mask;
+    return i;
+}
 
 static int set_has(const struct fv_txwindow *w, uint64_t h)
 {
-    if (w->set_cap == 0) return 0;
-    for (uint32_t i = (uint32_t)h & (w->set_cap - 1);; i = (i + 1) & (w->set_cap - 1)) {
-        if (w->set[i] == 0) return 0;
-        if (w->set[i] == h) return 1;
-    }
+    return w->set_cap && w->set[set_slot(w, h)] != 0;
 }
 
-static void set_insert(uint64_t *set, uint32_t cap, uint64_t h)
-{
-    uint32_t i = (uint32_t)h & (cap - 1);
-    while (set[i] && set[i] != h)
-        i = (i + 1) & (cap - 1);
-    set[i] = h;
-}
-
+/* Removes h (backward-shift deletion: no tombstones); its ring entry is still in place. */
 static void set_remove(struct fv_txwindow *w, uint64_t h)
 {
-    uint32_t mask = w->set_cap - 1, i = (uint32_t)h & mask;
-    while (w->set[i] != h) {
-        if (w->set[i] == 0) return;
-        i = (i + 1) & mask;
-    }
+    uint32_t mask = w->set_cap - 1, i = set_slot(w, h);
+    if (w->set[i] == 0) return;
     for (uint32_t j = (i + 1) & mask; w->set[j]; j = (j + 1) & mask) {
-        uint32_t home = (uint32_t)w->set[j] & mask;
+        uint32_t home = (uint32_t)w->ring[w->set[j] - 1] & mask;
         if (((j - home) & mask) >= ((j - i) & mask)) {
             w->set[i] = w->set[j];
             i = j;
@@ -113,21 +122,19 @@ int fv_device_has_txid(const struct fv_device *d, const void *txid, size_t len)
     return set_has(&d->recent, fv_hash64(txid, len));
 }
 
-/* Grows ring and set together, doubling, up to the window. */
+/* Grows ring and set together, doubling, up to the window; the ring is laid out from 0. */
 static int window_grow(struct fv_txwindow *w)
 {
     uint32_t ncap = w->ring_cap ? w->ring_cap * 2 : 8;
     uint64_t *ring = malloc(ncap * sizeof *ring);
-    uint64_t *set = calloc(ncap * 2, sizeof *set);
+    uint16_t *set = calloc(ncap * 2, sizeof *set);
     if (ring == NULL || set == NULL) {
         free(ring);
         free(set);
         return FV_ENOMEM;
     }
-    for (uint32_t k = 0; k < w->ring_n; k++) {
+    for (uint32_t k = 0; k < w->ring_n; k++)
         ring[k] = w->ring[(w->ring_head + k) % w->ring_cap];
-        set_insert(set, ncap * 2, ring[k]);
-    }
     free(w->ring);
     free(w->set);
     w->ring = ring;
@@ -135,6 +142,8 @@ static int window_grow(struct fv_txwindow *w)
     w->ring_cap = ncap;
     w->set_cap = ncap * 2;
     w->ring_head = 0;
+    for (uint32_t k = 0; k < w->ring_n; k++)
+        w->set[set_slot(w, ring[k])] = (uint16_t)(k + 1);
     return FV_OK;
 }
 
@@ -152,37 +161,74 @@ int fv_device_add_txid(struct fv_device *d, const void *txid, size_t len)
             w->ring_n--;
         }
     }
-    w->ring[(w->ring_head + w->ring_n) % w->ring_cap] = h;
+    uint32_t at = (w->ring_head + w->ring_n) % w->ring_cap;
+    w->ring[at] = h;
     w->ring_n++;
-    set_insert(w->set, w->set_cap, h);
+    w->set[set_slot(w, h)] = (uint16_t)(at + 1);
     return FV_OK;
 }
 
 /* ---- latest state ------------------------------------------------------------------- */
 
-static struct fv_signal_state *signal_slot(struct fv_device *d, uint32_t field, int create)
+/* The index slot of field: where it is, or the empty slot where it would go. */
+static uint32_t sigidx_slot(const struct fv_device *d, uint32_t field)
 {
-    uintptr_t at = (uintptr_t)fv_map_get_u64(&d->sigidx, field);
-    if (at) return &d->signals[at - 1];
+    uint32_t mask = d->capsigidx - 1;
+    uint32_t i = (uint32_t)((field * 0x9E3779B97F4A7C15ull) >> 32) & mask;
+    while (d->sigidx[i] && d->signals[d->sigidx[i] - 1].field != field)
+        i = (i + 1) & mask;
+    return i;
+}
+
+/* Makes the index hold ncap slots (a power of two), rebuilt from signals. */
+static int sigidx_resize(struct fv_device *d, uint32_t ncap)
+{
+    uint32_t *t = calloc(ncap, sizeof *t);
+    if (t == NULL) return FV_ENOMEM;
+    free(d->sigidx);
+    d->sigidx = t;
+    d->capsigidx = ncap;
+    for (uint32_t k = 0; k < d->nsignals; k++)
+        d->sigidx[sigidx_slot(d, d->signals[k].field)] = k + 1;
+    return FV_OK;
+}
+
+/* The state of field; create: add it if missing, room made for `more` signals beyond it when
+ * the array must grow for the first time (the rest of the record: the first record sizes it
+ * exactly), else growing by half. */
+static struct fv_signal_state *signal_slot(struct fv_device *d, uint32_t field, int create,
+                                           uint32_t more)
+{
+    if (d->capsigidx) {
+        uint32_t at = d->sigidx[sigidx_slot(d, field)];
+        if (at) return &d->signals[at - 1];
+    }
     if (!create) return NULL;
+    if (d->nsignals == UINT32_MAX / 4) return NULL;
     if (d->nsignals == d->capsignals) {
-        uint32_t ncap = d->capsignals ? d->capsignals * 2 : 8;
+        uint64_t ncap = d->capsignals ? d->capsignals + d->capsignals / 2 + 1 : 1ull + more;
+        if (ncap > UINT32_MAX / 4) ncap = UINT32_MAX / 4;
         struct fv_signal_state *n = realloc(d->signals, ncap * sizeof *n);
         if (n == NULL) return NULL;
         d->signals = n;
-        d->capsignals = ncap;
+        d->capsignals = (uint32_t)ncap;
     }
-    if (fv_map_put_u64(&d->sigidx, field, (void *)(uintptr_t)(d->nsignals + 1)) != FV_OK)
-        return NULL;
+    if ((uint64_t)(d->nsignals + 1) * 4 > (uint64_t)d->capsigidx * 3) { /* load <= 3/4 */
+        uint32_t ncap = d->capsigidx ? d->capsigidx * 2 : 8;
+        while ((uint64_t)(d->nsignals + 1) * 4 > (uint64_t)ncap * 3)
+            ncap *= 2;
+        if (sigidx_resize(d, ncap) != FV_OK) return NULL;
+    }
     struct fv_signal_state *s = &d->signals[d->nsignals++];
     memset(s, 0, sizeof *s);
     s->field = field;
+    d->sigidx[sigidx_slot(d, field)] = d->nsignals;
     return s;
 }
 
 const struct fv_signal_state *fv_device_signal(const struct fv_device *d, uint32_t field)
 {
-    return signal_slot((struct fv_device *)d, field, 0);
+    return signal_slot((struct fv_device *)d, field, 0, 0);
 }
 
 int fv_device_apply(struct fv_device *d, uint64_t record_ms, uint64_t received_ms,
@@ -197,7 +243,7 @@ int fv_device_apply(struct fv_device *d, uint64_t record_ms, uint64_t received_m
     uint64_t server_ms = received_ms ? received_ms : fv_now_ms();
     if (record_ms > server_ms + FV_FLEET_FUTURE_MS) return FV_OK; /* stored, never "latest" */
     for (size_t i = 0; i < v->n; i++) {
-        struct fv_signal_state *s = signal_slot(d, v->data[i].field, 1);
+        struct fv_signal_state *s = signal_slot(d, v->data[i].field, 1, (uint32_t)(v->n - i - 1));
         if (s == NULL) return FV_ENOMEM;
         if (s->time_ms > record_ms)
             continue; /* an older record arriving late does not roll state back */
@@ -218,7 +264,8 @@ void fv_fleet_free(struct fv_fleet *f)
         for (uint32_t k = 0; k < d->nsignals; k++)
             fv_value_clear(&d->signals[k].value);
         free(d->signals);
-        fv_map_free(&d->sigidx);
+        free(d->sigidx);
+        free(d->buckets);
         free(d->recent.set);
         free(d->recent.ring);
         free(d);
@@ -232,7 +279,9 @@ void fv_device_wipe(struct fv_device *d)
     for (uint32_t i = 0; i < d->nsignals; i++)
         fv_value_clear(&d->signals[i].value);
     d->nsignals = 0;
-    fv_map_free(&d->sigidx);
+    free(d->sigidx);
+    d->sigidx = NULL;
+    d->capsigidx = 0;
     d->records = d->datums = d->duplicates = d->rate_limited = 0;
     d->first_ms = d->last_ms = 0;
 }

@@ -32,7 +32,7 @@
 #include "util/map.h"
 #include "wire/payload.h"
 
-#define FV_DEDUP_WINDOW 1024
+#define FV_DEDUP_WINDOW 1024 /* at most 65535: the set holds ring positions in 16 bits */
 
 /* Latest state follows the device's clock, within reason: a value stamped more than this far
  * ahead of the server's clock (at receipt) is stored and queryable but never becomes a
@@ -46,10 +46,13 @@ struct fv_signal_state {
     struct fv_value value;
 };
 
+/* The ring holds the txid hashes in insertion order (for eviction); the set indexes it by
+ * hash: open addressing of 1 + a ring position, 0 = empty (2 bytes a slot, not a hash's 8: a
+ * full window is 8 KB + 4 KB, it was 8 + 16). */
 struct fv_txwindow {
-    uint64_t *set; /* open addressing of txid hashes, 0 = empty */
+    uint16_t *set;
     uint32_t set_cap;
-    uint64_t *ring; /* insertion order, for eviction */
+    uint64_t *ring;
     uint32_t ring_cap, ring_head, ring_n;
 };
 
@@ -70,15 +73,19 @@ struct fv_device {
     uint32_t keep_classes;  /* store classes its consents let us store (minimisation) */
     uint64_t keep_gen;      /* registry generation + 1 it was computed at (0: never) */
     uint64_t records, datums, duplicates, rate_limited;
-    uint64_t first_ms, last_ms;      /* record times (device clock) */
-    uint64_t last_received_ms;       /* server clock */
-    int sessions;                    /* connections open now */
-    uint64_t session_id;             /* the newest open session (downlink target), 0 if none */
+    uint64_t first_ms, last_ms; /* record times (device clock) */
+    uint64_t last_received_ms;  /* server clock */
+    int sessions;               /* connections open now */
+    uint64_t session_id;        /* the newest open session (downlink target), 0 if none */
+    /* Sized by need (issue 13: memory per connected vehicle): the first record sizes signals
+     * exactly, later ones grow it by half; the index is 4 bytes a slot, not a map's 40. */
     struct fv_signal_state *signals; /* in the order first seen */
     uint32_t nsignals, capsignals;
-    struct fv_map sigidx; /* field -> 1 + its index in signals: O(1) lookup and insert */
+    uint32_t *sigidx;   /* open addressing on field: 1 + index in signals, 0 = empty */
+    uint32_t capsigidx; /* a power of two, or 0 */
+    uint32_t nbuckets;  /* rate limiting: buckets, allocated on first use (fv_device_bucket) */
+    struct fv_bucket *buckets;
     struct fv_txwindow recent;
-    struct fv_bucket buckets[FV_RATE_MAX_RULES];
 };
 
 struct fv_fleet {
@@ -99,6 +106,11 @@ size_t fv_fleet_count(const struct fv_fleet *f);
 /* Every device now, in no particular order: *out is a malloc'd array (free it) of *n
  * pointers. FV_OK or FV_ENOMEM. */
 int fv_fleet_list(const struct fv_fleet *f, struct fv_device ***out, size_t *n);
+
+/* The device's token bucket for rate rule `rule` of a configuration of nrules rules (ingest
+ * loop): allocated on the first call (a device that is never limited holds none); NULL when
+ * out of memory or rule is not below nrules. */
+struct fv_bucket *fv_device_bucket(struct fv_device *d, int rule, int nrules);
 
 /* Has this device stored a record with this txid recently? */
 int fv_device_has_txid(const struct fv_device *d, const void *txid, size_t len);

@@ -387,6 +387,21 @@ uint64_t fv_store_wal_hi(const struct fv_store *s)
 
 /* ---- head input --------------------------------------------------------------------------- */
 
+/* Grows a head array to hold need elements: the first allocation exactly (a device that sent
+ * one record holds one frame of its datums, not 16 frames and 32 datums: issue 13, memory
+ * per connected vehicle), then doubling (amortised O(1) per element). FV_ENOMEM leaves it. */
+static int head_grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap) return FV_OK;
+    size_t nc = *cap ? *cap * 2 : need;
+    if (nc < need) nc = need;
+    void *m = realloc(*p, nc * elem);
+    if (m == NULL) return FV_ENOMEM;
+    *p = m;
+    *cap = nc;
+    return FV_OK;
+}
+
 /* The head device a record goes to (tests may make adding fail: config fail_at "add"). */
 static int add_target(struct fv_store *s, const char *pseudo, const unsigned char dek[32],
                       uint64_t rx_ms, struct hdev **out)
@@ -411,8 +426,8 @@ static int add_frame(struct fv_store *s, const char *pseudo, const unsigned char
     int rc = add_target(s, pseudo, dek, rx_ms, &h);
     if (rc) return rc;
     if (h->nd + v->n > UINT32_MAX) return FV_ELIMIT;
-    rc = fv_store__grow((void **)&h->fr, &h->capfr, h->nfr + 1, sizeof *h->fr);
-    if (rc == FV_OK) rc = fv_store__grow((void **)&h->d, &h->capd, h->nd + v->n, sizeof *h->d);
+    rc = head_grow((void **)&h->fr, &h->capfr, h->nfr + 1, sizeof *h->fr);
+    if (rc == FV_OK) rc = head_grow((void **)&h->d, &h->capd, h->nd + v->n, sizeof *h->d);
     if (rc) return rc;
     size_t off = h->nd;
     for (size_t i = 0; i < v->n; i++) {
@@ -449,7 +464,7 @@ static int add_event(struct fv_store *s, const char *pseudo, const unsigned char
     int rc = add_target(s, pseudo, dek, rx_ms, &h);
     if (rc) return rc;
     if (h->evbytes.len + topic_len + len > UINT32_MAX) return FV_ELIMIT;
-    rc = fv_store__grow((void **)&h->ev, &h->capev, h->nev + 1, sizeof *h->ev);
+    rc = head_grow((void **)&h->ev, &h->capev, h->nev + 1, sizeof *h->ev);
     if (rc) return rc;
     struct hevent e = {t, (uint32_t)h->evbytes.len, (uint32_t)topic_len,
                        (uint32_t)(h->evbytes.len + topic_len), (uint32_t)len};

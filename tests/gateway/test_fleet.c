@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,6 +125,95 @@ static void test_future_time_does_not_freeze_latest(void **state)
     fv_fleet_free(&f);
 }
 
+/* Issue 13 (memory per connected vehicle <= 30 KB at 10,000 connections): what a device that
+ * sent one record of 20 signals holds on the heap, its struct included. It was 3.4 KB: the
+ * signals array grown 8 -> 16 -> 32 (1,280 bytes for 20), a map slot of 40 bytes per index entry
+ * (1,280), 16 rate buckets inline that --no-rate-limit never uses. Sized by need it is
+ * about 1.5 KB; the bound leaves room for allocator rounding. */
+static void test_device_memory_by_need(void **state)
+{
+    (void)state;
+    enum { DEVICES = 2000, SIGNALS = 20 };
+    struct fv_fleet f;
+    fv_fleet_init(&f);
+    struct fv_datum a[SIGNALS];
+    for (uint32_t i = 0; i < SIGNALS; i++) /* fields spread like the signal table's */
+        a[i] = (struct fv_datum){3 + i * 7, {.kind = FV_VK_DOUBLE, .u.d = i}};
+    struct fv_vrecord r = {.n = SIGNALS, .data = a};
+    size_t before = mallinfo2().uordblks;
+    for (int k = 0; k < DEVICES; k++) {
+        char id[32];
+        snprintf(id, sizeof id, "5YJSIM%011d", k);
+        struct fv_device *d = fv_fleet_device(&f, id, "vehicle_device");
+        assert_non_null(d);
+        assert_int_equal(fv_device_apply(d, 1000, 1000, &r), FV_OK);
+    }
+    double per = (double)(mallinfo2().uordblks - before) / DEVICES;
+    print_message("a device with one record of %d signals holds %.0f heap bytes\n", SIGNALS, per);
+    assert_true(per <= 1800);
+    struct fv_device *d = fv_fleet_find(&f, "5YJSIM00000000007");
+    assert_non_null(d);
+    for (uint32_t i = 0; i < SIGNALS; i++)
+        assert_true(fv_device_signal(d, 3 + i * 7)->value.u.d == i);
+    assert_null(fv_device_signal(d, 4));
+    fv_fleet_free(&f);
+}
+
+/* A full txid window (FV_DEDUP_WINDOW ids: a vehicle connected for 2.8 hours at 0.1 Hz) held
+ * 24 KB per device, 8 in the ring of hashes and 16 in a set of hashes; the set holds 2-byte
+ * ring positions now: 12 KB. Every id in the window is still found, none before it. */
+static void test_txid_window_memory(void **state)
+{
+    (void)state;
+    enum { DEVICES = 40, IDS = FV_DEDUP_WINDOW + 77 };
+    struct fv_fleet f;
+    fv_fleet_init(&f);
+    char tx[48];
+    size_t before = mallinfo2().uordblks;
+    for (int k = 0; k < DEVICES; k++) {
+        snprintf(tx, sizeof tx, "DEV%d", k);
+        struct fv_device *d = fv_fleet_device(&f, tx, "vehicle_device");
+        assert_non_null(d);
+        for (int i = 0; i < IDS; i++) {
+            snprintf(tx, sizeof tx, "%d-tx-%d", k, i);
+            assert_int_equal(fv_device_add_txid(d, tx, strlen(tx)), FV_OK);
+        }
+    }
+    double per = (double)(mallinfo2().uordblks - before) / DEVICES;
+    print_message("a device with a full txid window holds %.0f heap bytes\n", per);
+    assert_true(per <= 14000);
+    struct fv_device *d = fv_fleet_find(&f, "DEV7");
+    for (int i = 0; i < IDS; i++) {
+        snprintf(tx, sizeof tx, "7-tx-%d", i);
+        assert_int_equal(fv_device_has_txid(d, tx, strlen(tx)), i >= IDS - FV_DEDUP_WINDOW);
+    }
+    fv_fleet_free(&f);
+}
+
+/* A device's rate buckets exist once it is limited, one per configured rule, full at first. */
+static void test_device_buckets_on_first_use(void **state)
+{
+    (void)state;
+    struct fv_fleet f = {0};
+    struct fv_device *d = fv_fleet_device(&f, "DEV", "vehicle_device");
+    struct fv_rate_config c;
+    fv_rate_defaults(&c);
+    assert_null(d->buckets);
+    assert_null(fv_device_bucket(d, c.n, c.n)); /* no such rule */
+    int rule = fv_rate_rule_for(&c, "V", 1);
+    struct fv_bucket *b = fv_device_bucket(d, rule, c.n);
+    assert_non_null(b);
+    assert_int_equal(d->nbuckets, c.n);
+    uint64_t t = 1000000000ULL;
+    int n = 0;
+    while (fv_bucket_take(b, &c.rules[rule], t))
+        n++;
+    assert_int_equal(n, (int)c.rules[rule].burst);
+    assert_ptr_equal(fv_device_bucket(d, rule, c.n), b); /* the same bucket, still spent */
+    assert_false(fv_bucket_take(fv_device_bucket(d, rule, c.n), &c.rules[rule], t));
+    fv_fleet_free(&f);
+}
+
 static void test_token_bucket(void **state)
 {
     (void)state;
@@ -157,6 +247,9 @@ int main(void)
         cmocka_unit_test(test_many_signals_descending),
         cmocka_unit_test(test_future_time_does_not_freeze_latest),
         cmocka_unit_test(test_token_bucket),
+        cmocka_unit_test(test_device_memory_by_need),
+        cmocka_unit_test(test_device_buckets_on_first_use),
+        cmocka_unit_test(test_txid_window_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
