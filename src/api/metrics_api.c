@@ -175,6 +175,9 @@ void fv_api_metrics(const struct fv_api_view *v, struct fv_http_response *r)
             "Cluster: commands (gateway) or device replies and connects (storage node) "
             "received over NATS.",
             m->cluster_dl_received);
+    COUNTER("fleetvault_cluster_downlink_malformed_total",
+            "Cluster: downlink envelopes received over NATS that did not decode (ignored).",
+            m->cluster_dl_malformed);
     prom(b, "# HELP fleetvault_clip_signals_total Clips stored, by whether the store's signals "
             "around the trigger were added (none: no sample in the window; failed: stored as "
             "uploaded).\n# TYPE fleetvault_clip_signals_total counter\n");

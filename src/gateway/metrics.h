@@ -62,8 +62,9 @@ struct fv_metrics {
                                        not hold (another gateway may) */
     /* The downlink across a cluster (cluster/jsdownlink.h): commands (storage node) or uplinks
      * (gateway) published on NATS, publishes refused (dropped), commands (gateway) or uplinks
-     * (storage node) received. */
+     * (storage node) received, and malformed ones ignored. */
     fv_counter cluster_dl_published, cluster_dl_failed, cluster_dl_received;
+    fv_counter cluster_dl_malformed; /* envelopes received that did not decode: ignored */
     /* Clips stored with the store's signals added, without (none in the window), as uploaded
      * after a failure (data/clip_server.h X4; bumped by the clip thread). */
     fv_counter clip_signals[3];

@@ -95,6 +95,7 @@ void fv_downlinks_metrics(struct fv_downlinks *d, struct fv_metrics *m)
     m->cluster_dl_published = c.published;
     m->cluster_dl_failed = c.failed;
     m->cluster_dl_received = c.received;
+    m->cluster_dl_malformed = c.malformed;
 }
 
 void fv_downlinks_close(struct fv_downlinks *d, struct fv_metrics *m)
