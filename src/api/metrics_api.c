@@ -160,6 +160,24 @@ void fv_api_metrics(const struct fv_api_view *v, struct fv_http_response *r)
     COUNTER("fleetvault_downlink_dropped_total",
             "Messages to devices dropped: the device was not connected (the sender resends).",
             m->downlink_dropped);
+    COUNTER("fleetvault_downlink_not_here_total",
+            "Gateway: commands from the cluster for a device not connected here.",
+            m->downlink_not_here);
+    COUNTER("fleetvault_cluster_downlink_published_total",
+            "Cluster: commands (storage node) or device replies and connects (gateway) "
+            "published on NATS.",
+            m->cluster_dl_published);
+    COUNTER("fleetvault_cluster_downlink_failed_total",
+            "Cluster: downlink publishes NATS refused (the message is dropped; the sender "
+            "resends).",
+            m->cluster_dl_failed);
+    COUNTER("fleetvault_cluster_downlink_received_total",
+            "Cluster: commands (gateway) or device replies and connects (storage node) "
+            "received over NATS.",
+            m->cluster_dl_received);
+    COUNTER("fleetvault_cluster_downlink_malformed_total",
+            "Cluster: downlink envelopes received over NATS that did not decode (ignored).",
+            m->cluster_dl_malformed);
     prom(b, "# HELP fleetvault_clip_signals_total Clips stored, by whether the store's signals "
             "around the trigger were added (none: no sample in the window; failed: stored as "
             "uploaded).\n# TYPE fleetvault_clip_signals_total counter\n");

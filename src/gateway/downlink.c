@@ -15,6 +15,7 @@
 struct dlmsg {
     struct dlmsg *next;
     char device[MSG_FIELD_MAX], topic[MSG_FIELD_MAX], id[MSG_FIELD_MAX];
+    int remote; /* from the cluster (fv_gw_downlink_remote_port) */
     size_t len;
     unsigned char payload[];
 };
@@ -28,16 +29,16 @@ struct fv_gw_downlink {
     struct dlmsg *head, *tail; /* under mu */
 };
 
-static int dl_send(void *impl, const char *device_id, const char *topic, const char *msg_id,
-                   const void *payload, size_t len)
+static int queue(struct fv_gw_downlink *dl, int remote, const char *device_id, const char *topic,
+                 const char *msg_id, const void *payload, size_t len)
 {
-    struct fv_gw_downlink *dl = impl;
     if (strlen(device_id) >= MSG_FIELD_MAX || strlen(topic) >= MSG_FIELD_MAX ||
         strlen(msg_id) >= MSG_FIELD_MAX || len > FV_SESSION_OUT_MAX / 2)
         return FV_EINVAL;
     struct dlmsg *x = malloc(sizeof *x + len);
     if (x == NULL) return FV_ENOMEM;
     x->next = NULL;
+    x->remote = remote;
     strcpy(x->device, device_id);
     strcpy(x->topic, topic);
     strcpy(x->id, msg_id);
@@ -52,6 +53,18 @@ static int dl_send(void *impl, const char *device_id, const char *topic, const c
     pthread_mutex_unlock(&dl->mu);
     if (dl->wake) dl->wake(dl->wake_arg);
     return FV_OK;
+}
+
+static int dl_send(void *impl, const char *device_id, const char *topic, const char *msg_id,
+                   const void *payload, size_t len)
+{
+    return queue(impl, 0, device_id, topic, msg_id, payload, len);
+}
+
+static int dl_send_remote(void *impl, const char *device_id, const char *topic, const char *msg_id,
+                          const void *payload, size_t len)
+{
+    return queue(impl, 1, device_id, topic, msg_id, payload, len);
 }
 
 int fv_gw_downlink_new(struct fv_ingest *ing, struct fv_metrics *m, void (*wake)(void *),
@@ -71,6 +84,11 @@ int fv_gw_downlink_new(struct fv_ingest *ing, struct fv_metrics *m, void (*wake)
 struct fv_downlink fv_gw_downlink_port(struct fv_gw_downlink *dl)
 {
     return (struct fv_downlink){dl_send, dl};
+}
+
+struct fv_downlink fv_gw_downlink_remote_port(struct fv_gw_downlink *dl)
+{
+    return (struct fv_downlink){dl_send_remote, dl};
 }
 
 void fv_gw_downlink_drain(struct fv_gw_downlink *dl)
@@ -96,6 +114,8 @@ void fv_gw_downlink_drain(struct fv_gw_downlink *dl)
         if (rc == FV_OK) rc = fv_ingest_downlink(dl->ing, x->device, env.data, env.len);
         if (rc == FV_OK)
             dl->m->downlink_sent++;
+        else if (x->remote)
+            dl->m->downlink_not_here++; /* another gateway may hold the device */
         else
             dl->m->downlink_dropped++; /* not connected (D1): the capability sends again */
         free(x);

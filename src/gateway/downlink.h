@@ -17,6 +17,9 @@ struct fv_gw_downlink;
 int fv_gw_downlink_new(struct fv_ingest *ing, struct fv_metrics *m, void (*wake)(void *),
                        void *wake_arg, struct fv_gw_downlink **out);
 struct fv_downlink fv_gw_downlink_port(struct fv_gw_downlink *dl);
+/* The same queue for commands from the cluster (cluster/jsdownlink.h N2): every gateway gets
+ * each one, so a device not connected here counts in downlink_not_here, not as dropped. */
+struct fv_downlink fv_gw_downlink_remote_port(struct fv_gw_downlink *dl);
 /* Ingest loop: hands every queued message to its device's newest session (D1). */
 void fv_gw_downlink_drain(struct fv_gw_downlink *dl);
 /* Frees what is still queued. */

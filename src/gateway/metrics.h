@@ -58,6 +58,13 @@ struct fv_metrics {
     fv_counter http_auth_throttled; /* 429: too many failed authentications (api/http.h H1) */
     fv_counter downlink_sent;       /* messages to devices handed to a session */
     fv_counter downlink_dropped;    /* messages to devices not connected (wire/downlink.h D1) */
+    fv_counter downlink_not_here;   /* gateway: commands from the cluster for a device it does
+                                       not hold (another gateway may) */
+    /* The downlink across a cluster (cluster/jsdownlink.h): commands (storage node) or uplinks
+     * (gateway) published on NATS, publishes refused (dropped), commands (gateway) or uplinks
+     * (storage node) received, and malformed ones ignored. */
+    fv_counter cluster_dl_published, cluster_dl_failed, cluster_dl_received;
+    fv_counter cluster_dl_malformed; /* envelopes received that did not decode: ignored */
     /* Clips stored with the store's signals added, without (none in the window), as uploaded
      * after a failure (data/clip_server.h X4; bumped by the clip thread). */
     fv_counter clip_signals[3];

@@ -74,6 +74,7 @@
 #include "openadr/ven.h"
 #include "server/admintoken.h"
 #include "server/apiloop.h"
+#include "server/downlinks.h"
 #include "server/server.h"
 #include "gateway/session.h"
 #include "mqtt/mqtt.h"
@@ -108,15 +109,15 @@ struct fv_server {
     struct fv_fleet fleet;
     struct fv_metrics m;
     struct fv_ingest *ing;
-    struct fv_gw_downlink *downlink;    /* the downlink seam's in-process side (wire/downlink.h) */
-    struct fv_vpp *vpp;                 /* the virtual power plant (energy/vpp.h) */
-    struct fv_ven *ven;                 /* the OpenADR VEN (openadr/ven.h); NULL: not configured */
-    struct fv_keystore *ven_keys;       /* the VEN's thread's (its history reports, forecasts) */
-    struct fv_oadr_store *ven_store;    /* what the VEN reads from the store (api/oadr_store.h) */
-    char datasets_dir[1100];            /* DATA/datasets (data/dataset.h) */
-    char ui_dir[PATH_MAX];              /* the web console's files (api/static_ui.h) */
-    struct fv_campaign *campaigns;      /* data-collection campaigns (data/campaign.h) */
-    struct fv_downlink_listener listen; /* the ingest's one listener: both capabilities' */
+    struct fv_gw_downlink *downlink; /* the downlink seam's in-process side (wire/downlink.h) */
+    struct fv_vpp *vpp;              /* the virtual power plant (energy/vpp.h) */
+    struct fv_ven *ven;              /* the OpenADR VEN (openadr/ven.h); NULL: not configured */
+    struct fv_keystore *ven_keys;    /* the VEN's thread's (its history reports, forecasts) */
+    struct fv_oadr_store *ven_store; /* what the VEN reads from the store (api/oadr_store.h) */
+    char datasets_dir[1100];         /* DATA/datasets (data/dataset.h) */
+    char ui_dir[PATH_MAX];           /* the web console's files (api/static_ui.h) */
+    struct fv_campaign *campaigns;   /* data-collection campaigns (data/campaign.h) */
+    struct fv_downlinks dls;         /* the capabilities' downlink per role */
     struct fv_http_ctx http;
     char admin_token[80];
     struct fv_kek kek;
@@ -291,45 +292,6 @@ static void raise_fd_limit(void)
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-}
-
-/* The ingest takes one downlink listener (gateway/session.h): this one hands each uplink
- * topic to the capability that named it, and every connection to both (ingest loop, D2). */
-static void listen_message(void *arg, const char *device, const char *topic,
-                           const unsigned char *payload, size_t len)
-{
-    struct fv_server *srv = arg;
-    const struct fv_downlink_listener *ls[2] = {fv_vpp_listener(srv->vpp),
-                                                fv_campaign_listener(srv->campaigns)};
-    for (int k = 0; k < 2; k++)
-        for (int i = 0; i < FV_DOWNLINK_MAX_TOPICS && ls[k]->topics[i]; i++)
-            if (strcmp(ls[k]->topics[i], topic) == 0) {
-                ls[k]->on_message(ls[k]->arg, device, topic, payload, len);
-                return;
-            }
-}
-
-static void listen_connect(void *arg, const char *device)
-{
-    struct fv_server *srv = arg;
-    const struct fv_downlink_listener *ls[2] = {fv_vpp_listener(srv->vpp),
-                                                fv_campaign_listener(srv->campaigns)};
-    for (int k = 0; k < 2; k++)
-        if (ls[k]->on_connect) ls[k]->on_connect(ls[k]->arg, device);
-}
-
-static const struct fv_downlink_listener *listen_both(struct fv_server *srv)
-{
-    const struct fv_downlink_listener *ls[2] = {fv_vpp_listener(srv->vpp),
-                                                fv_campaign_listener(srv->campaigns)};
-    int n = 0;
-    for (int k = 0; k < 2; k++)
-        for (int i = 0; i < FV_DOWNLINK_MAX_TOPICS && ls[k]->topics[i]; i++)
-            if (n < FV_DOWNLINK_MAX_TOPICS) srv->listen.topics[n++] = ls[k]->topics[i];
-    srv->listen.on_message = listen_message;
-    srv->listen.on_connect = listen_connect;
-    srv->listen.arg = srv;
-    return &srv->listen;
 }
 
 /* API thread: the erasure destroys keys through the API's keystore; the ingest drops its
@@ -628,13 +590,15 @@ static int open_services(struct fv_server *srv, char *err, size_t errlen)
     char path[PATH_MAX];
     int rc;
     snprintf(path, sizeof path, "%s/vpp.db", cfg->data_dir);
-    rc = fv_vpp_open(cfg->vpp_json, path, fv_gw_downlink_port(srv->downlink), &srv->vpp, err,
-                     errlen);
+    rc = fv_downlinks_open(&srv->dls, cfg, srv->downlink, err, errlen);
+    if (rc == FV_OK)
+        rc = fv_vpp_open(cfg->vpp_json, path, fv_downlinks_port(&srv->dls), &srv->vpp, err, errlen);
     if (rc) return rc;
     snprintf(path, sizeof path, "%s/campaigns.db", cfg->data_dir);
-    rc = fv_campaign_open(path, fv_gw_downlink_port(srv->downlink), &srv->campaigns, err, errlen);
+    rc = fv_campaign_open(path, fv_downlinks_port(&srv->dls), &srv->campaigns, err, errlen);
+    if (rc == FV_OK)
+        rc = fv_downlinks_wire(&srv->dls, srv->ing, srv->vpp, srv->campaigns, err, errlen);
     if (rc) return rc;
-    fv_ingest_set_listener(srv->ing, listen_both(srv));
     snprintf(path, sizeof path, "%s/catalog.db", cfg->data_dir);
     if (srv->jskeys) rc = fv_jskeys_watch(srv->jskeys, path, kv_erased, srv, err, errlen);
     if (rc) return rc;
@@ -767,6 +731,7 @@ static void housekeeping(struct fv_server *srv, uint64_t *last_trim)
 {
     fv_ingest_refresh_keys(srv->ing); /* keys destroyed by the API: compaction purges them */
     fv_gw_downlink_drain(srv->downlink);
+    fv_downlinks_metrics(&srv->dls, &srv->m);
     if (srv->store) fv_store_tick(srv->store, srv->wal, store_key, srv, fv_now_ms());
     registry_poll(srv);
     fv_ingest_pace(srv->ing);
@@ -810,6 +775,7 @@ static void close_all(struct fv_server *srv, struct ev_loop *loop)
     if (ctx) lws_context_destroy(ctx);
     if (loop) ev_loop_destroy(loop);
     __atomic_store_n(&running, NULL, __ATOMIC_SEQ_CST);
+    fv_downlinks_close(&srv->dls, &srv->m); /* its threads call the capabilities, the queue */
     fv_vpp_close(srv->vpp); /* after the ingest loop's context: the listener is its */
     fv_campaign_close(srv->campaigns);
     fv_gw_downlink_free(srv->downlink);
