@@ -41,6 +41,15 @@
  *     taken at once; its subscription goes once the acks of what it took are sent (they need
  *     it), and its consumer stays (unfetched) for C4's ack floor should the shard come back. Durable consumers are named per node, fv-NODE-shard-N, so two nodes never share
  *     one (each has its own store, hence its own position).
+ *  C9 a consumer is made with requests that wait at most 1 s (a degraded 3-server cluster
+ *     elects a new consumer's leader in up to ~10 s, during which the create request gets no
+ *     answer): one asked for is looked up every 200 ms and bound (nats.c's pull subscription
+ *     bound to it, so nats.c never deletes it) once it has a leader and starts where it
+ *     should; one gone is asked for again, one without a leader after 30 s made again. The
+ *     loop goes on meanwhile (the other shards fetch, the leases are renewed between binds:
+ *     a bind blocking for the election made the leases lapse, and the shards change hands
+ *     in a loop). C6 also remakes a consumer with messages pending that delivered nothing
+ *     since its last check.
  *  C8 a record whose key the node cannot get yet (ready() says FV_EAGAIN: in no KV entry,
  *     cluster/jskeys.h, or KV unreachable) is neither logged nor acked: what its shard took
  *     before it is acked as usual (C2), the shard's consumer is made again from the cursor
