@@ -446,6 +446,7 @@ static int wait_key(struct fv_jsconsume *c, struct shard *s, uint64_t seq, char 
  * 10 * FV_CONSUMER_CHECK_MS made again; NATS refusing, tried again later. 0. */
 static int keep_making(struct fv_jsconsume *c, struct shard *s, char *err, size_t errlen)
 {
+    fv_jslease_tick(c->lease, fv_mono_ns()); /* its requests wait: the leases go first */
     uint64_t now = fv_mono_ns() / 1000000;
     if (s->idle_ms == 0) s->idle_ms = now;
     int rc = poll_making(c, s, err, errlen);
