@@ -114,15 +114,16 @@ static void durable_name(const struct fv_jsconsume *c, uint32_t shard, char *out
     snprintf(out, cap, "fv-%s-shard-%u", c->node, shard);
 }
 
-/* C4: the shard's durable consumer from a previous run is deleted; *from is the WAL's cursor,
- * or without one (its cursor records trimmed away with their WAL files) the consumer's ack
- * floor (every message at or below it was acked, hence in this node's WAL when it was). */
+/* C9: JetStream requests about consumers wait JS_WAIT_MS at most. */
 static void short_wait(jsOptions *jo)
 {
     jsOptions_Init(jo);
     jo->Wait = JS_WAIT_MS;
 }
 
+/* C4: the shard's durable consumer from a previous run is deleted; *from is the WAL's cursor,
+ * or without one (its cursor records trimmed away with their WAL files) the consumer's ack
+ * floor (every message at or below it was acked, hence in this node's WAL when it was). */
 static int reset_consumer(struct fv_jsconsume *c, const char *durable, uint64_t *from, char *err,
                           size_t errlen)
 {
