@@ -17,7 +17,9 @@
 #include "util/log.h"
 #include "wal/wal_format.h"
 
-#define BATCH 256
+#define BATCH      256
+#define JS_WAIT_MS 1000 /* C10: a consumer request's wait (the loop renews leases between) */
+#define POLL_MS    200  /* C10: how often a consumer being made is looked up */
 
 struct pending_ack {
     uint64_t wal_seq; /* the batch's last record */
@@ -34,6 +36,8 @@ struct shard {
     int active;        /* C7: its lease is held and its consumer bound (or being made again) */
     uint64_t retry_ns; /* C7: a bind that failed is tried again from then on */
     uint64_t wait_ms;  /* C9: not fetched before (monotonic ms) */
+    int making;        /* C10: its consumer asked for, not yet bound (no leader yet) */
+    uint64_t poll_ms;  /* C10: not looked up again before (monotonic ms) */
 };
 
 struct fv_jsconsume {
@@ -128,12 +132,21 @@ static void durable_name(const struct fv_jsconsume *c, uint32_t shard, char *out
     snprintf(out, cap, "fv-%s-shard-%u", c->node, shard);
 }
 
+/* C10: JetStream requests about consumers wait JS_WAIT_MS at most. */
+static void short_wait(jsOptions *jo)
+{
+    jsOptions_Init(jo);
+    jo->Wait = JS_WAIT_MS;
+}
+
 /* C4: the shard's durable consumer from before (a previous run's, or one a gap left) is
  * deleted, whatever its position: the node's own cursor (C1, C8) says where to resume. */
 static int delete_consumer(struct fv_jsconsume *c, const char *durable, char *err, size_t errlen)
 {
     jsErrCode jerr = 0;
-    natsStatus st = js_DeleteConsumer(c->conn.js, c->cfg->stream, durable, NULL, &jerr);
+    jsOptions jo;
+    short_wait(&jo);
+    natsStatus st = js_DeleteConsumer(c->conn.js, c->cfg->stream, durable, &jo, &jerr);
     if (st != NATS_OK && st != NATS_NOT_FOUND) {
         fv_seterr(err, errlen,
                   "cluster: deleting consumer %s to restart it: %s (JetStream error %d)", durable,
@@ -143,40 +156,106 @@ static int delete_consumer(struct fv_jsconsume *c, const char *durable, char *er
     return FV_OK;
 }
 
-/* (Re)binds shard s's durable consumer, delivering from one past from, the shard's cursor,
- * in order (C4, C5); from 0: the shard's first message in the stream. */
-static int bind_shard(struct fv_jsconsume *c, struct shard *s, uint64_t from, char *err,
-                      size_t errlen)
+/* C10: asks for shard s's consumer delivering from one past s->cursor (nothing on s's
+ * subscription yet). A request that times out is no failure: the server may be electing the
+ * consumer's leader (seconds on a degraded cluster); poll_making looks it up. */
+static int make_consumer(struct fv_jsconsume *c, struct shard *s, char *err, size_t errlen)
 {
     char subj[96], durable[96];
     fv_cluster_subject(c->cfg, s->no, subj, sizeof subj);
+    durable_name(c, s->no, durable, sizeof durable);
+    jsConsumerConfig cc;
+    jsConsumerConfig_Init(&cc);
+    cc.Durable = durable;
+    cc.FilterSubject = subj;
+    cc.AckPolicy = js_AckAll;
+    cc.DeliverPolicy = s->cursor ? js_DeliverByStartSequence : js_DeliverAll;
+    cc.OptStartSeq = s->cursor ? s->cursor + 1 : 0;
+    cc.AckWait = 30ll * 1000000000; /* redelivered after 30 s unacked (C1 skips) */
+    cc.MaxAckPending = 65536;
+    jsOptions jo;
+    short_wait(&jo);
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    natsStatus st = js_AddConsumer(&ci, c->conn.js, c->cfg->stream, &cc, &jo, &jerr);
+    jsConsumerInfo_Destroy(ci);
+    s->making = 1;
+    s->poll_ms = 0; /* looked up at once: bound when it has a leader */
+    if (st == NATS_OK || st == NATS_TIMEOUT) return FV_OK;
+    fv_seterr(err, errlen, "cluster: consumer %s on %s: %s (JetStream error %d)", durable, subj,
+              natsStatus_GetText(st), (int)jerr);
+    return FV_EIO;
+}
+
+/* C10: shard s's consumer asked for: looked up (every POLL_MS); missing, asked for again;
+ * there with a leader and delivering from where it should, bound. FV_OK (bound or not yet),
+ * or FV_EIO with err (NATS refusing the request or the subscription). */
+static int poll_making(struct fv_jsconsume *c, struct shard *s, char *err, size_t errlen)
+{
+    uint64_t now = fv_mono_ns() / 1000000;
+    if (now < s->poll_ms) return FV_OK;
+    s->poll_ms = now + POLL_MS;
+    char durable[96];
+    durable_name(c, s->no, durable, sizeof durable);
+    jsOptions jo;
+    short_wait(&jo);
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    natsStatus st = js_GetConsumerInfo(&ci, c->conn.js, c->cfg->stream, durable, &jo, &jerr);
+    if (st == NATS_NOT_FOUND) return make_consumer(c, s, err, errlen);
+    if (st != NATS_OK) return FV_OK; /* no leader yet (timeout, JetStream error 10008) */
+    int leader = ci->Cluster == NULL || (ci->Cluster->Leader && ci->Cluster->Leader[0]);
+    uint64_t start = ci->Config ? ci->Config->OptStartSeq : 0;
+    jsConsumerInfo_Destroy(ci);
+    if (!leader) return FV_OK;
+    if (start != (s->cursor ? s->cursor + 1 : 0)) { /* not the one asked for: made again */
+        fv_warn("cluster: shard %u: consumer %s starts at %llu, not %llu: making it again", s->no,
+                durable, (unsigned long long)start, (unsigned long long)s->cursor + 1);
+        int rc = delete_consumer(c, durable, err, errlen);
+        return rc ? rc : make_consumer(c, s, err, errlen);
+    }
+    char subj[96];
+    fv_cluster_subject(c->cfg, s->no, subj, sizeof subj);
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = c->cfg->stream;
+    so.Consumer = durable; /* bound to the one made: nats.c makes none, deletes none */
+    so.ManualAck = true;
+    st = js_PullSubscribe(&s->sub, c->conn.js, subj, durable, &jo, &so, &jerr);
+    if (st == NATS_TIMEOUT) return FV_OK;
+    if (st != NATS_OK) {
+        fv_seterr(err, errlen, "cluster: consumer %s on %s: %s (JetStream error %d)", durable, subj,
+                  natsStatus_GetText(st), (int)jerr);
+        return FV_EIO;
+    }
+    s->making = 0;
+    s->idle_ms = 0;
+    fv_info("cluster: shard %u: consumer %s bound, delivering from stream sequence %llu", s->no,
+            durable, (unsigned long long)s->cursor + 1);
+    return FV_OK;
+}
+
+/* (Re)binds shard s's durable consumer, delivering from one past from, the shard's cursor,
+ * in order (C4, C5; from 0: the shard's first message in the stream): the old one deleted,
+ * the new one asked for (C10: bound once it has a leader, by poll_making). */
+static int bind_shard(struct fv_jsconsume *c, struct shard *s, uint64_t from, char *err,
+                      size_t errlen)
+{
+    char durable[96];
     durable_name(c, s->no, durable, sizeof durable);
     if (s->sub) {
         natsSubscription_Unsubscribe(s->sub);
         natsSubscription_Destroy(s->sub);
         s->sub = NULL;
     }
+    s->making = 0;
+    s->idle_ms = 0;
     int rc = delete_consumer(c, durable, err, errlen);
     if (rc) return rc;
-    jsSubOptions so;
-    jsSubOptions_Init(&so);
-    so.Stream = c->cfg->stream;
-    so.Config.AckPolicy = js_AckAll;
-    so.Config.DeliverPolicy = from ? js_DeliverByStartSequence : js_DeliverAll;
-    so.Config.OptStartSeq = from ? from + 1 : 0;
-    so.Config.AckWait = 30ll * 1000000000; /* redelivered after 30 s unacked (C1 skips) */
-    so.Config.MaxAckPending = 65536;
-    so.ManualAck = true;
-    jsErrCode jerr = 0;
-    natsStatus st = js_PullSubscribe(&s->sub, c->conn.js, subj, durable, NULL, &so, &jerr);
-    if (st != NATS_OK) {
-        fv_seterr(err, errlen, "cluster: consumer %s on %s: %s (JetStream error %d)", durable, subj,
-                  natsStatus_GetText(st), (int)jerr);
-        return FV_EIO;
-    }
     s->cursor = from;
     s->dseq = 0;
-    return FV_OK;
+    rc = make_consumer(c, s, err, errlen);
+    return rc ? rc : poll_making(c, s, err, errlen);
 }
 
 int fv_jsconsume_start(struct fv_jsconsume *c, struct fv_wal *wal, char *err, size_t errlen)
@@ -342,8 +421,9 @@ static int take_msg(struct fv_jsconsume *c, struct shard *s, natsMsg *m, uint64_
 }
 
 /* C6: a shard whose fetches found nothing for FV_CONSUMER_CHECK_MS has its consumer checked
- * (at most that often); one that is gone (its server lost) or does not answer is made again
- * from the cursor, as after a gap. 0, or a negative FV_E* (the node stops). */
+ * (at most that often); one that is gone (its server lost), does not answer, or has messages
+ * pending that it did not deliver since then is made again from the cursor, as after a gap.
+ * 0, or a negative FV_E* (the node stops). */
 static int check_idle(struct fv_jsconsume *c, struct shard *s, char *err, size_t errlen)
 {
     uint64_t now = fv_mono_ns() / 1000000;
@@ -360,11 +440,18 @@ static int check_idle(struct fv_jsconsume *c, struct shard *s, char *err, size_t
     natsStatus st = NATS_ERR;
     if (s->sub) { /* NULL: an earlier attempt to make it again failed */
         st = js_GetConsumerInfo(&ci, c->conn.js, c->cfg->stream, durable, &jo, &jerr);
+        int stuck = st == NATS_OK && ci->NumPending > 0 && ci->Delivered.Consumer <= s->dseq;
+        uint64_t pending = st == NATS_OK ? ci->NumPending : 0;
         jsConsumerInfo_Destroy(ci);
-        if (st == NATS_OK) return 0;
+        if (st == NATS_OK && !stuck) return 0;
+        if (stuck)
+            fv_warn("cluster: shard %u: consumer %s has %llu messages pending but delivered none "
+                    "in %d ms: making it again",
+                    s->no, durable, (unsigned long long)pending, FV_CONSUMER_CHECK_MS);
     }
-    fv_warn("cluster: shard %u: consumer %s: %s (JetStream error %d): making it again", s->no,
-            durable, natsStatus_GetText(st), (int)jerr);
+    if (st != NATS_OK)
+        fv_warn("cluster: shard %u: consumer %s: %s (JetStream error %d): making it again", s->no,
+                durable, natsStatus_GetText(st), (int)jerr);
     int rc = rebind_after_gap(c, s, s->dseq, err, errlen);
     if (rc && !fv_wal_failed(c->wal) && fv_wal_durable_seq(c->wal) >= fv_wal_appended_seq(c->wal)) {
         fv_warn("%s; trying again in %d s", err, FV_CONSUMER_CHECK_MS / 1000);
@@ -388,10 +475,32 @@ static int wait_key(struct fv_jsconsume *c, struct shard *s, uint64_t seq, char 
     return rc;
 }
 
+/* C10: a shard whose consumer is being made: looked up (poll_making); one not bound after
+ * 10 * FV_CONSUMER_CHECK_MS made again; NATS refusing, tried again later. 0. */
+static int keep_making(struct fv_jsconsume *c, struct shard *s, char *err, size_t errlen)
+{
+    fv_jslease_tick(c->lease, fv_mono_ns()); /* its requests wait: the leases go first */
+    uint64_t now = fv_mono_ns() / 1000000;
+    if (s->idle_ms == 0) s->idle_ms = now;
+    int rc = poll_making(c, s, err, errlen);
+    if (rc == FV_OK && s->making && now - s->idle_ms >= 10 * FV_CONSUMER_CHECK_MS) {
+        fv_warn("cluster: shard %u: its consumer has no leader after %d s: making it again", s->no,
+                10 * FV_CONSUMER_CHECK_MS / 1000);
+        s->idle_ms = now;
+        rc = bind_shard(c, s, s->cursor, err, errlen);
+    }
+    if (rc != FV_OK) {
+        fv_warn("%s; trying again in %d s", err, FV_CONSUMER_CHECK_MS / 1000);
+        s->poll_ms = now + FV_CONSUMER_CHECK_MS;
+    }
+    return 0;
+}
+
 static int fetch_shard(struct fv_jsconsume *c, struct shard *s, char *err, size_t errlen)
 {
     if (s->wait_ms && fv_mono_ns() / 1000000 < s->wait_ms) return 0; /* C9 */
     s->wait_ms = 0;
+    if (s->making) return keep_making(c, s, err, errlen);
     if (s->sub == NULL) return check_idle(c, s, err, errlen);
     natsMsgList list = {0};
     jsFetchRequest fr;
@@ -463,6 +572,8 @@ static void follow_leases(struct fv_jsconsume *c)
             fv_info("cluster: shard %u: stopped taking it (stream sequence %llu taken)", s->no,
                     (unsigned long long)s->cursor);
         } else if (held && !s->active && now >= s->retry_ns) {
+            /* C10: a bind waits up to a few JS_WAIT_MS: the leases are renewed between */
+            fv_jslease_tick(c->lease, fv_mono_ns());
             uint64_t from = s->cursor > c->cursor[s->no] ? s->cursor : c->cursor[s->no];
             char err[512];
             int rc = s->sub ? ack_all_taken(c) : FV_OK; /* one kept above: acks first */

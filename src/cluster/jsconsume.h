@@ -56,6 +56,15 @@
  *     before it is acked as usual (C2), the shard's consumer is made again from the cursor
  *     (so the record and those after it come again, in order) and the shard pauses
  *     FV_KEY_WAIT_MS before it is fetched again. The other shards go on.
+ *  C10 a consumer is made with requests that wait at most 1 s (a degraded 3-server cluster
+ *     elects a new consumer's leader in up to ~10 s, during which the create request gets no
+ *     answer): one asked for is looked up every 200 ms and bound (nats.c's pull subscription
+ *     bound to it, so nats.c never deletes it) once it has a leader and starts where it
+ *     should; one gone is asked for again, one without a leader after 30 s made again. The
+ *     loop goes on meanwhile (the other shards fetch, the leases are renewed between binds:
+ *     a bind blocking for the election made the leases lapse, and the shards change hands
+ *     in a loop). C6 also remakes a consumer with messages pending that delivered nothing
+ *     since its last check.
  *
  * Threads: everything (but fv_jsconsume_leases's holds) on the storage node's loop thread (nats.c's
  * own threads deliver into the fetch call).

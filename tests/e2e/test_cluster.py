@@ -161,6 +161,20 @@ def acked_records(path):
     return acked
 
 
+def wal_exactly_once(storage, acked):
+    """Every acked (VIN, TXID) once in the stopped storage node's WAL (`inspect --txids`)."""
+    stored = {}
+    r = t.run("inspect", storage.data, "--txids", "--key-file", storage.key_file)
+    for line in r.stdout.splitlines():
+        dev, txid = line.split(" ", 1)
+        if txid:
+            stored[(dev, txid)] = stored.get((dev, txid), 0) + 1
+    missing = set(acked) - set(stored)
+    assert not missing, f"{len(missing)} acked records lost, e.g. {sorted(missing)[:5]}"
+    twice = [k for k, n in stored.items() if n > 1]
+    assert not twice, f"{len(twice)} records stored twice, e.g. {twice[:5]}"
+
+
 def run_cluster(env, disturb, gateways=1, nats=None, replicas=1, store=None, after=None):
     """nats-server, a storage node and gateways; simulated vehicles stream through each
     gateway while disturb(storage) runs, then after(storage, nats) (when given) once they
@@ -261,16 +275,7 @@ def run_cluster(env, disturb, gateways=1, nats=None, replicas=1, store=None, aft
         storage.stop()
         if store and "wal_keep" in store:
             return  # the WAL no longer holds every record: the query API checked them
-        stored = {}
-        r = t.run("inspect", storage.data, "--txids", "--key-file", storage.key_file)
-        for line in r.stdout.splitlines():
-            dev, txid = line.split(" ", 1)
-            if txid:
-                stored[(dev, txid)] = stored.get((dev, txid), 0) + 1
-        missing = set(acked) - set(stored)
-        assert not missing, f"{len(missing)} acked records lost, e.g. {sorted(missing)[:5]}"
-        twice = [k for k, n in stored.items() if n > 1]
-        assert not twice, f"{len(twice)} records stored twice, e.g. {twice[:5]}"
+        wal_exactly_once(storage, acked)
         ins = storage.inspect()
         assert ins["totals"]["duplicate_txids"] == 0, ins["totals"]
         t.log(f"{len(acked)} acked records on the storage node exactly once "
