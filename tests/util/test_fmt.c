@@ -222,12 +222,9 @@ static void test_integers(void **state)
     for (size_t i = 0; i < 10000 + sizeof edges / sizeof *edges; i++) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
         int64_t v = i < sizeof edges / sizeof *edges ? edges[i] : (int64_t)(x >> (x % 64));
-        size_t n = fv_fmt_i64(got, i % 2 ? -v : v);
-        snprintf(want, sizeof want, "%" PRId64, i % 2 ? -v : v);
-        if (v == INT64_MIN) { /* -v overflows: printed as is */
-            n = fv_fmt_i64(got, v);
-            snprintf(want, sizeof want, "%" PRId64, v);
-        }
+        if (i % 2 && v != INT64_MIN) v = -v; /* -INT64_MIN overflows: printed as is */
+        size_t n = fv_fmt_i64(got, v);
+        snprintf(want, sizeof want, "%" PRId64, v);
         assert_int_equal(n, strlen(want));
         assert_memory_equal(got, want, n);
         n = fv_fmt_u64(got, x);
