@@ -392,10 +392,11 @@ static int dec_exceptions(struct fv_rd *r, double *v, size_t n)
     return FV_OK;
 }
 
-/* DECIMAL (ref == NULL) or LINKED after its reference was resolved to a[0..n-1] (kq). The
- * mantissas go to m_out when not NULL (room for n), else through a stack frame. */
-static int dec_mantissas(struct fv_rd *r, double *v, size_t n, const int64_t *a, int64_t kq,
-                         int64_t *m_out)
+/* DECIMAL, or LINKED (linked): its header - the reference's id and kq (D9) - read after e and
+ * the reference resolved through ref(arg, ...). The mantissas go to m_out when not NULL (room
+ * for n), else through a stack frame. */
+static int dec_mantissas(struct fv_rd *r, double *v, size_t n, int linked, fv_f64_ref_fn ref,
+                         void *arg, int64_t *m_out)
 {
     uint8_t e;
     int64_t frame[FRAME];
@@ -404,11 +405,15 @@ static int dec_mantissas(struct fv_rd *r, double *v, size_t n, const int64_t *a,
     if (rc) return rc;
     if (e > FV_CODEC_F64_MAX_EXP) return FV_ECORRUPT;
     const double p = pow10_tab[e];
-    if (a) {
+    const int64_t *a = NULL;
+    int64_t kq = 0;
+    if (linked) {
         uint64_t id, zk;
         if ((rc = fv_rd_uvarint(r, &id)) || (rc = fv_rd_uvarint(r, &zk))) return rc;
-        (void)id; /* read by fv_dec_f64_ex */
-        (void)zk;
+        kq = to_signed(fv_unzigzag(zk));
+        if (ref == NULL || id > UINT32_MAX || kq == 0 || kq > LINK_MAX_KQ || kq < -LINK_MAX_KQ)
+            return FV_ECORRUPT;
+        if (ref(arg, (uint32_t)id, n, &a) != FV_OK || a == NULL) return FV_ECORRUPT;
     }
     if ((rc = fv_codec__dec_init(&d, r, n))) return rc;
     uint64_t pred = 0;
@@ -428,25 +433,6 @@ static int dec_mantissas(struct fv_rd *r, double *v, size_t n, const int64_t *a,
     return dec_exceptions(r, v, n);
 }
 
-/* A LINKED column's header: the reference's id and kq (D9), then its resolution. */
-static int dec_link_head(struct fv_rd *r, size_t n, fv_f64_ref_fn ref, void *arg, const int64_t **a,
-                         int64_t *kq)
-{
-    struct fv_rd peek = *r;
-    uint8_t e;
-    uint64_t id, zk;
-    int rc;
-    if ((rc = fv_rd_u8(&peek, &e)) || (rc = fv_rd_uvarint(&peek, &id)) ||
-        (rc = fv_rd_uvarint(&peek, &zk)))
-        return rc;
-    int64_t k = to_signed(fv_unzigzag(zk));
-    if (ref == NULL || id > UINT32_MAX || k == 0 || k > LINK_MAX_KQ || k < -LINK_MAX_KQ)
-        return FV_ECORRUPT;
-    *kq = k;
-    if (ref(arg, (uint32_t)id, n, a) != FV_OK || *a == NULL) return FV_ECORRUPT;
-    return FV_OK;
-}
-
 int fv_dec_f64_ex(struct fv_rd *r, double *v, size_t n, int64_t *m_out, int *decimal,
                   fv_f64_ref_fn ref, void *arg)
 {
@@ -456,16 +442,11 @@ int fv_dec_f64_ex(struct fv_rd *r, double *v, size_t n, int64_t *m_out, int *dec
     int rc = fv_rd_u8(r, &s);
     if (rc) return rc;
     if (s == FV_CODEC_F64_DECIMAL) {
-        rc = dec_mantissas(r, v, n, NULL, 0, m_out);
+        rc = dec_mantissas(r, v, n, 0, NULL, NULL, m_out);
         if (rc == FV_OK && decimal) *decimal = m_out != NULL;
         return rc;
     }
-    if (s == FV_CODEC_F64_LINKED) {
-        const int64_t *a = NULL;
-        int64_t kq = 0;
-        if ((rc = dec_link_head(r, n, ref, arg, &a, &kq))) return rc;
-        return dec_mantissas(r, v, n, a, kq, NULL);
-    }
+    if (s == FV_CODEC_F64_LINKED) return dec_mantissas(r, v, n, 1, ref, arg, NULL);
     if (s == FV_CODEC_F64_XOR) return dec_xor(r, v, n);
     return FV_ECORRUPT;
 }
