@@ -12,6 +12,9 @@
 #          LOADGEN_NICE=0 (nice of the two API load generators, 0-19: on this one machine they
 #          compete for the cores with the simulator that measures the acks; in production
 #          neither runs beside the server)
+#          SIM_NICE=0 (nice of the measuring simulator, -20-19; below 0 needs root or
+#          CAP_SYS_NICE: it stands for vehicles on their own machines, so it may be given the
+#          ingest loop's priority to keep the load generators from delaying its clock reads)
 #          PREJOIN=0 (1: the vehicles join in an unmeasured 3 s stream first, so the measured
 #          stream has no joins: steady state only, for comparison)
 #
@@ -45,6 +48,7 @@ API_NICE=${API_NICE:-}
 INGEST_NICE=${INGEST_NICE:-}
 PREJOIN=${PREJOIN:-0}
 LOADGEN_NICE=${LOADGEN_NICE:-0}
+SIM_NICE=${SIM_NICE:-0}
 
 log() { echo "bench/ingest/api_load: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -265,7 +269,7 @@ run_phase() { # $1 phase, $2 round
         clients+=($!)
     fi
     pids+=("${clients[@]}")
-    out=$($BIN simulate --server "wss://127.0.0.1:$port" --certs "$tmp/certs" --quiet \
+    out=$(nice -n "$SIM_NICE" $BIN simulate --server "wss://127.0.0.1:$port" --certs "$tmp/certs" --quiet \
         --vehicles "$VEHICLES" --hz "$HZ" --seconds "$DURATION" --drain 30 \
         2>"$tmp/sim.log" | tail -1) || true
     for c in "${clients[@]}"; do wait "$c" || log "warning: an API client failed"; done
@@ -300,7 +304,7 @@ la_end=$(loadavg)
 
 echo "## bench/ingest/api_load.sh $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(uname -r)"
 echo
-echo "Server settings: api_nice ${API_NICE:-10 (default)}, ingest_nice ${INGEST_NICE:-0 (default)}; API load generators at nice $LOADGEN_NICE."
+echo "Server settings: api_nice ${API_NICE:-10 (default)}, ingest_nice ${INGEST_NICE:-0 (default)}; API load generators at nice $LOADGEN_NICE; measuring simulator at nice $SIM_NICE."
 echo
 python3 - "$res" "$VEHICLES" "$HZ" "$DURATION" "$API_RATE" "$la_start" "$la_end" "$(nproc)" "$PREJOIN" <<'PY'
 import json, sys
