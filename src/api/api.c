@@ -29,6 +29,7 @@
 #include "util/err.h"
 #include "util/urlquery.h"
 #include "util/fmt.h"
+#include "wal/reclog.h"
 #include "wire/places.h"
 #include "wire/signals.h"
 
@@ -386,8 +387,27 @@ static void get_store(const struct fv_api_view *v, struct fv_http_response *r)
     fv_api_respond_json(r, 200, j);
 }
 
+/* A gateway's /status: its record log is the stream (docs/cluster.md); 503 once the log
+ * has failed (L5), so that a load balancer's health check takes it out. */
+static void get_gateway_status(const struct fv_api_view *v, struct fv_http_response *r)
+{
+    int failed = v->log->failed(v->log->impl);
+    fv_api_respond_json(r, failed ? 503 : 200,
+                        json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I}", "status",
+                                  failed ? "stream_failed" : "ok", "role", "gateway", "uptime_s",
+                                  (json_int_t)((fv_now_ms() - v->start_ms) / 1000u), "connections",
+                                  (json_int_t)v->metrics->connections_open, "devices",
+                                  (json_int_t)fv_fleet_count(v->fleet), "log_appended_seq",
+                                  (json_int_t)v->log->appended(v->log->impl), "log_durable_seq",
+                                  (json_int_t)v->log->durable(v->log->impl)));
+}
+
 static void get_status(const struct fv_api_view *v, struct fv_http_response *r)
 {
+    if (v->gateway) {
+        get_gateway_status(v, r);
+        return;
+    }
     struct fv_wal_stats ws;
     fv_wal_stats(v->wal, &ws);
     fv_api_respond_json(r, 200,
@@ -520,6 +540,12 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
     }
     if (strncmp(path, "/api/", 5) != 0) {
         fv_api_respond_error(out, 404, "no such endpoint");
+        return;
+    }
+    if (v->gateway) {
+        fv_api_respond_error(out, 404,
+                             "this node is a gateway: it stores nothing and answers no queries "
+                             "(only /status and /metrics); ask a storage node (docs/cluster.md)");
         return;
     }
     if (v->guard == NULL) {

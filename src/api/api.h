@@ -34,6 +34,8 @@
 #include "util/buf.h"
 #include "wal/wal.h"
 
+struct fv_reclog;
+
 struct fv_store;
 struct fv_store_cursor;
 struct fv_keystore;
@@ -80,6 +82,10 @@ struct fv_api_view {
     struct fv_ds_builds *ds_builds;    /* dataset builds (data/ds_builds.h); NULL: none */
     const char *ui_dir;                /* the web console's files (static_ui.h); NULL: none */
     const struct fv_stats_hist *stats; /* counters over time (stats_hist.h); NULL: none */
+    /* A cluster's gateway (docs/cluster.md): no WAL, store or data API; /status reads the
+     * record log (the stream) instead of the WAL, and every /api/ path answers 404. */
+    int gateway;
+    const struct fv_reclog *log; /* gateway: its record log; NULL elsewhere */
 };
 
 /* A response is either whole (body) or streamed: when more is set, the transport sends

@@ -46,8 +46,8 @@ void fv_api_metrics(const struct fv_api_view *v, struct fv_http_response *r)
 {
     const struct fv_metrics *m = v->metrics;
     struct fv_buf *b = &r->body;
-    struct fv_wal_stats ws;
-    fv_wal_stats(v->wal, &ws);
+    struct fv_wal_stats ws = {0};
+    if (v->wal) fv_wal_stats(v->wal, &ws); /* a gateway has none: the stream is its log */
     r->status = 200;
     r->content_type = "text/plain; version=0.0.4";
 #define COUNTER(name, help, val)                                                                   \
@@ -185,6 +185,23 @@ void fv_api_metrics(const struct fv_api_view *v, struct fv_http_response *r)
     for (int i = 0; i < 3; i++)
         prom(b, "fleetvault_clip_signals_total{outcome=\"%s\"} %llu\n", outcomes[i],
              (unsigned long long)m->clip_signals[i]);
+    COUNTER("fleetvault_cluster_published_total",
+            "Gateway: records published to the stream (each acked once its PubAck came).",
+            m->cluster_published);
+    COUNTER("fleetvault_cluster_pubacks_total",
+            "Gateway: PubAcks received from the stream, duplicates included.", m->cluster_pubacks);
+    COUNTER("fleetvault_cluster_pubacks_duplicate_total",
+            "Gateway: PubAcks saying the stream had the record already (a device's resend).",
+            m->cluster_pubacks_duplicate);
+    COUNTER("fleetvault_cluster_publish_retries_total",
+            "Gateway: publishes sent again after no PubAck or no server (a leader election).",
+            m->cluster_publish_retries);
+    COUNTER("fleetvault_cluster_publish_refused_total",
+            "Gateway: records refused with the storage error: too many awaited PubAcks.",
+            m->cluster_publish_refused);
+    GAUGE("fleetvault_cluster_publish_outstanding",
+          "Gateway: records published whose ack waits for the stream now.",
+          m->cluster_publish_outstanding);
     GAUGE("fleetvault_cluster_shards_owned",
           "Shard leases this storage node holds now (0 on other roles).", m->cluster_shards_owned);
     COUNTER("fleetvault_cluster_takeovers_total",

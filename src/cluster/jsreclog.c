@@ -23,13 +23,15 @@ struct fv_jsreclog {
     uint64_t appended; /* ingest loop only */
     unsigned char *body;
     size_t body_cap;
-    pthread_mutex_t mu; /* guards acked[] and durable's advance */
-    uint8_t *acked;     /* FV_JSLOG_WINDOW flags: seq % window got its PubAck */
-    uint64_t durable;   /* atomic reads; written under mu */
-    int failed;         /* atomic */
-    int closing;        /* atomic: no more retries */
-    uint64_t retries;   /* atomic: publishes sent again (J3) */
-    uint64_t paused_ms; /* atomic: when the last retry pause ended (monotonic ms) */
+    pthread_mutex_t mu;           /* guards acked[] and durable's advance */
+    uint8_t *acked;               /* FV_JSLOG_WINDOW flags: seq % window got its PubAck */
+    uint64_t durable;             /* atomic reads; written under mu */
+    int failed;                   /* atomic */
+    int closing;                  /* atomic: no more retries */
+    uint64_t retries;             /* atomic: publishes sent again (J3) */
+    uint64_t pubacks, duplicates; /* atomic: PubAcks counted; of which duplicates */
+    uint64_t refused;             /* ingest loop only: appends refused, window full (J2) */
+    uint64_t paused_ms;           /* atomic: when the last retry pause ended (monotonic ms) */
 };
 
 static void set_failed(struct fv_jsreclog *l, const char *why, const char *detail)
@@ -92,6 +94,8 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
         return;
     }
     natsMsg_Destroy(msg);
+    __atomic_fetch_add(&l->pubacks, 1, __ATOMIC_RELAXED);
+    if (pa->Duplicate) __atomic_fetch_add(&l->duplicates, 1, __ATOMIC_RELAXED);
     int advanced = 0;
     pthread_mutex_lock(&l->mu);
     uint64_t d = l->durable;
@@ -116,8 +120,10 @@ static int64_t js_append(void *impl, const struct fv_wal_record *rec)
         set_failed(l, "the NATS connection is closed", NULL);
         return FV_EIO;
     }
-    if (l->appended - __atomic_load_n(&l->durable, __ATOMIC_ACQUIRE) >= FV_JSLOG_WINDOW)
+    if (l->appended - __atomic_load_n(&l->durable, __ATOMIC_ACQUIRE) >= FV_JSLOG_WINDOW) {
+        l->refused++;
         return FV_EAGAIN; /* J2 */
+    }
     size_t need = FV_WAL_MAX_BODY, n = 0;
     if (l->body_cap < need) {
         unsigned char *b = realloc(l->body, need);
@@ -185,6 +191,16 @@ int fv_jsreclog_full(void *impl)
 {
     struct fv_jsreclog *l = impl;
     return l->appended - js_durable(l) > FV_JSLOG_WINDOW / 2;
+}
+
+void fv_jsreclog_counts(struct fv_jsreclog *l, struct fv_jsreclog_counts *out)
+{
+    out->published = l->appended;
+    out->pubacks = __atomic_load_n(&l->pubacks, __ATOMIC_RELAXED);
+    out->duplicates = __atomic_load_n(&l->duplicates, __ATOMIC_RELAXED);
+    out->retries = __atomic_load_n(&l->retries, __ATOMIC_RELAXED);
+    out->refused = l->refused;
+    out->outstanding = l->appended - js_durable(l);
 }
 
 struct fv_reclog fv_jsreclog_log(struct fv_jsreclog *l)

@@ -52,4 +52,16 @@ struct fv_reclog fv_jsreclog_log(struct fv_jsreclog *l);
 /* J2: more than half the window is unacknowledged. Ingest loop. */
 int fv_jsreclog_full(void *l);
 
+/* What the log did since it was opened, for the gateway's /metrics (docs/cluster.md
+ * "Metrics"). Ingest loop (published is its own count). */
+struct fv_jsreclog_counts {
+    uint64_t published;   /* records published (L1: each append that returned a seq) */
+    uint64_t pubacks;     /* PubAcks received, duplicates included */
+    uint64_t duplicates;  /* of which the stream had the message id already (a resend) */
+    uint64_t retries;     /* publishes sent again (J3) */
+    uint64_t refused;     /* appends refused: the window was full (J2) */
+    uint64_t outstanding; /* published, PubAck not yet counted into durable() */
+};
+void fv_jsreclog_counts(struct fv_jsreclog *l, struct fv_jsreclog_counts *out);
+
 #endif

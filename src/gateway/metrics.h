@@ -65,6 +65,10 @@ struct fv_metrics {
      * (storage node) received, and malformed ones ignored. */
     fv_counter cluster_dl_published, cluster_dl_failed, cluster_dl_received;
     fv_counter cluster_dl_malformed; /* envelopes received that did not decode: ignored */
+    /* A gateway's record log on the stream (cluster/jsreclog.h fv_jsreclog_counts), copied
+     * by the ingest loop's housekeeping. */
+    fv_counter cluster_published, cluster_pubacks, cluster_pubacks_duplicate;
+    fv_counter cluster_publish_retries, cluster_publish_refused, cluster_publish_outstanding;
     /* Clips stored with the store's signals added, without (none in the window), as uploaded
      * after a failure (data/clip_server.h X4; bumped by the clip thread). */
     fv_counter clip_signals[3];

@@ -708,9 +708,16 @@ static int open_listeners(struct fv_server *srv, struct ev_loop *loop, char *err
                   cfg->listen_host, cfg->listen_port);
         return FV_EIO;
     }
-    if (cfg->role == FV_ROLE_GATEWAY) { /* no store: the API is the storage nodes' */
-        fv_info("gateway: serving devices on wss://%s:%d (mutual TLS, CA %s)", cfg->listen_host,
-                cfg->listen_port, tls.ca);
+    if (cfg->role == FV_ROLE_GATEWAY) {
+        /* No store and no data API (the storage nodes have them): /status and /metrics for
+         * the load balancer and monitoring, and a 404 naming the role for the rest. */
+        srv->http.view.gateway = 1;
+        srv->http.view.log = &srv->log;
+        int rc = fv_apiloop_start(&srv->api, cfg, &srv->http, NULL, NULL, err, errlen);
+        if (rc) return rc;
+        fv_info("gateway: serving devices on wss://%s:%d (mutual TLS, CA %s); /status and "
+                "/metrics on http://%s:%d",
+                cfg->listen_host, cfg->listen_port, tls.ca, cfg->api_host, cfg->api_port);
         return FV_OK;
     }
     /* The clip endpoint and the MQTT publisher before the API thread, which reads
@@ -732,6 +739,16 @@ static void housekeeping(struct fv_server *srv, uint64_t *last_trim)
     fv_ingest_refresh_keys(srv->ing); /* keys destroyed by the API: compaction purges them */
     fv_gw_downlink_drain(srv->downlink);
     fv_downlinks_metrics(&srv->dls, &srv->m);
+    if (srv->jslog) {
+        struct fv_jsreclog_counts c;
+        fv_jsreclog_counts(srv->jslog, &c);
+        srv->m.cluster_published = c.published;
+        srv->m.cluster_pubacks = c.pubacks;
+        srv->m.cluster_pubacks_duplicate = c.duplicates;
+        srv->m.cluster_publish_retries = c.retries;
+        srv->m.cluster_publish_refused = c.refused;
+        srv->m.cluster_publish_outstanding = c.outstanding;
+    }
     if (srv->store) fv_store_tick(srv->store, srv->wal, store_key, srv, fv_now_ms());
     registry_poll(srv);
     fv_ingest_pace(srv->ing);

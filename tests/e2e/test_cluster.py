@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 
 import fvtest as t
@@ -92,6 +93,7 @@ class Gateway:
         self.certs = certs
         self.key_file = key_file
         self.port = t.free_port()
+        self.api_port = t.free_port()
         self.config = os.path.join(root, "config.json")
         with open(self.config, "w") as f:
             json.dump(config, f)
@@ -105,7 +107,7 @@ class Gateway:
             [t.BIN, "serve", "--role", "gateway", "--config", self.config, "--data",
              os.path.join(self.root, "data"), "--certs", self.certs.dir, "--key-file",
              self.key_file, "--listen", f"127.0.0.1:{self.port}", "--api",
-             f"127.0.0.1:{t.free_port()}", "--no-rate-limit"],
+             f"127.0.0.1:{self.api_port}", "--no-rate-limit"],
             stdout=self.logf, stderr=self.logf)
 
         def up():
@@ -121,6 +123,21 @@ class Gateway:
     def log(self):
         with open(self.log_path) as f:
             return f.read()
+
+    def http(self, path):
+        """(status, body) of GET path on the gateway's /status and /metrics listener."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}{path}",
+                                        timeout=10) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def metrics(self):
+        st, body = self.http("/metrics")
+        assert st == 200, (st, body)
+        return {k: float(v) for k, v in (line.split(" ", 1) for line in body.splitlines()
+                                          if line and not line.startswith("#") and "{" not in line)}
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -214,7 +231,7 @@ def run_cluster(env, disturb, gateways=1, nats=None, replicas=1, store=None, aft
                 stdout=subprocess.PIPE, stderr=sim_log, text=True), sim_log, acked_log))
         disturb(storage)
         acked = {}
-        for sim, sim_log, acked_log in sims:
+        for (sim, sim_log, acked_log), gw in zip(sims, gws):
             out, _ = sim.communicate(timeout=SECONDS + 120)
             sim_log.close()
             final = json.loads(out.strip().splitlines()[-1])
@@ -224,6 +241,13 @@ def run_cluster(env, disturb, gateways=1, nats=None, replicas=1, store=None, aft
             mine = acked_records(acked_log)
             assert len(mine) == final["acked"], (len(mine), final["acked"])
             acked.update(mine)
+            # The gateway's own view (its /metrics): every acked record was published and
+            # PubAcked (its connectivity records too: at least as many), none awaited now.
+            m = gw.metrics()
+            assert m["fleetvault_cluster_published_total"] >= final["acked"], m
+            assert m["fleetvault_cluster_pubacks_total"] >= final["acked"], m
+            assert m["fleetvault_cluster_publish_outstanding"] == 0, m
+            assert m["fleetvault_acks_total"] >= final["acked"], m
         if after:
             after(storage, nats)
 

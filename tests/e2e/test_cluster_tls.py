@@ -5,6 +5,8 @@
 - A storage node and a gateway with their certificates (tls:// URLs, cluster.tls ca, cert,
   key) stream records end to end: a device's acked records are queryable on the storage node;
   `fleetvault cluster status` reads the cluster over TLS too.
+- The gateway's HTTP listener answers /status (role gateway, its log's sequences) and
+  /metrics (records published, PubAcks), and a 404 naming its role for any data path.
 - Refused, with the reason on standard error and exit status non-zero: a node whose
   certificate the CA signed but whose subject is no NATS user ("Authentication Violation"); a
   node with no client certificate; a vehicle's certificate (another CA: the device PKI never
@@ -123,6 +125,19 @@ def test_tls_cluster_and_refusals():
             # The refused nodes changed nothing: the cluster still streams.
             assert d.send(gw, 10, 5) == 5 and len(d.acked) == 15, d.errors
             t.wait_until("the later records on the storage node", stored, timeout=30)
+
+            # The gateway's own listener: /status for a load balancer, /metrics, no data.
+            code, body = gw.http("/status")
+            s = json.loads(body)
+            assert code == 200 and s["status"] == "ok" and s["role"] == "gateway", (code, s)
+            assert s["log_durable_seq"] == s["log_appended_seq"] >= 15, s
+            m = gw.metrics()
+            assert m["fleetvault_cluster_published_total"] >= 15, m
+            assert m["fleetvault_cluster_pubacks_total"] == m[
+                "fleetvault_cluster_published_total"], m
+            assert m["fleetvault_cluster_publish_outstanding"] == 0, m
+            code, body = gw.http(f"/api/v1/query?device={d.id}&signals=Soc")
+            assert code == 404 and "this node is a gateway" in body, (code, body)
             gw.stop()
             storage.stop()
         finally:
