@@ -38,6 +38,7 @@ struct fv_jskeys {
     void *changed_arg;
     struct fv_jskeys_stats stats;  /* atomic fields */
     void (*before_create)(void *); /* tests: fv__jskeys_before_create */
+    unsigned delay_ms; /* tests: FV_FAULT_KV_DELAY_MS, a slow bucket (docs/operations.md) */
     void *before_create_arg;
 };
 
@@ -272,6 +273,7 @@ static int src_subject(void *arg, const char *pseudo, int create, unsigned char 
     struct fv_jskeys *k = arg;
     char key[80], err[256];
     subject_key(pseudo, key, sizeof key);
+    if (k->delay_ms) usleep(k->delay_ms * 1000u); /* a slow bucket (tests only) */
     for (int tries = 0; tries < 2; tries++) {
         natsMsg *m = NULL;
         int rc = read_entry(k, key, &m);
@@ -335,6 +337,13 @@ int fv_jskeys_open(const struct fv_cluster_cfg *cfg, const struct fv_kek *kek,
     if (k == NULL) return FV_ENOMEM;
     k->cfg = cfg;
     k->kek = *kek;
+    const char *delay = getenv("FV_FAULT_KV_DELAY_MS");
+    if (delay && *delay) {
+        k->delay_ms = (unsigned)strtoul(delay, NULL, 10) % 60001u;
+        fv_warn("cluster: FV_FAULT_KV_DELAY_MS: every subject key request waits %u ms first "
+                "(a test setting)",
+                k->delay_ms);
+    }
     snprintf(k->stream, sizeof k->stream, "KV_%s", cfg->keys_bucket);
     snprintf(k->subj_prefix, sizeof k->subj_prefix, "$KV.%s.", cfg->keys_bucket);
     int rc = fv_natsconn_connect(&k->conn, cfg, "fleetvault-keys", NULL, FV_JSKEYS_WAIT_MS, 0, err,

@@ -281,6 +281,7 @@ struct fv_keystore {
     int unsynced;                   /* atomic: a key was committed since the last sync */
     sqlite3_stmt *stmts[FV_KEYSTORE_STMTS]; /* fv_keystore_stmt */
     struct fv_keysource src;                /* cluster mode: the shared source (src.subject) */
+    int async; /* the source is asked elsewhere (fv_keystore_set_async), never here */
 };
 
 static const char PKEY_AAD[] = "fleetvault pseudonym key";
@@ -587,12 +588,13 @@ static int from_source(struct fv_keystore *ks, const char *pseudo, const char *n
 static int lookup(struct fv_keystore *ks, const char *pseudo, struct subject_entry **out)
 {
     int rc = lookup_local(ks, pseudo, out);
-    return rc == FV_ENOENT ? from_source(ks, pseudo, NULL, 0, out) : rc;
+    return rc == FV_ENOENT && !ks->async ? from_source(ks, pseudo, NULL, 0, out) : rc;
 }
 
 static int create(struct fv_keystore *ks, const char *pseudo, const char *name,
                   struct subject_entry **out)
 {
+    if (ks->src.subject && ks->async) return FV_EAGAIN; /* fetched elsewhere, then adopted */
     if (ks->src.subject) return from_source(ks, pseudo, name, 1, out);
     struct subject_entry *e = calloc(1, sizeof *e);
     if (e == NULL) return FV_ENOMEM;
@@ -621,6 +623,32 @@ int fv_keystore_dek(struct fv_keystore *ks, const char *name, int create_missing
 void fv_keystore_defer_sync(struct fv_keystore *ks, int on)
 {
     ks->defer_sync = on;
+}
+
+void fv_keystore_set_async(struct fv_keystore *ks, int on)
+{
+    ks->async = on;
+    if (on) ks->defer_sync = 1; /* a cache of the source: the key is durable there */
+}
+
+int fv_keystore_adopt(struct fv_keystore *ks, int rc, const char *pseudo,
+                      const unsigned char dek[FV_KEY_LEN], const char *name)
+{
+    struct subject_entry *e = NULL;
+    int have = lookup_local(ks, pseudo, &e);
+    if (have != FV_ENOENT) return have; /* here already (or erased here): kept as it is */
+    char err[256];
+    if (rc == FV_ESTATE) return fv_keystore_destroy_pseudo(ks, pseudo, err, sizeof err);
+    if (rc != FV_OK) return rc;
+    char check[FV_PSEUDONYM_LEN + 1];
+    if (name[0] == '\0' || strlen(name) > FV_NAME_MAX ||
+        fv_keystore_pseudonym(ks, name, check) != FV_OK || strcmp(check, pseudo) != 0)
+        return FV_ECORRUPT; /* as from_source: the pseudonym is its name's */
+    e = calloc(1, sizeof *e);
+    if (e == NULL) return FV_ENOMEM;
+    memcpy(e->dek, dek, FV_KEY_LEN);
+    snprintf(e->name, sizeof e->name, "%s", name);
+    return store_subject(ks, pseudo, e);
 }
 
 int fv_keystore_sync(struct fv_keystore *ks, char *err, size_t errlen)

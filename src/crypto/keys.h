@@ -146,6 +146,20 @@ void fv_keystore_defer_sync(struct fv_keystore *ks, int on);
  * when none was committed since the last call. Any thread. FV_OK or FV_EIO (err set; the
  * next call tries again). */
 int fv_keystore_sync(struct fv_keystore *ks, char *err, size_t errlen);
+/* A cluster gateway's keystore (docs/cluster.md "Keys", J5): its thread, the ingest loop,
+ * never waits on the network, so the shared source is asked on another thread
+ * (gateway/keyfetch.h). With async on, a subject the catalog lacks is neither fetched nor
+ * made here: fv_keystore_dek answers FV_EAGAIN (create_missing) or FV_ENOENT, and the key
+ * fetched elsewhere is handed over with fv_keystore_adopt. New keys are then committed
+ * without fsync and never need fv_keystore_sync: the catalog is a cache of the source, where
+ * a key is durable before anyone adopts it. */
+void fv_keystore_set_async(struct fv_keystore *ks, int on);
+/* Takes the source's answer rc for the subject with this pseudonym, asked on another thread:
+ * FV_OK: dek and name are stored (the name must give the pseudonym, else FV_ECORRUPT);
+ * FV_ESTATE: the subject was erased, its tombstone is stored (K1). A subject already here is
+ * left as it is (FV_ESTATE if it is erased here). Other rc: returned, nothing changed. */
+int fv_keystore_adopt(struct fv_keystore *ks, int rc, const char *pseudo,
+                      const unsigned char dek[FV_KEY_LEN], const char *name);
 /* Runs SQL on a catalog connection; FV_EIO with "catalog: ..." in err (may be NULL). */
 int fv_catalog_exec(struct sqlite3 *db, const char *sql, char *err, size_t errlen);
 /* A 256-bit secret for one use (label), derived from the pseudonym key: HMAC-SHA256(key,

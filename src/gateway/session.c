@@ -8,12 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
 #include "crypto/certs.h"
 #include "crypto/keys.h"
+#include "gateway/keyfetch.h"
 #include "gateway/minimise.h"
 #include "gateway/owners.h"
 #include "gateway/session.h"
@@ -55,9 +57,10 @@ struct session {
     struct frame *out_head, *out_tail;
     size_t out_bytes;
     int established, closing, paused;
-    uint64_t last_rx_ns;               /* the peer's last message or pong (S6: idle timeout) */
-    int pinged;                        /* a ping is out since last_rx_ns */
-    int http_status;                   /* GET /status on the device port */
+    int key_wait;        /* a cluster gateway fetches its subject's key (keyfetch.h): not read */
+    uint64_t last_rx_ns; /* the peer's last message or pong (S6: idle timeout) */
+    int pinged;          /* a ping is out since last_rx_ns */
+    int http_status;     /* GET /status on the device port */
     char log_id[FV_PSEUDONYM_LEN + 5]; /* "dev-" + the device's keyed pseudonym: what logs name
                                           (never the VIN, which is personal data) */
 };
@@ -319,6 +322,14 @@ static int64_t log_put(struct fv_ingest *ing, const struct session *s, const cha
     const unsigned char *dek;
     char pseudo[FV_PSEUDONYM_LEN + 1];
     int rc = fv_keystore_dek(ing->d.keys, subject, 1, &dek, pseudo);
+    if (rc == FV_EAGAIN && ing->d.keyfetch) {
+        /* A cluster gateway: the key is fetched off the loop (keyfetch.h); the device gets
+         * the storage error and resends (a new owner period met mid-connection; a device's
+         * first subject is fetched before its connection is read: session_established). */
+        if (fv_keyfetch_submit(ing->d.keyfetch, 0, pseudo, subject) == FV_OK)
+            fv_debug("device %s: fetching its data key; record refused for now", log_name(s));
+        return FV_EAGAIN;
+    }
     if (rc) {
         fv_warn("device %s: no data key (%s); record refused", log_name(s),
                 rc == FV_ESTATE ? "its data was erased" : fv_strerror(rc));
@@ -558,6 +569,8 @@ static int dev_http(struct lws *wsi, struct session *s, const char *uri)
     return 0;
 }
 
+static int await_key(struct fv_ingest *ing, struct session *s);
+
 static int session_established(struct fv_ingest *ing, struct session *s, struct lws *wsi)
 {
     char netif[sizeof s->netif], conn[sizeof s->conn_id];
@@ -600,10 +613,52 @@ static int session_established(struct fv_ingest *ing, struct session *s, struct 
     }
     fv_debug("device %s.%s connected (%s)", s->ident.client_type, log_name(s),
              s->netif[0] ? s->netif : "?");
+    if (ing->d.keyfetch && await_key(ing, s)) return 0; /* read once the key is here */
     record_connectivity(s, 1);
     if (ing->listener && ing->listener->on_connect)
         ing->listener->on_connect(ing->listener->arg, s->ident.device_id);
     return 0;
+}
+
+/* A cluster gateway (keyfetch.h): when the device's subject key is not in the keystore yet,
+ * submits its fetch and stops reading the connection until fv_ingest_keys_fetched has it.
+ * 1 if the connection waits; 0 when the key is here (or cannot be had: the records are then
+ * refused as without a key). */
+static int await_key(struct fv_ingest *ing, struct session *s)
+{
+    fv_ingest_refresh_keys(ing);
+    const char *subject = fv_ingest_subject(ing, s->dev);
+    const unsigned char *dek;
+    char pseudo[FV_PSEUDONYM_LEN + 1];
+    if (subject == NULL || fv_keystore_dek(ing->d.keys, subject, 1, &dek, pseudo) != FV_EAGAIN)
+        return 0;
+    if (fv_keyfetch_submit(ing->d.keyfetch, s->id, pseudo, subject) != FV_OK) return 0;
+    s->key_wait = 1;
+    lws_rx_flow_control(s->wsi, 0);
+    return 1;
+}
+
+void fv_ingest_keys_fetched(struct fv_ingest *ing)
+{
+    if (ing->d.keyfetch == NULL) return;
+    struct fv_keyfetch_answer a;
+    while (fv_keyfetch_take(ing->d.keyfetch, &a)) {
+        fv_ingest_refresh_keys(ing);
+        int rc = fv_keystore_adopt(ing->d.keys, a.rc, a.pseudo, a.dek, a.name);
+        OPENSSL_cleanse(&a.dek, sizeof a.dek);
+        if (rc != FV_OK && rc != FV_ESTATE)
+            fv_warn("cluster: the key of subject %s: %s", a.pseudo, fv_strerror(rc));
+        struct session *s = a.session_id ? fv_map_get_u64(&ing->sessions, a.session_id) : NULL;
+        if (s == NULL || !s->key_wait) continue;
+        s->key_wait = 0;
+        if (rc != FV_OK && rc != FV_ESTATE) { /* K2: it reconnects and tries again */
+            session_close_soon(s);
+            continue;
+        }
+        record_connectivity(s, 1); /* an erased subject's is refused, as its records */
+        if (!s->paused) lws_rx_flow_control(s->wsi, 1);
+        s->last_rx_ns = fv_mono_ns(); /* the idle clock runs only while we read */
+    }
 }
 
 static int session_receive(struct fv_ingest *ing, struct session *s, struct lws *wsi,
@@ -645,7 +700,7 @@ static int session_receive(struct fv_ingest *ing, struct session *s, struct lws 
 static void session_closed(struct fv_ingest *ing, struct session *s)
 {
     if (s->established) {
-        record_connectivity(s, 2);
+        if (!s->key_wait) record_connectivity(s, 2); /* no key, no connect record either */
         fv_map_del_u64(&ing->sessions, s->id);
         fv_fleet_lock(ing->d.fleet);
         s->dev->sessions--;
@@ -801,7 +856,7 @@ void fv_ingest_pace(struct fv_ingest *ing)
     for (size_t i = 0; i < ing->sessions.cap; i++) {
         struct session *s = ing->sessions.slots[i].hash ? ing->sessions.slots[i].val : NULL;
         if (s && s->paused != full) {
-            lws_rx_flow_control(s->wsi, full ? 0 : 1);
+            lws_rx_flow_control(s->wsi, full || s->key_wait ? 0 : 1);
             s->paused = full;
             s->last_rx_ns = now; /* the idle clock runs only while we read */
         }
@@ -816,7 +871,8 @@ void fv_ingest_sweep(struct fv_ingest *ing)
     uint64_t idle = ing->d.cfg->device_idle_ms * 1000000ull;
     for (size_t i = 0; i < ing->sessions.cap; i++) {
         struct session *s = ing->sessions.slots[i].hash ? ing->sessions.slots[i].val : NULL;
-        if (s == NULL || s->closing || s->paused) continue; /* paused: we are not reading */
+        if (s == NULL || s->closing || s->paused || s->key_wait)
+            continue; /* paused or waiting for its key: we are not reading */
         uint64_t quiet = now - s->last_rx_ns;
         if (quiet >= idle) {
             fv_info("device %s: nothing received for %llu s (not even a pong); closing",

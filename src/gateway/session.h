@@ -47,6 +47,8 @@ struct fv_policy;
 #define FV_SESSIONS_PER_DEVICE 4          /* a 5th connection closes the oldest */
 
 /* What the ingest loop works with; all owned by the caller and outliving the ingest. */
+struct fv_keyfetch;
+
 struct fv_ingest_deps {
     const struct fv_config *cfg;
     struct fv_fleet *fleet;
@@ -60,6 +62,9 @@ struct fv_ingest_deps {
      * sockets (backpressure: the storage side is behind) until it returns 0 again. */
     int (*storage_full)(void *arg);
     void *storage_full_arg;
+    /* A cluster gateway's key fetcher (keyfetch.h), with the keystore in async mode
+     * (crypto/keys.h fv_keystore_set_async); NULL elsewhere. */
+    struct fv_keyfetch *keyfetch;
 };
 
 struct fv_ingest;
@@ -72,6 +77,11 @@ void fv_ingest_free(struct fv_ingest *ing);
 /* The devices' protocol table for lws_create_vhost; the vhost's user pointer (vi.user) must
  * be the struct fv_ingest. */
 const struct lws_protocols *fv_ingest_protocols(void);
+
+/* Ingest loop, after the key fetcher's wake (keyfetch.h K4): stores each fetched key and
+ * resumes the connections that waited for it (a key that could not be fetched closes its
+ * connection; the device reconnects). */
+void fv_ingest_keys_fetched(struct fv_ingest *ing);
 
 /* Sends the acks of every record now durable (S1). Ingest loop. */
 void fv_ingest_flush_durable(struct fv_ingest *ing);

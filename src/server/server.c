@@ -69,6 +69,7 @@
 #include "energy/vpp.h"
 #include "gateway/downlink.h"
 #include "gateway/fleet.h"
+#include "gateway/keyfetch.h"
 #include "gateway/metrics.h"
 #include "gateway/recovery.h"
 #include "openadr/ven.h"
@@ -106,6 +107,7 @@ struct fv_server {
     struct fv_jsconsume *consumer; /* role storage: the shards (cluster/jsconsume.h) */
     struct fv_recovery rec;        /* role storage: what takes the stream's records */
     struct fv_jskeys *jskeys;      /* gateway, storage: the shared keys (cluster/jskeys.h) */
+    struct fv_keyfetch *keyfetch;  /* gateway: keys fetched off the loop (gateway/keyfetch.h) */
     struct fv_fleet fleet;
     struct fv_metrics m;
     struct fv_ingest *ing;
@@ -433,18 +435,28 @@ static int open_ingest(struct fv_server *srv, void (*put)(void *, const struct f
                                   .store_cfg = &srv->store_cfg,
                                   .policy = srv->guard.policy,
                                   .storage_full = full,
-                                  .storage_full_arg = full_arg};
+                                  .storage_full_arg = full_arg,
+                                  .keyfetch = srv->keyfetch};
     int rc = fv_ingest_new(&deps, &srv->ing);
     if (rc == FV_OK) rc = fv_gw_downlink_new(srv->ing, &srv->m, wake_loop, srv, &srv->downlink);
     return rc;
 }
 
-/* Role gateway: no store, no WAL; records go to the stream (cluster/jsreclog.h). A new
- * device's key is committed before its first record is published (no deferred sync). */
+/* Role gateway: no store, no WAL; records go to the stream (cluster/jsreclog.h). A device's
+ * data key comes from the keys bucket, fetched off the ingest loop (gateway/keyfetch.h): it
+ * is durable there before the gateway adopts it, so the catalog (a cache) commits it without
+ * fsync. */
 static int open_gateway(struct fv_server *srv, char *err, size_t errlen)
 {
     const struct fv_config *cfg = srv->cfg;
-    int rc = fv_jsreclog_open(&cfg->cluster, wake_loop, srv, &srv->jslog, err, errlen);
+    struct fv_keysource src = fv_jskeys_source(srv->jskeys);
+    int rc = fv_keyfetch_start(&src, wake_loop, srv, &srv->keyfetch);
+    if (rc) {
+        fv_seterr(err, errlen, "cannot start the key fetcher: %s", fv_strerror(rc));
+        return rc;
+    }
+    fv_keystore_set_async(srv->keys, 1);
+    rc = fv_jsreclog_open(&cfg->cluster, wake_loop, srv, &srv->jslog, err, errlen);
     if (rc) return rc;
     srv->log = fv_jsreclog_log(srv->jslog);
     rc = open_ingest(srv, sink_none, fv_jsreclog_full, srv->jslog);
@@ -737,6 +749,7 @@ static int open_listeners(struct fv_server *srv, struct ev_loop *loop, char *err
 static void housekeeping(struct fv_server *srv, uint64_t *last_trim)
 {
     fv_ingest_refresh_keys(srv->ing); /* keys destroyed by the API: compaction purges them */
+    fv_ingest_keys_fetched(srv->ing); /* a gateway's: devices waiting for their key go on */
     fv_gw_downlink_drain(srv->downlink);
     fv_downlinks_metrics(&srv->dls, &srv->m);
     if (srv->jslog) {
@@ -796,7 +809,8 @@ static void close_all(struct fv_server *srv, struct ev_loop *loop)
     fv_vpp_close(srv->vpp); /* after the ingest loop's context: the listener is its */
     fv_campaign_close(srv->campaigns);
     fv_gw_downlink_free(srv->downlink);
-    fv_jskeys_unwatch(srv->jskeys); /* its thread wakes the ingest */
+    fv_jskeys_unwatch(srv->jskeys);  /* its thread wakes the ingest */
+    fv_keyfetch_stop(srv->keyfetch); /* so does this one's; before the source it asks */
     fv_ingest_free(srv->ing);
     fv_http_ctx_free(&srv->http);
     fv_jsreclog_close(srv->jslog, 5000); /* after the sessions' last records */

@@ -87,8 +87,9 @@ def kill_gateways():
 class Gateway:
     """fleetvault serve --role gateway: no API, no store; ready when it accepts TCP."""
 
-    def __init__(self, root, certs, key_file, config):
+    def __init__(self, root, certs, key_file, config, env=None):
         self.root = root
+        self.env = env  # more environment for the process (FV_FAULT_KV_DELAY_MS, ...)
         os.makedirs(root, exist_ok=True)
         self.certs = certs
         self.key_file = key_file
@@ -108,7 +109,8 @@ class Gateway:
              os.path.join(self.root, "data"), "--certs", self.certs.dir, "--key-file",
              self.key_file, "--listen", f"127.0.0.1:{self.port}", "--api",
              f"127.0.0.1:{self.api_port}", "--no-rate-limit"],
-            stdout=self.logf, stderr=self.logf)
+            stdout=self.logf, stderr=self.logf,
+            env={**os.environ, **self.env} if self.env else None)
 
         def up():
             assert self.proc.poll() is None, "gateway exited:\n" + self.log()
