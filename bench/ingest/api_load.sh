@@ -15,6 +15,8 @@
 #          SIM_NICE=0 (nice of the measuring simulator, -20-19; below 0 needs root or
 #          CAP_SYS_NICE: it stands for vehicles on their own machines, so it may be given the
 #          ingest loop's priority to keep the load generators from delaying its clock reads)
+#          CONNECT_RATE= (the measured stream's new connections per second, the simulator's
+#          --connect-rate; empty: its default, 1000: all 200 TLS handshakes within 0.2 s)
 #          PREJOIN=0 (1: the vehicles join in an unmeasured 3 s stream first, so the measured
 #          stream has no joins: steady state only, for comparison)
 #
@@ -49,6 +51,7 @@ INGEST_NICE=${INGEST_NICE:-}
 PREJOIN=${PREJOIN:-0}
 LOADGEN_NICE=${LOADGEN_NICE:-0}
 SIM_NICE=${SIM_NICE:-0}
+CONNECT_RATE=${CONNECT_RATE:-}
 
 log() { echo "bench/ingest/api_load: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -271,6 +274,7 @@ run_phase() { # $1 phase, $2 round
     pids+=("${clients[@]}")
     out=$(nice -n "$SIM_NICE" $BIN simulate --server "wss://127.0.0.1:$port" --certs "$tmp/certs" --quiet \
         --vehicles "$VEHICLES" --hz "$HZ" --seconds "$DURATION" --drain 30 \
+        ${CONNECT_RATE:+--connect-rate "$CONNECT_RATE"} \
         2>"$tmp/sim.log" | tail -1) || true
     for c in "${clients[@]}"; do wait "$c" || log "warning: an API client failed"; done
     c1=$(cpu_ticks "$srv")
@@ -304,7 +308,7 @@ la_end=$(loadavg)
 
 echo "## bench/ingest/api_load.sh $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(uname -r)"
 echo
-echo "Server settings: api_nice ${API_NICE:-10 (default)}, ingest_nice ${INGEST_NICE:-0 (default)}; API load generators at nice $LOADGEN_NICE; measuring simulator at nice $SIM_NICE."
+echo "Server settings: api_nice ${API_NICE:-10 (default)}, ingest_nice ${INGEST_NICE:-0 (default)}; API load generators at nice $LOADGEN_NICE; measuring simulator at nice $SIM_NICE, connecting ${CONNECT_RATE:-1000 (default)} vehicles/s."
 echo
 python3 - "$res" "$VEHICLES" "$HZ" "$DURATION" "$API_RATE" "$la_start" "$la_end" "$(nproc)" "$PREJOIN" <<'PY'
 import json, sys
