@@ -571,6 +571,14 @@ static int dev_http(struct lws *wsi, struct session *s, const char *uri)
 
 static int await_key(struct fv_ingest *ing, struct session *s);
 
+/* A connection ready to be read: its connect record, then the downlink's listener (D2). */
+static void session_ready(struct fv_ingest *ing, struct session *s)
+{
+    record_connectivity(s, 1);
+    if (ing->listener && ing->listener->on_connect)
+        ing->listener->on_connect(ing->listener->arg, s->ident.device_id);
+}
+
 static int session_established(struct fv_ingest *ing, struct session *s, struct lws *wsi)
 {
     char netif[sizeof s->netif], conn[sizeof s->conn_id];
@@ -614,9 +622,7 @@ static int session_established(struct fv_ingest *ing, struct session *s, struct 
     fv_debug("device %s.%s connected (%s)", s->ident.client_type, log_name(s),
              s->netif[0] ? s->netif : "?");
     if (ing->d.keyfetch && await_key(ing, s)) return 0; /* read once the key is here */
-    record_connectivity(s, 1);
-    if (ing->listener && ing->listener->on_connect)
-        ing->listener->on_connect(ing->listener->arg, s->ident.device_id);
+    session_ready(ing, s);
     return 0;
 }
 
@@ -655,7 +661,7 @@ void fv_ingest_keys_fetched(struct fv_ingest *ing)
             session_close_soon(s);
             continue;
         }
-        record_connectivity(s, 1); /* an erased subject's is refused, as its records */
+        session_ready(ing, s); /* an erased subject's connect record is refused, as its records */
         if (!s->paused) lws_rx_flow_control(s->wsi, 1);
         s->last_rx_ns = fv_mono_ns(); /* the idle clock runs only while we read */
     }
