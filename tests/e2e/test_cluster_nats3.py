@@ -27,6 +27,10 @@ from test_cluster import (Gateway, acked_records, cluster_status, kill_gateways,
 VEHICLES = int(os.environ.get("FV_NATS3_VEHICLES", "12"))
 SECONDS = int(os.environ.get("FV_NATS3_SECONDS", "12"))
 SHARDS = 4
+# Issue 15: "acks pause for at most a few seconds". A leader election in nats-server 2.9
+# takes 4-9 s (its raft's election timeouts); the gateway resends after 2 s without a PubAck
+# and a 100 ms pause (jsreclog.h J3), and the simulator's own resend is after 5 s.
+ACK_PAUSE_MAX_MS = 15000
 
 
 class Nats3:
@@ -211,6 +215,10 @@ def run(env, nats):
               f"{final['ack_max_ms']:.0f} ms, {final['resent']} sent again")
         assert sim.returncode == 0, f"simulator left records unacked: {final}"
         assert final["acked"] > 0 and final["acked"] + final["errors"] == final["sent"], final
+        # The fleet kept streaming: acks paused for the stream leader's election (4-9 s in
+        # nats-server 2.9's raft; 4-7 s measured), never longer than ACK_PAUSE_MAX_MS.
+        assert final["ack_max_ms"] <= ACK_PAUSE_MAX_MS, (
+            f"an ack took {final['ack_max_ms']:.0f} ms (at most {ACK_PAUSE_MAX_MS} allowed)")
         mine = acked_records(acked_log)
         assert len(mine) == final["acked"], (len(mine), final["acked"])
         acked.update(mine)
