@@ -274,7 +274,7 @@ run_phase() { # $1 phase, $2 round
     pids+=("${clients[@]}")
     out=$(nice -n "$SIM_NICE" $BIN simulate --server "wss://127.0.0.1:$port" --certs "$tmp/certs" --quiet \
         --vehicles "$VEHICLES" --hz "$HZ" --seconds "$DURATION" --drain 30 \
-        ${CONNECT_RATE:+--connect-rate "$CONNECT_RATE"} \
+        ${CONNECT_RATE:+--connect-rate "$CONNECT_RATE"} --slow-log "$tmp/slow.log" \
         2>"$tmp/sim.log" | tail -1) || true
     for c in "${clients[@]}"; do wait "$c" || log "warning: an API client failed"; done
     c1=$(cpu_ticks "$srv")
@@ -286,17 +286,27 @@ run_phase() { # $1 phase, $2 round
     python3 - "$phase" "$round" "$out" "$(( c1 - c0 ))" "$hz" "$la0" "$la1" "$metrics" \
         "$([ -s "$tmp/read.json" ] && cat "$tmp/read.json" || echo null)" \
         "$([ -s "$tmp/unauth.json" ] && cat "$tmp/unauth.json" || echo null)" \
-        "$s0" "$s1" >>"$res" <<'PY'
+        "$s0" "$s1" "$tmp/slow.log" >>"$res" <<'PY'
 import json, sys
-phase, rnd, sim, ticks, hz, la0, la1, metrics, rd, ua, s0, s1 = sys.argv[1:13]
+phase, rnd, sim, ticks, hz, la0, la1, metrics, rd, ua, s0, s1, slow_path = sys.argv[1:14]
+# when in the stream the simulator's acks over 10 ms fell (--slow-log), by window of the stream
+edges = [0, 1, 2, 5, 10, 1e9]
+slow = [0] * (len(edges) - 1)
+try:
+    for line in open(slow_path):
+        t = float(line.split()[0])
+        slow[next(i for i in range(len(edges) - 1) if edges[i] <= t < edges[i + 1])] += 1
+except OSError:
+    pass
 d = [int(b) - int(a) for a, b in zip(s0.split(), s1.split())]
 print(json.dumps({"phase": phase, "round": int(rnd), "sim": json.loads(sim),
                   "server_http": metrics,
                   "cpu_s": int(ticks) / int(hz), "load_before": la0, "load_after": la1,
                   "read": json.loads(rd), "unauth": json.loads(ua),
-                  "loop_sched": {"run_s": d[0] / 1e9, "wait_s": d[1] / 1e9, "runs": d[2]}}))
+                  "loop_sched": {"run_s": d[0] / 1e9, "wait_s": d[1] / 1e9, "runs": d[2]},
+                  "slow_by_window": slow}))
 PY
-    rm -f "$tmp/read.json" "$tmp/unauth.json"
+    rm -f "$tmp/read.json" "$tmp/unauth.json" "$tmp/slow.log"
     rm -rf "$data"
 }
 
@@ -433,6 +443,16 @@ for r in rows:
     ls = r["loop_sched"]
     mean = f"{1000 * ls['wait_s'] / ls['runs']:.3f}" if ls["runs"] else "-"
     print(f"| {name} | {ls['run_s']:.2f} | {ls['wait_s']:.2f} | {ls['runs']} | {mean} |")
+print()
+print("When the simulator's acks over 10 ms came (`simulate --slow-log`), by seconds since "
+      "the simulator started (its connections are made in the first second or so at the "
+      "default connect rate):")
+print()
+print("| phase | 0-1 s | 1-2 s | 2-5 s | 5-10 s | 10 s - end |")
+print("|---|---|---|---|---|---|")
+for r in rows:
+    name = r["phase"] + (f" #{r['round']}" if len(set(y["round"] for y in rows)) > 1 else "")
+    print(f"| {name} | " + " | ".join(str(x) for x in r.get("slow_by_window", [])) + " |")
 print()
 print(f"Load average (1, 5, 15 min) at the start: {la0}; at the end: {la1} "
       f"(above about 1 the machine was busy with other work; the figures are then noisier).")

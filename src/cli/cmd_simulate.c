@@ -48,6 +48,8 @@ static void usage(FILE *f)
             "  --drain SECONDS     wait this long for outstanding acks at the end (default 30)\n"
             "  --acked-log FILE    append 'VIN TXID CREATED_MS' per acked and 'VIN TXID E' per "
             "refused record\n"
+            "  --slow-log FILE     append 'SECONDS_SINCE_START ACK_MS VIN' per ack slower than "
+            "10 ms\n"
             "  --seed N            vehicle model seed (default 1)\n"
             "  --id-prefix P       VIN prefix (default 5YJSIM), padded with the index to 17\n"
             "  --connect-rate R    new connections per second (default 1000, 0 = unlimited)\n"
@@ -169,6 +171,8 @@ int fv_cmd_simulate(int argc, char **argv)
             bad = parse_double(a, val, 0, 1e7, &o.drain_s);
         } else if (strcmp(a, "--acked-log") == 0) {
             o.acked_log = val;
+        } else if (strcmp(a, "--slow-log") == 0) {
+            o.slow_log = val;
         } else if (strcmp(a, "--seed") == 0) {
             bad = parse_u64(a, val, 0, UINT64_MAX, &o.seed);
         } else if (strcmp(a, "--id-prefix") == 0) {

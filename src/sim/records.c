@@ -278,7 +278,13 @@ static void finish(struct run *r, struct veh *v, uint64_t seq, int refused, uint
     } else {
         r->st->acked++;
         r->st->datums += x->ndatums;
-        if (x->first_send_ns) fv_sim__hist_add(r, (now - x->first_send_ns) / 1000u);
+        if (x->first_send_ns) {
+            uint64_t us = (now - x->first_send_ns) / 1000u;
+            fv_sim__hist_add(r, us);
+            if (r->slow && us >= FV_SIM_SLOW_MS * 1000u)
+                fprintf(r->slow, "%.3f %.3f %s\n", (double)(now - r->t0_ns) / 1e9, (double)us / 1e3,
+                        v->vin);
+        }
     }
     free(x->payload);
     x->payload = NULL;

@@ -557,6 +557,13 @@ static int setup(struct run *r, char *err, size_t errlen)
             return FV_EIO;
         }
     }
+    if (o->slow_log) {
+        r->slow = fopen(o->slow_log, "a");
+        if (r->slow == NULL) {
+            fv_seterr(err, errlen, "cannot open slow-ack log %s: %s", o->slow_log, strerror(errno));
+            return FV_EIO;
+        }
+    }
     if (o->influx_path) {
         r->influx = fopen(o->influx_path, "w");
         if (r->influx == NULL) {
@@ -683,6 +690,7 @@ static void teardown(struct run *r)
     free(r->cq);
     if (r->ep >= 0) close(r->ep);
     if (r->log) fclose(r->log);
+    if (r->slow) fclose(r->slow);
     if (r->influx) fclose(r->influx); /* only after a failure: fv_sim_run closes it */
     free(r->influx_buf);
     fv_buf_free(&r->line);

@@ -53,6 +53,8 @@
 #include "util/buf.h"
 #include "wire/payload.h"
 
+#define FV_SIM_SLOW_MS 10 /* --slow-log: acks slower than this are written */
+
 struct fv_sim_opts {
     const char *server;    /* wss://HOST[:PORT][/PATH] */
     const char *certs_dir; /* made by `fleetvault certs init` */
@@ -62,6 +64,8 @@ struct fv_sim_opts {
     uint32_t signals;      /* datums per record (first K of the model's list) */
     double drain_s;        /* wait for outstanding acks after generation */
     const char *acked_log; /* append "VIN TXID CREATED_MS" / "VIN TXID E" lines, or NULL */
+    const char *slow_log;  /* append "SECONDS_SINCE_START ACK_MS VIN" per ack slower than
+                              FV_SIM_SLOW_MS (where in a run the slow acks fall), or NULL */
     uint64_t seed;         /* vehicle model seed */
     const char *id_prefix; /* VIN prefix */
     double connect_rate;   /* new connections per second, 0 = unlimited */

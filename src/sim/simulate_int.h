@@ -118,6 +118,7 @@ struct run {
     uint64_t tokens_ns;
     int ep;
     FILE *log;
+    FILE *slow; /* --slow-log */
     struct fv_buf pl, env;
     uint64_t period_ns, t0_ns, gen_end_ns, drain_end_ns, close_end_ns;
     uint64_t scan_ns; /* how often open connections look for records to resend */
