@@ -468,8 +468,11 @@ static int match_path(const char *p, const char *prefix, const char *suffix, cha
     return 1;
 }
 
-static void api_route(const struct fv_api_view *v, const char *method, const char *path,
-                      const char *authorization, struct fv_http_response *out);
+static void api_part(const struct fv_api_view *v, const char *method, const char *path,
+                     const char *authorization, const char *principal, const char *role,
+                     struct fv_http_response *out);
+static void route_as(const struct fv_api_view *v, const char *method, const char *path,
+                     struct fv_guard_ctx *ctxp, struct fv_http_response *out);
 
 void fv_api_handle(const struct fv_api_view *v, const char *method, const char *path,
                    const char *authorization, struct fv_http_response *out)
@@ -518,6 +521,15 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         fv_api_metrics(v, out);
         return;
     }
+    api_part(v, method, path, authorization, NULL, NULL, out);
+}
+
+/* /api/...: the token's principal (authorization), or the one the cluster's api node
+ * authenticated (principal, role; authorization NULL); then routed. */
+static void api_part(const struct fv_api_view *v, const char *method, const char *path,
+                     const char *authorization, const char *principal, const char *role,
+                     struct fv_http_response *out)
+{
     if (strncmp(path, "/api/", 5) != 0) {
         fv_api_respond_error(out, 404, "no such endpoint");
         return;
@@ -532,21 +544,39 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
      * before it (a revoked principal, a withdrawn consent). */
     int snap = strcmp(method, "GET") == 0 && strcmp(path, "/api/v1/query") == 0 && v->keys &&
                fv_keystore_read_begin(v->keys) == FV_OK;
-    api_route(v, method, path, authorization, out);
+    struct fv_guard_ctx ctx;
+    char why[400];
+    if (principal) {
+        memset(&ctx, 0, sizeof ctx);
+        snprintf(ctx.principal, sizeof ctx.principal, "%s", principal);
+        snprintf(ctx.role, sizeof ctx.role, "%s", role);
+        route_as(v, method, path, &ctx, out);
+    } else if (fv_guard_auth(v->guard, authorization, &ctx, why, sizeof why) != FV_OK) {
+        out->www_authenticate = 1;
+        fv_api_respond_error(out, 401, why);
+    } else if (!(v->forward && v->forward(v->forward_arg, v, &ctx, method, path, out))) {
+        route_as(v, method, path, &ctx, out);
+    }
     if (snap) fv_keystore_read_end(v->keys);
 }
 
-/* fv_api_handle once the request may name personal data: authenticated, then routed. */
-static void api_route(const struct fv_api_view *v, const char *method, const char *path,
-                      const char *authorization, struct fv_http_response *out)
+void fv_api_handle_as(const struct fv_api_view *v, const char *method, const char *path,
+                      const char *principal, const char *role, struct fv_http_response *out)
 {
-    struct fv_guard_ctx ctx;
-    char why[400];
-    if (fv_guard_auth(v->guard, authorization, &ctx, why, sizeof why) != FV_OK) {
-        out->www_authenticate = 1;
-        fv_api_respond_error(out, 401, why);
+    out->www_authenticate = 0;
+    if (strcmp(method, "GET") != 0) {
+        fv_api_respond_error(out, 405, "method not allowed: a cluster query is a GET");
         return;
     }
+    api_part(v, method, path, NULL, principal, role, out);
+}
+
+/* The request of an authenticated principal (ctxp), routed. */
+static void route_as(const struct fv_api_view *v, const char *method, const char *path,
+                     struct fv_guard_ctx *ctxp, struct fv_http_response *out)
+{
+    struct fv_guard_ctx ctx = *ctxp;
+    char why[400];
     const char *p = path + 4;
     if (strcmp(p, "/v1/stats/history") == 0) { /* server counters: no personal data */
         fv_api_stats_history(v, out);

@@ -24,7 +24,8 @@
  *   }
  * "catalog" (the first slice's shared catalog) is refused with a message saying why: each
  * node keeps its own DATA/catalog.db.
- * Roles: "all" (default) is the single node; "gateway" and "storage" need a "cluster" object,
+ * Roles: "all" (default) is the single node; "gateway", "storage" and "api" (the query API
+ * for the whole cluster: server/clusterapi.h) need a "cluster" object,
  * and "all" with one is refused (this slice runs the roles as separate processes). An unknown
  * key or a bad value fails the load naming "cluster.KEY".
  *
@@ -38,7 +39,7 @@
 
 struct json_t;
 
-enum fv_role { FV_ROLE_ALL = 0, FV_ROLE_GATEWAY, FV_ROLE_STORAGE };
+enum fv_role { FV_ROLE_ALL = 0, FV_ROLE_GATEWAY, FV_ROLE_STORAGE, FV_ROLE_API };
 
 #define FV_CLUSTER_MAX_URLS   8
 #define FV_CLUSTER_MAX_SHARDS 1024
@@ -64,7 +65,7 @@ struct fv_cluster_cfg {
     char keys_bucket[33]; /* the KV bucket of the shared keys (cluster/jskeys.h) */
 };
 
-/* "all", "gateway", "storage" -> *out; FV_EINVAL otherwise. */
+/* "all", "gateway", "storage", "api" -> *out; FV_EINVAL otherwise. */
 int fv_role_parse(const char *s, enum fv_role *out);
 const char *fv_role_name(enum fv_role r);
 

@@ -58,7 +58,7 @@ int fv_downlinks_open(struct fv_downlinks *d, const struct fv_config *cfg,
 
 struct fv_downlink fv_downlinks_port(struct fv_downlinks *d)
 {
-    if (d->js && d->cfg->role == FV_ROLE_STORAGE) return fv_jsdownlink_port(d->js);
+    if (d->js && d->cfg->role != FV_ROLE_GATEWAY) return fv_jsdownlink_port(d->js);
     return fv_gw_downlink_port(d->local);
 }
 

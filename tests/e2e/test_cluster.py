@@ -83,6 +83,18 @@ def kill_gateways():
     _gateways.clear()
 
 
+def with_nats(run):
+    """run(env, nats) with a fresh test directory and one nats-server; the gateways and the
+    server stopped whatever happens."""
+    with t.Env() as env:
+        nats = Nats(env.root).start()
+        try:
+            run(env, nats)
+        finally:
+            kill_gateways()
+            nats.stop()
+
+
 class Gateway:
     """fleetvault serve --role gateway: no API, no store; ready when it accepts TCP."""
 
