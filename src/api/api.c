@@ -219,14 +219,28 @@ static json_t *device_summary_as(const struct fv_api_view *v, const struct fv_gu
     return j;
 }
 
+/* A shard's owner answering for one shard (api.h keep): is d's current subject in it? */
+static int kept(const struct fv_api_view *v, const struct fv_device *d)
+{
+    if (v->keep == NULL) return 1;
+    char subject[FV_SUBJECT_NAME_MAX + 1], ps[FV_PSEUDONYM_LEN + 1];
+    const unsigned char *dek;
+    if (fv_subject_current(v->keys, d->id, subject, NULL) != FV_OK)
+        snprintf(subject, sizeof subject, "%s", d->id);
+    return fv_keystore_dek(v->keys, subject, 0, &dek, ps) == FV_OK && v->keep(v->keep_arg, ps);
+}
+
 static void get_vehicles(const struct fv_api_view *v, const struct fv_guard_ctx *ctx,
                          struct fv_guard_served *served, struct fv_http_response *r)
 {
     struct fv_device **all = NULL;
     size_t n = 0;
     json_t *arr = fv_fleet_list(v->fleet, &all, &n) == FV_OK ? json_array() : NULL;
+    size_t count = 0; /* the devices known (in this shard, for its owner: api.h keep) */
     for (size_t i = 0; arr && i < n; i++) {
         const struct fv_device *d = all[i];
+        if (!kept(v, d)) continue;
+        count++;
         if (fv_api_in_scope(ctx, d) && !erased(v, d) &&
             fv_guard_consented(v->guard, ctx, d->id, (int64_t)fv_now_ms())) {
             json_array_append_new(arr, device_summary_as(v, ctx, d, state_is_current(v, d)));
@@ -234,7 +248,8 @@ static void get_vehicles(const struct fv_api_view *v, const struct fv_guard_ctx 
         }
     }
     free(all);
-    fv_api_respond_json(r, 200, json_pack("{s:I,s:o}", "count", (json_int_t)n, "vehicles", arr));
+    fv_api_respond_json(r, 200,
+                        json_pack("{s:I,s:o}", "count", (json_int_t)count, "vehicles", arr));
 }
 
 static void get_state(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
@@ -287,7 +302,8 @@ static void get_signal_latest(const struct fv_api_view *v, struct fv_guard_ctx *
     json_t *arr = fv_fleet_list(v->fleet, &all, &n) == FV_OK ? json_array() : NULL;
     for (size_t i = 0; arr && i < n; i++) {
         const struct fv_device *d = all[i];
-        if (!fv_api_in_scope(ctx, d) || erased(v, d) || !state_is_current(v, d)) continue; /* O2 */
+        if (!fv_api_in_scope(ctx, d) || erased(v, d) || !state_is_current(v, d) || !kept(v, d))
+            continue; /* O2; another shard's */
         /* F1: the value is copied under the fleet's lock, then checked and rendered. */
         struct fv_signal_state s = {0};
         fv_fleet_lock(v->fleet);

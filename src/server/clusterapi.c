@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "api/http.h"
 #include "cluster/jsconsume.h"
 #include "cluster/jslease.h"
@@ -112,6 +114,22 @@ static void send_parked(struct fv_clusterapi *c, struct parked *p, int audit_fai
     free(p);
 }
 
+/* The device a one-device read names (Q2): /api/v1/query?device=D, /api/v1/vehicles/D/state.
+ * 0: not such a read. */
+static int one_device(const char *path, const char *query, char *name, size_t cap)
+{
+    static const char pre[] = "/api/v1/vehicles/", post[] = "/state";
+    if (strcmp(path, "/api/v1/query") == 0)
+        return fv_query_param(query, "device", name, cap) && name[0];
+    size_t n = strlen(path), lp = sizeof pre - 1, ls = sizeof post - 1;
+    if (n <= lp + ls || strncmp(path, pre, lp) != 0 || strcmp(path + n - ls, post) != 0 ||
+        n - lp - ls >= cap || memchr(path + lp, '/', n - lp - ls))
+        return 0;
+    memcpy(name, path + lp, n - lp - ls);
+    name[n - lp - ls] = '\0';
+    return 1;
+}
+
 /* Runs the read as the single node would (Q4), its streamed answer gathered whole. */
 static void take(struct fv_clusterapi *c, struct fv_jsq_req *r)
 {
@@ -123,8 +141,7 @@ static void take(struct fv_clusterapi *c, struct fv_jsq_req *r)
     v.keep = in_shard;
     v.keep_arg = &f;
     char name[128];
-    if (strcmp(r->path, "/api/v1/query") == 0 &&
-        fv_query_param(r->query, "device", name, sizeof name) && !device_here(c, &v, r, name)) {
+    if (one_device(r->path, r->query, name, sizeof name) && !device_here(c, &v, r, name)) {
         static const char no[] = "{\"error\":\"not held by this shard\"}\n";
         fv_jsquery_answer(c->q, r, 404, "application/json", 0, no, sizeof no - 1);
         return;
@@ -358,17 +375,67 @@ done:
     return 1;
 }
 
+/* Q3 for the answers the API builds with jansson (/api/v1/vehicles,
+ * /api/v1/signals/S/latest): {"count": N, "vehicles": [...], ...} joined, counts summed. */
+static int forward_list(struct fv_clusterapi *c, const struct fv_guard_ctx *ctx, const char *method,
+                        const char *path, const char *query, struct fv_http_response *out)
+{
+    if (ask(c, ctx, method, path, query, out)) return 1;
+    long down = first_down(c);
+    if (down >= 0) {
+        shard_down(out, (uint32_t)down, c->ans[down].rc, "a malformed answer");
+        return 1;
+    }
+    json_t *all = NULL;
+    for (uint32_t s = 0; s < c->shards; s++) {
+        const struct fv_jsq_answer *a = &c->ans[s];
+        if (a->status != 200) { /* a refusal: every owner decides alike */
+            json_decref(all);
+            relay(out, a->status, a->type, &a->body);
+            return 1;
+        }
+        json_t *j = json_loadb((const char *)a->body.data, a->body.len, 0, NULL);
+        json_t *arr = json_object_get(j, "vehicles");
+        if (!json_is_array(arr) || !json_is_integer(json_object_get(j, "count"))) {
+            json_decref(j);
+            json_decref(all);
+            char msg[120];
+            snprintf(msg, sizeof msg, "shard %u: its owner's answer is malformed", s);
+            fv_api_respond_error(out, 502, msg);
+            return 1;
+        }
+        if (all == NULL) {
+            all = j;
+            continue;
+        }
+        json_array_extend(json_object_get(all, "vehicles"), arr);
+        json_int_t n = json_integer_value(json_object_get(all, "count")) +
+                       json_integer_value(json_object_get(j, "count"));
+        json_object_set_new(all, "count", json_integer(n));
+        json_decref(j);
+    }
+    if (all == NULL)
+        fv_api_respond_error(out, 500, "no shards");
+    else
+        fv_api_respond_json(out, 200, all);
+    return 1;
+}
+
 int fv_clusterapi_forward(void *arg, const struct fv_api_view *v, const struct fv_guard_ctx *ctx,
                           const char *method, const char *path, struct fv_http_response *out)
 {
     struct fv_clusterapi *c = arg;
     if (strcmp(method, "GET") != 0) return 0;
     char dev[128];
-    if (strcmp(path, "/api/v1/query") == 0 && fv_query_param(v->query, "device", dev, sizeof dev) &&
-        dev[0])
+    if (one_device(path, v->query, dev, sizeof dev))
         return forward_one(c, v, ctx, method, path, out);
     if (strcmp(path, "/api/v1/fleet") == 0)
         return forward_fleet(c, ctx, method, path, v->query, out);
+    size_t n = strlen(path);
+    if (strcmp(path, "/api/v1/vehicles") == 0 || strcmp(path, "/api/v1/vehicles/") == 0 ||
+        (strncmp(path, "/api/v1/signals/", 16) == 0 && n > 16 + 7 &&
+         strcmp(path + n - 7, "/latest") == 0 && !memchr(path + 16, '/', n - 16 - 7)))
+        return forward_list(c, ctx, method, path, v->query, out);
     return 0;
 }
 

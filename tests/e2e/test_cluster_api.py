@@ -154,7 +154,17 @@ def run(env, nats):
     own = [get(o, q + "&format=csv")[1].decode().splitlines() for o in (a, b)]
     assert st == 200 and lines[0] == own[0][0] == "device,t,Soc", (st, lines[:2])
     assert sorted(lines[1:]) == sorted(own[0][1:] + own[1][1:]), (lines, own)
-    t.log(f"history of {len(times)} vehicles and the fleet view through the api node")
+    # The other fleet reads: the owners' lists joined; a vehicle's state: its owner's.
+    for q, key in (("/api/v1/vehicles", "id"), ("/api/v1/signals/Soc/latest", "id")):
+        via = ok_json(api, q)
+        own = [ok_json(o, q) for o in (a, b)]
+        assert sorted(via["vehicles"], key=lambda v: v[key]) == sorted(
+            own[0]["vehicles"] + own[1]["vehicles"], key=lambda v: v[key]), (q, via, own)
+        assert via["count"] == own[0]["count"] + own[1]["count"] == len(times), (q, via, own)
+    for vin in list(times)[:4]:
+        q = f"/api/v1/vehicles/{vin}/state"
+        assert get(api, q)[:2] == get(owner[vin], q)[:2] and get(api, q)[0] == 200, vin
+    t.log(f"history of {len(times)} vehicles and the fleet views through the api node")
 
     # Obligations as on one node: a pseudonymising, location-private role.
     q = "/api/v1/fleet?signal=Location&lookback=1d"
