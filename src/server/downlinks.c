@@ -49,7 +49,9 @@ int fv_downlinks_open(struct fv_downlinks *d, const struct fv_config *cfg,
     memset(d, 0, sizeof *d);
     d->cfg = cfg;
     d->local = local;
-    if (cfg->role == FV_ROLE_ALL) return FV_OK;
+    /* An api node sends no commands and hears no replies: the VPP and campaigns run on the
+     * storage nodes (docs/cluster.md, "Queries through an api node"). */
+    if (cfg->role == FV_ROLE_ALL || cfg->role == FV_ROLE_API) return FV_OK;
     return fv_jsdownlink_open(&cfg->cluster,
                               cfg->role == FV_ROLE_GATEWAY ? "fleetvault-gateway-downlink"
                                                            : "fleetvault-storage-downlink",
@@ -58,7 +60,7 @@ int fv_downlinks_open(struct fv_downlinks *d, const struct fv_config *cfg,
 
 struct fv_downlink fv_downlinks_port(struct fv_downlinks *d)
 {
-    if (d->js && d->cfg->role != FV_ROLE_GATEWAY) return fv_jsdownlink_port(d->js);
+    if (d->js && d->cfg->role == FV_ROLE_STORAGE) return fv_jsdownlink_port(d->js);
     return fv_gw_downlink_port(d->local);
 }
 
