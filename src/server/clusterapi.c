@@ -105,6 +105,7 @@ static int device_here(struct fv_clusterapi *c, const struct fv_api_view *v,
 
 static void send_parked(struct fv_clusterapi *c, struct parked *p, int audit_failed)
 {
+    c->http->metrics->cluster_q_answered++;
     static const char failed[] = "{\"error\":\"the audit log cannot be written; refused\"}\n";
     if (audit_failed)
         fv_jsquery_answer(c->q, p->req, 500, "application/json", 1, failed, sizeof failed - 1);
@@ -252,6 +253,7 @@ static int ask(struct fv_clusterapi *c, const struct fv_guard_ctx *ctx, const ch
                const char *path, const char *query, struct fv_http_response *out)
 {
     char err[200] = "";
+    c->http->metrics->cluster_q_forwarded++;
     int rc = fv_jsquery_ask_all(c->q, c->shards, method, path, query, ctx->principal, ctx->role,
                                 FV_CLUSTER_QUERY_TIMEOUT_MS, c->ans, err, sizeof err);
     if (rc == FV_EINVAL) {
@@ -268,10 +270,13 @@ static int ask(struct fv_clusterapi *c, const struct fv_guard_ctx *ctx, const ch
 }
 
 /* The first shard without an answer, or -1. */
-static long first_down(const struct fv_clusterapi *c)
+static long first_down(struct fv_clusterapi *c)
 {
     for (uint32_t s = 0; s < c->shards; s++)
-        if (c->ans[s].rc != FV_OK) return (long)s;
+        if (c->ans[s].rc != FV_OK) {
+            c->http->metrics->cluster_q_unanswered++;
+            return (long)s;
+        }
     return -1;
 }
 

@@ -223,6 +223,11 @@ def run(env, nats):
     st, body, retry = get(api, "/api/v1/fleet?signal=Soc&lookback=1d")
     assert st == 504 and b"shard " in body and retry, (st, body)
     assert time.time() - t0k < TTL_MS / 1000, "the dead node's leases expired during the test"
+    # The counters: the api node's reads sent out, and the two that a shard left unanswered;
+    # the surviving owner's answers.
+    assert api.metric("fleetvault_cluster_queries_unanswered_total") == 2
+    assert api.metric("fleetvault_cluster_queries_forwarded_total") > 3 * len(times)
+    assert a.metric("fleetvault_cluster_queries_answered_total") > 0
     t.log(f"dead owner: {json.loads(body)['error']}; {time.time() - t0:.1f} s in all")
     api.stop()
     a.stop()
