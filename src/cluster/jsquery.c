@@ -271,6 +271,14 @@ int fv_jsquery_ask_all(struct fv_jsquery *q, uint32_t nshards, const char *metho
         natsMsg *reply = NULL;
         natsStatus ns = natsSubscription_NextMsg(&reply, sub, left);
         if (ns == NATS_TIMEOUT) break;
+        if (ns == NATS_NO_RESPONDERS) {
+            /* nats.c hides which request had none; every storage node subscribes to every
+             * shard's subject (fvq.STREAM.shard.*), so none listens to any: all pending. */
+            natsMsg_Destroy(reply);
+            for (uint32_t i = 0; i < nshards; i++)
+                if (ans[i].rc == FV_EAGAIN) ans[i].rc = FV_ENOENT;
+            break;
+        }
         if (ns != NATS_OK) {
             s = ns;
             break;

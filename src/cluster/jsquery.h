@@ -66,7 +66,8 @@ void fv_jsquery_drop(struct fv_jsq_req *r);
 /* Asker side: one answer per shard. */
 struct fv_jsq_answer {
     int rc; /* FV_OK (the rest is filled), FV_EAGAIN (no answer in time), FV_ENOENT (no
-               responders: no storage node listens), FV_EIO (a malformed answer) */
+               responders: no storage node listens; set for every shard not answered yet,
+               nats.c not saying which request had none), FV_EIO (a malformed answer) */
     int status, here;
     char type[64];
     struct fv_buf body;

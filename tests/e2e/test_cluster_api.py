@@ -10,7 +10,8 @@ lands on both storage nodes; then, from the api node:
 - a refusal (a purpose the role does not have) and an unknown device get the single node's
   answers, and the refused reads are in the owners' audit logs;
 - with one storage node killed (SIGKILL, its leases still live), a read of one of its vehicles
-  and the fleet view are answered 504 naming a shard, with Retry-After, never a partial view.
+  and the fleet view are answered 504 naming a shard, with Retry-After, never a partial view;
+  with no storage node left, 503 at once (NATS has no responders).
 FV_CAPI_VEHICLES (default 12) and FV_CAPI_SECONDS (default 6) scale it."""
 import json
 import os
@@ -228,9 +229,15 @@ def run(env, nats):
     assert api.metric("fleetvault_cluster_queries_unanswered_total") == 2
     assert api.metric("fleetvault_cluster_queries_forwarded_total") > 3 * len(times)
     assert a.metric("fleetvault_cluster_queries_answered_total") > 0
-    t.log(f"dead owner: {json.loads(body)['error']}; {time.time() - t0:.1f} s in all")
-    api.stop()
+    t.log(f"dead owner: {json.loads(body)['error']}")
+    # No storage node left at all: NATS has no responders, 503 at once.
     a.stop()
+    t1 = time.time()
+    st, body, retry = get(api, "/api/v1/fleet?signal=Soc&lookback=1d")
+    assert st == 503 and b"no storage node answers for it" in body and retry, (st, body)
+    assert time.time() - t1 < 2, "no responders took the whole timeout"
+    t.log(f"no storage node: {json.loads(body)['error']}; {time.time() - t0:.1f} s in all")
+    api.stop()
 
 
 if __name__ == "__main__":
