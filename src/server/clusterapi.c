@@ -37,6 +37,7 @@ struct fv_clusterapi {
     struct fv_jsconsume *consumer; /* NULL: an api node */
     struct parked *parked;         /* oldest first */
     struct fv_jsq_answer *ans;     /* an api node's: one per shard, reused */
+    long answered_by;              /* the shard whose owner answered a one-device read, or -1 */
 };
 
 static int holds(void *arg, uint32_t shard)
@@ -288,6 +289,7 @@ static int forward_one(struct fv_clusterapi *c, const struct fv_api_view *v,
     if (ask(c, ctx, method, path, v->query, out)) return 1;
     for (uint32_t s = 0; s < c->shards; s++)
         if (c->ans[s].rc == FV_OK && c->ans[s].here) {
+            c->answered_by = (long)s;
             relay(out, c->ans[s].status, c->ans[s].type, &c->ans[s].body);
             return 1;
         }
@@ -426,22 +428,69 @@ static int forward_list(struct fv_clusterapi *c, const struct fv_guard_ctx *ctx,
     return 1;
 }
 
+/* Q6: the api node's record of a read it had the owners answer, written before the answer
+ * leaves (the transport holds it until durable: api/http.h H2). It names no subject (the
+ * device a one-device read names may be an id: G6); the owners' entries do, by pseudonym.
+ * A log that cannot be written makes the answer a 503. */
+static void audit_forward(const struct fv_clusterapi *c, const struct fv_api_view *v,
+                          const struct fv_guard_ctx *ctx, const char *action,
+                          struct fv_http_response *out)
+{
+    struct fv_audit *audit = v->guard ? v->guard->audit : NULL;
+    if (audit == NULL) return;
+    char purpose[32] = "", ticket[129] = "";
+    fv_query_param(v->query, "purpose", purpose, sizeof purpose);
+    fv_query_param(v->query, "ticket", ticket, sizeof ticket);
+    json_t *x = json_pack("{s:i,s:I,s:s}", "status", out->status, "shard",
+                          (json_int_t)c->answered_by, "decided_by", "the shards' owners");
+    char *extra = x ? json_dumps(x, JSON_COMPACT) : NULL;
+    json_decref(x);
+    struct fv_audit_event ev = {.kind = "cluster",
+                                .action = action,
+                                .principal = ctx->principal,
+                                .role = ctx->role,
+                                .purpose = purpose[0] ? purpose : NULL,
+                                .ticket = ticket[0] ? ticket : NULL,
+                                .bytes = out->body.len,
+                                .result = out->status < 400                          ? "allow"
+                                          : out->status == 403 || out->status == 404 ? "deny"
+                                                                                     : "error",
+                                .reason = "answered by the shards' owners (docs/cluster.md)",
+                                .extra_json = extra};
+    int rc = extra ? fv_audit_append(audit, &ev, NULL) : FV_ENOMEM;
+    free(extra);
+    if (rc != FV_OK) {
+        fv_error("audit: %s", fv_audit_last_error(audit));
+        fv_api_respond_error(out, 503, "the audit log cannot be written; refused");
+    }
+}
+
 int fv_clusterapi_forward(void *arg, const struct fv_api_view *v, const struct fv_guard_ctx *ctx,
                           const char *method, const char *path, struct fv_http_response *out)
 {
     struct fv_clusterapi *c = arg;
     if (strcmp(method, "GET") != 0) return 0;
     char dev[128];
-    if (one_device(path, v->query, dev, sizeof dev))
-        return forward_one(c, v, ctx, method, path, out);
-    if (strcmp(path, "/api/v1/fleet") == 0)
-        return forward_fleet(c, ctx, method, path, v->query, out);
+    const char *action = NULL;
+    int done = 0;
+    c->answered_by = -1;
     size_t n = strlen(path);
-    if (strcmp(path, "/api/v1/vehicles") == 0 || strcmp(path, "/api/v1/vehicles/") == 0 ||
-        (strncmp(path, "/api/v1/signals/", 16) == 0 && n > 16 + 7 &&
-         strcmp(path + n - 7, "/latest") == 0 && !memchr(path + 16, '/', n - 16 - 7)))
-        return forward_list(c, ctx, method, path, v->query, out);
-    return 0;
+    if (one_device(path, v->query, dev, sizeof dev)) {
+        action = strcmp(path, "/api/v1/query") == 0 ? "cluster.query" : "cluster.vehicle.state";
+        done = forward_one(c, v, ctx, method, path, out);
+    } else if (strcmp(path, "/api/v1/fleet") == 0) {
+        action = "cluster.fleet.at";
+        done = forward_fleet(c, ctx, method, path, v->query, out);
+    } else if (strcmp(path, "/api/v1/vehicles") == 0 || strcmp(path, "/api/v1/vehicles/") == 0) {
+        action = "cluster.vehicles.list";
+        done = forward_list(c, ctx, method, path, v->query, out);
+    } else if (strncmp(path, "/api/v1/signals/", 16) == 0 && n > 16 + 7 &&
+               strcmp(path + n - 7, "/latest") == 0 && !memchr(path + 16, '/', n - 16 - 7)) {
+        action = "cluster.signals.latest";
+        done = forward_list(c, ctx, method, path, v->query, out);
+    }
+    if (done) audit_forward(c, v, ctx, action, out);
+    return done;
 }
 
 void fv_clusterapi_close(struct fv_clusterapi *c)

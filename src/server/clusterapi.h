@@ -22,6 +22,9 @@
  *     died and its lease has not expired), or that no storage node listens for: the whole
  *     request is answered 504 or 503 naming the shard, with Retry-After; never a partial
  *     fleet view.
+ *  Q6 every read the owners answered is an entry of the api node's audit log (kind
+ *     "cluster"; principal, purpose, status, the shard that answered; no subject: G6),
+ *     written before the answer leaves; an answer whose entry cannot be written is a 503.
  *
  * Threads: fv_clusterapi_open/close on the server's thread (before the API thread starts /
  * after it stopped); fv_clusterapi_serve and fv_clusterapi_forward on the API thread.
@@ -49,7 +52,7 @@ int fv_clusterapi_open(const struct fv_config *cfg, struct fv_http_ctx *http,
 /* A storage node: answers the queued requests, and those parked whose audit entries became
  * durable (Q4). arg: the struct fv_clusterapi. */
 void fv_clusterapi_serve(void *arg);
-/* An api node: fv_api_view.forward (Q1-Q3, Q5). */
+/* An api node: fv_api_view.forward (Q1-Q3, Q5, Q6). */
 int fv_clusterapi_forward(void *arg, const struct fv_api_view *v, const struct fv_guard_ctx *ctx,
                           const char *method, const char *path, struct fv_http_response *out);
 /* Answers nothing more; parked answers are dropped (their askers time out). NULL is fine. */

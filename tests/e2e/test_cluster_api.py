@@ -8,7 +8,8 @@ lands on both storage nodes; then, from the api node:
 - a role with obligations (per-purpose pseudonyms, location privacy) gets from the api node
   exactly what the owners give it: the fleet view, and a vehicle read by its pseudonym;
 - a refusal (a purpose the role does not have) and an unknown device get the single node's
-  answers, and the refused reads are in the owners' audit logs;
+  answers, and the refused reads are in the owners' audit logs; the api node's audit log
+  records every read it had the owners answer, naming no VIN;
 - with one storage node killed (SIGKILL, its leases still live), a read of one of its vehicles
   and the fleet view are answered 504 naming a shard, with Retry-After, never a partial view;
   with no storage node left, 503 at once (NATS has no responders).
@@ -212,6 +213,19 @@ def run(env, nats):
                       token=t.APPROVER, purpose=None)
     entries = json.loads(body)["entries"] if st == 200 else []
     assert any(e.get("purpose") == "clips" for e in entries), (st, body[-600:])
+
+    # The api node's own record of the reads it had the owners answer: principal, purpose,
+    # status, the shard that answered - and no VIN (G6: the owners' entries name subjects).
+    st, body, _ = get(api, "/api/v1/audit?ticket=T-2&kind=cluster&principal=ops&limit=1000",
+                      token=t.APPROVER, purpose=None)
+    assert st == 200, (st, body)
+    entries = json.loads(body)["entries"]
+    actions = {e["action"] for e in entries}
+    assert {"cluster.query", "cluster.fleet.at", "cluster.vehicles.list",
+            "cluster.signals.latest", "cluster.vehicle.state"} <= actions, actions
+    assert sum(e["action"] == "cluster.query" for e in entries) >= 3 * len(times), len(entries)
+    assert not any(vin in body.decode() for vin in times), "a VIN in the api node's audit log"
+    assert any(e["result"] == "deny" and e.get("purpose") == "clips" for e in entries), entries
 
     # A dead owner: its leases still live, its shards answer nothing: a clear 504 naming a
     # shard, never a partial fleet view.
