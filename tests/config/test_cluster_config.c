@@ -160,18 +160,24 @@ static void roles(void **state)
     assert_int_equal(r, FV_ROLE_GATEWAY);
     assert_int_equal(fv_role_parse("storage", &r), FV_OK);
     assert_int_equal(r, FV_ROLE_STORAGE);
-    assert_int_equal(fv_role_parse("api", &r), FV_EINVAL);
+    assert_int_equal(fv_role_parse("api", &r), FV_OK);
+    assert_int_equal(r, FV_ROLE_API);
+    assert_int_equal(fv_role_parse("router", &r), FV_EINVAL);
     assert_string_equal(fv_role_name(FV_ROLE_STORAGE), "storage");
+    assert_string_equal(fv_role_name(FV_ROLE_API), "api");
     struct fv_cluster_cfg none = {0}, some;
     char err[256];
     assert_int_equal(parse("{\"nats\": \"nats://a:1\"}", &some, err, sizeof err), FV_OK);
     assert_int_equal(fv_cluster_cfg_check(&none, FV_ROLE_ALL, err, sizeof err), FV_OK);
     assert_int_equal(fv_cluster_cfg_check(&some, FV_ROLE_GATEWAY, err, sizeof err), FV_OK);
     assert_int_equal(fv_cluster_cfg_check(&some, FV_ROLE_STORAGE, err, sizeof err), FV_OK);
+    assert_int_equal(fv_cluster_cfg_check(&some, FV_ROLE_API, err, sizeof err), FV_OK);
+    assert_int_equal(fv_cluster_cfg_check(&none, FV_ROLE_API, err, sizeof err), FV_EINVAL);
+    assert_non_null(strstr(err, "role api needs a \"cluster\" object"));
     assert_int_equal(fv_cluster_cfg_check(&none, FV_ROLE_GATEWAY, err, sizeof err), FV_EINVAL);
     assert_non_null(strstr(err, "role gateway needs a \"cluster\" object"));
     assert_int_equal(fv_cluster_cfg_check(&some, FV_ROLE_ALL, err, sizeof err), FV_EINVAL);
-    assert_non_null(strstr(err, "--role gateway or --role storage"));
+    assert_non_null(strstr(err, "--role gateway, storage or api"));
 }
 
 int main(void)
