@@ -104,6 +104,7 @@ int fv_cluster_cfg_parse(struct fv_cluster_cfg *c, json_t *o, const char *path, 
     c->lease_renew_ms = 2000;
     c->lease_ttl_ms = 10000;
     c->stream_max_age_days = 7;
+    c->query_timeout_ms = 3000;
     if (!json_is_object(o)) {
         fv_seterr(err, errlen, "%s: cluster: expected an object", path);
         return FV_EINVAL;
@@ -159,6 +160,10 @@ int fv_cluster_cfg_parse(struct fv_cluster_cfg *c, json_t *o, const char *path, 
             rc = parse_int(val, 300, 600000, &n);
             c->lease_ttl_ms = (int)n;
             ttl_given = 1;
+        } else if (strcmp(key, "query_timeout_ms") == 0) {
+            want = "an integer from 100 to 60000 (milliseconds)";
+            rc = parse_int(val, 100, 60000, &n);
+            c->query_timeout_ms = (int)n;
         } else if (strcmp(key, "stream_max_age_days") == 0) {
             want = "an integer from 1 to 3650";
             rc = parse_int(val, 1, 3650, &n);

@@ -19,6 +19,8 @@
  *     "lease_ttl_ms": 10000,              and expires this long after its last renewal (at
  *                                         least 3 renewals, at most 600000)
  *     "stream_max_age_days": 7,           the stream's max age when a node makes it (1 to 3650)
+ *     "query_timeout_ms": 3000,           an api node waits this long for the shards' owners
+ *                                         (100 to 60000; server/clusterapi.h Q5)
  *     "keys_bucket": "fv-keys"            the KV bucket of the shared keys (cluster/jskeys.h;
  *                                         A-Z a-z 0-9 _ -, 1 to 32)
  *   }
@@ -62,6 +64,7 @@ struct fv_cluster_cfg {
     char lease_bucket[65]; /* the leases' KV bucket */
     int lease_renew_ms, lease_ttl_ms;
     int stream_max_age_days;
+    int query_timeout_ms; /* an api node's wait for the shards' owners (server/clusterapi.h) */
     char keys_bucket[33]; /* the KV bucket of the shared keys (cluster/jskeys.h) */
 };
 

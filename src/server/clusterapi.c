@@ -32,6 +32,7 @@ struct parked {
 
 struct fv_clusterapi {
     uint32_t shards;
+    int timeout_ms; /* cluster.query_timeout_ms */
     struct fv_jsquery *q;
     struct fv_http_ctx *http;
     struct fv_jsconsume *consumer; /* NULL: an api node */
@@ -54,6 +55,7 @@ int fv_clusterapi_open(const struct fv_config *cfg, struct fv_http_ctx *http,
     struct fv_clusterapi *c = calloc(1, sizeof *c);
     if (c == NULL) return FV_ENOMEM;
     c->shards = cfg->cluster.shards;
+    c->timeout_ms = cfg->cluster.query_timeout_ms;
     c->http = http;
     c->consumer = consumer;
     c->ans = consumer ? NULL : calloc(c->shards, sizeof *c->ans);
@@ -222,14 +224,15 @@ static const char *known_type(const char *t)
 }
 
 /* Q5: the answer for a shard that did not answer. */
-static void shard_down(struct fv_http_response *out, uint32_t shard, int rc, const char *err)
+static void shard_down(const struct fv_clusterapi *c, struct fv_http_response *out, uint32_t shard,
+                       int rc, const char *err)
 {
     char msg[300];
     if (rc == FV_EAGAIN)
         snprintf(msg, sizeof msg,
                  "shard %u: its owner did not answer within %d ms (a storage node down? its "
                  "lease moves to another within the lease TTL); try again",
-                 shard, FV_CLUSTER_QUERY_TIMEOUT_MS);
+                 shard, c->timeout_ms);
     else if (rc == FV_ENOENT)
         snprintf(msg, sizeof msg,
                  "shard %u: no storage node answers for it (none is running); try again", shard);
@@ -256,7 +259,7 @@ static int ask(struct fv_clusterapi *c, const struct fv_guard_ctx *ctx, const ch
     char err[200] = "";
     c->http->metrics->cluster_q_forwarded++;
     int rc = fv_jsquery_ask_all(c->q, c->shards, method, path, query, ctx->principal, ctx->role,
-                                FV_CLUSTER_QUERY_TIMEOUT_MS, c->ans, err, sizeof err);
+                                c->timeout_ms, c->ans, err, sizeof err);
     if (rc == FV_EINVAL) {
         fv_api_respond_error(out, 400,
                              "the request cannot be sent to the shards' owners: a "
@@ -295,7 +298,7 @@ static int forward_one(struct fv_clusterapi *c, const struct fv_api_view *v,
         }
     long down = first_down(c);
     if (down < 0) return 0; /* no shard holds it: the single node's answer, here */
-    shard_down(out, (uint32_t)down, c->ans[down].rc, "a malformed answer");
+    shard_down(c, out, (uint32_t)down, c->ans[down].rc, "a malformed answer");
     return 1;
 }
 
@@ -333,7 +336,7 @@ static int forward_fleet(struct fv_clusterapi *c, const struct fv_guard_ctx *ctx
     if (ask(c, ctx, method, path, query, out)) return 1;
     long down = first_down(c);
     if (down >= 0) {
-        shard_down(out, (uint32_t)down, c->ans[down].rc, "a malformed answer");
+        shard_down(c, out, (uint32_t)down, c->ans[down].rc, "a malformed answer");
         return 1;
     }
     for (uint32_t s = 0; s < c->shards; s++)
@@ -390,7 +393,7 @@ static int forward_list(struct fv_clusterapi *c, const struct fv_guard_ctx *ctx,
     if (ask(c, ctx, method, path, query, out)) return 1;
     long down = first_down(c);
     if (down >= 0) {
-        shard_down(out, (uint32_t)down, c->ans[down].rc, "a malformed answer");
+        shard_down(c, out, (uint32_t)down, c->ans[down].rc, "a malformed answer");
         return 1;
     }
     json_t *all = NULL;

@@ -18,7 +18,7 @@
  *     (api.h fv_api_handle_as) for the principal and role the request names, and sends the
  *     answer only once the audit entries that gate it are durable (api/http.h H2); if its
  *     audit log fails, the answer is a 500.
- *  Q5 a shard whose owner does not answer within FV_CLUSTER_QUERY_TIMEOUT_MS (its owner
+ *  Q5 a shard whose owner does not answer within cluster.query_timeout_ms (its owner
  *     died and its lease has not expired), or that no storage node listens for: the whole
  *     request is answered 504 or 503 naming the shard, with Retry-After; never a partial
  *     fleet view.
@@ -37,8 +37,7 @@
 #include "api/api.h"
 #include "config/config.h"
 
-#define FV_CLUSTER_QUERY_TIMEOUT_MS 3000
-#define FV_CLUSTER_RETRY_AFTER_S    5
+#define FV_CLUSTER_RETRY_AFTER_S 5
 
 struct fv_clusterapi;
 struct fv_http_ctx;
