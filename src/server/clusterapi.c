@@ -14,6 +14,7 @@
 #include "privacy/audit.h"
 #include "privacy/guard.h"
 #include "privacy/subjects.h"
+#include "server/apiloop.h"
 #include "server/clusterapi.h"
 #include "util/clock.h"
 #include "util/err.h"
@@ -48,7 +49,7 @@ static int holds(void *arg, uint32_t shard)
 }
 
 int fv_clusterapi_open(const struct fv_config *cfg, struct fv_http_ctx *http,
-                       struct fv_jsconsume *consumer, void (*wake)(void *), void *wake_arg,
+                       struct fv_jsconsume *consumer, struct fv_apiloop *al,
                        struct fv_clusterapi **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -66,10 +67,18 @@ int fv_clusterapi_open(const struct fv_config *cfg, struct fv_http_ctx *http,
     int rc = fv_jsquery_open(&cfg->cluster,
                              consumer ? "fleetvault-storage-query" : "fleetvault-api-query", &c->q,
                              err, errlen);
-    if (rc == FV_OK && consumer) rc = fv_jsquery_serve(c->q, holds, c, wake, wake_arg, err, errlen);
+    if (rc == FV_OK && consumer) /* requests wake the API thread, which answers them */
+        rc = fv_jsquery_serve(c->q, holds, c, fv_loopref_wake, &al->ref, err, errlen);
     if (rc) {
         fv_clusterapi_close(c);
         return rc;
+    }
+    if (consumer) {
+        al->serve = fv_clusterapi_serve;
+        al->serve_arg = c;
+    } else {
+        http->view.forward = fv_clusterapi_forward;
+        http->view.forward_arg = c;
     }
     *out = c;
     return FV_OK;

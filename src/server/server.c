@@ -684,17 +684,11 @@ static int open_listeners(struct fv_server *srv, struct ev_loop *loop, char *err
     fv_loopref_publish(&srv->ref, ctx);
     if (cfg->role == FV_ROLE_STORAGE || cfg->role == FV_ROLE_API) { /* no devices here */
         /* A storage node answers its shards' queries; an api node sends them to the owners. */
-        int rc = fv_clusterapi_open(cfg, &srv->http, srv->consumer, fv_loopref_wake, &srv->api.ref,
-                                    &srv->capi, err, errlen);
-        if (rc) return rc;
-        if (srv->consumer) {
-            srv->api.serve = fv_clusterapi_serve;
-            srv->api.serve_arg = srv->capi;
-        } else {
-            srv->http.view.forward = fv_clusterapi_forward;
-            srv->http.view.forward_arg = srv->capi;
-        }
-        rc = fv_apiloop_start(&srv->api, cfg, &srv->http, &srv->guard, srv->api_keys, err, errlen);
+        int rc =
+            fv_clusterapi_open(cfg, &srv->http, srv->consumer, &srv->api, &srv->capi, err, errlen);
+        if (rc == FV_OK)
+            rc = fv_apiloop_start(&srv->api, cfg, &srv->http, &srv->guard, srv->api_keys, err,
+                                  errlen);
         if (rc == FV_OK)
             fv_info("%s node: API on http://%s:%d", fv_role_name(cfg->role), cfg->api_host,
                     cfg->api_port);
