@@ -21,6 +21,9 @@
 #include "util/log.h"
 #include "util/urlquery.h"
 
+/* NATS's largest max_payload (64 MiB): an answer past it is never gathered further. */
+#define ANSWER_MAX (64u << 20)
+
 /* An owner's answer waiting for its audit entries to be durable (Q4). */
 struct parked {
     struct fv_jsq_req *req;
@@ -165,8 +168,9 @@ static void take(struct fv_clusterapi *c, struct fv_jsq_req *r)
     memset(&resp, 0, sizeof resp);
     fv_api_handle_as(&v, r->method, r->path, r->principal, r->role, &resp);
     if (resp.more) {
-        int rc;
-        while ((rc = resp.more(resp.ctx, &resp.body)) > 0) {
+        int rc; /* past NATS's largest payload it cannot be sent: stop, fv_jsquery_answer
+                   answers 507 (Q4) */
+        while ((rc = resp.more(resp.ctx, &resp.body)) > 0 && resp.body.len <= ANSWER_MAX) {
         }
         if (rc < 0) {
             fv_warn("cluster: a query of shard %u failed (%s)", r->shard, fv_strerror(rc));
