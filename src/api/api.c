@@ -220,14 +220,28 @@ static json_t *device_summary_as(const struct fv_api_view *v, const struct fv_gu
     return j;
 }
 
+/* A shard's owner answering for one shard (api.h keep): is d's current subject in it? */
+static int kept(const struct fv_api_view *v, const struct fv_device *d)
+{
+    if (v->keep == NULL) return 1;
+    char subject[FV_SUBJECT_NAME_MAX + 1], ps[FV_PSEUDONYM_LEN + 1];
+    const unsigned char *dek;
+    if (fv_subject_current(v->keys, d->id, subject, NULL) != FV_OK)
+        snprintf(subject, sizeof subject, "%s", d->id);
+    return fv_keystore_dek(v->keys, subject, 0, &dek, ps) == FV_OK && v->keep(v->keep_arg, ps);
+}
+
 static void get_vehicles(const struct fv_api_view *v, const struct fv_guard_ctx *ctx,
                          struct fv_guard_served *served, struct fv_http_response *r)
 {
     struct fv_device **all = NULL;
     size_t n = 0;
     json_t *arr = fv_fleet_list(v->fleet, &all, &n) == FV_OK ? json_array() : NULL;
+    size_t count = 0; /* the devices known (in this shard, for its owner: api.h keep) */
     for (size_t i = 0; arr && i < n; i++) {
         const struct fv_device *d = all[i];
+        if (!kept(v, d)) continue;
+        count++;
         if (fv_api_in_scope(ctx, d) && !erased(v, d) &&
             fv_guard_consented(v->guard, ctx, d->id, (int64_t)fv_now_ms())) {
             json_array_append_new(arr, device_summary_as(v, ctx, d, state_is_current(v, d)));
@@ -235,7 +249,8 @@ static void get_vehicles(const struct fv_api_view *v, const struct fv_guard_ctx 
         }
     }
     free(all);
-    fv_api_respond_json(r, 200, json_pack("{s:I,s:o}", "count", (json_int_t)n, "vehicles", arr));
+    fv_api_respond_json(r, 200,
+                        json_pack("{s:I,s:o}", "count", (json_int_t)count, "vehicles", arr));
 }
 
 static void get_state(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
@@ -288,7 +303,8 @@ static void get_signal_latest(const struct fv_api_view *v, struct fv_guard_ctx *
     json_t *arr = fv_fleet_list(v->fleet, &all, &n) == FV_OK ? json_array() : NULL;
     for (size_t i = 0; arr && i < n; i++) {
         const struct fv_device *d = all[i];
-        if (!fv_api_in_scope(ctx, d) || erased(v, d) || !state_is_current(v, d)) continue; /* O2 */
+        if (!fv_api_in_scope(ctx, d) || erased(v, d) || !state_is_current(v, d) || !kept(v, d))
+            continue; /* O2; another shard's */
         /* F1: the value is copied under the fleet's lock, then checked and rendered. */
         struct fv_signal_state s = {0};
         fv_fleet_lock(v->fleet);
@@ -488,8 +504,11 @@ static int match_path(const char *p, const char *prefix, const char *suffix, cha
     return 1;
 }
 
-static void api_route(const struct fv_api_view *v, const char *method, const char *path,
-                      const char *authorization, struct fv_http_response *out);
+static void api_part(const struct fv_api_view *v, const char *method, const char *path,
+                     const char *authorization, const char *principal, const char *role,
+                     struct fv_http_response *out);
+static void route_as(const struct fv_api_view *v, const char *method, const char *path,
+                     struct fv_guard_ctx *ctxp, struct fv_http_response *out);
 
 void fv_api_handle(const struct fv_api_view *v, const char *method, const char *path,
                    const char *authorization, struct fv_http_response *out)
@@ -538,6 +557,15 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
         fv_api_metrics(v, out);
         return;
     }
+    api_part(v, method, path, authorization, NULL, NULL, out);
+}
+
+/* /api/...: the token's principal (authorization), or the one the cluster's api node
+ * authenticated (principal, role; authorization NULL); then routed. */
+static void api_part(const struct fv_api_view *v, const char *method, const char *path,
+                     const char *authorization, const char *principal, const char *role,
+                     struct fv_http_response *out)
+{
     if (strncmp(path, "/api/", 5) != 0) {
         fv_api_respond_error(out, 404, "no such endpoint");
         return;
@@ -558,21 +586,39 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
      * before it (a revoked principal, a withdrawn consent). */
     int snap = strcmp(method, "GET") == 0 && strcmp(path, "/api/v1/query") == 0 && v->keys &&
                fv_keystore_read_begin(v->keys) == FV_OK;
-    api_route(v, method, path, authorization, out);
+    struct fv_guard_ctx ctx;
+    char why[400];
+    if (principal) {
+        memset(&ctx, 0, sizeof ctx);
+        snprintf(ctx.principal, sizeof ctx.principal, "%s", principal);
+        snprintf(ctx.role, sizeof ctx.role, "%s", role);
+        route_as(v, method, path, &ctx, out);
+    } else if (fv_guard_auth(v->guard, authorization, &ctx, why, sizeof why) != FV_OK) {
+        out->www_authenticate = 1;
+        fv_api_respond_error(out, 401, why);
+    } else if (!(v->forward && v->forward(v->forward_arg, v, &ctx, method, path, out))) {
+        route_as(v, method, path, &ctx, out);
+    }
     if (snap) fv_keystore_read_end(v->keys);
 }
 
-/* fv_api_handle once the request may name personal data: authenticated, then routed. */
-static void api_route(const struct fv_api_view *v, const char *method, const char *path,
-                      const char *authorization, struct fv_http_response *out)
+void fv_api_handle_as(const struct fv_api_view *v, const char *method, const char *path,
+                      const char *principal, const char *role, struct fv_http_response *out)
 {
-    struct fv_guard_ctx ctx;
-    char why[400];
-    if (fv_guard_auth(v->guard, authorization, &ctx, why, sizeof why) != FV_OK) {
-        out->www_authenticate = 1;
-        fv_api_respond_error(out, 401, why);
+    out->www_authenticate = 0;
+    if (strcmp(method, "GET") != 0) {
+        fv_api_respond_error(out, 405, "method not allowed: a cluster query is a GET");
         return;
     }
+    api_part(v, method, path, NULL, principal, role, out);
+}
+
+/* The request of an authenticated principal (ctxp), routed. */
+static void route_as(const struct fv_api_view *v, const char *method, const char *path,
+                     struct fv_guard_ctx *ctxp, struct fv_http_response *out)
+{
+    struct fv_guard_ctx ctx = *ctxp;
+    char why[400];
     const char *p = path + 4;
     if (strcmp(p, "/v1/stats/history") == 0) { /* server counters: no personal data */
         fv_api_stats_history(v, out);

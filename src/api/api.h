@@ -51,6 +51,7 @@ struct json_t;
 
 struct fv_label_queue;
 struct fv_stats_hist;
+struct fv_http_response;
 
 struct fv_api_view {
     const struct fv_fleet *fleet;
@@ -86,6 +87,16 @@ struct fv_api_view {
      * record log (the stream) instead of the WAL, and every /api/ path answers 404. */
     int gateway;
     const struct fv_reclog *log; /* gateway: its record log; NULL elsewhere */
+    /* A cluster's api node (docs/cluster.md, "Queries through an api node"): called for
+     * every authenticated /api/ request; 1 when it answered out (the shards' owners did),
+     * 0 to answer here. NULL: every request is answered here. */
+    int (*forward)(void *arg, const struct fv_api_view *v, const struct fv_guard_ctx *ctx,
+                   const char *method, const char *path, struct fv_http_response *out);
+    void *forward_arg;
+    /* A shard's owner answering for one shard: the fleet reads keep only the devices whose
+     * current pseudonym keep() accepts. NULL: every device. */
+    int (*keep)(void *arg, const char *pseudo);
+    void *keep_arg;
 };
 
 /* A response is either whole (body) or streamed: when more is set, the transport sends
@@ -104,6 +115,7 @@ struct fv_http_response {
     char content_range[96]; /* "bytes A-B/N" (206) or "bytes * /N" (416); "": none */
     int ui_headers;         /* the console's headers (static_ui.h U2) */
     const char *location;   /* a redirect's Location, or NULL */
+    int retry_after;        /* > 0: add Retry-After: this many seconds (a 503) */
     struct fv_buf body;
     int (*more)(void *ctx, struct fv_buf *out);
     void (*free_ctx)(void *ctx);
@@ -112,6 +124,12 @@ struct fv_http_response {
 
 void fv_api_handle(const struct fv_api_view *v, const char *method, const char *path,
                    const char *authorization, struct fv_http_response *out);
+/* fv_api_handle for a GET of /api/... whose principal and role were authenticated by the
+ * cluster's api node (cluster/jsquery.h: the trust boundary is NATS's): no token is checked;
+ * everything else - the decision, the audit, the obligations, the quota - is as for a
+ * request with that principal's token. */
+void fv_api_handle_as(const struct fv_api_view *v, const char *method, const char *path,
+                      const char *principal, const char *role, struct fv_http_response *out);
 /* /api/v1/vpp/openadr[/...] (api/openadr_api.c): the OpenADR VEN's status and opt schedules;
  * sub is what follows "/openadr". Decides and audits the call itself. */
 void fv_api_openadr(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *method,

@@ -98,6 +98,7 @@ void fv_api_fleet(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
         if (fv_subject_current(v->keys, d->id, subject, NULL) != FV_OK)
             snprintf(subject, sizeof subject, "%s", d->id);
         if (fv_keystore_dek(v->keys, subject, 0, &dek, pseudo) != FV_OK) continue;
+        if (v->keep && !v->keep(v->keep_arg, pseudo)) continue; /* another shard's */
         struct fv_value last = {0};
         int64_t lt = 0;
         int have = 0;

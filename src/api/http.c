@@ -187,6 +187,12 @@ static int send_headers(struct lws *wsi, struct api_session *a)
                                                         (int)strlen(a->resp.location), &p, end))
         return 1;
     if (a->resp.ui_headers && add_ui_headers(wsi, &p, end)) return 1;
+    char ra[16];
+    int ran = snprintf(ra, sizeof ra, "%d", a->resp.retry_after);
+    if (a->resp.retry_after > 0 &&
+        lws_add_http_header_by_name(
+            wsi, (const unsigned char *)"Retry-After:", (const unsigned char *)ra, ran, &p, end))
+        return 1;
     if (lws_finalize_write_http_header(wsi, start, &p, end)) return 1;
     lws_callback_on_writable(wsi);
     return 0;

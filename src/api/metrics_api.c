@@ -207,6 +207,15 @@ void fv_api_metrics(const struct fv_api_view *v, struct fv_http_response *r)
     COUNTER("fleetvault_cluster_takeovers_total",
             "Shard leases this storage node acquired (each a shard it did not hold before).",
             m->cluster_takeovers);
+    COUNTER("fleetvault_cluster_queries_forwarded_total",
+            "Reads this api node sent to the shards' owners (0 on other roles).",
+            m->cluster_q_forwarded);
+    COUNTER("fleetvault_cluster_queries_unanswered_total",
+            "Reads this api node answered 503/504 because a shard's owner did not answer.",
+            m->cluster_q_unanswered);
+    COUNTER("fleetvault_cluster_queries_answered_total",
+            "Reads of its shards this storage node answered for an api node.",
+            m->cluster_q_answered);
     GAUGE("fleetvault_mqtt_connected", "Connected to the MQTT broker now (1), or not (0).",
           m->mqtt_connected);
     GAUGE("fleetvault_mqtt_subjects", "Subjects whose live values are published over MQTT now.",

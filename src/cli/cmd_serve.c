@@ -22,22 +22,23 @@ static void on_signal(int sig)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: fleetvault serve [--config FILE] [--data DIR] [--certs DIR] [--key-file F]\n"
-               "                        [--listen HOST:PORT] [--api HOST:PORT]\n"
-               "                        [--role all|gateway|storage]\n"
-               "                        [--no-rate-limit] [--log-level debug|info|warn|error]\n\n"
-               "Runs the ingestion gateway: devices stream over WebSocket with mutual TLS on\n"
-               "--listen (default 127.0.0.1:4443); the HTTP API listens on --api (default\n"
-               "127.0.0.1:8080). Records are acknowledged only after they are fsync'd to the\n"
-               "write-ahead log in DIR/wal. --certs holds ca.crt, server.crt and server.key\n"
-               "(make them with 'fleetvault certs init DIR'). The admin API token is in\n"
-               "KEYFILE.admin.token, beside the master key (DIR/admin.token without a key file).\n"
-               "Payloads are encrypted at rest with a data key per device, wrapped by the master\n"
-               "key in --key-file (make it with 'fleetvault keys init FILE', outside DIR) or the\n"
-               "FV_MASTER_KEY environment variable (64 hex digits).\n"
-               "--role gateway|storage runs one role of a cluster on NATS JetStream, configured\n"
-               "by the config's \"cluster\" object (docs/cluster.md); all (the default) is the\n"
-               "single node.\n");
+    fprintf(f,
+            "usage: fleetvault serve [--config FILE] [--data DIR] [--certs DIR] [--key-file F]\n"
+            "                        [--listen HOST:PORT] [--api HOST:PORT]\n"
+            "                        [--role all|gateway|storage|api]\n"
+            "                        [--no-rate-limit] [--log-level debug|info|warn|error]\n\n"
+            "Runs the ingestion gateway: devices stream over WebSocket with mutual TLS on\n"
+            "--listen (default 127.0.0.1:4443); the HTTP API listens on --api (default\n"
+            "127.0.0.1:8080). Records are acknowledged only after they are fsync'd to the\n"
+            "write-ahead log in DIR/wal. --certs holds ca.crt, server.crt and server.key\n"
+            "(make them with 'fleetvault certs init DIR'). The admin API token is in\n"
+            "KEYFILE.admin.token, beside the master key (DIR/admin.token without a key file).\n"
+            "Payloads are encrypted at rest with a data key per device, wrapped by the master\n"
+            "key in --key-file (make it with 'fleetvault keys init FILE', outside DIR) or the\n"
+            "FV_MASTER_KEY environment variable (64 hex digits).\n"
+            "--role gateway|storage|api runs one role of a cluster on NATS JetStream, configured\n"
+            "by the config's \"cluster\" object (docs/cluster.md); all (the default) is the\n"
+            "single node.\n");
 }
 
 static int parse_level(const char *s, enum fv_log_level *out)
@@ -98,7 +99,7 @@ int fv_cmd_serve(int argc, char **argv)
             }
         } else if (strcmp(a, "--role") == 0) {
             if (fv_role_parse(v, &cfg.role) != FV_OK) {
-                fprintf(stderr, "fleetvault serve: --role '%s': use all|gateway|storage\n", v);
+                fprintf(stderr, "fleetvault serve: --role '%s': use all|gateway|storage|api\n", v);
                 return 2;
             }
         } else if (strcmp(a, "--log-level") == 0) {

@@ -12,11 +12,11 @@
 #include "config/config.h"
 #include "util/err.h"
 
-static const char *const role_names[] = {"all", "gateway", "storage"};
+static const char *const role_names[] = {"all", "gateway", "storage", "api"};
 
 int fv_role_parse(const char *s, enum fv_role *out)
 {
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         if (strcmp(s, role_names[i]) == 0) {
             *out = (enum fv_role)i;
             return FV_OK;
@@ -26,7 +26,7 @@ int fv_role_parse(const char *s, enum fv_role *out)
 
 const char *fv_role_name(enum fv_role r)
 {
-    return (unsigned)r < 3 ? role_names[r] : "?";
+    return (unsigned)r < 4 ? role_names[r] : "?";
 }
 
 /* A name of 1 to cap-1 characters of [A-Za-z0-9_-] (dots too when dots: subject tokens,
@@ -104,6 +104,7 @@ int fv_cluster_cfg_parse(struct fv_cluster_cfg *c, json_t *o, const char *path, 
     c->lease_renew_ms = 2000;
     c->lease_ttl_ms = 10000;
     c->stream_max_age_days = 7;
+    c->query_timeout_ms = 3000;
     if (!json_is_object(o)) {
         fv_seterr(err, errlen, "%s: cluster: expected an object", path);
         return FV_EINVAL;
@@ -159,6 +160,10 @@ int fv_cluster_cfg_parse(struct fv_cluster_cfg *c, json_t *o, const char *path, 
             rc = parse_int(val, 300, 600000, &n);
             c->lease_ttl_ms = (int)n;
             ttl_given = 1;
+        } else if (strcmp(key, "query_timeout_ms") == 0) {
+            want = "an integer from 100 to 60000 (milliseconds)";
+            rc = parse_int(val, 100, 60000, &n);
+            c->query_timeout_ms = (int)n;
         } else if (strcmp(key, "stream_max_age_days") == 0) {
             want = "an integer from 1 to 3650";
             rc = parse_int(val, 1, 3650, &n);
@@ -239,8 +244,8 @@ int fv_cluster_cfg_check(const struct fv_cluster_cfg *c, enum fv_role role, char
     }
     if (role == FV_ROLE_ALL && c->enabled) {
         fv_seterr(err, errlen,
-                  "the config has a \"cluster\" object: run each node with --role gateway or "
-                  "--role storage (role all is the single node, without one)");
+                  "the config has a \"cluster\" object: run each node with --role gateway, "
+                  "storage or api (role all is the single node, without one)");
         return FV_EINVAL;
     }
     return FV_OK;

@@ -19,12 +19,15 @@
  *     "lease_ttl_ms": 10000,              and expires this long after its last renewal (at
  *                                         least 3 renewals, at most 600000)
  *     "stream_max_age_days": 7,           the stream's max age when a node makes it (1 to 3650)
+ *     "query_timeout_ms": 3000,           an api node waits this long for the shards' owners
+ *                                         (100 to 60000; server/clusterapi.h Q5)
  *     "keys_bucket": "fv-keys"            the KV bucket of the shared keys (cluster/jskeys.h;
  *                                         A-Z a-z 0-9 _ -, 1 to 32)
  *   }
  * "catalog" (the first slice's shared catalog) is refused with a message saying why: each
  * node keeps its own DATA/catalog.db.
- * Roles: "all" (default) is the single node; "gateway" and "storage" need a "cluster" object,
+ * Roles: "all" (default) is the single node; "gateway", "storage" and "api" (the query API
+ * for the whole cluster: server/clusterapi.h) need a "cluster" object,
  * and "all" with one is refused (this slice runs the roles as separate processes). An unknown
  * key or a bad value fails the load naming "cluster.KEY".
  *
@@ -38,7 +41,7 @@
 
 struct json_t;
 
-enum fv_role { FV_ROLE_ALL = 0, FV_ROLE_GATEWAY, FV_ROLE_STORAGE };
+enum fv_role { FV_ROLE_ALL = 0, FV_ROLE_GATEWAY, FV_ROLE_STORAGE, FV_ROLE_API };
 
 #define FV_CLUSTER_MAX_URLS   8
 #define FV_CLUSTER_MAX_SHARDS 1024
@@ -61,10 +64,11 @@ struct fv_cluster_cfg {
     char lease_bucket[65]; /* the leases' KV bucket */
     int lease_renew_ms, lease_ttl_ms;
     int stream_max_age_days;
+    int query_timeout_ms; /* an api node's wait for the shards' owners (server/clusterapi.h) */
     char keys_bucket[33]; /* the KV bucket of the shared keys (cluster/jskeys.h) */
 };
 
-/* "all", "gateway", "storage" -> *out; FV_EINVAL otherwise. */
+/* "all", "gateway", "storage", "api" -> *out; FV_EINVAL otherwise. */
 int fv_role_parse(const char *s, enum fv_role *out);
 const char *fv_role_name(enum fv_role r);
 

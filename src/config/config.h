@@ -75,7 +75,7 @@ void fv_config_defaults(struct fv_config *c);
  * audit_witness, ui_dir (paths), audit_retention (a duration), vpp ({programs: {NAME: {...}}}:
  * energy/program.h), clips (data/clip_upload.h), labeling ({lease_s}), openadr
  * (config/openadr_config.h), mqtt (config/mqtt_config.h), cluster (config/cluster_config.h),
- * role ("all", "gateway", "storage"), location_privacy ({trim_m, trip_gap,
+ * role ("all", "gateway", "storage", "api"), location_privacy ({trim_m, trip_gap,
  * stop_after, grid_m}).
  */
 int fv_config_load(struct fv_config *c, const char *path, char *err, size_t errlen);

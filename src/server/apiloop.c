@@ -206,6 +206,7 @@ static void *api_main(void *arg)
     while (!__atomic_load_n(&al->stop, __ATOMIC_ACQUIRE)) {
         ev_run(al->loop, EVRUN_ONCE);
         housekeeping(al, &last_retention);
+        if (al->serve) al->serve(al->serve_arg);
     }
     ev_timer_stop(al->loop, &tick);
     /* The context is destroyed on the thread that ran it, after no waker can touch it. */

@@ -57,6 +57,10 @@ struct fv_apiloop {
     struct fv_clip_deid *deid;    /* the clips' de-identification worker, or NULL: likewise */
     struct fv_clip_server *clips; /* the clip endpoint (its signal reads), or NULL: likewise */
     struct fv_mqtt *mqtt;         /* the MQTT publisher, or NULL: likewise (mqtt/mqtt.h Q3) */
+    /* Called on the API thread after each loop turn (a storage node's cluster queries:
+     * server/clusterapi.h), or NULL; set before fv_apiloop_start. */
+    void (*serve)(void *arg);
+    void *serve_arg;
 };
 
 /* Creates the loop and the context, listens on cfg's API address (an error names it) and

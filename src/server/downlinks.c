@@ -49,7 +49,9 @@ int fv_downlinks_open(struct fv_downlinks *d, const struct fv_config *cfg,
     memset(d, 0, sizeof *d);
     d->cfg = cfg;
     d->local = local;
-    if (cfg->role == FV_ROLE_ALL) return FV_OK;
+    /* An api node sends no commands and hears no replies: the VPP and campaigns run on the
+     * storage nodes (docs/cluster.md, "Queries through an api node"). */
+    if (cfg->role == FV_ROLE_ALL || cfg->role == FV_ROLE_API) return FV_OK;
     return fv_jsdownlink_open(&cfg->cluster,
                               cfg->role == FV_ROLE_GATEWAY ? "fleetvault-gateway-downlink"
                                                            : "fleetvault-storage-downlink",

@@ -10,6 +10,8 @@
  *           them there).
  *  storage  the capabilities send over NATS (N1); replies and connects from the gateways
  *           reach them from nats.c's thread (N4).
+ *  api      as all, with no devices: its VPP and campaigns send to no one and hear nothing
+ *           (they run on the storage nodes; server/clusterapi.h).
  *
  * Threads: open, wire and close on the starting/stopping thread; fv_downlinks_metrics on the
  * ingest loop.

@@ -75,6 +75,7 @@
 #include "openadr/ven.h"
 #include "server/admintoken.h"
 #include "server/apiloop.h"
+#include "server/clusterapi.h"
 #include "server/downlinks.h"
 #include "server/server.h"
 #include "gateway/session.h"
@@ -105,6 +106,7 @@ struct fv_server {
     struct fv_reclog log;          /* the gateway's record log: the WAL, or the stream */
     struct fv_jsreclog *jslog;     /* role gateway: the stream (cluster/jsreclog.h) */
     struct fv_jsconsume *consumer; /* role storage: the shards (cluster/jsconsume.h) */
+    struct fv_clusterapi *capi;    /* storage, api: the cluster's queries (server/clusterapi.h) */
     struct fv_recovery rec;        /* role storage: what takes the stream's records */
     struct fv_jskeys *jskeys;      /* gateway, storage: the shared keys (cluster/jskeys.h) */
     struct fv_keyfetch *keyfetch;  /* gateway: keys fetched off the loop (gateway/keyfetch.h) */
@@ -692,10 +694,16 @@ static int open_listeners(struct fv_server *srv, struct ev_loop *loop, char *err
         return FV_ENOMEM;
     }
     fv_loopref_publish(&srv->ref, ctx);
-    if (cfg->role == FV_ROLE_STORAGE) { /* no devices here: the stream feeds the store */
+    if (cfg->role == FV_ROLE_STORAGE || cfg->role == FV_ROLE_API) { /* no devices here */
+        /* A storage node answers its shards' queries; an api node sends them to the owners. */
         int rc =
-            fv_apiloop_start(&srv->api, cfg, &srv->http, &srv->guard, srv->api_keys, err, errlen);
-        if (rc == FV_OK) fv_info("storage node: API on http://%s:%d", cfg->api_host, cfg->api_port);
+            fv_clusterapi_open(cfg, &srv->http, srv->consumer, &srv->api, &srv->capi, err, errlen);
+        if (rc == FV_OK)
+            rc = fv_apiloop_start(&srv->api, cfg, &srv->http, &srv->guard, srv->api_keys, err,
+                                  errlen);
+        if (rc == FV_OK)
+            fv_info("%s node: API on http://%s:%d", fv_role_name(cfg->role), cfg->api_host,
+                    cfg->api_port);
         return rc;
     }
 
@@ -783,6 +791,8 @@ static void close_all(struct fv_server *srv, struct ev_loop *loop)
     fv_clip_server_stop(srv->clip_server); /* before the worker it wakes */
     fv_mqtt_stop(srv->mqtt);               /* its last records, drained below */
     fv_apiloop_stop(&srv->api);
+    fv_clusterapi_close(srv->capi); /* after the thread that serves and forwards */
+    srv->capi = NULL;
     fv_apiloop_audit_mqtt(&srv->api);
     srv->api.mqtt = NULL;
     fv_mqtt_free(srv->mqtt);

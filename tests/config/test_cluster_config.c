@@ -47,6 +47,7 @@ static void defaults(void **state)
     assert_int_equal(c.lease_renew_ms, 2000);
     assert_int_equal(c.lease_ttl_ms, 10000);
     assert_int_equal(c.stream_max_age_days, 7);
+    assert_int_equal(c.query_timeout_ms, 3000);
     /* the TTL follows a renewal period given alone: 5 renewals */
     assert_int_equal(
         parse("{\"nats\": \"nats://a:1\", \"lease_renew_ms\": 3000}", &c, err, sizeof err), FV_OK);
@@ -73,7 +74,7 @@ static void everything(void **state)
               " \"stream\": \"FV_2\", \"subject_prefix\": \"x.y-z\", \"replicas\": 1,"
               " \"shards\": 8, \"owned_shards\": [7, 0, 3], \"keys_bucket\": \"K_1-x\","
               " \"node\": \"st_1\", \"lease_bucket\": \"L\", \"lease_renew_ms\": 100,"
-              " \"lease_ttl_ms\": 300, \"stream_max_age_days\": 30}",
+              " \"lease_ttl_ms\": 300, \"stream_max_age_days\": 30, \"query_timeout_ms\": 250}",
               &c, err, sizeof err),
         FV_OK);
     assert_int_equal(c.nurls, 2);
@@ -93,6 +94,7 @@ static void everything(void **state)
     assert_int_equal(c.lease_renew_ms, 100);
     assert_int_equal(c.lease_ttl_ms, 300);
     assert_int_equal(c.stream_max_age_days, 30);
+    assert_int_equal(c.query_timeout_ms, 250);
     assert_string_equal(c.keys_bucket, "K_1-x");
 }
 
@@ -140,6 +142,8 @@ static void refusals(void **state)
         {"{\"nats\": \"nats://a:1\", \"stream_max_age_days\": 0}", "cluster.stream_max_age_days"},
         {"{\"nats\": \"nats://a:1\", \"stream_max_age_days\": 3651}",
          "cluster.stream_max_age_days"},
+        {"{\"nats\": \"nats://a:1\", \"query_timeout_ms\": 99}",
+         "cluster.query_timeout_ms: expected an integer from 100 to 60000"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct fv_cluster_cfg c;
@@ -160,18 +164,24 @@ static void roles(void **state)
     assert_int_equal(r, FV_ROLE_GATEWAY);
     assert_int_equal(fv_role_parse("storage", &r), FV_OK);
     assert_int_equal(r, FV_ROLE_STORAGE);
-    assert_int_equal(fv_role_parse("api", &r), FV_EINVAL);
+    assert_int_equal(fv_role_parse("api", &r), FV_OK);
+    assert_int_equal(r, FV_ROLE_API);
+    assert_int_equal(fv_role_parse("router", &r), FV_EINVAL);
     assert_string_equal(fv_role_name(FV_ROLE_STORAGE), "storage");
+    assert_string_equal(fv_role_name(FV_ROLE_API), "api");
     struct fv_cluster_cfg none = {0}, some;
     char err[256];
     assert_int_equal(parse("{\"nats\": \"nats://a:1\"}", &some, err, sizeof err), FV_OK);
     assert_int_equal(fv_cluster_cfg_check(&none, FV_ROLE_ALL, err, sizeof err), FV_OK);
     assert_int_equal(fv_cluster_cfg_check(&some, FV_ROLE_GATEWAY, err, sizeof err), FV_OK);
     assert_int_equal(fv_cluster_cfg_check(&some, FV_ROLE_STORAGE, err, sizeof err), FV_OK);
+    assert_int_equal(fv_cluster_cfg_check(&some, FV_ROLE_API, err, sizeof err), FV_OK);
+    assert_int_equal(fv_cluster_cfg_check(&none, FV_ROLE_API, err, sizeof err), FV_EINVAL);
+    assert_non_null(strstr(err, "role api needs a \"cluster\" object"));
     assert_int_equal(fv_cluster_cfg_check(&none, FV_ROLE_GATEWAY, err, sizeof err), FV_EINVAL);
     assert_non_null(strstr(err, "role gateway needs a \"cluster\" object"));
     assert_int_equal(fv_cluster_cfg_check(&some, FV_ROLE_ALL, err, sizeof err), FV_EINVAL);
-    assert_non_null(strstr(err, "--role gateway or --role storage"));
+    assert_non_null(strstr(err, "--role gateway, storage or api"));
 }
 
 int main(void)

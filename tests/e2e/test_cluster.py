@@ -84,6 +84,18 @@ def kill_gateways():
     _gateways.clear()
 
 
+def with_nats(run):
+    """run(env, nats) with a fresh test directory and one nats-server; the gateways and the
+    server stopped whatever happens."""
+    with t.Env() as env:
+        nats = Nats(env.root).start()
+        try:
+            run(env, nats)
+        finally:
+            kill_gateways()
+            nats.stop()
+
+
 class Gateway:
     """fleetvault serve --role gateway: no API, no store; ready when it accepts TCP."""
 
@@ -450,9 +462,11 @@ def test_role_and_config_errors():
         e = serve_fails(env, {}, "--role", "gateway")
         assert 'needs a "cluster" object' in e, e
         e = serve_fails(env, {}, "--role", "router")
-        assert "--role 'router': use all|gateway|storage" in e, e
+        assert "--role 'router': use all|gateway|storage|api" in e, e
+        e = serve_fails(env, {}, "--role", "api")
+        assert 'role api needs a "cluster" object' in e, e
         e = serve_fails(env, {"cluster": {"nats": ["nats://127.0.0.1:1"]}})
-        assert "run each node with --role gateway or --role storage" in e, e
+        assert "run each node with --role gateway, storage or api" in e, e
         e = serve_fails(env, {"cluster": {"replicas": 3}}, "--role", "storage")
         assert "cluster.nats: required" in e, e
         e = serve_fails(env, {"cluster": {"nats": "http://x:1"}}, "--role", "storage")

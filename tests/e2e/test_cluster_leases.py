@@ -19,7 +19,7 @@ import subprocess
 import time
 
 import fvtest as t
-from test_cluster import Gateway, Nats, acked_records, cluster_status, kill_gateways
+from test_cluster import Gateway, acked_records, cluster_status, with_nats
 
 VEHICLES = int(os.environ.get("FV_LEASE_VEHICLES", "16"))
 SECONDS = int(os.environ.get("FV_LEASE_SECONDS", "18"))
@@ -81,13 +81,7 @@ def consumer_names(st):
 
 
 def test_leases_split_takeover_restart():
-    with t.Env() as env:
-        nats = Nats(env.root).start()
-        try:
-            run(env, nats)
-        finally:
-            kill_gateways()
-            nats.stop()
+    with_nats(run)
 
 
 def run(env, nats):

@@ -1,0 +1,319 @@
+/* jsquery.c - the query API's internal requests over core NATS (jsquery.h). */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nats/nats.h>
+
+#include "cluster/jsquery.h"
+#include "cluster/natsconn.h"
+#include "util/err.h"
+#include "util/log.h"
+
+#define SUBJECT_MAX 96
+#define QUEUE_MAX   1024 /* requests waiting for the API thread; more are dropped */
+
+struct fv_jsquery {
+    struct fv_natsconn conn;
+    char prefix[SUBJECT_MAX]; /* "fvq.STREAM.shard." */
+    natsSubscription *sub;
+    int (*holds)(void *arg, uint32_t shard);
+    void *holds_arg;
+    void (*wake)(void *arg);
+    void *wake_arg;
+    pthread_mutex_t mu; /* guards the queue */
+    natsMsg *queue[QUEUE_MAX];
+    size_t head, n;
+};
+
+/* Printable ASCII, no longer than max. */
+static int field_ok(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    if (n > max) return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e) return 0;
+    return 1;
+}
+
+int fv_jsquery_open(const struct fv_cluster_cfg *cfg, const char *name, struct fv_jsquery **out,
+                    char *err, size_t errlen)
+{
+    *out = NULL;
+    struct fv_jsquery *q = calloc(1, sizeof *q);
+    if (q == NULL) return FV_ENOMEM;
+    snprintf(q->prefix, sizeof q->prefix, "fvq.%s.shard.", cfg->stream);
+    if (pthread_mutex_init(&q->mu, NULL) != 0) {
+        free(q);
+        return FV_ENOMEM;
+    }
+    int rc = fv_natsconn_connect(&q->conn, cfg, name, NULL, 5000, 0, err, errlen);
+    if (rc) {
+        pthread_mutex_destroy(&q->mu);
+        free(q);
+        return rc;
+    }
+    *out = q;
+    return FV_OK;
+}
+
+/* The shard a subject names, or -1. */
+static long subject_shard(const struct fv_jsquery *q, const char *subject)
+{
+    size_t n = strlen(q->prefix);
+    if (strncmp(subject, q->prefix, n) != 0) return -1;
+    char *end;
+    unsigned long v = strtoul(subject + n, &end, 10);
+    if (end == subject + n || *end != '\0' || v >= FV_CLUSTER_MAX_SHARDS) return -1;
+    return (long)v;
+}
+
+/* nats.c's subscription thread: queue what this node owns, drop the rest. */
+static void on_request(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    (void)nc;
+    (void)sub;
+    struct fv_jsquery *q = closure;
+    long shard = subject_shard(q, natsMsg_GetSubject(msg));
+    if (shard < 0 || natsMsg_GetReply(msg) == NULL || !q->holds(q->holds_arg, (uint32_t)shard)) {
+        natsMsg_Destroy(msg);
+        return;
+    }
+    pthread_mutex_lock(&q->mu);
+    int queued = q->n < QUEUE_MAX;
+    if (queued) q->queue[(q->head + q->n++) % QUEUE_MAX] = msg;
+    pthread_mutex_unlock(&q->mu);
+    if (!queued) {
+        fv_warn("cluster: %zu queries wait already; one for shard %ld dropped (the asker "
+                "times out)",
+                (size_t)QUEUE_MAX, shard);
+        natsMsg_Destroy(msg);
+        return;
+    }
+    q->wake(q->wake_arg);
+}
+
+int fv_jsquery_serve(struct fv_jsquery *q, int (*holds)(void *arg, uint32_t shard), void *arg,
+                     void (*wake)(void *arg), void *wake_arg, char *err, size_t errlen)
+{
+    q->holds = holds;
+    q->holds_arg = arg;
+    q->wake = wake;
+    q->wake_arg = wake_arg;
+    char subject[SUBJECT_MAX + 2];
+    snprintf(subject, sizeof subject, "%s*", q->prefix);
+    natsStatus s = natsConnection_Subscribe(&q->sub, q->conn.nc, subject, on_request, q);
+    if (s == NATS_OK) s = natsConnection_Flush(q->conn.nc); /* the server has it */
+    if (s != NATS_OK) {
+        fv_seterr(err, errlen, "cluster: cannot subscribe to %s: %s", subject,
+                  natsStatus_GetText(s));
+        return FV_EIO;
+    }
+    return FV_OK;
+}
+
+/* A header's value copied into out (cap), "" when absent; 0 when too long or not printable. */
+static int header(natsMsg *m, const char *key, char *out, size_t cap)
+{
+    const char *v = NULL;
+    out[0] = '\0';
+    if (natsMsgHeader_Get(m, key, &v) != NATS_OK || v == NULL) return 1;
+    if (!field_ok(v, cap - 1)) return 0;
+    memcpy(out, v, strlen(v) + 1);
+    return 1;
+}
+
+struct fv_jsq_req *fv_jsquery_next(struct fv_jsquery *q)
+{
+    for (;;) {
+        pthread_mutex_lock(&q->mu);
+        natsMsg *m = NULL;
+        if (q->n) {
+            m = q->queue[q->head];
+            q->head = (q->head + 1) % QUEUE_MAX;
+            q->n--;
+        }
+        pthread_mutex_unlock(&q->mu);
+        if (m == NULL) return NULL;
+        struct fv_jsq_req *r = calloc(1, sizeof *r);
+        int len = natsMsg_GetDataLength(m);
+        char *query = r ? malloc((size_t)(len > 0 ? len : 0) + 1) : NULL;
+        if (query == NULL) {
+            free(r);
+            natsMsg_Destroy(m); /* the asker times out */
+            continue;
+        }
+        if (len > 0) memcpy(query, natsMsg_GetData(m), (size_t)len);
+        query[len > 0 ? len : 0] = '\0';
+        r->query = query;
+        r->msg = m;
+        r->shard = (uint32_t)subject_shard(q, natsMsg_GetSubject(m));
+        if (!header(m, "Fv-Method", r->method, sizeof r->method) ||
+            !header(m, "Fv-Path", r->path, sizeof r->path) ||
+            !header(m, "Fv-Principal", r->principal, sizeof r->principal) ||
+            !header(m, "Fv-Role", r->role, sizeof r->role) || r->method[0] == '\0' ||
+            r->path[0] == '\0' || r->principal[0] == '\0' || r->role[0] == '\0' ||
+            strlen(query) != (size_t)(len > 0 ? len : 0)) {
+            static const char bad[] = "{\"error\":\"malformed cluster query request\"}\n";
+            fv_jsquery_answer(q, r, 400, "application/json", 1, bad, sizeof bad - 1);
+            continue;
+        }
+        return r;
+    }
+}
+
+void fv_jsquery_drop(struct fv_jsq_req *r)
+{
+    if (r == NULL) return;
+    natsMsg_Destroy(r->msg);
+    free(r->query);
+    free(r);
+}
+
+int fv_jsquery_answer(struct fv_jsquery *q, struct fv_jsq_req *r, int status,
+                      const char *content_type, int here, const void *body, size_t len)
+{
+    static const char big[] = "{\"error\":\"the answer is larger than one NATS message (the "
+                              "server's max_payload): narrow the query (from, to, limit, "
+                              "signals) or ask the owner directly\"}\n";
+    int64_t max = natsConnection_GetMaxPayload(q->conn.nc);
+    if (max > 0 && len + 512 > (uint64_t)max) {
+        status = 507;
+        content_type = "application/json";
+        body = big;
+        len = sizeof big - 1;
+    }
+    natsMsg *m = NULL;
+    char st[16];
+    snprintf(st, sizeof st, "%d", status);
+    natsStatus s = natsMsg_Create(&m, natsMsg_GetReply(r->msg), NULL, body, (int)len);
+    if (s == NATS_OK) s = natsMsgHeader_Set(m, "Fv-Status", st);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, "Fv-Type", content_type ? content_type : "application/json");
+    if (s == NATS_OK) s = natsMsgHeader_Set(m, "Fv-Here", here ? "1" : "0");
+    if (s == NATS_OK) s = natsConnection_PublishMsg(q->conn.nc, m);
+    natsMsg_Destroy(m);
+    if (s != NATS_OK)
+        fv_warn("cluster: the answer to a query of shard %u was not sent: %s", r->shard,
+                natsStatus_GetText(s));
+    fv_jsquery_drop(r);
+    return s == NATS_OK ? FV_OK : FV_EIO;
+}
+
+/* One answer into a (its shard's). */
+static void take_answer(natsMsg *reply, struct fv_jsq_answer *a)
+{
+    if (natsMsg_IsNoResponders(reply)) {
+        a->rc = FV_ENOENT;
+        return;
+    }
+    char st[16], hr[4];
+    int ok = header(reply, "Fv-Status", st, sizeof st) &&
+             header(reply, "Fv-Type", a->type, sizeof a->type) &&
+             header(reply, "Fv-Here", hr, sizeof hr);
+    a->status = ok ? atoi(st) : 0;
+    a->here = strcmp(hr, "1") == 0;
+    if (!ok || a->status < 100 || a->status > 599 || a->type[0] == '\0') {
+        a->rc = FV_EIO;
+        return;
+    }
+    int len = natsMsg_GetDataLength(reply);
+    fv_buf_reset(&a->body);
+    a->rc = len > 0 && fv_buf_append(&a->body, natsMsg_GetData(reply), (size_t)len) != FV_OK
+                ? FV_ENOMEM
+                : FV_OK;
+}
+
+int fv_jsquery_ask_all(struct fv_jsquery *q, uint32_t nshards, const char *method, const char *path,
+                       const char *query, const char *principal, const char *role,
+                       int64_t timeout_ms, struct fv_jsq_answer *ans, char *err, size_t errlen)
+{
+    if (!field_ok(method, 15) || !field_ok(path, FV_JSQ_FIELD_MAX) || !field_ok(principal, 64) ||
+        !field_ok(role, 31)) {
+        fv_seterr(err, errlen, "a request field is too long or not printable");
+        return FV_EINVAL;
+    }
+    for (uint32_t i = 0; i < nshards; i++) {
+        ans[i].rc = FV_EAGAIN;
+        ans[i].status = ans[i].here = 0;
+        ans[i].type[0] = '\0';
+        fv_buf_reset(&ans[i].body);
+    }
+    natsInbox *inbox = NULL;
+    natsSubscription *sub = NULL;
+    char wild[128], subject[SUBJECT_MAX + 16], reply_to[128];
+    const char *qs = query ? query : "";
+    natsStatus s = natsInbox_Create(&inbox);
+    if (s == NATS_OK) {
+        snprintf(wild, sizeof wild, "%s.*", (const char *)inbox);
+        s = natsConnection_SubscribeSync(&sub, q->conn.nc, wild);
+    }
+    for (uint32_t i = 0; s == NATS_OK && i < nshards; i++) {
+        natsMsg *m = NULL;
+        snprintf(subject, sizeof subject, "%s%u", q->prefix, i);
+        snprintf(reply_to, sizeof reply_to, "%s.%u", (const char *)inbox, i);
+        s = natsMsg_Create(&m, subject, reply_to, qs, (int)strlen(qs));
+        if (s == NATS_OK) s = natsMsgHeader_Set(m, "Fv-Method", method);
+        if (s == NATS_OK) s = natsMsgHeader_Set(m, "Fv-Path", path);
+        if (s == NATS_OK) s = natsMsgHeader_Set(m, "Fv-Principal", principal);
+        if (s == NATS_OK) s = natsMsgHeader_Set(m, "Fv-Role", role);
+        if (s == NATS_OK) s = natsConnection_PublishMsg(q->conn.nc, m);
+        natsMsg_Destroy(m);
+    }
+    if (s == NATS_OK) s = natsConnection_Flush(q->conn.nc);
+    int64_t deadline = nats_Now() + timeout_ms;
+    uint32_t pending = nshards;
+    size_t plen = inbox ? strlen((const char *)inbox) + 1 : 0;
+    while (s == NATS_OK && pending > 0) {
+        int64_t left = deadline - nats_Now();
+        if (left <= 0) break;
+        natsMsg *reply = NULL;
+        natsStatus ns = natsSubscription_NextMsg(&reply, sub, left);
+        if (ns == NATS_TIMEOUT) break;
+        if (ns == NATS_NO_RESPONDERS) {
+            /* nats.c hides which request had none; every storage node subscribes to every
+             * shard's subject (fvq.STREAM.shard.*), so none listens to any: all pending. */
+            natsMsg_Destroy(reply);
+            for (uint32_t i = 0; i < nshards; i++)
+                if (ans[i].rc == FV_EAGAIN) ans[i].rc = FV_ENOENT;
+            break;
+        }
+        if (ns != NATS_OK) {
+            s = ns;
+            break;
+        }
+        const char *subj = natsMsg_GetSubject(reply);
+        char *end = NULL;
+        unsigned long shard = strlen(subj) > plen ? strtoul(subj + plen, &end, 10) : nshards;
+        if (end && *end == '\0' && shard < nshards && ans[shard].rc == FV_EAGAIN) {
+            take_answer(reply, &ans[shard]);
+            pending--;
+        }
+        natsMsg_Destroy(reply);
+    }
+    if (sub) {
+        natsSubscription_Unsubscribe(sub);
+        natsSubscription_Destroy(sub);
+    }
+    natsInbox_Destroy(inbox);
+    if (s != NATS_OK) {
+        fv_seterr(err, errlen, "NATS: %s", natsStatus_GetText(s));
+        return FV_EIO;
+    }
+    return FV_OK;
+}
+
+void fv_jsquery_close(struct fv_jsquery *q)
+{
+    if (q == NULL) return;
+    if (q->sub) {
+        natsSubscription_Unsubscribe(q->sub);
+        natsSubscription_Destroy(q->sub); /* waits for its callback to return */
+    }
+    fv_natsconn_close(&q->conn);
+    for (size_t i = 0; i < q->n; i++)
+        natsMsg_Destroy(q->queue[(q->head + i) % QUEUE_MAX]);
+    pthread_mutex_destroy(&q->mu);
+    free(q);
+}

@@ -1,0 +1,62 @@
+/*
+ * clusterapi.h - the query API across a cluster (docs/cluster.md, "Queries through an api
+ * node"): a storage node answers the reads of the shards it holds for the api node
+ * (cluster/jsquery.h), and an api node sends each read to the shards' owners and merges.
+ *
+ *  Q1 the api node authenticates (its catalog's principals, its admin token); a GET of
+ *     /api/v1/query?device=D or /api/v1/fleet goes to the owners; everything else is
+ *     answered by the api node itself, from its own (empty) store and fleet.
+ *  Q2 one device: every shard's owner is asked in turn; the owner whose shard holds the
+ *     device's current subject (by pseudonym, natsconn.h fv_cluster_shard) answers, the
+ *     others say "not here" without deciding or auditing anything. When no shard holds it
+ *     and every shard answered, the api node answers itself: the single node's decision and
+ *     its G11 answer (404 unknown device, or the policy's 403), audited there.
+ *  Q3 the fleet view: every shard's owner answers its shard's devices; the answers are
+ *     joined in shard order ("count" summed). The first owner's answer that is not 200
+ *     (a refusal: every owner decides alike) is the answer.
+ *  Q4 an owner decides, audits and applies the obligations with the single node's code
+ *     (api.h fv_api_handle_as) for the principal and role the request names, and sends the
+ *     answer only once the audit entries that gate it are durable (api/http.h H2); if its
+ *     audit log fails, the answer is a 500.
+ *  Q5 a shard whose owner does not answer within cluster.query_timeout_ms (its owner
+ *     died and its lease has not expired), or that no storage node listens for: the whole
+ *     request is answered 504 or 503 naming the shard, with Retry-After; never a partial
+ *     fleet view.
+ *  Q6 every read the owners answered is an entry of the api node's audit log (kind
+ *     "cluster"; principal, purpose, status, the shard that answered; no subject: G6),
+ *     written before the answer leaves; an answer whose entry cannot be written is a 503.
+ *
+ * Threads: fv_clusterapi_open/close on the server's thread (before the API thread starts /
+ * after it stopped); fv_clusterapi_serve and fv_clusterapi_forward on the API thread.
+ */
+#ifndef FV_SERVER_CLUSTERAPI_H
+#define FV_SERVER_CLUSTERAPI_H
+
+#include <stddef.h>
+
+#include "api/api.h"
+#include "config/config.h"
+
+#define FV_CLUSTER_RETRY_AFTER_S 5
+
+struct fv_clusterapi;
+struct fv_http_ctx;
+struct fv_jsconsume;
+struct fv_apiloop;
+
+/* consumer: a storage node's (its leases say which shards it answers for: it serves, from
+ * al's thread: al->serve), or NULL: an api node (it forwards: http->view.forward). Call
+ * before fv_apiloop_start(al). */
+int fv_clusterapi_open(const struct fv_config *cfg, struct fv_http_ctx *http,
+                       struct fv_jsconsume *consumer, struct fv_apiloop *al,
+                       struct fv_clusterapi **out, char *err, size_t errlen);
+/* A storage node: answers the queued requests, and those parked whose audit entries became
+ * durable (Q4). arg: the struct fv_clusterapi. */
+void fv_clusterapi_serve(void *arg);
+/* An api node: fv_api_view.forward (Q1-Q3, Q5, Q6). */
+int fv_clusterapi_forward(void *arg, const struct fv_api_view *v, const struct fv_guard_ctx *ctx,
+                          const char *method, const char *path, struct fv_http_response *out);
+/* Answers nothing more; parked answers are dropped (their askers time out). NULL is fine. */
+void fv_clusterapi_close(struct fv_clusterapi *c);
+
+#endif
