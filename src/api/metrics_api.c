@@ -112,6 +112,10 @@ void fv_api_metrics(const struct fv_api_view *v, struct fv_http_response *r)
     COUNTER("fleetvault_cluster_key_waits_total",
             "Stream records a storage node left unacked for now: their key was in no KV entry.",
             m->key_waits);
+    COUNTER("fleetvault_cluster_records_resubjected_total",
+            "Stream records a storage node sealed again under the owner period of their time "
+            "(their gateway had not yet learnt of an owner change).",
+            m->resubjected);
     GAUGE("fleetvault_wal_bytes", "Bytes in the write-ahead log.", ws.bytes_on_disk);
     GAUGE("fleetvault_wal_files", "Files in the write-ahead log.", ws.files);
     COUNTER("fleetvault_wal_fsyncs_total", "WAL fsyncs (group commits).", ws.fsyncs);
