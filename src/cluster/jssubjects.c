@@ -486,7 +486,7 @@ static int same_pt(const struct fv_buf *x, const struct fv_buf *y)
 /* The merged rows into the catalog when they differ from the local ones. */
 static int entry_apply_local(struct fv_jssubjects *s, struct entry *e, int *changed)
 {
-    if (same_pt(&e->pt_a, &e->pt_m)) return FV_OK;
+    if (same_pt(&e->pt_a, &e->pt_m) && !(!e->periods && e->ca.stale)) return FV_OK;
     char err[256] = "";
     int rc = e->periods ? fv_period_rows_put(s->ks, e->pseudo, e->pm, e->nm, err, sizeof err)
                         : fv_consent_rows_put(s->ks, e->pseudo, &e->cm, err, sizeof err);
@@ -631,7 +631,7 @@ static int publish_changes(struct fv_jssubjects *s, int *changed)
         struct entry e;
         int r = entry_init(&e, sc.keys[i]);
         if (r == FV_OK) r = entry_local(s, &e);
-        int skip = r == FV_OK && in_sync(s, e.key, &e.pt_a);
+        int skip = r == FV_OK && in_sync(s, e.key, &e.pt_a) && !(!e.periods && e.ca.stale);
         entry_free(&e);
         if (r == FV_ENOMEM) rc = r;
         if (r || skip) continue;

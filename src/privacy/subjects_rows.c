@@ -184,8 +184,9 @@ static int forgotten_subject(struct fv_keystore *ks, const char *spseudo, int *o
 int fv_consent_rows_get(struct fv_keystore *ks, const char *spseudo, struct fv_consent_rows *out)
 {
     out->n = 0;
+    out->stale = 0;
     int rc = forgotten_subject(ks, spseudo, &out->forgotten);
-    if (rc || out->forgotten) return rc;
+    if (rc) return rc;
     sqlite3_stmt *st = NULL;
     int step = SQLITE_DONE;
     if (sqlite3_prepare_v2(fv_keystore_db(ks),
@@ -203,7 +204,10 @@ int fv_consent_rows_get(struct fv_keystore *ks, const char *spseudo, struct fv_c
         r.granted = sqlite3_column_int(st, 1) != 0;
         r.at = sqlite3_column_int64(st, 2);
         snprintf(r.by, sizeof r.by, "%s", by ? (const char *)by : "");
-        rc = fv_consent_rows_add(out, &r);
+        if (out->forgotten)
+            out->stale = 1; /* not reported: an erased subject has no consent */
+        else
+            rc = fv_consent_rows_add(out, &r);
     }
     if (rc == FV_OK && step != SQLITE_DONE) rc = FV_EIO;
     sqlite3_finalize(st);

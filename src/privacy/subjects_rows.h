@@ -50,6 +50,7 @@ struct fv_consent_rows {
     struct fv_consent_row *v;
     size_t n, cap;
     int forgotten;
+    int stale; /* fv_consent_rows_get: forgotten, yet rows still in the table (R2 deletes) */
 };
 int fv_consent_rows_add(struct fv_consent_rows *c, const struct fv_consent_row *r);
 void fv_consent_rows_free(struct fv_consent_rows *c);
@@ -68,7 +69,8 @@ int fv_period_rows_put(struct fv_keystore *ks, const char *dpseudo,
 int fv_consent_subjects(struct fv_keystore *ks, int (*fn)(void *arg, const char *spseudo),
                         void *arg);
 /* The subject's consent rows in time order (at, then recording) into out (reset first);
- * out->forgotten set when its period is forgotten or its data key destroyed (then no rows).
+ * out->forgotten set when its period is forgotten or its data key destroyed (then no rows, and
+ * out->stale set if the table still holds some: fv_consent_rows_put with forgotten clears them).
  * FV_OK, FV_ENOMEM, FV_EIO. */
 int fv_consent_rows_get(struct fv_keystore *ks, const char *spseudo, struct fv_consent_rows *out);
 /* R2. FV_OK, FV_EIO (err set). */

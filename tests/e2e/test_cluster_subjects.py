@@ -14,6 +14,8 @@ consents reaches every other node through the KV bucket fv-subjects.
   before (minimisation), and it is served for the purpose.
 - A second storage node with an empty catalog takes the shards over: it serves the same
   periods and consents, from the bucket.
+- An erasure there forgets the owner and the consent in the bucket; the first storage node,
+  started again with both still in its catalog, drops them and writes nothing back.
 - The bucket's values are wrapped: no VIN, no owner id in them."""
 import base64
 import json
@@ -98,6 +100,16 @@ def period_rows(srv, po, period):
         if m.name.endswith(".csv"):
             out += [int(ln.split(",")[0]) for ln in text.splitlines()[1:]]
     return sorted(out)
+
+
+def kv_revisions(nc):
+    """{KV key: its last message's stream sequence} of the bucket."""
+    out = {}
+    info = nc.js(f"STREAM.INFO.KV_{BUCKET}", {"subjects_filter": ">"})
+    for subj in info["state"]["subjects"]:
+        m = nc.js(f"STREAM.MSG.GET.KV_{BUCKET}", {"last_by_subj": subj})
+        out[subj[len(f"$KV.{BUCKET}."):]] = m["message"]["seq"]
+    return out
 
 
 def applied(g, kind):
@@ -193,11 +205,30 @@ def test_owner_change_and_consent_across_nodes():
             shown = t.run("subject", "show", A, "--data", st2.data, "--key-file",
                           st2.key_file).stdout
             assert "customer-2" in shown and "location_history" in shown, shown
+
+            # Erasure on st2: every period of A forgotten there, and in the bucket; st1, whose
+            # catalog still holds A's owner and consent, starts again and resurrects nothing.
+            revs = kv_revisions(nc)
+            st, b = st2.http(f"/api/v1/subjects/{A}/erase?ticket=GDPR-1", token=po2,
+                             method="POST", purpose=None)
+            assert st == 200, (st, b)
+            t.wait_until("the erasure published to the bucket",
+                         lambda: all(kv_revisions(nc)[k] > revs[k] for k in revs), timeout=10)
             for g in (gw0, gw1, lag):
                 g.stop()
                 assert A not in g.log() and "customer-2" not in g.log()
             st2.stop()
             assert A not in st2.log()
+            st1.start()
+            t.wait_until("st1 to own every shard", lambda: st1.metric(
+                "fleetvault_cluster_shards_owned") == SHARDS, timeout=20)
+            after = kv_revisions(nc)
+            st1.stop()
+            assert kv_revisions(nc) == after  # nothing of st1's old rows written back
+            shown = json.loads(t.run("subject", "show", A, "--data", st1.data, "--key-file",
+                                     st1.key_file).stdout)
+            assert [(p["epoch"], p["owner"], p["consent_history"], bool(p["forgotten"]))
+                    for p in shown["periods"]] == [(1, None, [], True), (2, None, [], True)], shown
         finally:
             if nc:
                 nc.close()
