@@ -94,6 +94,13 @@ int fv_jssubjects_consents_pt(const struct fv_consent_rows *c, struct fv_buf *ou
     return rc;
 }
 
+/* A plaintext wiped (owner ids sealed, but consents and periods are personal data) and freed. */
+static void pt_free(struct fv_buf *pt)
+{
+    if (pt->data) OPENSSL_cleanse(pt->data, pt->cap);
+    fv_buf_free(pt);
+}
+
 static int encode(const struct fv_kek *kek, const char *key, char kind, const struct fv_buf *pt,
                   struct fv_buf *out)
 {
@@ -106,7 +113,7 @@ int fv_jssubjects_encode_periods(const struct fv_kek *kek, const char *key,
     struct fv_buf pt = {0};
     int rc = fv_jssubjects_periods_pt(rows, n, &pt);
     if (rc == FV_OK) rc = encode(kek, key, FV_JSSUBJ_KIND_PERIODS, &pt, out);
-    fv_buf_free(&pt);
+    pt_free(&pt);
     return rc;
 }
 
@@ -116,7 +123,7 @@ int fv_jssubjects_encode_consents(const struct fv_kek *kek, const char *key,
     struct fv_buf pt = {0};
     int rc = fv_jssubjects_consents_pt(c, &pt);
     if (rc == FV_OK) rc = encode(kek, key, FV_JSSUBJ_KIND_CONSENTS, &pt, out);
-    fv_buf_free(&pt);
+    pt_free(&pt);
     return rc;
 }
 
@@ -198,7 +205,10 @@ int fv_jssubjects_decode_periods(const struct fv_kek *kek, const char *key, cons
     struct fv_buf pt = {0};
     *n = 0;
     int rc = unwrap(kek, key, FV_JSSUBJ_KIND_PERIODS, v, len, &pt, err, errlen);
-    if (rc) return rc;
+    if (rc) {
+        pt_free(&pt);
+        return rc;
+    }
     struct rd r = {.p = pt.data, .n = pt.len};
     size_t cnt = (size_t)get_be(&r, 2);
     if (cnt > cap || cnt == 0) r.bad = 1;
@@ -217,7 +227,7 @@ int fv_jssubjects_decode_periods(const struct fv_kek *kek, const char *key, cons
         if (o && x->owner_len) memcpy(x->owner, o, x->owner_len);
     }
     if (!r.bad && (r.off != r.n || s1_broken(rows, cnt))) r.bad = 1;
-    fv_buf_free(&pt);
+    pt_free(&pt);
     if (r.bad) {
         fv_seterr(err, errlen, "KV entry %s: not a valid list of owner periods", key);
         return FV_ECORRUPT;
@@ -233,7 +243,10 @@ int fv_jssubjects_decode_consents(const struct fv_kek *kek, const char *key, con
     out->n = 0;
     out->forgotten = 0;
     int rc = unwrap(kek, key, FV_JSSUBJ_KIND_CONSENTS, v, len, &pt, err, errlen);
-    if (rc) return rc;
+    if (rc) {
+        pt_free(&pt);
+        return rc;
+    }
     struct rd r = {.p = pt.data, .n = pt.len};
     uint64_t forgotten = get_be(&r, 1);
     uint64_t cnt = get_be(&r, 4);
@@ -249,7 +262,7 @@ int fv_jssubjects_decode_consents(const struct fv_kek *kek, const char *key, con
         if (!r.bad) rc = fv_consent_rows_add(out, &x);
     }
     if (!r.bad && r.off != r.n) r.bad = 1;
-    fv_buf_free(&pt);
+    pt_free(&pt);
     if (rc) return rc;
     if (r.bad) {
         out->n = 0;
