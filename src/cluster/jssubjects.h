@@ -35,7 +35,8 @@
  *     names the entry) and logged; the catalog is left as it was.
  *
  * Threads: open/close on one thread (start, shutdown); the sync's own thread calls changed()
- * after it changed the catalog; the pure functions anywhere.
+ * after it changed the catalog, and the keys bucket's source (jskeys.h allows it); the pure
+ * functions anywhere.
  */
 #ifndef FV_CLUSTER_JSSUBJECTS_H
 #define FV_CLUSTER_JSSUBJECTS_H
