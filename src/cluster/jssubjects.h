@@ -33,6 +33,9 @@
  *  P5 a value that is short, of another kind or version, wrapped by another master key,
  *     moved to another entry, altered, or whose rows break S1 is refused (FV_ECORRUPT, err
  *     names the entry) and logged; the catalog is left as it was.
+ * P6 (an erasure is never undone: P3's forgotten) and P7 (a storage node stores a record under
+ * the owner period of its time: gateway/recovery.h fv_recovery_resubject) are in
+ * docs/cluster.md with these.
  *
  * Threads: open/close on one thread (start, shutdown); the sync's own thread calls changed()
  * after it changed the catalog, and the keys bucket's source (jskeys.h allows it); the pure
