@@ -157,6 +157,16 @@ int fv_period_rows_put(struct fv_keystore *ks, const char *dpseudo,
     if ((rc = fv_subjects__begin(db, err, errlen)) != FV_OK) return rc;
     for (size_t i = 0; rc == FV_OK && i < n; i++)
         rc = put_row(db, dpseudo, &rows[i]);
+    /* R1: epochs past the list (this catalog's side of a conflict lost) go */
+    sqlite3_stmt *del = NULL;
+    if (rc == FV_OK &&
+        (sqlite3_prepare_v2(db, "DELETE FROM subject_periods WHERE device = ?1 AND epoch > ?2", -1,
+                            &del, NULL) != SQLITE_OK ||
+         sqlite3_bind_text(del, 1, dpseudo, -1, SQLITE_STATIC) != SQLITE_OK ||
+         sqlite3_bind_int64(del, 2, (sqlite3_int64)n) != SQLITE_OK ||
+         sqlite3_step(del) != SQLITE_DONE))
+        rc = FV_EIO;
+    sqlite3_finalize(del);
     if (rc) fv_seterr(err, errlen, "catalog: %s", sqlite3_errmsg(db));
     return fv_subjects__commit(db, rc, err, errlen);
 }

@@ -6,9 +6,11 @@
  *
  * Rules:
  *  R1 a device's period rows are written as a whole list (fv_period_rows_put): existing
- *     epochs are updated in place (until, owner, forgotten) and new ones inserted, never
- *     deleted, so fv_subjects_opened_since still reports every period opened (rowids grow).
- *     The list must keep S1 (epochs 1..n contiguous, only the last open): FV_EINVAL else.
+ *     epochs are updated in place (until, owner, forgotten) and new ones inserted, so
+ *     fv_subjects_opened_since still reports every period opened (rowids grow); epochs past
+ *     the list are deleted (a change of owner made here that lost a conflict to the
+ *     cluster's: jssubjects.h P3). The list must keep S1 (epochs 1..n contiguous, only the
+ *     last open): FV_EINVAL else.
  *  R2 a subject's consent rows are replaced as a whole (one transaction), in the order given;
  *     a forgotten subject (fv_subjects_forget, or its data key destroyed) has none, and
  *     fv_consent_rows_put with forgotten set deletes them (cells zeroed as in forget).

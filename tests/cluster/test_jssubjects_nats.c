@@ -1,10 +1,10 @@
 /* test_jssubjects_nats.c - cluster/jssubjects.h against a real nats-server: two "nodes", each
  * with its own catalog and sync. An owner change made in one catalog reaches the other, with
- * the new period's key (P1, P4); two owner changes made for one device while a node's sync was
- * down end with the bucket's on both and a conflict counted, and consents given on both sides
- * meanwhile end as their union on both (P2, P3); a malformed value in the bucket is refused
- * and counted, the catalog left alone (P5); an erasure on one node deletes the other's
- * consents and owner (P6). */
+ * the new period's key (P1, P4); owner changes made for one device on both nodes while one's
+ * sync was down (one on a, two on b) end with the bucket's on both and a conflict counted, and
+ * consents given on both sides meanwhile end as their union on both (P2, P3); a malformed value in
+ * the bucket is refused and counted, the catalog left alone (P5); an erasure on one node deletes
+ * the other's consents and owner (P6). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -132,6 +132,7 @@ static void two_nodes(void **state)
     b.sync = NULL;
     assert_int_equal(fv_subject_change_owner(a.ks, V2, "owner-a", 2000, err, sizeof err), FV_OK);
     assert_int_equal(fv_subject_change_owner(b.ks, V2, "owner-b", 3000, err, sizeof err), FV_OK);
+    assert_int_equal(fv_subject_change_owner(b.ks, V2, "owner-c", 4000, err, sizeof err), FV_OK);
     assert_int_equal(fv_consent_set(a.ks, NULL, "5YJJSSUBJ00000001#2", "clips", 1, 5000, "owner",
                                     err, sizeof err),
                      FV_OK);
@@ -145,7 +146,9 @@ static void two_nodes(void **state)
     fv_jssubjects_stats(b.sync, &st);
     assert_int_equal(st.conflicts, 1); /* the bucket's V2 kept */
     assert_int_equal(epoch_at(&b, V2, 2500), 2);
+    assert_int_equal(epoch_at(&b, V2, 4500), 2); /* b's epoch 3 gone with its epoch 2 */
     assert_int_equal(epoch_at(&a, V2, 2500), 2);
+    assert_int_equal(epoch_at(&a, V2, 4500), 2);
     assert_int_equal(consent(&b, "5YJJSSUBJ00000001#2", "clips", 5500), 1);
     assert_int_equal(consent(&b, "5YJJSSUBJ00000001#2", "model_training", 6500), 1);
     WAIT(consent(&a, "5YJJSSUBJ00000001#2", "model_training", 6500) == 1);
