@@ -182,6 +182,21 @@ void fv_api_metrics(const struct fv_api_view *v, struct fv_http_response *r)
     COUNTER("fleetvault_cluster_downlink_malformed_total",
             "Cluster: downlink envelopes received over NATS that did not decode (ignored).",
             m->cluster_dl_malformed);
+    COUNTER("fleetvault_cluster_subjects_applied_total",
+            "Cluster: owner period and consent entries of the KV bucket applied to this "
+            "node's catalog.",
+            m->subj_applied);
+    COUNTER("fleetvault_cluster_subjects_published_total",
+            "Cluster: owner period and consent entries this node wrote to the KV bucket.",
+            m->subj_published);
+    COUNTER("fleetvault_cluster_subjects_conflicts_total",
+            "Cluster: owner periods that differed from the bucket's (the bucket's kept) and "
+            "compare-and-set races lost.",
+            m->subj_conflicts);
+    COUNTER("fleetvault_cluster_subjects_malformed_total",
+            "Cluster: owner period and consent values refused (malformed; logged with the "
+            "entry).",
+            m->subj_malformed);
     prom(b, "# HELP fleetvault_clip_signals_total Clips stored, by whether the store's signals "
             "around the trigger were added (none: no sample in the window; failed: stored as "
             "uploaded).\n# TYPE fleetvault_clip_signals_total counter\n");

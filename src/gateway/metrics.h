@@ -66,6 +66,8 @@ struct fv_metrics {
      * (storage node) received, and malformed ones ignored. */
     fv_counter cluster_dl_published, cluster_dl_failed, cluster_dl_received;
     fv_counter cluster_dl_malformed; /* envelopes received that did not decode: ignored */
+    /* the subjects sync (cluster/jssubjects.h), copied from its counters by the loop */
+    fv_counter subj_applied, subj_published, subj_conflicts, subj_malformed;
     /* Clips stored with the store's signals added, without (none in the window), as uploaded
      * after a failure (data/clip_server.h X4; bumped by the clip thread). */
     fv_counter clip_signals[3];

@@ -769,6 +769,14 @@ static void housekeeping(struct fv_server *srv, uint64_t *last_trim)
     fv_ingest_refresh_keys(srv->ing); /* keys destroyed by the API: compaction purges them */
     fv_gw_downlink_drain(srv->downlink);
     fv_downlinks_metrics(&srv->dls, &srv->m);
+    if (srv->jssubj) {
+        struct fv_jssubjects_stats ss;
+        fv_jssubjects_stats(srv->jssubj, &ss);
+        srv->m.subj_applied = ss.applied;
+        srv->m.subj_published = ss.published;
+        srv->m.subj_conflicts = ss.conflicts;
+        srv->m.subj_malformed = ss.malformed;
+    }
     if (srv->store) fv_store_tick(srv->store, srv->wal, store_key, srv, fv_now_ms());
     registry_poll(srv);
     fv_ingest_pace(srv->ing);

@@ -160,6 +160,8 @@ def test_owner_change_and_consent_across_nodes():
             assert st1.metric("fleetvault_cluster_records_resubjected_total") >= 3
             assert period_rows(st1, po, 1) == sorted(old.acked)  # none of the new owner's
             assert period_rows(st1, po, 2) == sorted(new.acked)
+            assert st1.metric("fleetvault_cluster_subjects_published_total") >= 1
+            assert st1.metric("fleetvault_cluster_subjects_malformed_total") == 0
 
             # No location before consent (minimised at gateway 1); consent given through the
             # storage node's API; gateway 1 keeps the location of the records after it.
@@ -195,6 +197,7 @@ def test_owner_change_and_consent_across_nodes():
             st2 = storage_node(env, "st2", nats, pol, key_file=st1.key_file)
             t.wait_until("st2 to own every shard", lambda: st2.metric(
                 "fleetvault_cluster_shards_owned") == SHARDS, timeout=20)
+            assert st2.metric("fleetvault_cluster_subjects_applied_total") >= 2  # P2
             po2 = st2.principal("po", "privacy-officer")
             reader2 = st2.principal("lr", "locreader")
             t.wait_until("st2 to serve the new owner's records",
