@@ -112,6 +112,10 @@ void fv_api_metrics(const struct fv_api_view *v, struct fv_http_response *r)
     COUNTER("fleetvault_cluster_key_waits_total",
             "Stream records a storage node left unacked for now: their key was in no KV entry.",
             m->key_waits);
+    COUNTER("fleetvault_cluster_records_resubjected_total",
+            "Stream records a storage node sealed again under the owner period of their time "
+            "(their gateway had not yet learnt of an owner change).",
+            m->resubjected);
     GAUGE("fleetvault_wal_bytes", "Bytes in the write-ahead log.", ws.bytes_on_disk);
     GAUGE("fleetvault_wal_files", "Files in the write-ahead log.", ws.files);
     COUNTER("fleetvault_wal_fsyncs_total", "WAL fsyncs (group commits).", ws.fsyncs);
@@ -178,6 +182,21 @@ void fv_api_metrics(const struct fv_api_view *v, struct fv_http_response *r)
     COUNTER("fleetvault_cluster_downlink_malformed_total",
             "Cluster: downlink envelopes received over NATS that did not decode (ignored).",
             m->cluster_dl_malformed);
+    COUNTER("fleetvault_cluster_subjects_applied_total",
+            "Cluster: owner period and consent entries of the KV bucket applied to this "
+            "node's catalog.",
+            m->subj_applied);
+    COUNTER("fleetvault_cluster_subjects_published_total",
+            "Cluster: owner period and consent entries this node wrote to the KV bucket.",
+            m->subj_published);
+    COUNTER("fleetvault_cluster_subjects_conflicts_total",
+            "Cluster: owner periods that differed from the bucket's (the bucket's kept) and "
+            "compare-and-set races lost.",
+            m->subj_conflicts);
+    COUNTER("fleetvault_cluster_subjects_malformed_total",
+            "Cluster: owner period and consent values refused (malformed; logged with the "
+            "entry).",
+            m->subj_malformed);
     prom(b, "# HELP fleetvault_clip_signals_total Clips stored, by whether the store's signals "
             "around the trigger were added (none: no sample in the window; failed: stored as "
             "uploaded).\n# TYPE fleetvault_clip_signals_total counter\n");

@@ -44,7 +44,9 @@ struct fv_jsconsume {
     const struct fv_cluster_cfg *cfg;
     fv_take_fn take;
     void *take_arg;
-    fv_take_fn ready; /* C9 */
+    fv_take_fn ready;                                 /* C9 */
+    int (*fix)(void *arg, struct fv_wal_record *rec); /* C11 */
+    void *fix_arg;
     void *ready_arg;
     fv_wal_replay_fn replay;
     void *replay_arg;
@@ -92,6 +94,13 @@ int fv_jsconsume_new(const struct fv_cluster_cfg *cfg, const char *node, const c
     memcpy(c->saved, c->cursor, sizeof c->saved);
     *out = c;
     return FV_OK;
+}
+
+void fv_jsconsume_set_fix(struct fv_jsconsume *c, int (*fix)(void *arg, struct fv_wal_record *rec),
+                          void *arg)
+{
+    c->fix = fix;
+    c->fix_arg = arg;
 }
 
 void fv_jsconsume_set_ready(struct fv_jsconsume *c, fv_take_fn ready, void *arg)
@@ -408,6 +417,7 @@ static int take_msg(struct fv_jsconsume *c, struct shard *s, natsMsg *m, uint64_
     const unsigned char *p = (const unsigned char *)natsMsg_GetData(m);
     int rc = fv_wal_decode_body(p, (size_t)natsMsg_GetDataLength(m), &r);
     if (rc == FV_OK && c->ready && c->ready(c->ready_arg, &r) == FV_EAGAIN) return FV_EAGAIN;
+    if (rc == FV_OK && c->fix) rc = c->fix(c->fix_arg, &r); /* C11 */
     if (rc == FV_OK) rc = append_cursor(c, s->no, seq);
     if (rc == FV_OK && fv_wal_append(c->wal, &r) < 0) rc = FV_EIO;
     if (rc == FV_OK) rc = c->take(c->take_arg, &r);

@@ -56,6 +56,11 @@
  *     before it is acked as usual (C2), the shard's consumer is made again from the cursor
  *     (so the record and those after it come again, in order) and the shard pauses
  *     FV_KEY_WAIT_MS before it is fetched again. The other shards go on.
+ *  C11 a record may be rewritten before it is logged (fv_jsconsume_set_fix): a storage node
+ *     stores a record under the subject whose owner period covers its time, as its catalog
+ *     has it (docs/cluster.md, "Owner periods and consents" P7). What is logged and taken is
+ *     the rewritten record; the stream keeps the original, and its cursor and acks are as
+ *     for any record.
  *  C10 a consumer is made with requests that wait at most 1 s (a degraded 3-server cluster
  *     elects a new consumer's leader in up to ~10 s, during which the create request gets no
  *     answer): one asked for is looked up every 200 ms and bound (nats.c's pull subscription
@@ -97,6 +102,11 @@ int fv_jsconsume_new(const struct fv_cluster_cfg *cfg, const char *node, const c
                      struct fv_jsconsume **out, char *err, size_t errlen);
 /* C9: ready(arg, rec) before each record is logged: FV_OK, or FV_EAGAIN to wait. */
 void fv_jsconsume_set_ready(struct fv_jsconsume *c, fv_take_fn ready, void *arg);
+/* C11: fix(arg, rec) after ready() and before the record is logged may rewrite it (its
+ * subject and sealed payload: gateway/recovery.h fv_recovery_resubject); what it points to
+ * stays valid until the record is taken. A non-zero return stops the node as take's does. */
+void fv_jsconsume_set_fix(struct fv_jsconsume *c, int (*fix)(void *arg, struct fv_wal_record *rec),
+                          void *arg);
 /* The WAL replay function for fv_wal_open (arg: the consumer): cursor records set the
  * cursors, the others go to the replay function given to fv_jsconsume_new. */
 int fv_jsconsume_replay(void *arg, const struct fv_wal_record *r, const char *file, uint64_t off);

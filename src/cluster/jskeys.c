@@ -307,26 +307,9 @@ struct fv_keysource fv_jskeys_source(struct fv_jskeys *k)
 
 static int bind_bucket(struct fv_jskeys *k, char *err, size_t errlen)
 {
-    natsStatus st = js_KeyValue(&k->kv, k->conn.js, k->cfg->keys_bucket);
-    if (st == NATS_NOT_FOUND) {
-        kvConfig kc;
-        kvConfig_Init(&kc);
-        kc.Bucket = k->cfg->keys_bucket;
-        kc.Description = "fleetvault: keys wrapped by the master key";
-        kc.History = 1;
-        kc.TTL = 0;
-        kc.StorageType = js_FileStorage;
-        kc.Replicas = k->cfg->replicas;
-        st = js_CreateKeyValue(&k->kv, k->conn.js, &kc);
-        if (st == NATS_OK)
-            fv_info("cluster: made KV bucket %s (replicas %d)", kc.Bucket, kc.Replicas);
-    }
-    if (st != NATS_OK) {
-        fv_seterr(err, errlen, "cluster: KV bucket %s: %s", k->cfg->keys_bucket,
-                  natsStatus_GetText(st));
-        return FV_EIO;
-    }
-    return FV_OK;
+    return fv_natsconn_bucket(&k->conn, k->cfg->keys_bucket,
+                              "fleetvault: keys wrapped by the master key", k->cfg->replicas,
+                              &k->kv, err, errlen);
 }
 
 int fv_jskeys_open(const struct fv_cluster_cfg *cfg, const struct fv_kek *kek,

@@ -26,7 +26,9 @@
  *  J4 a value that is short, of another format or version, wrapped by another master key,
  *     moved to another entry or altered is refused (FV_ECORRUPT, err says which); never used.
  *
- * Threads: the source's functions (fv_jskeys_source) on the thread of the keystore they serve;
+ * Threads: the source's functions (fv_jskeys_source) on the thread of the keystore they serve,
+ * and on the subjects sync's (jssubjects.h P4): they use only nats.c's connection, which is
+ * thread-safe, and atomic counters;
  * fv_jskeys_purge from any thread (nats.c's connection is thread-safe); the watcher on a
  * thread of its own, which calls changed() there. open/close on one thread (start, shutdown).
  */

@@ -189,3 +189,27 @@ void fv_cluster_subject(const struct fv_cluster_cfg *cfg, uint32_t shard, char *
 {
     snprintf(out, cap, "%s.%u", cfg->subject_prefix, shard);
 }
+
+int fv_natsconn_bucket(struct fv_natsconn *c, const char *name, const char *description,
+                       int replicas, kvStore **out, char *err, size_t errlen)
+{
+    natsStatus st = js_KeyValue(out, c->js, name);
+    if (st == NATS_NOT_FOUND) {
+        kvConfig kc;
+        kvConfig_Init(&kc);
+        kc.Bucket = name;
+        kc.Description = description;
+        kc.History = 1;
+        kc.TTL = 0;
+        kc.StorageType = js_FileStorage;
+        kc.Replicas = replicas;
+        st = js_CreateKeyValue(out, c->js, &kc);
+        if (st == NATS_ERR) st = js_KeyValue(out, c->js, name); /* another node's, just made */
+        if (st == NATS_OK) fv_info("cluster: made KV bucket %s (replicas %d)", name, replicas);
+    }
+    if (st != NATS_OK) {
+        fv_seterr(err, errlen, "cluster: KV bucket %s: %s", name, natsStatus_GetText(st));
+        return FV_EIO;
+    }
+    return FV_OK;
+}

@@ -6,7 +6,8 @@
  * The stream: name cluster.stream, subjects PREFIX.> (a record on PREFIX.SHARD), file
  * storage, cluster.replicas, limits retention (a storage node acks what its committed parts
  * hold; the stream keeps messages up to cluster.stream_max_age_days, so a node that takes a
- * shard over, or is rebuilt from nothing, can read them again: jslease.h), a de-duplication window of FV_STREAM_DUP_WINDOW_MS.
+ * shard over, or is rebuilt from nothing, can read them again: jslease.h), a de-duplication window
+ * of FV_STREAM_DUP_WINDOW_MS.
  *
  * Threads: fv_natsconn_open/close on one thread (start-up, shutdown); the connection itself
  * is nats.c's and thread-safe (fv_natsconn_closed from any thread until close).
@@ -50,6 +51,10 @@ int fv_natsconn_connect(struct fv_natsconn *c, const struct fv_cluster_cfg *cfg,
                         const struct fv_js_handlers *h, int64_t wait_ms, int quiet, char *err,
                         size_t errlen);
 void fv_natsconn_close(struct fv_natsconn *c);
+/* Binds KV bucket name, making it when missing (history 1, no TTL, file storage, replicas;
+ * a bucket another node made meanwhile is bound). FV_OK, or FV_EIO with err naming it. */
+int fv_natsconn_bucket(struct fv_natsconn *c, const char *name, const char *description,
+                       int replicas, kvStore **out, char *err, size_t errlen);
 /* 1 when the connection is closed for good (nats.c gave up, or it was never opened). */
 int fv_natsconn_closed(const struct fv_natsconn *c);
 

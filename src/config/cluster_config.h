@@ -21,8 +21,10 @@
  *     "stream_max_age_days": 7,           the stream's max age when a node makes it (1 to 3650)
  *     "query_timeout_ms": 3000,           an api node waits this long for the shards' owners
  *                                         (100 to 60000; server/clusterapi.h Q5)
- *     "keys_bucket": "fv-keys"            the KV bucket of the shared keys (cluster/jskeys.h;
+ *     "keys_bucket": "fv-keys",           the KV bucket of the shared keys (cluster/jskeys.h;
  *                                         A-Z a-z 0-9 _ -, 1 to 32)
+ *     "subjects_bucket": "fv-subjects"    the KV bucket of owner periods and consents
+ *                                         (cluster/jssubjects.h; as keys_bucket)
  *   }
  * "catalog" (the first slice's shared catalog) is refused with a message saying why: each
  * node keeps its own DATA/catalog.db.
@@ -64,8 +66,9 @@ struct fv_cluster_cfg {
     char lease_bucket[65]; /* the leases' KV bucket */
     int lease_renew_ms, lease_ttl_ms;
     int stream_max_age_days;
-    int query_timeout_ms; /* an api node's wait for the shards' owners (server/clusterapi.h) */
-    char keys_bucket[33]; /* the KV bucket of the shared keys (cluster/jskeys.h) */
+    int query_timeout_ms;     /* an api node's wait for the shards' owners (server/clusterapi.h) */
+    char keys_bucket[33];     /* the KV bucket of the shared keys (cluster/jskeys.h) */
+    char subjects_bucket[33]; /* the KV bucket of owner periods and consents (jssubjects.h) */
 };
 
 /* "all", "gateway", "storage", "api" -> *out; FV_EINVAL otherwise. */

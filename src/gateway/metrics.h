@@ -54,6 +54,7 @@ struct fv_metrics {
     fv_counter replayed_records;
     fv_counter shredded_records; /* records whose data key was destroyed (erased) */
     fv_counter key_waits; /* storage node: stream records left unacked, their key in no KV entry */
+    fv_counter resubjected; /* storage node: records sealed again under their period's subject */
     fv_counter http_requests, http_unauthorized;
     fv_counter http_auth_throttled; /* 429: too many failed authentications (api/http.h H1) */
     fv_counter downlink_sent;       /* messages to devices handed to a session */
@@ -69,6 +70,8 @@ struct fv_metrics {
      * by the ingest loop's housekeeping. */
     fv_counter cluster_published, cluster_pubacks, cluster_pubacks_duplicate;
     fv_counter cluster_publish_retries, cluster_publish_refused, cluster_publish_outstanding;
+    /* the subjects sync (cluster/jssubjects.h), copied from its counters by the loop */
+    fv_counter subj_applied, subj_published, subj_conflicts, subj_malformed;
     /* Clips stored with the store's signals added, without (none in the window), as uploaded
      * after a failure (data/clip_server.h X4; bumped by the clip thread). */
     fv_counter clip_signals[3];

@@ -19,8 +19,10 @@
  *     before the current period's start that misses that cache costs a catalog lookup.
  *
  * A record made in the moment between a change of owner and the ingest learning of it is
- * sealed under the previous subject although made after its end: it is served to neither
- * owner (subjects.h: a subject's records are served only within its period).
+ * sealed under the previous subject although made after its end: on a single node it is
+ * served to neither owner (subjects.h: a subject's records are served only within its
+ * period); in a cluster the storage node seals it again under the period of its time
+ * (recovery.h fv_recovery_resubject; docs/cluster.md P7).
  *
  * Threading: the ingest loop only (the fleet state writes take fv_fleet_lock, fleet.h F1).
  */

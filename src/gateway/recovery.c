@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "crypto/certs.h"
 #include "crypto/keys.h"
 #include "gateway/recovery.h"
@@ -205,4 +207,79 @@ static int rebuild_subject(void *arg, const struct fv_store_subject *su)
 int fv_recovery_rebuild(struct fv_recovery *r)
 {
     return fv_store_subjects(r->store, rebuild_subject, r);
+}
+
+/* The record's time as take() has it: a V record's created_at, else its receive time. */
+static int64_t record_time(const struct fv_wal_record *r, const struct fv_buf *plain)
+{
+    int64_t t = (int64_t)r->received_ms;
+    if (r->topic_len == 1 && r->topic[0] == 'V') {
+        struct fv_vrecord v = {0};
+        if (fv_payload_decode_v(plain->data, plain->len, &v, NULL, 0) == FV_OK && v.created_at_ms)
+            t = (int64_t)v.created_at_ms;
+        fv_vrecord_free(&v);
+    }
+    return t;
+}
+
+int fv_recovery_resubject(void *arg, struct fv_wal_record *r)
+{
+    struct fv_recovery *rv = arg;
+    char pseudo[FV_DEVICE_ID_MAX + 1], ct[32];
+    const unsigned char *dek;
+    const char *name;
+    if (lookup(rv, r, pseudo, ct, &dek, &name) != FV_OK) return FV_OK; /* take decides */
+    char dev_id[FV_SUBJECT_NAME_MAX + 1], target[FV_SUBJECT_NAME_MAX + 1];
+    int epoch, cur_epoch, t_epoch;
+    if (fv_subject_parse(name, dev_id, &epoch) != FV_OK) return FV_OK;
+    struct fv_device *d = fv_fleet_device(rv->fleet, dev_id, ct);
+    if (d == NULL) return FV_ENOMEM;
+    const char *cur = fv_device_subject(rv->keys, rv->live ? rv->fleet : NULL, 0, d);
+    char cur_dev[FV_SUBJECT_NAME_MAX + 1];
+    /* the common case, no decryption: the record is the current period's, or a later one's */
+    if (strcmp(cur, name) == 0 || fv_subject_parse(cur, cur_dev, &cur_epoch) != FV_OK ||
+        epoch >= cur_epoch)
+        return FV_OK;
+    fv_buf_reset(&rv->rs_plain);
+    char id[FV_DEVICE_ID_MAX + 1];
+    if (fv_wal_open_payload(rv->keys, r, &rv->rs_plain, id, sizeof id) != FV_OK) return FV_OK;
+    int64_t t = record_time(r, &rv->rs_plain), since, until;
+    if (fv_subject_period_at(rv->keys, dev_id, t, target, &t_epoch, &since, &until) != FV_OK ||
+        t_epoch <= epoch)
+        return FV_OK; /* its own period's (made before the change), or not known here */
+    const unsigned char *dek2;
+    if (fv_keystore_dek(rv->keys, target, 0, &dek2, rv->rs_pseudo) != FV_OK) {
+        fv_warn("cluster: a record of subject %s belongs to a later owner period, whose key is "
+                "not here; stored under its own subject",
+                pseudo);
+        return FV_OK;
+    }
+    struct fv_wal_record n = *r;
+    n.device_id = rv->rs_pseudo;
+    n.device_id_len = FV_PSEUDONYM_LEN;
+    n.payload = NULL;
+    n.payload_len = 0;
+    fv_buf_reset(&rv->rs_aad);
+    fv_buf_reset(&rv->rs_seal);
+    int rc = fv_wal_record_aad(&n, &rv->rs_aad);
+    if (rc == FV_OK)
+        rc = fv_seal(dek2, rv->rs_aad.data, rv->rs_aad.len, rv->rs_plain.data, rv->rs_plain.len,
+                     &rv->rs_seal);
+    OPENSSL_cleanse(rv->rs_plain.data, rv->rs_plain.len);
+    if (rc) return rc;
+    n.payload = rv->rs_seal.data;
+    n.payload_len = (uint32_t)rv->rs_seal.len;
+    *r = n;
+    rv->metrics->resubjected++;
+    fv_info("cluster: a record of subject %s made in a later owner period: stored under that "
+            "period's subject %s",
+            pseudo, rv->rs_pseudo);
+    return FV_OK;
+}
+
+void fv_recovery_free(struct fv_recovery *rv)
+{
+    fv_buf_free(&rv->rs_plain);
+    fv_buf_free(&rv->rs_aad);
+    fv_buf_free(&rv->rs_seal);
 }

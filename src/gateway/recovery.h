@@ -17,12 +17,11 @@
 
 #include <stdint.h>
 
+#include "crypto/keys.h"
 #include "gateway/fleet.h"
 #include "gateway/metrics.h"
 #include "store/store.h"
 #include "wal/wal.h"
-
-struct fv_keystore;
 
 struct fv_recovery {
     struct fv_keystore *keys;
@@ -32,6 +31,9 @@ struct fv_recovery {
     uint64_t store_wal_hi;      /* WAL files <= this are already in the parts */
     int live;                   /* other threads run (fv_recovery_take on a storage node):
                                    the fleet is written under F1 */
+    /* fv_recovery_resubject's: the rewritten record's subject and payload, until the next */
+    char rs_pseudo[FV_PSEUDONYM_LEN + 1];
+    struct fv_buf rs_plain, rs_aad, rs_seal;
 };
 
 /* The fleet state of every subject held in the store's parts. FV_OK or an error (a lost
@@ -48,6 +50,20 @@ int fv_recovery_take(struct fv_recovery *r, const struct fv_wal_record *rec);
  * (none in the catalog nor, in a cluster, in the KV bucket, or KV not answering): it waits,
  * unacked. FV_OK otherwise (fv_recovery_take decides). */
 int fv_recovery_ready(void *arg, const struct fv_wal_record *rec);
+
+/* A storage node, after fv_recovery_ready and before logging a stream record
+ * (cluster/jsconsume.h C11; arg a struct fv_recovery): a record sealed under an owner period
+ * that does not cover its time (owners.h O1: created_at, else the receive time), and an
+ * earlier one than the period that does - its gateway had not yet learnt of the owner change
+ * this node's catalog holds - is opened and sealed again, into *rec, under the subject of
+ * the period that covers its time, so it is stored and served as the new owner's. A record
+ * of a later period than this node knows (the gateway learnt first) is left as it is: never
+ * moved back. Counted in resubjected. FV_OK (rec as it was, or rewritten into rv's buffers,
+ * valid until the next call), FV_ENOMEM. Anything it cannot do (no key, a payload that does
+ * not open) leaves rec as it was: fv_recovery_take decides. */
+int fv_recovery_resubject(void *arg, struct fv_wal_record *rec);
+/* Frees fv_recovery_resubject's buffers. */
+void fv_recovery_free(struct fv_recovery *r);
 
 /* The WAL's replay function (wal.h fv_wal_replay_fn); arg is a struct fv_recovery. */
 int fv_recovery_replay(void *arg, const struct fv_wal_record *r, const char *file, uint64_t off);

@@ -299,7 +299,9 @@ int fv_subjects_opened_since(struct fv_keystore *ks, int64_t *cursor,
     sqlite3 *db = fv_keystore_db(ks);
     sqlite3_stmt *st = NULL;
     int first = *cursor < 0, rc = FV_OK, step;
-    /* rowids only grow: period rows are inserted, never deleted (S1, fv_subjects_forget) */
+    /* rowids only grow: period rows are inserted, never deleted (S1, fv_subjects_forget) -
+     * but for a cluster's lost conflict (subjects_rows.h R1), whose last rowid a later period
+     * may reuse: that change is then seen at the next registry generation, not swept here */
     if (sqlite3_prepare_v2(db,
                            first ? "SELECT coalesce(max(rowid), 0), NULL FROM subject_periods"
                                  : "SELECT rowid, device FROM subject_periods WHERE rowid > ?1"

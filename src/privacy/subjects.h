@@ -58,8 +58,10 @@
  * ranges.
  *
  * Times are epoch milliseconds, int64_t. Threading: the keystore's (one thread at a time;
- * in the server, the event loop). Other processes (the CLI) may write the same catalog:
- * whoever caches a device's current subject must expect it to change.
+ * in the server, the event loop). Other processes (the CLI) may write the same catalog, and
+ * in a cluster so does the node's subjects sync (cluster/jssubjects.h, through
+ * subjects_rows.h, on its own connection): whoever caches a device's current subject must
+ * expect it to change.
  */
 #ifndef FV_PRIVACY_SUBJECTS_H
 #define FV_PRIVACY_SUBJECTS_H

@@ -53,6 +53,7 @@
 #include "api/oadr_store.h"
 #include "cluster/jsconsume.h"
 #include "cluster/jskeys.h"
+#include "cluster/jssubjects.h"
 #include "cluster/jslease.h"
 #include "cluster/natsconn.h"
 #include "cluster/jsreclog.h"
@@ -110,6 +111,8 @@ struct fv_server {
     struct fv_recovery rec;        /* role storage: what takes the stream's records */
     struct fv_jskeys *jskeys;      /* gateway, storage: the shared keys (cluster/jskeys.h) */
     struct fv_keyfetch *keyfetch;  /* gateway: keys fetched off the loop (gateway/keyfetch.h) */
+    struct fv_jssubjects *jssubj;  /* gateway, storage: periods and consents (jssubjects.h) */
+    int subjects_changed;          /* atomic: the sync changed the catalog (registry_poll) */
     struct fv_fleet fleet;
     struct fv_metrics m;
     struct fv_ingest *ing;
@@ -227,6 +230,15 @@ static void kv_erased(void *arg)
     wake_loop(srv);
 }
 
+/* The subjects sync's thread (cluster/jssubjects.h P1): periods or consents of the cluster
+ * applied to this node's catalog; the ingest looks its owners and consents up again. */
+static void subjects_synced(void *arg)
+{
+    struct fv_server *srv = arg;
+    __atomic_store_n(&srv->subjects_changed, 1, __ATOMIC_RELEASE);
+    wake_loop(srv);
+}
+
 static int storage_full(void *arg)
 {
     struct fv_server *srv = arg;
@@ -261,15 +273,18 @@ static void lws_log_emit(int level, const char *line)
 /* Another process (fleetvault subject ...) may change the registry: SQLite's data_version
  * changes when another connection commits; then every device's subject is looked up again
  * (at most once a second). */
-static void registry_poll(struct fv_server *srv)
+static void registry_check(struct fv_server *srv, uint64_t every_ns)
 {
     static const char sql[] = "PRAGMA data_version";
+    if (srv->ing == NULL) return;
+    if (__atomic_exchange_n(&srv->subjects_changed, 0, __ATOMIC_ACQ_REL))
+        fv_ingest_registry_changed(srv->ing); /* the cluster's periods or consents, now */
     if (__atomic_exchange_n(&srv->guard.registry_changed, 0, __ATOMIC_ACQ_REL)) {
         /* our own API changed it (its commits would also show in data_version below) */
         fv_ingest_registry_changed(srv->ing);
     }
     uint64_t now = fv_mono_ns();
-    if (now - srv->registry_checked_ns < 1000000000ull) return;
+    if (now - srv->registry_checked_ns < every_ns) return;
     srv->registry_checked_ns = now;
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(fv_keystore_db(srv->keys), sql, -1, &st, NULL) != SQLITE_OK) return;
@@ -279,6 +294,21 @@ static void registry_poll(struct fv_server *srv)
         srv->data_version = v;
     }
     sqlite3_finalize(st);
+}
+
+static void registry_poll(struct fv_server *srv)
+{
+    registry_check(srv, 1000000000ull);
+}
+
+/* A storage node's record from the stream (cluster/jsconsume.h C11): the registry looked at
+ * (at most a millisecond old, a PRAGMA) before the record is put under the owner period of
+ * its time, so that a change of owner committed before the record is taken applies to it. */
+static int storage_fix(void *arg, struct fv_wal_record *r)
+{
+    struct fv_server *srv = arg;
+    registry_check(srv, 1000000ull);
+    return fv_recovery_resubject(&srv->rec, r);
 }
 
 /* Wakes the loop at least once a second so the store's maintenance runs when idle. */
@@ -509,6 +539,11 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
     }
     if (rc == FV_OK) rc = fv_subjects_init(srv->keys, err, errlen);
     if (rc == FV_OK) rc = fv_zones_init(srv->keys, err, errlen);
+    /* P2: the cluster's owner periods and consents in this catalog before any record is
+     * sealed, taken or served (docs/cluster.md, "Owner periods and consents") */
+    if (rc == FV_OK && srv->jskeys)
+        rc = fv_jssubjects_open(&cfg->cluster, &srv->kek, path, fv_jskeys_source(srv->jskeys),
+                                subjects_synced, srv, &srv->jssubj, err, errlen);
     if (rc == FV_OK) rc = fv_keystore_open(path, &srv->kek, &srv->api_keys, err, errlen);
     /* The erasure list is replayed before anything is decrypted (privacy/erasure.h). Erasure
      * and access control belong to the API thread, and use its keystore. */
@@ -573,6 +608,8 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
         rc = fv_jsconsume_new(&cfg->cluster, node, cfg->data_dir, storage_take, srv,
                               fv_recovery_replay, &srv->rec, &srv->consumer, err, errlen);
         if (rc == FV_OK) fv_jsconsume_set_ready(srv->consumer, fv_recovery_ready, &srv->rec);
+        if (rc == FV_OK) /* C11: a record stored under the owner period of its time */
+            fv_jsconsume_set_fix(srv->consumer, storage_fix, srv);
         wo.before_remove = fv_jsconsume_before_wal_remove; /* C8: cursors outlive the files */
         wo.before_remove_arg = srv->consumer;
         if (rc == FV_OK)
@@ -770,6 +807,14 @@ static void housekeeping(struct fv_server *srv, uint64_t *last_trim)
         srv->m.cluster_publish_refused = c.refused;
         srv->m.cluster_publish_outstanding = c.outstanding;
     }
+    if (srv->jssubj) {
+        struct fv_jssubjects_stats ss;
+        fv_jssubjects_stats(srv->jssubj, &ss);
+        srv->m.subj_applied = ss.applied;
+        srv->m.subj_published = ss.published;
+        srv->m.subj_conflicts = ss.conflicts;
+        srv->m.subj_malformed = ss.malformed;
+    }
     if (srv->store) fv_store_tick(srv->store, srv->wal, store_key, srv, fv_now_ms());
     registry_poll(srv);
     fv_ingest_pace(srv->ing);
@@ -819,12 +864,15 @@ static void close_all(struct fv_server *srv, struct ev_loop *loop)
     fv_vpp_close(srv->vpp); /* after the ingest loop's context: the listener is its */
     fv_campaign_close(srv->campaigns);
     fv_gw_downlink_free(srv->downlink);
-    fv_jskeys_unwatch(srv->jskeys);  /* its thread wakes the ingest */
-    fv_keyfetch_stop(srv->keyfetch); /* so does this one's; before the source it asks */
+    fv_jskeys_unwatch(srv->jskeys);   /* its thread wakes the ingest */
+    fv_keyfetch_stop(srv->keyfetch);  /* so does this one's; before the source it asks */
+    fv_jssubjects_close(srv->jssubj); /* it wakes the ingest too; it uses the keys bucket */
+    srv->jssubj = NULL;
     fv_ingest_free(srv->ing);
     fv_http_ctx_free(&srv->http);
     fv_jsreclog_close(srv->jslog, 5000); /* after the sessions' last records */
     fv_jsconsume_free(srv->consumer);    /* acks what the WAL holds durably */
+    fv_recovery_free(&srv->rec);
     if (srv->wal) fv_wal_close(srv->wal);
     fv_store_close(srv->store);
     fv_guard_close(&srv->guard);

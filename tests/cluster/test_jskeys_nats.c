@@ -11,92 +11,33 @@
 #include <stdint.h>
 
 #include <cmocka.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <nats/nats.h>
 
 #include "cluster/jskeys.h"
+#include "../support/natsserver.h"
 #include "util/err.h"
 
-static char dir[64];
-static pid_t server = -1;
+static struct fv_test_nats nats;
 static struct fv_cluster_cfg cfg;
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t n = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &n) != 0)
-        return -1;
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static int port_open(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    if (fd >= 0) close(fd);
-    return ok;
-}
-
-static const char *bin;
-static int port;
-
-static int start_server(void)
-{
-    char ports[16], sd[96];
-    snprintf(ports, sizeof ports, "%d", port);
-    snprintf(sd, sizeof sd, "%s/nats", dir);
-    server = fork();
-    if (server == 0) {
-        if (freopen("/dev/null", "w", stdout) == NULL || freopen("/dev/null", "w", stderr) == NULL)
-            _exit(126);
-        execl(bin, bin, "-js", "-a", "127.0.0.1", "-p", ports, "-sd", sd, (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 150 && !port_open(port); i++)
-        usleep(100000);
-    return port_open(port) ? 0 : -1;
-}
 
 static void restart_server(void)
 {
-    kill(server, SIGTERM);
-    waitpid(server, NULL, 0);
-    assert_int_equal(start_server(), 0);
+    fv_test_nats_stop(&nats);
+    assert_int_equal(fv_test_nats_start(&nats), 0);
 }
 
 static int setup(void **state)
 {
     (void)state;
-    bin = access("/usr/sbin/nats-server", X_OK) == 0  ? "/usr/sbin/nats-server"
-          : access("/usr/bin/nats-server", X_OK) == 0 ? "/usr/bin/nats-server"
-                                                      : NULL;
-    if (bin == NULL) {
-        fprintf(stderr, "nats-server is not installed (scripts/deps.sh installs it)\n");
-        return -1;
-    }
-    snprintf(dir, sizeof dir, "/tmp/fv-jskeys-XXXXXX");
-    if (mkdtemp(dir) == NULL) return -1;
-    port = free_port();
-    if (start_server() != 0) return -1;
+    if (fv_test_nats_setup(&nats, "jskeys") != 0) return -1;
     memset(&cfg, 0, sizeof cfg);
     cfg.enabled = 1;
-    snprintf(cfg.urls[0], sizeof cfg.urls[0], "nats://127.0.0.1:%d", port);
+    snprintf(cfg.urls[0], sizeof cfg.urls[0], "nats://127.0.0.1:%d", nats.port);
     cfg.nurls = 1;
     cfg.replicas = 1;
     snprintf(cfg.keys_bucket, sizeof cfg.keys_bucket, "fv-keys-test");
@@ -106,13 +47,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    if (server > 0) {
-        kill(server, SIGTERM);
-        waitpid(server, NULL, 0);
-    }
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd);
+    return fv_test_nats_teardown(&nats);
 }
 
 static void kek_of(struct fv_kek *k)
@@ -224,7 +159,7 @@ static void two_nodes(void **state)
     /* J3: a node starting now sees the markers of P1 and P3 in the bucket's state, then P2's
      * purge as it happens; each is destroyed in its catalog */
     char db[96];
-    snprintf(db, sizeof db, "%s/catalog.db", dir);
+    snprintf(db, sizeof db, "%s/catalog.db", nats.dir);
     assert_int_equal(fv_jskeys_watch(n1, db, changed, NULL, err, sizeof err), FV_OK);
     for (int i = 0; i < 100 && __atomic_load_n(&changes, __ATOMIC_SEQ_CST) < 2; i++)
         usleep(50000);

@@ -61,6 +61,7 @@ static void defaults(void **state)
     assert_int_equal(strspn(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"),
                      strlen(a));
     assert_string_equal(c.keys_bucket, "fv-keys");
+    assert_string_equal(c.subjects_bucket, "fv-subjects");
 }
 
 static void everything(void **state)
@@ -74,7 +75,8 @@ static void everything(void **state)
               " \"stream\": \"FV_2\", \"subject_prefix\": \"x.y-z\", \"replicas\": 1,"
               " \"shards\": 8, \"owned_shards\": [7, 0, 3], \"keys_bucket\": \"K_1-x\","
               " \"node\": \"st_1\", \"lease_bucket\": \"L\", \"lease_renew_ms\": 100,"
-              " \"lease_ttl_ms\": 300, \"stream_max_age_days\": 30, \"query_timeout_ms\": 250}",
+              " \"lease_ttl_ms\": 300, \"stream_max_age_days\": 30, \"query_timeout_ms\": 250,"
+              " \"subjects_bucket\": \"S-2_y\"}",
               &c, err, sizeof err),
         FV_OK);
     assert_int_equal(c.nurls, 2);
@@ -96,6 +98,7 @@ static void everything(void **state)
     assert_int_equal(c.stream_max_age_days, 30);
     assert_int_equal(c.query_timeout_ms, 250);
     assert_string_equal(c.keys_bucket, "K_1-x");
+    assert_string_equal(c.subjects_bucket, "S-2_y");
 }
 
 static void refusals(void **state)
@@ -129,6 +132,11 @@ static void refusals(void **state)
         {"{\"nats\": \"nats://a:1\", \"catalog\": \"/s/c.db\"}", "cluster.catalog: no longer used"},
         {"{\"nats\": \"nats://a:1\", \"keys_bucket\": \"a.b\"}", "cluster.keys_bucket"},
         {"{\"nats\": \"nats://a:1\", \"keys_bucket\": \"\"}", "cluster.keys_bucket"},
+        {"{\"nats\": \"nats://a:1\", \"subjects_bucket\": \"a.b\"}",
+         "cluster.subjects_bucket: expected 1 to 32 of A-Z a-z 0-9 _ -"},
+        {"{\"nats\": \"nats://a:1\", \"subjects_bucket\": \"\"}", "cluster.subjects_bucket"},
+        {"{\"nats\": \"nats://a:1\", \"subjects_bucket\": \"0123456789012345678901234567890123\"}",
+         "cluster.subjects_bucket"},
         {"{\"nats\": \"nats://a:1\", \"colour\": 1}", "cluster: unknown key \"colour\""},
         {"{\"nats\": \"nats://a:1\", \"node\": \"a.b\"}", "cluster.node: expected 1 to 64"},
         {"{\"nats\": \"nats://a:1\", \"node\": \"\"}", "cluster.node"},
