@@ -86,8 +86,9 @@ def kill_gateways():
 class Gateway:
     """fleetvault serve --role gateway: no API, no store; ready when it accepts TCP."""
 
-    def __init__(self, root, certs, key_file, config):
+    def __init__(self, root, certs, key_file, config, rate_limit=False):
         self.root = root
+        self.rate_limit = rate_limit  # False: --no-rate-limit
         os.makedirs(root, exist_ok=True)
         self.certs = certs
         self.key_file = key_file
@@ -105,7 +106,7 @@ class Gateway:
             [t.BIN, "serve", "--role", "gateway", "--config", self.config, "--data",
              os.path.join(self.root, "data"), "--certs", self.certs.dir, "--key-file",
              self.key_file, "--listen", f"127.0.0.1:{self.port}", "--api",
-             f"127.0.0.1:{t.free_port()}", "--no-rate-limit"],
+             f"127.0.0.1:{t.free_port()}"] + ([] if self.rate_limit else ["--no-rate-limit"]),
             stdout=self.logf, stderr=self.logf)
 
         def up():
