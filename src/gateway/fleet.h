@@ -77,6 +77,13 @@ struct fv_device {
     uint64_t last_received_ms;  /* server clock */
     int sessions;               /* connections open now */
     uint64_t session_id;        /* the newest open session (downlink target), 0 if none */
+    /* Presence across gateways (gateway/presence.h), the ingest loop's: the stamp of the
+     * newest connection heard of anywhere; on a gateway, whether this one meters the device
+     * (its rate buckets are the device's); on a storage node, which gateway holds it (1 + an
+     * index into the gateways heard, 0: none). */
+    uint64_t claim_ms;
+    uint16_t claim_gw;
+    uint8_t claim_here;
     /* Sized by need (issue 13: memory per connected vehicle): the first record sizes signals
      * exactly, later ones grow it by half; the index is 4 bytes a slot, not a map's 40. */
     struct fv_signal_state *signals; /* in the order first seen */

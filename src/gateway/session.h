@@ -41,6 +41,7 @@
 
 struct fv_keystore;
 struct fv_policy;
+struct fv_presence;
 
 #define FV_TXID_MAX            1024       /* longer txids are refused (never echoed) */
 #define FV_SESSION_OUT_MAX     (1u << 20) /* queued reply bytes before a device is dropped */
@@ -111,5 +112,11 @@ int fv_ingest_downlink(struct fv_ingest *ing, const char *device_id, const void 
 /* Sets the capability that hears devices' replies and connections (wire/downlink.h D2); at
  * most one, set before the loop runs; NULL: none. The listener must outlive the ingest. */
 void fv_ingest_set_listener(struct fv_ingest *ing, const struct fv_downlink_listener *l);
+/* A cluster's gateway: connections and closes are announced (gateway/presence.h P1, P4);
+ * set before the loop runs; p must outlive the ingest. NULL: none. */
+void fv_ingest_set_presence(struct fv_ingest *ing, struct fv_presence *p);
+/* Closes every connection of d (presence.h P2: the device connected on another gateway), as
+ * the idle check closes one; counted in connections_moved. The number closed. Ingest loop. */
+int fv_ingest_close_device(struct fv_ingest *ing, const struct fv_device *d);
 
 #endif
