@@ -16,6 +16,9 @@
  *    written under fv_fleet_lock and read by other threads only under it (the ingest loop
  *    reads its own writes without it). Holders do no I/O and nothing slow: copy, unlock,
  *    then render. The txid window and rate buckets are the ingest loop's alone.
+ *  - on a storage node, sessions is not a count of connections here: 1 while a gateway's
+ *    announcement says the device is connected there (gateway/presence.h P4), written on
+ *    the node's loop under the lock like the rest.
  *
  * De-duplication window: the last FV_DEDUP_WINDOW txids of each device (a resend of anything
  * older is stored again). Devices resend within seconds to minutes; at 1 record/s the window
