@@ -106,8 +106,8 @@ struct gw_seen { /* a storage node's view of one gateway (P4) */
 struct fv_presence {
     struct fv_presence_deps d;
     char name[FV_PRES_NAME_MAX + 1];
-    uint64_t boot_ms, ticked_ns, alive_ns;
-    int synced;
+    uint64_t boot_ms, ticked_ns, alive_ns, synced_ns;
+    int synced, resync;
     struct gw_seen *gws; /* storage node; index + 1 is fv_device.claim_gw */
     size_t ngws, capgws;
     struct fv_presence_counts c;
@@ -156,9 +156,10 @@ void fv_presence_connected(struct fv_presence *p, struct fv_device *d)
 {
     uint64_t now = fv_now_ms();
     d->claim_ms = now > d->claim_ms ? now : d->claim_ms + 1; /* P1 */
+    if (!d->claim_here) /* P3: what it takes from here on (still counting if it metered) */
+        for (uint32_t i = 0; i < d->nbuckets; i++)
+            d->buckets[i].taken = 0;
     d->claim_here = 1;
-    for (uint32_t i = 0; i < d->nbuckets; i++)
-        d->buckets[i].taken = 0; /* P3: what the claimant takes from here on */
     claim(p, d);
 }
 
@@ -212,14 +213,15 @@ static void gateway_claim(struct fv_presence *p, const struct fv_pres_msg *m)
     }
     if (d->claim_here) {
         d->claim_here = 0;
-        hand_over(p, d, m);
+        if (p->d.rates) hand_over(p, d, m);
     }
 }
 
 static void gateway_buckets(struct fv_presence *p, const struct fv_pres_msg *m)
 {
     struct fv_device *d = fv_fleet_find(p->d.fleet, m->device);
-    if (d == NULL || !d->claim_here || d->claim_ms != m->stamp || p->d.rates == NULL) return;
+    /* For a claim of ours while we meter (a second connection here raised the stamp since) */
+    if (d == NULL || !d->claim_here || m->stamp > d->claim_ms || p->d.rates == NULL) return;
     uint64_t now = fv_mono_ns();
     for (int i = 0; i < m->nlevels; i++) {
         const struct fv_pres_level *l = &m->levels[i];
@@ -282,10 +284,7 @@ static void storage_take(struct fv_presence *p, const struct fv_pres_msg *m)
     if (ix == 0) return;
     struct gw_seen *g = &p->gws[ix - 1];
     g->heard_ns = fv_mono_ns();
-    if (g->dead) { /* heard again (a partition healed?): its devices are announced again */
-        struct fv_pres_msg sync = {.kind = FV_PRES_SYNC};
-        p->d.publish(p->d.publish_arg, &sync);
-    }
+    if (g->dead) p->resync = 1; /* heard again (a partition healed?): P5 */
     if (m->kind == FV_PRES_ALIVE) {
         if (g->boot && g->boot != m->stamp && !g->dead) gateway_lost(p, ix); /* restarted */
         g->boot = m->stamp;
@@ -337,6 +336,11 @@ void fv_presence_take(struct fv_presence *p, const struct fv_pres_msg *m)
         sync_all(p);
 }
 
+void fv_presence_resync(struct fv_presence *p)
+{
+    p->resync = 1;
+}
+
 void fv_presence_tick(struct fv_presence *p)
 {
     uint64_t now = fv_mono_ns();
@@ -349,8 +353,10 @@ void fv_presence_tick(struct fv_presence *p)
         publish(p, &m);
         return;
     }
-    if (!p->synced) { /* P5 */
-        p->synced = 1;
+    if (!p->synced || (p->resync && now - p->synced_ns >= FV_PRES_SYNC_GAP_MS * 1000000ull)) {
+        p->synced = 1; /* P5 */
+        p->resync = 0;
+        p->synced_ns = now;
         struct fv_pres_msg m = {.kind = FV_PRES_SYNC};
         p->d.publish(p->d.publish_arg, &m);
     }

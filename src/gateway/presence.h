@@ -20,7 +20,8 @@
  *     time) every FV_PRES_ALIVE_MS. A storage node shows D connected while the newest claim
  *     it heard is not gone and its gateway is alive: heard within FV_PRES_DEAD_MS, same boot.
  *  P5 A storage node starting asks with SYNC; every gateway announces its connected devices
- *     again (P1 stamps unchanged).
+ *     again (P1 stamps unchanged). It asks again when it took shards over
+ *     (fv_presence_resync) or hears a gateway it had given up (FV_PRES_SYNC_GAP_MS apart).
  *  P6 The bound: a device gets at most rate x T + burst records of a rule over T seconds,
  *     plus, per claim, what the claimant accepted before the BUCKETS arrived (at most one
  *     burst; repaid as debt once they arrive) or, if the metering gateway died, one burst.
@@ -38,11 +39,12 @@
 #include "gateway/fleet.h"
 #include "util/ratelimit.h"
 
-#define FV_PRES_ALIVE_MS 1000
-#define FV_PRES_DEAD_MS  4000
-#define FV_PRES_NAME_MAX 64
-#define FV_PRES_VERSION  1
-#define FV_PRES_MSG_MAX  (4 + 3 * (FV_PRES_NAME_MAX + 1) + 8 + FV_RATE_MAX_RULES * 40)
+#define FV_PRES_ALIVE_MS    1000
+#define FV_PRES_DEAD_MS     4000
+#define FV_PRES_SYNC_GAP_MS 2000 /* P5: SYNCs at least this far apart after the first */
+#define FV_PRES_NAME_MAX    64
+#define FV_PRES_VERSION     1
+#define FV_PRES_MSG_MAX     (4 + 3 * (FV_PRES_NAME_MAX + 1) + 8 + FV_RATE_MAX_RULES * 40)
 
 enum { FV_PRES_CLAIM = 1, FV_PRES_GONE, FV_PRES_ALIVE, FV_PRES_SYNC, FV_PRES_BUCKETS };
 
@@ -104,5 +106,7 @@ void fv_presence_take(struct fv_presence *p, const struct fv_pres_msg *m);
  * storage node (P4, P5). */
 void fv_presence_tick(struct fv_presence *p);
 void fv_presence_counts(const struct fv_presence *p, struct fv_presence_counts *out);
+/* Storage node: its shards changed (a takeover); SYNC again at the next tick (P5). */
+void fv_presence_resync(struct fv_presence *p);
 
 #endif

@@ -46,9 +46,11 @@ int fv_presences_open(struct fv_presences *ps, const struct fv_config *cfg, stru
     return FV_OK;
 }
 
-void fv_presences_turn(struct fv_presences *ps)
+void fv_presences_turn(struct fv_presences *ps, uint64_t takeovers)
 {
     if (ps->p == NULL) return;
+    if (takeovers != ps->takeovers) fv_presence_resync(ps->p);
+    ps->takeovers = takeovers;
     struct fv_pres_msg m;
     for (int i = 0; i < 4096 && fv_jspresence_next(ps->js, &m); i++) /* the rest next turn */
         fv_presence_take(ps->p, &m);

@@ -10,6 +10,7 @@
 #define FV_SERVER_PRESENCES_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config/config.h"
 #include "gateway/fleet.h"
@@ -21,14 +22,16 @@ struct fv_presence;
 struct fv_presences {
     struct fv_jspresence *js;
     struct fv_presence *p;
+    uint64_t takeovers; /* as of the last turn */
 };
 
 /* wanted: a storage node's (presence.h fv_presence_deps); wake: wakes the loop (any thread). */
 int fv_presences_open(struct fv_presences *ps, const struct fv_config *cfg, struct fv_fleet *fleet,
                       struct fv_ingest *ing, int (*wanted)(void *, const char *), void *wanted_arg,
                       void (*wake)(void *), void *wake_arg, char *err, size_t errlen);
-/* What arrived, then the timers (presence.h fv_presence_tick). */
-void fv_presences_turn(struct fv_presences *ps);
+/* What arrived, then the timers (presence.h fv_presence_tick); takeovers: a storage node's
+ * shards taken so far (a change asks the gateways again, P5). */
+void fv_presences_turn(struct fv_presences *ps, uint64_t takeovers);
 /* Logs the counts, closes the transport, frees. */
 void fv_presences_close(struct fv_presences *ps);
 

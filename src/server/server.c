@@ -745,7 +745,7 @@ static void housekeeping(struct fv_server *srv, uint64_t *last_trim)
 {
     fv_ingest_refresh_keys(srv->ing); /* keys destroyed by the API: compaction purges them */
     fv_gw_downlink_drain(srv->downlink);
-    fv_presences_turn(&srv->pres);
+    fv_presences_turn(&srv->pres, srv->m.cluster_takeovers);
     fv_downlinks_metrics(&srv->dls, &srv->m);
     if (srv->store) fv_store_tick(srv->store, srv->wal, store_key, srv, fv_now_ms());
     registry_poll(srv);

@@ -146,14 +146,14 @@ static void test_claim_and_hand_over(void **state)
     assert_false(fv_bucket_take(by, rule_v(&rc), fv_mono_ns()));
     /* the debt refills at the rule's rate: 5/s, so 0.6 s later one token is there */
     assert_true(fv_bucket_take(by, rule_v(&rc), fv_mono_ns() + 600000000ull));
-    /* levels for another claim (stale) or another gateway are ignored */
+    /* levels for a claim b never made (newer than its own) or another gateway are ignored */
     double before = by->tokens;
     struct fv_pres_msg stale = *h;
-    stale.stamp--;
+    stale.stamp++;
     stale.levels[0].tokens = -100;
     fv_presence_take(b, &stale);
     strcpy(stale.extra, "gw-c");
-    stale.stamp++;
+    stale.stamp--;
     fv_presence_take(b, &stale);
     assert_true(by->tokens == before);
     fv_presence_free(a);
