@@ -23,6 +23,8 @@ int fv_presences_open(struct fv_presences *ps, const struct fv_config *cfg, stru
                                 gw ? "fleetvault-gateway-presence" : "fleetvault-storage-presence",
                                 wake, wake_arg, &ps->js, err, errlen);
     if (rc) return rc;
+    ps->wake = wake;
+    ps->wake_arg = wake_arg;
     struct fv_presence_deps d = {.gateway = gw,
                                  .name = name,
                                  .fleet = fleet,
@@ -52,8 +54,12 @@ void fv_presences_turn(struct fv_presences *ps, uint64_t takeovers)
     if (takeovers != ps->takeovers) fv_presence_resync(ps->p);
     ps->takeovers = takeovers;
     struct fv_pres_msg m;
-    for (int i = 0; i < 4096 && fv_jspresence_next(ps->js, &m); i++) /* the rest next turn */
+    int i = 0;
+    while (i < 4096 && fv_jspresence_next(ps->js, &m)) {
         fv_presence_take(ps->p, &m);
+        i++;
+    }
+    if (i == 4096) ps->wake(ps->wake_arg); /* the rest on the next turn: devices go first */
     fv_presence_tick(ps->p);
 }
 

@@ -23,6 +23,8 @@ struct fv_presences {
     struct fv_jspresence *js;
     struct fv_presence *p;
     uint64_t takeovers; /* as of the last turn */
+    void (*wake)(void *);
+    void *wake_arg;
 };
 
 /* wanted: a storage node's (presence.h fv_presence_deps); wake: wakes the loop (any thread). */
