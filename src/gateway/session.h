@@ -18,8 +18,9 @@
  *  S5 a session's pending acks refer to it by id; a closed session's acks are dropped;
  *  S6 memory is bounded per connection: replies queued for a device that does not read them
  *     are capped in bytes (FV_SESSION_OUT_MAX), an echoed txid is at most FV_TXID_MAX bytes,
- *     a device has at most FV_SESSIONS_PER_DEVICE connections (the oldest is closed), and a
- *     peer that answers no ping within the idle timeout is closed.
+ *     a device has at most FV_SESSIONS_PER_DEVICE connections (a further one is refused; in
+ *     a cluster all on one gateway: gateway/presence.h P2), and a peer that answers no ping
+ *     within the idle timeout is closed.
  *
  * Threads: everything here runs on the ingest loop (the lws service thread of the devices'
  * vhost), except what the log's notify and other threads may call: nothing; they wake the
