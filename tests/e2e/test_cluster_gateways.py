@@ -3,8 +3,8 @@
 two gateways with the same rate limit (V: 5 records/s, burst 5).
 
 1. A device streams through gateway 0, opens a second connection on gateway 1 while the
-   first is still open, closes it, comes back to gateway 0, then gateway 0 is killed with
-   SIGKILL. The storage node's state, vehicle list and fleet view follow it (values, times,
+   first is still open, closes it, comes back to gateway 0; the storage node restarts; then
+   gateway 0 is killed with SIGKILL. The storage node's state, vehicle list and fleet view follow it (values, times,
    "connected"), as a single node's do; the older connection on the other gateway is closed
    (one device, one gateway: as on one node, the newest connection is the one that counts).
 2. A device hopping between the gateways every 0.4 s, then one connected to both at once,
@@ -119,6 +119,10 @@ def test_latest_state_and_one_gateway_per_device():
         fl = storage.json("/api/v1/fleet?signal=Soc")
         row = [v for v in fl["vehicles"] if v["device"] == d.id]
         assert row and row[0]["value"] == 50.08 and row[0]["t"] == T0 + 8000, fl
+        # A storage node restarting asks the gateways who is connected (P5).
+        storage.stop()
+        storage.start()
+        wait_state(storage, d.id, "storage node restarted", 50.08, True, timeout=15)
         # A gateway that dies says nothing: its devices stop counting as connected once it
         # is not heard from (P4).
         gws[0].proc.send_signal(signal.SIGKILL)
