@@ -8,6 +8,7 @@
 #include "util/clock.h"
 #include "util/err.h"
 #include "util/log.h"
+#include "util/map.h"
 
 /* ---- codec: version, kind, three names (a length byte and the bytes), the stamp (8 bytes,
  * little-endian), the number of levels, each a topic (length byte, bytes) and its tokens in
@@ -75,7 +76,7 @@ int fv_pres_decode(const unsigned char *d, size_t n, struct fv_pres_msg *m)
 {
     memset(m, 0, sizeof *m);
     size_t at = 2;
-    if (n < 2 || d[0] != FV_PRES_VERSION || d[1] < FV_PRES_CLAIM || d[1] > FV_PRES_BUCKETS)
+    if (n < 2 || d[0] != FV_PRES_VERSION || d[1] < FV_PRES_CLAIM || d[1] > FV_PRES_COUNTS)
         return FV_EPROTO;
     m->kind = d[1];
     if (get_name(d, n, &at, m->gateway, FV_PRES_NAME_MAX) ||
@@ -108,7 +109,8 @@ struct fv_presence {
     char name[FV_PRES_NAME_MAX + 1];
     uint64_t boot_ms, ticked_ns, alive_ns, synced_ns;
     int synced, resync;
-    struct gw_seen *gws; /* storage node; index + 1 is fv_device.claim_gw */
+    struct gw_seen *gws;   /* storage node; index + 1 is fv_device.claim_gw */
+    struct fv_map counted; /* gateway (P7): device pointer -> struct counted, until sent */
     size_t ngws, capgws;
     struct fv_presence_counts c;
 };
@@ -125,9 +127,36 @@ int fv_presence_new(const struct fv_presence_deps *d, struct fv_presence **out)
     return FV_OK;
 }
 
+struct counted {
+    const struct fv_device *d;
+    uint64_t duplicates, rate_limited;
+};
+
+static void publish(struct fv_presence *p, struct fv_pres_msg *m);
+
+/* P7: one COUNTS per device counted since the last (send 0: dropped), then none pending. */
+static void send_counts(struct fv_presence *p, int send)
+{
+    for (size_t i = 0; i < p->counted.cap; i++) {
+        struct counted *c = p->counted.slots[i].hash ? p->counted.slots[i].val : NULL;
+        if (c == NULL) continue;
+        struct fv_pres_msg m = {.kind = FV_PRES_COUNTS, .nlevels = 2};
+        snprintf(m.device, sizeof m.device, "%s", c->d->id);
+        snprintf(m.levels[0].topic, sizeof m.levels[0].topic, FV_PRES_DUPLICATES);
+        m.levels[0].tokens = (double)c->duplicates;
+        snprintf(m.levels[1].topic, sizeof m.levels[1].topic, FV_PRES_RATE_LIMITED);
+        m.levels[1].tokens = (double)c->rate_limited;
+        if (send) publish(p, &m);
+        free(c);
+    }
+    fv_map_free(&p->counted);
+    memset(&p->counted, 0, sizeof p->counted);
+}
+
 void fv_presence_free(struct fv_presence *p)
 {
     if (p == NULL) return;
+    send_counts(p, 0);
     free(p->gws);
     free(p);
 }
@@ -161,6 +190,24 @@ void fv_presence_connected(struct fv_presence *p, struct fv_device *d)
             d->buckets[i].taken = 0;
     d->claim_here = 1;
     claim(p, d);
+}
+
+void fv_presence_counted(struct fv_presence *p, struct fv_device *d, int duplicate)
+{
+    struct counted *c = fv_map_get_u64(&p->counted, (uint64_t)(uintptr_t)d);
+    if (c == NULL) {
+        c = calloc(1, sizeof *c);
+        if (c == NULL) return; /* out of memory: this one is not counted elsewhere */
+        c->d = d;
+        if (fv_map_put_u64(&p->counted, (uint64_t)(uintptr_t)d, c) != FV_OK) {
+            free(c);
+            return;
+        }
+    }
+    if (duplicate)
+        c->duplicates++;
+    else
+        c->rate_limited++;
 }
 
 void fv_presence_closed(struct fv_presence *p, struct fv_device *d)
@@ -291,9 +338,20 @@ static void storage_take(struct fv_presence *p, const struct fv_pres_msg *m)
         g->dead = 0;
         return;
     }
-    if (m->kind != FV_PRES_CLAIM && m->kind != FV_PRES_GONE) return;
+    if (m->kind != FV_PRES_CLAIM && m->kind != FV_PRES_GONE && m->kind != FV_PRES_COUNTS) return;
     g->dead = 0;
     struct fv_device *d = fv_fleet_find(p->d.fleet, m->device);
+    if (m->kind == FV_PRES_COUNTS) { /* P7 */
+        if (d == NULL) return;
+        fv_fleet_lock(p->d.fleet);
+        for (int i = 0; i < m->nlevels; i++) {
+            uint64_t n = m->levels[i].tokens > 0 ? (uint64_t)m->levels[i].tokens : 0;
+            if (strcmp(m->levels[i].topic, FV_PRES_DUPLICATES) == 0) d->duplicates += n;
+            if (strcmp(m->levels[i].topic, FV_PRES_RATE_LIMITED) == 0) d->rate_limited += n;
+        }
+        fv_fleet_unlock(p->d.fleet);
+        return;
+    }
     if (d == NULL && m->kind == FV_PRES_CLAIM &&
         (p->d.wanted == NULL || p->d.wanted(p->d.wanted_arg, m->device)))
         d = fv_fleet_device(p->d.fleet, m->device, m->extra);
@@ -349,6 +407,7 @@ void fv_presence_tick(struct fv_presence *p)
     if (p->d.gateway) {
         if (p->alive_ns && now - p->alive_ns < FV_PRES_ALIVE_MS * 1000000ull) return;
         p->alive_ns = now;
+        send_counts(p, 1); /* P7 */
         struct fv_pres_msg m = {.kind = FV_PRES_ALIVE, .stamp = p->boot_ms};
         publish(p, &m);
         return;

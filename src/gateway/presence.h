@@ -25,6 +25,9 @@
  *  P6 The bound: a device gets at most rate x T + burst records of a rule over T seconds,
  *     plus, per claim, what the claimant accepted before the BUCKETS arrived (at most one
  *     burst; repaid as debt once they arrive) or, if the metering gateway died, one burst.
+ *  P7 Counters: a gateway sums each device's refusals for the rate limit and duplicates it
+ *     acked again, and publishes COUNTS (the deltas) at most once a second per device that
+ *     had any; a storage node adds them to the device's rate_limited and duplicates.
  *
  * Threads: everything on the ingest loop (the storage node's loop), including
  * fv_presence_take for the messages the transport queued; the fleet's fields are written
@@ -46,7 +49,16 @@
 #define FV_PRES_VERSION     1
 #define FV_PRES_MSG_MAX     (4 + 3 * (FV_PRES_NAME_MAX + 1) + 8 + FV_RATE_MAX_RULES * 40)
 
-enum { FV_PRES_CLAIM = 1, FV_PRES_GONE, FV_PRES_ALIVE, FV_PRES_SYNC, FV_PRES_BUCKETS };
+enum {
+    FV_PRES_CLAIM = 1,
+    FV_PRES_GONE,
+    FV_PRES_ALIVE,
+    FV_PRES_SYNC,
+    FV_PRES_BUCKETS,
+    FV_PRES_COUNTS
+};
+#define FV_PRES_DUPLICATES   "duplicates" /* COUNTS: the levels' topics (P7) */
+#define FV_PRES_RATE_LIMITED "rate_limited"
 
 struct fv_pres_level {
     char topic[32];
@@ -59,7 +71,7 @@ struct fv_pres_msg {
     char device[FV_PRES_NAME_MAX + 1];  /* CLAIM, GONE, BUCKETS */
     char extra[FV_PRES_NAME_MAX + 1];   /* CLAIM: the client type; BUCKETS: the claimant */
     uint64_t stamp;                     /* the claim's (P1); ALIVE: the gateway's boot time */
-    int nlevels;                        /* BUCKETS */
+    int nlevels;                        /* BUCKETS; COUNTS (P7: the deltas by name) */
     struct fv_pres_level levels[FV_RATE_MAX_RULES];
 };
 
@@ -100,6 +112,9 @@ void fv_presence_free(struct fv_presence *p);
  * already / no longer). */
 void fv_presence_connected(struct fv_presence *p, struct fv_device *d);
 void fv_presence_closed(struct fv_presence *p, struct fv_device *d);
+/* Gateway (session.c): d had a duplicate acked again / a record refused for the rate limit
+ * (P7: sent with the next tick). */
+void fv_presence_counted(struct fv_presence *p, struct fv_device *d, int duplicate);
 /* Any node: one message from the transport. */
 void fv_presence_take(struct fv_presence *p, const struct fv_pres_msg *m);
 /* Every loop turn: ALIVE on a gateway (P4), SYNC once and the dead gateways' devices on a

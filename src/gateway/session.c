@@ -420,6 +420,7 @@ static void handle_message(struct session *s, const unsigned char *msg, size_t l
             fv_fleet_lock(ing->d.fleet);
             dev->rate_limited++;
             fv_fleet_unlock(ing->d.fleet);
+            if (ing->presence) fv_presence_counted(ing->presence, dev, 0); /* P7 */
             send_error(s, FV_REJ_RATE, &env.txid, "rate limited");
             return;
         }
@@ -430,6 +431,7 @@ static void handle_message(struct session *s, const unsigned char *msg, size_t l
         fv_fleet_lock(ing->d.fleet);
         dev->duplicates++;
         fv_fleet_unlock(ing->d.fleet);
+        if (ing->presence) fv_presence_counted(ing->presence, dev, 1);
         queue_ack(s, ing->d.log.appended(ing->d.log.impl), &env.txid, &env.topic);
         return;
     }

@@ -53,6 +53,13 @@ class Dev:
     def connect(self, gw):
         return t.WS(gw.port, self.cert, self.cert[:-4] + ".key", self.env.certs.ca, timeout=5)
 
+    def resend(self, ws, i):
+        """Sends record i again (the same txid); 1 if acked."""
+        ws.send(t.fb_envelope(f"{self.id}-{i}".encode(), b"V",
+                              t.v_payload([(8, 50.0 + i * 0.01)], T0 + i * 1000)))
+        _, p = ws.recv(timeout=5)
+        return 1 if t.fb_decode(p)["message_type"] == 5 else 0
+
     def send(self, ws):
         """Sends the next record (Soc 50 + i/100 at T0 + i s); 1 if acked, 0 if refused."""
         i = self.i
@@ -99,7 +106,10 @@ def test_latest_state_and_one_gateway_per_device():
         d = Dev(env, "5YJGWSTATE0000001")
         ws0 = d.connect(gws[0])
         assert sum(d.send(ws0) for _ in range(3)) == 3
-        wait_state(storage, d.id, "streaming through gateway 0", 50.02, True)
+        assert d.resend(ws0, 1)  # acked again, not stored again: a duplicate (P7)
+        s = wait_state(storage, d.id, "streaming through gateway 0", 50.02, True)
+        t.wait_until("the duplicate counted on the storage node",
+                     lambda: state(storage, d.id)["duplicates"] == 1, 10)
         time.sleep(1)  # the rate limit's bucket refills (it travels with the device: P3)
         ws1 = d.connect(gws[1])  # the first connection is still open
         assert sum(d.send(ws1) for _ in range(3)) == 3
@@ -185,6 +195,9 @@ def test_rate_limit_across_gateways():
         assert acked <= bound + 1, (acked, bound)
         assert acked >= RATE * el * 0.6, ("starved", acked, el)
         assert dropped == 1, ("one of the two connections closed by its gateway", dropped)
+        # The gateways' counts reach the storage node (P7): every refusal, from both.
+        t.wait_until("the storage node's rate_limited of the device on both gateways",
+                     lambda: (state(storage, d2.id) or {}).get("rate_limited") == refused, 10)
         storage.stop()
 
 

@@ -107,6 +107,20 @@ static void test_claim_and_hand_over(void **state)
     assert_int_equal(sa.n, 2);
     assert_int_equal(sa.m[1].kind, FV_PRES_GONE);
 
+    /* P7: what a counted goes out with its next tick, once */
+    fv_presence_counted(a, x, 0);
+    fv_presence_counted(a, x, 0);
+    fv_presence_counted(a, x, 1);
+    fv_presence_tick(a);
+    assert_int_equal(sa.n, 4); /* COUNTS, then ALIVE */
+    assert_int_equal(sa.m[2].kind, FV_PRES_COUNTS);
+    assert_string_equal(sa.m[2].device, "DEV1");
+    assert_true(sa.m[2].levels[0].tokens == 1 && sa.m[2].levels[1].tokens == 2);
+    assert_int_equal(sa.m[3].kind, FV_PRES_ALIVE);
+    sa.n = 2;
+    fv_presence_tick(a); /* within the second: nothing */
+    assert_int_equal(sa.n, 2);
+
     /* an older claim from b changes nothing at a (no connection to defend: silent) */
     struct fv_pres_msg old = sa.m[0];
     strcpy(old.gateway, "gw-b");
@@ -227,6 +241,18 @@ static void test_storage_view(void **state)
     struct fv_presence_counts c;
     fv_presence_counts(p, &c);
     assert_int_equal(c.gateways_lost, 1);
+    /* P7: a gateway's counts are added to the device's */
+    struct fv_pres_msg cn = {.kind = FV_PRES_COUNTS, .nlevels = 2};
+    strcpy(cn.gateway, "gw-b");
+    strcpy(cn.device, "DEV1");
+    strcpy(cn.levels[0].topic, FV_PRES_DUPLICATES);
+    cn.levels[0].tokens = 2;
+    strcpy(cn.levels[1].topic, FV_PRES_RATE_LIMITED);
+    cn.levels[1].tokens = 7;
+    fv_presence_take(p, &cn);
+    fv_presence_take(p, &cn);
+    assert_int_equal(x->duplicates, 4);
+    assert_int_equal(x->rate_limited, 14);
     fv_presence_free(p);
     fv_fleet_free(&f);
 }
