@@ -64,6 +64,9 @@ void fv_api_metrics(const struct fv_api_view *v, struct fv_http_response *r)
     COUNTER("fleetvault_idle_closed_total",
             "Device connections closed after device_idle_timeout without a message or pong.",
             m->idle_closed);
+    COUNTER("fleetvault_connections_moved_total",
+            "Gateway: device connections closed because the device connected on another gateway.",
+            m->connections_moved);
     COUNTER("fleetvault_ingest_pauses_total",
             "Times ingest stopped reading from devices: the store's head was over its budget.",
             m->ingest_pauses);

@@ -12,8 +12,9 @@
  *     "replicas": 3,                      the stream's replicas (1 to 5)
  *     "shards": 16,                       subjects are mapped to shards by pseudonym (1 to 1024)
  *     "owned_shards": [0, 1, ...],        the shards a storage node may lease (default: all)
- *     "node": "st1",                      a storage node's name in the leases (A-Z a-z 0-9 _ -,
- *                                         1 to 64; default HOST-HASH of the data directory)
+ *     "node": "st1",                      a storage node's name in the leases, a gateway's in
+ *                                         presence (A-Z a-z 0-9 _ -, 1 to 64; default
+ *                                         HOST-HASH of the data directory)
  *     "lease_bucket": "fv-leases",        the KV bucket of leases (A-Z a-z 0-9 _ -, 1 to 64)
  *     "lease_renew_ms": 2000,             a lease is renewed this often (100 to 60000)
  *     "lease_ttl_ms": 10000,              and expires this long after its last renewal (at

@@ -16,6 +16,9 @@
  *    written under fv_fleet_lock and read by other threads only under it (the ingest loop
  *    reads its own writes without it). Holders do no I/O and nothing slow: copy, unlock,
  *    then render. The txid window and rate buckets are the ingest loop's alone.
+ *  - on a storage node, sessions is not a count of connections here: 1 while a gateway's
+ *    announcement says the device is connected there (gateway/presence.h P4), written on
+ *    the node's loop under the lock like the rest.
  *
  * De-duplication window: the last FV_DEDUP_WINDOW txids of each device (a resend of anything
  * older is stored again). Devices resend within seconds to minutes; at 1 record/s the window
@@ -77,6 +80,13 @@ struct fv_device {
     uint64_t last_received_ms;  /* server clock */
     int sessions;               /* connections open now */
     uint64_t session_id;        /* the newest open session (downlink target), 0 if none */
+    /* Presence across gateways (gateway/presence.h), the ingest loop's: the stamp of the
+     * newest connection heard of anywhere; on a gateway, whether this one meters the device
+     * (its rate buckets are the device's); on a storage node, which gateway holds it (1 + an
+     * index into the gateways heard, 0: none). */
+    uint64_t claim_ms;
+    uint16_t claim_gw;
+    uint8_t claim_here;
     /* Sized by need (issue 13: memory per connected vehicle): the first record sizes signals
      * exactly, later ones grow it by half; the index is 4 bytes a slot, not a map's 40. */
     struct fv_signal_state *signals; /* in the order first seen */

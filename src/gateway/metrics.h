@@ -38,6 +38,8 @@ struct fv_metrics {
     fv_counter connections_total, connections_open;
     fv_counter connections_refused; /* over FV_SESSIONS_PER_DEVICE (gateway/session.h) */
     fv_counter idle_closed;         /* connections closed: silent past device_idle_timeout */
+    fv_counter connections_moved;   /* gateway: closed, the device connected on another one
+                                       (gateway/presence.h P2) */
     fv_counter ingest_pauses;       /* times ingest stopped reading: the store's head was full */
     fv_counter tls_rejected;        /* client certificate failed verification */
     fv_counter identity_rejected;   /* verified, but no valid device identity */

@@ -18,6 +18,7 @@
 #include "gateway/keyfetch.h"
 #include "gateway/minimise.h"
 #include "gateway/owners.h"
+#include "gateway/presence.h"
 #include "gateway/session.h"
 #include "privacy/policy.h"
 #include "privacy/subjects.h"
@@ -94,6 +95,7 @@ struct fv_ingest {
     struct fv_buf tx_buf;                        /* scratch for batched replies */
     int paused;                                  /* backpressure: sockets are not read */
     const struct fv_downlink_listener *listener; /* D2, or NULL */
+    struct fv_presence *presence;                /* a cluster's gateway, or NULL */
     uint64_t paced_ns, swept_ns;
 };
 
@@ -429,6 +431,7 @@ static void handle_message(struct session *s, const unsigned char *msg, size_t l
             fv_fleet_lock(ing->d.fleet);
             dev->rate_limited++;
             fv_fleet_unlock(ing->d.fleet);
+            if (ing->presence) fv_presence_counted(ing->presence, dev, 0); /* P7 */
             send_error(s, FV_REJ_RATE, &env.txid, "rate limited");
             return;
         }
@@ -439,6 +442,7 @@ static void handle_message(struct session *s, const unsigned char *msg, size_t l
         fv_fleet_lock(ing->d.fleet);
         dev->duplicates++;
         fv_fleet_unlock(ing->d.fleet);
+        if (ing->presence) fv_presence_counted(ing->presence, dev, 1);
         queue_ack(s, ing->d.log.appended(ing->d.log.impl), &env.txid, &env.topic);
         return;
     }
@@ -613,6 +617,7 @@ static int session_established(struct fv_ingest *ing, struct session *s, struct 
     s->dev->sessions++;
     s->dev->session_id = s->id;
     fv_fleet_unlock(ing->d.fleet);
+    if (ing->presence) fv_presence_connected(ing->presence, s->dev); /* P1 */
     ing->d.metrics->connections_total++;
     ing->d.metrics->connections_open++;
     if (ing->paused) {
@@ -712,6 +717,7 @@ static void session_closed(struct fv_ingest *ing, struct session *s)
         s->dev->sessions--;
         if (s->dev->session_id == s->id) s->dev->session_id = 0;
         fv_fleet_unlock(ing->d.fleet);
+        if (ing->presence) fv_presence_closed(ing->presence, s->dev); /* P4 */
         ing->d.metrics->connections_open--;
         s->established = 0;
         fv_debug("device %s disconnected", log_name(s));
@@ -897,6 +903,25 @@ void fv_ingest_sweep(struct fv_ingest *ing)
 void fv_ingest_set_listener(struct fv_ingest *ing, const struct fv_downlink_listener *l)
 {
     ing->listener = l;
+}
+
+void fv_ingest_set_presence(struct fv_ingest *ing, struct fv_presence *p)
+{
+    ing->presence = p;
+}
+
+int fv_ingest_close_device(struct fv_ingest *ing, const struct fv_device *d)
+{
+    int n = 0;
+    for (size_t i = 0; i < ing->sessions.cap; i++) {
+        struct session *s = ing->sessions.slots[i].hash ? ing->sessions.slots[i].val : NULL;
+        if (s && s->dev == d && !s->closing) {
+            session_close_soon(s);
+            n++;
+        }
+    }
+    ing->d.metrics->connections_moved += (uint64_t)n;
+    return n;
 }
 
 int fv_ingest_downlink(struct fv_ingest *ing, const char *device_id, const void *msg, size_t len)

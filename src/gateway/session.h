@@ -18,8 +18,9 @@
  *  S5 a session's pending acks refer to it by id; a closed session's acks are dropped;
  *  S6 memory is bounded per connection: replies queued for a device that does not read them
  *     are capped in bytes (FV_SESSION_OUT_MAX), an echoed txid is at most FV_TXID_MAX bytes,
- *     a device has at most FV_SESSIONS_PER_DEVICE connections (the oldest is closed), and a
- *     peer that answers no ping within the idle timeout is closed.
+ *     a device has at most FV_SESSIONS_PER_DEVICE connections (a further one is refused; in
+ *     a cluster all on one gateway: gateway/presence.h P2), and a peer that answers no ping
+ *     within the idle timeout is closed.
  *
  * Threads: everything here runs on the ingest loop (the lws service thread of the devices'
  * vhost), except what the log's notify and other threads may call: nothing; they wake the
@@ -41,6 +42,7 @@
 
 struct fv_keystore;
 struct fv_policy;
+struct fv_presence;
 
 #define FV_TXID_MAX            1024       /* longer txids are refused (never echoed) */
 #define FV_SESSION_OUT_MAX     (1u << 20) /* queued reply bytes before a device is dropped */
@@ -121,5 +123,11 @@ int fv_ingest_downlink(struct fv_ingest *ing, const char *device_id, const void 
 /* Sets the capability that hears devices' replies and connections (wire/downlink.h D2); at
  * most one, set before the loop runs; NULL: none. The listener must outlive the ingest. */
 void fv_ingest_set_listener(struct fv_ingest *ing, const struct fv_downlink_listener *l);
+/* A cluster's gateway: connections and closes are announced (gateway/presence.h P1, P4);
+ * set before the loop runs; p must outlive the ingest. NULL: none. */
+void fv_ingest_set_presence(struct fv_ingest *ing, struct fv_presence *p);
+/* Closes every connection of d (presence.h P2: the device connected on another gateway), as
+ * the idle check closes one; counted in connections_moved. The number closed. Ingest loop. */
+int fv_ingest_close_device(struct fv_ingest *ing, const struct fv_device *d);
 
 #endif

@@ -78,6 +78,7 @@
 #include "server/apiloop.h"
 #include "server/clusterapi.h"
 #include "server/downlinks.h"
+#include "server/presences.h"
 #include "server/server.h"
 #include "gateway/session.h"
 #include "mqtt/mqtt.h"
@@ -125,6 +126,7 @@ struct fv_server {
     char ui_dir[PATH_MAX];           /* the web console's files (api/static_ui.h) */
     struct fv_campaign *campaigns;   /* data-collection campaigns (data/campaign.h) */
     struct fv_downlinks dls;         /* the capabilities' downlink per role */
+    struct fv_presences pres;        /* gateway, storage: devices' presence (presences.h) */
     struct fv_http_ctx http;
     char admin_token[80];
     struct fv_kek kek;
@@ -218,6 +220,15 @@ static int storage_visible(void *arg, const char *pseudo)
     struct fv_server *srv = arg;
     uint32_t shard = fv_cluster_shard(pseudo, srv->cfg->cluster.shards);
     return fv_jslease_holds(fv_jsconsume_leases(srv->consumer), shard, fv_mono_ns());
+}
+
+/* Presence (gateway/presence.h): a device this storage node does not know yet is added only
+ * when its first period's shard is this node's. */
+static int storage_wants(void *arg, const char *device_id)
+{
+    struct fv_server *srv = arg;
+    char ps[FV_PSEUDONYM_LEN + 1];
+    return fv_keystore_pseudonym(srv->keys, device_id, ps) == FV_OK && storage_visible(srv, ps);
 }
 
 /* The KV watcher's thread (cluster/jskeys.h J3): a subject erased in the cluster is
@@ -652,6 +663,9 @@ static int open_services(struct fv_server *srv, char *err, size_t errlen)
     if (rc) return rc;
     snprintf(path, sizeof path, "%s/catalog.db", cfg->data_dir);
     if (srv->jskeys) rc = fv_jskeys_watch(srv->jskeys, path, kv_erased, srv, err, errlen);
+    if (rc == FV_OK)
+        rc = fv_presences_open(&srv->pres, cfg, &srv->fleet, srv->ing, storage_wants, srv,
+                               wake_loop, srv, err, errlen);
     if (rc) return rc;
     if (cfg->openadr.enabled && cfg->role == FV_ROLE_GATEWAY) {
         fv_warn("openadr: the VEN runs on a storage node (it reads stored telemetry), not here");
@@ -796,6 +810,7 @@ static void housekeeping(struct fv_server *srv, uint64_t *last_trim)
     fv_ingest_refresh_keys(srv->ing); /* keys destroyed by the API: compaction purges them */
     fv_ingest_keys_fetched(srv->ing); /* a gateway's: devices waiting for their key go on */
     fv_gw_downlink_drain(srv->downlink);
+    fv_presences_turn(&srv->pres, srv->m.cluster_takeovers);
     fv_downlinks_metrics(&srv->dls, &srv->m);
     if (srv->jslog) {
         struct fv_jsreclog_counts c;
@@ -861,6 +876,7 @@ static void close_all(struct fv_server *srv, struct ev_loop *loop)
     if (loop) ev_loop_destroy(loop);
     __atomic_store_n(&running, NULL, __ATOMIC_SEQ_CST);
     fv_downlinks_close(&srv->dls, &srv->m); /* its threads call the capabilities, the queue */
+    fv_presences_close(&srv->pres);         /* after the sessions' GONE */
     fv_vpp_close(srv->vpp); /* after the ingest loop's context: the listener is its */
     fv_campaign_close(srv->campaigns);
     fv_gw_downlink_free(srv->downlink);

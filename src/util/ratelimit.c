@@ -66,5 +66,6 @@ int fv_bucket_take(struct fv_bucket *b, const struct fv_rate_rule *r, uint64_t n
     b->last_ns = now_ns ? now_ns : 1;
     if (b->tokens < 1.0) return 0;
     b->tokens -= 1.0;
+    b->taken++;
     return 1;
 }

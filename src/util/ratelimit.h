@@ -28,8 +28,9 @@ struct fv_rate_config {
 };
 
 struct fv_bucket {
-    double tokens;
+    double tokens;    /* below 0: a debt carried over from another gateway (cluster) */
     uint64_t last_ns; /* 0 = never used (full) */
+    uint32_t taken;   /* tokens taken since the owner last reset it (a cluster's hand-over) */
 };
 
 /* Defaults: V 50/s burst 100; alerts and errors 10/s burst 50; anything else 20/s burst 50. */
@@ -43,7 +44,7 @@ int fv_rate_rule_for(const struct fv_rate_config *c, const char *topic, size_t t
 
 /* Would a token be there now? (Refills; takes nothing.) */
 int fv_bucket_peek(struct fv_bucket *b, const struct fv_rate_rule *r, uint64_t now_ns);
-/* Takes one token; 1 if allowed, 0 if the record must be refused. */
+/* Takes one token (and counts it in taken); 1 if allowed, 0 if the record must be refused. */
 int fv_bucket_take(struct fv_bucket *b, const struct fv_rate_rule *r, uint64_t now_ns);
 
 #endif

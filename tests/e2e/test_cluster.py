@@ -99,9 +99,10 @@ def with_nats(run):
 class Gateway:
     """fleetvault serve --role gateway: no API, no store; ready when it accepts TCP."""
 
-    def __init__(self, root, certs, key_file, config, env=None):
+    def __init__(self, root, certs, key_file, config, env=None, rate_limit=False):
         self.root = root
         self.env = env  # more environment for the process (FV_FAULT_KV_DELAY_MS, ...)
+        self.rate_limit = rate_limit  # False: --no-rate-limit
         os.makedirs(root, exist_ok=True)
         self.certs = certs
         self.key_file = key_file
@@ -120,7 +121,7 @@ class Gateway:
             [t.BIN, "serve", "--role", "gateway", "--config", self.config, "--data",
              os.path.join(self.root, "data"), "--certs", self.certs.dir, "--key-file",
              self.key_file, "--listen", f"127.0.0.1:{self.port}", "--api",
-             f"127.0.0.1:{self.api_port}", "--no-rate-limit"],
+             f"127.0.0.1:{self.api_port}"] + ([] if self.rate_limit else ["--no-rate-limit"]),
             stdout=self.logf, stderr=self.logf,
             env={**os.environ, **self.env} if self.env else None)
 
