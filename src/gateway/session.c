@@ -1,5 +1,7 @@
 /*
- * session.c - device sessions and the record pipeline (session.h: invariants S1-S6).
+ * session.c - device sessions and the record pipeline (session.h: invariants S1-S6); the
+ * replies (queued frames, batched writes, acks released once durable) are session_reply.c's,
+ * and what both share is session_int.h.
  *
  * Threads: the ingest loop only. The record log's notify wakes the loop from the writer
  * thread (lws_cancel_service); the loop then runs fv_ingest_flush_durable.
@@ -32,234 +34,7 @@
 #include "wire/site.h"
 #include "wire/wsframe.h"
 
-#define ERR_TEXT_FORMAT "incorrect message format"
-#define ERR_TEXT_RATE   "rate limit exceeded"
-#define ERR_TEXT_STORE  "storage unavailable"
-
-struct frame {
-    struct frame *next;
-    size_t len;
-    int ping;             /* a WebSocket ping (idle check), else a binary message */
-    uint64_t rx_ns;       /* an ack: when its record's first bytes were read (0: other) */
-    unsigned char data[]; /* LWS_PRE bytes of headroom, then len bytes */
-};
-
-struct session {
-    struct fv_ingest *ing;
-    struct lws *wsi;
-    uint64_t id;
-    struct fv_identity ident;
-    struct fv_device *dev;
-    char conn_id[40];
-    char netif[16];
-    struct fv_buf rx;
-    int in_msg, discarding, text;
-    uint64_t msg_rx_ns; /* when the message being received began to arrive */
-    struct frame *out_head, *out_tail;
-    size_t out_bytes;
-    int established, closing, paused;
-    int key_wait;        /* a cluster gateway fetches its subject's key (keyfetch.h): not read */
-    uint64_t last_rx_ns; /* the peer's last message or pong (S6: idle timeout) */
-    int pinged;          /* a ping is out since last_rx_ns */
-    int http_status;     /* GET /status on the device port */
-    char log_id[FV_PSEUDONYM_LEN + 5]; /* "dev-" + the device's keyed pseudonym: what logs name
-                                          (never the VIN, which is personal data) */
-};
-
-/* The name logs give s's device ("dev-?" until it is identified). */
-static const char *log_name(const struct session *s)
-{
-    return s->log_id[0] ? s->log_id : "dev-?";
-}
-
-struct pending {
-    struct pending *next;
-    uint64_t seq;
-    uint64_t rx_ns; /* when the record's first bytes were read */
-    uint64_t session_id;
-    uint16_t txid_len;
-    uint8_t topic_len;
-    unsigned char data[]; /* txid then topic */
-};
-
-struct fv_ingest {
-    struct fv_ingest_deps d;
-    struct fv_map sessions; /* id -> struct session* */
-    uint64_t next_session_id;
-    struct pending *pend_head, *pend_tail;
-    uint64_t registry_gen;  /* bumped when the subjects registry changed */
-    int64_t period_cursor;  /* owner periods seen so far (gateway/owners.h O2) */
-    int keys_stale;         /* atomic: another keystore destroyed keys (fv_ingest_keys_changed) */
-    struct fv_minimiser mz; /* minimisation (gateway/minimise.h) */
-    struct fv_buf seal_buf, aad_buf;             /* scratch for sealing */
-    struct fv_buf tx_buf;                        /* scratch for batched replies */
-    int paused;                                  /* backpressure: sockets are not read */
-    const struct fv_downlink_listener *listener; /* D2, or NULL */
-    struct fv_presence *presence;                /* a cluster's gateway, or NULL */
-    uint64_t paced_ns, swept_ns;
-};
-
-/* ---- replies ------------------------------------------------------------------------- */
-
-/* Closes the connection from its next writable callback, or after a second at the latest
- * (a peer that does not read keeps its socket unwritable, and lws then never calls it
- * writable). Queued replies are dropped. */
-static void session_close_soon(struct session *s)
-{
-    s->closing = 1;
-    lws_callback_on_writable(s->wsi);
-    lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, 1);
-}
-
-/* Queues a reply; a device whose queue passes FV_SESSION_OUT_MAX bytes does not read its
- * replies and is closed (S6). */
-static int session_push_frame(struct session *s, const void *msg, size_t len, int ping,
-                              uint64_t rx_ns)
-{
-    if (s->closing) return FV_ESTATE;
-    if (s->out_bytes + len > FV_SESSION_OUT_MAX) {
-        fv_warn("device %s does not read its replies (%zu bytes queued); closing", log_name(s),
-                s->out_bytes);
-        session_close_soon(s);
-        return FV_ELIMIT;
-    }
-    struct frame *f = malloc(sizeof *f + LWS_PRE + len);
-    if (f == NULL) {
-        fv_error("out of memory queueing a reply; closing %s", log_name(s));
-        session_close_soon(s);
-        return FV_ENOMEM;
-    }
-    f->next = NULL;
-    f->len = len;
-    f->ping = ping;
-    f->rx_ns = rx_ns;
-    memcpy(f->data + LWS_PRE, msg, len);
-    if (s->out_tail)
-        s->out_tail->next = f;
-    else
-        s->out_head = f;
-    s->out_tail = f;
-    s->out_bytes += len;
-    lws_callback_on_writable(s->wsi);
-    return FV_OK;
-}
-
-/* Queued replies leave together, in one write: framed here as WebSocket messages (server to
- * client: FIN, opcode, unmasked length) and handed to lws as raw bytes, so that acks released
- * together by one group commit cost one TLS record and one system call per connection, not
- * one each (issue 13: a write per ack was ~16% of the ingest loop). No extension is ever
- * negotiated on this protocol, so the frames are plain RFC 6455 ones (wire/wsframe.h). At most
- * WRITE_BATCH_MAX bytes per turn (always at least one frame); the rest on the next. */
-#define WRITE_BATCH_MAX 16000
-
-static int write_batch(struct session *s, struct lws *wsi)
-{
-    struct fv_buf *b = &s->ing->tx_buf;
-    fv_buf_reset(b);
-    if (fv_buf_reserve(b, LWS_PRE) != FV_OK) return -1;
-    b->len = LWS_PRE;
-    uint64_t acks[256]; /* when each ack's record arrived (the ack latency metric) */
-    size_t nacks = 0, frames = 0;
-    while (s->out_head && nacks < sizeof acks / sizeof acks[0] &&
-           (b->len == LWS_PRE || b->len - LWS_PRE + s->out_head->len + 10 <= WRITE_BATCH_MAX)) {
-        struct frame *f = s->out_head;
-        if (fv_ws_frame_encode(b, f->ping ? FV_WS_PING : FV_WS_BINARY, 1, f->data + LWS_PRE, f->len,
-                               NULL) != FV_OK)
-            return -1;
-        if (f->rx_ns) acks[nacks++] = f->rx_ns;
-        frames++;
-        s->out_head = f->next;
-        if (s->out_head == NULL) s->out_tail = NULL;
-        s->out_bytes -= f->len;
-        free(f);
-    }
-    size_t n = b->len - LWS_PRE;
-    if (lws_write(wsi, b->data + LWS_PRE, n, LWS_WRITE_RAW) < (int)n) return -1;
-    s->ing->d.metrics->reply_frames += frames;
-    s->ing->d.metrics->reply_writes++;
-    uint64_t now = fv_mono_ns();
-    for (size_t i = 0; i < nacks; i++)
-        fv_latency_add(&s->ing->d.metrics->ack_latency, now - acks[i]);
-    return 0;
-}
-
-static int session_push(struct session *s, const void *msg, size_t len)
-{
-    return session_push_frame(s, msg, len, 0, 0);
-}
-
-/* rx_ns: when the acked record's first bytes were read (0: not timed). */
-static void send_ack(struct session *s, const void *txid, size_t txid_len, const void *topic,
-                     size_t topic_len, uint64_t rx_ns)
-{
-    struct fv_buf b = {0};
-    if (fv_envelope_build_ack(&b, txid, txid_len, topic, topic_len) == FV_OK &&
-        session_push_frame(s, b.data, b.len, 0, rx_ns) == FV_OK)
-        s->ing->d.metrics->acks_sent++;
-    fv_buf_free(&b);
-}
-
-/* The error reply echoes the txid only when it is within FV_TXID_MAX (S6). */
-static void send_error(struct session *s, enum fv_reject why, const struct fv_bytes *txid,
-                       const char *detail)
-{
-    struct fv_buf b = {0};
-    s->ing->d.metrics->rejected[why]++;
-    fv_debug("device %s: refused (%s): %s", log_name(s), fv_reject_names[why],
-             detail ? detail : "");
-    const char *text = why == FV_REJ_RATE      ? ERR_TEXT_RATE
-                       : why == FV_REJ_STORAGE ? ERR_TEXT_STORE
-                                               : ERR_TEXT_FORMAT;
-    int echo = txid && txid->len <= FV_TXID_MAX;
-    if (fv_envelope_build_error(&b, echo ? txid->p : (const void *)"", echo ? txid->len : 0,
-                                text) == FV_OK &&
-        session_push(s, b.data, b.len) == FV_OK)
-        s->ing->d.metrics->errors_sent++;
-    fv_buf_free(&b);
-}
-
-/* Queues an ack to be sent once log seq is durable (S1, S2). */
-static void queue_ack(struct session *s, uint64_t seq, const struct fv_bytes *txid,
-                      const struct fv_bytes *topic)
-{
-    struct fv_ingest *ing = s->ing;
-    if (seq <= ing->d.log.durable(ing->d.log.impl)) {
-        send_ack(s, txid->p, txid->len, topic->p, topic->len, s->msg_rx_ns);
-        return;
-    }
-    struct pending *p = malloc(sizeof *p + txid->len + topic->len);
-    if (p == NULL) {
-        fv_error("out of memory queueing an ack; the device will resend");
-        return;
-    }
-    p->next = NULL;
-    p->seq = seq;
-    p->rx_ns = s->msg_rx_ns;
-    p->session_id = s->id;
-    p->txid_len = (uint16_t)txid->len;
-    p->topic_len = (uint8_t)topic->len;
-    memcpy(p->data, txid->p, txid->len);
-    memcpy(p->data + txid->len, topic->p, topic->len);
-    if (ing->pend_tail)
-        ing->pend_tail->next = p;
-    else
-        ing->pend_head = p;
-    ing->pend_tail = p;
-}
-
-void fv_ingest_flush_durable(struct fv_ingest *ing)
-{
-    uint64_t durable = ing->d.log.durable(ing->d.log.impl);
-    while (ing->pend_head && ing->pend_head->seq <= durable) {
-        struct pending *p = ing->pend_head;
-        ing->pend_head = p->next;
-        if (ing->pend_head == NULL) ing->pend_tail = NULL;
-        struct session *s = fv_map_get_u64(&ing->sessions, p->session_id);
-        if (s) /* S5 */
-            send_ack(s, p->data, p->txid_len, p->data + p->txid_len, p->topic_len, p->rx_ns);
-        free(p);
-    }
-}
+#include "gateway/session_int.h"
 
 /* ---- the record pipeline -------------------------------------------------------------- */
 
@@ -329,11 +104,12 @@ static int64_t log_put(struct fv_ingest *ing, const struct session *s, const cha
          * the storage error and resends (a new owner period met mid-connection; a device's
          * first subject is fetched before its connection is read: session_established). */
         if (fv_keyfetch_submit(ing->d.keyfetch, 0, pseudo, subject) == FV_OK)
-            fv_debug("device %s: fetching its data key; record refused for now", log_name(s));
+            fv_debug("device %s: fetching its data key; record refused for now",
+                     fv_session__log_name(s));
         return FV_EAGAIN;
     }
     if (rc) {
-        fv_warn("device %s: no data key (%s); record refused", log_name(s),
+        fv_warn("device %s: no data key (%s); record refused", fv_session__log_name(s),
                 rc == FV_ESTATE ? "its data was erased" : fv_strerror(rc));
         return rc;
     }
@@ -396,26 +172,26 @@ static void handle_message(struct session *s, const unsigned char *msg, size_t l
     m->messages_total++;
     m->bytes_received += len;
     if (fv_envelope_decode(msg, len, &env, err, sizeof err) != FV_OK) {
-        send_error(s, FV_REJ_ENVELOPE, NULL, err);
+        fv_session__send_error(s, FV_REJ_ENVELOPE, NULL, err);
         return;
     }
     if (env.txid.len > FV_TXID_MAX) { /* S6: never echoed, never stored */
-        send_error(s, FV_REJ_TOPIC, NULL, "txid longer than 1024 bytes");
+        fv_session__send_error(s, FV_REJ_TOPIC, NULL, "txid longer than 1024 bytes");
         return;
     }
     if (env.message_type != FV_MSG_STREAM) {
         /* The reference acks unknown union types so the device does not resend. */
         m->unknown_message_type++;
-        send_ack(s, env.txid.p, env.txid.len, env.topic.p, env.topic.len > 64 ? 0 : env.topic.len,
-                 s->msg_rx_ns);
+        fv_session__send_ack(s, env.txid.p, env.txid.len, env.topic.p,
+                             env.topic.len > 64 ? 0 : env.topic.len, s->msg_rx_ns);
         return;
     }
     if (!sender_matches(s, &env.sender_id)) {
-        send_error(s, FV_REJ_SENDER, &env.txid, "sender_id names another device");
+        fv_session__send_error(s, FV_REJ_SENDER, &env.txid, "sender_id names another device");
         return;
     }
     if (env.topic.len == 0 || env.topic.len > 64 || bytes_eq(&env.topic, FV_TOPIC_CONNECTIVITY)) {
-        send_error(s, FV_REJ_TOPIC, &env.txid, "topic empty, too long, or reserved");
+        fv_session__send_error(s, FV_REJ_TOPIC, &env.txid, "topic empty, too long, or reserved");
         return;
     }
     struct fv_device *dev = s->dev;
@@ -424,7 +200,7 @@ static void handle_message(struct session *s, const unsigned char *msg, size_t l
         int rule = fv_rate_rule_for(&cfg->rates, (const char *)env.topic.p, env.topic.len);
         struct fv_bucket *b = rule >= 0 ? fv_device_bucket(dev, rule, cfg->rates.n) : NULL;
         if (rule >= 0 && b == NULL) {
-            send_error(s, FV_REJ_STORAGE, &env.txid, "out of memory");
+            fv_session__send_error(s, FV_REJ_STORAGE, &env.txid, "out of memory");
             return;
         }
         if (b && !fv_bucket_take(b, &cfg->rates.rules[rule], fv_mono_ns())) {
@@ -432,7 +208,7 @@ static void handle_message(struct session *s, const unsigned char *msg, size_t l
             dev->rate_limited++;
             fv_fleet_unlock(ing->d.fleet);
             if (ing->presence) fv_presence_counted(ing->presence, dev, 0); /* P7 */
-            send_error(s, FV_REJ_RATE, &env.txid, "rate limited");
+            fv_session__send_error(s, FV_REJ_RATE, &env.txid, "rate limited");
             return;
         }
     }
@@ -443,7 +219,7 @@ static void handle_message(struct session *s, const unsigned char *msg, size_t l
         dev->duplicates++;
         fv_fleet_unlock(ing->d.fleet);
         if (ing->presence) fv_presence_counted(ing->presence, dev, 1);
-        queue_ack(s, ing->d.log.appended(ing->d.log.impl), &env.txid, &env.topic);
+        fv_session__queue_ack(s, ing->d.log.appended(ing->d.log.impl), &env.txid, &env.topic);
         return;
     }
     struct fv_buf norm = {0};
@@ -451,7 +227,7 @@ static void handle_message(struct session *s, const unsigned char *msg, size_t l
     /* A site sample (wire/site.h) is stored as the V record of its signals. */
     int is_site = bytes_eq(&env.topic, FV_TOPIC_SITE);
     if (is_site && s->ident.type_code != FV_CT_ENERGY_DEVICE) {
-        send_error(s, FV_REJ_TOPIC, &env.txid, "topic site is for energy devices");
+        fv_session__send_error(s, FV_REJ_TOPIC, &env.txid, "topic site is for energy devices");
         return;
     }
     int is_v = is_site || bytes_eq(&env.topic, FV_TOPIC_V);
@@ -462,7 +238,7 @@ static void handle_message(struct session *s, const unsigned char *msg, size_t l
                      : fv_payload_normalise(topic, topic_len, env.payload.p, env.payload.len,
                                             s->ident.device_id, &norm, &v, err, sizeof err);
     if (rc != FV_OK) {
-        send_error(s, FV_REJ_PAYLOAD, &env.txid, err);
+        fv_session__send_error(s, FV_REJ_PAYLOAD, &env.txid, err);
         goto done;
     }
     /* O1: the owner period of the record's creation time, not of its upload */
@@ -473,7 +249,7 @@ static void handle_message(struct session *s, const unsigned char *msg, size_t l
     const char *subject = fv_device_record_subject(ing->d.keys, ing->d.fleet, ing->registry_gen,
                                                    dev, (int64_t)t, &current);
     if (subject == NULL) {
-        send_error(s, FV_REJ_STORAGE, &env.txid, "the owner registry cannot be read");
+        fv_session__send_error(s, FV_REJ_STORAGE, &env.txid, "the owner registry cannot be read");
         goto done;
     }
     if (is_v) {
@@ -485,7 +261,8 @@ static void handle_message(struct session *s, const unsigned char *msg, size_t l
                 /* Nothing left to keep: acknowledged (the device must not resend it), not
                  * stored, counted. */
                 if (env.txid.len) fv_device_add_txid(dev, env.txid.p, env.txid.len);
-                queue_ack(s, ing->d.log.appended(ing->d.log.impl), &env.txid, &env.topic);
+                fv_session__queue_ack(s, ing->d.log.appended(ing->d.log.impl), &env.txid,
+                                      &env.topic);
                 goto done;
             }
         }
@@ -493,7 +270,7 @@ static void handle_message(struct session *s, const unsigned char *msg, size_t l
     int64_t seq = log_put(ing, s, subject, v.is_resend ? FV_WAL_F_RESEND : 0, topic, topic_len,
                           env.txid.p, env.txid.len, &norm, is_v ? &v : NULL, (int64_t)t, now);
     if (seq < 0) {
-        send_error(s, FV_REJ_STORAGE, &env.txid, fv_strerror((int)seq));
+        fv_session__send_error(s, FV_REJ_STORAGE, &env.txid, fv_strerror((int)seq));
         goto done;
     }
     if (env.txid.len) fv_device_add_txid(dev, env.txid.p, env.txid.len);
@@ -504,7 +281,7 @@ static void handle_message(struct session *s, const unsigned char *msg, size_t l
     }
     m->records_stored[fv_metrics_topic_slot(topic, topic_len)]++;
     m->datums_stored += v.n;
-    queue_ack(s, (uint64_t)seq, &env.txid, &env.topic);
+    fv_session__queue_ack(s, (uint64_t)seq, &env.txid, &env.topic);
     listener_message(ing, s, &env.topic, &env.payload);
 done:
     fv_vrecord_free(&v);
@@ -599,14 +376,14 @@ static int session_established(struct fv_ingest *ing, struct session *s, struct 
         snprintf(s->log_id, sizeof s->log_id, "dev-%s", ps);
     s->dev = fv_fleet_device(ing->d.fleet, s->ident.device_id, s->ident.client_type);
     if (s->dev && s->dev->sessions >= FV_SESSIONS_PER_DEVICE) { /* S6 */
-        fv_warn("device %s already has %d connections open; refused another", log_name(s),
-                s->dev->sessions);
+        fv_warn("device %s already has %d connections open; refused another",
+                fv_session__log_name(s), s->dev->sessions);
         ing->d.metrics->connections_refused++;
         return -1;
     }
     s->id = ++ing->next_session_id;
     if (s->dev == NULL || fv_map_put_u64(&ing->sessions, s->id, s) != FV_OK) {
-        fv_error("out of memory accepting %s", log_name(s));
+        fv_error("out of memory accepting %s", fv_session__log_name(s));
         return -1;
     }
     if (s->conn_id[0] == '\0')
@@ -624,7 +401,7 @@ static int session_established(struct fv_ingest *ing, struct session *s, struct 
         lws_rx_flow_control(wsi, 0);
         s->paused = 1;
     }
-    fv_debug("device %s.%s connected (%s)", s->ident.client_type, log_name(s),
+    fv_debug("device %s.%s connected (%s)", s->ident.client_type, fv_session__log_name(s),
              s->netif[0] ? s->netif : "?");
     if (ing->d.keyfetch && await_key(ing, s)) return 0; /* read once the key is here */
     session_ready(ing, s);
@@ -663,7 +440,7 @@ void fv_ingest_keys_fetched(struct fv_ingest *ing)
         if (s == NULL || !s->key_wait) continue;
         s->key_wait = 0;
         if (rc != FV_OK && rc != FV_ESTATE) { /* K2: it reconnects and tries again */
-            session_close_soon(s);
+            fv_session__close_soon(s);
             continue;
         }
         session_ready(ing, s); /* an erased subject's connect record is refused, as its records */
@@ -685,7 +462,7 @@ static int session_receive(struct fv_ingest *ing, struct session *s, struct lws 
     if (s->text) {
         /* Only binary frames carry data; a text frame closes the socket. */
         ing->d.metrics->rejected[FV_REJ_TEXT_FRAME]++;
-        fv_debug("device %s sent a text frame; closing", log_name(s));
+        fv_debug("device %s sent a text frame; closing", fv_session__log_name(s));
         return -1;
     }
     if (!s->discarding) {
@@ -693,14 +470,14 @@ static int session_receive(struct fv_ingest *ing, struct session *s, struct lws 
             s->discarding = 1;
             fv_buf_free(&s->rx);
         } else if (fv_buf_append(&s->rx, in, len) != FV_OK) {
-            fv_error("out of memory receiving from %s; closing", log_name(s));
+            fv_error("out of memory receiving from %s; closing", fv_session__log_name(s));
             return -1;
         }
     }
     if (lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0) {
         s->in_msg = 0;
         if (s->discarding)
-            send_error(s, FV_REJ_TOO_LARGE, NULL, "message over the size limit");
+            fv_session__send_error(s, FV_REJ_TOO_LARGE, NULL, "message over the size limit");
         else
             handle_message(s, s->rx.data, s->rx.len);
         fv_buf_free(&s->rx); /* idle connections hold no receive buffer */
@@ -720,7 +497,7 @@ static void session_closed(struct fv_ingest *ing, struct session *s)
         if (ing->presence) fv_presence_closed(ing->presence, s->dev); /* P4 */
         ing->d.metrics->connections_open--;
         s->established = 0;
-        fv_debug("device %s disconnected", log_name(s));
+        fv_debug("device %s disconnected", fv_session__log_name(s));
     }
     while (s->out_head) {
         struct frame *f = s->out_head;
@@ -793,7 +570,7 @@ static int dev_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     case LWS_CALLBACK_SERVER_WRITEABLE: {
         if (s->closing) return -1;
         if (s->out_head == NULL) return 0;
-        if (write_batch(s, wsi) != 0) return -1;
+        if (fv_session__write_batch(s, wsi) != 0) return -1;
         if (s->out_head) lws_callback_on_writable(wsi);
         return 0;
     }
@@ -888,14 +665,14 @@ void fv_ingest_sweep(struct fv_ingest *ing)
         uint64_t quiet = now - s->last_rx_ns;
         if (quiet >= idle) {
             fv_info("device %s: nothing received for %llu s (not even a pong); closing",
-                    log_name(s), (unsigned long long)(quiet / 1000000000ull));
+                    fv_session__log_name(s), (unsigned long long)(quiet / 1000000000ull));
             ing->d.metrics->idle_closed++;
-            session_close_soon(s);
+            fv_session__close_soon(s);
         } else if (quiet >= idle / 3 && !s->pinged) {
             s->pinged = 1;
-            fv_debug("device %s: silent for %llu ms; ping", log_name(s),
+            fv_debug("device %s: silent for %llu ms; ping", fv_session__log_name(s),
                      (unsigned long long)(quiet / 1000000));
-            session_push_frame(s, "fv", 2, 1, 0);
+            fv_session__push_frame(s, "fv", 2, 1, 0);
         }
     }
 }
@@ -916,7 +693,7 @@ int fv_ingest_close_device(struct fv_ingest *ing, const struct fv_device *d)
     for (size_t i = 0; i < ing->sessions.cap; i++) {
         struct session *s = ing->sessions.slots[i].hash ? ing->sessions.slots[i].val : NULL;
         if (s && s->dev == d && !s->closing) {
-            session_close_soon(s);
+            fv_session__close_soon(s);
             n++;
         }
     }
@@ -929,5 +706,5 @@ int fv_ingest_downlink(struct fv_ingest *ing, const char *device_id, const void 
     struct fv_device *d = fv_fleet_find(ing->d.fleet, device_id);
     struct session *s = d && d->session_id ? fv_map_get_u64(&ing->sessions, d->session_id) : NULL;
     if (s == NULL) return FV_ENOENT;
-    return session_push(s, msg, len);
+    return fv_session__push(s, msg, len);
 }

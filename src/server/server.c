@@ -1,5 +1,7 @@
 /*
  * server.c - the server's composition root: start-up, the event loop, shutdown (server.h).
+ * Its state is struct fv_server (server_int.h); the data engine's and the erasure's hooks
+ * into it are in server_data.c.
  *
  * It opens, in order: the data directory's lock, the master key, the admin token (beside
  * the key, KEYFILE.admin.token; moved there from DATA if an older version left it), and the
@@ -25,132 +27,12 @@
  * catalog through a keystore of its own (api_keys; the loop's is keys) and reaches the
  * ingest side only through the fleet's lock, the store's own locking, atomic counters and
  * fv_ingest_keys_changed. The WAL writer and the store worker only wake the loop
- * (wake_loop), as does a signal handler (fv_server_wake); the audit syncer wakes the API
+ * (fv_server__wake_loop), as does a signal handler (fv_server_wake); the audit syncer wakes the API
  * thread, as does the MQTT publisher (its thread and keystore of its own; the fleet read
  * under F1; its audit records written by the API thread). A context is retired on shutdown
  * only once no waker is inside it (fv_loopref).
  */
-#include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <malloc.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/file.h>
-#include <sys/resource.h>
-#include <unistd.h>
-
-#include <ev.h>
-#include <libwebsockets.h>
-#include <openssl/crypto.h>
-#include <openssl/rand.h>
-#include <sqlite3.h>
-
-#include "api/exports.h"
-#include "api/http.h"
-#include "api/static_ui.h"
-#include "api/oadr_store.h"
-#include "cluster/jsconsume.h"
-#include "cluster/jskeys.h"
-#include "cluster/jssubjects.h"
-#include "cluster/jslease.h"
-#include "cluster/natsconn.h"
-#include "cluster/jsreclog.h"
-#include "crypto/certs.h"
-#include "crypto/keys.h"
-#include "data/campaign.h"
-#include "data/clip_deid.h"
-#include "data/clip_server.h"
-#include "data/clip_store.h"
-#include "data/label_queue.h"
-#include "data/dataset.h"
-#include "data/ds_builds.h"
-#include "data/ds_clips.h"
-#include "energy/vpp.h"
-#include "gateway/downlink.h"
-#include "gateway/fleet.h"
-#include "gateway/keyfetch.h"
-#include "gateway/metrics.h"
-#include "gateway/recovery.h"
-#include "openadr/ven.h"
-#include "server/admintoken.h"
-#include "server/apiloop.h"
-#include "server/clusterapi.h"
-#include "server/downlinks.h"
-#include "server/presences.h"
-#include "server/server.h"
-#include "gateway/session.h"
-#include "mqtt/mqtt.h"
-#include "os/fsio.h"
-#include "privacy/erasure.h"
-#include "privacy/guard.h"
-#include "privacy/subjects.h"
-#include "privacy/zones.h"
-#include "store/store.h"
-#include "util/clock.h"
-#include "util/err.h"
-#include "util/log.h"
-#include "util/prio.h"
-#include "wal/reclog.h"
-#include "wal/wal.h"
-
-/* Backpressure: ingest stops reading from devices while the store's head (the live head and
- * the one being flushed) holds more than store.head_max_datums (default this many flushes'
- * worth), e.g. while a long merge keeps the worker busy. */
-#define HEAD_BUDGET_FLUSHES 4
-
-struct fv_server {
-    const struct fv_config *cfg;
-    struct fv_loopref ref;         /* the ingest loop's context, for wake_loop */
-    struct fv_apiloop api;         /* the API thread */
-    struct fv_wal *wal;            /* NULL on a gateway */
-    struct fv_reclog log;          /* the gateway's record log: the WAL, or the stream */
-    struct fv_jsreclog *jslog;     /* role gateway: the stream (cluster/jsreclog.h) */
-    struct fv_jsconsume *consumer; /* role storage: the shards (cluster/jsconsume.h) */
-    struct fv_clusterapi *capi;    /* storage, api: the cluster's queries (server/clusterapi.h) */
-    struct fv_recovery rec;        /* role storage: what takes the stream's records */
-    struct fv_jskeys *jskeys;      /* gateway, storage: the shared keys (cluster/jskeys.h) */
-    struct fv_keyfetch *keyfetch;  /* gateway: keys fetched off the loop (gateway/keyfetch.h) */
-    struct fv_jssubjects *jssubj;  /* gateway, storage: periods and consents (jssubjects.h) */
-    int subjects_changed;          /* atomic: the sync changed the catalog (registry_poll) */
-    struct fv_fleet fleet;
-    struct fv_metrics m;
-    struct fv_ingest *ing;
-    struct fv_gw_downlink *downlink; /* the downlink seam's in-process side (wire/downlink.h) */
-    struct fv_vpp *vpp;              /* the virtual power plant (energy/vpp.h) */
-    struct fv_ven *ven;              /* the OpenADR VEN (openadr/ven.h); NULL: not configured */
-    struct fv_keystore *ven_keys;    /* the VEN's thread's (its history reports, forecasts) */
-    struct fv_oadr_store *ven_store; /* what the VEN reads from the store (api/oadr_store.h) */
-    char datasets_dir[1100];         /* DATA/datasets (data/dataset.h) */
-    char ui_dir[PATH_MAX];           /* the web console's files (api/static_ui.h) */
-    struct fv_campaign *campaigns;   /* data-collection campaigns (data/campaign.h) */
-    struct fv_downlinks dls;         /* the capabilities' downlink per role */
-    struct fv_presences pres;        /* gateway, storage: devices' presence (presences.h) */
-    struct fv_http_ctx http;
-    char admin_token[80];
-    struct fv_kek kek;
-    struct fv_keystore *keys;     /* the ingest loop's (and, before threads start, start-up's) */
-    struct fv_keystore *api_keys; /* the API thread's */
-    struct fv_store_config store_cfg;
-    struct fv_store *store;
-    struct fv_guard guard;
-    struct fv_exports *exports;
-    struct fv_erasure erasure;
-    struct fv_clips_config clips;       /* the "clips" object (data/clip_upload.h) */
-    char clips_dir[PATH_MAX];           /* DATA/clips */
-    struct fv_clip_server *clip_server; /* the clip upload endpoint's thread, or NULL */
-    struct fv_clip_deid *clip_deid;     /* the de-identification worker, or NULL */
-    struct fv_label_queue *labeling;    /* the labelers' leases (the API thread's) */
-    struct fv_ds_builds *ds_builds;     /* the dataset build worker (data/ds_builds.h) */
-    struct fv_mqtt *mqtt;               /* the MQTT publisher (mqtt/mqtt.h), or NULL */
-    uint64_t registry_checked_ns;
-    int64_t data_version;
-    int store_degraded; /* a record reached the WAL but not the head: keep the WAL */
-    uint64_t start_ms;
-    volatile sig_atomic_t *stop;
-    int lock_fd;
-};
+#include "server/server_int.h"
 
 /* Signal handlers get no context pointer: this is the one process-wide reference to the
  * running server (one server per process). */
@@ -158,7 +40,7 @@ static struct fv_server *running;
 
 /* Wakes the ingest loop; any thread (the WAL writer and the store worker are given it as
  * their notify callback, arg being the server). */
-static void wake_loop(void *arg)
+void fv_server__wake_loop(void *arg)
 {
     struct fv_server *srv = arg;
     fv_loopref_wake(&srv->ref);
@@ -238,7 +120,7 @@ static void kv_erased(void *arg)
 {
     struct fv_server *srv = arg;
     fv_ingest_keys_changed(srv->ing);
-    wake_loop(srv);
+    fv_server__wake_loop(srv);
 }
 
 /* The subjects sync's thread (cluster/jssubjects.h P1): periods or consents of the cluster
@@ -247,7 +129,7 @@ static void subjects_synced(void *arg)
 {
     struct fv_server *srv = arg;
     __atomic_store_n(&srv->subjects_changed, 1, __ATOMIC_RELEASE);
-    wake_loop(srv);
+    fv_server__wake_loop(srv);
 }
 
 static int storage_full(void *arg)
@@ -339,130 +221,6 @@ static void raise_fd_limit(void)
     }
 }
 
-/* API thread: the erasure destroys keys through the API's keystore; the ingest drops its
- * cached keys before its next record, and the device's state goes now. */
-static int erase_device(void *arg, const char *device, const struct fv_guard_ctx *ctx, char *err,
-                        size_t errlen)
-{
-    struct fv_server *srv = arg;
-    int rc = fv_erasure_erase(&srv->erasure, srv->store, device, ctx ? ctx->principal : NULL,
-                              ctx ? ctx->ticket : NULL, err, errlen);
-    if (rc) return rc;
-    fv_clip_server_forget(srv->clip_server, device); /* its uploads in progress */
-    fv_ingest_keys_changed(srv->ing);
-    wake_loop(srv);
-    if (srv->vpp && fv_vpp_forget_site(srv->vpp, device) != FV_OK)
-        fv_warn("erasure: the VPP's record of the site could not be deleted from vpp.db");
-    if (srv->campaigns && fv_campaign_forget_device(srv->campaigns, device) != FV_OK)
-        fv_warn("erasure: the device's campaign targets could not be deleted from campaigns.db");
-    struct fv_device *d = fv_fleet_find(&srv->fleet, device);
-    if (d) {
-        fv_fleet_lock(&srv->fleet);
-        fv_device_wipe(d);
-        fv_fleet_unlock(&srv->fleet);
-    }
-    return FV_OK;
-}
-
-/* Erasure's purge hook (privacy/erasure.h): the subject's clips, and the shards of every
- * dataset version that holds the subject (data/dataset.h D8: they hold its decrypted clips;
- * the subject's dataset identifier, data/ds_clips.h S4, needs only the pseudonym), on the
- * API thread (or at start, before the threads) with the API's keystore. */
-static int purge_clips(void *arg, const char *pseudo, char *err, size_t errlen)
-{
-    struct fv_server *srv = arg;
-    char sid[33];
-    size_t n = 0;
-    int rc = fv_ds_clips_subject(srv->api_keys, pseudo, sid);
-    if (rc == FV_OK)
-        rc = fv_ds_erase_subject(srv->datasets_dir, sid, (int64_t)fv_now_ms(), &n, err, errlen);
-    else
-        fv_seterr(err, errlen, "the subject's dataset identifier: %s", fv_strerror(rc));
-    if (rc == FV_OK && n)
-        fv_info("erasure: %zu dataset version(s) held the subject: shards deleted", n);
-    if (rc == FV_OK) rc = fv_clip_store_purge(srv->api_keys, srv->clips_dir, pseudo, err, errlen);
-    /* Cluster: the key leaves the KV bucket once this node's erasure is durable (jskeys.h J2) */
-    if (rc == FV_OK && srv->jskeys) rc = fv_jskeys_purge(srv->jskeys, pseudo, err, errlen);
-    return rc;
-}
-
-/* The clip endpoint's place hook (its thread): the device's latest position, copied under
- * the fleet's lock (F1). */
-static int device_position(void *arg, const char *device, double *lat, double *lon)
-{
-    struct fv_server *srv = arg;
-    struct fv_device *d = fv_fleet_find(&srv->fleet, device);
-    if (d == NULL) return 0;
-    int found = 0;
-    uint64_t best = 0;
-    fv_fleet_lock(&srv->fleet);
-    for (uint32_t i = 0; i < d->nsignals; i++) {
-        const struct fv_signal_state *ss = &d->signals[i];
-        if (ss->value.kind != FV_VK_LOCATION || ss->time_ms < best) continue;
-        *lat = ss->value.u.loc.lat;
-        *lon = ss->value.u.loc.lon;
-        best = ss->time_ms;
-        found = 1;
-    }
-    fv_fleet_unlock(&srv->fleet);
-    return found;
-}
-
-/* The clip endpoint's campaign check (its thread; the campaign service locks its own state):
- * the campaign service decides for the campaigns it knows; an id it does not know is accepted
- * only if clips.campaigns lists it (uploads outside any campaign: docs/data-engine.md). */
-static int clip_campaign_ok(void *arg, const char *device, const char *campaign_id, char *why,
-                            size_t n)
-{
-    struct fv_server *srv = arg;
-    if (fv_campaign_may_upload(srv->campaigns, campaign_id, device, why, n)) return 1;
-    if (fv_campaign_exists(srv->campaigns, campaign_id)) return 0;
-    return fv_clips_campaign_listed((void *)&srv->clips, device, campaign_id, why, n);
-}
-
-/* A stored clip counts in its campaign's status (clips_uploaded, bytes; C3's budgets). */
-static void clip_counted(void *arg, const char *device, const char *campaign, uint64_t bytes)
-{
-    struct fv_server *srv = arg;
-    fv_campaign_clip_stored(srv->campaigns, campaign, device, bytes);
-}
-
-/* The clip endpoint's signal window (its thread): the campaign's, when the service knows it
- * (clip_server.h X1). */
-static int clip_window(void *arg, const char *campaign, int64_t *pre_ms, int64_t *post_ms)
-{
-    struct fv_server *srv = arg;
-    return fv_campaign_window(srv->campaigns, campaign, pre_ms, post_ms);
-}
-
-/* The clip endpoint and the de-identification worker, when clips.listen is set. */
-static int open_clips(struct fv_server *srv, char *err, size_t errlen)
-{
-    if (!srv->clips.enabled) return FV_OK;
-    int rc = fv_clip_deid_start(&srv->clip_deid, &srv->clips, srv->cfg->data_dir, &srv->kek, err,
-                                errlen);
-    if (rc) return rc;
-    struct fv_clip_server_cfg cc = {.certs_dir = srv->cfg->certs_dir,
-                                    .data_dir = srv->cfg->data_dir,
-                                    .clips = &srv->clips,
-                                    .kek = &srv->kek,
-                                    .campaign_ok = clip_campaign_ok,
-                                    .campaign_arg = srv,
-                                    .clip_stored = clip_counted,
-                                    .place = device_position,
-                                    .place_arg = srv,
-                                    .grid_m = srv->guard.grid_m,
-                                    .stored = fv_clip_deid_wake,
-                                    .stored_arg = srv->clip_deid,
-                                    .store = srv->store,
-                                    .window = clip_window,
-                                    .signal_counts = srv->m.clip_signals};
-    srv->api.deid = srv->clip_deid; /* its audit records are written on the API thread (D6) */
-    rc = fv_clip_server_start(&srv->clip_server, &cc, err, errlen);
-    srv->api.clips = srv->clip_server; /* likewise (clip_server.h X3) */
-    return rc;
-}
-
 static int open_services(struct fv_server *srv, char *err, size_t errlen);
 
 /* The ingest on srv->log, with the given sink and backpressure, and its downlink. */
@@ -481,7 +239,8 @@ static int open_ingest(struct fv_server *srv, void (*put)(void *, const struct f
                                   .storage_full_arg = full_arg,
                                   .keyfetch = srv->keyfetch};
     int rc = fv_ingest_new(&deps, &srv->ing);
-    if (rc == FV_OK) rc = fv_gw_downlink_new(srv->ing, &srv->m, wake_loop, srv, &srv->downlink);
+    if (rc == FV_OK)
+        rc = fv_gw_downlink_new(srv->ing, &srv->m, fv_server__wake_loop, srv, &srv->downlink);
     return rc;
 }
 
@@ -493,13 +252,13 @@ static int open_gateway(struct fv_server *srv, char *err, size_t errlen)
 {
     const struct fv_config *cfg = srv->cfg;
     struct fv_keysource src = fv_jskeys_source(srv->jskeys);
-    int rc = fv_keyfetch_start(&src, wake_loop, srv, &srv->keyfetch);
+    int rc = fv_keyfetch_start(&src, fv_server__wake_loop, srv, &srv->keyfetch);
     if (rc) {
         fv_seterr(err, errlen, "cannot start the key fetcher: %s", fv_strerror(rc));
         return rc;
     }
     fv_keystore_set_async(srv->keys, 1);
-    rc = fv_jsreclog_open(&cfg->cluster, wake_loop, srv, &srv->jslog, err, errlen);
+    rc = fv_jsreclog_open(&cfg->cluster, fv_server__wake_loop, srv, &srv->jslog, err, errlen);
     if (rc) return rc;
     srv->log = fv_jsreclog_log(srv->jslog);
     rc = open_ingest(srv, sink_none, fv_jsreclog_full, srv->jslog);
@@ -569,7 +328,7 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
         fv_warn("api: cannot find the executable's directory; the console (/ui/) is off");
     if (rc == FV_OK) rc = fv_clips_config_parse(&srv->clips, cfg->clips_json, err, errlen);
     if (rc == FV_OK) rc = fv_clip_store_init(srv->api_keys, err, errlen);
-    srv->erasure.purge = purge_clips;
+    srv->erasure.purge = fv_server__purge_clips;
     srv->erasure.purge_arg = srv;
     if (rc == FV_OK)
         rc = fv_guard_open(&srv->guard, cfg, srv->api_keys, srv->admin_token, fv_loopref_wake,
@@ -604,7 +363,7 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
 
     snprintf(path, sizeof path, "%s/wal", cfg->data_dir);
     struct fv_wal_opts wo = {.segment_bytes = cfg->wal_segment_bytes,
-                             .notify = wake_loop,
+                             .notify = fv_server__wake_loop,
                              .notify_arg = srv,
                              .before_sync = wal_before_sync,
                              .before_sync_arg = srv,
@@ -665,7 +424,7 @@ static int open_services(struct fv_server *srv, char *err, size_t errlen)
     if (srv->jskeys) rc = fv_jskeys_watch(srv->jskeys, path, kv_erased, srv, err, errlen);
     if (rc == FV_OK)
         rc = fv_presences_open(&srv->pres, cfg, &srv->fleet, srv->ing, storage_wants, srv,
-                               wake_loop, srv, err, errlen);
+                               fv_server__wake_loop, srv, err, errlen);
     if (rc) return rc;
     if (cfg->openadr.enabled && cfg->role == FV_ROLE_GATEWAY) {
         fv_warn("openadr: the VEN runs on a storage node (it reads stored telemetry), not here");
@@ -691,7 +450,7 @@ static int open_services(struct fv_server *srv, char *err, size_t errlen)
                                               .keys = srv->api_keys,
                                               .guard = &srv->guard,
                                               .store_cfg = &srv->store_cfg,
-                                              .erase = erase_device,
+                                              .erase = fv_server__erase_device,
                                               .erase_arg = srv,
                                               .clips_dir = srv->clips_dir,
                                               .ds_builds = srv->ds_builds,
@@ -793,7 +552,7 @@ static int open_listeners(struct fv_server *srv, struct ev_loop *loop, char *err
     }
     /* The clip endpoint and the MQTT publisher before the API thread, which reads
      * srv->clip_server (erasure) and drains the publisher's audit records. */
-    int rc = open_clips(srv, err, errlen);
+    int rc = fv_server__open_clips(srv, err, errlen);
     if (rc == FV_OK) rc = open_mqtt(srv, err, errlen);
     if (rc == FV_OK)
         rc = fv_apiloop_start(&srv->api, cfg, &srv->http, &srv->guard, srv->api_keys, err, errlen);
@@ -935,7 +694,7 @@ int fv_server_run(const struct fv_config *cfg, volatile sig_atomic_t *stop, char
     if (rc) goto out;
 
     uint64_t last_trim = fv_mono_ns();
-    if (srv->store) fv_store_set_wake(srv->store, wake_loop, srv);
+    if (srv->store) fv_store_set_wake(srv->store, fv_server__wake_loop, srv);
     struct ev_timer tick;
     ev_timer_init(&tick, tick_cb, 1.0, 1.0);
     ev_timer_start(loop, &tick);
@@ -986,5 +745,5 @@ out:
 void fv_server_wake(void)
 {
     struct fv_server *srv = __atomic_load_n(&running, __ATOMIC_SEQ_CST);
-    if (srv) wake_loop(srv);
+    if (srv) fv_server__wake_loop(srv);
 }
