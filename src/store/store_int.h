@@ -49,20 +49,33 @@ struct fv_wal;
 
 struct hframe {
     int64_t t;
-    uint32_t off, n; /* datums [off, off+n) */
+    uint32_t off, n; /* n datums from slot off (a wide datum takes two slots: struct hdatum) */
+};
+/* A datum in the head: 16 bytes where struct fv_datum takes 32 (issue 13, memory per
+ * connected vehicle: a device's head holds every datum it sent since the last flush). The
+ * slot holds the field, the value's kind and member and the first 8 bytes of its union: all
+ * of a number, a flag, a bit set or a string (owned, as in fv_value). A wide value (a location,
+ * a time: fv_store__hd_width) continues in the next slot, which holds the union's other 8
+ * bytes and nothing else. Read through fv_store__hd_value. */
+struct hdatum {
+    uint32_t field;
+    uint8_t kind, member;
+    union {
+        char *s;
+        unsigned char raw[8];
+    } u;
 };
 struct hevent {
     int64_t t;
     uint32_t topic_off, topic_len, off, len; /* in evbytes */
 };
 struct hdev {
-    char pseudo[33];
     unsigned char subject[FV_SUBJECT_LEN];
     unsigned char dek[32];
     struct hframe *fr;
     size_t nfr, capfr;
-    struct fv_datum *d;
-    size_t nd, capd;
+    struct hdatum *d;
+    size_t nd, capd; /* slots */
     struct hevent *ev;
     size_t nev, capev;
     struct fv_buf evbytes;
@@ -167,6 +180,16 @@ int fv_store__grow(void **p, size_t *cap, size_t need, size_t elem);
 /* qsort/bsearch comparators: subjects (FV_SUBJECT_LEN bytes at the start), uint32_t. */
 int fv_store__cmp_subject(const void *a, const void *b);
 int fv_store__cmp_u32(const void *a, const void *b);
+
+/* Slots a value of this kind takes in the head: 2 for a location or a time (and any kind
+ * this build does not know: the whole union is kept), else 1. */
+static inline unsigned fv_store__hd_width(uint8_t kind)
+{
+    return kind == FV_VK_LOCATION || kind == FV_VK_TIME || kind > FV_VK_OTHER ? 2 : 1;
+}
+/* The value of the head datum at d (and its second slot if wide), as a shallow fv_value: a
+ * string is the head's (do not clear v; fv_value_copy it to keep it). */
+void fv_store__hd_value(const struct hdatum *d, struct fv_value *v);
 
 /* store.c (event loop) */
 /* Frees a head and its devices (keys cleansed); NULL is ignored. */

@@ -347,8 +347,8 @@ static int head_block(const struct head *hd, const char *pseudo, const struct fv
     size_t capcols = 0;
     for (size_t i = 0; rc == FV_OK && i < n; i++) {
         b->t[i] = fr[i].t;
-        for (uint32_t k = 0; k < fr[i].n && rc == FV_OK; k++) {
-            const struct fv_datum *d = &h->d[fr[i].off + k];
+        const struct hdatum *d = &h->d[fr[i].off];
+        for (uint32_t k = 0; k < fr[i].n && rc == FV_OK; k++, d += fv_store__hd_width(d->kind)) {
             if (!want_field(c->fields, c->nfields, d->field)) continue;
             uintptr_t at = (uintptr_t)fv_map_get_u64(&colidx, d->field);
             struct fv_block_col *col = at ? &b->cols[at - 1] : NULL;
@@ -371,7 +371,9 @@ static int head_block(const struct head *hd, const char *pseudo, const struct fv
                 fv_value_clear(&col->v[col->n - 1]);
                 col->n--;
             }
-            rc = fv_value_copy(&col->v[col->n], &d->value);
+            struct fv_value v;
+            fv_store__hd_value(d, &v);
+            rc = fv_value_copy(&col->v[col->n], &v);
             if (rc == FV_OK) col->row[col->n++] = (uint32_t)i;
         }
     }
