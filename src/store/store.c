@@ -111,43 +111,61 @@ int fv_store__cmp_subject(const void *a, const void *b)
 
 /* ---- head --------------------------------------------------------------------------------- */
 
-_Static_assert(sizeof(struct hdatum) == 16, "a head datum is 16 bytes");
+_Static_assert(sizeof(struct hdatum) == 12, "a head datum is 12 bytes");
 _Static_assert(sizeof(((struct fv_value *)0)->u) == 2 * sizeof(((struct hdatum *)0)->u),
                "a wide value fits two head slots");
+_Static_assert(FV_VK_OTHER < FV_HD_BIGFIELD, "kinds leave the flag bit free");
 
 void fv_store__hd_value(const struct hdatum *d, struct fv_value *v)
 {
     memset(v, 0, sizeof *v);
-    v->kind = d->kind;
+    v->kind = d->kind & ~FV_HD_BIGFIELD & 0xff;
     v->member = d->member;
     unsigned char *u = (unsigned char *)&v->u;
-    memcpy(u, d->u.raw, sizeof d->u.raw);
-    if (fv_store__hd_width(d->kind) == 2) memcpy(u + sizeof d->u.raw, d[1].u.raw, sizeof d->u.raw);
+    memcpy(u, d->u, sizeof d->u);
+    if (fv_store__hd_width(v->kind) == 2) memcpy(u + sizeof d->u, d[1].u, sizeof d->u);
 }
 
-/* Puts a copy of value v (a string duplicated) at slot d, and its second slot if wide.
- * FV_OK or FV_ENOMEM (nothing held then). */
+/* Slots a datum takes in the head (fv_store__hd_slots once put). */
+static size_t hd_need(uint32_t field, uint8_t kind)
+{
+    return fv_store__hd_width(kind) + (field > UINT16_MAX);
+}
+
+/* Puts field and a copy of value v (a string duplicated) at slot d and the hd_need slots
+ * after it. FV_OK or FV_ENOMEM (nothing held then). */
 static int hd_put(struct hdatum *d, uint32_t field, const struct fv_value *v)
 {
     const unsigned char *u = (const unsigned char *)&v->u;
-    *d = (struct hdatum){.field = field, .kind = v->kind, .member = v->member};
+    size_t n = hd_need(field, v->kind);
+    memset(d, 0, n * sizeof *d);
+    d->field = (uint16_t)field;
+    d->kind = v->kind;
+    d->member = v->member;
+    if (field > UINT16_MAX) {
+        d->kind |= FV_HD_BIGFIELD;
+        d[n - 1].u[0] = field;
+    }
     if (v->kind == FV_VK_STRING) {
-        d->u.s = strdup(v->u.s ? v->u.s : "");
-        return d->u.s ? FV_OK : FV_ENOMEM;
+        char *str = strdup(v->u.s ? v->u.s : "");
+        if (str == NULL) return FV_ENOMEM;
+        memcpy(d->u, &str, sizeof str);
+        return FV_OK;
     }
-    memcpy(d->u.raw, u, sizeof d->u.raw);
-    if (fv_store__hd_width(v->kind) == 2) {
-        d[1] = (struct hdatum){0};
-        memcpy(d[1].u.raw, u + sizeof d->u.raw, sizeof d->u.raw);
-    }
+    memcpy(d->u, u, sizeof d->u);
+    if (fv_store__hd_width(v->kind) == 2) memcpy(d[1].u, u + sizeof d->u, sizeof d->u);
     return FV_OK;
 }
 
 /* Frees the strings of slots [from, to) of h (a datum boundary each). */
 static void hd_clear(struct hdev *h, size_t from, size_t to)
 {
-    for (size_t q = from; q < to; q += fv_store__hd_width(h->d[q].kind))
-        if (h->d[q].kind == FV_VK_STRING) free(h->d[q].u.s);
+    for (size_t q = from; q < to; q += fv_store__hd_slots(&h->d[q]))
+        if ((h->d[q].kind & ~FV_HD_BIGFIELD) == FV_VK_STRING) {
+            char *str;
+            memcpy(&str, h->d[q].u, sizeof str);
+            free(str);
+        }
 }
 
 static void hdev_free(struct hdev *h)
@@ -465,7 +483,7 @@ static int add_frame(struct fv_store *s, const char *pseudo, const unsigned char
     if (rc) return rc;
     size_t slots = 0;
     for (size_t i = 0; i < v->n; i++)
-        slots += fv_store__hd_width(v->data[i].value.kind);
+        slots += hd_need(v->data[i].field, v->data[i].value.kind);
     if (h->nd + slots > UINT32_MAX) return FV_ELIMIT;
     rc = head_grow((void **)&h->fr, &h->capfr, h->nfr + 1, sizeof *h->fr);
     if (rc == FV_OK) rc = head_grow((void **)&h->d, &h->capd, h->nd + slots, sizeof *h->d);
@@ -477,7 +495,7 @@ static int add_frame(struct fv_store *s, const char *pseudo, const unsigned char
             hd_clear(h, off, q);
             return rc;
         }
-        q += fv_store__hd_width(v->data[i].value.kind);
+        q += hd_need(v->data[i].field, v->data[i].value.kind);
     }
     h->nd = q;
     h->fr[h->nfr++] = (struct hframe){t, (uint32_t)off, (uint32_t)v->n};

@@ -60,8 +60,8 @@ static int head_last(const struct head *hd, const char *pseudo, uint32_t field, 
         const struct hframe *f = &h->fr[i];
         if (f->t < from || f->t > to || (c->have && f->t < c->t)) continue;
         const struct hdatum *d = &h->d[f->off];
-        for (uint32_t k = 0; rc == FV_OK && k < f->n; k++, d += fv_store__hd_width(d->kind)) {
-            if (d->field != field) continue;
+        for (uint32_t k = 0; rc == FV_OK && k < f->n; k++, d += fv_store__hd_slots(d)) {
+            if (fv_store__hd_field(d) != field) continue;
             struct fv_value v;
             fv_store__hd_value(d, &v);
             rc = consider(c, f->t, v.kind == FV_VK_NONE, &v);
