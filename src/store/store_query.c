@@ -347,7 +347,8 @@ static int head_block(const struct head *hd, const char *pseudo, const struct fv
     size_t capcols = 0;
     for (size_t i = 0; rc == FV_OK && i < n; i++) {
         b->t[i] = fr[i].t;
-        const struct hdatum *d = &h->d[fr[i].off];
+        /* (an empty frame: no slots, and maybe no array to point into) */
+        const struct hdatum *d = fr[i].n ? &h->d[fr[i].off] : NULL;
         for (uint32_t k = 0; k < fr[i].n && rc == FV_OK; k++, d += fv_store__hd_slots(d)) {
             uint32_t field = fv_store__hd_field(d);
             if (!want_field(c->fields, c->nfields, field)) continue;

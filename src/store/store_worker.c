@@ -256,7 +256,8 @@ static int flush_dev(const struct fv_store_config *cfg, struct fv_part_writer *w
         goto out;
     }
     for (size_t i = 0, x = 0; i < h->nfr; i++) {
-        const struct hdatum *d = &h->d[h->fr[i].off];
+        /* (an empty frame: no slots, and maybe no array to point into) */
+        const struct hdatum *d = h->fr[i].n ? &h->d[h->fr[i].off] : NULL;
         fr[i] = (struct fv_block_frame){h->fr[i].t, h->fr[i].n, dx + x, 0};
         for (uint32_t k = 0; k < h->fr[i].n; k++, x++, d += fv_store__hd_slots(d)) {
             dx[x].field = fv_store__hd_field(d);
