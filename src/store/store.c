@@ -111,10 +111,66 @@ int fv_store__cmp_subject(const void *a, const void *b)
 
 /* ---- head --------------------------------------------------------------------------------- */
 
+_Static_assert(sizeof(struct hdatum) == 12, "a head datum is 12 bytes");
+_Static_assert(sizeof(((struct fv_value *)0)->u) == 2 * sizeof(((struct hdatum *)0)->u),
+               "a wide value fits two head slots");
+_Static_assert(FV_VK_OTHER < FV_HD_BIGFIELD, "kinds leave the flag bit free");
+
+void fv_store__hd_value(const struct hdatum *d, struct fv_value *v)
+{
+    memset(v, 0, sizeof *v);
+    v->kind = d->kind & ~FV_HD_BIGFIELD & 0xff;
+    v->member = d->member;
+    unsigned char *u = (unsigned char *)&v->u;
+    memcpy(u, d->u, sizeof d->u);
+    if (fv_store__hd_width(v->kind) == 2) memcpy(u + sizeof d->u, d[1].u, sizeof d->u);
+}
+
+/* Slots a datum takes in the head (fv_store__hd_slots once put). */
+static size_t hd_need(uint32_t field, uint8_t kind)
+{
+    return fv_store__hd_width(kind) + (field > UINT16_MAX);
+}
+
+/* Puts field and a copy of value v (a string duplicated) at slot d and the hd_need slots
+ * after it. FV_OK or FV_ENOMEM (nothing held then). */
+static int hd_put(struct hdatum *d, uint32_t field, const struct fv_value *v)
+{
+    const unsigned char *u = (const unsigned char *)&v->u;
+    size_t n = hd_need(field, v->kind);
+    memset(d, 0, n * sizeof *d);
+    d->field = (uint16_t)field;
+    d->kind = v->kind;
+    d->member = v->member;
+    if (field > UINT16_MAX) {
+        d->kind |= FV_HD_BIGFIELD;
+        d[n - 1].u[0] = field;
+    }
+    if (v->kind == FV_VK_STRING) {
+        char *str = strdup(v->u.s ? v->u.s : "");
+        if (str == NULL) return FV_ENOMEM;
+        memcpy(d->u, &str, sizeof str);
+        return FV_OK;
+    }
+    memcpy(d->u, u, sizeof d->u);
+    if (fv_store__hd_width(v->kind) == 2) memcpy(d[1].u, u + sizeof d->u, sizeof d->u);
+    return FV_OK;
+}
+
+/* Frees the strings of slots [from, to) of h (a datum boundary each). */
+static void hd_clear(struct hdev *h, size_t from, size_t to)
+{
+    for (size_t q = from; q < to; q += fv_store__hd_slots(&h->d[q]))
+        if ((h->d[q].kind & ~FV_HD_BIGFIELD) == FV_VK_STRING) {
+            char *str;
+            memcpy(&str, h->d[q].u, sizeof str);
+            free(str);
+        }
+}
+
 static void hdev_free(struct hdev *h)
 {
-    for (size_t i = 0; i < h->nd; i++)
-        fv_value_clear(&h->d[i].value);
+    hd_clear(h, 0, h->nd);
     free(h->fr);
     free(h->d);
     free(h->ev);
@@ -142,7 +198,6 @@ static struct hdev *head_dev(struct head *hd, const char *pseudo, const unsigned
         free(h);
         return NULL;
     }
-    snprintf(h->pseudo, sizeof h->pseudo, "%s", pseudo);
     memcpy(h->dek, dek, 32);
     if (fv_map_put(&hd->devs, pseudo, strlen(pseudo), h) != FV_OK) {
         free(h);
@@ -389,11 +444,12 @@ uint64_t fv_store_wal_hi(const struct fv_store *s)
 
 /* Grows a head array to hold need elements: the first allocation exactly (a device that sent
  * one record holds one frame of its datums, not 16 frames and 32 datums: issue 13, memory
- * per connected vehicle), then doubling (amortised O(1) per element). FV_ENOMEM leaves it. */
+ * per connected vehicle), then by half (amortised O(1) per element; doubling left a device
+ * that sent three records of 20 signals with room for 80). FV_ENOMEM leaves it. */
 static int head_grow(void **p, size_t *cap, size_t need, size_t elem)
 {
     if (need <= *cap) return FV_OK;
-    size_t nc = *cap ? *cap * 2 : need;
+    size_t nc = *cap ? *cap + *cap / 2 : need;
     if (nc < need) nc = need;
     void *m = realloc(*p, nc * elem);
     if (m == NULL) return FV_ENOMEM;
@@ -425,21 +481,23 @@ static int add_frame(struct fv_store *s, const char *pseudo, const unsigned char
     struct hdev *h;
     int rc = add_target(s, pseudo, dek, rx_ms, &h);
     if (rc) return rc;
-    if (h->nd + v->n > UINT32_MAX) return FV_ELIMIT;
+    size_t slots = 0;
+    for (size_t i = 0; i < v->n; i++)
+        slots += hd_need(v->data[i].field, v->data[i].value.kind);
+    if (h->nd + slots > UINT32_MAX) return FV_ELIMIT;
     rc = head_grow((void **)&h->fr, &h->capfr, h->nfr + 1, sizeof *h->fr);
-    if (rc == FV_OK) rc = head_grow((void **)&h->d, &h->capd, h->nd + v->n, sizeof *h->d);
+    if (rc == FV_OK) rc = head_grow((void **)&h->d, &h->capd, h->nd + slots, sizeof *h->d);
     if (rc) return rc;
-    size_t off = h->nd;
+    size_t off = h->nd, q = off;
     for (size_t i = 0; i < v->n; i++) {
-        h->d[off + i].field = v->data[i].field;
-        rc = fv_value_copy(&h->d[off + i].value, &v->data[i].value);
+        rc = hd_put(&h->d[q], v->data[i].field, &v->data[i].value);
         if (rc) {
-            while (i-- > 0)
-                fv_value_clear(&h->d[off + i].value);
+            hd_clear(h, off, q);
             return rc;
         }
+        q += hd_need(v->data[i].field, v->data[i].value.kind);
     }
-    h->nd += v->n;
+    h->nd = q;
     h->fr[h->nfr++] = (struct hframe){t, (uint32_t)off, (uint32_t)v->n};
     s->head->datums += v->n;
     s->head->records++;
@@ -501,7 +559,10 @@ static void forget(struct fv_store *s, const char *pseudo)
         if (heads[i] == NULL || (i == 1 && s->state == ST_RUNNING)) continue;
         struct hdev *h = fv_map_del(&heads[i]->devs, pseudo, strlen(pseudo));
         if (h) {
-            heads[i]->datums -= heads[i]->datums < h->nd ? heads[i]->datums : h->nd;
+            uint64_t nd = 0;
+            for (size_t k = 0; k < h->nfr; k++)
+                nd += h->fr[k].n;
+            heads[i]->datums -= nd < heads[i]->datums ? nd : heads[i]->datums;
             uint64_t nr = h->nfr + h->nev;
             heads[i]->records -= nr < heads[i]->records ? nr : heads[i]->records;
             hdev_free(h);

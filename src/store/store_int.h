@@ -49,20 +49,34 @@ struct fv_wal;
 
 struct hframe {
     int64_t t;
-    uint32_t off, n; /* datums [off, off+n) */
+    uint32_t off, n; /* n datums from slot off (a wide datum takes two slots: struct hdatum) */
 };
+/* A datum in the head: 12 bytes where struct fv_datum takes 32 (issue 13, memory per
+ * connected vehicle: a device's head holds every datum it sent since the last flush). The
+ * slot holds the signal number, the value's kind and member and the first 8 bytes of its
+ * union: all of a number, a flag, a bit set or a string's pointer (the string owned, as in
+ * fv_value). A wide value (a location, a time) continues in the next slot, which holds the
+ * union's other 8 bytes; a signal number above 65535 (only in records stored before the
+ * payload limits, wire/payload.h) sets FV_HD_BIGFIELD in kind and is held whole in one more
+ * slot after them. Read through fv_store__hd_slots, _field and _value. */
+struct hdatum {
+    uint16_t field; /* the signal number (its low 16 bits with FV_HD_BIGFIELD) */
+    uint8_t kind;   /* enum fv_vkind, | FV_HD_BIGFIELD */
+    uint8_t member;
+    uint32_t u[2]; /* 8 bytes of the value's union (copied with memcpy) */
+};
+#define FV_HD_BIGFIELD 0x80
 struct hevent {
     int64_t t;
     uint32_t topic_off, topic_len, off, len; /* in evbytes */
 };
 struct hdev {
-    char pseudo[33];
     unsigned char subject[FV_SUBJECT_LEN];
     unsigned char dek[32];
     struct hframe *fr;
     size_t nfr, capfr;
-    struct fv_datum *d;
-    size_t nd, capd;
+    struct hdatum *d;
+    size_t nd, capd; /* slots */
     struct hevent *ev;
     size_t nev, capev;
     struct fv_buf evbytes;
@@ -167,6 +181,27 @@ int fv_store__grow(void **p, size_t *cap, size_t need, size_t elem);
 /* qsort/bsearch comparators: subjects (FV_SUBJECT_LEN bytes at the start), uint32_t. */
 int fv_store__cmp_subject(const void *a, const void *b);
 int fv_store__cmp_u32(const void *a, const void *b);
+
+/* Slots a value of this kind (FV_HD_BIGFIELD clear) takes in the head: 2 for a location or a
+ * time (and any kind this build does not know: the whole union is kept), else 1. */
+static inline unsigned fv_store__hd_width(uint8_t kind)
+{
+    return kind == FV_VK_LOCATION || kind == FV_VK_TIME || kind > FV_VK_OTHER ? 2 : 1;
+}
+/* Slots the head datum at d takes (the next datum is that many slots on). */
+static inline unsigned fv_store__hd_slots(const struct hdatum *d)
+{
+    return fv_store__hd_width(d->kind & ~FV_HD_BIGFIELD & 0xff) + !!(d->kind & FV_HD_BIGFIELD);
+}
+/* The signal number of the head datum at d. */
+static inline uint32_t fv_store__hd_field(const struct hdatum *d)
+{
+    if (!(d->kind & FV_HD_BIGFIELD)) return d->field;
+    return d[fv_store__hd_slots(d) - 1].u[0];
+}
+/* The value of the head datum at d (and its second slot if wide), as a shallow fv_value: a
+ * string is the head's (do not clear v; fv_value_copy it to keep it). */
+void fv_store__hd_value(const struct hdatum *d, struct fv_value *v);
 
 /* store.c (event loop) */
 /* Frees a head and its devices (keys cleansed); NULL is ignored. */

@@ -59,9 +59,13 @@ static int head_last(const struct head *hd, const char *pseudo, uint32_t field, 
     for (size_t i = 0; h && rc == FV_OK && i < h->nfr; i++) {
         const struct hframe *f = &h->fr[i];
         if (f->t < from || f->t > to || (c->have && f->t < c->t)) continue;
-        for (uint32_t k = 0; rc == FV_OK && k < f->n; k++) {
-            const struct fv_datum *d = &h->d[f->off + k];
-            if (d->field == field) rc = consider(c, f->t, d->value.kind == FV_VK_NONE, &d->value);
+        /* (an empty frame: no slots, and maybe no array to point into) */
+        const struct hdatum *d = f->n ? &h->d[f->off] : NULL;
+        for (uint32_t k = 0; rc == FV_OK && k < f->n; k++, d += fv_store__hd_slots(d)) {
+            if (fv_store__hd_field(d) != field) continue;
+            struct fv_value v;
+            fv_store__hd_value(d, &v);
+            rc = consider(c, f->t, v.kind == FV_VK_NONE, &v);
         }
     }
     return rc;

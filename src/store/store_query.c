@@ -347,19 +347,21 @@ static int head_block(const struct head *hd, const char *pseudo, const struct fv
     size_t capcols = 0;
     for (size_t i = 0; rc == FV_OK && i < n; i++) {
         b->t[i] = fr[i].t;
-        for (uint32_t k = 0; k < fr[i].n && rc == FV_OK; k++) {
-            const struct fv_datum *d = &h->d[fr[i].off + k];
-            if (!want_field(c->fields, c->nfields, d->field)) continue;
-            uintptr_t at = (uintptr_t)fv_map_get_u64(&colidx, d->field);
+        /* (an empty frame: no slots, and maybe no array to point into) */
+        const struct hdatum *d = fr[i].n ? &h->d[fr[i].off] : NULL;
+        for (uint32_t k = 0; k < fr[i].n && rc == FV_OK; k++, d += fv_store__hd_slots(d)) {
+            uint32_t field = fv_store__hd_field(d);
+            if (!want_field(c->fields, c->nfields, field)) continue;
+            uintptr_t at = (uintptr_t)fv_map_get_u64(&colidx, field);
             struct fv_block_col *col = at ? &b->cols[at - 1] : NULL;
             if (col == NULL) {
                 rc = fv_store__grow((void **)&b->cols, &capcols, b->ncols + 1, sizeof *b->cols);
                 if (rc == FV_OK)
-                    rc = fv_map_put_u64(&colidx, d->field, (void *)(uintptr_t)(b->ncols + 1));
+                    rc = fv_map_put_u64(&colidx, field, (void *)(uintptr_t)(b->ncols + 1));
                 if (rc) break;
                 col = &b->cols[b->ncols++];
                 memset(col, 0, sizeof *col);
-                col->field = d->field;
+                col->field = field;
                 col->row = malloc(n * sizeof *col->row);
                 col->v = calloc(n, sizeof *col->v);
                 if (col->row == NULL || col->v == NULL) {
@@ -371,7 +373,9 @@ static int head_block(const struct head *hd, const char *pseudo, const struct fv
                 fv_value_clear(&col->v[col->n - 1]);
                 col->n--;
             }
-            rc = fv_value_copy(&col->v[col->n], &d->value);
+            struct fv_value v;
+            fv_store__hd_value(d, &v);
+            rc = fv_value_copy(&col->v[col->n], &v);
             if (rc == FV_OK) col->row[col->n++] = (uint32_t)i;
         }
     }

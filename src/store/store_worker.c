@@ -236,21 +236,33 @@ static int cmp_bevent(const void *a, const void *b)
 }
 
 /* Encodes one subject's frozen head. The head itself is not touched (queries on the event
- * loop read it while this runs): sorted copies of its frame and event lists are encoded. */
+ * loop read it while this runs): sorted copies of its frame and event lists are encoded, the
+ * frames' datums expanded from the head's compact slots (struct hdatum) into one array in
+ * arrival order, strings borrowed. */
 static int flush_dev(const struct fv_store_config *cfg, struct fv_part_writer *w, struct hdev *h,
                      struct fv_buf *raw, char *err, size_t errlen)
 {
+    size_t nd = 0;
+    for (size_t i = 0; i < h->nfr; i++)
+        nd += h->fr[i].n;
     struct fv_block_frame *fr = malloc((h->nfr ? h->nfr : 1) * sizeof *fr);
     struct fv_block_event *ev = malloc((h->nev ? h->nev : 1) * sizeof *ev);
+    struct fv_datum *dx = malloc((nd ? nd : 1) * sizeof *dx);
     uint8_t *first = malloc(h->nfr ? h->nfr : 1);
     struct fv_lastvals lv = {0};
     int rc = FV_OK;
-    if (fr == NULL || ev == NULL || first == NULL) {
+    if (fr == NULL || ev == NULL || dx == NULL || first == NULL) {
         rc = FV_ENOMEM;
         goto out;
     }
-    for (size_t i = 0; i < h->nfr; i++) {
-        fr[i] = (struct fv_block_frame){h->fr[i].t, h->fr[i].n, h->d + h->fr[i].off, 0};
+    for (size_t i = 0, x = 0; i < h->nfr; i++) {
+        /* (an empty frame: no slots, and maybe no array to point into) */
+        const struct hdatum *d = h->fr[i].n ? &h->d[h->fr[i].off] : NULL;
+        fr[i] = (struct fv_block_frame){h->fr[i].t, h->fr[i].n, dx + x, 0};
+        for (uint32_t k = 0; k < h->fr[i].n; k++, x++, d += fv_store__hd_slots(d)) {
+            dx[x].field = fv_store__hd_field(d);
+            fv_store__hd_value(d, &dx[x].value);
+        }
         uint32_t mask = 0;
         for (uint32_t k = 0; k < fr[i].n; k++)
             mask |= 1u << class_of(cfg, fr[i].d[k].field);
@@ -297,6 +309,7 @@ out:
     free(first);
     free(fr);
     free(ev);
+    free(dx);
     return rc;
 }
 
