@@ -64,6 +64,8 @@ struct fv_jsconsume {
     uint64_t skipped;
     uint32_t next_shard; /* replay: the last cursor record's, until its record follows */
     uint64_t next_seq;
+    int64_t fetch_expires_ns; /* C12: a fetch's wait for a batch's rest, from the RTT */
+    uint64_t rtt_at_ns;       /* when the RTT was last measured (0: never) */
 };
 
 int fv_jsconsume_new(const struct fv_cluster_cfg *cfg, const char *node, const char *data_dir,
@@ -517,7 +519,7 @@ static int fetch_shard(struct fv_jsconsume *c, struct shard *s, char *err, size_
     jsFetchRequest_Init(&fr);
     fr.Batch = BATCH;
     fr.NoWait = true;
-    fr.Expires = 50000000ll; /* 50 ms: an idle shard must not hold the round up */
+    fr.Expires = c->fetch_expires_ns; /* C12 */
     natsStatus st = natsSubscription_FetchRequest(&list, s->sub, &fr);
     if (st != NATS_OK || list.Count == 0) {
         natsMsgList_Destroy(&list);
@@ -610,8 +612,23 @@ void fv_jsconsume_keep_leases(struct fv_jsconsume *c)
     follow_leases(c);
 }
 
+/* C12: a pull request for a batch that the shard cannot fill waits until it expires, so
+ * that expiry sets the pace of a shard with little left: 10 round trips to the NATS server,
+ * 2 to 50 ms, measured again every 30 s. */
+static void measure_rtt(struct fv_jsconsume *c)
+{
+    uint64_t now = fv_mono_ns();
+    if (c->rtt_at_ns && now - c->rtt_at_ns < 30000000000ull) return;
+    c->rtt_at_ns = now;
+    int64_t rtt = 0;
+    if (c->conn.nc == NULL || natsConnection_GetRTT(c->conn.nc, &rtt) != NATS_OK) rtt = 5000000;
+    int64_t e = 10 * rtt;
+    c->fetch_expires_ns = e < 2000000 ? 2000000 : e > 50000000 ? 50000000 : e;
+}
+
 int fv_jsconsume_step(struct fv_jsconsume *c, int wait_ms, char *err, size_t errlen)
 {
+    measure_rtt(c);
     send_acks(c, 0);
     follow_leases(c);
     int total = 0;
