@@ -621,7 +621,11 @@ static void measure_rtt(struct fv_jsconsume *c)
     if (c->rtt_at_ns && now - c->rtt_at_ns < 30000000000ull) return;
     c->rtt_at_ns = now;
     int64_t rtt = 0;
-    if (c->conn.nc == NULL || natsConnection_GetRTT(c->conn.nc, &rtt) != NATS_OK) rtt = 5000000;
+    /* A PING's round trip: asked only while connected (while nats.c reconnects it would
+     * wait), else 5 ms is assumed until the next measure. */
+    if (c->conn.nc == NULL || natsConnection_Status(c->conn.nc) != NATS_CONN_STATUS_CONNECTED ||
+        natsConnection_GetRTT(c->conn.nc, &rtt) != NATS_OK)
+        rtt = 5000000;
     int64_t e = 10 * rtt;
     c->fetch_expires_ns = e < 2000000 ? 2000000 : e > 50000000 ? 50000000 : e;
 }
