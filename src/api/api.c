@@ -420,7 +420,7 @@ static void get_gateway_status(const struct fv_api_view *v, struct fv_http_respo
 
 static void get_status(const struct fv_api_view *v, struct fv_http_response *r)
 {
-    if (v->gateway) {
+    if (v->log) {
         get_gateway_status(v, r);
         return;
     }
@@ -570,7 +570,7 @@ static void api_part(const struct fv_api_view *v, const char *method, const char
         fv_api_respond_error(out, 404, "no such endpoint");
         return;
     }
-    if (v->gateway) {
+    if (v->log) {
         fv_api_respond_error(out, 404,
                              "this node is a gateway: it stores nothing and answers no queries "
                              "(only /status and /metrics); ask a storage node (docs/cluster.md)");

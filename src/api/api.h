@@ -83,10 +83,10 @@ struct fv_api_view {
     struct fv_ds_builds *ds_builds;    /* dataset builds (data/ds_builds.h); NULL: none */
     const char *ui_dir;                /* the web console's files (static_ui.h); NULL: none */
     const struct fv_stats_hist *stats; /* counters over time (stats_hist.h); NULL: none */
-    /* A cluster's gateway (docs/cluster.md): no WAL, store or data API; /status reads the
-     * record log (the stream) instead of the WAL, and every /api/ path answers 404. */
-    int gateway;
-    const struct fv_reclog *log; /* gateway: its record log; NULL elsewhere */
+    /* A cluster's gateway (docs/cluster.md): its record log (the stream), NULL elsewhere.
+     * Set, it means the node has no WAL, store or data API: /status reads the log instead
+     * of the WAL, and every /api/ path answers 404. */
+    const struct fv_reclog *log;
     /* A cluster's api node (docs/cluster.md, "Queries through an api node"): called for
      * every authenticated /api/ request; 1 when it answered out (the shards' owners did),
      * 0 to answer here. NULL: every request is answered here. */

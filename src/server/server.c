@@ -541,7 +541,6 @@ static int open_listeners(struct fv_server *srv, struct ev_loop *loop, char *err
     if (cfg->role == FV_ROLE_GATEWAY) {
         /* No store and no data API (the storage nodes have them): /status and /metrics for
          * the load balancer and monitoring, and a 404 naming the role for the rest. */
-        srv->http.view.gateway = 1;
         srv->http.view.log = &srv->log;
         int rc = fv_apiloop_start(&srv->api, cfg, &srv->http, NULL, NULL, err, errlen);
         if (rc) return rc;
