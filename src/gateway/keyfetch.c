@@ -143,6 +143,13 @@ int fv_keyfetch_submit(struct fv_keyfetch *f, uint64_t session_id, const char *p
     snprintf(it->a.name, sizeof it->a.name, "%s", name);
     pthread_mutex_lock(&f->mu);
     int full = f->njobs >= FV_KEYFETCH_MAX_JOBS; /* K3 */
+    if (!full && session_id == 0)                /* K5: asked for already (a device resending) */
+        for (struct item *q = f->jobs; q; q = q->next)
+            if (strcmp(q->a.pseudo, pseudo) == 0) {
+                pthread_mutex_unlock(&f->mu);
+                wipe_free(it);
+                return FV_OK;
+            }
     if (!full) {
         *f->jobs_tail = it;
         f->jobs_tail = &it->next;

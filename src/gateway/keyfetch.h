@@ -16,7 +16,9 @@
  *     any other answer (FV_OK, FV_ESTATE erased, FV_ECORRUPT) is final;
  *  K3 at most FV_KEYFETCH_MAX_JOBS wait: submit answers FV_EAGAIN beyond (the gateway then
  *     answers the record with the storage error; the device resends);
- *  K4 the wake function is called (from this module's thread) after each answer.
+ *  K4 the wake function is called (from this module's thread) after each answer;
+ *  K5 a job no connection waits for (session_id 0: a record refused while its key is
+ *     fetched, then resent) is not queued again while one for the same subject waits.
  *
  * Threads: submit, take and stop on the ingest loop; the source on this module's thread
  * (its functions must allow it: jskeys.h's do, nats.c's connection is thread-safe).
