@@ -553,12 +553,20 @@ static void test_store_memory_equals_decoding(void **state)
     /* Most questions about now never touch a block (ties decode: times repeat here far more
      * than in real data). */
     assert_true(mem_parts * 10 >= asked_parts * 7);
+    /* The same questions before the close and after the reopen (one round is too few
+     * questions for a ratio: one subject with ties at its newest times swings it). */
+    struct rng g1 = g;
+    size_t a1 = 0, m1 = check_round(s, &k, &g1, t0, span, &a1, "before the close");
     fv_store_close(s);
 
-    /* Reopened: the records come from the part files. */
+    /* Reopened: the records come from the part files, and memory answers exactly what it
+     * answered before the close. */
     s = open_store(&cfg);
     size_t a2 = 0, m2 = check_round(s, &k, &g, t0, span, &a2, "reopened");
-    assert_true(m2 * 10 >= a2 * 7);
+    print_message("reopened: memory answered %zu of %zu (before the close %zu of %zu)\n", m2, a2,
+                  m1, a1);
+    assert_int_equal(a2, a1);
+    assert_int_equal(m2, m1);
     fv_store_close(s);
 
     /* The same parts as format version 2 (no last values): everything decodes, same answers. */
