@@ -67,6 +67,13 @@ void fv_api_metrics(const struct fv_api_view *v, struct fv_http_response *r)
     COUNTER("fleetvault_connections_moved_total",
             "Gateway: device connections closed because the device connected on another gateway.",
             m->connections_moved);
+    COUNTER("fleetvault_accept_full_turns_total",
+            "Ingest loop turns that accepted accepts_per_turn device connections while more "
+            "waited: a burst of connections admitted over several turns.",
+            m->accept_full_turns);
+    COUNTER("fleetvault_accept_pauses_total",
+            "Times the devices' listener paused for want of file descriptors or memory.",
+            m->accept_pauses);
     COUNTER("fleetvault_ingest_pauses_total",
             "Times ingest stopped reading from devices: the store's head was over its budget.",
             m->ingest_pauses);

@@ -21,6 +21,7 @@ void fv_config_defaults(struct fv_config *c)
     c->max_message = 1000000;
     c->device_idle_ms = 180000;
     c->api_nice = 10;
+    c->accepts_per_turn = 4;
     c->wal_segment_bytes = 64ull << 20;
     c->label_lease_ms = 30 * 60 * 1000;
     fv_rate_defaults(&c->rates);
@@ -270,6 +271,14 @@ int fv_config_load(struct fv_config *c, const char *path, char *err, size_t errl
                 goto done;
             }
             c->ingest_nice = (int)json_integer_value(val);
+        } else if (strcmp(key, "accepts_per_turn") == 0) {
+            if (!json_is_integer(val) || json_integer_value(val) < 0 ||
+                json_integer_value(val) > 1024) {
+                fv_seterr(err, errlen, "%s: accepts_per_turn: expected an integer from 0 to 1024",
+                          path);
+                goto done;
+            }
+            c->accepts_per_turn = (unsigned)json_integer_value(val);
         } else if (strcmp(key, "device_idle_timeout") == 0) {
             uint64_t ms;
             if (fv_config_duration_ms(val, &ms) != FV_OK || ms < 3000 || ms > 86400000) {

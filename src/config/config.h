@@ -36,6 +36,12 @@ struct fv_config {
      * scheduler serves device acks before other processes' work; it needs CAP_SYS_NICE (or
      * RLIMIT_NICE), and without it the server says so once and runs at 0. */
     int ingest_nice;
+    /* New device connections the ingest loop accepts per turn (server/acceptor.h), 0-1024
+     * (default 4). Each costs a TLS handshake on the loop; a burst beyond it waits in the
+     * kernel's queue for the next turns instead of delaying the acks of the vehicles already
+     * connected. 0: libwebsockets' own listener, which accepts every waiting connection in
+     * one turn. */
+    unsigned accepts_per_turn;
     size_t max_message; /* bytes; default 1,000,000 (the protocol's limit) */
     /* A device connection silent this long is closed; it is pinged after a third of it
      * (default 3 minutes; a dead peer or a half-open TCP connection holds nothing longer). */

@@ -522,8 +522,10 @@ static int open_listeners(struct fv_server *srv, struct ev_loop *loop, char *err
     struct lws_context_creation_info vi;
     memset(&vi, 0, sizeof vi);
     vi.vhost_name = "devices";
-    vi.iface = cfg->listen_host;
-    vi.port = cfg->listen_port;
+    /* With accepts_per_turn, fleetvault listens itself (server/acceptor.h) and hands lws each
+     * connection; 0 keeps lws's listener. */
+    vi.iface = cfg->accepts_per_turn ? NULL : cfg->listen_host;
+    vi.port = cfg->accepts_per_turn ? CONTEXT_PORT_NO_LISTEN_SERVER : cfg->listen_port;
     vi.protocols = fv_ingest_protocols();
     vi.user = srv->ing;
     vi.ssl_cert_filepath = tls.cert;
@@ -533,10 +535,16 @@ static int open_listeners(struct fv_server *srv, struct ev_loop *loop, char *err
     vi.options =
         LWS_SERVER_OPTION_REQUIRE_VALID_OPENSSL_CLIENT_CERT | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     vi.timeout_secs = 20;
-    if (lws_create_vhost(ctx, &vi) == NULL) {
+    struct lws_vhost *vh = lws_create_vhost(ctx, &vi);
+    if (vh == NULL) {
         fv_seterr(err, errlen, "cannot listen for devices on %s:%d (in use, or TLS files bad)",
                   cfg->listen_host, cfg->listen_port);
         return FV_EIO;
+    }
+    if (cfg->accepts_per_turn) {
+        int rc = fv_acceptor_open(loop, vh, cfg->listen_host, cfg->listen_port,
+                                  cfg->accepts_per_turn, &srv->acceptor, err, errlen);
+        if (rc) return rc;
     }
     if (cfg->role == FV_ROLE_GATEWAY) {
         /* No store and no data API (the storage nodes have them): /status and /metrics for
@@ -590,6 +598,12 @@ static void housekeeping(struct fv_server *srv, uint64_t *last_trim)
     }
     if (srv->store) fv_store_tick(srv->store, srv->wal, store_key, srv, fv_now_ms());
     registry_poll(srv);
+    if (srv->acceptor) {
+        struct fv_acceptor_stats as;
+        fv_acceptor_stats(srv->acceptor, &as);
+        srv->m.accept_full_turns = as.full_turns;
+        srv->m.accept_pauses = as.pauses;
+    }
     fv_ingest_pace(srv->ing);
     fv_ingest_sweep(srv->ing);
     /* TLS handshakes leave freed memory scattered through the heap; handing it back every
@@ -629,6 +643,8 @@ static void close_all(struct fv_server *srv, struct ev_loop *loop)
     fv_ven_close(srv->ven); /* before the VPP it drives and the store it reads */
     fv_oadr_store_free(srv->ven_store);
     fv_keystore_close(srv->ven_keys);
+    fv_acceptor_close(srv->acceptor); /* no new devices; the connected ones close below */
+    srv->acceptor = NULL;
     struct lws_context *ctx = fv_loopref_retire(&srv->ref);
     if (ctx) lws_context_destroy(ctx);
     if (loop) ev_loop_destroy(loop);

@@ -52,6 +52,7 @@
 #include "gateway/metrics.h"
 #include "gateway/recovery.h"
 #include "openadr/ven.h"
+#include "server/acceptor.h"
 #include "server/admintoken.h"
 #include "server/apiloop.h"
 #include "server/clusterapi.h"
@@ -81,6 +82,7 @@
 struct fv_server {
     const struct fv_config *cfg;
     struct fv_loopref ref;         /* the ingest loop's context, for wake_loop */
+    struct fv_acceptor *acceptor;  /* the devices' listener (NULL: lws's own, or no devices) */
     struct fv_apiloop api;         /* the API thread */
     struct fv_wal *wal;            /* NULL on a gateway */
     struct fv_reclog log;          /* the gateway's record log: the WAL, or the stream */

@@ -1,0 +1,171 @@
+/*
+ * acceptor.c - the devices' listening socket, accepted at a bounded pace per loop turn
+ * (contract and rules A1-A4 in acceptor.h). Thread: the ingest loop only.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <ev.h>
+#include <libwebsockets.h>
+
+#include "server/acceptor.h"
+#include "util/err.h"
+#include "util/log.h"
+
+struct fv_acceptor {
+    struct ev_loop *loop;
+    struct lws_vhost *vh;
+    int fd;
+    int port;
+    unsigned per_turn;
+    ev_io io;
+    ev_timer pause; /* A3 */
+    struct fv_acceptor_stats st;
+};
+
+static void hand_over(struct fv_acceptor *a, int cfd)
+{
+    int one = 1;
+    /* acks are small writes that must leave at once (lws sets the same on its own accepts) */
+    (void)setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    lws_sock_file_fd_type fd;
+    fd.sockfd = cfd;
+    struct lws *w = lws_adopt_descriptor_vhost(
+        a->vh, LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP | LWS_ADOPT_ALLOW_SSL, fd, NULL, NULL);
+    if (w == NULL) { /* A2: lws closed it */
+        a->st.adopt_failed++;
+        return;
+    }
+    a->st.accepted++;
+}
+
+static void on_pause_end(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    struct fv_acceptor *a = t->data;
+    ev_io_start(loop, &a->io);
+}
+
+static void on_listen(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    struct fv_acceptor *a = w->data;
+    unsigned n = 0;
+    while (n < a->per_turn) { /* A1 */
+        int cfd = accept4(a->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            if (errno == EINTR) continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* A3 */
+                fv_warn("devices' listener: cannot accept (%s); pausing %d ms, connections "
+                        "stay queued",
+                        strerror(errno), FV_ACCEPT_PAUSE_MS);
+                a->st.pauses++;
+                ev_io_stop(loop, &a->io);
+                ev_timer_set(&a->pause, FV_ACCEPT_PAUSE_MS / 1000.0, 0.0);
+                ev_timer_start(loop, &a->pause);
+                break;
+            }
+            continue; /* A4: that connection's own failure (ECONNABORTED, EPROTO, ...) */
+        }
+        n++;
+        hand_over(a, cfd);
+    }
+    if (n) a->st.turns++;
+    if (n == a->per_turn) a->st.full_turns++;
+}
+
+int fv_acceptor_open(struct ev_loop *loop, struct lws_vhost *vh, const char *host, int port,
+                     unsigned per_turn, struct fv_acceptor **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (per_turn == 0 || port < 0 || port > 65535) {
+        fv_seterr(err, errlen, "devices' listener: bad arguments (port %d, %u per turn)", port,
+                  per_turn);
+        return FV_EINVAL;
+    }
+    char svc[16];
+    snprintf(svc, sizeof svc, "%d", port);
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    int gr = getaddrinfo(host && *host ? host : NULL, svc, &hints, &res);
+    if (gr != 0) {
+        fv_seterr(err, errlen, "cannot listen for devices on %s:%d: %s", host, port,
+                  gai_strerror(gr));
+        return FV_EINVAL;
+    }
+    int fd = -1, saved = 0;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0) {
+            saved = errno;
+            continue;
+        }
+        int one = 1;
+        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, FV_ACCEPT_BACKLOG) == 0) break;
+        saved = errno;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        fv_seterr(err, errlen, "cannot listen for devices on %s:%d: %s", host, port,
+                  strerror(saved ? saved : EADDRNOTAVAIL));
+        return FV_EIO;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int bound = port;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+        bound = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                               : ((struct sockaddr_in *)&ss)->sin_port);
+    struct fv_acceptor *a = calloc(1, sizeof *a);
+    if (a == NULL) {
+        close(fd);
+        fv_seterr(err, errlen, "out of memory");
+        return FV_ENOMEM;
+    }
+    a->loop = loop;
+    a->vh = vh;
+    a->fd = fd;
+    a->port = bound;
+    a->per_turn = per_turn;
+    ev_io_init(&a->io, on_listen, fd, EV_READ);
+    a->io.data = a;
+    ev_timer_init(&a->pause, on_pause_end, 0.0, 0.0);
+    a->pause.data = a;
+    ev_io_start(loop, &a->io);
+    *out = a;
+    return FV_OK;
+}
+
+int fv_acceptor_port(const struct fv_acceptor *a)
+{
+    return a->port;
+}
+
+void fv_acceptor_stats(const struct fv_acceptor *a, struct fv_acceptor_stats *st)
+{
+    *st = a->st;
+}
+
+void fv_acceptor_close(struct fv_acceptor *a)
+{
+    if (a == NULL) return;
+    ev_io_stop(a->loop, &a->io);
+    ev_timer_stop(a->loop, &a->pause);
+    close(a->fd);
+    free(a);
+}

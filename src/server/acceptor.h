@@ -1,0 +1,62 @@
+/*
+ * acceptor.h - the devices' listening socket, accepted at a bounded pace per loop turn.
+ *
+ * libwebsockets, listening itself, accepts every connection waiting in the kernel's queue in
+ * one loop turn, and the TLS handshakes of all of them then run on the ingest loop together:
+ * 200 vehicles connecting within 0.2 s make turns of tens of milliseconds (about 0.3-0.5 ms of
+ * ECDHE, a signature and two verifications per mutual-TLS handshake), and every connected
+ * vehicle's ack waits for the turn to end. Instead fleetvault owns the listening socket: a
+ * libev watcher on the ingest loop accepts at most `per_turn` connections each time the loop
+ * turns and hands each to libwebsockets (lws_adopt_descriptor_vhost, TLS on, the vhost's
+ * certificates and client-certificate rule), so a turn holds a bounded number of new
+ * handshakes beside the records and acks of the vehicles already connected. The rest wait in
+ * the kernel's queue (backlog FV_ACCEPT_BACKLOG; their TCP connection is already up), and the
+ * loop takes them on its next turns: a burst is admitted as fast as the loop's spare time
+ * allows, interleaved with the acks, never dropped.
+ *
+ * Rules:
+ *  A1 At most per_turn accept()s per watcher call (one call per loop turn while connections
+ *     wait); per_turn 0 is refused (the caller keeps lws's own listener instead).
+ *  A2 A connection lws cannot adopt is closed by lws (counted in adopt_failed); the acceptor
+ *     goes on.
+ *  A3 Out of descriptors (EMFILE, ENFILE) or memory (ENOBUFS, ENOMEM): the watcher stops for
+ *     FV_ACCEPT_PAUSE_MS and tries again, instead of spinning on a socket it cannot empty; it
+ *     says so in the log once per pause, and the waiting connections stay queued.
+ *  A4 Errors a connection caused before it was accepted (ECONNABORTED, EPROTO, ...) skip it.
+ *
+ * Thread: the ingest loop only (the watcher runs on it; open and close are called by the
+ * server's start-up and shutdown on the thread that runs the loop).
+ */
+#ifndef FV_SERVER_ACCEPTOR_H
+#define FV_SERVER_ACCEPTOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct ev_loop;
+struct lws_vhost;
+struct fv_acceptor;
+
+#define FV_ACCEPT_BACKLOG  4096
+#define FV_ACCEPT_PAUSE_MS 100
+
+struct fv_acceptor_stats {
+    uint64_t accepted;     /* connections handed to libwebsockets */
+    uint64_t adopt_failed; /* ... that it could not take (A2) */
+    uint64_t turns;        /* watcher calls that accepted at least one */
+    uint64_t full_turns;   /* ... that stopped at per_turn with more waiting */
+    uint64_t pauses;       /* A3 */
+};
+
+/* Listens on host:port (a numeric address or a name; port 0 picks a free one, see
+ * fv_acceptor_port) and starts the watcher on loop. Returns FV_OK, or an error with err set
+ * (the address in use, a name that does not resolve). */
+int fv_acceptor_open(struct ev_loop *loop, struct lws_vhost *vh, const char *host, int port,
+                     unsigned per_turn, struct fv_acceptor **out, char *err, size_t errlen);
+int fv_acceptor_port(const struct fv_acceptor *a);
+void fv_acceptor_stats(const struct fv_acceptor *a, struct fv_acceptor_stats *st);
+/* Stops the watcher and closes the listening socket (connections already adopted are
+ * libwebsockets'). NULL is a no-op. */
+void fv_acceptor_close(struct fv_acceptor *a);
+
+#endif

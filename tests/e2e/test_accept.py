@@ -1,0 +1,78 @@
+"""End-to-end tests of the devices' listener (src/server/acceptor.h, issue 8 "an event loop
+that nothing blocks"): the ingest loop accepts at most accepts_per_turn new connections per
+turn, so a burst of TLS handshakes is spread over turns instead of delaying the acks of the
+vehicles already connected. Here: a burst of vehicles connecting at once (the simulator's
+connect rate unbounded) is admitted in full over several turns (the full-turn counter moves),
+none lost or refused, while connections that never speak TLS hold nothing up; the old
+listener (accepts_per_turn 0) still serves; a bad value and a port in use are refused with a
+clear message."""
+import json
+import socket
+import subprocess
+
+import fvtest as t
+
+BURST = 120
+
+
+def simulate(env, srv, n, prefix, seconds=3):
+    r = subprocess.run(
+        [t.BIN, "simulate", "--server", f"wss://127.0.0.1:{srv.port}", "--certs", env.certs.dir,
+         "--vehicles", str(n), "--id-prefix", prefix, "--hz", "2", "--seconds", str(seconds),
+         "--drain", "20", "--seed", "3", "--quiet", "--connect-rate", "100000"],
+        capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_burst_admitted_over_turns():
+    with t.Env() as env:
+        srv = t.Server(env.root, env.certs, config={"rate_limits": False}).start()
+        # Connections that never send a byte (a scanner, a dead client): lws times them out;
+        # they must not hold the listener.
+        silent = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(8)]
+        s = simulate(env, srv, BURST, "5YJACC")
+        assert s["connected_peak"] == BURST, s
+        assert s["conn_failures"] == 0 and s["reconnects"] == 0, s
+        assert s["unacked"] == 0 and s["acked"] == s["sent"] > 0, s
+        # The burst did not fit in one turn: turns took accepts_per_turn (4) and left the
+        # rest queued for the next ones.
+        assert srv.metric("fleetvault_accept_full_turns_total") > 0
+        assert srv.metric("fleetvault_accept_pauses_total") == 0
+        # every one of them reached a session: the simulator's, plus none of the silent ones
+        assert srv.metric("fleetvault_connections_total") == BURST, srv.metric(
+            "fleetvault_connections_total")
+        for c in silent:
+            c.close()
+
+
+def test_lws_listener_still_serves():
+    with t.Env() as env:
+        srv = t.Server(env.root, env.certs,
+                       config={"rate_limits": False, "accepts_per_turn": 0}).start()
+        s = simulate(env, srv, 30, "5YJLWS")
+        assert s["connected_peak"] == 30 and s["conn_failures"] == 0, s
+        assert s["unacked"] == 0 and s["acked"] == s["sent"] > 0, s
+        assert srv.metric("fleetvault_accept_full_turns_total") == 0
+
+
+def test_bad_value_and_port_in_use_refused():
+    with t.Env() as env:
+        srv = t.Server(env.root, env.certs, config={"accepts_per_turn": 5000})
+        assert not srv.try_start()
+        assert "accepts_per_turn: expected an integer from 0 to 1024" in srv.log(), srv.log()
+    with t.Env() as env:
+        busy = socket.socket()
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        srv = t.Server(env.root, env.certs)
+        srv.port = busy.getsockname()[1]
+        assert not srv.try_start()
+        assert f"cannot listen for devices on 127.0.0.1:{srv.port}" in srv.log(), srv.log()
+        assert "in use" in srv.log(), srv.log()
+        busy.close()
+
+
+if __name__ == "__main__":
+    t.main([test_burst_admitted_over_turns, test_lws_listener_still_serves,
+            test_bad_value_and_port_in_use_refused])
