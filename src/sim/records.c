@@ -219,6 +219,7 @@ static int send_record(struct run *r, struct veh *v, uint64_t seq, struct rec *x
     m.device_id = v->vin;
     m.device_id_len = strlen(v->vin);
     r->env.len = 0;
+    if (v->away) return FV_ESTATE; /* connector.h C1 */
     if ((rc = fv_envelope_build_stream(&r->env, &m)) ||
         (rc = fv_sim_ws_send(v->ws, FV_WS_BINARY, r->env.data, r->env.len)))
         return rc;
@@ -233,7 +234,7 @@ static int send_record(struct run *r, struct veh *v, uint64_t seq, struct rec *x
 /* Queues waiting records on an open connection while its send queue has room (R2). */
 void fv_sim__pump(struct run *r, struct veh *v, uint64_t now)
 {
-    if (fv_sim_ws_state(v->ws) != FV_SIM_WS_OPEN) return;
+    if (v->away || fv_sim_ws_state(v->ws) != FV_SIM_WS_OPEN) return;
     while (v->send_next < v->hi && fv_sim_ws_pending(v->ws) < SEND_QUEUE_MAX) {
         uint64_t s = v->send_next++;
         struct rec *x = slot(v, s);

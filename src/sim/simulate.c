@@ -156,20 +156,26 @@ static uint64_t min64(uint64_t a, uint64_t b)
     return a < b ? a : b;
 }
 
+/* The state of a vehicle's connection; CONNECTING while the connector holds it (C1). */
+static enum fv_sim_ws_state vstate(const struct veh *v)
+{
+    return v->away ? FV_SIM_WS_CONNECTING : fv_sim_ws_state(v->ws);
+}
+
 /* The earliest moment the vehicle has something to do (see the top comment). */
 static void reschedule(struct run *r, struct veh *v)
 {
     uint64_t d = NEVER;
     if (r->phase == PH_GEN && !r->o->virtual_time) d = v->next_tick_ns;
-    switch (fv_sim_ws_state(v->ws)) {
+    switch (vstate(v)) {
     case FV_SIM_WS_CLOSED:
         if (needs_conn(r, v) && !v->in_queue) d = min64(d, v->reconnect_at_ns);
         break;
     case FV_SIM_WS_OPEN:
         if (v->outstanding > 0) d = min64(d, v->next_scan_ns);
         break;
-    default: /* connecting, handshaking, closing */
-        d = min64(d, v->conn_deadline_ns);
+    default: /* connecting, handshaking, closing (the connector keeps its own deadline) */
+        if (!v->away) d = min64(d, v->conn_deadline_ns);
         break;
     }
     if (d != v->wake_ns) {
@@ -231,6 +237,23 @@ static void start_connect(struct run *r, struct veh *v, uint64_t now)
         return;
     }
     if (v->attempts++ > 0) r->st->reconnects++;
+    v->conn_deadline_ns = now + (uint64_t)(r->o->handshake_timeout_s * (double)NS_PER_S);
+    if (r->conn) { /* the connect and the TLS handshake on the connector's thread */
+        v->job = (struct fv_sim_conn_job){.owner = v,
+                                          .ws = v->ws,
+                                          .ctx = r->ctx,
+                                          .target = v->site ? &r->site_target : &r->target,
+                                          .cert = v->cert,
+                                          .key = v->key,
+                                          .deadline_ns = v->conn_deadline_ns};
+        if (fv_sim_connector_submit(r->conn, &v->job) != FV_OK) {
+            conn_lost(r, v, "closing", now);
+            return;
+        }
+        v->away = 1;
+        r->live_conns++;
+        return;
+    }
     rc = fv_sim_ws_connect(v->ws, r->ctx, v->site ? &r->site_target : &r->target, v->cert, v->key,
                            err, sizeof err);
     if (rc) {
@@ -238,7 +261,6 @@ static void start_connect(struct run *r, struct veh *v, uint64_t now)
         return;
     }
     r->live_conns++;
-    v->conn_deadline_ns = now + (uint64_t)(r->o->handshake_timeout_s * (double)NS_PER_S);
     update_mask(r, v);
 }
 
@@ -255,7 +277,7 @@ static void on_open(struct run *r, struct veh *v, uint64_t now)
 /* Drives a vehicle's connection after an epoll event (or to flush what was queued). */
 static void vehicle_io(struct run *r, struct veh *v, uint64_t now)
 {
-    if (fv_sim_ws_state(v->ws) == FV_SIM_WS_CLOSED)
+    if (v->away || fv_sim_ws_state(v->ws) == FV_SIM_WS_CLOSED)
         return; /* a stale event for a connection closed earlier in this batch */
     char err[512];
     struct msg_ctx c = {r, v, now};
@@ -275,7 +297,7 @@ static void vehicle_io(struct run *r, struct veh *v, uint64_t now)
 /* Queues waiting records on v's connection, if it is open, and writes what it can. */
 static void pump_and_flush(struct run *r, struct veh *v, uint64_t now)
 {
-    if (fv_sim_ws_state(v->ws) != FV_SIM_WS_OPEN) return;
+    if (vstate(v) != FV_SIM_WS_OPEN) return;
     fv_sim__pump(r, v, now);
     if (fv_sim_ws_pending(v->ws) > 0) {
         char err[512];
@@ -283,6 +305,27 @@ static void pump_and_flush(struct run *r, struct veh *v, uint64_t now)
             conn_lost(r, v, err, now);
         else
             update_mask(r, v);
+    }
+}
+
+/* Takes the connections the connector finished (C2): a handshake done goes on here with the
+ * upgrade; a failed one is lost as any connection failure is. */
+static void connector_done(struct run *r, uint64_t now)
+{
+    struct fv_sim_conn_job *j = fv_sim_connector_take(r->conn);
+    while (j) {
+        struct fv_sim_conn_job *next = j->next;
+        struct veh *v = j->owner;
+        v->away = 0;
+        if (j->rc) {
+            if (fv_sim_ws_state(v->ws) == FV_SIM_WS_CLOSED) r->live_conns--; /* never opened */
+            conn_lost(r, v, j->err, now);
+            reschedule(r, v);
+        } else {
+            update_mask(r, v);
+            vehicle_io(r, v, now); /* the upgrade request goes out now */
+        }
+        j = next;
     }
 }
 
@@ -298,8 +341,10 @@ static void vehicle_wake(struct run *r, struct veh *v, uint64_t now)
             v->next_tick_ns += missed * r->period_ns;
         }
     }
-    enum fv_sim_ws_state s = fv_sim_ws_state(v->ws);
-    if (s == FV_SIM_WS_CLOSED) {
+    enum fv_sim_ws_state s = vstate(v);
+    if (v->away) {
+        /* the connector's: it keeps the deadline (C2) */
+    } else if (s == FV_SIM_WS_CLOSED) {
         if (needs_conn(r, v) && !v->in_queue && now >= v->reconnect_at_ns) {
             v->in_queue = 1;
             r->cq[(r->cq_head + r->cq_len) % r->n] = (uint32_t)(v - r->v);
@@ -369,8 +414,7 @@ static void serve_connect_queue(struct run *r, uint64_t now)
         r->cq_len--;
         v->in_queue = 0;
         if (rate > 0) r->tokens -= 1.0;
-        if (fv_sim_ws_state(v->ws) == FV_SIM_WS_CLOSED && needs_conn(r, v))
-            start_connect(r, v, now);
+        if (vstate(v) == FV_SIM_WS_CLOSED && needs_conn(r, v)) start_connect(r, v, now);
         reschedule(r, v);
     }
 }
@@ -381,10 +425,14 @@ static void begin_close(struct run *r, uint64_t now)
 {
     r->phase = PH_CLOSE;
     r->close_end_ns = now + CLOSE_WAIT_NS;
+    if (r->conn) { /* handshakes in progress come back cancelled (C2) and are closed */
+        fv_sim_connector_stop(r->conn);
+        connector_done(r, now);
+    }
     for (uint32_t i = 0; i < r->n; i++) {
         struct veh *v = &r->v[i];
         v->in_queue = 0;
-        enum fv_sim_ws_state s = fv_sim_ws_state(v->ws);
+        enum fv_sim_ws_state s = vstate(v);
         if (s == FV_SIM_WS_OPEN) {
             char err[256];
             if (fv_sim_ws_start_close(v->ws, 1000) || fv_sim_ws_flush(v->ws, err, sizeof err))
@@ -607,6 +655,14 @@ static int setup(struct run *r, char *err, size_t errlen)
         fv_seterr(err, errlen, "epoll_create1: %s", strerror(errno));
         return FV_EIO;
     }
+    if (!o->no_server) {
+        if ((rc = fv_sim_connector_start(&r->conn, err, errlen))) return rc;
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &r->conn_tag};
+        if (epoll_ctl(r->ep, EPOLL_CTL_ADD, fv_sim_connector_fd(r->conn), &ev) != 0) {
+            fv_seterr(err, errlen, "epoll_ctl: %s", strerror(errno));
+            return FV_EIO;
+        }
+    }
     for (uint32_t i = 0; i < r->n; i++) {
         struct veh *v = &r->v[i];
         if (i < o->vehicles && (rc = fv_sim_vin(o->id_prefix, i, v->vin, err, errlen))) return rc;
@@ -673,6 +729,8 @@ static void stop_clips(struct run *r, double wait_s)
 static void teardown(struct run *r)
 {
     stop_clips(r, 0);
+    fv_sim_connector_free(r->conn); /* before the connections it may hold */
+    r->conn = NULL;
     for (uint32_t i = 0; r->v && i < r->n; i++) {
         struct veh *v = &r->v[i];
         fv_sim_ws_free(v->ws);
@@ -788,8 +846,12 @@ static void run_online(struct run *r)
             break;
         }
         now = fv_mono_ns();
-        for (int i = 0; i < nev; i++)
-            vehicle_io(r, evs[i].data.ptr, now);
+        for (int i = 0; i < nev; i++) {
+            if (evs[i].data.ptr == &r->conn_tag)
+                connector_done(r, now);
+            else
+                vehicle_io(r, evs[i].data.ptr, now);
+        }
     }
 }
 

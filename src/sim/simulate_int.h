@@ -35,6 +35,7 @@
 #include "sim/simulate.h"
 #include "sim/site.h"
 #include "sim/vehicle.h"
+#include "sim/connector.h"
 #include "sim/wsclient.h"
 #include "util/buf.h"
 #include "wire/payload.h"
@@ -97,6 +98,8 @@ struct veh {
     uint8_t in_queue;
     uint8_t open;
     uint8_t full; /* R5 */
+    uint8_t away; /* the connector holds ws (connector.h C1): touch neither it nor its fd */
+    struct fv_sim_conn_job job; /* the connect and TLS handshake on the connector's thread */
 };
 
 struct run {
@@ -117,6 +120,8 @@ struct run {
     double tokens;
     uint64_t tokens_ns;
     int ep;
+    struct fv_sim_connector *conn; /* the TLS handshakes' thread (connector.h) */
+    int conn_tag;                  /* its eventfd's epoll tag (the address is the tag) */
     FILE *log;
     FILE *slow; /* --slow-log */
     struct fv_buf pl, env;

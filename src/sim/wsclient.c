@@ -647,6 +647,14 @@ int fv_sim_ws_io(struct fv_sim_ws *ws, fv_sim_ws_msg_cb cb, void *ud, char *err,
     return flush_out(ws, err, errlen);
 }
 
+int fv_sim_ws_handshake(struct fv_sim_ws *ws, char *err, size_t errlen)
+{
+    int rc = FV_OK;
+    if (ws->state == FV_SIM_WS_CONNECTING && (rc = io_connecting(ws, err, errlen))) return rc;
+    if (ws->state == FV_SIM_WS_TLS && (rc = io_tls(ws, err, errlen))) return rc;
+    return FV_OK;
+}
+
 int fv_sim_ws_send(struct fv_sim_ws *ws, unsigned opcode, const void *p, size_t len)
 {
     if (ws->state != FV_SIM_WS_OPEN) return FV_ESTATE;

@@ -94,6 +94,13 @@ typedef int (*fv_sim_ws_msg_cb)(void *ud, unsigned opcode, const unsigned char *
  */
 int fv_sim_ws_io(struct fv_sim_ws *ws, fv_sim_ws_msg_cb cb, void *ud, char *err, size_t errlen);
 
+/* Drives the connect and the TLS handshake only (CONNECTING -> TLS -> UPGRADE), as
+ * fv_sim_ws_io would, without writing the queued upgrade request or reading past the
+ * handshake: the part a connector thread does (sim/connector.h), after which the owner's
+ * fv_sim_ws_io goes on from UPGRADE. FV_OK (the state says how far it got) or a negative
+ * code with the reason in err. */
+int fv_sim_ws_handshake(struct fv_sim_ws *ws, char *err, size_t errlen);
+
 /* Queues a message as one masked frame; only when OPEN (else FV_ESTATE). FV_ENOMEM. The
  * bytes go out on the next fv_sim_ws_io. */
 int fv_sim_ws_send(struct fv_sim_ws *ws, unsigned opcode, const void *p, size_t len);
