@@ -12,8 +12,8 @@
 #include "store/part.h"
 #include "util/buf.h"
 
-/* The least number of bytes a version 6 entry takes (its CRC and eleven one-byte varints). */
-#define FV_PART_ENTRY_MIN_V6 15
+/* The least number of bytes a version 6 entry takes (its CRC and twelve one-byte varints). */
+#define FV_PART_ENTRY_MIN_V6 16
 
 /* Appends, after the flags, the part's nonce base, the entries e[0..n-1] (in index order)
  * and the last-values entries l[0..nl-1] (sorted by subject, their nonces derived).
