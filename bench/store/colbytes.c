@@ -128,9 +128,10 @@ static int part_breakdown(int argc, char **argv)
                (double)p->size / (double)(p->datums ? p->datums : 1));
         for (uint32_t c = 0; c < p->nclasses; c++) {
             blocks += cls[c];
-            printf("  class %-10s %6llu blocks %10llu bytes (%.1f per block, 28 of it the seal)\n",
+            printf("  class %-10s %6llu blocks %10llu bytes (%.1f per block, %d of it the seal)\n",
                    p->classes[c], (unsigned long long)ncls[c], (unsigned long long)cls[c],
-                   (double)cls[c] / (double)(ncls[c] ? ncls[c] : 1));
+                   (double)cls[c] / (double)(ncls[c] ? ncls[c] : 1),
+                   p->version >= 6 ? 16 : 28); /* version 6: tag only, nonce derived */
         }
         printf("  last values  %6zu records %9llu bytes (%.1f per record)\n", p->nlast,
                (unsigned long long)last, (double)last / (double)(p->nlast ? p->nlast : 1));

@@ -249,6 +249,36 @@ int fv_seal(const unsigned char key[FV_KEY_LEN], const void *aad, size_t aadlen,
     return rc == FV_ECORRUPT ? FV_EIO : rc;
 }
 
+int fv_seal_at(const unsigned char key[FV_KEY_LEN], const unsigned char nonce[12], const void *aad,
+               size_t aadlen, const void *pt, size_t n, struct fv_buf *out)
+{
+    int rc = fv_buf_reserve(out, n + FV_SEAL_TAG);
+    if (rc) return rc;
+    unsigned char *p = out->data + out->len;
+    rc = gcm(1, key, nonce, aad, aadlen, pt, n, p, p + n);
+    if (rc == FV_OK) out->len += n + FV_SEAL_TAG;
+    return rc == FV_ECORRUPT ? FV_EIO : rc;
+}
+
+int fv_open_at(const unsigned char key[FV_KEY_LEN], const unsigned char nonce[12], const void *aad,
+               size_t aadlen, const unsigned char *in, size_t n, struct fv_buf *out)
+{
+    if (n < FV_SEAL_TAG) return FV_ECORRUPT;
+    size_t m = n - FV_SEAL_TAG;
+    int rc = fv_buf_reserve(out, m + 1);
+    if (rc) return rc;
+    unsigned char tag[16];
+    memcpy(tag, in + m, 16);
+    rc = gcm(0, key, nonce, aad, aadlen, in, m, out->data + out->len, tag);
+    if (rc == FV_OK) out->len += m;
+    return rc;
+}
+
+int fv_random(void *out, size_t n)
+{
+    return RAND_bytes(out, (int)n) == 1 ? FV_OK : FV_EIO;
+}
+
 int fv_open(const unsigned char key[FV_KEY_LEN], const void *aad, size_t aadlen,
             const unsigned char *in, size_t n, struct fv_buf *out)
 {

@@ -28,6 +28,7 @@
 
 #define FV_KEY_LEN       32
 #define FV_SEAL_OVERHEAD 28 /* nonce 12 + tag 16 */
+#define FV_SEAL_TAG      16
 
 struct fv_kek {
     unsigned char key[FV_KEY_LEN];
@@ -48,6 +49,17 @@ int fv__nonce(unsigned char out[12]);
 /* Opens what fv_seal made; FV_ECORRUPT if anything was altered (or the key is wrong). */
 int fv_open(const unsigned char key[FV_KEY_LEN], const void *aad, size_t aadlen,
             const unsigned char *in, size_t n, struct fv_buf *out);
+
+/* Appends AES-256-GCM(key, pt, aad) || tag, without the nonce, which the caller chose and
+ * keeps: a nonce must never seal two things under one key (store/part.h derives one per
+ * part and offset from a random base). */
+int fv_seal_at(const unsigned char key[FV_KEY_LEN], const unsigned char nonce[12], const void *aad,
+               size_t aadlen, const void *pt, size_t n, struct fv_buf *out);
+/* Opens what fv_seal_at made with that nonce; FV_ECORRUPT if anything was altered. */
+int fv_open_at(const unsigned char key[FV_KEY_LEN], const unsigned char nonce[12], const void *aad,
+               size_t aadlen, const unsigned char *in, size_t n, struct fv_buf *out);
+/* n bytes from the CSPRNG. FV_OK or FV_EIO. */
+int fv_random(void *out, size_t n);
 
 struct fv_keystore;
 

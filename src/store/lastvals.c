@@ -239,17 +239,22 @@ static int put_value_v2(struct fv_buf *out, const struct fv_value *v)
     }
 }
 
-int fv_lastvals_encode(struct fv_lastvals *lv, struct fv_buf *out)
+/* Versions 2 and 3 (lastvals.h). */
+static int encode_dense(struct fv_lastvals *lv, struct fv_buf *out, unsigned char ver)
 {
     reindex(lv);
     size_t start = out->len;
     int64_t tref = 0;
     for (size_t i = 0; i < lv->n; i++)
         if (i == 0 || lv->e[i].last_t > tref) tref = lv->e[i].last_t;
-    unsigned char ver = FV_LASTVALS_VERSION;
+    int uniform = ver >= 3; /* every entry at tref, none ambiguous */
+    for (size_t i = 0; uniform && i < lv->n; i++)
+        if (lv->e[i].amb || lv->e[i].last_t != tref) uniform = 0;
     int rc = fv_buf_append(out, &ver, 1);
     if (rc == FV_OK) rc = put_zz(out, tref);
-    if (rc == FV_OK) rc = fv_put_uvarint(out, lv->n);
+    if (rc == FV_OK)
+        rc = fv_put_uvarint(out,
+                            ver >= 3 ? (uint64_t)lv->n << 1 | (unsigned)uniform : (uint64_t)lv->n);
     uint32_t prev_field = 0;
     const struct fv_value *prev = NULL;
     for (size_t i = 0; rc == FV_OK && i < lv->n; i++) {
@@ -257,16 +262,25 @@ int fv_lastvals_encode(struct fv_lastvals *lv, struct fv_buf *out)
         uint64_t dt = (uint64_t)tref - (uint64_t)e->last_t; /* >= 0: tref is the latest */
         int same = !e->amb && prev && prev->kind == e->v.kind && prev->member == e->v.member;
         uint64_t flags = (e->amb ? V2_AMB : 0) | (same ? V2_SAME_KIND : 0);
-        rc = fv_put_uvarint(out, e->field - prev_field);
-        if (rc == FV_OK && dt < V2_DT_ESCAPE)
-            rc = fv_put_uvarint(out, dt << 2 | flags);
-        else if (rc == FV_OK) {
-            rc = fv_put_uvarint(out, V2_DT_ESCAPE << 2 | flags);
-            if (rc == FV_OK) rc = fv_put_uvarint(out, dt);
+        if (uniform) {
+            rc = fv_put_uvarint(out, (uint64_t)(e->field - prev_field) << 1 | (unsigned)same);
+        } else {
+            rc = fv_put_uvarint(out, e->field - prev_field);
+            if (rc == FV_OK && dt < V2_DT_ESCAPE)
+                rc = fv_put_uvarint(out, dt << 2 | flags);
+            else if (rc == FV_OK) {
+                rc = fv_put_uvarint(out, V2_DT_ESCAPE << 2 | flags);
+                if (rc == FV_OK) rc = fv_put_uvarint(out, dt);
+            }
         }
         if (rc == FV_OK && !e->amb && !same) {
             unsigned char km[2] = {e->v.kind, e->v.member};
-            rc = fv_buf_append(out, km, 2);
+            if (ver >= 3 && e->v.kind > 15)
+                rc = FV_EINVAL; /* no such kind (payload.h): 4 bits hold every one */
+            else if (ver >= 3)
+                rc = fv_put_uvarint(out, (uint64_t)e->v.member << 4 | e->v.kind);
+            else
+                rc = fv_buf_append(out, km, 2);
         }
         if (rc == FV_OK && !e->amb) rc = put_value_v2(out, &e->v);
         if (!e->amb) prev = &e->v;
@@ -274,6 +288,16 @@ int fv_lastvals_encode(struct fv_lastvals *lv, struct fv_buf *out)
     }
     if (rc) out->len = start;
     return rc;
+}
+
+int fv_lastvals_encode(struct fv_lastvals *lv, struct fv_buf *out)
+{
+    return encode_dense(lv, out, FV_LASTVALS_VERSION);
+}
+
+int fv_lastvals_encode_v2(struct fv_lastvals *lv, struct fv_buf *out)
+{
+    return encode_dense(lv, out, 2);
 }
 
 #define BAD(...)                                                                                   \
@@ -362,21 +386,30 @@ static int rd_value_v2(struct fv_rd *r, struct fv_value *v)
     }
 }
 
-static int decode_v2(struct fv_rd *r, struct fv_lastvals *out, char *err, size_t errlen)
+static int decode_dense(struct fv_rd *r, unsigned ver, struct fv_lastvals *out, char *err,
+                        size_t errlen)
 {
     uint64_t ztref, n;
-    int rc = FV_OK;
-    if (fv_rd_uvarint(r, &ztref) || fv_rd_uvarint(r, &n) || n > FV_LASTVALS_MAX ||
-        n > r->n - r->off)
-        BAD("last values: header");
+    int rc = FV_OK, uniform = 0;
+    if (fv_rd_uvarint(r, &ztref) || fv_rd_uvarint(r, &n)) BAD("last values: header");
+    if (ver >= 3) {
+        uniform = (int)(n & 1);
+        n >>= 1;
+    }
+    if (n > FV_LASTVALS_MAX || n > r->n - r->off) BAD("last values: header");
     int64_t tref = (int64_t)fv_unzigzag(ztref);
     uint64_t field = 0;
     int have_prev = 0;
     uint8_t prev_kind = 0, prev_member = 0;
     for (uint64_t i = 0; i < n; i++) {
-        uint64_t df, h, dt;
-        if (fv_rd_uvarint(r, &df) || fv_rd_uvarint(r, &h) || (i && df == 0) ||
-            df > UINT32_MAX - field)
+        uint64_t df, h = 0, dt;
+        if (fv_rd_uvarint(r, &df) || (!uniform && fv_rd_uvarint(r, &h)))
+            BAD("last values: entry %llu: field", (unsigned long long)i);
+        if (uniform) { /* field delta << 1 | same; time tref, not ambiguous */
+            h = (df & 1) ? V2_SAME_KIND : 0;
+            df >>= 1;
+        }
+        if ((i && df == 0) || df > UINT32_MAX - field)
             BAD("last values: entry %llu: field", (unsigned long long)i);
         field += df;
         dt = h >> 2;
@@ -390,9 +423,15 @@ static int decode_v2(struct fv_rd *r, struct fv_lastvals *out, char *err, size_t
         if (!amb) {
             const unsigned char *km;
             if (same && !have_prev) BAD("last values: entry %llu: no kind", (unsigned long long)i);
+            uint64_t kmv;
             if (same) {
                 e.v.kind = prev_kind;
                 e.v.member = prev_member;
+            } else if (ver >= 3) { /* varint member << 4 | kind */
+                if (fv_rd_uvarint(r, &kmv) || kmv > 0xfffu)
+                    BAD("last values: entry %llu: kind", (unsigned long long)i);
+                e.v.kind = (uint8_t)(kmv & 15u);
+                e.v.member = (uint8_t)(kmv >> 4);
             } else if (fv_rd_bytes(r, 2, &km)) {
                 BAD("last values: entry %llu: cut", (unsigned long long)i);
             } else {
@@ -423,10 +462,10 @@ out:
 int fv_lastvals_decode(const unsigned char *p, size_t n, struct fv_lastvals *out, char *err,
                        size_t errlen)
 {
-    if (n > 0 && p[0] == 2) {
+    if (n > 0 && (p[0] == 2 || p[0] == 3)) {
         struct fv_rd r2;
         fv_rd_init(&r2, p + 1, n - 1);
-        return decode_v2(&r2, out, err, errlen);
+        return decode_dense(&r2, p[0], out, err, errlen);
     }
     struct fv_rd r;
     fv_rd_init(&r, p, n);

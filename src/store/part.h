@@ -10,9 +10,12 @@
  *
  * File "part-LLLLLLLLLLLLLLLL-HHHHHHHHHHHHHHHH.fvp" (generations lo..hi, 16 hex digits):
  *
- *   header, 36 bytes: magic "FVPART\r\n" | u32 version 4 | u32 level | u64 gen_lo |
+ *   header, 36 bytes: magic "FVPART\r\n" | u32 version 6 | u32 level | u64 gen_lo |
  *                     u64 gen_hi | u32 CRC-32C of bytes 0..31
- *   blocks, back to back: nonce(12) || AES-256-GCM(DEK, zstd(block plaintext), aad) || tag;
+ *   blocks, back to back: nonce(12) || AES-256-GCM(DEK, zstd(block plaintext), aad) || tag,
+ *     in version 6 without the nonce (ciphertext || tag): it is fv_part_nonce(the index's
+ *     nonce base, the offset), unless the entry's nonce_in says the bytes begin with it (a
+ *     block a merge carried over unopened);
  *   among them (version 3 and 4), at most one last-values record per subject:
  *       nonce(12) || AES-256-GCM(DEK, zstd(last-values plaintext: store/lastvals.h), aad)
  *       || tag (the zstd frame states its content size, at most 64 MiB); version 4 keeps
@@ -21,7 +24,9 @@
  *     with aad "fvlast1" (7 bytes) || subject[16] || u64 gen_lo || u64 gen_hi: a record
  *     moved to another subject or part fails to open. It sums up the subject's frames in
  *     this part (each signal's last time and value) for the fleet view.
- *   index, zstd-compressed; plaintext:
+ *   index, zstd-compressed; plaintext (version 6: the same fields column by column, after
+ *   the nonce base; exact layout in docs/formats.md "Version 6 index", code in
+ *   part_index.c); versions 1 to 5:
  *       varint nclasses, then per class: varint len, name bytes
  *       varint flags (FV_PART_F_*)
  *       varint nblocks, then per block (sorted by subject, class, min_t), 77 bytes:
@@ -37,6 +42,9 @@
  *       subject once), 32 bytes: subject[16] | u64 offset | u32 len | u32 crc32c(sealed)
  *       A subject with frames but no record (a version 1 or 2 part, or a merge that could
  *       not sum it up) is read by decoding its blocks.
+ *   Version 5 (still read): fixed-size index entries, nonces in front, last values of
+ *   plaintext version 2.
+ *   Version 4 (still read): no LINKED double columns (codec.h).
  *   Version 3 (still read): records always zstd-compressed (and of plaintext version 1).
  *   Version 2 (still read): no last-values records, the index ends after the blocks.
  *   Version 1 (still read): no flags varint, 69-byte entries without rx_max (taken to be
@@ -91,7 +99,10 @@ struct fv_part_entry {
     uint32_t nrec, nev, ndatums, raw_len, len, crc, nfirst;
     int64_t min_t, max_t;
     uint64_t off;
-    int64_t rx_max; /* latest receive time (server clock, ms) of the block's records */
+    int64_t rx_max;   /* latest receive time (server clock, ms) of the block's records */
+    uint8_t nonce_in; /* 1: the sealed bytes begin with their nonce (versions 1 to 5, and a
+                         block copied into a version 6 part); 0: the nonce is the part's
+                         (fv_part_nonce) and the bytes are ciphertext || tag */
 };
 
 /* Where one subject's sealed last-values record is (version 3, 4). */
@@ -99,6 +110,7 @@ struct fv_part_last {
     unsigned char subject[FV_SUBJECT_LEN];
     uint64_t off;
     uint32_t len, crc;
+    uint8_t nonce_in; /* as in fv_part_entry (never set in version 6) */
 };
 
 /* Part flags (index, version 2). PROVISIONAL: written while the WAL is held (store.h T5):
@@ -114,7 +126,8 @@ struct fv_part {
     uint64_t size;
     uint32_t version, level;
     uint64_t gen_lo, gen_hi, wal_file_hi, created_ms, datums, records;
-    uint64_t flags;     /* FV_PART_F_* */
+    uint64_t flags;               /* FV_PART_F_* */
+    unsigned char nonce_base[12]; /* version 6: random, the part's nonces derive from it */
     int unlink_on_free; /* compaction replaced it: delete the file with the last reference */
     uint32_t nclasses;
     char classes[FV_PART_MAX_CLASSES][FV_CLASS_NAME_MAX + 1];
@@ -141,8 +154,13 @@ void fv_part_unref(struct fv_part *p);
 /* Index of the first entry of subject (and class, or any class if cls < 0), or p->n. */
 size_t fv_part_find(const struct fv_part *p, const unsigned char subject[FV_SUBJECT_LEN]);
 
-/* Reads the sealed bytes of entry i into out, checking their CRC (FV_ECORRUPT naming the
- * file and offset; out then holds the bytes read all the same). */
+/* The nonce of what a version 6 part holds at offset off: nonce_base with its last 8 bytes
+ * XOR off (little-endian). Distinct offsets give distinct nonces within a part; each part
+ * draws its base at random, so across parts they repeat no more than random nonces would. */
+void fv_part_nonce(const unsigned char base[12], uint64_t off, unsigned char nonce[12]);
+/* Reads the sealed bytes of entry i into out as fv_seal makes them (nonce || ciphertext ||
+ * tag: a derived nonce is put in front), checking the CRC of the stored bytes (FV_ECORRUPT
+ * naming the file and offset; out then holds the bytes read all the same). */
 int fv_part_read_block(const struct fv_part *p, size_t i, struct fv_buf *out, char *err,
                        size_t errlen);
 /* The associated data that binds a sealed block to its index entry. */
@@ -188,6 +206,9 @@ int fv_part_writer_copy(struct fv_part_writer *w, const struct fv_part_entry *e,
 int fv_part_writer_add_last(struct fv_part_writer *w, const unsigned char subject[FV_SUBJECT_LEN],
                             const unsigned char dek[32], const unsigned char *plain, size_t len,
                             char *err, size_t errlen);
+/* Writes the older layout of version 5 (fixed-size index entries) instead of the current one
+ * (6): for tests of readers of old parts. FV_EINVAL for other versions. */
+int fv_part_writer_set_version(struct fv_part_writer *w, uint32_t version);
 /* Sets the part's flags (FV_PART_F_*, default 0) before commit. */
 void fv_part_writer_set_flags(struct fv_part_writer *w, uint64_t flags);
 /* Writes the index and footer, fsyncs, renames into place, fsyncs the directory; *path_out

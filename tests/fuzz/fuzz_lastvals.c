@@ -1,10 +1,10 @@
 /* fuzz_lastvals.c - libFuzzer target: the last-values record decoder (src/store/lastvals.h),
- * both plaintext versions (1: a block of the values; 2: the dense entries).
+ * every plaintext version (1: a block of the values; 2 and 3: the dense entries).
  *
  * The input is a record plaintext (as it is after decryption and, if any, decompression).
  * fv_lastvals_decode must return FV_OK, FV_ECORRUPT or FV_ENOMEM without reading outside the
  * input (an exact-size copy for ASan). When it works, the entries are ascending by field
- * without repeats, and encoding them again (version 2) and decoding that gives the same
+ * without repeats, and encoding them again (version 3) and decoding that gives the same
  * entries (times, ambiguity, values bit for bit). */
 #include <stddef.h>
 #include <stdint.h>

@@ -7,8 +7,8 @@
  *   mode 2: u32 blocks_len, u32 nblocks, u32 level, blocks_len bytes of blocks area, then the
  *           index PLAINTEXT: the target builds a valid header, compresses the index (zstd) and
  *           writes a valid footer around it, so that mutations reach the index decoder. The
- *           header's version is 1 + (level >> 16) % 4 (1: older corpus files stay version 1;
- *           3 and 4: the last-values entries after the blocks').
+ *           header's version is 1 + (level >> 16) % 6 (1: older corpus files stay version 1;
+ *           3 to 5: the last-values entries after the blocks'; 6: the columnar index).
  * fv_part_parse must return FV_OK or FV_ECORRUPT (or FV_ENOMEM) and never read outside the
  * image (an exact-size copy for ASan). On success every entry must lie inside the blocks
  * area, blocks must not overlap, classes must be known, and the index must be sorted; so must
@@ -65,7 +65,7 @@ static unsigned char *build(const uint8_t *data, size_t size, size_t *len_out)
     unsigned char *img = malloc(cap);
     if (img == NULL) return NULL;
     memcpy(img, "FVPART\r\n", 8);
-    fv_put_u32(img + 8, 1 + (level >> 16) % 4);
+    fv_put_u32(img + 8, 1 + (level >> 16) % 6);
     fv_put_u32(img + 12, level);
     fv_put_u64(img + 16, 3);
     fv_put_u64(img + 24, 9);
@@ -142,7 +142,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (by != NULL) {
             for (size_t i = 0; i < p->n; i++) {
                 const struct fv_part_entry *e = &p->e[i];
-                check(e->off >= FV_PART_HEADER_LEN && e->len >= 28);
+                check(e->off >= FV_PART_HEADER_LEN && e->len >= (e->nonce_in ? 28u : 16u));
+                check(e->nonce_in == 1 || (p->version >= 6 && e->nonce_in == 0));
                 check(e->off + e->len <= ioff); /* inside the blocks area, so inside the file */
                 check(e->cls < p->nclasses && e->min_t <= e->max_t);
                 check(e->raw_len >= 1 && e->raw_len <= FV_BLOCK_MAX_RAW);
@@ -164,10 +165,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 check(by[i - 1]->off + by[i - 1]->len <= by[i]->off);
             free(by);
         }
-        check(p->version == 3 || p->nlast == 0);
+        check(p->version >= 3 || p->nlast == 0);
         for (size_t i = 0; i < p->nlast; i++) {
             const struct fv_part_last *l = &p->last[i];
-            check(l->off >= FV_PART_HEADER_LEN && l->len >= 28 && l->off + l->len <= ioff);
+            check(l->off >= FV_PART_HEADER_LEN && l->len >= (l->nonce_in ? 28u : 16u) &&
+                  l->off + l->len <= ioff);
+            check(l->nonce_in == (p->version < 6));
             if (i) check(memcmp(p->last[i - 1].subject, l->subject, FV_SUBJECT_LEN) < 0);
             check(fv_part_find_last(p, l->subject) == i);
             for (size_t k = 0; k < p->n; k++) /* overlaps no block */

@@ -221,16 +221,16 @@ static void test_encoding_v1_still_read(void **state)
     encoding_vs_reference(fv_lastvals_encode_v1);
 }
 
-/* Version 2 on edge records: empty, one value, every kind; its size on a vehicle's record. */
-static void test_encoding_v2_edges(void **state)
+/* Versions 2 (still read) and 3 (written) on edge records: empty, one value, every kind;
+ * their sizes on a vehicle's record. */
+static void encoding_edges(int (*encode)(struct fv_lastvals *, struct fv_buf *), unsigned ver)
 {
-    (void)state;
     char err[256] = "";
     struct fv_buf enc = {0};
     struct fv_lastvals a = {0}, d = {0};
-    assert_int_equal(fv_lastvals_encode(&a, &enc), FV_OK); /* empty */
-    assert_int_equal(enc.len, 3);                          /* version, tref 0, n 0 */
-    assert_int_equal(enc.data[0], 2);
+    assert_int_equal(encode(&a, &enc), FV_OK); /* empty */
+    assert_int_equal(enc.len, 3);              /* version, tref 0, n 0 */
+    assert_int_equal(enc.data[0], ver);
     assert_int_equal(fv_lastvals_decode(enc.data, enc.len, &d, err, sizeof err), FV_OK);
     assert_int_equal(d.n, 0);
     struct fv_value v[12] = {{0}};
@@ -251,7 +251,7 @@ static void test_encoding_v2_edges(void **state)
     for (uint32_t i = 0; i < 12; i++)
         assert_int_equal(fv_lastvals_add(&a, i == 2 ? INT64_MIN : 1000 - i, i * 7, &v[i]), FV_OK);
     fv_buf_reset(&enc);
-    assert_int_equal(fv_lastvals_encode(&a, &enc), FV_OK);
+    assert_int_equal(encode(&a, &enc), FV_OK);
     assert_int_equal(fv_lastvals_decode(enc.data, enc.len, &d, err, sizeof err), FV_OK);
     assert_int_equal(d.n, 12);
     for (uint32_t i = 0; i < 12; i++) {
@@ -271,17 +271,22 @@ static void test_encoding_v2_edges(void **state)
     struct fv_lastvals x = {0};
     assert_int_equal(fv_lastvals_decode(enc.data, enc.len, &x, err, sizeof err), FV_ECORRUPT);
     fv_lastvals_clear(&x);
-    const unsigned char none[] = {2, 0, 1, 0, 0, 0, 5}, twice[] = {2, 0, 2, 3, 1, 0, 1};
-    assert_int_equal(fv_lastvals_decode(none, sizeof none, &x, err, sizeof err), FV_ECORRUPT);
+    /* version 3: n << 1 | uniform; kind as varint member << 4 | kind */
+    const unsigned char none2[] = {2, 0, 1, 0, 0, 0, 5}, twice2[] = {2, 0, 2, 3, 1, 0, 1};
+    const unsigned char none3[] = {3, 0, 3, 0, 0x50}, twice3[] = {3, 0, 4, 3, 1, 0, 1};
+    const unsigned char *none = ver == 2 ? none2 : none3, *twice = ver == 2 ? twice2 : twice3;
+    size_t nnone = ver == 2 ? sizeof none2 : sizeof none3;
+    size_t ntwice = ver == 2 ? sizeof twice2 : sizeof twice3;
+    assert_int_equal(fv_lastvals_decode(none, nnone, &x, err, sizeof err), FV_ECORRUPT);
     fv_lastvals_clear(&x);
-    assert_int_equal(fv_lastvals_decode(twice, sizeof twice, &x, err, sizeof err), FV_ECORRUPT);
+    assert_int_equal(fv_lastvals_decode(twice, ntwice, &x, err, sizeof err), FV_ECORRUPT);
     fv_lastvals_clear(&x);
     /* One value. */
     fv_lastvals_clear(&a);
     fv_lastvals_clear(&d);
     assert_int_equal(fv_lastvals_add(&a, 1796169600000LL, 4, &v[0]), FV_OK);
     fv_buf_reset(&enc);
-    assert_int_equal(fv_lastvals_encode(&a, &enc), FV_OK);
+    assert_int_equal(encode(&a, &enc), FV_OK);
     assert_int_equal(fv_lastvals_decode(enc.data, enc.len, &d, err, sizeof err), FV_OK);
     assert_int_equal(d.n, 1);
     assert_true(fv_value_equal(&d.e[0].v, &v[0]));
@@ -293,15 +298,37 @@ static void test_encoding_v2_edges(void **state)
         assert_int_equal(fv_lastvals_add(&a, 1796169600000LL, f, &x2), FV_OK);
     }
     fv_buf_reset(&enc);
-    assert_int_equal(fv_lastvals_encode(&a, &enc), FV_OK);
-    struct fv_buf v1 = {0};
+    assert_int_equal(encode(&a, &enc), FV_OK);
+    struct fv_buf v1 = {0}, v2 = {0};
     assert_int_equal(fv_lastvals_encode_v1(&a, &v1), FV_OK);
-    print_message("20 doubles: version 2 %zu bytes, version 1 %zu bytes\n", enc.len, v1.len);
+    assert_int_equal(fv_lastvals_encode_v2(&a, &v2), FV_OK);
+    print_message("20 doubles: version %u %zu bytes, version 2 %zu, version 1 %zu\n", ver, enc.len,
+                  v2.len, v1.len);
     assert_true(enc.len <= 20 * 6 + 10 && enc.len * 2 < v1.len);
+    if (ver == 3) assert_true(enc.len + 20 <= v2.len); /* no flags byte, 1-byte kind */
     fv_buf_free(&v1);
+    fv_buf_free(&v2);
     fv_buf_free(&enc);
     fv_lastvals_clear(&a);
     fv_lastvals_clear(&d);
+}
+
+static void test_encoding_v2_edges(void **state)
+{
+    (void)state;
+    encoding_edges(fv_lastvals_encode_v2, 2);
+}
+
+static void test_encoding_v3_edges(void **state)
+{
+    (void)state;
+    encoding_edges(fv_lastvals_encode, 3);
+}
+
+static void test_encoding_v2_still_read(void **state)
+{
+    (void)state;
+    encoding_vs_reference(fv_lastvals_encode_v2);
 }
 
 /* ---- the store ---- */
@@ -433,9 +460,35 @@ static size_t check_round(struct fv_store *s, struct keys *k, struct rng *g, int
     return mem;
 }
 
-/* Rewrites a part file as format version 2: the same blocks, no last-values records. */
-static void to_version2(const char *path)
+/* Rewrites a part file as format version 2: the same blocks, no last-values records (first
+ * as version 5, fixed-size index entries and every block with its nonce in front, by
+ * copying its blocks; then its index cut short). */
+static void to_version2(const char *dir, const char *path)
 {
+    struct fv_part *p;
+    struct fv_part_writer *w;
+    char err[512] = "";
+    assert_int_equal(fv_part_open(path, &p, err, sizeof err), FV_OK);
+    assert_int_equal(fv_part_writer_open(dir, p->gen_lo, p->gen_hi, p->level, &w, err, sizeof err),
+                     FV_OK);
+    assert_int_equal(fv_part_writer_set_version(w, 5), FV_OK);
+    fv_part_writer_set_flags(w, p->flags);
+    struct fv_buf sealed = {0};
+    for (size_t i = 0; i < p->n; i++) {
+        const char *cname = p->classes[p->e[i].cls];
+        assert_int_equal(fv_part_read_block(p, i, &sealed, err, sizeof err), FV_OK);
+        assert_int_equal(
+            fv_part_writer_copy(w, &p->e[i], cname, sealed.data, sealed.len, err, sizeof err),
+            FV_OK);
+    }
+    char out_path[700];
+    assert_int_equal(
+        fv_part_writer_commit(w, p->wal_file_hi, out_path, sizeof out_path, err, sizeof err),
+        FV_OK);
+    assert_string_equal(out_path, path);
+    fv_part_writer_free(w);
+    fv_part_unref(p);
+    fv_buf_free(&sealed);
     struct stat st;
     assert_int_equal(stat(path, &st), 0);
     size_t len = (size_t)st.st_size;
@@ -497,7 +550,7 @@ static size_t parts_to_version2(const char *dir)
         if (!fv_part_name(e->d_name, &lo, &hi)) continue;
         char p[700];
         snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        to_version2(p);
+        to_version2(dir, p);
         n++;
     }
     closedir(d);
@@ -800,7 +853,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_encoding_vs_reference),
         cmocka_unit_test(test_encoding_v1_still_read),
+        cmocka_unit_test(test_encoding_v2_still_read),
         cmocka_unit_test(test_encoding_v2_edges),
+        cmocka_unit_test(test_encoding_v3_edges),
         cmocka_unit_test(test_store_memory_equals_decoding),
         cmocka_unit_test(test_retention_drops_last_values),
         cmocka_unit_test(test_block_columns_per_key_dropped_on_erasure),
