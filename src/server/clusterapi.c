@@ -286,10 +286,10 @@ static void answer_piece(struct fv_clusterapi *c, struct open_answer *o, struct 
     o->resp.body.len -= n;
     o->last_ns = fv_mono_ns();
     o->next_seq++;
-    if (!more) close_answer(c, o);
     uint64_t after = audit ? fv_audit_last_seq(audit) : 0;
     if (after > before) after = fv_guard_gate_seq(o->v.guard, before, after);
     p->need = after > before ? after : 0;
+    if (!more) close_answer(c, o); /* its producer ended above: no entry is written here */
     struct parked **tail = &c->parked;
     while (*tail)
         tail = &(*tail)->next;
