@@ -801,6 +801,9 @@ void fv_clusterapi_close(struct fv_clusterapi *c)
         fv_buf_free(&p->body);
         free(p);
     }
+    while (c->open) /* their producers end (an export's closing entry): the store and the
+                       guard close after this (server.c) */
+        close_answer(c, c->open);
     for (uint32_t s = 0; c->ans && s < c->shards; s++)
         fv_buf_free(&c->ans[s].body);
     free(c->ans);

@@ -65,7 +65,9 @@ void fv_clusterapi_serve(void *arg);
 /* An api node: fv_api_view.forward (Q1-Q3, Q5, Q6). */
 int fv_clusterapi_forward(void *arg, const struct fv_api_view *v, const struct fv_guard_ctx *ctx,
                           const char *method, const char *path, struct fv_http_response *out);
-/* Answers nothing more; parked answers are dropped (their askers time out). NULL is fine. */
+/* Answers nothing more; parked answers are dropped (their askers time out), answers in
+ * progress ended (their producers freed: call before the store and the guard close). NULL
+ * is fine. */
 void fv_clusterapi_close(struct fv_clusterapi *c);
 
 #endif
