@@ -271,6 +271,7 @@ static void answer_piece(struct fv_clusterapi *c, struct open_answer *o, struct 
     }
     struct parked *p = calloc(1, sizeof *p);
     if (p == NULL || (n && fv_buf_append(&p->body, o->resp.body.data, n) != FV_OK)) {
+        if (p) fv_buf_free(&p->body);
         free(p);
         close_answer(c, o);
         answer_error(c, r, 500, "out of memory");

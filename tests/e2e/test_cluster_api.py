@@ -19,7 +19,9 @@ lands on both storage nodes; then, from the api node:
   record; a consent change and an erasure are made on the owner and reach the other storage
   node through the subjects bucket; bad input is a 400 and changes nothing; a dead owner
   makes a change 504 ("may or may not have been made"), no storage node 503.
-FV_CAPI_VEHICLES (default 12) and FV_CAPI_SECONDS (default 6) scale it."""
+FV_CAPI_VEHICLES (default 12) and FV_CAPI_SECONDS (default 6) scale it; FV_CAPI_MAX_PAYLOAD
+(default 8192) sets nats-server's max_payload: with 2048 and 40 vehicles every shard's
+/api/v1/vehicles answer comes in pieces too, and the api node gathers them before the join."""
 import io
 import json
 import os
