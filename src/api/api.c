@@ -606,8 +606,13 @@ void fv_api_handle_as(const struct fv_api_view *v, const char *method, const cha
                       const char *principal, const char *role, struct fv_http_response *out)
 {
     out->www_authenticate = 0;
-    if (strcmp(method, "GET") != 0) {
-        fv_api_respond_error(out, 405, "method not allowed: a cluster query is a GET");
+    char x[65]; /* a data subject's erasure or consent change is a POST (its query holds all) */
+    if (strcmp(method, "GET") != 0 &&
+        !(strcmp(method, "POST") == 0 && (match_path(path, "/api/v1/subjects/", "/erase", x) ||
+                                          match_path(path, "/api/v1/subjects/", "/consent", x)))) {
+        fv_api_respond_error(out, 405,
+                             "method not allowed: a cluster request is a GET, or a POST of a "
+                             "subject's erasure or consent");
         return;
     }
     api_part(v, method, path, NULL, principal, role, out);

@@ -124,8 +124,10 @@ struct fv_http_response {
 
 void fv_api_handle(const struct fv_api_view *v, const char *method, const char *path,
                    const char *authorization, struct fv_http_response *out);
-/* fv_api_handle for a GET of /api/... whose principal and role were authenticated by the
- * cluster's api node (cluster/jsquery.h: the trust boundary is NATS's): no token is checked;
+/* fv_api_handle for a GET of /api/..., or a POST of /api/v1/subjects/{id}/erase or /consent
+ * (their parameters in the query, v->body unused), whose principal and role were
+ * authenticated by the cluster's api node (cluster/jsquery.h: the trust boundary is
+ * NATS's): no token is checked;
  * everything else - the decision, the audit, the obligations, the quota - is as for a
  * request with that principal's token. */
 void fv_api_handle_as(const struct fv_api_view *v, const char *method, const char *path,

@@ -56,6 +56,10 @@ struct api_session {
     unsigned char *wbuf; /* LWS_PRE + a large piece, for answers not chunked */
     uint64_t audit_need; /* H2: the response waits until this audit seq is durable */
     int parked;
+    /* The request's view of the API: a streamed answer's producer keeps a pointer to it
+     * (export.c, exports.c) and runs again on every writable turn, long after serve()
+     * returned, so it lives here, as long as the response. */
+    struct fv_api_view view;
     /* the request, kept until its body is in */
     char auth[256], args[4096], path[512], method[8], range[128];
     struct fv_buf req_body;
@@ -226,12 +230,13 @@ static int unpark(struct lws *wsi, struct fv_http_ctx *hc, struct api_session *a
 /* Answers the request held in a (headers read; its body too, if it had one). */
 static int serve(struct lws *wsi, struct fv_http_ctx *hc, struct api_session *a)
 {
-    struct fv_api_view v = hc->view;
-    v.stats = &hc->stats;
-    v.query = a->args[0] ? a->args : NULL;
-    v.body = a->req_body.data ? (const char *)a->req_body.data : NULL;
-    v.body_len = a->req_body.len;
-    v.range = a->range[0] ? a->range : NULL;
+    struct fv_api_view *v = &a->view;
+    *v = hc->view;
+    v->stats = &hc->stats;
+    v->query = a->args[0] ? a->args : NULL;
+    v->body = a->req_body.data ? (const char *)a->req_body.data : NULL;
+    v->body_len = a->req_body.len;
+    v->range = a->range[0] ? a->range : NULL;
     struct fv_audit *audit = audit_of(hc);
     uint64_t before = audit ? fv_audit_last_seq(audit) : 0;
     hc->metrics->http_requests++;
@@ -241,7 +246,7 @@ static int serve(struct lws *wsi, struct fv_http_ctx *hc, struct api_session *a)
      * costs a hash and a lookup; nothing is logged), so clients that share an address
      * with a guesser - behind a NAT or a proxy - are still served. */
     if (!auth_allowed(hc, addr) &&
-        !(v.guard && a->auth[0] && fv_guard_token_valid(v.guard, a->auth))) {
+        !(v->guard && a->auth[0] && fv_guard_token_valid(v->guard, a->auth))) {
         hc->metrics->http_auth_throttled++;
         a->resp.status = 429;
         a->resp.content_type = "application/json";
@@ -255,7 +260,7 @@ static int serve(struct lws *wsi, struct fv_http_ctx *hc, struct api_session *a)
             static const char m[] = "{\"error\":\"request body over 64 KiB\"}\n";
             fv_buf_append(&a->resp.body, m, sizeof m - 1);
         } else {
-            fv_api_handle(&v, a->method, a->path, a->auth[0] ? a->auth : NULL, &a->resp);
+            fv_api_handle(v, a->method, a->path, a->auth[0] ? a->auth : NULL, &a->resp);
         }
         if (a->resp.status == 401) {
             hc->metrics->http_unauthorized++;

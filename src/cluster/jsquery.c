@@ -124,8 +124,19 @@ static int header(natsMsg *m, const char *key, char *out, size_t cap)
     return 1;
 }
 
+/* J2: a piece's number, 1..UINT32_MAX. */
+static int seq_of(const char *s, uint32_t *out)
+{
+    char *end;
+    unsigned long v = strtoul(s, &end, 10);
+    if (s[0] < '1' || s[0] > '9' || *end != '\0' || v > UINT32_MAX) return 0;
+    *out = (uint32_t)v;
+    return 1;
+}
+
 struct fv_jsq_req *fv_jsquery_next(struct fv_jsquery *q)
 {
+    char seq[16];
     for (;;) {
         pthread_mutex_lock(&q->mu);
         natsMsg *m = NULL;
@@ -152,11 +163,14 @@ struct fv_jsq_req *fv_jsquery_next(struct fv_jsquery *q)
         if (!header(m, "Fv-Method", r->method, sizeof r->method) ||
             !header(m, "Fv-Path", r->path, sizeof r->path) ||
             !header(m, "Fv-Principal", r->principal, sizeof r->principal) ||
-            !header(m, "Fv-Role", r->role, sizeof r->role) || r->method[0] == '\0' ||
-            r->path[0] == '\0' || r->principal[0] == '\0' || r->role[0] == '\0' ||
-            strlen(query) != (size_t)(len > 0 ? len : 0)) {
+            !header(m, "Fv-Role", r->role, sizeof r->role) ||
+            !header(m, "Fv-Session", r->session, sizeof r->session) ||
+            !header(m, "Fv-Seq", seq, sizeof seq) || r->method[0] == '\0' || r->path[0] == '\0' ||
+            r->principal[0] == '\0' || r->role[0] == '\0' ||
+            strlen(query) != (size_t)(len > 0 ? len : 0) ||
+            (r->session[0] && !seq_of(seq, &r->seq))) {
             static const char bad[] = "{\"error\":\"malformed cluster query request\"}\n";
-            fv_jsquery_answer(q, r, 400, "application/json", 1, bad, sizeof bad - 1);
+            fv_jsquery_answer(q, r, 400, "application/json", 1, NULL, bad, sizeof bad - 1);
             continue;
         }
         return r;
@@ -171,18 +185,26 @@ void fv_jsquery_drop(struct fv_jsq_req *r)
     free(r);
 }
 
-int fv_jsquery_answer(struct fv_jsquery *q, struct fv_jsq_req *r, int status,
-                      const char *content_type, int here, const void *body, size_t len)
+size_t fv_jsquery_chunk_max(struct fv_jsquery *q)
 {
-    static const char big[] = "{\"error\":\"the answer is larger than one NATS message (the "
-                              "server's max_payload): narrow the query (from, to, limit, "
-                              "signals) or ask the owner directly\"}\n";
     int64_t max = natsConnection_GetMaxPayload(q->conn.nc);
-    if (max > 0 && len + 512 > (uint64_t)max) {
+    if (max <= 0) max = 1 << 20; /* not connected: nats-server's default */
+    size_t n = max > 2048 ? (size_t)max - 1024 : (size_t)max / 2;
+    return n < FV_JSQ_CHUNK_CAP ? n : FV_JSQ_CHUNK_CAP;
+}
+
+int fv_jsquery_answer(struct fv_jsquery *q, struct fv_jsq_req *r, int status,
+                      const char *content_type, int here, const char *more, const void *body,
+                      size_t len)
+{
+    static const char big[] = "{\"error\":\"an answer's piece is larger than one NATS message "
+                              "(the server's max_payload)\"}\n";
+    if (len > fv_jsquery_chunk_max(q)) { /* the caller cuts its answer to size (J1) */
         status = 507;
         content_type = "application/json";
         body = big;
         len = sizeof big - 1;
+        more = NULL;
     }
     natsMsg *m = NULL;
     char st[16];
@@ -192,6 +214,7 @@ int fv_jsquery_answer(struct fv_jsquery *q, struct fv_jsq_req *r, int status,
     if (s == NATS_OK)
         s = natsMsgHeader_Set(m, "Fv-Type", content_type ? content_type : "application/json");
     if (s == NATS_OK) s = natsMsgHeader_Set(m, "Fv-Here", here ? "1" : "0");
+    if (s == NATS_OK && more && more[0]) s = natsMsgHeader_Set(m, "Fv-More", more);
     if (s == NATS_OK) s = natsConnection_PublishMsg(q->conn.nc, m);
     natsMsg_Destroy(m);
     if (s != NATS_OK)
@@ -211,7 +234,8 @@ static void take_answer(natsMsg *reply, struct fv_jsq_answer *a)
     char st[16], hr[4];
     int ok = header(reply, "Fv-Status", st, sizeof st) &&
              header(reply, "Fv-Type", a->type, sizeof a->type) &&
-             header(reply, "Fv-Here", hr, sizeof hr);
+             header(reply, "Fv-Here", hr, sizeof hr) &&
+             header(reply, "Fv-More", a->more, sizeof a->more);
     a->status = ok ? atoi(st) : 0;
     a->here = strcmp(hr, "1") == 0;
     if (!ok || a->status < 100 || a->status > 599 || a->type[0] == '\0') {
@@ -237,7 +261,7 @@ int fv_jsquery_ask_all(struct fv_jsquery *q, uint32_t nshards, const char *metho
     for (uint32_t i = 0; i < nshards; i++) {
         ans[i].rc = FV_EAGAIN;
         ans[i].status = ans[i].here = 0;
-        ans[i].type[0] = '\0';
+        ans[i].type[0] = ans[i].more[0] = '\0';
         fv_buf_reset(&ans[i].body);
     }
     natsInbox *inbox = NULL;
@@ -301,6 +325,46 @@ int fv_jsquery_ask_all(struct fv_jsquery *q, uint32_t nshards, const char *metho
         fv_seterr(err, errlen, "NATS: %s", natsStatus_GetText(s));
         return FV_EIO;
     }
+    return FV_OK;
+}
+
+int fv_jsquery_pull(struct fv_jsquery *q, uint32_t shard, const char *method, const char *path,
+                    const char *principal, const char *role, const char *session, uint32_t seq,
+                    int64_t timeout_ms, struct fv_jsq_answer *a, char *err, size_t errlen)
+{
+    if (!field_ok(method, 15) || !field_ok(path, FV_JSQ_FIELD_MAX) || !field_ok(principal, 64) ||
+        !field_ok(role, 31) || !field_ok(session, FV_JSQ_ID_LEN) || seq == 0) {
+        fv_seterr(err, errlen, "a request field is too long or not printable");
+        return FV_EINVAL;
+    }
+    a->rc = FV_EAGAIN;
+    a->status = a->here = 0;
+    a->type[0] = a->more[0] = '\0';
+    fv_buf_reset(&a->body);
+    char subject[SUBJECT_MAX + 16], sq[16];
+    snprintf(subject, sizeof subject, "%s%u", q->prefix, shard);
+    snprintf(sq, sizeof sq, "%u", seq);
+    natsMsg *m = NULL, *reply = NULL;
+    natsStatus s = natsMsg_Create(&m, subject, NULL, NULL, 0);
+    if (s == NATS_OK) s = natsMsgHeader_Set(m, "Fv-Method", method);
+    if (s == NATS_OK) s = natsMsgHeader_Set(m, "Fv-Path", path);
+    if (s == NATS_OK) s = natsMsgHeader_Set(m, "Fv-Principal", principal);
+    if (s == NATS_OK) s = natsMsgHeader_Set(m, "Fv-Role", role);
+    if (s == NATS_OK) s = natsMsgHeader_Set(m, "Fv-Session", session);
+    if (s == NATS_OK) s = natsMsgHeader_Set(m, "Fv-Seq", sq);
+    if (s == NATS_OK) s = natsConnection_RequestMsg(&reply, q->conn.nc, m, timeout_ms);
+    natsMsg_Destroy(m);
+    if (s == NATS_TIMEOUT) return FV_OK; /* a->rc FV_EAGAIN */
+    if (s == NATS_NO_RESPONDERS) {
+        a->rc = FV_ENOENT;
+        return FV_OK;
+    }
+    if (s != NATS_OK) {
+        fv_seterr(err, errlen, "NATS: %s", natsStatus_GetText(s));
+        return FV_EIO;
+    }
+    take_answer(reply, a);
+    natsMsg_Destroy(reply);
     return FV_OK;
 }
 

@@ -13,7 +13,22 @@
  * printable ASCII), the URL's query string as the data. An answer: headers Fv-Status (HTTP
  * status), Fv-Type (content type), Fv-Here ("1": the shard holds what the request names;
  * "0": it does not - a one-device read of a device of another shard), the body as the data
- * (at most the connection's max payload, 1 MB by default).
+ * (at most fv_jsquery_chunk_max bytes: the connection's max payload less room for the
+ * headers, at most FV_JSQ_CHUNK_CAP).
+ *
+ * Answers larger than one message (J1-J4, docs/cluster.md "Queries through an api node"):
+ *  J1 the owner sends its answer's first piece (fv_jsquery_chunk_max bytes) with header
+ *     Fv-More: an answer id (32 hex digits, random) when more follows; absent: it is whole.
+ *  J2 the asker pulls each next piece with a request to the same shard's subject carrying the
+ *     same Fv-Method, Fv-Path, Fv-Principal, Fv-Role plus Fv-Session (the answer id) and
+ *     Fv-Seq (1, 2, ...: the piece wanted); the owner answers it like the first (Fv-More
+ *     again while more follows). One piece at a time: the owner makes the next piece only
+ *     when asked, so neither side holds more than one piece of an answer of any size.
+ *  J3 the owner answers a pull of an answer it does not hold (expired, or its producer
+ *     failed), of another principal, or out of sequence with 404/409 and no Fv-More; the
+ *     asker ends the answer there (short, never wrong).
+ *  J4 the owner drops an answer not pulled for FV_JSQ_IDLE_MS; it holds at most
+ *     FV_JSQ_OPEN_MAX of them (more: 503 with Retry-After).
  *
  * Trust: the principal and role in a request are believed as sent. Only fleetvault's nodes
  * may publish on fvq.> (NATS credentials and TLS: the cluster's trust boundary, as for the
@@ -35,6 +50,10 @@
 #include "util/buf.h"
 
 #define FV_JSQ_FIELD_MAX 1024
+#define FV_JSQ_CHUNK_CAP (1u << 20) /* a piece of an answer: at most 1 MiB (J1) */
+#define FV_JSQ_ID_LEN    32         /* an answer id: 16 random bytes in hex (J1) */
+#define FV_JSQ_IDLE_MS   60000      /* an answer not pulled for this long is dropped (J4) */
+#define FV_JSQ_OPEN_MAX  16         /* answers in progress on one owner (J4) */
 
 struct fv_jsquery;
 
@@ -50,15 +69,22 @@ int fv_jsquery_serve(struct fv_jsquery *q, int (*holds)(void *arg, uint32_t shar
 struct fv_jsq_req {
     uint32_t shard;
     char method[16], path[FV_JSQ_FIELD_MAX + 1], principal[65], role[32];
-    char *query; /* NUL-terminated, possibly "" */
+    char *query;                     /* NUL-terminated, possibly "" */
+    char session[FV_JSQ_ID_LEN + 1]; /* J2: the answer whose next piece is wanted, or "" */
+    uint32_t seq;                    /* J2: the piece wanted (1, 2, ...); 0 for a request */
     natsMsg *msg;
 };
 /* The next queued request, or NULL. */
 struct fv_jsq_req *fv_jsquery_next(struct fv_jsquery *q);
-/* Sends the answer (here: 0/1) and frees r. An answer over the max payload is replaced by a
- * 507 saying so. FV_OK, or FV_EIO (NATS refused it: the asker times out). */
+/* Sends the answer (here: 0/1; more: the answer id when more pieces follow, J1, else NULL)
+ * and frees r. A body over fv_jsquery_chunk_max is replaced by a 507 saying so. FV_OK, or
+ * FV_EIO (NATS refused it: the asker times out). */
 int fv_jsquery_answer(struct fv_jsquery *q, struct fv_jsq_req *r, int status,
-                      const char *content_type, int here, const void *body, size_t len);
+                      const char *content_type, int here, const char *more, const void *body,
+                      size_t len);
+/* The largest body one answer carries: the connection's max payload less 1 KiB for the
+ * headers, at most FV_JSQ_CHUNK_CAP. */
+size_t fv_jsquery_chunk_max(struct fv_jsquery *q);
 
 /* Frees r unanswered (its asker times out). */
 void fv_jsquery_drop(struct fv_jsq_req *r);
@@ -70,6 +96,7 @@ struct fv_jsq_answer {
                nats.c not saying which request had none), FV_EIO (a malformed answer) */
     int status, here;
     char type[64];
+    char more[FV_JSQ_ID_LEN + 1]; /* J1: the answer id when more pieces follow, else "" */
     struct fv_buf body;
 };
 /* Sends the request to every shard 0..nshards-1 at once (replies to an inbox of its own,
@@ -79,6 +106,13 @@ struct fv_jsq_answer {
 int fv_jsquery_ask_all(struct fv_jsquery *q, uint32_t nshards, const char *method, const char *path,
                        const char *query, const char *principal, const char *role,
                        int64_t timeout_ms, struct fv_jsq_answer *ans, char *err, size_t errlen);
+
+/* J2: asks shard's owner for piece seq of the answer session (the fields as the request
+ * that began it); a gets the piece (rc as above: FV_EAGAIN after timeout_ms, FV_ENOENT no
+ * responders). FV_OK (a filled), FV_EINVAL, FV_EIO (NATS refused: err says). */
+int fv_jsquery_pull(struct fv_jsquery *q, uint32_t shard, const char *method, const char *path,
+                    const char *principal, const char *role, const char *session, uint32_t seq,
+                    int64_t timeout_ms, struct fv_jsq_answer *a, char *err, size_t errlen);
 
 /* Unsubscribes, answers nothing more (queued requests are dropped: their askers time out),
  * closes. NULL is fine. */

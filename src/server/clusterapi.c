@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <openssl/rand.h>
 
 #include "api/http.h"
 #include "cluster/jsconsume.h"
@@ -21,14 +22,35 @@
 #include "util/log.h"
 #include "util/urlquery.h"
 
-/* NATS's largest max_payload (64 MiB): an answer past it is never gathered further. */
+/* The largest answer an api node gathers whole to join it with others' (a fleet read, Q3):
+ * past it, 507. One-device answers are streamed to the client piece by piece instead. */
 #define ANSWER_MAX (64u << 20)
+
+struct shard_filter {
+    uint32_t shards, shard;
+};
+
+/* An owner's answer in progress (jsquery.h J1-J4): the streamed response and everything
+ * its producer points to (the view, its query string, the shard filter), which must outlive
+ * the request that began it. */
+struct open_answer {
+    char id[FV_JSQ_ID_LEN + 1]; /* "" until it needs one (more follows the first piece) */
+    char principal[65];
+    uint32_t shard, next_seq;
+    uint64_t last_ns; /* when it was last pulled (J4) */
+    struct fv_api_view v;
+    char *query;
+    struct shard_filter f;
+    struct fv_http_response resp;
+    struct open_answer *next;
+};
 
 /* An owner's answer waiting for its audit entries to be durable (Q4). */
 struct parked {
     struct fv_jsq_req *req;
     int status, here;
     char type[64];
+    char more[FV_JSQ_ID_LEN + 1];
     struct fv_buf body;
     uint64_t need;
     struct parked *next;
@@ -41,8 +63,11 @@ struct fv_clusterapi {
     struct fv_http_ctx *http;
     struct fv_jsconsume *consumer; /* NULL: an api node */
     struct parked *parked;         /* oldest first */
-    struct fv_jsq_answer *ans;     /* an api node's: one per shard, reused */
-    long answered_by;              /* the shard whose owner answered a one-device read, or -1 */
+    struct open_answer *open;      /* a storage node's answers in progress (J1-J4) */
+    size_t nopen;
+    struct fv_jsq_answer *ans; /* an api node's: one per shard, reused */
+    long answered_by;          /* the shard whose owner answered a one-device read, or -1 */
+    int change;                /* the request forwarded changes data (Q7: a POST) */
 };
 
 static int holds(void *arg, uint32_t shard)
@@ -89,29 +114,80 @@ int fv_clusterapi_open(const struct fv_config *cfg, struct fv_http_ctx *http,
 
 /* ---- the owner (a storage node) ---------------------------------------------------------- */
 
-struct shard_filter {
-    uint32_t shards, shard;
-};
-
 static int in_shard(void *arg, const char *pseudo)
 {
     const struct shard_filter *f = arg;
     return fv_cluster_shard(pseudo, f->shards) == f->shard;
 }
 
-/* Q2: does shard hold the device the one-device read r names (as the principal's role names
- * devices: api.h fv_api_find_device)? Decides nothing, audits nothing. */
+/* Which data subject's right a path asks for (/api/v1/subjects/D/export|erase|consent): 1
+ * export, 2 erase, 3 consent, with D copied into name; 0: none. */
+static int subject_right(const char *path, char *name, size_t cap)
+{
+    static const char pre[] = "/api/v1/subjects/";
+    static const char *const rights[] = {"/export", "/erase", "/consent"};
+    size_t lp = sizeof pre - 1;
+    if (strncmp(path, pre, lp) != 0) return 0;
+    const char *slash = strchr(path + lp, '/');
+    if (slash == NULL || slash == path + lp || (size_t)(slash - path - lp) >= cap ||
+        slash - path - lp > 64)
+        return 0;
+    for (int k = 0; k < 3; k++)
+        if (strcmp(slash, rights[k]) == 0) {
+            memcpy(name, path + lp, (size_t)(slash - path - lp));
+            name[slash - path - lp] = '\0';
+            return k + 1;
+        }
+    return 0;
+}
+
+/* The device a one-device request names (Q2, Q7): /api/v1/query?device=D,
+ * /api/v1/vehicles/D/state, /api/v1/subjects/D/export|erase|consent. 0: not such a request. */
+static int one_device(const char *path, const char *query, char *name, size_t cap)
+{
+    static const char pre[] = "/api/v1/vehicles/", post[] = "/state";
+    if (strcmp(path, "/api/v1/query") == 0)
+        return fv_query_param(query, "device", name, cap) && name[0];
+    if (subject_right(path, name, cap)) return 1;
+    size_t n = strlen(path), lp = sizeof pre - 1, ls = sizeof post - 1;
+    if (n <= lp + ls || strncmp(path, pre, lp) != 0 || strcmp(path + n - ls, post) != 0 ||
+        n - lp - ls >= cap || memchr(path + lp, '/', n - lp - ls))
+        return 0;
+    memcpy(name, path + lp, n - lp - ls);
+    name[n - lp - ls] = '\0';
+    return 1;
+}
+
+/* Q2: does shard hold the device the one-device request r names? A read names it as the
+ * principal's role names devices (api.h fv_api_find_device), and its current subject's
+ * shard holds it; a data subject's right (Q7) names it by id, as the single node looks it
+ * up, and the shard is that of the subject it acts on: the period an export names
+ * (period=N), else the current one, erased or not. Decides nothing, audits nothing. */
 static int device_here(struct fv_clusterapi *c, const struct fv_api_view *v,
                        const struct fv_jsq_req *r, const char *name)
 {
+    char subject[FV_SUBJECT_NAME_MAX + 1], ps[FV_PSEUDONYM_LEN + 1], dev[128];
+    const unsigned char *dek;
+    if (subject_right(r->path, dev, sizeof dev)) {
+        const struct fv_device *d = fv_fleet_find(v->fleet, name);
+        if (d == NULL) return 0;
+        char per[16];
+        int n = fv_query_param(r->query, "period", per, sizeof per) ? atoi(per) : 0;
+        if (n >= 2 && subject_right(r->path, dev, sizeof dev) == 1)
+            snprintf(subject, sizeof subject, "%.64s#%d", d->id, n);
+        else if (n == 1)
+            snprintf(subject, sizeof subject, "%s", d->id);
+        else if (fv_subject_current(v->keys, d->id, subject, NULL) != FV_OK)
+            snprintf(subject, sizeof subject, "%s", d->id);
+        if (fv_keystore_pseudonym(v->keys, subject, ps) != FV_OK) return 0;
+        return fv_cluster_shard(ps, c->shards) == r->shard;
+    }
     struct fv_guard_ctx ctx;
     memset(&ctx, 0, sizeof ctx);
     snprintf(ctx.principal, sizeof ctx.principal, "%s", r->principal);
     snprintf(ctx.role, sizeof ctx.role, "%s", r->role);
     const struct fv_device *d = fv_api_find_device(v, &ctx, name);
     if (d == NULL) return 0;
-    char subject[FV_SUBJECT_NAME_MAX + 1], ps[FV_PSEUDONYM_LEN + 1];
-    const unsigned char *dek;
     if (fv_subject_current(v->keys, d->id, subject, NULL) != FV_OK)
         snprintf(subject, sizeof subject, "%s", d->id);
     if (fv_keystore_dek(v->keys, subject, 0, &dek, ps) != FV_OK) return 0;
@@ -123,84 +199,160 @@ static void send_parked(struct fv_clusterapi *c, struct parked *p, int audit_fai
     c->http->metrics->cluster_q_answered++;
     static const char failed[] = "{\"error\":\"the audit log cannot be written; refused\"}\n";
     if (audit_failed)
-        fv_jsquery_answer(c->q, p->req, 500, "application/json", 1, failed, sizeof failed - 1);
+        fv_jsquery_answer(c->q, p->req, 500, "application/json", 1, NULL, failed,
+                          sizeof failed - 1);
     else
-        fv_jsquery_answer(c->q, p->req, p->status, p->type, p->here, p->body.data, p->body.len);
+        fv_jsquery_answer(c->q, p->req, p->status, p->type, p->here, p->more, p->body.data,
+                          p->body.len);
     fv_buf_free(&p->body);
     free(p);
 }
 
-/* The device a one-device read names (Q2): /api/v1/query?device=D, /api/v1/vehicles/D/state.
- * 0: not such a read. */
-static int one_device(const char *path, const char *query, char *name, size_t cap)
+/* Ends an answer in progress: its producer's context freed (an export writes its closing
+ * audit entry there), o unlinked if it was open, freed. */
+static void close_answer(struct fv_clusterapi *c, struct open_answer *o)
 {
-    static const char pre[] = "/api/v1/vehicles/", post[] = "/state";
-    if (strcmp(path, "/api/v1/query") == 0)
-        return fv_query_param(query, "device", name, cap) && name[0];
-    size_t n = strlen(path), lp = sizeof pre - 1, ls = sizeof post - 1;
-    if (n <= lp + ls || strncmp(path, pre, lp) != 0 || strcmp(path + n - ls, post) != 0 ||
-        n - lp - ls >= cap || memchr(path + lp, '/', n - lp - ls))
-        return 0;
-    memcpy(name, path + lp, n - lp - ls);
-    name[n - lp - ls] = '\0';
-    return 1;
+    for (struct open_answer **pp = &c->open; *pp; pp = &(*pp)->next)
+        if (*pp == o) {
+            *pp = o->next;
+            c->nopen--;
+            break;
+        }
+    if (o->resp.free_ctx) o->resp.free_ctx(o->resp.ctx);
+    fv_buf_free(&o->resp.body);
+    free(o->query);
+    free(o);
 }
 
-/* Runs the read as the single node would (Q4), its streamed answer gathered whole. */
-static void take(struct fv_clusterapi *c, struct fv_jsq_req *r)
+static void answer_error(struct fv_clusterapi *c, struct fv_jsq_req *r, int status, const char *msg)
 {
-    struct fv_api_view v = c->http->view;
-    struct shard_filter f = {c->shards, r->shard};
-    v.stats = &c->http->stats;
-    v.query = r->query;
-    v.forward = NULL;
-    v.keep = in_shard;
-    v.keep_arg = &f;
-    char name[128];
-    if (one_device(r->path, r->query, name, sizeof name) && !device_here(c, &v, r, name)) {
-        static const char no[] = "{\"error\":\"not held by this shard\"}\n";
-        fv_jsquery_answer(c->q, r, 404, "application/json", 0, no, sizeof no - 1);
-        return;
-    }
-    struct fv_audit *audit = v.guard ? v.guard->audit : NULL;
-    uint64_t before = audit ? fv_audit_last_seq(audit) : 0;
-    struct fv_http_response resp;
-    memset(&resp, 0, sizeof resp);
-    fv_api_handle_as(&v, r->method, r->path, r->principal, r->role, &resp);
-    if (resp.more) {
-        int rc; /* past NATS's largest payload it cannot be sent: stop, fv_jsquery_answer
-                   answers 507 (Q4) */
-        while ((rc = resp.more(resp.ctx, &resp.body)) > 0 && resp.body.len <= ANSWER_MAX) {
-        }
+    char b[300];
+    int n = snprintf(b, sizeof b, "{\"error\":\"%s\"}\n", msg);
+    fv_jsquery_answer(c->q, r, status, "application/json", 1, NULL, b, (size_t)n);
+}
+
+/* The next piece of o's answer for r (J1, J2), parked until the audit entries written
+ * since before are durable (Q4). o's bytes not sent yet are in o->resp.body; its producer
+ * runs until a piece is full or it is done. o is closed once its last piece is queued. */
+static void answer_piece(struct fv_clusterapi *c, struct open_answer *o, struct fv_jsq_req *r,
+                         uint64_t before)
+{
+    struct fv_audit *audit = o->v.guard ? o->v.guard->audit : NULL;
+    size_t chunk = fv_jsquery_chunk_max(c->q);
+    while (o->resp.more && o->resp.body.len < chunk) {
+        int rc = o->resp.more(o->resp.ctx, &o->resp.body);
+        if (rc > 0) continue;
+        o->resp.more = NULL;
+        if (o->resp.free_ctx) o->resp.free_ctx(o->resp.ctx); /* the export's closing entry */
+        o->resp.free_ctx = NULL;
         if (rc < 0) {
             fv_warn("cluster: a query of shard %u failed (%s)", r->shard, fv_strerror(rc));
-            fv_buf_reset(&resp.body);
+            fv_buf_reset(&o->resp.body);
             static const char m[] = "{\"error\":\"query failed; see the owner's log\"}\n";
-            fv_buf_append(&resp.body, m, sizeof m - 1);
-            resp.status = 500;
-            resp.content_type = "application/json";
+            fv_buf_append(&o->resp.body, m, sizeof m - 1);
+            o->resp.status = 500;
+            o->resp.content_type = "application/json";
         }
-        if (resp.free_ctx) resp.free_ctx(resp.ctx);
+    }
+    size_t n = o->resp.body.len < chunk ? o->resp.body.len : chunk;
+    int more = o->resp.more != NULL || o->resp.body.len > n;
+    if (more && o->id[0] == '\0') { /* the first piece of an answer larger than one (J1) */
+        unsigned char rnd[FV_JSQ_ID_LEN / 2];
+        if (c->nopen >= FV_JSQ_OPEN_MAX || RAND_bytes(rnd, sizeof rnd) != 1) {
+            close_answer(c, o);
+            answer_error(c, r, 503, "too many large answers in progress on this node; try again");
+            return;
+        }
+        for (size_t i = 0; i < sizeof rnd; i++)
+            snprintf(o->id + 2 * i, 3, "%02x", rnd[i]);
+        o->next = c->open;
+        c->open = o;
+        c->nopen++;
     }
     struct parked *p = calloc(1, sizeof *p);
-    if (p == NULL) {
-        fv_buf_free(&resp.body);
-        fv_jsquery_answer(c->q, r, 500, "application/json", 1, "{\"error\":\"out of memory\"}\n",
-                          26);
+    if (p == NULL || (n && fv_buf_append(&p->body, o->resp.body.data, n) != FV_OK)) {
+        if (p) fv_buf_free(&p->body);
+        free(p);
+        close_answer(c, o);
+        answer_error(c, r, 500, "out of memory");
         return;
     }
     p->req = r;
-    p->status = resp.status;
+    p->status = o->resp.status;
     p->here = 1;
-    snprintf(p->type, sizeof p->type, "%s", resp.content_type ? resp.content_type : "text/plain");
-    p->body = resp.body; /* taken over */
+    snprintf(p->type, sizeof p->type, "%s",
+             o->resp.content_type ? o->resp.content_type : "text/plain");
+    if (more) snprintf(p->more, sizeof p->more, "%s", o->id);
+    if (n) memmove(o->resp.body.data, o->resp.body.data + n, o->resp.body.len - n);
+    o->resp.body.len -= n;
+    o->last_ns = fv_mono_ns();
+    o->next_seq++;
     uint64_t after = audit ? fv_audit_last_seq(audit) : 0;
-    if (after > before) after = fv_guard_gate_seq(v.guard, before, after);
+    if (after > before) after = fv_guard_gate_seq(o->v.guard, before, after);
     p->need = after > before ? after : 0;
+    if (!more) close_answer(c, o); /* its producer ended above: no entry is written here */
     struct parked **tail = &c->parked;
     while (*tail)
         tail = &(*tail)->next;
     *tail = p;
+}
+
+/* J2, J3: a pull of the next piece of an answer in progress. */
+static void pull(struct fv_clusterapi *c, struct fv_jsq_req *r)
+{
+    struct open_answer *o = c->open;
+    while (o && strcmp(o->id, r->session) != 0)
+        o = o->next;
+    if (o == NULL || strcmp(o->principal, r->principal) != 0 || o->shard != r->shard) {
+        answer_error(c, r, 404,
+                     "no such answer in progress here (dropped after a minute without a "
+                     "pull, or its owner changed); ask again");
+        return;
+    }
+    if (r->seq != o->next_seq) {
+        close_answer(c, o);
+        answer_error(c, r, 409, "a piece of an answer asked out of sequence; ask again");
+        return;
+    }
+    struct fv_audit *audit = o->v.guard ? o->v.guard->audit : NULL;
+    answer_piece(c, o, r, audit ? fv_audit_last_seq(audit) : 0);
+}
+
+/* Runs the request as the single node would (Q4); its answer is sent in pieces (J1). */
+static void take(struct fv_clusterapi *c, struct fv_jsq_req *r)
+{
+    if (r->session[0]) {
+        pull(c, r);
+        return;
+    }
+    struct open_answer *o = calloc(1, sizeof *o);
+    if (o == NULL || (o->query = strdup(r->query)) == NULL) {
+        free(o);
+        answer_error(c, r, 500, "out of memory");
+        return;
+    }
+    snprintf(o->principal, sizeof o->principal, "%s", r->principal);
+    o->shard = r->shard;
+    o->f = (struct shard_filter){c->shards, r->shard};
+    o->v = c->http->view; /* the producer keeps pointers to its view: o holds it */
+    o->v.stats = &c->http->stats;
+    o->v.query = o->query;
+    o->v.body = NULL; /* a forwarded POST carries its parameters in the query (Q7) */
+    o->v.body_len = 0;
+    o->v.forward = NULL;
+    o->v.keep = in_shard;
+    o->v.keep_arg = &o->f;
+    char name[128];
+    if (one_device(r->path, r->query, name, sizeof name) && !device_here(c, &o->v, r, name)) {
+        static const char no[] = "{\"error\":\"not held by this shard\"}\n";
+        close_answer(c, o);
+        fv_jsquery_answer(c->q, r, 404, "application/json", 0, NULL, no, sizeof no - 1);
+        return;
+    }
+    struct fv_audit *audit = o->v.guard ? o->v.guard->audit : NULL;
+    uint64_t before = audit ? fv_audit_last_seq(audit) : 0;
+    fv_api_handle_as(&o->v, r->method, r->path, r->principal, r->role, &o->resp);
+    answer_piece(c, o, r, before);
 }
 
 void fv_clusterapi_serve(void *arg)
@@ -210,6 +362,15 @@ void fv_clusterapi_serve(void *arg)
     struct fv_jsq_req *r;
     while ((r = fv_jsquery_next(c->q)) != NULL)
         take(c, r);
+    uint64_t now = fv_mono_ns();
+    for (struct open_answer *o = c->open, *next; o; o = next) { /* J4 */
+        next = o->next;
+        if (now - o->last_ns > (uint64_t)FV_JSQ_IDLE_MS * 1000000u) {
+            fv_info("cluster: an answer of shard %u not pulled for %d s dropped", o->shard,
+                    FV_JSQ_IDLE_MS / 1000);
+            close_answer(c, o);
+        }
+    }
     struct fv_audit *audit = c->http->view.guard ? c->http->view.guard->audit : NULL;
     int failed = audit && fv_audit_failed(audit);
     uint64_t durable = audit ? fv_audit_durable_seq(audit) : UINT64_MAX;
@@ -230,7 +391,8 @@ void fv_clusterapi_serve(void *arg)
 /* The content types the API answers with (the response keeps a pointer to a constant). */
 static const char *known_type(const char *t)
 {
-    static const char *const types[] = {"application/json", "text/csv", "text/plain"};
+    static const char *const types[] = {"application/json", "text/csv", "text/plain",
+                                        "application/x-tar"};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
         if (strncmp(t, types[i], strlen(types[i])) == 0) return types[i];
     return "application/octet-stream";
@@ -240,12 +402,15 @@ static const char *known_type(const char *t)
 static void shard_down(const struct fv_clusterapi *c, struct fv_http_response *out, uint32_t shard,
                        int rc, const char *err)
 {
-    char msg[300];
+    char msg[400];
     if (rc == FV_EAGAIN)
         snprintf(msg, sizeof msg,
                  "shard %u: its owner did not answer within %d ms (a storage node down? its "
-                 "lease moves to another within the lease TTL); try again",
-                 shard, c->timeout_ms);
+                 "lease moves to another within the lease TTL); %s",
+                 shard, c->timeout_ms,
+                 c->change ? "the change may or may not have been made: ask again (an erasure "
+                             "or consent change may be repeated)"
+                           : "try again");
     else if (rc == FV_ENOENT)
         snprintf(msg, sizeof msg,
                  "shard %u: no storage node answers for it (none is running); try again", shard);
@@ -297,7 +462,95 @@ static long first_down(struct fv_clusterapi *c)
     return -1;
 }
 
-/* Q2 */
+/* An owner's answer larger than one message, pulled piece by piece (jsquery.h J2) as the
+ * client takes it (the transport asks for the next piece once the last is sent). */
+struct stream {
+    struct fv_clusterapi *c;
+    uint32_t shard, seq;
+    int status;
+    char id[FV_JSQ_ID_LEN + 1], method[16], path[FV_JSQ_FIELD_MAX + 1], principal[65], role[32];
+    uint64_t bytes;
+    struct fv_jsq_answer a;
+};
+
+/* The next piece of s's answer appended to out: 1 more follows, 0 the last; < 0 the answer
+ * ends short (J3: the transport closes the connection, the client sees a short body). */
+static int stream_more(void *arg, struct fv_buf *out)
+{
+    struct stream *s = arg;
+    char err[200] = "";
+    int rc = fv_jsquery_pull(s->c->q, s->shard, s->method, s->path, s->principal, s->role, s->id,
+                             s->seq, s->c->timeout_ms, &s->a, err, sizeof err);
+    if (rc == FV_OK && s->a.rc == FV_OK && s->a.status == s->status && s->a.here &&
+        fv_buf_append(out, s->a.body.data, s->a.body.len) == FV_OK) {
+        s->bytes += s->a.body.len;
+        s->seq++;
+        return s->a.more[0] ? 1 : 0;
+    }
+    s->c->http->metrics->cluster_q_unanswered++;
+    if (rc == FV_OK && s->a.rc == FV_EAGAIN)
+        snprintf(err, sizeof err, "its owner did not answer a pull within %d ms", s->c->timeout_ms);
+    else if (rc == FV_OK && s->a.rc == FV_ENOENT)
+        snprintf(err, sizeof err, "no storage node answers");
+    else if (rc == FV_OK && s->a.rc != FV_OK)
+        snprintf(err, sizeof err, "a malformed answer");
+    else if (rc == FV_OK && (s->a.status != s->status || !s->a.here)) /* J3 */
+        snprintf(err, sizeof err, "its owner answered %d: %.*s", s->a.status,
+                 (int)(s->a.body.len < 150 ? s->a.body.len : 150),
+                 s->a.body.len ? (const char *)s->a.body.data : "");
+    else if (rc == FV_OK)
+        snprintf(err, sizeof err, "out of memory");
+    fv_warn("cluster: an answer of shard %u ended short after %llu bytes: %s", s->shard,
+            (unsigned long long)s->bytes, err);
+    return FV_EIO;
+}
+
+static void stream_free(void *arg)
+{
+    struct stream *s = arg;
+    fv_buf_free(&s->a.body);
+    free(s);
+}
+
+/* The rest of an answer whose first piece is in a (a fleet read's, to be joined: Q3), at
+ * most ANSWER_MAX bytes. FV_OK, or out is an error. */
+static int gather_rest(struct fv_clusterapi *c, const struct fv_guard_ctx *ctx, const char *method,
+                       const char *path, uint32_t shard, struct fv_jsq_answer *a,
+                       struct fv_http_response *out)
+{
+    struct fv_jsq_answer piece;
+    memset(&piece, 0, sizeof piece);
+    char err[200] = "", msg[300];
+    int rc = FV_OK;
+    for (uint32_t seq = 1; a->more[0] && rc == FV_OK; seq++) {
+        rc = fv_jsquery_pull(c->q, shard, method, path, ctx->principal, ctx->role, a->more, seq,
+                             c->timeout_ms, &piece, err, sizeof err);
+        if (rc == FV_OK && piece.rc != FV_OK) {
+            c->http->metrics->cluster_q_unanswered++;
+            shard_down(c, out, shard, piece.rc, "a malformed answer");
+            rc = FV_EIO;
+        } else if (rc == FV_OK && piece.status != a->status) {
+            snprintf(msg, sizeof msg, "shard %u: its owner's answer ended early (%d); try again",
+                     shard, piece.status);
+            fv_api_respond_error(out, 502, msg);
+            rc = FV_EIO;
+        } else if (rc == FV_OK && a->body.len + piece.body.len > ANSWER_MAX) {
+            fv_api_respond_error(out, 507, "a shard's answer is over 64 MiB: narrow the query");
+            rc = FV_ELIMIT;
+        } else if (rc == FV_OK) {
+            rc = fv_buf_append(&a->body, piece.body.data, piece.body.len);
+            if (rc) fv_api_respond_error(out, 500, "out of memory");
+            memcpy(a->more, piece.more, sizeof a->more);
+        } else {
+            snprintf(msg, sizeof msg, "shard %u: %s", shard, err);
+            fv_api_respond_error(out, 503, msg);
+        }
+    }
+    fv_buf_free(&piece.body);
+    return rc;
+}
+
+/* Q2, Q7 */
 static int forward_one(struct fv_clusterapi *c, const struct fv_api_view *v,
                        const struct fv_guard_ctx *ctx, const char *method, const char *path,
                        struct fv_http_response *out)
@@ -305,8 +558,25 @@ static int forward_one(struct fv_clusterapi *c, const struct fv_api_view *v,
     if (ask(c, ctx, method, path, v->query, out)) return 1;
     for (uint32_t s = 0; s < c->shards; s++)
         if (c->ans[s].rc == FV_OK && c->ans[s].here) {
+            const struct fv_jsq_answer *a = &c->ans[s];
             c->answered_by = (long)s;
-            relay(out, c->ans[s].status, c->ans[s].type, &c->ans[s].body);
+            relay(out, a->status, a->type, &a->body);
+            if (a->more[0] == '\0' || out->status != a->status) return 1;
+            struct stream *st = calloc(1, sizeof *st);
+            if (st == NULL) {
+                fv_api_respond_error(out, 500, "out of memory");
+                return 1;
+            }
+            *st = (struct stream){.c = c, .shard = s, .seq = 1, .status = a->status};
+            snprintf(st->id, sizeof st->id, "%s", a->more);
+            snprintf(st->method, sizeof st->method, "%s", method);
+            snprintf(st->path, sizeof st->path, "%s", path);
+            snprintf(st->principal, sizeof st->principal, "%s", ctx->principal);
+            snprintf(st->role, sizeof st->role, "%s", ctx->role);
+            st->bytes = a->body.len;
+            out->more = stream_more;
+            out->free_ctx = stream_free;
+            out->ctx = st;
             return 1;
         }
     long down = first_down(c);
@@ -357,6 +627,8 @@ static int forward_fleet(struct fv_clusterapi *c, const struct fv_guard_ctx *ctx
             relay(out, c->ans[s].status, c->ans[s].type, &c->ans[s].body);
             return 1;
         }
+    for (uint32_t s = 0; s < c->shards; s++)
+        if (gather_rest(c, ctx, method, path, s, &c->ans[s], out)) return 1;
     struct fv_buf rows = {0}, head = {0};
     unsigned long long count = 0;
     int csv = 0, rc = FV_OK;
@@ -409,6 +681,9 @@ static int forward_list(struct fv_clusterapi *c, const struct fv_guard_ctx *ctx,
         shard_down(c, out, (uint32_t)down, c->ans[down].rc, "a malformed answer");
         return 1;
     }
+    for (uint32_t s = 0; s < c->shards; s++)
+        if (c->ans[s].status == 200 && gather_rest(c, ctx, method, path, s, &c->ans[s], out))
+            return 1;
     json_t *all = NULL;
     for (uint32_t s = 0; s < c->shards; s++) {
         const struct fv_jsq_answer *a = &c->ans[s];
@@ -485,13 +760,20 @@ int fv_clusterapi_forward(void *arg, const struct fv_api_view *v, const struct f
                           const char *method, const char *path, struct fv_http_response *out)
 {
     struct fv_clusterapi *c = arg;
-    if (strcmp(method, "GET") != 0) return 0;
+    static const char *const rights[] = {NULL, "cluster.subject.export", "cluster.subject.erase",
+                                         "cluster.subject.consent"};
     char dev[128];
     const char *action = NULL;
-    int done = 0;
+    int done = 0, right = subject_right(path, dev, sizeof dev);
+    /* the methods the single node takes for each (fv_api_handle answered 405 to others) */
+    if (strcmp(method, right >= 2 ? "POST" : "GET") != 0) return 0;
     c->answered_by = -1;
+    c->change = right >= 2;
     size_t n = strlen(path);
-    if (one_device(path, v->query, dev, sizeof dev)) {
+    if (right) { /* Q7 */
+        action = rights[right];
+        done = forward_one(c, v, ctx, method, path, out);
+    } else if (one_device(path, v->query, dev, sizeof dev)) {
         action = strcmp(path, "/api/v1/query") == 0 ? "cluster.query" : "cluster.vehicle.state";
         done = forward_one(c, v, ctx, method, path, out);
     } else if (strcmp(path, "/api/v1/fleet") == 0) {
@@ -520,6 +802,9 @@ void fv_clusterapi_close(struct fv_clusterapi *c)
         fv_buf_free(&p->body);
         free(p);
     }
+    while (c->open) /* their producers end (an export's closing entry): the store and the
+                       guard close after this (server.c) */
+        close_answer(c, c->open);
     for (uint32_t s = 0; c->ans && s < c->shards; s++)
         fv_buf_free(&c->ans[s].body);
     free(c->ans);

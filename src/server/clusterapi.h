@@ -3,9 +3,10 @@
  * node"): a storage node answers the reads of the shards it holds for the api node
  * (cluster/jsquery.h), and an api node sends each read to the shards' owners and merges.
  *
- *  Q1 the api node authenticates (its catalog's principals, its admin token); a GET of
- *     /api/v1/query?device=D or /api/v1/fleet goes to the owners; everything else is
- *     answered by the api node itself, from its own (empty) store and fleet.
+ *  Q1 the api node authenticates (its catalog's principals, its admin token); the one-device
+ *     and fleet reads (GET /api/v1/query?device=D, /vehicles/D/state, /fleet, /vehicles,
+ *     /signals/S/latest) and a data subject's rights (Q7) go to the owners; everything else
+ *     is answered by the api node itself, from its own (empty) store and fleet.
  *  Q2 one device: every shard's owner is asked in turn; the owner whose shard holds the
  *     device's current subject (by pseudonym, natsconn.h fv_cluster_shard) answers, the
  *     others say "not here" without deciding or auditing anything. When no shard holds it
@@ -25,6 +26,14 @@
  *  Q6 every read the owners answered is an entry of the api node's audit log (kind
  *     "cluster"; principal, purpose, status, the shard that answered; no subject: G6),
  *     written before the answer leaves; an answer whose entry cannot be written is a 503.
+ *  Q7 GET /api/v1/subjects/D/export, POST .../erase and .../consent go to every shard like a
+ *     one-device read; the owner of the shard of the subject acted on (the period an export
+ *     names, else the current one) answers, the device looked up by id as the single node
+ *     does; it decides (action, ticket, quota), audits and acts with the single node's code.
+ *     A 504 to an erasure or consent change says it may or may not have been made.
+ *  Answers larger than one NATS message go in pieces (cluster/jsquery.h J1-J4): a one-device
+ *  answer is streamed to the client as the api node pulls it, a fleet read's gathered whole
+ *  (at most 64 MiB per shard, else 507) before it is joined.
  *
  * Threads: fv_clusterapi_open/close on the server's thread (before the API thread starts /
  * after it stopped); fv_clusterapi_serve and fv_clusterapi_forward on the API thread.
@@ -56,7 +65,9 @@ void fv_clusterapi_serve(void *arg);
 /* An api node: fv_api_view.forward (Q1-Q3, Q5, Q6). */
 int fv_clusterapi_forward(void *arg, const struct fv_api_view *v, const struct fv_guard_ctx *ctx,
                           const char *method, const char *path, struct fv_http_response *out);
-/* Answers nothing more; parked answers are dropped (their askers time out). NULL is fine. */
+/* Answers nothing more; parked answers are dropped (their askers time out), answers in
+ * progress ended (their producers freed: call before the store and the guard close). NULL
+ * is fine. */
 void fv_clusterapi_close(struct fv_clusterapi *c);
 
 #endif

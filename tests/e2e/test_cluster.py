@@ -31,9 +31,14 @@ CATCHUP = float(os.environ.get("FV_CLUSTER_CATCHUP", "30"))  # seconds
 class Nats:
     """One nats-server with JetStream, its own store directory, random ports."""
 
-    def __init__(self, root):
+    def __init__(self, root, conf=None):
         self.bin = shutil.which("nats-server") or "/usr/sbin/nats-server"
         assert os.path.exists(self.bin), "nats-server is not installed (scripts/deps.sh)"
+        self.conf = None  # conf: nats-server configuration text (e.g. "max_payload: 8192")
+        if conf:
+            self.conf = os.path.join(root, "nats.conf")
+            with open(self.conf, "w") as f:
+                f.write(conf + "\n")
         self.dir = os.path.join(root, "nats")
         self.port = t.free_port()
         self.mon = t.free_port()
@@ -44,7 +49,8 @@ class Nats:
         self.logf = open(self.log_path, "a")
         self.proc = subprocess.Popen(
             [self.bin, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-m", str(self.mon),
-             "-sd", self.dir], stdout=self.logf, stderr=self.logf)
+             "-sd", self.dir] + (["-c", self.conf] if self.conf else []),
+            stdout=self.logf, stderr=self.logf)
         t.wait_until("nats-server", lambda: self.jsz() is not None, timeout=15, step=0.1)
         return self
 
@@ -84,11 +90,11 @@ def kill_gateways():
     _gateways.clear()
 
 
-def with_nats(run):
-    """run(env, nats) with a fresh test directory and one nats-server; the gateways and the
-    server stopped whatever happens."""
+def with_nats(run, conf=None):
+    """run(env, nats) with a fresh test directory and one nats-server (conf: its configuration
+    text, or None); the gateways and the server stopped whatever happens."""
     with t.Env() as env:
-        nats = Nats(env.root).start()
+        nats = Nats(env.root, conf).start()
         try:
             run(env, nats)
         finally:

@@ -13,11 +13,22 @@ lands on both storage nodes; then, from the api node:
 - with one storage node killed (SIGKILL, its leases still live), a read of one of its vehicles
   and the fleet view are answered 504 naming a shard, with Retry-After, never a partial view;
   with no storage node left, 503 at once (NATS has no responders).
-FV_CAPI_VEHICLES (default 12) and FV_CAPI_SECONDS (default 6) scale it."""
+- a privacy officer's requests for a data subject (Q7) go to the owner of the subject's shard:
+  the export (a tar many NATS messages long: nats-server runs with max_payload 8192, so
+  every answer over 7 KiB is pulled piece by piece) has the owner's files and every acked
+  record; a consent change and an erasure are made on the owner and reach the other storage
+  node through the subjects bucket; bad input is a 400 and changes nothing; a dead owner
+  makes a change 504 ("may or may not have been made"), no storage node 503.
+FV_CAPI_VEHICLES (default 12) and FV_CAPI_SECONDS (default 6) scale it; FV_CAPI_MAX_PAYLOAD
+(default 8192) sets nats-server's max_payload: with 2048 and 40 vehicles every shard's
+/api/v1/vehicles answer comes in pieces too, and the api node gathers them before the join."""
+import io
 import json
 import os
 import random
+import socket
 import subprocess
+import tarfile
 import time
 import urllib.error
 import urllib.request
@@ -29,6 +40,7 @@ VEHICLES = int(os.environ.get("FV_CAPI_VEHICLES", "12"))
 SECONDS = int(os.environ.get("FV_CAPI_SECONDS", "6"))
 SHARDS = 8
 RENEW_MS, TTL_MS = 1000, 15000  # a killed node's leases outlive the test's last reads
+MAX_PAYLOAD = int(os.environ.get("FV_CAPI_MAX_PAYLOAD", "8192"))  # nats-server's: pieces of 7 KiB
 POLICY = t.test_policy({"analyst": t.role({"location_history": ["default", "location"]},
                                           pseudonymise=True, location_privacy=True)})
 
@@ -74,8 +86,39 @@ def fleet_rows(srv, path, **kw):
     return sorted(ok_json(srv, path, **kw)["vehicles"], key=lambda v: v["device"])
 
 
+def fvq(nats, shard, headers, query=b""):
+    """One request of the api node's protocol (jsquery.h) sent by hand to fvq.FLEETVAULT.shard.N:
+    (the answer's headers, its body), or None when no answer came within 3 s."""
+    sock = socket.create_connection(("127.0.0.1", nats.port), timeout=3)
+    try:
+        f = sock.makefile("rb")
+        f.readline()  # INFO
+        hdr = "NATS/1.0\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+        sock.sendall(b'CONNECT {"verbose":false,"headers":true}\r\nSUB _INBOX.fvq 1\r\n' +
+                     f"HPUB fvq.FLEETVAULT.shard.{shard} _INBOX.fvq {len(hdr)} "
+                     f"{len(hdr) + len(query)}\r\n{hdr}".encode() + query + b"\r\nPING\r\n")
+        while True:
+            line = f.readline().split()
+            if line[:1] == [b"PING"]:
+                sock.sendall(b"PONG\r\n")
+            elif line[:1] == [b"HMSG"]:
+                data = f.read(int(line[-1]) + 2)[:-2]
+                h, body = data[:int(line[-2])].decode(), data[int(line[-2]):]
+                return dict(x.split(": ", 1) for x in h.split("\r\n")[1:] if ": " in x), body
+    except socket.timeout:
+        return None
+    finally:
+        sock.close()
+
+
+def tar_files(body):
+    """{name: bytes} of the files in a tar."""
+    tar = tarfile.open(fileobj=io.BytesIO(body))
+    return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+
+
 def test_cluster_api():
-    with_nats(run)
+    with_nats(run, conf=f"max_payload: {MAX_PAYLOAD}")
 
 
 def run(env, nats):
@@ -85,6 +128,7 @@ def run(env, nats):
     api = node(env, "api", nats, "api", a.key_file, query_timeout_ms=2000)
     for s in (a, b, api):
         s.principal("an", "analyst")
+        s.principal("po", "privacy-officer")
 
     def split():
         rc, st, _ = cluster_status(env.root, cfg(nats))
@@ -214,6 +258,101 @@ def run(env, nats):
     entries = json.loads(body)["entries"] if st == 200 else []
     assert any(e.get("purpose") == "clips" for e in entries), (st, body[-600:])
 
+    # A data subject's rights through the api node (Q7), decided and done by the owner of
+    # the subject's shard. Export (Art. 15/20): the owner's tar, many NATS messages long.
+    sizes = []
+    for i, vin in enumerate((next(v for v, o in owner.items() if o is a),
+                             next(v for v, o in owner.items() if o is b))):
+        q = f"/api/v1/subjects/{vin}/export?ticket=DSR-1-{i}"  # one subject per ticket
+        st, via = api.http(q, token="po", purpose=None)
+        st_o, direct = owner[vin].http(q, token="po", purpose=None)
+        assert st == st_o == 200, (vin, st, via[:300], st_o)
+        sizes.append(len(via))
+        assert len(via) > 4 * MAX_PAYLOAD, f"{vin}: an export of {len(via)} bytes tests no pieces"
+        fv, fd = tar_files(via), tar_files(direct)
+        assert sorted(fv) == sorted(fd), (sorted(fv), sorted(fd))
+        for name in fv:  # the access log differs: the second export names the first
+            if name.endswith("subject.json"):  # and the time of the export
+                jv, jd = json.loads(fv[name]), json.loads(fd[name])
+                assert jv.pop("exported_ms") <= jd.pop("exported_ms") and jv == jd, (jv, jd)
+            elif not name.endswith("access-log.jsonl"):
+                assert fv[name] == fd[name], (vin, name)
+        got = {int(line.split(b",")[0]) for name, body in fv.items() if name.endswith(".csv")
+               for line in body.splitlines()[1:] if line[:1].isdigit()}
+        assert set(times[vin]) <= got, f"{vin}: acked records missing from the export"
+        assert b"subject.export" in fv[next(n for n in fv if n.endswith("access-log.jsonl"))]
+    t.log(f"exports through the api node: {sizes} bytes, pieces of {MAX_PAYLOAD - 1024}")
+    # ... refused as on one node: no ticket (decided by the owner); an unknown device.
+    vin = next(v for v, o in owner.items() if o is b)
+    for q in (f"/api/v1/subjects/{vin}/export", "/api/v1/subjects/NOSUCHVIN0000000/export?ticket=X"):
+        st, body = api.http(q, token="po", purpose=None)
+        assert (st, body) == owner[vin].http(q, token="po", purpose=None) and st in (403, 404), \
+            (q, st, body)
+    # Consent (grant) made on the owner, through the api node; it reaches the other storage
+    # node through the subjects bucket (jssubjects.h P1).
+    other = a if owner[vin] is b else b
+    applied = other.metric("fleetvault_cluster_subjects_applied_total")
+    st, body = api.http(f"/api/v1/subjects/{vin}/consent?purpose=location_history&change=give"
+                        "&by=owner&ticket=DSR-2", token="po", method="POST", purpose=None)
+    assert st == 200 and json.loads(body)["change"] == "give", (st, body)
+    def subject(vin):  # the export's subject.json, less the time of the export
+        j = t.subject_json(owner[vin], vin, "po", "DSR-3")
+        j.pop("exported_ms")
+        return j
+    subj = subject(vin)
+    assert "location_history" in json.dumps(subj["consent"] if "consent" in subj else subj), subj
+    t.wait_until("the consent to reach the other storage node", lambda: other.metric(
+        "fleetvault_cluster_subjects_applied_total") > applied, timeout=10)
+    # Bad input: a clear 400 from the owner's code, and nothing recorded.
+    for q in (f"/api/v1/subjects/{vin}/consent?purpose=location_history&change=maybe&ticket=D",
+              f"/api/v1/subjects/{vin}/consent?purpose=nosuchpurpose&change=give&ticket=D"):
+        st, body = api.http(q, token="po", method="POST", purpose=None)
+        assert st == 400, (q, st, body)
+    assert subj == subject(vin)
+    # A GET of a change: 405 from the api node, as on one node.
+    st, body = api.http(f"/api/v1/subjects/{vin}/erase?ticket=D", token="po", purpose=None)
+    assert st == 405, (st, body)
+    # The pieces' protocol by hand (jsquery.h J1-J3): a piece asked out of sequence ends the
+    # answer (409), after which it is unknown (404), as is one pulled by another principal.
+    # The last answer stays open on a: its clean stop (exit 0 under ASan) ends it.
+    vin = next(v for v, o in owner.items() if o is a)
+    req = {"Fv-Method": "GET", "Fv-Path": f"/api/v1/subjects/{vin}/export",
+           "Fv-Principal": "po", "Fv-Role": "privacy-officer"}
+
+    def begin(ticket):
+        for shard in range(SHARDS):
+            h, body = fvq(nats, shard, req, f"ticket={ticket}".encode())
+            if h["Fv-Here"] == "1":
+                assert h["Fv-Status"] == "200" and len(h["Fv-More"]) == 32, (h, body[:200])
+                return shard, h["Fv-More"]
+        raise AssertionError(f"no shard holds {vin}")
+    shard, sid = begin("DSR-5")
+    h, body = fvq(nats, shard, {**req, "Fv-Session": sid, "Fv-Seq": "2"})
+    assert h["Fv-Status"] == "409" and "Fv-More" not in h, (h, body)
+    h, body = fvq(nats, shard, {**req, "Fv-Session": sid, "Fv-Seq": "1"})
+    assert h["Fv-Status"] == "404" and b"no such answer" in body, (h, body)
+    shard, sid = begin("DSR-6")
+    h, body = fvq(nats, shard, {**req, "Fv-Principal": "an", "Fv-Session": sid, "Fv-Seq": "1"})
+    assert h["Fv-Status"] == "404", (h, body)
+    h, body = fvq(nats, shard, {**req, "Fv-Session": sid, "Fv-Seq": "1"})
+    assert h["Fv-Status"] == "200" and h["Fv-More"] == sid and len(body) == MAX_PAYLOAD - 1024, h
+    # Erasure (Art. 17) of a vehicle of a, made on its owner; its key purged in the keys
+    # bucket, which the other storage node applies (jskeys.h J3); the vehicle is unknown
+    # through the api node afterwards.
+    gone = [v for v, o in owner.items() if o is a][-1]  # may be the one exported above
+    assert "erased in the cluster" not in b.log()
+    st, body = api.http(f"/api/v1/subjects/{gone}/erase?ticket=GDPR-1", token="po",
+                        method="POST", purpose=None)
+    assert st == 200 and json.loads(body)["erased"] is True, (st, body)
+    t.wait_until("the erasure to reach the other storage node",
+                 lambda: "erased in the cluster: its key here destroyed" in b.log(), timeout=10)
+    q = f"/api/v1/query?device={gone}&signals=Soc"
+    assert get(api, q)[:2] == get(a, q)[:2] and get(api, q)[0] == 404, get(api, q)[:2]
+    q = f"/api/v1/subjects/{gone}/export?ticket=DSR-4"
+    st, body = api.http(q, token="po", purpose=None)
+    assert (st, body) == a.http(q, token="po", purpose=None) and st >= 400, (st, body)
+    t.log(f"export, consent and erasure through the api node; after erasure: {st}")
+
     # The api node's own record of the reads it had the owners answer: principal, purpose,
     # status, the shard that answered - and no VIN (G6: the owners' entries name subjects).
     st, body, _ = get(api, "/api/v1/audit?ticket=T-2&kind=cluster&principal=ops&limit=1000",
@@ -223,6 +362,13 @@ def run(env, nats):
     actions = {e["action"] for e in entries}
     assert {"cluster.query", "cluster.fleet.at", "cluster.vehicles.list",
             "cluster.signals.latest", "cluster.vehicle.state"} <= actions, actions
+    st, body, _ = get(api, "/api/v1/audit?ticket=T-2&kind=cluster&principal=po&limit=1000",
+                   token=t.APPROVER, purpose=None)
+    assert st == 200, (st, body)
+    po_entries = json.loads(body)["entries"]
+    assert {"cluster.subject.export", "cluster.subject.consent", "cluster.subject.erase"} <= {
+        e["action"] for e in po_entries}, po_entries
+    assert not any(vin in body.decode() for vin in times), "a VIN in the api node's audit log"
     assert sum(e["action"] == "cluster.query" for e in entries) >= 3 * len(times), len(entries)
     assert not any(vin in body.decode() for vin in times), "a VIN in the api node's audit log"
     assert any(e["result"] == "deny" and e.get("purpose") == "clips" for e in entries), entries
@@ -238,10 +384,13 @@ def run(env, nats):
         retry == "5", (st, body, retry)
     st, body, retry = get(api, "/api/v1/fleet?signal=Soc&lookback=1d")
     assert st == 504 and b"shard " in body and retry, (st, body)
+    st, body = api.http(f"/api/v1/subjects/{vin_b}/consent?purpose=location_history"
+                        "&change=withdraw&ticket=D", token="po", method="POST", purpose=None)
+    assert st == 504 and b"may or may not have been made" in body, (st, body)
     assert time.time() - t0k < TTL_MS / 1000, "the dead node's leases expired during the test"
     # The counters: the api node's reads sent out, and the two that a shard left unanswered;
     # the surviving owner's answers.
-    assert api.metric("fleetvault_cluster_queries_unanswered_total") == 2
+    assert api.metric("fleetvault_cluster_queries_unanswered_total") == 3
     assert api.metric("fleetvault_cluster_queries_forwarded_total") > 3 * len(times)
     assert a.metric("fleetvault_cluster_queries_answered_total") > 0
     t.log(f"dead owner: {json.loads(body)['error']}")
@@ -251,6 +400,8 @@ def run(env, nats):
     st, body, retry = get(api, "/api/v1/fleet?signal=Soc&lookback=1d")
     assert st == 503 and b"no storage node answers for it" in body and retry, (st, body)
     assert time.time() - t1 < 2, "no responders took the whole timeout"
+    st, body = api.http(f"/api/v1/subjects/{vin_b}/export?ticket=D", token="po", purpose=None)
+    assert st == 503 and b"no storage node answers for it" in body, (st, body)
     t.log(f"no storage node: {json.loads(body)['error']}; {time.time() - t0:.1f} s in all")
     api.stop()
 
