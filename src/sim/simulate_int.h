@@ -172,6 +172,9 @@ void fv_sim__set_fatal(struct run *r, int rc, const char *what);
 /* Generates v's next record (or counts a pause when its window is full). */
 void fv_sim__generate(struct run *r, struct veh *v);
 /* Queues waiting records on v's open connection while its send queue has room (R2). */
+/* simnet.c: the server's address and the TLS client context; every device's certificate. */
+int fv_sim__setup_network(struct run *r, char *err, size_t errlen);
+int fv_sim__mint_all(struct run *r, char *err, size_t errlen);
 void fv_sim__pump(struct run *r, struct veh *v, uint64_t now);
 /* Resends records of v's connection unanswered for resend_after_s. */
 void fv_sim__resend_scan(struct run *r, struct veh *v, uint64_t now);
