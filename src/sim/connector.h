@@ -18,6 +18,9 @@
  *     rc FV_EIO, "timed out connecting (TCP or TLS)"), or cancelled by
  *     fv_sim_connector_stop (rc FV_ESTATE, "closing").
  *  C3 The connector never reads application data and never calls the owner's callbacks.
+ *  C4 Its thread runs FV_SIM_CONNECTOR_NICE nice levels below the process (lower priority):
+ *     on a machine shared with the server, the handshakes - which real vehicles do on their
+ *     own machines - yield the cores to the loop that reads and times the acks.
  *
  * Threads: submit, take, fd and stop from the owner's thread (the simulator's loop); the
  * connector's own thread runs the handshakes. OpenSSL objects move between the two only
@@ -34,6 +37,8 @@
 #include "sim/wsclient.h"
 
 struct fv_sim_connector;
+
+#define FV_SIM_CONNECTOR_NICE 10
 
 struct fv_sim_conn_job {
     /* set by the owner */
