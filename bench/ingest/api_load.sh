@@ -7,7 +7,7 @@
 #   knobs: VEHICLES=200 HZ=2 DURATION=30 (s per phase) PHASES="idle busy unauth" ROUNDS=1
 #          API_RATE=0 (requests/s per API client, 0 = as fast as it can) BUILD=build
 #          API_NICE= (the server's api_nice, 0-19; empty: its default, 10)
-#          ACCEPTS_PER_TURN= (the server's accepts_per_turn, 0-1024; empty: its default, 4;
+#          ACCEPTS_PER_TURN= (the server's accepts_per_turn, 0-1024; empty: its default, 1;
 #          0: libwebsockets' own listener, every waiting connection accepted in one loop turn)
 #          INGEST_NICE= (the server's ingest_nice, -20-0; empty: its default, 0; below 0
 #          needs root or CAP_SYS_NICE, else the server warns and runs at 0)
@@ -322,7 +322,7 @@ la_end=$(loadavg)
 
 echo "## bench/ingest/api_load.sh $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(uname -r)"
 echo
-echo "Server settings: api_nice ${API_NICE:-10 (default)}, ingest_nice ${INGEST_NICE:-0 (default)}, accepts_per_turn ${ACCEPTS_PER_TURN:-4 (default)}; API load generators at nice $LOADGEN_NICE; measuring simulator at nice $SIM_NICE, connecting ${CONNECT_RATE:-1000 (default)} vehicles/s."
+echo "Server settings: api_nice ${API_NICE:-10 (default)}, ingest_nice ${INGEST_NICE:-0 (default)}, accepts_per_turn ${ACCEPTS_PER_TURN:-1 (default)}; API load generators at nice $LOADGEN_NICE; measuring simulator at nice $SIM_NICE, connecting ${CONNECT_RATE:-1000 (default)} vehicles/s."
 echo
 python3 - "$res" "$VEHICLES" "$HZ" "$DURATION" "$API_RATE" "$la_start" "$la_end" "$(nproc)" "$PREJOIN" <<'PY'
 import json, sys

@@ -21,7 +21,7 @@ void fv_config_defaults(struct fv_config *c)
     c->max_message = 1000000;
     c->device_idle_ms = 180000;
     c->api_nice = 10;
-    c->accepts_per_turn = 4;
+    c->accepts_per_turn = 1;
     c->wal_segment_bytes = 64ull << 20;
     c->label_lease_ms = 30 * 60 * 1000;
     fv_rate_defaults(&c->rates);

@@ -37,7 +37,7 @@ struct fv_config {
      * RLIMIT_NICE), and without it the server says so once and runs at 0. */
     int ingest_nice;
     /* New device connections the ingest loop accepts per turn (server/acceptor.h), 0-1024
-     * (default 4). Each costs a TLS handshake on the loop; a burst beyond it waits in the
+     * (default 1: bench/README.md "A burst of connections"). Each costs a TLS handshake on the loop; a burst beyond it waits in the
      * kernel's queue for the next turns instead of delaying the acks of the vehicles already
      * connected. 0: libwebsockets' own listener, which accepts every waiting connection in
      * one turn. */

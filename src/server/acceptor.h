@@ -44,7 +44,7 @@ struct fv_acceptor_stats {
     uint64_t accepted;     /* connections handed to libwebsockets */
     uint64_t adopt_failed; /* ... that it could not take (A2) */
     uint64_t turns;        /* watcher calls that accepted at least one */
-    uint64_t full_turns;   /* ... that stopped at per_turn with more waiting */
+    uint64_t full_turns;   /* ... that stopped at per_turn with more still waiting */
     uint64_t pauses;       /* A3 */
 };
 

@@ -35,7 +35,7 @@ def test_burst_admitted_over_turns():
         assert s["connected_peak"] == BURST, s
         assert s["conn_failures"] == 0 and s["reconnects"] == 0, s
         assert s["unacked"] == 0 and s["acked"] == s["sent"] > 0, s
-        # The burst did not fit in one turn: turns took accepts_per_turn (4) and left the
+        # The burst did not fit in one turn: turns took accepts_per_turn (1) and left the
         # rest queued for the next ones.
         assert srv.metric("fleetvault_accept_full_turns_total") > 0
         assert srv.metric("fleetvault_accept_pauses_total") == 0
