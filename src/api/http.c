@@ -295,6 +295,7 @@ static int serve(struct lws *wsi, struct fv_http_ctx *hc, struct api_session *a)
          * are durable (the syncer wakes the loop; EVENT_WAIT_CANCELLED below). The decision
          * entry was written before the query ran, so its sync overlapped the query. */
         a->audit_need = after;
+        fv_audit_need(audit, after); /* a lazy entry among them is synced now (A13) */
         a->parked = 1;
         hc->parked++;
         return 0;

@@ -197,6 +197,7 @@ static void take(struct fv_clusterapi *c, struct fv_jsq_req *r)
     uint64_t after = audit ? fv_audit_last_seq(audit) : 0;
     if (after > before) after = fv_guard_gate_seq(v.guard, before, after);
     p->need = after > before ? after : 0;
+    if (p->need) fv_audit_need(audit, p->need); /* a lazy entry among them is synced now */
     struct parked **tail = &c->parked;
     while (*tail)
         tail = &(*tail)->next;
