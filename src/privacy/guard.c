@@ -52,8 +52,17 @@ static void audit_ev(struct fv_guard *g, const struct fv_guard_ctx *ctx, const c
     char ps[64][FV_PSEUDONYM_LEN + 1];
     const char *pp[64];
     size_t np = 0;
-    for (size_t i = 0; subjects && i < n && np < 64; i++)
-        if (g->keys && guard_pseudonym(g, subjects[i], ps[np]) == FV_OK) pp[np] = ps[np], np++;
+    const char *named = subjects && n == 1 ? subjects[0] : "";
+    if (lazy_result && n == 1 && subjects && g->decided_ps[0] &&
+        strcmp(named, g->decided_name) == 0) {
+        /* a result names its decision's subject by the pseudonym the decision used: the
+         * owner period whose data was served (G12), without a second catalog read */
+        snprintf(ps[0], sizeof ps[0], "%s", g->decided_ps);
+        pp[np] = ps[np], np++;
+    } else {
+        for (size_t i = 0; subjects && i < n && np < 64; i++)
+            if (g->keys && guard_pseudonym(g, subjects[i], ps[np]) == FV_OK) pp[np] = ps[np], np++;
+    }
     subjects = np ? pp : NULL;
     n = np;
     struct fv_audit_event ev = {
@@ -90,6 +99,7 @@ static void audit_ev(struct fv_guard *g, const struct fv_guard_ctx *ctx, const c
     if (strcmp(kind, "access") == 0) { /* H2: fv_guard_done, fv_guard_gate_seq */
         g->decided_seq = seq;
         snprintf(g->decided_ps, sizeof g->decided_ps, "%s", g->last_ps);
+        snprintf(g->decided_name, sizeof g->decided_name, "%s", g->last_ps[0] ? named : "");
     }
 }
 
