@@ -35,7 +35,8 @@ struct fv_http_ctx {
  * request makes the loop wait for a disk. The decision is written before the query runs, so
  * its sync overlaps the query; a one-subject read's access.result (rows and bytes only, after
  * the query) does not hold the answer (fv_guard_gate_seq), a fleet read's (the subjects
- * served, G12) does. */
+ * served, G12) does; that result is appended lazily (audit.h A13: synced with the next
+ * decision), and a parked answer asks the syncer for what it waits on (fv_audit_need). */
 
 /* H1: failed authentications are limited per client address: a token bucket of
  * FV_HTTP_AUTH_FAIL_RATE per second, burst FV_HTTP_AUTH_FAIL_BURST, takes one token per 401;

@@ -389,14 +389,71 @@ int fv_query__row_done(struct qctx *q, struct fv_buf *b, size_t mark)
     return 1;
 }
 
+/* Room for a row's fixed parts and one number per column: reserved once per row, so the
+ * common values (numbers, after the guard's obligations) are written without a check each. */
+#define ROW_ROOM(ncols) (16 + FV_FMT_INT_MAX + (ncols) * (4 + 32 + FV_FMT_DOUBLE_MAX))
+
+static inline void put_raw(struct fv_buf *b, const void *p, size_t n)
+{
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+}
+
+/* Row i of ch as one JSON object: {"t":T,"<label>":<value>,...} (after the first row, led
+ * by ",\n"); values the guard withholds (G7, G8, G10) are null. */
+static int put_json_row(struct qctx *q, const struct fv_store_chunk *ch, size_t i, char label[][32],
+                        const size_t *lablen, size_t nlabel, struct fv_buf *b)
+{
+    int rc = fv_buf_reserve(b, ROW_ROOM(ch->ncols));
+    if (rc) return rc;
+    if (q->rows)
+        put_raw(b, ",\n{\"t\":", 7);
+    else
+        put_raw(b, "{\"t\":", 5);
+    b->len += fv_fmt_i64((char *)b->data + b->len, ch->t[i]);
+    for (size_t j = 0; j < ch->ncols; j++) {
+        const struct fv_value *v = &ch->col[j][i];
+        if (v->kind == FV_VK_NONE) continue;
+        if (j >= nlabel) { /* past the labels looked up: the general path */
+            rc = fv_buf_append(b, ",\"", 2);
+            if (rc == FV_OK) rc = fv_query__put_label(b, ch->field[j]);
+            if (rc == FV_OK) rc = fv_buf_append(b, "\":", 2);
+            if (rc == FV_OK) rc = fv_put_value(b, &q->ctx, ch->field[j], ch->t[i], v, 0);
+            if (rc == FV_OK) rc = fv_buf_reserve(b, ROW_ROOM(ch->ncols - j));
+            if (rc) return rc;
+            continue;
+        }
+        put_raw(b, ",\"", 2);
+        put_raw(b, label[j], lablen[j]);
+        put_raw(b, "\":", 2);
+        struct fv_value tmp;
+        const struct fv_value *x = fv_guard_oblige(&q->ctx, ch->field[j], ch->t[i], v, &tmp);
+        if (x->kind == FV_VK_DOUBLE && isfinite(x->u.d)) {
+            b->len += fv_fmt_double((char *)b->data + b->len, x->u.d);
+        } else if (x->kind == FV_VK_INT || x->kind == FV_VK_ENUM) {
+            b->len += fv_fmt_i64((char *)b->data + b->len, x->u.i);
+        } else {
+            rc = fv_put_value(b, &q->ctx, ch->field[j], ch->t[i], v, 0);
+            /* the room for the columns left, after what that value took */
+            if (rc == FV_OK) rc = fv_buf_reserve(b, ROW_ROOM(ch->ncols - j));
+            if (rc) return rc;
+        }
+    }
+    put_raw(b, "}", 1);
+    return FV_OK;
+}
+
 static int put_raw_rows(struct qctx *q, const struct fv_store_chunk *ch, struct fv_buf *b)
 {
     int rc = FV_OK;
     /* the columns' JSON keys, looked up once a chunk rather than once a value */
     char label[64][32];
     size_t nlabel = q->csv ? 0 : ch->ncols < 64 ? ch->ncols : 64;
-    for (size_t j = 0; j < nlabel; j++)
+    size_t lablen[64];
+    for (size_t j = 0; j < nlabel; j++) {
         fv_signal_label(ch->field[j], label[j], sizeof label[j]);
+        lablen[j] = strlen(label[j]);
+    }
     for (size_t i = 0; i < ch->n && rc == FV_OK; i++) {
         if (!fv_guard_in_consent(&q->ctx, ch->t[i])) continue; /* G4 */
         if (!fv_query__row_room(q)) break;
@@ -410,20 +467,7 @@ static int put_raw_rows(struct qctx *q, const struct fv_store_chunk *ch, struct 
             }
             if (rc == FV_OK) rc = fv_buf_append(b, "\n", 1);
         } else {
-            rc = q->rows ? fv_buf_append(b, ",\n{\"t\":", 7) : fv_buf_append(b, "{\"t\":", 5);
-            if (rc == FV_OK) rc = fv_buf_put_i64(b, ch->t[i]);
-            for (size_t j = 0; rc == FV_OK && j < ch->ncols; j++) {
-                const struct fv_value *v = &ch->col[j][i];
-                if (v->kind == FV_VK_NONE) continue;
-                rc = fv_buf_append(b, ",\"", 2);
-                if (rc == FV_OK)
-                    rc = j < nlabel ? fv_buf_append(b, label[j], strlen(label[j]))
-                                    : fv_query__put_label(b, ch->field[j]);
-                if (rc == FV_OK) rc = fv_buf_append(b, "\":", 2);
-                /* G7, G8, G10: withheld values are null */
-                if (rc == FV_OK) rc = fv_put_value(b, &q->ctx, ch->field[j], ch->t[i], v, 0);
-            }
-            if (rc == FV_OK) rc = fv_buf_append(b, "}", 1);
+            rc = put_json_row(q, ch, i, label, lablen, nlabel, b);
         }
         if (rc == FV_OK && !fv_query__row_done(q, b, mark)) break;
     }

@@ -830,15 +830,28 @@ struct sqlite3 *fv_keystore_db(struct fv_keystore *ks)
     return ks->db;
 }
 
+/* Runs a prepared statement of no rows (BEGIN, COMMIT): SQLITE_DONE or SQLite's error. */
+static int step_once(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc;
+}
+
 int fv_keystore_read_begin(struct fv_keystore *ks)
 {
     if (!sqlite3_get_autocommit(ks->db)) return FV_ESTATE;
-    return sqlite3_exec(ks->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK ? FV_OK : FV_EIO;
+    /* prepared once: parsing "BEGIN" and "COMMIT" was 5 % of a one-subject query's CPU */
+    sqlite3_stmt *st = fv_keystore_stmt(ks, FV_KEYSTORE_STMT_BEGIN, "BEGIN");
+    int rc = st ? step_once(st) : sqlite3_exec(ks->db, "BEGIN", NULL, NULL, NULL);
+    return rc == SQLITE_DONE || rc == SQLITE_OK ? FV_OK : FV_EIO;
 }
 
 void fv_keystore_read_end(struct fv_keystore *ks)
 {
-    if (sqlite3_exec(ks->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+    sqlite3_stmt *st = fv_keystore_stmt(ks, FV_KEYSTORE_STMT_COMMIT, "COMMIT");
+    int rc = st ? step_once(st) : sqlite3_exec(ks->db, "COMMIT", NULL, NULL, NULL);
+    if (rc != SQLITE_DONE && rc != SQLITE_OK)
         sqlite3_exec(ks->db, "ROLLBACK", NULL, NULL, NULL); /* a read: nothing to lose */
 }
 

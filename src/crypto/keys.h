@@ -145,7 +145,12 @@ void fv_keystore_read_end(struct fv_keystore *ks);
  * below), sql is its text (the same for a slot at every call). Returned reset, with no
  * bindings; the caller sqlite3_reset()s and sqlite3_clear_bindings() it when done and never
  * finalizes it. NULL if it cannot be prepared (sqlite3_errmsg(fv_keystore_db(ks)) says why). */
-enum { FV_KEYSTORE_STMT_PERIODS, FV_KEYSTORE_STMTS };
+enum {
+    FV_KEYSTORE_STMT_PERIODS,
+    FV_KEYSTORE_STMT_BEGIN, /* fv_keystore_read_begin, _end: not parsed per request */
+    FV_KEYSTORE_STMT_COMMIT,
+    FV_KEYSTORE_STMTS
+};
 struct sqlite3_stmt *fv_keystore_stmt(struct fv_keystore *ks, unsigned slot, const char *sql);
 
 /* Deferred key durability (the server turns it on): a new data key is committed without

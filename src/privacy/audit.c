@@ -75,6 +75,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -119,6 +120,9 @@ struct fv_audit {
     pthread_mutex_t mu; /* guards fd (as the syncer reads it), written, durable, stop */
     pthread_cond_t cv;
     uint64_t written, durable; /* seqs: the last entry written, and the last durable */
+    uint64_t urgent;           /* the last seq someone waits for (not lazy, or needed) */
+    uint64_t lazy_ns;          /* monotonic ns: a lazy entry not synced yet came then (0 none) */
+    uint64_t lazy_window_ns;   /* A13: how long a lazy entry waits for another sync */
     uint64_t written_ts;       /* and the ts and hash of the last written (for its head) */
     char written_hash[FV_AUDIT_HASH_HEX + 1];
     pthread_mutex_t wmu; /* serialises writes to the witness (loop thread and syncer) */
@@ -148,8 +152,8 @@ static int fail(struct fv_audit *a, int rc)
 }
 
 /* Writes one finished line to the newest file and syncs it; updates the chain state. */
-static int write_line(struct fv_audit *a, const struct fv_buf *b, uint64_t seq, uint64_t ts,
-                      const char *hash)
+static int write_line_as(struct fv_audit *a, const struct fv_buf *b, uint64_t seq, uint64_t ts,
+                         const char *hash, int lazy)
 {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/%s", a->dir, a->name);
@@ -167,7 +171,15 @@ static int write_line(struct fv_audit *a, const struct fv_buf *b, uint64_t seq, 
     a->written_ts = ts;
     memcpy(a->written_hash, hash, FV_AUDIT_HASH_HEX + 1);
     if (!a->group) a->durable = seq;
-    pthread_cond_signal(&a->cv);
+    /* A13: a lazy entry wakes the syncer only to start its window (it then waits for an
+     * urgent entry, a fv_audit_need, or the window's end); anything else syncs now. */
+    if (!lazy) {
+        a->urgent = seq;
+        pthread_cond_signal(&a->cv);
+    } else if (a->lazy_ns == 0) {
+        a->lazy_ns = fv_mono_ns();
+        pthread_cond_signal(&a->cv);
+    }
     pthread_mutex_unlock(&a->mu);
     if (a->seq == a->last_cp_seq) a->pending_since = clock_now(a);
     a->seq = seq;
@@ -176,6 +188,12 @@ static int write_line(struct fv_audit *a, const struct fv_buf *b, uint64_t seq, 
     a->size += b->len;
     a->lines++;
     return FV_OK;
+}
+
+static int write_line(struct fv_audit *a, const struct fv_buf *b, uint64_t seq, uint64_t ts,
+                      const char *hash)
+{
+    return write_line_as(a, b, seq, ts, hash, 0);
 }
 
 /* A13: makes everything written to the newest file durable now (group commit only). */
@@ -195,6 +213,7 @@ static void publish_durable(struct fv_audit *a)
     if (!a->group) return;
     pthread_mutex_lock(&a->mu);
     a->written = a->durable = a->seq;
+    a->lazy_ns = 0; /* nothing is pending: the next lazy entry starts a window */
     pthread_mutex_unlock(&a->mu);
     if (a->notify) a->notify(a->notify_arg);
 }
@@ -346,7 +365,7 @@ static int checkpoint_due(struct fv_audit *a)
     return now >= a->pending_since && now - a->pending_since >= a->interval_ms;
 }
 
-static int append_entry(struct fv_audit *a, const struct fv_audit_event *ev, int internal,
+static int append_entry(struct fv_audit *a, const struct fv_audit_event *ev, int internal, int lazy,
                         uint64_t *seq_out)
 {
     if (!a->failed && a->group && fv_audit_failed(a)) {
@@ -381,7 +400,7 @@ static int append_entry(struct fv_audit *a, const struct fv_audit_event *ev, int
     char hash[FV_AUDIT_HASH_HEX + 1];
     uint64_t seq = a->seq + 1, ts = next_ts(a);
     rc = fv_audit__event_line(&b, seq, ts, a->hash, ev, hash, a->errbuf, sizeof a->errbuf);
-    if (rc == FV_OK) rc = write_line(a, &b, seq, ts, hash);
+    if (rc == FV_OK) rc = write_line_as(a, &b, seq, ts, hash, lazy);
     fv_buf_free(&b);
     if (rc == FV_OK && !a->group) rc = witness_head_now(a); /* A14 (group: the syncer) */
     if (rc) return rc;
@@ -391,7 +410,23 @@ static int append_entry(struct fv_audit *a, const struct fv_audit_event *ev, int
 
 int fv_audit_append(struct fv_audit *a, const struct fv_audit_event *ev, uint64_t *seq_out)
 {
-    return append_entry(a, ev, 0, seq_out);
+    return append_entry(a, ev, 0, 0, seq_out);
+}
+
+int fv_audit_append_lazy(struct fv_audit *a, const struct fv_audit_event *ev, uint64_t *seq_out)
+{
+    return append_entry(a, ev, 0, 1, seq_out);
+}
+
+void fv_audit_need(struct fv_audit *a, uint64_t seq)
+{
+    if (a == NULL || !a->group) return;
+    pthread_mutex_lock(&a->mu);
+    if (seq > a->urgent) {
+        a->urgent = seq;
+        if (seq > a->durable) pthread_cond_signal(&a->cv);
+    }
+    pthread_mutex_unlock(&a->mu);
 }
 
 uint64_t fv_audit_durable_seq(struct fv_audit *a)
@@ -418,10 +453,29 @@ static void *syncer_main(void *arg)
     uint64_t headed = 0; /* the last seq whose head the witness has from here */
     pthread_mutex_lock(&a->mu);
     while (!a->stop) {
-        if (a->sync_failed || a->written == a->durable) {
+        if (a->sync_failed || a->written <= a->durable) {
             pthread_cond_wait(&a->cv, &a->mu);
             continue;
         }
+        /* Only lazy entries pending: they wait for their window to end, unless an urgent
+         * entry or a fv_audit_need comes first (their sync then carries them). */
+        if (a->urgent <= a->durable && a->lazy_ns) {
+            uint64_t due = a->lazy_ns + a->lazy_window_ns, now = fv_mono_ns();
+            if (now < due) {
+                struct timespec ts;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                uint64_t left = due - now;
+                ts.tv_sec += (time_t)(left / 1000000000u);
+                ts.tv_nsec += (long)(left % 1000000000u);
+                if (ts.tv_nsec >= 1000000000L) {
+                    ts.tv_sec++;
+                    ts.tv_nsec -= 1000000000L;
+                }
+                pthread_cond_timedwait(&a->cv, &a->mu, &ts);
+                continue;
+            }
+        }
+        a->lazy_ns = 0; /* everything written so far is in this sync */
         uint64_t target = a->written, target_ts = a->written_ts;
         char target_hash[FV_AUDIT_HASH_HEX + 1];
         memcpy(target_hash, a->written_hash, sizeof target_hash);
@@ -656,7 +710,12 @@ int fv_audit_open(const char *dir, const struct fv_audit_opts *opts, struct fv_a
     a->fd = a->wfd = a->lock_fd = -1;
     pthread_mutex_init(&a->mu, NULL);
     pthread_mutex_init(&a->wmu, NULL);
-    pthread_cond_init(&a->cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the lazy window's timed wait */
+    pthread_cond_init(&a->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    a->lazy_window_ns = (opts->lazy_ms ? opts->lazy_ms : FV_AUDIT_LAZY_MS) * (uint64_t)1000000u;
     a->every = opts->checkpoint_every ? opts->checkpoint_every : DEF_EVERY;
     a->interval_ms = opts->checkpoint_interval_ms ? opts->checkpoint_interval_ms : DEF_INTERVAL_MS;
     a->file_bytes = opts->file_bytes ? opts->file_bytes : DEF_FILE_BYTES;
@@ -797,7 +856,7 @@ int fv_audit_apply_retention(struct fv_audit *a, uint64_t now_ms, uint64_t *dele
                                 .result = "allow",
                                 .reason = reason,
                                 .extra_json = xs};
-    rc = append_entry(a, &ev, 1, NULL);
+    rc = append_entry(a, &ev, 1, 0, NULL);
     free(xs);
     if (rc == FV_OK) rc = fv_audit_checkpoint(a); /* A12: the witness learns it first */
     for (size_t i = 0; rc == FV_OK && i < k; i++) {

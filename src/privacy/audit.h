@@ -85,7 +85,13 @@ struct fv_audit_opts {
     int group_commit;
     void (*notify)(void *arg);
     void *notify_arg;
+    /* Group commit: how long an entry appended with fv_audit_append_lazy may wait for another
+     * entry's sync before it is synced alone (0: FV_AUDIT_LAZY_MS). */
+    uint64_t lazy_ms;
 };
+
+/* A13: a lazy entry's longest wait for a sync to carry it (group commit). */
+#define FV_AUDIT_LAZY_MS 5
 
 /* Makes an Ed25519 key pair: the private key in PEM at priv_path (mode 0600), the public key
  * in PEM at pub_path (0644; give it to the witness). Never overwrites (FV_EEXIST). */
@@ -107,6 +113,15 @@ int fv_audit_open(const char *dir, const struct fv_audit_opts *opts, struct fv_a
  * UTF-8), FV_ELIMIT for a line over FV_AUDIT_MAX_LINE (split the subjects over several
  * entries), FV_EIO once the log has failed. fv_audit_last_error says more. */
 int fv_audit_append(struct fv_audit *a, const struct fv_audit_event *ev, uint64_t *seq_out);
+
+/* As fv_audit_append, for an entry that holds back nothing (A13: a one-subject read's
+ * access.result): with group commit its sync waits, up to opts.lazy_ms, for the next entry
+ * appended with fv_audit_append (whose sync then carries it) or for fv_audit_need; without
+ * group commit it is fv_audit_append. The entry is written (in the page cache) either way. */
+int fv_audit_append_lazy(struct fv_audit *a, const struct fv_audit_event *ev, uint64_t *seq_out);
+/* Group commit: asks the syncer to make every entry up to seq durable now (lazy ones too);
+ * call it before waiting for fv_audit_durable_seq to reach seq. Any thread; NULL is a no-op. */
+void fv_audit_need(struct fv_audit *a, uint64_t seq);
 
 /* Writes a checkpoint if one is due by time (call it every few seconds from the loop). */
 int fv_audit_tick(struct fv_audit *a);

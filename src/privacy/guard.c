@@ -44,15 +44,25 @@ static int guard_pseudonym(struct fv_guard *g, const char *name, char out[FV_PSE
 static void audit_ev(struct fv_guard *g, const struct fv_guard_ctx *ctx, const char *kind,
                      const char *result, const char *reason, const char *const *subjects, size_t n,
                      const char *const *signals, size_t nsignals, int has_range, int64_t from,
-                     int64_t to, uint64_t rows, uint64_t bytes, const char *extra, int *failed)
+                     int64_t to, uint64_t rows, uint64_t bytes, const char *extra, int lazy_result,
+                     int *failed)
 {
     if (g->audit == NULL) return;
     /* G6: pseudonyms for subjects (at most 64 named; a larger request logs its count). */
     char ps[64][FV_PSEUDONYM_LEN + 1];
     const char *pp[64];
     size_t np = 0;
-    for (size_t i = 0; subjects && i < n && np < 64; i++)
-        if (g->keys && guard_pseudonym(g, subjects[i], ps[np]) == FV_OK) pp[np] = ps[np], np++;
+    const char *named = subjects && n == 1 ? subjects[0] : "";
+    if (lazy_result && n == 1 && subjects && g->decided_ps[0] &&
+        strcmp(named, g->decided_name) == 0) {
+        /* a result names its decision's subject by the pseudonym the decision used: the
+         * owner period whose data was served (G12), without a second catalog read */
+        snprintf(ps[0], sizeof ps[0], "%s", g->decided_ps);
+        pp[np] = ps[np], np++;
+    } else {
+        for (size_t i = 0; subjects && i < n && np < 64; i++)
+            if (g->keys && guard_pseudonym(g, subjects[i], ps[np]) == FV_OK) pp[np] = ps[np], np++;
+    }
     subjects = np ? pp : NULL;
     n = np;
     struct fv_audit_event ev = {
@@ -77,7 +87,10 @@ static void audit_ev(struct fv_guard *g, const struct fv_guard_ctx *ctx, const c
     };
     uint64_t seq = 0;
     snprintf(g->last_ps, sizeof g->last_ps, "%s", n == 1 ? subjects[0] : "");
-    if (fv_audit_append(g->audit, &ev, &seq) != FV_OK) {
+    /* H2: a result naming no subject or its decision's one gates nothing (fv_guard_done):
+     * its sync may wait for the next decision's (audit.h A13) */
+    int lazy = lazy_result && (g->last_ps[0] == '\0' || strcmp(g->last_ps, g->decided_ps) == 0);
+    if ((lazy ? fv_audit_append_lazy : fv_audit_append)(g->audit, &ev, &seq) != FV_OK) {
         fv_error("audit: %s; personal data is not served while the audit log fails",
                  fv_audit_last_error(g->audit));
         if (failed) *failed = 1;
@@ -86,6 +99,7 @@ static void audit_ev(struct fv_guard *g, const struct fv_guard_ctx *ctx, const c
     if (strcmp(kind, "access") == 0) { /* H2: fv_guard_done, fv_guard_gate_seq */
         g->decided_seq = seq;
         snprintf(g->decided_ps, sizeof g->decided_ps, "%s", g->last_ps);
+        snprintf(g->decided_name, sizeof g->decided_name, "%s", g->last_ps[0] ? named : "");
     }
 }
 
@@ -95,13 +109,13 @@ static void audit(struct fv_guard *g, const struct fv_guard_ctx *ctx, const char
                   int64_t to, uint64_t rows, uint64_t bytes, int *failed)
 {
     audit_ev(g, ctx, kind, result, reason, subjects, n, signals, nsignals, has_range, from, to,
-             rows, bytes, NULL, failed);
+             rows, bytes, NULL, 0, failed);
 }
 
 static void audit_extra(struct fv_guard *g, const struct fv_guard_ctx *ctx, const char *kind,
                         const char *result, const char *reason, const char *extra)
 {
-    audit_ev(g, ctx, kind, result, reason, NULL, 0, NULL, 0, 0, 0, 0, 0, 0, extra, NULL);
+    audit_ev(g, ctx, kind, result, reason, NULL, 0, NULL, 0, 0, 0, 0, 0, 0, extra, 0, NULL);
 }
 
 /* G9: one entry for the unknown-token failures not logged yet. */
@@ -138,7 +152,7 @@ int fv_guard_audit_principal(struct fv_guard *g, const struct fv_guard_ctx *ctx,
     struct fv_guard_ctx c = *ctx;
     snprintf(c.action, sizeof c.action, "%s", action);
     int failed = 0;
-    audit_ev(g, &c, "admin", result, reason, NULL, 0, NULL, 0, 0, 0, 0, 0, 0, extra, &failed);
+    audit_ev(g, &c, "admin", result, reason, NULL, 0, NULL, 0, 0, 0, 0, 0, 0, extra, 0, &failed);
     free(extra);
     return failed ? FV_EIO : FV_OK;
 }
@@ -346,7 +360,7 @@ int fv_guard_consent(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *q
     int failed = 0;
     const char *subj[1] = {subject};
     audit_ev(g, ctx, "admin", allow ? "allow" : "deny", why, subj, 1, NULL, 0, 0, 0, 0, 0, 0, extra,
-             &failed);
+             0, &failed);
     if (failed) {
         snprintf(reason, reasonlen, "the audit log cannot be written; refused");
         return FV_EIO;
@@ -359,7 +373,7 @@ void fv_guard_consent_failed(struct fv_guard *g, const struct fv_guard_ctx *ctx,
                              const char *subject, const char *extra, const char *why)
 {
     const char *subj[1] = {subject};
-    audit_ev(g, ctx, "admin", "error", why, subj, 1, NULL, 0, 0, 0, 0, 0, 0, extra, NULL);
+    audit_ev(g, ctx, "admin", "error", why, subj, 1, NULL, 0, 0, 0, 0, 0, 0, extra, 0, NULL);
 }
 
 int fv_guard_read(struct fv_guard *g, struct fv_guard_ctx *ctx, const char *query,
@@ -457,8 +471,8 @@ void fv_guard_done(struct fv_guard *g, const struct fv_guard_ctx *ctx, uint64_t 
     quota_count(g, ctx, rows, bytes);
     const char *s[1] = {ctx->subject};
     uint64_t before = g->audit ? fv_audit_last_seq(g->audit) : 0;
-    audit(g, ctx, "access.result", "allow", NULL, ctx->subject[0] ? s : NULL, 1, NULL, 0, 0, 0, 0,
-          rows, bytes, NULL);
+    audit_ev(g, ctx, "access.result", "allow", NULL, ctx->subject[0] ? s : NULL, 1, NULL, 0, 0, 0,
+             0, rows, bytes, NULL, 1, NULL);
     uint64_t after = g->audit ? fv_audit_last_seq(g->audit) : 0;
     /* H2: a result naming another subject than its decision (a subject export names the
      * period exported, G6) still gates its answer */

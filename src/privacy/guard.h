@@ -134,6 +134,7 @@ struct fv_guard {
     struct evp_md_st *sha256;          /* fetched once: tokens are hashed per request */
     uint64_t decided_seq;              /* the last "access" decision entry */
     char decided_ps[33];               /* the one subject it named (pseudonym), "" if not one */
+    char decided_name[80];             /* and that subject as the caller named it */
     char last_ps[33];                  /* the one subject the last entry named, "" if not one */
 };
 

@@ -290,6 +290,7 @@ static void answer_piece(struct fv_clusterapi *c, struct open_answer *o, struct 
     uint64_t after = audit ? fv_audit_last_seq(audit) : 0;
     if (after > before) after = fv_guard_gate_seq(o->v.guard, before, after);
     p->need = after > before ? after : 0;
+    if (p->need) fv_audit_need(audit, p->need); /* a lazy entry among them is synced now */
     if (!more) close_answer(c, o); /* its producer ended above: no entry is written here */
     struct parked **tail = &c->parked;
     while (*tail)

@@ -394,6 +394,79 @@ static void test_group_commit_sync_failure(void **state)
     assert_int_equal(fv_audit_close(a), FV_EIO);
 }
 
+/* A13: a lazy entry (fv_audit_append_lazy: an access.result that gates no answer) is written
+ * but not synced alone: the next ordinary entry's fdatasync carries it (one sync for both),
+ * fv_audit_need syncs it at once, and so does the end of its window (opts.lazy_ms). */
+static void wait_durable(struct fv_audit *a, uint64_t seq)
+{
+    for (int k = 0; k < 5000 && fv_audit_durable_seq(a) < seq; k++)
+        usleep(1000);
+    assert_true(fv_audit_durable_seq(a) >= seq);
+}
+
+static void lazy_event(struct fv_audit *a, uint64_t *seq)
+{
+    const char *subjects[] = {"ps-01"};
+    struct fv_audit_event ev = {.kind = "access.result",
+                                .action = "query.raw",
+                                .principal = "alice",
+                                .subjects = subjects,
+                                .nsubjects = 1,
+                                .rows = 500,
+                                .bytes = 20000,
+                                .result = "allow"};
+    assert_int_equal(fv_audit_append_lazy(a, &ev, seq), FV_OK);
+}
+
+static void test_group_commit_lazy(void **state)
+{
+    (void)state;
+    struct clk c = {T0, 1000};
+    struct fv_audit_opts o = opts_for(&c);
+    o.checkpoint_every = 100000; /* no checkpoint (synced on the spot) in between */
+    o.file_bytes = 1u << 30;
+    o.witness_path = NULL; /* count the log's syncs only */
+    o.group_commit = 1;
+    o.lazy_ms = 600000; /* the window never ends during the test */
+    struct fv_audit *a;
+    char err[512];
+    assert_int_equal(fv_audit_open(adir, &o, &a, err, sizeof err), FV_OK);
+    wait_durable(a, fv_audit_last_seq(a));
+    fv_os_fault_clear(); /* counts syncs from 0 */
+    uint64_t lazy = 0, urgent = 0;
+    lazy_event(a, &lazy);
+    usleep(50000);
+    assert_true(fv_audit_durable_seq(a) < lazy); /* not synced alone */
+    assert_int_equal(fv_os_fault_calls(FV_OS_FSYNC), 0);
+    append_event(a, 1, &urgent); /* an ordinary entry: synced at once, the lazy one with it */
+    assert_int_equal(urgent, lazy + 1);
+    wait_durable(a, urgent);
+    assert_int_equal(fv_os_fault_calls(FV_OS_FSYNC), 1);
+    /* fv_audit_need: synced now */
+    lazy_event(a, &lazy);
+    usleep(20000);
+    assert_true(fv_audit_durable_seq(a) < lazy);
+    fv_audit_need(a, lazy);
+    wait_durable(a, lazy);
+    assert_int_equal(fv_os_fault_calls(FV_OS_FSYNC), 2);
+    /* one left pending: close syncs it (its checkpoint) and the chain verifies */
+    lazy_event(a, &lazy);
+    assert_false(fv_audit_failed(a));
+    assert_int_equal(fv_audit_close(a), FV_OK);
+    struct fv_audit_report r = expect(FV_OK, pub, NULL, NULL, 0, NULL);
+    assert_true(r.ok);
+    assert_true(r.last_seq > lazy); /* and the close's checkpoint after it */
+
+    /* the window's end syncs a lazy entry nothing else carries */
+    o.lazy_ms = 1;
+    assert_int_equal(fv_audit_open(adir, &o, &a, err, sizeof err), FV_OK);
+    wait_durable(a, fv_audit_last_seq(a));
+    lazy_event(a, &lazy);
+    wait_durable(a, lazy);
+    assert_int_equal(fv_audit_close(a), FV_OK);
+    fv_os_fault_clear();
+}
+
 static void test_tamper(void **state)
 {
     (void)state;
@@ -1329,6 +1402,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_append_and_verify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_sync_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_commit_lazy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tamper, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_tail_cut_on_open, setup, teardown),
