@@ -72,7 +72,8 @@ void fv_api_metrics(const struct fv_api_view *v, struct fv_http_response *r)
             "waited: a burst of connections admitted over several turns.",
             m->accept_full_turns);
     COUNTER("fleetvault_accept_pauses_total",
-            "Times the devices' listener paused for want of file descriptors or memory.",
+            "Times the devices' listener paused: out of file descriptors or memory, or accept "
+            "failing otherwise.",
             m->accept_pauses);
     COUNTER("fleetvault_ingest_pauses_total",
             "Times ingest stopped reading from devices: the store's head was over its budget.",

@@ -45,8 +45,8 @@ struct fv_metrics {
      * connections with more waiting (a burst admitted over several turns), and the pauses
      * for want of descriptors. */
     fv_counter accept_full_turns, accept_pauses;
-    fv_counter tls_rejected;        /* client certificate failed verification */
-    fv_counter identity_rejected;   /* verified, but no valid device identity */
+    fv_counter tls_rejected;      /* client certificate failed verification */
+    fv_counter identity_rejected; /* verified, but no valid device identity */
     fv_counter messages_total, bytes_received;
     fv_counter records_stored[FV_TOPIC_SLOTS];
     fv_counter datums_stored;

@@ -58,24 +58,28 @@ static void on_listen(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)revents;
     struct fv_acceptor *a = w->data;
-    unsigned n = 0;
+    unsigned n = 0, failed = 0;
     while (n < a->per_turn) { /* A1 */
         int cfd = accept4(a->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (cfd < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-            if (errno == EINTR) continue;
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                /* A3 */
-                fv_warn("devices' listener: cannot accept (%s); pausing %d ms, connections "
-                        "stay queued",
-                        strerror(errno), FV_ACCEPT_PAUSE_MS);
-                a->st.pauses++;
-                ev_io_stop(loop, &a->io);
-                ev_timer_set(&a->pause, FV_ACCEPT_PAUSE_MS / 1000.0, 0.0);
-                ev_timer_start(loop, &a->pause);
-                break;
-            }
-            continue; /* A4: that connection's own failure (ECONNABORTED, EPROTO, ...) */
+            /* A4: a connection's own failure (ECONNABORTED, EPROTO, ...) skips it, at most
+             * FV_ACCEPT_SKIPS a turn; any other error (or too many) pauses, as A3 does,
+             * rather than spinning on a socket that cannot be emptied */
+            int own = errno == EINTR || errno == ECONNABORTED || errno == EPROTO ||
+                      errno == EPERM || errno == ENETDOWN || errno == ENETUNREACH ||
+                      errno == EHOSTDOWN || errno == EHOSTUNREACH || errno == ENOPROTOOPT ||
+                      errno == EOPNOTSUPP || errno == ETIMEDOUT;
+            if (own && ++failed <= FV_ACCEPT_SKIPS) continue;
+            /* A3 */
+            fv_warn("devices' listener: cannot accept (%s); pausing %d ms, connections stay "
+                    "queued",
+                    strerror(errno), FV_ACCEPT_PAUSE_MS);
+            a->st.pauses++;
+            ev_io_stop(loop, &a->io);
+            ev_timer_set(&a->pause, FV_ACCEPT_PAUSE_MS / 1000.0, 0.0);
+            ev_timer_start(loop, &a->pause);
+            break;
         }
         n++;
         hand_over(a, cfd);

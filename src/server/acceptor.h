@@ -19,10 +19,12 @@
  *     wait); per_turn 0 is refused (the caller keeps lws's own listener instead).
  *  A2 A connection lws cannot adopt is closed by lws (counted in adopt_failed); the acceptor
  *     goes on.
- *  A3 Out of descriptors (EMFILE, ENFILE) or memory (ENOBUFS, ENOMEM): the watcher stops for
- *     FV_ACCEPT_PAUSE_MS and tries again, instead of spinning on a socket it cannot empty; it
- *     says so in the log once per pause, and the waiting connections stay queued.
- *  A4 Errors a connection caused before it was accepted (ECONNABORTED, EPROTO, ...) skip it.
+ *  A3 Out of descriptors (EMFILE, ENFILE), out of memory (ENOBUFS, ENOMEM), or any error
+ *     A4 does not cover: the watcher stops for FV_ACCEPT_PAUSE_MS and tries again, instead of
+ *     spinning on a socket it cannot empty; it says so in the log once per pause, and the
+ *     waiting connections stay queued.
+ *  A4 Errors a connection caused before it was accepted (ECONNABORTED, EPROTO, ...) skip it,
+ *     at most FV_ACCEPT_SKIPS in one turn (more is A3).
  *
  * Thread: the ingest loop only (the watcher runs on it; open and close are called by the
  * server's start-up and shutdown on the thread that runs the loop).
@@ -39,6 +41,7 @@ struct fv_acceptor;
 
 #define FV_ACCEPT_BACKLOG  4096
 #define FV_ACCEPT_PAUSE_MS 100
+#define FV_ACCEPT_SKIPS    16
 
 struct fv_acceptor_stats {
     uint64_t accepted;     /* connections handed to libwebsockets */

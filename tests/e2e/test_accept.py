@@ -3,12 +3,16 @@ that nothing blocks"): the ingest loop accepts at most accepts_per_turn new conn
 turn, so a burst of TLS handshakes is spread over turns instead of delaying the acks of the
 vehicles already connected. Here: a burst of vehicles connecting at once (the simulator's
 connect rate unbounded) is admitted in full over several turns (the full-turn counter moves),
-none lost or refused, while connections that never speak TLS hold nothing up; the old
-listener (accepts_per_turn 0) still serves; a bad value and a port in use are refused with a
-clear message."""
+none lost or refused, while connections that never speak TLS hold nothing up; out of file
+descriptors, the listener pauses instead of spinning and serves again once they are back
+(A3); the old listener (accepts_per_turn 0) still serves; a bad value and a port in use are
+refused with a clear message."""
 import json
+import os
+import shutil
 import socket
 import subprocess
+import time
 
 import fvtest as t
 
@@ -46,6 +50,35 @@ def test_burst_admitted_over_turns():
             c.close()
 
 
+def test_out_of_descriptors_pauses():
+    if shutil.which("prlimit") is None:
+        t.log("SKIP test_out_of_descriptors_pauses: no prlimit (util-linux)")
+        return
+    with t.Env() as env:
+        # the server under a limit of 96 descriptors (about 31 in use when idle)
+        wrapper = os.path.join(env.root, "limited.sh")
+        with open(wrapper, "w") as f:
+            f.write(f'#!/bin/sh\nexec prlimit --nofile=96:96 "{t.BIN}" "$@"\n')
+        os.chmod(wrapper, 0o755)
+        real, t.BIN = t.BIN, wrapper
+        try:
+            srv = t.Server(env.root, env.certs, config={"rate_limits": False}).start()
+        finally:
+            t.BIN = real
+        silent = []
+        for _ in range(100):  # more than the descriptors left: the kernel queues the rest
+            silent.append(socket.create_connection(("127.0.0.1", srv.port)))
+        time.sleep(1.0)  # the listener hits EMFILE and pauses (A3); it must not spin
+        assert srv.proc.poll() is None, srv.log()
+        assert "devices' listener: cannot accept" in srv.log(), srv.log()
+        for c in silent:
+            c.close()
+        time.sleep(0.5)
+        assert srv.metric("fleetvault_accept_pauses_total") > 0
+        s = simulate(env, srv, 5, "5YJFDS")  # served again once descriptors are back
+        assert s["connected_peak"] == 5 and s["unacked"] == 0 and s["acked"] > 0, s
+
+
 def test_lws_listener_still_serves():
     with t.Env() as env:
         srv = t.Server(env.root, env.certs,
@@ -74,5 +107,6 @@ def test_bad_value_and_port_in_use_refused():
 
 
 if __name__ == "__main__":
-    t.main([test_burst_admitted_over_turns, test_lws_listener_still_serves,
+    t.main([test_burst_admitted_over_turns, test_out_of_descriptors_pauses,
+            test_lws_listener_still_serves,
             test_bad_value_and_port_in_use_refused])
