@@ -16,6 +16,7 @@
 #include <ev.h>
 #include <libwebsockets.h>
 
+#include "gateway/metrics.h"
 #include "server/acceptor.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -24,11 +25,10 @@ struct fv_acceptor {
     struct ev_loop *loop;
     struct lws_vhost *vh;
     int fd;
-    int port;
     unsigned per_turn;
+    struct fv_metrics *m;
     ev_io io;
     ev_timer pause; /* A3 */
-    struct fv_acceptor_stats st;
 };
 
 static void hand_over(struct fv_acceptor *a, int cfd)
@@ -38,13 +38,9 @@ static void hand_over(struct fv_acceptor *a, int cfd)
     (void)setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     lws_sock_file_fd_type fd;
     fd.sockfd = cfd;
-    struct lws *w = lws_adopt_descriptor_vhost(
-        a->vh, LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP | LWS_ADOPT_ALLOW_SSL, fd, NULL, NULL);
-    if (w == NULL) { /* A2: lws closed it */
-        a->st.adopt_failed++;
-        return;
-    }
-    a->st.accepted++;
+    /* NULL: lws could not take it and closed it (A2) */
+    (void)lws_adopt_descriptor_vhost(a->vh, LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP | LWS_ADOPT_ALLOW_SSL,
+                                     fd, NULL, NULL);
 }
 
 static void on_pause_end(struct ev_loop *loop, ev_timer *t, int revents)
@@ -75,7 +71,7 @@ static void on_listen(struct ev_loop *loop, ev_io *w, int revents)
             fv_warn("devices' listener: cannot accept (%s); pausing %d ms, connections stay "
                     "queued",
                     strerror(errno), FV_ACCEPT_PAUSE_MS);
-            a->st.pauses++;
+            a->m->accept_pauses++;
             ev_io_stop(loop, &a->io);
             ev_timer_set(&a->pause, FV_ACCEPT_PAUSE_MS / 1000.0, 0.0);
             ev_timer_start(loop, &a->pause);
@@ -84,15 +80,15 @@ static void on_listen(struct ev_loop *loop, ev_io *w, int revents)
         n++;
         hand_over(a, cfd);
     }
-    if (n) a->st.turns++;
     if (n == a->per_turn) { /* more waiting? (one poll, only when the turn was full) */
         struct pollfd p = {.fd = a->fd, .events = POLLIN};
-        if (poll(&p, 1, 0) == 1) a->st.full_turns++;
+        if (poll(&p, 1, 0) == 1) a->m->accept_full_turns++;
     }
 }
 
 int fv_acceptor_open(struct ev_loop *loop, struct lws_vhost *vh, const char *host, int port,
-                     unsigned per_turn, struct fv_acceptor **out, char *err, size_t errlen)
+                     unsigned per_turn, struct fv_metrics *m, struct fv_acceptor **out, char *err,
+                     size_t errlen)
 {
     *out = NULL;
     if (per_turn == 0 || port < 0 || port > 65535) {
@@ -133,12 +129,6 @@ int fv_acceptor_open(struct ev_loop *loop, struct lws_vhost *vh, const char *hos
                   strerror(saved ? saved : EADDRNOTAVAIL));
         return FV_EIO;
     }
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    int bound = port;
-    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
-        bound = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                               : ((struct sockaddr_in *)&ss)->sin_port);
     struct fv_acceptor *a = calloc(1, sizeof *a);
     if (a == NULL) {
         close(fd);
@@ -148,8 +138,8 @@ int fv_acceptor_open(struct ev_loop *loop, struct lws_vhost *vh, const char *hos
     a->loop = loop;
     a->vh = vh;
     a->fd = fd;
-    a->port = bound;
     a->per_turn = per_turn;
+    a->m = m;
     ev_io_init(&a->io, on_listen, fd, EV_READ);
     a->io.data = a;
     ev_timer_init(&a->pause, on_pause_end, 0.0, 0.0);
@@ -157,16 +147,6 @@ int fv_acceptor_open(struct ev_loop *loop, struct lws_vhost *vh, const char *hos
     ev_io_start(loop, &a->io);
     *out = a;
     return FV_OK;
-}
-
-int fv_acceptor_port(const struct fv_acceptor *a)
-{
-    return a->port;
-}
-
-void fv_acceptor_stats(const struct fv_acceptor *a, struct fv_acceptor_stats *st)
-{
-    *st = a->st;
 }
 
 void fv_acceptor_close(struct fv_acceptor *a)

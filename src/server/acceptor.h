@@ -17,8 +17,7 @@
  * Rules:
  *  A1 At most per_turn accept()s per watcher call (one call per loop turn while connections
  *     wait); per_turn 0 is refused (the caller keeps lws's own listener instead).
- *  A2 A connection lws cannot adopt is closed by lws (counted in adopt_failed); the acceptor
- *     goes on.
+ *  A2 A connection lws cannot adopt is closed by lws; the acceptor goes on.
  *  A3 Out of descriptors (EMFILE, ENFILE), out of memory (ENOBUFS, ENOMEM), or any error
  *     A4 does not cover: the watcher stops for FV_ACCEPT_PAUSE_MS and tries again, instead of
  *     spinning on a socket it cannot empty; it says so in the log once per pause, and the
@@ -38,26 +37,19 @@
 struct ev_loop;
 struct lws_vhost;
 struct fv_acceptor;
+struct fv_metrics;
 
 #define FV_ACCEPT_BACKLOG  4096
 #define FV_ACCEPT_PAUSE_MS 100
 #define FV_ACCEPT_SKIPS    16
 
-struct fv_acceptor_stats {
-    uint64_t accepted;     /* connections handed to libwebsockets */
-    uint64_t adopt_failed; /* ... that it could not take (A2) */
-    uint64_t turns;        /* watcher calls that accepted at least one */
-    uint64_t full_turns;   /* ... that stopped at per_turn with more still waiting */
-    uint64_t pauses;       /* A3 */
-};
-
-/* Listens on host:port (a numeric address or a name; port 0 picks a free one, see
- * fv_acceptor_port) and starts the watcher on loop. Returns FV_OK, or an error with err set
- * (the address in use, a name that does not resolve). */
+/* Listens on host:port (a numeric address or a name) and starts the watcher on loop. It
+ * counts in m: accept_full_turns (turns that stopped at per_turn with more still waiting)
+ * and accept_pauses (A3). Returns FV_OK, or an error with err set (the address in use, a
+ * name that does not resolve). */
 int fv_acceptor_open(struct ev_loop *loop, struct lws_vhost *vh, const char *host, int port,
-                     unsigned per_turn, struct fv_acceptor **out, char *err, size_t errlen);
-int fv_acceptor_port(const struct fv_acceptor *a);
-void fv_acceptor_stats(const struct fv_acceptor *a, struct fv_acceptor_stats *st);
+                     unsigned per_turn, struct fv_metrics *m, struct fv_acceptor **out, char *err,
+                     size_t errlen);
 /* Stops the watcher and closes the listening socket (connections already adopted are
  * libwebsockets'). NULL is a no-op. */
 void fv_acceptor_close(struct fv_acceptor *a);

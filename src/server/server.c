@@ -543,7 +543,7 @@ static int open_listeners(struct fv_server *srv, struct ev_loop *loop, char *err
     }
     if (cfg->accepts_per_turn) {
         int rc = fv_acceptor_open(loop, vh, cfg->listen_host, cfg->listen_port,
-                                  cfg->accepts_per_turn, &srv->acceptor, err, errlen);
+                                  cfg->accepts_per_turn, &srv->m, &srv->acceptor, err, errlen);
         if (rc) return rc;
     }
     if (cfg->role == FV_ROLE_GATEWAY) {
@@ -598,12 +598,6 @@ static void housekeeping(struct fv_server *srv, uint64_t *last_trim)
     }
     if (srv->store) fv_store_tick(srv->store, srv->wal, store_key, srv, fv_now_ms());
     registry_poll(srv);
-    if (srv->acceptor) {
-        struct fv_acceptor_stats as;
-        fv_acceptor_stats(srv->acceptor, &as);
-        srv->m.accept_full_turns = as.full_turns;
-        srv->m.accept_pauses = as.pauses;
-    }
     fv_ingest_pace(srv->ing);
     fv_ingest_sweep(srv->ing);
     /* TLS handshakes leave freed memory scattered through the heap; handing it back every

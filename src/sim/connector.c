@@ -66,13 +66,14 @@ static void finish(struct fv_sim_connector *c, struct fv_sim_conn_job *j, int rc
     bump(c->done_fd);
 }
 
+/* The active list is doubly linked: a finished handshake leaves it in O(1). */
 static void unlink_active(struct fv_sim_connector *c, struct fv_sim_conn_job *j)
 {
-    for (struct fv_sim_conn_job **p = &c->active; *p; p = &(*p)->next)
-        if (*p == j) {
-            *p = j->next;
-            return;
-        }
+    if (j->prev)
+        j->prev->next = j->next;
+    else
+        c->active = j->next;
+    if (j->next) j->next->prev = j->prev;
 }
 
 static int watch(struct fv_sim_connector *c, struct fv_sim_conn_job *j, int op)
@@ -120,7 +121,9 @@ static int take_submitted(struct fv_sim_connector *c)
             if (rc) {
                 finish(c, j, rc, NULL);
             } else {
+                j->prev = NULL;
                 j->next = c->active;
+                if (c->active) c->active->prev = j;
                 c->active = j;
             }
         }

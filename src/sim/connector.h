@@ -52,7 +52,7 @@ struct fv_sim_conn_job {
     /* set by the connector (C2) */
     int rc;
     char err[256];
-    struct fv_sim_conn_job *next; /* the connector's */
+    struct fv_sim_conn_job *next, *prev; /* the connector's (prev: in its active list) */
 };
 
 /* Starts the thread. FV_OK, or an error with err set. */
