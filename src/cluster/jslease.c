@@ -353,6 +353,11 @@ static int add_entry(struct fv_lease_view *v, uint32_t shards, kvEntry *e, size_
     return FV_OK;
 }
 
+static int node_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct fv_lease_node *)a)->name, ((const struct fv_lease_node *)b)->name);
+}
+
 int fv_lease_read(const struct fv_cluster_cfg *cfg, jsCtx *js, int64_t wait_ms,
                   struct fv_lease_view *v, char *err, size_t errlen)
 {
@@ -364,27 +369,41 @@ int fv_lease_read(const struct fv_cluster_cfg *cfg, jsCtx *js, int64_t wait_ms,
         fv_lease_view_free(v);
         return FV_ENOMEM;
     }
+    /* No watcher: a watcher is an ephemeral consumer, and nats-server 2.9 places one on a
+     * random replica of the bucket's stream, a dead server's too (it stays in the stream's
+     * peer set), where it never delivers. The stream's leader lists the keys (stream info
+     * with a subject filter) and any replica answers a key's last value. */
     kvStore *kv = NULL;
     natsStatus st = js_KeyValue(&kv, js, cfg->lease_bucket);
     if (st == NATS_NOT_FOUND) return FV_OK;
-    kvWatcher *w = NULL;
-    kvWatchOptions wo;
-    kvWatchOptions_Init(&wo);
-    wo.IgnoreDeletes = true;
-    if (st == NATS_OK) st = kvStore_WatchAll(&w, kv, &wo);
+    char stream[80], filter[96];
+    snprintf(stream, sizeof stream, "KV_%s", cfg->lease_bucket);
+    snprintf(filter, sizeof filter, "$KV.%s.>", cfg->lease_bucket);
+    size_t plen = strlen(filter) - 1; /* "$KV.BUCKET." */
+    jsStreamInfo *si = NULL;
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = wait_ms;
+    jo.Stream.Info.SubjectsFilter = filter;
+    jsErrCode jerr = 0;
+    if (st == NATS_OK) st = js_GetStreamInfo(&si, js, stream, &jo, &jerr);
     int rc = FV_OK;
     size_t cap = 0;
-    uint64_t deadline = fv_mono_ns() + (uint64_t)wait_ms * 1000000;
-    while (st == NATS_OK && rc == FV_OK) {
+    const jsStreamStateSubjects *subj = st == NATS_OK ? si->State.Subjects : NULL;
+    for (int i = 0; subj && i < subj->Count && rc == FV_OK; i++) {
+        const char *name = subj->List[i].Subject;
+        if (name == NULL || strncmp(name, filter, plen) != 0) continue;
         kvEntry *e = NULL;
-        uint64_t now = fv_mono_ns();
-        int64_t left = now < deadline ? (int64_t)((deadline - now) / 1000000) : 0;
-        st = kvWatcher_Next(&e, w, left > 0 ? left : 1);
-        if (st != NATS_OK || e == NULL) break; /* NULL: every current value delivered */
+        st = kvStore_Get(&e, kv, name + plen);
+        if (st == NATS_NOT_FOUND) { /* deleted or purged (a marker is its last value) */
+            st = NATS_OK;
+            continue;
+        }
+        if (st != NATS_OK) break;
         rc = add_entry(v, cfg->shards, e, &cap);
         kvEntry_Destroy(e);
     }
-    kvWatcher_Destroy(w);
+    jsStreamInfo_Destroy(si);
     kvStore_Destroy(kv);
     if (rc == FV_OK && st != NATS_OK) {
         fv_seterr(err, errlen, "cluster: reading lease bucket %s: %s", cfg->lease_bucket,
@@ -396,6 +415,7 @@ int fv_lease_read(const struct fv_cluster_cfg *cfg, jsCtx *js, int64_t wait_ms,
         return rc;
     }
     v->bucket = 1;
+    if (v->nnodes > 1) qsort(v->node, v->nnodes, sizeof *v->node, node_cmp); /* key order */
     for (uint32_t s = 0; s < cfg->shards; s++) {
         struct fv_lease_node *n = v->owner[s][0] ? find_node(v, v->owner[s]) : NULL;
         if (n) n->held++;
