@@ -185,7 +185,6 @@ static int catalog_version(struct fv_guard *g, int64_t *version, int64_t *change
         sqlite3_prepare_v3(g->db, "PRAGMA data_version", -1, SQLITE_PREPARE_PERSISTENT,
                            &g->version_stmt, NULL) != SQLITE_OK) {
         sqlite3_finalize(g->version_stmt);
-        EVP_MD_free(g->sha256);
         g->version_stmt = NULL;
         return FV_EIO;
     }

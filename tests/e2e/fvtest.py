@@ -5,6 +5,7 @@ The WebSocket client, FlatBuffers envelope encoder and protobuf encoder here are
 independently of the server's C code, so the tests check the server against the protocol
 notes rather than against itself."""
 import base64
+import fcntl
 import hashlib
 import json
 import os
@@ -30,12 +31,40 @@ def log(*a):
     print(*a, file=sys.stderr, flush=True)
 
 
+_PORT_DIR = os.path.join(tempfile.gettempdir(), "fv-e2e-ports")
+_PORT_LO, _PORT_HI = 20000, 32000  # below Linux's ephemeral range (32768-60999)
+_held_ports = []  # this process's port reservations, held until it exits
+_port_rng = random.SystemRandom()  # not the seeded generator: FV_SEED repeats a test as before
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+    """A port for a server this test starts, that no other test on the machine draws while
+    this one runs. A port the kernel handed out for bind(("127.0.0.1", 0)) and closed again
+    can be handed to a concurrent test too (ctest -j): one test's /status was answered by
+    another test's server, whose principals did not know its token (401 "invalid token" in an
+    ASan run). So: a port below the ephemeral range (no bind to port 0 and no outgoing
+    connection takes it), reserved by an flock on TMPDIR/fv-e2e-ports/PORT that this process
+    holds until it exits."""
+    os.makedirs(_PORT_DIR, exist_ok=True)
+    for _ in range(2000):
+        p = _port_rng.randrange(_PORT_LO, _PORT_HI)
+        f = open(os.path.join(_PORT_DIR, str(p)), "a")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # another test holds it
+            f.close()
+            continue
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", p))
+        except OSError:  # in use by something else
+            f.close()
+            continue
+        finally:
+            s.close()
+        _held_ports.append(f)
+        return p
+    raise AssertionError(f"no free port in {_PORT_LO}-{_PORT_HI} ({_PORT_DIR})")
 
 
 def run(*args, check=True, **kw):
