@@ -65,13 +65,16 @@ def vpp(srv, now):
         st, b = api(srv, "POST", f"/api/v1/vpp/sites/{sid}/enroll?program=test")
         assert st == 200, (sid, st, b)
     # yesterday evening at the homes (their local time is about noon now): batteries discharge
+    # (an hour that would cross midnight UTC, the program's, ends at it: 422 otherwise)
     past = (now - 17 * 3600000) // 300000 * 300000
+    past = min(past, (past // DAY + 1) * DAY - 3600000)
     st, b = api(srv, "POST", f"/api/v1/vpp/events?program=test&start={past}"
                 f"&end={past + 3600000}&target_kw=4")
     assert st == 201, (st, b)
     done = b["id"]
-    st, b = api(srv, "POST", f"/api/v1/vpp/events?program=test&start={now + 1000}"
-                f"&end={now + 600000}&target_kw=6")
+    start, end = t.live_event(1000, 599000)
+    st, b = api(srv, "POST", f"/api/v1/vpp/events?program=test&start={start}"
+                f"&end={end}&target_kw=6")
     assert st == 201, (st, b)
     live = b["id"]
     t.wait_until("the live event delivering", lambda: api(

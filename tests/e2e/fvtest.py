@@ -67,6 +67,30 @@ def free_port():
     raise AssertionError(f"no free port in {_PORT_LO}-{_PORT_HI} ({_PORT_DIR})")
 
 
+def live_event(offset_ms, length_ms, min_ms=60000):
+    """(start, end) of a demand response event that starts offset_ms from now and lasts
+    length_ms, kept within one UTC day: the tests' programs are in UTC and an event never
+    crosses local midnight (energy/program.h; an event made in the minutes before 00:00 UTC
+    was refused, 422). An end past the next midnight is cut to it; when that would leave
+    under min_ms, this waits for midnight (at most about a minute) and starts after it."""
+    day = 86400000
+    start = int(time.time() * 1000) + offset_ms
+    midnight = (start // day + 1) * day
+    if midnight - start < min_ms:
+        time.sleep((midnight - start + offset_ms) / 1000 + 0.5)
+        start = int(time.time() * 1000) + offset_ms
+        midnight = (start // day + 1) * day
+    return start, min(start + length_ms, midnight)
+
+
+def day_base(span_ms):
+    """A time from which span_ms fit in one UTC day: now, or just after the next midnight
+    when it is nearer than that (for events planned ahead: see live_event)."""
+    day = 86400000
+    now = int(time.time() * 1000)
+    return now if now % day + span_ms < day else (now // day + 1) * day + 1000
+
+
 def run(*args, check=True, **kw):
     r = subprocess.run([BIN, *args], capture_output=True, text=True, **kw)
     if check and r.returncode != 0:

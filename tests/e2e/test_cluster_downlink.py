@@ -90,9 +90,9 @@ def test_vpp_dispatch_reaches_sites_on_both_gateways():
                         break
                     time.sleep(0.5)
                 assert st == 200, (sid, st, b)
-        now = int(time.time() * 1000)
-        st, b = api(storage, "POST", f"/api/v1/vpp/events?program=test&start={now + 2000}"
-                    f"&end={now + 600000}&max=true")
+        start, end = t.live_event(2000, 598000)
+        st, b = api(storage, "POST", f"/api/v1/vpp/events?program=test&start={start}"
+                    f"&end={end}&max=true")
         assert st == 201, (st, b)
         ev = b["id"]
         last = {}

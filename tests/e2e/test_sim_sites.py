@@ -85,9 +85,9 @@ def test_sites_backfill_then_obey_a_dispatch():
             for sid in SITES:
                 st, b = api(srv, "POST", f"/api/v1/vpp/sites/{sid}/enroll?program=test")
                 assert st == 200, (sid, st, b)
-            now = int(time.time() * 1000)
-            st, b = api(srv, "POST", f"/api/v1/vpp/events?program=test&start={now + 3000}"
-                        f"&end={now + 600000}&target_kw=6")
+            start, end = t.live_event(3000, 597000)
+            st, b = api(srv, "POST", f"/api/v1/vpp/events?program=test&start={start}"
+                        f"&end={end}&target_kw=6")
             assert st == 201, (st, b)
             ev = b["id"]
             deadline = time.time() + 60
@@ -160,9 +160,9 @@ def test_rate_limited_history_and_owners_who_opt_out():
             for sid in SITES[:2]:
                 st, b = api(srv, "POST", f"/api/v1/vpp/sites/{sid}/enroll?program=test")
                 assert st == 200, (sid, st, b)
-            now = int(time.time() * 1000)
-            st, b = api(srv, "POST", f"/api/v1/vpp/events?program=test&start={now + 2000}"
-                        f"&end={now + 600000}&max=true")
+            start, end = t.live_event(2000, 598000)
+            st, b = api(srv, "POST", f"/api/v1/vpp/events?program=test&start={start}"
+                        f"&end={end}&max=true")
             assert st == 201, (st, b)
             ev = b["id"]
             deadline = time.time() + 30

@@ -136,14 +136,15 @@ def test_events_refused_with_a_reason():
                     "&end=2027-07-02T01:00:00Z&target_kw=5")  # 16:00-18:00 local: fine
         assert st == 201, (st, b)
         # the yearly cap (0.1 h): a 5-minute event fits, a second one does not
-        st, b = api(srv, "POST", f"/api/v1/vpp/events?program=capped&start={now + 60000}"
-                    f"&end={now + 360000}&max=true")
+        base = t.day_base(700000)  # (none of them crossing midnight UTC: a 422 for that)
+        st, b = api(srv, "POST", f"/api/v1/vpp/events?program=capped&start={base + 60000}"
+                    f"&end={base + 360000}&max=true")
         assert st == 201, (st, b)
-        st, b = api(srv, "POST", f"/api/v1/vpp/events?program=capped&start={now + 400000}"
-                    f"&end={now + 700000}&max=true")
+        st, b = api(srv, "POST", f"/api/v1/vpp/events?program=capped&start={base + 400000}"
+                    f"&end={base + 700000}&max=true")
         assert st == 422 and "cap" in b["error"], (st, b)
-        st, b = api(srv, "POST", f"/api/v1/vpp/events?program=test&start={now + 60000}"
-                    f"&end={now + 360000}")
+        st, b = api(srv, "POST", f"/api/v1/vpp/events?program=test&start={base + 60000}"
+                    f"&end={base + 360000}")
         assert st == 422 and "target_kw" in b["error"], (st, b)
         # the same as a JSON body
         import urllib.request
@@ -226,8 +227,9 @@ def test_dispatch_over_the_downlink_and_opt_out():
         st, b = api(srv, "GET", f"/api/v1/vpp/capacity?program=test&from={now}"
                     f"&to={now + 2 * 86400000}")
         assert st == 422, (st, b)
-        st, b = api(srv, "POST", f"/api/v1/vpp/events?program=test&start={now + 2000}"
-                    f"&end={now + 600000}&target_kw=6")
+        start, end = t.live_event(2000, 598000)
+        st, b = api(srv, "POST", f"/api/v1/vpp/events?program=test&start={start}"
+                    f"&end={end}&target_kw=6")
         assert st == 201, (st, b)
         ev = b["id"]
         # a notice ahead of the event, then at its start a dispatch, each over the downlink
@@ -294,7 +296,7 @@ def test_site_owner_data_in_export_and_erasure():
         site = Site(env, srv, SITES[0])
         site.sample()
         assert api(srv, "POST", f"/api/v1/vpp/sites/{site.id}/enroll?program=test")[0] == 200
-        now = int(time.time() * 1000)
+        now = t.day_base(1200000)
         st, b = api(srv, "POST", f"/api/v1/vpp/events?program=test&start={now + 600000}"
                     f"&end={now + 1200000}&max=true")
         assert st == 201, b
@@ -343,9 +345,9 @@ def enrolled_event(env, srv, ids, target_kw):
     for s in sites:
         s.sample(energy_kwh=10.0, capacity_kwh=13.5, reserve_pct=20.0, battery_kw=0.0)
         assert api(srv, "POST", f"/api/v1/vpp/sites/{s.id}/enroll?program=test")[0] == 200
-    now = int(time.time() * 1000)
-    st, b = api(srv, "POST", f"/api/v1/vpp/events?program=test&start={now + 1500}"
-                f"&end={now + 900000}&target_kw={target_kw}")
+    start, end = t.live_event(1500, 898500)
+    st, b = api(srv, "POST", f"/api/v1/vpp/events?program=test&start={start}"
+                f"&end={end}&target_kw={target_kw}")
     assert st == 201, (st, b)
     return sites, b["id"]
 
