@@ -9,6 +9,7 @@
 #          API_NICE= (the server's api_nice, 0-19; empty: its default, 10)
 #          ACCEPTS_PER_TURN= (the server's accepts_per_turn, 0-1024; empty: its default, 1;
 #          0: libwebsockets' own listener, every waiting connection accepted in one loop turn)
+#          ACCEPT_RATE= (the server's accept_rate, connections/s, 0: no limit; empty: its default)
 #          INGEST_NICE= (the server's ingest_nice, -20-0; empty: its default, 0; below 0
 #          needs root or CAP_SYS_NICE, else the server warns and runs at 0)
 #          LOADGEN_NICE=0 (nice of the two API load generators, 0-19: on this one machine they
@@ -55,6 +56,7 @@ LOADGEN_NICE=${LOADGEN_NICE:-0}
 SIM_NICE=${SIM_NICE:-0}
 CONNECT_RATE=${CONNECT_RATE:-}
 ACCEPTS_PER_TURN=${ACCEPTS_PER_TURN:-}
+ACCEPT_RATE=${ACCEPT_RATE:-}
 
 log() { echo "bench/ingest/api_load: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -120,7 +122,8 @@ c = {"policy": sys.argv[2]}
 if sys.argv[3]: c["api_nice"] = int(sys.argv[3])
 if sys.argv[4]: c["ingest_nice"] = int(sys.argv[4])
 if sys.argv[5]: c["accepts_per_turn"] = int(sys.argv[5])
-json.dump(c, open(sys.argv[1], "w"))' "$tmp/fv.json" "$tmp/policy.json" "$API_NICE" "$INGEST_NICE" "$ACCEPTS_PER_TURN"
+if sys.argv[6]: c["accept_rate"] = int(sys.argv[6])
+json.dump(c, open(sys.argv[1], "w"))' "$tmp/fv.json" "$tmp/policy.json" "$API_NICE" "$INGEST_NICE" "$ACCEPTS_PER_TURN" "$ACCEPT_RATE"
 
 # The API client: one keep-alive connection, requests in a loop for --seconds, then one
 # JSON line: per kind, requests, answers by status, requests/s, latency p50/p99/max (ms),
@@ -322,7 +325,7 @@ la_end=$(loadavg)
 
 echo "## bench/ingest/api_load.sh $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(uname -r)"
 echo
-echo "Server settings: api_nice ${API_NICE:-10 (default)}, ingest_nice ${INGEST_NICE:-0 (default)}, accepts_per_turn ${ACCEPTS_PER_TURN:-1 (default)}; API load generators at nice $LOADGEN_NICE; measuring simulator at nice $SIM_NICE, connecting ${CONNECT_RATE:-1000 (default)} vehicles/s."
+echo "Server settings: api_nice ${API_NICE:-10 (default)}, ingest_nice ${INGEST_NICE:-0 (default)}, accepts_per_turn ${ACCEPTS_PER_TURN:-1 (default)}, accept_rate ${ACCEPT_RATE:-its default}/s; API load generators at nice $LOADGEN_NICE; measuring simulator at nice $SIM_NICE, connecting ${CONNECT_RATE:-1000 (default)} vehicles/s."
 echo
 python3 - "$res" "$VEHICLES" "$HZ" "$DURATION" "$API_RATE" "$la_start" "$la_end" "$(nproc)" "$PREJOIN" <<'PY'
 import json, sys

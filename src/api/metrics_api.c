@@ -71,6 +71,10 @@ void fv_api_metrics(const struct fv_api_view *v, struct fv_http_response *r)
             "Ingest loop turns that accepted accepts_per_turn device connections while more "
             "waited: a burst of connections admitted over several turns.",
             m->accept_full_turns);
+    COUNTER("fleetvault_accept_paced_total",
+            "Times the devices' listener waited for accept_rate before accepting a waiting "
+            "connection.",
+            m->accept_paced);
     COUNTER("fleetvault_accept_pauses_total",
             "Times the devices' listener paused: out of file descriptors or memory, or accept "
             "failing otherwise.",

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -22,6 +23,8 @@ void fv_config_defaults(struct fv_config *c)
     c->device_idle_ms = 180000;
     c->api_nice = 10;
     c->accepts_per_turn = 1;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    c->accept_rate = FV_ACCEPT_RATE_PER_CPU * (unsigned)(cpus > 0 && cpus < 4096 ? cpus : 1);
     c->wal_segment_bytes = 64ull << 20;
     c->label_lease_ms = 30 * 60 * 1000;
     fv_rate_defaults(&c->rates);
@@ -279,6 +282,16 @@ int fv_config_load(struct fv_config *c, const char *path, char *err, size_t errl
                 goto done;
             }
             c->accepts_per_turn = (unsigned)json_integer_value(val);
+        } else if (strcmp(key, "accept_rate") == 0) {
+            if (!json_is_integer(val) || json_integer_value(val) < 0 ||
+                json_integer_value(val) > 1000000) {
+                fv_seterr(err, errlen,
+                          "%s: accept_rate: expected connections per second, an integer from 0 "
+                          "(no limit) to 1000000",
+                          path);
+                goto done;
+            }
+            c->accept_rate = (unsigned)json_integer_value(val);
         } else if (strcmp(key, "device_idle_timeout") == 0) {
             uint64_t ms;
             if (fv_config_duration_ms(val, &ms) != FV_OK || ms < 3000 || ms > 86400000) {

@@ -22,6 +22,9 @@
 
 #define FV_CONFIG_VPP_MAX   16384 /* the "vpp" object's JSON text, at most */
 #define FV_CONFIG_CLIPS_MAX 4096  /* the "clips" object's JSON text, at most */
+/* accept_rate by default, per online CPU (server/acceptor.h A5; a mutual-TLS handshake takes
+ * about 0.5 ms of a core: 2.5 % of each; bench/README.md "A burst of connections") */
+#define FV_ACCEPT_RATE_PER_CPU 50
 
 struct fv_config {
     char data_dir[1024];
@@ -37,11 +40,15 @@ struct fv_config {
      * RLIMIT_NICE), and without it the server says so once and runs at 0. */
     int ingest_nice;
     /* New device connections the ingest loop accepts per turn (server/acceptor.h), 0-1024
-     * (default 1: bench/README.md "A burst of connections"). Each costs a TLS handshake on the loop; a burst beyond it waits in the
-     * kernel's queue for the next turns instead of delaying the acks of the vehicles already
-     * connected. 0: libwebsockets' own listener, which accepts every waiting connection in
-     * one turn. */
+     * (default 1: bench/README.md "A burst of connections"). Each costs a TLS handshake on the
+     * loop; a burst beyond it waits in the kernel's queue for the next turns instead of delaying
+     * the acks of the vehicles already connected. 0: libwebsockets' own listener, which accepts
+     * every waiting connection in one turn. */
     unsigned accepts_per_turn;
+    /* Device connections accepted per second at most (server/acceptor.h A5; default
+     * FV_ACCEPT_RATE_PER_CPU per online CPU; 0: no limit beyond accepts_per_turn; with
+     * accepts_per_turn 0 it does not apply). */
+    unsigned accept_rate;
     size_t max_message; /* bytes; default 1,000,000 (the protocol's limit) */
     /* A device connection silent this long is closed; it is pinged after a third of it
      * (default 3 minutes; a dead peer or a half-open TCP connection holds nothing longer). */

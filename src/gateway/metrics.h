@@ -42,9 +42,9 @@ struct fv_metrics {
                                        (gateway/presence.h P2) */
     fv_counter ingest_pauses;       /* times ingest stopped reading: the store's head was full */
     /* The devices' listener (server/acceptor.h): loop turns that accepted accepts_per_turn
-     * connections with more waiting (a burst admitted over several turns), and the pauses
-     * for want of descriptors. */
-    fv_counter accept_full_turns, accept_pauses;
+     * connections with more waiting (a burst admitted over several turns), waits for the
+     * accept_rate (A5), and the pauses for want of descriptors. */
+    fv_counter accept_full_turns, accept_paced, accept_pauses;
     fv_counter tls_rejected;      /* client certificate failed verification */
     fv_counter identity_rejected; /* verified, but no valid device identity */
     fv_counter messages_total, bytes_received;

@@ -26,9 +26,12 @@ struct fv_acceptor {
     struct lws_vhost *vh;
     int fd;
     unsigned per_turn;
+    unsigned rate;  /* A5: connections per second, 0 none */
+    double tokens;  /* A5: accepts allowed now (at most per_turn) */
+    ev_tstamp last; /* A5: when tokens was last refilled (the loop's clock) */
     struct fv_metrics *m;
     ev_io io;
-    ev_timer pause; /* A3 */
+    ev_timer pause; /* A3, and A5's wait for a token */
 };
 
 static void hand_over(struct fv_acceptor *a, int cfd)
@@ -54,8 +57,23 @@ static void on_listen(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)revents;
     struct fv_acceptor *a = w->data;
-    unsigned n = 0, failed = 0;
-    while (n < a->per_turn) { /* A1 */
+    unsigned n = 0, failed = 0, allow = a->per_turn;
+    if (a->rate) { /* A5 */
+        ev_tstamp now = ev_now(loop);
+        a->tokens += (now - a->last) * a->rate;
+        if (a->tokens > a->per_turn) a->tokens = a->per_turn;
+        a->last = now;
+        allow = (unsigned)(a->tokens + 1e-6); /* (a timer due at 1.0 may read 0.99999) */
+        if (allow == 0) {
+            a->m->accept_paced++;
+            ev_io_stop(loop, &a->io);
+            ev_timer_set(&a->pause, (1.0 - a->tokens) / a->rate, 0.0);
+            ev_timer_start(loop, &a->pause);
+            return;
+        }
+        if (allow > a->per_turn) allow = a->per_turn;
+    }
+    while (n < allow) { /* A1 */
         int cfd = accept4(a->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (cfd < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) break;
@@ -80,6 +98,7 @@ static void on_listen(struct ev_loop *loop, ev_io *w, int revents)
         n++;
         hand_over(a, cfd);
     }
+    a->tokens -= n;
     if (n == a->per_turn) { /* more waiting? (one poll, only when the turn was full) */
         struct pollfd p = {.fd = a->fd, .events = POLLIN};
         if (poll(&p, 1, 0) == 1) a->m->accept_full_turns++;
@@ -87,8 +106,8 @@ static void on_listen(struct ev_loop *loop, ev_io *w, int revents)
 }
 
 int fv_acceptor_open(struct ev_loop *loop, struct lws_vhost *vh, const char *host, int port,
-                     unsigned per_turn, struct fv_metrics *m, struct fv_acceptor **out, char *err,
-                     size_t errlen)
+                     unsigned per_turn, unsigned rate, struct fv_metrics *m,
+                     struct fv_acceptor **out, char *err, size_t errlen)
 {
     *out = NULL;
     if (per_turn == 0 || port < 0 || port > 65535) {
@@ -139,6 +158,9 @@ int fv_acceptor_open(struct ev_loop *loop, struct lws_vhost *vh, const char *hos
     a->vh = vh;
     a->fd = fd;
     a->per_turn = per_turn;
+    a->rate = rate;
+    a->tokens = per_turn;
+    a->last = ev_now(loop);
     a->m = m;
     ev_io_init(&a->io, on_listen, fd, EV_READ);
     a->io.data = a;

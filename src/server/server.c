@@ -542,8 +542,9 @@ static int open_listeners(struct fv_server *srv, struct ev_loop *loop, char *err
         return FV_EIO;
     }
     if (cfg->accepts_per_turn) {
-        int rc = fv_acceptor_open(loop, vh, cfg->listen_host, cfg->listen_port,
-                                  cfg->accepts_per_turn, &srv->m, &srv->acceptor, err, errlen);
+        int rc =
+            fv_acceptor_open(loop, vh, cfg->listen_host, cfg->listen_port, cfg->accepts_per_turn,
+                             cfg->accept_rate, &srv->m, &srv->acceptor, err, errlen);
         if (rc) return rc;
     }
     if (cfg->role == FV_ROLE_GATEWAY) {

@@ -5,8 +5,8 @@ vehicles already connected. Here: a burst of vehicles connecting at once (the si
 connect rate unbounded) is admitted in full over several turns (the full-turn counter moves),
 none lost or refused, while connections that never speak TLS hold nothing up; out of file
 descriptors, the listener pauses instead of spinning and serves again once they are back
-(A3); the old listener (accepts_per_turn 0) still serves; a bad value and a port in use are
-refused with a clear message."""
+(A3); accept_rate paces a burst over time (A5); the old listener (accepts_per_turn 0) still
+serves; bad values and a port in use are refused with a clear message."""
 import json
 import os
 import shutil
@@ -79,6 +79,40 @@ def test_out_of_descriptors_pauses():
         assert s["connected_peak"] == 5 and s["unacked"] == 0 and s["acked"] > 0, s
 
 
+def test_accept_rate_paces_a_burst():
+    """A5: with accept_rate 20/s, 30 vehicles connecting at once are admitted over about 1.5 s
+    (all of them, none refused), the waits counted; unpaced they are in within a fraction of
+    a second."""
+    n, rate = 30, 20
+    with t.Env() as env:
+        srv = t.Server(env.root, env.certs,
+                       config={"rate_limits": False, "accept_rate": rate}).start()
+        sim = subprocess.Popen(
+            [t.BIN, "simulate", "--server", f"wss://127.0.0.1:{srv.port}", "--certs",
+             env.certs.dir, "--vehicles", str(n), "--id-prefix", "5YJRAT", "--hz", "2",
+             "--seconds", "4", "--drain", "20", "--seed", "3", "--quiet", "--connect-rate",
+             "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        t0, first, last = time.time(), None, None
+        while time.time() - t0 < 30 and last is None:
+            c = srv.metric("fleetvault_connections_total")
+            if c and first is None:
+                first = time.time()
+            if c >= n:
+                last = time.time()
+            time.sleep(0.02)
+        out, err = sim.communicate(timeout=120)
+        assert sim.returncode == 0, err[-2000:]
+        s = json.loads(out.strip().splitlines()[-1])
+        assert last is not None, "not every vehicle was admitted"
+        took = last - first
+        t.log(f"{n} vehicles admitted over {took:.2f} s at accept_rate {rate}/s")
+        # the bucket holds one: n - 1 tokens to wait for, (n - 1) / rate = 1.45 s
+        assert took >= 0.8 * (n - 1) / rate, took
+        assert s["connected_peak"] == n and s["conn_failures"] == 0, s
+        assert s["unacked"] == 0 and s["acked"] == s["sent"] > 0, s
+        assert srv.metric("fleetvault_accept_paced_total") > 0
+
+
 def test_lws_listener_still_serves():
     with t.Env() as env:
         srv = t.Server(env.root, env.certs,
@@ -94,6 +128,11 @@ def test_bad_value_and_port_in_use_refused():
         srv = t.Server(env.root, env.certs, config={"accepts_per_turn": 5000})
         assert not srv.try_start()
         assert "accepts_per_turn: expected an integer from 0 to 1024" in srv.log(), srv.log()
+    for bad in (-1, 1000001, "fast"):
+        with t.Env() as env:
+            srv = t.Server(env.root, env.certs, config={"accept_rate": bad})
+            assert not srv.try_start()
+            assert "accept_rate: expected connections per second" in srv.log(), srv.log()
     with t.Env() as env:
         busy = socket.socket()
         busy.bind(("127.0.0.1", 0))
@@ -108,5 +147,5 @@ def test_bad_value_and_port_in_use_refused():
 
 if __name__ == "__main__":
     t.main([test_burst_admitted_over_turns, test_out_of_descriptors_pauses,
-            test_lws_listener_still_serves,
+            test_accept_rate_paces_a_burst, test_lws_listener_still_serves,
             test_bad_value_and_port_in_use_refused])
