@@ -460,17 +460,9 @@ static void *syncer_main(void *arg)
         /* Only lazy entries pending: they wait for their window to end, unless an urgent
          * entry or a fv_audit_need comes first (their sync then carries them). */
         if (a->urgent <= a->durable && a->lazy_ns) {
-            uint64_t due = a->lazy_ns + a->lazy_window_ns, now = fv_mono_ns();
-            if (now < due) {
-                struct timespec ts;
-                clock_gettime(CLOCK_MONOTONIC, &ts);
-                uint64_t left = due - now;
-                ts.tv_sec += (time_t)(left / 1000000000u);
-                ts.tv_nsec += (long)(left % 1000000000u);
-                if (ts.tv_nsec >= 1000000000L) {
-                    ts.tv_sec++;
-                    ts.tv_nsec -= 1000000000L;
-                }
+            uint64_t due = a->lazy_ns + a->lazy_window_ns;
+            if (fv_mono_ns() < due) {
+                struct timespec ts = fv_mono_timespec(due);
                 pthread_cond_timedwait(&a->cv, &a->mu, &ts);
                 continue;
             }

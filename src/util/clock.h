@@ -19,4 +19,14 @@ static inline uint64_t fv_mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* The CLOCK_MONOTONIC instant mono_ns (as fv_mono_ns gives) as a timespec: the deadline of a
+ * pthread_cond_timedwait on a condition variable made with that clock. */
+static inline struct timespec fv_mono_timespec(uint64_t mono_ns)
+{
+    struct timespec ts;
+    ts.tv_sec = (time_t)(mono_ns / 1000000000u);
+    ts.tv_nsec = (long)(mono_ns % 1000000000u);
+    return ts;
+}
+
 #endif

@@ -71,18 +71,10 @@
 /* How often a writer stopped by a full disk tries again (I7). */
 #define FULL_RETRY_MS 250
 
-/* now + ns (< 1 s) on CLOCK_MONOTONIC, the clock of cv (fv_wal_open), for
- * pthread_cond_timedwait. */
+/* now + ns on CLOCK_MONOTONIC, the clock of cv (fv_wal_open), for pthread_cond_timedwait. */
 static struct timespec deadline_ns(long ns)
 {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    t.tv_nsec += ns;
-    if (t.tv_nsec >= 1000000000L) {
-        t.tv_sec++;
-        t.tv_nsec -= 1000000000L;
-    }
-    return t;
+    return fv_mono_timespec(fv_mono_ns() + (uint64_t)ns);
 }
 
 /* After a write or file creation failed with errno e: on a full disk (I7) marks the WAL

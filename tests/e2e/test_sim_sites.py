@@ -70,15 +70,11 @@ def test_sites_backfill_then_obey_a_dispatch():
             assert max(gaps) == 300000 and min(gaps) == 300000, (min(gaps), max(gaps))
             # the other sites' backfills run beside the first's and may end after it (539 of
             # 574 rows once, under ASan): they get as long again
-            deadline = time.time() + 60
             for sid in SITES[1:]:
-                while True:
-                    q = srv.json(f"/api/v1/query?device={sid}&signals=SiteEnergy"
-                                 f"&from={start - 2 * DAY - 600000}&to={start}")
-                    if len(q["rows"]) >= 2 * 288 - 2 or time.time() > deadline:
-                        break
-                    time.sleep(0.5)
-                assert len(q["rows"]) >= 2 * 288 - 2, (sid, len(q["rows"]))
+                t.wait_until(f"{sid}'s backfill", lambda: len(srv.json(
+                    f"/api/v1/query?device={sid}&signals=SiteEnergy"
+                    f"&from={start - 2 * DAY - 600000}&to={start}")["rows"]) >= 2 * 288 - 2,
+                    timeout=60, step=0.5)
             # live samples follow, stamped now
             deadline = time.time() + 20
             while True:
