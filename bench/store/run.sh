@@ -7,6 +7,7 @@
 #   VEHICLES=50 SECONDS=60 bench/store/run.sh # a quick run
 #   knobs: JITTERS="0 20" (ms) SEED=1 T0=<epoch ms> MAX_INFLIGHT=64 QUERIES=200 WAL_KEEP=0 (s)
 #          CHUNK_LINES=20000 BUILD=build (the build folder holding fleetvault)
+#          AUDIT_PREALLOC_KB=<KiB> (the server's "audit_prealloc_kb"; unset: its default)
 #          KEEP_STORE=DIR (copy fleetvault's compacted store to DIR/j<jitter>, for
 #          `build/store_colbytes --part DIR/j0/*`)
 #
@@ -248,7 +249,8 @@ pol["roles"]["ops"] = {
     "quota": {"subjects_per_day": None, "rows_per_day": None, "bytes_per_day": None}}
 json.dump(pol, open(sys.argv[2], "w"))
 PY
-    printf '{"store": {"wal_keep": %s}, "policy": "%s"}\n' "${WAL_KEEP:-0}" "$tmp/policy.json" >"$tmp/fv.json"
+    printf '{"store": {"wal_keep": %s}, "policy": "%s"%s}\n' "${WAL_KEEP:-0}" "$tmp/policy.json" \
+        "${AUDIT_PREALLOC_KB:+, \"audit_prealloc_kb\": $AUDIT_PREALLOC_KB}" >"$tmp/fv.json"
     $BIN serve --data "$data" --certs "$tmp/certs" --key-file "$tmp/master.key" \
         --listen "127.0.0.1:$port" --api "127.0.0.1:$api" --no-rate-limit --log-level warn \
         --config "$tmp/fv.json" 2>>"$tmp/server.log" &

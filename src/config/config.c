@@ -26,6 +26,7 @@ void fv_config_defaults(struct fv_config *c)
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     c->accept_rate = FV_ACCEPT_RATE_PER_CPU * (unsigned)(cpus > 0 && cpus < 4096 ? cpus : 1);
     c->wal_segment_bytes = 64ull << 20;
+    c->audit_prealloc_bytes = 1ull << 20;
     c->label_lease_ms = 30 * 60 * 1000;
     fv_rate_defaults(&c->rates);
     c->rate_limit_enabled = 1;
@@ -316,6 +317,17 @@ int fv_config_load(struct fv_config *c, const char *path, char *err, size_t errl
                         : key[6] == 'k' ? c->audit_key
                                         : c->audit_witness;
             snprintf(dst, sizeof c->policy_file, "%s", json_string_value(val));
+        } else if (strcmp(key, "audit_prealloc_kb") == 0) {
+            /* privacy/audit.c A17: zeros written ahead of the audit log's entries */
+            if (!json_is_integer(val) || json_integer_value(val) < 0 ||
+                json_integer_value(val) > 65536) {
+                fv_seterr(err, errlen,
+                          "%s: audit_prealloc_kb: expected KiB written ahead of the audit log's "
+                          "entries, an integer from 0 (none) to 65536",
+                          path);
+                goto done;
+            }
+            c->audit_prealloc_bytes = (uint64_t)json_integer_value(val) << 10;
         } else if (strcmp(key, "audit_retention") == 0 &&
                    fv_config_duration_ms(val, &c->audit_retention_ms) == FV_OK) {
             /* the audit log's own retention (GDPR: as long as needed for accountability) */

@@ -73,6 +73,7 @@ struct fv_config {
     char audit_key[1024];          /* audit signing key; empty: beside the master key file */
     char audit_witness[1024];      /* optional file outside DATA receiving every checkpoint */
     uint64_t audit_retention_ms;   /* delete audit files older than this (0: keep all) */
+    uint64_t audit_prealloc_bytes; /* zeros written ahead of the audit log's entries (0: none) */
     double loc_trim_m, loc_grid_m; /* location privacy: trip trimming, coarsening (metres) */
     uint64_t loc_trip_gap_ms;
     uint64_t loc_stop_ms; /* location privacy: stationary this long is a stop (L5) */
@@ -85,8 +86,8 @@ void fv_config_defaults(struct fv_config *c);
  * device_idle_timeout, api_nice, ingest_nice, wal_segment_mb, rate_limits ({TOPIC: {per_second,
  * burst}} or false), store ({flush_interval, flush_datums, head_max_datums, wal_keep,
  * compact_fanin, retention: {CLASS: "30d"}, classes: {CLASS: [SIGNAL, ...]}}), policy, audit_key,
- * audit_witness, ui_dir (paths), audit_retention (a duration), vpp ({programs: {NAME: {...}}}:
- * energy/program.h), clips (data/clip_upload.h), labeling ({lease_s}), openadr
+ * audit_witness, ui_dir (paths), audit_retention (a duration), audit_prealloc_kb, vpp ({programs:
+ * {NAME: {...}}}: energy/program.h), clips (data/clip_upload.h), labeling ({lease_s}), openadr
  * (config/openadr_config.h), mqtt (config/mqtt_config.h), cluster (config/cluster_config.h),
  * role ("all", "gateway", "storage", "api"), location_privacy ({trim_m, trip_gap,
  * stop_after, grid_m}).

@@ -60,6 +60,11 @@
  *  A16 A retention entry records extra.kept_prev, the hash the first kept entry chains
  *      to; verify accepts a log starting after seq 1 only under a retention entry that a
  *      signed checkpoint (and, with a witness, a witnessed entry) follows.
+ *  A17 The newest file may end in zeros: the writer writes them ahead of its entries
+ *      (opts.prealloc_bytes at a time) so that an entry's fdatasync overwrites blocks the
+ *      file has instead of growing it. Readers stop at the first NUL byte (a line holding
+ *      one is a torn line, A9); open cuts the zeros with the torn tail; rotation and close
+ *      cut them, so a file that is not the newest, and a closed log, end at their last entry.
  *
  * Threading: a struct fv_audit belongs to one thread, but for its syncer thread (A13),
  * which shares fd, written, durable, stop and the sync error with it under mu (and
@@ -91,15 +96,18 @@
 #define DEF_EVERY       1000u
 #define DEF_INTERVAL_MS 60000u
 #define DEF_FILE_BYTES  (64u << 20)
+#define DEF_PREALLOC    (1u << 20)
 
 struct fv_audit {
     char dir[PATH_MAX];
     int lock_fd;
     int fd; /* the newest file, appended to */
     char name[FV_AUDIT__NAME_LEN + 1];
-    uint64_t size;  /* of the newest file */
-    uint64_t lines; /* in the newest file */
-    uint64_t seq;   /* of the last entry */
+    uint64_t size;     /* of the newest file's entries */
+    uint64_t alloc;    /* A17: bytes the newest file has (its entries, then zeros), >= size */
+    uint64_t prealloc; /* A17: zeros written ahead at a time (0: none) */
+    uint64_t lines;    /* in the newest file */
+    uint64_t seq;      /* of the last entry */
     char hash[FV_AUDIT_HASH_HEX + 1];
     uint64_t ts;
     uint64_t last_cp_seq;
@@ -151,19 +159,59 @@ static int fail(struct fv_audit *a, int rc)
     return rc;
 }
 
+/* A17: writes zeros past the entries of the newest file, so that the next entries overwrite
+ * blocks the file already has and their fdatasync has no size change to commit (on ext4 an
+ * append's fdatasync also commits the journal; an overwrite's only flushes the data). A
+ * failure (a full disk) cuts the zeros again and leaves the entry to be appended as without;
+ * what the entry's own write then meets is handled there. */
+static void extend(struct fv_audit *a, size_t need, const char *path)
+{
+    static const char zeros[64 << 10];
+    if (a->prealloc == 0) return;
+    uint64_t to = (a->size + need + a->prealloc + 4095) & ~(uint64_t)4095;
+    for (uint64_t off = a->alloc; off < to;) {
+        size_t n = to - off < sizeof zeros ? (size_t)(to - off) : sizeof zeros;
+        if (fv_os_pwrite_all(a->fd, zeros, n, (off_t)off, path, NULL, 0) != FV_OK) {
+            /* Zeros left past the entries (the cut failing too) are what readers stop at. */
+            (void)fv_os_ftruncate(a->fd, (off_t)a->size, path, NULL, 0);
+            a->alloc = a->size;
+            return;
+        }
+        off += n;
+    }
+    a->alloc = to;
+}
+
+/* A17: cuts the newest file's zeros (the file then ends at its last entry) and syncs it. */
+static int trim_file(struct fv_audit *a)
+{
+    if (a->fd < 0 || a->alloc <= a->size) return FV_OK;
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", a->dir, a->name);
+    int rc = fv_os_ftruncate(a->fd, (off_t)a->size, path, a->errbuf, sizeof a->errbuf);
+    if (rc == FV_OK) rc = fv_os_fdatasync(a->fd, path, a->errbuf, sizeof a->errbuf);
+    if (rc) return fail(a, rc);
+    a->alloc = a->size;
+    return FV_OK;
+}
+
 /* Writes one finished line to the newest file and syncs it; updates the chain state. */
 static int write_line_as(struct fv_audit *a, const struct fv_buf *b, uint64_t seq, uint64_t ts,
                          const char *hash, int lazy)
 {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/%s", a->dir, a->name);
-    int rc = fv_os_write_all(a->fd, b->data, b->len, path, a->errbuf, sizeof a->errbuf);
+    if (a->size + b->len > a->alloc) extend(a, b->len, path);
+    int rc =
+        fv_os_pwrite_all(a->fd, b->data, b->len, (off_t)a->size, path, a->errbuf, sizeof a->errbuf);
     /* A full disk: cut the partial line and refuse this entry; the chain is unchanged and a
      * later entry may fit. Nothing of it was synced, so nothing is lost (unlike a failed
      * fsync); lines written before it are untouched. */
     if (rc && (errno == ENOSPC || errno == EDQUOT) &&
-        fv_os_ftruncate(a->fd, (off_t)a->size, path, NULL, 0) == FV_OK)
+        fv_os_ftruncate(a->fd, (off_t)a->size, path, NULL, 0) == FV_OK) {
+        a->alloc = a->size;
         return rc;
+    }
     if (rc == FV_OK && !a->group) rc = fv_os_fdatasync(a->fd, path, a->errbuf, sizeof a->errbuf);
     if (rc) return fail(a, rc); /* a partial line is a torn tail: open cuts it */
     pthread_mutex_lock(&a->mu);
@@ -302,9 +350,10 @@ static int start_file(struct fv_audit *a)
                                     a->fd >= 0 ? a->name : "", a->last_cp_seq, hash, a->errbuf,
                                     sizeof a->errbuf);
     if (rc) goto out;
+    /* A17: the old file ends at its last entry, durable, before the new one exists. */
+    if ((rc = trim_file(a)) != FV_OK) goto out;
     int fd;
-    rc = fv_os_open(path, O_RDWR | O_APPEND | O_CREAT | O_EXCL, 0600, &fd, a->errbuf,
-                    sizeof a->errbuf);
+    rc = fv_os_open(path, O_RDWR | O_CREAT | O_EXCL, 0600, &fd, a->errbuf, sizeof a->errbuf);
     if (rc == FV_OK) {
         rc = fv_os_write_all(fd, b.data, b.len, path, a->errbuf, sizeof a->errbuf);
         if (rc == FV_OK) rc = fv_os_fdatasync(fd, path, a->errbuf, sizeof a->errbuf);
@@ -338,7 +387,7 @@ static int start_file(struct fv_audit *a)
     pthread_mutex_unlock(&a->mu);
     if (a->group && a->notify) a->notify(a->notify_arg); /* held answers may go */
     memcpy(a->name, name, sizeof name);
-    a->size = b.len;
+    a->size = a->alloc = b.len;
     a->lines = 1;
     if (a->seq == a->last_cp_seq) a->pending_since = clock_now(a);
     a->seq = seq;
@@ -588,8 +637,7 @@ static int recover_newest(struct fv_audit *a, struct fv_audit__flist *fl)
         int rc = fv_audit__each_line(path, recover_line, &r, a->errbuf, sizeof a->errbuf);
         if (rc) return rc;
         int fd;
-        if (fv_os_open(path, O_RDWR | O_APPEND, 0, &fd, a->errbuf, sizeof a->errbuf) != FV_OK)
-            return FV_EIO;
+        if (fv_os_open(path, O_RDWR, 0, &fd, a->errbuf, sizeof a->errbuf) != FV_OK) return FV_EIO;
         struct stat st;
         if (fstat(fd, &st) != 0) {
             fv_seterr(a->errbuf, sizeof a->errbuf, "stat %s: %s", path, strerror(errno));
@@ -619,7 +667,7 @@ static int recover_newest(struct fv_audit *a, struct fv_audit__flist *fl)
         }
         a->fd = fd;
         memcpy(a->name, name, FV_AUDIT__NAME_LEN + 1);
-        a->size = r.good_end;
+        a->size = a->alloc = r.good_end;
         a->lines = r.lines;
         a->seq = r.seq;
         a->ts = r.ts;
@@ -711,6 +759,10 @@ int fv_audit_open(const char *dir, const struct fv_audit_opts *opts, struct fv_a
     a->every = opts->checkpoint_every ? opts->checkpoint_every : DEF_EVERY;
     a->interval_ms = opts->checkpoint_interval_ms ? opts->checkpoint_interval_ms : DEF_INTERVAL_MS;
     a->file_bytes = opts->file_bytes ? opts->file_bytes : DEF_FILE_BYTES;
+    a->prealloc = opts->prealloc_bytes == FV_AUDIT_NO_PREALLOC ? 0
+                  : opts->prealloc_bytes                       ? opts->prealloc_bytes
+                                                               : DEF_PREALLOC;
+    if (a->prealloc > a->file_bytes) a->prealloc = a->file_bytes;
     a->retention_ms = opts->retention_ms;
     a->clock_ms = opts->clock_ms;
     a->clock_arg = opts->clock_arg;
@@ -795,6 +847,7 @@ int fv_audit_close(struct fv_audit *a)
 {
     if (a == NULL) return FV_OK;
     int rc = fv_audit_failed(a) ? FV_EIO : fv_audit_checkpoint(a);
+    if (rc == FV_OK) rc = trim_file(a); /* A17 */
     if (rc == FV_OK) rc = sync_now(a);
     free_audit(a);
     return rc;

@@ -2,7 +2,7 @@
  * audit.h - the tamper-evident audit log: every access decision and every admin action,
  * hash-chained, with checkpoints signed by an Ed25519 key that an outside witness keeps.
  *
- * On disk (full specification with numbered rules A1-A16 in docs/audit.md and atop
+ * On disk (full specification with numbered rules A1-A17 in docs/audit.md and atop
  * audit.c): DATA/audit/audit-NNNNNNNNNNNNNNNN.jsonl, NNNN = the first seq of the file in 16
  * lowercase hex digits. One JSON object per line, UTF-8, keys in a fixed order:
  *     {"seq":N,"ts":MS,"prev":"<64 hex>","kind":"...",...fields...,"hash":"<64 hex>"}
@@ -72,6 +72,9 @@ struct fv_audit_opts {
     uint64_t checkpoint_interval_ms; /* at most this long between checkpoints when entries
                                         arrive (0: 60000); checked on append and tick */
     uint64_t file_bytes;             /* start a new file past this size (0: 64 MiB) */
+    uint64_t prealloc_bytes;         /* A17: zeros written ahead of the entries, this many at
+                                        a time (0: 1 MiB; at most file_bytes;
+                                        FV_AUDIT_NO_PREALLOC: none) */
     uint64_t retention_ms;           /* fv_audit_apply_retention; 0 keeps everything */
     const char *witness_path;        /* NULL, or a file outside DIR: every checkpoint line,
                                         and a head line per sync (A14), is appended to it too
@@ -89,6 +92,8 @@ struct fv_audit_opts {
      * entry's sync before it is synced alone (0: FV_AUDIT_LAZY_MS). */
     uint64_t lazy_ms;
 };
+
+#define FV_AUDIT_NO_PREALLOC UINT64_MAX
 
 /* A13: a lazy entry's longest wait for a sync to carry it (group commit). */
 #define FV_AUDIT_LAZY_MS 5
@@ -164,7 +169,7 @@ struct fv_audit_report {
     char warning[768];            /* what could not be proven ("" if nothing) */
 };
 
-/* Walks every file of DIR in order and checks rules A1-A16 (docs/audit.md; not A15, the writer's):
+/* Walks every file of DIR in order and checks rules A1-A17 (docs/audit.md; not A15, the writer's):
  * each line parses and its hash matches, seq increments by one across files, prev matches, every
  * file starts with a genesis naming its predecessor, ts never decreases, checkpoints are consistent
  * and (with pubkey_path) their signatures verify, removed leading files are accounted for by an

@@ -6,7 +6,7 @@
  * The audit log is three files:
  *   audit.c         the writer: opening (the newest file recovered, its torn tail cut),
  *                   appending, the group-commit syncer thread, checkpoints, the witness,
- *                   retention; the format and its rules A1-A16 are in its top comment;
+ *                   retention; the format and its rules A1-A17 are in its top comment;
  *   audit_line.c    a line's bytes: formatted (A2, A3, A7, A8) and parsed; file names (A1)
  *                   and a directory's files read line by line; the Ed25519 keys and
  *                   checkpoint signatures (A8), keygen;

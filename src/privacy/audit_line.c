@@ -724,6 +724,14 @@ int fv_audit__each_line(const char *path, fv_audit__line_fn fn, void *arg, char 
             }
             break;
         }
+        /* A17: a NUL byte ends what was written: zeros written ahead of the entries, or a
+         * line torn there. A line with bytes before it is handed on as torn. */
+        const char *nul = memchr(line, '\0', (size_t)n);
+        if (nul != NULL) {
+            if (nul > line)
+                rc = fn(arg, line, (size_t)(nul - line), ++lineno, 0, off + (uint64_t)(nul - line));
+            break;
+        }
         off += (uint64_t)n;
         int term = line[n - 1] == '\n';
         rc = fn(arg, line, (size_t)n - (size_t)term, ++lineno, term, off);

@@ -794,6 +794,9 @@ int fv_guard_open(struct fv_guard *g, const struct fv_config *cfg, struct fv_key
     snprintf(g->audit_dir, sizeof g->audit_dir, "%s", dir);
     struct fv_audit_opts ao = {.key_path = key,
                                .retention_ms = cfg->audit_retention_ms,
+                               .prealloc_bytes = cfg->audit_prealloc_bytes
+                                                     ? cfg->audit_prealloc_bytes
+                                                     : FV_AUDIT_NO_PREALLOC,
                                .witness_path = cfg->audit_witness[0] ? cfg->audit_witness : NULL,
                                .group_commit = audit_notify != NULL,
                                .notify = audit_notify,

@@ -3,7 +3,11 @@ privacy/audit.h A13). The server is restarted with the fault layer (FV_FAULT, sr
 failing every fsync from the first one after start-up: the decision entry of the next read is
 written but cannot be synced, so the read must be answered 500 without a row of data - not
 with the data its decision allowed. A read just before, without the fault, is served (the
-store holds what is asked for); lazy result entries (A13) change nothing about this."""
+store holds what is asked for); lazy result entries (A13) change nothing about this.
+
+The zeros written ahead of the audit log's entries (A17, "audit_prealloc_kb"): present while
+the server runs, gone after a clean stop, cut at start after a kill -9 with every entry kept;
+0 writes none; a bad value is refused at start with a message naming the key."""
 import json
 import os
 import time
@@ -69,5 +73,69 @@ def test_failed_audit_sync_withholds_the_answer():
         srv.kill9()  # its audit log has failed: a clean stop is not expected
 
 
+def newest_audit(srv):
+    d = os.path.join(srv.data, "audit")
+    name = sorted(n for n in os.listdir(d) if n.endswith(".jsonl"))[-1]
+    with open(os.path.join(d, name), "rb") as f:
+        return f.read()
+
+
+def entries(img):
+    """The entries' lines, as a reader takes them: up to the first NUL byte."""
+    body = img.split(b"\0", 1)[0]
+    assert body.endswith(b"\n"), body[-200:]
+    return body.splitlines()
+
+
+def test_audit_zeros_written_ahead():
+    with t.Env() as env:
+        srv = t.Server(env.root, env.certs).start()
+        send(srv, env, A, 5)
+        for _ in range(3):
+            st, _ = srv.http(QUERY)
+            assert st == 200
+        img = newest_audit(srv)
+        lines = entries(img)
+        assert len(img) >= len(b"".join(lines)) + 512 * 1024, len(img)  # 1 MiB ahead by default
+        assert img[len(img) - 4096:] == bytes(4096)
+        srv.stop()
+        img = newest_audit(srv)
+        assert b"\0" not in img and img.endswith(b"\n"), len(img)  # a clean stop cuts them
+        closed = entries(img)
+        assert closed[:len(lines)] == lines
+        srv.start()
+        st, _ = srv.http(QUERY)
+        assert st == 200
+        before = entries(newest_audit(srv))
+        srv.kill9()
+        assert b"\0" in newest_audit(srv)  # a crash leaves them
+        srv.start()  # and open cuts them, keeping every entry
+        after = entries(newest_audit(srv))
+        assert after[:len(before)] == before, (len(before), len(after))
+        srv.stop()
+        r = t.run("audit", "verify", "--data", srv.data, "--public-key",
+                  srv.key_file + ".audit.pem.pub", check=False)
+        assert r.returncode == 0, r.stdout + r.stderr
+        # none written ahead
+        with open(srv.config) as f:
+            cfg = json.load(f)
+        cfg["audit_prealloc_kb"] = 0
+        with open(srv.config, "w") as f:
+            json.dump(cfg, f)
+        srv.start()
+        st, _ = srv.http(QUERY)
+        assert st == 200
+        assert b"\0" not in newest_audit(srv)
+        srv.stop()
+        # a bad value: refused at start, naming the key
+        for bad in (-1, 65537, "1M"):
+            cfg["audit_prealloc_kb"] = bad
+            with open(srv.config, "w") as f:
+                json.dump(cfg, f)
+            mark = len(srv.log())
+            assert not srv.try_start(), bad
+            assert "audit_prealloc_kb" in srv.log()[mark:], srv.log()[mark:]
+
+
 if __name__ == "__main__":
-    t.main([test_failed_audit_sync_withholds_the_answer])
+    t.main([test_failed_audit_sync_withholds_the_answer, test_audit_zeros_written_ahead])

@@ -1,8 +1,8 @@
 /* test_audit.c - the audit log (rules A1-A12 in src/privacy/audit.c): append and verify;
  * every tamper kind (edit, edit + rehash, delete, swap, truncate, delete a file, forge a
  * signature, rewrite the chain, remove the oldest file) is detected and the first broken
- * entry named; torn tails cut on open; retention; queries; reopening; refused events;
- * checkpoints by count and time; the witness; the line parser; the CLI. */
+ * entry named; torn tails cut on open; zeros written ahead (A17); retention; queries; reopening;
+ * refused events; checkpoints by count and time; the witness; the line parser; the CLI. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -927,6 +927,115 @@ static void test_reopen_continues(void **state)
     assert_int_equal(r.unproven, 0);
 }
 
+/* The file's bytes; *entries is where its entries end (the first NUL byte, or its size). */
+static size_t read_image(const char *path, char *img, size_t cap, size_t *entries)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    size_t len = fread(img, 1, cap, f);
+    fclose(f);
+    const char *nul = memchr(img, '\0', len);
+    *entries = nul ? (size_t)(nul - img) : len;
+    return len;
+}
+
+/* A17: the newest file is written ahead with zeros; verify and open stop at them; a crash
+ * leaves them and open cuts them; rotation and close cut them, so only the newest file of
+ * a running log ever holds a NUL byte. */
+static void test_prealloc_zeros(void **state)
+{
+    (void)state;
+    struct clk c = {T0, 1000};
+    struct fv_audit_opts o = opts_for(&c);
+    o.file_bytes = 1 << 20;
+    o.prealloc_bytes = 8192;
+    struct fv_audit *a;
+    char err[512], names[64][40], path[256];
+    static char img[1 << 16];
+    size_t entries;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (fv_audit_open(adir, &o, &a, err, sizeof err) != FV_OK) _exit(1);
+        for (int i = 0; i < 5; i++)
+            append_event(a, i, NULL);
+        _exit(0); /* crash: no close */
+    }
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_equal(files_of(adir, names, 64), 1);
+    file_path(path, sizeof path, names[0]);
+    size_t len = read_image(path, img, sizeof img, &entries);
+    assert_true(len >= entries + 8192 - 4096); /* zeros ahead of the entries */
+    assert_true(entries > 0 && img[entries - 1] == '\n');
+    for (size_t i = entries; i < len; i++)
+        assert_int_equal(img[i], 0);
+    /* verify reads up to the zeros: every entry, no torn line */
+    struct fv_audit_report r = expect(FV_OK, pub, wit, NULL, 0, NULL);
+    uint64_t last = r.last_seq; /* genesis, checkpoint at open, 5 entries */
+    assert_int_equal(last, 7);
+    assert_null(strstr(r.warning, "torn"));
+    /* open cuts the zeros and goes on after the last entry */
+    assert_int_equal(fv_audit_open(adir, &o, &a, err, sizeof err), FV_OK);
+    assert_int_equal(fv_audit_last_seq(a), last + 1); /* the checkpoint on open */
+    uint64_t seq;
+    append_event(a, 9, &seq);
+    assert_int_equal(seq, last + 2);
+    assert_int_equal(fv_audit_close(a), FV_OK);
+    len = read_image(path, img, sizeof img, &entries);
+    assert_int_equal(len, entries); /* closed: no zeros left */
+    assert_int_equal(img[len - 1], '\n');
+    expect(FV_OK, pub, wit, NULL, 0, "chain intact");
+
+    /* A crash that tore a line inside the zeros, with a later line's bytes after them (the
+     * disk wrote one block of an unsynced batch and not another): a torn tail, cut. */
+    memcpy(img + len, "{\"seq\":9,\"ts\":17", 16);
+    memset(img + len + 16, 0, 600);
+    const char *later = "{\"seq\":10,\"ts\":1760000099000,\"kind\":\"access\"}\n";
+    memcpy(img + len + 616, later, strlen(later));
+    FILE *f = fopen(path, "wb");
+    assert_int_equal(fwrite(img, 1, len + 616 + strlen(later), f), len + 616 + strlen(later));
+    fclose(f);
+    r = expect(FV_OK, pub, NULL, NULL, 0, NULL);
+    assert_non_null(strstr(r.warning, "torn last line"));
+    assert_int_equal(fv_audit_open(adir, &o, &a, err, sizeof err), FV_OK);
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal((size_t)sb.st_size, len);        /* cut back to the last whole entry */
+    assert_int_equal(fv_audit_last_seq(a), last + 3); /* the close's checkpoint, the last */
+    /* rotation: every file but the newest ends at its last entry, none holds a NUL byte */
+    for (int i = 0; i < 40; i++)
+        append_event(a, i, NULL);
+    fv_audit_close(a);
+    o.file_bytes = 4096;
+    assert_int_equal(fv_audit_open(adir, &o, &a, err, sizeof err), FV_OK);
+    for (int i = 0; i < 60; i++)
+        append_event(a, i, NULL);
+    size_t n = files_of(adir, names, 64);
+    assert_true(n >= 4);
+    for (size_t k = 0; k + 1 < n; k++) {
+        file_path(path, sizeof path, names[k]);
+        len = read_image(path, img, sizeof img, &entries);
+        assert_int_equal(len, entries);
+        assert_int_equal(img[len - 1], '\n');
+    }
+    file_path(path, sizeof path, names[n - 1]);
+    len = read_image(path, img, sizeof img, &entries);
+    assert_true(len > entries); /* the newest, open: zeros ahead */
+    assert_int_equal(fv_audit_close(a), FV_OK);
+    expect(FV_OK, pub, wit, NULL, 0, "chain intact");
+    /* no zeros: none written ahead */
+    o.prealloc_bytes = FV_AUDIT_NO_PREALLOC;
+    assert_int_equal(fv_audit_open(adir, &o, &a, err, sizeof err), FV_OK);
+    append_event(a, 1, NULL);
+    n = files_of(adir, names, 64);
+    file_path(path, sizeof path, names[n - 1]);
+    len = read_image(path, img, sizeof img, &entries);
+    assert_int_equal(len, entries);
+    assert_int_equal(fv_audit_close(a), FV_OK);
+}
+
 static void test_retention(void **state)
 {
     (void)state;
@@ -1408,6 +1517,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_torn_tail_cut_on_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cut_at_every_offset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_continues, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prealloc_zeros, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_query, setup, teardown),
         cmocka_unit_test_setup_teardown(test_query_stop_and_retention_entry, setup, teardown),
