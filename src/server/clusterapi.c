@@ -16,6 +16,7 @@
 #include "privacy/guard.h"
 #include "privacy/subjects.h"
 #include "server/apiloop.h"
+#include "server/clusteraudit.h"
 #include "server/clusterapi.h"
 #include "util/clock.h"
 #include "util/err.h"
@@ -58,6 +59,7 @@ struct parked {
 
 struct fv_clusterapi {
     uint32_t shards;
+    char node[65];  /* this node's name (its audit entries are tagged with it: Q8) */
     int timeout_ms; /* cluster.query_timeout_ms */
     struct fv_jsquery *q;
     struct fv_http_ctx *http;
@@ -84,6 +86,8 @@ int fv_clusterapi_open(const struct fv_config *cfg, struct fv_http_ctx *http,
     struct fv_clusterapi *c = calloc(1, sizeof *c);
     if (c == NULL) return FV_ENOMEM;
     c->shards = cfg->cluster.shards;
+    snprintf(c->node, sizeof c->node, "%s", cfg->cluster.node);
+    if (c->node[0] == '\0') fv_cluster_node_default(cfg->data_dir, c->node, sizeof c->node);
     c->timeout_ms = cfg->cluster.query_timeout_ms;
     c->http = http;
     c->consumer = consumer;
@@ -320,10 +324,25 @@ static void pull(struct fv_clusterapi *c, struct fv_jsq_req *r)
 }
 
 /* Runs the request as the single node would (Q4); its answer is sent in pieces (J1). */
+/* Q8: the lowest shard this node holds (it answers an audit search there only), or -1. */
+static long lowest_held(struct fv_clusterapi *c)
+{
+    for (uint32_t s = 0; s < c->shards; s++)
+        if (holds(c, s)) return (long)s;
+    return -1;
+}
+
 static void take(struct fv_clusterapi *c, struct fv_jsq_req *r)
 {
     if (r->session[0]) {
         pull(c, r);
+        return;
+    }
+    int audit_search = strcmp(r->path, "/api/v1/audit") == 0;
+    if (audit_search && (long)r->shard != lowest_held(c)) { /* Q8: one answer per node */
+        static const char no[] =
+            "{\"error\":\"this node searches its log for its lowest shard\"}\n";
+        fv_jsquery_answer(c->q, r, 404, "application/json", 0, NULL, no, sizeof no - 1);
         return;
     }
     struct open_answer *o = calloc(1, sizeof *o);
@@ -353,6 +372,8 @@ static void take(struct fv_clusterapi *c, struct fv_jsq_req *r)
     struct fv_audit *audit = o->v.guard ? o->v.guard->audit : NULL;
     uint64_t before = audit ? fv_audit_last_seq(audit) : 0;
     fv_api_handle_as(&o->v, r->method, r->path, r->principal, r->role, &o->resp);
+    if (audit_search && o->resp.status == 200 && fv_clusteraudit_tag(&o->resp.body, c->node))
+        fv_api_respond_error(&o->resp, 500, "the audit search's answer cannot be tagged");
     answer_piece(c, o, r, before);
 }
 
@@ -720,6 +741,48 @@ static int forward_list(struct fv_clusterapi *c, const struct fv_guard_ctx *ctx,
     return 1;
 }
 
+/* Q8: an audit search: the api node's own (its decision, audited here, and its log), then
+ * every storage node's (each decides and audits as the single node does, answering for its
+ * lowest shard), joined (clusteraudit.h). A node that does not answer makes it a 503/504, as
+ * a fleet read: a search that silently left out a log would mislead. */
+static int forward_audit(struct fv_clusterapi *c, const struct fv_api_view *v,
+                         const struct fv_guard_ctx *ctx, const char *method, const char *path,
+                         struct fv_http_response *out)
+{
+    struct fv_guard_ctx lc = *ctx;
+    fv_api_audit_search(v, &lc, out);
+    if (out->status != 200) return 1; /* refused here (or bad input): as the single node */
+    struct fv_buf own = {0};
+    int rc = fv_buf_append(&own, out->body.data, out->body.len);
+    if (rc == FV_OK) rc = fv_clusteraudit_tag(&own, c->node);
+    if (rc) {
+        fv_api_respond_error(out, 500, "out of memory");
+        goto done;
+    }
+    if (ask(c, ctx, method, path, v->query, out)) goto done;
+    long down = first_down(c);
+    if (down >= 0) {
+        shard_down(c, out, (uint32_t)down, c->ans[down].rc, "a malformed answer");
+        goto done;
+    }
+    for (uint32_t s = 0; s < c->shards; s++) {
+        const struct fv_jsq_answer *a = &c->ans[s];
+        if (a->status != 200 && !(a->status == 404 && !a->here)) { /* refused by an owner */
+            relay(out, a->status, a->type, &a->body);
+            goto done;
+        }
+    }
+    for (uint32_t s = 0; s < c->shards; s++)
+        if (c->ans[s].status == 200 && gather_rest(c, ctx, method, path, s, &c->ans[s], out))
+            goto done;
+    char ls[16] = "";
+    long limit = fv_query_param(v->query, "limit", ls, sizeof ls) && ls[0] ? atol(ls) : 100;
+    fv_clusteraudit_join(&own, c->ans, c->shards, limit, out);
+done:
+    fv_buf_free(&own);
+    return 1;
+}
+
 /* Q6: the api node's record of a read it had the owners answer, written before the answer
  * leaves (the transport holds it until durable: api/http.h H2). It names no subject (the
  * device a one-device read names may be an id: G6); the owners' entries do, by pseudonym.
@@ -787,6 +850,9 @@ int fv_clusterapi_forward(void *arg, const struct fv_api_view *v, const struct f
                strcmp(path + n - 7, "/latest") == 0 && !memchr(path + 16, '/', n - 16 - 7)) {
         action = "cluster.signals.latest";
         done = forward_list(c, ctx, method, path, v->query, out);
+    } else if (strcmp(path, "/api/v1/audit") == 0) {
+        action = "cluster.audit.query";
+        done = forward_audit(c, v, ctx, method, path, out);
     }
     if (done) audit_forward(c, v, ctx, action, out);
     return done;

@@ -31,6 +31,12 @@
  *     names, else the current one) answers, the device looked up by id as the single node
  *     does; it decides (action, ticket, quota), audits and acts with the single node's code.
  *     A 504 to an erasure or consent change says it may or may not have been made.
+ *  Q8 GET /api/v1/audit (a privacy officer's search) is the api node's own search (its
+ *     decision, audited there, and its log) joined with every storage node's: each decides
+ *     and audits as the single node does and answers for the lowest shard it holds only
+ *     ("not here" for the others), its entries tagged with its name (server/clusteraudit.h).
+ *     A shard whose owner does not answer is Q5's 503/504; a node that holds no shard is
+ *     not asked (its log is searched on it).
  *  Answers larger than one NATS message go in pieces (cluster/jsquery.h J1-J4): a one-device
  *  answer is streamed to the client as the api node pulls it, a fleet read's gathered whole
  *  (at most 64 MiB per shard, else 507) before it is joined.

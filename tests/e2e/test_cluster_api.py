@@ -373,8 +373,47 @@ def run(env, nats):
     assert not any(vin in body.decode() for vin in times), "a VIN in the api node's audit log"
     assert any(e["result"] == "deny" and e.get("purpose") == "clips" for e in entries), entries
 
+    # Q8: an audit search through the api node searches every node's log, each entry
+    # tagged with the node whose log holds it: each storage node's entries exactly as its
+    # own search gives them, and the api node's own (its refusal of the clips read above).
+    q = "/api/v1/audit?ticket=T-3&principal=ops&result=deny&limit=1000"
+    st, body, _ = get(api, q, token=t.APPROVER, purpose=None)
+    assert st == 200, (st, body)
+    j = json.loads(body)
+    assert len(set(j["nodes"])) == 3 and len(j["nodes"]) == 3, j["nodes"]
+    by_node = {}
+    for e in j["entries"]:
+        by_node.setdefault(e.pop("node"), []).append(e)
+    directs = []
+    for srv in (a, b):
+        st, direct, _ = get(srv, q, token=t.APPROVER, purpose=None)
+        assert st == 200, (st, direct)
+        directs.append(json.loads(direct)["entries"])
+        assert directs[-1] and directs[-1] in by_node.values(), (directs[-1], by_node.keys())
+    own = [v for v in by_node.values() if v not in directs]
+    assert len(own) == 1 and any(e["kind"] == "cluster" and e.get("purpose") == "clips"
+                                 for e in own[0]), by_node
+    assert j["count"] == len(j["entries"]) == j["matched"] and not j["truncated"], j
+    ts = [e["ts"] for e in j["entries"]]
+    assert ts == sorted(ts), ts
+    st, body, _ = get(api, q.replace("limit=1000", "limit=2"), token=t.APPROVER, purpose=None)
+    j2 = json.loads(body)
+    assert st == 200 and j2["count"] == 2 and j2["truncated"] and j2["matched"] >= j["matched"]
+    assert [e["ts"] for e in j2["entries"]] == ts[-2:], (j2, ts[-2:])
+    # the search was decided and audited on every node (the api node's decision first)
+    for srv in (api, a, b):
+        st, body, _ = get(srv, "/api/v1/audit?ticket=T-4&action=audit.query&limit=1000",
+                          token=t.APPROVER, purpose=None)
+        assert st == 200 and b'"ticket":"T-3"' in body, (srv.root, st, body[-400:])
+    # refused or bad input: the api node's own answer, nothing asked of the owners
+    st, body, _ = get(api, "/api/v1/audit?ticket=T-3")
+    assert st == 403, (st, body)
+    st, body, _ = get(api, "/api/v1/audit?ticket=T-3&limit=0", token=t.APPROVER, purpose=None)
+    assert st == 400, (st, body)
+    t.log(f"audit search through the api node: {len(ts)} entries from {j['nodes']}")
+
     # A dead owner: its leases still live, its shards answer nothing: a clear 504 naming a
-    # shard, never a partial fleet view.
+    # shard, never a partial fleet view (nor an audit search without its log).
     gw.stop()
     b.kill9()
     t0k = time.time()
@@ -387,10 +426,12 @@ def run(env, nats):
     st, body = api.http(f"/api/v1/subjects/{vin_b}/consent?purpose=location_history"
                         "&change=withdraw&ticket=D", token="po", method="POST", purpose=None)
     assert st == 504 and b"may or may not have been made" in body, (st, body)
+    st, body, _ = get(api, "/api/v1/audit?ticket=T-5", token=t.APPROVER, purpose=None)
+    assert st == 504 and b"shard " in body, (st, body)
     assert time.time() - t0k < TTL_MS / 1000, "the dead node's leases expired during the test"
     # The counters: the api node's reads sent out, and the two that a shard left unanswered;
     # the surviving owner's answers.
-    assert api.metric("fleetvault_cluster_queries_unanswered_total") == 3
+    assert api.metric("fleetvault_cluster_queries_unanswered_total") == 4
     assert api.metric("fleetvault_cluster_queries_forwarded_total") > 3 * len(times)
     assert a.metric("fleetvault_cluster_queries_answered_total") > 0
     t.log(f"dead owner: {json.loads(body)['error']}")
