@@ -98,8 +98,8 @@ int fv_jskeys_unwrap(const struct fv_kek *kek, const char *key, char kind, const
     const unsigned char *kk = fv_kek_by_id(kek, (const char *)(v + 6)); /* J6 */
     if (kk == NULL) {
         char ids[64];
-        snprintf(ids, sizeof ids, kek->prev_id[0] ? "%s (and the previous %s)" : "%s%s",
-                 kek->id, kek->prev_id);
+        snprintf(ids, sizeof ids, kek->prev_id[0] ? "%s (and the previous %s)" : "%s%s", kek->id,
+                 kek->prev_id);
         fv_seterr(err, errlen,
                   "KV entry %s: wrapped by master key %.16s, but this node's is %s (every node "
                   "of a cluster must be given the same master key; during a rotation, the new "
@@ -133,8 +133,7 @@ int fv_jskeys_value_kek(const unsigned char *v, size_t n, char id[17])
 }
 
 int fv_jskeys_rewrap(const struct fv_kek *from, const struct fv_kek *to, const char *key,
-                     const unsigned char *v, size_t n, struct fv_buf *out, char *err,
-                     size_t errlen)
+                     const unsigned char *v, size_t n, struct fv_buf *out, char *err, size_t errlen)
 {
     struct fv_buf pt = {0};
     int rc = n > 5 ? fv_jskeys_unwrap(from, key, (char)v[5], v, n, &pt, err, errlen)

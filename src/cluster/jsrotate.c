@@ -25,6 +25,7 @@ struct rot {
     const struct fv_kek *old, *new;
     struct fv_natsconn conn;
     FILE *progress;
+    const struct fv_jsrotate_opts *opts;
     struct fv_jsrotate_stats *st;
     int round;
     char *err;
@@ -145,8 +146,8 @@ static int look(struct rot *r, struct bucket *b, const char *key, enum state *st
     if (pt.data) OPENSSL_cleanse(pt.data, pt.cap);
     fv_buf_free(&pt);
     if (rc) {
-        fv_seterr(r->err, r->errlen, "KV bucket %s: %s; nothing was changed by this round",
-                  b->name, e2);
+        fv_seterr(r->err, r->errlen, "KV bucket %s: %s; nothing was changed by this round", b->name,
+                  e2);
         goto refuse;
     }
     *state = S_OLD;
@@ -183,6 +184,7 @@ static int check(struct rot *r, struct bucket *b, uint64_t *old_left)
             r->st->entries++;
             if (s == S_NEW) r->st->already++;
             if (s == S_MARKER) r->st->markers++;
+            if (s == S_OLD) r->st->old_found++;
         }
         if (s == S_OLD) (*old_left)++;
     }
@@ -209,6 +211,13 @@ static int rewrap_one(struct rot *r, struct bucket *b, const char *key)
         if (rc) {
             fv_buf_free(&v);
             fv_seterr(r->err, r->errlen, "KV bucket %s: %s", b->name, e2);
+            return rc;
+        }
+        if (r->opts->before_write &&
+            (rc = r->opts->before_write(r->opts->before_write_arg, b->name, key)) != FV_OK) {
+            fv_buf_free(&v);
+            fv_seterr(r->err, r->errlen, "KV bucket %s, entry %s: interrupted (%s)", b->name, key,
+                      fv_strerror(rc));
             return rc;
         }
         natsStatus st = kvStore_Update(&nrev, b->kv, key, v.data, (int)v.len, rev);
@@ -247,21 +256,30 @@ static int bind(struct rot *r, struct bucket *b, const char *name)
 }
 
 int fv_jsrotate_run(const struct fv_cluster_cfg *cfg, const struct fv_kek *old_kek,
-                    const struct fv_kek *new_kek, int dry_run, FILE *progress_to,
+                    const struct fv_kek *new_kek, const struct fv_jsrotate_opts *opts,
                     struct fv_jsrotate_stats *out, char *err, size_t errlen)
 {
+    static const struct fv_jsrotate_opts none;
+    if (opts == NULL) opts = &none;
+    int dry_run = opts->dry_run;
+    FILE *progress_to = opts->progress;
     memset(out, 0, sizeof *out);
     if (strcmp(old_kek->id, new_kek->id) == 0) {
-        fv_seterr(err, errlen, "the old and the new master key are the same key (%s)",
-                  old_kek->id);
+        fv_seterr(err, errlen, "the old and the new master key are the same key (%s)", old_kek->id);
         return FV_EINVAL;
     }
-    struct rot r = {.cfg = cfg, .old = old_kek, .new = new_kek, .progress = progress_to,
-                    .st = out, .err = err, .errlen = errlen};
+    struct rot r = {.cfg = cfg,
+                    .old = old_kek,
+                    .new = new_kek,
+                    .progress = progress_to,
+                    .opts = opts,
+                    .st = out,
+                    .err = err,
+                    .errlen = errlen};
     struct bucket bk[2];
     memset(bk, 0, sizeof bk);
-    int rc = fv_natsconn_connect(&r.conn, cfg, "fleetvault-keys-rotate", NULL, WAIT_MS, 1, err,
-                                 errlen);
+    int rc =
+        fv_natsconn_connect(&r.conn, cfg, "fleetvault-keys-rotate", NULL, WAIT_MS, 1, err, errlen);
     const char *names[2] = {cfg->keys_bucket, cfg->subjects_bucket};
     int have[2] = {0, 0};
     for (int i = 0; rc == FV_OK && i < 2; i++) {
@@ -285,8 +303,8 @@ int fv_jsrotate_run(const struct fv_cluster_cfg *cfg, const struct fv_kek *old_k
             }
             if (rc == FV_OK && have[i] && progress_to)
                 fprintf(progress_to,
-                        "fleetvault cluster keys-rotate: round %d, %s: %zu entries done\n",
-                        r.round, bk[i].name, bk[i].n);
+                        "fleetvault cluster keys-rotate: round %d, %s: %zu entries done\n", r.round,
+                        bk[i].name, bk[i].n);
         }
     }
     if (rc == FV_OK && old_left && !dry_run) {
@@ -297,7 +315,6 @@ int fv_jsrotate_run(const struct fv_cluster_cfg *cfg, const struct fv_kek *old_k
                   (unsigned long long)old_left, old_kek->id, FV_JSROTATE_ROUNDS);
         rc = FV_ESTATE;
     }
-    if (rc == FV_OK && dry_run) out->rewrapped = old_left; /* what a run would re-wrap now */
     for (int i = 0; i < 2; i++) {
         kvStore_Destroy(bk[i].kv);
         free(bk[i].keys);

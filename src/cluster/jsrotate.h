@@ -43,6 +43,7 @@
 
 struct fv_jsrotate_stats {
     uint64_t entries;   /* entries seen in the first round (values and markers) */
+    uint64_t old_found; /* values under the old key in the first round */
     uint64_t rewrapped; /* values re-wrapped, every round */
     uint64_t already;   /* values found under the new key in the first round */
     uint64_t markers;   /* delete or purge markers left as they are (first round) */
@@ -50,12 +51,22 @@ struct fv_jsrotate_stats {
     int rounds;
 };
 
-/* Rotates the values of cfg's keys and subjects buckets from old_kek to new_kek (R1-R6);
- * dry_run: checks only (R1). progress: a line per bucket and every second or 1000 entries
- * (NULL: none). FV_OK; FV_ESTATE (R1 refused: nothing written; or R4 rounds exhausted),
- * FV_EIO (NATS), with err saying which entry and why. */
+struct fv_jsrotate_opts {
+    int dry_run;    /* checks only (R1): nothing written */
+    FILE *progress; /* a line per bucket and round, and every second or 1000 entries; NULL */
+    /* tests only: called after an entry was read under the old key and re-wrapped, before
+     * its compare-and-set write, so that a test can write or purge it there (R2); a value
+     * other than FV_OK stops the rotation with it, as an interruption would (R5). NULL. */
+    int (*before_write)(void *arg, const char *bucket, const char *key);
+    void *before_write_arg;
+};
+
+/* Rotates the values of cfg's keys and subjects buckets from old_kek to new_kek (R1-R6).
+ * opts may be NULL (defaults). FV_OK; FV_ESTATE (R1 refused: nothing written by the round;
+ * or R4 rounds exhausted), FV_EIO (NATS), FV_EAGAIN (an entry lost R2 at every try), with err
+ * saying which entry and why. */
 int fv_jsrotate_run(const struct fv_cluster_cfg *cfg, const struct fv_kek *old_kek,
-                    const struct fv_kek *new_kek, int dry_run, FILE *progress,
+                    const struct fv_kek *new_kek, const struct fv_jsrotate_opts *opts,
                     struct fv_jsrotate_stats *out, char *err, size_t errlen);
 
 #endif

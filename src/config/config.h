@@ -84,9 +84,9 @@ struct fv_config {
 /* Defaults: data ./data, certs ./certs, devices on 127.0.0.1:4443, API on 127.0.0.1:8080. */
 void fv_config_defaults(struct fv_config *c);
 
-/* Loads a JSON config file over c. Keys: data, certs, key_file, previous_key_file, listen, api, max_message,
- * device_idle_timeout, api_nice, ingest_nice, wal_segment_mb, rate_limits ({TOPIC: {per_second,
- * burst}} or false), store ({flush_interval, flush_datums, head_max_datums, wal_keep,
+/* Loads a JSON config file over c. Keys: data, certs, key_file, previous_key_file, listen, api,
+ * max_message, device_idle_timeout, api_nice, ingest_nice, wal_segment_mb, rate_limits ({TOPIC:
+ * {per_second, burst}} or false), store ({flush_interval, flush_datums, head_max_datums, wal_keep,
  * compact_fanin, retention: {CLASS: "30d"}, classes: {CLASS: [SIGNAL, ...]}}), policy, audit_key,
  * audit_witness, ui_dir (paths), audit_retention (a duration), vpp ({programs: {NAME: {...}}}:
  * energy/program.h), clips (data/clip_upload.h), labeling ({lease_s}), openadr

@@ -55,8 +55,8 @@ int fv_keystore_kek_id(const char *db_path, char out[17], char *err, size_t errl
     int rc = FV_EIO;
     if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) goto done;
     sqlite3_busy_timeout(db, FV_KEYSTORE_BUSY_MS);
-    int prc = sqlite3_prepare_v2(db, "SELECT kek_id FROM meta WHERE k = 'pseudonym_key'", -1, &q,
-                                 NULL);
+    int prc =
+        sqlite3_prepare_v2(db, "SELECT kek_id FROM meta WHERE k = 'pseudonym_key'", -1, &q, NULL);
     if (prc != SQLITE_OK) {
         /* no table meta: a catalog that never held a key */
         rc = strstr(sqlite3_errmsg(db), "no such table") ? FV_OK : FV_EIO;
@@ -80,8 +80,9 @@ int fv_keystore_rotate_catalog(const char *db_path, const struct fv_kek *kek, in
     if (kek->prev_id[0] == '\0') return FV_OK;
     char id[17];
     int rc = fv_keystore_kek_id(db_path, id, err, errlen);
-    if (rc || strcmp(id, kek->prev_id) != 0) return rc; /* new, current, or another (refused
-                                                           by the keystore, naming both) */
+    if (rc || strcmp(id, kek->prev_id) != 0)
+        return rc; /* new, current, or another (refused
+                      by the keystore, naming both) */
     struct fv_kek old, cur;
     memset(&old, 0, sizeof old);
     memset(&cur, 0, sizeof cur);

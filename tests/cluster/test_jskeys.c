@@ -241,8 +241,8 @@ static void previous_key_and_rewrap(void **state)
     assert_int_equal(fv_jskeys_rewrap(&a, &b, "consents.x", vc.data, vc.len, &vc2, err, sizeof err),
                      FV_OK);
     assert_int_equal(vc2.data[5], 'C');
-    assert_int_equal(fv_jskeys_unwrap(&ab, "consents.x", 'C', vc2.data, vc2.len, &out, err, sizeof err),
-                     FV_OK);
+    assert_int_equal(
+        fv_jskeys_unwrap(&ab, "consents.x", 'C', vc2.data, vc2.len, &out, err, sizeof err), FV_OK);
     assert_int_equal(out.len, sizeof pt);
     /* not a value of this format: no id */
     assert_int_equal(fv_jskeys_value_kek((const unsigned char *)"garbage", 7, id), FV_ECORRUPT);

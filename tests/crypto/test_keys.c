@@ -132,7 +132,7 @@ static void test_previous_key_and_catalog_rotation(void **state)
     assert_int_equal(done, 0); /* once only */
     assert_int_equal(fv_keystore_open(db, &b, &ks, err, sizeof err), FV_OK);
     assert_int_equal(fv_keystore_dek(ks, "5YJROTATE0000001", 0, &dek, pseudo2), FV_OK);
-    assert_string_equal(pseudo2, pseudo); /* the same pseudonym key */
+    assert_string_equal(pseudo2, pseudo);        /* the same pseudonym key */
     assert_memory_equal(dek, dek_a, FV_KEY_LEN); /* the same data key */
     fv_keystore_close(ks);
     assert_int_not_equal(fv_keystore_open(db, &a, &ks, err, sizeof err), FV_OK);
