@@ -40,6 +40,7 @@ struct bucket {
     kvStore *kv;
     char stream[48], prefix[48]; /* KV_NAME, $KV.NAME. */
     char (*keys)[96];            /* the round's listing */
+    unsigned char *old;          /* per key: found under the old key by the round's check */
     size_t n;
 };
 
@@ -70,10 +71,13 @@ static int list(struct rot *r, struct bucket *b)
     }
     const jsStreamStateSubjects *subj = si->State.Subjects;
     free(b->keys);
+    free(b->old);
     b->keys = NULL;
+    b->old = NULL;
     b->n = 0;
     int count = subj ? subj->Count : 0;
-    if (count > 0 && (b->keys = calloc((size_t)count, sizeof *b->keys)) == NULL) {
+    if (count > 0 && ((b->keys = calloc((size_t)count, sizeof *b->keys)) == NULL ||
+                      (b->old = calloc((size_t)count, 1)) == NULL)) {
         jsStreamInfo_Destroy(si);
         return FV_ENOMEM;
     }
@@ -186,6 +190,7 @@ static int check(struct rot *r, struct bucket *b, uint64_t *old_left)
             if (s == S_MARKER) r->st->markers++;
             if (s == S_OLD) r->st->old_found++;
         }
+        b->old[i] = s == S_OLD;
         if (s == S_OLD) (*old_left)++;
     }
     return FV_OK;
@@ -299,7 +304,7 @@ int fv_jsrotate_run(const struct fv_cluster_cfg *cfg, const struct fv_kek *old_k
             double last = now_s();
             for (size_t k = 0; rc == FV_OK && have[i] && k < bk[i].n; k++) {
                 progress(&r, "re-wrapping", &bk[i], k, &last);
-                rc = rewrap_one(&r, &bk[i], bk[i].keys[k]);
+                if (bk[i].old[k]) rc = rewrap_one(&r, &bk[i], bk[i].keys[k]);
             }
             if (rc == FV_OK && have[i] && progress_to)
                 fprintf(progress_to,
@@ -318,6 +323,7 @@ int fv_jsrotate_run(const struct fv_cluster_cfg *cfg, const struct fv_kek *old_k
     for (int i = 0; i < 2; i++) {
         kvStore_Destroy(bk[i].kv);
         free(bk[i].keys);
+        free(bk[i].old);
     }
     fv_natsconn_close(&r.conn);
     return rc;
