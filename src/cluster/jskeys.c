@@ -19,6 +19,7 @@
 
 #include "cluster/jskeys.h"
 #include "cluster/natsconn.h"
+#include "util/clock.h"
 #include "util/err.h"
 #include "util/log.h"
 
@@ -37,6 +38,7 @@ struct fv_jskeys {
     void (*changed)(void *arg);
     void *changed_arg;
     struct fv_jskeys_stats stats;  /* atomic fields */
+    uint64_t j6_logged_ns;         /* atomic: the last J6 log line (one per 5 s at most) */
     void (*before_create)(void *); /* tests: fv__jskeys_before_create */
     unsigned delay_ms; /* tests: FV_FAULT_KV_DELAY_MS, a slow bucket (docs/operations.md) */
     void *before_create_arg;
@@ -315,10 +317,14 @@ static int src_subject(void *arg, const char *pseudo, int create, unsigned char 
              * storage node waits (jsconsume.h C9), a gateway asks again, then lets the device
              * go; nothing is lost. */
             natsMsg_Destroy(m);
-            fv_error("cluster: KV entry %s: wrapped by master key %s, but this node's is %s: "
-                     "restart it with the new master key (--key-file) and the old one "
-                     "(--previous-key-file)",
-                     key, id, k->kek.id);
+            uint64_t now = fv_mono_ns(), last = __atomic_load_n(&k->j6_logged_ns, __ATOMIC_RELAXED);
+            if ((last == 0 || now - last >= 5000000000ull) &&
+                __atomic_compare_exchange_n(&k->j6_logged_ns, &last, now, 0, __ATOMIC_RELAXED,
+                                            __ATOMIC_RELAXED))
+                fv_error("cluster: KV entry %s: wrapped by master key %s, but this node's is %s: "
+                         "restart it with the new master key (--key-file) and the old one "
+                         "(--previous-key-file)",
+                         key, id, k->kek.id);
             return FV_EIO;
         }
         if (rc == FV_OK) {
