@@ -10,7 +10,7 @@
  *     the bucket stream's subjects, each entry's last message); a value wrapped by a master
  *     key that is neither the old nor the new one (a wrong old key given), not of this
  *     format, or under the old key but not opening with it, refuses the rotation with the
- *     entry named, and nothing is written.
+ *     entry named, and nothing of the round is written (in the first round: nothing at all).
  *  R2 compare-and-set: a value is replaced with kvStore_Update at the revision it was read
  *     at, so a write another node made meanwhile (a new value, a purge) is never overwritten:
  *     the entry is read again (up to FV_JSROTATE_TRIES times) and what it holds now is
