@@ -10,7 +10,9 @@
  *     subject's key is purged (the marker stays a marker: no key comes back over an erasure)
  *     and a subjects value is replaced by another node (its new content is what ends under
  *     B, not the rotation's stale copy).
- *  R3, R4 markers left alone; a finished rotation run again re-wraps nothing. */
+ *  R4 a node still on A writing under A all the time: the rounds run out, saying so; once
+ *     it stops, a run finishes.
+ *  R3 markers left alone; a finished rotation run again re-wraps nothing. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -162,6 +164,18 @@ static int race(void *arg, const char *bucket, const char *key)
     return FV_OK;
 }
 
+/* R4: a node still on A alone, writing a new value under A at every write of the rotation. */
+static int keep_writing(void *arg, const char *bucket, const char *key)
+{
+    (void)bucket;
+    (void)key;
+    struct env *e = arg;
+    char k[96];
+    snprintf(k, sizeof k, "consents.%032d", 1000 + e->writes++);
+    put_subjects_value(e, k, "consents of a subject new on a node still on A", 0);
+    return FV_OK;
+}
+
 static void rotation(void **state)
 {
     (void)state;
@@ -269,6 +283,19 @@ static void rotation(void **state)
     assert_memory_equal(pt.data, "written by another node meanwhile", pt.len);
     fv_buf_free(&pt);
     kvEntry_Destroy(ke);
+
+    /* R4: a node still on A keeps writing under A: the rounds run out, saying so; once it
+     * stops (restarted with B), a run finishes */
+    put_subjects_value(&e, "consents.00000000000000000000000000000999", "one more under A", 0);
+    o = (struct fv_jsrotate_opts){.before_write = keep_writing, .before_write_arg = &e};
+    e.writes = 0;
+    assert_int_equal(fv_jsrotate_run(&cfg, &e.a, &e.b, &o, &st, err, sizeof err), FV_ESTATE);
+    assert_non_null(strstr(err, "still wrapped by the old master key"));
+    assert_int_equal(st.rounds, FV_JSROTATE_ROUNDS);
+    assert_int_equal(e.writes, FV_JSROTATE_ROUNDS);
+    assert_int_equal(fv_jsrotate_run(&cfg, &e.a, &e.b, NULL, &st, err, sizeof err), FV_OK);
+    assert_int_equal(st.rewrapped, 1); /* the last one the node wrote */
+    assert_int_equal(st.rounds, 2);
 
     /* R4: done; again, nothing to do */
     assert_int_equal(fv_jsrotate_run(&cfg, &e.a, &e.b, NULL, &st, err, sizeof err), FV_OK);
