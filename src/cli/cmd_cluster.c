@@ -3,6 +3,7 @@
  * (docs/cluster.md, "Status").
  *
  *   fleetvault cluster status --config FILE [--json]
+ *   fleetvault cluster keys-rotate --config FILE --key-file OLD --new-key-file NEW [--dry-run]
  *
  * Connects to the NATS servers of the config's "cluster" object and prints the record stream,
  * the storage nodes, each shard's lease owner and durable consumers (cluster/jsstatus.h),
@@ -17,7 +18,9 @@
 #include <jansson.h>
 
 #include "cli/commands.h"
+#include "cluster/jsrotate.h"
 #include "cluster/jsstatus.h"
+#include "crypto/keys.h"
 #include "config/config.h"
 #include "util/err.h"
 
@@ -30,7 +33,15 @@ static void usage(FILE *f)
                "  (lag) from the config's \"cluster\" NATS servers; read-only. Exit: 0\n"
                "  healthy, 1 degraded (a shard without a live lease, a replica offline or\n"
                "  lagging), 2 no status (NATS not\n"
-               "  reachable, no stream, bad config).\n");
+               "  reachable, no stream, bad config).\n"
+               "       fleetvault cluster keys-rotate --config FILE --key-file OLD "
+               "--new-key-file NEW [--dry-run]\n"
+               "  re-wraps every value of the keys and subjects buckets from master key OLD\n"
+               "  to NEW (compare-and-set; markers and values under NEW left alone). Run it\n"
+               "  once every node runs with --key-file NEW --previous-key-file OLD; safe to\n"
+               "  run again. --dry-run: checks only. Exit: 0 done, 1 refused or failed (the\n"
+               "  reason on standard error), 2 bad usage or config (docs/cluster.md, \"Master\n"
+               "  key rotation\").\n");
 }
 
 static json_int_t jint(const json_t *o, const char *k)
@@ -182,6 +193,80 @@ static int cluster_status(int argc, char **argv)
     return h == FV_HEALTH_OK ? 0 : 1;
 }
 
+static int cluster_keys_rotate(int argc, char **argv)
+{
+    const char *config = NULL, *oldf = NULL, *newf = NULL;
+    int dry_run = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+            config = argv[++i];
+        } else if (strcmp(argv[i], "--key-file") == 0 && i + 1 < argc) {
+            oldf = argv[++i];
+        } else if (strcmp(argv[i], "--new-key-file") == 0 && i + 1 < argc) {
+            newf = argv[++i];
+        } else if (strcmp(argv[i], "--dry-run") == 0) {
+            dry_run = 1;
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "fleetvault cluster keys-rotate: unknown option '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (config == NULL || oldf == NULL || newf == NULL) {
+        fprintf(stderr, "fleetvault cluster keys-rotate: --config, --key-file and "
+                        "--new-key-file are required\n");
+        usage(stderr);
+        return 2;
+    }
+    static struct fv_config cfg; /* large: not on the stack */
+    char err[1024] = "";
+    fv_config_defaults(&cfg);
+    if (fv_config_load(&cfg, config, err, sizeof err) != FV_OK) {
+        fprintf(stderr, "fleetvault cluster keys-rotate: %s\n", err);
+        return 2;
+    }
+    if (!cfg.cluster.enabled) {
+        fprintf(stderr,
+                "fleetvault cluster keys-rotate: %s has no \"cluster\" object (a single node "
+                "rotates with 'fleetvault keys rotate')\n",
+                config);
+        return 2;
+    }
+    struct fv_kek oldk, newk;
+    memset(&newk, 0, sizeof newk);
+    int rc = fv_kek_load(oldf, &oldk, err, sizeof err);
+    if (rc == FV_OK) rc = fv_kek_load(newf, &newk, err, sizeof err);
+    struct fv_jsrotate_stats st;
+    if (rc == FV_OK)
+        rc = fv_jsrotate_run(&cfg.cluster, &oldk, &newk,
+                             &(struct fv_jsrotate_opts){.dry_run = dry_run, .progress = stderr},
+                             &st, err, sizeof err);
+    if (rc == FV_OK && dry_run)
+        printf("dry run: %llu entries in KV buckets %s and %s: %llu under the old master key "
+               "%s (to re-wrap), %llu under the new %s, %llu erased (markers); nothing "
+               "changed\n",
+               (unsigned long long)st.entries, cfg.cluster.keys_bucket, cfg.cluster.subjects_bucket,
+               (unsigned long long)st.old_found, oldk.id, (unsigned long long)st.already, newk.id,
+               (unsigned long long)st.markers);
+    else if (rc == FV_OK)
+        printf("%llu entries in KV buckets %s and %s: %llu re-wrapped from master key %s to "
+               "%s, %llu already under it, %llu erased (markers, left as they are); %llu "
+               "writes lost to other nodes and done again; %d round%s. Every value is "
+               "wrapped by %s now\n",
+               (unsigned long long)st.entries, cfg.cluster.keys_bucket, cfg.cluster.subjects_bucket,
+               (unsigned long long)st.rewrapped, oldk.id, newk.id, (unsigned long long)st.already,
+               (unsigned long long)st.markers, (unsigned long long)st.races, st.rounds,
+               st.rounds == 1 ? "" : "s", newk.id);
+    else
+        fprintf(stderr, "fleetvault cluster keys-rotate: %s\n", err);
+    fv_kek_wipe(&oldk);
+    fv_kek_wipe(&newk);
+    return rc == FV_OK ? 0 : 1;
+}
+
 int fv_cmd_cluster(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
@@ -189,6 +274,7 @@ int fv_cmd_cluster(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     if (strcmp(argv[1], "status") == 0) return cluster_status(argc - 1, argv + 1);
+    if (strcmp(argv[1], "keys-rotate") == 0) return cluster_keys_rotate(argc - 1, argv + 1);
     fprintf(stderr, "fleetvault cluster: unknown verb '%s'\n", argv[1]);
     usage(stderr);
     return 2;

@@ -24,6 +24,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: fleetvault serve [--config FILE] [--data DIR] [--certs DIR] [--key-file F]\n"
+            "                        [--previous-key-file F]\n"
             "                        [--listen HOST:PORT] [--api HOST:PORT]\n"
             "                        [--role all|gateway|storage|api]\n"
             "                        [--no-rate-limit] [--log-level debug|info|warn|error]\n\n"
@@ -38,7 +39,9 @@ static void usage(FILE *f)
             "FV_MASTER_KEY environment variable (64 hex digits).\n"
             "--role gateway|storage|api runs one role of a cluster on NATS JetStream, configured\n"
             "by the config's \"cluster\" object (docs/cluster.md); all (the default) is the\n"
-            "single node.\n");
+            "single node. --previous-key-file (a cluster's master key rotation,\n"
+            "docs/cluster.md): the old master key, whose values in the cluster's KV buckets\n"
+            "are still read; a catalog still under it is re-wrapped under --key-file first.\n");
 }
 
 static int parse_level(const char *s, enum fv_log_level *out)
@@ -88,6 +91,8 @@ int fv_cmd_serve(int argc, char **argv)
             snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s", v);
         } else if (strcmp(a, "--key-file") == 0) {
             snprintf(cfg.key_file, sizeof cfg.key_file, "%s", v);
+        } else if (strcmp(a, "--previous-key-file") == 0) {
+            snprintf(cfg.previous_key_file, sizeof cfg.previous_key_file, "%s", v);
         } else if (strcmp(a, "--certs") == 0) {
             snprintf(cfg.certs_dir, sizeof cfg.certs_dir, "%s", v);
         } else if (strcmp(a, "--listen") == 0 || strcmp(a, "--api") == 0) {

@@ -19,6 +19,7 @@
 
 #include "cluster/jskeys.h"
 #include "cluster/natsconn.h"
+#include "util/clock.h"
 #include "util/err.h"
 #include "util/log.h"
 
@@ -37,6 +38,7 @@ struct fv_jskeys {
     void (*changed)(void *arg);
     void *changed_arg;
     struct fv_jskeys_stats stats;  /* atomic fields */
+    uint64_t j6_logged_ns;         /* atomic: the last J6 log line (one per 5 s at most) */
     void (*before_create)(void *); /* tests: fv__jskeys_before_create */
     unsigned delay_ms; /* tests: FV_FAULT_KV_DELAY_MS, a slow bucket (docs/operations.md) */
     void *before_create_arg;
@@ -95,17 +97,22 @@ int fv_jskeys_unwrap(const struct fv_kek *kek, const char *key, char kind, const
                   v[5] >= 0x20 && v[5] < 0x7f ? v[5] : '?', kind);
         return FV_ECORRUPT;
     }
-    if (memcmp(v + 6, kek->id, 16) != 0) {
+    const unsigned char *kk = fv_kek_by_id(kek, (const char *)(v + 6)); /* J6 */
+    if (kk == NULL) {
+        char ids[64];
+        snprintf(ids, sizeof ids, kek->prev_id[0] ? "%s (and the previous %s)" : "%s%s", kek->id,
+                 kek->prev_id);
         fv_seterr(err, errlen,
                   "KV entry %s: wrapped by master key %.16s, but this node's is %s (every node "
-                  "of a cluster must be given the same master key)",
-                  key, (const char *)(v + 6), kek->id);
+                  "of a cluster must be given the same master key; during a rotation, the new "
+                  "one with --key-file and the old with --previous-key-file)",
+                  key, (const char *)(v + 6), ids);
         return FV_ECORRUPT;
     }
     unsigned char aad[FV_JSKEYS_HEAD + 128];
     size_t an;
     int rc = aad_of(v, key, aad, sizeof aad, &an);
-    if (rc == FV_OK) rc = fv_open(kek->key, aad, an, v + FV_JSKEYS_HEAD, n - FV_JSKEYS_HEAD, out);
+    if (rc == FV_OK) rc = fv_open(kk, aad, an, v + FV_JSKEYS_HEAD, n - FV_JSKEYS_HEAD, out);
     if (rc) {
         fv_seterr(err, errlen,
                   "KV entry %s: the value does not open (altered, or moved from "
@@ -114,6 +121,29 @@ int fv_jskeys_unwrap(const struct fv_kek *kek, const char *key, char kind, const
         return FV_ECORRUPT;
     }
     return FV_OK;
+}
+
+int fv_jskeys_value_kek(const unsigned char *v, size_t n, char id[17])
+{
+    id[0] = '\0';
+    if (n < FV_JSKEYS_HEAD + FV_SEAL_OVERHEAD || memcmp(v, FV_JSKEYS_MAGIC, 4) != 0 ||
+        v[4] != FV_JSKEYS_VERSION)
+        return FV_ECORRUPT;
+    memcpy(id, v + 6, 16);
+    id[16] = '\0';
+    return FV_OK;
+}
+
+int fv_jskeys_rewrap(const struct fv_kek *from, const struct fv_kek *to, const char *key,
+                     const unsigned char *v, size_t n, struct fv_buf *out, char *err, size_t errlen)
+{
+    struct fv_buf pt = {0};
+    int rc = n > 5 ? fv_jskeys_unwrap(from, key, (char)v[5], v, n, &pt, err, errlen)
+                   : fv_jskeys_unwrap(from, key, '?', v, n, &pt, err, errlen);
+    if (rc == FV_OK) rc = fv_jskeys_wrap(to, key, (char)v[5], pt.data, pt.len, out);
+    if (pt.data) OPENSSL_cleanse(pt.data, pt.cap);
+    fv_buf_free(&pt);
+    return rc;
 }
 
 static void subject_key(const char *pseudo, char *out, size_t cap)
@@ -277,6 +307,26 @@ static int src_subject(void *arg, const char *pseudo, int create, unsigned char 
     for (int tries = 0; tries < 2; tries++) {
         natsMsg *m = NULL;
         int rc = read_entry(k, key, &m);
+        char id[17];
+        if (rc == FV_OK &&
+            fv_jskeys_value_kek((const unsigned char *)natsMsg_GetData(m),
+                                (size_t)natsMsg_GetDataLength(m), id) == FV_OK &&
+            fv_kek_by_id(&k->kek, id) == NULL) {
+            /* J6: wrapped by a master key this node is not given (a rotation under way, this
+             * node not restarted with the new key yet): unavailable here, never corrupt - a
+             * storage node waits (jsconsume.h C9), a gateway asks again, then lets the device
+             * go; nothing is lost. */
+            natsMsg_Destroy(m);
+            uint64_t now = fv_mono_ns(), last = __atomic_load_n(&k->j6_logged_ns, __ATOMIC_RELAXED);
+            if ((last == 0 || now - last >= 5000000000ull) &&
+                __atomic_compare_exchange_n(&k->j6_logged_ns, &last, now, 0, __ATOMIC_RELAXED,
+                                            __ATOMIC_RELAXED))
+                fv_error("cluster: KV entry %s: wrapped by master key %s, but this node's is %s: "
+                         "restart it with the new master key (--key-file) and the old one "
+                         "(--previous-key-file)",
+                         key, id, k->kek.id);
+            return FV_EIO;
+        }
         if (rc == FV_OK) {
             rc = fv_jskeys_decode_subject(
                 &k->kek, pseudo, (const unsigned char *)natsMsg_GetData(m),

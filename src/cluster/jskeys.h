@@ -25,6 +25,14 @@
  *     bucket's state, so nothing purged meanwhile is missed.
  *  J4 a value that is short, of another format or version, wrapped by another master key,
  *     moved to another entry or altered is refused (FV_ECORRUPT, err says which); never used.
+ *  J6 master key rotation (docs/cluster.md, "Master key rotation"): a value is opened with
+ *     the node's master key or its previous one (struct fv_kek prev_key), whichever the
+ *     value's head names; what a node writes is wrapped by its master key alone. A subject's
+ *     value wrapped by neither is "not available here" (FV_EIO: a storage node waits, a
+ *     gateway asks again), logged naming both ids, not corrupt: during a rotation a node
+ *     not yet restarted with the new key must not stop. The pseudonym key's refuses the
+ *     node's start (J4). fv_jskeys_rewrap moves one value to another master key, its kind,
+ *     KV key and plaintext unchanged (`fleetvault cluster keys-rotate`: jsrotate.h).
  *
  * Threads: the source's functions (fv_jskeys_source) on the thread of the keystore they serve,
  * and on the subjects sync's (jssubjects.h P4): they use only nats.c's connection, which is
@@ -62,6 +70,14 @@ int fv_jskeys_wrap(const struct fv_kek *kek, const char *key, char kind, const v
  * FV_ECORRUPT with err saying what is wrong (J4). */
 int fv_jskeys_unwrap(const struct fv_kek *kek, const char *key, char kind, const unsigned char *v,
                      size_t n, struct fv_buf *out, char *err, size_t errlen);
+/* The id of the master key a value names in its head into id (16 hex + NUL): FV_OK, or
+ * FV_ECORRUPT when v is not a value of this format (id ""). */
+int fv_jskeys_value_kek(const unsigned char *v, size_t n, char id[17]);
+/* J6: value v of entry key, opened with from (its kind from its head), wrapped again by to
+ * (appended to out). Errors as fv_jskeys_unwrap; the plaintext is wiped. */
+int fv_jskeys_rewrap(const struct fv_kek *from, const struct fv_kek *to, const char *key,
+                     const unsigned char *v, size_t n, struct fv_buf *out, char *err,
+                     size_t errlen);
 /* The subject entry's value: data key || name (1 to FV_NAME_MAX bytes). */
 int fv_jskeys_encode_subject(const struct fv_kek *kek, const char *pseudo,
                              const unsigned char dek[FV_KEY_LEN], const char *name,

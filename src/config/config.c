@@ -225,6 +225,9 @@ int fv_config_load(struct fv_config *c, const char *path, char *err, size_t errl
             snprintf(c->data_dir, sizeof c->data_dir, "%s", json_string_value(val));
         } else if (strcmp(key, "key_file") == 0 && json_is_string(val)) {
             snprintf(c->key_file, sizeof c->key_file, "%s", json_string_value(val));
+        } else if (strcmp(key, "previous_key_file") == 0 && json_is_string(val)) {
+            snprintf(c->previous_key_file, sizeof c->previous_key_file, "%s",
+                     json_string_value(val));
         } else if (strcmp(key, "certs") == 0 && json_is_string(val)) {
             snprintf(c->certs_dir, sizeof c->certs_dir, "%s", json_string_value(val));
         } else if ((strcmp(key, "listen") == 0 || strcmp(key, "api") == 0) && json_is_string(val)) {

@@ -30,6 +30,9 @@ struct fv_config {
     char data_dir[1024];
     char certs_dir[1024];
     char key_file[1024]; /* master key file; empty: the FV_MASTER_KEY environment variable */
+    /* a cluster's master key rotation: the previous master key, whose KV values are still
+     * read (docs/cluster.md, "Master key rotation"); empty: none */
+    char previous_key_file[1024];
     char listen_host[256];
     int listen_port;
     char api_host[256];
@@ -82,9 +85,9 @@ struct fv_config {
 /* Defaults: data ./data, certs ./certs, devices on 127.0.0.1:4443, API on 127.0.0.1:8080. */
 void fv_config_defaults(struct fv_config *c);
 
-/* Loads a JSON config file over c. Keys: data, certs, key_file, listen, api, max_message,
- * device_idle_timeout, api_nice, ingest_nice, wal_segment_mb, rate_limits ({TOPIC: {per_second,
- * burst}} or false), store ({flush_interval, flush_datums, head_max_datums, wal_keep,
+/* Loads a JSON config file over c. Keys: data, certs, key_file, previous_key_file, listen, api,
+ * max_message, device_idle_timeout, api_nice, ingest_nice, wal_segment_mb, rate_limits ({TOPIC:
+ * {per_second, burst}} or false), store ({flush_interval, flush_datums, head_max_datums, wal_keep,
  * compact_fanin, retention: {CLASS: "30d"}, classes: {CLASS: [SIGNAL, ...]}}), policy, audit_key,
  * audit_witness, ui_dir (paths), audit_retention (a duration), audit_prealloc_kb, vpp ({programs:
  * {NAME: {...}}}: energy/program.h), clips (data/clip_upload.h), labeling ({lease_s}), openadr

@@ -33,6 +33,12 @@
 struct fv_kek {
     unsigned char key[FV_KEY_LEN];
     char id[17]; /* first 8 bytes of SHA-256(key), hex: names the KEK without revealing it */
+    /* A cluster's master key rotation (docs/cluster.md, "Master key rotation"): the previous
+     * master key, whose KV values a node still reads while the cluster moves to key
+     * (cluster/jskeys.h J6). prev_id[0] == '\0': none. Everything a node wraps, and its
+     * catalog, use key alone. */
+    unsigned char prev_key[FV_KEY_LEN];
+    char prev_id[17];
 };
 
 /* Writes a new random KEK to path (0600, never overwriting). */
@@ -40,6 +46,11 @@ int fv_kek_create(const char *path, char *err, size_t errlen);
 /* Loads the KEK from path, or from FV_MASTER_KEY when path is NULL. */
 int fv_kek_load(const char *path, struct fv_kek *out, char *err, size_t errlen);
 void fv_kek_wipe(struct fv_kek *k);
+/* Loads the previous master key from path into k's prev_key (k's key loaded already):
+ * refused when it is k's key itself. */
+int fv_kek_load_previous(const char *path, struct fv_kek *k, char *err, size_t errlen);
+/* The key of k (key or prev_key) whose id is these 16 hex characters; NULL if neither. */
+const unsigned char *fv_kek_by_id(const struct fv_kek *k, const char *id16);
 
 /* Appends nonce || AES-256-GCM(key, pt, aad) || tag to out. */
 int fv_seal(const unsigned char key[FV_KEY_LEN], const void *aad, size_t aadlen, const void *pt,
@@ -125,6 +136,14 @@ int fv_keystore_destroy_pseudo(struct fv_keystore *ks, const char *pseudo, char 
  * not rewritten. */
 int fv_keystore_rewrap(struct fv_keystore *ks, const struct fv_kek *new_kek, char *err,
                        size_t errlen);
+/* The id of the master key that wrapped the catalog at db_path into out ("" when the file or
+ * its pseudonym key does not exist yet); opens it read-only, creates nothing. FV_OK, FV_EIO. */
+int fv_keystore_kek_id(const char *db_path, char out[17], char *err, size_t errlen);
+/* A catalog still wrapped by kek's previous key (prev_id) is re-wrapped under kek's key, as
+ * `fleetvault keys rotate` does (one transaction); *done says whether it was. A catalog
+ * under kek's key, or new, is left alone. Call it before the catalog's keystores open. */
+int fv_keystore_rotate_catalog(const char *db_path, const struct fv_kek *kek, int *done, char *err,
+                               size_t errlen);
 void fv_keystore_close(struct fv_keystore *ks);
 /* Drops every cached key (wiped): the next use of each reads the catalog again, so a key
  * another keystore destroyed is seen as destroyed. Pointers returned before are invalid. */

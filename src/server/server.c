@@ -295,9 +295,22 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
                   cfg->key_file, cfg->data_dir);
         return FV_EINVAL;
     }
+    if (cfg->previous_key_file[0])
+        rc = fv_kek_load_previous(cfg->previous_key_file, &srv->kek, err, errlen);
+    if (rc) return rc;
     rc = fv_admin_token_load(cfg, srv->admin_token, sizeof srv->admin_token, err, errlen);
     if (rc) return rc;
     snprintf(path, sizeof path, "%s/catalog.db", cfg->data_dir);
+    /* a master key rotation (docs/cluster.md): the catalog moved to the new key first */
+    int rotated = 0;
+    rc = fv_keystore_rotate_catalog(path, &srv->kek, &rotated, err, errlen);
+    if (rc) return rc;
+    if (rotated)
+        fv_info("catalog %s re-wrapped from master key %s to %s", path, srv->kek.prev_id,
+                srv->kek.id);
+    if (srv->kek.prev_id[0])
+        fv_info("master key %s; values wrapped by the previous master key %s are still read",
+                srv->kek.id, srv->kek.prev_id);
     if (cfg->role == FV_ROLE_ALL) {
         rc = fv_keystore_open(path, &srv->kek, &srv->keys, err, errlen);
     } else { /* the catalog caches the cluster's keys (docs/cluster.md, "Keys") */

@@ -160,11 +160,109 @@ static void bad_values_refused(void **state)
     fv_buf_free(&v);
 }
 
+/* J6: a node given a previous master key opens values under either key (the head names
+ * which) and wraps with its own; fv_jskeys_rewrap moves a value to another key with its kind,
+ * entry and plaintext unchanged; a value under neither key is refused naming both ids. */
+static void previous_key_and_rewrap(void **state)
+{
+    (void)state;
+    struct fv_kek a, b, ab, third;
+    kek_of(&a, 7);
+    kek_of(&b, 9);
+    kek_of(&third, 11);
+    ab = b; /* the node during a rotation: key B, previous A */
+    memcpy(ab.prev_key, a.key, FV_KEY_LEN);
+    memcpy(ab.prev_id, a.id, sizeof ab.prev_id);
+    assert_ptr_equal(fv_kek_by_id(&ab, a.id), ab.prev_key);
+    assert_ptr_equal(fv_kek_by_id(&ab, b.id), ab.key);
+    assert_null(fv_kek_by_id(&ab, third.id));
+    assert_null(fv_kek_by_id(&b, a.id)); /* no previous key: B alone */
+
+    unsigned char dek[FV_KEY_LEN], got[FV_KEY_LEN];
+    for (int i = 0; i < FV_KEY_LEN; i++)
+        dek[i] = (unsigned char)(100 + i);
+    struct fv_buf va = {0}, vb = {0}, vab = {0}, again = {0};
+    char name[FV_NAME_MAX + 1], err[512], id[17];
+    assert_int_equal(fv_jskeys_encode_subject(&a, PSEUDO, dek, "5YJROT000000001", &va), FV_OK);
+    /* the node on B with previous A opens A's value, and wraps its own with B */
+    assert_int_equal(
+        fv_jskeys_decode_subject(&ab, PSEUDO, va.data, va.len, got, name, err, sizeof err), FV_OK);
+    assert_memory_equal(got, dek, FV_KEY_LEN);
+    assert_string_equal(name, "5YJROT000000001");
+    assert_int_equal(fv_jskeys_encode_subject(&ab, PSEUDO, dek, "5YJROT000000001", &vab), FV_OK);
+    assert_int_equal(fv_jskeys_value_kek(vab.data, vab.len, id), FV_OK);
+    assert_string_equal(id, b.id);
+    /* re-wrapped A -> B: the same plaintext, B's id, opens with B alone, not with A */
+    char key[80];
+    snprintf(key, sizeof key, "subject.%s", PSEUDO);
+    assert_int_equal(fv_jskeys_rewrap(&a, &b, key, va.data, va.len, &vb, err, sizeof err), FV_OK);
+    assert_int_equal(vb.len, va.len);
+    assert_memory_equal(vb.data, "FVKV\x01S", 6);
+    assert_int_equal(fv_jskeys_value_kek(vb.data, vb.len, id), FV_OK);
+    assert_string_equal(id, b.id);
+    assert_null(memmem(vb.data, vb.len, dek, 8)); /* the key never in clear */
+    memset(got, 0, sizeof got);
+    assert_int_equal(
+        fv_jskeys_decode_subject(&b, PSEUDO, vb.data, vb.len, got, name, err, sizeof err), FV_OK);
+    assert_memory_equal(got, dek, FV_KEY_LEN);
+    assert_int_equal(
+        fv_jskeys_decode_subject(&a, PSEUDO, vb.data, vb.len, got, name, err, sizeof err),
+        FV_ECORRUPT);
+    assert_non_null(strstr(err, b.id));
+    assert_non_null(strstr(err, a.id));
+    /* a value under a third key: refused by the rotating node, naming all three ids */
+    struct fv_buf vt = {0};
+    assert_int_equal(fv_jskeys_encode_subject(&third, PSEUDO, dek, "5YJROT000000001", &vt), FV_OK);
+    assert_int_equal(
+        fv_jskeys_decode_subject(&ab, PSEUDO, vt.data, vt.len, got, name, err, sizeof err),
+        FV_ECORRUPT);
+    assert_non_null(strstr(err, third.id));
+    assert_non_null(strstr(err, a.id));
+    assert_non_null(strstr(err, b.id));
+    /* re-wrapping needs the key the value names: B's value is not A's to move */
+    assert_int_equal(fv_jskeys_rewrap(&a, &b, key, vb.data, vb.len, &again, err, sizeof err),
+                     FV_ECORRUPT);
+    assert_int_equal(again.len, 0);
+    /* nor does it move a value to another entry: the seal binds the KV key */
+    assert_int_equal(fv_jskeys_rewrap(&a, &b, "subject.fedcba9876543210fedcba9876543210", va.data,
+                                      va.len, &again, err, sizeof err),
+                     FV_ECORRUPT);
+    /* an altered value is not re-wrapped (so it could never be laundered under B) */
+    unsigned char w[256];
+    memcpy(w, va.data, va.len);
+    w[va.len - 1] ^= 1;
+    assert_int_equal(fv_jskeys_rewrap(&a, &b, key, w, va.len, &again, err, sizeof err),
+                     FV_ECORRUPT);
+    assert_int_equal(again.len, 0);
+    /* a consents value (another kind) keeps its kind */
+    unsigned char pt[5] = {0, 0, 0, 0, 0};
+    struct fv_buf vc = {0}, vc2 = {0}, out = {0};
+    assert_int_equal(fv_jskeys_wrap(&a, "consents.x", 'C', pt, sizeof pt, &vc), FV_OK);
+    assert_int_equal(fv_jskeys_rewrap(&a, &b, "consents.x", vc.data, vc.len, &vc2, err, sizeof err),
+                     FV_OK);
+    assert_int_equal(vc2.data[5], 'C');
+    assert_int_equal(
+        fv_jskeys_unwrap(&ab, "consents.x", 'C', vc2.data, vc2.len, &out, err, sizeof err), FV_OK);
+    assert_int_equal(out.len, sizeof pt);
+    /* not a value of this format: no id */
+    assert_int_equal(fv_jskeys_value_kek((const unsigned char *)"garbage", 7, id), FV_ECORRUPT);
+    assert_string_equal(id, "");
+    fv_buf_free(&va);
+    fv_buf_free(&vb);
+    fv_buf_free(&vab);
+    fv_buf_free(&vt);
+    fv_buf_free(&again);
+    fv_buf_free(&vc);
+    fv_buf_free(&vc2);
+    fv_buf_free(&out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(subject_round_trip),
         cmocka_unit_test(bad_values_refused),
+        cmocka_unit_test(previous_key_and_rewrap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

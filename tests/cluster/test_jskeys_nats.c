@@ -151,10 +151,16 @@ static void two_nodes(void **state)
     assert_int_equal(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
     char subj[96];
     snprintf(subj, sizeof subj, "$KV.%s.subject.%s", cfg.keys_bucket, P4);
-    static const char junk[] = "FVKV\001S0000000000000000 not sealed by any master key here";
+    static const char junk[] = "FVKV\001S5c5c5c5c01020304 naming this key, not sealed by it";
     assert_int_equal(js_Publish(NULL, js, subj, junk, (int)sizeof junk - 1, NULL, NULL), NATS_OK);
     assert_int_equal(s1.subject(s1.arg, P4, 0, d2, n2name), FV_ECORRUPT);
     assert_int_equal(s1.subject(s1.arg, P4, 1, d2, name), FV_ECORRUPT);
+    /* J6: one naming a master key this node is not given is not here (a rotation this node
+     * was not restarted for: it waits), never used either */
+    static const char other[] = "FVKV\001S0000000000000000 not sealed by any master key here";
+    assert_int_equal(js_Publish(NULL, js, subj, other, (int)sizeof other - 1, NULL, NULL), NATS_OK);
+    assert_int_equal(s1.subject(s1.arg, P4, 0, d2, n2name), FV_EIO);
+    assert_int_equal(s1.subject(s1.arg, P4, 1, d2, name), FV_EIO);
 
     /* J3: a node starting now sees the markers of P1 and P3 in the bucket's state, then P2's
      * purge as it happens; each is destroyed in its catalog */

@@ -39,6 +39,7 @@ static void defaults(void **state)
     assert_int_equal(c.api_nice, 10);
     assert_int_equal(c.ingest_nice, 0);
     assert_true(c.label_lease_ms == 30 * 60 * 1000);
+    assert_string_equal(c.previous_key_file, ""); /* no rotation under way */
 }
 
 static void accepted(void **state)
@@ -53,6 +54,12 @@ static void accepted(void **state)
     assert_int_equal(c.ingest_nice, -20);
     assert_int_equal(load("{\"labeling\": {\"lease_s\": 3}}", &c, err, sizeof err), FV_OK);
     assert_true(c.label_lease_ms == 3000);
+    /* a cluster's master key rotation (docs/cluster.md): the previous key beside the key */
+    assert_int_equal(load("{\"key_file\": \"/k/new.key\", \"previous_key_file\": \"/k/old.key\"}",
+                          &c, err, sizeof err),
+                     FV_OK);
+    assert_string_equal(c.key_file, "/k/new.key");
+    assert_string_equal(c.previous_key_file, "/k/old.key");
 }
 
 static void refused(void **state)

@@ -77,6 +77,69 @@ static void test_kek_files(void **state)
     assert_non_null(strstr(err, "keys init"));
 }
 
+/* A cluster's rotation (docs/cluster.md, "Master key rotation"): the previous key loaded
+ * beside the master key (never the same key), and a catalog still under it re-wrapped under
+ * the master key once, before the node's keystores open; the data keys stay the same. */
+static void test_previous_key_and_catalog_rotation(void **state)
+{
+    (void)state;
+    char pa[128], pb[128], pc[128], db[128], err[512];
+    path(pa, sizeof pa, "rotA");
+    path(pb, sizeof pb, "rotB");
+    path(pc, sizeof pc, "rot.db");
+    snprintf(db, sizeof db, "%s", pc);
+    assert_int_equal(fv_kek_create(pa, err, sizeof err), FV_OK);
+    assert_int_equal(fv_kek_create(pb, err, sizeof err), FV_OK);
+    struct fv_kek a, b, ba;
+    assert_int_equal(fv_kek_load(pa, &a, err, sizeof err), FV_OK);
+    assert_int_equal(fv_kek_load(pb, &b, err, sizeof err), FV_OK);
+    assert_string_equal(b.prev_id, ""); /* none unless loaded */
+    ba = b;
+    assert_int_equal(fv_kek_load_previous(pb, &ba, err, sizeof err), FV_EINVAL); /* itself */
+    assert_non_null(strstr(err, "is the master key itself"));
+    assert_int_equal(fv_kek_load_previous(pa, &ba, err, sizeof err), FV_OK);
+    assert_string_equal(ba.prev_id, a.id);
+    assert_memory_equal(ba.prev_key, a.key, FV_KEY_LEN);
+
+    /* no catalog yet: nothing to do, nothing made */
+    char id[17];
+    int done = 1;
+    assert_int_equal(fv_keystore_rotate_catalog(db, &ba, &done, err, sizeof err), FV_OK);
+    assert_int_equal(done, 0);
+    struct stat st;
+    assert_int_not_equal(stat(db, &st), 0);
+    /* a catalog under A, with a subject */
+    struct fv_keystore *ks = NULL;
+    const unsigned char *dek;
+    unsigned char dek_a[FV_KEY_LEN];
+    char pseudo[FV_PSEUDONYM_LEN + 1], pseudo2[FV_PSEUDONYM_LEN + 1];
+    assert_int_equal(fv_keystore_open(db, &a, &ks, err, sizeof err), FV_OK);
+    assert_int_equal(fv_keystore_dek(ks, "5YJROTATE0000001", 1, &dek, pseudo), FV_OK);
+    memcpy(dek_a, dek, FV_KEY_LEN);
+    fv_keystore_close(ks);
+    assert_int_equal(fv_keystore_kek_id(db, id, err, sizeof err), FV_OK);
+    assert_string_equal(id, a.id);
+    /* B alone: refused naming both (unchanged), and the B-with-previous-A node rotates it */
+    assert_int_not_equal(fv_keystore_open(db, &b, &ks, err, sizeof err), FV_OK);
+    assert_non_null(strstr(err, a.id));
+    assert_int_equal(fv_keystore_rotate_catalog(db, &b, &done, err, sizeof err), FV_OK);
+    assert_int_equal(done, 0); /* no previous key: left alone */
+    assert_int_equal(fv_keystore_rotate_catalog(db, &ba, &done, err, sizeof err), FV_OK);
+    assert_int_equal(done, 1);
+    assert_int_equal(fv_keystore_kek_id(db, id, err, sizeof err), FV_OK);
+    assert_string_equal(id, b.id);
+    assert_int_equal(fv_keystore_rotate_catalog(db, &ba, &done, err, sizeof err), FV_OK);
+    assert_int_equal(done, 0); /* once only */
+    assert_int_equal(fv_keystore_open(db, &b, &ks, err, sizeof err), FV_OK);
+    assert_int_equal(fv_keystore_dek(ks, "5YJROTATE0000001", 0, &dek, pseudo2), FV_OK);
+    assert_string_equal(pseudo2, pseudo);        /* the same pseudonym key */
+    assert_memory_equal(dek, dek_a, FV_KEY_LEN); /* the same data key */
+    fv_keystore_close(ks);
+    assert_int_not_equal(fv_keystore_open(db, &a, &ks, err, sizeof err), FV_OK);
+    fv_kek_wipe(&ba);
+    assert_string_equal(ba.prev_id, "");
+}
+
 static void test_seal_detects_every_altered_byte(void **state)
 {
     (void)state;
@@ -603,6 +666,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kek_files),
+        cmocka_unit_test(test_previous_key_and_catalog_rotation),
         cmocka_unit_test(test_seal_detects_every_altered_byte),
         cmocka_unit_test(test_nonces_and_reused_cipher),
         cmocka_unit_test(test_keystore),
