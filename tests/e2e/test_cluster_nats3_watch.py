@@ -199,7 +199,6 @@ def run(env, nats):
         g.stop()
     for n in (a, b):
         n.stop()
-        assert "Traceback" not in n.log()
     t.log(f"{ROUNDS} rounds: applied after {', '.join(f'{x:.1f}' for x in timings)} s; "
           f"{time.time() - t0:.1f} s in all")
 
