@@ -424,7 +424,8 @@ int fv_jskeys_watch(struct fv_jskeys *k, const char *catalog_path, void (*change
 {
     int rc = fv_keystore_open(catalog_path, &k->kek, &k->watch_keys, err, errlen);
     if (rc == FV_OK)
-        rc = fv_kvfollow_open(k->conn.nc, k->conn.js, k->cfg->keys_bucket, &k->follow, err, errlen);
+        rc = fv_kvfollow_open(k->conn.nc, k->conn.js, k->kv, k->cfg->keys_bucket, &k->follow, err,
+                              errlen);
     if (rc) return rc;
     k->changed = changed;
     k->changed_arg = arg;

@@ -769,8 +769,8 @@ int fv_jssubjects_open(const struct fv_cluster_cfg *cfg, const struct fv_kek *ke
         rc = bind_bucket(s, err, errlen);
     }
     if (rc == FV_OK)
-        rc =
-            fv_kvfollow_open(s->conn.nc, s->conn.js, cfg->subjects_bucket, &s->follow, err, errlen);
+        rc = fv_kvfollow_open(s->conn.nc, s->conn.js, s->kv, cfg->subjects_bucket, &s->follow, err,
+                              errlen);
     if (rc == FV_OK) rc = initial_sync(s, err, errlen);
     for (int i = 0; rc == FV_EIO && i < FV_NATS_START_TRIES; i++) {
         fv_warn("%s; trying again", err);

@@ -17,20 +17,26 @@ struct fv_kvfollow {
     char filter[80]; /* $KV.BUCKET.> */
     size_t plen;     /* strlen("$KV.BUCKET.") */
     natsSubscription *hint;
+    kvStore *kv;          /* F4: NULL, or the bucket for the first read of its state */
+    kvWatcher *bulk;      /* F4's watcher while it reads */
+    int bulk_done;        /* F4 over (ended, failed, or never) */
+    kvEntry *entry;       /* the last entry F4 returned (freed by the next call) */
     natsMsg *msg;         /* the last message returned (freed by the next call) */
     uint64_t last;        /* its stream sequence */
     int retries;          /* HINT_RETRIES after a wake-up, counted down by empty gets */
     uint64_t gets, hints; /* atomic */
 };
 
-int fv_kvfollow_open(natsConnection *nc, jsCtx *js, const char *bucket, struct fv_kvfollow **out,
-                     char *err, size_t errlen)
+int fv_kvfollow_open(natsConnection *nc, jsCtx *js, kvStore *kv, const char *bucket,
+                     struct fv_kvfollow **out, char *err, size_t errlen)
 {
     *out = NULL;
     struct fv_kvfollow *f = calloc(1, sizeof *f);
     if (f == NULL) return FV_ENOMEM;
     f->nc = nc;
     f->js = js;
+    f->kv = kv;
+    f->bulk_done = kv == NULL;
     snprintf(f->stream, sizeof f->stream, "KV_%s", bucket);
     snprintf(f->filter, sizeof f->filter, "$KV.%s.>", bucket);
     f->plen = strlen(f->filter) - 1;
@@ -54,11 +60,58 @@ static enum fv_kvop op_of(natsMsg *m)
     return FV_KV_PUT;
 }
 
-/* F1: one direct get of the first message after the last returned. */
-static int get_next(struct fv_kvfollow *f, struct fv_kventry *e, char *err, size_t errlen)
+static void release(struct fv_kvfollow *f)
 {
     natsMsg_Destroy(f->msg);
     f->msg = NULL;
+    kvEntry_Destroy(f->entry);
+    f->entry = NULL;
+}
+
+static void bulk_end(struct fv_kvfollow *f)
+{
+    kvWatcher_Destroy(f->bulk);
+    f->bulk = NULL;
+    f->bulk_done = 1;
+}
+
+/* F4: the next entry of the bucket's state from a watcher; FV_ENOENT once it is over (the
+ * end of the state, or any failure: direct gets go on from the last entry it gave). */
+static int bulk_next(struct fv_kvfollow *f, struct fv_kventry *e)
+{
+    release(f);
+    if (f->bulk == NULL) {
+        kvWatchOptions wo;
+        kvWatchOptions_Init(&wo);
+        wo.Timeout = FV_KVFOLLOW_REQUEST_MS;
+        if (kvStore_WatchAll(&f->bulk, f->kv, &wo) != NATS_OK) {
+            f->bulk = NULL;
+            bulk_end(f);
+            return FV_ENOENT;
+        }
+    }
+    kvEntry *ke = NULL;
+    if (kvWatcher_Next(&ke, f->bulk, FV_KVFOLLOW_REQUEST_MS) != NATS_OK || ke == NULL ||
+        kvEntry_Revision(ke) <= f->last || kvEntry_Key(ke) == NULL) {
+        kvEntry_Destroy(ke);
+        bulk_end(f);
+        return FV_ENOENT;
+    }
+    f->entry = ke;
+    f->last = kvEntry_Revision(ke);
+    kvOperation op = kvEntry_Operation(ke);
+    e->key = kvEntry_Key(ke);
+    e->op = op == kvOp_Delete ? FV_KV_DEL : op == kvOp_Purge ? FV_KV_PURGE : FV_KV_PUT;
+    e->len = (size_t)kvEntry_ValueLen(ke);
+    e->value = e->len ? (const unsigned char *)kvEntry_Value(ke) : NULL;
+    e->revision = f->last;
+    return FV_OK;
+}
+
+/* F1: one direct get of the first message after the last returned. */
+static int get_next(struct fv_kvfollow *f, struct fv_kventry *e, char *err, size_t errlen)
+{
+    release(f);
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.Wait = FV_KVFOLLOW_REQUEST_MS;
@@ -120,6 +173,7 @@ static int wait_hint(struct fv_kvfollow *f, int64_t ms)
 int fv_kvfollow_next(struct fv_kvfollow *f, struct fv_kventry *e, int64_t wait_ms, char *err,
                      size_t errlen)
 {
+    if (!f->bulk_done && bulk_next(f, e) == FV_OK) return FV_OK;
     uint64_t deadline = fv_mono_ns() + (uint64_t)(wait_ms > 0 ? wait_ms : 0) * 1000000u;
     for (;;) {
         int rc = get_next(f, e, err, errlen);
@@ -151,7 +205,8 @@ void fv_kvfollow_counts(const struct fv_kvfollow *f, uint64_t *gets, uint64_t *h
 void fv_kvfollow_close(struct fv_kvfollow *f)
 {
     if (f == NULL) return;
-    natsMsg_Destroy(f->msg);
+    release(f);
+    kvWatcher_Destroy(f->bulk);
     natsSubscription_Unsubscribe(f->hint);
     natsSubscription_Destroy(f->hint);
     free(f);
