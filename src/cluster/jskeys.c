@@ -6,7 +6,9 @@
  * and a create must fail on a marker too (J1), which kvStore_Create does not (it writes over
  * a deleted entry). So a read is js_GetLastMsg on $KV.BUCKET.KEY with its KV-Operation header
  * looked at, and a create is a publish expecting no message on that subject. The bucket
- * itself, the purge and the watcher are nats.c's kvStore calls.
+ * itself and the purge are nats.c's kvStore calls; the bucket is followed (J3) by reading its
+ * stream in sequence (kvfollow.h), not with a kvWatcher, whose consumer nats-server 2.9 may
+ * place on a dead server.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -18,6 +20,7 @@
 #include <openssl/crypto.h>
 
 #include "cluster/jskeys.h"
+#include "cluster/kvfollow.h"
 #include "cluster/natsconn.h"
 #include "util/clock.h"
 #include "util/err.h"
@@ -28,9 +31,9 @@ struct fv_jskeys {
     struct fv_kek kek;
     struct fv_natsconn conn;
     kvStore *kv;
-    char stream[40];      /* KV_BUCKET */
-    char subj_prefix[48]; /* $KV.BUCKET. */
-    kvWatcher *watcher;
+    char stream[40];            /* KV_BUCKET */
+    char subj_prefix[48];       /* $KV.BUCKET. */
+    struct fv_kvfollow *follow; /* the watcher thread's (J3) */
     pthread_t thread;
     int thread_started;
     int stop;                       /* atomic */
@@ -439,52 +442,30 @@ static void erased(struct fv_jskeys *k, const char *pseudo)
     k->changed(k->changed_arg);
 }
 
-/* A watcher from the bucket's current state on (J3). */
-static natsStatus start_watcher(struct fv_jskeys *k)
-{
-    kvWatchOptions wo;
-    kvWatchOptions_Init(&wo);
-    wo.MetaOnly = true; /* the markers are what matters; values are not needed */
-    wo.Timeout = FV_JSKEYS_WAIT_MS;
-    return kvStore_WatchAll(&k->watcher, k->kv, &wo);
-}
-
-/* J3, the watcher's thread. nats.c keeps the watcher's ordered consumer across reconnects
- * (it makes it again from the last message seen); a watcher that fails all the same is made
- * again from the bucket's state, which holds every marker, so nothing purged meanwhile is
- * missed. */
+/* J3, the watcher's thread: the bucket's messages in sequence, its current state first
+ * (erased while this node was down), then each as it is stored. A request that fails is asked
+ * again from the same place (kvfollow.h F2): nothing purged meanwhile is missed. */
 static void *watch_main(void *arg)
 {
     struct fv_jskeys *k = arg;
     size_t plen = strlen(FV_JSKEYS_SUBJ_PREFIX);
+    int failing = 0;
     while (!__atomic_load_n(&k->stop, __ATOMIC_ACQUIRE)) {
-        natsStatus st = NATS_OK;
-        if (k->watcher == NULL && (st = start_watcher(k)) != NATS_OK) {
-            fv_warn("cluster: watching KV bucket %s again: %s; trying again", k->cfg->keys_bucket,
-                    natsStatus_GetText(st));
-            usleep(500000);
+        struct fv_kventry e;
+        char err[256];
+        int rc = fv_kvfollow_next(k->follow, &e, FV_JSKEYS_FOLLOW_MS, err, sizeof err);
+        if (rc == FV_EIO) {
+            if (!failing) fv_warn("%s; asking again", err);
+            failing = 1;
+            usleep(FV_JSKEYS_FOLLOW_MS * 1000u);
             continue;
         }
-        kvEntry *e = NULL;
-        st = kvWatcher_Next(&e, k->watcher, 500);
-        if (st == NATS_TIMEOUT) continue;
-        if (st != NATS_OK) {
-            fv_warn("cluster: watching KV bucket %s: %s; watching it again", k->cfg->keys_bucket,
-                    natsStatus_GetText(st));
-            kvWatcher_Destroy(k->watcher);
-            k->watcher = NULL;
-            continue;
-        }
-        if (e == NULL) continue; /* the end of the bucket's current state */
-        kvOperation op = kvEntry_Operation(e);
-        const char *key = kvEntry_Key(e);
-        if ((op == kvOp_Delete || op == kvOp_Purge) && key &&
-            strncmp(key, FV_JSKEYS_SUBJ_PREFIX, plen) == 0 && is_pseudonym(key + plen))
-            erased(k, key + plen);
-        kvEntry_Destroy(e);
+        if (failing) fv_info("cluster: following KV bucket %s again", k->cfg->keys_bucket);
+        failing = 0;
+        if (rc == FV_OK && e.op != FV_KV_PUT && strncmp(e.key, FV_JSKEYS_SUBJ_PREFIX, plen) == 0 &&
+            is_pseudonym(e.key + plen))
+            erased(k, e.key + plen);
     }
-    kvWatcher_Destroy(k->watcher);
-    k->watcher = NULL;
     return NULL;
 }
 
@@ -492,13 +473,10 @@ int fv_jskeys_watch(struct fv_jskeys *k, const char *catalog_path, void (*change
                     void *arg, char *err, size_t errlen)
 {
     int rc = fv_keystore_open(catalog_path, &k->kek, &k->watch_keys, err, errlen);
+    if (rc == FV_OK)
+        rc = fv_kvfollow_open(k->conn.nc, k->conn.js, k->kv, k->cfg->keys_bucket, &k->follow, err,
+                              errlen);
     if (rc) return rc;
-    natsStatus st = start_watcher(k);
-    if (st != NATS_OK) {
-        fv_seterr(err, errlen, "cluster: watching KV bucket %s: %s", k->cfg->keys_bucket,
-                  natsStatus_GetText(st));
-        return FV_EIO;
-    }
     k->changed = changed;
     k->changed_arg = arg;
     if (pthread_create(&k->thread, NULL, watch_main, k) != 0) {
@@ -526,13 +504,13 @@ void fv__jskeys_before_create(struct fv_jskeys *k, void (*fn)(void *), void *arg
 void fv_jskeys_unwatch(struct fv_jskeys *k)
 {
     if (k == NULL) return;
-    /* The thread sees stop within one wait of kvWatcher_Next (500 ms) and destroys its
-     * watcher itself: no other thread touches it. */
+    /* The thread sees stop within one wait of the follower (FV_JSKEYS_FOLLOW_MS, or a
+     * request's timeout); the follower is closed once it is gone. */
     __atomic_store_n(&k->stop, 1, __ATOMIC_RELEASE);
     if (k->thread_started) pthread_join(k->thread, NULL);
     k->thread_started = 0;
-    kvWatcher_Destroy(k->watcher); /* started, but no thread (pthread_create failed) */
-    k->watcher = NULL;
+    fv_kvfollow_close(k->follow);
+    k->follow = NULL;
     fv_keystore_close(k->watch_keys);
     k->watch_keys = NULL;
 }

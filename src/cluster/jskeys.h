@@ -20,9 +20,10 @@
  *     durable. Nothing here ever removes markers (no kvStore_PurgeDeletes).
  *  J3 the watcher (fv_jskeys_watch) reports every subject entry deleted or purged - those of
  *     the bucket's current state first (erased while this node was down), then as they
- *     happen - so that each node drops its cached copy. Across reconnects nats.c keeps the
- *     watcher going (its ordered consumer made again); one that fails is made again from the
- *     bucket's state, so nothing purged meanwhile is missed.
+ *     happen - so that each node drops its cached copy. It reads the bucket's stream in
+ *     sequence (kvfollow.h: no consumer, so no replica on a dead server to wait for; a
+ *     request that fails is asked again from the same sequence), woken by each write and
+ *     asking at least every FV_JSKEYS_FOLLOW_MS: nothing purged is missed.
  *  J4 a value that is short, of another format or version, wrapped by another master key,
  *     moved to another entry or altered is refused (FV_ECORRUPT, err says which); never used.
  *  J6 master key rotation (docs/cluster.md, "Master key rotation"): a value is opened with
@@ -50,7 +51,8 @@
 #include "crypto/keys.h"
 #include "util/buf.h"
 
-#define FV_JSKEYS_WAIT_MS 5000 /* a KV request's timeout */
+#define FV_JSKEYS_WAIT_MS   5000 /* a KV request's timeout */
+#define FV_JSKEYS_FOLLOW_MS 500  /* the watcher asks the bucket at least this often (J3) */
 
 /* ---- value encoding (pure) ---------------------------------------------------------------- */
 

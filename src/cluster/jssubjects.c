@@ -1,8 +1,10 @@
 /* jssubjects.c - owner periods and consents in a NATS JetStream KV bucket (jssubjects.h).
  *
  * Unlike the keys bucket, entries here are never deleted or purged (an erasure is a value:
- * forgotten rows), so nats.c's kvStore_Get/Create/Update and a watcher of values serve: a
- * create fails on any existing entry, an update on any revision but the one read (P4). The
+ * forgotten rows), so nats.c's kvStore_Get/Create/Update serve: a create fails on any
+ * existing entry, an update on any revision but the one read (P4); the bucket's values are
+ * followed in sequence (kvfollow.h: no kvWatcher, whose consumer nats-server 2.9 may place
+ * on a dead server). The
  * catalog side is privacy/subjects_rows.h; what is in sync is remembered per entry as the
  * hash of its plaintext, so a round that finds the catalog changed (PRAGMA data_version)
  * publishes only the entries whose rows differ from what was last synced.
@@ -19,12 +21,13 @@
 
 #include "cluster/jskeys.h"
 #include "cluster/jssubjects.h"
+#include "cluster/kvfollow.h"
 #include "cluster/natsconn.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "util/map.h"
 
-#define SYNC_WAIT_MS 500 /* the thread's round: a watcher wait, then the catalog checked */
+#define SYNC_WAIT_MS 500 /* the thread's round: the bucket followed, then the catalog checked */
 #define CAS_TRIES    3
 
 struct fv_jssubjects {
@@ -32,8 +35,9 @@ struct fv_jssubjects {
     struct fv_kek kek;
     struct fv_natsconn conn;
     kvStore *kv;
-    kvWatcher *watcher;
-    struct fv_keystore *ks; /* the sync's own catalog connection */
+    struct fv_kvfollow *follow; /* the bucket in sequence (kvfollow.h), not a kvWatcher */
+    int failing;                /* a read of the bucket failed: logged once */
+    struct fv_keystore *ks;     /* the sync's own catalog connection */
     struct fv_keysource keys;
     struct fv_map synced; /* entry key -> hash of the plaintext last in sync (P4) */
     int64_t data_version;
@@ -670,23 +674,30 @@ static int catalog_changed(struct fv_jssubjects *s)
     return changed;
 }
 
-static natsStatus start_watcher(struct fv_jssubjects *s)
+/* One entry of the bucket (kvfollow.h F1) applied: a put synced (P3, P4); markers are not
+ * ours (entries here are never deleted). */
+static void followed(struct fv_jssubjects *s, const struct fv_kventry *e, int *changed)
 {
-    kvWatchOptions wo;
-    kvWatchOptions_Init(&wo);
-    wo.Timeout = FV_JSKEYS_WAIT_MS;
-    return kvStore_WatchAll(&s->watcher, s->kv, &wo);
+    if (e->op == FV_KV_PUT && e->value)
+        sync_entry(s, e->key, e->value, e->len, e->revision, changed);
 }
 
-/* One watcher entry: 1 at the end of the bucket's current state, else 0. */
-static int watched(struct fv_jssubjects *s, kvEntry *e, int *changed)
+/* The next entry, waiting up to wait_ms: FV_OK (applied), FV_ENOENT (none), FV_EIO (logged
+ * once per outage; the follower asks again from the same sequence, F2). */
+static int follow_one(struct fv_jssubjects *s, int64_t wait_ms, int *changed)
 {
-    if (e == NULL) return 1;
-    if (kvEntry_Operation(e) == kvOp_Put && kvEntry_Key(e))
-        sync_entry(s, kvEntry_Key(e), (const unsigned char *)kvEntry_Value(e),
-                   (size_t)kvEntry_ValueLen(e), kvEntry_Revision(e), changed);
-    kvEntry_Destroy(e);
-    return 0;
+    struct fv_kventry e;
+    char err[256];
+    int rc = fv_kvfollow_next(s->follow, &e, wait_ms, err, sizeof err);
+    if (rc == FV_EIO) {
+        if (!s->failing) fv_warn("%s; asking again", err);
+        s->failing = 1;
+        return rc;
+    }
+    if (s->failing) fv_info("cluster: following KV bucket %s again", s->cfg->subjects_bucket);
+    s->failing = 0;
+    if (rc == FV_OK) followed(s, &e, changed);
+    return rc;
 }
 
 static void *sync_main(void *arg)
@@ -694,30 +705,10 @@ static void *sync_main(void *arg)
     struct fv_jssubjects *s = arg;
     while (!__atomic_load_n(&s->stop, __ATOMIC_ACQUIRE)) {
         int changed = 0;
-        natsStatus st = NATS_OK;
-        if (s->watcher == NULL && (st = start_watcher(s)) != NATS_OK) {
-            fv_warn("cluster: watching KV bucket %s again: %s; trying again",
-                    s->cfg->subjects_bucket, natsStatus_GetText(st));
-            usleep(500000);
-            continue;
-        }
-        kvEntry *e = NULL;
-        st = kvWatcher_Next(&e, s->watcher, SYNC_WAIT_MS);
-        if (st == NATS_OK) {
-            watched(s, e, &changed);
-        } else if (st != NATS_TIMEOUT) {
-            /* made again from the bucket's state: every entry is delivered again (P3 is
-             * idempotent), so nothing written meanwhile is missed */
-            fv_warn("cluster: watching KV bucket %s: %s; watching it again",
-                    s->cfg->subjects_bucket, natsStatus_GetText(st));
-            kvWatcher_Destroy(s->watcher);
-            s->watcher = NULL;
-        }
+        if (follow_one(s, SYNC_WAIT_MS, &changed) == FV_EIO) usleep(SYNC_WAIT_MS * 1000u);
         if (catalog_changed(s) || s->dirty) publish_changes(s, &changed);
         if (changed && s->changed) s->changed(s->changed_arg);
     }
-    kvWatcher_Destroy(s->watcher);
-    s->watcher = NULL;
     return NULL;
 }
 
@@ -728,23 +719,17 @@ static int bind_bucket(struct fv_jssubjects *s, char *err, size_t errlen)
                               s->cfg->replicas, &s->kv, err, errlen);
 }
 
-/* P2: the bucket's current state applied, then the catalog's own published. */
+/* P2: the bucket's current state applied (to its last message: a retry goes on from where
+ * the failed one stopped), then the catalog's own published. */
 static int initial_sync(struct fv_jssubjects *s, char *err, size_t errlen)
 {
-    natsStatus st = start_watcher(s);
-    int changed = 0, end = 0;
-    while (st == NATS_OK && !end) {
-        kvEntry *e = NULL;
-        st = kvWatcher_Next(&e, s->watcher, FV_JSKEYS_WAIT_MS);
-        if (st == NATS_OK) end = watched(s, e, &changed);
-    }
-    if (st != NATS_OK) {
-        fv_seterr(err, errlen, "cluster: reading KV bucket %s: %s", s->cfg->subjects_bucket,
-                  natsStatus_GetText(st));
-        return FV_EIO;
-    }
+    int changed = 0, rc;
+    struct fv_kventry e;
+    while ((rc = fv_kvfollow_next(s->follow, &e, 0, err, errlen)) == FV_OK)
+        followed(s, &e, &changed);
+    if (rc != FV_ENOENT) return rc;
     catalog_changed(s);
-    int rc = publish_changes(s, &changed);
+    rc = publish_changes(s, &changed);
     if (rc == FV_OK && s->dirty) {
         fv_seterr(err, errlen,
                   "cluster: KV bucket %s: this catalog's owner periods and consents "
@@ -783,12 +768,13 @@ int fv_jssubjects_open(const struct fv_cluster_cfg *cfg, const struct fv_kek *ke
         usleep(500000);
         rc = bind_bucket(s, err, errlen);
     }
+    if (rc == FV_OK)
+        rc = fv_kvfollow_open(s->conn.nc, s->conn.js, s->kv, cfg->subjects_bucket, &s->follow, err,
+                              errlen);
     if (rc == FV_OK) rc = initial_sync(s, err, errlen);
     for (int i = 0; rc == FV_EIO && i < FV_NATS_START_TRIES; i++) {
         fv_warn("%s; trying again", err);
         usleep(500000);
-        kvWatcher_Destroy(s->watcher);
-        s->watcher = NULL;
         rc = initial_sync(s, err, errlen);
     }
     if (rc == FV_OK && pthread_create(&s->thread, NULL, sync_main, s) != 0) {
@@ -817,7 +803,7 @@ void fv_jssubjects_close(struct fv_jssubjects *s)
     if (s == NULL) return;
     __atomic_store_n(&s->stop, 1, __ATOMIC_RELEASE);
     if (s->thread_started) pthread_join(s->thread, NULL);
-    kvWatcher_Destroy(s->watcher);
+    fv_kvfollow_close(s->follow);
     kvStore_Destroy(s->kv);
     fv_natsconn_close(&s->conn);
     fv_keystore_close(s->ks);

@@ -14,8 +14,10 @@
  * Rules:
  *  P1 every node runs one sync: its own thread, connection and catalog connection. It
  *     applies the bucket to its catalog (P3) and publishes its catalog's changes to the
- *     bucket (P4), whichever process made them (the API, `fleetvault subject`).
- *  P2 start-up: fv_jssubjects_open reads the whole bucket (a watcher to the end of its current
+ *     bucket (P4), whichever process made them (the API, `fleetvault subject`). It follows
+ *     the bucket by reading its stream in sequence (kvfollow.h F1-F3: woken by each write,
+ *     asking at least every 0.5 s, going on from the same sequence after a failed request).
+ *  P2 start-up: fv_jssubjects_open reads the whole bucket (to its last message: its current
  *     state) and applies it, then publishes what the catalog has that the bucket lacks,
  *     before it returns: a node acks no record and serves nothing before (server.c).
  *  P3 merge, the same on every node (fv_jssubjects_merge_*): periods - the longer list, rows

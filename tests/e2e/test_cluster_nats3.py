@@ -59,16 +59,20 @@ class Nats3:
                                                   for _ in range(3))
         raise AssertionError("the NATS servers did not start (nats*.log)")
 
-    def launch(self):
+    def spawn(self, i):
+        """Starts server i (again: the same ports and store directory)."""
         routes = ",".join(f"nats://127.0.0.1:{r}" for r in self.routes)
+        logf = open(os.path.join(self.root, f"nats{i}.log"), "a")
+        self.logs.append(logf)
+        self.procs[i] = subprocess.Popen(
+            [self.bin, "-js", "-a", "127.0.0.1", "-p", str(self.ports[i]), "-m",
+             str(self.mons[i]), "-sd", os.path.join(self.root, f"nats{i}"), "-n", f"n{i}",
+             "--cluster_name", "fv", "--cluster", f"nats://127.0.0.1:{self.routes[i]}",
+             "--routes", routes], stdout=logf, stderr=logf)
+
+    def launch(self):
         for i in range(3):
-            logf = open(os.path.join(self.root, f"nats{i}.log"), "a")
-            self.logs.append(logf)
-            self.procs[i] = subprocess.Popen(
-                [self.bin, "-js", "-a", "127.0.0.1", "-p", str(self.ports[i]), "-m",
-                 str(self.mons[i]), "-sd", os.path.join(self.root, f"nats{i}"), "-n", f"n{i}",
-                 "--cluster_name", "fv", "--cluster", f"nats://127.0.0.1:{self.routes[i]}",
-                 "--routes", routes], stdout=logf, stderr=logf)
+            self.spawn(i)
         deadline = time.time() + 30
         while time.time() < deadline:
             if any(p.poll() is not None for p in self.procs):
