@@ -4,8 +4,8 @@
  *
  * Data: VEHICLES simulated vehicles (the simulator's model, 20 signals, 1 Hz) for SECONDS
  * seconds, encoded as the store encodes them after compaction (one block per vehicle and
- * class, zstd level 9), written into a part file in a temp directory.
- *   build/store_decode_bench [VEHICLES [SECONDS]]        (defaults 200 x 500)
+ * class, zstd level 19 as a merge writes them), written into a part file in a temp directory.
+ *   build/store_decode_bench [VEHICLES [SECONDS [ZLEVEL]]]   (defaults 200 x 500, 19)
  * Prints one JSON line.
  */
 #include <stdio.h>
@@ -31,8 +31,9 @@ int main(int argc, char **argv)
 {
     unsigned nveh = argc > 1 ? (unsigned)atoi(argv[1]) : 200;
     unsigned secs = argc > 2 ? (unsigned)atoi(argv[2]) : 500;
-    if (nveh == 0 || secs == 0 || secs > 8192) {
-        fprintf(stderr, "usage: store_decode_bench [VEHICLES [SECONDS <= 8192]]\n");
+    int zlevel = argc > 3 ? atoi(argv[3]) : 19;
+    if (nveh == 0 || secs == 0 || secs > 8192 || zlevel < 1 || zlevel > 22) {
+        fprintf(stderr, "usage: store_decode_bench [VEHICLES [SECONDS <= 8192 [ZLEVEL 1..22]]]\n");
         return 2;
     }
     char dir[] = "/tmp/fv-decode-XXXXXX";
@@ -77,7 +78,7 @@ int main(int argc, char **argv)
         memset(e.subject, 0, sizeof e.subject);
         e.subject[0] = (unsigned char)(v >> 8);
         e.subject[1] = (unsigned char)v;
-        if (fv_part_writer_add(w, &e, dek, raw.data, raw.len, 9, err, sizeof err) != FV_OK) {
+        if (fv_part_writer_add(w, &e, dek, raw.data, raw.len, zlevel, err, sizeof err) != FV_OK) {
             fprintf(stderr, "%s\n", err);
             return 1;
         }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "store/block.h"
+#include "store/block_int.h"
 #include "store/codec.h"
 #include "util/err.h"
 #include "util/map.h"
@@ -189,36 +190,6 @@ static int enc_col(struct fv_buf *out, const struct colb *c, size_t nrec, int64_
     return rc;
 }
 
-static int enc_events(struct fv_buf *out, const struct fv_block_in *in)
-{
-    int rc = fv_put_uvarint(out, in->nev);
-    if (rc || in->nev == 0) return rc;
-    int64_t *iv = malloc(in->nev * sizeof *iv);
-    const unsigned char **s = malloc(in->nev * sizeof *s);
-    uint32_t *len = malloc(in->nev * sizeof *len);
-    if (iv == NULL || s == NULL || len == NULL) {
-        rc = FV_ENOMEM;
-        goto out;
-    }
-    for (size_t i = 0; i < in->nev; i++)
-        iv[i] = in->ev[i].t;
-    rc = fv_enc_i64(out, iv, in->nev);
-    for (size_t i = 0; i < in->nev; i++) {
-        s[i] = (const unsigned char *)in->ev[i].topic;
-        len[i] = in->ev[i].topic_len;
-        iv[i] = in->ev[i].len;
-    }
-    if (rc == FV_OK) rc = fv_enc_str(out, s, len, in->nev);
-    if (rc == FV_OK) rc = fv_enc_i64(out, iv, in->nev);
-    for (size_t i = 0; rc == FV_OK && i < in->nev; i++)
-        rc = fv_buf_append(out, in->ev[i].payload, in->ev[i].len);
-out:
-    free(iv);
-    free(s);
-    free(len);
-    return rc;
-}
-
 int fv_block_encode(const struct fv_block_in *in, struct fv_buf *out, struct fv_block_meta *meta)
 {
     memset(meta, 0, sizeof *meta);
@@ -267,7 +238,7 @@ int fv_block_encode(const struct fv_block_in *in, struct fv_buf *out, struct fv_
         goto done;
     }
     size_t start = out->len;
-    unsigned char ver = FV_BLOCK_VERSION;
+    unsigned char ver = 1; /* set once the events are written */
     rc = fv_buf_append(out, &ver, 1);
     if (rc == FV_OK) rc = fv_put_uvarint(out, e.nrec);
     if (rc == FV_OK && e.nrec) rc = fv_enc_i64(out, e.times, e.nrec);
@@ -279,7 +250,9 @@ int fv_block_encode(const struct fv_block_in *in, struct fv_buf *out, struct fv_
     for (size_t i = 0; rc == FV_OK && i < e.ncols; i++)
         rc = enc_col(out, &e.cols[i], e.nrec, scratch, lk);
     fv_f64_links_free(lk);
-    if (rc == FV_OK) rc = enc_events(out, in);
+    unsigned char evver = 1;
+    if (rc == FV_OK) rc = fv_block_enc_events(out, in, &evver);
+    if (rc == FV_OK) out->data[start] = evver; /* 2 only when the events need it */
     free(scratch);
     if (rc == FV_OK && out->len - start > FV_BLOCK_MAX_RAW) rc = FV_ELIMIT;
     if (rc) {
@@ -321,6 +294,7 @@ void fv_block_free(struct fv_block *b)
     }
     free(b->cols);
     free(b->ev);
+    free(b->evmem);
     memset(b, 0, sizeof *b);
 }
 
@@ -519,53 +493,6 @@ static int wanted(const uint32_t *fields, size_t n, uint32_t f)
     return 0;
 }
 
-static int dec_events(struct fv_rd *r, struct fv_block *b, char *err, size_t errlen)
-{
-    uint64_t nev;
-    if (fv_rd_uvarint(r, &nev) || nev > MAX_EV) CORRUPT("event count");
-    if (nev == 0) return FV_OK;
-    size_t n = (size_t)nev;
-    int64_t *iv = malloc(n * sizeof *iv);
-    const unsigned char **s = malloc(n * sizeof *s);
-    uint32_t *len = malloc(n * sizeof *len);
-    b->ev = calloc(n, sizeof *b->ev);
-    int rc = FV_OK;
-    if (iv == NULL || s == NULL || len == NULL || b->ev == NULL) {
-        rc = FV_ENOMEM;
-        goto out;
-    }
-    b->nev = n;
-    if (fv_dec_i64(r, iv, n)) {
-        rc = FV_ECORRUPT;
-        fv_seterr(err, errlen, "event times");
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++)
-        b->ev[i].t = iv[i];
-    if (fv_dec_str(r, n, s, len) || fv_dec_i64(r, iv, n)) {
-        rc = FV_ECORRUPT;
-        fv_seterr(err, errlen, "event topics or lengths");
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++) {
-        const unsigned char *p;
-        if (iv[i] < 0 || iv[i] > UINT32_MAX || fv_rd_bytes(r, (size_t)iv[i], &p)) {
-            rc = FV_ECORRUPT;
-            fv_seterr(err, errlen, "event %zu: payload past the end", i);
-            goto out;
-        }
-        b->ev[i].topic = (const char *)s[i];
-        b->ev[i].topic_len = len[i];
-        b->ev[i].payload = p;
-        b->ev[i].len = (uint32_t)iv[i];
-    }
-out:
-    free(iv);
-    free(s);
-    free(len);
-    return rc;
-}
-
 int fv_block_decode(const unsigned char *p, size_t n, const uint32_t *fields, size_t nfields,
                     int want_events, struct fv_block *out, char *err, size_t errlen)
 {
@@ -575,7 +502,7 @@ int fv_block_decode(const unsigned char *p, size_t n, const uint32_t *fields, si
     fv_rd_init(&r, p, n);
     uint8_t ver;
     uint64_t nrec, ncols;
-    if (fv_rd_u8(&r, &ver) || ver != FV_BLOCK_VERSION) CORRUPT("block version");
+    if (fv_rd_u8(&r, &ver) || ver < 1 || ver > FV_BLOCK_VERSION) CORRUPT("block version");
     if (fv_rd_uvarint(&r, &nrec) || nrec > MAX_REC) CORRUPT("frame count");
     int rc = FV_OK;
     int64_t *scratch = malloc(3 * (nrec ? nrec : 1) * sizeof *scratch);
@@ -652,7 +579,7 @@ int fv_block_decode(const unsigned char *p, size_t n, const uint32_t *fields, si
         if (rc) goto fail;
     }
     if (want_events) {
-        rc = dec_events(&r, out, err, errlen);
+        rc = fv_block_dec_events(&r, ver, out, err, errlen);
         if (rc) goto fail;
         if (r.off != r.n) {
             fv_seterr(err, errlen, "%zu trailing bytes", r.n - r.off);

@@ -12,7 +12,9 @@
  *
  * Plaintext format (all varints LEB128; "col" = a codec column, store/codec.h):
  *
- *   u8      version = 1
+ *   u8      version = 1 or 2            2 only when some event is kept as connectivity
+ *                                     fields (below); the sections before the events are
+ *                                     the same in both
  *   varint  nrec                      frames
  *   col     i64 times[nrec]           ms since the Unix epoch, non-decreasing
  *   col     i64 groups[nrec]          per frame: the set of classes (bit per class) its
@@ -41,6 +43,22 @@
  *                                     device's certificate id, re-encoded by protobuf-c
  *                                     when it was not: repeated fields packed), not
  *                                     necessarily the bytes the device sent
+ *   Version 2's events section instead (written when at least one event is kept as fields):
+ *   varint  nev                       >= 1
+ *   col     i64 ev_times[nev]         as in version 1
+ *   col     i64 ev_forms[nev]         0: kept as bytes, 1: a connectivity event kept as
+ *                                     fields (its topic is "connectivity"); at least one 1
+ *   col     str ev_topics[nbytes], col i64 ev_lens[nbytes], then those payloads back to back:
+ *                                     as in version 1, over the nbytes events of form 0
+ *   col     str vin[ncon], col str connection_id[ncon], col str network_interface[ncon]
+ *                                     (none holds a NUL byte), col i64 status[ncon] (each an
+ *                                     int32), col i64 dt[ncon]: over the ncon events of form 1,
+ *                                     in order.
+ *   Event i of form 1 has the payload fv_payload_build_connectivity (wire/payload.h) makes of
+ *   its fields with created_at = ev_times[i] + dt (ms, mod 2^64, 0..2^52 * 1000 + 999). The
+ *   writer keeps an event so only when that gives back its payload byte for byte (the
+ *   server's own connectivity records: a connect and a disconnect take 56 bytes instead of
+ *   118); readers see the same events either way.
  *
  * Group bits: bit c = the record had values in class number c of the server's store
  * configuration (store.h: 0 default, 1 location, 2 events, then configured ones) when it
@@ -60,7 +78,7 @@
 #include "util/buf.h"
 #include "wire/payload.h"
 
-#define FV_BLOCK_VERSION 1
+#define FV_BLOCK_VERSION 2 /* the newest a reader accepts (1 and 2) */
 /* What a reader accepts, hence what fv_block_encode ever writes (it refuses the rest). */
 #define FV_BLOCK_MAX_REC  (1u << 16)  /* frames (and events) per block at most */
 #define FV_BLOCK_MAX_COLS (1u << 16)  /* distinct signals per block at most */
@@ -119,7 +137,9 @@ struct fv_block {
     size_t ncols;
     struct fv_block_col *cols; /* ascending field */
     size_t nev;
-    struct fv_block_event *ev; /* topic/payload point into the decoded input: keep it alive */
+    struct fv_block_event *ev; /* topic/payload point into the decoded input (keep it alive)
+                                  or, in a version 2 block, into evmem */
+    unsigned char *evmem;      /* version 2: the events' payloads, rebuilt (owned) */
 };
 
 /*

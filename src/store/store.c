@@ -52,7 +52,7 @@ void fv_store_config_defaults(struct fv_store_config *c, const char *data_dir)
     c->compact_fanin = 4;
     c->block_frames = 8192;
     c->zlevel_flush = 3;
-    c->zlevel_compact = 9;
+    c->zlevel_compact = 19;
     c->cache_bytes = 64u << 20;
     c->nclasses = 3;
     snprintf(c->class_name[0], sizeof c->class_name[0], "default");

@@ -78,7 +78,7 @@ struct fv_store_config {
     uint64_t wal_keep_ms;             /* keep covered WAL files this long (default 10 min) */
     uint32_t compact_fanin;           /* merge this many adjacent parts of a level (4) */
     uint32_t block_frames;            /* frames per block at most (8192) */
-    int zlevel_flush, zlevel_compact; /* zstd levels (3, 9) */
+    int zlevel_flush, zlevel_compact; /* zstd levels of blocks (3, 19) */
     uint64_t cache_bytes;             /* decrypted blocks kept for queries (64 MiB) */
     /* Signal classes: 0 is "default" (every signal not listed elsewhere), and one class
      * holds the events (other topics). retention_ms 0 = keep forever. */

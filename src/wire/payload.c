@@ -413,6 +413,64 @@ int fv_payload_build_connectivity(const char *vin, const char *connection_id, in
     return pack_into(&c.base, out);
 }
 
+static int put_cstr(struct fv_buf *b, const char *s, size_t *off)
+{
+    *off = b->len;
+    return fv_buf_append(b, s ? s : "", (s ? strlen(s) : 0) + 1);
+}
+
+int fv_payload_split_connectivity(const unsigned char *p, size_t len, struct fv_buf *strs,
+                                  struct fv_conn_fields *f)
+{
+    _Alignas(16) unsigned char stack[PB_STACK];
+    struct fv_arena arena;
+    fv_arena_init(&arena, stack, sizeof stack);
+    ProtobufCAllocator pa = {pb_alloc, pb_free, &arena};
+    Fvpb__VehicleConnectivity *c = (Fvpb__VehicleConnectivity *)protobuf_c_message_unpack(
+        &fvpb__vehicle_connectivity__descriptor, &pa, len, p);
+    size_t start = strs->len;
+    int rc = FV_EINVAL;
+    const Fvpb__Timestamp *ts = c ? c->created_at : NULL;
+    /* created_at in whole ms from 0 to 2^62 (what fv_pbtime_set makes); the rest is checked
+     * by building the payload again and comparing */
+    if (ts == NULL || ts->seconds < 0 || ts->seconds > (INT64_C(1) << 52) || ts->nanos < 0 ||
+        ts->nanos > 999999999 || ts->nanos % 1000000 != 0)
+        goto out;
+    f->status = c->status;
+    f->at_ms = (uint64_t)ts->seconds * 1000u + (uint64_t)(ts->nanos / 1000000);
+    rc = put_cstr(strs, c->vin, &f->vin);
+    if (rc == FV_OK) rc = put_cstr(strs, c->connection_id, &f->conn_id);
+    if (rc == FV_OK) rc = put_cstr(strs, c->network_interface, &f->netif);
+    if (rc == FV_OK) {
+        Fvpb__VehicleConnectivity b = FVPB__VEHICLE_CONNECTIVITY__INIT;
+        Fvpb__Timestamp bt = FVPB__TIMESTAMP__INIT;
+        fv_pbtime_set(&bt, f->at_ms);
+        b.vin = (char *)(strs->data + f->vin);
+        b.connection_id = (char *)(strs->data + f->conn_id);
+        b.status = f->status;
+        b.created_at = &bt;
+        b.network_interface = (char *)(strs->data + f->netif);
+        /* equal sizes first: get_packed_size walks the message without writing */
+        if (protobuf_c_message_get_packed_size(&b.base) != len) {
+            rc = FV_EINVAL;
+        } else {
+            unsigned char small[256];
+            unsigned char *q = len <= sizeof small ? small : malloc(len);
+            if (q == NULL) {
+                rc = FV_ENOMEM;
+            } else {
+                protobuf_c_message_pack(&b.base, q);
+                rc = memcmp(q, p, len) == 0 ? FV_OK : FV_EINVAL;
+                if (q != small) free(q);
+            }
+        }
+    }
+out:
+    if (rc) strs->len = start;
+    fv_arena_release(&arena);
+    return rc;
+}
+
 /* ---- values ------------------------------------------------------------------------ */
 
 int fv_value_copy(struct fv_value *dst, const struct fv_value *src)

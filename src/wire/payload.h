@@ -104,6 +104,21 @@ int fv_payload_build_connectivity(const char *vin, const char *connection_id, in
                                   uint64_t at_ms, const char *network_interface,
                                   struct fv_buf *out);
 
+/* The fields of a connectivity payload that fv_payload_build_connectivity gives back byte for
+ * byte: the store keeps such a payload as these fields (block.h, version 2). The strings are
+ * offsets into the caller's buffer (each NUL-terminated there), valid as that buffer is. */
+struct fv_conn_fields {
+    size_t vin, conn_id, netif; /* offsets of the strings in strs */
+    int32_t status;
+    uint64_t at_ms; /* created_at in ms */
+};
+/* Splits p (a VehicleConnectivity payload) into *f, appending its strings to strs. FV_OK when
+ * fv_payload_build_connectivity(f's fields) makes exactly p; FV_EINVAL when it would not (the
+ * payload has unknown or absent fields, sub-millisecond times, a string with a NUL, or is
+ * laid out otherwise: keep it as bytes), strs then unchanged; FV_ENOMEM. */
+int fv_payload_split_connectivity(const unsigned char *p, size_t len, struct fv_buf *strs,
+                                  struct fv_conn_fields *f);
+
 /* Copies src into dst (deep copy of strings). FV_OK or FV_ENOMEM. */
 int fv_value_copy(struct fv_value *dst, const struct fv_value *src);
 void fv_value_clear(struct fv_value *v);

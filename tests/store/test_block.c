@@ -1239,7 +1239,8 @@ static void test_malformed_blocks(void **state)
         size_t n;
     } cases[] = {
         {"empty", {0}, 0},
-        {"version 2", {2, 0, 0, 0}, 4},
+        {"version 3", {3, 0, 0, 0}, 4},
+        {"version 2 without events", {2, 0, 0, 0}, 4},
         {"nrec past the end", {1, 5}, 2},
         {"times out of order", {1, 2, 2, 4, 1, 1}, 6}, /* DELTA: 2, then -1 */
         {"ncols huge", {1, 0, 0x80, 0x80, 0x04, 0}, 6},
