@@ -115,6 +115,20 @@ int fv_sim__push(struct run *r, struct veh *v, const struct fv_buf *payload, uin
     return FV_OK;
 }
 
+/* R7: the wall-clock time of v's next live record, 1 ms past its previous one if the clock
+ * has not moved on. Ticks keep to a grid of 1/R s and `now` is read once per loop turn, so
+ * a turn late by nearly a period makes one tick and the next within one millisecond: two
+ * records of a vehicle at one time, which a query by time cannot tell apart (the acked log
+ * names records by time for the e2e tests; test_crash_store counted such a pair as a record
+ * stored twice). */
+static uint64_t wall_stamp(struct veh *v)
+{
+    uint64_t ms = fv_now_ms();
+    if (v->last_wall_ms != 0 && ms <= v->last_wall_ms) ms = v->last_wall_ms + 1;
+    v->last_wall_ms = ms;
+    return ms;
+}
+
 /* Generates v's next record (k = hi - 1): steps the model 1/hz s, stamps the record, writes
  * it to the line-protocol file, and (with a server) keeps it in the ring until finished.
  * A site samples the wall clock instead (sites.c), once its history is made. */
@@ -127,7 +141,7 @@ void fv_sim__generate(struct run *r, struct veh *v)
         return;
     }
     if (v->site) {
-        fv_sim__site_sample(r, v, fv_now_ms());
+        fv_sim__site_sample(r, v, wall_stamp(v));
         return;
     }
     fv_sim_vehicle_step(v->model, 1.0 / o->hz);
@@ -136,7 +150,7 @@ void fv_sim__generate(struct run *r, struct veh *v)
     uint64_t created_ms =
         o->virtual_time
             ? fv_sim_virtual_ms(o, idx, k)
-            : fv_sim__add_offset(fv_now_ms(), fv_sim_jitter_ms(o->seed, idx, k, o->jitter_ms));
+            : fv_sim__add_offset(wall_stamp(v), fv_sim_jitter_ms(o->seed, idx, k, o->jitter_ms));
     size_t nd = o->signals < fv_sim_signal_count() ? o->signals : fv_sim_signal_count();
     int rc;
     if (!o->no_server) {

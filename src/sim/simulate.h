@@ -4,9 +4,11 @@
  * for S seconds, resend until acked, then drain and report.
  *
  * Time: by default a vehicle generates one record per 1/R s of wall-clock time, stamped with
- * the wall clock. In virtual time (opts.virtual_time) record k (0-based) of vehicle i is
- * stamped start + round(k * 1000 / R) ms, the model is stepped exactly 1/R s per record, and
- * records are generated as fast as the in-flight windows allow: the fleet advances in rounds
+ * the wall clock in milliseconds, each at least 1 ms after the vehicle's previous one (a loop
+ * late by nearly a period makes two ticks within a millisecond). In virtual time
+ * (opts.virtual_time) record k (0-based) of vehicle i is stamped start + round(k * 1000 / R)
+ * ms, the model is stepped exactly 1/R s per record, and records are generated as fast as
+ * the in-flight windows allow: the fleet advances in rounds
  * (record k of every vehicle, in vehicle order), a round starting once no vehicle holds
  * max_inflight unfinished records. S is then virtual seconds (round(S * R) records per
  * vehicle) and the run leaves generation once every round is made. Rounds keep the server's

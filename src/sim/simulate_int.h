@@ -18,6 +18,9 @@
  *  R5 vt_full counts the vehicles whose `full` flag is set, and `full` is set exactly when
  *     hi - lo >= max_inflight (updated in generate and finish).
  *  R6 vt_k rounds are made: every vehicle has generated records 0..vt_k-1, no more.
+ * In wall-clock time:
+ *  R7 a vehicle's (or site's) live records have strictly increasing wall-clock stamps
+ *     (before jitter): last_wall_ms is the latest, and the next is at least 1 ms after it.
  *
  * Threading: everything here runs on the thread that called fv_sim_run (one run, one
  * thread); a struct run is never shared between threads.
@@ -83,6 +86,7 @@ struct veh {
     struct fv_sim_site *site;      /* a site (site.h), or NULL for a vehicle */
     struct fv_sim_campaigns *camp; /* a vehicle's campaigns (campaign.h); NULL: none yet */
     uint64_t bf_next_ms;           /* a site's next history sample; >= bf_end_ms once done */
+    uint64_t last_wall_ms;         /* the wall-clock stamp of its last live record (R7) */
     struct fv_sim_ws *ws;
     X509 *cert;
     EVP_PKEY *key;

@@ -5,6 +5,7 @@ The WebSocket client, FlatBuffers envelope encoder and protobuf encoder here are
 independently of the server's C code, so the tests check the server against the protocol
 notes rather than against itself."""
 import base64
+import collections
 import fcntl
 import hashlib
 import json
@@ -367,6 +368,19 @@ def fault_lines(text):
             elif len(p) == 4 and p[3].startswith("#"):
                 out.append((p[1], p[2], int(p[3][1:]), ""))
     return out
+
+
+def stored_vs_acked(acked_times, stored_times):
+    """(missing, extra): Counters of the times that have fewer stored rows than acked records
+    (records lost) and of those with more (records stored twice). Compared as multisets, not
+    sets: two distinct records (two txids, both acked) may carry the same time - a device may
+    stamp two records within one millisecond, as `simulate` did when its loop ran late by
+    nearly a period (before simulate_int.h R7) - so a repeated time is a duplicate only when
+    it is stored more often than it was acked, and a record lost behind its twin's time
+    shows as missing."""
+    want = collections.Counter(acked_times)
+    got = collections.Counter(stored_times)
+    return want - got, got - want
 
 
 class Device:

@@ -436,6 +436,90 @@ static void test_run_against_scripted_server(void **state)
     rm_rf(root);
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Wall-clock stamps are distinct per vehicle (simulate_int.h R7): at 1,000 Hz the loop
+ * makes ticks within one millisecond of each other all the time (one late, the next on
+ * the grid), which gave two of a vehicle's records the same created_at; test_crash_store
+ * counted such a pair as a record stored twice. Every acked time of a vehicle is distinct,
+ * and they stay within the run (plus the 1 ms steps taken past the clock). */
+static void test_wall_clock_stamps_distinct(void **state)
+{
+    (void)state;
+    char tmpl[] = "/tmp/fv-test-sim-XXXXXX";
+    char *root = mkdtemp(tmpl);
+    assert_non_null(root);
+    char dir[256], log_path[256], err[1024];
+    snprintf(dir, sizeof dir, "%s/certs", root);
+    snprintf(log_path, sizeof log_path, "%s/acked.log", root);
+    assert_int_equal(fv_certs_init(dir, err, sizeof err), FV_OK);
+    struct server s;
+    server_start(&s, dir);
+    char url[64];
+    snprintf(url, sizeof url, "wss://127.0.0.1:%d", s.port);
+    struct fv_sim_opts o;
+    fv_sim_opts_default(&o);
+    o.server = url;
+    o.certs_dir = dir;
+    o.vehicles = 2;
+    o.seconds = 0.5;
+    o.hz = 1000;
+    o.drain_s = 20;
+    o.acked_log = log_path;
+    o.connect_rate = 0;
+    o.resend_after_s = 0.3;
+    o.progress = 0;
+    struct fv_sim_stats st;
+    uint64_t t_start_ms = fv_now_ms();
+    int rc = fv_sim_run(&o, &st, err, sizeof err);
+    uint64_t t_end_ms = fv_now_ms();
+    if (rc) fprintf(stderr, "fv_sim_run: %s\n", err);
+    assert_int_equal(rc, FV_OK);
+    server_stop(&s);
+    assert_int_equal(st.unacked, 0);
+    assert_true(st.acked >= 100);
+
+    /* Each vehicle's acked times, sorted: none repeated. */
+    char vins[2][64] = {"", ""};
+    uint64_t *ms[2] = {calloc(st.sent, sizeof(uint64_t)), calloc(st.sent, sizeof(uint64_t))};
+    size_t n[2] = {0, 0};
+    assert_non_null(ms[0]);
+    assert_non_null(ms[1]);
+    FILE *f = fopen(log_path, "r");
+    assert_non_null(f);
+    char line[256];
+    while (fgets(line, sizeof line, f)) {
+        char vin[64], txid[128], third[32];
+        assert_int_equal(sscanf(line, "%63s %127s %31s", vin, txid, third), 3);
+        if (strcmp(third, "E") == 0) continue;
+        int k = vins[0][0] == '\0' || strcmp(vins[0], vin) == 0 ? 0 : 1;
+        if (vins[k][0] == '\0') snprintf(vins[k], sizeof vins[k], "%s", vin);
+        assert_string_equal(vins[k], vin);
+        assert_true(n[k] < st.sent);
+        ms[k][n[k]++] = strtoull(third, NULL, 10);
+    }
+    fclose(f);
+    assert_int_equal(n[0] + n[1], st.acked);
+    size_t same = 0;
+    for (int k = 0; k < 2; k++) {
+        qsort(ms[k], n[k], sizeof *ms[k], cmp_u64);
+        for (size_t i = 1; i < n[k]; i++)
+            same += ms[k][i] == ms[k][i - 1];
+        if (n[k]) {
+            assert_true(ms[k][0] >= t_start_ms);
+            assert_true(ms[k][n[k] - 1] <= t_end_ms + n[k]);
+        }
+        free(ms[k]);
+    }
+    if (same) fprintf(stderr, "%zu acked records share a vehicle's time\n", same);
+    assert_int_equal(same, 0);
+    rm_rf(root);
+}
+
 /* No server: the run ends after the drain with everything unacked, generation paused at
  * max_inflight, and a reason logged. */
 static void test_unreachable_server(void **state)
@@ -767,6 +851,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_run_against_scripted_server),
+        cmocka_unit_test(test_wall_clock_stamps_distinct),
         cmocka_unit_test(test_unreachable_server),
         cmocka_unit_test(test_jitter),
         cmocka_unit_test(test_influx_line),
