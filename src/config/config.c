@@ -111,6 +111,15 @@ static int load_store_config(struct fv_store_config *c, json_t *o, const char *p
         } else if (strcmp(key, "compact_fanin") == 0 && json_is_integer(val) &&
                    json_integer_value(val) >= 2 && json_integer_value(val) <= 64) {
             c->compact_fanin = (uint32_t)json_integer_value(val);
+        } else if (strcmp(key, "compact_zstd_level") == 0) {
+            /* merges re-encode blocks at this level (flushes stay at 3: ingest pays nothing) */
+            if (!json_is_integer(val) || json_integer_value(val) < 1 ||
+                json_integer_value(val) > 22) {
+                fv_seterr(err, errlen,
+                          "%s: store.compact_zstd_level: expected a zstd level from 1 to 22", path);
+                return FV_EINVAL;
+            }
+            c->zlevel_compact = (int)json_integer_value(val);
         } else if (strcmp(key, "head_max_datums") == 0 && json_is_integer(val) &&
                    json_integer_value(val) >= 100) {
             c->head_max_datums = (uint64_t)json_integer_value(val);

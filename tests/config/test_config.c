@@ -1,6 +1,7 @@
-/* test_config.c - config/config.h: the scheduling keys (api_nice, ingest_nice) and the
- * labelers' lease (labeling.lease_s) as the contract gives them: defaults, accepted ranges,
- * and every refusal naming the key with nothing changed. */
+/* test_config.c - config/config.h: the scheduling keys (api_nice, ingest_nice), the
+ * labelers' lease (labeling.lease_s), the audit log's zeros written ahead (audit_prealloc_kb)
+ * and the merges' zstd level (store.compact_zstd_level) as the contract gives them: defaults,
+ * accepted ranges, and every refusal naming the key with nothing changed. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -40,6 +41,8 @@ static void defaults(void **state)
     assert_int_equal(c.ingest_nice, 0);
     assert_true(c.label_lease_ms == 30 * 60 * 1000);
     assert_string_equal(c.previous_key_file, ""); /* no rotation under way */
+    assert_true(c.audit_prealloc_bytes == 1u << 20);
+    assert_int_equal(c.store.zlevel_compact, 19);
 }
 
 static void accepted(void **state)
@@ -60,6 +63,12 @@ static void accepted(void **state)
                      FV_OK);
     assert_string_equal(c.key_file, "/k/new.key");
     assert_string_equal(c.previous_key_file, "/k/old.key");
+    assert_int_equal(load("{\"audit_prealloc_kb\": 0}", &c, err, sizeof err), FV_OK);
+    assert_true(c.audit_prealloc_bytes == 0);
+    assert_int_equal(load("{\"audit_prealloc_kb\": 65536}", &c, err, sizeof err), FV_OK);
+    assert_true(c.audit_prealloc_bytes == 64ull << 20);
+    assert_int_equal(load("{\"store\": {\"compact_zstd_level\": 9}}", &c, err, sizeof err), FV_OK);
+    assert_int_equal(c.store.zlevel_compact, 9);
 }
 
 static void refused(void **state)
@@ -74,15 +83,25 @@ static void refused(void **state)
                                 "{\"labeling\": {\"lease_s\": 0}}",
                                 "{\"labeling\": {\"lease_s\": 86401}}",
                                 "{\"labeling\": {\"lease_s\": 60, \"x\": 1}}",
-                                "{\"labeling\": 60}"};
+                                "{\"labeling\": 60}",
+                                "{\"audit_prealloc_kb\": -1}",
+                                "{\"audit_prealloc_kb\": 65537}",
+                                "{\"audit_prealloc_kb\": \"1M\"}",
+                                "{\"store\": {\"compact_zstd_level\": 0}}",
+                                "{\"store\": {\"compact_zstd_level\": 23}}",
+                                "{\"store\": {\"compact_zstd_level\": \"19\"}}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct fv_config c;
         char err[256];
         assert_int_not_equal(load(bad[i], &c, err, sizeof err), FV_OK);
         assert_true(c.label_lease_ms == 30 * 60 * 1000); /* nothing changed */
-        const char *key = strstr(bad[i], "ingest")     ? "ingest_nice"
-                          : strstr(bad[i], "labeling") ? "labeling"
-                                                       : "api_nice";
+        assert_true(c.audit_prealloc_bytes == 1u << 20);
+        assert_int_equal(c.store.zlevel_compact, 19);
+        const char *key = strstr(bad[i], "ingest")       ? "ingest_nice"
+                          : strstr(bad[i], "labeling")   ? "labeling"
+                          : strstr(bad[i], "prealloc")   ? "audit_prealloc_kb"
+                          : strstr(bad[i], "zstd_level") ? "compact_zstd_level"
+                                                         : "api_nice";
         if (strstr(err, key) == NULL) fail_msg("%s: error does not name %s: %s", bad[i], key, err);
     }
 }
