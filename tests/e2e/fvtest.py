@@ -7,6 +7,7 @@ notes rather than against itself."""
 import base64
 import collections
 import fcntl
+import glob
 import hashlib
 import json
 import os
@@ -686,6 +687,18 @@ def subject_json(srv, device, token, ticket):
     tar = tarfile.open(fileobj=io.BytesIO(body))
     return next(json.load(tar.extractfile(m)) for m in tar.getmembers()
                 if m.name.endswith("/subject.json"))
+
+
+def audit_entries(srv):
+    """Every entry of the server's audit log, oldest first, read as the format says: each
+    file's lines up to its first NUL byte (while the server runs, the newest file ends in
+    zeros written ahead of its entries: docs/audit.md A17)."""
+    out = []
+    for path in sorted(glob.glob(os.path.join(srv.data, "audit", "audit-*.jsonl"))):
+        with open(path, "rb") as f:
+            body = f.read().split(b"\0", 1)[0]
+        out += [json.loads(x) for x in body.decode().splitlines() if x.strip()]
+    return out
 
 
 def wait_until(what, fn, timeout=20, step=0.2):

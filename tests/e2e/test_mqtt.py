@@ -9,7 +9,6 @@ audit log. Then an unreachable broker: a clear log line without the password, an
 connection made once the broker comes up; and mutual TLS to a broker that requires a client
 certificate. Skipped, saying so, only if Mosquitto is not
 installed (scripts/deps.sh installs it)."""
-import glob
 import json
 import os
 import pwd
@@ -86,11 +85,7 @@ wait = t.wait_until
 
 
 def audit(srv):
-    out = []
-    for path in sorted(glob.glob(os.path.join(srv.data, "audit", "audit-*.jsonl"))):
-        with open(path) as f:
-            out += [json.loads(x) for x in f if x.strip()]
-    return out
+    return t.audit_entries(srv)
 
 
 def consent(srv, vin, change):
