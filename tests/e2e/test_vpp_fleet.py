@@ -219,7 +219,10 @@ def test_fleet_of_200_sites_dispatched_and_covering_a_dropout():
             raised = [s for s, kw in before.items()
                       if s != LONE and after[s]["setpoint_kw"] > kw + 1e-6]
             assert raised, "no other site was raised to cover the dropout"
-            assert abs(sum(x["setpoint_kw"] for x in after.values()) - 100.0) < 0.01, b
+            # each setpoint is shown rounded to the watt: their sum may miss the target by
+            # half a watt a site (a CI rehearsal: 100.01 kW over 180 sites)
+            assert abs(sum(x["setpoint_kw"] for x in after.values()) - 100.0) <= \
+                0.0005 * len(after) + 1e-9, b
             b = wait(all_delivering, 60, "the re-planned sites acked and delivering")
             assert abs(b["delivered_kw"] - 100.0) < 0.05 * len(after), b
             assert time.time() * 1000 < ev_end, "the event ended before the re-plan was seen"
