@@ -289,6 +289,7 @@ int fv_jsrotate_run(const struct fv_cluster_cfg *cfg, const struct fv_kek *old_k
     const char *names[NBUCKETS] = {cfg->keys_bucket, cfg->subjects_bucket, cfg->principals_bucket};
     int have[NBUCKETS] = {0, 0, 0};
     for (int i = 0; rc == FV_OK && i < NBUCKETS; i++) {
+        if (names[i][0] == '\0') continue; /* not configured: nothing to rotate */
         rc = bind(&r, &bk[i], names[i]);
         have[i] = rc == FV_OK;
         if (rc == FV_ENOENT) rc = FV_OK;
