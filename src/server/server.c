@@ -618,6 +618,14 @@ static void housekeeping(struct fv_server *srv, uint64_t *last_trim)
         srv->m.subj_conflicts = ss.conflicts;
         srv->m.subj_malformed = ss.malformed;
     }
+    if (srv->jsprinc) {
+        struct fv_jsprincipals_stats ps;
+        fv_jsprincipals_stats(srv->jsprinc, &ps);
+        srv->m.princ_applied = ps.applied;
+        srv->m.princ_published = ps.published;
+        srv->m.princ_conflicts = ps.conflicts;
+        srv->m.princ_malformed = ps.malformed;
+    }
     if (srv->store) fv_store_tick(srv->store, srv->wal, store_key, srv, fv_now_ms());
     registry_poll(srv);
     fv_ingest_pace(srv->ing);

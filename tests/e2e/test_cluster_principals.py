@@ -186,6 +186,9 @@ def run(env, nats):
             assert tk not in text and h.hexdigest() not in text, name
     for s in nodes + (c,):
         assert "principals in sync with KV bucket fv-principals" in s.log()
+        assert s.metric("fleetvault_cluster_principals_malformed_total") == 0
+    assert c.metric("fleetvault_cluster_principals_applied_total") == len(values)
+    assert sum(s.metric("fleetvault_cluster_principals_conflicts_total") for s in (a, b)) >= 1
     t.log(f"test_cluster_principals: {time.time() - t0:.1f} s")
 
 
