@@ -40,7 +40,9 @@
  *
  * Changes made outside the server (the CLI) are queued in principal_events(id, at_ms,
  * action, name, role, detail) in the same transaction; the server moves them into its audit
- * log (fv_principal_events_drain), at start and within a second while it runs.
+ * log (fv_principal_events_drain), at start and within a second while it runs. In a cluster,
+ * the nodes' principals sync (cluster/jsprincipals.h) queues there the changes it applies
+ * from the other nodes (fv_principal_row_put), with the node each came from.
  *
  * Threading: whatever the caller's sqlite3 connection allows (one thread at a time).
  */
