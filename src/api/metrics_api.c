@@ -212,6 +212,18 @@ void fv_api_metrics(const struct fv_api_view *v, struct fv_http_response *r)
             "Cluster: owner period and consent values refused (malformed; logged with the "
             "entry).",
             m->subj_malformed);
+    COUNTER("fleetvault_cluster_principals_applied_total",
+            "Cluster: principals of the KV bucket applied to this node's catalog (audited).",
+            m->princ_applied);
+    COUNTER("fleetvault_cluster_principals_published_total",
+            "Cluster: principal values this node wrote to the KV bucket.", m->princ_published);
+    COUNTER("fleetvault_cluster_principals_conflicts_total",
+            "Cluster: one name created on two nodes at once (the earlier kept) and "
+            "compare-and-set races lost.",
+            m->princ_conflicts);
+    COUNTER("fleetvault_cluster_principals_malformed_total",
+            "Cluster: principal values refused (malformed; logged with the entry).",
+            m->princ_malformed);
     prom(b, "# HELP fleetvault_clip_signals_total Clips stored, by whether the store's signals "
             "around the trigger were added (none: no sample in the window; failed: stored as "
             "uploaded).\n# TYPE fleetvault_clip_signals_total counter\n");

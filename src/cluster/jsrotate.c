@@ -18,7 +18,8 @@
 #include "cluster/natsconn.h"
 #include "util/err.h"
 
-#define WAIT_MS 5000 /* each JetStream request */
+#define WAIT_MS  5000 /* each JetStream request */
+#define NBUCKETS 3    /* keys, subjects, principals */
 
 struct rot {
     const struct fv_cluster_cfg *cfg;
@@ -281,13 +282,14 @@ int fv_jsrotate_run(const struct fv_cluster_cfg *cfg, const struct fv_kek *old_k
                     .st = out,
                     .err = err,
                     .errlen = errlen};
-    struct bucket bk[2];
+    struct bucket bk[NBUCKETS];
     memset(bk, 0, sizeof bk);
     int rc =
         fv_natsconn_connect(&r.conn, cfg, "fleetvault-keys-rotate", NULL, WAIT_MS, 1, err, errlen);
-    const char *names[2] = {cfg->keys_bucket, cfg->subjects_bucket};
-    int have[2] = {0, 0};
-    for (int i = 0; rc == FV_OK && i < 2; i++) {
+    const char *names[NBUCKETS] = {cfg->keys_bucket, cfg->subjects_bucket, cfg->principals_bucket};
+    int have[NBUCKETS] = {0, 0, 0};
+    for (int i = 0; rc == FV_OK && i < NBUCKETS; i++) {
+        if (names[i][0] == '\0') continue; /* not configured: nothing to rotate */
         rc = bind(&r, &bk[i], names[i]);
         have[i] = rc == FV_OK;
         if (rc == FV_ENOENT) rc = FV_OK;
@@ -296,11 +298,11 @@ int fv_jsrotate_run(const struct fv_cluster_cfg *cfg, const struct fv_kek *old_k
     for (r.round = 1; rc == FV_OK && old_left && r.round <= FV_JSROTATE_ROUNDS; r.round++) {
         old_left = 0;
         /* R1: both buckets read whole before anything of the round is written */
-        for (int i = 0; rc == FV_OK && i < 2; i++)
+        for (int i = 0; rc == FV_OK && i < NBUCKETS; i++)
             if (have[i] && (rc = list(&r, &bk[i])) == FV_OK) rc = check(&r, &bk[i], &old_left);
         out->rounds = r.round;
         if (rc || old_left == 0 || dry_run) break;
-        for (int i = 0; rc == FV_OK && i < 2; i++) {
+        for (int i = 0; rc == FV_OK && i < NBUCKETS; i++) {
             double last = now_s();
             for (size_t k = 0; rc == FV_OK && have[i] && k < bk[i].n; k++) {
                 progress(&r, "re-wrapping", &bk[i], k, &last);
@@ -320,7 +322,7 @@ int fv_jsrotate_run(const struct fv_cluster_cfg *cfg, const struct fv_kek *old_k
                   (unsigned long long)old_left, old_kek->id, FV_JSROTATE_ROUNDS);
         rc = FV_ESTATE;
     }
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < NBUCKETS; i++) {
         kvStore_Destroy(bk[i].kv);
         free(bk[i].keys);
         free(bk[i].old);

@@ -1,12 +1,12 @@
 /*
- * jsrotate.h - a cluster's master key rotation: every value of the keys and subjects buckets
- * wrapped again, from the old master key to the new (docs/cluster.md, "Master key
+ * jsrotate.h - a cluster's master key rotation: every value of the keys, subjects and principals
+ * buckets wrapped again, from the old master key to the new (docs/cluster.md, "Master key
  * rotation"; `fleetvault cluster keys-rotate`). Values stay in the format of
  * docs/formats.md, "Keys in the KV bucket": only the master key id in their head and the
  * seal change; the plaintext, the kind and the entry do not.
  *
  * Rules:
- *  R1 check before writing: every entry of both buckets is read first (a round's listing:
+ *  R1 check before writing: every entry of the three buckets is read first (a round's listing:
  *     the bucket stream's subjects, each entry's last message); a value wrapped by a master
  *     key that is neither the old nor the new one (a wrong old key given), not of this
  *     format, or under the old key but not opening with it, refuses the rotation with the
@@ -17,7 +17,7 @@
  *     judged again.
  *  R3 left alone: a value already under the new key, and a delete or purge marker (an
  *     erased subject's stays a marker: no key ever comes back over it).
- *  R4 rounds: once the values found under the old key are re-wrapped, both buckets are read
+ *  R4 rounds: once the values found under the old key are re-wrapped, the buckets are read
  *     again; the rotation ends with a round that finds none under the old key (one a node
  *     still on the old key made meanwhile is taken by the next round), at most
  *     FV_JSROTATE_ROUNDS rounds.
@@ -61,8 +61,8 @@ struct fv_jsrotate_opts {
     void *before_write_arg;
 };
 
-/* Rotates the values of cfg's keys and subjects buckets from old_kek to new_kek (R1-R6).
- * opts may be NULL (defaults). FV_OK; FV_ESTATE (R1 refused: nothing written by the round;
+/* Rotates the values of cfg's keys, subjects and principals buckets from old_kek to new_kek
+ * (R1-R6). opts may be NULL (defaults). FV_OK; FV_ESTATE (R1 refused: nothing written by the round;
  * or R4 rounds exhausted), FV_EIO (NATS), FV_EAGAIN (an entry lost R2 at every try), with err
  * saying which entry and why. */
 int fv_jsrotate_run(const struct fv_cluster_cfg *cfg, const struct fv_kek *old_kek,

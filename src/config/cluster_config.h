@@ -24,8 +24,10 @@
  *                                         (100 to 60000; server/clusterapi.h Q5)
  *     "keys_bucket": "fv-keys",           the KV bucket of the shared keys (cluster/jskeys.h;
  *                                         A-Z a-z 0-9 _ -, 1 to 32)
- *     "subjects_bucket": "fv-subjects"    the KV bucket of owner periods and consents
+ *     "subjects_bucket": "fv-subjects",   the KV bucket of owner periods and consents
  *                                         (cluster/jssubjects.h; as keys_bucket)
+ *     "principals_bucket": "fv-principals" the KV bucket of the API's principals
+ *                                         (cluster/jsprincipals.h; as keys_bucket)
  *   }
  * "catalog" (the first slice's shared catalog) is refused with a message saying why: each
  * node keeps its own DATA/catalog.db.
@@ -70,6 +72,7 @@ struct fv_cluster_cfg {
     int query_timeout_ms;     /* an api node's wait for the shards' owners (server/clusterapi.h) */
     char keys_bucket[33];     /* the KV bucket of the shared keys (cluster/jskeys.h) */
     char subjects_bucket[33]; /* the KV bucket of owner periods and consents (jssubjects.h) */
+    char principals_bucket[33]; /* the KV bucket of principals (jsprincipals.h) */
 };
 
 /* "all", "gateway", "storage", "api" -> *out; FV_EINVAL otherwise. */

@@ -78,6 +78,8 @@ struct fv_metrics {
     fv_counter cluster_publish_retries, cluster_publish_refused, cluster_publish_outstanding;
     /* the subjects sync (cluster/jssubjects.h), copied from its counters by the loop */
     fv_counter subj_applied, subj_published, subj_conflicts, subj_malformed;
+    /* the principals sync (cluster/jsprincipals.h), copied the same way */
+    fv_counter princ_applied, princ_published, princ_conflicts, princ_malformed;
     /* Clips stored with the store's signals added, without (none in the window), as uploaded
      * after a failure (data/clip_server.h X4; bumped by the clip thread). */
     fv_counter clip_signals[3];

@@ -166,8 +166,10 @@ static int principal_event(void *arg, const struct fv_principal_event *e)
     snprintf(ctx.principal, sizeof ctx.principal, "fleetvault");
     char detail[200];
     snprintf(detail, sizeof detail, "%s (at %lld)", e->detail, (long long)e->at_ms);
-    return fv_guard_audit_principal(g, &ctx, e->action, "allow", "made outside the server", e->name,
-                                    e->role, detail);
+    /* the cluster's principals sync (cluster/jsprincipals.h U4) queues its changes here too */
+    const char *reason = strncmp(e->detail, "cluster:", 8) == 0 ? "applied from the cluster"
+                                                                : "made outside the server";
+    return fv_guard_audit_principal(g, &ctx, e->action, "allow", reason, e->name, e->role, detail);
 }
 
 void fv_guard_principal_events(struct fv_guard *g)

@@ -514,3 +514,94 @@ int fv_principal_events_drain(sqlite3 *db, int (*fn)(void *arg, const struct fv_
     sqlite3_finalize(del);
     return rc;
 }
+
+/* ---- whole rows (cluster sync) -------------------------------------------------------------- */
+
+int fv_principal_row_get(sqlite3 *db, const char *name, struct fv_principal_row *out)
+{
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *st = NULL;
+    int rc = FV_EIO;
+    if (name == NULL) return FV_ENOENT;
+    if (sqlite3_prepare_v2(db, SELECT_FIELDS ", token_hash FROM principals WHERE name = ?1", -1,
+                           &st, NULL) == SQLITE_OK &&
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) == SQLITE_OK) {
+        int step = sqlite3_step(st);
+        if (step == SQLITE_ROW) {
+            rc = read_row(st, &out->p);
+            const void *h = sqlite3_column_blob(st, 7);
+            if (rc == FV_OK && (h == NULL || sqlite3_column_bytes(st, 7) != SHA256_DIGEST_LENGTH))
+                rc = FV_ECORRUPT;
+            if (rc == FV_OK) memcpy(out->token_hash, h, SHA256_DIGEST_LENGTH);
+        } else if (step == SQLITE_DONE) {
+            rc = FV_ENOENT;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int fv_principal_names(sqlite3 *db, int (*fn)(void *arg, const char *name), void *arg)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT name FROM principals ORDER BY name", -1, &st, NULL) !=
+        SQLITE_OK)
+        return FV_EIO;
+    int rc = FV_OK, step;
+    while (rc == FV_OK && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *n = (const char *)sqlite3_column_text(st, 0);
+        if (n) rc = fn(arg, n);
+    }
+    if (rc == FV_OK && step != SQLITE_DONE) rc = FV_EIO;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int bind_opt_ms(sqlite3_stmt *st, int col, int64_t v)
+{
+    return v ? sqlite3_bind_int64(st, col, (sqlite3_int64)v) : sqlite3_bind_null(st, col);
+}
+
+static int bind_opt_text(sqlite3_stmt *st, int col, const char *s)
+{
+    return s[0] ? sqlite3_bind_text(st, col, s, -1, SQLITE_STATIC) : sqlite3_bind_null(st, col);
+}
+
+int fv_principal_row_put(sqlite3 *db, const struct fv_principal_row *r, const char *action,
+                         const char *detail, char *err, size_t errlen)
+{
+    const struct fv_principal *p = &r->p;
+    if (!fv_principal_name_valid(p->name) || p->role[0] == '\0') {
+        fv_seterr(err, errlen, "bad principal name or role");
+        return FV_EINVAL;
+    }
+    int rc = exec(db, "BEGIN IMMEDIATE", err, errlen);
+    if (rc) return rc;
+    sqlite3_stmt *st = NULL;
+    rc = FV_EIO;
+    if (sqlite3_prepare_v2(db,
+                           "INSERT INTO principals(name, role, token_hash, created_ms, revoked_ms,"
+                           " created_by, approved_ms, approved_by)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                           " ON CONFLICT(name) DO UPDATE SET role = ?2, token_hash = ?3,"
+                           " created_ms = ?4, revoked_ms = ?5, created_by = ?6, approved_ms = ?7,"
+                           " approved_by = ?8",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_bind_text(st, 1, p->name, -1, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_bind_text(st, 2, p->role, -1, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_bind_blob(st, 3, r->token_hash, sizeof r->token_hash, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)p->created_ms) == SQLITE_OK &&
+        bind_opt_ms(st, 5, p->revoked_ms) == SQLITE_OK &&
+        bind_opt_text(st, 6, p->created_by) == SQLITE_OK &&
+        bind_opt_ms(st, 7, p->approved_ms) == SQLITE_OK &&
+        bind_opt_text(st, 8, p->approved_by) == SQLITE_OK && sqlite3_step(st) == SQLITE_DONE)
+        rc = FV_OK;
+    else
+        fv_seterr(err, errlen, "catalog: principals: %s", sqlite3_errmsg(db));
+    sqlite3_finalize(st);
+    if (rc == FV_OK && action)
+        rc = fv_principal_event_add(db, action, p->name, p->role, detail, err, errlen);
+    if (rc == FV_OK) rc = exec(db, "COMMIT", err, errlen);
+    if (rc) exec(db, "ROLLBACK", NULL, 0);
+    return rc;
+}

@@ -40,7 +40,9 @@
  *
  * Changes made outside the server (the CLI) are queued in principal_events(id, at_ms,
  * action, name, role, detail) in the same transaction; the server moves them into its audit
- * log (fv_principal_events_drain), at start and within a second while it runs.
+ * log (fv_principal_events_drain), at start and within a second while it runs. In a cluster,
+ * the nodes' principals sync (cluster/jsprincipals.h) queues there the changes it applies
+ * from the other nodes (fv_principal_row_put), with the node each came from.
  *
  * Threading: whatever the caller's sqlite3 connection allows (one thread at a time).
  */
@@ -141,5 +143,25 @@ struct evp_md_st;
 int fv_principal_token_hash(const char *bearer, struct evp_md_st *sha256, unsigned char hash[32]);
 int fv_principal_authenticate_hash(sqlite3 *db, const unsigned char hash[32],
                                    struct fv_principal *out);
+
+/* ---- whole rows, for a cluster's principals sync (cluster/jsprincipals.h) ----------------- */
+
+/* A principal with its token hash (never a token). */
+struct fv_principal_row {
+    struct fv_principal p;
+    unsigned char token_hash[32];
+};
+
+/* The row of name: FV_OK, FV_ENOENT, FV_EIO, FV_ECORRUPT. */
+int fv_principal_row_get(sqlite3 *db, const char *name, struct fv_principal_row *out);
+/* Calls fn with the name of every principal, in name order; stops at and returns fn's first
+ * non-zero result. FV_EIO. */
+int fv_principal_names(sqlite3 *db, int (*fn)(void *arg, const char *name), void *arg);
+/* Writes row r whole (inserted, or over the row of its name: role and token hash included),
+ * and queues event (action, detail; NULL: none) for the audit log in the same transaction.
+ * The caller decides what may change (jsprincipals.h M1-M4). FV_OK, FV_EINVAL (a bad name),
+ * FV_EIO (err says why: a token hash another name holds, too). */
+int fv_principal_row_put(sqlite3 *db, const struct fv_principal_row *r, const char *action,
+                         const char *detail, char *err, size_t errlen);
 
 #endif

@@ -327,6 +327,14 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
     if (rc == FV_OK && srv->jskeys)
         rc = fv_jssubjects_open(&cfg->cluster, &srv->kek, path, fv_jskeys_source(srv->jskeys),
                                 subjects_synced, srv, &srv->jssubj, err, errlen);
+    /* U1: the cluster's principals in this catalog before the API serves (docs/cluster.md,
+     * "Principals") */
+    if (rc == FV_OK && srv->jskeys) {
+        char node[65];
+        snprintf(node, sizeof node, "%s", cfg->cluster.node);
+        if (node[0] == '\0') fv_cluster_node_default(cfg->data_dir, node, sizeof node);
+        rc = fv_jsprincipals_open(&cfg->cluster, &srv->kek, path, node, &srv->jsprinc, err, errlen);
+    }
     if (rc == FV_OK) rc = fv_keystore_open(path, &srv->kek, &srv->api_keys, err, errlen);
     /* The erasure list is replayed before anything is decrypted (privacy/erasure.h). Erasure
      * and access control belong to the API thread, and use its keystore. */
@@ -610,6 +618,14 @@ static void housekeeping(struct fv_server *srv, uint64_t *last_trim)
         srv->m.subj_conflicts = ss.conflicts;
         srv->m.subj_malformed = ss.malformed;
     }
+    if (srv->jsprinc) {
+        struct fv_jsprincipals_stats ps;
+        fv_jsprincipals_stats(srv->jsprinc, &ps);
+        srv->m.princ_applied = ps.applied;
+        srv->m.princ_published = ps.published;
+        srv->m.princ_conflicts = ps.conflicts;
+        srv->m.princ_malformed = ps.malformed;
+    }
     if (srv->store) fv_store_tick(srv->store, srv->wal, store_key, srv, fv_now_ms());
     registry_poll(srv);
     fv_ingest_pace(srv->ing);
@@ -666,6 +682,8 @@ static void close_all(struct fv_server *srv, struct ev_loop *loop)
     fv_keyfetch_stop(srv->keyfetch);  /* so does this one's; before the source it asks */
     fv_jssubjects_close(srv->jssubj); /* it wakes the ingest too; it uses the keys bucket */
     srv->jssubj = NULL;
+    fv_jsprincipals_close(srv->jsprinc); /* after the API thread, whose guard reads the catalog */
+    srv->jsprinc = NULL;
     fv_ingest_free(srv->ing);
     fv_http_ctx_free(&srv->http);
     fv_jsreclog_close(srv->jslog, 5000); /* after the sessions' last records */

@@ -31,6 +31,7 @@
 #include "api/oadr_store.h"
 #include "cluster/jsconsume.h"
 #include "cluster/jskeys.h"
+#include "cluster/jsprincipals.h"
 #include "cluster/jssubjects.h"
 #include "cluster/jslease.h"
 #include "cluster/natsconn.h"
@@ -81,19 +82,20 @@
 
 struct fv_server {
     const struct fv_config *cfg;
-    struct fv_loopref ref;         /* the ingest loop's context, for wake_loop */
-    struct fv_acceptor *acceptor;  /* the devices' listener (NULL: lws's own, or no devices) */
-    struct fv_apiloop api;         /* the API thread */
-    struct fv_wal *wal;            /* NULL on a gateway */
-    struct fv_reclog log;          /* the gateway's record log: the WAL, or the stream */
-    struct fv_jsreclog *jslog;     /* role gateway: the stream (cluster/jsreclog.h) */
-    struct fv_jsconsume *consumer; /* role storage: the shards (cluster/jsconsume.h) */
-    struct fv_clusterapi *capi;    /* storage, api: the cluster's queries (server/clusterapi.h) */
-    struct fv_recovery rec;        /* role storage: what takes the stream's records */
-    struct fv_jskeys *jskeys;      /* gateway, storage: the shared keys (cluster/jskeys.h) */
-    struct fv_keyfetch *keyfetch;  /* gateway: keys fetched off the loop (gateway/keyfetch.h) */
-    struct fv_jssubjects *jssubj;  /* gateway, storage: periods and consents (jssubjects.h) */
-    int subjects_changed;          /* atomic: the sync changed the catalog (registry_poll) */
+    struct fv_loopref ref;           /* the ingest loop's context, for wake_loop */
+    struct fv_acceptor *acceptor;    /* the devices' listener (NULL: lws's own, or no devices) */
+    struct fv_apiloop api;           /* the API thread */
+    struct fv_wal *wal;              /* NULL on a gateway */
+    struct fv_reclog log;            /* the gateway's record log: the WAL, or the stream */
+    struct fv_jsreclog *jslog;       /* role gateway: the stream (cluster/jsreclog.h) */
+    struct fv_jsconsume *consumer;   /* role storage: the shards (cluster/jsconsume.h) */
+    struct fv_clusterapi *capi;      /* storage, api: the cluster's queries (server/clusterapi.h) */
+    struct fv_recovery rec;          /* role storage: what takes the stream's records */
+    struct fv_jskeys *jskeys;        /* gateway, storage: the shared keys (cluster/jskeys.h) */
+    struct fv_keyfetch *keyfetch;    /* gateway: keys fetched off the loop (gateway/keyfetch.h) */
+    struct fv_jssubjects *jssubj;    /* gateway, storage: periods and consents (jssubjects.h) */
+    struct fv_jsprincipals *jsprinc; /* cluster roles: principals (jsprincipals.h) */
+    int subjects_changed;            /* atomic: the sync changed the catalog (registry_poll) */
     struct fv_fleet fleet;
     struct fv_metrics m;
     struct fv_ingest *ing;

@@ -28,6 +28,7 @@
 
 #include "../support/natsserver.h"
 #include "cluster/jskeys.h"
+#include "cluster/jsprincipals.h"
 #include "cluster/jsrotate.h"
 #include "util/err.h"
 
@@ -315,10 +316,68 @@ static void rotation(void **state)
     natsConnection_Destroy(e.nc);
 }
 
+/* The principals bucket is re-wrapped too (jsprincipals.h): a principal's value under A is
+ * under B afterwards, the same principal inside; buckets not made are skipped. */
+static void principals_bucket(void **state)
+{
+    (void)state;
+    struct fv_cluster_cfg c = cfg;
+    snprintf(c.keys_bucket, sizeof c.keys_bucket, "fv-keys-none");
+    snprintf(c.subjects_bucket, sizeof c.subjects_bucket, "fv-subjects-none");
+    snprintf(c.principals_bucket, sizeof c.principals_bucket, "fv-principals-rot");
+    struct fv_kek a, b;
+    kek_of(&a, 0x0a);
+    kek_of(&b, 0x0b);
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    kvStore *kv = NULL;
+    char url[64], err[256], node[FV_JSPRINC_NODE_MAX + 1];
+    snprintf(url, sizeof url, "nats://127.0.0.1:%d", nats.port);
+    assert_int_equal(natsConnection_ConnectTo(&nc, url), NATS_OK);
+    assert_int_equal(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+    kvConfig kc;
+    kvConfig_Init(&kc);
+    kc.Bucket = c.principals_bucket;
+    kc.History = 1;
+    assert_int_equal(js_CreateKeyValue(&kv, js, &kc), NATS_OK);
+    struct fv_principal_row r, got;
+    memset(&r, 0, sizeof r);
+    snprintf(r.p.name, sizeof r.p.name, "reader");
+    snprintf(r.p.role, sizeof r.p.role, "ops");
+    memset(r.token_hash, 0x42, sizeof r.token_hash);
+    r.p.created_ms = 1796000000000;
+    struct fv_buf v = {0};
+    assert_int_equal(fv_jsprincipals_encode(&a, &r, "st-a", &v), FV_OK);
+    uint64_t rev = 0;
+    assert_int_equal(kvStore_Create(&rev, kv, "principal.reader", v.data, (int)v.len), NATS_OK);
+    fv_buf_free(&v);
+    struct fv_jsrotate_stats st;
+    assert_int_equal(fv_jsrotate_run(&c, &a, &b, NULL, &st, err, sizeof err), FV_OK);
+    assert_int_equal(st.entries, 1);
+    assert_int_equal(st.rewrapped, 1);
+    kvEntry *ke = NULL;
+    assert_int_equal(kvStore_Get(&ke, kv, "principal.reader"), NATS_OK);
+    const unsigned char *val = (const unsigned char *)kvEntry_Value(ke);
+    size_t len = (size_t)kvEntry_ValueLen(ke);
+    assert_int_equal(
+        fv_jsprincipals_decode(&a, "principal.reader", val, len, &got, node, err, sizeof err),
+        FV_ECORRUPT);
+    assert_int_equal(
+        fv_jsprincipals_decode(&b, "principal.reader", val, len, &got, node, err, sizeof err),
+        FV_OK);
+    assert_memory_equal(got.token_hash, r.token_hash, 32);
+    assert_string_equal(node, "st-a");
+    kvEntry_Destroy(ke);
+    kvStore_Destroy(kv);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(rotation),
+        cmocka_unit_test(principals_bucket),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -62,6 +62,7 @@ static void defaults(void **state)
                      strlen(a));
     assert_string_equal(c.keys_bucket, "fv-keys");
     assert_string_equal(c.subjects_bucket, "fv-subjects");
+    assert_string_equal(c.principals_bucket, "fv-principals");
 }
 
 static void everything(void **state)
@@ -76,7 +77,7 @@ static void everything(void **state)
               " \"shards\": 8, \"owned_shards\": [7, 0, 3], \"keys_bucket\": \"K_1-x\","
               " \"node\": \"st_1\", \"lease_bucket\": \"L\", \"lease_renew_ms\": 100,"
               " \"lease_ttl_ms\": 300, \"stream_max_age_days\": 30, \"query_timeout_ms\": 250,"
-              " \"subjects_bucket\": \"S-2_y\"}",
+              " \"subjects_bucket\": \"S-2_y\", \"principals_bucket\": \"P-3_z\"}",
               &c, err, sizeof err),
         FV_OK);
     assert_int_equal(c.nurls, 2);
@@ -99,6 +100,7 @@ static void everything(void **state)
     assert_int_equal(c.query_timeout_ms, 250);
     assert_string_equal(c.keys_bucket, "K_1-x");
     assert_string_equal(c.subjects_bucket, "S-2_y");
+    assert_string_equal(c.principals_bucket, "P-3_z");
 }
 
 static void refusals(void **state)
@@ -135,6 +137,8 @@ static void refusals(void **state)
         {"{\"nats\": \"nats://a:1\", \"subjects_bucket\": \"a.b\"}",
          "cluster.subjects_bucket: expected 1 to 32 of A-Z a-z 0-9 _ -"},
         {"{\"nats\": \"nats://a:1\", \"subjects_bucket\": \"\"}", "cluster.subjects_bucket"},
+        {"{\"nats\": \"nats://a:1\", \"principals_bucket\": \"a.b\"}",
+         "cluster.principals_bucket: expected 1 to 32 of A-Z a-z 0-9 _ -"},
         {"{\"nats\": \"nats://a:1\", \"subjects_bucket\": \"0123456789012345678901234567890123\"}",
          "cluster.subjects_bucket"},
         {"{\"nats\": \"nats://a:1\", \"colour\": 1}", "cluster: unknown key \"colour\""},

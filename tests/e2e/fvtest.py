@@ -118,6 +118,17 @@ class Certs:
 
 
 _servers = []  # every Server started, so a failed test cannot leave one running
+_cluster_tokens = {}  # a cluster's shared principals' tokens, by _cluster_key
+
+
+def _cluster_key(c):
+    """Nodes configured with the same NATS servers (the lowest port named) and principals
+    bucket share their principals; None for a single node."""
+    if not c or not c.get("nats"):
+        return None
+    urls = c["nats"] if isinstance(c["nats"], list) else [c["nats"]]
+    ports = [int(u.rsplit(":", 1)[1]) for u in urls if u.rsplit(":", 1)[-1].isdigit()]
+    return (min(ports) if ports else tuple(urls), c.get("principals_bucket", "fv-principals"))
 
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -180,6 +191,16 @@ class Server:
         with open(self.config, "w") as f:
             json.dump(config, f)
         self.tokens = {}
+        # Nodes of one cluster share their principals (docs/cluster.md, "Principals"): a name
+        # made on one node is every node's, so they share one token table, and a principal
+        # another node made is waited for here instead of made again (which would be a second
+        # principal of that name: cluster/jsprincipals.h M1).
+        self.cluster_key = _cluster_key(config.get("cluster"))
+        if self.cluster_key:
+            self.tokens, self.unapproved = _cluster_tokens.setdefault(self.cluster_key,
+                                                                      ({}, set()))
+        else:
+            self.unapproved = set()  # principals made with approve=False
         self.pending = set()  # principals whose approval a failing server refused
         self.env = {}  # extra environment for the server process (FV_FAULT, ...)
         self.extra = list(extra)
@@ -204,6 +225,9 @@ class Server:
             try:
                 st, _ = self.http("/status", token=None)
                 if st == 200:
+                    if self.cluster_key:  # the cluster's principals, applied at start
+                        for name in sorted(self.tokens):
+                            self.await_principal(name)
                     if APPROVER not in self.tokens:
                         # the installation's first privacy officer: active at once, it
                         # approves every principal the tests make (issue 9 item 6)
@@ -252,13 +276,35 @@ class Server:
         """Creates a principal through the CLI; one that waits for approval (a role that reads
         personal data) is approved by the test approver, unless approve is False. Returns its
         token."""
+        if self.cluster_key and name in self.tokens:  # another node of the cluster made it
+            self.await_principal(name)
+            return self.tokens[name]
         r = run("principal", "add", name, "--role", role, "--data", self.data, "--policy",
                 self.policy)
         self.tokens[name] = r.stdout.strip()
+        if not approve:
+            self.unapproved.add(name)
         if approve and "pending:" in r.stderr:
             self.pending.add(name)
             self.approve(name)
         return self.tokens[name]
+
+    def principal_state(self, name):
+        """"active", "pending", "revoked" or None (unknown) in this node's catalog."""
+        out = run("principal", "list", "--data", self.data).stdout
+        for line in out.splitlines():
+            if line.split()[:1] == [name]:
+                return ("revoked" if "REVOKED" in line else
+                        "pending" if "PENDING APPROVAL" in line else "active")
+        return None
+
+    def await_principal(self, name, timeout=10):
+        """Waits until this node's catalog has principal name from the cluster, and its
+        approval unless it is pending here."""
+        want = (("pending", "active", "revoked") if name in self.pending | self.unapproved
+                else ("active", "revoked"))
+        wait_until(f"principal {name} on {self.root}",
+                   lambda: self.principal_state(name) in want, timeout=timeout, step=0.1)
 
     def approve(self, name):
         """The test approver approves a pending principal. A server that cannot (a fault test

@@ -386,12 +386,84 @@ static void test_only_hashes_at_rest(void **state)
     fv_policy_free(pol);
 }
 
+/* Whole rows (the cluster sync's): a row written over another of its name takes its role and
+ * token hash (the other token refused), its revocation and approval; the change is queued for
+ * the audit log in the same transaction. */
+static int count_event(void *arg, const struct fv_principal_event *e)
+{
+    int *n = arg;
+    assert_string_equal(e->name, "twin");
+    assert_non_null(strstr(e->detail, "from node st-a"));
+    (*n)++;
+    return FV_OK;
+}
+
+static void test_rows(void **state)
+{
+    (void)state;
+    sqlite3 *db = open_db("rows.db");
+    struct fv_policy *pol = policy();
+    char tok[FV_TOKEN_HEX_LEN + 1], err[512];
+    assert_int_equal(fv_principal_create(db, pol, "twin", "support", NULL, tok, err, sizeof err),
+                     FV_OK);
+    struct fv_principal_row r, got;
+    assert_int_equal(fv_principal_row_get(db, "twin", &r), FV_OK);
+    unsigned char h[32];
+    assert_int_equal(fv_principal_token_hash(tok, NULL, h), FV_OK);
+    assert_memory_equal(r.token_hash, h, 32);
+    assert_int_equal(fv_principal_row_get(db, "nobody", &got), FV_ENOENT);
+    /* replaced by another principal of the name (jsprincipals.h M1) */
+    struct fv_principal_row w = r;
+    snprintf(w.p.role, sizeof w.p.role, "ops");
+    memset(w.token_hash, 0x5a, sizeof w.token_hash);
+    w.p.approved_ms = 1234;
+    snprintf(w.p.approved_by, sizeof w.p.approved_by, "po");
+    assert_int_equal(fv_principal_row_put(db, &w, "principal.replace", "cluster: from node st-a",
+                                          err, sizeof err),
+                     FV_OK);
+    struct fv_principal p;
+    assert_int_equal(fv_principal_authenticate(db, tok, &p), FV_ENOENT); /* the loser's token */
+    assert_int_equal(fv_principal_row_get(db, "twin", &got), FV_OK);
+    assert_string_equal(got.p.role, "ops");
+    assert_int_equal(got.p.approved_ms, 1234);
+    assert_memory_equal(got.token_hash, w.token_hash, 32);
+    w.p.revoked_ms = 2000;
+    assert_int_equal(fv_principal_row_put(db, &w, "principal.revoke", "cluster: from node st-a",
+                                          err, sizeof err),
+                     FV_OK);
+    assert_int_equal(fv_principal_get(db, "twin", &p), FV_OK);
+    assert_int_equal(p.revoked_ms, 2000);
+    /* a new name is inserted; a bad one refused */
+    struct fv_principal_row n = w;
+    snprintf(n.p.name, sizeof n.p.name, "newcomer");
+    memset(n.token_hash, 0x6b, sizeof n.token_hash);
+    assert_int_equal(fv_principal_row_put(db, &n, NULL, NULL, err, sizeof err), FV_OK);
+    assert_int_equal(fv_principal_row_get(db, "newcomer", &got), FV_OK);
+    snprintf(n.p.name, sizeof n.p.name, "Bad Name");
+    assert_int_equal(fv_principal_row_put(db, &n, NULL, NULL, err, sizeof err), FV_EINVAL);
+    /* a token hash another name holds: refused, nothing changed */
+    snprintf(n.p.name, sizeof n.p.name, "thief");
+    memset(n.token_hash, 0x5a, sizeof n.token_hash);
+    assert_int_equal(fv_principal_row_put(db, &n, "principal.create", "x", err, sizeof err),
+                     FV_EIO);
+    assert_int_equal(fv_principal_row_get(db, "thief", &got), FV_ENOENT);
+    int events = 0;
+    assert_int_equal(fv_principal_events_drain(db, count_event, &events), FV_OK);
+    assert_int_equal(events, 2);
+    sqlite3_close(db);
+    fv_policy_free(pol);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_create_authenticate), cmocka_unit_test(test_names_and_roles),
-        cmocka_unit_test(test_reserved_names),      cmocka_unit_test(test_revoke_and_list),
-        cmocka_unit_test(test_only_hashes_at_rest), cmocka_unit_test(test_approval),
+        cmocka_unit_test(test_create_authenticate),
+        cmocka_unit_test(test_names_and_roles),
+        cmocka_unit_test(test_reserved_names),
+        cmocka_unit_test(test_revoke_and_list),
+        cmocka_unit_test(test_only_hashes_at_rest),
+        cmocka_unit_test(test_approval),
+        cmocka_unit_test(test_rows),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,0 +1,559 @@
+/* jsprincipals.c - principals in a NATS JetStream KV bucket (jsprincipals.h).
+ *
+ * Built as jssubjects.c is: entries are never deleted (a revocation is a value), so nats.c's
+ * kvStore_Get/Create/Update serve for compare-and-set; the bucket is followed in sequence
+ * (kvfollow.h); what is in sync is remembered per principal as the hash of its canonical
+ * plaintext, so a round that finds the catalog changed publishes only the rows that differ.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <nats/nats.h>
+#include <openssl/crypto.h>
+#include <sqlite3.h>
+
+#include "cluster/jskeys.h"
+#include "cluster/jsprincipals.h"
+#include "cluster/kvfollow.h"
+#include "cluster/natsconn.h"
+#include "util/err.h"
+#include "util/log.h"
+#include "util/map.h"
+
+#define SYNC_WAIT_MS 500
+#define CAS_TRIES    3
+
+struct fv_jsprincipals {
+    const struct fv_cluster_cfg *cfg;
+    struct fv_kek kek;
+    char node[FV_JSPRINC_NODE_MAX + 1];
+    struct fv_natsconn conn;
+    kvStore *kv;
+    struct fv_kvfollow *follow;
+    int failing;
+    struct fv_keystore *ks; /* the sync's own catalog connection */
+    struct fv_map synced;   /* principal name -> hash of the plaintext last in sync */
+    int64_t data_version;
+    int dirty;
+    pthread_t thread;
+    int thread_started;
+    int stop;
+    struct fv_jsprincipals_stats stats;
+};
+
+/* ---- values -------------------------------------------------------------------------------- */
+
+static int put_be(struct fv_buf *b, uint64_t v, int bytes)
+{
+    unsigned char x[8];
+    for (int i = 0; i < bytes; i++)
+        x[i] = (unsigned char)(v >> (8 * (bytes - 1 - i)));
+    return fv_buf_append(b, x, (size_t)bytes);
+}
+
+static int put_str(struct fv_buf *b, const char *s)
+{
+    size_t n = strlen(s);
+    if (n > 255) return FV_EINVAL;
+    int rc = put_be(b, n, 1);
+    return rc ? rc : fv_buf_append(b, s, n);
+}
+
+int fv_jsprincipals_pt(const struct fv_principal_row *r, struct fv_buf *out)
+{
+    const struct fv_principal *p = &r->p;
+    int rc = put_str(out, p->name);
+    if (rc == FV_OK) rc = put_str(out, p->role);
+    if (rc == FV_OK) rc = fv_buf_append(out, r->token_hash, sizeof r->token_hash);
+    if (rc == FV_OK) rc = put_be(out, (uint64_t)p->created_ms, 8);
+    if (rc == FV_OK) rc = put_str(out, p->created_by);
+    if (rc == FV_OK) rc = put_be(out, (uint64_t)p->approved_ms, 8);
+    if (rc == FV_OK) rc = put_str(out, p->approved_by);
+    if (rc == FV_OK) rc = put_be(out, (uint64_t)p->revoked_ms, 8);
+    return rc;
+}
+
+static void pt_free(struct fv_buf *pt)
+{
+    if (pt->data) OPENSSL_cleanse(pt->data, pt->cap);
+    fv_buf_free(pt);
+}
+
+static void key_of(const char *name, char key[16 + FV_PRINCIPAL_NAME_MAX])
+{
+    snprintf(key, 16 + FV_PRINCIPAL_NAME_MAX, "%s%s", FV_JSPRINC_PREFIX, name);
+}
+
+int fv_jsprincipals_encode(const struct fv_kek *kek, const struct fv_principal_row *r,
+                           const char *node, struct fv_buf *out)
+{
+    struct fv_buf pt = {0};
+    char key[16 + FV_PRINCIPAL_NAME_MAX];
+    key_of(r->p.name, key);
+    int rc = fv_jsprincipals_pt(r, &pt);
+    if (rc == FV_OK) rc = put_str(&pt, node);
+    if (rc == FV_OK) rc = fv_jskeys_wrap(kek, key, FV_JSPRINC_KIND, pt.data, pt.len, out);
+    pt_free(&pt);
+    return rc;
+}
+
+struct rd {
+    const unsigned char *p;
+    size_t n, off;
+    int bad;
+};
+
+static uint64_t get_be(struct rd *r, int bytes)
+{
+    uint64_t v = 0;
+    if (r->bad || r->n - r->off < (size_t)bytes) {
+        r->bad = 1;
+        return 0;
+    }
+    for (int i = 0; i < bytes; i++)
+        v = v << 8 | r->p[r->off++];
+    return v;
+}
+
+/* A length-prefixed string of 1 (or 0 if may_be_empty) to cap - 1 printable bytes. */
+static void get_str(struct rd *r, char *out, size_t cap, int may_be_empty)
+{
+    size_t len = (size_t)get_be(r, 1);
+    out[0] = '\0';
+    if (r->bad || r->n - r->off < len || len >= cap || (len == 0 && !may_be_empty)) {
+        r->bad = 1;
+        return;
+    }
+    for (size_t i = 0; i < len; i++)
+        if (r->p[r->off + i] < 0x21 || r->p[r->off + i] >= 0x7f) r->bad = 1;
+    memcpy(out, r->p + r->off, len);
+    out[len] = '\0';
+    r->off += len;
+}
+
+int fv_jsprincipals_decode(const struct fv_kek *kek, const char *key, const unsigned char *v,
+                           size_t len, struct fv_principal_row *out,
+                           char node[FV_JSPRINC_NODE_MAX + 1], char *err, size_t errlen)
+{
+    struct fv_buf pt = {0};
+    memset(out, 0, sizeof *out);
+    node[0] = '\0';
+    int rc = fv_jskeys_unwrap(kek, key, FV_JSPRINC_KIND, v, len, &pt, err, errlen);
+    if (rc) {
+        pt_free(&pt);
+        return rc;
+    }
+    struct fv_principal *p = &out->p;
+    struct rd r = {.p = pt.data, .n = pt.len};
+    get_str(&r, p->name, sizeof p->name, 0);
+    get_str(&r, p->role, sizeof p->role, 0);
+    if (!r.bad && r.n - r.off >= sizeof out->token_hash) {
+        memcpy(out->token_hash, r.p + r.off, sizeof out->token_hash);
+        r.off += sizeof out->token_hash;
+    } else {
+        r.bad = 1;
+    }
+    p->created_ms = (int64_t)get_be(&r, 8);
+    get_str(&r, p->created_by, sizeof p->created_by, 1);
+    p->approved_ms = (int64_t)get_be(&r, 8);
+    get_str(&r, p->approved_by, sizeof p->approved_by, 1);
+    p->revoked_ms = (int64_t)get_be(&r, 8);
+    get_str(&r, node, FV_JSPRINC_NODE_MAX + 1, 0);
+    size_t pl = strlen(FV_JSPRINC_PREFIX);
+    if (!r.bad && (r.off != r.n || strncmp(key, FV_JSPRINC_PREFIX, pl) != 0 ||
+                   strcmp(key + pl, p->name) != 0 || !fv_principal_name_valid(p->name) ||
+                   p->created_ms <= 0 || p->approved_ms < 0 || p->revoked_ms < 0))
+        r.bad = 1;
+    pt_free(&pt);
+    if (r.bad) {
+        memset(out, 0, sizeof *out);
+        node[0] = '\0';
+        fv_seterr(err, errlen, "KV entry %s: not a valid principal", key);
+        return FV_ECORRUPT;
+    }
+    return FV_OK;
+}
+
+/* ---- merge (U2) ---------------------------------------------------------------------------- */
+
+/* M1: which of two principals of one name is kept: <0 a, >0 b. */
+static int precedes(const struct fv_principal_row *a, const struct fv_principal_row *b)
+{
+    if (a->p.created_ms != b->p.created_ms) return a->p.created_ms < b->p.created_ms ? -1 : 1;
+    int c = memcmp(a->token_hash, b->token_hash, sizeof a->token_hash);
+    if (c) return c;
+    return strcmp(a->p.role, b->p.role);
+}
+
+int fv_jsprincipals_merge(const struct fv_principal_row *a, const struct fv_principal_row *b,
+                          struct fv_principal_row *out)
+{
+    if (memcmp(a->token_hash, b->token_hash, sizeof a->token_hash) != 0 ||
+        strcmp(a->p.role, b->p.role) != 0) {
+        *out = precedes(a, b) <= 0 ? *a : *b;
+        return 1;
+    }
+    struct fv_principal_row m = *a;
+    struct fv_principal *x = &m.p;
+    const struct fv_principal *y = &b->p;
+    if (y->created_ms < x->created_ms) x->created_ms = y->created_ms;
+    if (x->created_by[0] == '\0' || (y->created_by[0] && strcmp(y->created_by, x->created_by) < 0))
+        snprintf(x->created_by, sizeof x->created_by, "%s", y->created_by);
+    /* M2: the earlier approval, then the smaller approver */
+    if (y->approved_ms &&
+        (x->approved_ms == 0 || y->approved_ms < x->approved_ms ||
+         (y->approved_ms == x->approved_ms && strcmp(y->approved_by, x->approved_by) < 0))) {
+        x->approved_ms = y->approved_ms;
+        snprintf(x->approved_by, sizeof x->approved_by, "%s", y->approved_by);
+    }
+    /* M3: revoked on either side is revoked, at the earlier time */
+    if (y->revoked_ms && (x->revoked_ms == 0 || y->revoked_ms < x->revoked_ms))
+        x->revoked_ms = y->revoked_ms;
+    *out = m;
+    return 0;
+}
+
+/* ---- the sync ------------------------------------------------------------------------------ */
+
+static void count(uint64_t *c)
+{
+    __atomic_add_fetch(c, 1, __ATOMIC_RELAXED);
+}
+
+static uint64_t row_hash(const struct fv_principal_row *r)
+{
+    struct fv_buf pt = {0};
+    uint64_t h = 0;
+    if (fv_jsprincipals_pt(r, &pt) == FV_OK) h = fv_hash64(pt.data, pt.len) | 1;
+    pt_free(&pt);
+    return h; /* 0 (unknown): never in sync, so tried again */
+}
+
+static int same_row(const struct fv_principal_row *x, const struct fv_principal_row *y)
+{
+    struct fv_buf a = {0}, b = {0};
+    int same = fv_jsprincipals_pt(x, &a) == FV_OK && fv_jsprincipals_pt(y, &b) == FV_OK &&
+               a.len == b.len && memcmp(a.data, b.data, a.len) == 0;
+    pt_free(&a);
+    pt_free(&b);
+    return same;
+}
+
+/* U4: the merged row m into the catalog over the local one (have_a: there was one), with its
+ * audit event; what the change is decides the action. */
+static int apply_local(struct fv_jsprincipals *s, const struct fv_principal_row *a, int have_a,
+                       const struct fv_principal_row *m, int conflict, const char *from)
+{
+    const char *action = "principal.create";
+    char detail[128];
+    if (have_a && conflict)
+        action = "principal.replace";
+    else if (have_a && m->p.revoked_ms && !a->p.revoked_ms)
+        action = "principal.revoke";
+    else if (have_a && m->p.approved_ms && !a->p.approved_ms)
+        action = "principal.approve";
+    else if (have_a)
+        action = "principal.update";
+    snprintf(detail, sizeof detail, "cluster: from node %s%s", from,
+             m->p.revoked_ms    ? ", revoked"
+             : m->p.approved_ms ? ", active"
+                                : ", pending approval");
+    char err[256] = "";
+    int rc = fv_principal_row_put(fv_keystore_db(s->ks), m, action, detail, err, sizeof err);
+    if (rc) {
+        fv_error("cluster: principal %s not applied to this catalog: %s", m->p.name,
+                 err[0] ? err : fv_strerror(rc));
+        return rc;
+    }
+    fv_info("cluster: principal %s (%s) applied to this catalog: %s, from node %s", m->p.name,
+            m->p.role, action, from);
+    count(&s->stats.applied);
+    return FV_OK;
+}
+
+static int entry_write(struct fv_jsprincipals *s, const char *key, const struct fv_principal_row *m,
+                       uint64_t rev)
+{
+    struct fv_buf v = {0};
+    int rc = fv_jsprincipals_encode(&s->kek, m, s->node, &v);
+    if (rc) {
+        fv_buf_free(&v);
+        return rc;
+    }
+    uint64_t nrev = 0;
+    natsStatus st = rev ? kvStore_Update(&nrev, s->kv, key, v.data, (int)v.len, rev)
+                        : kvStore_Create(&nrev, s->kv, key, v.data, (int)v.len);
+    fv_buf_free(&v);
+    if (st == NATS_OK) {
+        count(&s->stats.published);
+        return FV_OK;
+    }
+    if (st == NATS_ERR) { /* JetStream refused the revision: another node's write won */
+        count(&s->stats.conflicts);
+        return FV_EAGAIN;
+    }
+    fv_warn("cluster: writing KV entry %s: %s", key, natsStatus_GetText(st));
+    return FV_EIO;
+}
+
+/* M1: logged by every node that sees it (names, roles and times only; a is this catalog's,
+ * b the bucket's, written by node from). */
+static void log_conflict(const struct fv_principal_row *a, const struct fv_principal_row *b,
+                         const struct fv_principal_row *m, const char *from)
+{
+    fv_warn("cluster: principal %s was created on two nodes at once (role %s created at %lld ms "
+            "here, role %s created at %lld ms in the value of node %s): the one of role %s "
+            "created at %lld ms is kept on every node, the other one's token is refused "
+            "everywhere",
+            m->p.name, a->p.role, (long long)a->p.created_ms, b->p.role, (long long)b->p.created_ms,
+            from, m->p.role, (long long)m->p.created_ms);
+}
+
+/* A principal brought in sync both ways from the bucket's value v at revision rev (NULL:
+ * read it). */
+static int sync_entry(struct fv_jsprincipals *s, const char *name, const unsigned char *v,
+                      size_t len, uint64_t rev)
+{
+    char key[16 + FV_PRINCIPAL_NAME_MAX], err[256];
+    if (!fv_principal_name_valid(name)) return FV_OK;
+    key_of(name, key);
+    kvEntry *ke = NULL;
+    int rc = FV_OK;
+    for (int tries = 0; tries < CAS_TRIES; tries++) {
+        if (v == NULL || tries) {
+            kvEntry_Destroy(ke);
+            ke = NULL;
+            natsStatus st = kvStore_Get(&ke, s->kv, key);
+            if (st != NATS_OK && st != NATS_NOT_FOUND) {
+                fv_warn("cluster: reading KV entry %s: %s", key, natsStatus_GetText(st));
+                rc = FV_EIO;
+                break;
+            }
+            v = ke ? (const unsigned char *)kvEntry_Value(ke) : NULL;
+            len = ke ? (size_t)kvEntry_ValueLen(ke) : 0;
+            rev = ke ? kvEntry_Revision(ke) : 0;
+        }
+        struct fv_principal_row a, b, m;
+        char from[FV_JSPRINC_NODE_MAX + 1] = "";
+        rc = fv_principal_row_get(fv_keystore_db(s->ks), name, &a);
+        int have_a = rc == FV_OK, have_b = v != NULL, conflict = 0;
+        if (rc == FV_ENOENT) rc = FV_OK;
+        if (rc == FV_OK && have_b) {
+            rc = fv_jsprincipals_decode(&s->kek, key, v, len, &b, from, err, sizeof err);
+            if (rc == FV_ECORRUPT) {
+                fv_error("cluster: %s; ignored", err);
+                count(&s->stats.malformed);
+            }
+        }
+        if (rc) break;
+        if (!have_a && !have_b) break;
+        if (have_a && have_b)
+            conflict = fv_jsprincipals_merge(&a, &b, &m);
+        else
+            m = have_a ? a : b;
+        if (conflict) {
+            log_conflict(&a, &b, &m, from);
+            count(&s->stats.conflicts);
+        }
+        if (have_b && (!have_a || !same_row(&a, &m)))
+            rc = apply_local(s, &a, have_a, &m, conflict, from);
+        if (rc == FV_OK && (!have_b || !same_row(&b, &m))) rc = entry_write(s, key, &m, rev);
+        if (rc == FV_OK) {
+            uint64_t h = row_hash(&m);
+            rc = fv_map_put(&s->synced, name, strlen(name), (void *)(uintptr_t)h);
+        }
+        OPENSSL_cleanse(&a, sizeof a);
+        OPENSSL_cleanse(&b, sizeof b);
+        OPENSSL_cleanse(&m, sizeof m);
+        if (rc != FV_EAGAIN) break;
+    }
+    kvEntry_Destroy(ke);
+    if (rc && rc != FV_ECORRUPT) s->dirty = 1;
+    return rc;
+}
+
+struct names {
+    char (*v)[FV_PRINCIPAL_NAME_MAX + 1];
+    size_t n, cap;
+};
+
+static int name_one(void *arg, const char *name)
+{
+    struct names *ns = arg;
+    if (ns->n == ns->cap) {
+        size_t cap = ns->cap ? 2 * ns->cap : 32;
+        char(*v)[FV_PRINCIPAL_NAME_MAX + 1] = realloc(ns->v, cap * sizeof *v);
+        if (v == NULL) return FV_ENOMEM;
+        ns->v = v;
+        ns->cap = cap;
+    }
+    snprintf(ns->v[ns->n++], FV_PRINCIPAL_NAME_MAX + 1, "%s", name);
+    return FV_OK;
+}
+
+/* U1: the catalog's principals that differ from what was last in sync, published. */
+static int publish_changes(struct fv_jsprincipals *s)
+{
+    struct names ns = {0};
+    int rc = fv_principal_names(fv_keystore_db(s->ks), name_one, &ns);
+    s->dirty = rc != FV_OK;
+    for (size_t i = 0; rc == FV_OK && i < ns.n; i++) {
+        struct fv_principal_row a;
+        if (fv_principal_row_get(fv_keystore_db(s->ks), ns.v[i], &a) != FV_OK) continue;
+        uint64_t h = row_hash(&a);
+        OPENSSL_cleanse(&a, sizeof a);
+        if (h && (uint64_t)(uintptr_t)fv_map_get(&s->synced, ns.v[i], strlen(ns.v[i])) == h)
+            continue;
+        sync_entry(s, ns.v[i], NULL, 0, 0); /* failures: dirty, next round */
+    }
+    free(ns.v);
+    return rc;
+}
+
+static int catalog_changed(struct fv_jsprincipals *s)
+{
+    sqlite3_stmt *st = NULL;
+    int changed = 0;
+    if (sqlite3_prepare_v2(fv_keystore_db(s->ks), "PRAGMA data_version", -1, &st, NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+        int64_t v = sqlite3_column_int64(st, 0);
+        changed = v != s->data_version;
+        s->data_version = v;
+    }
+    sqlite3_finalize(st);
+    return changed;
+}
+
+static void followed(struct fv_jsprincipals *s, const struct fv_kventry *e)
+{
+    size_t pl = strlen(FV_JSPRINC_PREFIX);
+    if (e->op == FV_KV_PUT && e->value && strncmp(e->key, FV_JSPRINC_PREFIX, pl) == 0)
+        sync_entry(s, e->key + pl, e->value, e->len, e->revision);
+}
+
+static int follow_one(struct fv_jsprincipals *s, int64_t wait_ms)
+{
+    struct fv_kventry e;
+    char err[256];
+    int rc = fv_kvfollow_next(s->follow, &e, wait_ms, err, sizeof err);
+    if (rc == FV_EIO) {
+        if (!s->failing) fv_warn("%s; asking again", err);
+        s->failing = 1;
+        return rc;
+    }
+    if (s->failing) fv_info("cluster: following KV bucket %s again", s->cfg->principals_bucket);
+    s->failing = 0;
+    if (rc == FV_OK) followed(s, &e);
+    return rc;
+}
+
+static void *sync_main(void *arg)
+{
+    struct fv_jsprincipals *s = arg;
+    while (!__atomic_load_n(&s->stop, __ATOMIC_ACQUIRE)) {
+        if (follow_one(s, SYNC_WAIT_MS) == FV_EIO) usleep(SYNC_WAIT_MS * 1000u);
+        if (catalog_changed(s) || s->dirty) publish_changes(s);
+    }
+    return NULL;
+}
+
+static int bind_bucket(struct fv_jsprincipals *s, char *err, size_t errlen)
+{
+    return fv_natsconn_bucket(&s->conn, s->cfg->principals_bucket,
+                              "fleetvault: the API's principals (token hashes), wrapped by the "
+                              "master key",
+                              s->cfg->replicas, &s->kv, err, errlen);
+}
+
+static int initial_sync(struct fv_jsprincipals *s, char *err, size_t errlen)
+{
+    int rc;
+    struct fv_kventry e;
+    while ((rc = fv_kvfollow_next(s->follow, &e, 0, err, errlen)) == FV_OK)
+        followed(s, &e);
+    if (rc != FV_ENOENT) return rc;
+    catalog_changed(s);
+    rc = publish_changes(s);
+    if (rc == FV_OK && s->dirty) {
+        fv_seterr(err, errlen,
+                  "cluster: KV bucket %s: this catalog's principals could not all be published "
+                  "(see the log)",
+                  s->cfg->principals_bucket);
+        rc = FV_EIO;
+    }
+    if (rc == FV_OK)
+        fv_info("cluster: principals in sync with KV bucket %s (%llu applied here, %llu "
+                "published)",
+                s->cfg->principals_bucket, (unsigned long long)s->stats.applied,
+                (unsigned long long)s->stats.published);
+    return rc;
+}
+
+int fv_jsprincipals_open(const struct fv_cluster_cfg *cfg, const struct fv_kek *kek,
+                         const char *catalog_path, const char *node, struct fv_jsprincipals **out,
+                         char *err, size_t errlen)
+{
+    *out = NULL;
+    struct fv_jsprincipals *s = calloc(1, sizeof *s);
+    if (s == NULL) return FV_ENOMEM;
+    s->cfg = cfg;
+    s->kek = *kek;
+    snprintf(s->node, sizeof s->node, "%s", node && node[0] ? node : "unnamed");
+    int rc = fv_keystore_open(catalog_path, kek, &s->ks, err, errlen);
+    if (rc == FV_OK) rc = fv_principals_init(fv_keystore_db(s->ks), err, errlen);
+    if (rc == FV_OK)
+        rc = fv_natsconn_connect(&s->conn, cfg, "fleetvault-principals", NULL, FV_JSKEYS_WAIT_MS, 0,
+                                 err, errlen);
+    if (rc == FV_OK) rc = bind_bucket(s, err, errlen);
+    for (int i = 0; rc == FV_EIO && s->conn.js && i < FV_NATS_START_TRIES; i++) {
+        fv_warn("%s; trying again", err);
+        usleep(500000);
+        rc = bind_bucket(s, err, errlen);
+    }
+    if (rc == FV_OK)
+        rc = fv_kvfollow_open(s->conn.nc, s->conn.js, s->kv, cfg->principals_bucket, &s->follow,
+                              err, errlen);
+    if (rc == FV_OK) rc = initial_sync(s, err, errlen);
+    for (int i = 0; rc == FV_EIO && s->follow && i < FV_NATS_START_TRIES; i++) {
+        fv_warn("%s; trying again", err);
+        usleep(500000);
+        rc = initial_sync(s, err, errlen);
+    }
+    if (rc == FV_OK && pthread_create(&s->thread, NULL, sync_main, s) != 0) {
+        fv_seterr(err, errlen, "cluster: cannot start the principals sync's thread");
+        rc = FV_ENOMEM;
+    }
+    if (rc) {
+        fv_jsprincipals_close(s);
+        return rc;
+    }
+    s->thread_started = 1;
+    *out = s;
+    return FV_OK;
+}
+
+void fv_jsprincipals_stats(struct fv_jsprincipals *s, struct fv_jsprincipals_stats *out)
+{
+    out->applied = __atomic_load_n(&s->stats.applied, __ATOMIC_RELAXED);
+    out->published = __atomic_load_n(&s->stats.published, __ATOMIC_RELAXED);
+    out->conflicts = __atomic_load_n(&s->stats.conflicts, __ATOMIC_RELAXED);
+    out->malformed = __atomic_load_n(&s->stats.malformed, __ATOMIC_RELAXED);
+}
+
+void fv_jsprincipals_close(struct fv_jsprincipals *s)
+{
+    if (s == NULL) return;
+    __atomic_store_n(&s->stop, 1, __ATOMIC_RELEASE);
+    if (s->thread_started) pthread_join(s->thread, NULL);
+    fv_kvfollow_close(s->follow);
+    kvStore_Destroy(s->kv);
+    fv_natsconn_close(&s->conn);
+    fv_keystore_close(s->ks);
+    fv_map_free(&s->synced);
+    OPENSSL_cleanse(&s->kek, sizeof s->kek);
+    free(s);
+}
