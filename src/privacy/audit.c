@@ -1,10 +1,10 @@
 /*
  * audit.c - see audit.h. The writer of the audit log: opening a directory (the newest file
- * recovered, its torn tail cut: A9, checked against the witness: A15), appending entries, the
- * group-commit syncer thread (A13), checkpoints and the witness (A8, A11, A12, A14), retention
- * (A10, A16). A line's bytes are made and parsed in audit_line.c, the log is verified and queried
- * in audit_verify.c; the three share the private audit_int.h. The format this file owns, which the
- * other two follow (also docs/audit.md):
+ * recovered in audit_recover.c, its torn tail cut: A9, A17; checked against the witness: A15),
+ * appending entries, the group-commit syncer thread (A13), checkpoints and the witness (A8,
+ * A11, A12, A14), retention (A10, A16). A line's bytes are made and parsed in audit_line.c, the
+ * log is verified and queried in audit_verify.c; the four share the private audit_int.h. The format
+ * this file owns, which the other two follow (also docs/audit.md):
  *
  * DATA/audit/ holds audit-NNNNNNNNNNNNNNNN.jsonl files and LOCK (flock'd by the writer).
  * Each line is one entry: a UTF-8 JSON object written compact (no spaces), keys in this
@@ -572,110 +572,24 @@ uint64_t fv_audit_last_seq(const struct fv_audit *a)
     return a->seq;
 }
 
-/* ---- opening: recovering the newest file ------------------------------------------------ */
+/* ---- opening ---------------------------------------------------------------------------- */
 
-struct recover {
-    const char *name;
-    uint64_t seq, ts, last_cp, lines;
-    char hash[FV_AUDIT_HASH_HEX + 1];
-    uint64_t good_end; /* offset past the last complete line */
-    int torn;
-    char *err;
-    size_t errlen;
-};
-
-static int recover_line(void *arg, const char *line, size_t len, uint64_t lineno, int term,
-                        uint64_t end)
-{
-    struct recover *r = arg;
-    struct fv_audit_entry e;
-    char why[256];
-    if (!term) { /* A9: a crash mid-write; cut below */
-        r->torn = 1;
-        return 0;
-    }
-    if (fv_audit_parse_line(line, len, &e, why, sizeof why)) {
-        fv_seterr(r->err, r->errlen, "%s:%" PRIu64 ": %s; run 'fleetvault audit verify'", r->name,
-                  lineno, why);
-        return FV_ECORRUPT;
-    }
-    const char *bad = NULL;
-    if (lineno == 1 && (strcmp(e.kind, "genesis") != 0 || e.seq != fv_audit__name_seq(r->name)))
-        bad = "the first entry is not the genesis the file name announces";
-    else if (lineno > 1 && strcmp(e.kind, "genesis") == 0)
-        bad = "genesis entry inside the file";
-    else if (lineno > 1 && e.seq != r->seq + 1)
-        bad = "seq does not follow the previous entry's";
-    else if (lineno > 1 && strcmp(e.prev, r->hash) != 0)
-        bad = "prev does not match the previous entry's hash";
-    else if (lineno > 1 && e.ts < r->ts)
-        bad = "ts goes backwards";
-    if (bad) {
-        fv_seterr(r->err, r->errlen, "%s:%" PRIu64 ": %s; run 'fleetvault audit verify'", r->name,
-                  lineno, bad);
-        return FV_ECORRUPT;
-    }
-    if (lineno == 1) r->last_cp = e.last_checkpoint;
-    if (strcmp(e.kind, "checkpoint") == 0) r->last_cp = e.seq;
-    r->seq = e.seq;
-    r->ts = e.ts;
-    memcpy(r->hash, e.hash, sizeof r->hash);
-    r->good_end = end;
-    r->lines = lineno;
-    return 0;
-}
-
-/* Finds the newest file with at least one entry, cuts its torn tail, and opens it. Newest
- * files left empty by a crash while they were created are removed. */
+/* Recovers the newest file (audit_recover.c: torn tail and zeros cut, A9, A17) and makes it
+ * the one appended to. */
 static int recover_newest(struct fv_audit *a, struct fv_audit__flist *fl)
 {
-    while (fl->n > 0) {
-        const char *name = fl->names[fl->n - 1];
-        char path[PATH_MAX];
-        snprintf(path, sizeof path, "%s/%s", a->dir, name);
-        struct recover r = {.name = name, .err = a->errbuf, .errlen = sizeof a->errbuf};
-        int rc = fv_audit__each_line(path, recover_line, &r, a->errbuf, sizeof a->errbuf);
-        if (rc) return rc;
-        int fd;
-        if (fv_os_open(path, O_RDWR, 0, &fd, a->errbuf, sizeof a->errbuf) != FV_OK) return FV_EIO;
-        struct stat st;
-        if (fstat(fd, &st) != 0) {
-            fv_seterr(a->errbuf, sizeof a->errbuf, "stat %s: %s", path, strerror(errno));
-            close(fd);
-            return FV_EIO;
-        }
-        if ((uint64_t)st.st_size != r.good_end) {
-            rc = fv_os_ftruncate(fd, (off_t)r.good_end, path, a->errbuf, sizeof a->errbuf);
-            if (rc) {
-                close(fd);
-                return rc;
-            }
-            rc = fv_os_fsync(fd, path, a->errbuf, sizeof a->errbuf);
-            if (rc) {
-                close(fd);
-                return rc;
-            }
-        }
-        if (r.lines == 0) { /* created, but its genesis never became durable */
-            close(fd);
-            rc = fv_os_unlink(path, a->errbuf, sizeof a->errbuf);
-            if (rc) return FV_EIO;
-            rc = fv_os_fsync_dir(a->dir, a->errbuf, sizeof a->errbuf);
-            if (rc) return rc;
-            fl->n--;
-            continue;
-        }
-        a->fd = fd;
-        memcpy(a->name, name, FV_AUDIT__NAME_LEN + 1);
-        a->size = a->alloc = r.good_end;
-        a->lines = r.lines;
-        a->seq = r.seq;
-        a->ts = r.ts;
-        a->last_cp_seq = r.last_cp;
-        memcpy(a->hash, r.hash, sizeof a->hash);
-        return FV_OK;
-    }
-    return FV_ENOENT;
+    struct fv_audit__found f;
+    int rc = fv_audit__recover_newest(a->dir, fl, &f, a->errbuf, sizeof a->errbuf);
+    if (rc) return rc;
+    a->fd = f.fd;
+    memcpy(a->name, f.name, FV_AUDIT__NAME_LEN + 1);
+    a->size = a->alloc = f.size;
+    a->lines = f.lines;
+    a->seq = f.seq;
+    a->ts = f.ts;
+    a->last_cp_seq = f.last_cp;
+    memcpy(a->hash, f.hash, sizeof a->hash);
+    return FV_OK;
 }
 
 static int open_witness(struct fv_audit *a, const char *path)

@@ -3,10 +3,11 @@
  * is). The few names one of its files calls in another (fv_audit__*; everything else stays
  * static). Nothing outside audit*.c includes this file.
  *
- * The audit log is three files:
- *   audit.c         the writer: opening (the newest file recovered, its torn tail cut),
- *                   appending, the group-commit syncer thread, checkpoints, the witness,
- *                   retention; the format and its rules A1-A17 are in its top comment;
+ * The audit log is four files:
+ *   audit.c         the writer: opening, appending, the group-commit syncer thread,
+ *                   checkpoints, the witness, retention; the format and its rules A1-A17
+ *                   are in its top comment;
+ *   audit_recover.c the newest file recovered at open: its torn tail and zeros cut (A9, A17);
  *   audit_line.c    a line's bytes: formatted (A2, A3, A7, A8) and parsed; file names (A1)
  *                   and a directory's files read line by line; the Ed25519 keys and
  *                   checkpoint signatures (A8), keygen;
@@ -99,5 +100,23 @@ int fv_audit__read_first(const char *dir, const char *name, struct fv_audit_entr
  * rewritten, and must not be signed or appended to. */
 int fv_audit__check_witnessed(const char *dir, const struct fv_audit__flist *fl, int wfd,
                               const char *wpath, char *err, size_t errlen);
+
+/* ---- recovery at open (audit_recover.c) ----------------------------------------------- */
+
+/* The newest file with an entry, recovered and open for writing. */
+struct fv_audit__found {
+    int fd; /* O_RDWR, positioned anywhere: the writer writes with pwrite */
+    char name[FV_AUDIT__NAME_LEN + 1];
+    uint64_t size;  /* its entries' end (the file is cut there) */
+    uint64_t lines; /* entries in it */
+    uint64_t seq, ts, last_cp;
+    char hash[FV_AUDIT_HASH_HEX + 1]; /* of its last entry */
+};
+/* Walks fl's files from the newest: checks each entry as it chains on (a whole line that is
+ * wrong: FV_ECORRUPT naming file:line), cuts a torn last line and zeros written ahead (A9,
+ * A17) and syncs the cut, removes a newest file left without an entry (fl->n shrinks), and
+ * opens the first with one into *out. FV_OK, FV_ENOENT (no file with an entry), FV_EIO. */
+int fv_audit__recover_newest(const char *dir, struct fv_audit__flist *fl,
+                             struct fv_audit__found *out, char *err, size_t errlen);
 
 #endif
