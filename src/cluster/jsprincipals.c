@@ -17,6 +17,7 @@
 
 #include "cluster/jskeys.h"
 #include "cluster/jsprincipals.h"
+#include "cluster/kvbytes.h"
 #include "cluster/kvfollow.h"
 #include "cluster/natsconn.h"
 #include "util/err.h"
@@ -46,33 +47,17 @@ struct fv_jsprincipals {
 
 /* ---- values -------------------------------------------------------------------------------- */
 
-static int put_be(struct fv_buf *b, uint64_t v, int bytes)
-{
-    unsigned char x[8];
-    for (int i = 0; i < bytes; i++)
-        x[i] = (unsigned char)(v >> (8 * (bytes - 1 - i)));
-    return fv_buf_append(b, x, (size_t)bytes);
-}
-
-static int put_str(struct fv_buf *b, const char *s)
-{
-    size_t n = strlen(s);
-    if (n > 255) return FV_EINVAL;
-    int rc = put_be(b, n, 1);
-    return rc ? rc : fv_buf_append(b, s, n);
-}
-
 int fv_jsprincipals_pt(const struct fv_principal_row *r, struct fv_buf *out)
 {
     const struct fv_principal *p = &r->p;
-    int rc = put_str(out, p->name);
-    if (rc == FV_OK) rc = put_str(out, p->role);
+    int rc = fv_kvb_put_str(out, p->name);
+    if (rc == FV_OK) rc = fv_kvb_put_str(out, p->role);
     if (rc == FV_OK) rc = fv_buf_append(out, r->token_hash, sizeof r->token_hash);
-    if (rc == FV_OK) rc = put_be(out, (uint64_t)p->created_ms, 8);
-    if (rc == FV_OK) rc = put_str(out, p->created_by);
-    if (rc == FV_OK) rc = put_be(out, (uint64_t)p->approved_ms, 8);
-    if (rc == FV_OK) rc = put_str(out, p->approved_by);
-    if (rc == FV_OK) rc = put_be(out, (uint64_t)p->revoked_ms, 8);
+    if (rc == FV_OK) rc = fv_kvb_put_be(out, (uint64_t)p->created_ms, 8);
+    if (rc == FV_OK) rc = fv_kvb_put_str(out, p->created_by);
+    if (rc == FV_OK) rc = fv_kvb_put_be(out, (uint64_t)p->approved_ms, 8);
+    if (rc == FV_OK) rc = fv_kvb_put_str(out, p->approved_by);
+    if (rc == FV_OK) rc = fv_kvb_put_be(out, (uint64_t)p->revoked_ms, 8);
     return rc;
 }
 
@@ -94,44 +79,10 @@ int fv_jsprincipals_encode(const struct fv_kek *kek, const struct fv_principal_r
     char key[16 + FV_PRINCIPAL_NAME_MAX];
     key_of(r->p.name, key);
     int rc = fv_jsprincipals_pt(r, &pt);
-    if (rc == FV_OK) rc = put_str(&pt, node);
+    if (rc == FV_OK) rc = fv_kvb_put_str(&pt, node);
     if (rc == FV_OK) rc = fv_jskeys_wrap(kek, key, FV_JSPRINC_KIND, pt.data, pt.len, out);
     pt_free(&pt);
     return rc;
-}
-
-struct rd {
-    const unsigned char *p;
-    size_t n, off;
-    int bad;
-};
-
-static uint64_t get_be(struct rd *r, int bytes)
-{
-    uint64_t v = 0;
-    if (r->bad || r->n - r->off < (size_t)bytes) {
-        r->bad = 1;
-        return 0;
-    }
-    for (int i = 0; i < bytes; i++)
-        v = v << 8 | r->p[r->off++];
-    return v;
-}
-
-/* A length-prefixed string of 1 (or 0 if may_be_empty) to cap - 1 printable bytes. */
-static void get_str(struct rd *r, char *out, size_t cap, int may_be_empty)
-{
-    size_t len = (size_t)get_be(r, 1);
-    out[0] = '\0';
-    if (r->bad || r->n - r->off < len || len >= cap || (len == 0 && !may_be_empty)) {
-        r->bad = 1;
-        return;
-    }
-    for (size_t i = 0; i < len; i++)
-        if (r->p[r->off + i] < 0x21 || r->p[r->off + i] >= 0x7f) r->bad = 1;
-    memcpy(out, r->p + r->off, len);
-    out[len] = '\0';
-    r->off += len;
 }
 
 int fv_jsprincipals_decode(const struct fv_kek *kek, const char *key, const unsigned char *v,
@@ -147,21 +98,21 @@ int fv_jsprincipals_decode(const struct fv_kek *kek, const char *key, const unsi
         return rc;
     }
     struct fv_principal *p = &out->p;
-    struct rd r = {.p = pt.data, .n = pt.len};
-    get_str(&r, p->name, sizeof p->name, 0);
-    get_str(&r, p->role, sizeof p->role, 0);
+    struct fv_kvb_rd r = {.p = pt.data, .n = pt.len};
+    fv_kvb_get_str(&r, p->name, sizeof p->name, 0, 0x21);
+    fv_kvb_get_str(&r, p->role, sizeof p->role, 0, 0x21);
     if (!r.bad && r.n - r.off >= sizeof out->token_hash) {
         memcpy(out->token_hash, r.p + r.off, sizeof out->token_hash);
         r.off += sizeof out->token_hash;
     } else {
         r.bad = 1;
     }
-    p->created_ms = (int64_t)get_be(&r, 8);
-    get_str(&r, p->created_by, sizeof p->created_by, 1);
-    p->approved_ms = (int64_t)get_be(&r, 8);
-    get_str(&r, p->approved_by, sizeof p->approved_by, 1);
-    p->revoked_ms = (int64_t)get_be(&r, 8);
-    get_str(&r, node, FV_JSPRINC_NODE_MAX + 1, 0);
+    p->created_ms = (int64_t)fv_kvb_get_be(&r, 8);
+    fv_kvb_get_str(&r, p->created_by, sizeof p->created_by, 1, 0x21);
+    p->approved_ms = (int64_t)fv_kvb_get_be(&r, 8);
+    fv_kvb_get_str(&r, p->approved_by, sizeof p->approved_by, 1, 0x21);
+    p->revoked_ms = (int64_t)fv_kvb_get_be(&r, 8);
+    fv_kvb_get_str(&r, node, FV_JSPRINC_NODE_MAX + 1, 0, 0x21);
     size_t pl = strlen(FV_JSPRINC_PREFIX);
     if (!r.bad && (r.off != r.n || strncmp(key, FV_JSPRINC_PREFIX, pl) != 0 ||
                    strcmp(key + pl, p->name) != 0 || !fv_principal_name_valid(p->name) ||

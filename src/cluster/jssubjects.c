@@ -21,6 +21,7 @@
 
 #include "cluster/jskeys.h"
 #include "cluster/jssubjects.h"
+#include "cluster/kvbytes.h"
 #include "cluster/kvfollow.h"
 #include "cluster/natsconn.h"
 #include "util/err.h"
@@ -52,32 +53,17 @@ struct fv_jssubjects {
 
 /* ---- values -------------------------------------------------------------------------------- */
 
-static int put_be(struct fv_buf *b, uint64_t v, int bytes)
-{
-    unsigned char x[8];
-    for (int i = 0; i < bytes; i++)
-        x[i] = (unsigned char)(v >> (8 * (bytes - 1 - i)));
-    return fv_buf_append(b, x, (size_t)bytes);
-}
-
-static int put_str(struct fv_buf *b, const char *s)
-{
-    size_t n = strlen(s);
-    int rc = put_be(b, n, 1);
-    return rc ? rc : fv_buf_append(b, s, n);
-}
-
 int fv_jssubjects_periods_pt(const struct fv_period_row *rows, size_t n, struct fv_buf *out)
 {
-    int rc = put_be(out, n, 2);
+    int rc = fv_kvb_put_be(out, n, 2);
     for (size_t i = 0; rc == FV_OK && i < n; i++) {
         const struct fv_period_row *r = &rows[i];
-        rc = put_be(out, (uint32_t)r->epoch, 4);
+        rc = fv_kvb_put_be(out, (uint32_t)r->epoch, 4);
         if (rc == FV_OK) rc = fv_buf_append(out, r->subject, FV_PSEUDONYM_LEN);
-        if (rc == FV_OK) rc = put_be(out, (uint64_t)r->since, 8);
-        if (rc == FV_OK) rc = put_be(out, (uint64_t)r->until, 8);
-        if (rc == FV_OK) rc = put_be(out, (uint64_t)r->forgotten, 8);
-        if (rc == FV_OK) rc = put_be(out, r->owner_len, 2);
+        if (rc == FV_OK) rc = fv_kvb_put_be(out, (uint64_t)r->since, 8);
+        if (rc == FV_OK) rc = fv_kvb_put_be(out, (uint64_t)r->until, 8);
+        if (rc == FV_OK) rc = fv_kvb_put_be(out, (uint64_t)r->forgotten, 8);
+        if (rc == FV_OK) rc = fv_kvb_put_be(out, r->owner_len, 2);
         if (rc == FV_OK) rc = fv_buf_append(out, r->owner, r->owner_len);
     }
     return rc;
@@ -86,14 +72,14 @@ int fv_jssubjects_periods_pt(const struct fv_period_row *rows, size_t n, struct 
 int fv_jssubjects_consents_pt(const struct fv_consent_rows *c, struct fv_buf *out)
 {
     size_t n = c->forgotten ? 0 : c->n;
-    int rc = put_be(out, c->forgotten ? 1 : 0, 1);
-    if (rc == FV_OK) rc = put_be(out, n, 4);
+    int rc = fv_kvb_put_be(out, c->forgotten ? 1 : 0, 1);
+    if (rc == FV_OK) rc = fv_kvb_put_be(out, n, 4);
     for (size_t i = 0; rc == FV_OK && i < n; i++) {
         const struct fv_consent_row *r = &c->v[i];
-        rc = put_be(out, r->granted ? 1 : 0, 1);
-        if (rc == FV_OK) rc = put_be(out, (uint64_t)r->at, 8);
-        if (rc == FV_OK) rc = put_str(out, r->purpose);
-        if (rc == FV_OK) rc = put_str(out, r->by);
+        rc = fv_kvb_put_be(out, r->granted ? 1 : 0, 1);
+        if (rc == FV_OK) rc = fv_kvb_put_be(out, (uint64_t)r->at, 8);
+        if (rc == FV_OK) rc = fv_kvb_put_str(out, r->purpose);
+        if (rc == FV_OK) rc = fv_kvb_put_str(out, r->by);
     }
     return rc;
 }
@@ -129,49 +115,6 @@ int fv_jssubjects_encode_consents(const struct fv_kek *kek, const char *key,
     if (rc == FV_OK) rc = encode(kek, key, FV_JSSUBJ_KIND_CONSENTS, &pt, out);
     pt_free(&pt);
     return rc;
-}
-
-struct rd {
-    const unsigned char *p;
-    size_t n, off;
-    int bad;
-};
-
-static uint64_t get_be(struct rd *r, int bytes)
-{
-    uint64_t v = 0;
-    if (r->bad || r->n - r->off < (size_t)bytes) {
-        r->bad = 1;
-        return 0;
-    }
-    for (int i = 0; i < bytes; i++)
-        v = v << 8 | r->p[r->off++];
-    return v;
-}
-
-static const unsigned char *get_bytes(struct rd *r, size_t len)
-{
-    if (r->bad || r->n - r->off < len) {
-        r->bad = 1;
-        return NULL;
-    }
-    r->off += len;
-    return r->p + r->off - len;
-}
-
-/* A length-prefixed string of 1 (or 0 if may_be_empty) to cap - 1 printable bytes. */
-static void get_str(struct rd *r, char *out, size_t cap, int may_be_empty)
-{
-    size_t len = (size_t)get_be(r, 1);
-    const unsigned char *s = get_bytes(r, len);
-    if (s == NULL || len >= cap || (len == 0 && !may_be_empty)) {
-        r->bad = 1;
-        return;
-    }
-    for (size_t i = 0; i < len; i++)
-        if (s[i] < 0x20 || s[i] >= 0x7f) r->bad = 1;
-    memcpy(out, s, len);
-    out[len] = '\0';
 }
 
 static int is_hex_pseudo(const char *s)
@@ -213,21 +156,21 @@ int fv_jssubjects_decode_periods(const struct fv_kek *kek, const char *key, cons
         pt_free(&pt);
         return rc;
     }
-    struct rd r = {.p = pt.data, .n = pt.len};
-    size_t cnt = (size_t)get_be(&r, 2);
+    struct fv_kvb_rd r = {.p = pt.data, .n = pt.len};
+    size_t cnt = (size_t)fv_kvb_get_be(&r, 2);
     if (cnt > cap || cnt == 0) r.bad = 1;
     for (size_t i = 0; !r.bad && i < cnt; i++) {
         struct fv_period_row *x = &rows[i];
         memset(x, 0, sizeof *x);
-        x->epoch = (int)get_be(&r, 4);
-        const unsigned char *s = get_bytes(&r, FV_PSEUDONYM_LEN);
+        x->epoch = (int)fv_kvb_get_be(&r, 4);
+        const unsigned char *s = fv_kvb_get_bytes(&r, FV_PSEUDONYM_LEN);
         if (s) memcpy(x->subject, s, FV_PSEUDONYM_LEN);
-        x->since = (int64_t)get_be(&r, 8);
-        x->until = (int64_t)get_be(&r, 8);
-        x->forgotten = (int64_t)get_be(&r, 8);
-        x->owner_len = (size_t)get_be(&r, 2);
+        x->since = (int64_t)fv_kvb_get_be(&r, 8);
+        x->until = (int64_t)fv_kvb_get_be(&r, 8);
+        x->forgotten = (int64_t)fv_kvb_get_be(&r, 8);
+        x->owner_len = (size_t)fv_kvb_get_be(&r, 2);
         if (x->owner_len > sizeof x->owner || (x->owner_len && x->forgotten)) r.bad = 1;
-        const unsigned char *o = get_bytes(&r, r.bad ? 0 : x->owner_len);
+        const unsigned char *o = fv_kvb_get_bytes(&r, r.bad ? 0 : x->owner_len);
         if (o && x->owner_len) memcpy(x->owner, o, x->owner_len);
     }
     if (!r.bad && (r.off != r.n || s1_broken(rows, cnt))) r.bad = 1;
@@ -251,17 +194,17 @@ int fv_jssubjects_decode_consents(const struct fv_kek *kek, const char *key, con
         pt_free(&pt);
         return rc;
     }
-    struct rd r = {.p = pt.data, .n = pt.len};
-    uint64_t forgotten = get_be(&r, 1);
-    uint64_t cnt = get_be(&r, 4);
+    struct fv_kvb_rd r = {.p = pt.data, .n = pt.len};
+    uint64_t forgotten = fv_kvb_get_be(&r, 1);
+    uint64_t cnt = fv_kvb_get_be(&r, 4);
     if (forgotten > 1 || (forgotten && cnt) || cnt > pt.len) r.bad = 1;
     for (uint64_t i = 0; !r.bad && rc == FV_OK && i < cnt; i++) {
         struct fv_consent_row x = {0};
-        uint64_t g = get_be(&r, 1);
+        uint64_t g = fv_kvb_get_be(&r, 1);
         x.granted = (int)g;
-        x.at = (int64_t)get_be(&r, 8);
-        get_str(&r, x.purpose, sizeof x.purpose, 0);
-        get_str(&r, x.by, sizeof x.by, 1);
+        x.at = (int64_t)fv_kvb_get_be(&r, 8);
+        fv_kvb_get_str(&r, x.purpose, sizeof x.purpose, 0, 0x20);
+        fv_kvb_get_str(&r, x.by, sizeof x.by, 1, 0x20);
         if (g > 1) r.bad = 1;
         if (!r.bad) rc = fv_consent_rows_add(out, &x);
     }
