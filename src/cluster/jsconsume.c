@@ -66,6 +66,10 @@ struct fv_jsconsume {
     uint64_t next_seq;
     int64_t fetch_expires_ns; /* C12: a fetch's wait for a batch's rest, from the RTT */
     uint64_t rtt_at_ns;       /* when the RTT was last measured (0: never) */
+    /* tests: FV_FAULT_JS_GAP=K, the K-th message fetched is dropped as if lost on its way,
+     * and the consumer delete that follows times out (docs/operations.md) */
+    uint64_t fault_gap_at, fetched;
+    int fault_delete;
 };
 
 int fv_jsconsume_new(const struct fv_cluster_cfg *cfg, const char *node, const char *data_dir,
@@ -94,6 +98,13 @@ int fv_jsconsume_new(const struct fv_cluster_cfg *cfg, const char *node, const c
         return rc;
     }
     memcpy(c->saved, c->cursor, sizeof c->saved);
+    const char *gap = getenv("FV_FAULT_JS_GAP");
+    if (gap && *gap) {
+        c->fault_gap_at = strtoull(gap, NULL, 10);
+        fv_warn("cluster: FV_FAULT_JS_GAP: message %llu fetched is dropped and the consumer "
+                "delete after it times out (a test fault)",
+                (unsigned long long)c->fault_gap_at);
+    }
     *out = c;
     return FV_OK;
 }
@@ -157,7 +168,11 @@ static int delete_consumer(struct fv_jsconsume *c, const char *durable, char *er
     jsErrCode jerr = 0;
     jsOptions jo;
     short_wait(&jo);
-    natsStatus st = js_DeleteConsumer(c->conn.js, c->cfg->stream, durable, &jo, &jerr);
+    natsStatus st = NATS_TIMEOUT;
+    if (c->fault_delete)
+        c->fault_delete = 0; /* FV_FAULT_JS_GAP: as if NATS did not answer */
+    else
+        st = js_DeleteConsumer(c->conn.js, c->cfg->stream, durable, &jo, &jerr);
     if (st != NATS_OK && st != NATS_NOT_FOUND) {
         fv_seterr(err, errlen,
                   "cluster: deleting consumer %s to restart it: %s (JetStream error %d)", durable,
@@ -432,6 +447,19 @@ static int take_msg(struct fv_jsconsume *c, struct shard *s, natsMsg *m, uint64_
     return 1;
 }
 
+/* rc, the outcome of making shard consumer again: a NATS failure (its server lost, a leader
+ * being elected: the delete or the request timed out) while every record taken is durable
+ * is no reason to stop the node: the shard is left without a subscription, and C6 makes it
+ * again FV_CONSUMER_CHECK_MS later. 0 then; rc otherwise (a local WAL failure stops it). */
+static int nats_retry_later(struct fv_jsconsume *c, int rc, const char *err)
+{
+    if (rc && !fv_wal_failed(c->wal) && fv_wal_durable_seq(c->wal) >= fv_wal_appended_seq(c->wal)) {
+        fv_warn("%s; trying again in %d s", err, FV_CONSUMER_CHECK_MS / 1000);
+        return 0;
+    }
+    return rc;
+}
+
 /* C6: a shard whose fetches found nothing for FV_CONSUMER_CHECK_MS has its consumer checked
  * (at most that often); one that is gone (its server lost), does not answer, or has messages
  * pending that it did not deliver since then is made again from the cursor, as after a gap.
@@ -464,12 +492,8 @@ static int check_idle(struct fv_jsconsume *c, struct shard *s, char *err, size_t
     if (st != NATS_OK)
         fv_warn("cluster: shard %u: consumer %s: %s (JetStream error %d): making it again", s->no,
                 durable, natsStatus_GetText(st), (int)jerr);
-    int rc = rebind_after_gap(c, s, s->dseq, err, errlen);
-    if (rc && !fv_wal_failed(c->wal) && fv_wal_durable_seq(c->wal) >= fv_wal_appended_seq(c->wal)) {
-        fv_warn("%s; trying again in %d s", err, FV_CONSUMER_CHECK_MS / 1000);
-        return 0; /* NATS did not answer: the shard waits, the others go on */
-    }
-    return rc;
+    /* NATS did not answer: the shard waits, the others go on */
+    return nats_retry_later(c, rebind_after_gap(c, s, s->dseq, err, errlen), err);
 }
 
 /* C9: the shard's record at stream sequence seq has no key yet: the shard waits. */
@@ -479,12 +503,7 @@ static int wait_key(struct fv_jsconsume *c, struct shard *s, uint64_t seq, char 
             "(or KV does not answer); left unacked, tried again in %d ms",
             s->no, (unsigned long long)seq, FV_KEY_WAIT_MS);
     s->wait_ms = fv_mono_ns() / 1000000 + FV_KEY_WAIT_MS;
-    int rc = rebind_from_cursor(c, s, err, errlen);
-    if (rc && !fv_wal_failed(c->wal) && fv_wal_durable_seq(c->wal) >= fv_wal_appended_seq(c->wal)) {
-        fv_warn("%s; trying again", err);
-        return 0; /* NATS did not answer: C6 makes it again later */
-    }
-    return rc;
+    return nats_retry_later(c, rebind_from_cursor(c, s, err, errlen), err);
 }
 
 /* C10: a shard whose consumer is being made: looked up (poll_making); one not bound after
@@ -539,9 +558,13 @@ static int fetch_shard(struct fv_jsconsume *c, struct shard *s, char *err, size_
         }
         uint64_t dseq = meta->Sequence.Consumer, sseq = meta->Sequence.Stream;
         jsMsgMetaData_Destroy(meta);
+        if (c->fault_gap_at && ++c->fetched == c->fault_gap_at) {
+            c->fault_delete = 1; /* FV_FAULT_JS_GAP: this one lost on its way */
+            continue;
+        }
         if (dseq > s->dseq + 1) {
             gap = 1;
-            rc = rebind_after_gap(c, s, dseq, err, errlen);
+            rc = nats_retry_later(c, rebind_after_gap(c, s, dseq, err, errlen), err);
             break;
         }
         if (dseq > s->dseq) s->dseq = dseq;

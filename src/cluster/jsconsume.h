@@ -29,7 +29,10 @@
  *  C5 at run time the same order is kept: a consumer's delivery sequence that jumps (a
  *     delivery lost, e.g. one that reached nats.c after its fetch had expired) makes the
  *     node wait until its WAL holds everything taken durably, ack it, and make the shard's
- *     consumer again from the cursor (as C4).
+ *     consumer again from the cursor (as C4). If NATS does not answer the delete or the
+ *     request meanwhile (the connection's server lost, a leader being elected), the shard
+ *     waits for C6 and the others go on; only a local WAL that does not become durable stops
+ *     the node.
  *  C6 a shard whose fetches found nothing for FV_CONSUMER_CHECK_MS has its consumer looked
  *     up; one gone or not answering is made again from the shard's cursor (in memory: what
  *     this node took), as after a gap (C5); if NATS does not answer, that shard tries again

@@ -803,6 +803,13 @@ def main(tests):
             import traceback
             traceback.print_exc()
             log(f"FAIL {t.__name__}: {e}")
+            for srv in _servers:  # a server that died: say how, and its log's last lines
+                if srv.proc and srv.proc.poll() is not None:
+                    log(f"server {srv.data} had exited with {srv.proc.returncode}; its log ends:")
+                    try:
+                        log("".join(srv.log().splitlines(True)[-30:]))
+                    except OSError as err:
+                        log(f"(its log could not be read: {err})")
         for srv in _servers:
             if srv.proc and srv.proc.poll() is None:
                 srv.proc.kill()

@@ -213,12 +213,13 @@ def wal_exactly_once(storage, acked):
     assert not twice, f"{len(twice)} records stored twice, e.g. {twice[:5]}"
 
 
-def run_cluster(env, disturb, gateways=1, nats=None, replicas=1, store=None, after=None):
+def run_cluster(env, disturb, gateways=1, nats=None, replicas=1, store=None, after=None,
+                storage_env=None):
     """nats-server, a storage node and gateways; simulated vehicles stream through each
     gateway while disturb(storage) runs, then after(storage, nats) (when given) once they
     are done; then every acked record must be on the storage node exactly once: queryable
     through its API, once in its WAL (or its parts, when store deletes WAL files).
-    store: more of the storage node's "store" config."""
+    store: more of the storage node's "store" config; storage_env: more of its environment."""
     own = nats is None
     if own:
         nats = Nats(env.root).start()
@@ -233,7 +234,9 @@ def run_cluster(env, disturb, gateways=1, nats=None, replicas=1, store=None, aft
             "cluster": cluster_cfg(nats, replicas=replicas, node=NODE, lease_renew_ms=1000,
                                    lease_ttl_ms=5000),
             "store": {"flush_interval": "2s", **(store or {})}},
-            extra=["--role", "storage", "--no-rate-limit"]).start()
+            extra=["--role", "storage", "--no-rate-limit"])
+        storage.env = dict(storage_env or {})
+        storage.start()
         gws = [Gateway(os.path.join(env.root, f"gateway{k}"), env.certs, storage.key_file,
                        {"cluster": cluster_cfg(nats, replicas=replicas)}).start()
                for k in range(gateways)]
@@ -458,6 +461,23 @@ def test_consumers_deleted_midstream():
             nats.stop()
 
 
+def test_gap_while_nats_does_not_answer():
+    """A delivery lost on its way (the consumer's delivery sequence jumps, cluster/jsconsume.h
+    C5) while NATS does not answer the consumer's delete (its server lost, a leader being
+    elected: FV_FAULT_JS_GAP drops the 40th message fetched and makes the delete after it time
+    out). The node must not stop (it did: the CI run of 2026-12-03 lost a storage node this
+    way after a NATS server's death); the shard waits for C6 and is made again from its
+    cursor, and every acked record is stored exactly once."""
+    def disturb(storage):
+        t.wait_until("the lost delivery and the delete that timed out",
+                     lambda: "trying again in" in storage.log(), timeout=SECONDS + 30)
+        assert storage.proc.poll() is None, storage.log()[-3000:]
+        t.wait_until("the shard's consumer made again after it",
+                     lambda: storage.log().count("consumer made again") >= 2, timeout=20)
+    with t.Env() as env:
+        run_cluster(env, disturb, storage_env={"FV_FAULT_JS_GAP": "40"})
+
+
 def serve_fails(env, config, *args):
     path = os.path.join(env.root, "bad.json")
     with open(path, "w") as f:
@@ -528,4 +548,4 @@ def test_role_and_config_errors():
 if __name__ == "__main__":
     t.main([test_role_and_config_errors, test_stream_kill9_storage_exactly_once,
             test_storage_stops_with_records_fetched_not_logged, test_consumers_deleted_midstream,
-            test_restart_after_wal_trimmed_exactly_once])
+            test_restart_after_wal_trimmed_exactly_once, test_gap_while_nats_does_not_answer])
