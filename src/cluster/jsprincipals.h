@@ -9,14 +9,15 @@
  * FVKV version 1, kind 'A'): name, role, the SHA-256 of its token (never a token), created
  * (time, by whom), approved (time, by whom), revoked (time), and the node that wrote it.
  * Rules:
- *  U1 every node runs one sync, as jssubjects.h P1 and P2: its own thread, connection and
- *     catalog connection; at start the whole bucket is applied to the catalog and the
- *     catalog's principals the bucket lacks are published before the node serves; then it
- *     follows the bucket in sequence (kvfollow.h) and, each round (0.5 s) in which the catalog
- *     changed (PRAGMA data_version: the API's or the CLI's writes), publishes the principals
- *     whose row differs from what was last in sync. A principal created, approved or revoked
- *     on any node thus reaches every node's catalog within a round or two, and the guard's
- *     token cache (guard.h G1) is emptied by the catalog change.
+ *  U1 every node that serves an authenticated API (storage, api; a gateway serves only /status
+ *     and /metrics, so it runs none) runs one sync, as jssubjects.h P1 and P2: its own thread,
+ *     connection and catalog connection; at start the whole bucket is applied to the catalog
+ *     and the catalog's principals the bucket lacks are published before the node serves; then
+ *     it follows the bucket in sequence (kvfollow.h) and, each round (0.5 s) in which the
+ *     catalog changed (PRAGMA data_version: the API's or the CLI's writes), publishes the
+ *     principals whose row differs from what was last in sync. A principal created, approved or
+ *     revoked on any node thus reaches every node's catalog within a round or two, and the
+ *     guard's token cache (guard.h G1) is emptied by the catalog change.
  *  U2 merge (fv_jsprincipals_merge), the same on every node, monotonic:
  *     M1 a principal is its name, role and token hash: these never change. Two rows of one
  *        name that differ in role or token hash (the name created at once on two nodes) are

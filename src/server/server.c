@@ -328,8 +328,8 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
         rc = fv_jssubjects_open(&cfg->cluster, &srv->kek, path, fv_jskeys_source(srv->jskeys),
                                 subjects_synced, srv, &srv->jssubj, err, errlen);
     /* U1: the cluster's principals in this catalog before the API serves (docs/cluster.md,
-     * "Principals") */
-    if (rc == FV_OK && srv->jskeys) {
+     * "Principals"); not on a gateway, whose API authenticates no one (/status, /metrics) */
+    if (rc == FV_OK && srv->jskeys && cfg->role != FV_ROLE_GATEWAY) {
         char node[65];
         snprintf(node, sizeof node, "%s", cfg->cluster.node);
         if (node[0] == '\0') fv_cluster_node_default(cfg->data_dir, node, sizeof node);

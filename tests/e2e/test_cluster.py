@@ -276,6 +276,8 @@ def run_cluster(env, disturb, gateways=1, nats=None, replicas=1, store=None, aft
             assert m["fleetvault_cluster_published_total"] >= final["acked"], m
             assert m["fleetvault_cluster_pubacks_total"] >= final["acked"], m
             assert m["fleetvault_acks_total"] >= final["acked"], m
+            # U1: a gateway authenticates no one, so it keeps no principals in sync
+            assert "principals in sync" not in gw.log(), gw.log()[-2000:]
         if after:
             after(storage, nats)
 
