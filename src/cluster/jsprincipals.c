@@ -1,15 +1,14 @@
 /* jsprincipals.c - principals in a NATS JetStream KV bucket (jsprincipals.h).
  *
  * Built as jssubjects.c is: entries are never deleted (a revocation is a value), so nats.c's
- * kvStore_Get/Create/Update serve for compare-and-set; the bucket is followed in sequence
- * (kvfollow.h); what is in sync is remembered per principal as the hash of its canonical
- * plaintext, so a round that finds the catalog changed publishes only the rows that differ.
+ * kvStore_Get/Create/Update serve for compare-and-set; the connection, the bucket followed in
+ * sequence and the thread's rounds are kvsync.h's; what is in sync is remembered per principal as
+ * the hash of its canonical plaintext, so a round that finds the catalog changed publishes only the
+ * rows that differ.
  */
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <nats/nats.h>
 #include <openssl/crypto.h>
@@ -18,30 +17,21 @@
 #include "cluster/jskeys.h"
 #include "cluster/jsprincipals.h"
 #include "cluster/kvbytes.h"
-#include "cluster/kvfollow.h"
+#include "cluster/kvsync.h"
 #include "cluster/natsconn.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "util/map.h"
 
-#define SYNC_WAIT_MS 500
-#define CAS_TRIES    3
+#define CAS_TRIES 3
 
 struct fv_jsprincipals {
     const struct fv_cluster_cfg *cfg;
     struct fv_kek kek;
     char node[FV_JSPRINC_NODE_MAX + 1];
-    struct fv_natsconn conn;
-    kvStore *kv;
-    struct fv_kvfollow *follow;
-    int failing;
+    struct fv_kvsync sync;  /* U1: connection, bucket, thread (kvsync.h) */
     struct fv_keystore *ks; /* the sync's own catalog connection */
     struct fv_map synced;   /* principal name -> hash of the plaintext last in sync */
-    int64_t data_version;
-    int dirty;
-    pthread_t thread;
-    int thread_started;
-    int stop;
     struct fv_jsprincipals_stats stats;
 };
 
@@ -235,8 +225,8 @@ static int entry_write(struct fv_jsprincipals *s, const char *key, const struct 
         return rc;
     }
     uint64_t nrev = 0;
-    natsStatus st = rev ? kvStore_Update(&nrev, s->kv, key, v.data, (int)v.len, rev)
-                        : kvStore_Create(&nrev, s->kv, key, v.data, (int)v.len);
+    natsStatus st = rev ? kvStore_Update(&nrev, s->sync.kv, key, v.data, (int)v.len, rev)
+                        : kvStore_Create(&nrev, s->sync.kv, key, v.data, (int)v.len);
     fv_buf_free(&v);
     if (st == NATS_OK) {
         count(&s->stats.published);
@@ -277,7 +267,7 @@ static int sync_entry(struct fv_jsprincipals *s, const char *name, const unsigne
         if (v == NULL || tries) {
             kvEntry_Destroy(ke);
             ke = NULL;
-            natsStatus st = kvStore_Get(&ke, s->kv, key);
+            natsStatus st = kvStore_Get(&ke, s->sync.kv, key);
             if (st != NATS_OK && st != NATS_NOT_FOUND) {
                 fv_warn("cluster: reading KV entry %s: %s", key, natsStatus_GetText(st));
                 rc = FV_EIO;
@@ -322,7 +312,7 @@ static int sync_entry(struct fv_jsprincipals *s, const char *name, const unsigne
         if (rc != FV_EAGAIN) break;
     }
     kvEntry_Destroy(ke);
-    if (rc && rc != FV_ECORRUPT) s->dirty = 1;
+    if (rc && rc != FV_ECORRUPT) s->sync.dirty = 1;
     return rc;
 }
 
@@ -350,7 +340,7 @@ static int publish_changes(struct fv_jsprincipals *s)
 {
     struct names ns = {0};
     int rc = fv_principal_names(fv_keystore_db(s->ks), name_one, &ns);
-    s->dirty = rc != FV_OK;
+    s->sync.dirty = rc != FV_OK;
     for (size_t i = 0; rc == FV_OK && i < ns.n; i++) {
         struct fv_principal_row a;
         if (fv_principal_row_get(fv_keystore_db(s->ks), ns.v[i], &a) != FV_OK) continue;
@@ -364,85 +354,28 @@ static int publish_changes(struct fv_jsprincipals *s)
     return rc;
 }
 
-static int catalog_changed(struct fv_jsprincipals *s)
+/* kvsync.h ops */
+static void entry_op(void *arg, const char *name, const unsigned char *v, size_t len, uint64_t rev,
+                     int *changed)
 {
-    sqlite3_stmt *st = NULL;
-    int changed = 0;
-    if (sqlite3_prepare_v2(fv_keystore_db(s->ks), "PRAGMA data_version", -1, &st, NULL) ==
-            SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW) {
-        int64_t v = sqlite3_column_int64(st, 0);
-        changed = v != s->data_version;
-        s->data_version = v;
-    }
-    sqlite3_finalize(st);
-    return changed;
+    (void)changed; /* the guard sees the catalog's change itself (G1) */
+    sync_entry(arg, name, v, len, rev);
 }
 
-static void followed(struct fv_jsprincipals *s, const struct fv_kventry *e)
+static int publish_op(void *arg, int *changed)
 {
-    size_t pl = strlen(FV_JSPRINC_PREFIX);
-    if (e->op == FV_KV_PUT && e->value && strncmp(e->key, FV_JSPRINC_PREFIX, pl) == 0)
-        sync_entry(s, e->key + pl, e->value, e->len, e->revision);
+    (void)changed;
+    return publish_changes(arg);
 }
 
-static int follow_one(struct fv_jsprincipals *s, int64_t wait_ms)
-{
-    struct fv_kventry e;
-    char err[256];
-    int rc = fv_kvfollow_next(s->follow, &e, wait_ms, err, sizeof err);
-    if (rc == FV_EIO) {
-        if (!s->failing) fv_warn("%s; asking again", err);
-        s->failing = 1;
-        return rc;
-    }
-    if (s->failing) fv_info("cluster: following KV bucket %s again", s->cfg->principals_bucket);
-    s->failing = 0;
-    if (rc == FV_OK) followed(s, &e);
-    return rc;
-}
-
-static void *sync_main(void *arg)
-{
-    struct fv_jsprincipals *s = arg;
-    while (!__atomic_load_n(&s->stop, __ATOMIC_ACQUIRE)) {
-        if (follow_one(s, SYNC_WAIT_MS) == FV_EIO) usleep(SYNC_WAIT_MS * 1000u);
-        if (catalog_changed(s) || s->dirty) publish_changes(s);
-    }
-    return NULL;
-}
-
-static int bind_bucket(struct fv_jsprincipals *s, char *err, size_t errlen)
-{
-    return fv_natsconn_bucket(&s->conn, s->cfg->principals_bucket,
-                              "fleetvault: the API's principals (token hashes), wrapped by the "
-                              "master key",
-                              s->cfg->replicas, &s->kv, err, errlen);
-}
-
-static int initial_sync(struct fv_jsprincipals *s, char *err, size_t errlen)
-{
-    int rc;
-    struct fv_kventry e;
-    while ((rc = fv_kvfollow_next(s->follow, &e, 0, err, errlen)) == FV_OK)
-        followed(s, &e);
-    if (rc != FV_ENOENT) return rc;
-    catalog_changed(s);
-    rc = publish_changes(s);
-    if (rc == FV_OK && s->dirty) {
-        fv_seterr(err, errlen,
-                  "cluster: KV bucket %s: this catalog's principals could not all be published "
-                  "(see the log)",
-                  s->cfg->principals_bucket);
-        rc = FV_EIO;
-    }
-    if (rc == FV_OK)
-        fv_info("cluster: principals in sync with KV bucket %s (%llu applied here, %llu "
-                "published)",
-                s->cfg->principals_bucket, (unsigned long long)s->stats.applied,
-                (unsigned long long)s->stats.published);
-    return rc;
-}
+static const struct fv_kvsync_ops sync_ops = {
+    .what = "principals",
+    .conn_name = "fleetvault-principals",
+    .description = "fleetvault: the API's principals (token hashes), wrapped by the master key",
+    .prefix = FV_JSPRINC_PREFIX,
+    .entry = entry_op,
+    .publish = publish_op,
+};
 
 int fv_jsprincipals_open(const struct fv_cluster_cfg *cfg, const struct fv_kek *kek,
                          const char *catalog_path, const char *node, struct fv_jsprincipals **out,
@@ -457,32 +390,17 @@ int fv_jsprincipals_open(const struct fv_cluster_cfg *cfg, const struct fv_kek *
     int rc = fv_keystore_open(catalog_path, kek, &s->ks, err, errlen);
     if (rc == FV_OK) rc = fv_principals_init(fv_keystore_db(s->ks), err, errlen);
     if (rc == FV_OK)
-        rc = fv_natsconn_connect(&s->conn, cfg, "fleetvault-principals", NULL, FV_JSKEYS_WAIT_MS, 0,
-                                 err, errlen);
-    if (rc == FV_OK) rc = bind_bucket(s, err, errlen);
-    for (int i = 0; rc == FV_EIO && s->conn.js && i < FV_NATS_START_TRIES; i++) {
-        fv_warn("%s; trying again", err);
-        usleep(500000);
-        rc = bind_bucket(s, err, errlen);
-    }
-    if (rc == FV_OK)
-        rc = fv_kvfollow_open(s->conn.nc, s->conn.js, s->kv, cfg->principals_bucket, &s->follow,
-                              err, errlen);
-    if (rc == FV_OK) rc = initial_sync(s, err, errlen);
-    for (int i = 0; rc == FV_EIO && s->follow && i < FV_NATS_START_TRIES; i++) {
-        fv_warn("%s; trying again", err);
-        usleep(500000);
-        rc = initial_sync(s, err, errlen);
-    }
-    if (rc == FV_OK && pthread_create(&s->thread, NULL, sync_main, s) != 0) {
-        fv_seterr(err, errlen, "cluster: cannot start the principals sync's thread");
-        rc = FV_ENOMEM;
-    }
+        rc = fv_kvsync_open(&s->sync, cfg, cfg->principals_bucket, &sync_ops, s,
+                            fv_keystore_db(s->ks), err, errlen);
     if (rc) {
         fv_jsprincipals_close(s);
         return rc;
     }
-    s->thread_started = 1;
+    struct fv_jsprincipals_stats st;
+    fv_jsprincipals_stats(s, &st);
+    fv_info("cluster: principals in sync with KV bucket %s (%llu applied here, %llu published)",
+            cfg->principals_bucket, (unsigned long long)st.applied,
+            (unsigned long long)st.published);
     *out = s;
     return FV_OK;
 }
@@ -498,11 +416,7 @@ void fv_jsprincipals_stats(struct fv_jsprincipals *s, struct fv_jsprincipals_sta
 void fv_jsprincipals_close(struct fv_jsprincipals *s)
 {
     if (s == NULL) return;
-    __atomic_store_n(&s->stop, 1, __ATOMIC_RELEASE);
-    if (s->thread_started) pthread_join(s->thread, NULL);
-    fv_kvfollow_close(s->follow);
-    kvStore_Destroy(s->kv);
-    fv_natsconn_close(&s->conn);
+    fv_kvsync_close(&s->sync); /* first: its thread uses the rest */
     fv_keystore_close(s->ks);
     fv_map_free(&s->synced);
     OPENSSL_cleanse(&s->kek, sizeof s->kek);

@@ -2,18 +2,16 @@
  *
  * Unlike the keys bucket, entries here are never deleted or purged (an erasure is a value:
  * forgotten rows), so nats.c's kvStore_Get/Create/Update serve: a create fails on any
- * existing entry, an update on any revision but the one read (P4); the bucket's values are
- * followed in sequence (kvfollow.h: no kvWatcher, whose consumer nats-server 2.9 may place
- * on a dead server). The
- * catalog side is privacy/subjects_rows.h; what is in sync is remembered per entry as the
- * hash of its plaintext, so a round that finds the catalog changed (PRAGMA data_version)
- * publishes only the entries whose rows differ from what was last synced.
+ * existing entry, an update on any revision but the one read (P4); the connection, the
+ * bucket followed in sequence (no kvWatcher, whose consumer nats-server 2.9 may place on a
+ * dead server) and the thread's rounds are kvsync.h's. The catalog side is privacy/subjects_rows.h;
+ * what is in sync is remembered per entry as the hash of its plaintext, so a round that finds the
+ * catalog changed (PRAGMA data_version) publishes only the entries whose rows differ from what was
+ * last synced.
  */
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <nats/nats.h>
 #include <openssl/crypto.h>
@@ -22,32 +20,23 @@
 #include "cluster/jskeys.h"
 #include "cluster/jssubjects.h"
 #include "cluster/kvbytes.h"
-#include "cluster/kvfollow.h"
+#include "cluster/kvsync.h"
 #include "cluster/natsconn.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "util/map.h"
 
-#define SYNC_WAIT_MS 500 /* the thread's round: the bucket followed, then the catalog checked */
-#define CAS_TRIES    3
+#define CAS_TRIES 3
 
 struct fv_jssubjects {
     const struct fv_cluster_cfg *cfg;
     struct fv_kek kek;
-    struct fv_natsconn conn;
-    kvStore *kv;
-    struct fv_kvfollow *follow; /* the bucket in sequence (kvfollow.h), not a kvWatcher */
-    int failing;                /* a read of the bucket failed: logged once */
-    struct fv_keystore *ks;     /* the sync's own catalog connection */
+    struct fv_kvsync sync;  /* P1, P2: connection, bucket, thread (kvsync.h) */
+    struct fv_keystore *ks; /* the sync's own catalog connection */
     struct fv_keysource keys;
     struct fv_map synced; /* entry key -> hash of the plaintext last in sync (P4) */
-    int64_t data_version;
-    int dirty; /* a publish failed: the next round looks at the catalog again */
     void (*changed)(void *arg);
     void *changed_arg;
-    pthread_t thread;
-    int thread_started;
-    int stop;                         /* atomic */
     struct fv_jssubjects_stats stats; /* atomic fields */
 };
 
@@ -505,8 +494,8 @@ static int entry_write(struct fv_jssubjects *s, struct entry *e, uint64_t rev)
         return rc;
     }
     uint64_t nrev = 0;
-    natsStatus st = rev ? kvStore_Update(&nrev, s->kv, e->key, v.data, (int)v.len, rev)
-                        : kvStore_Create(&nrev, s->kv, e->key, v.data, (int)v.len);
+    natsStatus st = rev ? kvStore_Update(&nrev, s->sync.kv, e->key, v.data, (int)v.len, rev)
+                        : kvStore_Create(&nrev, s->sync.kv, e->key, v.data, (int)v.len);
     fv_buf_free(&v);
     if (st == NATS_OK) {
         count(&s->stats.published);
@@ -533,7 +522,7 @@ static int sync_entry(struct fv_jssubjects *s, const char *key, const unsigned c
         if (v == NULL || tries) {
             kvEntry_Destroy(ke);
             ke = NULL;
-            natsStatus st = kvStore_Get(&ke, s->kv, key);
+            natsStatus st = kvStore_Get(&ke, s->sync.kv, key);
             if (st != NATS_OK && st != NATS_NOT_FOUND) {
                 fv_warn("cluster: reading KV entry %s: %s", key, natsStatus_GetText(st));
                 rc = FV_EIO;
@@ -553,7 +542,7 @@ static int sync_entry(struct fv_jssubjects *s, const char *key, const unsigned c
     }
     kvEntry_Destroy(ke);
     entry_free(&e);
-    if (rc && rc != FV_ECORRUPT) s->dirty = 1;
+    if (rc && rc != FV_ECORRUPT) s->sync.dirty = 1;
     return rc;
 }
 
@@ -585,7 +574,7 @@ static int publish_changes(struct fv_jssubjects *s, int *changed)
     int rc = fv_period_devices(s->ks, scan_one, &sc);
     sc.prefix = FV_JSSUBJ_CONSENTS;
     if (rc == FV_OK) rc = fv_consent_subjects(s->ks, scan_one, &sc);
-    s->dirty = 0;
+    s->sync.dirty = 0;
     fv_keystore_forget(s->ks); /* keys destroyed by another connection are seen as such */
     for (size_t i = 0; rc == FV_OK && i < sc.n; i++) {
         struct entry e;
@@ -601,92 +590,32 @@ static int publish_changes(struct fv_jssubjects *s, int *changed)
     return rc;
 }
 
-/* The catalog changed by another connection since the last look (PRAGMA data_version)? */
-static int catalog_changed(struct fv_jssubjects *s)
+/* kvsync.h ops */
+static void entry_op(void *arg, const char *key, const unsigned char *v, size_t len, uint64_t rev,
+                     int *changed)
 {
-    sqlite3_stmt *st = NULL;
-    int changed = 0;
-    if (sqlite3_prepare_v2(fv_keystore_db(s->ks), "PRAGMA data_version", -1, &st, NULL) ==
-            SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW) {
-        int64_t v = sqlite3_column_int64(st, 0);
-        changed = v != s->data_version;
-        s->data_version = v;
-    }
-    sqlite3_finalize(st);
-    return changed;
+    sync_entry(arg, key, v, len, rev, changed);
 }
 
-/* One entry of the bucket (kvfollow.h F1) applied: a put synced (P3, P4); markers are not
- * ours (entries here are never deleted). */
-static void followed(struct fv_jssubjects *s, const struct fv_kventry *e, int *changed)
+static int publish_op(void *arg, int *changed)
 {
-    if (e->op == FV_KV_PUT && e->value)
-        sync_entry(s, e->key, e->value, e->len, e->revision, changed);
+    return publish_changes(arg, changed);
 }
 
-/* The next entry, waiting up to wait_ms: FV_OK (applied), FV_ENOENT (none), FV_EIO (logged
- * once per outage; the follower asks again from the same sequence, F2). */
-static int follow_one(struct fv_jssubjects *s, int64_t wait_ms, int *changed)
-{
-    struct fv_kventry e;
-    char err[256];
-    int rc = fv_kvfollow_next(s->follow, &e, wait_ms, err, sizeof err);
-    if (rc == FV_EIO) {
-        if (!s->failing) fv_warn("%s; asking again", err);
-        s->failing = 1;
-        return rc;
-    }
-    if (s->failing) fv_info("cluster: following KV bucket %s again", s->cfg->subjects_bucket);
-    s->failing = 0;
-    if (rc == FV_OK) followed(s, &e, changed);
-    return rc;
-}
-
-static void *sync_main(void *arg)
+static void changed_op(void *arg)
 {
     struct fv_jssubjects *s = arg;
-    while (!__atomic_load_n(&s->stop, __ATOMIC_ACQUIRE)) {
-        int changed = 0;
-        if (follow_one(s, SYNC_WAIT_MS, &changed) == FV_EIO) usleep(SYNC_WAIT_MS * 1000u);
-        if (catalog_changed(s) || s->dirty) publish_changes(s, &changed);
-        if (changed && s->changed) s->changed(s->changed_arg);
-    }
-    return NULL;
+    if (s->changed) s->changed(s->changed_arg);
 }
 
-static int bind_bucket(struct fv_jssubjects *s, char *err, size_t errlen)
-{
-    return fv_natsconn_bucket(&s->conn, s->cfg->subjects_bucket,
-                              "fleetvault: owner periods and consents, wrapped by the master key",
-                              s->cfg->replicas, &s->kv, err, errlen);
-}
-
-/* P2: the bucket's current state applied (to its last message: a retry goes on from where
- * the failed one stopped), then the catalog's own published. */
-static int initial_sync(struct fv_jssubjects *s, char *err, size_t errlen)
-{
-    int changed = 0, rc;
-    struct fv_kventry e;
-    while ((rc = fv_kvfollow_next(s->follow, &e, 0, err, errlen)) == FV_OK)
-        followed(s, &e, &changed);
-    if (rc != FV_ENOENT) return rc;
-    catalog_changed(s);
-    rc = publish_changes(s, &changed);
-    if (rc == FV_OK && s->dirty) {
-        fv_seterr(err, errlen,
-                  "cluster: KV bucket %s: this catalog's owner periods and consents "
-                  "could not all be published (see the log)",
-                  s->cfg->subjects_bucket);
-        rc = FV_EIO;
-    }
-    if (rc == FV_OK)
-        fv_info("cluster: owner periods and consents in sync with KV bucket %s (%llu applied "
-                "here, %llu published)",
-                s->cfg->subjects_bucket, (unsigned long long)s->stats.applied,
-                (unsigned long long)s->stats.published);
-    return rc;
-}
+static const struct fv_kvsync_ops sync_ops = {
+    .what = "owner periods and consents",
+    .conn_name = "fleetvault-subjects",
+    .description = "fleetvault: owner periods and consents, wrapped by the master key",
+    .entry = entry_op,
+    .publish = publish_op,
+    .changed = changed_op,
+};
 
 int fv_jssubjects_open(const struct fv_cluster_cfg *cfg, const struct fv_kek *kek,
                        const char *catalog_path, struct fv_keysource keys,
@@ -703,32 +632,17 @@ int fv_jssubjects_open(const struct fv_cluster_cfg *cfg, const struct fv_kek *ke
     s->changed_arg = arg;
     int rc = fv_keystore_open(catalog_path, kek, &s->ks, err, errlen);
     if (rc == FV_OK)
-        rc = fv_natsconn_connect(&s->conn, cfg, "fleetvault-subjects", NULL, FV_JSKEYS_WAIT_MS, 0,
-                                 err, errlen);
-    if (rc == FV_OK) rc = bind_bucket(s, err, errlen);
-    for (int i = 0; rc == FV_EIO && s->conn.js && i < FV_NATS_START_TRIES; i++) {
-        fv_warn("%s; trying again", err);
-        usleep(500000);
-        rc = bind_bucket(s, err, errlen);
-    }
-    if (rc == FV_OK)
-        rc = fv_kvfollow_open(s->conn.nc, s->conn.js, s->kv, cfg->subjects_bucket, &s->follow, err,
-                              errlen);
-    if (rc == FV_OK) rc = initial_sync(s, err, errlen);
-    for (int i = 0; rc == FV_EIO && i < FV_NATS_START_TRIES; i++) {
-        fv_warn("%s; trying again", err);
-        usleep(500000);
-        rc = initial_sync(s, err, errlen);
-    }
-    if (rc == FV_OK && pthread_create(&s->thread, NULL, sync_main, s) != 0) {
-        fv_seterr(err, errlen, "cluster: cannot start the subjects sync's thread");
-        rc = FV_ENOMEM;
-    }
+        rc = fv_kvsync_open(&s->sync, cfg, cfg->subjects_bucket, &sync_ops, s,
+                            fv_keystore_db(s->ks), err, errlen);
     if (rc) {
         fv_jssubjects_close(s);
         return rc;
     }
-    s->thread_started = 1;
+    struct fv_jssubjects_stats st;
+    fv_jssubjects_stats(s, &st);
+    fv_info("cluster: owner periods and consents in sync with KV bucket %s (%llu applied here, "
+            "%llu published)",
+            cfg->subjects_bucket, (unsigned long long)st.applied, (unsigned long long)st.published);
     *out = s;
     return FV_OK;
 }
@@ -744,11 +658,7 @@ void fv_jssubjects_stats(struct fv_jssubjects *s, struct fv_jssubjects_stats *ou
 void fv_jssubjects_close(struct fv_jssubjects *s)
 {
     if (s == NULL) return;
-    __atomic_store_n(&s->stop, 1, __ATOMIC_RELEASE);
-    if (s->thread_started) pthread_join(s->thread, NULL);
-    fv_kvfollow_close(s->follow);
-    kvStore_Destroy(s->kv);
-    fv_natsconn_close(&s->conn);
+    fv_kvsync_close(&s->sync); /* first: its thread uses the rest */
     fv_keystore_close(s->ks);
     fv_map_free(&s->synced);
     OPENSSL_cleanse(&s->kek, sizeof s->kek);
