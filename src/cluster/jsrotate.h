@@ -6,15 +6,15 @@
  * seal change; the plaintext, the kind and the entry do not.
  *
  * Rules:
- *  R1 check before writing: every entry of the three buckets is read first (each bucket
- *     whole in stream order, kvfollow.h: each key's last message and revision); a value wrapped by a master
- *     key that is neither the old nor the new one (a wrong old key given), not of this
- *     format, or under the old key but not opening with it, refuses the rotation with the
- *     entry named, and nothing of the round is written (in the first round: nothing at all).
+ *  R1 check before writing: every entry of the three buckets is read first (each bucket whole
+ *     in stream order, kvfollow.h: each key's last message and revision); a value wrapped by a
+ *     master key that is neither the old nor the new one (a wrong old key given), not of this
+ *     format, or under the old key but not opening with it, refuses the rotation with the entry
+ *     named, and nothing of the round is written (in the first round: nothing at all).
  *  R2 compare-and-set: a value is replaced at the revision it was read at (an asynchronous
- *     publish expecting it, as kvStore_Update does; WRITE_BATCH awaited together), so a write another node made meanwhile (a new value, a purge) is never overwritten:
- *     the entry is read again (up to FV_JSROTATE_TRIES times) and what it holds now is
- *     judged again.
+ *     publish expecting it, as kvStore_Update does; WRITE_BATCH awaited together), so a write
+ *     another node made meanwhile (a new value, a purge) is never overwritten: the entry is
+ *     read again (up to FV_JSROTATE_TRIES times) and what it holds now is judged again.
  *  R3 left alone: a value already under the new key, and a delete or purge marker (an
  *     erased subject's stays a marker: no key ever comes back over it).
  *  R4 rounds: once the values found under the old key are re-wrapped, the buckets are read
