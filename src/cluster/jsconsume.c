@@ -11,9 +11,11 @@
 #include "cluster/jscursor.h"
 #include "cluster/jslease.h"
 #include "cluster/natsconn.h"
+#include "crypto/keys.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/err.h"
+#include "util/hex.h"
 #include "util/log.h"
 #include "wal/wal_format.h"
 
@@ -38,6 +40,7 @@ struct shard {
     uint64_t wait_ms;  /* C9: not fetched before (monotonic ms) */
     int making;        /* C10: its consumer asked for, not yet bound (no leader yet) */
     uint64_t poll_ms;  /* C10: not looked up again before (monotonic ms) */
+    int move_failed;   /* C13: the record waiting is one whose move failed (not a key) */
 };
 
 struct fv_jsconsume {
@@ -70,6 +73,8 @@ struct fv_jsconsume {
      * and the consumer delete that follows times out (docs/operations.md) */
     uint64_t fault_gap_at, fetched;
     int fault_delete;
+    unsigned char *body; /* C13: a moved record's body */
+    uint64_t moved;      /* C13 (atomic) */
 };
 
 int fv_jsconsume_new(const struct fv_cluster_cfg *cfg, const char *node, const char *data_dir,
@@ -134,9 +139,17 @@ int fv_jsconsume_replay(void *arg, const struct fv_wal_record *r, const char *fi
 {
     struct fv_jsconsume *c = arg;
     if (fv_jsconsume_is_cursor(r)) {
-        if (r->payload_len != 12) return FV_ECORRUPT;
-        c->next_shard = fv_get_u32(r->payload);
-        c->next_seq = fv_get_u64(r->payload + 4);
+        if (r->payload_len != 12 && (r->payload_len != 13 || r->payload[12] != 1))
+            return FV_ECORRUPT;
+        uint32_t shard = fv_get_u32(r->payload);
+        uint64_t seq = fv_get_u64(r->payload + 4);
+        if (r->payload_len == 13) { /* C13: its record moved to another shard: no record follows */
+            if (shard < FV_CLUSTER_MAX_SHARDS && seq > c->cursor[shard]) c->cursor[shard] = seq;
+            c->next_seq = 0;
+            return FV_OK;
+        }
+        c->next_shard = shard;
+        c->next_seq = seq;
         return FV_OK;
     }
     int rc = c->replay(c->replay_arg, r, file, off);
@@ -404,21 +417,81 @@ static int push_ack(struct fv_jsconsume *c, uint64_t wal_seq, natsMsg *m)
     return FV_OK;
 }
 
-/* The cursor record announcing the stream message shard:seq (C1). */
-static int append_cursor(struct fv_jsconsume *c, uint32_t shard, uint64_t seq)
+/* The cursor record announcing the stream message shard:seq (C1), or saying that its record
+ * moved to another shard (C13: moved, a 13th byte 1). */
+static int append_cursor(struct fv_jsconsume *c, uint32_t shard, uint64_t seq, int moved)
 {
-    unsigned char pl[12];
+    unsigned char pl[13];
     fv_put_u32(pl, shard);
     fv_put_u64(pl + 4, seq);
+    pl[12] = 1;
     struct fv_wal_record cr = {.type = FV_WAL_REC_DATA,
                                .device_id = FV_CURSOR_DEVICE,
                                .device_id_len = sizeof FV_CURSOR_DEVICE - 1,
                                .topic = FV_CURSOR_TOPIC,
                                .topic_len = sizeof FV_CURSOR_TOPIC - 1,
                                .payload = pl,
-                               .payload_len = sizeof pl};
+                               .payload_len = moved ? 13 : 12};
     int64_t ws = fv_wal_append(c->wal, &cr);
     return ws < 0 ? (int)ws : FV_OK;
+}
+
+/* C13: record r, rewritten by the fix under a subject of shard `to`, which this node does not
+ * hold, published to that shard's subject (synchronously: it is rare, a window of an owner
+ * change), with the message id NEWPSEUDONYM:TXIDHEX (or NEWPSEUDONYM:sSEQ without a txid), so
+ * that taking the original again after a crash publishes it once; then the original, message
+ * seq, deleted from the stream. FV_OK (the stream holds the copy, not the original),
+ * FV_EAGAIN (NATS did not take it: the shard waits and takes the original again), FV_ENOMEM,
+ * FV_ELIMIT. */
+static int move_record(struct fv_jsconsume *c, const struct fv_wal_record *r, uint32_t to,
+                       uint64_t seq)
+{
+    size_t n = 0;
+    if (c->body == NULL && (c->body = malloc(FV_WAL_MAX_BODY)) == NULL) return FV_ENOMEM;
+    int rc = fv_wal_encode_body(r, c->body, FV_WAL_MAX_BODY, &n);
+    if (rc) return rc;
+    char subj[96], id[256 + 2 + 2 * 64 + 24];
+    fv_cluster_subject(c->cfg, to, subj, sizeof subj);
+    int k = snprintf(id, sizeof id, "%.*s:", (int)r->device_id_len, r->device_id);
+    if (r->txid_len && (size_t)k + 2 * (size_t)r->txid_len < sizeof id)
+        fv_hex(r->txid, r->txid_len, id + k);
+    else
+        snprintf(id + k, sizeof id - (size_t)k, "s%llu", (unsigned long long)seq);
+    natsMsg *m = NULL;
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MsgId = id;
+    po.MaxWait = 2000;
+    jsPubAck *pa = NULL;
+    jsErrCode jerr = 0;
+    natsStatus st = natsMsg_Create(&m, subj, NULL, (const char *)c->body, (int)n);
+    if (st == NATS_OK) st = js_PublishMsg(&pa, c->conn.js, m, &po, &jerr);
+    jsPubAck_Destroy(pa);
+    natsMsg_Destroy(m);
+    if (st == NATS_NO_MEMORY) return FV_ENOMEM;
+    if (st != NATS_OK) {
+        fv_warn("cluster: stream sequence %llu: moving the record to shard %u: %s (JetStream "
+                "error %d)",
+                (unsigned long long)seq, to, natsStatus_GetText(st), (int)jerr);
+        return FV_EAGAIN;
+    }
+    /* the original deleted, so that no later owner of this shard (a takeover rebuilds it from
+     * the stream) moves it again outside the de-duplication window */
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = 2000;
+    st = js_DeleteMsg(c->conn.js, c->cfg->stream, seq, &jo, &jerr);
+    if (st != NATS_OK && st != NATS_NOT_FOUND && jerr != JSStreamMsgDeleteFailed) {
+        fv_warn("cluster: stream sequence %llu: deleting it once moved to shard %u: %s "
+                "(JetStream error %d)",
+                (unsigned long long)seq, to, natsStatus_GetText(st), (int)jerr);
+        return FV_EAGAIN; /* taken again: published again under the same message id */
+    }
+    __atomic_add_fetch(&c->moved, 1, __ATOMIC_RELAXED);
+    fv_info("cluster: a record of stream sequence %llu, sealed again under subject %.*s, moved "
+            "to that subject's shard %u (not held here)",
+            (unsigned long long)seq, (int)r->device_id_len, r->device_id, to);
+    return FV_OK;
 }
 
 /* One message: its cursor record and its record logged, the record taken - unless at or
@@ -435,9 +508,25 @@ static int take_msg(struct fv_jsconsume *c, struct shard *s, natsMsg *m, uint64_
     int rc = fv_wal_decode_body(p, (size_t)natsMsg_GetDataLength(m), &r);
     if (rc == FV_OK && c->ready && c->ready(c->ready_arg, &r) == FV_EAGAIN) return FV_EAGAIN;
     if (rc == FV_OK && c->fix) rc = c->fix(c->fix_arg, &r); /* C11 */
-    if (rc == FV_OK) rc = append_cursor(c, s->no, seq);
-    if (rc == FV_OK && fv_wal_append(c->wal, &r) < 0) rc = FV_EIO;
-    if (rc == FV_OK) rc = c->take(c->take_arg, &r);
+    int moved = 0;
+    if (rc == FV_OK && r.device_id_len == FV_PSEUDONYM_LEN) { /* C13 */
+        char pseudo[FV_PSEUDONYM_LEN + 1];
+        memcpy(pseudo, r.device_id, FV_PSEUDONYM_LEN);
+        pseudo[FV_PSEUDONYM_LEN] = '\0';
+        uint32_t to = fv_cluster_shard(pseudo, c->cfg->shards);
+        if (to != s->no && !fv_jslease_holds(c->lease, to, fv_mono_ns())) {
+            rc = move_record(c, &r, to, seq);
+            if (rc == FV_EAGAIN) {
+                s->move_failed = 1;
+                return FV_EAGAIN;
+            }
+            moved = rc == FV_OK;
+        }
+    }
+    if (rc == FV_OK) rc = append_cursor(c, s->no, seq, moved);
+    /* a moved record: only its cursor here, the shard's owner takes it from the stream */
+    if (rc == FV_OK && !moved && fv_wal_append(c->wal, &r) < 0) rc = FV_EIO;
+    if (rc == FV_OK && !moved) rc = c->take(c->take_arg, &r);
     if (rc) {
         fv_seterr(err, errlen, "cluster: stream %s sequence %llu (shard %u): %s", c->cfg->stream,
                   (unsigned long long)seq, s->no, fv_strerror(rc));
@@ -499,9 +588,12 @@ static int check_idle(struct fv_jsconsume *c, struct shard *s, char *err, size_t
 /* C9: the shard's record at stream sequence seq has no key yet: the shard waits. */
 static int wait_key(struct fv_jsconsume *c, struct shard *s, uint64_t seq, char *err, size_t errlen)
 {
-    fv_warn("cluster: shard %u: stream sequence %llu: its subject's key is in no KV entry yet "
-            "(or KV does not answer); left unacked, tried again in %d ms",
-            s->no, (unsigned long long)seq, FV_KEY_WAIT_MS);
+    if (s->move_failed) /* C13: logged by move_record */
+        s->move_failed = 0;
+    else
+        fv_warn("cluster: shard %u: stream sequence %llu: its subject's key is in no KV entry yet "
+                "(or KV does not answer); left unacked, tried again in %d ms",
+                s->no, (unsigned long long)seq, FV_KEY_WAIT_MS);
     s->wait_ms = fv_mono_ns() / 1000000 + FV_KEY_WAIT_MS;
     return nats_retry_later(c, rebind_from_cursor(c, s, err, errlen), err);
 }
@@ -629,6 +721,11 @@ static void follow_leases(struct fv_jsconsume *c)
     }
 }
 
+uint64_t fv_jsconsume_moved(const struct fv_jsconsume *c)
+{
+    return __atomic_load_n(&c->moved, __ATOMIC_RELAXED);
+}
+
 void fv_jsconsume_keep_leases(struct fv_jsconsume *c)
 {
     send_acks(c, 0);
@@ -675,6 +772,7 @@ void fv_jsconsume_free(struct fv_jsconsume *c)
     if (c == NULL) return;
     send_acks(c, 1);
     free(c->acks);
+    free(c->body);
     for (size_t i = 0; i < c->nshards; i++)
         natsSubscription_Destroy(c->shards[i].sub);
     free(c->shards);

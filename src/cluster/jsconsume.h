@@ -79,6 +79,16 @@
  *     30 s), not a fixed 50 ms, which made a round over 16 shards with little left each take
  *     0.8 s (bench/cluster: the storage node caught up 16 s after the last ack of a
  *     saturating feed; 3 s with this).
+ *  C13 a record the fix (C11) sealed again under a subject of another shard, one this node
+ *     does not hold, is not stored here (the node answers only for its own shards): it is
+ *     published to that shard's subject, synchronously, with the message id
+ *     NEWPSEUDONYM:TXIDHEX (NEWPSEUDONYM:sSEQ without a txid: a crash before the ack
+ *     publishes it again within the stream's de-duplication window, once); the original
+ *     message is then deleted from the stream, so that a later owner of this shard (a
+ *     takeover rebuilds the shard from the stream) never moves it again, outside that window;
+ *     and the node logs only a cursor record saying so (13 bytes, a last byte 1; replay moves
+ *     the cursor at once). A publish or delete NATS does not take leaves the message unacked:
+ *     the shard waits as C9 and takes it again. Counted (fv_jsconsume_moved).
  *
  * Threads: everything (but fv_jsconsume_leases's holds) on the storage node's loop thread (nats.c's
  * own threads deliver into the fetch call).
@@ -134,6 +144,8 @@ int fv_jsconsume_step(struct fv_jsconsume *c, int wait_ms, char *err, size_t err
 /* The leases' round without fetching (C7), for a loop that does not step (its store's head
  * full): leases are renewed, lost ones dropped, acks due sent. */
 void fv_jsconsume_keep_leases(struct fv_jsconsume *c);
+/* C13: records moved to another shard's subject since start. Any thread. */
+uint64_t fv_jsconsume_moved(const struct fv_jsconsume *c);
 /* The node's leases (jslease.h: fv_jslease_holds from any thread), NULL before start. */
 struct fv_jslease *fv_jsconsume_leases(const struct fv_jsconsume *c);
 /* Sends the acks due, releases the leases (jslease.h E6), then closes the connection and frees. */

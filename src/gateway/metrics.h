@@ -61,6 +61,7 @@ struct fv_metrics {
     fv_counter shredded_records; /* records whose data key was destroyed (erased) */
     fv_counter key_waits; /* storage node: stream records left unacked, their key in no KV entry */
     fv_counter resubjected; /* storage node: records sealed again under their period's subject */
+    fv_counter moved; /* storage node: of those, published to their new subject's shard (C13) */
     fv_counter http_requests, http_unauthorized;
     fv_counter http_auth_throttled; /* 429: too many failed authentications (api/http.h H1) */
     fv_counter downlink_sent;       /* messages to devices handed to a session */

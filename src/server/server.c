@@ -758,6 +758,7 @@ int fv_server_run(const struct fv_config *cfg, volatile sig_atomic_t *stop, char
             fv_jslease_counts(fv_jsconsume_leases(srv->consumer), &held, &takeovers);
             srv->m.cluster_shards_owned = held;
             srv->m.cluster_takeovers = takeovers;
+            srv->m.moved = fv_jsconsume_moved(srv->consumer);
             if (n < 0) {
                 rc = n;
                 break;
