@@ -531,6 +531,27 @@ const struct fv_lastval *fv_lastvals_find(const struct fv_lastvals *lv, uint32_t
     return lo < lv->n && lv->e[lo].field == field ? &lv->e[lo] : NULL;
 }
 
+void fv_lastvals_compact(struct fv_lastvals *lv)
+{
+    if (lv->n) qsort(lv->e, lv->n, sizeof *lv->e, cmp_field);
+    fv_map_free(&lv->idx);
+    if (lv->n && lv->n < lv->cap) {
+        struct fv_lastval *m = realloc(lv->e, lv->n * sizeof *m);
+        if (m) { /* (else the larger array stays: still right) */
+            lv->e = m;
+            lv->cap = lv->n;
+        }
+    }
+}
+
+size_t fv_lastvals_bytes(const struct fv_lastvals *lv)
+{
+    size_t b = sizeof *lv + lv->cap * sizeof *lv->e + lv->idx.cap * sizeof *lv->idx.slots;
+    for (size_t i = 0; i < lv->n; i++)
+        if (lv->e[i].v.kind == FV_VK_STRING && lv->e[i].v.u.s) b += strlen(lv->e[i].v.u.s) + 1;
+    return b;
+}
+
 void fv_lastvals_clear(struct fv_lastvals *lv)
 {
     for (size_t i = 0; i < lv->n; i++)

@@ -98,6 +98,12 @@ int fv_lastvals_decode(const unsigned char *p, size_t n, struct fv_lastvals *out
                        size_t errlen);
 /* The entry of field in a sorted (encoded or decoded) lv, or NULL. */
 const struct fv_lastval *fv_lastvals_find(const struct fv_lastvals *lv, uint32_t field);
+/* Sorts lv by field and frees what only adding needs (its index, spare room): the form kept
+ * in memory with a part (fv_part.lvc). Nothing may be added to lv afterwards (merging it into
+ * another, and finding in it, are fine). */
+void fv_lastvals_compact(struct fv_lastvals *lv);
+/* The heap bytes lv takes (the struct, its arrays and strings; allocator overhead aside). */
+size_t fv_lastvals_bytes(const struct fv_lastvals *lv);
 /* Frees everything lv holds and empties it. */
 void fv_lastvals_clear(struct fv_lastvals *lv);
 

@@ -92,6 +92,10 @@ struct fv_store_config {
      * "merge.renamed" (worker thread: the part was renamed into place, then the job fails). */
     int (*fail_at)(void *arg, const char *point);
     void *fail_arg;
+    /* Tests only (0 otherwise): the part format flushes and merges write; 6 writes the
+     * subjects' last values into the parts as records (as before format 7), 0 the current
+     * format (7: they are kept in memory only). */
+    uint32_t part_version;
 };
 
 /* Defaults: classes default (730 days), location (every signal that reveals a place,

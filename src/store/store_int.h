@@ -98,6 +98,14 @@ struct keyent {
     unsigned char key[32];
 };
 
+/* One subject's last values in a job's output (format 7: computed, not stored), with the
+ * key that would open its blocks: handed to the output part's lvc once it is open. */
+struct lvout {
+    unsigned char subject[FV_SUBJECT_LEN];
+    unsigned char dek[32];
+    struct fv_lastvals *lv;
+};
+
 struct job {
     int kind;
     /* flush */
@@ -117,6 +125,8 @@ struct job {
     char err[512];
     int committed; /* the output was renamed into place (even if the job then failed) */
     struct fv_part *out;
+    struct lvout *lvo; /* the output's last values, until handed to out (worker) */
+    size_t nlvo, caplvo;
     double ms;
     uint64_t expired, purged;
     /* input blocks that could not be read, kept as they were (copied) and reported */
@@ -170,7 +180,14 @@ struct fv_store {
     struct fv_map cache;
     struct cent *lru_head, *lru_tail; /* head = most recent */
     uint64_t cache_used;
-    ZSTD_DCtx *zd; /* under cache_mu: decompresses last-values records (store_last.c) */
+    ZSTD_DCtx *zd;       /* under cache_mu: decompresses last-values records (store_last.c) */
+    uint64_t lv_forgets; /* under cache_mu: subjects forgotten so far (a reader that computed
+                            last values keeps them only if none was forgotten meanwhile) */
+    /* Subjects forgotten while a job was out (state not idle, or a redo pending), under lk:
+     * their last values are dropped from the job's output when it is installed (T4). */
+    unsigned char (*jforgot)[FV_SUBJECT_LEN];
+    size_t njforgot, capjforgot;
+    int jforgot_all; /* one could not be noted: the next output keeps no last values */
 };
 
 /* ---- functions shared between the store's files ------------------------------------------- */
@@ -216,6 +233,8 @@ void fv_store__job_free(struct job *j);
 
 /* store_worker.c: the worker thread's body (started by fv_store_open; arg is the store). */
 void *fv_store__worker_main(void *arg);
+/* Frees a job's last values not handed to its output (any thread that owns the job). */
+void fv_store__lvo_free(struct job *j);
 
 /* store_query.c */
 /* Drops the cached blocks of one subject (fv_store_forget; takes cache_mu). */
@@ -239,5 +258,9 @@ int fv_store__read_block(struct fv_store *s, const struct fv_part *p, size_t i,
 /* store_last.c */
 /* Drops the decoded last values of one subject kept with the live parts (takes cache_mu). */
 void fv_store__lastvals_forget(struct fv_store *s, const unsigned char subject[FV_SUBJECT_LEN]);
+/* Drops the last values of one subject (NULL: of every subject) kept with part p (takes
+ * cache_mu). */
+void fv_store__lastvals_drop(struct fv_store *s, struct fv_part *p,
+                             const unsigned char subject[FV_SUBJECT_LEN]);
 
 #endif

@@ -50,6 +50,7 @@ void fv_store__job_free(struct job *j)
         free(j->keys);
     }
     if (j->out) fv_part_unref(j->out);
+    fv_store__lvo_free(j);
     free(j);
 }
 
@@ -169,6 +170,12 @@ static int install(struct fv_store *s, struct fv_wal *wal, uint64_t now_ms)
             s->full_fails = 0;
         }
     }
+    /* T4: what the job computed of subjects forgotten while it ran goes */
+    for (size_t i = 0; i < s->njforgot; i++)
+        fv_store__lastvals_drop(s, j->out, s->jforgot[i]);
+    if (s->jforgot_all) fv_store__lastvals_drop(s, j->out, NULL);
+    s->njforgot = 0;
+    s->jforgot_all = 0;
     rc = fv_store__add_part(s, j->out);
     if (rc == FV_OK) j->out = NULL;
     fv_store__job_free(j);
