@@ -140,6 +140,10 @@ struct fv_part {
      * them with the part. NULL until then. */
     struct fv_lastvals **lvc;
     unsigned char (*lvdek)[32];
+    /* The store's background computation of a version 7 part's values (store_sched.c, on
+     * its event loop): subjects [0, lvwarm) of last were handed to it; 0 when opened, nlast
+     * for a part the store wrote (it came with its values). */
+    size_t lvwarm;
 };
 
 /* Parses a part image in memory (the index only; blocks are not read). name is used in

@@ -90,7 +90,7 @@ struct head {
 
 /* ---- the store and its jobs --------------------------------------------------------------- */
 
-enum { JOB_FLUSH = 1, JOB_MERGE = 2 };
+enum { JOB_FLUSH = 1, JOB_MERGE = 2, JOB_WARM = 3 };
 
 struct keyent {
     unsigned char subject[FV_SUBJECT_LEN];
@@ -120,6 +120,10 @@ struct job {
     uint64_t gen_lo, gen_hi, wal_hi, now_ms;
     uint32_t level;
     int provisional; /* flush while the WAL is held (T5) */
+    /* warm: the last values of in[0]'s subjects [warm_lo, warm_hi) (fv_part.last) are
+     * computed into its lvc, unless a subject is forgotten meanwhile (lv_forgets moved) */
+    size_t warm_lo, warm_hi;
+    uint64_t lv_forgets;
     /* result */
     int rc;
     char err[512];
@@ -258,6 +262,12 @@ int fv_store__read_block(struct fv_store *s, const struct fv_part *p, size_t i,
 /* store_last.c */
 /* Drops the decoded last values of one subject kept with the live parts (takes cache_mu). */
 void fv_store__lastvals_forget(struct fv_store *s, const unsigned char subject[FV_SUBJECT_LEN]);
+/* A version 7 part's last values of the subject, computed from its blocks of the subject
+ * into lv (empty on entry; compacted on success). FV_OK, FV_ENOMEM, or the error of a block
+ * that does not open or decode (err says which). No lock held, any thread. */
+int fv_store__lastvals_compute(const struct fv_part *p, const unsigned char subject[FV_SUBJECT_LEN],
+                               const unsigned char dek[32], struct fv_lastvals *lv, char *err,
+                               size_t errlen);
 /* Drops the last values of one subject (NULL: of every subject) kept with part p (takes
  * cache_mu). */
 void fv_store__lastvals_drop(struct fv_store *s, struct fv_part *p,

@@ -90,9 +90,9 @@ static int entry_last(const struct fv_lastval *e, int64_t from, int64_t to, stru
  * (each block's samples, as a flush or merge would have noted them). Any block that does
  * not open or decode fails it (the caller then asks the blocks one column at a time, and the
  * cursor reports what is wrong). No lock held. */
-static int compute_last(const struct fv_part *p, const unsigned char subject[FV_SUBJECT_LEN],
-                        const unsigned char dek[32], struct fv_lastvals *lv, char *err,
-                        size_t errlen)
+int fv_store__lastvals_compute(const struct fv_part *p, const unsigned char subject[FV_SUBJECT_LEN],
+                               const unsigned char dek[32], struct fv_lastvals *lv, char *err,
+                               size_t errlen)
 {
     struct fv_buf raw = {0};
     int rc = FV_OK;
@@ -134,7 +134,7 @@ static int part_last(struct fv_store *s, struct fv_part *p, size_t li, const uns
     struct fv_lastvals *lv = calloc(1, sizeof *lv);
     int rc = lv ? FV_OK : FV_ENOMEM;
     if (rc == FV_OK && p->version >= 7) {
-        rc = compute_last(p, p->last[li].subject, dek, lv, err, sizeof err); /* no lock */
+        rc = fv_store__lastvals_compute(p, p->last[li].subject, dek, lv, err, sizeof err);
         goto computed;
     }
     if (rc == FV_OK) rc = fv_part_read_last(p, li, dek, &z, err, sizeof err); /* I/O: no lock */
@@ -146,6 +146,7 @@ static int part_last(struct fv_store *s, struct fv_part *p, size_t li, const uns
     if (z.data) OPENSSL_cleanse(z.data, z.len);
     fv_buf_free(&z);
     if (rc == FV_OK) rc = fv_lastvals_decode(plain.data, plain.len, lv, err, sizeof err);
+    if (rc == FV_OK) fv_lastvals_compact(lv); /* the form kept: sorted, no spare room */
     if (plain.data) OPENSSL_cleanse(plain.data, plain.len);
     fv_buf_free(&plain);
 computed:

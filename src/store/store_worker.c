@@ -347,6 +347,7 @@ out:
 static void give_last(struct job *j)
 {
     struct fv_part *p = j->out;
+    p->lvwarm = p->nlast; /* nothing to compute in the background */
     if (j->nlvo == 0 || p->nlast == 0 || p->version < 7) return;
     p->lvc = calloc(p->nlast, sizeof *p->lvc);
     p->lvdek = calloc(p->nlast, sizeof *p->lvdek);
@@ -795,6 +796,59 @@ static int run_merge(struct fv_store *s, struct job *j)
     return finish_part(cfg, j, w, rc, "merge.renamed");
 }
 
+/* ---- worker: last values computed in the background (format 7 parts opened at start) -- */
+
+/* Computes the values of subjects [warm_lo, warm_hi) of the job's part and keeps them with
+ * it (under cache_mu, as readers do), each with its subject's key; a subject whose key is
+ * gone, whose values are kept already, or whose blocks do not read is left to readers.
+ * Stops, keeping nothing more, once a subject is forgotten meanwhile (T4: it may be one of
+ * these). Only FV_ENOMEM fails it. */
+static int run_warm(struct fv_store *s, struct job *j)
+{
+    struct fv_part *p = j->in[0];
+    int rc = FV_OK;
+    for (size_t i = j->warm_lo; rc == FV_OK && i < j->warm_hi && i < p->nlast; i++) {
+        const struct keyent *ke = find_key(j, p->last[i].subject);
+        if (ke == NULL || ke->state != FV_OK) continue;
+        pthread_mutex_lock(&s->cache_mu);
+        int have = p->lvc && p->lvc[i];
+        pthread_mutex_unlock(&s->cache_mu);
+        if (have) continue;
+        struct fv_lastvals *lv = calloc(1, sizeof *lv);
+        char err[256];
+        if (lv == NULL) return FV_ENOMEM;
+        rc = fv_store__lastvals_compute(p, p->last[i].subject, ke->key, lv, err, sizeof err);
+        int stop = 0;
+        if (rc == FV_OK) {
+            pthread_mutex_lock(&s->cache_mu);
+            stop = s->lv_forgets != j->lv_forgets;
+            if (!stop && p->lvc == NULL) {
+                p->lvc = calloc(p->nlast, sizeof *p->lvc);
+                p->lvdek = calloc(p->nlast, sizeof *p->lvdek);
+                if (p->lvc == NULL || p->lvdek == NULL) {
+                    free(p->lvc);
+                    free(p->lvdek);
+                    p->lvc = NULL;
+                    p->lvdek = NULL;
+                    rc = FV_ENOMEM;
+                }
+            }
+            if (!stop && rc == FV_OK && p->lvc[i] == NULL) {
+                p->lvc[i] = lv;
+                memcpy(p->lvdek[i], ke->key, 32);
+                lv = NULL;
+            }
+            pthread_mutex_unlock(&s->cache_mu);
+        } else if (rc != FV_ENOMEM) {
+            rc = FV_OK; /* a block that does not read: readers report it */
+        }
+        if (lv) fv_lastvals_clear(lv);
+        free(lv);
+        if (stop) break;
+    }
+    return rc;
+}
+
 void *fv_store__worker_main(void *arg)
 {
     struct fv_store *s = arg;
@@ -806,7 +860,9 @@ void *fv_store__worker_main(void *arg)
         struct job *j = s->todo;
         pthread_mutex_unlock(&s->mu);
         uint64_t t0 = fv_mono_ns();
-        j->rc = j->kind == JOB_FLUSH ? run_flush(&s->cfg, j) : run_merge(s, j);
+        j->rc = j->kind == JOB_FLUSH  ? run_flush(&s->cfg, j)
+                : j->kind == JOB_WARM ? run_warm(s, j)
+                                      : run_merge(s, j);
         j->ms = (double)(fv_mono_ns() - t0) / 1e6;
         pthread_mutex_lock(&s->mu);
         s->todo = NULL;
