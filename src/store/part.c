@@ -364,10 +364,7 @@ void fv_part_unref(struct fv_part *p)
     if (p->fd >= 0) close(p->fd);
     if (p->unlink_on_free) fv_os_unlink(p->path, NULL, 0); /* a leftover is dropped at open */
     for (size_t i = 0; p->lvc && i < p->nlast; i++)
-        if (p->lvc[i]) {
-            fv_lastvals_clear(p->lvc[i]);
-            free(p->lvc[i]);
-        }
+        fv_lastvals_mem_free(p->lvc[i]);
     free(p->lvc);
     if (p->lvdek) OPENSSL_cleanse(p->lvdek, p->nlast * sizeof *p->lvdek);
     free(p->lvdek);

@@ -9,7 +9,8 @@
  *   store_sched.c   maintenance on the event loop: the job state machine (tick), choosing
  *                   flushes, merges, retention and purges, installing their results;
  *   store_worker.c  the worker thread: a frozen head encoded into a part (flush), parts
- *                   merged into one (compaction, retention, purge);
+ *                   merged into one (compaction, retention, purge), the last values of a
+ *                   part opened at start computed (warm);
  *   store_query.c   queries on the event loop: the block cache, snapshots, cursors, chunks;
  *   store_last.c    the fleet view's one value per subject, from the parts' last values
  *                   (lastvals.h) and the heads when they can say, else through a query.
@@ -42,6 +43,8 @@
 #include "wire/payload.h"
 
 struct fv_wal;
+struct fv_lastvals;
+struct fv_lastvals_mem;
 
 /* ---- head --------------------------------------------------------------------------------- */
 
@@ -103,7 +106,7 @@ struct keyent {
 struct lvout {
     unsigned char subject[FV_SUBJECT_LEN];
     unsigned char dek[32];
-    struct fv_lastvals *lv;
+    struct fv_lastvals_mem *lv;
 };
 
 struct job {

@@ -9,15 +9,17 @@
  * answers only when the range's end is at or after its newest sample of the signal (a
  * part whose blocks of the subject, by their index times, hold no frame in range says
  * nothing); a part that cannot say is asked through its blocks' column of the signal, whose
- * rows are exactly the frames a one-signal cursor shows; anything else decodes. A decoded
- * last-values record is kept only with the key that opened it, and a subject's records are dropped
- * when it is forgotten (T4).
+ * rows are exactly the frames a one-signal cursor shows; anything else decodes. A part's
+ * values (a decoded record, formats 3-6; computed from its blocks, format 7) are kept only
+ * with the key that opened them, are dropped when the subject is forgotten (T4), and are
+ * not kept when a subject was forgotten while they were being read or computed.
  *
  * Threads: any thread (the server's API thread), like fv_store_query. The heads' frames of
  * the subject are scanned and the parts referenced under lk (no I/O); a part's record is
- * read and decrypted without a lock, and its decoded form is kept with the part
- * (fv_part.lvc and lvdek, under cache_mu: lock order lk, then cache_mu). The worker never
- * touches lvc.
+ * read and decrypted (or its blocks decoded) without a lock, and the values are kept with
+ * the part (fv_part.lvc and lvdek, under cache_mu: lock order lk, then cache_mu). The
+ * worker fills lvc of a part it wrote before the part is shared, and reads or fills a live
+ * part's under cache_mu (merges, background computation: store_worker.c).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -109,7 +111,6 @@ int fv_store__lastvals_compute(const struct fv_part *p, const unsigned char subj
     }
     if (raw.data) OPENSSL_cleanse(raw.data, raw.len);
     fv_buf_free(&raw);
-    if (rc == FV_OK) fv_lastvals_compact(lv);
     return rc;
 }
 
@@ -123,8 +124,16 @@ static int part_last(struct fv_store *s, struct fv_part *p, size_t li, const uns
 {
     pthread_mutex_lock(&s->cache_mu);
     if (p->lvc && p->lvc[li] && CRYPTO_memcmp(p->lvdek[li], dek, 32) == 0) {
-        int rc = entry_last(fv_lastvals_find(p->lvc[li], field), from, to, c, unknown);
+        int found = 0;
+        struct fv_lastval e;
+        int rc = fv_lastvals_mem_find(p->lvc[li], field, &found, &e);
+        if (rc == FV_OK) rc = entry_last(found ? &e : NULL, from, to, c, unknown);
+        fv_value_clear(&e.v);
         pthread_mutex_unlock(&s->cache_mu);
+        if (rc == FV_ECORRUPT) { /* cannot happen (made here): the blocks say */
+            *unknown = 1;
+            rc = FV_OK;
+        }
         return rc;
     }
     uint64_t forgets = s->lv_forgets;
@@ -146,7 +155,6 @@ static int part_last(struct fv_store *s, struct fv_part *p, size_t li, const uns
     if (z.data) OPENSSL_cleanse(z.data, z.len);
     fv_buf_free(&z);
     if (rc == FV_OK) rc = fv_lastvals_decode(plain.data, plain.len, lv, err, sizeof err);
-    if (rc == FV_OK) fv_lastvals_compact(lv); /* the form kept: sorted, no spare room */
     if (plain.data) OPENSSL_cleanse(plain.data, plain.len);
     fv_buf_free(&plain);
 computed:
@@ -156,8 +164,16 @@ computed:
         *unknown = 1;
         return rc == FV_ENOMEM ? rc : FV_OK;
     }
+    const struct fv_lastval *e = NULL; /* (lv is not sorted when computed: a scan) */
+    for (size_t i = 0; e == NULL && i < lv->n; i++)
+        if (lv->e[i].field == field) e = &lv->e[i];
+    rc = entry_last(e, from, to, c, unknown);
+    struct fv_lastvals_mem *m = NULL;
+    if (rc == FV_OK && fv_lastvals_mem_make(lv, &m) != FV_OK) m = NULL; /* keeping is optional */
+    fv_lastvals_clear(lv);
+    free(lv);
     pthread_mutex_lock(&s->cache_mu);
-    if (p->lvc == NULL) {
+    if (m && p->lvc == NULL) {
         p->lvc = calloc(p->nlast, sizeof *p->lvc);
         p->lvdek = calloc(p->nlast, sizeof *p->lvdek);
         if (p->lvc == NULL || p->lvdek == NULL) {
@@ -167,23 +183,16 @@ computed:
             p->lvdek = NULL;
         }
     }
-    rc = entry_last(fv_lastvals_find(lv, field), from, to, c, unknown);
     /* keep it (another reader's, or another key's, is replaced), unless a subject was
      * forgotten meanwhile (it may be this one: T4) */
-    if (p->lvc && s->lv_forgets == forgets) {
-        if (p->lvc[li]) {
-            fv_lastvals_clear(p->lvc[li]);
-            free(p->lvc[li]);
-        }
-        p->lvc[li] = lv;
+    if (m && p->lvc && s->lv_forgets == forgets) {
+        fv_lastvals_mem_free(p->lvc[li]);
+        p->lvc[li] = m;
         memcpy(p->lvdek[li], dek, 32);
-        lv = NULL;
+        m = NULL;
     }
     pthread_mutex_unlock(&s->cache_mu);
-    if (lv) {
-        fv_lastvals_clear(lv); /* keeping it is optional */
-        free(lv);
-    }
+    fv_lastvals_mem_free(m);
     return rc;
 }
 
@@ -323,8 +332,7 @@ void fv_store__lastvals_drop(struct fv_store *s, struct fv_part *p,
     pthread_mutex_lock(&s->cache_mu);
     for (size_t i = lo; p->lvc && i < hi; i++) {
         if (p->lvc[i] == NULL) continue;
-        fv_lastvals_clear(p->lvc[i]);
-        free(p->lvc[i]);
+        fv_lastvals_mem_free(p->lvc[i]);
         p->lvc[i] = NULL;
         OPENSSL_cleanse(p->lvdek[i], 32);
     }
@@ -339,8 +347,7 @@ void fv_store__lastvals_forget(struct fv_store *s, const unsigned char subject[F
         struct fv_part *p = s->parts[k];
         size_t i = fv_part_find_last(p, subject);
         if (p->lvc == NULL || i == p->nlast || p->lvc[i] == NULL) continue;
-        fv_lastvals_clear(p->lvc[i]);
-        free(p->lvc[i]);
+        fv_lastvals_mem_free(p->lvc[i]);
         p->lvc[i] = NULL;
         OPENSSL_cleanse(p->lvdek[i], 32);
     }

@@ -13,12 +13,15 @@
  * is, with its CRC, and reported, never stopping the merge (T8). Every part written gets
  * each subject's last values (lastvals.h): a flush from the frames it encodes, a merge by
  * combining its inputs' (or from the blocks it keeps, when retention dropped some or an
- * input has none); a subject that cannot be summed up gets none, and readers decode.
+ * input's are missing); a subject that cannot be summed up gets none, and readers decode.
+ * Format 7 hands them to the part in memory once it is open (format 6, for tests: sealed
+ * records). A third kind of job computes the values of a format 7 part opened at start.
  *
  * Threads: the worker thread only. It owns the job it was handed (a frozen head, which it
  * only reads since queries on the loop read it too, or referenced input parts and copies of
  * the keys) and reads s->cfg; it touches the store's state only under s->mu (todo, done,
- * stop), never the keystore or the live part list.
+ * stop) and, for the parts' last values (fv_part.lvc of its inputs and of the part it
+ * warms), under s->cache_mu; never the keystore or the live part list.
  */
 #include <limits.h>
 #include <pthread.h>
@@ -136,28 +139,32 @@ static int put_block(struct put *P, const struct fv_block_frame *fr, size_t n, s
     memcpy(e.subject, P->subject, FV_SUBJECT_LEN);
     rc = fv_part_writer_add(P->w, &e, P->dek, P->raw->data, P->raw->len, P->zlevel, P->err,
                             P->errlen);
-    /* What was written, the last values see too (a refused try is retried smaller). */
+    /* What was written, the last values see too (a refused try is retried smaller): as the
+     * block holds it, a signal repeated in one frame by its last value only (block.c), so
+     * that they equal what a reader computes from the block (format 7). */
     for (size_t k = 0; rc == FV_OK && P->lv && k < n; k++)
-        for (uint32_t q = 0; rc == FV_OK && q < fr[k].n; q++)
-            if (keep == NULL || keep(karg, fr[k].d[q].field))
-                rc = fv_lastvals_add(P->lv, fr[k].t, fr[k].d[q].field, &fr[k].d[q].value);
+        for (uint32_t q = 0; rc == FV_OK && q < fr[k].n; q++) {
+            uint32_t f = fr[k].d[q].field, q2 = q + 1;
+            while (q2 < fr[k].n && fr[k].d[q2].field != f)
+                q2++;
+            if (q2 == fr[k].n && (keep == NULL || keep(karg, f)))
+                rc = fv_lastvals_add(P->lv, fr[k].t, f, &fr[k].d[q].value);
+        }
     return rc;
 }
 
 void fv_store__lvo_free(struct job *j)
 {
-    for (size_t i = 0; i < j->nlvo; i++) {
-        if (j->lvo[i].lv) fv_lastvals_clear(j->lvo[i].lv);
-        free(j->lvo[i].lv);
-    }
+    for (size_t i = 0; i < j->nlvo; i++)
+        fv_lastvals_mem_free(j->lvo[i].lv);
     if (j->lvo) OPENSSL_cleanse(j->lvo, j->caplvo * sizeof *j->lvo);
     free(j->lvo);
     j->lvo = NULL;
     j->nlvo = j->caplvo = 0;
 }
 
-/* The subject's last values: format 7 keeps them with the job (taken from lv, which is left
- * empty) for the output part's memory; older formats seal them into the part as a record
+/* The subject's last values: format 7 keeps their encoding with the job for the output
+ * part's memory; older formats seal them into the part as a record
  * (nothing when the subject has no frames). */
 static int put_last(struct job *j, uint32_t version, struct fv_part_writer *w,
                     const unsigned char *subject, const unsigned char *dek, struct fv_lastvals *lv,
@@ -165,11 +172,10 @@ static int put_last(struct job *j, uint32_t version, struct fv_part_writer *w,
 {
     if (version == 0 || version >= 7) {
         int rc = fv_store__grow((void **)&j->lvo, &j->caplvo, j->nlvo + 1, sizeof *j->lvo);
-        struct fv_lastvals *keep = rc == FV_OK ? malloc(sizeof *keep) : NULL;
-        if (keep == NULL) return FV_ENOMEM;
-        *keep = *lv;
-        memset(lv, 0, sizeof *lv);
-        fv_lastvals_compact(keep);
+        struct fv_lastvals_mem *keep = NULL;
+        if (rc == FV_OK) rc = fv_lastvals_mem_make(lv, &keep);
+        if (rc == FV_ELIMIT) return FV_OK; /* cannot happen (values came from blocks): none */
+        if (rc) return rc;
         struct lvout *o = &j->lvo[j->nlvo++];
         memcpy(o->subject, subject, FV_SUBJECT_LEN);
         memcpy(o->dek, dek, 32);
@@ -655,9 +661,12 @@ static int lastvals_from_inputs(const struct job *j, const struct msubj *m, stru
         if (p->version >= 7) { /* no record: what readers or the writer kept in memory */
             rc = FV_ENOENT;
             pthread_mutex_lock(&m->s->cache_mu);
+            struct fv_lastvals one = {0};
             if (p->lvc && p->lvc[li] && CRYPTO_memcmp(p->lvdek[li], m->key->key, 32) == 0)
-                rc = fv_lastvals_merge(lv, p->lvc[li]);
+                rc = fv_lastvals_mem_decode(p->lvc[li], &one);
             pthread_mutex_unlock(&m->s->cache_mu);
+            if (rc == FV_OK) rc = fv_lastvals_merge(lv, &one);
+            fv_lastvals_clear(&one);
             if (rc) break;
             continue;
         }
@@ -814,10 +823,12 @@ static int run_warm(struct fv_store *s, struct job *j)
         int have = p->lvc && p->lvc[i];
         pthread_mutex_unlock(&s->cache_mu);
         if (have) continue;
-        struct fv_lastvals *lv = calloc(1, sizeof *lv);
+        struct fv_lastvals lv = {0};
+        struct fv_lastvals_mem *mem = NULL;
         char err[256];
-        if (lv == NULL) return FV_ENOMEM;
-        rc = fv_store__lastvals_compute(p, p->last[i].subject, ke->key, lv, err, sizeof err);
+        rc = fv_store__lastvals_compute(p, p->last[i].subject, ke->key, &lv, err, sizeof err);
+        if (rc == FV_OK) rc = fv_lastvals_mem_make(&lv, &mem);
+        fv_lastvals_clear(&lv);
         int stop = 0;
         if (rc == FV_OK) {
             pthread_mutex_lock(&s->cache_mu);
@@ -834,16 +845,15 @@ static int run_warm(struct fv_store *s, struct job *j)
                 }
             }
             if (!stop && rc == FV_OK && p->lvc[i] == NULL) {
-                p->lvc[i] = lv;
+                p->lvc[i] = mem;
                 memcpy(p->lvdek[i], ke->key, 32);
-                lv = NULL;
+                mem = NULL;
             }
             pthread_mutex_unlock(&s->cache_mu);
         } else if (rc != FV_ENOMEM) {
             rc = FV_OK; /* a block that does not read: readers report it */
         }
-        if (lv) fv_lastvals_clear(lv);
-        free(lv);
+        fv_lastvals_mem_free(mem);
         if (stop) break;
     }
     return rc;
