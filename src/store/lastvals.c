@@ -453,14 +453,14 @@ static int decode_dense(struct fv_rd *r, unsigned ver, struct fv_lastvals *out, 
             *found = 1;
             return FV_OK;
         }
-        rc = one ? FV_OK : push(out, &e);
-        if (rc || one) fv_value_clear(&e.v);
-        if (rc) goto out;
-        if (!amb) {
+        if (!amb) { /* (before the value goes: clearing resets its kind) */
             have_prev = 1;
             prev_kind = e.v.kind;
             prev_member = e.v.member;
         }
+        rc = one ? FV_OK : push(out, &e);
+        if (rc || one) fv_value_clear(&e.v);
+        if (rc) goto out;
     }
     if (r->off != r->n) BAD("last values: %zu trailing bytes", r->n - r->off);
 out:

@@ -11,10 +11,13 @@
  * memory or their records), or from the kept blocks when blocks went (retention) or an
  * input's are missing; a format 7 part opened at start computes it from its blocks.
  *
- * Ambiguity: when several samples of a signal share its last time (a resend, a duplicated
- * signal in one frame, or equal times in two parts), which one a query shows depends on the
- * order blocks are read in; the entry is then marked ambiguous, carries no value, and the
- * reader falls back to decoding (the answer stays exactly the decoding path's).
+ * Ambiguity: when several samples of a signal share its last time (a resend, or equal
+ * times in two parts), which one a query shows depends on the order blocks are read in; the
+ * entry is then marked ambiguous, carries no value, and the reader falls back to decoding
+ * (the answer stays exactly the decoding path's). fv_lastvals_add marks any second sample at
+ * the same time so; a signal repeated within one frame is not added twice by the store's
+ * writer (a block keeps its last value only), so the values equal those computed from the
+ * blocks (format 7).
  *
  * Plaintext format, version 3 (written, in parts of format 6): version 2 below but for
  *   u8     version = 3

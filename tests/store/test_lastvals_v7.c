@@ -480,6 +480,52 @@ static void test_v7_warmed_in_background(void **state)
     fv_store_close(s);
 }
 
+/* The form kept in memory: every entry found by fv_lastvals_mem_find is the decoded
+ * record's (runs of one kind and member, written as "same", ambiguous entries, strings,
+ * different times), and absent signals are not found. */
+static void test_mem_find_every_entry(void **state)
+{
+    (void)state;
+    struct rng g = {seed_of(31) | 1};
+    for (int round = 0; round < 200; round++) {
+        struct fv_lastvals lv = {0}, d = {0};
+        size_t n = 1 + below(&g, 40);
+        for (size_t i = 0; i < n; i++) {
+            struct fv_value v = {.kind = FV_VK_DOUBLE, .member = 5};
+            int k = (int)below(&g, 10);
+            if (k == 0) v = (struct fv_value){.kind = FV_VK_INT, .member = 2, .u.i = -7};
+            if (k == 1) v = (struct fv_value){.kind = FV_VK_STRING, .member = 1, .u.s = "ab"};
+            if (k == 2) v = (struct fv_value){.kind = FV_VK_LOCATION, .u.loc = {1.5, -2.25}};
+            if (k >= 3) v.u.d = (double)below(&g, 100000) / 100;
+            uint32_t f = 1 + 3 * (uint32_t)i;
+            int64_t t = 1796169600000LL - (below(&g, 4) ? 0 : (int64_t)below(&g, 5000));
+            assert_int_equal(fv_lastvals_add(&lv, t, f, &v), FV_OK);
+            if (below(&g, 12) == 0) assert_int_equal(fv_lastvals_add(&lv, t, f, &v), FV_OK);
+        }
+        struct fv_lastvals_mem *m;
+        assert_int_equal(fv_lastvals_mem_make(&lv, &m), FV_OK);
+        assert_int_equal(fv_lastvals_mem_decode(m, &d), FV_OK);
+        assert_int_equal(d.n, n);
+        for (uint32_t f = 0; f <= 3 * (uint32_t)n + 1; f++) {
+            const struct fv_lastval *want = fv_lastvals_find(&d, f);
+            int found = 0;
+            struct fv_lastval e;
+            assert_int_equal(fv_lastvals_mem_find(m, f, &found, &e), FV_OK);
+            assert_int_equal(found, want != NULL);
+            if (want) {
+                assert_int_equal(e.field, f);
+                assert_int_equal(e.amb, want->amb);
+                assert_int_equal(e.last_t, want->last_t);
+                assert_true(want->amb || fv_value_equal(&e.v, &want->v));
+            }
+            fv_value_clear(&e.v);
+        }
+        fv_lastvals_mem_free(m);
+        fv_lastvals_clear(&lv);
+        fv_lastvals_clear(&d);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -487,6 +533,7 @@ int main(void)
         cmocka_unit_test(test_v7_forgotten_during_write_keeps_nothing),
         cmocka_unit_test(test_v6_parts_answer_from_records),
         cmocka_unit_test(test_v7_warmed_in_background),
+        cmocka_unit_test(test_mem_find_every_entry),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
