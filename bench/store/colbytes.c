@@ -141,8 +141,11 @@ static int part_breakdown(int argc, char **argv)
                    (double)cls[c] / (double)(ncls[c] ? ncls[c] : 1),
                    p->version >= 6 ? 16 : 28); /* version 6: tag only, nonce derived */
         }
-        printf("  last values  %6zu records %9llu bytes (%.1f per record)\n", p->nlast,
-               (unsigned long long)last, (double)last / (double)(p->nlast ? p->nlast : 1));
+        if (p->version >= 7) /* kept in memory only (docs/storage.md) */
+            printf("  last values  none stored (format 7)\n");
+        else
+            printf("  last values  %6zu records %9llu bytes (%.1f per record)\n", p->nlast,
+                   (unsigned long long)last, (double)last / (double)(p->nlast ? p->nlast : 1));
         uint64_t rest = p->size - blocks - last;
         printf("  index, header, footer     %10llu bytes (%.1f per block)\n",
                (unsigned long long)rest, (double)rest / (double)(p->n ? p->n : 1));

@@ -10,6 +10,9 @@
 #          AUDIT_PREALLOC_KB=<KiB> (the server's "audit_prealloc_kb"; unset: its default)
 #          KEEP_STORE=DIR (copy fleetvault's compacted store to DIR/j<jitter>, for
 #          `build/store_colbytes --part DIR/j0/*`)
+#          RESTART=1 (fleetvault queried right after a restart: a cold store; RESTART_WAIT=S
+#          seconds after it, 0 by default; with QUERY_WARMUP=0 QUERIES=1 the one answer
+#          measured is the first; QUERY_WARMUP: unmeasured requests first, 10 by default)
 #
 # The data: `fleetvault simulate --virtual-time T0` makes every vehicle's record k at
 # T0 + k*1000 ms (+ a pseudo-random offset in [-JITTER, +JITTER] ms), values a function of
@@ -209,6 +212,7 @@ run_vm() { # $1 jitter, $2 line-protocol file, $3 datums
 query() { # $1 key, $2 url, $3 token file or "", $4 $5 timestamp range of the answer's rows
     local out
     out=$(python3 "$here/query_lat.py" --url "$2" ${3:+--token-file "$3"} --n "$QUERIES" \
+        --warmup "${QUERY_WARMUP:-10}" \
         --ts-lo "$4" --ts-hi "$5") || out='{"status": "failed"}'
     local status
     status=$(json_get "$out" status)
@@ -340,12 +344,34 @@ PY
     if [ -n "${KEEP_STORE:-}" ]; then
         mkdir -p "$KEEP_STORE/j$j" && cp -r "$data/store/." "$KEEP_STORE/j$j/"
     fi
+    if [ "${RESTART:-0}" = 1 ]; then
+        # Queries on a store just opened (nothing of it in memory), after RESTART_WAIT s.
+        stop "$pid"
+        $BIN serve --data "$data" --certs "$tmp/certs" --key-file "$tmp/master.key" \
+            --listen "127.0.0.1:$port" --api "127.0.0.1:$api" --no-rate-limit --log-level warn \
+            --config "$tmp/fv.json" 2>>"$tmp/server.log" &
+        pid=$!
+        pids+=("$pid")
+        up=0
+        for _ in $(seq 200); do
+            if curl -sf "http://127.0.0.1:$api/status" >/dev/null; then up=1; break; fi
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.05
+        done
+        [ $up = 1 ] || { tail -20 "$tmp/server.log" >&2; die "fleetvault did not restart"; }
+        sleep "${RESTART_WAIT:-0}"
+        log "fleetvault (jitter $j ms): restarted, ${RESTART_WAIT:-0} s waited; querying"
+    fi
 
     local base="http://127.0.0.1:$api" lo=$((from - j))
+    # (after a restart the fleet view at the end goes first: the others would fill memory)
+    [ "${RESTART:-0}" = 1 ] &&
+        query fv.q4 "$base/api/v1/fleet?signal=Soc&at=$now&purpose=service" "$reader" $((now - 300000)) $now
     query fv.q1 "$base/api/v1/query?device=$vin&signals=VehicleSpeed&from=$lo&to=$to&purpose=service" "$reader" $lo $to
     query fv.q2 "$base/api/v1/query?device=$vin&from=$lo&to=$to&purpose=service" "$reader" $lo $to
     query fv.q3 "$base/api/v1/fleet?signal=Soc&at=$at&purpose=service" "$reader" $((at - 300000)) $at
-    query fv.q4 "$base/api/v1/fleet?signal=Soc&at=$now&purpose=service" "$reader" $((now - 300000)) $now
+    [ "${RESTART:-0}" = 1 ] ||
+        query fv.q4 "$base/api/v1/fleet?signal=Soc&at=$now&purpose=service" "$reader" $((now - 300000)) $now
     stop "$pid"
     # Erasure: destroy one vehicle's data key (server stopped, as `keys shred` requires);
     # every block and WAL record of it is unreadable from then on, whatever their size.

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "store/block.h"
 #include "store/codec.h"
 #include "store/lastvals.h"
@@ -386,8 +388,10 @@ static int rd_value_v2(struct fv_rd *r, struct fv_value *v)
     }
 }
 
-static int decode_dense(struct fv_rd *r, unsigned ver, struct fv_lastvals *out, char *err,
-                        size_t errlen)
+/* Decodes a version 2 or 3 body into out; or, with one, only the entry of field want into
+ * *one (*found; its value the caller's), stopping there. */
+static int decode_dense(struct fv_rd *r, unsigned ver, struct fv_lastvals *out, uint32_t want,
+                        struct fv_lastval *one, int *found, char *err, size_t errlen)
 {
     uint64_t ztref, n;
     int rc = FV_OK, uniform = 0;
@@ -412,6 +416,7 @@ static int decode_dense(struct fv_rd *r, unsigned ver, struct fv_lastvals *out, 
         if ((i && df == 0) || df > UINT32_MAX - field)
             BAD("last values: entry %llu: field", (unsigned long long)i);
         field += df;
+        if (one && field > want) return FV_OK; /* ascending: not there */
         dt = h >> 2;
         if (dt == V2_DT_ESCAPE && (fv_rd_uvarint(r, &dt) || dt < V2_DT_ESCAPE))
             BAD("last values: entry %llu: time", (unsigned long long)i);
@@ -443,16 +448,19 @@ static int decode_dense(struct fv_rd *r, unsigned ver, struct fv_lastvals *out, 
                 BAD("last values: entry %llu: value (kind %u)", (unsigned long long)i, e.v.kind);
             if (rc) goto out;
         }
-        rc = push(out, &e);
-        if (rc) {
-            fv_value_clear(&e.v);
-            goto out;
+        if (one && field == want) {
+            *one = e;
+            *found = 1;
+            return FV_OK;
         }
-        if (!amb) {
+        if (!amb) { /* (before the value goes: clearing resets its kind) */
             have_prev = 1;
             prev_kind = e.v.kind;
             prev_member = e.v.member;
         }
+        rc = one ? FV_OK : push(out, &e);
+        if (rc || one) fv_value_clear(&e.v);
+        if (rc) goto out;
     }
     if (r->off != r->n) BAD("last values: %zu trailing bytes", r->n - r->off);
 out:
@@ -465,7 +473,7 @@ int fv_lastvals_decode(const unsigned char *p, size_t n, struct fv_lastvals *out
     if (n > 0 && (p[0] == 2 || p[0] == 3)) {
         struct fv_rd r2;
         fv_rd_init(&r2, p + 1, n - 1);
-        return decode_dense(&r2, p[0], out, err, errlen);
+        return decode_dense(&r2, p[0], out, 0, NULL, NULL, err, errlen);
     }
     struct fv_rd r;
     fv_rd_init(&r, p, n);
@@ -529,6 +537,49 @@ const struct fv_lastval *fv_lastvals_find(const struct fv_lastvals *lv, uint32_t
             hi = mid;
     }
     return lo < lv->n && lv->e[lo].field == field ? &lv->e[lo] : NULL;
+}
+
+int fv_lastvals_mem_make(struct fv_lastvals *lv, struct fv_lastvals_mem **out)
+{
+    *out = NULL;
+    struct fv_buf b = {0};
+    int rc = fv_lastvals_encode(lv, &b);
+    if (rc == FV_OK && b.len > UINT32_MAX) rc = FV_ELIMIT;
+    struct fv_lastvals_mem *m = rc == FV_OK ? malloc(sizeof *m + b.len) : NULL;
+    if (rc == FV_OK && m == NULL) rc = FV_ENOMEM;
+    if (rc == FV_OK) {
+        m->len = (uint32_t)b.len;
+        memcpy(m->data, b.data, b.len);
+        *out = m;
+    }
+    if (b.data) OPENSSL_cleanse(b.data, b.len);
+    fv_buf_free(&b);
+    return rc;
+}
+
+int fv_lastvals_mem_find(const struct fv_lastvals_mem *m, uint32_t field, int *found,
+                         struct fv_lastval *out)
+{
+    *found = 0;
+    memset(out, 0, sizeof *out);
+    if (m->len < 1 || m->data[0] != FV_LASTVALS_VERSION) return FV_ECORRUPT;
+    struct fv_rd r;
+    fv_rd_init(&r, m->data + 1, m->len - 1);
+    char err[8];
+    return decode_dense(&r, m->data[0], NULL, field, out, found, err, sizeof err);
+}
+
+int fv_lastvals_mem_decode(const struct fv_lastvals_mem *m, struct fv_lastvals *out)
+{
+    char err[8];
+    return fv_lastvals_decode(m->data, m->len, out, err, sizeof err);
+}
+
+void fv_lastvals_mem_free(struct fv_lastvals_mem *m)
+{
+    if (m == NULL) return;
+    OPENSSL_cleanse(m->data, m->len);
+    free(m);
 }
 
 void fv_lastvals_clear(struct fv_lastvals *lv)

@@ -3,16 +3,21 @@
  * time and value of its last sample. The fleet view (store.h, fv_store_last) answers from
  * these, in memory, instead of decoding blocks.
  *
- * A part keeps one such record per subject (part.h, versions 3 and 4), compressed (in
- * version 4 only when that makes it smaller) and sealed with the subject's data key like its
- * blocks. The worker builds it while it writes the part:
- * from the frames it encodes (flush), or by combining its inputs' records (compaction), or
- * from the kept blocks when blocks went (retention) or an input has none (older parts).
+ * Parts of formats 3 to 6 keep one such record per subject (part.h), compressed (from
+ * format 4 only when that makes it smaller) and sealed with the subject's data key like its
+ * blocks. Format 7 keeps none: the store holds the decoded struct in memory only
+ * (fv_part.lvc; docs/storage.md). The worker builds it while it writes the part: from the
+ * frames it encodes (flush), or by combining its inputs' (compaction: their values in
+ * memory or their records), or from the kept blocks when blocks went (retention) or an
+ * input's are missing; a format 7 part opened at start computes it from its blocks.
  *
- * Ambiguity: when several samples of a signal share its last time (a resend, a duplicated
- * signal in one frame, or equal times in two parts), which one a query shows depends on the
- * order blocks are read in; the entry is then marked ambiguous, carries no value, and the
- * reader falls back to decoding (the answer stays exactly the decoding path's).
+ * Ambiguity: when several samples of a signal share its last time (a resend, or equal
+ * times in two parts), which one a query shows depends on the order blocks are read in; the
+ * entry is then marked ambiguous, carries no value, and the reader falls back to decoding
+ * (the answer stays exactly the decoding path's). fv_lastvals_add marks any second sample at
+ * the same time so; a signal repeated within one frame is not added twice by the store's
+ * writer (a block keeps its last value only), so the values equal those computed from the
+ * blocks (format 7).
  *
  * Plaintext format, version 3 (written, in parts of format 6): version 2 below but for
  *   u8     version = 3
@@ -98,6 +103,23 @@ int fv_lastvals_decode(const unsigned char *p, size_t n, struct fv_lastvals *out
                        size_t errlen);
 /* The entry of field in a sorted (encoded or decoded) lv, or NULL. */
 const struct fv_lastval *fv_lastvals_find(const struct fv_lastvals *lv, uint32_t field);
+/* The form kept in memory with a part (fv_part.lvc): lv's encoding (the current plaintext
+ * version, above: about 5 bytes a signal where the struct takes 40) in one allocation. */
+struct fv_lastvals_mem {
+    uint32_t len;
+    unsigned char data[];
+};
+/* Encodes lv (sorting it) into a new *out. FV_OK, FV_ENOMEM or FV_ELIMIT. */
+int fv_lastvals_mem_make(struct fv_lastvals *lv, struct fv_lastvals_mem **out);
+/* The entry of field in m (*found; out's value is then the caller's: fv_value_clear), read
+ * without decoding the entries after it. FV_OK, FV_ENOMEM, or FV_ECORRUPT (not made by
+ * fv_lastvals_mem_make). */
+int fv_lastvals_mem_find(const struct fv_lastvals_mem *m, uint32_t field, int *found,
+                         struct fv_lastval *out);
+/* Decodes all of m into out (empty on entry). */
+int fv_lastvals_mem_decode(const struct fv_lastvals_mem *m, struct fv_lastvals *out);
+/* Cleanses and frees m (NULL is ignored). */
+void fv_lastvals_mem_free(struct fv_lastvals_mem *m);
 /* Frees everything lv holds and empties it. */
 void fv_lastvals_clear(struct fv_lastvals *lv);
 

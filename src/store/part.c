@@ -80,9 +80,9 @@ static size_t decompress_block(void *dst, size_t cap, const void *src, size_t n)
 static const unsigned char HEAD_MAGIC[8] = {'F', 'V', 'P', 'A', 'R', 'T', '\r', '\n'};
 static const unsigned char FOOT_MAGIC[8] = {'F', 'V', 'P', 'E', 'N', 'D', '\r', '\n'};
 #define PART_VERSION                                                                               \
-    6 /* written; versions 1 (no rx_max, no flags), 2 (no last values), 3 (last values             \
-         always zstd-compressed), 4 (no LINKED double columns) and 5 (fixed-size index             \
-         entries) are still read */
+    7 /* written; versions 1 (no rx_max, no flags), 2 (no last values), 3 (last values             \
+         always zstd-compressed), 4 (no LINKED double columns), 5 (fixed-size index                \
+         entries) and 6 (last-values records) are still read */
 #define ZSTD_MAGIC0   0x28 /* first byte of a zstd frame (magic 0xFD2FB528, little-endian) */
 #define MAX_INDEX_RAW (256u << 20)
 
@@ -140,6 +140,23 @@ static int cmp_last(const void *a, const void *b)
 
 /* Parses a part from its header (FV_PART_HEADER_LEN bytes) and its tail: the bytes from
  * tail_off to the end (len), which must hold the index and footer. */
+/* Version 7 keeps no last-values records: p->last gets one entry per subject of the part
+ * (off and len 0), the slot of its last values computed in memory (fv_part.lvc). */
+static int computed_last(struct fv_part *p)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < p->n; i++)
+        n += i == 0 || memcmp(p->e[i - 1].subject, p->e[i].subject, FV_SUBJECT_LEN) != 0;
+    free(p->last);
+    p->nlast = 0;
+    p->last = calloc(n ? n : 1, sizeof *p->last);
+    if (p->last == NULL) return FV_ENOMEM;
+    for (size_t i = 0; i < p->n; i++)
+        if (i == 0 || memcmp(p->e[i - 1].subject, p->e[i].subject, FV_SUBJECT_LEN) != 0)
+            memcpy(p->last[p->nlast++].subject, p->e[i].subject, FV_SUBJECT_LEN);
+    return FV_OK;
+}
+
 static int parse(const unsigned char *img, const unsigned char *tail, uint64_t tail_off, size_t len,
                  const char *name, struct fv_part **out, char *err, size_t errlen)
 {
@@ -212,6 +229,7 @@ static int parse(const unsigned char *img, const unsigned char *tail, uint64_t t
         rc = fv_part_index_get_v6(&r, nblocks, p, &what);
         if (rc == FV_ECORRUPT) BAD(ioff, "index: %s", what);
         if (rc) goto fail;
+        if (p->version >= 7 && p->nlast) BAD(ioff, "index: last values in a version 7 part");
     } else {
         const char *what = "";
         rc = fv_part_index_get_v5(&r, nblocks, elen, p, &what);
@@ -251,6 +269,7 @@ static int parse(const unsigned char *img, const unsigned char *tail, uint64_t t
     qsort(byoff, p->n + p->nlast, sizeof *byoff, cmp_off);
     for (size_t i = 1; i < p->n + p->nlast; i++)
         if (byoff[i - 1].off + byoff[i - 1].len > byoff[i].off) BAD(byoff[i].off, "blocks overlap");
+    if (p->version >= 7 && (rc = computed_last(p)) != FV_OK) goto fail;
     free(byoff);
     free(raw);
     p->size = len;
@@ -345,10 +364,7 @@ void fv_part_unref(struct fv_part *p)
     if (p->fd >= 0) close(p->fd);
     if (p->unlink_on_free) fv_os_unlink(p->path, NULL, 0); /* a leftover is dropped at open */
     for (size_t i = 0; p->lvc && i < p->nlast; i++)
-        if (p->lvc[i]) {
-            fv_lastvals_clear(p->lvc[i]);
-            free(p->lvc[i]);
-        }
+        fv_lastvals_mem_free(p->lvc[i]);
     free(p->lvc);
     if (p->lvdek) OPENSSL_cleanse(p->lvdek, p->nlast * sizeof *p->lvdek);
     free(p->lvdek);
@@ -487,6 +503,10 @@ int fv_part_read_last(const struct fv_part *p, size_t i, const unsigned char dek
                       struct fv_buf *z, char *err, size_t errlen)
 {
     const struct fv_part_last *l = &p->last[i];
+    if (p->version >= 7) {
+        fv_seterr(err, errlen, "%s: a version 7 part keeps no last-values records", p->path);
+        return FV_ENOENT;
+    }
     struct fv_buf sealed = {0};
     int rc =
         read_sealed(p, l->off, l->len, l->crc, l->nonce_in, "last values", &sealed, err, errlen);
@@ -724,6 +744,7 @@ int fv_part_writer_add_last(struct fv_part_writer *w, const unsigned char subjec
                             const unsigned char dek[32], const unsigned char *plain, size_t len,
                             char *err, size_t errlen)
 {
+    if (w->version >= 7) return FV_EINVAL; /* computed in memory instead (part.h) */
     if (w->nlast == w->caplast) {
         size_t nc = w->caplast ? w->caplast * 2 : 256;
         struct fv_part_last *m = realloc(w->last, nc * sizeof *m);
@@ -768,7 +789,7 @@ int fv_part_writer_add_last(struct fv_part_writer *w, const unsigned char subjec
 
 int fv_part_writer_set_version(struct fv_part_writer *w, uint32_t version)
 {
-    if ((version != 5 && version != PART_VERSION) || w->n || w->nlast) return FV_EINVAL;
+    if (version < 5 || version > PART_VERSION || w->n || w->nlast) return FV_EINVAL;
     w->version = version;
     return FV_OK;
 }

@@ -10,13 +10,14 @@
  *
  * File "part-LLLLLLLLLLLLLLLL-HHHHHHHHHHHHHHHH.fvp" (generations lo..hi, 16 hex digits):
  *
- *   header, 36 bytes: magic "FVPART\r\n" | u32 version 6 | u32 level | u64 gen_lo |
+ *   header, 36 bytes: magic "FVPART\r\n" | u32 version 7 | u32 level | u64 gen_lo |
  *                     u64 gen_hi | u32 CRC-32C of bytes 0..31
  *   blocks, back to back: nonce(12) || AES-256-GCM(DEK, zstd(block plaintext), aad) || tag,
- *     in version 6 without the nonce (ciphertext || tag): it is fv_part_nonce(the index's
+ *     in versions 6 and 7 without the nonce (ciphertext || tag): it is fv_part_nonce(the index's
  *     nonce base, the offset), unless the entry's nonce_in says the bytes begin with it (a
  *     block a merge carried over unopened);
- *   among them (version 3 and 4), at most one last-values record per subject:
+ *   among them (versions 3 to 6; version 7 stores none), at most one last-values record per
+ *   subject:
  *       nonce(12) || AES-256-GCM(DEK, zstd(last-values plaintext: store/lastvals.h), aad)
  *       || tag (the zstd frame states its content size, at most 64 MiB); version 4 keeps
  *       the plaintext itself instead when zstd does not make it smaller (a reader tells by
@@ -24,9 +25,9 @@
  *     with aad "fvlast1" (7 bytes) || subject[16] || u64 gen_lo || u64 gen_hi: a record
  *     moved to another subject or part fails to open. It sums up the subject's frames in
  *     this part (each signal's last time and value) for the fleet view.
- *   index, zstd-compressed; plaintext (version 6: the same fields column by column, after
- *   the nonce base; exact layout in docs/formats.md "Version 6 index", code in
- *   part_index.c); versions 1 to 5:
+ *   index, zstd-compressed; plaintext (versions 6 and 7: the same fields column by column,
+ *   after the nonce base; exact layout in docs/formats.md "Version 6 index", code in
+ *   part_index.c; version 7's count of last-values entries is always 0); versions 1 to 5:
  *       varint nclasses, then per class: varint len, name bytes
  *       varint flags (FV_PART_F_*)
  *       varint nblocks, then per block (sorted by subject, class, min_t), 77 bytes:
@@ -42,6 +43,11 @@
  *       subject once), 32 bytes: subject[16] | u64 offset | u32 len | u32 crc32c(sealed)
  *       A subject with frames but no record (a version 1 or 2 part, or a merge that could
  *       not sum it up) is read by decoding its blocks.
+ *   Version 7 (written): version 6 without last-values records. A reader lists every subject
+ *   of the part in last (off and len 0): the slots of the values the store keeps in memory
+ *   (lvc) instead, handed over by the job that wrote the part or computed from its blocks
+ *   (store_last.c). fv_part_read_last refuses such an entry (FV_ENOENT).
+ *   Version 6 (still read): last-values records sealed in the blocks area.
  *   Version 5 (still read): fixed-size index entries, nonces in front, last values of
  *   plaintext version 2.
  *   Version 4 (still read): no LINKED double columns (codec.h).
@@ -68,8 +74,8 @@
  * Validity rules (fv_part_parse): header exact; footer magic and CRC; index inside the file
  * and its CRC; every block inside the blocks area, in file order without overlap, class
  * known, min_t <= max_t, raw_len <= 64 MiB; index sorted; last-values records inside the
- * blocks area, overlapping nothing, sorted by subject without repeats. A block's CRC is checked
- * when it is read (fv_part_read_block). Every failure names the file and offset.
+ * blocks area, overlapping nothing, sorted by subject without repeats (version 7: none). A block's
+ * CRC is checked when it is read (fv_part_read_block). Every failure names the file and offset.
  */
 #ifndef FV_STORE_PART_H
 #define FV_STORE_PART_H
@@ -90,7 +96,7 @@
 #define FV_PART_LAST_LEN     32                        /* a last-values index entry */
 #define FV_PART_LAST_AAD     (7 + FV_SUBJECT_LEN + 16) /* its sealed record's aad */
 
-struct fv_lastvals;
+struct fv_lastvals_mem;
 typedef struct ZSTD_DCtx_s ZSTD_DCtx; /* zstd.h */
 
 struct fv_part_entry {
@@ -105,7 +111,8 @@ struct fv_part_entry {
                          (fv_part_nonce) and the bytes are ciphertext || tag */
 };
 
-/* Where one subject's sealed last-values record is (version 3, 4). */
+/* Where one subject's sealed last-values record is (versions 3 to 6); in version 7 only the
+ * subject (off, len, crc 0): the slot of its values in lvc. */
 struct fv_part_last {
     unsigned char subject[FV_SUBJECT_LEN];
     uint64_t off;
@@ -135,11 +142,16 @@ struct fv_part {
     struct fv_part_entry *e;
     size_t nlast;
     struct fv_part_last *last; /* sorted by subject */
-    /* Decoded last-values records, filled on first use by the store's reads (store_last.c,
-     * under the store's cache_mu, with the key that opened each in lvdek); part.c only frees
-     * them with the part. NULL until then. */
-    struct fv_lastvals **lvc;
+    /* Last values per entry of last, kept by the store (store_last.c, store_worker.c) under
+     * its cache_mu with the key that opened each in lvdek: decoded records (versions 3 to
+     * 6) on first use, or (version 7) handed over by the job that wrote the part or computed
+     * from its blocks. part.c only frees them with the part. NULL until then. */
+    struct fv_lastvals_mem **lvc;
     unsigned char (*lvdek)[32];
+    /* The store's background computation of a version 7 part's values (store_sched.c, on
+     * its event loop): subjects [0, lvwarm) of last were handed to it; 0 when opened, nlast
+     * for a part the store wrote (it came with its values). */
+    size_t lvwarm;
 };
 
 /* Parses a part image in memory (the index only; blocks are not read). name is used in
@@ -170,7 +182,7 @@ int fv_part_block_aad(const struct fv_part_entry *e, const char *class_name, str
 int fv_part_open_block(const struct fv_part *p, size_t i, const unsigned char dek[32],
                        struct fv_buf *raw, char *err, size_t errlen);
 
-/* Index of subject's last-values record, or p->nlast when it has none. */
+/* Index of subject's last-values entry (version 7: every subject has one), or p->nlast. */
 size_t fv_part_find_last(const struct fv_part *p, const unsigned char subject[FV_SUBJECT_LEN]);
 /* Reads, checks and decrypts last-values record i into z (still compressed; FV_ECORRUPT
  * names the file and offset). */
@@ -202,12 +214,14 @@ int fv_part_writer_copy(struct fv_part_writer *w, const struct fv_part_entry *e,
                         const char *class_name, const unsigned char *sealed, size_t len, char *err,
                         size_t errlen);
 /* Seals a subject's last-values plaintext with dek and appends it (at most once per
- * subject: commit fails with FV_EINVAL otherwise). */
+ * subject: commit fails with FV_EINVAL otherwise). Versions 5 and 6 only (set_version):
+ * FV_EINVAL in version 7. */
 int fv_part_writer_add_last(struct fv_part_writer *w, const unsigned char subject[FV_SUBJECT_LEN],
                             const unsigned char dek[32], const unsigned char *plain, size_t len,
                             char *err, size_t errlen);
-/* Writes the older layout of version 5 (fixed-size index entries) instead of the current one
- * (6): for tests of readers of old parts. FV_EINVAL for other versions. */
+/* Writes an older version (5: fixed-size index entries; 6: with last-values records) instead
+ * of the current one (7): for tests of readers of old parts. FV_EINVAL for other versions,
+ * or once something was added. */
 int fv_part_writer_set_version(struct fv_part_writer *w, uint32_t version);
 /* Sets the part's flags (FV_PART_F_*, default 0) before commit. */
 void fv_part_writer_set_flags(struct fv_part_writer *w, uint64_t flags);

@@ -414,6 +414,7 @@ void fv_store_close(struct fv_store *s)
     fv_store__cache_free(s);
     ZSTD_freeDCtx(s->zd);
     free(s->purge);
+    free(s->jforgot);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->cache_mu);
@@ -551,6 +552,14 @@ static void forget(struct fv_store *s, const char *pseudo)
     if (fv_subject_from_hex(pseudo, subject) == FV_OK) {
         fv_store__cache_forget(s, subject);
         fv_store__lastvals_forget(s, subject);
+        /* a job out computes last values for its output: dropped when it is installed */
+        if ((s->state != ST_IDLE || s->redo || s->frozen) && !s->jforgot_all) {
+            if (fv_store__grow((void **)&s->jforgot, &s->capjforgot, s->njforgot + 1,
+                               sizeof *s->jforgot) == FV_OK)
+                memcpy(s->jforgot[s->njforgot++], subject, FV_SUBJECT_LEN);
+            else
+                s->jforgot_all = 1; /* then the output keeps none */
+        }
     }
     struct head *heads[2] = {s->head, s->frozen};
     for (int i = 0; i < 2; i++) {

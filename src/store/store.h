@@ -21,8 +21,10 @@
  *     that installs the part written from it;
  *  T4 blocks are sealed with their subject's data key; a subject whose key is gone
  *     (destroyed) is dropped by the next compaction of each part that holds it. So are a
- *     part's last values of the subject (lastvals.h: sealed the same way; their decoded
- *     copies in memory are dropped at once by fv_store_forget and fv_store_purge).
+ *     part's last values of the subject (lastvals.h: sealed the same way in parts of
+ *     formats 3 to 6, in memory only since format 7; what memory holds of them is dropped at
+ *     once by fv_store_forget and fv_store_purge, also from a part being written meanwhile,
+ *     and never computed again without the subject's key).
  *  T5 a record in the WAL but not in the head (adding it failed: fv_store_hold_wal) is
  *     replayed at the next start, exactly once: from the hold on, no WAL file is deleted,
  *     and flushes write provisional parts (part.h, FV_PART_F_PROVISIONAL) that claim no WAL
@@ -92,6 +94,10 @@ struct fv_store_config {
      * "merge.renamed" (worker thread: the part was renamed into place, then the job fails). */
     int (*fail_at)(void *arg, const char *point);
     void *fail_arg;
+    /* Tests only (0 otherwise): the part format flushes and merges write; 6 writes the
+     * subjects' last values into the parts as records (as before format 7), 0 the current
+     * format (7: they are kept in memory only). */
+    uint32_t part_version;
 };
 
 /* Defaults: classes default (730 days), location (every signal that reveals a place,

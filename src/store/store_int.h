@@ -9,7 +9,8 @@
  *   store_sched.c   maintenance on the event loop: the job state machine (tick), choosing
  *                   flushes, merges, retention and purges, installing their results;
  *   store_worker.c  the worker thread: a frozen head encoded into a part (flush), parts
- *                   merged into one (compaction, retention, purge);
+ *                   merged into one (compaction, retention, purge), the last values of a
+ *                   part opened at start computed (warm);
  *   store_query.c   queries on the event loop: the block cache, snapshots, cursors, chunks;
  *   store_last.c    the fleet view's one value per subject, from the parts' last values
  *                   (lastvals.h) and the heads when they can say, else through a query.
@@ -42,6 +43,8 @@
 #include "wire/payload.h"
 
 struct fv_wal;
+struct fv_lastvals;
+struct fv_lastvals_mem;
 
 /* ---- head --------------------------------------------------------------------------------- */
 
@@ -90,12 +93,20 @@ struct head {
 
 /* ---- the store and its jobs --------------------------------------------------------------- */
 
-enum { JOB_FLUSH = 1, JOB_MERGE = 2 };
+enum { JOB_FLUSH = 1, JOB_MERGE = 2, JOB_WARM = 3 };
 
 struct keyent {
     unsigned char subject[FV_SUBJECT_LEN];
     int state; /* FV_OK: key valid; FV_ESTATE: destroyed */
     unsigned char key[32];
+};
+
+/* One subject's last values in a job's output (format 7: computed, not stored), with the
+ * key that would open its blocks: handed to the output part's lvc once it is open. */
+struct lvout {
+    unsigned char subject[FV_SUBJECT_LEN];
+    unsigned char dek[32];
+    struct fv_lastvals_mem *lv;
 };
 
 struct job {
@@ -112,11 +123,17 @@ struct job {
     uint64_t gen_lo, gen_hi, wal_hi, now_ms;
     uint32_t level;
     int provisional; /* flush while the WAL is held (T5) */
+    /* warm: the last values of in[0]'s subjects [warm_lo, warm_hi) (fv_part.last) are
+     * computed into its lvc, unless a subject is forgotten meanwhile (lv_forgets moved) */
+    size_t warm_lo, warm_hi;
+    uint64_t lv_forgets;
     /* result */
     int rc;
     char err[512];
     int committed; /* the output was renamed into place (even if the job then failed) */
     struct fv_part *out;
+    struct lvout *lvo; /* the output's last values, until handed to out (worker) */
+    size_t nlvo, caplvo;
     double ms;
     uint64_t expired, purged;
     /* input blocks that could not be read, kept as they were (copied) and reported */
@@ -170,7 +187,14 @@ struct fv_store {
     struct fv_map cache;
     struct cent *lru_head, *lru_tail; /* head = most recent */
     uint64_t cache_used;
-    ZSTD_DCtx *zd; /* under cache_mu: decompresses last-values records (store_last.c) */
+    ZSTD_DCtx *zd;       /* under cache_mu: decompresses last-values records (store_last.c) */
+    uint64_t lv_forgets; /* under cache_mu: subjects forgotten so far (a reader that computed
+                            last values keeps them only if none was forgotten meanwhile) */
+    /* Subjects forgotten while a job was out (state not idle, or a redo pending), under lk:
+     * their last values are dropped from the job's output when it is installed (T4). */
+    unsigned char (*jforgot)[FV_SUBJECT_LEN];
+    size_t njforgot, capjforgot;
+    int jforgot_all; /* one could not be noted: the next output keeps no last values */
 };
 
 /* ---- functions shared between the store's files ------------------------------------------- */
@@ -216,6 +240,8 @@ void fv_store__job_free(struct job *j);
 
 /* store_worker.c: the worker thread's body (started by fv_store_open; arg is the store). */
 void *fv_store__worker_main(void *arg);
+/* Frees a job's last values not handed to its output (any thread that owns the job). */
+void fv_store__lvo_free(struct job *j);
 
 /* store_query.c */
 /* Drops the cached blocks of one subject (fv_store_forget; takes cache_mu). */
@@ -239,5 +265,15 @@ int fv_store__read_block(struct fv_store *s, const struct fv_part *p, size_t i,
 /* store_last.c */
 /* Drops the decoded last values of one subject kept with the live parts (takes cache_mu). */
 void fv_store__lastvals_forget(struct fv_store *s, const unsigned char subject[FV_SUBJECT_LEN]);
+/* A version 7 part's last values of the subject, computed from its blocks of the subject
+ * into lv (empty on entry; compacted on success). FV_OK, FV_ENOMEM, or the error of a block
+ * that does not open or decode (err says which). No lock held, any thread. */
+int fv_store__lastvals_compute(const struct fv_part *p, const unsigned char subject[FV_SUBJECT_LEN],
+                               const unsigned char dek[32], struct fv_lastvals *lv, char *err,
+                               size_t errlen);
+/* Drops the last values of one subject (NULL: of every subject) kept with part p (takes
+ * cache_mu). */
+void fv_store__lastvals_drop(struct fv_store *s, struct fv_part *p,
+                             const unsigned char subject[FV_SUBJECT_LEN]);
 
 #endif

@@ -9,22 +9,26 @@
  * answers only when the range's end is at or after its newest sample of the signal (a
  * part whose blocks of the subject, by their index times, hold no frame in range says
  * nothing); a part that cannot say is asked through its blocks' column of the signal, whose
- * rows are exactly the frames a one-signal cursor shows; anything else decodes. A decoded
- * last-values record is kept only with the key that opened it, and a subject's records are dropped
- * when it is forgotten (T4).
+ * rows are exactly the frames a one-signal cursor shows; anything else decodes. A part's
+ * values (a decoded record, formats 3-6; computed from its blocks, format 7) are kept only
+ * with the key that opened them, are dropped when the subject is forgotten (T4), and are
+ * not kept when a subject was forgotten while they were being read or computed.
  *
  * Threads: any thread (the server's API thread), like fv_store_query. The heads' frames of
  * the subject are scanned and the parts referenced under lk (no I/O); a part's record is
- * read and decrypted without a lock, and its decoded form is kept with the part
- * (fv_part.lvc and lvdek, under cache_mu: lock order lk, then cache_mu). The worker never
- * touches lvc.
+ * read and decrypted (or its blocks decoded) without a lock, and the values are kept with
+ * the part (fv_part.lvc and lvdek, under cache_mu: lock order lk, then cache_mu). The
+ * worker fills lvc of a part it wrote before the part is shared, and reads or fills a live
+ * part's under cache_mu (merges, background computation: store_worker.c).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
 
+#include "store/block.h"
 #include "store/lastvals.h"
+#include "store/part.h"
 #include "store/store.h"
 #include "store/store_int.h"
 #include "util/err.h"
@@ -84,22 +88,65 @@ static int entry_last(const struct fv_lastval *e, int64_t from, int64_t to, stru
     return consider(c, e->last_t, e->amb, &e->v);
 }
 
-/* Part p's say on field for the subject of its last-values record li, read and decoded with
- * dek unless kept already. A record that does not read (I/O, checksum, authentication,
- * format) cannot tell: the blocks are decoded instead, and report what is wrong. */
+/* A version 7 part's last values of the subject, computed from its blocks of the subject
+ * (each block's samples, as a flush or merge would have noted them). Any block that does
+ * not open or decode fails it (the caller then asks the blocks one column at a time, and the
+ * cursor reports what is wrong). No lock held. */
+int fv_store__lastvals_compute(const struct fv_part *p, const unsigned char subject[FV_SUBJECT_LEN],
+                               const unsigned char dek[32], struct fv_lastvals *lv, char *err,
+                               size_t errlen)
+{
+    struct fv_buf raw = {0};
+    int rc = FV_OK;
+    for (size_t i = fv_part_find(p, subject);
+         rc == FV_OK && i < p->n && memcmp(p->e[i].subject, subject, FV_SUBJECT_LEN) == 0; i++) {
+        if (p->e[i].nrec == 0) continue; /* events only: no signal */
+        struct fv_block b = {0};
+        rc = fv_part_open_block(p, i, dek, &raw, err, errlen);
+        if (rc == FV_OK) rc = fv_block_decode(raw.data, raw.len, NULL, 0, 0, &b, err, errlen);
+        for (size_t k = 0; rc == FV_OK && k < b.ncols; k++)
+            for (size_t r = 0; rc == FV_OK && r < b.cols[k].n; r++)
+                rc = fv_lastvals_add(lv, b.t[b.cols[k].row[r]], b.cols[k].field, &b.cols[k].v[r]);
+        fv_block_free(&b);
+    }
+    if (raw.data) OPENSSL_cleanse(raw.data, raw.len);
+    fv_buf_free(&raw);
+    return rc;
+}
+
+/* Part p's say on field for the subject of its last-values entry li: kept in memory (a
+ * record decoded, or values computed) with dek, else read from its record and decoded
+ * (formats 3 to 6) or computed from its blocks (format 7), then kept. A record or block that
+ * does not read (I/O, checksum, authentication, format) cannot tell: the blocks are asked
+ * instead, and report what is wrong. */
 static int part_last(struct fv_store *s, struct fv_part *p, size_t li, const unsigned char dek[32],
                      uint32_t field, int64_t from, int64_t to, struct cand *c, int *unknown)
 {
     pthread_mutex_lock(&s->cache_mu);
     if (p->lvc && p->lvc[li] && CRYPTO_memcmp(p->lvdek[li], dek, 32) == 0) {
-        int rc = entry_last(fv_lastvals_find(p->lvc[li], field), from, to, c, unknown);
+        int found = 0;
+        struct fv_lastval e;
+        int rc = fv_lastvals_mem_find(p->lvc[li], field, &found, &e);
+        if (rc == FV_OK) rc = entry_last(found ? &e : NULL, from, to, c, unknown);
+        fv_value_clear(&e.v);
         pthread_mutex_unlock(&s->cache_mu);
+        if (rc == FV_ECORRUPT) { /* cannot happen (made here): the blocks say */
+            *unknown = 1;
+            rc = FV_OK;
+        }
         return rc;
     }
+    uint64_t forgets = s->lv_forgets;
     pthread_mutex_unlock(&s->cache_mu);
     struct fv_buf z = {0}, plain = {0};
     char err[256];
-    int rc = fv_part_read_last(p, li, dek, &z, err, sizeof err); /* I/O: no lock */
+    struct fv_lastvals *lv = calloc(1, sizeof *lv);
+    int rc = lv ? FV_OK : FV_ENOMEM;
+    if (rc == FV_OK && p->version >= 7) {
+        rc = fv_store__lastvals_compute(p, p->last[li].subject, dek, lv, err, sizeof err);
+        goto computed;
+    }
+    if (rc == FV_OK) rc = fv_part_read_last(p, li, dek, &z, err, sizeof err); /* I/O: no lock */
     if (rc == FV_OK) {
         pthread_mutex_lock(&s->cache_mu); /* the store's decompression context: short */
         rc = fv_part_inflate_last(p, li, s->zd, z.data, z.len, &plain, err, sizeof err);
@@ -107,19 +154,26 @@ static int part_last(struct fv_store *s, struct fv_part *p, size_t li, const uns
     }
     if (z.data) OPENSSL_cleanse(z.data, z.len);
     fv_buf_free(&z);
-    struct fv_lastvals *lv = calloc(1, sizeof *lv);
-    if (rc == FV_OK && lv == NULL) rc = FV_ENOMEM;
     if (rc == FV_OK) rc = fv_lastvals_decode(plain.data, plain.len, lv, err, sizeof err);
     if (plain.data) OPENSSL_cleanse(plain.data, plain.len);
     fv_buf_free(&plain);
+computed:
     if (rc) {
         if (lv) fv_lastvals_clear(lv);
         free(lv);
         *unknown = 1;
         return rc == FV_ENOMEM ? rc : FV_OK;
     }
+    const struct fv_lastval *e = NULL; /* (lv is not sorted when computed: a scan) */
+    for (size_t i = 0; e == NULL && i < lv->n; i++)
+        if (lv->e[i].field == field) e = &lv->e[i];
+    rc = entry_last(e, from, to, c, unknown);
+    struct fv_lastvals_mem *m = NULL;
+    if (rc == FV_OK && fv_lastvals_mem_make(lv, &m) != FV_OK) m = NULL; /* keeping is optional */
+    fv_lastvals_clear(lv);
+    free(lv);
     pthread_mutex_lock(&s->cache_mu);
-    if (p->lvc == NULL) {
+    if (m && p->lvc == NULL) {
         p->lvc = calloc(p->nlast, sizeof *p->lvc);
         p->lvdek = calloc(p->nlast, sizeof *p->lvdek);
         if (p->lvc == NULL || p->lvdek == NULL) {
@@ -129,21 +183,16 @@ static int part_last(struct fv_store *s, struct fv_part *p, size_t li, const uns
             p->lvdek = NULL;
         }
     }
-    rc = entry_last(fv_lastvals_find(lv, field), from, to, c, unknown);
-    if (p->lvc) { /* keep it (another reader's, or another key's, is replaced) */
-        if (p->lvc[li]) {
-            fv_lastvals_clear(p->lvc[li]);
-            free(p->lvc[li]);
-        }
-        p->lvc[li] = lv;
+    /* keep it (another reader's, or another key's, is replaced), unless a subject was
+     * forgotten meanwhile (it may be this one: T4) */
+    if (m && p->lvc && s->lv_forgets == forgets) {
+        fv_lastvals_mem_free(p->lvc[li]);
+        p->lvc[li] = m;
         memcpy(p->lvdek[li], dek, 32);
-        lv = NULL;
+        m = NULL;
     }
     pthread_mutex_unlock(&s->cache_mu);
-    if (lv) {
-        fv_lastvals_clear(lv); /* keeping it is optional */
-        free(lv);
-    }
+    fv_lastvals_mem_free(m);
     return rc;
 }
 
@@ -272,15 +321,33 @@ int fv_store_last(struct fv_store *s, const char *pseudo, const unsigned char de
     return FV_OK;
 }
 
+void fv_store__lastvals_drop(struct fv_store *s, struct fv_part *p,
+                             const unsigned char subject[FV_SUBJECT_LEN])
+{
+    size_t lo = 0, hi = p->nlast;
+    if (subject) {
+        lo = fv_part_find_last(p, subject);
+        hi = lo < p->nlast ? lo + 1 : lo;
+    }
+    pthread_mutex_lock(&s->cache_mu);
+    for (size_t i = lo; p->lvc && i < hi; i++) {
+        if (p->lvc[i] == NULL) continue;
+        fv_lastvals_mem_free(p->lvc[i]);
+        p->lvc[i] = NULL;
+        OPENSSL_cleanse(p->lvdek[i], 32);
+    }
+    pthread_mutex_unlock(&s->cache_mu);
+}
+
 void fv_store__lastvals_forget(struct fv_store *s, const unsigned char subject[FV_SUBJECT_LEN])
 {
     pthread_mutex_lock(&s->cache_mu);
+    s->lv_forgets++;
     for (size_t k = 0; k < s->nparts; k++) {
         struct fv_part *p = s->parts[k];
         size_t i = fv_part_find_last(p, subject);
         if (p->lvc == NULL || i == p->nlast || p->lvc[i] == NULL) continue;
-        fv_lastvals_clear(p->lvc[i]);
-        free(p->lvc[i]);
+        fv_lastvals_mem_free(p->lvc[i]);
         p->lvc[i] = NULL;
         OPENSSL_cleanse(p->lvdek[i], 32);
     }

@@ -50,6 +50,7 @@ void fv_store__job_free(struct job *j)
         free(j->keys);
     }
     if (j->out) fv_part_unref(j->out);
+    fv_store__lvo_free(j);
     free(j);
 }
 
@@ -103,6 +104,10 @@ static int install(struct fv_store *s, struct fv_wal *wal, uint64_t now_ms)
     struct job *j = s->job;
     s->job = NULL;
     s->state = ST_IDLE;
+    if (j->kind == JOB_WARM) { /* nothing to install: readers compute what it left */
+        fv_store__job_free(j);
+        return FV_OK;
+    }
     int rc = j->rc;
     keep_failures(s, j->fails, j->nfails);
     s->st.compaction_failures += j->failures;
@@ -169,6 +174,12 @@ static int install(struct fv_store *s, struct fv_wal *wal, uint64_t now_ms)
             s->full_fails = 0;
         }
     }
+    /* T4: what the job computed of subjects forgotten while it ran goes */
+    for (size_t i = 0; i < s->njforgot; i++)
+        fv_store__lastvals_drop(s, j->out, s->jforgot[i]);
+    if (s->jforgot_all) fv_store__lastvals_drop(s, j->out, NULL);
+    s->njforgot = 0;
+    s->jforgot_all = 0;
     rc = fv_store__add_part(s, j->out);
     if (rc == FV_OK) j->out = NULL;
     fv_store__job_free(j);
@@ -273,6 +284,53 @@ static int start_merge(struct fv_store *s, size_t a, size_t b, uint32_t level, i
     return FV_OK;
 }
 
+/* Subjects whose last values a background job computes at a time (store_worker.c,
+ * run_warm): a flush waits for at most one such job (about 0.5 ms a subject with 500 s of
+ * its data in the part, shared machine). */
+#define WARM_SUBJECTS 1000
+
+/* Starts computing the last values of the next subjects of a version 7 part opened at start
+ * (fv_part.lvwarm), with their keys, if one has any left. */
+static int start_warm(struct fv_store *s, fv_store_key_fn keys, void *karg)
+{
+    struct fv_part *p = NULL;
+    for (size_t i = 0; p == NULL && i < s->nparts; i++)
+        if (s->parts[i]->version >= 7 && s->parts[i]->lvwarm < s->parts[i]->nlast) p = s->parts[i];
+    if (p == NULL) return FV_OK;
+    struct job *j = calloc(1, sizeof *j);
+    if (j == NULL) return FV_ENOMEM;
+    j->kind = JOB_WARM;
+    j->warm_lo = p->lvwarm;
+    j->warm_hi = p->nlast - p->lvwarm > WARM_SUBJECTS ? p->lvwarm + WARM_SUBJECTS : p->nlast;
+    j->in = calloc(1, sizeof *j->in);
+    j->keys = calloc(j->warm_hi - j->warm_lo, sizeof *j->keys);
+    if (j->in == NULL || j->keys == NULL) {
+        fv_store__job_free(j);
+        return FV_ENOMEM;
+    }
+    fv_part_ref(p);
+    j->in[j->nin++] = p;
+    for (size_t i = j->warm_lo; i < j->warm_hi; i++) { /* last is sorted: so are the keys */
+        struct keyent *k = &j->keys[j->nkeys++];
+        memcpy(k->subject, p->last[i].subject, FV_SUBJECT_LEN);
+        char hex[33];
+        fv_subject_to_hex(k->subject, hex);
+        int rc = keys(karg, hex, k->key);
+        if (rc == FV_ESTATE || rc == FV_ENOENT) {
+            k->state = FV_ESTATE; /* gone (or unknown): nothing computed for it */
+        } else if (rc != FV_OK) {
+            fv_store__job_free(j);
+            return rc;
+        }
+    }
+    pthread_mutex_lock(&s->cache_mu);
+    j->lv_forgets = s->lv_forgets;
+    pthread_mutex_unlock(&s->cache_mu);
+    p->lvwarm = j->warm_hi;
+    hand_to_worker(s, j);
+    return FV_OK;
+}
+
 /* Does part p hold a block that retention has expired, or a purged subject? */
 static int part_expired(const struct fv_store *s, const struct fv_part *p, uint64_t now_ms)
 {
@@ -350,7 +408,8 @@ static int pick_compaction(struct fv_store *s, fv_store_key_fn keys, void *karg,
             if (part_expired(s, s->parts[i], now_ms))
                 return start_merge(s, i, i + 1, s->parts[i]->level, 0, keys, karg, now_ms);
     }
-    return FV_OK;
+    /* Nothing else to do: the fleet view's values of parts opened at start. */
+    return start_warm(s, keys, karg);
 }
 
 /* Hands the frozen head to the worker, under its generation. While the WAL is held (T5) the

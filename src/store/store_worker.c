@@ -13,12 +13,15 @@
  * is, with its CRC, and reported, never stopping the merge (T8). Every part written gets
  * each subject's last values (lastvals.h): a flush from the frames it encodes, a merge by
  * combining its inputs' (or from the blocks it keeps, when retention dropped some or an
- * input has none); a subject that cannot be summed up gets none, and readers decode.
+ * input's are missing); a subject that cannot be summed up gets none, and readers decode.
+ * Format 7 hands them to the part in memory once it is open (format 6, for tests: sealed
+ * records). A third kind of job computes the values of a format 7 part opened at start.
  *
  * Threads: the worker thread only. It owns the job it was handed (a frozen head, which it
  * only reads since queries on the loop read it too, or referenced input parts and copies of
  * the keys) and reads s->cfg; it touches the store's state only under s->mu (todo, done,
- * stop), never the keystore or the live part list.
+ * stop) and, for the parts' last values (fv_part.lvc of its inputs and of the part it
+ * warms), under s->cache_mu; never the keystore or the live part list.
  */
 #include <limits.h>
 #include <pthread.h>
@@ -136,18 +139,49 @@ static int put_block(struct put *P, const struct fv_block_frame *fr, size_t n, s
     memcpy(e.subject, P->subject, FV_SUBJECT_LEN);
     rc = fv_part_writer_add(P->w, &e, P->dek, P->raw->data, P->raw->len, P->zlevel, P->err,
                             P->errlen);
-    /* What was written, the last values see too (a refused try is retried smaller). */
+    /* What was written, the last values see too (a refused try is retried smaller): as the
+     * block holds it, a signal repeated in one frame by its last value only (block.c), so
+     * that they equal what a reader computes from the block (format 7). */
     for (size_t k = 0; rc == FV_OK && P->lv && k < n; k++)
-        for (uint32_t q = 0; rc == FV_OK && q < fr[k].n; q++)
-            if (keep == NULL || keep(karg, fr[k].d[q].field))
-                rc = fv_lastvals_add(P->lv, fr[k].t, fr[k].d[q].field, &fr[k].d[q].value);
+        for (uint32_t q = 0; rc == FV_OK && q < fr[k].n; q++) {
+            uint32_t f = fr[k].d[q].field, q2 = q + 1;
+            while (q2 < fr[k].n && fr[k].d[q2].field != f)
+                q2++;
+            if (q2 == fr[k].n && (keep == NULL || keep(karg, f)))
+                rc = fv_lastvals_add(P->lv, fr[k].t, f, &fr[k].d[q].value);
+        }
     return rc;
 }
 
-/* Seals the subject's last values into the part (nothing when it has no frames). */
-static int put_last(struct fv_part_writer *w, const unsigned char *subject,
-                    const unsigned char *dek, struct fv_lastvals *lv, char *err, size_t errlen)
+void fv_store__lvo_free(struct job *j)
 {
+    for (size_t i = 0; i < j->nlvo; i++)
+        fv_lastvals_mem_free(j->lvo[i].lv);
+    if (j->lvo) OPENSSL_cleanse(j->lvo, j->caplvo * sizeof *j->lvo);
+    free(j->lvo);
+    j->lvo = NULL;
+    j->nlvo = j->caplvo = 0;
+}
+
+/* The subject's last values: format 7 keeps their encoding with the job for the output
+ * part's memory; older formats seal them into the part as a record
+ * (nothing when the subject has no frames). */
+static int put_last(struct job *j, uint32_t version, struct fv_part_writer *w,
+                    const unsigned char *subject, const unsigned char *dek, struct fv_lastvals *lv,
+                    char *err, size_t errlen)
+{
+    if (version == 0 || version >= 7) {
+        int rc = fv_store__grow((void **)&j->lvo, &j->caplvo, j->nlvo + 1, sizeof *j->lvo);
+        struct fv_lastvals_mem *keep = NULL;
+        if (rc == FV_OK) rc = fv_lastvals_mem_make(lv, &keep);
+        if (rc == FV_ELIMIT) return FV_OK; /* cannot happen (values came from blocks): none */
+        if (rc) return rc;
+        struct lvout *o = &j->lvo[j->nlvo++];
+        memcpy(o->subject, subject, FV_SUBJECT_LEN);
+        memcpy(o->dek, dek, 32);
+        o->lv = keep;
+        return FV_OK;
+    }
     if (lv->n == 0) return FV_OK;
     struct fv_buf plain = {0};
     int rc = fv_lastvals_encode(lv, &plain);
@@ -239,8 +273,8 @@ static int cmp_bevent(const void *a, const void *b)
  * loop read it while this runs): sorted copies of its frame and event lists are encoded, the
  * frames' datums expanded from the head's compact slots (struct hdatum) into one array in
  * arrival order, strings borrowed. */
-static int flush_dev(const struct fv_store_config *cfg, struct fv_part_writer *w, struct hdev *h,
-                     struct fv_buf *raw, char *err, size_t errlen)
+static int flush_dev(const struct fv_store_config *cfg, struct job *j, struct fv_part_writer *w,
+                     struct hdev *h, struct fv_buf *raw, char *err, size_t errlen)
 {
     size_t nd = 0;
     for (size_t i = 0; i < h->nfr; i++)
@@ -303,13 +337,54 @@ static int flush_dev(const struct fv_store_config *cfg, struct fv_part_writer *w
             rc = put_frames(&P, fr, h->nfr, NULL, 0);
         }
     }
-    if (rc == FV_OK) rc = put_last(w, h->subject, h->dek, &lv, err, errlen);
+    if (rc == FV_OK) rc = put_last(j, cfg->part_version, w, h->subject, h->dek, &lv, err, errlen);
 out:
     fv_lastvals_clear(&lv);
     free(first);
     free(fr);
     free(ev);
     free(dx);
+    return rc;
+}
+
+/* Hands the job's last values to its output part (format 7), which nothing else sees yet:
+ * no lock. Keeping them is optional (readers compute what is missing), so a failed
+ * allocation keeps none. */
+static void give_last(struct job *j)
+{
+    struct fv_part *p = j->out;
+    p->lvwarm = p->nlast; /* nothing to compute in the background */
+    if (j->nlvo == 0 || p->nlast == 0 || p->version < 7) return;
+    p->lvc = calloc(p->nlast, sizeof *p->lvc);
+    p->lvdek = calloc(p->nlast, sizeof *p->lvdek);
+    if (p->lvc == NULL || p->lvdek == NULL) {
+        free(p->lvc);
+        free(p->lvdek);
+        p->lvc = NULL;
+        p->lvdek = NULL;
+        return;
+    }
+    for (size_t i = 0; i < j->nlvo; i++) {
+        size_t li = fv_part_find_last(p, j->lvo[i].subject);
+        if (li == p->nlast || p->lvc[li]) continue;
+        p->lvc[li] = j->lvo[i].lv;
+        memcpy(p->lvdek[li], j->lvo[i].dek, 32);
+        j->lvo[i].lv = NULL;
+    }
+}
+
+/* Opens a job's part writer in the format the configuration asks for (tests: part_version). */
+static int open_writer(const struct fv_store_config *cfg, struct job *j, uint32_t level,
+                       struct fv_part_writer **w)
+{
+    fv_store__lvo_free(j); /* a retried job starts over */
+    int rc = fv_part_writer_open(cfg->dir, j->gen_lo, j->gen_hi, level, w, j->err, sizeof j->err);
+    if (rc == FV_OK && cfg->part_version && fv_part_writer_set_version(*w, cfg->part_version)) {
+        snprintf(j->err, sizeof j->err, "part format %u cannot be written", cfg->part_version);
+        fv_part_writer_free(*w);
+        *w = NULL;
+        rc = FV_EINVAL;
+    }
     return rc;
 }
 
@@ -327,19 +402,21 @@ static int finish_part(const struct fv_store_config *cfg, struct job *j, struct 
     if (rc == FV_OK && cfg->fail_at && (rc = cfg->fail_at(cfg->fail_arg, point)) != FV_OK)
         snprintf(j->err, sizeof j->err, "test hook: %s failed", point);
     if (rc == FV_OK) rc = fv_part_open(path, &j->out, j->err, sizeof j->err);
+    if (rc == FV_OK) give_last(j);
+    fv_store__lvo_free(j);
     return rc;
 }
 
 static int run_flush(const struct fv_store_config *cfg, struct job *j)
 {
     struct fv_part_writer *w;
-    int rc = fv_part_writer_open(cfg->dir, j->gen_lo, j->gen_hi, 0, &w, j->err, sizeof j->err);
+    int rc = open_writer(cfg, j, 0, &w);
     if (rc) return rc;
     struct fv_buf raw = {0};
     struct head *hd = j->head;
     for (size_t i = 0; rc == FV_OK && i < hd->devs.cap; i++)
         if (hd->devs.slots[i].hash)
-            rc = flush_dev(cfg, w, hd->devs.slots[i].val, &raw, j->err, sizeof j->err);
+            rc = flush_dev(cfg, j, w, hd->devs.slots[i].val, &raw, j->err, sizeof j->err);
     fv_buf_free(&raw);
     if (j->provisional) fv_part_writer_set_flags(w, FV_PART_F_PROVISIONAL);
     return finish_part(cfg, j, w, rc, "flush.renamed");
@@ -537,8 +614,9 @@ struct msubj {
     const struct keyent *key; /* NULL: none, or no subject yet */
     struct gent *kept;        /* its input blocks that go to the output */
     size_t nkept, capkept;
-    size_t expired; /* its blocks retention dropped */
-    ZSTD_DCtx *zd;  /* the merge's, for its inputs' last values (NULL: one-shot) */
+    size_t expired;     /* its blocks retention dropped */
+    ZSTD_DCtx *zd;      /* the merge's, for its inputs' last values (NULL: one-shot) */
+    struct fv_store *s; /* its inputs' last values in memory (fv_part.lvc, under cache_mu) */
 };
 
 /* Adds the frames of the subject's kept blocks to lv; FV_ECORRUPT if one cannot be read. */
@@ -580,6 +658,18 @@ static int lastvals_from_inputs(const struct job *j, const struct msubj *m, stru
             rc = FV_ENOENT;
             break;
         }
+        if (p->version >= 7) { /* no record: what readers or the writer kept in memory */
+            rc = FV_ENOENT;
+            pthread_mutex_lock(&m->s->cache_mu);
+            struct fv_lastvals one = {0};
+            if (p->lvc && p->lvc[li] && CRYPTO_memcmp(p->lvdek[li], m->key->key, 32) == 0)
+                rc = fv_lastvals_mem_decode(p->lvc[li], &one);
+            pthread_mutex_unlock(&m->s->cache_mu);
+            if (rc == FV_OK) rc = fv_lastvals_merge(lv, &one);
+            fv_lastvals_clear(&one);
+            if (rc) break;
+            continue;
+        }
         char why[256];
         struct fv_lastvals one = {0};
         rc = fv_part_open_last(p, li, m->key->key, m->zd, &plain, why, sizeof why);
@@ -607,7 +697,8 @@ static int finish_subject(struct job *j, struct fv_part_writer *w, struct msubj 
             rc = lastvals_from_blocks(m, &lv);
         }
         if (rc == FV_OK)
-            rc = put_last(w, m->subject, m->key->key, &lv, j->err, sizeof j->err);
+            rc = put_last(j, m->s->cfg.part_version, w, m->subject, m->key->key, &lv, j->err,
+                          sizeof j->err);
         else if (rc != FV_ENOMEM && rc != FV_EIO)
             rc = FV_OK; /* unreadable: no record, the merge goes on (T8) */
         fv_lastvals_clear(&lv);
@@ -618,17 +709,17 @@ static int finish_subject(struct job *j, struct fv_part_writer *w, struct msubj 
     return rc;
 }
 
-static int run_merge(const struct fv_store_config *cfg, struct job *j)
+static int run_merge(struct fv_store *s, struct job *j)
 {
+    const struct fv_store_config *cfg = &s->cfg;
     struct fv_part_writer *w;
-    int rc =
-        fv_part_writer_open(cfg->dir, j->gen_lo, j->gen_hi, j->level, &w, j->err, sizeof j->err);
+    int rc = open_writer(cfg, j, j->level, &w);
     if (rc) return rc;
     struct mcursor *mc = calloc(j->nin, sizeof *mc);
     struct gent *g = NULL;
     size_t capg = 0;
     struct fv_buf raw = {0}, sealed = {0};
-    struct msubj ms = {.zd = ZSTD_createDCtx()};
+    struct msubj ms = {.s = s, .zd = ZSTD_createDCtx()};
     int have_subject = 0;
     if (mc == NULL) rc = FV_ENOMEM;
     for (size_t k = 0; k < j->nin && mc; k++)
@@ -714,6 +805,60 @@ static int run_merge(const struct fv_store_config *cfg, struct job *j)
     return finish_part(cfg, j, w, rc, "merge.renamed");
 }
 
+/* ---- worker: last values computed in the background (format 7 parts opened at start) -- */
+
+/* Computes the values of subjects [warm_lo, warm_hi) of the job's part and keeps them with
+ * it (under cache_mu, as readers do), each with its subject's key; a subject whose key is
+ * gone, whose values are kept already, or whose blocks do not read is left to readers.
+ * Stops, keeping nothing more, once a subject is forgotten meanwhile (T4: it may be one of
+ * these). Only FV_ENOMEM fails it. */
+static int run_warm(struct fv_store *s, struct job *j)
+{
+    struct fv_part *p = j->in[0];
+    int rc = FV_OK;
+    for (size_t i = j->warm_lo; rc == FV_OK && i < j->warm_hi && i < p->nlast; i++) {
+        const struct keyent *ke = find_key(j, p->last[i].subject);
+        if (ke == NULL || ke->state != FV_OK) continue;
+        pthread_mutex_lock(&s->cache_mu);
+        int have = p->lvc && p->lvc[i];
+        pthread_mutex_unlock(&s->cache_mu);
+        if (have) continue;
+        struct fv_lastvals lv = {0};
+        struct fv_lastvals_mem *mem = NULL;
+        char err[256];
+        rc = fv_store__lastvals_compute(p, p->last[i].subject, ke->key, &lv, err, sizeof err);
+        if (rc == FV_OK) rc = fv_lastvals_mem_make(&lv, &mem);
+        fv_lastvals_clear(&lv);
+        int stop = 0;
+        if (rc == FV_OK) {
+            pthread_mutex_lock(&s->cache_mu);
+            stop = s->lv_forgets != j->lv_forgets;
+            if (!stop && p->lvc == NULL) {
+                p->lvc = calloc(p->nlast, sizeof *p->lvc);
+                p->lvdek = calloc(p->nlast, sizeof *p->lvdek);
+                if (p->lvc == NULL || p->lvdek == NULL) {
+                    free(p->lvc);
+                    free(p->lvdek);
+                    p->lvc = NULL;
+                    p->lvdek = NULL;
+                    rc = FV_ENOMEM;
+                }
+            }
+            if (!stop && rc == FV_OK && p->lvc[i] == NULL) {
+                p->lvc[i] = mem;
+                memcpy(p->lvdek[i], ke->key, 32);
+                mem = NULL;
+            }
+            pthread_mutex_unlock(&s->cache_mu);
+        } else if (rc != FV_ENOMEM) {
+            rc = FV_OK; /* a block that does not read: readers report it */
+        }
+        fv_lastvals_mem_free(mem);
+        if (stop) break;
+    }
+    return rc;
+}
+
 void *fv_store__worker_main(void *arg)
 {
     struct fv_store *s = arg;
@@ -725,7 +870,9 @@ void *fv_store__worker_main(void *arg)
         struct job *j = s->todo;
         pthread_mutex_unlock(&s->mu);
         uint64_t t0 = fv_mono_ns();
-        j->rc = j->kind == JOB_FLUSH ? run_flush(&s->cfg, j) : run_merge(&s->cfg, j);
+        j->rc = j->kind == JOB_FLUSH  ? run_flush(&s->cfg, j)
+                : j->kind == JOB_WARM ? run_warm(s, j)
+                                      : run_merge(s, j);
         j->ms = (double)(fv_mono_ns() - t0) / 1e6;
         pthread_mutex_lock(&s->mu);
         s->todo = NULL;

@@ -7,13 +7,15 @@
  *   mode 2: u32 blocks_len, u32 nblocks, u32 level, blocks_len bytes of blocks area, then the
  *           index PLAINTEXT: the target builds a valid header, compresses the index (zstd) and
  *           writes a valid footer around it, so that mutations reach the index decoder. The
- *           header's version is 1 + (level >> 16) % 6 (1: older corpus files stay version 1;
- *           3 to 5: the last-values entries after the blocks'; 6: the columnar index).
+ *           header's version is 1 + (level >> 16) % 7 (1: older corpus files stay version 1;
+ *           3 to 5: the last-values entries after the blocks'; 6: the columnar index; 7: the
+ *           same without last-values entries).
  * fv_part_parse must return FV_OK or FV_ECORRUPT (or FV_ENOMEM) and never read outside the
  * image (an exact-size copy for ASan). On success every entry must lie inside the blocks
  * area, blocks must not overlap, classes must be known, and the index must be sorted; so must
  * the last-values records (inside the blocks area, overlapping nothing, sorted by subject,
- * found by fv_part_find_last). */
+ * found by fv_part_find_last); in version 7, which stores none, p->last must list each
+ * subject of the blocks once (length 0), sorted. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -65,7 +67,7 @@ static unsigned char *build(const uint8_t *data, size_t size, size_t *len_out)
     unsigned char *img = malloc(cap);
     if (img == NULL) return NULL;
     memcpy(img, "FVPART\r\n", 8);
-    fv_put_u32(img + 8, 1 + (level >> 16) % 6);
+    fv_put_u32(img + 8, 1 + (level >> 16) % 7);
     fv_put_u32(img + 12, level);
     fv_put_u64(img + 16, 3);
     fv_put_u64(img + 24, 9);
@@ -166,7 +168,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             free(by);
         }
         check(p->version >= 3 || p->nlast == 0);
-        for (size_t i = 0; i < p->nlast; i++) {
+        if (p->version >= 7) {
+            size_t nsubj = 0;
+            for (size_t i = 0; i < p->n; i++)
+                nsubj += i == 0 || memcmp(p->e[i - 1].subject, p->e[i].subject, FV_SUBJECT_LEN);
+            check(p->nlast == nsubj);
+            for (size_t i = 0; i < p->nlast; i++) {
+                const struct fv_part_last *l = &p->last[i];
+                check(l->off == 0 && l->len == 0);
+                if (i) check(memcmp(p->last[i - 1].subject, l->subject, FV_SUBJECT_LEN) < 0);
+                check(fv_part_find_last(p, l->subject) == i);
+                size_t at = fv_part_find(p, l->subject);
+                check(at < p->n && memcmp(p->e[at].subject, l->subject, FV_SUBJECT_LEN) == 0);
+            }
+        }
+        for (size_t i = 0; p->version < 7 && i < p->nlast; i++) {
             const struct fv_part_last *l = &p->last[i];
             check(l->off >= FV_PART_HEADER_LEN && l->len >= (l->nonce_in ? 28u : 16u) &&
                   l->off + l->len <= ioff);
