@@ -120,6 +120,12 @@ struct fv_http_response {
     int (*more)(void *ctx, struct fv_buf *out);
     void (*free_ctx)(void *ctx);
     void *ctx;
+    /* A response not known yet (an api node's request to the shards' owners, api/http.h H3):
+     * the transport sends nothing and calls wait(ctx, out) on its thread whenever its loop is
+     * woken, until it returns 1: out is then a response as above (wait cleared, ctx and
+     * free_ctx those of its stream or NULL: wait frees its own state). A connection closed
+     * while it waits calls free_ctx(ctx). */
+    int (*wait)(void *ctx, struct fv_http_response *out);
 };
 
 void fv_api_handle(const struct fv_api_view *v, const char *method, const char *path,
@@ -130,6 +136,11 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
  * NATS's): no token is checked;
  * everything else - the decision, the audit, the obligations, the quota - is as for a
  * request with that principal's token. */
+/* The request of a principal the api node authenticated, answered by this node itself (the
+ * api node's forward declined it: server/clusterapi.h Q2's device no shard holds), as
+ * fv_api_handle would have after its forward returned 0. */
+void fv_api_route_authenticated(const struct fv_api_view *v, const char *method, const char *path,
+                                const struct fv_guard_ctx *ctx, struct fv_http_response *out);
 void fv_api_handle_as(const struct fv_api_view *v, const char *method, const char *path,
                       const char *principal, const char *role, struct fv_http_response *out);
 /* /api/v1/vpp/openadr[/...] (api/openadr_api.c): the OpenADR VEN's status and opt schedules;

@@ -22,9 +22,26 @@ struct fv_jsquery {
     void *holds_arg;
     void (*wake)(void *arg);
     void *wake_arg;
-    pthread_mutex_t mu; /* guards the queue */
+    pthread_mutex_t mu; /* guards the queue and the calls (A2) */
     natsMsg *queue[QUEUE_MAX];
     size_t head, n;
+    /* the asker without waiting (A1-A4) */
+    natsInbox *inbox;
+    natsSubscription *asub;
+    void (*awake)(void *arg);
+    void *awake_arg;
+    struct fv_jsq_call *calls;
+    size_t ncalls;
+    uint64_t next_id;
+};
+
+/* A request to every shard in progress (A1-A2). */
+struct fv_jsq_call {
+    uint64_t id;
+    uint32_t nshards;
+    unsigned char *expect; /* per shard: an answer is asked for and not taken yet */
+    natsMsg **got;         /* per shard: the answer kept, or NULL */
+    struct fv_jsq_call *next;
 };
 
 /* Printable ASCII, no longer than max. */
@@ -368,6 +385,209 @@ int fv_jsquery_pull(struct fv_jsquery *q, uint32_t shard, const char *method, co
     return FV_OK;
 }
 
+/* ---- the asker without waiting (A1-A4) ---------------------------------------------------- */
+
+/* nats.c's thread: an answer for a call, kept if asked for (A2), the API thread woken (A3). */
+static void on_answer(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    (void)nc;
+    (void)sub;
+    struct fv_jsquery *q = closure;
+    const char *subj = natsMsg_GetSubject(msg);
+    size_t plen = strlen((const char *)q->inbox);
+    char *end = NULL, *end2 = NULL;
+    unsigned long long id = 0;
+    unsigned long shard = 0;
+    int kept = 0;
+    if (strlen(subj) > plen + 1 && subj[plen] == '.') {
+        id = strtoull(subj + plen + 1, &end, 10);
+        if (end && *end == '.') shard = strtoul(end + 1, &end2, 10);
+    }
+    if (end2 && *end2 == '\0') {
+        pthread_mutex_lock(&q->mu);
+        struct fv_jsq_call *c = q->calls;
+        while (c && c->id != id)
+            c = c->next;
+        if (c && shard < c->nshards && c->expect[shard] && c->got[shard] == NULL) {
+            c->got[shard] = msg;
+            kept = 1;
+        }
+        pthread_mutex_unlock(&q->mu);
+    }
+    if (!kept) {
+        natsMsg_Destroy(msg);
+        return;
+    }
+    q->awake(q->awake_arg);
+}
+
+int fv_jsquery_ask_async(struct fv_jsquery *q, void (*wake)(void *arg), void *wake_arg, char *err,
+                         size_t errlen)
+{
+    q->awake = wake;
+    q->awake_arg = wake_arg;
+    char wild[128];
+    natsStatus s = natsInbox_Create(&q->inbox);
+    if (s == NATS_OK) {
+        snprintf(wild, sizeof wild, "%s.*.*", (const char *)q->inbox);
+        s = natsConnection_Subscribe(&q->asub, q->conn.nc, wild, on_answer, q);
+    }
+    if (s == NATS_OK) s = natsConnection_Flush(q->conn.nc); /* the server has it */
+    if (s != NATS_OK) {
+        fv_seterr(err, errlen, "cluster: cannot subscribe to the answers' inbox: %s",
+                  natsStatus_GetText(s));
+        return FV_EIO;
+    }
+    return FV_OK;
+}
+
+/* Publishes one request (J2's pull when session is set) with its answer to reply_to. */
+static natsStatus send_request(struct fv_jsquery *q, uint32_t shard, const char *reply_to,
+                               const char *method, const char *path, const char *principal,
+                               const char *role, const char *session, uint32_t seq,
+                               const char *query)
+{
+    char subject[SUBJECT_MAX + 16], sq[16];
+    snprintf(subject, sizeof subject, "%s%u", q->prefix, shard);
+    snprintf(sq, sizeof sq, "%u", seq);
+    natsMsg *m = NULL;
+    natsStatus s = natsMsg_Create(&m, subject, reply_to, query, (int)strlen(query));
+    if (s == NATS_OK) s = natsMsgHeader_Set(m, "Fv-Method", method);
+    if (s == NATS_OK) s = natsMsgHeader_Set(m, "Fv-Path", path);
+    if (s == NATS_OK) s = natsMsgHeader_Set(m, "Fv-Principal", principal);
+    if (s == NATS_OK) s = natsMsgHeader_Set(m, "Fv-Role", role);
+    if (s == NATS_OK && session) s = natsMsgHeader_Set(m, "Fv-Session", session);
+    if (s == NATS_OK && session) s = natsMsgHeader_Set(m, "Fv-Seq", sq);
+    if (s == NATS_OK) s = natsConnection_PublishMsg(q->conn.nc, m);
+    natsMsg_Destroy(m);
+    return s;
+}
+
+static void call_free(struct fv_jsq_call *c)
+{
+    for (uint32_t i = 0; c->got && i < c->nshards; i++)
+        natsMsg_Destroy(c->got[i]);
+    free(c->got);
+    free(c->expect);
+    free(c);
+}
+
+int fv_jsquery_call_start(struct fv_jsquery *q, uint32_t nshards, const char *method,
+                          const char *path, const char *query, const char *principal,
+                          const char *role, struct fv_jsq_call **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (!field_ok(method, 15) || !field_ok(path, FV_JSQ_FIELD_MAX) || !field_ok(principal, 64) ||
+        !field_ok(role, 31)) {
+        fv_seterr(err, errlen, "a request field is too long or not printable");
+        return FV_EINVAL;
+    }
+    if (q->asub == NULL) {
+        fv_seterr(err, errlen, "not an asker (fv_jsquery_ask_async)");
+        return FV_EIO;
+    }
+    struct fv_jsq_call *c = calloc(1, sizeof *c);
+    if (c == NULL || (c->expect = calloc(nshards, 1)) == NULL ||
+        (c->got = calloc(nshards, sizeof *c->got)) == NULL) {
+        if (c) call_free(c);
+        return FV_ENOMEM;
+    }
+    c->nshards = nshards;
+    memset(c->expect, 1, nshards);
+    pthread_mutex_lock(&q->mu);
+    int full = q->ncalls >= FV_JSQ_CALLS_MAX;
+    if (!full) {
+        c->id = ++q->next_id;
+        c->next = q->calls;
+        q->calls = c;
+        q->ncalls++;
+    }
+    pthread_mutex_unlock(&q->mu);
+    if (full) {
+        call_free(c);
+        fv_seterr(err, errlen, "%d requests wait for the shards' owners already", FV_JSQ_CALLS_MAX);
+        return FV_ELIMIT;
+    }
+    natsStatus s = NATS_OK;
+    char reply_to[160];
+    for (uint32_t i = 0; s == NATS_OK && i < nshards; i++) {
+        snprintf(reply_to, sizeof reply_to, "%s.%llu.%u", (const char *)q->inbox,
+                 (unsigned long long)c->id, i);
+        s = send_request(q, i, reply_to, method, path, principal, role, NULL, 0,
+                         query ? query : "");
+    }
+    if (s != NATS_OK) {
+        fv_jsquery_call_end(q, c);
+        fv_seterr(err, errlen, "NATS: %s", natsStatus_GetText(s));
+        return FV_EIO;
+    }
+    *out = c;
+    return FV_OK;
+}
+
+int fv_jsquery_call_pull(struct fv_jsquery *q, struct fv_jsq_call *call, uint32_t shard,
+                         const char *method, const char *path, const char *principal,
+                         const char *role, const char *session, uint32_t seq, char *err,
+                         size_t errlen)
+{
+    if (!field_ok(method, 15) || !field_ok(path, FV_JSQ_FIELD_MAX) || !field_ok(principal, 64) ||
+        !field_ok(role, 31) || !field_ok(session, FV_JSQ_ID_LEN) || seq == 0 ||
+        shard >= call->nshards) {
+        fv_seterr(err, errlen, "a request field is too long or not printable");
+        return FV_EINVAL;
+    }
+    pthread_mutex_lock(&q->mu);
+    natsMsg_Destroy(call->got[shard]); /* an answer not taken: not the one asked for now */
+    call->got[shard] = NULL;
+    call->expect[shard] = 1;
+    pthread_mutex_unlock(&q->mu);
+    char reply_to[160];
+    snprintf(reply_to, sizeof reply_to, "%s.%llu.%u", (const char *)q->inbox,
+             (unsigned long long)call->id, shard);
+    natsStatus s =
+        send_request(q, shard, reply_to, method, path, principal, role, session, seq, "");
+    if (s != NATS_OK) {
+        fv_seterr(err, errlen, "NATS: %s", natsStatus_GetText(s));
+        return FV_EIO;
+    }
+    return FV_OK;
+}
+
+int fv_jsquery_call_take(struct fv_jsquery *q, struct fv_jsq_call *call, uint32_t shard,
+                         struct fv_jsq_answer *a)
+{
+    if (shard >= call->nshards) return 0;
+    pthread_mutex_lock(&q->mu);
+    natsMsg *m = call->got[shard];
+    if (m) {
+        call->got[shard] = NULL;
+        call->expect[shard] = 0;
+    }
+    pthread_mutex_unlock(&q->mu);
+    if (m == NULL) return 0;
+    a->rc = FV_EIO;
+    a->status = a->here = 0;
+    a->type[0] = a->more[0] = '\0';
+    fv_buf_reset(&a->body);
+    take_answer(m, a);
+    natsMsg_Destroy(m);
+    return 1;
+}
+
+void fv_jsquery_call_end(struct fv_jsquery *q, struct fv_jsq_call *call)
+{
+    if (call == NULL) return;
+    pthread_mutex_lock(&q->mu);
+    for (struct fv_jsq_call **pp = &q->calls; *pp; pp = &(*pp)->next)
+        if (*pp == call) {
+            *pp = call->next;
+            q->ncalls--;
+            break;
+        }
+    pthread_mutex_unlock(&q->mu);
+    call_free(call);
+}
+
 void fv_jsquery_close(struct fv_jsquery *q)
 {
     if (q == NULL) return;
@@ -375,7 +595,17 @@ void fv_jsquery_close(struct fv_jsquery *q)
         natsSubscription_Unsubscribe(q->sub);
         natsSubscription_Destroy(q->sub); /* waits for its callback to return */
     }
+    if (q->asub) {
+        natsSubscription_Unsubscribe(q->asub);
+        natsSubscription_Destroy(q->asub);
+    }
     fv_natsconn_close(&q->conn);
+    while (q->calls) { /* their owner ended them first; none is left but by a bug */
+        struct fv_jsq_call *c = q->calls;
+        q->calls = c->next;
+        call_free(c);
+    }
+    natsInbox_Destroy(q->inbox);
     for (size_t i = 0; i < q->n; i++)
         natsMsg_Destroy(q->queue[(q->head + i) % QUEUE_MAX]);
     pthread_mutex_destroy(&q->mu);
