@@ -35,7 +35,7 @@
  * downlink).
  *
  * Threads: open/close on the server's thread; fv_jsquery_next, _answer on one thread (the
- * owner's API thread); fv_jsquery_ask_all, _pull and the fv_jsquery_call_* functions on one
+ * owner's API thread); fv_jsquery_pull and the fv_jsquery_call_* functions on one
  * thread at a time (the api node's API thread); the wake callbacks are called from nats.c's
  * subscription threads.
  */
@@ -93,21 +93,13 @@ void fv_jsquery_drop(struct fv_jsq_req *r);
 /* Asker side: one answer per shard. */
 struct fv_jsq_answer {
     int rc; /* FV_OK (the rest is filled), FV_EAGAIN (no answer in time), FV_ENOENT (no
-               responders: no storage node listens; set for every shard not answered yet,
-               nats.c not saying which request had none), FV_EIO (a malformed answer) */
+               responders: no storage node listens to the shard's subject), FV_EIO (a
+               malformed answer), FV_ENOMEM */
     int status, here;
     char type[64];
     char more[FV_JSQ_ID_LEN + 1]; /* J1: the answer id when more pieces follow, else "" */
     struct fv_buf body;
 };
-/* Sends the request to every shard 0..nshards-1 at once (replies to an inbox of its own,
- * INBOX.N for shard N) and gathers the answers until each shard answered or timeout_ms
- * passed; ans (nshards of them, bodies empty or reused) gets one each. FV_OK; FV_EINVAL (a
- * field too long or not printable), FV_ENOMEM, or FV_EIO (NATS refused: err says). */
-int fv_jsquery_ask_all(struct fv_jsquery *q, uint32_t nshards, const char *method, const char *path,
-                       const char *query, const char *principal, const char *role,
-                       int64_t timeout_ms, struct fv_jsq_answer *ans, char *err, size_t errlen);
-
 /* J2: asks shard's owner for piece seq of the answer session (the fields as the request
  * that began it); a gets the piece (rc as above: FV_EAGAIN after timeout_ms, FV_ENOENT no
  * responders). FV_OK (a filled), FV_EINVAL, FV_EIO (NATS refused: err says). */
@@ -132,8 +124,9 @@ struct fv_jsq_call;
 /* A1: FV_OK, or FV_EIO (err says). Call once, before any fv_jsquery_call_start. */
 int fv_jsquery_ask_async(struct fv_jsquery *q, void (*wake)(void *arg), void *wake_arg, char *err,
                          size_t errlen);
-/* Sends the request to every shard 0..nshards-1 (fields as fv_jsquery_ask_all) without
- * waiting. FV_OK (*out: the call), FV_EINVAL, FV_ELIMIT (A4), FV_ENOMEM, FV_EIO (err). */
+/* Sends the request to every shard 0..nshards-1 without waiting (method, path, principal,
+ * role: printable, at most 15, FV_JSQ_FIELD_MAX, 64, 31 bytes). FV_OK (*out: the call), FV_EINVAL,
+ * FV_ELIMIT (A4), FV_ENOMEM, FV_EIO (err). */
 int fv_jsquery_call_start(struct fv_jsquery *q, uint32_t nshards, const char *method,
                           const char *path, const char *query, const char *principal,
                           const char *role, struct fv_jsq_call **out, char *err, size_t errlen);

@@ -106,6 +106,7 @@ static void pending_unlink_free(pending *p)
         c->pending = p->next;
     if (p->next) p->next->prev = p->prev;
     c->npending--;
+    c->http->metrics->cluster_q_waiting = c->npending;
     fv_jsquery_call_end(c->q, p->call);
     for (uint32_t s = 0; p->ans && s < c->shards; s++)
         fv_buf_free(&p->ans[s].body);
@@ -614,6 +615,7 @@ int fv_clusterapi_forward(void *arg, const struct fv_api_view *v, const struct f
     if (c->pending) c->pending->prev = p;
     c->pending = p;
     c->npending++;
+    c->http->metrics->cluster_q_waiting = c->npending;
     int rc = FV_OK;
     if (kind == AUDIT) { /* Q8: the api node's own search first (its decision, audited here) */
         struct fv_guard_ctx lc = *ctx;

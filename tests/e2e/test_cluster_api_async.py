@@ -156,12 +156,17 @@ def run(env, nats):
             and took < QUICK, (st, body, took)
         st, body, _, took = get(api, "/status", token=None, purpose=None)
         assert st == 200 and took < QUICK, (st, took)
+        assert api.metric("fleetvault_cluster_queries_waiting") == INFLIGHT_MAX
+        t_close = time.time()
         for s in socks:
             s.close()
-        time.sleep(0.3)
+        t.wait_until("the requests of the clients that left to be freed", lambda: api.metric(
+            "fleetvault_cluster_queries_waiting") == 0, timeout=2, step=0.05)
+        freed = time.time() - t_close
         st, body, _, took = get(api, q)
         assert st == 504, (st, body, took)
-        t.log(f"{INFLIGHT_MAX} waiting: the next 503 at once; once they left: 504 after {took:.2f} s")
+        t.log(f"{INFLIGHT_MAX} waiting: the next 503 at once; their clients left: freed within "
+              f"{freed:.2f} s; the next request 504 after {took:.2f} s")
     finally:
         b.proc.send_signal(signal.SIGCONT)
     t.wait_until("the fleet view to be whole again", lambda: get(api, q)[0] == 200, timeout=20)
