@@ -65,7 +65,9 @@ int fv_jsquery_open(const struct fv_cluster_cfg *cfg, const char *name, struct f
         free(q);
         return FV_ENOMEM;
     }
-    int rc = fv_natsconn_connect(&q->conn, cfg, name, NULL, 5000, 0, err, errlen);
+    /* requests, pulls and answers each sent at once: nats.c's flusher would hold each up to
+     * 1 ms (a fleet read's p50 through the api node 0.3-0.6 ms slower without) */
+    int rc = fv_natsconn_connect(&q->conn, cfg, name, NULL, 5000, FV_NATS_SEND_ASAP, err, errlen);
     if (rc) {
         pthread_mutex_destroy(&q->mu);
         free(q);
