@@ -10,7 +10,8 @@ waits the 3 s for it and ends in 504:
 - a second fleet read started meanwhile ends 3 s after its own start, not after the first's;
 - a client that disconnects while its request waits frees its place;
 - past FV_CLUSTER_INFLIGHT_MAX (64) requests waiting, 503 at once with Retry-After.
-SIGCONT at the end: the fleet view is whole again. Before, the API thread waited in each
+SIGCONT at the end: the fleet view is whole again; and the api node stopped while a read
+waits exits cleanly. Before, the API thread waited in each
 forwarded request: every other request waited behind it."""
 import json
 import os
@@ -172,7 +173,23 @@ def run(env, nats):
     t.wait_until("the fleet view to be whole again", lambda: get(api, q)[0] == 200, timeout=20)
     st, body, _, _ = get(api, q)
     assert json.loads(body)["count"] == len(vins), body
-    for s in (api, a, b):
+    # The api node stopped while a request waits: a clean stop (exit 0, nothing leaked under
+    # ASan), the waiting client's connection closed.
+    b.proc.send_signal(signal.SIGSTOP)
+    try:
+        def waiting_read():
+            try:
+                return get(api, q)[0]
+            except OSError as e:  # the connection closed by the stopping node
+                return str(e)
+        late = in_thread(waiting_read)
+        t.wait_until("a read to wait for the silent owner", lambda: api.metric(
+            "fleetvault_cluster_queries_waiting") == 1, timeout=2, step=0.05)
+        api.stop()
+        t.log(f"api node stopped while a read waited: {late()}")
+    finally:
+        b.proc.send_signal(signal.SIGCONT)
+    for s in (a, b):
         s.stop()
 
 
