@@ -105,6 +105,7 @@ struct fv_api_view {
  * is sent with chunked encoding, unless length_known: then with Content-Length: length, and
  * body plus every piece must add up to exactly length bytes (else the connection is closed
  * when the producer ends: the client sees a short body, never a wrong one). */
+#define FV_HTTP_MORE_LATER 2 /* a streamed response's next piece is not here yet (H3) */
 struct fv_http_response {
     int status;
     const char *content_type;
@@ -120,6 +121,8 @@ struct fv_http_response {
     int (*more)(void *ctx, struct fv_buf *out);
     void (*free_ctx)(void *ctx);
     void *ctx;
+    /* more may also return FV_HTTP_MORE_LATER: nothing appended, the next piece not here yet;
+     * the transport calls it again after its loop is woken (api/http.h H3). */
     /* A response not known yet (an api node's request to the shards' owners, api/http.h H3):
      * the transport sends nothing and calls wait(ctx, out) on its thread whenever its loop is
      * woken, until it returns 1: out is then a response as above (wait cleared, ctx and

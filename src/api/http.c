@@ -58,6 +58,7 @@ struct api_session {
     uint64_t audit_need; /* H2: the response waits until this audit seq is durable */
     int parked;
     int waiting;          /* H3: resp.wait is set: the response is not known yet */
+    int more_later;       /* H3: its producer's next piece is not here yet */
     uint64_t wait_before; /* H3: the audit log's last entry before the request was handled */
     /* The request's view of the API: a streamed answer's producer keeps a pointer to it
      * (export.c, exports.c) and runs again on every writable turn, long after serve()
@@ -434,7 +435,7 @@ static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
             lws_callback_on_writable_all_protocol_vhost(vh, lws_get_protocol(wsi));
         return 0;
     case LWS_CALLBACK_TIMER: /* H3: a waiting response looks at its client (await) */
-        if (a && a->waiting) lws_callback_on_writable(wsi);
+        if (a && (a->waiting || a->more_later)) lws_callback_on_writable(wsi);
         return 0;
     case LWS_CALLBACK_HTTP_WRITEABLE: {
         if (a == NULL) return -1;
@@ -444,6 +445,18 @@ static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
             fv_buf_reset(&a->resp.body);
             a->sent = 0;
             int rc = a->resp.more(a->resp.ctx, &a->resp.body);
+            if (rc == FV_HTTP_MORE_LATER && a->resp.body.len == 0) { /* H3: woken again */
+                if (!a->more_later) hc->waiting++;
+                a->more_later = 1;
+                if (client_gone(wsi)) return -1; /* closed: CLOSED_HTTP frees its state */
+                lws_set_timer_usecs(wsi, FV_HTTP_WAIT_CHECK_MS * 1000);
+                return 0;
+            }
+            if (a->more_later) {
+                a->more_later = 0;
+                hc->waiting--;
+                lws_set_timer_usecs(wsi, LWS_SET_TIMER_USEC_CANCEL);
+            }
             if (rc < 0) {
                 fv_warn("api: a streamed response failed (%s); closing it", fv_strerror(rc));
                 api_session_end(a);
@@ -461,6 +474,10 @@ static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         if (a && a->waiting) { /* H3: its state is freed below (free_ctx) */
             a->waiting = 0;
             a->resp.wait = NULL;
+            hc->waiting--;
+        }
+        if (a && a->more_later) {
+            a->more_later = 0;
             hc->waiting--;
         }
         if (a) api_session_end(a);

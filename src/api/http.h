@@ -46,7 +46,9 @@ struct fv_http_ctx {
  * (its first piece, H2's parking for the audit entries its wait wrote). A client that
  * disconnects meanwhile is noticed within FV_HTTP_WAIT_CHECK_MS (lws reads nothing from a
  * connection whose response is being made: the transport looks at the socket) and the state
- * is freed with the connection (free_ctx). */
+ * is freed with the connection (free_ctx). A streamed response whose producer answers
+ * FV_HTTP_MORE_LATER (api.h: its next piece asked for, not here yet) waits the same way:
+ * nothing written, its producer called again at each wake. */
 #define FV_HTTP_WAIT_CHECK_MS 200
 
 /* H1: failed authentications are limited per client address: a token bucket of

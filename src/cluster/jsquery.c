@@ -268,46 +268,6 @@ static void take_answer(natsMsg *reply, struct fv_jsq_answer *a)
                 : FV_OK;
 }
 
-int fv_jsquery_pull(struct fv_jsquery *q, uint32_t shard, const char *method, const char *path,
-                    const char *principal, const char *role, const char *session, uint32_t seq,
-                    int64_t timeout_ms, struct fv_jsq_answer *a, char *err, size_t errlen)
-{
-    if (!field_ok(method, 15) || !field_ok(path, FV_JSQ_FIELD_MAX) || !field_ok(principal, 64) ||
-        !field_ok(role, 31) || !field_ok(session, FV_JSQ_ID_LEN) || seq == 0) {
-        fv_seterr(err, errlen, "a request field is too long or not printable");
-        return FV_EINVAL;
-    }
-    a->rc = FV_EAGAIN;
-    a->status = a->here = 0;
-    a->type[0] = a->more[0] = '\0';
-    fv_buf_reset(&a->body);
-    char subject[SUBJECT_MAX + 16], sq[16];
-    snprintf(subject, sizeof subject, "%s%u", q->prefix, shard);
-    snprintf(sq, sizeof sq, "%u", seq);
-    natsMsg *m = NULL, *reply = NULL;
-    natsStatus s = natsMsg_Create(&m, subject, NULL, NULL, 0);
-    if (s == NATS_OK) s = natsMsgHeader_Set(m, "Fv-Method", method);
-    if (s == NATS_OK) s = natsMsgHeader_Set(m, "Fv-Path", path);
-    if (s == NATS_OK) s = natsMsgHeader_Set(m, "Fv-Principal", principal);
-    if (s == NATS_OK) s = natsMsgHeader_Set(m, "Fv-Role", role);
-    if (s == NATS_OK) s = natsMsgHeader_Set(m, "Fv-Session", session);
-    if (s == NATS_OK) s = natsMsgHeader_Set(m, "Fv-Seq", sq);
-    if (s == NATS_OK) s = natsConnection_RequestMsg(&reply, q->conn.nc, m, timeout_ms);
-    natsMsg_Destroy(m);
-    if (s == NATS_TIMEOUT) return FV_OK; /* a->rc FV_EAGAIN */
-    if (s == NATS_NO_RESPONDERS) {
-        a->rc = FV_ENOENT;
-        return FV_OK;
-    }
-    if (s != NATS_OK) {
-        fv_seterr(err, errlen, "NATS: %s", natsStatus_GetText(s));
-        return FV_EIO;
-    }
-    take_answer(reply, a);
-    natsMsg_Destroy(reply);
-    return FV_OK;
-}
-
 /* ---- the asker without waiting (A1-A4) ---------------------------------------------------- */
 
 /* nats.c's thread: an answer for a call, kept if asked for (A2), the API thread woken (A3). */

@@ -7,7 +7,8 @@
  * fvq.STREAM.shard.* and takes a request only while it holds shard N's lease (the holds
  * callback, jslease.h E2); the others drop it unanswered. So a request has at most one
  * answer, and a shard without a live owner gets none: the asker's wait ends in FV_EAGAIN
- * (owner dead, lease not expired yet) or FV_ENOENT (no storage node subscribed at all).
+ * (owner dead, lease not expired yet: the asker's own deadline) or FV_ENOENT (no storage
+ * node subscribed at all).
  *
  * A request: headers Fv-Method, Fv-Path, Fv-Principal, Fv-Role (FV_JSQ_FIELD_MAX bytes each,
  * printable ASCII), the URL's query string as the data. An answer: headers Fv-Status (HTTP
@@ -35,9 +36,8 @@
  * downlink).
  *
  * Threads: open/close on the server's thread; fv_jsquery_next, _answer on one thread (the
- * owner's API thread); fv_jsquery_pull and the fv_jsquery_call_* functions on one
- * thread at a time (the api node's API thread); the wake callbacks are called from nats.c's
- * subscription threads.
+ * owner's API thread); the fv_jsquery_call_* functions on one thread at a time (the api
+ * node's API thread); the wake callbacks are called from nats.c's subscription threads.
  */
 #ifndef FV_CLUSTER_JSQUERY_H
 #define FV_CLUSTER_JSQUERY_H
@@ -100,13 +100,6 @@ struct fv_jsq_answer {
     char more[FV_JSQ_ID_LEN + 1]; /* J1: the answer id when more pieces follow, else "" */
     struct fv_buf body;
 };
-/* J2: asks shard's owner for piece seq of the answer session (the fields as the request
- * that began it); a gets the piece (rc as above: FV_EAGAIN after timeout_ms, FV_ENOENT no
- * responders). FV_OK (a filled), FV_EINVAL, FV_EIO (NATS refused: err says). */
-int fv_jsquery_pull(struct fv_jsquery *q, uint32_t shard, const char *method, const char *path,
-                    const char *principal, const char *role, const char *session, uint32_t seq,
-                    int64_t timeout_ms, struct fv_jsq_answer *a, char *err, size_t errlen);
-
 /* Asker side without waiting (A1-A4): the api node's API thread sends a request to every
  * shard and goes on serving; the answers arrive on nats.c's thread, which keeps them and
  * wakes the API thread.
@@ -117,7 +110,7 @@ int fv_jsquery_pull(struct fv_jsquery *q, uint32_t shard, const char *method, co
  *     ended are dropped).
  *  A3 wake(wake_arg) is called (nats.c's thread) after each answer kept.
  *  A4 at most FV_JSQ_CALLS_MAX calls at once (fv_jsquery_call_start: FV_ELIMIT beyond). */
-#define FV_JSQ_CALLS_MAX 64
+#define FV_JSQ_CALLS_MAX 1024
 
 struct fv_jsq_call;
 

@@ -43,13 +43,14 @@
  *     (api/http.h H3); the owners' answers arrive on nats.c's thread and wake the API
  *     thread, as does a timer at the request's deadline; then the answer is made as above
  *     (Q2-Q8). Meanwhile the API thread serves every other request. At most
- *     FV_CLUSTER_INFLIGHT_MAX requests wait at once; the next is answered 503 with
+ *     FV_CLUSTER_INFLIGHT_MAX requests wait for their first answers at once (answers being
+ *     streamed not counted; jsquery.h A4 bounds both); the next is answered 503 with
  *     Retry-After. A client that leaves while its request waits frees it (H3).
  *  Answers larger than one NATS message go in pieces (cluster/jsquery.h J1-J4): a one-device
- *  answer is streamed to the client as the api node pulls it (each next piece pulled with a
- *  blocking request on the API thread, at most query_timeout_ms: the owner answered the
- *  first piece a moment before), a fleet read's gathered whole (at most 64 MiB per shard,
- *  else 507), from every shard at once and without waiting (Q9), before it is joined.
+ *  answer is streamed to the client as the api node pulls it (each next piece asked for when
+ *  the client took the last, and awaited as Q9 does: api.h FV_HTTP_MORE_LATER), a fleet
+ *  read's gathered whole (at most 64 MiB per shard, else 507), from every shard at once
+ *  (Q9), before it is joined.
  *
  * Threads: fv_clusterapi_open/close on the server's thread (before the API thread starts /
  * after it stopped); fv_clusterapi_serve and fv_clusterapi_forward (and the waits of the
@@ -65,7 +66,7 @@
 #include "config/config.h"
 
 #define FV_CLUSTER_RETRY_AFTER_S 5
-#define FV_CLUSTER_INFLIGHT_MAX  FV_JSQ_CALLS_MAX /* Q9: requests waiting for the owners */
+#define FV_CLUSTER_INFLIGHT_MAX  64 /* Q9: requests waiting for the owners */
 
 struct fv_clusterapi;
 struct fv_http_ctx;

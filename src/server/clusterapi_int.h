@@ -18,6 +18,7 @@ struct fv_jsconsume;
 struct open_answer;
 struct parked;
 struct fv_clusterapi__pending;
+struct fv_clusterapi__stream;
 
 struct fv_clusterapi {
     uint32_t shards;
@@ -35,6 +36,7 @@ struct fv_clusterapi {
      * thread at the first of their deadlines (on al->loop, from the API thread only) */
     struct fv_clusterapi__pending *pending;
     size_t npending;
+    struct fv_clusterapi__stream *streams; /* one-device answers pulled piece by piece */
     struct ev_timer timer;
     int timer_on;
 };

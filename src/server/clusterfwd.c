@@ -60,6 +60,23 @@ struct fv_clusterapi__pending {
 };
 typedef struct fv_clusterapi__pending pending;
 
+/* An owner's answer larger than one message, pulled piece by piece (jsquery.h J2) as the
+ * client takes it (the transport asks for the next piece once the last is sent), on the call
+ * its first piece came by, without waiting (Q9: the transport is woken when it comes). */
+struct fv_clusterapi__stream {
+    struct fv_clusterapi *c;
+    uint32_t shard, seq;
+    int status;
+    int asked;            /* piece seq asked for, not come yet */
+    uint64_t deadline_ns; /* its: query_timeout_ms after it was asked */
+    char id[FV_JSQ_ID_LEN + 1], method[16], path[FV_JSQ_FIELD_MAX + 1], principal[65], role[32];
+    uint64_t bytes;
+    struct fv_jsq_call *call;
+    struct fv_jsq_answer a;
+    struct fv_clusterapi__stream *prev, *next;
+};
+typedef struct fv_clusterapi__stream stream;
+
 /* ---- the wake-ups ------------------------------------------------------------------------ */
 
 /* The API thread: a deadline passed; the waiting responses look (H3). */
@@ -80,6 +97,8 @@ static void arm(struct fv_clusterapi *c)
         for (uint32_t s = 0; p->gathering && s < c->shards; s++)
             if (p->w[s].on && p->w[s].deadline_ns < first) first = p->w[s].deadline_ns;
     }
+    for (stream *st = c->streams; st; st = st->next)
+        if (st->asked && st->deadline_ns < first) first = st->deadline_ns;
     if (c->timer_on) ev_timer_stop(c->al->loop, &c->timer);
     c->timer_on = 0;
     if (first == UINT64_MAX) return;
@@ -126,10 +145,14 @@ static void pending_free(void *arg)
     arm(c);
 }
 
+static void stream_unlink_free(stream *s);
+
 void fv_clusterapi__fwd_close(struct fv_clusterapi *c)
 {
     while (c->pending)
         pending_unlink_free(c->pending);
+    while (c->streams)
+        stream_unlink_free(c->streams);
 }
 
 /* ---- answers ------------------------------------------------------------------------------ */
@@ -263,34 +286,40 @@ static int gather(pending *p, uint64_t now, struct fv_http_response *out)
     return waiting ? 0 : 1;
 }
 
-/* An owner's answer larger than one message, pulled piece by piece (jsquery.h J2) as the
- * client takes it (the transport asks for the next piece once the last is sent). */
-struct stream {
-    struct fv_clusterapi *c;
-    uint32_t shard, seq;
-    int status;
-    char id[FV_JSQ_ID_LEN + 1], method[16], path[FV_JSQ_FIELD_MAX + 1], principal[65], role[32];
-    uint64_t bytes;
-    struct fv_jsq_answer a;
-};
-
-/* The next piece of s's answer appended to out: 1 more follows, 0 the last; < 0 the answer
- * ends short (J3: the transport closes the connection, the client sees a short body). */
+/* The next piece of s's answer appended to out: 1 more follows, 0 the last,
+ * FV_HTTP_MORE_LATER asked for and not come yet (nothing appended); < 0 the answer ends
+ * short (a pull not answered within the timeout, J3: the transport closes the connection,
+ * the client sees a short body). */
 static int stream_more(void *arg, struct fv_buf *out)
 {
-    struct stream *s = arg;
+    stream *s = arg;
+    struct fv_clusterapi *c = s->c;
     char err[200] = "";
-    int rc = fv_jsquery_pull(s->c->q, s->shard, s->method, s->path, s->principal, s->role, s->id,
-                             s->seq, s->c->timeout_ms, &s->a, err, sizeof err);
+    uint64_t now = fv_mono_ns();
+    int rc = FV_OK;
+    if (!s->asked) {
+        rc = fv_jsquery_call_pull(c->q, s->call, s->shard, s->method, s->path, s->principal,
+                                  s->role, s->id, s->seq, err, sizeof err);
+        if (rc == FV_OK) {
+            s->asked = 1;
+            s->deadline_ns = now + (uint64_t)c->timeout_ms * 1000000u;
+            arm(c);
+            return FV_HTTP_MORE_LATER; /* the loop is woken when it comes (Q9) */
+        }
+    } else if (!fv_jsquery_call_take(c->q, s->call, s->shard, &s->a)) {
+        if (now < s->deadline_ns) return FV_HTTP_MORE_LATER;
+        s->a.rc = FV_EAGAIN; /* no piece within the timeout */
+    }
+    s->asked = 0;
     if (rc == FV_OK && s->a.rc == FV_OK && s->a.status == s->status && s->a.here &&
         fv_buf_append(out, s->a.body.data, s->a.body.len) == FV_OK) {
         s->bytes += s->a.body.len;
         s->seq++;
         return s->a.more[0] ? 1 : 0;
     }
-    s->c->http->metrics->cluster_q_unanswered++;
+    c->http->metrics->cluster_q_unanswered++;
     if (rc == FV_OK && s->a.rc == FV_EAGAIN)
-        snprintf(err, sizeof err, "its owner did not answer a pull within %d ms", s->c->timeout_ms);
+        snprintf(err, sizeof err, "its owner did not answer a pull within %d ms", c->timeout_ms);
     else if (rc == FV_OK && s->a.rc == FV_ENOENT)
         snprintf(err, sizeof err, "no storage node answers");
     else if (rc == FV_OK && s->a.rc != FV_OK)
@@ -306,11 +335,26 @@ static int stream_more(void *arg, struct fv_buf *out)
     return FV_EIO;
 }
 
-static void stream_free(void *arg)
+static void stream_unlink_free(stream *s)
 {
-    struct stream *s = arg;
+    struct fv_clusterapi *c = s->c;
+    if (s->prev)
+        s->prev->next = s->next;
+    else if (c->streams == s)
+        c->streams = s->next;
+    if (s->next) s->next->prev = s->prev;
+    fv_jsquery_call_end(c->q, s->call);
     fv_buf_free(&s->a.body);
     free(s);
+}
+
+/* The response's free_ctx: the answer sent, ended short, or its client gone. */
+static void stream_free(void *arg)
+{
+    stream *s = arg;
+    struct fv_clusterapi *c = s->c;
+    stream_unlink_free(s);
+    arm(c);
 }
 
 /* The rows of a fleet answer: between its first "[\n" and its last "\n]" (JSON), or after
@@ -353,12 +397,16 @@ static void finish_one(pending *p, struct fv_http_response *out)
             p->answered_by = (long)s;
             relay(out, a->status, a->type, &a->body);
             if (a->more[0] == '\0' || out->status != a->status) return;
-            struct stream *st = calloc(1, sizeof *st);
+            stream *st = calloc(1, sizeof *st);
             if (st == NULL) {
                 fv_api_respond_error(out, 500, "out of memory");
                 return;
             }
-            *st = (struct stream){.c = c, .shard = s, .seq = 1, .status = a->status};
+            *st = (stream){.c = c, .shard = s, .seq = 1, .status = a->status, .call = p->call};
+            p->call = NULL; /* the stream's now: its pieces come on it */
+            st->next = c->streams;
+            if (c->streams) c->streams->prev = st;
+            c->streams = st;
             snprintf(st->id, sizeof st->id, "%s", a->more);
             snprintf(st->method, sizeof st->method, "%s", p->method);
             snprintf(st->path, sizeof st->path, "%s", p->path);
@@ -631,9 +679,15 @@ int fv_clusterapi_forward(void *arg, const struct fv_api_view *v, const struct f
         out->status = 0;
     }
     char err[200] = "";
+    if (c->npending > FV_CLUSTER_INFLIGHT_MAX) { /* Q9: p is one of them */
+        snprintf(err, sizeof err, "%d requests wait for the shards' owners already",
+                 FV_CLUSTER_INFLIGHT_MAX);
+        rc = FV_ELIMIT;
+    }
     c->http->metrics->cluster_q_forwarded++;
-    rc = fv_jsquery_call_start(c->q, c->shards, method, path, v->query, ctx->principal, ctx->role,
-                               &p->call, err, sizeof err);
+    if (rc == FV_OK)
+        rc = fv_jsquery_call_start(c->q, c->shards, method, path, v->query, ctx->principal,
+                                   ctx->role, &p->call, err, sizeof err);
     if (rc == FV_EINVAL) {
         fv_api_respond_error(out, 400,
                              "the request cannot be sent to the shards' owners: a "

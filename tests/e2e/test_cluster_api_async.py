@@ -11,7 +11,9 @@ waits the 3 s for it and ends in 504:
 - a client that disconnects while its request waits frees its place;
 - past FV_CLUSTER_INFLIGHT_MAX (64) requests waiting, 503 at once with Retry-After.
 SIGCONT at the end: the fleet view is whole again; and the api node stopped while a read
-waits exits cleanly. Before, the API thread waited in each
+waits exits cleanly. Last, an owner played over NATS answers a one-device read's first piece
+and never the next: the api node serves /status meanwhile and ends the answer short after
+3 s. Before, the API thread waited in each
 forwarded request: every other request waited behind it."""
 import json
 import os
@@ -191,6 +193,80 @@ def run(env, nats):
         b.proc.send_signal(signal.SIGCONT)
     for s in (a, b):
         s.stop()
+
+    # A one-device answer in pieces whose owner stops answering after the first piece (an
+    # owner played here, over NATS, for shard 0: the storage nodes are stopped): while the
+    # api node waits for the next piece, it serves others; after 3 s the answer ends short.
+    api = node(env, "api2", nats, "api", a.key_file, query_timeout_ms=TIMEOUT_MS)
+    owner = FakeOwner(nats.port)
+    try:
+        s = raw_request(api, "/api/v1/query?device=5YJASNOSUCH00000&signals=Soc")
+        t0 = time.time()
+        head = s.recv(65536)
+        assert head.startswith(b"HTTP/1.1 200") and b"first piece" in head, head
+        t.wait_until("the api node to ask for the next piece", lambda: owner.pulls, timeout=2)
+        st, body, _, took = get(api, "/status", token=None, purpose=None)
+        assert st == 200 and took < QUICK, (st, took)
+        rest = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+        ended = time.time() - t0
+        s.close()
+        assert not (head + rest).endswith(b"0\r\n\r\n"), (head, rest)  # short, never whole
+        assert TIMEOUT_MS / 1000 - 0.1 <= ended < TIMEOUT_MS / 1000 + 2, ended
+        t.log(f"a streamed answer's silent owner: /status in {took:.3f} s meanwhile; the "
+              f"answer ended short after {ended:.2f} s")
+    finally:
+        owner.stop()
+    api.stop()
+
+
+class FakeOwner:
+    """Plays the storage node of every shard (jsquery.h) on raw NATS: shard 0 holds the
+    device and answers its first piece with more to come (J1), the others "not here"; a pull
+    of the next piece (J2) is counted and never answered."""
+
+    def __init__(self, port):
+        self.pulls = 0
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.f = self.sock.makefile("rb")
+        self.f.readline()  # INFO
+        self.sock.sendall(b'CONNECT {"verbose":false,"headers":true}\r\n'
+                          b"SUB fvq.FLEETVAULT.shard.* 1\r\nPING\r\n")
+        self.done = False
+        self.th = threading.Thread(target=self.serve, daemon=True)
+        self.th.start()
+
+    def serve(self):
+        try:
+            while not self.done:
+                line = self.f.readline().split()
+                if line[:1] == [b"PING"]:
+                    self.sock.sendall(b"PONG\r\n")
+                elif line[:1] == [b"HMSG"]:
+                    subject, reply = line[1].decode(), line[3].decode()
+                    data = self.f.read(int(line[-1]) + 2)[:-2]
+                    hdr = data[:int(line[-2])].decode()
+                    if "Fv-Session:" in hdr:
+                        self.pulls += 1
+                        continue
+                    shard = int(subject.rsplit(".", 1)[1])
+                    here = shard == 0
+                    body = b'{"rows":[' + b"first piece" if here else b'{"error":"not here"}'
+                    h = (f"NATS/1.0\r\nFv-Status: {200 if here else 404}\r\n"
+                         f"Fv-Type: application/json\r\nFv-Here: {int(here)}\r\n" +
+                         (f"Fv-More: {'ab' * 16}\r\n" if here else "") + "\r\n").encode()
+                    self.sock.sendall(f"HPUB {reply} {len(h)} {len(h) + len(body)}\r\n".encode()
+                                      + h + body + b"\r\n")
+        except OSError:
+            pass
+
+    def stop(self):
+        self.done = True
+        self.sock.close()
 
 
 if __name__ == "__main__":
