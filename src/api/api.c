@@ -602,6 +602,16 @@ static void api_part(const struct fv_api_view *v, const char *method, const char
     if (snap) fv_keystore_read_end(v->keys);
 }
 
+void fv_api_route_authenticated(const struct fv_api_view *v, const char *method, const char *path,
+                                const struct fv_guard_ctx *ctx, struct fv_http_response *out)
+{
+    int snap = strcmp(method, "GET") == 0 && strcmp(path, "/api/v1/query") == 0 && v->keys &&
+               fv_keystore_read_begin(v->keys) == FV_OK;
+    struct fv_guard_ctx c = *ctx;
+    route_as(v, method, path, &c, out);
+    if (snap) fv_keystore_read_end(v->keys);
+}
+
 void fv_api_handle_as(const struct fv_api_view *v, const char *method, const char *path,
                       const char *principal, const char *role, struct fv_http_response *out)
 {

@@ -105,6 +105,7 @@ struct fv_api_view {
  * is sent with chunked encoding, unless length_known: then with Content-Length: length, and
  * body plus every piece must add up to exactly length bytes (else the connection is closed
  * when the producer ends: the client sees a short body, never a wrong one). */
+#define FV_HTTP_MORE_LATER 2 /* a streamed response's next piece is not here yet (H3) */
 struct fv_http_response {
     int status;
     const char *content_type;
@@ -120,6 +121,14 @@ struct fv_http_response {
     int (*more)(void *ctx, struct fv_buf *out);
     void (*free_ctx)(void *ctx);
     void *ctx;
+    /* more may also return FV_HTTP_MORE_LATER: nothing appended, the next piece not here yet;
+     * the transport calls it again after its loop is woken (api/http.h H3). */
+    /* A response not known yet (an api node's request to the shards' owners, api/http.h H3):
+     * the transport sends nothing and calls wait(ctx, out) on its thread whenever its loop is
+     * woken, until it returns 1: out is then a response as above (wait cleared, ctx and
+     * free_ctx those of its stream or NULL: wait frees its own state). A connection closed
+     * while it waits calls free_ctx(ctx). */
+    int (*wait)(void *ctx, struct fv_http_response *out);
 };
 
 void fv_api_handle(const struct fv_api_view *v, const char *method, const char *path,
@@ -130,6 +139,11 @@ void fv_api_handle(const struct fv_api_view *v, const char *method, const char *
  * NATS's): no token is checked;
  * everything else - the decision, the audit, the obligations, the quota - is as for a
  * request with that principal's token. */
+/* The request of a principal the api node authenticated, answered by this node itself (the
+ * api node's forward declined it: server/clusterapi.h Q2's device no shard holds), as
+ * fv_api_handle would have after its forward returned 0. */
+void fv_api_route_authenticated(const struct fv_api_view *v, const char *method, const char *path,
+                                const struct fv_guard_ctx *ctx, struct fv_http_response *out);
 void fv_api_handle_as(const struct fv_api_view *v, const char *method, const char *path,
                       const char *principal, const char *role, struct fv_http_response *out);
 /* /api/v1/vpp/openadr[/...] (api/openadr_api.c): the OpenADR VEN's status and opt schedules;

@@ -1,8 +1,9 @@
 /* http.c - the API's HTTP transport (http.h). */
+#include <errno.h>
 #include <stdio.h>
-#include <string.h>
-
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
 
 #include "api/http.h"
 #include "privacy/audit.h"
@@ -56,6 +57,9 @@ struct api_session {
     unsigned char *wbuf; /* LWS_PRE + a large piece, for answers not chunked */
     uint64_t audit_need; /* H2: the response waits until this audit seq is durable */
     int parked;
+    int waiting;          /* H3: resp.wait is set: the response is not known yet */
+    int more_later;       /* H3: its producer's next piece is not here yet */
+    uint64_t wait_before; /* H3: the audit log's last entry before the request was handled */
     /* The request's view of the API: a streamed answer's producer keeps a pointer to it
      * (export.c, exports.c) and runs again on every writable turn, long after serve()
      * returned, so it lives here, as long as the response. */
@@ -248,6 +252,17 @@ static int unpark(struct lws *wsi, struct fv_http_ctx *hc, struct api_session *a
     return send_headers(wsi, a);
 }
 
+static int respond(struct lws *wsi, struct fv_http_ctx *hc, struct api_session *a, uint64_t before);
+
+/* H3: has the client of a waiting response closed its connection? lws reads nothing from
+ * it while the response is made, so it would notice only when the response is written. */
+static int client_gone(struct lws *wsi)
+{
+    char c;
+    ssize_t n = recv(lws_get_socket_fd(wsi), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 /* Answers the request held in a (headers read; its body too, if it had one). */
 static int serve(struct lws *wsi, struct fv_http_ctx *hc, struct api_session *a)
 {
@@ -288,6 +303,37 @@ static int serve(struct lws *wsi, struct fv_http_ctx *hc, struct api_session *a)
             auth_failed(hc, addr);
         }
     }
+    if (a->resp.wait) { /* H3: nothing to send yet; the loop's wakes look again */
+        a->waiting = 1;
+        a->wait_before = before; /* the entries it wrote already gate its answer too */
+        hc->waiting++;
+        lws_set_timer_usecs(wsi, FV_HTTP_WAIT_CHECK_MS * 1000); /* has its client left? */
+        return 0;
+    }
+    return respond(wsi, hc, a, before);
+}
+
+/* H3: a response not known yet looks again (the loop was woken); once it is, it goes out as
+ * any other, parked first if its audit entries written now are not durable (H2). */
+static int await(struct lws *wsi, struct fv_http_ctx *hc, struct api_session *a)
+{
+    if (!a->resp.wait(a->resp.ctx, &a->resp)) {
+        if (client_gone(wsi)) return -1; /* closed: CLOSED_HTTP frees its state */
+        lws_set_timer_usecs(wsi, FV_HTTP_WAIT_CHECK_MS * 1000);
+        return 0;
+    }
+    a->resp.wait = NULL;
+    a->waiting = 0;
+    hc->waiting--;
+    lws_set_timer_usecs(wsi, LWS_SET_TIMER_USEC_CANCEL);
+    return respond(wsi, hc, a, a->wait_before);
+}
+
+/* The response in a, made: its first piece if streamed, parked until the audit entries
+ * written since before are durable (H2), else its headers sent. */
+static int respond(struct lws *wsi, struct fv_http_ctx *hc, struct api_session *a, uint64_t before)
+{
+    struct fv_audit *audit = audit_of(hc);
     if (a->resp.more) {
         /* The first piece: a small result is complete at once and goes out whole. */
         int rc = a->resp.more(a->resp.ctx, &a->resp.body);
@@ -383,17 +429,34 @@ static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         a->req_body.len--;
         return serve(wsi, hc, a);
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
-        /* H2: audit entries may have become durable: let parked responses look. */
-        if (hc && hc->parked)
+        /* H2: audit entries may have become durable: let parked responses look. H3: the
+         * answers a waiting response needs may have come. */
+        if (hc && (hc->parked || hc->waiting))
             lws_callback_on_writable_all_protocol_vhost(vh, lws_get_protocol(wsi));
+        return 0;
+    case LWS_CALLBACK_TIMER: /* H3: a waiting response looks at its client (await) */
+        if (a && (a->waiting || a->more_later)) lws_callback_on_writable(wsi);
         return 0;
     case LWS_CALLBACK_HTTP_WRITEABLE: {
         if (a == NULL) return -1;
+        if (a->waiting) return await(wsi, hc, a);
         if (a->parked) return unpark(wsi, hc, a);
         if (a->streamed && !a->done && a->sent == a->resp.body.len) {
             fv_buf_reset(&a->resp.body);
             a->sent = 0;
             int rc = a->resp.more(a->resp.ctx, &a->resp.body);
+            if (rc == FV_HTTP_MORE_LATER && a->resp.body.len == 0) { /* H3: woken again */
+                if (!a->more_later) hc->waiting++;
+                a->more_later = 1;
+                if (client_gone(wsi)) return -1; /* closed: CLOSED_HTTP frees its state */
+                lws_set_timer_usecs(wsi, FV_HTTP_WAIT_CHECK_MS * 1000);
+                return 0;
+            }
+            if (a->more_later) {
+                a->more_later = 0;
+                hc->waiting--;
+                lws_set_timer_usecs(wsi, LWS_SET_TIMER_USEC_CANCEL);
+            }
             if (rc < 0) {
                 fv_warn("api: a streamed response failed (%s); closing it", fv_strerror(rc));
                 api_session_end(a);
@@ -407,6 +470,15 @@ static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         if (a && a->parked) {
             a->parked = 0;
             hc->parked--;
+        }
+        if (a && a->waiting) { /* H3: its state is freed below (free_ctx) */
+            a->waiting = 0;
+            a->resp.wait = NULL;
+            hc->waiting--;
+        }
+        if (a && a->more_later) {
+            a->more_later = 0;
+            hc->waiting--;
         }
         if (a) api_session_end(a);
         return 0;

@@ -25,6 +25,7 @@ struct fv_http_ctx {
     struct fv_metrics *metrics;  /* http_requests, http_unauthorized, http_auth_throttled */
     struct fv_map auth_failures; /* client address -> struct fv_bucket* (H1) */
     unsigned parked;             /* responses waiting for their audit entries (H2) */
+    unsigned waiting;            /* responses not known yet (H3) */
     struct fv_stats_hist stats;  /* counters over time (stats_hist.h), sampled by the loop */
 };
 
@@ -37,6 +38,18 @@ struct fv_http_ctx {
  * the query) does not hold the answer (fv_guard_gate_seq), a fleet read's (the subjects
  * served, G12) does; that result is appended lazily (audit.h A13: synced with the next
  * decision), and a parked answer asks the syncer for what it waits on (fv_audit_need). */
+
+/* H3: a response whose wait is set (api.h: an api node's request to the shards' owners,
+ * server/clusterapi.h Q9) is held without a byte sent while the API thread serves other
+ * requests; each wake of the loop (fv_loopref_wake: an owner's answer came, a deadline
+ * passed) has every waiting response call its wait, and the one done goes out as any other
+ * (its first piece, H2's parking for the audit entries its wait wrote). A client that
+ * disconnects meanwhile is noticed within FV_HTTP_WAIT_CHECK_MS (lws reads nothing from a
+ * connection whose response is being made: the transport looks at the socket) and the state
+ * is freed with the connection (free_ctx). A streamed response whose producer answers
+ * FV_HTTP_MORE_LATER (api.h: its next piece asked for, not here yet) waits the same way:
+ * nothing written, its producer called again at each wake. */
+#define FV_HTTP_WAIT_CHECK_MS 200
 
 /* H1: failed authentications are limited per client address: a token bucket of
  * FV_HTTP_AUTH_FAIL_RATE per second, burst FV_HTTP_AUTH_FAIL_BURST, takes one token per 401;

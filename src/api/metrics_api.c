@@ -263,6 +263,9 @@ void fv_api_metrics(const struct fv_api_view *v, struct fv_http_response *r)
     COUNTER("fleetvault_cluster_queries_unanswered_total",
             "Reads this api node answered 503/504 because a shard's owner did not answer.",
             m->cluster_q_unanswered);
+    GAUGE("fleetvault_cluster_queries_waiting",
+          "Reads this api node sent to the shards' owners whose answers it waits for now.",
+          m->cluster_q_waiting);
     COUNTER("fleetvault_cluster_queries_answered_total",
             "Reads of its shards this storage node answered for an api node.",
             m->cluster_q_answered);

@@ -7,7 +7,8 @@
  * fvq.STREAM.shard.* and takes a request only while it holds shard N's lease (the holds
  * callback, jslease.h E2); the others drop it unanswered. So a request has at most one
  * answer, and a shard without a live owner gets none: the asker's wait ends in FV_EAGAIN
- * (owner dead, lease not expired yet) or FV_ENOENT (no storage node subscribed at all).
+ * (owner dead, lease not expired yet: the asker's own deadline) or FV_ENOENT (no storage
+ * node subscribed at all).
  *
  * A request: headers Fv-Method, Fv-Path, Fv-Principal, Fv-Role (FV_JSQ_FIELD_MAX bytes each,
  * printable ASCII), the URL's query string as the data. An answer: headers Fv-Status (HTTP
@@ -35,8 +36,8 @@
  * downlink).
  *
  * Threads: open/close on the server's thread; fv_jsquery_next, _answer on one thread (the
- * owner's API thread); fv_jsquery_ask on one thread at a time (the api node's API thread);
- * the wake callback is called from nats.c's subscription thread.
+ * owner's API thread); the fv_jsquery_call_* functions on one thread at a time (the api
+ * node's API thread); the wake callbacks are called from nats.c's subscription threads.
  */
 #ifndef FV_CLUSTER_JSQUERY_H
 #define FV_CLUSTER_JSQUERY_H
@@ -92,27 +93,48 @@ void fv_jsquery_drop(struct fv_jsq_req *r);
 /* Asker side: one answer per shard. */
 struct fv_jsq_answer {
     int rc; /* FV_OK (the rest is filled), FV_EAGAIN (no answer in time), FV_ENOENT (no
-               responders: no storage node listens; set for every shard not answered yet,
-               nats.c not saying which request had none), FV_EIO (a malformed answer) */
+               responders: no storage node listens to the shard's subject), FV_EIO (a
+               malformed answer), FV_ENOMEM */
     int status, here;
     char type[64];
     char more[FV_JSQ_ID_LEN + 1]; /* J1: the answer id when more pieces follow, else "" */
     struct fv_buf body;
 };
-/* Sends the request to every shard 0..nshards-1 at once (replies to an inbox of its own,
- * INBOX.N for shard N) and gathers the answers until each shard answered or timeout_ms
- * passed; ans (nshards of them, bodies empty or reused) gets one each. FV_OK; FV_EINVAL (a
- * field too long or not printable), FV_ENOMEM, or FV_EIO (NATS refused: err says). */
-int fv_jsquery_ask_all(struct fv_jsquery *q, uint32_t nshards, const char *method, const char *path,
-                       const char *query, const char *principal, const char *role,
-                       int64_t timeout_ms, struct fv_jsq_answer *ans, char *err, size_t errlen);
+/* Asker side without waiting (A1-A4): the api node's API thread sends a request to every
+ * shard and goes on serving; the answers arrive on nats.c's thread, which keeps them and
+ * wakes the API thread.
+ *  A1 fv_jsquery_ask_async subscribes once to an inbox of its own (INBOX.CALL.SHARD); each
+ *     call (a request to every shard, then its pulls, J2) has an id in it.
+ *  A2 a call keeps at most one message per shard: the one it asked for since the last
+ *     fv_jsquery_call_take of that shard (a second answer, a late one, or one for a call
+ *     ended are dropped).
+ *  A3 wake(wake_arg) is called (nats.c's thread) after each answer kept.
+ *  A4 at most FV_JSQ_CALLS_MAX calls at once (fv_jsquery_call_start: FV_ELIMIT beyond). */
+#define FV_JSQ_CALLS_MAX 1024
 
-/* J2: asks shard's owner for piece seq of the answer session (the fields as the request
- * that began it); a gets the piece (rc as above: FV_EAGAIN after timeout_ms, FV_ENOENT no
- * responders). FV_OK (a filled), FV_EINVAL, FV_EIO (NATS refused: err says). */
-int fv_jsquery_pull(struct fv_jsquery *q, uint32_t shard, const char *method, const char *path,
-                    const char *principal, const char *role, const char *session, uint32_t seq,
-                    int64_t timeout_ms, struct fv_jsq_answer *a, char *err, size_t errlen);
+struct fv_jsq_call;
+
+/* A1: FV_OK, or FV_EIO (err says). Call once, before any fv_jsquery_call_start. */
+int fv_jsquery_ask_async(struct fv_jsquery *q, void (*wake)(void *arg), void *wake_arg, char *err,
+                         size_t errlen);
+/* Sends the request to every shard 0..nshards-1 without waiting (method, path, principal,
+ * role: printable, at most 15, FV_JSQ_FIELD_MAX, 64, 31 bytes). FV_OK (*out: the call), FV_EINVAL,
+ * FV_ELIMIT (A4), FV_ENOMEM, FV_EIO (err). */
+int fv_jsquery_call_start(struct fv_jsquery *q, uint32_t nshards, const char *method,
+                          const char *path, const char *query, const char *principal,
+                          const char *role, struct fv_jsq_call **out, char *err, size_t errlen);
+/* J2 without waiting: asks shard's owner for piece seq of the answer session, the answer to
+ * come to the call like the first. FV_OK, FV_EINVAL, FV_EIO (err). */
+int fv_jsquery_call_pull(struct fv_jsquery *q, struct fv_jsq_call *call, uint32_t shard,
+                         const char *method, const char *path, const char *principal,
+                         const char *role, const char *session, uint32_t seq, char *err,
+                         size_t errlen);
+/* The answer shard gave since it was last asked: 1 (a filled: rc FV_OK, FV_ENOENT no
+ * responders, FV_EIO malformed, FV_ENOMEM), 0 none yet (a untouched). */
+int fv_jsquery_call_take(struct fv_jsquery *q, struct fv_jsq_call *call, uint32_t shard,
+                         struct fv_jsq_answer *a);
+/* Ends the call: answers still to come are dropped. NULL is fine. */
+void fv_jsquery_call_end(struct fv_jsquery *q, struct fv_jsq_call *call);
 
 /* Unsubscribes, answers nothing more (queued requests are dropped: their askers time out),
  * closes. NULL is fine. */

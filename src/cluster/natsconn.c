@@ -28,7 +28,7 @@ static int nats_fail(natsStatus s, const char *what, char *err, size_t errlen)
     return FV_EIO;
 }
 
-static natsStatus make_options(const struct fv_cluster_cfg *cfg, const char *name, int quiet,
+static natsStatus make_options(const struct fv_cluster_cfg *cfg, const char *name, int flags,
                                struct fv_natsconn *c, natsOptions **out)
 {
     const char *urls[FV_CLUSTER_MAX_URLS];
@@ -40,8 +40,10 @@ static natsStatus make_options(const struct fv_cluster_cfg *cfg, const char *nam
     if (s == NATS_OK) s = natsOptions_SetName(o, name);
     if (s == NATS_OK) s = natsOptions_SetMaxReconnect(o, -1); /* forever */
     if (s == NATS_OK) s = natsOptions_SetReconnectWait(o, 250);
+    int quiet = flags & FV_NATS_QUIET;
     if (s == NATS_OK && !quiet) s = natsOptions_SetDisconnectedCB(o, on_disconnected, c);
     if (s == NATS_OK && !quiet) s = natsOptions_SetReconnectedCB(o, on_reconnected, c);
+    if (s == NATS_OK && (flags & FV_NATS_SEND_ASAP)) s = natsOptions_SetSendAsap(o, true);
     if (s == NATS_OK && cfg->credentials[0])
         s = natsOptions_SetUserCredentialsFromFiles(o, cfg->credentials, NULL);
     if (s == NATS_OK && cfg->ca[0]) {
@@ -107,12 +109,12 @@ static int ensure_stream(struct fv_natsconn *c, const struct fv_cluster_cfg *cfg
 }
 
 int fv_natsconn_connect(struct fv_natsconn *c, const struct fv_cluster_cfg *cfg, const char *name,
-                        const struct fv_js_handlers *h, int64_t wait_ms, int quiet, char *err,
+                        const struct fv_js_handlers *h, int64_t wait_ms, int flags, char *err,
                         size_t errlen)
 {
     memset(c, 0, sizeof *c);
     natsOptions *o = NULL;
-    natsStatus s = make_options(cfg, name, quiet, c, &o);
+    natsStatus s = make_options(cfg, name, flags, c, &o);
     if (s != NATS_OK)
         return nats_fail(s, "connection options (credentials, TLS files?)", err, errlen);
     s = natsConnection_Connect(&c->nc, o);

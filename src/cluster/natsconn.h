@@ -44,11 +44,16 @@ struct fv_js_handlers {
 };
 int fv_natsconn_open(struct fv_natsconn *c, const struct fv_cluster_cfg *cfg, const char *name,
                      const struct fv_js_handlers *h, char *err, size_t errlen);
-/* The connection and JetStream context only (JetStream requests wait up to wait_ms; quiet: no
- * log line on disconnecting or reconnecting): no stream is made or checked - what `fleetvault
- * cluster status` uses, which changes nothing. FV_OK, or FV_EIO with err naming what failed. */
+/* The connection and JetStream context only (JetStream requests wait up to wait_ms): no
+ * stream is made or checked - what `fleetvault cluster status` uses, which changes nothing.
+ * flags: FV_NATS_QUIET no log line on disconnecting or reconnecting; FV_NATS_SEND_ASAP each
+ * publish written at once (nats.c otherwise lets publishes gather for up to 1 ms before its
+ * flusher writes them: the query API's requests and answers, cluster/jsquery.h, each wait
+ * for that). FV_OK, or FV_EIO with err naming what failed. */
+#define FV_NATS_QUIET     1
+#define FV_NATS_SEND_ASAP 2
 int fv_natsconn_connect(struct fv_natsconn *c, const struct fv_cluster_cfg *cfg, const char *name,
-                        const struct fv_js_handlers *h, int64_t wait_ms, int quiet, char *err,
+                        const struct fv_js_handlers *h, int64_t wait_ms, int flags, char *err,
                         size_t errlen);
 void fv_natsconn_close(struct fv_natsconn *c);
 /* Binds KV bucket name, making it when missing (history 1, no TTL, file storage, replicas;

@@ -91,8 +91,8 @@ struct fv_metrics {
     fv_counter cluster_shards_owned, cluster_takeovers;
     /* Reads across a cluster (server/clusterapi.h): an api node's reads sent to the shards'
      * owners, and those answered 503/504 (a shard did not answer); a storage node's answers
-     * to them. */
-    fv_counter cluster_q_forwarded, cluster_q_unanswered, cluster_q_answered;
+     * to them; an api node's reads waiting for the owners now (Q9). */
+    fv_counter cluster_q_forwarded, cluster_q_unanswered, cluster_q_answered, cluster_q_waiting;
     /* Server-side ack latency: from the first bytes of a record read from its connection to
      * its ack handed to the socket (after the record is durable, S1). */
     struct fv_latency ack_latency;

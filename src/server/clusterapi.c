@@ -1,9 +1,9 @@
-/* clusterapi.c - the query API across a cluster (clusterapi.h). */
+/* clusterapi.c - the query API across a cluster (clusterapi.h): open, close and the owner's
+ * side (a storage node answering for its shards); the api node's side is clusterfwd.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
 #include <openssl/rand.h>
 
 #include "api/http.h"
@@ -18,14 +18,11 @@
 #include "server/apiloop.h"
 #include "server/clusteraudit.h"
 #include "server/clusterapi.h"
+#include "server/clusterapi_int.h"
 #include "util/clock.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "util/urlquery.h"
-
-/* The largest answer an api node gathers whole to join it with others' (a fleet read, Q3):
- * past it, 507. One-device answers are streamed to the client piece by piece instead. */
-#define ANSWER_MAX (64u << 20)
 
 struct shard_filter {
     uint32_t shards, shard;
@@ -57,21 +54,6 @@ struct parked {
     struct parked *next;
 };
 
-struct fv_clusterapi {
-    uint32_t shards;
-    char node[65];  /* this node's name (its audit entries are tagged with it: Q8) */
-    int timeout_ms; /* cluster.query_timeout_ms */
-    struct fv_jsquery *q;
-    struct fv_http_ctx *http;
-    struct fv_jsconsume *consumer; /* NULL: an api node */
-    struct parked *parked;         /* oldest first */
-    struct open_answer *open;      /* a storage node's answers in progress (J1-J4) */
-    size_t nopen;
-    struct fv_jsq_answer *ans; /* an api node's: one per shard, reused */
-    long answered_by;          /* the shard whose owner answered a one-device read, or -1 */
-    int change;                /* the request forwarded changes data (Q7: a POST) */
-};
-
 static int holds(void *arg, uint32_t shard)
 {
     struct fv_clusterapi *c = arg;
@@ -90,17 +72,15 @@ int fv_clusterapi_open(const struct fv_config *cfg, struct fv_http_ctx *http,
     if (c->node[0] == '\0') fv_cluster_node_default(cfg->data_dir, c->node, sizeof c->node);
     c->timeout_ms = cfg->cluster.query_timeout_ms;
     c->http = http;
+    c->al = al;
     c->consumer = consumer;
-    c->ans = consumer ? NULL : calloc(c->shards, sizeof *c->ans);
-    if (consumer == NULL && c->ans == NULL) {
-        free(c);
-        return FV_ENOMEM;
-    }
     int rc = fv_jsquery_open(&cfg->cluster,
                              consumer ? "fleetvault-storage-query" : "fleetvault-api-query", &c->q,
                              err, errlen);
     if (rc == FV_OK && consumer) /* requests wake the API thread, which answers them */
         rc = fv_jsquery_serve(c->q, holds, c, fv_loopref_wake, &al->ref, err, errlen);
+    else if (rc == FV_OK) /* answers wake the API thread, which joins them (Q9) */
+        rc = fv_clusterapi__fwd_open(c, err, errlen);
     if (rc) {
         fv_clusterapi_close(c);
         return rc;
@@ -124,9 +104,7 @@ static int in_shard(void *arg, const char *pseudo)
     return fv_cluster_shard(pseudo, f->shards) == f->shard;
 }
 
-/* Which data subject's right a path asks for (/api/v1/subjects/D/export|erase|consent): 1
- * export, 2 erase, 3 consent, with D copied into name; 0: none. */
-static int subject_right(const char *path, char *name, size_t cap)
+int fv_clusterapi__subject_right(const char *path, char *name, size_t cap)
 {
     static const char pre[] = "/api/v1/subjects/";
     static const char *const rights[] = {"/export", "/erase", "/consent"};
@@ -145,14 +123,12 @@ static int subject_right(const char *path, char *name, size_t cap)
     return 0;
 }
 
-/* The device a one-device request names (Q2, Q7): /api/v1/query?device=D,
- * /api/v1/vehicles/D/state, /api/v1/subjects/D/export|erase|consent. 0: not such a request. */
-static int one_device(const char *path, const char *query, char *name, size_t cap)
+int fv_clusterapi__one_device(const char *path, const char *query, char *name, size_t cap)
 {
     static const char pre[] = "/api/v1/vehicles/", post[] = "/state";
     if (strcmp(path, "/api/v1/query") == 0)
         return fv_query_param(query, "device", name, cap) && name[0];
-    if (subject_right(path, name, cap)) return 1;
+    if (fv_clusterapi__subject_right(path, name, cap)) return 1;
     size_t n = strlen(path), lp = sizeof pre - 1, ls = sizeof post - 1;
     if (n <= lp + ls || strncmp(path, pre, lp) != 0 || strcmp(path + n - ls, post) != 0 ||
         n - lp - ls >= cap || memchr(path + lp, '/', n - lp - ls))
@@ -172,12 +148,12 @@ static int device_here(struct fv_clusterapi *c, const struct fv_api_view *v,
 {
     char subject[FV_SUBJECT_NAME_MAX + 1], ps[FV_PSEUDONYM_LEN + 1], dev[128];
     const unsigned char *dek;
-    if (subject_right(r->path, dev, sizeof dev)) {
+    if (fv_clusterapi__subject_right(r->path, dev, sizeof dev)) {
         const struct fv_device *d = fv_fleet_find(v->fleet, name);
         if (d == NULL) return 0;
         char per[16];
         int n = fv_query_param(r->query, "period", per, sizeof per) ? atoi(per) : 0;
-        if (n >= 2 && subject_right(r->path, dev, sizeof dev) == 1)
+        if (n >= 2 && fv_clusterapi__subject_right(r->path, dev, sizeof dev) == 1)
             snprintf(subject, sizeof subject, "%.64s#%d", d->id, n);
         else if (n == 1)
             snprintf(subject, sizeof subject, "%s", d->id);
@@ -363,7 +339,8 @@ static void take(struct fv_clusterapi *c, struct fv_jsq_req *r)
     o->v.keep = in_shard;
     o->v.keep_arg = &o->f;
     char name[128];
-    if (one_device(r->path, r->query, name, sizeof name) && !device_here(c, &o->v, r, name)) {
+    if (fv_clusterapi__one_device(r->path, r->query, name, sizeof name) &&
+        !device_here(c, &o->v, r, name)) {
         static const char no[] = "{\"error\":\"not held by this shard\"}\n";
         close_answer(c, o);
         fv_jsquery_answer(c->q, r, 404, "application/json", 0, NULL, no, sizeof no - 1);
@@ -408,460 +385,11 @@ void fv_clusterapi_serve(void *arg)
     }
 }
 
-/* ---- the api node ------------------------------------------------------------------------ */
-
-/* The content types the API answers with (the response keeps a pointer to a constant). */
-static const char *known_type(const char *t)
-{
-    static const char *const types[] = {"application/json", "text/csv", "text/plain",
-                                        "application/x-tar"};
-    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
-        if (strncmp(t, types[i], strlen(types[i])) == 0) return types[i];
-    return "application/octet-stream";
-}
-
-/* Q5: the answer for a shard that did not answer. */
-static void shard_down(const struct fv_clusterapi *c, struct fv_http_response *out, uint32_t shard,
-                       int rc, const char *err)
-{
-    char msg[400];
-    if (rc == FV_EAGAIN)
-        snprintf(msg, sizeof msg,
-                 "shard %u: its owner did not answer within %d ms (a storage node down? its "
-                 "lease moves to another within the lease TTL); %s",
-                 shard, c->timeout_ms,
-                 c->change ? "the change may or may not have been made: ask again (an erasure "
-                             "or consent change may be repeated)"
-                           : "try again");
-    else if (rc == FV_ENOENT)
-        snprintf(msg, sizeof msg,
-                 "shard %u: no storage node answers for it (none is running); try again", shard);
-    else
-        snprintf(msg, sizeof msg, "shard %u: the query to its owner failed: %s", shard, err);
-    fv_api_respond_error(out, rc == FV_EAGAIN ? 504 : 503, msg);
-    out->retry_after = FV_CLUSTER_RETRY_AFTER_S;
-}
-
-static void relay(struct fv_http_response *out, int status, const char *type,
-                  const struct fv_buf *body)
-{
-    out->status = status;
-    out->content_type = known_type(type);
-    fv_buf_reset(&out->body);
-    if (body->len && fv_buf_append(&out->body, body->data, body->len) != FV_OK)
-        fv_api_respond_error(out, 500, "out of memory");
-}
-
-/* Asks every shard at once; FV_OK, or the answer out is an error already. */
-static int ask(struct fv_clusterapi *c, const struct fv_guard_ctx *ctx, const char *method,
-               const char *path, const char *query, struct fv_http_response *out)
-{
-    char err[200] = "";
-    c->http->metrics->cluster_q_forwarded++;
-    int rc = fv_jsquery_ask_all(c->q, c->shards, method, path, query, ctx->principal, ctx->role,
-                                c->timeout_ms, c->ans, err, sizeof err);
-    if (rc == FV_EINVAL) {
-        fv_api_respond_error(out, 400,
-                             "the request cannot be sent to the shards' owners: a "
-                             "path or principal too long or not printable");
-    } else if (rc) {
-        char msg[300];
-        snprintf(msg, sizeof msg, "the shards' owners cannot be asked: %s", err);
-        fv_api_respond_error(out, 503, msg);
-        out->retry_after = FV_CLUSTER_RETRY_AFTER_S;
-    }
-    return rc;
-}
-
-/* The first shard without an answer, or -1. */
-static long first_down(struct fv_clusterapi *c)
-{
-    for (uint32_t s = 0; s < c->shards; s++)
-        if (c->ans[s].rc != FV_OK) {
-            c->http->metrics->cluster_q_unanswered++;
-            return (long)s;
-        }
-    return -1;
-}
-
-/* An owner's answer larger than one message, pulled piece by piece (jsquery.h J2) as the
- * client takes it (the transport asks for the next piece once the last is sent). */
-struct stream {
-    struct fv_clusterapi *c;
-    uint32_t shard, seq;
-    int status;
-    char id[FV_JSQ_ID_LEN + 1], method[16], path[FV_JSQ_FIELD_MAX + 1], principal[65], role[32];
-    uint64_t bytes;
-    struct fv_jsq_answer a;
-};
-
-/* The next piece of s's answer appended to out: 1 more follows, 0 the last; < 0 the answer
- * ends short (J3: the transport closes the connection, the client sees a short body). */
-static int stream_more(void *arg, struct fv_buf *out)
-{
-    struct stream *s = arg;
-    char err[200] = "";
-    int rc = fv_jsquery_pull(s->c->q, s->shard, s->method, s->path, s->principal, s->role, s->id,
-                             s->seq, s->c->timeout_ms, &s->a, err, sizeof err);
-    if (rc == FV_OK && s->a.rc == FV_OK && s->a.status == s->status && s->a.here &&
-        fv_buf_append(out, s->a.body.data, s->a.body.len) == FV_OK) {
-        s->bytes += s->a.body.len;
-        s->seq++;
-        return s->a.more[0] ? 1 : 0;
-    }
-    s->c->http->metrics->cluster_q_unanswered++;
-    if (rc == FV_OK && s->a.rc == FV_EAGAIN)
-        snprintf(err, sizeof err, "its owner did not answer a pull within %d ms", s->c->timeout_ms);
-    else if (rc == FV_OK && s->a.rc == FV_ENOENT)
-        snprintf(err, sizeof err, "no storage node answers");
-    else if (rc == FV_OK && s->a.rc != FV_OK)
-        snprintf(err, sizeof err, "a malformed answer");
-    else if (rc == FV_OK && (s->a.status != s->status || !s->a.here)) /* J3 */
-        snprintf(err, sizeof err, "its owner answered %d: %.*s", s->a.status,
-                 (int)(s->a.body.len < 150 ? s->a.body.len : 150),
-                 s->a.body.len ? (const char *)s->a.body.data : "");
-    else if (rc == FV_OK)
-        snprintf(err, sizeof err, "out of memory");
-    fv_warn("cluster: an answer of shard %u ended short after %llu bytes: %s", s->shard,
-            (unsigned long long)s->bytes, err);
-    return FV_EIO;
-}
-
-static void stream_free(void *arg)
-{
-    struct stream *s = arg;
-    fv_buf_free(&s->a.body);
-    free(s);
-}
-
-/* The rest of an answer whose first piece is in a (a fleet read's, to be joined: Q3), at
- * most ANSWER_MAX bytes. FV_OK, or out is an error. */
-static int gather_rest(struct fv_clusterapi *c, const struct fv_guard_ctx *ctx, const char *method,
-                       const char *path, uint32_t shard, struct fv_jsq_answer *a,
-                       struct fv_http_response *out)
-{
-    struct fv_jsq_answer piece;
-    memset(&piece, 0, sizeof piece);
-    char err[200] = "", msg[300];
-    int rc = FV_OK;
-    for (uint32_t seq = 1; a->more[0] && rc == FV_OK; seq++) {
-        rc = fv_jsquery_pull(c->q, shard, method, path, ctx->principal, ctx->role, a->more, seq,
-                             c->timeout_ms, &piece, err, sizeof err);
-        if (rc == FV_OK && piece.rc != FV_OK) {
-            c->http->metrics->cluster_q_unanswered++;
-            shard_down(c, out, shard, piece.rc, "a malformed answer");
-            rc = FV_EIO;
-        } else if (rc == FV_OK && piece.status != a->status) {
-            snprintf(msg, sizeof msg, "shard %u: its owner's answer ended early (%d); try again",
-                     shard, piece.status);
-            fv_api_respond_error(out, 502, msg);
-            rc = FV_EIO;
-        } else if (rc == FV_OK && a->body.len + piece.body.len > ANSWER_MAX) {
-            fv_api_respond_error(out, 507, "a shard's answer is over 64 MiB: narrow the query");
-            rc = FV_ELIMIT;
-        } else if (rc == FV_OK) {
-            rc = fv_buf_append(&a->body, piece.body.data, piece.body.len);
-            if (rc) fv_api_respond_error(out, 500, "out of memory");
-            memcpy(a->more, piece.more, sizeof a->more);
-        } else {
-            snprintf(msg, sizeof msg, "shard %u: %s", shard, err);
-            fv_api_respond_error(out, 503, msg);
-        }
-    }
-    fv_buf_free(&piece.body);
-    return rc;
-}
-
-/* Q2, Q7 */
-static int forward_one(struct fv_clusterapi *c, const struct fv_api_view *v,
-                       const struct fv_guard_ctx *ctx, const char *method, const char *path,
-                       struct fv_http_response *out)
-{
-    if (ask(c, ctx, method, path, v->query, out)) return 1;
-    for (uint32_t s = 0; s < c->shards; s++)
-        if (c->ans[s].rc == FV_OK && c->ans[s].here) {
-            const struct fv_jsq_answer *a = &c->ans[s];
-            c->answered_by = (long)s;
-            relay(out, a->status, a->type, &a->body);
-            if (a->more[0] == '\0' || out->status != a->status) return 1;
-            struct stream *st = calloc(1, sizeof *st);
-            if (st == NULL) {
-                fv_api_respond_error(out, 500, "out of memory");
-                return 1;
-            }
-            *st = (struct stream){.c = c, .shard = s, .seq = 1, .status = a->status};
-            snprintf(st->id, sizeof st->id, "%s", a->more);
-            snprintf(st->method, sizeof st->method, "%s", method);
-            snprintf(st->path, sizeof st->path, "%s", path);
-            snprintf(st->principal, sizeof st->principal, "%s", ctx->principal);
-            snprintf(st->role, sizeof st->role, "%s", ctx->role);
-            st->bytes = a->body.len;
-            out->more = stream_more;
-            out->free_ctx = stream_free;
-            out->ctx = st;
-            return 1;
-        }
-    long down = first_down(c);
-    if (down < 0) return 0; /* no shard holds it: the single node's answer, here */
-    shard_down(c, out, (uint32_t)down, c->ans[down].rc, "a malformed answer");
-    return 1;
-}
-
-/* The rows of a fleet answer: between its first "[\n" and its last "\n]" (JSON), or after
- * its header line (CSV). */
-static int rows_of(const struct fv_buf *b, int csv, const char **start, size_t *len)
-{
-    const char *s = (const char *)b->data, *end = s + b->len;
-    if (b->len == 0) return 0;
-    if (csv) {
-        const char *nl = memchr(s, '\n', b->len);
-        if (nl == NULL) return 0;
-        *start = nl + 1;
-        *len = (size_t)(end - *start);
-        return 1;
-    }
-    const char *open = memmem(s, b->len, "[\n", 2);
-    const char *close = NULL;
-    for (const char *p = end - 2; p >= s && open && p > open; p--)
-        if (p[0] == '\n' && p[1] == ']') {
-            close = p;
-            break;
-        }
-    if (open == NULL || close == NULL) return 0;
-    *start = open + 2;
-    *len = (size_t)(close - *start);
-    return 1;
-}
-
-/* Q3 */
-static int forward_fleet(struct fv_clusterapi *c, const struct fv_guard_ctx *ctx,
-                         const char *method, const char *path, const char *query,
-                         struct fv_http_response *out)
-{
-    if (ask(c, ctx, method, path, query, out)) return 1;
-    long down = first_down(c);
-    if (down >= 0) {
-        shard_down(c, out, (uint32_t)down, c->ans[down].rc, "a malformed answer");
-        return 1;
-    }
-    for (uint32_t s = 0; s < c->shards; s++)
-        if (c->ans[s].status != 200) { /* a refusal: every owner decides alike */
-            relay(out, c->ans[s].status, c->ans[s].type, &c->ans[s].body);
-            return 1;
-        }
-    for (uint32_t s = 0; s < c->shards; s++)
-        if (gather_rest(c, ctx, method, path, s, &c->ans[s], out)) return 1;
-    struct fv_buf rows = {0}, head = {0};
-    unsigned long long count = 0;
-    int csv = 0, rc = FV_OK;
-    const char *type = "application/json";
-    for (uint32_t s = 0; s < c->shards && rc == FV_OK; s++) {
-        const struct fv_buf *b = &c->ans[s].body;
-        type = known_type(c->ans[s].type);
-        csv = strcmp(type, "text/csv") == 0;
-        const char *r;
-        size_t n;
-        if (!rows_of(b, csv, &r, &n)) {
-            char msg[120];
-            snprintf(msg, sizeof msg, "shard %u: its owner's fleet answer is malformed", s);
-            fv_api_respond_error(out, 502, msg);
-            goto done;
-        }
-        if (head.len == 0) /* the header: up to and with "[\n" (JSON) or the first line */
-            rc = fv_buf_append(&head, b->data, (size_t)(r - (const char *)b->data));
-        if (rc == FV_OK && n && rows.len && !csv) rc = fv_buf_append(&rows, ",\n", 2);
-        if (rc == FV_OK && n) rc = fv_buf_append(&rows, r, n);
-        const char *tail = r + n; /* after the rows: "\n],\"count\":N}" */
-        const char *cnt =
-            csv ? NULL
-                : memmem(tail, (size_t)((const char *)b->data + b->len - tail), "\"count\":", 8);
-        if (cnt) count += strtoull(cnt + 8, NULL, 10);
-    }
-    if (rc == FV_OK) {
-        fv_buf_reset(&out->body);
-        rc = fv_buf_append(&out->body, head.data, head.len);
-        if (rc == FV_OK && rows.len) rc = fv_buf_append(&out->body, rows.data, rows.len);
-        if (rc == FV_OK && !csv) rc = fv_buf_appendf(&out->body, "\n],\"count\":%llu}\n", count);
-        out->status = 200;
-        out->content_type = type;
-    }
-    if (rc) fv_api_respond_error(out, 500, "out of memory");
-done:
-    fv_buf_free(&rows);
-    fv_buf_free(&head);
-    return 1;
-}
-
-/* Q3 for the answers the API builds with jansson (/api/v1/vehicles,
- * /api/v1/signals/S/latest): {"count": N, "vehicles": [...], ...} joined, counts summed. */
-static int forward_list(struct fv_clusterapi *c, const struct fv_guard_ctx *ctx, const char *method,
-                        const char *path, const char *query, struct fv_http_response *out)
-{
-    if (ask(c, ctx, method, path, query, out)) return 1;
-    long down = first_down(c);
-    if (down >= 0) {
-        shard_down(c, out, (uint32_t)down, c->ans[down].rc, "a malformed answer");
-        return 1;
-    }
-    for (uint32_t s = 0; s < c->shards; s++)
-        if (c->ans[s].status == 200 && gather_rest(c, ctx, method, path, s, &c->ans[s], out))
-            return 1;
-    json_t *all = NULL;
-    for (uint32_t s = 0; s < c->shards; s++) {
-        const struct fv_jsq_answer *a = &c->ans[s];
-        if (a->status != 200) { /* a refusal: every owner decides alike */
-            json_decref(all);
-            relay(out, a->status, a->type, &a->body);
-            return 1;
-        }
-        json_t *j = json_loadb((const char *)a->body.data, a->body.len, 0, NULL);
-        json_t *arr = json_object_get(j, "vehicles");
-        if (!json_is_array(arr) || !json_is_integer(json_object_get(j, "count"))) {
-            json_decref(j);
-            json_decref(all);
-            char msg[120];
-            snprintf(msg, sizeof msg, "shard %u: its owner's answer is malformed", s);
-            fv_api_respond_error(out, 502, msg);
-            return 1;
-        }
-        if (all == NULL) {
-            all = j;
-            continue;
-        }
-        json_array_extend(json_object_get(all, "vehicles"), arr);
-        json_int_t n = json_integer_value(json_object_get(all, "count")) +
-                       json_integer_value(json_object_get(j, "count"));
-        json_object_set_new(all, "count", json_integer(n));
-        json_decref(j);
-    }
-    if (all == NULL)
-        fv_api_respond_error(out, 500, "no shards");
-    else
-        fv_api_respond_json(out, 200, all);
-    return 1;
-}
-
-/* Q8: an audit search: the api node's own (its decision, audited here, and its log), then
- * every storage node's (each decides and audits as the single node does, answering for its
- * lowest shard), joined (clusteraudit.h). A node that does not answer makes it a 503/504, as
- * a fleet read: a search that silently left out a log would mislead. */
-static int forward_audit(struct fv_clusterapi *c, const struct fv_api_view *v,
-                         const struct fv_guard_ctx *ctx, const char *method, const char *path,
-                         struct fv_http_response *out)
-{
-    struct fv_guard_ctx lc = *ctx;
-    fv_api_audit_search(v, &lc, out);
-    if (out->status != 200) return 1; /* refused here (or bad input): as the single node */
-    struct fv_buf own = {0};
-    int rc = fv_buf_append(&own, out->body.data, out->body.len);
-    if (rc == FV_OK) rc = fv_clusteraudit_tag(&own, c->node);
-    if (rc) {
-        fv_api_respond_error(out, 500, "out of memory");
-        goto done;
-    }
-    if (ask(c, ctx, method, path, v->query, out)) goto done;
-    long down = first_down(c);
-    if (down >= 0) {
-        shard_down(c, out, (uint32_t)down, c->ans[down].rc, "a malformed answer");
-        goto done;
-    }
-    for (uint32_t s = 0; s < c->shards; s++) {
-        const struct fv_jsq_answer *a = &c->ans[s];
-        if (a->status != 200 && !(a->status == 404 && !a->here)) { /* refused by an owner */
-            relay(out, a->status, a->type, &a->body);
-            goto done;
-        }
-    }
-    for (uint32_t s = 0; s < c->shards; s++)
-        if (c->ans[s].status == 200 && gather_rest(c, ctx, method, path, s, &c->ans[s], out))
-            goto done;
-    char ls[16] = "";
-    long limit = fv_query_param(v->query, "limit", ls, sizeof ls) && ls[0] ? atol(ls) : 100;
-    fv_clusteraudit_join(&own, c->ans, c->shards, limit, out);
-done:
-    fv_buf_free(&own);
-    return 1;
-}
-
-/* Q6: the api node's record of a read it had the owners answer, written before the answer
- * leaves (the transport holds it until durable: api/http.h H2). It names no subject (the
- * device a one-device read names may be an id: G6); the owners' entries do, by pseudonym.
- * A log that cannot be written makes the answer a 503. */
-static void audit_forward(const struct fv_clusterapi *c, const struct fv_api_view *v,
-                          const struct fv_guard_ctx *ctx, const char *action,
-                          struct fv_http_response *out)
-{
-    struct fv_audit *audit = v->guard ? v->guard->audit : NULL;
-    if (audit == NULL) return;
-    char purpose[32] = "", ticket[129] = "";
-    fv_query_param(v->query, "purpose", purpose, sizeof purpose);
-    fv_query_param(v->query, "ticket", ticket, sizeof ticket);
-    json_t *x = json_pack("{s:i,s:I,s:s}", "status", out->status, "shard",
-                          (json_int_t)c->answered_by, "decided_by", "the shards' owners");
-    char *extra = x ? json_dumps(x, JSON_COMPACT) : NULL;
-    json_decref(x);
-    struct fv_audit_event ev = {.kind = "cluster",
-                                .action = action,
-                                .principal = ctx->principal,
-                                .role = ctx->role,
-                                .purpose = purpose[0] ? purpose : NULL,
-                                .ticket = ticket[0] ? ticket : NULL,
-                                .bytes = out->body.len,
-                                .result = out->status < 400                          ? "allow"
-                                          : out->status == 403 || out->status == 404 ? "deny"
-                                                                                     : "error",
-                                .reason = "answered by the shards' owners (docs/cluster.md)",
-                                .extra_json = extra};
-    int rc = extra ? fv_audit_append(audit, &ev, NULL) : FV_ENOMEM;
-    free(extra);
-    if (rc != FV_OK) {
-        fv_error("audit: %s", fv_audit_last_error(audit));
-        fv_api_respond_error(out, 503, "the audit log cannot be written; refused");
-    }
-}
-
-int fv_clusterapi_forward(void *arg, const struct fv_api_view *v, const struct fv_guard_ctx *ctx,
-                          const char *method, const char *path, struct fv_http_response *out)
-{
-    struct fv_clusterapi *c = arg;
-    static const char *const rights[] = {NULL, "cluster.subject.export", "cluster.subject.erase",
-                                         "cluster.subject.consent"};
-    char dev[128];
-    const char *action = NULL;
-    int done = 0, right = subject_right(path, dev, sizeof dev);
-    /* the methods the single node takes for each (fv_api_handle answered 405 to others) */
-    if (strcmp(method, right >= 2 ? "POST" : "GET") != 0) return 0;
-    c->answered_by = -1;
-    c->change = right >= 2;
-    size_t n = strlen(path);
-    if (right) { /* Q7 */
-        action = rights[right];
-        done = forward_one(c, v, ctx, method, path, out);
-    } else if (one_device(path, v->query, dev, sizeof dev)) {
-        action = strcmp(path, "/api/v1/query") == 0 ? "cluster.query" : "cluster.vehicle.state";
-        done = forward_one(c, v, ctx, method, path, out);
-    } else if (strcmp(path, "/api/v1/fleet") == 0) {
-        action = "cluster.fleet.at";
-        done = forward_fleet(c, ctx, method, path, v->query, out);
-    } else if (strcmp(path, "/api/v1/vehicles") == 0 || strcmp(path, "/api/v1/vehicles/") == 0) {
-        action = "cluster.vehicles.list";
-        done = forward_list(c, ctx, method, path, v->query, out);
-    } else if (strncmp(path, "/api/v1/signals/", 16) == 0 && n > 16 + 7 &&
-               strcmp(path + n - 7, "/latest") == 0 && !memchr(path + 16, '/', n - 16 - 7)) {
-        action = "cluster.signals.latest";
-        done = forward_list(c, ctx, method, path, v->query, out);
-    } else if (strcmp(path, "/api/v1/audit") == 0) {
-        action = "cluster.audit.query";
-        done = forward_audit(c, v, ctx, method, path, out);
-    }
-    if (done) audit_forward(c, v, ctx, action, out);
-    return done;
-}
-
 void fv_clusterapi_close(struct fv_clusterapi *c)
 {
     if (c == NULL) return;
-    fv_jsquery_close(c->q); /* no callback runs after this */
+    fv_clusterapi__fwd_close(c); /* its calls ended before the connection closes */
+    fv_jsquery_close(c->q);      /* no callback runs after this */
     while (c->parked) {
         struct parked *p = c->parked;
         c->parked = p->next;
@@ -872,8 +400,5 @@ void fv_clusterapi_close(struct fv_clusterapi *c)
     while (c->open) /* their producers end (an export's closing entry): the store and the
                        guard close after this (server.c) */
         close_answer(c, c->open);
-    for (uint32_t s = 0; c->ans && s < c->shards; s++)
-        fv_buf_free(&c->ans[s].body);
-    free(c->ans);
     free(c);
 }

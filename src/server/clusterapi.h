@@ -7,9 +7,10 @@
  *     and fleet reads (GET /api/v1/query?device=D, /vehicles/D/state, /fleet, /vehicles,
  *     /signals/S/latest) and a data subject's rights (Q7) go to the owners; everything else
  *     is answered by the api node itself, from its own (empty) store and fleet.
- *  Q2 one device: every shard's owner is asked in turn; the owner whose shard holds the
+ *  Q2 one device: every shard's owner is asked at once; the owner whose shard holds the
  *     device's current subject (by pseudonym, natsconn.h fv_cluster_shard) answers, the
- *     others say "not here" without deciding or auditing anything. When no shard holds it
+ *     others say "not here" without deciding or auditing anything. Its answer is the
+ *     answer as soon as it comes (no other shard's can change it). When no shard holds it
  *     and every shard answered, the api node answers itself: the single node's decision and
  *     its G11 answer (404 unknown device, or the policy's 403), audited there.
  *  Q3 the fleet view: every shard's owner answers its shard's devices; the answers are
@@ -37,12 +38,23 @@
  *     ("not here" for the others), its entries tagged with its name (server/clusteraudit.h).
  *     A shard whose owner does not answer is Q5's 503/504; a node that holds no shard is
  *     not asked (its log is searched on it).
+ *  Q9 the api node never waits for the owners on its API thread: fv_clusterapi_forward sends
+ *     the request to every shard (jsquery.h A1-A4) and answers with a response that waits
+ *     (api/http.h H3); the owners' answers arrive on nats.c's thread and wake the API
+ *     thread, as does a timer at the request's deadline; then the answer is made as above
+ *     (Q2-Q8). Meanwhile the API thread serves every other request. At most
+ *     FV_CLUSTER_INFLIGHT_MAX requests wait for their first answers at once (answers being
+ *     streamed not counted; jsquery.h A4 bounds both); the next is answered 503 with
+ *     Retry-After. A client that leaves while its request waits frees it (H3).
  *  Answers larger than one NATS message go in pieces (cluster/jsquery.h J1-J4): a one-device
- *  answer is streamed to the client as the api node pulls it, a fleet read's gathered whole
- *  (at most 64 MiB per shard, else 507) before it is joined.
+ *  answer is streamed to the client as the api node pulls it (each next piece asked for when
+ *  the client took the last, and awaited as Q9 does: api.h FV_HTTP_MORE_LATER), a fleet
+ *  read's gathered whole (at most 64 MiB per shard, else 507), from every shard at once
+ *  (Q9), before it is joined.
  *
  * Threads: fv_clusterapi_open/close on the server's thread (before the API thread starts /
- * after it stopped); fv_clusterapi_serve and fv_clusterapi_forward on the API thread.
+ * after it stopped); fv_clusterapi_serve and fv_clusterapi_forward (and the waits of the
+ * responses it makes) on the API thread.
  */
 #ifndef FV_SERVER_CLUSTERAPI_H
 #define FV_SERVER_CLUSTERAPI_H
@@ -50,9 +62,11 @@
 #include <stddef.h>
 
 #include "api/api.h"
+#include "cluster/jsquery.h"
 #include "config/config.h"
 
 #define FV_CLUSTER_RETRY_AFTER_S 5
+#define FV_CLUSTER_INFLIGHT_MAX  64 /* Q9: requests waiting for the owners */
 
 struct fv_clusterapi;
 struct fv_http_ctx;
@@ -68,7 +82,8 @@ int fv_clusterapi_open(const struct fv_config *cfg, struct fv_http_ctx *http,
 /* A storage node: answers the queued requests, and those parked whose audit entries became
  * durable (Q4). arg: the struct fv_clusterapi. */
 void fv_clusterapi_serve(void *arg);
-/* An api node: fv_api_view.forward (Q1-Q3, Q5, Q6). */
+/* An api node: fv_api_view.forward (Q1-Q3, Q5, Q6, Q8); the response it makes waits for
+ * the owners (Q9: out->wait), freed with its connection if the client leaves. */
 int fv_clusterapi_forward(void *arg, const struct fv_api_view *v, const struct fv_guard_ctx *ctx,
                           const char *method, const char *path, struct fv_http_response *out);
 /* Answers nothing more; parked answers are dropped (their askers time out), answers in

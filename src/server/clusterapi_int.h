@@ -1,0 +1,58 @@
+/*
+ * clusterapi_int.h - what the two halves of the query API across a cluster share
+ * (clusterapi.h): clusterapi.c (open, close, the owner's side) and clusterfwd.c (the api
+ * node's side). Not for other modules.
+ */
+#ifndef FV_SERVER_CLUSTERAPI_INT_H
+#define FV_SERVER_CLUSTERAPI_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ev.h>
+
+#include "server/clusterapi.h"
+
+struct fv_jsquery;
+struct fv_jsconsume;
+struct open_answer;
+struct parked;
+struct fv_clusterapi__pending;
+struct fv_clusterapi__stream;
+
+struct fv_clusterapi {
+    uint32_t shards;
+    char node[65];  /* this node's name (its audit entries are tagged with it: Q8) */
+    int timeout_ms; /* cluster.query_timeout_ms */
+    struct fv_jsquery *q;
+    struct fv_http_ctx *http;
+    struct fv_apiloop *al;
+    struct fv_jsconsume *consumer; /* NULL: an api node */
+    /* a storage node's */
+    struct parked *parked;    /* oldest first */
+    struct open_answer *open; /* answers in progress (J1-J4) */
+    size_t nopen;
+    /* an api node's (Q9): requests waiting for the owners, and the timer that wakes the API
+     * thread at the first of their deadlines (on al->loop, from the API thread only) */
+    struct fv_clusterapi__pending *pending;
+    size_t npending;
+    struct fv_clusterapi__stream *streams; /* one-device answers pulled piece by piece */
+    struct ev_timer timer;
+    int timer_on;
+};
+
+/* Which data subject's right a path asks for (/api/v1/subjects/D/export|erase|consent): 1
+ * export, 2 erase, 3 consent, with D copied into name; 0: none. */
+int fv_clusterapi__subject_right(const char *path, char *name, size_t cap);
+/* The device a one-device request names (Q2, Q7): /api/v1/query?device=D,
+ * /api/v1/vehicles/D/state, /api/v1/subjects/D/export|erase|consent. 0: not such a request. */
+int fv_clusterapi__one_device(const char *path, const char *query, char *name, size_t cap);
+
+/* clusterfwd.c: an api node's asker set up (answers wake al's thread), on the server's
+ * thread in fv_clusterapi_open. FV_OK or FV_EIO (err). */
+int fv_clusterapi__fwd_open(struct fv_clusterapi *c, char *err, size_t errlen);
+/* clusterfwd.c: frees the requests still waiting (no connection can still hold them: the
+ * API thread stopped), without touching the loop. */
+void fv_clusterapi__fwd_close(struct fv_clusterapi *c);
+
+#endif
