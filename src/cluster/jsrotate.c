@@ -19,7 +19,7 @@
 #include "util/err.h"
 
 #define WAIT_MS  5000 /* each JetStream request */
-#define NBUCKETS 3    /* keys, subjects, principals */
+#define NBUCKETS 4    /* keys, subjects, principals, quotas */
 
 struct rot {
     const struct fv_cluster_cfg *cfg;
@@ -286,8 +286,9 @@ int fv_jsrotate_run(const struct fv_cluster_cfg *cfg, const struct fv_kek *old_k
     memset(bk, 0, sizeof bk);
     int rc =
         fv_natsconn_connect(&r.conn, cfg, "fleetvault-keys-rotate", NULL, WAIT_MS, 1, err, errlen);
-    const char *names[NBUCKETS] = {cfg->keys_bucket, cfg->subjects_bucket, cfg->principals_bucket};
-    int have[NBUCKETS] = {0, 0, 0};
+    const char *names[NBUCKETS] = {cfg->keys_bucket, cfg->subjects_bucket, cfg->principals_bucket,
+                                   cfg->quotas_bucket};
+    int have[NBUCKETS] = {0};
     for (int i = 0; rc == FV_OK && i < NBUCKETS; i++) {
         if (names[i][0] == '\0') continue; /* not configured: nothing to rotate */
         rc = bind(&r, &bk[i], names[i]);
