@@ -401,7 +401,7 @@ void fv_jsquotas_publish(void *arg, const char *name, const struct fv_quota_usag
     if (pending_put(s, name, own) != FV_OK)
         fv_error("cluster: out of memory keeping the quota counts of %s", name);
     set_pending(s);
-    int failing = s->publish_failing;
+    int failing = s->publish_failing || s->follow_failing;
     pthread_mutex_unlock(&s->mu);
     if (!now || failing) return; /* Q6: the batch tries again; no wait on a timeout here */
     pthread_mutex_lock(&s->pub);

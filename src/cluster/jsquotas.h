@@ -31,8 +31,9 @@
  *     other nodes' counts it saw (stale: they may be low by what the others served
  *     meanwhile); it says so in the log (once per outage) and the metrics (stale 1); what it
  *     could not publish stays pending and is published when NATS answers again. An immediate
- *     publish (Q3) is not attempted while publishing is failing: answers do not wait on a
- *     NATS timeout each.
+ *     publish (Q3) is not attempted while publishing or following is failing: answers do not
+ *     wait on a NATS timeout each (the first answer after NATS is lost may wait once, up to
+ *     the put's 2 s).
  *  Q7 a value that is short, of another kind or version, wrapped by another master key, moved
  *     to another entry or altered is refused (FV_ECORRUPT, logged naming the entry, counted
  *     as malformed) and left out of the sum.
