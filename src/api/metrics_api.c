@@ -228,6 +228,28 @@ void fv_api_metrics(const struct fv_api_view *v, struct fv_http_response *r)
     COUNTER("fleetvault_cluster_principals_malformed_total",
             "Cluster: principal values refused (malformed; logged with the entry).",
             m->princ_malformed);
+    COUNTER("fleetvault_cluster_quotas_applied_total",
+            "Cluster: other nodes' daily quota counts that changed this node's sum.",
+            m->quota_applied);
+    COUNTER("fleetvault_cluster_quotas_published_total",
+            "Cluster: this node's daily quota counts written to the KV bucket.",
+            m->quota_published);
+    COUNTER("fleetvault_cluster_quotas_publish_failed_total",
+            "Cluster: quota count writes that failed (kept, published when NATS answers).",
+            m->quota_failed);
+    COUNTER("fleetvault_cluster_quotas_malformed_total",
+            "Cluster: quota count values refused (malformed; logged with the entry).",
+            m->quota_malformed);
+    GAUGE("fleetvault_cluster_quotas_stale",
+          "Cluster: 1 while the quota counts cannot be followed or published (this node "
+          "decides on its own counts and the other nodes' last seen).",
+          m->quota_stale);
+    GAUGE("fleetvault_cluster_quotas_pending",
+          "Cluster: counter names whose counts wait to be published (the batch, or NATS).",
+          m->quota_pending);
+    GAUGE("fleetvault_cluster_quotas_followed_seq",
+          "Cluster: the quota bucket's stream sequence this node has read up to.",
+          m->quota_position);
     prom(b, "# HELP fleetvault_clip_signals_total Clips stored, by whether the store's signals "
             "around the trigger were added (none: no sample in the window; failed: stored as "
             "uploaded).\n# TYPE fleetvault_clip_signals_total counter\n");

@@ -1,12 +1,12 @@
 /*
- * jsrotate.h - a cluster's master key rotation: every value of the keys, subjects and principals
- * buckets wrapped again, from the old master key to the new (docs/cluster.md, "Master key
+ * jsrotate.h - a cluster's master key rotation: every value of the keys, subjects, principals and
+ * quotas buckets wrapped again, from the old master key to the new (docs/cluster.md, "Master key
  * rotation"; `fleetvault cluster keys-rotate`). Values stay in the format of
  * docs/formats.md, "Keys in the KV bucket": only the master key id in their head and the
  * seal change; the plaintext, the kind and the entry do not.
  *
  * Rules:
- *  R1 check before writing: every entry of the three buckets is read first (each bucket whole
+ *  R1 check before writing: every entry of the four buckets is read first (each bucket whole
  *     in stream order, kvfollow.h: each key's last message and revision); a value wrapped by a
  *     master key that is neither the old nor the new one (a wrong old key given), not of this
  *     format, or under the old key but not opening with it, refuses the rotation with the entry
@@ -61,7 +61,7 @@ struct fv_jsrotate_opts {
     void *before_write_arg;
 };
 
-/* Rotates the values of cfg's keys, subjects and principals buckets from old_kek to new_kek
+/* Rotates the values of cfg's keys, subjects, principals and quotas buckets from old_kek to new_kek
  * (R1-R6). opts may be NULL (defaults). FV_OK; FV_ESTATE (R1 refused: nothing written by the round;
  * or R4 rounds exhausted), FV_EIO (NATS), FV_EAGAIN (an entry lost R2 at every try), with err
  * saying which entry and why. */

@@ -195,6 +195,12 @@ void fv_cluster_subject(const struct fv_cluster_cfg *cfg, uint32_t shard, char *
 int fv_natsconn_bucket(struct fv_natsconn *c, const char *name, const char *description,
                        int replicas, kvStore **out, char *err, size_t errlen)
 {
+    return fv_natsconn_bucket_ttl(c, name, description, replicas, 0, out, err, errlen);
+}
+
+int fv_natsconn_bucket_ttl(struct fv_natsconn *c, const char *name, const char *description,
+                           int replicas, int64_t ttl_ms, kvStore **out, char *err, size_t errlen)
+{
     natsStatus st = js_KeyValue(out, c->js, name);
     if (st == NATS_NOT_FOUND) {
         kvConfig kc;
@@ -202,7 +208,7 @@ int fv_natsconn_bucket(struct fv_natsconn *c, const char *name, const char *desc
         kc.Bucket = name;
         kc.Description = description;
         kc.History = 1;
-        kc.TTL = 0;
+        kc.TTL = ttl_ms * 1000000; /* nats.c 3.4: nanoseconds (the stream's max age) */
         kc.StorageType = js_FileStorage;
         kc.Replicas = replicas;
         st = js_CreateKeyValue(out, c->js, &kc);

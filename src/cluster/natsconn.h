@@ -61,6 +61,10 @@ void fv_natsconn_close(struct fv_natsconn *c);
 int fv_natsconn_bucket(struct fv_natsconn *c, const char *name, const char *description,
                        int replicas, kvStore **out, char *err, size_t errlen);
 /* 1 when the connection is closed for good (nats.c gave up, or it was never opened). */
+/* fv_natsconn_bucket with a TTL (ms; 0: none): a value is removed that long after it was
+ * written (nats-server's max age of the bucket's stream). */
+int fv_natsconn_bucket_ttl(struct fv_natsconn *c, const char *name, const char *description,
+                           int replicas, int64_t ttl_ms, kvStore **out, char *err, size_t errlen);
 int fv_natsconn_closed(const struct fv_natsconn *c);
 
 /* The shard of a subject: its pseudonym's first 8 hex digits modulo shards (the pseudonym is

@@ -100,6 +100,7 @@ int fv_cluster_cfg_parse(struct fv_cluster_cfg *c, json_t *o, const char *path, 
     snprintf(c->keys_bucket, sizeof c->keys_bucket, "fv-keys");
     snprintf(c->subjects_bucket, sizeof c->subjects_bucket, "fv-subjects");
     snprintf(c->principals_bucket, sizeof c->principals_bucket, "fv-principals");
+    snprintf(c->quotas_bucket, sizeof c->quotas_bucket, "fv-quotas");
     c->replicas = 3;
     c->shards = 16;
     snprintf(c->lease_bucket, sizeof c->lease_bucket, "fv-leases");
@@ -183,6 +184,11 @@ int fv_cluster_cfg_parse(struct fv_cluster_cfg *c, json_t *o, const char *path, 
             want = "1 to 32 of A-Z a-z 0-9 _ -";
             rc = fv_config_copy_str(val, c->principals_bucket, sizeof c->principals_bucket);
             if (rc == FV_OK && !name_ok(c->principals_bucket, sizeof c->principals_bucket, 0))
+                rc = FV_EINVAL;
+        } else if (strcmp(key, "quotas_bucket") == 0) {
+            want = "1 to 32 of A-Z a-z 0-9 _ -";
+            rc = fv_config_copy_str(val, c->quotas_bucket, sizeof c->quotas_bucket);
+            if (rc == FV_OK && !name_ok(c->quotas_bucket, sizeof c->quotas_bucket, 0))
                 rc = FV_EINVAL;
         } else if (strcmp(key, "catalog") == 0) {
             fv_seterr(err, errlen,

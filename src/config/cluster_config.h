@@ -28,6 +28,8 @@
  *                                         (cluster/jssubjects.h; as keys_bucket)
  *     "principals_bucket": "fv-principals" the KV bucket of the API's principals
  *                                         (cluster/jsprincipals.h; as keys_bucket)
+ *     "quotas_bucket": "fv-quotas"        the KV bucket of the daily quota counts per node
+ *                                         (cluster/jsquotas.h; as keys_bucket)
  *   }
  * "catalog" (the first slice's shared catalog) is refused with a message saying why: each
  * node keeps its own DATA/catalog.db.
@@ -73,6 +75,7 @@ struct fv_cluster_cfg {
     char keys_bucket[33];     /* the KV bucket of the shared keys (cluster/jskeys.h) */
     char subjects_bucket[33]; /* the KV bucket of owner periods and consents (jssubjects.h) */
     char principals_bucket[33]; /* the KV bucket of principals (jsprincipals.h) */
+    char quotas_bucket[33];     /* the KV bucket of quota counts (jsquotas.h) */
 };
 
 /* "all", "gateway", "storage", "api" -> *out; FV_EINVAL otherwise. */

@@ -81,6 +81,10 @@ struct fv_metrics {
     fv_counter subj_applied, subj_published, subj_conflicts, subj_malformed;
     /* the principals sync (cluster/jsprincipals.h), copied the same way */
     fv_counter princ_applied, princ_published, princ_conflicts, princ_malformed;
+    /* the quotas sync (cluster/jsquotas.h), copied the same way; stale is 0 or 1, pending
+     * and position gauges */
+    fv_counter quota_applied, quota_published, quota_failed, quota_malformed, quota_stale;
+    fv_counter quota_pending, quota_position;
     /* Clips stored with the store's signals added, without (none in the window), as uploaded
      * after a failure (data/clip_server.h X4; bumped by the clip thread). */
     fv_counter clip_signals[3];

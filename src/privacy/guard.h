@@ -48,6 +48,11 @@
  *     same; a subject export counts as one subject, and its rows are checked before it
  *     starts and its bytes as it streams. The bulk threshold (policy.h P7) of bulk exports
  *     counts per principal per day: the subjects of its unapproved exports today are added;
+ *     in a cluster (struct fv_guard_share, fed by the server layer: cluster/jsquotas.h) every
+ *     check, meter and near-limit test is made on this node's counts plus the other nodes'
+ *     latest published counts of the name and day; this node's counts are handed to share's
+ *     publish as they change (published in a batch within a second) and, like the disk save,
+ *     at once before the answer when the sum reaches the last fifth of a limit;
  *  G11 no existence oracle: a single-subject read is decided on what does not depend on the
  *     subject named (role, purpose, ticket, classes, limits, quota) first, and audited
  *     whatever it names; only an allowed read looks further. A name that is unknown, a
@@ -90,6 +95,18 @@ struct evp_md_st;
 struct fv_keystore;
 struct fv_guard_ctx;
 
+/* G5 across a cluster: the server layer's hooks (zeros: a single node, its own counts only).
+ * others: adds the other nodes' latest counts of name (a principal, or "role:NAME") for the
+ * UTC day into *sum (its counters only); publish: this node's counts of name changed to *own
+ * (own->day the day); now: publish before returning (near a limit: the answer waits on it),
+ * else in the batch. Both are called on the guard's thread and must be cheap but for a
+ * publish with now set. */
+struct fv_guard_share {
+    void (*others)(void *arg, const char *name, int64_t day, struct fv_quota_usage *sum);
+    void (*publish)(void *arg, const char *name, const struct fv_quota_usage *own, int now);
+    void *arg;
+};
+
 struct fv_guard {
     struct fv_keystore *keys; /* the audit log names subjects by pseudonym, never by id */
     struct fv_policy *policy;
@@ -104,6 +121,7 @@ struct fv_guard {
     int quota_dirty;                 /* G5: counted since (guard_quota.c) */
     struct sqlite3 *quota_db;        /* G5: the counters on disk (privacy/quota_store.h) */
     struct sqlite3_stmt *quota_save; /* its upsert, prepared once */
+    struct fv_guard_share share;     /* G5 across a cluster: set by the server after open */
     int registry_changed; /* set when the API changed subjects/consent (caches refresh) */
     /* location privacy (G7, G8): config "location_privacy" */
     double trim_m;        /* trip start/end trimming, metres (0: none; default 500) */
@@ -153,6 +171,10 @@ struct fv_config;
 int fv_guard_open(struct fv_guard *g, const struct fv_config *cfg, struct fv_keystore *keys,
                   const char *admin_token, void (*audit_notify)(void *), void *notify_arg,
                   char *err, size_t errlen);
+/* G5 across a cluster: raises this node's counts of name for u->day (today's only) to at
+ * least u, counter by counter (a restart whose DATA/quota.db is behind what this node had
+ * published reads its own published counts back). Saved with the next batch. */
+void fv_guard_quota_raise(struct fv_guard *g, const char *name, const struct fv_quota_usage *u);
 /* G9: logs the unknown-token failures counted since the last sampled entry, once its window
  * has passed. Call every loop turn (cheap). */
 void fv_guard_tick(struct fv_guard *g);

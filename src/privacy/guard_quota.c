@@ -13,6 +13,13 @@
  * granting, by at most one batch: the counts of the last second before it, and never one
  * that reached the last fifth of a limit - a restart cannot hand that out again.
  *
+ * In a cluster (g->share set by the server layer, cluster/jsquotas.h) what is checked is the
+ * sum: this node's counts plus the other nodes' latest published counts of the same key and
+ * day (usage()). Every count hands this node's new counts to share.publish: in the batch
+ * (published within a second), or at once, before the answer, when the sum is within the
+ * last fifth of a limit - the same rule as the disk's. So N nodes may together overshoot a
+ * limit by at most one batch each, and never once the sum is near it.
+ *
  * Threading: the guard's (the server's API thread).
  */
 #include <stdio.h>
@@ -34,6 +41,17 @@ static void role_key(const struct fv_guard_ctx *ctx, char out[48])
     snprintf(out, 48, "role:%s", ctx->role);
 }
 
+/* key's counts today as this guard must judge them: its own plus the other nodes' (G5). */
+static void usage(const struct fv_guard *g, const char *key, uint64_t now, struct fv_quota_usage *u)
+{
+    fv_quota_get(g->quota, key, now, u);
+    if (g->share.others) {
+        struct fv_quota_usage o = {.day = u->day};
+        g->share.others(g->share.arg, key, u->day, &o);
+        fv_quota_usage_add(u, &o);
+    }
+}
+
 int fv_guard__quota_check(const struct fv_guard *g, const struct fv_guard_ctx *ctx,
                           uint64_t subjects, uint64_t rows, uint64_t bytes, char *reason,
                           size_t reasonlen)
@@ -42,12 +60,44 @@ int fv_guard__quota_check(const struct fv_guard *g, const struct fv_guard_ctx *c
     uint64_t now = fv_now_ms();
     char rk[48];
     role_key(ctx, rk);
-    if (fv_quota_check(g->quota, ctx->principal, &ctx->d.quota, now, subjects, rows, bytes, reason,
-                       reasonlen) != FV_OK ||
-        fv_quota_check(g->quota, rk, &ctx->d.role_quota, now, subjects, rows, bytes, reason,
-                       reasonlen) != FV_OK)
+    struct fv_quota_usage p, r;
+    usage(g, ctx->principal, now, &p);
+    usage(g, rk, now, &r);
+    if (fv_quota_check_usage(ctx->principal, &p, &ctx->d.quota, subjects, rows, bytes, reason,
+                             reasonlen) != FV_OK ||
+        fv_quota_check_usage(rk, &r, &ctx->d.role_quota, subjects, rows, bytes, reason,
+                             reasonlen) != FV_OK)
         return FV_ELIMIT;
     return FV_OK;
+}
+
+/* This node's counts of key, to the cluster (now: before the answer). */
+static void publish(struct fv_guard *g, const char *key, uint64_t now_ms, int now)
+{
+    if (g->share.publish == NULL) return;
+    struct fv_quota_usage own;
+    fv_quota_get(g->quota, key, now_ms, &own);
+    g->share.publish(g->share.arg, key, &own, now);
+}
+
+void fv_guard_quota_raise(struct fv_guard *g, const char *name, const struct fv_quota_usage *u)
+{
+    if (g->quota == NULL) return;
+    struct fv_quota_usage have;
+    fv_quota_get(g->quota, name, fv_now_ms(), &have);
+    if (u->day != have.day) return; /* another day's counts are worth nothing today */
+    if (u->subjects <= have.subjects && u->rows <= have.rows && u->bytes <= have.bytes &&
+        u->bulk <= have.bulk)
+        return;
+    if (u->subjects > have.subjects) have.subjects = u->subjects;
+    if (u->rows > have.rows) have.rows = u->rows;
+    if (u->bytes > have.bytes) have.bytes = u->bytes;
+    if (u->bulk > have.bulk) have.bulk = u->bulk;
+    if (fv_quota_set(g->quota, name, &have) != FV_OK) {
+        fv_error("quota: out of memory restoring the counters of %s", name);
+        return;
+    }
+    g->quota_dirty = 1;
 }
 
 static void save_key(struct fv_guard *g, const char *key)
@@ -103,13 +153,13 @@ void fv_guard__quota_count(struct fv_guard *g, const struct fv_guard_ctx *ctx, u
     struct fv_quota_usage before, after;
     char rk[48];
     role_key(ctx, rk);
-    fv_quota_get(g->quota, ctx->principal, now, &before);
+    usage(g, ctx->principal, now, &before);
     if (fv_quota_add(g->quota, ctx->principal, now, subjects, rows, bytes) != FV_OK ||
         fv_quota_add(g->quota, rk, now, subjects, rows, bytes) != FV_OK)
         fv_error("quota: out of memory counting %s", ctx->principal);
-    fv_quota_get(g->quota, ctx->principal, now, &after);
+    usage(g, ctx->principal, now, &after);
     struct fv_quota_usage role_after;
-    fv_quota_get(g->quota, rk, now, &role_after);
+    usage(g, rk, now, &role_after);
     const struct fv_quota_limits *l = &ctx->d.quota;
     if (crossed_80(before.rows, after.rows, l->rows_per_day) ||
         crossed_80(before.bytes, after.bytes, l->bytes_per_day)) {
@@ -120,17 +170,19 @@ void fv_guard__quota_count(struct fv_guard *g, const struct fv_guard_ctx *ctx, u
                 (unsigned long long)after.bytes);
     }
     g->quota_dirty = 1;
-    /* near a limit: saved before the answer, a crash must not give this back */
-    if (save_now || near_any(&after, l) || near_any(&role_after, &ctx->d.role_quota) ||
-        now - g->quota_saved_ms >= SAVE_EVERY_MS)
-        save_all(g);
+    /* near a limit (the cluster's sum): saved and published before the answer, a crash must
+     * not give this back, nor another node hand it out again */
+    int is_near = near_any(&after, l) || near_any(&role_after, &ctx->d.role_quota);
+    publish(g, ctx->principal, now, is_near);
+    publish(g, rk, now, is_near);
+    if (save_now || is_near || now - g->quota_saved_ms >= SAVE_EVERY_MS) save_all(g);
 }
 
 uint64_t fv_guard__bulk_today(const struct fv_guard *g, const struct fv_guard_ctx *ctx)
 {
     struct fv_quota_usage u;
     if (g->quota == NULL) return 0;
-    fv_quota_get(g->quota, ctx->principal, fv_now_ms(), &u);
+    usage(g, ctx->principal, fv_now_ms(), &u);
     return u.bulk;
 }
 
@@ -140,6 +192,7 @@ void fv_guard__count_bulk(struct fv_guard *g, const struct fv_guard_ctx *ctx, ui
     if (fv_quota_add_bulk(g->quota, ctx->principal, fv_now_ms(), subjects) != FV_OK)
         fv_error("quota: out of memory counting %s", ctx->principal);
     save_key(g, ctx->principal);
+    publish(g, ctx->principal, fv_now_ms(), 1);
 }
 
 static uint64_t left(uint64_t used, uint64_t lim)
@@ -163,8 +216,8 @@ void fv_guard_meter_start(const struct fv_guard *g, const struct fv_guard_ctx *c
     struct fv_quota_usage p, r;
     char rk[48];
     role_key(ctx, rk);
-    fv_quota_get(g->quota, ctx->principal, now, &p);
-    fv_quota_get(g->quota, rk, now, &r);
+    usage(g, ctx->principal, now, &p);
+    usage(g, rk, now, &r);
     m->rows_left = min64(left(p.rows, ctx->d.quota.rows_per_day),
                          left(r.rows, ctx->d.role_quota.rows_per_day));
     m->bytes_left = min64(left(p.bytes, ctx->d.quota.bytes_per_day),

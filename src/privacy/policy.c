@@ -409,14 +409,12 @@ static bool over(uint64_t used, uint64_t want, uint64_t lim)
     return used >= lim || want > lim - used;
 }
 
-int fv_quota_check(const struct fv_quota *q, const char *principal,
-                   const struct fv_quota_limits *lim, uint64_t now_ms, uint64_t subjects,
-                   uint64_t rows, uint64_t bytes, char *reason, size_t reasonlen)
+int fv_quota_check_usage(const char *name, const struct fv_quota_usage *u,
+                         const struct fv_quota_limits *lim, uint64_t subjects, uint64_t rows,
+                         uint64_t bytes, char *reason, size_t reasonlen)
 {
-    struct fv_quota_usage u;
-    fv_quota_get(q, principal, now_ms, &u);
     const char *what[3] = {"subjects", "rows", "bytes"};
-    uint64_t used[3] = {u.subjects, u.rows, u.bytes}, want[3] = {subjects, rows, bytes};
+    uint64_t used[3] = {u->subjects, u->rows, u->bytes}, want[3] = {subjects, rows, bytes};
     uint64_t limit[3] = {lim->subjects_per_day, lim->rows_per_day, lim->bytes_per_day};
     char shown[52];
     for (int i = 0; i < 3; i++)
@@ -424,16 +422,33 @@ int fv_quota_check(const struct fv_quota *q, const char *principal,
             fv_seterr(reason, reasonlen,
                       "daily quota of %s: %s_per_day %llu would be exceeded (used %llu today "
                       "UTC, this request %llu)",
-                      fv_policy__printable(shown, principal), what[i], (unsigned long long)limit[i],
+                      fv_policy__printable(shown, name), what[i], (unsigned long long)limit[i],
                       (unsigned long long)used[i], (unsigned long long)want[i]);
             return FV_ELIMIT;
         }
     return FV_OK;
 }
 
+int fv_quota_check(const struct fv_quota *q, const char *principal,
+                   const struct fv_quota_limits *lim, uint64_t now_ms, uint64_t subjects,
+                   uint64_t rows, uint64_t bytes, char *reason, size_t reasonlen)
+{
+    struct fv_quota_usage u;
+    fv_quota_get(q, principal, now_ms, &u);
+    return fv_quota_check_usage(principal, &u, lim, subjects, rows, bytes, reason, reasonlen);
+}
+
 static uint64_t sat_add(uint64_t a, uint64_t b)
 {
     return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+void fv_quota_usage_add(struct fv_quota_usage *into, const struct fv_quota_usage *u)
+{
+    into->subjects = sat_add(into->subjects, u->subjects);
+    into->rows = sat_add(into->rows, u->rows);
+    into->bytes = sat_add(into->bytes, u->bytes);
+    into->bulk = sat_add(into->bulk, u->bulk);
 }
 
 int fv_quota_add(struct fv_quota *q, const char *principal, uint64_t now_ms, uint64_t subjects,

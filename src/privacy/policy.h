@@ -227,6 +227,13 @@ void fv_quota_free(struct fv_quota *q);
 int fv_quota_check(const struct fv_quota *q, const char *principal,
                    const struct fv_quota_limits *lim, uint64_t now_ms, uint64_t subjects,
                    uint64_t rows, uint64_t bytes, char *reason, size_t reasonlen);
+/* fv_quota_check on a usage the caller summed (a cluster: this node's counts plus the other
+ * nodes', fv_quota_usage_add); name is the one the reason names. */
+int fv_quota_check_usage(const char *name, const struct fv_quota_usage *u,
+                         const struct fv_quota_limits *lim, uint64_t subjects, uint64_t rows,
+                         uint64_t bytes, char *reason, size_t reasonlen);
+/* into += u, counter by counter, saturating at UINT64_MAX (into->day is kept). */
+void fv_quota_usage_add(struct fv_quota_usage *into, const struct fv_quota_usage *u);
 /* Counts what was served (saturating); FV_OK or FV_ENOMEM (nothing counted). */
 int fv_quota_add(struct fv_quota *q, const char *principal, uint64_t now_ms, uint64_t subjects,
                  uint64_t rows, uint64_t bytes);

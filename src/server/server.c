@@ -125,6 +125,12 @@ static void kv_erased(void *arg)
 
 /* The subjects sync's thread (cluster/jssubjects.h P1): periods or consents of the cluster
  * applied to this node's catalog; the ingest looks its owners and consents up again. */
+/* Q4 (cluster/jsquotas.h): this node's own published counts raise the guard's. */
+static void quota_raise(void *arg, const char *name, const struct fv_quota_usage *u)
+{
+    fv_guard_quota_raise(arg, name, u);
+}
+
 static void subjects_synced(void *arg)
 {
     struct fv_server *srv = arg;
@@ -329,12 +335,11 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
                                 subjects_synced, srv, &srv->jssubj, err, errlen);
     /* U1: the cluster's principals in this catalog before the API serves (docs/cluster.md,
      * "Principals"); not on a gateway, whose API authenticates no one (/status, /metrics) */
-    if (rc == FV_OK && srv->jskeys && cfg->role != FV_ROLE_GATEWAY) {
-        char node[65];
-        snprintf(node, sizeof node, "%s", cfg->cluster.node);
-        if (node[0] == '\0') fv_cluster_node_default(cfg->data_dir, node, sizeof node);
+    char node[65];
+    snprintf(node, sizeof node, "%s", cfg->cluster.node);
+    if (node[0] == '\0') fv_cluster_node_default(cfg->data_dir, node, sizeof node);
+    if (rc == FV_OK && srv->jskeys && cfg->role != FV_ROLE_GATEWAY)
         rc = fv_jsprincipals_open(&cfg->cluster, &srv->kek, path, node, &srv->jsprinc, err, errlen);
-    }
     if (rc == FV_OK) rc = fv_keystore_open(path, &srv->kek, &srv->api_keys, err, errlen);
     /* The erasure list is replayed before anything is decrypted (privacy/erasure.h). Erasure
      * and access control belong to the API thread, and use its keystore. */
@@ -354,6 +359,15 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
     if (rc == FV_OK)
         rc = fv_guard_open(&srv->guard, cfg, srv->api_keys, srv->admin_token, fv_loopref_wake,
                            &srv->api.ref, err, errlen);
+    /* G5 across the cluster: this node's counts read back, then the others' added to every
+     * check (docs/cluster.md, "Quotas across the cluster"); a gateway serves no reads */
+    if (rc == FV_OK && srv->jskeys && cfg->role != FV_ROLE_GATEWAY)
+        rc = fv_jsquotas_open(&cfg->cluster, &srv->kek, node, &srv->jsquota, err, errlen);
+    if (rc == FV_OK && srv->jsquota) {
+        fv_jsquotas_own(srv->jsquota, (int64_t)(fv_now_ms() / 86400000u), quota_raise, &srv->guard);
+        srv->guard.share = (struct fv_guard_share){
+            .others = fv_jsquotas_others, .publish = fv_jsquotas_publish, .arg = srv->jsquota};
+    }
     if (rc == FV_OK) rc = fv_exports_new(&srv->exports);
     if (rc == FV_OK) rc = fv_label_queue_new((int64_t)cfg->label_lease_ms, &srv->labeling);
     if (rc == FV_OK) /* its own thread and keystore; pseudonyms as the guard's (G10) */
@@ -626,6 +640,17 @@ static void housekeeping(struct fv_server *srv, uint64_t *last_trim)
         srv->m.princ_conflicts = ps.conflicts;
         srv->m.princ_malformed = ps.malformed;
     }
+    if (srv->jsquota) {
+        struct fv_jsquotas_stats qs;
+        fv_jsquotas_stats(srv->jsquota, &qs);
+        srv->m.quota_applied = qs.applied;
+        srv->m.quota_published = qs.published;
+        srv->m.quota_failed = qs.failed;
+        srv->m.quota_malformed = qs.malformed;
+        srv->m.quota_stale = qs.stale;
+        srv->m.quota_pending = qs.pending;
+        srv->m.quota_position = qs.position;
+    }
     if (srv->store) fv_store_tick(srv->store, srv->wal, store_key, srv, fv_now_ms());
     registry_poll(srv);
     fv_ingest_pace(srv->ing);
@@ -683,6 +708,9 @@ static void close_all(struct fv_server *srv, struct ev_loop *loop)
     fv_jssubjects_close(srv->jssubj); /* it wakes the ingest too; it uses the keys bucket */
     srv->jssubj = NULL;
     fv_jsprincipals_close(srv->jsprinc); /* after the API thread, whose guard reads the catalog */
+    srv->guard.share = (struct fv_guard_share){0};
+    fv_jsquotas_close(srv->jsquota); /* after the API thread, whose guard counts through it */
+    srv->jsquota = NULL;
     srv->jsprinc = NULL;
     fv_ingest_free(srv->ing);
     fv_http_ctx_free(&srv->http);

@@ -29,6 +29,7 @@
 #include "../support/natsserver.h"
 #include "cluster/jskeys.h"
 #include "cluster/jsprincipals.h"
+#include "cluster/jsquotas.h"
 #include "cluster/jsrotate.h"
 #include "util/err.h"
 
@@ -373,11 +374,65 @@ static void principals_bucket(void **state)
     natsConnection_Destroy(nc);
 }
 
+/* The quotas bucket is re-wrapped too (jsquotas.h): a node's counts under A are under B
+ * afterwards, the same counts inside. */
+static void quotas_bucket(void **state)
+{
+    (void)state;
+    struct fv_cluster_cfg c = cfg;
+    snprintf(c.keys_bucket, sizeof c.keys_bucket, "fv-keys-none");
+    snprintf(c.subjects_bucket, sizeof c.subjects_bucket, "fv-subjects-none");
+    snprintf(c.quotas_bucket, sizeof c.quotas_bucket, "fv-quotas-rot");
+    struct fv_kek a, b;
+    kek_of(&a, 0x0a);
+    kek_of(&b, 0x0b);
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    kvStore *kv = NULL;
+    char url[64], err[256], key[FV_JSQUOTA_KEY_MAX], name[FV_JSQUOTA_NAME_MAX + 1];
+    char node[FV_JSQUOTA_NODE_MAX + 1];
+    snprintf(url, sizeof url, "nats://127.0.0.1:%d", nats.port);
+    assert_int_equal(natsConnection_ConnectTo(&nc, url), NATS_OK);
+    assert_int_equal(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+    kvConfig kc;
+    kvConfig_Init(&kc);
+    kc.Bucket = c.quotas_bucket;
+    kc.History = 1;
+    assert_int_equal(js_CreateKeyValue(&kv, js, &kc), NATS_OK);
+    struct fv_quota_usage u = {.day = 20790, .subjects = 2, .rows = 300, .bytes = 4000}, got;
+    struct fv_buf v = {0};
+    assert_int_equal(fv_jsquotas_encode(&a, "role:ops", "st-a", &u, &v), FV_OK);
+    assert_int_equal(fv_jsquotas_key("role:ops", u.day, "st-a", key), FV_OK);
+    uint64_t rev = 0;
+    assert_int_equal(kvStore_Put(&rev, kv, key, v.data, (int)v.len), NATS_OK);
+    fv_buf_free(&v);
+    struct fv_jsrotate_stats st;
+    assert_int_equal(fv_jsrotate_run(&c, &a, &b, NULL, &st, err, sizeof err), FV_OK);
+    assert_int_equal(st.entries, 1);
+    assert_int_equal(st.rewrapped, 1);
+    kvEntry *ke = NULL;
+    assert_int_equal(kvStore_Get(&ke, kv, key), NATS_OK);
+    const unsigned char *val = (const unsigned char *)kvEntry_Value(ke);
+    size_t len = (size_t)kvEntry_ValueLen(ke);
+    assert_int_equal(fv_jsquotas_decode(&a, key, val, len, name, node, &got, err, sizeof err),
+                     FV_ECORRUPT);
+    assert_int_equal(fv_jsquotas_decode(&b, key, val, len, name, node, &got, err, sizeof err),
+                     FV_OK);
+    assert_memory_equal(&got, &u, sizeof u);
+    assert_string_equal(name, "role:ops");
+    assert_string_equal(node, "st-a");
+    kvEntry_Destroy(ke);
+    kvStore_Destroy(kv);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(rotation),
         cmocka_unit_test(principals_bucket),
+        cmocka_unit_test(quotas_bucket),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
