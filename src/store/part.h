@@ -184,6 +184,9 @@ int fv_part_open_block(const struct fv_part *p, size_t i, const unsigned char de
 
 /* Index of subject's last-values entry (version 7: every subject has one), or p->nlast. */
 size_t fv_part_find_last(const struct fv_part *p, const unsigned char subject[FV_SUBJECT_LEN]);
+/* p's last-values slots (lvc, lvdek: nlast each, empty) made if missing. FV_OK or FV_ENOMEM
+ * (none made). The caller holds what guards them (the store's cache_mu, or sole ownership). */
+int fv_part_lvc_alloc(struct fv_part *p);
 /* Reads, checks and decrypts last-values record i into z (still compressed; FV_ECORRUPT
  * names the file and offset). */
 int fv_part_read_last(const struct fv_part *p, size_t i, const unsigned char dek[32],

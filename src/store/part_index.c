@@ -395,3 +395,16 @@ int fv_part_index_put_v5(struct fv_buf *idx, const struct fv_part_entry *e, size
     }
     return rc;
 }
+
+int fv_part_lvc_alloc(struct fv_part *p)
+{
+    if (p->lvc) return FV_OK;
+    p->lvc = calloc(p->nlast, sizeof *p->lvc);
+    p->lvdek = calloc(p->nlast, sizeof *p->lvdek);
+    if (p->lvc && p->lvdek) return FV_OK;
+    free(p->lvc);
+    free(p->lvdek);
+    p->lvc = NULL;
+    p->lvdek = NULL;
+    return FV_ENOMEM;
+}

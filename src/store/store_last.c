@@ -173,16 +173,7 @@ computed:
     fv_lastvals_clear(lv);
     free(lv);
     pthread_mutex_lock(&s->cache_mu);
-    if (m && p->lvc == NULL) {
-        p->lvc = calloc(p->nlast, sizeof *p->lvc);
-        p->lvdek = calloc(p->nlast, sizeof *p->lvdek);
-        if (p->lvc == NULL || p->lvdek == NULL) {
-            free(p->lvc);
-            free(p->lvdek);
-            p->lvc = NULL;
-            p->lvdek = NULL;
-        }
-    }
+    if (m) (void)fv_part_lvc_alloc(p); /* none made: not kept */
     /* keep it (another reader's, or another key's, is replaced), unless a subject was
      * forgotten meanwhile (it may be this one: T4) */
     if (m && p->lvc && s->lv_forgets == forgets) {

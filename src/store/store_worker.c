@@ -354,16 +354,7 @@ static void give_last(struct job *j)
 {
     struct fv_part *p = j->out;
     p->lvwarm = p->nlast; /* nothing to compute in the background */
-    if (j->nlvo == 0 || p->nlast == 0 || p->version < 7) return;
-    p->lvc = calloc(p->nlast, sizeof *p->lvc);
-    p->lvdek = calloc(p->nlast, sizeof *p->lvdek);
-    if (p->lvc == NULL || p->lvdek == NULL) {
-        free(p->lvc);
-        free(p->lvdek);
-        p->lvc = NULL;
-        p->lvdek = NULL;
-        return;
-    }
+    if (j->nlvo == 0 || p->nlast == 0 || p->version < 7 || fv_part_lvc_alloc(p) != FV_OK) return;
     for (size_t i = 0; i < j->nlvo; i++) {
         size_t li = fv_part_find_last(p, j->lvo[i].subject);
         if (li == p->nlast || p->lvc[li]) continue;
@@ -833,17 +824,7 @@ static int run_warm(struct fv_store *s, struct job *j)
         if (rc == FV_OK) {
             pthread_mutex_lock(&s->cache_mu);
             stop = s->lv_forgets != j->lv_forgets;
-            if (!stop && p->lvc == NULL) {
-                p->lvc = calloc(p->nlast, sizeof *p->lvc);
-                p->lvdek = calloc(p->nlast, sizeof *p->lvdek);
-                if (p->lvc == NULL || p->lvdek == NULL) {
-                    free(p->lvc);
-                    free(p->lvdek);
-                    p->lvc = NULL;
-                    p->lvdek = NULL;
-                    rc = FV_ENOMEM;
-                }
-            }
+            if (!stop) rc = fv_part_lvc_alloc(p);
             if (!stop && rc == FV_OK && p->lvc[i] == NULL) {
                 p->lvc[i] = mem;
                 memcpy(p->lvdek[i], ke->key, 32);
