@@ -228,6 +228,16 @@ void fv_api_metrics(const struct fv_api_view *v, struct fv_http_response *r)
     COUNTER("fleetvault_cluster_principals_malformed_total",
             "Cluster: principal values refused (malformed; logged with the entry).",
             m->princ_malformed);
+    COUNTER("fleetvault_cluster_zones_applied_total",
+            "Cluster: privacy zones of the KV bucket set or removed in this node's catalog.",
+            m->zones_applied);
+    COUNTER("fleetvault_cluster_zones_published_total",
+            "Cluster: privacy zone values this node wrote to the KV bucket.", m->zones_published);
+    COUNTER("fleetvault_cluster_zones_conflicts_total",
+            "Cluster: privacy zone compare-and-set races lost.", m->zones_conflicts);
+    COUNTER("fleetvault_cluster_zones_malformed_total",
+            "Cluster: privacy zone values refused (malformed; logged with the entry).",
+            m->zones_malformed);
     COUNTER("fleetvault_cluster_quotas_applied_total",
             "Cluster: other nodes' daily quota counts that changed this node's sum.",
             m->quota_applied);

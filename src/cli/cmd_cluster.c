@@ -36,7 +36,8 @@ static void usage(FILE *f)
                "  reachable, no stream, bad config).\n"
                "       fleetvault cluster keys-rotate --config FILE --key-file OLD "
                "--new-key-file NEW [--dry-run]\n"
-               "  re-wraps every value of the keys, subjects, principals and quotas buckets\n"
+               "  re-wraps every value of the keys, subjects, principals, quotas and zones\n"
+               "  buckets\n"
                "  from master key OLD\n"
                "  to NEW (compare-and-set; markers and values under NEW left alone). Run it\n"
                "  once every node runs with --key-file NEW --previous-key-file OLD; safe to\n"
@@ -246,21 +247,25 @@ static int cluster_keys_rotate(int argc, char **argv)
                              &(struct fv_jsrotate_opts){.dry_run = dry_run, .progress = stderr},
                              &st, err, sizeof err);
     if (rc == FV_OK && dry_run)
-        printf("dry run: %llu entries in KV buckets %s, %s and %s: %llu under the old master key "
+        printf("dry run: %llu entries in KV buckets %s, %s, %s, %s and %s: %llu under the old "
+               "master key "
                "%s (to re-wrap), %llu under the new %s, %llu erased (markers); nothing "
                "changed\n",
                (unsigned long long)st.entries, cfg.cluster.keys_bucket, cfg.cluster.subjects_bucket,
-               cfg.cluster.principals_bucket, (unsigned long long)st.old_found, oldk.id,
-               (unsigned long long)st.already, newk.id, (unsigned long long)st.markers);
+               cfg.cluster.principals_bucket, cfg.cluster.quotas_bucket, cfg.cluster.zones_bucket,
+               (unsigned long long)st.old_found, oldk.id, (unsigned long long)st.already, newk.id,
+               (unsigned long long)st.markers);
     else if (rc == FV_OK)
-        printf("%llu entries in KV buckets %s, %s and %s: %llu re-wrapped from master key %s to "
+        printf("%llu entries in KV buckets %s, %s, %s, %s and %s: %llu re-wrapped from master "
+               "key %s to "
                "%s, %llu already under it, %llu erased (markers, left as they are); %llu "
                "writes lost to other nodes and done again; %d round%s. Every value is "
                "wrapped by %s now\n",
                (unsigned long long)st.entries, cfg.cluster.keys_bucket, cfg.cluster.subjects_bucket,
-               cfg.cluster.principals_bucket, (unsigned long long)st.rewrapped, oldk.id, newk.id,
-               (unsigned long long)st.already, (unsigned long long)st.markers,
-               (unsigned long long)st.races, st.rounds, st.rounds == 1 ? "" : "s", newk.id);
+               cfg.cluster.principals_bucket, cfg.cluster.quotas_bucket, cfg.cluster.zones_bucket,
+               (unsigned long long)st.rewrapped, oldk.id, newk.id, (unsigned long long)st.already,
+               (unsigned long long)st.markers, (unsigned long long)st.races, st.rounds,
+               st.rounds == 1 ? "" : "s", newk.id);
     else
         fprintf(stderr, "fleetvault cluster keys-rotate: %s\n", err);
     fv_kek_wipe(&oldk);

@@ -25,7 +25,7 @@
 #include "util/map.h"
 
 #define WAIT_MS     5000 /* each JetStream request */
-#define NBUCKETS    4    /* keys, subjects, principals, quotas */
+#define NBUCKETS    5    /* keys, subjects, principals, quotas, zones */
 #define WRITE_BATCH 256  /* asynchronous writes whose acks are awaited together */
 #define KEY_MAX     96
 
@@ -463,7 +463,7 @@ int fv_jsrotate_run(const struct fv_cluster_cfg *cfg, const struct fv_kek *old_k
     int rc =
         fv_natsconn_connect(&r.conn, cfg, "fleetvault-keys-rotate", &h, WAIT_MS, 1, err, errlen);
     const char *names[NBUCKETS] = {cfg->keys_bucket, cfg->subjects_bucket, cfg->principals_bucket,
-                                   cfg->quotas_bucket};
+                                   cfg->quotas_bucket, cfg->zones_bucket};
     int have[NBUCKETS] = {0};
     for (int i = 0; rc == FV_OK && i < NBUCKETS; i++) {
         if (names[i][0] == '\0') continue; /* not configured: nothing to rotate */

@@ -1,12 +1,12 @@
 /*
- * jsrotate.h - a cluster's master key rotation: every value of the keys, subjects, principals and
- * quotas buckets wrapped again, from the old master key to the new (docs/cluster.md, "Master key
- * rotation"; `fleetvault cluster keys-rotate`). Values stay in the format of
+ * jsrotate.h - a cluster's master key rotation: every value of the keys, subjects, principals,
+ * quotas and zones buckets wrapped again, from the old master key to the new (docs/cluster.md,
+ * "Master key rotation"; `fleetvault cluster keys-rotate`). Values stay in the format of
  * docs/formats.md, "Keys in the KV bucket": only the master key id in their head and the
  * seal change; the plaintext, the kind and the entry do not.
  *
  * Rules:
- *  R1 check before writing: every entry of the four buckets is read first (each bucket whole
+ *  R1 check before writing: every entry of the five buckets is read first (each bucket whole
  *     in stream order, kvfollow.h: each key's last message and revision); a value wrapped by a
  *     master key that is neither the old nor the new one (a wrong old key given), not of this
  *     format, or under the old key but not opening with it, refuses the rotation with the entry
@@ -61,10 +61,10 @@ struct fv_jsrotate_opts {
     void *before_write_arg;
 };
 
-/* Rotates the values of cfg's keys, subjects, principals and quotas buckets from old_kek to new_kek
- * (R1-R6). opts may be NULL (defaults). FV_OK; FV_ESTATE (R1 refused: nothing written by the round;
- * or R4 rounds exhausted), FV_EIO (NATS), FV_EAGAIN (an entry lost R2 at every try), with err
- * saying which entry and why. */
+/* Rotates the values of cfg's keys, subjects, principals, quotas and zones buckets from old_kek to
+ * new_kek (R1-R6). opts may be NULL (defaults). FV_OK; FV_ESTATE (R1 refused: nothing written by
+ * the round; or R4 rounds exhausted), FV_EIO (NATS), FV_EAGAIN (an entry lost R2 at every try),
+ * with err saying which entry and why. */
 int fv_jsrotate_run(const struct fv_cluster_cfg *cfg, const struct fv_kek *old_kek,
                     const struct fv_kek *new_kek, const struct fv_jsrotate_opts *opts,
                     struct fv_jsrotate_stats *out, char *err, size_t errlen);

@@ -101,6 +101,7 @@ int fv_cluster_cfg_parse(struct fv_cluster_cfg *c, json_t *o, const char *path, 
     snprintf(c->subjects_bucket, sizeof c->subjects_bucket, "fv-subjects");
     snprintf(c->principals_bucket, sizeof c->principals_bucket, "fv-principals");
     snprintf(c->quotas_bucket, sizeof c->quotas_bucket, "fv-quotas");
+    snprintf(c->zones_bucket, sizeof c->zones_bucket, "fv-zones");
     c->replicas = 3;
     c->shards = 16;
     snprintf(c->lease_bucket, sizeof c->lease_bucket, "fv-leases");
@@ -185,6 +186,10 @@ int fv_cluster_cfg_parse(struct fv_cluster_cfg *c, json_t *o, const char *path, 
             rc = fv_config_copy_str(val, c->principals_bucket, sizeof c->principals_bucket);
             if (rc == FV_OK && !name_ok(c->principals_bucket, sizeof c->principals_bucket, 0))
                 rc = FV_EINVAL;
+        } else if (strcmp(key, "zones_bucket") == 0) {
+            want = "1 to 32 of A-Z a-z 0-9 _ -";
+            rc = fv_config_copy_str(val, c->zones_bucket, sizeof c->zones_bucket);
+            if (rc == FV_OK && !name_ok(c->zones_bucket, sizeof c->zones_bucket, 0)) rc = FV_EINVAL;
         } else if (strcmp(key, "quotas_bucket") == 0) {
             want = "1 to 32 of A-Z a-z 0-9 _ -";
             rc = fv_config_copy_str(val, c->quotas_bucket, sizeof c->quotas_bucket);

@@ -30,6 +30,8 @@
  *                                         (cluster/jsprincipals.h; as keys_bucket)
  *     "quotas_bucket": "fv-quotas"        the KV bucket of the daily quota counts per node
  *                                         (cluster/jsquotas.h; as keys_bucket)
+ *     "zones_bucket": "fv-zones"          the KV bucket of privacy zones
+ *                                         (cluster/jszones.h; as keys_bucket)
  *   }
  * "catalog" (the first slice's shared catalog) is refused with a message saying why: each
  * node keeps its own DATA/catalog.db.
@@ -76,6 +78,7 @@ struct fv_cluster_cfg {
     char subjects_bucket[33]; /* the KV bucket of owner periods and consents (jssubjects.h) */
     char principals_bucket[33]; /* the KV bucket of principals (jsprincipals.h) */
     char quotas_bucket[33];     /* the KV bucket of quota counts (jsquotas.h) */
+    char zones_bucket[33];      /* the KV bucket of privacy zones (jszones.h) */
 };
 
 /* "all", "gateway", "storage", "api" -> *out; FV_EINVAL otherwise. */

@@ -81,6 +81,7 @@ struct fv_metrics {
     fv_counter subj_applied, subj_published, subj_conflicts, subj_malformed;
     /* the principals sync (cluster/jsprincipals.h), copied the same way */
     fv_counter princ_applied, princ_published, princ_conflicts, princ_malformed;
+    fv_counter zones_applied, zones_published, zones_conflicts, zones_malformed; /* jszones.h */
     /* the quotas sync (cluster/jsquotas.h), copied the same way; stale is 0 or 1, pending
      * and position gauges */
     fv_counter quota_applied, quota_published, quota_failed, quota_malformed, quota_stale;

@@ -40,6 +40,7 @@
 
 #include "crypto/keys.h"
 #include "privacy/location.h"
+#include "util/buf.h"
 
 #define FV_ZONE_LABEL_MAX    32
 #define FV_ZONES_MAX         16 /* per subject: home, work, a few more */
@@ -103,5 +104,33 @@ int fv_zones_forget(struct fv_keystore *ks, const char *subject, char *err, size
 /* The same for the subject with this pseudonym (replaying an erasure list, where only the
  * pseudonym is known). FV_EINVAL (not FV_PSEUDONYM_LEN lower-case hex digits), FV_EIO. */
 int fv_zones_forget_pseudo(struct fv_keystore *ks, const char *pseudo, char *err, size_t errlen);
+
+/* ---- Rows as stored (zones_rows.c): a cluster's sync copies them between catalogs
+ * (cluster/jszones.h) without opening them - a row is sealed with its subject's data key and
+ * bound to its pseudonym and label (Z3), so it opens only where it was meant to. */
+#define FV_ZONE_ROW_MAX 256 /* bytes of a sealed zone (25 + nonce and tag) and then some */
+struct fv_zone_row {
+    char pseudo[FV_PSEUDONYM_LEN + 1]; /* the subject's pseudonym */
+    char label[FV_ZONE_LABEL_MAX + 1];
+    const unsigned char *blob; /* the sealed zone (Z3) */
+    size_t len;
+    int64_t created_ms; /* when it was last set */
+};
+/* Calls fn for every zone row of the catalog (rows of another shape are skipped), in subject
+ * and label order; r is valid during the call only. Stops at fn's first non-zero result and
+ * returns it; FV_EIO (err says why). */
+int fv_zone_rows(struct fv_keystore *ks, int (*fn)(void *arg, const struct fv_zone_row *r),
+                 void *arg, char *err, size_t errlen);
+/* The row of pseudo's zone label: its sealed zone into blob and *created_ms. FV_OK, FV_ENOENT
+ * (none), FV_ECORRUPT (an empty or oversized cell), FV_ENOMEM, FV_EIO. */
+int fv_zone_row_get(struct fv_keystore *ks, const char *pseudo, const char *label,
+                    struct fv_buf *blob, int64_t *created_ms, char *err, size_t errlen);
+/* Inserts or replaces the row r (not opened: Z5 applies when it is read). FV_OK, FV_EINVAL (a
+ * bad pseudonym, label or size), FV_EIO. */
+int fv_zone_row_put(struct fv_keystore *ks, const struct fv_zone_row *r, char *err, size_t errlen);
+/* Deletes the row of pseudo's zone label, if any (cells zeroed: secure_delete). FV_OK or
+ * FV_EIO. */
+int fv_zone_row_delete(struct fv_keystore *ks, const char *pseudo, const char *label, char *err,
+                       size_t errlen);
 
 #endif

@@ -340,6 +340,10 @@ static int open_state(struct fv_server *srv, char *err, size_t errlen)
     if (node[0] == '\0') fv_cluster_node_default(cfg->data_dir, node, sizeof node);
     if (rc == FV_OK && srv->jskeys && cfg->role != FV_ROLE_GATEWAY)
         rc = fv_jsprincipals_open(&cfg->cluster, &srv->kek, path, node, &srv->jsprinc, err, errlen);
+    /* Z6: the cluster's privacy zones in this catalog before a location is served
+     * (docs/cluster.md, "Privacy zones"); a gateway serves none */
+    if (rc == FV_OK && srv->jskeys && cfg->role != FV_ROLE_GATEWAY)
+        rc = fv_jszones_open(&cfg->cluster, &srv->kek, path, node, &srv->jszones, err, errlen);
     if (rc == FV_OK) rc = fv_keystore_open(path, &srv->kek, &srv->api_keys, err, errlen);
     /* The erasure list is replayed before anything is decrypted (privacy/erasure.h). Erasure
      * and access control belong to the API thread, and use its keystore. */
@@ -640,6 +644,14 @@ static void housekeeping(struct fv_server *srv, uint64_t *last_trim)
         srv->m.princ_conflicts = ps.conflicts;
         srv->m.princ_malformed = ps.malformed;
     }
+    if (srv->jszones) {
+        struct fv_jszones_stats zs;
+        fv_jszones_stats(srv->jszones, &zs);
+        srv->m.zones_applied = zs.applied;
+        srv->m.zones_published = zs.published;
+        srv->m.zones_conflicts = zs.conflicts;
+        srv->m.zones_malformed = zs.malformed;
+    }
     if (srv->jsquota) {
         struct fv_jsquotas_stats qs;
         fv_jsquotas_stats(srv->jsquota, &qs);
@@ -708,6 +720,8 @@ static void close_all(struct fv_server *srv, struct ev_loop *loop)
     fv_jssubjects_close(srv->jssubj); /* it wakes the ingest too; it uses the keys bucket */
     srv->jssubj = NULL;
     fv_jsprincipals_close(srv->jsprinc); /* after the API thread, whose guard reads the catalog */
+    fv_jszones_close(srv->jszones);      /* likewise */
+    srv->jszones = NULL;
     srv->guard.share = (struct fv_guard_share){0};
     fv_jsquotas_close(srv->jsquota); /* after the API thread, whose guard counts through it */
     srv->jsquota = NULL;

@@ -32,6 +32,7 @@
 #include "cluster/jsconsume.h"
 #include "cluster/jskeys.h"
 #include "cluster/jsprincipals.h"
+#include "cluster/jszones.h"
 #include "cluster/jsquotas.h"
 #include "cluster/jssubjects.h"
 #include "cluster/jslease.h"
@@ -96,6 +97,7 @@ struct fv_server {
     struct fv_keyfetch *keyfetch;    /* gateway: keys fetched off the loop (gateway/keyfetch.h) */
     struct fv_jssubjects *jssubj;    /* gateway, storage: periods and consents (jssubjects.h) */
     struct fv_jsprincipals *jsprinc; /* cluster roles: principals (jsprincipals.h) */
+    struct fv_jszones *jszones;      /* storage and api nodes: privacy zones (jszones.h) */
     struct fv_jsquotas *jsquota;     /* cluster roles: quotas for the cluster (jsquotas.h) */
     int subjects_changed;            /* atomic: the sync changed the catalog (registry_poll) */
     struct fv_fleet fleet;
