@@ -46,6 +46,11 @@
  *     FV_CLUSTER_INFLIGHT_MAX requests wait for their first answers at once (answers being
  *     streamed not counted; jsquery.h A4 bounds both); the next is answered 503 with
  *     Retry-After. A client that leaves while its request waits frees it (H3).
+ *  Q10 the role's subjects per request (policy P5, and the bulk threshold) are decided again
+ *     on a joined fleet read's count (Q3): each owner decided on its own shards' vehicles,
+ *     so the whole answer may break a limit no owner's part did; it is then refused 403 with
+ *     the policy's reason, as one node refuses it, and nothing of it leaves. A read under a
+ *     bulk approval is left to the owners.
  *  Answers larger than one NATS message go in pieces (cluster/jsquery.h J1-J4): a one-device
  *  answer is streamed to the client as the api node pulls it (each next piece asked for when
  *  the client took the last, and awaited as Q9 does: api.h FV_HTTP_MORE_LATER), a fleet

@@ -15,6 +15,7 @@
 #include "cluster/jsquery.h"
 #include "privacy/audit.h"
 #include "privacy/guard.h"
+#include "privacy/policy.h"
 #include "server/apiloop.h"
 #include "server/clusteraudit.h"
 #include "server/clusterapi.h"
@@ -56,6 +57,7 @@ struct fv_clusterapi__pending {
     struct fv_jsq_answer piece;
     struct shard_wait *w; /* one per shard */
     struct fv_buf own;    /* Q8: the api node's own search, tagged */
+    uint64_t subjects;    /* Q3: the vehicles of the joined answer (Q10) */
     struct fv_clusterapi__pending *prev, *next;
 };
 typedef struct fv_clusterapi__pending pending;
@@ -473,7 +475,10 @@ static void join_fleet(pending *p, struct fv_http_response *out)
             csv ? NULL
                 : memmem(tail, (size_t)((const char *)b->data + b->len - tail), "\"count\":", 8);
         if (cnt) count += strtoull(cnt + 8, NULL, 10);
+        for (size_t i = 0; csv && i < n; i++) /* a CSV row per line, the last without \n */
+            count += r[i] == '\n' || i + 1 == n;
     }
+    p->subjects = count;
     if (rc == FV_OK) {
         fv_buf_reset(&out->body);
         rc = fv_buf_append(&out->body, head.data, head.len);
@@ -515,10 +520,44 @@ static void join_list(pending *p, struct fv_http_response *out)
         json_object_set_new(all, "count", json_integer(n));
         json_decref(j);
     }
-    if (all == NULL)
+    if (all == NULL) {
         fv_api_respond_error(out, 500, "no shards");
-    else
-        fv_api_respond_json(out, 200, all);
+        return;
+    }
+    p->subjects = (uint64_t)json_integer_value(json_object_get(all, "count"));
+    fv_api_respond_json(out, 200, all);
+}
+
+/* Q10: the role's subjects per request (policy P5: max_subjects_per_request, and the bulk
+ * threshold) decided again on the joined answer's count - each owner decided on its own
+ * shards' vehicles only, so N shards could each stay under a limit the whole answer breaks.
+ * Nothing of a refused answer leaves. A read under a bulk approval is left to the owners
+ * (the approver's role is theirs to check). */
+static void limit_subjects(pending *p, struct fv_http_response *out)
+{
+    const struct fv_guard *g = p->v->guard;
+    if (out->status != 200 || g == NULL || g->policy == NULL || p->ctx.role[0] == '\0' ||
+        p->ctx.approved_by[0] || p->subjects <= 1)
+        return;
+    char purpose[32] = "", ticket[129] = ""; /* as the owners read them (api.c) */
+    fv_query_param(p->v->query, "purpose", purpose, sizeof purpose);
+    fv_query_param(p->v->query, "ticket", ticket, sizeof ticket);
+    struct fv_access_request req = {.principal = p->ctx.principal,
+                                    .role = p->ctx.role,
+                                    .action = FV_ACTION_READ,
+                                    .purpose = purpose,
+                                    .ticket = ticket,
+                                    .classes = p->ctx.d.classes,
+                                    .subjects = 1};
+    int dflt = fv_policy_class_id(g->policy, "default");
+    if (req.classes == 0 && dflt >= 0) /* (not decided here yet: the class every read has) */
+        req.classes = 1u << dflt;
+    struct fv_decision one, all;
+    fv_policy_decide(g->policy, &req, &one);
+    req.subjects = p->subjects;
+    fv_policy_decide(g->policy, &req, &all);
+    if (!one.allow || all.allow) return; /* refused for another reason: the owners' to say */
+    fv_api_respond_error(out, 403, all.reason);
 }
 
 /* Q8: the api node's own search (p->own) and every storage node's joined (clusteraudit.h). */
@@ -595,6 +634,7 @@ static int pending_wait(void *arg, struct fv_http_response *out)
         }
         if (g == 1 && p->kind == FLEET) join_fleet(p, out);
         if (g == 1 && p->kind == LIST) join_list(p, out);
+        if (g == 1 && (p->kind == FLEET || p->kind == LIST)) limit_subjects(p, out);
         if (g == 1 && p->kind == AUDIT) join_audit(p, out);
     }
     if (!p->local) audit_forward(p->v, &p->ctx, p->action, p->answered_by, out);

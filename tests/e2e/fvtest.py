@@ -93,6 +93,18 @@ def day_base(span_ms):
     return now if now % day + span_ms < day else (now // day + 1) * day + 1000
 
 
+def noon_tz():
+    """A fixed-offset time zone (IANA Etc/GMT...) whose local time is now 12:00-13:00, for a
+    program whose events are queued relative to now by a test VTN (their times are not the
+    test's to move, as live_event does): an event of up to 10 h then never crosses local
+    midnight (energy/program.h refuses that), whenever the test runs."""
+    hour = time.gmtime().tm_hour
+    n = (12 - hour + 12) % 24 - 12  # the offset that makes it about noon: -12 .. 11
+    if n == 0:
+        return "UTC"
+    return f"Etc/GMT-{n}" if n > 0 else f"Etc/GMT+{-n}"  # (POSIX signs: Etc/GMT-3 is UTC+3)
+
+
 def run(*args, check=True, **kw):
     r = subprocess.run([BIN, *args], capture_output=True, text=True, **kw)
     if check and r.returncode != 0:

@@ -42,7 +42,10 @@ SHARDS = 8
 RENEW_MS, TTL_MS = 1000, 15000  # a killed node's leases outlive the test's last reads
 MAX_PAYLOAD = int(os.environ.get("FV_CAPI_MAX_PAYLOAD", "8192"))  # nats-server's: pieces of 7 KiB
 POLICY = t.test_policy({"analyst": t.role({"location_history": ["default", "location"]},
-                                          pseudonymise=True, location_privacy=True)})
+                                          pseudonymise=True, location_privacy=True),
+                        # Q10: fewer subjects per request than the fleet, more than any owner's
+                        "few": t.role({"service": ["default"]},
+                                      max_subjects_per_request=VEHICLES - 1)})
 
 
 def cfg(nats, **extra):
@@ -211,6 +214,19 @@ def run(env, nats):
         q = f"/api/v1/vehicles/{vin}/state"
         assert get(api, q)[:2] == get(owner[vin], q)[:2] and get(api, q)[0] == 200, vin
     t.log(f"history of {len(times)} vehicles and the fleet views through the api node")
+
+    # Q10: subjects per request counted on the whole answer. Each owner has fewer vehicles
+    # than "few" may read at once and answers it; the api node's joined answer has more.
+    api.principal("few1", "few")
+    for o in (a, b):
+        o.await_principal("few1")
+    for q in ("/api/v1/fleet?signal=Soc&lookback=1d", "/api/v1/fleet?signal=Soc&lookback=1d&format=csv",
+              "/api/v1/vehicles", "/api/v1/signals/Soc/latest"):
+        for o in (a, b):
+            assert get(o, q, token="few1")[0] == 200, (o.root, q)
+        st, body, _ = get(api, q, token="few1")
+        assert st == 403 and f"at most {VEHICLES - 1} subjects per request (asked for " \
+            f"{len(times)})".encode() in body, (q, st, body[:300])
 
     # Obligations as on one node: a pseudonymising, location-private role.
     q = "/api/v1/fleet?signal=Location&lookback=1d"

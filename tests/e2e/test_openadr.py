@@ -30,10 +30,11 @@ SITES = ["SITESIM%010d" % i for i in range(5)]  # the simulator's names
 MC = "http://elrp.example/a4"
 MC_CAP = "http://elrp.example/capped"
 PROGRAMS = {"programs": {
-    # every day, all day (UTC), short events allowed: the test runs its events now
-    "test": {"timezone": "UTC", "season": ["01-01", "12-31"], "window": ["00:00", "24:00"],
+    # every day, all day, short events allowed: the test runs its events now (local time
+    # about noon: an event never crosses local midnight, fvtest.noon_tz)
+    "test": {"timezone": t.noon_tz(), "season": ["01-01", "12-31"], "window": ["00:00", "24:00"],
              "event_length": ["1m", "5h"], "yearly_hours_cap": 60},
-    "capped": {"timezone": "UTC", "season": ["01-01", "12-31"], "window": ["00:00", "24:00"],
+    "capped": {"timezone": t.noon_tz(), "season": ["01-01", "12-31"], "window": ["00:00", "24:00"],
                "event_length": ["1m", "5h"], "yearly_hours_cap": 0.1}}}
 
 

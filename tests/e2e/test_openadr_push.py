@@ -27,7 +27,7 @@ from test_openadr import api, wait
 
 MC = "http://elrp.example/a4"
 PROGRAMS = {"programs": {
-    "test": {"timezone": "UTC", "season": ["01-01", "12-31"], "window": ["00:00", "24:00"],
+    "test": {"timezone": t.noon_tz(), "season": ["01-01", "12-31"], "window": ["00:00", "24:00"],
              "event_length": ["1m", "5h"], "yearly_hours_cap": 60}}}
 
 
