@@ -132,8 +132,8 @@ void fv_api_metrics(const struct fv_api_view *v, struct fv_http_response *r)
             "(their gateway had not yet learnt of an owner change).",
             m->resubjected);
     COUNTER("fleetvault_cluster_records_moved_total",
-            "Of those, records whose new subject is in a shard this storage node does not hold: "
-            "published to that shard for its owner.",
+            "Of those, records whose new subject is in another shard: published to that shard "
+            "for its owner.",
             m->moved);
     GAUGE("fleetvault_wal_bytes", "Bytes in the write-ahead log.", ws.bytes_on_disk);
     GAUGE("fleetvault_wal_files", "Files in the write-ahead log.", ws.files);

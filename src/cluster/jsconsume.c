@@ -489,7 +489,7 @@ static int move_record(struct fv_jsconsume *c, const struct fv_wal_record *r, ui
     }
     __atomic_add_fetch(&c->moved, 1, __ATOMIC_RELAXED);
     fv_info("cluster: a record of stream sequence %llu, sealed again under subject %.*s, moved "
-            "to that subject's shard %u (not held here)",
+            "to that subject's shard %u",
             (unsigned long long)seq, (int)r->device_id_len, r->device_id, to);
     return FV_OK;
 }
@@ -514,7 +514,7 @@ static int take_msg(struct fv_jsconsume *c, struct shard *s, natsMsg *m, uint64_
         memcpy(pseudo, r.device_id, FV_PSEUDONYM_LEN);
         pseudo[FV_PSEUDONYM_LEN] = '\0';
         uint32_t to = fv_cluster_shard(pseudo, c->cfg->shards);
-        if (to != s->no && !fv_jslease_holds(c->lease, to, fv_mono_ns())) {
+        if (to != s->no) { /* even one held here: a later owner of it rebuilds from the stream */
             rc = move_record(c, &r, to, seq);
             if (rc == FV_EAGAIN) {
                 s->move_failed = 1;

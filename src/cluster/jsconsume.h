@@ -79,9 +79,10 @@
  *     30 s), not a fixed 50 ms, which made a round over 16 shards with little left each take
  *     0.8 s (bench/cluster: the storage node caught up 16 s after the last ack of a
  *     saturating feed; 3 s with this).
- *  C13 a record the fix (C11) sealed again under a subject of another shard, one this node
- *     does not hold, is not stored here (the node answers only for its own shards): it is
- *     published to that shard's subject, synchronously, with the message id
+ *  C13 a record the fix (C11) sealed again under a subject of another shard is not stored
+ *     here: another node may hold that shard (and answers for it), and even when this node
+ *     does, whoever holds it later rebuilds it from the stream. It is published to that
+ *     shard's subject, synchronously, with the message id
  *     NEWPSEUDONYM:TXIDHEX (NEWPSEUDONYM:sSEQ without a txid: a crash before the ack
  *     publishes it again within the stream's de-duplication window, once); the original
  *     message is then deleted from the stream, so that a later owner of this shard (a
