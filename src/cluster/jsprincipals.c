@@ -224,20 +224,9 @@ static int entry_write(struct fv_jsprincipals *s, const char *key, const struct 
         fv_buf_free(&v);
         return rc;
     }
-    uint64_t nrev = 0;
-    natsStatus st = rev ? kvStore_Update(&nrev, s->sync.kv, key, v.data, (int)v.len, rev)
-                        : kvStore_Create(&nrev, s->sync.kv, key, v.data, (int)v.len);
+    rc = fv_kvsync_put(&s->sync, key, &v, rev, &s->stats.published, &s->stats.conflicts);
     fv_buf_free(&v);
-    if (st == NATS_OK) {
-        count(&s->stats.published);
-        return FV_OK;
-    }
-    if (st == NATS_ERR) { /* JetStream refused the revision: another node's write won */
-        count(&s->stats.conflicts);
-        return FV_EAGAIN;
-    }
-    fv_warn("cluster: writing KV entry %s: %s", key, natsStatus_GetText(st));
-    return FV_EIO;
+    return rc;
 }
 
 /* M1: logged by every node that sees it (names, roles and times only; a is this catalog's,

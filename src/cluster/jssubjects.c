@@ -493,20 +493,9 @@ static int entry_write(struct fv_jssubjects *s, struct entry *e, uint64_t rev)
         fv_buf_free(&v);
         return rc;
     }
-    uint64_t nrev = 0;
-    natsStatus st = rev ? kvStore_Update(&nrev, s->sync.kv, e->key, v.data, (int)v.len, rev)
-                        : kvStore_Create(&nrev, s->sync.kv, e->key, v.data, (int)v.len);
+    rc = fv_kvsync_put(&s->sync, e->key, &v, rev, &s->stats.published, &s->stats.conflicts);
     fv_buf_free(&v);
-    if (st == NATS_OK) {
-        count(&s->stats.published);
-        return FV_OK;
-    }
-    if (st == NATS_ERR) { /* JetStream refused the revision: another node's write won */
-        count(&s->stats.conflicts);
-        return FV_EAGAIN;
-    }
-    fv_warn("cluster: writing KV entry %s: %s", e->key, natsStatus_GetText(st));
-    return FV_EIO;
+    return rc;
 }
 
 /* An entry brought in sync both ways from the bucket's value v at revision rev (NULL, 0:

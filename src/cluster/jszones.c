@@ -194,20 +194,9 @@ static int entry_write(struct fv_jszones *s, const char *key, const struct fv_js
         fv_buf_free(&v);
         return rc;
     }
-    uint64_t nrev = 0;
-    natsStatus st = rev ? kvStore_Update(&nrev, s->sync.kv, key, v.data, (int)v.len, rev)
-                        : kvStore_Create(&nrev, s->sync.kv, key, v.data, (int)v.len);
+    rc = fv_kvsync_put(&s->sync, key, &v, rev, &s->stats.published, &s->stats.conflicts);
     fv_buf_free(&v);
-    if (st == NATS_OK) {
-        count(&s->stats.published);
-        return FV_OK;
-    }
-    if (st == NATS_ERR) { /* another node's write won: read again */
-        count(&s->stats.conflicts);
-        return FV_EAGAIN;
-    }
-    fv_warn("cluster: writing KV entry %s: %s", key, natsStatus_GetText(st));
-    return FV_EIO;
+    return rc;
 }
 
 /* An entry brought in sync both ways from the bucket's value v at revision rev (NULL: read

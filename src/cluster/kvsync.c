@@ -132,6 +132,24 @@ int fv_kvsync_open(struct fv_kvsync *k, const struct fv_cluster_cfg *cfg, const 
     return FV_OK;
 }
 
+int fv_kvsync_put(struct fv_kvsync *k, const char *key, const struct fv_buf *value, uint64_t rev,
+                  uint64_t *published, uint64_t *conflicts)
+{
+    uint64_t nrev = 0;
+    natsStatus st = rev ? kvStore_Update(&nrev, k->kv, key, value->data, (int)value->len, rev)
+                        : kvStore_Create(&nrev, k->kv, key, value->data, (int)value->len);
+    if (st == NATS_OK) {
+        __atomic_add_fetch(published, 1, __ATOMIC_RELAXED);
+        return FV_OK;
+    }
+    if (st == NATS_ERR) { /* JetStream refused the revision: another node's write won */
+        __atomic_add_fetch(conflicts, 1, __ATOMIC_RELAXED);
+        return FV_EAGAIN;
+    }
+    fv_warn("cluster: writing KV entry %s: %s", key, natsStatus_GetText(st));
+    return FV_EIO;
+}
+
 void fv_kvsync_close(struct fv_kvsync *k)
 {
     __atomic_store_n(&k->stop, 1, __ATOMIC_RELEASE);

@@ -35,6 +35,7 @@
 #include <nats/nats.h>
 
 #include "cluster/natsconn.h"
+#include "util/buf.h"
 
 struct sqlite3;
 struct fv_kvfollow;
@@ -77,6 +78,12 @@ struct fv_kvsync {
 int fv_kvsync_open(struct fv_kvsync *k, const struct fv_cluster_cfg *cfg, const char *bucket,
                    const struct fv_kvsync_ops *ops, void *arg, struct sqlite3 *db, char *err,
                    size_t errlen);
+/* value written to entry key compare-and-set: at revision rev (an update), or created when
+ * rev is 0. FV_OK (*published counted), FV_EAGAIN (another node's write won: *conflicts
+ * counted; read again and merge), FV_EIO (NATS: logged). Counters atomic. The sync's thread
+ * (or open's). */
+int fv_kvsync_put(struct fv_kvsync *k, const char *key, const struct fv_buf *value, uint64_t rev,
+                  uint64_t *published, uint64_t *conflicts);
 /* The thread stopped and joined, the follower, bucket and connection closed (not db). Safe on
  * a zeroed k and after a failed open. */
 void fv_kvsync_close(struct fv_kvsync *k);
