@@ -204,40 +204,40 @@ void fv_api_metrics(const struct fv_api_view *v, struct fv_http_response *r)
     COUNTER("fleetvault_cluster_subjects_applied_total",
             "Cluster: owner period and consent entries of the KV bucket applied to this "
             "node's catalog.",
-            m->subj_applied);
+            m->subj.applied);
     COUNTER("fleetvault_cluster_subjects_published_total",
             "Cluster: owner period and consent entries this node wrote to the KV bucket.",
-            m->subj_published);
+            m->subj.published);
     COUNTER("fleetvault_cluster_subjects_conflicts_total",
             "Cluster: owner periods that differed from the bucket's (the bucket's kept) and "
             "compare-and-set races lost.",
-            m->subj_conflicts);
+            m->subj.conflicts);
     COUNTER("fleetvault_cluster_subjects_malformed_total",
             "Cluster: owner period and consent values refused (malformed; logged with the "
             "entry).",
-            m->subj_malformed);
+            m->subj.malformed);
     COUNTER("fleetvault_cluster_principals_applied_total",
             "Cluster: principals of the KV bucket applied to this node's catalog (audited).",
-            m->princ_applied);
+            m->princ.applied);
     COUNTER("fleetvault_cluster_principals_published_total",
-            "Cluster: principal values this node wrote to the KV bucket.", m->princ_published);
+            "Cluster: principal values this node wrote to the KV bucket.", m->princ.published);
     COUNTER("fleetvault_cluster_principals_conflicts_total",
             "Cluster: one name created on two nodes at once (the earlier kept) and "
             "compare-and-set races lost.",
-            m->princ_conflicts);
+            m->princ.conflicts);
     COUNTER("fleetvault_cluster_principals_malformed_total",
             "Cluster: principal values refused (malformed; logged with the entry).",
-            m->princ_malformed);
+            m->princ.malformed);
     COUNTER("fleetvault_cluster_zones_applied_total",
             "Cluster: privacy zones of the KV bucket set or removed in this node's catalog.",
-            m->zones_applied);
+            m->zones.applied);
     COUNTER("fleetvault_cluster_zones_published_total",
-            "Cluster: privacy zone values this node wrote to the KV bucket.", m->zones_published);
+            "Cluster: privacy zone values this node wrote to the KV bucket.", m->zones.published);
     COUNTER("fleetvault_cluster_zones_conflicts_total",
-            "Cluster: privacy zone compare-and-set races lost.", m->zones_conflicts);
+            "Cluster: privacy zone compare-and-set races lost.", m->zones.conflicts);
     COUNTER("fleetvault_cluster_zones_malformed_total",
             "Cluster: privacy zone values refused (malformed; logged with the entry).",
-            m->zones_malformed);
+            m->zones.malformed);
     COUNTER("fleetvault_cluster_quotas_applied_total",
             "Cluster: other nodes' daily quota counts that changed this node's sum.",
             m->quota_applied);

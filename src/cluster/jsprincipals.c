@@ -32,7 +32,6 @@ struct fv_jsprincipals {
     struct fv_kvsync sync;  /* U1: connection, bucket, thread (kvsync.h) */
     struct fv_keystore *ks; /* the sync's own catalog connection */
     struct fv_map synced;   /* principal name -> hash of the plaintext last in sync */
-    struct fv_jsprincipals_stats stats;
 };
 
 /* ---- values -------------------------------------------------------------------------------- */
@@ -159,11 +158,6 @@ int fv_jsprincipals_merge(const struct fv_principal_row *a, const struct fv_prin
 
 /* ---- the sync ------------------------------------------------------------------------------ */
 
-static void count(uint64_t *c)
-{
-    __atomic_add_fetch(c, 1, __ATOMIC_RELAXED);
-}
-
 static uint64_t row_hash(const struct fv_principal_row *r)
 {
     struct fv_buf pt = {0};
@@ -211,7 +205,7 @@ static int apply_local(struct fv_jsprincipals *s, const struct fv_principal_row 
     }
     fv_info("cluster: principal %s (%s) applied to this catalog: %s, from node %s", m->p.name,
             m->p.role, action, from);
-    count(&s->stats.applied);
+    fv_kvsync_count(&s->sync.stats.applied);
     return FV_OK;
 }
 
@@ -224,7 +218,7 @@ static int entry_write(struct fv_jsprincipals *s, const char *key, const struct 
         fv_buf_free(&v);
         return rc;
     }
-    rc = fv_kvsync_put(&s->sync, key, &v, rev, &s->stats.published, &s->stats.conflicts);
+    rc = fv_kvsync_put(&s->sync, key, &v, rev);
     fv_buf_free(&v);
     return rc;
 }
@@ -275,7 +269,7 @@ static int sync_entry(struct fv_jsprincipals *s, const char *name, const unsigne
             rc = fv_jsprincipals_decode(&s->kek, key, v, len, &b, from, err, sizeof err);
             if (rc == FV_ECORRUPT) {
                 fv_error("cluster: %s; ignored", err);
-                count(&s->stats.malformed);
+                fv_kvsync_count(&s->sync.stats.malformed);
             }
         }
         if (rc) break;
@@ -286,7 +280,7 @@ static int sync_entry(struct fv_jsprincipals *s, const char *name, const unsigne
             m = have_a ? a : b;
         if (conflict) {
             log_conflict(&a, &b, &m, from);
-            count(&s->stats.conflicts);
+            fv_kvsync_count(&s->sync.stats.conflicts);
         }
         if (have_b && (!have_a || !same_row(&a, &m)))
             rc = apply_local(s, &a, have_a, &m, conflict, from);
@@ -385,21 +379,13 @@ int fv_jsprincipals_open(const struct fv_cluster_cfg *cfg, const struct fv_kek *
         fv_jsprincipals_close(s);
         return rc;
     }
-    struct fv_jsprincipals_stats st;
-    fv_jsprincipals_stats(s, &st);
-    fv_info("cluster: principals in sync with KV bucket %s (%llu applied here, %llu published)",
-            cfg->principals_bucket, (unsigned long long)st.applied,
-            (unsigned long long)st.published);
     *out = s;
     return FV_OK;
 }
 
-void fv_jsprincipals_stats(struct fv_jsprincipals *s, struct fv_jsprincipals_stats *out)
+void fv_jsprincipals_stats(struct fv_jsprincipals *s, struct fv_kvsync_stats *out)
 {
-    out->applied = __atomic_load_n(&s->stats.applied, __ATOMIC_RELAXED);
-    out->published = __atomic_load_n(&s->stats.published, __ATOMIC_RELAXED);
-    out->conflicts = __atomic_load_n(&s->stats.conflicts, __ATOMIC_RELAXED);
-    out->malformed = __atomic_load_n(&s->stats.malformed, __ATOMIC_RELAXED);
+    fv_kvsync_stats(&s->sync, out);
 }
 
 void fv_jsprincipals_close(struct fv_jsprincipals *s)

@@ -49,6 +49,7 @@
 #include <stdint.h>
 
 #include "config/cluster_config.h"
+#include "cluster/kvsync.h"
 #include "crypto/keys.h"
 #include "privacy/principals.h"
 #include "util/buf.h"
@@ -79,20 +80,14 @@ int fv_jsprincipals_merge(const struct fv_principal_row *a, const struct fv_prin
 
 struct fv_jsprincipals;
 
-struct fv_jsprincipals_stats {
-    uint64_t applied;   /* principals that changed this catalog */
-    uint64_t published; /* values this node wrote */
-    uint64_t conflicts; /* M1 conflicts and compare-and-set races lost */
-    uint64_t malformed; /* U5 */
-};
-
 /* U1: connects, binds the bucket (making it when missing), opens its own catalog connection
  * on catalog_path (making the principals table if missing), syncs, and starts its thread.
  * node: this node's name (in the values it writes). kek is copied. */
 int fv_jsprincipals_open(const struct fv_cluster_cfg *cfg, const struct fv_kek *kek,
                          const char *catalog_path, const char *node, struct fv_jsprincipals **out,
                          char *err, size_t errlen);
-void fv_jsprincipals_stats(struct fv_jsprincipals *s, struct fv_jsprincipals_stats *out);
+/* Its counters (kvsync.h): conflicts are M1 conflicts and races lost, malformed U5. */
+void fv_jsprincipals_stats(struct fv_jsprincipals *s, struct fv_kvsync_stats *out);
 /* Stops the thread, closes, wipes and frees. NULL: nothing. */
 void fv_jsprincipals_close(struct fv_jsprincipals *s);
 

@@ -37,7 +37,6 @@ struct fv_jssubjects {
     struct fv_map synced; /* entry key -> hash of the plaintext last in sync (P4) */
     void (*changed)(void *arg);
     void *changed_arg;
-    struct fv_jssubjects_stats stats; /* atomic fields */
 };
 
 /* ---- values -------------------------------------------------------------------------------- */
@@ -108,10 +107,7 @@ int fv_jssubjects_encode_consents(const struct fv_kek *kek, const char *key,
 
 static int is_hex_pseudo(const char *s)
 {
-    size_t n = 0;
-    for (; s[n]; n++)
-        if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f'))) return 0;
-    return n == FV_PSEUDONYM_LEN;
+    return fv_pseudonym_valid(s, strlen(s));
 }
 
 /* S1 over decoded rows; 0 if they keep it. */
@@ -307,11 +303,6 @@ int fv_jssubjects_merge_consents(const struct fv_consent_rows *a, const struct f
 
 /* ---- the sync ------------------------------------------------------------------------------ */
 
-static void count(uint64_t *c)
-{
-    __atomic_add_fetch(c, 1, __ATOMIC_RELAXED);
-}
-
 static uint64_t pt_hash(const struct fv_buf *pt)
 {
     return fv_hash64(pt->data, pt->len) | 1; /* never 0: a map value of NULL is "unknown" */
@@ -396,7 +387,7 @@ static int entry_merge(struct fv_jssubjects *s, struct entry *e, const unsigned 
         rc = fv_jssubjects_decode_consents(&s->kek, e->key, v, len, &e->cb, err, sizeof err);
     if (rc == FV_ECORRUPT) {
         fv_error("cluster: %s; ignored", err); /* names the entry (pseudonyms only) */
-        count(&s->stats.malformed);
+        fv_kvsync_count(&s->sync.stats.malformed);
     }
     if (rc) return rc;
     fv_buf_reset(&e->pt_b);
@@ -422,7 +413,7 @@ static int entry_merge(struct fv_jssubjects *s, struct entry *e, const unsigned 
         fv_error("cluster: KV entry %s: owner periods that differ from this node's (two owner "
                  "changes made at once on two nodes?); the cluster's are kept here",
                  e->key);
-        count(&s->stats.conflicts);
+        fv_kvsync_count(&s->sync.stats.conflicts);
     }
     return rc;
 }
@@ -446,7 +437,7 @@ static int entry_apply_local(struct fv_jssubjects *s, struct entry *e, int *chan
     }
     /* (the connection's own commits do not change its PRAGMA data_version: not republished) */
     fv_info("cluster: KV entry %s applied to this catalog", e->key); /* pseudonyms only */
-    count(&s->stats.applied);
+    fv_kvsync_count(&s->sync.stats.applied);
     *changed = 1;
     return FV_OK;
 }
@@ -493,7 +484,7 @@ static int entry_write(struct fv_jssubjects *s, struct entry *e, uint64_t rev)
         fv_buf_free(&v);
         return rc;
     }
-    rc = fv_kvsync_put(&s->sync, e->key, &v, rev, &s->stats.published, &s->stats.conflicts);
+    rc = fv_kvsync_put(&s->sync, e->key, &v, rev);
     fv_buf_free(&v);
     return rc;
 }
@@ -627,21 +618,13 @@ int fv_jssubjects_open(const struct fv_cluster_cfg *cfg, const struct fv_kek *ke
         fv_jssubjects_close(s);
         return rc;
     }
-    struct fv_jssubjects_stats st;
-    fv_jssubjects_stats(s, &st);
-    fv_info("cluster: owner periods and consents in sync with KV bucket %s (%llu applied here, "
-            "%llu published)",
-            cfg->subjects_bucket, (unsigned long long)st.applied, (unsigned long long)st.published);
     *out = s;
     return FV_OK;
 }
 
-void fv_jssubjects_stats(struct fv_jssubjects *s, struct fv_jssubjects_stats *out)
+void fv_jssubjects_stats(struct fv_jssubjects *s, struct fv_kvsync_stats *out)
 {
-    out->applied = __atomic_load_n(&s->stats.applied, __ATOMIC_RELAXED);
-    out->published = __atomic_load_n(&s->stats.published, __ATOMIC_RELAXED);
-    out->conflicts = __atomic_load_n(&s->stats.conflicts, __ATOMIC_RELAXED);
-    out->malformed = __atomic_load_n(&s->stats.malformed, __ATOMIC_RELAXED);
+    fv_kvsync_stats(&s->sync, out);
 }
 
 void fv_jssubjects_close(struct fv_jssubjects *s)

@@ -50,6 +50,7 @@
 #include <stdint.h>
 
 #include "config/cluster_config.h"
+#include "cluster/kvsync.h"
 #include "crypto/keys.h"
 #include "privacy/subjects_rows.h"
 #include "util/buf.h"
@@ -90,13 +91,6 @@ int fv_jssubjects_merge_consents(const struct fv_consent_rows *a, const struct f
 
 struct fv_jssubjects;
 
-struct fv_jssubjects_stats {
-    uint64_t applied;   /* entries that changed this catalog */
-    uint64_t published; /* entries this node wrote */
-    uint64_t conflicts; /* P3 conflicts and compare-and-set races lost */
-    uint64_t malformed; /* P5 */
-};
-
 /* P1, P2: connects, binds the bucket (making it when missing), opens its own catalog
  * connection on catalog_path, syncs, and starts its thread. keys: the keys bucket's source
  * (P4). changed(arg) is called on the sync's thread after each change it made to the
@@ -105,7 +99,8 @@ int fv_jssubjects_open(const struct fv_cluster_cfg *cfg, const struct fv_kek *ke
                        const char *catalog_path, struct fv_keysource keys,
                        void (*changed)(void *arg), void *arg, struct fv_jssubjects **out, char *err,
                        size_t errlen);
-void fv_jssubjects_stats(struct fv_jssubjects *s, struct fv_jssubjects_stats *out);
+/* Its counters (kvsync.h): conflicts are P3 conflicts and races lost, malformed P5. */
+void fv_jssubjects_stats(struct fv_jssubjects *s, struct fv_kvsync_stats *out);
 /* Stops the thread, closes, wipes and frees. NULL: nothing. */
 void fv_jssubjects_close(struct fv_jssubjects *s);
 

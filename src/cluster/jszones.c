@@ -31,7 +31,6 @@ struct fv_jszones {
     struct fv_kvsync sync;  /* Z6: connection, bucket, thread (kvsync.h) */
     struct fv_keystore *ks; /* the sync's own catalog connection */
     struct fv_map synced;   /* entry key -> state hash << 1 | a zone was there */
-    struct fv_jszones_stats stats;
 };
 
 /* ---- values -------------------------------------------------------------------------------- */
@@ -58,17 +57,27 @@ int fv_jszones_encode(const struct fv_kek *kek, const struct fv_jszone *z, const
     return rc;
 }
 
+/* The pseudonym and label an entry key names, into z; 0 if key is not zone.PSEUDONYM.LABEL. */
+static int key_parse(const char *key, struct fv_jszone *z)
+{
+    size_t pl = strlen(FV_JSZONE_PREFIX);
+    if (strncmp(key, FV_JSZONE_PREFIX, pl) != 0) return 0;
+    const char *rest = key + pl, *dot = strchr(rest, '.');
+    if (dot == NULL || !fv_pseudonym_valid(rest, (size_t)(dot - rest)) ||
+        !fv_zone_label_valid(dot + 1))
+        return 0;
+    memcpy(z->pseudo, rest, FV_PSEUDONYM_LEN);
+    z->pseudo[FV_PSEUDONYM_LEN] = '\0';
+    snprintf(z->label, sizeof z->label, "%s", dot + 1);
+    return 1;
+}
+
 int fv_jszones_decode(const struct fv_kek *kek, const char *key, const unsigned char *v, size_t n,
                       struct fv_jszone *z, char node[65], char *err, size_t errlen)
 {
     memset(z, 0, sizeof *z);
     node[0] = '\0';
-    size_t pl = strlen(FV_JSZONE_PREFIX);
-    const char *rest = strncmp(key, FV_JSZONE_PREFIX, pl) == 0 ? key + pl : "";
-    const char *dot = strchr(rest, '.');
-    int ok = dot && dot - rest == FV_PSEUDONYM_LEN &&
-             strspn(rest, "0123456789abcdef") == FV_PSEUDONYM_LEN && fv_zone_label_valid(dot + 1);
-    if (!ok) {
+    if (!key_parse(key, z)) {
         fv_seterr(err, errlen, "KV entry %s: not a privacy zone's entry", key);
         return FV_ECORRUPT;
     }
@@ -78,8 +87,6 @@ int fv_jszones_decode(const struct fv_kek *kek, const char *key, const unsigned 
         fv_buf_free(&pt);
         return rc;
     }
-    memcpy(z->pseudo, rest, FV_PSEUDONYM_LEN);
-    snprintf(z->label, sizeof z->label, "%s", dot + 1);
     struct fv_kvb_rd r = {.p = pt.data, .n = pt.len};
     int version = (int)fv_kvb_get_be(&r, 1);
     z->removed = (int)fv_kvb_get_be(&r, 1);
@@ -127,11 +134,6 @@ static uintptr_t state_mark(const struct fv_jszone *z)
 }
 
 /* ---- the sync ------------------------------------------------------------------------------ */
-
-static void count(uint64_t *c)
-{
-    __atomic_add_fetch(c, 1, __ATOMIC_RELAXED);
-}
 
 /* This catalog's state of the entry: its row, or a removal seen now (it was in sync as a zone,
  * its row is gone). 1: there is one; 0: none; negative: an error. */
@@ -181,7 +183,7 @@ static int apply_local(struct fv_jszones *s, const struct fv_jszone *a, int have
     }
     fv_info("cluster: privacy zone %s of subject %s %s in this catalog, from node %s", m->label,
             m->pseudo, m->removed ? "removed" : "set", from);
-    count(&s->stats.applied);
+    fv_kvsync_count(&s->sync.stats.applied);
     return FV_OK;
 }
 
@@ -194,7 +196,7 @@ static int entry_write(struct fv_jszones *s, const char *key, const struct fv_js
         fv_buf_free(&v);
         return rc;
     }
-    rc = fv_kvsync_put(&s->sync, key, &v, rev, &s->stats.published, &s->stats.conflicts);
+    rc = fv_kvsync_put(&s->sync, key, &v, rev);
     fv_buf_free(&v);
     return rc;
 }
@@ -204,13 +206,9 @@ static int entry_write(struct fv_jszones *s, const char *key, const struct fv_js
 static int sync_entry(struct fv_jszones *s, const char *key, const unsigned char *v, size_t len,
                       uint64_t rev)
 {
-    struct fv_jszone a, b, m;
+    struct fv_jszone a, b, m, named;
     char from[65], err[256];
-    size_t pl = strlen(FV_JSZONE_PREFIX);
-    const char *rest = key + pl, *dot = strchr(rest, '.');
-    if (strncmp(key, FV_JSZONE_PREFIX, pl) != 0 || dot == NULL || dot - rest != FV_PSEUDONYM_LEN ||
-        !fv_zone_label_valid(dot + 1))
-        return FV_OK; /* not a zone's entry */
+    if (!key_parse(key, &named)) return FV_OK; /* not a zone's entry */
     kvEntry *ke = NULL;
     int rc = FV_OK;
     for (int tries = 0; tries < CAS_TRIES; tries++) {
@@ -228,8 +226,8 @@ static int sync_entry(struct fv_jszones *s, const char *key, const unsigned char
             rev = ke ? kvEntry_Revision(ke) : 0;
         }
         memset(&a, 0, sizeof a);
-        memcpy(a.pseudo, rest, FV_PSEUDONYM_LEN);
-        snprintf(a.label, sizeof a.label, "%s", dot + 1);
+        memcpy(a.pseudo, named.pseudo, sizeof a.pseudo);
+        memcpy(a.label, named.label, sizeof a.label);
         int have_a = local_state(s, key, &a), have_b = v != NULL;
         rc = have_a < 0 ? have_a : FV_OK;
         snprintf(from, sizeof from, "%s", s->node);
@@ -237,7 +235,7 @@ static int sync_entry(struct fv_jszones *s, const char *key, const unsigned char
             rc = fv_jszones_decode(&s->kek, key, v, len, &b, from, err, sizeof err);
             if (rc == FV_ECORRUPT) {
                 fv_error("cluster: %s; ignored", err);
-                count(&s->stats.malformed);
+                fv_kvsync_count(&s->sync.stats.malformed);
             }
         }
         if (rc || (!have_a && !have_b)) break;
@@ -350,20 +348,13 @@ int fv_jszones_open(const struct fv_cluster_cfg *cfg, const struct fv_kek *kek,
         fv_jszones_close(s);
         return rc;
     }
-    struct fv_jszones_stats st;
-    fv_jszones_stats(s, &st);
-    fv_info("cluster: privacy zones in sync with KV bucket %s (%llu applied here, %llu published)",
-            cfg->zones_bucket, (unsigned long long)st.applied, (unsigned long long)st.published);
     *out = s;
     return FV_OK;
 }
 
-void fv_jszones_stats(struct fv_jszones *s, struct fv_jszones_stats *out)
+void fv_jszones_stats(struct fv_jszones *s, struct fv_kvsync_stats *out)
 {
-    out->applied = __atomic_load_n(&s->stats.applied, __ATOMIC_RELAXED);
-    out->published = __atomic_load_n(&s->stats.published, __ATOMIC_RELAXED);
-    out->conflicts = __atomic_load_n(&s->stats.conflicts, __ATOMIC_RELAXED);
-    out->malformed = __atomic_load_n(&s->stats.malformed, __ATOMIC_RELAXED);
+    fv_kvsync_stats(&s->sync, out);
 }
 
 void fv_jszones_close(struct fv_jszones *s)

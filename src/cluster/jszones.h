@@ -38,6 +38,7 @@
 #include <stdint.h>
 
 #include "config/cluster_config.h"
+#include "cluster/kvsync.h"
 #include "crypto/keys.h"
 #include "privacy/zones.h"
 #include "util/buf.h"
@@ -67,19 +68,14 @@ int fv_jszones_decode(const struct fv_kek *kek, const char *key, const unsigned 
 int fv_jszones_winner(const struct fv_jszone *a, const struct fv_jszone *b);
 
 struct fv_jszones;
-struct fv_jszones_stats {
-    uint64_t applied;   /* changes made to this catalog from the bucket */
-    uint64_t published; /* values written to the bucket */
-    uint64_t conflicts; /* lost compare-and-set races */
-    uint64_t malformed; /* values refused (Z8) */
-};
 
 /* Z6: the sync for this catalog (its own connection to it), node naming this node in values.
  * FV_OK, or an FV_E* with err set. */
 int fv_jszones_open(const struct fv_cluster_cfg *cfg, const struct fv_kek *kek,
                     const char *catalog_path, const char *node, struct fv_jszones **out, char *err,
                     size_t errlen);
-void fv_jszones_stats(struct fv_jszones *s, struct fv_jszones_stats *out);
+/* Its counters (kvsync.h): malformed are Z8's refusals. */
+void fv_jszones_stats(struct fv_jszones *s, struct fv_kvsync_stats *out);
 /* Stops the thread and closes everything. NULL: nothing. */
 void fv_jszones_close(struct fv_jszones *s);
 

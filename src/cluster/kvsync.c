@@ -129,21 +129,37 @@ int fv_kvsync_open(struct fv_kvsync *k, const struct fv_cluster_cfg *cfg, const 
         return rc;
     }
     k->thread_started = 1;
+    struct fv_kvsync_stats st;
+    fv_kvsync_stats(k, &st);
+    fv_info("cluster: %s in sync with KV bucket %s (%llu applied here, %llu published)", ops->what,
+            bucket, (unsigned long long)st.applied, (unsigned long long)st.published);
     return FV_OK;
 }
 
-int fv_kvsync_put(struct fv_kvsync *k, const char *key, const struct fv_buf *value, uint64_t rev,
-                  uint64_t *published, uint64_t *conflicts)
+void fv_kvsync_count(uint64_t *counter)
+{
+    __atomic_add_fetch(counter, 1, __ATOMIC_RELAXED);
+}
+
+void fv_kvsync_stats(const struct fv_kvsync *k, struct fv_kvsync_stats *out)
+{
+    out->applied = __atomic_load_n(&k->stats.applied, __ATOMIC_RELAXED);
+    out->published = __atomic_load_n(&k->stats.published, __ATOMIC_RELAXED);
+    out->conflicts = __atomic_load_n(&k->stats.conflicts, __ATOMIC_RELAXED);
+    out->malformed = __atomic_load_n(&k->stats.malformed, __ATOMIC_RELAXED);
+}
+
+int fv_kvsync_put(struct fv_kvsync *k, const char *key, const struct fv_buf *value, uint64_t rev)
 {
     uint64_t nrev = 0;
     natsStatus st = rev ? kvStore_Update(&nrev, k->kv, key, value->data, (int)value->len, rev)
                         : kvStore_Create(&nrev, k->kv, key, value->data, (int)value->len);
     if (st == NATS_OK) {
-        __atomic_add_fetch(published, 1, __ATOMIC_RELAXED);
+        fv_kvsync_count(&k->stats.published);
         return FV_OK;
     }
     if (st == NATS_ERR) { /* JetStream refused the revision: another node's write won */
-        __atomic_add_fetch(conflicts, 1, __ATOMIC_RELAXED);
+        fv_kvsync_count(&k->stats.conflicts);
         return FV_EAGAIN;
     }
     fv_warn("cluster: writing KV entry %s: %s", key, natsStatus_GetText(st));

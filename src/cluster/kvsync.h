@@ -10,7 +10,8 @@
  *     the bucket's current state applied entry by entry (ops->entry), then the catalog's own
  *     published (ops->publish); a publish that left something behind (dirty) is a failure.
  *     NATS failures are tried again (FV_NATS_START_TRIES, 0.5 s apart; a retried initial
- *     sync goes on from where the failed one stopped, kvfollow.h F2).
+ *     sync goes on from where the failed one stopped, kvfollow.h F2). Logged once in sync,
+ *     with what was applied and published.
  *  K2 the thread's round (at most 0.5 s): the next entry of the bucket, waiting for one,
  *     applied; then, when another connection committed to the catalog since the last round
  *     (PRAGMA data_version on db) or a round left something unpublished (dirty),
@@ -55,6 +56,15 @@ struct fv_kvsync_ops {
     void (*changed)(void *arg); /* K2, or NULL */
 };
 
+/* What a sync did since it was opened (fields atomic in struct fv_kvsync; fv_kvsync_stats
+ * reads them). The users count applied and malformed; fv_kvsync_put counts the rest. */
+struct fv_kvsync_stats {
+    uint64_t applied;   /* changes the bucket brought to this catalog */
+    uint64_t published; /* values this node wrote to the bucket */
+    uint64_t conflicts; /* merge conflicts and compare-and-set races lost */
+    uint64_t malformed; /* values refused (logged with the entry) */
+};
+
 struct fv_kvsync {
     const struct fv_cluster_cfg *cfg;
     const char *bucket;
@@ -69,7 +79,8 @@ struct fv_kvsync {
     int dirty; /* something left unpublished: the next round publishes */
     pthread_t thread;
     int thread_started;
-    int stop; /* atomic */
+    int stop;                     /* atomic */
+    struct fv_kvsync_stats stats; /* atomic fields */
 };
 
 /* K1: k (zeroed by the caller) opened on bucket for ops and arg, db the catalog connection
@@ -79,11 +90,13 @@ int fv_kvsync_open(struct fv_kvsync *k, const struct fv_cluster_cfg *cfg, const 
                    const struct fv_kvsync_ops *ops, void *arg, struct sqlite3 *db, char *err,
                    size_t errlen);
 /* value written to entry key compare-and-set: at revision rev (an update), or created when
- * rev is 0. FV_OK (*published counted), FV_EAGAIN (another node's write won: *conflicts
- * counted; read again and merge), FV_EIO (NATS: logged). Counters atomic. The sync's thread
- * (or open's). */
-int fv_kvsync_put(struct fv_kvsync *k, const char *key, const struct fv_buf *value, uint64_t rev,
-                  uint64_t *published, uint64_t *conflicts);
+ * rev is 0. FV_OK (counted published), FV_EAGAIN (another node's write won: counted a
+ * conflict; read again and merge), FV_EIO (NATS: logged). The sync's thread (or open's). */
+int fv_kvsync_put(struct fv_kvsync *k, const char *key, const struct fv_buf *value, uint64_t rev);
+/* One of k's counters up by one (stats.applied or .malformed, from an op). Any thread. */
+void fv_kvsync_count(uint64_t *counter);
+/* k's counters, read atomically. Any thread while k is open. */
+void fv_kvsync_stats(const struct fv_kvsync *k, struct fv_kvsync_stats *out);
 /* The thread stopped and joined, the follower, bucket and connection closed (not db). Safe on
  * a zeroed k and after a failed open. */
 void fv_kvsync_close(struct fv_kvsync *k);

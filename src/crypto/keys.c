@@ -481,6 +481,14 @@ static EVP_MAC_CTX *pseudonym_mac(struct fv_keystore *ks)
     return c;
 }
 
+int fv_pseudonym_valid(const char *s, size_t n)
+{
+    if (s == NULL || n != FV_PSEUDONYM_LEN) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return 0;
+    return 1;
+}
+
 int fv_keystore_pseudonym(struct fv_keystore *ks, const char *name, char out[FV_PSEUDONYM_LEN + 1])
 {
     unsigned char mac[EVP_MAX_MD_SIZE];

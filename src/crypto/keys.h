@@ -75,7 +75,10 @@ int fv_random(void *out, size_t n);
 struct fv_keystore;
 
 #define FV_PSEUDONYM_LEN 32 /* hex digits */
-#define FV_NAME_MAX      64 /* longest subject name (a device id) */
+/* 1 when the n bytes at s are a pseudonym's form: FV_PSEUDONYM_LEN lower-case hex digits
+ * (n is the length the caller has, so a pseudonym inside a longer key is checked in place). */
+int fv_pseudonym_valid(const char *s, size_t n);
+#define FV_NAME_MAX 64 /* longest subject name (a device id) */
 
 /* Opens (creating) the catalog at db_path. Refuses, naming both ids, a KEK other than the
  * one that wrapped the stored keys. A write that meets another connection's waits up to

@@ -34,6 +34,12 @@ extern const char *const fv_reject_names[FV_REJ_COUNT];
 /* A counter any thread may bump and read. */
 typedef _Atomic uint64_t fv_counter;
 
+/* A cluster node's sync of a KV bucket with its catalog (cluster/kvsync.h), as copied by the
+ * loop from its counters: values applied here, published, conflicts, malformed. */
+struct fv_sync_metrics {
+    fv_counter applied, published, conflicts, malformed;
+};
+
 struct fv_metrics {
     fv_counter connections_total, connections_open;
     fv_counter connections_refused; /* over FV_SESSIONS_PER_DEVICE (gateway/session.h) */
@@ -78,10 +84,9 @@ struct fv_metrics {
     fv_counter cluster_published, cluster_pubacks, cluster_pubacks_duplicate;
     fv_counter cluster_publish_retries, cluster_publish_refused, cluster_publish_outstanding;
     /* the subjects sync (cluster/jssubjects.h), copied from its counters by the loop */
-    fv_counter subj_applied, subj_published, subj_conflicts, subj_malformed;
-    /* the principals sync (cluster/jsprincipals.h), copied the same way */
-    fv_counter princ_applied, princ_published, princ_conflicts, princ_malformed;
-    fv_counter zones_applied, zones_published, zones_conflicts, zones_malformed; /* jszones.h */
+    struct fv_sync_metrics subj;
+    /* the principals and zones syncs (cluster/jsprincipals.h, jszones.h), the same way */
+    struct fv_sync_metrics princ, zones;
     /* the quotas sync (cluster/jsquotas.h), copied the same way; stale is 0 or 1, pending
      * and position gauges */
     fv_counter quota_applied, quota_published, quota_failed, quota_malformed, quota_stale;

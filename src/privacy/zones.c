@@ -220,20 +220,11 @@ int fv_zone_set(struct fv_keystore *ks, const char *subject, const char *label, 
         rc = FV_ELIMIT;
         goto done;
     }
-    sqlite3_finalize(st);
-    st = NULL;
-    if (sqlite3_prepare_v2(db,
-                           "INSERT INTO privacy_zones(subject, label, zone, created_ms)"
-                           " VALUES (?1, ?2, ?3, ?4) ON CONFLICT(subject, label) DO UPDATE SET"
-                           " zone = excluded.zone, created_ms = excluded.created_ms",
-                           -1, &st, NULL) != SQLITE_OK ||
-        sqlite3_bind_text(st, 1, pseudo, -1, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_bind_text(st, 2, label, -1, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_bind_blob(st, 3, sealed.data, (int)sealed.len, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_bind_int64(st, 4, (sqlite3_int64)fv_now_ms()) != SQLITE_OK ||
-        sqlite3_step(st) != SQLITE_DONE)
-        goto dberr;
-    rc = FV_OK;
+    struct fv_zone_row row = {
+        .blob = sealed.data, .len = sealed.len, .created_ms = (int64_t)fv_now_ms()};
+    memcpy(row.pseudo, pseudo, sizeof row.pseudo);
+    snprintf(row.label, sizeof row.label, "%s", label);
+    rc = fv_zone_row_put(ks, &row, err, errlen);
     goto done;
 dberr:
     fv_seterr(err, errlen, "catalog: privacy_zones: %s", sqlite3_errmsg(db));
@@ -254,19 +245,9 @@ int fv_zone_remove(struct fv_keystore *ks, const char *subject, const char *labe
         fv_seterr(err, errlen, "bad zone label (1 to %d of a-z 0-9 _ -)", FV_ZONE_LABEL_MAX);
         return FV_EINVAL;
     }
-    sqlite3 *db = fv_keystore_db(ks);
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, "DELETE FROM privacy_zones WHERE subject = ?1 AND label = ?2", -1,
-                           &st, NULL) != SQLITE_OK ||
-        sqlite3_bind_text(st, 1, pseudo, -1, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_bind_text(st, 2, label, -1, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_step(st) != SQLITE_DONE) {
-        fv_seterr(err, errlen, "catalog: privacy_zones: %s", sqlite3_errmsg(db));
-        sqlite3_finalize(st);
-        return FV_EIO;
-    }
-    sqlite3_finalize(st);
-    if (sqlite3_changes(db) == 0) {
+    rc = fv_zone_row_delete(ks, pseudo, label, err, errlen);
+    if (rc) return rc;
+    if (sqlite3_changes(fv_keystore_db(ks)) == 0) {
         fv_seterr(err, errlen, "subject %s has no zone %s", subject, label);
         return FV_ENOENT;
     }
@@ -300,8 +281,7 @@ int fv_zones_forget(struct fv_keystore *ks, const char *subject, char *err, size
 
 int fv_zones_forget_pseudo(struct fv_keystore *ks, const char *pseudo, char *err, size_t errlen)
 {
-    if (pseudo == NULL || strlen(pseudo) != FV_PSEUDONYM_LEN ||
-        strspn(pseudo, "0123456789abcdef") != FV_PSEUDONYM_LEN) {
+    if (pseudo == NULL || !fv_pseudonym_valid(pseudo, strlen(pseudo))) {
         fv_seterr(err, errlen, "bad pseudonym (%d lower-case hex digits)", FV_PSEUDONYM_LEN);
         return FV_EINVAL;
     }

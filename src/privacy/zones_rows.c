@@ -12,11 +12,6 @@
 #include "privacy/zones.h"
 #include "util/err.h"
 
-static int valid_pseudo(const char *p)
-{
-    return p && strlen(p) == FV_PSEUDONYM_LEN && strspn(p, "0123456789abcdef") == FV_PSEUDONYM_LEN;
-}
-
 static int fail(sqlite3 *db, sqlite3_stmt *st, char *err, size_t errlen)
 {
     fv_seterr(err, errlen, "catalog: privacy_zones: %s", sqlite3_errmsg(db));
@@ -40,8 +35,8 @@ int fv_zone_rows(struct fv_keystore *ks, int (*fn)(void *arg, const struct fv_zo
         const char *label = (const char *)sqlite3_column_text(st, 1);
         const void *blob = sqlite3_column_blob(st, 2);
         int n = sqlite3_column_bytes(st, 2);
-        if (!valid_pseudo(pseudo) || label == NULL || !fv_zone_label_valid(label) || blob == NULL ||
-            n <= 0 || n > FV_ZONE_ROW_MAX)
+        if (!fv_pseudonym_valid(pseudo, pseudo ? strlen(pseudo) : 0) || label == NULL ||
+            !fv_zone_label_valid(label) || blob == NULL || n <= 0 || n > FV_ZONE_ROW_MAX)
             continue; /* not a row this code wrote: left to fv_zones_list (Z5) */
         struct fv_zone_row r = {
             .blob = blob, .len = (size_t)n, .created_ms = sqlite3_column_int64(st, 3)};
@@ -83,8 +78,8 @@ int fv_zone_row_get(struct fv_keystore *ks, const char *pseudo, const char *labe
 
 int fv_zone_row_put(struct fv_keystore *ks, const struct fv_zone_row *r, char *err, size_t errlen)
 {
-    if (!valid_pseudo(r->pseudo) || !fv_zone_label_valid(r->label) || r->len == 0 ||
-        r->len > FV_ZONE_ROW_MAX) {
+    if (!fv_pseudonym_valid(r->pseudo, strlen(r->pseudo)) || !fv_zone_label_valid(r->label) ||
+        r->len == 0 || r->len > FV_ZONE_ROW_MAX) {
         fv_seterr(err, errlen, "not a privacy zone's row");
         return FV_EINVAL;
     }

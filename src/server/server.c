@@ -210,6 +210,15 @@ static int storage_fix(void *arg, struct fv_wal_record *r)
     return fv_recovery_resubject(&srv->rec, r);
 }
 
+/* A synced bucket's counters (cluster/kvsync.h) into the metrics' (zeros: no such sync). */
+static void sync_metrics(const struct fv_kvsync_stats *k, struct fv_sync_metrics *m)
+{
+    m->applied = k->applied;
+    m->published = k->published;
+    m->conflicts = k->conflicts;
+    m->malformed = k->malformed;
+}
+
 /* Wakes the loop at least once a second so the store's maintenance runs when idle. */
 static void tick_cb(struct ev_loop *loop, struct ev_timer *w, int revents)
 {
@@ -628,30 +637,15 @@ static void housekeeping(struct fv_server *srv, uint64_t *last_trim)
         srv->m.cluster_publish_refused = c.refused;
         srv->m.cluster_publish_outstanding = c.outstanding;
     }
-    if (srv->jssubj) {
-        struct fv_jssubjects_stats ss;
-        fv_jssubjects_stats(srv->jssubj, &ss);
-        srv->m.subj_applied = ss.applied;
-        srv->m.subj_published = ss.published;
-        srv->m.subj_conflicts = ss.conflicts;
-        srv->m.subj_malformed = ss.malformed;
-    }
-    if (srv->jsprinc) {
-        struct fv_jsprincipals_stats ps;
-        fv_jsprincipals_stats(srv->jsprinc, &ps);
-        srv->m.princ_applied = ps.applied;
-        srv->m.princ_published = ps.published;
-        srv->m.princ_conflicts = ps.conflicts;
-        srv->m.princ_malformed = ps.malformed;
-    }
-    if (srv->jszones) {
-        struct fv_jszones_stats zs;
-        fv_jszones_stats(srv->jszones, &zs);
-        srv->m.zones_applied = zs.applied;
-        srv->m.zones_published = zs.published;
-        srv->m.zones_conflicts = zs.conflicts;
-        srv->m.zones_malformed = zs.malformed;
-    }
+    struct fv_kvsync_stats ks = {0};
+    if (srv->jssubj) fv_jssubjects_stats(srv->jssubj, &ks);
+    sync_metrics(&ks, &srv->m.subj);
+    ks = (struct fv_kvsync_stats){0};
+    if (srv->jsprinc) fv_jsprincipals_stats(srv->jsprinc, &ks);
+    sync_metrics(&ks, &srv->m.princ);
+    ks = (struct fv_kvsync_stats){0};
+    if (srv->jszones) fv_jszones_stats(srv->jszones, &ks);
+    sync_metrics(&ks, &srv->m.zones);
     if (srv->jsquota) {
         struct fv_jsquotas_stats qs;
         fv_jsquotas_stats(srv->jsquota, &qs);

@@ -139,7 +139,7 @@ static void two_nodes(void **state)
     assert_int_equal(fv_consent_set(b.ks, NULL, "5YJJSSUBJ00000001#2", "model_training", 1, 6000,
                                     "owner", err, sizeof err),
                      FV_OK);
-    struct fv_jssubjects_stats st;
+    struct fv_kvsync_stats st;
     WAIT((fv_jssubjects_stats(a.sync, &st), st.published >= 3)); /* V1, V2, the consent */
     assert_int_equal(epoch_at(&b, V2, 2500), 1);                 /* b's own, for now */
     sync_open(&b);
