@@ -513,6 +513,10 @@ static void *ven_main(void *arg)
     struct fv_ven *v = arg;
     pthread_mutex_lock(&v->mu);
     fv_ven__publish(v);
+    /* Push mode: our address goes to the VTN in the registration, so nothing is sent before
+     * the listener at that address is up (a VTN pushing at once was refused; seen in CI). */
+    while (v->cfg->push && !v->push_listening && !v->stop)
+        pthread_cond_wait(&v->cv, &v->mu);
     while (!v->stop) {
         take_opt_requests(v);
         fv_ven__push_take(v);

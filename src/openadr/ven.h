@@ -51,7 +51,8 @@
  *     VTN's POSTs over mutual TLS (client certificate verified against push.ca, none
  *     refused); each body is handled by the VEN's thread exactly as a polled message (N1-N6)
  *     and the answer is the HTTP response's body (oadrResponse 200 when nothing else is
- *     due). Registration offers httpPullModel false and push.address; the VEN does not poll.
+ *     due). Registration offers httpPullModel false and push.address; the VEN does not poll,
+ *     and sends nothing to a VTN before that listener is up (fv_ven_listen).
  *
  * Threads: the VEN runs its own thread (all requests to VTNs there; in push mode a second
  * thread of its own serves the push listener and waits for the VEN's thread to handle each POST).

@@ -154,6 +154,7 @@ struct fv_ven {
     struct lws_context *push_ctx;
     pthread_t push_thread;
     int push_started, push_stop;
+    int push_listening; /* under mu: the VEN's thread registers only once it is set (N10) */
     uint64_t push_refused, push_received;
     struct fv_ven_store_ops store; /* N11 (under mu) */
 };

@@ -214,6 +214,16 @@ int fv_ven__push_start(struct fv_ven *v, char *err, size_t errlen)
      * a vhost made before a later init cannot find its client SSL_CTX's record when it is
      * destroyed (leaked; seen with ASan). The devices' context does the global init, first
      * (fv_ven_listen runs after the server's listeners), as the clip endpoint relies on. */
+    const char *late = getenv("FV_FAULT_PUSH_LISTEN_DELAY_MS");
+    if (late && *late) {
+        unsigned ms = (unsigned)strtoul(late, NULL, 10) % 10001u;
+        fv_warn("openadr: FV_FAULT_PUSH_LISTEN_DELAY_MS: the push listener starts %u ms late "
+                "(a test setting)",
+                ms);
+        struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+        }
+    }
     struct lws_context_creation_info ci;
     memset(&ci, 0, sizeof ci);
     ci.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
@@ -253,6 +263,10 @@ int fv_ven__push_start(struct fv_ven *v, char *err, size_t errlen)
         return FV_ENOMEM;
     }
     v->push_started = 1;
+    pthread_mutex_lock(&v->mu);
+    v->push_listening = 1; /* the VEN's thread may register now */
+    pthread_cond_signal(&v->cv);
+    pthread_mutex_unlock(&v->mu);
     fv_info("openadr: push: listening on https://%s:%d (VTN client certificates from %s), "
             "registering %s",
             c->push_host, c->push_port, c->push_ca, c->push_address);

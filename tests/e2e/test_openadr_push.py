@@ -50,7 +50,11 @@ def test_push_mode():
                 "ca": vtn.ca}
         ocfg = vtn.ven_config({MC: {"program": "test"}}, push=push, report_interval_s=1)
         srv = t.Server(env.root, env.certs, config={"rate_limits": False, "vpp": PROGRAMS,
-                                                    "openadr": ocfg}).start()
+                                                    "openadr": ocfg})
+        # The listener starts late: the VEN must still not register before it is up, or the
+        # first push below is refused (as once in CI, under ASan).
+        srv.env["FV_FAULT_PUSH_LISTEN_DELAY_MS"] = "800"
+        srv.start()
         t0 = time.time()
         # -- registration: push, with our address; no polling
         wait("registration", lambda: vtn.registration_id)
