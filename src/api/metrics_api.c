@@ -199,7 +199,9 @@ void fv_api_metrics(const struct fv_api_view *v, struct fv_http_response *r)
             "received over NATS.",
             m->cluster_dl_received);
     COUNTER("fleetvault_cluster_downlink_malformed_total",
-            "Cluster: downlink envelopes received over NATS that did not decode (ignored).",
+            "Cluster: downlink envelopes received over NATS that did not open (not sealed by "
+            "this cluster's master key for their subject, altered, or replayed) or did not "
+            "decode (ignored).",
             m->cluster_dl_malformed);
     COUNTER("fleetvault_cluster_subjects_applied_total",
             "Cluster: owner period and consent entries of the KV bucket applied to this "

@@ -5,8 +5,12 @@
 
 #include <nats/nats.h>
 
+#include <openssl/crypto.h>
+
 #include "cluster/jsdownlink.h"
+#include "cluster/jsenvelope.h"
 #include "cluster/natsconn.h"
+#include "util/clock.h"
 #include "util/err.h"
 #include "util/log.h"
 
@@ -14,12 +18,14 @@
 
 struct fv_jsdownlink {
     struct fv_natsconn conn;
+    struct fv_kek kek; /* N5: every envelope sealed under the master key */
     char cmd_subject[SUBJECT_MAX], up_subject[SUBJECT_MAX];
     natsSubscription *sub;
     struct fv_downlink local;                        /* gateway: the in-process downlink (N2) */
     const struct fv_downlink_listener *caps;         /* storage node: the capabilities (N4) */
     struct fv_downlink_listener uplink;              /* gateway: the ingest's listener (N3) */
     uint64_t published, failed, received, malformed; /* atomics */
+    uint64_t refused_logged_ms;                      /* the last refusal logged (atomic) */
 };
 
 static void count(uint64_t *c)
@@ -83,12 +89,17 @@ static int publish(struct fv_jsdownlink *dl, const char *subject, const struct f
         return FV_ENOMEM;
     }
     long n = fv_jsdl_encode(m, buf, cap);
-    natsStatus s =
-        n < 0 ? NATS_INVALID_ARG : natsConnection_Publish(dl->conn.nc, subject, buf, (int)n);
+    struct fv_buf sealed = {0};
+    int rc =
+        n < 0 ? FV_EINVAL : fv_jsenv_seal(&dl->kek, subject, fv_now_ms(), buf, (size_t)n, &sealed);
+    OPENSSL_cleanse(buf, cap);
     free(buf);
+    natsStatus s = rc ? NATS_INVALID_ARG
+                      : natsConnection_Publish(dl->conn.nc, subject, sealed.data, (int)sealed.len);
+    fv_buf_free(&sealed);
     if (s != NATS_OK) {
         count(&dl->failed);
-        return n < 0 ? FV_EINVAL : FV_EIO;
+        return rc ? rc : FV_EIO;
     }
     count(&dl->published);
     return FV_OK;
@@ -138,8 +149,15 @@ static void on_nats_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
     struct fv_jsdl_msg m;
     const unsigned char *data = (const unsigned char *)natsMsg_GetData(msg);
     int n = natsMsg_GetDataLength(msg);
-    if (data == NULL || n <= 0 || fv_jsdl_decode(data, (size_t)n, &m, device, topic, id) != FV_OK) {
+    struct fv_buf body = {0};
+    char err[400];
+    int rc = data == NULL || n <= 0 ? FV_EPROTO
+                                    : fv_jsenv_open(&dl->kek, natsMsg_GetSubject(msg), fv_now_ms(),
+                                                    data, (size_t)n, &body, err, sizeof err);
+    if (rc == FV_ECORRUPT) fv_jsenv_log_refusal(&dl->refused_logged_ms, err);
+    if (rc || fv_jsdl_decode(body.data, body.len, &m, device, topic, id) != FV_OK) {
         count(&dl->malformed);
+        fv_buf_free(&body);
         natsMsg_Destroy(msg);
         return;
     }
@@ -156,19 +174,23 @@ static void on_nats_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
     } else {
         count(&dl->malformed); /* a kind this side does not take */
     }
+    OPENSSL_cleanse(body.data, body.len);
+    fv_buf_free(&body);
     natsMsg_Destroy(msg);
 }
 
-int fv_jsdownlink_open(const struct fv_cluster_cfg *cfg, const char *name,
+int fv_jsdownlink_open(const struct fv_cluster_cfg *cfg, const struct fv_kek *kek, const char *name,
                        struct fv_jsdownlink **out, char *err, size_t errlen)
 {
     *out = NULL;
     struct fv_jsdownlink *dl = calloc(1, sizeof *dl);
     if (dl == NULL) return FV_ENOMEM;
+    dl->kek = *kek;
     snprintf(dl->cmd_subject, sizeof dl->cmd_subject, "fvdl.%s.cmd", cfg->stream);
     snprintf(dl->up_subject, sizeof dl->up_subject, "fvdl.%s.up", cfg->stream);
     int rc = fv_natsconn_connect(&dl->conn, cfg, name, NULL, 5000, 0, err, errlen);
     if (rc) {
+        OPENSSL_cleanse(&dl->kek, sizeof dl->kek);
         free(dl);
         return rc;
     }
@@ -239,5 +261,6 @@ void fv_jsdownlink_close(struct fv_jsdownlink *dl)
     }
     natsConnection_FlushTimeout(dl->conn.nc, 1000); /* the last commands or uplinks */
     fv_natsconn_close(&dl->conn);
+    OPENSSL_cleanse(&dl->kek, sizeof dl->kek);
     free(dl);
 }

@@ -21,6 +21,9 @@
  *  N4 A storage node subscribes to the up subject (fv_jsdownlink_listen) and calls the
  *     capabilities' listener from nats.c's subscription thread, one message at a time (the
  *     VPP's and campaigns' listeners only append to an inbox under their own mutex).
+ *  N5 Every envelope is sealed under the master key for its subject (jsenvelope.h E1-E2): a
+ *     message that does not open (another key, another subject, altered, replayed after
+ *     FV_JSENV_WINDOW_MS) is counted malformed and dropped, and logged at most once a minute.
  *
  * Threads: open, serve, listen and close on the starting/stopping thread; the port from any
  * thread; the uplink listener on the ingest loop; fv_jsdownlink_counts from any thread.
@@ -32,6 +35,7 @@
 #include <stdint.h>
 
 #include "config/cluster_config.h"
+#include "crypto/keys.h"
 #include "wire/downlink.h"
 
 #define FV_JSDL_VERSION   1
@@ -42,8 +46,9 @@
 
 struct fv_jsdownlink;
 
-/* Connects to NATS (its own connection, named name). FV_OK, FV_ENOMEM or FV_EIO (err). */
-int fv_jsdownlink_open(const struct fv_cluster_cfg *cfg, const char *name,
+/* Connects to NATS (its own connection, named name); kek (copied) seals and opens (N5).
+ * FV_OK, FV_ENOMEM or FV_EIO (err). */
+int fv_jsdownlink_open(const struct fv_cluster_cfg *cfg, const struct fv_kek *kek, const char *name,
                        struct fv_jsdownlink **out, char *err, size_t errlen);
 /* N1: the storage node's downlink. */
 struct fv_downlink fv_jsdownlink_port(struct fv_jsdownlink *dl);
@@ -67,8 +72,8 @@ struct fv_jsdl_counts {
 };
 void fv_jsdownlink_counts(struct fv_jsdownlink *dl, struct fv_jsdl_counts *out);
 
-/* The envelope (docs/formats.md): version, kind, then device id, topic and message id each
- * as one length byte (at most FV_JSDL_FIELD_MAX) and its bytes, then the payload. Pure. */
+/* The envelope inside the seal (docs/formats.md): version, kind, then device id, topic and message
+ * id each as one length byte (at most FV_JSDL_FIELD_MAX) and its bytes, then the payload. Pure. */
 struct fv_jsdl_msg {
     int kind;
     const char *device, *topic, *msg_id; /* NUL-terminated; "" when absent */

@@ -5,9 +5,12 @@
 #include <string.h>
 
 #include <nats/nats.h>
+#include <openssl/crypto.h>
 
+#include "cluster/jsenvelope.h"
 #include "cluster/jspresence.h"
 #include "cluster/natsconn.h"
+#include "util/clock.h"
 #include "util/err.h"
 
 struct node {
@@ -17,6 +20,8 @@ struct node {
 
 struct fv_jspresence {
     struct fv_natsconn conn;
+    struct fv_kek kek;          /* every message sealed under the master key (jsenvelope.h) */
+    uint64_t refused_logged_ms; /* atomic */
     char subject[96];
     natsSubscription *sub;
     void (*wake)(void *);
@@ -37,11 +42,14 @@ void fv_jspresence_publish(void *arg, const struct fv_pres_msg *m)
     struct fv_jspresence *p = arg;
     unsigned char buf[FV_PRES_MSG_MAX];
     long n = fv_pres_encode(m, buf, sizeof buf);
-    if (n < 0 || natsConnection_Publish(p->conn.nc, p->subject, buf, (int)n) != NATS_OK) {
-        count(&p->failed);
-        return;
-    }
-    count(&p->published);
+    struct fv_buf sealed = {0};
+    int ok =
+        n >= 0 &&
+        fv_jsenv_seal(&p->kek, p->subject, fv_now_ms(), buf, (size_t)n, &sealed) == FV_OK &&
+        natsConnection_Publish(p->conn.nc, p->subject, sealed.data, (int)sealed.len) == NATS_OK;
+    OPENSSL_cleanse(buf, sizeof buf);
+    fv_buf_free(&sealed);
+    count(ok ? &p->published : &p->failed);
 }
 
 /* nats.c's subscription thread */
@@ -53,12 +61,22 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
     const unsigned char *data = (const unsigned char *)natsMsg_GetData(msg);
     int n = natsMsg_GetDataLength(msg);
     struct node *e = malloc(sizeof *e);
-    if (e == NULL || data == NULL || n <= 0 || fv_pres_decode(data, (size_t)n, &e->m) != FV_OK) {
+    struct fv_buf body = {0};
+    char err[400];
+    int rc = e == NULL || data == NULL || n <= 0
+                 ? FV_EPROTO
+                 : fv_jsenv_open(&p->kek, p->subject, fv_now_ms(), data, (size_t)n, &body, err,
+                                 sizeof err);
+    if (rc == FV_ECORRUPT) fv_jsenv_log_refusal(&p->refused_logged_ms, err);
+    if (rc || fv_pres_decode(body.data, body.len, &e->m) != FV_OK) {
         count(e ? &p->malformed : &p->dropped);
         free(e);
+        fv_buf_free(&body);
         natsMsg_Destroy(msg);
         return;
     }
+    OPENSSL_cleanse(body.data, body.len);
+    fv_buf_free(&body);
     natsMsg_Destroy(msg);
     e->next = NULL;
     pthread_mutex_lock(&p->mu);
@@ -97,12 +115,14 @@ int fv_jspresence_next(struct fv_jspresence *p, struct fv_pres_msg *m)
     return 1;
 }
 
-int fv_jspresence_open(const struct fv_cluster_cfg *cfg, const char *name, void (*wake)(void *),
-                       void *wake_arg, struct fv_jspresence **out, char *err, size_t errlen)
+int fv_jspresence_open(const struct fv_cluster_cfg *cfg, const struct fv_kek *kek, const char *name,
+                       void (*wake)(void *), void *wake_arg, struct fv_jspresence **out, char *err,
+                       size_t errlen)
 {
     *out = NULL;
     struct fv_jspresence *p = calloc(1, sizeof *p);
     if (p == NULL) return FV_ENOMEM;
+    p->kek = *kek;
     pthread_mutex_init(&p->mu, NULL);
     p->wake = wake;
     p->wake_arg = wake_arg;
@@ -110,6 +130,7 @@ int fv_jspresence_open(const struct fv_cluster_cfg *cfg, const char *name, void 
     int rc = fv_natsconn_connect(&p->conn, cfg, name, NULL, 5000, 0, err, errlen);
     if (rc) {
         pthread_mutex_destroy(&p->mu);
+        OPENSSL_cleanse(&p->kek, sizeof p->kek);
         free(p);
         return rc;
     }
@@ -150,5 +171,6 @@ void fv_jspresence_close(struct fv_jspresence *p)
     while (fv_jspresence_next(p, &m))
         ;
     pthread_mutex_destroy(&p->mu);
+    OPENSSL_cleanse(&p->kek, sizeof p->kek);
     free(p);
 }

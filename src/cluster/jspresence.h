@@ -3,6 +3,8 @@
  * core NATS: one subject per cluster, fvdl.STREAM.presence, to which every gateway and
  * storage node publishes and subscribes (docs/cluster.md, "Presence"). Core NATS: at most
  * once, nothing replayed after a restart (P4's liveness and P5's SYNC cover what is lost).
+ * Every message is sealed under the master key for the subject (jsenvelope.h E1-E2); one
+ * that does not open is counted malformed, dropped, and logged at most once a minute.
  *
  * Received messages are decoded on nats.c's subscription thread and queued (at most
  * FV_JSPRES_QUEUE_MAX; beyond, dropped and counted); wake(arg) then wakes the loop, which
@@ -18,15 +20,18 @@
 #include <stdint.h>
 
 #include "config/cluster_config.h"
+#include "crypto/keys.h"
 #include "gateway/presence.h"
 
 #define FV_JSPRES_QUEUE_MAX 100000
 
 struct fv_jspresence;
 
-/* Connects (its own connection, named name) and subscribes. FV_OK, FV_ENOMEM or FV_EIO (err). */
-int fv_jspresence_open(const struct fv_cluster_cfg *cfg, const char *name, void (*wake)(void *),
-                       void *wake_arg, struct fv_jspresence **out, char *err, size_t errlen);
+/* Connects (its own connection, named name) and subscribes; kek (copied) seals and opens.
+ * FV_OK, FV_ENOMEM or FV_EIO (err). */
+int fv_jspresence_open(const struct fv_cluster_cfg *cfg, const struct fv_kek *kek, const char *name,
+                       void (*wake)(void *), void *wake_arg, struct fv_jspresence **out, char *err,
+                       size_t errlen);
 /* presence.h's publish (arg: the struct fv_jspresence): encodes and hands to nats.c. */
 void fv_jspresence_publish(void *arg, const struct fv_pres_msg *m);
 /* The next queued message into m: 1, or 0 when none. */

@@ -78,7 +78,7 @@ struct fv_metrics {
      * (gateway) published on NATS, publishes refused (dropped), commands (gateway) or uplinks
      * (storage node) received, and malformed ones ignored. */
     fv_counter cluster_dl_published, cluster_dl_failed, cluster_dl_received;
-    fv_counter cluster_dl_malformed; /* envelopes received that did not decode: ignored */
+    fv_counter cluster_dl_malformed; /* envelopes received that did not open or decode */
     /* A gateway's record log on the stream (cluster/jsreclog.h fv_jsreclog_counts), copied
      * by the ingest loop's housekeeping. */
     fv_counter cluster_published, cluster_pubacks, cluster_pubacks_duplicate;

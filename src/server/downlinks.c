@@ -43,7 +43,7 @@ static void listen_connect(void *arg, const char *device)
         if (ls[k]->on_connect) ls[k]->on_connect(ls[k]->arg, device);
 }
 
-int fv_downlinks_open(struct fv_downlinks *d, const struct fv_config *cfg,
+int fv_downlinks_open(struct fv_downlinks *d, const struct fv_config *cfg, const struct fv_kek *kek,
                       struct fv_gw_downlink *local, char *err, size_t errlen)
 {
     memset(d, 0, sizeof *d);
@@ -52,7 +52,7 @@ int fv_downlinks_open(struct fv_downlinks *d, const struct fv_config *cfg,
     /* An api node sends no commands and hears no replies: the VPP and campaigns run on the
      * storage nodes (docs/cluster.md, "Queries through an api node"). */
     if (cfg->role == FV_ROLE_ALL || cfg->role == FV_ROLE_API) return FV_OK;
-    return fv_jsdownlink_open(&cfg->cluster,
+    return fv_jsdownlink_open(&cfg->cluster, kek,
                               cfg->role == FV_ROLE_GATEWAY ? "fleetvault-gateway-downlink"
                                                            : "fleetvault-storage-downlink",
                               &d->js, err, errlen);

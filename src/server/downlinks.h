@@ -22,6 +22,7 @@
 #include <stddef.h>
 
 #include "config/config.h"
+#include "crypto/keys.h"
 #include "wire/downlink.h"
 
 struct fv_gw_downlink;
@@ -41,7 +42,7 @@ struct fv_downlinks {
 };
 
 /* Before the capabilities open: connects to NATS on a gateway or storage node. */
-int fv_downlinks_open(struct fv_downlinks *d, const struct fv_config *cfg,
+int fv_downlinks_open(struct fv_downlinks *d, const struct fv_config *cfg, const struct fv_kek *kek,
                       struct fv_gw_downlink *local, char *err, size_t errlen);
 /* The downlink the capabilities are given. */
 struct fv_downlink fv_downlinks_port(struct fv_downlinks *d);

@@ -9,9 +9,10 @@
 #include "util/err.h"
 #include "util/log.h"
 
-int fv_presences_open(struct fv_presences *ps, const struct fv_config *cfg, struct fv_fleet *fleet,
-                      struct fv_ingest *ing, int (*wanted)(void *, const char *), void *wanted_arg,
-                      void (*wake)(void *), void *wake_arg, char *err, size_t errlen)
+int fv_presences_open(struct fv_presences *ps, const struct fv_config *cfg,
+                      const struct fv_kek *kek, struct fv_fleet *fleet, struct fv_ingest *ing,
+                      int (*wanted)(void *, const char *), void *wanted_arg, void (*wake)(void *),
+                      void *wake_arg, char *err, size_t errlen)
 {
     memset(ps, 0, sizeof *ps);
     if (cfg->role == FV_ROLE_ALL) return FV_OK;
@@ -19,7 +20,7 @@ int fv_presences_open(struct fv_presences *ps, const struct fv_config *cfg, stru
     char name[65];
     snprintf(name, sizeof name, "%s", cfg->cluster.node);
     if (name[0] == '\0') fv_cluster_node_default(cfg->data_dir, name, sizeof name);
-    int rc = fv_jspresence_open(&cfg->cluster,
+    int rc = fv_jspresence_open(&cfg->cluster, kek,
                                 gw ? "fleetvault-gateway-presence" : "fleetvault-storage-presence",
                                 wake, wake_arg, &ps->js, err, errlen);
     if (rc) return rc;

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "crypto/keys.h"
 #include "gateway/fleet.h"
 
 struct fv_ingest;
@@ -28,9 +29,10 @@ struct fv_presences {
 };
 
 /* wanted: a storage node's (presence.h fv_presence_deps); wake: wakes the loop (any thread). */
-int fv_presences_open(struct fv_presences *ps, const struct fv_config *cfg, struct fv_fleet *fleet,
-                      struct fv_ingest *ing, int (*wanted)(void *, const char *), void *wanted_arg,
-                      void (*wake)(void *), void *wake_arg, char *err, size_t errlen);
+int fv_presences_open(struct fv_presences *ps, const struct fv_config *cfg,
+                      const struct fv_kek *kek, struct fv_fleet *fleet, struct fv_ingest *ing,
+                      int (*wanted)(void *, const char *), void *wanted_arg, void (*wake)(void *),
+                      void *wake_arg, char *err, size_t errlen);
 /* What arrived, then the timers (presence.h fv_presence_tick); takeovers: a storage node's
  * shards taken so far (a change asks the gateways again, P5). */
 void fv_presences_turn(struct fv_presences *ps, uint64_t takeovers);

@@ -459,7 +459,7 @@ static int open_services(struct fv_server *srv, char *err, size_t errlen)
     char path[PATH_MAX];
     int rc;
     snprintf(path, sizeof path, "%s/vpp.db", cfg->data_dir);
-    rc = fv_downlinks_open(&srv->dls, cfg, srv->downlink, err, errlen);
+    rc = fv_downlinks_open(&srv->dls, cfg, &srv->kek, srv->downlink, err, errlen);
     if (rc == FV_OK)
         rc = fv_vpp_open(cfg->vpp_json, path, fv_downlinks_port(&srv->dls), &srv->vpp, err, errlen);
     if (rc) return rc;
@@ -471,8 +471,8 @@ static int open_services(struct fv_server *srv, char *err, size_t errlen)
     snprintf(path, sizeof path, "%s/catalog.db", cfg->data_dir);
     if (srv->jskeys) rc = fv_jskeys_watch(srv->jskeys, path, kv_erased, srv, err, errlen);
     if (rc == FV_OK)
-        rc = fv_presences_open(&srv->pres, cfg, &srv->fleet, srv->ing, storage_wants, srv,
-                               fv_server__wake_loop, srv, err, errlen);
+        rc = fv_presences_open(&srv->pres, cfg, &srv->kek, &srv->fleet, srv->ing, storage_wants,
+                               srv, fv_server__wake_loop, srv, err, errlen);
     if (rc) return rc;
     if (cfg->openadr.enabled && cfg->role == FV_ROLE_GATEWAY) {
         fv_warn("openadr: the VEN runs on a storage node (it reads stored telemetry), not here");

@@ -6,11 +6,16 @@ learns them), an event made through its API dispatches them: every planned site,
 gateway holds it, acks the command and delivers its setpoint (its acks and samples came
 back over NATS), and both simulators count the commands they got. The nodes' metrics and
 logs count what went each way. Second: a data-collection campaign made on the storage node
-reaches vehicles on both gateways, their acks and hits come back, and so does the stop."""
+reaches vehicles on both gateways, their acks and hits come back, and so does the stop; a
+NATS client without the master key, subscribed to every downlink and presence subject
+meanwhile, sees no vehicle's id in any message, and a command it forges in the old clear
+envelope is refused by both gateways (cluster/jsenvelope.h E1-E2)."""
 import json
 import os
 import re
+import socket
 import subprocess
+import threading
 import time
 from contextlib import contextmanager
 
@@ -50,11 +55,62 @@ def metric(srv, name):
     return int(m.group(1))
 
 
+class Eavesdropper:
+    """A plain NATS client (the text protocol) subscribed to fvdl.>: every downlink and
+    presence message any node publishes, as (subject, payload)."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.sock.recv(4096)  # INFO
+        self.sock.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\nSUB fvdl.> 1\r\n'
+                          b'PING\r\n')
+        self.msgs, self.buf, self.stop = [], b"", False
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        self.sock.settimeout(0.5)
+        while not self.stop:
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if not chunk:
+                return
+            self.buf += chunk
+            while True:
+                line, sep, rest = self.buf.partition(b"\r\n")
+                if not sep:
+                    break
+                if line.startswith(b"MSG "):
+                    parts = line.split()
+                    n = int(parts[-1])
+                    if len(rest) < n + 2:
+                        break  # the payload is not all here yet
+                    self.msgs.append((parts[1].decode(), rest[:n]))
+                    self.buf = rest[n + 2:]
+                    continue
+                if line == b"PING":
+                    self.sock.sendall(b"PONG\r\n")
+                self.buf = rest
+
+    def publish(self, subject, payload):
+        self.sock.sendall(f"PUB {subject} {len(payload)}\r\n".encode() + payload + b"\r\n")
+
+    def close(self):
+        self.stop = True
+        self.thread.join()
+        self.sock.close()
+
+
 @contextmanager
 def cluster(env, storage_config):
     """nats-server, a storage node (API, VPP, campaigns) and two gateways; yields (storage,
     gateways, sims: a list of (process, log) the test appends to, killed at the end)."""
     nats = Nats(env.root).start()
+    env.nats = nats
     sims = []
     try:
         st_root = os.path.join(env.root, "storage")
@@ -142,6 +198,7 @@ def test_campaign_reaches_vehicles_on_both_gateways():
     from test_campaigns import call, spec
     vins = ["5YJCMG%d%010d" % (k, 0) for k in range(2)]
     with t.Env() as env, cluster(env, {}) as (storage, gws, sims):
+        spy = Eavesdropper(env.nats.port)
         storage.principal("dee", "data-engineer")
         po = storage.principal("paula", "privacy-officer")
         for k, gw in enumerate(gws):
@@ -174,10 +231,35 @@ def test_campaign_reaches_vehicles_on_both_gateways():
         assert st == 200 and x["state"] == "stopped", (st, x)
         t.wait_until("both stops acked", lambda: status(lambda s: s["stop_acked"] == 2), 30,
                      step=0.3)
+        # A command forged by the NATS client, in the old envelope (version 1, in clear): a
+        # "start" of this campaign for vehicle 0 under a new message id. Both gateways refuse
+        # it (it is not sealed) and the vehicle gets nothing more.
+        subjects = {subj for subj, _ in spy.msgs}
+        cmd = [x for x in subjects if x.endswith(".cmd")]
+        assert cmd and any(x.endswith(".up") for x in subjects) and \
+            any(x.endswith(".presence") for x in subjects), subjects
+        malformed = [gw.metrics()["fleetvault_cluster_downlink_malformed_total"] for gw in gws]
+        forged = bytes([1, 1, len(vins[0])]) + vins[0].encode() + bytes([8]) + b"campaign" + \
+            bytes([6]) + b"forged" + b"{}"
+        spy.publish(cmd[0], forged)
+        t.wait_until("both gateways refusing the forged command", lambda: all(
+            gw.metrics()["fleetvault_cluster_downlink_malformed_total"] > malformed[k]
+            for k, gw in enumerate(gws)), 10, step=0.2)
         finals = [t.stop_sim(sim, log) for sim, log in sims]
         del sims[:]
         for final in finals:  # the start and the stop; one hit each
             assert final["campaigns"] >= 2 and final["campaign_hits"] == 1, final
+        spy.close()
+        # What the NATS client saw: commands, replies, connects and presence, none with a
+        # vehicle's id in it.
+        assert len(spy.msgs) >= 6, len(spy.msgs)
+        for subj, payload in spy.msgs:
+            if payload == forged:
+                continue
+            for v in vins:
+                assert v.encode() not in payload, (subj, payload[:80])
+        for gw in gws:
+            assert "sealed envelope" in gw.log(), gw.log()[-2000:]  # the refusal, logged
         storage.stop()
 
 
