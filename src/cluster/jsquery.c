@@ -6,8 +6,12 @@
 
 #include <nats/nats.h>
 
+#include <openssl/crypto.h>
+
+#include "cluster/jsenvelope.h"
 #include "cluster/jsquery.h"
 #include "cluster/natsconn.h"
+#include "util/clock.h"
 #include "util/err.h"
 #include "util/log.h"
 
@@ -16,7 +20,9 @@
 
 struct fv_jsquery {
     struct fv_natsconn conn;
-    char prefix[SUBJECT_MAX]; /* "fvq.STREAM.shard." */
+    struct fv_kek kek;          /* J5: requests and answers sealed under the master key */
+    uint64_t refused_logged_ms; /* atomic */
+    char prefix[SUBJECT_MAX];   /* "fvq.STREAM.shard." */
     natsSubscription *sub;
     int (*holds)(void *arg, uint32_t shard);
     void *holds_arg;
@@ -54,12 +60,13 @@ static int field_ok(const char *s, size_t max)
     return 1;
 }
 
-int fv_jsquery_open(const struct fv_cluster_cfg *cfg, const char *name, struct fv_jsquery **out,
-                    char *err, size_t errlen)
+int fv_jsquery_open(const struct fv_cluster_cfg *cfg, const struct fv_kek *kek, const char *name,
+                    struct fv_jsquery **out, char *err, size_t errlen)
 {
     *out = NULL;
     struct fv_jsquery *q = calloc(1, sizeof *q);
     if (q == NULL) return FV_ENOMEM;
+    q->kek = *kek;
     snprintf(q->prefix, sizeof q->prefix, "fvq.%s.shard.", cfg->stream);
     if (pthread_mutex_init(&q->mu, NULL) != 0) {
         free(q);
@@ -70,6 +77,7 @@ int fv_jsquery_open(const struct fv_cluster_cfg *cfg, const char *name, struct f
     int rc = fv_natsconn_connect(&q->conn, cfg, name, NULL, 5000, FV_NATS_SEND_ASAP, err, errlen);
     if (rc) {
         pthread_mutex_destroy(&q->mu);
+        OPENSSL_cleanse(&q->kek, sizeof q->kek);
         free(q);
         return rc;
     }
@@ -132,15 +140,30 @@ int fv_jsquery_serve(struct fv_jsquery *q, int (*holds)(void *arg, uint32_t shar
     return FV_OK;
 }
 
-/* A header's value copied into out (cap), "" when absent; 0 when too long or not printable. */
-static int header(natsMsg *m, const char *key, char *out, size_t cap)
+/* J5: the next '\n'-ended field of a sealed plaintext (*at advanced) into out (cap); 0 when
+ * missing, too long or not printable. */
+static int field(const struct fv_buf *b, size_t *at, char *out, size_t cap)
 {
-    const char *v = NULL;
-    out[0] = '\0';
-    if (natsMsgHeader_Get(m, key, &v) != NATS_OK || v == NULL) return 1;
-    if (!field_ok(v, cap - 1)) return 0;
-    memcpy(out, v, strlen(v) + 1);
-    return 1;
+    const unsigned char *p = b->data + *at, *nl = memchr(p, '\n', b->len - *at);
+    if (nl == NULL || (size_t)(nl - p) >= cap) return 0;
+    size_t n = (size_t)(nl - p);
+    memcpy(out, p, n);
+    out[n] = '\0';
+    *at += n + 1;
+    return field_ok(out, cap - 1);
+}
+
+/* J5: opens a message of subject into b; 0 (logged at most once a minute) when it does not. */
+static int open_msg(struct fv_jsquery *q, natsMsg *m, const char *subject, struct fv_buf *b)
+{
+    const unsigned char *data = (const unsigned char *)natsMsg_GetData(m);
+    int len = natsMsg_GetDataLength(m);
+    char err[400];
+    int rc = data == NULL || len <= 0 ? FV_EPROTO
+                                      : fv_jsenv_open(&q->kek, subject, fv_now_ms(), data,
+                                                      (size_t)len, b, err, sizeof err);
+    if (rc == FV_ECORRUPT) fv_jsenv_log_refusal(&q->refused_logged_ms, err);
+    return rc == FV_OK;
 }
 
 /* J2: a piece's number, 1..UINT32_MAX. */
@@ -166,27 +189,40 @@ struct fv_jsq_req *fv_jsquery_next(struct fv_jsquery *q)
         }
         pthread_mutex_unlock(&q->mu);
         if (m == NULL) return NULL;
+        /* J5: a request that does not open gets no answer (it may not be ours to answer:
+         * its reply subject is inside the seal), and its asker times out. */
+        struct fv_buf b = {0};
         struct fv_jsq_req *r = calloc(1, sizeof *r);
-        int len = natsMsg_GetDataLength(m);
-        char *query = r ? malloc((size_t)(len > 0 ? len : 0) + 1) : NULL;
-        if (query == NULL) {
+        size_t at = 0;
+        if (r == NULL || !open_msg(q, m, natsMsg_GetSubject(m), &b) ||
+            !field(&b, &at, r->reply, sizeof r->reply) || r->reply[0] == '\0') {
             free(r);
-            natsMsg_Destroy(m); /* the asker times out */
+            OPENSSL_cleanse(b.data, b.len);
+            fv_buf_free(&b);
+            natsMsg_Destroy(m);
             continue;
         }
-        if (len > 0) memcpy(query, natsMsg_GetData(m), (size_t)len);
-        query[len > 0 ? len : 0] = '\0';
-        r->query = query;
         r->msg = m;
         r->shard = (uint32_t)subject_shard(q, natsMsg_GetSubject(m));
-        if (!header(m, "Fv-Method", r->method, sizeof r->method) ||
-            !header(m, "Fv-Path", r->path, sizeof r->path) ||
-            !header(m, "Fv-Principal", r->principal, sizeof r->principal) ||
-            !header(m, "Fv-Role", r->role, sizeof r->role) ||
-            !header(m, "Fv-Session", r->session, sizeof r->session) ||
-            !header(m, "Fv-Seq", seq, sizeof seq) || r->method[0] == '\0' || r->path[0] == '\0' ||
-            r->principal[0] == '\0' || r->role[0] == '\0' ||
-            strlen(query) != (size_t)(len > 0 ? len : 0) ||
+        int ok = field(&b, &at, r->method, sizeof r->method) &&
+                 field(&b, &at, r->path, sizeof r->path) &&
+                 field(&b, &at, r->principal, sizeof r->principal) &&
+                 field(&b, &at, r->role, sizeof r->role) &&
+                 field(&b, &at, r->session, sizeof r->session) && field(&b, &at, seq, sizeof seq);
+        size_t qlen = ok ? b.len - at : 0;
+        r->query = malloc(qlen + 1);
+        if (r->query == NULL) {
+            OPENSSL_cleanse(b.data, b.len);
+            fv_buf_free(&b);
+            fv_jsquery_drop(r); /* the asker times out */
+            continue;
+        }
+        if (qlen) memcpy(r->query, b.data + at, qlen);
+        r->query[qlen] = '\0';
+        OPENSSL_cleanse(b.data, b.len);
+        fv_buf_free(&b);
+        if (!ok || r->method[0] == '\0' || r->path[0] == '\0' || r->principal[0] == '\0' ||
+            r->role[0] == '\0' || strlen(r->query) != qlen ||
             (r->session[0] && !seq_of(seq, &r->seq))) {
             static const char bad[] = "{\"error\":\"malformed cluster query request\"}\n";
             fv_jsquery_answer(q, r, 400, "application/json", 1, NULL, bad, sizeof bad - 1);
@@ -200,6 +236,7 @@ void fv_jsquery_drop(struct fv_jsq_req *r)
 {
     if (r == NULL) return;
     natsMsg_Destroy(r->msg);
+    if (r->query) OPENSSL_cleanse(r->query, strlen(r->query));
     free(r->query);
     free(r);
 }
@@ -225,17 +262,19 @@ int fv_jsquery_answer(struct fv_jsquery *q, struct fv_jsq_req *r, int status,
         len = sizeof big - 1;
         more = NULL;
     }
-    natsMsg *m = NULL;
-    char st[16];
-    snprintf(st, sizeof st, "%d", status);
-    natsStatus s = natsMsg_Create(&m, natsMsg_GetReply(r->msg), NULL, body, (int)len);
-    if (s == NATS_OK) s = natsMsgHeader_Set(m, "Fv-Status", st);
-    if (s == NATS_OK)
-        s = natsMsgHeader_Set(m, "Fv-Type", content_type ? content_type : "application/json");
-    if (s == NATS_OK) s = natsMsgHeader_Set(m, "Fv-Here", here ? "1" : "0");
-    if (s == NATS_OK && more && more[0]) s = natsMsgHeader_Set(m, "Fv-More", more);
-    if (s == NATS_OK) s = natsConnection_PublishMsg(q->conn.nc, m);
-    natsMsg_Destroy(m);
+    /* J5: status, type, here and more, then the body, sealed for the reply subject the
+     * request named inside its seal. */
+    struct fv_buf pt = {0}, sealed = {0};
+    int rc = fv_buf_appendf(&pt, "%d\n%s\n%d\n%s\n", status,
+                            content_type ? content_type : "application/json", here ? 1 : 0,
+                            more ? more : "");
+    if (rc == FV_OK && len) rc = fv_buf_append(&pt, body, len);
+    if (rc == FV_OK) rc = fv_jsenv_seal(&q->kek, r->reply, fv_now_ms(), pt.data, pt.len, &sealed);
+    OPENSSL_cleanse(pt.data, pt.len);
+    fv_buf_free(&pt);
+    natsStatus s = rc ? NATS_NO_MEMORY
+                      : natsConnection_Publish(q->conn.nc, r->reply, sealed.data, (int)sealed.len);
+    fv_buf_free(&sealed);
     if (s != NATS_OK)
         fv_warn("cluster: the answer to a query of shard %u was not sent: %s", r->shard,
                 natsStatus_GetText(s));
@@ -243,29 +282,30 @@ int fv_jsquery_answer(struct fv_jsquery *q, struct fv_jsq_req *r, int status,
     return s == NATS_OK ? FV_OK : FV_EIO;
 }
 
-/* One answer into a (its shard's). */
-static void take_answer(natsMsg *reply, struct fv_jsq_answer *a)
+/* One answer into a (its shard's): J5, opened for the subject it came on (our inbox). */
+static void take_answer(struct fv_jsquery *q, natsMsg *reply, struct fv_jsq_answer *a)
 {
     if (natsMsg_IsNoResponders(reply)) {
         a->rc = FV_ENOENT;
         return;
     }
     char st[16], hr[4];
-    int ok = header(reply, "Fv-Status", st, sizeof st) &&
-             header(reply, "Fv-Type", a->type, sizeof a->type) &&
-             header(reply, "Fv-Here", hr, sizeof hr) &&
-             header(reply, "Fv-More", a->more, sizeof a->more);
+    size_t at = 0;
+    fv_buf_reset(&a->body);
+    int ok = open_msg(q, reply, natsMsg_GetSubject(reply), &a->body) &&
+             field(&a->body, &at, st, sizeof st) && field(&a->body, &at, a->type, sizeof a->type) &&
+             field(&a->body, &at, hr, sizeof hr) && field(&a->body, &at, a->more, sizeof a->more);
     a->status = ok ? atoi(st) : 0;
-    a->here = strcmp(hr, "1") == 0;
+    a->here = ok && strcmp(hr, "1") == 0;
     if (!ok || a->status < 100 || a->status > 599 || a->type[0] == '\0') {
+        OPENSSL_cleanse(a->body.data, a->body.len);
+        fv_buf_reset(&a->body);
         a->rc = FV_EIO;
         return;
     }
-    int len = natsMsg_GetDataLength(reply);
-    fv_buf_reset(&a->body);
-    a->rc = len > 0 && fv_buf_append(&a->body, natsMsg_GetData(reply), (size_t)len) != FV_OK
-                ? FV_ENOMEM
-                : FV_OK;
+    memmove(a->body.data, a->body.data + at, a->body.len - at); /* the body alone */
+    a->body.len -= at;
+    a->rc = FV_OK;
 }
 
 /* ---- the asker without waiting (A1-A4) ---------------------------------------------------- */
@@ -330,19 +370,23 @@ static natsStatus send_request(struct fv_jsquery *q, uint32_t shard, const char 
                                const char *role, const char *session, uint32_t seq,
                                const char *query)
 {
-    char subject[SUBJECT_MAX + 16], sq[16];
+    char subject[SUBJECT_MAX + 16];
     snprintf(subject, sizeof subject, "%s%u", q->prefix, shard);
-    snprintf(sq, sizeof sq, "%u", seq);
-    natsMsg *m = NULL;
-    natsStatus s = natsMsg_Create(&m, subject, reply_to, query, (int)strlen(query));
-    if (s == NATS_OK) s = natsMsgHeader_Set(m, "Fv-Method", method);
-    if (s == NATS_OK) s = natsMsgHeader_Set(m, "Fv-Path", path);
-    if (s == NATS_OK) s = natsMsgHeader_Set(m, "Fv-Principal", principal);
-    if (s == NATS_OK) s = natsMsgHeader_Set(m, "Fv-Role", role);
-    if (s == NATS_OK && session) s = natsMsgHeader_Set(m, "Fv-Session", session);
-    if (s == NATS_OK && session) s = natsMsgHeader_Set(m, "Fv-Seq", sq);
-    if (s == NATS_OK) s = natsConnection_PublishMsg(q->conn.nc, m);
-    natsMsg_Destroy(m);
+    /* J5: every field sealed for the shard's subject, the reply subject among them (the
+     * owner answers there, whatever reply a copy of the message names) */
+    struct fv_buf pt = {0}, sealed = {0};
+    int rc = fv_buf_appendf(&pt, "%s\n%s\n%s\n%s\n%s\n%s\n", reply_to, method, path, principal,
+                            role, session ? session : "");
+    if (rc == FV_OK) rc = session ? fv_buf_appendf(&pt, "%u\n", seq) : fv_buf_append(&pt, "\n", 1);
+    if (rc == FV_OK) rc = fv_buf_append(&pt, query, strlen(query));
+    if (rc == FV_OK) rc = fv_jsenv_seal(&q->kek, subject, fv_now_ms(), pt.data, pt.len, &sealed);
+    OPENSSL_cleanse(pt.data, pt.len);
+    fv_buf_free(&pt);
+    if (rc) return NATS_NO_MEMORY;
+    /* the reply on the message too: NATS answers "no responders" to it when nobody listens */
+    natsStatus s =
+        natsConnection_PublishRequest(q->conn.nc, subject, reply_to, sealed.data, (int)sealed.len);
+    fv_buf_free(&sealed);
     return s;
 }
 
@@ -365,6 +409,22 @@ int fv_jsquery_call_start(struct fv_jsquery *q, uint32_t nshards, const char *me
         fv_seterr(err, errlen, "a request field is too long or not printable");
         return FV_EINVAL;
     }
+    struct fv_jsq_call *c = NULL;
+    int rc = fv_jsquery_call_open(q, nshards, &c, err, errlen);
+    for (uint32_t i = 0; rc == FV_OK && i < nshards; i++)
+        rc = fv_jsquery_call_ask(q, c, i, method, path, query, principal, role, err, errlen);
+    if (rc) {
+        fv_jsquery_call_end(q, c);
+        return rc;
+    }
+    *out = c;
+    return FV_OK;
+}
+
+int fv_jsquery_call_open(struct fv_jsquery *q, uint32_t nshards, struct fv_jsq_call **out,
+                         char *err, size_t errlen)
+{
+    *out = NULL;
     if (q->asub == NULL) {
         fv_seterr(err, errlen, "not an asker (fv_jsquery_ask_async)");
         return FV_EIO;
@@ -376,7 +436,6 @@ int fv_jsquery_call_start(struct fv_jsquery *q, uint32_t nshards, const char *me
         return FV_ENOMEM;
     }
     c->nshards = nshards;
-    memset(c->expect, 1, nshards);
     pthread_mutex_lock(&q->mu);
     int full = q->ncalls >= FV_JSQ_CALLS_MAX;
     if (!full) {
@@ -391,30 +450,17 @@ int fv_jsquery_call_start(struct fv_jsquery *q, uint32_t nshards, const char *me
         fv_seterr(err, errlen, "%d requests wait for the shards' owners already", FV_JSQ_CALLS_MAX);
         return FV_ELIMIT;
     }
-    natsStatus s = NATS_OK;
-    char reply_to[160];
-    for (uint32_t i = 0; s == NATS_OK && i < nshards; i++) {
-        snprintf(reply_to, sizeof reply_to, "%s.%llu.%u", (const char *)q->inbox,
-                 (unsigned long long)c->id, i);
-        s = send_request(q, i, reply_to, method, path, principal, role, NULL, 0,
-                         query ? query : "");
-    }
-    if (s != NATS_OK) {
-        fv_jsquery_call_end(q, c);
-        fv_seterr(err, errlen, "NATS: %s", natsStatus_GetText(s));
-        return FV_EIO;
-    }
     *out = c;
     return FV_OK;
 }
 
-int fv_jsquery_call_pull(struct fv_jsquery *q, struct fv_jsq_call *call, uint32_t shard,
-                         const char *method, const char *path, const char *principal,
-                         const char *role, const char *session, uint32_t seq, char *err,
-                         size_t errlen)
+/* The request (a pull when session is set) to one shard of call, its answer awaited there. */
+static int ask_shard(struct fv_jsquery *q, struct fv_jsq_call *call, uint32_t shard,
+                     const char *method, const char *path, const char *principal, const char *role,
+                     const char *session, uint32_t seq, const char *query, char *err, size_t errlen)
 {
     if (!field_ok(method, 15) || !field_ok(path, FV_JSQ_FIELD_MAX) || !field_ok(principal, 64) ||
-        !field_ok(role, 31) || !field_ok(session, FV_JSQ_ID_LEN) || seq == 0 ||
+        !field_ok(role, 31) || (session && (!field_ok(session, FV_JSQ_ID_LEN) || seq == 0)) ||
         shard >= call->nshards) {
         fv_seterr(err, errlen, "a request field is too long or not printable");
         return FV_EINVAL;
@@ -428,12 +474,29 @@ int fv_jsquery_call_pull(struct fv_jsquery *q, struct fv_jsq_call *call, uint32_
     snprintf(reply_to, sizeof reply_to, "%s.%llu.%u", (const char *)q->inbox,
              (unsigned long long)call->id, shard);
     natsStatus s =
-        send_request(q, shard, reply_to, method, path, principal, role, session, seq, "");
+        send_request(q, shard, reply_to, method, path, principal, role, session, seq, query);
     if (s != NATS_OK) {
         fv_seterr(err, errlen, "NATS: %s", natsStatus_GetText(s));
         return FV_EIO;
     }
     return FV_OK;
+}
+
+int fv_jsquery_call_ask(struct fv_jsquery *q, struct fv_jsq_call *call, uint32_t shard,
+                        const char *method, const char *path, const char *query,
+                        const char *principal, const char *role, char *err, size_t errlen)
+{
+    return ask_shard(q, call, shard, method, path, principal, role, NULL, 0, query ? query : "",
+                     err, errlen);
+}
+
+int fv_jsquery_call_pull(struct fv_jsquery *q, struct fv_jsq_call *call, uint32_t shard,
+                         const char *method, const char *path, const char *principal,
+                         const char *role, const char *session, uint32_t seq, char *err,
+                         size_t errlen)
+{
+    return ask_shard(q, call, shard, method, path, principal, role, session ? session : "", seq, "",
+                     err, errlen);
 }
 
 int fv_jsquery_call_take(struct fv_jsquery *q, struct fv_jsq_call *call, uint32_t shard,
@@ -452,7 +515,7 @@ int fv_jsquery_call_take(struct fv_jsquery *q, struct fv_jsq_call *call, uint32_
     a->status = a->here = 0;
     a->type[0] = a->more[0] = '\0';
     fv_buf_reset(&a->body);
-    take_answer(m, a);
+    take_answer(q, m, a);
     natsMsg_Destroy(m);
     return 1;
 }
@@ -492,5 +555,6 @@ void fv_jsquery_close(struct fv_jsquery *q)
     for (size_t i = 0; i < q->n; i++)
         natsMsg_Destroy(q->queue[(q->head + i) % QUEUE_MAX]);
     pthread_mutex_destroy(&q->mu);
+    OPENSSL_cleanse(&q->kek, sizeof q->kek);
     free(q);
 }

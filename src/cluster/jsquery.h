@@ -10,12 +10,12 @@
  * (owner dead, lease not expired yet: the asker's own deadline) or FV_ENOENT (no storage
  * node subscribed at all).
  *
- * A request: headers Fv-Method, Fv-Path, Fv-Principal, Fv-Role (FV_JSQ_FIELD_MAX bytes each,
- * printable ASCII), the URL's query string as the data. An answer: headers Fv-Status (HTTP
- * status), Fv-Type (content type), Fv-Here ("1": the shard holds what the request names;
- * "0": it does not - a one-device read of a device of another shard), the body as the data
- * (at most fv_jsquery_chunk_max bytes: the connection's max payload less room for the
- * headers, at most FV_JSQ_CHUNK_CAP).
+ * A request: its reply subject, method, path, principal, role, then (J2) session and seq
+ * (FV_JSQ_FIELD_MAX bytes each, printable ASCII, each ended by '\n'), then the URL's query
+ * string. An answer: status (HTTP), content type, here ("1": the shard holds what the
+ * request names; "0": it does not - a one-device read of a device of another shard) and more
+ * (J1), each ended by '\n', then the body (at most fv_jsquery_chunk_max bytes: the
+ * connection's max payload less 1 KiB, at most FV_JSQ_CHUNK_CAP). Both sealed (J5).
  *
  * Answers larger than one message (J1-J4, docs/cluster.md "Queries through an api node"):
  *  J1 the owner sends its answer's first piece (fv_jsquery_chunk_max bytes) with header
@@ -31,9 +31,16 @@
  *  J4 the owner drops an answer not pulled for FV_JSQ_IDLE_MS; it holds at most
  *     FV_JSQ_OPEN_MAX of them (more: 503 with Retry-After).
  *
- * Trust: the principal and role in a request are believed as sent. Only fleetvault's nodes
- * may publish on fvq.> (NATS credentials and TLS: the cluster's trust boundary, as for the
- * downlink).
+ *  J5 every request is sealed under the master key for its shard's subject and every answer
+ *     for the reply subject named inside its request's seal (jsenvelope.h E1-E2; the owner
+ *     answers there, whatever reply subject the NATS message carries). A request that does
+ *     not open is dropped unanswered (its asker times out), an answer that does not open is
+ *     FV_EIO (a malformed answer); both logged at most once a minute.
+ *
+ * Trust: the principal and role in a request are believed as sealed: only a holder of the
+ * master key (fleetvault's nodes) can make a request an owner answers, and NATS, or an
+ * account that may subscribe on fvq.>, sees neither the requests (paths, principals) nor the
+ * answers (personal data after the obligations).
  *
  * Threads: open/close on the server's thread; fv_jsquery_next, _answer on one thread (the
  * owner's API thread); the fv_jsquery_call_* functions on one thread at a time (the api
@@ -48,6 +55,7 @@
 #include <nats/nats.h>
 
 #include "config/cluster_config.h"
+#include "crypto/keys.h"
 #include "util/buf.h"
 
 #define FV_JSQ_FIELD_MAX 1024
@@ -58,9 +66,10 @@
 
 struct fv_jsquery;
 
-/* Connects to NATS (its own connection). FV_OK, or FV_EIO with err. */
-int fv_jsquery_open(const struct fv_cluster_cfg *cfg, const char *name, struct fv_jsquery **out,
-                    char *err, size_t errlen);
+/* Connects to NATS (its own connection); kek (copied) seals and opens (J5). FV_OK, or FV_EIO
+ * with err. */
+int fv_jsquery_open(const struct fv_cluster_cfg *cfg, const struct fv_kek *kek, const char *name,
+                    struct fv_jsquery **out, char *err, size_t errlen);
 /* Owner side: subscribes to fvq.STREAM.shard.*; a request for a shard holds(arg, shard)
  * says is held is queued and wake(wake_arg) called, the others dropped. FV_OK or FV_EIO. */
 int fv_jsquery_serve(struct fv_jsquery *q, int (*holds)(void *arg, uint32_t shard), void *arg,
@@ -73,6 +82,7 @@ struct fv_jsq_req {
     char *query;                     /* NUL-terminated, possibly "" */
     char session[FV_JSQ_ID_LEN + 1]; /* J2: the answer whose next piece is wanted, or "" */
     uint32_t seq;                    /* J2: the piece wanted (1, 2, ...); 0 for a request */
+    char reply[160];                 /* J5: where the answer goes (from inside the seal) */
     natsMsg *msg;
 };
 /* The next queued request, or NULL. */
@@ -123,6 +133,14 @@ int fv_jsquery_ask_async(struct fv_jsquery *q, void (*wake)(void *arg), void *wa
 int fv_jsquery_call_start(struct fv_jsquery *q, uint32_t nshards, const char *method,
                           const char *path, const char *query, const char *principal,
                           const char *role, struct fv_jsq_call **out, char *err, size_t errlen);
+/* fv_jsquery_call_start in parts: a call to nshards shards that asks nothing yet, then the
+ * request to one shard (a test tool asks one shard alone, or pulls an answer another process
+ * began). Errors as call_start. */
+int fv_jsquery_call_open(struct fv_jsquery *q, uint32_t nshards, struct fv_jsq_call **out,
+                         char *err, size_t errlen);
+int fv_jsquery_call_ask(struct fv_jsquery *q, struct fv_jsq_call *call, uint32_t shard,
+                        const char *method, const char *path, const char *query,
+                        const char *principal, const char *role, char *err, size_t errlen);
 /* J2 without waiting: asks shard's owner for piece seq of the answer session, the answer to
  * come to the call like the first. FV_OK, FV_EINVAL, FV_EIO (err). */
 int fv_jsquery_call_pull(struct fv_jsquery *q, struct fv_jsq_call *call, uint32_t shard,

@@ -60,9 +60,9 @@ static int holds(void *arg, uint32_t shard)
     return fv_jslease_holds(fv_jsconsume_leases(c->consumer), shard, fv_mono_ns());
 }
 
-int fv_clusterapi_open(const struct fv_config *cfg, struct fv_http_ctx *http,
-                       struct fv_jsconsume *consumer, struct fv_apiloop *al,
-                       struct fv_clusterapi **out, char *err, size_t errlen)
+int fv_clusterapi_open(const struct fv_config *cfg, const struct fv_kek *kek,
+                       struct fv_http_ctx *http, struct fv_jsconsume *consumer,
+                       struct fv_apiloop *al, struct fv_clusterapi **out, char *err, size_t errlen)
 {
     *out = NULL;
     struct fv_clusterapi *c = calloc(1, sizeof *c);
@@ -74,7 +74,7 @@ int fv_clusterapi_open(const struct fv_config *cfg, struct fv_http_ctx *http,
     c->http = http;
     c->al = al;
     c->consumer = consumer;
-    int rc = fv_jsquery_open(&cfg->cluster,
+    int rc = fv_jsquery_open(&cfg->cluster, kek,
                              consumer ? "fleetvault-storage-query" : "fleetvault-api-query", &c->q,
                              err, errlen);
     if (rc == FV_OK && consumer) /* requests wake the API thread, which answers them */

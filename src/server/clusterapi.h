@@ -78,12 +78,12 @@ struct fv_http_ctx;
 struct fv_jsconsume;
 struct fv_apiloop;
 
-/* consumer: a storage node's (its leases say which shards it answers for: it serves, from
- * al's thread: al->serve), or NULL: an api node (it forwards: http->view.forward). Call
- * before fv_apiloop_start(al). */
-int fv_clusterapi_open(const struct fv_config *cfg, struct fv_http_ctx *http,
-                       struct fv_jsconsume *consumer, struct fv_apiloop *al,
-                       struct fv_clusterapi **out, char *err, size_t errlen);
+/* kek: the master key, which seals the requests and answers (jsquery.h J5). consumer: a storage
+ * node's (its leases say which shards it answers for: it serves, from al's thread: al->serve), or
+ * NULL: an api node (it forwards: http->view.forward). Call before fv_apiloop_start(al). */
+int fv_clusterapi_open(const struct fv_config *cfg, const struct fv_kek *kek,
+                       struct fv_http_ctx *http, struct fv_jsconsume *consumer,
+                       struct fv_apiloop *al, struct fv_clusterapi **out, char *err, size_t errlen);
 /* A storage node: answers the queued requests, and those parked whose audit entries became
  * durable (Q4). arg: the struct fv_clusterapi. */
 void fv_clusterapi_serve(void *arg);

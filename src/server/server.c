@@ -554,8 +554,8 @@ static int open_listeners(struct fv_server *srv, struct ev_loop *loop, char *err
     fv_loopref_publish(&srv->ref, ctx);
     if (cfg->role == FV_ROLE_STORAGE || cfg->role == FV_ROLE_API) { /* no devices here */
         /* A storage node answers its shards' queries; an api node sends them to the owners. */
-        int rc =
-            fv_clusterapi_open(cfg, &srv->http, srv->consumer, &srv->api, &srv->capi, err, errlen);
+        int rc = fv_clusterapi_open(cfg, &srv->kek, &srv->http, srv->consumer, &srv->api,
+                                    &srv->capi, err, errlen);
         if (rc == FV_OK)
             rc = fv_apiloop_start(&srv->api, cfg, &srv->http, &srv->guard, srv->api_keys, err,
                                   errlen);

@@ -89,9 +89,34 @@ def fleet_rows(srv, path, **kw):
     return sorted(ok_json(srv, path, **kw)["vehicles"], key=lambda v: v["device"])
 
 
-def fvq(nats, shard, headers, query=b""):
-    """One request of the api node's protocol (jsquery.h) sent by hand to fvq.FLEETVAULT.shard.N:
-    (the answer's headers, its body), or None when no answer came within 3 s."""
+PROBE = os.environ.get("FV_FVQ_PROBE", os.path.abspath("build/tests/fvq_probe"))
+
+
+def fvq(nats, key_file, shard, headers, query=b""):
+    """One request of the api node's protocol (jsquery.h) to fvq.FLEETVAULT.shard.N, sealed with
+    the master key (J5) by tests/support/fvq_probe: (the answer's fields as the Fv-* names of
+    the protocol's first version, its body), or None when no answer came within 3 s."""
+    args = [PROBE, f"nats://127.0.0.1:{nats.port}", "FLEETVAULT", key_file, str(shard),
+            headers["Fv-Method"], headers["Fv-Path"], headers["Fv-Principal"],
+            headers["Fv-Role"], query.decode()]
+    if "Fv-Session" in headers:
+        args += [headers["Fv-Session"], headers["Fv-Seq"]]
+    out = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    assert out.returncode == 0, out.stderr.decode()
+    line, _, body = out.stdout.partition(b"\n")
+    h = json.loads(line)
+    if h["rc"] == "timeout":
+        return None
+    assert h["rc"] == "ok", h
+    fields = {"Fv-Status": str(h["status"]), "Fv-Here": str(h["here"]), "Fv-Type": h["type"]}
+    if h["more"]:
+        fields["Fv-More"] = h["more"]
+    return fields, body
+
+
+def fvq_clear(nats, shard, headers, query=b""):
+    """The protocol's first version by hand, in clear (headers, no seal): the answer's headers
+    and body, or None when no answer came within 3 s (J5: none comes)."""
     sock = socket.create_connection(("127.0.0.1", nats.port), timeout=3)
     try:
         f = sock.makefile("rb")
@@ -337,21 +362,26 @@ def run(env, nats):
 
     def begin(ticket):
         for shard in range(SHARDS):
-            h, body = fvq(nats, shard, req, f"ticket={ticket}".encode())
+            h, body = fvq(nats, a.key_file, shard, req, f"ticket={ticket}".encode())
             if h["Fv-Here"] == "1":
                 assert h["Fv-Status"] == "200" and len(h["Fv-More"]) == 32, (h, body[:200])
                 return shard, h["Fv-More"]
         raise AssertionError(f"no shard holds {vin}")
     shard, sid = begin("DSR-5")
-    h, body = fvq(nats, shard, {**req, "Fv-Session": sid, "Fv-Seq": "2"})
+    h, body = fvq(nats, a.key_file, shard, {**req, "Fv-Session": sid, "Fv-Seq": "2"})
     assert h["Fv-Status"] == "409" and "Fv-More" not in h, (h, body)
-    h, body = fvq(nats, shard, {**req, "Fv-Session": sid, "Fv-Seq": "1"})
+    h, body = fvq(nats, a.key_file, shard, {**req, "Fv-Session": sid, "Fv-Seq": "1"})
     assert h["Fv-Status"] == "404" and b"no such answer" in body, (h, body)
     shard, sid = begin("DSR-6")
-    h, body = fvq(nats, shard, {**req, "Fv-Principal": "an", "Fv-Session": sid, "Fv-Seq": "1"})
+    h, body = fvq(nats, a.key_file, shard,
+                  {**req, "Fv-Principal": "an", "Fv-Session": sid, "Fv-Seq": "1"})
     assert h["Fv-Status"] == "404", (h, body)
-    h, body = fvq(nats, shard, {**req, "Fv-Session": sid, "Fv-Seq": "1"})
+    h, body = fvq(nats, a.key_file, shard, {**req, "Fv-Session": sid, "Fv-Seq": "1"})
     assert h["Fv-Status"] == "200" and h["Fv-More"] == sid and len(body) == MAX_PAYLOAD - 1024, h
+    # J5: the same request in clear (as anyone on NATS without the master key could send it)
+    # is answered by no owner, and the owner's log says why.
+    assert fvq_clear(nats, shard, req, b"ticket=DSR-7") is None
+    t.wait_until("the owner's refusal logged", lambda: "sealed envelope" in a.log(), timeout=5)
     # Erasure (Art. 17) of a vehicle of a, made on its owner; its key purged in the keys
     # bucket, which the other storage node applies (jskeys.h J3); the vehicle is unknown
     # through the api node afterwards.

@@ -28,6 +28,7 @@ import urllib.request
 
 import fvtest as t
 from test_cluster import Gateway, acked_records, cluster_status, with_nats
+from test_cluster_api import PROBE
 
 SHARDS = 8
 TIMEOUT_MS = 3000
@@ -198,7 +199,7 @@ def run(env, nats):
     # owner played here, over NATS, for shard 0: the storage nodes are stopped): while the
     # api node waits for the next piece, it serves others; after 3 s the answer ends short.
     api = node(env, "api2", nats, "api", a.key_file, query_timeout_ms=TIMEOUT_MS)
-    owner = FakeOwner(nats.port)
+    owner = FakeOwner(nats.port, a.key_file)
     try:
         s = raw_request(api, "/api/v1/query?device=5YJASNOSUCH00000&signals=Soc")
         t0 = time.time()
@@ -229,48 +230,29 @@ def run(env, nats):
 
 
 class FakeOwner:
-    """Plays the storage node of every shard (jsquery.h) on raw NATS: shard 0 holds the
-    device and answers its first piece with more to come (J1), the others "not here"; a pull
-    of the next piece (J2) is counted and never answered."""
+    """Plays the storage node of every shard (jsquery.h; tests/support/fvq_probe --owner, which
+    seals as the nodes do, J5): shard 0 holds the device and answers its first piece with more
+    to come (J1), the others "not here"; a pull of the next piece (J2) is counted and never
+    answered."""
 
-    def __init__(self, port):
+    def __init__(self, port, key_file):
         self.pulls = 0
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.f = self.sock.makefile("rb")
-        self.f.readline()  # INFO
-        self.sock.sendall(b'CONNECT {"verbose":false,"headers":true}\r\n'
-                          b"SUB fvq.FLEETVAULT.shard.* 1\r\nPING\r\n")
-        self.done = False
+        self.proc = subprocess.Popen(
+            [PROBE, "--owner", f"nats://127.0.0.1:{port}", "FLEETVAULT", key_file],
+            stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline().strip() == "ready"
         self.th = threading.Thread(target=self.serve, daemon=True)
         self.th.start()
 
     def serve(self):
-        try:
-            while not self.done:
-                line = self.f.readline().split()
-                if line[:1] == [b"PING"]:
-                    self.sock.sendall(b"PONG\r\n")
-                elif line[:1] == [b"HMSG"]:
-                    subject, reply = line[1].decode(), line[3].decode()
-                    data = self.f.read(int(line[-1]) + 2)[:-2]
-                    hdr = data[:int(line[-2])].decode()
-                    if "Fv-Session:" in hdr:
-                        self.pulls += 1
-                        continue
-                    shard = int(subject.rsplit(".", 1)[1])
-                    here = shard == 0
-                    body = b'{"rows":[' + b"first piece" if here else b'{"error":"not here"}'
-                    h = (f"NATS/1.0\r\nFv-Status: {200 if here else 404}\r\n"
-                         f"Fv-Type: application/json\r\nFv-Here: {int(here)}\r\n" +
-                         (f"Fv-More: {'ab' * 16}\r\n" if here else "") + "\r\n").encode()
-                    self.sock.sendall(f"HPUB {reply} {len(h)} {len(h) + len(body)}\r\n".encode()
-                                      + h + body + b"\r\n")
-        except OSError:
-            pass
+        for line in self.proc.stdout:
+            if line.startswith("pull "):
+                self.pulls += 1
 
     def stop(self):
-        self.done = True
-        self.sock.close()
+        self.proc.terminate()
+        assert self.proc.wait(timeout=10) == 0
+        self.th.join()
 
 
 if __name__ == "__main__":
