@@ -148,6 +148,15 @@ static void test_random_doubles(void **state)
         check(from_bits(next() & 0x800fffffffffffffull));
     for (uint64_t u = 1; u < 4096; u++)
         check(from_bits(u));
+    /* every power of two (the one case whose values reading back lie closer below it than
+     * above: fv_fmt_double searches their digits apart) and its neighbours, both signs */
+    for (int k = -1074; k <= 1023; k++) {
+        double p = ldexp(1.0, k);
+        check(p);
+        check(-p);
+        check(nextafter(p, 0));
+        check(nextafter(p, INFINITY));
+    }
     /* telemetry-like: short decimals, integers, powers of ten, neighbours of each */
     for (int i = 0; i < 50000; i++) {
         char txt[64];
