@@ -3,7 +3,8 @@ an api node", rule 15; docs/prometheus.md): one nats-server (max_payload 8192, s
 raw answers come in pieces), one gateway, two storage nodes splitting the shards by lease, one
 api node. A few simulated vehicles stream through the gateway; then the same PromQL is asked
 of the api node and of both storage nodes (each answers for its own shards' vehicles):
-- a selector, rate(...[1m]), query_range and series: the api node's answer is the union of
+- a selector, rate(...[1m]), query_range (every signal: the owners' answers in pieces) and
+  series: the api node's answer is the union of
   the two storage nodes';
 - sum(...), count(...) and avg by (...): the api node's is the whole (the two sums added,
   the average over both nodes' vehicles), not either node's;
@@ -24,6 +25,7 @@ import random
 import subprocess
 import time
 import urllib.parse
+import urllib.request
 
 import fvtest as t
 from test_cluster import Gateway, acked_records, cluster_status, with_nats
@@ -59,6 +61,17 @@ def prom(srv, path, token="ops", purpose="service", **params):
     q = urllib.parse.urlencode(params)
     st, body, retry = get(srv, f"/prometheus/api/v1/{path}?{q}", token=token, purpose=purpose)
     return st, json.loads(body), retry
+
+
+def post(srv, path, form, purpose="service"):
+    """A POST as Grafana sends it: the expression in the form body, purpose in the URL."""
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{srv.api_port}/prometheus/api/v1/{path}?purpose={purpose}",
+        data=urllib.parse.urlencode(form).encode(), method="POST",
+        headers={"Authorization": "Bearer " + srv.tokens["ops"],
+                 "Content-Type": "application/x-www-form-urlencoded"})
+    with urllib.request.urlopen(req, timeout=20) as r:
+        return json.loads(r.read())["data"]
 
 
 def ok(srv, path, **kw):
@@ -149,6 +162,16 @@ def run(env, nats):
     assert got["resultType"] == "matrix" and len(got["result"]) == len(times), got
     assert sorted(got["result"], key=key) == union(ok(a, "query_range", **rng),
                                                    ok(b, "query_range", **rng))
+    # Every signal of every vehicle: owners' raw answers over 7 KiB, pulled in pieces (J1-J4)
+    # and gathered before the join (the owners count each piece answered).
+    answered = sum(x.metric("fleetvault_cluster_queries_answered_total") for x in (a, b))
+    rng = dict(query="{device=~\".+\"}", start=f"{first / 1000:.3f}", end=at, step="1")
+    got = ok(api, "query_range", **rng)
+    assert sorted(got["result"], key=key) == union(ok(a, "query_range", **rng),
+                                                   ok(b, "query_range", **rng))
+    pieces = sum(x.metric("fleetvault_cluster_queries_answered_total") for x in (a, b)) - answered
+    assert pieces > SHARDS, f"{pieces} answers and pieces for {SHARDS} shards: none in pieces"
+    t.log(f"every signal's series ({len(got['result'])}): {pieces} answers and pieces from the owners")
     ser = {"match[]": "{signal=~\"Soc|Odometer\"}", "start": f"{first / 1000 - 1:.3f}", "end": at}
     got = ok(api, "series", **ser)
     assert len(got) >= len(times), got
@@ -167,6 +190,10 @@ def run(env, nats):
     for k, (tk, v) in enumerate(rs[0][0]["values"]):
         parts = [dict(map(tuple, r[0]["values"])).get(tk) if r else None for r in rs[1:]]
         assert close(float(v), sum(float(p) for p in parts if p is not None)), (k, rs)
+    # Grafana POSTs its queries: the form's parameters sent on to the owners.
+    form = {"query": "sum by (signal) (rate(Odometer[1m]))", "time": at}
+    assert post(api, "query", form) == ok(api, "query", **form), form
+    assert post(api, "query", form)["result"], form
     # One vehicle: its owner's answer. An unknown one: the single node's 404.
     for vin in list(times)[:2]:
         q = dict(query=f"Soc{{device=\"{vin}\"}}", time=at)
