@@ -221,7 +221,7 @@ static json_t *device_summary_as(const struct fv_api_view *v, const struct fv_gu
 }
 
 /* A shard's owner answering for one shard (api.h keep): is d's current subject in it? */
-static int kept(const struct fv_api_view *v, const struct fv_device *d)
+int fv_api_kept(const struct fv_api_view *v, const struct fv_device *d)
 {
     if (v->keep == NULL) return 1;
     char subject[FV_SUBJECT_NAME_MAX + 1], ps[FV_PSEUDONYM_LEN + 1];
@@ -240,7 +240,7 @@ static void get_vehicles(const struct fv_api_view *v, const struct fv_guard_ctx 
     size_t count = 0; /* the devices known (in this shard, for its owner: api.h keep) */
     for (size_t i = 0; arr && i < n; i++) {
         const struct fv_device *d = all[i];
-        if (!kept(v, d)) continue;
+        if (!fv_api_kept(v, d)) continue;
         count++;
         if (fv_api_in_scope(ctx, d) && !erased(v, d) &&
             fv_guard_consented(v->guard, ctx, d->id, (int64_t)fv_now_ms())) {
@@ -303,7 +303,8 @@ static void get_signal_latest(const struct fv_api_view *v, struct fv_guard_ctx *
     json_t *arr = fv_fleet_list(v->fleet, &all, &n) == FV_OK ? json_array() : NULL;
     for (size_t i = 0; arr && i < n; i++) {
         const struct fv_device *d = all[i];
-        if (!fv_api_in_scope(ctx, d) || erased(v, d) || !state_is_current(v, d) || !kept(v, d))
+        if (!fv_api_in_scope(ctx, d) || erased(v, d) || !state_is_current(v, d) ||
+            !fv_api_kept(v, d))
             continue; /* O2; another shard's */
         /* F1: the value is copied under the fleet's lock, then checked and rendered. */
         struct fv_signal_state s = {0};

@@ -97,6 +97,12 @@ struct fv_api_view {
      * current pseudonym keep() accepts. NULL: every device. */
     int (*keep)(void *arg, const char *pseudo);
     void *keep_arg;
+    /* A cluster's api node: called for the Prometheus API's reads (api/promapi.h
+     * fv_prom_kind) of an authenticated principal, v the request's view with a POST's form
+     * parameters in its query; 1 when it answered out (it asks the shards' owners), 0 to
+     * answer here. Its arg is forward_arg. NULL: answered here. */
+    int (*prom_forward)(void *arg, const struct fv_api_view *v, const struct fv_guard_ctx *ctx,
+                        const char *path, struct fv_http_response *out);
 };
 
 /* A response is either whole (body) or streamed: when more is set, the transport sends
@@ -234,6 +240,9 @@ void fv_api_labeling(const struct fv_api_view *v, struct fv_guard_ctx *ctx, cons
 /* Energy-site scoping (privacy/guard.h): is the device an energy site; may ctx see it. */
 int fv_api_is_energy_site(const struct fv_device *d);
 int fv_api_in_scope(const struct fv_guard_ctx *ctx, const struct fv_device *d);
+/* A shard's owner answering for one shard (keep): is d's current subject in it? 1 when the
+ * view has no keep. */
+int fv_api_kept(const struct fv_api_view *v, const struct fv_device *d);
 
 /* GET /metrics (api/metrics_api.c): the Prometheus text format. */
 void fv_api_metrics(const struct fv_api_view *v, struct fv_http_response *r);

@@ -1,7 +1,6 @@
 /*
- * promapi.c - the Prometheus-compatible query API (promapi.h): request parsing, the privacy
- * decision, reading samples from the store for the evaluator (promeval.h), and the
- * Prometheus JSON answers.
+ * promapi.c - the Prometheus-compatible query API (promapi.h): request parsing, evaluation
+ * (promeval.h) and the Prometheus JSON answers, routing; promread.c decides and reads.
  *
  * The read is decided once per request (fv_guard_read, action "prom.query"): as a
  * single-subject read when every selector names one device with device="ID" (as
@@ -20,13 +19,11 @@
 #include <jansson.h>
 
 #include "api/promapi.h"
+#include "api/promapi_int.h"
 #include "api/promeval.h"
 #include "api/promql.h"
 #include "api/query.h"
-#include "crypto/keys.h"
 #include "privacy/guard.h"
-#include "privacy/subjects.h"
-#include "store/store.h"
 #include "util/clock.h"
 #include "util/err.h"
 #include "util/fmt.h"
@@ -34,19 +31,17 @@
 #include "wire/places.h"
 #include "wire/signals.h"
 
-#define MAX_SIGNALS 512
-
-static void prom_error(struct fv_http_response *out, int status, const char *type, const char *msg)
+void fv_prom__error(struct fv_http_response *out, int status, const char *type, const char *msg)
 {
     fv_api_respond_json(
         out, status,
         json_pack("{s:s,s:s,s:s}", "status", "error", "errorType", type, "error", msg));
 }
 
-static void prom_data(struct fv_http_response *out, json_t *data)
+void fv_prom__data(struct fv_http_response *out, json_t *data)
 {
     if (data == NULL) {
-        prom_error(out, 500, "internal", "out of memory");
+        fv_prom__error(out, 500, "internal", "out of memory");
         return;
     }
     fv_api_respond_json(out, 200, json_pack("{s:s,s:o}", "status", "success", "data", data));
@@ -54,8 +49,8 @@ static void prom_data(struct fv_http_response *out, json_t *data)
 
 /* G5: the whole answer checked against the quota before it is sent (api/query.h); a refusal
  * in Prometheus's shape. */
-static void quota_send(const struct fv_api_view *v, struct fv_guard_ctx *ctx, uint64_t rows,
-                       const struct fv_guard_served *served, struct fv_http_response *out)
+void fv_prom__quota_send(const struct fv_api_view *v, struct fv_guard_ctx *ctx, uint64_t rows,
+                         const struct fv_guard_served *served, struct fv_http_response *out)
 {
     fv_api_quota_send(v, ctx, rows, served, out);
     if (out->status == 200) return;
@@ -64,7 +59,7 @@ static void quota_send(const struct fv_api_view *v, struct fv_guard_ctx *ctx, ui
     char msg[300];
     snprintf(msg, sizeof msg, "%s", why ? why : "quota");
     json_decref(j);
-    prom_error(out, out->status, out->status == 503 ? "unavailable" : "forbidden", msg);
+    fv_prom__error(out, out->status, out->status == 503 ? "unavailable" : "forbidden", msg);
 }
 
 /* ---- times ------------------------------------------------------------------------------ */
@@ -94,238 +89,6 @@ static int parse_step(const char *s, int64_t *ms)
         return *ms > 0 ? FV_OK : FV_EINVAL;
     }
     return fv_pq_duration(s, strlen(s), ms);
-}
-
-/* ---- what the expression reads ---------------------------------------------------------- */
-
-struct plan {
-    uint32_t sig[MAX_SIGNALS]; /* the signals any selector may read */
-    size_t nsig;
-    int64_t window;     /* the longest look back of a selector */
-    const char *device; /* the one device every selector names (device="ID"), or NULL */
-    int nsel, all_one;
-    char err[200];
-};
-
-/* Only the signal's matchers, or only the device's (promql.h: NULL is not checked). */
-static int sig_matches(const struct fv_pq_node *sel, const char *name)
-{
-    return fv_pq_matches(sel, name, NULL);
-}
-
-static int dev_matches(const struct fv_pq_node *sel, const char *dev)
-{
-    return fv_pq_matches(sel, NULL, dev);
-}
-
-static void plan_add(struct plan *p, uint32_t f)
-{
-    for (size_t i = 0; i < p->nsig; i++)
-        if (p->sig[i] == f) return;
-    if (p->nsig < MAX_SIGNALS) p->sig[p->nsig++] = f;
-}
-
-/* The signals a selector may read: named ones of the table, or the one it names exactly
- * (which may be beyond the table: a site signal). A place signal named exactly: refused. */
-static int plan_sel(struct plan *p, const struct fv_pq_node *sel)
-{
-    const char *eq = fv_pq_eq_value(sel, FV_PQ_L_SIGNAL);
-    if (eq) {
-        long f = fv_signal_lookup(eq);
-        if (f < 0) return FV_OK; /* selects nothing */
-        if (fv_signal_place((unsigned)f) != FV_PLACE_NONE) {
-            snprintf(p->err, sizeof p->err,
-                     "signal %.64s reveals a place: location signals are not served by the "
-                     "Prometheus API (use /api/v1/query)",
-                     eq);
-            return FV_EINVAL;
-        }
-        if (sig_matches(sel, eq)) plan_add(p, (uint32_t)f);
-        return FV_OK;
-    }
-    for (unsigned f = 0; f < fv_signal_count; f++) {
-        const char *name = fv_signal_name(f);
-        if (name && fv_signal_place(f) == FV_PLACE_NONE && sig_matches(sel, name)) plan_add(p, f);
-    }
-    return FV_OK;
-}
-
-static int plan_walk(struct plan *p, const struct fv_pq_node *n)
-{
-    if (n == NULL) return FV_OK;
-    if (n->kind == FV_PQ_SEL) {
-        int64_t w = n->range_ms ? n->range_ms : FV_PE_LOOKBACK_MS;
-        if (w > p->window) p->window = w;
-        const char *d = fv_pq_eq_value(n, FV_PQ_L_DEVICE);
-        if (p->nsel++ == 0) {
-            p->device = d;
-            p->all_one = d != NULL;
-        } else if (d == NULL || p->device == NULL || strcmp(d, p->device) != 0) {
-            p->all_one = 0;
-        }
-        return plan_sel(p, n);
-    }
-    int rc = plan_walk(p, n->arg);
-    if (rc == FV_OK) rc = plan_walk(p, n->lhs);
-    if (rc == FV_OK) rc = plan_walk(p, n->rhs);
-    return rc;
-}
-
-/* ---- reading samples -------------------------------------------------------------------- */
-
-struct reader {
-    const struct fv_api_view *v;
-    struct fv_guard_ctx *ctx;
-    const struct fv_device *one; /* a single-subject read's device, else NULL: the fleet */
-    const struct plan *plan;
-    struct fv_guard_served served;
-    uint64_t rows, samples;
-};
-
-static int to_double(const struct fv_value *x, double *d)
-{
-    switch (x->kind) {
-    case FV_VK_DOUBLE:
-        *d = x->u.d;
-        return 1;
-    case FV_VK_INT:
-    case FV_VK_ENUM:
-    case FV_VK_BOOL:
-        *d = (double)x->u.i;
-        return 1;
-    default:
-        return 0;
-    }
-}
-
-/* One device's series of sel into *raw (appended). */
-static int read_device(struct reader *rd, const struct fv_device *d, const struct fv_pq_node *sel,
-                       int64_t from, int64_t to, struct fv_pe_raw **raw, size_t *nraw, size_t *cap,
-                       char *err, size_t errlen)
-{
-    const struct fv_api_view *v = rd->v;
-    char shown[65];
-    fv_guard_show_id(v->guard, rd->ctx, d->id, shown);
-    if (!dev_matches(sel, shown)) return FV_OK;
-    uint32_t f[MAX_SIGNALS];
-    size_t nf = 0;
-    for (size_t i = 0; i < rd->plan->nsig; i++) {
-        char name[32];
-        fv_signal_label(rd->plan->sig[i], name, sizeof name);
-        if (sig_matches(sel, name)) f[nf++] = rd->plan->sig[i];
-    }
-    if (nf == 0) return FV_OK;
-    char subject[FV_SUBJECT_NAME_MAX + 1], pseudo[FV_PSEUDONYM_LEN + 1];
-    const unsigned char *dek;
-    if (fv_subject_current(v->keys, d->id, subject, NULL) != FV_OK)
-        snprintf(subject, sizeof subject, "%s", d->id);
-    if (fv_keystore_dek(v->keys, subject, 0, &dek, pseudo) != FV_OK) return FV_OK;    /* erased */
-    if (fv_guard_load_consent(v->guard, rd->ctx, d->id, from, to) == 0) return FV_OK; /* G4 */
-    fv_guard_load_zones(v->guard, rd->ctx, d->id);
-    size_t base = *nraw;
-    if (*cap - *nraw < nf) {
-        size_t nc = (*nraw + nf) * 2;
-        struct fv_pe_raw *m = realloc(*raw, nc * sizeof *m);
-        if (m == NULL) return FV_ENOMEM;
-        *raw = m;
-        *cap = nc;
-    }
-    memset(*raw + base, 0, nf * sizeof **raw);
-    for (size_t j = 0; j < nf; j++) {
-        struct fv_pe_labels *l = &(*raw)[base + j].l;
-        fv_signal_label(f[j], l->name, sizeof l->name);
-        snprintf(l->signal, sizeof l->signal, "%s", l->name);
-        snprintf(l->device, sizeof l->device, "%s", shown);
-    }
-    *nraw += nf;
-    struct fv_store_cursor *c = NULL;
-    char serr[256];
-    int rc = fv_store_query(v->store, pseudo, dek, from, to, f, nf, 0, &c, serr, sizeof serr);
-    struct fv_store_chunk ch;
-    int got = 0;
-    while (rc == FV_OK && (got = fv_store_next(c, &ch, serr, sizeof serr)) == 1) {
-        for (size_t i = 0; rc == FV_OK && i < ch.n; i++) {
-            if (!fv_guard_in_consent(rd->ctx, ch.t[i])) continue; /* G4 */
-            int any = 0;
-            for (size_t k = 0; rc == FV_OK && k < ch.ncols; k++) {
-                struct fv_value tmp;
-                const struct fv_value *x =
-                    fv_guard_oblige(rd->ctx, ch.field[k], ch.t[i], &ch.col[k][i], &tmp);
-                double dv;
-                if (!to_double(x, &dv)) continue;
-                size_t j = 0;
-                while (j < nf && f[j] != ch.field[k])
-                    j++;
-                if (j == nf) continue;
-                if (++rd->samples > FV_PROM_MAX_SAMPLES) {
-                    snprintf(err, errlen,
-                             "the query reads more than %d samples; ask for a shorter range or "
-                             "fewer series",
-                             FV_PROM_MAX_SAMPLES);
-                    rc = FV_ELIMIT;
-                    break;
-                }
-                rc = fv_pe_raw_add(&(*raw)[base + j], ch.t[i], dv);
-                any = 1;
-            }
-            if (any) rd->rows++;
-        }
-    }
-    if (rc == FV_OK && got < 0) {
-        snprintf(err, errlen, "reading the store failed");
-        rc = got;
-    }
-    if (rc == FV_OK) {
-        int served = 0;
-        for (size_t j = 0; j < nf; j++)
-            served |= (*raw)[base + j].n > 0;
-        if (served) fv_guard_served_add_pseudonym(&rd->served, pseudo); /* G12 */
-    }
-    fv_store_cursor_free(c);
-    fv_guard_ctx_clear(rd->ctx);
-    return rc;
-}
-
-static int fetch(void *arg, const struct fv_pq_node *sel, int64_t from, int64_t to,
-                 struct fv_pe_raw **out, size_t *n, char *err, size_t errlen)
-{
-    struct reader *rd = arg;
-    struct fv_pe_raw *raw = NULL;
-    size_t nraw = 0, cap = 0;
-    int rc = FV_OK;
-    if (rd->one) {
-        rc = read_device(rd, rd->one, sel, from, to, &raw, &nraw, &cap, err, errlen);
-    } else {
-        struct fv_device **all = NULL;
-        size_t ndev = 0;
-        if (fv_fleet_list(rd->v->fleet, &all, &ndev) != FV_OK) return FV_ENOMEM;
-        for (size_t i = 0; rc == FV_OK && i < ndev; i++)
-            if (fv_api_in_scope(rd->ctx, all[i]))
-                rc = read_device(rd, all[i], sel, from, to, &raw, &nraw, &cap, err, errlen);
-        free(all);
-    }
-    /* series without a sample do not exist for Prometheus */
-    size_t keep = 0;
-    for (size_t i = 0; i < nraw; i++) {
-        if (raw[i].n == 0) {
-            free(raw[i].t);
-            free(raw[i].v);
-            continue;
-        }
-        raw[keep++] = raw[i];
-    }
-    nraw = keep;
-    if (rc) {
-        for (size_t i = 0; i < nraw; i++) {
-            free(raw[i].t);
-            free(raw[i].v);
-        }
-        free(raw);
-        return rc;
-    }
-    *out = raw;
-    *n = nraw;
-    return FV_OK;
 }
 
 /* ---- answers ---------------------------------------------------------------------------- */
@@ -403,207 +166,229 @@ static json_t *render(const struct fv_pe_query *q, struct fv_pe_result *r, int i
     return json_pack("{s:s,s:o}", "resultType", instant ? "vector" : "matrix", "result", res);
 }
 
-/* The decision: what /api/v1/query (one device) or /api/v1/fleet would decide. FV_OK, or
- * an error answered in out. */
-static int decide(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const struct plan *p,
-                  struct reader *rd, const char *action, int64_t from, int64_t to,
-                  struct fv_http_response *out)
+/* ---- requests --------------------------------------------------------------------------- */
+
+enum fv_prom_kind fv_prom_kind(const char *path)
 {
-    const char *sn[MAX_SIGNALS];
-    char names[MAX_SIGNALS][32], msg[400];
-    uint32_t classes = 0;
-    for (size_t j = 0; j < p->nsig; j++) {
-        fv_signal_label(p->sig[j], names[j], sizeof names[j]);
-        sn[j] = names[j];
-        classes |= fv_api_signal_class(v, p->sig[j]);
-    }
-    if (classes == 0) classes = fv_api_signal_class(v, 0);
-    const char *dev = p->all_one ? p->device : NULL;
-    int rc;
-    if (dev) {
-        rd->one = fv_api_find_device(v, ctx, dev); /* G11: decided whatever dev names */
-        const char *subj[1] = {rd->one ? rd->one->id : dev};
-        rc = fv_guard_read(v->guard, ctx, v->query, action, classes, subj, 1, 0, sn, p->nsig, from,
-                           to, msg, sizeof msg);
-        if (rc == FV_OK && rd->one == NULL) rc = FV_ENOENT;
-    } else {
-        size_t nfleet = fv_fleet_count(v->fleet);
-        ctx->energy_sites = 1; /* energy-site roles: other devices are left out */
-        rc = fv_guard_read(v->guard, ctx, v->query, action, classes, NULL, nfleet ? nfleet : 1, 0,
-                           sn, p->nsig, from, to, msg, sizeof msg);
-    }
-    if (rc == FV_ENOENT) {
-        snprintf(msg, sizeof msg, "unknown device '%.64s'", dev);
-        prom_error(out, 404, "not_found", msg);
-    } else if (rc) {
-        prom_error(out, rc == FV_EIO ? 503 : 403, rc == FV_EIO ? "unavailable" : "forbidden", msg);
-    }
-    return rc;
+    if (strcmp(path, "/api/v1/query") == 0) return FV_PROM_QUERY;
+    if (strcmp(path, "/api/v1/query_range") == 0) return FV_PROM_RANGE;
+    if (strcmp(path, "/api/v1/series") == 0) return FV_PROM_SERIES;
+    if (strcmp(path, "/api/v1/label/device/values") == 0) return FV_PROM_DEVICES;
+    return FV_PROM_NONE;
 }
 
-/* ---- query and query_range -------------------------------------------------------------- */
-
-static void query(const struct fv_api_view *v, struct fv_guard_ctx *ctx, int instant,
-                  struct fv_http_response *out)
+/* The times of a query (time, or start, end, step) or of a series request (start, end):
+ * FV_OK or the 400 answered. */
+static int parse_times(const char *query, enum fv_prom_kind kind, struct fv_pe_query *q,
+                       struct fv_http_response *out)
 {
-    char text[4096], a[64], msg[400];
-    if (!fv_query_param(v->query, "query", text, sizeof text) || text[0] == '\0' ||
-        strlen(text) == sizeof text - 1) {
-        prom_error(out, 400, "bad_data", "invalid parameter \"query\": missing or too long");
-        return;
+    char a[64], msg[200];
+    if (kind == FV_PROM_QUERY) {
+        q->start = (int64_t)fv_now_ms();
+        if (fv_query_param(query, "time", a, sizeof a) && a[0] && parse_time(a, &q->start)) {
+            fv_prom__error(out, 400, "bad_data", "invalid parameter \"time\": not a time");
+            return FV_EINVAL;
+        }
+        q->end = q->start;
+        q->step = 1000;
+        return FV_OK;
     }
-    struct fv_pe_query q = {
-        .fetch = fetch, .max_series = FV_PROM_MAX_SERIES, .max_points = FV_PROM_MAX_POINTS_HELD};
-    if (instant) {
-        q.start = (int64_t)fv_now_ms();
-        if (fv_query_param(v->query, "time", a, sizeof a) && a[0] && parse_time(a, &q.start)) {
-            prom_error(out, 400, "bad_data", "invalid parameter \"time\": not a time");
-            return;
+    if (kind == FV_PROM_SERIES) {
+        q->end = (int64_t)fv_now_ms();
+        if (fv_query_param(query, "end", a, sizeof a) && parse_time(a, &q->end)) {
+            fv_prom__error(out, 400, "bad_data", "invalid parameter \"end\": not a time");
+            return FV_EINVAL;
         }
-        q.end = q.start;
-        q.step = 1000;
-    } else {
-        static const char *const names[3] = {"start", "end", "step"};
-        int64_t *dst[3] = {&q.start, &q.end, &q.step};
-        for (int i = 0; i < 3; i++)
-            if (!fv_query_param(v->query, names[i], a, sizeof a) ||
-                (i < 2 ? parse_time(a, dst[i]) : parse_step(a, dst[i]))) {
-                snprintf(msg, sizeof msg, "invalid parameter \"%s\": missing or not a %s", names[i],
-                         i < 2 ? "time" : "duration");
-                prom_error(out, 400, "bad_data", msg);
-                return;
-            }
-        if (q.end < q.start) {
-            prom_error(out, 400, "bad_data",
+        q->start = q->end - 3600000; /* Prometheus's default is all time: here the last hour */
+        if (fv_query_param(query, "start", a, sizeof a) && parse_time(a, &q->start)) {
+            fv_prom__error(out, 400, "bad_data", "invalid parameter \"start\": not a time");
+            return FV_EINVAL;
+        }
+        q->step = 1000;
+        return FV_OK;
+    }
+    static const char *const names[3] = {"start", "end", "step"};
+    int64_t *dst[3] = {&q->start, &q->end, &q->step};
+    for (int i = 0; i < 3; i++)
+        if (!fv_query_param(query, names[i], a, sizeof a) ||
+            (i < 2 ? parse_time(a, dst[i]) : parse_step(a, dst[i]))) {
+            snprintf(msg, sizeof msg, "invalid parameter \"%s\": missing or not a %s", names[i],
+                     i < 2 ? "time" : "duration");
+            fv_prom__error(out, 400, "bad_data", msg);
+            return FV_EINVAL;
+        }
+    if (q->end < q->start) {
+        fv_prom__error(out, 400, "bad_data",
                        "invalid parameter \"end\": end timestamp must not be before start time");
-            return;
-        }
-        if ((uint64_t)(q.end - q.start) / (uint64_t)q.step >= FV_PROM_MAX_POINTS) {
-            prom_error(out, 400, "bad_data",
+        return FV_EINVAL;
+    }
+    if ((uint64_t)(q->end - q->start) / (uint64_t)q->step >= FV_PROM_MAX_POINTS) {
+        fv_prom__error(out, 400, "bad_data",
                        "exceeded maximum resolution of 11,000 points per timeseries. Try "
                        "decreasing the query resolution (?step=XX)");
-            return;
-        }
+        return FV_EINVAL;
     }
-    struct fv_pq_node *e = NULL;
-    size_t pos = 0;
-    char perr[200];
-    int rc = fv_pq_parse(text, &e, &pos, perr, sizeof perr);
-    if (rc) {
-        snprintf(msg, sizeof msg, "1:%zu: parse error: %s", pos + 1, perr);
-        prom_error(out, rc == FV_ENOMEM ? 500 : 400, rc == FV_ENOMEM ? "internal" : "bad_data",
-                   msg);
-        return;
-    }
-    struct plan *p = calloc(1, sizeof *p);
-    struct reader rd = {.v = v, .ctx = ctx};
-    struct fv_pe_result res = {0};
-    if (p == NULL) {
-        prom_error(out, 500, "internal", "out of memory");
-        goto done;
-    }
-    if (plan_walk(p, e)) {
-        prom_error(out, 400, "bad_data", p->err);
-        goto done;
-    }
-    rd.plan = p;
-    int64_t from = q.start > INT64_MIN + p->window ? q.start - p->window : INT64_MIN;
-    /* Numbers alone ("1+1": Grafana's connection test) read nothing: no decision needed. */
-    int reads = p->nsel > 0;
-    rc = reads ? decide(v, ctx, p, &rd, "prom.query", from, q.end, out) : FV_OK;
-    if (rc) goto done;
-    q.arg = &rd;
-    rc = fv_pe_eval(&q, e, &res, msg, sizeof msg);
-    if (rc) {
-        if (rc == FV_ELIMIT)
-            prom_error(out, 422, "execution", msg);
-        else if (rc == FV_ENOMEM)
-            prom_error(out, 500, "internal", "out of memory");
-        else
-            prom_error(out, 500, "internal", msg[0] ? msg : "the query failed");
-        if (reads) fv_guard_done_served(v->guard, ctx, &rd.served, 0, 0); /* nothing served */
-    } else {
-        prom_data(out, render(&q, &res, instant));
-        if (!reads)
-            ;
-        else if (out->status == 200)
-            quota_send(v, ctx, rd.rows, &rd.served, out); /* G5 before sending; G12 */
-        else
-            fv_guard_done_served(v->guard, ctx, &rd.served, 0, 0);
-    }
-done:
-    fv_pe_free(&res);
-    fv_guard_served_free(&rd.served);
-    free(p);
-    fv_pq_free(e);
+    return FV_OK;
 }
 
-/* ---- series ---------------------------------------------------------------------------- */
-
-static void series(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
-                   struct fv_http_response *out)
+int fv_prom_req_parse(const char *query, enum fv_prom_kind kind, struct fv_prom_req *r,
+                      struct fv_http_response *out)
 {
-    char text[4096], a[64];
-    if (!fv_query_param(v->query, "match[]", text, sizeof text) || text[0] == '\0' ||
+    memset(r, 0, sizeof *r);
+    r->kind = kind;
+    r->q.max_series = FV_PROM_MAX_SERIES;
+    r->q.max_points = FV_PROM_MAX_POINTS_HELD;
+    if (kind == FV_PROM_DEVICES) return FV_OK;
+    const char *pname = kind == FV_PROM_SERIES ? "match[]" : "query";
+    char text[4096], msg[400];
+    if (!fv_query_param(query, pname, text, sizeof text) || text[0] == '\0' ||
         strlen(text) == sizeof text - 1) {
-        prom_error(out, 400, "bad_data", "invalid parameter \"match[]\": missing or too long");
-        return;
+        snprintf(msg, sizeof msg, "invalid parameter \"%s\": missing or too long", pname);
+        fv_prom__error(out, 400, "bad_data", msg);
+        return FV_EINVAL;
     }
-    int64_t end = (int64_t)fv_now_ms(), start;
-    if (fv_query_param(v->query, "end", a, sizeof a) && parse_time(a, &end)) {
-        prom_error(out, 400, "bad_data", "invalid parameter \"end\": not a time");
-        return;
-    }
-    start = end - 3600000; /* Prometheus's default is all time: here the last hour */
-    if (fv_query_param(v->query, "start", a, sizeof a) && parse_time(a, &start)) {
-        prom_error(out, 400, "bad_data", "invalid parameter \"start\": not a time");
-        return;
-    }
-    struct fv_pq_node *e = NULL;
+    if (parse_times(query, kind, &r->q, out)) return FV_EINVAL;
     size_t pos = 0;
-    char perr[200], msg[300];
-    int rc = fv_pq_parse(text, &e, &pos, perr, sizeof perr);
-    if (rc == FV_OK && (e->kind != FV_PQ_SEL || e->range_ms)) {
+    char perr[200];
+    int rc = fv_pq_parse(text, &r->e, &pos, perr, sizeof perr);
+    if (rc == FV_OK && kind == FV_PROM_SERIES && (r->e->kind != FV_PQ_SEL || r->e->range_ms)) {
         snprintf(perr, sizeof perr, "match[] must be a series selector");
         pos = 0;
         rc = FV_EINVAL;
     }
     if (rc) {
         snprintf(msg, sizeof msg, "1:%zu: parse error: %s", pos + 1, perr);
-        prom_error(out, 400, "bad_data", msg);
-        fv_pq_free(e);
-        return;
+        fv_prom__error(out, rc == FV_ENOMEM ? 500 : 400, rc == FV_ENOMEM ? "internal" : "bad_data",
+                       msg);
+        fv_prom_req_free(r);
+        return rc;
     }
     struct plan *p = calloc(1, sizeof *p);
-    struct reader rd = {.v = v, .ctx = ctx, .plan = p};
+    if (p == NULL) {
+        fv_prom__error(out, 500, "internal", "out of memory");
+        rc = FV_ENOMEM;
+    } else if (fv_prom__plan(p, r->e)) { /* a place signal named exactly */
+        fv_prom__error(out, 400, "bad_data", p->err);
+        rc = FV_EINVAL;
+    }
+    r->reads = p && p->nsel > 0;
+    free(p);
+    if (rc) fv_prom_req_free(r);
+    return rc;
+}
+
+void fv_prom_req_free(struct fv_prom_req *r)
+{
+    fv_pq_free(r->e);
+    r->e = NULL;
+}
+
+static size_t count_sel(const struct fv_pq_node *n, const struct fv_pq_node **out, size_t i)
+{
+    if (n == NULL) return i;
+    if (n->kind == FV_PQ_SEL) {
+        if (out) out[i] = n;
+        return i + 1;
+    }
+    i = count_sel(n->arg, out, i);
+    i = count_sel(n->lhs, out, i);
+    return count_sel(n->rhs, out, i);
+}
+
+int fv_prom_selectors(const struct fv_pq_node *e, const struct fv_pq_node ***out, size_t *n)
+{
+    *n = count_sel(e, NULL, 0);
+    *out = *n ? calloc(*n, sizeof **out) : NULL;
+    if (*n && *out == NULL) return FV_ENOMEM;
+    count_sel(e, *out, 0);
+    return FV_OK;
+}
+
+/* r's answer from the series fetch gives; *nseries: a series or devices answer's count. */
+static void answer(struct fv_prom_req *r, fv_pe_fetch fetch, void *arg,
+                   struct fv_http_response *out, size_t *nseries)
+{
+    char msg[400] = "";
+    *nseries = 0;
+    if (r->kind == FV_PROM_QUERY || r->kind == FV_PROM_RANGE) {
+        struct fv_pe_result res = {0};
+        r->q.fetch = fetch;
+        r->q.arg = arg;
+        int rc = fv_pe_eval(&r->q, r->e, &res, msg, sizeof msg);
+        if (rc == FV_ELIMIT)
+            fv_prom__error(out, 422, "execution", msg);
+        else if (rc == FV_ENOMEM)
+            fv_prom__error(out, 500, "internal", "out of memory");
+        else if (rc)
+            fv_prom__error(out, 500, "internal", msg[0] ? msg : "the query failed");
+        else
+            fv_prom__data(out, render(&r->q, &res, r->kind == FV_PROM_QUERY));
+        fv_pe_free(&res);
+        return;
+    }
     struct fv_pe_raw *raw = NULL;
     size_t n = 0;
-    if (p == NULL) {
-        prom_error(out, 500, "internal", "out of memory");
-    } else if (plan_walk(p, e)) {
-        prom_error(out, 400, "bad_data", p->err);
-    } else if (decide(v, ctx, p, &rd, "prom.series", start, end, out) == FV_OK) {
-        rc = fetch(&rd, e, start, end, &raw, &n, msg, sizeof msg);
-        json_t *arr = rc ? NULL : json_array();
-        for (size_t i = 0; arr && i < n; i++)
-            json_array_append_new(arr, jlabels(&raw[i].l));
-        if (rc == FV_ELIMIT)
-            prom_error(out, 422, "execution", msg);
-        else
-            prom_data(out, arr);
-        if (out->status == 200)
-            quota_send(v, ctx, n, &rd.served, out); /* G5, G12 */
-        else
-            fv_guard_done_served(v->guard, ctx, &rd.served, 0, 0);
-    }
+    int rc = fetch(arg, r->kind == FV_PROM_SERIES ? r->e : NULL, r->q.start, r->q.end, &raw, &n,
+                   msg, sizeof msg);
+    json_t *arr = rc ? NULL : json_array();
+    for (size_t i = 0; arr && i < n; i++)
+        json_array_append_new(arr, r->kind == FV_PROM_SERIES ? jlabels(&raw[i].l)
+                                                             : json_string(raw[i].l.device));
+    if (rc == FV_ELIMIT)
+        fv_prom__error(out, 422, "execution", msg);
+    else if (rc && rc != FV_ENOMEM)
+        fv_prom__error(out, 500, "internal", msg[0] ? msg : "the query failed");
+    else
+        fv_prom__data(out, arr);
     for (size_t i = 0; i < n; i++) {
         free(raw[i].t);
         free(raw[i].v);
     }
     free(raw);
+    *nseries = n;
+}
+
+void fv_prom_answer(struct fv_prom_req *r, fv_pe_fetch fetch, void *arg,
+                    struct fv_http_response *out)
+{
+    size_t n;
+    answer(r, fetch, arg, out, &n);
+}
+
+/* ---- query, query_range, series ---------------------------------------------------------- */
+
+static void query(const struct fv_api_view *v, struct fv_guard_ctx *ctx, enum fv_prom_kind kind,
+                  struct fv_http_response *out)
+{
+    struct fv_prom_req r;
+    if (fv_prom_req_parse(v->query, kind, &r, out)) return;
+    struct plan *p = calloc(1, sizeof *p);
+    struct reader rd = {.v = v, .ctx = ctx, .plan = p};
+    if (p == NULL || fv_prom__plan(p, r.e)) {
+        fv_prom__error(out, 500, "internal", "out of memory");
+        goto done;
+    }
+    int series = kind == FV_PROM_SERIES;
+    int64_t from = series                              ? r.q.start
+                   : r.q.start > INT64_MIN + p->window ? r.q.start - p->window
+                                                       : INT64_MIN;
+    /* Numbers alone ("1+1": Grafana's connection test) read nothing: no decision needed. */
+    int reads = p->nsel > 0;
+    if (reads &&
+        fv_prom__decide(v, ctx, p, &rd, series ? "prom.series" : "prom.query", from, r.q.end, out))
+        goto done;
+    size_t n;
+    answer(&r, fv_prom__fetch, &rd, out, &n);
+    if (!reads)
+        ;
+    else if (out->status == 200) /* G5 before sending; G12 */
+        fv_prom__quota_send(v, ctx, series ? n : rd.rows, &rd.served, out);
+    else
+        fv_guard_done_served(v->guard, ctx, &rd.served, 0, 0); /* nothing served */
+done:
     fv_guard_served_free(&rd.served);
     free(p);
-    fv_pq_free(e);
+    fv_prom_req_free(&r);
 }
 
 /* ---- labels ----------------------------------------------------------------------------- */
@@ -616,77 +401,77 @@ static void signal_names(struct fv_http_response *out)
         if (name && fv_signal_place(f) == FV_PLACE_NONE)
             json_array_append_new(a, json_string(name));
     }
-    prom_data(out, a);
-}
-
-static void device_names(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
-                         struct fv_http_response *out)
-{
-    char msg[300];
-    size_t nfleet = fv_fleet_count(v->fleet);
-    ctx->energy_sites = 1;
-    int rc = fv_guard_read(v->guard, ctx, v->query, "prom.devices", fv_api_signal_class(v, 0), NULL,
-                           nfleet ? nfleet : 1, 0, NULL, 0, INT64_MIN, INT64_MAX, msg, sizeof msg);
-    if (rc) {
-        prom_error(out, rc == FV_EIO ? 503 : 403, rc == FV_EIO ? "unavailable" : "forbidden", msg);
-        return;
-    }
-    struct fv_guard_served served = {0};
-    struct fv_device **all = NULL;
-    size_t ndev = 0;
-    json_t *a = json_array();
-    if (a == NULL || fv_fleet_list(v->fleet, &all, &ndev) != FV_OK) ndev = 0;
-    for (size_t i = 0; a && i < ndev; i++) {
-        const struct fv_device *d = all[i];
-        const unsigned char *dek;
-        char subject[FV_SUBJECT_NAME_MAX + 1], pseudo[FV_PSEUDONYM_LEN + 1], shown[65];
-        if (!fv_api_in_scope(ctx, d)) continue;
-        if (fv_subject_current(v->keys, d->id, subject, NULL) != FV_OK)
-            snprintf(subject, sizeof subject, "%s", d->id);
-        if (fv_keystore_dek(v->keys, subject, 0, &dek, pseudo) != FV_OK) continue;     /* erased */
-        if (!fv_guard_consented(v->guard, ctx, d->id, (int64_t)fv_now_ms())) continue; /* G4 */
-        fv_guard_show_id(v->guard, ctx, d->id, shown);
-        json_array_append_new(a, json_string(shown));
-        fv_guard_served_add_pseudonym(&served, pseudo);
-    }
-    free(all);
-    prom_data(out, a);
-    if (out->status == 200) quota_send(v, ctx, served.n, &served, out);
-    fv_guard_served_free(&served);
+    fv_prom__data(out, a);
 }
 
 /* ---- routing ---------------------------------------------------------------------------- */
+
+/* The request of an authenticated principal. */
+static void route(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *path,
+                  struct fv_http_response *out)
+{
+    enum fv_prom_kind kind = fv_prom_kind(path);
+    if (kind && v->prom_forward && v->prom_forward(v->forward_arg, v, ctx, path, out)) return;
+    if (kind != FV_PROM_NONE && kind != FV_PROM_DEVICES && v->store) {
+        query(v, ctx, kind, out);
+    } else if (strcmp(path, "/api/v1/labels") == 0) {
+        fv_prom__data(out, json_pack("[s,s,s]", "__name__", "device", "signal"));
+    } else if (strcmp(path, "/api/v1/label/__name__/values") == 0 ||
+               strcmp(path, "/api/v1/label/signal/values") == 0) {
+        signal_names(out);
+    } else if (kind == FV_PROM_DEVICES) {
+        fv_prom__device_names(v, ctx, 0, out);
+    } else if (strncmp(path, "/api/v1/label/", 14) == 0) {
+        fv_prom__data(out, json_array()); /* no other label has values */
+    } else if (strcmp(path, "/api/v1/metadata") == 0) {
+        fv_prom__data(out, json_object());
+    } else if (strcmp(path, "/api/v1/status/buildinfo") == 0) {
+        fv_prom__data(out, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "version", "2.42.0", "revision",
+                                     "fleetvault", "branch", "", "buildUser", "", "buildDate", "",
+                                     "goVersion", ""));
+    } else {
+        fv_prom__error(out, 404, "not_found", "no such endpoint (docs/prometheus.md)");
+    }
+}
+
+void fv_api_prometheus_as(const struct fv_api_view *v, const struct fv_guard_ctx *ctx,
+                          const char *path, struct fv_http_response *out)
+{
+    struct fv_api_view view = *v;
+    view.prom_forward = NULL;
+    struct fv_guard_ctx c = *ctx;
+    route(&view, &c, path, out);
+}
 
 void fv_api_prometheus(const struct fv_api_view *v0, const char *method, const char *path,
                        const char *authorization, struct fv_http_response *out)
 {
     out->www_authenticate = 0;
     if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0) {
-        prom_error(out, 405, "bad_data", "method not allowed: use GET or POST");
+        fv_prom__error(out, 405, "bad_data", "method not allowed: use GET or POST");
         return;
     }
     if (v0->guard == NULL) {
-        prom_error(out, 503, "unavailable", "access control is not set up");
+        fv_prom__error(out, 503, "unavailable", "access control is not set up");
         return;
     }
     struct fv_guard_ctx ctx;
     char why[400];
     if (fv_guard_auth(v0->guard, authorization, &ctx, why, sizeof why) != FV_OK) {
         out->www_authenticate = 1;
-        prom_error(out, 401, "unauthorized", why);
+        fv_prom__error(out, 401, "unauthorized", why);
         return;
     }
     /* A POST's form body holds parameters too (Grafana and promtool POST by default): decoded
      * as the URL's are, and read after them. */
     struct fv_api_view view = *v0;
-    const struct fv_api_view *v = &view;
     char *qs = NULL;
     size_t bl = v0->body ? strnlen(v0->body, v0->body_len) : 0; /* body_len counts a NUL */
     if (strcmp(method, "POST") == 0 && bl) {
         size_t ql = v0->query ? strlen(v0->query) : 0;
         qs = malloc(ql + bl + 2);
         if (qs == NULL) {
-            prom_error(out, 500, "internal", "out of memory");
+            fv_prom__error(out, 500, "internal", "out of memory");
             return;
         }
         memcpy(qs, v0->query ? v0->query : "", ql);
@@ -696,29 +481,6 @@ void fv_api_prometheus(const struct fv_api_view *v0, const char *method, const c
         qs[ql + 1 + n] = '\0';
         view.query = qs;
     }
-    if (strcmp(path, "/api/v1/query") == 0 && v->store) {
-        query(v, &ctx, 1, out);
-    } else if (strcmp(path, "/api/v1/query_range") == 0 && v->store) {
-        query(v, &ctx, 0, out);
-    } else if (strcmp(path, "/api/v1/series") == 0 && v->store) {
-        series(v, &ctx, out);
-    } else if (strcmp(path, "/api/v1/labels") == 0) {
-        prom_data(out, json_pack("[s,s,s]", "__name__", "device", "signal"));
-    } else if (strcmp(path, "/api/v1/label/__name__/values") == 0 ||
-               strcmp(path, "/api/v1/label/signal/values") == 0) {
-        signal_names(out);
-    } else if (strcmp(path, "/api/v1/label/device/values") == 0) {
-        device_names(v, &ctx, out);
-    } else if (strncmp(path, "/api/v1/label/", 14) == 0) {
-        prom_data(out, json_array()); /* no other label has values */
-    } else if (strcmp(path, "/api/v1/metadata") == 0) {
-        prom_data(out, json_object());
-    } else if (strcmp(path, "/api/v1/status/buildinfo") == 0) {
-        prom_data(out, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "version", "2.42.0", "revision",
-                                 "fleetvault", "branch", "", "buildUser", "", "buildDate", "",
-                                 "goVersion", ""));
-    } else {
-        prom_error(out, 404, "not_found", "no such endpoint (docs/prometheus.md)");
-    }
+    route(&view, &ctx, path, out);
     free(qs);
 }

@@ -7,6 +7,7 @@
 #include <openssl/rand.h>
 
 #include "api/http.h"
+#include "api/promapi.h"
 #include "cluster/jsconsume.h"
 #include "cluster/jslease.h"
 #include "cluster/jsquery.h"
@@ -35,6 +36,7 @@ struct open_answer {
     char id[FV_JSQ_ID_LEN + 1]; /* "" until it needs one (more follows the first piece) */
     char principal[65];
     uint32_t shard, next_seq;
+    int here;         /* its pieces' Fv-Here (a Prometheus request's owner may say 0) */
     uint64_t last_ns; /* when it was last pulled (J4) */
     struct fv_api_view v;
     char *query;
@@ -90,6 +92,7 @@ int fv_clusterapi_open(const struct fv_config *cfg, const struct fv_kek *kek,
         al->serve_arg = c;
     } else {
         http->view.forward = fv_clusterapi_forward;
+        http->view.prom_forward = fv_clusterapi_forward_prom;
         http->view.forward_arg = c;
     }
     *out = c;
@@ -259,7 +262,7 @@ static void answer_piece(struct fv_clusterapi *c, struct open_answer *o, struct 
     }
     p->req = r;
     p->status = o->resp.status;
-    p->here = 1;
+    p->here = o->here;
     snprintf(p->type, sizeof p->type, "%s",
              o->resp.content_type ? o->resp.content_type : "text/plain");
     if (more) snprintf(p->more, sizeof p->more, "%s", o->id);
@@ -336,10 +339,13 @@ static void take(struct fv_clusterapi *c, struct fv_jsq_req *r)
     o->v.body = NULL; /* a forwarded POST carries its parameters in the query (Q7) */
     o->v.body_len = 0;
     o->v.forward = NULL;
+    o->v.prom_forward = NULL;
     o->v.keep = in_shard;
     o->v.keep_arg = &o->f;
+    o->here = 1;
     char name[128];
-    if (fv_clusterapi__one_device(r->path, r->query, name, sizeof name) &&
+    int prom = strncmp(r->path, "/prometheus/", 12) == 0; /* clusterprom.c: raw series */
+    if (!prom && fv_clusterapi__one_device(r->path, r->query, name, sizeof name) &&
         !device_here(c, &o->v, r, name)) {
         static const char no[] = "{\"error\":\"not held by this shard\"}\n";
         close_answer(c, o);
@@ -348,7 +354,10 @@ static void take(struct fv_clusterapi *c, struct fv_jsq_req *r)
     }
     struct fv_audit *audit = o->v.guard ? o->v.guard->audit : NULL;
     uint64_t before = audit ? fv_audit_last_seq(audit) : 0;
-    fv_api_handle_as(&o->v, r->method, r->path, r->principal, r->role, &o->resp);
+    if (prom)
+        fv_api_prometheus_shard(&o->v, r->path + 11, r->principal, r->role, &o->here, &o->resp);
+    else
+        fv_api_handle_as(&o->v, r->method, r->path, r->principal, r->role, &o->resp);
     if (audit_search && o->resp.status == 200 && fv_clusteraudit_tag(&o->resp.body, c->node))
         fv_api_respond_error(&o->resp, 500, "the audit search's answer cannot be tagged");
     answer_piece(c, o, r, before);

@@ -5,8 +5,13 @@
  *
  *  Q1 the api node authenticates (its catalog's principals, its admin token); the one-device
  *     and fleet reads (GET /api/v1/query?device=D, /vehicles/D/state, /fleet, /vehicles,
- *     /signals/S/latest) and a data subject's rights (Q7) go to the owners; everything else
- *     is answered by the api node itself, from its own (empty) store and fleet.
+ *     /signals/S/latest), a data subject's rights (Q7), the audit search (Q8) and the
+ *     Prometheus API's reads (Q11) go to the owners. Answered by the api node itself, being
+ *     true there: /status, /metrics, /ui, /api/v1/stats/history (its own), principals (the
+ *     cluster's), bulk exports (until routed), the Prometheus API's labels, metadata and
+ *     number-only queries. Refused 501 naming the path (it has no data for them, and an
+ *     empty answer would mislead): /api/v1/vpp..., /campaigns..., /clips, /datasets...,
+ *     /labeling/..., /store, /store/compact (docs/cluster.md rule 2 has the table).
  *  Q2 one device: every shard's owner is asked at once; the owner whose shard holds the
  *     device's current subject (by pseudonym, natsconn.h fv_cluster_shard) answers, the
  *     others say "not here" without deciding or auditing anything. Its answer is the
@@ -51,6 +56,15 @@
  *     so the whole answer may break a limit no owner's part did; it is then refused 403 with
  *     the policy's reason, as one node refuses it, and nothing of it leaves. A read under a
  *     bulk approval is left to the owners.
+ *  Q11 the Prometheus API's reads (api/promapi.h fv_prom_kind: query, query_range, series,
+ *     label/device/values) are checked by the api node as one node checks them (its 400,
+ *     nothing sent), their times taken once and sent first; every owner answers the raw
+ *     series of the expression's selectors for its shard's devices (api/promraw.h), decided,
+ *     obliged and audited as Q4 (fv_api_prometheus_shard); the api node joins them (a fleet
+ *     read's gathering, Q3) and evaluates the expression over the whole (api/promeval.h), so
+ *     aggregations are the cluster's. One device (device="ID" in every selector) as Q2;
+ *     Q5, Q6 (cluster.prom.*), Q9, Q10 as for the fleet reads; every error in Prometheus's
+ *     shape.
  *  Answers larger than one NATS message go in pieces (cluster/jsquery.h J1-J4): a one-device
  *  answer is streamed to the client as the api node pulls it (each next piece asked for when
  *  the client took the last, and awaited as Q9 does: api.h FV_HTTP_MORE_LATER), a fleet
@@ -91,6 +105,10 @@ void fv_clusterapi_serve(void *arg);
  * the owners (Q9: out->wait), freed with its connection if the client leaves. */
 int fv_clusterapi_forward(void *arg, const struct fv_api_view *v, const struct fv_guard_ctx *ctx,
                           const char *method, const char *path, struct fv_http_response *out);
+/* An api node: fv_api_view.prom_forward (Q11): the Prometheus API's reads. */
+int fv_clusterapi_forward_prom(void *arg, const struct fv_api_view *v,
+                               const struct fv_guard_ctx *ctx, const char *path,
+                               struct fv_http_response *out);
 /* Answers nothing more; parked answers are dropped (their askers time out), answers in
  * progress ended (their producers freed: call before the store and the guard close). NULL
  * is fine. */

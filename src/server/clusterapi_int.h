@@ -51,6 +51,27 @@ int fv_clusterapi__one_device(const char *path, const char *query, char *name, s
 /* clusterfwd.c: an api node's asker set up (answers wake al's thread), on the server's
  * thread in fv_clusterapi_open. FV_OK or FV_EIO (err). */
 int fv_clusterapi__fwd_open(struct fv_clusterapi *c, char *err, size_t errlen);
+/* clusterprom.c: the Prometheus API's reads through an api node (Q11). */
+struct fv_clusterapi__prom;
+struct fv_jsq_answer;
+/* The request (path: what follows "/prometheus") checked as one node checks it and copied
+ * to outlive the call (a view whose query holds the times the api node took). NULL: out is
+ * the answer (a 400, or 500), or *local: nothing to ask for (numbers alone). */
+struct fv_clusterapi__prom *fv_clusterapi__prom_new(const struct fv_api_view *v, const char *path,
+                                                    int *local, struct fv_http_response *out);
+const struct fv_api_view *fv_clusterapi__prom_view(const struct fv_clusterapi__prom *pr);
+/* 1: every selector names one device (a single-subject read, answered by its shard: Q2). */
+int fv_clusterapi__prom_one(const struct fv_clusterapi__prom *pr);
+/* The api node's audit action (Q6): cluster.prom.query, .series, .devices. */
+const char *fv_clusterapi__prom_action(const struct fv_clusterapi__prom *pr);
+/* The owners' raw series (the answers of status 200 with Fv-Here 1) joined and the request
+ * answered over them in out; *subjects: the devices the owners' decisions counted (Q10). */
+void fv_clusterapi__prom_join(struct fv_clusterapi__prom *pr, const struct fv_jsq_answer *ans,
+                              uint32_t shards, uint64_t *subjects, struct fv_http_response *out);
+/* An answer that is not 200 put in Prometheus's error shape, if not there already. */
+void fv_clusterapi__prom_shape(struct fv_http_response *out);
+void fv_clusterapi__prom_free(struct fv_clusterapi__prom *pr);
+
 /* clusterfwd.c: frees the requests still waiting (no connection can still hold them: the
  * API thread stopped), without touching the loop. */
 void fv_clusterapi__fwd_close(struct fv_clusterapi *c);

@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #include "api/http.h"
+#include "api/promapi.h"
 #include "cluster/jsquery.h"
 #include "privacy/audit.h"
 #include "privacy/guard.h"
@@ -29,7 +30,7 @@
  * past it, 507. One-device answers are streamed to the client piece by piece instead. */
 #define ANSWER_MAX (64u << 20)
 
-enum kind { ONE, FLEET, LIST, AUDIT };
+enum kind { ONE, FLEET, LIST, AUDIT, PROM };
 
 /* One shard's part of a request in flight. */
 struct shard_wait {
@@ -55,9 +56,11 @@ struct fv_clusterapi__pending {
     struct fv_jsq_call *call;
     struct fv_jsq_answer *ans; /* one per shard */
     struct fv_jsq_answer piece;
-    struct shard_wait *w; /* one per shard */
-    struct fv_buf own;    /* Q8: the api node's own search, tagged */
-    uint64_t subjects;    /* Q3: the vehicles of the joined answer (Q10) */
+    struct shard_wait *w;             /* one per shard */
+    struct fv_buf own;                /* Q8: the api node's own search, tagged */
+    uint64_t subjects;                /* Q3: the vehicles of the joined answer (Q10) */
+    struct fv_clusterapi__prom *prom; /* Q11: a Prometheus read's (p->v is its view) */
+    int prom_one;                     /* Q11: of one device (Q2) */
     struct fv_clusterapi__pending *prev, *next;
 };
 typedef struct fv_clusterapi__pending pending;
@@ -135,6 +138,7 @@ static void pending_unlink_free(pending *p)
     free(p->w);
     fv_buf_free(&p->piece.body);
     fv_buf_free(&p->own);
+    fv_clusterapi__prom_free(p->prom);
     free(p);
 }
 
@@ -225,7 +229,7 @@ static int collect(pending *p, uint64_t now)
             continue;
         }
         p->w[s].on = 0;
-        if (p->kind == ONE && p->ans[s].rc == FV_OK && p->ans[s].here) return 1;
+        if ((p->kind == ONE || p->prom_one) && p->ans[s].rc == FV_OK && p->ans[s].here) return 1;
     }
     return all || now >= p->deadline_ns;
 }
@@ -447,6 +451,37 @@ static int refused(pending *p, struct fv_http_response *out)
     return 0;
 }
 
+/* Q11: the first answers of a Prometheus read: a shard down or a refusal (refused), or - one
+ * device - the answer of the shard that holds it, the only one joined (Q2), or, no shard
+ * holding it, this node's own (p->local). 1 when out is the answer. */
+static int prom_first(pending *p, struct fv_http_response *out)
+{
+    struct fv_clusterapi *c = p->c;
+    if (!p->prom_one) return refused(p, out);
+    for (uint32_t s = 0; s < c->shards; s++)
+        if (p->ans[s].rc == FV_OK && p->ans[s].here) {
+            p->answered_by = (long)s;
+            if (p->ans[s].status != 200) {
+                relay(out, p->ans[s].status, p->ans[s].type, &p->ans[s].body);
+                return 1;
+            }
+            for (uint32_t o = 0; o < c->shards; o++)
+                if (o != s) {
+                    p->ans[o].status = 0; /* gather and the join leave it out */
+                    p->w[o].on = 0;
+                }
+            return 0;
+        }
+    long down = first_down(p);
+    if (down >= 0) {
+        shard_down(c, 0, out, (uint32_t)down, p->ans[down].rc, "a malformed answer");
+        return 1;
+    }
+    p->local = 1;
+    fv_api_prometheus_as(p->v, &p->ctx, p->path + 11, out);
+    return 1;
+}
+
 /* Q3: /api/v1/fleet, every shard's rows joined. */
 static void join_fleet(pending *p, struct fv_http_response *out)
 {
@@ -623,7 +658,7 @@ static int pending_wait(void *arg, struct fv_http_response *out)
     out->free_ctx = NULL;
     if (p->kind == ONE) {
         finish_one(p, out);
-    } else if (p->gathering || !refused(p, out)) {
+    } else if (p->gathering || !(p->kind == PROM ? prom_first(p, out) : refused(p, out))) {
         p->gathering = 1;
         int g = gather(p, now, out);
         if (g == 0) {
@@ -636,10 +671,34 @@ static int pending_wait(void *arg, struct fv_http_response *out)
         if (g == 1 && p->kind == LIST) join_list(p, out);
         if (g == 1 && (p->kind == FLEET || p->kind == LIST)) limit_subjects(p, out);
         if (g == 1 && p->kind == AUDIT) join_audit(p, out);
+        if (g == 1 && p->kind == PROM) {
+            fv_clusterapi__prom_join(p->prom, p->ans, c->shards, &p->subjects, out);
+            if (!p->prom_one) limit_subjects(p, out); /* Q10 */
+        }
     }
+    if (p->kind == PROM) fv_clusterapi__prom_shape(out);
     if (!p->local) audit_forward(p->v, &p->ctx, p->action, p->answered_by, out);
     pending_free(p);
     return 1;
+}
+
+static int send_all(struct fv_clusterapi *c, const struct fv_api_view *v,
+                    const struct fv_guard_ctx *ctx, const char *method, const char *path,
+                    const char *action, enum kind kind, int change,
+                    struct fv_clusterapi__prom *prom, struct fv_http_response *out);
+
+/* Q1: the endpoints an api node neither routes nor can answer truthfully (its store, VPP,
+ * campaigns, clips, datasets and labeling queue are empty or absent): a clear 501, never
+ * an empty answer. */
+static int not_served(const char *path)
+{
+    static const char *const pre[] = {"/api/v1/vpp",      "/api/v1/campaigns", "/api/v1/clips",
+                                      "/api/v1/datasets", "/api/v1/labeling",  "/api/v1/store"};
+    for (size_t i = 0; i < sizeof pre / sizeof pre[0]; i++) {
+        size_t l = strlen(pre[i]);
+        if (strncmp(path, pre[i], l) == 0 && (path[l] == '\0' || path[l] == '/')) return 1;
+    }
+    return 0;
 }
 
 int fv_clusterapi_forward(void *arg, const struct fv_api_view *v, const struct fv_guard_ctx *ctx,
@@ -651,6 +710,15 @@ int fv_clusterapi_forward(void *arg, const struct fv_api_view *v, const struct f
     char dev[128];
     const char *action = NULL;
     enum kind kind = ONE;
+    if (not_served(path)) {
+        char msg[400];
+        snprintf(msg, sizeof msg,
+                 "%.200s is not served by an api node (docs/cluster.md, \"Queries through an api "
+                 "node\"): ask a storage node's API",
+                 path);
+        fv_api_respond_error(out, 501, msg);
+        return 1;
+    }
     int right = fv_clusterapi__subject_right(path, dev, sizeof dev);
     /* the methods the single node takes for each (fv_api_handle answered 405 to others) */
     if (strcmp(method, right >= 2 ? "POST" : "GET") != 0) return 0;
@@ -675,6 +743,16 @@ int fv_clusterapi_forward(void *arg, const struct fv_api_view *v, const struct f
     } else {
         return 0;
     }
+    return send_all(c, v, ctx, method, path, action, kind, right >= 2, NULL, out);
+}
+
+/* The request sent to every shard's owner, answered as they answer (Q9); prom: a Prometheus
+ * read's state (p takes it; v is its view). 1: out answered, or waiting. */
+static int send_all(struct fv_clusterapi *c, const struct fv_api_view *v,
+                    const struct fv_guard_ctx *ctx, const char *method, const char *path,
+                    const char *action, enum kind kind, int change,
+                    struct fv_clusterapi__prom *prom, struct fv_http_response *out)
+{
     pending *p = calloc(1, sizeof *p);
     if (p) {
         p->ans = calloc(c->shards, sizeof *p->ans);
@@ -687,7 +765,9 @@ int fv_clusterapi_forward(void *arg, const struct fv_api_view *v, const struct f
         }
         free(p);
         fv_api_respond_error(out, 500, "out of memory");
+        if (prom) fv_clusterapi__prom_shape(out);
         audit_forward(v, ctx, action, -1, out);
+        fv_clusterapi__prom_free(prom);
         return 1;
     }
     p->c = c;
@@ -695,8 +775,10 @@ int fv_clusterapi_forward(void *arg, const struct fv_api_view *v, const struct f
     p->ctx = *ctx;
     p->action = action;
     p->kind = kind;
-    p->change = right >= 2;
+    p->change = change;
     p->answered_by = -1;
+    p->prom = prom;
+    p->prom_one = prom && fv_clusterapi__prom_one(prom);
     snprintf(p->method, sizeof p->method, "%s", method);
     snprintf(p->path, sizeof p->path, "%s", path);
     p->next = c->pending; /* linked first: pending_free unlinks it */
@@ -752,7 +834,27 @@ int fv_clusterapi_forward(void *arg, const struct fv_api_view *v, const struct f
     arm(c);
     return 1;
 answered:
+    if (prom) fv_clusterapi__prom_shape(out);
     audit_forward(v, ctx, action, -1, out);
     pending_free(p);
     return 1;
+}
+
+int fv_clusterapi_forward_prom(void *arg, const struct fv_api_view *v,
+                               const struct fv_guard_ctx *ctx, const char *path,
+                               struct fv_http_response *out)
+{
+    struct fv_clusterapi *c = arg;
+    if (fv_prom_kind(path) == FV_PROM_NONE) return 0;
+    int local = 0;
+    struct fv_clusterapi__prom *pr = fv_clusterapi__prom_new(v, path, &local, out);
+    if (pr == NULL) {
+        if (local) return 0; /* nothing to read: answered here */
+        fv_clusterapi__prom_shape(out);
+        return 1;
+    }
+    char full[64];
+    snprintf(full, sizeof full, "/prometheus%s", path); /* fv_prom_kind's paths are short */
+    return send_all(c, fv_clusterapi__prom_view(pr), ctx, "GET", full,
+                    fv_clusterapi__prom_action(pr), PROM, 0, pr, out);
 }
