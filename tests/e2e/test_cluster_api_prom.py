@@ -32,6 +32,10 @@ from test_cluster import Gateway, acked_records, cluster_status, with_nats
 from test_cluster_api import get
 
 VEHICLES, SECONDS, SHARDS = 6, 4, 8
+# 32 records of about 20 signals a vehicle: about 10 KiB of raw samples, so that every shard
+# holding a vehicle answers the every-signal range in pieces (max_payload 8192); at 5 Hz one
+# vehicle's 6.4 KiB fit one message, and a run whose shards each held one vehicle had none.
+HZ = 8
 POLICY = t.test_policy({"analyst": t.role({"location_history": ["default", "location"]},
                                           pseudonymise=True, location_privacy=True),
                         "few": t.role({"service": ["default"]},
@@ -121,7 +125,7 @@ def run(env, nats):
     with open(os.path.join(env.root, "sim.log"), "w") as sim_log:
         r = subprocess.run(
             [t.BIN, "simulate", "--server", f"wss://127.0.0.1:{gw.port}", "--certs",
-             env.certs.dir, "--vehicles", str(VEHICLES), "--seconds", str(SECONDS), "--hz", "5",
+             env.certs.dir, "--vehicles", str(VEHICLES), "--seconds", str(SECONDS), "--hz", str(HZ),
              "--drain", "30", "--acked-log", acked_log, "--quiet", "--id-prefix", "5YJPR",
              "--seed", str(random.randrange(1 << 30))],
             stdout=subprocess.PIPE, stderr=sim_log, text=True, timeout=SECONDS + 60)
