@@ -70,7 +70,7 @@ static const unsigned char *take(struct rd *r, size_t n)
 static int get_label(struct rd *r, char *dst, size_t cap)
 {
     const unsigned char *n = take(r, 1), *s = n ? take(r, *n) : NULL;
-    if (s == NULL || *n >= cap) return FV_EINVAL;
+    if (s == NULL || *n >= cap || memchr(s, 0, *n)) return FV_EINVAL; /* a NUL: not a label */
     memcpy(dst, s, *n);
     dst[*n] = '\0';
     return FV_OK;

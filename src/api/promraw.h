@@ -38,9 +38,9 @@ int fv_promraw_begin(struct fv_buf *out, uint64_t subjects, uint32_t nsel);
 /* One selector's series (after the header, in order). FV_OK or FV_ENOMEM. */
 int fv_promraw_add_sel(struct fv_buf *out, const struct fv_pe_raw *s, size_t n);
 /* Appends the series of an encoding to r (r zeroed before the first; every answer must have
- * as many selectors as the first). FV_OK, FV_EINVAL (malformed: truncated, a label too long,
- * times going back, trailing bytes, another selector count; r's series are then as before),
- * FV_ENOMEM. */
+ * as many selectors as the first). FV_OK, FV_EINVAL (malformed: truncated, a label too long or
+ * holding a NUL, times going back, trailing bytes, another selector count; r's series are
+ * then as before), FV_ENOMEM. */
 int fv_promraw_decode(const void *data, size_t len, struct fv_promraw *r);
 /* A copy of selector i's series (the evaluator's fetch output: promeval.h); NULL and 0 for
  * none. FV_OK or FV_ENOMEM. */

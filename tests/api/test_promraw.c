@@ -126,6 +126,10 @@ static void malformed(void **state)
     m[24] = 200;
     assert_int_equal(fv_promraw_decode(m, x.len, &r), FV_EINVAL);
     memcpy(m, x.data, x.len);
+    /* a NUL inside that label (found by fuzz_promraw: it read back as a shorter label) */
+    m[26] = 0;
+    assert_int_equal(fv_promraw_decode(m, x.len, &r), FV_EINVAL);
+    memcpy(m, x.data, x.len);
     /* times going back: the first series' second time made 0 (at 24, after its labels' 1 + 3,
      * 1 + 3 and 1 + 2 bytes, its count's 4 and its first time's 8) */
     size_t t1 = 24 + 4 + 4 + 3 + 4 + 8;
