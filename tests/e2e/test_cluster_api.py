@@ -33,8 +33,10 @@ import time
 import urllib.error
 import urllib.request
 
+import clustertest
 import fvtest as t
-from test_cluster import Gateway, acked_records, cluster_status, with_nats
+from clustertest import cfg, get  # noqa: F401 (cfg: bench/cluster's T.cfg)
+from test_cluster import acked_records, with_nats
 
 VEHICLES = int(os.environ.get("FV_CAPI_VEHICLES", "12"))
 SECONDS = int(os.environ.get("FV_CAPI_SECONDS", "6"))
@@ -48,35 +50,8 @@ POLICY = t.test_policy({"analyst": t.role({"location_history": ["default", "loca
                                       max_subjects_per_request=VEHICLES - 1)})
 
 
-def cfg(nats, **extra):
-    c = {"nats": [f"nats://127.0.0.1:{nats.port}"], "replicas": 1, "shards": SHARDS,
-         "lease_renew_ms": RENEW_MS, "lease_ttl_ms": TTL_MS}
-    c.update(extra)
-    return c
-
-
 def node(env, name, nats, role, key_file=None, **extra):
-    root = os.path.join(env.root, name)
-    os.makedirs(root)
-    srv = t.Server(root, env.certs, config={"cluster": cfg(nats, **extra),
-                                            "store": {"flush_interval": "2s"}},
-                   extra=["--role", role, "--no-rate-limit"], policy=POLICY)
-    if key_file:
-        srv.key_file = key_file  # every node of a cluster has the same master key
-    return srv.start()
-
-
-def get(srv, path, token="ops", purpose="service"):
-    """(status, body, Retry-After) of a GET."""
-    if purpose and "purpose=" not in path:
-        path += ("&" if "?" in path else "?") + "purpose=" + purpose
-    req = urllib.request.Request(f"http://127.0.0.1:{srv.api_port}{path}")
-    req.add_header("Authorization", "Bearer " + srv.tokens[token])
-    try:
-        with urllib.request.urlopen(req, timeout=20) as r:
-            return r.status, r.read(), r.headers.get("Retry-After")
-    except urllib.error.HTTPError as e:
-        return e.code, e.read(), e.headers.get("Retry-After")
+    return clustertest.node(env, name, nats, role, key_file, policy=POLICY, ttl_ms=TTL_MS, **extra)
 
 
 def ok_json(srv, path, **kw):
@@ -151,21 +126,11 @@ def test_cluster_api():
 
 def run(env, nats):
     t0 = time.time()
-    a = node(env, "a", nats, "storage", node="st-a")
-    b = node(env, "b", nats, "storage", a.key_file, node="st-b")
-    api = node(env, "api", nats, "api", a.key_file, query_timeout_ms=2000)
+    a, b, api = clustertest.owners_and_api(env, nats, node, query_timeout_ms=2000)
     for s in (a, b, api):
         s.principal("an", "analyst")
         s.principal("po", "privacy-officer")
-
-    def split():
-        rc, st, _ = cluster_status(env.root, cfg(nats))
-        owners = [sh["owner"] for sh in st["shards"]] if st else []
-        return rc == 0 and owners.count("st-a") == SHARDS // 2 and owners.count("st-b") == SHARDS // 2
-    t.wait_until("the two storage nodes to split the shards", split, timeout=30, step=0.2)
-
-    gw = Gateway(os.path.join(env.root, "gateway"), env.certs, a.key_file,
-                 {"cluster": cfg(nats)}).start()
+    gw = clustertest.gateway(env, nats, a.key_file)
     acked_log = os.path.join(env.root, "acked.log")
     with open(os.path.join(env.root, "sim.log"), "w") as sim_log:
         r = subprocess.run(

@@ -23,11 +23,11 @@ import socket
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 
+import clustertest
 import fvtest as t
-from test_cluster import Gateway, acked_records, cluster_status, with_nats
+from clustertest import get_timed as get
+from test_cluster import acked_records, with_nats
 from test_cluster_api import PROBE
 
 SHARDS = 8
@@ -36,37 +36,9 @@ QUICK = 1.0  # seconds: an answer that did not wait for the silent shard (main: 
 INFLIGHT_MAX = 64
 
 
-def cfg(nats, **extra):
-    c = {"nats": [f"nats://127.0.0.1:{nats.port}"], "replicas": 1, "shards": SHARDS,
-         "lease_renew_ms": 1000, "lease_ttl_ms": 60000}  # the stopped node keeps its leases
-    c.update(extra)
-    return c
-
-
 def node(env, name, nats, role, key_file=None, **extra):
-    root = os.path.join(env.root, name)
-    os.makedirs(root)
-    srv = t.Server(root, env.certs, config={"cluster": cfg(nats, **extra),
-                                            "store": {"flush_interval": "2s"}},
-                   extra=["--role", role, "--no-rate-limit"])
-    if key_file:
-        srv.key_file = key_file
-    return srv.start()
-
-
-def get(srv, path, token="ops", purpose="service"):
-    """(status, body, Retry-After, seconds) of a GET."""
-    if purpose and "purpose=" not in path:
-        path += ("&" if "?" in path else "?") + "purpose=" + purpose
-    req = urllib.request.Request(f"http://127.0.0.1:{srv.api_port}{path}")
-    if token:
-        req.add_header("Authorization", "Bearer " + srv.tokens[token])
-    t0 = time.time()
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, r.read(), r.headers.get("Retry-After"), time.time() - t0
-    except urllib.error.HTTPError as e:
-        return e.code, e.read(), e.headers.get("Retry-After"), time.time() - t0
+    # a long lease: the node stopped (SIGSTOP) keeps its shards while the api node waits
+    return clustertest.node(env, name, nats, role, key_file, ttl_ms=60000, **extra)
 
 
 def in_thread(fn, *args, **kw):
@@ -90,17 +62,8 @@ def test_cluster_api_async():
 
 
 def run(env, nats):
-    a = node(env, "a", nats, "storage", node="st-a")
-    b = node(env, "b", nats, "storage", a.key_file, node="st-b")
-    api = node(env, "api", nats, "api", a.key_file, query_timeout_ms=TIMEOUT_MS)
-
-    def split():
-        rc, st, _ = cluster_status(env.root, cfg(nats))
-        owners = [sh["owner"] for sh in st["shards"]] if st else []
-        return rc == 0 and owners.count("st-a") == SHARDS // 2 and owners.count("st-b") == SHARDS // 2
-    t.wait_until("the two storage nodes to split the shards", split, timeout=30, step=0.2)
-    gw = Gateway(os.path.join(env.root, "gateway"), env.certs, a.key_file,
-                 {"cluster": cfg(nats)}).start()
+    a, b, api = clustertest.owners_and_api(env, nats, node, query_timeout_ms=TIMEOUT_MS)
+    gw = clustertest.gateway(env, nats, a.key_file)
     acked_log = os.path.join(env.root, "acked.log")
     with open(os.path.join(env.root, "sim.log"), "w") as sim_log:
         r = subprocess.run(

@@ -27,9 +27,10 @@ import time
 import urllib.parse
 import urllib.request
 
+import clustertest
 import fvtest as t
-from test_cluster import Gateway, acked_records, cluster_status, with_nats
-from test_cluster_api import get
+from test_cluster import acked_records, with_nats
+from clustertest import get
 
 VEHICLES, SECONDS, SHARDS = 6, 4, 8
 # 32 records of about 20 signals a vehicle: about 10 KiB of raw samples, so that every shard
@@ -42,22 +43,8 @@ POLICY = t.test_policy({"analyst": t.role({"location_history": ["default", "loca
                                       max_subjects_per_request=VEHICLES - 1)})
 
 
-def cfg(nats, **extra):
-    c = {"nats": [f"nats://127.0.0.1:{nats.port}"], "replicas": 1, "shards": SHARDS,
-         "lease_renew_ms": 1000, "lease_ttl_ms": 15000}
-    c.update(extra)
-    return c
-
-
 def node(env, name, nats, role, key_file=None, **extra):
-    root = os.path.join(env.root, name)
-    os.makedirs(root)
-    srv = t.Server(root, env.certs, config={"cluster": cfg(nats, **extra),
-                                            "store": {"flush_interval": "2s"}},
-                   extra=["--role", role, "--no-rate-limit"], policy=POLICY)
-    if key_file:
-        srv.key_file = key_file
-    return srv.start()
+    return clustertest.node(env, name, nats, role, key_file, policy=POLICY, **extra)
 
 
 def prom(srv, path, token="ops", purpose="service", **params):
@@ -107,20 +94,11 @@ def test_cluster_api_prom():
 
 def run(env, nats):
     t0 = time.time()
-    a = node(env, "a", nats, "storage", node="st-a")
-    b = node(env, "b", nats, "storage", a.key_file, node="st-b")
-    api = node(env, "api", nats, "api", a.key_file, query_timeout_ms=2000)
+    a, b, api = clustertest.owners_and_api(env, nats, node, query_timeout_ms=2000)
     for s in (a, b, api):
         s.principal("an", "analyst")
         s.principal("few1", "few")
-
-    def split():
-        rc, st, _ = cluster_status(env.root, cfg(nats))
-        owners = [sh["owner"] for sh in st["shards"]] if st else []
-        return rc == 0 and owners.count("st-a") == owners.count("st-b") == SHARDS // 2
-    t.wait_until("the two storage nodes to split the shards", split, timeout=30, step=0.2)
-    gw = Gateway(os.path.join(env.root, "gateway"), env.certs, a.key_file,
-                 {"cluster": cfg(nats)}).start()
+    gw = clustertest.gateway(env, nats, a.key_file)
     acked_log = os.path.join(env.root, "acked.log")
     with open(os.path.join(env.root, "sim.log"), "w") as sim_log:
         r = subprocess.run(
