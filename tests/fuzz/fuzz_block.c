@@ -17,14 +17,7 @@
 #include "util/err.h"
 #include "wire/payload.h"
 
-/* Aborts (a libFuzzer crash) naming the broken expectation. */
-#define check(ok)                                                                                  \
-    do {                                                                                           \
-        if (!(ok)) {                                                                               \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #ok);                 \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
+#include "fuzzcheck.h"
 
 static int cols_equal(const struct fv_block_col *a, const struct fv_block_col *b,
                       const uint32_t *rowmap)

@@ -16,13 +16,7 @@
 #include "data/mcap.h"
 #include "util/err.h"
 
-#define check(ok)                                                                                  \
-    do {                                                                                           \
-        if (!(ok)) {                                                                               \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #ok);                 \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
+#include "fuzzcheck.h"
 
 static void touch(const void *p, size_t n)
 {

@@ -29,14 +29,7 @@
 #include "util/crc32c.h"
 #include "util/err.h"
 
-/* Aborts (a libFuzzer crash) naming the broken expectation. */
-#define check(ok)                                                                                  \
-    do {                                                                                           \
-        if (!(ok)) {                                                                               \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #ok);                 \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
+#include "fuzzcheck.h"
 
 static void fix_crcs(unsigned char *img, size_t len)
 {
