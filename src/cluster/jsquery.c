@@ -355,16 +355,10 @@ static void call_free(struct fv_jsq_call *c)
     free(c);
 }
 
-int fv_jsquery_call_start(struct fv_jsquery *q, uint32_t nshards, const char *method,
-                          const char *path, const char *query, const char *principal,
-                          const char *role, struct fv_jsq_call **out, char *err, size_t errlen)
+int fv_jsquery_call_open(struct fv_jsquery *q, uint32_t nshards, struct fv_jsq_call **out,
+                         char *err, size_t errlen)
 {
     *out = NULL;
-    if (!field_ok(method, 15) || !field_ok(path, FV_JSQ_FIELD_MAX) || !field_ok(principal, 64) ||
-        !field_ok(role, 31)) {
-        fv_seterr(err, errlen, "a request field is too long or not printable");
-        return FV_EINVAL;
-    }
     if (q->asub == NULL) {
         fv_seterr(err, errlen, "not an asker (fv_jsquery_ask_async)");
         return FV_EIO;
@@ -375,8 +369,7 @@ int fv_jsquery_call_start(struct fv_jsquery *q, uint32_t nshards, const char *me
         if (c) call_free(c);
         return FV_ENOMEM;
     }
-    c->nshards = nshards;
-    memset(c->expect, 1, nshards);
+    c->nshards = nshards; /* expects nothing until asked (fv_jsquery_call_ask) */
     pthread_mutex_lock(&q->mu);
     int full = q->ncalls >= FV_JSQ_CALLS_MAX;
     if (!full) {
@@ -391,18 +384,53 @@ int fv_jsquery_call_start(struct fv_jsquery *q, uint32_t nshards, const char *me
         fv_seterr(err, errlen, "%d requests wait for the shards' owners already", FV_JSQ_CALLS_MAX);
         return FV_ELIMIT;
     }
-    natsStatus s = NATS_OK;
-    char reply_to[160];
-    for (uint32_t i = 0; s == NATS_OK && i < nshards; i++) {
-        snprintf(reply_to, sizeof reply_to, "%s.%llu.%u", (const char *)q->inbox,
-                 (unsigned long long)c->id, i);
-        s = send_request(q, i, reply_to, method, path, principal, role, NULL, 0,
-                         query ? query : "");
+    *out = c;
+    return FV_OK;
+}
+
+int fv_jsquery_call_ask(struct fv_jsquery *q, struct fv_jsq_call *call, uint32_t shard,
+                        const char *method, const char *path, const char *query,
+                        const char *principal, const char *role, char *err, size_t errlen)
+{
+    if (!field_ok(method, 15) || !field_ok(path, FV_JSQ_FIELD_MAX) || !field_ok(principal, 64) ||
+        !field_ok(role, 31) || shard >= call->nshards) {
+        fv_seterr(err, errlen, "a request field is too long or not printable");
+        return FV_EINVAL;
     }
+    pthread_mutex_lock(&q->mu);
+    natsMsg_Destroy(call->got[shard]); /* an answer not taken: not the one asked for now */
+    call->got[shard] = NULL;
+    call->expect[shard] = 1;
+    pthread_mutex_unlock(&q->mu);
+    char reply_to[160];
+    snprintf(reply_to, sizeof reply_to, "%s.%llu.%u", (const char *)q->inbox,
+             (unsigned long long)call->id, shard);
+    natsStatus s = send_request(q, shard, reply_to, method, path, principal, role, NULL, 0,
+                                query ? query : "");
     if (s != NATS_OK) {
-        fv_jsquery_call_end(q, c);
         fv_seterr(err, errlen, "NATS: %s", natsStatus_GetText(s));
         return FV_EIO;
+    }
+    return FV_OK;
+}
+
+int fv_jsquery_call_start(struct fv_jsquery *q, uint32_t nshards, const char *method,
+                          const char *path, const char *query, const char *principal,
+                          const char *role, struct fv_jsq_call **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (!field_ok(method, 15) || !field_ok(path, FV_JSQ_FIELD_MAX) || !field_ok(principal, 64) ||
+        !field_ok(role, 31)) {
+        fv_seterr(err, errlen, "a request field is too long or not printable");
+        return FV_EINVAL;
+    }
+    struct fv_jsq_call *c = NULL;
+    int rc = fv_jsquery_call_open(q, nshards, &c, err, errlen);
+    for (uint32_t i = 0; rc == FV_OK && i < nshards; i++)
+        rc = fv_jsquery_call_ask(q, c, i, method, path, query, principal, role, err, errlen);
+    if (rc != FV_OK) {
+        fv_jsquery_call_end(q, c);
+        return rc;
     }
     *out = c;
     return FV_OK;

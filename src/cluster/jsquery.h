@@ -123,6 +123,17 @@ int fv_jsquery_ask_async(struct fv_jsquery *q, void (*wake)(void *arg), void *wa
 int fv_jsquery_call_start(struct fv_jsquery *q, uint32_t nshards, const char *method,
                           const char *path, const char *query, const char *principal,
                           const char *role, struct fv_jsq_call **out, char *err, size_t errlen);
+/* A call that asks nothing yet: its requests go to one shard at a time (fv_jsquery_call_ask;
+ * a bulk export's download asks the shards in turn, clusterapi.h Q11). FV_OK (*out),
+ * FV_ELIMIT (A4), FV_ENOMEM, FV_EIO (not an asker). */
+int fv_jsquery_call_open(struct fv_jsquery *q, uint32_t nshards, struct fv_jsq_call **out,
+                         char *err, size_t errlen);
+/* Sends a request to shard (< the call's nshards) without waiting, its answer to come to the
+ * call like fv_jsquery_call_start's (an answer of shard not taken yet is dropped). FV_OK,
+ * FV_EINVAL, FV_EIO (err). */
+int fv_jsquery_call_ask(struct fv_jsquery *q, struct fv_jsq_call *call, uint32_t shard,
+                        const char *method, const char *path, const char *query,
+                        const char *principal, const char *role, char *err, size_t errlen);
 /* J2 without waiting: asks shard's owner for piece seq of the answer session, the answer to
  * come to the call like the first. FV_OK, FV_EINVAL, FV_EIO (err). */
 int fv_jsquery_call_pull(struct fv_jsquery *q, struct fv_jsq_call *call, uint32_t shard,
