@@ -226,6 +226,11 @@ def run(env, nats):
         t.wait_until("the download's audit entry", done, timeout=10, step=0.2)
         entry = done()[-1]
         assert entry.get("rows") == len(got), (entry, len(got))
+        # Each owner audited the rows it sent for this export (durable before they left).
+        owned = [e for s in (a, b) for e in audit(s) if e.get("action") == "export.download"
+                 and x["id"] in json.dumps(e)]
+        assert owned and all(e["result"] == "allow" for e in owned), owned
+        assert sum(e.get("rows", 0) for e in owned) == len(got) - 9, (owned, len(got))
         t.log(f"{tok}: {len(got)} rows, {len(real)} vehicles, canaries {canaries}")
 
     # A purpose the role lacks: refused by the api node's decision; the list's names counted.
