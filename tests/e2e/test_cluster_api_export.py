@@ -31,7 +31,9 @@ VEHICLES, SECONDS, SHARDS = 8, 4, 8
 RENEW_MS, TTL_MS = 1000, 15000  # a stopped node's leases outlive the test's last reads
 POLICY = t.test_policy({
     "exporter": t.role({"service": ["default", "location"]}, bulk_subjects_threshold=1),
-    "pexporter": t.role({"service": ["default"]}, pseudonymise=True, bulk_subjects_threshold=1)})
+    "pexporter": t.role({"service": ["default"]}, pseudonymise=True, bulk_subjects_threshold=1),
+    "metered": t.role({"service": ["default"]},
+                      quota={"subjects_per_day": None, "rows_per_day": 30, "bytes_per_day": None})})
 SIGNALS = "Soc,VehicleSpeed"
 
 
@@ -155,6 +157,7 @@ def run(env, nats):
         s.principal("ex", "exporter")
         s.principal("px", "pexporter")
         s.principal("po", "privacy-officer")
+        s.principal("mq", "metered")
 
     def split():
         rc, st, _ = cluster_status(env.root, cfg(nats))
@@ -242,6 +245,16 @@ def run(env, nats):
     st, body = post(api, f"/api/v1/exports?purpose=service&signals=Soc&devices={two},5YJAX0NOSUCHCAR",
                     "ex")
     assert st == 404 and b"unknown device" in body, (st, body)
+
+    # G5: the owners meter the rows against the quota; the one that reaches it ends its rows
+    # with the single node's "# quota" line, and the api node ends the file there.
+    x = make(api, "mq", f"purpose=service&signals={SIGNALS}", pending=False)
+    st, body = api.http(f"/api/v1/exports/{x['id']}", token="mq", purpose=None)
+    lines = body.decode().splitlines()
+    assert st == 200 and lines[-1].startswith("# quota") and \
+        30 <= len(lines) - 2 < len(vins) * 10, (st, lines[-3:], len(lines))
+    assert sum(line.startswith("#") for line in lines) == 1, lines
+    t.log(f"metered: {len(lines) - 2} rows, then {lines[-1]!r}")
 
     # A stopped owner: 504 before the first byte (the export stays downloadable); then, the
     # download begun, cut where the stopped node's rows should come.
