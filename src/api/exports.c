@@ -1,4 +1,5 @@
 /* exports.c - see exports.h. */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include <openssl/rand.h>
 
 #include "api/exports.h"
+#include "api/exports_int.h"
 #include "api/query.h"
 #include "crypto/keys.h"
 #include "privacy/guard.h"
@@ -22,28 +24,27 @@
 #include "util/map.h"
 #include "wire/signals.h"
 
-#define MAX_FIELDS  64
-#define PIECE_BYTES (1u << 20)
-
 enum { EX_PENDING, EX_APPROVED, EX_TAKEN };
 
-struct export
-{
+struct fv_export {
     char id[33];
     char principal[65], role[32], purpose[32], ticket[129], approver[65], approver_role[32];
     int status;
     uint64_t created_ms;
     unsigned char secret[32];
     int64_t from, to;
-    uint32_t fields[MAX_FIELDS];
+    uint32_t fields[FV_EXPORTS__FIELDS_MAX];
     size_t nfields;
-    char **devices; /* snapshot of the vehicles at creation */
-    size_t ndevices;
+    char **devices;    /* snapshot of the vehicles at creation (a cluster's: NULL) */
+    size_t ndevices;   /* their number (a cluster's: the shards' owners' count, Q12) */
+    char *names;       /* a cluster's: the devices= list asked for ("": every vehicle) */
+    uint64_t *shard_n; /* a cluster's: each shard's vehicles at creation */
+    uint32_t nshards;  /* 0: this node's own export */
     size_t canary_at[FV_EXPORT_CANARIES]; /* before which device each canary goes */
 };
 
 struct fv_exports {
-    struct fv_map byid; /* id -> struct export* */
+    struct fv_map byid; /* id -> struct fv_export* */
     uint64_t alerts;
 };
 
@@ -53,11 +54,13 @@ int fv_exports_new(struct fv_exports **out)
     return *out ? FV_OK : FV_ENOMEM;
 }
 
-static void export_free(struct export *x)
+static void export_free(struct fv_export *x)
 {
-    for (size_t i = 0; i < x->ndevices; i++)
+    for (size_t i = 0; x->devices && i < x->ndevices; i++)
         free(x->devices[i]);
     free(x->devices);
+    free(x->names);
+    free(x->shard_n);
     OPENSSL_cleanse(x->secret, sizeof x->secret);
     free(x);
 }
@@ -110,7 +113,7 @@ static void error_reply(struct fv_http_response *r, int status, const char *msg)
 
 /* A canary's id as the export shows it: its per-purpose pseudonym for a pseudonymising
  * requester (decided by the role alone, as the download will be). out: 65 bytes. */
-static void canary_shown(const struct fv_api_view *v, const struct export *x, int i, char *out)
+static void canary_shown(const struct fv_api_view *v, const struct fv_export *x, int i, char *out)
 {
     char id[18];
     fv_export_canary_id(x->secret, i, id);
@@ -121,7 +124,7 @@ static void canary_shown(const struct fv_api_view *v, const struct export *x, in
 }
 
 static void audit_export(const struct fv_api_view *v, const struct fv_guard_ctx *ctx,
-                         const char *action, const struct export *x, const char *result,
+                         const char *action, const struct fv_export *x, const char *result,
                          const char *reason, uint64_t rows, uint64_t bytes)
 {
     if (v->guard == NULL || v->guard->audit == NULL) return;
@@ -154,63 +157,19 @@ static void audit_export(const struct fv_api_view *v, const struct fv_guard_ctx 
         fv_error("audit: %s", fv_audit_last_error(v->guard->audit));
 }
 
-static int parse_fields_list(const char *s, uint32_t *f, size_t *n)
+/* The vehicles of a single node's export: the ones listed (devs; unknown: the first name
+ * that names no device this role may read, G11), or the whole fleet. FV_OK or FV_ENOMEM. */
+static int local_vehicles(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
+                          struct fv_export *x, char *devs, char unknown[80])
 {
-    char buf[2048];
-    snprintf(buf, sizeof buf, "%s", s);
-    *n = 0;
-    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        long v = fv_signal_lookup(t);
-        if (v < 0 || *n == MAX_FIELDS) return FV_EINVAL;
-        f[(*n)++] = (uint32_t)v;
-    }
-    return *n ? FV_OK : FV_EINVAL;
-}
-
-void fv_api_export_create(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
-                          struct fv_http_response *out)
-{
-    struct fv_exports *ex = v->exports;
-    char sig[2048] = "", from_s[64], to_s[64], devs[4096] = "", why[400];
-    if (ex == NULL || v->guard == NULL) {
-        error_reply(out, 503, "exports are not set up");
-        return;
-    }
-    struct export *x = calloc(1, sizeof *x);
-    if (x == NULL) {
-        error_reply(out, 500, "out of memory");
-        return;
-    }
-    x->from = INT64_MIN;
-    x->to = INT64_MAX;
-    if (!fv_query_param(v->query, "signals", sig, sizeof sig) ||
-        parse_fields_list(sig, x->fields, &x->nfields) != FV_OK) {
-        export_free(x);
-        error_reply(out, 400, "signals=A,B required (names or numbers, at most 64)");
-        return;
-    }
-    if ((fv_query_param(v->query, "from", from_s, sizeof from_s) &&
-         fv_parse_time_ms(from_s, &x->from)) ||
-        (fv_query_param(v->query, "to", to_s, sizeof to_s) && fv_parse_time_ms(to_s, &x->to)) ||
-        x->from > x->to) {
-        export_free(x);
-        error_reply(out, 400, "bad from/to: epoch milliseconds or RFC 3339, from <= to");
-        return;
-    }
-    /* The vehicles: the ones listed, or the whole fleet. */
     size_t cap = fv_fleet_count(v->fleet) + 1;
     x->devices = calloc(cap + 64, sizeof *x->devices);
-    if (x->devices == NULL) {
-        export_free(x);
-        error_reply(out, 500, "out of memory");
-        return;
-    }
-    char unknown[80] = ""; /* G11: the first name that names no device this role may read */
-    if (fv_query_param(v->query, "devices", devs, sizeof devs) && devs[0]) {
+    if (x->devices == NULL) return FV_ENOMEM;
+    if (devs[0]) {
         for (char *save = NULL, *t = strtok_r(devs, ",", &save); t && x->ndevices < cap + 63;
              t = strtok_r(NULL, ",", &save)) {
             const struct fv_device *d = fv_api_find_device(v, ctx, t);
-            if (d == NULL && unknown[0] == '\0') snprintf(unknown, sizeof unknown, "%.64s", t);
+            if (d == NULL && unknown[0] == '\0') snprintf(unknown, 80, "%.64s", t);
             x->devices[x->ndevices++] = strdup(d ? d->id : "");
         }
         if (unknown[0] == '\0') ctx->unknown[0] = '\0';
@@ -223,11 +182,74 @@ void fv_api_export_create(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
         free(all);
     }
     for (size_t i = 0; i < x->ndevices; i++)
-        if (x->devices[i] == NULL) {
-            export_free(x);
-            error_reply(out, 500, "out of memory");
-            return;
+        if (x->devices[i] == NULL) return FV_ENOMEM;
+    return FV_OK;
+}
+
+/* The vehicles of a cluster's export (Q12): counted by the shards' owners (cnt); a name of
+ * the list that no shard holds is unknown (G11). FV_OK or FV_ENOMEM. */
+static int counted_vehicles(struct fv_guard_ctx *ctx, struct fv_export *x,
+                            const struct fv_export_counted *cnt, const char *devs, char unknown[80])
+{
+    x->nshards = cnt->nshards;
+    x->shard_n = calloc(cnt->nshards ? cnt->nshards : 1, sizeof *x->shard_n);
+    x->names = strdup(devs);
+    if (x->shard_n == NULL || x->names == NULL) return FV_ENOMEM;
+    for (uint32_t s = 0; s < cnt->nshards; s++) {
+        x->shard_n[s] = cnt->vehicles[s];
+        x->ndevices += cnt->vehicles[s];
+    }
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", devs);
+    size_t i = 0;
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save), i++)
+        if ((cnt->held == NULL || i >= cnt->nnames || !cnt->held[i]) && unknown[0] == '\0') {
+            snprintf(unknown, 80, "%.64s", t);
+            snprintf(ctx->unknown, sizeof ctx->unknown, "no shard's owner holds it");
         }
+    if (devs[0] && unknown[0] == '\0') ctx->unknown[0] = '\0';
+    return FV_OK;
+}
+
+/* POST /api/v1/exports; cnt: a cluster's count (Q12), or NULL: this node's fleet. */
+static void create(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
+                   const struct fv_export_counted *cnt, struct fv_http_response *out)
+{
+    struct fv_exports *ex = v->exports;
+    char sig[2048] = "", from_s[64], to_s[64], devs[4096] = "", why[400];
+    if (ex == NULL || v->guard == NULL) {
+        error_reply(out, 503, "exports are not set up");
+        return;
+    }
+    struct fv_export *x = calloc(1, sizeof *x);
+    if (x == NULL) {
+        error_reply(out, 500, "out of memory");
+        return;
+    }
+    x->from = INT64_MIN;
+    x->to = INT64_MAX;
+    if (!fv_query_param(v->query, "signals", sig, sizeof sig) ||
+        fv_exports__parse_fields(sig, x->fields, &x->nfields) != FV_OK) {
+        export_free(x);
+        error_reply(out, 400, "signals=A,B required (names or numbers, at most 64)");
+        return;
+    }
+    if ((fv_query_param(v->query, "from", from_s, sizeof from_s) &&
+         fv_parse_time_ms(from_s, &x->from)) ||
+        (fv_query_param(v->query, "to", to_s, sizeof to_s) && fv_parse_time_ms(to_s, &x->to)) ||
+        x->from > x->to) {
+        export_free(x);
+        error_reply(out, 400, "bad from/to: epoch milliseconds or RFC 3339, from <= to");
+        return;
+    }
+    char unknown[80] = ""; /* G11: the first name that names no device this role may read */
+    fv_query_param(v->query, "devices", devs, sizeof devs);
+    if ((cnt ? counted_vehicles(ctx, x, cnt, devs, unknown)
+             : local_vehicles(v, ctx, x, devs, unknown)) != FV_OK) {
+        export_free(x);
+        error_reply(out, 500, "out of memory");
+        return;
+    }
     uint32_t classes = 0;
     for (size_t j = 0; j < x->nfields; j++)
         classes |= fv_api_signal_class(v, x->fields[j]);
@@ -283,10 +305,22 @@ void fv_api_export_create(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
                                  : "GET /api/v1/exports/ID"));
 }
 
+void fv_api_export_create(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
+                          struct fv_http_response *out)
+{
+    create(v, ctx, NULL, out);
+}
+
+void fv_api_export_create_counted(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
+                                  const struct fv_export_counted *cnt, struct fv_http_response *out)
+{
+    create(v, ctx, cnt, out);
+}
+
 void fv_api_export_approve(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *id,
                            struct fv_http_response *out)
 {
-    struct export *x = v->exports ? fv_map_get(&v->exports->byid, id, strlen(id)) : NULL;
+    struct fv_export *x = v->exports ? fv_map_get(&v->exports->byid, id, strlen(id)) : NULL;
     if (x == NULL) {
         error_reply(out, 404, "no such export");
         return;
@@ -346,14 +380,14 @@ void fv_api_export_list(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
     size_t n = 0;
     /* oldest first: collected, then sorted by creation time */
     const struct fv_map *m = &v->exports->byid;
-    struct export **xs = NULL;
+    struct fv_export **xs = NULL;
     size_t nx = 0, cap = 0;
     for (size_t i = 0; arr && i < m->cap; i++) {
-        struct export *x = m->slots[i].hash ? m->slots[i].val : NULL;
+        struct fv_export *x = m->slots[i].hash ? m->slots[i].val : NULL;
         if (x == NULL || x->status != EX_PENDING) continue;
         if (nx == cap) {
             size_t nc = cap ? cap * 2 : 16;
-            struct export **g = realloc(xs, nc * sizeof *g);
+            struct fv_export **g = realloc(xs, nc * sizeof *g);
             if (g == NULL) { /* a short list would hide a request: none at all */
                 free(xs);
                 json_decref(arr);
@@ -367,12 +401,12 @@ void fv_api_export_list(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
     }
     for (size_t i = 1; i < nx; i++) /* insertion sort: pending exports are few */
         for (size_t j = i; j > 0 && xs[j - 1]->created_ms > xs[j]->created_ms; j--) {
-            struct export *t = xs[j];
+            struct fv_export *t = xs[j];
             xs[j] = xs[j - 1];
             xs[j - 1] = t;
         }
     for (size_t i = 0; arr && i < nx; i++) {
-        const struct export *x = xs[i];
+        const struct fv_export *x = xs[i];
         json_t *sigs = json_array();
         for (size_t j = 0; sigs && j < x->nfields; j++) {
             char label[32];
@@ -400,175 +434,104 @@ void fv_api_export_list(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
 /* ---- the download ---------------------------------------------------------------------- */
 
 struct dctx {
-    const struct fv_api_view *v;
-    struct fv_guard_ctx ctx;
-    struct export *x; /* owned from the start of the download */
-    size_t k;         /* next device */
+    struct fv_exports__rows r;
+    struct fv_export *x; /* owned from the start of the download */
+    size_t k;            /* next device */
     int canaries_done[FV_EXPORT_CANARIES];
     int started;
-    uint64_t rows, bytes;
-    struct fv_guard_meter meter;   /* G5: the download stops at the daily quota */
-    struct fv_guard_served served; /* G12: the subjects whose rows were sent */
+    uint64_t bytes;
 };
 
-/* G5: before a row, may it be served? After it, did it fit the bytes left (else it is cut
- * off again)? */
-static int row_room(struct dctx *c)
+/* Canary i's rows (r: metered as real rows, G5; NULL: not metered, a cluster's api node);
+ * FV_OK or FV_ENOMEM. */
+static int put_canary(const struct fv_api_view *v, const struct fv_export *x, int i,
+                      struct fv_exports__rows *r, struct fv_buf *b)
 {
-    return fv_guard_meter_room(&c->meter);
-}
-
-static int row_done(struct dctx *c, struct fv_buf *b, size_t mark)
-{
-    if (!fv_guard_meter_row(&c->meter, b->len)) {
-        b->len = mark;
-        return 0;
-    }
-    c->rows++;
-    return 1;
-}
-
-static int put_canary(struct dctx *c, int i, struct fv_buf *b)
-{
-    struct export *x = c->x;
     char shown[65];
-    canary_shown(c->v, x, i, shown); /* what audit_export logged */
+    canary_shown(v, x, i, shown); /* what audit_export logged */
     int64_t base = x->from != INT64_MIN ? x->from : (int64_t)x->created_ms - 3600000;
     int rc = FV_OK;
-    for (int r = 0; rc == FV_OK && r < 3 && row_room(c); r++) {
+    for (int k = 0; rc == FV_OK && k < 3 && (r == NULL || fv_exports__row_room(r)); k++) {
         size_t mark = b->len;
-        char line[128];
-        int n = snprintf(line, sizeof line, "%s,%lld", shown,
-                         (long long)(base + 1000 * (x->secret[8 + i] + 97 * r)));
-        rc = fv_buf_append(b, line, (size_t)n);
-        for (size_t j = 0; rc == FV_OK && j < x->nfields; j++) {
-            /* plausible numbers, different per export */
-            n = snprintf(line, sizeof line, ",%.2f",
-                         (double)(x->secret[(i * 7 + j + r) % 32] % 90) + 5.25);
-            rc = fv_buf_append(b, line, (size_t)n);
-        }
+        rc = fv_buf_appendf(b, "%s,%lld", shown,
+                            (long long)(base + 1000 * (x->secret[8 + i] + 97 * k)));
+        for (size_t j = 0; rc == FV_OK && j < x->nfields; j++) /* plausible, per export */
+            rc = fv_buf_appendf(b, ",%.2f", (double)(x->secret[(i * 7 + j + k) % 32] % 90) + 5.25);
         if (rc == FV_OK) rc = fv_buf_append(b, "\n", 1);
-        if (rc == FV_OK && !row_done(c, b, mark)) break;
+        if (rc == FV_OK && r && !fv_exports__row_done(r, b, mark)) break;
     }
     return rc;
 }
 
-static int put_device(struct dctx *c, const char *device, struct fv_buf *b)
+int fv_export_put_header(const struct fv_export *x, struct fv_buf *b)
 {
-    const struct fv_api_view *v = c->v;
-    struct export *x = c->x;
-    char subject[FV_SUBJECT_NAME_MAX + 1], pseudo[FV_PSEUDONYM_LEN + 1], err[256], shown[65];
-    const unsigned char *dek;
-    if (fv_subject_current(v->keys, device, subject, NULL) != FV_OK)
-        snprintf(subject, sizeof subject, "%s", device);
-    if (fv_keystore_dek(v->keys, subject, 0, &dek, pseudo) != FV_OK) return FV_OK; /* erased */
-    if (fv_guard_load_consent(v->guard, &c->ctx, device, x->from, x->to) == 0) return FV_OK;
-    fv_guard_load_zones(v->guard, &c->ctx, device);
-    if (fv_api_any_place(x->fields, x->nfields)) /* G8, as every output */
-        fv_api_load_withheld(v, &c->ctx, device, x->from, x->to);
-    fv_guard_show_id(v->guard, &c->ctx, device, shown);
-    struct fv_store_cursor *cur;
-    int rc = fv_store_query(v->store, pseudo, dek, x->from, x->to, x->fields, x->nfields, 0, &cur,
-                            err, sizeof err);
-    if (rc) return rc;
-    struct fv_store_chunk ch;
-    int n;
-    uint64_t rows0 = c->rows;
-    while ((n = fv_store_next(cur, &ch, err, sizeof err)) == 1) {
-        for (size_t i = 0; rc == FV_OK && i < ch.n; i++) {
-            if (!fv_guard_in_consent(&c->ctx, ch.t[i])) continue;
-            if (!row_room(c)) break;
-            size_t mark = b->len;
-            char t[48];
-            int m = snprintf(t, sizeof t, ",%lld", (long long)ch.t[i]);
-            rc = fv_buf_append(b, shown, strlen(shown));
-            if (rc == FV_OK) rc = fv_buf_append(b, t, (size_t)m);
-            for (size_t j = 0; rc == FV_OK && j < ch.ncols; j++) {
-                rc = fv_buf_append(b, ",", 1);
-                if (rc == FV_OK)
-                    rc = fv_put_value(b, &c->ctx, ch.field[j], ch.t[i], &ch.col[j][i], 1);
-            }
-            if (rc == FV_OK) rc = fv_buf_append(b, "\n", 1);
-            if (rc == FV_OK && !row_done(c, b, mark)) break;
-        }
-        if (rc || c->meter.hit) break;
+    int rc = fv_buf_append(b, "device,t", 8);
+    for (size_t j = 0; rc == FV_OK && j < x->nfields; j++) {
+        char nm[32];
+        fv_signal_label(x->fields[j], nm, sizeof nm);
+        rc = fv_buf_appendf(b, ",%s", nm);
     }
-    if (n < 0) {
-        fv_error("export %s: %s", x->id, err);
-        rc = n;
-    }
-    fv_store_cursor_free(cur);
-    fv_guard_ctx_clear(&c->ctx);
-    if (c->rows > rows0) fv_guard_served_add_pseudonym(&c->served, pseudo); /* the period read */
-    return rc;
+    return rc == FV_OK ? fv_buf_append(b, "\n", 1) : rc;
 }
 
 static int d_more(void *arg, struct fv_buf *b)
 {
     struct dctx *c = arg;
-    struct export *x = c->x;
+    struct fv_export *x = c->x;
     size_t before = b->len;
     int rc = FV_OK;
-    fv_guard_meter_start(c->v->guard, &c->ctx, &c->meter, before); /* G5 */
+    fv_guard_meter_start(c->r.v->guard, &c->r.ctx, &c->r.meter, before); /* G5 */
     if (!c->started) {
         c->started = 1;
-        rc = fv_buf_append(b, "device,t", 8);
-        for (size_t j = 0; rc == FV_OK && j < x->nfields; j++) {
-            char nm[32];
-            fv_signal_label(x->fields[j], nm, sizeof nm);
-            rc = fv_buf_append(b, ",", 1);
-            if (rc == FV_OK) rc = fv_buf_append(b, nm, strlen(nm));
-        }
-        if (rc == FV_OK) rc = fv_buf_append(b, "\n", 1);
+        rc = fv_export_put_header(x, b);
     }
-    while (rc == FV_OK && b->len < PIECE_BYTES && c->k <= x->ndevices && !c->meter.hit) {
+    while (rc == FV_OK && b->len < FV_EXPORTS__PIECE && c->k <= x->ndevices && !c->r.meter.hit) {
         for (int i = 0; rc == FV_OK && i < FV_EXPORT_CANARIES; i++)
             if (!c->canaries_done[i] && x->canary_at[i] == c->k) {
-                rc = put_canary(c, i, b);
+                rc = put_canary(c->r.v, x, i, &c->r, b);
                 c->canaries_done[i] = 1;
             }
-        if (rc == FV_OK && c->k < x->ndevices) rc = put_device(c, x->devices[c->k], b);
+        if (rc == FV_OK && c->k < x->ndevices)
+            rc = fv_exports__put_device(&c->r, x->devices[c->k], b);
         c->k++;
     }
-    const char *note = fv_guard_meter_note(&c->meter);
-    if (rc == FV_OK && note[0]) { /* G5: stopped at the quota, and the file says so */
-        rc = fv_buf_append(b, "# ", 2);
-        if (rc == FV_OK) rc = fv_buf_append(b, note, strlen(note));
-        if (rc == FV_OK) rc = fv_buf_append(b, "\n", 1);
-    }
+    const char *note = fv_guard_meter_note(&c->r.meter);
+    if (rc == FV_OK && note[0]) /* G5: stopped at the quota, and the file says so */
+        rc = fv_buf_appendf(b, "# %s\n", note);
     c->bytes += b->len - before;
-    fv_guard_meter_end(c->v->guard, &c->ctx, &c->meter, b->len);
+    fv_guard_meter_end(c->r.v->guard, &c->r.ctx, &c->r.meter, b->len);
     if (rc) return rc;
-    return c->k > x->ndevices || c->meter.hit ? 0 : 1;
+    return c->k > x->ndevices || c->r.meter.hit ? 0 : 1;
 }
 
 static void d_free(void *arg)
 {
     struct dctx *c = arg;
     if (c == NULL) return;
-    audit_export(c->v, &c->ctx, "export.download", c->x, "allow", "done", c->rows, c->bytes);
-    if (c->v->guard) fv_guard_done_served(c->v->guard, &c->ctx, &c->served, c->rows, c->bytes);
-    fv_guard_served_free(&c->served);
+    const struct fv_api_view *v = c->r.v;
+    audit_export(v, &c->r.ctx, "export.download", c->x, "allow", "done", c->r.rows, c->bytes);
+    if (v->guard) fv_guard_done_served(v->guard, &c->r.ctx, &c->r.served, c->r.rows, c->bytes);
+    fv_guard_served_free(&c->r.served);
     export_free(c->x);
     free(c);
 }
 
-void fv_api_export_get(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *id,
-                       struct fv_http_response *out)
+struct fv_export *fv_api_export_take(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
+                                     const char *id, struct fv_http_response *out)
 {
-    struct export *x = v->exports ? fv_map_get(&v->exports->byid, id, strlen(id)) : NULL;
+    struct fv_export *x = v->exports ? fv_map_get(&v->exports->byid, id, strlen(id)) : NULL;
     if (x == NULL) {
         error_reply(out, 404, "no such export (or it was downloaded already)");
-        return;
+        return NULL;
     }
     if (strcmp(ctx->principal, x->principal) != 0) {
         audit_export(v, ctx, "export.download", x, "deny", "not the requester", 0, 0);
         error_reply(out, 403, "only the principal who asked for this export may download it");
-        return;
+        return NULL;
     }
     if (x->status != EX_APPROVED) {
         error_reply(out, 403, "this export waits for a second principal's approval");
-        return;
+        return NULL;
     }
     /* Decided again now (a revoked role, a spent quota); obligations for the download. */
     char why[400];
@@ -599,24 +562,106 @@ void fv_api_export_get(const struct fv_api_view *v, struct fv_guard_ctx *ctx, co
     if (!ctx->d.allow) {
         audit_export(v, ctx, "export.download", x, "deny", why, 0, 0);
         error_reply(out, 403, why);
-        return;
+        return NULL;
     }
+    /* One download per export: it leaves the table now. */
+    fv_map_del(&v->exports->byid, x->id, strlen(x->id));
+    x->status = EX_TAKEN;
+    ctx->grid_m = v->guard->grid_m;
+    snprintf(ctx->action, sizeof ctx->action, "export.download");
+    return x;
+}
+
+void fv_api_export_get(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const char *id,
+                       struct fv_http_response *out)
+{
     struct dctx *c = calloc(1, sizeof *c);
     if (c == NULL) {
         error_reply(out, 500, "out of memory");
         return;
     }
-    /* One download per export: it leaves the table now. */
-    fv_map_del(&v->exports->byid, x->id, strlen(x->id));
-    x->status = EX_TAKEN;
-    c->v = v;
-    c->ctx = *ctx;
-    c->ctx.grid_m = v->guard->grid_m;
-    snprintf(c->ctx.action, sizeof c->ctx.action, "export.download");
-    c->x = x;
+    c->x = fv_api_export_take(v, ctx, id, out);
+    if (c->x == NULL) {
+        free(c);
+        return;
+    }
+    c->r.v = v;
+    c->r.ctx = *ctx;
+    c->r.id = c->x->id;
+    c->r.fields = c->x->fields;
+    c->r.nfields = c->x->nfields;
+    c->r.from = c->x->from;
+    c->r.to = c->x->to;
     out->status = 200;
     out->content_type = "text/csv";
     out->more = d_more;
     out->free_ctx = d_free;
     out->ctx = c;
+}
+
+/* ---- a cluster's api node (server/clusterapi.h Q12) ---------------------------------------- */
+
+uint64_t fv_export_vehicles(const struct fv_export *x)
+{
+    return x->ndevices;
+}
+
+uint64_t fv_export_shard_vehicles(const struct fv_export *x, uint32_t shard)
+{
+    return shard < x->nshards ? x->shard_n[shard] : 0;
+}
+
+uint64_t fv_export_canary_at(const struct fv_export *x, int i)
+{
+    return x->canary_at[i];
+}
+
+int fv_export_put_canary(const struct fv_api_view *v, const struct fv_export *x, int i,
+                         struct fv_buf *b)
+{
+    return put_canary(v, x, i, NULL, b);
+}
+
+/* Appends name=value, the value %-encoded (fv_query_param decodes it). */
+static int put_param(struct fv_buf *q, const char *name, const char *value)
+{
+    int rc = fv_buf_appendf(q, "%s%s=", q->len ? "&" : "", name);
+    for (const unsigned char *p = (const unsigned char *)value; rc == FV_OK && *p; p++)
+        rc = isalnum(*p) || strchr("-._~,", *p) ? fv_buf_append(q, p, 1)
+                                                : fv_buf_appendf(q, "%%%02X", *p);
+    return rc;
+}
+
+int fv_export_owner_query(const struct fv_export *x, uint64_t lo, uint64_t hi, struct fv_buf *q)
+{
+    char num[32], sig[1024] = "";
+    size_t n = 0;
+    for (size_t j = 0; j < x->nfields && n < sizeof sig - 16; j++)
+        n += (size_t)snprintf(sig + n, sizeof sig - n, "%s%u", j ? "," : "", x->fields[j]);
+    fv_buf_reset(q);
+    int rc = put_param(q, "export", x->id);
+    if (rc == FV_OK) rc = put_param(q, "purpose", x->purpose);
+    if (rc == FV_OK && x->ticket[0]) rc = put_param(q, "ticket", x->ticket);
+    if (rc == FV_OK) rc = put_param(q, "signals", sig);
+    if (rc == FV_OK && x->from != INT64_MIN)
+        rc = fv_buf_appendf(q, "&from=%lld", (long long)x->from);
+    if (rc == FV_OK && x->to != INT64_MAX) rc = fv_buf_appendf(q, "&to=%lld", (long long)x->to);
+    if (rc == FV_OK && x->names && x->names[0]) rc = put_param(q, "devices", x->names);
+    if (rc == FV_OK && x->approver[0]) rc = put_param(q, "approver", x->approver);
+    if (rc == FV_OK && x->approver[0]) rc = put_param(q, "approver_role", x->approver_role);
+    snprintf(num, sizeof num, "%llu", (unsigned long long)x->ndevices);
+    if (rc == FV_OK) rc = put_param(q, "subjects", num);
+    if (rc == FV_OK)
+        rc = fv_buf_appendf(q, "&lo=%llu&hi=%llu", (unsigned long long)lo, (unsigned long long)hi);
+    if (rc == FV_OK) rc = fv_buf_append(q, "", 1); /* NUL-terminated */
+    if (rc == FV_OK) q->len--;
+    return rc;
+}
+
+void fv_export_finish(const struct fv_api_view *v, const struct fv_guard_ctx *ctx,
+                      struct fv_export *x, const char *result, const char *reason, uint64_t rows,
+                      uint64_t bytes)
+{
+    audit_export(v, ctx, "export.download", x, result, reason, rows, bytes);
+    export_free(x);
 }

@@ -133,11 +133,15 @@ int fv_jsquery_ask_async(struct fv_jsquery *q, void (*wake)(void *arg), void *wa
 int fv_jsquery_call_start(struct fv_jsquery *q, uint32_t nshards, const char *method,
                           const char *path, const char *query, const char *principal,
                           const char *role, struct fv_jsq_call **out, char *err, size_t errlen);
-/* fv_jsquery_call_start in parts: a call to nshards shards that asks nothing yet, then the
- * request to one shard (a test tool asks one shard alone, or pulls an answer another process
- * began). Errors as call_start. */
+/* A call that asks nothing yet: its requests go to one shard at a time (fv_jsquery_call_ask;
+ * a bulk export's download asks the shards in turn, clusterapi.h Q12; a test tool asks one
+ * shard alone, or pulls an answer another process began: tests/support/fvq_probe.c). FV_OK (*out),
+ * FV_ELIMIT (A4), FV_ENOMEM, FV_EIO (not an asker). */
 int fv_jsquery_call_open(struct fv_jsquery *q, uint32_t nshards, struct fv_jsq_call **out,
                          char *err, size_t errlen);
+/* Sends a request to shard (< the call's nshards) without waiting, its answer to come to the
+ * call like fv_jsquery_call_start's (an answer of shard not taken yet is dropped). FV_OK,
+ * FV_EINVAL, FV_EIO (err). */
 int fv_jsquery_call_ask(struct fv_jsquery *q, struct fv_jsq_call *call, uint32_t shard,
                         const char *method, const char *path, const char *query,
                         const char *principal, const char *role, char *err, size_t errlen);

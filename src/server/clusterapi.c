@@ -6,6 +6,7 @@
 
 #include <openssl/rand.h>
 
+#include "api/exports.h"
 #include "api/http.h"
 #include "api/promapi.h"
 #include "cluster/jsconsume.h"
@@ -317,6 +318,10 @@ static void take(struct fv_clusterapi *c, struct fv_jsq_req *r)
         pull(c, r);
         return;
     }
+    if (strcmp(r->path, FV_CLUSTER_XREADY) == 0) { /* Q12: a download's first look */
+        fv_jsquery_answer(c->q, r, 200, "application/json", 1, NULL, "{}\n", 3);
+        return;
+    }
     int audit_search = strcmp(r->path, "/api/v1/audit") == 0;
     if (audit_search && (long)r->shard != lowest_held(c)) { /* Q8: one answer per node */
         static const char no[] =
@@ -356,6 +361,10 @@ static void take(struct fv_clusterapi *c, struct fv_jsq_req *r)
     uint64_t before = audit ? fv_audit_last_seq(audit) : 0;
     if (prom)
         fv_api_prometheus_shard(&o->v, r->path + 11, r->principal, r->role, &o->here, &o->resp);
+    else if (strcmp(r->path, FV_CLUSTER_XCOUNT) == 0) /* Q12: a bulk export's owner side */
+        fv_api_export_count(&o->v, r->principal, r->role, &o->resp);
+    else if (strcmp(r->path, FV_CLUSTER_XROWS) == 0)
+        fv_api_export_rows(&o->v, r->principal, r->role, &o->resp);
     else
         fv_api_handle_as(&o->v, r->method, r->path, r->principal, r->role, &o->resp);
     if (audit_search && o->resp.status == 200 && fv_clusteraudit_tag(&o->resp.body, c->node))

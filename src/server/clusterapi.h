@@ -5,10 +5,11 @@
  *
  *  Q1 the api node authenticates (its catalog's principals, its admin token); the one-device
  *     and fleet reads (GET /api/v1/query?device=D, /vehicles/D/state, /fleet, /vehicles,
- *     /signals/S/latest), a data subject's rights (Q7), the audit search (Q8) and the
- *     Prometheus API's reads (Q11) go to the owners. Answered by the api node itself, being
- *     true there: /status, /metrics, /ui, /api/v1/stats/history (its own), principals (the
- *     cluster's), bulk exports (until routed), the Prometheus API's labels, metadata and
+ *     /signals/S/latest), a data subject's rights (Q7), the audit search (Q8), the
+ *     Prometheus API's reads (Q11) and a bulk export's count and rows (Q12) go to the owners.
+ *     Answered by the api node itself, being true there: /status, /metrics, /ui,
+ *     /api/v1/stats/history (its own), principals (the cluster's), the bulk exports' table
+ *     (the pending list, approvals: Q12), the Prometheus API's labels, metadata and
  *     number-only queries. Refused 501 naming the path (it has no data for them, and an
  *     empty answer would mislead): /api/v1/vpp..., /campaigns..., /clips, /datasets...,
  *     /labeling/..., /store, /store/compact (docs/cluster.md rule 2 has the table).
@@ -65,6 +66,20 @@
  *     aggregations are the cluster's. One device (device="ID" in every selector) as Q2;
  *     Q5, Q6 (cluster.prom.*), Q9, Q10 as for the fleet reads; every error in Prometheus's
  *     shape.
+ *  Q12 bulk exports (api/exports.h; server/clusterexport.c): the exports table - requests,
+ *     approvals, the list, the canaries' secret, the one download - and its audit entries
+ *     are the api node's. POST /api/v1/exports asks every owner for its shard's vehicles the
+ *     export covers (FV_CLUSTER_XCOUNT: nothing read, decided or audited) and decides on the
+ *     sum (pending above the bulk threshold; G11's 404 for a listed name no shard holds).
+ *     GET /api/v1/exports/ID asks every owner whether it answers (FV_CLUSTER_XREADY: Q5's
+ *     503/504 before the first byte, the export kept), decides again and takes the export,
+ *     then streams the header, and each shard's rows in turn (FV_CLUSTER_XROWS: vehicles
+ *     lo..hi-1 of the owner's numbering, decided, obliged, metered and audited by the owner
+ *     as one node's download), in pieces pulled as the client takes them, segments cut where
+ *     a canary goes (the api node writes the canaries as one node places them). A request
+ *     or pull not answered within query_timeout_ms cuts the download short (the chunked body
+ *     without its last chunk, as a one-device answer's failed pull) and the api node's
+ *     export.download entry says "error" and why.
  *  Answers larger than one NATS message go in pieces (cluster/jsquery.h J1-J4): a one-device
  *  answer is streamed to the client as the api node pulls it (each next piece asked for when
  *  the client took the last, and awaited as Q9 does: api.h FV_HTTP_MORE_LATER), a fleet

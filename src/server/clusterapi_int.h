@@ -19,6 +19,16 @@ struct open_answer;
 struct parked;
 struct fv_clusterapi__pending;
 struct fv_clusterapi__stream;
+struct fv_clusterapi__xwait;
+struct fv_clusterapi__xdl;
+struct fv_http_response;
+struct fv_buf;
+
+/* Q12: the owners' side of a bulk export through an api node (clusterexport.c): the paths of
+ * its requests (never an HTTP endpoint: only fvq.> carries them). */
+#define FV_CLUSTER_XREADY "/cluster/exports/ready" /* 200 "{}": the shard's owner answers */
+#define FV_CLUSTER_XCOUNT "/cluster/exports/count" /* api/exports.h fv_api_export_count */
+#define FV_CLUSTER_XROWS  "/cluster/exports/rows"  /* api/exports.h fv_api_export_rows */
 
 struct fv_clusterapi {
     uint32_t shards;
@@ -37,6 +47,8 @@ struct fv_clusterapi {
     struct fv_clusterapi__pending *pending;
     size_t npending;
     struct fv_clusterapi__stream *streams; /* one-device answers pulled piece by piece */
+    struct fv_clusterapi__xwait *xwaits;   /* Q12: exports waiting for every shard's answer */
+    struct fv_clusterapi__xdl *xdls;       /* Q12: downloads, shard after shard */
     struct ev_timer timer;
     int timer_on;
 };
@@ -47,6 +59,26 @@ int fv_clusterapi__subject_right(const char *path, char *name, size_t cap);
 /* The device a one-device request names (Q2, Q7): /api/v1/query?device=D,
  * /api/v1/vehicles/D/state, /api/v1/subjects/D/export|erase|consent. 0: not such a request. */
 int fv_clusterapi__one_device(const char *path, const char *query, char *name, size_t cap);
+
+/* clusterfwd.c: the timer set to the first deadline of every request waiting (Q9, Q12). */
+void fv_clusterapi__arm(struct fv_clusterapi *c);
+/* clusterfwd.c: Q5's 503/504 naming shard (rc FV_EAGAIN: 504; change: may or may not have
+ * been made), or an owner's answer relayed as it is. */
+void fv_clusterapi__shard_down(const struct fv_clusterapi *c, int change,
+                               struct fv_http_response *out, uint32_t shard, int rc,
+                               const char *err);
+void fv_clusterapi__relay(struct fv_http_response *out, int status, const char *type,
+                          const struct fv_buf *body);
+
+/* clusterexport.c (Q12): POST /api/v1/exports and GET /api/v1/exports/{id} on an api node:
+ * 1 when out is its answer (waiting, H3), 0 for any other request. */
+int fv_clusterapi__export(struct fv_clusterapi *c, const struct fv_api_view *v,
+                          const struct fv_guard_ctx *ctx, const char *method, const char *path,
+                          struct fv_http_response *out);
+/* clusterexport.c: the first deadline of the exports' waits and pulls, or UINT64_MAX. */
+uint64_t fv_clusterapi__export_deadline(const struct fv_clusterapi *c);
+/* clusterexport.c: frees what is still waiting or downloading (as fwd_close). */
+void fv_clusterapi__export_close(struct fv_clusterapi *c);
 
 /* clusterfwd.c: an api node's asker set up (answers wake al's thread), on the server's
  * thread in fv_clusterapi_open. FV_OK or FV_EIO (err). */

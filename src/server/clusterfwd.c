@@ -94,9 +94,9 @@ static void timer_cb(struct ev_loop *loop, struct ev_timer *t, int revents)
 }
 
 /* The timer set to the first deadline of the requests waiting, or stopped. */
-static void arm(struct fv_clusterapi *c)
+void fv_clusterapi__arm(struct fv_clusterapi *c)
 {
-    uint64_t first = UINT64_MAX;
+    uint64_t first = fv_clusterapi__export_deadline(c); /* Q12's */
     for (pending *p = c->pending; p; p = p->next) {
         if (!p->gathering && p->deadline_ns < first) first = p->deadline_ns;
         for (uint32_t s = 0; p->gathering && s < c->shards; s++)
@@ -148,13 +148,14 @@ static void pending_free(void *arg)
     pending *p = arg;
     struct fv_clusterapi *c = p->c;
     pending_unlink_free(p);
-    arm(c);
+    fv_clusterapi__arm(c);
 }
 
 static void stream_unlink_free(stream *s);
 
 void fv_clusterapi__fwd_close(struct fv_clusterapi *c)
 {
+    fv_clusterapi__export_close(c);
     while (c->pending)
         pending_unlink_free(c->pending);
     while (c->streams)
@@ -174,8 +175,9 @@ static const char *known_type(const char *t)
 }
 
 /* Q5: the answer for a shard that did not answer. */
-static void shard_down(const struct fv_clusterapi *c, int change, struct fv_http_response *out,
-                       uint32_t shard, int rc, const char *err)
+void fv_clusterapi__shard_down(const struct fv_clusterapi *c, int change,
+                               struct fv_http_response *out, uint32_t shard, int rc,
+                               const char *err)
 {
     char msg[400];
     if (rc == FV_EAGAIN)
@@ -195,8 +197,8 @@ static void shard_down(const struct fv_clusterapi *c, int change, struct fv_http
     out->retry_after = FV_CLUSTER_RETRY_AFTER_S;
 }
 
-static void relay(struct fv_http_response *out, int status, const char *type,
-                  const struct fv_buf *body)
+void fv_clusterapi__relay(struct fv_http_response *out, int status, const char *type,
+                          const struct fv_buf *body)
 {
     out->status = status;
     out->content_type = known_type(type);
@@ -258,7 +260,7 @@ static int gather(pending *p, uint64_t now, struct fv_http_response *out)
             w->on = 0;
             if (piece->rc != FV_OK) {
                 c->http->metrics->cluster_q_unanswered++;
-                shard_down(c, p->change, out, s, piece->rc, "a malformed answer");
+                fv_clusterapi__shard_down(c, p->change, out, s, piece->rc, "a malformed answer");
                 return -1;
             }
             if (piece->status != a->status) {
@@ -309,7 +311,7 @@ static int stream_more(void *arg, struct fv_buf *out)
         if (rc == FV_OK) {
             s->asked = 1;
             s->deadline_ns = now + (uint64_t)c->timeout_ms * 1000000u;
-            arm(c);
+            fv_clusterapi__arm(c);
             return FV_HTTP_MORE_LATER; /* the loop is woken when it comes (Q9) */
         }
     } else if (!fv_jsquery_call_take(c->q, s->call, s->shard, &s->a)) {
@@ -360,7 +362,7 @@ static void stream_free(void *arg)
     stream *s = arg;
     struct fv_clusterapi *c = s->c;
     stream_unlink_free(s);
-    arm(c);
+    fv_clusterapi__arm(c);
 }
 
 /* The rows of a fleet answer: between its first "[\n" and its last "\n]" (JSON), or after
@@ -401,7 +403,7 @@ static void finish_one(pending *p, struct fv_http_response *out)
         if (p->ans[s].rc == FV_OK && p->ans[s].here) {
             const struct fv_jsq_answer *a = &p->ans[s];
             p->answered_by = (long)s;
-            relay(out, a->status, a->type, &a->body);
+            fv_clusterapi__relay(out, a->status, a->type, &a->body);
             if (a->more[0] == '\0' || out->status != a->status) return;
             stream *st = calloc(1, sizeof *st);
             if (st == NULL) {
@@ -426,7 +428,8 @@ static void finish_one(pending *p, struct fv_http_response *out)
         }
     long down = first_down(p);
     if (down >= 0) {
-        shard_down(c, p->change, out, (uint32_t)down, p->ans[down].rc, "a malformed answer");
+        fv_clusterapi__shard_down(c, p->change, out, (uint32_t)down, p->ans[down].rc,
+                                  "a malformed answer");
         return;
     }
     p->local = 1; /* no shard holds it: the single node's answer, here (Q2) */
@@ -438,13 +441,14 @@ static int refused(pending *p, struct fv_http_response *out)
 {
     long down = first_down(p);
     if (down >= 0) {
-        shard_down(p->c, p->change, out, (uint32_t)down, p->ans[down].rc, "a malformed answer");
+        fv_clusterapi__shard_down(p->c, p->change, out, (uint32_t)down, p->ans[down].rc,
+                                  "a malformed answer");
         return 1;
     }
     for (uint32_t s = 0; s < p->c->shards; s++) { /* a refusal: every owner decides alike */
         const struct fv_jsq_answer *a = &p->ans[s];
         if (a->status != 200 && !(p->kind == AUDIT && a->status == 404 && !a->here)) {
-            relay(out, a->status, a->type, &a->body);
+            fv_clusterapi__relay(out, a->status, a->type, &a->body);
             return 1;
         }
     }
@@ -462,7 +466,7 @@ static int prom_first(pending *p, struct fv_http_response *out)
         if (p->ans[s].rc == FV_OK && p->ans[s].here) {
             p->answered_by = (long)s;
             if (p->ans[s].status != 200) {
-                relay(out, p->ans[s].status, p->ans[s].type, &p->ans[s].body);
+                fv_clusterapi__relay(out, p->ans[s].status, p->ans[s].type, &p->ans[s].body);
                 return 1;
             }
             for (uint32_t o = 0; o < c->shards; o++)
@@ -474,7 +478,7 @@ static int prom_first(pending *p, struct fv_http_response *out)
         }
     long down = first_down(p);
     if (down >= 0) {
-        shard_down(c, 0, out, (uint32_t)down, p->ans[down].rc, "a malformed answer");
+        fv_clusterapi__shard_down(c, 0, out, (uint32_t)down, p->ans[down].rc, "a malformed answer");
         return 1;
     }
     p->local = 1;
@@ -651,7 +655,7 @@ static int pending_wait(void *arg, struct fv_http_response *out)
     struct fv_clusterapi *c = p->c;
     uint64_t now = fv_mono_ns();
     if (!p->gathering && !collect(p, now)) {
-        arm(c);
+        fv_clusterapi__arm(c);
         return 0;
     }
     out->ctx = NULL; /* out is made below: p is no longer its state */
@@ -664,7 +668,7 @@ static int pending_wait(void *arg, struct fv_http_response *out)
         if (g == 0) {
             out->ctx = p;
             out->free_ctx = pending_free;
-            arm(c);
+            fv_clusterapi__arm(c);
             return 0;
         }
         if (g == 1 && p->kind == FLEET) join_fleet(p, out);
@@ -710,6 +714,7 @@ int fv_clusterapi_forward(void *arg, const struct fv_api_view *v, const struct f
     char dev[128];
     const char *action = NULL;
     enum kind kind = ONE;
+    if (fv_clusterapi__export(c, v, ctx, method, path, out)) return 1; /* Q12 */
     if (not_served(path)) {
         char msg[400];
         snprintf(msg, sizeof msg,
@@ -831,7 +836,7 @@ static int send_all(struct fv_clusterapi *c, const struct fv_api_view *v,
     out->wait = pending_wait; /* H3: answered as the owners' answers come */
     out->ctx = p;
     out->free_ctx = pending_free;
-    arm(c);
+    fv_clusterapi__arm(c);
     return 1;
 answered:
     if (prom) fv_clusterapi__prom_shape(out);

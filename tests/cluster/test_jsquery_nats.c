@@ -2,7 +2,8 @@
  * nats-server (started here on a free port): a request sent to every shard at once, the
  * answer of the shard whose owner holds it kept and the API thread woken (A3); a piece
  * pulled the same way (J2); nothing from a shard no owner holds; an answer for a call already
- * ended dropped, without a wake; no responders per shard; at most FV_JSQ_CALLS_MAX calls.
+ * ended dropped, without a wake; no responders per shard; at most FV_JSQ_CALLS_MAX calls; a
+ * call asking one shard at a time (fv_jsquery_call_open, _ask).
  * J5: a request made with another master key is not answered (nor seen by the owner's API
  * thread), and a NATS subscriber to fvq.> and to the asker's inbox sees no path, principal,
  * query or answer body in clear. */
@@ -147,6 +148,30 @@ static void asks_without_waiting(void **state)
     assert_int_equal(a.rc, FV_OK);
     assert_string_equal(a.more, "");
     assert_memory_equal(a.body.data, "last", 4);
+    fv_jsquery_call_end(asker, c);
+
+    /* A call that asks one shard at a time (a bulk export's download, clusterapi.h Q11):
+     * nothing is sent until asked, then to that shard only; its answer comes to the call */
+    assert_int_equal(fv_jsquery_call_open(asker, 2, &c, err, sizeof err), FV_OK);
+    usleep(100000);
+    assert_null(fv_jsquery_next(owner));
+    assert_int_equal(fv_jsquery_call_take(asker, c, 0, &a), 0);
+    assert_int_equal(fv_jsquery_call_ask(asker, c, 0, "GET", "/rows", "lo=0&hi=3", "ops", "ops",
+                                         err, sizeof err),
+                     FV_OK);
+    r = next_req(owner);
+    assert_int_equal(r->shard, 0);
+    assert_string_equal(r->path, "/rows");
+    assert_string_equal(r->query, "lo=0&hi=3");
+    assert_int_equal(r->seq, 0);
+    assert_int_equal(fv_jsquery_answer(owner, r, 200, "text/csv", 1, NULL, "a,1\n", 4), FV_OK);
+    take(asker, c, 0, &a);
+    assert_int_equal(a.rc, FV_OK);
+    assert_string_equal(a.type, "text/csv");
+    assert_memory_equal(a.body.data, "a,1\n", 4);
+    assert_int_equal(
+        fv_jsquery_call_ask(asker, c, 2, "GET", "/rows", "", "ops", "ops", err, sizeof err),
+        FV_EINVAL); /* past the call's shards */
     fv_jsquery_call_end(asker, c);
 
     /* An answer for a call already ended is dropped, without a wake (A2) */

@@ -14,7 +14,13 @@
  * Plays the storage node of every shard until SIGTERM (tests/e2e/test_cluster_api_async.py):
  * shard 0 holds every device and answers a request's first piece with more to come (J1), the
  * others "not here"; a pull of a next piece (J2) is printed ("pull N", a line) and never
- * answered. Prints "ready" once it listens. */
+ * answered. Prints "ready" once it listens.
+ *
+ *   fvq_probe --ready-owner NATS_URL STREAM KEY_FILE
+ *
+ * The same, answering only a bulk export's first look of every shard (/cluster/exports/ready:
+ * 200 "{}") and nothing else (tests/e2e/test_cluster_api_export.py: a stopped node's rows
+ * are then never answered). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,7 +66,7 @@ static int cfg_of(struct fv_cluster_cfg *cfg, const char *url, const char *strea
     return -1;
 }
 
-static int fake_owner(int argc, char **argv)
+static int fake_owner(int argc, char **argv, int ready_only)
 {
     struct fv_cluster_cfg cfg;
     struct fv_kek kek;
@@ -83,6 +89,11 @@ static int fake_owner(int argc, char **argv)
         struct fv_jsq_req *r = fv_jsquery_next(q);
         if (r == NULL) {
             usleep(5000);
+        } else if (ready_only) {
+            if (strcmp(r->path, "/cluster/exports/ready") == 0)
+                fv_jsquery_answer(q, r, 200, "application/json", 1, NULL, "{}\n", 3);
+            else
+                fv_jsquery_drop(r);
         } else if (r->session[0]) {
             printf("pull %u\n", r->seq);
             fflush(stdout);
@@ -101,7 +112,8 @@ static int fake_owner(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], "--owner") == 0) return fake_owner(argc, argv);
+    if (argc > 1 && strcmp(argv[1], "--owner") == 0) return fake_owner(argc, argv, 0);
+    if (argc > 1 && strcmp(argv[1], "--ready-owner") == 0) return fake_owner(argc, argv, 1);
     if (argc != 10 && argc != 12) {
         fprintf(stderr, "usage: fvq_probe NATS_URL STREAM KEY_FILE SHARD METHOD PATH PRINCIPAL "
                         "ROLE QUERY [SESSION SEQ]\n");
