@@ -110,17 +110,6 @@ static int by_first_record(const void *a, const void *b)
     return strcmp(x->d->id, y->d->id);
 }
 
-/* Is d's current subject in this owner's shard (api.h keep)? */
-static int kept(const struct fv_api_view *v, const struct fv_device *d)
-{
-    if (v->keep == NULL) return 1;
-    char subject[FV_SUBJECT_NAME_MAX + 1], ps[FV_PSEUDONYM_LEN + 1];
-    const unsigned char *dek;
-    if (fv_subject_current(v->keys, d->id, subject, NULL) != FV_OK)
-        snprintf(subject, sizeof subject, "%s", d->id);
-    return fv_keystore_dek(v->keys, subject, 0, &dek, ps) == FV_OK && v->keep(v->keep_arg, ps);
-}
-
 /* The vehicles of this owner's shard an export covers, in the order the shards' segments
  * number them: by their first record, then id (a vehicle first heard of after the export
  * was made comes after those counted then). names: the devices= list (as ctx's role names
@@ -148,7 +137,7 @@ static int shard_vehicles(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
     }
     if (names[0] == '\0') {
         for (size_t i = 0; i < nall; i++)
-            if (kept(v, all[i])) r[(*n)++].d = all[i];
+            if (fv_api_kept(v, all[i])) r[(*n)++].d = all[i];
     } else {
         char buf[4096];
         snprintf(buf, sizeof buf, "%s", names);
@@ -156,7 +145,7 @@ static int shard_vehicles(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
         for (char *save = NULL, *t = strtok_r(buf, ",", &save); t && *n < cap;
              t = strtok_r(NULL, ",", &save), i++) {
             const struct fv_device *d = fv_api_find_device(v, ctx, t);
-            if (d == NULL || !kept(v, d)) continue;
+            if (d == NULL || !fv_api_kept(v, d)) continue;
             r[(*n)++].d = d;
             if (held) json_array_append_new(held, json_integer((json_int_t)i));
         }

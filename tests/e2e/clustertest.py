@@ -2,6 +2,8 @@
 through an api node"): a cluster's config, a node of a role started with the cluster's master
 key, and the HTTP API's GET with its Retry-After and time."""
 import os
+import random
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -73,3 +75,18 @@ def gateway(env, nats, key_file):
     from test_cluster import Gateway
     return Gateway(os.path.join(env.root, "gateway"), env.certs, key_file,
                    {"cluster": cfg(nats)}).start()
+
+
+def stream(env, gw, vehicles, seconds, prefix, hz=5):
+    """Simulated vehicles (ids prefix...) through gw for seconds at hz, each record logged
+    once acked; returns (the simulator's process, the acked log's path)."""
+    acked_log = os.path.join(env.root, "acked.log")
+    with open(os.path.join(env.root, "sim.log"), "w") as sim_log:
+        r = subprocess.run(
+            [t.BIN, "simulate", "--server", f"wss://127.0.0.1:{gw.port}", "--certs",
+             env.certs.dir, "--vehicles", str(vehicles), "--seconds", str(seconds), "--hz",
+             str(hz), "--drain", "30", "--acked-log", acked_log, "--quiet", "--id-prefix",
+             prefix, "--seed", str(random.randrange(1 << 30))],
+            stdout=subprocess.PIPE, stderr=sim_log, text=True, timeout=seconds + 60)
+    assert r.returncode == 0, r.stdout
+    return r, acked_log

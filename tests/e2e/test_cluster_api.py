@@ -25,7 +25,6 @@ FV_CAPI_VEHICLES (default 12) and FV_CAPI_SECONDS (default 6) scale it; FV_CAPI_
 import io
 import json
 import os
-import random
 import socket
 import subprocess
 import tarfile
@@ -131,14 +130,7 @@ def run(env, nats):
         s.principal("an", "analyst")
         s.principal("po", "privacy-officer")
     gw = clustertest.gateway(env, nats, a.key_file)
-    acked_log = os.path.join(env.root, "acked.log")
-    with open(os.path.join(env.root, "sim.log"), "w") as sim_log:
-        r = subprocess.run(
-            [t.BIN, "simulate", "--server", f"wss://127.0.0.1:{gw.port}", "--certs",
-             env.certs.dir, "--vehicles", str(VEHICLES), "--seconds", str(SECONDS), "--hz", "5",
-             "--drain", "30", "--acked-log", acked_log, "--quiet", "--id-prefix", "5YJAP",
-             "--seed", str(random.randrange(1 << 30))],
-            stdout=subprocess.PIPE, stderr=sim_log, text=True, timeout=SECONDS + 60)
+    r, acked_log = clustertest.stream(env, gw, VEHICLES, SECONDS, "5YJAP")
     final = json.loads(r.stdout.strip().splitlines()[-1])
     assert r.returncode == 0 and final["acked"] > 0, final
     times = {}

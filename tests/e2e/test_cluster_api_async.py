@@ -16,8 +16,6 @@ and never the next: the api node serves /status meanwhile and ends the answer sh
 3 s. Before, the API thread waited in each
 forwarded request: every other request waited behind it."""
 import json
-import os
-import random
 import signal
 import socket
 import subprocess
@@ -64,15 +62,7 @@ def test_cluster_api_async():
 def run(env, nats):
     a, b, api = clustertest.owners_and_api(env, nats, node, query_timeout_ms=TIMEOUT_MS)
     gw = clustertest.gateway(env, nats, a.key_file)
-    acked_log = os.path.join(env.root, "acked.log")
-    with open(os.path.join(env.root, "sim.log"), "w") as sim_log:
-        r = subprocess.run(
-            [t.BIN, "simulate", "--server", f"wss://127.0.0.1:{gw.port}", "--certs",
-             env.certs.dir, "--vehicles", "8", "--seconds", "3", "--hz", "5", "--drain", "30",
-             "--acked-log", acked_log, "--quiet", "--id-prefix", "5YJAS",
-             "--seed", str(random.randrange(1 << 30))],
-            stdout=subprocess.PIPE, stderr=sim_log, text=True, timeout=90)
-    assert r.returncode == 0, r.stdout
+    r, acked_log = clustertest.stream(env, gw, 8, 3, "5YJAS")
     vins = sorted({vin for vin, _ in acked_records(acked_log)})
     gw.stop()
 

@@ -17,7 +17,6 @@ import http.client
 import io
 import json
 import os
-import random
 import signal
 import subprocess
 import time
@@ -118,15 +117,7 @@ def run(env, nats):
         s.principal("po", "privacy-officer")
         s.principal("mq", "metered")
     gw = clustertest.gateway(env, nats, a.key_file)
-    acked_log = os.path.join(env.root, "acked.log")
-    with open(os.path.join(env.root, "sim.log"), "w") as sim_log:
-        r = subprocess.run(
-            [t.BIN, "simulate", "--server", f"wss://127.0.0.1:{gw.port}", "--certs",
-             env.certs.dir, "--vehicles", str(VEHICLES), "--seconds", str(SECONDS), "--hz", "5",
-             "--drain", "30", "--acked-log", acked_log, "--quiet", "--id-prefix", "5YJAX",
-             "--seed", str(random.randrange(1 << 30))],
-            stdout=subprocess.PIPE, stderr=sim_log, text=True, timeout=SECONDS + 60)
-    assert r.returncode == 0, r.stdout
+    r, acked_log = clustertest.stream(env, gw, VEHICLES, SECONDS, "5YJAX")
     gw.stop()
     vins = {vin for (vin, _) in acked_records(acked_log)}
 

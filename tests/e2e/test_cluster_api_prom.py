@@ -20,9 +20,6 @@ of the api node and of both storage nodes (each answers for its own shards' vehi
 - with one storage node killed, a query is 504 in Prometheus's error shape with Retry-After.
 Before the api node routed the Prometheus API, every query here answered an empty result."""
 import json
-import os
-import random
-import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -99,15 +96,7 @@ def run(env, nats):
         s.principal("an", "analyst")
         s.principal("few1", "few")
     gw = clustertest.gateway(env, nats, a.key_file)
-    acked_log = os.path.join(env.root, "acked.log")
-    with open(os.path.join(env.root, "sim.log"), "w") as sim_log:
-        r = subprocess.run(
-            [t.BIN, "simulate", "--server", f"wss://127.0.0.1:{gw.port}", "--certs",
-             env.certs.dir, "--vehicles", str(VEHICLES), "--seconds", str(SECONDS), "--hz", str(HZ),
-             "--drain", "30", "--acked-log", acked_log, "--quiet", "--id-prefix", "5YJPR",
-             "--seed", str(random.randrange(1 << 30))],
-            stdout=subprocess.PIPE, stderr=sim_log, text=True, timeout=SECONDS + 60)
-    assert r.returncode == 0, r.stdout
+    r, acked_log = clustertest.stream(env, gw, VEHICLES, SECONDS, "5YJPR", hz=HZ)
     times = {}
     for (vin, _), ms in acked_records(acked_log).items():
         times.setdefault(vin, []).append(ms)
