@@ -369,9 +369,7 @@ static void query(const struct fv_api_view *v, struct fv_guard_ctx *ctx, enum fv
         goto done;
     }
     int series = kind == FV_PROM_SERIES;
-    int64_t from = series                              ? r.q.start
-                   : r.q.start > INT64_MIN + p->window ? r.q.start - p->window
-                                                       : INT64_MIN;
+    int64_t from = fv_prom__from(p, &r, kind);
     /* Numbers alone ("1+1": Grafana's connection test) read nothing: no decision needed. */
     int reads = p->nsel > 0;
     if (reads &&

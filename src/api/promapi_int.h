@@ -52,6 +52,14 @@ int fv_prom__plan(struct plan *p, const struct fv_pq_node *e);
 int fv_prom__decide(const struct fv_api_view *v, struct fv_guard_ctx *ctx, const struct plan *p,
                     struct reader *rd, const char *action, int64_t from, int64_t to,
                     struct fv_http_response *out);
+/* The first time a request of kind reads (its decision's from): series asks [start, end];
+ * the others look back the plan's longest window before start. */
+static inline int64_t fv_prom__from(const struct plan *p, const struct fv_prom_req *r,
+                                    enum fv_prom_kind kind)
+{
+    if (kind == FV_PROM_SERIES) return r->q.start;
+    return r->q.start > INT64_MIN + p->window ? r->q.start - p->window : INT64_MIN;
+}
 /* promeval.h's fetch reading the store as rd's principal (arg: a struct reader). */
 int fv_prom__fetch(void *arg, const struct fv_pq_node *sel, int64_t from, int64_t to,
                    struct fv_pe_raw **out, size_t *n, char *err, size_t errlen);

@@ -403,9 +403,7 @@ void fv_api_prometheus_shard(const struct fv_api_view *v, const char *path, cons
         }
     }
     int series = kind == FV_PROM_SERIES;
-    int64_t from = series                              ? r.q.start
-                   : r.q.start > INT64_MIN + p->window ? r.q.start - p->window
-                                                       : INT64_MIN;
+    int64_t from = fv_prom__from(p, &r, kind);
     if (fv_prom__decide(v, &ctx, p, &rd, series ? "prom.series" : "prom.query", from, r.q.end, out))
         goto done;
     /* Each selector's series over the span the evaluator will ask (promeval.c eval_sel). */
