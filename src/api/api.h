@@ -243,6 +243,8 @@ int fv_api_in_scope(const struct fv_guard_ctx *ctx, const struct fv_device *d);
 /* A shard's owner answering for one shard (keep): is d's current subject in it? 1 when the
  * view has no keep. */
 int fv_api_kept(const struct fv_api_view *v, const struct fv_device *d);
+/* The same for a device named by id (an energy site the VPP knows). */
+int fv_api_kept_id(const struct fv_api_view *v, const char *id);
 
 /* GET /metrics (api/metrics_api.c): the Prometheus text format. */
 void fv_api_metrics(const struct fv_api_view *v, struct fv_http_response *r);

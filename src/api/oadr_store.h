@@ -16,6 +16,8 @@
 
 #include "openadr/ven.h"
 
+struct fv_api_view;
+
 struct fv_store;
 struct fv_keystore;
 struct fv_vpp;
@@ -27,5 +29,20 @@ int fv_oadr_store_new(struct fv_store *store, struct fv_keystore *keys, struct f
 void fv_oadr_store_free(struct fv_oadr_store *s);
 /* The ops to give fv_ven_set_store_ops (arg = s). */
 struct fv_ven_store_ops fv_oadr_store_ops(struct fv_oadr_store *s);
+
+/* A shard's owner's part of a cluster's history report (docs/cluster.md rule 17; the VEN's
+ * side is server/clusterven.h). API thread (the owner's view, its keep naming the shard).
+ *  H1 the view's query: from (ms), step (ms, > 0), n (1 to FV_OADR_PART_MAX intervals) and
+ *     sites (the VEN's enrolled sites, comma-separated); the sums over those of them the shard
+ *     holds (v->keep), read from v's store as the single node's history report reads them:
+ *     200 {"sites": K, "intervals": [[delivered_kw, stored_kwh, available_kwh,
+ *     deliverable_kw, online 0|1], ...]} (n of them). Bad parameters: 400 naming them.
+ *  H2 the read is audited (kind openadr, action openadr.history, the principal given, purpose
+ *     energy_programs, the window and the number of sites read, "part": true) before the
+ *     answer is released (the caller parks it until the entry is durable); only sums leave. */
+#define FV_OADR_PART_MAX 1440
+struct fv_http_response;
+void fv_api_oadr_history_part(const struct fv_api_view *v, const char *principal,
+                              struct fv_http_response *out);
 
 #endif

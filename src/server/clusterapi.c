@@ -8,6 +8,7 @@
 
 #include "api/exports.h"
 #include "api/http.h"
+#include "api/oadr_store.h"
 #include "api/promapi.h"
 #include "cluster/jsconsume.h"
 #include "cluster/jslease.h"
@@ -21,6 +22,7 @@
 #include "server/clusteraudit.h"
 #include "server/clusterapi.h"
 #include "server/clusterapi_int.h"
+#include "server/clusterven.h"
 #include "util/clock.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -365,6 +367,8 @@ static void take(struct fv_clusterapi *c, struct fv_jsq_req *r)
         fv_api_export_count(&o->v, r->principal, r->role, &o->resp);
     else if (strcmp(r->path, FV_CLUSTER_XROWS) == 0)
         fv_api_export_rows(&o->v, r->principal, r->role, &o->resp);
+    else if (strcmp(r->path, FV_CLUSTER_XOADR) == 0) /* rule 17: a VEN's history report */
+        fv_api_oadr_history_part(&o->v, r->principal, &o->resp);
     else
         fv_api_handle_as(&o->v, r->method, r->path, r->principal, r->role, &o->resp);
     if (audit_search && o->resp.status == 200 && fv_clusteraudit_tag(&o->resp.body, c->node))

@@ -486,6 +486,11 @@ static int open_services(struct fv_server *srv, char *err, size_t errlen)
             rc = fv_oadr_store_new(srv->store, srv->ven_keys, srv->vpp, &srv->ven_store);
         if (rc) return rc;
         struct fv_ven_store_ops ops = fv_oadr_store_ops(srv->ven_store);
+        if (cfg->role == FV_ROLE_STORAGE) { /* its store holds its shards only */
+            rc = fv_clusterven_open(cfg, &srv->kek, srv->vpp, &srv->ven_js, err, errlen);
+            if (rc) return rc;
+            ops = fv_clusterven_ops(srv->ven_js, &ops);
+        }
         fv_ven_set_store_ops(srv->ven, &ops);
         srv->api.ven = srv->ven; /* its audit records are written on the API thread (N8) */
     }
@@ -696,6 +701,8 @@ static void close_all(struct fv_server *srv, struct ev_loop *loop)
     fv_ds_builds_stop(srv->ds_builds); /* after the API thread that submits to it */
     srv->ds_builds = NULL;
     fv_ven_close(srv->ven); /* before the VPP it drives and the store it reads */
+    fv_clusterven_close(srv->ven_js);
+    srv->ven_js = NULL;
     fv_oadr_store_free(srv->ven_store);
     fv_keystore_close(srv->ven_keys);
     fv_acceptor_close(srv->acceptor); /* no new devices; the connected ones close below */

@@ -59,6 +59,7 @@
 #include "server/admintoken.h"
 #include "server/apiloop.h"
 #include "server/clusterapi.h"
+#include "server/clusterven.h"
 #include "server/downlinks.h"
 #include "server/presences.h"
 #include "server/server.h"
@@ -108,6 +109,7 @@ struct fv_server {
     struct fv_ven *ven;              /* the OpenADR VEN (openadr/ven.h); NULL: not configured */
     struct fv_keystore *ven_keys;    /* the VEN's thread's (its history reports, forecasts) */
     struct fv_oadr_store *ven_store; /* what the VEN reads from the store (api/oadr_store.h) */
+    struct fv_clusterven *ven_js;    /* a storage node's: history across the shards */
     char datasets_dir[1100];         /* DATA/datasets (data/dataset.h) */
     char ui_dir[PATH_MAX];           /* the web console's files (api/static_ui.h) */
     struct fv_campaign *campaigns;   /* data-collection campaigns (data/campaign.h) */

@@ -57,17 +57,22 @@ def get(srv, path, token="ops", purpose="service"):
 def owners_and_api(env, nats, node, query_timeout_ms=2000):
     """Storage nodes st-a and st-b and an api node, made with node (the test's own: its policy
     and leases); returns them once the two storage nodes hold half the shards each."""
-    from test_cluster import cluster_status
     a = node(env, "a", nats, "storage", node="st-a")
     b = node(env, "b", nats, "storage", a.key_file, node="st-b")
     api = node(env, "api", nats, "api", a.key_file, query_timeout_ms=query_timeout_ms)
+    wait_split(env, nats)
+    return a, b, api
+
+
+def wait_split(env, nats):
+    """Until storage nodes st-a and st-b hold half the shards each."""
+    from test_cluster import cluster_status
 
     def split():
         rc, st, _ = cluster_status(env.root, cfg(nats))
         owners = [sh["owner"] for sh in st["shards"]] if st else []
         return rc == 0 and owners.count("st-a") == owners.count("st-b") == SHARDS // 2
     t.wait_until("the two storage nodes to split the shards", split, timeout=30, step=0.2)
-    return a, b, api
 
 
 def gateway(env, nats, key_file):
