@@ -19,15 +19,11 @@ import time
 
 import clustertest
 import fvtest as t
-from oadr_vtn import TestVTN, report_intervals
+from oadr_vtn import TestVTN
 from test_cluster import with_nats
+from test_openadr import MC, PROGRAMS, ask_history, history_sums, local_noon_offset
 
 SITES = ["SITESIM%010d" % i for i in range(16)]  # the simulator's names
-MC = "http://elrp.example/a4"
-PROGRAMS = {"programs": {
-    "test": {"timezone": t.noon_tz(), "season": ["01-01", "12-31"], "window": ["00:00", "24:00"],
-             "event_length": ["1m", "5h"], "yearly_hours_cap": 60}}}
-RIDS = ["delivered_kw", "stored_kwh", "available_kwh"]
 
 
 def test_cluster_openadr():
@@ -58,8 +54,7 @@ def rows(srv, sid, fields, start, end):
 def expected(nodes, start, step, n):
     """Per interval, the sums the report must carry (openadr/ven.h N11), from each site's raw
     samples on the node that holds most of them in the window; and which node that is."""
-    out = [{r: 0.0 for r in RIDS} for _ in range(n)]
-    held = {}
+    site_rows, held = [], {}
     for sid in SITES:
         got = []
         for name, srv in nodes.items():
@@ -67,24 +62,8 @@ def expected(nodes, start, step, n):
                       start + n * step - 1)
             if len(rs) > len(got):
                 got, held[sid] = rs, name
-        per = {}
-        for r in got:
-            k = (r["t"] - start) // step
-            if 0 <= k < n and r.get("SiteBatteryPower") is not None:
-                per.setdefault(k, []).append(r)
-        for k, rs in per.items():
-            out[k]["delivered_kw"] += sum(max(0.0, r["SiteBatteryPower"]) for r in rs) / len(rs)
-            last = rs[-1]
-            out[k]["stored_kwh"] += last["SiteEnergy"]
-            out[k]["available_kwh"] += max(0.0, last["SiteEnergy"] -
-                                           last["SiteReserve"] / 100 * last["SiteCapacity"])
-    return out, held
-
-
-def local_noon_offset():
-    h = time.gmtime().tm_hour
-    off = 12 - h
-    return off - 24 if off > 12 else off
+        site_rows.append(got)
+    return history_sums(site_rows, start, step, n), held
 
 
 def run(env, nats):
@@ -142,20 +121,7 @@ def check(env, nats, a, vtn):
     assert moved and len(moved) < len(SITES), held  # the report needs both nodes
     assert all(w["stored_kwh"] > 0 for w in want), want  # the test has data to check
 
-    vtn.request_report("rr-hist", "fleetvault-usage", RIDS, step // 1000, 3600,
-                       start_s=start / 1000, duration_s=n * step / 1000)
-    m = vtn.wait_for("oadrUpdateReport", lambda m: any(
-        p["report_request_id"] == "rr-hist" for p in report_intervals(m)), timeout=30)
-    pts = [p for p in report_intervals(m) if p["report_request_id"] == "rr-hist"]
-    assert {p["report_name"] for p in pts} == {"HISTORY_USAGE"}, pts[:1]
-    got = [{} for _ in range(n)]
-    for p in pts:
-        k = int(round((p["dtstart"] * 1000 - start) / step))
-        assert 0 <= k < n and abs(p["duration"] * 1000 - step) < 1, p
-        got[k][p["rid"]] = p["value"]
-    for k in range(n):
-        for rid in RIDS:
-            assert abs(got[k][rid] - want[k][rid]) < 1e-6, (k, rid, got[k], want[k])
+    ask_history(vtn, "rr-hist", start, step, n, want, timeout=30)
     t.log(f"history report of {n} intervals over both nodes' sites ({len(moved)} moved to "
           f"st-b) matches: {want}")
     return b

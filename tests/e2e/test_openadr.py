@@ -75,22 +75,48 @@ def expected_history(srv, start_ms, step_ms, n):
     """What the VEN's history report must say (openadr/ven.h N11), from each site's raw samples
     read through the query API: per interval, the sum over the sites of the mean battery
     discharge of their samples in it, and of stored / available energy at their last one."""
+    return history_sums(
+        [srv.json(f"/api/v1/query?device={sid}&signals=SiteBatteryPower,SiteEnergy,"
+                  f"SiteCapacity,SiteReserve&from={start_ms}&to={start_ms + n * step_ms - 1}")["rows"]
+         for sid in SITES], start_ms, step_ms, n)
+
+
+def history_sums(site_rows, start_ms, step_ms, n):
+    """The history report's intervals from each site's rows (a list of row lists)."""
     out = [{"delivered_kw": 0.0, "stored_kwh": 0.0, "available_kwh": 0.0} for _ in range(n)]
-    for sid in SITES:
-        q = srv.json(f"/api/v1/query?device={sid}&signals=SiteBatteryPower,SiteEnergy,"
-                     f"SiteCapacity,SiteReserve&from={start_ms}&to={start_ms + n * step_ms - 1}")
+    for rows in site_rows:
         per = {}
-        for r in q["rows"]:
+        for r in rows:
             k = (r["t"] - start_ms) // step_ms
             if 0 <= k < n and r.get("SiteBatteryPower") is not None:
                 per.setdefault(k, []).append(r)
-        for k, rows in per.items():
-            out[k]["delivered_kw"] += sum(max(0.0, r["SiteBatteryPower"]) for r in rows) / len(rows)
-            last = rows[-1]
+        for k, rs in per.items():
+            out[k]["delivered_kw"] += sum(max(0.0, r["SiteBatteryPower"]) for r in rs) / len(rs)
+            last = rs[-1]
             out[k]["stored_kwh"] += last["SiteEnergy"]
             out[k]["available_kwh"] += max(0.0, last["SiteEnergy"] -
                                            last["SiteReserve"] / 100 * last["SiteCapacity"])
     return out
+
+
+def ask_history(vtn, request_id, start, step, n, want, timeout=20):
+    """The VTN asks for a history report of n intervals of step ms from start; its
+    oadrUpdateReport must carry want's values (delivered, stored, available)."""
+    rids = ["delivered_kw", "stored_kwh", "available_kwh"]
+    vtn.request_report(request_id, "fleetvault-usage", rids, step // 1000, 3600,
+                       start_s=start / 1000, duration_s=n * step / 1000)
+    m = vtn.wait_for("oadrUpdateReport", lambda m: any(
+        p["report_request_id"] == request_id for p in report_intervals(m)), timeout=timeout)
+    pts = [p for p in report_intervals(m) if p["report_request_id"] == request_id]
+    assert {p["report_name"] for p in pts} == {"HISTORY_USAGE"}, pts[:1]
+    got = [{} for _ in range(n)]
+    for p in pts:
+        k = int(round((p["dtstart"] * 1000 - start) / step))
+        assert 0 <= k < n and abs(p["duration"] * 1000 - step) < 1, p
+        got[k][p["rid"]] = p["value"]
+    for k in range(n):
+        for rid in rids:
+            assert abs(got[k][rid] - want[k][rid]) < 1e-6, (k, rid, got[k], want[k])
 
 
 def history_report(srv, vtn, began):
@@ -100,23 +126,9 @@ def history_report(srv, vtn, began):
         return all(srv.json(f"/api/v1/query?device={sid}&signals=SiteEnergy&from={start}"
                             f"&to={start + n * step - 1}")["rows"] for sid in SITES)
     wait("the sites' history stored", backfilled, timeout=30)
-    rids = ["delivered_kw", "stored_kwh", "available_kwh"]
-    vtn.request_report("rr-hist", "fleetvault-usage", rids, step // 1000, 3600,
-                       start_s=start / 1000, duration_s=n * step / 1000)
-    m = vtn.wait_for("oadrUpdateReport", lambda m: any(
-        p["report_request_id"] == "rr-hist" for p in report_intervals(m)), timeout=20)
-    pts = [p for p in report_intervals(m) if p["report_request_id"] == "rr-hist"]
-    assert {p["report_name"] for p in pts} == {"HISTORY_USAGE"}, pts[:1]
     want = expected_history(srv, start, step, n)
     assert sum(w["stored_kwh"] > 0 for w in want) == n, want  # the test has data to check
-    got = [{} for _ in range(n)]
-    for p in pts:
-        k = int(round((p["dtstart"] * 1000 - start) / step))
-        assert 0 <= k < n and abs(p["duration"] * 1000 - step) < 1, p
-        got[k][p["rid"]] = p["value"]
-    for k in range(n):
-        for rid in rids:
-            assert abs(got[k][rid] - want[k][rid]) < 1e-6, (k, rid, got[k], want[k])
+    ask_history(vtn, "rr-hist", start, step, n, want)
     wait("the history request done", lambda: not [  # answered once, then dropped
         r for r in api(srv, "GET", "/api/v1/vpp/openadr")[1]["vtns"][0]["reports"]
         if r["report_request_id"] == "rr-hist"], timeout=5)
