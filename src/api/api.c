@@ -221,19 +221,14 @@ static json_t *device_summary_as(const struct fv_api_view *v, const struct fv_gu
 }
 
 /* A shard's owner answering for one shard (api.h keep): is d's current subject in it? */
-int fv_api_kept_id(const struct fv_api_view *v, const char *id)
+int fv_api_kept(const struct fv_api_view *v, const struct fv_device *d)
 {
     if (v->keep == NULL) return 1;
     char subject[FV_SUBJECT_NAME_MAX + 1], ps[FV_PSEUDONYM_LEN + 1];
     const unsigned char *dek;
-    if (fv_subject_current(v->keys, id, subject, NULL) != FV_OK)
-        snprintf(subject, sizeof subject, "%s", id);
+    if (fv_subject_current(v->keys, d->id, subject, NULL) != FV_OK)
+        snprintf(subject, sizeof subject, "%s", d->id);
     return fv_keystore_dek(v->keys, subject, 0, &dek, ps) == FV_OK && v->keep(v->keep_arg, ps);
-}
-
-int fv_api_kept(const struct fv_api_view *v, const struct fv_device *d)
-{
-    return fv_api_kept_id(v, d->id);
 }
 
 static void get_vehicles(const struct fv_api_view *v, const struct fv_guard_ctx *ctx,

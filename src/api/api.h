@@ -185,7 +185,8 @@ void fv_api_vpp_season(const struct fv_api_view *v, struct fv_guard_ctx *ctx,
 struct json_t *fv_api_vpp_site_payments(const struct fv_api_view *v, const char *site);
 /* Opens a query of a site's samples of fields with from <= t <= to (store.h), with the data
  * key of the site's current subject (its owner period's, privacy/subjects.h). FV_ENOENT: the
- * site never sent anything (no key). The caller decides and audits the read. */
+ * site never sent anything (no key), or the view is a shard's (keep) and the site another
+ * shard's. The caller decides and audits the read. */
 int fv_api_site_query(const struct fv_api_view *v, const char *site, int64_t from, int64_t to,
                       const uint32_t *fields, size_t nfields, struct fv_store_cursor **out,
                       char *err, size_t errlen);
@@ -243,8 +244,6 @@ int fv_api_in_scope(const struct fv_guard_ctx *ctx, const struct fv_device *d);
 /* A shard's owner answering for one shard (keep): is d's current subject in it? 1 when the
  * view has no keep. */
 int fv_api_kept(const struct fv_api_view *v, const struct fv_device *d);
-/* The same for a device named by id (an energy site the VPP knows). */
-int fv_api_kept_id(const struct fv_api_view *v, const char *id);
 
 /* GET /metrics (api/metrics_api.c): the Prometheus text format. */
 void fv_api_metrics(const struct fv_api_view *v, struct fv_http_response *r);

@@ -72,7 +72,8 @@ static void add_site(const struct acc *a, struct fv_ven_hist *h)
     h->deliverable_kw += fv_vpp_deliverable_kw(&x, 1.0);
 }
 
-/* Reads one site's samples over the window into the intervals. */
+/* Reads one site's samples over the window into the intervals: 1, 0 when there is nothing to
+ * read (fv_api_site_query's FV_ENOENT), or an error. */
 static int read_site(const struct fv_api_view *v, const char *site, int64_t start, int64_t step,
                      size_t n, struct fv_ven_hist *out, struct acc *acc, char *err, size_t errlen)
 {
@@ -80,7 +81,7 @@ static int read_site(const struct fv_api_view *v, const char *site, int64_t star
     struct fv_store_cursor *c;
     int rc = fv_api_site_query(v, site, start, start + (int64_t)n * step - 1, fields, NF, &c, err,
                                errlen);
-    if (rc == FV_ENOENT) return FV_OK; /* never sent anything */
+    if (rc == FV_ENOENT) return 0; /* never sent anything, or another shard's */
     if (rc) return rc;
     struct fv_store_chunk ch;
     while ((rc = fv_store_next(c, &ch, err, errlen)) == 1)
@@ -109,7 +110,7 @@ static int read_site(const struct fv_api_view *v, const char *site, int64_t star
     if (rc < 0) return rc;
     for (size_t k = 0; k < n; k++)
         add_site(&acc[k], &out[k]);
-    return FV_OK;
+    return 1;
 }
 
 static int history(void *arg, int64_t start_ms, int64_t step_ms, size_t n, struct fv_ven_hist *out,
@@ -130,7 +131,8 @@ static int history(void *arg, int64_t start_ms, int64_t step_ms, size_t n, struc
     if (acc == NULL) rc = FV_ENOMEM;
     for (size_t i = 0; rc == FV_OK && i < ns; i++) {
         rc = read_site(&s->view, sites[i].id, start_ms, step_ms, n, out, acc, err, errlen);
-        if (rc == FV_OK) (*nsites)++;
+        if (rc >= 0) (*nsites)++;
+        if (rc > 0) rc = FV_OK;
     }
     free(acc);
     free(sites);
@@ -207,10 +209,12 @@ void fv_api_oadr_history_part(const struct fv_api_view *v, const char *principal
     struct fv_ven_hist *h = calloc(n, sizeof *h);
     struct acc *acc = calloc(n, sizeof *acc);
     int rc = h && acc ? FV_OK : FV_ENOMEM;
-    for (size_t i = 0; rc == FV_OK && i < nids; i++) {
-        if (!fv_api_kept_id(v, ids[i])) continue; /* another shard's, or never heard of */
+    for (size_t i = 0; rc == FV_OK && i < nids; i++) { /* v->keep: this shard's sites only */
         rc = read_site(v, ids[i], from, step, n, h, acc, err, sizeof err);
-        if (rc == FV_OK) counted++;
+        if (rc > 0) {
+            counted++;
+            rc = FV_OK;
+        }
     }
     /* H2: the read audited as the VEN's own is (openadr.history), before the answer goes */
     char extra[160];

@@ -55,6 +55,7 @@ int fv_api_site_query(const struct fv_api_view *v, const char *site, int64_t fro
     const unsigned char *dek;
     int rc = fv_keystore_dek(v->keys, subject, 0, &dek, pseudo);
     if (rc) return rc;
+    if (v->keep && !v->keep(v->keep_arg, pseudo)) return FV_ENOENT; /* another shard's */
     return fv_store_query(v->store, pseudo, dek, from, to, fields, nfields, 0, out, err, errlen);
 }
 
